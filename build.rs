@@ -1,0 +1,40 @@
+//! Compiles the dataplane (src/bpf/*.bpf.c) into libbpf skeletons in OUT_DIR.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+use libbpf_cargo::SkeletonBuilder;
+
+/// The BPF objects, each becoming `<name>.skel.rs` in OUT_DIR.
+const PROGRAMS: [&str; 2] = ["encap", "testing"];
+
+fn main() {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let clang = env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+
+    if Command::new(&clang).arg("--version").output().is_err() {
+        panic!(
+            "lnetd-host-encap compiles its eBPF dataplane with clang, and `{}` was not found. \
+             Install it (Debian/Ubuntu: `apt-get install clang`) or point the CLANG \
+             environment variable at a clang binary.",
+            PathBuf::from(&clang).display()
+        );
+    }
+
+    for entry in std::fs::read_dir("src/bpf").expect("src/bpf exists") {
+        let path = entry.expect("readable src/bpf").path();
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rerun-if-env-changed=CLANG");
+
+    for name in PROGRAMS {
+        let source = format!("src/bpf/{name}.bpf.c");
+        SkeletonBuilder::new()
+            .source(&source)
+            .clang(&clang)
+            .clang_args(["-Wall", "-Werror", "-O2", "-g"])
+            .build_and_generate(out_dir.join(format!("{name}.skel.rs")))
+            .unwrap_or_else(|e| panic!("building {source}: {e:#}"));
+    }
+}

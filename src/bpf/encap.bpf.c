@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The encapsulator: label the packets the host routes and turn them around.
+ *
+ * Pipeline: parse -> never-label rules -> route lookup -> MTU -> push. Every
+ * stage returns a verdict (a counter index) or CONTINUE; the entry point has
+ * the one exit, which counts the verdict and maps it to an XDP action.
+ */
+#include "counters.h"
+#include "label_push.h"
+#include "maps.h"
+#include "packet.h"
+
+/*
+ * Never read by the program: referencing the ABI enums here puts them into the
+ * object's BTF, from which the skeleton generates them for Rust (a type reaches
+ * BTF only when something uses it).
+ */
+const volatile struct {
+	enum encap_limits limits;
+	enum encap_counter counter;
+} encap_abi = {};
+
+static __always_inline enum encap_counter filter_never_label(const struct packet *pkt)
+{
+	void *local;
+
+	if (packet_is_multicast(pkt))
+		return ENCAP_CNT_PASS_MULTICAST;
+	if (pkt->l3_proto == ETH_P_IP)
+		local = bpf_map_lookup_elem(&local_v4, pkt->dst);
+	else
+		local = bpf_map_lookup_elem(&local_v6, pkt->dst);
+	return local ? ENCAP_CNT_PASS_LOCAL : CONTINUE;
+}
+
+static __always_inline const struct route_value *lookup_route(const struct packet *pkt)
+{
+	if (pkt->l3_proto == ETH_P_IP) {
+		struct route_key_v4 key = { .prefixlen = 32 };
+
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(&routes_v4, &key);
+	} else {
+		struct route_key_v6 key = { .prefixlen = 128 };
+
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(&routes_v6, &key);
+	}
+}
+
+static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx)
+{
+	const struct route_value *route;
+	struct packet pkt = {};
+	enum encap_counter verdict;
+
+	verdict = parse_packet(ctx, &pkt);
+	if (verdict != CONTINUE)
+		return verdict;
+	verdict = filter_never_label(&pkt);
+	if (verdict != CONTINUE)
+		return verdict;
+	route = lookup_route(&pkt);
+	if (!route)
+		return ENCAP_CNT_PASS_NO_ROUTE;
+	verdict = check_mtu(ctx, &pkt, route);
+	if (verdict != CONTINUE)
+		return verdict;
+	return push_label_stack(ctx, &pkt, route);
+}
+
+SEC("xdp")
+int xdp_encap(struct xdp_md *ctx)
+{
+	__u64 bytes = ctx->data_end - ctx->data;
+
+	return count_and_act(encap_pipeline(ctx), bytes);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The few kernel and protocol types the dataplane needs, declared here so the
+ * build needs clang and nothing else: no kernel, libc or UAPI headers.
+ *
+ * Values are the kernel's ABI (include/uapi/linux/bpf.h, if_ether.h, ip.h,
+ * ipv6.h); they never change once released.
+ */
+#ifndef LNETD_KERNEL_TYPES_H
+#define LNETD_KERNEL_TYPES_H
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u64 __be64;
+typedef __u32 __wsum;
+
+/*
+ * The XDP context. preserve_access_index makes libbpf relocate field offsets
+ * against the running kernel's BTF (CO-RE), so this private copy cannot drift.
+ */
+struct xdp_md {
+	__u32 data;
+	__u32 data_end;
+	__u32 data_meta;
+	__u32 ingress_ifindex;
+	__u32 rx_queue_index;
+	__u32 egress_ifindex;
+} __attribute__((preserve_access_index));
+
+enum xdp_action {
+	XDP_ABORTED = 0,
+	XDP_DROP,
+	XDP_PASS,
+	XDP_TX,
+	XDP_REDIRECT,
+};
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LPM_TRIE = 11,
+};
+
+/* Map flag: LPM tries must be created without preallocation. */
+#define BPF_F_NO_PREALLOC (1U << 0)
+
+#define ETH_ALEN 6
+#define ETH_P_IP 0x0800
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_MPLS_UC 0x8847
+
+struct ethhdr {
+	__u8 h_dest[ETH_ALEN];
+	__u8 h_source[ETH_ALEN];
+	__be16 h_proto;
+} __attribute__((packed));
+
+struct vlan_hdr {
+	__be16 h_vlan_TCI;
+	__be16 h_vlan_encapsulated_proto;
+};
+
+struct iphdr {
+	__u8 ihl : 4, version : 4; /* little-endian bitfield order (BPF targets here are bpfel) */
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct in6_addr {
+	__u8 s6_addr[16];
+};
+
+struct ipv6hdr {
+	__u8 priority : 4, version : 4;
+	__u8 flow_lbl[3];
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	struct in6_addr saddr;
+	struct in6_addr daddr;
+};
+
+#endif /* LNETD_KERNEL_TYPES_H */

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The encapsulator's maps. Capacities are defaults; Rust may resize before load. */
+#ifndef LNETD_MAPS_H
+#define LNETD_MAPS_H
+
+#include "encap_shared.h"
+#include <bpf/bpf_helpers.h>
+
+/* Destination prefix -> label stack. LPM tries require BPF_F_NO_PREALLOC. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V4);
+	__type(key, struct route_key_v4);
+	__type(value, struct route_value);
+} routes_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V6);
+	__type(key, struct route_key_v6);
+	__type(value, struct route_value);
+} routes_v6 SEC(".maps");
+
+/*
+ * The host's own addresses (and directed broadcast addresses): traffic to them
+ * is never labelled. Values are unused; presence is the answer.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ENCAP_MAX_LOCAL_ADDRS);
+	__type(key, struct local_key_v4);
+	__type(value, __u8);
+} local_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ENCAP_MAX_LOCAL_ADDRS);
+	__type(key, struct local_key_v6);
+	__type(value, __u8);
+} local_v6 SEC(".maps");
+
+/* Indexed by enum encap_counter; per-CPU so the hot path needs no atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ENCAP_CNT__MAX);
+	__type(key, __u32);
+	__type(value, struct counter_value);
+} counters SEC(".maps");
+
+#endif /* LNETD_MAPS_H */

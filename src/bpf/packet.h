@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The first stage of every program: turn a frame into a `struct packet`, the
+ * facts the later stages decide on, or a verdict that ends the pipeline.
+ */
+#ifndef LNETD_PACKET_H
+#define LNETD_PACKET_H
+
+#include "encap_shared.h"
+#include "parsing.h"
+
+/* A stage's "no verdict yet, go on" result; never a counter index. */
+#define CONTINUE ENCAP_CNT__MAX
+
+struct packet {
+	__u32 l2_len;    /* bytes before the IP header: 14 + 4 per VLAN tag */
+	__u32 l3_len;    /* bytes from the IP header to the end of the frame */
+	__u16 l3_proto;  /* ETH_P_IP or ETH_P_IPV6, host order */
+	__u8 ttl;        /* IPv4 TTL or IPv6 hop limit */
+	__u8 l2_multicast; /* destination MAC has the group bit (broadcast included) */
+	__u8 dst[16];    /* destination address, network order; IPv4 fills dst[0..3] */
+};
+
+static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struct packet *pkt)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct hdr_cursor c = { .pos = data };
+	struct ethhdr *eth;
+	__u32 vlan_tags;
+	int proto;
+
+	proto = parse_ethernet(&c, data_end, &eth, &vlan_tags);
+	if (proto == PARSE_INVALID)
+		return ENCAP_CNT_PASS_MALFORMED;
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return ENCAP_CNT_PASS_NOT_IP;
+
+	pkt->l2_len = sizeof(struct ethhdr) + vlan_tags * sizeof(struct vlan_hdr);
+	pkt->l3_len = data_end - c.pos;
+	pkt->l3_proto = proto;
+	pkt->l2_multicast = eth->h_dest[0] & 1;
+
+	if (proto == ETH_P_IP) {
+		struct iphdr *iph;
+
+		if (parse_ipv4(&c, data_end, &iph) == PARSE_INVALID)
+			return ENCAP_CNT_PASS_MALFORMED;
+		pkt->ttl = iph->ttl;
+		__builtin_memcpy(pkt->dst, &iph->daddr, 4);
+	} else {
+		struct ipv6hdr *ip6h;
+
+		if (parse_ipv6(&c, data_end, &ip6h) == PARSE_INVALID)
+			return ENCAP_CNT_PASS_MALFORMED;
+		pkt->ttl = ip6h->hop_limit;
+		__builtin_memcpy(pkt->dst, &ip6h->daddr, 16);
+	}
+	return CONTINUE;
+}
+
+/* Broadcast or multicast by MAC, IPv4 224/4 or 255.255.255.255, IPv6 ff00::/8. */
+static __always_inline int packet_is_multicast(const struct packet *pkt)
+{
+	if (pkt->l2_multicast)
+		return 1;
+	if (pkt->l3_proto == ETH_P_IP)
+		return (pkt->dst[0] & 0xf0) == 0xe0 ||
+		       (pkt->dst[0] == 0xff && pkt->dst[1] == 0xff && pkt->dst[2] == 0xff &&
+			pkt->dst[3] == 0xff);
+	return pkt->dst[0] == 0xff;
+}
+
+#endif /* LNETD_PACKET_H */
