@@ -1,8 +1,55 @@
-mod skel {
-    #![allow(clippy::all, missing_docs, dead_code, unused_imports, non_camel_case_types)]
-    include!(concat!(env!("OUT_DIR"), "/encap.skel.rs"));
-}
-mod testing_skel {
-    #![allow(clippy::all, missing_docs, dead_code, unused_imports, non_camel_case_types)]
-    include!(concat!(env!("OUT_DIR"), "/testing.skel.rs"));
-}
+//! Steer a Linux host's traffic into SR-MPLS / SR-TE paths: an XDP program
+//! pushes MPLS label stacks chosen by longest-prefix match on the destination,
+//! and this crate is its typed control surface.
+//!
+//! The topology is the "router on a stick": the router hands the host packets
+//! (for instance everything it would send toward a destination), the host's
+//! XDP program pushes the label stack for the destination, swaps the MACs and
+//! sends the frame straight back (XDP_TX); the router then forwards on the top
+//! label (a prefix SID, an adjacency SID, or a binding SID it expands into an
+//! SR policy).
+//!
+//! ```no_run
+//! use lnetd_host_encap::{Encapsulator, Label, XdpMode};
+//!
+//! let enc = Encapsulator::builder().attach("eth1", XdpMode::Auto)?;
+//! // The proof of concept's static binding SID, as an ordinary default route.
+//! enc.set_label("0.0.0.0/0".parse()?, Label::new(1_000_000)?)?;
+//! // A specific prefix through an explicit two-segment path.
+//! enc.set_labels("198.51.100.0/24".parse()?, "16001/16002".parse()?)?;
+//! let stats = enc.stats()?;
+//! println!("labelled {} packets", stats.labelled.packets);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The crate never prints: it returns errors and logs through the `log`
+//! facade (libbpf's own messages included, under the target `libbpf`).
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod abi;
+mod config;
+mod dataplane;
+mod encapsulator;
+mod error;
+mod host_addresses;
+pub mod lab;
+mod label;
+pub mod prefix;
+mod privileges;
+mod route;
+mod stats;
+pub mod testing;
+mod xdp;
+
+pub use config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
+pub use encapsulator::{Attachment, Encapsulator, EncapsulatorBuilder};
+pub use error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
+pub use ipnetwork::IpNetwork;
+pub use label::{decode_stack, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
+pub use prefix::PrefixError;
+pub use privileges::MissingCapabilities;
+pub use route::Route;
+pub use stats::{Counter, Stats};
+pub use xdp::{TestRun, XdpAction, MAX_TEST_FRAME};

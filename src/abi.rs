@@ -1,0 +1,86 @@
+//! The boundary with the dataplane: the generated skeletons and the byte views
+//! of the structs they share with the C side.
+//!
+//! Every layout here comes from the object's BTF (see `src/bpf/encap_shared.h`,
+//! the single source of truth); nothing is restated by hand.
+
+#![allow(unsafe_code)]
+
+pub(crate) mod encap {
+    #![allow(
+        clippy::all,
+        clippy::pedantic,
+        missing_docs,
+        dead_code,
+        unused_imports,
+        non_camel_case_types,
+        non_upper_case_globals,
+        unsafe_code
+    )]
+    include!(concat!(env!("OUT_DIR"), "/encap.skel.rs"));
+}
+
+pub(crate) mod testing {
+    #![allow(
+        clippy::all,
+        clippy::pedantic,
+        missing_docs,
+        dead_code,
+        unused_imports,
+        non_camel_case_types,
+        non_upper_case_globals,
+        unsafe_code
+    )]
+    include!(concat!(env!("OUT_DIR"), "/testing.skel.rs"));
+}
+
+pub(crate) use encap::types;
+
+/// Deepest stack one route pushes (`ENCAP_MAX_LABELS`).
+pub(crate) const MAX_LABELS: usize = types::encap_limits::ENCAP_MAX_LABELS.0 as usize;
+
+/// Number of counters (`ENCAP_CNT__MAX`).
+pub(crate) const COUNTERS: u32 = types::encap_counter::ENCAP_CNT__MAX.0;
+
+/// Structs that cross the boundary as raw bytes.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, contain only integers and integer arrays, and
+/// have no padding, so every byte pattern of their size is a valid value.
+pub(crate) unsafe trait Pod: Copy + Default {}
+
+// SAFETY: generated #[repr(C)] structs of integers; sizes asserted below equal the
+// sum of their fields, so there is no padding.
+unsafe impl Pod for types::route_key_v4 {}
+unsafe impl Pod for types::route_key_v6 {}
+unsafe impl Pod for types::route_value {}
+unsafe impl Pod for types::local_key_v4 {}
+unsafe impl Pod for types::local_key_v6 {}
+unsafe impl Pod for types::counter_value {}
+
+const _: () = {
+    use std::mem::size_of;
+    assert!(size_of::<types::route_key_v4>() == 4 + 4);
+    assert!(size_of::<types::route_key_v6>() == 4 + 16);
+    assert!(size_of::<types::route_value>() == 4 + 4 * MAX_LABELS);
+    assert!(size_of::<types::local_key_v4>() == 4);
+    assert!(size_of::<types::local_key_v6>() == 16);
+    assert!(size_of::<types::counter_value>() == 16);
+};
+
+/// The bytes of a shared struct, as the map syscalls want them.
+pub(crate) fn bytes_of<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: T is Pod (no padding, no pointers), so all size_of::<T>() bytes are
+    // initialised; the slice borrows `value`.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// A shared struct read back from map bytes; `None` when the size is wrong.
+pub(crate) fn from_bytes<T: Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() != std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length matches and T is Pod, so any bytes form a valid T;
+    // read_unaligned copes with the Vec's alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}

@@ -1,0 +1,181 @@
+//! Errors, one enum per area, and [`enum@Error`] that holds any of them.
+
+use nix::errno::Errno;
+
+use crate::config::{AttachedMode, XdpMode};
+use crate::label::LabelError;
+use crate::prefix::PrefixError;
+use crate::privileges::MissingCapabilities;
+
+/// Loading the dataplane into the kernel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The process lacks a capability.
+    #[error("cannot load the XDP program: {0}")]
+    Privileges(MissingCapabilities),
+    /// A configuration value that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// The kernel or libbpf refused (verifier, BTF, resources). libbpf's log,
+    /// forwarded to the `log` facade at debug level, has the details.
+    #[error("the kernel refused the XDP program while {step}: {source} (enable debug logging for libbpf's log)")]
+    Kernel {
+        /// What was being done.
+        step: &'static str,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
+/// Attaching or detaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No interface of that name in the calling thread's network namespace.
+    #[error("no interface named {iface:?} in this network namespace (see `ip link`)")]
+    NoSuchInterface {
+        /// The name given.
+        iface: String,
+    },
+    /// This encapsulator is already attached.
+    #[error("this encapsulator is already attached to {iface}; detach it first or load another one")]
+    AlreadyAttached {
+        /// Where it is attached.
+        iface: String,
+    },
+    /// Another XDP program holds the interface.
+    #[error(
+        "{iface} already has an XDP program attached ({errno}); remove it first \
+         (`ip link set dev {iface} xdp off`, or stop the process holding its link)"
+    )]
+    InterfaceBusy {
+        /// The interface.
+        iface: String,
+        /// EBUSY or EEXIST.
+        errno: Errno,
+    },
+    /// The process lacks a capability.
+    #[error("cannot attach to {iface}: {missing}")]
+    Privileges {
+        /// The interface.
+        iface: String,
+        /// What is missing.
+        missing: MissingCapabilities,
+    },
+    /// The interface or driver does not support the mode asked for.
+    #[error("{iface} does not support {mode} XDP ({}); {hint}", fmt_tried(.tried))]
+    ModeUnsupported {
+        /// The interface.
+        iface: String,
+        /// The mode asked for.
+        mode: XdpMode,
+        /// Each mode tried and the kernel's errno.
+        tried: Vec<(AttachedMode, Errno)>,
+        /// What to try instead.
+        hint: &'static str,
+    },
+    /// Reading the host's addresses (the never-label table) failed.
+    #[error("reading the host's addresses failed: {0}")]
+    HostAddresses(#[source] Box<Error>),
+    /// Detaching failed.
+    #[error("detaching from {iface} failed: {errno}")]
+    Detach {
+        /// The interface.
+        iface: String,
+        /// The kernel's errno.
+        errno: Errno,
+    },
+}
+
+fn fmt_tried(tried: &[(AttachedMode, Errno)]) -> String {
+    tried.iter().map(|(m, e)| format!("{m}: {e}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A map operation failed in the kernel.
+#[derive(Debug, thiserror::Error)]
+#[error("BPF map {map}: {op} failed: {source}")]
+pub struct MapError {
+    /// The map.
+    pub map: &'static str,
+    /// The operation.
+    pub op: &'static str,
+    /// libbpf's error.
+    #[source]
+    pub source: libbpf_rs::Error,
+}
+
+/// A route was refused or could not be programmed. The tables are unchanged
+/// whenever this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The prefix is not valid.
+    #[error(transparent)]
+    Prefix(#[from] PrefixError),
+    /// A label or stack is not valid.
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    /// The table for that family is full.
+    #[error(
+        "the {family} route table is full ({capacity} routes); remove routes or load with a larger \
+         capacity (EncapsulatorBuilder::max_routes)"
+    )]
+    TableFull {
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+        /// Its capacity.
+        capacity: u32,
+    },
+    /// The kernel refused the map operation.
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
+/// BPF_PROG_TEST_RUN failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestRunError {
+    /// The frame does not fit the test buffer.
+    #[error("a {len}-byte frame is too large for BPF_PROG_TEST_RUN (at most {max} bytes)")]
+    FrameTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The kernel refused the run.
+    #[error("BPF_PROG_TEST_RUN failed: {0} (needs CAP_BPF / root)")]
+    Kernel(Errno),
+}
+
+/// Any error of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// See [`LoadError`].
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// See [`AttachError`].
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// See [`RouteError`].
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// See [`MapError`].
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// See [`LabelError`].
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    /// See [`PrefixError`].
+    #[error(transparent)]
+    Prefix(#[from] PrefixError),
+    /// See [`TestRunError`].
+    #[error(transparent)]
+    TestRun(#[from] TestRunError),
+    /// A system call failed.
+    #[error("{call} failed: {errno}")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// Its errno.
+        errno: Errno,
+    },
+}

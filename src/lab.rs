@@ -1,0 +1,303 @@
+//! Throwaway network labs: named network namespaces joined by a veth pair, for
+//! the crate's tests and demo, and for users' own integration tests.
+//!
+//! A lab only ever touches its own namespaces (created with unique names,
+//! removed on drop) and never the caller's: interfaces are created directly in
+//! them, and every address lives inside them. It needs root and iproute2; the
+//! veth lab also needs ethtool.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{self, sockopt, AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType};
+use nix::sys::time::TimeVal;
+
+/// A lab step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A command is not installed.
+    #[error("`{tool}` is not installed; install the Debian package `{package}` (apt-get install {package})")]
+    MissingTool {
+        /// The command.
+        tool: &'static str,
+        /// The package that has it.
+        package: &'static str,
+    },
+    /// A command failed.
+    #[error("`{command}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// A system call failed.
+    #[error("{call} failed: {errno}")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// Its errno.
+        errno: nix::errno::Errno,
+    },
+}
+
+fn sys(call: &'static str) -> impl FnOnce(nix::errno::Errno) -> LabError {
+    move |errno| LabError::Sys { call, errno }
+}
+
+/// Runs a command, failing with its stderr.
+fn run(tool: &'static str, package: &'static str, args: &[&str]) -> Result<(), LabError> {
+    let out = Command::new(tool).args(args).output().map_err(|_| LabError::MissingTool { tool, package })?;
+    if !out.status.success() {
+        return Err(LabError::Command {
+            command: format!("{tool} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+const NAME_PREFIX: &str = "lhe-";
+
+/// Removes namespaces left by lab processes that no longer exist (a test
+/// killed before its Drop ran).
+fn remove_orphans() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else { return };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(NAME_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            log::info!("removing orphaned lab namespace {name}");
+            let _ = run("ip", "iproute2", &["netns", "del", &name]);
+        }
+    }
+}
+
+/// A named network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates a namespace named `lhe-<pid>-<n>-<tag>` with its loopback up.
+    ///
+    /// # Errors
+    /// [`LabError`] when `ip netns add` fails (not root, no iproute2).
+    pub fn new(tag: &str) -> Result<Netns, LabError> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        remove_orphans();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{NAME_PREFIX}{}-{n}-{tag}", std::process::id());
+        run("ip", "iproute2", &["netns", "add", &name])?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name (as `ip netns` shows it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip -n <name> <args>`.
+    ///
+    /// # Errors
+    /// [`LabError::Command`] with ip's message.
+    pub fn ip(&self, args: &[&str]) -> Result<(), LabError> {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        run("ip", "iproute2", &full)
+    }
+
+    /// Runs a program inside the namespace (`ip netns exec`).
+    ///
+    /// # Errors
+    /// [`LabError`] when it is missing or fails.
+    pub fn exec(&self, tool: &'static str, package: &'static str, args: &[&str]) -> Result<(), LabError> {
+        let mut full = vec!["netns", "exec", &self.name, tool];
+        full.extend_from_slice(args);
+        if Command::new(tool).arg("--version").output().is_err() {
+            return Err(LabError::MissingTool { tool, package });
+        }
+        run("ip", "iproute2", &full)
+    }
+
+    /// Runs `f` on a thread that has entered the namespace, and returns its
+    /// result. Sockets, BPF links and encapsulators created there stay bound
+    /// to the namespace and may be used from any thread afterwards.
+    ///
+    /// # Errors
+    /// [`LabError::Sys`] when the namespace cannot be entered.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, LabError> {
+        let path = format!("/run/netns/{}", self.name);
+        let ns: OwnedFd = std::fs::File::open(&path)
+            .map_err(|e| LabError::Sys { call: "open(/run/netns)", errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) })?
+            .into();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(sys("setns"))?;
+                    Ok(f())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = run("ip", "iproute2", &["netns", "del", &self.name]) {
+            log::warn!("lab cleanup: {e}");
+        }
+    }
+}
+
+/// Two namespaces joined by a veth pair: the "router" end `r0` and the "host"
+/// end `h0`, where an encapsulator attaches.
+///
+/// ```text
+///  [router ns] r0 10.200.0.1/24 fd00:200::1/64 --veth-- h0 10.200.0.2/24 fd00:200::2/64 [host ns]
+///              default routes via the host
+/// ```
+///
+/// Every destination the router sends to goes to the host's MAC (static
+/// neighbours, so no ARP or ND delay); tx checksum offload is off on `r0` so the
+/// frames carry real checksums, as on a wire.
+#[derive(Debug)]
+pub struct VethLab {
+    /// The router side: sends traffic and captures what comes back.
+    pub router: Netns,
+    /// The host side, where the encapsulator runs.
+    pub host: Netns,
+}
+
+impl VethLab {
+    /// The router-side interface.
+    pub const ROUTER_IF: &'static str = "r0";
+    /// The host-side interface.
+    pub const HOST_IF: &'static str = "h0";
+    /// MAC of `r0`.
+    pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+    /// MAC of `h0`.
+    pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+    /// IPv4 address of `r0`.
+    pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+    /// IPv4 address of `h0`.
+    pub const HOST_V4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+    /// IPv6 address of `r0`.
+    pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 1);
+    /// IPv6 address of `h0`.
+    pub const HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2);
+
+    /// Builds the lab.
+    ///
+    /// # Errors
+    /// [`LabError`] for a missing tool or a failing step; whatever was created
+    /// is removed.
+    pub fn new() -> Result<VethLab, LabError> {
+        let lab = VethLab { router: Netns::new("r")?, host: Netns::new("h")? };
+        let (r, h) = (Self::ROUTER_IF, Self::HOST_IF);
+        let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let (rmac, hmac) = (mac(Self::ROUTER_MAC), mac(Self::HOST_MAC));
+        lab.router.ip(&[
+            "link", "add", r, "address", &rmac, "type", "veth", "peer", "name", h, "address", &hmac, "netns",
+            lab.host.name(),
+        ])?;
+        for (ns, dev, v4, v6) in [
+            (&lab.router, r, Self::ROUTER_V4, Self::ROUTER_V6),
+            (&lab.host, h, Self::HOST_V4, Self::HOST_V6),
+        ] {
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            ns.ip(&["-6", "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
+        lab.router.ip(&["neigh", "replace", &Self::HOST_V4.to_string(), "lladdr", &hmac, "dev", r, "nud", "permanent"])?;
+        lab.router.ip(&["-6", "neigh", "replace", &Self::HOST_V6.to_string(), "lladdr", &hmac, "dev", r, "nud", "permanent"])?;
+        lab.host.ip(&["neigh", "replace", &Self::ROUTER_V4.to_string(), "lladdr", &rmac, "dev", h, "nud", "permanent"])?;
+        lab.host.ip(&["-6", "neigh", "replace", &Self::ROUTER_V6.to_string(), "lladdr", &rmac, "dev", h, "nud", "permanent"])?;
+        lab.router.ip(&["route", "add", "default", "via", &Self::HOST_V4.to_string(), "dev", r])?;
+        lab.router.ip(&["-6", "route", "add", "default", "via", &Self::HOST_V6.to_string(), "dev", r])?;
+        lab.router.exec("ethtool", "ethtool", &["-K", r, "tx", "off"])?;
+        Ok(lab)
+    }
+
+    /// An address of the host end, by family.
+    pub fn host_addr(v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(Self::HOST_V6)
+        } else {
+            IpAddr::V4(Self::HOST_V4)
+        }
+    }
+}
+
+/// Frames arriving on one interface, read from an AF_PACKET socket (the
+/// interface's own transmissions are left out).
+#[derive(Debug)]
+pub struct Capture {
+    fd: OwnedFd,
+    ifindex: usize,
+}
+
+impl Capture {
+    /// Opens a capture on `iface` of the calling thread's namespace.
+    ///
+    /// # Errors
+    /// [`LabError::Sys`] (needs CAP_NET_RAW).
+    pub fn open(iface: &str) -> Result<Capture, LabError> {
+        let ifindex = nix::net::if_::if_nametoindex(iface).map_err(sys("if_nametoindex"))? as usize;
+        let fd = socket::socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
+            .map_err(sys("socket(AF_PACKET)"))?;
+        Ok(Capture { fd, ifindex })
+    }
+
+    /// The next frame received on the interface within `timeout`.
+    ///
+    /// # Errors
+    /// [`LabError::Sys`] when the socket fails.
+    pub fn next(&self, timeout: Duration) -> Result<Option<Vec<u8>>, LabError> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1) as _);
+            socket::setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv).map_err(sys("setsockopt(SO_RCVTIMEO)"))?;
+            match socket::recvfrom::<LinkAddr>(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut buf) {
+                Ok((len, Some(from))) if from.ifindex() == self.ifindex && from.pkttype() != PACKET_OUTGOING => {
+                    return Ok(Some(buf[..len].to_vec()));
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(LabError::Sys { call: "recvfrom(AF_PACKET)", errno: e }),
+            }
+        }
+    }
+
+    /// Every frame received until none arrives for `idle`, or `max` elapses.
+    ///
+    /// # Errors
+    /// As [`Capture::next`].
+    pub fn drain(&self, idle: Duration, max: Duration) -> Result<Vec<Vec<u8>>, LabError> {
+        let deadline = Instant::now() + max;
+        let mut frames = Vec::new();
+        while Instant::now() < deadline {
+            match self.next(idle.min(deadline.saturating_duration_since(Instant::now())))? {
+                Some(f) => frames.push(f),
+                None => break,
+            }
+        }
+        Ok(frames)
+    }
+}
+
+/// `PACKET_OUTGOING` from linux/if_packet.h: a frame the interface sent.
+const PACKET_OUTGOING: u8 = 4;

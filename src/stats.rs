@@ -1,0 +1,136 @@
+//! The dataplane's counters, summed over CPUs.
+
+use crate::abi::types::encap_counter;
+
+/// Packets and bytes (frame length as received).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes of the frames as they arrived (before any label was pushed).
+    pub bytes: u64,
+}
+
+impl Counter {
+    fn add(&mut self, other: Counter) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+}
+
+/// One counter per way out of the program; each packet increments exactly one,
+/// so [`Stats::total`] is everything the program saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Labelled and sent back out of the interface (XDP_TX).
+    pub labelled: Counter,
+    /// Passed: not IPv4/IPv6 (ARP, LLDP, already MPLS, more than two VLAN tags...).
+    pub not_ip: Counter,
+    /// Passed: truncated or invalid Ethernet/VLAN/IP header.
+    pub malformed: Counter,
+    /// Passed: broadcast or multicast, by MAC or IP destination.
+    pub multicast: Counter,
+    /// Passed: addressed to one of the host's own addresses.
+    pub local: Counter,
+    /// Passed: no route covers the destination.
+    pub no_route: Counter,
+    /// Dropped: would have exceeded the MTU once labelled ([`crate::MtuPolicy::Drop`]).
+    pub mtu_dropped: Counter,
+    /// Passed unlabelled: would have exceeded the MTU ([`crate::MtuPolicy::Pass`]).
+    pub mtu_passed: Counter,
+    /// Passed unlabelled: the driver left no headroom to push into.
+    pub no_headroom: Counter,
+    /// Aborted: an internal inconsistency (never expected; report it).
+    pub aborted: Counter,
+}
+
+// A counter added on the C side must be given a field here: this fails to build until it is.
+const _: () = assert!(encap_counter::ENCAP_CNT__MAX.0 == 10);
+
+impl Stats {
+    /// The slot for counter `index` of the dataplane's `enum encap_counter`.
+    pub(crate) fn slot(&mut self, index: u32) -> Option<&mut Counter> {
+        Some(match encap_counter(index) {
+            encap_counter::ENCAP_CNT_TX => &mut self.labelled,
+            encap_counter::ENCAP_CNT_PASS_NOT_IP => &mut self.not_ip,
+            encap_counter::ENCAP_CNT_PASS_MALFORMED => &mut self.malformed,
+            encap_counter::ENCAP_CNT_PASS_MULTICAST => &mut self.multicast,
+            encap_counter::ENCAP_CNT_PASS_LOCAL => &mut self.local,
+            encap_counter::ENCAP_CNT_PASS_NO_ROUTE => &mut self.no_route,
+            encap_counter::ENCAP_CNT_MTU_DROP => &mut self.mtu_dropped,
+            encap_counter::ENCAP_CNT_MTU_PASS => &mut self.mtu_passed,
+            encap_counter::ENCAP_CNT_PASS_NO_HEADROOM => &mut self.no_headroom,
+            encap_counter::ENCAP_CNT_ABORTED => &mut self.aborted,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn accumulate(&mut self, index: u32, value: Counter) {
+        if let Some(slot) = self.slot(index) {
+            slot.add(value);
+        }
+    }
+
+    /// All counters added up: every packet the program saw.
+    pub fn total(&self) -> Counter {
+        let mut total = Counter::default();
+        for c in [
+            self.labelled,
+            self.not_ip,
+            self.malformed,
+            self.multicast,
+            self.local,
+            self.no_route,
+            self.mtu_dropped,
+            self.mtu_passed,
+            self.no_headroom,
+            self.aborted,
+        ] {
+            total.add(c);
+        }
+        total
+    }
+
+    /// The counters accumulated since `earlier` (saturating, so a reload does not underflow).
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        let mut out = Stats::default();
+        for i in 0..encap_counter::ENCAP_CNT__MAX.0 {
+            let (mut now, mut then) = (*self, *earlier);
+            if let (Some(a), Some(b)) = (now.slot(i).copied(), then.slot(i).copied()) {
+                out.accumulate(i, Counter {
+                    packets: a.packets.saturating_sub(b.packets),
+                    bytes: a.bytes.saturating_sub(b.bytes),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_index_has_a_distinct_slot() {
+        let mut stats = Stats::default();
+        for i in 0..encap_counter::ENCAP_CNT__MAX.0 {
+            stats.accumulate(i, Counter { packets: 1 << i, bytes: 1 });
+        }
+        assert_eq!(stats.total(), Counter { packets: (1 << 10) - 1, bytes: 10 });
+        assert!(stats.slot(encap_counter::ENCAP_CNT__MAX.0).is_none());
+    }
+
+    #[test]
+    fn since_subtracts_per_counter() {
+        let mut a = Stats::default();
+        a.labelled = Counter { packets: 5, bytes: 500 };
+        let mut b = a;
+        b.labelled = Counter { packets: 7, bytes: 800 };
+        b.local = Counter { packets: 1, bytes: 60 };
+        let d = b.since(&a);
+        assert_eq!(d.labelled, Counter { packets: 2, bytes: 300 });
+        assert_eq!(d.local, Counter { packets: 1, bytes: 60 });
+        assert_eq!(a.since(&b).labelled, Counter::default());
+    }
+}

@@ -1,0 +1,92 @@
+//! Helper programs for labs and benchmarks (not for production paths).
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+use crate::abi::testing::TestingSkelBuilder;
+use crate::config::XdpMode;
+use crate::encapsulator::check_test_frame;
+use crate::error::{AttachError, LoadError, TestRunError};
+use crate::xdp::{self, TestRun, XdpLink};
+
+/// Loads the testing object and keeps one program of it, by fd: the rest closes
+/// with the skeleton.
+fn load(pick: fn(&crate::abi::testing::TestingSkel<'_>) -> std::io::Result<OwnedFd>) -> Result<OwnedFd, LoadError> {
+    if let Some(missing) = crate::privileges::missing() {
+        return Err(LoadError::Privileges(missing));
+    }
+    crate::dataplane::route_libbpf_log();
+    let mut storage = MaybeUninit::uninit();
+    let open = TestingSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(|source| LoadError::Kernel { step: "opening the testing object", source })?;
+    let skel = open.load().map_err(|source| LoadError::Kernel { step: "loading the testing object", source })?;
+    pick(&skel).map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })
+}
+
+/// An `XDP_PASS` program attached to an interface while this value lives.
+///
+/// A veth delivers frames sent into it with XDP_TX or a redirect only when its
+/// PEER runs an XDP program; attach this to the peer of the interface that runs
+/// the encapsulator in native mode.
+#[derive(Debug)]
+pub struct PassProgram {
+    _prog: OwnedFd,
+    _link: XdpLink,
+}
+
+impl PassProgram {
+    /// Loads the program and attaches it natively (generic as a fallback) to
+    /// `iface` in the calling thread's network namespace.
+    ///
+    /// # Errors
+    /// [`crate::Error::Load`] or [`crate::Error::Attach`].
+    pub fn attach(iface: &str) -> Result<PassProgram, crate::Error> {
+        let prog = load(|s| s.progs.xdp_pass.as_fd().try_clone_to_owned())?;
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        let (link, _) = xdp::attach(prog.as_fd(), ifindex, XdpMode::Auto).map_err(|tried| {
+            AttachError::ModeUnsupported { iface: iface.to_owned(), mode: XdpMode::Auto, tried, hint: "see dmesg" }
+        })?;
+        Ok(PassProgram { _prog: prog, _link: link })
+    }
+}
+
+/// The benchmarks' baseline: the encapsulator's parser, a MAC swap and XDP_TX;
+/// no lookup, no push, no counter. The ratio of the encapsulator's time to
+/// this one's is what the encapsulation costs.
+#[derive(Debug)]
+pub struct FloorProgram {
+    prog: OwnedFd,
+}
+
+impl FloorProgram {
+    /// Loads the program (not attached anywhere).
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn load() -> Result<FloorProgram, LoadError> {
+        Ok(FloorProgram { prog: load(|s| s.progs.xdp_floor.as_fd().try_clone_to_owned())? })
+    }
+
+    /// As [`crate::Encapsulator::test_run`].
+    ///
+    /// # Errors
+    /// [`TestRunError`].
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
+        check_test_frame(frame)?;
+        xdp::test_run(self.prog.as_fd(), frame).map_err(TestRunError::Kernel)
+    }
+
+    /// As [`crate::Encapsulator::time_run`].
+    ///
+    /// # Errors
+    /// [`TestRunError`].
+    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<Duration, TestRunError> {
+        check_test_frame(frame)?;
+        xdp::time_live(self.prog.as_fd(), frame, repeat).map_err(TestRunError::Kernel)
+    }
+}

@@ -1,0 +1,180 @@
+//! XDP attachment through a BPF link, and BPF_PROG_TEST_RUN.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use libbpf_rs::libbpf_sys;
+use nix::errno::Errno;
+
+use crate::config::{AttachedMode, XdpMode};
+
+/// An XDP program attached to an interface through a BPF link: closing the
+/// link's last fd detaches it, so a process that dies leaves nothing behind.
+#[derive(Debug)]
+pub(crate) struct XdpLink {
+    fd: OwnedFd,
+}
+
+impl XdpLink {
+    /// Detaches now; the fd is closed on drop.
+    pub(crate) fn detach(&self) -> Result<(), Errno> {
+        // SAFETY: plain syscall wrapper on an fd we own.
+        let rc = unsafe { libbpf_sys::bpf_link_detach(self.fd.as_raw_fd()) };
+        if rc < 0 {
+            return Err(Errno::from_raw(-rc));
+        }
+        Ok(())
+    }
+}
+
+fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<XdpLink, Errno> {
+    // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
+    // SAFETY: valid prog fd, opts initialised above.
+    let fd = unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), target, libbpf_sys::BPF_XDP, &opts) };
+    if fd < 0 {
+        return Err(Errno::from_raw(-fd));
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(XdpLink { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+}
+
+/// One mode tried, and how it failed.
+pub(crate) type Tried = (AttachedMode, Errno);
+
+/// Attaches `prog` to `ifindex` in `mode`; for [`XdpMode::Auto`], native then
+/// generic. On failure returns every attempt's errno.
+pub(crate) fn attach(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    mode: XdpMode,
+) -> Result<(XdpLink, AttachedMode), Vec<Tried>> {
+    let order: &[AttachedMode] = match mode {
+        XdpMode::Native => &[AttachedMode::Native],
+        XdpMode::Generic => &[AttachedMode::Generic],
+        XdpMode::Offload => &[AttachedMode::Offload],
+        XdpMode::Auto => &[AttachedMode::Native, AttachedMode::Generic],
+    };
+    let mut tried = Vec::new();
+    for &m in order {
+        let flags = match m {
+            AttachedMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+            AttachedMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
+            AttachedMode::Offload => libbpf_sys::XDP_FLAGS_HW_MODE,
+        };
+        match link_create(prog, ifindex, flags) {
+            Ok(link) => return Ok((link, m)),
+            // Busy means another program holds the interface: falling back would not help.
+            Err(e @ (Errno::EBUSY | Errno::EEXIST | Errno::EPERM | Errno::ENODEV)) => {
+                tried.push((m, e));
+                break;
+            }
+            Err(e) => {
+                log::debug!("XDP attach in {m} mode failed: {e}");
+                tried.push((m, e));
+            }
+        }
+    }
+    Err(tried)
+}
+
+/// The verdict of an XDP program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum XdpAction {
+    /// XDP_ABORTED: dropped, with a trace event.
+    Aborted,
+    /// XDP_DROP.
+    Drop,
+    /// XDP_PASS: to the host's stack.
+    Pass,
+    /// XDP_TX: back out of the receiving interface.
+    Tx,
+    /// XDP_REDIRECT.
+    Redirect,
+    /// Any other return value.
+    Other(u32),
+}
+
+impl From<u32> for XdpAction {
+    fn from(v: u32) -> Self {
+        match v {
+            0 => XdpAction::Aborted,
+            1 => XdpAction::Drop,
+            2 => XdpAction::Pass,
+            3 => XdpAction::Tx,
+            4 => XdpAction::Redirect,
+            other => XdpAction::Other(other),
+        }
+    }
+}
+
+/// What a program did to one frame under BPF_PROG_TEST_RUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's verdict.
+    pub action: XdpAction,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+}
+
+/// Largest frame BPF_PROG_TEST_RUN takes for XDP (a page less headroom and
+/// skb_shared_info, rounded down).
+pub const MAX_TEST_FRAME: usize = 3500;
+
+/// Room the program may add at the front (the deepest stack) plus slack.
+const OUT_SLACK: usize = 4 * crate::abi::MAX_LABELS + 64;
+
+fn run_opts() -> libbpf_sys::bpf_test_run_opts {
+    // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
+    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+    opts
+}
+
+/// Runs `prog` once on `frame` in the calling thread's network namespace (its
+/// loopback device is the ingress interface, so its MTU is the one checked).
+pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, Errno> {
+    if frame.len() > MAX_TEST_FRAME {
+        return Err(Errno::E2BIG);
+    }
+    let mut out = vec![0u8; frame.len() + OUT_SLACK];
+    let mut opts = run_opts();
+    opts.data_in = frame.as_ptr().cast();
+    opts.data_size_in = frame.len() as u32;
+    opts.data_out = out.as_mut_ptr().cast();
+    opts.data_size_out = out.len() as u32;
+    opts.repeat = 1;
+    // SAFETY: the buffers outlive the call and their sizes are given.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if rc < 0 {
+        return Err(Errno::from_raw(-rc));
+    }
+    out.truncate(opts.data_size_out as usize);
+    Ok(TestRun { action: XdpAction::from(opts.retval), frame: out })
+}
+
+/// Average time per packet of `prog` over `repeat` runs, each on a fresh copy of
+/// `frame` (BPF_F_TEST_XDP_LIVE_FRAMES), so a program that rewrites the frame
+/// does its full work every time. XDP_TX frames really go out of the calling
+/// thread's loopback device, which drops them.
+pub(crate) fn time_live(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<Duration, Errno> {
+    if frame.len() > MAX_TEST_FRAME {
+        return Err(Errno::E2BIG);
+    }
+    let mut opts = run_opts();
+    opts.data_in = frame.as_ptr().cast();
+    opts.data_size_in = frame.len() as u32;
+    opts.repeat = i32::try_from(repeat.max(1)).unwrap_or(i32::MAX);
+    opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
+    // SAFETY: the input buffer outlives the call and its size is given.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if rc < 0 {
+        return Err(Errno::from_raw(-rc));
+    }
+    Ok(Duration::from_nanos(u64::from(opts.duration)))
+}

@@ -1,0 +1,196 @@
+//! Shared by the integration tests and the benchmarks: a fluent frame builder
+//! (etherparse writes the IP and L4 headers, checksums included), the expected
+//! labelled frame, and the root/CI guard for privileged tests.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use etherparse::{IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder};
+use lnetd_host_encap::LabelStackEntry;
+
+pub const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// True when the test may run privileged steps. Not root: skipped with a line
+/// saying so, except under CI=true, where a skip is a failure.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root (CAP_BPF, CAP_NET_ADMIN); under CI=true a skipped test is a failure"
+    );
+    eprintln!("SKIPPED {test}: needs root");
+    false
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum L4 {
+    Udp { sport: u16, dport: u16 },
+    TcpSyn { sport: u16, dport: u16 },
+    IcmpEcho,
+}
+
+/// A frame to build: Ethernet, 0-2 VLAN tags, IPv4 or IPv6, UDP/TCP/ICMP.
+#[derive(Debug, Clone)]
+pub struct FrameSpec {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// (TPID, VLAN id), outermost first.
+    pub vlans: Vec<(u16, u16)>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub ttl: u8,
+    pub l4: L4,
+    pub payload_len: usize,
+    pub ipv4_options: Vec<u8>,
+    /// (offset in 8-byte units, more fragments)
+    pub fragment: Option<(u16, bool)>,
+}
+
+/// A built frame and where its IP header starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    pub l2_len: usize,
+}
+
+pub fn frame(dst: &str) -> FrameSpec {
+    let dst: IpAddr = dst.parse().expect("test destination is an address");
+    let src = if dst.is_ipv4() { "10.200.0.1".parse().unwrap() } else { "fd00:200::1".parse().unwrap() };
+    FrameSpec {
+        src_mac: SRC_MAC,
+        dst_mac: DST_MAC,
+        vlans: vec![],
+        src,
+        dst,
+        ttl: 64,
+        l4: L4::Udp { sport: 40000, dport: 5001 },
+        payload_len: 18,
+        ipv4_options: vec![],
+        fragment: None,
+    }
+}
+
+impl FrameSpec {
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.ttl = ttl;
+        self
+    }
+    pub fn vlan(mut self, tpid: u16, id: u16) -> Self {
+        self.vlans.push((tpid, id));
+        self
+    }
+    pub fn l4(mut self, l4: L4) -> Self {
+        self.l4 = l4;
+        self
+    }
+    pub fn payload(mut self, len: usize) -> Self {
+        self.payload_len = len;
+        self
+    }
+    pub fn options(mut self, options: &[u8]) -> Self {
+        self.ipv4_options = options.to_vec();
+        self
+    }
+    pub fn fragment(mut self, offset: u16, more: bool) -> Self {
+        self.fragment = Some((offset, more));
+        self
+    }
+    pub fn dst_mac(mut self, mac: [u8; 6]) -> Self {
+        self.dst_mac = mac;
+        self
+    }
+
+    fn ip_headers(&self) -> IpHeaders {
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut h = Ipv4Header::new(0, self.ttl, IpNumber::UDP, s.octets(), d.octets()).unwrap();
+                h.options = self.ipv4_options.as_slice().try_into().expect("options are a multiple of 4, at most 40 bytes");
+                if let Some((offset, more)) = self.fragment {
+                    h.fragment_offset = IpFragOffset::try_new(offset).unwrap();
+                    h.more_fragments = more;
+                }
+                IpHeaders::Ipv4(h, Default::default())
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
+                Ipv6Header {
+                    traffic_class: 0,
+                    flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
+                    payload_length: 0,
+                    next_header: IpNumber::UDP,
+                    hop_limit: self.ttl,
+                    source: s.octets(),
+                    destination: d.octets(),
+                },
+                Default::default(),
+            ),
+            _ => panic!("source and destination of different families"),
+        }
+    }
+
+    /// The IP packet alone (what a socket would hand the kernel).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let payload: Vec<u8> = (0..self.payload_len).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        let ip = PacketBuilder::ip(self.ip_headers());
+        let v6 = self.dst.is_ipv6();
+        match self.l4 {
+            L4::Udp { sport, dport } => ip.udp(sport, dport).write(&mut out, &payload),
+            L4::TcpSyn { sport, dport } => ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, &payload),
+            L4::IcmpEcho if v6 => ip.icmpv6_echo_request(7, 1).write(&mut out, &payload),
+            L4::IcmpEcho => ip.icmpv4_echo_request(7, 1).write(&mut out, &payload),
+        }
+        .expect("etherparse writes the packet");
+        out
+    }
+
+    pub fn build(&self) -> Frame {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&self.dst_mac);
+        bytes.extend_from_slice(&self.src_mac);
+        for (tpid, id) in &self.vlans {
+            bytes.extend_from_slice(&tpid.to_be_bytes());
+            bytes.extend_from_slice(&id.to_be_bytes());
+        }
+        let ethertype: u16 = if self.dst.is_ipv6() { 0x86dd } else { 0x0800 };
+        bytes.extend_from_slice(&ethertype.to_be_bytes());
+        let l2_len = bytes.len();
+        bytes.extend_from_slice(&self.ip_packet());
+        Frame { bytes, l2_len }
+    }
+}
+
+/// A raw Ethernet frame of any ethertype.
+pub fn raw_frame(ethertype: u16, payload: &[u8]) -> Frame {
+    let mut bytes = [&DST_MAC[..], &SRC_MAC[..], &ethertype.to_be_bytes()[..], payload].concat();
+    bytes.resize(bytes.len().max(60), 0);
+    Frame { bytes, l2_len: 14 }
+}
+
+/// The frame the encapsulator must emit for `input`: MACs swapped, VLAN tags
+/// kept, the innermost ethertype 0x8847, the entries, then the IP packet
+/// byte for byte. Written from RFC 3032 and the issue, not from the C.
+pub fn labelled(input: &Frame, entries: &[LabelStackEntry]) -> Vec<u8> {
+    let b = &input.bytes;
+    let mut out = Vec::with_capacity(b.len() + 4 * entries.len());
+    out.extend_from_slice(&b[6..12]);
+    out.extend_from_slice(&b[0..6]);
+    out.extend_from_slice(&b[12..input.l2_len - 2]);
+    out.extend_from_slice(&0x8847u16.to_be_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.encode());
+    }
+    out.extend_from_slice(&b[input.l2_len..]);
+    out
+}
+
+/// Entries for `labels` with one TTL and TC, S on the last.
+pub fn entries(labels: &[u32], tc: u8, ttl: u8) -> Vec<LabelStackEntry> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| LabelStackEntry { label, tc, bottom: i + 1 == labels.len(), ttl })
+        .collect()
+}
