@@ -7,7 +7,7 @@
 //! veth lab also needs ethtool.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -237,8 +237,16 @@ impl VethLab {
     }
 }
 
-/// Frames arriving on one interface, read from an AF_PACKET socket (the
-/// interface's own transmissions are left out).
+/// A captured frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// The frame, from the destination MAC on.
+    pub bytes: Vec<u8>,
+    /// Sent by the interface (true) or received by it (false).
+    pub outgoing: bool,
+}
+
+/// The frames an interface sends and receives, read from an AF_PACKET socket.
 #[derive(Debug)]
 pub struct Capture {
     fd: OwnedFd,
@@ -257,11 +265,11 @@ impl Capture {
         Ok(Capture { fd, ifindex })
     }
 
-    /// The next frame received on the interface within `timeout`.
+    /// The next frame sent or received on the interface within `timeout`.
     ///
     /// # Errors
     /// [`LabError::Sys`] when the socket fails.
-    pub fn next(&self, timeout: Duration) -> Result<Option<Vec<u8>>, LabError> {
+    pub fn next(&self, timeout: Duration) -> Result<Option<Captured>, LabError> {
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -271,29 +279,26 @@ impl Capture {
             }
             let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1) as _);
             socket::setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv).map_err(sys("setsockopt(SO_RCVTIMEO)"))?;
-            match socket::recvfrom::<LinkAddr>(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut buf) {
-                Ok((len, Some(from))) if from.ifindex() == self.ifindex && from.pkttype() != PACKET_OUTGOING => {
-                    return Ok(Some(buf[..len].to_vec()));
+            match socket::recvfrom::<LinkAddr>(self.fd.as_raw_fd(), &mut buf) {
+                Ok((len, Some(from))) if from.ifindex() == self.ifindex => {
+                    let bytes = buf.get(..len).unwrap_or(&buf).to_vec();
+                    return Ok(Some(Captured { bytes, outgoing: from.pkttype() == PACKET_OUTGOING }));
                 }
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(LabError::Sys { call: "recvfrom(AF_PACKET)", errno: e }),
             }
         }
     }
 
-    /// Every frame received until none arrives for `idle`, or `max` elapses.
+    /// Every frame until none arrives for `idle`, or `max` elapses.
     ///
     /// # Errors
     /// As [`Capture::next`].
-    pub fn drain(&self, idle: Duration, max: Duration) -> Result<Vec<Vec<u8>>, LabError> {
+    pub fn drain(&self, idle: Duration, max: Duration) -> Result<Vec<Captured>, LabError> {
         let deadline = Instant::now() + max;
         let mut frames = Vec::new();
-        while Instant::now() < deadline {
-            match self.next(idle.min(deadline.saturating_duration_since(Instant::now())))? {
-                Some(f) => frames.push(f),
-                None => break,
-            }
+        while let Some(f) = self.next(idle.min(deadline.saturating_duration_since(Instant::now())))? {
+            frames.push(f);
         }
         Ok(frames)
     }
@@ -301,3 +306,80 @@ impl Capture {
 
 /// `PACKET_OUTGOING` from linux/if_packet.h: a frame the interface sent.
 const PACKET_OUTGOING: u8 = 4;
+
+/// Traffic a lab sends through real kernel sockets, from the calling thread's
+/// network namespace.
+pub mod traffic {
+    use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+    use std::time::Duration;
+
+    use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
+
+    use super::{sys, LabError};
+
+    fn io(call: &'static str) -> impl FnOnce(std::io::Error) -> LabError {
+        move |e| LabError::Sys { call, errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) }
+    }
+
+    fn set_ttl(fd: &impl std::os::fd::AsFd, v6: bool, ttl: u8) -> Result<(), LabError> {
+        if v6 {
+            socket::setsockopt(fd, sockopt::Ipv6Ttl, &i32::from(ttl)).map_err(sys("setsockopt(IPV6_UNICAST_HOPS)"))
+        } else {
+            socket::setsockopt(fd, sockopt::Ipv4Ttl, &i32::from(ttl)).map_err(sys("setsockopt(IP_TTL)"))
+        }
+    }
+
+    /// One UDP datagram with the given TTL / hop limit.
+    ///
+    /// # Errors
+    /// [`LabError::Sys`].
+    pub fn udp(dst: SocketAddr, ttl: u8, payload: &[u8]) -> Result<(), LabError> {
+        let bind: SocketAddr = if dst.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
+            .map_err(|_| LabError::Sys { call: "parse", errno: nix::errno::Errno::EINVAL })?;
+        let sock = UdpSocket::bind(bind).map_err(io("bind(udp)"))?;
+        set_ttl(&sock, dst.is_ipv6(), ttl)?;
+        sock.send_to(payload, dst).map_err(io("sendto(udp)"))?;
+        Ok(())
+    }
+
+    /// One ICMP / ICMPv6 echo request (raw socket; the kernel fills the ICMPv6 checksum).
+    ///
+    /// # Errors
+    /// [`LabError::Sys`] (needs CAP_NET_RAW).
+    pub fn ping(dst: IpAddr, ttl: u8, seq: u16) -> Result<(), LabError> {
+        let (family, proto, kind) = match dst {
+            IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp, 8u8),
+            IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6, 128u8),
+        };
+        let fd = socket::socket(family, SockType::Raw, SockFlag::SOCK_CLOEXEC, proto).map_err(sys("socket(raw)"))?;
+        set_ttl(&fd, dst.is_ipv6(), ttl)?;
+        let mut msg = vec![kind, 0, 0, 0, 0x12, 0x34];
+        msg.extend_from_slice(&seq.to_be_bytes());
+        msg.extend_from_slice(b"lnetd-host-encap");
+        if dst.is_ipv4() {
+            let sum = internet_checksum(&msg);
+            msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        let to = SockaddrStorage::from(SocketAddr::new(dst, 0));
+        socket::sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), &msg, &to, MsgFlags::empty()).map_err(sys("sendto(raw)"))?;
+        Ok(())
+    }
+
+    /// A TCP SYN: a connection attempt nobody answers, abandoned after `wait`
+    /// (shorter than the 1 s retransmission timer, so exactly one SYN leaves).
+    pub fn tcp_syn(dst: SocketAddr, wait: Duration) {
+        let _ = TcpStream::connect_timeout(&dst, wait);
+    }
+
+    /// RFC 1071 checksum.
+    fn internet_checksum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+}
