@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Once;
+use std::sync::{Mutex, MutexGuard, Once};
 
 use ipnetwork::IpNetwork;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -47,10 +47,11 @@ pub(crate) struct Dataplane {
     prog: OwnedFd,
     routes_v4: MapHandle,
     routes_v6: MapHandle,
-    local_v4: MapHandle,
-    local_v6: MapHandle,
     counters: MapHandle,
     config: LoadConfig,
+    /// The host addresses installed as LOCAL entries, guarded together with
+    /// every write to the tries so a route update cannot race a refresh.
+    local: Mutex<BTreeSet<IpAddr>>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -112,17 +113,15 @@ impl Dataplane {
                 .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?,
             routes_v4: handle(&skel.maps.routes_v4, "opening routes_v4")?,
             routes_v6: handle(&skel.maps.routes_v6, "opening routes_v6")?,
-            local_v4: handle(&skel.maps.local_v4, "opening local_v4")?,
-            local_v6: handle(&skel.maps.local_v6, "opening local_v6")?,
             counters: handle(&skel.maps.counters, "opening counters")?,
             config,
+            local: Mutex::new(BTreeSet::new()),
         })
     }
 
     pub(crate) fn prog(&self) -> BorrowedFd<'_> {
         self.prog.as_fd()
     }
-
 
     fn routes_map(&self, prefix: &IpNetwork) -> (&MapHandle, &'static str, &'static str, u32) {
         match prefix {
@@ -131,22 +130,37 @@ impl Dataplane {
         }
     }
 
+    fn writer(&self) -> MutexGuard<'_, BTreeSet<IpAddr>> {
+        // The set is only replaced whole after the kernel accepted the change.
+        self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Adds or atomically replaces one route (a single map update: a packet
     /// sees the old stack or the new one, never a mix).
     pub(crate) fn set_route(&self, route: &Route) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
+        let local = self.writer();
+        if route.prefix.prefix() == max_len(&route.prefix) && local.contains(&route.prefix.ip()) {
+            return Err(RouteError::LocalAddress { prefix: route.prefix });
+        }
         let (map, name, family, capacity) = self.routes_map(&route.prefix);
-        let key = RouteKey::new(route.prefix);
         let value = route.encode_value();
-        map.update(key.bytes(), abi::bytes_of(&value), MapFlags::ANY).map_err(|source| match source.kind() {
-            ErrorKind::TooBig | ErrorKind::OutOfMemory => RouteError::TableFull { family, capacity },
-            _ => RouteError::Map(MapError { map: name, op: "update", source }),
+        map.update(RouteKey::new(route.prefix).bytes(), abi::bytes_of(&value), MapFlags::ANY).map_err(|source| {
+            match source.kind() {
+                ErrorKind::TooBig | ErrorKind::OutOfMemory => RouteError::TableFull { family, capacity },
+                _ => RouteError::Map(MapError { map: name, op: "update", source }),
+            }
         })
     }
 
-    /// Removes a route; `false` when there was none for exactly that prefix.
+    /// Removes a route; `false` when there was none for exactly that prefix
+    /// (a host address is not a route).
     pub(crate) fn remove(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
+        let local = self.writer();
+        if prefix.prefix() == max_len(&prefix) && local.contains(&prefix.ip()) {
+            return Ok(false);
+        }
         let (map, name, _, _) = self.routes_map(&prefix);
         match map.delete(RouteKey::new(prefix).bytes()) {
             Ok(()) => Ok(true),
@@ -158,7 +172,8 @@ impl Dataplane {
     /// Every programmed route, IPv4 then IPv6, read back from the kernel.
     pub(crate) fn routes(&self) -> Result<Vec<Route>, MapError> {
         let mut out = Vec::new();
-        let tables: [(&MapHandle, &'static str, fn(&[u8]) -> Option<IpNetwork>); 2] = [
+        type DecodeKey = fn(&[u8]) -> Option<IpNetwork>;
+        let tables: [(&MapHandle, &'static str, DecodeKey); 2] = [
             (&self.routes_v4, "routes_v4", RouteKey::from_v4_bytes),
             (&self.routes_v6, "routes_v6", RouteKey::from_v6_bytes),
         ];
@@ -171,9 +186,12 @@ impl Dataplane {
                     continue;
                 };
                 let decoded = decode_key(&key).zip(abi::from_bytes::<types::route_value>(&value));
-                match decoded.and_then(|(prefix, v)| Route::decode_value(prefix, &v)) {
-                    Some(route) => out.push(route),
-                    None => log::warn!("{name}: skipping an entry this library did not write"),
+                match decoded {
+                    Some((_, v)) if v.flags == abi::ROUTE_LOCAL => {}
+                    Some((prefix, v)) if Route::decode_value(prefix, &v).is_some() => {
+                        out.extend(Route::decode_value(prefix, &v));
+                    }
+                    _ => log::warn!("{name}: skipping an entry this library did not write"),
                 }
             }
         }
@@ -197,25 +215,42 @@ impl Dataplane {
         Ok(stats)
     }
 
-    /// Makes the host-address tables hold exactly `wanted`: new addresses are
-    /// added before stale ones are removed, so an address that stays local is
-    /// never briefly missing.
-    pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, MapError> {
-        let tables = [(&self.local_v4, "local_v4", true), (&self.local_v6, "local_v6", false)];
-        for (map, name, v4) in tables {
-            let want: BTreeSet<Vec<u8>> =
-                wanted.iter().filter(|a| a.is_ipv4() == v4).map(|a| prefix::local_key(*a)).collect();
-            for key in &want {
-                map.update(key, &[1], MapFlags::ANY).map_err(|source| MapError { map: name, op: "update", source })?;
-            }
-            for key in map.keys().filter(|k| !want.contains(k)).collect::<Vec<_>>() {
-                match map.delete(&key) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(source) => return Err(MapError { map: name, op: "delete", source }),
-                }
-            }
+    /// Makes the LOCAL host entries exactly `wanted`: new addresses are added
+    /// before stale ones are removed, so an address that stays local is never
+    /// briefly labelled. A host address takes precedence over a route for the
+    /// same /32 or /128, which it replaces.
+    pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
+        let mut installed = self.writer();
+        let local = Route::local_value();
+        for addr in wanted.difference(&installed.clone()) {
+            let host = IpNetwork::from(*addr);
+            let (map, name, family, capacity) = self.routes_map(&host);
+            let key = RouteKey::new(host);
+            log::debug!("host address {addr}: never labelled");
+            map.update(key.bytes(), abi::bytes_of(&local), MapFlags::ANY).map_err(|source| match source.kind() {
+                ErrorKind::TooBig | ErrorKind::OutOfMemory => RouteError::TableFull { family, capacity },
+                _ => RouteError::Map(MapError { map: name, op: "update", source }),
+            })?;
+            installed.insert(*addr);
         }
-        Ok(wanted.len())
+        for addr in installed.difference(wanted).copied().collect::<Vec<_>>() {
+            let host = IpNetwork::from(addr);
+            let (map, name, _, _) = self.routes_map(&host);
+            match map.delete(RouteKey::new(host).bytes()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(source) => return Err(RouteError::Map(MapError { map: name, op: "delete", source })),
+            }
+            installed.remove(&addr);
+        }
+        Ok(installed.len())
+    }
+}
+
+fn max_len(prefix: &IpNetwork) -> u8 {
+    if prefix.is_ipv4() {
+        32
+    } else {
+        128
     }
 }

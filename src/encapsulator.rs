@@ -1,7 +1,6 @@
 //! [`Encapsulator`]: the public handle on one loaded dataplane.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use nix::errno::Errno;
@@ -222,8 +221,10 @@ impl Encapsulator {
     /// Replaces any route for exactly that prefix, atomically.
     ///
     /// # Errors
-    /// [`RouteError::Prefix`] for host bits set; [`RouteError::TableFull`];
-    /// [`RouteError::Map`]. The table is unchanged on error.
+    /// [`RouteError::Prefix`] for host bits set; [`RouteError::LocalAddress`]
+    /// for a /32 or /128 of one of the host's own addresses;
+    /// [`RouteError::TableFull`]; [`RouteError::Map`]. The table is unchanged
+    /// on error.
     pub fn set_label(&self, prefix: IpNetwork, label: Label) -> Result<(), RouteError> {
         self.set_route(&Route::new(prefix, LabelStack::single(label)))
     }
@@ -276,17 +277,17 @@ impl Encapsulator {
     }
 
     /// Re-reads the host's addresses (every interface of the calling thread's
-    /// network namespace, plus IPv4 broadcast addresses) into the never-label
-    /// table, and returns how many there are. Done at every attach; call it
-    /// again after addresses change (e.g. from a netlink address monitor),
-    /// since the table is not updated by itself.
+    /// network namespace, plus IPv4 broadcast addresses) and installs each as a
+    /// never-label host entry in the route tables, and returns how many there
+    /// are. Done at every attach; call it again after addresses change (e.g.
+    /// from a netlink address monitor): the entries are not updated by
+    /// themselves. A host address wins over a route for the same /32 or /128.
     ///
     /// # Errors
-    /// [`Error::Sys`] when the addresses cannot be read, [`Error::Map`] when the
-    /// table cannot be written (more than 4096 addresses).
+    /// [`Error::Sys`] when the addresses cannot be read, [`Error::Route`] when
+    /// the tables cannot be written (full, or refused by the kernel).
     pub fn refresh_local_addresses(&self) -> Result<usize, Error> {
-        let addrs =
-            crate::host_addresses::current().map_err(|errno| Error::Sys { call: "getifaddrs", errno })?;
+        let addrs = crate::host_addresses::current().map_err(|errno| Error::Sys { call: "getifaddrs", errno })?;
         let n = self.dataplane.sync_local(&addrs)?;
         log::debug!("{n} host addresses excluded from labelling");
         Ok(n)
@@ -305,16 +306,15 @@ impl Encapsulator {
         xdp::test_run(self.dataplane.prog(), frame).map_err(TestRunError::Kernel)
     }
 
-    /// Average time the program takes per packet over `repeat` runs on fresh
-    /// copies of `frame` (live-frame BPF_PROG_TEST_RUN, Linux 5.18+), for
-    /// benchmarks. Labelled frames are transmitted on the calling thread's
-    /// loopback device, which discards them; the counters count every run.
+    /// How often the program ran and the time it spent, as the kernel counts
+    /// it while [`crate::RunTimeStats`] (or `sysctl kernel.bpf_stats_enabled`)
+    /// is on; zeros otherwise. Test runs count too, which is how the
+    /// benchmarks time the program alone, without the syscall around it.
     ///
     /// # Errors
-    /// As [`Encapsulator::test_run`].
-    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<Duration, TestRunError> {
-        check_test_frame(frame)?;
-        xdp::time_live(self.dataplane.prog(), frame, repeat).map_err(TestRunError::Kernel)
+    /// The kernel's errno when the program info cannot be read.
+    pub fn run_stats(&self) -> Result<xdp::RunStats, Error> {
+        xdp::run_stats(self.dataplane.prog()).map_err(|errno| Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
 }
 

@@ -125,6 +125,15 @@ pub enum RouteError {
         /// Its capacity.
         capacity: u32,
     },
+    /// A host route for one of this host's own addresses, which are never labelled.
+    #[error(
+        "{prefix} is one of this host's own addresses: traffic to it is never labelled, so it cannot \
+         have a route (see Encapsulator::refresh_local_addresses)"
+    )]
+    LocalAddress {
+        /// The prefix given.
+        prefix: ipnetwork::IpNetwork,
+    },
     /// The kernel refused the map operation.
     #[error(transparent)]
     Map(#[from] MapError),

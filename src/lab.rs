@@ -136,7 +136,10 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, LabError> {
         let path = format!("/run/netns/{}", self.name);
         let ns: OwnedFd = std::fs::File::open(&path)
-            .map_err(|e| LabError::Sys { call: "open(/run/netns)", errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) })?
+            .map_err(|e| LabError::Sys {
+                call: "open(/run/netns)",
+                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            })?
             .into();
         std::thread::scope(|scope| {
             scope
@@ -206,21 +209,74 @@ impl VethLab {
         let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         let (rmac, hmac) = (mac(Self::ROUTER_MAC), mac(Self::HOST_MAC));
         lab.router.ip(&[
-            "link", "add", r, "address", &rmac, "type", "veth", "peer", "name", h, "address", &hmac, "netns",
+            "link",
+            "add",
+            r,
+            "address",
+            &rmac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            h,
+            "address",
+            &hmac,
+            "netns",
             lab.host.name(),
         ])?;
-        for (ns, dev, v4, v6) in [
-            (&lab.router, r, Self::ROUTER_V4, Self::ROUTER_V6),
-            (&lab.host, h, Self::HOST_V4, Self::HOST_V6),
-        ] {
+        for (ns, dev, v4, v6) in
+            [(&lab.router, r, Self::ROUTER_V4, Self::ROUTER_V6), (&lab.host, h, Self::HOST_V4, Self::HOST_V6)]
+        {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", dev])?;
             ns.ip(&["-6", "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
             ns.ip(&["link", "set", dev, "up"])?;
         }
-        lab.router.ip(&["neigh", "replace", &Self::HOST_V4.to_string(), "lladdr", &hmac, "dev", r, "nud", "permanent"])?;
-        lab.router.ip(&["-6", "neigh", "replace", &Self::HOST_V6.to_string(), "lladdr", &hmac, "dev", r, "nud", "permanent"])?;
-        lab.host.ip(&["neigh", "replace", &Self::ROUTER_V4.to_string(), "lladdr", &rmac, "dev", h, "nud", "permanent"])?;
-        lab.host.ip(&["-6", "neigh", "replace", &Self::ROUTER_V6.to_string(), "lladdr", &rmac, "dev", h, "nud", "permanent"])?;
+        lab.router.ip(&[
+            "neigh",
+            "replace",
+            &Self::HOST_V4.to_string(),
+            "lladdr",
+            &hmac,
+            "dev",
+            r,
+            "nud",
+            "permanent",
+        ])?;
+        lab.router.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &Self::HOST_V6.to_string(),
+            "lladdr",
+            &hmac,
+            "dev",
+            r,
+            "nud",
+            "permanent",
+        ])?;
+        lab.host.ip(&[
+            "neigh",
+            "replace",
+            &Self::ROUTER_V4.to_string(),
+            "lladdr",
+            &rmac,
+            "dev",
+            h,
+            "nud",
+            "permanent",
+        ])?;
+        lab.host.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &Self::ROUTER_V6.to_string(),
+            "lladdr",
+            &rmac,
+            "dev",
+            h,
+            "nud",
+            "permanent",
+        ])?;
         lab.router.ip(&["route", "add", "default", "via", &Self::HOST_V4.to_string(), "dev", r])?;
         lab.router.ip(&["-6", "route", "add", "default", "via", &Self::HOST_V6.to_string(), "dev", r])?;
         lab.router.exec("ethtool", "ethtool", &["-K", r, "tx", "off"])?;
@@ -361,7 +417,8 @@ pub mod traffic {
             msg[2..4].copy_from_slice(&sum.to_be_bytes());
         }
         let to = SockaddrStorage::from(SocketAddr::new(dst, 0));
-        socket::sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), &msg, &to, MsgFlags::empty()).map_err(sys("sendto(raw)"))?;
+        socket::sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), &msg, &to, MsgFlags::empty())
+            .map_err(sys("sendto(raw)"))?;
         Ok(())
     }
 
@@ -373,10 +430,8 @@ pub mod traffic {
 
     /// RFC 1071 checksum.
     fn internet_checksum(bytes: &[u8]) -> u16 {
-        let mut sum: u32 = bytes
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-            .sum();
+        let mut sum: u32 =
+            bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum();
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }

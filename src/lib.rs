@@ -52,4 +52,4 @@ pub use prefix::PrefixError;
 pub use privileges::MissingCapabilities;
 pub use route::Route;
 pub use stats::{Counter, Stats};
-pub use xdp::{TestRun, XdpAction, MAX_TEST_FRAME};
+pub use xdp::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};

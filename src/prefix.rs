@@ -1,6 +1,6 @@
 //! Destination prefixes: validation and their keys in the LPM tries.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
@@ -69,14 +69,12 @@ pub(crate) enum RouteKey {
 impl RouteKey {
     pub(crate) fn new(prefix: IpNetwork) -> RouteKey {
         match prefix {
-            IpNetwork::V4(p) => RouteKey::V4(types::route_key_v4 {
-                prefixlen: u32::from(p.prefix()),
-                addr: p.network().octets(),
-            }),
-            IpNetwork::V6(p) => RouteKey::V6(types::route_key_v6 {
-                prefixlen: u32::from(p.prefix()),
-                addr: p.network().octets(),
-            }),
+            IpNetwork::V4(p) => {
+                RouteKey::V4(types::route_key_v4 { prefixlen: u32::from(p.prefix()), addr: p.network().octets() })
+            }
+            IpNetwork::V6(p) => {
+                RouteKey::V6(types::route_key_v6 { prefixlen: u32::from(p.prefix()), addr: p.network().octets() })
+            }
         }
     }
 
@@ -97,14 +95,6 @@ impl RouteKey {
         let k: types::route_key_v6 = abi::from_bytes(bytes)?;
         let len = u8::try_from(k.prefixlen).ok()?;
         Ipv6Network::new(Ipv6Addr::from(k.addr), len).ok().map(IpNetwork::V6)
-    }
-}
-
-/// An address as the key of the host-address tables.
-pub(crate) fn local_key(addr: IpAddr) -> Vec<u8> {
-    match addr {
-        IpAddr::V4(a) => abi::bytes_of(&types::local_key_v4 { addr: a.octets() }).to_vec(),
-        IpAddr::V6(a) => abi::bytes_of(&types::local_key_v6 { addr: a.octets() }).to_vec(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use ipnetwork::IpNetwork;
 
-use crate::abi::{types, MAX_LABELS};
+use crate::abi::{types, MAX_LABELS, ROUTE_LOCAL};
 use crate::label::{Label, LabelStack, LabelStackEntry, TrafficClass};
 
 /// What the encapsulator pushes for one destination prefix.
@@ -39,7 +39,7 @@ impl Route {
     /// The dataplane's value: entries pre-encoded with the TTL byte zero, since
     /// the TTL is per packet and ORed in by the program.
     pub(crate) fn encode_value(&self) -> types::route_value {
-        let mut value = types::route_value { depth: self.stack.len() as u32, ..Default::default() };
+        let mut value = types::route_value { depth: self.stack.len() as u16, ..Default::default() };
         for (slot, entry) in value.entries.iter_mut().zip(self.stack.entries(self.tc, 0)) {
             // Stored as the wire bytes; the C side treats the u32 as network order.
             *slot = u32::from_ne_bytes(entry.encode());
@@ -47,8 +47,17 @@ impl Route {
         value
     }
 
-    /// Reads a value written by [`Route::encode_value`]; `None` if it is not one.
+    /// The value that marks a host address: never labelled.
+    pub(crate) fn local_value() -> types::route_value {
+        types::route_value { flags: ROUTE_LOCAL, ..Default::default() }
+    }
+
+    /// Reads a value written by [`Route::encode_value`]; `None` if it is not
+    /// one (host-address entries included).
     pub(crate) fn decode_value(prefix: IpNetwork, value: &types::route_value) -> Option<Route> {
+        if value.flags != 0 {
+            return None;
+        }
         let depth = usize::try_from(value.depth).ok().filter(|d| (1..=MAX_LABELS).contains(d))?;
         let entries: Vec<LabelStackEntry> =
             value.entries.iter().take(depth).map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
@@ -70,11 +79,10 @@ mod tests {
         assert_eq!(value.depth, 3);
         let wire: Vec<LabelStackEntry> =
             value.entries[..3].iter().map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
-        assert_eq!(wire.iter().map(|e| (e.label, e.tc, e.bottom, e.ttl)).collect::<Vec<_>>(), [
-            (16001, 5, false, 0),
-            (16002, 5, false, 0),
-            (1_000_000, 5, true, 0)
-        ]);
+        assert_eq!(
+            wire.iter().map(|e| (e.label, e.tc, e.bottom, e.ttl)).collect::<Vec<_>>(),
+            [(16001, 5, false, 0), (16002, 5, false, 0), (1_000_000, 5, true, 0)]
+        );
         assert!(value.entries[3..].iter().all(|w| *w == 0));
         assert_eq!(Route::decode_value(route.prefix, &value), Some(route));
     }
@@ -82,7 +90,8 @@ mod tests {
     #[test]
     fn foreign_values_are_not_decoded() {
         let prefix = "10.0.0.0/8".parse().unwrap();
-        assert_eq!(Route::decode_value(prefix, &types::route_value { depth: 0, entries: [0; 16] }), None);
-        assert_eq!(Route::decode_value(prefix, &types::route_value { depth: 17, entries: [0; 16] }), None);
+        assert_eq!(Route::decode_value(prefix, &types::route_value { depth: 0, ..Default::default() }), None);
+        assert_eq!(Route::decode_value(prefix, &types::route_value { depth: 17, ..Default::default() }), None);
+        assert_eq!(Route::decode_value(prefix, &Route::local_value()), None);
     }
 }

@@ -97,10 +97,10 @@ impl Stats {
         for i in 0..encap_counter::ENCAP_CNT__MAX.0 {
             let (mut now, mut then) = (*self, *earlier);
             if let (Some(a), Some(b)) = (now.slot(i).copied(), then.slot(i).copied()) {
-                out.accumulate(i, Counter {
-                    packets: a.packets.saturating_sub(b.packets),
-                    bytes: a.bytes.saturating_sub(b.bytes),
-                });
+                out.accumulate(
+                    i,
+                    Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) },
+                );
             }
         }
         out
@@ -123,11 +123,12 @@ mod tests {
 
     #[test]
     fn since_subtracts_per_counter() {
-        let mut a = Stats::default();
-        a.labelled = Counter { packets: 5, bytes: 500 };
-        let mut b = a;
-        b.labelled = Counter { packets: 7, bytes: 800 };
-        b.local = Counter { packets: 1, bytes: 60 };
+        let a = Stats { labelled: Counter { packets: 5, bytes: 500 }, ..Default::default() };
+        let b = Stats {
+            labelled: Counter { packets: 7, bytes: 800 },
+            local: Counter { packets: 1, bytes: 60 },
+            ..Default::default()
+        };
         let d = b.since(&a);
         assert_eq!(d.labelled, Counter { packets: 2, bytes: 300 });
         assert_eq!(d.local, Counter { packets: 1, bytes: 60 });

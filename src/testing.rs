@@ -2,7 +2,6 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
@@ -55,21 +54,30 @@ impl PassProgram {
     }
 }
 
-/// The benchmarks' baseline: the encapsulator's parser, a MAC swap and XDP_TX;
-/// no lookup, no push, no counter. The ratio of the encapsulator's time to
-/// this one's is what the encapsulation costs.
+/// A baseline for benchmarks, run only through BPF_PROG_TEST_RUN.
 #[derive(Debug)]
-pub struct FloorProgram {
+pub struct BaselineProgram {
     prog: OwnedFd,
 }
 
-impl FloorProgram {
-    /// Loads the program (not attached anywhere).
+impl BaselineProgram {
+    /// The encapsulator's fixed costs without its work: the same parser, a MAC
+    /// swap and XDP_TX; no lookup, no push, no counter. The encapsulator's time
+    /// over this one's is what the encapsulation costs.
     ///
     /// # Errors
     /// [`LoadError`].
-    pub fn load() -> Result<FloorProgram, LoadError> {
-        Ok(FloorProgram { prog: load(|s| s.progs.xdp_floor.as_fd().try_clone_to_owned())? })
+    pub fn floor() -> Result<BaselineProgram, LoadError> {
+        Ok(BaselineProgram { prog: load(|s| s.progs.xdp_floor.as_fd().try_clone_to_owned())? })
+    }
+
+    /// A program that only returns XDP_PASS: what the measurement itself costs
+    /// (the kernel's two clock reads around every timed run).
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn empty() -> Result<BaselineProgram, LoadError> {
+        Ok(BaselineProgram { prog: load(|s| s.progs.xdp_pass.as_fd().try_clone_to_owned())? })
     }
 
     /// As [`crate::Encapsulator::test_run`].
@@ -81,12 +89,11 @@ impl FloorProgram {
         xdp::test_run(self.prog.as_fd(), frame).map_err(TestRunError::Kernel)
     }
 
-    /// As [`crate::Encapsulator::time_run`].
+    /// As [`crate::Encapsulator::run_stats`].
     ///
     /// # Errors
-    /// [`TestRunError`].
-    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<Duration, TestRunError> {
-        check_test_frame(frame)?;
-        xdp::time_live(self.prog.as_fd(), frame, repeat).map_err(TestRunError::Kernel)
+    /// [`crate::Error::Sys`].
+    pub fn run_stats(&self) -> Result<xdp::RunStats, crate::Error> {
+        xdp::run_stats(self.prog.as_fd()).map_err(|errno| crate::Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
 }

@@ -49,11 +49,7 @@ pub(crate) type Tried = (AttachedMode, Errno);
 
 /// Attaches `prog` to `ifindex` in `mode`; for [`XdpMode::Auto`], native then
 /// generic. On failure returns every attempt's errno.
-pub(crate) fn attach(
-    prog: BorrowedFd<'_>,
-    ifindex: u32,
-    mode: XdpMode,
-) -> Result<(XdpLink, AttachedMode), Vec<Tried>> {
+pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Result<(XdpLink, AttachedMode), Vec<Tried>> {
     let order: &[AttachedMode] = match mode {
         XdpMode::Native => &[AttachedMode::Native],
         XdpMode::Generic => &[AttachedMode::Generic],
@@ -158,23 +154,71 @@ pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, Er
     Ok(TestRun { action: XdpAction::from(opts.retval), frame: out })
 }
 
-/// Average time per packet of `prog` over `repeat` runs, each on a fresh copy of
-/// `frame` (BPF_F_TEST_XDP_LIVE_FRAMES), so a program that rewrites the frame
-/// does its full work every time. XDP_TX frames really go out of the calling
-/// thread's loopback device, which drops them.
-pub(crate) fn time_live(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<Duration, Errno> {
-    if frame.len() > MAX_TEST_FRAME {
-        return Err(Errno::E2BIG);
+/// How often a program ran and how long it took in total, as the kernel
+/// measures it while run-time statistics are on (see [`RunTimeStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunStats {
+    /// Runs counted.
+    pub runs: u64,
+    /// Time spent inside the program, summed.
+    pub run_time: Duration,
+}
+
+impl RunStats {
+    /// The runs and time accumulated since `earlier`.
+    pub fn since(&self, earlier: &RunStats) -> RunStats {
+        RunStats {
+            runs: self.runs.saturating_sub(earlier.runs),
+            run_time: self.run_time.saturating_sub(earlier.run_time),
+        }
     }
-    let mut opts = run_opts();
-    opts.data_in = frame.as_ptr().cast();
-    opts.data_size_in = frame.len() as u32;
-    opts.repeat = i32::try_from(repeat.max(1)).unwrap_or(i32::MAX);
-    opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
-    // SAFETY: the input buffer outlives the call and its size is given.
-    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+
+    /// Average time per run; `None` before any run.
+    pub fn per_run(&self) -> Option<Duration> {
+        let runs = u32::try_from(self.runs).ok().filter(|r| *r > 0)?;
+        Some(self.run_time / runs)
+    }
+}
+
+pub(crate) fn run_stats(prog: BorrowedFd<'_>) -> Result<RunStats, Errno> {
+    // SAFETY: zeroed is a valid bpf_prog_info; the kernel fills up to `len` bytes.
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info and len point to valid memory of the stated size.
+    let rc = unsafe {
+        libbpf_sys::bpf_prog_get_info_by_fd(
+            prog.as_raw_fd(),
+            (&mut info as *mut libbpf_sys::bpf_prog_info).cast(),
+            &mut len,
+        )
+    };
     if rc < 0 {
         return Err(Errno::from_raw(-rc));
     }
-    Ok(Duration::from_nanos(u64::from(opts.duration)))
+    Ok(RunStats { runs: info.run_cnt, run_time: Duration::from_nanos(info.run_time_ns) })
+}
+
+/// While this value lives, the kernel times every BPF program run
+/// (BPF_ENABLE_STATS / BPF_STATS_RUN_TIME), for [`RunStats`]. It costs two
+/// clock reads per run, for every program on the machine: turn it on to
+/// measure, not permanently. Needs CAP_SYS_ADMIN.
+#[derive(Debug)]
+pub struct RunTimeStats {
+    _fd: OwnedFd,
+}
+
+impl RunTimeStats {
+    /// Turns run-time statistics on.
+    ///
+    /// # Errors
+    /// The kernel's errno (EPERM without CAP_SYS_ADMIN).
+    pub fn enable() -> Result<RunTimeStats, Errno> {
+        // SAFETY: plain syscall wrapper.
+        let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+        if fd < 0 {
+            return Err(Errno::from_raw(-fd));
+        }
+        // SAFETY: a new fd owned by nobody else.
+        Ok(RunTimeStats { _fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
 }

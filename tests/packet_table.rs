@@ -71,10 +71,7 @@ const BASE: &[(&str, &str)] = &[
 ];
 const DEFAULT: &[(&str, &str)] = &[("0.0.0.0/0", "1000000"), ("::/0", "1000000")];
 const TWO: &[(&str, &str)] = &[("0.0.0.0/0", "16001/16002"), ("::/0", "16001/16002")];
-const SIXTEEN: &[(&str, &str)] = &[(
-    "198.51.100.0/24",
-    "16/17/18/19/20/21/22/23/24/25/26/27/28/29/30/1048575",
-)];
+const SIXTEEN: &[(&str, &str)] = &[("198.51.100.0/24", "16/17/18/19/20/21/22/23/24/25/26/27/28/29/30/1048575")];
 
 /// Address configured on the namespace's loopback: a "host's own" address.
 const LOCAL_V4: &str = "192.0.2.55";
@@ -137,21 +134,11 @@ fn cases() -> Vec<Case> {
             BASE,
             tx(&[300], 64),
         ),
-        case(
-            "IPv4 options, 40 bytes (ihl 15)",
-            frame("10.1.2.3").options(&[1; 40]).build(),
-            BASE,
-            tx(&[300], 64),
-        ),
+        case("IPv4 options, 40 bytes (ihl 15)", frame("10.1.2.3").options(&[1; 40]).build(), BASE, tx(&[300], 64)),
         case("first fragment", frame("10.1.2.3").fragment(0, true).build(), BASE, tx(&[300], 64)),
         case("non-first fragment", frame("10.1.2.3").fragment(185, false).build(), BASE, tx(&[300], 64)),
         case("ICMP echo", frame("10.1.2.3").l4(L4::IcmpEcho).build(), BASE, tx(&[300], 64)),
-        case(
-            "TCP SYN",
-            frame("10.1.2.3").l4(L4::TcpSyn { sport: 40001, dport: 80 }).build(),
-            BASE,
-            tx(&[300], 64),
-        ),
+        case("TCP SYN", frame("10.1.2.3").l4(L4::TcpSyn { sport: 40001, dport: 80 }).build(), BASE, tx(&[300], 64)),
         case("ICMPv6 echo", frame("2001:db8:1::7").l4(L4::IcmpEcho).build(), BASE, tx(&[600], 64)),
         case("ARP", raw_frame(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1]), DEFAULT, Pass(NotIp)),
         case("LLDP", raw_frame(0x88cc, &[2, 7, 4]), DEFAULT, Pass(NotIp)),
@@ -178,22 +165,34 @@ fn cases() -> Vec<Case> {
         ),
         case("oversize after push: dropped", frame("192.0.2.9").payload(1497 - 28).build(), DEFAULT, Drop(MtuDropped)),
         case("oversize, two labels", frame("192.0.2.9").payload(1493 - 28).build(), TWO, Drop(MtuDropped)),
-        case(
-            "v6 oversize after push",
-            frame("2001:db9::1").payload(1500 - 48).build(),
-            DEFAULT,
-            Drop(MtuDropped),
-        ),
+        case("v6 oversize after push", frame("2001:db9::1").payload(1500 - 48).build(), DEFAULT, Drop(MtuDropped)),
     ];
 
-    v.push(Case { config: (TtlMode::Fixed(255), MtuPolicy::Drop), ..case("fixed TTL 255 over IP TTL 1", frame("192.0.2.9").ttl(1).build(), TWO, tx(&[16001, 16002], 255)) });
-    v.push(Case { config: (TtlMode::Fixed(255), MtuPolicy::Drop), ..case("fixed TTL 255 over IP TTL 64", frame("192.0.2.9").build(), DEFAULT, tx(&[1_000_000], 255)) });
-    v.push(Case { config: (TtlMode::Fixed(1), MtuPolicy::Drop), ..case("fixed TTL 1 over hop limit 255", frame("2001:db9::1").ttl(255).build(), DEFAULT, tx(&[1_000_000], 1)) });
+    v.push(Case {
+        config: (TtlMode::Fixed(255), MtuPolicy::Drop),
+        ..case("fixed TTL 255 over IP TTL 1", frame("192.0.2.9").ttl(1).build(), TWO, tx(&[16001, 16002], 255))
+    });
+    v.push(Case {
+        config: (TtlMode::Fixed(255), MtuPolicy::Drop),
+        ..case("fixed TTL 255 over IP TTL 64", frame("192.0.2.9").build(), DEFAULT, tx(&[1_000_000], 255))
+    });
+    v.push(Case {
+        config: (TtlMode::Fixed(1), MtuPolicy::Drop),
+        ..case("fixed TTL 1 over hop limit 255", frame("2001:db9::1").ttl(255).build(), DEFAULT, tx(&[1_000_000], 1))
+    });
     v.push(Case {
         config: (TtlMode::Copy, MtuPolicy::Pass),
         ..case("oversize with the pass policy", frame("192.0.2.9").payload(1497 - 28).build(), DEFAULT, Pass(MtuPassed))
     });
-    v.push(Case { tc: 5, ..case("traffic class 5 in every entry", frame("192.0.2.9").build(), TWO, Expect::Tx(entries(&[16001, 16002], 5, 64))) });
+    v.push(Case {
+        tc: 5,
+        ..case(
+            "traffic class 5 in every entry",
+            frame("192.0.2.9").build(),
+            TWO,
+            Expect::Tx(entries(&[16001, 16002], 5, 64)),
+        )
+    });
 
     // Header corruptions the parser must refuse without touching the frame.
     let mut bad_ihl = frame("10.1.2.3").build();

@@ -2,7 +2,7 @@
 /*
  * The encapsulator: label the packets the host routes and turn them around.
  *
- * Pipeline: parse -> never-label rules -> route lookup -> MTU -> push. Every
+ * Pipeline: parse -> multicast -> route lookup (local or labelled) -> MTU -> push. Every
  * stage returns a verdict (a counter index) or CONTINUE; the entry point has
  * the one exit, which counts the verdict and maps it to an XDP action.
  */
@@ -19,20 +19,8 @@
 const volatile struct {
 	enum encap_limits limits;
 	enum encap_counter counter;
+	enum encap_route_flags route_flags;
 } encap_abi = {};
-
-static __always_inline enum encap_counter filter_never_label(const struct packet *pkt)
-{
-	void *local;
-
-	if (packet_is_multicast(pkt))
-		return ENCAP_CNT_PASS_MULTICAST;
-	if (pkt->l3_proto == ETH_P_IP)
-		local = bpf_map_lookup_elem(&local_v4, pkt->dst);
-	else
-		local = bpf_map_lookup_elem(&local_v6, pkt->dst);
-	return local ? ENCAP_CNT_PASS_LOCAL : CONTINUE;
-}
 
 static __always_inline const struct route_value *lookup_route(const struct packet *pkt)
 {
@@ -58,12 +46,14 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx)
 	verdict = parse_packet(ctx, &pkt);
 	if (verdict != CONTINUE)
 		return verdict;
-	verdict = filter_never_label(&pkt);
-	if (verdict != CONTINUE)
-		return verdict;
+	if (packet_is_multicast(&pkt))
+		return ENCAP_CNT_PASS_MULTICAST;
 	route = lookup_route(&pkt);
 	if (!route)
 		return ENCAP_CNT_PASS_NO_ROUTE;
+	/* The host's own /32 or /128 is always the longest match for it. */
+	if (route->flags & ENCAP_ROUTE_LOCAL)
+		return ENCAP_CNT_PASS_LOCAL;
 	verdict = check_mtu(ctx, &pkt, route);
 	if (verdict != CONTINUE)
 		return verdict;

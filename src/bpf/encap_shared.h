@@ -18,8 +18,16 @@ enum encap_limits {
 	 * table is about 1M IPv4 prefixes); Rust may raise or lower it before load. */
 	ENCAP_DEFAULT_MAX_ROUTES_V4 = 1 << 21,
 	ENCAP_DEFAULT_MAX_ROUTES_V6 = 1 << 19,
-	/* Default capacity of the host-address tables. */
-	ENCAP_MAX_LOCAL_ADDRS = 4096,
+};
+
+/* route_value.flags */
+enum encap_route_flags {
+	/*
+	 * A host route for one of the host's own addresses: never label. Kept in
+	 * the same trie as the routes so one lookup per packet answers both
+	 * questions (a separate hash lookup cost as much as the LPM lookup).
+	 */
+	ENCAP_ROUTE_LOCAL = 1,
 };
 
 /*
@@ -72,7 +80,8 @@ struct route_key_v6 {
  * TTL depends on the packet and is ORed in on the fast path.
  */
 struct route_value {
-	__u32 depth; /* 1..=ENCAP_MAX_LABELS */
+	__u16 depth; /* 1..=ENCAP_MAX_LABELS; 0 for ENCAP_ROUTE_LOCAL entries */
+	__u16 flags; /* enum encap_route_flags */
 	__be32 entries[ENCAP_MAX_LABELS];
 };
 
@@ -80,15 +89,6 @@ struct route_value {
 struct counter_value {
 	__u64 packets;
 	__u64 bytes;
-};
-
-/* Key of the host-address tables: just the address, network order. */
-struct local_key_v4 {
-	__u8 addr[4];
-};
-
-struct local_key_v6 {
-	__u8 addr[16];
 };
 
 _Static_assert(sizeof(struct route_key_v4) == 8, "route_key_v4 layout");

@@ -6,7 +6,10 @@
 #include "encap_shared.h"
 #include <bpf/bpf_helpers.h>
 
-/* Destination prefix -> label stack. LPM tries require BPF_F_NO_PREALLOC. */
+/*
+ * Destination prefix -> label stack, plus a LOCAL host route per host address.
+ * LPM tries require BPF_F_NO_PREALLOC.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -22,24 +25,6 @@ struct {
 	__type(key, struct route_key_v6);
 	__type(value, struct route_value);
 } routes_v6 SEC(".maps");
-
-/*
- * The host's own addresses (and directed broadcast addresses): traffic to them
- * is never labelled. Values are unused; presence is the answer.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, ENCAP_MAX_LOCAL_ADDRS);
-	__type(key, struct local_key_v4);
-	__type(value, __u8);
-} local_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, ENCAP_MAX_LOCAL_ADDRS);
-	__type(key, struct local_key_v6);
-	__type(value, __u8);
-} local_v6 SEC(".maps");
 
 /* Indexed by enum encap_counter; per-CPU so the hot path needs no atomics. */
 struct {

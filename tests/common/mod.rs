@@ -107,7 +107,8 @@ impl FrameSpec {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let mut h = Ipv4Header::new(0, self.ttl, IpNumber::UDP, s.octets(), d.octets()).unwrap();
-                h.options = self.ipv4_options.as_slice().try_into().expect("options are a multiple of 4, at most 40 bytes");
+                h.options =
+                    self.ipv4_options.as_slice().try_into().expect("options are a multiple of 4, at most 40 bytes");
                 if let Some((offset, more)) = self.fragment {
                     h.fragment_offset = IpFragOffset::try_new(offset).unwrap();
                     h.more_fragments = more;

@@ -1,0 +1,114 @@
+//! ns per packet of the encapsulator against the floor program (same parser,
+//! MAC swap, XDP_TX; no lookup, no push) in the same run, with 1, 1,000 and
+//! 100,000 routes. Run as root: `cargo bench --bench xdp_path`.
+//!
+//! Every run is its own BPF_PROG_TEST_RUN call with a fresh copy of the frame,
+//! so the encapsulator really parses, looks up and pushes each time (with
+//! `repeat` the kernel would hand it its own output, and live-frame mode
+//! recycles rewritten frames; see NOTES). The time is the kernel's own
+//! per-program run time (BPF_ENABLE_STATS), which leaves the syscall out but
+//! includes two clock reads per run: the empty program's column is that
+//! overhead, and "excess" ratios subtract it. Encap, floor and empty runs
+//! interleave; medians over the rounds are reported. Frames come from the test
+//! fixtures' builder (UDP, 64-byte payload) to destinations spread over the table.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::Ipv4Addr;
+
+use lnetd_host_encap::lab::Netns;
+use lnetd_host_encap::testing::BaselineProgram;
+use lnetd_host_encap::{Encapsulator, IpNetwork, Label, LabelStack, Route, RunStats, RunTimeStats, XdpAction};
+
+const ROUNDS: usize = 11;
+const RUNS: u32 = 5_000;
+
+/// BGP-like IPv4 prefixes: the real sample first (shared/data), then synthetic
+/// ones with the Internet's length mix (about 60% /24, the rest /8../23),
+/// deterministic.
+fn bgp_like(n: usize) -> Vec<IpNetwork> {
+    let sample =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/bgp-prefixes-sample.csv"))
+            .unwrap_or_default();
+    let mut out: Vec<IpNetwork> = sample.lines().filter_map(|l| l.trim().parse().ok()).take(n).collect();
+    let mut seen: std::collections::HashSet<IpNetwork> = out.iter().copied().collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    while out.len() < n {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = if state % 10 < 6 { 24 } else { 8 + (state >> 8) as u8 % 16 };
+        let addr = Ipv4Addr::from((state >> 32) as u32);
+        let net = ipnetwork::Ipv4Network::new(addr, len).expect("length <= 32");
+        let net = IpNetwork::V4(ipnetwork::Ipv4Network::new(net.network(), len).expect("length <= 32"));
+        if seen.insert(net) {
+            out.push(net);
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// ns per run over `RUNS` fresh-frame runs, from the kernel's run-time stats.
+fn timed(stats: impl Fn() -> RunStats, run: impl Fn() -> XdpAction, expect: XdpAction) -> f64 {
+    let before = stats();
+    for _ in 0..RUNS {
+        assert_eq!(run(), expect);
+    }
+    let d = stats().since(&before);
+    assert_eq!(d.runs, u64::from(RUNS), "every run counted");
+    d.run_time.as_secs_f64() * 1e9 / d.runs as f64
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("xdp_path: needs root (BPF_PROG_TEST_RUN, BPF_ENABLE_STATS); nothing measured");
+        std::process::exit(1);
+    }
+    let ns = Netns::new("bench").expect("namespace");
+    ns.run(|| {
+        let _stats_on = RunTimeStats::enable().expect("BPF_ENABLE_STATS (CAP_SYS_ADMIN)");
+        let floor = BaselineProgram::floor().expect("floor program");
+        let empty = BaselineProgram::empty().expect("empty program");
+        println!("| routes in the LPM trie | empty (ns) | floor (ns) | encap (ns) | encap / floor | excess over empty: encap / floor |");
+        println!("|---|---|---|---|---|---|");
+        for n in [1usize, 1_000, 100_000] {
+            let enc = Encapsulator::builder().load().expect("encapsulator");
+            let prefixes = bgp_like(n);
+            let stack = LabelStack::single(Label::new(1_000_000).expect("label"));
+            for p in &prefixes {
+                enc.set_route(&Route::new(*p, stack.clone())).expect("route");
+            }
+            let frames: Vec<Vec<u8>> = prefixes
+                .iter()
+                .step_by((n / 8).max(1))
+                .take(8)
+                .map(|p| common::frame(&p.network().to_string()).payload(64).build().bytes)
+                .collect();
+            let (mut z, mut f, mut e) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                for frame in &frames {
+                    let run = |p: &BaselineProgram| p.test_run(frame).expect("run").action;
+                    z.push(timed(|| empty.run_stats().expect("stats"), || run(&empty), XdpAction::Pass));
+                    f.push(timed(|| floor.run_stats().expect("stats"), || run(&floor), XdpAction::Tx));
+                    e.push(timed(
+                        || enc.run_stats().expect("stats"),
+                        || enc.test_run(frame).expect("run").action,
+                        XdpAction::Tx,
+                    ));
+                }
+            }
+            let stats = enc.stats().expect("stats");
+            let runs = (ROUNDS * frames.len()) as u64 * u64::from(RUNS);
+            assert_eq!(stats.labelled.packets, runs, "every run must take the full encap path: {stats:?}");
+            let (zm, fm, em) = (median(z), median(f), median(e));
+            println!("| {n} | {zm:.1} | {fm:.1} | {em:.1} | {:.2} | {:.2} |", em / fm, (em - zm) / (fm - zm));
+        }
+    })
+    .expect("enter namespace");
+}

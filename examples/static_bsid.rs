@@ -1,0 +1,219 @@
+//! The proof of concept's job: push a binding SID on everything the router
+//! hands this host, and send it back ("router on a stick").
+//!
+//! With `--iface`, attaches there and prints one stats line a second until
+//! SIGINT/SIGTERM. Without it, builds a throwaway veth lab in two network
+//! namespaces, sends a few IPv4 and IPv6 packets through it (one with TTL 1,
+//! like a traceroute probe), prints every frame that comes back the way
+//! `tcpdump -e` would, prints the stats and removes the lab.
+//!
+//! ```text
+//! cargo run --example static_bsid                       # the lab demo (root)
+//! cargo run --example static_bsid -- --iface eth1 --route 198.51.100.0/24=16001/16002
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use lnetd_host_encap::lab::{traffic, Capture, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, prefix, Encapsulator, IpNetwork, Label, LabelStack, Stats, TtlMode, XdpMode};
+
+#[derive(Parser, Debug)]
+#[command(about = "Push an MPLS binding SID (or per-prefix label stacks) on a host's traffic with XDP")]
+struct Args {
+    /// Interface facing the router. Without it, runs the veth lab demo.
+    #[arg(long)]
+    iface: Option<String>,
+    /// The binding SID pushed on everything (0.0.0.0/0 and ::/0) unless --route is given.
+    #[arg(long, default_value_t = 1_000_000)]
+    label: u32,
+    /// PREFIX=LABEL[/LABEL...], top label first; repeatable; replaces the default routes.
+    #[arg(long = "route", value_parser = parse_route)]
+    routes: Vec<(IpNetwork, LabelStack)>,
+    /// native, generic or auto (native, falling back to generic).
+    #[arg(long, default_value = "auto", value_parser = parse_mode)]
+    mode: XdpMode,
+    /// copy (the IP TTL into every label; traceroute shows the hop) or a fixed TTL 1..=255.
+    #[arg(long, default_value = "copy", value_parser = parse_ttl)]
+    ttl: TtlMode,
+}
+
+fn parse_route(s: &str) -> Result<(IpNetwork, LabelStack), String> {
+    let (p, stack) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected PREFIX=LABEL[/LABEL...]"))?;
+    let p = prefix::parse(p).map_err(|e| e.to_string())?;
+    Ok((p, stack.parse().map_err(|e: lnetd_host_encap::LabelError| e.to_string())?))
+}
+
+fn parse_mode(s: &str) -> Result<XdpMode, String> {
+    match s {
+        "native" => Ok(XdpMode::Native),
+        "generic" => Ok(XdpMode::Generic),
+        "auto" => Ok(XdpMode::Auto),
+        other => Err(format!("{other:?}: expected native, generic or auto")),
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<TtlMode, String> {
+    if s == "copy" {
+        return Ok(TtlMode::Copy);
+    }
+    match s.parse::<u8>() {
+        Ok(n) if n > 0 => Ok(TtlMode::Fixed(n)),
+        _ => Err(format!("{s:?}: expected copy or a TTL of 1..=255")),
+    }
+}
+
+fn routes(args: &Args) -> Result<Vec<(IpNetwork, LabelStack)>> {
+    if !args.routes.is_empty() {
+        return Ok(args.routes.clone());
+    }
+    let bsid = LabelStack::single(Label::new(args.label)?);
+    Ok(vec![("0.0.0.0/0".parse()?, bsid.clone()), ("::/0".parse()?, bsid)])
+}
+
+fn program(enc: &Encapsulator, args: &Args) -> Result<()> {
+    for (p, stack) in routes(args)? {
+        enc.set_labels(p, stack.clone())?;
+        println!("route {p} -> {stack}");
+    }
+    Ok(())
+}
+
+fn stats_line(s: &Stats) -> String {
+    format!(
+        "labelled {} pkts {} B | passed: no route {}, local {}, multicast {}, not IP {}, malformed {} | mtu dropped {} passed {} | aborted {}",
+        s.labelled.packets,
+        s.labelled.bytes,
+        s.no_route.packets,
+        s.local.packets,
+        s.multicast.packets,
+        s.not_ip.packets,
+        s.malformed.packets,
+        s.mtu_dropped.packets,
+        s.mtu_passed.packets,
+        s.aborted.packets
+    )
+}
+
+fn run_on_interface(iface: &str, args: &Args) -> Result<()> {
+    let enc = Encapsulator::builder().ttl_mode(args.ttl).attach(iface, args.mode)?;
+    let attached = enc.attachment().context("attached")?;
+    println!("attached to {iface} in {} mode", attached.mode);
+    program(&enc, args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        println!("{}", stats_line(&enc.stats()?));
+    }
+    enc.detach()?;
+    println!("detached from {iface}");
+    Ok(())
+}
+
+fn mac(m: &[u8]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// One line per frame, in the style of `tcpdump -e -n`.
+fn describe(frame: &[u8]) -> String {
+    let Some(ethertype) = frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]])) else {
+        return "runt frame".into();
+    };
+    let head =
+        format!("{} > {}, ethertype 0x{ethertype:04x}, length {}", mac(&frame[6..12]), mac(&frame[0..6]), frame.len());
+    if ethertype == 0x0800 || ethertype == 0x86dd {
+        return format!("{head}: {}", describe_ip(&frame[14..]));
+    }
+    if ethertype != 0x8847 {
+        return head;
+    }
+    let Ok((stack, inner)) = decode_stack(&frame[14..]) else { return format!("{head}: MPLS (truncated)") };
+    let labels: Vec<String> = stack.iter().map(|e| format!("MPLS {e}")).collect();
+    format!("{head}: {} {}", labels.join(" "), describe_ip(inner))
+}
+
+fn describe_ip(packet: &[u8]) -> String {
+    let Ok(p) = SlicedPacket::from_ip(packet) else { return "(not IP)".into() };
+    let (src, dst, ttl, v) = match &p.net {
+        Some(NetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.ttl(), "IP")
+        }
+        Some(NetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), h.hop_limit(), "IP6")
+        }
+        _ => return "(not IP)".into(),
+    };
+    let l4 = match &p.transport {
+        Some(TransportSlice::Udp(u)) => {
+            format!("{src}.{} > {dst}.{}: UDP, length {}", u.source_port(), u.destination_port(), u.payload().len())
+        }
+        Some(TransportSlice::Tcp(t)) => format!("{src}.{} > {dst}.{}: TCP", t.source_port(), t.destination_port()),
+        Some(TransportSlice::Icmpv4(i)) => format!("{src} > {dst}: ICMP {:?}", i.icmp_type()),
+        Some(TransportSlice::Icmpv6(i)) => format!("{src} > {dst}: ICMP6 {:?}", i.icmp_type()),
+        _ => format!("{src} > {dst}"),
+    };
+    format!("{v} (ttl {ttl}) {l4}")
+}
+
+fn run_lab(args: &Args) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lab demo creates network namespaces and loads XDP programs: run it as root");
+    }
+    println!("building a veth lab: router ns (r0) <-> host ns (h0), the encapsulator on h0");
+    let lab = VethLab::new()?;
+    let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF))??;
+    let enc = lab.host.run(|| Encapsulator::builder().ttl_mode(args.ttl).attach(VethLab::HOST_IF, args.mode))??;
+    println!("attached to h0 in {} mode", enc.attachment().context("attached")?.mode);
+    program(&enc, args)?;
+    let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF))??;
+
+    let sends: Vec<(&str, IpAddr, u8)> = vec![
+        ("UDP", "192.0.2.10".parse()?, 64),
+        ("UDP, TTL 1 like a traceroute probe", "192.0.2.11".parse()?, 1),
+        ("ICMP echo", "198.51.100.1".parse()?, 64),
+        ("UDP", "2001:db8::10".parse()?, 64),
+        ("ICMPv6 echo, hop limit 1", "2001:db8::11".parse()?, 1),
+        ("UDP to the host's own address (never labelled)", IpAddr::V4(VethLab::HOST_V4), 64),
+    ];
+    lab.router.run(|| -> Result<()> {
+        for (what, dst, ttl) in &sends {
+            println!("router sends {what} to {dst}");
+            if what.starts_with("ICMP") {
+                traffic::ping(*dst, *ttl, 1)?;
+            } else {
+                traffic::udp(SocketAddr::new(*dst, 33434), *ttl, b"static_bsid demo")?;
+            }
+        }
+        Ok(())
+    })??;
+
+    println!("\nframes the router received back on r0:");
+    for f in capture.drain(Duration::from_millis(300), Duration::from_secs(5))?.iter().filter(|f| !f.outgoing) {
+        println!("  {}", describe(&f.bytes));
+    }
+    println!("\nstats: {}", stats_line(&enc.stats()?));
+    drop(enc);
+    drop(lab);
+    println!("lab removed");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    env_logger::init();
+    let args = Args::parse();
+    match &args.iface {
+        Some(iface) => run_on_interface(iface, &args),
+        None => run_lab(&args),
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, docs, then every test (unit, the
+# BPF_PROG_TEST_RUN packet tables, the namespace wire tests, doctests).
+# Privileged tests need root; under CI=true a skipped test fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+cargo test
