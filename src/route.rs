@@ -58,7 +58,7 @@ impl Route {
         if value.flags != 0 {
             return None;
         }
-        let depth = usize::try_from(value.depth).ok().filter(|d| (1..=MAX_LABELS).contains(d))?;
+        let depth = Some(usize::from(value.depth)).filter(|d| (1..=MAX_LABELS).contains(d))?;
         let entries: Vec<LabelStackEntry> =
             value.entries.iter().take(depth).map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
         let labels = entries.iter().map(|e| Label::new(e.label).ok()).collect::<Option<Vec<_>>>()?;
