@@ -52,4 +52,9 @@ pub use prefix::PrefixError;
 pub use privileges::MissingCapabilities;
 pub use route::Route;
 pub use stats::{Counter, Stats};
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use xdp::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};
