@@ -9,11 +9,13 @@ use std::sync::{Mutex, MutexGuard, Once};
 
 use ipnetwork::IpNetwork;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapHandle, PrintLevel};
+use libbpf_rs::{ErrorKind, PrintLevel};
+use nix::errno::Errno;
 
 use crate::abi::{self, encap, types};
 use crate::config::{MtuPolicy, TtlMode};
 use crate::error::{LoadError, MapError, RouteError};
+use crate::map::BpfMap;
 use crate::prefix::{self, RouteKey};
 use crate::route::Route;
 use crate::stats::{Counter, Stats};
@@ -45,9 +47,9 @@ pub(crate) struct LoadConfig {
 
 pub(crate) struct Dataplane {
     prog: OwnedFd,
-    routes_v4: MapHandle,
-    routes_v6: MapHandle,
-    counters: MapHandle,
+    routes_v4: BpfMap,
+    routes_v6: BpfMap,
+    counters: BpfMap,
     config: LoadConfig,
     /// The host addresses installed as LOCAL entries, guarded together with
     /// every write to the tries so a route update cannot race a refresh.
@@ -103,7 +105,12 @@ impl Dataplane {
             _ => LoadError::Kernel { step: "loading (verifier)", source },
         })?;
 
-        let handle = |map: &libbpf_rs::Map<'_>, step| MapHandle::try_from(map).map_err(kernel(step));
+        let handle = |map: &libbpf_rs::Map<'_>, name| {
+            BpfMap::new(map, name).map_err(|e| LoadError::Kernel {
+                step: "opening a map",
+                source: libbpf_rs::Error::from_raw_os_error(e.errno as i32),
+            })
+        };
         Ok(Dataplane {
             prog: skel
                 .progs
@@ -111,9 +118,9 @@ impl Dataplane {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?,
-            routes_v4: handle(&skel.maps.routes_v4, "opening routes_v4")?,
-            routes_v6: handle(&skel.maps.routes_v6, "opening routes_v6")?,
-            counters: handle(&skel.maps.counters, "opening counters")?,
+            routes_v4: handle(&skel.maps.routes_v4, "routes_v4")?,
+            routes_v6: handle(&skel.maps.routes_v6, "routes_v6")?,
+            counters: handle(&skel.maps.counters, "counters")?,
             config,
             local: Mutex::new(BTreeSet::new()),
         })
@@ -123,11 +130,20 @@ impl Dataplane {
         self.prog.as_fd()
     }
 
-    fn routes_map(&self, prefix: &IpNetwork) -> (&MapHandle, &'static str, &'static str, u32) {
+    fn routes_map(&self, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
         match prefix {
-            IpNetwork::V4(_) => (&self.routes_v4, "routes_v4", "IPv4", self.config.max_routes_v4),
-            IpNetwork::V6(_) => (&self.routes_v6, "routes_v6", "IPv6", self.config.max_routes_v6),
+            IpNetwork::V4(_) => (&self.routes_v4, "IPv4", self.config.max_routes_v4),
+            IpNetwork::V6(_) => (&self.routes_v6, "IPv6", self.config.max_routes_v6),
         }
+    }
+
+    /// Writes one trie entry; a full trie (E2BIG or ENOSPC, by kernel version) is `TableFull`.
+    fn write(&self, prefix: &IpNetwork, value: &types::route_value) -> Result<(), RouteError> {
+        let (map, family, capacity) = self.routes_map(prefix);
+        map.update(RouteKey::new(*prefix).bytes(), abi::bytes_of(value)).map_err(|e| match e.errno {
+            Errno::E2BIG | Errno::ENOSPC | Errno::ENOMEM => RouteError::TableFull { family, capacity },
+            _ => RouteError::Map(e),
+        })
     }
 
     fn writer(&self) -> MutexGuard<'_, BTreeSet<IpAddr>> {
@@ -143,14 +159,7 @@ impl Dataplane {
         if route.prefix.prefix() == max_len(&route.prefix) && local.contains(&route.prefix.ip()) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
-        let (map, name, family, capacity) = self.routes_map(&route.prefix);
-        let value = route.encode_value();
-        map.update(RouteKey::new(route.prefix).bytes(), abi::bytes_of(&value), MapFlags::ANY).map_err(|source| {
-            match source.kind() {
-                ErrorKind::TooBig | ErrorKind::OutOfMemory => RouteError::TableFull { family, capacity },
-                _ => RouteError::Map(MapError { map: name, op: "update", source }),
-            }
-        })
+        self.write(&route.prefix, &route.encode_value())
     }
 
     /// Removes a route; `false` when there was none for exactly that prefix
@@ -161,37 +170,26 @@ impl Dataplane {
         if prefix.prefix() == max_len(&prefix) && local.contains(&prefix.ip()) {
             return Ok(false);
         }
-        let (map, name, _, _) = self.routes_map(&prefix);
-        match map.delete(RouteKey::new(prefix).bytes()) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(RouteError::Map(MapError { map: name, op: "delete", source })),
-        }
+        Ok(self.routes_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?)
     }
 
     /// Every programmed route, IPv4 then IPv6, read back from the kernel.
     pub(crate) fn routes(&self) -> Result<Vec<Route>, MapError> {
-        let mut out = Vec::new();
         type DecodeKey = fn(&[u8]) -> Option<IpNetwork>;
-        let tables: [(&MapHandle, &'static str, DecodeKey); 2] = [
-            (&self.routes_v4, "routes_v4", RouteKey::from_v4_bytes),
-            (&self.routes_v6, "routes_v6", RouteKey::from_v6_bytes),
-        ];
-        for (map, name, decode_key) in tables {
-            for key in map.keys() {
+        let tables: [(&BpfMap, DecodeKey); 2] =
+            [(&self.routes_v4, RouteKey::from_v4_bytes), (&self.routes_v6, RouteKey::from_v6_bytes)];
+        let mut out = Vec::new();
+        for (map, decode_key) in tables {
+            for key in map.keys()? {
                 // A route deleted between keys() and lookup() is simply gone.
-                let Some(value) =
-                    map.lookup(&key, MapFlags::ANY).map_err(|source| MapError { map: name, op: "lookup", source })?
-                else {
-                    continue;
-                };
-                let decoded = decode_key(&key).zip(abi::from_bytes::<types::route_value>(&value));
-                match decoded {
+                let Some(value) = map.lookup(&key)? else { continue };
+                match decode_key(&key).zip(abi::from_bytes::<types::route_value>(&value)) {
                     Some((_, v)) if v.flags == abi::ROUTE_LOCAL => {}
-                    Some((prefix, v)) if Route::decode_value(prefix, &v).is_some() => {
-                        out.extend(Route::decode_value(prefix, &v));
-                    }
-                    _ => log::warn!("{name}: skipping an entry this library did not write"),
+                    Some((prefix, v)) => match Route::decode_value(prefix, &v) {
+                        Some(route) => out.push(route),
+                        None => log::warn!("{}: skipping {prefix}, an entry this library did not write", map.name()),
+                    },
+                    None => log::warn!("{}: skipping a key this library did not write", map.name()),
                 }
             }
         }
@@ -201,12 +199,7 @@ impl Dataplane {
     pub(crate) fn stats(&self) -> Result<Stats, MapError> {
         let mut stats = Stats::default();
         for index in 0..abi::COUNTERS {
-            let per_cpu = self
-                .counters
-                .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)
-                .map_err(|source| MapError { map: "counters", op: "lookup", source })?
-                .unwrap_or_default();
-            for bytes in per_cpu {
+            for bytes in self.counters.lookup_percpu(&index.to_ne_bytes())? {
                 if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
                     stats.accumulate(index, Counter { packets: v.packets, bytes: v.bytes });
                 }
@@ -223,24 +216,13 @@ impl Dataplane {
         let mut installed = self.writer();
         let local = Route::local_value();
         for addr in wanted.difference(&installed.clone()) {
-            let host = IpNetwork::from(*addr);
-            let (map, name, family, capacity) = self.routes_map(&host);
-            let key = RouteKey::new(host);
             log::debug!("host address {addr}: never labelled");
-            map.update(key.bytes(), abi::bytes_of(&local), MapFlags::ANY).map_err(|source| match source.kind() {
-                ErrorKind::TooBig | ErrorKind::OutOfMemory => RouteError::TableFull { family, capacity },
-                _ => RouteError::Map(MapError { map: name, op: "update", source }),
-            })?;
+            self.write(&IpNetwork::from(*addr), &local)?;
             installed.insert(*addr);
         }
         for addr in installed.difference(wanted).copied().collect::<Vec<_>>() {
             let host = IpNetwork::from(addr);
-            let (map, name, _, _) = self.routes_map(&host);
-            match map.delete(RouteKey::new(host).bytes()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(source) => return Err(RouteError::Map(MapError { map: name, op: "delete", source })),
-            }
+            self.routes_map(&host).0.delete(RouteKey::new(host).bytes())?;
             installed.remove(&addr);
         }
         Ok(installed.len())

@@ -92,16 +92,15 @@ fn fmt_tried(tried: &[(AttachedMode, Errno)]) -> String {
 }
 
 /// A map operation failed in the kernel.
-#[derive(Debug, thiserror::Error)]
-#[error("BPF map {map}: {op} failed: {source}")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("BPF map {map}: {op} failed: {errno}")]
 pub struct MapError {
     /// The map.
     pub map: &'static str,
     /// The operation.
     pub op: &'static str,
-    /// libbpf's error.
-    #[source]
-    pub source: libbpf_rs::Error,
+    /// The kernel's errno.
+    pub errno: Errno,
 }
 
 /// A route was refused or could not be programmed. The tables are unchanged

@@ -293,6 +293,16 @@ impl VethLab {
     }
 }
 
+/// The id of the XDP program attached to `iface` of the calling thread's
+/// namespace (any mode), or `None`.
+///
+/// # Errors
+/// [`LabError::Sys`] when the interface does not exist or the query fails.
+pub fn attached_xdp_program(iface: &str) -> Result<Option<u32>, LabError> {
+    let ifindex = nix::net::if_::if_nametoindex(iface).map_err(sys("if_nametoindex"))?;
+    crate::xdp::attached_prog_id(ifindex).map_err(sys("bpf_xdp_query"))
+}
+
 /// A captured frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {

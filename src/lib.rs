@@ -36,6 +36,7 @@ mod error;
 mod host_addresses;
 pub mod lab;
 mod label;
+mod map;
 pub mod prefix;
 mod privileges;
 mod route;

@@ -44,6 +44,18 @@ fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<XdpLink
     Ok(XdpLink { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
 }
 
+/// The id of the XDP program attached to `ifindex` (any mode), if any.
+pub(crate) fn attached_prog_id(ifindex: u32) -> Result<Option<u32>, Errno> {
+    let mut id = 0u32;
+    let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
+    // SAFETY: `id` outlives the call.
+    let rc = unsafe { libbpf_sys::bpf_xdp_query_id(target, 0, &mut id) };
+    if rc < 0 {
+        return Err(Errno::from_raw(-rc));
+    }
+    Ok(Some(id).filter(|id| *id != 0))
+}
+
 /// One mode tried, and how it failed.
 pub(crate) type Tried = (AttachedMode, Errno);
 

@@ -1,0 +1,124 @@
+//! A BPF map by fd, with the kernel's errno on every failure (libbpf-rs folds
+//! ENOSPC and friends into an opaque kind, and "table full" must be told apart).
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use libbpf_rs::{libbpf_sys, MapCore};
+use nix::errno::Errno;
+
+use crate::error::MapError;
+
+#[derive(Debug)]
+pub(crate) struct BpfMap {
+    fd: OwnedFd,
+    name: &'static str,
+    key_size: usize,
+    value_size: usize,
+}
+
+fn check(name: &'static str, op: &'static str, rc: i32) -> Result<(), MapError> {
+    if rc < 0 {
+        return Err(MapError { map: name, op, errno: Errno::from_raw(-rc) });
+    }
+    Ok(())
+}
+
+impl BpfMap {
+    /// Takes its own fd for `map` so that it outlives the skeleton.
+    pub(crate) fn new(map: &libbpf_rs::Map<'_>, name: &'static str) -> Result<BpfMap, MapError> {
+        let fd = map.as_fd().try_clone_to_owned().map_err(|e| MapError {
+            map: name,
+            op: "dup",
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        })?;
+        Ok(BpfMap { fd, name, key_size: map.key_size() as usize, value_size: map.value_size() as usize })
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn sized(&self, op: &'static str, key: &[u8], value: Option<usize>) -> Result<(), MapError> {
+        if key.len() != self.key_size || value.is_some_and(|v| v != self.value_size) {
+            return Err(MapError { map: self.name, op, errno: Errno::EINVAL });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn update(&self, key: &[u8], value: &[u8]) -> Result<(), MapError> {
+        self.sized("update", key, Some(value.len()))?;
+        // SAFETY: key and value have the map's sizes (checked above) and outlive the call.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_update_elem(
+                self.fd.as_raw_fd(),
+                key.as_ptr().cast(),
+                value.as_ptr().cast(),
+                u64::from(libbpf_sys::BPF_ANY),
+            )
+        };
+        check(self.name, "update", rc)
+    }
+
+    /// `Ok(false)` when the key was not there.
+    pub(crate) fn delete(&self, key: &[u8]) -> Result<bool, MapError> {
+        self.sized("delete", key, None)?;
+        // SAFETY: key has the map's key size and outlives the call.
+        let rc = unsafe { libbpf_sys::bpf_map_delete_elem(self.fd.as_raw_fd(), key.as_ptr().cast()) };
+        match check(self.name, "delete", rc) {
+            Ok(()) => Ok(true),
+            Err(MapError { errno: Errno::ENOENT, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The value for `key` (an LPM trie answers with the longest match).
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        self.lookup_sized(key, self.value_size)
+    }
+
+    /// Per-CPU maps: one value per possible CPU, each padded to 8 bytes.
+    pub(crate) fn lookup_percpu(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, MapError> {
+        // SAFETY: plain query of sysfs by libbpf.
+        let cpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+        let cpus = usize::try_from(cpus).map_err(|_| MapError {
+            map: self.name,
+            op: "possible CPUs",
+            errno: Errno::EINVAL,
+        })?;
+        let stride = self.value_size.div_ceil(8) * 8;
+        let all = self.lookup_sized(key, stride * cpus)?.unwrap_or_default();
+        Ok(all.chunks(stride).map(|c| c.iter().take(self.value_size).copied().collect()).collect())
+    }
+
+    fn lookup_sized(&self, key: &[u8], size: usize) -> Result<Option<Vec<u8>>, MapError> {
+        self.sized("lookup", key, None)?;
+        let mut value = vec![0u8; size];
+        // SAFETY: key has the map's key size; value has room for what the kernel writes.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr().cast(), value.as_mut_ptr().cast())
+        };
+        match check(self.name, "lookup", rc) {
+            Ok(()) => Ok(Some(value)),
+            Err(MapError { errno: Errno::ENOENT, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every key, by BPF_MAP_GET_NEXT_KEY; keys deleted meanwhile may be missed.
+    pub(crate) fn keys(&self) -> Result<Vec<Vec<u8>>, MapError> {
+        let mut keys = Vec::new();
+        let mut next = vec![0u8; self.key_size];
+        loop {
+            let prev = keys.last().map(|k: &Vec<u8>| k.as_ptr().cast()).unwrap_or(std::ptr::null());
+            // SAFETY: prev is null or a key of the map's size; next has room for one key.
+            let rc = unsafe { libbpf_sys::bpf_map_get_next_key(self.fd.as_raw_fd(), prev, next.as_mut_ptr().cast()) };
+            match check(self.name, "get_next_key", rc) {
+                Ok(()) => keys.push(next.clone()),
+                Err(MapError { errno: Errno::ENOENT, .. }) => return Ok(keys),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

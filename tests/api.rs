@@ -1,0 +1,227 @@
+//! The API's refusals and lifecycle against the real kernel: typed errors,
+//! tables unchanged after every refused request, capacity, a second program on
+//! the interface, a deleted interface, drop and SIGKILL detaching.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::privileged;
+use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{
+    AttachError, Encapsulator, Error, Label, LabelStack, LoadError, PrefixError, Route, RouteError, TtlMode, XdpMode,
+};
+
+fn net(s: &str) -> lnetd_host_encap::IpNetwork {
+    s.parse().expect("test prefix")
+}
+
+fn stack(s: &str) -> LabelStack {
+    s.parse().expect("test stack")
+}
+
+#[test]
+fn refused_routes_change_nothing() {
+    if !privileged("refused_routes_change_nothing") {
+        return;
+    }
+    let enc = Encapsulator::builder().load().expect("load");
+    enc.set_labels(net("10.0.0.0/8"), stack("100/200")).unwrap();
+    enc.set_labels(net("2001:db8::/32"), stack("300")).unwrap();
+    enc.refresh_local_addresses().expect("host addresses");
+    let before = enc.routes().unwrap();
+    assert_eq!(before.len(), 2, "host addresses are not listed as routes: {before:?}");
+
+    match enc.set_labels(net("10.0.0.1/8"), stack("999")) {
+        Err(RouteError::Prefix(PrefixError::HostBitsSet { meant, .. })) => assert_eq!(meant, net("10.0.0.0/8")),
+        other => panic!("host bits: {other:?}"),
+    }
+    match enc.set_label(net("127.0.0.1/32"), Label::new(999).unwrap()) {
+        Err(e @ RouteError::LocalAddress { .. }) => assert!(e.to_string().contains("own addresses"), "{e}"),
+        other => panic!("local address: {other:?}"),
+    }
+    assert!(!enc.remove(net("127.0.0.1/32")).unwrap(), "a host address is not a removable route");
+    assert!(!enc.remove(net("192.0.2.0/24")).unwrap(), "nothing to remove");
+    assert!(matches!(enc.remove(net("10.0.0.1/8")), Err(RouteError::Prefix(_))));
+    assert_eq!(enc.routes().unwrap(), before);
+
+    // Replacing is atomic and keeps the other routes.
+    enc.set_labels(net("10.0.0.0/8"), stack("101")).unwrap();
+    let after = enc.routes().unwrap();
+    assert!(after.contains(&Route::new(net("10.0.0.0/8"), stack("101"))));
+    assert!(after.contains(&Route::new(net("2001:db8::/32"), stack("300"))));
+    assert!(enc.remove(net("10.0.0.0/8")).unwrap());
+    assert_eq!(enc.routes().unwrap(), vec![Route::new(net("2001:db8::/32"), stack("300"))]);
+}
+
+#[test]
+fn a_full_table_is_a_typed_error_and_keeps_its_routes() {
+    if !privileged("a_full_table_is_a_typed_error_and_keeps_its_routes") {
+        return;
+    }
+    let enc = Encapsulator::builder().max_routes(3, 1).load().expect("load");
+    for p in ["10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16"] {
+        enc.set_labels(net(p), stack("100")).unwrap();
+    }
+    let err = enc.set_labels(net("10.3.0.0/16"), stack("100")).unwrap_err();
+    assert!(matches!(err, RouteError::TableFull { family: "IPv4", capacity: 3 }), "{err:?}");
+    assert!(err.to_string().contains("max_routes"), "the message says what to do: {err}");
+    enc.set_labels(net("2001:db8::/32"), stack("16")).unwrap();
+    assert!(matches!(
+        enc.set_labels(net("2001:db9::/32"), stack("16")),
+        Err(RouteError::TableFull { family: "IPv6", .. })
+    ));
+    assert_eq!(enc.routes().unwrap().len(), 4, "what was programmed is kept");
+    // A full table still accepts replacing an existing route.
+    enc.set_labels(net("10.0.0.0/8"), stack("200")).unwrap();
+    assert!(enc.routes().unwrap().contains(&Route::new(net("10.0.0.0/8"), stack("200"))));
+}
+
+#[test]
+fn impossible_configurations_are_refused() {
+    if !privileged("impossible_configurations_are_refused") {
+        return;
+    }
+    assert!(matches!(Encapsulator::builder().ttl_mode(TtlMode::Fixed(0)).load(), Err(LoadError::Config(_))));
+    assert!(matches!(Encapsulator::builder().max_routes(0, 10).load(), Err(LoadError::Config(_))));
+}
+
+/// Sends one UDP packet from the router side; true if it came back labelled.
+fn comes_back_labelled(lab: &VethLab, capture: &Capture) -> bool {
+    lab.router
+        .run(|| traffic::udp(SocketAddr::new("192.0.2.1".parse().unwrap(), 9), 64, b"probe"))
+        .expect("ns")
+        .expect("udp");
+    let frames = capture.drain(Duration::from_millis(300), Duration::from_secs(3)).expect("capture");
+    frames.iter().any(|f| !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47]))
+}
+
+#[test]
+fn attach_errors_are_typed_and_the_first_program_keeps_working() {
+    if !privileged("attach_errors_are_typed_and_the_first_program_keeps_working") {
+        return;
+    }
+    let lab = VethLab::new().expect("lab");
+    let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
+    let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();
+    let (first, second, missing, again) = lab
+        .host
+        .run(|| {
+            let first = Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native);
+            let second = Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Auto);
+            let missing = Encapsulator::builder().attach("nope0", XdpMode::Auto);
+            let again = match &first {
+                Ok(enc) => enc.attach(VethLab::HOST_IF, XdpMode::Native).err().map(|e| e.to_string()),
+                Err(_) => None,
+            };
+            (first, second, missing, again)
+        })
+        .unwrap();
+    let first = first.expect("first attach");
+    first.set_label(net("0.0.0.0/0"), Label::new(1_000_000).unwrap()).unwrap();
+    match second {
+        Err(Error::Attach(e @ AttachError::InterfaceBusy { .. })) => {
+            assert!(e.to_string().contains("already has an XDP program"), "{e}")
+        }
+        other => panic!("second program: {other:?}"),
+    }
+    assert!(matches!(missing, Err(Error::Attach(AttachError::NoSuchInterface { .. }))), "{missing:?}");
+    assert!(again.as_deref().is_some_and(|m| m.contains("already attached to h0")), "{again:?}");
+    assert!(comes_back_labelled(&lab, &capture), "the first encapsulator still labels");
+
+    // Detach, re-attach generically: routes survive.
+    assert!(first.detach().unwrap().is_some());
+    assert!(!comes_back_labelled(&lab, &capture), "detached means not labelling");
+    lab.host.run(|| first.attach(VethLab::HOST_IF, XdpMode::Generic)).unwrap().expect("re-attach");
+    assert!(comes_back_labelled(&lab, &capture), "routes survive a detach");
+}
+
+#[test]
+fn a_deleted_interface_leaves_a_usable_handle() {
+    if !privileged("a_deleted_interface_leaves_a_usable_handle") {
+        return;
+    }
+    let lab = VethLab::new().expect("lab");
+    let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
+    lab.host.ip(&["link", "del", VethLab::HOST_IF]).expect("delete h0");
+    enc.set_label(net("0.0.0.0/0"), Label::new(16).unwrap()).expect("routes still programmable");
+    enc.stats().expect("stats still readable");
+    assert!(enc.detach().expect("detach after the interface is gone").is_some());
+    drop(enc);
+}
+
+#[test]
+fn drop_detaches() {
+    if !privileged("drop_detaches") {
+        return;
+    }
+    let lab = VethLab::new().expect("lab");
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native).expect("attach");
+            assert!(attached_xdp_program(VethLab::HOST_IF).unwrap().is_some());
+            drop(enc);
+            assert_eq!(attached_xdp_program(VethLab::HOST_IF).unwrap(), None);
+        })
+        .unwrap();
+}
+
+fn example_binary() -> PathBuf {
+    // target/<profile>/deps/api-<hash> -> target/<profile>/examples/static_bsid
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(|d| d.parent()).expect("target dir").join("examples/static_bsid")
+}
+
+#[test]
+fn sigkill_leaves_no_program_attached() {
+    if !privileged("sigkill_leaves_no_program_attached") {
+        return;
+    }
+    let bin = example_binary();
+    assert!(bin.exists(), "cargo test builds the example: {}", bin.display());
+    let lab = VethLab::new().expect("lab");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", lab.host.name()])
+        .arg(&bin)
+        .args(["--iface", VethLab::HOST_IF, "--mode", "native"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the example");
+    let attached = |want: bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap().is_some() == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let was_attached = attached(true);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert!(was_attached, "the example attached");
+    assert!(attached(false), "a killed process leaves no program attached");
+}
+
+#[test]
+fn without_privileges_the_error_names_the_capability() {
+    if !privileged("without_privileges_the_error_names_the_capability") {
+        return;
+    }
+    let bin = example_binary();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(&bin)
+        .args(["--iface", "lo"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+}
