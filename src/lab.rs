@@ -419,13 +419,10 @@ pub mod traffic {
         };
         let fd = socket::socket(family, SockType::Raw, SockFlag::SOCK_CLOEXEC, proto).map_err(sys("socket(raw)"))?;
         set_ttl(&fd, dst.is_ipv6(), ttl)?;
-        let mut msg = vec![kind, 0, 0, 0, 0x12, 0x34];
-        msg.extend_from_slice(&seq.to_be_bytes());
-        msg.extend_from_slice(b"lnetd-host-encap");
-        if dst.is_ipv4() {
-            let sum = internet_checksum(&msg);
-            msg[2..4].copy_from_slice(&sum.to_be_bytes());
-        }
+        let body = [&[0x12, 0x34][..], &seq.to_be_bytes(), b"lnetd-host-encap"].concat();
+        // The kernel computes ICMPv6 checksums on raw sockets itself.
+        let sum = if dst.is_ipv4() { internet_checksum(&[&[kind, 0, 0, 0][..], &body].concat()) } else { 0 };
+        let msg = [&[kind, 0][..], &sum.to_be_bytes(), &body].concat();
         let to = SockaddrStorage::from(SocketAddr::new(dst, 0));
         socket::sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), &msg, &to, MsgFlags::empty())
             .map_err(sys("sendto(raw)"))?;
@@ -440,8 +437,14 @@ pub mod traffic {
 
     /// RFC 1071 checksum.
     fn internet_checksum(bytes: &[u8]) -> u16 {
-        let mut sum: u32 =
-            bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))).sum();
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|c| match c {
+                [a, b] => u32::from(u16::from_be_bytes([*a, *b])),
+                [a] => u32::from(*a) << 8,
+                _ => 0,
+            })
+            .sum();
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }

@@ -8,38 +8,12 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::model::Verdict;
 use common::{entries, frame, labelled, privileged, raw_frame, Frame, L4};
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    Counter, Encapsulator, IpNetwork, LabelStack, MtuPolicy, Route, Stats, TestRunError, TrafficClass, TtlMode,
-    XdpAction,
+    Counter, Encapsulator, IpNetwork, LabelStack, MtuPolicy, Route, TestRunError, TrafficClass, TtlMode, XdpAction,
 };
-
-/// Which counter a frame must land in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Labelled,
-    NotIp,
-    Malformed,
-    Multicast,
-    Local,
-    NoRoute,
-    MtuDropped,
-    MtuPassed,
-}
-
-fn counter(stats: &Stats, v: Verdict) -> Counter {
-    match v {
-        Verdict::Labelled => stats.labelled,
-        Verdict::NotIp => stats.not_ip,
-        Verdict::Malformed => stats.malformed,
-        Verdict::Multicast => stats.multicast,
-        Verdict::Local => stats.local,
-        Verdict::NoRoute => stats.no_route,
-        Verdict::MtuDropped => stats.mtu_dropped,
-        Verdict::MtuPassed => stats.mtu_passed,
-    }
-}
 
 /// What must come out.
 #[derive(Debug, Clone)]
@@ -262,7 +236,7 @@ fn check(enc: &Encapsulator, name: &str, input: &Frame, expect: &Expect) -> Resu
     if action != XdpAction::Drop && run.frame != frame {
         return Err(format!("{name}: output differs\n got  {:02x?}\n want {:02x?}", run.frame, frame));
     }
-    if counter(&delta, verdict) != one || delta.total() != one {
+    if verdict.counter(&delta) != one || delta.total() != one {
         return Err(format!("{name}: counters moved {delta:?}, expected only {verdict:?} by {one:?}"));
     }
     Ok(())

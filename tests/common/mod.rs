@@ -3,6 +3,8 @@
 //! labelled frame, and the root/CI guard for privileged tests.
 #![allow(dead_code)]
 
+pub mod model;
+
 use std::net::IpAddr;
 
 use etherparse::{IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder};

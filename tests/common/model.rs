@@ -1,0 +1,174 @@
+//! The reference model: what the encapsulator must do with a frame, written
+//! from the specification and RFC 3032, never from the BPF C.
+//!
+//! Precedence of the verdicts (which counter a frame lands in): not IP, then
+//! malformed, then multicast, then local, then no route, then MTU, then
+//! labelled.
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use lnetd_host_encap::{LabelStackEntry, MtuPolicy, Route, TtlMode, XdpAction};
+
+use super::{labelled, Frame};
+
+/// Which counter a frame lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Labelled,
+    NotIp,
+    Malformed,
+    Multicast,
+    Local,
+    NoRoute,
+    MtuDropped,
+    MtuPassed,
+}
+
+impl Verdict {
+    pub fn counter(self, stats: &lnetd_host_encap::Stats) -> lnetd_host_encap::Counter {
+        match self {
+            Verdict::Labelled => stats.labelled,
+            Verdict::NotIp => stats.not_ip,
+            Verdict::Malformed => stats.malformed,
+            Verdict::Multicast => stats.multicast,
+            Verdict::Local => stats.local,
+            Verdict::NoRoute => stats.no_route,
+            Verdict::MtuDropped => stats.mtu_dropped,
+            Verdict::MtuPassed => stats.mtu_passed,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub ttl: TtlMode,
+    pub mtu_policy: MtuPolicy,
+    /// The ingress interface's MTU.
+    pub mtu: usize,
+    pub routes: Vec<Route>,
+    /// The host's addresses: never labelled.
+    pub local: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub action: XdpAction,
+    /// The frame after the program; for XDP_DROP, the input (not compared).
+    pub frame: Vec<u8>,
+    pub verdict: Verdict,
+}
+
+struct Parsed {
+    l2_len: usize,
+    dst: IpAddr,
+    ttl: u8,
+    l3_len: usize,
+}
+
+fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
+    if b.len() < 14 {
+        return Err(Verdict::Malformed);
+    }
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes([b[12], b[13]]);
+    for _ in 0..2 {
+        if ethertype != 0x8100 && ethertype != 0x88a8 {
+            break;
+        }
+        if b.len() < off + 2 + 4 {
+            return Err(Verdict::Malformed);
+        }
+        off += 4;
+        ethertype = u16::from_be_bytes([b[off], b[off + 1]]);
+    }
+    let l2_len = off + 2;
+    let ip = &b[l2_len..];
+    match ethertype {
+        0x0800 => {
+            if ip.len() < 20 || ip[0] >> 4 != 4 {
+                return Err(Verdict::Malformed);
+            }
+            let ihl = usize::from(ip[0] & 0xf) * 4;
+            let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            if ihl < 20 || tot < ihl || tot > ip.len() {
+                return Err(Verdict::Malformed);
+            }
+            let dst: [u8; 4] = ip[16..20].try_into().unwrap();
+            Ok(Parsed { l2_len, dst: IpAddr::from(dst), ttl: ip[8], l3_len: ip.len() })
+        }
+        0x86dd => {
+            if ip.len() < 40 || ip[0] >> 4 != 6 {
+                return Err(Verdict::Malformed);
+            }
+            let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if 40 + payload > ip.len() {
+                return Err(Verdict::Malformed);
+            }
+            let dst: [u8; 16] = ip[24..40].try_into().unwrap();
+            Ok(Parsed { l2_len, dst: IpAddr::from(dst), ttl: ip[7], l3_len: ip.len() })
+        }
+        _ => Err(Verdict::NotIp),
+    }
+}
+
+fn is_multicast(frame: &[u8], dst: IpAddr) -> bool {
+    frame[0] & 1 == 1
+        || match dst {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_multicast(),
+        }
+}
+
+impl Model {
+    /// The longest route or host address covering `dst`: Ok(route), or Err(()) for local.
+    fn lookup(&self, dst: IpAddr) -> Option<Result<&Route, ()>> {
+        if self.local.contains(&dst) {
+            // A host address is a full-length entry: nothing is longer.
+            return Some(Err(()));
+        }
+        self.routes
+            .iter()
+            .filter(|r| r.prefix.contains(dst) && r.prefix.is_ipv4() == dst.is_ipv4())
+            .max_by_key(|r| r.prefix.prefix())
+            .map(Ok)
+    }
+
+    pub fn run(&self, frame: &[u8]) -> Outcome {
+        let pass = |verdict| Outcome { action: XdpAction::Pass, frame: frame.to_vec(), verdict };
+        let p = match parse(frame) {
+            Ok(p) => p,
+            Err(v) => return pass(v),
+        };
+        if is_multicast(frame, p.dst) {
+            return pass(Verdict::Multicast);
+        }
+        let route = match self.lookup(p.dst) {
+            None => return pass(Verdict::NoRoute),
+            Some(Err(())) => return pass(Verdict::Local),
+            Some(Ok(r)) => r,
+        };
+        if p.l3_len + 4 * route.stack.len() > self.mtu {
+            return match self.mtu_policy {
+                MtuPolicy::Drop => {
+                    Outcome { action: XdpAction::Drop, frame: frame.to_vec(), verdict: Verdict::MtuDropped }
+                }
+                MtuPolicy::Pass => pass(Verdict::MtuPassed),
+            };
+        }
+        let ttl = match self.ttl {
+            TtlMode::Copy => p.ttl,
+            TtlMode::Fixed(n) => n,
+        };
+        let labels: Vec<u32> = route.stack.labels().iter().map(|l| l.value()).collect();
+        let entries: Vec<LabelStackEntry> = super::entries(&labels, route.tc.value(), ttl);
+        let input = Frame { bytes: frame.to_vec(), l2_len: p.l2_len };
+        Outcome { action: XdpAction::Tx, frame: labelled(&input, &entries), verdict: Verdict::Labelled }
+    }
+}
+
+/// True when `prefix` is a host route for one of `local`.
+pub fn is_local_host_route(prefix: &IpNetwork, local: &[IpAddr]) -> bool {
+    let full = if prefix.is_ipv4() { 32 } else { 128 };
+    prefix.prefix() == full && local.contains(&prefix.ip())
+}
