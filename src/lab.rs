@@ -331,6 +331,16 @@ impl Capture {
         Ok(Capture { fd, ifindex })
     }
 
+    /// Grows the socket's receive buffer (SO_RCVBUFFORCE) so that bursts are
+    /// not dropped before they are read.
+    ///
+    /// # Errors
+    /// [`LabError::Sys`].
+    pub fn with_buffer(self, bytes: usize) -> Result<Capture, LabError> {
+        socket::setsockopt(&self.fd, sockopt::RcvBufForce, &bytes).map_err(sys("setsockopt(SO_RCVBUFFORCE)"))?;
+        Ok(self)
+    }
+
     /// The next frame sent or received on the interface within `timeout`.
     ///
     /// # Errors
