@@ -77,9 +77,9 @@ fn routes(args: &Args) -> Result<Vec<(IpNetwork, LabelStack)>> {
     Ok(vec![("0.0.0.0/0".parse()?, bsid.clone()), ("::/0".parse()?, bsid)])
 }
 
-fn program(enc: &Encapsulator, args: &Args) -> Result<()> {
-    for (p, stack) in routes(args)? {
-        enc.set_labels(p, stack.clone())?;
+fn program(enc: &Encapsulator, routes: &[(IpNetwork, LabelStack)]) -> Result<()> {
+    for (p, stack) in routes {
+        enc.set_labels(*p, stack.clone())?;
         println!("route {p} -> {stack}");
     }
     Ok(())
@@ -102,10 +102,12 @@ fn stats_line(s: &Stats) -> String {
 }
 
 fn run_on_interface(iface: &str, args: &Args) -> Result<()> {
+    // Validated before anything touches the interface.
+    let routes = routes(args)?;
     let enc = Encapsulator::builder().ttl_mode(args.ttl).attach(iface, args.mode)?;
     let attached = enc.attachment().context("attached")?;
     println!("attached to {iface} in {} mode", attached.mode);
-    program(&enc, args)?;
+    program(&enc, &routes)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
@@ -170,12 +172,13 @@ fn run_lab(args: &Args) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the lab demo creates network namespaces and loads XDP programs: run it as root");
     }
+    let routes = routes(args)?;
     println!("building a veth lab: router ns (r0) <-> host ns (h0), the encapsulator on h0");
     let lab = VethLab::new()?;
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF))??;
     let enc = lab.host.run(|| Encapsulator::builder().ttl_mode(args.ttl).attach(VethLab::HOST_IF, args.mode))??;
     println!("attached to h0 in {} mode", enc.attachment().context("attached")?.mode);
-    program(&enc, args)?;
+    program(&enc, &routes)?;
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF))??;
 
     let sends: Vec<(&str, IpAddr, u8)> = vec![

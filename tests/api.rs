@@ -218,7 +218,7 @@ fn without_privileges_the_error_names_the_capability() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
         .arg(&bin)
-        .args(["--iface", "lo"])
+        .args(["--iface", "nope0"])
         .output()
         .expect("setpriv (util-linux)");
     let stderr = String::from_utf8_lossy(&out.stderr);
