@@ -231,52 +231,17 @@ impl VethLab {
             ns.ip(&["-6", "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
             ns.ip(&["link", "set", dev, "up"])?;
         }
-        lab.router.ip(&[
-            "neigh",
-            "replace",
-            &Self::HOST_V4.to_string(),
-            "lladdr",
-            &hmac,
-            "dev",
-            r,
-            "nud",
-            "permanent",
-        ])?;
-        lab.router.ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            &Self::HOST_V6.to_string(),
-            "lladdr",
-            &hmac,
-            "dev",
-            r,
-            "nud",
-            "permanent",
-        ])?;
-        lab.host.ip(&[
-            "neigh",
-            "replace",
-            &Self::ROUTER_V4.to_string(),
-            "lladdr",
-            &rmac,
-            "dev",
-            h,
-            "nud",
-            "permanent",
-        ])?;
-        lab.host.ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            &Self::ROUTER_V6.to_string(),
-            "lladdr",
-            &rmac,
-            "dev",
-            h,
-            "nud",
-            "permanent",
-        ])?;
+        // Static neighbours both ways: no ARP or ND delay, no lost first packet.
+        for (ns, dev, peer_v4, peer_v6, peer_mac) in [
+            (&lab.router, r, Self::HOST_V4, Self::HOST_V6, &hmac),
+            (&lab.host, h, Self::ROUTER_V4, Self::ROUTER_V6, &rmac),
+        ] {
+            for addr in [IpAddr::V4(peer_v4), IpAddr::V6(peer_v6)] {
+                let family = if addr.is_ipv6() { "-6" } else { "-4" };
+                let addr = addr.to_string();
+                ns.ip(&[family, "neigh", "replace", &addr, "lladdr", peer_mac, "dev", dev, "nud", "permanent"])?;
+            }
+        }
         lab.router.ip(&["route", "add", "default", "via", &Self::HOST_V4.to_string(), "dev", r])?;
         lab.router.ip(&["-6", "route", "add", "default", "via", &Self::HOST_V6.to_string(), "dev", r])?;
         lab.router.exec("ethtool", "ethtool", &["-K", r, "tx", "off"])?;

@@ -9,8 +9,8 @@ use std::process::Command;
 use common::privileged;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    prefix, AttachError, Encapsulator, Error, Label, LabelError, LabelStack, LoadError, PrefixError, Route,
-    RouteError, TestRunError, TrafficClass, TtlMode, XdpMode,
+    prefix, AttachError, Encapsulator, Error, Label, LabelError, LabelStack, LoadError, PrefixError, Route, RouteError,
+    TestRunError, TrafficClass, TtlMode, XdpMode,
 };
 
 type Attempt = fn(&Encapsulator) -> Result<(), Error>;
