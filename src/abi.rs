@@ -40,6 +40,8 @@ pub(crate) const MAX_LABELS: usize = types::encap_limits::ENCAP_MAX_LABELS.0 as 
 
 /// `route_value.flags` bit of a host-address entry (`ENCAP_ROUTE_LOCAL`).
 pub(crate) const ROUTE_LOCAL: u16 = types::encap_route_flags::ENCAP_ROUTE_LOCAL.0 as u16;
+/// `route_value.flags` bit of a route that pushes one of a policy's lists.
+pub(crate) const ROUTE_POLICY: u16 = types::encap_route_flags::ENCAP_ROUTE_POLICY.0 as u16;
 
 /// Number of counters (`ENCAP_CNT__MAX`).
 pub(crate) const COUNTERS: u32 = types::encap_counter::ENCAP_CNT__MAX.0;
@@ -49,7 +51,7 @@ pub(crate) const COUNTERS: u32 = types::encap_counter::ENCAP_CNT__MAX.0;
 /// # Safety
 /// Implementors are `#[repr(C)]`, contain only integers and integer arrays, and
 /// have no padding, so every byte pattern of their size is a valid value.
-pub(crate) unsafe trait Pod: Copy + Default {}
+pub(crate) unsafe trait Pod: Copy {}
 
 // SAFETY: generated #[repr(C)] structs of integers; sizes asserted below equal the
 // sum of their fields, so there is no padding.
@@ -57,12 +59,16 @@ unsafe impl Pod for types::route_key_v4 {}
 unsafe impl Pod for types::route_key_v6 {}
 unsafe impl Pod for types::route_value {}
 unsafe impl Pod for types::counter_value {}
+unsafe impl Pod for types::segment_list {}
+unsafe impl Pod for types::policy_value {}
 
 const _: () = {
     use std::mem::size_of;
     assert!(size_of::<types::route_key_v4>() == 4 + 4);
     assert!(size_of::<types::route_key_v6>() == 4 + 16);
-    assert!(size_of::<types::route_value>() == 2 + 2 + 4 * MAX_LABELS);
+    assert!(size_of::<types::segment_list>() == 4 + 4 * MAX_LABELS);
+    assert!(size_of::<types::route_value>() == 8 + size_of::<types::segment_list>() + 4 + 16);
+    assert!(size_of::<types::policy_value>() == 1040 + 8 * size_of::<types::segment_list>() + 8 * 16);
     assert!(size_of::<types::counter_value>() == 16);
 };
 
@@ -71,6 +77,12 @@ pub(crate) fn bytes_of<T: Pod>(value: &T) -> &[u8] {
     // SAFETY: T is Pod (no padding, no pointers), so all size_of::<T>() bytes are
     // initialised; the slice borrows `value`.
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// A shared struct with every byte zero (padding included, as the kernel wants).
+pub(crate) fn zeroed<T: Pod>() -> T {
+    // SAFETY: T is Pod, so all-zero bytes are a valid T.
+    unsafe { std::mem::zeroed() }
 }
 
 /// A shared struct read back from map bytes; `None` when the size is wrong.

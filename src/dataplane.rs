@@ -1,7 +1,7 @@
 //! The loaded dataplane: the XDP program and its maps, held by fd so that it
 //! can be shared between threads and outlive the libbpf object it came from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -43,17 +43,49 @@ pub(crate) struct LoadConfig {
     pub mtu: MtuPolicy,
     pub max_routes_v4: u32,
     pub max_routes_v6: u32,
+    pub max_policies: u32,
 }
 
 pub(crate) struct Dataplane {
     prog: OwnedFd,
     routes_v4: BpfMap,
     routes_v6: BpfMap,
+    policies: BpfMap,
     counters: BpfMap,
     config: LoadConfig,
-    /// The host addresses installed as LOCAL entries, guarded together with
-    /// every write to the tries so a route update cannot race a refresh.
-    local: Mutex<BTreeSet<IpAddr>>,
+    /// Bookkeeping of what the tables hold, guarded together with every write
+    /// to them so that writers never interleave.
+    tables: Mutex<Tables>,
+}
+
+/// What user space must remember about the tables (the kernel holds the rest).
+#[derive(Debug, Default)]
+struct Tables {
+    /// Host addresses installed as LOCAL entries.
+    local: BTreeSet<IpAddr>,
+    /// The policy id each policy route points to.
+    policy_of: HashMap<IpNetwork, u32>,
+    /// Ids freed by replaced or removed policies, reused first.
+    free_ids: Vec<u32>,
+    next_id: u32,
+}
+
+impl Tables {
+    fn allocate_id(&mut self) -> u32 {
+        self.free_ids.pop().unwrap_or_else(|| {
+            self.next_id += 1;
+            self.next_id
+        })
+    }
+}
+
+/// Per-route counters: what the route labelled, in total and per segment list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteCounters {
+    /// Everything the route labelled.
+    pub labelled: Counter,
+    /// Per segment list, in the policy's order (one entry for a plain route).
+    pub lists: Vec<Counter>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -71,8 +103,8 @@ impl Dataplane {
         if let TtlMode::Fixed(0) = config.ttl {
             return Err(LoadError::Config("a fixed TTL of 0 expires at the first router; use 1..=255"));
         }
-        if config.max_routes_v4 == 0 || config.max_routes_v6 == 0 {
-            return Err(LoadError::Config("route table capacities must be at least 1"));
+        if config.max_routes_v4 == 0 || config.max_routes_v6 == 0 || config.max_policies == 0 {
+            return Err(LoadError::Config("route and policy table capacities must be at least 1"));
         }
         if let Some(missing) = crate::privileges::missing() {
             return Err(LoadError::Privileges(missing));
@@ -96,6 +128,7 @@ impl Dataplane {
         };
         open.maps.routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing routes_v4"))?;
         open.maps.routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing routes_v6"))?;
+        open.maps.policies.set_max_entries(config.max_policies).map_err(kernel("sizing policies"))?;
         let skel = open.load().map_err(|source| match source.kind() {
             ErrorKind::PermissionDenied => LoadError::Privileges(crate::privileges::MissingCapabilities(vec![
                 "CAP_BPF",
@@ -120,9 +153,10 @@ impl Dataplane {
                 .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?,
             routes_v4: handle(&skel.maps.routes_v4, "routes_v4")?,
             routes_v6: handle(&skel.maps.routes_v6, "routes_v6")?,
+            policies: handle(&skel.maps.policies, "policies")?,
             counters: handle(&skel.maps.counters, "counters")?,
             config,
-            local: Mutex::new(BTreeSet::new()),
+            tables: Mutex::new(Tables::default()),
         })
     }
 
@@ -146,31 +180,88 @@ impl Dataplane {
         })
     }
 
-    fn writer(&self) -> MutexGuard<'_, BTreeSet<IpAddr>> {
-        // The set is only replaced whole after the kernel accepted the change.
-        self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn writer(&self) -> MutexGuard<'_, Tables> {
+        // The bookkeeping is updated only after the kernel accepted a change.
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds or atomically replaces one route (a single map update: a packet
-    /// sees the old stack or the new one, never a mix).
+    /// Adds or atomically replaces one route: a packet sees the old route or
+    /// the new one, never a mix. A policy is written under a fresh id before the
+    /// route that names it, and the old policy removed after.
     pub(crate) fn set_route(&self, route: &Route) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
-        let local = self.writer();
-        if route.prefix.prefix() == max_len(&route.prefix) && local.contains(&route.prefix.ip()) {
+        let mut tables = self.writer();
+        if route.prefix.prefix() == max_len(&route.prefix) && tables.local.contains(&route.prefix.ip()) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
-        self.write(&route.prefix, &route.encode_value())
+        let id = if route.policy.is_plain() { 0 } else { tables.allocate_id() };
+        let (value, policy) = route.encode(id);
+        if let Some(p) = &policy {
+            if let Err(e) = self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())) {
+                tables.free_ids.push(id);
+                return Err(match e.errno {
+                    Errno::E2BIG | Errno::ENOSPC | Errno::ENOMEM => {
+                        RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
+                    }
+                    _ => RouteError::Map(e),
+                });
+            }
+        }
+        if let Err(e) = self.write(&route.prefix, &value) {
+            if policy.is_some() {
+                self.forget_policy(&mut tables, id);
+            }
+            return Err(e);
+        }
+        let old = match policy {
+            Some(_) => tables.policy_of.insert(route.prefix, id),
+            None => tables.policy_of.remove(&route.prefix),
+        };
+        if let Some(old) = old {
+            self.forget_policy(&mut tables, old);
+        }
+        Ok(())
+    }
+
+    /// Deletes a policy no route names any more; its id is reused.
+    fn forget_policy(&self, tables: &mut Tables, id: u32) {
+        match self.policies.delete(&id.to_ne_bytes()) {
+            Ok(_) => tables.free_ids.push(id),
+            // Leaked, not reused: the table keeps working.
+            Err(e) => log::warn!("{e} (policy {id} stays allocated)"),
+        }
     }
 
     /// Removes a route; `false` when there was none for exactly that prefix
     /// (a host address is not a route).
     pub(crate) fn remove(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let local = self.writer();
-        if prefix.prefix() == max_len(&prefix) && local.contains(&prefix.ip()) {
+        let mut tables = self.writer();
+        if prefix.prefix() == max_len(&prefix) && tables.local.contains(&prefix.ip()) {
             return Ok(false);
         }
-        Ok(self.routes_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?)
+        let removed = self.routes_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
+        if let Some(id) = tables.policy_of.remove(&prefix) {
+            self.forget_policy(&mut tables, id);
+        }
+        Ok(removed)
+    }
+
+    /// The route value stored for exactly `prefix`, if any (an LPM lookup
+    /// answers with the longest covering entry, so the stored length is checked).
+    fn exact(&self, prefix: &IpNetwork) -> Result<Option<types::route_value>, MapError> {
+        let value = self.routes_map(prefix).0.lookup(RouteKey::new(*prefix).bytes())?;
+        Ok(value
+            .and_then(|v| abi::from_bytes::<types::route_value>(&v))
+            .filter(|v| v.prefixlen == prefix.prefix() && v.flags & abi::ROUTE_LOCAL == 0))
+    }
+
+    fn policy(&self, value: &types::route_value) -> Result<Option<Box<types::policy_value>>, MapError> {
+        if value.flags & abi::ROUTE_POLICY == 0 {
+            return Ok(None);
+        }
+        let bytes = self.policies.lookup(&value.policy_id.to_ne_bytes())?;
+        Ok(bytes.and_then(|b| abi::from_bytes::<types::policy_value>(&b)).map(Box::new))
     }
 
     /// Every programmed route, IPv4 then IPv6, read back from the kernel.
@@ -185,7 +276,7 @@ impl Dataplane {
                 let Some(value) = map.lookup(&key)? else { continue };
                 match decode_key(&key).zip(abi::from_bytes::<types::route_value>(&value)) {
                     Some((_, v)) if v.flags == abi::ROUTE_LOCAL => {}
-                    Some((prefix, v)) => match Route::decode_value(prefix, &v) {
+                    Some((prefix, v)) => match Route::decode(prefix, &v, self.policy(&v)?.as_deref()) {
                         Some(route) => out.push(route),
                         None => log::warn!("{}: skipping {prefix}, an entry this library did not write", map.name()),
                     },
@@ -194,6 +285,19 @@ impl Dataplane {
             }
         }
         Ok(out)
+    }
+
+    /// What the route for exactly `prefix` labelled; `None` without such a route.
+    pub(crate) fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+        let prefix = prefix::check(prefix)?;
+        let Some(value) = self.exact(&prefix)? else { return Ok(None) };
+        let counter = |c: &types::shared_counter| Counter { packets: c.packets, bytes: c.bytes };
+        let labelled = counter(&value.labelled);
+        let lists = match self.policy(&value)? {
+            Some(p) => p.labelled.iter().take(usize::from(p.n_lists)).map(counter).collect(),
+            None => vec![labelled],
+        };
+        Ok(Some(RouteCounters { labelled, lists }))
     }
 
     pub(crate) fn stats(&self) -> Result<Stats, MapError> {
@@ -213,11 +317,15 @@ impl Dataplane {
     /// briefly labelled. A host address takes precedence over a route for the
     /// same /32 or /128, which it replaces.
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
-        let mut installed = self.writer();
-        let local = Route::local_value();
+        let mut tables = self.writer();
+        let installed = &mut tables.local;
+        let mut local: types::route_value = abi::zeroed();
+        local.flags = abi::ROUTE_LOCAL;
         for addr in wanted.difference(&installed.clone()) {
             log::debug!("host address {addr}: never labelled");
-            self.write(&IpNetwork::from(*addr), &local)?;
+            let host = IpNetwork::from(*addr);
+            local.prefixlen = host.prefix();
+            self.write(&host, &local)?;
             installed.insert(*addr);
         }
         for addr in installed.difference(wanted).copied().collect::<Vec<_>>() {

@@ -7,9 +7,10 @@ use nix::errno::Errno;
 
 use crate::abi::types::encap_limits;
 use crate::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
-use crate::dataplane::{Dataplane, LoadConfig};
+use crate::dataplane::{Dataplane, LoadConfig, RouteCounters};
 use crate::error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
 use crate::label::{Label, LabelStack};
+use crate::policy::Policy;
 use crate::route::Route;
 use crate::stats::Stats;
 use crate::xdp::{self, TestRun, XdpLink};
@@ -38,6 +39,7 @@ impl Default for EncapsulatorBuilder {
                 mtu: MtuPolicy::default(),
                 max_routes_v4: encap_limits::ENCAP_DEFAULT_MAX_ROUTES_V4.0,
                 max_routes_v6: encap_limits::ENCAP_DEFAULT_MAX_ROUTES_V6.0,
+                max_policies: encap_limits::ENCAP_DEFAULT_MAX_POLICIES.0,
             },
         }
     }
@@ -61,6 +63,14 @@ impl EncapsulatorBuilder {
     pub fn max_routes(mut self, v4: u32, v6: u32) -> Self {
         self.config.max_routes_v4 = v4;
         self.config.max_routes_v6 = v6;
+        self
+    }
+
+    /// Capacity of the policy table (default 65,536): one entry per route
+    /// with more than one segment list or an entropy label, about 1.7 KB each,
+    /// allocated on use.
+    pub fn max_policies(mut self, n: u32) -> Self {
+        self.config.max_policies = n;
         self
     }
 
@@ -244,8 +254,30 @@ impl Encapsulator {
     /// As [`Encapsulator::set_label`].
     pub fn set_route(&self, route: &Route) -> Result<(), RouteError> {
         self.dataplane.set_route(route)?;
-        log::debug!("route {} -> {} (tc {})", route.prefix, route.stack, route.tc.value());
+        log::debug!("route {} -> {} (tc {})", route.prefix, route.policy, route.tc.value());
         Ok(())
+    }
+
+    /// Sends packets to `prefix` through an SR policy: each flow takes one of
+    /// its segment lists, in proportion to the weights (traffic class 0).
+    /// Replaces any route for exactly that prefix, atomically.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::set_label`], and [`RouteError::TableFull`] with
+    /// family "policy" when the policy table is full.
+    pub fn set_policy(&self, prefix: IpNetwork, policy: Policy) -> Result<(), RouteError> {
+        self.set_route(&Route::with_policy(prefix, policy))
+    }
+
+    /// What the route for exactly `prefix` has labelled, in total and per
+    /// segment list; `None` when there is no such route. Counted with atomic
+    /// adds by the program; they start again from zero when the route is
+    /// replaced.
+    ///
+    /// # Errors
+    /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
+    pub fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+        self.dataplane.route_counters(prefix)
     }
 
     /// Removes the route for exactly `prefix`; `Ok(false)` when there was none.

@@ -113,13 +113,16 @@ pub enum RouteError {
     /// A label or stack is not valid.
     #[error(transparent)]
     Label(#[from] LabelError),
-    /// The table for that family is full.
+    /// A policy is not valid.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The table for that family (or the policy table) is full.
     #[error(
         "the {family} route table is full ({capacity} routes); remove routes or load with a larger \
          capacity (EncapsulatorBuilder::max_routes)"
     )]
     TableFull {
-        /// "IPv4" or "IPv6".
+        /// "IPv4", "IPv6" or "policy".
         family: &'static str,
         /// Its capacity.
         capacity: u32,
@@ -175,6 +178,9 @@ pub enum Error {
     /// See [`PrefixError`].
     #[error(transparent)]
     Prefix(#[from] PrefixError),
+    /// See [`crate::PolicyError`].
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// See [`TestRunError`].
     #[error(transparent)]
     TestRun(#[from] TestRunError),

@@ -1,33 +1,41 @@
-//! A route: destination prefix -> label stack and traffic class, and its
-//! encoding as the dataplane's `struct route_value`.
+//! A route: destination prefix -> SR policy (one or more weighted label
+//! stacks) and traffic class, and its encoding as the dataplane's values.
 
 use ipnetwork::IpNetwork;
 
-use crate::abi::{types, MAX_LABELS, ROUTE_LOCAL};
-use crate::label::{Label, LabelStack, LabelStackEntry, TrafficClass};
+use crate::abi::{self, types, ROUTE_POLICY};
+use crate::label::{LabelStack, TrafficClass};
+use crate::policy::{self, Policy, SegmentList, MAX_SEGMENT_LISTS};
 
 /// What the encapsulator pushes for one destination prefix.
 ///
 /// ```
-/// use lnetd_host_encap::{Route, LabelStack, TrafficClass};
-/// let route = Route::new("0.0.0.0/0".parse()?, "1000000".parse::<LabelStack>()?);
-/// assert_eq!(route.tc, TrafficClass::default());
+/// use lnetd_host_encap::{Route, LabelStack, Policy, TrafficClass};
+/// let bsid = Route::new("0.0.0.0/0".parse()?, "1000000".parse::<LabelStack>()?);
+/// assert_eq!(bsid.tc, TrafficClass::default());
+/// let te = Route::with_policy("198.51.100.0/24".parse()?, "16001/16002@7,16003@3".parse::<Policy>()?);
+/// assert_eq!(te.policy.lists().len(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
     /// Destination prefix (no host bits set).
     pub prefix: IpNetwork,
-    /// Labels pushed, top first.
-    pub stack: LabelStack,
+    /// The segment lists and how flows are spread over them.
+    pub policy: Policy,
     /// Traffic class written in every pushed entry.
     pub tc: TrafficClass,
 }
 
 impl Route {
-    /// A route with traffic class 0.
+    /// A route through one label stack, traffic class 0.
     pub fn new(prefix: IpNetwork, stack: LabelStack) -> Route {
-        Route { prefix, stack, tc: TrafficClass::default() }
+        Route::with_policy(prefix, Policy::single(stack))
+    }
+
+    /// A route through an SR policy, traffic class 0.
+    pub fn with_policy(prefix: IpNetwork, policy: Policy) -> Route {
+        Route { prefix, policy, tc: TrafficClass::default() }
     }
 
     /// The same route with another traffic class.
@@ -36,62 +44,104 @@ impl Route {
         self
     }
 
-    /// The dataplane's value: entries pre-encoded with the TTL byte zero, since
-    /// the TTL is per packet and ORed in by the program.
-    pub(crate) fn encode_value(&self) -> types::route_value {
-        let mut value = types::route_value { depth: self.stack.len() as u16, ..Default::default() };
-        for (slot, entry) in value.entries.iter_mut().zip(self.stack.entries(self.tc, 0)) {
-            // Stored as the wire bytes; the C side treats the u32 as network order.
-            *slot = u32::from_ne_bytes(entry.encode());
+    /// The route's value; for a policy route, also the policy's value, to be
+    /// stored under `policy_id` before the route.
+    pub(crate) fn encode(&self, policy_id: u32) -> (types::route_value, Option<Box<types::policy_value>>) {
+        let mut value: types::route_value = abi::zeroed();
+        value.prefixlen = self.prefix.prefix();
+        if self.policy.is_plain() {
+            if let Some(l) = self.policy.lists().first() {
+                value.list = policy::encode_list(&l.stack, self.tc, None);
+            }
+            return (value, None);
         }
-        value
+        value.flags = ROUTE_POLICY;
+        value.policy_id = policy_id;
+        let mut p: Box<types::policy_value> = Box::new(abi::zeroed());
+        p.n_lists = self.policy.lists().len() as u16;
+        for ((slot, weight), l) in p.lists.iter_mut().zip(p.weights.iter_mut()).zip(self.policy.lists()) {
+            *slot = policy::encode_list(&l.stack, self.tc, self.policy.entropy_label());
+            *weight = l.weight;
+        }
+        for (dst, src) in p.slots.iter_mut().zip(policy::maglev_table(self.policy.lists())) {
+            *dst = src;
+        }
+        (value, Some(p))
     }
 
-    /// The value that marks a host address: never labelled.
-    pub(crate) fn local_value() -> types::route_value {
-        types::route_value { flags: ROUTE_LOCAL, ..Default::default() }
-    }
-
-    /// Reads a value written by [`Route::encode_value`]; `None` if it is not
-    /// one (host-address entries included).
-    pub(crate) fn decode_value(prefix: IpNetwork, value: &types::route_value) -> Option<Route> {
-        if value.flags != 0 {
-            return None;
+    /// Reads back a value written by [`Route::encode`]; `None` if it is not one.
+    pub(crate) fn decode(
+        prefix: IpNetwork,
+        value: &types::route_value,
+        policy: Option<&types::policy_value>,
+    ) -> Option<Route> {
+        match (value.flags, policy) {
+            (0, _) => {
+                let (stack, tc, entropy) = policy::decode_list(&value.list)?;
+                let policy = Policy::single(stack).with_entropy_label(entropy).ok()?;
+                Some(Route { prefix, policy, tc })
+            }
+            (ROUTE_POLICY, Some(p)) => {
+                let n = usize::from(p.n_lists).min(MAX_SEGMENT_LISTS);
+                let mut tc = TrafficClass::default();
+                let mut entropy = None;
+                let mut lists = Vec::with_capacity(n);
+                for (l, weight) in p.lists.iter().zip(p.weights).take(n) {
+                    let (stack, t, e) = policy::decode_list(l)?;
+                    (tc, entropy) = (t, e);
+                    lists.push(SegmentList { stack, weight });
+                }
+                Some(Route { prefix, policy: Policy::new(lists, entropy).ok()?, tc })
+            }
+            _ => None,
         }
-        let depth = Some(usize::from(value.depth)).filter(|d| (1..=MAX_LABELS).contains(d))?;
-        let entries: Vec<LabelStackEntry> =
-            value.entries.iter().take(depth).map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
-        let labels = entries.iter().map(|e| Label::new(e.label).ok()).collect::<Option<Vec<_>>>()?;
-        let tc = TrafficClass::new(entries.first()?.tc).ok()?;
-        Some(Route { prefix, stack: LabelStack::new(labels).ok()?, tc })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::label::LabelStackEntry;
+    use crate::policy::EntropyLabel;
 
     #[test]
-    fn value_round_trips_and_marks_only_the_bottom() {
+    fn plain_routes_are_inline_and_round_trip() {
         let route = Route::new("192.0.2.0/24".parse().unwrap(), "16001/16002/1000000".parse().unwrap())
             .with_tc(TrafficClass::new(5).unwrap());
-        let value = route.encode_value();
-        assert_eq!(value.depth, 3);
+        let (value, policy) = route.encode(9);
+        assert!(policy.is_none());
+        assert_eq!((value.flags, value.prefixlen, value.list.depth), (0, 24, 3));
         let wire: Vec<LabelStackEntry> =
-            value.entries[..3].iter().map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
-        assert_eq!(
-            wire.iter().map(|e| (e.label, e.tc, e.bottom, e.ttl)).collect::<Vec<_>>(),
-            [(16001, 5, false, 0), (16002, 5, false, 0), (1_000_000, 5, true, 0)]
-        );
-        assert!(value.entries[3..].iter().all(|w| *w == 0));
-        assert_eq!(Route::decode_value(route.prefix, &value), Some(route));
+            value.list.entries[..3].iter().map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
+        assert_eq!(wire.iter().map(|e| (e.label, e.tc, e.bottom, e.ttl)).collect::<Vec<_>>(), [
+            (16001, 5, false, 0),
+            (16002, 5, false, 0),
+            (1_000_000, 5, true, 0)
+        ]);
+        assert!(value.list.entries[3..].iter().all(|w| *w == 0));
+        assert_eq!(Route::decode(route.prefix, &value, None), Some(route));
+    }
+
+    #[test]
+    fn policy_routes_round_trip() {
+        let policy: Policy = "16001/16002@7,16003@3".parse().unwrap();
+        let route = Route::with_policy("2001:db8::/32".parse().unwrap(), policy.with_entropy_label(Some(EntropyLabel::After(1))).unwrap());
+        let (value, p) = route.encode(42);
+        let p = p.expect("a policy value");
+        assert_eq!((value.flags, value.policy_id), (ROUTE_POLICY, 42));
+        assert_eq!((p.n_lists, p.weights[0], p.weights[1]), (2, 7, 3));
+        assert!(p.slots.iter().all(|s| *s < 2));
+        assert_eq!(Route::decode(route.prefix, &value, Some(&p)), Some(route));
     }
 
     #[test]
     fn foreign_values_are_not_decoded() {
         let prefix = "10.0.0.0/8".parse().unwrap();
-        assert_eq!(Route::decode_value(prefix, &types::route_value { depth: 0, ..Default::default() }), None);
-        assert_eq!(Route::decode_value(prefix, &types::route_value { depth: 17, ..Default::default() }), None);
-        assert_eq!(Route::decode_value(prefix, &Route::local_value()), None);
+        let mut v: types::route_value = abi::zeroed();
+        assert_eq!(Route::decode(prefix, &v, None), None);
+        v.list.depth = 17;
+        assert_eq!(Route::decode(prefix, &v, None), None);
+        v.flags = ROUTE_POLICY;
+        assert_eq!(Route::decode(prefix, &v, None), None);
     }
 }

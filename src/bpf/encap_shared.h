@@ -18,6 +18,18 @@ enum encap_limits {
 	 * table is about 1M IPv4 prefixes); Rust may raise or lower it before load. */
 	ENCAP_DEFAULT_MAX_ROUTES_V4 = 1 << 21,
 	ENCAP_DEFAULT_MAX_ROUTES_V6 = 1 << 19,
+	/* Segment lists one SR policy may split traffic over. */
+	ENCAP_MAX_SEGMENT_LISTS = 8,
+	/*
+	 * Slots of a policy's lookup table (flow hash % slots -> segment list),
+	 * filled by Rust with weighted Maglev. Prime, and large enough that a
+	 * weight share is met to 0.1%.
+	 */
+	ENCAP_POLICY_SLOTS = 1021,
+	/* Default capacity of the policy table (policies are allocated on use). */
+	ENCAP_DEFAULT_MAX_POLICIES = 1 << 16,
+	/* segment_list.el_after: the entropy label goes at the bottom of the stack. */
+	ENCAP_EL_BOTTOM = 255,
 };
 
 /* route_value.flags */
@@ -28,6 +40,8 @@ enum encap_route_flags {
 	 * questions (a separate hash lookup cost as much as the LPM lookup).
 	 */
 	ENCAP_ROUTE_LOCAL = 1,
+	/* Traffic takes one of the segment lists of policies[policy_id], by flow hash. */
+	ENCAP_ROUTE_POLICY = 2,
 };
 
 /*
@@ -74,15 +88,51 @@ struct route_key_v6 {
 };
 
 /*
- * A route's label stack, ready to copy onto the wire: `entries[0]` is the top
- * of the stack; each entry is in network byte order with label, TC and S already
- * encoded by Rust (S only on entries[depth-1]) and the TTL byte zero, because the
- * TTL depends on the packet and is ORed in on the fast path.
+ * A label stack ready to copy onto the wire: `entries[0]` is the top of the
+ * stack; each entry is in network byte order with label, TC and S already
+ * encoded by Rust (S only on entries[depth-1]) and the TTL byte zero, because
+ * the TTL depends on the packet and is ORed in on the fast path.
+ *
+ * With an entropy label, Rust also placed the ELI (label 7) and, at `el_index`,
+ * the EL entry with its label bits zero: the program ORs in the flow's entropy
+ * (RFC 6790: the EL's TTL stays 0) instead of the TTL.
+ */
+struct segment_list {
+	__u16 depth;    /* entries pushed, ELI and EL included: 1..=ENCAP_MAX_LABELS */
+	__u8 el_index;  /* index of the EL entry, 0 when there is none (the ELI precedes it) */
+	__u8 el_after;  /* as configured: EL under this many labels; ENCAP_EL_BOTTOM = at the bottom */
+	__be32 entries[ENCAP_MAX_LABELS];
+};
+
+/* Packets and bytes, updated with atomic adds: shared by every CPU. */
+struct shared_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * The value of a route. A plain route pushes `list` (no second lookup: the fast
+ * path); an ENCAP_ROUTE_POLICY route pushes one of its policy's lists; an
+ * ENCAP_ROUTE_LOCAL entry never labels. `labelled` counts what the route labelled.
  */
 struct route_value {
-	__u16 depth; /* 1..=ENCAP_MAX_LABELS; 0 for ENCAP_ROUTE_LOCAL entries */
-	__u16 flags; /* enum encap_route_flags */
-	__be32 entries[ENCAP_MAX_LABELS];
+	__u16 flags;     /* enum encap_route_flags */
+	__u8 prefixlen;  /* the key's, so user space can tell an exact entry from a covering one */
+	__u8 pad;
+	__u32 policy_id; /* with ENCAP_ROUTE_POLICY */
+	struct segment_list list;
+	__u32 pad2;      /* explicit, zeroed: aligns the counter */
+	struct shared_counter labelled;
+};
+
+/* An SR policy: segment lists and the table that spreads flows over them. */
+struct policy_value {
+	__u16 n_lists; /* 1..=ENCAP_MAX_SEGMENT_LISTS */
+	__u16 weights[ENCAP_MAX_SEGMENT_LISTS]; /* as configured; the slots realise them */
+	__u8 slots[ENCAP_POLICY_SLOTS]; /* segment list index per flow-hash slot */
+	__u8 pad[1];
+	struct segment_list lists[ENCAP_MAX_SEGMENT_LISTS];
+	struct shared_counter labelled[ENCAP_MAX_SEGMENT_LISTS];
 };
 
 /* Per-CPU counter value. */
@@ -93,7 +143,10 @@ struct counter_value {
 
 _Static_assert(sizeof(struct route_key_v4) == 8, "route_key_v4 layout");
 _Static_assert(sizeof(struct route_key_v6) == 20, "route_key_v6 layout");
-_Static_assert(sizeof(struct route_value) == 4 + 4 * ENCAP_MAX_LABELS, "route_value layout");
+_Static_assert(sizeof(struct segment_list) == 4 + 4 * ENCAP_MAX_LABELS, "segment_list layout");
+_Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4 + 16, "route_value layout");
+_Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 16,
+	       "policy_value layout");
 _Static_assert(sizeof(struct counter_value) == 16, "counter_value layout");
 
 #endif /* LNETD_ENCAP_SHARED_H */

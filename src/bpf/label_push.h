@@ -4,6 +4,7 @@
 #define LNETD_LABEL_PUSH_H
 
 #include "config.h"
+#include "flow_hash.h"
 #include "packet.h"
 
 /* Largest L2 header we move: Ethernet plus MAX_VLAN_TAGS tags. */
@@ -15,21 +16,22 @@
  * the device's current MTU so a later `ip link set mtu` is honoured at once.
  */
 static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const struct packet *pkt,
-						    const struct route_value *route)
+						    const struct segment_list *list)
 {
 	__u32 mtu = 0;
 
 	/* Only fails for a device that vanished under us: treat as too big. */
 	if (bpf_check_mtu(ctx, 0, &mtu, 0, 0) < 0)
 		mtu = 0;
-	if (pkt->l3_len + route->depth * 4 <= mtu)
+	if (pkt->l3_len + list->depth * 4 <= mtu)
 		return CONTINUE;
 	return mtu_policy == ENCAP_MTU_PASS ? ENCAP_CNT_MTU_PASS : ENCAP_CNT_MTU_DROP;
 }
 
 /*
- * Insert the route's stack between the L2 header and the IP header, swap the
- * MACs and send the frame back out ("router on a stick").
+ * Insert `list` between the L2 header and the IP header, swap the MACs and
+ * send the frame back out ("router on a stick"). `hash` is the flow hash, for
+ * the entropy label.
  *
  * bpf_xdp_adjust_head() grows the frame at the front, so the L2 header is saved,
  * the head moved, and the header rewritten at the new front; the IP packet is
@@ -37,10 +39,12 @@ static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const st
  */
 static __always_inline enum encap_counter push_label_stack(struct xdp_md *ctx,
 							   const struct packet *pkt,
-							   const struct route_value *route)
+							   const struct segment_list *list, __u32 hash)
 {
 	__u8 l2[MAX_L2_LEN];
-	__u32 depth = route->depth;
+	__u32 depth = list->depth;
+	__u32 el_index = list->el_index;
+	__be32 el_bits = bpf_htonl(entropy_label(hash) << 12);
 	__u32 l2_len = pkt->l2_len;
 	__be32 ttl_bits;
 	void *data, *data_end;
@@ -92,7 +96,8 @@ static __always_inline enum encap_counter push_label_stack(struct xdp_md *ctx,
 			break;
 		if ((void *)(lse + i + 1) > data_end)
 			return ENCAP_CNT_ABORTED;
-		lse[i] = route->entries[i] | ttl_bits;
+		/* RFC 6790: the EL carries the flow's entropy and TTL 0. */
+		lse[i] = list->entries[i] | (el_index && i == el_index ? el_bits : ttl_bits);
 	}
 	return ENCAP_CNT_TX;
 }

@@ -26,6 +26,15 @@ struct {
 	__type(value, struct route_value);
 } routes_v6 SEC(".maps");
 
+/* Policy id -> SR policy. Allocated on use; ids are chosen by Rust. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct policy_value);
+} policies SEC(".maps");
+
 /* Indexed by enum encap_counter; per-CPU so the hot path needs no atomics. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -19,7 +19,26 @@ struct packet {
 	__u8 ttl;        /* IPv4 TTL or IPv6 hop limit */
 	__u8 l2_multicast; /* destination MAC has the group bit (broadcast included) */
 	__u8 dst[16];    /* destination address, network order; IPv4 fills dst[0..3] */
+	__u8 src[16];    /* source address, likewise */
+	__u8 l4_proto;   /* IPv4 protocol / IPv6 next header */
+	__u8 has_ports;  /* ports read: TCP/UDP/SCTP, not a non-first fragment */
+	__u16 pad;
+	__be32 ports;    /* source and destination port, as on the wire */
 };
+
+static __always_inline int l4_has_ports(__u8 proto)
+{
+	return proto == 6 || proto == 17 || proto == 132; /* TCP, UDP, SCTP */
+}
+
+/* The first 4 bytes of the L4 header, if they lie inside the IP packet (`end`). */
+static __always_inline void read_ports(struct packet *pkt, void *l4, void *end, void *data_end)
+{
+	if (!l4_has_ports(pkt->l4_proto) || l4 + 4 > end || l4 + 4 > data_end)
+		return;
+	pkt->ports = *(__be32 *)l4;
+	pkt->has_ports = 1;
+}
 
 static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struct packet *pkt)
 {
@@ -48,6 +67,11 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 			return ENCAP_CNT_PASS_MALFORMED;
 		pkt->ttl = iph->ttl;
 		__builtin_memcpy(pkt->dst, &iph->daddr, 4);
+		__builtin_memcpy(pkt->src, &iph->saddr, 4);
+		pkt->l4_proto = iph->protocol;
+		/* Non-first fragments carry no L4 header: their flow is addresses and protocol. */
+		if (!(bpf_ntohs(iph->frag_off) & 0x1fff))
+			read_ports(pkt, c.pos, (void *)iph + bpf_ntohs(iph->tot_len), data_end);
 	} else {
 		struct ipv6hdr *ip6h;
 
@@ -55,6 +79,10 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 			return ENCAP_CNT_PASS_MALFORMED;
 		pkt->ttl = ip6h->hop_limit;
 		__builtin_memcpy(pkt->dst, &ip6h->daddr, 16);
+		__builtin_memcpy(pkt->src, &ip6h->saddr, 16);
+		pkt->l4_proto = ip6h->nexthdr;
+		/* Extension headers are not walked: such packets hash on addresses and protocol. */
+		read_ports(pkt, c.pos, c.pos + bpf_ntohs(ip6h->payload_len), data_end);
 	}
 	return CONTINUE;
 }

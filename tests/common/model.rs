@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use lnetd_host_encap::{LabelStackEntry, MtuPolicy, Route, TtlMode, XdpAction};
+use lnetd_host_encap::{EntropyLabel, LabelStackEntry, MtuPolicy, Route, TtlMode, XdpAction, POLICY_SLOTS};
 
 use super::{labelled, Frame};
 
@@ -62,8 +62,45 @@ pub struct Outcome {
 struct Parsed {
     l2_len: usize,
     dst: IpAddr,
+    src: IpAddr,
     ttl: u8,
     l3_len: usize,
+    proto: u8,
+    ports: Option<u32>,
+}
+
+/// Ports (source << 16 | destination) of TCP, UDP and SCTP, when the first
+/// four L4 bytes lie inside the IP packet.
+fn ports(proto: u8, l4: &[u8]) -> Option<u32> {
+    if !matches!(proto, 6 | 17 | 132) || l4.len() < 4 {
+        return None;
+    }
+    Some(u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]]))
+}
+
+/// The documented flow hash: MurmurHash3 x86_32, seed 0, over big-endian
+/// words [src, dst, protocol, ports] (IPv6: 4 + 4 address words).
+pub fn flow_hash(src: IpAddr, dst: IpAddr, proto: u8, ports: Option<u32>) -> u32 {
+    let mut words = Vec::new();
+    for a in [src, dst] {
+        match a {
+            IpAddr::V4(a) => words.push(u32::from(a)),
+            IpAddr::V6(a) => words.extend(a.octets().chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))),
+        }
+    }
+    words.push(u32::from(proto));
+    words.push(ports.unwrap_or(0));
+    let mut h: u32 = 0;
+    for k in &words {
+        let k = k.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
+        h = (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    h ^= (words.len() as u32) * 4;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
@@ -95,7 +132,18 @@ fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
                 return Err(Verdict::Malformed);
             }
             let dst: [u8; 4] = ip[16..20].try_into().unwrap();
-            Ok(Parsed { l2_len, dst: IpAddr::from(dst), ttl: ip[8], l3_len: ip.len() })
+            let src: [u8; 4] = ip[12..16].try_into().unwrap();
+            let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+            let ports = if first_fragment { ports(ip[9], &ip[ihl..tot]) } else { None };
+            Ok(Parsed {
+                l2_len,
+                dst: IpAddr::from(dst),
+                src: IpAddr::from(src),
+                ttl: ip[8],
+                l3_len: ip.len(),
+                proto: ip[9],
+                ports,
+            })
         }
         0x86dd => {
             if ip.len() < 40 || ip[0] >> 4 != 6 {
@@ -106,7 +154,16 @@ fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
                 return Err(Verdict::Malformed);
             }
             let dst: [u8; 16] = ip[24..40].try_into().unwrap();
-            Ok(Parsed { l2_len, dst: IpAddr::from(dst), ttl: ip[7], l3_len: ip.len() })
+            let src: [u8; 16] = ip[8..24].try_into().unwrap();
+            Ok(Parsed {
+                l2_len,
+                dst: IpAddr::from(dst),
+                src: IpAddr::from(src),
+                ttl: ip[7],
+                l3_len: ip.len(),
+                proto: ip[6],
+                ports: ports(ip[6], &ip[40..40 + payload]),
+            })
         }
         _ => Err(Verdict::NotIp),
     }
@@ -148,7 +205,27 @@ impl Model {
             Some(Err(())) => return pass(Verdict::Local),
             Some(Ok(r)) => r,
         };
-        if p.l3_len + 4 * route.stack.len() > self.mtu {
+        // The segment list: the policy's flow table at the flow hash (one list: that one).
+        let hash = flow_hash(p.src, p.dst, p.proto, p.ports);
+        let lists = route.policy.lists();
+        let chosen = if lists.len() == 1 { 0 } else { usize::from(route.policy.flow_table()[hash as usize % POLICY_SLOTS]) };
+        let mut labels: Vec<u32> = lists[chosen].stack.labels().iter().map(|l| l.value()).collect();
+        let ttl = match self.ttl {
+            TtlMode::Copy => p.ttl,
+            TtlMode::Fixed(n) => n,
+        };
+        let mut ttls = vec![ttl; labels.len()];
+        if let Some(e) = route.policy.entropy_label() {
+            // RFC 6790: ELI (7) then EL, the flow's entropy mapped into 16..2^20-1, TTL 0.
+            let at = match e {
+                EntropyLabel::Bottom => labels.len(),
+                EntropyLabel::After(n) => n.min(labels.len()),
+            };
+            let el = 16 + hash.rotate_left(16) % ((1 << 20) - 16);
+            labels.splice(at..at, [7, el]);
+            ttls.splice(at..at, [ttl, 0]);
+        }
+        if p.l3_len + 4 * labels.len() > self.mtu {
             return match self.mtu_policy {
                 MtuPolicy::Drop => {
                     Outcome { action: XdpAction::Drop, frame: frame.to_vec(), verdict: Verdict::MtuDropped }
@@ -156,12 +233,10 @@ impl Model {
                 MtuPolicy::Pass => pass(Verdict::MtuPassed),
             };
         }
-        let ttl = match self.ttl {
-            TtlMode::Copy => p.ttl,
-            TtlMode::Fixed(n) => n,
-        };
-        let labels: Vec<u32> = route.stack.labels().iter().map(|l| l.value()).collect();
-        let entries: Vec<LabelStackEntry> = super::entries(&labels, route.tc.value(), ttl);
+        let mut entries: Vec<LabelStackEntry> = super::entries(&labels, route.tc.value(), ttl);
+        for (e, t) in entries.iter_mut().zip(ttls) {
+            e.ttl = t;
+        }
         let input = Frame { bytes: frame.to_vec(), l2_len: p.l2_len };
         Outcome { action: XdpAction::Tx, frame: labelled(&input, &entries), verdict: Verdict::Labelled }
     }
