@@ -65,17 +65,24 @@ struct Tables {
     local: BTreeSet<IpAddr>,
     /// The policy id each policy route points to.
     policy_of: HashMap<IpNetwork, u32>,
-    /// Ids freed by replaced or removed policies, reused first.
-    free_ids: Vec<u32>,
-    next_id: u32,
+    /// Routes hidden by a host address that took their /32 or /128; restored
+    /// when the address goes away.
+    shadowed: HashMap<IpNetwork, Route>,
+    /// The last policy id handed out.
+    last_id: u32,
 }
 
 impl Tables {
+    /// A fresh policy id. Ids are not reused until the u32 space wraps, so a
+    /// packet still holding a just-replaced route never finds another route's
+    /// policy under the old id.
     fn allocate_id(&mut self) -> u32 {
-        self.free_ids.pop().unwrap_or_else(|| {
-            self.next_id += 1;
-            self.next_id
-        })
+        loop {
+            self.last_id = self.last_id.wrapping_add(1).max(1);
+            if !self.policy_of.values().any(|id| *id == self.last_id) {
+                return self.last_id;
+            }
+        }
     }
 }
 
@@ -175,7 +182,7 @@ impl Dataplane {
     fn write(&self, prefix: &IpNetwork, value: &types::route_value) -> Result<(), RouteError> {
         let (map, family, capacity) = self.routes_map(prefix);
         map.update(RouteKey::new(*prefix).bytes(), abi::bytes_of(value)).map_err(|e| match e.errno {
-            Errno::E2BIG | Errno::ENOSPC | Errno::ENOMEM => RouteError::TableFull { family, capacity },
+            Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family, capacity },
             _ => RouteError::Map(e),
         })
     }
@@ -194,22 +201,23 @@ impl Dataplane {
         if route.prefix.prefix() == max_len(&route.prefix) && tables.local.contains(&route.prefix.ip()) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
+        self.install(&mut tables, route)
+    }
+
+    fn install(&self, tables: &mut Tables, route: &Route) -> Result<(), RouteError> {
         let id = if route.policy.is_plain() { 0 } else { tables.allocate_id() };
         let (value, policy) = route.encode(id);
         if let Some(p) = &policy {
-            if let Err(e) = self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())) {
-                tables.free_ids.push(id);
-                return Err(match e.errno {
-                    Errno::E2BIG | Errno::ENOSPC | Errno::ENOMEM => {
-                        RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
-                    }
-                    _ => RouteError::Map(e),
-                });
-            }
+            self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())).map_err(|e| match e.errno {
+                Errno::E2BIG | Errno::ENOSPC => {
+                    RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
+                }
+                _ => RouteError::Map(e),
+            })?;
         }
         if let Err(e) = self.write(&route.prefix, &value) {
             if policy.is_some() {
-                self.forget_policy(&mut tables, id);
+                self.forget_policy(id);
             }
             return Err(e);
         }
@@ -218,17 +226,16 @@ impl Dataplane {
             None => tables.policy_of.remove(&route.prefix),
         };
         if let Some(old) = old {
-            self.forget_policy(&mut tables, old);
+            self.forget_policy(old);
         }
         Ok(())
     }
 
-    /// Deletes a policy no route names any more; its id is reused.
-    fn forget_policy(&self, tables: &mut Tables, id: u32) {
-        match self.policies.delete(&id.to_ne_bytes()) {
-            Ok(_) => tables.free_ids.push(id),
+    /// Deletes a policy no route names any more.
+    fn forget_policy(&self, id: u32) {
+        if let Err(e) = self.policies.delete(&id.to_ne_bytes()) {
             // Leaked, not reused: the table keeps working.
-            Err(e) => log::warn!("{e} (policy {id} stays allocated)"),
+            log::warn!("{e} (policy {id} stays allocated)");
         }
     }
 
@@ -242,7 +249,7 @@ impl Dataplane {
         }
         let removed = self.routes_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
         if let Some(id) = tables.policy_of.remove(&prefix) {
-            self.forget_policy(&mut tables, id);
+            self.forget_policy(id);
         }
         Ok(removed)
     }
@@ -267,14 +274,19 @@ impl Dataplane {
     /// Every programmed route, IPv4 then IPv6, read back from the kernel.
     pub(crate) fn routes(&self) -> Result<Vec<Route>, MapError> {
         type DecodeKey = fn(&[u8]) -> Option<IpNetwork>;
-        let tables: [(&BpfMap, DecodeKey); 2] =
-            [(&self.routes_v4, RouteKey::from_v4_bytes), (&self.routes_v6, RouteKey::from_v6_bytes)];
+        let tables: [(&BpfMap, DecodeKey, u32); 2] = [
+            (&self.routes_v4, RouteKey::from_v4_bytes, self.config.max_routes_v4),
+            (&self.routes_v6, RouteKey::from_v6_bytes, self.config.max_routes_v6),
+        ];
         let mut out = Vec::new();
-        for (map, decode_key) in tables {
-            for key in map.keys()? {
-                // A route deleted between keys() and lookup() is simply gone.
+        for (map, decode_key, capacity) in tables {
+            // Each restart of the walk re-visits at most the whole table.
+            for key in map.keys(4 * capacity as usize + 1024)? {
+                // A route deleted between keys() and lookup() is gone; the trie
+                // then answers with a covering route, which the length check skips.
                 let Some(value) = map.lookup(&key)? else { continue };
                 match decode_key(&key).zip(abi::from_bytes::<types::route_value>(&value)) {
+                    Some((prefix, v)) if v.prefixlen != prefix.prefix() => {}
                     Some((_, v)) if v.flags == abi::ROUTE_LOCAL => {}
                     Some((prefix, v)) => match Route::decode(prefix, &v, self.policy(&v)?.as_deref()) {
                         Some(route) => out.push(route),
@@ -314,26 +326,63 @@ impl Dataplane {
 
     /// Makes the LOCAL host entries exactly `wanted`: new addresses are added
     /// before stale ones are removed, so an address that stays local is never
-    /// briefly labelled. A host address takes precedence over a route for the
-    /// same /32 or /128, which it replaces.
+    /// briefly labelled. A route for the same /32 or /128 is set aside while
+    /// the address is local and restored when it goes. On error nothing of
+    /// this call stays applied.
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
         let mut tables = self.writer();
-        let installed = &mut tables.local;
-        let mut local: types::route_value = abi::zeroed();
-        local.flags = abi::ROUTE_LOCAL;
-        for addr in wanted.difference(&installed.clone()) {
-            log::debug!("host address {addr}: never labelled");
-            let host = IpNetwork::from(*addr);
-            local.prefixlen = host.prefix();
-            self.write(&host, &local)?;
-            installed.insert(*addr);
-        }
-        for addr in installed.difference(wanted).copied().collect::<Vec<_>>() {
+        let adding: Vec<IpAddr> = wanted.difference(&tables.local).copied().collect();
+        let removing: Vec<IpAddr> = tables.local.difference(wanted).copied().collect();
+        let mut added: Vec<(IpNetwork, Option<Route>)> = Vec::new();
+        for addr in adding {
             let host = IpNetwork::from(addr);
-            self.routes_map(&host).0.delete(RouteKey::new(host).bytes())?;
-            installed.remove(&addr);
+            let hidden = match self.exact(&host) {
+                Ok(Some(v)) => self.policy(&v).ok().and_then(|p| Route::decode(host, &v, p.as_deref())),
+                _ => None,
+            };
+            let mut local: types::route_value = abi::zeroed();
+            local.flags = abi::ROUTE_LOCAL;
+            local.prefixlen = host.prefix();
+            if let Err(e) = self.write(&host, &local) {
+                for (host, hidden) in added.into_iter().rev() {
+                    self.unshadow(&mut tables, host, hidden);
+                }
+                return Err(e);
+            }
+            log::debug!("host address {addr}: never labelled");
+            added.push((host, hidden));
         }
-        Ok(installed.len())
+        for (host, hidden) in added {
+            tables.local.insert(host.ip());
+            if let Some(route) = hidden {
+                log::info!("{host} is now a host address: its route is set aside until the address goes");
+                if let Some(id) = tables.policy_of.remove(&host) {
+                    self.forget_policy(id);
+                }
+                tables.shadowed.insert(host, route);
+            }
+        }
+        for addr in removing {
+            let host = IpNetwork::from(addr);
+            let hidden = tables.shadowed.remove(&host);
+            self.unshadow(&mut tables, host, hidden);
+            tables.local.remove(&addr);
+        }
+        Ok(tables.local.len())
+    }
+
+    /// Replaces a host entry by the route it hid, or deletes it.
+    fn unshadow(&self, tables: &mut Tables, host: IpNetwork, hidden: Option<Route>) {
+        let result = match &hidden {
+            Some(route) => self.install(tables, route),
+            None => self.routes_map(&host).0.delete(RouteKey::new(host).bytes()).map(|_| ()).map_err(RouteError::from),
+        };
+        if let Err(e) = result {
+            log::warn!("restoring {host} after it stopped being a host address failed: {e}");
+            if let Some(route) = hidden {
+                tables.shadowed.insert(host, route);
+            }
+        }
     }
 }
 

@@ -64,13 +64,20 @@ fn run(tool: &'static str, package: &'static str, args: &[&str]) -> Result<(), L
 const NAME_PREFIX: &str = "lhe-";
 
 /// Removes namespaces left by lab processes that no longer exist (a test
-/// killed before its Drop ran).
+/// killed before its Drop ran), once they are an hour old: a runner in another
+/// PID namespace sharing /run/netns is never that slow.
 fn remove_orphans() {
     let Ok(dir) = std::fs::read_dir("/run/netns") else { return };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(NAME_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old && pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             log::info!("removing orphaned lab namespace {name}");
             let _ = run("ip", "iproute2", &["netns", "del", &name]);
         }
@@ -311,7 +318,7 @@ impl Capture {
     /// # Errors
     /// [`LabError::Sys`] when the socket fails.
     pub fn next(&self, timeout: Duration) -> Result<Option<Captured>, LabError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut buf = vec![0u8; 65536];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -336,13 +343,19 @@ impl Capture {
     /// # Errors
     /// As [`Capture::next`].
     pub fn drain(&self, idle: Duration, max: Duration) -> Result<Vec<Captured>, LabError> {
-        let deadline = Instant::now() + max;
+        let deadline = deadline_after(max);
         let mut frames = Vec::new();
         while let Some(f) = self.next(idle.min(deadline.saturating_duration_since(Instant::now())))? {
             frames.push(f);
         }
         Ok(frames)
     }
+}
+
+/// `timeout` from now; a timeout too large to represent means "a year".
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// `PACKET_OUTGOING` from linux/if_packet.h: a frame the interface sent.

@@ -106,19 +106,31 @@ impl BpfMap {
         }
     }
 
-    /// Every key, by BPF_MAP_GET_NEXT_KEY; keys deleted meanwhile may be missed.
-    pub(crate) fn keys(&self) -> Result<Vec<Vec<u8>>, MapError> {
+    /// Every key, by BPF_MAP_GET_NEXT_KEY, each once. Keys deleted meanwhile
+    /// may be missed; a walk that restarts (its previous key was deleted) is
+    /// bounded by `limit` steps.
+    pub(crate) fn keys(&self, limit: usize) -> Result<Vec<Vec<u8>>, MapError> {
+        let mut seen = std::collections::HashSet::new();
         let mut keys = Vec::new();
-        let mut next = vec![0u8; self.key_size];
-        loop {
-            let prev = keys.last().map(|k: &Vec<u8>| k.as_ptr().cast()).unwrap_or(std::ptr::null());
+        let mut prev: Option<Vec<u8>> = None;
+        for _ in 0..limit {
+            let mut next = vec![0u8; self.key_size];
+            let prev_ptr = prev.as_ref().map(|k| k.as_ptr().cast()).unwrap_or(std::ptr::null());
             // SAFETY: prev is null or a key of the map's size; next has room for one key.
-            let rc = unsafe { libbpf_sys::bpf_map_get_next_key(self.fd.as_raw_fd(), prev, next.as_mut_ptr().cast()) };
+            let rc =
+                unsafe { libbpf_sys::bpf_map_get_next_key(self.fd.as_raw_fd(), prev_ptr, next.as_mut_ptr().cast()) };
             match check(self.name, "get_next_key", rc) {
-                Ok(()) => keys.push(next.clone()),
+                Ok(()) => {
+                    if seen.insert(next.clone()) {
+                        keys.push(next.clone());
+                    }
+                    prev = Some(next);
+                }
                 Err(MapError { errno: Errno::ENOENT, .. }) => return Ok(keys),
                 Err(e) => return Err(e),
             }
         }
+        log::warn!("{}: key walk stopped after {limit} steps (concurrent deletions)", self.name);
+        Ok(keys)
     }
 }

@@ -214,11 +214,7 @@ impl fmt::Display for Policy {
 
 /// The dataplane's form of one list: entries with label, TC and S encoded,
 /// TTL zero, the ELI and a zero EL placed where `entropy` says.
-pub(crate) fn encode_list(
-    stack: &LabelStack,
-    tc: TrafficClass,
-    entropy: Option<EntropyLabel>,
-) -> types::segment_list {
+pub(crate) fn encode_list(stack: &LabelStack, tc: TrafficClass, entropy: Option<EntropyLabel>) -> types::segment_list {
     let labels: Vec<u32> = stack.labels().iter().map(|l| l.value()).collect();
     let (mut words, el_index, el_after) = match entropy {
         None => (labels, 0, 0),
@@ -233,12 +229,8 @@ pub(crate) fn encode_list(
         }
     };
     words.truncate(MAX_LABELS);
-    let mut out = types::segment_list {
-        depth: words.len() as u16,
-        el_index: el_index as u8,
-        el_after,
-        entries: [0; MAX_LABELS],
-    };
+    let mut out =
+        types::segment_list { depth: words.len() as u16, el_index: el_index as u8, el_after, entries: [0; MAX_LABELS] };
     let last = words.len().saturating_sub(1);
     for (i, (slot, label)) in out.entries.iter_mut().zip(words).enumerate() {
         let entry = LabelStackEntry { label, tc: tc.value(), bottom: i == last, ttl: 0 };
@@ -259,7 +251,8 @@ pub(crate) fn decode_list(list: &types::segment_list) -> Option<(LabelStack, Tra
     let (labels, entropy): (Vec<u32>, _) = if el_index == 0 {
         (entries.iter().map(|e| e.label).collect(), None)
     } else {
-        let e = if list.el_after == EL_BOTTOM { EntropyLabel::Bottom } else { EntropyLabel::After(list.el_after.into()) };
+        let e =
+            if list.el_after == EL_BOTTOM { EntropyLabel::Bottom } else { EntropyLabel::After(list.el_after.into()) };
         let labels = entries.iter().enumerate().filter(|(i, _)| *i + 1 != el_index && *i != el_index);
         (labels.map(|(_, e)| e.label).collect(), Some(e))
     };
@@ -342,8 +335,11 @@ mod tests {
     #[test]
     fn maglev_meets_the_weights() {
         for weights in [vec![7u16, 3], vec![1, 1, 1], vec![1, 99], vec![5, 1, 1, 1, 1, 1, 1, 1]] {
-            let ls: Vec<SegmentList> =
-                weights.iter().enumerate().map(|(i, w)| SegmentList { stack: LabelStack::single(Label::new(16 + i as u32).unwrap()), weight: *w }).collect();
+            let ls: Vec<SegmentList> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| SegmentList { stack: LabelStack::single(Label::new(16 + i as u32).unwrap()), weight: *w })
+                .collect();
             let total: f64 = weights.iter().map(|w| f64::from(*w)).sum();
             let got = shares(&maglev_table(&ls), ls.len());
             for (g, w) in got.iter().zip(&weights) {
@@ -363,7 +359,12 @@ mod tests {
             ls.iter().filter(|l| &l.stack == s).map(|l| f64::from(l.weight)).sum::<f64>() / total
         };
         let all: Vec<LabelStack> = a.iter().chain(b).map(|l| l.stack.clone()).collect();
-        let need = all.iter().collect::<std::collections::HashSet<_>>().iter().map(|s| (share(a, s) - share(b, s)).max(0.0)).sum();
+        let need = all
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .iter()
+            .map(|s| (share(a, s) - share(b, s)).max(0.0))
+            .sum();
         (moved, need)
     }
 
@@ -385,18 +386,27 @@ mod tests {
     #[test]
     fn policy_rules() {
         assert!(matches!(Policy::new(vec![], None), Err(PolicyError::ListCount { count: 0, .. })));
-        assert!(matches!("1000@1,1001@1,1002,1003,1004,1005,1006,1007,1008".parse::<Policy>(), Err(PolicyError::ListCount { count: 9, .. })));
+        assert!(matches!(
+            "1000@1,1001@1,1002,1003,1004,1005,1006,1007,1008".parse::<Policy>(),
+            Err(PolicyError::ListCount { count: 9, .. })
+        ));
         assert!(matches!("100@0".parse::<Policy>(), Err(PolicyError::ZeroWeight { index: 0 })));
         assert!(matches!("100@x".parse::<Policy>(), Err(PolicyError::Parse { .. })));
         assert!(matches!("100@70000".parse::<Policy>(), Err(PolicyError::Parse { .. })));
         assert!(matches!("3@1".parse::<Policy>(), Err(PolicyError::Label(_))));
         let deep: Policy = [&["100"; 15][..]].concat().join("/").parse().unwrap();
-        assert!(matches!(deep.clone().with_entropy_label(Some(EntropyLabel::Bottom)), Err(PolicyError::TooDeepForEntropyLabel { labels: 15, .. })));
+        assert!(matches!(
+            deep.clone().with_entropy_label(Some(EntropyLabel::Bottom)),
+            Err(PolicyError::TooDeepForEntropyLabel { labels: 15, .. })
+        ));
         let ok: Policy = [&["100"; 14][..]].concat().join("/").parse().unwrap();
         assert!(ok.with_entropy_label(Some(EntropyLabel::Bottom)).is_ok());
         let p: Policy = "16001/16002@7,16003@3".parse().unwrap();
         assert_eq!(p.to_string(), "16001/16002@7,16003@3");
-        assert!(matches!(p.with_entropy_label(Some(EntropyLabel::After(0))), Err(PolicyError::EntropyLabelOnTop { .. })));
+        assert!(matches!(
+            p.with_entropy_label(Some(EntropyLabel::After(0))),
+            Err(PolicyError::EntropyLabelOnTop { .. })
+        ));
     }
 
     #[test]
@@ -410,7 +420,10 @@ mod tests {
             (Some(EntropyLabel::After(9)), vec![100, 200, 300, 7, 0]),
         ] {
             let list = encode_list(&stack, tc, entropy);
-            let entries: Vec<LabelStackEntry> = list.entries[..usize::from(list.depth)].iter().map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
+            let entries: Vec<LabelStackEntry> = list.entries[..usize::from(list.depth)]
+                .iter()
+                .map(|w| LabelStackEntry::decode(w.to_ne_bytes()))
+                .collect();
             assert_eq!(entries.iter().map(|e| e.label).collect::<Vec<_>>(), want, "{entropy:?}");
             assert_eq!(entries.iter().filter(|e| e.bottom).count(), 1);
             assert!(entries.last().unwrap().bottom);

@@ -113,11 +113,10 @@ mod tests {
         assert_eq!((value.flags, value.prefixlen, value.list.depth), (0, 24, 3));
         let wire: Vec<LabelStackEntry> =
             value.list.entries[..3].iter().map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect();
-        assert_eq!(wire.iter().map(|e| (e.label, e.tc, e.bottom, e.ttl)).collect::<Vec<_>>(), [
-            (16001, 5, false, 0),
-            (16002, 5, false, 0),
-            (1_000_000, 5, true, 0)
-        ]);
+        assert_eq!(
+            wire.iter().map(|e| (e.label, e.tc, e.bottom, e.ttl)).collect::<Vec<_>>(),
+            [(16001, 5, false, 0), (16002, 5, false, 0), (1_000_000, 5, true, 0)]
+        );
         assert!(value.list.entries[3..].iter().all(|w| *w == 0));
         assert_eq!(Route::decode(route.prefix, &value, None), Some(route));
     }
@@ -125,7 +124,10 @@ mod tests {
     #[test]
     fn policy_routes_round_trip() {
         let policy: Policy = "16001/16002@7,16003@3".parse().unwrap();
-        let route = Route::with_policy("2001:db8::/32".parse().unwrap(), policy.with_entropy_label(Some(EntropyLabel::After(1))).unwrap());
+        let route = Route::with_policy(
+            "2001:db8::/32".parse().unwrap(),
+            policy.with_entropy_label(Some(EntropyLabel::After(1))).unwrap(),
+        );
         let (value, p) = route.encode(42);
         let p = p.expect("a policy value");
         assert_eq!((value.flags, value.policy_id), (ROUTE_POLICY, 42));

@@ -13,8 +13,8 @@ pub struct Counter {
 
 impl Counter {
     fn add(&mut self, other: Counter) {
-        self.packets += other.packets;
-        self.bytes += other.bytes;
+        self.packets = self.packets.saturating_add(other.packets);
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::privileged;
-use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, VethLab};
+use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
     AttachError, Encapsulator, Error, Label, LabelStack, LoadError, PrefixError, Route, RouteError, TtlMode, XdpMode,
@@ -24,11 +24,21 @@ fn stack(s: &str) -> LabelStack {
     s.parse().expect("test stack")
 }
 
+/// Runs `f` on a thread inside a fresh namespace (its loopback addresses are the host's).
+fn in_netns<T: Send>(f: impl FnOnce(&Netns) -> T + Send) -> T {
+    let ns = Netns::new("api").expect("namespace");
+    let nsr = &ns;
+    ns.run(move || f(nsr)).expect("enter namespace")
+}
+
 #[test]
 fn refused_routes_change_nothing() {
-    if !privileged("refused_routes_change_nothing") {
-        return;
+    if privileged("refused_routes_change_nothing") {
+        in_netns(|_| refused_routes_change_nothing_here());
     }
+}
+
+fn refused_routes_change_nothing_here() {
     let enc = Encapsulator::builder().load().expect("load");
     enc.set_labels(net("10.0.0.0/8"), stack("100/200")).unwrap();
     enc.set_labels(net("2001:db8::/32"), stack("300")).unwrap();
@@ -60,9 +70,12 @@ fn refused_routes_change_nothing() {
 
 #[test]
 fn a_full_table_is_a_typed_error_and_keeps_its_routes() {
-    if !privileged("a_full_table_is_a_typed_error_and_keeps_its_routes") {
-        return;
+    if privileged("a_full_table_is_a_typed_error_and_keeps_its_routes") {
+        in_netns(|_| a_full_table_here());
     }
+}
+
+fn a_full_table_here() {
     let enc = Encapsulator::builder().max_routes(3, 1).load().expect("load");
     for p in ["10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16"] {
         enc.set_labels(net(p), stack("100")).unwrap();
@@ -88,6 +101,53 @@ fn impossible_configurations_are_refused() {
     }
     assert!(matches!(Encapsulator::builder().ttl_mode(TtlMode::Fixed(0)).load(), Err(LoadError::Config(_))));
     assert!(matches!(Encapsulator::builder().max_routes(0, 10).load(), Err(LoadError::Config(_))));
+}
+
+/// A route for a /32 that becomes a host address is set aside, not lost, and
+/// comes back when the address goes.
+#[test]
+fn a_host_address_sets_a_route_aside_and_gives_it_back() {
+    if !privileged("a_host_address_sets_a_route_aside_and_gives_it_back") {
+        return;
+    }
+    in_netns(|ns| {
+        let enc = Encapsulator::builder().load().expect("load");
+        let host = net("192.0.2.77/32");
+        let route = Route::with_policy(host, "100@7,200@3".parse().unwrap());
+        enc.set_route(&route).unwrap();
+        enc.set_labels(net("10.0.0.0/8"), stack("300")).unwrap();
+        ns.ip(&["addr", "add", "192.0.2.77/32", "dev", "lo"]).unwrap();
+        enc.refresh_local_addresses().unwrap();
+        assert!(!enc.routes().unwrap().contains(&route), "set aside while the address is local");
+        assert!(matches!(enc.set_route(&route), Err(RouteError::LocalAddress { .. })));
+        ns.ip(&["addr", "del", "192.0.2.77/32", "dev", "lo"]).unwrap();
+        enc.refresh_local_addresses().unwrap();
+        let routes = enc.routes().unwrap();
+        assert!(routes.contains(&route), "restored: {routes:?}");
+        assert!(routes.contains(&Route::new(net("10.0.0.0/8"), stack("300"))));
+    });
+}
+
+/// A refresh that does not fit leaves the tables as they were.
+#[test]
+fn a_failed_refresh_changes_nothing() {
+    if !privileged("a_failed_refresh_changes_nothing") {
+        return;
+    }
+    in_netns(|ns| {
+        for a in ["192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"] {
+            ns.ip(&["addr", "add", a, "dev", "lo"]).unwrap();
+        }
+        let enc = Encapsulator::builder().max_routes(3, 8).load().expect("load");
+        enc.set_labels(net("10.0.0.0/8"), stack("300")).unwrap();
+        let before = enc.routes().unwrap();
+        let err = enc.refresh_local_addresses().unwrap_err();
+        assert!(matches!(err, Error::Route(RouteError::TableFull { .. })), "{err:?}");
+        assert_eq!(enc.routes().unwrap(), before);
+        // Nothing of the failed refresh stayed: the table still has room for two more routes.
+        enc.set_labels(net("10.1.0.0/16"), stack("301")).unwrap();
+        enc.set_labels(net("10.2.0.0/16"), stack("302")).unwrap();
+    });
 }
 
 /// Sends one UDP packet from the router side; true if it came back labelled.

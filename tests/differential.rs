@@ -1,6 +1,7 @@
 //! Differential fuzzing: generated frames through the real program
 //! (BPF_PROG_TEST_RUN) against the reference model (tests/common/model.rs),
-//! over random route tables and configurations. Every frame's action and bytes
+//! over random route tables (plain stacks, weighted policies, entropy labels)
+//! and configurations. Every frame's action and bytes
 //! must match, and the counters must add up to the model's verdicts.
 //!
 //! `LHE_FUZZ_FRAMES` (default 50,000) and `LHE_FUZZ_SEED` (default: fresh,
@@ -17,7 +18,8 @@ use common::{frame, privileged, L4};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    Encapsulator, Label, LabelStack, MtuPolicy, Route, RouteError, TrafficClass, TtlMode, XdpAction,
+    Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList, TrafficClass,
+    TtlMode, XdpAction, MAX_SEGMENT_LISTS,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -81,14 +83,35 @@ fn random_stack(rng: &mut StdRng) -> LabelStack {
     LabelStack::new(labels).expect("1..=16 labels")
 }
 
+/// Mostly one stack; sometimes a weighted policy; sometimes an entropy label.
+fn random_policy(rng: &mut StdRng) -> Policy {
+    let n = if rng.random_bool(0.7) { 1 } else { rng.random_range(2..=MAX_SEGMENT_LISTS) };
+    let entropy = match rng.random_range(0..10) {
+        0 => Some(EntropyLabel::Bottom),
+        1 => Some(EntropyLabel::After(rng.random_range(1..=4))),
+        _ => None,
+    };
+    let lists = (0..n)
+        .map(|_| {
+            let mut stack = random_stack(rng);
+            if entropy.is_some() && stack.len() > 14 {
+                stack = LabelStack::new(stack.labels()[..14].to_vec()).unwrap();
+            }
+            let weight = if rng.random_bool(0.5) { 1 } else { rng.random_range(1..=u16::MAX) };
+            SegmentList { stack, weight }
+        })
+        .collect();
+    Policy::new(lists, entropy).expect("valid policy")
+}
+
 fn random_table(rng: &mut StdRng) -> Vec<Route> {
     let n = rng.random_range(0..=64);
     let mut routes: Vec<Route> = Vec::new();
     if rng.random_bool(0.3) {
-        routes.push(Route::new("0.0.0.0/0".parse().unwrap(), random_stack(rng)));
+        routes.push(Route::with_policy("0.0.0.0/0".parse().unwrap(), random_policy(rng)));
     }
     if rng.random_bool(0.3) {
-        routes.push(Route::new("::/0".parse().unwrap(), random_stack(rng)));
+        routes.push(Route::with_policy("::/0".parse().unwrap(), random_policy(rng)));
     }
     for _ in 0..n {
         let v6 = rng.random_bool(0.5);
@@ -96,7 +119,7 @@ fn random_table(rng: &mut StdRng) -> Vec<Route> {
         let prefix = random_prefix(rng, v6, near.as_ref());
         let tc = TrafficClass::new(if rng.random_bool(0.8) { 0 } else { rng.random_range(0..=7) }).unwrap();
         routes.retain(|r| r.prefix != prefix);
-        routes.push(Route::new(prefix, random_stack(rng)).with_tc(tc));
+        routes.push(Route::with_policy(prefix, random_policy(rng)).with_tc(tc));
     }
     routes
 }

@@ -6,7 +6,8 @@
  * big-endian value of 4 bytes of the packet: IPv4 [src, dst, protocol, ports],
  * IPv6 [src (4 words), dst (4 words), next header, ports]; ports is
  * (source port << 16 | destination port) for TCP, UDP and SCTP when present and
- * not in a non-first fragment, else 0. The IPv6 flow label is left out: Linux
+ * the packet is not a fragment, else 0 (all fragments of a datagram hash alike,
+ * so they take one path). The IPv6 flow label is left out: Linux
  * changes it when it re-routes a flow after a timeout, and a flow must keep its
  * path. No per-boot or per-CPU seed and no skb->hash, so a flow takes the same
  * list on every CPU, across restarts and on every host.

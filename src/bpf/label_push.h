@@ -11,8 +11,8 @@
 #define MAX_L2_LEN (sizeof(struct ethhdr) + MAX_VLAN_TAGS * sizeof(struct vlan_hdr))
 
 /*
- * The MTU bounds what follows the L2 header (VLAN tags are not part of it), and
- * the label stack is part of that payload. bpf_check_mtu() is asked only for
+ * The MTU bounds what follows the L2 header (VLAN tags are not part of it): the
+ * label stack plus the IP packet (not any Ethernet padding after it). bpf_check_mtu() is asked only for
  * the device's current MTU so a later `ip link set mtu` is honoured at once.
  */
 static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const struct packet *pkt,
@@ -23,7 +23,7 @@ static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const st
 	/* Only fails for a device that vanished under us: treat as too big. */
 	if (bpf_check_mtu(ctx, 0, &mtu, 0, 0) < 0)
 		mtu = 0;
-	if (pkt->l3_len + list->depth * 4 <= mtu)
+	if (pkt->ip_len + list->depth * 4 <= mtu)
 		return CONTINUE;
 	return mtu_policy == ENCAP_MTU_PASS ? ENCAP_CNT_MTU_PASS : ENCAP_CNT_MTU_DROP;
 }

@@ -14,7 +14,7 @@
 
 struct packet {
 	__u32 l2_len;    /* bytes before the IP header: 14 + 4 per VLAN tag */
-	__u32 l3_len;    /* bytes from the IP header to the end of the frame */
+	__u32 ip_len;    /* the IP packet's length (IPv4 total length, IPv6 40 + payload) */
 	__u16 l3_proto;  /* ETH_P_IP or ETH_P_IPV6, host order */
 	__u8 ttl;        /* IPv4 TTL or IPv6 hop limit */
 	__u8 l2_multicast; /* destination MAC has the group bit (broadcast included) */
@@ -56,7 +56,6 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 		return ENCAP_CNT_PASS_NOT_IP;
 
 	pkt->l2_len = sizeof(struct ethhdr) + vlan_tags * sizeof(struct vlan_hdr);
-	pkt->l3_len = data_end - c.pos;
 	pkt->l3_proto = proto;
 	pkt->l2_multicast = eth->h_dest[0] & 1;
 
@@ -65,18 +64,24 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 
 		if (parse_ipv4(&c, data_end, &iph) == PARSE_INVALID)
 			return ENCAP_CNT_PASS_MALFORMED;
+		/* Trailing bytes (Ethernet padding, a trailer) are not part of the packet. */
+		pkt->ip_len = bpf_ntohs(iph->tot_len);
 		pkt->ttl = iph->ttl;
 		__builtin_memcpy(pkt->dst, &iph->daddr, 4);
 		__builtin_memcpy(pkt->src, &iph->saddr, 4);
 		pkt->l4_proto = iph->protocol;
-		/* Non-first fragments carry no L4 header: their flow is addresses and protocol. */
-		if (!(bpf_ntohs(iph->frag_off) & 0x1fff))
+		/*
+		 * Fragments hash on addresses and protocol only: later fragments carry
+		 * no ports, and all fragments of a datagram must take the same path.
+		 */
+		if (!(bpf_ntohs(iph->frag_off) & 0x3fff)) /* neither MF nor an offset */
 			read_ports(pkt, c.pos, (void *)iph + bpf_ntohs(iph->tot_len), data_end);
 	} else {
 		struct ipv6hdr *ip6h;
 
 		if (parse_ipv6(&c, data_end, &ip6h) == PARSE_INVALID)
 			return ENCAP_CNT_PASS_MALFORMED;
+		pkt->ip_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		pkt->ttl = ip6h->hop_limit;
 		__builtin_memcpy(pkt->dst, &ip6h->daddr, 16);
 		__builtin_memcpy(pkt->src, &ip6h->saddr, 16);

@@ -64,7 +64,7 @@ struct Parsed {
     dst: IpAddr,
     src: IpAddr,
     ttl: u8,
-    l3_len: usize,
+    ip_len: usize,
     proto: u8,
     ports: Option<u32>,
 }
@@ -133,14 +133,14 @@ fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
             }
             let dst: [u8; 4] = ip[16..20].try_into().unwrap();
             let src: [u8; 4] = ip[12..16].try_into().unwrap();
-            let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-            let ports = if first_fragment { ports(ip[9], &ip[ihl..tot]) } else { None };
+            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            let ports = if fragment { None } else { ports(ip[9], &ip[ihl..tot]) };
             Ok(Parsed {
                 l2_len,
                 dst: IpAddr::from(dst),
                 src: IpAddr::from(src),
                 ttl: ip[8],
-                l3_len: ip.len(),
+                ip_len: tot,
                 proto: ip[9],
                 ports,
             })
@@ -160,7 +160,7 @@ fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
                 dst: IpAddr::from(dst),
                 src: IpAddr::from(src),
                 ttl: ip[7],
-                l3_len: ip.len(),
+                ip_len: 40 + payload,
                 proto: ip[6],
                 ports: ports(ip[6], &ip[40..40 + payload]),
             })
@@ -208,7 +208,8 @@ impl Model {
         // The segment list: the policy's flow table at the flow hash (one list: that one).
         let hash = flow_hash(p.src, p.dst, p.proto, p.ports);
         let lists = route.policy.lists();
-        let chosen = if lists.len() == 1 { 0 } else { usize::from(route.policy.flow_table()[hash as usize % POLICY_SLOTS]) };
+        let chosen =
+            if lists.len() == 1 { 0 } else { usize::from(route.policy.flow_table()[hash as usize % POLICY_SLOTS]) };
         let mut labels: Vec<u32> = lists[chosen].stack.labels().iter().map(|l| l.value()).collect();
         let ttl = match self.ttl {
             TtlMode::Copy => p.ttl,
@@ -225,7 +226,7 @@ impl Model {
             labels.splice(at..at, [7, el]);
             ttls.splice(at..at, [ttl, 0]);
         }
-        if p.l3_len + 4 * labels.len() > self.mtu {
+        if p.ip_len + 4 * labels.len() > self.mtu {
             return match self.mtu_policy {
                 MtuPolicy::Drop => {
                     Outcome { action: XdpAction::Drop, frame: frame.to_vec(), verdict: Verdict::MtuDropped }
