@@ -8,11 +8,13 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::model::flow_hash;
 use common::model::Verdict;
-use common::{entries, frame, labelled, privileged, raw_frame, Frame, L4};
+use common::{entries, frame, labelled, privileged, raw_frame, Frame, FrameSpec, L4};
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    Counter, Encapsulator, IpNetwork, LabelStack, MtuPolicy, Route, TestRunError, TrafficClass, TtlMode, XdpAction,
+    Counter, Encapsulator, EntropyLabel, IpNetwork, MtuPolicy, Policy, Route, TestRunError, TrafficClass, TtlMode,
+    XdpAction, POLICY_SLOTS,
 };
 
 /// What must come out.
@@ -184,7 +186,120 @@ fn cases() -> Vec<Case> {
     let mut padded = frame("10.1.2.3").payload(0).build();
     padded.bytes.resize(60, 0);
     v.push(case("Ethernet padding after a short packet", padded, BASE, tx(&[300], 64)));
+
+    // The MTU bounds the IP packet plus the labels: not VLAN tags, not a trailer.
+    v.push(case(
+        "VLAN frame whose packet + label fits the MTU",
+        frame("192.0.2.9").vlan(0x8100, 5).payload(1496 - 28).build(),
+        DEFAULT,
+        tx(&[1_000_000], 64),
+    ));
+    v.push(case(
+        "VLAN frame one byte over the MTU",
+        frame("192.0.2.9").vlan(0x8100, 5).payload(1497 - 28).build(),
+        DEFAULT,
+        Drop(MtuDropped),
+    ));
+    let mut trailer = frame("192.0.2.9").payload(1496 - 28).build();
+    trailer.bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    v.push(case("a trailer after a packet at the MTU is not counted", trailer, DEFAULT, tx(&[1_000_000], 64)));
+
+    // SR policies: entropy labels (RFC 6790) and weighted segment lists.
+    const EL_BOTTOM: &[(&str, &str)] = &[("0.0.0.0/0", "16001/16002 +EL"), ("::/0", "16001/16002 +EL")];
+    const EL_AFTER1: &[(&str, &str)] = &[("0.0.0.0/0", "16001/16002/16003 +EL@1")];
+    const EL_DEEP: &[(&str, &str)] = &[("0.0.0.0/0", "16001 +EL@3")];
+    let f = frame("192.0.2.9").ttl(9);
+    v.push(case("entropy label at the bottom", f.build(), EL_BOTTOM, with_el(&[16001, 16002], 2, hash_of(&f), 0, 9)));
+    let f6 = frame("2001:db9::1");
+    v.push(case("IPv6 entropy label", f6.build(), EL_BOTTOM, with_el(&[16001, 16002], 2, hash_of(&f6), 0, 64)));
+    let f = frame("192.0.2.9").l4(L4::TcpSyn { sport: 1234, dport: 443 });
+    v.push(case(
+        "entropy label under the first label",
+        f.build(),
+        EL_AFTER1,
+        with_el(&[16001, 16002, 16003], 1, hash_of(&f), 0, 64),
+    ));
+    let f = frame("192.0.2.9");
+    v.push(case(
+        "entropy label under more labels than the list has: at the bottom",
+        f.build(),
+        EL_DEEP,
+        with_el(&[16001], 1, hash_of(&f), 0, 64),
+    ));
+    let f = frame("192.0.2.9").vlan(0x8100, 9);
+    v.push(Case {
+        tc: 5,
+        ..case(
+            "entropy label with TC 5 under a VLAN tag",
+            f.build(),
+            EL_BOTTOM,
+            with_el(&[16001, 16002], 2, hash_of(&f), 5, 64),
+        )
+    });
+    let f = frame("192.0.2.9").fragment(0, true);
+    let g = frame("192.0.2.9").fragment(100, false);
+    assert_eq!(hash_of(&f), hash_of(&g));
+    v.push(case(
+        "first fragment: entropy without ports",
+        f.build(),
+        EL_BOTTOM,
+        with_el(&[16001, 16002], 2, hash_of(&f), 0, 64),
+    ));
+    v.push(case(
+        "later fragment: the same entropy",
+        g.build(),
+        EL_BOTTOM,
+        with_el(&[16001, 16002], 2, hash_of(&g), 0, 64),
+    ));
+
+    const SPLIT: &[(&str, &str)] = &[("0.0.0.0/0", "16001/16002@7,16003@3"), ("::/0", "24001@1,24002@1,24003/24004@1")];
+    for sport in [1000u16, 2000, 3000, 4000] {
+        let f = frame("198.51.100.1").l4(L4::Udp { sport, dport: 53 });
+        let labels = list_of(SPLIT[0].1, &f);
+        v.push(case("70/30 policy: the flow's list", f.build(), SPLIT, tx(&labels, 64)));
+        let f6 = frame("2001:db8:77::1").l4(L4::Udp { sport, dport: 53 });
+        let labels = list_of(SPLIT[1].1, &f6);
+        v.push(case("IPv6 1/1/1 policy: the flow's list", f6.build(), SPLIT, tx(&labels, 64)));
+    }
     v
+}
+
+/// `L1/L2@W,L3@W` with an optional ` +EL` (at the bottom) or ` +EL@N` (under N labels).
+fn policy(spec: &str) -> Policy {
+    let (lists, el) = match spec.split_once(" +EL") {
+        Some((lists, "")) => (lists, Some(EntropyLabel::Bottom)),
+        Some((lists, n)) => (lists, Some(EntropyLabel::After(n.trim_start_matches('@').parse().expect("N")))),
+        None => (spec, None),
+    };
+    lists.parse::<Policy>().expect("policy").with_entropy_label(el).expect("entropy label")
+}
+
+/// The flow hash of a frame built from `spec` (the documented definition, in the model).
+fn hash_of(spec: &FrameSpec) -> u32 {
+    let (proto, ports) = match spec.l4 {
+        L4::Udp { sport, dport } => (17, Some((u32::from(sport) << 16) | u32::from(dport))),
+        L4::TcpSyn { sport, dport } => (6, Some((u32::from(sport) << 16) | u32::from(dport))),
+        L4::IcmpEcho => (if spec.dst.is_ipv6() { 58 } else { 1 }, None),
+    };
+    let ports = if spec.fragment.is_some() { None } else { ports };
+    flow_hash(spec.src, spec.dst, proto, ports)
+}
+
+/// Expected entries for `labels` with an entropy label pair at `at`, TTL `ttl`, TC `tc`.
+fn with_el(labels: &[u32], at: usize, hash: u32, tc: u8, ttl: u8) -> Expect {
+    let el = 16 + hash.rotate_left(16) % ((1 << 20) - 16);
+    let mut all = labels.to_vec();
+    all.splice(at..at, [7, el]);
+    let mut e = entries(&all, tc, ttl);
+    e[at + 1].ttl = 0;
+    Expect::Tx(e)
+}
+
+/// The list a flow takes under `spec` (through the policy's own flow table).
+fn list_of(spec: &str, flow: &FrameSpec) -> Vec<u32> {
+    let p = policy(spec);
+    let i = p.flow_table()[hash_of(flow) as usize % POLICY_SLOTS];
+    p.lists()[usize::from(i)].stack.labels().iter().map(|l| l.value()).collect()
 }
 
 fn prefix(s: &str) -> IpNetwork {
@@ -209,9 +324,8 @@ impl Harness {
         for r in enc.routes().expect("routes") {
             enc.remove(r.prefix).expect("remove");
         }
-        for (p, stack) in routes {
-            let route = Route::new(prefix(p), stack.parse::<LabelStack>().expect("stack"))
-                .with_tc(TrafficClass::new(tc).expect("tc"));
+        for (p, spec) in routes {
+            let route = Route::with_policy(prefix(p), policy(spec)).with_tc(TrafficClass::new(tc).expect("tc"));
             enc.set_route(&route).expect("set_route");
         }
         enc

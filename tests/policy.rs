@@ -1,0 +1,176 @@
+//! SR policies: flows spread over weighted segment lists as the weights say,
+//! stay on their list, move little when a policy changes and not at all when
+//! another route changes; per-route and per-list counters; the same on the
+//! wire with real sockets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{frame, privileged, L4};
+use lnetd_host_encap::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, Encapsulator, IpNetwork, Policy, XdpAction, XdpMode};
+
+const FLOWS: u32 = 100_000;
+
+fn net(s: &str) -> IpNetwork {
+    s.parse().unwrap()
+}
+
+/// Flow `i`: a distinct (source address, source port) toward `dst`.
+fn flow(i: u32, dst: &str) -> Vec<u8> {
+    let mut spec = frame(dst).l4(L4::Udp { sport: 1024 + (i % 50_000) as u16, dport: 443 });
+    spec.src = IpAddr::V4(Ipv4Addr::from(0x0ac8_0000 + i / 50_000));
+    spec.build().bytes
+}
+
+/// The top label each flow is sent with.
+fn top_labels(enc: &Encapsulator, dst: &str, flows: u32) -> Vec<u32> {
+    (0..flows)
+        .map(|i| {
+            let run = enc.test_run(&flow(i, dst)).expect("test run");
+            assert_eq!(run.action, XdpAction::Tx);
+            let (stack, _) = decode_stack(&run.frame[14..]).expect("labels");
+            stack[0].label
+        })
+        .collect()
+}
+
+fn shares(tops: &[u32]) -> HashMap<u32, f64> {
+    let mut count: HashMap<u32, f64> = HashMap::new();
+    for t in tops {
+        *count.entry(*t).or_default() += 1.0;
+    }
+    count.values_mut().for_each(|c| *c /= tops.len() as f64);
+    count
+}
+
+fn in_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    Netns::new("policy").expect("namespace").run(f).expect("enter namespace")
+}
+
+#[test]
+fn flows_split_as_the_weights_say() {
+    if !privileged("flows_split_as_the_weights_say") {
+        return;
+    }
+    in_netns(|| {
+        let enc = Encapsulator::builder().load().expect("load");
+        for (policy, want) in [
+            ("16001/100@7,16002/100@3", vec![(16001, 0.7), (16002, 0.3)]),
+            ("16001@1,16002@1,16003@1", vec![(16001, 1.0 / 3.0), (16002, 1.0 / 3.0), (16003, 1.0 / 3.0)]),
+            ("16001@1,16002@99", vec![(16001, 0.01), (16002, 0.99)]),
+        ] {
+            enc.set_policy(net("0.0.0.0/0"), policy.parse().unwrap()).unwrap();
+            let got = shares(&top_labels(&enc, "198.51.100.1", FLOWS));
+            for (label, share) in want {
+                let g = got.get(&label).copied().unwrap_or(0.0);
+                assert!((g - share).abs() <= 0.015, "{policy}: list {label} took {g:.4}, weight share {share:.4}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_flow_keeps_its_list_and_changes_move_few_flows() {
+    if !privileged("a_flow_keeps_its_list_and_changes_move_few_flows") {
+        return;
+    }
+    in_netns(|| {
+        let enc = Encapsulator::builder().load().expect("load");
+        let base: Policy = "16001@1,16002@1,16003@1".parse().unwrap();
+        enc.set_policy(net("198.51.100.0/24"), base).unwrap();
+        enc.set_policy(net("203.0.113.0/24"), "24001@7,24002@3".parse().unwrap()).unwrap();
+        let flows = 20_000;
+        let before = top_labels(&enc, "198.51.100.1", flows);
+        assert_eq!(before, top_labels(&enc, "198.51.100.1", flows), "the same flow takes the same list");
+        let other = top_labels(&enc, "203.0.113.1", flows);
+
+        // (new policy, share of flows that must move at the least)
+        for (after, need) in [
+            ("16001@1,16002@1,16003@1,16004@1", 0.25),
+            ("16001@1,16003@1", 1.0 / 3.0),
+            ("16001@2,16002@1,16003@1", 0.5 - 1.0 / 3.0),
+        ] {
+            enc.set_policy(net("198.51.100.0/24"), after.parse().unwrap()).unwrap();
+            let now = top_labels(&enc, "198.51.100.1", flows);
+            let moved = before.iter().zip(&now).filter(|(a, b)| a != b).count() as f64 / f64::from(flows);
+            assert!(moved <= need + 0.05, "{after}: {moved:.3} of flows moved, {need:.3} had to");
+            assert_eq!(top_labels(&enc, "203.0.113.1", flows), other, "another route's flows never move");
+            enc.set_policy(net("198.51.100.0/24"), "16001@1,16002@1,16003@1".parse().unwrap()).unwrap();
+            assert_eq!(top_labels(&enc, "198.51.100.1", flows), before, "the same policy gives the same table");
+        }
+    });
+}
+
+#[test]
+fn per_route_and_per_list_counters() {
+    if !privileged("per_route_and_per_list_counters") {
+        return;
+    }
+    in_netns(|| {
+        let enc = Encapsulator::builder().load().expect("load");
+        enc.set_policy(net("198.51.100.0/24"), "16001@7,16002@3".parse().unwrap()).unwrap();
+        enc.set_labels(net("203.0.113.0/24"), "24001".parse().unwrap()).unwrap();
+        let tops = top_labels(&enc, "198.51.100.1", 1000);
+        let frame_len = flow(0, "198.51.100.1").len() as u64;
+        for i in 0..10 {
+            enc.test_run(&flow(i, "203.0.113.1")).unwrap();
+        }
+        let c = enc.route_counters(net("198.51.100.0/24")).unwrap().expect("route");
+        assert_eq!((c.labelled.packets, c.labelled.bytes), (1000, 1000 * frame_len));
+        let first = tops.iter().filter(|t| **t == 16001).count() as u64;
+        assert_eq!(c.lists.iter().map(|l| l.packets).collect::<Vec<_>>(), [first, 1000 - first]);
+        let plain = enc.route_counters(net("203.0.113.0/24")).unwrap().expect("route");
+        assert_eq!((plain.labelled.packets, plain.lists.len()), (10, 1));
+        assert_eq!(enc.route_counters(net("192.0.2.0/24")).unwrap(), None);
+        assert_eq!(enc.route_counters(net("198.51.0.0/16")).unwrap(), None, "only an exact prefix has counters");
+        assert_eq!(enc.stats().unwrap().labelled.packets, 1010);
+    });
+}
+
+/// The same split on the wire: real UDP flows from the router's kernel sockets.
+#[test]
+fn flows_split_on_the_wire() {
+    if !privileged("flows_split_on_the_wire") {
+        return;
+    }
+    let lab = VethLab::new().expect("lab");
+    let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
+    let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
+    enc.set_policy(net("198.51.100.0/24"), "16001/16100@7,16002/16100@3".parse().unwrap()).unwrap();
+    let capture =
+        lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(256 << 20))).unwrap().unwrap();
+    // Flows differ by source port (the kernel picks one per socket) and destination.
+    let sent = lab
+        .router
+        .run(|| {
+            let mut sent = 0u32;
+            for batch in 0..150 {
+                let sockets: Vec<UdpSocket> = (0..200).map(|_| UdpSocket::bind("0.0.0.0:0").unwrap()).collect();
+                for (i, s) in sockets.iter().enumerate() {
+                    let dst = Ipv4Addr::new(198, 51, 100, 1 + ((batch * 200 + i) % 250) as u8);
+                    s.send_to(b"flow", SocketAddr::new(dst.into(), 443)).unwrap();
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            sent
+        })
+        .unwrap();
+    let frames = capture.drain(Duration::from_millis(500), Duration::from_secs(20)).unwrap();
+    let tops: Vec<u32> = frames
+        .iter()
+        .filter(|f| !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47]))
+        .filter_map(|f| decode_stack(&f.bytes[14..]).ok().map(|(s, _)| s[0].label))
+        .collect();
+    assert_eq!(tops.len() as u32, sent, "every flow came back labelled");
+    let got = shares(&tops);
+    let first = got.get(&16001).copied().unwrap_or(0.0);
+    assert!((first - 0.7).abs() <= 0.015, "{sent} real flows: {first:.4} took the weight-7 list");
+    let c = enc.route_counters(net("198.51.100.0/24")).unwrap().unwrap();
+    assert_eq!(c.labelled.packets, u64::from(sent));
+}
