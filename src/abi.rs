@@ -11,20 +11,20 @@ macro_rules! skeleton {
     ($module:ident, $file:literal) => {
         pub(crate) mod $module {
             #![allow(
-                                                                clippy::all,
-                                                                clippy::pedantic,
-                                                                missing_docs,
-                                                                dead_code,
-                                                                unused_imports,
-                                                                non_camel_case_types,
-                                                                non_upper_case_globals,
-                                                                unsafe_code,
-                                                                // Generated: its expects fire only if the embedded object lacks
-                                                                // a map or program it was generated from.
-                                                                clippy::unwrap_used,
-                                                                clippy::expect_used,
-                                                                clippy::panic
-                                                            )]
+                                                                        clippy::all,
+                                                                        clippy::pedantic,
+                                                                        missing_docs,
+                                                                        dead_code,
+                                                                        unused_imports,
+                                                                        non_camel_case_types,
+                                                                        non_upper_case_globals,
+                                                                        unsafe_code,
+                                                                        // Generated: its expects fire only if the embedded object lacks
+                                                                        // a map or program it was generated from.
+                                                                        clippy::unwrap_used,
+                                                                        clippy::expect_used,
+                                                                        clippy::panic
+                                                                    )]
             include!(concat!(env!("OUT_DIR"), "/", $file));
         }
     };
@@ -42,6 +42,8 @@ pub(crate) const MAX_LABELS: usize = types::encap_limits::ENCAP_MAX_LABELS.0 as 
 pub(crate) const ROUTE_LOCAL: u16 = types::encap_route_flags::ENCAP_ROUTE_LOCAL.0 as u16;
 /// `route_value.flags` bit of a route that pushes one of a policy's lists.
 pub(crate) const ROUTE_POLICY: u16 = types::encap_route_flags::ENCAP_ROUTE_POLICY.0 as u16;
+/// `route_value.flags` bit of a route whose TC comes from the packet's DSCP.
+pub(crate) const ROUTE_TC_FROM_DSCP: u16 = types::encap_route_flags::ENCAP_ROUTE_TC_FROM_DSCP.0 as u16;
 
 /// Number of counters (`ENCAP_CNT__MAX`).
 pub(crate) const COUNTERS: u32 = types::encap_counter::ENCAP_CNT__MAX.0;
@@ -61,6 +63,7 @@ unsafe impl Pod for types::route_value {}
 unsafe impl Pod for types::counter_value {}
 unsafe impl Pod for types::segment_list {}
 unsafe impl Pod for types::policy_value {}
+unsafe impl Pod for types::dscp_map {}
 
 const _: () = {
     use std::mem::size_of;

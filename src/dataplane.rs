@@ -15,6 +15,7 @@ use nix::errno::Errno;
 use crate::abi::{self, encap, types};
 use crate::config::{MtuPolicy, TtlMode};
 use crate::error::{LoadError, MapError, RouteError};
+use crate::label::DscpMap;
 use crate::map::BpfMap;
 use crate::prefix::{self, RouteKey};
 use crate::route::Route;
@@ -51,6 +52,7 @@ pub(crate) struct Dataplane {
     routes_v4: BpfMap,
     routes_v6: BpfMap,
     policies: BpfMap,
+    dscp_tc: BpfMap,
     counters: BpfMap,
     config: LoadConfig,
     /// Bookkeeping of what the tables hold, guarded together with every write
@@ -151,7 +153,7 @@ impl Dataplane {
                 source: libbpf_rs::Error::from_raw_os_error(e.errno as i32),
             })
         };
-        Ok(Dataplane {
+        let dataplane = Dataplane {
             prog: skel
                 .progs
                 .xdp_encap
@@ -161,10 +163,28 @@ impl Dataplane {
             routes_v4: handle(&skel.maps.routes_v4, "routes_v4")?,
             routes_v6: handle(&skel.maps.routes_v6, "routes_v6")?,
             policies: handle(&skel.maps.policies, "policies")?,
+            dscp_tc: handle(&skel.maps.dscp_tc, "dscp_tc")?,
             counters: handle(&skel.maps.counters, "counters")?,
             config,
             tables: Mutex::new(Tables::default()),
-        })
+        };
+        dataplane.set_dscp_map(&DscpMap::default()).map_err(|e| LoadError::Kernel {
+            step: "writing the DSCP table",
+            source: libbpf_rs::Error::from_raw_os_error(e.errno as i32),
+        })?;
+        Ok(dataplane)
+    }
+
+    /// Replaces the DSCP -> TC table (one map update: packets see the old or the new).
+    pub(crate) fn set_dscp_map(&self, map: &DscpMap) -> Result<(), MapError> {
+        let value = types::dscp_map { tc: map.values() };
+        self.dscp_tc.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
+    }
+
+    pub(crate) fn dscp_map(&self) -> Result<DscpMap, MapError> {
+        let bytes = self.dscp_tc.lookup(&0u32.to_ne_bytes())?;
+        let value = bytes.and_then(|b| abi::from_bytes::<types::dscp_map>(&b));
+        Ok(value.and_then(|v| DscpMap::new(v.tc).ok()).unwrap_or_default())
     }
 
     pub(crate) fn prog(&self) -> BorrowedFd<'_> {

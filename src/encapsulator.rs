@@ -9,7 +9,7 @@ use crate::abi::types::encap_limits;
 use crate::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
 use crate::dataplane::{Dataplane, LoadConfig, RouteCounters};
 use crate::error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
-use crate::label::{Label, LabelStack};
+use crate::label::{DscpMap, Label, LabelStack};
 use crate::policy::Policy;
 use crate::route::Route;
 use crate::stats::Stats;
@@ -254,7 +254,7 @@ impl Encapsulator {
     /// As [`Encapsulator::set_label`].
     pub fn set_route(&self, route: &Route) -> Result<(), RouteError> {
         self.dataplane.set_route(route)?;
-        log::debug!("route {} -> {} (tc {})", route.prefix, route.policy, route.tc.value());
+        log::debug!("route {} -> {} ({:?})", route.prefix, route.policy, route.tc);
         Ok(())
     }
 
@@ -278,6 +278,23 @@ impl Encapsulator {
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
     pub fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         self.dataplane.route_counters(prefix)
+    }
+
+    /// Replaces the DSCP -> traffic class table used by routes with
+    /// [`crate::Tc::FromDscp`], atomically.
+    ///
+    /// # Errors
+    /// [`MapError`].
+    pub fn set_dscp_map(&self, map: &DscpMap) -> Result<(), MapError> {
+        self.dataplane.set_dscp_map(map)
+    }
+
+    /// The DSCP -> traffic class table in force.
+    ///
+    /// # Errors
+    /// [`MapError`].
+    pub fn dscp_map(&self) -> Result<DscpMap, MapError> {
+        self.dataplane.dscp_map()
     }
 
     /// Removes the route for exactly `prefix`; `Ok(false)` when there was none.

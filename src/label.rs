@@ -154,6 +154,61 @@ impl TrafficClass {
     }
 }
 
+/// The DSCP -> traffic class table used by routes with [`crate::Tc::FromDscp`].
+/// The default maps each DSCP to its class selector (DSCP >> 3).
+///
+/// ```
+/// use lnetd_host_encap::{DscpMap, TrafficClass};
+/// let map = DscpMap::default().with(46, TrafficClass::new(5)?); // EF -> 5
+/// assert_eq!(map.get(46).value(), 5);
+/// assert_eq!(map.get(10).value(), 1);
+/// # Ok::<(), lnetd_host_encap::LabelError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DscpMap([TrafficClass; 64]);
+
+impl Default for DscpMap {
+    fn default() -> Self {
+        let mut map = [TrafficClass::default(); 64];
+        for (dscp, tc) in map.iter_mut().enumerate() {
+            *tc = TrafficClass((dscp >> 3) as u8);
+        }
+        DscpMap(map)
+    }
+}
+
+impl DscpMap {
+    /// A table from 64 values, each 0..=7.
+    ///
+    /// # Errors
+    /// [`LabelError::TrafficClassOutOfRange`] for a value above 7.
+    pub fn new(values: [u8; 64]) -> Result<DscpMap, LabelError> {
+        let mut map = [TrafficClass::default(); 64];
+        for (slot, v) in map.iter_mut().zip(values) {
+            *slot = TrafficClass::new(v)?;
+        }
+        Ok(DscpMap(map))
+    }
+
+    /// The same table with `dscp` (taken modulo 64) mapped to `tc`.
+    pub fn with(mut self, dscp: u8, tc: TrafficClass) -> DscpMap {
+        if let Some(slot) = self.0.get_mut(usize::from(dscp & 63)) {
+            *slot = tc;
+        }
+        self
+    }
+
+    /// The TC for `dscp` (taken modulo 64).
+    pub fn get(&self, dscp: u8) -> TrafficClass {
+        self.0.get(usize::from(dscp & 63)).copied().unwrap_or_default()
+    }
+
+    /// The 64 values.
+    pub fn values(&self) -> [u8; 64] {
+        self.0.map(TrafficClass::value)
+    }
+}
+
 /// A label stack of 1 to 16 labels; the first is the top of the stack (the
 /// first segment of an SR path).
 ///

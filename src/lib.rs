@@ -50,11 +50,11 @@ pub use dataplane::RouteCounters;
 pub use encapsulator::{Attachment, Encapsulator, EncapsulatorBuilder};
 pub use error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
 pub use ipnetwork::IpNetwork;
-pub use label::{decode_stack, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
+pub use label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
 pub use policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
 pub use prefix::PrefixError;
 pub use privileges::MissingCapabilities;
-pub use route::Route;
+pub use route::{Route, Tc};
 pub use stats::{Counter, Stats};
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

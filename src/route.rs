@@ -3,16 +3,16 @@
 
 use ipnetwork::IpNetwork;
 
-use crate::abi::{self, types, ROUTE_POLICY};
+use crate::abi::{self, types, ROUTE_POLICY, ROUTE_TC_FROM_DSCP};
 use crate::label::{LabelStack, TrafficClass};
 use crate::policy::{self, Policy, SegmentList, MAX_SEGMENT_LISTS};
 
 /// What the encapsulator pushes for one destination prefix.
 ///
 /// ```
-/// use lnetd_host_encap::{Route, LabelStack, Policy, TrafficClass};
+/// use lnetd_host_encap::{Route, LabelStack, Policy, Tc, TrafficClass};
 /// let bsid = Route::new("0.0.0.0/0".parse()?, "1000000".parse::<LabelStack>()?);
-/// assert_eq!(bsid.tc, TrafficClass::default());
+/// assert_eq!(bsid.tc, Tc::Fixed(TrafficClass::default()));
 /// let te = Route::with_policy("198.51.100.0/24".parse()?, "16001/16002@7,16003@3".parse::<Policy>()?);
 /// assert_eq!(te.policy.lists().len(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -23,8 +23,24 @@ pub struct Route {
     pub prefix: IpNetwork,
     /// The segment lists and how flows are spread over them.
     pub policy: Policy,
-    /// Traffic class written in every pushed entry.
-    pub tc: TrafficClass,
+    /// Where the traffic class of every pushed entry comes from.
+    pub tc: Tc,
+}
+
+/// The traffic class of a route's pushed entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tc {
+    /// This TC in every entry.
+    Fixed(TrafficClass),
+    /// The packet's DSCP mapped through the encapsulator's [`crate::DscpMap`]
+    /// (by default DSCP >> 3, the class selector).
+    FromDscp,
+}
+
+impl Default for Tc {
+    fn default() -> Self {
+        Tc::Fixed(TrafficClass::default())
+    }
 }
 
 impl Route {
@@ -35,12 +51,18 @@ impl Route {
 
     /// A route through an SR policy, traffic class 0.
     pub fn with_policy(prefix: IpNetwork, policy: Policy) -> Route {
-        Route { prefix, policy, tc: TrafficClass::default() }
+        Route { prefix, policy, tc: Tc::default() }
     }
 
-    /// The same route with another traffic class.
+    /// The same route with a fixed traffic class.
     pub fn with_tc(mut self, tc: TrafficClass) -> Route {
-        self.tc = tc;
+        self.tc = Tc::Fixed(tc);
+        self
+    }
+
+    /// The same route with the traffic class taken from each packet's DSCP.
+    pub fn with_tc_from_dscp(mut self) -> Route {
+        self.tc = Tc::FromDscp;
         self
     }
 
@@ -49,18 +71,26 @@ impl Route {
     pub(crate) fn encode(&self, policy_id: u32) -> (types::route_value, Option<Box<types::policy_value>>) {
         let mut value: types::route_value = abi::zeroed();
         value.prefixlen = self.prefix.prefix();
+        // From the DSCP: the entries carry TC 0 and the program ORs in the packet's.
+        let tc = match self.tc {
+            Tc::Fixed(tc) => tc,
+            Tc::FromDscp => {
+                value.flags |= ROUTE_TC_FROM_DSCP;
+                TrafficClass::default()
+            }
+        };
         if self.policy.is_plain() {
             if let Some(l) = self.policy.lists().first() {
-                value.list = policy::encode_list(&l.stack, self.tc, None);
+                value.list = policy::encode_list(&l.stack, tc, None);
             }
             return (value, None);
         }
-        value.flags = ROUTE_POLICY;
+        value.flags |= ROUTE_POLICY;
         value.policy_id = policy_id;
         let mut p: Box<types::policy_value> = Box::new(abi::zeroed());
         p.n_lists = self.policy.lists().len() as u16;
         for ((slot, weight), l) in p.lists.iter_mut().zip(p.weights.iter_mut()).zip(self.policy.lists()) {
-            *slot = policy::encode_list(&l.stack, self.tc, self.policy.entropy_label());
+            *slot = policy::encode_list(&l.stack, tc, self.policy.entropy_label());
             *weight = l.weight;
         }
         for (dst, src) in p.slots.iter_mut().zip(policy::maglev_table(self.policy.lists())) {
@@ -75,23 +105,25 @@ impl Route {
         value: &types::route_value,
         policy: Option<&types::policy_value>,
     ) -> Option<Route> {
-        match (value.flags, policy) {
+        let from_dscp = value.flags & ROUTE_TC_FROM_DSCP != 0;
+        let tc = |fixed| if from_dscp { Tc::FromDscp } else { Tc::Fixed(fixed) };
+        match (value.flags & !ROUTE_TC_FROM_DSCP, policy) {
             (0, _) => {
-                let (stack, tc, entropy) = policy::decode_list(&value.list)?;
+                let (stack, fixed, entropy) = policy::decode_list(&value.list)?;
                 let policy = Policy::single(stack).with_entropy_label(entropy).ok()?;
-                Some(Route { prefix, policy, tc })
+                Some(Route { prefix, policy, tc: tc(fixed) })
             }
             (ROUTE_POLICY, Some(p)) => {
                 let n = usize::from(p.n_lists).min(MAX_SEGMENT_LISTS);
-                let mut tc = TrafficClass::default();
+                let mut fixed = TrafficClass::default();
                 let mut entropy = None;
                 let mut lists = Vec::with_capacity(n);
                 for (l, weight) in p.lists.iter().zip(p.weights).take(n) {
                     let (stack, t, e) = policy::decode_list(l)?;
-                    (tc, entropy) = (t, e);
+                    (fixed, entropy) = (t, e);
                     lists.push(SegmentList { stack, weight });
                 }
-                Some(Route { prefix, policy: Policy::new(lists, entropy).ok()?, tc })
+                Some(Route { prefix, policy: Policy::new(lists, entropy).ok()?, tc: tc(fixed) })
             }
             _ => None,
         }
@@ -134,6 +166,14 @@ mod tests {
         assert_eq!((p.n_lists, p.weights[0], p.weights[1]), (2, 7, 3));
         assert!(p.slots.iter().all(|s| *s < 2));
         assert_eq!(Route::decode(route.prefix, &value, Some(&p)), Some(route));
+    }
+
+    #[test]
+    fn tc_from_dscp_round_trips() {
+        let route = Route::new("10.0.0.0/8".parse().unwrap(), "100".parse().unwrap()).with_tc_from_dscp();
+        let (value, _) = route.encode(0);
+        assert_eq!(value.flags, ROUTE_TC_FROM_DSCP);
+        assert_eq!(Route::decode(route.prefix, &value, None), Some(route));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use common::{frame, privileged, L4};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList, TrafficClass,
-    TtlMode, XdpAction, MAX_SEGMENT_LISTS,
+    DscpMap, Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList,
+    TrafficClass, TtlMode, XdpAction, MAX_SEGMENT_LISTS,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -119,7 +119,8 @@ fn random_table(rng: &mut StdRng) -> Vec<Route> {
         let prefix = random_prefix(rng, v6, near.as_ref());
         let tc = TrafficClass::new(if rng.random_bool(0.8) { 0 } else { rng.random_range(0..=7) }).unwrap();
         routes.retain(|r| r.prefix != prefix);
-        routes.push(Route::with_policy(prefix, random_policy(rng)).with_tc(tc));
+        let route = Route::with_policy(prefix, random_policy(rng)).with_tc(tc);
+        routes.push(if rng.random_bool(0.2) { route.with_tc_from_dscp() } else { route });
     }
     routes
 }
@@ -180,7 +181,7 @@ fn random_frame(rng: &mut StdRng, routes: &[Route], local: &[IpAddr]) -> Vec<u8>
     }
     let v6 = rng.random_bool(0.5);
     let dst = destination(rng, routes, local, v6);
-    let mut spec = frame(&dst.to_string()).ttl(ttl(rng));
+    let mut spec = frame(&dst.to_string()).ttl(ttl(rng)).dscp(rng.random_range(0..64));
     spec.l4 = match rng.random_range(0..3) {
         0 => L4::Udp { sport: rng.random(), dport: rng.random() },
         1 => L4::TcpSyn { sport: rng.random(), dport: rng.random() },
@@ -245,7 +246,14 @@ fn differential_against_the_model() {
                 let mtu_policy = if rng.random_bool(0.5) { MtuPolicy::Drop } else { MtuPolicy::Pass };
                 let enc = Encapsulator::builder().ttl_mode(ttl_mode).mtu_policy(mtu_policy).load().expect("load");
                 enc.refresh_local_addresses().expect("host addresses");
-                let mut model = Model { ttl: ttl_mode, mtu_policy, mtu: MTU, routes: Vec::new(), local: local.clone() };
+                let dscp_map = if rng.random_bool(0.5) {
+                    DscpMap::default()
+                } else {
+                    DscpMap::new(std::array::from_fn(|_| rng.random_range(0..=7))).unwrap()
+                };
+                enc.set_dscp_map(&dscp_map).expect("DSCP table");
+                let mut model =
+                    Model { ttl: ttl_mode, mtu_policy, mtu: MTU, routes: Vec::new(), local: local.clone(), dscp_map };
                 for route in random_table(&mut rng) {
                     match enc.set_route(&route) {
                         Ok(()) => model.routes.push(route),

@@ -54,6 +54,8 @@ const LOCAL_V4: &str = "192.0.2.55";
 const LOCAL_V6: &str = "2001:db8:ffff::55";
 
 const COPY: (TtlMode, MtuPolicy) = (TtlMode::Copy, MtuPolicy::Drop);
+/// `Case::tc` value meaning "TC from the DSCP".
+const DSCP: u8 = u8::MAX;
 
 fn case(name: &'static str, input: Frame, routes: &'static [(&'static str, &'static str)], expect: Expect) -> Case {
     Case { name, input, routes, tc: 0, config: COPY, expect }
@@ -252,6 +254,29 @@ fn cases() -> Vec<Case> {
         with_el(&[16001, 16002], 2, hash_of(&g), 0, 64),
     ));
 
+    // TC from the DSCP, through the default table (DSCP >> 3) and a changed one.
+    let ef = frame("192.0.2.9").dscp(46);
+    v.push(Case {
+        tc: DSCP,
+        ..case("TC from DSCP 46 (EF): 5", ef.build(), TWO, Expect::Tx(entries(&[16001, 16002], 5, 64)))
+    });
+    v.push(Case { tc: DSCP, ..case("TC from DSCP 0: 0", frame("192.0.2.9").build(), TWO, tx(&[16001, 16002], 64)) });
+    let af11 = frame("2001:db9::1").dscp(10);
+    v.push(Case {
+        tc: DSCP,
+        ..case("IPv6 TC from DSCP 10 (AF11): 1", af11.build(), TWO, Expect::Tx(entries(&[16001, 16002], 1, 64)))
+    });
+    let f = frame("192.0.2.9").dscp(63);
+    v.push(Case {
+        tc: DSCP,
+        ..case(
+            "TC from DSCP with an entropy label",
+            f.build(),
+            EL_BOTTOM,
+            with_el(&[16001, 16002], 2, hash_of(&f), 7, 64),
+        )
+    });
+
     const SPLIT: &[(&str, &str)] = &[("0.0.0.0/0", "16001/16002@7,16003@3"), ("::/0", "24001@1,24002@1,24003/24004@1")];
     for sport in [1000u16, 2000, 3000, 4000] {
         let f = frame("198.51.100.1").l4(L4::Udp { sport, dport: 53 });
@@ -325,7 +350,9 @@ impl Harness {
             enc.remove(r.prefix).expect("remove");
         }
         for (p, spec) in routes {
-            let route = Route::with_policy(prefix(p), policy(spec)).with_tc(TrafficClass::new(tc).expect("tc"));
+            let route = Route::with_policy(prefix(p), policy(spec));
+            let route =
+                if tc == DSCP { route.with_tc_from_dscp() } else { route.with_tc(TrafficClass::new(tc).expect("tc")) };
             enc.set_route(&route).expect("set_route");
         }
         enc

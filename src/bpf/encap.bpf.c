@@ -45,6 +45,17 @@ static __always_inline struct route_value *lookup_route(const struct packet *pkt
 	}
 }
 
+/* The TC bits for a DSCP, through the configured table. */
+static __always_inline __be32 tc_from_dscp(__u8 dscp)
+{
+	__u32 zero = 0;
+	struct dscp_map *map = bpf_map_lookup_elem(&dscp_tc, &zero);
+
+	if (!map)
+		return 0;
+	return bpf_htonl((__u32)(map->tc[dscp & 63] & 7) << 9);
+}
+
 static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u64 bytes)
 {
 	struct policy_value *policy = NULL;
@@ -53,6 +64,7 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 	struct packet pkt = {};
 	enum encap_counter verdict;
 	__u32 hash = 0, idx = 0, slot;
+	__be32 tc_bits = 0;
 
 	verdict = parse_packet(ctx, &pkt);
 	if (verdict != CONTINUE)
@@ -86,10 +98,13 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 		hash = flow_hash(&pkt);
 	}
 
+	if (route->flags & ENCAP_ROUTE_TC_FROM_DSCP)
+		tc_bits = tc_from_dscp(pkt.dscp);
+
 	verdict = check_mtu(ctx, &pkt, list);
 	if (verdict != CONTINUE)
 		return verdict;
-	verdict = push_label_stack(ctx, &pkt, list, hash);
+	verdict = push_label_stack(ctx, &pkt, list, hash, tc_bits);
 	if (verdict == ENCAP_CNT_TX) {
 		count_labelled(&route->labelled, bytes);
 		if (policy)

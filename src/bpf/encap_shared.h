@@ -42,6 +42,13 @@ enum encap_route_flags {
 	ENCAP_ROUTE_LOCAL = 1,
 	/* Traffic takes one of the segment lists of policies[policy_id], by flow hash. */
 	ENCAP_ROUTE_POLICY = 2,
+	/* The TC of every entry comes from the packet's DSCP through dscp_tc (entries carry TC 0). */
+	ENCAP_ROUTE_TC_FROM_DSCP = 4,
+};
+
+/* DSCP -> MPLS traffic class, for ENCAP_ROUTE_TC_FROM_DSCP routes. */
+struct dscp_map {
+	__u8 tc[64];
 };
 
 /*
@@ -148,5 +155,6 @@ _Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4
 _Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 16,
 	       "policy_value layout");
 _Static_assert(sizeof(struct counter_value) == 16, "counter_value layout");
+_Static_assert(sizeof(struct dscp_map) == 64, "dscp_map layout");
 
 #endif /* LNETD_ENCAP_SHARED_H */

@@ -48,7 +48,12 @@ static __always_inline __u32 word_at(const __u8 *b)
 	return ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
 }
 
-static __always_inline __u32 flow_hash(const struct packet *pkt)
+/*
+ * A subprogram, not inlined: inlined, its unrolled IPv6 rounds made the
+ * pipeline spill past the 512-byte stack. Called only for policy and
+ * entropy-label routes.
+ */
+static __noinline __u32 flow_hash(const struct packet *pkt)
 {
 	__u32 ports = pkt->has_ports ? bpf_ntohl(pkt->ports) : 0;
 	__u32 h = 0, n;

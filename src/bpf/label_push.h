@@ -31,7 +31,8 @@ static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const st
 /*
  * Insert `list` between the L2 header and the IP header, swap the MACs and
  * send the frame back out ("router on a stick"). `hash` is the flow hash, for
- * the entropy label.
+ * the entropy label; `tc_bits` a TC to OR into every entry (0 when the entries
+ * carry their route's fixed TC).
  *
  * bpf_xdp_adjust_head() grows the frame at the front, so the L2 header is saved,
  * the head moved, and the header rewritten at the new front; the IP packet is
@@ -39,7 +40,8 @@ static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const st
  */
 static __always_inline enum encap_counter push_label_stack(struct xdp_md *ctx,
 							   const struct packet *pkt,
-							   const struct segment_list *list, __u32 hash)
+							   const struct segment_list *list, __u32 hash,
+							   __be32 tc_bits)
 {
 	__u8 l2[MAX_L2_LEN];
 	__u32 depth = list->depth;
@@ -97,7 +99,7 @@ static __always_inline enum encap_counter push_label_stack(struct xdp_md *ctx,
 		if ((void *)(lse + i + 1) > data_end)
 			return ENCAP_CNT_ABORTED;
 		/* RFC 6790: the EL carries the flow's entropy and TTL 0. */
-		lse[i] = list->entries[i] | (el_index && i == el_index ? el_bits : ttl_bits);
+		lse[i] = list->entries[i] | tc_bits | (el_index && i == el_index ? el_bits : ttl_bits);
 	}
 	return ENCAP_CNT_TX;
 }

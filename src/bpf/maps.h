@@ -35,6 +35,14 @@ struct {
 	__type(value, struct policy_value);
 } policies SEC(".maps");
 
+/* One entry: the DSCP -> TC table, written by Rust at load and on change. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dscp_map);
+} dscp_tc SEC(".maps");
+
 /* Indexed by enum encap_counter; per-CPU so the hot path needs no atomics. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -21,8 +21,9 @@ struct packet {
 	__u8 dst[16];    /* destination address, network order; IPv4 fills dst[0..3] */
 	__u8 src[16];    /* source address, likewise */
 	__u8 l4_proto;   /* IPv4 protocol / IPv6 next header */
-	__u8 has_ports;  /* ports read: TCP/UDP/SCTP, not a non-first fragment */
-	__u16 pad;
+	__u8 has_ports;  /* ports read: TCP/UDP/SCTP, not a fragment */
+	__u8 dscp;       /* the DSCP (the IP header's traffic class >> 2) */
+	__u8 pad;
 	__be32 ports;    /* source and destination port, as on the wire */
 };
 
@@ -66,6 +67,7 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 			return ENCAP_CNT_PASS_MALFORMED;
 		/* Trailing bytes (Ethernet padding, a trailer) are not part of the packet. */
 		pkt->ip_len = bpf_ntohs(iph->tot_len);
+		pkt->dscp = iph->tos >> 2;
 		pkt->ttl = iph->ttl;
 		__builtin_memcpy(pkt->dst, &iph->daddr, 4);
 		__builtin_memcpy(pkt->src, &iph->saddr, 4);
@@ -82,6 +84,8 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 		if (parse_ipv6(&c, data_end, &ip6h) == PARSE_INVALID)
 			return ENCAP_CNT_PASS_MALFORMED;
 		pkt->ip_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
+		/* The traffic class straddles the first two bytes. */
+		pkt->dscp = ((ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4)) >> 2;
 		pkt->ttl = ip6h->hop_limit;
 		__builtin_memcpy(pkt->dst, &ip6h->daddr, 16);
 		__builtin_memcpy(pkt->src, &ip6h->saddr, 16);

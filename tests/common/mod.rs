@@ -49,6 +49,8 @@ pub struct FrameSpec {
     pub ipv4_options: Vec<u8>,
     /// (offset in 8-byte units, more fragments)
     pub fragment: Option<(u16, bool)>,
+    /// DSCP (0..=63) in the IPv4 TOS / IPv6 traffic class.
+    pub dscp: u8,
 }
 
 /// A built frame and where its IP header starts.
@@ -72,6 +74,7 @@ pub fn frame(dst: &str) -> FrameSpec {
         payload_len: 18,
         ipv4_options: vec![],
         fragment: None,
+        dscp: 0,
     }
 }
 
@@ -100,6 +103,10 @@ impl FrameSpec {
         self.fragment = Some((offset, more));
         self
     }
+    pub fn dscp(mut self, dscp: u8) -> Self {
+        self.dscp = dscp;
+        self
+    }
     pub fn dst_mac(mut self, mac: [u8; 6]) -> Self {
         self.dst_mac = mac;
         self
@@ -111,6 +118,7 @@ impl FrameSpec {
                 let mut h = Ipv4Header::new(0, self.ttl, IpNumber::UDP, s.octets(), d.octets()).unwrap();
                 h.options =
                     self.ipv4_options.as_slice().try_into().expect("options are a multiple of 4, at most 40 bytes");
+                h.dscp = etherparse::IpDscp::try_new(self.dscp).expect("DSCP 0..=63");
                 if let Some((offset, more)) = self.fragment {
                     h.fragment_offset = IpFragOffset::try_new(offset).unwrap();
                     h.more_fragments = more;
@@ -119,7 +127,7 @@ impl FrameSpec {
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
                 Ipv6Header {
-                    traffic_class: 0,
+                    traffic_class: self.dscp << 2,
                     flow_label: Ipv6FlowLabel::try_new(0x12345).unwrap(),
                     payload_length: 0,
                     next_header: IpNumber::UDP,

@@ -8,7 +8,9 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use lnetd_host_encap::{EntropyLabel, LabelStackEntry, MtuPolicy, Route, TtlMode, XdpAction, POLICY_SLOTS};
+use lnetd_host_encap::{
+    DscpMap, EntropyLabel, LabelStackEntry, MtuPolicy, Route, Tc, TtlMode, XdpAction, POLICY_SLOTS,
+};
 
 use super::{labelled, Frame};
 
@@ -49,6 +51,8 @@ pub struct Model {
     pub routes: Vec<Route>,
     /// The host's addresses: never labelled.
     pub local: Vec<IpAddr>,
+    /// DSCP -> TC for `Tc::FromDscp` routes.
+    pub dscp_map: DscpMap,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,7 @@ struct Parsed {
     ip_len: usize,
     proto: u8,
     ports: Option<u32>,
+    dscp: u8,
 }
 
 /// Ports (source << 16 | destination) of TCP, UDP and SCTP, when the first
@@ -143,6 +148,7 @@ fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
                 ip_len: tot,
                 proto: ip[9],
                 ports,
+                dscp: ip[1] >> 2,
             })
         }
         0x86dd => {
@@ -161,6 +167,7 @@ fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
                 src: IpAddr::from(src),
                 ttl: ip[7],
                 ip_len: 40 + payload,
+                dscp: (((ip[0] & 0x0f) << 4) | (ip[1] >> 4)) >> 2,
                 proto: ip[6],
                 ports: ports(ip[6], &ip[40..40 + payload]),
             })
@@ -234,7 +241,11 @@ impl Model {
                 MtuPolicy::Pass => pass(Verdict::MtuPassed),
             };
         }
-        let mut entries: Vec<LabelStackEntry> = super::entries(&labels, route.tc.value(), ttl);
+        let tc = match route.tc {
+            Tc::Fixed(tc) => tc,
+            Tc::FromDscp => self.dscp_map.get(p.dscp),
+        };
+        let mut entries: Vec<LabelStackEntry> = super::entries(&labels, tc.value(), ttl);
         for (e, t) in entries.iter_mut().zip(ttls) {
             e.ttl = t;
         }
