@@ -11,20 +11,20 @@ macro_rules! skeleton {
     ($module:ident, $file:literal) => {
         pub(crate) mod $module {
             #![allow(
-                                                                        clippy::all,
-                                                                        clippy::pedantic,
-                                                                        missing_docs,
-                                                                        dead_code,
-                                                                        unused_imports,
-                                                                        non_camel_case_types,
-                                                                        non_upper_case_globals,
-                                                                        unsafe_code,
-                                                                        // Generated: its expects fire only if the embedded object lacks
-                                                                        // a map or program it was generated from.
-                                                                        clippy::unwrap_used,
-                                                                        clippy::expect_used,
-                                                                        clippy::panic
-                                                                    )]
+                                                                                        clippy::all,
+                                                                                        clippy::pedantic,
+                                                                                        missing_docs,
+                                                                                        dead_code,
+                                                                                        unused_imports,
+                                                                                        non_camel_case_types,
+                                                                                        non_upper_case_globals,
+                                                                                        unsafe_code,
+                                                                                        // Generated: its expects fire only if the embedded object lacks
+                                                                                        // a map or program it was generated from.
+                                                                                        clippy::unwrap_used,
+                                                                                        clippy::expect_used,
+                                                                                        clippy::panic
+                                                                                    )]
             include!(concat!(env!("OUT_DIR"), "/", $file));
         }
     };
@@ -64,12 +64,18 @@ unsafe impl Pod for types::counter_value {}
 unsafe impl Pod for types::segment_list {}
 unsafe impl Pod for types::policy_value {}
 unsafe impl Pod for types::dscp_map {}
+unsafe impl Pod for types::alt_key_v4 {}
+unsafe impl Pod for types::alt_key_v6 {}
+unsafe impl Pod for types::source_value {}
+unsafe impl Pod for types::settings {}
 
 const _: () = {
     use std::mem::size_of;
     assert!(size_of::<types::route_key_v4>() == 4 + 4);
     assert!(size_of::<types::route_key_v6>() == 4 + 16);
     assert!(size_of::<types::segment_list>() == 4 + 4 * MAX_LABELS);
+    assert!(size_of::<types::alt_key_v4>() == 4 + 4 + 4);
+    assert!(size_of::<types::alt_key_v6>() == 4 + 4 + 16);
     assert!(size_of::<types::route_value>() == 8 + size_of::<types::segment_list>() + 4 + 16);
     assert!(size_of::<types::policy_value>() == 1040 + 8 * size_of::<types::segment_list>() + 8 * 16);
     assert!(size_of::<types::counter_value>() == 16);

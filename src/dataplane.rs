@@ -1,7 +1,7 @@
 //! The loaded dataplane: the XDP program and its maps, held by fd so that it
 //! can be shared between threads and outlive the libbpf object it came from.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -18,7 +18,7 @@ use crate::error::{LoadError, MapError, RouteError};
 use crate::label::DscpMap;
 use crate::map::BpfMap;
 use crate::prefix::{self, RouteKey};
-use crate::route::Route;
+use crate::route::{Route, Table};
 use crate::stats::{Counter, Stats};
 
 /// libbpf writes to stderr unless told otherwise; the library never prints.
@@ -52,6 +52,11 @@ pub(crate) struct Dataplane {
     routes_v4: BpfMap,
     routes_v6: BpfMap,
     policies: BpfMap,
+    alt_routes_v4: BpfMap,
+    alt_routes_v6: BpfMap,
+    sources_v4: BpfMap,
+    sources_v6: BpfMap,
+    settings: BpfMap,
     dscp_tc: BpfMap,
     counters: BpfMap,
     config: LoadConfig,
@@ -66,7 +71,9 @@ struct Tables {
     /// Host addresses installed as LOCAL entries.
     local: BTreeSet<IpAddr>,
     /// The policy id each policy route points to.
-    policy_of: HashMap<IpNetwork, u32>,
+    policy_of: HashMap<(Table, IpNetwork), u32>,
+    /// Source prefixes and the alternate table each selects.
+    sources: BTreeMap<IpNetwork, Table>,
     /// Routes hidden by a host address that took their /32 or /128; restored
     /// when the address goes away.
     shadowed: HashMap<IpNetwork, Route>,
@@ -138,6 +145,8 @@ impl Dataplane {
         open.maps.routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing routes_v4"))?;
         open.maps.routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing routes_v6"))?;
         open.maps.policies.set_max_entries(config.max_policies).map_err(kernel("sizing policies"))?;
+        open.maps.alt_routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing alt_routes_v4"))?;
+        open.maps.alt_routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing alt_routes_v6"))?;
         let skel = open.load().map_err(|source| match source.kind() {
             ErrorKind::PermissionDenied => LoadError::Privileges(crate::privileges::MissingCapabilities(vec![
                 "CAP_BPF",
@@ -164,6 +173,11 @@ impl Dataplane {
             routes_v6: handle(&skel.maps.routes_v6, "routes_v6")?,
             policies: handle(&skel.maps.policies, "policies")?,
             dscp_tc: handle(&skel.maps.dscp_tc, "dscp_tc")?,
+            alt_routes_v4: handle(&skel.maps.alt_routes_v4, "alt_routes_v4")?,
+            alt_routes_v6: handle(&skel.maps.alt_routes_v6, "alt_routes_v6")?,
+            sources_v4: handle(&skel.maps.sources_v4, "sources_v4")?,
+            sources_v6: handle(&skel.maps.sources_v6, "sources_v6")?,
+            settings: handle(&skel.maps.settings, "settings")?,
             counters: handle(&skel.maps.counters, "counters")?,
             config,
             tables: Mutex::new(Tables::default()),
@@ -191,17 +205,19 @@ impl Dataplane {
         self.prog.as_fd()
     }
 
-    fn routes_map(&self, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
-        match prefix {
-            IpNetwork::V4(_) => (&self.routes_v4, "IPv4", self.config.max_routes_v4),
-            IpNetwork::V6(_) => (&self.routes_v6, "IPv6", self.config.max_routes_v6),
+    fn routes_map(&self, table: Table, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
+        match (table, prefix) {
+            (Table::Main, IpNetwork::V4(_)) => (&self.routes_v4, "IPv4", self.config.max_routes_v4),
+            (Table::Main, IpNetwork::V6(_)) => (&self.routes_v6, "IPv6", self.config.max_routes_v6),
+            (_, IpNetwork::V4(_)) => (&self.alt_routes_v4, "alternate IPv4", self.config.max_routes_v4),
+            (_, IpNetwork::V6(_)) => (&self.alt_routes_v6, "alternate IPv6", self.config.max_routes_v6),
         }
     }
 
     /// Writes one trie entry; a full trie (E2BIG or ENOSPC, by kernel version) is `TableFull`.
-    fn write(&self, prefix: &IpNetwork, value: &types::route_value) -> Result<(), RouteError> {
-        let (map, family, capacity) = self.routes_map(prefix);
-        map.update(RouteKey::new(*prefix).bytes(), abi::bytes_of(value)).map_err(|e| match e.errno {
+    fn write(&self, table: Table, prefix: &IpNetwork, value: &types::route_value) -> Result<(), RouteError> {
+        let (map, family, capacity) = self.routes_map(table, prefix);
+        map.update(RouteKey::in_table(table.id(), *prefix).bytes(), abi::bytes_of(value)).map_err(|e| match e.errno {
             Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family, capacity },
             _ => RouteError::Map(e),
         })
@@ -215,16 +231,19 @@ impl Dataplane {
     /// Adds or atomically replaces one route: a packet sees the old route or
     /// the new one, never a mix. A policy is written under a fresh id before the
     /// route that names it, and the old policy removed after.
-    pub(crate) fn set_route(&self, route: &Route) -> Result<(), RouteError> {
+    pub(crate) fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
         let mut tables = self.writer();
-        if route.prefix.prefix() == max_len(&route.prefix) && tables.local.contains(&route.prefix.ip()) {
+        if table == Table::Main
+            && route.prefix.prefix() == max_len(&route.prefix)
+            && tables.local.contains(&route.prefix.ip())
+        {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
-        self.install(&mut tables, route)
+        self.install(&mut tables, table, route)
     }
 
-    fn install(&self, tables: &mut Tables, route: &Route) -> Result<(), RouteError> {
+    fn install(&self, tables: &mut Tables, table: Table, route: &Route) -> Result<(), RouteError> {
         let id = if route.policy.is_plain() { 0 } else { tables.allocate_id() };
         let (value, policy) = route.encode(id);
         if let Some(p) = &policy {
@@ -235,15 +254,15 @@ impl Dataplane {
                 _ => RouteError::Map(e),
             })?;
         }
-        if let Err(e) = self.write(&route.prefix, &value) {
+        if let Err(e) = self.write(table, &route.prefix, &value) {
             if policy.is_some() {
                 self.forget_policy(id);
             }
             return Err(e);
         }
         let old = match policy {
-            Some(_) => tables.policy_of.insert(route.prefix, id),
-            None => tables.policy_of.remove(&route.prefix),
+            Some(_) => tables.policy_of.insert((table, route.prefix), id),
+            None => tables.policy_of.remove(&(table, route.prefix)),
         };
         if let Some(old) = old {
             self.forget_policy(old);
@@ -261,14 +280,14 @@ impl Dataplane {
 
     /// Removes a route; `false` when there was none for exactly that prefix
     /// (a host address is not a route).
-    pub(crate) fn remove(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
+    pub(crate) fn remove(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
         let mut tables = self.writer();
-        if prefix.prefix() == max_len(&prefix) && tables.local.contains(&prefix.ip()) {
+        if table == Table::Main && prefix.prefix() == max_len(&prefix) && tables.local.contains(&prefix.ip()) {
             return Ok(false);
         }
-        let removed = self.routes_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
-        if let Some(id) = tables.policy_of.remove(&prefix) {
+        let removed = self.routes_map(table, &prefix).0.delete(RouteKey::in_table(table.id(), prefix).bytes())?;
+        if let Some(id) = tables.policy_of.remove(&(table, prefix)) {
             self.forget_policy(id);
         }
         Ok(removed)
@@ -276,8 +295,8 @@ impl Dataplane {
 
     /// The route value stored for exactly `prefix`, if any (an LPM lookup
     /// answers with the longest covering entry, so the stored length is checked).
-    fn exact(&self, prefix: &IpNetwork) -> Result<Option<types::route_value>, MapError> {
-        let value = self.routes_map(prefix).0.lookup(RouteKey::new(*prefix).bytes())?;
+    fn exact(&self, table: Table, prefix: &IpNetwork) -> Result<Option<types::route_value>, MapError> {
+        let value = self.routes_map(table, prefix).0.lookup(RouteKey::in_table(table.id(), *prefix).bytes())?;
         Ok(value
             .and_then(|v| abi::from_bytes::<types::route_value>(&v))
             .filter(|v| v.prefixlen == prefix.prefix() && v.flags & abi::ROUTE_LOCAL == 0))
@@ -291,38 +310,90 @@ impl Dataplane {
         Ok(bytes.and_then(|b| abi::from_bytes::<types::policy_value>(&b)).map(Box::new))
     }
 
-    /// Every programmed route, IPv4 then IPv6, read back from the kernel.
-    pub(crate) fn routes(&self) -> Result<Vec<Route>, MapError> {
-        type DecodeKey = fn(&[u8]) -> Option<IpNetwork>;
-        let tables: [(&BpfMap, DecodeKey, u32); 2] = [
-            (&self.routes_v4, RouteKey::from_v4_bytes, self.config.max_routes_v4),
-            (&self.routes_v6, RouteKey::from_v6_bytes, self.config.max_routes_v6),
-        ];
+    /// Every route of `table`, IPv4 then IPv6, read back from the kernel.
+    pub(crate) fn routes(&self, table: Table) -> Result<Vec<Route>, MapError> {
+        type DecodeKey = fn(&[u8]) -> Option<(u32, IpNetwork)>;
+        let main_v4: DecodeKey = |k| RouteKey::from_v4_bytes(k).map(|p| (0, p));
+        let main_v6: DecodeKey = |k| RouteKey::from_v6_bytes(k).map(|p| (0, p));
+        let tries: [(&BpfMap, DecodeKey, u32); 2] = match table {
+            Table::Main => [
+                (&self.routes_v4, main_v4, self.config.max_routes_v4),
+                (&self.routes_v6, main_v6, self.config.max_routes_v6),
+            ],
+            Table::Alternate(_) => [
+                (&self.alt_routes_v4, RouteKey::from_alt_v4_bytes, self.config.max_routes_v4),
+                (&self.alt_routes_v6, RouteKey::from_alt_v6_bytes, self.config.max_routes_v6),
+            ],
+        };
         let mut out = Vec::new();
-        for (map, decode_key, capacity) in tables {
+        for (map, decode_key, capacity) in tries {
             // Each restart of the walk re-visits at most the whole table.
             for key in map.keys(4 * capacity as usize + 1024)? {
+                let Some((id, prefix)) = decode_key(&key) else {
+                    log::warn!("{}: skipping a key this library did not write", map.name());
+                    continue;
+                };
+                if id != table.id() {
+                    continue;
+                }
                 // A route deleted between keys() and lookup() is gone; the trie
                 // then answers with a covering route, which the length check skips.
-                let Some(value) = map.lookup(&key)? else { continue };
-                match decode_key(&key).zip(abi::from_bytes::<types::route_value>(&value)) {
-                    Some((prefix, v)) if v.prefixlen != prefix.prefix() => {}
-                    Some((_, v)) if v.flags == abi::ROUTE_LOCAL => {}
-                    Some((prefix, v)) => match Route::decode(prefix, &v, self.policy(&v)?.as_deref()) {
-                        Some(route) => out.push(route),
-                        None => log::warn!("{}: skipping {prefix}, an entry this library did not write", map.name()),
-                    },
-                    None => log::warn!("{}: skipping a key this library did not write", map.name()),
+                let Some(v) = map.lookup(&key)?.and_then(|v| abi::from_bytes::<types::route_value>(&v)) else {
+                    continue;
+                };
+                if v.prefixlen != prefix.prefix() || v.flags == abi::ROUTE_LOCAL {
+                    continue;
+                }
+                match Route::decode(prefix, &v, self.policy(&v)?.as_deref()) {
+                    Some(route) => out.push(route),
+                    None => log::warn!("{}: skipping {prefix}, an entry this library did not write", map.name()),
                 }
             }
         }
         Ok(out)
     }
 
-    /// What the route for exactly `prefix` labelled; `None` without such a route.
-    pub(crate) fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+    /// Points packets from `prefix` at an alternate table.
+    pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
         let prefix = prefix::check(prefix)?;
-        let Some(value) = self.exact(&prefix)? else { return Ok(None) };
+        let mut tables = self.writer();
+        let map = if prefix.is_ipv4() { &self.sources_v4 } else { &self.sources_v6 };
+        let value = types::source_value { table: table.id() };
+        map.update(RouteKey::new(prefix).bytes(), abi::bytes_of(&value)).map_err(|e| match e.errno {
+            Errno::E2BIG | Errno::ENOSPC => {
+                RouteError::TableFull { family: "source", capacity: self.config.max_routes_v6 }
+            }
+            _ => RouteError::Map(e),
+        })?;
+        tables.sources.insert(prefix, table);
+        self.write_settings(&tables)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
+        let prefix = prefix::check(prefix)?;
+        let mut tables = self.writer();
+        let map = if prefix.is_ipv4() { &self.sources_v4 } else { &self.sources_v6 };
+        let removed = map.delete(RouteKey::new(prefix).bytes())?;
+        tables.sources.remove(&prefix);
+        self.write_settings(&tables)?;
+        Ok(removed)
+    }
+
+    pub(crate) fn sources(&self) -> Vec<(IpNetwork, Table)> {
+        self.writer().sources.iter().map(|(p, t)| (*p, *t)).collect()
+    }
+
+    /// Tells the program whether to look at sources at all (none: one lookup saved per packet).
+    fn write_settings(&self, tables: &Tables) -> Result<(), MapError> {
+        let value = types::settings { sources: tables.sources.len() as u32 };
+        self.settings.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
+    }
+
+    /// What the route for exactly `prefix` labelled; `None` without such a route.
+    pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+        let prefix = prefix::check(prefix)?;
+        let Some(value) = self.exact(table, &prefix)? else { return Ok(None) };
         let counter = |c: &types::shared_counter| Counter { packets: c.packets, bytes: c.bytes };
         let labelled = counter(&value.labelled);
         let lists = match self.policy(&value)? {
@@ -356,14 +427,14 @@ impl Dataplane {
         let mut added: Vec<(IpNetwork, Option<Route>)> = Vec::new();
         for addr in adding {
             let host = IpNetwork::from(addr);
-            let hidden = match self.exact(&host) {
+            let hidden = match self.exact(Table::Main, &host) {
                 Ok(Some(v)) => self.policy(&v).ok().and_then(|p| Route::decode(host, &v, p.as_deref())),
                 _ => None,
             };
             let mut local: types::route_value = abi::zeroed();
             local.flags = abi::ROUTE_LOCAL;
             local.prefixlen = host.prefix();
-            if let Err(e) = self.write(&host, &local) {
+            if let Err(e) = self.write(Table::Main, &host, &local) {
                 for (host, hidden) in added.into_iter().rev() {
                     self.unshadow(&mut tables, host, hidden);
                 }
@@ -376,7 +447,7 @@ impl Dataplane {
             tables.local.insert(host.ip());
             if let Some(route) = hidden {
                 log::info!("{host} is now a host address: its route is set aside until the address goes");
-                if let Some(id) = tables.policy_of.remove(&host) {
+                if let Some(id) = tables.policy_of.remove(&(Table::Main, host)) {
                     self.forget_policy(id);
                 }
                 tables.shadowed.insert(host, route);
@@ -394,8 +465,13 @@ impl Dataplane {
     /// Replaces a host entry by the route it hid, or deletes it.
     fn unshadow(&self, tables: &mut Tables, host: IpNetwork, hidden: Option<Route>) {
         let result = match &hidden {
-            Some(route) => self.install(tables, route),
-            None => self.routes_map(&host).0.delete(RouteKey::new(host).bytes()).map(|_| ()).map_err(RouteError::from),
+            Some(route) => self.install(tables, Table::Main, route),
+            None => self
+                .routes_map(Table::Main, &host)
+                .0
+                .delete(RouteKey::new(host).bytes())
+                .map(|_| ())
+                .map_err(RouteError::from),
         };
         if let Err(e) = result {
             log::warn!("restoring {host} after it stopped being a host address failed: {e}");

@@ -11,7 +11,7 @@ use crate::dataplane::{Dataplane, LoadConfig, RouteCounters};
 use crate::error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
 use crate::label::{DscpMap, Label, LabelStack};
 use crate::policy::Policy;
-use crate::route::Route;
+use crate::route::{Route, Table};
 use crate::stats::Stats;
 use crate::xdp::{self, TestRun, XdpLink};
 
@@ -253,7 +253,15 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::set_label`].
     pub fn set_route(&self, route: &Route) -> Result<(), RouteError> {
-        self.dataplane.set_route(route)?;
+        self.set_route_in(Table::Main, route)
+    }
+
+    /// Adds or atomically replaces a route in `table` (see [`Table`]).
+    ///
+    /// # Errors
+    /// As [`Encapsulator::set_label`]; host addresses are refused in the main table only.
+    pub fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        self.dataplane.set_route(table, route)?;
         log::debug!("route {} -> {} ({:?})", route.prefix, route.policy, route.tc);
         Ok(())
     }
@@ -277,7 +285,15 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
     pub fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
-        self.dataplane.route_counters(prefix)
+        self.dataplane.route_counters(Table::Main, prefix)
+    }
+
+    /// As [`Encapsulator::route_counters`], for a route of `table`.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::route_counters`].
+    pub fn route_counters_in(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+        self.dataplane.route_counters(table, prefix)
     }
 
     /// Replaces the DSCP -> traffic class table used by routes with
@@ -302,9 +318,42 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
     pub fn remove(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
-        let removed = self.dataplane.remove(prefix)?;
-        log::debug!("route {prefix} removed: {removed}");
+        self.remove_in(Table::Main, prefix)
+    }
+
+    /// Removes the route for exactly `prefix` from `table`; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::remove`].
+    pub fn remove_in(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
+        let removed = self.dataplane.remove(table, prefix)?;
+        log::debug!("route {prefix} removed from {table:?}: {removed}");
         Ok(removed)
+    }
+
+    /// Sends packets whose source address falls in `prefix` (longest match)
+    /// through alternate `table`: its route for the destination if it has one,
+    /// else the main table's. Replaces any table `prefix` selected.
+    ///
+    /// # Errors
+    /// [`RouteError::Prefix`]; [`RouteError::TableFull`]; [`RouteError::Map`].
+    pub fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
+        self.dataplane.set_source(prefix, table)?;
+        log::debug!("source {prefix} -> {table:?}");
+        Ok(())
+    }
+
+    /// Stops selecting a table by `prefix`; `Ok(false)` when it selected none.
+    ///
+    /// # Errors
+    /// [`RouteError::Prefix`]; [`RouteError::Map`].
+    pub fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
+        self.dataplane.remove_source(prefix)
+    }
+
+    /// The source prefixes and the tables they select.
+    pub fn sources(&self) -> Vec<(IpNetwork, Table)> {
+        self.dataplane.sources()
     }
 
     /// Every route, read back from the kernel's tables (IPv4 first). Under
@@ -313,7 +362,15 @@ impl Encapsulator {
     /// # Errors
     /// [`MapError`] when the kernel refuses a lookup.
     pub fn routes(&self) -> Result<Vec<Route>, MapError> {
-        self.dataplane.routes()
+        self.dataplane.routes(Table::Main)
+    }
+
+    /// Every route of `table`, read back from the kernel.
+    ///
+    /// # Errors
+    /// [`MapError`] when the kernel refuses a lookup.
+    pub fn routes_in(&self, table: Table) -> Result<Vec<Route>, MapError> {
+        self.dataplane.routes(table)
     }
 
     /// The counters, summed over CPUs. They only grow; use [`Stats::since`]

@@ -54,7 +54,7 @@ pub use label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStack
 pub use policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
 pub use prefix::PrefixError;
 pub use privileges::MissingCapabilities;
-pub use route::{Route, Tc};
+pub use route::{Route, Table, Tc};
 pub use stats::{Counter, Stats};
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

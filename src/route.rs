@@ -27,6 +27,35 @@ pub struct Route {
     pub tc: Tc,
 }
 
+/// A route table. Packets use the main table unless their source address
+/// matches a source prefix, which names an alternate table (premium clients
+/// on other paths); a destination the alternate table lacks falls back to the
+/// main table, and the host's own addresses are never labelled whatever the
+/// source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Table {
+    /// The table every packet uses by default.
+    #[default]
+    Main,
+    /// An alternate table, selected by source prefix; ids from 1.
+    Alternate(std::num::NonZeroU32),
+}
+
+impl Table {
+    /// Alternate table `id`; `None` for 0.
+    pub fn alternate(id: u32) -> Option<Table> {
+        std::num::NonZeroU32::new(id).map(Table::Alternate)
+    }
+
+    /// 0 for the main table, else the alternate table's id.
+    pub fn id(self) -> u32 {
+        match self {
+            Table::Main => 0,
+            Table::Alternate(id) => id.get(),
+        }
+    }
+}
+
 /// The traffic class of a route's pushed entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tc {

@@ -18,7 +18,7 @@ use common::{frame, privileged, L4};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList,
+    DscpMap, Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList, Table,
     TrafficClass, TtlMode, XdpAction, MAX_SEGMENT_LISTS,
 };
 use rand::rngs::StdRng;
@@ -252,8 +252,35 @@ fn differential_against_the_model() {
                     DscpMap::new(std::array::from_fn(|_| rng.random_range(0..=7))).unwrap()
                 };
                 enc.set_dscp_map(&dscp_map).expect("DSCP table");
-                let mut model =
-                    Model { ttl: ttl_mode, mtu_policy, mtu: MTU, routes: Vec::new(), local: local.clone(), dscp_map };
+                let mut model = Model {
+                    ttl: ttl_mode,
+                    mtu_policy,
+                    mtu: MTU,
+                    routes: Vec::new(),
+                    local: local.clone(),
+                    dscp_map,
+                    sources: Vec::new(),
+                    alternate: Default::default(),
+                };
+                // Sometimes source prefixes selecting alternate tables 1 and 2.
+                for _ in 0..rng.random_range(0..=3u8).saturating_sub(1) {
+                    let v6 = rng.random_bool(0.5);
+                    let src: IpAddr = if v6 { "fd00:200::1".parse().unwrap() } else { "10.200.0.1".parse().unwrap() };
+                    let len = rng.random_range(0..=if v6 { 128 } else { 32 });
+                    let p = IpNetwork::new(src, len).unwrap();
+                    let p = IpNetwork::new(p.network(), len).unwrap();
+                    let table = rng.random_range(1..=2u32);
+                    enc.set_source(p, Table::alternate(table).unwrap()).expect("source");
+                    model.sources.retain(|(q, _)| *q != p);
+                    model.sources.push((p, table));
+                }
+                for table in 1..=2u32 {
+                    let routes: Vec<Route> = random_table(&mut rng).into_iter().take(rng.random_range(0..8)).collect();
+                    for r in &routes {
+                        enc.set_route_in(Table::alternate(table).unwrap(), r).expect("alternate route");
+                    }
+                    model.alternate.insert(table, routes);
+                }
                 for route in random_table(&mut rng) {
                     match enc.set_route(&route) {
                         Ok(()) => model.routes.push(route),
@@ -263,10 +290,13 @@ fn differential_against_the_model() {
                         Err(e) => panic!("route {route:?}: {e}"),
                     }
                 }
+                // Destinations are drawn from every table's routes.
+                let targets: Vec<Route> =
+                    model.routes.iter().chain(model.alternate.values().flatten()).cloned().collect();
                 let before = enc.stats().unwrap();
                 let mut expected: BTreeMap<Verdict, u64> = BTreeMap::new();
                 for _ in 0..FRAMES_PER_TABLE.min(frames - done) {
-                    let bytes = random_frame(&mut rng, &model.routes, &local);
+                    let bytes = random_frame(&mut rng, &targets, &local);
                     let want = model.run(&bytes);
                     *expected.entry(want.verdict).or_default() += 1;
                     let got = enc.test_run(&bytes).expect("test run");

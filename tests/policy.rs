@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{frame, privileged, L4};
 use lnetd_host_encap::lab::{Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, Encapsulator, IpNetwork, Policy, XdpAction, XdpMode};
+use lnetd_host_encap::{decode_stack, Encapsulator, IpNetwork, Policy, Route, Table, XdpAction, XdpMode};
 
 const FLOWS: u32 = 100_000;
 
@@ -173,4 +173,63 @@ fn flows_split_on_the_wire() {
     assert!((first - 0.7).abs() <= 0.015, "{sent} real flows: {first:.4} took the weight-7 list");
     let c = enc.route_counters(net("198.51.100.0/24")).unwrap().unwrap();
     assert_eq!(c.labelled.packets, u64::from(sent));
+}
+
+/// Source-aware selection: a source prefix picks an alternate table, which
+/// falls back to the main table for destinations it lacks; host addresses are
+/// never labelled, whatever the source.
+#[test]
+fn source_prefixes_select_alternate_tables() {
+    if !privileged("source_prefixes_select_alternate_tables") {
+        return;
+    }
+    let ns = Netns::new("source").expect("namespace");
+    ns.ip(&["addr", "add", "192.0.2.55/32", "dev", "lo"]).unwrap();
+    ns.run(|| {
+        let enc = Encapsulator::builder().load().expect("load");
+        enc.refresh_local_addresses().unwrap();
+        let premium = Table::alternate(1).unwrap();
+        let premium6 = Table::alternate(2).unwrap();
+        enc.set_labels(net("0.0.0.0/0"), "1000000".parse().unwrap()).unwrap();
+        enc.set_labels(net("198.51.100.0/24"), "16001".parse().unwrap()).unwrap();
+        enc.set_labels(net("::/0"), "1000000".parse().unwrap()).unwrap();
+        enc.set_route_in(premium, &Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())).unwrap();
+        enc.set_route_in(premium6, &Route::new(net("2001:db8::/32"), "888".parse().unwrap())).unwrap();
+        enc.set_source(net("10.200.0.0/24"), premium).unwrap();
+        enc.set_source(net("fd00:200::/64"), premium6).unwrap();
+        assert_eq!(enc.sources().len(), 2);
+        assert_eq!(
+            enc.routes_in(premium).unwrap(),
+            vec![Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())]
+        );
+
+        let labels_for = |spec: common::FrameSpec| -> Option<Vec<u32>> {
+            let run = enc.test_run(&spec.build().bytes).expect("test run");
+            (run.action == XdpAction::Tx)
+                .then(|| decode_stack(&run.frame[14..]).unwrap().0.iter().map(|e| e.label).collect())
+        };
+        let from = |src: &str, dst: &str| {
+            let mut f = frame(dst);
+            f.src = src.parse().unwrap();
+            f
+        };
+        assert_eq!(
+            labels_for(from("10.200.0.1", "198.51.100.9")),
+            Some(vec![777, 778]),
+            "premium source, premium route"
+        );
+        assert_eq!(labels_for(from("10.200.0.1", "192.0.2.9")), Some(vec![1_000_000]), "falls back to the main table");
+        assert_eq!(labels_for(from("10.9.9.9", "198.51.100.9")), Some(vec![16001]), "other sources: main table");
+        assert_eq!(labels_for(from("10.200.0.1", "192.0.2.55")), None, "a host address is never labelled");
+        assert_eq!(labels_for(from("fd00:200::1", "2001:db8::9")), Some(vec![888]), "IPv6 source");
+        assert_eq!(labels_for(from("fd00:300::1", "2001:db8::9")), Some(vec![1_000_000]));
+        let c = enc.route_counters_in(premium, net("198.51.100.0/24")).unwrap().expect("route");
+        assert_eq!(c.labelled.packets, 1);
+
+        assert!(enc.remove_source(net("10.200.0.0/24")).unwrap());
+        assert_eq!(labels_for(from("10.200.0.1", "198.51.100.9")), Some(vec![16001]), "source removed");
+        assert!(enc.remove_in(premium, net("198.51.100.0/24")).unwrap());
+        assert!(enc.routes_in(premium).unwrap().is_empty());
+    })
+    .expect("enter namespace");
 }

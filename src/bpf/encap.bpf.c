@@ -2,8 +2,8 @@
 /*
  * The encapsulator: label the packets the host routes and turn them around.
  *
- * Pipeline: parse -> multicast -> route lookup (local, plain or policy) ->
- * segment list -> MTU -> push. Every
+ * Pipeline: parse -> multicast -> route lookup (local; the source's alternate
+ * table, else the main one; plain or policy) -> segment list -> MTU -> push. Every
  * stage returns a verdict (a counter index) or CONTINUE; the entry point has
  * the one exit, which counts the verdict and maps it to an XDP action.
  */
@@ -45,6 +45,45 @@ static __always_inline struct route_value *lookup_route(const struct packet *pkt
 	}
 }
 
+/*
+ * The alternate table's route for a packet whose source matches a source
+ * prefix; NULL when sources are off, the source matches none, or the table has
+ * no route for the destination (the main table then decides: never a black hole).
+ */
+static __always_inline struct route_value *lookup_alternate(const struct packet *pkt)
+{
+	struct source_value *src;
+	struct settings *set;
+	__u32 zero = 0;
+
+	set = bpf_map_lookup_elem(&settings, &zero);
+	if (!set || !set->sources)
+		return NULL;
+	if (pkt->l3_proto == ETH_P_IP) {
+		struct route_key_v4 skey = { .prefixlen = 32 };
+		struct alt_key_v4 key = { .prefixlen = 64 };
+
+		__builtin_memcpy(skey.addr, pkt->src, sizeof(skey.addr));
+		src = bpf_map_lookup_elem(&sources_v4, &skey);
+		if (!src)
+			return NULL;
+		key.table = bpf_htonl(src->table);
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(&alt_routes_v4, &key);
+	} else {
+		struct route_key_v6 skey = { .prefixlen = 128 };
+		struct alt_key_v6 key = { .prefixlen = 160 };
+
+		__builtin_memcpy(skey.addr, pkt->src, sizeof(skey.addr));
+		src = bpf_map_lookup_elem(&sources_v6, &skey);
+		if (!src)
+			return NULL;
+		key.table = bpf_htonl(src->table);
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(&alt_routes_v6, &key);
+	}
+}
+
 /* The TC bits for a DSCP, through the configured table. */
 static __always_inline __be32 tc_from_dscp(__u8 dscp)
 {
@@ -60,7 +99,7 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 {
 	struct policy_value *policy = NULL;
 	const struct segment_list *list;
-	struct route_value *route;
+	struct route_value *route, *alternate;
 	struct packet pkt = {};
 	enum encap_counter verdict;
 	__u32 hash = 0, idx = 0, slot;
@@ -71,12 +110,15 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 		return verdict;
 	if (packet_is_multicast(&pkt))
 		return ENCAP_CNT_PASS_MULTICAST;
+	/* The main table first: it holds the host's addresses, which no source overrides. */
 	route = lookup_route(&pkt);
+	if (route && (route->flags & ENCAP_ROUTE_LOCAL))
+		return ENCAP_CNT_PASS_LOCAL;
+	alternate = lookup_alternate(&pkt);
+	if (alternate)
+		route = alternate;
 	if (!route)
 		return ENCAP_CNT_PASS_NO_ROUTE;
-	/* The host's own /32 or /128 is always the longest match for it. */
-	if (route->flags & ENCAP_ROUTE_LOCAL)
-		return ENCAP_CNT_PASS_LOCAL;
 
 	list = &route->list;
 	if (route->flags & ENCAP_ROUTE_POLICY) {

@@ -88,6 +88,33 @@ struct route_key_v4 {
 	__u8 addr[4];
 };
 
+/*
+ * Key of the alternate route tries: the table id, then the destination, as one
+ * bit string; prefixlen = 32 + the destination prefix length, so a lookup only
+ * ever matches routes of its own table.
+ */
+struct alt_key_v4 {
+	__u32 prefixlen;
+	__be32 table;
+	__u8 addr[4];
+};
+
+struct alt_key_v6 {
+	__u32 prefixlen;
+	__be32 table;
+	__u8 addr[16];
+};
+
+/* A source prefix's value: the alternate table its packets use (>= 1). */
+struct source_value {
+	__u32 table;
+};
+
+/* Run-time settings (one entry). */
+struct settings {
+	__u32 sources; /* source prefixes programmed: 0 skips the source lookup */
+};
+
 /* Key of the IPv6 LPM trie. */
 struct route_key_v6 {
 	__u32 prefixlen;
@@ -150,6 +177,8 @@ struct counter_value {
 
 _Static_assert(sizeof(struct route_key_v4) == 8, "route_key_v4 layout");
 _Static_assert(sizeof(struct route_key_v6) == 20, "route_key_v6 layout");
+_Static_assert(sizeof(struct alt_key_v4) == 12, "alt_key_v4 layout");
+_Static_assert(sizeof(struct alt_key_v6) == 24, "alt_key_v6 layout");
 _Static_assert(sizeof(struct segment_list) == 4 + 4 * ENCAP_MAX_LABELS, "segment_list layout");
 _Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4 + 16, "route_value layout");
 _Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 16,

@@ -26,6 +26,50 @@ struct {
 	__type(value, struct route_value);
 } routes_v6 SEC(".maps");
 
+/*
+ * Source-aware selection: a source prefix (LPM on the source address) names
+ * an alternate table, whose routes live in alt_routes_* keyed by table id and
+ * destination. Sized like the main tables; allocated on use.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V6);
+	__type(key, struct route_key_v4);
+	__type(value, struct source_value);
+} sources_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V6);
+	__type(key, struct route_key_v6);
+	__type(value, struct source_value);
+} sources_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V4);
+	__type(key, struct alt_key_v4);
+	__type(value, struct route_value);
+} alt_routes_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V6);
+	__type(key, struct alt_key_v6);
+	__type(value, struct route_value);
+} alt_routes_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+} settings SEC(".maps");
+
 /* Policy id -> SR policy. Allocated on use; ids are chosen by Rust. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

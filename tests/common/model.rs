@@ -5,6 +5,7 @@
 //! malformed, then multicast, then local, then no route, then MTU, then
 //! labelled.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
@@ -53,6 +54,17 @@ pub struct Model {
     pub local: Vec<IpAddr>,
     /// DSCP -> TC for `Tc::FromDscp` routes.
     pub dscp_map: DscpMap,
+    /// Source prefixes and the alternate table id each selects.
+    pub sources: Vec<(IpNetwork, u32)>,
+    /// Alternate tables' routes, by table id.
+    pub alternate: HashMap<u32, Vec<Route>>,
+}
+
+fn longest<'a>(routes: &'a [Route], addr: IpAddr) -> Option<&'a Route> {
+    routes
+        .iter()
+        .filter(|r| r.prefix.contains(addr) && r.prefix.is_ipv4() == addr.is_ipv4())
+        .max_by_key(|r| r.prefix.prefix())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,16 +198,20 @@ fn is_multicast(frame: &[u8], dst: IpAddr) -> bool {
 
 impl Model {
     /// The longest route or host address covering `dst`: Ok(route), or Err(()) for local.
-    fn lookup(&self, dst: IpAddr) -> Option<Result<&Route, ()>> {
+    /// Local first (whatever the source); then the alternate table the source
+    /// selects, if it covers the destination; else the main table.
+    fn lookup(&self, src: IpAddr, dst: IpAddr) -> Option<Result<&Route, ()>> {
         if self.local.contains(&dst) {
-            // A host address is a full-length entry: nothing is longer.
             return Some(Err(()));
         }
-        self.routes
+        let table = self
+            .sources
             .iter()
-            .filter(|r| r.prefix.contains(dst) && r.prefix.is_ipv4() == dst.is_ipv4())
-            .max_by_key(|r| r.prefix.prefix())
-            .map(Ok)
+            .filter(|(p, _)| p.contains(src) && p.is_ipv4() == src.is_ipv4())
+            .max_by_key(|(p, _)| p.prefix())
+            .map(|(_, t)| *t);
+        let alternate = table.and_then(|t| self.alternate.get(&t)).and_then(|routes| longest(routes, dst));
+        alternate.or_else(|| longest(&self.routes, dst)).map(Ok)
     }
 
     pub fn run(&self, frame: &[u8]) -> Outcome {
@@ -207,7 +223,7 @@ impl Model {
         if is_multicast(frame, p.dst) {
             return pass(Verdict::Multicast);
         }
-        let route = match self.lookup(p.dst) {
+        let route = match self.lookup(p.src, p.dst) {
             None => return pass(Verdict::NoRoute),
             Some(Err(())) => return pass(Verdict::Local),
             Some(Ok(r)) => r,
