@@ -60,7 +60,7 @@ pub struct Model {
     pub alternate: HashMap<u32, Vec<Route>>,
 }
 
-fn longest<'a>(routes: &'a [Route], addr: IpAddr) -> Option<&'a Route> {
+fn longest(routes: &[Route], addr: IpAddr) -> Option<&Route> {
     routes
         .iter()
         .filter(|r| r.prefix.contains(addr) && r.prefix.is_ipv4() == addr.is_ipv4())
