@@ -18,14 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use lnetd_host_encap::lab::{traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, prefix, Encapsulator, IpNetwork, Label, LabelStack, Stats, TtlMode, XdpMode};
+use lnetd_host_encap::{
+    decode_stack, prefix, Encapsulator, EntropyLabel, IpNetwork, Label, LabelStack, Policy, Route, Stats, Table, Tc,
+    TrafficClass, TtlMode, XdpMode,
+};
 
 #[derive(Parser, Debug)]
-#[command(about = "Push an MPLS binding SID (or per-prefix label stacks) on a host's traffic with XDP")]
+#[command(about = "Push an MPLS binding SID (or per-prefix label stacks and SR policies) on a host's traffic with XDP")]
 struct Args {
     /// Interface facing the router. Without it, runs the veth lab demo.
     #[arg(long)]
@@ -33,9 +36,22 @@ struct Args {
     /// The binding SID pushed on everything (0.0.0.0/0 and ::/0) unless --route is given.
     #[arg(long, default_value_t = 1_000_000)]
     label: u32,
-    /// PREFIX=LABEL[/LABEL...], top label first; repeatable; replaces the default routes.
+    /// PREFIX=L1/L2[@W1],L3[@W2]...: segment lists (top label first) with weights
+    /// (default 1); repeatable; replaces the default routes. After a --source,
+    /// routes go to that source's alternate table.
     #[arg(long = "route", value_parser = parse_route)]
-    routes: Vec<(IpNetwork, LabelStack)>,
+    routes: Vec<(IpNetwork, Policy)>,
+    /// Push an entropy label pair (ELI + EL) in every route: at the bottom, or
+    /// under the first N labels with --entropy-label=N.
+    #[arg(long, num_args = 0..=1, default_missing_value = "bottom", require_equals = true, value_parser = parse_el)]
+    entropy_label: Option<EntropyLabel>,
+    /// Traffic class of every route: a fixed 0..=7, or `dscp` (from the packet's DSCP, DSCP >> 3).
+    #[arg(long, default_value = "0", value_parser = parse_tc)]
+    tc: Tc,
+    /// Packets from this source prefix use the routes that follow it on the
+    /// command line (an alternate table), falling back to the main routes.
+    #[arg(long = "source", value_parser = parse_prefix)]
+    sources: Vec<IpNetwork>,
     /// native, generic or auto (native, falling back to generic).
     #[arg(long, default_value = "auto", value_parser = parse_mode)]
     mode: XdpMode,
@@ -44,10 +60,31 @@ struct Args {
     ttl: TtlMode,
 }
 
-fn parse_route(s: &str) -> Result<(IpNetwork, LabelStack), String> {
-    let (p, stack) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected PREFIX=LABEL[/LABEL...]"))?;
-    let p = prefix::parse(p).map_err(|e| e.to_string())?;
-    Ok((p, stack.parse().map_err(|e: lnetd_host_encap::LabelError| e.to_string())?))
+fn parse_prefix(s: &str) -> Result<IpNetwork, String> {
+    prefix::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_route(s: &str) -> Result<(IpNetwork, Policy), String> {
+    let (p, lists) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected PREFIX=LABEL[/LABEL...]"))?;
+    Ok((parse_prefix(p)?, lists.parse().map_err(|e: lnetd_host_encap::PolicyError| e.to_string())?))
+}
+
+fn parse_el(s: &str) -> Result<EntropyLabel, String> {
+    match s {
+        "bottom" => Ok(EntropyLabel::Bottom),
+        n => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(EntropyLabel::After(n)),
+            _ => Err(format!("{s:?}: expected --entropy-label or --entropy-label=N with N >= 1")),
+        },
+    }
+}
+
+fn parse_tc(s: &str) -> Result<Tc, String> {
+    if s == "dscp" {
+        return Ok(Tc::FromDscp);
+    }
+    let n = s.parse::<u8>().map_err(|_| format!("{s:?}: expected a traffic class 0..=7 or `dscp`"))?;
+    Ok(Tc::Fixed(TrafficClass::new(n).map_err(|e| e.to_string())?))
 }
 
 fn parse_mode(s: &str) -> Result<XdpMode, String> {
@@ -69,18 +106,52 @@ fn parse_ttl(s: &str) -> Result<TtlMode, String> {
     }
 }
 
-fn routes(args: &Args) -> Result<Vec<(IpNetwork, LabelStack)>> {
-    if !args.routes.is_empty() {
-        return Ok(args.routes.clone());
-    }
-    let bsid = LabelStack::single(Label::new(args.label)?);
-    Ok(vec![("0.0.0.0/0".parse()?, bsid.clone()), ("::/0".parse()?, bsid)])
+/// What to program: (table, route) pairs, and (source, table) pairs.
+struct Plan {
+    routes: Vec<(Table, Route)>,
+    sources: Vec<(IpNetwork, Table)>,
 }
 
-fn program(enc: &Encapsulator, routes: &[(IpNetwork, LabelStack)]) -> Result<()> {
-    for (p, stack) in routes {
-        enc.set_labels(*p, stack.clone())?;
-        println!("route {p} -> {stack}");
+/// Builds the plan from the arguments, in command-line order: each --source
+/// opens alternate table n (from 1) for the --route values after it.
+fn plan(args: &Args, matches: &clap::ArgMatches) -> Result<Plan> {
+    let route_at: Vec<usize> = matches.indices_of("routes").map(|i| i.collect()).unwrap_or_default();
+    let source_at: Vec<usize> = matches.indices_of("sources").map(|i| i.collect()).unwrap_or_default();
+    let table_of = |index: usize| {
+        let n = source_at.iter().filter(|s| **s < index).count() as u32;
+        Table::alternate(n).unwrap_or(Table::Main)
+    };
+    let finish = |route: Route| -> Result<Route> {
+        let policy = route.policy.clone().with_entropy_label(args.entropy_label)?;
+        Ok(Route { policy, tc: args.tc, ..route })
+    };
+    let mut routes = Vec::new();
+    for ((p, policy), at) in args.routes.iter().zip(route_at) {
+        routes.push((table_of(at), finish(Route::with_policy(*p, policy.clone()))?));
+    }
+    if args.routes.is_empty() {
+        let bsid = LabelStack::single(Label::new(args.label)?);
+        for p in ["0.0.0.0/0", "::/0"] {
+            routes.push((Table::Main, finish(Route::new(p.parse()?, bsid.clone()))?));
+        }
+    }
+    let sources =
+        args.sources.iter().enumerate().filter_map(|(i, p)| Table::alternate(i as u32 + 1).map(|t| (*p, t))).collect();
+    Ok(Plan { routes, sources })
+}
+
+fn program(enc: &Encapsulator, plan: &Plan) -> Result<()> {
+    for (table, route) in &plan.routes {
+        enc.set_route_in(*table, route)?;
+        let table = match table {
+            Table::Main => String::new(),
+            t => format!(" (table {})", t.id()),
+        };
+        println!("route {} -> {} {:?}{table}", route.prefix, route.policy, route.tc);
+    }
+    for (source, table) in &plan.sources {
+        enc.set_source(*source, *table)?;
+        println!("source {source} -> table {}", table.id());
     }
     Ok(())
 }
@@ -101,13 +172,11 @@ fn stats_line(s: &Stats) -> String {
     )
 }
 
-fn run_on_interface(iface: &str, args: &Args) -> Result<()> {
-    // Validated before anything touches the interface.
-    let routes = routes(args)?;
+fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
     let enc = Encapsulator::builder().ttl_mode(args.ttl).attach(iface, args.mode)?;
     let attached = enc.attachment().context("attached")?;
     println!("attached to {iface} in {} mode", attached.mode);
-    program(&enc, &routes)?;
+    program(&enc, plan)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
@@ -168,17 +237,16 @@ fn describe_ip(packet: &[u8]) -> String {
     format!("{v} (ttl {ttl}) {l4}")
 }
 
-fn run_lab(args: &Args) -> Result<()> {
+fn run_lab(args: &Args, plan: &Plan) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the lab demo creates network namespaces and loads XDP programs: run it as root");
     }
-    let routes = routes(args)?;
     println!("building a veth lab: router ns (r0) <-> host ns (h0), the encapsulator on h0");
     let lab = VethLab::new()?;
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF))??;
     let enc = lab.host.run(|| Encapsulator::builder().ttl_mode(args.ttl).attach(VethLab::HOST_IF, args.mode))??;
     println!("attached to h0 in {} mode", enc.attachment().context("attached")?.mode);
-    program(&enc, &routes)?;
+    program(&enc, plan)?;
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF))??;
 
     let sends: Vec<(&str, IpAddr, u8)> = vec![
@@ -214,9 +282,12 @@ fn run_lab(args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     env_logger::init();
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches)?;
+    // Validated before anything touches an interface.
+    let plan = plan(&args, &matches)?;
     match &args.iface {
-        Some(iface) => run_on_interface(iface, &args),
-        None => run_lab(&args),
+        Some(iface) => run_on_interface(iface, &args, &plan),
+        None => run_lab(&args, &plan),
     }
 }

@@ -11,20 +11,20 @@ macro_rules! skeleton {
     ($module:ident, $file:literal) => {
         pub(crate) mod $module {
             #![allow(
-                                                                                        clippy::all,
-                                                                                        clippy::pedantic,
-                                                                                        missing_docs,
-                                                                                        dead_code,
-                                                                                        unused_imports,
-                                                                                        non_camel_case_types,
-                                                                                        non_upper_case_globals,
-                                                                                        unsafe_code,
-                                                                                        // Generated: its expects fire only if the embedded object lacks
-                                                                                        // a map or program it was generated from.
-                                                                                        clippy::unwrap_used,
-                                                                                        clippy::expect_used,
-                                                                                        clippy::panic
-                                                                                    )]
+                                                                                                clippy::all,
+                                                                                                clippy::pedantic,
+                                                                                                missing_docs,
+                                                                                                dead_code,
+                                                                                                unused_imports,
+                                                                                                non_camel_case_types,
+                                                                                                non_upper_case_globals,
+                                                                                                unsafe_code,
+                                                                                                // Generated: its expects fire only if the embedded object lacks
+                                                                                                // a map or program it was generated from.
+                                                                                                clippy::unwrap_used,
+                                                                                                clippy::expect_used,
+                                                                                                clippy::panic
+                                                                                            )]
             include!(concat!(env!("OUT_DIR"), "/", $file));
         }
     };

@@ -9,8 +9,8 @@ use std::process::Command;
 use common::privileged;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    prefix, AttachError, Encapsulator, Error, Label, LabelError, LabelStack, LoadError, PrefixError, Route, RouteError,
-    TestRunError, TrafficClass, TtlMode, XdpMode,
+    prefix, AttachError, DscpMap, Encapsulator, EntropyLabel, Error, Label, LabelError, LabelStack, LoadError, Policy,
+    PolicyError, PrefixError, Route, RouteError, Table, TestRunError, TrafficClass, TtlMode, XdpMode,
 };
 
 type Attempt = fn(&Encapsulator) -> Result<(), Error>;
@@ -74,6 +74,50 @@ fn rows() -> Vec<Row> {
         Row {
             input: "traffic class 8",
             attempt: |e| Ok(e.set_route(&route("10.9.0.0/16", "100")?.with_tc(TrafficClass::new(8)?))?),
+            expect: |e| matches!(e, Error::Label(LabelError::TrafficClassOutOfRange { value: 8 })),
+            says: "0..=7",
+        },
+        Row {
+            input: "policy weight 0",
+            attempt: |e| Ok(e.set_policy(prefix::parse("10.9.0.0/16")?, "100@7,200@0".parse::<Policy>()?)?),
+            expect: |e| matches!(e, Error::Policy(PolicyError::ZeroWeight { index: 1 })),
+            says: "weight 0",
+        },
+        Row {
+            input: "policy of 9 segment lists",
+            attempt: |e| {
+                Ok(e.set_policy(prefix::parse("10.9.0.0/16")?, "16,17,18,19,20,21,22,23,24".parse::<Policy>()?)?)
+            },
+            expect: |e| matches!(e, Error::Policy(PolicyError::ListCount { count: 9, .. })),
+            says: "1 to 8 segment lists",
+        },
+        Row {
+            input: "entropy label on a 15-label list",
+            attempt: |e| {
+                let p: Policy = ["100"; 15].join("/").parse()?;
+                Ok(e.set_policy(prefix::parse("10.9.0.0/16")?, p.with_entropy_label(Some(EntropyLabel::Bottom))?)?)
+            },
+            expect: |e| matches!(e, Error::Policy(PolicyError::TooDeepForEntropyLabel { labels: 15, .. })),
+            says: "entropy label pair",
+        },
+        Row {
+            input: "entropy label on top (N = 0)",
+            attempt: |e| {
+                let p: Policy = "100/200".parse()?;
+                Ok(e.set_policy(prefix::parse("10.9.0.0/16")?, p.with_entropy_label(Some(EntropyLabel::After(0)))?)?)
+            },
+            expect: |e| matches!(e, Error::Policy(PolicyError::EntropyLabelOnTop { .. })),
+            says: "N >= 1",
+        },
+        Row {
+            input: "source prefix with host bits",
+            attempt: |e| Ok(e.set_source("10.200.0.1/24".parse().unwrap(), Table::alternate(1).unwrap())?),
+            expect: |e| matches!(e, Error::Route(RouteError::Prefix(PrefixError::HostBitsSet { .. }))),
+            says: "did you mean 10.200.0.0/24?",
+        },
+        Row {
+            input: "DSCP table value 8",
+            attempt: |e| Ok(e.set_dscp_map(&DscpMap::new([8; 64])?)?),
             expect: |e| matches!(e, Error::Label(LabelError::TrafficClassOutOfRange { value: 8 })),
             says: "0..=7",
         },
@@ -198,7 +242,17 @@ fn example() -> PathBuf {
 
 #[test]
 fn bad_example_arguments_are_refused_with_a_reason() {
-    let rows: [(&[&str], &str); 8] = [
+    let rows: [(&[&str], &str); 15] = [
+        (&["--route", "10.0.0.0/8=100@0"], "weight 0"),
+        (&["--route", "10.0.0.0/8=100@x"], "is not a list of segment lists"),
+        (&["--route", "10.0.0.0/8=16,17,18,19,20,21,22,23,24"], "1 to 8 segment lists"),
+        (&["--entropy-label=0"], "N >= 1"),
+        (&["--tc", "9"], "the TC field is 3 bits (0..=7)"),
+        (&["--tc", "x"], "expected a traffic class 0..=7 or `dscp`"),
+        (
+            &["--route", "10.0.0.0/8=16/17/18/19/20/21/22/23/24/25/26/27/28/29/30", "--entropy-label"],
+            "entropy label pair",
+        ),
         (&["--route", "10.0.0.0/8"], "expected PREFIX=LABEL"),
         (&["--route", "10.0.0.1/8=100"], "did you mean 10.0.0.0/8?"),
         (&["--route", "10.0.0.0/8=3"], "Implicit NULL"),
