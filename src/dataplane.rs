@@ -45,6 +45,7 @@ pub(crate) struct LoadConfig {
     pub max_routes_v4: u32,
     pub max_routes_v6: u32,
     pub max_policies: u32,
+    pub max_counted_routes: u32,
 }
 
 pub(crate) struct Dataplane {
@@ -58,6 +59,7 @@ pub(crate) struct Dataplane {
     sources_v6: BpfMap,
     settings: BpfMap,
     dscp_tc: BpfMap,
+    route_counters: BpfMap,
     counters: BpfMap,
     config: LoadConfig,
     /// Bookkeeping of what the tables hold, guarded together with every write
@@ -79,9 +81,32 @@ struct Tables {
     shadowed: HashMap<IpNetwork, Route>,
     /// The last policy id handed out.
     last_id: u32,
+    /// Each route's slot in route_counters, kept across replacements.
+    counter_of: HashMap<(Table, IpNetwork), u32>,
+    /// Slots freed by removed routes (zeroed), and the next never used.
+    free_counters: Vec<u32>,
+    next_counter: u32,
 }
 
 impl Tables {
+    /// The route's counter slot: its own if it has one, else a free one; 0
+    /// (not counted) when all `capacity` slots are taken.
+    fn counter_for(&mut self, key: (Table, IpNetwork), capacity: u32) -> u32 {
+        if let Some(id) = self.counter_of.get(&key) {
+            return *id;
+        }
+        let id = match self.free_counters.pop() {
+            Some(id) => id,
+            None if self.next_counter + 1 < capacity => {
+                self.next_counter += 1;
+                self.next_counter
+            }
+            None => return 0,
+        };
+        self.counter_of.insert(key, id);
+        id
+    }
+
     /// A fresh policy id. Ids are not reused until the u32 space wraps, so a
     /// packet still holding a just-replaced route never finds another route's
     /// policy under the old id.
@@ -98,6 +123,9 @@ impl Tables {
 /// Per-route counters: what the route labelled, in total and per segment list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteCounters {
+    /// False when the route got no counter slot (more routes than
+    /// `EncapsulatorBuilder::max_counted_routes`): `labelled` is then zero.
+    pub counted: bool,
     /// Everything the route labelled.
     pub labelled: Counter,
     /// Per segment list, in the policy's order (one entry for a plain route).
@@ -145,6 +173,10 @@ impl Dataplane {
         open.maps.routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing routes_v4"))?;
         open.maps.routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing routes_v6"))?;
         open.maps.policies.set_max_entries(config.max_policies).map_err(kernel("sizing policies"))?;
+        open.maps
+            .route_counters
+            .set_max_entries(config.max_counted_routes.max(1))
+            .map_err(kernel("sizing route_counters"))?;
         open.maps.alt_routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing alt_routes_v4"))?;
         open.maps.alt_routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing alt_routes_v6"))?;
         let skel = open.load().map_err(|source| match source.kind() {
@@ -173,6 +205,7 @@ impl Dataplane {
             routes_v6: handle(&skel.maps.routes_v6, "routes_v6")?,
             policies: handle(&skel.maps.policies, "policies")?,
             dscp_tc: handle(&skel.maps.dscp_tc, "dscp_tc")?,
+            route_counters: handle(&skel.maps.route_counters, "route_counters")?,
             alt_routes_v4: handle(&skel.maps.alt_routes_v4, "alt_routes_v4")?,
             alt_routes_v6: handle(&skel.maps.alt_routes_v6, "alt_routes_v6")?,
             sources_v4: handle(&skel.maps.sources_v4, "sources_v4")?,
@@ -245,19 +278,31 @@ impl Dataplane {
 
     fn install(&self, tables: &mut Tables, table: Table, route: &Route) -> Result<(), RouteError> {
         let id = if route.policy.is_plain() { 0 } else { tables.allocate_id() };
-        let (value, policy) = route.encode(id);
+        let had_counter = tables.counter_of.contains_key(&(table, route.prefix));
+        let counter = tables.counter_for((table, route.prefix), self.config.max_counted_routes);
+        let (mut value, policy) = route.encode(id);
+        value.counter_id = counter;
+        let release = |tables: &mut Tables| {
+            if !had_counter {
+                self.release_counter(tables, (table, route.prefix));
+            }
+        };
         if let Some(p) = &policy {
-            self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())).map_err(|e| match e.errno {
-                Errno::E2BIG | Errno::ENOSPC => {
-                    RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
-                }
-                _ => RouteError::Map(e),
-            })?;
+            if let Err(e) = self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())) {
+                release(tables);
+                return Err(match e.errno {
+                    Errno::E2BIG | Errno::ENOSPC => {
+                        RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
+                    }
+                    _ => RouteError::Map(e),
+                });
+            }
         }
         if let Err(e) = self.write(table, &route.prefix, &value) {
             if policy.is_some() {
                 self.forget_policy(id);
             }
+            release(tables);
             return Err(e);
         }
         let old = match policy {
@@ -268,6 +313,16 @@ impl Dataplane {
             self.forget_policy(old);
         }
         Ok(())
+    }
+
+    /// Zeroes a removed route's counter slot and frees it for another route.
+    fn release_counter(&self, tables: &mut Tables, key: (Table, IpNetwork)) {
+        let Some(id) = tables.counter_of.remove(&key) else { return };
+        match self.route_counters.zero_percpu(&id.to_ne_bytes()) {
+            Ok(()) => tables.free_counters.push(id),
+            // Not reused: its old counts must not leak into another route.
+            Err(e) => log::warn!("{e} (counter slot {id} retired)"),
+        }
     }
 
     /// Deletes a policy no route names any more.
@@ -290,6 +345,7 @@ impl Dataplane {
         if let Some(id) = tables.policy_of.remove(&(table, prefix)) {
             self.forget_policy(id);
         }
+        self.release_counter(&mut tables, (table, prefix));
         Ok(removed)
     }
 
@@ -394,13 +450,20 @@ impl Dataplane {
     pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         let prefix = prefix::check(prefix)?;
         let Some(value) = self.exact(table, &prefix)? else { return Ok(None) };
+        let mut labelled = Counter::default();
+        if value.counter_id != 0 {
+            for bytes in self.route_counters.lookup_percpu(&value.counter_id.to_ne_bytes())? {
+                if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
+                    labelled = labelled.plus(Counter { packets: v.packets, bytes: v.bytes });
+                }
+            }
+        }
         let counter = |c: &types::shared_counter| Counter { packets: c.packets, bytes: c.bytes };
-        let labelled = counter(&value.labelled);
         let lists = match self.policy(&value)? {
             Some(p) => p.labelled.iter().take(usize::from(p.n_lists)).map(counter).collect(),
             None => vec![labelled],
         };
-        Ok(Some(RouteCounters { labelled, lists }))
+        Ok(Some(RouteCounters { counted: value.counter_id != 0, labelled, lists }))
     }
 
     pub(crate) fn stats(&self) -> Result<Stats, MapError> {

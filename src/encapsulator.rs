@@ -40,6 +40,7 @@ impl Default for EncapsulatorBuilder {
                 max_routes_v4: encap_limits::ENCAP_DEFAULT_MAX_ROUTES_V4.0,
                 max_routes_v6: encap_limits::ENCAP_DEFAULT_MAX_ROUTES_V6.0,
                 max_policies: encap_limits::ENCAP_DEFAULT_MAX_POLICIES.0,
+                max_counted_routes: encap_limits::ENCAP_DEFAULT_COUNTED_ROUTES.0,
             },
         }
     }
@@ -71,6 +72,14 @@ impl EncapsulatorBuilder {
     /// allocated on use.
     pub fn max_policies(mut self, n: u32) -> Self {
         self.config.max_policies = n;
+        self
+    }
+
+    /// How many routes get their own counters (default 65,535): a per-CPU
+    /// slot each, 16 bytes per CPU, allocated up front. Routes beyond it work
+    /// but are not counted ([`RouteCounters::counted`] is false).
+    pub fn max_counted_routes(mut self, n: u32) -> Self {
+        self.config.max_counted_routes = n.saturating_add(1);
         self
     }
 
@@ -278,9 +287,9 @@ impl Encapsulator {
     }
 
     /// What the route for exactly `prefix` has labelled, in total and per
-    /// segment list; `None` when there is no such route. Counted with atomic
-    /// adds by the program; they start again from zero when the route is
-    /// replaced.
+    /// segment list; `None` when there is no such route. The route's total is
+    /// kept across replacements of the route; a policy's per-list counts start
+    /// again from zero when the policy is replaced.
     ///
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].

@@ -73,6 +73,28 @@ impl BpfMap {
         }
     }
 
+    /// Sets every CPU's value of a per-CPU map's `key` to zero.
+    pub(crate) fn zero_percpu(&self, key: &[u8]) -> Result<(), MapError> {
+        self.sized("update", key, None)?;
+        // SAFETY: plain query of sysfs by libbpf.
+        let cpus = usize::try_from(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map_err(|_| MapError {
+            map: self.name,
+            op: "possible CPUs",
+            errno: Errno::EINVAL,
+        })?;
+        let zeros = vec![0u8; self.value_size.div_ceil(8) * 8 * cpus];
+        // SAFETY: key has the map's key size; zeros holds one padded value per possible CPU.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_update_elem(
+                self.fd.as_raw_fd(),
+                key.as_ptr().cast(),
+                zeros.as_ptr().cast(),
+                u64::from(libbpf_sys::BPF_ANY),
+            )
+        };
+        check(self.name, "update", rc)
+    }
+
     /// The value for `key` (an LPM trie answers with the longest match).
     pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
         self.lookup_sized(key, self.value_size)

@@ -13,8 +13,12 @@ pub struct Counter {
 
 impl Counter {
     fn add(&mut self, other: Counter) {
-        self.packets = self.packets.saturating_add(other.packets);
-        self.bytes = self.bytes.saturating_add(other.bytes);
+        *self = self.plus(other);
+    }
+
+    /// Both counts added (saturating).
+    pub fn plus(self, other: Counter) -> Counter {
+        Counter { packets: self.packets.saturating_add(other.packets), bytes: self.bytes.saturating_add(other.bytes) }
     }
 }
 

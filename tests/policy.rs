@@ -129,6 +129,30 @@ fn per_route_and_per_list_counters() {
         assert_eq!(enc.route_counters(net("192.0.2.0/24")).unwrap(), None);
         assert_eq!(enc.route_counters(net("198.51.0.0/16")).unwrap(), None, "only an exact prefix has counters");
         assert_eq!(enc.stats().unwrap().labelled.packets, 1010);
+
+        // A replaced route keeps its count; a removed one's slot comes back zeroed.
+        enc.set_labels(net("203.0.113.0/24"), "24002".parse().unwrap()).unwrap();
+        assert_eq!(enc.route_counters(net("203.0.113.0/24")).unwrap().unwrap().labelled.packets, 10);
+        assert!(enc.remove(net("203.0.113.0/24")).unwrap());
+        enc.set_labels(net("192.0.2.0/24"), "24003".parse().unwrap()).unwrap();
+        let fresh = enc.route_counters(net("192.0.2.0/24")).unwrap().unwrap();
+        assert!(fresh.counted && fresh.labelled.packets == 0, "{fresh:?}");
+    });
+}
+
+#[test]
+fn routes_beyond_the_counted_capacity_still_work() {
+    if !privileged("routes_beyond_the_counted_capacity_still_work") {
+        return;
+    }
+    in_netns(|| {
+        let enc = Encapsulator::builder().max_counted_routes(1).load().expect("load");
+        enc.set_labels(net("198.51.100.0/24"), "16001".parse().unwrap()).unwrap();
+        enc.set_labels(net("203.0.113.0/24"), "16002".parse().unwrap()).unwrap();
+        assert_eq!(top_labels(&enc, "203.0.113.1", 3), [16002; 3], "an uncounted route still labels");
+        assert!(enc.route_counters(net("198.51.100.0/24")).unwrap().unwrap().counted);
+        let second = enc.route_counters(net("203.0.113.0/24")).unwrap().unwrap();
+        assert!(!second.counted && second.labelled.packets == 0, "{second:?}");
     });
 }
 

@@ -23,11 +23,26 @@ const volatile struct {
 	enum encap_route_flags route_flags;
 } encap_abi = {};
 
-/* Shared by every CPU: atomic adds (a few ns; never a drop or a wait). */
-static __always_inline void count_labelled(struct shared_counter *c, __u64 bytes)
+/* A policy's list counters are shared by every CPU: atomic adds, on 8-byte
+ * aligned hash-map values (never a drop or a wait). */
+static __always_inline void count_list(struct shared_counter *c, __u64 bytes)
 {
 	__sync_fetch_and_add(&c->packets, 1);
 	__sync_fetch_and_add(&c->bytes, bytes);
+}
+
+static __always_inline void count_route(__u32 id, __u64 bytes)
+{
+	struct counter_value *c;
+
+	if (!id)
+		return;
+	c = bpf_map_lookup_elem(&route_counters, &id);
+	/* Per-CPU slot: plain increments are race-free. */
+	if (c) {
+		c->packets += 1;
+		c->bytes += bytes;
+	}
 }
 
 static __always_inline struct route_value *lookup_route(const struct packet *pkt)
@@ -148,9 +163,9 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 		return verdict;
 	verdict = push_label_stack(ctx, &pkt, list, hash, tc_bits);
 	if (verdict == ENCAP_CNT_TX) {
-		count_labelled(&route->labelled, bytes);
+		count_route(route->counter_id, bytes);
 		if (policy)
-			count_labelled(&policy->labelled[idx], bytes);
+			count_list(&policy->labelled[idx], bytes);
 	}
 	return verdict;
 }

@@ -28,6 +28,8 @@ enum encap_limits {
 	ENCAP_POLICY_SLOTS = 1021,
 	/* Default capacity of the policy table (policies are allocated on use). */
 	ENCAP_DEFAULT_MAX_POLICIES = 1 << 16,
+	/* Default size of the per-route counter array (index 0: not counted). */
+	ENCAP_DEFAULT_COUNTED_ROUTES = 1 << 16,
 	/* segment_list.el_after: the entropy label goes at the bottom of the stack. */
 	ENCAP_EL_BOTTOM = 255,
 };
@@ -147,7 +149,10 @@ struct shared_counter {
 /*
  * The value of a route. A plain route pushes `list` (no second lookup: the fast
  * path); an ENCAP_ROUTE_POLICY route pushes one of its policy's lists; an
- * ENCAP_ROUTE_LOCAL entry never labels. `labelled` counts what the route labelled.
+ * ENCAP_ROUTE_LOCAL entry never labels. What the route labelled is counted in
+ * route_counters[counter_id] (0: not counted). The counters live apart, per CPU,
+ * because an LPM trie stores IPv4 values 4 bytes off 8-byte alignment: an atomic
+ * add there can straddle a cache line and cost microseconds (a split lock).
  */
 struct route_value {
 	__u16 flags;     /* enum encap_route_flags */
@@ -155,8 +160,7 @@ struct route_value {
 	__u8 pad;
 	__u32 policy_id; /* with ENCAP_ROUTE_POLICY */
 	struct segment_list list;
-	__u32 pad2;      /* explicit, zeroed: aligns the counter */
-	struct shared_counter labelled;
+	__u32 counter_id; /* index into route_counters; 0: not counted */
 };
 
 /* An SR policy: segment lists and the table that spreads flows over them. */
@@ -180,7 +184,7 @@ _Static_assert(sizeof(struct route_key_v6) == 20, "route_key_v6 layout");
 _Static_assert(sizeof(struct alt_key_v4) == 12, "alt_key_v4 layout");
 _Static_assert(sizeof(struct alt_key_v6) == 24, "alt_key_v6 layout");
 _Static_assert(sizeof(struct segment_list) == 4 + 4 * ENCAP_MAX_LABELS, "segment_list layout");
-_Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4 + 16, "route_value layout");
+_Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4, "route_value layout");
 _Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 16,
 	       "policy_value layout");
 _Static_assert(sizeof(struct counter_value) == 16, "counter_value layout");

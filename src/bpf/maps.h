@@ -79,6 +79,14 @@ struct {
 	__type(value, struct policy_value);
 } policies SEC(".maps");
 
+/* What each route labelled, per CPU; indexed by route_value.counter_id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ENCAP_DEFAULT_COUNTED_ROUTES);
+	__type(key, __u32);
+	__type(value, struct counter_value);
+} route_counters SEC(".maps");
+
 /* One entry: the DSCP -> TC table, written by Rust at load and on change. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
