@@ -1,6 +1,7 @@
 //! ns per packet of the encapsulator against the floor program (same parser,
 //! MAC swap, XDP_TX; no lookup, no push) in the same run, with 1, 1,000 and
-//! 100,000 routes. Run as root: `cargo bench --bench xdp_path`.
+//! 100,000 routes, and with 1,000 routes that are 70/30 policies or carry an
+//! entropy label. Run as root: `cargo bench --bench xdp_path`.
 //!
 //! Every run is its own BPF_PROG_TEST_RUN call with a fresh copy of the frame,
 //! so the encapsulator really parses, looks up and pushes each time (with
@@ -19,7 +20,9 @@ use std::net::Ipv4Addr;
 
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::testing::BaselineProgram;
-use lnetd_host_encap::{Encapsulator, IpNetwork, Label, LabelStack, Route, RunStats, RunTimeStats, XdpAction};
+use lnetd_host_encap::{
+    Encapsulator, EntropyLabel, IpNetwork, Label, LabelStack, Policy, Route, RunStats, RunTimeStats, XdpAction,
+};
 
 const ROUNDS: usize = 11;
 const RUNS: u32 = 5_000;
@@ -77,12 +80,21 @@ fn main() {
         let empty = BaselineProgram::empty().expect("empty program");
         println!("| routes in the LPM trie | empty (ns) | floor (ns) | encap (ns) | encap / floor | excess over empty: encap / floor |");
         println!("|---|---|---|---|---|---|");
-        for n in [1usize, 1_000, 100_000] {
+        let stack = LabelStack::single(Label::new(1_000_000).expect("label"));
+        let plain = Policy::single(stack);
+        let split: Policy = "16001/16002@7,16003/16004@3".parse().expect("policy");
+        let entropy = plain.clone().with_entropy_label(Some(EntropyLabel::Bottom)).expect("policy");
+        for (n, what, policy) in [
+            (1usize, "1", &plain),
+            (1_000, "1,000", &plain),
+            (100_000, "100,000", &plain),
+            (1_000, "1,000, each a 70/30 policy", &split),
+            (1_000, "1,000, each with an entropy label", &entropy),
+        ] {
             let enc = Encapsulator::builder().load().expect("encapsulator");
             let prefixes = bgp_like(n);
-            let stack = LabelStack::single(Label::new(1_000_000).expect("label"));
             for p in &prefixes {
-                enc.set_route(&Route::new(*p, stack.clone())).expect("route");
+                enc.set_route(&Route::with_policy(*p, policy.clone())).expect("route");
             }
             let frames: Vec<Vec<u8>> = prefixes
                 .iter()
@@ -107,7 +119,7 @@ fn main() {
             let runs = (ROUNDS * frames.len()) as u64 * u64::from(RUNS);
             assert_eq!(stats.labelled.packets, runs, "every run must take the full encap path: {stats:?}");
             let (zm, fm, em) = (median(z), median(f), median(e));
-            println!("| {n} | {zm:.1} | {fm:.1} | {em:.1} | {:.2} | {:.2} |", em / fm, (em - zm) / (fm - zm));
+            println!("| {what} | {zm:.1} | {fm:.1} | {em:.1} | {:.2} | {:.2} |", em / fm, (em - zm) / (fm - zm));
         }
     })
     .expect("enter namespace");
