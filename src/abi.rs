@@ -77,7 +77,7 @@ const _: () = {
     assert!(size_of::<types::alt_key_v4>() == 4 + 4 + 4);
     assert!(size_of::<types::alt_key_v6>() == 4 + 4 + 16);
     assert!(size_of::<types::route_value>() == 8 + size_of::<types::segment_list>() + 4);
-    assert!(size_of::<types::policy_value>() == 1040 + 8 * size_of::<types::segment_list>() + 8 * 16);
+    assert!(size_of::<types::policy_value>() == 1040 + 8 * size_of::<types::segment_list>() + 8 * 4);
     assert!(size_of::<types::counter_value>() == 16);
 };
 

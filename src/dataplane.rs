@@ -1,11 +1,12 @@
 //! The loaded dataplane: the XDP program and its maps, held by fd so that it
 //! can be shared between threads and outlive the libbpf object it came from.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -13,6 +14,7 @@ use libbpf_rs::{ErrorKind, PrintLevel};
 use nix::errno::Errno;
 
 use crate::abi::{self, encap, types};
+use crate::bookkeeping::Tables;
 use crate::config::{MtuPolicy, TtlMode};
 use crate::error::{LoadError, MapError, RouteError};
 use crate::label::DscpMap;
@@ -67,64 +69,11 @@ pub(crate) struct Dataplane {
     tables: Mutex<Tables>,
 }
 
-/// What user space must remember about the tables (the kernel holds the rest).
-#[derive(Debug, Default)]
-struct Tables {
-    /// Host addresses installed as LOCAL entries.
-    local: BTreeSet<IpAddr>,
-    /// The policy id each policy route points to.
-    policy_of: HashMap<(Table, IpNetwork), u32>,
-    /// Source prefixes and the alternate table each selects.
-    sources: BTreeMap<IpNetwork, Table>,
-    /// Routes hidden by a host address that took their /32 or /128; restored
-    /// when the address goes away.
-    shadowed: HashMap<IpNetwork, Route>,
-    /// The last policy id handed out.
-    last_id: u32,
-    /// Each route's slot in route_counters, kept across replacements.
-    counter_of: HashMap<(Table, IpNetwork), u32>,
-    /// Slots freed by removed routes (zeroed), and the next never used.
-    free_counters: Vec<u32>,
-    next_counter: u32,
-}
-
-impl Tables {
-    /// The route's counter slot: its own if it has one, else a free one; 0
-    /// (not counted) when all `capacity` slots are taken.
-    fn counter_for(&mut self, key: (Table, IpNetwork), capacity: u32) -> u32 {
-        if let Some(id) = self.counter_of.get(&key) {
-            return *id;
-        }
-        let id = match self.free_counters.pop() {
-            Some(id) => id,
-            None if self.next_counter + 1 < capacity => {
-                self.next_counter += 1;
-                self.next_counter
-            }
-            None => return 0,
-        };
-        self.counter_of.insert(key, id);
-        id
-    }
-
-    /// A fresh policy id. Ids are not reused until the u32 space wraps, so a
-    /// packet still holding a just-replaced route never finds another route's
-    /// policy under the old id.
-    fn allocate_id(&mut self) -> u32 {
-        loop {
-            self.last_id = self.last_id.wrapping_add(1).max(1);
-            if !self.policy_of.values().any(|id| *id == self.last_id) {
-                return self.last_id;
-            }
-        }
-    }
-}
-
 /// Per-route counters: what the route labelled, in total and per segment list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteCounters {
-    /// False when the route got no counter slot (more routes than
-    /// `EncapsulatorBuilder::max_counted_routes`): `labelled` is then zero.
+    /// False when the route got no counter slot (more routes and lists than
+    /// `EncapsulatorBuilder::max_counted_routes`): its counts then read zero.
     pub counted: bool,
     /// Everything the route labelled.
     pub labelled: Counter,
@@ -179,6 +128,8 @@ impl Dataplane {
             .map_err(kernel("sizing route_counters"))?;
         open.maps.alt_routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing alt_routes_v4"))?;
         open.maps.alt_routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing alt_routes_v6"))?;
+        open.maps.sources_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing sources_v4"))?;
+        open.maps.sources_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing sources_v6"))?;
         let skel = open.load().map_err(|source| match source.kind() {
             ErrorKind::PermissionDenied => LoadError::Privileges(crate::privileges::MissingCapabilities(vec![
                 "CAP_BPF",
@@ -213,7 +164,7 @@ impl Dataplane {
             settings: handle(&skel.maps.settings, "settings")?,
             counters: handle(&skel.maps.counters, "counters")?,
             config,
-            tables: Mutex::new(Tables::default()),
+            tables: Mutex::new(Tables::new(config.max_counted_routes)),
         };
         dataplane.set_dscp_map(&DscpMap::default()).map_err(|e| LoadError::Kernel {
             step: "writing the DSCP table",
@@ -262,8 +213,7 @@ impl Dataplane {
     }
 
     /// Adds or atomically replaces one route: a packet sees the old route or
-    /// the new one, never a mix. A policy is written under a fresh id before the
-    /// route that names it, and the old policy removed after.
+    /// the new one, never a mix.
     pub(crate) fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
         let mut tables = self.writer();
@@ -276,20 +226,46 @@ impl Dataplane {
         self.install(&mut tables, table, route)
     }
 
+    /// Writes a route. A policy keeps its id while its route stays a policy
+    /// route and is updated in place (the hash map swaps the value whole), so a
+    /// packet always finds the policy its route names; a policy no longer named
+    /// is deleted only after a grace period.
     fn install(&self, tables: &mut Tables, table: Table, route: &Route) -> Result<(), RouteError> {
-        let id = if route.policy.is_plain() { 0 } else { tables.allocate_id() };
-        let had_counter = tables.counter_of.contains_key(&(table, route.prefix));
-        let counter = tables.counter_for((table, route.prefix), self.config.max_counted_routes);
-        let (mut value, policy) = route.encode(id);
-        value.counter_id = counter;
-        let release = |tables: &mut Tables| {
-            if !had_counter {
-                self.release_counter(tables, (table, route.prefix));
+        self.bury_policies(tables);
+        let key = (table, route.prefix);
+        let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
+        let (slots, fresh) = tables.counters_for(key, lists);
+        let give_back = |tables: &mut Tables| fresh.iter().for_each(|s| tables.counter_slots.give_back(*s));
+        for s in &fresh {
+            // A reused slot still holds its last owner's counts.
+            if let Err(e) = self.route_counters.zero_percpu(&s.to_ne_bytes()) {
+                give_back(tables);
+                return Err(e.into());
             }
+        }
+        let old_id = tables.policy_of.get(&key).copied();
+        let new_id = match (lists, old_id) {
+            (0, _) => None,
+            (_, Some(id)) => Some(id),
+            (_, None) => match tables.policy_ids.take() {
+                Some(id) => Some(id),
+                None => {
+                    give_back(tables);
+                    return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
+                }
+            },
         };
-        if let Some(p) = &policy {
+        let (mut value, policy) = route.encode(new_id.unwrap_or(0));
+        value.counter_id = slots.route;
+        if let (Some(id), Some(mut p)) = (new_id, policy) {
+            for (dst, src) in p.list_counter.iter_mut().zip(&slots.lists) {
+                *dst = *src;
+            }
             if let Err(e) = self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())) {
-                release(tables);
+                if old_id.is_none() {
+                    tables.policy_ids.give_back(id);
+                }
+                give_back(tables);
                 return Err(match e.errno {
                     Errno::E2BIG | Errno::ENOSPC => {
                         RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
@@ -299,53 +275,59 @@ impl Dataplane {
             }
         }
         if let Err(e) = self.write(table, &route.prefix, &value) {
-            if policy.is_some() {
-                self.forget_policy(id);
+            if let (Some(id), None) = (new_id, old_id) {
+                self.forget_policy(tables, id);
             }
-            release(tables);
+            give_back(tables);
             return Err(e);
         }
-        let old = match policy {
-            Some(_) => tables.policy_of.insert((table, route.prefix), id),
-            None => tables.policy_of.remove(&(table, route.prefix)),
-        };
-        if let Some(old) = old {
-            self.forget_policy(old);
+        match new_id {
+            Some(id) => {
+                tables.policy_of.insert(key, id);
+            }
+            None => {
+                if let Some(old) = tables.policy_of.remove(&key) {
+                    tables.graveyard.push((old, Instant::now()));
+                }
+            }
         }
+        tables.keep_counters(key, slots, lists);
         Ok(())
     }
 
-    /// Zeroes a removed route's counter slot and frees it for another route.
-    fn release_counter(&self, tables: &mut Tables, key: (Table, IpNetwork)) {
-        let Some(id) = tables.counter_of.remove(&key) else { return };
-        match self.route_counters.zero_percpu(&id.to_ne_bytes()) {
-            Ok(()) => tables.free_counters.push(id),
-            // Not reused: its old counts must not leak into another route.
-            Err(e) => log::warn!("{e} (counter slot {id} retired)"),
+    /// Deletes the policies whose grace period is over.
+    fn bury_policies(&self, tables: &mut Tables) {
+        for id in tables.expired_policies() {
+            self.forget_policy(tables, id);
         }
     }
 
-    /// Deletes a policy no route names any more.
-    fn forget_policy(&self, id: u32) {
-        if let Err(e) = self.policies.delete(&id.to_ne_bytes()) {
+    /// Deletes a policy and frees its id.
+    fn forget_policy(&self, tables: &mut Tables, id: u32) {
+        match self.policies.delete(&id.to_ne_bytes()) {
+            Ok(_) => tables.policy_ids.give_back(id),
             // Leaked, not reused: the table keeps working.
-            log::warn!("{e} (policy {id} stays allocated)");
+            Err(e) => log::warn!("{e} (policy {id} stays allocated)"),
         }
     }
 
-    /// Removes a route; `false` when there was none for exactly that prefix
-    /// (a host address is not a route).
+    /// Removes a route; `false` when there was none for exactly that prefix.
+    /// A route set aside by a host address is removed for good.
     pub(crate) fn remove(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
         let mut tables = self.writer();
+        let key = (table, prefix);
         if table == Table::Main && prefix.prefix() == max_len(&prefix) && tables.local.contains(&prefix.ip()) {
-            return Ok(false);
+            let hidden = tables.shadowed.remove(&prefix).is_some();
+            tables.drop_counters(&key);
+            return Ok(hidden);
         }
         let removed = self.routes_map(table, &prefix).0.delete(RouteKey::in_table(table.id(), prefix).bytes())?;
-        if let Some(id) = tables.policy_of.remove(&(table, prefix)) {
-            self.forget_policy(id);
+        if let Some(id) = tables.policy_of.remove(&key) {
+            tables.graveyard.push((id, Instant::now()));
         }
-        self.release_counter(&mut tables, (table, prefix));
+        tables.drop_counters(&key);
+        self.bury_policies(&mut tables);
         Ok(removed)
     }
 
@@ -409,31 +391,52 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Points packets from `prefix` at an alternate table.
+    /// Points packets from `prefix` at an alternate table. The program is
+    /// told to look at sources only once the source is in place, and the
+    /// source is taken out again if that fails.
     pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
         let prefix = prefix::check(prefix)?;
         let mut tables = self.writer();
-        let map = if prefix.is_ipv4() { &self.sources_v4 } else { &self.sources_v6 };
+        let (map, capacity) = self.sources_map(&prefix);
+        let key = RouteKey::new(prefix);
         let value = types::source_value { table: table.id() };
-        map.update(RouteKey::new(prefix).bytes(), abi::bytes_of(&value)).map_err(|e| match e.errno {
-            Errno::E2BIG | Errno::ENOSPC => {
-                RouteError::TableFull { family: "source", capacity: self.config.max_routes_v6 }
-            }
+        map.update(key.bytes(), abi::bytes_of(&value)).map_err(|e| match e.errno {
+            Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family: "source", capacity },
             _ => RouteError::Map(e),
         })?;
-        tables.sources.insert(prefix, table);
-        self.write_settings(&tables)?;
+        let previous = tables.sources.insert(prefix, table);
+        if let Err(e) = self.write_settings(&tables) {
+            match previous {
+                Some(old) => {
+                    let value = types::source_value { table: old.id() };
+                    let _ = map.update(key.bytes(), abi::bytes_of(&value));
+                    tables.sources.insert(prefix, old);
+                }
+                None => {
+                    let _ = map.delete(key.bytes());
+                    tables.sources.remove(&prefix);
+                }
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
     pub(crate) fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
         let mut tables = self.writer();
-        let map = if prefix.is_ipv4() { &self.sources_v4 } else { &self.sources_v6 };
-        let removed = map.delete(RouteKey::new(prefix).bytes())?;
+        let removed = self.sources_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
         tables.sources.remove(&prefix);
         self.write_settings(&tables)?;
         Ok(removed)
+    }
+
+    fn sources_map(&self, prefix: &IpNetwork) -> (&BpfMap, u32) {
+        if prefix.is_ipv4() {
+            (&self.sources_v4, self.config.max_routes_v4)
+        } else {
+            (&self.sources_v6, self.config.max_routes_v6)
+        }
     }
 
     pub(crate) fn sources(&self) -> Vec<(IpNetwork, Table)> {
@@ -450,20 +453,31 @@ impl Dataplane {
     pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         let prefix = prefix::check(prefix)?;
         let Some(value) = self.exact(table, &prefix)? else { return Ok(None) };
-        let mut labelled = Counter::default();
-        if value.counter_id != 0 {
-            for bytes in self.route_counters.lookup_percpu(&value.counter_id.to_ne_bytes())? {
-                if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
-                    labelled = labelled.plus(Counter { packets: v.packets, bytes: v.bytes });
-                }
-            }
-        }
-        let counter = |c: &types::shared_counter| Counter { packets: c.packets, bytes: c.bytes };
+        let labelled = self.slot_counter(value.counter_id)?;
+        let mut counted = value.counter_id != 0;
         let lists = match self.policy(&value)? {
-            Some(p) => p.labelled.iter().take(usize::from(p.n_lists)).map(counter).collect(),
+            Some(p) => {
+                let slots: Vec<u32> = p.list_counter.iter().take(usize::from(p.n_lists)).copied().collect();
+                counted &= slots.iter().all(|s| *s != 0);
+                slots.into_iter().map(|s| self.slot_counter(s)).collect::<Result<Vec<_>, _>>()?
+            }
             None => vec![labelled],
         };
-        Ok(Some(RouteCounters { counted: value.counter_id != 0, labelled, lists }))
+        Ok(Some(RouteCounters { counted, labelled, lists }))
+    }
+
+    /// One counter slot summed over CPUs; zero for slot 0 (not counted).
+    fn slot_counter(&self, slot: u32) -> Result<Counter, MapError> {
+        let mut total = Counter::default();
+        if slot == 0 {
+            return Ok(total);
+        }
+        for bytes in self.route_counters.lookup_percpu(&slot.to_ne_bytes())? {
+            if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
+                total = total.plus(Counter { packets: v.packets, bytes: v.bytes });
+            }
+        }
+        Ok(total)
     }
 
     pub(crate) fn stats(&self) -> Result<Stats, MapError> {
@@ -490,9 +504,18 @@ impl Dataplane {
         let mut added: Vec<(IpNetwork, Option<Route>)> = Vec::new();
         for addr in adding {
             let host = IpNetwork::from(addr);
-            let hidden = match self.exact(Table::Main, &host) {
-                Ok(Some(v)) => self.policy(&v).ok().and_then(|p| Route::decode(host, &v, p.as_deref())),
-                _ => None,
+            // An entry that cannot be read is not overwritten: nothing is lost unseen.
+            let hidden = match self.exact(Table::Main, &host).and_then(|v| match v {
+                Some(v) => self.policy(&v).map(|p| Route::decode(host, &v, p.as_deref())),
+                None => Ok(None),
+            }) {
+                Ok(hidden) => hidden,
+                Err(e) => {
+                    for (host, hidden) in added.into_iter().rev() {
+                        self.unshadow(&mut tables, host, hidden);
+                    }
+                    return Err(e.into());
+                }
             };
             let mut local: types::route_value = abi::zeroed();
             local.flags = abi::ROUTE_LOCAL;
@@ -511,7 +534,7 @@ impl Dataplane {
             if let Some(route) = hidden {
                 log::info!("{host} is now a host address: its route is set aside until the address goes");
                 if let Some(id) = tables.policy_of.remove(&(Table::Main, host)) {
-                    self.forget_policy(id);
+                    tables.graveyard.push((id, Instant::now()));
                 }
                 tables.shadowed.insert(host, route);
             }

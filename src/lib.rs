@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod abi;
+mod bookkeeping;
 mod config;
 mod dataplane;
 mod encapsulator;

@@ -383,6 +383,51 @@ mod tests {
         }
     }
 
+    /// Random policies of up to 8 lists, changed at random (a weight, a list
+    /// added, a list removed): never more than 5 points beyond what must move.
+    #[test]
+    fn maglev_disruption_property() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut worst: f64 = 0.0;
+        for _ in 0..300 {
+            let n = 1 + next(8) as usize;
+            let mut before: Vec<SegmentList> = (0..n)
+                .map(|i| {
+                    let range = if next(2) == 0 { 10 } else { 1000 };
+                    SegmentList {
+                        stack: LabelStack::single(Label::new(100 + i as u32).unwrap()),
+                        weight: 1 + next(range) as u16,
+                    }
+                })
+                .collect();
+            let mut after = before.clone();
+            match next(3) {
+                0 => {
+                    let i = next(n as u64) as usize;
+                    after[i].weight = 1 + next(1000) as u16;
+                }
+                1 if n < 8 => after.push(SegmentList {
+                    stack: LabelStack::single(Label::new(900).unwrap()),
+                    weight: 1 + next(100) as u16,
+                }),
+                _ if n > 1 => {
+                    after.remove(next(n as u64) as usize);
+                }
+                _ => before.push(SegmentList { stack: LabelStack::single(Label::new(901).unwrap()), weight: 5 }),
+            }
+            let (moved, need) = moved(&before, &after);
+            worst = worst.max(moved - need);
+            assert!(moved <= need + 0.05, "{before:?} -> {after:?}: moved {moved:.3}, needed {need:.3}");
+        }
+        assert!(worst >= 0.0);
+    }
+
     #[test]
     fn policy_rules() {
         assert!(matches!(Policy::new(vec![], None), Err(PolicyError::ListCount { count: 0, .. })));

@@ -125,6 +125,14 @@ fn a_host_address_sets_a_route_aside_and_gives_it_back() {
         let routes = enc.routes().unwrap();
         assert!(routes.contains(&route), "restored: {routes:?}");
         assert!(routes.contains(&Route::new(net("10.0.0.0/8"), stack("300"))));
+
+        // Removing a route while it is set aside removes it for good.
+        ns.ip(&["addr", "add", "192.0.2.77/32", "dev", "lo"]).unwrap();
+        enc.refresh_local_addresses().unwrap();
+        assert!(enc.remove(host).unwrap(), "the set-aside route is removed");
+        ns.ip(&["addr", "del", "192.0.2.77/32", "dev", "lo"]).unwrap();
+        enc.refresh_local_addresses().unwrap();
+        assert!(!enc.routes().unwrap().iter().any(|r| r.prefix == host), "a removed route stays removed");
     });
 }
 

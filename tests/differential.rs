@@ -182,6 +182,10 @@ fn random_frame(rng: &mut StdRng, routes: &[Route], local: &[IpAddr]) -> Vec<u8>
     let v6 = rng.random_bool(0.5);
     let dst = destination(rng, routes, local, v6);
     let mut spec = frame(&dst.to_string()).ttl(ttl(rng)).dscp(rng.random_range(0..64));
+    if rng.random_bool(0.3) {
+        // A source that configured source prefixes may or may not cover.
+        spec.src = random_addr(rng, v6);
+    }
     spec.l4 = match rng.random_range(0..3) {
         0 => L4::Udp { sport: rng.random(), dport: rng.random() },
         1 => L4::TcpSyn { sport: rng.random(), dport: rng.random() },
@@ -288,6 +292,22 @@ fn differential_against_the_model() {
                             assert!(is_local_host_route(&prefix, &local), "{prefix} refused as local")
                         }
                         Err(e) => panic!("route {route:?}: {e}"),
+                    }
+                }
+                // Churn before traffic: some routes replaced or removed (policies
+                // updated in place, ids and counter slots freed and reused).
+                for _ in 0..rng.random_range(0..4) {
+                    if model.routes.is_empty() {
+                        break;
+                    }
+                    let i = rng.random_range(0..model.routes.len());
+                    if rng.random_bool(0.5) {
+                        let old = model.routes.remove(i);
+                        assert!(enc.remove(old.prefix).expect("remove"));
+                    } else {
+                        let r = Route::with_policy(model.routes[i].prefix, random_policy(&mut rng));
+                        enc.set_route(&r).expect("replace");
+                        model.routes[i] = r;
                     }
                 }
                 // Destinations are drawn from every table's routes.

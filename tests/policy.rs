@@ -69,6 +69,7 @@ fn flows_split_as_the_weights_say() {
             for (label, share) in want {
                 let g = got.get(&label).copied().unwrap_or(0.0);
                 assert!((g - share).abs() <= 0.015, "{policy}: list {label} took {g:.4}, weight share {share:.4}");
+                assert!(g > share / 2.0, "{policy}: list {label} took {g:.4}: a small weight still gets its flows");
             }
         }
     });
@@ -87,6 +88,11 @@ fn a_flow_keeps_its_list_and_changes_move_few_flows() {
         let flows = 20_000;
         let before = top_labels(&enc, "198.51.100.1", flows);
         assert_eq!(before, top_labels(&enc, "198.51.100.1", flows), "the same flow takes the same list");
+        // A restart: a freshly loaded program with the same policy pins every flow to the same list.
+        let restarted = Encapsulator::builder().load().expect("load");
+        restarted.set_policy(net("198.51.100.0/24"), "16001@1,16002@1,16003@1".parse().unwrap()).unwrap();
+        assert_eq!(top_labels(&restarted, "198.51.100.1", flows), before, "the same list after a restart");
+        drop(restarted);
         let other = top_labels(&enc, "203.0.113.1", flows);
 
         // (new policy, share of flows that must move at the least)
@@ -130,6 +136,11 @@ fn per_route_and_per_list_counters() {
         assert_eq!(enc.route_counters(net("198.51.0.0/16")).unwrap(), None, "only an exact prefix has counters");
         assert_eq!(enc.stats().unwrap().labelled.packets, 1010);
 
+        // A replaced policy keeps its counts, in total and per list.
+        enc.set_policy(net("198.51.100.0/24"), "16001@1,16002@1".parse().unwrap()).unwrap();
+        let kept = enc.route_counters(net("198.51.100.0/24")).unwrap().expect("route");
+        assert_eq!(kept.labelled.packets, 1000);
+        assert_eq!(kept.lists.iter().map(|l| l.packets).collect::<Vec<_>>(), [first, 1000 - first]);
         // A replaced route keeps its count; a removed one's slot comes back zeroed.
         enc.set_labels(net("203.0.113.0/24"), "24002".parse().unwrap()).unwrap();
         assert_eq!(enc.route_counters(net("203.0.113.0/24")).unwrap().unwrap().labelled.packets, 10);

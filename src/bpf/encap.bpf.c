@@ -23,15 +23,7 @@ const volatile struct {
 	enum encap_route_flags route_flags;
 } encap_abi = {};
 
-/* A policy's list counters are shared by every CPU: atomic adds, on 8-byte
- * aligned hash-map values (never a drop or a wait). */
-static __always_inline void count_list(struct shared_counter *c, __u64 bytes)
-{
-	__sync_fetch_and_add(&c->packets, 1);
-	__sync_fetch_and_add(&c->bytes, bytes);
-}
-
-static __always_inline void count_route(__u32 id, __u64 bytes)
+static __always_inline void count_labelled(__u32 id, __u64 bytes)
 {
 	struct counter_value *c;
 
@@ -163,9 +155,9 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 		return verdict;
 	verdict = push_label_stack(ctx, &pkt, list, hash, tc_bits);
 	if (verdict == ENCAP_CNT_TX) {
-		count_route(route->counter_id, bytes);
+		count_labelled(route->counter_id, bytes);
 		if (policy)
-			count_list(&policy->labelled[idx], bytes);
+			count_labelled(policy->list_counter[idx], bytes);
 	}
 	return verdict;
 }

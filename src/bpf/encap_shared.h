@@ -140,19 +140,15 @@ struct segment_list {
 	__be32 entries[ENCAP_MAX_LABELS];
 };
 
-/* Packets and bytes, updated with atomic adds: shared by every CPU. */
-struct shared_counter {
-	__u64 packets;
-	__u64 bytes;
-};
-
 /*
  * The value of a route. A plain route pushes `list` (no second lookup: the fast
  * path); an ENCAP_ROUTE_POLICY route pushes one of its policy's lists; an
  * ENCAP_ROUTE_LOCAL entry never labels. What the route labelled is counted in
- * route_counters[counter_id] (0: not counted). The counters live apart, per CPU,
+ * route_counters[counter_id] (0: not counted), and what each of a policy's lists
+ * labelled in route_counters[list_counter[i]]. The counters live apart, per CPU,
  * because an LPM trie stores IPv4 values 4 bytes off 8-byte alignment: an atomic
- * add there can straddle a cache line and cost microseconds (a split lock).
+ * add there can straddle a cache line and cost microseconds (a split lock), and
+ * a per-CPU slot is never contended.
  */
 struct route_value {
 	__u16 flags;     /* enum encap_route_flags */
@@ -170,7 +166,7 @@ struct policy_value {
 	__u8 slots[ENCAP_POLICY_SLOTS]; /* segment list index per flow-hash slot */
 	__u8 pad[1];
 	struct segment_list lists[ENCAP_MAX_SEGMENT_LISTS];
-	struct shared_counter labelled[ENCAP_MAX_SEGMENT_LISTS];
+	__u32 list_counter[ENCAP_MAX_SEGMENT_LISTS]; /* route_counters slots per list; 0: not counted */
 };
 
 /* Per-CPU counter value. */
@@ -185,7 +181,7 @@ _Static_assert(sizeof(struct alt_key_v4) == 12, "alt_key_v4 layout");
 _Static_assert(sizeof(struct alt_key_v6) == 24, "alt_key_v6 layout");
 _Static_assert(sizeof(struct segment_list) == 4 + 4 * ENCAP_MAX_LABELS, "segment_list layout");
 _Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4, "route_value layout");
-_Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 16,
+_Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 4,
 	       "policy_value layout");
 _Static_assert(sizeof(struct counter_value) == 16, "counter_value layout");
 _Static_assert(sizeof(struct dscp_map) == 64, "dscp_map layout");

@@ -79,7 +79,7 @@ struct {
 	__type(value, struct policy_value);
 } policies SEC(".maps");
 
-/* What each route labelled, per CPU; indexed by route_value.counter_id. */
+/* What each route and each policy list labelled, per CPU; slots chosen by Rust. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ENCAP_DEFAULT_COUNTED_ROUTES);
