@@ -75,9 +75,9 @@ impl EncapsulatorBuilder {
         self
     }
 
-    /// How many routes get their own counters (default 65,535): a per-CPU
-    /// slot each, 16 bytes per CPU, allocated up front. Routes beyond it work
-    /// but are not counted ([`RouteCounters::counted`] is false).
+    /// How many counter slots routes and policy lists share (default 65,535):
+    /// a per-CPU slot each, 16 bytes per CPU, allocated up front. Routes
+    /// beyond it work but are not counted ([`RouteCounters::counted`] is false).
     pub fn max_counted_routes(mut self, n: u32) -> Self {
         self.config.max_counted_routes = n.saturating_add(1);
         self
@@ -287,9 +287,9 @@ impl Encapsulator {
     }
 
     /// What the route for exactly `prefix` has labelled, in total and per
-    /// segment list; `None` when there is no such route. The route's total is
-    /// kept across replacements of the route; a policy's per-list counts start
-    /// again from zero when the policy is replaced.
+    /// segment list; `None` when there is no such route. Counts are kept when
+    /// the route or its policy is replaced (per list position) and start from
+    /// zero for a route added anew.
     ///
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
