@@ -49,7 +49,13 @@ impl BpfMap {
 
     pub(crate) fn update(&self, key: &[u8], value: &[u8]) -> Result<(), MapError> {
         self.sized("update", key, Some(value.len()))?;
-        // SAFETY: key and value have the map's sizes (checked above) and outlive the call.
+        self.update_unchecked(key, value)
+    }
+
+    /// The update syscall; the caller checked the key's size and that `value`
+    /// holds what the kernel reads (one value, or one per CPU for per-CPU maps).
+    fn update_unchecked(&self, key: &[u8], value: &[u8]) -> Result<(), MapError> {
+        // SAFETY: key and value are as large as the kernel reads and outlive the call.
         let rc = unsafe {
             libbpf_sys::bpf_map_update_elem(
                 self.fd.as_raw_fd(),
@@ -76,23 +82,22 @@ impl BpfMap {
     /// Sets every CPU's value of a per-CPU map's `key` to zero.
     pub(crate) fn zero_percpu(&self, key: &[u8]) -> Result<(), MapError> {
         self.sized("update", key, None)?;
+        let zeros = vec![0u8; self.percpu_stride() * self.possible_cpus()?];
+        self.update_unchecked(key, &zeros)
+    }
+
+    /// Bytes per CPU in a per-CPU map's value buffer: the value, padded to 8.
+    fn percpu_stride(&self) -> usize {
+        self.value_size.div_ceil(8) * 8
+    }
+
+    fn possible_cpus(&self) -> Result<usize, MapError> {
         // SAFETY: plain query of sysfs by libbpf.
-        let cpus = usize::try_from(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map_err(|_| MapError {
+        usize::try_from(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map_err(|_| MapError {
             map: self.name,
             op: "possible CPUs",
             errno: Errno::EINVAL,
-        })?;
-        let zeros = vec![0u8; self.value_size.div_ceil(8) * 8 * cpus];
-        // SAFETY: key has the map's key size; zeros holds one padded value per possible CPU.
-        let rc = unsafe {
-            libbpf_sys::bpf_map_update_elem(
-                self.fd.as_raw_fd(),
-                key.as_ptr().cast(),
-                zeros.as_ptr().cast(),
-                u64::from(libbpf_sys::BPF_ANY),
-            )
-        };
-        check(self.name, "update", rc)
+        })
     }
 
     /// The value for `key` (an LPM trie answers with the longest match).
