@@ -107,15 +107,8 @@ impl BpfMap {
 
     /// Per-CPU maps: one value per possible CPU, each padded to 8 bytes.
     pub(crate) fn lookup_percpu(&self, key: &[u8]) -> Result<Vec<Vec<u8>>, MapError> {
-        // SAFETY: plain query of sysfs by libbpf.
-        let cpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-        let cpus = usize::try_from(cpus).map_err(|_| MapError {
-            map: self.name,
-            op: "possible CPUs",
-            errno: Errno::EINVAL,
-        })?;
-        let stride = self.value_size.div_ceil(8) * 8;
-        let all = self.lookup_sized(key, stride * cpus)?.unwrap_or_default();
+        let stride = self.percpu_stride();
+        let all = self.lookup_sized(key, stride * self.possible_cpus()?)?.unwrap_or_default();
         Ok(all.chunks(stride).map(|c| c.iter().take(self.value_size).copied().collect()).collect())
     }
 
