@@ -352,6 +352,33 @@ impl Capture {
     }
 }
 
+/// Writes frames as a classic pcap file (Ethernet link type), for tcpdump or
+/// Wireshark.
+///
+/// # Errors
+/// [`LabError::Sys`] when the file cannot be written.
+pub fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) -> Result<(), LabError> {
+    let mut out = Vec::new();
+    // Magic, version 2.4, GMT offset, accuracy, snap length, LINKTYPE_ETHERNET.
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    for word in [0u32, 0, 65535, 1] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        for word in [i as u32, 0, len, len] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(frame);
+    }
+    std::fs::write(path, out).map_err(|e| LabError::Sys {
+        call: "write(pcap)",
+        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+    })
+}
+
 /// `timeout` from now; a timeout too large to represent means "a year".
 fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();

@@ -135,6 +135,19 @@ fn run_lab(mode: XdpMode, expected_mode: AttachedMode) {
 
     assert!(enc.detach().expect("detach").is_some());
     assert!(enc.attachment().is_none());
+
+    // tcpdump, an independent decoder, reads the captured frames as MPLS.
+    let pcap = std::env::temp_dir().join(format!("lhe-wire-{}-{mode}.pcap", std::process::id()));
+    lnetd_host_encap::lab::write_pcap(&pcap, &labelled.iter().map(|f| f.bytes.clone()).collect::<Vec<_>>())
+        .expect("pcap");
+    let out = std::process::Command::new("tcpdump").args(["-e", "-vv", "-n", "-r"]).arg(&pcap).output();
+    let _ = std::fs::remove_file(&pcap);
+    let out = out.expect("tcpdump (scripts/deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MPLS (label 16001, tc 0, ttl 64)"), "{text}");
+    assert!(text.contains("(label 16002, tc 0, [S], ttl 64)"), "{text}");
+    assert!(text.contains("(label 1000000, tc 0, [S], ttl 1)"), "{text}");
+    assert!(text.contains("(label 24003, tc 0, [S], ttl 200)"), "{text}");
 }
 
 #[test]
