@@ -417,8 +417,7 @@ impl Encapsulator {
     /// [`TestRunError::FrameTooLarge`] above [`xdp::MAX_TEST_FRAME`] bytes, or
     /// [`TestRunError::Kernel`].
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        check_test_frame(frame)?;
-        xdp::test_run(self.dataplane.prog(), frame).map_err(TestRunError::Kernel)
+        xdp::test_run(self.dataplane.prog(), frame)
     }
 
     /// How often the program ran and the time it spent, as the kernel counts
@@ -431,13 +430,6 @@ impl Encapsulator {
     pub fn run_stats(&self) -> Result<xdp::RunStats, Error> {
         xdp::run_stats(self.dataplane.prog()).map_err(|errno| Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
-}
-
-pub(crate) fn check_test_frame(frame: &[u8]) -> Result<(), TestRunError> {
-    if frame.len() > xdp::MAX_TEST_FRAME {
-        return Err(TestRunError::FrameTooLarge { len: frame.len(), max: xdp::MAX_TEST_FRAME });
-    }
-    Ok(())
 }
 
 impl Drop for Encapsulator {

@@ -97,14 +97,10 @@ impl Stats {
 
     /// The counters accumulated since `earlier` (saturating, so a reload does not underflow).
     pub fn since(&self, earlier: &Stats) -> Stats {
-        let mut out = Stats::default();
+        let (mut out, mut then) = (*self, *earlier);
         for i in 0..encap_counter::ENCAP_CNT__MAX.0 {
-            let (mut now, mut then) = (*self, *earlier);
-            if let (Some(a), Some(b)) = (now.slot(i).copied(), then.slot(i).copied()) {
-                out.accumulate(
-                    i,
-                    Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) },
-                );
+            if let (Some(a), Some(b)) = (out.slot(i), then.slot(i)) {
+                *a = Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) };
             }
         }
         out

@@ -7,7 +7,6 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use crate::abi::testing::TestingSkelBuilder;
 use crate::config::XdpMode;
-use crate::encapsulator::check_test_frame;
 use crate::error::{AttachError, LoadError, TestRunError};
 use crate::xdp::{self, TestRun, XdpLink};
 
@@ -85,8 +84,7 @@ impl BaselineProgram {
     /// # Errors
     /// [`TestRunError`].
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        check_test_frame(frame)?;
-        xdp::test_run(self.prog.as_fd(), frame).map_err(TestRunError::Kernel)
+        xdp::test_run(self.prog.as_fd(), frame)
     }
 
     /// As [`crate::Encapsulator::run_stats`].

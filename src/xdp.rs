@@ -9,6 +9,7 @@ use libbpf_rs::libbpf_sys;
 use nix::errno::Errno;
 
 use crate::config::{AttachedMode, XdpMode};
+use crate::error::TestRunError;
 
 /// An XDP program attached to an interface through a BPF link: closing the
 /// link's last fd detaches it, so a process that dies leaves nothing behind.
@@ -146,9 +147,9 @@ fn run_opts() -> libbpf_sys::bpf_test_run_opts {
 
 /// Runs `prog` once on `frame` in the calling thread's network namespace (its
 /// loopback device is the ingress interface, so its MTU is the one checked).
-pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, Errno> {
+pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, TestRunError> {
     if frame.len() > MAX_TEST_FRAME {
-        return Err(Errno::E2BIG);
+        return Err(TestRunError::FrameTooLarge { len: frame.len(), max: MAX_TEST_FRAME });
     }
     let mut out = vec![0u8; frame.len() + OUT_SLACK];
     let mut opts = run_opts();
@@ -160,7 +161,7 @@ pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, Er
     // SAFETY: the buffers outlive the call and their sizes are given.
     let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
     if rc < 0 {
-        return Err(Errno::from_raw(-rc));
+        return Err(TestRunError::Kernel(Errno::from_raw(-rc)));
     }
     out.truncate(opts.data_size_out as usize);
     Ok(TestRun { action: XdpAction::from(opts.retval), frame: out })

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::privileged;
-use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
+use common::{in_netns, privileged};
+use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
     AttachError, Encapsulator, Error, Label, LabelStack, LoadError, PrefixError, Route, RouteError, TtlMode, XdpMode,
@@ -24,17 +24,10 @@ fn stack(s: &str) -> LabelStack {
     s.parse().expect("test stack")
 }
 
-/// Runs `f` on a thread inside a fresh namespace (its loopback addresses are the host's).
-fn in_netns<T: Send>(f: impl FnOnce(&Netns) -> T + Send) -> T {
-    let ns = Netns::new("api").expect("namespace");
-    let nsr = &ns;
-    ns.run(move || f(nsr)).expect("enter namespace")
-}
-
 #[test]
 fn refused_routes_change_nothing() {
     if privileged("refused_routes_change_nothing") {
-        in_netns(|_| refused_routes_change_nothing_here());
+        in_netns("api", |_| refused_routes_change_nothing_here());
     }
 }
 
@@ -71,7 +64,7 @@ fn refused_routes_change_nothing_here() {
 #[test]
 fn a_full_table_is_a_typed_error_and_keeps_its_routes() {
     if privileged("a_full_table_is_a_typed_error_and_keeps_its_routes") {
-        in_netns(|_| a_full_table_here());
+        in_netns("api", |_| a_full_table_here());
     }
 }
 
@@ -110,7 +103,7 @@ fn a_host_address_sets_a_route_aside_and_gives_it_back() {
     if !privileged("a_host_address_sets_a_route_aside_and_gives_it_back") {
         return;
     }
-    in_netns(|ns| {
+    in_netns("api", |ns| {
         let enc = Encapsulator::builder().load().expect("load");
         let host = net("192.0.2.77/32");
         let route = Route::with_policy(host, "100@7,200@3".parse().unwrap());
@@ -142,7 +135,7 @@ fn a_failed_refresh_changes_nothing() {
     if !privileged("a_failed_refresh_changes_nothing") {
         return;
     }
-    in_netns(|ns| {
+    in_netns("api", |ns| {
         for a in ["192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"] {
             ns.ip(&["addr", "add", a, "dev", "lo"]).unwrap();
         }

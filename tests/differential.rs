@@ -14,9 +14,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::model::{is_local_host_route, Model, Verdict};
-use common::{frame, privileged, L4};
+use common::{frame, in_test_run_netns, privileged, L4, LOCAL_V4, LOCAL_V6, MTU};
 use ipnetwork::IpNetwork;
-use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
     DscpMap, Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList, Table,
     TrafficClass, TtlMode, XdpAction, MAX_SEGMENT_LISTS,
@@ -24,9 +23,6 @@ use lnetd_host_encap::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const MTU: usize = 1500;
-const LOCAL_V4: &str = "192.0.2.55";
-const LOCAL_V6: &str = "2001:db8:ffff::55";
 /// Frames per random table and configuration.
 const FRAMES_PER_TABLE: usize = 2_000;
 
@@ -233,112 +229,105 @@ fn differential_against_the_model() {
     let frames: usize = std::env::var("LHE_FUZZ_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
     let seed: u64 = std::env::var("LHE_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
     println!("differential: {frames} frames, LHE_FUZZ_SEED={seed}");
-    let ns = Netns::new("fuzz").expect("namespace");
-    ns.ip(&["link", "set", "lo", "mtu", &MTU.to_string()]).unwrap();
-    ns.ip(&["addr", "add", &format!("{LOCAL_V4}/32"), "dev", "lo"]).unwrap();
-    ns.ip(&["-6", "addr", "add", &format!("{LOCAL_V6}/128"), "dev", "lo"]).unwrap();
     let local: Vec<IpAddr> = ["127.0.0.1", LOCAL_V4, "::1", LOCAL_V6].iter().map(|a| a.parse().unwrap()).collect();
 
-    let mismatches = ns
-        .run(|| {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut mismatches = Vec::new();
-            let mut done = 0;
-            let mut verdicts: BTreeMap<Verdict, u64> = BTreeMap::new();
-            while done < frames {
-                let ttl_mode = if rng.random_bool(0.5) { TtlMode::Copy } else { TtlMode::Fixed(rng.random_range(1..=255)) };
-                let mtu_policy = if rng.random_bool(0.5) { MtuPolicy::Drop } else { MtuPolicy::Pass };
-                let enc = Encapsulator::builder().ttl_mode(ttl_mode).mtu_policy(mtu_policy).load().expect("load");
-                enc.refresh_local_addresses().expect("host addresses");
-                let dscp_map = if rng.random_bool(0.5) {
-                    DscpMap::default()
+    let mismatches = in_test_run_netns("fuzz", || {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut mismatches = Vec::new();
+        let mut done = 0;
+        let mut verdicts: BTreeMap<Verdict, u64> = BTreeMap::new();
+        while done < frames {
+            let ttl_mode = if rng.random_bool(0.5) { TtlMode::Copy } else { TtlMode::Fixed(rng.random_range(1..=255)) };
+            let mtu_policy = if rng.random_bool(0.5) { MtuPolicy::Drop } else { MtuPolicy::Pass };
+            let enc = Encapsulator::builder().ttl_mode(ttl_mode).mtu_policy(mtu_policy).load().expect("load");
+            enc.refresh_local_addresses().expect("host addresses");
+            let dscp_map = if rng.random_bool(0.5) {
+                DscpMap::default()
+            } else {
+                DscpMap::new(std::array::from_fn(|_| rng.random_range(0..=7))).unwrap()
+            };
+            enc.set_dscp_map(&dscp_map).expect("DSCP table");
+            let mut model = Model {
+                ttl: ttl_mode,
+                mtu_policy,
+                mtu: MTU,
+                routes: Vec::new(),
+                local: local.clone(),
+                dscp_map,
+                sources: Vec::new(),
+                alternate: Default::default(),
+            };
+            // Sometimes source prefixes selecting alternate tables 1 and 2.
+            for _ in 0..rng.random_range(0..=3u8).saturating_sub(1) {
+                let v6 = rng.random_bool(0.5);
+                let src: IpAddr = if v6 { "fd00:200::1".parse().unwrap() } else { "10.200.0.1".parse().unwrap() };
+                let len = rng.random_range(0..=if v6 { 128 } else { 32 });
+                let p = IpNetwork::new(src, len).unwrap();
+                let p = IpNetwork::new(p.network(), len).unwrap();
+                let table = rng.random_range(1..=2u32);
+                enc.set_source(p, Table::alternate(table).unwrap()).expect("source");
+                model.sources.retain(|(q, _)| *q != p);
+                model.sources.push((p, table));
+            }
+            for table in 1..=2u32 {
+                let routes: Vec<Route> = random_table(&mut rng).into_iter().take(rng.random_range(0..8)).collect();
+                for r in &routes {
+                    enc.set_route_in(Table::alternate(table).unwrap(), r).expect("alternate route");
+                }
+                model.alternate.insert(table, routes);
+            }
+            for route in random_table(&mut rng) {
+                match enc.set_route(&route) {
+                    Ok(()) => model.routes.push(route),
+                    Err(RouteError::LocalAddress { prefix }) => {
+                        assert!(is_local_host_route(&prefix, &local), "{prefix} refused as local")
+                    }
+                    Err(e) => panic!("route {route:?}: {e}"),
+                }
+            }
+            // Churn before traffic: some routes replaced or removed (policies
+            // updated in place, ids and counter slots freed and reused).
+            for _ in 0..rng.random_range(0..4) {
+                if model.routes.is_empty() {
+                    break;
+                }
+                let i = rng.random_range(0..model.routes.len());
+                if rng.random_bool(0.5) {
+                    let old = model.routes.remove(i);
+                    assert!(enc.remove(old.prefix).expect("remove"));
                 } else {
-                    DscpMap::new(std::array::from_fn(|_| rng.random_range(0..=7))).unwrap()
-                };
-                enc.set_dscp_map(&dscp_map).expect("DSCP table");
-                let mut model = Model {
-                    ttl: ttl_mode,
-                    mtu_policy,
-                    mtu: MTU,
-                    routes: Vec::new(),
-                    local: local.clone(),
-                    dscp_map,
-                    sources: Vec::new(),
-                    alternate: Default::default(),
-                };
-                // Sometimes source prefixes selecting alternate tables 1 and 2.
-                for _ in 0..rng.random_range(0..=3u8).saturating_sub(1) {
-                    let v6 = rng.random_bool(0.5);
-                    let src: IpAddr = if v6 { "fd00:200::1".parse().unwrap() } else { "10.200.0.1".parse().unwrap() };
-                    let len = rng.random_range(0..=if v6 { 128 } else { 32 });
-                    let p = IpNetwork::new(src, len).unwrap();
-                    let p = IpNetwork::new(p.network(), len).unwrap();
-                    let table = rng.random_range(1..=2u32);
-                    enc.set_source(p, Table::alternate(table).unwrap()).expect("source");
-                    model.sources.retain(|(q, _)| *q != p);
-                    model.sources.push((p, table));
+                    let r = Route::with_policy(model.routes[i].prefix, random_policy(&mut rng));
+                    enc.set_route(&r).expect("replace");
+                    model.routes[i] = r;
                 }
-                for table in 1..=2u32 {
-                    let routes: Vec<Route> = random_table(&mut rng).into_iter().take(rng.random_range(0..8)).collect();
-                    for r in &routes {
-                        enc.set_route_in(Table::alternate(table).unwrap(), r).expect("alternate route");
-                    }
-                    model.alternate.insert(table, routes);
-                }
-                for route in random_table(&mut rng) {
-                    match enc.set_route(&route) {
-                        Ok(()) => model.routes.push(route),
-                        Err(RouteError::LocalAddress { prefix }) => {
-                            assert!(is_local_host_route(&prefix, &local), "{prefix} refused as local")
-                        }
-                        Err(e) => panic!("route {route:?}: {e}"),
-                    }
-                }
-                // Churn before traffic: some routes replaced or removed (policies
-                // updated in place, ids and counter slots freed and reused).
-                for _ in 0..rng.random_range(0..4) {
-                    if model.routes.is_empty() {
-                        break;
-                    }
-                    let i = rng.random_range(0..model.routes.len());
-                    if rng.random_bool(0.5) {
-                        let old = model.routes.remove(i);
-                        assert!(enc.remove(old.prefix).expect("remove"));
-                    } else {
-                        let r = Route::with_policy(model.routes[i].prefix, random_policy(&mut rng));
-                        enc.set_route(&r).expect("replace");
-                        model.routes[i] = r;
-                    }
-                }
-                // Destinations are drawn from every table's routes.
-                let targets: Vec<Route> =
-                    model.routes.iter().chain(model.alternate.values().flatten()).cloned().collect();
-                let before = enc.stats().unwrap();
-                let mut expected: BTreeMap<Verdict, u64> = BTreeMap::new();
-                for _ in 0..FRAMES_PER_TABLE.min(frames - done) {
-                    let bytes = random_frame(&mut rng, &targets, &local);
-                    let want = model.run(&bytes);
-                    *expected.entry(want.verdict).or_default() += 1;
-                    let got = enc.test_run(&bytes).expect("test run");
-                    let same = got.action == want.action && (want.action == XdpAction::Drop || got.frame == want.frame);
-                    if !same && mismatches.len() < 20 {
-                        mismatches.push(format!(
+            }
+            // Destinations are drawn from every table's routes.
+            let targets: Vec<Route> = model.routes.iter().chain(model.alternate.values().flatten()).cloned().collect();
+            let before = enc.stats().unwrap();
+            let mut expected: BTreeMap<Verdict, u64> = BTreeMap::new();
+            for _ in 0..FRAMES_PER_TABLE.min(frames - done) {
+                let bytes = random_frame(&mut rng, &targets, &local);
+                let want = model.run(&bytes);
+                *expected.entry(want.verdict).or_default() += 1;
+                let got = enc.test_run(&bytes).expect("test run");
+                let same = got.action == want.action && (want.action == XdpAction::Drop || got.frame == want.frame);
+                if !same && mismatches.len() < 20 {
+                    mismatches.push(format!(
                             "seed {seed} frame {done}: {ttl_mode:?}/{mtu_policy:?}\n input {bytes:02x?}\n model {:?} {:02x?}\n kernel {:?} {:02x?}",
                             want.action, want.frame, got.action, got.frame
                         ));
-                    }
-                    done += 1;
                 }
-                let delta = enc.stats().unwrap().since(&before);
-                for (verdict, n) in &expected {
-                    assert_eq!(verdict.counter(&delta).packets, *n, "seed {seed}: {verdict:?} counter: {delta:?}");
-                    *verdicts.entry(*verdict).or_default() += n;
-                }
-                assert_eq!(delta.total().packets, expected.values().sum::<u64>(), "seed {seed}: {delta:?}");
+                done += 1;
             }
-            println!("differential: verdicts {verdicts:?}");
-            mismatches
-        })
-        .expect("enter namespace");
+            let delta = enc.stats().unwrap().since(&before);
+            for (verdict, n) in &expected {
+                assert_eq!(verdict.counter(&delta).packets, *n, "seed {seed}: {verdict:?} counter: {delta:?}");
+                *verdicts.entry(*verdict).or_default() += n;
+            }
+            assert_eq!(delta.total().packets, expected.values().sum::<u64>(), "seed {seed}: {delta:?}");
+        }
+        println!("differential: verdicts {verdicts:?}");
+        mismatches
+    });
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
 }

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 
 use common::model::flow_hash;
 use common::model::Verdict;
-use common::{entries, frame, labelled, privileged, raw_frame, Frame, FrameSpec, L4};
-use lnetd_host_encap::lab::Netns;
+use common::{
+    entries, frame, in_test_run_netns, labelled, privileged, raw_frame, Frame, FrameSpec, L4, LOCAL_V4, LOCAL_V6,
+};
 use lnetd_host_encap::{
     Counter, Encapsulator, EntropyLabel, IpNetwork, MtuPolicy, Policy, Route, TestRunError, TrafficClass, TtlMode,
     XdpAction, POLICY_SLOTS,
@@ -48,10 +49,6 @@ const BASE: &[(&str, &str)] = &[
 const DEFAULT: &[(&str, &str)] = &[("0.0.0.0/0", "1000000"), ("::/0", "1000000")];
 const TWO: &[(&str, &str)] = &[("0.0.0.0/0", "16001/16002"), ("::/0", "16001/16002")];
 const SIXTEEN: &[(&str, &str)] = &[("198.51.100.0/24", "16/17/18/19/20/21/22/23/24/25/26/27/28/29/30/1048575")];
-
-/// Address configured on the namespace's loopback: a "host's own" address.
-const LOCAL_V4: &str = "192.0.2.55";
-const LOCAL_V6: &str = "2001:db8:ffff::55";
 
 const COPY: (TtlMode, MtuPolicy) = (TtlMode::Copy, MtuPolicy::Drop);
 /// `Case::tc` value meaning "TC from the DSCP".
@@ -383,14 +380,6 @@ fn check(enc: &Encapsulator, name: &str, input: &Frame, expect: &Expect) -> Resu
     Ok(())
 }
 
-fn in_table_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let ns = Netns::new("table").expect("namespace");
-    ns.ip(&["link", "set", "lo", "mtu", "1500"]).expect("lo mtu");
-    ns.ip(&["addr", "add", &format!("{LOCAL_V4}/32"), "dev", "lo"]).expect("local v4");
-    ns.ip(&["-6", "addr", "add", &format!("{LOCAL_V6}/128"), "dev", "lo"]).expect("local v6");
-    ns.run(f).expect("enter namespace")
-}
-
 #[test]
 fn packet_table() {
     if !privileged("packet_table") {
@@ -398,7 +387,7 @@ fn packet_table() {
     }
     let cases = cases();
     assert!(cases.len() >= 30);
-    let failures = in_table_namespace(|| {
+    let failures = in_test_run_netns("table", || {
         let mut h = Harness { encaps: HashMap::new() };
         let mut failures = Vec::new();
         for c in &cases {
@@ -424,7 +413,7 @@ fn every_truncation_passes_untouched() {
         frame("2001:db8:1::7").vlan(0x88a8, 1).vlan(0x8100, 2).build(),
         frame("10.1.2.3").l4(L4::TcpSyn { sport: 1, dport: 2 }).build(),
     ];
-    let failures = in_table_namespace(|| {
+    let failures = in_test_run_netns("table", || {
         let mut h = Harness { encaps: HashMap::new() };
         let enc = h.program(COPY, DEFAULT, 0);
         let mut failures = Vec::new();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use common::{frame, privileged, L4};
+use common::{frame, in_netns, privileged, L4};
 use lnetd_host_encap::lab::{Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{decode_stack, Encapsulator, IpNetwork, Policy, Route, Table, XdpAction, XdpMode};
@@ -48,16 +48,12 @@ fn shares(tops: &[u32]) -> HashMap<u32, f64> {
     count
 }
 
-fn in_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    Netns::new("policy").expect("namespace").run(f).expect("enter namespace")
-}
-
 #[test]
 fn flows_split_as_the_weights_say() {
     if !privileged("flows_split_as_the_weights_say") {
         return;
     }
-    in_netns(|| {
+    in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         for (policy, want) in [
             ("16001/100@7,16002/100@3", vec![(16001, 0.7), (16002, 0.3)]),
@@ -80,7 +76,7 @@ fn a_flow_keeps_its_list_and_changes_move_few_flows() {
     if !privileged("a_flow_keeps_its_list_and_changes_move_few_flows") {
         return;
     }
-    in_netns(|| {
+    in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         let base: Policy = "16001@1,16002@1,16003@1".parse().unwrap();
         enc.set_policy(net("198.51.100.0/24"), base).unwrap();
@@ -117,7 +113,7 @@ fn per_route_and_per_list_counters() {
     if !privileged("per_route_and_per_list_counters") {
         return;
     }
-    in_netns(|| {
+    in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         enc.set_policy(net("198.51.100.0/24"), "16001@7,16002@3".parse().unwrap()).unwrap();
         enc.set_labels(net("203.0.113.0/24"), "24001".parse().unwrap()).unwrap();
@@ -156,7 +152,7 @@ fn routes_beyond_the_counted_capacity_still_work() {
     if !privileged("routes_beyond_the_counted_capacity_still_work") {
         return;
     }
-    in_netns(|| {
+    in_netns("policy", |_| {
         let enc = Encapsulator::builder().max_counted_routes(1).load().expect("load");
         enc.set_labels(net("198.51.100.0/24"), "16001".parse().unwrap()).unwrap();
         enc.set_labels(net("203.0.113.0/24"), "16002".parse().unwrap()).unwrap();

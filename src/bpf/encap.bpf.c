@@ -8,6 +8,7 @@
  * the one exit, which counts the verdict and maps it to an XDP action.
  */
 #include "counters.h"
+#include "flow_hash.h"
 #include "label_push.h"
 #include "maps.h"
 #include "packet.h"
@@ -110,7 +111,7 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 	struct packet pkt = {};
 	enum encap_counter verdict;
 	__u32 hash = 0, idx = 0, slot;
-	__be32 tc_bits = 0;
+	__be32 el_bits = 0, tc_bits = 0;
 
 	verdict = parse_packet(ctx, &pkt);
 	if (verdict != CONTINUE)
@@ -143,8 +144,12 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 		if (idx >= ENCAP_MAX_SEGMENT_LISTS)
 			return ENCAP_CNT_PASS_NO_ROUTE;
 		list = &policy->lists[idx];
-	} else if (list->el_index) {
-		hash = flow_hash(&pkt);
+	}
+	/* The hash and the EL's division only for the lists that carry one. */
+	if (list->el_index) {
+		if (!policy)
+			hash = flow_hash(&pkt);
+		el_bits = bpf_htonl(entropy_label(hash) << 12);
 	}
 
 	if (route->flags & ENCAP_ROUTE_TC_FROM_DSCP)
@@ -153,7 +158,7 @@ static __always_inline enum encap_counter encap_pipeline(struct xdp_md *ctx, __u
 	verdict = check_mtu(ctx, &pkt, list);
 	if (verdict != CONTINUE)
 		return verdict;
-	verdict = push_label_stack(ctx, &pkt, list, hash, tc_bits);
+	verdict = push_label_stack(ctx, &pkt, list, el_bits, tc_bits);
 	if (verdict == ENCAP_CNT_TX) {
 		count_labelled(route->counter_id, bytes);
 		if (policy)

@@ -4,7 +4,6 @@
 #define LNETD_LABEL_PUSH_H
 
 #include "config.h"
-#include "flow_hash.h"
 #include "packet.h"
 
 /* Largest L2 header we move: Ethernet plus MAX_VLAN_TAGS tags. */
@@ -30,9 +29,9 @@ static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const st
 
 /*
  * Insert `list` between the L2 header and the IP header, swap the MACs and
- * send the frame back out ("router on a stick"). `hash` is the flow hash, for
- * the entropy label; `tc_bits` a TC to OR into every entry (0 when the entries
- * carry their route's fixed TC).
+ * send the frame back out ("router on a stick"). `el_bits` is the entropy label
+ * for the EL entry (unused without one); `tc_bits` a TC to OR into every entry
+ * (0 when the entries carry their route's fixed TC).
  *
  * bpf_xdp_adjust_head() grows the frame at the front, so the L2 header is saved,
  * the head moved, and the header rewritten at the new front; the IP packet is
@@ -40,13 +39,12 @@ static __always_inline enum encap_counter check_mtu(struct xdp_md *ctx, const st
  */
 static __always_inline enum encap_counter push_label_stack(struct xdp_md *ctx,
 							   const struct packet *pkt,
-							   const struct segment_list *list, __u32 hash,
+							   const struct segment_list *list, __be32 el_bits,
 							   __be32 tc_bits)
 {
 	__u8 l2[MAX_L2_LEN];
 	__u32 depth = list->depth;
 	__u32 el_index = list->el_index;
-	__be32 el_bits = bpf_htonl(entropy_label(hash) << 12);
 	__u32 l2_len = pkt->l2_len;
 	__be32 ttl_bits;
 	void *data, *data_end;

@@ -8,10 +8,34 @@ pub mod model;
 use std::net::IpAddr;
 
 use etherparse::{IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder};
+use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::LabelStackEntry;
 
 pub const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// Addresses the test-run namespace puts on its loopback: "the host's own".
+pub const LOCAL_V4: &str = "192.0.2.55";
+pub const LOCAL_V6: &str = "2001:db8:ffff::55";
+/// The test-run namespace's loopback MTU (the MTU BPF_PROG_TEST_RUN checks).
+pub const MTU: usize = 1500;
+
+/// Runs `f` on a thread inside a fresh namespace, handed the namespace.
+pub fn in_netns<T: Send>(tag: &str, f: impl FnOnce(&Netns) -> T + Send) -> T {
+    let ns = Netns::new(tag).expect("namespace");
+    let nsr = &ns;
+    ns.run(move || f(nsr)).expect("enter namespace")
+}
+
+/// As [`in_netns`], with the loopback at [`MTU`] and carrying [`LOCAL_V4`] and
+/// [`LOCAL_V6`]: where the BPF_PROG_TEST_RUN tables and the fuzzer run.
+pub fn in_test_run_netns<T: Send>(tag: &str, f: impl FnOnce() -> T + Send) -> T {
+    let ns = Netns::new(tag).expect("namespace");
+    ns.ip(&["link", "set", "lo", "mtu", &MTU.to_string()]).expect("lo mtu");
+    ns.ip(&["addr", "add", &format!("{LOCAL_V4}/32"), "dev", "lo"]).expect("local v4");
+    ns.ip(&["-6", "addr", "add", &format!("{LOCAL_V6}/128"), "dev", "lo"]).expect("local v6");
+    ns.run(f).expect("enter namespace")
+}
 
 /// True when the test may run privileged steps. Not root: skipped with a line
 /// saying so, except under CI=true, where a skip is a failure.
