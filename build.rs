@@ -6,8 +6,9 @@ use std::process::Command;
 
 use libbpf_cargo::SkeletonBuilder;
 
-/// The BPF objects, each becoming `<name>.skel.rs` in OUT_DIR.
-const PROGRAMS: [&str; 2] = ["encap", "testing"];
+/// The BPF objects, each becoming `<name>.skel.rs` in OUT_DIR, and the cargo
+/// feature that asks for it (`None`: always built).
+const PROGRAMS: [(&str, Option<&str>); 2] = [("encap", None), ("testing", Some("TESTING"))];
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -28,7 +29,10 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=CLANG");
 
-    for name in PROGRAMS {
+    for (name, feature) in PROGRAMS {
+        if feature.is_some_and(|f| env::var_os(format!("CARGO_FEATURE_{f}")).is_none()) {
+            continue;
+        }
         let source = format!("src/bpf/{name}.bpf.c");
         SkeletonBuilder::new()
             .source(&source)

@@ -31,6 +31,7 @@ macro_rules! skeleton {
 }
 
 skeleton!(encap, "encap.skel.rs");
+#[cfg(feature = "testing")]
 skeleton!(testing, "testing.skel.rs");
 
 pub(crate) use encap::types;
@@ -77,7 +78,7 @@ const _: () = {
     assert!(size_of::<types::alt_key_v4>() == 4 + 4 + 4);
     assert!(size_of::<types::alt_key_v6>() == 4 + 4 + 16);
     assert!(size_of::<types::route_value>() == 8 + size_of::<types::segment_list>() + 4);
-    assert!(size_of::<types::policy_value>() == 1040 + 8 * size_of::<types::segment_list>() + 8 * 4);
+    assert!(size_of::<types::policy_value>() == 1024 + 8 * size_of::<types::segment_list>() + 8 * 4);
     assert!(size_of::<types::counter_value>() == 16);
 };
 

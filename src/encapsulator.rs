@@ -1,19 +1,25 @@
 //! [`Encapsulator`]: the public handle on one loaded dataplane.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
 use ipnetwork::IpNetwork;
 use nix::errno::Errno;
 
 use crate::abi::types::encap_limits;
-use crate::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
-use crate::dataplane::{Dataplane, LoadConfig, RouteCounters};
-use crate::error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
-use crate::label::{DscpMap, Label, LabelStack};
-use crate::policy::Policy;
-use crate::route::{Route, Table};
+use crate::dataplane::pins::{PinDir, PinRoots};
+use crate::dataplane::{self, Loaded};
+use crate::domain::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
+use crate::domain::label::{DscpMap, Label, LabelStack};
+use crate::domain::policy::Policy;
+use crate::domain::route::{Route, Table};
+use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
+use crate::fib::verify::Difference;
+use crate::fib::{Fib, RouteCounters, Saver};
+use crate::rib::persist::{self, LoadConfig, Unreadable};
 use crate::stats::Stats;
-use crate::xdp::{self, TestRun, XdpLink};
+use crate::sys::link::{self, XdpLink};
+use crate::sys::test_run::{self, RunStats, TestRun};
 
 /// Settings for [`Encapsulator`], applied when the program is loaded.
 ///
@@ -29,6 +35,7 @@ use crate::xdp::{self, TestRun, XdpLink};
 #[must_use]
 pub struct EncapsulatorBuilder {
     config: LoadConfig,
+    pin: Option<PinRoots>,
 }
 
 impl Default for EncapsulatorBuilder {
@@ -42,6 +49,7 @@ impl Default for EncapsulatorBuilder {
                 max_policies: encap_limits::ENCAP_DEFAULT_MAX_POLICIES.0,
                 max_counted_routes: encap_limits::ENCAP_DEFAULT_COUNTED_ROUTES.0,
             },
+            pin: None,
         }
     }
 }
@@ -83,6 +91,28 @@ impl EncapsulatorBuilder {
         self
     }
 
+    /// Pins the dataplane when it is attached: its maps and its link under
+    /// `/sys/fs/bpf/lnetd-host-encap/net<netns>/<iface>/`, and the RIB (every
+    /// route, policy, source, host address and id allocation) in
+    /// `/run/lnetd-host-encap/net<netns>/<iface>/state.json`, rewritten after
+    /// every change. Forwarding then continues after the process exits or is
+    /// killed, and [`Encapsulator::open`] adopts it from another process;
+    /// [`Encapsulator::detach`] removes program and pins. Directories are
+    /// mode 0700, files root-only.
+    ///
+    /// Without it (the default), dropping the encapsulator or the process
+    /// dying detaches the program and leaves nothing behind.
+    pub fn pinned(self) -> Self {
+        self.pinned_at(PinRoots::default())
+    }
+
+    /// As [`EncapsulatorBuilder::pinned`], under other roots (a bpffs
+    /// directory for the pins, any directory for the state).
+    pub fn pinned_at(mut self, roots: PinRoots) -> Self {
+        self.pin = Some(roots);
+        self
+    }
+
     /// Loads the program into the kernel without attaching it: routes can be
     /// programmed before any traffic sees them, and
     /// [`Encapsulator::test_run`] works.
@@ -91,9 +121,10 @@ impl EncapsulatorBuilder {
     /// [`LoadError`]: missing capabilities (named), a fixed TTL of 0, a zero
     /// capacity, or the kernel refusing the program.
     pub fn load(self) -> Result<Encapsulator, LoadError> {
-        let dataplane = Dataplane::load(self.config)?;
+        let Loaded { prog, maps } = dataplane::load(&self.config)?;
+        let fib = Fib::fresh(maps, self.config)?;
         log::debug!("XDP encapsulator loaded ({:?})", self.config);
-        Ok(Encapsulator { dataplane, attachment: Mutex::new(None) })
+        Ok(Encapsulator { fib, prog, attachment: Mutex::new(None), pin: self.pin })
     }
 
     /// Loads, then attaches to `iface` (see [`Encapsulator::attach`]).
@@ -122,6 +153,8 @@ pub struct Attachment {
 struct Attached {
     info: Attachment,
     link: XdpLink,
+    /// Where it is pinned, if it is.
+    pins: Option<PinDir>,
 }
 
 /// Pushes MPLS label stacks onto the IPv4/IPv6 packets an interface receives,
@@ -150,8 +183,23 @@ struct Attached {
 /// ```
 #[derive(Debug)]
 pub struct Encapsulator {
-    dataplane: Dataplane,
+    fib: Fib,
+    prog: OwnedFd,
     attachment: Mutex<Option<Attached>>,
+    /// Pin at attach, under these roots.
+    pin: Option<PinRoots>,
+}
+
+/// The saver of a pinned dataplane: the RIB to its state file after every change.
+fn saver(dir: PinDir, config: LoadConfig, attachment: &Attachment) -> Saver {
+    let attached = persist_attached(attachment);
+    Box::new(move |rib| {
+        let text = persist::save(rib, &config, &attached).map_err(|e| PinError::Corrupt {
+            path: dir.pins().to_owned(),
+            reason: format!("the RIB could not be serialized: {e}"),
+        })?;
+        dir.save(&text)
+    })
 }
 
 impl Encapsulator {
@@ -181,14 +229,24 @@ impl Encapsulator {
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         self.refresh_local_addresses().map_err(|e| AttachError::HostAddresses(Box::new(e)))?;
 
-        let (link, got) = xdp::attach(self.dataplane.prog(), ifindex, mode).map_err(|tried| {
+        let pins = match &self.pin {
+            Some(roots) => {
+                let dir = PinDir::of(roots, iface)?;
+                if dir.exists() {
+                    return Err(PinError::AlreadyPinned { dir: dir.pins().to_owned() }.into());
+                }
+                Some(dir)
+            }
+            None => None,
+        };
+        let (link, got) = link::attach(self.prog.as_fd(), ifindex, mode).map_err(|tried| {
             let iface = iface.to_owned();
             match tried.last().map(|t| t.1) {
                 Some(errno @ (Errno::EBUSY | Errno::EEXIST)) => AttachError::InterfaceBusy { iface, errno },
                 Some(Errno::EPERM | Errno::EACCES) => AttachError::Privileges {
                     iface,
-                    missing: crate::privileges::missing().unwrap_or_else(|| {
-                        crate::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])
+                    missing: crate::sys::privileges::missing().unwrap_or_else(|| {
+                        crate::sys::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])
                     }),
                 },
                 Some(Errno::ENODEV) => AttachError::NoSuchInterface { iface },
@@ -206,8 +264,23 @@ impl Encapsulator {
                 },
             }
         })?;
+        let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
+        if let Some(dir) = &pins {
+            let pinned = persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
+                .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
+                .and_then(|state| dir.create(self.fib.maps(), &link, &state))
+                .and_then(|()| self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info))));
+            if let Err(e) = pinned {
+                // Not attached unpinned when pinning was asked for: the link closes on return.
+                if let Err(remove) = dir.remove() {
+                    log::warn!("{remove}");
+                }
+                return Err(e.into());
+            }
+            log::info!("pinned in {}", dir.pins().display());
+        }
         log::info!("XDP encapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
-        *slot = Some(Attached { info: Attachment { iface: iface.to_owned(), ifindex, mode: got }, link });
+        *slot = Some(Attached { info, link, pins });
         Ok(got)
     }
 
@@ -217,11 +290,14 @@ impl Encapsulator {
     }
 
     /// Detaches; routes and counters are kept, and it can be attached again.
-    /// Returns the attachment removed, if any. An interface deleted meanwhile
-    /// counts as detached.
+    /// A pinned dataplane's pins and state file are removed. Returns the
+    /// attachment removed, if any. An interface deleted meanwhile counts as
+    /// detached.
     ///
     /// # Errors
-    /// [`AttachError::Detach`] when the kernel refuses; the attachment is kept.
+    /// [`AttachError::Detach`] when the kernel refuses (the attachment is
+    /// kept); [`AttachError::Pin`] when the pins cannot be removed (the
+    /// program is detached).
     pub fn detach(&self) -> Result<Option<Attachment>, AttachError> {
         let mut slot = self.attached();
         let Some(current) = slot.as_ref() else { return Ok(None) };
@@ -229,11 +305,109 @@ impl Encapsulator {
             Ok(()) | Err(Errno::ENOLINK | Errno::ENODEV | Errno::EINVAL) => {}
             Err(errno) => return Err(AttachError::Detach { iface: current.info.iface.clone(), errno }),
         }
-        let removed = slot.take().map(|a| a.info);
-        if let Some(info) = &removed {
-            log::info!("XDP encapsulator detached from {}", info.iface);
+        let Some(removed) = slot.take() else { return Ok(None) };
+        log::info!("XDP encapsulator detached from {}", removed.info.iface);
+        if let Some(dir) = &removed.pins {
+            self.fib.set_saver(None)?;
+            dir.remove()?;
         }
-        Ok(removed)
+        Ok(Some(removed.info))
+    }
+
+    /// Adopts the dataplane pinned on `iface` (in the calling thread's
+    /// network namespace) by another process, with every route, policy,
+    /// source, host address, counter and id allocation intact, and moves its
+    /// link to this build's program atomically (a packet runs the old program
+    /// or the new one, and the maps are kept): this is also how a newer build
+    /// takes over a running dataplane. Forwarding never stops.
+    ///
+    /// ```no_run
+    /// use lnetd_host_encap::Encapsulator;
+    /// let enc = Encapsulator::open("eth1")?;
+    /// for route in enc.routes()? {
+    ///     println!("{} -> {}", route.prefix, route.policy);
+    /// }
+    /// # Ok::<(), lnetd_host_encap::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PinError::NotPinned`] when nothing is pinned there;
+    /// [`PinError::Incompatible`] for state written by a build of another
+    /// format (naming both versions); [`PinError::StaleInterface`] when the
+    /// interface was recreated; [`LoadError`] when this build's program cannot
+    /// be loaded against the pinned maps; [`AttachError::Replace`].
+    pub fn open(iface: &str) -> Result<Encapsulator, Error> {
+        Encapsulator::open_at(iface, &PinRoots::default())
+    }
+
+    /// As [`Encapsulator::open`], for a dataplane pinned under other roots.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::open`].
+    pub fn open_at(iface: &str, roots: &PinRoots) -> Result<Encapsulator, Error> {
+        let dir = PinDir::of(roots, iface)?;
+        if !dir.exists() {
+            return Err(PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned() }.into());
+        }
+        let (rib, config, attached) = persist::load(&dir.read()?).map_err(|e| match e {
+            Unreadable::Version(found, written_by) => PinError::Incompatible {
+                found,
+                written_by,
+                ours: persist::FORMAT,
+                ours_version: env!("CARGO_PKG_VERSION"),
+                dir: dir.pins().to_owned(),
+            },
+            Unreadable::Invalid(reason) => PinError::Corrupt { path: dir.pins().to_owned(), reason },
+        })?;
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        if ifindex != attached.ifindex {
+            return Err(
+                PinError::StaleInterface { iface: iface.to_owned(), pinned: attached.ifindex, now: ifindex }.into()
+            );
+        }
+        let maps = dir.open_maps()?;
+        let link = dir.open_link()?;
+        let prog = dataplane::load_with(&config, &maps)?;
+        link.update_prog(prog.as_fd()).map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
+        let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
+        let fib = Fib::adopted(maps, config, rib);
+        fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
+        for difference in fib.verify()? {
+            log::warn!("adopted dataplane on {iface}: {difference}");
+        }
+        log::info!("adopted the dataplane pinned in {} (program replaced)", dir.pins().display());
+        Ok(Encapsulator {
+            fib,
+            prog,
+            attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir) })),
+            pin: Some(roots.clone()),
+        })
+    }
+
+    /// Whether a dataplane is pinned on `iface` in the calling thread's
+    /// network namespace (under the default roots).
+    ///
+    /// # Errors
+    /// [`PinError`] when the namespace cannot be read or the name is invalid.
+    pub fn is_pinned(iface: &str) -> Result<bool, PinError> {
+        Ok(PinDir::of(&PinRoots::default(), iface)?.exists())
+    }
+
+    /// Where this encapsulator's pins are, if it is pinned.
+    pub fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(|d| d.pins().to_owned())
+    }
+
+    /// Compares the kernel's maps with the RIB (what this library programmed)
+    /// and returns every difference; empty when the dataplane does exactly
+    /// what the RIB says. A difference means something else wrote the maps,
+    /// or a process died between a kernel write and saving its state.
+    ///
+    /// # Errors
+    /// [`MapError`] when a map cannot be read.
+    pub fn verify(&self) -> Result<Vec<Difference>, MapError> {
+        self.fib.verify()
     }
 
     /// Sends packets to `prefix` through a single label (traffic class 0).
@@ -270,7 +444,7 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::set_label`]; host addresses are refused in the main table only.
     pub fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
-        self.dataplane.set_route(table, route)?;
+        self.fib.set_route(table, route)?;
         log::debug!("route {} -> {} ({:?})", route.prefix, route.policy, route.tc);
         Ok(())
     }
@@ -294,7 +468,7 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
     pub fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
-        self.dataplane.route_counters(Table::Main, prefix)
+        self.fib.route_counters(Table::Main, prefix)
     }
 
     /// As [`Encapsulator::route_counters`], for a route of `table`.
@@ -302,7 +476,7 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::route_counters`].
     pub fn route_counters_in(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
-        self.dataplane.route_counters(table, prefix)
+        self.fib.route_counters(table, prefix)
     }
 
     /// Replaces the DSCP -> traffic class table used by routes with
@@ -310,16 +484,13 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`MapError`].
-    pub fn set_dscp_map(&self, map: &DscpMap) -> Result<(), MapError> {
-        self.dataplane.set_dscp_map(map)
+    pub fn set_dscp_map(&self, map: &DscpMap) -> Result<(), RouteError> {
+        self.fib.set_dscp_map(map)
     }
 
     /// The DSCP -> traffic class table in force.
-    ///
-    /// # Errors
-    /// [`MapError`].
-    pub fn dscp_map(&self) -> Result<DscpMap, MapError> {
-        self.dataplane.dscp_map()
+    pub fn dscp_map(&self) -> DscpMap {
+        self.fib.read(|rib| rib.dscp)
     }
 
     /// Removes the route for exactly `prefix`; `Ok(false)` when there was none.
@@ -335,7 +506,7 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::remove`].
     pub fn remove_in(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
-        let removed = self.dataplane.remove(table, prefix)?;
+        let removed = self.fib.remove(table, prefix)?;
         log::debug!("route {prefix} removed from {table:?}: {removed}");
         Ok(removed)
     }
@@ -347,7 +518,7 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::Prefix`]; [`RouteError::TableFull`]; [`RouteError::Map`].
     pub fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
-        self.dataplane.set_source(prefix, table)?;
+        self.fib.set_source(prefix, table)?;
         log::debug!("source {prefix} -> {table:?}");
         Ok(())
     }
@@ -357,29 +528,29 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::Prefix`]; [`RouteError::Map`].
     pub fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
-        self.dataplane.remove_source(prefix)
+        self.fib.remove_source(prefix)
     }
 
     /// The source prefixes and the tables they select.
     pub fn sources(&self) -> Vec<(IpNetwork, Table)> {
-        self.dataplane.sources()
+        self.fib.read(|rib| rib.sources.iter().map(|(p, t)| (*p, *t)).collect())
     }
 
-    /// Every route, read back from the kernel's tables (IPv4 first). Under
-    /// concurrent changes it reflects some interleaving of them.
+    /// Every route of the main table in force (IPv4 first, by prefix), from
+    /// the RIB. Routes set aside by a host address are not listed.
     ///
     /// # Errors
-    /// [`MapError`] when the kernel refuses a lookup.
+    /// None today; the `Result` is kept so that reads may consult the kernel.
     pub fn routes(&self) -> Result<Vec<Route>, MapError> {
-        self.dataplane.routes(Table::Main)
+        self.routes_in(Table::Main)
     }
 
-    /// Every route of `table`, read back from the kernel.
+    /// Every route of `table` in force, from the RIB.
     ///
     /// # Errors
-    /// [`MapError`] when the kernel refuses a lookup.
+    /// As [`Encapsulator::routes`].
     pub fn routes_in(&self, table: Table) -> Result<Vec<Route>, MapError> {
-        self.dataplane.routes(table)
+        Ok(self.fib.read(|rib| rib.routes_in(table)))
     }
 
     /// The counters, summed over CPUs. They only grow; use [`Stats::since`]
@@ -388,7 +559,7 @@ impl Encapsulator {
     /// # Errors
     /// [`MapError`] when the kernel refuses the lookup.
     pub fn stats(&self) -> Result<Stats, MapError> {
-        self.dataplane.stats()
+        self.fib.stats()
     }
 
     /// Re-reads the host's addresses (every interface of the calling thread's
@@ -402,8 +573,8 @@ impl Encapsulator {
     /// [`Error::Sys`] when the addresses cannot be read, [`Error::Route`] when
     /// the tables cannot be written (full, or refused by the kernel).
     pub fn refresh_local_addresses(&self) -> Result<usize, Error> {
-        let addrs = crate::host_addresses::current().map_err(|errno| Error::Sys { call: "getifaddrs", errno })?;
-        let n = self.dataplane.sync_local(&addrs)?;
+        let addrs = crate::sys::host_addresses::current().map_err(|errno| Error::Sys { call: "getifaddrs", errno })?;
+        let n = self.fib.sync_local(&addrs)?;
         log::debug!("{n} host addresses excluded from labelling");
         Ok(n)
     }
@@ -414,10 +585,10 @@ impl Encapsulator {
     /// network namespace's loopback device.
     ///
     /// # Errors
-    /// [`TestRunError::FrameTooLarge`] above [`xdp::MAX_TEST_FRAME`] bytes, or
+    /// [`TestRunError::FrameTooLarge`] above [`crate::MAX_TEST_FRAME`] bytes, or
     /// [`TestRunError::Kernel`].
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        xdp::test_run(self.dataplane.prog(), frame)
+        test_run::test_run(self.prog.as_fd(), frame)
     }
 
     /// How often the program ran and the time it spent, as the kernel counts
@@ -427,18 +598,26 @@ impl Encapsulator {
     ///
     /// # Errors
     /// The kernel's errno when the program info cannot be read.
-    pub fn run_stats(&self) -> Result<xdp::RunStats, Error> {
-        xdp::run_stats(self.dataplane.prog()).map_err(|errno| Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
+    pub fn run_stats(&self) -> Result<RunStats, Error> {
+        test_run::run_stats(self.prog.as_fd()).map_err(|errno| Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
 }
 
 impl Drop for Encapsulator {
     fn drop(&mut self) {
+        // A pinned dataplane outlives its handle: that is what pinning is for.
+        if self.attached().as_ref().is_some_and(|a| a.pins.is_some()) {
+            return;
+        }
         if let Err(e) = self.detach() {
             // The link fd closes below regardless, which detaches in the kernel.
             log::warn!("{e}");
         }
     }
+}
+
+fn persist_attached(info: &Attachment) -> persist::Attached {
+    persist::Attached { iface: info.iface.clone(), ifindex: info.ifindex, mode: info.mode }
 }
 
 #[cfg(test)]

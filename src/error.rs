@@ -1,11 +1,13 @@
 //! Errors, one enum per area, and [`enum@Error`] that holds any of them.
 
+use std::path::PathBuf;
+
 use nix::errno::Errno;
 
-use crate::config::{AttachedMode, XdpMode};
-use crate::label::LabelError;
-use crate::prefix::PrefixError;
-use crate::privileges::MissingCapabilities;
+use crate::domain::config::{AttachedMode, XdpMode};
+use crate::domain::label::LabelError;
+use crate::domain::prefix::PrefixError;
+use crate::sys::privileges::MissingCapabilities;
 
 /// Loading the dataplane into the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,13 @@ pub enum LoadError {
     /// A configuration value that cannot work.
     #[error("invalid configuration: {0}")]
     Config(&'static str),
+    /// A map of the loaded object could not be taken over.
+    #[error(transparent)]
+    Map {
+        /// The map operation that failed.
+        #[from]
+        source: MapError,
+    },
     /// The kernel or libbpf refused (verifier, BTF, resources). libbpf's log,
     /// forwarded to the `log` facade at debug level, has the details.
     #[error("the kernel refused the XDP program while {step}: {source} (enable debug logging for libbpf's log)")]
@@ -77,6 +86,17 @@ pub enum AttachError {
     /// Reading the host's addresses (the never-label table) failed.
     #[error("reading the host's addresses failed: {0}")]
     HostAddresses(#[source] Box<Error>),
+    /// Pinning failed (the program was not left attached).
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    /// Moving a pinned link to this build's program failed.
+    #[error("replacing the program attached to {iface} failed: {errno}; the old program keeps running")]
+    Replace {
+        /// The interface.
+        iface: String,
+        /// The kernel's errno.
+        errno: Errno,
+    },
     /// Detaching failed.
     #[error("detaching from {iface} failed: {errno}")]
     Detach {
@@ -104,7 +124,7 @@ pub struct MapError {
 }
 
 /// A route was refused or could not be programmed. The tables are unchanged
-/// whenever this is returned.
+/// whenever this is returned, except for [`RouteError::NotSaved`].
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     /// The prefix is not valid.
@@ -115,7 +135,7 @@ pub enum RouteError {
     Label(#[from] LabelError),
     /// A policy is not valid.
     #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
+    Policy(#[from] crate::domain::policy::PolicyError),
     /// The table for that family (or the policy table) is full.
     #[error(
         "the {family} route table is full ({capacity} routes); remove routes or load with a larger \
@@ -139,6 +159,10 @@ pub enum RouteError {
     /// The kernel refused the map operation.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// The change is in force, but the state file of the pinned dataplane
+    /// could not be rewritten: a process adopting it would not see the change.
+    #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]
+    NotSaved(#[source] Box<PinError>),
 }
 
 /// BPF_PROG_TEST_RUN failed.
@@ -155,6 +179,109 @@ pub enum TestRunError {
     /// The kernel refused the run.
     #[error("BPF_PROG_TEST_RUN failed: {0} (needs CAP_BPF / root)")]
     Kernel(Errno),
+}
+
+/// Pinning a dataplane, or adopting a pinned one, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Nothing is pinned for this interface in this network namespace.
+    #[error(
+        "no pinned dataplane for {iface} in this network namespace (looked in {}); attach one with \
+         EncapsulatorBuilder::pinned() (or `lnetd-host-encap attach`) first",
+        .dir.display()
+    )]
+    NotPinned {
+        /// The interface.
+        iface: String,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
+    /// A dataplane is already pinned for this interface.
+    #[error(
+        "a dataplane is already pinned in {}; adopt it with Encapsulator::open, or detach it first",
+        .dir.display()
+    )]
+    AlreadyPinned {
+        /// Its directory.
+        dir: PathBuf,
+    },
+    /// The pin directory is not on bpffs.
+    #[error(
+        "{} is not on a BPF filesystem; mount one (`mount -t bpf bpf /sys/fs/bpf`) or choose another root \
+         (EncapsulatorBuilder::pinned_at)",
+        .dir.display()
+    )]
+    NotBpffs {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// An interface name that cannot be a directory name.
+    #[error("{iface:?} is not an interface name")]
+    BadInterfaceName {
+        /// The name given.
+        iface: String,
+    },
+    /// The pinned state was written by a build whose format this one cannot read.
+    #[error(
+        "the dataplane pinned in {} was written by lnetd-host-encap {written_by} (state format {found}); this is \
+         {ours_version} (format {ours}). Use a build that reads format {found}, or detach it (traffic goes \
+         unlabelled) and attach again with this one",
+        .dir.display()
+    )]
+    Incompatible {
+        /// The format found.
+        found: u32,
+        /// The version that wrote it.
+        written_by: String,
+        /// This build's format.
+        ours: u32,
+        /// This build's version.
+        ours_version: &'static str,
+        /// The state's directory.
+        dir: PathBuf,
+    },
+    /// The state file is damaged or was not written by this library.
+    #[error("the state file {} cannot be read: {reason}; detach and attach again", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pinned link belongs to an interface that has since been replaced.
+    #[error(
+        "the dataplane pinned for {iface} was attached to ifindex {pinned}, but {iface} is now ifindex {now}: \
+         the interface was recreated; detach the stale pins and attach again"
+    )]
+    StaleInterface {
+        /// The interface.
+        iface: String,
+        /// The ifindex recorded.
+        pinned: u32,
+        /// Its ifindex now.
+        now: u32,
+    },
+    /// A file operation failed.
+    #[error("{op} {} failed: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel refused to pin or open a BPF object.
+    #[error("{op} {} failed: {errno}", .path.display())]
+    Kernel {
+        /// What was being done.
+        op: &'static str,
+        /// The pin.
+        path: PathBuf,
+        /// The kernel's errno.
+        errno: Errno,
+    },
 }
 
 /// Any error of this crate.
@@ -180,10 +307,13 @@ pub enum Error {
     Prefix(#[from] PrefixError),
     /// See [`crate::PolicyError`].
     #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
+    Policy(#[from] crate::domain::policy::PolicyError),
     /// See [`TestRunError`].
     #[error(transparent)]
     TestRun(#[from] TestRunError),
+    /// See [`PinError`].
+    #[error(transparent)]
+    Pin(#[from] PinError),
     /// A system call failed.
     #[error("{call} failed: {errno}")]
     Sys {

@@ -29,37 +29,35 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod abi;
-mod bookkeeping;
-mod config;
 mod dataplane;
+mod domain;
 mod encapsulator;
 mod error;
-mod host_addresses;
-pub mod lab;
-mod label;
-mod map;
-mod policy;
-pub mod prefix;
-mod privileges;
-mod route;
+mod fib;
+mod rib;
 mod stats;
+mod sys;
+#[cfg(feature = "testing")]
 pub mod testing;
-mod xdp;
 
-pub use config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
-pub use dataplane::RouteCounters;
+pub use dataplane::pins::{PinRoots, DEFAULT_BPFFS_ROOT, DEFAULT_STATE_ROOT};
+pub use domain::config::{AttachedMode, ConfigParseError, MtuPolicy, TtlMode, XdpMode};
+pub use domain::label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
+pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
+pub use domain::prefix::{self, PrefixError};
+pub use domain::route::{Route, Table, Tc};
 pub use encapsulator::{Attachment, Encapsulator, EncapsulatorBuilder};
-pub use error::{AttachError, Error, LoadError, MapError, RouteError, TestRunError};
+pub use error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
+pub use fib::verify::{Difference, DifferenceKind};
+pub use fib::RouteCounters;
 pub use ipnetwork::IpNetwork;
-pub use label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
-pub use policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
-pub use prefix::PrefixError;
-pub use privileges::MissingCapabilities;
-pub use route::{Route, Table, Tc};
 pub use stats::{Counter, Stats};
+pub use sys::privileges::MissingCapabilities;
+pub use sys::test_run::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};
+#[cfg(feature = "testing")]
+pub use testing::lab;
+
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-pub use xdp::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};

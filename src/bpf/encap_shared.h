@@ -2,6 +2,9 @@
 /*
  * The ABI between the dataplane and the Rust library: the one source of truth.
  *
+ * The values carry only what the program reads: user space keeps what it
+ * configured (weights, entropy placement, prefixes) in its RIB, not here.
+ *
  * Everything here reaches Rust through the skeleton's BTF-generated `types`
  * module (constants are enums so that they are in BTF; a #define would not be).
  * Rust never restates a size, an index or a layout by hand.
@@ -30,8 +33,6 @@ enum encap_limits {
 	ENCAP_DEFAULT_MAX_POLICIES = 1 << 16,
 	/* Default size of the per-route counter array (index 0: not counted). */
 	ENCAP_DEFAULT_COUNTED_ROUTES = 1 << 16,
-	/* segment_list.el_after: the entropy label goes at the bottom of the stack. */
-	ENCAP_EL_BOTTOM = 255,
 };
 
 /* route_value.flags */
@@ -136,7 +137,7 @@ struct route_key_v6 {
 struct segment_list {
 	__u16 depth;    /* entries pushed, ELI and EL included: 1..=ENCAP_MAX_LABELS */
 	__u8 el_index;  /* index of the EL entry, 0 when there is none (the ELI precedes it) */
-	__u8 el_after;  /* as configured: EL under this many labels; ENCAP_EL_BOTTOM = at the bottom */
+	__u8 pad;
 	__be32 entries[ENCAP_MAX_LABELS];
 };
 
@@ -152,8 +153,7 @@ struct segment_list {
  */
 struct route_value {
 	__u16 flags;     /* enum encap_route_flags */
-	__u8 prefixlen;  /* the key's, so user space can tell an exact entry from a covering one */
-	__u8 pad;
+	__u16 pad;
 	__u32 policy_id; /* with ENCAP_ROUTE_POLICY */
 	struct segment_list list;
 	__u32 counter_id; /* index into route_counters; 0: not counted */
@@ -162,8 +162,7 @@ struct route_value {
 /* An SR policy: segment lists and the table that spreads flows over them. */
 struct policy_value {
 	__u16 n_lists; /* 1..=ENCAP_MAX_SEGMENT_LISTS */
-	__u16 weights[ENCAP_MAX_SEGMENT_LISTS]; /* as configured; the slots realise them */
-	__u8 slots[ENCAP_POLICY_SLOTS]; /* segment list index per flow-hash slot */
+	__u8 slots[ENCAP_POLICY_SLOTS]; /* segment list index per flow-hash slot (weights realised) */
 	__u8 pad[1];
 	struct segment_list lists[ENCAP_MAX_SEGMENT_LISTS];
 	__u32 list_counter[ENCAP_MAX_SEGMENT_LISTS]; /* route_counters slots per list; 0: not counted */
@@ -181,7 +180,7 @@ _Static_assert(sizeof(struct alt_key_v4) == 12, "alt_key_v4 layout");
 _Static_assert(sizeof(struct alt_key_v6) == 24, "alt_key_v6 layout");
 _Static_assert(sizeof(struct segment_list) == 4 + 4 * ENCAP_MAX_LABELS, "segment_list layout");
 _Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4, "route_value layout");
-_Static_assert(sizeof(struct policy_value) == 1040 + 8 * sizeof(struct segment_list) + 8 * 4,
+_Static_assert(sizeof(struct policy_value) == 1024 + 8 * sizeof(struct segment_list) + 8 * 4,
 	       "policy_value layout");
 _Static_assert(sizeof(struct counter_value) == 16, "counter_value layout");
 _Static_assert(sizeof(struct dscp_map) == 64, "dscp_map layout");

@@ -1,6 +1,7 @@
 //! Choices made when an encapsulator is loaded or attached.
 
 use std::fmt;
+use std::str::FromStr;
 
 /// How the TTL of every pushed label stack entry is chosen (RFC 3443).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -77,5 +78,129 @@ impl fmt::Display for AttachedMode {
             AttachedMode::Generic => "generic",
             AttachedMode::Offload => "offload",
         })
+    }
+}
+
+/// A mode, TTL or policy name that is not one of the accepted words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not a valid {what}: expected {expected}")]
+pub struct ConfigParseError {
+    /// What was being parsed.
+    pub what: &'static str,
+    /// The text given.
+    pub input: String,
+    /// The accepted forms.
+    pub expected: &'static str,
+}
+
+fn parse_word<T: Copy>(
+    s: &str,
+    what: &'static str,
+    expected: &'static str,
+    words: &[(&str, T)],
+) -> Result<T, ConfigParseError> {
+    let word = s.trim().to_ascii_lowercase();
+    words.iter().find(|(w, _)| *w == word).map(|(_, v)| *v).ok_or_else(|| ConfigParseError {
+        what,
+        input: s.to_owned(),
+        expected,
+    })
+}
+
+impl FromStr for XdpMode {
+    type Err = ConfigParseError;
+    /// `native`, `generic`, `offload` or `auto`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_word(
+            s,
+            "XDP mode",
+            "native, generic, offload or auto",
+            &[
+                ("native", XdpMode::Native),
+                ("generic", XdpMode::Generic),
+                ("offload", XdpMode::Offload),
+                ("auto", XdpMode::Auto),
+            ],
+        )
+    }
+}
+
+impl FromStr for AttachedMode {
+    type Err = ConfigParseError;
+    /// `native`, `generic` or `offload`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_word(
+            s,
+            "attached XDP mode",
+            "native, generic or offload",
+            &[("native", AttachedMode::Native), ("generic", AttachedMode::Generic), ("offload", AttachedMode::Offload)],
+        )
+    }
+}
+
+impl fmt::Display for MtuPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MtuPolicy::Drop => "drop",
+            MtuPolicy::Pass => "pass",
+        })
+    }
+}
+
+impl FromStr for MtuPolicy {
+    type Err = ConfigParseError;
+    /// `drop` or `pass`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_word(s, "MTU policy", "drop or pass", &[("drop", MtuPolicy::Drop), ("pass", MtuPolicy::Pass)])
+    }
+}
+
+impl fmt::Display for TtlMode {
+    /// `copy`, or the fixed TTL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TtlMode::Copy => f.write_str("copy"),
+            TtlMode::Fixed(ttl) => write!(f, "{ttl}"),
+        }
+    }
+}
+
+impl FromStr for TtlMode {
+    type Err = ConfigParseError;
+    /// `copy`, or a fixed TTL 1..=255.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const EXPECTED: &str = "copy or a fixed TTL 1..=255";
+        match s.trim() {
+            "copy" => Ok(TtlMode::Copy),
+            n => match n.parse::<u8>() {
+                Ok(ttl) if ttl >= 1 => Ok(TtlMode::Fixed(ttl)),
+                _ => Err(ConfigParseError { what: "TTL mode", input: s.to_owned(), expected: EXPECTED }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trips_and_refusals() {
+        for m in [XdpMode::Native, XdpMode::Generic, XdpMode::Offload, XdpMode::Auto] {
+            assert_eq!(m.to_string().parse::<XdpMode>(), Ok(m));
+        }
+        for m in [AttachedMode::Native, AttachedMode::Generic, AttachedMode::Offload] {
+            assert_eq!(m.to_string().parse::<AttachedMode>(), Ok(m));
+        }
+        for p in [MtuPolicy::Drop, MtuPolicy::Pass] {
+            assert_eq!(p.to_string().parse::<MtuPolicy>(), Ok(p));
+        }
+        for t in [TtlMode::Copy, TtlMode::Fixed(1), TtlMode::Fixed(255)] {
+            assert_eq!(t.to_string().parse::<TtlMode>(), Ok(t));
+        }
+        assert!("0".parse::<TtlMode>().is_err());
+        assert!("256".parse::<TtlMode>().is_err());
+        let e = "fast".parse::<XdpMode>().unwrap_err();
+        assert!(e.to_string().contains("native, generic, offload or auto"), "{e}");
     }
 }

@@ -154,6 +154,21 @@ impl TrafficClass {
     }
 }
 
+impl FromStr for TrafficClass {
+    type Err = LabelError;
+    /// `0`..`7`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value = s.trim().parse::<u8>().map_err(|_| LabelError::Parse { input: s.to_owned() })?;
+        TrafficClass::new(value)
+    }
+}
+
+impl fmt::Display for TrafficClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The DSCP -> traffic class table used by routes with [`crate::Tc::FromDscp`].
 /// The default maps each DSCP to its class selector (DSCP >> 3).
 ///

@@ -1,73 +1,30 @@
-//! The loaded dataplane: the XDP program and its maps, held by fd so that it
-//! can be shared between threads and outlive the libbpf object it came from.
+//! The FIB: the kernel maps, written only as derived from the RIB. Every
+//! change is made in the kernel first, in an order in which a packet sees the
+//! old state or the new one, and recorded in the RIB only once the kernel
+//! accepted it; a refused change leaves both as they were.
+
+pub(crate) mod encode;
+pub(crate) mod key;
+pub(crate) mod verify;
 
 use std::collections::BTreeSet;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard, Once};
-use std::time::Instant;
+use std::sync::{Mutex, MutexGuard};
 
 use ipnetwork::IpNetwork;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{ErrorKind, PrintLevel};
 use nix::errno::Errno;
 
-use crate::abi::{self, encap, types};
-use crate::bookkeeping::Tables;
-use crate::config::{MtuPolicy, TtlMode};
-use crate::error::{LoadError, MapError, RouteError};
-use crate::label::DscpMap;
-use crate::map::BpfMap;
-use crate::prefix::{self, RouteKey};
-use crate::route::{Route, Table};
+use crate::abi::{self, types};
+use crate::dataplane::EncapMaps;
+use crate::domain::label::DscpMap;
+use crate::domain::prefix;
+use crate::domain::route::{Route, Table};
+use crate::error::{MapError, PinError, RouteError};
+use crate::rib::persist::LoadConfig;
+use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
-
-/// libbpf writes to stderr unless told otherwise; the library never prints.
-pub(crate) fn route_libbpf_log() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        fn forward(level: PrintLevel, msg: String) {
-            let msg = msg.trim_end();
-            match level {
-                PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
-                PrintLevel::Info => log::info!(target: "libbpf", "{msg}"),
-                PrintLevel::Debug => log::debug!(target: "libbpf", "{msg}"),
-            }
-        }
-        libbpf_rs::set_print(Some((PrintLevel::Debug, forward)));
-    });
-}
-
-/// Load-time settings.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LoadConfig {
-    pub ttl: TtlMode,
-    pub mtu: MtuPolicy,
-    pub max_routes_v4: u32,
-    pub max_routes_v6: u32,
-    pub max_policies: u32,
-    pub max_counted_routes: u32,
-}
-
-pub(crate) struct Dataplane {
-    prog: OwnedFd,
-    routes_v4: BpfMap,
-    routes_v6: BpfMap,
-    policies: BpfMap,
-    alt_routes_v4: BpfMap,
-    alt_routes_v6: BpfMap,
-    sources_v4: BpfMap,
-    sources_v6: BpfMap,
-    settings: BpfMap,
-    dscp_tc: BpfMap,
-    route_counters: BpfMap,
-    counters: BpfMap,
-    config: LoadConfig,
-    /// Bookkeeping of what the tables hold, guarded together with every write
-    /// to them so that writers never interleave.
-    tables: Mutex<Tables>,
-}
+use crate::sys::map::BpfMap;
+use key::RouteKey;
 
 /// Per-route counters: what the route labelled, in total and per segment list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -81,232 +38,206 @@ pub struct RouteCounters {
     pub lists: Vec<Counter>,
 }
 
-impl std::fmt::Debug for Dataplane {
+/// Saves the RIB after every accepted change (a pinned dataplane's state file).
+pub(crate) type Saver = Box<dyn Fn(&Rib) -> Result<(), PinError> + Send + Sync>;
+
+pub(crate) struct Fib {
+    maps: EncapMaps,
+    config: LoadConfig,
+    /// The RIB, guarded together with every write to the maps so that
+    /// writers never interleave.
+    rib: Mutex<Rib>,
+    saver: Mutex<Option<Saver>>,
+}
+
+impl std::fmt::Debug for Fib {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Fib").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
-fn kernel(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
-    move |source| LoadError::Kernel { step, source }
+fn full(family: &'static str, capacity: u32) -> impl FnOnce(MapError) -> RouteError {
+    move |e| match e.errno {
+        // A full LPM trie is ENOSPC on 6.18, E2BIG on older kernels and for hash maps.
+        Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family, capacity },
+        _ => RouteError::Map(e),
+    }
 }
 
-impl Dataplane {
-    pub(crate) fn load(config: LoadConfig) -> Result<Dataplane, LoadError> {
-        if let TtlMode::Fixed(0) = config.ttl {
-            return Err(LoadError::Config("a fixed TTL of 0 expires at the first router; use 1..=255"));
-        }
-        if config.max_routes_v4 == 0 || config.max_routes_v6 == 0 || config.max_policies == 0 {
-            return Err(LoadError::Config("route and policy table capacities must be at least 1"));
-        }
-        if let Some(missing) = crate::privileges::missing() {
-            return Err(LoadError::Privileges(missing));
-        }
-        route_libbpf_log();
-
-        let mut storage = MaybeUninit::uninit();
-        let mut open = encap::EncapSkelBuilder::default().open(&mut storage).map_err(kernel("opening the object"))?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .ok_or(LoadError::Config("the object has no .rodata (build problem)"))?;
-        (rodata.ttl_mode, rodata.fixed_ttl) = match config.ttl {
-            TtlMode::Copy => (types::encap_ttl_mode::ENCAP_TTL_COPY, 0),
-            TtlMode::Fixed(ttl) => (types::encap_ttl_mode::ENCAP_TTL_FIXED, ttl),
-        };
-        rodata.mtu_policy = match config.mtu {
-            MtuPolicy::Drop => types::encap_mtu_policy::ENCAP_MTU_DROP,
-            MtuPolicy::Pass => types::encap_mtu_policy::ENCAP_MTU_PASS,
-        };
-        open.maps.routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing routes_v4"))?;
-        open.maps.routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing routes_v6"))?;
-        open.maps.policies.set_max_entries(config.max_policies).map_err(kernel("sizing policies"))?;
-        open.maps
-            .route_counters
-            .set_max_entries(config.max_counted_routes.max(1))
-            .map_err(kernel("sizing route_counters"))?;
-        open.maps.alt_routes_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing alt_routes_v4"))?;
-        open.maps.alt_routes_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing alt_routes_v6"))?;
-        open.maps.sources_v4.set_max_entries(config.max_routes_v4).map_err(kernel("sizing sources_v4"))?;
-        open.maps.sources_v6.set_max_entries(config.max_routes_v6).map_err(kernel("sizing sources_v6"))?;
-        let skel = open.load().map_err(|source| match source.kind() {
-            ErrorKind::PermissionDenied => LoadError::Privileges(crate::privileges::MissingCapabilities(vec![
-                "CAP_BPF",
-                "CAP_PERFMON",
-                "CAP_NET_ADMIN",
-            ])),
-            _ => LoadError::Kernel { step: "loading (verifier)", source },
-        })?;
-
-        let handle = |map: &libbpf_rs::Map<'_>, name| {
-            BpfMap::new(map, name).map_err(|e| LoadError::Kernel {
-                step: "opening a map",
-                source: libbpf_rs::Error::from_raw_os_error(e.errno as i32),
-            })
-        };
-        let dataplane = Dataplane {
-            prog: skel
-                .progs
-                .xdp_encap
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?,
-            routes_v4: handle(&skel.maps.routes_v4, "routes_v4")?,
-            routes_v6: handle(&skel.maps.routes_v6, "routes_v6")?,
-            policies: handle(&skel.maps.policies, "policies")?,
-            dscp_tc: handle(&skel.maps.dscp_tc, "dscp_tc")?,
-            route_counters: handle(&skel.maps.route_counters, "route_counters")?,
-            alt_routes_v4: handle(&skel.maps.alt_routes_v4, "alt_routes_v4")?,
-            alt_routes_v6: handle(&skel.maps.alt_routes_v6, "alt_routes_v6")?,
-            sources_v4: handle(&skel.maps.sources_v4, "sources_v4")?,
-            sources_v6: handle(&skel.maps.sources_v6, "sources_v6")?,
-            settings: handle(&skel.maps.settings, "settings")?,
-            counters: handle(&skel.maps.counters, "counters")?,
-            config,
-            tables: Mutex::new(Tables::new(config.max_counted_routes)),
-        };
-        dataplane.set_dscp_map(&DscpMap::default()).map_err(|e| LoadError::Kernel {
-            step: "writing the DSCP table",
-            source: libbpf_rs::Error::from_raw_os_error(e.errno as i32),
-        })?;
-        Ok(dataplane)
+impl Fib {
+    /// A FIB over freshly created maps: writes what the RIB says that is not
+    /// a route (the DSCP table, the settings).
+    pub(crate) fn fresh(maps: EncapMaps, config: LoadConfig) -> Result<Fib, MapError> {
+        let fib = Fib { maps, config, rib: Mutex::new(Rib::new(config.max_counted_routes)), saver: Mutex::new(None) };
+        fib.write_dscp(&DscpMap::default())?;
+        fib.write_settings(&Rib::new(0))?;
+        Ok(fib)
     }
 
-    /// Replaces the DSCP -> TC table (one map update: packets see the old or the new).
-    pub(crate) fn set_dscp_map(&self, map: &DscpMap) -> Result<(), MapError> {
-        let value = types::dscp_map { tc: map.values() };
-        self.dscp_tc.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
+    /// A FIB over maps that already hold what `rib` says (adopted from pins).
+    pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib) -> Fib {
+        Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None) }
     }
 
-    pub(crate) fn dscp_map(&self) -> Result<DscpMap, MapError> {
-        let bytes = self.dscp_tc.lookup(&0u32.to_ne_bytes())?;
-        let value = bytes.and_then(|b| abi::from_bytes::<types::dscp_map>(&b));
-        Ok(value.and_then(|v| DscpMap::new(v.tc).ok()).unwrap_or_default())
+    pub(crate) fn maps(&self) -> &EncapMaps {
+        &self.maps
     }
 
-    pub(crate) fn prog(&self) -> BorrowedFd<'_> {
-        self.prog.as_fd()
+    pub(crate) fn config(&self) -> &LoadConfig {
+        &self.config
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Rib> {
+        // Every change to the RIB follows an accepted kernel change and is
+        // itself infallible, so a poisoned lock still guards a consistent RIB.
+        self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Saves the RIB after every change from now on (`None`: stop).
+    pub(crate) fn set_saver(&self, saver: Option<Saver>) -> Result<(), PinError> {
+        let rib = self.writer();
+        if let Some(save) = &saver {
+            save(&rib)?;
+        }
+        *self.saver.lock().unwrap_or_else(|p| p.into_inner()) = saver;
+        Ok(())
+    }
+
+    /// Runs the saver on the changed RIB (still locked, so saves are ordered).
+    fn saved(&self, rib: &Rib) -> Result<(), RouteError> {
+        match self.saver.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(save) => save(rib).map_err(|e| {
+                log::error!("{e}");
+                RouteError::NotSaved(Box::new(e))
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the RIB, locked.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Rib) -> T) -> T {
+        f(&self.writer())
     }
 
     fn routes_map(&self, table: Table, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
+        let m = &self.maps;
         match (table, prefix) {
-            (Table::Main, IpNetwork::V4(_)) => (&self.routes_v4, "IPv4", self.config.max_routes_v4),
-            (Table::Main, IpNetwork::V6(_)) => (&self.routes_v6, "IPv6", self.config.max_routes_v6),
-            (_, IpNetwork::V4(_)) => (&self.alt_routes_v4, "alternate IPv4", self.config.max_routes_v4),
-            (_, IpNetwork::V6(_)) => (&self.alt_routes_v6, "alternate IPv6", self.config.max_routes_v6),
+            (Table::Main, IpNetwork::V4(_)) => (&m.routes_v4, "IPv4", self.config.max_routes_v4),
+            (Table::Main, IpNetwork::V6(_)) => (&m.routes_v6, "IPv6", self.config.max_routes_v6),
+            (_, IpNetwork::V4(_)) => (&m.alt_routes_v4, "alternate IPv4", self.config.max_routes_v4),
+            (_, IpNetwork::V6(_)) => (&m.alt_routes_v6, "alternate IPv6", self.config.max_routes_v6),
         }
     }
 
-    /// Writes one trie entry; a full trie (E2BIG or ENOSPC, by kernel version) is `TableFull`.
-    fn write(&self, table: Table, prefix: &IpNetwork, value: &types::route_value) -> Result<(), RouteError> {
-        let (map, family, capacity) = self.routes_map(table, prefix);
-        map.update(RouteKey::in_table(table.id(), *prefix).bytes(), abi::bytes_of(value)).map_err(|e| match e.errno {
-            Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family, capacity },
-            _ => RouteError::Map(e),
-        })
+    fn sources_map(&self, prefix: &IpNetwork) -> (&BpfMap, u32) {
+        if prefix.is_ipv4() {
+            (&self.maps.sources_v4, self.config.max_routes_v4)
+        } else {
+            (&self.maps.sources_v6, self.config.max_routes_v6)
+        }
     }
 
-    fn writer(&self) -> MutexGuard<'_, Tables> {
-        // The bookkeeping is updated only after the kernel accepted a change.
-        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Writes one trie entry.
+    fn write(&self, table: Table, prefix: &IpNetwork, value: &types::route_value) -> Result<(), RouteError> {
+        let (map, family, capacity) = self.routes_map(table, prefix);
+        map.update(RouteKey::in_table(table.id(), *prefix).bytes(), abi::bytes_of(value))
+            .map_err(full(family, capacity))
+    }
+
+    fn write_dscp(&self, map: &DscpMap) -> Result<(), MapError> {
+        let value = types::dscp_map { tc: map.values() };
+        self.maps.dscp_tc.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
+    }
+
+    /// Replaces the DSCP -> TC table (one map update: packets see the old or the new).
+    pub(crate) fn set_dscp_map(&self, map: &DscpMap) -> Result<(), RouteError> {
+        let mut rib = self.writer();
+        self.write_dscp(map)?;
+        rib.dscp = *map;
+        self.saved(&rib)
     }
 
     /// Adds or atomically replaces one route: a packet sees the old route or
     /// the new one, never a mix.
     pub(crate) fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
-        let mut tables = self.writer();
-        if table == Table::Main
-            && route.prefix.prefix() == max_len(&route.prefix)
-            && tables.local.contains(&route.prefix.ip())
-        {
+        let mut rib = self.writer();
+        if table == Table::Main && rib.is_local_host(&route.prefix) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
-        self.install(&mut tables, table, route)
+        self.install(&mut rib, table, route)?;
+        self.saved(&rib)
     }
 
     /// Writes a route. A policy keeps its id while its route stays a policy
     /// route and is updated in place (the hash map swaps the value whole), so a
     /// packet always finds the policy its route names; a policy no longer named
     /// is deleted only after a grace period.
-    fn install(&self, tables: &mut Tables, table: Table, route: &Route) -> Result<(), RouteError> {
-        self.bury_policies(tables);
-        let key = (table, route.prefix);
+    fn install(&self, rib: &mut Rib, table: Table, route: &Route) -> Result<(), RouteError> {
+        self.bury_policies(rib);
+        let id: RouteId = (table, route.prefix);
         let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
-        let (slots, fresh) = tables.counters_for(key, lists);
-        let give_back = |tables: &mut Tables| fresh.iter().for_each(|s| tables.counter_slots.give_back(*s));
+        let (slots, fresh) = rib.counters_for(id, lists);
+        let give_back = |rib: &mut Rib| fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
         for s in &fresh {
             // A reused slot still holds its last owner's counts.
-            if let Err(e) = self.route_counters.zero_percpu(&s.to_ne_bytes()) {
-                give_back(tables);
+            if let Err(e) = self.maps.route_counters.zero_percpu(&s.to_ne_bytes()) {
+                give_back(rib);
                 return Err(e.into());
             }
         }
-        let old_id = tables.policy_of.get(&key).copied();
+        let old_id = rib.policy_of.get(&id).copied();
         let new_id = match (lists, old_id) {
             (0, _) => None,
-            (_, Some(id)) => Some(id),
-            (_, None) => match tables.policy_ids.take() {
-                Some(id) => Some(id),
+            (_, Some(p)) => Some(p),
+            (_, None) => match rib.policy_ids.take() {
+                Some(p) => Some(p),
                 None => {
-                    give_back(tables);
+                    give_back(rib);
                     return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
                 }
             },
         };
-        let (mut value, policy) = route.encode(new_id.unwrap_or(0));
-        value.counter_id = slots.route;
-        if let (Some(id), Some(mut p)) = (new_id, policy) {
-            for (dst, src) in p.list_counter.iter_mut().zip(&slots.lists) {
-                *dst = *src;
-            }
-            if let Err(e) = self.policies.update(&id.to_ne_bytes(), abi::bytes_of(p.as_ref())) {
+        let (value, policy) = encode::route(route, new_id, slots.route, &slots.lists);
+        if let (Some(p), Some(policy)) = (new_id, policy) {
+            if let Err(e) = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(policy.as_ref())) {
                 if old_id.is_none() {
-                    tables.policy_ids.give_back(id);
+                    rib.policy_ids.give_back(p);
                 }
-                give_back(tables);
-                return Err(match e.errno {
-                    Errno::E2BIG | Errno::ENOSPC => {
-                        RouteError::TableFull { family: "policy", capacity: self.config.max_policies }
-                    }
-                    _ => RouteError::Map(e),
-                });
+                give_back(rib);
+                return Err(full("policy", self.config.max_policies)(e));
             }
         }
         if let Err(e) = self.write(table, &route.prefix, &value) {
-            if let (Some(id), None) = (new_id, old_id) {
-                self.forget_policy(tables, id);
+            if let (Some(p), None) = (new_id, old_id) {
+                self.forget_policy(rib, p);
             }
-            give_back(tables);
+            give_back(rib);
             return Err(e);
         }
         match new_id {
-            Some(id) => {
-                tables.policy_of.insert(key, id);
+            Some(p) => {
+                rib.policy_of.insert(id, p);
             }
-            None => {
-                if let Some(old) = tables.policy_of.remove(&key) {
-                    tables.graveyard.push((old, Instant::now()));
-                }
-            }
+            None => rib.retire_policy(&id),
         }
-        tables.keep_counters(key, slots, lists);
+        rib.keep_counters(id, slots, lists);
+        rib.routes.insert(id, route.clone());
         Ok(())
     }
 
     /// Deletes the policies whose grace period is over.
-    fn bury_policies(&self, tables: &mut Tables) {
-        for id in tables.expired_policies() {
-            self.forget_policy(tables, id);
+    fn bury_policies(&self, rib: &mut Rib) {
+        for id in rib.expired_policies() {
+            self.forget_policy(rib, id);
         }
     }
 
     /// Deletes a policy and frees its id.
-    fn forget_policy(&self, tables: &mut Tables, id: u32) {
-        match self.policies.delete(&id.to_ne_bytes()) {
-            Ok(_) => tables.policy_ids.give_back(id),
-            // Leaked, not reused: the table keeps working.
+    fn forget_policy(&self, rib: &mut Rib, id: u32) {
+        match self.maps.policies.delete(&id.to_ne_bytes()) {
+            Ok(_) => rib.policy_ids.give_back(id),
+            // Leaked, not reused: the table keeps working, and verify() reports it.
             Err(e) => log::warn!("{e} (policy {id} stays allocated)"),
         }
     }
@@ -315,153 +246,95 @@ impl Dataplane {
     /// A route set aside by a host address is removed for good.
     pub(crate) fn remove(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut tables = self.writer();
-        let key = (table, prefix);
-        if table == Table::Main && prefix.prefix() == max_len(&prefix) && tables.local.contains(&prefix.ip()) {
-            let hidden = tables.shadowed.remove(&prefix).is_some();
-            tables.drop_counters(&key);
+        let mut rib = self.writer();
+        let id = (table, prefix);
+        if table == Table::Main && rib.is_local_host(&prefix) {
+            let hidden = rib.shadowed.remove(&prefix).is_some();
+            rib.drop_counters(&id);
+            self.saved(&rib)?;
             return Ok(hidden);
         }
-        let removed = self.routes_map(table, &prefix).0.delete(RouteKey::in_table(table.id(), prefix).bytes())?;
-        if let Some(id) = tables.policy_of.remove(&key) {
-            tables.graveyard.push((id, Instant::now()));
+        if !rib.routes.contains_key(&id) {
+            return Ok(false);
         }
-        tables.drop_counters(&key);
-        self.bury_policies(&mut tables);
-        Ok(removed)
-    }
-
-    /// The route value stored for exactly `prefix`, if any (an LPM lookup
-    /// answers with the longest covering entry, so the stored length is checked).
-    fn exact(&self, table: Table, prefix: &IpNetwork) -> Result<Option<types::route_value>, MapError> {
-        let value = self.routes_map(table, prefix).0.lookup(RouteKey::in_table(table.id(), *prefix).bytes())?;
-        Ok(value
-            .and_then(|v| abi::from_bytes::<types::route_value>(&v))
-            .filter(|v| v.prefixlen == prefix.prefix() && v.flags & abi::ROUTE_LOCAL == 0))
-    }
-
-    fn policy(&self, value: &types::route_value) -> Result<Option<Box<types::policy_value>>, MapError> {
-        if value.flags & abi::ROUTE_POLICY == 0 {
-            return Ok(None);
-        }
-        let bytes = self.policies.lookup(&value.policy_id.to_ne_bytes())?;
-        Ok(bytes.and_then(|b| abi::from_bytes::<types::policy_value>(&b)).map(Box::new))
-    }
-
-    /// Every route of `table`, IPv4 then IPv6, read back from the kernel.
-    pub(crate) fn routes(&self, table: Table) -> Result<Vec<Route>, MapError> {
-        type DecodeKey = fn(&[u8]) -> Option<(u32, IpNetwork)>;
-        let main_v4: DecodeKey = |k| RouteKey::from_v4_bytes(k).map(|p| (0, p));
-        let main_v6: DecodeKey = |k| RouteKey::from_v6_bytes(k).map(|p| (0, p));
-        let tries: [(&BpfMap, DecodeKey, u32); 2] = match table {
-            Table::Main => [
-                (&self.routes_v4, main_v4, self.config.max_routes_v4),
-                (&self.routes_v6, main_v6, self.config.max_routes_v6),
-            ],
-            Table::Alternate(_) => [
-                (&self.alt_routes_v4, RouteKey::from_alt_v4_bytes, self.config.max_routes_v4),
-                (&self.alt_routes_v6, RouteKey::from_alt_v6_bytes, self.config.max_routes_v6),
-            ],
-        };
-        let mut out = Vec::new();
-        for (map, decode_key, capacity) in tries {
-            // Each restart of the walk re-visits at most the whole table.
-            for key in map.keys(4 * capacity as usize + 1024)? {
-                let Some((id, prefix)) = decode_key(&key) else {
-                    log::warn!("{}: skipping a key this library did not write", map.name());
-                    continue;
-                };
-                if id != table.id() {
-                    continue;
-                }
-                // A route deleted between keys() and lookup() is gone; the trie
-                // then answers with a covering route, which the length check skips.
-                let Some(v) = map.lookup(&key)?.and_then(|v| abi::from_bytes::<types::route_value>(&v)) else {
-                    continue;
-                };
-                if v.prefixlen != prefix.prefix() || v.flags == abi::ROUTE_LOCAL {
-                    continue;
-                }
-                match Route::decode(prefix, &v, self.policy(&v)?.as_deref()) {
-                    Some(route) => out.push(route),
-                    None => log::warn!("{}: skipping {prefix}, an entry this library did not write", map.name()),
-                }
-            }
-        }
-        Ok(out)
+        self.routes_map(table, &prefix).0.delete(RouteKey::in_table(table.id(), prefix).bytes())?;
+        rib.routes.remove(&id);
+        rib.retire_policy(&id);
+        rib.drop_counters(&id);
+        self.bury_policies(&mut rib);
+        self.saved(&rib)?;
+        Ok(true)
     }
 
     /// Points packets from `prefix` at an alternate table. The program is
-    /// told to look at sources only once the source is in place, and the
-    /// source is taken out again if that fails.
+    /// told to look at sources before the first one is in place (a lookup that
+    /// finds nothing is harmless), and stops looking only after the last is gone.
     pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut tables = self.writer();
+        let mut rib = self.writer();
         let (map, capacity) = self.sources_map(&prefix);
-        let key = RouteKey::new(prefix);
+        let enabling = rib.sources.is_empty();
+        if enabling {
+            self.write_source_count(1)?;
+        }
         let value = types::source_value { table: table.id() };
-        map.update(key.bytes(), abi::bytes_of(&value)).map_err(|e| match e.errno {
-            Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family: "source", capacity },
-            _ => RouteError::Map(e),
-        })?;
-        let previous = tables.sources.insert(prefix, table);
-        if let Err(e) = self.write_settings(&tables) {
-            match previous {
-                Some(old) => {
-                    let value = types::source_value { table: old.id() };
-                    let _ = map.update(key.bytes(), abi::bytes_of(&value));
-                    tables.sources.insert(prefix, old);
-                }
-                None => {
-                    let _ = map.delete(key.bytes());
-                    tables.sources.remove(&prefix);
+        if let Err(e) = map.update(RouteKey::new(prefix).bytes(), abi::bytes_of(&value)) {
+            if enabling {
+                if let Err(undo) = self.write_source_count(0) {
+                    // Harmless: the program does one source lookup that finds nothing.
+                    log::warn!("{undo} (the program keeps looking up sources)");
                 }
             }
-            return Err(e.into());
+            return Err(full("source", capacity)(e));
         }
-        Ok(())
+        rib.sources.insert(prefix, table);
+        self.write_settings(&rib)?;
+        self.saved(&rib)
     }
 
+    /// Stops selecting a table by `prefix`; `false` when it selected none.
     pub(crate) fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut tables = self.writer();
-        let removed = self.sources_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
-        tables.sources.remove(&prefix);
-        self.write_settings(&tables)?;
-        Ok(removed)
-    }
-
-    fn sources_map(&self, prefix: &IpNetwork) -> (&BpfMap, u32) {
-        if prefix.is_ipv4() {
-            (&self.sources_v4, self.config.max_routes_v4)
-        } else {
-            (&self.sources_v6, self.config.max_routes_v6)
+        let mut rib = self.writer();
+        if !rib.sources.contains_key(&prefix) {
+            return Ok(false);
         }
+        self.sources_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
+        rib.sources.remove(&prefix);
+        if let Err(e) = self.write_settings(&rib) {
+            // Harmless: the program does a source lookup that finds nothing.
+            log::warn!("{e} (the program keeps looking up sources)");
+        }
+        self.saved(&rib)?;
+        Ok(true)
     }
 
-    pub(crate) fn sources(&self) -> Vec<(IpNetwork, Table)> {
-        self.writer().sources.iter().map(|(p, t)| (*p, *t)).collect()
+    fn write_source_count(&self, sources: u32) -> Result<(), MapError> {
+        let value = types::settings { sources };
+        self.maps.settings.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
     }
 
     /// Tells the program whether to look at sources at all (none: one lookup saved per packet).
-    fn write_settings(&self, tables: &Tables) -> Result<(), MapError> {
-        let value = types::settings { sources: tables.sources.len() as u32 };
-        self.settings.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
+    fn write_settings(&self, rib: &Rib) -> Result<(), MapError> {
+        self.write_source_count(u32::try_from(rib.sources.len()).unwrap_or(u32::MAX))
     }
 
     /// What the route for exactly `prefix` labelled; `None` without such a route.
     pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let Some(value) = self.exact(table, &prefix)? else { return Ok(None) };
-        let labelled = self.slot_counter(value.counter_id)?;
-        let mut counted = value.counter_id != 0;
-        let lists = match self.policy(&value)? {
-            Some(p) => {
-                let slots: Vec<u32> = p.list_counter.iter().take(usize::from(p.n_lists)).copied().collect();
-                counted &= slots.iter().all(|s| *s != 0);
-                slots.into_iter().map(|s| self.slot_counter(s)).collect::<Result<Vec<_>, _>>()?
+        let slots = {
+            let rib = self.writer();
+            if !rib.routes.contains_key(&(table, prefix)) {
+                return Ok(None);
             }
-            None => vec![labelled],
+            rib.counters_of.get(&(table, prefix)).cloned().unwrap_or_default()
+        };
+        let labelled = self.slot_counter(slots.route)?;
+        let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
+        let lists = if slots.lists.is_empty() {
+            vec![labelled]
+        } else {
+            slots.lists.iter().map(|s| self.slot_counter(*s)).collect::<Result<Vec<_>, _>>()?
         };
         Ok(Some(RouteCounters { counted, labelled, lists }))
     }
@@ -472,7 +345,7 @@ impl Dataplane {
         if slot == 0 {
             return Ok(total);
         }
-        for bytes in self.route_counters.lookup_percpu(&slot.to_ne_bytes())? {
+        for bytes in self.maps.route_counters.lookup_percpu(&slot.to_ne_bytes())? {
             if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
                 total = total.plus(Counter { packets: v.packets, bytes: v.bytes });
             }
@@ -483,7 +356,7 @@ impl Dataplane {
     pub(crate) fn stats(&self) -> Result<Stats, MapError> {
         let mut stats = Stats::default();
         for index in 0..abi::COUNTERS {
-            for bytes in self.counters.lookup_percpu(&index.to_ne_bytes())? {
+            for bytes in self.maps.counters.lookup_percpu(&index.to_ne_bytes())? {
                 if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
                     stats.accumulate(index, Counter { packets: v.packets, bytes: v.bytes });
                 }
@@ -492,66 +365,70 @@ impl Dataplane {
         Ok(stats)
     }
 
-    /// Makes the LOCAL host entries exactly `wanted`: new addresses are added
-    /// before stale ones are removed, so an address that stays local is never
-    /// briefly labelled. A route for the same /32 or /128 is set aside while
-    /// the address is local and restored when it goes. On error nothing of
-    /// this call stays applied.
+    /// Makes the never-label host entries exactly `wanted`: new addresses are
+    /// added before stale ones are removed, so an address that stays local is
+    /// never briefly labelled. A route for the same /32 or /128 is set aside
+    /// while the address is local and restored when it goes. On error nothing
+    /// of this call stays applied.
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
-        let mut tables = self.writer();
-        let adding: Vec<IpAddr> = wanted.difference(&tables.local).copied().collect();
-        let removing: Vec<IpAddr> = tables.local.difference(wanted).copied().collect();
-        let mut added: Vec<(IpNetwork, Option<Route>)> = Vec::new();
+        let mut rib = self.writer();
+        let adding: Vec<IpAddr> = wanted.difference(&rib.local).copied().collect();
+        let removing: Vec<IpAddr> = rib.local.difference(wanted).copied().collect();
+        if adding.is_empty() && removing.is_empty() {
+            return Ok(rib.local.len());
+        }
+        let mut added: Vec<IpNetwork> = Vec::new();
         for addr in adding {
             let host = IpNetwork::from(addr);
-            // An entry that cannot be read is not overwritten: nothing is lost unseen.
-            let hidden = match self.exact(Table::Main, &host).and_then(|v| match v {
-                Some(v) => self.policy(&v).map(|p| Route::decode(host, &v, p.as_deref())),
-                None => Ok(None),
-            }) {
-                Ok(hidden) => hidden,
-                Err(e) => {
-                    for (host, hidden) in added.into_iter().rev() {
-                        self.unshadow(&mut tables, host, hidden);
-                    }
-                    return Err(e.into());
-                }
-            };
-            let mut local: types::route_value = abi::zeroed();
-            local.flags = abi::ROUTE_LOCAL;
-            local.prefixlen = host.prefix();
-            if let Err(e) = self.write(Table::Main, &host, &local) {
-                for (host, hidden) in added.into_iter().rev() {
-                    self.unshadow(&mut tables, host, hidden);
+            if let Err(e) = self.write(Table::Main, &host, &encode::local()) {
+                for host in added.into_iter().rev() {
+                    self.rewrite_route(&mut rib, host);
                 }
                 return Err(e);
             }
             log::debug!("host address {addr}: never labelled");
-            added.push((host, hidden));
+            added.push(host);
         }
-        for (host, hidden) in added {
-            tables.local.insert(host.ip());
-            if let Some(route) = hidden {
+        for host in added {
+            rib.local.insert(host.ip());
+            let id = (Table::Main, host);
+            if let Some(route) = rib.routes.remove(&id) {
                 log::info!("{host} is now a host address: its route is set aside until the address goes");
-                if let Some(id) = tables.policy_of.remove(&(Table::Main, host)) {
-                    tables.graveyard.push((id, Instant::now()));
-                }
-                tables.shadowed.insert(host, route);
+                rib.retire_policy(&id);
+                rib.shadowed.insert(host, route);
             }
         }
         for addr in removing {
             let host = IpNetwork::from(addr);
-            let hidden = tables.shadowed.remove(&host);
-            self.unshadow(&mut tables, host, hidden);
-            tables.local.remove(&addr);
+            rib.local.remove(&addr);
+            let hidden = rib.shadowed.remove(&host);
+            self.unshadow(&mut rib, host, hidden);
         }
-        Ok(tables.local.len())
+        self.saved(&rib)?;
+        Ok(rib.local.len())
+    }
+
+    /// Puts back what the RIB says for a main-table host prefix whose entry
+    /// was overwritten: its route, or nothing.
+    fn rewrite_route(&self, rib: &mut Rib, host: IpNetwork) {
+        let result = match rib.routes.get(&(Table::Main, host)).cloned() {
+            Some(route) => self.install(rib, Table::Main, &route),
+            None => self
+                .routes_map(Table::Main, &host)
+                .0
+                .delete(RouteKey::new(host).bytes())
+                .map(|_| ())
+                .map_err(RouteError::from),
+        };
+        if let Err(e) = result {
+            log::warn!("rolling back the host entry {host} failed: {e} (verify() reports it)");
+        }
     }
 
     /// Replaces a host entry by the route it hid, or deletes it.
-    fn unshadow(&self, tables: &mut Tables, host: IpNetwork, hidden: Option<Route>) {
+    fn unshadow(&self, rib: &mut Rib, host: IpNetwork, hidden: Option<Route>) {
         let result = match &hidden {
-            Some(route) => self.install(tables, Table::Main, route),
+            Some(route) => self.install(rib, Table::Main, route),
             None => self
                 .routes_map(Table::Main, &host)
                 .0
@@ -561,17 +438,10 @@ impl Dataplane {
         };
         if let Err(e) = result {
             log::warn!("restoring {host} after it stopped being a host address failed: {e}");
+            rib.local.insert(host.ip());
             if let Some(route) = hidden {
-                tables.shadowed.insert(host, route);
+                rib.shadowed.insert(host, route);
             }
         }
-    }
-}
-
-fn max_len(prefix: &IpNetwork) -> u8 {
-    if prefix.is_ipv4() {
-        32
-    } else {
-        128
     }
 }

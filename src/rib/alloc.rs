@@ -1,21 +1,16 @@
-//! What user space remembers about the tables: ids and counter slots it
-//! handed out, host addresses, set-aside routes, source prefixes. The kernel
-//! holds everything else.
+//! Ids handed out to the dataplane (policy ids, counter slots): taken from a
+//! pool, given back after a grace period so that a packet still reading the
+//! old value never meets the new owner.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::IpAddr;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-use ipnetwork::IpNetwork;
-
-use crate::route::{Route, Table};
 
 /// How long a freed id or slot waits before reuse: far longer than any program
 /// run, so a packet that read the old value never meets the new owner.
 pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// Ids 1..capacity, freed ones reused oldest first and only after [`GRACE`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Slots {
     next: u32,
     capacity: u32,
@@ -44,97 +39,26 @@ impl Slots {
             self.free.push_back((id, Instant::now()));
         }
     }
-}
 
-/// A route's identity: its table and prefix.
-pub(crate) type RouteId = (Table, IpNetwork);
+    /// (highest id ever handed out, capacity, freed ids oldest first): what
+    /// is persisted. Grace periods are not: they restart on restore.
+    pub(crate) fn snapshot(&self) -> (u32, u32, Vec<u32>) {
+        (self.next, self.capacity, self.free.iter().map(|(id, _)| *id).collect())
+    }
+
+    /// The inverse of [`Slots::snapshot`]; every freed id starts a new grace
+    /// period, which is never shorter than the one it had.
+    pub(crate) fn restore(next: u32, capacity: u32, free: Vec<u32>) -> Slots {
+        let now = Instant::now();
+        Slots { next, capacity, free: free.into_iter().map(|id| (id, now)).collect() }
+    }
+}
 
 /// A route's counter slots: its total, and one per segment list of a policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CounterSlots {
     pub route: u32,
     pub lists: Vec<u32>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Tables {
-    /// Host addresses installed as LOCAL entries.
-    pub local: BTreeSet<IpAddr>,
-    /// Routes hidden by a host address that took their /32 or /128.
-    pub shadowed: HashMap<IpNetwork, Route>,
-    /// Source prefixes and the alternate table each selects.
-    pub sources: BTreeMap<IpNetwork, Table>,
-    /// The policy id of each policy route, kept while it stays a policy route.
-    pub policy_of: HashMap<RouteId, u32>,
-    pub policy_ids: Slots,
-    /// Policies no route names any more, deleted once their grace period is over.
-    pub graveyard: Vec<(u32, Instant)>,
-    /// Each route's counter slots, kept across replacements.
-    pub counters_of: HashMap<RouteId, CounterSlots>,
-    pub counter_slots: Slots,
-}
-
-impl Tables {
-    pub(crate) fn new(counter_capacity: u32) -> Tables {
-        Tables {
-            local: BTreeSet::new(),
-            shadowed: HashMap::new(),
-            sources: BTreeMap::new(),
-            policy_of: HashMap::new(),
-            policy_ids: Slots::new(u32::MAX),
-            graveyard: Vec::new(),
-            counters_of: HashMap::new(),
-            counter_slots: Slots::new(counter_capacity),
-        }
-    }
-
-    /// Policies whose grace period is over, removed from the graveyard.
-    pub(crate) fn expired_policies(&mut self) -> Vec<u32> {
-        let (expired, waiting): (Vec<_>, Vec<_>) = self.graveyard.drain(..).partition(|(_, at)| at.elapsed() >= GRACE);
-        self.graveyard = waiting;
-        expired.into_iter().map(|(id, _)| id).collect()
-    }
-
-    /// A route's counter slots for `lists` segment lists (0 for a plain route):
-    /// its own where it has them, new ones otherwise (0: none left). Returns the
-    /// slots and those newly taken, which the caller zeroes or gives back.
-    pub(crate) fn counters_for(&mut self, id: RouteId, lists: usize) -> (CounterSlots, Vec<u32>) {
-        let mut slots = self.counters_of.get(&id).cloned().unwrap_or_default();
-        let mut fresh = Vec::new();
-        let mut take = |pool: &mut Slots| {
-            let s = pool.take().unwrap_or(0);
-            if s != 0 {
-                fresh.push(s);
-            }
-            s
-        };
-        if slots.route == 0 {
-            slots.route = take(&mut self.counter_slots);
-        }
-        while slots.lists.len() < lists {
-            slots.lists.push(take(&mut self.counter_slots));
-        }
-        (slots, fresh)
-    }
-
-    /// Records a route's slots after the kernel accepted it; frees list slots
-    /// beyond `lists`.
-    pub(crate) fn keep_counters(&mut self, id: RouteId, mut slots: CounterSlots, lists: usize) {
-        for s in slots.lists.drain(lists.min(slots.lists.len())..) {
-            self.counter_slots.give_back(s);
-        }
-        self.counters_of.insert(id, slots);
-    }
-
-    /// Frees a removed route's slots.
-    pub(crate) fn drop_counters(&mut self, id: &RouteId) {
-        if let Some(slots) = self.counters_of.remove(id) {
-            self.counter_slots.give_back(slots.route);
-            for s in slots.lists {
-                self.counter_slots.give_back(s);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -149,5 +73,17 @@ mod tests {
         assert_eq!(s.take(), None, "still in its grace period");
         std::thread::sleep(GRACE);
         assert_eq!(s.take(), Some(1));
+    }
+
+    #[test]
+    fn restored_slots_keep_allocations_and_restart_grace() {
+        let mut s = Slots::new(10);
+        let _ = (s.take(), s.take(), s.take());
+        s.give_back(2);
+        let (next, cap, free) = s.snapshot();
+        let mut r = Slots::restore(next, cap, free);
+        assert_eq!(r.take(), Some(4), "2 is still in its grace period, 1 and 3 are taken");
+        std::thread::sleep(GRACE);
+        assert_eq!(r.take(), Some(2));
     }
 }

@@ -3,7 +3,7 @@
 
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use libbpf_rs::{libbpf_sys, MapCore};
 use nix::errno::Errno;
@@ -27,13 +27,36 @@ fn check(name: &'static str, op: &'static str, rc: i32) -> Result<(), MapError> 
 
 impl BpfMap {
     /// Takes its own fd for `map` so that it outlives the skeleton.
-    pub(crate) fn new(map: &libbpf_rs::Map<'_>, name: &'static str) -> Result<BpfMap, MapError> {
+    pub(crate) fn new<M: MapCore>(map: &M, name: &'static str) -> Result<BpfMap, MapError> {
         let fd = map.as_fd().try_clone_to_owned().map_err(|e| MapError {
             map: name,
             op: "dup",
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         })?;
         Ok(BpfMap { fd, name, key_size: map.key_size() as usize, value_size: map.value_size() as usize })
+    }
+
+    /// Adopts a map by fd (e.g. one read back from a pin), asking the kernel
+    /// for its key and value sizes.
+    pub(crate) fn from_fd(fd: OwnedFd, name: &'static str) -> Result<BpfMap, MapError> {
+        // SAFETY: zeroed is a valid bpf_map_info; the kernel fills up to `len` bytes.
+        let mut info: libbpf_sys::bpf_map_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
+        // SAFETY: info and len point to valid memory of the stated size.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_get_info_by_fd(
+                fd.as_raw_fd(),
+                (&mut info as *mut libbpf_sys::bpf_map_info).cast(),
+                &mut len,
+            )
+        };
+        check(name, "get_info", rc)?;
+        Ok(BpfMap { fd, name, key_size: info.key_size as usize, value_size: info.value_size as usize })
+    }
+
+    /// The map's fd, to pin it or hand it to a program being loaded.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     pub(crate) fn name(&self) -> &'static str {

@@ -272,7 +272,7 @@ impl VethLab {
 /// [`LabError::Sys`] when the interface does not exist or the query fails.
 pub fn attached_xdp_program(iface: &str) -> Result<Option<u32>, LabError> {
     let ifindex = nix::net::if_::if_nametoindex(iface).map_err(sys("if_nametoindex"))?;
-    crate::xdp::attached_prog_id(ifindex).map_err(sys("bpf_xdp_query"))
+    crate::sys::link::attached_prog_id(ifindex).map_err(sys("bpf_xdp_query"))
 }
 
 /// A captured frame.

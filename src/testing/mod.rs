@@ -1,22 +1,25 @@
 //! Helper programs for labs and benchmarks (not for production paths).
 
+pub mod lab;
+
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use crate::abi::testing::TestingSkelBuilder;
-use crate::config::XdpMode;
+use crate::domain::config::XdpMode;
 use crate::error::{AttachError, LoadError, TestRunError};
-use crate::xdp::{self, TestRun, XdpLink};
+use crate::sys::link::{self, XdpLink};
+use crate::sys::test_run::{self, RunStats, TestRun};
 
 /// Loads the testing object and keeps one program of it, by fd: the rest closes
 /// with the skeleton.
 fn load(pick: fn(&crate::abi::testing::TestingSkel<'_>) -> std::io::Result<OwnedFd>) -> Result<OwnedFd, LoadError> {
-    if let Some(missing) = crate::privileges::missing() {
+    if let Some(missing) = crate::sys::privileges::missing() {
         return Err(LoadError::Privileges(missing));
     }
-    crate::dataplane::route_libbpf_log();
+    crate::sys::libbpf_log::route();
     let mut storage = MaybeUninit::uninit();
     let open = TestingSkelBuilder::default()
         .open(&mut storage)
@@ -46,7 +49,7 @@ impl PassProgram {
         let prog = load(|s| s.progs.xdp_pass.as_fd().try_clone_to_owned())?;
         let ifindex = nix::net::if_::if_nametoindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
-        let (link, _) = xdp::attach(prog.as_fd(), ifindex, XdpMode::Auto).map_err(|tried| {
+        let (link, _) = link::attach(prog.as_fd(), ifindex, XdpMode::Auto).map_err(|tried| {
             AttachError::ModeUnsupported { iface: iface.to_owned(), mode: XdpMode::Auto, tried, hint: "see dmesg" }
         })?;
         Ok(PassProgram { _prog: prog, _link: link })
@@ -84,14 +87,15 @@ impl BaselineProgram {
     /// # Errors
     /// [`TestRunError`].
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        xdp::test_run(self.prog.as_fd(), frame)
+        test_run::test_run(self.prog.as_fd(), frame)
     }
 
     /// As [`crate::Encapsulator::run_stats`].
     ///
     /// # Errors
     /// [`crate::Error::Sys`].
-    pub fn run_stats(&self) -> Result<xdp::RunStats, crate::Error> {
-        xdp::run_stats(self.prog.as_fd()).map_err(|errno| crate::Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
+    pub fn run_stats(&self) -> Result<RunStats, crate::Error> {
+        test_run::run_stats(self.prog.as_fd())
+            .map_err(|errno| crate::Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
 }

@@ -1,0 +1,168 @@
+//! Loaders: the encapsulator's program with its map set, opened from the
+//! embedded object and sized, or loaded against maps that already exist
+//! (pinned by an earlier process) so that a new program takes over a running
+//! dataplane's tables.
+
+pub(crate) mod pins;
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::ErrorKind;
+use nix::errno::Errno;
+
+use crate::abi::{encap, types};
+use crate::domain::config::{MtuPolicy, TtlMode};
+use crate::error::{LoadError, MapError};
+use crate::rib::persist::LoadConfig;
+use crate::sys::map::BpfMap;
+use crate::sys::{bpffs, libbpf_log, privileges};
+
+/// Declares the encapsulator's map set once: the struct, and how it is taken
+/// from a loaded skeleton, handed to a program being loaded, pinned and
+/// adopted from pins. Names are the maps' names in the object and their pin
+/// file names.
+macro_rules! map_set {
+    ($($map:ident),* $(,)?) => {
+        /// The encapsulator's maps, each by its own fd.
+        #[derive(Debug)]
+        pub(crate) struct EncapMaps {
+            $(pub $map: BpfMap,)*
+        }
+
+        impl EncapMaps {
+            fn from_skel(maps: &encap::EncapMaps<'_>) -> Result<EncapMaps, MapError> {
+                Ok(EncapMaps { $($map: BpfMap::new(&maps.$map, stringify!($map))?,)* })
+            }
+
+            /// Makes a program being loaded use these maps instead of creating its own.
+            fn reuse_in(&self, open: &mut encap::OpenEncapMaps<'_>) -> Result<(), LoadError> {
+                $(open.$map.reuse_fd(self.$map.fd()).map_err(kernel(concat!("reusing map ", stringify!($map))))?;)*
+                Ok(())
+            }
+
+            /// Every map with its name.
+            pub(crate) fn all(&self) -> Vec<&BpfMap> {
+                vec![$(&self.$map),*]
+            }
+
+            /// Opens every map pinned in `dir`.
+            pub(crate) fn from_pins(dir: &Path) -> Result<EncapMaps, (&'static str, Errno)> {
+                Ok(EncapMaps {
+                    $($map: {
+                        let name = stringify!($map);
+                        let fd = bpffs::get(&dir.join(name)).map_err(|e| (name, e))?;
+                        BpfMap::from_fd(fd, name).map_err(|e| (name, e.errno))?
+                    },)*
+                })
+            }
+        }
+    };
+}
+
+map_set!(
+    routes_v4,
+    routes_v6,
+    sources_v4,
+    sources_v6,
+    alt_routes_v4,
+    alt_routes_v6,
+    settings,
+    policies,
+    route_counters,
+    dscp_tc,
+    counters,
+);
+
+fn kernel(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
+    move |source| LoadError::Kernel { step, source }
+}
+
+/// The loaded encapsulator program and its maps.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub prog: OwnedFd,
+    pub maps: EncapMaps,
+}
+
+/// Checks what can be checked before the kernel is asked.
+pub(crate) fn validate(config: &LoadConfig) -> Result<(), LoadError> {
+    if let TtlMode::Fixed(0) = config.ttl {
+        return Err(LoadError::Config("a fixed TTL of 0 expires at the first router; use 1..=255"));
+    }
+    if config.max_routes_v4 == 0 || config.max_routes_v6 == 0 || config.max_policies == 0 {
+        return Err(LoadError::Config("route and policy table capacities must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Loads the encapsulator with `config` and maps of its own.
+pub(crate) fn load(config: &LoadConfig) -> Result<Loaded, LoadError> {
+    let (prog, maps) = load_object(config, None)?;
+    let maps = maps.ok_or(LoadError::Config("the object's maps were not opened (build problem)"))?;
+    Ok(Loaded { prog, maps })
+}
+
+/// Loads the encapsulator's program against `maps`, which an earlier load
+/// with the same `config` created: the program a running dataplane is moved
+/// to, tables and counters untouched.
+pub(crate) fn load_with(config: &LoadConfig, maps: &EncapMaps) -> Result<OwnedFd, LoadError> {
+    load_object(config, Some(maps)).map(|(prog, _)| prog)
+}
+
+fn load_object(config: &LoadConfig, reuse: Option<&EncapMaps>) -> Result<(OwnedFd, Option<EncapMaps>), LoadError> {
+    validate(config)?;
+    if let Some(missing) = privileges::missing() {
+        return Err(LoadError::Privileges(missing));
+    }
+    libbpf_log::route();
+
+    let mut storage = MaybeUninit::uninit();
+    let mut open = encap::EncapSkelBuilder::default().open(&mut storage).map_err(kernel("opening the object"))?;
+    let rodata =
+        open.maps.rodata_data.as_deref_mut().ok_or(LoadError::Config("the object has no .rodata (build problem)"))?;
+    (rodata.ttl_mode, rodata.fixed_ttl) = match config.ttl {
+        TtlMode::Copy => (types::encap_ttl_mode::ENCAP_TTL_COPY, 0),
+        TtlMode::Fixed(ttl) => (types::encap_ttl_mode::ENCAP_TTL_FIXED, ttl),
+    };
+    rodata.mtu_policy = match config.mtu {
+        MtuPolicy::Drop => types::encap_mtu_policy::ENCAP_MTU_DROP,
+        MtuPolicy::Pass => types::encap_mtu_policy::ENCAP_MTU_PASS,
+    };
+    let maps = &mut open.maps;
+    for (map, entries, step) in [
+        (&mut maps.routes_v4, config.max_routes_v4, "sizing routes_v4"),
+        (&mut maps.routes_v6, config.max_routes_v6, "sizing routes_v6"),
+        (&mut maps.alt_routes_v4, config.max_routes_v4, "sizing alt_routes_v4"),
+        (&mut maps.alt_routes_v6, config.max_routes_v6, "sizing alt_routes_v6"),
+        (&mut maps.sources_v4, config.max_routes_v4, "sizing sources_v4"),
+        (&mut maps.sources_v6, config.max_routes_v6, "sizing sources_v6"),
+        (&mut maps.policies, config.max_policies, "sizing policies"),
+        (&mut maps.route_counters, config.max_counted_routes.max(1), "sizing route_counters"),
+    ] {
+        map.set_max_entries(entries).map_err(kernel(step))?;
+    }
+    if let Some(existing) = reuse {
+        existing.reuse_in(&mut open.maps)?;
+    }
+    let skel = open.load().map_err(|source| match source.kind() {
+        ErrorKind::PermissionDenied => {
+            LoadError::Privileges(privileges::MissingCapabilities(vec!["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]))
+        }
+        _ => LoadError::Kernel { step: "loading (verifier)", source },
+    })?;
+    let prog = skel
+        .progs
+        .xdp_encap
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?;
+    let maps = match reuse {
+        // The skeleton's fds are the reused ones: the caller keeps its own set.
+        Some(_) => None,
+        None => Some(EncapMaps::from_skel(&skel.maps).map_err(|source| LoadError::Map { source })?),
+    };
+    Ok((prog, maps))
+}

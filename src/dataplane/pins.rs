@@ -1,0 +1,175 @@
+//! Where a pinned dataplane lives, one directory per network namespace and
+//! interface (two namespaces may each have an `eth0`):
+//!
+//! ```text
+//! <bpffs root>/net<netns inode>/<iface>/maps/<map>   the maps
+//! <bpffs root>/net<netns inode>/<iface>/link         the XDP link
+//! <state root>/net<netns inode>/<iface>/state.json   the RIB (bpffs holds no files)
+//! ```
+//!
+//! Directories are mode 0700 and files 0600: whoever can open a pin controls
+//! the dataplane.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::EncapMaps;
+use crate::error::PinError;
+use crate::sys::bpffs;
+use crate::sys::link::XdpLink;
+
+/// The default bpffs directory for pins.
+pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/lnetd-host-encap";
+/// The default directory for state files (tmpfs: it lives as long as the pins).
+pub const DEFAULT_STATE_ROOT: &str = "/run/lnetd-host-encap";
+
+const STATE_FILE: &str = "state.json";
+
+/// The two roots under which pinned dataplanes live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinRoots {
+    /// A directory on bpffs for the maps and the link.
+    pub bpffs: PathBuf,
+    /// A directory on a local filesystem for the state file.
+    pub state: PathBuf,
+}
+
+impl Default for PinRoots {
+    fn default() -> Self {
+        PinRoots { bpffs: DEFAULT_BPFFS_ROOT.into(), state: DEFAULT_STATE_ROOT.into() }
+    }
+}
+
+/// One pinned dataplane's directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PinDir {
+    pins: PathBuf,
+    state: PathBuf,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PinError + 'a {
+    move |source| PinError::Io { op, path: path.to_owned(), source }
+}
+
+impl PinDir {
+    /// The directories of `iface` in the calling thread's network namespace.
+    pub(crate) fn of(roots: &PinRoots, iface: &str) -> Result<PinDir, PinError> {
+        if iface.is_empty() || iface.contains('/') || iface == "." || iface == ".." {
+            return Err(PinError::BadInterfaceName { iface: iface.to_owned() });
+        }
+        let ns =
+            bpffs::netns_id().map_err(io("reading the network namespace", Path::new("/proc/thread-self/ns/net")))?;
+        let sub = Path::new(&format!("net{ns}")).join(iface);
+        Ok(PinDir { pins: roots.bpffs.join(&sub), state: roots.state.join(sub) })
+    }
+
+    /// The bpffs directory.
+    pub(crate) fn pins(&self) -> &Path {
+        &self.pins
+    }
+
+    fn maps_dir(&self) -> PathBuf {
+        self.pins.join("maps")
+    }
+
+    fn link_path(&self) -> PathBuf {
+        self.pins.join("link")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.state.join(STATE_FILE)
+    }
+
+    /// Whether a dataplane is pinned here.
+    pub(crate) fn exists(&self) -> bool {
+        self.link_path().exists() || self.state_path().exists()
+    }
+
+    /// Pins `maps` and `link` and writes the first state. On error, removes
+    /// whatever it pinned.
+    pub(crate) fn create(&self, maps: &EncapMaps, link: &XdpLink, state: &str) -> Result<(), PinError> {
+        if !bpffs::is_bpffs(&self.pins) {
+            return Err(PinError::NotBpffs { dir: self.pins.clone() });
+        }
+        if self.exists() {
+            return Err(PinError::AlreadyPinned { dir: self.pins.clone() });
+        }
+        let result = self.pin_all(maps, link).and_then(|()| self.save(state));
+        if result.is_err() {
+            if let Err(e) = self.remove() {
+                log::warn!("cleaning up after a failed pin: {e}");
+            }
+        }
+        result
+    }
+
+    fn pin_all(&self, maps: &EncapMaps, link: &XdpLink) -> Result<(), PinError> {
+        let maps_dir = self.maps_dir();
+        bpffs::create_private_dir(&maps_dir).map_err(io("creating", &maps_dir))?;
+        bpffs::create_private_dir(&self.state).map_err(io("creating", &self.state))?;
+        for map in maps.all() {
+            let path = maps_dir.join(map.name());
+            bpffs::pin(map.fd(), &path).map_err(|errno| PinError::Kernel { op: "pinning", path, errno })?;
+        }
+        let path = self.link_path();
+        bpffs::pin(std::os::fd::AsFd::as_fd(link), &path).map_err(|errno| PinError::Kernel {
+            op: "pinning",
+            path,
+            errno,
+        })
+    }
+
+    /// Replaces the state file atomically (write beside, then rename).
+    pub(crate) fn save(&self, state: &str) -> Result<(), PinError> {
+        let path = self.state_path();
+        let tmp = self.state.join(format!(".{STATE_FILE}.{}", std::process::id()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("writing", &tmp))?;
+        file.write_all(state.as_bytes()).and_then(|()| file.sync_data()).map_err(io("writing", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("renaming", &path))
+    }
+
+    /// The state file's text.
+    pub(crate) fn read(&self) -> Result<String, PinError> {
+        let path = self.state_path();
+        std::fs::read_to_string(&path).map_err(io("reading", &path))
+    }
+
+    pub(crate) fn open_maps(&self) -> Result<EncapMaps, PinError> {
+        EncapMaps::from_pins(&self.maps_dir()).map_err(|(name, errno)| PinError::Kernel {
+            op: "opening",
+            path: self.maps_dir().join(name),
+            errno,
+        })
+    }
+
+    pub(crate) fn open_link(&self) -> Result<XdpLink, PinError> {
+        let path = self.link_path();
+        let fd = bpffs::get(&path).map_err(|errno| PinError::Kernel { op: "opening", path: path.clone(), errno })?;
+        Ok(XdpLink::from_fd(fd))
+    }
+
+    /// Removes the pins and the state file (the kernel frees the maps once
+    /// nothing else holds them). Missing ones are not an error.
+    pub(crate) fn remove(&self) -> Result<(), PinError> {
+        for dir in [&self.pins, &self.state] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("removing", dir)(e)),
+            }
+            // The namespace's directory goes with its last interface.
+            if let Some(parent) = dir.parent() {
+                let _ignored_if_not_empty = std::fs::remove_dir(parent);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! Compares the kernel's maps with what the RIB says they hold.
+
+use std::collections::BTreeMap;
+
+use ipnetwork::IpNetwork;
+
+use super::key::RouteKey;
+use super::{encode, Fib};
+use crate::abi::{self, types};
+use crate::domain::route::Table;
+use crate::error::MapError;
+use crate::rib::Rib;
+use crate::sys::map::BpfMap;
+
+/// One way the kernel's maps differ from the RIB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// The map.
+    pub map: &'static str,
+    /// The entry, as a person reads it (a prefix, a policy id, a setting).
+    pub entry: String,
+    /// How it differs.
+    pub kind: DifferenceKind,
+}
+
+/// How an entry differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DifferenceKind {
+    /// The RIB has it, the kernel does not.
+    Missing,
+    /// The kernel has it, the RIB does not.
+    Unexpected,
+    /// Both have it, with different values.
+    Differs,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.kind {
+            DifferenceKind::Missing => "missing from the kernel",
+            DifferenceKind::Unexpected => "in the kernel but not in the RIB",
+            DifferenceKind::Differs => "differs between the kernel and the RIB",
+        };
+        write!(f, "{} {}: {how}", self.map, self.entry)
+    }
+}
+
+type Entries = BTreeMap<Vec<u8>, (String, Vec<u8>)>;
+
+/// Every entry of a hash or LPM map.
+fn dump(map: &BpfMap, describe: impl Fn(&[u8]) -> String) -> Result<Entries, MapError> {
+    let mut out = Entries::new();
+    for key in map.keys(usize::MAX)? {
+        if let Some(value) = map.lookup(&key)? {
+            out.insert(key.clone(), (describe(&key), value));
+        }
+    }
+    Ok(out)
+}
+
+fn compare(map: &'static str, want: Entries, got: Entries, allow_extra: impl Fn(&[u8]) -> bool) -> Vec<Difference> {
+    let mut out = Vec::new();
+    for (key, (entry, value)) in &want {
+        match got.get(key) {
+            None => out.push(Difference { map, entry: entry.clone(), kind: DifferenceKind::Missing }),
+            Some((_, v)) if v != value => {
+                out.push(Difference { map, entry: entry.clone(), kind: DifferenceKind::Differs })
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, (entry, _)) in got {
+        if !want.contains_key(&key) && !allow_extra(&key) {
+            out.push(Difference { map, entry, kind: DifferenceKind::Unexpected });
+        }
+    }
+    out
+}
+
+fn describe_route(key: &[u8]) -> String {
+    let decoded = RouteKey::from_v4_bytes(key)
+        .map(|p| (0, p))
+        .or_else(|| RouteKey::from_v6_bytes(key).map(|p| (0, p)))
+        .or_else(|| RouteKey::from_alt_v4_bytes(key))
+        .or_else(|| RouteKey::from_alt_v6_bytes(key));
+    match decoded {
+        Some((0, p)) => p.to_string(),
+        Some((t, p)) => format!("{p} (table {t})"),
+        None => format!("{key:02x?}"),
+    }
+}
+
+/// The route tries' entries the RIB implies, per map name.
+fn expected_routes(rib: &Rib) -> BTreeMap<&'static str, Entries> {
+    let mut out: BTreeMap<&'static str, Entries> = BTreeMap::new();
+    let mut put = |table: Table, prefix: IpNetwork, value: &types::route_value| {
+        let map = match (table, prefix.is_ipv4()) {
+            (Table::Main, true) => "routes_v4",
+            (Table::Main, false) => "routes_v6",
+            (_, true) => "alt_routes_v4",
+            (_, false) => "alt_routes_v6",
+        };
+        let key = RouteKey::in_table(table.id(), prefix).bytes().to_vec();
+        let entry = describe_route(&key);
+        out.entry(map).or_default().insert(key, (entry, abi::bytes_of(value).to_vec()));
+    };
+    for ((table, prefix), route) in &rib.routes {
+        let slots = rib.counters_of.get(&(*table, *prefix)).cloned().unwrap_or_default();
+        let (value, _) =
+            encode::route(route, rib.policy_of.get(&(*table, *prefix)).copied(), slots.route, &slots.lists);
+        put(*table, *prefix, &value);
+    }
+    for addr in &rib.local {
+        put(Table::Main, IpNetwork::from(*addr), &encode::local());
+    }
+    out
+}
+
+impl Fib {
+    /// Compares every map with the RIB; empty when they agree.
+    pub(crate) fn verify(&self) -> Result<Vec<super::verify::Difference>, MapError> {
+        let rib = self.writer();
+        let maps = self.maps();
+        let mut out = Vec::new();
+        let mut want = expected_routes(&rib);
+        for map in [&maps.routes_v4, &maps.routes_v6, &maps.alt_routes_v4, &maps.alt_routes_v6] {
+            let expected = want.remove(map.name()).unwrap_or_default();
+            out.extend(compare(map.name(), expected, dump(map, describe_route)?, |_| false));
+        }
+
+        let mut policies = Entries::new();
+        for (id, policy_id) in &rib.policy_of {
+            if let Some(route) = rib.routes.get(id) {
+                let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+                if let (_, Some(p)) = encode::route(route, Some(*policy_id), slots.route, &slots.lists) {
+                    policies.insert(
+                        policy_id.to_ne_bytes().to_vec(),
+                        (format!("policy {policy_id} of {}", id.1), abi::bytes_of(p.as_ref()).to_vec()),
+                    );
+                }
+            }
+        }
+        // Retired policies stay until their grace period is over.
+        let retired: Vec<[u8; 4]> = rib.graveyard.iter().map(|(id, _)| id.to_ne_bytes()).collect();
+        let describe_policy = |k: &[u8]| format!("policy {:02x?}", k);
+        out.extend(compare("policies", policies, dump(&maps.policies, describe_policy)?, |k| {
+            retired.iter().any(|r| r[..] == *k)
+        }));
+
+        let mut sources: [Entries; 2] = Default::default();
+        for (prefix, table) in &rib.sources {
+            let key = RouteKey::new(*prefix).bytes().to_vec();
+            let value = types::source_value { table: table.id() };
+            sources[usize::from(prefix.is_ipv6())].insert(key, (prefix.to_string(), abi::bytes_of(&value).to_vec()));
+        }
+        let [v4, v6] = sources;
+        out.extend(compare("sources_v4", v4, dump(&maps.sources_v4, describe_route)?, |_| false));
+        out.extend(compare("sources_v6", v6, dump(&maps.sources_v6, describe_route)?, |_| false));
+
+        let singletons = [
+            (&maps.dscp_tc, "the DSCP table", abi::bytes_of(&types::dscp_map { tc: rib.dscp.values() }).to_vec()),
+            (
+                &maps.settings,
+                "the settings",
+                abi::bytes_of(&types::settings { sources: rib.sources.len() as u32 }).to_vec(),
+            ),
+        ];
+        for (map, entry, value) in singletons {
+            if map.lookup(&0u32.to_ne_bytes())?.as_deref() != Some(&value[..]) {
+                out.push(Difference { map: map.name(), entry: entry.to_owned(), kind: DifferenceKind::Differs });
+            }
+        }
+        Ok(out)
+    }
+}

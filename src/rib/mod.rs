@@ -1,0 +1,158 @@
+//! The RIB: the one source of truth in user space. It holds what was asked
+//! for (routes per table, sources, the DSCP table), what the host is (its
+//! addresses, and the routes they set aside) and what was handed to the
+//! kernel (policy ids, counter slots). Every map entry is derived from it
+//! (see [`crate::fib`]); reads answer from it, never from the maps; it is
+//! what a pinned dataplane saves beside its pins ([`persist`]) and what a
+//! second process adopts.
+//!
+//! It changes only after the kernel accepted a change, so it never claims
+//! what the dataplane does not do.
+
+pub(crate) mod alloc;
+pub(crate) mod persist;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use ipnetwork::IpNetwork;
+
+use crate::domain::label::DscpMap;
+use crate::domain::route::{Route, Table};
+use alloc::{CounterSlots, Slots, GRACE};
+
+/// A route's identity: its table and prefix.
+pub(crate) type RouteId = (Table, IpNetwork);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Rib {
+    /// Installed routes, by table and prefix.
+    pub routes: BTreeMap<RouteId, Route>,
+    /// Host addresses installed as never-label entries.
+    pub local: BTreeSet<IpAddr>,
+    /// Main-table routes set aside while a host address takes their /32 or /128.
+    pub shadowed: BTreeMap<IpNetwork, Route>,
+    /// Source prefixes and the alternate table each selects.
+    pub sources: BTreeMap<IpNetwork, Table>,
+    /// The DSCP -> TC table in force.
+    pub dscp: DscpMap,
+    /// The policy id of each installed policy route, kept while it stays one.
+    pub policy_of: BTreeMap<RouteId, u32>,
+    pub policy_ids: Slots,
+    /// Policies no route names any more, deleted once their grace period is over.
+    pub graveyard: Vec<(u32, Instant)>,
+    /// Each route's counter slots (set-aside routes keep theirs).
+    pub counters_of: BTreeMap<RouteId, CounterSlots>,
+    pub counter_slots: Slots,
+}
+
+impl Rib {
+    pub(crate) fn new(counter_capacity: u32) -> Rib {
+        Rib {
+            routes: BTreeMap::new(),
+            local: BTreeSet::new(),
+            shadowed: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            dscp: DscpMap::default(),
+            policy_of: BTreeMap::new(),
+            policy_ids: Slots::new(u32::MAX),
+            graveyard: Vec::new(),
+            counters_of: BTreeMap::new(),
+            counter_slots: Slots::new(counter_capacity),
+        }
+    }
+
+    /// The routes of `table`, IPv4 first.
+    pub(crate) fn routes_in(&self, table: Table) -> Vec<Route> {
+        self.routes.iter().filter(|((t, _), _)| *t == table).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Whether `prefix` is the /32 or /128 of a host address.
+    pub(crate) fn is_local_host(&self, prefix: &IpNetwork) -> bool {
+        prefix.prefix() == max_len(prefix) && self.local.contains(&prefix.ip())
+    }
+
+    /// Policies whose grace period is over, removed from the graveyard.
+    pub(crate) fn expired_policies(&mut self) -> Vec<u32> {
+        let (expired, waiting): (Vec<_>, Vec<_>) = self.graveyard.drain(..).partition(|(_, at)| at.elapsed() >= GRACE);
+        self.graveyard = waiting;
+        expired.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// A route's counter slots for `lists` segment lists (0 for a plain route):
+    /// its own where it has them, new ones otherwise (0: none left). Returns the
+    /// slots and those newly taken, which the caller zeroes or gives back.
+    pub(crate) fn counters_for(&mut self, id: RouteId, lists: usize) -> (CounterSlots, Vec<u32>) {
+        let mut slots = self.counters_of.get(&id).cloned().unwrap_or_default();
+        let mut fresh = Vec::new();
+        let mut take = |pool: &mut Slots| {
+            let s = pool.take().unwrap_or(0);
+            if s != 0 {
+                fresh.push(s);
+            }
+            s
+        };
+        if slots.route == 0 {
+            slots.route = take(&mut self.counter_slots);
+        }
+        while slots.lists.len() < lists {
+            slots.lists.push(take(&mut self.counter_slots));
+        }
+        (slots, fresh)
+    }
+
+    /// Records a route's slots after the kernel accepted it; frees list slots
+    /// beyond `lists`.
+    pub(crate) fn keep_counters(&mut self, id: RouteId, mut slots: CounterSlots, lists: usize) {
+        for s in slots.lists.drain(lists.min(slots.lists.len())..) {
+            self.counter_slots.give_back(s);
+        }
+        self.counters_of.insert(id, slots);
+    }
+
+    /// Frees a removed route's slots.
+    pub(crate) fn drop_counters(&mut self, id: &RouteId) {
+        if let Some(slots) = self.counters_of.remove(id) {
+            self.counter_slots.give_back(slots.route);
+            for s in slots.lists {
+                self.counter_slots.give_back(s);
+            }
+        }
+    }
+
+    /// Retires a route's policy id: the policy stays in the kernel through
+    /// its grace period, for packets that already read the route.
+    pub(crate) fn retire_policy(&mut self, id: &RouteId) {
+        if let Some(old) = self.policy_of.remove(id) {
+            self.graveyard.push((old, Instant::now()));
+        }
+    }
+}
+
+pub(crate) fn max_len(prefix: &IpNetwork) -> u8 {
+    if prefix.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_in_lists_one_table_v4_first() {
+        let mut rib = Rib::new(10);
+        let alt = Table::alternate(3).unwrap();
+        for (t, p) in [(Table::Main, "2001:db8::/32"), (alt, "10.0.0.0/8"), (Table::Main, "10.0.0.0/8")] {
+            let prefix: IpNetwork = p.parse().unwrap();
+            rib.routes.insert((t, prefix), Route::new(prefix, "100".parse().unwrap()));
+        }
+        let main: Vec<String> = rib.routes_in(Table::Main).iter().map(|r| r.prefix.to_string()).collect();
+        assert_eq!(main, ["10.0.0.0/8", "2001:db8::/32"]);
+        assert_eq!(rib.routes_in(alt).len(), 1);
+        assert!(rib.routes_in(Table::alternate(4).unwrap()).is_empty());
+    }
+}

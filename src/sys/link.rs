@@ -1,0 +1,115 @@
+//! XDP attachment through a BPF link: created, pinned, adopted, retargeted
+//! at a new program atomically, detached.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use libbpf_rs::libbpf_sys;
+use nix::errno::Errno;
+
+use crate::domain::config::{AttachedMode, XdpMode};
+
+/// An XDP program attached to an interface through a BPF link: closing the
+/// link's last fd detaches it, so a process that dies leaves nothing behind.
+#[derive(Debug)]
+pub(crate) struct XdpLink {
+    fd: OwnedFd,
+}
+
+impl XdpLink {
+    /// Adopts a link from its fd (e.g. one read back from a pin).
+    pub(crate) fn from_fd(fd: OwnedFd) -> XdpLink {
+        XdpLink { fd }
+    }
+
+    /// Points the link at `prog`, atomically: every packet runs the old
+    /// program or the new one (BPF_LINK_UPDATE).
+    pub(crate) fn update_prog(&self, prog: BorrowedFd<'_>) -> Result<(), Errno> {
+        // SAFETY: both fds are valid; NULL opts means "no expected old program".
+        let rc = unsafe { libbpf_sys::bpf_link_update(self.fd.as_raw_fd(), prog.as_raw_fd(), std::ptr::null()) };
+        if rc < 0 {
+            return Err(Errno::from_raw(-rc));
+        }
+        Ok(())
+    }
+
+    /// Detaches now; the fd is closed on drop.
+    pub(crate) fn detach(&self) -> Result<(), Errno> {
+        // SAFETY: plain syscall wrapper on an fd we own.
+        let rc = unsafe { libbpf_sys::bpf_link_detach(self.fd.as_raw_fd()) };
+        if rc < 0 {
+            return Err(Errno::from_raw(-rc));
+        }
+        Ok(())
+    }
+}
+
+fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<XdpLink, Errno> {
+    // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
+    // SAFETY: valid prog fd, opts initialised above.
+    let fd = unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), target, libbpf_sys::BPF_XDP, &opts) };
+    if fd < 0 {
+        return Err(Errno::from_raw(-fd));
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(XdpLink { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+}
+
+/// The id of the XDP program attached to `ifindex` (any mode), if any.
+#[cfg(feature = "testing")]
+pub(crate) fn attached_prog_id(ifindex: u32) -> Result<Option<u32>, Errno> {
+    let mut id = 0u32;
+    let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
+    // SAFETY: `id` outlives the call.
+    let rc = unsafe { libbpf_sys::bpf_xdp_query_id(target, 0, &mut id) };
+    if rc < 0 {
+        return Err(Errno::from_raw(-rc));
+    }
+    Ok(Some(id).filter(|id| *id != 0))
+}
+
+/// One mode tried, and how it failed.
+pub(crate) type Tried = (AttachedMode, Errno);
+
+/// Attaches `prog` to `ifindex` in `mode`; for [`XdpMode::Auto`], native then
+/// generic. On failure returns every attempt's errno.
+pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Result<(XdpLink, AttachedMode), Vec<Tried>> {
+    let order: &[AttachedMode] = match mode {
+        XdpMode::Native => &[AttachedMode::Native],
+        XdpMode::Generic => &[AttachedMode::Generic],
+        XdpMode::Offload => &[AttachedMode::Offload],
+        XdpMode::Auto => &[AttachedMode::Native, AttachedMode::Generic],
+    };
+    let mut tried = Vec::new();
+    for &m in order {
+        let flags = match m {
+            AttachedMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+            AttachedMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
+            AttachedMode::Offload => libbpf_sys::XDP_FLAGS_HW_MODE,
+        };
+        match link_create(prog, ifindex, flags) {
+            Ok(link) => return Ok((link, m)),
+            // Busy means another program holds the interface: falling back would not help.
+            Err(e @ (Errno::EBUSY | Errno::EEXIST | Errno::EPERM | Errno::ENODEV)) => {
+                tried.push((m, e));
+                break;
+            }
+            Err(e) => {
+                log::debug!("XDP attach in {m} mode failed: {e}");
+                tried.push((m, e));
+            }
+        }
+    }
+    Err(tried)
+}
+
+impl AsFd for XdpLink {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
