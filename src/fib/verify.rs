@@ -147,13 +147,13 @@ impl Fib {
             retired.iter().any(|r| r[..] == *k)
         }));
 
-        let mut sources: [Entries; 2] = Default::default();
+        let (mut v4, mut v6) = (Entries::new(), Entries::new());
         for (prefix, table) in &rib.sources {
             let key = RouteKey::new(*prefix).bytes().to_vec();
             let value = types::source_value { table: table.id() };
-            sources[usize::from(prefix.is_ipv6())].insert(key, (prefix.to_string(), abi::bytes_of(&value).to_vec()));
+            let family = if prefix.is_ipv4() { &mut v4 } else { &mut v6 };
+            family.insert(key, (prefix.to_string(), abi::bytes_of(&value).to_vec()));
         }
-        let [v4, v6] = sources;
         out.extend(compare("sources_v4", v4, dump(&maps.sources_v4, describe_route)?, |_| false));
         out.extend(compare("sources_v6", v6, dump(&maps.sources_v6, describe_route)?, |_| false));
 

@@ -13,8 +13,6 @@ use std::path::Path;
 use libbpf_rs::libbpf_sys;
 use nix::errno::Errno;
 
-/// bpffs's magic number (statfs f_type).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 fn c_path(path: &Path) -> Result<CString, Errno> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
@@ -25,7 +23,7 @@ pub(crate) fn is_bpffs(dir: &Path) -> bool {
     let mut probe = Some(dir);
     while let Some(p) = probe {
         if p.exists() {
-            return nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC);
+            return nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC);
         }
         probe = p.parent();
     }
