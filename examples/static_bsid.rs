@@ -55,6 +55,11 @@ struct Args {
     /// native, generic or auto (native, falling back to generic).
     #[arg(long, default_value = "auto", value_parser = parse_mode)]
     mode: XdpMode,
+    /// With --iface: pin the dataplane (maps, link, state) so that it keeps
+    /// forwarding after this process exits; `Encapsulator::open` adopts it.
+    /// On SIGINT/SIGTERM the example then exits and leaves it running.
+    #[arg(long, requires = "iface")]
+    pin: bool,
     /// copy (the IP TTL into every label; traceroute shows the hop) or a fixed TTL 1..=255.
     #[arg(long, default_value = "copy", value_parser = parse_ttl)]
     ttl: TtlMode,
@@ -173,10 +178,15 @@ fn stats_line(s: &Stats) -> String {
 }
 
 fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
-    let enc = Encapsulator::builder().ttl_mode(args.ttl).attach(iface, args.mode)?;
+    let builder = Encapsulator::builder().ttl_mode(args.ttl);
+    let builder = if args.pin { builder.pinned() } else { builder };
+    let enc = builder.attach(iface, args.mode)?;
     let attached = enc.attachment().context("attached")?;
     println!("attached to {iface} in {} mode", attached.mode);
     program(&enc, plan)?;
+    if let Some(dir) = enc.pin_dir() {
+        println!("pinned in {}", dir.display());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
@@ -184,6 +194,10 @@ fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         println!("{}", stats_line(&enc.stats()?));
+    }
+    if args.pin {
+        println!("left running on {iface}, pinned");
+        return Ok(());
     }
     enc.detach()?;
     println!("detached from {iface}");

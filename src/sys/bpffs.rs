@@ -13,7 +13,6 @@ use std::path::Path;
 use libbpf_rs::libbpf_sys;
 use nix::errno::Errno;
 
-
 fn c_path(path: &Path) -> Result<CString, Errno> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
 }

@@ -99,3 +99,13 @@ impl BaselineProgram {
             .map_err(|errno| crate::Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
 }
+
+/// Removes whatever is pinned for `iface` in the calling thread's network
+/// namespace under `roots` (pins and state file), attached or not: the
+/// cleanup of tests that pin, run even when they fail.
+///
+/// # Errors
+/// [`crate::PinError`] when the directories cannot be removed.
+pub fn remove_pins(roots: &crate::PinRoots, iface: &str) -> Result<(), crate::PinError> {
+    crate::dataplane::pins::PinDir::of(roots, iface)?.remove()
+}
