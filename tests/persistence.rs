@@ -89,10 +89,10 @@ fn stream_until(lab: &VethLab, stop: &AtomicBool, during: impl FnOnce()) -> u64 
                         got.push((seq, ip.header().destination_addr(), stack.iter().map(|e| e.label).collect()));
                     }
                     Some(_) => {}
-                    None if done_sending.load(Ordering::Relaxed) => {
-                        if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) {
-                            return got;
-                        }
+                    None if done_sending.load(Ordering::Relaxed)
+                        && idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) =>
+                    {
+                        return got;
                     }
                     None => {}
                 }
