@@ -10,10 +10,12 @@ use crate::abi::types::encap_limits;
 use crate::dataplane::pins::{PinDir, PinRoots};
 use crate::dataplane::{self, Loaded};
 use crate::domain::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
 use crate::domain::label::{DscpMap, Label, LabelStack};
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
+use crate::fib::apply::ApplyReport;
 use crate::fib::verify::Difference;
 use crate::fib::{Fib, RouteCounters, Saver};
 use crate::rib::persist::{self, LoadConfig, Unreadable};
@@ -458,6 +460,87 @@ impl Encapsulator {
     /// family "policy" when the policy table is full.
     pub fn set_policy(&self, prefix: IpNetwork, policy: Policy) -> Result<(), RouteError> {
         self.set_route(&Route::with_policy(prefix, policy))
+    }
+
+    /// Makes the tables (every route of every table, the policies, the
+    /// sources, the DSCP table) equal to `desired`, with the fewest map
+    /// operations, batched: routes that stay are not touched, routes that
+    /// change are replaced in place (a packet sees the old stack or the new,
+    /// never none), policies are written before the routes that name them,
+    /// additions before deletions. The whole state is validated before the
+    /// kernel is touched; a refused entry, a state that does not fit the
+    /// tables, or a kernel refusal part-way (undone) leaves everything as it was.
+    ///
+    /// ```no_run
+    /// use lnetd_host_encap::{DesiredState, Encapsulator};
+    /// let enc = Encapsulator::builder().load()?;
+    /// let desired = DesiredState::from_toml(r#"
+    ///     [[routes]]
+    ///     prefix = "0.0.0.0/0"
+    ///     policy = "1000000"
+    ///     [[routes]]
+    ///     prefix = "198.51.100.0/24"
+    ///     policy = "16001/16002@7,16003@3"
+    ///     entropy_label = "bottom"
+    /// "#)?;
+    /// println!("{}", enc.apply(&desired)?);
+    /// # Ok::<(), lnetd_host_encap::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::Invalid`] naming the entry refused; [`RouteError::TableFull`];
+    /// [`RouteError::Map`] (undone); [`RouteError::NotSaved`].
+    pub fn apply(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
+        self.apply_valid(&desired.validate()?)
+    }
+
+    /// What [`Encapsulator::apply`] would do, without doing it.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply`], without the kernel's.
+    pub fn apply_dry_run(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
+        self.fib.apply(&desired.validate()?, true)
+    }
+
+    /// As [`Encapsulator::apply`], for a state already validated (or built typed).
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply`].
+    pub fn apply_valid(&self, desired: &ValidState) -> Result<ApplyReport, RouteError> {
+        let report = self.fib.apply(desired, false)?;
+        log::info!("apply: {report}");
+        Ok(report)
+    }
+
+    /// The tables in force as a desired state: what `apply` of it would leave
+    /// unchanged (set-aside routes included).
+    pub fn desired_state(&self) -> DesiredState {
+        self.fib.read(|rib| {
+            let route = |table: Table, r: &Route| DesiredRoute {
+                prefix: r.prefix.to_string(),
+                policy: r
+                    .policy
+                    .lists()
+                    .iter()
+                    .map(|l| format!("{}@{}", l.stack, l.weight))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                tc: Some(TcSpec::Text(r.tc.to_string())),
+                table: Some(table.id()).filter(|t| *t != 0),
+                entropy_label: r.policy.entropy_label().map(|e| EntropySpec::Text(e.to_string())),
+            };
+            let mut routes: Vec<DesiredRoute> = rib.routes.iter().map(|((t, _), r)| route(*t, r)).collect();
+            routes.extend(rib.shadowed.values().map(|r| route(Table::Main, r)));
+            DesiredState {
+                routes,
+                sources: rib
+                    .sources
+                    .iter()
+                    .map(|(p, t)| DesiredSource { prefix: p.to_string(), table: t.id() })
+                    .collect(),
+                dscp_map: Some(rib.dscp.values().to_vec()).filter(|v| v[..] != DscpMap::default().values()[..]),
+            }
+        })
     }
 
     /// What the route for exactly `prefix` has labelled, in total and per

@@ -159,6 +159,9 @@ pub enum RouteError {
     /// The kernel refused the map operation.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// An entry of a desired state was refused (nothing was applied).
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::desired::DesiredError),
     /// The change is in force, but the state file of the pinned dataplane
     /// could not be rewritten: a process adopting it would not see the change.
     #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]

@@ -42,12 +42,14 @@ pub mod testing;
 
 pub use dataplane::pins::{PinRoots, DEFAULT_BPFFS_ROOT, DEFAULT_STATE_ROOT};
 pub use domain::config::{AttachedMode, ConfigParseError, MtuPolicy, TtlMode, XdpMode};
+pub use domain::desired::{DesiredError, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
 pub use domain::label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
 pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
 pub use domain::prefix::{self, PrefixError};
 pub use domain::route::{Route, Table, Tc};
 pub use encapsulator::{Attachment, Encapsulator, EncapsulatorBuilder};
 pub use error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
+pub use fib::apply::ApplyReport;
 pub use fib::verify::{Difference, DifferenceKind};
 pub use fib::RouteCounters;
 pub use ipnetwork::IpNetwork;

@@ -4,6 +4,7 @@
 //! how the kernel stores them.
 
 pub(crate) mod config;
+pub(crate) mod desired;
 pub(crate) mod label;
 pub(crate) mod maglev;
 pub(crate) mod policy;

@@ -70,7 +70,7 @@ pub(crate) fn route(
     for (dst, src) in p.slots.iter_mut().zip(policy.flow_table()) {
         *dst = src;
     }
-    for (dst, src) in p.list_counter.iter_mut().zip(list_slots) {
+    for (dst, src) in p.list_counter.iter_mut().zip(list_slots).take(policy.lists().len()) {
         *dst = *src;
     }
     (value, Some(p))

@@ -3,6 +3,7 @@
 //! old state or the new one, and recorded in the RIB only once the kernel
 //! accepted it; a refused change leaves both as they were.
 
+pub(crate) mod apply;
 pub(crate) mod encode;
 pub(crate) mod key;
 pub(crate) mod verify;

@@ -10,6 +10,7 @@
 //! what the dataplane does not do.
 
 pub(crate) mod alloc;
+pub(crate) mod diff;
 pub(crate) mod persist;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -18,6 +18,10 @@ pub(crate) struct BpfMap {
     value_size: usize,
 }
 
+/// Entries per batch syscall: large enough that the syscall cost vanishes,
+/// small enough that the kernel's copy of the keys stays modest.
+const BATCH: usize = 16_384;
+
 fn check(name: &'static str, op: &'static str, rc: i32) -> Result<(), MapError> {
     if rc < 0 {
         return Err(MapError { map: name, op, errno: Errno::from_raw(-rc) });
@@ -88,6 +92,50 @@ impl BpfMap {
             )
         };
         check(self.name, "update", rc)
+    }
+
+    /// Writes `keys.len() / key_size` entries in one BPF_MAP_UPDATE_BATCH
+    /// call per chunk (hash maps and LPM tries; 5.6+): a full table in a few
+    /// syscalls instead of one per entry. On error, the entries before the
+    /// failing one are written (the caller knows which: it wrote them in order).
+    pub(crate) fn update_batch(&self, keys: &[u8], values: &[u8]) -> Result<(), MapError> {
+        let n = keys.len() / self.key_size.max(1);
+        if keys.len() != n * self.key_size || values.len() != n * self.value_size {
+            return Err(MapError { map: self.name, op: "update_batch", errno: Errno::EINVAL });
+        }
+        for (k, v) in keys.chunks(BATCH * self.key_size).zip(values.chunks(BATCH * self.value_size)) {
+            let mut count = (k.len() / self.key_size) as u32;
+            // SAFETY: `count` keys and values of the map's sizes, alive for the call; NULL opts.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_update_batch(
+                    self.fd.as_raw_fd(),
+                    k.as_ptr().cast(),
+                    v.as_ptr().cast(),
+                    &mut count,
+                    std::ptr::null(),
+                )
+            };
+            check(self.name, "update_batch", rc)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes entries in BPF_MAP_DELETE_BATCH calls. Every key must exist
+    /// (the kernel stops at a missing one with ENOENT).
+    pub(crate) fn delete_batch(&self, keys: &[u8]) -> Result<(), MapError> {
+        let n = keys.len() / self.key_size.max(1);
+        if keys.len() != n * self.key_size {
+            return Err(MapError { map: self.name, op: "delete_batch", errno: Errno::EINVAL });
+        }
+        for k in keys.chunks(BATCH * self.key_size) {
+            let mut count = (k.len() / self.key_size) as u32;
+            // SAFETY: `count` keys of the map's size, alive for the call; NULL opts.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_delete_batch(self.fd.as_raw_fd(), k.as_ptr().cast(), &mut count, std::ptr::null())
+            };
+            check(self.name, "delete_batch", rc)?;
+        }
+        Ok(())
     }
 
     /// `Ok(false)` when the key was not there.

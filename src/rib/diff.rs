@@ -1,0 +1,124 @@
+//! Desired state vs RIB: the changes that make one the other, nothing more.
+
+use ipnetwork::IpNetwork;
+
+use super::{Rib, RouteId};
+use crate::domain::desired::ValidState;
+use crate::domain::label::DscpMap;
+use crate::domain::route::{Route, Table};
+
+/// What an apply changes.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// The DSCP table, when it changes.
+    pub dscp: Option<DscpMap>,
+    /// Routes to write: new (false) or replacing one that differs (true).
+    pub upserts: Vec<(RouteId, Route, bool)>,
+    /// Main-table routes for host addresses: set aside, not written.
+    pub set_aside: Vec<(Route, bool)>,
+    /// Set-aside routes no longer wanted.
+    pub set_aside_removed: Vec<IpNetwork>,
+    /// Sources to write: new (false) or replacing (true).
+    pub source_upserts: Vec<(IpNetwork, Table, bool)>,
+    pub source_removes: Vec<IpNetwork>,
+    /// Routes to delete.
+    pub removes: Vec<RouteId>,
+    /// Routes, set-aside routes and sources already as wanted.
+    pub unchanged: usize,
+}
+
+impl Plan {
+    /// True when applying it would change nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.dscp.is_none()
+            && self.upserts.is_empty()
+            && self.set_aside.is_empty()
+            && self.set_aside_removed.is_empty()
+            && self.source_upserts.is_empty()
+            && self.source_removes.is_empty()
+            && self.removes.is_empty()
+    }
+}
+
+/// The changes from `rib` to `desired`. Both sides are sorted maps, so one
+/// merge walk finds them.
+pub(crate) fn plan(rib: &Rib, desired: &ValidState) -> Plan {
+    let mut plan = Plan { dscp: Some(*desired.dscp()).filter(|d| *d != rib.dscp), ..Plan::default() };
+    for (id, route) in desired.routes() {
+        if id.0 == Table::Main && rib.is_local_host(&id.1) {
+            match rib.shadowed.get(&id.1) {
+                Some(old) if old == route => plan.unchanged += 1,
+                old => plan.set_aside.push((route.clone(), old.is_some())),
+            }
+            continue;
+        }
+        match rib.routes.get(id) {
+            Some(old) if old == route => plan.unchanged += 1,
+            old => plan.upserts.push((*id, route.clone(), old.is_some())),
+        }
+    }
+    plan.removes = rib.routes.keys().filter(|id| !desired.routes().contains_key(id)).copied().collect();
+    plan.set_aside_removed =
+        rib.shadowed.keys().filter(|p| !desired.routes().contains_key(&(Table::Main, **p))).copied().collect();
+    for (prefix, table) in desired.sources() {
+        match rib.sources.get(prefix) {
+            Some(old) if old == table => plan.unchanged += 1,
+            old => plan.source_upserts.push((*prefix, *table, old.is_some())),
+        }
+    }
+    plan.source_removes = rib.sources.keys().filter(|p| !desired.sources().contains_key(p)).copied().collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::desired::DesiredState;
+
+    fn state(json: &str) -> ValidState {
+        DesiredState::from_json(json).unwrap().validate().unwrap()
+    }
+
+    fn rib_of(v: &ValidState) -> Rib {
+        let mut rib = Rib::new(10);
+        rib.routes = v.routes().clone();
+        rib.sources = v.sources().clone();
+        rib
+    }
+
+    #[test]
+    fn identical_is_empty_and_changes_are_minimal() {
+        let a = state(
+            r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100"},{"prefix":"10.1.0.0/16","policy":"200"},
+            {"prefix":"10.2.0.0/16","policy":"300","table":4}],"sources":[{"prefix":"192.0.2.0/24","table":4}]}"#,
+        );
+        let rib = rib_of(&a);
+        let same = plan(&rib, &a);
+        assert!(same.is_empty());
+        assert_eq!(same.unchanged, 4);
+
+        let b = state(
+            r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100"},{"prefix":"10.1.0.0/16","policy":"201"},
+            {"prefix":"10.3.0.0/16","policy":"300","table":4}],"dscp_map":[0,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,2,2,2,2,2,2,2,2,3,3,3,3,3,3,3,3,4,4,4,4,4,4,4,4,5,5,5,5,5,5,5,5,6,6,6,6,6,6,6,6,7,7,7,7,7,7,7,5]}"#,
+        );
+        let p = plan(&rib, &b);
+        assert_eq!(p.unchanged, 1);
+        assert_eq!(
+            p.upserts.iter().map(|(id, _, replace)| (id.1.to_string(), *replace)).collect::<Vec<_>>(),
+            [("10.1.0.0/16".to_string(), true), ("10.3.0.0/16".to_string(), false)]
+        );
+        assert_eq!(p.removes.iter().map(|id| id.1.to_string()).collect::<Vec<_>>(), ["10.2.0.0/16"]);
+        assert_eq!(p.source_removes.len(), 1);
+        assert!(p.dscp.is_some());
+    }
+
+    #[test]
+    fn host_address_routes_are_set_aside() {
+        let a = state(r#"{"routes":[{"prefix":"192.0.2.1/32","policy":"100"}]}"#);
+        let mut rib = Rib::new(10);
+        rib.local.insert("192.0.2.1".parse().unwrap());
+        let p = plan(&rib, &a);
+        assert!(p.upserts.is_empty());
+        assert_eq!(p.set_aside.len(), 1);
+    }
+}

@@ -1,0 +1,237 @@
+//! Declarative apply: from empty, identical (no map operation), a 1% change,
+//! full replacement, a policy turning into a plain stack and back, refused
+//! states that leave everything as it was, and 10,000 routes replaced while
+//! traffic streams with no packet unlabelled or carrying a stack of neither
+//! version.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{in_netns, privileged};
+use etherparse::{NetSlice, SlicedPacket};
+use lnetd_host_encap::lab::{Capture, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, DesiredRoute, DesiredState, Encapsulator, RouteError, XdpMode};
+
+fn route(prefix: &str, policy: &str) -> DesiredRoute {
+    DesiredRoute { prefix: prefix.into(), policy: policy.into(), tc: None, table: None, entropy_label: None }
+}
+
+/// `n` /24 routes under 10.0.0.0/8, label `base + i`.
+fn table(n: u32, base: u32) -> DesiredState {
+    DesiredState {
+        routes: (0..n).map(|i| route(&format!("10.{}.{}.0/24", i / 256, i % 256), &(base + i).to_string())).collect(),
+        ..DesiredState::default()
+    }
+}
+
+fn listing(enc: &Encapsulator) -> Vec<String> {
+    enc.routes().unwrap().iter().map(|r| format!("{} {} {}", r.prefix, r.policy, r.tc)).collect()
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn apply_edge_cases() {
+    if !privileged("apply_edge_cases") {
+        return;
+    }
+    in_netns("apply", |_| {
+        let enc = Encapsulator::builder().load().expect("load");
+        // From empty: three tables' worth, a policy with an EL, TC from DSCP, a source.
+        let text = r#"
+            [[routes]]
+            prefix = "0.0.0.0/0"
+            policy = "1000000"
+            [[routes]]
+            prefix = "198.51.100.0/24"
+            policy = "16001/16002@7,16003@3"
+            tc = "dscp"
+            entropy_label = "bottom"
+            [[routes]]
+            prefix = "2001:db8::/32"
+            policy = "24001/24002"
+            tc = 5
+            [[routes]]
+            prefix = "198.51.100.0/24"
+            policy = "17001"
+            table = 7
+            [[sources]]
+            prefix = "192.0.2.0/24"
+            table = 7
+        "#;
+        let desired = DesiredState::from_toml(text).expect("toml");
+        let report = enc.apply(&desired).expect("apply from empty");
+        assert_eq!((report.added.len(), report.removed.len(), report.sources_set.len()), (4, 0, 1), "{report}");
+        assert_eq!(enc.routes().unwrap().len(), 3);
+        assert_eq!(enc.routes_in(lnetd_host_encap::Table::alternate(7).unwrap()).unwrap().len(), 1);
+        assert_eq!(enc.verify().unwrap(), vec![]);
+
+        // Identical: nothing written.
+        let again = enc.apply(&desired).unwrap();
+        assert_eq!((again.map_operations, again.unchanged, again.added.len()), (0, 5, 0), "{again}");
+        // What the encapsulator reports as its state applies as identical too.
+        let exported = enc.desired_state();
+        assert_eq!(enc.apply(&exported).unwrap().map_operations, 0);
+
+        // Refused states change nothing.
+        let before = listing(&enc);
+        let refused = [
+            ("unknown key", r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100","colour":"red"}]}"#),
+            ("label 3", r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"3"}]}"#),
+            ("host bits", r#"{"routes":[{"prefix":"10.0.0.1/8","policy":"100"}]}"#),
+            ("weight 0", r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100@0,200@1"}]}"#),
+            (
+                "unknown table",
+                r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100"}],"sources":[{"prefix":"192.0.2.0/24","table":9}]}"#,
+            ),
+            ("tc 8", r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100","tc":8}]}"#),
+            ("twice", r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100"},{"prefix":"10.0.0.0/8","policy":"200"}]}"#),
+        ];
+        for (what, json) in refused {
+            let result = DesiredState::from_json(json).map_err(RouteError::from).and_then(|d| enc.apply(&d));
+            let err = result.expect_err(what);
+            assert!(matches!(err, RouteError::Invalid(_)), "{what}: {err:?}");
+            assert!(!err.to_string().is_empty());
+            assert_eq!(listing(&enc), before, "{what} changed the routes");
+        }
+        assert_eq!(enc.verify().unwrap(), vec![]);
+
+        // A policy becomes a plain stack and back; counters kept per route.
+        let mut d = desired.clone();
+        d.routes[1].policy = "16001/16002".into();
+        d.routes[1].entropy_label = None;
+        let r = enc.apply(&d).unwrap();
+        assert_eq!((r.replaced.len(), r.unchanged), (1, 4), "{r}");
+        assert_eq!(enc.verify().unwrap(), vec![]);
+        let r = enc.apply(&desired).unwrap();
+        assert_eq!(r.replaced.len(), 1);
+        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap().lists.len(), 2);
+
+        // Full replacement, then a 1% change of 10,000 routes, then back to empty.
+        let big = table(10_000, 100_000);
+        let r = enc.apply(&big).unwrap();
+        assert_eq!((r.added.len(), r.removed.len(), r.sources_removed.len()), (10_000, 4, 1), "{r}");
+        let mut changed = big.clone();
+        for i in 0..50 {
+            changed.routes[i * 100].policy = "555".into();
+        }
+        changed.routes.truncate(9_950);
+        changed.routes.extend((0..50).map(|i| route(&format!("11.0.{i}.0/24"), "777")));
+        let r = enc.apply(&changed).unwrap();
+        assert_eq!((r.replaced.len(), r.added.len(), r.removed.len(), r.unchanged), (50, 50, 50, 9_900), "{r}");
+        assert_eq!(r.map_operations, 150, "only the changed entries are written");
+        assert_eq!(enc.verify().unwrap(), vec![]);
+        let r = enc.apply(&DesiredState::default()).unwrap();
+        assert_eq!(r.removed.len(), 10_000);
+        assert!(enc.routes().unwrap().is_empty());
+        assert_eq!(enc.verify().unwrap(), vec![]);
+
+        // Dry run: reported, not done.
+        let dry = enc.apply_dry_run(&big).unwrap();
+        assert!(dry.dry_run && dry.added.len() == 10_000);
+        assert!(enc.routes().unwrap().is_empty());
+    });
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_state_that_does_not_fit_is_refused_whole() {
+    if !privileged("a_state_that_does_not_fit_is_refused_whole") {
+        return;
+    }
+    in_netns("applyfull", |_| {
+        let enc = Encapsulator::builder().max_routes(100, 100).max_policies(2).load().expect("load");
+        enc.apply(&table(50, 1000)).unwrap();
+        let before = listing(&enc);
+        let err = enc.apply(&table(150, 2000)).unwrap_err();
+        assert!(matches!(err, RouteError::TableFull { capacity: 100, .. }), "{err:?}");
+        let mut policies = table(3, 3000);
+        for r in &mut policies.routes {
+            r.policy = "100@1,200@1".into();
+        }
+        let err = enc.apply(&policies).unwrap_err();
+        assert!(matches!(err, RouteError::TableFull { family: "policy", .. }), "{err:?}");
+        assert_eq!(listing(&enc), before);
+        assert_eq!(enc.verify().unwrap(), vec![]);
+    });
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn replacing_10000_routes_under_traffic_never_unlabels_or_mixes() {
+    if !privileged("replacing_10000_routes_under_traffic_never_unlabels_or_mixes") {
+        return;
+    }
+    const N: u32 = 10_000;
+    let (a, b) = (table(N, 100_000), table(N, 300_000));
+    let lab = VethLab::new().expect("lab");
+    let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
+    let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
+    enc.apply(&a).unwrap();
+    let capture =
+        lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap();
+    let socket = lab.router.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    let stop = AtomicBool::new(false);
+    let (sent, got) = std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            let mut got: Vec<(Ipv4Addr, Vec<u32>)> = Vec::new();
+            let mut idle = None;
+            loop {
+                match capture.next(Duration::from_millis(50)).unwrap() {
+                    Some(f) if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
+                        idle = None;
+                        let (stack, inner) = decode_stack(&f.bytes[14..]).unwrap();
+                        if let Ok(SlicedPacket { net: Some(NetSlice::Ipv4(ip)), .. }) = SlicedPacket::from_ip(inner) {
+                            got.push((ip.header().destination_addr(), stack.iter().map(|e| e.label).collect()));
+                        }
+                    }
+                    Some(_) => {}
+                    None if stop.load(Ordering::Relaxed)
+                        && idle.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) =>
+                    {
+                        return got;
+                    }
+                    None => {}
+                }
+            }
+        });
+        let sender = s.spawn(|| {
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let i = sent.wrapping_mul(7919) % N;
+                let dst = Ipv4Addr::new(10, (i / 256) as u8, (i % 256) as u8, 9);
+                socket.send_to(b"x", SocketAddr::new(IpAddr::V4(dst), 9)).unwrap();
+                sent += 1;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            sent
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            let r = enc.apply(&b).unwrap();
+            assert_eq!(r.replaced.len(), N as usize);
+            let r = enc.apply(&a).unwrap();
+            assert_eq!(r.replaced.len(), N as usize);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        (sender.join().unwrap(), receiver.join().unwrap())
+    });
+    assert_eq!(got.len() as u32, sent, "every datagram came back labelled");
+    let mut versions = BTreeMap::new();
+    for (dst, stack) in &got {
+        let i = u32::from(dst.octets()[1]) * 256 + u32::from(dst.octets()[2]);
+        let version = match stack[..] {
+            [l] if l == 100_000 + i => "a",
+            [l] if l == 300_000 + i => "b",
+            _ => panic!("{dst} came back with {stack:?}: neither version's stack"),
+        };
+        *versions.entry(version).or_insert(0) += 1;
+    }
+    assert_eq!(versions.keys().copied().collect::<BTreeSet<_>>(), BTreeSet::from(["a", "b"]), "{versions:?}");
+}
