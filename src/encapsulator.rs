@@ -7,7 +7,7 @@ use ipnetwork::IpNetwork;
 use nix::errno::Errno;
 
 use crate::abi::types::encap_limits;
-use crate::dataplane::pins::{PinDir, PinRoots};
+use crate::dataplane::pins::{OwnerLock, PinDir, PinRoots};
 use crate::dataplane::{self, Loaded};
 use crate::domain::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
 use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
@@ -15,13 +15,16 @@ use crate::domain::label::{DscpMap, Label, LabelStack};
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
+use crate::explain::{self, Explanation, Probe};
 use crate::fib::apply::ApplyReport;
 use crate::fib::verify::Difference;
 use crate::fib::{Fib, RouteCounters, Saver};
+use crate::metrics::CountedRoute;
 use crate::rib::persist::{self, LoadConfig, Unreadable};
+use crate::rib::Lookup;
 use crate::stats::Stats;
 use crate::sys::link::{self, XdpLink};
-use crate::sys::test_run::{self, RunStats, TestRun};
+use crate::sys::test_run::{self, RunStats, TestRun, XdpAction};
 
 /// Settings for [`Encapsulator`], applied when the program is loaded.
 ///
@@ -157,6 +160,27 @@ struct Attached {
     link: XdpLink,
     /// Where it is pinned, if it is.
     pins: Option<PinDir>,
+    /// Held while this process owns the pinned dataplane.
+    _owner: Option<OwnerLock>,
+}
+
+/// How [`Encapsulator::open_with`] adopts a pinned dataplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptOptions {
+    /// Where the pins are (default: [`PinRoots::default`]).
+    pub roots: PinRoots,
+    /// Move the link to this build's program (the default: how upgrades
+    /// happen); false keeps the program running (for tools that only read).
+    pub replace_program: bool,
+    /// How long to wait for another process that owns the dataplane to let
+    /// go (default: not at all: [`PinError::Busy`]).
+    pub wait: std::time::Duration,
+}
+
+impl Default for AdoptOptions {
+    fn default() -> Self {
+        AdoptOptions { roots: PinRoots::default(), replace_program: true, wait: std::time::Duration::ZERO }
+    }
 }
 
 /// Pushes MPLS label stacks onto the IPv4/IPv6 packets an interface receives,
@@ -267,11 +291,16 @@ impl Encapsulator {
             }
         })?;
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
+        let mut owner = None;
         if let Some(dir) = &pins {
             let pinned = persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
                 .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
                 .and_then(|state| dir.create(self.fib.maps(), &link, &state))
-                .and_then(|()| self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info))));
+                .and_then(|()| dir.lock(std::time::Duration::ZERO))
+                .and_then(|lock| {
+                    owner = Some(lock);
+                    self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info)))
+                });
             if let Err(e) = pinned {
                 // Not attached unpinned when pinning was asked for: the link closes on return.
                 if let Err(remove) = dir.remove() {
@@ -282,7 +311,7 @@ impl Encapsulator {
             log::info!("pinned in {}", dir.pins().display());
         }
         log::info!("XDP encapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
-        *slot = Some(Attached { info, link, pins });
+        *slot = Some(Attached { info, link, pins, _owner: owner });
         Ok(got)
     }
 
@@ -339,18 +368,23 @@ impl Encapsulator {
     /// interface was recreated; [`LoadError`] when this build's program cannot
     /// be loaded against the pinned maps; [`AttachError::Replace`].
     pub fn open(iface: &str) -> Result<Encapsulator, Error> {
-        Encapsulator::open_at(iface, &PinRoots::default())
+        Encapsulator::open_with(iface, &AdoptOptions::default())
     }
 
-    /// As [`Encapsulator::open`], for a dataplane pinned under other roots.
+    /// As [`Encapsulator::open`], with options: other roots, keeping the
+    /// program that runs, waiting for the current owner. One process owns a
+    /// pinned dataplane at a time (a lock the kernel releases when it dies),
+    /// so two never overwrite each other's state.
     ///
     /// # Errors
-    /// As [`Encapsulator::open`].
-    pub fn open_at(iface: &str, roots: &PinRoots) -> Result<Encapsulator, Error> {
-        let dir = PinDir::of(roots, iface)?;
+    /// As [`Encapsulator::open`], and [`PinError::Busy`] while another
+    /// process owns it.
+    pub fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
+        let dir = PinDir::of(&options.roots, iface)?;
         if !dir.exists() {
             return Err(PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned() }.into());
         }
+        let owner = dir.lock(options.wait)?;
         let (rib, config, attached) = persist::load(&dir.read()?).map_err(|e| match e {
             Unreadable::Version(found, written_by) => PinError::Incompatible {
                 found,
@@ -370,20 +404,25 @@ impl Encapsulator {
         }
         let maps = dir.open_maps()?;
         let link = dir.open_link()?;
-        let prog = dataplane::load_with(&config, &maps)?;
-        link.update_prog(prog.as_fd()).map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
+        let prog = if options.replace_program {
+            let prog = dataplane::load_with(&config, &maps)?;
+            link.update_prog(prog.as_fd()).map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
+            prog
+        } else {
+            link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?
+        };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let fib = Fib::adopted(maps, config, rib);
         fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
         for difference in fib.verify()? {
             log::warn!("adopted dataplane on {iface}: {difference}");
         }
-        log::info!("adopted the dataplane pinned in {} (program replaced)", dir.pins().display());
+        log::info!("adopted the dataplane pinned in {}", dir.pins().display());
         Ok(Encapsulator {
             fib,
             prog,
-            attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir) })),
-            pin: Some(roots.clone()),
+            attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: Some(owner) })),
+            pin: Some(options.roots.clone()),
         })
     }
 
@@ -560,6 +599,65 @@ impl Encapsulator {
     /// As [`Encapsulator::route_counters`].
     pub fn route_counters_in(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         self.fib.route_counters(table, prefix)
+    }
+
+    /// Every route of every table with its counters (routes without a
+    /// counter slot have `counted == false`).
+    ///
+    /// # Errors
+    /// [`MapError`] when a counter cannot be read.
+    pub fn counted_routes(&self) -> Result<Vec<CountedRoute>, MapError> {
+        let routes: Vec<(Table, Route)> =
+            self.fib.read(|rib| rib.routes.iter().map(|((t, _), r)| (*t, r.clone())).collect());
+        let mut out = Vec::with_capacity(routes.len());
+        for (table, route) in routes {
+            match self.fib.route_counters(table, route.prefix) {
+                Ok(Some(counters)) => out.push(CountedRoute { table, route, counters }),
+                // Removed meanwhile.
+                Ok(None) => {}
+                Err(RouteError::Map(e)) => return Err(e),
+                Err(e) => log::warn!("{e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the dataplane does with `probe`: the real program runs on a
+    /// frame built from it (BPF_PROG_TEST_RUN, counted like any packet) and
+    /// the answer says the verdict, the route and segment list chosen and the
+    /// stack pushed. Like `ip route get`, for labels.
+    ///
+    /// ```no_run
+    /// use lnetd_host_encap::{Encapsulator, Probe};
+    /// let enc = Encapsulator::open("eth1")?;
+    /// println!("{}", enc.explain(&Probe::to("198.51.100.7".parse().unwrap()))?);
+    /// # Ok::<(), lnetd_host_encap::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TestRunError`] when the program cannot be run; [`RouteError::Invalid`]
+    /// for a probe that cannot be built (mixed families, DSCP above 63).
+    pub fn explain(&self, probe: &Probe) -> Result<Explanation, Error> {
+        let frame = probe.frame().map_err(|reason| {
+            RouteError::Invalid(crate::domain::desired::DesiredError { what: "probe".into(), reason })
+        })?;
+        let run = self.test_run(&frame)?;
+        let found = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
+            Lookup::Route(table, route) => (Some((table, route.clone())), "no_route"),
+            Lookup::Local => (None, "local"),
+            Lookup::NoRoute => (None, "no_route"),
+        });
+        let (route, fallback) = found;
+        let stack = explain::pushed_stack(&run.frame);
+        let outcome = match (run.action, &route) {
+            (XdpAction::Tx, _) => "labelled",
+            (XdpAction::Pass, Some(_)) => "mtu_passed",
+            (XdpAction::Drop, _) => "mtu_dropped",
+            (XdpAction::Aborted, _) => "aborted",
+            _ => fallback,
+        };
+        let list = route.as_ref().and_then(|(_, r)| explain::list_of(r, &stack));
+        Ok(Explanation { action: run.action, outcome, route, list, stack })
     }
 
     /// Replaces the DSCP -> traffic class table used by routes with

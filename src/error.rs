@@ -208,6 +208,16 @@ pub enum PinError {
         /// Its directory.
         dir: PathBuf,
     },
+    /// Another process (an agent, another command) owns the pinned dataplane.
+    #[error(
+        "the dataplane pinned in {} is in use by another process (the agent, or another lnetd-host-encap \
+         command); ask that process, or stop it first",
+        .dir.display()
+    )]
+    Busy {
+        /// Its directory.
+        dir: PathBuf,
+    },
     /// The pin directory is not on bpffs.
     #[error(
         "{} is not on a BPF filesystem; mount one (`mount -t bpf bpf /sys/fs/bpf`) or choose another root \

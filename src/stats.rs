@@ -75,21 +75,26 @@ impl Stats {
         }
     }
 
+    /// Every counter with its name (the field's, as in JSON and metric names).
+    pub fn named(&self) -> [(&'static str, Counter); 10] {
+        [
+            ("labelled", self.labelled),
+            ("not_ip", self.not_ip),
+            ("malformed", self.malformed),
+            ("multicast", self.multicast),
+            ("local", self.local),
+            ("no_route", self.no_route),
+            ("mtu_dropped", self.mtu_dropped),
+            ("mtu_passed", self.mtu_passed),
+            ("no_headroom", self.no_headroom),
+            ("aborted", self.aborted),
+        ]
+    }
+
     /// All counters added up: every packet the program saw.
     pub fn total(&self) -> Counter {
         let mut total = Counter::default();
-        for c in [
-            self.labelled,
-            self.not_ip,
-            self.malformed,
-            self.multicast,
-            self.local,
-            self.no_route,
-            self.mtu_dropped,
-            self.mtu_passed,
-            self.no_headroom,
-            self.aborted,
-        ] {
+        for (_, c) in self.named() {
             total.add(c);
         }
         total

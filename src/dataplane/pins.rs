@@ -10,7 +10,11 @@
 //! Directories are mode 0700 and files 0600: whoever can open a pin controls
 //! the dataplane.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,15 @@ pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/lnetd-host-encap";
 pub const DEFAULT_STATE_ROOT: &str = "/run/lnetd-host-encap";
 
 const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+
+/// The one process that may change a pinned dataplane holds this lock
+/// (flock on a file beside the state); the kernel releases it when the
+/// process dies, SIGKILL included.
+#[derive(Debug)]
+pub(crate) struct OwnerLock {
+    _lock: Flock<File>,
+}
 
 /// The two roots under which pinned dataplanes live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +147,29 @@ impl PinDir {
             .map_err(io("writing", &tmp))?;
         file.write_all(state.as_bytes()).and_then(|()| file.sync_data()).map_err(io("writing", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("renaming", &path))
+    }
+
+    /// Takes the owner lock, waiting up to `wait` for another owner to let go.
+    pub(crate) fn lock(&self, wait: Duration) -> Result<OwnerLock, PinError> {
+        let path = self.state.join(LOCK_FILE);
+        let deadline = Instant::now() + wait;
+        loop {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io("opening", &path))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(OwnerLock { _lock: lock }),
+                Err((_, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err((_, Errno::EWOULDBLOCK)) => return Err(PinError::Busy { dir: self.pins.clone() }),
+                Err((_, errno)) => return Err(PinError::Kernel { op: "locking", path, errno }),
+            }
+        }
     }
 
     /// The state file's text.

@@ -157,3 +157,49 @@ mod tests {
         assert!(rib.routes_in(Table::alternate(4).unwrap()).is_empty());
     }
 }
+
+/// Where a packet's lookup ends, as the program decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Lookup<'a> {
+    /// A host address: never labelled.
+    Local,
+    /// The longest match, in the table it was found in.
+    Route(Table, &'a Route),
+    /// No route covers the destination.
+    NoRoute,
+}
+
+impl Rib {
+    /// The longest match for `dst` in `table`.
+    fn longest(&self, table: Table, dst: IpAddr) -> Option<&Route> {
+        let max = if dst.is_ipv4() { 32 } else { 128 };
+        (0..=max).rev().find_map(|len| {
+            let net = IpNetwork::new(dst, len).ok().and_then(|n| IpNetwork::new(n.network(), len).ok())?;
+            self.routes.get(&(table, net))
+        })
+    }
+
+    /// The table a source selects: the longest source prefix's, else main.
+    fn table_for(&self, src: IpAddr) -> Table {
+        self.sources
+            .iter()
+            .filter(|(p, _)| p.contains(src))
+            .max_by_key(|(p, _)| p.prefix())
+            .map_or(Table::Main, |(_, t)| *t)
+    }
+
+    /// What the program looks up for a packet from `src` to `dst`: host
+    /// addresses first, then the source's alternate table, then the main one.
+    pub(crate) fn lookup(&self, src: IpAddr, dst: IpAddr) -> Lookup<'_> {
+        if self.local.contains(&dst) {
+            return Lookup::Local;
+        }
+        let table = self.table_for(src);
+        if table != Table::Main {
+            if let Some(route) = self.longest(table, dst) {
+                return Lookup::Route(table, route);
+            }
+        }
+        self.longest(Table::Main, dst).map_or(Lookup::NoRoute, |r| Lookup::Route(Table::Main, r))
+    }
+}

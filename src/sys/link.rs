@@ -34,6 +34,25 @@ impl XdpLink {
         Ok(())
     }
 
+    /// The program the link runs now, by a new fd.
+    pub(crate) fn prog(&self) -> Result<OwnedFd, Errno> {
+        // SAFETY: zeroed is a valid bpf_link_info; the kernel fills up to `len` bytes.
+        let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
+        // SAFETY: info and len point to valid memory of the stated size.
+        let rc = unsafe { libbpf_sys::bpf_link_get_info_by_fd(self.fd.as_raw_fd(), &mut info, &mut len) };
+        if rc < 0 {
+            return Err(Errno::from_raw(-rc));
+        }
+        // SAFETY: plain syscall wrapper.
+        let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(info.prog_id) };
+        if fd < 0 {
+            return Err(Errno::from_raw(-fd));
+        }
+        // SAFETY: a new fd owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
     /// Detaches now; the fd is closed on drop.
     pub(crate) fn detach(&self) -> Result<(), Errno> {
         // SAFETY: plain syscall wrapper on an fd we own.
