@@ -179,10 +179,9 @@ fn rows() -> Vec<Row> {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn every_bad_input_gets_its_error_and_changes_nothing() {
-    if !privileged("every_bad_input_gets_its_error_and_changes_nothing") {
-        return;
-    }
+    privileged("every_bad_input_gets_its_error_and_changes_nothing");
     let ns = Netns::new("bad").expect("namespace");
     let failures = ns
         .run(|| {
@@ -215,10 +214,9 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn impossible_configurations_get_load_errors() {
-    if !privileged("impossible_configurations_get_load_errors") {
-        return;
-    }
+    privileged("impossible_configurations_get_load_errors");
     let ttl0 = Encapsulator::builder().ttl_mode(TtlMode::Fixed(0)).load().unwrap_err();
     assert!(matches!(ttl0, LoadError::Config(_)) && ttl0.to_string().contains("1..=255"), "{ttl0}");
     let cap0 = Encapsulator::builder().max_routes(0, 1).load().unwrap_err();
@@ -226,10 +224,9 @@ fn impossible_configurations_get_load_errors() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn auto_falls_back_to_generic_where_native_is_missing() {
-    if !privileged("auto_falls_back_to_generic_where_native_is_missing") {
-        return;
-    }
+    privileged("auto_falls_back_to_generic_where_native_is_missing");
     let ns = Netns::new("auto").expect("namespace");
     let mode = ns.run(|| Encapsulator::builder().attach("lo", XdpMode::Auto).map(|e| e.attachment())).unwrap();
     assert_eq!(mode.expect("attach").map(|a| a.mode), Some(lnetd_host_encap::AttachedMode::Generic));
