@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use common::model::flow_hash;
 use common::model::Verdict;
@@ -30,7 +30,7 @@ enum Expect {
 }
 
 struct Case {
-    name: &'static str,
+    name: String,
     input: Frame,
     routes: &'static [(&'static str, &'static str)],
     tc: u8,
@@ -54,8 +54,13 @@ const COPY: (TtlMode, MtuPolicy) = (TtlMode::Copy, MtuPolicy::Drop);
 /// `Case::tc` value meaning "TC from the DSCP".
 const DSCP: u8 = u8::MAX;
 
-fn case(name: &'static str, input: Frame, routes: &'static [(&'static str, &'static str)], expect: Expect) -> Case {
-    Case { name, input, routes, tc: 0, config: COPY, expect }
+fn case(
+    name: impl Into<String>,
+    input: Frame,
+    routes: &'static [(&'static str, &'static str)],
+    expect: Expect,
+) -> Case {
+    Case { name: name.into(), input, routes, tc: 0, config: COPY, expect }
 }
 
 fn tx(labels: &[u32], ttl: u8) -> Expect {
@@ -278,10 +283,15 @@ fn cases() -> Vec<Case> {
     for sport in [1000u16, 2000, 3000, 4000] {
         let f = frame("198.51.100.1").l4(L4::Udp { sport, dport: 53 });
         let labels = list_of(SPLIT[0].1, &f);
-        v.push(case("70/30 policy: the flow's list", f.build(), SPLIT, tx(&labels, 64)));
+        v.push(case(format!("70/30 policy: the flow's list (source port {sport})"), f.build(), SPLIT, tx(&labels, 64)));
         let f6 = frame("2001:db8:77::1").l4(L4::Udp { sport, dport: 53 });
         let labels = list_of(SPLIT[1].1, &f6);
-        v.push(case("IPv6 1/1/1 policy: the flow's list", f6.build(), SPLIT, tx(&labels, 64)));
+        v.push(case(
+            format!("IPv6 1/1/1 policy: the flow's list (source port {sport})"),
+            f6.build(),
+            SPLIT,
+            tx(&labels, 64),
+        ));
     }
     v
 }
@@ -380,18 +390,58 @@ fn check(enc: &Encapsulator, name: &str, input: &Frame, expect: &Expect) -> Resu
     Ok(())
 }
 
+/// Which counter a case's frame must land in.
+fn verdict(expect: &Expect) -> Verdict {
+    match expect {
+        Expect::Tx(_) => Verdict::Labelled,
+        Expect::Pass(v) | Expect::Drop(v) => *v,
+    }
+}
+
+/// Every verdict, checked complete by an exhaustive match: a new variant does
+/// not compile until it is listed here (and then needs a case).
+fn all_verdicts() -> Vec<Verdict> {
+    use Verdict::*;
+    let all = vec![Labelled, NotIp, Malformed, Multicast, Local, NoRoute, MtuDropped, MtuPassed];
+    for v in &all {
+        match v {
+            Labelled | NotIp | Malformed | Multicast | Local | NoRoute | MtuDropped | MtuPassed => {}
+        }
+    }
+    all
+}
+
+/// The table itself, without the kernel: names are unique (a failure names one
+/// case), every verdict and every kind of expectation has a case.
+#[test]
+fn table_names_are_unique_and_cover_every_outcome() {
+    let cases = cases();
+    let mut names = HashSet::new();
+    let duplicates: Vec<&str> = cases.iter().map(|c| c.name.as_str()).filter(|n| !names.insert(*n)).collect();
+    assert!(duplicates.is_empty(), "case names used twice: {duplicates:?}");
+    let covered: HashSet<Verdict> = cases.iter().map(|c| verdict(&c.expect)).collect();
+    let missing: Vec<Verdict> = all_verdicts().into_iter().filter(|v| !covered.contains(v)).collect();
+    assert!(missing.is_empty(), "no case for {missing:?}");
+    let kind = |e: &Expect| match e {
+        Expect::Tx(_) => 0,
+        Expect::Pass(_) => 1,
+        Expect::Drop(_) => 2,
+    };
+    let kinds: HashSet<u8> = cases.iter().map(|c| kind(&c.expect)).collect();
+    assert_eq!(kinds.len(), 3, "every Expect variant (Tx, Pass, Drop) has a case");
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn packet_table() {
     privileged("packet_table");
     let cases = cases();
-    assert!(cases.len() >= 30);
     let failures = in_test_run_netns("table", || {
         let mut h = Harness { encaps: HashMap::new() };
         let mut failures = Vec::new();
         for c in &cases {
             let enc = h.program(c.config, c.routes, c.tc);
-            if let Err(e) = check(enc, c.name, &c.input, &c.expect) {
+            if let Err(e) = check(enc, &c.name, &c.input, &c.expect) {
                 failures.push(e);
             }
         }
