@@ -6,7 +6,7 @@
 //!
 //! `LHE_FUZZ_FRAMES` (default 50,000) and `LHE_FUZZ_SEED` (default: fresh,
 //! printed) control a run. The long run:
-//! `LHE_FUZZ_FRAMES=5000000 cargo test --release --test differential -- --nocapture`.
+//! `LHE_FUZZ_FRAMES=5000000 cargo test --release --test differential -- --include-ignored --nocapture`.
 
 mod common;
 

@@ -8,14 +8,13 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::model::flow_hash;
-use common::model::Verdict;
+use common::model::{entropy_label, flow_hash, list_for, Verdict};
 use common::{
     entries, frame, in_test_run_netns, labelled, privileged, raw_frame, Frame, FrameSpec, L4, LOCAL_V4, LOCAL_V6,
 };
 use lnetd_host_encap::{
     Counter, Encapsulator, EntropyLabel, IpNetwork, MtuPolicy, Policy, Route, TestRunError, TrafficClass, TtlMode,
-    XdpAction, POLICY_SLOTS,
+    XdpAction,
 };
 
 /// What must come out.
@@ -319,19 +318,16 @@ fn hash_of(spec: &FrameSpec) -> u32 {
 
 /// Expected entries for `labels` with an entropy label pair at `at`, TTL `ttl`, TC `tc`.
 fn with_el(labels: &[u32], at: usize, hash: u32, tc: u8, ttl: u8) -> Expect {
-    let el = 16 + hash.rotate_left(16) % ((1 << 20) - 16);
     let mut all = labels.to_vec();
-    all.splice(at..at, [7, el]);
+    all.splice(at..at, [7, entropy_label(hash)]);
     let mut e = entries(&all, tc, ttl);
     e[at + 1].ttl = 0;
     Expect::Tx(e)
 }
 
-/// The list a flow takes under `spec` (through the policy's own flow table).
+/// The list a flow takes under `spec` (through the model's flow table).
 fn list_of(spec: &str, flow: &FrameSpec) -> Vec<u32> {
-    let p = policy(spec);
-    let i = p.flow_table()[hash_of(flow) as usize % POLICY_SLOTS];
-    p.lists()[usize::from(i)].stack.labels().iter().map(|l| l.value()).collect()
+    list_for(&policy(spec), hash_of(flow))
 }
 
 fn prefix(s: &str) -> IpNetwork {
