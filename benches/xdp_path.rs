@@ -27,14 +27,23 @@ use lnetd_host_encap::{
 const ROUNDS: usize = 11;
 const RUNS: u32 = 5_000;
 
-/// BGP-like IPv4 prefixes: the real sample first (shared/data), then synthetic
-/// ones with the Internet's length mix (about 60% /24, the rest /8../23),
-/// deterministic.
+/// The public BGP prefix sample shipped with the tests, one IPv4 prefix a line.
+const BGP_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bgp-prefixes-sample.csv");
+
+/// BGP-like IPv4 prefixes: the real sample first (tests/fixtures), then
+/// synthetic ones with the Internet's length mix (about 60% /24, the rest
+/// /8../23), deterministic.
 fn bgp_like(n: usize) -> Vec<IpNetwork> {
-    let sample =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/bgp-prefixes-sample.csv"))
-            .unwrap_or_default();
-    let mut out: Vec<IpNetwork> = sample.lines().filter_map(|l| l.trim().parse().ok()).take(n).collect();
+    let sample = std::fs::read_to_string(BGP_SAMPLE).unwrap_or_else(|e| {
+        panic!("{BGP_SAMPLE}: {e}; the BGP prefix sample ships in the repository (tests/fixtures), restore it")
+    });
+    let mut out: Vec<IpNetwork> = sample
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| l.trim().parse().unwrap_or_else(|e| panic!("{BGP_SAMPLE}:{}: {l:?} is not a prefix: {e}", i + 1)))
+        .take(n)
+        .collect();
     let mut seen: std::collections::HashSet<IpNetwork> = out.iter().copied().collect();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     while out.len() < n {

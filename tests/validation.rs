@@ -293,3 +293,18 @@ fn alternate_table_zero_does_not_exist() {
     assert_eq!(Table::alternate(0), None);
     assert_eq!(Table::alternate(1).map(Table::id), Some(1));
 }
+
+/// The BGP sample the benchmark programs (tests/fixtures): every line a
+/// prefix the library accepts (IPv4, no host bits), none twice.
+#[test]
+fn the_bgp_fixture_is_valid_prefixes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bgp-prefixes-sample.csv");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let p = prefix::parse(line).unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
+        assert!(p.is_ipv4(), "{path}:{}: {p} is not IPv4", i + 1);
+        assert!(seen.insert(p), "{path}:{}: {p} twice", i + 1);
+    }
+    assert_eq!(seen.len(), 1479, "the sample's size (README, Performance)");
+}
