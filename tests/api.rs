@@ -25,10 +25,10 @@ fn stack(s: &str) -> LabelStack {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn refused_routes_change_nothing() {
-    if privileged("refused_routes_change_nothing") {
-        in_netns("api", |_| refused_routes_change_nothing_here());
-    }
+    privileged("refused_routes_change_nothing");
+    in_netns("api", |_| refused_routes_change_nothing_here());
 }
 
 fn refused_routes_change_nothing_here() {
@@ -62,10 +62,10 @@ fn refused_routes_change_nothing_here() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_full_table_is_a_typed_error_and_keeps_its_routes() {
-    if privileged("a_full_table_is_a_typed_error_and_keeps_its_routes") {
-        in_netns("api", |_| a_full_table_here());
-    }
+    privileged("a_full_table_is_a_typed_error_and_keeps_its_routes");
+    in_netns("api", |_| a_full_table_here());
 }
 
 fn a_full_table_here() {
@@ -88,10 +88,9 @@ fn a_full_table_here() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn impossible_configurations_are_refused() {
-    if !privileged("impossible_configurations_are_refused") {
-        return;
-    }
+    privileged("impossible_configurations_are_refused");
     assert!(matches!(Encapsulator::builder().ttl_mode(TtlMode::Fixed(0)).load(), Err(LoadError::Config(_))));
     assert!(matches!(Encapsulator::builder().max_routes(0, 10).load(), Err(LoadError::Config(_))));
 }
@@ -99,10 +98,9 @@ fn impossible_configurations_are_refused() {
 /// A route for a /32 that becomes a host address is set aside, not lost, and
 /// comes back when the address goes.
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_host_address_sets_a_route_aside_and_gives_it_back() {
-    if !privileged("a_host_address_sets_a_route_aside_and_gives_it_back") {
-        return;
-    }
+    privileged("a_host_address_sets_a_route_aside_and_gives_it_back");
     in_netns("api", |ns| {
         let enc = Encapsulator::builder().load().expect("load");
         let host = net("192.0.2.77/32");
@@ -131,10 +129,9 @@ fn a_host_address_sets_a_route_aside_and_gives_it_back() {
 
 /// A refresh that does not fit leaves the tables as they were.
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_failed_refresh_changes_nothing() {
-    if !privileged("a_failed_refresh_changes_nothing") {
-        return;
-    }
+    privileged("a_failed_refresh_changes_nothing");
     in_netns("api", |ns| {
         for a in ["192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"] {
             ns.ip(&["addr", "add", a, "dev", "lo"]).unwrap();
@@ -162,10 +159,9 @@ fn comes_back_labelled(lab: &VethLab, capture: &Capture) -> bool {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn attach_errors_are_typed_and_the_first_program_keeps_working() {
-    if !privileged("attach_errors_are_typed_and_the_first_program_keeps_working") {
-        return;
-    }
+    privileged("attach_errors_are_typed_and_the_first_program_keeps_working");
     let lab = VethLab::new().expect("lab");
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();
@@ -202,10 +198,9 @@ fn attach_errors_are_typed_and_the_first_program_keeps_working() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_deleted_interface_leaves_a_usable_handle() {
-    if !privileged("a_deleted_interface_leaves_a_usable_handle") {
-        return;
-    }
+    privileged("a_deleted_interface_leaves_a_usable_handle");
     let lab = VethLab::new().expect("lab");
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
     lab.host.ip(&["link", "del", VethLab::HOST_IF]).expect("delete h0");
@@ -216,10 +211,9 @@ fn a_deleted_interface_leaves_a_usable_handle() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn drop_detaches() {
-    if !privileged("drop_detaches") {
-        return;
-    }
+    privileged("drop_detaches");
     let lab = VethLab::new().expect("lab");
     lab.host
         .run(|| {
@@ -238,10 +232,9 @@ fn example_binary() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn sigkill_leaves_no_program_attached() {
-    if !privileged("sigkill_leaves_no_program_attached") {
-        return;
-    }
+    privileged("sigkill_leaves_no_program_attached");
     let bin = example_binary();
     assert!(bin.exists(), "cargo test builds the example: {}", bin.display());
     let lab = VethLab::new().expect("lab");
@@ -271,10 +264,9 @@ fn sigkill_leaves_no_program_attached() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn without_privileges_the_error_names_the_capability() {
-    if !privileged("without_privileges_the_error_names_the_capability") {
-        return;
-    }
+    privileged("without_privileges_the_error_names_the_capability");
     let bin = example_binary();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])

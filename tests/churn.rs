@@ -91,10 +91,9 @@ impl History {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn route_churn_under_traffic() {
-    if !privileged("route_churn_under_traffic") {
-        return;
-    }
+    privileged("route_churn_under_traffic");
     let secs: u64 = std::env::var("LHE_CHURN_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let lab = VethLab::new().expect("lab");
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();

@@ -49,10 +49,9 @@ fn shares(tops: &[u32]) -> HashMap<u32, f64> {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn flows_split_as_the_weights_say() {
-    if !privileged("flows_split_as_the_weights_say") {
-        return;
-    }
+    privileged("flows_split_as_the_weights_say");
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         for (policy, want) in [
@@ -72,10 +71,9 @@ fn flows_split_as_the_weights_say() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_flow_keeps_its_list_and_changes_move_few_flows() {
-    if !privileged("a_flow_keeps_its_list_and_changes_move_few_flows") {
-        return;
-    }
+    privileged("a_flow_keeps_its_list_and_changes_move_few_flows");
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         let base: Policy = "16001@1,16002@1,16003@1".parse().unwrap();
@@ -109,10 +107,9 @@ fn a_flow_keeps_its_list_and_changes_move_few_flows() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn per_route_and_per_list_counters() {
-    if !privileged("per_route_and_per_list_counters") {
-        return;
-    }
+    privileged("per_route_and_per_list_counters");
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         enc.set_policy(net("198.51.100.0/24"), "16001@7,16002@3".parse().unwrap()).unwrap();
@@ -148,10 +145,9 @@ fn per_route_and_per_list_counters() {
 }
 
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn routes_beyond_the_counted_capacity_still_work() {
-    if !privileged("routes_beyond_the_counted_capacity_still_work") {
-        return;
-    }
+    privileged("routes_beyond_the_counted_capacity_still_work");
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().max_counted_routes(1).load().expect("load");
         enc.set_labels(net("198.51.100.0/24"), "16001".parse().unwrap()).unwrap();
@@ -165,10 +161,9 @@ fn routes_beyond_the_counted_capacity_still_work() {
 
 /// The same split on the wire: real UDP flows from the router's kernel sockets.
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn flows_split_on_the_wire() {
-    if !privileged("flows_split_on_the_wire") {
-        return;
-    }
+    privileged("flows_split_on_the_wire");
     let lab = VethLab::new().expect("lab");
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
@@ -210,10 +205,9 @@ fn flows_split_on_the_wire() {
 /// falls back to the main table for destinations it lacks; host addresses are
 /// never labelled, whatever the source.
 #[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn source_prefixes_select_alternate_tables() {
-    if !privileged("source_prefixes_select_alternate_tables") {
-        return;
-    }
+    privileged("source_prefixes_select_alternate_tables");
     let ns = Netns::new("source").expect("namespace");
     ns.ip(&["addr", "add", "192.0.2.55/32", "dev", "lo"]).unwrap();
     ns.run(|| {

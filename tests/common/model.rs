@@ -5,13 +5,13 @@
 //! malformed, then multicast, then local, then no route, then MTU, then
 //! labelled.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use ipnetwork::IpNetwork;
-use lnetd_host_encap::{
-    DscpMap, EntropyLabel, LabelStackEntry, MtuPolicy, Route, Tc, TtlMode, XdpAction, POLICY_SLOTS,
-};
+use lnetd_host_encap::{DscpMap, EntropyLabel, LabelStackEntry, MtuPolicy, Policy, Route, Tc, TtlMode, XdpAction};
 
 use super::{labelled, Frame};
 
@@ -118,6 +118,100 @@ pub fn flow_hash(src: IpAddr, dst: IpAddr, proto: u8, ports: Option<u32>) -> u32
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^ (h >> 16)
+}
+
+/// Slots of a policy's flow table (README: the list is `flow_table()[hash % 1021]`).
+pub const SLOTS: usize = 1021;
+
+/// The entropy label for a flow hash (README, SR policies): 16 + (the hash
+/// rotated by 16 bits) mod (2^20 - 16), so never one of the special-purpose
+/// labels 0..=15 and always within 20 bits. (A 32-bit word rotated by 16 is
+/// the same either way: its two halves swapped.)
+pub fn entropy_label(hash: u32) -> u32 {
+    let swapped = (hash >> 16) | ((hash & 0xffff) << 16);
+    16 + swapped % (0x10_0000 - 16)
+}
+
+/// A segment list's 64-bit identity: FNV-1a (64-bit offset basis and prime)
+/// over the big-endian bytes of its label values, then of the number of
+/// earlier lists in the policy with the same labels (so twins differ).
+fn list_identity(labels: &[u32], twins_before: u32) -> u64 {
+    let mut bytes = Vec::with_capacity(4 * labels.len() + 4);
+    for word in labels.iter().chain([&twins_before]) {
+        bytes.extend_from_slice(&word.to_be_bytes());
+    }
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Weighted Maglev (Eisenbud et al., NSDI 2016, with weights), step by step:
+/// 1. each list's preference order over the slots is the permutation
+///    `(offset + j * skip) mod SLOTS`, j = 0, 1, ..., where offset is its
+///    identity mod SLOTS and skip is (identity >> 32) mod (SLOTS - 1) + 1;
+/// 2. in rounds, each list in order earns its weight in credit, and for every
+///    whole largest-weight of credit it holds it takes its next preferred slot
+///    still free;
+/// 3. until every slot has a list.
+///
+/// `lists` are (labels top first, weight); the result is the list index per slot.
+pub fn maglev_table(lists: &[(Vec<u32>, u16)]) -> Vec<u8> {
+    let n = lists.len();
+    assert!((1..=8).contains(&n), "1 to 8 lists");
+    // Step 1: every list's whole preference order, written out.
+    let preferences: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            let twins = lists[..i].iter().filter(|(labels, _)| *labels == lists[i].0).count() as u32;
+            let id = list_identity(&lists[i].0, twins);
+            let offset = (id % SLOTS as u64) as usize;
+            let skip = ((id >> 32) % (SLOTS as u64 - 1)) as usize + 1;
+            (0..SLOTS).map(|j| (offset + j * skip) % SLOTS).collect()
+        })
+        .collect();
+    let largest = lists.iter().map(|(_, w)| u64::from(*w)).max().expect("at least one list");
+    let mut owner: Vec<Option<usize>> = vec![None; SLOTS];
+    let mut credit = vec![0u64; n];
+    let mut next = vec![0usize; n];
+    let mut free = SLOTS;
+    // Steps 2 and 3.
+    'fill: loop {
+        for i in 0..n {
+            credit[i] += u64::from(lists[i].1);
+            while credit[i] >= largest {
+                if free == 0 {
+                    break 'fill;
+                }
+                credit[i] -= largest;
+                while owner[preferences[i][next[i]]].is_some() {
+                    next[i] += 1;
+                }
+                owner[preferences[i][next[i]]] = Some(i);
+                next[i] += 1;
+                free -= 1;
+            }
+        }
+        if free == 0 {
+            break;
+        }
+    }
+    owner.into_iter().map(|o| o.expect("every slot filled") as u8).collect()
+}
+
+/// A policy's lists as [`maglev_table`] takes them: (labels, weight).
+pub type Lists = Vec<(Vec<u32>, u16)>;
+
+/// [`maglev_table`] for a policy's lists (computed once per distinct lists).
+pub fn policy_table(policy: &Policy) -> Rc<Vec<u8>> {
+    thread_local! {
+        static TABLES: RefCell<HashMap<Lists, Rc<Vec<u8>>>> = RefCell::new(HashMap::new());
+    }
+    let lists: Lists =
+        policy.lists().iter().map(|l| (l.stack.labels().iter().map(|x| x.value()).collect(), l.weight)).collect();
+    TABLES.with(|t| t.borrow_mut().entry(lists).or_insert_with_key(|k| Rc::new(maglev_table(k))).clone())
+}
+
+/// The labels of the list a flow with `hash` takes under `policy`.
+pub fn list_for(policy: &Policy, hash: u32) -> Vec<u32> {
+    let i = policy_table(policy)[hash as usize % SLOTS];
+    policy.lists()[usize::from(i)].stack.labels().iter().map(|l| l.value()).collect()
 }
 
 fn parse(b: &[u8]) -> Result<Parsed, Verdict> {
@@ -228,12 +322,9 @@ impl Model {
             Some(Err(())) => return pass(Verdict::Local),
             Some(Ok(r)) => r,
         };
-        // The segment list: the policy's flow table at the flow hash (one list: that one).
+        // The segment list: the policy's flow table at the flow hash.
         let hash = flow_hash(p.src, p.dst, p.proto, p.ports);
-        let lists = route.policy.lists();
-        let chosen =
-            if lists.len() == 1 { 0 } else { usize::from(route.policy.flow_table()[hash as usize % POLICY_SLOTS]) };
-        let mut labels: Vec<u32> = lists[chosen].stack.labels().iter().map(|l| l.value()).collect();
+        let mut labels = list_for(&route.policy, hash);
         let ttl = match self.ttl {
             TtlMode::Copy => p.ttl,
             TtlMode::Fixed(n) => n,
@@ -245,8 +336,7 @@ impl Model {
                 EntropyLabel::Bottom => labels.len(),
                 EntropyLabel::After(n) => n.min(labels.len()),
             };
-            let el = 16 + hash.rotate_left(16) % ((1 << 20) - 16);
-            labels.splice(at..at, [7, el]);
+            labels.splice(at..at, [7, entropy_label(hash)]);
             ttls.splice(at..at, [ttl, 0]);
         }
         if p.ip_len + 4 * labels.len() > self.mtu {
