@@ -336,3 +336,10 @@ pub enum Error {
         errno: Errno,
     },
 }
+
+impl From<crate::domain::desired::DesiredError> for Error {
+    /// A refused desired state reaches callers by one path: [`RouteError::Invalid`].
+    fn from(e: crate::domain::desired::DesiredError) -> Error {
+        Error::Route(RouteError::Invalid(e))
+    }
+}

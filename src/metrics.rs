@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn families_and_labels() {
         let stats = Stats { labelled: Counter { packets: 3, bytes: 300 }, ..Default::default() };
-        let route = Route::with_policy("10.0.0.0/8".parse().unwrap(), "1@1,2@3".parse().unwrap());
+        let route = Route::with_policy("10.0.0.0/8".parse().unwrap(), "100@1,200@3".parse().unwrap());
         let counted = CountedRoute {
             table: Table::Main,
             route,
@@ -90,7 +90,7 @@ mod tests {
         assert!(text.contains("lnetd_host_encap_labelled_packets_total{interface=\"eth\\\"0\"} 3\n"), "{text}");
         assert!(text.contains("lnetd_host_encap_no_route_bytes_total{interface=\"eth\\\"0\"} 0\n"));
         assert!(text.contains(
-            "lnetd_host_encap_segment_list_packets_total{interface=\"eth\\\"0\",prefix=\"10.0.0.0/8\",table=\"0\",list=\"1\",stack=\"2\"} 2\n"
+            "lnetd_host_encap_segment_list_packets_total{interface=\"eth\\\"0\",prefix=\"10.0.0.0/8\",table=\"0\",list=\"1\",stack=\"200\"} 2\n"
         ));
         assert_eq!(text.matches("# TYPE").count(), 24);
     }

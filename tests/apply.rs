@@ -36,9 +36,7 @@ fn listing(enc: &Encapsulator) -> Vec<String> {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn apply_edge_cases() {
-    if !privileged("apply_edge_cases") {
-        return;
-    }
+    privileged("apply_edge_cases");
     in_netns("apply", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         // From empty: three tables' worth, a policy with an EL, TC from DSCP, a source.
@@ -141,9 +139,7 @@ fn apply_edge_cases() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_state_that_does_not_fit_is_refused_whole() {
-    if !privileged("a_state_that_does_not_fit_is_refused_whole") {
-        return;
-    }
+    privileged("a_state_that_does_not_fit_is_refused_whole");
     in_netns("applyfull", |_| {
         let enc = Encapsulator::builder().max_routes(100, 100).max_policies(2).load().expect("load");
         enc.apply(&table(50, 1000)).unwrap();
@@ -164,9 +160,7 @@ fn a_state_that_does_not_fit_is_refused_whole() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn replacing_10000_routes_under_traffic_never_unlabels_or_mixes() {
-    if !privileged("replacing_10000_routes_under_traffic_never_unlabels_or_mixes") {
-        return;
-    }
+    privileged("replacing_10000_routes_under_traffic_never_unlabels_or_mixes");
     const N: u32 = 10_000;
     let (a, b) = (table(N, 100_000), table(N, 300_000));
     let lab = VethLab::new().expect("lab");

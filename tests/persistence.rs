@@ -135,9 +135,7 @@ fn stream_until(lab: &VethLab, stop: &AtomicBool, during: impl FnOnce()) -> u64 
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops() {
-    if !privileged("sigkilled_owner_is_adopted") {
-        return;
-    }
+    privileged("sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops");
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
@@ -207,9 +205,7 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn program_replacement_under_traffic_loses_nothing() {
-    if !privileged("program_replacement_under_traffic_loses_nothing") {
-        return;
-    }
+    privileged("program_replacement_under_traffic_loses_nothing");
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
@@ -241,9 +237,7 @@ fn program_replacement_under_traffic_loses_nothing() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn refusals_missing_pin_incompatible_state_and_pin_twice() {
-    if !privileged("refusals_missing_pin_incompatible_state_and_pin_twice") {
-        return;
-    }
+    privileged("refusals_missing_pin_incompatible_state_and_pin_twice");
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host);
     lab.host
@@ -301,9 +295,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn verify_reports_what_someone_else_changed_in_the_maps() {
-    if !privileged("verify_reports_what_someone_else_changed_in_the_maps") {
-        return;
-    }
+    privileged("verify_reports_what_someone_else_changed_in_the_maps");
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host);
     lab.host
