@@ -175,11 +175,20 @@ pub struct AdoptOptions {
     /// How long to wait for another process that owns the dataplane to let
     /// go (default: not at all: [`PinError::Busy`]).
     pub wait: std::time::Duration,
+    /// Only read (routes, counters, explain): takes no ownership, so it works
+    /// beside the owner (an agent); every change is refused with
+    /// [`RouteError::ReadOnly`]. Implies `replace_program: false`.
+    pub read_only: bool,
 }
 
 impl Default for AdoptOptions {
     fn default() -> Self {
-        AdoptOptions { roots: PinRoots::default(), replace_program: true, wait: std::time::Duration::ZERO }
+        AdoptOptions {
+            roots: PinRoots::default(),
+            replace_program: true,
+            wait: std::time::Duration::ZERO,
+            read_only: false,
+        }
     }
 }
 
@@ -382,9 +391,14 @@ impl Encapsulator {
     pub fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
         let dir = PinDir::of(&options.roots, iface)?;
         if !dir.exists() {
-            return Err(PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned() }.into());
+            let other_program = nix::net::if_::if_nametoindex(iface)
+                .ok()
+                .and_then(|ifindex| link::attached_prog_id(ifindex).ok().flatten());
+            return Err(
+                PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned(), other_program }.into()
+            );
         }
-        let owner = dir.lock(options.wait)?;
+        let owner = if options.read_only { None } else { Some(dir.lock(options.wait)?) };
         let (rib, config, attached) = persist::load(&dir.read()?).map_err(|e| match e {
             Unreadable::Version(found, written_by) => PinError::Incompatible {
                 found,
@@ -404,7 +418,7 @@ impl Encapsulator {
         }
         let maps = dir.open_maps()?;
         let link = dir.open_link()?;
-        let prog = if options.replace_program {
+        let prog = if options.replace_program && !options.read_only {
             let prog = dataplane::load_with(&config, &maps)?;
             link.update_prog(prog.as_fd()).map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
             prog
@@ -412,8 +426,10 @@ impl Encapsulator {
             link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
-        let fib = Fib::adopted(maps, config, rib);
-        fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
+        let fib = Fib::adopted(maps, config, rib, options.read_only);
+        if !options.read_only {
+            fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
+        }
         for difference in fib.verify()? {
             log::warn!("adopted dataplane on {iface}: {difference}");
         }
@@ -421,7 +437,7 @@ impl Encapsulator {
         Ok(Encapsulator {
             fib,
             prog,
-            attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: Some(owner) })),
+            attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: owner })),
             pin: Some(options.roots.clone()),
         })
     }

@@ -159,6 +159,11 @@ pub enum RouteError {
     /// The kernel refused the map operation.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// The encapsulator was opened read-only ([`crate::AdoptOptions::read_only`]).
+    #[error(
+        "this handle on the pinned dataplane is read-only; open it without read_only (its owner must let go first)"
+    )]
+    ReadOnly,
     /// An entry of a desired state was refused (nothing was applied).
     #[error(transparent)]
     Invalid(#[from] crate::domain::desired::DesiredError),
@@ -189,19 +194,30 @@ pub enum TestRunError {
 pub enum PinError {
     /// Nothing is pinned for this interface in this network namespace.
     #[error(
-        "no pinned dataplane for {iface} in this network namespace (looked in {}); attach one with \
-         EncapsulatorBuilder::pinned() (or `lnetd-host-encap attach`) first",
-        .dir.display()
+        "no dataplane of lnetd-host-encap is pinned on {iface} in this network namespace (looked in {}){}",
+        .dir.display(),
+        match .other_program {
+            Some(id) => format!(
+                "; another XDP program (id {id}) is attached to {iface}: remove it (`ip link set dev {iface} xdp off`, \
+                 or stop its owner) before attaching this one"
+            ),
+            None => " and no XDP program is attached; attach one with `lnetd-host-encap attach` \
+                     (EncapsulatorBuilder::pinned())"
+                .to_owned(),
+        }
     )]
     NotPinned {
         /// The interface.
         iface: String,
         /// Where it was looked for.
         dir: PathBuf,
+        /// The id of another XDP program attached there, if any.
+        other_program: Option<u32>,
     },
     /// A dataplane is already pinned for this interface.
     #[error(
-        "a dataplane is already pinned in {}; adopt it with Encapsulator::open, or detach it first",
+        "a dataplane is already pinned in {}; adopt it (Encapsulator::open, or any lnetd-host-encap command) \
+         or detach it first (`lnetd-host-encap -i IFACE detach`)",
         .dir.display()
     )]
     AlreadyPinned {

@@ -144,14 +144,25 @@ impl fmt::Display for Explanation {
     /// `label/tc/S/ttl` entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let action = match self.action {
-            XdpAction::Tx => "sent back labelled (XDP_TX)",
+            XdpAction::Tx => "labelled and sent back (XDP_TX)",
             XdpAction::Pass => "passed to the host unlabelled (XDP_PASS)",
             XdpAction::Drop => "dropped (XDP_DROP)",
             XdpAction::Aborted => "aborted (XDP_ABORTED)",
             XdpAction::Redirect => "redirected (XDP_REDIRECT)",
             XdpAction::Other(_) => "an unknown verdict",
         };
-        write!(f, "{action}: {}", self.outcome.replace('_', " "))?;
+        let why = match self.outcome {
+            "labelled" => None,
+            "local" => Some("it is addressed to one of the host's own addresses"),
+            "no_route" => Some("no route covers the destination"),
+            "mtu_passed" | "mtu_dropped" => Some("it would exceed the MTU once labelled"),
+            "aborted" => Some("an internal inconsistency (report it)"),
+            _ => Some("see the counters"),
+        };
+        f.write_str(action)?;
+        if let Some(why) = why {
+            write!(f, ": {why}")?;
+        }
         if let Some((table, route)) = &self.route {
             let table = match table {
                 Table::Main => "main table".to_owned(),

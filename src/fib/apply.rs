@@ -118,7 +118,7 @@ fn policy_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
 impl Fib {
     /// Makes the tables equal to `desired` (see the module docs for the order).
     pub(crate) fn apply(&self, desired: &ValidState, dry_run: bool) -> Result<ApplyReport, RouteError> {
-        let mut rib = self.writer();
+        let mut rib = if dry_run { self.writer() } else { self.changer()? };
         let plan = diff::plan(&rib, desired);
         self.check_capacity(&rib, desired)?;
         let mut report = report_of(&plan);

@@ -49,6 +49,8 @@ pub(crate) struct Fib {
     /// writers never interleave.
     rib: Mutex<Rib>,
     saver: Mutex<Option<Saver>>,
+    /// Adopted only to read: every change is refused.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Fib {
@@ -69,15 +71,21 @@ impl Fib {
     /// A FIB over freshly created maps: writes what the RIB says that is not
     /// a route (the DSCP table, the settings).
     pub(crate) fn fresh(maps: EncapMaps, config: LoadConfig) -> Result<Fib, MapError> {
-        let fib = Fib { maps, config, rib: Mutex::new(Rib::new(config.max_counted_routes)), saver: Mutex::new(None) };
+        let fib = Fib {
+            maps,
+            config,
+            rib: Mutex::new(Rib::new(config.max_counted_routes)),
+            saver: Mutex::new(None),
+            read_only: false,
+        };
         fib.write_dscp(&DscpMap::default())?;
         fib.write_settings(&Rib::new(0))?;
         Ok(fib)
     }
 
     /// A FIB over maps that already hold what `rib` says (adopted from pins).
-    pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib) -> Fib {
-        Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None) }
+    pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Fib {
+        Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None), read_only }
     }
 
     pub(crate) fn maps(&self) -> &EncapMaps {
@@ -86,6 +94,14 @@ impl Fib {
 
     pub(crate) fn config(&self) -> &LoadConfig {
         &self.config
+    }
+
+    /// The RIB, locked for a change; refused on a read-only handle.
+    fn changer(&self) -> Result<MutexGuard<'_, Rib>, RouteError> {
+        if self.read_only {
+            return Err(RouteError::ReadOnly);
+        }
+        Ok(self.writer())
     }
 
     fn writer(&self) -> MutexGuard<'_, Rib> {
@@ -152,7 +168,7 @@ impl Fib {
 
     /// Replaces the DSCP -> TC table (one map update: packets see the old or the new).
     pub(crate) fn set_dscp_map(&self, map: &DscpMap) -> Result<(), RouteError> {
-        let mut rib = self.writer();
+        let mut rib = self.changer()?;
         self.write_dscp(map)?;
         rib.dscp = *map;
         self.saved(&rib)
@@ -162,7 +178,7 @@ impl Fib {
     /// the new one, never a mix.
     pub(crate) fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
-        let mut rib = self.writer();
+        let mut rib = self.changer()?;
         if table == Table::Main && rib.is_local_host(&route.prefix) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
@@ -247,7 +263,7 @@ impl Fib {
     /// A route set aside by a host address is removed for good.
     pub(crate) fn remove(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut rib = self.writer();
+        let mut rib = self.changer()?;
         let id = (table, prefix);
         if table == Table::Main && rib.is_local_host(&prefix) {
             let hidden = rib.shadowed.remove(&prefix).is_some();
@@ -272,7 +288,7 @@ impl Fib {
     /// finds nothing is harmless), and stops looking only after the last is gone.
     pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut rib = self.writer();
+        let mut rib = self.changer()?;
         let (map, capacity) = self.sources_map(&prefix);
         let enabling = rib.sources.is_empty();
         if enabling {
@@ -296,7 +312,7 @@ impl Fib {
     /// Stops selecting a table by `prefix`; `false` when it selected none.
     pub(crate) fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut rib = self.writer();
+        let mut rib = self.changer()?;
         if !rib.sources.contains_key(&prefix) {
             return Ok(false);
         }
@@ -372,7 +388,7 @@ impl Fib {
     /// while the address is local and restored when it goes. On error nothing
     /// of this call stays applied.
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
-        let mut rib = self.writer();
+        let mut rib = self.changer()?;
         let adding: Vec<IpAddr> = wanted.difference(&rib.local).copied().collect();
         let removing: Vec<IpAddr> = rib.local.difference(wanted).copied().collect();
         if adding.is_empty() && removing.is_empty() {

@@ -80,7 +80,6 @@ fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<XdpLink
 }
 
 /// The id of the XDP program attached to `ifindex` (any mode), if any.
-#[cfg(feature = "testing")]
 pub(crate) fn attached_prog_id(ifindex: u32) -> Result<Option<u32>, Errno> {
     let mut id = 0u32;
     let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;

@@ -1,0 +1,357 @@
+//! `lnetd-host-encap`: attach, program, inspect and detach the MPLS
+//! encapsulator from a shell. Every subcommand works on one interface
+//! (`--iface`, `-i`) in the current network namespace; the dataplane is
+//! pinned, so it keeps forwarding between commands.
+//!
+//! Exit codes: 0 done, 1 failed (the message says why and what to do),
+//! 2 usage (a bad flag or value).
+
+mod output;
+
+use std::io::{IsTerminal, Read};
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use lnetd_host_encap::{
+    prefix, AdoptOptions, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, MtuPolicy, Policy, Probe,
+    ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
+};
+
+/// Push MPLS label stacks (SR-MPLS paths, SR policies) on the packets a router
+/// hands this host, with XDP. The dataplane is pinned: it keeps forwarding
+/// after each command exits, and any later command (or the agent) adopts it.
+#[derive(Parser, Debug)]
+#[command(
+    name = "lnetd-host-encap",
+    version,
+    after_help = "Examples:\n  \
+        lnetd-host-encap -i eth1 attach\n  \
+        lnetd-host-encap -i eth1 set 0.0.0.0/0 1000000\n  \
+        lnetd-host-encap -i eth1 set 198.51.100.0/24 16001/16002@7,16003@3 --entropy-label bottom\n  \
+        lnetd-host-encap -i eth1 apply routes.toml --dry-run\n  \
+        lnetd-host-encap -i eth1 get 198.51.100.7 --proto tcp --dport 443\n  \
+        lnetd-host-encap -i eth1 stats --prometheus\n  \
+        lnetd-host-encap -i eth1 detach\n\n\
+        Exit codes: 0 done, 1 failed, 2 usage."
+)]
+struct Cli {
+    /// The interface the dataplane runs on (the router-facing NIC).
+    #[arg(short, long, global = true, value_name = "IFACE")]
+    iface: Option<String>,
+    /// How much the library logs on stderr: error, warn, info, debug.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log: log::LevelFilter,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load the encapsulator, pin it and attach it to IFACE; it keeps forwarding after this exits.
+    Attach {
+        /// auto (native, falling back to generic), native or generic.
+        #[arg(long, default_value = "auto")]
+        mode: XdpMode,
+        /// copy (the IP TTL into every label: traceroute shows the hop) or a fixed TTL 1..=255.
+        #[arg(long, default_value = "copy")]
+        ttl: TtlMode,
+        /// A packet too big once labelled: drop it, or pass it to the host unlabelled.
+        #[arg(long = "mtu-policy", default_value = "drop")]
+        mtu_policy: MtuPolicy,
+        /// Capacity of the IPv4 route table.
+        #[arg(long, value_name = "N")]
+        max_routes_v4: Option<u32>,
+        /// Capacity of the IPv6 route table.
+        #[arg(long, value_name = "N")]
+        max_routes_v6: Option<u32>,
+        /// Capacity of the policy table (routes with several lists or an entropy label).
+        #[arg(long, value_name = "N")]
+        max_policies: Option<u32>,
+        /// Routes and segment lists that get counters.
+        #[arg(long, value_name = "N")]
+        max_counted_routes: Option<u32>,
+    },
+    /// Detach from IFACE and remove the pins: traffic goes unlabelled.
+    Detach,
+    /// Move the running dataplane to this build's program (atomic; tables and counters kept).
+    Upgrade,
+    /// Add or replace the route for PREFIX.
+    Set {
+        /// Destination prefix, e.g. 198.51.100.0/24 or 2001:db8::/32.
+        prefix: String,
+        /// Segment lists, top label first: 16001/16002, or weighted: 16001/16002@7,16003@3.
+        policy: String,
+        /// Traffic class: 0..=7, or dscp (from the packet's DSCP).
+        #[arg(long, default_value = "0")]
+        tc: Tc,
+        /// An alternate table (1..), selected by source prefixes; default: the main table.
+        #[arg(long, value_name = "N")]
+        table: Option<u32>,
+        /// Push an entropy label: bottom, or under the first N labels.
+        #[arg(long = "entropy-label", value_name = "bottom|N")]
+        entropy_label: Option<EntropyLabel>,
+    },
+    /// Remove the route for exactly PREFIX.
+    Remove {
+        /// Destination prefix.
+        prefix: String,
+        /// The alternate table it is in; default: the main table.
+        #[arg(long, value_name = "N")]
+        table: Option<u32>,
+    },
+    /// Make packets from PREFIX use alternate table N (falling back to the main table).
+    Source {
+        /// Source prefix.
+        #[arg(required_unless_present = "remove")]
+        prefix: Option<String>,
+        /// The alternate table (1..).
+        #[arg(long, value_name = "N", required_unless_present = "remove")]
+        table: Option<u32>,
+        /// Stop selecting a table by this source prefix.
+        #[arg(long, value_name = "PREFIX", conflicts_with_all = ["prefix", "table"])]
+        remove: Option<String>,
+    },
+    /// Make the tables equal to FILE (TOML or JSON by extension; - reads JSON from stdin).
+    Apply {
+        /// The desired state: routes, sources, dscp_map (see the README).
+        file: String,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the routes of every table, with their counters.
+    Routes {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the counters.
+    Stats {
+        /// As JSON.
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// As Prometheus text exposition.
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// What the dataplane does with a packet to DST (runs the real program on a synthesized frame).
+    Get {
+        /// Destination address.
+        dst: IpAddr,
+        /// Source address (selects alternate tables).
+        #[arg(long)]
+        src: Option<IpAddr>,
+        /// udp, tcp or icmp.
+        #[arg(long, default_value = "udp")]
+        proto: ProbeProtocol,
+        /// Source port.
+        #[arg(long, default_value_t = 49152)]
+        sport: u16,
+        /// Destination port.
+        #[arg(long, default_value_t = 4789)]
+        dport: u16,
+        /// DSCP, 0..=63.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
+        dscp: u8,
+    },
+    /// Print one line of rates a second until interrupted.
+    Watch,
+}
+
+/// A failure, printed as one message; exit code 1.
+type Failure = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as for any Unix tool.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+    let cli = Cli::parse();
+    env_logger::Builder::new().filter_level(cli.log).format_timestamp(None).init();
+    let Some(iface) = cli.iface.clone() else {
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--iface IFACE is required").exit();
+    };
+    match run(&iface, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(": ");
+                    msg.push_str(&text);
+                }
+                source = s.source();
+            }
+            eprintln!("lnetd-host-encap: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Adopts the pinned dataplane: to change it (waiting a little for another
+/// command to finish), or only to read it (beside an agent that owns it).
+fn adopt(iface: &str, change: bool) -> Result<Encapsulator, Error> {
+    Encapsulator::open_with(
+        iface,
+        &AdoptOptions {
+            replace_program: false,
+            wait: Duration::from_secs(5),
+            read_only: !change,
+            ..AdoptOptions::default()
+        },
+    )
+}
+
+fn table(id: Option<u32>) -> Table {
+    id.and_then(Table::alternate).unwrap_or(Table::Main)
+}
+
+fn parse_prefix(text: &str) -> Result<IpNetwork, Failure> {
+    Ok(prefix::parse(text)?)
+}
+
+fn run(iface: &str, command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Attach { mode, ttl, mtu_policy, max_routes_v4, max_routes_v6, max_policies, max_counted_routes } => {
+            let mut builder = Encapsulator::builder().ttl_mode(ttl).mtu_policy(mtu_policy).pinned();
+            let defaults = (2_097_152, 524_288);
+            if max_routes_v4.is_some() || max_routes_v6.is_some() {
+                builder = builder.max_routes(max_routes_v4.unwrap_or(defaults.0), max_routes_v6.unwrap_or(defaults.1));
+            }
+            if let Some(n) = max_policies {
+                builder = builder.max_policies(n);
+            }
+            if let Some(n) = max_counted_routes {
+                builder = builder.max_counted_routes(n);
+            }
+            let enc = builder.attach(iface, mode)?;
+            let mode = enc.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
+            let pins = enc.pin_dir().map(|p| p.display().to_string()).unwrap_or_default();
+            println!("attached to {iface} in {mode} mode; pinned in {pins}");
+        }
+        Command::Detach => {
+            let enc = adopt(iface, true)?;
+            enc.detach()?;
+            println!("detached from {iface}; pins removed");
+        }
+        Command::Upgrade => {
+            let enc =
+                Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(5), ..Default::default() })?;
+            println!("{iface} now runs this build's program ({} routes kept)", enc.routes()?.len());
+        }
+        Command::Set { prefix, policy, tc, table: id, entropy_label } => {
+            let prefix = parse_prefix(&prefix)?;
+            let policy: Policy = policy.parse()?;
+            let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };
+            adopt(iface, true)?.set_route_in(table(id), &route)?;
+            println!("{} -> {} (tc {}{})", route.prefix, route.policy, route.tc, output::table_suffix(table(id)));
+        }
+        Command::Remove { prefix, table: id } => {
+            let prefix = parse_prefix(&prefix)?;
+            if adopt(iface, true)?.remove_in(table(id), prefix)? {
+                println!("removed {prefix}{}", output::table_suffix(table(id)));
+            } else {
+                return Err(
+                    format!("no route for exactly {prefix}{}; see `routes`", output::table_suffix(table(id))).into()
+                );
+            }
+        }
+        Command::Source { prefix, table: id, remove } => {
+            let enc = adopt(iface, true)?;
+            match (remove, prefix, id) {
+                (Some(p), _, _) => {
+                    let p = parse_prefix(&p)?;
+                    if !enc.remove_source(p)? {
+                        return Err(format!("{p} selects no table; see `routes`").into());
+                    }
+                    println!("source {p} removed");
+                }
+                (None, Some(p), Some(t)) => {
+                    let p = parse_prefix(&p)?;
+                    let t = Table::alternate(t)
+                        .ok_or("--table 0 is the main table; a source selects an alternate table (1..)")?;
+                    enc.set_source(p, t)?;
+                    println!("packets from {p} use table {}", t.id());
+                }
+                _ => return Err("give PREFIX --table N, or --remove PREFIX".into()),
+            }
+        }
+        Command::Apply { file, dry_run } => {
+            let desired = read_desired(&file)?;
+            let spinner = output::spinner(desired.routes.len());
+            let enc = adopt(iface, !dry_run)?;
+            let report = if dry_run { enc.apply_dry_run(&desired) } else { enc.apply(&desired) };
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            output::report(&report?);
+        }
+        Command::Routes { json } => {
+            let enc = adopt(iface, false)?;
+            let routes = enc.counted_routes()?;
+            let sources = enc.sources();
+            if json {
+                println!("{}", output::routes_json(&routes, &sources));
+            } else {
+                output::routes_table(&routes, &sources);
+            }
+        }
+        Command::Stats { json, prometheus } => {
+            let enc = adopt(iface, false)?;
+            let stats = enc.stats()?;
+            if prometheus {
+                print!("{}", lnetd_host_encap::prometheus(iface, &stats, &enc.counted_routes()?));
+            } else if json {
+                println!("{}", output::stats_json(iface, &stats));
+            } else {
+                output::stats_table(&stats);
+            }
+        }
+        Command::Get { dst, src, proto, sport, dport, dscp } => {
+            let enc = adopt(iface, false)?;
+            let probe = Probe { src, dst, protocol: proto, sport, dport, dscp, ttl: 64 };
+            println!("{}", enc.explain(&probe)?);
+        }
+        Command::Watch => {
+            let enc = adopt(iface, false)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, Arc::clone(&stop))?;
+            }
+            let mut last = enc.stats()?;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = enc.stats()?;
+                println!("{}", output::rate_line(&now.since(&last)));
+                last = now;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The desired state in FILE: TOML or JSON by extension, `-` for JSON on stdin.
+fn read_desired(file: &str) -> Result<DesiredState, Failure> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return Ok(DesiredState::from_json(&text)?);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
+    match std::path::Path::new(file).extension().and_then(|e| e.to_str()) {
+        Some("toml") => Ok(DesiredState::from_toml(&text)?),
+        Some("json") => Ok(DesiredState::from_json(&text)?),
+        _ => Err(format!("{file}: name it .toml or .json (or use - for JSON on stdin)").into()),
+    }
+}
+
+/// True when stderr is a terminal (progress is shown only there).
+fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

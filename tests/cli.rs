@@ -1,0 +1,186 @@
+//! The `lnetd-host-encap` command end to end, in a namespace lab: attach and
+//! exit (forwarding goes on), set, apply, get, routes, stats (Prometheus text
+//! read by a real parser, agreeing with the JSON), refusals with their exit
+//! codes, and detach leaving nothing behind.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::privileged;
+use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
+use lnetd_host_encap::testing::{remove_pins, PassProgram};
+use lnetd_host_encap::{decode_stack, Encapsulator, PinRoots};
+
+/// Removes the pins of the lab's host interface when the test ends, passed or failed.
+struct PinGuard<'a>(&'a Netns);
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(|| remove_pins(&PinRoots::default(), VethLab::HOST_IF));
+    }
+}
+
+/// Runs the command in the host namespace (only the network namespace:
+/// bpffs stays the machine's, as for a command run on a host).
+fn cli(ns: &Netns, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name()))
+        .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+        .args(["-i", VethLab::HOST_IF])
+        .args(args)
+        .output()
+        .expect("run lnetd-host-encap")
+}
+
+fn ok(ns: &Netns, args: &[&str]) -> String {
+    let out = cli(ns, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?}: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn fails(ns: &Netns, args: &[&str], code: i32, says: &str) {
+    let out = cli(ns, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?} should say {says:?}: {stderr}");
+}
+
+/// Sends one datagram from the router side and returns the labels it came back with.
+fn labels_for(lab: &VethLab, capture: &Capture, dst: Ipv4Addr) -> Vec<u32> {
+    lab.router.run(|| traffic::udp(SocketAddr::new(IpAddr::V4(dst), 7000), 64, b"cli")).unwrap().unwrap();
+    loop {
+        let f = capture.next(Duration::from_secs(2)).unwrap().expect("a frame back");
+        if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) {
+            return decode_stack(&f.bytes[14..]).unwrap().0.iter().map(|e| e.label).collect();
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_command_end_to_end() {
+    privileged("the_command_end_to_end");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host);
+    let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
+    let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
+
+    fails(&lab.host, &["routes"], 1, "no dataplane of lnetd-host-encap is pinned");
+    let out = ok(&lab.host, &["attach", "--mode", "native", "--ttl", "copy", "--mtu-policy", "drop"]);
+    assert!(out.contains("attached to h0 in native mode"), "{out}");
+    // The command exited; the dataplane is still there.
+    assert!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap().is_some());
+    fails(&lab.host, &["attach"], 1, "already pinned");
+
+    ok(&lab.host, &["set", "0.0.0.0/0", "1000000"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001/16002"]);
+    assert_eq!(labels_for(&lab, &capture, Ipv4Addr::new(198, 51, 100, 7)), [16001, 16002]);
+    assert_eq!(labels_for(&lab, &capture, Ipv4Addr::new(192, 0, 2, 7)), [1_000_000]);
+
+    let get = ok(&lab.host, &["get", "198.51.100.7", "--proto", "tcp", "--dport", "443"]);
+    assert!(get.starts_with("labelled and sent back (XDP_TX); route 198.51.100.0/24 (main table)"), "{get}");
+    assert!(get.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{get}");
+    let local = ok(&lab.host, &["get", &VethLab::HOST_V4.to_string()]);
+    assert!(local.contains("XDP_PASS") && local.contains("host's own addresses"), "{local}");
+
+    // apply from a TOML file: a policy with an entropy label, an alternate table and its source.
+    let dir = std::env::temp_dir().join(format!("lhe-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("desired.toml");
+    std::fs::write(
+        &file,
+        r#"
+        [[routes]]
+        prefix = "0.0.0.0/0"
+        policy = "1000000"
+        [[routes]]
+        prefix = "203.0.113.0/24"
+        policy = "17001/17002@7,17003@3"
+        entropy_label = "bottom"
+        [[routes]]
+        prefix = "203.0.113.0/24"
+        policy = "18001"
+        table = 3
+        [[sources]]
+        prefix = "10.200.0.0/24"
+        table = 3
+        "#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let dry = ok(&lab.host, &["apply", file, "--dry-run"]);
+    assert!(dry.starts_with("dry run: 2 added, 0 replaced, 1 removed, 1 unchanged"), "{dry}");
+    let applied = ok(&lab.host, &["apply", file]);
+    assert!(applied.starts_with("2 added, 0 replaced, 1 removed, 1 unchanged; sources: 1 set"), "{applied}");
+    // The router's own address is in the source prefix: its packets take table 3.
+    assert_eq!(labels_for(&lab, &capture, Ipv4Addr::new(203, 0, 113, 9)), [18001]);
+    let again = ok(&lab.host, &["apply", file]);
+    assert!(again.contains("; 0 map operations"), "{again}");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"3"}]}"#).unwrap();
+    fails(&lab.host, &["apply", bad.to_str().unwrap()], 1, "routes[0] (10.0.0.0/8)");
+    std::fs::write(&bad, r#"{"routes":[],"colour":"red"}"#).unwrap();
+    fails(&lab.host, &["apply", bad.to_str().unwrap()], 1, "unknown field");
+
+    let routes: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["routes", "--json"])).expect("routes JSON");
+    let listed: Vec<(String, u64, String)> = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r["prefix"].as_str().unwrap().into(), r["table"].as_u64().unwrap(), r["policy"].as_str().unwrap().into())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("0.0.0.0/0".into(), 0, "1000000".into()),
+            ("203.0.113.0/24".into(), 0, "17001/17002@7,17003@3".into()),
+            ("203.0.113.0/24".into(), 3, "18001".into()),
+        ]
+    );
+    let human = ok(&lab.host, &["routes"]);
+    assert!(human.contains("source 10.200.0.0/24 -> table 3") && !human.contains("Some("), "{human}");
+
+    // Prometheus text, read by a real parser, agrees with the JSON.
+    let stats: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["stats", "--json"])).expect("stats JSON");
+    let text = ok(&lab.host, &["stats", "--prometheus"]);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("exposition parses");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("interface") == Some("h0"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v as u64,
+                ref other => panic!("{name}: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert!(value("lnetd_host_encap_labelled_packets_total") >= 3);
+    assert_eq!(value("lnetd_host_encap_labelled_packets_total"), stats["labelled"]["packets"].as_u64().unwrap());
+    assert_eq!(value("lnetd_host_encap_no_route_bytes_total"), stats["no_route"]["bytes"].as_u64().unwrap());
+    let table3 = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "lnetd_host_encap_route_packets_total" && s.labels.get("table") == Some("3"))
+        .expect("route counter of table 3");
+    assert_eq!(table3.labels.get("prefix"), Some("203.0.113.0/24"));
+
+    ok(&lab.host, &["source", "--remove", "10.200.0.0/24"]);
+    ok(&lab.host, &["remove", "203.0.113.0/24"]);
+    fails(&lab.host, &["remove", "203.0.113.0/24"], 1, "no route for exactly 203.0.113.0/24");
+    fails(&lab.host, &["set", "10.0.0.1/8", "100"], 1, "did you mean 10.0.0.0/8");
+    fails(&lab.host, &["set", "10.0.0.0/8", "100", "--tc", "9"], 2, "invalid value");
+    fails(&lab.host, &["frobnicate"], 2, "unrecognized subcommand");
+
+    ok(&lab.host, &["detach"]);
+    assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
+    assert!(!lab.host.run(|| Encapsulator::is_pinned(VethLab::HOST_IF)).unwrap().unwrap());
+    fails(&lab.host, &["detach"], 1, "no dataplane of lnetd-host-encap is pinned");
+    let _ = std::fs::remove_dir_all(dir);
+}
