@@ -22,7 +22,6 @@ mod common;
 #[path = "../tests/fixtures/mod.rs"]
 mod fixtures;
 
-use std::net::Ipv4Addr;
 
 use lnetd_host_encap::testing::BaselineProgram;
 use lnetd_host_encap::{Encapsulator, EntropyLabel, IpNetwork, Route, RunStats, RunTimeStats, XdpAction};
@@ -33,38 +32,10 @@ const RUNS: u32 = 5_000;
 const FIXTURE_ROUNDS: usize = 5;
 const FIXTURE_RUNS: u32 = 1_000;
 
-/// The public BGP prefix sample shipped with the tests, one IPv4 prefix a line.
-const BGP_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bgp-prefixes-sample.csv");
-
-/// BGP-like IPv4 prefixes: the real sample first (tests/fixtures), then
-/// synthetic ones with the Internet's length mix (about 60% /24, the rest
-/// /8../23), deterministic.
+/// BGP-like IPv4 prefixes (tests/fixtures/tables.rs): the public sample,
+/// then synthetic ones with its length mix.
 fn bgp_like(n: usize) -> Vec<IpNetwork> {
-    let sample = std::fs::read_to_string(BGP_SAMPLE).unwrap_or_else(|e| {
-        panic!("{BGP_SAMPLE}: {e}; the BGP prefix sample ships in the repository (tests/fixtures), restore it")
-    });
-    let mut out: Vec<IpNetwork> = sample
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| l.trim().parse().unwrap_or_else(|e| panic!("{BGP_SAMPLE}:{}: {l:?} is not a prefix: {e}", i + 1)))
-        .take(n)
-        .collect();
-    let mut seen: std::collections::HashSet<IpNetwork> = out.iter().copied().collect();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    while out.len() < n {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let len = if state % 10 < 6 { 24 } else { 8 + (state >> 8) as u8 % 16 };
-        let addr = Ipv4Addr::from((state >> 32) as u32);
-        let net = ipnetwork::Ipv4Network::new(addr, len).expect("length <= 32");
-        let net = IpNetwork::V4(ipnetwork::Ipv4Network::new(net.network(), len).expect("length <= 32"));
-        if seen.insert(net) {
-            out.push(net);
-        }
-    }
-    out
+    fixtures::tables::bgp_like_v4(n)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
