@@ -4,10 +4,11 @@
  * turn them around.
  *
  * Pipeline: parse -> multicast -> route lookup (local; the source's alternate
- * table, else the main one; plain or policy) -> segment list -> MTU -> grow
- * (hook) -> push -> reflect (XDP only). Each stage reports in its own terms;
- * this worker maps that onto an encap counter and jumps to the one exit, which
- * counts exactly that counter and turns it into the hook's return code.
+ * table, else the main one; plain or policy) -> segment list -> MTU -> save
+ * L2 -> reflect it (XDP only) -> grow (hook) -> push. Each stage reports in
+ * its own terms; this worker maps that onto an encap counter and jumps to the
+ * one exit, which counts exactly that counter and turns it into the hook's
+ * return code.
  */
 #ifndef LNETD_ENCAP_WORKER_H
 #define LNETD_ENCAP_WORKER_H
@@ -125,7 +126,9 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		verdict = ENCAP_CNT_PASS_NO_ROUTE;
 		goto out;
 	}
-	if (l2_save(data, data_end, &l2)) {
+	/* Reflected in the saved copy, which push writes anyway: no second pass over the frame. */
+	if (l2_save(data, data_end, &l2) ||
+	    (hook == HOOK_XDP && reflect_macs(l2.bytes, l2.bytes + sizeof(l2.bytes)))) {
 		verdict = ENCAP_CNT_ABORTED;
 		goto out;
 	}
@@ -134,8 +137,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		goto out;
 	}
 	ttl_bits = bpf_htonl(ttl_mode == ENCAP_TTL_FIXED ? fixed_ttl : pkt.ttl);
-	if (push_label_stack(data, data_end, &l2, pkt.l2_len, list, ttl_bits, el_bits, tc_bits) ||
-	    (hook == HOOK_XDP && reflect_macs(data, data_end))) {
+	if (push_label_stack(data, data_end, &l2, pkt.l2_len, list, ttl_bits, el_bits, tc_bits)) {
 		verdict = ENCAP_CNT_ABORTED;
 		goto out;
 	}

@@ -10,7 +10,10 @@
 
 #include "kernel_types.h"
 
-/* Returns 0, or -1 if the frame is shorter than an Ethernet header. */
+/*
+ * On a frame or on a saved copy of its header (data..data_end either way).
+ * Returns 0, or -1 if there is less than an Ethernet header.
+ */
 static __always_inline int reflect_macs(void *data, void *data_end)
 {
 	struct ethhdr *eth = data;
