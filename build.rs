@@ -23,9 +23,11 @@ fn main() {
         );
     }
 
-    for entry in std::fs::read_dir("src/bpf").expect("src/bpf exists") {
-        let path = entry.expect("readable src/bpf").path();
-        println!("cargo:rerun-if-changed={}", path.display());
+    for dir in ["src/bpf", "src/bpf/include"] {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {dir}: {e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("reading {dir}: {e}")).path();
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     println!("cargo:rerun-if-env-changed=CLANG");
 
@@ -37,7 +39,7 @@ fn main() {
         SkeletonBuilder::new()
             .source(&source)
             .clang(&clang)
-            .clang_args(["-Wall", "-Werror", "-O2", "-g"])
+            .clang_args(["-Wall", "-Werror", "-O2", "-g", "-Isrc/bpf/include"])
             .build_and_generate(out_dir.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {source}: {e:#}"));
     }

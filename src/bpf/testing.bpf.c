@@ -8,7 +8,9 @@
  * xdp_floor: the encapsulator's fixed costs without its work (same parser, MAC
  * swap, XDP_TX; no lookup, no push): the baseline the benchmarks divide by.
  */
+#include "hook.h"
 #include "packet.h"
+#include "reflect.h"
 
 SEC("xdp")
 int xdp_pass(struct xdp_md *ctx)
@@ -20,17 +22,11 @@ SEC("xdp")
 int xdp_floor(struct xdp_md *ctx)
 {
 	struct packet pkt = {};
-	struct ethhdr *eth = (void *)(long)ctx->data;
-	__u8 tmp[ETH_ALEN];
+	void *data, *data_end;
 
-	if (parse_packet(ctx, &pkt) != CONTINUE)
+	hook_frame(ctx, HOOK_XDP, &data, &data_end);
+	if (parse_packet(data, data_end, &pkt) != PACKET_IP || reflect_macs(data, data_end))
 		return XDP_PASS;
-	/* parse_packet() proved the Ethernet header is there; the verifier needs it again. */
-	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-		return XDP_PASS;
-	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
 	return XDP_TX;
 }
 

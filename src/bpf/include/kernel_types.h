@@ -4,7 +4,7 @@
  * build needs clang and nothing else: no kernel, libc or UAPI headers.
  *
  * Values are the kernel's ABI (include/uapi/linux/bpf.h, if_ether.h, ip.h,
- * ipv6.h); they never change once released.
+ * ipv6.h, pkt_cls.h); they never change once released.
  */
 #ifndef LNETD_KERNEL_TYPES_H
 #define LNETD_KERNEL_TYPES_H
@@ -34,6 +34,57 @@ struct xdp_md {
 	__u32 rx_queue_index;
 	__u32 egress_ifindex;
 } __attribute__((preserve_access_index));
+
+/*
+ * The TC context, up to the last field a hook shim reads. CO-RE relocates each
+ * field by name, as for xdp_md; the prefix is still the UAPI layout so the
+ * offsets are right even before relocation. The pointer fields are 8 bytes
+ * wide and 8-aligned on every architecture (UAPI __bpf_md_ptr).
+ */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+	__u32 napi_id;
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 data_meta;
+	union {
+		void *flow_keys;
+		__u64 : 64;
+	} __attribute__((aligned(8)));
+	__u64 tstamp;
+	__u32 wire_len;
+	__u32 gso_segs;
+	union {
+		void *sk;
+		__u64 : 64;
+	} __attribute__((aligned(8)));
+	__u32 gso_size;
+} __attribute__((preserve_access_index));
+
+/* TC (sched_cls / tcx) verdicts; tcx shares the values. */
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
 
 enum xdp_action {
 	XDP_ABORTED = 0,

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The encapsulator's maps. Capacities are defaults; Rust may resize before load. */
-#ifndef LNETD_MAPS_H
-#define LNETD_MAPS_H
+/*
+ * The encapsulator's tables (its counters are in encap_counters.h).
+ * Capacities are defaults; Rust may resize before load.
+ */
+#ifndef LNETD_ENCAP_MAPS_H
+#define LNETD_ENCAP_MAPS_H
 
-#include "encap_shared.h"
+#include "../encap_shared.h"
+#include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
 
 /*
@@ -79,14 +83,6 @@ struct {
 	__type(value, struct policy_value);
 } policies SEC(".maps");
 
-/* What each route and each policy list labelled, per CPU; slots chosen by Rust. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, ENCAP_DEFAULT_COUNTED_ROUTES);
-	__type(key, __u32);
-	__type(value, struct counter_value);
-} route_counters SEC(".maps");
-
 /* One entry: the DSCP -> TC table, written by Rust at load and on change. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -95,12 +91,4 @@ struct {
 	__type(value, struct dscp_map);
 } dscp_tc SEC(".maps");
 
-/* Indexed by enum encap_counter; per-CPU so the hot path needs no atomics. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, ENCAP_CNT__MAX);
-	__type(key, __u32);
-	__type(value, struct counter_value);
-} counters SEC(".maps");
-
-#endif /* LNETD_MAPS_H */
+#endif /* LNETD_ENCAP_MAPS_H */

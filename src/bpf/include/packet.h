@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The first stage of every program: turn a frame into a `struct packet`, the
- * facts the later stages decide on, or a verdict that ends the pipeline.
+ * facts the later stages decide on. Hook-agnostic: it sees data/data_end only,
+ * and reports what it found (enum packet_parse); each program maps that onto
+ * its own counters.
  */
 #ifndef LNETD_PACKET_H
 #define LNETD_PACKET_H
 
-#include "encap_shared.h"
 #include "parsing.h"
 
-/* A stage's "no verdict yet, go on" result; never a counter index. */
-#define CONTINUE ENCAP_CNT__MAX
+enum packet_parse {
+	PACKET_IP = 0,    /* IPv4 or IPv6, headers valid: `struct packet` filled */
+	PACKET_NOT_IP,    /* a valid frame of another ethertype (ARP, LLDP, MPLS...) */
+	PACKET_MALFORMED, /* truncated or invalid L2/L3 header */
+};
 
 struct packet {
 	__u32 l2_len;    /* bytes before the IP header: 14 + 4 per VLAN tag */
@@ -41,10 +45,8 @@ static __always_inline void read_ports(struct packet *pkt, void *l4, void *end, 
 	pkt->has_ports = 1;
 }
 
-static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struct packet *pkt)
+static __always_inline enum packet_parse parse_packet(void *data, void *data_end, struct packet *pkt)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct hdr_cursor c = { .pos = data };
 	struct ethhdr *eth;
 	__u32 vlan_tags;
@@ -52,9 +54,9 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 
 	proto = parse_ethernet(&c, data_end, &eth, &vlan_tags);
 	if (proto == PARSE_INVALID)
-		return ENCAP_CNT_PASS_MALFORMED;
+		return PACKET_MALFORMED;
 	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
-		return ENCAP_CNT_PASS_NOT_IP;
+		return PACKET_NOT_IP;
 
 	pkt->l2_len = sizeof(struct ethhdr) + vlan_tags * sizeof(struct vlan_hdr);
 	pkt->l3_proto = proto;
@@ -64,7 +66,7 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 		struct iphdr *iph;
 
 		if (parse_ipv4(&c, data_end, &iph) == PARSE_INVALID)
-			return ENCAP_CNT_PASS_MALFORMED;
+			return PACKET_MALFORMED;
 		/* Trailing bytes (Ethernet padding, a trailer) are not part of the packet. */
 		pkt->ip_len = bpf_ntohs(iph->tot_len);
 		pkt->dscp = iph->tos >> 2;
@@ -82,7 +84,7 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 		struct ipv6hdr *ip6h;
 
 		if (parse_ipv6(&c, data_end, &ip6h) == PARSE_INVALID)
-			return ENCAP_CNT_PASS_MALFORMED;
+			return PACKET_MALFORMED;
 		pkt->ip_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		/* The traffic class straddles the first two bytes. */
 		pkt->dscp = ((ip6h->priority << 4) | (ip6h->flow_lbl[0] >> 4)) >> 2;
@@ -93,7 +95,7 @@ static __always_inline enum encap_counter parse_packet(struct xdp_md *ctx, struc
 		/* Extension headers are not walked: such packets hash on addresses and protocol. */
 		read_ports(pkt, c.pos, c.pos + bpf_ntohs(ip6h->payload_len), data_end);
 	}
-	return CONTINUE;
+	return PACKET_IP;
 }
 
 /* Broadcast or multicast by MAC, IPv4 224/4 or 255.255.255.255, IPv6 ff00::/8. */

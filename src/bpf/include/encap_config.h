@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The encapsulator's load-time knobs, set from Rust in the skeleton's rodata
+ * before load. Being const, the verifier sees their values and prunes the
+ * branches not taken.
+ */
+#ifndef LNETD_ENCAP_CONFIG_H
+#define LNETD_ENCAP_CONFIG_H
+
+#include "../encap_shared.h"
+
+const volatile enum encap_ttl_mode ttl_mode = ENCAP_TTL_COPY;
+const volatile __u8 fixed_ttl = 255;
+const volatile enum encap_mtu_policy mtu_policy = ENCAP_MTU_DROP;
+
+#endif /* LNETD_ENCAP_CONFIG_H */

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The encapsulator's worker: label the packets the host routes and, on XDP,
+ * turn them around.
+ *
+ * Pipeline: parse -> multicast -> route lookup (local; the source's alternate
+ * table, else the main one; plain or policy) -> segment list -> MTU -> save
+ * L2 -> reflect it (XDP only) -> grow (hook) -> push. Each stage reports in
+ * its own terms; this worker maps that onto an encap counter and jumps to the
+ * one exit, which counts exactly that counter and turns it into the hook's
+ * return code.
+ */
+#ifndef LNETD_ENCAP_WORKER_H
+#define LNETD_ENCAP_WORKER_H
+
+#include "encap_config.h"
+#include "encap_counters.h"
+#include "encap_maps.h"
+#include "hook.h"
+#include "lookup.h"
+#include "packet.h"
+#include "policy.h"
+#include "push.h"
+#include "reflect.h"
+
+static __always_inline int encap_sources_on(void)
+{
+	__u32 zero = 0;
+	struct settings *set = bpf_map_lookup_elem(&settings, &zero);
+
+	return set && set->sources;
+}
+
+static __always_inline int encap(void *ctx, const enum hook hook)
+{
+	const struct alternate_tables alt = {
+		.sources_v4 = &sources_v4,
+		.sources_v6 = &sources_v6,
+		.routes_v4 = &alt_routes_v4,
+		.routes_v6 = &alt_routes_v6,
+	};
+	__u64 bytes = hook_frame_len(ctx, hook);
+	struct policy_value *policy = NULL;
+	const struct segment_list *list;
+	struct route_value *route, *alternate;
+	struct packet pkt = {};
+	struct l2_copy l2;
+	enum encap_counter verdict;
+	__u32 hash = 0, idx = 0, room;
+	__be32 el_bits = 0, tc_bits = 0, ttl_bits;
+	void *data, *data_end;
+
+	if (hook_begin(ctx, hook)) {
+		verdict = ENCAP_CNT_PASS_NO_HEADROOM;
+		goto out;
+	}
+	hook_frame(ctx, hook, &data, &data_end);
+	switch (parse_packet(data, data_end, &pkt)) {
+	case PACKET_IP:
+		break;
+	case PACKET_NOT_IP:
+		verdict = ENCAP_CNT_PASS_NOT_IP;
+		goto out;
+	default:
+		verdict = ENCAP_CNT_PASS_MALFORMED;
+		goto out;
+	}
+	if (packet_is_multicast(&pkt)) {
+		verdict = ENCAP_CNT_PASS_MULTICAST;
+		goto out;
+	}
+
+	/* The main table first: it holds the host's addresses, which no source overrides. */
+	route = lookup_route(&pkt, &routes_v4, &routes_v6);
+	if (route && (route->flags & ENCAP_ROUTE_LOCAL)) {
+		verdict = ENCAP_CNT_PASS_LOCAL;
+		goto out;
+	}
+	if (encap_sources_on()) {
+		alternate = lookup_alternate(&pkt, &alt);
+		if (alternate)
+			route = alternate;
+	}
+	if (!route) {
+		verdict = ENCAP_CNT_PASS_NO_ROUTE;
+		goto out;
+	}
+
+	list = &route->list;
+	if (route->flags & ENCAP_ROUTE_POLICY) {
+		policy = bpf_map_lookup_elem(&policies, &route->policy_id);
+		/* Rust writes the policy before the route that names it: never expected. */
+		if (!policy) {
+			verdict = ENCAP_CNT_PASS_NO_ROUTE;
+			goto out;
+		}
+		hash = flow_hash(&pkt);
+		switch (select_segment_list(policy, hash, &idx)) {
+		case SELECT_OK:
+			break;
+		case SELECT_BAD_SLOT:
+			verdict = ENCAP_CNT_ABORTED;
+			goto out;
+		default:
+			verdict = ENCAP_CNT_PASS_NO_ROUTE;
+			goto out;
+		}
+		list = &policy->lists[idx];
+	}
+	/* The hash and the EL's division only for the lists that carry one. */
+	if (list->el_index) {
+		if (!policy)
+			hash = flow_hash(&pkt);
+		el_bits = entropy_label_bits(hash);
+	}
+	if (route->flags & ENCAP_ROUTE_TC_FROM_DSCP)
+		tc_bits = lookup_tc_bits(&dscp_tc, pkt.dscp);
+
+	/* The MTU bounds what follows the L2 header (VLAN tags are not part of it). */
+	if (!hook_fits_mtu(ctx, hook, pkt.ip_len + list->depth * 4)) {
+		verdict = mtu_policy == ENCAP_MTU_PASS ? ENCAP_CNT_MTU_PASS : ENCAP_CNT_MTU_DROP;
+		goto out;
+	}
+	room = label_stack_len(list);
+	if (!room) {
+		verdict = ENCAP_CNT_PASS_NO_ROUTE;
+		goto out;
+	}
+	/* Reflected in the saved copy, which push writes anyway: no second pass over the frame. */
+	if (l2_save(data, data_end, &l2) ||
+	    (hook == HOOK_XDP && reflect_macs(l2.bytes, l2.bytes + sizeof(l2.bytes)))) {
+		verdict = ENCAP_CNT_ABORTED;
+		goto out;
+	}
+	if (hook_grow_head(ctx, hook, room, &data, &data_end)) {
+		verdict = ENCAP_CNT_PASS_NO_HEADROOM;
+		goto out;
+	}
+	ttl_bits = bpf_htonl(ttl_mode == ENCAP_TTL_FIXED ? fixed_ttl : pkt.ttl);
+	if (push_label_stack(data, data_end, &l2, pkt.l2_len, list, ttl_bits, el_bits, tc_bits)) {
+		verdict = ENCAP_CNT_ABORTED;
+		goto out;
+	}
+	verdict = ENCAP_CNT_TX;
+	encap_count_labelled(route->counter_id, bytes);
+	if (policy)
+		encap_count_labelled(policy->list_counter[idx], bytes);
+out:
+	return encap_count_and_act(hook, verdict, bytes);
+}
+
+#endif /* LNETD_ENCAP_WORKER_H */

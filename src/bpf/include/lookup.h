@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Lookup stage: the route for a packet in a pair of LPM tries (IPv4, IPv6),
+ * the alternate table a source selects, and the DSCP -> TC table.
+ *
+ * Maps are parameters, not names: a program passes its own (`&routes_v4`...),
+ * so this header serves every program without pulling any program's maps in.
+ * Once inlined the verifier still sees each as a constant map pointer.
+ */
+#ifndef LNETD_LOOKUP_H
+#define LNETD_LOOKUP_H
+
+#include "../encap_shared.h"
+#include "packet.h"
+
+/* The longest-prefix route for the destination in `v4` or `v6`; NULL if none covers it. */
+static __always_inline struct route_value *lookup_route(const struct packet *pkt, void *v4, void *v6)
+{
+	if (pkt->l3_proto == ETH_P_IP) {
+		struct route_key_v4 key = { .prefixlen = 32 };
+
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(v4, &key);
+	} else {
+		struct route_key_v6 key = { .prefixlen = 128 };
+
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(v6, &key);
+	}
+}
+
+/* Source prefix tries and the alternate route tries they select. */
+struct alternate_tables {
+	void *sources_v4, *sources_v6;
+	void *routes_v4, *routes_v6;
+};
+
+/*
+ * The alternate table's route for a packet whose source matches a source
+ * prefix; NULL when the source matches none or the table has no route for the
+ * destination (the main table then decides: never a black hole).
+ */
+static __always_inline struct route_value *lookup_alternate(const struct packet *pkt,
+							    const struct alternate_tables *t)
+{
+	struct source_value *src;
+
+	if (pkt->l3_proto == ETH_P_IP) {
+		struct route_key_v4 skey = { .prefixlen = 32 };
+		struct alt_key_v4 key = { .prefixlen = 64 };
+
+		__builtin_memcpy(skey.addr, pkt->src, sizeof(skey.addr));
+		src = bpf_map_lookup_elem(t->sources_v4, &skey);
+		if (!src)
+			return NULL;
+		key.table = bpf_htonl(src->table);
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(t->routes_v4, &key);
+	} else {
+		struct route_key_v6 skey = { .prefixlen = 128 };
+		struct alt_key_v6 key = { .prefixlen = 160 };
+
+		__builtin_memcpy(skey.addr, pkt->src, sizeof(skey.addr));
+		src = bpf_map_lookup_elem(t->sources_v6, &skey);
+		if (!src)
+			return NULL;
+		key.table = bpf_htonl(src->table);
+		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
+		return bpf_map_lookup_elem(t->routes_v6, &key);
+	}
+}
+
+/* The TC bits (already in label-entry position) for a DSCP, through a one-entry dscp_map array. */
+static __always_inline __be32 lookup_tc_bits(void *dscp_tc, __u8 dscp)
+{
+	__u32 zero = 0;
+	struct dscp_map *map = bpf_map_lookup_elem(dscp_tc, &zero);
+
+	if (!map)
+		return 0;
+	return bpf_htonl((__u32)(map->tc[dscp & 63] & 7) << 9);
+}
+
+#endif /* LNETD_LOOKUP_H */
