@@ -57,7 +57,12 @@ fn map_memlock() -> u64 {
 
 fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }
 
 fn per_sec(n: usize, d: Duration) -> f64 {
@@ -117,7 +122,10 @@ fn main() {
             }
             _ => {
                 let IpNetwork::V4(v) = p else { continue };
-                let extra = IpNetwork::V4(ipnetwork::Ipv4Network::new(std::net::Ipv4Addr::from(u32::from(v.network()) ^ 0x0000_0080), 25).unwrap());
+                let extra = IpNetwork::V4(
+                    ipnetwork::Ipv4Network::new(std::net::Ipv4Addr::from(u32::from(v.network()) ^ 0x0000_0080), 25)
+                        .unwrap(),
+                );
                 changed_routes.insert((Table::Main, extra), Route::with_policy(extra, Policy::single(label(i))));
             }
         }
@@ -177,7 +185,9 @@ fn main() {
         );
         println!("| baseline: set_route per route (first {PER_ROUTE}) | {per_route:.0} routes/s |");
         match bpftool {
-            Some(rate) => println!("| baseline: one bpftool process per route (first {BPFTOOL_ROUTES}) | {rate:.0} routes/s |"),
+            Some(rate) => {
+                println!("| baseline: one bpftool process per route (first {BPFTOOL_ROUTES}) | {rate:.0} routes/s |")
+            }
             None => println!("| baseline: one bpftool process per route | bpftool not available |"),
         }
         println!("| apply / set_route per route | {:.1}x |", per_sec(n, from_empty) / per_route);

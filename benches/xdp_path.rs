@@ -22,7 +22,6 @@ mod common;
 #[path = "../tests/fixtures/mod.rs"]
 mod fixtures;
 
-
 use lnetd_host_encap::testing::BaselineProgram;
 use lnetd_host_encap::{Encapsulator, EntropyLabel, IpNetwork, Route, RunStats, RunTimeStats, XdpAction};
 
