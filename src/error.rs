@@ -328,15 +328,6 @@ pub enum Error {
     /// See [`MapError`].
     #[error(transparent)]
     Map(#[from] MapError),
-    /// See [`LabelError`].
-    #[error(transparent)]
-    Label(#[from] LabelError),
-    /// See [`PrefixError`].
-    #[error(transparent)]
-    Prefix(#[from] PrefixError),
-    /// See [`crate::PolicyError`].
-    #[error(transparent)]
-    Policy(#[from] crate::domain::policy::PolicyError),
     /// See [`TestRunError`].
     #[error(transparent)]
     TestRun(#[from] TestRunError),
@@ -352,6 +343,20 @@ pub enum Error {
         errno: Errno,
     },
 }
+
+/// Refused values reach callers by one path: [`Error::Route`] with the
+/// [`RouteError`] that names them, whether a route was being set or a value
+/// being built.
+macro_rules! into_route_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Error {
+                Error::Route(RouteError::from(e))
+            }
+        }
+    )*};
+}
+into_route_error!(LabelError, PrefixError, crate::domain::policy::PolicyError);
 
 impl From<crate::domain::desired::DesiredError> for Error {
     /// A refused desired state reaches callers by one path: [`RouteError::Invalid`].

@@ -7,7 +7,7 @@
 
 use lnetd_host_encap::{
     prefix, DscpMap, EntropyLabel, Error, IpNetwork, Label, LabelError, LabelStack, Policy, PolicyError, PrefixError,
-    SegmentList, Table, TrafficClass, MAX_SEGMENT_LISTS,
+    RouteError, SegmentList, Table, TrafficClass, MAX_SEGMENT_LISTS,
 };
 
 struct Row {
@@ -33,74 +33,74 @@ fn rows() -> Vec<Row> {
         Row {
             input: "label 1048576",
             attempt: || Label::new(1_048_576).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::OutOfRange { value: 1_048_576 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::OutOfRange { value: 1_048_576 }))),
             says: &["label 1048576", "MPLS labels are 0..=1048575 (20 bits)"],
         },
         Row {
             input: "label text `1048576`",
             attempt: || "1048576".parse::<Label>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::OutOfRange { value: 1_048_576 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::OutOfRange { value: 1_048_576 }))),
             says: &["0..=1048575"],
         },
         Row {
             input: "label text `abc`",
             attempt: || "abc".parse::<Label>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::Parse { input }) if input == "abc"),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::Parse { input })) if input == "abc"),
             says: &["\"abc\" is not a label or a label stack"],
         },
         Row {
             input: "label text `-1`",
             attempt: || "-1".parse::<Label>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::Parse { input }) if input == "-1"),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::Parse { input })) if input == "-1"),
             says: &["is not a label or a label stack"],
         },
         Row {
             input: "stack text `abc`",
             attempt: || "abc".parse::<LabelStack>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::Parse { input }) if input == "abc"),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::Parse { input })) if input == "abc"),
             says: &["is not a label or a label stack", "expected e.g. `1000000` or `16001/16002`"],
         },
         Row {
             input: "stack text `100//200`",
             attempt: || "100//200".parse::<LabelStack>().map(drop).map_err(Error::from),
             // The message names the empty piece between the slashes, not the whole text.
-            expect: |e| matches!(e, Error::Label(LabelError::Parse { input }) if input.is_empty()),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::Parse { input })) if input.is_empty()),
             says: &["is not a label or a label stack"],
         },
         Row {
             input: "label 7 (ELI) inside a stack `100/7/200`",
             attempt: || "100/7/200".parse::<LabelStack>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::SpecialPurpose { value: 7, .. })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::SpecialPurpose { value: 7, .. }))),
             says: &["Entropy Label Indicator", "use a label of 16 or above"],
         },
         Row {
             input: "empty stack",
             attempt: || LabelStack::new(vec![]).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::EmptyStack)),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::EmptyStack))),
             says: &["needs at least one label"],
         },
         Row {
             input: "17 labels (text)",
             attempt: || ["100"; 17].join("/").parse::<LabelStack>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::StackTooDeep { depth: 17, max: 16 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::StackTooDeep { depth: 17, max: 16 }))),
             says: &["17 labels", "at most 16 are pushed"],
         },
         Row {
             input: "17 labels (LabelStack::new)",
             attempt: || LabelStack::new(vec![Label::new(100).unwrap(); 17]).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::StackTooDeep { depth: 17, max: 16 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::StackTooDeep { depth: 17, max: 16 }))),
             says: &["at most 16 are pushed"],
         },
         Row {
             input: "traffic class 8",
             attempt: || TrafficClass::new(8).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::TrafficClassOutOfRange { value: 8 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::TrafficClassOutOfRange { value: 8 }))),
             says: &["traffic class 8", "the TC field is 3 bits (0..=7)"],
         },
         Row {
             input: "DSCP table value 8 everywhere",
             attempt: || DscpMap::new([8; 64]).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Label(LabelError::TrafficClassOutOfRange { value: 8 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::TrafficClassOutOfRange { value: 8 }))),
             says: &["(0..=7)"],
         },
         Row {
@@ -110,43 +110,48 @@ fn rows() -> Vec<Row> {
                 values[63] = 200;
                 DscpMap::new(values).map(drop).map_err(Error::from)
             },
-            expect: |e| matches!(e, Error::Label(LabelError::TrafficClassOutOfRange { value: 200 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::TrafficClassOutOfRange { value: 200 }))),
             says: &["traffic class 200", "(0..=7)"],
         },
         Row {
             input: "policy weight 0 (`100@7,200@0`)",
             attempt: || "100@7,200@0".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Policy(PolicyError::ZeroWeight { index: 1 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::ZeroWeight { index: 1 }))),
             says: &["segment list 1 has weight 0", "weights are 1..=65535"],
         },
         Row {
             input: "policy weight 70000 (`100@70000`)",
             attempt: || "100@70000".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Policy(PolicyError::Parse { input }) if input == "100@70000"),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input })) if input == "100@70000"),
             says: &["is not a list of segment lists"],
         },
         Row {
             input: "policy text `100@x`",
             attempt: || "100@x".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Policy(PolicyError::Parse { input }) if input == "100@x"),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input })) if input == "100@x"),
             says: &["\"100@x\" is not a list of segment lists", "expected e.g. `16001/16002@7,16003@3`"],
         },
         Row {
             input: "policy with label 3 (`16001@1,3@1`)",
             attempt: || "16001@1,3@1".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Policy(PolicyError::Label(LabelError::SpecialPurpose { value: 3, .. }))),
+            expect: |e| {
+                matches!(
+                    e,
+                    Error::Route(RouteError::Policy(PolicyError::Label(LabelError::SpecialPurpose { value: 3, .. })))
+                )
+            },
             says: &["Implicit NULL"],
         },
         Row {
             input: "policy of 0 segment lists",
             attempt: || Policy::new(vec![], None).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Policy(PolicyError::ListCount { count: 0, max: 8 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::ListCount { count: 0, max: 8 }))),
             says: &["a policy holds 1 to 8 segment lists, not 0"],
         },
         Row {
             input: "policy of 9 segment lists",
             attempt: || "16,17,18,19,20,21,22,23,24".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Policy(PolicyError::ListCount { count: 9, max: 8 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::ListCount { count: 9, max: 8 }))),
             says: &["a policy holds 1 to 8 segment lists, not 9"],
         },
         Row {
@@ -156,7 +161,14 @@ fn rows() -> Vec<Row> {
                 p.with_entropy_label(Some(EntropyLabel::Bottom)).map(drop).map_err(Error::from)
             },
             expect: |e| {
-                matches!(e, Error::Policy(PolicyError::TooDeepForEntropyLabel { index: 0, labels: 15, max: 16 }))
+                matches!(
+                    e,
+                    Error::Route(RouteError::Policy(PolicyError::TooDeepForEntropyLabel {
+                        index: 0,
+                        labels: 15,
+                        max: 16
+                    }))
+                )
             },
             says: &["with the entropy label pair it would be 17 entries", "more than the 16 pushed"],
         },
@@ -170,7 +182,14 @@ fn rows() -> Vec<Row> {
                 Policy::new(lists, Some(EntropyLabel::After(2))).map(drop).map_err(Error::from)
             },
             expect: |e| {
-                matches!(e, Error::Policy(PolicyError::TooDeepForEntropyLabel { index: 1, labels: 15, max: 16 }))
+                matches!(
+                    e,
+                    Error::Route(RouteError::Policy(PolicyError::TooDeepForEntropyLabel {
+                        index: 1,
+                        labels: 15,
+                        max: 16
+                    }))
+                )
             },
             says: &["segment list 1 has 15 labels"],
         },
@@ -180,32 +199,32 @@ fn rows() -> Vec<Row> {
                 let p: Policy = "100/200".parse()?;
                 p.with_entropy_label(Some(EntropyLabel::After(0))).map(drop).map_err(Error::from)
             },
-            expect: |e| matches!(e, Error::Policy(PolicyError::EntropyLabelOnTop { after: 0 })),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::EntropyLabelOnTop { after: 0 }))),
             says: &["N >= 1"],
         },
         Row {
             input: "prefix 10.0.0.0/33",
             attempt: || prefix::parse("10.0.0.0/33").map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Prefix(PrefixError::Parse { input, .. }) if input == "10.0.0.0/33"),
+            expect: |e| matches!(e, Error::Route(RouteError::Prefix(PrefixError::Parse { input, .. })) if input == "10.0.0.0/33"),
             says: &["\"10.0.0.0/33\" is not a prefix", "expected e.g. `10.0.0.0/8`"],
         },
         Row {
             input: "prefix 2001:db8::/129",
             attempt: || prefix::parse("2001:db8::/129").map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Prefix(PrefixError::Parse { input, .. }) if input == "2001:db8::/129"),
+            expect: |e| matches!(e, Error::Route(RouteError::Prefix(PrefixError::Parse { input, .. })) if input == "2001:db8::/129"),
             says: &["is not a prefix"],
         },
         Row {
             input: "prefix `ten`",
             attempt: || prefix::parse("ten").map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Prefix(PrefixError::Parse { input, .. }) if input == "ten"),
+            expect: |e| matches!(e, Error::Route(RouteError::Prefix(PrefixError::Parse { input, .. })) if input == "ten"),
             says: &["\"ten\" is not a prefix"],
         },
         Row {
             input: "prefix text 10.0.0.1/24 (host bits)",
             attempt: || prefix::parse("10.0.0.1/24").map(drop).map_err(Error::from),
             expect: |e| {
-                matches!(e, Error::Prefix(PrefixError::HostBitsSet { given, meant })
+                matches!(e, Error::Route(RouteError::Prefix(PrefixError::HostBitsSet { given, meant }))
                     if *given == net("10.0.0.1/24") && *meant == net("10.0.0.0/24"))
             },
             says: &["10.0.0.1/24 has host bits set; did you mean 10.0.0.0/24?"],
@@ -213,7 +232,7 @@ fn rows() -> Vec<Row> {
         Row {
             input: "prefix 2001:db8::1/32 (host bits), checked",
             attempt: || prefix::check(net("2001:db8::1/32")).map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Prefix(PrefixError::HostBitsSet { meant, .. }) if *meant == net("2001:db8::/32")),
+            expect: |e| matches!(e, Error::Route(RouteError::Prefix(PrefixError::HostBitsSet { meant, .. })) if *meant == net("2001:db8::/32")),
             says: &["did you mean 2001:db8::/32?"],
         },
     ]
