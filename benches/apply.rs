@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 use fixtures::tables::{bgp_like_v4, bgp_like_v6};
 use lnetd_host_encap::{DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Table, ValidState};
 
-const V4: usize = 1_000_000;
-const V6: usize = 200_000;
+/// Table sizes; LHE_BENCH_V4 / LHE_BENCH_V6 override them for quick runs.
+fn sizes() -> (usize, usize) {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    (env("LHE_BENCH_V4", 1_000_000), env("LHE_BENCH_V6", 200_000))
+}
 /// Routes timed through the per-route baselines.
 const PER_ROUTE: usize = 20_000;
 const BPFTOOL_ROUTES: usize = 300;
@@ -76,7 +79,8 @@ fn bpftool_rate(prefixes: &[IpNetwork]) -> Option<f64> {
     let shown = Command::new("bpftool").args(["-j", "map", "show"]).output().ok()?;
     let maps: serde_json::Value = serde_json::from_slice(&shown.stdout).ok()?;
     let id = maps.as_array()?.iter().filter(|m| m["name"] == "routes_v4").filter_map(|m| m["id"].as_u64()).max()?;
-    let value = vec!["0"; 4 + 4 + 68].join(" ");
+    // route_value: flags, pad, policy_id, segment_list (4 + 16 x 4), counter_id.
+    let value = vec!["0"; 2 + 2 + 4 + 68 + 4].join(" ");
     let start = Instant::now();
     for p in prefixes.iter().take(BPFTOOL_ROUTES) {
         let IpNetwork::V4(v4) = p else { continue };
@@ -98,13 +102,15 @@ fn bpftool_rate(prefixes: &[IpNetwork]) -> Option<f64> {
 }
 
 fn main() {
+    env_logger::init();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("the apply benchmark loads BPF maps: run it as root");
         std::process::exit(1);
     }
     let t = Instant::now();
-    let v4 = bgp_like_v4(V4);
-    let v6 = bgp_like_v6(V6);
+    let (n4, n6) = sizes();
+    let v4 = bgp_like_v4(n4);
+    let v6 = bgp_like_v6(n6);
     let all: Vec<IpNetwork> = v4.iter().chain(&v6).copied().collect();
     println!("generated {} IPv4 + {} IPv6 prefixes in {:.1} s", v4.len(), v6.len(), t.elapsed().as_secs_f64());
     let full = state(&all, |i| i);
@@ -137,8 +143,9 @@ fn main() {
         let rss_before = rss();
         let enc = Encapsulator::builder().load().expect("load");
         let mem_empty = map_memlock();
+        let owned = full.clone();
         let t = Instant::now();
-        let report = enc.apply_valid(&full).expect("apply from empty");
+        let report = enc.apply_valid_owned(owned).expect("apply from empty");
         let from_empty = t.elapsed();
         assert_eq!(report.added.len(), all.len());
         let mem_full = map_memlock();

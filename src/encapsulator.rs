@@ -16,7 +16,7 @@ use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
 use crate::explain::{self, Explanation, Probe};
-use crate::fib::apply::ApplyReport;
+use crate::fib::apply::{ApplyReport, Desired};
 use crate::fib::verify::Difference;
 use crate::fib::{Fib, RouteCounters, Saver};
 use crate::metrics::CountedRoute;
@@ -546,7 +546,7 @@ impl Encapsulator {
     /// [`RouteError::Invalid`] naming the entry refused; [`RouteError::TableFull`];
     /// [`RouteError::Map`] (undone); [`RouteError::NotSaved`].
     pub fn apply(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
-        self.apply_valid(&desired.validate()?)
+        self.apply_valid_owned(desired.validate()?)
     }
 
     /// What [`Encapsulator::apply`] would do, without doing it.
@@ -554,7 +554,7 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::apply`], without the kernel's.
     pub fn apply_dry_run(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
-        self.fib.apply(&desired.validate()?, true)
+        self.fib.apply(Desired::Owned(desired.validate()?), true)
     }
 
     /// As [`Encapsulator::apply`], for a state already validated (or built typed).
@@ -562,7 +562,18 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::apply`].
     pub fn apply_valid(&self, desired: &ValidState) -> Result<ApplyReport, RouteError> {
-        let report = self.fib.apply(desired, false)?;
+        let report = self.fib.apply(Desired::Borrowed(desired), false)?;
+        log::info!("apply: {report}");
+        Ok(report)
+    }
+
+    /// As [`Encapsulator::apply_valid`], taking the state: a large change
+    /// then moves its routes into the RIB instead of copying them.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply`].
+    pub fn apply_valid_owned(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
+        let report = self.fib.apply(Desired::Owned(desired), false)?;
         log::info!("apply: {report}");
         Ok(report)
     }

@@ -126,6 +126,11 @@ impl ValidState {
         &self.dscp
     }
 
+    /// The routes, taken out.
+    pub(crate) fn into_routes(self) -> BTreeMap<(Table, IpNetwork), Route> {
+        self.routes
+    }
+
     /// A valid state from typed parts (no duplicate check needed: they are maps).
     pub fn new(
         routes: BTreeMap<(Table, IpNetwork), Route>,

@@ -16,7 +16,7 @@ use super::key::RouteKey;
 use super::{encode, full, Fib};
 use crate::abi::{self, types};
 use crate::domain::desired::ValidState;
-use crate::domain::route::Table;
+use crate::domain::route::{Route, Table};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
 use crate::rib::diff::{self, Plan};
@@ -71,11 +71,28 @@ impl fmt::Display for ApplyReport {
     }
 }
 
-/// A write to undo: the map, the key, and what was there before (`None`: nothing).
+/// Writes to undo: keys laid end to end, and what each had before (`None`: nothing).
 struct Undo<'a> {
     map: &'a BpfMap,
-    key: Vec<u8>,
-    old: Option<Vec<u8>>,
+    keys: Vec<u8>,
+    olds: Vec<Option<Vec<u8>>>,
+}
+
+impl Undo<'_> {
+    /// Puts back what was there, last write first; failures are logged
+    /// (verify() reports what could not be restored).
+    fn run(self) {
+        let key_size = self.keys.len() / self.olds.len().max(1);
+        for (key, old) in self.keys.chunks(key_size.max(1)).zip(self.olds).rev() {
+            let result = match &old {
+                Some(old) => self.map.update(key, old),
+                None => self.map.delete(key).map(|_| ()),
+            };
+            if let Err(e) = result {
+                log::error!("undoing a refused apply: {e} (verify() reports it)");
+            }
+        }
+    }
 }
 
 /// One map's batch: keys and values laid end to end, and the undo of each.
@@ -115,12 +132,40 @@ fn policy_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
     policy.map(|p| abi::bytes_of(p.as_ref()).to_vec())
 }
 
+/// The desired state, borrowed or owned: an owned one's route map becomes
+/// the RIB's as it is, without a copy.
+pub(crate) enum Desired<'a> {
+    Borrowed(&'a ValidState),
+    Owned(ValidState),
+}
+
+impl Desired<'_> {
+    fn get(&self) -> &ValidState {
+        match self {
+            Desired::Borrowed(s) => s,
+            Desired::Owned(s) => s,
+        }
+    }
+}
+
+/// A plan applied, without borrows, for the RIB to record.
+struct Outcome {
+    written: Vec<(RouteId, Written)>,
+    /// The routes written, when few enough to record one by one.
+    changed: Option<Vec<(RouteId, Route)>>,
+    removes: Vec<RouteId>,
+    set_aside: Vec<Route>,
+    set_aside_removed: Vec<IpNetwork>,
+}
+
 impl Fib {
     /// Makes the tables equal to `desired` (see the module docs for the order).
-    pub(crate) fn apply(&self, desired: &ValidState, dry_run: bool) -> Result<ApplyReport, RouteError> {
+    pub(crate) fn apply(&self, desired: Desired<'_>, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let mut rib = if dry_run { self.writer() } else { self.changer()? };
-        let plan = diff::plan(&rib, desired);
-        self.check_capacity(&rib, desired)?;
+        let started = std::time::Instant::now();
+        let plan = diff::plan(&rib, desired.get());
+        let planned = started.elapsed();
+        self.check_capacity(&rib, desired.get())?;
         let mut report = report_of(&plan);
         report.dry_run = dry_run;
         if dry_run || plan.is_empty() {
@@ -131,22 +176,29 @@ impl Fib {
         let mut taken = Taken::default();
         match self.execute(&mut rib, &plan, &mut undo, &mut taken) {
             Ok((ops, slots)) => {
+                let written = started.elapsed();
                 report.map_operations = ops;
-                commit(&mut rib, plan, slots);
+                // Few changes are recorded one by one; many, by taking the desired map whole.
+                let few = plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
+                let outcome = Outcome {
+                    written: plan.upserts.iter().map(|(id, _, _)| *id).zip(slots).collect(),
+                    changed: few.then(|| plan.upserts.iter().map(|(id, r, _)| (*id, (*r).clone())).collect()),
+                    removes: plan.removes,
+                    set_aside: plan.set_aside.into_iter().map(|(r, _)| r.clone()).collect(),
+                    set_aside_removed: plan.set_aside_removed,
+                };
+                commit(&mut rib, outcome, desired);
+                let committed = started.elapsed();
                 self.write_settings(&rib)?;
                 self.saved(&rib)?;
+                log::debug!(
+                    "apply: diff {planned:?}, kernel writes until {written:?}, RIB until {committed:?}, saved at {:?}",
+                    started.elapsed()
+                );
                 Ok(report)
             }
             Err(e) => {
-                for u in undo.into_iter().rev() {
-                    let result = match &u.old {
-                        Some(old) => u.map.update(&u.key, old),
-                        None => u.map.delete(&u.key).map(|_| ()),
-                    };
-                    if let Err(undo_error) = result {
-                        log::error!("undoing a refused apply: {undo_error} (verify() reports it)");
-                    }
-                }
+                undo.into_iter().rev().for_each(Undo::run);
                 taken.policy_ids.into_iter().for_each(|p| rib.policy_ids.give_back(p));
                 taken.counter_slots.into_iter().for_each(|s| rib.counter_slots.give_back(s));
                 if let Err(settings) = self.write_settings(&rib) {
@@ -159,24 +211,30 @@ impl Fib {
 
     /// Refuses, before anything is written, a state that does not fit.
     fn check_capacity(&self, rib: &Rib, desired: &ValidState) -> Result<(), RouteError> {
-        let mut per_map: BTreeMap<&'static str, (usize, u32)> = BTreeMap::new();
+        // Entries per trie: [main v4, main v6, alternate v4, alternate v6].
+        let mut count = [0usize; 4];
         let mut policies = 0usize;
-        for (table, prefix) in desired.routes().keys() {
+        for ((table, prefix), route) in desired.routes() {
             if *table == Table::Main && rib.is_local_host(prefix) {
                 continue;
             }
-            let (_, family, capacity) = self.routes_map(*table, prefix);
-            per_map.entry(family).or_insert((0, capacity)).0 += 1;
-        }
-        for addr in &rib.local {
-            let (_, family, capacity) = self.routes_map(Table::Main, &IpNetwork::from(*addr));
-            per_map.entry(family).or_insert((0, capacity)).0 += 1;
-        }
-        for route in desired.routes().values() {
+            let slot = usize::from(*table != Table::Main) * 2 + usize::from(prefix.is_ipv6());
+            if let Some(c) = count.get_mut(slot) {
+                *c += 1;
+            }
             policies += usize::from(!route.policy.is_plain());
         }
-        for (family, (count, capacity)) in per_map {
-            if count > capacity as usize {
+        for addr in &rib.local {
+            if let Some(c) = count.get_mut(usize::from(addr.is_ipv6())) {
+                *c += 1;
+            }
+        }
+        let v4 = IpNetwork::from(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let v6 = IpNetwork::from(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        let alt = Table::alternate(1).unwrap_or(Table::Main);
+        for (n, (table, probe)) in count.into_iter().zip([(Table::Main, v4), (Table::Main, v6), (alt, v4), (alt, v6)]) {
+            let (_, family, capacity) = self.routes_map(table, &probe);
+            if n > capacity as usize {
                 return Err(RouteError::TableFull { family, capacity });
             }
         }
@@ -202,7 +260,7 @@ impl Fib {
             let key = 0u32.to_ne_bytes().to_vec();
             let old = abi::bytes_of(&types::dscp_map { tc: rib.dscp.values() }).to_vec();
             m.dscp_tc.update(&key, abi::bytes_of(&types::dscp_map { tc: dscp.values() }))?;
-            undo.push(Undo { map: &m.dscp_tc, key, old: Some(old) });
+            undo.push(Undo { map: &m.dscp_tc, keys: key, olds: vec![Some(old)] });
             ops += 1;
         }
 
@@ -212,14 +270,10 @@ impl Fib {
             let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
             let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
             if slots.route == 0 {
-                slots.route = rib.counter_slots.take().unwrap_or(0);
-                taken.counter_slots.push(slots.route);
-                self.zero_slot(slots.route)?;
+                slots.route = self.take_slot(rib, taken)?;
             }
             while slots.lists.len() < lists {
-                let s = rib.counter_slots.take().unwrap_or(0);
-                taken.counter_slots.push(s);
-                self.zero_slot(s)?;
+                let s = self.take_slot(rib, taken)?;
                 slots.lists.push(s);
             }
             let old_policy = rib.policy_of.get(id).copied();
@@ -242,7 +296,7 @@ impl Fib {
                 m.policies
                     .update(&key, abi::bytes_of(policy.as_ref()))
                     .map_err(full("policy", self.config.max_policies))?;
-                undo.push(Undo { map: &m.policies, key, old });
+                undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
                 ops += 1;
             }
             let (map, family, capacity) = self.routes_map(id.0, &id.1);
@@ -252,17 +306,38 @@ impl Fib {
             batch.1.undo_old.push(route_value(rib, id));
             slots_of.push(Written { slots, lists, policy_id });
         }
-        // Alternate tables first, so a source never selects a table still being written.
-        let order = ["alt_routes_v4", "alt_routes_v6", "routes_v4", "routes_v6"];
-        for name in order {
-            let Some((map, batch, family, capacity)) = batches.remove(name) else { continue };
-            let written = batch.undo_old.len();
-            let key_size = batch.keys.len() / written.max(1);
-            map.update_batch(&batch.keys, &batch.values).map_err(full(family, capacity))?;
-            for (key, old) in batch.keys.chunks(key_size.max(1)).zip(batch.undo_old) {
-                undo.push(Undo { map, key: key.to_vec(), old });
+        // Alternate tables before the sources that select them (sources come
+        // next); the four tries are independent, so they are written in
+        // parallel (the kernel's trie insertions are most of a large apply).
+        let results: Vec<(Result<(), RouteError>, Undo<'a>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = std::mem::take(&mut batches)
+                .into_values()
+                .map(|(map, batch, family, capacity)| {
+                    scope.spawn(move || {
+                        let result = map.update_batch(&batch.keys, &batch.values).map_err(full(family, capacity));
+                        (result, Undo { map, keys: batch.keys, olds: batch.undo_old })
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut failed = None;
+        for (result, u) in results {
+            match result {
+                Ok(()) => {
+                    ops += u.olds.len();
+                    undo.push(u);
+                }
+                // A refused batch may have written a prefix of its entries:
+                // undo all of it (deleting what was not written is a no-op).
+                Err(e) => {
+                    undo.push(u);
+                    failed = Some(e);
+                }
             }
-            ops += written;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
 
         if !plan.source_upserts.is_empty() && rib.sources.is_empty() {
@@ -275,7 +350,7 @@ impl Fib {
             let old = rib.sources.get(prefix).map(|t| abi::bytes_of(&types::source_value { table: t.id() }).to_vec());
             map.update(&key, abi::bytes_of(&types::source_value { table: table.id() }))
                 .map_err(full("source", capacity))?;
-            undo.push(Undo { map, key, old });
+            undo.push(Undo { map, keys: key, olds: vec![old] });
             ops += 1;
         }
         for prefix in &plan.source_removes {
@@ -283,7 +358,7 @@ impl Fib {
             let key = RouteKey::new(*prefix).bytes().to_vec();
             let old = rib.sources.get(prefix).map(|t| abi::bytes_of(&types::source_value { table: t.id() }).to_vec());
             map.delete(&key)?;
-            undo.push(Undo { map, key, old });
+            undo.push(Undo { map, keys: key, olds: vec![old] });
             ops += 1;
         }
 
@@ -296,24 +371,23 @@ impl Fib {
         }
         // Last: the sources removed above no longer lead here, and every
         // route that replaces these (a shorter prefix) is already in place.
-        for name in ["routes_v4", "routes_v6", "alt_routes_v4", "alt_routes_v6"] {
-            let Some((map, batch)) = deletes.remove(name) else { continue };
+        for (map, batch) in deletes.into_values() {
             let deleted = batch.undo_old.len();
-            let key_size = batch.keys.len() / deleted.max(1);
             map.delete_batch(&batch.keys)?;
-            for (key, old) in batch.keys.chunks(key_size.max(1)).zip(batch.undo_old) {
-                undo.push(Undo { map, key: key.to_vec(), old });
-            }
+            undo.push(Undo { map, keys: batch.keys, olds: batch.undo_old });
             ops += deleted;
         }
         Ok((ops, slots_of))
     }
 
-    fn zero_slot(&self, slot: u32) -> Result<(), MapError> {
-        if slot == 0 {
-            return Ok(());
+    /// A counter slot (0: none left), zeroed if an earlier owner used it.
+    fn take_slot(&self, rib: &mut Rib, taken: &mut Taken) -> Result<u32, MapError> {
+        let Some((slot, reused)) = rib.counter_slots.take_noting_reuse() else { return Ok(0) };
+        taken.counter_slots.push(slot);
+        if reused {
+            self.maps().route_counters.zero_percpu(&slot.to_ne_bytes())?;
         }
-        self.maps().route_counters.zero_percpu(&slot.to_ne_bytes())
+        Ok(slot)
     }
 }
 
@@ -329,36 +403,46 @@ fn report_of(plan: &Plan) -> ApplyReport {
     report
 }
 
-/// Records an applied plan in the RIB (the kernel accepted all of it).
-fn commit(rib: &mut Rib, plan: Plan, written: Vec<Written>) {
-    if let Some(dscp) = plan.dscp {
-        rib.dscp = dscp;
-    }
-    for ((id, route, _), w) in plan.upserts.into_iter().zip(written) {
+/// Records an applied plan in the RIB (the kernel accepted all of it): the
+/// RIB's tables become the desired ones.
+fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
+    for (id, w) in outcome.written {
         if let Some(p) = w.policy_id {
             rib.policy_of.insert(id, p);
         } else {
             rib.retire_policy(&id);
         }
-        rib.keep_counters(id, w.slots, w.lists);
-        rib.routes.insert(id, route);
+        if w.slots != CounterSlots::default() || rib.counters_of.contains_key(&id) {
+            rib.keep_counters(id, w.slots, w.lists);
+        }
     }
-    for id in plan.removes {
-        rib.routes.remove(&id);
-        rib.retire_policy(&id);
-        rib.drop_counters(&id);
+    for id in &outcome.removes {
+        rib.retire_policy(id);
+        rib.drop_counters(id);
     }
-    for (route, _) in plan.set_aside {
-        rib.shadowed.insert(route.prefix, route);
-    }
-    for prefix in plan.set_aside_removed {
+    for prefix in outcome.set_aside_removed {
         rib.shadowed.remove(&prefix);
         rib.drop_counters(&(Table::Main, prefix));
     }
-    for (prefix, table, _) in plan.source_upserts {
-        rib.sources.insert(prefix, table);
+    let state = desired.get();
+    rib.dscp = *state.dscp();
+    rib.sources = state.sources().clone();
+    match outcome.changed {
+        Some(changed) => {
+            for id in &outcome.removes {
+                rib.routes.remove(id);
+            }
+            rib.routes.extend(changed);
+        }
+        None => {
+            rib.routes = match desired {
+                Desired::Owned(state) => state.into_routes(),
+                Desired::Borrowed(state) => state.routes().clone(),
+            };
+        }
     }
-    for prefix in plan.source_removes {
-        rib.sources.remove(&prefix);
+    for route in outcome.set_aside {
+        rib.routes.remove(&(Table::Main, route.prefix));
+        rib.shadowed.insert(route.prefix, route);
     }
 }

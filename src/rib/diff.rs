@@ -7,15 +7,15 @@ use crate::domain::desired::ValidState;
 use crate::domain::label::DscpMap;
 use crate::domain::route::{Route, Table};
 
-/// What an apply changes.
+/// What an apply changes; routes are borrowed from the desired state.
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<'a> {
     /// The DSCP table, when it changes.
     pub dscp: Option<DscpMap>,
     /// Routes to write: new (false) or replacing one that differs (true).
-    pub upserts: Vec<(RouteId, Route, bool)>,
+    pub upserts: Vec<(RouteId, &'a Route, bool)>,
     /// Main-table routes for host addresses: set aside, not written.
-    pub set_aside: Vec<(Route, bool)>,
+    pub set_aside: Vec<(&'a Route, bool)>,
     /// Set-aside routes no longer wanted.
     pub set_aside_removed: Vec<IpNetwork>,
     /// Sources to write: new (false) or replacing (true).
@@ -27,7 +27,7 @@ pub(crate) struct Plan {
     pub unchanged: usize,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// True when applying it would change nothing.
     pub(crate) fn is_empty(&self) -> bool {
         self.dscp.is_none()
@@ -40,24 +40,29 @@ impl Plan {
     }
 }
 
-/// The changes from `rib` to `desired`. Both sides are sorted maps, so one
-/// merge walk finds them.
-pub(crate) fn plan(rib: &Rib, desired: &ValidState) -> Plan {
+/// The changes from `rib` to `desired`. Both sides are maps sorted by
+/// (table, prefix), so one merge walk finds them: no lookup per route.
+pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
     let mut plan = Plan { dscp: Some(*desired.dscp()).filter(|d| *d != rib.dscp), ..Plan::default() };
+    let mut have = rib.routes.iter().peekable();
     for (id, route) in desired.routes() {
+        while let Some((old_id, _)) = have.next_if(|(old_id, _)| *old_id < id) {
+            plan.removes.push(*old_id);
+        }
+        let old = have.next_if(|(old_id, _)| *old_id == id).map(|(_, r)| r);
         if id.0 == Table::Main && rib.is_local_host(&id.1) {
             match rib.shadowed.get(&id.1) {
-                Some(old) if old == route => plan.unchanged += 1,
-                old => plan.set_aside.push((route.clone(), old.is_some())),
+                Some(hidden) if hidden == route => plan.unchanged += 1,
+                hidden => plan.set_aside.push((route, hidden.is_some())),
             }
             continue;
         }
-        match rib.routes.get(id) {
+        match old {
             Some(old) if old == route => plan.unchanged += 1,
-            old => plan.upserts.push((*id, route.clone(), old.is_some())),
+            old => plan.upserts.push((*id, route, old.is_some())),
         }
     }
-    plan.removes = rib.routes.keys().filter(|id| !desired.routes().contains_key(id)).copied().collect();
+    plan.removes.extend(have.map(|(id, _)| *id));
     plan.set_aside_removed =
         rib.shadowed.keys().filter(|p| !desired.routes().contains_key(&(Table::Main, **p))).copied().collect();
     for (prefix, table) in desired.sources() {
