@@ -1,4 +1,5 @@
-//! Compiles the dataplane (src/bpf/*.bpf.c) into libbpf skeletons in OUT_DIR.
+//! Compiles the dataplane (src/bpf/*.bpf.c) into libbpf skeletons in OUT_DIR,
+//! and, for the `agent` feature, the protocols in proto/ into gRPC code.
 
 use std::env;
 use std::path::PathBuf;
@@ -43,4 +44,21 @@ fn main() {
             .build_and_generate(out_dir.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {source}: {e:#}"));
     }
+
+    #[cfg(feature = "agent")]
+    protocols();
+}
+
+/// The agent's protocols: the proof of concept's (package `counters`) and
+/// ours (package `lnetd.encap.v1`), servers and clients.
+#[cfg(feature = "agent")]
+fn protocols() {
+    const PROTOS: [&str; 2] = ["proto/counters.proto", "proto/lnetd/encap/v1/encap.proto"];
+    for p in PROTOS {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let descriptors = protox::compile(PROTOS, ["proto"]).unwrap_or_else(|e| panic!("parsing proto/: {e}"));
+    tonic_prost_build::configure()
+        .compile_fds(descriptors)
+        .unwrap_or_else(|e| panic!("generating gRPC code from proto/: {e}"));
 }

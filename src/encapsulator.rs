@@ -456,6 +456,15 @@ impl Encapsulator {
         self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(|d| d.pins().to_owned())
     }
 
+    /// Kernel map ids of the IPv4 main table, the IPv4 alternate tables and
+    /// the IPv4 source table: the ids the proof of concept's protocol names
+    /// its tables by (`bpftool map show` lists them).
+    #[cfg(feature = "agent")]
+    pub(crate) fn table_map_ids(&self) -> Result<[u32; 3], MapError> {
+        let m = self.fib.maps();
+        Ok([m.routes_v4.id()?, m.alt_routes_v4.id()?, m.sources_v4.id()?])
+    }
+
     /// Compares the kernel's maps with the RIB (what this library programmed)
     /// and returns every difference; empty when the dataplane does exactly
     /// what the RIB says. A difference means something else wrote the maps,

@@ -29,6 +29,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod abi;
+#[cfg(feature = "agent")]
+pub mod agent;
 mod dataplane;
 mod domain;
 mod encapsulator;

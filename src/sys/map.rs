@@ -58,6 +58,23 @@ impl BpfMap {
         Ok(BpfMap { fd, name, key_size: info.key_size as usize, value_size: info.value_size as usize })
     }
 
+    /// The map's kernel id (what `bpftool map show` lists).
+    pub(crate) fn id(&self) -> Result<u32, MapError> {
+        // SAFETY: zeroed is a valid bpf_map_info; the kernel fills up to `len` bytes.
+        let mut info: libbpf_sys::bpf_map_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
+        // SAFETY: info and len point to valid memory of the stated size.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_get_info_by_fd(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libbpf_sys::bpf_map_info).cast(),
+                &mut len,
+            )
+        };
+        check(self.name, "get_info", rc)?;
+        Ok(info.id)
+    }
+
     /// The map's fd, to pin it or hand it to a program being loaded.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

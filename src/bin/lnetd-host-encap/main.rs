@@ -160,6 +160,32 @@ enum Command {
     },
     /// Print one line of rates a second until interrupted.
     Watch,
+    /// Serve the gRPC API (the proof of concept's protocol and ours) and metrics until SIGINT/SIGTERM.
+    ///
+    /// Adopts the dataplane pinned on IFACE (moving it to this build's program,
+    /// atomically), or attaches and pins one. Stopping or killing the agent never
+    /// interrupts forwarding.
+    #[cfg(feature = "agent")]
+    Agent {
+        /// gRPC address; a non-loopback one needs --tls-cert and --tls-key.
+        #[arg(long, default_value = lnetd_host_encap::agent::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Serve Prometheus metrics at http://ADDR/metrics (default address 127.0.0.1:9469).
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = lnetd_host_encap::agent::DEFAULT_METRICS)]
+        metrics: Option<std::net::SocketAddr>,
+        /// The server certificate (PEM) for TLS.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The server key (PEM) for TLS.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Require client certificates signed by this CA (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_client_ca: Option<std::path::PathBuf>,
+        /// When nothing is pinned yet: the XDP mode to attach in.
+        #[arg(long, default_value = "auto")]
+        mode: XdpMode,
+    },
 }
 
 /// A failure, printed as one message; exit code 1.
@@ -318,6 +344,10 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let probe = Probe { src, dst, protocol: proto, sport, dport, dscp, ttl: 64 };
             println!("{}", enc.explain(&probe)?);
         }
+        #[cfg(feature = "agent")]
+        Command::Agent { listen, metrics, tls_cert, tls_key, tls_client_ca, mode } => {
+            agent(iface, listen, metrics, (tls_cert, tls_key, tls_client_ca), mode)?;
+        }
         Command::Watch => {
             let enc = adopt(iface, false)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -333,6 +363,62 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
         }
     }
+    Ok(())
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+#[cfg(feature = "agent")]
+fn agent(
+    iface: &str,
+    listen: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    tls: (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+    mode: XdpMode,
+) -> Result<(), Failure> {
+    use lnetd_host_encap::agent::{self, AgentConfig, TlsConfig};
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    let tls = match tls {
+        (Some(cert), Some(key), ca) => Some(TlsConfig {
+            cert_pem: read(&cert)?,
+            key_pem: read(&key)?,
+            client_ca_pem: ca.as_deref().map(read).transpose()?,
+        }),
+        _ => None,
+    };
+    let config = AgentConfig { listen, metrics, tls };
+    if config.tls.is_none() && !listen.ip().is_loopback() {
+        return Err(agent::AgentError::PlaintextOffLoopback { addr: listen }.into());
+    }
+    let enc = if Encapsulator::is_pinned(iface)? {
+        let enc =
+            Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(10), ..Default::default() })?;
+        println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes()?.len());
+        enc
+    } else {
+        let enc = Encapsulator::builder().pinned().attach(iface, mode)?;
+        println!("attached to {iface} and pinned");
+        enc
+    };
+    let enc = std::sync::Arc::new(enc);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    log::error!("SIGTERM handler: {e}");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        println!("serving on {listen}");
+        agent::serve(enc, config, shutdown).await
+    })?;
+    println!("stopped; the dataplane keeps forwarding (pinned)");
     Ok(())
 }
 

@@ -1,0 +1,296 @@
+//! This project's own protocol (package `lnetd.encap.v1`): every library
+//! operation, in the library's text syntaxes, with gRPC status codes.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::proto::v1 as pb;
+use super::proto::v1::encapsulator_server::Encapsulator as Api;
+use super::status;
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec};
+use crate::domain::policy::{EntropyLabel, Policy};
+use crate::domain::prefix;
+use crate::domain::route::{Route, Table, Tc};
+use crate::encapsulator::Encapsulator;
+use crate::error::RouteError;
+use crate::explain::{Probe, ProbeProtocol};
+use crate::metrics::CountedRoute;
+use crate::stats::{Counter, Stats};
+
+pub(crate) struct Service {
+    enc: Arc<Encapsulator>,
+    iface: String,
+}
+
+impl Service {
+    pub(crate) fn new(enc: Arc<Encapsulator>, iface: &str) -> Service {
+        Service { enc, iface: iface.to_owned() }
+    }
+
+    fn stats(&self) -> Result<pb::Stats, Status> {
+        let stats = self.enc.stats().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(stats_message(&self.iface, &stats))
+    }
+}
+
+fn stats_message(iface: &str, stats: &Stats) -> pb::Stats {
+    let counters: HashMap<String, pb::Counter> =
+        stats.named().iter().map(|(n, c)| ((*n).to_owned(), counter(*c))).collect();
+    pb::Stats { interface: iface.to_owned(), counters }
+}
+
+fn counter(c: Counter) -> pb::Counter {
+    pb::Counter { packets: c.packets, bytes: c.bytes }
+}
+
+fn invalid(what: &str, e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{what}: {e}"))
+}
+
+fn table(id: u32) -> Table {
+    Table::alternate(id).unwrap_or(Table::Main)
+}
+
+/// A route message as the library's route.
+fn route_of(r: &pb::Route) -> Result<(Table, Route), Status> {
+    let prefix = prefix::parse(&r.prefix).map_err(|e| invalid("prefix", e))?;
+    let policy: Policy = r.policy.parse().map_err(|e| invalid("policy", e))?;
+    let entropy = match r.entropy_label.as_str() {
+        "" => None,
+        text => Some(text.parse::<EntropyLabel>().map_err(|e| invalid("entropy_label", e))?),
+    };
+    let policy = policy.with_entropy_label(entropy).map_err(|e| invalid("policy", e))?;
+    let tc = match r.tc.as_str() {
+        "" => Tc::default(),
+        text => text.parse::<Tc>().map_err(|e| invalid("tc", e))?,
+    };
+    Ok((table(r.table), Route { prefix, policy, tc }))
+}
+
+/// The library's route as a message, in the text syntaxes `set` takes.
+fn route_message(table: Table, r: &Route) -> pb::Route {
+    let lists = r.policy.lists();
+    let one = lists.len() == 1;
+    pb::Route {
+        prefix: r.prefix.to_string(),
+        policy: lists
+            .iter()
+            .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
+            .collect::<Vec<_>>()
+            .join(","),
+        tc: r.tc.to_string(),
+        table: table.id(),
+        entropy_label: r.policy.entropy_label().map(|e| e.to_string()).unwrap_or_default(),
+    }
+}
+
+fn counted(c: &CountedRoute) -> pb::CountedRoute {
+    pb::CountedRoute {
+        route: Some(route_message(c.table, &c.route)),
+        counted: c.counters.counted,
+        labelled: Some(counter(c.counters.labelled)),
+        lists: c.counters.lists.iter().map(|l| counter(*l)).collect(),
+    }
+}
+
+fn action_name(action: crate::XdpAction) -> String {
+    use crate::XdpAction as A;
+    match action {
+        A::Aborted => "XDP_ABORTED".into(),
+        A::Drop => "XDP_DROP".into(),
+        A::Pass => "XDP_PASS".into(),
+        A::Tx => "XDP_TX".into(),
+        A::Redirect => "XDP_REDIRECT".into(),
+        A::Other(n) => format!("XDP_ACTION_{n}"),
+    }
+}
+
+/// Runs a blocking library call off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker: {e}")))?
+}
+
+type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Api for Service {
+    async fn set_route(&self, request: Request<pb::Route>) -> Result<Response<pb::SetRouteReply>, Status> {
+        let (table, route) = route_of(request.get_ref())?;
+        self.enc.set_route_in(table, &route).map_err(status)?;
+        Ok(Response::new(pb::SetRouteReply {}))
+    }
+
+    async fn remove_route(&self, request: Request<pb::RouteKey>) -> Result<Response<pb::RemoveRouteReply>, Status> {
+        let key = request.get_ref();
+        let prefix = prefix::parse(&key.prefix).map_err(|e| invalid("prefix", e))?;
+        if !self.enc.remove_in(table(key.table), prefix).map_err(status)? {
+            return Err(Status::not_found(format!("no route for exactly {prefix} in table {}", key.table)));
+        }
+        Ok(Response::new(pb::RemoveRouteReply {}))
+    }
+
+    async fn list_routes(&self, _: Request<pb::ListRoutesRequest>) -> Result<Response<pb::ListRoutesReply>, Status> {
+        let enc = Arc::clone(&self.enc);
+        let routes = blocking(move || enc.counted_routes().map_err(|e| Status::internal(e.to_string()))).await?;
+        let sources =
+            self.enc.sources().into_iter().map(|(p, t)| pb::Source { prefix: p.to_string(), table: t.id() }).collect();
+        Ok(Response::new(pb::ListRoutesReply { routes: routes.iter().map(counted).collect(), sources }))
+    }
+
+    async fn set_source(&self, request: Request<pb::Source>) -> Result<Response<pb::SetSourceReply>, Status> {
+        let s = request.get_ref();
+        let prefix = prefix::parse(&s.prefix).map_err(|e| invalid("prefix", e))?;
+        let t = Table::alternate(s.table).ok_or_else(|| {
+            Status::invalid_argument("table 0 is the main table; a source selects an alternate table (1..)")
+        })?;
+        self.enc.set_source(prefix, t).map_err(status)?;
+        Ok(Response::new(pb::SetSourceReply {}))
+    }
+
+    async fn remove_source(&self, request: Request<pb::SourceKey>) -> Result<Response<pb::RemoveSourceReply>, Status> {
+        let prefix = prefix::parse(&request.get_ref().prefix).map_err(|e| invalid("prefix", e))?;
+        if !self.enc.remove_source(prefix).map_err(status)? {
+            return Err(Status::not_found(format!("{prefix} selects no table")));
+        }
+        Ok(Response::new(pb::RemoveSourceReply {}))
+    }
+
+    async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyReply>, Status> {
+        let req = request.into_inner();
+        let desired = DesiredState {
+            routes: req
+                .routes
+                .into_iter()
+                .map(|r| DesiredRoute {
+                    prefix: r.prefix,
+                    policy: r.policy,
+                    tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
+                    table: Some(r.table),
+                    entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
+                })
+                .collect(),
+            sources: req.sources.into_iter().map(|s| DesiredSource { prefix: s.prefix, table: s.table }).collect(),
+            dscp_map: Some(req.dscp_map)
+                .filter(|d| !d.is_empty())
+                .map(|d| d.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect()),
+        };
+        let enc = Arc::clone(&self.enc);
+        let dry_run = req.dry_run;
+        let report = blocking(move || {
+            let result = if dry_run { enc.apply_dry_run(&desired) } else { enc.apply(&desired) };
+            result.map_err(status)
+        })
+        .await?;
+        let keys = |v: &[(Table, ipnetwork::IpNetwork)]| {
+            v.iter().map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() }).collect()
+        };
+        Ok(Response::new(pb::ApplyReply {
+            added: keys(&report.added),
+            replaced: keys(&report.replaced),
+            removed: keys(&report.removed),
+            unchanged: report.unchanged as u64,
+            map_operations: report.map_operations as u64,
+            dry_run: report.dry_run,
+            summary: report.to_string(),
+        }))
+    }
+
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainReply>, Status> {
+        let r = request.get_ref();
+        let dst = r.dst.parse().map_err(|e| invalid("dst", e))?;
+        let src = match r.src.as_str() {
+            "" => None,
+            s => Some(s.parse().map_err(|e| invalid("src", e))?),
+        };
+        let protocol = match r.protocol.as_str() {
+            "" => ProbeProtocol::Udp,
+            p => p.parse().map_err(|e: String| Status::invalid_argument(e))?,
+        };
+        let port = |p: u32, what| u16::try_from(p).map_err(|_| invalid(what, "ports are 0..=65535"));
+        let dscp = u8::try_from(r.dscp).ok().filter(|d| *d <= 63).ok_or_else(|| invalid("dscp", "0..=63"))?;
+        let mut probe = Probe::to(dst);
+        probe.src = src;
+        probe.protocol = protocol;
+        if r.sport != 0 {
+            probe.sport = port(r.sport, "sport")?;
+        }
+        if r.dport != 0 {
+            probe.dport = port(r.dport, "dport")?;
+        }
+        probe.dscp = dscp;
+        let explanation = self.enc.explain(&probe).map_err(|e| match e {
+            crate::Error::Route(e) => status(e),
+            other => Status::internal(other.to_string()),
+        })?;
+        Ok(Response::new(pb::ExplainReply {
+            action: action_name(explanation.action),
+            outcome: explanation.outcome.to_owned(),
+            route: explanation.route.as_ref().map(|(t, r)| route_message(*t, r)),
+            list: explanation.list.map(|l| l as u32),
+            stack: explanation
+                .stack
+                .iter()
+                .map(|e| pb::LabelStackEntry {
+                    label: e.label,
+                    tc: u32::from(e.tc),
+                    bottom: e.bottom,
+                    ttl: u32::from(e.ttl),
+                })
+                .collect(),
+            text: explanation.to_string(),
+        }))
+    }
+
+    async fn get_route_counters(&self, request: Request<pb::RouteKey>) -> Result<Response<pb::CountedRoute>, Status> {
+        let key = request.get_ref();
+        let prefix = prefix::parse(&key.prefix).map_err(|e| invalid("prefix", e))?;
+        let t = table(key.table);
+        let counters = self
+            .enc
+            .route_counters_in(t, prefix)
+            .map_err(status)?
+            .ok_or_else(|| Status::not_found(format!("no route for exactly {prefix} in table {}", key.table)))?;
+        let route = self
+            .enc
+            .routes_in(t)
+            .map_err(|e| status(RouteError::Map(e)))?
+            .into_iter()
+            .find(|r| r.prefix == prefix)
+            .ok_or_else(|| Status::not_found(format!("no route for exactly {prefix}")))?;
+        Ok(Response::new(counted(&CountedRoute { table: t, route, counters })))
+    }
+
+    async fn get_stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::Stats>, Status> {
+        Ok(Response::new(self.stats()?))
+    }
+
+    type WatchStatsStream = StatsStream;
+
+    async fn watch_stats(&self, request: Request<pb::WatchStatsRequest>) -> Result<Response<StatsStream>, Status> {
+        let interval = match request.get_ref().interval_ms {
+            0 => Duration::from_secs(1),
+            ms @ 100..=60_000 => Duration::from_millis(u64::from(ms)),
+            ms => return Err(invalid("interval_ms", format!("{ms} is outside 100..=60000"))),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let enc = Arc::clone(&self.enc);
+        let iface = self.iface.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let item = enc.stats().map(|s| stats_message(&iface, &s)).map_err(|e| Status::internal(e.to_string()));
+                if tx.send(item).await.is_err() {
+                    // The client went away.
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
