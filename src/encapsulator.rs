@@ -427,11 +427,19 @@ impl Encapsulator {
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let fib = Fib::adopted(maps, config, rib, options.read_only);
-        if !options.read_only {
+        if options.read_only {
+            for difference in fib.verify()? {
+                log::warn!("adopted dataplane on {iface}: {difference}");
+            }
+        } else {
             fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
-        }
-        for difference in fib.verify()? {
-            log::warn!("adopted dataplane on {iface}: {difference}");
+            // A process killed between a kernel write and saving its state left
+            // the kernel one change ahead of the RIB: the RIB (what was
+            // acknowledged) is the truth, so the kernel is brought back to it.
+            let repaired = fib.repair()?;
+            if !repaired.is_empty() {
+                log::warn!("adopted dataplane on {iface}: {} entries repaired to match the RIB", repaired.len());
+            }
         }
         log::info!("adopted the dataplane pinned in {}", dir.pins().display());
         Ok(Encapsulator {
@@ -474,6 +482,18 @@ impl Encapsulator {
     /// [`MapError`] when a map cannot be read.
     pub fn verify(&self) -> Result<Vec<Difference>, MapError> {
         self.fib.verify()
+    }
+
+    /// Makes the kernel's maps agree with the RIB again and returns what
+    /// differed (empty: nothing to do). [`Encapsulator::open`] does it on
+    /// adoption, since a process killed between a kernel write and saving
+    /// its state leaves the kernel one unacknowledged change ahead.
+    ///
+    /// # Errors
+    /// [`RouteError::Map`] when the kernel refuses a write;
+    /// [`RouteError::ReadOnly`] on a read-only handle.
+    pub fn repair(&self) -> Result<Vec<Difference>, RouteError> {
+        self.fib.repair()
     }
 
     /// Sends packets to `prefix` through a single label (traffic class 0).

@@ -313,6 +313,9 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
             assert_eq!(found.len(), 1, "{found:?}");
             assert_eq!((found[0].map, found[0].entry.as_str()), ("routes_v4", "10.0.0.0/8"));
             assert_eq!(found[0].kind, lnetd_host_encap::DifferenceKind::Missing);
+            assert_eq!(enc.repair().unwrap(), found, "repair puts back what the RIB says");
+            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert!(routes_v4.lookup(&key, libbpf_rs::MapFlags::ANY).unwrap().is_some());
             enc.detach().unwrap();
         })
         .unwrap();

@@ -8,7 +8,7 @@ use super::key::RouteKey;
 use super::{encode, Fib};
 use crate::abi::{self, types};
 use crate::domain::route::Table;
-use crate::error::MapError;
+use crate::error::{MapError, RouteError};
 use crate::rib::Rib;
 use crate::sys::map::BpfMap;
 
@@ -58,20 +58,30 @@ fn dump(map: &BpfMap, describe: impl Fn(&[u8]) -> String) -> Result<Entries, Map
     Ok(out)
 }
 
-fn compare(map: &'static str, want: Entries, got: Entries, allow_extra: impl Fn(&[u8]) -> bool) -> Vec<Difference> {
+/// A difference, and what makes the kernel agree with the RIB again.
+struct Fix<'a> {
+    map: &'a BpfMap,
+    key: Vec<u8>,
+    /// The value the RIB implies; `None`: the entry must go.
+    want: Option<Vec<u8>>,
+    difference: Difference,
+}
+
+fn compare<'a>(map: &'a BpfMap, want: Entries, got: Entries, allow_extra: impl Fn(&[u8]) -> bool) -> Vec<Fix<'a>> {
     let mut out = Vec::new();
+    let mut fix = |key: Vec<u8>, entry: String, want: Option<Vec<u8>>, kind| {
+        out.push(Fix { map, key, want, difference: Difference { map: map.name(), entry, kind } });
+    };
     for (key, (entry, value)) in &want {
         match got.get(key) {
-            None => out.push(Difference { map, entry: entry.clone(), kind: DifferenceKind::Missing }),
-            Some((_, v)) if v != value => {
-                out.push(Difference { map, entry: entry.clone(), kind: DifferenceKind::Differs })
-            }
+            None => fix(key.clone(), entry.clone(), Some(value.clone()), DifferenceKind::Missing),
+            Some((_, v)) if v != value => fix(key.clone(), entry.clone(), Some(value.clone()), DifferenceKind::Differs),
             Some(_) => {}
         }
     }
     for (key, (entry, _)) in got {
         if !want.contains_key(&key) && !allow_extra(&key) {
-            out.push(Difference { map, entry, kind: DifferenceKind::Unexpected });
+            fix(key, entry, None, DifferenceKind::Unexpected);
         }
     }
     out
@@ -118,14 +128,40 @@ fn expected_routes(rib: &Rib) -> BTreeMap<&'static str, Entries> {
 
 impl Fib {
     /// Compares every map with the RIB; empty when they agree.
-    pub(crate) fn verify(&self) -> Result<Vec<super::verify::Difference>, MapError> {
+    pub(crate) fn verify(&self) -> Result<Vec<Difference>, MapError> {
         let rib = self.writer();
+        Ok(self.fixes(&rib)?.into_iter().map(|f| f.difference).collect())
+    }
+
+    /// Makes every map agree with the RIB again (after a process died
+    /// between a kernel write and saving its state, or after someone else
+    /// wrote the maps) and returns what differed. Values are written before
+    /// entries are deleted, and policies before the routes that name them.
+    pub(crate) fn repair(&self) -> Result<Vec<Difference>, RouteError> {
+        let rib = self.changer()?;
+        let mut fixes = self.fixes(&rib)?;
+        // Writes first (policies first of all), deletions last.
+        let policies = &self.maps().policies;
+        fixes.sort_by_key(|f| (f.want.is_none(), !std::ptr::eq(f.map, policies)));
+        for f in &fixes {
+            match &f.want {
+                Some(value) => f.map.update(&f.key, value)?,
+                None => {
+                    f.map.delete(&f.key)?;
+                }
+            }
+            log::warn!("repaired: {}", f.difference);
+        }
+        Ok(fixes.into_iter().map(|f| f.difference).collect())
+    }
+
+    fn fixes(&self, rib: &Rib) -> Result<Vec<Fix<'_>>, MapError> {
         let maps = self.maps();
         let mut out = Vec::new();
-        let mut want = expected_routes(&rib);
+        let mut want = expected_routes(rib);
         for map in [&maps.routes_v4, &maps.routes_v6, &maps.alt_routes_v4, &maps.alt_routes_v6] {
             let expected = want.remove(map.name()).unwrap_or_default();
-            out.extend(compare(map.name(), expected, dump(map, describe_route)?, |_| false));
+            out.extend(compare(map, expected, dump(map, describe_route)?, |_| false));
         }
 
         let mut policies = Entries::new();
@@ -143,7 +179,7 @@ impl Fib {
         // Retired policies stay until their grace period is over.
         let retired: Vec<[u8; 4]> = rib.graveyard.iter().map(|(id, _)| id.to_ne_bytes()).collect();
         let describe_policy = |k: &[u8]| format!("policy {:02x?}", k);
-        out.extend(compare("policies", policies, dump(&maps.policies, describe_policy)?, |k| {
+        out.extend(compare(&maps.policies, policies, dump(&maps.policies, describe_policy)?, |k| {
             retired.iter().any(|r| r[..] == *k)
         }));
 
@@ -154,8 +190,8 @@ impl Fib {
             let family = if prefix.is_ipv4() { &mut v4 } else { &mut v6 };
             family.insert(key, (prefix.to_string(), abi::bytes_of(&value).to_vec()));
         }
-        out.extend(compare("sources_v4", v4, dump(&maps.sources_v4, describe_route)?, |_| false));
-        out.extend(compare("sources_v6", v6, dump(&maps.sources_v6, describe_route)?, |_| false));
+        out.extend(compare(&maps.sources_v4, v4, dump(&maps.sources_v4, describe_route)?, |_| false));
+        out.extend(compare(&maps.sources_v6, v6, dump(&maps.sources_v6, describe_route)?, |_| false));
 
         let singletons = [
             (&maps.dscp_tc, "the DSCP table", abi::bytes_of(&types::dscp_map { tc: rib.dscp.values() }).to_vec()),
@@ -166,8 +202,10 @@ impl Fib {
             ),
         ];
         for (map, entry, value) in singletons {
-            if map.lookup(&0u32.to_ne_bytes())?.as_deref() != Some(&value[..]) {
-                out.push(Difference { map: map.name(), entry: entry.to_owned(), kind: DifferenceKind::Differs });
+            let key = 0u32.to_ne_bytes().to_vec();
+            if map.lookup(&key)?.as_deref() != Some(&value[..]) {
+                let difference = Difference { map: map.name(), entry: entry.to_owned(), kind: DifferenceKind::Differs };
+                out.push(Fix { map, key, want: Some(value), difference });
             }
         }
         Ok(out)
