@@ -11,38 +11,19 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::privileged;
+use common::{privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
 use lnetd_host_encap::lab::{Capture, Netns, VethLab};
-use lnetd_host_encap::testing::{remove_pins, PassProgram};
-use lnetd_host_encap::{decode_stack, AdoptOptions, Encapsulator, PinRoots};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, AdoptOptions, Encapsulator};
 use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
-
-/// Removes the pins of the lab's host interface when the test ends, passed or failed.
-struct PinGuard<'a>(&'a Netns);
-
-impl Drop for PinGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(|| remove_pins(&PinRoots::default(), VethLab::HOST_IF));
-    }
-}
-
-/// The agent process, killed when the test ends.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn in_host(ns: &Netns, program: &str) -> Command {
     let mut c = Command::new("nsenter");
@@ -51,14 +32,14 @@ fn in_host(ns: &Netns, program: &str) -> Command {
 }
 
 /// Starts the agent in the host namespace and waits until it answers.
-fn start_agent(lab: &VethLab) -> Agent {
+fn start_agent(lab: &VethLab) -> ChildGuard {
     let child = in_host(&lab.host, BIN)
         .args(["-i", VethLab::HOST_IF, "agent", "--metrics", "--mode", "native"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the agent");
-    let mut agent = Agent(child);
+    let mut agent = ChildGuard(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
@@ -134,7 +115,7 @@ fn the_original_client_drives_the_agent_unchanged() {
     privileged("the_original_client_drives_the_agent_unchanged");
     let stubs = python_stubs();
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
     let _agent = start_agent(&lab);
@@ -216,7 +197,7 @@ fn route(prefix: &str, policy: &str) -> pb::Route {
 fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     privileged("our_protocol_every_rpc_metrics_and_a_sigkilled_agent");
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
     let mut agent = start_agent(&lab);
@@ -334,25 +315,8 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     let socket = lab.router.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
     let (sent, got, streamed) = std::thread::scope(|s| {
         let receiver = s.spawn(|| {
-            let mut got = 0u64;
-            let mut idle = None;
-            loop {
-                match capture.next(Duration::from_millis(50)).unwrap() {
-                    Some(f) if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
-                        idle = None;
-                        if decode_stack(&f.bytes[14..]).unwrap().0.first().map(|e| e.label) == Some(16001) {
-                            got += 1;
-                        }
-                    }
-                    Some(_) => {}
-                    None if stop.load(Ordering::Relaxed)
-                        && idle.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) =>
-                    {
-                        return got;
-                    }
-                    None => {}
-                }
-            }
+            let frames = common::labelled_frames(&capture, &stop);
+            frames.iter().filter(|(stack, _)| stack.first().map(|e| e.label) == Some(16001)).count() as u64
         });
         let sender = s.spawn(|| {
             let mut sent = 0u64;

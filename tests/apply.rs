@@ -9,13 +9,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{in_netns, privileged};
 use etherparse::{NetSlice, SlicedPacket};
 use lnetd_host_encap::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, DesiredRoute, DesiredState, Encapsulator, RouteError, XdpMode};
+use lnetd_host_encap::{DesiredRoute, DesiredState, Encapsulator, RouteError, XdpMode};
 
 fn route(prefix: &str, policy: &str) -> DesiredRoute {
     DesiredRoute { prefix: prefix.into(), policy: policy.into(), tc: None, table: None, entropy_label: None }
@@ -173,26 +173,15 @@ fn replacing_10000_routes_under_traffic_never_unlabels_or_mixes() {
     let stop = AtomicBool::new(false);
     let (sent, got) = std::thread::scope(|s| {
         let receiver = s.spawn(|| {
-            let mut got: Vec<(Ipv4Addr, Vec<u32>)> = Vec::new();
-            let mut idle = None;
-            loop {
-                match capture.next(Duration::from_millis(50)).unwrap() {
-                    Some(f) if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
-                        idle = None;
-                        let (stack, inner) = decode_stack(&f.bytes[14..]).unwrap();
-                        if let Ok(SlicedPacket { net: Some(NetSlice::Ipv4(ip)), .. }) = SlicedPacket::from_ip(inner) {
-                            got.push((ip.header().destination_addr(), stack.iter().map(|e| e.label).collect()));
-                        }
+            common::labelled_frames(&capture, &stop)
+                .into_iter()
+                .filter_map(|(stack, inner)| match SlicedPacket::from_ip(&inner) {
+                    Ok(SlicedPacket { net: Some(NetSlice::Ipv4(ip)), .. }) => {
+                        Some((ip.header().destination_addr(), stack.iter().map(|e| e.label).collect::<Vec<u32>>()))
                     }
-                    Some(_) => {}
-                    None if stop.load(Ordering::Relaxed)
-                        && idle.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) =>
-                    {
-                        return got;
-                    }
-                    None => {}
-                }
-            }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
         });
         let sender = s.spawn(|| {
             let mut sent = 0u32;

@@ -9,19 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::privileged;
+use common::{privileged, PinGuard};
 use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
-use lnetd_host_encap::testing::{remove_pins, PassProgram};
-use lnetd_host_encap::{decode_stack, Encapsulator, PinRoots};
-
-/// Removes the pins of the lab's host interface when the test ends, passed or failed.
-struct PinGuard<'a>(&'a Netns);
-
-impl Drop for PinGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(|| remove_pins(&PinRoots::default(), VethLab::HOST_IF));
-    }
-}
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, Encapsulator};
 
 /// Runs the command in the host namespace (only the network namespace:
 /// bpffs stays the machine's, as for a command run on a host).
@@ -65,7 +56,7 @@ fn labels_for(lab: &VethLab, capture: &Capture, dst: Ipv4Addr) -> Vec<u32> {
 fn the_command_end_to_end() {
     privileged("the_command_end_to_end");
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
 

@@ -9,34 +9,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::privileged;
+use common::{privileged, ChildGuard, PinGuard};
 use etherparse::{SlicedPacket, TransportSlice};
-use lnetd_host_encap::lab::{attached_xdp_program, Capture, Netns, VethLab};
-use lnetd_host_encap::testing::{remove_pins, PassProgram};
-use lnetd_host_encap::{decode_stack, Encapsulator, Error, PinError, PinRoots, XdpMode};
-
-/// Removes the pins of the lab's host interface when the test ends, passed or failed.
-struct PinGuard<'a>(&'a Netns);
-
-impl Drop for PinGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run(|| remove_pins(&PinRoots::default(), VethLab::HOST_IF));
-    }
-}
-
-/// Kills the child when the test ends, passed or failed.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use lnetd_host_encap::lab::{attached_xdp_program, Capture, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{Encapsulator, Error, PinError, XdpMode};
 
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -71,32 +52,17 @@ fn stream_until(lab: &VethLab, stop: &AtomicBool, during: impl FnOnce()) -> u64 
     let done_sending = AtomicBool::new(false);
     let (sent, got) = std::thread::scope(|s| {
         let receiver = s.spawn(|| {
-            let mut got: Vec<(u64, Ipv4Addr, Vec<u32>)> = Vec::new();
-            let mut idle_since = None;
-            loop {
-                match capture.next(Duration::from_millis(50)).expect("capture") {
-                    Some(f) if !f.outgoing => {
-                        idle_since = None;
-                        let Some(eth_type) = f.bytes.get(12..14) else { continue };
-                        if eth_type != [0x88, 0x47] {
-                            continue;
-                        }
-                        let (stack, inner) = decode_stack(&f.bytes[14..]).expect("stack");
-                        let Ok(packet) = SlicedPacket::from_ip(inner) else { continue };
-                        let Some(etherparse::NetSlice::Ipv4(ip)) = packet.net else { continue };
-                        let Some(TransportSlice::Udp(udp)) = packet.transport else { continue };
-                        let Ok(seq) = udp.payload().try_into().map(u64::from_be_bytes) else { continue };
-                        got.push((seq, ip.header().destination_addr(), stack.iter().map(|e| e.label).collect()));
-                    }
-                    Some(_) => {}
-                    None if done_sending.load(Ordering::Relaxed)
-                        && idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) =>
-                    {
-                        return got;
-                    }
-                    None => {}
-                }
-            }
+            let frames = common::labelled_frames(&capture, &done_sending);
+            frames
+                .into_iter()
+                .filter_map(|(stack, inner)| {
+                    let packet = SlicedPacket::from_ip(&inner).ok()?;
+                    let Some(etherparse::NetSlice::Ipv4(ip)) = packet.net else { return None };
+                    let Some(TransportSlice::Udp(udp)) = packet.transport else { return None };
+                    let seq = udp.payload().try_into().map(u64::from_be_bytes).ok()?;
+                    Some((seq, ip.header().destination_addr(), stack.iter().map(|e| e.label).collect::<Vec<u32>>()))
+                })
+                .collect::<Vec<_>>()
         });
         let sender = s.spawn(|| {
             let mut seq = 0u64;
@@ -137,7 +103,7 @@ fn stream_until(lab: &VethLab, stop: &AtomicBool, during: impl FnOnce()) -> u64 
 fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops() {
     privileged("sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops");
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
 
     let mut cmd = Command::new("nsenter");
@@ -207,7 +173,7 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
 fn program_replacement_under_traffic_loses_nothing() {
     privileged("program_replacement_under_traffic_loses_nothing");
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
     lab.host
         .run(|| {
@@ -239,7 +205,7 @@ fn program_replacement_under_traffic_loses_nothing() {
 fn refusals_missing_pin_incompatible_state_and_pin_twice() {
     privileged("refusals_missing_pin_incompatible_state_and_pin_twice");
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     lab.host
         .run(|| {
             match Encapsulator::open(VethLab::HOST_IF) {
@@ -297,7 +263,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
 fn verify_reports_what_someone_else_changed_in_the_maps() {
     privileged("verify_reports_what_someone_else_changed_in_the_maps");
     let lab = VethLab::new().expect("lab");
-    let _pins = PinGuard(&lab.host);
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     lab.host
         .run(|| {
             use libbpf_rs::MapCore;

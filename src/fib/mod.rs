@@ -425,34 +425,29 @@ impl Fib {
         Ok(rib.local.len())
     }
 
+    /// Writes `route` over a main-table host entry, or deletes the entry.
+    fn write_host(&self, rib: &mut Rib, host: IpNetwork, route: Option<&Route>) -> Result<(), RouteError> {
+        match route {
+            Some(route) => self.install(rib, Table::Main, route),
+            None => {
+                self.routes_map(Table::Main, &host).0.delete(RouteKey::new(host).bytes())?;
+                Ok(())
+            }
+        }
+    }
+
     /// Puts back what the RIB says for a main-table host prefix whose entry
     /// was overwritten: its route, or nothing.
     fn rewrite_route(&self, rib: &mut Rib, host: IpNetwork) {
-        let result = match rib.routes.get(&(Table::Main, host)).cloned() {
-            Some(route) => self.install(rib, Table::Main, &route),
-            None => self
-                .routes_map(Table::Main, &host)
-                .0
-                .delete(RouteKey::new(host).bytes())
-                .map(|_| ())
-                .map_err(RouteError::from),
-        };
-        if let Err(e) = result {
+        let route = rib.routes.get(&(Table::Main, host)).cloned();
+        if let Err(e) = self.write_host(rib, host, route.as_ref()) {
             log::warn!("rolling back the host entry {host} failed: {e} (verify() reports it)");
         }
     }
 
     /// Replaces a host entry by the route it hid, or deletes it.
     fn unshadow(&self, rib: &mut Rib, host: IpNetwork, hidden: Option<Route>) {
-        let result = match &hidden {
-            Some(route) => self.install(rib, Table::Main, route),
-            None => self
-                .routes_map(Table::Main, &host)
-                .0
-                .delete(RouteKey::new(host).bytes())
-                .map(|_| ())
-                .map_err(RouteError::from),
-        };
+        let result = self.write_host(rib, host, hidden.as_ref());
         if let Err(e) = result {
             log::warn!("restoring {host} after it stopped being a host address failed: {e}");
             rib.local.insert(host.ip());

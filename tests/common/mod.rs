@@ -236,3 +236,53 @@ pub fn entries(labels: &[u32], tc: u8, ttl: u8) -> Vec<LabelStackEntry> {
         .map(|(i, &label)| LabelStackEntry { label, tc, bottom: i + 1 == labels.len(), ttl })
         .collect()
 }
+
+/// Removes the pins of an interface in a namespace when dropped: cleanup that
+/// runs even when the test fails.
+pub struct PinGuard<'a>(pub &'a Netns, pub &'static str);
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        let iface = self.1;
+        let _ = self.0.run(|| lnetd_host_encap::testing::remove_pins(&lnetd_host_encap::PinRoots::default(), iface));
+    }
+}
+
+/// Kills and reaps a child process when dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The MPLS frames coming back in on a capture (label stack, inner IP
+/// packet), from now until `stop` is set and the link has been quiet for
+/// half a second.
+pub fn labelled_frames(
+    capture: &lnetd_host_encap::lab::Capture,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<(Vec<LabelStackEntry>, Vec<u8>)> {
+    use std::time::{Duration, Instant};
+    let mut got = Vec::new();
+    let mut idle: Option<Instant> = None;
+    loop {
+        match capture.next(Duration::from_millis(50)).expect("capture") {
+            Some(f) if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
+                idle = None;
+                if let Ok((stack, inner)) = lnetd_host_encap::decode_stack(&f.bytes[14..]) {
+                    got.push((stack, inner.to_vec()));
+                }
+            }
+            Some(_) => {}
+            None if stop.load(std::sync::atomic::Ordering::Relaxed)
+                && idle.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) =>
+            {
+                return got;
+            }
+            None => {}
+        }
+    }
+}
