@@ -36,7 +36,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// later; the watcher never prints.
 ///
 /// The watcher holds the encapsulator weakly: it does not keep it alive, and
-/// stops by itself once the encapsulator is gone. Dropping the watcher stops
+/// stops by itself (within about 100 ms) once the encapsulator is gone. Dropping the watcher stops
 /// the thread and waits for it (at most about 100 ms, plus a refresh under
 /// way).
 #[derive(Debug)]
@@ -128,9 +128,13 @@ impl Worker {
         // Whether the socket failed on the last read (logged once per streak).
         let mut failing = false;
         while !self.stop.load(Ordering::Relaxed) {
+            if self.enc.strong_count() == 0 {
+                log::debug!("address watch: the encapsulator is gone; stopping");
+                return;
+            }
             let now = Instant::now();
             let due = match (pending, retry_at) {
-                (Some((first, last)), _) => Some((last + QUIET).min(first + MAX_DELAY)),
+                (Some((first, last)), _) => Some(after(last, QUIET).min(after(first, MAX_DELAY))),
                 (None, retry) => retry,
             };
             let wait = due.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
@@ -149,12 +153,13 @@ impl Worker {
                         log::warn!("address watch: reading netlink failed: {errno}; re-reading addresses every second");
                         failing = true;
                     }
-                    retry_at.get_or_insert(Instant::now() + RETRY);
+                    retry_at.get_or_insert(after(Instant::now(), RETRY));
                     std::thread::sleep(TICK);
                 }
             }
             let now = Instant::now();
-            let burst_over = pending.is_some_and(|(first, last)| now >= last + QUIET || now >= first + MAX_DELAY);
+            let burst_over =
+                pending.is_some_and(|(first, last)| now >= after(last, QUIET) || now >= after(first, MAX_DELAY));
             let retry_due = retry_at.is_some_and(|at| now >= at);
             if !(burst_over || retry_due) {
                 continue;
@@ -170,9 +175,25 @@ impl Worker {
                 Ok(n) => log::info!("host addresses changed: {n} never-label entries"),
                 Err(e) => {
                     log::warn!("address watch: refreshing host addresses failed: {e}; retrying in {RETRY:?}");
-                    retry_at = Some(Instant::now() + RETRY);
+                    retry_at = Some(after(Instant::now(), RETRY));
                 }
             }
         }
+    }
+}
+
+/// `t + d`, saturating (the operator panics on overflow).
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watcher_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<AddressWatcher>();
     }
 }
