@@ -838,6 +838,39 @@ impl Encapsulator {
     pub fn run_stats(&self) -> Result<RunStats, Error> {
         test_run::run_stats(self.prog.as_fd()).map_err(|errno| Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
+
+    /// Tracks the host's addresses from now on: a thread follows the kernel's
+    /// netlink address and link notifications of the calling thread's network
+    /// namespace and calls [`Encapsulator::refresh_local_addresses`] after each
+    /// burst of changes (coalesced over 50 ms, at most 250 ms late), so traffic
+    /// to an address added to the host is never labelled, and traffic to one
+    /// removed is labelled again by the route that covers it, with no call
+    /// from the application. Refreshes once before returning. Stops when the
+    /// returned [`AddressWatcher`](crate::AddressWatcher) is dropped, or by itself once the
+    /// encapsulator is gone (it is held weakly). Needs the `watch` feature.
+    ///
+    /// Call it from a thread of the namespace whose addresses count, as for
+    /// attach: the watcher's thread is put in that namespace (it is already
+    /// when spawned from it; entering it otherwise needs CAP_SYS_ADMIN).
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use lnetd_host_encap::{Encapsulator, XdpMode};
+    ///
+    /// let enc = Arc::new(Encapsulator::builder().attach("eth1", XdpMode::Auto)?);
+    /// let _watcher = enc.watch_host_addresses()?;
+    /// // ... program routes; addresses added or removed are tracked.
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Sys`] when the namespace cannot be read or entered, or the
+    /// netlink socket cannot be opened; as [`Encapsulator::refresh_local_addresses`]
+    /// for the first refresh.
+    #[cfg(feature = "watch")]
+    pub fn watch_host_addresses(self: &std::sync::Arc<Self>) -> Result<crate::AddressWatcher, Error> {
+        crate::AddressWatcher::start(self)
+    }
 }
 
 impl Drop for Encapsulator {

@@ -43,6 +43,8 @@ mod stats;
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "watch")]
+mod watch;
 
 pub use dataplane::pins::{PinRoots, DEFAULT_BPFFS_ROOT, DEFAULT_STATE_ROOT};
 pub use domain::config::{AttachedMode, ConfigParseError, MtuPolicy, TtlMode, XdpMode};
@@ -64,6 +66,8 @@ pub use sys::privileges::MissingCapabilities;
 pub use sys::test_run::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};
 #[cfg(feature = "testing")]
 pub use testing::lab;
+#[cfg(feature = "watch")]
+pub use watch::AddressWatcher;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -1,7 +1,10 @@
 //! Thin wrappers over the kernel: map fds, XDP links, pins on bpffs, test
-//! runs and run statistics, capabilities, host addresses, libbpf's log. No
+//! runs and run statistics, capabilities, host addresses (and, with
+//! `watch`, their netlink notifications), libbpf's log. No
 //! policy lives here: each returns the kernel's errno for its caller to name.
 
+#[cfg(feature = "watch")]
+pub(crate) mod address_watch;
 pub(crate) mod bpffs;
 pub(crate) mod host_addresses;
 pub(crate) mod libbpf_log;
