@@ -272,6 +272,24 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     });
     assert_eq!(labels_for(&lab, &capture, dst), [16001]);
 
+    // Host addresses are tracked by the agent: no API call.
+    let host_addr = Ipv4Addr::new(198, 51, 100, 77);
+    let within_a_second = |want: &[u32]| {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let got = labels_for(&lab, &capture, host_addr);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{host_addr}: {got:?}, not {want:?}, a second after the change");
+        }
+    };
+    within_a_second(&[16001]);
+    lab.host.ip(&["addr", "add", &format!("{host_addr}/32"), "dev", VethLab::HOST_IF]).unwrap();
+    within_a_second(&[]);
+    lab.host.ip(&["addr", "del", &format!("{host_addr}/32"), "dev", VethLab::HOST_IF]).unwrap();
+    within_a_second(&[16001]);
+
     // Counters, stats and metrics agree.
     for _ in 0..3 {
         labels_for(&lab, &capture, dst);

@@ -400,6 +400,9 @@ fn agent(
         enc
     };
     let enc = std::sync::Arc::new(enc);
+    // Host addresses come and go while the agent runs: the never-label
+    // entries follow them (netlink), with no API call.
+    let _watcher = enc.watch_host_addresses()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = async {
