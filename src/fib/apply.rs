@@ -165,10 +165,12 @@ impl Fib {
         let started = std::time::Instant::now();
         let plan = diff::plan(&rib, desired.get());
         let planned = started.elapsed();
-        self.check_capacity(&rib, desired.get())?;
+        self.check_capacity(&rib, &plan)?;
+        let checked = started.elapsed();
         let mut report = report_of(&plan);
         report.dry_run = dry_run;
         if dry_run || plan.is_empty() {
+            log::debug!("apply: diff {planned:?}, nothing to write (dry run: {dry_run})");
             return Ok(report);
         }
         self.bury_policies(&mut rib);
@@ -192,7 +194,7 @@ impl Fib {
                 self.write_settings(&rib)?;
                 self.saved(&rib)?;
                 log::debug!(
-                    "apply: diff {planned:?}, kernel writes until {written:?}, RIB until {committed:?}, saved at {:?}",
+                    "apply: diff {planned:?}, capacity checked at {checked:?}, kernel writes until {written:?}, RIB until {committed:?}, saved at {:?}",
                     started.elapsed()
                 );
                 Ok(report)
@@ -209,21 +211,10 @@ impl Fib {
         }
     }
 
-    /// Refuses, before anything is written, a state that does not fit.
-    fn check_capacity(&self, rib: &Rib, desired: &ValidState) -> Result<(), RouteError> {
-        // Entries per trie: [main v4, main v6, alternate v4, alternate v6].
-        let mut count = [0usize; 4];
-        let mut policies = 0usize;
-        for ((table, prefix), route) in desired.routes() {
-            if *table == Table::Main && rib.is_local_host(prefix) {
-                continue;
-            }
-            let slot = usize::from(*table != Table::Main) * 2 + usize::from(prefix.is_ipv6());
-            if let Some(c) = count.get_mut(slot) {
-                *c += 1;
-            }
-            policies += usize::from(!route.policy.is_plain());
-        }
+    /// Refuses, before anything is written, a state that does not fit (the
+    /// diff counted the entries as it walked).
+    fn check_capacity(&self, rib: &Rib, plan: &Plan<'_>) -> Result<(), RouteError> {
+        let mut count = plan.trie_entries;
         for addr in &rib.local {
             if let Some(c) = count.get_mut(usize::from(addr.is_ipv6())) {
                 *c += 1;
@@ -239,7 +230,7 @@ impl Fib {
             }
         }
         // Retired policies hold their ids through their grace period.
-        if policies + rib.graveyard.len() > self.config.max_policies as usize {
+        if plan.policies + rib.graveyard.len() > self.config.max_policies as usize {
             return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
         }
         Ok(())

@@ -25,6 +25,11 @@ pub(crate) struct Plan<'a> {
     pub removes: Vec<RouteId>,
     /// Routes, set-aside routes and sources already as wanted.
     pub unchanged: usize,
+    /// Entries the desired state puts in each trie: [main v4, main v6,
+    /// alternate v4, alternate v6] (set-aside routes not counted).
+    pub trie_entries: [usize; 4],
+    /// Routes of the desired state that need a policy entry.
+    pub policies: usize,
 }
 
 impl Plan<'_> {
@@ -57,6 +62,11 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
             }
             continue;
         }
+        let trie = usize::from(id.0 != Table::Main) * 2 + usize::from(id.1.is_ipv6());
+        if let Some(n) = plan.trie_entries.get_mut(trie) {
+            *n += 1;
+        }
+        plan.policies += usize::from(!route.policy.is_plain());
         match old {
             Some(old) if old == route => plan.unchanged += 1,
             old => plan.upserts.push((*id, route, old.is_some())),
