@@ -24,7 +24,7 @@ use lnetd_host_encap::lab::{traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
     decode_stack, prefix, Encapsulator, EntropyLabel, IpNetwork, Label, LabelStack, Policy, Route, Stats, Table, Tc,
-    TrafficClass, TtlMode, XdpMode,
+    TtlMode, XdpMode,
 };
 
 #[derive(Parser, Debug)]
@@ -43,17 +43,17 @@ struct Args {
     routes: Vec<(IpNetwork, Policy)>,
     /// Push an entropy label pair (ELI + EL) in every route: at the bottom, or
     /// under the first N labels with --entropy-label=N.
-    #[arg(long, num_args = 0..=1, default_missing_value = "bottom", require_equals = true, value_parser = parse_el)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "bottom", require_equals = true)]
     entropy_label: Option<EntropyLabel>,
     /// Traffic class of every route: a fixed 0..=7, or `dscp` (from the packet's DSCP, DSCP >> 3).
-    #[arg(long, default_value = "0", value_parser = parse_tc)]
+    #[arg(long, default_value = "0")]
     tc: Tc,
     /// Packets from this source prefix use the routes that follow it on the
     /// command line (an alternate table), falling back to the main routes.
     #[arg(long = "source", value_parser = parse_prefix)]
     sources: Vec<IpNetwork>,
     /// native, generic or auto (native, falling back to generic).
-    #[arg(long, default_value = "auto", value_parser = parse_mode)]
+    #[arg(long, default_value = "auto")]
     mode: XdpMode,
     /// With --iface: pin the dataplane (maps, link, state) so that it keeps
     /// forwarding after this process exits; `Encapsulator::open` adopts it.
@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, requires = "iface")]
     pin: bool,
     /// copy (the IP TTL into every label; traceroute shows the hop) or a fixed TTL 1..=255.
-    #[arg(long, default_value = "copy", value_parser = parse_ttl)]
+    #[arg(long, default_value = "copy")]
     ttl: TtlMode,
 }
 
@@ -72,43 +72,6 @@ fn parse_prefix(s: &str) -> Result<IpNetwork, String> {
 fn parse_route(s: &str) -> Result<(IpNetwork, Policy), String> {
     let (p, lists) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected PREFIX=LABEL[/LABEL...]"))?;
     Ok((parse_prefix(p)?, lists.parse().map_err(|e: lnetd_host_encap::PolicyError| e.to_string())?))
-}
-
-fn parse_el(s: &str) -> Result<EntropyLabel, String> {
-    match s {
-        "bottom" => Ok(EntropyLabel::Bottom),
-        n => match n.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(EntropyLabel::After(n)),
-            _ => Err(format!("{s:?}: expected --entropy-label or --entropy-label=N with N >= 1")),
-        },
-    }
-}
-
-fn parse_tc(s: &str) -> Result<Tc, String> {
-    if s == "dscp" {
-        return Ok(Tc::FromDscp);
-    }
-    let n = s.parse::<u8>().map_err(|_| format!("{s:?}: expected a traffic class 0..=7 or `dscp`"))?;
-    Ok(Tc::Fixed(TrafficClass::new(n).map_err(|e| e.to_string())?))
-}
-
-fn parse_mode(s: &str) -> Result<XdpMode, String> {
-    match s {
-        "native" => Ok(XdpMode::Native),
-        "generic" => Ok(XdpMode::Generic),
-        "auto" => Ok(XdpMode::Auto),
-        other => Err(format!("{other:?}: expected native, generic or auto")),
-    }
-}
-
-fn parse_ttl(s: &str) -> Result<TtlMode, String> {
-    if s == "copy" {
-        return Ok(TtlMode::Copy);
-    }
-    match s.parse::<u8>() {
-        Ok(n) if n > 0 => Ok(TtlMode::Fixed(n)),
-        _ => Err(format!("{s:?}: expected copy or a TTL of 1..=255")),
-    }
 }
 
 /// What to program: (table, route) pairs, and (source, table) pairs.
@@ -152,7 +115,7 @@ fn program(enc: &Encapsulator, plan: &Plan) -> Result<()> {
             Table::Main => String::new(),
             t => format!(" (table {})", t.id()),
         };
-        println!("route {} -> {} {:?}{table}", route.prefix, route.policy, route.tc);
+        println!("route {} -> {} (tc {}){table}", route.prefix, route.policy, route.tc);
     }
     for (source, table) in &plan.sources {
         enc.set_source(*source, *table)?;
@@ -244,8 +207,8 @@ fn describe_ip(packet: &[u8]) -> String {
             format!("{src}.{} > {dst}.{}: UDP, length {}", u.source_port(), u.destination_port(), u.payload().len())
         }
         Some(TransportSlice::Tcp(t)) => format!("{src}.{} > {dst}.{}: TCP", t.source_port(), t.destination_port()),
-        Some(TransportSlice::Icmpv4(i)) => format!("{src} > {dst}: ICMP {:?}", i.icmp_type()),
-        Some(TransportSlice::Icmpv6(i)) => format!("{src} > {dst}: ICMP6 {:?}", i.icmp_type()),
+        Some(TransportSlice::Icmpv4(i)) => format!("{src} > {dst}: ICMP type {}", i.type_u8()),
+        Some(TransportSlice::Icmpv6(i)) => format!("{src} > {dst}: ICMP6 type {}", i.type_u8()),
         _ => format!("{src} > {dst}"),
     };
     format!("{v} (ttl {ttl}) {l4}")

@@ -114,7 +114,7 @@ impl FromStr for XdpMode {
         parse_word(
             s,
             "XDP mode",
-            "native, generic, offload or auto",
+            "native, generic or auto (or offload, on NICs that run BPF)",
             &[
                 ("native", XdpMode::Native),
                 ("generic", XdpMode::Generic),
@@ -169,7 +169,7 @@ impl FromStr for TtlMode {
     type Err = ConfigParseError;
     /// `copy`, or a fixed TTL 1..=255.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const EXPECTED: &str = "copy or a fixed TTL 1..=255";
+        const EXPECTED: &str = "copy or a TTL of 1..=255";
         match s.trim() {
             "copy" => Ok(TtlMode::Copy),
             n => match n.parse::<u8>() {
@@ -201,6 +201,6 @@ mod tests {
         assert!("0".parse::<TtlMode>().is_err());
         assert!("256".parse::<TtlMode>().is_err());
         let e = "fast".parse::<XdpMode>().unwrap_err();
-        assert!(e.to_string().contains("native, generic, offload or auto"), "{e}");
+        assert!(e.to_string().contains("expected native, generic or auto"), "{e}");
     }
 }

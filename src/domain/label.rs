@@ -48,6 +48,12 @@ pub enum LabelError {
         /// The text given.
         input: String,
     },
+    /// Text that is not a traffic class.
+    #[error("{input:?} is not a traffic class: expected a traffic class 0..=7 or `dscp`")]
+    TrafficClassParse {
+        /// The text given.
+        input: String,
+    },
     /// Fewer than four bytes, or a stack whose bottom entry (S=1) is missing.
     #[error("truncated label stack: {reason}")]
     Truncated {
@@ -158,7 +164,7 @@ impl FromStr for TrafficClass {
     type Err = LabelError;
     /// `0`..`7`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let value = s.trim().parse::<u8>().map_err(|_| LabelError::Parse { input: s.to_owned() })?;
+        let value = s.trim().parse::<u8>().map_err(|_| LabelError::TrafficClassParse { input: s.to_owned() })?;
         TrafficClass::new(value)
     }
 }
