@@ -418,3 +418,128 @@ fn a_plaintext_agent_off_loopback_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address") && err.contains("--tls-cert"), "{err}");
 }
+
+/// A CA, a server certificate for `ip` and a client certificate, made with openssl.
+fn certificates(dir: &Path, ip: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=lhe-test-ca",
+    ]);
+    for (name, ext) in
+        [("server", format!("subjectAltName=IP:{ip}")), ("client", "extendedKeyUsage=clientAuth".to_owned())]
+    {
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN=lhe-{name}"),
+        ]);
+        std::fs::write(dir.join(format!("{name}.ext")), &ext).unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn off_loopback_with_tls_and_client_certificates() {
+    privileged("off_loopback_with_tls_and_client_certificates");
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let dir = std::env::temp_dir().join(format!("lhe-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = VethLab::HOST_V4.to_string();
+    certificates(&dir, &host);
+    let file = |n: &str| dir.join(n).display().to_string();
+    let listen = format!("{host}:50052");
+    let child = in_host(&lab.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "generic", "--listen", &listen])
+        .args(["--tls-cert", &file("server.pem"), "--tls-key", &file("server.key"), "--tls-client-ca", &file("ca.pem")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = ChildGuard(child);
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    // From the router's namespace, over the veth: a client with a certificate gets in.
+    let (with_cert, without_cert) = lab
+        .router
+        .run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let connect = |identity: Option<Identity>| {
+                    let mut tls = ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+                        .domain_name(host.clone());
+                    if let Some(id) = identity {
+                        tls = tls.identity(id);
+                    }
+                    let endpoint = Channel::from_shared(format!("https://{listen}")).unwrap().tls_config(tls).unwrap();
+                    async move {
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        loop {
+                            match endpoint.connect().await {
+                                Ok(channel) => {
+                                    let mut c = EncapsulatorClient::new(channel);
+                                    return c.get_stats(pb::StatsRequest {}).await.map(|r| r.into_inner().interface);
+                                }
+                                Err(e) if Instant::now() < deadline => {
+                                    let _ = e;
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                Err(e) => return Err(tonic::Status::unavailable(e.to_string())),
+                            }
+                        }
+                    }
+                };
+                let with_cert = connect(Some(Identity::from_pem(read("client.pem"), read("client.key")))).await;
+                let without_cert = connect(None).await;
+                (with_cert, without_cert)
+            })
+        })
+        .unwrap();
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent is running");
+    assert_eq!(with_cert.expect("a client with a certificate is served"), VethLab::HOST_IF);
+    assert!(without_cert.is_err(), "a client without a certificate is refused");
+    let _ = std::fs::remove_dir_all(dir);
+}
