@@ -8,7 +8,7 @@ use nix::errno::Errno;
 
 use crate::abi::types::encap_limits;
 use crate::dataplane::pins::{OwnerLock, PinDir, PinRoots};
-use crate::dataplane::{self, Loaded};
+use crate::dataplane::{self, Loaded, Program};
 use crate::domain::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
 use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
 use crate::domain::label::{DscpMap, Label, LabelStack};
@@ -23,7 +23,7 @@ use crate::metrics::CountedRoute;
 use crate::rib::persist::{self, LoadConfig, Unreadable};
 use crate::rib::Lookup;
 use crate::stats::Stats;
-use crate::sys::link::{self, XdpLink};
+use crate::sys::link::{self, BpfLink};
 use crate::sys::test_run::{self, RunStats, TestRun, XdpAction};
 
 /// Settings for [`Encapsulator`], applied when the program is loaded.
@@ -41,6 +41,7 @@ use crate::sys::test_run::{self, RunStats, TestRun, XdpAction};
 pub struct EncapsulatorBuilder {
     config: LoadConfig,
     pin: Option<PinRoots>,
+    allow_tso: bool,
 }
 
 impl Default for EncapsulatorBuilder {
@@ -55,6 +56,7 @@ impl Default for EncapsulatorBuilder {
                 max_counted_routes: encap_limits::ENCAP_DEFAULT_COUNTED_ROUTES.0,
             },
             pin: None,
+            allow_tso: false,
         }
     }
 }
@@ -96,6 +98,24 @@ impl EncapsulatorBuilder {
         self
     }
 
+    /// Lets [`Encapsulator::attach_egress`] attach to a device with TCP
+    /// segmentation offload on: only for NICs known to segment MPLS
+    /// super-packets correctly (most do not; veth hands them on whole).
+    pub fn allow_tso(mut self, allow: bool) -> Self {
+        self.allow_tso = allow;
+        self
+    }
+
+    /// Loads, then attaches to `iface`'s egress (see [`Encapsulator::attach_egress`]).
+    ///
+    /// # Errors
+    /// Any [`LoadError`] or [`AttachError`].
+    pub fn attach_egress(self, iface: &str) -> Result<Encapsulator, Error> {
+        let enc = self.load()?;
+        enc.attach_egress(iface)?;
+        Ok(enc)
+    }
+
     /// Pins the dataplane when it is attached: its maps and its link under
     /// `/sys/fs/bpf/lnetd-host-encap/net<netns>/<iface>/`, and the RIB (every
     /// route, policy, source, host address and id allocation) in
@@ -129,7 +149,7 @@ impl EncapsulatorBuilder {
         let Loaded { prog, maps } = dataplane::load(&self.config)?;
         let fib = Fib::fresh(maps, self.config)?;
         log::debug!("XDP encapsulator loaded ({:?})", self.config);
-        Ok(Encapsulator { fib, prog, attachment: Mutex::new(None), pin: self.pin })
+        Ok(Encapsulator { fib, prog, attachment: Mutex::new(None), pin: self.pin, allow_tso: self.allow_tso })
     }
 
     /// Loads, then attaches to `iface` (see [`Encapsulator::attach`]).
@@ -157,7 +177,7 @@ pub struct Attachment {
 #[derive(Debug)]
 struct Attached {
     info: Attachment,
-    link: XdpLink,
+    link: BpfLink,
     /// Where it is pinned, if it is.
     pins: Option<PinDir>,
     /// Held while this process owns the pinned dataplane.
@@ -223,6 +243,8 @@ pub struct Encapsulator {
     attachment: Mutex<Option<Attached>>,
     /// Pin at attach, under these roots.
     pin: Option<PinRoots>,
+    /// Egress on a TSO device is allowed.
+    allow_tso: bool,
 }
 
 /// The saver of a pinned dataplane: the RIB to its state file after every change.
@@ -256,6 +278,68 @@ impl Encapsulator {
     /// encapsulator), [`AttachError::InterfaceBusy`] (another XDP program),
     /// [`AttachError::ModeUnsupported`], [`AttachError::Privileges`].
     pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
+        self.attach_with(iface, |ifindex| {
+            link::attach(self.prog.as_fd(), ifindex, mode).map_err(|tried| {
+                let iface = iface.to_owned();
+                match tried.last().map(|t| t.1) {
+                    Some(errno @ (Errno::EBUSY | Errno::EEXIST)) => AttachError::InterfaceBusy { iface, errno },
+                    Some(Errno::EPERM | Errno::EACCES) => privileges(iface),
+                    Some(Errno::ENODEV) => AttachError::NoSuchInterface { iface },
+                    _ => AttachError::ModeUnsupported {
+                        iface,
+                        mode,
+                        tried,
+                        hint: match mode {
+                            XdpMode::Native => "the driver has no native XDP; use XdpMode::Generic or XdpMode::Auto",
+                            XdpMode::Offload => {
+                                "offload needs a NIC that runs BPF and a program without helpers it lacks; use Native or Auto"
+                            }
+                            _ => "see the kernel log (dmesg) and the interface's driver",
+                        },
+                    },
+                }
+            })
+        })
+    }
+
+    /// Attaches to `iface`'s egress (tcx, Linux 6.6+): the host's OWN
+    /// packets leaving through it get the same routes, policies, stacks,
+    /// TTL modes, traffic classes, entropy labels and counters as on the XDP
+    /// path; the MACs the kernel chose are kept and the stack goes after L2
+    /// (and VLAN tags). Super-packets stay correct: the push keeps the
+    /// network header on IP, so software GSO copies Ethernet and labels into
+    /// every segment. A device that segments TCP itself (TSO on) is refused
+    /// unless [`EncapsulatorBuilder::allow_tso`] says it segments MPLS:
+    /// turn TSO off (`ethtool -K IFACE tso off`; GSO stays on). Labelled
+    /// segments need 4 bytes a label under the MTU: give the routes through
+    /// the interface an MTU that leaves that room (README, "Host mode").
+    ///
+    /// # Errors
+    /// As [`Encapsulator::attach`], and [`AttachError::TsoEnabled`].
+    pub fn attach_egress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
+        let tso = crate::sys::ethtool::tso_enabled(iface)
+            .map_err(|errno| AttachError::Ethtool { iface: iface.to_owned(), errno })?;
+        if tso && !self.allow_tso {
+            return Err(AttachError::TsoEnabled { iface: iface.to_owned() });
+        }
+        let tc = dataplane::load_program(self.fib.config(), self.fib.maps(), Program::TcEgress).map_err(Box::new)?;
+        self.attach_with(iface, |ifindex| {
+            let link = link::attach_tcx_egress(tc.as_fd(), ifindex).map_err(|errno| match errno {
+                Errno::EPERM | Errno::EACCES => privileges(iface.to_owned()),
+                Errno::ENODEV => AttachError::NoSuchInterface { iface: iface.to_owned() },
+                errno => AttachError::Egress { iface: iface.to_owned(), errno },
+            })?;
+            Ok((link, AttachedMode::Egress))
+        })
+    }
+
+    /// The attach steps every hook shares: the interface, the host's
+    /// addresses, the pins; `link` makes the attachment itself.
+    fn attach_with(
+        &self,
+        iface: &str,
+        link: impl FnOnce(u32) -> Result<(BpfLink, AttachedMode), AttachError>,
+    ) -> Result<AttachedMode, AttachError> {
         let mut slot = self.attached();
         if let Some(current) = slot.as_ref() {
             return Err(AttachError::AlreadyAttached { iface: current.info.iface.clone() });
@@ -274,31 +358,7 @@ impl Encapsulator {
             }
             None => None,
         };
-        let (link, got) = link::attach(self.prog.as_fd(), ifindex, mode).map_err(|tried| {
-            let iface = iface.to_owned();
-            match tried.last().map(|t| t.1) {
-                Some(errno @ (Errno::EBUSY | Errno::EEXIST)) => AttachError::InterfaceBusy { iface, errno },
-                Some(Errno::EPERM | Errno::EACCES) => AttachError::Privileges {
-                    iface,
-                    missing: crate::sys::privileges::missing().unwrap_or_else(|| {
-                        crate::sys::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])
-                    }),
-                },
-                Some(Errno::ENODEV) => AttachError::NoSuchInterface { iface },
-                _ => AttachError::ModeUnsupported {
-                    iface,
-                    mode,
-                    tried,
-                    hint: match mode {
-                        XdpMode::Native => "the driver has no native XDP; use XdpMode::Generic or XdpMode::Auto",
-                        XdpMode::Offload => {
-                            "offload needs a NIC that runs BPF and a program without helpers it lacks; use Native or Auto"
-                        }
-                        _ => "see the kernel log (dmesg) and the interface's driver",
-                    },
-                },
-            }
-        })?;
+        let (link, got) = link(ifindex)?;
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         let mut owner = None;
         if let Some(dir) = &pins {
@@ -319,7 +379,7 @@ impl Encapsulator {
             }
             log::info!("pinned in {}", dir.pins().display());
         }
-        log::info!("XDP encapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
+        log::info!("encapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
         *slot = Some(Attached { info, link, pins, _owner: owner });
         Ok(got)
     }
@@ -419,7 +479,8 @@ impl Encapsulator {
         let maps = dir.open_maps()?;
         let link = dir.open_link()?;
         let prog = if options.replace_program && !options.read_only {
-            let prog = dataplane::load_with(&config, &maps)?;
+            let program = if attached.mode == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
+            let prog = dataplane::load_program(&config, &maps, program)?;
             link.update_prog(prog.as_fd()).map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
             prog
         } else {
@@ -447,6 +508,7 @@ impl Encapsulator {
             prog,
             attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: owner })),
             pin: Some(options.roots.clone()),
+            allow_tso: false,
         })
     }
 
@@ -883,6 +945,14 @@ impl Drop for Encapsulator {
             // The link fd closes below regardless, which detaches in the kernel.
             log::warn!("{e}");
         }
+    }
+}
+
+fn privileges(iface: String) -> AttachError {
+    AttachError::Privileges {
+        iface,
+        missing: crate::sys::privileges::missing()
+            .unwrap_or_else(|| crate::sys::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])),
     }
 }
 

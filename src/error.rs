@@ -86,6 +86,35 @@ pub enum AttachError {
     /// Reading the host's addresses (the never-label table) failed.
     #[error("reading the host's addresses failed: {0}")]
     HostAddresses(#[source] Box<Error>),
+    /// TCP segmentation offload is on for an egress attach.
+    #[error(
+        "{iface} segments TCP itself (TSO is on): labelled super-packets would reach the NIC whole, and few NICs \
+         segment behind MPLS labels. Turn TSO off (`ethtool -K {iface} tso off`; GSO stays on and segments in \
+         software after the push), or, for a NIC known to segment MPLS, EncapsulatorBuilder::allow_tso(true)"
+    )]
+    TsoEnabled {
+        /// The interface.
+        iface: String,
+    },
+    /// The device's offload settings could not be read.
+    #[error("reading {iface}'s offload settings (ethtool) failed: {errno}")]
+    Ethtool {
+        /// The interface.
+        iface: String,
+        /// The kernel's errno.
+        errno: Errno,
+    },
+    /// The egress (tcx) attach was refused.
+    #[error("attaching to {iface}'s egress (tcx) failed: {errno}; tcx needs Linux 6.6 or later")]
+    Egress {
+        /// The interface.
+        iface: String,
+        /// The kernel's errno.
+        errno: Errno,
+    },
+    /// Loading the egress program failed.
+    #[error(transparent)]
+    Load(#[from] Box<LoadError>),
     /// Pinning failed (the program was not left attached).
     #[error(transparent)]
     Pin(#[from] PinError),

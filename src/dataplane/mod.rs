@@ -98,21 +98,34 @@ pub(crate) fn validate(config: &LoadConfig) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Loads the encapsulator with `config` and maps of its own.
+/// The encapsulator's programs: one worker, one entry point per hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Program {
+    /// `xdp_encap`: received frames, turned around (XDP_TX).
+    Xdp,
+    /// `tc_encap`: the host's own packets on egress (tcx).
+    TcEgress,
+}
+
+/// Loads the encapsulator with `config` and maps of its own (its XDP program).
 pub(crate) fn load(config: &LoadConfig) -> Result<Loaded, LoadError> {
-    let (prog, maps) = load_object(config, None)?;
+    let (prog, maps) = load_object(config, None, Program::Xdp)?;
     let maps = maps.ok_or(LoadError::Config("the object's maps were not opened (build problem)"))?;
     Ok(Loaded { prog, maps })
 }
 
-/// Loads the encapsulator's program against `maps`, which an earlier load
-/// with the same `config` created: the program a running dataplane is moved
-/// to, tables and counters untouched.
-pub(crate) fn load_with(config: &LoadConfig, maps: &EncapMaps) -> Result<OwnedFd, LoadError> {
-    load_object(config, Some(maps)).map(|(prog, _)| prog)
+/// Loads one of the encapsulator's programs against `maps`, which an earlier
+/// load with the same `config` created: the program a running dataplane is
+/// moved to, or its egress program, tables and counters shared.
+pub(crate) fn load_program(config: &LoadConfig, maps: &EncapMaps, program: Program) -> Result<OwnedFd, LoadError> {
+    load_object(config, Some(maps), program).map(|(prog, _)| prog)
 }
 
-fn load_object(config: &LoadConfig, reuse: Option<&EncapMaps>) -> Result<(OwnedFd, Option<EncapMaps>), LoadError> {
+fn load_object(
+    config: &LoadConfig,
+    reuse: Option<&EncapMaps>,
+    program: Program,
+) -> Result<(OwnedFd, Option<EncapMaps>), LoadError> {
     validate(config)?;
     if let Some(missing) = privileges::missing() {
         return Err(LoadError::Privileges(missing));
@@ -147,21 +160,21 @@ fn load_object(config: &LoadConfig, reuse: Option<&EncapMaps>) -> Result<(OwnedF
     if let Some(existing) = reuse {
         existing.reuse_in(&mut open.maps)?;
     }
-    // The TC entry point is not wired to an attachment yet: not verifying it
-    // halves the load time.
-    open.progs.tc_encap.set_autoload(false);
+    // Only the program asked for is verified: each costs as much as the other.
+    open.progs.xdp_encap.set_autoload(program == Program::Xdp);
+    open.progs.tc_encap.set_autoload(program == Program::TcEgress);
     let skel = open.load().map_err(|source| match source.kind() {
         ErrorKind::PermissionDenied => {
             LoadError::Privileges(privileges::MissingCapabilities(vec!["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]))
         }
         _ => LoadError::Kernel { step: "loading (verifier)", source },
     })?;
-    let prog = skel
-        .progs
-        .xdp_encap
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?;
+    let prog = match program {
+        Program::Xdp => skel.progs.xdp_encap.as_fd(),
+        Program::TcEgress => skel.progs.tc_encap.as_fd(),
+    }
+    .try_clone_to_owned()
+    .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?;
     let maps = match reuse {
         // The skeleton's fds are the reused ones: the caller keeps its own set.
         Some(_) => None,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use super::EncapMaps;
 use crate::error::PinError;
 use crate::sys::bpffs;
-use crate::sys::link::XdpLink;
+use crate::sys::link::BpfLink;
 
 /// The default bpffs directory for pins.
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/lnetd-host-encap";
@@ -102,7 +102,7 @@ impl PinDir {
 
     /// Pins `maps` and `link` and writes the first state. On error, removes
     /// whatever it pinned.
-    pub(crate) fn create(&self, maps: &EncapMaps, link: &XdpLink, state: &str) -> Result<(), PinError> {
+    pub(crate) fn create(&self, maps: &EncapMaps, link: &BpfLink, state: &str) -> Result<(), PinError> {
         if !bpffs::is_bpffs(&self.pins) {
             return Err(PinError::NotBpffs { dir: self.pins.clone() });
         }
@@ -118,7 +118,7 @@ impl PinDir {
         result
     }
 
-    fn pin_all(&self, maps: &EncapMaps, link: &XdpLink) -> Result<(), PinError> {
+    fn pin_all(&self, maps: &EncapMaps, link: &BpfLink) -> Result<(), PinError> {
         let maps_dir = self.maps_dir();
         bpffs::create_private_dir(&maps_dir).map_err(io("creating", &maps_dir))?;
         bpffs::create_private_dir(&self.state).map_err(io("creating", &self.state))?;
@@ -186,10 +186,10 @@ impl PinDir {
         })
     }
 
-    pub(crate) fn open_link(&self) -> Result<XdpLink, PinError> {
+    pub(crate) fn open_link(&self) -> Result<BpfLink, PinError> {
         let path = self.link_path();
         let fd = bpffs::get(&path).map_err(|errno| PinError::Kernel { op: "opening", path: path.clone(), errno })?;
-        Ok(XdpLink::from_fd(fd))
+        Ok(BpfLink::from_fd(fd))
     }
 
     /// Removes the pins and the state file (the kernel frees the maps once

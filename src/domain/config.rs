@@ -58,6 +58,8 @@ pub enum AttachedMode {
     Generic,
     /// Offloaded to the NIC.
     Offload,
+    /// Not XDP: the host's own packets, on the interface's egress (tcx).
+    Egress,
 }
 
 impl fmt::Display for XdpMode {
@@ -77,6 +79,7 @@ impl fmt::Display for AttachedMode {
             AttachedMode::Native => "native",
             AttachedMode::Generic => "generic",
             AttachedMode::Offload => "offload",
+            AttachedMode::Egress => "egress",
         })
     }
 }
@@ -132,8 +135,13 @@ impl FromStr for AttachedMode {
         parse_word(
             s,
             "attached XDP mode",
-            "native, generic or offload",
-            &[("native", AttachedMode::Native), ("generic", AttachedMode::Generic), ("offload", AttachedMode::Offload)],
+            "native, generic, offload or egress",
+            &[
+                ("native", AttachedMode::Native),
+                ("generic", AttachedMode::Generic),
+                ("offload", AttachedMode::Offload),
+                ("egress", AttachedMode::Egress),
+            ],
         )
     }
 }
@@ -189,7 +197,7 @@ mod tests {
         for m in [XdpMode::Native, XdpMode::Generic, XdpMode::Offload, XdpMode::Auto] {
             assert_eq!(m.to_string().parse::<XdpMode>(), Ok(m));
         }
-        for m in [AttachedMode::Native, AttachedMode::Generic, AttachedMode::Offload] {
+        for m in [AttachedMode::Native, AttachedMode::Generic, AttachedMode::Offload, AttachedMode::Egress] {
             assert_eq!(m.to_string().parse::<AttachedMode>(), Ok(m));
         }
         for p in [MtuPolicy::Drop, MtuPolicy::Pass] {

@@ -1,5 +1,5 @@
-//! XDP attachment through a BPF link: created, pinned, adopted, retargeted
-//! at a new program atomically, detached.
+//! Attachments through BPF links (XDP, tcx egress): created, pinned,
+//! adopted, retargeted at a new program atomically, detached.
 
 #![allow(unsafe_code)]
 
@@ -10,17 +10,18 @@ use nix::errno::Errno;
 
 use crate::domain::config::{AttachedMode, XdpMode};
 
-/// An XDP program attached to an interface through a BPF link: closing the
-/// link's last fd detaches it, so a process that dies leaves nothing behind.
+/// A program attached to an interface through a BPF link (XDP or tcx):
+/// closing the link's last fd detaches it, so a process that dies leaves
+/// nothing behind (unless the link is pinned).
 #[derive(Debug)]
-pub(crate) struct XdpLink {
+pub(crate) struct BpfLink {
     fd: OwnedFd,
 }
 
-impl XdpLink {
+impl BpfLink {
     /// Adopts a link from its fd (e.g. one read back from a pin).
-    pub(crate) fn from_fd(fd: OwnedFd) -> XdpLink {
-        XdpLink { fd }
+    pub(crate) fn from_fd(fd: OwnedFd) -> BpfLink {
+        BpfLink { fd }
     }
 
     /// Points the link at `prog`, atomically: every packet runs the old
@@ -64,19 +65,35 @@ impl XdpLink {
     }
 }
 
-fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<XdpLink, Errno> {
+/// Attaches `prog` to `ifindex`'s egress through tcx (Linux 6.6+): after the
+/// qdisc layer's own programs, before the device; the skb already carries
+/// the next hop's MACs.
+pub(crate) fn attach_tcx_egress(prog: BorrowedFd<'_>, ifindex: u32) -> Result<BpfLink, Errno> {
+    link_create_for(prog, ifindex, libbpf_sys::BPF_TCX_EGRESS, 0)
+}
+
+fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<BpfLink, Errno> {
+    link_create_for(prog, ifindex, libbpf_sys::BPF_XDP, flags)
+}
+
+fn link_create_for(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    attach: libbpf_sys::bpf_attach_type,
+    flags: u32,
+) -> Result<BpfLink, Errno> {
     // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
     let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _;
     opts.flags = flags;
     let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
     // SAFETY: valid prog fd, opts initialised above.
-    let fd = unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), target, libbpf_sys::BPF_XDP, &opts) };
+    let fd = unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), target, attach, &opts) };
     if fd < 0 {
         return Err(Errno::from_raw(-fd));
     }
     // SAFETY: the kernel returned a new fd that nobody else owns.
-    Ok(XdpLink { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    Ok(BpfLink { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
 }
 
 /// The id of the XDP program attached to `ifindex` (any mode), if any.
@@ -96,7 +113,7 @@ pub(crate) type Tried = (AttachedMode, Errno);
 
 /// Attaches `prog` to `ifindex` in `mode`; for [`XdpMode::Auto`], native then
 /// generic. On failure returns every attempt's errno.
-pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Result<(XdpLink, AttachedMode), Vec<Tried>> {
+pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Result<(BpfLink, AttachedMode), Vec<Tried>> {
     let order: &[AttachedMode] = match mode {
         XdpMode::Native => &[AttachedMode::Native],
         XdpMode::Generic => &[AttachedMode::Generic],
@@ -109,6 +126,7 @@ pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Resul
             AttachedMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
             AttachedMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
             AttachedMode::Offload => libbpf_sys::XDP_FLAGS_HW_MODE,
+            AttachedMode::Egress => continue,
         };
         match link_create(prog, ifindex, flags) {
             Ok(link) => return Ok((link, m)),
@@ -126,7 +144,7 @@ pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Resul
     Err(tried)
 }
 
-impl AsFd for XdpLink {
+impl AsFd for BpfLink {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

@@ -6,6 +6,7 @@
 #[cfg(feature = "watch")]
 pub(crate) mod address_watch;
 pub(crate) mod bpffs;
+pub(crate) mod ethtool;
 pub(crate) mod host_addresses;
 pub(crate) mod libbpf_log;
 pub(crate) mod link;

@@ -10,7 +10,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use crate::abi::testing::TestingSkelBuilder;
 use crate::domain::config::XdpMode;
 use crate::error::{AttachError, LoadError, TestRunError};
-use crate::sys::link::{self, XdpLink};
+use crate::sys::link::{self, BpfLink};
 use crate::sys::test_run::{self, RunStats, TestRun};
 
 /// Loads the testing object and keeps one program of it, by fd: the rest closes
@@ -36,7 +36,7 @@ fn load(pick: fn(&crate::abi::testing::TestingSkel<'_>) -> std::io::Result<Owned
 #[derive(Debug)]
 pub struct PassProgram {
     _prog: OwnedFd,
-    _link: XdpLink,
+    _link: BpfLink,
 }
 
 impl PassProgram {
