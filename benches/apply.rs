@@ -43,7 +43,7 @@ fn state(prefixes: &[IpNetwork], version: impl Fn(usize) -> usize) -> ValidState
         .into_iter()
         .map(|(i, p)| ((Table::Main, p), Route::with_policy(p, Policy::single(label(version(i))))))
         .collect();
-    ValidState::new(routes, BTreeMap::new(), DscpMap::default())
+    ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("a valid state")
 }
 
 /// Kernel memory of every BPF map this process holds, from fdinfo's memlock.
@@ -142,7 +142,7 @@ fn main() {
         }
         n_changed += 1;
     }
-    let changed = ValidState::new(changed_routes, BTreeMap::new(), DscpMap::default());
+    let changed = ValidState::new(changed_routes, BTreeMap::new(), DscpMap::default()).expect("a valid state");
 
     common::in_netns("bench-apply", |_| {
         let rss_before = rss();

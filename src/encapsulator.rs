@@ -362,14 +362,17 @@ impl Encapsulator {
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         let mut owner = None;
         if let Some(dir) = &pins {
-            let pinned = persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
-                .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
-                .and_then(|state| dir.create(self.fib.maps(), &link, &state))
-                .and_then(|()| dir.lock(std::time::Duration::ZERO))
+            // The lock first: a process adopting meanwhile waits or is refused,
+            // and never sees pins this attach may still take back.
+            let pinned = dir
+                .lock(std::time::Duration::ZERO)
                 .and_then(|lock| {
                     owner = Some(lock);
-                    self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info)))
-                });
+                    persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
+                        .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
+                })
+                .and_then(|state| dir.create(self.fib.maps(), &link, &state))
+                .and_then(|()| self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info))));
             if let Err(e) = pinned {
                 // Not attached unpinned when pinning was asked for: the link closes on return.
                 if let Err(remove) = dir.remove() {
@@ -399,6 +402,9 @@ impl Encapsulator {
     /// kept); [`AttachError::Pin`] when the pins cannot be removed (the
     /// program is detached).
     pub fn detach(&self) -> Result<Option<Attachment>, AttachError> {
+        if self.fib.is_read_only() {
+            return Err(AttachError::ReadOnly);
+        }
         let mut slot = self.attached();
         let Some(current) = slot.as_ref() else { return Ok(None) };
         match current.link.detach() {
@@ -488,11 +494,7 @@ impl Encapsulator {
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let fib = Fib::adopted(maps, config, rib, options.read_only);
-        if options.read_only {
-            for difference in fib.verify()? {
-                log::warn!("adopted dataplane on {iface}: {difference}");
-            }
-        } else {
+        if !options.read_only {
             fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
             // A process killed between a kernel write and saving its state left
             // the kernel one change ahead of the RIB: the RIB (what was
@@ -759,19 +761,23 @@ impl Encapsulator {
         let frame = probe.frame().map_err(|reason| {
             RouteError::Invalid(crate::domain::desired::DesiredError { what: "probe".into(), reason })
         })?;
+        let before = self.stats()?;
         let run = self.test_run(&frame)?;
-        let found = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
+        let moved = self.stats()?.since(&before);
+        let (route, fallback) = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
             Lookup::Route(table, route) => (Some((table, route.clone())), "no_route"),
             Lookup::Local => (None, "local"),
             Lookup::NoRoute => (None, "no_route"),
         });
-        let (route, fallback) = found;
         let stack = explain::pushed_stack(&run.frame);
-        let outcome = match (run.action, &route) {
-            (XdpAction::Tx, _) => "labelled",
-            (XdpAction::Pass, Some(_)) => "mtu_passed",
-            (XdpAction::Drop, _) => "mtu_dropped",
-            (XdpAction::Aborted, _) => "aborted",
+        // The counter the run moved says why; under live traffic several may
+        // move, and then the verdict and the RIB decide.
+        let counted: Vec<&'static str> = moved.named().iter().filter(|(_, c)| c.packets > 0).map(|(n, _)| *n).collect();
+        let outcome = match (counted.as_slice(), run.action) {
+            ([one], _) => one,
+            (_, XdpAction::Tx) => "labelled",
+            (_, XdpAction::Aborted) => "aborted",
+            _ if probe.dst.is_multicast() => "multicast",
             _ => fallback,
         };
         let list = route.as_ref().and_then(|(_, r)| explain::list_of(r, &stack));

@@ -86,6 +86,9 @@ pub enum AttachError {
     /// Reading the host's addresses (the never-label table) failed.
     #[error("reading the host's addresses failed: {0}")]
     HostAddresses(#[source] Box<Error>),
+    /// A read-only handle cannot detach what another process owns.
+    #[error("this handle on the pinned dataplane is read-only: only its owner detaches it")]
+    ReadOnly,
     /// TCP segmentation offload is on for an egress attach.
     #[error(
         "{iface} segments TCP itself (TSO is on): labelled super-packets would reach the NIC whole, and few NICs \

@@ -154,6 +154,7 @@ impl fmt::Display for Explanation {
         let why = match self.outcome {
             "labelled" => None,
             "local" => Some("it is addressed to one of the host's own addresses"),
+            "multicast" => Some("it is broadcast or multicast"),
             "no_route" => Some("no route covers the destination"),
             "mtu_passed" | "mtu_dropped" => Some("it would exceed the MTU once labelled"),
             "aborted" => Some("an internal inconsistency (report it)"),

@@ -218,3 +218,69 @@ fn replacing_10000_routes_under_traffic_never_unlabels_or_mixes() {
     }
     assert_eq!(versions.keys().copied().collect::<BTreeSet<_>>(), BTreeSet::from(["a", "b"]), "{versions:?}");
 }
+
+/// Review findings, kept as regressions: a route for a host address stays set
+/// aside through large applies (it once leaked into the tries' RIB and a later
+/// apply deleted the never-label entry); a policy route whose route-level
+/// value changes (TC fixed -> from DSCP) never meets packets half-changed.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
+    privileged("host_routes_stay_set_aside_and_policy_changes_never_mix");
+    common::in_test_run_netns("applyregr", || {
+        let enc = Encapsulator::builder().load().expect("load");
+        enc.refresh_local_addresses().expect("host addresses");
+        let local = common::LOCAL_V4;
+        let with_host = |extra: u32| {
+            let mut d = table(extra, 50_000);
+            d.routes.push(route("0.0.0.0/0", "1000"));
+            d.routes.push(route(&format!("{local}/32"), "2000"));
+            d
+        };
+        let r = enc.apply(&with_host(0)).unwrap();
+        assert_eq!(r.set_aside.len(), 1, "{r}");
+        enc.apply(&with_host(20)).unwrap();
+        assert!(
+            enc.routes().unwrap().iter().all(|r| r.prefix.to_string() != format!("{local}/32")),
+            "set aside, not listed"
+        );
+        let mut without = table(20, 50_000);
+        without.routes.push(route("0.0.0.0/0", "1000"));
+        enc.apply(&without).unwrap();
+        assert_eq!(enc.verify().unwrap(), vec![], "the host's entry is still in the kernel");
+        let frame = common::frame(local).build();
+        let run = enc.test_run(&frame.bytes).unwrap();
+        assert_eq!(run.action, lnetd_host_encap::XdpAction::Pass, "traffic to the host itself is never labelled");
+
+        // 3,000 policy routes at TC 2 become TC-from-DSCP while a thread runs
+        // DSCP-46 packets: each one carries TC 2 (old) or 5 (new), never a mix.
+        let policies = |tc: &str| DesiredState {
+            routes: (0..3_000u32)
+                .map(|i| DesiredRoute {
+                    tc: Some(lnetd_host_encap::TcSpec::Text(tc.into())),
+                    ..route(&format!("10.{}.{}.0/24", i / 256, i % 256), "16001@1,16002@1")
+                })
+                .collect(),
+            ..DesiredState::default()
+        };
+        enc.apply(&policies("2")).unwrap();
+        let probe = common::frame("10.0.0.1").dscp(46).build();
+        let stop = AtomicBool::new(false);
+        let seen = std::thread::scope(|s| {
+            let runner = s.spawn(|| {
+                let mut seen = BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let out = enc.test_run(&probe.bytes).unwrap();
+                    let (stack, _) = lnetd_host_encap::decode_stack(&out.frame[14..]).unwrap();
+                    seen.insert(stack[0].tc);
+                }
+                seen
+            });
+            enc.apply(&policies("dscp")).unwrap();
+            stop.store(true, Ordering::Relaxed);
+            runner.join().unwrap()
+        });
+        assert!(seen.iter().all(|tc| *tc == 2 || *tc == 5), "TCs seen: {seen:?}");
+        assert_eq!(enc.verify().unwrap(), vec![]);
+    });
+}

@@ -165,7 +165,7 @@ fn the_command_end_to_end() {
     ok(&lab.host, &["source", "--remove", "10.200.0.0/24"]);
     ok(&lab.host, &["remove", "203.0.113.0/24"]);
     fails(&lab.host, &["remove", "203.0.113.0/24"], 1, "no route for exactly 203.0.113.0/24");
-    fails(&lab.host, &["set", "10.0.0.1/8", "100"], 1, "did you mean 10.0.0.0/8");
+    fails(&lab.host, &["set", "10.0.0.1/8", "100"], 2, "did you mean 10.0.0.0/8");
     fails(&lab.host, &["set", "10.0.0.0/8", "100", "--tc", "9"], 2, "invalid value");
     fails(&lab.host, &["frobnicate"], 2, "unrecognized subcommand");
 

@@ -28,9 +28,16 @@ enum Target {
     Clients,
 }
 
+#[derive(Clone)]
 pub(crate) struct Original {
     enc: Arc<Encapsulator>,
     iface: String,
+}
+
+/// Runs a library call on the blocking pool (it takes the RIB lock and
+/// writes maps and the state file).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker: {e}")))
 }
 
 impl Original {
@@ -112,6 +119,19 @@ fn reply(result: Result<String, String>) -> Response<UpdateMapReply> {
 impl IntMap for Original {
     async fn get_maps(&self, request: Request<MappacketRequest>) -> Result<Response<MappaketReply>, Status> {
         self.check_interface(&request.get_ref().interface)?;
+        let this = self.clone();
+        blocking(move || this.maps()).await?
+    }
+
+    async fn get_map_counters(&self, request: Request<MappacketRequest>) -> Result<Response<CountersReply>, Status> {
+        self.check_interface(&request.get_ref().interface)?;
+        let this = self.clone();
+        blocking(move || this.counters()).await?
+    }
+}
+
+impl Original {
+    fn maps(&self) -> Result<Response<MappaketReply>, Status> {
         let mut map_info = Vec::new();
         for (id, name, target) in self.tables()? {
             let entries = match target {
@@ -143,8 +163,7 @@ impl IntMap for Original {
         Ok(Response::new(MappaketReply { map_info }))
     }
 
-    async fn get_map_counters(&self, request: Request<MappacketRequest>) -> Result<Response<CountersReply>, Status> {
-        self.check_interface(&request.get_ref().interface)?;
+    fn counters(&self) -> Result<Response<CountersReply>, Status> {
         let routes = self.enc.counted_routes().map_err(|e| Status::internal(e.to_string()))?;
         let entries = routes
             .iter()
@@ -164,10 +183,12 @@ impl IntMap for Original {
 #[tonic::async_trait]
 impl IntUpdateMap for Original {
     async fn update_map(&self, request: Request<UpdateMapRequest>) -> Result<Response<UpdateMapReply>, Status> {
-        Ok(reply(self.update(request.get_ref())))
+        let (this, req) = (self.clone(), request.into_inner());
+        Ok(reply(blocking(move || this.update(&req)).await?))
     }
 
     async fn delete_map(&self, request: Request<UpdateMapRequest>) -> Result<Response<UpdateMapReply>, Status> {
-        Ok(reply(self.delete(request.get_ref())))
+        let (this, req) = (self.clone(), request.into_inner());
+        Ok(reply(blocking(move || this.delete(&req)).await?))
     }
 }

@@ -32,9 +32,14 @@ impl Service {
         Service { enc, iface: iface.to_owned() }
     }
 
-    fn stats(&self) -> Result<pb::Stats, Status> {
-        let stats = self.enc.stats().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(stats_message(&self.iface, &stats))
+    /// Runs a library call on the blocking pool: it takes the RIB lock and
+    /// writes maps and the state file, which must not stall the async workers.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Encapsulator) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let enc = Arc::clone(&self.enc);
+        blocking(move || f(&enc)).await
     }
 }
 
@@ -121,14 +126,15 @@ type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send +
 impl Api for Service {
     async fn set_route(&self, request: Request<pb::Route>) -> Result<Response<pb::SetRouteReply>, Status> {
         let (table, route) = route_of(request.get_ref())?;
-        self.enc.set_route_in(table, &route).map_err(status)?;
+        self.with(move |enc| enc.set_route_in(table, &route).map_err(status)).await?;
         Ok(Response::new(pb::SetRouteReply {}))
     }
 
     async fn remove_route(&self, request: Request<pb::RouteKey>) -> Result<Response<pb::RemoveRouteReply>, Status> {
         let key = request.get_ref();
         let prefix = prefix::parse(&key.prefix).map_err(|e| invalid("prefix", e))?;
-        if !self.enc.remove_in(table(key.table), prefix).map_err(status)? {
+        let t = table(key.table);
+        if !self.with(move |enc| enc.remove_in(t, prefix).map_err(status)).await? {
             return Err(Status::not_found(format!("no route for exactly {prefix} in table {}", key.table)));
         }
         Ok(Response::new(pb::RemoveRouteReply {}))
@@ -148,13 +154,13 @@ impl Api for Service {
         let t = Table::alternate(s.table).ok_or_else(|| {
             Status::invalid_argument("table 0 is the main table; a source selects an alternate table (1..)")
         })?;
-        self.enc.set_source(prefix, t).map_err(status)?;
+        self.with(move |enc| enc.set_source(prefix, t).map_err(status)).await?;
         Ok(Response::new(pb::SetSourceReply {}))
     }
 
     async fn remove_source(&self, request: Request<pb::SourceKey>) -> Result<Response<pb::RemoveSourceReply>, Status> {
         let prefix = prefix::parse(&request.get_ref().prefix).map_err(|e| invalid("prefix", e))?;
-        if !self.enc.remove_source(prefix).map_err(status)? {
+        if !self.with(move |enc| enc.remove_source(prefix).map_err(status)).await? {
             return Err(Status::not_found(format!("{prefix} selects no table")));
         }
         Ok(Response::new(pb::RemoveSourceReply {}))
@@ -223,10 +229,14 @@ impl Api for Service {
             probe.dport = port(r.dport, "dport")?;
         }
         probe.dscp = dscp;
-        let explanation = self.enc.explain(&probe).map_err(|e| match e {
-            crate::Error::Route(e) => status(e),
-            other => Status::internal(other.to_string()),
-        })?;
+        let explanation = self
+            .with(move |enc| {
+                enc.explain(&probe).map_err(|e| match e {
+                    crate::Error::Route(e) => status(e),
+                    other => Status::internal(other.to_string()),
+                })
+            })
+            .await?;
         Ok(Response::new(pb::ExplainReply {
             action: action_name(explanation.action),
             outcome: explanation.outcome.to_owned(),
@@ -250,23 +260,24 @@ impl Api for Service {
         let key = request.get_ref();
         let prefix = prefix::parse(&key.prefix).map_err(|e| invalid("prefix", e))?;
         let t = table(key.table);
-        let counters = self
-            .enc
-            .route_counters_in(t, prefix)
-            .map_err(status)?
-            .ok_or_else(|| Status::not_found(format!("no route for exactly {prefix} in table {}", key.table)))?;
-        let route = self
-            .enc
-            .routes_in(t)
-            .map_err(|e| status(RouteError::Map(e)))?
-            .into_iter()
-            .find(|r| r.prefix == prefix)
-            .ok_or_else(|| Status::not_found(format!("no route for exactly {prefix}")))?;
+        let table_id = key.table;
+        let found = self
+            .with(move |enc| {
+                let counters = enc.route_counters_in(t, prefix).map_err(status)?;
+                let route =
+                    enc.routes_in(t).map_err(|e| status(RouteError::Map(e)))?.into_iter().find(|r| r.prefix == prefix);
+                Ok(counters.zip(route))
+            })
+            .await?;
+        let (counters, route) =
+            found.ok_or_else(|| Status::not_found(format!("no route for exactly {prefix} in table {table_id}")))?;
         Ok(Response::new(counted(&CountedRoute { table: t, route, counters })))
     }
 
     async fn get_stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::Stats>, Status> {
-        Ok(Response::new(self.stats()?))
+        let iface = self.iface.clone();
+        let stats = self.with(|enc| enc.stats().map_err(|e| Status::internal(e.to_string()))).await?;
+        Ok(Response::new(stats_message(&iface, &stats)))
     }
 
     type WatchStatsStream = StatsStream;

@@ -151,6 +151,7 @@ impl PinDir {
 
     /// Takes the owner lock, waiting up to `wait` for another owner to let go.
     pub(crate) fn lock(&self, wait: Duration) -> Result<OwnerLock, PinError> {
+        bpffs::create_private_dir(&self.state).map_err(io("creating", &self.state))?;
         let path = self.state.join(LOCK_FILE);
         let deadline = Instant::now() + wait;
         loop {

@@ -131,13 +131,35 @@ impl ValidState {
         self.routes
     }
 
-    /// A valid state from typed parts (no duplicate check needed: they are maps).
+    /// A valid state from typed parts: the values are valid by their types;
+    /// what is checked here is what they cannot say (no host bits, a route's
+    /// key matching its prefix, sources selecting alternate tables that have
+    /// routes).
+    ///
+    /// # Errors
+    /// [`DesiredError`] naming the first entry refused.
     pub fn new(
         routes: BTreeMap<(Table, IpNetwork), Route>,
         sources: BTreeMap<IpNetwork, Table>,
         dscp: DscpMap,
-    ) -> ValidState {
-        ValidState { routes, sources, dscp }
+    ) -> Result<ValidState, DesiredError> {
+        for ((table, prefix), route) in &routes {
+            let what = || format!("route {prefix} (table {})", table.id());
+            prefix::check(*prefix).map_err(|e| DesiredError { what: what(), reason: e.to_string() })?;
+            if route.prefix != *prefix {
+                return Err(DesiredError { what: what(), reason: format!("its route is for {}", route.prefix) });
+            }
+        }
+        let tables: BTreeSet<Table> = routes.keys().map(|(t, _)| *t).collect();
+        for (prefix, table) in &sources {
+            let what = format!("source {prefix}");
+            prefix::check(*prefix).map_err(|e| DesiredError { what: what.clone(), reason: e.to_string() })?;
+            if *table == Table::Main || !tables.contains(table) {
+                let reason = format!("selects table {}, which is not an alternate table with routes", table.id());
+                return Err(DesiredError { what, reason });
+            }
+        }
+        Ok(ValidState { routes, sources, dscp })
     }
 }
 

@@ -17,6 +17,8 @@ use super::{encode, full, Fib};
 use crate::abi::{self, types};
 use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
+use nix::errno::Errno;
+
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
 use crate::rib::diff::{self, Plan};
@@ -191,7 +193,10 @@ impl Fib {
                 };
                 commit(&mut rib, outcome, desired);
                 let committed = started.elapsed();
-                self.write_settings(&rib)?;
+                if let Err(e) = self.write_settings(&rib) {
+                    // Sources were written before; the count only saves a lookup when zero.
+                    log::warn!("{e} (the program may look up sources it need not)");
+                }
                 self.saved(&rib)?;
                 log::debug!(
                     "apply: diff {planned:?}, capacity checked at {checked:?}, kernel writes until {written:?}, RIB until {committed:?}, saved at {:?}",
@@ -268,10 +273,15 @@ impl Fib {
                 slots.lists.push(s);
             }
             let old_policy = rib.policy_of.get(id).copied();
-            let policy_id = match (lists, old_policy) {
+            // As in Fib::install: in place only when the route's value stays the same.
+            let in_place = lists > 0
+                && old_policy.is_some()
+                && rib.counters_of.get(id).is_some_and(|old| old.route == slots.route)
+                && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route));
+            let policy_id = match (lists, in_place) {
                 (0, _) => None,
-                (_, Some(p)) => Some(p),
-                (_, None) => {
+                (_, true) => old_policy,
+                (_, false) => {
                     let p = rib
                         .policy_ids
                         .take()
@@ -283,7 +293,7 @@ impl Fib {
             let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
             if let (Some(p), Some(policy)) = (policy_id, policy) {
                 let key = p.to_ne_bytes().to_vec();
-                let old = if old_policy.is_some() { policy_value(rib, id) } else { None };
+                let old = if in_place { policy_value(rib, id) } else { None };
                 m.policies
                     .update(&key, abi::bytes_of(policy.as_ref()))
                     .map_err(full("policy", self.config.max_policies))?;
@@ -297,34 +307,39 @@ impl Fib {
             batch.1.undo_old.push(route_value(rib, id));
             slots_of.push(Written { slots, lists, policy_id });
         }
+        m.route_counters.zero_percpu_batch(&taken.counter_slots)?;
         // Alternate tables before the sources that select them (sources come
         // next); the four tries are independent, so they are written in
         // parallel (the kernel's trie insertions are most of a large apply).
-        let results: Vec<(Result<(), RouteError>, Undo<'a>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = std::mem::take(&mut batches)
-                .into_values()
+        let batches: Vec<(&BpfMap, Batch, &'static str, u32)> = std::mem::take(&mut batches).into_values().collect();
+        let results: Vec<Result<(), RouteError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batches
+                .iter()
                 .map(|(map, batch, family, capacity)| {
-                    scope.spawn(move || {
-                        let result = map.update_batch(&batch.keys, &batch.values).map_err(full(family, capacity));
-                        (result, Undo { map, keys: batch.keys, olds: batch.undo_old })
-                    })
+                    scope.spawn(move || map.update_batch(&batch.keys, &batch.values).map_err(full(family, *capacity)))
                 })
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            handles
+                .into_iter()
+                .map(|h| {
+                    // A writer that died says nothing of how much it wrote: treated as refused, all undone.
+                    h.join().unwrap_or(Err(RouteError::Map(MapError {
+                        map: "route tries",
+                        op: "update_batch",
+                        errno: Errno::EIO,
+                    })))
+                })
+                .collect()
         });
         let mut failed = None;
-        for (result, u) in results {
+        for ((map, batch, _, _), result) in batches.into_iter().zip(results) {
+            let written = batch.undo_old.len();
+            // A refused batch may have written a prefix of its entries: undo
+            // all of it (deleting what was not written is a no-op).
+            undo.push(Undo { map, keys: batch.keys, olds: batch.undo_old });
             match result {
-                Ok(()) => {
-                    ops += u.olds.len();
-                    undo.push(u);
-                }
-                // A refused batch may have written a prefix of its entries:
-                // undo all of it (deleting what was not written is a no-op).
-                Err(e) => {
-                    undo.push(u);
-                    failed = Some(e);
-                }
+                Ok(()) => ops += written,
+                Err(e) => failed = Some(e),
             }
         }
         if let Some(e) = failed {
@@ -364,20 +379,22 @@ impl Fib {
         // route that replaces these (a shorter prefix) is already in place.
         for (map, batch) in deletes.into_values() {
             let deleted = batch.undo_old.len();
-            map.delete_batch(&batch.keys)?;
+            let result = map.delete_batch(&batch.keys);
+            // A refused batch may have deleted a prefix of its keys: undo all
+            // of it (rewriting what was not deleted is harmless).
             undo.push(Undo { map, keys: batch.keys, olds: batch.undo_old });
+            result?;
             ops += deleted;
         }
         Ok((ops, slots_of))
     }
 
-    /// A counter slot (0: none left), zeroed if an earlier owner used it.
+    /// A counter slot (0: none left); zeroed with the others before any
+    /// route names it (a slot never handed out may still hold counts of a
+    /// process killed before it saved the allocation).
     fn take_slot(&self, rib: &mut Rib, taken: &mut Taken) -> Result<u32, MapError> {
-        let Some((slot, reused)) = rib.counter_slots.take_noting_reuse() else { return Ok(0) };
+        let Some(slot) = rib.counter_slots.take() else { return Ok(0) };
         taken.counter_slots.push(slot);
-        if reused {
-            self.maps().route_counters.zero_percpu(&slot.to_ne_bytes())?;
-        }
         Ok(slot)
     }
 }
@@ -399,6 +416,9 @@ fn report_of(plan: &Plan) -> ApplyReport {
 fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
     for (id, w) in outcome.written {
         if let Some(p) = w.policy_id {
+            if rib.policy_of.get(&id) != Some(&p) {
+                rib.retire_policy(&id);
+            }
             rib.policy_of.insert(id, p);
         } else {
             rib.retire_policy(&id);
@@ -430,6 +450,13 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
                 Desired::Owned(state) => state.into_routes(),
                 Desired::Borrowed(state) => state.routes().clone(),
             };
+            // The desired routes for host addresses are set aside, never in the tries.
+            let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();
+            for host in hosts {
+                if let Some(route) = rib.routes.remove(&(Table::Main, host)) {
+                    rib.shadowed.insert(host, route);
+                }
+            }
         }
     }
     for route in outcome.set_aside {

@@ -39,6 +39,13 @@ pub struct RouteCounters {
     pub lists: Vec<Counter>,
 }
 
+/// Whether two policy routes have the same route-level value (the policy
+/// id and counter slot aside): only then may the policy change in place.
+pub(crate) fn same_route_value(old: &Route, new: &Route) -> bool {
+    use crate::domain::route::Tc;
+    !old.policy.is_plain() && matches!(old.tc, Tc::FromDscp) == matches!(new.tc, Tc::FromDscp)
+}
+
 /// Saves the RIB after every accepted change (a pinned dataplane's state file).
 pub(crate) type Saver = Box<dyn Fn(&Rib) -> Result<(), PinError> + Send + Sync>;
 
@@ -86,6 +93,10 @@ impl Fib {
     /// A FIB over maps that already hold what `rib` says (adopted from pins).
     pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Fib {
         Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None), read_only }
+    }
+
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn maps(&self) -> &EncapMaps {
@@ -204,10 +215,14 @@ impl Fib {
             }
         }
         let old_id = rib.policy_of.get(&id).copied();
-        let new_id = match (lists, old_id) {
+        let in_place = lists > 0
+            && old_id.is_some()
+            && rib.counters_of.get(&id).is_some_and(|old| old.route == slots.route)
+            && rib.routes.get(&id).is_some_and(|old| same_route_value(old, route));
+        let new_id = match (lists, in_place) {
             (0, _) => None,
-            (_, Some(p)) => Some(p),
-            (_, None) => match rib.policy_ids.take() {
+            (_, true) => old_id,
+            (_, false) => match rib.policy_ids.take() {
                 Some(p) => Some(p),
                 None => {
                     give_back(rib);
@@ -218,22 +233,32 @@ impl Fib {
         let (value, policy) = encode::route(route, new_id, slots.route, &slots.lists);
         if let (Some(p), Some(policy)) = (new_id, policy) {
             if let Err(e) = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(policy.as_ref())) {
-                if old_id.is_none() {
+                if !in_place {
                     rib.policy_ids.give_back(p);
                 }
                 give_back(rib);
                 return Err(full("policy", self.config.max_policies)(e));
             }
         }
-        if let Err(e) = self.write(table, &route.prefix, &value) {
-            if let (Some(p), None) = (new_id, old_id) {
-                self.forget_policy(rib, p);
+        // In place, the route's value is byte for byte what it was: the one
+        // policy write above is the whole change. Otherwise the route is
+        // switched to a fresh policy, so no packet meets the old route with
+        // the new policy.
+        if !in_place {
+            if let Err(e) = self.write(table, &route.prefix, &value) {
+                if let Some(p) = new_id {
+                    self.forget_policy(rib, p);
+                }
+                give_back(rib);
+                return Err(e);
             }
-            give_back(rib);
-            return Err(e);
         }
         match new_id {
+            Some(p) if in_place => {
+                rib.policy_of.insert(id, p);
+            }
             Some(p) => {
+                rib.retire_policy(&id);
                 rib.policy_of.insert(id, p);
             }
             None => rib.retire_policy(&id),
@@ -305,7 +330,10 @@ impl Fib {
             return Err(full("source", capacity)(e));
         }
         rib.sources.insert(prefix, table);
-        self.write_settings(&rib)?;
+        if let Err(e) = self.write_settings(&rib) {
+            // The count was raised before the source went in; it only saves a lookup when zero.
+            log::warn!("{e} (the program may look up sources it need not)");
+        }
         self.saved(&rib)
     }
 
@@ -385,8 +413,10 @@ impl Fib {
     /// Makes the never-label host entries exactly `wanted`: new addresses are
     /// added before stale ones are removed, so an address that stays local is
     /// never briefly labelled. A route for the same /32 or /128 is set aside
-    /// while the address is local and restored when it goes. On error nothing
-    /// of this call stays applied.
+    /// while the address is local and restored when it goes. If adding an
+    /// entry fails, nothing of this call stays applied; a route that cannot
+    /// be restored when its address goes is logged and kept set aside (the
+    /// address's entry stays: never labelled, never black-holed).
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
         let mut rib = self.changer()?;
         let adding: Vec<IpAddr> = wanted.difference(&rib.local).copied().collect();

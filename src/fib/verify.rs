@@ -140,9 +140,13 @@ impl Fib {
     pub(crate) fn repair(&self) -> Result<Vec<Difference>, RouteError> {
         let rib = self.changer()?;
         let mut fixes = self.fixes(&rib)?;
-        // Writes first (policies first of all), deletions last.
+        // Writes first, policies before the routes that name them; then
+        // deletions, routes before the policies they named.
         let policies = &self.maps().policies;
-        fixes.sort_by_key(|f| (f.want.is_none(), !std::ptr::eq(f.map, policies)));
+        fixes.sort_by_key(|f| {
+            let is_policy = std::ptr::eq(f.map, policies);
+            (f.want.is_none(), if f.want.is_some() { !is_policy } else { is_policy })
+        });
         for f in &fixes {
             match &f.want {
                 Some(value) => f.map.update(&f.key, value)?,

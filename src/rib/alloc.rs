@@ -24,18 +24,12 @@ impl Slots {
 
     /// A free id, or `None` when every id is taken or still in its grace period.
     pub(crate) fn take(&mut self) -> Option<u32> {
-        self.take_noting_reuse().map(|(id, _)| id)
-    }
-
-    /// As [`Slots::take`], and whether the id was used before (a counter
-    /// slot never handed out still holds the zeros the kernel created it with).
-    pub(crate) fn take_noting_reuse(&mut self) -> Option<(u32, bool)> {
         if self.free.front().is_some_and(|(_, at)| at.elapsed() >= GRACE) {
-            return self.free.pop_front().map(|(id, _)| (id, true));
+            return self.free.pop_front().map(|(id, _)| id);
         }
         if self.next.saturating_add(1) < self.capacity {
             self.next += 1;
-            return Some((self.next, false));
+            return Some(self.next);
         }
         None
     }

@@ -73,6 +73,8 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
         }
     }
     plan.removes.extend(have.map(|(id, _)| *id));
+    // A host address's entry is never a route's to remove (the RIB keeps such routes set aside).
+    plan.removes.retain(|id| !(id.0 == Table::Main && rib.is_local_host(&id.1)));
     plan.set_aside_removed =
         rib.shadowed.keys().filter(|p| !desired.routes().contains_key(&(Table::Main, **p))).copied().collect();
     for (prefix, table) in desired.sources() {

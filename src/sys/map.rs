@@ -175,6 +175,29 @@ impl BpfMap {
         self.update_unchecked(key, &zeros)
     }
 
+    /// Sets every CPU's value of each of `keys` (u32 keys of a per-CPU
+    /// array) to zero, in BPF_MAP_UPDATE_BATCH calls.
+    pub(crate) fn zero_percpu_batch(&self, keys: &[u32]) -> Result<(), MapError> {
+        let per_key = self.percpu_stride() * self.possible_cpus()?;
+        for chunk in keys.chunks(BATCH) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|k| k.to_ne_bytes()).collect();
+            let zeros = vec![0u8; per_key * chunk.len()];
+            let mut count = chunk.len() as u32;
+            // SAFETY: `count` keys and per-CPU values of the map's sizes, alive for the call; NULL opts.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_update_batch(
+                    self.fd.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    zeros.as_ptr().cast(),
+                    &mut count,
+                    std::ptr::null(),
+                )
+            };
+            check(self.name, "update_batch", rc)?;
+        }
+        Ok(())
+    }
+
     /// Bytes per CPU in a per-CPU map's value buffer: the value, padded to 8.
     fn percpu_stride(&self) -> usize {
         self.value_size.div_ceil(8) * 8

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use lnetd_host_encap::{
     prefix, AdoptOptions, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, MtuPolicy, Policy, Probe,
@@ -54,7 +55,7 @@ enum Command {
     /// Load the encapsulator, pin it and attach it to IFACE; it keeps forwarding after this exits.
     Attach {
         /// auto (native, falling back to generic), native or generic.
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = xdp_mode())]
         mode: XdpMode,
         /// copy (the IP TTL into every label: traceroute shows the hop) or a fixed TTL 1..=255.
         #[arg(long, default_value = "copy")]
@@ -82,9 +83,10 @@ enum Command {
     /// Add or replace the route for PREFIX.
     Set {
         /// Destination prefix, e.g. 198.51.100.0/24 or 2001:db8::/32.
-        prefix: String,
+        #[arg(value_parser = parse_prefix)]
+        prefix: IpNetwork,
         /// Segment lists, top label first: 16001/16002, or weighted: 16001/16002@7,16003@3.
-        policy: String,
+        policy: Policy,
         /// Traffic class: 0..=7, or dscp (from the packet's DSCP).
         #[arg(long, default_value = "0")]
         tc: Tc,
@@ -98,7 +100,8 @@ enum Command {
     /// Remove the route for exactly PREFIX.
     Remove {
         /// Destination prefix.
-        prefix: String,
+        #[arg(value_parser = parse_prefix)]
+        prefix: IpNetwork,
         /// The alternate table it is in; default: the main table.
         #[arg(long, value_name = "N")]
         table: Option<u32>,
@@ -106,14 +109,14 @@ enum Command {
     /// Make packets from PREFIX use alternate table N (falling back to the main table).
     Source {
         /// Source prefix.
-        #[arg(required_unless_present = "remove")]
-        prefix: Option<String>,
+        #[arg(required_unless_present = "remove", value_parser = parse_prefix)]
+        prefix: Option<IpNetwork>,
         /// The alternate table (1..).
-        #[arg(long, value_name = "N", required_unless_present = "remove")]
+        #[arg(long, value_name = "N", required_unless_present = "remove", value_parser = clap::value_parser!(u32).range(1..))]
         table: Option<u32>,
         /// Stop selecting a table by this source prefix.
-        #[arg(long, value_name = "PREFIX", conflicts_with_all = ["prefix", "table"])]
-        remove: Option<String>,
+        #[arg(long, value_name = "PREFIX", conflicts_with_all = ["prefix", "table"], value_parser = parse_prefix)]
+        remove: Option<IpNetwork>,
     },
     /// Make the tables equal to FILE (TOML or JSON by extension; - reads JSON from stdin).
     Apply {
@@ -183,7 +186,7 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_client_ca: Option<std::path::PathBuf>,
         /// When nothing is pinned yet: the XDP mode to attach in.
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = xdp_mode())]
         mode: XdpMode,
     },
 }
@@ -238,8 +241,15 @@ fn table(id: Option<u32>) -> Table {
     id.and_then(Table::alternate).unwrap_or(Table::Main)
 }
 
-fn parse_prefix(text: &str) -> Result<IpNetwork, Failure> {
-    Ok(prefix::parse(text)?)
+/// A prefix argument (a bad one is a usage error: exit code 2).
+fn parse_prefix(text: &str) -> Result<IpNetwork, String> {
+    prefix::parse(text).map_err(|e| e.to_string())
+}
+
+/// `--mode`: the XDP modes a command attaches in (offload is for the library).
+fn xdp_mode() -> impl TypedValueParser<Value = XdpMode> {
+    clap::builder::PossibleValuesParser::new(["auto", "native", "generic"])
+        .map(|s| s.parse::<XdpMode>().unwrap_or_default())
 }
 
 fn run(iface: &str, command: Command) -> Result<(), Failure> {
@@ -272,14 +282,11 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             println!("{iface} now runs this build's program ({} routes kept)", enc.routes()?.len());
         }
         Command::Set { prefix, policy, tc, table: id, entropy_label } => {
-            let prefix = parse_prefix(&prefix)?;
-            let policy: Policy = policy.parse()?;
             let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };
             adopt(iface, true)?.set_route_in(table(id), &route)?;
             println!("{} -> {} (tc {}{})", route.prefix, route.policy, route.tc, output::table_suffix(table(id)));
         }
         Command::Remove { prefix, table: id } => {
-            let prefix = parse_prefix(&prefix)?;
             if adopt(iface, true)?.remove_in(table(id), prefix)? {
                 println!("removed {prefix}{}", output::table_suffix(table(id)));
             } else {
@@ -292,14 +299,12 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, true)?;
             match (remove, prefix, id) {
                 (Some(p), _, _) => {
-                    let p = parse_prefix(&p)?;
                     if !enc.remove_source(p)? {
                         return Err(format!("{p} selects no table; see `routes`").into());
                     }
                     println!("source {p} removed");
                 }
                 (None, Some(p), Some(t)) => {
-                    let p = parse_prefix(&p)?;
                     let t = Table::alternate(t)
                         .ok_or("--table 0 is the main table; a source selects an alternate table (1..)")?;
                     enc.set_source(p, t)?;
