@@ -1,0 +1,122 @@
+//! Host mode, egress: the host's OWN packets leaving an interface are
+//! labelled by the tcx program, with the MACs the kernel chose kept, big
+//! UDP datagrams fragmented by the kernel under the route MTU arrive as
+//! labelled fragments, UDP_SEGMENT (GSO) sends are labelled per segment, and
+//! a TSO-capable uplink is refused with a message that says what to change.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use common::privileged;
+use etherparse::{NetSlice, SlicedPacket};
+use lnetd_host_encap::lab::{Capture, VethLab};
+use lnetd_host_encap::{AttachError, AttachedMode, Encapsulator, Error};
+
+/// MTU the routes through h0 get: 1500 less two labels.
+const ROUTE_MTU: usize = 1492;
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_hosts_own_packets_are_labelled_on_egress() {
+    privileged("the_hosts_own_packets_are_labelled_on_egress");
+    let lab = VethLab::new().expect("lab");
+    let h0 = VethLab::HOST_IF;
+    let router = VethLab::ROUTER_V4.to_string();
+    lab.host
+        .ip(&["route", "add", "198.51.100.0/24", "via", &router, "dev", h0, "mtu", &ROUTE_MTU.to_string()])
+        .unwrap();
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "on"]).unwrap();
+
+    // A TSO device is refused, with what to do.
+    match lab.host.run(|| Encapsulator::builder().attach_egress(h0)).unwrap() {
+        Err(Error::Attach(e @ AttachError::TsoEnabled { .. })) => {
+            assert!(e.to_string().contains(&format!("ethtool -K {h0} tso off")), "{e}");
+        }
+        other => panic!("egress on a TSO device: {:?}", other.map(|e| e.attachment())),
+    }
+    // TSO off (as attach_egress asks) and UDP segmentation offload off: the
+    // kernel then cuts super-packets in software after the hook (GSO stays
+    // on), copying Ethernet and labels into every segment, which is what a
+    // NIC without MPLS segmentation gets. A veth with the offloads on would
+    // hand the super-packet on whole.
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off", "tx-udp-segmentation", "off"]).unwrap();
+    let enc = lab.host.run(|| Encapsulator::builder().attach_egress(h0)).unwrap().expect("attach egress");
+    assert_eq!(enc.attachment().map(|a| a.mode), Some(AttachedMode::Egress));
+    enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
+
+    let capture =
+        lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(32 << 20))).unwrap().unwrap();
+    let stop = AtomicBool::new(false);
+    let dst = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 9000);
+    let (sent, frames) = std::thread::scope(|s| {
+        let receiver = s.spawn(|| common::labelled_frames(&capture, &stop));
+        let sent = lab.host.run(|| -> std::io::Result<()> {
+            let sock = UdpSocket::bind("0.0.0.0:0")?;
+            // Small datagrams, then one of 20,000 bytes the kernel fragments.
+            for i in 0..10u8 {
+                sock.send_to(&[i; 100], dst)?;
+            }
+            sock.send_to(&[0xab; 20_000], dst)?;
+            // UDP_SEGMENT: one GSO send of 8 segments of 1,000 bytes.
+            set_udp_segment(sock.as_raw_fd(), 1000)?;
+            sock.send_to(&[0xcd; 8_000], dst)?;
+            Ok(())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, receiver.join().unwrap())
+    });
+    sent.expect("namespace").expect("sends");
+    let mut small = 0;
+    let mut fragments = 0;
+    let mut segments = 0;
+    for (stack, inner) in &frames {
+        let labels: Vec<u32> = stack.iter().map(|e| e.label).collect();
+        assert_eq!(labels, [16001, 16002], "every frame carries the route's stack");
+        assert!(inner.len() + 8 <= 1500, "a {}-byte IP packet under 8 bytes of labels exceeds the MTU", inner.len());
+        assert_eq!(stack[0].ttl, 64, "TTL copied from the IP header");
+        let packet = SlicedPacket::from_ip(inner).expect("an IP packet under the labels");
+        let Some(NetSlice::Ipv4(ip)) = &packet.net else { panic!("IPv4 under the labels") };
+        assert_eq!(ip.header().destination_addr(), Ipv4Addr::new(198, 51, 100, 7));
+        let header = ip.header();
+        if header.more_fragments() || header.fragments_offset().value() > 0 {
+            fragments += 1;
+        } else {
+            match inner.len() - 20 - 8 {
+                100 => small += 1,
+                1000 => segments += 1,
+                n => panic!("a {n}-byte datagram"),
+            }
+        }
+    }
+    assert_eq!(small, 10, "every small datagram labelled");
+    assert_eq!(
+        fragments,
+        20_008usize.div_ceil((ROUTE_MTU - 20) / 8 * 8),
+        "every fragment of the 20 kB datagram labelled"
+    );
+    assert_eq!(segments, 8, "every UDP_SEGMENT segment labelled");
+    // The hook sees a GSO super-packet once (segmented after it): counted as
+    // one packet of its full length.
+    let c = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(c.labelled.packets as usize, small + fragments + 1, "the route counted every packet the hook labelled");
+}
+
+/// UDP_SEGMENT (linux/udp.h: 103) on a UDP socket: its sends become GSO
+/// super-packets cut into `size`-byte datagrams after the egress hook.
+fn set_udp_segment(fd: i32, size: i32) -> std::io::Result<()> {
+    const SOL_UDP: i32 = 17;
+    const UDP_SEGMENT: i32 = 103;
+    // SAFETY: a valid socket fd and a pointer to an int of the given length.
+    let rc = unsafe {
+        nix::libc::setsockopt(fd, SOL_UDP, UDP_SEGMENT, (&size as *const i32).cast(), std::mem::size_of::<i32>() as u32)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
