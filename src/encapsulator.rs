@@ -274,31 +274,8 @@ impl Encapsulator {
             }
             None => None,
         };
-        let (link, got) = link::attach(self.prog.as_fd(), ifindex, mode).map_err(|tried| {
-            let iface = iface.to_owned();
-            match tried.last().map(|t| t.1) {
-                Some(errno @ (Errno::EBUSY | Errno::EEXIST)) => AttachError::InterfaceBusy { iface, errno },
-                Some(Errno::EPERM | Errno::EACCES) => AttachError::Privileges {
-                    iface,
-                    missing: crate::sys::privileges::missing().unwrap_or_else(|| {
-                        crate::sys::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])
-                    }),
-                },
-                Some(Errno::ENODEV) => AttachError::NoSuchInterface { iface },
-                _ => AttachError::ModeUnsupported {
-                    iface,
-                    mode,
-                    tried,
-                    hint: match mode {
-                        XdpMode::Native => "the driver has no native XDP; use XdpMode::Generic or XdpMode::Auto",
-                        XdpMode::Offload => {
-                            "offload needs a NIC that runs BPF and a program without helpers it lacks; use Native or Auto"
-                        }
-                        _ => "see the kernel log (dmesg) and the interface's driver",
-                    },
-                },
-            }
-        })?;
+        let (link, got) = link::attach(self.prog.as_fd(), ifindex, mode)
+            .map_err(|tried| AttachError::from_attempts(iface, mode, tried))?;
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         let mut owner = None;
         if let Some(dir) = &pins {
