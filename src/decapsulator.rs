@@ -8,11 +8,12 @@ use std::sync::{Mutex, MutexGuard};
 use nix::errno::Errno;
 
 use crate::abi::{self, decap::types};
-use crate::dataplane::decap::{self as loader, DecapConfig, DecapMaps, LoadedDecap};
+use crate::dataplane::decap::{self as loader, DecapConfig, DecapMaps, DecapState, LoadedDecap};
+use crate::dataplane::pins::{decap_roots, OwnerLock, PinDir, PinRoots};
 use crate::domain::config::{AttachedMode, OtherLabels, XdpMode};
 use crate::domain::label::Label;
 use crate::encapsulator::Attachment;
-use crate::error::{AttachError, Error, LoadError, MapError, TestRunError};
+use crate::error::{AttachError, Error, LoadError, MapError, PinError, TestRunError};
 use crate::stats::{Counter, DecapStats};
 use crate::sys::link::{self, XdpLink};
 use crate::sys::test_run::{self, TestRun};
@@ -32,6 +33,7 @@ use crate::sys::test_run::{self, TestRun};
 pub struct DecapsulatorBuilder {
     pop: BTreeSet<Label>,
     config: DecapConfig,
+    pin: Option<PinRoots>,
 }
 
 impl Default for DecapsulatorBuilder {
@@ -42,6 +44,7 @@ impl Default for DecapsulatorBuilder {
                 other: OtherLabels::default(),
                 max_pop_labels: types::decap_limits::DECAP_DEFAULT_MAX_POP_LABELS.0,
             },
+            pin: None,
         }
     }
 }
@@ -68,6 +71,25 @@ impl DecapsulatorBuilder {
         self
     }
 
+    /// Pins the decapsulator when it is attached: its maps and its link under
+    /// `/sys/fs/bpf/lnetd-host-encap/decap/net<netns>/<iface>/`, its policy
+    /// and attachment in `/run/lnetd-host-encap/decap/net<netns>/<iface>/state.json`
+    /// (the `decap` sub-directory keeps it apart from an encapsulator's pins).
+    /// Popping then continues after the process exits or is killed,
+    /// [`Decapsulator::open`] adopts it from another process, and
+    /// [`Decapsulator::detach`] removes program and pins. Without it (the
+    /// default), dropping the decapsulator detaches the program.
+    pub fn pinned(self) -> Self {
+        self.pinned_at(PinRoots::default())
+    }
+
+    /// As [`DecapsulatorBuilder::pinned`], under other roots (the decapsulator
+    /// uses their `decap` sub-directories).
+    pub fn pinned_at(mut self, roots: PinRoots) -> Self {
+        self.pin = Some(roots);
+        self
+    }
+
     /// Loads the program into the kernel, with its pop set written, without
     /// attaching it: [`Decapsulator::test_run`] works.
     ///
@@ -77,8 +99,14 @@ impl DecapsulatorBuilder {
     /// refusing the program.
     pub fn load(self) -> Result<Decapsulator, LoadError> {
         let LoadedDecap { prog, maps } = loader::load(&self.config)?;
-        let dec =
-            Decapsulator { prog, maps, config: self.config, attachment: Mutex::new(None), writer: Mutex::new(()) };
+        let dec = Decapsulator {
+            prog,
+            maps,
+            config: self.config,
+            attachment: Mutex::new(None),
+            writer: Mutex::new(()),
+            pin: self.pin,
+        };
         for label in &self.pop {
             dec.add_pop_label(*label)?;
         }
@@ -101,6 +129,10 @@ impl DecapsulatorBuilder {
 struct Attached {
     info: Attachment,
     link: XdpLink,
+    /// Where it is pinned, if it is.
+    pins: Option<PinDir>,
+    /// Held while this process owns the pinned decapsulator.
+    _owner: Option<OwnerLock>,
 }
 
 /// Pops MPLS labels addressed to this host from the frames an interface
@@ -128,7 +160,8 @@ struct Attached {
 /// bit, and payloads that are neither IPv4 nor IPv6.
 ///
 /// The program is attached through a BPF link: dropping the decapsulator, or
-/// the process dying, detaches it. All methods take `&self`; it is `Send` and
+/// the process dying, detaches it, unless it was pinned
+/// ([`DecapsulatorBuilder::pinned`]). All methods take `&self`; it is `Send` and
 /// `Sync`. Requires Linux 5.18+ (BPF links for XDP), BTF, and CAP_BPF +
 /// CAP_PERFMON + CAP_NET_ADMIN (or root).
 ///
@@ -147,6 +180,8 @@ pub struct Decapsulator {
     attachment: Mutex<Option<Attached>>,
     /// Serialises changes of the pop set (a replacement reads, then writes).
     writer: Mutex<()>,
+    /// Pin at attach, under these roots (their `decap` sub-directories).
+    pin: Option<PinRoots>,
 }
 
 fn key(label: Label) -> types::pop_label_key {
@@ -185,10 +220,40 @@ impl Decapsulator {
         }
         let ifindex = nix::net::if_::if_nametoindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        let pins = match &self.pin {
+            Some(roots) => {
+                let dir = PinDir::of(&decap_roots(roots), iface)?;
+                if dir.exists() {
+                    return Err(PinError::AlreadyPinned { dir: dir.pins().to_owned() }.into());
+                }
+                Some(dir)
+            }
+            None => None,
+        };
         let (link, got) = link::attach(self.prog.as_fd(), ifindex, mode)
             .map_err(|tried| AttachError::from_attempts(iface, mode, tried))?;
+        let mut owner = None;
+        if let Some(dir) = &pins {
+            let state = DecapState::new(&self.config, ifindex, got);
+            let pinned = serde_json::to_string_pretty(&state)
+                .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
+                .and_then(|text| dir.create(&self.maps.all(), &link, &text))
+                .and_then(|()| dir.lock(std::time::Duration::ZERO));
+            match pinned {
+                Ok(lock) => owner = Some(lock),
+                Err(e) => {
+                    // Not attached unpinned when pinning was asked for: the link closes on return.
+                    if let Err(remove) = dir.remove() {
+                        log::warn!("{remove}");
+                    }
+                    return Err(e.into());
+                }
+            }
+            log::info!("pinned in {}", dir.pins().display());
+        }
         log::info!("XDP decapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
-        *slot = Some(Attached { info: Attachment { iface: iface.to_owned(), ifindex, mode: got }, link });
+        let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
+        *slot = Some(Attached { info, link, pins, _owner: owner });
         Ok(got)
     }
 
@@ -198,11 +263,14 @@ impl Decapsulator {
     }
 
     /// Detaches; the pop set and counters are kept, and it can be attached
-    /// again. Returns the attachment removed, if any. An interface deleted
-    /// meanwhile counts as detached.
+    /// again. A pinned decapsulator's pins and state file are removed.
+    /// Returns the attachment removed, if any. An interface deleted meanwhile
+    /// counts as detached.
     ///
     /// # Errors
-    /// [`AttachError::Detach`] when the kernel refuses (the attachment is kept).
+    /// [`AttachError::Detach`] when the kernel refuses (the attachment is
+    /// kept); [`AttachError::Pin`] when the pins cannot be removed (the
+    /// program is detached).
     pub fn detach(&self) -> Result<Option<Attachment>, AttachError> {
         let mut slot = self.attached();
         let Some(current) = slot.as_ref() else { return Ok(None) };
@@ -210,11 +278,88 @@ impl Decapsulator {
             Ok(()) | Err(Errno::ENOLINK | Errno::ENODEV | Errno::EINVAL) => {}
             Err(errno) => return Err(AttachError::Detach { iface: current.info.iface.clone(), errno }),
         }
-        let removed = slot.take().map(|a| a.info);
-        if let Some(info) = &removed {
-            log::info!("XDP decapsulator detached from {}", info.iface);
+        let Some(removed) = slot.take() else { return Ok(None) };
+        log::info!("XDP decapsulator detached from {}", removed.info.iface);
+        if let Some(dir) = &removed.pins {
+            dir.remove()?;
         }
-        Ok(removed)
+        Ok(Some(removed.info))
+    }
+
+    /// Adopts the decapsulator pinned on `iface` (in the calling thread's
+    /// network namespace, under the default roots) by another process: the
+    /// program that runs, its pop set and counters, its policy. It becomes
+    /// this process's to change and to detach. The program is kept as it runs
+    /// (not replaced by this build's).
+    ///
+    /// # Errors
+    /// [`PinError::NotPinned`] (naming another XDP program attached there, if
+    /// any), [`PinError::Busy`] while another process owns it,
+    /// [`PinError::Incompatible`], [`PinError::Corrupt`],
+    /// [`PinError::StaleInterface`] when the interface was recreated,
+    /// [`AttachError::NoSuchInterface`], [`Error::Sys`].
+    pub fn open(iface: &str) -> Result<Decapsulator, Error> {
+        Decapsulator::open_at(iface, &PinRoots::default())
+    }
+
+    /// As [`Decapsulator::open`], under other roots (as given to
+    /// [`DecapsulatorBuilder::pinned_at`]).
+    ///
+    /// # Errors
+    /// As [`Decapsulator::open`].
+    pub fn open_at(iface: &str, roots: &PinRoots) -> Result<Decapsulator, Error> {
+        let dir = PinDir::of(&decap_roots(roots), iface)?;
+        if !dir.exists() {
+            let other_program = nix::net::if_::if_nametoindex(iface)
+                .ok()
+                .and_then(|ifindex| link::attached_prog_id(ifindex).ok().flatten());
+            return Err(
+                PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned(), other_program }.into()
+            );
+        }
+        let owner = dir.lock(std::time::Duration::ZERO)?;
+        let corrupt = |reason: String| PinError::Corrupt { path: dir.pins().to_owned(), reason };
+        let state: DecapState = serde_json::from_str(&dir.read()?).map_err(|e| corrupt(e.to_string()))?;
+        if state.format != DecapState::FORMAT {
+            return Err(PinError::Incompatible {
+                found: state.format,
+                written_by: state.written_by,
+                ours: DecapState::FORMAT,
+                ours_version: env!("CARGO_PKG_VERSION"),
+                dir: dir.pins().to_owned(),
+            }
+            .into());
+        }
+        let (config, mode) = state.parts().map_err(corrupt)?;
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        if ifindex != state.ifindex {
+            return Err(
+                PinError::StaleInterface { iface: iface.to_owned(), pinned: state.ifindex, now: ifindex }.into()
+            );
+        }
+        let maps = DecapMaps::from_pins(&dir.maps_dir()).map_err(|(name, errno)| PinError::Kernel {
+            op: "opening",
+            path: dir.maps_dir().join(name),
+            errno,
+        })?;
+        let link = dir.open_link()?;
+        let prog = link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?;
+        log::info!("adopted the decapsulator pinned in {}", dir.pins().display());
+        let info = Attachment { iface: iface.to_owned(), ifindex, mode };
+        Ok(Decapsulator {
+            prog,
+            maps,
+            config,
+            attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: Some(owner) })),
+            writer: Mutex::new(()),
+            pin: Some(roots.clone()),
+        })
+    }
+
+    /// Where this decapsulator's pins are, if it is pinned and attached.
+    pub fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(|d| d.pins().to_owned())
     }
 
     /// What frames with a label not in the pop set get (fixed at load).
@@ -322,6 +467,10 @@ impl Decapsulator {
 
 impl Drop for Decapsulator {
     fn drop(&mut self) {
+        // A pinned decapsulator outlives its handle: that is what pinning is for.
+        if self.attached().as_ref().is_some_and(|a| a.pins.is_some()) {
+            return;
+        }
         if let Err(e) = self.detach() {
             // The link fd closes below regardless, which detaches in the kernel.
             log::warn!("{e}");

@@ -281,7 +281,7 @@ impl Encapsulator {
         if let Some(dir) = &pins {
             let pinned = persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
                 .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
-                .and_then(|state| dir.create(self.fib.maps(), &link, &state))
+                .and_then(|state| dir.create(&self.fib.maps().all(), &link, &state))
                 .and_then(|()| dir.lock(std::time::Duration::ZERO))
                 .and_then(|lock| {
                     owner = Some(lock);

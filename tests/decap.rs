@@ -459,3 +459,90 @@ fn decap_generic_delivers_popped_datagrams() {
     privileged("decap_generic_delivers_popped_datagrams");
     run_wire(XdpMode::Generic, AttachedMode::Generic);
 }
+
+/// Removes a test's own pin roots when dropped (even when the test fails).
+struct RootsGuard(lnetd_host_encap::PinRoots);
+
+impl Drop for RootsGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0.bpffs);
+        let _ = std::fs::remove_dir_all(&self.0.state);
+    }
+}
+
+/// A pinned decapsulator keeps popping after its handle is gone, is adopted
+/// by `open_at` with its policy, pop set and counters, refuses a second pinned
+/// attach, lives apart from an encapsulator's pins, and `detach` removes
+/// program and pins.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn decap_pinned_survives_its_handle_and_is_adopted() {
+    privileged("decap_pinned_survives_its_handle_and_is_adopted");
+    use lnetd_host_encap::{AttachError, Error, PinError, PinRoots};
+    use std::os::unix::fs::MetadataExt;
+
+    let id = std::process::id();
+    let roots = PinRoots {
+        bpffs: format!("/sys/fs/bpf/lhe-test-decap-{id}").into(),
+        state: std::env::temp_dir().join(format!("lhe-test-decap-{id}")),
+    };
+    let _cleanup = RootsGuard(roots.clone());
+    let lab = VethLab::new().expect("veth lab");
+    let netns = lab.host.run(|| std::fs::metadata("/proc/thread-self/ns/net").expect("netns").ino()).expect("ns");
+    let pinned = || Decapsulator::builder().pop_labels(labels(&[0, 5000])).other_labels(OtherLabels::Drop);
+
+    let dec = lab
+        .host
+        .run(|| pinned().pinned_at(roots.clone()).attach(VethLab::HOST_IF, XdpMode::Generic))
+        .expect("ns")
+        .expect("attach pinned");
+    let dir = roots.bpffs.join("decap").join(format!("net{netns}")).join(VethLab::HOST_IF);
+    assert_eq!(dec.pin_dir(), Some(dir.clone()));
+    for pin in ["link", "maps/pop_labels", "maps/decap_counters"] {
+        assert!(dir.join(pin).exists(), "{pin} pinned in {}", dir.display());
+    }
+    assert!(!roots.bpffs.join(format!("net{netns}")).exists(), "nothing where an encapsulator pins");
+    drop(dec);
+
+    // The program keeps popping with no handle left.
+    let sock = lab
+        .host
+        .run(|| {
+            let s = UdpSocket::bind(SocketAddr::new(VethLab::HOST_V4.into(), 5302)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            s
+        })
+        .expect("ns");
+    let mut spec = frame(&VethLab::HOST_V4.to_string()).l4(common::L4::Udp { sport: 40001, dport: 5302 });
+    spec.src_mac = VethLab::ROUTER_MAC;
+    spec.dst_mac = VethLab::HOST_MAC;
+    let bytes = labelled(&spec, &stack(&[5000, 0]));
+    lab.router.run(|| traffic::raw_frame(VethLab::ROUTER_IF, &bytes)).expect("ns").expect("send");
+    let mut buf = [0u8; 256];
+    let (n, _) = sock.recv_from(&mut buf).expect("the datagram, popped by the pinned program");
+    assert_eq!(n, spec.payload_len);
+
+    // Adopted with its policy, pop set and counters; a second pinned attach is refused.
+    let adopted = lab.host.run(|| Decapsulator::open_at(VethLab::HOST_IF, &roots)).expect("ns").expect("open");
+    assert_eq!(adopted.other_labels(), OtherLabels::Drop);
+    assert_eq!(adopted.pop_labels().expect("read"), labels(&[0, 5000]));
+    assert_eq!(adopted.attachment().map(|a| a.mode), Some(AttachedMode::Generic));
+    assert_eq!(adopted.stats().expect("stats").popped, Counter { packets: 1, bytes: bytes.len() as u64 });
+    let again = lab.host.run(|| pinned().pinned_at(roots.clone()).attach(VethLab::HOST_IF, XdpMode::Generic));
+    assert!(
+        matches!(again.expect("ns"), Err(Error::Attach(AttachError::Pin(PinError::AlreadyPinned { .. })))),
+        "a second pinned decapsulator on the same interface is refused"
+    );
+    let busy = lab.host.run(|| Decapsulator::open_at(VethLab::HOST_IF, &roots)).expect("ns");
+    assert!(matches!(busy, Err(Error::Pin(PinError::Busy { .. }))), "one owner at a time: {busy:?}");
+
+    // Detach removes program and pins; there is nothing left to adopt.
+    assert!(adopted.detach().expect("detach").is_some());
+    assert!(!dir.exists(), "pins removed");
+    assert_eq!(
+        lab.host.run(|| lnetd_host_encap::lab::attached_xdp_program(VethLab::HOST_IF)).expect("ns").expect("query"),
+        None
+    );
+    let gone = lab.host.run(|| Decapsulator::open_at(VethLab::HOST_IF, &roots)).expect("ns");
+    assert!(matches!(gone, Err(Error::Pin(PinError::NotPinned { .. }))), "{gone:?}");
+}

@@ -3,15 +3,18 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::ErrorKind;
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
 
 use crate::abi::decap;
-use crate::domain::config::OtherLabels;
+use crate::domain::config::{AttachedMode, OtherLabels};
 use crate::error::LoadError;
 use crate::sys::map::BpfMap;
-use crate::sys::{libbpf_log, privileges};
+use crate::sys::{bpffs, libbpf_log, privileges};
 
 /// Load-time settings of the decapsulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,69 @@ pub(crate) struct DecapConfig {
 pub(crate) struct DecapMaps {
     pub pop_labels: BpfMap,
     pub decap_counters: BpfMap,
+}
+
+impl DecapMaps {
+    /// Every map, to pin them.
+    pub(crate) fn all(&self) -> Vec<&BpfMap> {
+        vec![&self.pop_labels, &self.decap_counters]
+    }
+
+    /// Opens every map pinned in `dir`.
+    pub(crate) fn from_pins(dir: &Path) -> Result<DecapMaps, (&'static str, Errno)> {
+        let open = |name: &'static str| -> Result<BpfMap, (&'static str, Errno)> {
+            let fd = bpffs::get(&dir.join(name)).map_err(|e| (name, e))?;
+            BpfMap::from_fd(fd, name).map_err(|e| (name, e.errno))
+        };
+        Ok(DecapMaps { pop_labels: open("pop_labels")?, decap_counters: open("decap_counters")? })
+    }
+}
+
+/// The state file of a pinned decapsulator: what its pins do not say (the
+/// load-time policy, the attachment). The pop set is read from its map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DecapState {
+    /// [`DecapState::FORMAT`].
+    pub format: u32,
+    /// Who wrote it.
+    pub written_by: String,
+    /// `pass` or `drop`.
+    pub other_labels: String,
+    pub max_pop_labels: u32,
+    pub ifindex: u32,
+    /// As [`AttachedMode`]'s `Display`.
+    pub mode: String,
+}
+
+impl DecapState {
+    /// The format this build writes and reads.
+    pub(crate) const FORMAT: u32 = 1;
+
+    pub(crate) fn new(config: &DecapConfig, ifindex: u32, mode: AttachedMode) -> DecapState {
+        DecapState {
+            format: Self::FORMAT,
+            written_by: env!("CARGO_PKG_VERSION").to_owned(),
+            other_labels: match config.other {
+                OtherLabels::Pass => "pass",
+                OtherLabels::Drop => "drop",
+            }
+            .to_owned(),
+            max_pop_labels: config.max_pop_labels,
+            ifindex,
+            mode: mode.to_string(),
+        }
+    }
+
+    /// The configuration and the mode it records; `Err` says what is wrong.
+    pub(crate) fn parts(&self) -> Result<(DecapConfig, AttachedMode), String> {
+        let other = match self.other_labels.as_str() {
+            "pass" => OtherLabels::Pass,
+            "drop" => OtherLabels::Drop,
+            other => return Err(format!("unknown other_labels {other:?}")),
+        };
+        let mode = self.mode.parse::<AttachedMode>().map_err(|e| e.to_string())?;
+        Ok((DecapConfig { other, max_pop_labels: self.max_pop_labels }, mode))
+    }
 }
 
 /// The loaded decapsulator program and its maps.
