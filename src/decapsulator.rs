@@ -52,6 +52,8 @@ impl Default for DecapsulatorBuilder {
 impl DecapsulatorBuilder {
     /// The labels to pop (default: the explicit nulls, 0 and 2). Replaces the
     /// set; it can be changed later with [`Decapsulator::set_pop_labels`].
+    /// [`Label`] refuses the special-purpose values other than the explicit
+    /// nulls, so an ELI/EL pair or a GAL is never popped (it is an other label).
     pub fn pop_labels(mut self, labels: impl IntoIterator<Item = Label>) -> Self {
         self.pop = labels.into_iter().collect();
         self
