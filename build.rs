@@ -9,7 +9,7 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// The BPF objects, each becoming `<name>.skel.rs` in OUT_DIR, and the cargo
 /// feature that asks for it (`None`: always built).
-const PROGRAMS: [(&str, Option<&str>); 2] = [("encap", None), ("testing", Some("TESTING"))];
+const PROGRAMS: [(&str, Option<&str>); 3] = [("encap", None), ("decap", None), ("testing", Some("TESTING"))];
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

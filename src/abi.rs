@@ -1,8 +1,9 @@
 //! The boundary with the dataplane: the generated skeletons and the byte views
 //! of the structs they share with the C side.
 //!
-//! Every layout here comes from the object's BTF (see `src/bpf/encap_shared.h`,
-//! the single source of truth); nothing is restated by hand.
+//! Every layout here comes from the objects' BTF (see `src/bpf/encap_shared.h`
+//! and `src/bpf/decap_shared.h`, the single sources of truth); nothing is
+//! restated by hand.
 
 #![allow(unsafe_code)]
 
@@ -31,6 +32,7 @@ macro_rules! skeleton {
 }
 
 skeleton!(encap, "encap.skel.rs");
+skeleton!(decap, "decap.skel.rs");
 #[cfg(feature = "testing")]
 skeleton!(testing, "testing.skel.rs");
 
@@ -69,6 +71,10 @@ unsafe impl Pod for types::alt_key_v4 {}
 unsafe impl Pod for types::alt_key_v6 {}
 unsafe impl Pod for types::source_value {}
 unsafe impl Pod for types::settings {}
+// SAFETY: as above, for the decapsulator's object (src/bpf/decap_shared.h).
+unsafe impl Pod for decap::types::counter_value {}
+unsafe impl Pod for decap::types::pop_label_key {}
+unsafe impl Pod for decap::types::pop_label_value {}
 
 const _: () = {
     use std::mem::size_of;
@@ -80,7 +86,13 @@ const _: () = {
     assert!(size_of::<types::route_value>() == 8 + size_of::<types::segment_list>() + 4);
     assert!(size_of::<types::policy_value>() == 1024 + 8 * size_of::<types::segment_list>() + 8 * 4);
     assert!(size_of::<types::counter_value>() == 16);
+    assert!(size_of::<decap::types::counter_value>() == 16);
+    assert!(size_of::<decap::types::pop_label_key>() == 4);
+    assert!(size_of::<decap::types::pop_label_value>() == 4);
 };
+
+/// Number of decapsulator counters (`DECAP_CNT__MAX`).
+pub(crate) const DECAP_COUNTERS: u32 = decap::types::decap_counter::DECAP_CNT__MAX.0;
 
 /// The bytes of a shared struct, as the map syscalls want them.
 pub(crate) fn bytes_of<T: Pod>(value: &T) -> &[u8] {

@@ -279,26 +279,8 @@ impl Encapsulator {
     /// [`AttachError::ModeUnsupported`], [`AttachError::Privileges`].
     pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
         self.attach_with(iface, |ifindex| {
-            link::attach(self.prog.as_fd(), ifindex, mode).map_err(|tried| {
-                let iface = iface.to_owned();
-                match tried.last().map(|t| t.1) {
-                    Some(errno @ (Errno::EBUSY | Errno::EEXIST)) => AttachError::InterfaceBusy { iface, errno },
-                    Some(Errno::EPERM | Errno::EACCES) => privileges(iface),
-                    Some(Errno::ENODEV) => AttachError::NoSuchInterface { iface },
-                    _ => AttachError::ModeUnsupported {
-                        iface,
-                        mode,
-                        tried,
-                        hint: match mode {
-                            XdpMode::Native => "the driver has no native XDP; use XdpMode::Generic or XdpMode::Auto",
-                            XdpMode::Offload => {
-                                "offload needs a NIC that runs BPF and a program without helpers it lacks; use Native or Auto"
-                            }
-                            _ => "see the kernel log (dmesg) and the interface's driver",
-                        },
-                    },
-                }
-            })
+            link::attach(self.prog.as_fd(), ifindex, mode)
+                .map_err(|tried| AttachError::from_attempts(iface, mode, tried))
         })
     }
 
@@ -325,7 +307,9 @@ impl Encapsulator {
         let tc = dataplane::load_program(self.fib.config(), self.fib.maps(), Program::TcEgress).map_err(Box::new)?;
         self.attach_with(iface, |ifindex| {
             let link = link::attach_tcx_egress(tc.as_fd(), ifindex).map_err(|errno| match errno {
-                Errno::EPERM | Errno::EACCES => privileges(iface.to_owned()),
+                Errno::EPERM | Errno::EACCES => {
+                    AttachError::from_attempts(iface, XdpMode::Auto, vec![(AttachedMode::Egress, errno)])
+                }
                 Errno::ENODEV => AttachError::NoSuchInterface { iface: iface.to_owned() },
                 errno => AttachError::Egress { iface: iface.to_owned(), errno },
             })?;
@@ -371,7 +355,7 @@ impl Encapsulator {
                     persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
                         .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
                 })
-                .and_then(|state| dir.create(self.fib.maps(), &link, &state))
+                .and_then(|state| dir.create(&self.fib.maps().all(), &link, &state))
                 .and_then(|()| self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info))));
             if let Err(e) = pinned {
                 // Not attached unpinned when pinning was asked for: the link closes on return.
@@ -951,14 +935,6 @@ impl Drop for Encapsulator {
             // The link fd closes below regardless, which detaches in the kernel.
             log::warn!("{e}");
         }
-    }
-}
-
-fn privileges(iface: String) -> AttachError {
-    AttachError::Privileges {
-        iface,
-        missing: crate::sys::privileges::missing()
-            .unwrap_or_else(|| crate::sys::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])),
     }
 }
 

@@ -139,6 +139,35 @@ pub enum AttachError {
     },
 }
 
+impl AttachError {
+    /// The error for a failed XDP attach, from the kernel's answer to each
+    /// mode tried (the last one decides).
+    pub(crate) fn from_attempts(iface: &str, mode: XdpMode, tried: Vec<(AttachedMode, Errno)>) -> AttachError {
+        let iface = iface.to_owned();
+        match tried.last().map(|t| t.1) {
+            Some(errno @ (Errno::EBUSY | Errno::EEXIST)) => AttachError::InterfaceBusy { iface, errno },
+            Some(Errno::EPERM | Errno::EACCES) => AttachError::Privileges {
+                iface,
+                missing: crate::sys::privileges::missing()
+                    .unwrap_or_else(|| crate::sys::privileges::MissingCapabilities(vec!["CAP_NET_ADMIN"])),
+            },
+            Some(Errno::ENODEV) => AttachError::NoSuchInterface { iface },
+            _ => AttachError::ModeUnsupported {
+                iface,
+                mode,
+                tried,
+                hint: match mode {
+                    XdpMode::Native => "the driver has no native XDP; use XdpMode::Generic or XdpMode::Auto",
+                    XdpMode::Offload => {
+                        "offload needs a NIC that runs BPF and a program without helpers it lacks; use Native or Auto"
+                    }
+                    _ => "see the kernel log (dmesg) and the interface's driver",
+                },
+            },
+        }
+    }
+}
+
 fn fmt_tried(tried: &[(AttachedMode, Errno)]) -> String {
     tried.iter().map(|(m, e)| format!("{m}: {e}")).collect::<Vec<_>>().join(", ")
 }

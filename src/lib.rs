@@ -32,6 +32,7 @@ mod abi;
 #[cfg(feature = "agent")]
 pub mod agent;
 mod dataplane;
+mod decapsulator;
 mod domain;
 mod encapsulator;
 mod error;
@@ -47,7 +48,8 @@ pub mod testing;
 mod watch;
 
 pub use dataplane::pins::{PinRoots, DEFAULT_BPFFS_ROOT, DEFAULT_STATE_ROOT};
-pub use domain::config::{AttachedMode, ConfigParseError, MtuPolicy, TtlMode, XdpMode};
+pub use decapsulator::{Decapsulator, DecapsulatorBuilder};
+pub use domain::config::{AttachedMode, ConfigParseError, MtuPolicy, OtherLabels, TtlMode, XdpMode};
 pub use domain::desired::{DesiredError, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
 pub use domain::label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
 pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
@@ -61,7 +63,7 @@ pub use fib::verify::{Difference, DifferenceKind};
 pub use fib::RouteCounters;
 pub use ipnetwork::IpNetwork;
 pub use metrics::{prometheus, CountedRoute};
-pub use stats::{Counter, Stats};
+pub use stats::{Counter, DecapStats, Stats};
 pub use sys::privileges::MissingCapabilities;
 pub use sys::test_run::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};
 #[cfg(feature = "testing")]

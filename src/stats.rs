@@ -1,5 +1,6 @@
 //! The dataplane's counters, summed over CPUs.
 
+use crate::abi::decap::types::decap_counter;
 use crate::abi::types::encap_counter;
 
 /// Packets and bytes (frame length as received).
@@ -112,6 +113,88 @@ impl Stats {
     }
 }
 
+/// The decapsulator's counters, one per way out of its program; each packet
+/// increments exactly one, by the bytes of the frame as it arrived (labels
+/// included), so [`DecapStats::total`] is everything the program saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecapStats {
+    /// Every entry down to the bottom of the stack popped, the IP ethertype
+    /// restored; passed to the host's stack.
+    pub popped: Counter,
+    /// The top entries popped, a label not in the set kept below them (the
+    /// frame stays MPLS); passed ([`crate::OtherLabels::Pass`]).
+    pub popped_partial: Counter,
+    /// Passed untouched: not MPLS (ethertype after the VLAN tags is not 0x8847).
+    pub not_mpls: Counter,
+    /// Passed untouched: the top label is not in the pop set ([`crate::OtherLabels::Pass`]).
+    pub other_label_passed: Counter,
+    /// Dropped: a label not in the pop set ([`crate::OtherLabels::Drop`]).
+    pub other_label_dropped: Counter,
+    /// Passed untouched: truncated Ethernet/VLAN header or label stack, no
+    /// bottom-of-stack bit within 16 entries, or neither IPv4 nor IPv6 under
+    /// the stack.
+    pub malformed: Counter,
+    /// Aborted: an internal inconsistency (never expected; report it).
+    pub aborted: Counter,
+}
+
+// A counter added on the C side must be given a field here: this fails to build until it is.
+const _: () = assert!(decap_counter::DECAP_CNT__MAX.0 == 7);
+
+impl DecapStats {
+    fn slot(&mut self, index: u32) -> Option<&mut Counter> {
+        Some(match decap_counter(index) {
+            decap_counter::DECAP_CNT_POPPED => &mut self.popped,
+            decap_counter::DECAP_CNT_POPPED_PARTIAL => &mut self.popped_partial,
+            decap_counter::DECAP_CNT_NOT_MPLS => &mut self.not_mpls,
+            decap_counter::DECAP_CNT_OTHER_PASSED => &mut self.other_label_passed,
+            decap_counter::DECAP_CNT_OTHER_DROPPED => &mut self.other_label_dropped,
+            decap_counter::DECAP_CNT_MALFORMED => &mut self.malformed,
+            decap_counter::DECAP_CNT_ABORTED => &mut self.aborted,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn accumulate(&mut self, index: u32, value: Counter) {
+        if let Some(slot) = self.slot(index) {
+            slot.add(value);
+        }
+    }
+
+    /// Every counter with its name (the field's).
+    pub fn named(&self) -> [(&'static str, Counter); 7] {
+        [
+            ("popped", self.popped),
+            ("popped_partial", self.popped_partial),
+            ("not_mpls", self.not_mpls),
+            ("other_label_passed", self.other_label_passed),
+            ("other_label_dropped", self.other_label_dropped),
+            ("malformed", self.malformed),
+            ("aborted", self.aborted),
+        ]
+    }
+
+    /// All counters added up: every packet the program saw.
+    pub fn total(&self) -> Counter {
+        let mut total = Counter::default();
+        for (_, c) in self.named() {
+            total.add(c);
+        }
+        total
+    }
+
+    /// The counters accumulated since `earlier` (saturating).
+    pub fn since(&self, earlier: &DecapStats) -> DecapStats {
+        let (mut out, mut then) = (*self, *earlier);
+        for i in 0..decap_counter::DECAP_CNT__MAX.0 {
+            if let (Some(a), Some(b)) = (out.slot(i), then.slot(i)) {
+                *a = Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) };
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +221,15 @@ mod tests {
         assert_eq!(d.labelled, Counter { packets: 2, bytes: 300 });
         assert_eq!(d.local, Counter { packets: 1, bytes: 60 });
         assert_eq!(a.since(&b).labelled, Counter::default());
+    }
+
+    #[test]
+    fn every_decap_counter_index_has_a_distinct_slot() {
+        let mut stats = DecapStats::default();
+        for i in 0..decap_counter::DECAP_CNT__MAX.0 {
+            stats.accumulate(i, Counter { packets: 1 << i, bytes: 1 });
+        }
+        assert_eq!(stats.total(), Counter { packets: (1 << 7) - 1, bytes: 7 });
+        assert!(stats.slot(decap_counter::DECAP_CNT__MAX.0).is_none());
     }
 }

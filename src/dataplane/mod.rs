@@ -3,6 +3,7 @@
 //! (pinned by an earlier process) so that a new program takes over a running
 //! dataplane's tables.
 
+pub(crate) mod decap;
 pub(crate) mod pins;
 
 use std::mem::MaybeUninit;

@@ -7,6 +7,15 @@
 //! <state root>/net<netns inode>/<iface>/state.json   the RIB (bpffs holds no files)
 //! ```
 //!
+//! A pinned decapsulator lives the same way under the roots' `decap`
+//! sub-directory ([`decap_roots`]), so an encapsulator and a decapsulator
+//! pinned for the same interface never share a directory:
+//!
+//! ```text
+//! <bpffs root>/decap/net<netns inode>/<iface>/maps/<map>, .../link
+//! <state root>/decap/net<netns inode>/<iface>/state.json
+//! ```
+//!
 //! Directories are mode 0700 and files 0600: whoever can open a pin controls
 //! the dataplane.
 
@@ -23,6 +32,7 @@ use super::EncapMaps;
 use crate::error::PinError;
 use crate::sys::bpffs;
 use crate::sys::link::BpfLink;
+use crate::sys::map::BpfMap;
 
 /// The default bpffs directory for pins.
 pub const DEFAULT_BPFFS_ROOT: &str = "/sys/fs/bpf/lnetd-host-encap";
@@ -55,6 +65,12 @@ impl Default for PinRoots {
     }
 }
 
+/// The roots of pinned decapsulators: the `decap` sub-directory of `roots`
+/// (beside the encapsulators' `net<netns>` directories, never one of them).
+pub(crate) fn decap_roots(roots: &PinRoots) -> PinRoots {
+    PinRoots { bpffs: roots.bpffs.join("decap"), state: roots.state.join("decap") }
+}
+
 /// One pinned dataplane's directories.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PinDir {
@@ -83,7 +99,7 @@ impl PinDir {
         &self.pins
     }
 
-    fn maps_dir(&self) -> PathBuf {
+    pub(crate) fn maps_dir(&self) -> PathBuf {
         self.pins.join("maps")
     }
 
@@ -102,7 +118,7 @@ impl PinDir {
 
     /// Pins `maps` and `link` and writes the first state. On error, removes
     /// whatever it pinned.
-    pub(crate) fn create(&self, maps: &EncapMaps, link: &BpfLink, state: &str) -> Result<(), PinError> {
+    pub(crate) fn create(&self, maps: &[&BpfMap], link: &BpfLink, state: &str) -> Result<(), PinError> {
         if !bpffs::is_bpffs(&self.pins) {
             return Err(PinError::NotBpffs { dir: self.pins.clone() });
         }
@@ -118,11 +134,11 @@ impl PinDir {
         result
     }
 
-    fn pin_all(&self, maps: &EncapMaps, link: &BpfLink) -> Result<(), PinError> {
+    fn pin_all(&self, maps: &[&BpfMap], link: &BpfLink) -> Result<(), PinError> {
         let maps_dir = self.maps_dir();
         bpffs::create_private_dir(&maps_dir).map_err(io("creating", &maps_dir))?;
         bpffs::create_private_dir(&self.state).map_err(io("creating", &self.state))?;
-        for map in maps.all() {
+        for map in maps {
             let path = maps_dir.join(map.name());
             bpffs::pin(map.fd(), &path).map_err(|errno| PinError::Kernel { op: "pinning", path, errno })?;
         }

@@ -32,6 +32,19 @@ pub enum MtuPolicy {
     Pass,
 }
 
+/// What a [`crate::Decapsulator`] does with a frame carrying a label that is
+/// not in its pop set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OtherLabels {
+    /// Hand it to the host's stack: untouched when its top label is not in
+    /// the set; with the entries above that label popped when it is deeper
+    /// (the rest of the stack stays, under ethertype 0x8847).
+    #[default]
+    Pass,
+    /// Drop it, untouched, wherever in the stack the label is.
+    Drop,
+}
+
 /// How to attach the XDP program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum XdpMode {

@@ -444,6 +444,44 @@ pub mod traffic {
         Ok(())
     }
 
+    /// Sends `frame` (from the destination MAC on) as it is out of `iface`
+    /// of the calling thread's namespace, through an AF_PACKET socket: for
+    /// frames no socket of the kernel would build (an MPLS label stack, a
+    /// malformed header). The frame must hold at least an Ethernet header.
+    ///
+    /// # Errors
+    /// [`LabError::Sys`] (needs CAP_NET_RAW); EINVAL for a frame shorter than
+    /// an Ethernet header.
+    #[allow(unsafe_code)]
+    pub fn raw_frame(iface: &str, frame: &[u8]) -> Result<(), LabError> {
+        use nix::libc;
+        use nix::sys::socket::{LinkAddr, SockaddrLike};
+
+        let einval = LabError::Sys { call: "sendto(AF_PACKET)", errno: nix::errno::Errno::EINVAL };
+        let ethertype = frame.get(12..14).and_then(|t| <[u8; 2]>::try_from(t).ok());
+        let (Some(dst), Some(ethertype)) = (frame.first_chunk::<6>(), ethertype) else { return Err(einval) };
+        let ifindex = nix::net::if_::if_nametoindex(iface).map_err(sys("if_nametoindex"))?;
+        let fd = socket::socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(sys("socket(AF_PACKET)"))?;
+        // SAFETY: all-zero bytes are a valid sockaddr_ll (a plain C struct of integers).
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        // Network order, as the kernel reads it.
+        sll.sll_protocol = u16::from_ne_bytes(ethertype);
+        sll.sll_ifindex = i32::try_from(ifindex).map_err(|_| einval)?;
+        sll.sll_halen = 6;
+        for (slot, byte) in sll.sll_addr.iter_mut().zip(dst) {
+            *slot = *byte;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `sll` is an initialised sockaddr_ll of `len` bytes that outlives the call.
+        let to = unsafe { LinkAddr::from_raw((&sll as *const libc::sockaddr_ll).cast(), Some(len)) }
+            .ok_or(LabError::Sys { call: "sockaddr_ll", errno: nix::errno::Errno::EINVAL })?;
+        socket::sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), frame, &to, MsgFlags::empty())
+            .map_err(sys("sendto(AF_PACKET)"))?;
+        Ok(())
+    }
+
     /// A TCP SYN: a connection attempt nobody answers, abandoned after `wait`
     /// (shorter than the 1 s retransmission timer, so exactly one SYN leaves).
     pub fn tcp_syn(dst: SocketAddr, wait: Duration) {

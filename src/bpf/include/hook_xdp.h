@@ -46,4 +46,17 @@ static __always_inline int xdp_fits_mtu(struct xdp_md *ctx, __u32 l3_len)
 	return l3_len <= mtu;
 }
 
+/*
+ * Moves the frame's start `len` bytes forward (the bytes before it become
+ * headroom). Fails (no change) when less than an Ethernet header would be left.
+ */
+static __always_inline int xdp_shrink_head(struct xdp_md *ctx, __u32 len, void **data, void **data_end)
+{
+	if (bpf_xdp_adjust_head(ctx, (int)len))
+		return -1;
+	/* adjust_head invalidated every packet pointer: the verifier wants them reloaded. */
+	xdp_frame_bounds(ctx, data, data_end);
+	return 0;
+}
+
 #endif /* LNETD_HOOK_XDP_H */

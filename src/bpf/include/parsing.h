@@ -105,4 +105,24 @@ static __always_inline int parse_ipv6(struct hdr_cursor *c, void *data_end, stru
 	return ip6h->nexthdr;
 }
 
+/* Bottom-of-stack bit of a label stack entry in host order (RFC 3032). */
+#define MPLS_LSE_BOTTOM 0x100
+#define MPLS_LSE_LABEL_SHIFT 12
+
+/*
+ * One MPLS label stack entry. Unlike the other parsers it returns 0 (or
+ * PARSE_INVALID when truncated) and hands the entry out in HOST byte order
+ * through *lse: a 32-bit entry does not fit beside a negative sentinel.
+ */
+static __always_inline int parse_mpls_entry(struct hdr_cursor *c, void *data_end, __u32 *lse)
+{
+	__be32 *e = c->pos;
+
+	if ((void *)(e + 1) > data_end)
+		return PARSE_INVALID;
+	*lse = bpf_ntohl(*e);
+	c->pos = e + 1;
+	return 0;
+}
+
 #endif /* LNETD_PARSING_H */
