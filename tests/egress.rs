@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -62,7 +61,7 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
             }
             sock.send_to(&[0xab; 20_000], dst)?;
             // UDP_SEGMENT: one GSO send of 8 segments of 1,000 bytes.
-            set_udp_segment(sock.as_raw_fd(), 1000)?;
+            common::set_udp_segment(&sock, 1000)?;
             sock.send_to(&[0xcd; 8_000], dst)?;
             Ok(())
         });
@@ -104,19 +103,4 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     // one packet of its full length.
     let c = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap();
     assert_eq!(c.labelled.packets as usize, small + fragments + 1, "the route counted every packet the hook labelled");
-}
-
-/// UDP_SEGMENT (linux/udp.h: 103) on a UDP socket: its sends become GSO
-/// super-packets cut into `size`-byte datagrams after the egress hook.
-fn set_udp_segment(fd: i32, size: i32) -> std::io::Result<()> {
-    const SOL_UDP: i32 = 17;
-    const UDP_SEGMENT: i32 = 103;
-    // SAFETY: a valid socket fd and a pointer to an int of the given length.
-    let rc = unsafe {
-        nix::libc::setsockopt(fd, SOL_UDP, UDP_SEGMENT, (&size as *const i32).cast(), std::mem::size_of::<i32>() as u32)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }

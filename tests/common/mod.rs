@@ -286,3 +286,25 @@ pub fn labelled_frames(
         }
     }
 }
+
+/// UDP_SEGMENT (linux/udp.h: 103) on a UDP socket: its sends become GSO
+/// super-packets cut into `size`-byte datagrams in the kernel.
+pub fn set_udp_segment(sock: &std::net::UdpSocket, size: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const SOL_UDP: i32 = 17;
+    const UDP_SEGMENT: i32 = 103;
+    // SAFETY: a valid socket fd and a pointer to an int of the given length.
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            sock.as_raw_fd(),
+            SOL_UDP,
+            UDP_SEGMENT,
+            (&size as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
