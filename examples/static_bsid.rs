@@ -55,6 +55,10 @@ struct Args {
     /// native, generic or auto (native, falling back to generic).
     #[arg(long, default_value = "auto")]
     mode: XdpMode,
+    /// With --iface: xdp (label what the router hands this host and send it
+    /// back) or egress (label this host's own packets leaving the interface).
+    #[arg(long, default_value = "xdp", value_parser = ["xdp", "egress"], requires = "iface")]
+    hook: String,
     /// With --iface: pin the dataplane (maps, link, state) so that it keeps
     /// forwarding after this process exits; `Encapsulator::open` adopts it.
     /// On SIGINT/SIGTERM the example then exits and leaves it running.
@@ -143,7 +147,7 @@ fn stats_line(s: &Stats) -> String {
 fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
     let builder = Encapsulator::builder().ttl_mode(args.ttl);
     let builder = if args.pin { builder.pinned() } else { builder };
-    let enc = builder.attach(iface, args.mode)?;
+    let enc = if args.hook == "egress" { builder.attach_egress(iface)? } else { builder.attach(iface, args.mode)? };
     let attached = enc.attachment().context("attached")?;
     println!("attached to {iface} in {} mode", attached.mode);
     program(&enc, plan)?;

@@ -175,3 +175,47 @@ fn the_command_end_to_end() {
     fails(&lab.host, &["detach"], 1, "no dataplane of lnetd-host-encap is pinned");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_command_in_host_mode_egress_and_pop() {
+    privileged("the_command_in_host_mode_egress_and_pop");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let _decap_pins = DecapPinGuard(&lab.host);
+    lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "on"]).unwrap();
+    fails(&lab.host, &["attach", "--hook", "egress"], 1, "tso off");
+    lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "off"]).unwrap();
+    let out = ok(&lab.host, &["attach", "--hook", "egress"]);
+    assert!(out.contains("attached to h0 in egress mode"), "{out}");
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    let routes = ok(&lab.host, &["routes"]);
+    assert!(routes.contains("198.51.100.0/24"), "{routes}");
+
+    // The decapsulator beside it (XDP on the same interface).
+    let out = ok(&lab.host, &["pop", "attach", "--labels", "0,2,16002", "--other", "drop", "--mode", "generic"]);
+    assert!(out.contains("popping 0,2,16002") && out.contains("other labels: drop"), "{out}");
+    ok(&lab.host, &["pop", "add", "16005"]);
+    ok(&lab.host, &["pop", "remove", "16002"]);
+    fails(&lab.host, &["pop", "remove", "16002"], 1, "is not popped");
+    assert_eq!(ok(&lab.host, &["pop", "labels"]).lines().collect::<Vec<_>>(), ["0", "2", "16005"]);
+    let stats: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["pop", "stats", "--json"])).unwrap();
+    assert!(stats["popped"]["packets"].is_u64(), "{stats}");
+    fails(&lab.host, &["pop", "add", "3"], 2, "Implicit NULL");
+    ok(&lab.host, &["pop", "detach"]);
+    ok(&lab.host, &["detach"]);
+    assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
+}
+
+/// Removes the decapsulator's pins of the lab's host interface when the test ends.
+struct DecapPinGuard<'a>(&'a Netns);
+
+impl Drop for DecapPinGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(|| {
+            if let Ok(dec) = lnetd_host_encap::Decapsulator::open(VethLab::HOST_IF) {
+                let _ = dec.detach();
+            }
+        });
+    }
+}

@@ -225,3 +225,25 @@ mod tests {
         assert!(e.to_string().contains("expected native, generic or auto"), "{e}");
     }
 }
+
+impl fmt::Display for OtherLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OtherLabels::Pass => "pass",
+            OtherLabels::Drop => "drop",
+        })
+    }
+}
+
+impl FromStr for OtherLabels {
+    type Err = ConfigParseError;
+    /// `pass` or `drop`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_word(
+            s,
+            "policy for other labels",
+            "pass or drop",
+            &[("pass", OtherLabels::Pass), ("drop", OtherLabels::Drop)],
+        )
+    }
+}

@@ -18,8 +18,8 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use lnetd_host_encap::{
-    prefix, AdoptOptions, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, MtuPolicy, Policy, Probe,
-    ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
+    prefix, AdoptOptions, Decapsulator, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, Label, MtuPolicy,
+    OtherLabels, Policy, Probe, ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
 };
 
 /// Push MPLS label stacks (SR-MPLS paths, SR policies) on the packets a router
@@ -54,6 +54,14 @@ struct Cli {
 enum Command {
     /// Load the encapsulator, pin it and attach it to IFACE; it keeps forwarding after this exits.
     Attach {
+        /// xdp: label what the router hands this host and send it back (router on a
+        /// stick); egress: label the host's own packets leaving IFACE (tcx).
+        #[arg(long, default_value = "xdp", value_parser = ["xdp", "egress"])]
+        hook: String,
+        /// With --hook egress: attach even though the NIC segments TCP itself
+        /// (only for NICs known to segment MPLS).
+        #[arg(long)]
+        allow_tso: bool,
         /// auto (native, falling back to generic), native or generic.
         #[arg(long, default_value = "auto", value_parser = xdp_mode())]
         mode: XdpMode,
@@ -78,6 +86,11 @@ enum Command {
     },
     /// Detach from IFACE and remove the pins: traffic goes unlabelled.
     Detach,
+    /// The decapsulator: pop labels on the packets IFACE receives.
+    Pop {
+        #[command(subcommand)]
+        command: PopCommand,
+    },
     /// Move the running dataplane to this build's program (atomic; tables and counters kept).
     Upgrade,
     /// Add or replace the route for PREFIX.
@@ -191,6 +204,42 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum PopCommand {
+    /// Load the decapsulator, pin it and attach it to IFACE (XDP).
+    Attach {
+        /// The labels to pop (comma-separated); default the explicit nulls 0 and 2.
+        #[arg(long, value_delimiter = ',', default_value = "0,2")]
+        labels: Vec<Label>,
+        /// A frame whose top label is not in the set: pass it untouched, or drop it.
+        #[arg(long, default_value = "pass")]
+        other: OtherLabels,
+        /// auto (native, falling back to generic), native or generic.
+        #[arg(long, default_value = "auto", value_parser = xdp_mode())]
+        mode: XdpMode,
+    },
+    /// Detach the decapsulator and remove its pins.
+    Detach,
+    /// Pop LABEL too.
+    Add {
+        /// The label.
+        label: Label,
+    },
+    /// Stop popping LABEL.
+    Remove {
+        /// The label.
+        label: Label,
+    },
+    /// The labels popped.
+    Labels,
+    /// The decapsulator's counters.
+    Stats {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// A failure, printed as one message; exit code 1.
 type Failure = Box<dyn std::error::Error>;
 
@@ -254,8 +303,19 @@ fn xdp_mode() -> impl TypedValueParser<Value = XdpMode> {
 
 fn run(iface: &str, command: Command) -> Result<(), Failure> {
     match command {
-        Command::Attach { mode, ttl, mtu_policy, max_routes_v4, max_routes_v6, max_policies, max_counted_routes } => {
-            let mut builder = Encapsulator::builder().ttl_mode(ttl).mtu_policy(mtu_policy).pinned();
+        Command::Attach {
+            hook,
+            allow_tso,
+            mode,
+            ttl,
+            mtu_policy,
+            max_routes_v4,
+            max_routes_v6,
+            max_policies,
+            max_counted_routes,
+        } => {
+            let mut builder =
+                Encapsulator::builder().ttl_mode(ttl).mtu_policy(mtu_policy).allow_tso(allow_tso).pinned();
             let defaults = (2_097_152, 524_288);
             if max_routes_v4.is_some() || max_routes_v6.is_some() {
                 builder = builder.max_routes(max_routes_v4.unwrap_or(defaults.0), max_routes_v6.unwrap_or(defaults.1));
@@ -266,11 +326,12 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             if let Some(n) = max_counted_routes {
                 builder = builder.max_counted_routes(n);
             }
-            let enc = builder.attach(iface, mode)?;
+            let enc = if hook == "egress" { builder.attach_egress(iface)? } else { builder.attach(iface, mode)? };
             let mode = enc.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
             let pins = enc.pin_dir().map(|p| p.display().to_string()).unwrap_or_default();
             println!("attached to {iface} in {mode} mode; pinned in {pins}");
         }
+        Command::Pop { command } => pop(iface, command)?,
         Command::Detach => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
@@ -427,6 +488,55 @@ fn agent(
         agent::serve(enc, config, shutdown).await
     })?;
     println!("stopped; the dataplane keeps forwarding (pinned)");
+    Ok(())
+}
+
+fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
+    match command {
+        PopCommand::Attach { labels, other, mode } => {
+            let dec = Decapsulator::builder().pop_labels(labels).other_labels(other).pinned().attach(iface, mode)?;
+            let mode = dec.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
+            let labels: Vec<String> = dec.pop_labels()?.iter().map(|l| l.to_string()).collect();
+            println!(
+                "decapsulator attached to {iface} in {mode} mode, popping {}; other labels: {other}",
+                labels.join(",")
+            );
+        }
+        PopCommand::Detach => {
+            Decapsulator::open(iface)?.detach()?;
+            println!("decapsulator detached from {iface}; pins removed");
+        }
+        PopCommand::Add { label } => {
+            Decapsulator::open(iface)?.add_pop_label(label)?;
+            println!("popping {label} on {iface}");
+        }
+        PopCommand::Remove { label } => {
+            if !Decapsulator::open(iface)?.remove_pop_label(label)? {
+                return Err(format!("{label} is not popped on {iface}").into());
+            }
+            println!("no longer popping {label} on {iface}");
+        }
+        PopCommand::Labels => {
+            for label in Decapsulator::open(iface)?.pop_labels()? {
+                println!("{label}");
+            }
+        }
+        PopCommand::Stats { json } => {
+            let stats = Decapsulator::open(iface)?.stats()?;
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = stats
+                    .named()
+                    .iter()
+                    .map(|(n, c)| ((*n).to_owned(), serde_json::json!({ "packets": c.packets, "bytes": c.bytes })))
+                    .collect();
+                println!("{}", serde_json::Value::Object(map));
+            } else {
+                for (name, c) in stats.named() {
+                    println!("{name:<20} {:>14} {:>16}", c.packets, c.bytes);
+                }
+            }
+        }
+    }
     Ok(())
 }
 
