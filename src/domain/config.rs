@@ -201,6 +201,28 @@ impl FromStr for TtlMode {
     }
 }
 
+impl fmt::Display for OtherLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OtherLabels::Pass => "pass",
+            OtherLabels::Drop => "drop",
+        })
+    }
+}
+
+impl FromStr for OtherLabels {
+    type Err = ConfigParseError;
+    /// `pass` or `drop`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_word(
+            s,
+            "policy for other labels",
+            "pass or drop",
+            &[("pass", OtherLabels::Pass), ("drop", OtherLabels::Drop)],
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,27 +245,5 @@ mod tests {
         assert!("256".parse::<TtlMode>().is_err());
         let e = "fast".parse::<XdpMode>().unwrap_err();
         assert!(e.to_string().contains("expected native, generic or auto"), "{e}");
-    }
-}
-
-impl fmt::Display for OtherLabels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OtherLabels::Pass => "pass",
-            OtherLabels::Drop => "drop",
-        })
-    }
-}
-
-impl FromStr for OtherLabels {
-    type Err = ConfigParseError;
-    /// `pass` or `drop`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_word(
-            s,
-            "policy for other labels",
-            "pass or drop",
-            &[("pass", OtherLabels::Pass), ("drop", OtherLabels::Drop)],
-        )
     }
 }
