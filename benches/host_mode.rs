@@ -56,7 +56,9 @@ fn main() {
         std::process::exit(1);
     }
     let lab = VethLab::new().expect("lab");
-    for (ns, dev, peer) in [(&lab.host, VethLab::HOST_IF, VethLab::ROUTER_V4), (&lab.router, VethLab::ROUTER_IF, VethLab::HOST_V4)] {
+    for (ns, dev, peer) in
+        [(&lab.host, VethLab::HOST_IF, VethLab::ROUTER_V4), (&lab.router, VethLab::ROUTER_IF, VethLab::HOST_V4)]
+    {
         ns.exec("ethtool", "ethtool", &["-K", dev, "tso", "off", "gso", "on"]).unwrap();
         ns.ip(&["route", "add", &format!("{peer}/32"), "dev", dev, "mtu", "lock", "1496"]).unwrap();
     }
@@ -67,7 +69,11 @@ fn main() {
         enc.set_label(IpNetwork::from(IpAddr::V4(VethLab::ROUTER_V4)), Label::new(16001).unwrap()).unwrap();
         let dec = lab
             .router
-            .run(|| Decapsulator::builder().pop_labels([Label::new(16001).unwrap()]).attach(VethLab::ROUTER_IF, XdpMode::Generic))
+            .run(|| {
+                Decapsulator::builder()
+                    .pop_labels([Label::new(16001).unwrap()])
+                    .attach(VethLab::ROUTER_IF, XdpMode::Generic)
+            })
             .unwrap()
             .unwrap();
         with.push(throughput(&lab));

@@ -103,4 +103,29 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     // one packet of its full length.
     let c = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap();
     assert_eq!(c.labelled.packets as usize, small + fragments + 1, "the route counted every packet the hook labelled");
+
+    // A 70/30 policy: each flow (here, a source port) takes one list, in proportion.
+    enc.set_policy("203.0.113.0/24".parse().unwrap(), "17001@7,17002@3".parse().unwrap()).unwrap();
+    let stop = AtomicBool::new(false);
+    let flows = 2_000;
+    lab.host.ip(&["route", "add", "203.0.113.0/24", "via", &router, "dev", h0, "mtu", &ROUTE_MTU.to_string()]).unwrap();
+    let (sent, frames) = std::thread::scope(|s| {
+        let receiver = s.spawn(|| common::labelled_frames(&capture, &stop));
+        let sent = lab.host.run(|| -> std::io::Result<()> {
+            for _ in 0..flows {
+                let sock = UdpSocket::bind("0.0.0.0:0")?;
+                sock.send_to(b"flow", SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)), 9001))?;
+            }
+            Ok(())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, receiver.join().unwrap())
+    });
+    sent.expect("namespace").expect("sends");
+    assert_eq!(frames.len(), flows, "every flow's datagram labelled");
+    let first = frames.iter().filter(|(stack, _)| stack[0].label == 17001).count();
+    assert!(frames.iter().all(|(stack, _)| matches!(stack[0].label, 17001 | 17002)));
+    let share = first as f64 / flows as f64;
+    assert!((share - 0.7).abs() < 0.05, "the 7-weight list carried {share:.3} of the flows");
 }
