@@ -129,3 +129,49 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     let share = first as f64 / flows as f64;
     assert!((share - 0.7).abs() < 0.05, "the 7-weight list carried {share:.3} of the flows");
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
+    privileged("a_pinned_egress_dataplane_is_adopted_and_upgraded");
+    let lab = VethLab::new().expect("lab");
+    let h0 = VethLab::HOST_IF;
+    let _pins = common::PinGuard(&lab.host, h0);
+    let router = VethLab::ROUTER_V4.to_string();
+    lab.host.ip(&["route", "add", "198.51.100.0/24", "via", &router, "dev", h0]).unwrap();
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder().pinned().attach_egress(h0).expect("pinned egress");
+            enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
+        })
+        .unwrap();
+    // The process's handle is gone; the egress program goes on labelling.
+    let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();
+    let send = || {
+        lab.host
+            .run(|| UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"x", "198.51.100.7:9000")))
+            .unwrap()
+            .unwrap();
+    };
+    let labels = |capture: &Capture| loop {
+        let f = capture.next(Duration::from_secs(2)).unwrap().expect("a frame");
+        if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) {
+            let (stack, _) = lnetd_host_encap::decode_stack(&f.bytes[14..]).unwrap();
+            return stack.iter().map(|e| e.label).collect::<Vec<_>>();
+        }
+    };
+    send();
+    assert_eq!(labels(&capture), [16001, 16002]);
+    // Adopted by another handle: this build's tc program replaces the running one.
+    let enc = lab.host.run(|| Encapsulator::open(h0)).unwrap().expect("adopt");
+    assert_eq!(enc.attachment().map(|a| a.mode), Some(AttachedMode::Egress));
+    assert_eq!(enc.routes().unwrap().len(), 1);
+    enc.set_label("198.51.100.0/24".parse().unwrap(), lnetd_host_encap::Label::new(17001).unwrap()).unwrap();
+    send();
+    assert_eq!(labels(&capture), [17001]);
+    enc.detach().unwrap();
+    send();
+    let f = capture.next(Duration::from_secs(2)).unwrap().expect("a frame");
+    assert_ne!(f.bytes.get(12..14), Some(&[0x88, 0x47][..]), "unlabelled once detached");
+}

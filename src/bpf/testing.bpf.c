@@ -25,7 +25,7 @@ int xdp_floor(struct xdp_md *ctx)
 	void *data, *data_end;
 
 	hook_frame(ctx, HOOK_XDP, &data, &data_end);
-	if (parse_packet(data, data_end, &pkt) != PACKET_IP || reflect_macs(data, data_end))
+	if (parse_packet(data, data_end, data_end - data, &pkt) != PACKET_IP || reflect_macs(data, data_end))
 		return XDP_PASS;
 	return XDP_TX;
 }

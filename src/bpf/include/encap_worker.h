@@ -55,7 +55,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		goto out;
 	}
 	hook_frame(ctx, hook, &data, &data_end);
-	switch (parse_packet(data, data_end, &pkt)) {
+	switch (parse_packet(data, data_end, bytes, &pkt)) {
 	case PACKET_IP:
 		break;
 	case PACKET_NOT_IP:

@@ -10,17 +10,23 @@
 #include <bpf/bpf_helpers.h>
 
 /*
- * Direct packet access only reaches the linear part of an skb, and the parse
- * stage wants the whole IP packet there (it checks the datagram is complete),
- * so a non-linear skb is made linear first. That copies: a GSO super-packet
- * pays for it in full (see NOTES: TC egress). Called unconditionally: the
- * helper returns at once for a linear, unshared skb, and testing
- * data_end - data here let clang merge the two paths' ctx loads into one
- * through a computed ctx offset, which the verifier rejects.
+ * Bytes the stages read: Ethernet, two VLAN tags, IPv4 with the longest
+ * options (or IPv6) and the L4 ports; IPv6 needs less.
+ */
+#define SKB_HEADERS (14 + 2 * 4 + 60 + 4)
+
+/*
+ * Direct packet access only reaches the linear part of an skb: the headers
+ * the stages read are pulled into it, never the payload (pulling a GSO
+ * super-packet whole would copy up to 64 KiB a packet). Completeness is
+ * judged on skb->len (parse_packet's frame_len). The helper returns at once
+ * when the bytes are already linear, as they are for the host's own TCP.
  */
 static __always_inline int skb_make_linear(struct __sk_buff *skb)
 {
-	return bpf_skb_pull_data(skb, skb->len) ? -1 : 0;
+	__u32 len = skb->len;
+
+	return bpf_skb_pull_data(skb, len < SKB_HEADERS ? len : SKB_HEADERS) ? -1 : 0;
 }
 
 static __always_inline void skb_frame_bounds(struct __sk_buff *skb, void **data, void **data_end)

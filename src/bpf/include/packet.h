@@ -45,7 +45,13 @@ static __always_inline void read_ports(struct packet *pkt, void *l4, void *end, 
 	pkt->has_ports = 1;
 }
 
-static __always_inline enum packet_parse parse_packet(void *data, void *data_end, struct packet *pkt)
+/*
+ * `frame_len` is the whole frame's length, which for an skb may exceed
+ * data_end - data (the tail in pages): completeness is judged on it, every
+ * read on data_end.
+ */
+static __always_inline enum packet_parse parse_packet(void *data, void *data_end, __u64 frame_len,
+						      struct packet *pkt)
 {
 	struct hdr_cursor c = { .pos = data };
 	struct ethhdr *eth;
@@ -59,13 +65,15 @@ static __always_inline enum packet_parse parse_packet(void *data, void *data_end
 		return PACKET_NOT_IP;
 
 	pkt->l2_len = sizeof(struct ethhdr) + vlan_tags * sizeof(struct vlan_hdr);
+	if (frame_len < pkt->l2_len)
+		return PACKET_MALFORMED;
 	pkt->l3_proto = proto;
 	pkt->l2_multicast = eth->h_dest[0] & 1;
 
 	if (proto == ETH_P_IP) {
 		struct iphdr *iph;
 
-		if (parse_ipv4(&c, data_end, &iph) == PARSE_INVALID)
+		if (parse_ipv4(&c, data_end, frame_len - pkt->l2_len, &iph) == PARSE_INVALID)
 			return PACKET_MALFORMED;
 		/* Trailing bytes (Ethernet padding, a trailer) are not part of the packet. */
 		pkt->ip_len = bpf_ntohs(iph->tot_len);
@@ -83,7 +91,7 @@ static __always_inline enum packet_parse parse_packet(void *data, void *data_end
 	} else {
 		struct ipv6hdr *ip6h;
 
-		if (parse_ipv6(&c, data_end, &ip6h) == PARSE_INVALID)
+		if (parse_ipv6(&c, data_end, frame_len - pkt->l2_len, &ip6h) == PARSE_INVALID)
 			return PACKET_MALFORMED;
 		pkt->ip_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		/* The traffic class straddles the first two bytes. */

@@ -62,10 +62,12 @@ static __always_inline int parse_ethernet(struct hdr_cursor *c, void *data_end,
 
 /*
  * IPv4, options included. Valid means: version 4, 20 <= ihl*4 <= tot_len, and
- * the whole datagram (tot_len bytes) present in the frame; bytes past tot_len
- * are Ethernet padding. Returns the L4 protocol.
+ * the whole datagram (tot_len bytes) present in the frame: `avail` is the
+ * frame's length from this header on, which for an skb counts bytes beyond
+ * data_end (the tail may sit in pages the program does not read). Bytes past
+ * tot_len are Ethernet padding. Returns the L4 protocol.
  */
-static __always_inline int parse_ipv4(struct hdr_cursor *c, void *data_end, struct iphdr **out)
+static __always_inline int parse_ipv4(struct hdr_cursor *c, void *data_end, __u32 avail, struct iphdr **out)
 {
 	struct iphdr *iph = c->pos;
 	__u32 hdr_len, tot_len;
@@ -78,7 +80,7 @@ static __always_inline int parse_ipv4(struct hdr_cursor *c, void *data_end, stru
 	tot_len = bpf_ntohs(iph->tot_len);
 	if (hdr_len < sizeof(*iph) || tot_len < hdr_len)
 		return PARSE_INVALID;
-	if (c->pos + tot_len > data_end)
+	if (tot_len > avail || c->pos + hdr_len > data_end)
 		return PARSE_INVALID;
 	c->pos += hdr_len;
 	*out = iph;
@@ -87,10 +89,10 @@ static __always_inline int parse_ipv4(struct hdr_cursor *c, void *data_end, stru
 
 /*
  * IPv6 fixed header. Valid means: version 6 and the 40 + payload_len bytes
- * present. Extension headers are not walked: the destination is all we route
- * on. Returns the next header.
+ * present in the frame (`avail`, as for IPv4). Extension headers are not
+ * walked: the destination is all we route on. Returns the next header.
  */
-static __always_inline int parse_ipv6(struct hdr_cursor *c, void *data_end, struct ipv6hdr **out)
+static __always_inline int parse_ipv6(struct hdr_cursor *c, void *data_end, __u32 avail, struct ipv6hdr **out)
 {
 	struct ipv6hdr *ip6h = c->pos;
 
@@ -98,7 +100,7 @@ static __always_inline int parse_ipv6(struct hdr_cursor *c, void *data_end, stru
 		return PARSE_INVALID;
 	if (ip6h->version != 6)
 		return PARSE_INVALID;
-	if ((void *)(ip6h + 1) + bpf_ntohs(ip6h->payload_len) > data_end)
+	if (sizeof(*ip6h) + (__u32)bpf_ntohs(ip6h->payload_len) > avail)
 		return PARSE_INVALID;
 	c->pos = ip6h + 1;
 	*out = ip6h;
