@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use ipnetwork::IpNetwork;
 
@@ -95,6 +97,61 @@ impl Undo<'_> {
             }
         }
     }
+}
+
+/// Routes a writer thread takes at a time: large enough that the syscall
+/// cost vanishes, small enough that writing overlaps encoding.
+const CHUNK: usize = 65_536;
+
+/// The family and capacity of a route trie, for its "full" error.
+fn trie_family(fib: &Fib, map: &BpfMap) -> (&'static str, u32) {
+    let m = fib.maps();
+    let v4 = IpNetwork::from(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let v6 = IpNetwork::from(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let alt = Table::alternate(1).unwrap_or(Table::Main);
+    let (table, probe) = if std::ptr::eq(map, &m.routes_v4) {
+        (Table::Main, v4)
+    } else if std::ptr::eq(map, &m.routes_v6) {
+        (Table::Main, v6)
+    } else if std::ptr::eq(map, &m.alt_routes_v4) {
+        (alt, v4)
+    } else {
+        (alt, v6)
+    };
+    let (_, family, capacity) = fib.routes_map(table, &probe);
+    (family, capacity)
+}
+
+/// The chunks the writer threads took: the map, the chunk, what the kernel said.
+type Sent<'m> = Mutex<Vec<(&'m BpfMap, Batch, Result<(), RouteError>)>>;
+
+/// A thread that writes one trie's chunks as they come, in order; after a
+/// refusal it writes no more, but records every chunk for the undo.
+fn spawn_writer<'scope, 'env: 'scope, 'm: 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    map: &'m BpfMap,
+    family: &'static str,
+    capacity: u32,
+    sent: &'env Sent<'m>,
+    refused: &'env AtomicBool,
+) -> mpsc::Sender<Batch> {
+    let (tx, rx) = mpsc::channel::<Batch>();
+    scope.spawn(move || {
+        for mut batch in rx {
+            let result = if refused.load(Ordering::Relaxed) {
+                Err(RouteError::Map(MapError { map: map.name(), op: "update_batch", errno: Errno::ECANCELED }))
+            } else {
+                map.update_batch(&batch.keys, &batch.values).map_err(full(family, capacity))
+            };
+            if result.is_err() {
+                refused.store(true, Ordering::Relaxed);
+            }
+            // The undo needs the keys and the old values, not the new ones.
+            batch.values = Vec::new();
+            sent.lock().unwrap_or_else(|p| p.into_inner()).push((map, batch, result));
+        }
+    });
+    tx
 }
 
 /// One map's batch: keys and values laid end to end, and the undo of each.
@@ -260,86 +317,99 @@ impl Fib {
             ops += 1;
         }
 
-        let mut batches: BTreeMap<&'static str, (&BpfMap, Batch, &'static str, u32)> = BTreeMap::new();
+        // Routes are encoded here and written by one thread per trie as
+        // chunks fill: the kernel's insertions (most of a large apply)
+        // overlap the encoding, and the tries are written in parallel. Every
+        // chunk a writer took is recorded, written or not, so that a refusal
+        // anywhere undoes all of it (rewriting what was not written is harmless).
+        let sent: Sent<'a> = Mutex::new(Vec::new());
+        let refused = AtomicBool::new(false);
         let mut slots_of = Vec::with_capacity(plan.upserts.len());
-        for (id, route, _) in &plan.upserts {
-            let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
-            let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-            if slots.route == 0 {
-                slots.route = self.take_slot(rib, taken)?;
-            }
-            while slots.lists.len() < lists {
-                let s = self.take_slot(rib, taken)?;
-                slots.lists.push(s);
-            }
-            let old_policy = rib.policy_of.get(id).copied();
-            // As in Fib::install: in place only when the route's value stays the same.
-            let in_place = lists > 0
-                && old_policy.is_some()
-                && rib.counters_of.get(id).is_some_and(|old| old.route == slots.route)
-                && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route));
-            let policy_id = match (lists, in_place) {
-                (0, _) => None,
-                (_, true) => old_policy,
-                (_, false) => {
-                    let p = rib
-                        .policy_ids
-                        .take()
-                        .ok_or(RouteError::TableFull { family: "policy", capacity: self.config.max_policies })?;
-                    taken.policy_ids.push(p);
-                    Some(p)
+        let encoded = std::thread::scope(|scope| -> Result<(), RouteError> {
+            let mut writers: BTreeMap<&'static str, mpsc::Sender<Batch>> = BTreeMap::new();
+            let mut pending: BTreeMap<&'static str, (&'a BpfMap, Batch)> = BTreeMap::new();
+            let mut zeroed = 0;
+            for (id, route, _) in &plan.upserts {
+                if refused.load(Ordering::Relaxed) {
+                    break;
                 }
-            };
-            let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
-            if let (Some(p), Some(policy)) = (policy_id, policy) {
-                let key = p.to_ne_bytes().to_vec();
-                let old = if in_place { policy_value(rib, id) } else { None };
-                m.policies
-                    .update(&key, abi::bytes_of(policy.as_ref()))
-                    .map_err(full("policy", self.config.max_policies))?;
-                undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
-                ops += 1;
+                let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
+                let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+                if slots.route == 0 {
+                    slots.route = self.take_slot(rib, taken)?;
+                }
+                while slots.lists.len() < lists {
+                    let s = self.take_slot(rib, taken)?;
+                    slots.lists.push(s);
+                }
+                let old_policy = rib.policy_of.get(id).copied();
+                // As in Fib::install: in place only when the route's value stays the same.
+                let in_place = lists > 0
+                    && old_policy.is_some()
+                    && rib.counters_of.get(id).is_some_and(|old| old.route == slots.route)
+                    && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route));
+                let policy_id = match (lists, in_place) {
+                    (0, _) => None,
+                    (_, true) => old_policy,
+                    (_, false) => {
+                        let p = rib
+                            .policy_ids
+                            .take()
+                            .ok_or(RouteError::TableFull { family: "policy", capacity: self.config.max_policies })?;
+                        taken.policy_ids.push(p);
+                        Some(p)
+                    }
+                };
+                let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
+                if let (Some(p), Some(policy)) = (policy_id, policy) {
+                    let key = p.to_ne_bytes().to_vec();
+                    let old = if in_place { policy_value(rib, id) } else { None };
+                    let written = m.policies.update(&key, abi::bytes_of(policy.as_ref()));
+                    undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
+                    written.map_err(full("policy", self.config.max_policies))?;
+                    ops += 1;
+                }
+                let (map, family, capacity) = self.routes_map(id.0, &id.1);
+                let (_, batch) = pending.entry(map.name()).or_insert_with(|| (map, Batch::default()));
+                batch.keys.extend_from_slice(RouteKey::in_table(id.0.id(), id.1).bytes());
+                batch.values.extend_from_slice(abi::bytes_of(&value));
+                batch.undo_old.push(route_value(rib, id));
+                slots_of.push(Written { slots, lists, policy_id });
+                if batch.undo_old.len() >= CHUNK {
+                    let full_batch = std::mem::take(batch);
+                    // The counter slots this chunk names start from zero before any packet meets them.
+                    m.route_counters.zero_percpu_batch(taken.counter_slots.get(zeroed..).unwrap_or_default())?;
+                    zeroed = taken.counter_slots.len();
+                    let tx = writers
+                        .entry(map.name())
+                        .or_insert_with(|| spawn_writer(scope, map, family, capacity, &sent, &refused));
+                    if tx.send(full_batch).is_err() {
+                        break;
+                    }
+                }
             }
-            let (map, family, capacity) = self.routes_map(id.0, &id.1);
-            let batch = batches.entry(map.name()).or_insert_with(|| (map, Batch::default(), family, capacity));
-            batch.1.keys.extend_from_slice(RouteKey::in_table(id.0.id(), id.1).bytes());
-            batch.1.values.extend_from_slice(abi::bytes_of(&value));
-            batch.1.undo_old.push(route_value(rib, id));
-            slots_of.push(Written { slots, lists, policy_id });
-        }
-        m.route_counters.zero_percpu_batch(&taken.counter_slots)?;
-        // Alternate tables before the sources that select them (sources come
-        // next); the four tries are independent, so they are written in
-        // parallel (the kernel's trie insertions are most of a large apply).
-        let batches: Vec<(&BpfMap, Batch, &'static str, u32)> = std::mem::take(&mut batches).into_values().collect();
-        let results: Vec<Result<(), RouteError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batches
-                .iter()
-                .map(|(map, batch, family, capacity)| {
-                    scope.spawn(move || map.update_batch(&batch.keys, &batch.values).map_err(full(family, *capacity)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    // A writer that died says nothing of how much it wrote: treated as refused, all undone.
-                    h.join().unwrap_or(Err(RouteError::Map(MapError {
-                        map: "route tries",
-                        op: "update_batch",
-                        errno: Errno::EIO,
-                    })))
-                })
-                .collect()
+            m.route_counters.zero_percpu_batch(taken.counter_slots.get(zeroed..).unwrap_or_default())?;
+            for (name, (map, batch)) in pending {
+                if batch.undo_old.is_empty() {
+                    continue;
+                }
+                let tx = writers.entry(name).or_insert_with(|| {
+                    let (family, capacity) = trie_family(self, map);
+                    spawn_writer(scope, map, family, capacity, &sent, &refused)
+                });
+                if tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            Ok(())
         });
-        let mut failed = None;
-        for ((map, batch, _, _), result) in batches.into_iter().zip(results) {
+        let mut failed = encoded.err();
+        for (map, batch, result) in sent.into_inner().unwrap_or_else(|p| p.into_inner()) {
             let written = batch.undo_old.len();
-            // A refused batch may have written a prefix of its entries: undo
-            // all of it (deleting what was not written is a no-op).
             undo.push(Undo { map, keys: batch.keys, olds: batch.undo_old });
             match result {
                 Ok(()) => ops += written,
-                Err(e) => failed = Some(e),
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
         if let Some(e) = failed {

@@ -46,11 +46,53 @@ impl Plan<'_> {
 }
 
 /// The changes from `rib` to `desired`. Both sides are maps sorted by
-/// (table, prefix), so one merge walk finds them: no lookup per route.
+/// (table, prefix), so one merge walk finds them: no lookup per route. The
+/// walk is split in two at a fixed key and the halves run in parallel (a
+/// full table is mostly a cache-missing walk).
 pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
-    let mut plan = Plan { dscp: Some(*desired.dscp()).filter(|d| *d != rib.dscp), ..Plan::default() };
-    let mut have = rib.routes.iter().peekable();
-    for (id, route) in desired.routes() {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let split: RouteId =
+        (Table::Main, IpNetwork::V4(ipnetwork::Ipv4Network::from(std::net::Ipv4Addr::new(128, 0, 0, 0))));
+    let (low, high) = std::thread::scope(|s| {
+        let low = s.spawn(|| walk(rib, desired, (Unbounded, Excluded(split))));
+        let high = walk(rib, desired, (Included(split), Unbounded));
+        (low.join(), high)
+    });
+    // The halves are disjoint ranges: concatenated, they are the one walk.
+    let mut plan = low.unwrap_or_else(|_| walk(rib, desired, (Unbounded, Excluded(split))));
+    plan.upserts.extend(high.upserts);
+    plan.set_aside.extend(high.set_aside);
+    plan.removes.extend(high.removes);
+    plan.unchanged += high.unchanged;
+    for (n, m) in plan.trie_entries.iter_mut().zip(high.trie_entries) {
+        *n += m;
+    }
+    plan.policies += high.policies;
+
+    plan.dscp = Some(*desired.dscp()).filter(|d| *d != rib.dscp);
+    // A host address's entry is never a route's to remove (the RIB keeps such routes set aside).
+    plan.removes.retain(|id| !(id.0 == Table::Main && rib.is_local_host(&id.1)));
+    plan.set_aside_removed =
+        rib.shadowed.keys().filter(|p| !desired.routes().contains_key(&(Table::Main, **p))).copied().collect();
+    for (prefix, table) in desired.sources() {
+        match rib.sources.get(prefix) {
+            Some(old) if old == table => plan.unchanged += 1,
+            old => plan.source_upserts.push((*prefix, *table, old.is_some())),
+        }
+    }
+    plan.source_removes = rib.sources.keys().filter(|p| !desired.sources().contains_key(p)).copied().collect();
+    plan
+}
+
+/// The route part of the plan over one key range of both maps.
+fn walk<'a>(
+    rib: &Rib,
+    desired: &'a ValidState,
+    range: (std::ops::Bound<RouteId>, std::ops::Bound<RouteId>),
+) -> Plan<'a> {
+    let mut plan = Plan::default();
+    let mut have = rib.routes.range(range).peekable();
+    for (id, route) in desired.routes().range(range) {
         while let Some((old_id, _)) = have.next_if(|(old_id, _)| *old_id < id) {
             plan.removes.push(*old_id);
         }
@@ -73,17 +115,6 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
         }
     }
     plan.removes.extend(have.map(|(id, _)| *id));
-    // A host address's entry is never a route's to remove (the RIB keeps such routes set aside).
-    plan.removes.retain(|id| !(id.0 == Table::Main && rib.is_local_host(&id.1)));
-    plan.set_aside_removed =
-        rib.shadowed.keys().filter(|p| !desired.routes().contains_key(&(Table::Main, **p))).copied().collect();
-    for (prefix, table) in desired.sources() {
-        match rib.sources.get(prefix) {
-            Some(old) if old == table => plan.unchanged += 1,
-            old => plan.source_upserts.push((*prefix, *table, old.is_some())),
-        }
-    }
-    plan.source_removes = rib.sources.keys().filter(|p| !desired.sources().contains_key(p)).copied().collect();
     plan
 }
 
