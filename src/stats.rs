@@ -94,22 +94,12 @@ impl Stats {
 
     /// All counters added up: every packet the program saw.
     pub fn total(&self) -> Counter {
-        let mut total = Counter::default();
-        for (_, c) in self.named() {
-            total.add(c);
-        }
-        total
+        sum(&self.named())
     }
 
     /// The counters accumulated since `earlier` (saturating, so a reload does not underflow).
     pub fn since(&self, earlier: &Stats) -> Stats {
-        let (mut out, mut then) = (*self, *earlier);
-        for i in 0..encap_counter::ENCAP_CNT__MAX.0 {
-            if let (Some(a), Some(b)) = (out.slot(i), then.slot(i)) {
-                *a = Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) };
-            }
-        }
-        out
+        since(*self, *earlier, encap_counter::ENCAP_CNT__MAX.0, Stats::slot)
     }
 }
 
@@ -176,23 +166,28 @@ impl DecapStats {
 
     /// All counters added up: every packet the program saw.
     pub fn total(&self) -> Counter {
-        let mut total = Counter::default();
-        for (_, c) in self.named() {
-            total.add(c);
-        }
-        total
+        sum(&self.named())
     }
 
     /// The counters accumulated since `earlier` (saturating).
     pub fn since(&self, earlier: &DecapStats) -> DecapStats {
-        let (mut out, mut then) = (*self, *earlier);
-        for i in 0..decap_counter::DECAP_CNT__MAX.0 {
-            if let (Some(a), Some(b)) = (out.slot(i), then.slot(i)) {
-                *a = Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) };
-            }
-        }
-        out
+        since(*self, *earlier, decap_counter::DECAP_CNT__MAX.0, DecapStats::slot)
     }
+}
+
+fn sum(named: &[(&'static str, Counter)]) -> Counter {
+    named.iter().fold(Counter::default(), |total, (_, c)| total.plus(*c))
+}
+
+/// `now - then`, counter by counter (saturating), for a set of `n` counters reached by `slot`.
+fn since<T: Copy>(mut now: T, mut then: T, n: u32, slot: fn(&mut T, u32) -> Option<&mut Counter>) -> T {
+    for i in 0..n {
+        let before = slot(&mut then, i).copied();
+        if let (Some(a), Some(b)) = (slot(&mut now, i), before) {
+            *a = Counter { packets: a.packets.saturating_sub(b.packets), bytes: a.bytes.saturating_sub(b.bytes) };
+        }
+    }
+    now
 }
 
 #[cfg(test)]
