@@ -103,25 +103,6 @@ impl Undo<'_> {
 /// cost vanishes, small enough that writing overlaps encoding.
 const CHUNK: usize = 65_536;
 
-/// The family and capacity of a route trie, for its "full" error.
-fn trie_family(fib: &Fib, map: &BpfMap) -> (&'static str, u32) {
-    let m = fib.maps();
-    let v4 = IpNetwork::from(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let v6 = IpNetwork::from(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-    let alt = Table::alternate(1).unwrap_or(Table::Main);
-    let (table, probe) = if std::ptr::eq(map, &m.routes_v4) {
-        (Table::Main, v4)
-    } else if std::ptr::eq(map, &m.routes_v6) {
-        (Table::Main, v6)
-    } else if std::ptr::eq(map, &m.alt_routes_v4) {
-        (alt, v4)
-    } else {
-        (alt, v6)
-    };
-    let (_, family, capacity) = fib.routes_map(table, &probe);
-    (family, capacity)
-}
-
 /// The chunks the writer threads took: the map, the chunk, what the kernel said.
 type Sent<'m> = Mutex<Vec<(&'m BpfMap, Batch, Result<(), RouteError>)>>;
 
@@ -176,19 +157,14 @@ struct Taken {
     counter_slots: Vec<u32>,
 }
 
+/// The bytes the kernel holds for a route the RIB has installed (for the undo).
 fn route_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
-    let route = rib.routes.get(id)?;
-    let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-    let (value, _) = encode::route(route, rib.policy_of.get(id).copied(), slots.route, &slots.lists);
-    Some(abi::bytes_of(&value).to_vec())
+    encode::installed(rib, id).map(|(value, _)| abi::bytes_of(&value).to_vec())
 }
 
+/// The bytes of an installed policy route's policy (for the undo).
 fn policy_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
-    let route = rib.routes.get(id)?;
-    let policy_id = rib.policy_of.get(id).copied()?;
-    let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-    let (_, policy) = encode::route(route, Some(policy_id), slots.route, &slots.lists);
-    policy.map(|p| abi::bytes_of(p.as_ref()).to_vec())
+    encode::installed(rib, id).and_then(|(_, p)| p).map(|p| abi::bytes_of(p.as_ref()).to_vec())
 }
 
 /// The desired state, borrowed or owned: an owned one's route map becomes
@@ -282,11 +258,7 @@ impl Fib {
                 *c += 1;
             }
         }
-        let v4 = IpNetwork::from(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let v6 = IpNetwork::from(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-        let alt = Table::alternate(1).unwrap_or(Table::Main);
-        for (n, (table, probe)) in count.into_iter().zip([(Table::Main, v4), (Table::Main, v6), (alt, v4), (alt, v6)]) {
-            let (_, family, capacity) = self.routes_map(table, &probe);
+        for (n, (_, family, capacity)) in count.into_iter().zip(self.tries()) {
             if n > capacity as usize {
                 return Err(RouteError::TableFull { family, capacity });
             }
@@ -327,39 +299,18 @@ impl Fib {
         let mut slots_of = Vec::with_capacity(plan.upserts.len());
         let encoded = std::thread::scope(|scope| -> Result<(), RouteError> {
             let mut writers: BTreeMap<&'static str, mpsc::Sender<Batch>> = BTreeMap::new();
-            let mut pending: BTreeMap<&'static str, (&'a BpfMap, Batch)> = BTreeMap::new();
+            let mut pending: BTreeMap<&'static str, (&'a BpfMap, Batch, &'static str, u32)> = BTreeMap::new();
             let mut zeroed = 0;
             for (id, route, _) in &plan.upserts {
                 if refused.load(Ordering::Relaxed) {
                     break;
                 }
-                let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
-                let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-                if slots.route == 0 {
-                    slots.route = self.take_slot(rib, taken)?;
+                let a = self.allocate(rib, *id, route)?;
+                taken.counter_slots.extend_from_slice(&a.fresh);
+                if let (Some(p), false) = (a.policy_id, a.in_place) {
+                    taken.policy_ids.push(p);
                 }
-                while slots.lists.len() < lists {
-                    let s = self.take_slot(rib, taken)?;
-                    slots.lists.push(s);
-                }
-                let old_policy = rib.policy_of.get(id).copied();
-                // As in Fib::install: in place only when the route's value stays the same.
-                let in_place = lists > 0
-                    && old_policy.is_some()
-                    && rib.counters_of.get(id).is_some_and(|old| old.route == slots.route)
-                    && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route));
-                let policy_id = match (lists, in_place) {
-                    (0, _) => None,
-                    (_, true) => old_policy,
-                    (_, false) => {
-                        let p = rib
-                            .policy_ids
-                            .take()
-                            .ok_or(RouteError::TableFull { family: "policy", capacity: self.config.max_policies })?;
-                        taken.policy_ids.push(p);
-                        Some(p)
-                    }
-                };
+                let (slots, lists, policy_id, in_place) = (a.slots, a.lists, a.policy_id, a.in_place);
                 let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
                 if let (Some(p), Some(policy)) = (policy_id, policy) {
                     let key = p.to_ne_bytes().to_vec();
@@ -370,7 +321,8 @@ impl Fib {
                     ops += 1;
                 }
                 let (map, family, capacity) = self.routes_map(id.0, &id.1);
-                let (_, batch) = pending.entry(map.name()).or_insert_with(|| (map, Batch::default()));
+                let (_, batch, _, _) =
+                    pending.entry(map.name()).or_insert_with(|| (map, Batch::default(), family, capacity));
                 batch.keys.extend_from_slice(RouteKey::in_table(id.0.id(), id.1).bytes());
                 batch.values.extend_from_slice(abi::bytes_of(&value));
                 batch.undo_old.push(route_value(rib, id));
@@ -389,14 +341,12 @@ impl Fib {
                 }
             }
             m.route_counters.zero_percpu_batch(taken.counter_slots.get(zeroed..).unwrap_or_default())?;
-            for (name, (map, batch)) in pending {
+            for (name, (map, batch, family, capacity)) in pending {
                 if batch.undo_old.is_empty() {
                     continue;
                 }
-                let tx = writers.entry(name).or_insert_with(|| {
-                    let (family, capacity) = trie_family(self, map);
-                    spawn_writer(scope, map, family, capacity, &sent, &refused)
-                });
+                let tx =
+                    writers.entry(name).or_insert_with(|| spawn_writer(scope, map, family, capacity, &sent, &refused));
                 if tx.send(batch).is_err() {
                     break;
                 }
@@ -457,15 +407,6 @@ impl Fib {
             ops += deleted;
         }
         Ok((ops, slots_of))
-    }
-
-    /// A counter slot (0: none left); zeroed with the others before any
-    /// route names it (a slot never handed out may still hold counts of a
-    /// process killed before it saved the allocation).
-    fn take_slot(&self, rib: &mut Rib, taken: &mut Taken) -> Result<u32, MapError> {
-        let Some(slot) = rib.counter_slots.take() else { return Ok(0) };
-        taken.counter_slots.push(slot);
-        Ok(slot)
     }
 }
 

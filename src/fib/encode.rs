@@ -6,6 +6,7 @@ use crate::abi::{self, types, MAX_LABELS, ROUTE_LOCAL, ROUTE_POLICY, ROUTE_TC_FR
 use crate::domain::label::{LabelStack, LabelStackEntry, TrafficClass};
 use crate::domain::policy::EntropyLabel;
 use crate::domain::route::{Route, Tc};
+use crate::rib::{Rib, RouteId};
 
 /// The Entropy Label Indicator (RFC 6790).
 const ELI: u32 = 7;
@@ -74,6 +75,15 @@ pub(crate) fn route(
         *dst = *src;
     }
     (value, Some(p))
+}
+
+/// The values the RIB says the kernel holds for an installed route: its
+/// route value and, for a policy route, its policy value. `None` when the
+/// RIB has no such route.
+pub(crate) fn installed(rib: &Rib, id: &RouteId) -> Option<(types::route_value, Option<Box<types::policy_value>>)> {
+    let route = rib.routes.get(id)?;
+    let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+    Some(self::route(route, rib.policy_of.get(id).copied(), slots.route, &slots.lists))
 }
 
 /// The never-label entry of a host address.

@@ -21,6 +21,7 @@ use crate::domain::label::DscpMap;
 use crate::domain::prefix;
 use crate::domain::route::{Route, Table};
 use crate::error::{MapError, PinError, RouteError};
+use crate::rib::alloc::CounterSlots;
 use crate::rib::persist::LoadConfig;
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
@@ -44,6 +45,26 @@ pub struct RouteCounters {
 pub(crate) fn same_route_value(old: &Route, new: &Route) -> bool {
     use crate::domain::route::Tc;
     !old.policy.is_plain() && matches!(old.tc, Tc::FromDscp) == matches!(new.tc, Tc::FromDscp)
+}
+
+/// Which route trie a route of `table` for `prefix` lives in: 0 main IPv4,
+/// 1 main IPv6, 2 alternate IPv4, 3 alternate IPv6.
+pub(crate) fn trie_index(table: Table, prefix: &IpNetwork) -> usize {
+    usize::from(table != Table::Main) * 2 + usize::from(prefix.is_ipv6())
+}
+
+/// What [`Fib::allocate`] handed a route about to be written.
+pub(crate) struct Allocation {
+    /// Its counter slots (kept ones and new ones).
+    pub slots: CounterSlots,
+    /// The slots newly taken (to zero, or to give back).
+    pub fresh: Vec<u32>,
+    /// Its segment lists (0: a plain route, no policy).
+    pub lists: usize,
+    /// Its policy id, for a policy route.
+    pub policy_id: Option<u32>,
+    /// The policy id is the route's current one, rewritten in place.
+    pub in_place: bool,
 }
 
 /// Saves the RIB after every accepted change (a pinned dataplane's state file).
@@ -147,13 +168,26 @@ impl Fib {
         f(&self.writer())
     }
 
-    fn routes_map(&self, table: Table, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
+    /// The route tries, in the order [`trie_index`] numbers them, each with
+    /// its family (for "full" errors) and capacity.
+    pub(crate) fn tries(&self) -> [(&BpfMap, &'static str, u32); 4] {
         let m = &self.maps;
-        match (table, prefix) {
-            (Table::Main, IpNetwork::V4(_)) => (&m.routes_v4, "IPv4", self.config.max_routes_v4),
-            (Table::Main, IpNetwork::V6(_)) => (&m.routes_v6, "IPv6", self.config.max_routes_v6),
-            (_, IpNetwork::V4(_)) => (&m.alt_routes_v4, "alternate IPv4", self.config.max_routes_v4),
-            (_, IpNetwork::V6(_)) => (&m.alt_routes_v6, "alternate IPv6", self.config.max_routes_v6),
+        let (v4, v6) = (self.config.max_routes_v4, self.config.max_routes_v6);
+        [
+            (&m.routes_v4, "IPv4", v4),
+            (&m.routes_v6, "IPv6", v6),
+            (&m.alt_routes_v4, "alternate IPv4", v4),
+            (&m.alt_routes_v6, "alternate IPv6", v6),
+        ]
+    }
+
+    fn routes_map(&self, table: Table, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
+        let [main_v4, main_v6, alt_v4, alt_v6] = self.tries();
+        match trie_index(table, prefix) {
+            0 => main_v4,
+            1 => main_v6,
+            2 => alt_v4,
+            _ => alt_v6,
         }
     }
 
@@ -204,38 +238,24 @@ impl Fib {
     fn install(&self, rib: &mut Rib, table: Table, route: &Route) -> Result<(), RouteError> {
         self.bury_policies(rib);
         let id: RouteId = (table, route.prefix);
-        let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
-        let (slots, fresh) = rib.counters_for(id, lists);
-        let give_back = |rib: &mut Rib| fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
-        for s in &fresh {
+        let a = self.allocate(rib, id, route)?;
+        let give_back = |rib: &mut Rib| {
+            a.fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
+            if let (Some(p), false) = (a.policy_id, a.in_place) {
+                rib.policy_ids.give_back(p);
+            }
+        };
+        for s in &a.fresh {
             // A reused slot still holds its last owner's counts.
             if let Err(e) = self.maps.route_counters.zero_percpu(&s.to_ne_bytes()) {
                 give_back(rib);
                 return Err(e.into());
             }
         }
-        let old_id = rib.policy_of.get(&id).copied();
-        let in_place = lists > 0
-            && old_id.is_some()
-            && rib.counters_of.get(&id).is_some_and(|old| old.route == slots.route)
-            && rib.routes.get(&id).is_some_and(|old| same_route_value(old, route));
-        let new_id = match (lists, in_place) {
-            (0, _) => None,
-            (_, true) => old_id,
-            (_, false) => match rib.policy_ids.take() {
-                Some(p) => Some(p),
-                None => {
-                    give_back(rib);
-                    return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
-                }
-            },
-        };
+        let (slots, lists, new_id, in_place) = (a.slots.clone(), a.lists, a.policy_id, a.in_place);
         let (value, policy) = encode::route(route, new_id, slots.route, &slots.lists);
         if let (Some(p), Some(policy)) = (new_id, policy) {
             if let Err(e) = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(policy.as_ref())) {
-                if !in_place {
-                    rib.policy_ids.give_back(p);
-                }
                 give_back(rib);
                 return Err(full("policy", self.config.max_policies)(e));
             }
@@ -246,10 +266,11 @@ impl Fib {
         // the new policy.
         if !in_place {
             if let Err(e) = self.write(table, &route.prefix, &value) {
+                // The new policy was written: it is deleted, and its id freed, after a grace period.
                 if let Some(p) = new_id {
                     self.forget_policy(rib, p);
                 }
-                give_back(rib);
+                a.fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
                 return Err(e);
             }
         }
@@ -266,6 +287,34 @@ impl Fib {
         rib.keep_counters(id, slots, lists);
         rib.routes.insert(id, route.clone());
         Ok(())
+    }
+
+    /// A route's counter slots (its own, and new ones for what it lacks) and
+    /// its policy id: the one it has, kept in place only when the route's own
+    /// value stays byte for byte the same (then a packet sees the old policy
+    /// or the new one through the unchanged route); otherwise a fresh id, so
+    /// no packet meets the old route with the new policy. On error nothing
+    /// is taken.
+    pub(crate) fn allocate(&self, rib: &mut Rib, id: RouteId, route: &Route) -> Result<Allocation, RouteError> {
+        let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
+        let (slots, fresh) = rib.counters_for(id, lists);
+        let old_id = rib.policy_of.get(&id).copied();
+        let in_place = lists > 0
+            && old_id.is_some()
+            && rib.counters_of.get(&id).is_some_and(|old| old.route == slots.route)
+            && rib.routes.get(&id).is_some_and(|old| same_route_value(old, route));
+        let policy_id = match (lists, in_place) {
+            (0, _) => None,
+            (_, true) => old_id,
+            (_, false) => match rib.policy_ids.take() {
+                Some(p) => Some(p),
+                None => {
+                    fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
+                    return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
+                }
+            },
+        };
+        Ok(Allocation { slots, fresh, lists, policy_id, in_place })
     }
 
     /// Deletes the policies whose grace period is over.

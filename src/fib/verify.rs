@@ -100,25 +100,20 @@ fn describe_route(key: &[u8]) -> String {
     }
 }
 
-/// The route tries' entries the RIB implies, per map name.
-fn expected_routes(rib: &Rib) -> BTreeMap<&'static str, Entries> {
-    let mut out: BTreeMap<&'static str, Entries> = BTreeMap::new();
+/// The route tries' entries the RIB implies, by `trie_index`.
+fn expected_routes(rib: &Rib) -> [Entries; 4] {
+    let mut out: [Entries; 4] = Default::default();
     let mut put = |table: Table, prefix: IpNetwork, value: &types::route_value| {
-        let map = match (table, prefix.is_ipv4()) {
-            (Table::Main, true) => "routes_v4",
-            (Table::Main, false) => "routes_v6",
-            (_, true) => "alt_routes_v4",
-            (_, false) => "alt_routes_v6",
-        };
         let key = RouteKey::in_table(table.id(), prefix).bytes().to_vec();
         let entry = describe_route(&key);
-        out.entry(map).or_default().insert(key, (entry, abi::bytes_of(value).to_vec()));
+        if let Some(trie) = out.get_mut(super::trie_index(table, &prefix)) {
+            trie.insert(key, (entry, abi::bytes_of(value).to_vec()));
+        }
     };
-    for ((table, prefix), route) in &rib.routes {
-        let slots = rib.counters_of.get(&(*table, *prefix)).cloned().unwrap_or_default();
-        let (value, _) =
-            encode::route(route, rib.policy_of.get(&(*table, *prefix)).copied(), slots.route, &slots.lists);
-        put(*table, *prefix, &value);
+    for id in rib.routes.keys() {
+        if let Some((value, _)) = encode::installed(rib, id) {
+            put(id.0, id.1, &value);
+        }
     }
     for addr in &rib.local {
         put(Table::Main, IpNetwork::from(*addr), &encode::local());
@@ -162,22 +157,17 @@ impl Fib {
     fn fixes(&self, rib: &Rib) -> Result<Vec<Fix<'_>>, MapError> {
         let maps = self.maps();
         let mut out = Vec::new();
-        let mut want = expected_routes(rib);
-        for map in [&maps.routes_v4, &maps.routes_v6, &maps.alt_routes_v4, &maps.alt_routes_v6] {
-            let expected = want.remove(map.name()).unwrap_or_default();
+        for (expected, (map, _, _)) in expected_routes(rib).into_iter().zip(self.tries()) {
             out.extend(compare(map, expected, dump(map, describe_route)?, |_| false));
         }
 
         let mut policies = Entries::new();
         for (id, policy_id) in &rib.policy_of {
-            if let Some(route) = rib.routes.get(id) {
-                let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-                if let (_, Some(p)) = encode::route(route, Some(*policy_id), slots.route, &slots.lists) {
-                    policies.insert(
-                        policy_id.to_ne_bytes().to_vec(),
-                        (format!("policy {policy_id} of {}", id.1), abi::bytes_of(p.as_ref()).to_vec()),
-                    );
-                }
+            if let Some((_, Some(p))) = encode::installed(rib, id) {
+                policies.insert(
+                    policy_id.to_ne_bytes().to_vec(),
+                    (format!("policy {policy_id} of {}", id.1), abi::bytes_of(p.as_ref()).to_vec()),
+                );
             }
         }
         // Retired policies stay until their grace period is over.

@@ -25,8 +25,8 @@ pub(crate) struct Plan<'a> {
     pub removes: Vec<RouteId>,
     /// Routes, set-aside routes and sources already as wanted.
     pub unchanged: usize,
-    /// Entries the desired state puts in each trie: [main v4, main v6,
-    /// alternate v4, alternate v6] (set-aside routes not counted).
+    /// Entries the desired state puts in each trie, by `fib::trie_index`
+    /// (set-aside routes not counted).
     pub trie_entries: [usize; 4],
     /// Routes of the desired state that need a policy entry.
     pub policies: usize,
@@ -104,8 +104,7 @@ fn walk<'a>(
             }
             continue;
         }
-        let trie = usize::from(id.0 != Table::Main) * 2 + usize::from(id.1.is_ipv6());
-        if let Some(n) = plan.trie_entries.get_mut(trie) {
+        if let Some(n) = plan.trie_entries.get_mut(crate::fib::trie_index(id.0, &id.1)) {
             *n += 1;
         }
         plan.policies += usize::from(!route.policy.is_plain());
