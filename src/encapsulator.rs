@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use crate::abi::types::encap_limits;
 use crate::dataplane::pins::{OwnerLock, PinDir, PinRoots};
 use crate::dataplane::{self, Loaded, Program};
-use crate::domain::config::{AttachedMode, MtuPolicy, TtlMode, XdpMode};
+use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
 use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
 use crate::domain::label::{DscpMap, Label, LabelStack};
 use crate::domain::policy::Policy;
@@ -54,6 +54,9 @@ impl Default for EncapsulatorBuilder {
                 max_routes_v6: encap_limits::ENCAP_DEFAULT_MAX_ROUTES_V6.0,
                 max_policies: encap_limits::ENCAP_DEFAULT_MAX_POLICIES.0,
                 max_counted_routes: encap_limits::ENCAP_DEFAULT_COUNTED_ROUTES.0,
+                lookup: Ipv4Lookup::default(),
+                dir_groups: encap_limits::ENCAP_DEFAULT_DIR_GROUPS.0,
+                route_values: encap_limits::ENCAP_DEFAULT_ROUTE_VALUES.0,
             },
             pin: None,
             allow_tso: false,
@@ -74,8 +77,31 @@ impl EncapsulatorBuilder {
         self
     }
 
+    /// How the main IPv4 table is looked up (default [`Ipv4Lookup::Dir24_8`]:
+    /// flat cost, fixed memory; [`Ipv4Lookup::LpmTrie`] where memory is tight).
+    pub fn lookup(mut self, lookup: Ipv4Lookup) -> Self {
+        self.config.lookup = lookup;
+        self
+    }
+
+    /// DIR-24-8: how many /24s may hold prefixes longer than /24 (host
+    /// routes and host addresses count), 1 KiB each (default 8,191).
+    pub fn dir_groups(mut self, n: u32) -> Self {
+        self.config.dir_groups = n.saturating_add(1);
+        self
+    }
+
+    /// DIR-24-8: how many distinct IPv4 route values (label stack, policy,
+    /// traffic class) the table holds, 80 bytes each (default 131,071);
+    /// routes with the same value share one whatever their prefix.
+    pub fn max_route_values(mut self, n: u32) -> Self {
+        self.config.route_values = n.saturating_add(1);
+        self
+    }
+
     /// Capacity of the IPv4 and IPv6 route tables (defaults 2,097,152 and
-    /// 524,288). Memory is used per route present, not per capacity.
+    /// 524,288). LPM tries use memory per route present; DIR-24-8 16 bytes
+    /// per IPv4 route of capacity.
     pub fn max_routes(mut self, v4: u32, v6: u32) -> Self {
         self.config.max_routes_v4 = v4;
         self.config.max_routes_v6 = v6;
@@ -477,7 +503,7 @@ impl Encapsulator {
             link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
-        let fib = Fib::adopted(maps, config, rib, options.read_only);
+        let fib = Fib::adopted(maps, config, rib, options.read_only)?;
         if !options.read_only {
             fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
             // A process killed between a kernel write and saving its state left

@@ -33,6 +33,48 @@ enum encap_limits {
 	ENCAP_DEFAULT_MAX_POLICIES = 1 << 16,
 	/* Default size of the per-route counter array (index 0: not counted). */
 	ENCAP_DEFAULT_COUNTED_ROUTES = 1 << 16,
+	/*
+	 * DIR-24-8 (the main IPv4 table, see struct dir_prefix): default number
+	 * of 256-entry groups for prefixes longer than /24, and of distinct route
+	 * values (routes with the same labels share one).
+	 */
+	ENCAP_DEFAULT_DIR_GROUPS = 1 << 13,
+	ENCAP_DEFAULT_ROUTE_VALUES = 1 << 17,
+};
+
+/*
+ * How the main IPv4 table is looked up (rodata `lookup_v4`).
+ *
+ * DIR-24-8: `dir4_tbl24` has one u32 entry per /24 (indexed by the top 24
+ * bits of the destination); an entry with DIR_GROUP set points at a group of
+ * 256 entries in `dir4_tbl8` (indexed by the last 8 bits) for /24s that hold
+ * longer prefixes. Any other non-zero entry is a leaf: DIR_DEPTH_SHIFT holds
+ * the covering prefix's length (user space's bookkeeping, ignored here) and
+ * the low bits the prefix's slot in `dir4_prefixes` (slot 0: no route). Two array reads at
+ * most, whatever the table size; user space derives every entry from its RIB.
+ */
+enum encap_lookup {
+	ENCAP_LOOKUP_LPM = 0,   /* the kernel's LPM trie (memory follows the routes) */
+	ENCAP_LOOKUP_DIR24 = 1, /* DIR-24-8 in array maps (64 MiB fixed, flat cost) */
+};
+
+enum encap_dir {
+	DIR_GROUP = 1u << 31,
+	DIR_DEPTH_SHIFT = 24,
+	DIR_SLOT_MASK = (1u << 24) - 1,
+	/* tbl24 entries per array element (array elements are 8-byte aligned:
+	 * one u32 per element would double the memory). */
+	DIR_BLOCK = 16,
+};
+
+/* DIR_BLOCK consecutive tbl24 entries. */
+struct dir_block {
+	__u32 entry[DIR_BLOCK];
+};
+
+/* The 256 entries of one /24 that holds prefixes longer than /24. */
+struct dir_group {
+	__u32 entry[256];
 };
 
 /* route_value.flags */
@@ -168,6 +210,20 @@ struct policy_value {
 	__u32 list_counter[ENCAP_MAX_SEGMENT_LISTS]; /* route_counters slots per list; 0: not counted */
 };
 
+/*
+ * A DIR-24-8 prefix: its route value (shared by every prefix with the same
+ * labels) and its counter slot, read by the program as one 8-byte word so a
+ * route change (both rewritten by one 8-byte store) is atomic per packet. The
+ * prefix itself is user space's, to find its slots again after adoption.
+ */
+struct dir_prefix {
+	__u32 value;      /* index into dir4_values */
+	__u32 counter_id; /* index into route_counters; 0: not counted */
+	__u8 addr[4];     /* the prefix (network order); not read by the program */
+	__u8 len;         /* its length; 0xff: a free slot */
+	__u8 pad[3];
+};
+
 /* Per-CPU counter value. */
 struct counter_value {
 	__u64 packets;
@@ -183,6 +239,9 @@ _Static_assert(sizeof(struct route_value) == 8 + sizeof(struct segment_list) + 4
 _Static_assert(sizeof(struct policy_value) == 1024 + 8 * sizeof(struct segment_list) + 8 * 4,
 	       "policy_value layout");
 _Static_assert(sizeof(struct counter_value) == 16, "counter_value layout");
+_Static_assert(sizeof(struct dir_prefix) == 16, "dir_prefix layout");
+_Static_assert(sizeof(struct dir_block) == 64, "dir_block layout");
+_Static_assert(sizeof(struct dir_group) == 1024, "dir_group layout");
 _Static_assert(sizeof(struct dscp_map) == 64, "dscp_map layout");
 
 #endif /* LNETD_ENCAP_SHARED_H */

@@ -15,7 +15,7 @@ use libbpf_rs::ErrorKind;
 use nix::errno::Errno;
 
 use crate::abi::{encap, types};
-use crate::domain::config::{MtuPolicy, TtlMode};
+use crate::domain::config::{Ipv4Lookup, MtuPolicy, TtlMode};
 use crate::error::{LoadError, MapError};
 use crate::rib::persist::LoadConfig;
 use crate::sys::map::BpfMap;
@@ -65,6 +65,10 @@ macro_rules! map_set {
 
 map_set!(
     routes_v4,
+    dir4_tbl24,
+    dir4_tbl8,
+    dir4_prefixes,
+    dir4_values,
     routes_v6,
     sources_v4,
     sources_v6,
@@ -76,6 +80,11 @@ map_set!(
     dscp_tc,
     counters,
 );
+
+/// Elements of `dir4_tbl24`: one per DIR_BLOCK /24s.
+pub(crate) const DIR_TBL24_ELEMENTS: u32 = (1 << 24) / types::encap_dir::DIR_BLOCK.0;
+/// Slots a DIR-24-8 entry can name (its low 24 bits; 0 is "no route").
+pub(crate) const DIR_MAX_SLOTS: u32 = types::encap_dir::DIR_SLOT_MASK.0;
 
 fn kernel(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
     move |source| LoadError::Kernel { step, source }
@@ -95,6 +104,12 @@ pub(crate) fn validate(config: &LoadConfig) -> Result<(), LoadError> {
     }
     if config.max_routes_v4 == 0 || config.max_routes_v6 == 0 || config.max_policies == 0 {
         return Err(LoadError::Config("route and policy table capacities must be at least 1"));
+    }
+    if config.max_routes_v4 >= DIR_MAX_SLOTS && config.lookup == Ipv4Lookup::Dir24_8 {
+        return Err(LoadError::Config("DIR-24-8 holds at most 16,777,214 IPv4 routes; lower max_routes"));
+    }
+    if config.dir_groups < 2 || config.route_values < 2 {
+        return Err(LoadError::Config("DIR-24-8 needs at least 1 group and 1 route value"));
     }
     Ok(())
 }
@@ -145,9 +160,23 @@ fn load_object(
         MtuPolicy::Drop => types::encap_mtu_policy::ENCAP_MTU_DROP,
         MtuPolicy::Pass => types::encap_mtu_policy::ENCAP_MTU_PASS,
     };
+    rodata.lookup_v4 = match config.lookup {
+        Ipv4Lookup::Dir24_8 => types::encap_lookup::ENCAP_LOOKUP_DIR24,
+        Ipv4Lookup::LpmTrie => types::encap_lookup::ENCAP_LOOKUP_LPM,
+    };
+    // The structure not chosen keeps one entry per map (maps cannot be absent).
+    let dir = config.lookup == Ipv4Lookup::Dir24_8;
+    let (lpm_v4, tbl24, groups, prefixes, values) = match dir {
+        true => (1, DIR_TBL24_ELEMENTS, config.dir_groups, config.max_routes_v4.saturating_add(1), config.route_values),
+        false => (config.max_routes_v4, 1, 1, 1, 1),
+    };
     let maps = &mut open.maps;
     for (map, entries, step) in [
-        (&mut maps.routes_v4, config.max_routes_v4, "sizing routes_v4"),
+        (&mut maps.routes_v4, lpm_v4, "sizing routes_v4"),
+        (&mut maps.dir4_tbl24, tbl24, "sizing dir4_tbl24"),
+        (&mut maps.dir4_tbl8, groups, "sizing dir4_tbl8"),
+        (&mut maps.dir4_prefixes, prefixes, "sizing dir4_prefixes"),
+        (&mut maps.dir4_values, values, "sizing dir4_values"),
         (&mut maps.routes_v6, config.max_routes_v6, "sizing routes_v6"),
         (&mut maps.alt_routes_v4, config.max_routes_v4, "sizing alt_routes_v4"),
         (&mut maps.alt_routes_v6, config.max_routes_v6, "sizing alt_routes_v6"),

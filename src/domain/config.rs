@@ -32,6 +32,22 @@ pub enum MtuPolicy {
     Pass,
 }
 
+/// How the main IPv4 table is looked up per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Ipv4Lookup {
+    /// DIR-24-8 in array maps: one read for prefixes up to /24, two beyond,
+    /// whatever the table size. The default. Fixed memory: 64 MiB for the
+    /// /24 table, plus 1 KiB per /24 that holds longer prefixes
+    /// ([`crate::EncapsulatorBuilder::dir_groups`]), 16 bytes per route of
+    /// capacity and 80 bytes per distinct route value
+    /// ([`crate::EncapsulatorBuilder::max_route_values`]).
+    #[default]
+    Dir24_8,
+    /// The kernel's LPM trie: memory grows with the routes present (about
+    /// 110 bytes each), lookups slow down as the table grows.
+    LpmTrie,
+}
+
 /// What a [`crate::Decapsulator`] does with a frame carrying a label that is
 /// not in its pop set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -173,6 +189,23 @@ impl FromStr for MtuPolicy {
     /// `drop` or `pass`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse_word(s, "MTU policy", "drop or pass", &[("drop", MtuPolicy::Drop), ("pass", MtuPolicy::Pass)])
+    }
+}
+
+impl fmt::Display for Ipv4Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ipv4Lookup::Dir24_8 => "dir24-8",
+            Ipv4Lookup::LpmTrie => "lpm",
+        })
+    }
+}
+
+impl FromStr for Ipv4Lookup {
+    type Err = ConfigParseError;
+    /// `dir24-8` or `lpm`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_word(s, "lookup", "dir24-8 or lpm", &[("dir24-8", Ipv4Lookup::Dir24_8), ("lpm", Ipv4Lookup::LpmTrie)])
     }
 }
 

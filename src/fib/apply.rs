@@ -25,7 +25,7 @@ use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
 use crate::rib::diff::{self, Plan};
 use crate::rib::{Rib, RouteId};
-use crate::sys::map::BpfMap;
+use super::table::RouteTable;
 
 /// What an apply did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl fmt::Display for ApplyReport {
 
 /// Writes to undo: keys laid end to end, and what each had before (`None`: nothing).
 struct Undo<'a> {
-    map: &'a BpfMap,
+    map: &'a dyn RouteTable,
     keys: Vec<u8>,
     olds: Vec<Option<Vec<u8>>>,
 }
@@ -104,13 +104,13 @@ impl Undo<'_> {
 const CHUNK: usize = 65_536;
 
 /// The chunks the writer threads took: the map, the chunk, what the kernel said.
-type Sent<'m> = Mutex<Vec<(&'m BpfMap, Batch, Result<(), RouteError>)>>;
+type Sent<'m> = Mutex<Vec<(&'m dyn RouteTable, Batch, Result<(), RouteError>)>>;
 
 /// A thread that writes one trie's chunks as they come, in order; after a
 /// refusal it writes no more, but records every chunk for the undo.
 fn spawn_writer<'scope, 'env: 'scope, 'm: 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    map: &'m BpfMap,
+    map: &'m dyn RouteTable,
     family: &'static str,
     capacity: u32,
     sent: &'env Sent<'m>,
@@ -299,7 +299,7 @@ impl Fib {
         let mut slots_of = Vec::with_capacity(plan.upserts.len());
         let encoded = std::thread::scope(|scope| -> Result<(), RouteError> {
             let mut writers: BTreeMap<&'static str, mpsc::Sender<Batch>> = BTreeMap::new();
-            let mut pending: BTreeMap<&'static str, (&'a BpfMap, Batch, &'static str, u32)> = BTreeMap::new();
+            let mut pending: BTreeMap<&'static str, (&'a dyn RouteTable, Batch, &'static str, u32)> = BTreeMap::new();
             let mut zeroed = 0;
             for (id, route, _) in &plan.upserts {
                 if refused.load(Ordering::Relaxed) {
@@ -388,7 +388,7 @@ impl Fib {
             ops += 1;
         }
 
-        let mut deletes: BTreeMap<&'static str, (&BpfMap, Batch)> = BTreeMap::new();
+        let mut deletes: BTreeMap<&'static str, (&dyn RouteTable, Batch)> = BTreeMap::new();
         for id in &plan.removes {
             let (map, _, _) = self.routes_map(id.0, &id.1);
             let entry = deletes.entry(map.name()).or_insert_with(|| (map, Batch::default()));

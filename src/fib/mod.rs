@@ -4,8 +4,10 @@
 //! accepted it; a refused change leaves both as they were.
 
 pub(crate) mod apply;
+pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;
+pub(crate) mod table;
 pub(crate) mod verify;
 
 use std::collections::BTreeSet;
@@ -25,8 +27,11 @@ use crate::rib::alloc::CounterSlots;
 use crate::rib::persist::LoadConfig;
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
+use crate::domain::config::Ipv4Lookup;
 use crate::sys::map::BpfMap;
+use dir24_8::Dir24_8;
 use key::RouteKey;
+use table::RouteTable;
 
 /// Per-route counters: what the route labelled, in total and per segment list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -79,6 +84,8 @@ pub(crate) struct Fib {
     saver: Mutex<Option<Saver>>,
     /// Adopted only to read: every change is refused.
     read_only: bool,
+    /// The main IPv4 table, when it is DIR-24-8 (else the LPM trie `routes_v4`).
+    dir: Option<Dir24_8>,
 }
 
 impl std::fmt::Debug for Fib {
@@ -87,11 +94,13 @@ impl std::fmt::Debug for Fib {
     }
 }
 
-fn full(family: &'static str, capacity: u32) -> impl FnOnce(MapError) -> RouteError {
-    move |e| match e.errno {
+fn full<E: Into<RouteError>>(family: &'static str, capacity: u32) -> impl FnOnce(E) -> RouteError {
+    move |e| match e.into() {
         // A full LPM trie is ENOSPC on 6.18, E2BIG on older kernels and for hash maps.
-        Errno::E2BIG | Errno::ENOSPC => RouteError::TableFull { family, capacity },
-        _ => RouteError::Map(e),
+        RouteError::Map(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }) => {
+            RouteError::TableFull { family, capacity }
+        }
+        other => other,
     }
 }
 
@@ -99,12 +108,14 @@ impl Fib {
     /// A FIB over freshly created maps: writes what the RIB says that is not
     /// a route (the DSCP table, the settings).
     pub(crate) fn fresh(maps: EncapMaps, config: LoadConfig) -> Result<Fib, MapError> {
+        let dir = Self::dir(&maps, &config, false)?;
         let fib = Fib {
             maps,
             config,
             rib: Mutex::new(Rib::new(config.max_counted_routes)),
             saver: Mutex::new(None),
             read_only: false,
+            dir,
         };
         fib.write_dscp(&DscpMap::default())?;
         fib.write_settings(&Rib::new(0))?;
@@ -112,8 +123,22 @@ impl Fib {
     }
 
     /// A FIB over maps that already hold what `rib` says (adopted from pins).
-    pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Fib {
-        Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None), read_only }
+    pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Result<Fib, MapError> {
+        let dir = Self::dir(&maps, &config, true)?;
+        Ok(Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None), read_only, dir })
+    }
+
+    /// The DIR-24-8 table over `maps`, when `config` chose it.
+    fn dir(maps: &EncapMaps, config: &LoadConfig, adopt: bool) -> Result<Option<Dir24_8>, MapError> {
+        match config.lookup {
+            Ipv4Lookup::Dir24_8 => Dir24_8::open(maps, config, adopt).map(Some),
+            Ipv4Lookup::LpmTrie => Ok(None),
+        }
+    }
+
+    /// The DIR-24-8 table, when the main IPv4 table is one.
+    pub(crate) fn dir24_8(&self) -> Option<&Dir24_8> {
+        self.dir.as_ref()
     }
 
     pub(crate) fn is_read_only(&self) -> bool {
@@ -170,18 +195,22 @@ impl Fib {
 
     /// The route tries, in the order [`trie_index`] numbers them, each with
     /// its family (for "full" errors) and capacity.
-    pub(crate) fn tries(&self) -> [(&BpfMap, &'static str, u32); 4] {
+    pub(crate) fn tries(&self) -> [(&dyn RouteTable, &'static str, u32); 4] {
         let m = &self.maps;
         let (v4, v6) = (self.config.max_routes_v4, self.config.max_routes_v6);
+        let main_v4: &dyn RouteTable = match &self.dir {
+            Some(dir) => dir,
+            None => &m.routes_v4,
+        };
         [
-            (&m.routes_v4, "IPv4", v4),
+            (main_v4, "IPv4", v4),
             (&m.routes_v6, "IPv6", v6),
             (&m.alt_routes_v4, "alternate IPv4", v4),
             (&m.alt_routes_v6, "alternate IPv6", v6),
         ]
     }
 
-    fn routes_map(&self, table: Table, prefix: &IpNetwork) -> (&BpfMap, &'static str, u32) {
+    fn routes_map(&self, table: Table, prefix: &IpNetwork) -> (&dyn RouteTable, &'static str, u32) {
         let [main_v4, main_v6, alt_v4, alt_v6] = self.tries();
         match trie_index(table, prefix) {
             0 => main_v4,

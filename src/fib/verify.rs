@@ -10,7 +10,7 @@ use crate::abi::{self, types};
 use crate::domain::route::Table;
 use crate::error::{MapError, RouteError};
 use crate::rib::Rib;
-use crate::sys::map::BpfMap;
+use super::table::RouteTable;
 
 /// One way the kernel's maps differ from the RIB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,26 +48,20 @@ impl std::fmt::Display for Difference {
 type Entries = BTreeMap<Vec<u8>, (String, Vec<u8>)>;
 
 /// Every entry of a hash or LPM map.
-fn dump(map: &BpfMap, describe: impl Fn(&[u8]) -> String) -> Result<Entries, MapError> {
-    let mut out = Entries::new();
-    for key in map.keys(usize::MAX)? {
-        if let Some(value) = map.lookup(&key)? {
-            out.insert(key.clone(), (describe(&key), value));
-        }
-    }
-    Ok(out)
+fn dump(map: &dyn RouteTable, describe: impl Fn(&[u8]) -> String) -> Result<Entries, MapError> {
+    Ok(map.entries()?.into_iter().map(|(key, value)| (key.clone(), (describe(&key), value))).collect())
 }
 
 /// A difference, and what makes the kernel agree with the RIB again.
 struct Fix<'a> {
-    map: &'a BpfMap,
+    map: &'a dyn RouteTable,
     key: Vec<u8>,
     /// The value the RIB implies; `None`: the entry must go.
     want: Option<Vec<u8>>,
     difference: Difference,
 }
 
-fn compare<'a>(map: &'a BpfMap, want: Entries, got: Entries, allow_extra: impl Fn(&[u8]) -> bool) -> Vec<Fix<'a>> {
+fn compare<'a>(map: &'a dyn RouteTable, want: Entries, got: Entries, allow_extra: impl Fn(&[u8]) -> bool) -> Vec<Fix<'a>> {
     let mut out = Vec::new();
     let mut fix = |key: Vec<u8>, entry: String, want: Option<Vec<u8>>, kind| {
         out.push(Fix { map, key, want, difference: Difference { map: map.name(), entry, kind } });
@@ -121,11 +115,20 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
     out
 }
 
+/// A /24 whose DIR-24-8 entries are not what its prefixes imply.
+fn structure_difference(block: ipnetwork::Ipv4Network) -> Difference {
+    Difference { map: "dir4_tbl24", entry: block.to_string(), kind: DifferenceKind::Differs }
+}
+
 impl Fib {
     /// Compares every map with the RIB; empty when they agree.
     pub(crate) fn verify(&self) -> Result<Vec<Difference>, MapError> {
         let rib = self.writer();
-        Ok(self.fixes(&rib)?.into_iter().map(|f| f.difference).collect())
+        let mut out: Vec<Difference> = self.fixes(&rib)?.into_iter().map(|f| f.difference).collect();
+        if let Some(dir) = self.dir24_8() {
+            out.extend(dir.inconsistent().into_iter().map(structure_difference));
+        }
+        Ok(out)
     }
 
     /// Makes every map agree with the RIB again (after a process died
@@ -137,9 +140,9 @@ impl Fib {
         let mut fixes = self.fixes(&rib)?;
         // Writes first, policies before the routes that name them; then
         // deletions, routes before the policies they named.
-        let policies = &self.maps().policies;
+        let policies = self.maps().policies.name();
         fixes.sort_by_key(|f| {
-            let is_policy = std::ptr::eq(f.map, policies);
+            let is_policy = f.map.name() == policies;
             (f.want.is_none(), if f.want.is_some() { !is_policy } else { is_policy })
         });
         for f in &fixes {
@@ -151,7 +154,15 @@ impl Fib {
             }
             log::warn!("repaired: {}", f.difference);
         }
-        Ok(fixes.into_iter().map(|f| f.difference).collect())
+        let mut out: Vec<Difference> = fixes.into_iter().map(|f| f.difference).collect();
+        // With every prefix right, the DIR-24-8 entries are repainted from them.
+        if let Some(dir) = self.dir24_8() {
+            let blocks = dir.inconsistent();
+            dir.repaint(&blocks)?;
+            out.extend(blocks.iter().map(|b| structure_difference(*b)));
+            blocks.iter().for_each(|b| log::warn!("repaired: {}", structure_difference(*b)));
+        }
+        Ok(out)
     }
 
     fn fixes(&self, rib: &Rib) -> Result<Vec<Fix<'_>>, MapError> {

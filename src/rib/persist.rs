@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alloc::{CounterSlots, Slots};
 use super::Rib;
-use crate::domain::config::{AttachedMode, MtuPolicy, TtlMode};
+use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode};
 use crate::domain::label::DscpMap;
 use crate::domain::policy::{EntropyLabel, Policy, SegmentList};
 use crate::domain::route::{Route, Table, Tc};
@@ -20,7 +20,7 @@ use crate::domain::route::{Route, Table, Tc};
 /// The state file's format. Bump it when the file or the maps' layout change
 /// in a way an older or newer build cannot read; the crate version is recorded
 /// beside it for the error message.
-pub(crate) const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 2;
 
 /// The load-time settings a dataplane was built with; an adopting process
 /// loads its program with the same ones so that the pinned maps fit.
@@ -35,6 +35,12 @@ pub(crate) struct LoadConfig {
     pub max_routes_v6: u32,
     pub max_policies: u32,
     pub max_counted_routes: u32,
+    #[serde(with = "text")]
+    pub lookup: Ipv4Lookup,
+    /// DIR-24-8: groups of 256 entries for /24s holding longer prefixes.
+    pub dir_groups: u32,
+    /// DIR-24-8: distinct route values.
+    pub route_values: u32,
 }
 
 /// Where a pinned dataplane is attached.

@@ -11,5 +11,6 @@ pub(crate) mod host_addresses;
 pub(crate) mod libbpf_log;
 pub(crate) mod link;
 pub(crate) mod map;
+pub(crate) mod mmap;
 pub(crate) mod privileges;
 pub(crate) mod test_run;

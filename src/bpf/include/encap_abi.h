@@ -14,6 +14,9 @@ const volatile struct {
 	enum encap_limits limits;
 	enum encap_counter counter;
 	enum encap_route_flags route_flags;
+	enum encap_dir dir;
+	struct dir_block dir_block;
+	struct dir_group dir_group;
 } encap_abi = {};
 
 #endif /* LNETD_ENCAP_ABI_H */

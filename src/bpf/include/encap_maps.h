@@ -31,6 +31,43 @@ struct {
 } routes_v6 SEC(".maps");
 
 /*
+ * DIR-24-8 for the main IPv4 table (enum encap_lookup). Memory-mappable: user
+ * space writes entries with plain stores, each an atomic 4- or 8-byte word.
+ * Sized to one entry each when the LPM trie is chosen.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, (1 << 24) / DIR_BLOCK);
+	__type(key, __u32);
+	__type(value, struct dir_block);
+} dir4_tbl24 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, ENCAP_DEFAULT_DIR_GROUPS);
+	__type(key, __u32);
+	__type(value, struct dir_group);
+} dir4_tbl8 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, ENCAP_DEFAULT_MAX_ROUTES_V4);
+	__type(key, __u32);
+	__type(value, struct dir_prefix);
+} dir4_prefixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, ENCAP_DEFAULT_ROUTE_VALUES);
+	__type(key, __u32);
+	__type(value, struct route_value);
+} dir4_values SEC(".maps");
+
+/*
  * Source-aware selection: a source prefix (LPM on the source address) names
  * an alternate table, whose routes live in alt_routes_* keyed by table id and
  * destination. Sized like the main tables; allocated on use.

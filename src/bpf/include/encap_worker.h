@@ -39,6 +39,12 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		.routes_v4 = &alt_routes_v4,
 		.routes_v6 = &alt_routes_v6,
 	};
+	const struct dir4_tables dir4 = {
+		.tbl24 = &dir4_tbl24,
+		.tbl8 = &dir4_tbl8,
+		.prefixes = &dir4_prefixes,
+		.values = &dir4_values,
+	};
 	__u64 bytes = hook_frame_len(ctx, hook);
 	struct policy_value *policy = NULL;
 	const struct segment_list *list;
@@ -46,7 +52,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	struct packet pkt = {};
 	struct l2_copy l2;
 	enum encap_counter verdict;
-	__u32 hash = 0, idx = 0, room;
+	__u32 hash = 0, idx = 0, room, counter_id = 0;
 	__be32 el_bits = 0, tc_bits = 0, ttl_bits;
 	void *data, *data_end;
 
@@ -71,15 +77,18 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	}
 
 	/* The main table first: it holds the host's addresses, which no source overrides. */
-	route = lookup_route(&pkt, &routes_v4, &routes_v6);
+	route = lookup_route(&pkt, &routes_v4, &routes_v6, lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL,
+			     &counter_id);
 	if (route && (route->flags & ENCAP_ROUTE_LOCAL)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;
 		goto out;
 	}
 	if (encap_sources_on()) {
 		alternate = lookup_alternate(&pkt, &alt);
-		if (alternate)
+		if (alternate) {
 			route = alternate;
+			counter_id = alternate->counter_id;
+		}
 	}
 	if (!route) {
 		verdict = ENCAP_CNT_PASS_NO_ROUTE;
@@ -142,7 +151,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		goto out;
 	}
 	verdict = ENCAP_CNT_TX;
-	encap_count_labelled(route->counter_id, bytes);
+	encap_count_labelled(counter_id, bytes);
 	if (policy)
 		encap_count_labelled(policy->list_counter[idx], bytes);
 out:

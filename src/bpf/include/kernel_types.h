@@ -103,6 +103,7 @@ enum bpf_map_type {
 
 /* Map flag: LPM tries must be created without preallocation. */
 #define BPF_F_NO_PREALLOC (1U << 0)
+#define BPF_F_MMAPABLE (1U << 10)
 
 #define ETH_ALEN 6
 #define ETH_P_IP 0x0800

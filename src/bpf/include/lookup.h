@@ -13,20 +13,79 @@
 #include "../encap_shared.h"
 #include "packet.h"
 
-/* The longest-prefix route for the destination in `v4` or `v6`; NULL if none covers it. */
-static __always_inline struct route_value *lookup_route(const struct packet *pkt, void *v4, void *v6)
+/* The DIR-24-8 maps of the main IPv4 table (see enum encap_lookup). */
+struct dir4_tables {
+	void *tbl24, *tbl8, *prefixes, *values;
+};
+
+/*
+ * The route covering an IPv4 destination in DIR-24-8: one read of tbl24, a
+ * second of tbl8 when the /24 holds longer prefixes, then the prefix's slot
+ * and its (shared) value. All array maps: the JIT inlines every lookup.
+ */
+static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const struct dir4_tables *t,
+						       __u32 *counter_id)
 {
+	struct dir_prefix *prefix;
+	struct dir_block *block;
+	struct dir_group *group;
+	__u32 slot, addr, index;
+	__be32 be;
+	__u64 word;
+
+	__builtin_memcpy(&be, dst, sizeof(be));
+	addr = bpf_ntohl(be);
+	index = addr >> 12;
+	block = bpf_map_lookup_elem(t->tbl24, &index);
+	if (!block)
+		return NULL;
+	slot = block->entry[(addr >> 8) & (DIR_BLOCK - 1)];
+	if (slot & DIR_GROUP) {
+		index = slot & DIR_SLOT_MASK;
+		group = bpf_map_lookup_elem(t->tbl8, &index);
+		if (!group)
+			return NULL;
+		slot = group->entry[addr & 0xff];
+	}
+	slot &= DIR_SLOT_MASK;
+	if (!slot)
+		return NULL;
+	prefix = bpf_map_lookup_elem(t->prefixes, &slot);
+	if (!prefix)
+		return NULL;
+	/* Value and counter as one word: user space replaces both with one store. */
+	word = *(volatile __u64 *)prefix;
+	index = (__u32)word;
+	*counter_id = (__u32)(word >> 32);
+	return bpf_map_lookup_elem(t->values, &index);
+}
+
+/*
+ * The longest-prefix route for the destination in the main table: `v4` (an
+ * LPM trie) or, when `dir` is given, DIR-24-8 for IPv4, and `v6`; NULL if
+ * none covers it. `counter_id` gets the route's counter slot.
+ */
+static __always_inline struct route_value *lookup_route(const struct packet *pkt, void *v4, void *v6,
+							const struct dir4_tables *dir, __u32 *counter_id)
+{
+	struct route_value *route;
+
 	if (pkt->l3_proto == ETH_P_IP) {
 		struct route_key_v4 key = { .prefixlen = 32 };
 
+		if (dir)
+			return dir4_lookup(pkt->dst, dir, counter_id);
 		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
-		return bpf_map_lookup_elem(v4, &key);
+		route = bpf_map_lookup_elem(v4, &key);
 	} else {
 		struct route_key_v6 key = { .prefixlen = 128 };
 
 		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
-		return bpf_map_lookup_elem(v6, &key);
+		route = bpf_map_lookup_elem(v6, &key);
 	}
+	if (route)
+		*counter_id = route->counter_id;
+	return route;
 }
 
 /* Source prefix tries and the alternate route tries they select. */

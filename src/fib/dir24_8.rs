@@ -1,0 +1,552 @@
+//! DIR-24-8 for the main IPv4 table (Gupta, Lin, McKeown 1998; DPDK's
+//! rte_lpm): every /24 has an entry in `tbl24`; a /24 that holds longer
+//! prefixes points at a group of 256 entries in `tbl8`. A packet's route is
+//! one or two array reads away whatever the table's size.
+//!
+//! Leaves name a prefix slot; the slot holds the route value's index and the
+//! counter slot in one 8-byte word, so replacing a route is one store, and
+//! routes with the same labels share one value. Adding or removing a prefix
+//! repaints the entries it covers, each an atomic 4-byte store: a packet
+//! sees the old route or the new one, per address. The maps are memory
+//! mapped: a full table is written with plain stores, not syscalls.
+//!
+//! The structure is derived: every entry follows from the set of prefixes,
+//! which is the RIB's. A leaf records its prefix's length, so that painting
+//! a prefix overwrites exactly the entries no longer prefix covers.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard};
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+
+use super::key::RouteKey;
+use super::table::RouteTable;
+use crate::abi::{self, types};
+use crate::dataplane::{EncapMaps, DIR_TBL24_ELEMENTS};
+use crate::error::{MapError, RouteError};
+use crate::rib::alloc::Slots;
+use crate::rib::persist::LoadConfig;
+use crate::sys::mmap::MappedArray;
+
+const GROUP: u32 = types::encap_dir::DIR_GROUP.0;
+const DEPTH_SHIFT: u32 = types::encap_dir::DIR_DEPTH_SHIFT.0;
+const SLOT_MASK: u32 = types::encap_dir::DIR_SLOT_MASK.0;
+const BLOCK: u32 = types::encap_dir::DIR_BLOCK.0;
+/// `dir_prefix.len` of a free slot.
+const FREE: u8 = 0xff;
+/// Bytes of a `route_value`; its counter id is the last word.
+const VALUE_SIZE: usize = std::mem::size_of::<types::route_value>();
+const PREFIX_SIZE: usize = std::mem::size_of::<types::dir_prefix>();
+
+fn leaf(slot: u32, len: u8) -> u32 {
+    (u32::from(len) << DEPTH_SHIFT) | slot
+}
+
+fn is_group(e: u32) -> bool {
+    e & GROUP != 0
+}
+
+/// True when a prefix of `len` may paint over entry `e` (empty, or a
+/// prefix no longer than it).
+fn covers(e: u32, len: u8) -> bool {
+    e == 0 || (e >> DEPTH_SHIFT) & 0x7f <= u32::from(len)
+}
+
+/// The kernel's table, mapped, and the bookkeeping to change it.
+#[derive(Debug)]
+pub(crate) struct Dir24_8 {
+    tbl24: MappedArray,
+    tbl8: MappedArray,
+    prefixes: MappedArray,
+    values: MappedArray,
+    capacity: u32,
+    groups: u32,
+    route_values: u32,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    slot_of: HashMap<Ipv4Network, u32>,
+    slots: Slots,
+    groups: Slots,
+    values: Slots,
+    /// A value's bytes (counter id zero) -> its index and how many prefixes use it.
+    value_index: HashMap<Vec<u8>, (u32, u32)>,
+    /// Index -> bytes, to find the entry above when a prefix lets go.
+    value_bytes: HashMap<u32, Vec<u8>>,
+}
+
+/// A route value without its counter id (what prefixes share), and that id.
+fn split_value(value: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let mut v: types::route_value = abi::from_bytes(value)?;
+    let counter = v.counter_id;
+    v.counter_id = 0;
+    Some((abi::bytes_of(&v).to_vec(), counter))
+}
+
+fn bad(op: &'static str) -> RouteError {
+    RouteError::Map(MapError { map: "dir4_prefixes", op, errno: nix::errno::Errno::EINVAL })
+}
+
+fn decode_key(key: &[u8]) -> Option<Ipv4Network> {
+    match RouteKey::from_v4_bytes(key)? {
+        IpNetwork::V4(p) => Some(p),
+        IpNetwork::V6(_) => None,
+    }
+}
+
+impl Dir24_8 {
+    /// Maps the DIR-24-8 maps of a dataplane loaded with `config`; with
+    /// `adopt`, reads back what an earlier process wrote.
+    pub(crate) fn open(maps: &EncapMaps, config: &LoadConfig, adopt: bool) -> Result<Dir24_8, MapError> {
+        let capacity = config.max_routes_v4.saturating_add(1);
+        let dir = Dir24_8 {
+            tbl24: MappedArray::new(&maps.dir4_tbl24, DIR_TBL24_ELEMENTS as usize, 4 * BLOCK as usize)?,
+            tbl8: MappedArray::new(&maps.dir4_tbl8, config.dir_groups as usize, 1024)?,
+            prefixes: MappedArray::new(&maps.dir4_prefixes, capacity as usize, PREFIX_SIZE)?,
+            values: MappedArray::new(&maps.dir4_values, config.route_values as usize, VALUE_SIZE)?,
+            capacity,
+            groups: config.dir_groups,
+            route_values: config.route_values,
+            state: Mutex::new(State {
+                slot_of: HashMap::new(),
+                slots: Slots::new(capacity),
+                groups: Slots::new(config.dir_groups),
+                values: Slots::new(config.route_values),
+                value_index: HashMap::new(),
+                value_bytes: HashMap::new(),
+            }),
+        };
+        if adopt {
+            dir.read_back();
+        }
+        Ok(dir)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change completes its kernel writes before it records them.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get24(&self, i: u32) -> u32 {
+        self.tbl24.load_u32((i / BLOCK) as usize, ((i % BLOCK) * 4) as usize)
+    }
+
+    fn set24(&self, i: u32, e: u32) {
+        self.tbl24.store_u32((i / BLOCK) as usize, ((i % BLOCK) * 4) as usize, e);
+    }
+
+    fn get8(&self, g: u32, j: u32) -> u32 {
+        self.tbl8.load_u32(g as usize, (j * 4) as usize)
+    }
+
+    fn set8(&self, g: u32, j: u32, e: u32) {
+        self.tbl8.store_u32(g as usize, (j * 4) as usize, e);
+    }
+
+    /// Rebuilds the bookkeeping from the mapped tables (adoption): the
+    /// prefixes from their slots, the values they use, the groups tbl24 names.
+    fn read_back(&self) {
+        let mut st = self.lock();
+        let (mut used_slots, mut used_groups, mut used_values) = (Vec::new(), Vec::new(), Vec::new());
+        for slot in 1..self.capacity {
+            let Some(rec) = self.prefixes.read_bytes(slot as usize, PREFIX_SIZE) else { continue };
+            let Some(rec) = abi::from_bytes::<types::dir_prefix>(&rec) else { continue };
+            if rec.value == 0 || rec.len > 32 {
+                continue;
+            }
+            let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
+            st.slot_of.insert(prefix, slot);
+            used_slots.push(slot);
+            match st.value_bytes.get(&rec.value) {
+                Some(bytes) => {
+                    let bytes = bytes.clone();
+                    if let Some(e) = st.value_index.get_mut(&bytes) {
+                        e.1 += 1;
+                    }
+                }
+                None => {
+                    if let Some(bytes) = self.values.read_bytes(rec.value as usize, VALUE_SIZE) {
+                        st.value_index.insert(bytes.clone(), (rec.value, 1));
+                        st.value_bytes.insert(rec.value, bytes);
+                        used_values.push(rec.value);
+                    }
+                }
+            }
+        }
+        for i in 0..(1u32 << 24) {
+            let e = self.get24(i);
+            if is_group(e) {
+                used_groups.push(e & SLOT_MASK);
+            }
+        }
+        let restore = |used: &mut Vec<u32>, capacity: u32| {
+            used.sort_unstable();
+            let next = used.last().copied().unwrap_or(0);
+            let free = (1..next).filter(|id| used.binary_search(id).is_err()).collect();
+            Slots::restore(next, capacity, free)
+        };
+        st.slots = restore(&mut used_slots, self.capacity);
+        st.groups = restore(&mut used_groups, self.groups);
+        st.values = restore(&mut used_values, self.route_values);
+    }
+
+    /// The value index for `bytes`, shared or new; `None` when the table of
+    /// values is full.
+    fn intern(&self, st: &mut State, bytes: &[u8]) -> Option<u32> {
+        if let Some(e) = st.value_index.get_mut(bytes) {
+            e.1 += 1;
+            return Some(e.0);
+        }
+        let index = st.values.take()?;
+        self.values.write_bytes(index as usize, bytes);
+        st.value_index.insert(bytes.to_vec(), (index, 1));
+        st.value_bytes.insert(index, bytes.to_vec());
+        Some(index)
+    }
+
+    /// One prefix less uses value `index`; the last one frees it (after the
+    /// grace period, for packets still reading it).
+    fn release(&self, st: &mut State, index: u32) {
+        let Some(bytes) = st.value_bytes.get(&index).cloned() else { return };
+        let last = match st.value_index.get_mut(&bytes) {
+            Some(e) => {
+                e.1 = e.1.saturating_sub(1);
+                e.1 == 0
+            }
+            None => false,
+        };
+        if last {
+            st.value_index.remove(&bytes);
+            st.value_bytes.remove(&index);
+            st.values.give_back(index);
+        }
+    }
+
+    fn record(&self, slot: u32) -> Option<types::dir_prefix> {
+        abi::from_bytes(&self.prefixes.read_bytes(slot as usize, PREFIX_SIZE)?)
+    }
+
+    fn set(&self, st: &mut State, prefix: Ipv4Network, value: &[u8]) -> Result<(), RouteError> {
+        let (bytes, counter) = split_value(value).ok_or_else(|| bad("update"))?;
+        if let Some(&slot) = st.slot_of.get(&prefix) {
+            let old = self.record(slot).map(|r| r.value);
+            let index = self.intern(st, &bytes).ok_or(self.values_full())?;
+            // Value and counter in one store: a packet sees the old pair or the new.
+            self.prefixes.store_u64(slot as usize, (u64::from(counter) << 32) | u64::from(index));
+            if let Some(old) = old {
+                self.release(st, old);
+            }
+            return Ok(());
+        }
+        let len = prefix.prefix();
+        let base = u32::from(prefix.network());
+        // Everything this prefix needs is taken before anything is written.
+        let slot = st.slots.take().ok_or(RouteError::TableFull { family: "IPv4", capacity: self.capacity - 1 })?;
+        let index = match self.intern(st, &bytes) {
+            Some(i) => i,
+            None => {
+                st.slots.give_back(slot);
+                return Err(self.values_full());
+            }
+        };
+        let mut new_group = None;
+        if len > 24 && !is_group(self.get24(base >> 8)) {
+            match st.groups.take() {
+                Some(g) => new_group = Some(g),
+                None => {
+                    st.slots.give_back(slot);
+                    self.release(st, index);
+                    return Err(RouteError::TableFull {
+                        family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
+                        capacity: self.groups - 1,
+                    });
+                }
+            }
+        }
+        let rec = types::dir_prefix {
+            value: index,
+            counter_id: counter,
+            addr: prefix.network().octets(),
+            len,
+            pad: [0; 3],
+        };
+        self.prefixes.write_bytes(slot as usize, abi::bytes_of(&rec));
+        let e = leaf(slot, len);
+        if len <= 24 {
+            let start = base >> 8;
+            for i in start..start + (1u32 << (24 - len)) {
+                let old = self.get24(i);
+                if is_group(old) {
+                    let g = old & SLOT_MASK;
+                    for j in 0..256 {
+                        if covers(self.get8(g, j), len) {
+                            self.set8(g, j, e);
+                        }
+                    }
+                } else if covers(old, len) {
+                    self.set24(i, e);
+                }
+            }
+        } else {
+            let i = base >> 8;
+            let g = match new_group {
+                Some(g) => {
+                    // Filled before tbl24 points at it.
+                    let under = self.get24(i);
+                    for j in 0..256 {
+                        self.set8(g, j, under);
+                    }
+                    self.set24(i, GROUP | g);
+                    g
+                }
+                None => self.get24(i) & SLOT_MASK,
+            };
+            let start = base & 0xff;
+            for j in start..start + (1u32 << (32 - len)) {
+                if covers(self.get8(g, j), len) {
+                    self.set8(g, j, e);
+                }
+            }
+        }
+        st.slot_of.insert(prefix, slot);
+        Ok(())
+    }
+
+    fn values_full(&self) -> RouteError {
+        RouteError::TableFull { family: "distinct IPv4 route values (DIR-24-8)", capacity: self.route_values - 1 }
+    }
+
+    /// The entry of the longest prefix shorter than `prefix` that covers it (0: none).
+    fn parent_entry(st: &State, prefix: Ipv4Network) -> u32 {
+        for len in (0..prefix.prefix()).rev() {
+            if let Ok(p) = Ipv4Network::new(prefix.network(), len) {
+                let p = Ipv4Network::new(p.network(), len).unwrap_or(p);
+                if let Some(&slot) = st.slot_of.get(&p) {
+                    return leaf(slot, len);
+                }
+            }
+        }
+        0
+    }
+
+    fn remove(&self, st: &mut State, prefix: Ipv4Network) -> bool {
+        let Some(slot) = st.slot_of.remove(&prefix) else { return false };
+        let len = prefix.prefix();
+        let base = u32::from(prefix.network());
+        let under = Self::parent_entry(st, prefix);
+        let mine = |e: u32| !is_group(e) && e & SLOT_MASK == slot;
+        if len <= 24 {
+            let start = base >> 8;
+            for i in start..start + (1u32 << (24 - len)) {
+                let old = self.get24(i);
+                if is_group(old) {
+                    let g = old & SLOT_MASK;
+                    for j in 0..256 {
+                        if mine(self.get8(g, j)) {
+                            self.set8(g, j, under);
+                        }
+                    }
+                    self.collapse(st, i, g);
+                } else if mine(old) {
+                    self.set24(i, under);
+                }
+            }
+        } else {
+            let i = base >> 8;
+            let e = self.get24(i);
+            if is_group(e) {
+                let g = e & SLOT_MASK;
+                let start = base & 0xff;
+                for j in start..start + (1u32 << (32 - len)) {
+                    if mine(self.get8(g, j)) {
+                        self.set8(g, j, under);
+                    }
+                }
+                self.collapse(st, i, g);
+            }
+        }
+        // Marked free for adoption; its value and counter stay readable for
+        // packets in flight until the slot's grace period is over.
+        self.prefixes.store_u32(slot as usize, 12, u32::from(FREE));
+        if let Some(rec) = self.record(slot) {
+            self.release(st, rec.value);
+        }
+        st.slots.give_back(slot);
+        true
+    }
+
+    /// Replaces group `g` under /24 `i` by one tbl24 entry when its 256
+    /// entries are all the same prefix of /24 or shorter (or empty).
+    fn collapse(&self, st: &mut State, i: u32, g: u32) {
+        let first = self.get8(g, 0);
+        if !covers(first, 24) || (1..256).any(|j| self.get8(g, j) != first) {
+            return;
+        }
+        self.set24(i, first);
+        st.groups.give_back(g);
+    }
+
+    /// The prefix slot the table holds for `addr` (0: no route): the lookup
+    /// the program does, for tests and `explain`.
+    pub(crate) fn lookup(&self, addr: Ipv4Addr) -> u32 {
+        let a = u32::from(addr);
+        let mut e = self.get24(a >> 8);
+        if is_group(e) {
+            e = self.get8(e & SLOT_MASK, a & 0xff);
+        }
+        e & SLOT_MASK
+    }
+
+    /// The prefix in `slot`, if one holds it.
+    pub(crate) fn prefix_of(&self, slot: u32) -> Option<Ipv4Network> {
+        let rec = self.record(slot)?;
+        if rec.value == 0 || rec.len > 32 {
+            return None;
+        }
+        Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len).ok()
+    }
+
+    /// What the entries should be for the prefixes present, recomputed from
+    /// them alone, compared with what they are: the /24s that differ.
+    pub(crate) fn inconsistent(&self) -> Vec<Ipv4Network> {
+        let st = self.lock();
+        let (top, groups) = Self::paint_all(&st.slot_of);
+        let mut out = Vec::new();
+        for i in 0..(1u32 << 24) {
+            let e = self.get24(i);
+            let got = |j: u32| if is_group(e) { self.get8(e & SLOT_MASK, j) } else { e };
+            let want = |j: u32| match groups.get(&i) {
+                Some(g) => g.get(j as usize).copied().unwrap_or(0),
+                None => top.get(i as usize).copied().unwrap_or(0),
+            };
+            if (0..if is_group(e) || groups.contains_key(&i) { 256 } else { 1 }).any(|j| got(j) != want(j)) {
+                if let Ok(block) = Ipv4Network::new(Ipv4Addr::from(i << 8), 24) {
+                    out.push(block);
+                }
+            }
+        }
+        out
+    }
+
+    /// Rewrites the /24s whose entries differ from what the prefixes imply.
+    pub(crate) fn repaint(&self, blocks: &[Ipv4Network]) -> Result<(), RouteError> {
+        let mut st = self.lock();
+        let (top, groups) = Self::paint_all(&st.slot_of);
+        for block in blocks {
+            let i = u32::from(block.network()) >> 8;
+            let e = self.get24(i);
+            match groups.get(&i) {
+                None => {
+                    self.set24(i, top.get(i as usize).copied().unwrap_or(0));
+                    if is_group(e) {
+                        st.groups.give_back(e & SLOT_MASK);
+                    }
+                }
+                Some(want) => {
+                    let g = if is_group(e) {
+                        e & SLOT_MASK
+                    } else {
+                        st.groups.take().ok_or(RouteError::TableFull {
+                            family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
+                            capacity: self.groups - 1,
+                        })?
+                    };
+                    for (j, w) in (0..256).zip(want.iter()) {
+                        self.set8(g, j, *w);
+                    }
+                    self.set24(i, GROUP | g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry from scratch: the /24 leaves, and the 256 leaves of each
+    /// /24 holding a longer prefix. Shorter prefixes first, so longer ones
+    /// paint over them.
+    fn paint_all(slot_of: &HashMap<Ipv4Network, u32>) -> (Vec<u32>, HashMap<u32, Vec<u32>>) {
+        let mut sorted: Vec<(&Ipv4Network, &u32)> = slot_of.iter().collect();
+        sorted.sort_by_key(|(p, _)| p.prefix());
+        let mut top = vec![0u32; 1 << 24];
+        let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (p, &slot) in sorted {
+            let (len, base) = (p.prefix(), u32::from(p.network()));
+            let e = leaf(slot, len);
+            if len <= 24 {
+                let start = base >> 8;
+                for i in start..start + (1u32 << (24 - len)) {
+                    if let Some(t) = top.get_mut(i as usize) {
+                        *t = e;
+                    }
+                    if let Some(g) = groups.get_mut(&i) {
+                        g.iter_mut().for_each(|x| *x = e);
+                    }
+                }
+            } else {
+                let i = base >> 8;
+                let under = top.get(i as usize).copied().unwrap_or(0);
+                let g = groups.entry(i).or_insert_with(|| vec![under; 256]);
+                let start = (base & 0xff) as usize;
+                for x in g.iter_mut().skip(start).take(1 << (32 - len)) {
+                    *x = e;
+                }
+            }
+        }
+        (top, groups)
+    }
+}
+
+impl RouteTable for Dir24_8 {
+    fn name(&self) -> &'static str {
+        "dir4"
+    }
+
+    fn update(&self, key: &[u8], value: &[u8]) -> Result<(), RouteError> {
+        let prefix = decode_key(key).ok_or_else(|| bad("update"))?;
+        self.set(&mut self.lock(), prefix, value)
+    }
+
+    fn update_batch(&self, keys: &[u8], values: &[u8]) -> Result<(), RouteError> {
+        let key_size = std::mem::size_of::<types::route_key_v4>();
+        if keys.len() / key_size != values.len() / VALUE_SIZE {
+            return Err(bad("update_batch"));
+        }
+        let mut st = self.lock();
+        for (key, value) in keys.chunks_exact(key_size).zip(values.chunks_exact(VALUE_SIZE)) {
+            let prefix = decode_key(key).ok_or_else(|| bad("update_batch"))?;
+            self.set(&mut st, prefix, value)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool, RouteError> {
+        let prefix = decode_key(key).ok_or_else(|| bad("delete"))?;
+        Ok(self.remove(&mut self.lock(), prefix))
+    }
+
+    fn delete_batch(&self, keys: &[u8]) -> Result<(), RouteError> {
+        let key_size = std::mem::size_of::<types::route_key_v4>();
+        let mut st = self.lock();
+        for key in keys.chunks_exact(key_size) {
+            let prefix = decode_key(key).ok_or_else(|| bad("delete_batch"))?;
+            self.remove(&mut st, prefix);
+        }
+        Ok(())
+    }
+
+    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MapError> {
+        let st = self.lock();
+        let mut out = Vec::with_capacity(st.slot_of.len());
+        for (prefix, slot) in &st.slot_of {
+            let Some(rec) = self.record(*slot) else { continue };
+            let Some(bytes) = self.values.read_bytes(rec.value as usize, VALUE_SIZE) else { continue };
+            let Some(mut value) = abi::from_bytes::<types::route_value>(&bytes) else { continue };
+            value.counter_id = rec.counter_id;
+            out.push((RouteKey::new(IpNetwork::V4(*prefix)).bytes().to_vec(), abi::bytes_of(&value).to_vec()));
+        }
+        Ok(out)
+    }
+}
