@@ -1,41 +1,43 @@
-//! ns per packet of the encapsulator against the floor program (same parser,
-//! MAC swap, XDP_TX; no lookup, no push) in the same run, with 1, 1,000 and
-//! 100,000 routes, and with 1,000 routes that are 70/30 policies or carry an
-//! entropy label; then per feature of the test fixtures (tests/fixtures), over
-//! that feature's labelled cases with their own routes and frames. Run as
-//! root: `cargo bench --bench xdp_path`.
+//! The per-packet cost of the encapsulator, as the kernel times the program
+//! (BPF_ENABLE_STATS), against the floor program (same parser, MAC swap,
+//! XDP_TX; no lookup, no push) in the same run: for each lookup structure of
+//! the main IPv4 table (DIR-24-8, the LPM trie) at 1, 1,000, 100,000 and
+//! 1,000,000 IPv4 + 200,000 IPv6 BGP-like routes, IPv4 and IPv6 traffic to
+//! destinations spread over the table, stacks of 1, 4 and 16 labels; what
+//! each stage of the path costs (the full program minus a variant without
+//! that stage); the kernel memory of each structure; then per feature of the
+//! test fixtures (tests/fixtures). Run as root: `cargo bench --bench xdp_path`.
 //!
 //! Every run is its own BPF_PROG_TEST_RUN call with a fresh copy of the frame,
 //! so the encapsulator really parses, looks up and pushes each time (with
 //! `repeat` the kernel would hand it its own output, and live-frame mode
 //! recycles rewritten frames; see NOTES). The time is the kernel's own
-//! per-program run time (BPF_ENABLE_STATS), which leaves the syscall out but
-//! includes two clock reads per run: the empty program's column is that
-//! overhead, and "excess" ratios subtract it. Encap, floor and empty runs
-//! interleave; medians over the rounds are reported. Frames come from the test
-//! fixtures' builder (UDP, 64-byte payload) to destinations spread over the
-//! table; the policies are the fixtures' (tests/fixtures/policy.rs's 70/30
-//! list, the default route's label with an entropy label).
+//! per-program run time, which leaves the syscall out but includes two
+//! clock reads per run: the empty program's column is that overhead, and the
+//! "excess" column subtracts the floor. Encap, floor and empty runs
+//! interleave, frame by frame; medians over the rounds are reported.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/fixtures/mod.rs"]
 mod fixtures;
 
-use lnetd_host_encap::testing::BaselineProgram;
-use lnetd_host_encap::{Encapsulator, EntropyLabel, IpNetwork, Route, RunStats, RunTimeStats, XdpAction};
+use std::collections::BTreeMap;
 
-const ROUNDS: usize = 11;
-const RUNS: u32 = 5_000;
+use lnetd_host_encap::testing::{stages, BaselineProgram};
+use lnetd_host_encap::{
+    DscpMap, Encapsulator, IpNetwork, Ipv4Lookup, Label, LabelStack, Route, RunStats, RunTimeStats, Table, ValidState,
+    XdpAction,
+};
+
+const ROUNDS: usize = 7;
+/// Destinations per configuration, spread over the table.
+const FRAMES: usize = 64;
+/// Runs per frame and round.
+const RUNS: u32 = 400;
 /// Rounds and runs per fixture case (many cases, each timed less).
 const FIXTURE_ROUNDS: usize = 5;
 const FIXTURE_RUNS: u32 = 1_000;
-
-/// BGP-like IPv4 prefixes (tests/fixtures/tables.rs): the public sample,
-/// then synthetic ones with its length mix.
-fn bgp_like(n: usize) -> Vec<IpNetwork> {
-    fixtures::tables::bgp_like_v4(n)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -53,6 +55,67 @@ fn timed(runs: u32, stats: impl Fn() -> RunStats, run: impl Fn() -> XdpAction, e
     d.run_time.as_secs_f64() * 1e9 / d.runs as f64
 }
 
+/// A stack of `n` labels.
+fn stack(n: u32) -> LabelStack {
+    LabelStack::new((0..n).map(|i| Label::new(16_000 + i).expect("label")).collect::<Vec<_>>()).expect("stack")
+}
+
+/// The table of a configuration: `v4` BGP-like IPv4 and `v6` IPv6 prefixes,
+/// every route pushing `labels` labels.
+fn table(v4: usize, v6: usize, labels: u32) -> ValidState {
+    let s = stack(labels);
+    let routes: BTreeMap<(Table, IpNetwork), Route> = fixtures::tables::bgp_like_v4(v4)
+        .into_iter()
+        .chain(fixtures::tables::bgp_like_v6(v6))
+        .map(|p| ((Table::Main, p), Route::new(p, s.clone())))
+        .collect();
+    ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("valid")
+}
+
+/// The prefixes the frames go to: spread over `table`'s prefixes of one family.
+fn targets(table: &ValidState, v6: bool) -> Vec<IpNetwork> {
+    let prefixes: Vec<IpNetwork> = table.routes().keys().map(|(_, p)| *p).filter(|p| p.is_ipv6() == v6).collect();
+    prefixes.iter().step_by((prefixes.len() / FRAMES).max(1)).take(FRAMES).copied().collect()
+}
+
+/// Frames to the [`targets`].
+fn frames(table: &ValidState, v6: bool) -> Vec<Vec<u8>> {
+    targets(table, v6).iter().map(|p| common::frame(&p.network().to_string()).payload(64).build().bytes).collect()
+}
+
+/// Median ns per packet of (empty, floor, encap) over `frames`, interleaved.
+fn measure(
+    enc: &Encapsulator,
+    floor: &BaselineProgram,
+    empty: &BaselineProgram,
+    frames: &[Vec<u8>],
+) -> (f64, f64, f64) {
+    let before = enc.stats().expect("stats").labelled.packets;
+    let (mut z, mut f, mut e) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (mut zr, mut fr, mut er) = (0.0, 0.0, 0.0);
+        for frame in frames {
+            let run = |p: &BaselineProgram| p.test_run(frame).expect("run").action;
+            zr += timed(RUNS, || empty.run_stats().expect("stats"), || run(empty), XdpAction::Pass);
+            fr += timed(RUNS, || floor.run_stats().expect("stats"), || run(floor), XdpAction::Tx);
+            er += timed(
+                RUNS,
+                || enc.run_stats().expect("stats"),
+                || enc.test_run(frame).expect("run").action,
+                XdpAction::Tx,
+            );
+        }
+        let n = frames.len() as f64;
+        z.push(zr / n);
+        f.push(fr / n);
+        e.push(er / n);
+    }
+    let labelled = enc.stats().expect("stats").labelled.packets - before;
+    let runs = (ROUNDS * frames.len()) as u64 * u64::from(RUNS);
+    assert!(labelled == runs || labelled == 0, "every run took the full encap path: {labelled} of {runs}");
+    (median(z), median(f), median(e))
+}
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("xdp_path: needs root (BPF_PROG_TEST_RUN, BPF_ENABLE_STATS); nothing measured");
@@ -65,54 +128,86 @@ fn main() {
         let floor = BaselineProgram::floor().expect("floor program");
         let empty = BaselineProgram::empty().expect("empty program");
         scale(&floor, &empty);
+        stage_costs(&floor, &empty);
         features(&floor, &empty);
     });
 }
 
-/// ns per packet against the number of routes and their kind.
+/// ns per packet against the table's size, its lookup structure, the
+/// family and the stack depth.
 fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
-    println!("| routes in the LPM trie | empty (ns) | floor (ns) | encap (ns) | encap / floor | excess over empty: encap / floor |");
-    println!("|---|---|---|---|---|---|");
-    let plain = fixtures::default_route().remove(0).policy;
-    let split = fixtures::policy::split().remove(0).policy;
-    let entropy = fixtures::with_entropy(fixtures::default_route(), EntropyLabel::Bottom).remove(0).policy;
-    for (n, what, policy) in [
-        (1usize, "1", &plain),
-        (1_000, "1,000", &plain),
-        (100_000, "100,000", &plain),
-        (1_000, "1,000, each a 70/30 policy", &split),
-        (1_000, "1,000, each with an entropy label", &entropy),
-    ] {
-        let enc = Encapsulator::builder().load().expect("encapsulator");
-        let prefixes = bgp_like(n);
-        for p in &prefixes {
-            enc.set_route(&Route::with_policy(*p, policy.clone())).expect("route");
-        }
-        let frames: Vec<Vec<u8>> = prefixes
-            .iter()
-            .step_by((n / 8).max(1))
-            .take(8)
-            .map(|p| common::frame(&p.network().to_string()).payload(64).build().bytes)
-            .collect();
-        let (mut z, mut f, mut e) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            for frame in &frames {
-                let run = |p: &BaselineProgram| p.test_run(frame).expect("run").action;
-                z.push(timed(RUNS, || empty.run_stats().expect("stats"), || run(empty), XdpAction::Pass));
-                f.push(timed(RUNS, || floor.run_stats().expect("stats"), || run(floor), XdpAction::Tx));
-                e.push(timed(
-                    RUNS,
-                    || enc.run_stats().expect("stats"),
-                    || enc.test_run(frame).expect("run").action,
-                    XdpAction::Tx,
-                ));
+    println!("| IPv4 lookup | routes (IPv4 + IPv6) | traffic | labels | empty (ns) | floor (ns) | encap (ns) | encap - floor (ns) | kernel memory (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let sizes: [(usize, usize, &str); 4] = [
+        (1, 1, "1 + 1"),
+        (1_000, 1_000, "1k + 1k"),
+        (100_000, 20_000, "100k + 20k"),
+        (1_000_000, 200_000, "1M + 200k"),
+    ];
+    for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+        for (v4, v6, what) in sizes {
+            let labels: &[u32] = if v4 == 1 { &[1, 4, 16] } else { &[1] };
+            for &n in labels {
+                let state = table(v4, v6, n);
+                let enc = Encapsulator::builder().lookup(lookup).load().expect("encapsulator");
+                enc.apply_valid(&state).expect("apply");
+                let mib = enc.map_memory().expect("memory").iter().map(|(_, b)| b).sum::<u64>() as f64 / 1048576.0;
+                for family in [false, true] {
+                    let (z, f, e) = measure(&enc, floor, empty, &frames(&state, family));
+                    let traffic = if family { "IPv6" } else { "IPv4" };
+                    println!(
+                        "| {lookup} | {what} | {traffic} | {n} | {z:.1} | {f:.1} | {e:.1} | {:.1} | {mib:.0} |",
+                        e - f
+                    );
+                }
             }
         }
-        let stats = enc.stats().expect("stats");
-        let runs = (ROUNDS * frames.len()) as u64 * u64::from(RUNS);
-        assert_eq!(stats.labelled.packets, runs, "every run must take the full encap path: {stats:?}");
-        let (zm, fm, em) = (median(z), median(f), median(e));
-        println!("| {what} | {zm:.1} | {fm:.1} | {em:.1} | {:.2} | {:.2} |", em / fm, (em - zm) / (fm - zm));
+    }
+}
+
+/// What each stage costs: the full program minus a variant without it, one
+/// route and 1,000,000 + 200,000, IPv4 (DIR-24-8) and IPv6.
+fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
+    println!();
+    println!("| stage (DIR-24-8) | table | IPv4 (ns) | IPv6 (ns) |");
+    println!("|---|---|---|---|");
+    let split = fixtures::policy::split().remove(0).policy;
+    for (v4, v6, what) in [(1usize, 1usize, "1 + 1"), (1_000_000, 200_000, "1M + 200k")] {
+        // The routes the frames go to are 70/30 policies, so the policy stage runs too.
+        let base = table(v4, v6, 1);
+        let policy: std::collections::BTreeSet<IpNetwork> =
+            targets(&base, false).into_iter().chain(targets(&base, true)).collect();
+        let routes = base
+            .routes()
+            .iter()
+            .map(|(k, r)| match policy.contains(&r.prefix) {
+                true => (*k, Route::with_policy(r.prefix, split.clone())),
+                false => (*k, r.clone()),
+            })
+            .collect();
+        let state = ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("valid");
+        // (floor, program) per family.
+        let time = |skip: u32| -> [(f64, f64); 2] {
+            let enc = Encapsulator::builder().skip_stages(skip).load().expect("variant");
+            enc.apply_valid(&state).expect("apply");
+            [false, true].map(|v6| {
+                let (_, f, e) = measure(&enc, floor, empty, &frames(&state, v6));
+                (f, e)
+            })
+        };
+        let full = time(0);
+        println!("| whole program | {what} | {:.1} | {:.1} |", full[0].1, full[1].1);
+        println!("| floor (parse, MAC swap, XDP_TX) | {what} | {:.1} | {:.1} |", full[0].0, full[1].0);
+        for (name, skip) in [
+            ("lookup (IPv4: DIR-24-8; IPv6: LPM trie)", stages::LOOKUP),
+            ("policy (flow hash, Maglev slot)", stages::POLICY),
+            ("MTU check", stages::MTU),
+            ("push (save L2, grow, write the stack)", stages::PUSH),
+            ("counters", stages::COUNTERS),
+        ] {
+            let without = time(skip);
+            println!("| {name} | {what} | {:.1} | {:.1} |", full[0].1 - without[0].1, full[1].1 - without[1].1);
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl Default for EncapsulatorBuilder {
                 lookup: Ipv4Lookup::default(),
                 dir_groups: encap_limits::ENCAP_DEFAULT_DIR_GROUPS.0,
                 route_values: encap_limits::ENCAP_DEFAULT_ROUTE_VALUES.0,
+                skip_stages: 0,
             },
             pin: None,
             allow_tso: false,
@@ -74,6 +75,14 @@ impl EncapsulatorBuilder {
     /// What happens to packets too big once labelled (default [`MtuPolicy::Drop`]).
     pub fn mtu_policy(mut self, mtu: MtuPolicy) -> Self {
         self.config.mtu = mtu;
+        self
+    }
+
+    /// Leaves stages out of the program (bits of [`crate::testing::stages`]):
+    /// for benchmarks that find what each stage costs, never for traffic.
+    #[cfg(feature = "testing")]
+    pub fn skip_stages(mut self, stages: u32) -> Self {
+        self.config.skip_stages = stages;
         self
     }
 
@@ -264,7 +273,7 @@ impl Default for AdoptOptions {
 /// ```
 #[derive(Debug)]
 pub struct Encapsulator {
-    fib: Fib,
+    pub(crate) fib: Fib,
     prog: OwnedFd,
     attachment: Mutex<Option<Attached>>,
     /// Pin at attach, under these roots.
@@ -589,6 +598,16 @@ impl Encapsulator {
     /// As [`Encapsulator::set_label`].
     pub fn set_labels(&self, prefix: IpNetwork, stack: LabelStack) -> Result<(), RouteError> {
         self.set_route(&Route::new(prefix, stack))
+    }
+
+    /// The kernel memory of every map of this dataplane, by map name, in
+    /// bytes (what each map allocated: fixed for arrays, per entry present
+    /// for LPM tries and hash maps).
+    ///
+    /// # Errors
+    /// [`MapError`] when a map's fdinfo cannot be read.
+    pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>, MapError> {
+        self.fib.maps().all().into_iter().map(|m| Ok((m.name(), m.memory()?))).collect()
     }
 
     /// Adds or atomically replaces a route, traffic class included.

@@ -17,8 +17,8 @@ use common::model::{is_local_host_route, Model, Verdict};
 use common::{frame, in_test_run_netns, privileged, L4, LOCAL_V4, LOCAL_V6, MTU};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, EntropyLabel, Label, LabelStack, MtuPolicy, Policy, Route, RouteError, SegmentList, Table,
-    TrafficClass, TtlMode, XdpAction, MAX_SEGMENT_LISTS,
+    DscpMap, Encapsulator, EntropyLabel, Ipv4Lookup, Label, LabelStack, MtuPolicy, Policy, Route, RouteError,
+    SegmentList, Table, TrafficClass, TtlMode, XdpAction, MAX_SEGMENT_LISTS,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -238,7 +238,10 @@ fn differential_against_the_model() {
         while done < frames {
             let ttl_mode = if rng.random_bool(0.5) { TtlMode::Copy } else { TtlMode::Fixed(rng.random_range(1..=255)) };
             let mtu_policy = if rng.random_bool(0.5) { MtuPolicy::Drop } else { MtuPolicy::Pass };
-            let enc = Encapsulator::builder().ttl_mode(ttl_mode).mtu_policy(mtu_policy).load().expect("load");
+            // Each table under one of the main IPv4 table's lookup structures.
+            let lookup = if rng.random_bool(0.5) { Ipv4Lookup::Dir24_8 } else { Ipv4Lookup::LpmTrie };
+            let enc =
+                Encapsulator::builder().ttl_mode(ttl_mode).mtu_policy(mtu_policy).lookup(lookup).load().expect("load");
             enc.refresh_local_addresses().expect("host addresses");
             let dscp_map = if rng.random_bool(0.5) {
                 DscpMap::default()
@@ -312,7 +315,7 @@ fn differential_against_the_model() {
                 let same = got.action == want.action && (want.action == XdpAction::Drop || got.frame == want.frame);
                 if !same && mismatches.len() < 20 {
                     mismatches.push(format!(
-                            "seed {seed} frame {done}: {ttl_mode:?}/{mtu_policy:?}\n input {bytes:02x?}\n model {:?} {:02x?}\n kernel {:?} {:02x?}",
+                            "seed {seed} frame {done}: {ttl_mode:?}/{mtu_policy:?}/{lookup}\n input {bytes:02x?}\n model {:?} {:02x?}\n kernel {:?} {:02x?}",
                             want.action, want.frame, got.action, got.frame
                         ));
                 }

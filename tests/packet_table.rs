@@ -14,16 +14,20 @@ use std::collections::{HashMap, HashSet};
 use common::model::Verdict;
 use common::{in_test_run_netns, privileged, Frame};
 use fixtures::{Case, Config, Expect};
-use lnetd_host_encap::{Counter, Encapsulator, Route, TestRunError, XdpAction};
+use lnetd_host_encap::{Counter, Encapsulator, Ipv4Lookup, Route, TestRunError, XdpAction};
 
+/// One encapsulator per configuration, under one IPv4 lookup structure.
 struct Harness {
+    lookup: Ipv4Lookup,
     encaps: HashMap<Config, Encapsulator>,
 }
 
 impl Harness {
     fn encap(&mut self, config: Config) -> &Encapsulator {
+        let lookup = self.lookup;
         self.encaps.entry(config).or_insert_with(|| {
-            let enc = Encapsulator::builder().ttl_mode(config.0).mtu_policy(config.1).load().expect("load");
+            let enc =
+                Encapsulator::builder().ttl_mode(config.0).mtu_policy(config.1).lookup(lookup).load().expect("load");
             enc.refresh_local_addresses().expect("host addresses");
             enc
         })
@@ -68,17 +72,20 @@ fn packet_table() {
     privileged("packet_table");
     let cases = fixtures::all();
     let failures = in_test_run_netns("table", || {
-        let mut h = Harness { encaps: HashMap::new() };
         let mut failures = Vec::new();
-        for c in &cases {
-            let enc = h.program(c.config, &c.routes);
-            if let Err(e) = check(enc, &c.name, &c.input, &c.expect) {
-                failures.push(e);
+        // Every case under every lookup structure of the main IPv4 table.
+        for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+            let mut h = Harness { lookup, encaps: HashMap::new() };
+            for c in &cases {
+                let enc = h.program(c.config, &c.routes);
+                if let Err(e) = check(enc, &c.name, &c.input, &c.expect) {
+                    failures.push(format!("{lookup}: {e}"));
+                }
             }
         }
         failures
     });
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), 2 * cases.len(), failures.join("\n"));
 }
 
 /// A fixture module: its name and its cases.

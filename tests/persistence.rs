@@ -267,7 +267,13 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
     lab.host
         .run(|| {
             use libbpf_rs::MapCore;
-            let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
+            // The LPM trie, whose entries a foreign process can delete by key
+            // (DIR-24-8's own foreign-write test is in tests/lookup.rs).
+            let enc = Encapsulator::builder()
+                .lookup(lnetd_host_encap::Ipv4Lookup::LpmTrie)
+                .pinned()
+                .attach(VethLab::HOST_IF, XdpMode::Generic)
+                .expect("attach");
             enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
             enc.set_policy("2001:db8::/32".parse().unwrap(), "200@1,201@2".parse().unwrap()).unwrap();
             assert_eq!(enc.verify().unwrap(), vec![]);

@@ -115,6 +115,19 @@ enum encap_counter {
 	ENCAP_CNT__MAX,
 };
 
+/*
+ * Stages a benchmark variant leaves out (rodata `skip_stages`; 0 in every
+ * program the library attaches, and the verifier prunes the tests away).
+ * The cost of a stage is the full program's time minus the variant's.
+ */
+enum encap_skip {
+	ENCAP_SKIP_LOOKUP = 1,   /* the route is dir4_values[1], read directly */
+	ENCAP_SKIP_POLICY = 2,   /* a policy route pushes its route's own list */
+	ENCAP_SKIP_MTU = 4,      /* no MTU check */
+	ENCAP_SKIP_PUSH = 8,     /* no grow, no push: the frame goes back with its MACs swapped */
+	ENCAP_SKIP_COUNTERS = 16, /* no counter updated */
+};
+
 /* How the TTL of every pushed entry is chosen (RFC 3443). */
 enum encap_ttl_mode {
 	ENCAP_TTL_COPY = 0,  /* uniform: the IP TTL / hop limit, unchanged */

@@ -164,6 +164,7 @@ fn load_object(
         Ipv4Lookup::Dir24_8 => types::encap_lookup::ENCAP_LOOKUP_DIR24,
         Ipv4Lookup::LpmTrie => types::encap_lookup::ENCAP_LOOKUP_LPM,
     };
+    rodata.skip_stages = config.skip_stages;
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl24, groups, prefixes, values) = match dir {

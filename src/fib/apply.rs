@@ -21,11 +21,11 @@ use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
 use nix::errno::Errno;
 
+use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
 use crate::rib::diff::{self, Plan};
 use crate::rib::{Rib, RouteId};
-use super::table::RouteTable;
 
 /// What an apply did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

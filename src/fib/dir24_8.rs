@@ -200,7 +200,7 @@ impl Dir24_8 {
             e.1 += 1;
             return Some(e.0);
         }
-        let index = st.values.take()?;
+        let index = st.values.take_or_wait()?;
         self.values.write_bytes(index as usize, bytes);
         st.value_index.insert(bytes.to_vec(), (index, 1));
         st.value_bytes.insert(index, bytes.to_vec());
@@ -244,7 +244,8 @@ impl Dir24_8 {
         let len = prefix.prefix();
         let base = u32::from(prefix.network());
         // Everything this prefix needs is taken before anything is written.
-        let slot = st.slots.take().ok_or(RouteError::TableFull { family: "IPv4", capacity: self.capacity - 1 })?;
+        let slot =
+            st.slots.take_or_wait().ok_or(RouteError::TableFull { family: "IPv4", capacity: self.capacity - 1 })?;
         let index = match self.intern(st, &bytes) {
             Some(i) => i,
             None => {
@@ -254,7 +255,7 @@ impl Dir24_8 {
         };
         let mut new_group = None;
         if len > 24 && !is_group(self.get24(base >> 8)) {
-            match st.groups.take() {
+            match st.groups.take_or_wait() {
                 Some(g) => new_group = Some(g),
                 None => {
                     st.slots.give_back(slot);
@@ -266,13 +267,8 @@ impl Dir24_8 {
                 }
             }
         }
-        let rec = types::dir_prefix {
-            value: index,
-            counter_id: counter,
-            addr: prefix.network().octets(),
-            len,
-            pad: [0; 3],
-        };
+        let rec =
+            types::dir_prefix { value: index, counter_id: counter, addr: prefix.network().octets(), len, pad: [0; 3] };
         self.prefixes.write_bytes(slot as usize, abi::bytes_of(&rec));
         let e = leaf(slot, len);
         if len <= 24 {
@@ -389,40 +385,21 @@ impl Dir24_8 {
         st.groups.give_back(g);
     }
 
-    /// The prefix slot the table holds for `addr` (0: no route): the lookup
-    /// the program does, for tests and `explain`.
-    pub(crate) fn lookup(&self, addr: Ipv4Addr) -> u32 {
-        let a = u32::from(addr);
-        let mut e = self.get24(a >> 8);
-        if is_group(e) {
-            e = self.get8(e & SLOT_MASK, a & 0xff);
-        }
-        e & SLOT_MASK
-    }
-
-    /// The prefix in `slot`, if one holds it.
-    pub(crate) fn prefix_of(&self, slot: u32) -> Option<Ipv4Network> {
-        let rec = self.record(slot)?;
-        if rec.value == 0 || rec.len > 32 {
-            return None;
-        }
-        Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len).ok()
-    }
-
     /// What the entries should be for the prefixes present, recomputed from
     /// them alone, compared with what they are: the /24s that differ.
     pub(crate) fn inconsistent(&self) -> Vec<Ipv4Network> {
         let st = self.lock();
         let (top, groups) = Self::paint_all(&st.slot_of);
         let mut out = Vec::new();
-        for i in 0..(1u32 << 24) {
+        for (i, want) in (0u32..).zip(top.iter()) {
             let e = self.get24(i);
-            let got = |j: u32| if is_group(e) { self.get8(e & SLOT_MASK, j) } else { e };
-            let want = |j: u32| match groups.get(&i) {
-                Some(g) => g.get(j as usize).copied().unwrap_or(0),
-                None => top.get(i as usize).copied().unwrap_or(0),
+            let same = match (is_group(e), groups.get(&i)) {
+                (false, None) => e == *want,
+                (true, Some(g)) => (0u32..).zip(g.iter()).all(|(j, w)| self.get8(e & SLOT_MASK, j) == *w),
+                (false, Some(g)) => g.iter().all(|w| *w == e),
+                (true, None) => (0..256).all(|j| self.get8(e & SLOT_MASK, j) == *want),
             };
-            if (0..if is_group(e) || groups.contains_key(&i) { 256 } else { 1 }).any(|j| got(j) != want(j)) {
+            if !same {
                 if let Ok(block) = Ipv4Network::new(Ipv4Addr::from(i << 8), 24) {
                     out.push(block);
                 }
@@ -449,7 +426,7 @@ impl Dir24_8 {
                     let g = if is_group(e) {
                         e & SLOT_MASK
                     } else {
-                        st.groups.take().ok_or(RouteError::TableFull {
+                        st.groups.take_or_wait().ok_or(RouteError::TableFull {
                             family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
                             capacity: self.groups - 1,
                         })?
@@ -469,7 +446,7 @@ impl Dir24_8 {
     /// paint over them.
     fn paint_all(slot_of: &HashMap<Ipv4Network, u32>) -> (Vec<u32>, HashMap<u32, Vec<u32>>) {
         let mut sorted: Vec<(&Ipv4Network, &u32)> = slot_of.iter().collect();
-        sorted.sort_by_key(|(p, _)| p.prefix());
+        sorted.sort_unstable_by_key(|(p, _)| p.prefix());
         let mut top = vec![0u32; 1 << 24];
         let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
         for (p, &slot) in sorted {
@@ -481,10 +458,9 @@ impl Dir24_8 {
                     if let Some(t) = top.get_mut(i as usize) {
                         *t = e;
                     }
-                    if let Some(g) = groups.get_mut(&i) {
-                        g.iter_mut().for_each(|x| *x = e);
-                    }
                 }
+                // No group exists yet: groups come from prefixes longer than
+                // /24, painted after every prefix of /24 or shorter.
             } else {
                 let i = base >> 8;
                 let under = top.get(i as usize).copied().unwrap_or(0);

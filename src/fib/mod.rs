@@ -19,6 +19,7 @@ use nix::errno::Errno;
 
 use crate::abi::{self, types};
 use crate::dataplane::EncapMaps;
+use crate::domain::config::Ipv4Lookup;
 use crate::domain::label::DscpMap;
 use crate::domain::prefix;
 use crate::domain::route::{Route, Table};
@@ -27,7 +28,6 @@ use crate::rib::alloc::CounterSlots;
 use crate::rib::persist::LoadConfig;
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
-use crate::domain::config::Ipv4Lookup;
 use crate::sys::map::BpfMap;
 use dir24_8::Dir24_8;
 use key::RouteKey;

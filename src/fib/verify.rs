@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use ipnetwork::IpNetwork;
 
 use super::key::RouteKey;
+use super::table::RouteTable;
 use super::{encode, Fib};
 use crate::abi::{self, types};
 use crate::domain::route::Table;
 use crate::error::{MapError, RouteError};
 use crate::rib::Rib;
-use super::table::RouteTable;
 
 /// One way the kernel's maps differ from the RIB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,12 @@ struct Fix<'a> {
     difference: Difference,
 }
 
-fn compare<'a>(map: &'a dyn RouteTable, want: Entries, got: Entries, allow_extra: impl Fn(&[u8]) -> bool) -> Vec<Fix<'a>> {
+fn compare<'a>(
+    map: &'a dyn RouteTable,
+    want: Entries,
+    got: Entries,
+    allow_extra: impl Fn(&[u8]) -> bool,
+) -> Vec<Fix<'a>> {
     let mut out = Vec::new();
     let mut fix = |key: Vec<u8>, entry: String, want: Option<Vec<u8>>, kind| {
         out.push(Fix { map, key, want, difference: Difference { map: map.name(), entry, kind } });

@@ -34,6 +34,18 @@ impl Slots {
         None
     }
 
+    /// A free id, waiting out the grace period of the oldest freed one when
+    /// nothing else is left (a table at its capacity that just let go of an
+    /// entry); `None` when every id is taken.
+    pub(crate) fn take_or_wait(&mut self) -> Option<u32> {
+        if let Some(id) = self.take() {
+            return Some(id);
+        }
+        let (_, freed) = self.free.front()?;
+        std::thread::sleep(GRACE.saturating_sub(freed.elapsed()));
+        self.take()
+    }
+
     pub(crate) fn give_back(&mut self, id: u32) {
         if id != 0 {
             self.free.push_back((id, Instant::now()));

@@ -41,6 +41,10 @@ pub(crate) struct LoadConfig {
     pub dir_groups: u32,
     /// DIR-24-8: distinct route values.
     pub route_values: u32,
+    /// Stages left out (`encap_skip` bits): benchmark variants only, never
+    /// pinned.
+    #[serde(skip)]
+    pub skip_stages: u32,
 }
 
 /// Where a pinned dataplane is attached.

@@ -156,6 +156,17 @@ impl BpfMap {
         Ok(())
     }
 
+    /// The kernel's memory for this map (`memlock` in its fdinfo: what the
+    /// map has allocated; for an LPM trie, its nodes present).
+    pub(crate) fn memory(&self) -> Result<u64, MapError> {
+        let fail = |errno| MapError { map: self.name, op: "fdinfo", errno };
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd()))
+            .map_err(|e| fail(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("memlock:").and_then(|v| v.trim().parse().ok()))
+            .ok_or(fail(Errno::ENODATA))
+    }
+
     /// `Ok(false)` when the key was not there.
     pub(crate) fn delete(&self, key: &[u8]) -> Result<bool, MapError> {
         self.sized("delete", key, None)?;

@@ -50,16 +50,6 @@ impl MappedArray {
         Ok(MappedArray { base: base.cast(), bytes, stride, len, name: map.name() })
     }
 
-    /// Elements.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The map's name (for errors).
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn at(&self, index: usize, offset: usize, size: usize) -> Option<*mut u8> {
         if index >= self.len || offset + size > self.stride {
             return None;

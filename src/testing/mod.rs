@@ -109,3 +109,37 @@ impl BaselineProgram {
 pub fn remove_pins(roots: &crate::PinRoots, iface: &str) -> Result<(), crate::PinError> {
     crate::dataplane::pins::PinDir::of(roots, iface)?.remove()
 }
+
+/// Writes one entry of one of `enc`'s maps by name, bypassing the RIB: what
+/// another process writing the maps would do, for tests of `verify` and
+/// `repair`.
+///
+/// # Errors
+/// [`crate::MapError`]: no such map (ENOENT) or the kernel refused the write.
+pub fn write_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8], value: &[u8]) -> Result<(), crate::MapError> {
+    let maps = enc.fib.maps().all();
+    let found = maps.into_iter().find(|m| m.name() == map).ok_or(crate::MapError {
+        map: "unknown",
+        op: "lookup by name",
+        errno: nix::errno::Errno::ENOENT,
+    })?;
+    found.update(key, value)
+}
+
+/// Stages a benchmark variant of the encapsulator leaves out
+/// ([`crate::EncapsulatorBuilder::skip_stages`]); a stage's cost is the full
+/// program's time minus the variant's.
+pub mod stages {
+    use crate::abi::types::encap_skip;
+
+    /// The route lookup (the variant reads the first DIR-24-8 route value directly).
+    pub const LOOKUP: u32 = encap_skip::ENCAP_SKIP_LOOKUP.0;
+    /// Policy selection (flow hash, Maglev slot): a policy route pushes its own list.
+    pub const POLICY: u32 = encap_skip::ENCAP_SKIP_POLICY.0;
+    /// The MTU check.
+    pub const MTU: u32 = encap_skip::ENCAP_SKIP_MTU.0;
+    /// Growing the frame and pushing the stack (the frame goes back with its MACs swapped).
+    pub const PUSH: u32 = encap_skip::ENCAP_SKIP_PUSH.0;
+    /// Every counter update.
+    pub const COUNTERS: u32 = encap_skip::ENCAP_SKIP_COUNTERS.0;
+}

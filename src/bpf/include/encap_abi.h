@@ -15,6 +15,7 @@ const volatile struct {
 	enum encap_counter counter;
 	enum encap_route_flags route_flags;
 	enum encap_dir dir;
+	enum encap_skip skip;
 	struct dir_block dir_block;
 	struct dir_group dir_group;
 } encap_abi = {};

@@ -13,5 +13,6 @@ const volatile enum encap_ttl_mode ttl_mode = ENCAP_TTL_COPY;
 const volatile __u8 fixed_ttl = 255;
 const volatile enum encap_mtu_policy mtu_policy = ENCAP_MTU_DROP;
 const volatile enum encap_lookup lookup_v4 = ENCAP_LOOKUP_LPM;
+const volatile __u32 skip_stages = 0; /* enum encap_skip bits: benchmarks only */
 
 #endif /* LNETD_ENCAP_CONFIG_H */

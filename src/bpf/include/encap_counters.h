@@ -7,6 +7,7 @@
 #define LNETD_ENCAP_COUNTERS_H
 
 #include "../encap_shared.h"
+#include "encap_config.h"
 #include "verdict.h"
 
 /* Indexed by enum encap_counter; per-CPU so the hot path needs no atomics. */
@@ -42,14 +43,15 @@ static __always_inline enum verdict encap_verdict(enum encap_counter c)
 /* `bytes` is the frame length on arrival, so the counters sum to what was seen. */
 static __always_inline int encap_count_and_act(const enum hook hook, enum encap_counter c, __u64 bytes)
 {
-	counter_add(&counters, c, bytes);
+	if (!(skip_stages & ENCAP_SKIP_COUNTERS))
+		counter_add(&counters, c, bytes);
 	return verdict_action(hook, encap_verdict(c));
 }
 
 /* Slot 0 is "not counted": most routes are, and the lookup is skipped for them. */
 static __always_inline void encap_count_labelled(__u32 id, __u64 bytes)
 {
-	if (id)
+	if (id && !(skip_stages & ENCAP_SKIP_COUNTERS))
 		counter_add(&route_counters, id, bytes);
 }
 

@@ -77,8 +77,14 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	}
 
 	/* The main table first: it holds the host's addresses, which no source overrides. */
-	route = lookup_route(&pkt, &routes_v4, &routes_v6, lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL,
-			     &counter_id);
+	if (skip_stages & ENCAP_SKIP_LOOKUP) {
+		__u32 first = 1;
+
+		route = bpf_map_lookup_elem(&dir4_values, &first);
+	} else {
+		route = lookup_route(&pkt, &routes_v4, &routes_v6, lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL,
+				     &counter_id);
+	}
 	if (route && (route->flags & ENCAP_ROUTE_LOCAL)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;
 		goto out;
@@ -96,7 +102,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	}
 
 	list = &route->list;
-	if (route->flags & ENCAP_ROUTE_POLICY) {
+	if ((route->flags & ENCAP_ROUTE_POLICY) && !(skip_stages & ENCAP_SKIP_POLICY)) {
 		policy = bpf_map_lookup_elem(&policies, &route->policy_id);
 		/* Rust writes the policy before the route that names it: never expected. */
 		if (!policy) {
@@ -126,13 +132,21 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		tc_bits = lookup_tc_bits(&dscp_tc, pkt.dscp);
 
 	/* The MTU bounds what follows the L2 header (VLAN tags are not part of it). */
-	if (!hook_fits_mtu(ctx, hook, pkt.ip_len + list->depth * 4)) {
+	if (!(skip_stages & ENCAP_SKIP_MTU) && !hook_fits_mtu(ctx, hook, pkt.ip_len + list->depth * 4)) {
 		verdict = mtu_policy == ENCAP_MTU_PASS ? ENCAP_CNT_MTU_PASS : ENCAP_CNT_MTU_DROP;
 		goto out;
 	}
 	room = label_stack_len(list);
 	if (!room) {
 		verdict = ENCAP_CNT_PASS_NO_ROUTE;
+		goto out;
+	}
+	if (skip_stages & ENCAP_SKIP_PUSH) {
+		if (hook == HOOK_XDP && reflect_macs(data, data_end)) {
+			verdict = ENCAP_CNT_ABORTED;
+			goto out;
+		}
+		verdict = ENCAP_CNT_TX;
 		goto out;
 	}
 	/* Reflected in the saved copy, which push writes anyway: no second pass over the frame. */

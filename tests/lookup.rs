@@ -1,0 +1,258 @@
+//! The main IPv4 table's lookup structures against a reference
+//! longest-prefix match written here in plain Rust: a full BGP-like table
+//! (1,000,000 prefixes plus nested longer ones), every address of dense
+//! ranges, and the edits that make DIR-24-8 hard (a long prefix added under a
+//! short one, removed, re-added; parents removed under children). Each answer
+//! is the real program's: a frame through BPF_PROG_TEST_RUN, the pushed label
+//! naming the route that matched.
+
+mod common;
+#[path = "fixtures/mod.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use common::{in_test_run_netns, privileged};
+use ipnetwork::{IpNetwork, Ipv4Network};
+use lnetd_host_encap::{DscpMap, Encapsulator, Ipv4Lookup, Label, LabelStack, Route, Table, ValidState, XdpAction};
+
+/// Longest-prefix match over a set of prefixes, by testing each length.
+struct ReferenceLpm {
+    by_len: Vec<HashMap<u32, u32>>,
+}
+
+impl Default for ReferenceLpm {
+    fn default() -> Self {
+        ReferenceLpm { by_len: vec![HashMap::new(); 33] }
+    }
+}
+
+impl ReferenceLpm {
+    fn insert(&mut self, p: Ipv4Network, label: u32) {
+        self.by_len[usize::from(p.prefix())].insert(u32::from(p.network()), label);
+    }
+
+    fn remove(&mut self, p: Ipv4Network) {
+        self.by_len[usize::from(p.prefix())].remove(&u32::from(p.network()));
+    }
+
+    fn lookup(&self, addr: Ipv4Addr) -> Option<u32> {
+        let a = u32::from(addr);
+        (0..=32u32).rev().find_map(|len| {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            self.by_len[len as usize].get(&(a & mask)).copied()
+        })
+    }
+}
+
+/// The top label the program pushes for a packet to `addr`; `None` when it
+/// passes the packet unlabelled.
+fn program_label(enc: &Encapsulator, addr: Ipv4Addr) -> Option<u32> {
+    let frame = common::frame(&addr.to_string()).build();
+    let out = enc.test_run(&frame.bytes).expect("test run");
+    match out.action {
+        XdpAction::Tx => {
+            let entry: [u8; 4] = out.frame[14..18].try_into().unwrap();
+            Some(u32::from_be_bytes(entry) >> 12)
+        }
+        _ => None,
+    }
+}
+
+fn v4(p: &IpNetwork) -> Ipv4Network {
+    match p {
+        IpNetwork::V4(p) => *p,
+        IpNetwork::V6(_) => unreachable!("IPv4 prefixes only"),
+    }
+}
+
+fn plain(p: Ipv4Network, label: u32) -> Route {
+    Route::new(IpNetwork::V4(p), LabelStack::new(vec![Label::new(label).unwrap()]).unwrap())
+}
+
+fn state(routes: &BTreeMap<Ipv4Network, u32>) -> ValidState {
+    let routes = routes.iter().map(|(p, l)| ((Table::Main, IpNetwork::V4(*p)), plain(*p, *l))).collect();
+    ValidState::new(routes, BTreeMap::new(), DscpMap::default()).unwrap()
+}
+
+/// xorshift64*: reproducible addresses.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Checks `addrs` against the reference; returns how many were checked.
+fn check(enc: &Encapsulator, reference: &ReferenceLpm, addrs: impl Iterator<Item = Ipv4Addr>, what: &str) -> usize {
+    let mut n = 0;
+    for addr in addrs {
+        assert_eq!(program_label(enc, addr), reference.lookup(addr), "{what}: {addr}");
+        n += 1;
+    }
+    n
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn dir24_8_matches_a_reference_lpm_over_a_full_table() {
+    privileged("dir24_8_matches_a_reference_lpm_over_a_full_table");
+    in_test_run_netns("lookup", || {
+        let enc = Encapsulator::builder()
+            .lookup(Ipv4Lookup::Dir24_8)
+            .max_route_values(1_100_000)
+            .dir_groups(32_768)
+            .load()
+            .expect("load");
+        // 1,000,000 BGP-like prefixes, then 20,000 longer ones (/25-/32)
+        // nested in them, and a dense region of nested prefixes /16-/32.
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut routes: BTreeMap<Ipv4Network, u32> = BTreeMap::new();
+        let bgp: Vec<Ipv4Network> = fixtures::tables::bgp_like_v4(1_000_000).iter().map(v4).collect();
+        for p in &bgp {
+            routes.insert(*p, 16 + routes.len() as u32);
+        }
+        for _ in 0..20_000 {
+            let parent = bgp[(rng.next() % bgp.len() as u64) as usize];
+            let len = 25 + (rng.next() % 8) as u8;
+            let addr = u32::from(parent.network()) | ((rng.next() as u32) & !(u32::MAX << (32 - parent.prefix())));
+            let p = Ipv4Network::new(Ipv4Addr::from(addr), len).unwrap();
+            let p = Ipv4Network::new(p.network(), len).unwrap();
+            let label = 16 + routes.len() as u32;
+            routes.entry(p).or_insert(label);
+        }
+        let dense = Ipv4Network::new(Ipv4Addr::new(100, 77, 0, 0), 16).unwrap();
+        for _ in 0..2_000 {
+            let len = 16 + (rng.next() % 17) as u8;
+            let addr = u32::from(dense.network()) | ((rng.next() as u32) & 0xffff);
+            let p = Ipv4Network::new(Ipv4Addr::from(addr), len).unwrap();
+            let p = Ipv4Network::new(p.network(), len).unwrap();
+            let label = 16 + routes.len() as u32;
+            routes.entry(p).or_insert(label);
+        }
+        let mut reference = ReferenceLpm::default();
+        routes.iter().for_each(|(p, l)| reference.insert(*p, *l));
+        enc.apply_valid(&state(&routes)).expect("apply the full table");
+        assert!(enc.verify().unwrap().is_empty(), "the kernel holds what the RIB says");
+
+        let listed: Vec<Ipv4Network> = routes.keys().copied().collect();
+        let random = |rng: &mut Rng, n: usize| -> Vec<Ipv4Addr> {
+            (0..n)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        Ipv4Addr::from(rng.next() as u32)
+                    } else {
+                        // Inside a route, anywhere in it.
+                        let p = listed[(rng.next() % listed.len() as u64) as usize];
+                        Ipv4Addr::from(u32::from(p.network()) | ((rng.next() as u32) & !p.mask().to_bits()))
+                    }
+                })
+                .collect()
+        };
+        let sample = random(&mut rng, 60_000);
+        let mut checked = check(&enc, &reference, sample.into_iter(), "full table");
+        // Every address of the dense /20 and of a /22 around a nested long prefix.
+        let first = u32::from(dense.network());
+        checked += check(&enc, &reference, (first..first + 4096).map(Ipv4Addr::from), "dense range");
+
+        // 10% removed (parents with their children and without), 5% relabelled.
+        let mut next: BTreeMap<Ipv4Network, u32> = BTreeMap::new();
+        for (i, (p, l)) in routes.iter().enumerate() {
+            match i % 20 {
+                0 | 7 => reference.remove(*p),
+                3 => {
+                    next.insert(*p, l + 1_000);
+                    reference.insert(*p, l + 1_000);
+                }
+                _ => {
+                    next.insert(*p, *l);
+                }
+            }
+        }
+        enc.apply_valid(&state(&next)).expect("apply the change");
+        assert!(enc.verify().unwrap().is_empty(), "no stale entry after the change");
+        let sample = random(&mut rng, 40_000);
+        checked += check(&enc, &reference, sample.into_iter(), "after removals");
+        checked += check(&enc, &reference, (first..first + 4096).map(Ipv4Addr::from), "dense range after removals");
+        assert!(checked >= 100_000);
+    });
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn nested_prefixes_added_removed_and_readded_under_both_lookups() {
+    privileged("nested_prefixes_added_removed_and_readded_under_both_lookups");
+    in_test_run_netns("nested", || {
+        for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+            let enc = Encapsulator::builder().lookup(lookup).load().expect("load");
+            let mut reference = ReferenceLpm::default();
+            let net = |s: &str| -> Ipv4Network { s.parse().unwrap() };
+            let region = net("203.0.112.0/22");
+            let every = || (u32::from(region.network())..u32::from(region.network()) + 1024).map(Ipv4Addr::from);
+            let set = |enc: &Encapsulator, reference: &mut ReferenceLpm, p: &str, label: u32| {
+                enc.set_route(&plain(net(p), label)).unwrap();
+                reference.insert(net(p), label);
+            };
+            let unset = |enc: &Encapsulator, reference: &mut ReferenceLpm, p: &str| {
+                assert!(enc.remove(IpNetwork::V4(net(p))).unwrap());
+                reference.remove(net(p));
+            };
+            let steps: &[(&str, &str, u32)] = &[
+                ("set", "203.0.112.0/22", 100),
+                ("set", "203.0.113.128/28", 101),
+                ("set", "203.0.113.129/32", 102),
+                ("set", "203.0.113.0/24", 103),
+                ("unset", "203.0.113.128/28", 0),
+                ("set", "203.0.113.128/28", 104),
+                ("unset", "203.0.113.0/24", 0),
+                ("unset", "203.0.112.0/22", 0),
+                ("set", "0.0.0.0/0", 105),
+                ("unset", "203.0.113.129/32", 0),
+                ("unset", "203.0.113.128/28", 0),
+                ("set", "203.0.113.0/25", 106),
+                ("set", "203.0.113.0/25", 107),
+                ("unset", "0.0.0.0/0", 0),
+            ];
+            for (i, (op, p, label)) in steps.iter().enumerate() {
+                match *op {
+                    "set" => set(&enc, &mut reference, p, *label),
+                    _ => unset(&enc, &mut reference, p),
+                }
+                check(&enc, &reference, every(), &format!("{lookup}: step {i} ({op} {p})"));
+                assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: step {i}: kernel and RIB agree");
+            }
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_foreign_write_into_dir24_8_is_found_and_repaired() {
+    privileged("a_foreign_write_into_dir24_8_is_found_and_repaired");
+    in_test_run_netns("dirrepair", || {
+        let enc = Encapsulator::builder().load().expect("load");
+        enc.set_route(&plain("198.51.100.0/24".parse().unwrap(), 500)).unwrap();
+        enc.set_route(&plain("198.51.100.64/26".parse().unwrap(), 501)).unwrap();
+        // The element holding 198.51.100.0/24's entry, zeroed: its traffic is no longer labelled.
+        let index = ((198u32 << 16) | (51 << 8) | 100) / 16;
+        lnetd_host_encap::testing::write_map_entry(&enc, "dir4_tbl24", &index.to_ne_bytes(), &[0u8; 64]).unwrap();
+        let addr = Ipv4Addr::new(198, 51, 100, 1);
+        assert_eq!(program_label(&enc, addr), None, "the foreign write took effect");
+        let found = enc.verify().unwrap();
+        assert_eq!(
+            found.iter().map(|d| (d.map, d.entry.as_str())).collect::<Vec<_>>(),
+            [("dir4_tbl24", "198.51.100.0/24")],
+            "exactly the /24 that was overwritten"
+        );
+        assert_eq!(enc.repair().unwrap().len(), 1);
+        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(program_label(&enc, addr), Some(500));
+        assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 65)), Some(501));
+    });
+}
