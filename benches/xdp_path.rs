@@ -90,30 +90,51 @@ fn measure(
     empty: &BaselineProgram,
     frames: &[Vec<u8>],
 ) -> (f64, f64, f64) {
-    let before = enc.stats().expect("stats").labelled.packets;
-    let (mut z, mut f, mut e) = (Vec::new(), Vec::new(), Vec::new());
+    let (z, f, e) = measure_all(&[enc], floor, empty, frames);
+    (z, f, e[0])
+}
+
+/// As [`measure`] for several encapsulators at once, each timed right after
+/// the others on the same frame in every round: what differs between them is
+/// not the machine's load at the moment.
+fn measure_all(
+    encs: &[&Encapsulator],
+    floor: &BaselineProgram,
+    empty: &BaselineProgram,
+    frames: &[Vec<u8>],
+) -> (f64, f64, Vec<f64>) {
+    let before: Vec<u64> = encs.iter().map(|e| e.stats().expect("stats").labelled.packets).collect();
+    let (mut z, mut f) = (Vec::new(), Vec::new());
+    let mut e: Vec<Vec<f64>> = vec![Vec::new(); encs.len()];
     for _ in 0..ROUNDS {
-        let (mut zr, mut fr, mut er) = (0.0, 0.0, 0.0);
+        let (mut zr, mut fr) = (0.0, 0.0);
+        let mut er = vec![0.0; encs.len()];
         for frame in frames {
             let run = |p: &BaselineProgram| p.test_run(frame).expect("run").action;
             zr += timed(RUNS, || empty.run_stats().expect("stats"), || run(empty), XdpAction::Pass);
             fr += timed(RUNS, || floor.run_stats().expect("stats"), || run(floor), XdpAction::Tx);
-            er += timed(
-                RUNS,
-                || enc.run_stats().expect("stats"),
-                || enc.test_run(frame).expect("run").action,
-                XdpAction::Tx,
-            );
+            for (enc, sum) in encs.iter().zip(er.iter_mut()) {
+                *sum += timed(
+                    RUNS,
+                    || enc.run_stats().expect("stats"),
+                    || enc.test_run(frame).expect("run").action,
+                    XdpAction::Tx,
+                );
+            }
         }
         let n = frames.len() as f64;
         z.push(zr / n);
         f.push(fr / n);
-        e.push(er / n);
+        for (samples, sum) in e.iter_mut().zip(er) {
+            samples.push(sum / n);
+        }
     }
-    let labelled = enc.stats().expect("stats").labelled.packets - before;
     let runs = (ROUNDS * frames.len()) as u64 * u64::from(RUNS);
-    assert!(labelled == runs || labelled == 0, "every run took the full encap path: {labelled} of {runs}");
-    (median(z), median(f), median(e))
+    for (enc, before) in encs.iter().zip(before) {
+        let labelled = enc.stats().expect("stats").labelled.packets - before;
+        assert!(labelled == runs || labelled == 0, "every run took the full encap path: {labelled} of {runs}");
+    }
+    (median(z), median(f), e.into_iter().map(median).collect())
 }
 
 fn main() {
@@ -127,9 +148,17 @@ fn main() {
         let _stats_on = RunTimeStats::enable().expect("BPF_ENABLE_STATS (CAP_SYS_ADMIN)");
         let floor = BaselineProgram::floor().expect("floor program");
         let empty = BaselineProgram::empty().expect("empty program");
-        scale(&floor, &empty);
-        stage_costs(&floor, &empty);
-        features(&floor, &empty);
+        // LHE_XDP_PATH=scale,stages,features (the default: all) picks the tables.
+        let only = std::env::var("LHE_XDP_PATH").unwrap_or_else(|_| "scale,stages,features".into());
+        if only.contains("scale") {
+            scale(&floor, &empty);
+        }
+        if only.contains("stages") {
+            stage_costs(&floor, &empty);
+        }
+        if only.contains("features") {
+            features(&floor, &empty);
+        }
     });
 }
 
@@ -165,48 +194,59 @@ fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
     }
 }
 
-/// What each stage costs: the full program minus a variant without it, one
-/// route and 1,000,000 + 200,000, IPv4 (DIR-24-8) and IPv6.
+/// What each stage costs: the full program minus a variant without it, at
+/// one route and at 1,000,000 + 200,000, IPv4 (DIR-24-8) and IPv6 (LPM
+/// trie); a policy's cost is a table of 70/30 policies minus a plain one.
 fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
     println!();
-    println!("| stage (DIR-24-8) | table | IPv4 (ns) | IPv6 (ns) |");
+    println!("| stage | table | IPv4, DIR-24-8 (ns) | IPv6, LPM trie (ns) |");
     println!("|---|---|---|---|");
     let split = fixtures::policy::split().remove(0).policy;
-    for (v4, v6, what) in [(1usize, 1usize, "1 + 1"), (1_000_000, 200_000, "1M + 200k")] {
-        // The routes the frames go to are 70/30 policies, so the policy stage runs too.
-        let base = table(v4, v6, 1);
-        let policy: std::collections::BTreeSet<IpNetwork> =
-            targets(&base, false).into_iter().chain(targets(&base, true)).collect();
-        let routes = base
+    let sizes: &[(usize, usize, &str)] = match std::env::var("LHE_XDP_PATH_SMALL") {
+        Ok(_) => &[(1, 1, "1 + 1")],
+        Err(_) => &[(1, 1, "1 + 1"), (1_000_000, 200_000, "1M + 200k")],
+    };
+    for &(v4, v6, what) in sizes {
+        let plain = table(v4, v6, 1);
+        // The same table with the routes the frames go to made 70/30 policies.
+        let targeted: std::collections::BTreeSet<IpNetwork> =
+            targets(&plain, false).into_iter().chain(targets(&plain, true)).collect();
+        let routes = plain
             .routes()
             .iter()
-            .map(|(k, r)| match policy.contains(&r.prefix) {
+            .map(|(k, r)| match targeted.contains(&r.prefix) {
                 true => (*k, Route::with_policy(r.prefix, split.clone())),
                 false => (*k, r.clone()),
             })
             .collect();
-        let state = ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("valid");
-        // (floor, program) per family.
-        let time = |skip: u32| -> [(f64, f64); 2] {
-            let enc = Encapsulator::builder().skip_stages(skip).load().expect("variant");
-            enc.apply_valid(&state).expect("apply");
-            [false, true].map(|v6| {
-                let (_, f, e) = measure(&enc, floor, empty, &frames(&state, v6));
-                (f, e)
+        let policies = ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("valid");
+        // Every variant loaded at once and timed frame by frame beside the others.
+        let variants: Vec<(&str, u32, &ValidState)> = vec![
+            ("whole program, plain route", 0, &plain),
+            ("lookup", stages::LOOKUP, &plain),
+            ("MTU check", stages::MTU, &plain),
+            ("push (save L2, grow, write the stack)", stages::PUSH, &plain),
+            ("counters", stages::COUNTERS, &plain),
+            ("a 70/30 policy instead (flow hash, policy lookup, slot, list counter)", 0, &policies),
+        ];
+        let encs: Vec<Encapsulator> = variants
+            .iter()
+            .map(|(_, skip, state)| {
+                let enc = Encapsulator::builder().skip_stages(*skip).load().expect("variant");
+                enc.apply_valid(state).expect("apply");
+                enc
             })
-        };
-        let full = time(0);
-        println!("| whole program | {what} | {:.1} | {:.1} |", full[0].1, full[1].1);
-        println!("| floor (parse, MAC swap, XDP_TX) | {what} | {:.1} | {:.1} |", full[0].0, full[1].0);
-        for (name, skip) in [
-            ("lookup (IPv4: DIR-24-8; IPv6: LPM trie)", stages::LOOKUP),
-            ("policy (flow hash, Maglev slot)", stages::POLICY),
-            ("MTU check", stages::MTU),
-            ("push (save L2, grow, write the stack)", stages::PUSH),
-            ("counters", stages::COUNTERS),
-        ] {
-            let without = time(skip);
-            println!("| {name} | {what} | {:.1} | {:.1} |", full[0].1 - without[0].1, full[1].1 - without[1].1);
+            .collect();
+        let refs: Vec<&Encapsulator> = encs.iter().collect();
+        let [v4, v6] = [false, true].map(|v6| measure_all(&refs, floor, empty, &frames(&plain, v6)));
+        println!("| floor (parse, MAC swap, XDP_TX) | {what} | {:.1} | {:.1} |", v4.1, v6.1);
+        for (i, (name, skip, _)) in variants.iter().enumerate() {
+            let (a, b) = match (i, skip) {
+                (0, _) => (v4.2[0], v6.2[0]),
+                (_, 0) => (v4.2[i] - v4.2[0], v6.2[i] - v6.2[0]),
+                _ => (v4.2[0] - v4.2[i], v6.2[0] - v6.2[i]),
+            };
+            println!("| {name} | {what} | {a:.1} | {b:.1} |");
         }
     }
 }

@@ -152,7 +152,7 @@ fn every_truncation_passes_untouched() {
     privileged("every_truncation_passes_untouched");
     let frames = fixtures::truncation::frames();
     let failures = in_test_run_netns("table", || {
-        let mut h = Harness { encaps: HashMap::new() };
+        let mut h = Harness { lookup: Ipv4Lookup::default(), encaps: HashMap::new() };
         let enc = h.program(fixtures::COPY, &fixtures::truncation::routes());
         let mut failures = Vec::new();
         let mut runs = 0;

@@ -78,8 +78,13 @@ fn stream_until(lab: &VethLab, stop: &AtomicBool, during: impl FnOnce()) -> u64 
             }
             seq
         });
-        during();
+        // A panic in `during` must still stop the sender, or the scope waits forever.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
         stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = outcome {
+            done_sending.store(true, Ordering::Relaxed);
+            std::panic::resume_unwind(panic);
+        }
         let sent = sender.join().unwrap();
         done_sending.store(true, Ordering::Relaxed);
         (sent, receiver.join().unwrap())
@@ -230,11 +235,10 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "state is root-only");
             assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-            let future = original.replacen("\"format\": 1", "\"format\": 999", 1).replacen(
-                &format!("\"written_by\": \"{}\"", env!("CARGO_PKG_VERSION")),
-                "\"written_by\": \"9.9.9\"",
-                1,
-            );
+            let mut doc: serde_json::Value = serde_json::from_str(&original).expect("state JSON");
+            doc["format"] = 999.into();
+            doc["written_by"] = "9.9.9".into();
+            let future = serde_json::to_string_pretty(&doc).unwrap();
             assert_ne!(future, original);
             std::fs::write(&state, &future).unwrap();
             match Encapsulator::open(VethLab::HOST_IF) {

@@ -122,10 +122,9 @@ enum encap_counter {
  */
 enum encap_skip {
 	ENCAP_SKIP_LOOKUP = 1,   /* the route is dir4_values[1], read directly */
-	ENCAP_SKIP_POLICY = 2,   /* a policy route pushes its route's own list */
-	ENCAP_SKIP_MTU = 4,      /* no MTU check */
-	ENCAP_SKIP_PUSH = 8,     /* no grow, no push: the frame goes back with its MACs swapped */
-	ENCAP_SKIP_COUNTERS = 16, /* no counter updated */
+	ENCAP_SKIP_MTU = 2,      /* no MTU check */
+	ENCAP_SKIP_PUSH = 4,     /* no grow, no push: the frame goes back with its MACs swapped */
+	ENCAP_SKIP_COUNTERS = 8, /* no counter updated */
 };
 
 /* How the TTL of every pushed entry is chosen (RFC 3443). */

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use ipnetwork::{IpNetwork, Ipv4Network};
 
 use super::key::RouteKey;
-use super::table::RouteTable;
+use super::table::{Entry, RouteTable};
 use crate::abi::{self, types};
 use crate::dataplane::{EncapMaps, DIR_TBL24_ELEMENTS};
 use crate::error::{MapError, RouteError};
@@ -513,7 +513,7 @@ impl RouteTable for Dir24_8 {
         Ok(())
     }
 
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MapError> {
+    fn entries(&self) -> Result<Vec<Entry>, MapError> {
         let st = self.lock();
         let mut out = Vec::with_capacity(st.slot_of.len());
         for (prefix, slot) in &st.slot_of {

@@ -5,6 +5,9 @@
 use crate::error::{MapError, RouteError};
 use crate::sys::map::BpfMap;
 
+/// One entry's key and value bytes.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
 /// Entries keyed and valued like an LPM trie of routes.
 pub(crate) trait RouteTable: Sync + std::fmt::Debug {
     /// The map's name, for errors and differences.
@@ -18,7 +21,7 @@ pub(crate) trait RouteTable: Sync + std::fmt::Debug {
     /// Deletes entries that all exist, in order.
     fn delete_batch(&self, keys: &[u8]) -> Result<(), RouteError>;
     /// Every entry (key, value).
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MapError>;
+    fn entries(&self) -> Result<Vec<Entry>, MapError>;
 }
 
 impl RouteTable for BpfMap {
@@ -42,7 +45,7 @@ impl RouteTable for BpfMap {
         Ok(BpfMap::delete_batch(self, keys)?)
     }
 
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MapError> {
+    fn entries(&self) -> Result<Vec<Entry>, MapError> {
         let mut out = Vec::new();
         for key in self.keys(usize::MAX)? {
             if let Some(value) = self.lookup(&key)? {

@@ -134,8 +134,6 @@ pub mod stages {
 
     /// The route lookup (the variant reads the first DIR-24-8 route value directly).
     pub const LOOKUP: u32 = encap_skip::ENCAP_SKIP_LOOKUP.0;
-    /// Policy selection (flow hash, Maglev slot): a policy route pushes its own list.
-    pub const POLICY: u32 = encap_skip::ENCAP_SKIP_POLICY.0;
     /// The MTU check.
     pub const MTU: u32 = encap_skip::ENCAP_SKIP_MTU.0;
     /// Growing the frame and pushing the stack (the frame goes back with its MACs swapped).

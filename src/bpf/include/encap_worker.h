@@ -102,7 +102,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	}
 
 	list = &route->list;
-	if ((route->flags & ENCAP_ROUTE_POLICY) && !(skip_stages & ENCAP_SKIP_POLICY)) {
+	if (route->flags & ENCAP_ROUTE_POLICY) {
 		policy = bpf_map_lookup_elem(&policies, &route->policy_id);
 		/* Rust writes the policy before the route that names it: never expected. */
 		if (!policy) {
