@@ -26,7 +26,7 @@
 //! that thread's CPU (veth receive runs in the softirq of the CPU that queued
 //! the frames), every frame sent comes back, and the other CPU stays free
 //! for the rest of the machine. Knobs: LHE_WIRE_SECS (seconds a turn,
-//! default 1.5), LHE_WIRE_ROUNDS (default 7), LHE_WIRE_THREADS (generator
+//! default 1), LHE_WIRE_ROUNDS (default 11), LHE_WIRE_THREADS (generator
 //! threads, default 1; more share h0's one receive queue, lose frames and
 //! measure noisier), LHE_WIRE_DESTINATIONS (distinct frames, default 4,096).
 
@@ -37,6 +37,7 @@ mod fixtures;
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fixtures::tables::{bgp_like_v4, bgp_like_v6, bgp_sample};
@@ -49,10 +50,9 @@ use lnetd_host_encap::{
 
 /// Seconds per BPF_PROG_TEST_RUN call: each call also pays ~24 ms of
 /// page-pool teardown, so a call must last far longer than that, and as long
-/// for the floor as for the encapsulator (so the teardown weighs the same).
-const CALL_TIME: f64 = 0.4;
-/// Frames in a thread's first call of a turn.
-const FIRST_CALL: u32 = 1 << 18;
+/// for the floor as for the encapsulator (so the teardown weighs the same):
+/// calls are sized from the time per frame of the program's previous call.
+const CALL_TIME: f64 = 0.25;
 const DEFAULT_V4: u32 = 1_000_000;
 const DEFAULT_V6: u32 = 1_000_001;
 /// Labels of table routes: 16 + (route index modulo this).
@@ -116,11 +116,14 @@ struct Bench {
     threads: usize,
     secs: f64,
     rounds: usize,
+    /// Seconds per frame in the last call of a floor turn and of an encap turn.
+    floor_pace: Mutex<f64>,
+    encap_pace: Mutex<f64>,
 }
 
 impl Bench {
     /// One turn: every generator thread sends until `secs` have passed.
-    fn turn(&self, secs: f64) -> Turn {
+    fn turn(&self, secs: f64, pace: &Mutex<f64>) -> Turn {
         self.counter.reset().expect("reset the counter");
         let start = Instant::now();
         let deadline = Duration::from_secs_f64(secs);
@@ -132,19 +135,25 @@ impl Bench {
                     let workers: Vec<_> = (0..self.threads)
                         .map(|_| {
                             s.spawn(|| {
-                                let (mut sent, mut size) = (0u64, FIRST_CALL);
+                                let (mut sent, mut per_frame) = (0u64, *pace.lock().unwrap());
                                 while start.elapsed() < deadline {
+                                    let size = (CALL_TIME / per_frame).clamp(1e4, 1e8) as u32;
                                     let t = Instant::now();
                                     self.generator.send(VethLab::ROUTER_IF, size).expect("live frames");
                                     sent += u64::from(size);
-                                    let per_frame = t.elapsed().as_secs_f64() / f64::from(size);
-                                    size = (CALL_TIME / per_frame).clamp(1e4, 1e8) as u32;
+                                    per_frame = t.elapsed().as_secs_f64() / f64::from(size);
                                 }
-                                sent
+                                (sent, per_frame)
                             })
                         })
                         .collect();
-                    workers.into_iter().map(|w| w.join().expect("generator thread")).sum()
+                    let mut sent = 0;
+                    for w in workers {
+                        let (n, per_frame) = w.join().expect("generator thread");
+                        sent += n;
+                        *pace.lock().unwrap() = per_frame;
+                    }
+                    sent
                 })
             })
             .expect("enter namespace A");
@@ -157,7 +166,7 @@ impl Bench {
     fn floor_turn(&self, secs: f64) -> Turn {
         let attached =
             self.lab.host.run(|| self.floor.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("floor");
-        let t = self.turn(secs);
+        let t = self.turn(secs, &self.floor_pace);
         drop(attached);
         t
     }
@@ -166,7 +175,7 @@ impl Bench {
     fn encap_turn(&self, secs: f64) -> (Turn, u64) {
         self.lab.host.run(|| self.enc.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("encapsulator");
         let before = self.enc.stats().expect("stats").labelled.packets;
-        let t = self.turn(secs);
+        let t = self.turn(secs, &self.encap_pace);
         let labelled = self.enc.stats().expect("stats").labelled.packets - before;
         self.lab.host.run(|| self.enc.detach()).unwrap().expect("detach");
         (t, labelled)
@@ -255,8 +264,11 @@ fn main() {
         floor: BaselineProgram::floor().expect("floor"),
         enc: Encapsulator::builder().load().expect("encapsulator"),
         threads: env_or("LHE_WIRE_THREADS", 1),
-        secs: env_or("LHE_WIRE_SECS", 1.5),
-        rounds: env_or("LHE_WIRE_ROUNDS", 7),
+        secs: env_or("LHE_WIRE_SECS", 1.0),
+        rounds: env_or("LHE_WIRE_ROUNDS", 11),
+        // 2 Mpps until measured.
+        floor_pace: Mutex::new(5e-7),
+        encap_pace: Mutex::new(5e-7),
     };
     let table_labels = 16..=16 + TABLE_LABELS - 1;
 
