@@ -55,8 +55,10 @@ use lnetd_host_encap::{
 const CALL_TIME: f64 = 0.25;
 const DEFAULT_V4: u32 = 1_000_000;
 const DEFAULT_V6: u32 = 1_000_001;
-/// Labels of table routes: 16 + (route index modulo this).
-const TABLE_LABELS: u32 = 900_000;
+/// Labels of table routes: 16 + (route index modulo this). Real tables
+/// share labels between many prefixes (one per egress or policy); 65,536
+/// distinct stacks stay within the DIR-24-8 table's default 131,071 values.
+const TABLE_LABELS: u32 = 65_536;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
