@@ -7,10 +7,70 @@
  *
  * xdp_floor: the encapsulator's fixed costs without its work (same parser, MAC
  * swap, XDP_TX; no lookup, no push): the baseline the benchmarks divide by.
+ *
+ * xdp_generate: a traffic generator for BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_XDP_LIVE_FRAMES: writes the next frame of `gen_frames` over the
+ * live frame and sends it out with XDP_TX.
+ *
+ * xdp_count_returned: counts the frames that come back to an interface
+ * (labelled ones apart) and drops them.
  */
 #include "hook.h"
 #include "packet.h"
 #include "reflect.h"
+
+/* Largest generated frame, and how many distinct frames the generator cycles through. */
+#define GEN_FRAME_MAX 256
+#define GEN_FRAMES_MAX 4096
+
+struct gen_frame {
+	__u8 bytes[GEN_FRAME_MAX];
+};
+
+/* How many frames of gen_frames are in use, and their common length. */
+struct gen_config {
+	__u32 frames;
+	__u32 len;
+};
+
+/* What came back to the counted interface, per CPU. */
+struct returned_counts {
+	__u64 frames;
+	/* Frames whose outer ethertype is MPLS unicast (0x8847). */
+	__u64 labelled;
+	/* The first label stack entry of the last labelled frame, as on the wire. */
+	__u32 last_top_entry;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GEN_FRAMES_MAX);
+	__type(key, __u32);
+	__type(value, struct gen_frame);
+} gen_frames SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_config);
+} gen_config SEC(".maps");
+
+/* Per CPU, so that generator threads on several CPUs do not share a cache line. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gen_cursor SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct returned_counts);
+} returned SEC(".maps");
 
 SEC("xdp")
 int xdp_pass(struct xdp_md *ctx)
@@ -28,6 +88,58 @@ int xdp_floor(struct xdp_md *ctx)
 	if (parse_packet(data, data_end, data_end - data, &pkt) != PACKET_IP || reflect_macs(data, data_end))
 		return XDP_PASS;
 	return XDP_TX;
+}
+
+/*
+ * Live frames come from a page pool that recycles the pages the far side
+ * returned without restoring their bytes (only the pointers are reset), and
+ * the program under test rewrites them (MAC swap, label push). So every run
+ * writes a whole frame again instead of trusting what the page holds; that
+ * also lets one BPF_PROG_TEST_RUN call send many different frames.
+ */
+SEC("xdp")
+int xdp_generate(struct xdp_md *ctx)
+{
+	struct gen_config *cfg;
+	struct gen_frame *frame;
+	__u32 zero = 0, i, len;
+	__u32 *cursor;
+
+	cfg = bpf_map_lookup_elem(&gen_config, &zero);
+	cursor = bpf_map_lookup_elem(&gen_cursor, &zero);
+	if (!cfg || !cursor || !cfg->frames)
+		return XDP_ABORTED;
+	i = *cursor;
+	*cursor = i + 1 >= cfg->frames ? 0 : i + 1;
+	frame = bpf_map_lookup_elem(&gen_frames, &i);
+	len = cfg->len;
+	/* The helper takes a size the verifier can bound, and never zero. */
+	if (!frame || len == 0 || len > GEN_FRAME_MAX)
+		return XDP_ABORTED;
+	if (bpf_xdp_store_bytes(ctx, 0, frame->bytes, len))
+		return XDP_ABORTED;
+	return XDP_TX;
+}
+
+SEC("xdp")
+int xdp_count_returned(struct xdp_md *ctx)
+{
+	struct returned_counts *c;
+	void *data, *data_end;
+	struct ethhdr *eth;
+	__u32 zero = 0;
+
+	c = bpf_map_lookup_elem(&returned, &zero);
+	if (!c)
+		return XDP_DROP;
+	c->frames++;
+	hook_frame(ctx, HOOK_XDP, &data, &data_end);
+	eth = data;
+	if ((void *)(eth + 1) + sizeof(__u32) > data_end || eth->h_proto != bpf_htons(ETH_P_MPLS_UC))
+		return XDP_DROP;
+	c->labelled++;
+	c->last_top_entry = *(__u32 *)(eth + 1);
+	return XDP_DROP;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,21 +1,22 @@
 //! Helper programs for labs and benchmarks (not for production paths).
 
+pub mod generator;
 pub mod lab;
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use crate::abi::testing::TestingSkelBuilder;
+use crate::abi::testing::{TestingSkel, TestingSkelBuilder};
 use crate::domain::config::XdpMode;
 use crate::error::{AttachError, LoadError, TestRunError};
 use crate::sys::link::{self, BpfLink};
 use crate::sys::test_run::{self, RunStats, TestRun};
 
-/// Loads the testing object and keeps one program of it, by fd: the rest closes
-/// with the skeleton.
-fn load(pick: fn(&crate::abi::testing::TestingSkel<'_>) -> std::io::Result<OwnedFd>) -> Result<OwnedFd, LoadError> {
+/// Loads the testing object and takes what `pick` wants of it (program and
+/// map fds, which outlive the skeleton); the rest closes with the skeleton.
+fn load<T>(pick: impl FnOnce(&TestingSkel<'_>) -> Result<T, LoadError>) -> Result<T, LoadError> {
     if let Some(missing) = crate::sys::privileges::missing() {
         return Err(LoadError::Privileges(missing));
     }
@@ -25,7 +26,16 @@ fn load(pick: fn(&crate::abi::testing::TestingSkel<'_>) -> std::io::Result<Owned
         .open(&mut storage)
         .map_err(|source| LoadError::Kernel { step: "opening the testing object", source })?;
     let skel = open.load().map_err(|source| LoadError::Kernel { step: "loading the testing object", source })?;
-    pick(&skel).map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })
+    pick(&skel)
+}
+
+/// One program of the testing object, by a new fd.
+fn load_prog(pick: for<'a, 'b> fn(&'a TestingSkel<'b>) -> BorrowedFd<'a>) -> Result<OwnedFd, LoadError> {
+    load(|s| {
+        pick(s)
+            .try_clone_to_owned()
+            .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })
+    })
 }
 
 /// An `XDP_PASS` program attached to an interface while this value lives.
@@ -46,7 +56,7 @@ impl PassProgram {
     /// # Errors
     /// [`crate::Error::Load`] or [`crate::Error::Attach`].
     pub fn attach(iface: &str) -> Result<PassProgram, crate::Error> {
-        let prog = load(|s| s.progs.xdp_pass.as_fd().try_clone_to_owned())?;
+        let prog = load_prog(|s| s.progs.xdp_pass.as_fd())?;
         let ifindex = nix::net::if_::if_nametoindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         let (link, _) = link::attach(prog.as_fd(), ifindex, XdpMode::Auto).map_err(|tried| {
@@ -70,7 +80,7 @@ impl BaselineProgram {
     /// # Errors
     /// [`LoadError`].
     pub fn floor() -> Result<BaselineProgram, LoadError> {
-        Ok(BaselineProgram { prog: load(|s| s.progs.xdp_floor.as_fd().try_clone_to_owned())? })
+        Ok(BaselineProgram { prog: load_prog(|s| s.progs.xdp_floor.as_fd())? })
     }
 
     /// A program that only returns XDP_PASS: what the measurement itself costs
@@ -79,7 +89,23 @@ impl BaselineProgram {
     /// # Errors
     /// [`LoadError`].
     pub fn empty() -> Result<BaselineProgram, LoadError> {
-        Ok(BaselineProgram { prog: load(|s| s.progs.xdp_pass.as_fd().try_clone_to_owned())? })
+        Ok(BaselineProgram { prog: load_prog(|s| s.progs.xdp_pass.as_fd())? })
+    }
+
+    /// Attaches the program to `iface` of the calling thread's network
+    /// namespace, in `mode` (native then generic for [`XdpMode::Auto`]),
+    /// until the returned value is dropped: the floor as the program under
+    /// test of a rate measurement on the wire.
+    ///
+    /// # Errors
+    /// [`crate::Error::Attach`].
+    pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<Attached, crate::Error> {
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        let (link, _) = link::attach(self.prog.as_fd(), ifindex, mode).map_err(|tried| {
+            AttachError::ModeUnsupported { iface: iface.to_owned(), mode, tried, hint: "see dmesg" }
+        })?;
+        Ok(Attached { _link: link })
     }
 
     /// As [`crate::Encapsulator::test_run`].
@@ -98,6 +124,12 @@ impl BaselineProgram {
         test_run::run_stats(self.prog.as_fd())
             .map_err(|errno| crate::Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
     }
+}
+
+/// A [`BaselineProgram`] attached to an interface; detached on drop.
+#[derive(Debug)]
+pub struct Attached {
+    _link: BpfLink,
 }
 
 /// Removes whatever is pinned for `iface` in the calling thread's network

@@ -1,0 +1,292 @@
+//! Packet rates on a veth pair: a generator that sends live frames out of an
+//! interface from BPF_PROG_TEST_RUN, and a counter of the frames that come
+//! back to it.
+//!
+//! ```text
+//!  [ns A] Generator --XDP_TX--> veth A ======== veth B --> program under test (XDP_TX)
+//!         ReturnCounter <-- XDP on veth A <======/
+//! ```
+//!
+//! The generator runs the testing object's `xdp_generate` program with
+//! `BPF_F_TEST_XDP_LIVE_FRAMES` (Linux 5.18+): the kernel builds real frames
+//! from a page pool, runs the program on each, and transmits what it returns
+//! XDP_TX for on the interface given as the context's ingress interface. The
+//! program writes the next of the frames set with [`Generator::set_frames`]
+//! over every live frame before sending it, because the page pool recycles
+//! frames the far side has rewritten (a MAC swap, a label push) without
+//! restoring their bytes. A veth delivers these frames only while its peer
+//! runs an XDP program, and sends the peer's XDP_TX frames back only while it
+//! runs one itself: [`ReturnCounter`] is that program on the generator's side.
+
+#![allow(unsafe_code)]
+
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::MapCore;
+use nix::errno::Errno;
+
+use crate::abi::testing::types::{gen_config, gen_frame, returned_counts};
+use crate::abi::{bytes_of, from_bytes, zeroed, Pod};
+use crate::domain::config::XdpMode;
+use crate::error::{AttachError, LoadError, MapError};
+use crate::sys::link::{self, BpfLink};
+use crate::sys::map::BpfMap;
+
+// SAFETY: generated #[repr(C)] structs of integers (src/bpf/testing.bpf.c);
+// the sizes asserted below equal the sum of their fields, so no padding.
+unsafe impl Pod for gen_config {}
+unsafe impl Pod for returned_counts {}
+
+const _: () = {
+    assert!(size_of::<gen_config>() == 4 + 4);
+    assert!(size_of::<returned_counts>() == 8 + 8 + 4 + 4);
+};
+
+/// The generator could not be set up or could not send.
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    /// No frames were given, or more than the generator holds.
+    #[error("the generator takes 1 to {max} frames, not {count}")]
+    FrameCount {
+        /// Frames given.
+        count: usize,
+        /// The most it holds.
+        max: usize,
+    },
+    /// A frame is empty, longer than the generator's slots, or not as long as
+    /// the first one (every live frame of a run has the same length).
+    #[error("frame {index} is {len} bytes: frames must all be as long as the first ({first} bytes), at most {max}")]
+    FrameLength {
+        /// Which frame.
+        index: usize,
+        /// Its length.
+        len: usize,
+        /// The first frame's length.
+        first: usize,
+        /// The longest frame a slot holds.
+        max: usize,
+    },
+    /// [`Generator::send`] before [`Generator::set_frames`].
+    #[error("no frames to send: call set_frames first")]
+    NoFrames,
+    /// The interface does not exist in the calling thread's namespace.
+    #[error("no interface named {iface:?} in this network namespace")]
+    NoSuchInterface {
+        /// The name.
+        iface: String,
+    },
+    /// Writing the generator's maps failed.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// The kernel refused the run (EINVAL before Linux 5.18, which has no
+    /// live frames; EPERM without CAP_BPF / CAP_NET_ADMIN).
+    #[error("BPF_PROG_TEST_RUN with live frames failed: {0}")]
+    Kernel(Errno),
+}
+
+fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, LoadError> {
+    fd.try_clone_to_owned().map_err(|e| LoadError::Kernel { step: "duplicating a program fd", source: e.into() })
+}
+
+/// Sends live frames out of an interface with BPF_PROG_TEST_RUN (see the
+/// module's documentation). Loading it needs CAP_BPF and CAP_NET_ADMIN.
+#[derive(Debug)]
+pub struct Generator {
+    prog: OwnedFd,
+    frames: BpfMap,
+    config: BpfMap,
+    /// Slots in `frames`.
+    slots: usize,
+    /// The first frame: what the kernel initialises fresh live frames with.
+    first: Vec<u8>,
+}
+
+impl Generator {
+    /// The longest frame the generator sends.
+    pub const MAX_FRAME: usize = size_of::<gen_frame>();
+
+    /// Loads the generator program and its maps.
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn load() -> Result<Generator, LoadError> {
+        super::load(|s| {
+            Ok(Generator {
+                prog: dup(s.progs.xdp_generate.as_fd())?,
+                frames: BpfMap::new(&s.maps.gen_frames, "gen_frames")?,
+                config: BpfMap::new(&s.maps.gen_config, "gen_config")?,
+                slots: s.maps.gen_frames.max_entries() as usize,
+                first: Vec::new(),
+            })
+        })
+    }
+
+    /// How many different frames the generator holds.
+    pub fn max_frames(&self) -> usize {
+        self.slots
+    }
+
+    /// The frames to send, in turn, from the destination MAC on; all of the
+    /// same length, at most [`Generator::MAX_FRAME`] bytes, at most
+    /// [`Generator::max_frames`] of them. Each CPU cycles through them on
+    /// its own.
+    ///
+    /// # Errors
+    /// [`GeneratorError::FrameCount`], [`GeneratorError::FrameLength`], or
+    /// [`GeneratorError::Map`] when a map write fails.
+    pub fn set_frames(&mut self, frames: &[Vec<u8>]) -> Result<(), GeneratorError> {
+        let max = self.max_frames();
+        let Some(first) = frames.first().filter(|_| frames.len() <= max) else {
+            return Err(GeneratorError::FrameCount { count: frames.len(), max });
+        };
+        for (index, frame) in frames.iter().enumerate() {
+            if frame.is_empty() || frame.len() != first.len() || frame.len() > Self::MAX_FRAME {
+                return Err(GeneratorError::FrameLength {
+                    index,
+                    len: frame.len(),
+                    first: first.len(),
+                    max: Self::MAX_FRAME,
+                });
+            }
+        }
+        let mut slot = vec![0u8; Self::MAX_FRAME];
+        for (index, frame) in frames.iter().enumerate() {
+            slot.fill(0);
+            for (to, from) in slot.iter_mut().zip(frame) {
+                *to = *from;
+            }
+            self.frames.update(&(index as u32).to_ne_bytes(), &slot)?;
+        }
+        let mut config: gen_config = zeroed();
+        config.frames = frames.len() as u32;
+        config.len = first.len() as u32;
+        self.config.update(&0u32.to_ne_bytes(), bytes_of(&config))?;
+        self.first.clone_from(first);
+        Ok(())
+    }
+
+    /// Sends `count` frames out of `iface` of the calling thread's network
+    /// namespace, in one BPF_PROG_TEST_RUN call, and returns when the kernel
+    /// has handed the last one to the interface. Each call also costs the
+    /// kernel tens of milliseconds of page-pool teardown: send millions per
+    /// call. Several threads may send at once (each on its own CPU's frames).
+    ///
+    /// # Errors
+    /// [`GeneratorError::NoFrames`], [`GeneratorError::NoSuchInterface`],
+    /// or [`GeneratorError::Kernel`] (Linux 5.18+ has live frames).
+    pub fn send(&self, iface: &str, count: u32) -> Result<(), GeneratorError> {
+        if self.first.is_empty() {
+            return Err(GeneratorError::NoFrames);
+        }
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| GeneratorError::NoSuchInterface { iface: iface.to_owned() })?;
+        let mut ctx = libbpf_sys::xdp_md {
+            data: 0,
+            data_end: self.first.len() as u32,
+            ingress_ifindex: ifindex,
+            ..Default::default()
+        };
+        // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
+        let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+        opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+        opts.data_in = self.first.as_ptr().cast();
+        opts.data_size_in = self.first.len() as u32;
+        opts.ctx_in = (&mut ctx as *mut libbpf_sys::xdp_md).cast();
+        opts.ctx_size_in = size_of::<libbpf_sys::xdp_md>() as u32;
+        opts.repeat = i32::try_from(count).unwrap_or(i32::MAX);
+        opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
+        // SAFETY: data_in and ctx_in outlive the call and their sizes are given;
+        // live-frame runs write no output buffers.
+        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
+        if rc < 0 {
+            return Err(GeneratorError::Kernel(Errno::from_raw(-rc)));
+        }
+        // Live-frame runs report no verdict (retval stays 0): what the
+        // program did shows in what arrives at the other end.
+        Ok(())
+    }
+}
+
+/// What came back to an interface watched by a [`ReturnCounter`], summed
+/// over the CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Returned {
+    /// Frames received.
+    pub frames: u64,
+    /// Of those, frames whose outer ethertype is MPLS unicast (0x8847).
+    pub labelled: u64,
+    /// The first label stack entry of a labelled frame seen last on one of
+    /// the CPUs (RFC 3032 layout: label << 12 | TC << 9 | S << 8 | TTL), if
+    /// any was seen since the counter was attached or last reset.
+    pub last_top_entry: Option<u32>,
+}
+
+impl Returned {
+    /// The frames counted since `earlier` (the entry is this reading's).
+    pub fn since(&self, earlier: &Returned) -> Returned {
+        Returned {
+            frames: self.frames.saturating_sub(earlier.frames),
+            labelled: self.labelled.saturating_sub(earlier.labelled),
+            last_top_entry: self.last_top_entry,
+        }
+    }
+}
+
+/// An XDP program in native mode that counts the frames an interface
+/// receives and drops them: the receiving end of a rate measurement, and
+/// what makes a veth accept its peer's XDP_TX frames. Detached on drop.
+#[derive(Debug)]
+pub struct ReturnCounter {
+    _prog: OwnedFd,
+    _link: BpfLink,
+    counts: BpfMap,
+}
+
+impl ReturnCounter {
+    /// Loads the counter and attaches it in native mode to `iface` of the
+    /// calling thread's network namespace.
+    ///
+    /// # Errors
+    /// [`crate::Error::Load`] or [`crate::Error::Attach`] (an interface
+    /// without native XDP, or one that already runs a program).
+    pub fn attach(iface: &str) -> Result<ReturnCounter, crate::Error> {
+        let (prog, counts) = super::load(|s| {
+            Ok((dup(s.progs.xdp_count_returned.as_fd())?, BpfMap::new(&s.maps.returned, "returned")?))
+        })?;
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        let (link, _) = link::attach(prog.as_fd(), ifindex, XdpMode::Native).map_err(|tried| {
+            AttachError::ModeUnsupported { iface: iface.to_owned(), mode: XdpMode::Native, tried, hint: "see dmesg" }
+        })?;
+        Ok(ReturnCounter { _prog: prog, _link: link, counts })
+    }
+
+    /// Sets every count back to zero (and forgets the last entry seen).
+    ///
+    /// # Errors
+    /// [`MapError`] when the per-CPU counters cannot be written.
+    pub fn reset(&self) -> Result<(), MapError> {
+        self.counts.zero_percpu(&0u32.to_ne_bytes())
+    }
+
+    /// The totals since the counter was attached or last reset.
+    ///
+    /// # Errors
+    /// [`MapError`] when the per-CPU counters cannot be read.
+    pub fn read(&self) -> Result<Returned, MapError> {
+        let mut total = Returned::default();
+        for cpu in self.counts.lookup_percpu(&0u32.to_ne_bytes())? {
+            let Some(c) = from_bytes::<returned_counts>(&cpu) else {
+                return Err(MapError { map: "returned", op: "decode", errno: Errno::EINVAL });
+            };
+            total.frames += c.frames;
+            total.labelled += c.labelled;
+            if c.labelled > 0 {
+                total.last_top_entry = Some(u32::from_be(c.last_top_entry));
+            }
+        }
+        Ok(total)
+    }
+}
