@@ -17,7 +17,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fixtures::tables::{bgp_like_v4, bgp_like_v6};
-use lnetd_host_encap::{DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Table, ValidState};
+use lnetd_host_encap::{
+    DscpMap, Encapsulator, IpNetwork, Ipv4Lookup, Label, LabelStack, Policy, Route, Table, ValidState,
+};
 
 /// Table sizes; LHE_BENCH_V4 / LHE_BENCH_V6 override them for quick runs.
 fn sizes() -> (usize, usize) {
@@ -80,7 +82,7 @@ fn per_sec(n: usize, d: Duration) -> f64 {
 /// One `bpftool map update` process per route into a fresh encapsulator's
 /// IPv4 trie (found by name, newest id).
 fn bpftool_rate(prefixes: &[IpNetwork]) -> Option<f64> {
-    let _enc = Encapsulator::builder().load().ok()?;
+    let _enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).load().ok()?;
     let shown = Command::new("bpftool").args(["-j", "map", "show"]).output().ok()?;
     let maps: serde_json::Value = serde_json::from_slice(&shown.stdout).ok()?;
     let id = maps.as_array()?.iter().filter(|m| m["name"] == "routes_v4").filter_map(|m| m["id"].as_u64()).max()?;
@@ -145,31 +147,72 @@ fn main() {
     let changed = ValidState::new(changed_routes, BTreeMap::new(), DscpMap::default()).expect("a valid state");
 
     common::in_netns("bench-apply", |_| {
-        let rss_before = rss();
-        let enc = Encapsulator::builder().load().expect("load");
-        let mem_empty = map_memlock();
-        let owned = full.clone();
-        let t = Instant::now();
-        let report = enc.apply_valid_owned(owned).expect("apply from empty");
-        let from_empty = t.elapsed();
-        assert_eq!(report.added.len(), all.len());
-        let mem_full = map_memlock();
-        let rss_after = rss();
-        // The median of three runs.
-        let mut times = Vec::new();
-        for _ in 0..3 {
+        let n = all.len();
+        println!();
+        println!("| IPv4 lookup | measurement | result |");
+        println!("|---|---|---|");
+        let mut from_empty_rate = 0.0;
+        for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+            let rss_before = rss();
+            // A label per route: no two routes share a value (DIR-24-8's worst case).
+            let enc = Encapsulator::builder().lookup(lookup).max_route_values(1_300_000).load().expect("load");
+            let mem_empty = map_memlock();
+            let owned = full.clone();
             let t = Instant::now();
-            let same = enc.apply_valid(&full).expect("identical apply");
-            times.push(t.elapsed());
-            assert_eq!(same.map_operations, 0);
+            let report = enc.apply_valid_owned(owned).expect("apply from empty");
+            let from_empty = t.elapsed();
+            assert_eq!(report.added.len(), all.len());
+            let mem_full = map_memlock();
+            let rss_after = rss();
+            // The median of three runs.
+            let mut times = Vec::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                let same = enc.apply_valid(&full).expect("identical apply");
+                times.push(t.elapsed());
+                assert_eq!(same.map_operations, 0);
+            }
+            times.sort();
+            let identical = times[1];
+            let t = Instant::now();
+            let r = enc.apply_valid(&changed).expect("1% apply");
+            let one_percent = t.elapsed();
+            assert!(enc.verify().expect("verify").is_empty(), "the kernel holds what the RIB says");
+            drop(enc);
+            if lookup == Ipv4Lookup::Dir24_8 {
+                from_empty_rate = per_sec(n, from_empty);
+            }
+            println!(
+                "| {lookup} | apply from empty, {} IPv4 + {} IPv6 | {:.2} s, {:.0} routes/s |",
+                v4.len(),
+                v6.len(),
+                from_empty.as_secs_f64(),
+                per_sec(n, from_empty)
+            );
+            println!(
+                "| {lookup} | identical apply (the diff alone) | {:.0} ms, 0 map operations |",
+                identical.as_secs_f64() * 1e3
+            );
+            println!(
+                "| {lookup} | apply changing 1% ({} changes: {} replaced, {} added, {} removed) | {:.0} ms, {} map operations |",
+                n_changed,
+                r.replaced.len(),
+                r.added.len(),
+                r.removed.len(),
+                one_percent.as_secs_f64() * 1e3,
+                r.map_operations
+            );
+            println!(
+                "| {lookup} | kernel map memory (memlock) | {:.1} MiB at {n} routes ({:.1} MiB empty) |",
+                mem_full as f64 / (1 << 20) as f64,
+                mem_empty as f64 / (1 << 20) as f64
+            );
+            println!(
+                "| {lookup} | process memory growth (RIB and allocator) | {:.0} MiB ({:.0} bytes/route) |",
+                (rss_after.saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
+                rss_after.saturating_sub(rss_before) as f64 / n as f64
+            );
         }
-        times.sort();
-        let identical = times[1];
-        let t = Instant::now();
-        let r = enc.apply_valid(&changed).expect("1% apply");
-        let one_percent = t.elapsed();
-        assert!(enc.verify().expect("verify").is_empty(), "the kernel holds what the RIB says");
-        drop(enc);
 
         let single = Encapsulator::builder().load().expect("load");
         let t = Instant::now();
@@ -179,49 +222,18 @@ fn main() {
         let per_route = per_sec(PER_ROUTE, t.elapsed());
         drop(single);
         let bpftool = bpftool_rate(&all);
-
-        let n = all.len();
-        println!();
-        println!("| measurement | result |");
-        println!("|---|---|");
-        println!(
-            "| apply from empty, {} IPv4 + {} IPv6 | {:.2} s, {:.0} routes/s |",
-            v4.len(),
-            v6.len(),
-            from_empty.as_secs_f64(),
-            per_sec(n, from_empty)
-        );
-        println!("| identical apply (the diff alone) | {:.0} ms, 0 map operations |", identical.as_secs_f64() * 1e3);
-        println!(
-            "| apply changing 1% ({} changes: {} replaced, {} added, {} removed) | {:.0} ms, {} map operations |",
-            n_changed,
-            r.replaced.len(),
-            r.added.len(),
-            r.removed.len(),
-            one_percent.as_secs_f64() * 1e3,
-            r.map_operations
-        );
-        println!("| baseline: set_route per route (first {PER_ROUTE}) | {per_route:.0} routes/s |");
+        println!("| | baseline: set_route per route (first {PER_ROUTE}) | {per_route:.0} routes/s |");
         match bpftool {
             Some(rate) => {
-                println!("| baseline: one bpftool process per route (first {BPFTOOL_ROUTES}) | {rate:.0} routes/s |")
+                println!(
+                    "| lpm | baseline: one bpftool process per route (first {BPFTOOL_ROUTES}) | {rate:.0} routes/s |"
+                )
             }
-            None => println!("| baseline: one bpftool process per route | bpftool not available |"),
+            None => println!("| | baseline: one bpftool process per route | bpftool not available |"),
         }
-        println!("| apply / set_route per route | {:.1}x |", per_sec(n, from_empty) / per_route);
+        println!("| dir24-8 | apply / set_route per route | {:.1}x |", from_empty_rate / per_route);
         if let Some(rate) = bpftool {
-            println!("| apply / bpftool per route | {:.0}x |", per_sec(n, from_empty) / rate);
+            println!("| dir24-8 | apply / bpftool per route | {:.0}x |", from_empty_rate / rate);
         }
-        println!(
-            "| kernel map memory (memlock) | {:.1} MiB at {n} routes ({:.0} bytes/route; {:.1} MiB empty) |",
-            mem_full as f64 / (1 << 20) as f64,
-            (mem_full - mem_empty) as f64 / n as f64,
-            mem_empty as f64 / (1 << 20) as f64
-        );
-        println!(
-            "| process memory growth (RIB and allocator) | {:.0} MiB ({:.0} bytes/route) |",
-            (rss_after.saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
-            rss_after.saturating_sub(rss_before) as f64 / n as f64
-        );
     });
 }

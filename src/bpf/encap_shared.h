@@ -50,7 +50,12 @@ enum encap_limits {
  * 256 entries in `dir4_tbl8` (indexed by the last 8 bits) for /24s that hold
  * longer prefixes. Any other non-zero entry is a leaf: DIR_DEPTH_SHIFT holds
  * the covering prefix's length (user space's bookkeeping, ignored here) and
- * the low bits the prefix's slot in `dir4_prefixes` (slot 0: no route). Two array reads at
+ * the low bits the prefix's slot in `dir4_prefixes` (slot 0: no route).
+ *
+ * In front, `dir4_tbl16` summarizes each /16: the leaf all its /24s share
+ * when no prefix longer than /16 lies in it, else DIR_GROUP (read tbl24).
+ * A table of short prefixes (a default route) is then answered from 256 KiB
+ * that stay in cache, not from 64 MiB that miss it. Three array reads at
  * most, whatever the table size; user space derives every entry from its RIB.
  */
 enum encap_lookup {
@@ -65,6 +70,8 @@ enum encap_dir {
 	/* tbl24 entries per array element (array elements are 8-byte aligned:
 	 * one u32 per element would double the memory). */
 	DIR_BLOCK = 16,
+	/* A tbl16 entry that says "read tbl24". */
+	DIR_DESCEND = 1u << 31,
 };
 
 /* DIR_BLOCK consecutive tbl24 entries. */

@@ -65,6 +65,7 @@ macro_rules! map_set {
 
 map_set!(
     routes_v4,
+    dir4_tbl16,
     dir4_tbl24,
     dir4_tbl8,
     dir4_prefixes,
@@ -81,6 +82,8 @@ map_set!(
     counters,
 );
 
+/// Elements of `dir4_tbl16`: one per DIR_BLOCK /16s.
+pub(crate) const DIR_TBL16_ELEMENTS: u32 = (1 << 16) / types::encap_dir::DIR_BLOCK.0;
 /// Elements of `dir4_tbl24`: one per DIR_BLOCK /24s.
 pub(crate) const DIR_TBL24_ELEMENTS: u32 = (1 << 24) / types::encap_dir::DIR_BLOCK.0;
 /// Slots a DIR-24-8 entry can name (its low 24 bits; 0 is "no route").
@@ -167,13 +170,21 @@ fn load_object(
     rodata.skip_stages = config.skip_stages;
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
-    let (lpm_v4, tbl24, groups, prefixes, values) = match dir {
-        true => (1, DIR_TBL24_ELEMENTS, config.dir_groups, config.max_routes_v4.saturating_add(1), config.route_values),
-        false => (config.max_routes_v4, 1, 1, 1, 1),
+    let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {
+        true => (
+            1,
+            DIR_TBL16_ELEMENTS,
+            DIR_TBL24_ELEMENTS,
+            config.dir_groups,
+            config.max_routes_v4.saturating_add(1),
+            config.route_values,
+        ),
+        false => (config.max_routes_v4, 1, 1, 1, 1, 1),
     };
     let maps = &mut open.maps;
     for (map, entries, step) in [
         (&mut maps.routes_v4, lpm_v4, "sizing routes_v4"),
+        (&mut maps.dir4_tbl16, tbl16, "sizing dir4_tbl16"),
         (&mut maps.dir4_tbl24, tbl24, "sizing dir4_tbl24"),
         (&mut maps.dir4_tbl8, groups, "sizing dir4_tbl8"),
         (&mut maps.dir4_prefixes, prefixes, "sizing dir4_prefixes"),

@@ -15,6 +15,8 @@
 //! a prefix overwrites exactly the entries no longer prefix covers.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
 
@@ -23,7 +25,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use super::key::RouteKey;
 use super::table::{Entry, RouteTable};
 use crate::abi::{self, types};
-use crate::dataplane::{EncapMaps, DIR_TBL24_ELEMENTS};
+use crate::dataplane::{EncapMaps, DIR_TBL16_ELEMENTS, DIR_TBL24_ELEMENTS};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::Slots;
 use crate::rib::persist::LoadConfig;
@@ -33,6 +35,7 @@ const GROUP: u32 = types::encap_dir::DIR_GROUP.0;
 const DEPTH_SHIFT: u32 = types::encap_dir::DIR_DEPTH_SHIFT.0;
 const SLOT_MASK: u32 = types::encap_dir::DIR_SLOT_MASK.0;
 const BLOCK: u32 = types::encap_dir::DIR_BLOCK.0;
+const DESCEND: u32 = types::encap_dir::DIR_DESCEND.0;
 /// `dir_prefix.len` of a free slot.
 const FREE: u8 = 0xff;
 /// Bytes of a `route_value`; its counter id is the last word.
@@ -56,6 +59,7 @@ fn covers(e: u32, len: u8) -> bool {
 /// The kernel's table, mapped, and the bookkeeping to change it.
 #[derive(Debug)]
 pub(crate) struct Dir24_8 {
+    tbl16: MappedArray,
     tbl24: MappedArray,
     tbl8: MappedArray,
     prefixes: MappedArray,
@@ -68,22 +72,27 @@ pub(crate) struct Dir24_8 {
 
 #[derive(Debug)]
 struct State {
-    slot_of: HashMap<Ipv4Network, u32>,
+    slot_of: FxHashMap<Ipv4Network, u32>,
+    /// Per /16: how many prefixes longer than /16 lie in it (none: its
+    /// tbl16 entry is the leaf all its /24s share).
+    longer: Vec<u32>,
     slots: Slots,
     groups: Slots,
     values: Slots,
-    /// A value's bytes (counter id zero) -> its index and how many prefixes use it.
-    value_index: HashMap<Vec<u8>, (u32, u32)>,
-    /// Index -> bytes, to find the entry above when a prefix lets go.
-    value_bytes: HashMap<u32, Vec<u8>>,
+    /// A value's bytes (counter id zero) -> its index and how many prefixes
+    /// use it (the bytes of an index are read back from the mapped values).
+    value_index: FxHashMap<ValueBytes, (u32, u32)>,
 }
 
+/// A route value's bytes, the key values are shared by.
+type ValueBytes = [u8; VALUE_SIZE];
+
 /// A route value without its counter id (what prefixes share), and that id.
-fn split_value(value: &[u8]) -> Option<(Vec<u8>, u32)> {
+fn split_value(value: &[u8]) -> Option<(ValueBytes, u32)> {
     let mut v: types::route_value = abi::from_bytes(value)?;
     let counter = v.counter_id;
     v.counter_id = 0;
-    Some((abi::bytes_of(&v).to_vec(), counter))
+    Some((abi::bytes_of(&v).try_into().ok()?, counter))
 }
 
 fn bad(op: &'static str) -> RouteError {
@@ -103,6 +112,7 @@ impl Dir24_8 {
     pub(crate) fn open(maps: &EncapMaps, config: &LoadConfig, adopt: bool) -> Result<Dir24_8, MapError> {
         let capacity = config.max_routes_v4.saturating_add(1);
         let dir = Dir24_8 {
+            tbl16: MappedArray::new(&maps.dir4_tbl16, DIR_TBL16_ELEMENTS as usize, 4 * BLOCK as usize)?,
             tbl24: MappedArray::new(&maps.dir4_tbl24, DIR_TBL24_ELEMENTS as usize, 4 * BLOCK as usize)?,
             tbl8: MappedArray::new(&maps.dir4_tbl8, config.dir_groups as usize, 1024)?,
             prefixes: MappedArray::new(&maps.dir4_prefixes, capacity as usize, PREFIX_SIZE)?,
@@ -111,12 +121,12 @@ impl Dir24_8 {
             groups: config.dir_groups,
             route_values: config.route_values,
             state: Mutex::new(State {
-                slot_of: HashMap::new(),
+                slot_of: FxHashMap::default(),
+                longer: vec![0; 1 << 16],
                 slots: Slots::new(capacity),
                 groups: Slots::new(config.dir_groups),
                 values: Slots::new(config.route_values),
-                value_index: HashMap::new(),
-                value_bytes: HashMap::new(),
+                value_index: FxHashMap::default(),
             }),
         };
         if adopt {
@@ -128,6 +138,29 @@ impl Dir24_8 {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change completes its kernel writes before it records them.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get16(&self, k: u32) -> u32 {
+        self.tbl16.load_u32((k / BLOCK) as usize, ((k % BLOCK) * 4) as usize)
+    }
+
+    fn set16(&self, k: u32, e: u32) {
+        self.tbl16.store_u32((k / BLOCK) as usize, ((k % BLOCK) * 4) as usize, e);
+    }
+
+    /// What /16 `k`'s summary should be: its /24s' shared leaf, or "read tbl24".
+    fn summary(&self, longer: &[u32], k: u32) -> u32 {
+        match longer.get(k as usize) {
+            Some(0) => self.get24(k << 8),
+            _ => DESCEND,
+        }
+    }
+
+    /// Rewrites the summaries of /16s `first..first + count` after their /24s changed.
+    fn summarize(&self, st: &State, first: u32, count: u32) {
+        for k in first..first + count {
+            self.set16(k, self.summary(&st.longer, k));
+        }
     }
 
     fn get24(&self, i: u32) -> u32 {
@@ -159,21 +192,18 @@ impl Dir24_8 {
             }
             let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
             st.slot_of.insert(prefix, slot);
+            if prefix.prefix() > 16 {
+                if let Some(n) = st.longer.get_mut((u32::from(prefix.network()) >> 16) as usize) {
+                    *n += 1;
+                }
+            }
             used_slots.push(slot);
-            match st.value_bytes.get(&rec.value) {
-                Some(bytes) => {
-                    let bytes = bytes.clone();
-                    if let Some(e) = st.value_index.get_mut(&bytes) {
-                        e.1 += 1;
-                    }
+            if let Some(bytes) = self.value_bytes(rec.value) {
+                let entry = st.value_index.entry(bytes).or_insert((rec.value, 0));
+                if entry.1 == 0 {
+                    used_values.push(rec.value);
                 }
-                None => {
-                    if let Some(bytes) = self.values.read_bytes(rec.value as usize, VALUE_SIZE) {
-                        st.value_index.insert(bytes.clone(), (rec.value, 1));
-                        st.value_bytes.insert(rec.value, bytes);
-                        used_values.push(rec.value);
-                    }
-                }
+                entry.1 += 1;
             }
         }
         for i in 0..(1u32 << 24) {
@@ -193,34 +223,37 @@ impl Dir24_8 {
         st.values = restore(&mut used_values, self.route_values);
     }
 
+    /// The bytes of value `index`, read back from the mapped table.
+    fn value_bytes(&self, index: u32) -> Option<ValueBytes> {
+        self.values.read_bytes(index as usize, VALUE_SIZE)?.try_into().ok()
+    }
+
     /// The value index for `bytes`, shared or new; `None` when the table of
     /// values is full.
-    fn intern(&self, st: &mut State, bytes: &[u8]) -> Option<u32> {
+    fn intern(&self, st: &mut State, bytes: &ValueBytes) -> Option<u32> {
         if let Some(e) = st.value_index.get_mut(bytes) {
             e.1 += 1;
             return Some(e.0);
         }
         let index = st.values.take_or_wait()?;
         self.values.write_bytes(index as usize, bytes);
-        st.value_index.insert(bytes.to_vec(), (index, 1));
-        st.value_bytes.insert(index, bytes.to_vec());
+        st.value_index.insert(*bytes, (index, 1));
         Some(index)
     }
 
     /// One prefix less uses value `index`; the last one frees it (after the
     /// grace period, for packets still reading it).
     fn release(&self, st: &mut State, index: u32) {
-        let Some(bytes) = st.value_bytes.get(&index).cloned() else { return };
+        let Some(bytes) = self.value_bytes(index) else { return };
         let last = match st.value_index.get_mut(&bytes) {
-            Some(e) => {
+            Some(e) if e.0 == index => {
                 e.1 = e.1.saturating_sub(1);
                 e.1 == 0
             }
-            None => false,
+            _ => false,
         };
         if last {
             st.value_index.remove(&bytes);
-            st.value_bytes.remove(&index);
             st.values.give_back(index);
         }
     }
@@ -307,6 +340,15 @@ impl Dir24_8 {
                 }
             }
         }
+        // tbl24 is complete first; then the /16 summaries point at it or hold the leaf.
+        if len > 16 {
+            if let Some(n) = st.longer.get_mut((base >> 16) as usize) {
+                *n += 1;
+            }
+            self.set16(base >> 16, DESCEND);
+        } else {
+            self.summarize(st, base >> 16, 1 << (16 - len));
+        }
         st.slot_of.insert(prefix, slot);
         Ok(())
     }
@@ -364,6 +406,14 @@ impl Dir24_8 {
                 self.collapse(st, i, g);
             }
         }
+        if len > 16 {
+            if let Some(n) = st.longer.get_mut((base >> 16) as usize) {
+                *n = n.saturating_sub(1);
+            }
+            self.summarize(st, base >> 16, 1);
+        } else {
+            self.summarize(st, base >> 16, 1 << (16 - len));
+        }
         // Marked free for adoption; its value and counter stay readable for
         // packets in flight until the slot's grace period is over.
         self.prefixes.store_u32(slot as usize, 12, u32::from(FREE));
@@ -405,14 +455,37 @@ impl Dir24_8 {
                 }
             }
         }
+        let longer = Self::count_longer(&st.slot_of);
+        for k in 0..(1u32 << 16) {
+            let want = match longer.get(k as usize) {
+                Some(0) => top.get((k << 8) as usize).copied().unwrap_or(0),
+                _ => DESCEND,
+            };
+            if self.get16(k) != want {
+                if let Ok(block) = Ipv4Network::new(Ipv4Addr::from(k << 16), 16) {
+                    out.push(block);
+                }
+            }
+        }
         out
+    }
+
+    /// Per /16, the prefixes longer than /16 in it.
+    fn count_longer(slot_of: &FxHashMap<Ipv4Network, u32>) -> Vec<u32> {
+        let mut longer = vec![0u32; 1 << 16];
+        for p in slot_of.keys().filter(|p| p.prefix() > 16) {
+            if let Some(n) = longer.get_mut((u32::from(p.network()) >> 16) as usize) {
+                *n += 1;
+            }
+        }
+        longer
     }
 
     /// Rewrites the /24s whose entries differ from what the prefixes imply.
     pub(crate) fn repaint(&self, blocks: &[Ipv4Network]) -> Result<(), RouteError> {
         let mut st = self.lock();
         let (top, groups) = Self::paint_all(&st.slot_of);
-        for block in blocks {
+        for block in blocks.iter().filter(|b| b.prefix() == 24) {
             let i = u32::from(block.network()) >> 8;
             let e = self.get24(i);
             match groups.get(&i) {
@@ -438,13 +511,16 @@ impl Dir24_8 {
                 }
             }
         }
+        // tbl24 right, the summaries follow from it.
+        st.longer = Self::count_longer(&st.slot_of);
+        self.summarize(&st, 0, 1 << 16);
         Ok(())
     }
 
     /// Every entry from scratch: the /24 leaves, and the 256 leaves of each
     /// /24 holding a longer prefix. Shorter prefixes first, so longer ones
     /// paint over them.
-    fn paint_all(slot_of: &HashMap<Ipv4Network, u32>) -> (Vec<u32>, HashMap<u32, Vec<u32>>) {
+    fn paint_all(slot_of: &FxHashMap<Ipv4Network, u32>) -> (Vec<u32>, HashMap<u32, Vec<u32>>) {
         let mut sorted: Vec<(&Ipv4Network, &u32)> = slot_of.iter().collect();
         sorted.sort_unstable_by_key(|(p, _)| p.prefix());
         let mut top = vec![0u32; 1 << 24];

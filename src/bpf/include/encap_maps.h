@@ -38,6 +38,14 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, (1 << 16) / DIR_BLOCK);
+	__type(key, __u32);
+	__type(value, struct dir_block);
+} dir4_tbl16 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, (1 << 24) / DIR_BLOCK);
 	__type(key, __u32);
 	__type(value, struct dir_block);

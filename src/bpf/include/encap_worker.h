@@ -40,6 +40,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		.routes_v6 = &alt_routes_v6,
 	};
 	const struct dir4_tables dir4 = {
+		.tbl16 = &dir4_tbl16,
 		.tbl24 = &dir4_tbl24,
 		.tbl8 = &dir4_tbl8,
 		.prefixes = &dir4_prefixes,

@@ -15,12 +15,13 @@
 
 /* The DIR-24-8 maps of the main IPv4 table (see enum encap_lookup). */
 struct dir4_tables {
-	void *tbl24, *tbl8, *prefixes, *values;
+	void *tbl16, *tbl24, *tbl8, *prefixes, *values;
 };
 
 /*
- * The route covering an IPv4 destination in DIR-24-8: one read of tbl24, a
- * second of tbl8 when the /24 holds longer prefixes, then the prefix's slot
+ * The route covering an IPv4 destination in DIR-24-8: one read of the /16
+ * summary, one of tbl24 when the /16 holds prefixes longer than /16, one of
+ * tbl8 when the /24 holds prefixes longer than /24, then the prefix's slot
  * and its (shared) value. All array maps: the JIT inlines every lookup.
  */
 static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const struct dir4_tables *t,
@@ -35,11 +36,18 @@ static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const st
 
 	__builtin_memcpy(&be, dst, sizeof(be));
 	addr = bpf_ntohl(be);
-	index = addr >> 12;
-	block = bpf_map_lookup_elem(t->tbl24, &index);
+	index = addr >> 20;
+	block = bpf_map_lookup_elem(t->tbl16, &index);
 	if (!block)
 		return NULL;
-	slot = block->entry[(addr >> 8) & (DIR_BLOCK - 1)];
+	slot = block->entry[(addr >> 16) & (DIR_BLOCK - 1)];
+	if (slot & DIR_DESCEND) {
+		index = addr >> 12;
+		block = bpf_map_lookup_elem(t->tbl24, &index);
+		if (!block)
+			return NULL;
+		slot = block->entry[(addr >> 8) & (DIR_BLOCK - 1)];
+	}
 	if (slot & DIR_GROUP) {
 		index = slot & DIR_SLOT_MASK;
 		group = bpf_map_lookup_elem(t->tbl8, &index);
