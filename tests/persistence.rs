@@ -129,8 +129,21 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
         assert!(Instant::now() < deadline, "the example did not pin within 20 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Pinned is written after the routes: wait for the last one in the state.
-    std::thread::sleep(Duration::from_millis(300));
+    // The example pins at attach, then programs its routes: wait until every
+    // one is in the state a read-only adopter sees.
+    let read_only = lnetd_host_encap::AdoptOptions { read_only: true, ..Default::default() };
+    while lab
+        .host
+        .run(|| Encapsulator::open_with(VethLab::HOST_IF, &read_only).map(|e| e.routes().map(|r| r.len())))
+        .unwrap()
+        .ok()
+        .and_then(Result::ok)
+        != Some(ROUTES.len())
+    {
+        assert!(child.0.try_wait().unwrap().is_none(), "the example exited before programming its routes");
+        assert!(Instant::now() < deadline, "the example did not program its routes within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let prog_before = lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap();
 
     let stop = AtomicBool::new(false);

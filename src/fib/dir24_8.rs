@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -41,6 +42,18 @@ const FREE: u8 = 0xff;
 /// Bytes of a `route_value`; its counter id is the last word.
 const VALUE_SIZE: usize = std::mem::size_of::<types::route_value>();
 const PREFIX_SIZE: usize = std::mem::size_of::<types::dir_prefix>();
+
+fn load(words: &[AtomicU32], i: usize) -> u32 {
+    words.get(i).map_or(0, |w| w.load(Ordering::Acquire))
+}
+
+/// Stores an entry after every earlier write: a packet that reads it finds
+/// what it points at.
+fn store(words: &[AtomicU32], i: usize, e: u32) {
+    if let Some(w) = words.get(i) {
+        w.store(e, Ordering::Release);
+    }
+}
 
 fn leaf(slot: u32, len: u8) -> u32 {
     (u32::from(len) << DEPTH_SHIFT) | slot
@@ -141,11 +154,11 @@ impl Dir24_8 {
     }
 
     fn get16(&self, k: u32) -> u32 {
-        self.tbl16.load_u32((k / BLOCK) as usize, ((k % BLOCK) * 4) as usize)
+        load(self.tbl16.words(), k as usize)
     }
 
     fn set16(&self, k: u32, e: u32) {
-        self.tbl16.store_u32((k / BLOCK) as usize, ((k % BLOCK) * 4) as usize, e);
+        store(self.tbl16.words(), k as usize, e);
     }
 
     /// What /16 `k`'s summary should be: its /24s' shared leaf, or "read tbl24".
@@ -164,19 +177,24 @@ impl Dir24_8 {
     }
 
     fn get24(&self, i: u32) -> u32 {
-        self.tbl24.load_u32((i / BLOCK) as usize, ((i % BLOCK) * 4) as usize)
+        load(self.tbl24.words(), i as usize)
     }
 
     fn set24(&self, i: u32, e: u32) {
-        self.tbl24.store_u32((i / BLOCK) as usize, ((i % BLOCK) * 4) as usize, e);
+        store(self.tbl24.words(), i as usize, e);
     }
 
     fn get8(&self, g: u32, j: u32) -> u32 {
-        self.tbl8.load_u32(g as usize, (j * 4) as usize)
+        load(self.tbl8.words(), (g * 256 + j) as usize)
     }
 
     fn set8(&self, g: u32, j: u32, e: u32) {
-        self.tbl8.store_u32(g as usize, (j * 4) as usize, e);
+        store(self.tbl8.words(), (g * 256 + j) as usize, e);
+    }
+
+    /// tbl24 entries `start..start + count`, for loops over many.
+    fn range24(&self, start: u32, count: u32) -> &[AtomicU32] {
+        self.tbl24.words().get(start as usize..(start + count) as usize).unwrap_or_default()
     }
 
     /// Rebuilds the bookkeeping from the mapped tables (adoption): the
@@ -305,9 +323,8 @@ impl Dir24_8 {
         self.prefixes.write_bytes(slot as usize, abi::bytes_of(&rec));
         let e = leaf(slot, len);
         if len <= 24 {
-            let start = base >> 8;
-            for i in start..start + (1u32 << (24 - len)) {
-                let old = self.get24(i);
+            for w in self.range24(base >> 8, 1u32 << (24 - len)) {
+                let old = w.load(Ordering::Acquire);
                 if is_group(old) {
                     let g = old & SLOT_MASK;
                     for j in 0..256 {
@@ -316,7 +333,7 @@ impl Dir24_8 {
                         }
                     }
                 } else if covers(old, len) {
-                    self.set24(i, e);
+                    w.store(e, Ordering::Release);
                 }
             }
         } else {
@@ -378,8 +395,8 @@ impl Dir24_8 {
         let mine = |e: u32| !is_group(e) && e & SLOT_MASK == slot;
         if len <= 24 {
             let start = base >> 8;
-            for i in start..start + (1u32 << (24 - len)) {
-                let old = self.get24(i);
+            for (i, w) in (start..).zip(self.range24(start, 1u32 << (24 - len))) {
+                let old = w.load(Ordering::Acquire);
                 if is_group(old) {
                     let g = old & SLOT_MASK;
                     for j in 0..256 {
@@ -389,7 +406,7 @@ impl Dir24_8 {
                     }
                     self.collapse(st, i, g);
                 } else if mine(old) {
-                    self.set24(i, under);
+                    w.store(under, Ordering::Release);
                 }
             }
         } else {
@@ -441,8 +458,8 @@ impl Dir24_8 {
         let st = self.lock();
         let (top, groups) = Self::paint_all(&st.slot_of);
         let mut out = Vec::new();
-        for (i, want) in (0u32..).zip(top.iter()) {
-            let e = self.get24(i);
+        for ((i, want), w) in (0u32..).zip(top.iter()).zip(self.range24(0, 1 << 24)) {
+            let e = w.load(Ordering::Acquire);
             let same = match (is_group(e), groups.get(&i)) {
                 (false, None) => e == *want,
                 (true, Some(g)) => (0u32..).zip(g.iter()).all(|(j, w)| self.get8(e & SLOT_MASK, j) == *w),

@@ -50,21 +50,20 @@ impl MappedArray {
         Ok(MappedArray { base: base.cast(), bytes, stride, len, name: map.name() })
     }
 
+    /// The whole mapping as 32-bit words, for arrays of u32 entries laid end
+    /// to end (an element size that is a multiple of 8: no padding between).
+    pub(crate) fn words(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping is `bytes` long, page aligned and lives as long
+        // as `self`; AtomicU32 has u32's size and alignment.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().cast::<AtomicU32>(), self.bytes / 4) }
+    }
+
     fn at(&self, index: usize, offset: usize, size: usize) -> Option<*mut u8> {
         if index >= self.len || offset + size > self.stride {
             return None;
         }
         // SAFETY: in bounds of the mapping, checked above.
         Some(unsafe { self.base.as_ptr().add(index * self.stride + offset) })
-    }
-
-    /// The u32 at `offset` of element `index` (0 when out of range).
-    pub(crate) fn load_u32(&self, index: usize, offset: usize) -> u32 {
-        match self.at(index, offset, 4) {
-            // SAFETY: in bounds and 4-aligned (elements are 8-aligned, offsets multiples of 4).
-            Some(p) => unsafe { AtomicU32::from_ptr(p.cast()) }.load(Ordering::Acquire),
-            None => 0,
-        }
     }
 
     /// Stores a u32 at `offset` of element `index`, atomically, after every
