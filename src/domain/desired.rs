@@ -126,6 +126,15 @@ impl ValidState {
         &self.dscp
     }
 
+    /// A state from parts already known valid (the RIB's own).
+    pub(crate) fn from_parts(
+        routes: BTreeMap<(Table, IpNetwork), Route>,
+        sources: BTreeMap<IpNetwork, Table>,
+        dscp: DscpMap,
+    ) -> ValidState {
+        ValidState { routes, sources, dscp }
+    }
+
     /// The routes, taken out.
     pub(crate) fn into_routes(self) -> BTreeMap<(Table, IpNetwork), Route> {
         self.routes
