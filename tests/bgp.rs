@@ -1,0 +1,295 @@
+//! SR policies and colored routes learned from BGP: a real GoBGP (Debian's
+//! gobgpd) in a controller namespace originates them (injected through its
+//! gRPC API), the host namespace's gobgpd peers with it over a veth, and the
+//! agent follows the host gobgpd's API and programs the XDP dataplane on the
+//! host's router-facing veth; packets from the router namespace come back
+//! labelled as the policies say, captured and decoded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{privileged, ChildGuard, PinGuard};
+use lnetd_host_encap::agent::proto::v1 as pb;
+use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
+use lnetd_host_encap::bgp::proto as gobgp;
+use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
+use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
+use lnetd_host_encap::bgp::{Candidate, CandidateList, PolicyKey};
+use lnetd_host_encap::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, IpNetwork};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
+/// The controller's BGP address and the host's, on the veth between them.
+const CTL_ADDR: &str = "10.201.0.1";
+const HOST_BGP_ADDR: &str = "10.201.0.2";
+/// GoBGP's gRPC API in each namespace (the agent's own API keeps 50051).
+const CTL_API: &str = "127.0.0.1:50051";
+const HOST_API: &str = "127.0.0.1:50052";
+/// The policy endpoint: the colored routes' next hop.
+const ENDPOINT: &str = "192.0.2.1";
+const AGENT_METRICS: &str = "127.0.0.1:9469";
+
+/// gobgpd must be there: scripts/deps.sh installs it. A missing daemon is a failure, never a skip.
+fn require_gobgpd() {
+    let ok = Command::new("gobgpd").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "gobgpd is not installed: run scripts/deps.sh (apt-get install gobgpd)");
+}
+
+fn nsenter(ns: &Netns, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{}", ns.name())).arg(program);
+    c
+}
+
+/// A gobgpd in `ns`, peering with `neighbor` (iBGP, AS 65000) for IPv4/IPv6
+/// unicast and SR Policy, its API on `api`. Killed and reaped when dropped;
+/// its config file removed.
+struct Gobgpd {
+    child: ChildGuard,
+    config: std::path::PathBuf,
+}
+
+impl Drop for Gobgpd {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+fn gobgpd(ns: &Netns, tag: &str, local: &str, neighbor: &str, api: &str) -> Gobgpd {
+    let config = std::env::temp_dir().join(format!("lhe-gobgpd-{}-{}-{tag}.toml", std::process::id(), ns.name()));
+    let families = ["ipv4-unicast", "ipv6-unicast", "ipv4-srpolicy", "ipv6-srpolicy"]
+        .iter()
+        .map(|f| {
+            format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{f}\"\n")
+        })
+        .collect::<String>();
+    let text = format!(
+        "[global.config]\n  as = 65000\n  router-id = \"{local}\"\n  local-address-list = [\"{local}\"]\n\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{neighbor}\"\n    peer-as = 65000\n\
+         \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n\
+         \x20 [neighbors.transport.config]\n    local-address = \"{local}\"\n{families}"
+    );
+    std::fs::write(&config, text).expect("gobgpd config");
+    let child = nsenter(ns, "gobgpd")
+        .args(["-f", config.to_str().unwrap(), "--api-hosts", api, "--pprof-disable", "-p", "-l", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gobgpd");
+    let daemon = Gobgpd { child: ChildGuard(child), config };
+    wait_for(Duration::from_secs(10), &format!("gobgpd's API on {api} in {tag}"), || {
+        ns.run(|| TcpStream::connect(api).is_ok()).unwrap()
+    });
+    daemon
+}
+
+/// Polls `f` every 20 ms until it holds; panics naming `what` after `limit`.
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs an async block on a fresh runtime on a thread inside `ns` (so its sockets are there).
+fn in_ns<T: Send>(ns: &Netns, f: impl std::future::Future<Output = T> + Send) -> T {
+    ns.run(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)).unwrap()
+}
+
+/// Injects (or withdraws) paths into the gobgpd whose API is `api` in `ns`.
+fn gobgp_paths(ns: &Netns, api: &str, paths: Vec<gobgp::Path>, add: bool) {
+    let url = format!("http://{api}");
+    in_ns(ns, async move {
+        let mut c = GobgpApiClient::connect(url).await.expect("gobgpd API");
+        for path in paths {
+            if add {
+                c.add_path(gobgp::AddPathRequest { path: Some(path), ..Default::default() }).await.expect("AddPath");
+            } else {
+                let family = path.family;
+                c.delete_path(gobgp::DeletePathRequest { family, path: Some(path), ..Default::default() })
+                    .await
+                    .expect("DeletePath");
+            }
+        }
+    });
+}
+
+fn endpoint() -> IpAddr {
+    ENDPOINT.parse().unwrap()
+}
+
+fn policy(distinguisher: u32, color: u32, preference: u32, bsid: u32, lists: &[(u32, &[u32])]) -> gobgp::Path {
+    let c = Candidate {
+        distinguisher,
+        key: PolicyKey { color, endpoint: endpoint() },
+        preference,
+        binding_sid: Some(bsid),
+        lists: lists.iter().map(|(w, l)| CandidateList { weight: *w, labels: l.to_vec(), unsupported: 0 }).collect(),
+        ignored_segments: 0,
+    };
+    candidate_path(&c, CTL_ADDR.parse().unwrap())
+}
+
+fn route(prefix: &str, colors: &[u32]) -> gobgp::Path {
+    let prefix: IpNetwork = prefix.parse().unwrap();
+    let nh: IpAddr = if prefix.is_ipv6() { "2001:db8::1".parse().unwrap() } else { endpoint() };
+    colored_route_path(prefix, nh, colors)
+}
+
+/// The lab: router ns (traffic) -- veth -- host ns (gobgpd + agent, XDP on h0) -- veth -- controller ns (gobgpd).
+struct Lab {
+    veth: VethLab,
+    ctl: Netns,
+    capture: Capture,
+    _peer: PassProgram,
+}
+
+fn lab() -> Lab {
+    let veth = VethLab::new().expect("lab");
+    let ctl = Netns::new("c").expect("controller namespace");
+    ctl.ip(&["link", "add", "c0", "type", "veth", "peer", "name", "hc0", "netns", veth.host.name()]).unwrap();
+    ctl.ip(&["addr", "add", &format!("{CTL_ADDR}/30"), "dev", "c0"]).unwrap();
+    ctl.ip(&["link", "set", "c0", "up"]).unwrap();
+    veth.host.ip(&["addr", "add", &format!("{HOST_BGP_ADDR}/30"), "dev", "hc0"]).unwrap();
+    veth.host.ip(&["link", "set", "hc0", "up"]).unwrap();
+    let peer = veth.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
+    let capture = veth.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
+    Lab { veth, ctl, capture, _peer: peer }
+}
+
+fn start_agent(lab: &Lab, session_down: &str) -> ChildGuard {
+    let child = nsenter(&lab.veth.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", AGENT_METRICS])
+        .args(["--bgp-api", HOST_API, "--bgp-session-down", session_down, "--bgp-stale-time", "2"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the agent");
+    let mut agent = ChildGuard(child);
+    wait_for(Duration::from_secs(20), "the agent's API", || {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        lab.veth.host.run(|| TcpStream::connect("127.0.0.1:50051").is_ok()).unwrap()
+    });
+    agent
+}
+
+/// Sends one datagram per source port from the router side to `dst`; the
+/// label stacks that came back (an empty one for a datagram not labelled).
+fn stacks(lab: &Lab, dst: IpAddr, sports: std::ops::Range<u16>) -> Vec<Vec<u32>> {
+    let n = sports.len();
+    lab.veth
+        .router
+        .run(|| {
+            for sport in sports {
+                let bind = if dst.is_ipv6() { format!("[::]:{sport}") } else { format!("0.0.0.0:{sport}") };
+                let s = UdpSocket::bind(bind).unwrap();
+                s.send_to(b"bgp", SocketAddr::new(dst, 7000)).unwrap();
+            }
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(300 + n as u64);
+    while got.len() < n {
+        match lab.capture.next(deadline.saturating_duration_since(Instant::now())).unwrap() {
+            Some(f) if f.outgoing => {}
+            Some(f) if f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
+                got.push(decode_stack(&f.bytes[14..]).unwrap().0.iter().map(|e| e.label).collect())
+            }
+            // Unlabelled: passed to the host's stack, which routes it nowhere back to r0; count it as empty.
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got.resize(n.max(got.len()), Vec::new());
+    got
+}
+
+fn labels(lab: &Lab, dst: &str) -> Vec<u32> {
+    stacks(lab, dst.parse().unwrap(), 40000..40001).pop().unwrap_or_default()
+}
+
+/// Waits until a datagram to `dst` comes back with `want` (empty: unlabelled); how long it took.
+fn until_labels(lab: &Lab, dst: &str, want: &[u32], limit: Duration) -> Duration {
+    let mut last = Vec::new();
+    let start = Instant::now();
+    loop {
+        last = labels(lab, dst);
+        if last == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{dst}: labels {last:?}, not {want:?}, after {limit:?}");
+    }
+}
+
+fn cli(lab: &Lab, args: &[&str]) -> String {
+    let out = nsenter(&lab.veth.host, BIN).args(["-i", VethLab::HOST_IF]).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn metrics(lab: &Lab) -> BTreeMap<String, f64> {
+    let body = lab
+        .veth
+        .host
+        .run(|| {
+            let mut s = TcpStream::connect(AGENT_METRICS).expect("metrics endpoint");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            body
+        })
+        .unwrap();
+    let text = body.split("\r\n\r\n").nth(1).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("lnetd_host_encap_bgp_"))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            let name = k.split('{').next()?.to_owned();
+            let label =
+                k.split("neighbor=\"").nth(1).map(|n| format!("/{}", n.trim_end_matches("\"}"))).unwrap_or_default();
+            Some((name + &label, v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn bgp_sr_policies_steer_colored_routes_end_to_end() {
+    privileged("bgp_sr_policies_steer_colored_routes_end_to_end");
+    require_gobgpd();
+    let lab = lab();
+    let _pins = PinGuard(&lab.veth.host, VethLab::HOST_IF);
+    let ctl = gobgpd(&lab.ctl, "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    let _host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let _agent = start_agent(&lab, "keep");
+
+    // Policy (100, 192.0.2.1), one candidate path; a route colored 100, one colored 200 (no such policy).
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![
+            policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
+            route("198.51.100.0/24", &[100]),
+            route("203.0.113.0/24", &[200]),
+        ],
+        true,
+    );
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(10));
+    eprintln!("first policy and route programmed {took:?} after injection (session setup included)");
+    assert_eq!(labels(&lab, "203.0.113.7"), Vec::<u32>::new(), "a color without a policy stays unlabelled");
+    drop(ctl);
+}
