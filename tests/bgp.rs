@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -131,9 +131,20 @@ fn endpoint() -> IpAddr {
 }
 
 fn policy(distinguisher: u32, color: u32, preference: u32, bsid: u32, lists: &[(u32, &[u32])]) -> gobgp::Path {
+    policy_to(endpoint(), distinguisher, color, preference, bsid, lists)
+}
+
+fn policy_to(
+    endpoint: IpAddr,
+    distinguisher: u32,
+    color: u32,
+    preference: u32,
+    bsid: u32,
+    lists: &[(u32, &[u32])],
+) -> gobgp::Path {
     let c = Candidate {
         distinguisher,
-        key: PolicyKey { color, endpoint: endpoint() },
+        key: PolicyKey { color, endpoint },
         preference,
         binding_sid: Some(bsid),
         lists: lists.iter().map(|(w, l)| CandidateList { weight: *w, labels: l.to_vec(), unsupported: 0 }).collect(),
@@ -223,10 +234,9 @@ fn labels(lab: &Lab, dst: &str) -> Vec<u32> {
 
 /// Waits until a datagram to `dst` comes back with `want` (empty: unlabelled); how long it took.
 fn until_labels(lab: &Lab, dst: &str, want: &[u32], limit: Duration) -> Duration {
-    let mut last = Vec::new();
     let start = Instant::now();
     loop {
-        last = labels(lab, dst);
+        let last = labels(lab, dst);
         if last == want {
             return start.elapsed();
         }
@@ -291,5 +301,143 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(10));
     eprintln!("first policy and route programmed {took:?} after injection (session setup included)");
     assert_eq!(labels(&lab, "203.0.113.7"), Vec::<u32>::new(), "a color without a policy stays unlabelled");
+    let one_second = Duration::from_secs(1);
+
+    // A second candidate path with a higher preference becomes active.
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001])])], true);
+    let took = until_labels(&lab, "198.51.100.7", &[17001], one_second);
+    eprintln!("preference change: {took:?}");
+
+    // Its weights change to 1:3: flows move in proportion.
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001]), (3, &[17002])])], true);
+    let took = wait_for(one_second, "the 1:3 lists", || {
+        stacks(&lab, "198.51.100.7".parse().unwrap(), 41000..41040).iter().any(|s| s == &[17002])
+    });
+    eprintln!("weight change: {took:?}");
+    let flows: Vec<Vec<u32>> =
+        (0..8).flat_map(|i| stacks(&lab, "198.51.100.7".parse().unwrap(), 42000 + i * 50..42050 + i * 50)).collect();
+    let (a, b) = (flows.iter().filter(|s| *s == &[17001]).count(), flows.iter().filter(|s| *s == &[17002]).count());
+    assert_eq!(a + b, 400, "every flow labelled by one of the two lists: {flows:?}");
+    let share = b as f64 / 400.0;
+    assert!((0.66..=0.84).contains(&share), "list 2 took {b} of 400 flows, not about 3/4");
+
+    // Where it came from: `routes` (text and JSON) and `get`.
+    let text = "policy color 100 endpoint 192.0.2.1 preference 200 (binding SID 24002), from BGP";
+    let routes = cli(&lab, &["routes"]);
+    let line = routes.lines().find(|l| l.starts_with("198.51.100.0/24")).unwrap_or_else(|| panic!("{routes}"));
+    assert!(line.contains(" bgp ") && line.contains(text), "{line}");
+    let json: serde_json::Value = serde_json::from_str(&cli(&lab, &["routes", "--json"])).unwrap();
+    let r = json["routes"].as_array().unwrap().iter().find(|r| r["prefix"] == "198.51.100.0/24").unwrap();
+    assert_eq!((r["origin"].as_str(), r["binding_sid"].as_u64()), (Some("bgp"), Some(24002)), "{r}");
+    let get = cli(&lab, &["get", "198.51.100.7"]);
+    assert!(get.contains(&format!("origin: {text}")), "{get}");
+
+    // The agent's API wins over BGP for a prefix, and BGP's route comes back when it is removed.
+    let listed = in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        let route = pb::Route { prefix: "198.51.100.0/24".into(), policy: "99001".into(), ..Default::default() };
+        c.set_route(route).await.unwrap();
+        c.list_routes(pb::ListRoutesRequest {}).await.unwrap().into_inner()
+    });
+    let mine = listed.routes.iter().find(|r| r.route.as_ref().unwrap().prefix == "198.51.100.0/24").unwrap();
+    assert_eq!(mine.origin, "agent");
+    let other = listed.routes.iter().find(|r| r.route.as_ref().unwrap().prefix == "203.0.113.0/24");
+    assert!(other.is_none(), "a route no policy takes is not installed");
+    assert_eq!(labels(&lab, "198.51.100.7"), [99001]);
+    in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        c.remove_route(pb::RouteKey { prefix: "198.51.100.0/24".into(), table: 0 }).await.unwrap();
+    });
+    let back = labels(&lab, "198.51.100.7");
+    assert!(back == [17001] || back == [17002], "BGP's route is back: {back:?}");
+
+    // IPv6: a route colored 100 toward an IPv6 endpoint, its own policy (ipv6-srpolicy).
+    let v6_endpoint: IpAddr = "2001:db8::1".parse().unwrap();
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![policy_to(v6_endpoint, 1, 100, 100, 24006, &[(1, &[18001, 18002])]), route("2001:db8:100::/48", &[100])],
+        true,
+    );
+    until_labels(&lab, "2001:db8:100::7", &[18001, 18002], Duration::from_secs(2));
+
+    // Withdrawing the policy leaves its colored routes unlabelled.
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![
+            policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
+            policy(2, 100, 200, 24002, &[(1, &[17001]), (3, &[17002])]),
+        ],
+        false,
+    );
+    let took = until_labels(&lab, "198.51.100.7", &[], one_second);
+    eprintln!("policy withdrawal: {took:?}");
+    let m = metrics(&lab);
+    assert_eq!(m.get("lnetd_host_encap_bgp_routes_unsteered"), Some(&2.0), "{m:?}");
+    assert_eq!(m.get("lnetd_host_encap_bgp_policies_active"), Some(&1.0), "{m:?}");
+    assert_eq!(m.get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")), Some(&1.0), "{m:?}");
+
+    // The policy back, then the route withdrawn: it is removed.
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
+    until_labels(&lab, "198.51.100.7", &[16001, 16002], one_second);
+    gobgp_paths(&lab.ctl, CTL_API, vec![route("198.51.100.0/24", &[100])], false);
+    let took = until_labels(&lab, "198.51.100.7", &[], one_second);
+    eprintln!("route withdrawal: {took:?}");
+    assert!(!cli(&lab, &["routes"]).contains("198.51.100.0/24"));
+
+    // The controller's gobgpd killed: under `keep`, what it taught stays.
+    gobgp_paths(&lab.ctl, CTL_API, vec![route("198.51.100.0/24", &[100])], true);
+    until_labels(&lab, "198.51.100.7", &[16001, 16002], one_second);
+    drop(ctl);
+    wait_for(Duration::from_secs(3), "the session down in the metrics", || {
+        metrics(&lab).get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")) == Some(&0.0)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "kept while the session is down");
+    assert_eq!(labels(&lab, "2001:db8:100::7"), [18001, 18002], "kept while the session is down");
+    let m = metrics(&lab);
+    assert!(m["lnetd_host_encap_bgp_withdrawals_kept_total"] >= 4.0, "{m:?}");
+
+    // It comes back and teaches all but the IPv6 route again: that one goes after the stale time (2 s).
+    let ctl = gobgpd(&lab.ctl, "ctl2", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![
+            policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
+            route("198.51.100.0/24", &[100]),
+            policy_to(v6_endpoint, 1, 100, 100, 24006, &[(1, &[18001, 18002])]),
+        ],
+        true,
+    );
+    wait_for(Duration::from_secs(10), "the session back", || {
+        metrics(&lab).get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")) == Some(&1.0)
+    });
+    until_labels(&lab, "2001:db8:100::7", &[], Duration::from_secs(5));
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "taught again: still labelled");
+
+    // Under `withdraw`, the session going down withdraws what it taught, and it comes back with it.
+    drop(_agent);
+    let _agent = start_agent(&lab, "withdraw");
+    until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(3));
+    drop(ctl);
+    let took = until_labels(&lab, "198.51.100.7", &[], Duration::from_secs(2));
+    eprintln!("session down (withdraw): routes removed {took:?} after the kill");
+    let ctl = gobgpd(&lab.ctl, "ctl3", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]), route("198.51.100.0/24", &[100])],
+        true,
+    );
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(10));
+    eprintln!("session back: labelled again {took:?} after the restart");
+    let m = metrics(&lab);
+    assert!(
+        m["lnetd_host_encap_bgp_updates_total"] >= 2.0 && m["lnetd_host_encap_bgp_withdrawals_total"] >= 2.0,
+        "{m:?}"
+    );
+    assert!(m["lnetd_host_encap_bgp_applies_total"] >= 2.0, "{m:?}");
     drop(ctl);
 }

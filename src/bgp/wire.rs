@@ -260,7 +260,10 @@ pub fn candidate_path(c: &Candidate, next_hop: IpAddr) -> api::Path {
         &api::TunnelEncapSubTlvsrPreference { flags: 0, preference: c.preference },
     )];
     if let Some(bsid) = c.binding_sid {
-        let sid = api::SrBindingSid { s_flag: true, i_flag: false, sid: (bsid << 12).to_be_bytes().to_vec() };
+        // GoBGP's API takes an MPLS binding SID as the label value and shifts
+        // it into the top 20 bits on the wire; it reports received ones as the
+        // wire word (label << 12), which `candidate` reads.
+        let sid = api::SrBindingSid { s_flag: true, i_flag: false, sid: bsid.to_be_bytes().to_vec() };
         subs.push(pack(
             "TunnelEncapSubTLVSRBindingSID",
             &api::TunnelEncapSubTlvsrBindingSid { bsid: Some(pack("SRBindingSID", &sid)) },
@@ -354,7 +357,7 @@ mod tests {
             distinguisher: 7,
             key: key(),
             preference: 200,
-            binding_sid: Some(24001),
+            binding_sid: None,
             lists: vec![
                 CandidateList { weight: 3, labels: vec![16001, 16002], unsupported: 0 },
                 CandidateList { weight: 1, labels: vec![17001], unsupported: 0 },
@@ -369,6 +372,35 @@ mod tests {
         assert_eq!(read.learned, Some(Learned::Candidate(c)));
         path.is_withdraw = true;
         assert_eq!(read_path(&path).unwrap().unwrap().learned, None);
+    }
+
+    #[test]
+    fn binding_sids_follow_gobgps_api_conventions() {
+        let c = Candidate {
+            distinguisher: 1,
+            key: key(),
+            preference: 100,
+            binding_sid: Some(24001),
+            lists: vec![CandidateList { weight: 1, labels: vec![16001], unsupported: 0 }],
+            ignored_segments: 0,
+        };
+        let path = candidate_path(&c, "10.0.0.1".parse().unwrap());
+        let tea: api::TunnelEncapAttribute =
+            decode(path.pattrs.iter().find(|a| type_name(a) == "TunnelEncapAttribute").unwrap(), "t").unwrap();
+        let b: api::TunnelEncapSubTlvsrBindingSid =
+            decode(tea.tlvs[0].tlvs.iter().find(|a| type_name(a) == "TunnelEncapSubTLVSRBindingSID").unwrap(), "b")
+                .unwrap();
+        let sid: api::SrBindingSid = decode(b.bsid.as_ref().unwrap(), "s").unwrap();
+        // Into AddPath: the label value. Out of ListPath/WatchEvent: the wire word.
+        assert_eq!(sid.sid, 24001u32.to_be_bytes());
+        let wire = api::SrBindingSid { sid: (24001u32 << 12).to_be_bytes().to_vec(), ..sid };
+        let mut tea = tea;
+        tea.tlvs[0].tlvs = vec![pack(
+            "TunnelEncapSubTLVSRBindingSID",
+            &api::TunnelEncapSubTlvsrBindingSid { bsid: Some(pack("SRBindingSID", &wire)) },
+        )];
+        let read = candidate(1, key(), &[pack("TunnelEncapAttribute", &tea)]).unwrap();
+        assert_eq!(read.binding_sid, Some(24001));
     }
 
     #[test]
