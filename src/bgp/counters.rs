@@ -44,6 +44,9 @@ pub struct BgpCounters {
     pub routes_unsteered: AtomicU64,
     /// Routes held from before a resynchronisation or a session loss.
     pub routes_held: AtomicU64,
+    /// BGP routes in the dataplane after the last apply (steered and held,
+    /// less those a static or agent route overrides).
+    pub routes_installed: AtomicU64,
     /// How long the last apply took, in microseconds.
     pub last_apply_micros: AtomicU64,
     /// Session state per neighbor (1 established, 0 not).
@@ -107,6 +110,12 @@ impl BgpCounters {
             "gauge",
             "Routes learned that no valid SR policy takes (left unlabelled).",
             get(&self.routes_unsteered),
+        );
+        family(
+            "routes_installed",
+            "gauge",
+            "BGP routes in the dataplane after the last apply.",
+            get(&self.routes_installed),
         );
         family("routes_held", "gauge", "BGP routes kept from before a resynchronisation.", get(&self.routes_held));
         family(

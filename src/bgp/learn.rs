@@ -449,6 +449,7 @@ impl Learner {
             let r = origins.set_bgp(table, release_held);
             set(&counters.last_apply_micros, started.elapsed().as_micros() as u64);
             set(&counters.routes_held, origins.held_count() as u64);
+            set(&counters.routes_installed, origins.installed_count() as u64);
             r
         })
         .await;

@@ -214,6 +214,11 @@ impl Origins {
         !self.lock().held.is_empty()
     }
 
+    /// How many main-table prefixes hold a BGP route.
+    pub fn installed_count(&self) -> usize {
+        self.lock().installed.len()
+    }
+
     /// How many routes are held.
     pub fn held_count(&self) -> usize {
         self.lock().held.len()
