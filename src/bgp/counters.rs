@@ -14,6 +14,8 @@ pub struct BgpCounters {
     pub updates: AtomicU64,
     /// Paths withdrawn.
     pub withdrawals: AtomicU64,
+    /// Paths received in events, counted on arrival (before batching).
+    pub paths_received: AtomicU64,
     /// Withdrawals kept (session-down policy `keep`, the peer was down).
     pub withdrawals_kept: AtomicU64,
     /// Peer state events.
@@ -77,6 +79,7 @@ impl BgpCounters {
         };
         family("updates_total", "counter", "Paths announced by BGP.", get(&self.updates));
         family("withdrawals_total", "counter", "Paths withdrawn by BGP.", get(&self.withdrawals));
+        family("paths_received_total", "counter", "Paths received in GoBGP's events.", get(&self.paths_received));
         family(
             "withdrawals_kept_total",
             "counter",

@@ -259,7 +259,7 @@ impl Learner {
         }
         self.table = fresh;
         self.releases.retain(|(_, r)| *r != Release::Held);
-        if self.keep && self.origins.holding() || self.keep && !first {
+        if self.keep && (self.origins.holding() || !first) {
             self.releases.push((Instant::now() + self.config.stale_time, Release::Held));
         }
         self.flush(!self.keep).await;
@@ -357,6 +357,7 @@ impl Learner {
         use api::watch_event_response::Event;
         match event.event {
             Some(Event::Table(t)) => {
+                add(&self.counters.paths_received, t.paths.len() as u64);
                 let mut updates = Vec::with_capacity(t.paths.len());
                 for path in &t.paths {
                     match read_path(path) {
@@ -490,4 +491,58 @@ fn neighbor_of(peer: &api::Peer) -> String {
     };
     // Normalise the text (GoBGP may print an IPv6 address in another form).
     addr.parse::<IpAddr>().map(|a| a.to_string()).unwrap_or(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::select::CandidateList;
+
+    fn key() -> PolicyKey {
+        PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() }
+    }
+
+    fn announce(nlri: Nlri, neighbor: &str) -> PathUpdate {
+        let learned = match nlri {
+            Nlri::SrPolicy { distinguisher, key } => Said::Candidate(Candidate {
+                distinguisher,
+                key,
+                preference: 100,
+                binding_sid: None,
+                lists: vec![CandidateList { weight: 1, labels: vec![16001], unsupported: 0 }],
+                ignored_segments: 0,
+            }),
+            Nlri::Unicast(_) => Said::Route { next_hop: key().endpoint, colors: vec![100] },
+        };
+        PathUpdate { nlri, neighbor: neighbor.into(), learned: Some(learned) }
+    }
+
+    #[test]
+    fn withdrawals_of_a_down_peer_are_kept_stale_until_released() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let policy = Nlri::SrPolicy { distinguisher: 1, key: key() };
+        let (a, b) = (Nlri::Unicast("10.0.0.0/8".parse().unwrap()), Nlri::Unicast("10.1.0.0/16".parse().unwrap()));
+        let none = HashSet::new();
+        for n in [policy, a, b] {
+            t.update(announce(n, "10.201.0.1"), &none, &counters);
+        }
+        assert_eq!(t.compute(&counters).routes.len(), 2);
+        // The peer is down: its withdrawals are kept, stale.
+        let down: HashSet<String> = ["10.201.0.1".to_owned()].into();
+        for n in [policy, a, b] {
+            t.update(PathUpdate { nlri: n, neighbor: "10.201.0.1".into(), learned: None }, &down, &counters);
+        }
+        assert_eq!(t.compute(&counters).routes.len(), 2);
+        assert_eq!(counters.withdrawals_kept.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // Back: it teaches the policy and one route again; the other goes at the release.
+        t.update(announce(policy, "10.201.0.1"), &none, &counters);
+        t.update(announce(a, "10.201.0.1"), &none, &counters);
+        t.drop_stale(Some("10.201.0.1"));
+        let routes = t.compute(&counters).routes;
+        assert_eq!(routes.keys().map(|p| p.to_string()).collect::<Vec<_>>(), ["10.0.0.0/8"]);
+        // A withdrawal from a peer that is up is applied at once.
+        t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
+        assert!(t.compute(&counters).routes.is_empty());
+    }
 }

@@ -182,14 +182,16 @@ impl Origins {
     /// As [`Encapsulator::apply_valid_owned`]; nothing changed then.
     pub fn set_bgp(&self, table: BgpTable, release_held: bool) -> Result<ApplyReport, RouteError> {
         let mut inner = self.lock();
-        let held = if release_held { BTreeMap::new() } else { inner.held.clone() };
-        let report = self.apply_merged(&inner.local, &table, &held, None)?;
+        let empty = BTreeMap::new();
+        let held = if release_held { &empty } else { &inner.held };
+        let (report, installed) = self.apply_merged(&inner.local, &table, held, None)?;
         inner.bgp = table;
         if release_held {
             inner.held.clear();
             inner.held_policies.clear();
         }
-        self.settle(&mut inner);
+        inner.installed = installed;
+        self.save(&inner);
         Ok(report)
     }
 
@@ -285,14 +287,11 @@ impl Origins {
         let mut inner = self.lock();
         let local: BTreeMap<RouteId, (Route, Origin)> =
             valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect();
-        let bgp = std::mem::take(&mut inner.bgp);
-        let held = inner.held.clone();
-        let result = self.apply_merged(&local, &bgp, &held, Some((&valid, dry_run)));
-        inner.bgp = bgp;
-        let report = result?;
+        let (report, installed) = self.apply_merged(&local, &inner.bgp, &inner.held, Some((&valid, dry_run)))?;
         if !dry_run {
             inner.local = local;
-            self.settle(&mut inner);
+            inner.installed = installed;
+            self.save(&inner);
         }
         Ok(report)
     }
@@ -305,23 +304,18 @@ impl Origins {
         bgp: &BgpTable,
         held: &BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
         desired: Option<(&ValidState, bool)>,
-    ) -> Result<ApplyReport, RouteError> {
-        let routes = merge(local, bgp, held).0;
+    ) -> Result<(ApplyReport, BTreeMap<IpNetwork, Option<PolicyKey>>), RouteError> {
+        let (routes, installed) = merge(local, bgp, held);
         let (sources, dscp) = match desired {
             Some((v, _)) => (v.sources().clone(), *v.dscp()),
             None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
         };
         let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        match desired {
+        let report = match desired {
             Some((_, true)) => self.enc.apply_valid_dry_run(state),
             _ => self.enc.apply_valid_owned(state),
-        }
-    }
-
-    /// Records which prefixes hold BGP routes after a change, and saves.
-    fn settle(&self, inner: &mut Inner) {
-        inner.installed = merge(&inner.local, &inner.bgp, &inner.held).1;
-        self.save(inner);
+        }?;
+        Ok((report, installed))
     }
 
     /// Writes the origins file (a failure is logged: forwarding does not depend on it).
@@ -378,17 +372,19 @@ fn merge(
     bgp: &BgpTable,
     held: &BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
 ) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
-    let mut routes: BTreeMap<RouteId, Route> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
-    let mut installed = BTreeMap::new();
+    // Gathered, then built in bulk (sorting is cheap next to a million
+    // one-by-one inserts).
+    let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
+    let mut installed = Vec::new();
     let bgp_routes = bgp.routes.iter().map(|(p, (r, k))| (p, r, Some(*k)));
     let held_routes = held.iter().filter(|(p, _)| !bgp.routes.contains_key(p)).map(|(p, (r, k))| (p, r, *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
-        if let std::collections::btree_map::Entry::Vacant(slot) = routes.entry((Table::Main, *prefix)) {
-            slot.insert(route.clone());
-            installed.insert(*prefix, key);
+        if !local.contains_key(&(Table::Main, *prefix)) {
+            routes.push(((Table::Main, *prefix), route.clone()));
+            installed.push((*prefix, key));
         }
     }
-    (routes, installed)
+    (routes.into_iter().collect(), installed.into_iter().collect())
 }
 
 fn read_file(path: &Path) -> Option<OriginsFile> {

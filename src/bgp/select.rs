@@ -116,7 +116,7 @@ pub fn select<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> BTreeM
         .map(|(key, mut cands)| {
             let count = cands.len();
             // Highest preference first, then highest distinguisher.
-            cands.sort_by(|a, b| (b.preference, b.distinguisher).cmp(&(a.preference, a.distinguisher)));
+            cands.sort_by_key(|c| std::cmp::Reverse((c.preference, c.distinguisher)));
             let active = cands.iter().find_map(|c| c.policy().map(|p| (*c, p)));
             let selected = match active {
                 Some((c, policy)) => Selected {

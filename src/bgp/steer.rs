@@ -37,18 +37,20 @@ pub fn steer<'a>(
     routes: impl IntoIterator<Item = (&'a IpNetwork, &'a ColoredRoute)>,
     policies: &BTreeMap<PolicyKey, Selected>,
 ) -> (BTreeMap<IpNetwork, (Route, PolicyKey)>, usize) {
-    let mut steered = BTreeMap::new();
     let mut unsteered = 0;
-    for (prefix, route) in routes {
-        let chosen = policy_for(route, policies)
-            .and_then(|key| policies.get(&key).and_then(|s| s.policy.clone()).map(|p| (key, p)));
-        match chosen {
-            Some((key, policy)) => {
-                steered.insert(*prefix, (Route::with_policy(*prefix, policy), key));
+    // Collected, not inserted one by one: the map is then built in bulk from
+    // sorted entries (a million routes arrive in hash order).
+    let steered = routes
+        .into_iter()
+        .filter_map(|(prefix, route)| {
+            let chosen = policy_for(route, policies)
+                .and_then(|key| policies.get(&key).and_then(|s| s.policy.as_ref()).map(|p| (key, p)));
+            if chosen.is_none() {
+                unsteered += 1;
             }
-            None => unsteered += 1,
-        }
-    }
+            chosen.map(|(key, policy)| (*prefix, (Route::with_policy(*prefix, policy.clone()), key)))
+        })
+        .collect();
     (steered, unsteered)
 }
 
