@@ -112,6 +112,40 @@ fn inject(ns: &Netns, paths: Vec<gobgp::Path>) {
     .unwrap();
 }
 
+/// The agent's side alone (no gobgpd): BGP's table handed to the merge and
+/// applied, from empty, after one policy's preference change, and unchanged.
+fn agent_only(routes: u32, policies: u32) {
+    use lnetd_host_encap::bgp::{BgpTable, PolicyInfo};
+    use lnetd_host_encap::Policy;
+    let enc = Arc::new(Encapsulator::builder().load().expect("load the dataplane"));
+    let origins = Origins::new(Arc::clone(&enc), None);
+    let table = |first_label: u32| {
+        let mut t = BgpTable::default();
+        for color in 1..=policies {
+            let key = PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) };
+            let label = if color == 1 { first_label } else { 16_000 + color % 100_000 };
+            let policy: Policy = format!("{label}/16999").parse().unwrap();
+            let info =
+                PolicyInfo { color, endpoint: key.endpoint, preference: 100, distinguisher: 1, binding_sid: None };
+            t.policies.insert(key, (policy, info));
+        }
+        for i in 0..routes {
+            t.routes.insert(prefix(i), PolicyKey { color: 1 + i % policies, endpoint: IpAddr::V4(ENDPOINT) });
+        }
+        t
+    };
+    let (a, b) = (table(16_001), table(15_000));
+    let t = Instant::now();
+    let report = origins.set_bgp(a.clone(), true).unwrap();
+    println!("from empty: {:.2?} ({report})", t.elapsed());
+    let t = Instant::now();
+    let report = origins.set_bgp(b, true).unwrap();
+    println!("one policy changed: {:.2?} ({report})", t.elapsed());
+    let t = Instant::now();
+    let report = origins.set_bgp(a, true).unwrap();
+    println!("changed back: {:.2?} ({report})", t.elapsed());
+}
+
 fn main() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("the BGP benchmark needs root (namespaces, BPF): run it as root");
@@ -119,6 +153,10 @@ fn main() {
     }
     let env = |k: &str, d: u32| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (routes, policies) = (env("LHE_BENCH_ROUTES", 1_000_000), env("LHE_BENCH_POLICIES", 10_000));
+    env_logger::init();
+    if std::env::var_os("LHE_BENCH_AGENT_ONLY").is_some() {
+        return agent_only(routes, policies);
+    }
 
     let ctl = Netns::new("bc").expect("namespace");
     let host = Netns::new("bh").expect("namespace");

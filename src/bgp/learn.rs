@@ -108,8 +108,7 @@ impl Table {
         let (routes, unsteered) = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected);
         let policies = selected
             .iter()
-            .filter(|(_, s)| s.policy.is_some())
-            .map(|(k, s)| {
+            .filter_map(|(k, s)| {
                 let info = PolicyInfo {
                     color: k.color,
                     endpoint: k.endpoint,
@@ -117,7 +116,7 @@ impl Table {
                     distinguisher: s.distinguisher.unwrap_or_default(),
                     binding_sid: s.binding_sid,
                 };
-                (*k, info)
+                Some((*k, (s.policy.clone()?, info)))
             })
             .collect::<std::collections::BTreeMap<_, _>>();
         set(&counters.policies_active, policies.len() as u64);

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::select::PolicyKey;
 use crate::domain::desired::{DesiredState, ValidState};
+use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::encapsulator::Encapsulator;
 use crate::error::RouteError;
@@ -83,12 +84,21 @@ impl fmt::Display for PolicyInfo {
 }
 
 /// What BGP wants installed: the steered routes and the policies they use.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BgpTable {
-    /// Steered routes by prefix, with the policy each uses.
-    pub routes: BTreeMap<IpNetwork, (Route, PolicyKey)>,
-    /// The active policies.
-    pub policies: BTreeMap<PolicyKey, PolicyInfo>,
+    /// Steered routes: prefix -> the policy it uses.
+    pub routes: BTreeMap<IpNetwork, PolicyKey>,
+    /// The active policies: what they push, and what they say.
+    pub policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+}
+
+impl BgpTable {
+    /// The route BGP wants for `prefix`, if any.
+    fn route(&self, prefix: IpNetwork) -> Option<(Route, PolicyKey)> {
+        let key = self.routes.get(&prefix)?;
+        let (policy, _) = self.policies.get(key)?;
+        Some((Route::with_policy(prefix, policy.clone()), *key))
+    }
 }
 
 /// One route's key: table and prefix.
@@ -107,6 +117,29 @@ struct Inner {
     held_policies: BTreeMap<PolicyKey, PolicyInfo>,
     /// Main-table prefixes holding a BGP route now, and its policy.
     installed: BTreeMap<IpNetwork, Option<PolicyKey>>,
+    /// The merged state last applied, kept so that a change of BGP's table
+    /// patches the prefixes it changes instead of rebuilding a million routes.
+    merged: Option<ValidState>,
+}
+
+impl Inner {
+    /// What the main table should hold for `prefix`, from BGP or held, when
+    /// no local route takes it; `held` says whether held routes still count.
+    fn bgp_route(&self, prefix: IpNetwork, held: bool) -> Option<(Route, Option<PolicyKey>)> {
+        if self.local.contains_key(&(Table::Main, prefix)) {
+            return None;
+        }
+        self.bgp
+            .route(prefix)
+            .map(|(r, k)| (r, Some(k)))
+            .or_else(|| held.then(|| self.held.get(&prefix).cloned()).flatten())
+    }
+
+    /// Every route of every origin, merged, and the prefixes that took BGP's.
+    fn full_merge(&self, held: bool) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
+        let empty = BTreeMap::new();
+        merge(&self.local, &self.bgp, if held { &self.held } else { &empty })
+    }
 }
 
 /// The per-origin tables of one encapsulator and their merge (see the module docs).
@@ -178,34 +211,162 @@ impl Origins {
     /// Replaces BGP's table and applies the merge. `release_held`: routes
     /// held from before are dropped (BGP has had its time to teach them again).
     ///
+    /// The first call builds the merged state; later ones patch only the
+    /// prefixes whose route changed (a different policy, or a policy whose
+    /// lists changed), so a small change to a large table costs a diff, not a
+    /// rebuild.
+    ///
     /// # Errors
-    /// As [`Encapsulator::apply_valid_owned`]; nothing changed then.
+    /// As [`Encapsulator::apply_valid`]; nothing changed then.
     pub fn set_bgp(&self, table: BgpTable, release_held: bool) -> Result<ApplyReport, RouteError> {
-        let mut inner = self.lock();
-        let empty = BTreeMap::new();
-        let held = if release_held { &empty } else { &inner.held };
-        let (report, installed) = self.apply_merged(&inner.local, &table, held, None)?;
-        inner.bgp = table;
-        if release_held {
-            inner.held.clear();
-            inner.held_policies.clear();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let old = std::mem::replace(&mut inner.bgp, table);
+        let keep_held = !release_held;
+        let Some(mut merged) = inner.merged.take() else {
+            let (routes, installed) = inner.full_merge(keep_held);
+            let result = self.apply_state(routes, None);
+            return self.settled(inner, result, old, installed, release_held);
+        };
+        // The prefixes whose route may change: in one table and not the
+        // other, on another policy, or on a policy whose lists changed.
+        let changed_keys: BTreeSet<PolicyKey> = old
+            .policies
+            .iter()
+            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_none_or(|(q, _)| q != p))
+            .map(|(k, _)| *k)
+            .chain(inner.bgp.policies.keys().filter(|k| !old.policies.contains_key(k)).copied())
+            .collect();
+        let mut touched: Vec<IpNetwork> = Vec::new();
+        let (mut a, mut b) = (old.routes.iter().peekable(), inner.bgp.routes.iter().peekable());
+        loop {
+            let next_a = a.peek().map(|(p, k)| (**p, **k));
+            let next_b = b.peek().map(|(p, k)| (**p, **k));
+            match (next_a, next_b) {
+                (None, None) => break,
+                (Some((pa, ka)), Some((pb, kb))) if pa == pb => {
+                    if ka != kb || changed_keys.contains(&ka) {
+                        touched.push(pa);
+                    }
+                    a.next();
+                    b.next();
+                }
+                (Some((pa, _)), Some((pb, _))) if pa < pb => {
+                    touched.push(pa);
+                    a.next();
+                }
+                (Some((pa, _)), None) => {
+                    touched.push(pa);
+                    a.next();
+                }
+                (_, Some((pb, _))) => {
+                    touched.push(pb);
+                    b.next();
+                }
+            }
         }
-        inner.installed = installed;
-        self.save(&inner);
-        Ok(report)
+        if release_held {
+            touched.extend(inner.held.keys().copied());
+        }
+        // Patch, remembering the old values for the undo.
+        let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
+        let mut installed = inner.installed.clone();
+        for prefix in touched {
+            if inner.local.contains_key(&(Table::Main, prefix)) {
+                continue;
+            }
+            let id = (Table::Main, prefix);
+            let old_route = match inner.bgp_route(prefix, keep_held) {
+                Some((route, key)) => {
+                    installed.insert(prefix, key);
+                    merged.routes_mut().insert(id, route)
+                }
+                None => {
+                    installed.remove(&prefix);
+                    merged.routes_mut().remove(&id)
+                }
+            };
+            undo.push((prefix, old_route));
+        }
+        let result = self.apply_state_patched(&mut merged);
+        if result.is_err() {
+            for (prefix, route) in undo.into_iter().rev() {
+                match route {
+                    Some(r) => merged.routes_mut().insert((Table::Main, prefix), r),
+                    None => merged.routes_mut().remove(&(Table::Main, prefix)),
+                };
+            }
+        }
+        inner.merged = Some(merged);
+        self.settled(inner, result, old, installed, release_held)
+    }
+
+    /// After an apply of BGP's table: on success records it, on failure puts
+    /// the old table back.
+    fn settled(
+        &self,
+        inner: &mut Inner,
+        result: Result<(ApplyReport, Option<ValidState>), RouteError>,
+        old: BgpTable,
+        installed: BTreeMap<IpNetwork, Option<PolicyKey>>,
+        release_held: bool,
+    ) -> Result<ApplyReport, RouteError> {
+        match result {
+            Ok((report, state)) => {
+                if let Some(state) = state {
+                    inner.merged = Some(state);
+                }
+                if release_held {
+                    inner.held.clear();
+                    inner.held_policies.clear();
+                }
+                inner.installed = installed;
+                self.save(inner);
+                Ok(report)
+            }
+            Err(e) => {
+                inner.bgp = old;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies `routes` (with the sources and DSCP table in force, or
+    /// `desired`'s) and returns the state applied.
+    fn apply_state(
+        &self,
+        routes: BTreeMap<RouteId, Route>,
+        desired: Option<&ValidState>,
+    ) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
+        let (sources, dscp) = match desired {
+            Some(v) => (v.sources().clone(), *v.dscp()),
+            None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
+        };
+        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
+        let report = self.enc.apply_valid(&state)?;
+        Ok((report, Some(state)))
+    }
+
+    /// Applies a patched merged state (with the sources and DSCP table in force).
+    fn apply_state_patched(&self, merged: &mut ValidState) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
+        merged.set_sources(self.enc.sources().into_iter().collect());
+        merged.set_dscp(self.enc.dscp_map());
+        Ok((self.enc.apply_valid(merged)?, None))
     }
 
     /// Keeps every BGP route installed now as it is until the next
     /// [`Origins::set_bgp`] with `release_held` (a resynchronisation under the
     /// session-down policy `keep`).
     pub fn hold_installed(&self) {
-        let mut inner = self.lock();
-        let Inner { bgp, held, held_policies, installed, .. } = &mut *inner;
-        for (prefix, (route, key)) in &bgp.routes {
-            if installed.contains_key(prefix) {
-                held.insert(*prefix, (route.clone(), Some(*key)));
-                if let Some(p) = bgp.policies.get(key) {
-                    held_policies.insert(*key, p.clone());
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for (prefix, key) in &inner.bgp.routes {
+            if inner.installed.contains_key(prefix) {
+                if let Some((route, _)) = inner.bgp.route(*prefix) {
+                    inner.held.insert(*prefix, (route, Some(*key)));
+                }
+                if let Some((_, info)) = inner.bgp.policies.get(key) {
+                    inner.held_policies.insert(*key, info.clone());
                 }
             }
         }
@@ -234,6 +395,9 @@ impl Origins {
         let mut inner = self.lock();
         self.enc.set_route_in(table, route)?;
         inner.local.insert((table, route.prefix), (route.clone(), Origin::Agent));
+        if let Some(m) = inner.merged.as_mut() {
+            m.routes_mut().insert((table, route.prefix), route.clone());
+        }
         if table == Table::Main {
             inner.installed.remove(&route.prefix);
         }
@@ -249,31 +413,28 @@ impl Origins {
     /// # Errors
     /// As [`Encapsulator::remove_in`] / [`Encapsulator::set_route_in`].
     pub fn remove_route(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
-        let mut inner = self.lock();
-        if !inner.local.contains_key(&(table, prefix)) {
-            return Ok(false);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(local) = inner.local.remove(&(table, prefix)) else { return Ok(false) };
+        let from_bgp = if table == Table::Main { inner.bgp_route(prefix, true) } else { None };
+        let done = match &from_bgp {
+            Some((route, _)) => self.enc.set_route_in(table, route),
+            None => self.enc.remove_in(table, prefix).map(|_| ()),
+        };
+        if let Err(e) = done {
+            inner.local.insert((table, prefix), local);
+            return Err(e);
         }
-        let from_bgp = (table == Table::Main)
-            .then(|| {
-                inner
-                    .bgp
-                    .routes
-                    .get(&prefix)
-                    .map(|(r, k)| (r.clone(), Some(*k)))
-                    .or_else(|| inner.held.get(&prefix).cloned())
-            })
-            .flatten();
-        match &from_bgp {
-            Some((route, _)) => self.enc.set_route_in(table, route)?,
-            None => {
-                self.enc.remove_in(table, prefix)?;
-            }
+        if let Some(m) = inner.merged.as_mut() {
+            match &from_bgp {
+                Some((route, _)) => m.routes_mut().insert((table, prefix), route.clone()),
+                None => m.routes_mut().remove(&(table, prefix)),
+            };
         }
-        inner.local.remove(&(table, prefix));
         if let Some((_, key)) = from_bgp {
             inner.installed.insert(prefix, key);
         }
-        self.save(&inner);
+        self.save(inner);
         Ok(true)
     }
 
@@ -284,38 +445,21 @@ impl Origins {
     /// As [`Encapsulator::apply`].
     pub fn apply_local(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let local: BTreeMap<RouteId, (Route, Origin)> =
             valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect();
-        let (report, installed) = self.apply_merged(&local, &inner.bgp, &inner.held, Some((&valid, dry_run)))?;
-        if !dry_run {
-            inner.local = local;
-            inner.installed = installed;
-            self.save(&inner);
+        let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
+        if dry_run {
+            let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
+            return self.enc.apply_valid_dry_run(state);
         }
+        let (report, state) = self.apply_state(routes, Some(&valid))?;
+        inner.local = local;
+        inner.installed = installed;
+        inner.merged = state;
+        self.save(inner);
         Ok(report)
-    }
-
-    /// Applies the merge of `local`, `bgp` and `held` (with `desired`'s
-    /// sources and DSCP table, or the ones in force).
-    fn apply_merged(
-        &self,
-        local: &BTreeMap<RouteId, (Route, Origin)>,
-        bgp: &BgpTable,
-        held: &BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
-        desired: Option<(&ValidState, bool)>,
-    ) -> Result<(ApplyReport, BTreeMap<IpNetwork, Option<PolicyKey>>), RouteError> {
-        let (routes, installed) = merge(local, bgp, held);
-        let (sources, dscp) = match desired {
-            Some((v, _)) => (v.sources().clone(), *v.dscp()),
-            None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
-        };
-        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = match desired {
-            Some((_, true)) => self.enc.apply_valid_dry_run(state),
-            _ => self.enc.apply_valid_owned(state),
-        }?;
-        Ok((report, installed))
     }
 
     /// Writes the origins file (a failure is logged: forwarding does not depend on it).
@@ -329,7 +473,7 @@ impl Origins {
                 if let Some(i) = index.get(&k) {
                     return Some(*i);
                 }
-                let info = inner.bgp.policies.get(&k).or_else(|| inner.held_policies.get(&k))?;
+                let info = inner.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| inner.held_policies.get(&k))?;
                 policies.push(info.clone());
                 index.insert(k, policies.len() - 1);
                 Some(policies.len() - 1)
@@ -359,7 +503,9 @@ impl Origins {
             view.local.insert((*t, *p), *o);
         }
         for (prefix, key) in &inner.installed {
-            let info = key.and_then(|k| inner.bgp.policies.get(&k).or_else(|| inner.held_policies.get(&k))).cloned();
+            let info = key
+                .and_then(|k| inner.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| inner.held_policies.get(&k)))
+                .cloned();
             view.bgp.insert(*prefix, info);
         }
         view
@@ -376,12 +522,12 @@ fn merge(
     // one-by-one inserts).
     let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
     let mut installed = Vec::new();
-    let bgp_routes = bgp.routes.iter().map(|(p, (r, k))| (p, r, Some(*k)));
-    let held_routes = held.iter().filter(|(p, _)| !bgp.routes.contains_key(p)).map(|(p, (r, k))| (p, r, *k));
+    let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route(*p).map(|(r, k)| (*p, r, Some(k))));
+    let held_routes = held.iter().filter(|(p, _)| !bgp.routes.contains_key(p)).map(|(p, (r, k))| (*p, r.clone(), *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
-        if !local.contains_key(&(Table::Main, *prefix)) {
-            routes.push(((Table::Main, *prefix), route.clone()));
-            installed.push((*prefix, key));
+        if !local.contains_key(&(Table::Main, prefix)) {
+            routes.push(((Table::Main, prefix), route));
+            installed.push((prefix, key));
         }
     }
     (routes.into_iter().collect(), installed.into_iter().collect())
@@ -459,18 +605,21 @@ mod tests {
     #[test]
     fn local_routes_win_and_bgp_fills_the_rest() {
         let key = PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() };
+        let info =
+            PolicyInfo { color: 100, endpoint: key.endpoint, preference: 100, distinguisher: 1, binding_sid: None };
         let mut local = BTreeMap::new();
         local.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), (route("10.0.0.0/8", "16001"), Origin::Agent));
         let mut bgp = BgpTable::default();
-        for (p, l) in [("10.0.0.0/8", "17001"), ("10.1.0.0/16", "17002")] {
-            bgp.routes.insert(p.parse().unwrap(), (route(p, l), key));
+        bgp.policies.insert(key, ("17001".parse().unwrap(), info));
+        for p in ["10.0.0.0/8", "10.1.0.0/16"] {
+            bgp.routes.insert(p.parse().unwrap(), key);
         }
         let mut held = BTreeMap::new();
         held.insert("10.2.0.0/16".parse().unwrap(), (route("10.2.0.0/16", "18000"), None));
         held.insert("10.1.0.0/16".parse().unwrap(), (route("10.1.0.0/16", "18001"), None));
         let (routes, installed) = merge(&local, &bgp, &held);
         let got: Vec<String> = routes.values().map(|r| format!("{} {}", r.prefix, r.policy)).collect();
-        assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17002", "10.2.0.0/16 18000"]);
+        assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
         let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
         assert_eq!(prefixes, ["10.1.0.0/16", "10.2.0.0/16"]);
     }

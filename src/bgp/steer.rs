@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 
 use super::select::{PolicyKey, Selected};
-use crate::domain::route::Route;
 
 /// A colored route as learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,19 +35,18 @@ pub fn policy_for(route: &ColoredRoute, policies: &BTreeMap<PolicyKey, Selected>
 pub fn steer<'a>(
     routes: impl IntoIterator<Item = (&'a IpNetwork, &'a ColoredRoute)>,
     policies: &BTreeMap<PolicyKey, Selected>,
-) -> (BTreeMap<IpNetwork, (Route, PolicyKey)>, usize) {
+) -> (BTreeMap<IpNetwork, PolicyKey>, usize) {
     let mut unsteered = 0;
     // Collected, not inserted one by one: the map is then built in bulk from
     // sorted entries (a million routes arrive in hash order).
     let steered = routes
         .into_iter()
         .filter_map(|(prefix, route)| {
-            let chosen = policy_for(route, policies)
-                .and_then(|key| policies.get(&key).and_then(|s| s.policy.as_ref()).map(|p| (key, p)));
-            if chosen.is_none() {
+            let key = policy_for(route, policies);
+            if key.is_none() {
                 unsteered += 1;
             }
-            chosen.map(|(key, policy)| (*prefix, (Route::with_policy(*prefix, policy.clone()), key)))
+            key.map(|k| (*prefix, k))
         })
         .collect();
     (steered, unsteered)
@@ -86,12 +84,8 @@ mod tests {
             ("198.51.103.0/24".parse().unwrap(), ColoredRoute { next_hop: nh, colors: vec![] }),
         ];
         let (steered, unsteered) = steer(routes.iter().map(|(p, r)| (p, r)), &policies);
-        let got: Vec<(String, String)> =
-            steered.values().map(|(r, k)| (r.prefix.to_string(), format!("{} {}", k.color, r.policy))).collect();
-        assert_eq!(
-            got,
-            [("198.51.100.0/24".into(), "100 16100".into()), ("198.51.101.0/24".into(), "200 16200".into())]
-        );
+        let got: Vec<(String, u32)> = steered.iter().map(|(p, k)| (p.to_string(), k.color)).collect();
+        assert_eq!(got, [("198.51.100.0/24".to_owned(), 100), ("198.51.101.0/24".to_owned(), 200)]);
         assert_eq!(unsteered, 2);
     }
 }
