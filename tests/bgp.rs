@@ -323,9 +323,12 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
 
     // Where it came from: `routes` (text and JSON) and `get`.
     let text = "policy color 100 endpoint 192.0.2.1 preference 200 (binding SID 24002), from BGP";
-    let routes = cli(&lab, &["routes"]);
-    let line = routes.lines().find(|l| l.starts_with("198.51.100.0/24")).unwrap_or_else(|| panic!("{routes}"));
-    assert!(line.contains(" bgp ") && line.contains(text), "{line}");
+    // (The agent writes the origins file on a thread of its own: give it a moment.)
+    let mut routes = String::new();
+    wait_for(Duration::from_secs(2), "the origin in `routes`", || {
+        routes = cli(&lab, &["routes"]);
+        routes.lines().any(|l| l.starts_with("198.51.100.0/24") && l.contains(" bgp ") && l.contains(text))
+    });
     let json: serde_json::Value = serde_json::from_str(&cli(&lab, &["routes", "--json"])).unwrap();
     let r = json["routes"].as_array().unwrap().iter().find(|r| r["prefix"] == "198.51.100.0/24").unwrap();
     assert_eq!((r["origin"].as_str(), r["binding_sid"].as_u64()), (Some("bgp"), Some(24002)), "{r}");

@@ -142,12 +142,22 @@ impl Inner {
     }
 }
 
+/// How the prefixes holding BGP routes changed.
+enum Installed {
+    /// All of them, anew.
+    Whole(BTreeMap<IpNetwork, Option<PolicyKey>>),
+    /// These: now on this policy (`Some`), or no longer BGP's (`None`).
+    Patch(Vec<(IpNetwork, Option<Option<PolicyKey>>)>),
+}
+
 /// The per-origin tables of one encapsulator and their merge (see the module docs).
 #[derive(Debug)]
 pub struct Origins {
     enc: Arc<Encapsulator>,
     file: Option<PathBuf>,
     inner: Mutex<Inner>,
+    /// Origins-file writes: the last generation asked for, the last written.
+    saves: (std::sync::atomic::AtomicU64, Arc<Mutex<u64>>),
 }
 
 /// The origins file: what `routes` and `get` read.
@@ -201,7 +211,7 @@ impl Origins {
             let origin = if agent.contains(&(table, prefix)) { Origin::Agent } else { Origin::Static };
             inner.local.insert((table, prefix), (route, origin));
         }
-        Origins { enc, file, inner: Mutex::new(inner) }
+        Origins { enc, file, inner: Mutex::new(inner), saves: Default::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -226,7 +236,7 @@ impl Origins {
         let Some(mut merged) = inner.merged.take() else {
             let (routes, installed) = inner.full_merge(keep_held);
             let result = self.apply_state(routes, None);
-            return self.settled(inner, result, old, installed, release_held);
+            return self.settled(inner, result, old, Installed::Whole(installed), release_held);
         };
         // The prefixes whose route may change: in one table and not the
         // other, on another policy, or on a policy whose lists changed.
@@ -270,7 +280,7 @@ impl Origins {
         }
         // Patch, remembering the old values for the undo.
         let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
-        let mut installed = inner.installed.clone();
+        let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::with_capacity(touched.len());
         for prefix in touched {
             if inner.local.contains_key(&(Table::Main, prefix)) {
                 continue;
@@ -278,11 +288,11 @@ impl Origins {
             let id = (Table::Main, prefix);
             let old_route = match inner.bgp_route(prefix, keep_held) {
                 Some((route, key)) => {
-                    installed.insert(prefix, key);
+                    installed.push((prefix, Some(key)));
                     merged.routes_mut().insert(id, route)
                 }
                 None => {
-                    installed.remove(&prefix);
+                    installed.push((prefix, None));
                     merged.routes_mut().remove(&id)
                 }
             };
@@ -298,7 +308,7 @@ impl Origins {
             }
         }
         inner.merged = Some(merged);
-        self.settled(inner, result, old, installed, release_held)
+        self.settled(inner, result, old, Installed::Patch(installed), release_held)
     }
 
     /// After an apply of BGP's table: on success records it, on failure puts
@@ -308,7 +318,7 @@ impl Origins {
         inner: &mut Inner,
         result: Result<(ApplyReport, Option<ValidState>), RouteError>,
         old: BgpTable,
-        installed: BTreeMap<IpNetwork, Option<PolicyKey>>,
+        installed: Installed,
         release_held: bool,
     ) -> Result<ApplyReport, RouteError> {
         match result {
@@ -316,12 +326,36 @@ impl Origins {
                 if let Some(state) = state {
                     inner.merged = Some(state);
                 }
+                let mut changed = release_held && !inner.held.is_empty();
                 if release_held {
                     inner.held.clear();
                     inner.held_policies.clear();
                 }
-                inner.installed = installed;
-                self.save(inner);
+                match installed {
+                    Installed::Whole(map) => {
+                        inner.installed = map;
+                        changed = true;
+                    }
+                    Installed::Patch(patch) => {
+                        changed |= !patch.is_empty();
+                        for (prefix, key) in patch {
+                            match key {
+                                Some(k) => inner.installed.insert(prefix, k),
+                                None => inner.installed.remove(&prefix),
+                            };
+                        }
+                    }
+                }
+                // What `routes` and `get` say of a policy (its preference, binding SID).
+                changed |= old.policies.len() != inner.bgp.policies.len()
+                    || old
+                        .policies
+                        .iter()
+                        .zip(&inner.bgp.policies)
+                        .any(|((ka, (_, a)), (kb, (_, b)))| ka != kb || a != b);
+                if changed {
+                    self.save(inner);
+                }
                 Ok(report)
             }
             Err(e) => {
@@ -462,36 +496,50 @@ impl Origins {
         Ok(report)
     }
 
-    /// Writes the origins file (a failure is logged: forwarding does not depend on it).
+    /// Writes the origins file, on a thread of its own (a million routes take
+    /// a while to write, and forwarding does not depend on the file); a write
+    /// never replaces a newer one. A failure is logged.
     fn save(&self, inner: &Inner) {
-        let Some(path) = &self.file else { return };
-        let mut policies: Vec<PolicyInfo> = Vec::new();
-        let mut index: BTreeMap<PolicyKey, usize> = BTreeMap::new();
-        let mut bgp = Vec::with_capacity(inner.installed.len());
-        for (prefix, key) in &inner.installed {
-            let i = key.and_then(|k| {
-                if let Some(i) = index.get(&k) {
-                    return Some(*i);
-                }
-                let info = inner.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| inner.held_policies.get(&k))?;
-                policies.push(info.clone());
-                index.insert(k, policies.len() - 1);
-                Some(policies.len() - 1)
-            });
-            bgp.push((prefix.to_string(), i));
-        }
-        let file = OriginsFile {
-            agent: inner
-                .local
+        let Some(path) = self.file.clone() else { return };
+        let installed = inner.installed.clone();
+        let mut infos: BTreeMap<PolicyKey, PolicyInfo> = inner.held_policies.clone();
+        infos.extend(inner.bgp.policies.iter().map(|(k, (_, i))| (*k, i.clone())));
+        let agent: Vec<(u32, String)> = inner
+            .local
+            .iter()
+            .filter(|(_, (_, o))| *o == Origin::Agent)
+            .map(|((t, p), _)| (t.id(), p.to_string()))
+            .collect();
+        let generation = self.saves.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let written = Arc::clone(&self.saves.1);
+        let writer = move || {
+            let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *last > generation {
+                return;
+            }
+            let mut policies: Vec<PolicyInfo> = Vec::new();
+            let mut index: BTreeMap<PolicyKey, usize> = BTreeMap::new();
+            let bgp = installed
                 .iter()
-                .filter(|(_, (_, o))| *o == Origin::Agent)
-                .map(|((t, p), _)| (t.id(), p.to_string()))
-                .collect(),
-            policies,
-            bgp,
+                .map(|(prefix, key)| {
+                    let i = key.and_then(|k| {
+                        if let Some(i) = index.get(&k) {
+                            return Some(*i);
+                        }
+                        policies.push(infos.get(&k)?.clone());
+                        index.insert(k, policies.len() - 1);
+                        Some(policies.len() - 1)
+                    });
+                    (prefix.to_string(), i)
+                })
+                .collect();
+            if let Err(e) = write_file(&path, &OriginsFile { agent, policies, bgp }) {
+                log::warn!("writing {}: {e} (the origins shown by `routes` may be out of date)", path.display());
+            }
+            *last = generation;
         };
-        if let Err(e) = write_file(path, &file) {
-            log::warn!("writing {}: {e} (the origins shown by `routes` may be out of date)", path.display());
+        if let Err(e) = std::thread::Builder::new().name("origins-file".into()).spawn(writer) {
+            log::warn!("writing the origins file: no thread ({e})");
         }
     }
 
