@@ -117,7 +117,31 @@ fn inject(ns: &Netns, paths: Vec<gobgp::Path>) {
 fn agent_only(routes: u32, policies: u32) {
     use lnetd_host_encap::bgp::{BgpTable, PolicyInfo};
     use lnetd_host_encap::Policy;
-    let enc = Arc::new(Encapsulator::builder().load().expect("load the dataplane"));
+    // LHE_BENCH_PINNED: attached and pinned on a veth, as the agent runs
+    // (the RIB's state file is then written after every apply).
+    let lab = std::env::var_os("LHE_BENCH_PINNED").map(|_| {
+        let ns = Netns::new("bp").expect("namespace");
+        ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]).unwrap();
+        ns.ip(&["link", "set", "v0", "up"]).unwrap();
+        ns.ip(&["link", "set", "v1", "up"]).unwrap();
+        ns
+    });
+    let enc = match &lab {
+        Some(ns) => ns
+            .run(|| {
+                Encapsulator::builder()
+                    .pinned()
+                    .attach("v0", lnetd_host_encap::XdpMode::Generic)
+                    .expect("attach pinned")
+            })
+            .unwrap(),
+        None => Encapsulator::builder().load().expect("load the dataplane"),
+    };
+    let enc = Arc::new(enc);
+    println!(
+        "dataplane {}",
+        if lab.is_some() { "attached and pinned (state file after each apply)" } else { "loaded, not pinned" }
+    );
     let origins = Origins::new(Arc::clone(&enc), None);
     let table = |first_label: u32| {
         let mut t = BgpTable::default();
@@ -135,15 +159,27 @@ fn agent_only(routes: u32, policies: u32) {
         t
     };
     let (a, b) = (table(16_001), table(15_000));
+    let before = rss_kib(std::process::id(), "VmRSS:");
     let t = Instant::now();
     let report = origins.set_bgp(a.clone(), true).unwrap();
     println!("from empty: {:.2?} ({report})", t.elapsed());
+    println!(
+        "process memory: {} before (the two tables built), {} after the first apply",
+        mib(before),
+        mib(rss_kib(std::process::id(), "VmRSS:"))
+    );
     let t = Instant::now();
     let report = origins.set_bgp(b, true).unwrap();
     println!("one policy changed: {:.2?} ({report})", t.elapsed());
     let t = Instant::now();
     let report = origins.set_bgp(a, true).unwrap();
     println!("changed back: {:.2?} ({report})", t.elapsed());
+    if let Some(ns) = &lab {
+        drop(origins);
+        if let Ok(enc) = Arc::try_unwrap(enc) {
+            ns.run(|| enc.detach()).unwrap().expect("detach");
+        }
+    }
 }
 
 fn main() {
@@ -216,7 +252,16 @@ fn main() {
     let peak_agent = rss_kib(std::process::id(), "VmHWM:");
     let agent_rss = rss_kib(std::process::id(), "VmRSS:");
     let (ctl_rss, host_rss) = (rss_kib(ctl_bgp.0.id(), "VmRSS:"), rss_kib(host_bgp.0.id(), "VmRSS:"));
-    let applies_before = counters.applies.load(Ordering::Relaxed);
+    // Quiet first (the load's last batches applied), so the next apply is the change's.
+    let mut applies_before = counters.applies.load(Ordering::Relaxed);
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = counters.applies.load(Ordering::Relaxed);
+        if now == applies_before {
+            break;
+        }
+        applies_before = now;
+    }
 
     // One change at full scale: policy 1 gets a better candidate path.
     let t = Instant::now();
@@ -233,7 +278,9 @@ fn main() {
             p
         }],
     );
-    while counters.applies.load(Ordering::Relaxed) == applies_before {
+    while counters.applies.load(Ordering::Relaxed) == applies_before
+        || counters.candidate_paths.load(Ordering::Relaxed) <= u64::from(policies)
+    {
         assert!(t.elapsed() < Duration::from_secs(120), "the change was not applied");
         std::thread::sleep(Duration::from_millis(5));
     }
