@@ -322,7 +322,7 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert!((0.66..=0.84).contains(&share), "list 2 took {b} of 400 flows, not about 3/4");
 
     // Where it came from: `routes` (text and JSON) and `get`.
-    let text = "policy color 100 endpoint 192.0.2.1 preference 200 (binding SID 24002), from BGP";
+    let text = "policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24002)";
     // (The agent writes the origins file on a thread of its own: give it a moment.)
     let mut routes = String::new();
     wait_for(Duration::from_secs(2), "the origin in `routes`", || {
@@ -363,6 +363,45 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
         true,
     );
     until_labels(&lab, "2001:db8:100::7", &[18001, 18002], Duration::from_secs(2));
+
+    // A preference change under traffic: every datagram comes back labelled,
+    // with the old path or the new one, never none and never a mix.
+    let old = labels(&lab, "198.51.100.7");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, frames) = std::thread::scope(|s| {
+        let frames = s.spawn(|| common::labelled_frames(&lab.capture, &stop));
+        let sender = s.spawn(|| {
+            lab.veth
+                .router
+                .run(|| {
+                    let sock = UdpSocket::bind("0.0.0.0:40000").unwrap();
+                    let start = Instant::now();
+                    let mut sent = 0;
+                    while start.elapsed() < Duration::from_millis(900) {
+                        sock.send_to(b"switch", SocketAddr::new("198.51.100.7".parse().unwrap(), 7000)).unwrap();
+                        sent += 1;
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                    sent
+                })
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 300, 24001, &[(1, &[16001, 16002])])], true);
+        let sent = sender.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, frames.join().unwrap())
+    });
+    let stacks: Vec<Vec<u32>> = frames.iter().map(|(s, _)| s.iter().map(|e| e.label).collect()).collect();
+    assert_eq!(stacks.len(), sent, "every datagram came back labelled");
+    let (olds, news) =
+        (stacks.iter().filter(|s| **s == old).count(), stacks.iter().filter(|s| *s == &[16001, 16002]).count());
+    assert_eq!(olds + news, sent, "old or new stack only: {stacks:?}");
+    assert!(olds > 0 && news > 0, "the switch happened under traffic: {olds} old, {news} new");
+    eprintln!("preference change under traffic: {sent} datagrams, {olds} on the old path then {news} on the new, none unlabelled");
+    assert!(stacks.windows(2).all(|w| !(w[0] == [16001, 16002] && w[1] == old)), "never back to the old path");
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
+    until_labels(&lab, "198.51.100.7", &old, one_second);
 
     // Withdrawing the policy leaves its colored routes unlabelled.
     gobgp_paths(

@@ -73,13 +73,13 @@ pub struct PolicyInfo {
 }
 
 impl fmt::Display for PolicyInfo {
-    /// `policy color 100 endpoint 192.0.2.1 preference 200 (binding SID 24001), from BGP`.
+    /// `policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24001)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy color {} endpoint {} preference {}", self.color, self.endpoint, self.preference)?;
+        write!(f, "policy color {} endpoint {} preference {}, from BGP", self.color, self.endpoint, self.preference)?;
         if let Some(b) = self.binding_sid {
             write!(f, " (binding SID {b})")?;
         }
-        f.write_str(", from BGP")
+        Ok(())
     }
 }
 
