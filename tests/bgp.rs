@@ -284,7 +284,7 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     let lab = lab();
     let _pins = PinGuard(&lab.veth.host, VethLab::HOST_IF);
     let ctl = gobgpd(&lab.ctl, "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
-    let _host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
     let _agent = start_agent(&lab, "keep");
 
     // Policy (100, 192.0.2.1), one candidate path; a route colored 100, one colored 200 (no such policy).
@@ -459,6 +459,25 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     until_labels(&lab, "2001:db8:100::7", &[], Duration::from_secs(5));
     assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "taught again: still labelled");
 
+    // The host's own gobgpd stopped under `keep`: everything stays; back, the
+    // agent resynchronises (ListPath) and keeps what is taught again.
+    drop(host_bgp);
+    wait_for(Duration::from_secs(3), "GoBGP's API lost", || {
+        metrics(&lab).get("lnetd_host_encap_bgp_api_connected") == Some(&0.0)
+    });
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "kept while GoBGP is away");
+    let host_bgp = gobgpd(&lab.veth.host, "host2", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    wait_for(Duration::from_secs(10), "resynchronised", || {
+        let m = metrics(&lab);
+        m.get("lnetd_host_encap_bgp_api_connected") == Some(&1.0) && m["lnetd_host_encap_bgp_resyncs_total"] >= 2.0
+    });
+    wait_for(Duration::from_secs(15), "the session back", || {
+        metrics(&lab).get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")) == Some(&1.0)
+    });
+    std::thread::sleep(Duration::from_secs(3)); // past the stale time: held routes released
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "taught again after the resync");
+    assert_eq!(metrics(&lab)["lnetd_host_encap_bgp_routes_held"], 0.0);
+
     // Under `withdraw`, the session going down withdraws what it taught, and it comes back with it.
     drop(_agent);
     let _agent = start_agent(&lab, "withdraw");
@@ -481,5 +500,14 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
         "{m:?}"
     );
     assert!(m["lnetd_host_encap_bgp_applies_total"] >= 2.0, "{m:?}");
+
+    // And the host's gobgpd stopped under `withdraw`: every BGP route goes; back, they return.
+    drop(host_bgp);
+    let took = until_labels(&lab, "198.51.100.7", &[], Duration::from_secs(3));
+    eprintln!("GoBGP stopped (withdraw): routes removed {took:?} after");
+    let _host_bgp = gobgpd(&lab.veth.host, "host3", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(20));
+    eprintln!("GoBGP back: labelled again {took:?} after its restart");
+    assert!(metrics(&lab)["lnetd_host_encap_bgp_api_disconnects_total"] >= 1.0);
     drop(ctl);
 }

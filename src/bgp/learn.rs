@@ -18,7 +18,8 @@
 //! are then removed. With [`SessionDown::Withdraw`] they are applied at once.
 //! The same holds when GoBGP itself goes away: `keep` leaves everything in
 //! place and resynchronises on return (routes not taught again within the
-//! stale time are removed); `withdraw` removes every BGP route at once.
+//! stale time after a session is established again are removed; with no
+//! session, nothing is); `withdraw` removes every BGP route at once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -177,6 +178,7 @@ pub async fn run(
         table: Table::default(),
         releases: Vec::new(),
         peers: HashMap::new(),
+        release_on_established: false,
     };
     let mut first = true;
     loop {
@@ -208,6 +210,8 @@ struct Learner {
     releases: Vec<(Instant, Release)>,
     /// Session state per neighbor.
     peers: HashMap<String, bool>,
+    /// Release what is held once a session is established (after a (re)connection under `keep`).
+    release_on_established: bool,
 }
 
 impl Learner {
@@ -257,10 +261,11 @@ impl Learner {
             }
         }
         self.table = fresh;
+        // Under `keep`, what is held (or stale) is released the stale time
+        // after a session is established again, not before: GoBGP back
+        // without its peers must not empty the table.
         self.releases.retain(|(_, r)| *r != Release::Held);
-        if self.keep && (self.origins.holding() || !first) {
-            self.releases.push((Instant::now() + self.config.stale_time, Release::Held));
-        }
+        self.release_on_established = self.keep && (self.origins.holding() || !first);
         self.flush(!self.keep).await;
 
         let mut pending: Vec<Pending> = Vec::new();
@@ -399,6 +404,9 @@ impl Learner {
                     if *established && was != Some(true) && self.keep {
                         self.releases.retain(|(_, r)| *r != Release::Neighbor(neighbor.clone()));
                         self.releases.push((now + self.config.stale_time, Release::Neighbor(neighbor.clone())));
+                        if std::mem::take(&mut self.release_on_established) {
+                            self.releases.push((now + self.config.stale_time, Release::Held));
+                        }
                     }
                 }
                 Pending::Paths(u) => withdrawals |= u.iter().any(|u| u.learned.is_none()),
@@ -470,6 +478,9 @@ impl Learner {
     async fn lost(&mut self) {
         set(&self.counters.api_connected, 0);
         add(&self.counters.api_disconnects, 1);
+        // Peer states are learned anew from the next connection's events.
+        self.peers.clear();
+        self.counters.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         if self.keep {
             log::warn!("BGP: GoBGP went away; keeping the routes it taught (session-down policy keep)");
         } else {
