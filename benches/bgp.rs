@@ -158,6 +158,34 @@ fn agent_only(routes: u32, policies: u32) {
         }
         t
     };
+    // The learner's side of a change: selection over every candidate path
+    // and steering of every colored route (what each batch recomputes).
+    {
+        use lnetd_host_encap::bgp::select::select;
+        use lnetd_host_encap::bgp::steer::{steer, ColoredRoute};
+        let candidates: Vec<Candidate> = (1..=policies)
+            .map(|color| Candidate {
+                distinguisher: 1,
+                key: PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) },
+                preference: 100,
+                binding_sid: None,
+                lists: vec![CandidateList {
+                    weight: 1,
+                    labels: vec![16_000 + color % 100_000, 16_999],
+                    unsupported: 0,
+                }],
+                ignored_segments: 0,
+            })
+            .collect();
+        let colored: std::collections::HashMap<IpNetwork, ColoredRoute> = (0..routes)
+            .map(|i| (prefix(i), ColoredRoute { next_hop: IpAddr::V4(ENDPOINT), colors: vec![1 + i % policies] }))
+            .collect();
+        let t = Instant::now();
+        let selected = select(&candidates);
+        let selecting = t.elapsed();
+        let (steered, _) = steer(&colored, &selected);
+        println!("learner: select {selecting:.2?}, steer {:.2?} ({} routes)", t.elapsed() - selecting, steered.len());
+    }
     let (a, b) = (table(16_001), table(15_000));
     let before = rss_kib(std::process::id(), "VmRSS:");
     let t = Instant::now();

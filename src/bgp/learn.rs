@@ -21,7 +21,7 @@
 //! stale time after a session is established again are removed; with no
 //! session, nothing is); `withdraw` removes every BGP route at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +32,8 @@ use tonic::transport::{Channel, Endpoint};
 use super::counters::{add, set, BgpCounters};
 use super::origins::{BgpTable, Origins, PolicyInfo};
 use super::proto as api;
-use super::select::{select, Candidate, PolicyKey};
-use super::steer::{steer, ColoredRoute};
+use super::select::{select, Candidate, PolicyKey, Selected};
+use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{read_path, Learned as Said, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
 
@@ -47,11 +47,27 @@ struct Entry<T> {
     stale: bool,
 }
 
-/// Every best path of interest, by NLRI.
+/// Every best path of interest, by NLRI, and the last steering computed
+/// from them (kept, so that a batch recomputes only the routes it touches).
 #[derive(Debug, Default)]
 struct Table {
     candidates: HashMap<(u32, PolicyKey), Entry<Candidate>>,
     routes: HashMap<IpNetwork, Entry<ColoredRoute>>,
+    /// Routes by the (color, next hop) pairs they could be steered by.
+    by_key: HashMap<PolicyKey, HashSet<IpNetwork>>,
+    /// Routes added, changed or removed since the last computation.
+    dirty: HashSet<IpNetwork>,
+    /// The last computation: each steered route's policy, and the selection.
+    steered: BTreeMap<IpNetwork, PolicyKey>,
+    selected: BTreeMap<PolicyKey, Selected>,
+    /// False until the first computation (and after a wholesale replacement):
+    /// then everything is recomputed.
+    incremental: bool,
+}
+
+/// The (color, next hop) pairs a route could be steered by.
+fn keys_of(route: &ColoredRoute) -> impl Iterator<Item = PolicyKey> + '_ {
+    route.colors.iter().map(|&color| PolicyKey { color, endpoint: route.next_hop })
 }
 
 impl Table {
@@ -73,7 +89,8 @@ impl Table {
             }
             (Nlri::Unicast(prefix), Some(Said::Route { next_hop, colors })) => {
                 add(&counters.updates, 1);
-                self.routes.insert(prefix, Entry { value: ColoredRoute { next_hop, colors }, neighbor, stale: false });
+                let entry = Entry { value: ColoredRoute { next_hop, colors }, neighbor, stale: false };
+                self.put_route(prefix, entry);
             }
             (Nlri::SrPolicy { distinguisher, key }, None) => {
                 add(&counters.withdrawals, 1);
@@ -81,7 +98,9 @@ impl Table {
             }
             (Nlri::Unicast(prefix), None) => {
                 add(&counters.withdrawals, 1);
-                withdraw(&mut self.routes, &prefix, down, counters);
+                if let Some(e) = withdraw(&mut self.routes, &prefix, down, counters) {
+                    self.unindex(prefix, &e.value);
+                }
             }
             // An NLRI that says something of the other kind: ignore.
             _ => {}
@@ -94,7 +113,43 @@ impl Table {
             e.stale && neighbor.is_none_or(|n| e.neighbor == n)
         }
         self.candidates.retain(|_, e| !gone(e, neighbor));
-        self.routes.retain(|_, e| !gone(e, neighbor));
+        let removed: Vec<IpNetwork> = self.routes.iter().filter(|(_, e)| gone(e, neighbor)).map(|(p, _)| *p).collect();
+        for prefix in removed {
+            if let Some(e) = self.routes.remove(&prefix) {
+                self.unindex(prefix, &e.value);
+            }
+        }
+    }
+
+    /// Adds or replaces a route, keeping the index.
+    fn put_route(&mut self, prefix: IpNetwork, entry: Entry<ColoredRoute>) {
+        for key in keys_of(&entry.value) {
+            self.by_key.entry(key).or_default().insert(prefix);
+        }
+        if let Some(old) = self.routes.insert(prefix, entry) {
+            let kept: Vec<PolicyKey> =
+                self.routes.get(&prefix).map(|e| keys_of(&e.value).collect()).unwrap_or_default();
+            for key in keys_of(&old.value).filter(|k| !kept.contains(k)) {
+                self.unindex_key(prefix, key);
+            }
+        }
+        self.dirty.insert(prefix);
+    }
+
+    fn unindex(&mut self, prefix: IpNetwork, route: &ColoredRoute) {
+        for key in keys_of(route) {
+            self.unindex_key(prefix, key);
+        }
+        self.dirty.insert(prefix);
+    }
+
+    fn unindex_key(&mut self, prefix: IpNetwork, key: PolicyKey) {
+        if let Some(set) = self.by_key.get_mut(&key) {
+            set.remove(&prefix);
+            if set.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
     }
 
     /// Marks every path stale (GoBGP went away under `keep`).
@@ -103,10 +158,45 @@ impl Table {
         self.routes.values_mut().for_each(|e| e.stale = true);
     }
 
-    /// The steered routes and active policies, and the gauges.
-    fn compute(&self, counters: &BgpCounters) -> BgpTable {
+    /// The steered routes and active policies, and the gauges. Only the
+    /// routes changed since the last computation, and those of a (color,
+    /// endpoint) whose policy became valid or invalid, are steered again.
+    fn compute(&mut self, counters: &BgpCounters) -> BgpTable {
         let selected = select(self.candidates.values().map(|e| &e.value));
-        let (routes, unsteered) = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected);
+        if self.incremental {
+            let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
+            let flipped: Vec<PolicyKey> = self
+                .selected
+                .keys()
+                .chain(selected.keys())
+                .filter(|k| valid(&self.selected, k) != valid(&selected, k))
+                .copied()
+                .collect();
+            let mut again = std::mem::take(&mut self.dirty);
+            for key in flipped {
+                if let Some(set) = self.by_key.get(&key) {
+                    again.extend(set.iter().copied());
+                }
+            }
+            for prefix in again {
+                match self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected)) {
+                    Some(key) => self.steered.insert(prefix, key),
+                    None => self.steered.remove(&prefix),
+                };
+            }
+        } else {
+            self.steered = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
+            self.by_key.clear();
+            for (prefix, e) in &self.routes {
+                for key in keys_of(&e.value) {
+                    self.by_key.entry(key).or_default().insert(*prefix);
+                }
+            }
+            self.dirty.clear();
+            self.incremental = true;
+        }
+        let routes = self.steered.clone();
+        let unsteered = self.routes.len() - routes.len();
         let policies = selected
             .iter()
             .filter_map(|(k, s)| {
@@ -119,31 +209,32 @@ impl Table {
                 };
                 Some((*k, (s.policy.clone()?, info)))
             })
-            .collect::<std::collections::BTreeMap<_, _>>();
+            .collect::<BTreeMap<_, _>>();
         set(&counters.policies_active, policies.len() as u64);
         set(&counters.policies_invalid, (selected.len() - policies.len()) as u64);
         set(&counters.candidate_paths, self.candidates.len() as u64);
         set(&counters.routes_steered, routes.len() as u64);
         set(&counters.routes_unsteered, unsteered as u64);
+        self.selected = selected;
         BgpTable { routes, policies }
     }
 }
 
+/// Withdraws `key`: removed (and returned), or kept stale when its peer is `down`.
 fn withdraw<K: std::hash::Hash + Eq, T>(
     map: &mut HashMap<K, Entry<T>>,
     key: &K,
     down: &HashSet<String>,
     counters: &BgpCounters,
-) {
+) -> Option<Entry<T>> {
     match map.get_mut(key) {
         Some(e) if down.contains(&e.neighbor) => {
             e.stale = true;
             add(&counters.withdrawals_kept, 1);
+            None
         }
-        Some(_) => {
-            map.remove(key);
-        }
-        None => {}
+        Some(_) => map.remove(key),
+        None => None,
     }
 }
 
@@ -525,6 +616,73 @@ mod tests {
             Nlri::Unicast(_) => Said::Route { next_hop: key().endpoint, colors: vec![100] },
         };
         PathUpdate { nlri, neighbor: neighbor.into(), learned: Some(learned) }
+    }
+
+    #[test]
+    fn incremental_steering_equals_steering_everything() {
+        // A small deterministic generator (no dependency): xorshift.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        let endpoint = |i: u64| -> IpAddr { IpAddr::from([192, 0, 2, 1 + (i % 2) as u8]) };
+        for step in 0..2000 {
+            match next(6) {
+                0 | 1 => {
+                    let prefix: IpNetwork = format!("10.{}.0.0/16", next(60)).parse().unwrap();
+                    let colors = (0..next(3)).map(|_| 1 + next(5) as u32).collect();
+                    let learned = Some(Said::Route { next_hop: endpoint(next(2)), colors });
+                    t.update(
+                        PathUpdate { nlri: Nlri::Unicast(prefix), neighbor: "n".into(), learned },
+                        &none,
+                        &counters,
+                    );
+                }
+                2 => {
+                    let prefix: IpNetwork = format!("10.{}.0.0/16", next(60)).parse().unwrap();
+                    t.update(
+                        PathUpdate { nlri: Nlri::Unicast(prefix), neighbor: "n".into(), learned: None },
+                        &none,
+                        &counters,
+                    );
+                }
+                3 => {
+                    let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
+                    let weight = next(2) as u32; // 0: invalid
+                    let c = Candidate {
+                        distinguisher: 1,
+                        key,
+                        preference: 100,
+                        binding_sid: None,
+                        lists: vec![CandidateList { weight, labels: vec![16001 + step], unsupported: 0 }],
+                        ignored_segments: 0,
+                    };
+                    let nlri = Nlri::SrPolicy { distinguisher: 1, key };
+                    t.update(
+                        PathUpdate { nlri, neighbor: "n".into(), learned: Some(Said::Candidate(c)) },
+                        &none,
+                        &counters,
+                    );
+                }
+                4 => {
+                    let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
+                    let nlri = Nlri::SrPolicy { distinguisher: 1, key };
+                    t.update(PathUpdate { nlri, neighbor: "n".into(), learned: None }, &none, &counters);
+                }
+                _ => {
+                    let got = t.compute(&counters).routes;
+                    let selected = select(t.candidates.values().map(|e| &e.value));
+                    let want = steer(t.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
+                    assert_eq!(got, want, "step {step}");
+                }
+            }
+        }
     }
 
     #[test]
