@@ -314,6 +314,7 @@ fn main() {
     }
     let one_change = t.elapsed();
     let last_apply = Duration::from_micros(counters.last_apply_micros.load(Ordering::Relaxed));
+    let last_compute = Duration::from_micros(counters.last_compute_micros.load(Ordering::Relaxed));
 
     let _ = stop.send(true);
     drop(learner);
@@ -333,7 +334,9 @@ fn main() {
         "| last UPDATE reached the agent (from the host's gobgpd) -> every route programmed | {after_last_event:.2?} |"
     );
     println!("| applies during the load | {applies_before} |");
-    println!("| one preference change at full scale -> applied | {one_change:.2?} (its apply {last_apply:.2?}) |");
+    println!(
+        "| one preference change handed to the controller's gobgpd -> applied | {one_change:.2?} (of which steering {last_compute:.2?}, apply {last_apply:.2?}) |"
+    );
     println!("| gobgpd RSS, controller / host | {} / {} |", mib(ctl_rss), mib(host_rss));
     println!(
         "| this process (learner + RIB), RSS / peak / before | {} / {} / {} |",

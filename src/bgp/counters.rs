@@ -51,6 +51,8 @@ pub struct BgpCounters {
     pub routes_installed: AtomicU64,
     /// How long the last apply took, in microseconds.
     pub last_apply_micros: AtomicU64,
+    /// How long the last selection and steering took, in microseconds.
+    pub last_compute_micros: AtomicU64,
     /// Session state per neighbor (1 established, 0 not).
     pub peers: Mutex<BTreeMap<String, bool>>,
 }
@@ -121,6 +123,12 @@ impl BgpCounters {
             get(&self.routes_installed),
         );
         family("routes_held", "gauge", "BGP routes kept from before a resynchronisation.", get(&self.routes_held));
+        family(
+            "last_compute_microseconds",
+            "gauge",
+            "How long the last selection and steering of BGP's paths took.",
+            get(&self.last_compute_micros),
+        );
         family(
             "last_apply_microseconds",
             "gauge",

@@ -540,7 +540,9 @@ impl Learner {
 
     /// Computes BGP's table and applies the merge (on the blocking pool).
     async fn flush(&mut self, release_held: bool) {
+        let started = Instant::now();
         let table = self.table.compute(&self.counters);
+        set(&self.counters.last_compute_micros, started.elapsed().as_micros() as u64);
         let origins = Arc::clone(&self.origins);
         let counters = Arc::clone(&self.counters);
         let result = tokio::task::spawn_blocking(move || {
