@@ -3,7 +3,8 @@
 //! agent routes set and removed, BGP routes held over a resynchronisation and
 //! released; after every step the dataplane's routes and the origins shown
 //! equal a model written here from the rules (a local route wins its prefix,
-//! then BGP's current table, then what is held).
+//! then BGP's current table, then what is held), and every 25 steps the
+//! kernel's maps match the RIB.
 
 mod common;
 
@@ -121,7 +122,11 @@ fn origins_merge_matches_a_model_through_random_changes() {
                 .map(|r| (r.prefix, (r.policy.to_string(), view.origin(Table::Main, r.prefix).0)))
                 .collect();
             assert_eq!(actual, expected, "step {step}");
-            assert!(enc.verify().unwrap().is_empty(), "step {step}: the maps match the RIB");
+            // The kernel's maps against the RIB: every 25 steps (a full compare
+            // is slow next to one step).
+            if step % 25 == 24 {
+                assert!(enc.verify().unwrap().is_empty(), "step {step}: the maps match the RIB");
+            }
         }
     });
 }
