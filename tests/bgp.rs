@@ -334,6 +334,11 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert_eq!((r["origin"].as_str(), r["binding_sid"].as_u64()), (Some("bgp"), Some(24002)), "{r}");
     let get = cli(&lab, &["get", "198.51.100.7"]);
     assert!(get.contains(&format!("origin: {text}")), "{get}");
+    let explained = in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        c.explain(pb::ExplainRequest { dst: "198.51.100.7".into(), ..Default::default() }).await.unwrap().into_inner()
+    });
+    assert!(explained.text.contains(&format!("origin: {text}")), "{}", explained.text);
 
     // The agent's API wins over BGP for a prefix, and BGP's route comes back when it is removed.
     let listed = in_ns(&lab.veth.host, async {

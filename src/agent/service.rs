@@ -261,7 +261,18 @@ impl Api for Service {
                     ttl: u32::from(e.ttl),
                 })
                 .collect(),
-            text: explanation.to_string(),
+            text: {
+                // As the command's `get`: where the route came from, with an agent that knows.
+                let mut text = explanation.to_string();
+                if let Some((t, r)) = &explanation.route {
+                    let (origin, detail, _) = self.writes.origin()(*t, r.prefix);
+                    let said = if detail.is_empty() { origin } else { detail };
+                    if !said.is_empty() {
+                        text.push_str(&format!("\norigin: {said}"));
+                    }
+                }
+                text
+            },
         }))
     }
 
