@@ -484,9 +484,22 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert_eq!(metrics(&lab)["lnetd_host_encap_bgp_routes_held"], 0.0);
 
     // Under `withdraw`, the session going down withdraws what it taught, and it comes back with it.
+    // (An agent route first: its origin must survive the agent's restart.)
+    in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        let route = pb::Route { prefix: "192.0.2.128/25".into(), policy: "99002".into(), ..Default::default() };
+        c.set_route(route).await.unwrap();
+    });
     drop(_agent);
     let _agent = start_agent(&lab, "withdraw");
     until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(3));
+    wait_for(Duration::from_secs(3), "origins after the agent's restart", || {
+        let routes = cli(&lab, &["routes"]);
+        let origin = |prefix: &str| {
+            routes.lines().find(|l| l.starts_with(prefix)).map(|l| l.split_whitespace().nth(2).unwrap_or("").to_owned())
+        };
+        origin("198.51.100.0/24").as_deref() == Some("bgp") && origin("192.0.2.128/25").as_deref() == Some("agent")
+    });
     drop(ctl);
     let took = until_labels(&lab, "198.51.100.7", &[], Duration::from_secs(2));
     eprintln!("session down (withdraw): routes removed {took:?} after the kill");
