@@ -61,4 +61,19 @@ fn protocols() {
     tonic_prost_build::configure()
         .compile_fds(descriptors)
         .unwrap_or_else(|e| panic!("generating gRPC code from proto/: {e}"));
+    #[cfg(feature = "bgp")]
+    gobgp();
+}
+
+/// The subset of GoBGP's API the `bgp` feature uses (package `apipb`): a
+/// client only.
+#[cfg(feature = "bgp")]
+fn gobgp() {
+    const PROTO: &str = "proto/gobgp/gobgp.proto";
+    println!("cargo:rerun-if-changed={PROTO}");
+    let descriptors = protox::compile([PROTO], ["proto"]).unwrap_or_else(|e| panic!("parsing {PROTO}: {e}"));
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(descriptors)
+        .unwrap_or_else(|e| panic!("generating gRPC code from {PROTO}: {e}"));
 }

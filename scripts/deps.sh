@@ -3,7 +3,7 @@
 # and mounts bpffs. Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool tcpdump util-linux bpftool iputils-ping openssl)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool tcpdump util-linux bpftool iputils-ping openssl gobgpd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,6 +13,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The BGP test and benchmark start their own gobgpd in namespaces; the
+  # package's service (all addresses, port 179 and 50051) is not wanted.
+  if [[ " ${missing[*]} " == *" gobgpd "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now gobgpd >/dev/null 2>&1 || true
+  fi
 fi
 
 # The agent's tests drive it with the proof of concept's Python gRPC client

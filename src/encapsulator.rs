@@ -700,6 +700,26 @@ impl Encapsulator {
         Ok(report)
     }
 
+    /// As [`Encapsulator::apply_dry_run`], for a state already validated.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply_dry_run`].
+    pub fn apply_valid_dry_run(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
+        self.fib.apply(Desired::Owned(desired), true)
+    }
+
+    /// The tables in force, typed: what `apply_valid` of it would leave
+    /// unchanged (set-aside routes included, in the main table).
+    pub fn valid_state(&self) -> ValidState {
+        self.fib.read(|rib| {
+            let mut routes = rib.routes.clone();
+            for (prefix, route) in &rib.shadowed {
+                routes.insert((Table::Main, *prefix), route.clone());
+            }
+            ValidState::from_parts(routes, rib.sources.clone(), rib.dscp)
+        })
+    }
+
     /// The tables in force as a desired state: what `apply` of it would leave
     /// unchanged (set-aside routes included).
     pub fn desired_state(&self) -> DesiredState {

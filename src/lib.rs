@@ -31,6 +31,8 @@
 mod abi;
 #[cfg(feature = "agent")]
 pub mod agent;
+#[cfg(feature = "bgp")]
+pub mod bgp;
 mod dataplane;
 mod decapsulator;
 mod domain;

@@ -8,7 +8,6 @@
 
 mod common;
 #[path = "fixtures/mod.rs"]
-#[allow(dead_code)]
 mod fixtures;
 
 use std::collections::{BTreeMap, HashMap};

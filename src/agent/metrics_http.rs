@@ -12,11 +12,15 @@ use tokio::sync::watch;
 
 use crate::encapsulator::Encapsulator;
 
-async fn metrics(enc: Arc<Encapsulator>, iface: Arc<str>) -> impl IntoResponse {
+async fn metrics(enc: Arc<Encapsulator>, iface: Arc<str>, extra: Option<super::MetricsText>) -> impl IntoResponse {
     let text = tokio::task::spawn_blocking(move || {
         let stats = enc.stats().map_err(|e| e.to_string())?;
         let routes = enc.counted_routes().map_err(|e| e.to_string())?;
-        Ok::<_, String>(crate::metrics::prometheus(&iface, &stats, &routes))
+        let mut text = crate::metrics::prometheus(&iface, &stats, &routes);
+        if let Some(extra) = extra {
+            text.push_str(&extra());
+        }
+        Ok::<_, String>(text)
     })
     .await
     .map_err(|e| e.to_string())
@@ -31,6 +35,7 @@ async fn metrics(enc: Arc<Encapsulator>, iface: Arc<str>) -> impl IntoResponse {
 pub(crate) async fn serve(
     enc: Arc<Encapsulator>,
     iface: String,
+    extra: Option<super::MetricsText>,
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -38,8 +43,8 @@ pub(crate) async fn serve(
     let app = Router::new().route(
         "/metrics",
         get(move || {
-            let (enc, iface) = (Arc::clone(&enc), Arc::clone(&iface));
-            async move { metrics(enc, iface).await }
+            let (enc, iface, extra) = (Arc::clone(&enc), Arc::clone(&iface), extra.clone());
+            async move { metrics(enc, iface, extra).await }
         }),
     );
     let shutdown = async move {

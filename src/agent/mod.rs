@@ -118,6 +118,101 @@ pub async fn serve(
     config: AgentConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
+    serve_with(enc, config, Extras::default(), shutdown).await
+}
+
+/// More text for the metrics endpoint, appended to the dataplane's families.
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What else the agent serves beside the dataplane.
+#[derive(Clone, Default)]
+pub struct Extras {
+    /// The per-origin tables: with them, the API's changes are `agent`
+    /// routes merged with BGP's, and `ListRoutes` says each route's origin.
+    #[cfg(feature = "bgp")]
+    pub origins: Option<Arc<crate::bgp::Origins>>,
+    /// More metrics (e.g. [`crate::bgp::BgpCounters::prometheus`]).
+    pub metrics: Option<MetricsText>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras").field("metrics", &self.metrics.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The API's route changes: straight to the encapsulator, or, with origins,
+/// into the `agent` table merged with BGP's.
+#[derive(Clone)]
+pub(crate) struct Writes {
+    enc: Arc<Encapsulator>,
+    #[cfg(feature = "bgp")]
+    origins: Option<Arc<crate::bgp::Origins>>,
+}
+
+impl Writes {
+    pub(crate) fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        #[cfg(feature = "bgp")]
+        if let Some(o) = &self.origins {
+            return o.set_route(table, route);
+        }
+        self.enc.set_route_in(table, route)
+    }
+
+    pub(crate) fn remove_in(&self, table: Table, prefix: ipnetwork::IpNetwork) -> Result<bool, RouteError> {
+        #[cfg(feature = "bgp")]
+        if let Some(o) = &self.origins {
+            return o.remove_route(table, prefix);
+        }
+        self.enc.remove_in(table, prefix)
+    }
+
+    pub(crate) fn apply(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
+        #[cfg(feature = "bgp")]
+        if let Some(o) = &self.origins {
+            return o.apply_local(desired, dry_run);
+        }
+        if dry_run {
+            self.enc.apply_dry_run(desired)
+        } else {
+            self.enc.apply(desired)
+        }
+    }
+
+    /// Each route's origin and, for BGP's, its policy (empty without origins).
+    pub(crate) fn origin(&self) -> impl Fn(Table, ipnetwork::IpNetwork) -> (String, String, Option<u32>) {
+        #[cfg(feature = "bgp")]
+        let view = self.origins.as_ref().map(|o| o.view());
+        move |_table, _prefix| {
+            #[cfg(feature = "bgp")]
+            if let Some(v) = &view {
+                let (origin, info) = v.origin(_table, _prefix);
+                return (
+                    origin.to_string(),
+                    info.map(|i| i.to_string()).unwrap_or_default(),
+                    info.and_then(|i| i.binding_sid),
+                );
+            }
+            (String::new(), String::new(), None)
+        }
+    }
+}
+
+/// As [`serve`], with [`Extras`].
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with(
+    enc: Arc<Encapsulator>,
+    config: AgentConfig,
+    extras: Extras,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let writes = Writes {
+        enc: Arc::clone(&enc),
+        #[cfg(feature = "bgp")]
+        origins: extras.origins.clone(),
+    };
     let iface = interface(&enc)?;
     if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(AgentError::PlaintextOffLoopback { addr: config.listen });
@@ -129,7 +224,13 @@ pub async fn serve(
         Some(addr) => {
             let listener = TcpListener::bind(addr).await.map_err(|source| AgentError::Bind { addr, source })?;
             log::info!("metrics on http://{addr}/metrics");
-            Some(tokio::spawn(metrics_http::serve(Arc::clone(&enc), iface.clone(), listener, metrics_stopped)))
+            Some(tokio::spawn(metrics_http::serve(
+                Arc::clone(&enc),
+                iface.clone(),
+                extras.metrics.clone(),
+                listener,
+                metrics_stopped,
+            )))
         }
         None => None,
     };
@@ -149,14 +250,17 @@ pub async fn serve(
     let result = server
         .add_service(proto::counters::int_map_server::IntMapServer::new(original::Original::new(
             Arc::clone(&enc),
+            writes.clone(),
             &iface,
         )))
         .add_service(proto::counters::int_update_map_server::IntUpdateMapServer::new(original::Original::new(
             Arc::clone(&enc),
+            writes.clone(),
             &iface,
         )))
         .add_service(proto::v1::encapsulator_server::EncapsulatorServer::new(service::Service::new(
             Arc::clone(&enc),
+            writes.clone(),
             &iface,
         )))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)

@@ -31,6 +31,7 @@ enum Target {
 #[derive(Clone)]
 pub(crate) struct Original {
     enc: Arc<Encapsulator>,
+    writes: super::Writes,
     iface: String,
 }
 
@@ -41,8 +42,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Original {
-    pub(crate) fn new(enc: Arc<Encapsulator>, iface: &str) -> Original {
-        Original { enc, iface: iface.to_owned() }
+    pub(crate) fn new(enc: Arc<Encapsulator>, writes: super::Writes, iface: &str) -> Original {
+        Original { enc, writes, iface: iface.to_owned() }
     }
 
     fn check_interface(&self, asked: &str) -> Result<(), Status> {
@@ -80,7 +81,7 @@ impl Original {
                 let label = u32::try_from(req.lbl)
                     .map_err(|_| format!("error: label {}: MPLS labels are 0..=1048575", req.lbl))
                     .and_then(|l| Label::new(l).map_err(|e| format!("error: {e}")))?;
-                self.enc
+                self.writes
                     .set_route_in(table, &Route::new(subnet, LabelStack::single(label)))
                     .map_err(|e| format!("error: {e}"))?;
                 Ok(format!("{subnet} -> label {label} in {name}"))
@@ -96,7 +97,7 @@ impl Original {
         let (name, target) = self.target(req.map_id)?;
         let subnet = prefix::parse(&req.subnet).map_err(|e| format!("error: subnet {:?}: {e}", req.subnet))?;
         let removed = match target {
-            Target::Routes(table) => self.enc.remove_in(table, subnet),
+            Target::Routes(table) => self.writes.remove_in(table, subnet),
             Target::Clients => self.enc.remove_source(subnet),
         }
         .map_err(|e| format!("error: {e}"))?;

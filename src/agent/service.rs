@@ -24,12 +24,13 @@ use crate::stats::{Counter, Stats};
 
 pub(crate) struct Service {
     enc: Arc<Encapsulator>,
+    writes: super::Writes,
     iface: String,
 }
 
 impl Service {
-    pub(crate) fn new(enc: Arc<Encapsulator>, iface: &str) -> Service {
-        Service { enc, iface: iface.to_owned() }
+    pub(crate) fn new(enc: Arc<Encapsulator>, writes: super::Writes, iface: &str) -> Service {
+        Service { enc, writes, iface: iface.to_owned() }
     }
 
     /// Runs a library call on the blocking pool: it takes the RIB lock and
@@ -100,6 +101,7 @@ fn counted(c: &CountedRoute) -> pb::CountedRoute {
         counted: c.counters.counted,
         labelled: Some(counter(c.counters.labelled)),
         lists: c.counters.lists.iter().map(|l| counter(*l)).collect(),
+        ..Default::default()
     }
 }
 
@@ -126,7 +128,8 @@ type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send +
 impl Api for Service {
     async fn set_route(&self, request: Request<pb::Route>) -> Result<Response<pb::SetRouteReply>, Status> {
         let (table, route) = route_of(request.get_ref())?;
-        self.with(move |enc| enc.set_route_in(table, &route).map_err(status)).await?;
+        let writes = self.writes.clone();
+        blocking(move || writes.set_route_in(table, &route).map_err(status)).await?;
         Ok(Response::new(pb::SetRouteReply {}))
     }
 
@@ -134,7 +137,8 @@ impl Api for Service {
         let key = request.get_ref();
         let prefix = prefix::parse(&key.prefix).map_err(|e| invalid("prefix", e))?;
         let t = table(key.table);
-        if !self.with(move |enc| enc.remove_in(t, prefix).map_err(status)).await? {
+        let writes = self.writes.clone();
+        if !blocking(move || writes.remove_in(t, prefix).map_err(status)).await? {
             return Err(Status::not_found(format!("no route for exactly {prefix} in table {}", key.table)));
         }
         Ok(Response::new(pb::RemoveRouteReply {}))
@@ -145,7 +149,16 @@ impl Api for Service {
         let routes = blocking(move || enc.counted_routes().map_err(|e| Status::internal(e.to_string()))).await?;
         let sources =
             self.enc.sources().into_iter().map(|(p, t)| pb::Source { prefix: p.to_string(), table: t.id() }).collect();
-        Ok(Response::new(pb::ListRoutesReply { routes: routes.iter().map(counted).collect(), sources }))
+        let origin = self.writes.origin();
+        let routes = routes
+            .iter()
+            .map(|c| {
+                let mut m = counted(c);
+                (m.origin, m.origin_detail, m.binding_sid) = origin(c.table, c.route.prefix);
+                m
+            })
+            .collect();
+        Ok(Response::new(pb::ListRoutesReply { routes, sources }))
     }
 
     async fn set_source(&self, request: Request<pb::Source>) -> Result<Response<pb::SetSourceReply>, Status> {
@@ -185,13 +198,9 @@ impl Api for Service {
                 .filter(|d| !d.is_empty())
                 .map(|d| d.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect()),
         };
-        let enc = Arc::clone(&self.enc);
+        let writes = self.writes.clone();
         let dry_run = req.dry_run;
-        let report = blocking(move || {
-            let result = if dry_run { enc.apply_dry_run(&desired) } else { enc.apply(&desired) };
-            result.map_err(status)
-        })
-        .await?;
+        let report = blocking(move || writes.apply(&desired, dry_run).map_err(status)).await?;
         let keys = |v: &[(Table, ipnetwork::IpNetwork)]| {
             v.iter().map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() }).collect()
         };
@@ -252,7 +261,18 @@ impl Api for Service {
                     ttl: u32::from(e.ttl),
                 })
                 .collect(),
-            text: explanation.to_string(),
+            text: {
+                // As the command's `get`: where the route came from, with an agent that knows.
+                let mut text = explanation.to_string();
+                if let Some((t, r)) = &explanation.route {
+                    let (origin, detail, _) = self.writes.origin()(*t, r.prefix);
+                    let said = if detail.is_empty() { origin } else { detail };
+                    if !said.is_empty() {
+                        text.push_str(&format!("\norigin: {said}"));
+                    }
+                }
+                text
+            },
         }))
     }
 

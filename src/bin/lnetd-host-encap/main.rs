@@ -201,7 +201,46 @@ enum Command {
         /// When nothing is pinned yet: the XDP mode to attach in.
         #[arg(long, default_value = "auto", value_parser = xdp_mode())]
         mode: XdpMode,
+        #[command(flatten)]
+        bgp: BgpArgs,
     },
+}
+
+/// Learning SR policies and colored routes from BGP, through GoBGP.
+#[derive(clap::Args, Debug)]
+struct BgpArgs {
+    /// GoBGP's gRPC API (gobgpd --api-hosts), e.g. 127.0.0.1:50052: learn SR
+    /// policies (SAFI 73) and colored routes from its best paths.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "bgp-api", value_name = "HOST:PORT")]
+    api: Option<String>,
+    /// When a BGP session (or GoBGP) goes down: keep the routes it taught
+    /// (until it is back and has had --bgp-stale-time to teach them again),
+    /// or withdraw them at once.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "bgp-session-down", value_name = "keep|withdraw", default_value = "keep", requires = "api")]
+    session_down: lnetd_host_encap::bgp::SessionDown,
+    /// Seconds a returning session has to teach its routes again (keep).
+    #[cfg(feature = "bgp")]
+    #[arg(long = "bgp-stale-time", value_name = "SECONDS", default_value_t = 5.0, requires = "api")]
+    stale_time: f64,
+}
+
+/// Where each route came from, as the agent recorded it.
+fn origins(iface: &str) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
+    #[cfg(feature = "bgp")]
+    let view = lnetd_host_encap::bgp::OriginsView::load(iface);
+    #[cfg(not(feature = "bgp"))]
+    let _ = iface;
+    move |_table, _prefix| {
+        #[cfg(feature = "bgp")]
+        {
+            let (origin, info) = view.origin(_table, _prefix);
+            (origin.to_string(), info.map(|i| i.to_string()), info.and_then(|i| i.binding_sid))
+        }
+        #[cfg(not(feature = "bgp"))]
+        ("static".to_owned(), None, None)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -388,10 +427,11 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, false)?;
             let routes = enc.counted_routes()?;
             let sources = enc.sources();
+            let origin = origins(iface);
             if json {
-                println!("{}", output::routes_json(&routes, &sources));
+                println!("{}", output::routes_json(&routes, &sources, &origin));
             } else {
-                output::routes_table(&routes, &sources);
+                output::routes_table(&routes, &sources, &origin);
             }
         }
         Command::Stats { json, prometheus } => {
@@ -408,11 +448,16 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Get { dst, src, proto, sport, dport, dscp } => {
             let enc = adopt(iface, false)?;
             let probe = Probe { src, dst, protocol: proto, sport, dport, dscp, ttl: 64 };
-            println!("{}", enc.explain(&probe)?);
+            let explanation = enc.explain(&probe)?;
+            println!("{explanation}");
+            if let Some((table, route)) = &explanation.route {
+                let (from, bgp, _) = origins(iface)(*table, route.prefix);
+                println!("origin: {}", bgp.unwrap_or(from));
+            }
         }
         #[cfg(feature = "agent")]
-        Command::Agent { listen, metrics, tls_cert, tls_key, tls_client_ca, mode } => {
-            agent(iface, listen, metrics, (tls_cert, tls_key, tls_client_ca), mode)?;
+        Command::Agent { listen, metrics, tls_cert, tls_key, tls_client_ca, mode, bgp } => {
+            agent(iface, listen, metrics, (tls_cert, tls_key, tls_client_ca), mode, bgp)?;
         }
         Command::Watch => {
             let enc = adopt(iface, false)?;
@@ -440,6 +485,7 @@ fn agent(
     metrics: Option<std::net::SocketAddr>,
     tls: (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<std::path::PathBuf>),
     mode: XdpMode,
+    bgp: BgpArgs,
 ) -> Result<(), Failure> {
     use lnetd_host_encap::agent::{self, AgentConfig, TlsConfig};
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
@@ -470,6 +516,29 @@ fn agent(
     // entries follow them (netlink), with no API call.
     let _watcher = enc.watch_host_addresses()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    #[allow(unused_mut)]
+    let mut extras = agent::Extras::default();
+    #[cfg(feature = "bgp")]
+    let (_stop_bgp, bgp_stopped) = tokio::sync::watch::channel(false);
+    #[cfg(feature = "bgp")]
+    if let Some(api) = bgp.api {
+        use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Origins};
+        let file = bgp::origins::origins_path(iface).map_err(|e| format!("reading the network namespace: {e}"))?;
+        let origins = Arc::new(Origins::new(Arc::clone(&enc), Some(file)));
+        let counters = Arc::new(BgpCounters::default());
+        let config = BgpConfig {
+            session_down: bgp.session_down,
+            stale_time: Duration::from_secs_f64(bgp.stale_time.max(0.0)),
+            ..BgpConfig::new(api.clone())
+        };
+        extras.origins = Some(Arc::clone(&origins));
+        let (c, name) = (Arc::clone(&counters), iface.to_owned());
+        extras.metrics = Some(Arc::new(move || c.prometheus(&name)));
+        println!("learning SR policies and colored routes from GoBGP at {api} (session down: {})", bgp.session_down);
+        runtime.spawn(bgp::learn::run(config, origins, counters, bgp_stopped));
+    }
+    #[cfg(not(feature = "bgp"))]
+    let _ = bgp;
     runtime.block_on(async move {
         let shutdown = async {
             let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -485,7 +554,7 @@ fn agent(
             }
         };
         println!("serving on {listen}");
-        agent::serve(enc, config, shutdown).await
+        agent::serve_with(enc, config, extras, shutdown).await
     })?;
     println!("stopped; the dataplane keeps forwarding (pinned)");
     Ok(())

@@ -63,12 +63,19 @@ fn counter(c: Counter) -> Value {
     json!({ "packets": c.packets, "bytes": c.bytes })
 }
 
-pub fn routes_json(routes: &[CountedRoute], sources: &[(IpNetwork, Table)]) -> String {
+/// Where a route came from: (origin, for a BGP route its policy text and binding SID).
+pub type OriginOf<'a> = &'a dyn Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>);
+
+pub fn routes_json(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) -> String {
     let routes: Vec<Value> = routes
         .iter()
         .map(|r| {
+            let (from, policy, bsid) = origin(r.table, r.route.prefix);
             json!({
                 "prefix": r.route.prefix.to_string(),
+                "origin": from,
+                "bgp_policy": policy,
+                "binding_sid": bsid,
                 "table": r.table.id(),
                 "policy": policy_text(r),
                 "tc": r.route.tc.to_string(),
@@ -86,10 +93,10 @@ pub fn routes_json(routes: &[CountedRoute], sources: &[(IpNetwork, Table)]) -> S
     serde_json::to_string_pretty(&json!({ "routes": routes, "sources": sources })).unwrap_or_default()
 }
 
-pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)]) {
+pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) {
     println!(
-        "{:<44} {:>5} {:<40} {:>4} {:>6} {:>12} {:>14}",
-        "PREFIX", "TABLE", "POLICY", "TC", "EL", "PACKETS", "BYTES"
+        "{:<44} {:>5} {:<7} {:<40} {:>4} {:>6} {:>12} {:>14}",
+        "PREFIX", "TABLE", "ORIGIN", "POLICY", "TC", "EL", "PACKETS", "BYTES"
     );
     for r in routes {
         let (packets, bytes) = if r.counters.counted {
@@ -97,15 +104,18 @@ pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)]) {
         } else {
             ("-".into(), "-".into())
         };
+        let (from, bgp, _) = origin(r.table, r.route.prefix);
         println!(
-            "{:<44} {:>5} {:<40} {:>4} {:>6} {:>12} {:>14}",
+            "{:<44} {:>5} {:<7} {:<40} {:>4} {:>6} {:>12} {:>14}{}",
             r.route.prefix.to_string(),
             if r.table == Table::Main { "main".to_owned() } else { r.table.id().to_string() },
+            from,
             policy_text(r),
             r.route.tc.to_string(),
             r.route.policy.entropy_label().map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
             packets,
             bytes,
+            bgp.map(|p| format!("  ({p})")).unwrap_or_default(),
         );
     }
     for (p, t) in sources {

@@ -1,0 +1,153 @@
+//! What the BGP side did, for the metrics endpoint: Prometheus families
+//! `lnetd_host_encap_bgp_*`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counters and gauges of the BGP learner. Counters only grow; gauges are
+/// the state after the last change.
+#[derive(Debug, Default)]
+pub struct BgpCounters {
+    /// Paths announced by GoBGP (best-path events and full-sync paths).
+    pub updates: AtomicU64,
+    /// Paths withdrawn.
+    pub withdrawals: AtomicU64,
+    /// Paths received in events, counted on arrival (before batching).
+    pub paths_received: AtomicU64,
+    /// Withdrawals kept (session-down policy `keep`, the peer was down).
+    pub withdrawals_kept: AtomicU64,
+    /// Peer state events.
+    pub peer_events: AtomicU64,
+    /// Full synchronisations (ListPath) after connecting to GoBGP.
+    pub resyncs: AtomicU64,
+    /// Connections to GoBGP's API lost.
+    pub api_disconnects: AtomicU64,
+    /// Paths that could not be read.
+    pub decode_errors: AtomicU64,
+    /// Segments of a type other than A (SR-MPLS label) received: their lists are not used.
+    pub ignored_segments: AtomicU64,
+    /// Merged states applied, and refused.
+    pub applies: AtomicU64,
+    /// Applies refused by the dataplane.
+    pub apply_errors: AtomicU64,
+    /// 1 while connected to GoBGP's API.
+    pub api_connected: AtomicU64,
+    /// SR policies (color, endpoint) with a valid active candidate path.
+    pub policies_active: AtomicU64,
+    /// SR policies whose candidate paths are all invalid.
+    pub policies_invalid: AtomicU64,
+    /// Candidate paths learned.
+    pub candidate_paths: AtomicU64,
+    /// Colored routes steered into a policy.
+    pub routes_steered: AtomicU64,
+    /// Routes learned that no valid policy takes (left unlabelled).
+    pub routes_unsteered: AtomicU64,
+    /// Routes held from before a resynchronisation or a session loss.
+    pub routes_held: AtomicU64,
+    /// BGP routes in the dataplane after the last apply (steered and held,
+    /// less those a static or agent route overrides).
+    pub routes_installed: AtomicU64,
+    /// How long the last apply took, in microseconds.
+    pub last_apply_micros: AtomicU64,
+    /// How long the last selection and steering took, in microseconds.
+    pub last_compute_micros: AtomicU64,
+    /// Session state per neighbor (1 established, 0 not).
+    pub peers: Mutex<BTreeMap<String, bool>>,
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+pub(crate) fn add(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+pub(crate) fn set(a: &AtomicU64, n: u64) {
+    a.store(n, Ordering::Relaxed);
+}
+
+impl BgpCounters {
+    /// The Prometheus text exposition of these counters, labelled by `interface`.
+    pub fn prometheus(&self, interface: &str) -> String {
+        let mut out = String::new();
+        let iface = interface.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut family = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP lnetd_host_encap_bgp_{name} {help}");
+            let _ = writeln!(out, "# TYPE lnetd_host_encap_bgp_{name} {kind}");
+            let _ = writeln!(out, "lnetd_host_encap_bgp_{name}{{interface=\"{iface}\"}} {value}");
+        };
+        family("updates_total", "counter", "Paths announced by BGP.", get(&self.updates));
+        family("withdrawals_total", "counter", "Paths withdrawn by BGP.", get(&self.withdrawals));
+        family("paths_received_total", "counter", "Paths received in GoBGP's events.", get(&self.paths_received));
+        family(
+            "withdrawals_kept_total",
+            "counter",
+            "Withdrawals from a peer that went down, kept (session-down policy keep).",
+            get(&self.withdrawals_kept),
+        );
+        family("peer_events_total", "counter", "BGP peer state events.", get(&self.peer_events));
+        family("resyncs_total", "counter", "Full synchronisations with GoBGP (ListPath).", get(&self.resyncs));
+        family("api_disconnects_total", "counter", "Connections to GoBGP's API lost.", get(&self.api_disconnects));
+        family("decode_errors_total", "counter", "Paths from GoBGP that could not be read.", get(&self.decode_errors));
+        family(
+            "ignored_segments_total",
+            "counter",
+            "Segments of types other than SR-MPLS labels; their segment lists are not used.",
+            get(&self.ignored_segments),
+        );
+        family("applies_total", "counter", "Merged states applied to the dataplane.", get(&self.applies));
+        family("apply_errors_total", "counter", "Merged states the dataplane refused.", get(&self.apply_errors));
+        family("api_connected", "gauge", "1 while connected to GoBGP's API.", get(&self.api_connected));
+        family(
+            "policies_active",
+            "gauge",
+            "SR policies with a valid active candidate path.",
+            get(&self.policies_active),
+        );
+        family("policies_invalid", "gauge", "SR policies with no valid candidate path.", get(&self.policies_invalid));
+        family("candidate_paths", "gauge", "SR policy candidate paths learned.", get(&self.candidate_paths));
+        family("routes_steered", "gauge", "Colored routes steered into an SR policy.", get(&self.routes_steered));
+        family(
+            "routes_unsteered",
+            "gauge",
+            "Routes learned that no valid SR policy takes (left unlabelled).",
+            get(&self.routes_unsteered),
+        );
+        family(
+            "routes_installed",
+            "gauge",
+            "BGP routes in the dataplane after the last apply.",
+            get(&self.routes_installed),
+        );
+        family("routes_held", "gauge", "BGP routes kept from before a resynchronisation.", get(&self.routes_held));
+        family(
+            "last_compute_microseconds",
+            "gauge",
+            "How long the last selection and steering of BGP's paths took.",
+            get(&self.last_compute_micros),
+        );
+        family(
+            "last_apply_microseconds",
+            "gauge",
+            "How long the last apply of BGP's routes took.",
+            get(&self.last_apply_micros),
+        );
+        let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP lnetd_host_encap_bgp_session_up 1 while the BGP session with the neighbor is established."
+        );
+        let _ = writeln!(out, "# TYPE lnetd_host_encap_bgp_session_up gauge");
+        for (neighbor, up) in peers.iter() {
+            let _ = writeln!(
+                out,
+                "lnetd_host_encap_bgp_session_up{{interface=\"{iface}\",neighbor=\"{neighbor}\"}} {}",
+                u8::from(*up)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,686 @@
+//! Where each route came from, and which source wins a prefix.
+//!
+//! A host takes routes from several sources at once: the command line and
+//! library calls before the agent started (`static`), the agent's gRPC API
+//! (`agent`) and BGP (`bgp`). Each keeps its own table, replaced only by
+//! itself; the tables in force are their merge, handed to
+//! [`Encapsulator::apply_valid_owned`] in one piece, so a change of any
+//! source is atomic and never half-applied. For a prefix of the main table,
+//! `static` and `agent` routes win over BGP's (an operator's explicit word
+//! beats the fleet's, like an administrative distance): BGP's route is
+//! installed where no local one exists, and comes back when the local one is
+//! removed. BGP only ever fills the main table.
+//!
+//! The agent records the origins beside the dataplane's state
+//! (`/run/lnetd-host-encap/origins/net<netns>/<iface>/origins.json`), so the
+//! command's `routes` and `get` show them while the agent runs
+//! ([`OriginsView`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use super::select::PolicyKey;
+use crate::domain::desired::{DesiredState, ValidState};
+use crate::domain::policy::Policy;
+use crate::domain::route::{Route, Table};
+use crate::encapsulator::Encapsulator;
+use crate::error::RouteError;
+use crate::fib::apply::ApplyReport;
+
+/// Where a route came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Set outside the agent (the command, a file, the library) and adopted by it.
+    Static,
+    /// Set through the agent's gRPC API.
+    Agent,
+    /// Learned from BGP: a colored route steered into an SR policy.
+    Bgp,
+}
+
+impl fmt::Display for Origin {
+    /// `static`, `agent` or `bgp`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Static => "static",
+            Origin::Agent => "agent",
+            Origin::Bgp => "bgp",
+        })
+    }
+}
+
+/// The SR policy a BGP route is steered into, as selected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// The color.
+    pub color: u32,
+    /// The endpoint.
+    pub endpoint: IpAddr,
+    /// The active candidate path's preference.
+    pub preference: u32,
+    /// Its distinguisher.
+    pub distinguisher: u32,
+    /// Its binding SID, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_sid: Option<u32>,
+}
+
+impl fmt::Display for PolicyInfo {
+    /// `policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24001)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "policy color {} endpoint {} preference {}, from BGP", self.color, self.endpoint, self.preference)?;
+        if let Some(b) = self.binding_sid {
+            write!(f, " (binding SID {b})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What BGP wants installed: the steered routes and the policies they use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpTable {
+    /// Steered routes: prefix -> the policy it uses.
+    pub routes: BTreeMap<IpNetwork, PolicyKey>,
+    /// The active policies: what they push, and what they say.
+    pub policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+}
+
+impl BgpTable {
+    /// The route BGP wants for `prefix`, if any.
+    fn route(&self, prefix: IpNetwork) -> Option<(Route, PolicyKey)> {
+        let key = self.routes.get(&prefix)?;
+        let (policy, _) = self.policies.get(key)?;
+        Some((Route::with_policy(prefix, policy.clone()), *key))
+    }
+}
+
+/// One route's key: table and prefix.
+type RouteId = (Table, IpNetwork);
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Static and agent routes, every table.
+    local: BTreeMap<RouteId, (Route, Origin)>,
+    /// What BGP wants now.
+    bgp: BgpTable,
+    /// BGP routes kept from before a (re)synchronisation (session-down policy
+    /// `keep`) until BGP has had time to teach them again.
+    held: BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
+    /// Policies the held routes used.
+    held_policies: BTreeMap<PolicyKey, PolicyInfo>,
+    /// Main-table prefixes holding a BGP route now, and its policy.
+    installed: BTreeMap<IpNetwork, Option<PolicyKey>>,
+    /// The merged state last applied, kept so that a change of BGP's table
+    /// patches the prefixes it changes instead of rebuilding a million routes.
+    merged: Option<ValidState>,
+}
+
+impl Inner {
+    /// What the main table should hold for `prefix`, from BGP or held, when
+    /// no local route takes it; `held` says whether held routes still count.
+    fn bgp_route(&self, prefix: IpNetwork, held: bool) -> Option<(Route, Option<PolicyKey>)> {
+        if self.local.contains_key(&(Table::Main, prefix)) {
+            return None;
+        }
+        self.bgp
+            .route(prefix)
+            .map(|(r, k)| (r, Some(k)))
+            .or_else(|| held.then(|| self.held.get(&prefix).cloned()).flatten())
+    }
+
+    /// Every route of every origin, merged, and the prefixes that took BGP's.
+    fn full_merge(&self, held: bool) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
+        let empty = BTreeMap::new();
+        merge(&self.local, &self.bgp, if held { &self.held } else { &empty })
+    }
+}
+
+/// How the prefixes holding BGP routes changed.
+enum Installed {
+    /// All of them, anew.
+    Whole(BTreeMap<IpNetwork, Option<PolicyKey>>),
+    /// These: now on this policy (`Some`), or no longer BGP's (`None`).
+    Patch(Vec<(IpNetwork, Option<Option<PolicyKey>>)>),
+}
+
+/// The per-origin tables of one encapsulator and their merge (see the module docs).
+#[derive(Debug)]
+pub struct Origins {
+    enc: Arc<Encapsulator>,
+    file: Option<PathBuf>,
+    inner: Mutex<Inner>,
+    /// Origins-file writes: the last generation asked for, the last written.
+    saves: (std::sync::atomic::AtomicU64, Arc<Mutex<u64>>),
+}
+
+/// The origins file: what `routes` and `get` read.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OriginsFile {
+    /// Routes set through the agent: (table, prefix).
+    agent: Vec<(u32, String)>,
+    /// The policies BGP routes use.
+    policies: Vec<PolicyInfo>,
+    /// Main-table prefixes holding a BGP route, with the index of their policy in `policies`.
+    bgp: Vec<(String, Option<usize>)>,
+}
+
+/// Where an interface's origins file is.
+///
+/// # Errors
+/// The namespace cannot be read.
+pub fn origins_path(iface: &str) -> std::io::Result<PathBuf> {
+    let ns = crate::sys::bpffs::netns_id()?;
+    Ok(crate::PinRoots::default().state.join("origins").join(format!("net{ns}")).join(iface).join("origins.json"))
+}
+
+impl Origins {
+    /// The origins of `enc`'s routes: those the last agent recorded in `file`
+    /// (routes it set, routes BGP taught), every other route `static`. Routes
+    /// BGP taught before are held (kept as they are) until the first
+    /// [`Origins::set_bgp`] with `release_held`.
+    pub fn new(enc: Arc<Encapsulator>, file: Option<PathBuf>) -> Origins {
+        let recorded = file.as_deref().and_then(read_file).unwrap_or_default();
+        let agent: BTreeSet<RouteId> = recorded
+            .agent
+            .iter()
+            .filter_map(|(t, p)| Some((Table::alternate(*t).unwrap_or(Table::Main), p.parse().ok()?)))
+            .collect();
+        let bgp: BTreeMap<IpNetwork, Option<usize>> =
+            recorded.bgp.iter().filter_map(|(p, i)| Some((p.parse().ok()?, *i))).collect();
+        let mut inner = Inner::default();
+        for ((table, prefix), route) in enc.valid_state().into_routes() {
+            if table == Table::Main {
+                if let Some(index) = bgp.get(&prefix) {
+                    let info = index.and_then(|i| recorded.policies.get(i));
+                    let key = info.map(|p| PolicyKey { color: p.color, endpoint: p.endpoint });
+                    if let (Some(k), Some(p)) = (key, info) {
+                        inner.held_policies.insert(k, p.clone());
+                    }
+                    inner.held.insert(prefix, (route, key));
+                    inner.installed.insert(prefix, key);
+                    continue;
+                }
+            }
+            let origin = if agent.contains(&(table, prefix)) { Origin::Agent } else { Origin::Static };
+            inner.local.insert((table, prefix), (route, origin));
+        }
+        Origins { enc, file, inner: Mutex::new(inner), saves: Default::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replaces BGP's table and applies the merge. `release_held`: routes
+    /// held from before are dropped (BGP has had its time to teach them again).
+    ///
+    /// The first call builds the merged state; later ones patch only the
+    /// prefixes whose route changed (a different policy, or a policy whose
+    /// lists changed), so a small change to a large table costs a diff, not a
+    /// rebuild.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply_valid`]; nothing changed then.
+    pub fn set_bgp(&self, table: BgpTable, release_held: bool) -> Result<ApplyReport, RouteError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let old = std::mem::replace(&mut inner.bgp, table);
+        let keep_held = !release_held;
+        let Some(mut merged) = inner.merged.take() else {
+            let (routes, installed) = inner.full_merge(keep_held);
+            let result = self.apply_state(routes, None);
+            return self.settled(inner, result, old, Installed::Whole(installed), release_held);
+        };
+        // The prefixes whose route may change: in one table and not the
+        // other, on another policy, or on a policy whose lists changed.
+        let changed_keys: BTreeSet<PolicyKey> = old
+            .policies
+            .iter()
+            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_none_or(|(q, _)| q != p))
+            .map(|(k, _)| *k)
+            .chain(inner.bgp.policies.keys().filter(|k| !old.policies.contains_key(k)).copied())
+            .collect();
+        let mut touched: Vec<IpNetwork> = Vec::new();
+        let (mut a, mut b) = (old.routes.iter().peekable(), inner.bgp.routes.iter().peekable());
+        loop {
+            let next_a = a.peek().map(|(p, k)| (**p, **k));
+            let next_b = b.peek().map(|(p, k)| (**p, **k));
+            match (next_a, next_b) {
+                (None, None) => break,
+                (Some((pa, ka)), Some((pb, kb))) if pa == pb => {
+                    if ka != kb || changed_keys.contains(&ka) {
+                        touched.push(pa);
+                    }
+                    a.next();
+                    b.next();
+                }
+                (Some((pa, _)), Some((pb, _))) if pa < pb => {
+                    touched.push(pa);
+                    a.next();
+                }
+                (Some((pa, _)), None) => {
+                    touched.push(pa);
+                    a.next();
+                }
+                (_, Some((pb, _))) => {
+                    touched.push(pb);
+                    b.next();
+                }
+            }
+        }
+        if release_held {
+            touched.extend(inner.held.keys().copied());
+        }
+        // Patch, remembering the old values for the undo.
+        let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
+        let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::with_capacity(touched.len());
+        for prefix in touched {
+            if inner.local.contains_key(&(Table::Main, prefix)) {
+                continue;
+            }
+            let id = (Table::Main, prefix);
+            let old_route = match inner.bgp_route(prefix, keep_held) {
+                Some((route, key)) => {
+                    installed.push((prefix, Some(key)));
+                    merged.routes_mut().insert(id, route)
+                }
+                None => {
+                    installed.push((prefix, None));
+                    merged.routes_mut().remove(&id)
+                }
+            };
+            undo.push((prefix, old_route));
+        }
+        let result = self.apply_state_patched(&mut merged);
+        if result.is_err() {
+            for (prefix, route) in undo.into_iter().rev() {
+                match route {
+                    Some(r) => merged.routes_mut().insert((Table::Main, prefix), r),
+                    None => merged.routes_mut().remove(&(Table::Main, prefix)),
+                };
+            }
+        }
+        inner.merged = Some(merged);
+        self.settled(inner, result, old, Installed::Patch(installed), release_held)
+    }
+
+    /// After an apply of BGP's table: on success records it, on failure puts
+    /// the old table back.
+    fn settled(
+        &self,
+        inner: &mut Inner,
+        result: Result<(ApplyReport, Option<ValidState>), RouteError>,
+        old: BgpTable,
+        installed: Installed,
+        release_held: bool,
+    ) -> Result<ApplyReport, RouteError> {
+        match result {
+            Ok((report, state)) => {
+                if let Some(state) = state {
+                    inner.merged = Some(state);
+                }
+                let mut changed = release_held && !inner.held.is_empty();
+                if release_held {
+                    inner.held.clear();
+                    inner.held_policies.clear();
+                }
+                match installed {
+                    Installed::Whole(map) => {
+                        inner.installed = map;
+                        changed = true;
+                    }
+                    Installed::Patch(patch) => {
+                        changed |= !patch.is_empty();
+                        for (prefix, key) in patch {
+                            match key {
+                                Some(k) => inner.installed.insert(prefix, k),
+                                None => inner.installed.remove(&prefix),
+                            };
+                        }
+                    }
+                }
+                // What `routes` and `get` say of a policy (its preference, binding SID).
+                changed |= old.policies.len() != inner.bgp.policies.len()
+                    || old
+                        .policies
+                        .iter()
+                        .zip(&inner.bgp.policies)
+                        .any(|((ka, (_, a)), (kb, (_, b)))| ka != kb || a != b);
+                if changed {
+                    self.save(inner);
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                inner.bgp = old;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies `routes` (with the sources and DSCP table in force, or
+    /// `desired`'s) and returns the state applied.
+    fn apply_state(
+        &self,
+        routes: BTreeMap<RouteId, Route>,
+        desired: Option<&ValidState>,
+    ) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
+        let (sources, dscp) = match desired {
+            Some(v) => (v.sources().clone(), *v.dscp()),
+            None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
+        };
+        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
+        let report = self.enc.apply_valid(&state)?;
+        Ok((report, Some(state)))
+    }
+
+    /// Applies a patched merged state (with the sources and DSCP table in force).
+    fn apply_state_patched(&self, merged: &mut ValidState) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
+        merged.set_sources(self.enc.sources().into_iter().collect());
+        merged.set_dscp(self.enc.dscp_map());
+        Ok((self.enc.apply_valid(merged)?, None))
+    }
+
+    /// Keeps every BGP route installed now as it is until the next
+    /// [`Origins::set_bgp`] with `release_held` (a resynchronisation under the
+    /// session-down policy `keep`).
+    pub fn hold_installed(&self) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        for (prefix, key) in &inner.bgp.routes {
+            if inner.installed.contains_key(prefix) {
+                if let Some((route, _)) = inner.bgp.route(*prefix) {
+                    inner.held.insert(*prefix, (route, Some(*key)));
+                }
+                if let Some((_, info)) = inner.bgp.policies.get(key) {
+                    inner.held_policies.insert(*key, info.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether routes are held.
+    pub fn holding(&self) -> bool {
+        !self.lock().held.is_empty()
+    }
+
+    /// How many main-table prefixes hold a BGP route.
+    pub fn installed_count(&self) -> usize {
+        self.lock().installed.len()
+    }
+
+    /// How many routes are held.
+    pub fn held_count(&self) -> usize {
+        self.lock().held.len()
+    }
+
+    /// Adds or replaces a route through the agent's API.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::set_route_in`].
+    pub fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        let mut inner = self.lock();
+        self.enc.set_route_in(table, route)?;
+        inner.local.insert((table, route.prefix), (route.clone(), Origin::Agent));
+        if let Some(m) = inner.merged.as_mut() {
+            m.routes_mut().insert((table, route.prefix), route.clone());
+        }
+        if table == Table::Main {
+            inner.installed.remove(&route.prefix);
+        }
+        self.save(&inner);
+        Ok(())
+    }
+
+    /// Removes a static or agent route; where BGP has a route for the
+    /// prefix, BGP's takes its place (replaced in place: no moment without a
+    /// route). `Ok(false)` when there was no local route (a BGP route is
+    /// withdrawn in BGP, not here).
+    ///
+    /// # Errors
+    /// As [`Encapsulator::remove_in`] / [`Encapsulator::set_route_in`].
+    pub fn remove_route(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(local) = inner.local.remove(&(table, prefix)) else { return Ok(false) };
+        let from_bgp = if table == Table::Main { inner.bgp_route(prefix, true) } else { None };
+        let done = match &from_bgp {
+            Some((route, _)) => self.enc.set_route_in(table, route),
+            None => self.enc.remove_in(table, prefix).map(|_| ()),
+        };
+        if let Err(e) = done {
+            inner.local.insert((table, prefix), local);
+            return Err(e);
+        }
+        if let Some(m) = inner.merged.as_mut() {
+            match &from_bgp {
+                Some((route, _)) => m.routes_mut().insert((table, prefix), route.clone()),
+                None => m.routes_mut().remove(&(table, prefix)),
+            };
+        }
+        if let Some((_, key)) = from_bgp {
+            inner.installed.insert(prefix, key);
+        }
+        self.save(inner);
+        Ok(true)
+    }
+
+    /// Makes the static and agent tables equal to `desired` (all of them
+    /// become `agent` routes), merged with BGP's as always.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply`].
+    pub fn apply_local(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
+        let valid = desired.validate()?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let local: BTreeMap<RouteId, (Route, Origin)> =
+            valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect();
+        let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
+        if dry_run {
+            let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
+            return self.enc.apply_valid_dry_run(state);
+        }
+        let (report, state) = self.apply_state(routes, Some(&valid))?;
+        inner.local = local;
+        inner.installed = installed;
+        inner.merged = state;
+        self.save(inner);
+        Ok(report)
+    }
+
+    /// Writes the origins file, on a thread of its own (a million routes take
+    /// a while to write, and forwarding does not depend on the file); a write
+    /// never replaces a newer one. A failure is logged.
+    fn save(&self, inner: &Inner) {
+        let Some(path) = self.file.clone() else { return };
+        let installed = inner.installed.clone();
+        let mut infos: BTreeMap<PolicyKey, PolicyInfo> = inner.held_policies.clone();
+        infos.extend(inner.bgp.policies.iter().map(|(k, (_, i))| (*k, i.clone())));
+        let agent: Vec<(u32, String)> = inner
+            .local
+            .iter()
+            .filter(|(_, (_, o))| *o == Origin::Agent)
+            .map(|((t, p), _)| (t.id(), p.to_string()))
+            .collect();
+        let generation = self.saves.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let written = Arc::clone(&self.saves.1);
+        let writer = move || {
+            let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *last > generation {
+                return;
+            }
+            let mut policies: Vec<PolicyInfo> = Vec::new();
+            let mut index: BTreeMap<PolicyKey, usize> = BTreeMap::new();
+            let bgp = installed
+                .iter()
+                .map(|(prefix, key)| {
+                    let i = key.and_then(|k| {
+                        if let Some(i) = index.get(&k) {
+                            return Some(*i);
+                        }
+                        policies.push(infos.get(&k)?.clone());
+                        index.insert(k, policies.len() - 1);
+                        Some(policies.len() - 1)
+                    });
+                    (prefix.to_string(), i)
+                })
+                .collect();
+            if let Err(e) = write_file(&path, &OriginsFile { agent, policies, bgp }) {
+                log::warn!("writing {}: {e} (the origins shown by `routes` may be out of date)", path.display());
+            }
+            *last = generation;
+        };
+        if let Err(e) = std::thread::Builder::new().name("origins-file".into()).spawn(writer) {
+            log::warn!("writing the origins file: no thread ({e})");
+        }
+    }
+
+    /// The origin of each route in force, for the agent's `ListRoutes`.
+    pub fn view(&self) -> OriginsView {
+        let inner = self.lock();
+        let mut view = OriginsView::default();
+        for ((t, p), (_, o)) in &inner.local {
+            view.local.insert((*t, *p), *o);
+        }
+        for (prefix, key) in &inner.installed {
+            let info = key
+                .and_then(|k| inner.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| inner.held_policies.get(&k)))
+                .cloned();
+            view.bgp.insert(*prefix, info);
+        }
+        view
+    }
+}
+
+/// The merged routes, and the main-table prefixes that took BGP's route.
+fn merge(
+    local: &BTreeMap<RouteId, (Route, Origin)>,
+    bgp: &BgpTable,
+    held: &BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
+) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
+    // Gathered, then built in bulk (sorting is cheap next to a million
+    // one-by-one inserts).
+    let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
+    let mut installed = Vec::new();
+    let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route(*p).map(|(r, k)| (*p, r, Some(k))));
+    let held_routes = held.iter().filter(|(p, _)| !bgp.routes.contains_key(p)).map(|(p, (r, k))| (*p, r.clone(), *k));
+    for (prefix, route, key) in bgp_routes.chain(held_routes) {
+        if !local.contains_key(&(Table::Main, prefix)) {
+            routes.push(((Table::Main, prefix), route));
+            installed.push((prefix, key));
+        }
+    }
+    (routes.into_iter().collect(), installed.into_iter().collect())
+}
+
+fn read_file(path: &Path) -> Option<OriginsFile> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn!("{} is not an origins file ({e}); every route counts as static", path.display());
+            None
+        }
+    }
+}
+
+fn write_file(path: &Path, file: &OriginsFile) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::sys::bpffs::create_private_dir(dir)?;
+    let tmp = dir.join(format!(".origins.json.{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(file).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The origins of the routes of one interface, as the agent last recorded
+/// them: what `lnetd-host-encap routes` and `get` show.
+#[derive(Debug, Clone, Default)]
+pub struct OriginsView {
+    local: BTreeMap<RouteId, Origin>,
+    bgp: BTreeMap<IpNetwork, Option<PolicyInfo>>,
+}
+
+impl OriginsView {
+    /// Reads what the agent recorded for `iface` (in the calling thread's
+    /// network namespace); empty when no agent with BGP recorded anything.
+    pub fn load(iface: &str) -> OriginsView {
+        let Some(file) = origins_path(iface).ok().as_deref().and_then(read_file) else {
+            return OriginsView::default();
+        };
+        let mut view = OriginsView::default();
+        for (t, p) in &file.agent {
+            if let Ok(p) = p.parse() {
+                view.local.insert((Table::alternate(*t).unwrap_or(Table::Main), p), Origin::Agent);
+            }
+        }
+        for (p, i) in &file.bgp {
+            if let Ok(p) = p.parse() {
+                view.bgp.insert(p, i.and_then(|i| file.policies.get(i)).cloned());
+            }
+        }
+        view
+    }
+
+    /// Where the route for `prefix` in `table` came from, and for a BGP
+    /// route the policy it is steered into.
+    pub fn origin(&self, table: Table, prefix: IpNetwork) -> (Origin, Option<&PolicyInfo>) {
+        if let Some(o) = self.local.get(&(table, prefix)) {
+            return (*o, None);
+        }
+        match (table, self.bgp.get(&prefix)) {
+            (Table::Main, Some(info)) => (Origin::Bgp, info.as_ref()),
+            _ => (Origin::Static, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(p: &str, l: &str) -> Route {
+        Route::new(p.parse().unwrap(), l.parse().unwrap())
+    }
+
+    #[test]
+    fn local_routes_win_and_bgp_fills_the_rest() {
+        let key = PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() };
+        let info =
+            PolicyInfo { color: 100, endpoint: key.endpoint, preference: 100, distinguisher: 1, binding_sid: None };
+        let mut local = BTreeMap::new();
+        local.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), (route("10.0.0.0/8", "16001"), Origin::Agent));
+        let mut bgp = BgpTable::default();
+        bgp.policies.insert(key, ("17001".parse().unwrap(), info));
+        for p in ["10.0.0.0/8", "10.1.0.0/16"] {
+            bgp.routes.insert(p.parse().unwrap(), key);
+        }
+        let mut held = BTreeMap::new();
+        held.insert("10.2.0.0/16".parse().unwrap(), (route("10.2.0.0/16", "18000"), None));
+        held.insert("10.1.0.0/16".parse().unwrap(), (route("10.1.0.0/16", "18001"), None));
+        let (routes, installed) = merge(&local, &bgp, &held);
+        let got: Vec<String> = routes.values().map(|r| format!("{} {}", r.prefix, r.policy)).collect();
+        assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
+        let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
+        assert_eq!(prefixes, ["10.1.0.0/16", "10.2.0.0/16"]);
+    }
+
+    #[test]
+    fn the_policy_text_reads_as_the_issue_asks() {
+        let info = PolicyInfo {
+            color: 100,
+            endpoint: "192.0.2.1".parse().unwrap(),
+            preference: 200,
+            distinguisher: 2,
+            binding_sid: None,
+        };
+        assert_eq!(info.to_string(), "policy color 100 endpoint 192.0.2.1 preference 200, from BGP");
+    }
+}

@@ -1,0 +1,531 @@
+//! SR policies and colored routes learned from BGP: a real GoBGP (Debian's
+//! gobgpd) in a controller namespace originates them (injected through its
+//! gRPC API), the host namespace's gobgpd peers with it over a veth, and the
+//! agent follows the host gobgpd's API and programs the XDP dataplane on the
+//! host's router-facing veth; packets from the router namespace come back
+//! labelled as the policies say, captured and decoded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{privileged, ChildGuard, PinGuard};
+use lnetd_host_encap::agent::proto::v1 as pb;
+use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
+use lnetd_host_encap::bgp::proto as gobgp;
+use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
+use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
+use lnetd_host_encap::bgp::{Candidate, CandidateList, PolicyKey};
+use lnetd_host_encap::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::testing::PassProgram;
+use lnetd_host_encap::{decode_stack, IpNetwork};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
+/// The controller's BGP address and the host's, on the veth between them.
+const CTL_ADDR: &str = "10.201.0.1";
+const HOST_BGP_ADDR: &str = "10.201.0.2";
+/// GoBGP's gRPC API in each namespace (the agent's own API keeps 50051).
+const CTL_API: &str = "127.0.0.1:50051";
+const HOST_API: &str = "127.0.0.1:50052";
+/// The policy endpoint: the colored routes' next hop.
+const ENDPOINT: &str = "192.0.2.1";
+const AGENT_METRICS: &str = "127.0.0.1:9469";
+
+/// gobgpd must be there: scripts/deps.sh installs it. A missing daemon is a failure, never a skip.
+fn require_gobgpd() {
+    let ok = Command::new("gobgpd").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "gobgpd is not installed: run scripts/deps.sh (apt-get install gobgpd)");
+}
+
+fn nsenter(ns: &Netns, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{}", ns.name())).arg(program);
+    c
+}
+
+/// A gobgpd in `ns`, peering with `neighbor` (iBGP, AS 65000) for IPv4/IPv6
+/// unicast and SR Policy, its API on `api`. Killed and reaped when dropped;
+/// its config file removed.
+struct Gobgpd {
+    child: ChildGuard,
+    config: std::path::PathBuf,
+}
+
+impl Drop for Gobgpd {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+fn gobgpd(ns: &Netns, tag: &str, local: &str, neighbor: &str, api: &str) -> Gobgpd {
+    let config = std::env::temp_dir().join(format!("lhe-gobgpd-{}-{}-{tag}.toml", std::process::id(), ns.name()));
+    let families = ["ipv4-unicast", "ipv6-unicast", "ipv4-srpolicy", "ipv6-srpolicy"]
+        .iter()
+        .map(|f| {
+            format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{f}\"\n")
+        })
+        .collect::<String>();
+    let text = format!(
+        "[global.config]\n  as = 65000\n  router-id = \"{local}\"\n  local-address-list = [\"{local}\"]\n\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{neighbor}\"\n    peer-as = 65000\n\
+         \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n\
+         \x20 [neighbors.transport.config]\n    local-address = \"{local}\"\n{families}"
+    );
+    std::fs::write(&config, text).expect("gobgpd config");
+    let child = nsenter(ns, "gobgpd")
+        .args(["-f", config.to_str().unwrap(), "--api-hosts", api, "--pprof-disable", "-p", "-l", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gobgpd");
+    let daemon = Gobgpd { child: ChildGuard(child), config };
+    wait_for(Duration::from_secs(10), &format!("gobgpd's API on {api} in {tag}"), || {
+        ns.run(|| TcpStream::connect(api).is_ok()).unwrap()
+    });
+    daemon
+}
+
+/// Polls `f` every 20 ms until it holds; panics naming `what` after `limit`.
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs an async block on a fresh runtime on a thread inside `ns` (so its sockets are there).
+fn in_ns<T: Send>(ns: &Netns, f: impl std::future::Future<Output = T> + Send) -> T {
+    ns.run(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)).unwrap()
+}
+
+/// Injects (or withdraws) paths into the gobgpd whose API is `api` in `ns`.
+fn gobgp_paths(ns: &Netns, api: &str, paths: Vec<gobgp::Path>, add: bool) {
+    let url = format!("http://{api}");
+    in_ns(ns, async move {
+        let mut c = GobgpApiClient::connect(url).await.expect("gobgpd API");
+        for path in paths {
+            if add {
+                c.add_path(gobgp::AddPathRequest { path: Some(path), ..Default::default() }).await.expect("AddPath");
+            } else {
+                let family = path.family;
+                c.delete_path(gobgp::DeletePathRequest { family, path: Some(path), ..Default::default() })
+                    .await
+                    .expect("DeletePath");
+            }
+        }
+    });
+}
+
+fn endpoint() -> IpAddr {
+    ENDPOINT.parse().unwrap()
+}
+
+fn policy(distinguisher: u32, color: u32, preference: u32, bsid: u32, lists: &[(u32, &[u32])]) -> gobgp::Path {
+    policy_to(endpoint(), distinguisher, color, preference, bsid, lists)
+}
+
+fn policy_to(
+    endpoint: IpAddr,
+    distinguisher: u32,
+    color: u32,
+    preference: u32,
+    bsid: u32,
+    lists: &[(u32, &[u32])],
+) -> gobgp::Path {
+    let c = Candidate {
+        distinguisher,
+        key: PolicyKey { color, endpoint },
+        preference,
+        binding_sid: Some(bsid),
+        lists: lists.iter().map(|(w, l)| CandidateList { weight: *w, labels: l.to_vec(), unsupported: 0 }).collect(),
+        ignored_segments: 0,
+    };
+    candidate_path(&c, CTL_ADDR.parse().unwrap())
+}
+
+fn route(prefix: &str, colors: &[u32]) -> gobgp::Path {
+    let prefix: IpNetwork = prefix.parse().unwrap();
+    let nh: IpAddr = if prefix.is_ipv6() { "2001:db8::1".parse().unwrap() } else { endpoint() };
+    colored_route_path(prefix, nh, colors)
+}
+
+/// The lab: router ns (traffic) -- veth -- host ns (gobgpd + agent, XDP on h0) -- veth -- controller ns (gobgpd).
+struct Lab {
+    veth: VethLab,
+    ctl: Netns,
+    capture: Capture,
+    _peer: PassProgram,
+}
+
+fn lab() -> Lab {
+    let veth = VethLab::new().expect("lab");
+    let ctl = Netns::new("c").expect("controller namespace");
+    ctl.ip(&["link", "add", "c0", "type", "veth", "peer", "name", "hc0", "netns", veth.host.name()]).unwrap();
+    ctl.ip(&["addr", "add", &format!("{CTL_ADDR}/30"), "dev", "c0"]).unwrap();
+    ctl.ip(&["link", "set", "c0", "up"]).unwrap();
+    veth.host.ip(&["addr", "add", &format!("{HOST_BGP_ADDR}/30"), "dev", "hc0"]).unwrap();
+    veth.host.ip(&["link", "set", "hc0", "up"]).unwrap();
+    let peer = veth.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
+    let capture = veth.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
+    Lab { veth, ctl, capture, _peer: peer }
+}
+
+fn start_agent(lab: &Lab, session_down: &str) -> ChildGuard {
+    let child = nsenter(&lab.veth.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", AGENT_METRICS])
+        .args(["--bgp-api", HOST_API, "--bgp-session-down", session_down, "--bgp-stale-time", "2"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the agent");
+    let mut agent = ChildGuard(child);
+    wait_for(Duration::from_secs(20), "the agent's API", || {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        lab.veth.host.run(|| TcpStream::connect("127.0.0.1:50051").is_ok()).unwrap()
+    });
+    agent
+}
+
+/// Sends one datagram per source port from the router side to `dst`; the
+/// label stacks that came back (an empty one for a datagram not labelled).
+fn stacks(lab: &Lab, dst: IpAddr, sports: std::ops::Range<u16>) -> Vec<Vec<u32>> {
+    let n = sports.len();
+    lab.veth
+        .router
+        .run(|| {
+            for sport in sports {
+                let bind = if dst.is_ipv6() { format!("[::]:{sport}") } else { format!("0.0.0.0:{sport}") };
+                let s = UdpSocket::bind(bind).unwrap();
+                s.send_to(b"bgp", SocketAddr::new(dst, 7000)).unwrap();
+            }
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(300 + n as u64);
+    while got.len() < n {
+        match lab.capture.next(deadline.saturating_duration_since(Instant::now())).unwrap() {
+            Some(f) if f.outgoing => {}
+            Some(f) if f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
+                got.push(decode_stack(&f.bytes[14..]).unwrap().0.iter().map(|e| e.label).collect())
+            }
+            // Unlabelled: passed to the host's stack, which routes it nowhere back to r0; count it as empty.
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got.resize(n.max(got.len()), Vec::new());
+    got
+}
+
+fn labels(lab: &Lab, dst: &str) -> Vec<u32> {
+    stacks(lab, dst.parse().unwrap(), 40000..40001).pop().unwrap_or_default()
+}
+
+/// Waits until a datagram to `dst` comes back with `want` (empty: unlabelled); how long it took.
+fn until_labels(lab: &Lab, dst: &str, want: &[u32], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let last = labels(lab, dst);
+        if last == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{dst}: labels {last:?}, not {want:?}, after {limit:?}");
+    }
+}
+
+fn cli(lab: &Lab, args: &[&str]) -> String {
+    let out = nsenter(&lab.veth.host, BIN).args(["-i", VethLab::HOST_IF]).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn metrics(lab: &Lab) -> BTreeMap<String, f64> {
+    let body = lab
+        .veth
+        .host
+        .run(|| {
+            let mut s = TcpStream::connect(AGENT_METRICS).expect("metrics endpoint");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            body
+        })
+        .unwrap();
+    let text = body.split("\r\n\r\n").nth(1).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("lnetd_host_encap_bgp_"))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            let name = k.split('{').next()?.to_owned();
+            let label =
+                k.split("neighbor=\"").nth(1).map(|n| format!("/{}", n.trim_end_matches("\"}"))).unwrap_or_default();
+            Some((name + &label, v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn bgp_sr_policies_steer_colored_routes_end_to_end() {
+    privileged("bgp_sr_policies_steer_colored_routes_end_to_end");
+    require_gobgpd();
+    let lab = lab();
+    let _pins = PinGuard(&lab.veth.host, VethLab::HOST_IF);
+    let ctl = gobgpd(&lab.ctl, "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    let host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let _agent = start_agent(&lab, "keep");
+
+    // Policy (100, 192.0.2.1), one candidate path; a route colored 100, one colored 200 (no such policy).
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![
+            policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
+            route("198.51.100.0/24", &[100]),
+            route("203.0.113.0/24", &[200]),
+        ],
+        true,
+    );
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(10));
+    eprintln!("first policy and route programmed {took:?} after injection (session setup included)");
+    assert_eq!(labels(&lab, "203.0.113.7"), Vec::<u32>::new(), "a color without a policy stays unlabelled");
+    let one_second = Duration::from_secs(1);
+
+    // A second candidate path with a higher preference becomes active.
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001])])], true);
+    let took = until_labels(&lab, "198.51.100.7", &[17001], one_second);
+    eprintln!("preference change: {took:?}");
+
+    // Its weights change to 1:3: flows move in proportion.
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001]), (3, &[17002])])], true);
+    let took = wait_for(one_second, "the 1:3 lists", || {
+        stacks(&lab, "198.51.100.7".parse().unwrap(), 41000..41040).iter().any(|s| s == &[17002])
+    });
+    eprintln!("weight change: {took:?}");
+    let flows: Vec<Vec<u32>> =
+        (0..8).flat_map(|i| stacks(&lab, "198.51.100.7".parse().unwrap(), 42000 + i * 50..42050 + i * 50)).collect();
+    let (a, b) = (flows.iter().filter(|s| *s == &[17001]).count(), flows.iter().filter(|s| *s == &[17002]).count());
+    assert_eq!(a + b, 400, "every flow labelled by one of the two lists: {flows:?}");
+    let share = b as f64 / 400.0;
+    assert!((0.66..=0.84).contains(&share), "list 2 took {b} of 400 flows, not about 3/4");
+
+    // Where it came from: `routes` (text and JSON) and `get`.
+    let text = "policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24002)";
+    // (The agent writes the origins file on a thread of its own: give it a moment.)
+    let mut routes = String::new();
+    wait_for(Duration::from_secs(2), "the origin in `routes`", || {
+        routes = cli(&lab, &["routes"]);
+        routes.lines().any(|l| l.starts_with("198.51.100.0/24") && l.contains(" bgp ") && l.contains(text))
+    });
+    let json: serde_json::Value = serde_json::from_str(&cli(&lab, &["routes", "--json"])).unwrap();
+    let r = json["routes"].as_array().unwrap().iter().find(|r| r["prefix"] == "198.51.100.0/24").unwrap();
+    assert_eq!((r["origin"].as_str(), r["binding_sid"].as_u64()), (Some("bgp"), Some(24002)), "{r}");
+    let get = cli(&lab, &["get", "198.51.100.7"]);
+    assert!(get.contains(&format!("origin: {text}")), "{get}");
+    let explained = in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        c.explain(pb::ExplainRequest { dst: "198.51.100.7".into(), ..Default::default() }).await.unwrap().into_inner()
+    });
+    assert!(explained.text.contains(&format!("origin: {text}")), "{}", explained.text);
+
+    // The agent's API wins over BGP for a prefix, and BGP's route comes back when it is removed.
+    let listed = in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        let route = pb::Route { prefix: "198.51.100.0/24".into(), policy: "99001".into(), ..Default::default() };
+        c.set_route(route).await.unwrap();
+        c.list_routes(pb::ListRoutesRequest {}).await.unwrap().into_inner()
+    });
+    let mine = listed.routes.iter().find(|r| r.route.as_ref().unwrap().prefix == "198.51.100.0/24").unwrap();
+    assert_eq!(mine.origin, "agent");
+    let other = listed.routes.iter().find(|r| r.route.as_ref().unwrap().prefix == "203.0.113.0/24");
+    assert!(other.is_none(), "a route no policy takes is not installed");
+    assert_eq!(labels(&lab, "198.51.100.7"), [99001]);
+    in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        c.remove_route(pb::RouteKey { prefix: "198.51.100.0/24".into(), table: 0 }).await.unwrap();
+    });
+    let back = labels(&lab, "198.51.100.7");
+    assert!(back == [17001] || back == [17002], "BGP's route is back: {back:?}");
+
+    // IPv6: a route colored 100 toward an IPv6 endpoint, its own policy (ipv6-srpolicy).
+    let v6_endpoint: IpAddr = "2001:db8::1".parse().unwrap();
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![policy_to(v6_endpoint, 1, 100, 100, 24006, &[(1, &[18001, 18002])]), route("2001:db8:100::/48", &[100])],
+        true,
+    );
+    until_labels(&lab, "2001:db8:100::7", &[18001, 18002], Duration::from_secs(2));
+
+    // A preference change under traffic: every datagram comes back labelled,
+    // with the old path or the new one, never none and never a mix.
+    let old = labels(&lab, "198.51.100.7");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, frames) = std::thread::scope(|s| {
+        let frames = s.spawn(|| common::labelled_frames(&lab.capture, &stop));
+        let sender = s.spawn(|| {
+            lab.veth
+                .router
+                .run(|| {
+                    let sock = UdpSocket::bind("0.0.0.0:40000").unwrap();
+                    let start = Instant::now();
+                    let mut sent = 0;
+                    while start.elapsed() < Duration::from_millis(900) {
+                        sock.send_to(b"switch", SocketAddr::new("198.51.100.7".parse().unwrap(), 7000)).unwrap();
+                        sent += 1;
+                        std::thread::sleep(Duration::from_millis(3));
+                    }
+                    sent
+                })
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 300, 24001, &[(1, &[16001, 16002])])], true);
+        let sent = sender.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, frames.join().unwrap())
+    });
+    let stacks: Vec<Vec<u32>> = frames.iter().map(|(s, _)| s.iter().map(|e| e.label).collect()).collect();
+    assert_eq!(stacks.len(), sent, "every datagram came back labelled");
+    let (olds, news) =
+        (stacks.iter().filter(|s| **s == old).count(), stacks.iter().filter(|s| *s == &[16001, 16002]).count());
+    assert_eq!(olds + news, sent, "old or new stack only: {stacks:?}");
+    assert!(olds > 0 && news > 0, "the switch happened under traffic: {olds} old, {news} new");
+    eprintln!("preference change under traffic: {sent} datagrams, {olds} on the old path then {news} on the new, none unlabelled");
+    assert!(stacks.windows(2).all(|w| !(w[0] == [16001, 16002] && w[1] == old)), "never back to the old path");
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
+    until_labels(&lab, "198.51.100.7", &old, one_second);
+
+    // Withdrawing the policy leaves its colored routes unlabelled.
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![
+            policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
+            policy(2, 100, 200, 24002, &[(1, &[17001]), (3, &[17002])]),
+        ],
+        false,
+    );
+    let took = until_labels(&lab, "198.51.100.7", &[], one_second);
+    eprintln!("policy withdrawal: {took:?}");
+    let m = metrics(&lab);
+    assert_eq!(m.get("lnetd_host_encap_bgp_routes_unsteered"), Some(&2.0), "{m:?}");
+    assert_eq!(m.get("lnetd_host_encap_bgp_policies_active"), Some(&1.0), "{m:?}");
+    assert_eq!(m.get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")), Some(&1.0), "{m:?}");
+
+    // The policy back, then the route withdrawn: it is removed.
+    gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
+    until_labels(&lab, "198.51.100.7", &[16001, 16002], one_second);
+    gobgp_paths(&lab.ctl, CTL_API, vec![route("198.51.100.0/24", &[100])], false);
+    let took = until_labels(&lab, "198.51.100.7", &[], one_second);
+    eprintln!("route withdrawal: {took:?}");
+    assert!(!cli(&lab, &["routes"]).contains("198.51.100.0/24"));
+
+    // The controller's gobgpd killed: under `keep`, what it taught stays.
+    gobgp_paths(&lab.ctl, CTL_API, vec![route("198.51.100.0/24", &[100])], true);
+    until_labels(&lab, "198.51.100.7", &[16001, 16002], one_second);
+    drop(ctl);
+    wait_for(Duration::from_secs(3), "the session down in the metrics", || {
+        metrics(&lab).get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")) == Some(&0.0)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "kept while the session is down");
+    assert_eq!(labels(&lab, "2001:db8:100::7"), [18001, 18002], "kept while the session is down");
+    let m = metrics(&lab);
+    assert!(m["lnetd_host_encap_bgp_withdrawals_kept_total"] >= 4.0, "{m:?}");
+
+    // It comes back and teaches all but the IPv6 route again: that one goes after the stale time (2 s).
+    let ctl = gobgpd(&lab.ctl, "ctl2", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![
+            policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
+            route("198.51.100.0/24", &[100]),
+            policy_to(v6_endpoint, 1, 100, 100, 24006, &[(1, &[18001, 18002])]),
+        ],
+        true,
+    );
+    wait_for(Duration::from_secs(10), "the session back", || {
+        metrics(&lab).get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")) == Some(&1.0)
+    });
+    until_labels(&lab, "2001:db8:100::7", &[], Duration::from_secs(5));
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "taught again: still labelled");
+
+    // The host's own gobgpd stopped under `keep`: everything stays; back, the
+    // agent resynchronises (ListPath) and keeps what is taught again.
+    drop(host_bgp);
+    wait_for(Duration::from_secs(3), "GoBGP's API lost", || {
+        metrics(&lab).get("lnetd_host_encap_bgp_api_connected") == Some(&0.0)
+    });
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "kept while GoBGP is away");
+    let host_bgp = gobgpd(&lab.veth.host, "host2", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    wait_for(Duration::from_secs(10), "resynchronised", || {
+        let m = metrics(&lab);
+        m.get("lnetd_host_encap_bgp_api_connected") == Some(&1.0) && m["lnetd_host_encap_bgp_resyncs_total"] >= 2.0
+    });
+    wait_for(Duration::from_secs(15), "the session back", || {
+        metrics(&lab).get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")) == Some(&1.0)
+    });
+    std::thread::sleep(Duration::from_secs(3)); // past the stale time: held routes released
+    assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "taught again after the resync");
+    assert_eq!(metrics(&lab)["lnetd_host_encap_bgp_routes_held"], 0.0);
+
+    // Under `withdraw`, the session going down withdraws what it taught, and it comes back with it.
+    // (An agent route first: its origin must survive the agent's restart.)
+    in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        let route = pb::Route { prefix: "192.0.2.128/25".into(), policy: "99002".into(), ..Default::default() };
+        c.set_route(route).await.unwrap();
+    });
+    drop(_agent);
+    let _agent = start_agent(&lab, "withdraw");
+    until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(3));
+    wait_for(Duration::from_secs(3), "origins after the agent's restart", || {
+        let routes = cli(&lab, &["routes"]);
+        let origin = |prefix: &str| {
+            routes.lines().find(|l| l.starts_with(prefix)).map(|l| l.split_whitespace().nth(2).unwrap_or("").to_owned())
+        };
+        origin("198.51.100.0/24").as_deref() == Some("bgp") && origin("192.0.2.128/25").as_deref() == Some("agent")
+    });
+    drop(ctl);
+    let took = until_labels(&lab, "198.51.100.7", &[], Duration::from_secs(2));
+    eprintln!("session down (withdraw): routes removed {took:?} after the kill");
+    let ctl = gobgpd(&lab.ctl, "ctl3", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    gobgp_paths(
+        &lab.ctl,
+        CTL_API,
+        vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]), route("198.51.100.0/24", &[100])],
+        true,
+    );
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(10));
+    eprintln!("session back: labelled again {took:?} after the restart");
+    let m = metrics(&lab);
+    assert!(
+        m["lnetd_host_encap_bgp_updates_total"] >= 2.0 && m["lnetd_host_encap_bgp_withdrawals_total"] >= 2.0,
+        "{m:?}"
+    );
+    assert!(m["lnetd_host_encap_bgp_applies_total"] >= 2.0, "{m:?}");
+
+    // And the host's gobgpd stopped under `withdraw`: every BGP route goes; back, they return.
+    drop(host_bgp);
+    let took = until_labels(&lab, "198.51.100.7", &[], Duration::from_secs(3));
+    eprintln!("GoBGP stopped (withdraw): routes removed {took:?} after");
+    let _host_bgp = gobgpd(&lab.veth.host, "host3", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(20));
+    eprintln!("GoBGP back: labelled again {took:?} after its restart");
+    assert!(metrics(&lab)["lnetd_host_encap_bgp_api_disconnects_total"] >= 1.0);
+    drop(ctl);
+}
