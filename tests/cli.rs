@@ -61,7 +61,23 @@ fn the_command_end_to_end() {
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
 
     fails(&lab.host, &["routes"], 1, "no dataplane of lnetd-host-encap is pinned");
-    let out = ok(&lab.host, &["attach", "--mode", "native", "--ttl", "copy", "--mtu-policy", "drop"]);
+    fails(&lab.host, &["attach", "--lookup", "hash"], 2, "dir24-8 or lpm");
+    let out = ok(
+        &lab.host,
+        &[
+            "attach",
+            "--mode",
+            "native",
+            "--ttl",
+            "copy",
+            "--mtu-policy",
+            "drop",
+            "--lookup",
+            "dir24-8",
+            "--max-route-values",
+            "1000",
+        ],
+    );
     assert!(out.contains("attached to h0 in native mode"), "{out}");
     // The command exited; the dataplane is still there.
     assert!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap().is_some());

@@ -18,8 +18,8 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use lnetd_host_encap::{
-    prefix, AdoptOptions, Decapsulator, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, Label, MtuPolicy,
-    OtherLabels, Policy, Probe, ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
+    prefix, AdoptOptions, Decapsulator, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, Ipv4Lookup, Label,
+    MtuPolicy, OtherLabels, Policy, Probe, ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
 };
 
 /// Push MPLS label stacks (SR-MPLS paths, SR policies) on the packets a router
@@ -83,6 +83,15 @@ enum Command {
         /// Routes and segment lists that get counters.
         #[arg(long, value_name = "N")]
         max_counted_routes: Option<u32>,
+        /// The IPv4 lookup: dir24-8 (flat cost, fixed memory) or lpm (the kernel's LPM trie: memory per route).
+        #[arg(long, default_value = "dir24-8")]
+        lookup: Ipv4Lookup,
+        /// DIR-24-8: distinct IPv4 route values (label stack, policy, traffic class) it holds.
+        #[arg(long, value_name = "N")]
+        max_route_values: Option<u32>,
+        /// DIR-24-8: /24s that may hold prefixes longer than /24 (host routes and addresses count).
+        #[arg(long, value_name = "N")]
+        dir_groups: Option<u32>,
     },
     /// Detach from IFACE and remove the pins: traffic goes unlabelled.
     Detach,
@@ -352,9 +361,22 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             max_routes_v6,
             max_policies,
             max_counted_routes,
+            lookup,
+            max_route_values,
+            dir_groups,
         } => {
-            let mut builder =
-                Encapsulator::builder().ttl_mode(ttl).mtu_policy(mtu_policy).allow_tso(allow_tso).pinned();
+            let mut builder = Encapsulator::builder()
+                .ttl_mode(ttl)
+                .mtu_policy(mtu_policy)
+                .allow_tso(allow_tso)
+                .lookup(lookup)
+                .pinned();
+            if let Some(n) = max_route_values {
+                builder = builder.max_route_values(n);
+            }
+            if let Some(n) = dir_groups {
+                builder = builder.dir_groups(n);
+            }
             let defaults = (2_097_152, 524_288);
             if max_routes_v4.is_some() || max_routes_v6.is_some() {
                 builder = builder.max_routes(max_routes_v4.unwrap_or(defaults.0), max_routes_v6.unwrap_or(defaults.1));
