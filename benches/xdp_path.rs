@@ -175,8 +175,7 @@ fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
     ];
     for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
         for (v4, v6, what) in sizes {
-            let labels: &[u32] = if v4 == 1 { &[1, 4, 16] } else { &[1] };
-            for &n in labels {
+            for n in [1, 4, 16] {
                 let state = table(v4, v6, n);
                 let enc = Encapsulator::builder().lookup(lookup).load().expect("encapsulator");
                 enc.apply_valid(&state).expect("apply");

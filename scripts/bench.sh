@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The benchmark suite (as root; about 8 minutes on the 2-core VM): the
+# program's time per packet against the floor for both IPv4 lookups at 1 to
+# 1M + 200k routes, IPv4 and IPv6, 1/4/16 labels, and what each stage costs
+# (xdp_path); the rate on a veth pair against the floor (wire); routes/s for
+# a full table from empty and for a 1% change (apply). Each prints markdown
+# tables; the README's performance section is this output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LHE_XDP_PATH="${LHE_XDP_PATH:-scale,stages}"
+cargo bench --bench xdp_path --bench wire --bench apply 2>&1 | grep -E '^(\||$)'
