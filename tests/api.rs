@@ -93,6 +93,10 @@ fn impossible_configurations_are_refused() {
     privileged("impossible_configurations_are_refused");
     assert!(matches!(Encapsulator::builder().ttl_mode(TtlMode::Fixed(0)).load(), Err(LoadError::Config(_))));
     assert!(matches!(Encapsulator::builder().max_routes(0, 10).load(), Err(LoadError::Config(_))));
+    // DIR-24-8 names slots and groups in 24 bits.
+    assert!(matches!(Encapsulator::builder().max_routes(1 << 24, 10).load(), Err(LoadError::Config(_))));
+    assert!(matches!(Encapsulator::builder().dir_groups(1 << 24).load(), Err(LoadError::Config(_))));
+    assert!(matches!(Encapsulator::builder().max_route_values(0).load(), Err(LoadError::Config(_))));
 }
 
 /// A route for a /32 that becomes a host address is set aside, not lost, and

@@ -255,3 +255,40 @@ fn a_foreign_write_into_dir24_8_is_found_and_repaired() {
         assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 65)), Some(501));
     });
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn dir24_8_limits_are_typed_errors_that_change_nothing() {
+    privileged("dir24_8_limits_are_typed_errors_that_change_nothing");
+    in_test_run_netns("dirlimits", || {
+        let net = |s: &str| -> Ipv4Network { s.parse().unwrap() };
+        // One group: a second /24 holding a longer prefix does not fit.
+        let enc = Encapsulator::builder().dir_groups(1).load().expect("load");
+        enc.set_route(&plain(net("198.51.100.7/32"), 600)).unwrap();
+        enc.set_route(&plain(net("198.51.100.8/32"), 601)).unwrap();
+        match enc.set_route(&plain(net("203.0.113.9/32"), 602)) {
+            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1 }) => {
+                assert!(family.contains("groups"), "{family}")
+            }
+            other => panic!("a second group: {other:?}"),
+        }
+        assert_eq!(enc.routes().unwrap().len(), 2);
+        assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 8)), Some(601));
+        assert_eq!(program_label(&enc, Ipv4Addr::new(203, 0, 113, 9)), None);
+        assert_eq!(enc.verify().unwrap(), vec![]);
+
+        // One value: routes with the same labels share it, another value does not fit.
+        let enc = Encapsulator::builder().max_route_values(1).max_counted_routes(0).load().expect("load");
+        enc.set_route(&plain(net("10.0.0.0/8"), 700)).unwrap();
+        enc.set_route(&plain(net("172.16.0.0/12"), 700)).unwrap();
+        match enc.set_route(&plain(net("192.168.0.0/16"), 701)) {
+            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1 }) => {
+                assert!(family.contains("values"), "{family}")
+            }
+            other => panic!("a second value: {other:?}"),
+        }
+        assert_eq!(program_label(&enc, Ipv4Addr::new(172, 16, 1, 1)), Some(700));
+        assert_eq!(program_label(&enc, Ipv4Addr::new(192, 168, 1, 1)), None);
+        assert_eq!(enc.verify().unwrap(), vec![]);
+    });
+}

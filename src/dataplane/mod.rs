@@ -114,6 +114,9 @@ pub(crate) fn validate(config: &LoadConfig) -> Result<(), LoadError> {
     if config.dir_groups < 2 || config.route_values < 2 {
         return Err(LoadError::Config("DIR-24-8 needs at least 1 group and 1 route value"));
     }
+    if config.dir_groups > DIR_MAX_SLOTS && config.lookup == Ipv4Lookup::Dir24_8 {
+        return Err(LoadError::Config("DIR-24-8 holds at most 16,777,214 groups; lower dir_groups"));
+    }
     Ok(())
 }
 
