@@ -210,11 +210,6 @@ impl Dir24_8 {
             }
             let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
             st.slot_of.insert(prefix, slot);
-            if prefix.prefix() > 16 {
-                if let Some(n) = st.longer.get_mut((u32::from(prefix.network()) >> 16) as usize) {
-                    *n += 1;
-                }
-            }
             used_slots.push(slot);
             if let Some(bytes) = self.value_bytes(rec.value) {
                 let entry = st.value_index.entry(bytes).or_insert((rec.value, 0));
@@ -224,8 +219,9 @@ impl Dir24_8 {
                 entry.1 += 1;
             }
         }
-        for i in 0..(1u32 << 24) {
-            let e = self.get24(i);
+        st.longer = Self::count_longer(&st.slot_of);
+        for w in self.range24(0, 1 << 24) {
+            let e = w.load(Ordering::Acquire);
             if is_group(e) {
                 used_groups.push(e & SLOT_MASK);
             }
@@ -311,63 +307,44 @@ impl Dir24_8 {
                 None => {
                     st.slots.give_back(slot);
                     self.release(st, index);
-                    return Err(RouteError::TableFull {
-                        family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
-                        capacity: self.groups - 1,
-                    });
+                    return Err(self.groups_full());
                 }
             }
         }
         let rec =
             types::dir_prefix { value: index, counter_id: counter, addr: prefix.network().octets(), len, pad: [0; 3] };
         self.prefixes.write_bytes(slot as usize, abi::bytes_of(&rec));
-        let e = leaf(slot, len);
-        if len <= 24 {
-            for w in self.range24(base >> 8, 1u32 << (24 - len)) {
-                let old = w.load(Ordering::Acquire);
-                if is_group(old) {
-                    let g = old & SLOT_MASK;
-                    for j in 0..256 {
-                        if covers(self.get8(g, j), len) {
-                            self.set8(g, j, e);
-                        }
-                    }
-                } else if covers(old, len) {
-                    w.store(e, Ordering::Release);
-                }
-            }
-        } else {
+        if let Some(g) = new_group {
+            // Filled with what the /24 holds before tbl24 points at it.
             let i = base >> 8;
-            let g = match new_group {
-                Some(g) => {
-                    // Filled before tbl24 points at it.
-                    let under = self.get24(i);
-                    for j in 0..256 {
-                        self.set8(g, j, under);
-                    }
-                    self.set24(i, GROUP | g);
-                    g
-                }
-                None => self.get24(i) & SLOT_MASK,
-            };
-            let start = base & 0xff;
-            for j in start..start + (1u32 << (32 - len)) {
-                if covers(self.get8(g, j), len) {
-                    self.set8(g, j, e);
-                }
+            let under = self.get24(i);
+            for j in 0..256 {
+                self.set8(g, j, under);
             }
+            self.set24(i, GROUP | g);
         }
-        // tbl24 is complete first; then the /16 summaries point at it or hold the leaf.
-        if len > 16 {
-            if let Some(n) = st.longer.get_mut((base >> 16) as usize) {
-                *n += 1;
-            }
-            self.set16(base >> 16, DESCEND);
-        } else {
-            self.summarize(st, base >> 16, 1 << (16 - len));
-        }
+        let e = leaf(slot, len);
+        Self::count_in_sixteen(st, prefix, true);
+        self.paint(st, prefix, |old| covers(old, len).then_some(e));
         st.slot_of.insert(prefix, slot);
         Ok(())
+    }
+
+    /// Keeps `longer` (prefixes longer than /16 per /16) current as `prefix` comes or goes.
+    fn count_in_sixteen(st: &mut State, prefix: Ipv4Network, added: bool) {
+        if prefix.prefix() <= 16 {
+            return;
+        }
+        if let Some(n) = st.longer.get_mut((u32::from(prefix.network()) >> 16) as usize) {
+            *n = if added { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
+
+    fn groups_full(&self) -> RouteError {
+        RouteError::TableFull {
+            family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
+            capacity: self.groups - 1,
+        }
     }
 
     fn values_full(&self) -> RouteError {
@@ -376,61 +353,63 @@ impl Dir24_8 {
 
     /// The entry of the longest prefix shorter than `prefix` that covers it (0: none).
     fn parent_entry(st: &State, prefix: Ipv4Network) -> u32 {
-        for len in (0..prefix.prefix()).rev() {
-            if let Ok(p) = Ipv4Network::new(prefix.network(), len) {
-                let p = Ipv4Network::new(p.network(), len).unwrap_or(p);
-                if let Some(&slot) = st.slot_of.get(&p) {
-                    return leaf(slot, len);
-                }
-            }
-        }
-        0
+        let addr = u32::from(prefix.network());
+        (0..prefix.prefix())
+            .rev()
+            .find_map(|len| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                let parent = Ipv4Network::new(Ipv4Addr::from(addr & mask), len).ok()?;
+                st.slot_of.get(&parent).map(|slot| leaf(*slot, len))
+            })
+            .unwrap_or(0)
     }
 
-    fn remove(&self, st: &mut State, prefix: Ipv4Network) -> bool {
-        let Some(slot) = st.slot_of.remove(&prefix) else { return false };
-        let len = prefix.prefix();
-        let base = u32::from(prefix.network());
-        let under = Self::parent_entry(st, prefix);
-        let mine = |e: u32| !is_group(e) && e & SLOT_MASK == slot;
+    /// Rewrites every entry `prefix` covers (its /24s, and the groups under
+    /// them; or its part of one group) to what `new` says of the entry there
+    /// (`None`: leave it), then lets go of groups left uniform and brings the
+    /// /16 summaries up to date. tbl24 is complete before any summary points
+    /// at it or holds its leaf.
+    fn paint(&self, st: &mut State, prefix: Ipv4Network, new: impl Fn(u32) -> Option<u32>) {
+        let (len, base) = (prefix.prefix(), u32::from(prefix.network()));
+        let paint_group = |g: u32, start: u32, count: u32| {
+            for j in start..start + count {
+                if let Some(e) = new(self.get8(g, j)) {
+                    self.set8(g, j, e);
+                }
+            }
+        };
+        let mut groups = Vec::new();
         if len <= 24 {
             let start = base >> 8;
             for (i, w) in (start..).zip(self.range24(start, 1u32 << (24 - len))) {
                 let old = w.load(Ordering::Acquire);
                 if is_group(old) {
-                    let g = old & SLOT_MASK;
-                    for j in 0..256 {
-                        if mine(self.get8(g, j)) {
-                            self.set8(g, j, under);
-                        }
-                    }
-                    self.collapse(st, i, g);
-                } else if mine(old) {
-                    w.store(under, Ordering::Release);
+                    paint_group(old & SLOT_MASK, 0, 256);
+                    groups.push((i, old & SLOT_MASK));
+                } else if let Some(e) = new(old) {
+                    w.store(e, Ordering::Release);
                 }
             }
         } else {
             let i = base >> 8;
             let e = self.get24(i);
             if is_group(e) {
-                let g = e & SLOT_MASK;
-                let start = base & 0xff;
-                for j in start..start + (1u32 << (32 - len)) {
-                    if mine(self.get8(g, j)) {
-                        self.set8(g, j, under);
-                    }
-                }
-                self.collapse(st, i, g);
+                paint_group(e & SLOT_MASK, base & 0xff, 1u32 << (32 - len));
+                groups.push((i, e & SLOT_MASK));
             }
         }
-        if len > 16 {
-            if let Some(n) = st.longer.get_mut((base >> 16) as usize) {
-                *n = n.saturating_sub(1);
-            }
-            self.summarize(st, base >> 16, 1);
-        } else {
-            self.summarize(st, base >> 16, 1 << (16 - len));
+        for (i, g) in groups {
+            self.collapse(st, i, g);
         }
+        let sixteens = if len > 16 { 1 } else { 1u32 << (16 - len) };
+        self.summarize(st, base >> 16, sixteens);
+    }
+
+    fn remove(&self, st: &mut State, prefix: Ipv4Network) -> bool {
+        let Some(slot) = st.slot_of.remove(&prefix) else { return false };
+        let under = Self::parent_entry(st, prefix);
+        Self::count_in_sixteen(st, prefix, false);
+        self.paint(st, prefix, |old| (!is_group(old) && old & SLOT_MASK == slot).then_some(under));
         // Marked free for adoption; its value and counter stay readable for
         // packets in flight until the slot's grace period is over.
         self.prefixes.store_u32(slot as usize, 12, u32::from(FREE));
@@ -513,14 +492,8 @@ impl Dir24_8 {
                     }
                 }
                 Some(want) => {
-                    let g = if is_group(e) {
-                        e & SLOT_MASK
-                    } else {
-                        st.groups.take_or_wait().ok_or(RouteError::TableFull {
-                            family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
-                            capacity: self.groups - 1,
-                        })?
-                    };
+                    let g =
+                        if is_group(e) { e & SLOT_MASK } else { st.groups.take_or_wait().ok_or(self.groups_full())? };
                     for (j, w) in (0..256).zip(want.iter()) {
                         self.set8(g, j, *w);
                     }
