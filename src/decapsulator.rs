@@ -2,7 +2,7 @@
 //! an interface receives and hands the IP packets to its stack.
 
 use std::collections::BTreeSet;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
 use nix::errno::Errno;
@@ -100,9 +100,10 @@ impl DecapsulatorBuilder {
     /// labels than the capacity ([`LoadError::Map`], E2BIG), or the kernel
     /// refusing the program.
     pub fn load(self) -> Result<Decapsulator, LoadError> {
-        let LoadedDecap { prog, maps } = loader::load(&self.config)?;
+        let LoadedDecap { xdp, tc, maps } = loader::load(&self.config)?;
         let dec = Decapsulator {
-            prog,
+            xdp: Some(xdp),
+            tc: Some(tc),
             maps,
             config: self.config,
             attachment: Mutex::new(None),
@@ -112,7 +113,7 @@ impl DecapsulatorBuilder {
         for label in &self.pop {
             dec.add_pop_label(*label)?;
         }
-        log::debug!("XDP decapsulator loaded ({:?}, popping {:?})", self.config, self.pop);
+        log::debug!("decapsulator loaded ({:?}, popping {:?})", self.config, self.pop);
         Ok(dec)
     }
 
@@ -123,6 +124,16 @@ impl DecapsulatorBuilder {
     pub fn attach(self, iface: &str, mode: XdpMode) -> Result<Decapsulator, Error> {
         let dec = self.load()?;
         dec.attach(iface, mode)?;
+        Ok(dec)
+    }
+
+    /// Loads, then attaches to `iface`'s ingress (see [`Decapsulator::attach_ingress`]).
+    ///
+    /// # Errors
+    /// Any [`LoadError`] or [`AttachError`].
+    pub fn attach_ingress(self, iface: &str) -> Result<Decapsulator, Error> {
+        let dec = self.load()?;
+        dec.attach_ingress(iface)?;
         Ok(dec)
     }
 }
@@ -161,6 +172,21 @@ struct Attached {
 /// stacks, stacks whose first 16 entries are all in the set without an S
 /// bit, and payloads that are neither IPv4 nor IPv6.
 ///
+/// Two hooks, one program (the same pop set, policy and counters):
+///
+/// - XDP ([`Decapsulator::attach`]): the frame is popped before the kernel
+///   builds an skb, the fastest path for MTU-sized frames from a NIC.
+/// - TC ingress ([`Decapsulator::attach_ingress`], tcx): on the skb, so a
+///   GSO super-packet (from a veth, or merged by GRO) is popped whole. On
+///   veth this is what keeps host-to-host TCP at full speed: a veth whose
+///   peer runs XDP loses its GSO features and the sender segments every
+///   packet in software. The pop takes two passes through the program (the
+///   frame is marked and redirected to the device's own ingress, where the
+///   second pass removes the entries; captures on the interface see it
+///   twice); it pops only whole stacks (a partial pop is an other-label frame
+///   there), and a stack under a VLAN tag still in the frame (the inner tag
+///   of two) is counted malformed and passed: attach to the VLAN device.
+///
 /// The program is attached through a BPF link: dropping the decapsulator, or
 /// the process dying, detaches it, unless it was pinned
 /// ([`DecapsulatorBuilder::pinned`]). All methods take `&self`; it is `Send` and
@@ -176,7 +202,10 @@ struct Attached {
 /// ```
 #[derive(Debug)]
 pub struct Decapsulator {
-    prog: OwnedFd,
+    /// The XDP program; `None` when adopted running on TC.
+    xdp: Option<OwnedFd>,
+    /// The TC ingress program; `None` when adopted running on XDP.
+    tc: Option<OwnedFd>,
     maps: DecapMaps,
     config: DecapConfig,
     attachment: Mutex<Option<Attached>>,
@@ -216,6 +245,58 @@ impl Decapsulator {
     /// encapsulator included: one XDP program per interface),
     /// [`AttachError::ModeUnsupported`], [`AttachError::Privileges`].
     pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
+        let prog = self.program(AttachedMode::Native)?;
+        self.attach_with(iface, |ifindex| {
+            link::attach(prog, ifindex, mode).map_err(|tried| AttachError::from_attempts(iface, mode, tried))
+        })
+    }
+
+    /// Attaches to `iface`'s ingress through tcx (Linux 6.6+), on the skb
+    /// path: GSO super-packets are popped whole (see the type's
+    /// documentation for what differs from XDP). Returns
+    /// [`AttachedMode::Ingress`]. Beside it, the interface may run any XDP
+    /// program, an encapsulator's included.
+    ///
+    /// # Errors
+    /// [`AttachError::NoSuchInterface`], [`AttachError::AlreadyAttached`],
+    /// [`AttachError::Privileges`], [`AttachError::Ingress`] (tcx refused),
+    /// [`AttachError::Load`] for a handle adopted from an XDP decapsulator (it
+    /// holds no TC program).
+    pub fn attach_ingress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
+        let prog = self.program(AttachedMode::Ingress)?;
+        self.attach_with(iface, |ifindex| {
+            let link = link::attach_tcx_ingress(prog, ifindex).map_err(|errno| match errno {
+                Errno::EPERM | Errno::EACCES => {
+                    AttachError::from_attempts(iface, XdpMode::Auto, vec![(AttachedMode::Ingress, errno)])
+                }
+                Errno::ENODEV => AttachError::NoSuchInterface { iface: iface.to_owned() },
+                errno => AttachError::Ingress { iface: iface.to_owned(), errno },
+            })?;
+            Ok((link, AttachedMode::Ingress))
+        })
+    }
+
+    /// The program for a hook (`Ingress`, or any XDP mode).
+    fn program(&self, mode: AttachedMode) -> Result<BorrowedFd<'_>, AttachError> {
+        let (prog, hook) = match mode {
+            AttachedMode::Ingress => (&self.tc, "TC ingress"),
+            _ => (&self.xdp, "XDP"),
+        };
+        prog.as_ref().map(AsFd::as_fd).ok_or_else(|| {
+            AttachError::Load(Box::new(LoadError::Config(match hook {
+                "XDP" => "this handle adopted a decapsulator running on TC and holds no XDP program: load a new one",
+                _ => "this handle adopted a decapsulator running on XDP and holds no TC program: load a new one",
+            })))
+        })
+    }
+
+    /// The attach steps both hooks share: the interface, the pins; `link`
+    /// makes the attachment itself.
+    fn attach_with(
+        &self,
+        iface: &str,
+        link: impl FnOnce(u32) -> Result<(BpfLink, AttachedMode), AttachError>,
+    ) -> Result<AttachedMode, AttachError> {
         let mut slot = self.attached();
         if let Some(current) = slot.as_ref() {
             return Err(AttachError::AlreadyAttached { iface: current.info.iface.clone() });
@@ -232,8 +313,7 @@ impl Decapsulator {
             }
             None => None,
         };
-        let (link, got) = link::attach(self.prog.as_fd(), ifindex, mode)
-            .map_err(|tried| AttachError::from_attempts(iface, mode, tried))?;
+        let (link, got) = link(ifindex)?;
         let mut owner = None;
         if let Some(dir) = &pins {
             let state = DecapState::new(&self.config, ifindex, got);
@@ -253,7 +333,7 @@ impl Decapsulator {
             }
             log::info!("pinned in {}", dir.pins().display());
         }
-        log::info!("XDP decapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
+        log::info!("decapsulator attached to {iface} (ifindex {ifindex}) in {got} mode");
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         *slot = Some(Attached { info, link, pins, _owner: owner });
         Ok(got)
@@ -281,7 +361,7 @@ impl Decapsulator {
             Err(errno) => return Err(AttachError::Detach { iface: current.info.iface.clone(), errno }),
         }
         let Some(removed) = slot.take() else { return Ok(None) };
-        log::info!("XDP decapsulator detached from {}", removed.info.iface);
+        log::info!("decapsulator detached from {}", removed.info.iface);
         if let Some(dir) = &removed.pins {
             dir.remove()?;
         }
@@ -349,8 +429,10 @@ impl Decapsulator {
         let prog = link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?;
         log::info!("adopted the decapsulator pinned in {}", dir.pins().display());
         let info = Attachment { iface: iface.to_owned(), ifindex, mode };
+        let (xdp, tc) = if mode == AttachedMode::Ingress { (None, Some(prog)) } else { (Some(prog), None) };
         Ok(Decapsulator {
-            prog,
+            xdp,
+            tc,
             maps,
             config,
             attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: Some(owner) })),
@@ -456,14 +538,16 @@ impl Decapsulator {
         Ok(stats)
     }
 
-    /// Runs the program once on `frame` with BPF_PROG_TEST_RUN, without any
-    /// interface. The counters count it.
+    /// Runs the XDP program once on `frame` with BPF_PROG_TEST_RUN, without
+    /// any interface. The counters count it.
     ///
     /// # Errors
     /// [`TestRunError::FrameTooLarge`] above [`crate::MAX_TEST_FRAME`] bytes, or
-    /// [`TestRunError::Kernel`].
+    /// [`TestRunError::Kernel`] (EOPNOTSUPP for a handle adopted from a
+    /// decapsulator running on TC, which holds no XDP program).
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        test_run::test_run(self.prog.as_fd(), frame)
+        let prog = self.xdp.as_ref().ok_or(TestRunError::Kernel(Errno::EOPNOTSUPP))?;
+        test_run::test_run(prog.as_fd(), frame)
     }
 }
 

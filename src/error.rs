@@ -115,6 +115,14 @@ pub enum AttachError {
         /// The kernel's errno.
         errno: Errno,
     },
+    /// The ingress (tcx) attach was refused.
+    #[error("attaching to {iface}'s ingress (tcx) failed: {errno}; tcx needs Linux 6.6 or later")]
+    Ingress {
+        /// The interface.
+        iface: String,
+        /// The kernel's errno.
+        errno: Errno,
+    },
     /// Loading the egress program failed.
     #[error(transparent)]
     Load(#[from] Box<LoadError>),

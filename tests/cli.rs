@@ -219,6 +219,13 @@ fn the_command_in_host_mode_egress_and_pop() {
     assert!(stats["popped"]["packets"].is_u64(), "{stats}");
     fails(&lab.host, &["pop", "add", "3"], 2, "Implicit NULL");
     ok(&lab.host, &["pop", "detach"]);
+    // The same on TC ingress, adopted by the next command like the XDP one.
+    let out = ok(&lab.host, &["pop", "attach", "--hook", "ingress", "--labels", "0,16002"]);
+    assert!(out.contains("in ingress mode") && out.contains("popping 0,16002"), "{out}");
+    ok(&lab.host, &["pop", "add", "16005"]);
+    assert_eq!(ok(&lab.host, &["pop", "labels"]).lines().collect::<Vec<_>>(), ["0", "16002", "16005"]);
+    ok(&lab.host, &["pop", "detach"]);
+    fails(&lab.host, &["pop", "labels"], 1, "pinned");
     ok(&lab.host, &["detach"]);
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
 }

@@ -371,15 +371,29 @@ fn decap_pop_set_api() {
     });
 }
 
+/// Where the decapsulator runs in a wire test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Xdp(XdpMode),
+    /// tcx ingress.
+    Ingress,
+}
+
 /// The router sends labelled frames carrying UDP datagrams to the host's
 /// addresses; the host's decapsulator pops the labels and a UDP socket bound
 /// in the host namespace receives the datagrams: the kernel accepted the
 /// restored IP packets. A frame with a label not in the set is not delivered.
-fn run_wire(mode: XdpMode, expected: AttachedMode) {
+fn run_wire(hook: Hook, expected: AttachedMode) {
     let lab = VethLab::new().expect("veth lab");
     let dec = lab
         .host
-        .run(|| Decapsulator::builder().pop_labels(labels(&[0, 2, 5000])).attach(VethLab::HOST_IF, mode))
+        .run(|| {
+            let builder = Decapsulator::builder().pop_labels(labels(&[0, 2, 5000]));
+            match hook {
+                Hook::Xdp(mode) => builder.attach(VethLab::HOST_IF, mode),
+                Hook::Ingress => builder.attach_ingress(VethLab::HOST_IF),
+            }
+        })
         .expect("ns")
         .expect("attach");
     assert_eq!(dec.attachment().map(|a| a.mode), Some(expected));
@@ -410,6 +424,10 @@ fn run_wire(mode: XdpMode, expected: AttachedMode) {
         (labelled(&to_host(false, 12), &stack(&[5000, 0])), true, 12),
         // Not ours: passed untouched, and the host (no MPLS stack) does not deliver it.
         (labelled(&to_host(false, 13), &stack(&[1000])), false, 13),
+        // Ours on top of one that is not: popped partially (XDP) or passed as an
+        // other label (TC); either way it stays MPLS and is not delivered.
+        (labelled(&to_host(false, 14), &stack(&[5000, 1000])), false, 14),
+        (labelled(&to_host(true, 1400), &stack(&[5000, 2])), true, 1400),
     ];
     let mut bytes_popped = 0u64;
     for (bytes, _, _) in &sends {
@@ -433,8 +451,10 @@ fn run_wire(mode: XdpMode, expected: AttachedMode) {
         }
     }
     let stats = dec.stats().expect("stats");
-    assert_eq!(stats.popped, Counter { packets: 3, bytes: bytes_popped }, "{stats:?}");
-    assert_eq!(stats.other_label_passed.packets, 1, "{stats:?}");
+    assert_eq!(stats.popped, Counter { packets: 4, bytes: bytes_popped }, "{stats:?}");
+    let (partial, other) = if hook == Hook::Ingress { (0, 2) } else { (1, 1) };
+    assert_eq!(stats.popped_partial.packets, partial, "{stats:?}");
+    assert_eq!(stats.other_label_passed.packets, other, "{stats:?}");
     assert_eq!(stats.malformed.packets + stats.aborted.packets + stats.other_label_dropped.packets, 0, "{stats:?}");
 
     assert!(dec.detach().expect("detach").is_some());
@@ -444,20 +464,32 @@ fn run_wire(mode: XdpMode, expected: AttachedMode) {
         None,
         "nothing left attached"
     );
+    // Detached from either hook: a labelled frame is neither popped nor delivered.
+    lab.router.run(|| traffic::raw_frame(VethLab::ROUTER_IF, &sends[0].0)).expect("ns").expect("send");
+    let mut buf = [0u8; 2048];
+    assert!(sock4.recv_from(&mut buf).is_err(), "nothing popped after detach");
+    assert_eq!(dec.stats().expect("stats").popped.packets, 4, "the program no longer runs");
 }
 
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn decap_native_delivers_popped_datagrams() {
     privileged("decap_native_delivers_popped_datagrams");
-    run_wire(XdpMode::Native, AttachedMode::Native);
+    run_wire(Hook::Xdp(XdpMode::Native), AttachedMode::Native);
 }
 
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn decap_generic_delivers_popped_datagrams() {
     privileged("decap_generic_delivers_popped_datagrams");
-    run_wire(XdpMode::Generic, AttachedMode::Generic);
+    run_wire(Hook::Xdp(XdpMode::Generic), AttachedMode::Generic);
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn decap_ingress_delivers_popped_datagrams() {
+    privileged("decap_ingress_delivers_popped_datagrams");
+    run_wire(Hook::Ingress, AttachedMode::Ingress);
 }
 
 /// Removes a test's own pin roots when dropped (even when the test fails).

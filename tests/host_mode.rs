@@ -1,15 +1,17 @@
 //! Host mode, proven with real traffic: two namespaces A -- veth -- B, each
 //! labelling its own egress (tcx) toward the other and popping on ingress
-//! (XDP decapsulator), IPv4 and IPv6. TCP transfers each way whose bytes are
-//! checked one by one, ping with DF at every size up to the route MTU, a
-//! 20 kB UDP datagram, UDP_SEGMENT sends; and a capture on the wire shows
-//! every data frame labelled and none above the MTU.
+//! (the decapsulator in XDP, or on TC ingress), IPv4 and IPv6. TCP transfers
+//! each way whose bytes are checked one by one, ping with DF at every size up
+//! to the route MTU, a 20 kB UDP datagram, UDP_SEGMENT sends; and a capture
+//! on the wire shows every data frame labelled and none above the MTU (with
+//! TSO off; with TSO on, veth hands the labelled super-packets to the peer
+//! whole, and the TC decapsulator pops them whole).
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::privileged;
@@ -49,24 +51,44 @@ struct Side<'a> {
     label: u32,
 }
 
+/// Where each side pops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecapHook {
+    Xdp,
+    /// tcx ingress, with TSO left on (EncapsulatorBuilder::allow_tso): veth
+    /// hands labelled super-packets to the peer whole.
+    TcIngress,
+}
+
 /// Labels this side's egress toward `peer` and pops `own` labels on ingress.
-fn host_mode(side: &Side<'_>, peer: &Side<'_>) -> (Encapsulator, Decapsulator) {
+fn host_mode(side: &Side<'_>, peer: &Side<'_>, hook: DecapHook) -> (Encapsulator, Decapsulator) {
     for (addr, family) in [(peer.v4, "-4"), (peer.v6, "-6")] {
         let host = if addr.is_ipv4() { format!("{addr}/32") } else { format!("{addr}/128") };
         side.ns.ip(&[family, "route", "add", &host, "dev", side.iface, "mtu", "lock", &ROUTE_MTU.to_string()]).unwrap();
     }
-    side.ns.exec("ethtool", "ethtool", &["-K", side.iface, "tso", "off"]).unwrap();
+    // TSO needs tx checksumming, which the lab turns off on one side.
+    let offloads: &[&str] = if hook == DecapHook::TcIngress { &["tx", "on", "tso", "on"] } else { &["tso", "off"] };
+    side.ns.exec("ethtool", "ethtool", &[&["-K", side.iface][..], offloads].concat()).unwrap();
     side.ns
         .run(|| {
-            let enc = Encapsulator::builder().attach_egress(side.iface).expect("egress");
+            let enc = Encapsulator::builder()
+                .allow_tso(hook == DecapHook::TcIngress)
+                .attach_egress(side.iface)
+                .expect("egress");
             for addr in [peer.v4, peer.v6] {
                 let prefix = lnetd_host_encap::IpNetwork::from(addr);
                 enc.set_label(prefix, Label::new(peer.label).unwrap()).expect("route to the peer");
             }
-            let dec = Decapsulator::builder()
-                .pop_labels([Label::new(side.label).unwrap(), Label::new(0).unwrap(), Label::new(2).unwrap()])
-                .attach(side.iface, XdpMode::Generic)
-                .expect("decapsulator");
+            let builder = Decapsulator::builder().pop_labels([
+                Label::new(side.label).unwrap(),
+                Label::new(0).unwrap(),
+                Label::new(2).unwrap(),
+            ]);
+            let dec = match hook {
+                DecapHook::Xdp => builder.attach(side.iface, XdpMode::Generic),
+                DecapHook::TcIngress => builder.attach_ingress(side.iface),
+            }
+            .expect("decapsulator");
             (enc, dec)
         })
         .unwrap()
@@ -127,6 +149,36 @@ fn transfer(from: &Netns, to: &Netns, dst: IpAddr, n: u64, seed: u64) -> Duratio
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn two_hosts_label_and_pop_their_own_traffic() {
     privileged("two_hosts_label_and_pop_their_own_traffic");
+    two_hosts(DecapHook::Xdp);
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn two_hosts_pop_on_tc_ingress() {
+    privileged("two_hosts_pop_on_tc_ingress");
+    two_hosts(DecapHook::TcIngress);
+}
+
+/// Sets the flag when dropped, panics included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Offload settings a transfer phase runs under: (tso, gso).
+fn phases(hook: DecapHook) -> &'static [(&'static str, &'static str)] {
+    match hook {
+        // The design's offloads for a NIC (TSO off, GSO on), then GSO off.
+        DecapHook::Xdp => &[("off", "on"), ("off", "off")],
+        // Super-packets whole over veth, then as for a NIC, then GSO off.
+        DecapHook::TcIngress => &[("on", "on"), ("off", "on"), ("off", "off")],
+    }
+}
+
+fn two_hosts(hook: DecapHook) {
     let lab = VethLab::new().expect("lab");
     let a = Side {
         ns: &lab.host,
@@ -142,8 +194,8 @@ fn two_hosts_label_and_pop_their_own_traffic() {
         v6: IpAddr::V6(VethLab::ROUTER_V6),
         label: 16001,
     };
-    let (enc_a, dec_a) = host_mode(&a, &b);
-    let (enc_b, dec_b) = host_mode(&b, &a);
+    let (enc_a, dec_a) = host_mode(&a, &b, hook);
+    let (enc_b, dec_b) = host_mode(&b, &a, hook);
 
     // What each side sends is captured as it leaves (after the egress hook):
     // what crosses the wire. (Arriving frames are seen after the XDP pop.)
@@ -152,12 +204,14 @@ fn two_hosts_label_and_pop_their_own_traffic() {
         lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap(),
     ];
     let stop = AtomicBool::new(false);
+    // The phase the watchers count frames for (TSO on may show super-packets).
+    let phase = AtomicUsize::new(0);
     let n = transfer_bytes();
     let (frames, times) = std::thread::scope(|s| {
         let watchers: Vec<_> = captures
             .iter()
             .map(|capture| {
-                let stop = &stop;
+                let (stop, phase) = (&stop, &phase);
                 s.spawn(move || {
                     let (mut labelled, mut unlabelled_data, mut oversize) = (0u64, 0u64, 0u64);
                     while !stop.load(Ordering::Relaxed) {
@@ -165,7 +219,8 @@ fn two_hosts_label_and_pop_their_own_traffic() {
                             if !f.outgoing {
                                 continue;
                             }
-                            if f.bytes.len() > 1514 {
+                            let tso = phases(hook)[phase.load(Ordering::Relaxed)].0 == "on";
+                            if f.bytes.len() > 1514 && !tso {
                                 oversize += 1;
                             }
                             match f.bytes.get(12..14) {
@@ -179,16 +234,30 @@ fn two_hosts_label_and_pop_their_own_traffic() {
                 })
             })
             .collect();
+        // A failed assertion below must still end the watchers, or the scope never returns.
+        let _stop = StopOnDrop(&stop);
         let mut times = Vec::new();
-        // With GSO on (the design's offloads: TSO off, GSO on), then off.
-        for gso in ["on", "off"] {
+        for (i, (tso, gso)) in phases(hook).iter().enumerate() {
             for side in [&a, &b] {
-                side.ns.exec("ethtool", "ethtool", &["-K", side.iface, "gso", gso]).unwrap();
+                side.ns.exec("ethtool", "ethtool", &["-K", side.iface, "tso", tso, "gso", gso]).unwrap();
             }
+            // Frames still in the capture queues belong to the phase before.
+            std::thread::sleep(Duration::from_millis(200));
+            phase.store(i, Ordering::Relaxed);
             for (from, to, dst, seed) in [(&a, &b, b.v4, 1), (&b, &a, a.v4, 2), (&a, &b, b.v6, 3), (&b, &a, a.v6, 4)] {
-                // The full size each way over IPv4 with GSO; a quarter for the other runs.
-                let bytes = if dst.is_ipv4() && gso == "on" { n } else { n / 4 };
-                times.push((format!("{dst} (GSO {gso})"), bytes, transfer(from.ns, to.ns, dst, bytes, seed)));
+                // The full size each way over IPv4 in the first phase; a quarter for the other runs.
+                let bytes = if dst.is_ipv4() && i == 0 { n } else { n / 4 };
+                let label = format!("{dst} (TSO {tso}, GSO {gso})");
+                times.push((label, bytes, transfer(from.ns, to.ns, dst, bytes, seed)));
+            }
+            if hook == DecapHook::TcIngress && *tso == "on" {
+                // Popped whole: the average popped packet is a super-packet.
+                for (side, dec) in [("A", &dec_a), ("B", &dec_b)] {
+                    let popped = dec.stats().unwrap().popped;
+                    let average = popped.bytes / popped.packets.max(1);
+                    println!("{side} popped {} packets, {average} bytes on average", popped.packets);
+                    assert!(average > 1514 * 4, "{side} popped super-packets whole: {popped:?}");
+                }
             }
         }
         stop.store(true, Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! The decapsulator's loader: its program (`xdp_decap`) with its two maps, the
-//! pop set and its counters, opened from the embedded object and configured.
+//! The decapsulator's loader: its programs (`xdp_decap`, `tc_decap`: one
+//! worker, one entry point per hook) with their two shared maps, the pop set
+//! and its counters, opened from the embedded object and configured.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -94,10 +95,13 @@ impl DecapState {
     }
 }
 
-/// The loaded decapsulator program and its maps.
+/// The loaded decapsulator programs and their maps.
 #[derive(Debug)]
 pub(crate) struct LoadedDecap {
-    pub prog: OwnedFd,
+    /// `xdp_decap`.
+    pub xdp: OwnedFd,
+    /// `tc_decap` (tcx ingress).
+    pub tc: OwnedFd,
     pub maps: DecapMaps,
 }
 
@@ -105,7 +109,8 @@ fn kernel(step: &'static str) -> impl FnOnce(libbpf_rs::Error) -> LoadError {
     move |source| LoadError::Kernel { step, source }
 }
 
-/// Loads the decapsulator with `config` and maps of its own (the pop set empty).
+/// Loads the decapsulator's programs with `config` and maps of their own (the
+/// pop set empty).
 pub(crate) fn load(config: &DecapConfig) -> Result<LoadedDecap, LoadError> {
     if config.max_pop_labels == 0 {
         return Err(LoadError::Config("the pop set's capacity must be at least 1"));
@@ -130,15 +135,14 @@ pub(crate) fn load(config: &DecapConfig) -> Result<LoadedDecap, LoadError> {
         }
         _ => LoadError::Kernel { step: "loading (verifier)", source },
     })?;
-    let prog = skel
-        .progs
-        .xdp_decap
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?;
+    let dup = |prog: std::os::fd::BorrowedFd<'_>| {
+        prog.try_clone_to_owned()
+            .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })
+    };
+    let (xdp, tc) = (dup(skel.progs.xdp_decap.as_fd())?, dup(skel.progs.tc_decap.as_fd())?);
     let maps = DecapMaps {
         pop_labels: BpfMap::new(&skel.maps.pop_labels, "pop_labels")?,
         decap_counters: BpfMap::new(&skel.maps.decap_counters, "decap_counters")?,
     };
-    Ok(LoadedDecap { prog, maps })
+    Ok(LoadedDecap { xdp, tc, maps })
 }

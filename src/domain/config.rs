@@ -89,6 +89,9 @@ pub enum AttachedMode {
     Offload,
     /// Not XDP: the host's own packets, on the interface's egress (tcx).
     Egress,
+    /// Not XDP: received packets on the interface's ingress (tcx), on the skb
+    /// path (the decapsulator's TC hook).
+    Ingress,
 }
 
 impl fmt::Display for XdpMode {
@@ -109,6 +112,7 @@ impl fmt::Display for AttachedMode {
             AttachedMode::Generic => "generic",
             AttachedMode::Offload => "offload",
             AttachedMode::Egress => "egress",
+            AttachedMode::Ingress => "ingress",
         })
     }
 }
@@ -164,12 +168,13 @@ impl FromStr for AttachedMode {
         parse_word(
             s,
             "attached XDP mode",
-            "native, generic, offload or egress",
+            "native, generic, offload, egress or ingress",
             &[
                 ("native", AttachedMode::Native),
                 ("generic", AttachedMode::Generic),
                 ("offload", AttachedMode::Offload),
                 ("egress", AttachedMode::Egress),
+                ("ingress", AttachedMode::Ingress),
             ],
         )
     }

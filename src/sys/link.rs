@@ -1,4 +1,4 @@
-//! Attachments through BPF links (XDP, tcx egress): created, pinned,
+//! Attachments through BPF links (XDP, tcx egress and ingress): created, pinned,
 //! adopted, retargeted at a new program atomically, detached.
 
 #![allow(unsafe_code)]
@@ -72,6 +72,12 @@ pub(crate) fn attach_tcx_egress(prog: BorrowedFd<'_>, ifindex: u32) -> Result<Bp
     link_create_for(prog, ifindex, libbpf_sys::BPF_TCX_EGRESS, 0)
 }
 
+/// Attaches `prog` to `ifindex`'s ingress through tcx (Linux 6.6+): received
+/// skbs, after the device's XDP program (if any), before the IP stack.
+pub(crate) fn attach_tcx_ingress(prog: BorrowedFd<'_>, ifindex: u32) -> Result<BpfLink, Errno> {
+    link_create_for(prog, ifindex, libbpf_sys::BPF_TCX_INGRESS, 0)
+}
+
 fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> Result<BpfLink, Errno> {
     link_create_for(prog, ifindex, libbpf_sys::BPF_XDP, flags)
 }
@@ -126,7 +132,7 @@ pub(crate) fn attach(prog: BorrowedFd<'_>, ifindex: u32, mode: XdpMode) -> Resul
             AttachedMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
             AttachedMode::Generic => libbpf_sys::XDP_FLAGS_SKB_MODE,
             AttachedMode::Offload => libbpf_sys::XDP_FLAGS_HW_MODE,
-            AttachedMode::Egress => continue,
+            AttachedMode::Egress | AttachedMode::Ingress => continue,
         };
         match link_create(prog, ifindex, flags) {
             Ok(link) => return Ok((link, m)),

@@ -59,7 +59,8 @@ enum Command {
         #[arg(long, default_value = "xdp", value_parser = ["xdp", "egress"])]
         hook: String,
         /// With --hook egress: attach even though the NIC segments TCP itself
-        /// (only for NICs known to segment MPLS).
+        /// (only for NICs known to segment MPLS, or a veth whose peer pops
+        /// with `pop attach --hook ingress`).
         #[arg(long)]
         allow_tso: bool,
         /// auto (native, falling back to generic), native or generic.
@@ -254,15 +255,19 @@ fn origins(iface: &str) -> impl Fn(Table, IpNetwork) -> (String, Option<String>,
 
 #[derive(Subcommand, Debug)]
 enum PopCommand {
-    /// Load the decapsulator, pin it and attach it to IFACE (XDP).
+    /// Load the decapsulator, pin it and attach it to IFACE (XDP or TC ingress).
     Attach {
+        /// xdp: pop before the kernel builds an skb (MTU-sized frames from a NIC);
+        /// ingress: pop on the skb path (tcx), GSO super-packets whole (veth peers).
+        #[arg(long, default_value = "xdp", value_parser = ["xdp", "ingress"])]
+        hook: String,
         /// The labels to pop (comma-separated); default the explicit nulls 0 and 2.
         #[arg(long, value_delimiter = ',', default_value = "0,2")]
         labels: Vec<Label>,
         /// A frame whose top label is not in the set: pass it untouched, or drop it.
         #[arg(long, default_value = "pass")]
         other: OtherLabels,
-        /// auto (native, falling back to generic), native or generic.
+        /// With --hook xdp: auto (native, falling back to generic), native or generic.
         #[arg(long, default_value = "auto", value_parser = xdp_mode())]
         mode: XdpMode,
     },
@@ -584,8 +589,9 @@ fn agent(
 
 fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
     match command {
-        PopCommand::Attach { labels, other, mode } => {
-            let dec = Decapsulator::builder().pop_labels(labels).other_labels(other).pinned().attach(iface, mode)?;
+        PopCommand::Attach { hook, labels, other, mode } => {
+            let builder = Decapsulator::builder().pop_labels(labels).other_labels(other).pinned();
+            let dec = if hook == "ingress" { builder.attach_ingress(iface)? } else { builder.attach(iface, mode)? };
             let mode = dec.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
             let labels: Vec<String> = dec.pop_labels()?.iter().map(|l| l.to_string()).collect();
             println!(

@@ -38,10 +38,10 @@ static __always_inline enum verdict decap_verdict(enum decap_counter c)
 }
 
 /* `bytes` is the frame length on arrival, so the counters sum to what was seen. */
-static __always_inline int decap_count_and_act(enum decap_counter c, __u64 bytes)
+static __always_inline int decap_count_and_act(const enum hook hook, enum decap_counter c, __u64 bytes)
 {
 	counter_add(&decap_counters, c, bytes);
-	return verdict_action(HOOK_XDP, decap_verdict(c));
+	return verdict_action(hook, decap_verdict(c));
 }
 
 #endif /* LNETD_DECAP_MAPS_H */

@@ -1,20 +1,27 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The decapsulator's worker: pop the labels addressed to this host and hand
- * the packet to its stack.
+ * the packet to its stack. One worker for both hooks (XDP, TC ingress); each
+ * entry point passes a constant hook and keeps only its own branch.
  *
  * Pipeline: parse L2 (Ethernet + up to 2 VLAN tags) -> MPLS? -> walk the
  * stack against the pop set -> policy for other labels -> pop (move L2,
  * restore the ethertype from the IP version) -> pass. Each stage reports in
  * its own terms; this worker maps that onto a decap counter and jumps to the
- * one exit, which counts exactly that counter and turns it into XDP's
+ * one exit, which counts exactly that counter and turns it into the hook's
  * return code.
+ *
+ * On TC the pop takes two passes (include/pop_skb.h): the first marks the
+ * frame and redirects it to the device's own ingress, uncounted; the second
+ * removes the entries and counts the packet once, by its length as it
+ * arrived (a pop leaves the length alone until the second pass).
  *
  * Partial pops: when the top entries are in the set but a label that is not
  * follows (S=1 not reached), the entries in the set are popped and the rest
  * kept under ethertype 0x8847 (for an MPLS-aware stack), unless other labels
  * are dropped: then the frame is dropped untouched, as any frame carrying a
- * label the host was not told to pop.
+ * label the host was not told to pop. TC does not pop partially (the second
+ * pass needs an IP protocol): such a frame is an other-label frame there.
  *
  * The IP header is never touched: no TTL is copied from the label (the
  * explicit nulls' usual short-pipe behaviour), no checksum changes.
@@ -24,13 +31,14 @@
 
 #include "decap_config.h"
 #include "decap_maps.h"
-#include "hook_xdp.h"
+#include "hook.h"
 #include "parsing.h"
 #include "pop.h"
+#include "pop_skb.h"
 
-static __always_inline int decap(struct xdp_md *ctx)
+static __always_inline int decap(void *ctx, const enum hook hook)
 {
-	__u64 bytes = xdp_frame_len(ctx);
+	__u64 bytes = hook_frame_len(ctx, hook);
 	struct pop_result res = {};
 	enum decap_counter verdict;
 	struct hdr_cursor c;
@@ -40,12 +48,29 @@ static __always_inline int decap(struct xdp_md *ctx)
 	__u16 ethertype = ETH_P_MPLS_UC;
 	int proto;
 
-	xdp_frame_bounds(ctx, &data, &data_end);
+	if (hook == HOOK_SKB && skb_pull_headers(ctx, DECAP_HEADERS)) {
+		verdict = DECAP_CNT_MALFORMED;
+		goto out;
+	}
+	hook_frame(ctx, hook, &data, &data_end);
 	c.pos = data;
 	proto = parse_ethernet(&c, data_end, &eth, &vlan_tags);
 	if (proto == PARSE_INVALID) {
 		verdict = DECAP_CNT_MALFORMED;
 		goto out;
+	}
+	if (hook == HOOK_SKB && vlan_tags == 0 && (proto == ETH_P_IP || proto == ETH_P_IPV6)) {
+		switch (skb_pop_finish(ctx, &c, data_end)) {
+		case SKB_POP_DONE:
+			verdict = DECAP_CNT_POPPED;
+			goto out;
+		case SKB_POP_REFUSED:
+			/* The marker would reach the stack: drop, as the stack would. */
+			verdict = DECAP_CNT_ABORTED;
+			goto out;
+		default:
+			break;
+		}
 	}
 	if (proto != ETH_P_MPLS_UC) {
 		verdict = DECAP_CNT_NOT_MPLS;
@@ -61,6 +86,10 @@ static __always_inline int decap(struct xdp_md *ctx)
 			verdict = DECAP_CNT_OTHER_DROPPED;
 			goto out;
 		}
+		if (hook == HOOK_SKB) {
+			verdict = DECAP_CNT_OTHER_PASSED;
+			goto out;
+		}
 		verdict = DECAP_CNT_POPPED_PARTIAL;
 		break;
 	case POP_OTHER:
@@ -69,6 +98,24 @@ static __always_inline int decap(struct xdp_md *ctx)
 	default:
 		verdict = DECAP_CNT_MALFORMED;
 		goto out;
+	}
+	if (hook == HOOK_SKB) {
+		/*
+		 * A VLAN tag still in the frame at TC is the inner one of two (the
+		 * kernel took the outer): after the redirect the protocol would be
+		 * VLAN, which the second pass cannot shrink. Attach to the VLAN
+		 * device instead.
+		 */
+		if (vlan_tags) {
+			verdict = DECAP_CNT_MALFORMED;
+			goto out;
+		}
+		if (skb_pop_mark(ctx, sizeof(struct ethhdr), res.entries, ethertype)) {
+			verdict = DECAP_CNT_MALFORMED;
+			goto out;
+		}
+		/* Counted on the second pass. */
+		return bpf_redirect(((struct __sk_buff *)ctx)->ifindex, BPF_F_INGRESS);
 	}
 	switch (pop_entries(ctx, vlan_tags, res.entries, ethertype)) {
 	case 0:
@@ -81,7 +128,7 @@ static __always_inline int decap(struct xdp_md *ctx)
 		verdict = DECAP_CNT_ABORTED;
 	}
 out:
-	return decap_count_and_act(verdict, bytes);
+	return decap_count_and_act(hook, verdict, bytes);
 }
 
 #endif /* LNETD_DECAP_WORKER_H */

@@ -22,11 +22,16 @@
  * judged on skb->len (parse_packet's frame_len). The helper returns at once
  * when the bytes are already linear, as they are for the host's own TCP.
  */
-static __always_inline int skb_make_linear(struct __sk_buff *skb)
+static __always_inline int skb_pull_headers(struct __sk_buff *skb, __u32 headers)
 {
 	__u32 len = skb->len;
 
-	return bpf_skb_pull_data(skb, len < SKB_HEADERS ? len : SKB_HEADERS) ? -1 : 0;
+	return bpf_skb_pull_data(skb, len < headers ? len : headers) ? -1 : 0;
+}
+
+static __always_inline int skb_make_linear(struct __sk_buff *skb)
+{
+	return skb_pull_headers(skb, SKB_HEADERS);
 }
 
 static __always_inline void skb_frame_bounds(struct __sk_buff *skb, void **data, void **data_end)
