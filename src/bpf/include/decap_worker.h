@@ -11,17 +11,15 @@
  * one exit, which counts exactly that counter and turns it into the hook's
  * return code.
  *
- * On TC the pop takes two passes (include/pop_skb.h): the first marks the
- * frame and redirects it to the device's own ingress, uncounted; the second
- * removes the entries and counts the packet once, by its length as it
- * arrived (a pop leaves the length alone until the second pass).
+ * On TC the pop works on the skb (include/pop_skb.h), so a GSO super-packet
+ * is popped whole.
  *
  * Partial pops: when the top entries are in the set but a label that is not
  * follows (S=1 not reached), the entries in the set are popped and the rest
  * kept under ethertype 0x8847 (for an MPLS-aware stack), unless other labels
  * are dropped: then the frame is dropped untouched, as any frame carrying a
- * label the host was not told to pop. TC does not pop partially (the second
- * pass needs an IP protocol): such a frame is an other-label frame there.
+ * label the host was not told to pop. TC does not pop partially (its
+ * removal needs an IP protocol): such a frame is an other-label frame there.
  *
  * The IP header is never touched: no TTL is copied from the label (the
  * explicit nulls' usual short-pipe behaviour), no checksum changes.
@@ -59,19 +57,6 @@ static __always_inline int decap(void *ctx, const enum hook hook)
 		verdict = DECAP_CNT_MALFORMED;
 		goto out;
 	}
-	if (hook == HOOK_SKB && vlan_tags == 0 && (proto == ETH_P_IP || proto == ETH_P_IPV6)) {
-		switch (skb_pop_finish(ctx, &c, data_end)) {
-		case SKB_POP_DONE:
-			verdict = DECAP_CNT_POPPED;
-			goto out;
-		case SKB_POP_REFUSED:
-			/* The marker would reach the stack: drop, as the stack would. */
-			verdict = DECAP_CNT_ABORTED;
-			goto out;
-		default:
-			break;
-		}
-	}
 	if (proto != ETH_P_MPLS_UC) {
 		verdict = DECAP_CNT_NOT_MPLS;
 		goto out;
@@ -102,20 +87,17 @@ static __always_inline int decap(void *ctx, const enum hook hook)
 	if (hook == HOOK_SKB) {
 		/*
 		 * A VLAN tag still in the frame at TC is the inner one of two (the
-		 * kernel took the outer): after the redirect the protocol would be
-		 * VLAN, which the second pass cannot shrink. Attach to the VLAN
-		 * device instead.
+		 * kernel took the outer): adjust_room would leave the protocol VLAN
+		 * over an IP packet. Attach to the VLAN device instead.
 		 */
 		if (vlan_tags) {
 			verdict = DECAP_CNT_MALFORMED;
 			goto out;
 		}
-		if (skb_pop_mark(ctx, sizeof(struct ethhdr), res.entries, ethertype)) {
-			verdict = DECAP_CNT_MALFORMED;
-			goto out;
-		}
-		/* Counted on the second pass. */
-		return bpf_redirect(((struct __sk_buff *)ctx)->ifindex, BPF_F_INGRESS);
+		/* A refused step may have left a tag of ours in the frame: drop it. */
+		if (skb_pop_entries(ctx, res.entries, ethertype))
+			verdict = DECAP_CNT_ABORTED;
+		goto out;
 	}
 	switch (pop_entries(ctx, vlan_tags, res.entries, ethertype)) {
 	case 0:
