@@ -549,6 +549,22 @@ impl Decapsulator {
         let prog = self.xdp.as_ref().ok_or(TestRunError::Kernel(Errno::EOPNOTSUPP))?;
         test_run::test_run(prog.as_fd(), frame)
     }
+
+    /// Runs the TC ingress program once on `frame` with BPF_PROG_TEST_RUN,
+    /// without any interface; TC_ACT_OK is reported as [`XdpAction::Pass`] and
+    /// TC_ACT_SHOT as [`XdpAction::Drop`](crate::XdpAction::Drop). The frame
+    /// is handed over as it is: a VLAN tag stays in it (on an interface the
+    /// kernel takes the outer one off first). The counters count it.
+    ///
+    /// # Errors
+    /// As [`Decapsulator::test_run`] (EOPNOTSUPP for a handle adopted from a
+    /// decapsulator running in XDP).
+    ///
+    /// [`XdpAction::Pass`]: crate::XdpAction::Pass
+    pub fn test_run_ingress(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
+        let prog = self.tc.as_ref().ok_or(TestRunError::Kernel(Errno::EOPNOTSUPP))?;
+        test_run::test_run_skb(prog.as_fd(), frame)
+    }
 }
 
 impl Drop for Decapsulator {

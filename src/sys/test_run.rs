@@ -66,6 +66,25 @@ fn run_opts() -> libbpf_sys::bpf_test_run_opts {
 /// Runs `prog` once on `frame` in the calling thread's network namespace (its
 /// loopback device is the ingress interface, so its MTU is the one checked).
 pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, TestRunError> {
+    let (retval, frame) = run_once(prog, frame)?;
+    Ok(TestRun { action: XdpAction::from(retval), frame })
+}
+
+/// As [`test_run`], for a TC program: the kernel builds an skb from `frame`
+/// (eth_type_trans sets its protocol; a VLAN tag stays in the frame, as no
+/// receive path took it off), and TC_ACT_OK and TC_ACT_SHOT are reported as
+/// [`XdpAction::Pass`] and [`XdpAction::Drop`].
+pub(crate) fn test_run_skb(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, TestRunError> {
+    let (retval, frame) = run_once(prog, frame)?;
+    let action = match retval {
+        0 => XdpAction::Pass,
+        2 => XdpAction::Drop,
+        other => XdpAction::Other(other),
+    };
+    Ok(TestRun { action, frame })
+}
+
+fn run_once(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<(u32, Vec<u8>), TestRunError> {
     if frame.len() > MAX_TEST_FRAME {
         return Err(TestRunError::FrameTooLarge { len: frame.len(), max: MAX_TEST_FRAME });
     }
@@ -82,7 +101,7 @@ pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, Te
         return Err(TestRunError::Kernel(Errno::from_raw(-rc)));
     }
     out.truncate(opts.data_size_out as usize);
-    Ok(TestRun { action: XdpAction::from(opts.retval), frame: out })
+    Ok((opts.retval, out))
 }
 
 /// How often a program ran and how long it took in total, as the kernel

@@ -36,7 +36,8 @@
 
 static __always_inline int decap(void *ctx, const enum hook hook)
 {
-	__u64 bytes = hook_frame_len(ctx, hook);
+	/* As the frame arrived, so that both hooks count the same bytes. */
+	__u64 bytes = hook == HOOK_SKB ? skb_wire_len(ctx) : xdp_frame_len(ctx);
 	struct pop_result res = {};
 	enum decap_counter verdict;
 	struct hdr_cursor c;

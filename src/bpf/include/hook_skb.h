@@ -45,6 +45,12 @@ static __always_inline __u64 skb_frame_len(struct __sk_buff *skb)
 	return skb->len;
 }
 
+/* The frame's length on the wire: a VLAN tag the kernel took off on receive counts. */
+static __always_inline __u64 skb_wire_len(struct __sk_buff *skb)
+{
+	return skb->len + (skb->vlan_present ? 4 : 0);
+}
+
 /*
  * bpf_skb_change_head(), not bpf_skb_adjust_room(): it adds the room at the
  * very front and resets only the MAC header, so the network header stays on

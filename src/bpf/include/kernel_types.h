@@ -85,8 +85,6 @@ struct __sk_buff {
 /* TC (sched_cls / tcx) verdicts; tcx shares the values. */
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
-/* bpf_skb_store_bytes(): keep a CHECKSUM_COMPLETE skb's csum right. */
-#define BPF_F_RECOMPUTE_CSUM (1ULL << 0)
 /* bpf_skb_adjust_room(): the room is right after the MAC header; gso_size is kept. */
 #define BPF_ADJ_ROOM_MAC 1
 #define BPF_F_ADJ_ROOM_FIXED_GSO (1ULL << 0)

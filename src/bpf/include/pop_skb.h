@@ -7,11 +7,12 @@
  * protocol is not IPv4 or IPv6; a program cannot write skb->protocol (NOTES).
  * The VLAN helpers can: popping a VLAN tag that sits in the frame sets
  * skb->protocol from the ethertype under it (vlan_set_encap_proto). So the
- * frame is given such a tag for a moment (two pushes: the second moves the
- * first, or the tag the kernel took off on receive, into the frame), the
- * ethertype under it is rewritten to the IP version found under the stack,
- * and the tags are popped again: the protocol is now IP, the L2 header (and
- * a received VLAN tag) is as it was, and adjust_room can remove the entries.
+ * frame's ethertype is rewritten to the IP version found under the stack,
+ * the frame is given a tag for a moment (two pushes: the second moves the
+ * first, or the tag the kernel took off on receive, into the frame, above
+ * that ethertype), and the tags are popped again: the protocol is now IP,
+ * the L2 header (and a received VLAN tag) is as it was, and adjust_room can
+ * remove the entries.
  */
 #ifndef LNETD_POP_SKB_H
 #define LNETD_POP_SKB_H
@@ -22,25 +23,25 @@
 /* Bytes the decapsulator reads: Ethernet, two tags, a full stack, the IP version byte. */
 #define DECAP_HEADERS (14 + 2 * 4 + DECAP_MAX_DEPTH * 4 + 1)
 
-/* Where the ethertype under a tag in the frame sits: MACs, TPID, TCI. */
-#define SKB_TAGGED_ETHERTYPE (2 * ETH_ALEN + 4)
-
 /*
  * Makes skb->protocol `ethertype` (host order) and writes it as the frame's
- * ethertype, for a frame with no VLAN tag in its bytes. The helpers keep a
- * CHECKSUM_COMPLETE skb's csum right. Returns 0, or -1 when the kernel
- * refused a step (the frame may then carry a tag of ours: drop it).
+ * ethertype, for a frame with no VLAN tag in its bytes. The ethertype is
+ * written while it is still part of the MAC header, which a
+ * CHECKSUM_COMPLETE skb's csum does not cover at TC ingress; the VLAN
+ * helpers keep the csum right for what they move. Returns 0, or -1 when the
+ * kernel refused a step (the frame may then carry a tag of ours: drop it).
  */
 static __always_inline int skb_set_protocol(struct __sk_buff *skb, __u16 ethertype)
 {
 	__be16 proto = bpf_htons(ethertype);
 	__u32 tagged = skb->vlan_present;
 
+	if (bpf_skb_store_bytes(skb, 2 * ETH_ALEN, &proto, sizeof(proto), 0))
+		return -1;
 	if (!tagged && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0))
 		return -1;
+	/* Moves the tag into the frame, above the ethertype just written. */
 	if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0))
-		return -1;
-	if (bpf_skb_store_bytes(skb, SKB_TAGGED_ETHERTYPE, &proto, sizeof(proto), BPF_F_RECOMPUTE_CSUM))
 		return -1;
 	/* The tag in the frame goes back to where it was (or away), the protocol is `ethertype`. */
 	if (bpf_skb_vlan_pop(skb))
