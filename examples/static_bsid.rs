@@ -10,6 +10,7 @@
 //! ```text
 //! cargo run --example static_bsid                       # the lab demo (root)
 //! cargo run --example static_bsid -- --iface eth1 --route 198.51.100.0/24=16001/16002
+//! cargo run --example static_bsid -- --iface eth1 --hook egress --route 198.51.100.0/24=16001 --pop 0,2,16002
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,8 +24,8 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use lnetd_host_encap::lab::{traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
-    decode_stack, prefix, Encapsulator, EntropyLabel, IpNetwork, Label, LabelStack, Policy, Route, Stats, Table, Tc,
-    TtlMode, XdpMode,
+    decode_stack, prefix, Decapsulator, Encapsulator, EntropyLabel, IpNetwork, Label, LabelStack, Policy, Route, Stats,
+    Table, Tc, TtlMode, XdpMode,
 };
 
 #[derive(Parser, Debug)]
@@ -67,6 +68,15 @@ struct Args {
     /// copy (the IP TTL into every label; traceroute shows the hop) or a fixed TTL 1..=255.
     #[arg(long, default_value = "copy")]
     ttl: TtlMode,
+    /// With --iface: also pop these labels (comma-separated, e.g. 0,2,16001)
+    /// from what the interface receives, with a decapsulator (host mode).
+    #[arg(long, value_delimiter = ',', requires = "iface")]
+    pop: Vec<Label>,
+    /// The decapsulator's hook: ingress (TC, beside either encapsulator hook;
+    /// GSO super-packets popped whole) or xdp (beside --hook egress only: one
+    /// XDP program per interface).
+    #[arg(long, default_value = "ingress", value_parser = ["ingress", "xdp"], requires = "pop")]
+    pop_hook: String,
 }
 
 fn parse_prefix(s: &str) -> Result<IpNetwork, String> {
@@ -154,6 +164,16 @@ fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
     if let Some(dir) = enc.pin_dir() {
         println!("pinned in {}", dir.display());
     }
+    let dec = if args.pop.is_empty() {
+        None
+    } else {
+        let builder = Decapsulator::builder().pop_labels(args.pop.iter().copied());
+        let dec =
+            if args.pop_hook == "xdp" { builder.attach(iface, args.mode)? } else { builder.attach_ingress(iface)? };
+        let mode = dec.attachment().context("attached")?.mode;
+        println!("popping {:?} on {iface} in {mode} mode", args.pop.iter().map(|l| l.value()).collect::<Vec<_>>());
+        Some(dec)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
@@ -161,7 +181,22 @@ fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         println!("{}", stats_line(&enc.stats()?));
+        if let Some(dec) = &dec {
+            let d = dec.stats()?;
+            println!(
+                "popped {} pkts {} B | partial {} | not MPLS {} | other labels passed {} dropped {} | malformed {}",
+                d.popped.packets,
+                d.popped.bytes,
+                d.popped_partial.packets,
+                d.not_mpls.packets,
+                d.other_label_passed.packets,
+                d.other_label_dropped.packets,
+                d.malformed.packets
+            );
+        }
     }
+    // The decapsulator is not pinned: it goes with this process.
+    drop(dec);
     if args.pin {
         println!("left running on {iface}, pinned");
         return Ok(());

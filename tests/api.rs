@@ -282,3 +282,68 @@ fn without_privileges_the_error_names_the_capability() {
     assert!(!out.status.success());
     assert!(stderr.contains("CAP_BPF") && stderr.contains("CAP_NET_ADMIN"), "{stderr}");
 }
+
+/// The example in host mode: its encapsulator (XDP) and, with `--pop`, a
+/// decapsulator on TC ingress beside it; a labelled datagram from the router
+/// reaches a socket on the host, and the example's stats line counts it.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_example_pops_beside_its_encapsulator() {
+    privileged("the_example_pops_beside_its_encapsulator");
+    use std::io::Read;
+    let bin = example_binary();
+    assert!(bin.exists(), "cargo test builds the example: {}", bin.display());
+    let lab = VethLab::new().expect("lab");
+    let sock = lab
+        .host
+        .run(|| {
+            let s = std::net::UdpSocket::bind(SocketAddr::new(VethLab::HOST_V4.into(), 5310)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+            s
+        })
+        .unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", lab.host.name()])
+        .arg(&bin)
+        .args(["--iface", VethLab::HOST_IF, "--mode", "generic", "--pop", "0,16002"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the example");
+    // Frame: the router's UDP datagram to the host, label 16002 (S=1) after the MACs.
+    let mut spec = common::frame(&VethLab::HOST_V4.to_string()).l4(common::L4::Udp { sport: 40002, dport: 5310 });
+    spec.src_mac = VethLab::ROUTER_MAC;
+    spec.dst_mac = VethLab::HOST_MAC;
+    let ip = spec.build();
+    let mut bytes = ip.bytes[..12].to_vec();
+    bytes.extend_from_slice(&[0x88, 0x47]);
+    bytes.extend_from_slice(&((16002u32 << 12) | 0x100 | 64).to_be_bytes());
+    bytes.extend_from_slice(&ip.bytes[14..]);
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let received = loop {
+        // Until the example has attached both programs, the frame is not popped.
+        lab.router.run(|| traffic::raw_frame(VethLab::ROUTER_IF, &bytes)).unwrap().expect("send");
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            break Some(n);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read");
+    let status = child.wait().expect("reap");
+    assert_eq!(received, Some(spec.payload_len), "the popped datagram reached the host's socket\n{out}");
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&format!("popping [0, 16002] on {} in ingress mode", VethLab::HOST_IF)), "{out}");
+    let popped = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("popped "))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .max();
+    assert!(popped.is_some_and(|n| n >= 1), "the stats line counts the popped frame\n{out}");
+}
