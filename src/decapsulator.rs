@@ -265,13 +265,8 @@ impl Decapsulator {
     pub fn attach_ingress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
         let prog = self.program(AttachedMode::Ingress)?;
         self.attach_with(iface, |ifindex| {
-            let link = link::attach_tcx_ingress(prog, ifindex).map_err(|errno| match errno {
-                Errno::EPERM | Errno::EACCES => {
-                    AttachError::from_attempts(iface, XdpMode::Auto, vec![(AttachedMode::Ingress, errno)])
-                }
-                Errno::ENODEV => AttachError::NoSuchInterface { iface: iface.to_owned() },
-                errno => AttachError::Ingress { iface: iface.to_owned(), errno },
-            })?;
+            let link = link::attach_tcx_ingress(prog, ifindex)
+                .map_err(|errno| AttachError::from_tcx(iface, AttachedMode::Ingress, errno))?;
             Ok((link, AttachedMode::Ingress))
         })
     }

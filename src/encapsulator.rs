@@ -341,13 +341,8 @@ impl Encapsulator {
         }
         let tc = dataplane::load_program(self.fib.config(), self.fib.maps(), Program::TcEgress).map_err(Box::new)?;
         self.attach_with(iface, |ifindex| {
-            let link = link::attach_tcx_egress(tc.as_fd(), ifindex).map_err(|errno| match errno {
-                Errno::EPERM | Errno::EACCES => {
-                    AttachError::from_attempts(iface, XdpMode::Auto, vec![(AttachedMode::Egress, errno)])
-                }
-                Errno::ENODEV => AttachError::NoSuchInterface { iface: iface.to_owned() },
-                errno => AttachError::Egress { iface: iface.to_owned(), errno },
-            })?;
+            let link = link::attach_tcx_egress(tc.as_fd(), ifindex)
+                .map_err(|errno| AttachError::from_tcx(iface, AttachedMode::Egress, errno))?;
             Ok((link, AttachedMode::Egress))
         })
     }

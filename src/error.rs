@@ -148,6 +148,18 @@ pub enum AttachError {
 }
 
 impl AttachError {
+    /// The error for a refused tcx attach (`hook` is [`AttachedMode::Egress`]
+    /// or [`AttachedMode::Ingress`]).
+    pub(crate) fn from_tcx(iface: &str, hook: AttachedMode, errno: Errno) -> AttachError {
+        let iface = iface.to_owned();
+        match errno {
+            Errno::EPERM | Errno::EACCES => AttachError::from_attempts(&iface, XdpMode::Auto, vec![(hook, errno)]),
+            Errno::ENODEV => AttachError::NoSuchInterface { iface },
+            errno if hook == AttachedMode::Ingress => AttachError::Ingress { iface, errno },
+            errno => AttachError::Egress { iface, errno },
+        }
+    }
+
     /// The error for a failed XDP attach, from the kernel's answer to each
     /// mode tried (the last one decides).
     pub(crate) fn from_attempts(iface: &str, mode: XdpMode, tried: Vec<(AttachedMode, Errno)>) -> AttachError {
