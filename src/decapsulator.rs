@@ -172,20 +172,23 @@ struct Attached {
 /// stacks, stacks whose first 16 entries are all in the set without an S
 /// bit, and payloads that are neither IPv4 nor IPv6.
 ///
-/// Two hooks, one program (the same pop set, policy and counters):
+/// Two hooks, one worker compiled into two programs that share the pop set,
+/// the policy and the counters:
 ///
 /// - XDP ([`Decapsulator::attach`]): the frame is popped before the kernel
 ///   builds an skb, the fastest path for MTU-sized frames from a NIC.
 /// - TC ingress ([`Decapsulator::attach_ingress`], tcx): on the skb, so a
-///   GSO super-packet (from a veth, or merged by GRO) is popped whole. On
-///   veth this is what keeps host-to-host TCP at full speed: a veth whose
-///   peer runs XDP loses its GSO features and the sender segments every
-///   packet in software. The pop takes two passes through the program (the
-///   frame is marked and redirected to the device's own ingress, where the
-///   second pass removes the entries; captures on the interface see it
-///   twice); it pops only whole stacks (a partial pop is an other-label frame
-///   there), and a stack under a VLAN tag still in the frame (the inner tag
-///   of two) is counted malformed and passed: attach to the VLAN device.
+///   GSO super-packet (a veth hands its peer the sender's super-packets) is
+///   popped whole, where XDP on a veth would make the sender segment every
+///   packet in software (a veth whose peer runs XDP loses its GSO features).
+///   It pops only whole stacks (a partial pop is an other-label frame there),
+///   and a stack under a VLAN tag still in the frame (the inner tag of two;
+///   the kernel takes the outer one off first) is counted malformed and
+///   passed: attach to the VLAN device. GSO types other than TCP and UDP
+///   (SCTP, ESP) cannot be popped whole and are dropped as aborted. A popped
+///   super-packet's segment count is left at 0 by the kernel's helper
+///   (readers take it as 1: IP and TCP segment counters undercount).
+///   Frames it passes go on to the next tcx program, if any.
 ///
 /// The program is attached through a BPF link: dropping the decapsulator, or
 /// the process dying, detaches it, unless it was pinned
@@ -243,10 +246,14 @@ impl Decapsulator {
     /// [`AttachError::NoSuchInterface`], [`AttachError::AlreadyAttached`] (this
     /// decapsulator), [`AttachError::InterfaceBusy`] (another XDP program, an
     /// encapsulator included: one XDP program per interface),
-    /// [`AttachError::ModeUnsupported`], [`AttachError::Privileges`].
+    /// [`AttachError::ModeUnsupported`], [`AttachError::Privileges`],
+    /// [`AttachError::NoProgramForHook`] for a handle adopted from a
+    /// decapsulator on TC ingress.
     pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
-        let prog = self.program(AttachedMode::Native)?;
         self.attach_with(iface, |ifindex| {
+            let prog = self
+                .program(AttachedMode::Native)
+                .map_err(|(wanted, running)| AttachError::NoProgramForHook { wanted, running })?;
             link::attach(prog, ifindex, mode).map_err(|tried| AttachError::from_attempts(iface, mode, tried))
         })
     }
@@ -260,29 +267,28 @@ impl Decapsulator {
     /// # Errors
     /// [`AttachError::NoSuchInterface`], [`AttachError::AlreadyAttached`],
     /// [`AttachError::Privileges`], [`AttachError::Ingress`] (tcx refused),
-    /// [`AttachError::Load`] for a handle adopted from an XDP decapsulator (it
-    /// holds no TC program).
+    /// [`AttachError::NoProgramForHook`] for a handle adopted from an XDP
+    /// decapsulator (it holds no TC program).
     pub fn attach_ingress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
-        let prog = self.program(AttachedMode::Ingress)?;
         self.attach_with(iface, |ifindex| {
+            let prog = self
+                .program(AttachedMode::Ingress)
+                .map_err(|(wanted, running)| AttachError::NoProgramForHook { wanted, running })?;
             let link = link::attach_tcx_ingress(prog, ifindex)
                 .map_err(|errno| AttachError::from_tcx(iface, AttachedMode::Ingress, errno))?;
             Ok((link, AttachedMode::Ingress))
         })
     }
 
-    /// The program for a hook (`Ingress`, or any XDP mode).
-    fn program(&self, mode: AttachedMode) -> Result<BorrowedFd<'_>, AttachError> {
-        let (prog, hook) = match mode {
-            AttachedMode::Ingress => (&self.tc, "TC ingress"),
-            _ => (&self.xdp, "XDP"),
+    /// The program for a hook (`Ingress`, or any XDP mode), and the names of
+    /// the hook asked for and of the other one, for the error when this
+    /// handle, adopted on the other hook, holds none.
+    fn program(&self, mode: AttachedMode) -> Result<BorrowedFd<'_>, (&'static str, &'static str)> {
+        let (prog, wanted, running) = match mode {
+            AttachedMode::Ingress => (&self.tc, "TC ingress", "XDP"),
+            _ => (&self.xdp, "XDP", "TC ingress"),
         };
-        prog.as_ref().map(AsFd::as_fd).ok_or_else(|| {
-            AttachError::Load(Box::new(LoadError::Config(match hook {
-                "XDP" => "this handle adopted a decapsulator running on TC and holds no XDP program: load a new one",
-                _ => "this handle adopted a decapsulator running on XDP and holds no TC program: load a new one",
-            })))
-        })
+        prog.as_ref().map(AsFd::as_fd).ok_or((wanted, running))
     }
 
     /// The attach steps both hooks share: the interface, the pins; `link`
@@ -397,7 +403,7 @@ impl Decapsulator {
         let owner = dir.lock(std::time::Duration::ZERO)?;
         let corrupt = |reason: String| PinError::Corrupt { path: dir.pins().to_owned(), reason };
         let state: DecapState = serde_json::from_str(&dir.read()?).map_err(|e| corrupt(e.to_string()))?;
-        if state.format != DecapState::FORMAT {
+        if !DecapState::reads(state.format) {
             return Err(PinError::Incompatible {
                 found: state.format,
                 written_by: state.written_by,
@@ -538,27 +544,32 @@ impl Decapsulator {
     ///
     /// # Errors
     /// [`TestRunError::FrameTooLarge`] above [`crate::MAX_TEST_FRAME`] bytes, or
-    /// [`TestRunError::Kernel`] (EOPNOTSUPP for a handle adopted from a
-    /// decapsulator running on TC, which holds no XDP program).
+    /// [`TestRunError::Kernel`], [`TestRunError::NoProgram`] for a handle
+    /// adopted from a decapsulator running on TC.
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        let prog = self.xdp.as_ref().ok_or(TestRunError::Kernel(Errno::EOPNOTSUPP))?;
-        test_run::test_run(prog.as_fd(), frame)
+        let prog = self
+            .program(AttachedMode::Native)
+            .map_err(|(wanted, running)| TestRunError::NoProgram { wanted, running })?;
+        test_run::test_run(prog, frame)
     }
 
     /// Runs the TC ingress program once on `frame` with BPF_PROG_TEST_RUN,
-    /// without any interface; TC_ACT_OK is reported as [`XdpAction::Pass`] and
-    /// TC_ACT_SHOT as [`XdpAction::Drop`](crate::XdpAction::Drop). The frame
+    /// without any interface; on (TC_ACT_UNSPEC: the next program, or the
+    /// stack) is reported as [`XdpAction::Pass`] and TC_ACT_SHOT as
+    /// [`XdpAction::Drop`](crate::XdpAction::Drop). The frame
     /// is handed over as it is: a VLAN tag stays in it (on an interface the
     /// kernel takes the outer one off first). The counters count it.
     ///
     /// # Errors
-    /// As [`Decapsulator::test_run`] (EOPNOTSUPP for a handle adopted from a
-    /// decapsulator running in XDP).
+    /// As [`Decapsulator::test_run`] ([`TestRunError::NoProgram`] for a
+    /// handle adopted from a decapsulator running in XDP).
     ///
     /// [`XdpAction::Pass`]: crate::XdpAction::Pass
     pub fn test_run_ingress(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
-        let prog = self.tc.as_ref().ok_or(TestRunError::Kernel(Errno::EOPNOTSUPP))?;
-        test_run::test_run_skb(prog.as_fd(), frame)
+        let prog = self
+            .program(AttachedMode::Ingress)
+            .map_err(|(wanted, running)| TestRunError::NoProgram { wanted, running })?;
+        test_run::test_run_skb(prog, frame)
     }
 }
 

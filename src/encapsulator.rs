@@ -489,6 +489,11 @@ impl Encapsulator {
             },
             Unreadable::Invalid(reason) => PinError::Corrupt { path: dir.pins().to_owned(), reason },
         })?;
+        if attached.mode == AttachedMode::Ingress {
+            // A decapsulator's hook: no encapsulator is ever attached there.
+            let reason = "an encapsulator attached in ingress mode".to_owned();
+            return Err(PinError::Corrupt { path: dir.pins().to_owned(), reason }.into());
+        }
         let ifindex = nix::net::if_::if_nametoindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         if ifindex != attached.ifindex {

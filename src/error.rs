@@ -115,6 +115,18 @@ pub enum AttachError {
         /// The kernel's errno.
         errno: Errno,
     },
+    /// This decapsulator handle was adopted running on the other hook: it
+    /// holds no program for this one.
+    #[error(
+        "this handle adopted a decapsulator running on {running} and holds no {wanted} program: detach it and load \
+         a new decapsulator"
+    )]
+    NoProgramForHook {
+        /// The hook asked for (`XDP` or `TC ingress`).
+        wanted: &'static str,
+        /// The hook it was adopted on.
+        running: &'static str,
+    },
     /// The ingress (tcx) attach was refused.
     #[error("attaching to {iface}'s ingress (tcx) failed: {errno}; tcx needs Linux 6.6 or later")]
     Ingress {
@@ -268,6 +280,14 @@ pub enum TestRunError {
     /// The kernel refused the run.
     #[error("BPF_PROG_TEST_RUN failed: {0} (needs CAP_BPF / root)")]
     Kernel(Errno),
+    /// A decapsulator handle adopted on the other hook holds no program for this one.
+    #[error("this handle adopted a decapsulator running on {running} and holds no {wanted} program to run")]
+    NoProgram {
+        /// The hook asked for (`XDP` or `TC ingress`).
+        wanted: &'static str,
+        /// The hook it was adopted on.
+        running: &'static str,
+    },
 }
 
 /// Pinning a dataplane, or adopting a pinned one, failed.

@@ -493,7 +493,9 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     drop(_agent);
     let _agent = start_agent(&lab, "withdraw");
     until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(3));
-    wait_for(Duration::from_secs(3), "origins after the agent's restart", || {
+    // The origins come back once the new agent has its BGP session again (its
+    // setup took 6 s at the start on a loaded machine): a generous limit.
+    wait_for(Duration::from_secs(20), "origins after the agent's restart", || {
         let routes = cli(&lab, &["routes"]);
         let origin = |prefix: &str| {
             routes.lines().find(|l| l.starts_with(prefix)).map(|l| l.split_whitespace().nth(2).unwrap_or("").to_owned())

@@ -466,14 +466,41 @@ fn run_wire(hook: Hook, expected: AttachedMode) {
         // other label (TC); either way it stays MPLS and is not delivered.
         (labelled(&to_host(false, 14), &stack(&[5000, 1000])), false, 14),
         (labelled(&to_host(true, 1400), &stack(&[5000, 2])), true, 1400),
-        // Priority-tagged (VLAN 0): the tag is kept (on TC the kernel has taken
-        // it off before the program and puts it back), the host accepts VLAN 0.
-        (labelled(&to_host(false, 15).vlan(0x8100, 0), &stack(&[0])), true, 15),
     ];
     let mut bytes_popped = 0u64;
     for (bytes, _, _) in &sends {
         lab.router.run(|| traffic::raw_frame(VethLab::ROUTER_IF, bytes)).expect("ns").expect("send");
     }
+    // Tagged frames (802.1Q 100 with priority 5, 802.1ad 200): XDP keeps the
+    // tag in the frame; on TC the kernel has taken it off before the program,
+    // which must put it back as it was. What the stack gets, seen by an
+    // observer after the decapsulator: the tag, and IPv4 as the protocol. (No
+    // VLAN device here to deliver to: this kernel has no 802.1Q module.)
+    let observer = lab
+        .host
+        .run(|| lnetd_host_encap::testing::observer::IngressObserver::attach(VethLab::HOST_IF))
+        .expect("ns")
+        .expect("observer");
+    let mut vlan_bytes = 0u64;
+    for (i, (tpid, tci)) in [(0x8100u16, (5u16 << 13) | 100), (0x88a8, 200)].into_iter().enumerate() {
+        let bytes = labelled(&to_host(false, 30).vlan(tpid, tci), &stack(&[0]));
+        lab.router.run(|| traffic::raw_frame(VethLab::ROUTER_IF, &bytes)).expect("ns").expect("send");
+        vlan_bytes += bytes.len() as u64;
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let seen = loop {
+            let seen = observer.read().expect("observed");
+            if seen.seen as usize > i || std::time::Instant::now() > deadline {
+                break seen;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            (seen.seen as usize, seen.vlan_proto, seen.vlan_tci, seen.protocol),
+            (i + 1, tpid, tci, 0x0800),
+            "{hook:?}: the tag as received, the protocol IPv4"
+        );
+    }
+    drop(observer);
     let mut got: Vec<usize> = Vec::new();
     for sock in [&sock4, &sock6] {
         let mut buf = [0u8; 2048];
@@ -492,8 +519,9 @@ fn run_wire(hook: Hook, expected: AttachedMode) {
             bytes_popped += bytes.len() as u64;
         }
     }
+    bytes_popped += vlan_bytes;
     let stats = dec.stats().expect("stats");
-    assert_eq!(stats.popped, Counter { packets: 5, bytes: bytes_popped }, "{stats:?}");
+    assert_eq!(stats.popped, Counter { packets: 6, bytes: bytes_popped }, "{stats:?}");
     let (partial, other) = if hook == Hook::Ingress { (0, 2) } else { (1, 1) };
     assert_eq!(stats.popped_partial.packets, partial, "{stats:?}");
     assert_eq!(stats.other_label_passed.packets, other, "{stats:?}");
@@ -510,7 +538,7 @@ fn run_wire(hook: Hook, expected: AttachedMode) {
     lab.router.run(|| traffic::raw_frame(VethLab::ROUTER_IF, &sends[0].0)).expect("ns").expect("send");
     let mut buf = [0u8; 2048];
     assert!(sock4.recv_from(&mut buf).is_err(), "nothing popped after detach");
-    assert_eq!(dec.stats().expect("stats").popped.packets, 5, "the program no longer runs");
+    assert_eq!(dec.stats().expect("stats").popped.packets, 6, "the program no longer runs");
 }
 
 #[test]

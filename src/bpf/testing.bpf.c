@@ -14,6 +14,10 @@
  *
  * xdp_count_returned: counts the frames that come back to an interface
  * (labelled ones apart) and drops them.
+ *
+ * tc_observe: on tcx ingress after another program, records what the
+ * kernel will see of the last skb that carries a VLAN tag taken off on
+ * receive (its tag, its protocol) and passes everything on.
  */
 #include "hook.h"
 #include "packet.h"
@@ -140,6 +144,36 @@ int xdp_count_returned(struct xdp_md *ctx)
 	c->labelled++;
 	c->last_top_entry = *(__u32 *)(eth + 1);
 	return XDP_DROP;
+}
+
+/* The last tagged skb tc_observe saw; protocol and vlan_proto in network order. */
+struct observed_skb {
+	__u32 seen;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 protocol;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct observed_skb);
+} observed SEC(".maps");
+
+SEC("tc")
+int tc_observe(struct __sk_buff *skb)
+{
+	__u32 key = 0;
+	struct observed_skb *o = bpf_map_lookup_elem(&observed, &key);
+
+	if (o && skb->vlan_present) {
+		o->seen += 1;
+		o->vlan_tci = skb->vlan_tci;
+		o->vlan_proto = skb->vlan_proto;
+		o->protocol = skb->protocol;
+	}
+	return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

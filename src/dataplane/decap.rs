@@ -65,12 +65,19 @@ pub(crate) struct DecapState {
 }
 
 impl DecapState {
-    /// The format this build writes and reads.
-    pub(crate) const FORMAT: u32 = 1;
+    /// The newest format this build writes: 2, for a decapsulator on TC
+    /// ingress (so that a build that knows only XDP calls it incompatible
+    /// rather than corrupt); an XDP one is still written as 1.
+    pub(crate) const FORMAT: u32 = 2;
+
+    /// Whether this build reads `format`.
+    pub(crate) fn reads(format: u32) -> bool {
+        (1..=Self::FORMAT).contains(&format)
+    }
 
     pub(crate) fn new(config: &DecapConfig, ifindex: u32, mode: AttachedMode) -> DecapState {
         DecapState {
-            format: Self::FORMAT,
+            format: if mode == AttachedMode::Ingress { Self::FORMAT } else { 1 },
             written_by: env!("CARGO_PKG_VERSION").to_owned(),
             other_labels: match config.other {
                 OtherLabels::Pass => "pass",
@@ -91,6 +98,9 @@ impl DecapState {
             other => return Err(format!("unknown other_labels {other:?}")),
         };
         let mode = self.mode.parse::<AttachedMode>().map_err(|e| e.to_string())?;
+        if mode == AttachedMode::Egress {
+            return Err("a decapsulator attached in egress mode".to_owned());
+        }
         Ok((DecapConfig { other, max_pop_labels: self.max_pop_labels }, mode))
     }
 }

@@ -78,8 +78,10 @@ pub enum XdpMode {
     Auto,
 }
 
-/// The mode an attachment actually got.
+/// The mode an attachment actually got. More hooks may come: match with a
+/// wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AttachedMode {
     /// In the driver.
     Native,
@@ -270,7 +272,13 @@ mod tests {
         for m in [XdpMode::Native, XdpMode::Generic, XdpMode::Offload, XdpMode::Auto] {
             assert_eq!(m.to_string().parse::<XdpMode>(), Ok(m));
         }
-        for m in [AttachedMode::Native, AttachedMode::Generic, AttachedMode::Offload, AttachedMode::Egress] {
+        for m in [
+            AttachedMode::Native,
+            AttachedMode::Generic,
+            AttachedMode::Offload,
+            AttachedMode::Egress,
+            AttachedMode::Ingress,
+        ] {
             assert_eq!(m.to_string().parse::<AttachedMode>(), Ok(m));
         }
         for p in [MtuPolicy::Drop, MtuPolicy::Pass] {

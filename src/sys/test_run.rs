@@ -72,12 +72,13 @@ pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, Te
 
 /// As [`test_run`], for a TC program: the kernel builds an skb from `frame`
 /// (eth_type_trans sets its protocol; a VLAN tag stays in the frame, as no
-/// receive path took it off), and TC_ACT_OK and TC_ACT_SHOT are reported as
+/// receive path took it off), and TC_ACT_UNSPEC or TC_ACT_OK (on to the
+/// next program, or the stack) and TC_ACT_SHOT are reported as
 /// [`XdpAction::Pass`] and [`XdpAction::Drop`].
 pub(crate) fn test_run_skb(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<TestRun, TestRunError> {
     let (retval, frame) = run_once(prog, frame)?;
     let action = match retval {
-        0 => XdpAction::Pass,
+        u32::MAX | 0 => XdpAction::Pass,
         2 => XdpAction::Drop,
         other => XdpAction::Other(other),
     };

@@ -34,6 +34,8 @@ use crate::error::{AttachError, LoadError, MapError};
 use crate::sys::link::{self, BpfLink};
 use crate::sys::map::BpfMap;
 
+use super::dup;
+
 // SAFETY: generated #[repr(C)] structs of integers (src/bpf/testing.bpf.c);
 // the sizes asserted below equal the sum of their fields, so no padding.
 unsafe impl Pod for gen_config {}
@@ -84,10 +86,6 @@ pub enum GeneratorError {
     /// live frames; EPERM without CAP_BPF / CAP_NET_ADMIN).
     #[error("BPF_PROG_TEST_RUN with live frames failed: {0}")]
     Kernel(Errno),
-}
-
-fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, LoadError> {
-    fd.try_clone_to_owned().map_err(|e| LoadError::Kernel { step: "duplicating a program fd", source: e.into() })
 }
 
 /// Sends live frames out of an interface with BPF_PROG_TEST_RUN (see the

@@ -2,6 +2,7 @@
 
 pub mod generator;
 pub mod lab;
+pub mod observer;
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -29,13 +30,14 @@ fn load<T>(pick: impl FnOnce(&TestingSkel<'_>) -> Result<T, LoadError>) -> Resul
     pick(&skel)
 }
 
+/// A new fd for a program or map of the testing object, which outlives the skeleton.
+fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, LoadError> {
+    fd.try_clone_to_owned().map_err(|e| LoadError::Kernel { step: "duplicating a program fd", source: e.into() })
+}
+
 /// One program of the testing object, by a new fd.
 fn load_prog(pick: for<'a, 'b> fn(&'a TestingSkel<'b>) -> BorrowedFd<'a>) -> Result<OwnedFd, LoadError> {
-    load(|s| {
-        pick(s)
-            .try_clone_to_owned()
-            .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })
-    })
+    load(|s| dup(pick(s)))
 }
 
 /// An `XDP_PASS` program attached to an interface while this value lives.

@@ -34,35 +34,71 @@
 #include "pop.h"
 #include "pop_skb.h"
 
+enum decap_parse {
+	DECAP_PARSE_WALKED,    /* the walk says what the stack holds */
+	DECAP_PARSE_NOT_MPLS,  /* the ethertype after the VLAN tags is not 0x8847 */
+	DECAP_PARSE_TRUNCATED, /* the L2 header is cut short */
+};
+
+/* L2, then the walk over the stack, on the bytes the program can read directly. */
+static __always_inline enum decap_parse decap_parse(void *ctx, const enum hook hook, __u32 *vlan_tags,
+						    struct pop_result *res, enum pop_walk *walk)
+{
+	struct hdr_cursor c;
+	struct ethhdr *eth;
+	void *data, *data_end;
+	int proto;
+
+	hook_frame(ctx, hook, &data, &data_end);
+	c.pos = data;
+	proto = parse_ethernet(&c, data_end, &eth, vlan_tags);
+	if (proto == PARSE_INVALID)
+		return DECAP_PARSE_TRUNCATED;
+	if (proto != ETH_P_MPLS_UC)
+		return DECAP_PARSE_NOT_MPLS;
+	*walk = pop_walk(&c, data_end, &pop_labels, res);
+	return DECAP_PARSE_WALKED;
+}
+
 static __always_inline int decap(void *ctx, const enum hook hook)
 {
 	/* As the frame arrived, so that both hooks count the same bytes. */
 	__u64 bytes = hook == HOOK_SKB ? skb_wire_len(ctx) : xdp_frame_len(ctx);
+	enum pop_walk walk = POP_MALFORMED;
 	struct pop_result res = {};
 	enum decap_counter verdict;
-	struct hdr_cursor c;
-	struct ethhdr *eth;
-	void *data, *data_end;
-	__u32 vlan_tags;
+	enum decap_parse parsed;
+	__u32 vlan_tags = 0;
 	__u16 ethertype = ETH_P_MPLS_UC;
-	int proto;
 
-	if (hook == HOOK_SKB && skb_pull_headers(ctx, DECAP_HEADERS)) {
-		verdict = DECAP_CNT_MALFORMED;
-		goto out;
-	}
-	hook_frame(ctx, hook, &data, &data_end);
-	c.pos = data;
-	proto = parse_ethernet(&c, data_end, &eth, &vlan_tags);
-	if (proto == PARSE_INVALID) {
-		verdict = DECAP_CNT_MALFORMED;
-		goto out;
-	}
-	if (proto != ETH_P_MPLS_UC) {
+	/* The kernel has read the ethertype already: an skb that is not MPLS is not touched. */
+	if (hook == HOOK_SKB && !skb_may_be_mpls(ctx)) {
 		verdict = DECAP_CNT_NOT_MPLS;
 		goto out;
 	}
-	switch (pop_walk(&c, data_end, &pop_labels, &res)) {
+	parsed = decap_parse(ctx, hook, &vlan_tags, &res, &walk);
+	/*
+	 * An skb's linear part usually holds every header (a super-packet's
+	 * does), and pulling more would move payload into it; only when the
+	 * walk ran off its end are the headers pulled, and the walk redone.
+	 */
+	if (hook == HOOK_SKB && (parsed == DECAP_PARSE_TRUNCATED || walk == POP_MALFORMED) &&
+	    skb_linear_short(ctx, DECAP_HEADERS)) {
+		if (skb_pull_headers(ctx, DECAP_HEADERS)) {
+			verdict = DECAP_CNT_MALFORMED;
+			goto out;
+		}
+		parsed = decap_parse(ctx, hook, &vlan_tags, &res, &walk);
+	}
+	if (parsed == DECAP_PARSE_TRUNCATED) {
+		verdict = DECAP_CNT_MALFORMED;
+		goto out;
+	}
+	if (parsed == DECAP_PARSE_NOT_MPLS) {
+		verdict = DECAP_CNT_NOT_MPLS;
+		goto out;
+	}
+	switch (walk) {
 	case POP_WHOLE:
 		ethertype = res.restored;
 		verdict = DECAP_CNT_POPPED;

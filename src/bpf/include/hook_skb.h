@@ -7,6 +7,7 @@
 #define LNETD_HOOK_SKB_H
 
 #include "kernel_types.h"
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 /*
@@ -17,10 +18,10 @@
 
 /*
  * Direct packet access only reaches the linear part of an skb: the headers
- * the stages read are pulled into it, never the payload (pulling a GSO
- * super-packet whole would copy up to 64 KiB a packet). Completeness is
- * judged on skb->len (parse_packet's frame_len). The helper returns at once
- * when the bytes are already linear, as they are for the host's own TCP.
+ * the stages read are pulled into it, never the whole payload (pulling a GSO
+ * super-packet whole would copy up to 64 KiB a packet), though a short
+ * linear part gets the first payload bytes too, and a cloned skb a head of
+ * its own. Completeness is judged on skb->len (parse_packet's frame_len).
  */
 static __always_inline int skb_pull_headers(struct __sk_buff *skb, __u32 headers)
 {
@@ -43,6 +44,24 @@ static __always_inline void skb_frame_bounds(struct __sk_buff *skb, void **data,
 static __always_inline __u64 skb_frame_len(struct __sk_buff *skb)
 {
 	return skb->len;
+}
+
+/* Whether fewer than `headers` bytes (or the whole frame, if shorter) can be read directly. */
+static __always_inline int skb_linear_short(struct __sk_buff *skb, __u32 headers)
+{
+	__u32 len = skb->len;
+
+	return skb->data_end - skb->data < (len < headers ? len : headers);
+}
+
+/*
+ * Whether the skb may be MPLS, by the protocol the kernel read from its
+ * ethertype: MPLS, or a VLAN tag still in the frame (the inner of two).
+ */
+static __always_inline int skb_may_be_mpls(struct __sk_buff *skb)
+{
+	return skb->protocol == bpf_htons(ETH_P_MPLS_UC) || skb->protocol == bpf_htons(ETH_P_8021Q) ||
+	       skb->protocol == bpf_htons(ETH_P_8021AD);
 }
 
 /* The frame's length on the wire: a VLAN tag the kernel took off on receive counts. */

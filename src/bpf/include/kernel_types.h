@@ -83,11 +83,14 @@ struct __sk_buff {
 } __attribute__((preserve_access_index));
 
 /* TC (sched_cls / tcx) verdicts; tcx shares the values. */
+#define TC_ACT_UNSPEC (-1)
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 /* bpf_skb_adjust_room(): the room is right after the MAC header; gso_size is kept. */
 #define BPF_ADJ_ROOM_MAC 1
 #define BPF_F_ADJ_ROOM_FIXED_GSO (1ULL << 0)
+/* ... and CHECKSUM_UNNECESSARY is kept (the IP packet is not touched). */
+#define BPF_F_ADJ_ROOM_NO_CSUM_RESET (1ULL << 5)
 
 enum xdp_action {
 	XDP_ABORTED = 0,

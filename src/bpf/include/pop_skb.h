@@ -48,20 +48,25 @@ static __always_inline int skb_set_protocol(struct __sk_buff *skb, __u16 etherty
 		return -1;
 	if (!tagged && bpf_skb_vlan_pop(skb))
 		return -1;
+	/* The helpers' internals are what this relies on: a kernel that differs fails here, loudly. */
+	if (skb->protocol != bpf_htons(ethertype) || skb->vlan_present != tagged)
+		return -1;
 	return 0;
 }
 
 /*
  * Removes `entries` label stack entries after the Ethernet header of a frame
  * with no VLAN tag in its bytes and restores `ethertype` (host order), gso_size
- * kept: the segments' payload does not change. Returns 0, or -1 when the
+ * kept: the segments' payload does not change. GSO types other than TCP and
+ * UDP (SCTP, ESP) are refused by the kernel. Returns 0, or -1 when the
  * kernel refused (drop: the frame may be part-way changed).
  */
 static __always_inline int skb_pop_entries(struct __sk_buff *skb, __u32 entries, __u16 ethertype)
 {
 	if (skb_set_protocol(skb, ethertype))
 		return -1;
-	if (bpf_skb_adjust_room(skb, -(int)(entries * 4), BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+	if (bpf_skb_adjust_room(skb, -(int)(entries * 4), BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET))
 		return -1;
 	return 0;
 }

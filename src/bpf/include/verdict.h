@@ -32,8 +32,12 @@ static __always_inline int verdict_action(const enum hook hook, enum verdict v)
 			return XDP_PASS;
 		}
 	}
-	/* TC has no "aborted": a broken packet is dropped like any other. */
-	return v == VERDICT_DROP || v == VERDICT_ABORTED ? TC_ACT_SHOT : TC_ACT_OK;
+	/*
+	 * TC has no "aborted": a broken packet is dropped like any other. On,
+	 * it is TC_ACT_UNSPEC (tcx's TCX_NEXT), not TC_ACT_OK (TCX_PASS, which
+	 * would skip every program after this one, a firewall's included).
+	 */
+	return v == VERDICT_DROP || v == VERDICT_ABORTED ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* Per-CPU counter slots (struct counter_value): plain increments are race-free. */
