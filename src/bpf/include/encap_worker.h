@@ -51,18 +51,33 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	const struct segment_list *list;
 	struct route_value *route, *alternate;
 	struct packet pkt = {};
+	enum packet_parse parsed;
 	struct l2_copy l2;
 	enum encap_counter verdict;
 	__u32 hash = 0, idx = 0, room, counter_id = 0;
 	__be32 el_bits = 0, tc_bits = 0, ttl_bits;
 	void *data, *data_end;
 
-	if (hook_begin(ctx, hook)) {
-		verdict = ENCAP_CNT_PASS_NO_HEADROOM;
-		goto out;
-	}
 	hook_frame(ctx, hook, &data, &data_end);
-	switch (parse_packet(data, data_end, bytes, &pkt)) {
+	parsed = parse_packet(data, data_end, bytes, &pkt);
+	/*
+	 * An skb's linear part usually holds every header the stages read (TCP's
+	 * do). Pulling more would give a cloned skb (TCP's, again) a head of its
+	 * own and move payload into it, for every packet sent, labelled or not:
+	 * the headers are pulled, and the parse redone, only when it ran off the
+	 * linear part (ports it could not reach included).
+	 */
+	if (hook == HOOK_SKB && skb_linear_short(ctx, SKB_HEADERS) &&
+	    (parsed == PACKET_MALFORMED || (parsed == PACKET_IP && l4_has_ports(pkt.l4_proto) && !pkt.has_ports))) {
+		if (skb_make_linear(ctx)) {
+			verdict = ENCAP_CNT_PASS_NO_HEADROOM;
+			goto out;
+		}
+		hook_frame(ctx, hook, &data, &data_end);
+		__builtin_memset(&pkt, 0, sizeof(pkt));
+		parsed = parse_packet(data, data_end, bytes, &pkt);
+	}
+	switch (parsed) {
 	case PACKET_IP:
 		break;
 	case PACKET_NOT_IP:

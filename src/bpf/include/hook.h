@@ -16,14 +16,6 @@ enum hook {
 	HOOK_SKB,
 };
 
-/* Ready the frame for direct access; -1: the kernel could not (out of memory). */
-static __always_inline int hook_begin(void *ctx, const enum hook hook)
-{
-	if (hook == HOOK_SKB)
-		return skb_make_linear(ctx);
-	return 0;
-}
-
 static __always_inline void hook_frame(void *ctx, const enum hook hook, void **data, void **data_end)
 {
 	if (hook == HOOK_XDP)
