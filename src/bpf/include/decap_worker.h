@@ -34,6 +34,9 @@
 #include "pop.h"
 #include "pop_skb.h"
 
+/* Bytes the decapsulator reads: Ethernet, two tags, a full stack, the IP version byte. */
+#define DECAP_HEADERS (14 + 2 * 4 + DECAP_MAX_DEPTH * 4 + 1)
+
 enum decap_parse {
 	DECAP_PARSE_WALKED,    /* the walk says what the stack holds */
 	DECAP_PARSE_NOT_MPLS,  /* the ethertype after the VLAN tags is not 0x8847 */
@@ -68,6 +71,7 @@ static __always_inline int decap(void *ctx, const enum hook hook)
 	struct pop_result res = {};
 	enum decap_counter verdict;
 	enum decap_parse parsed;
+	int ran_off;
 	__u32 vlan_tags = 0;
 	__u16 ethertype = ETH_P_MPLS_UC;
 
@@ -77,18 +81,14 @@ static __always_inline int decap(void *ctx, const enum hook hook)
 		goto out;
 	}
 	parsed = decap_parse(ctx, hook, &vlan_tags, &res, &walk);
-	/*
-	 * An skb's linear part usually holds every header (a super-packet's
-	 * does), and pulling more would move payload into it; only when the
-	 * walk ran off its end are the headers pulled, and the walk redone.
-	 */
-	if (hook == HOOK_SKB && (parsed == DECAP_PARSE_TRUNCATED || walk == POP_MALFORMED) &&
-	    skb_linear_short(ctx, DECAP_HEADERS)) {
-		if (skb_pull_headers(ctx, DECAP_HEADERS)) {
-			verdict = DECAP_CNT_MALFORMED;
-			goto out;
-		}
+	ran_off = parsed == DECAP_PARSE_TRUNCATED || (parsed == DECAP_PARSE_WALKED && walk == POP_MALFORMED);
+	switch (hook == HOOK_SKB ? skb_pull_to_reparse(ctx, ran_off, DECAP_HEADERS) : 0) {
+	case 1:
 		parsed = decap_parse(ctx, hook, &vlan_tags, &res, &walk);
+		break;
+	case -1:
+		verdict = DECAP_CNT_MALFORMED;
+		goto out;
 	}
 	if (parsed == DECAP_PARSE_TRUNCATED) {
 		verdict = DECAP_CNT_MALFORMED;

@@ -52,6 +52,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	struct route_value *route, *alternate;
 	struct packet pkt = {};
 	enum packet_parse parsed;
+	int ran_off;
 	struct l2_copy l2;
 	enum encap_counter verdict;
 	__u32 hash = 0, idx = 0, room, counter_id = 0;
@@ -60,22 +61,18 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 
 	hook_frame(ctx, hook, &data, &data_end);
 	parsed = parse_packet(data, data_end, bytes, &pkt);
-	/*
-	 * An skb's linear part usually holds every header the stages read (TCP's
-	 * do). Pulling more would give a cloned skb (TCP's, again) a head of its
-	 * own and move payload into it, for every packet sent, labelled or not:
-	 * the headers are pulled, and the parse redone, only when it ran off the
-	 * linear part (ports it could not reach included).
-	 */
-	if (hook == HOOK_SKB && skb_linear_short(ctx, SKB_HEADERS) &&
-	    (parsed == PACKET_MALFORMED || (parsed == PACKET_IP && l4_has_ports(pkt.l4_proto) && !pkt.has_ports))) {
-		if (skb_make_linear(ctx)) {
-			verdict = ENCAP_CNT_PASS_NO_HEADROOM;
-			goto out;
-		}
+	/* Ports it could not reach count as running off the linear part. */
+	ran_off = parsed == PACKET_MALFORMED ||
+		  (parsed == PACKET_IP && l4_has_ports(pkt.l4_proto) && !pkt.has_ports);
+	switch (hook == HOOK_SKB ? skb_pull_to_reparse(ctx, ran_off, SKB_HEADERS) : 0) {
+	case 1:
 		hook_frame(ctx, hook, &data, &data_end);
 		__builtin_memset(&pkt, 0, sizeof(pkt));
 		parsed = parse_packet(data, data_end, bytes, &pkt);
+		break;
+	case -1:
+		verdict = ENCAP_CNT_PASS_NO_HEADROOM;
+		goto out;
 	}
 	switch (parsed) {
 	case PACKET_IP:

@@ -16,25 +16,6 @@
  */
 #define SKB_HEADERS (14 + 2 * 4 + 60 + 4)
 
-/*
- * Direct packet access only reaches the linear part of an skb: the headers
- * the stages read are pulled into it, never the whole payload (pulling a GSO
- * super-packet whole would copy up to 64 KiB a packet), though a short
- * linear part gets the first payload bytes too, and a cloned skb a head of
- * its own. Completeness is judged on skb->len (parse_packet's frame_len).
- */
-static __always_inline int skb_pull_headers(struct __sk_buff *skb, __u32 headers)
-{
-	__u32 len = skb->len;
-
-	return bpf_skb_pull_data(skb, len < headers ? len : headers) ? -1 : 0;
-}
-
-static __always_inline int skb_make_linear(struct __sk_buff *skb)
-{
-	return skb_pull_headers(skb, SKB_HEADERS);
-}
-
 static __always_inline void skb_frame_bounds(struct __sk_buff *skb, void **data, void **data_end)
 {
 	*data = (void *)(long)skb->data;
@@ -46,12 +27,24 @@ static __always_inline __u64 skb_frame_len(struct __sk_buff *skb)
 	return skb->len;
 }
 
-/* Whether fewer than `headers` bytes (or the whole frame, if shorter) can be read directly. */
-static __always_inline int skb_linear_short(struct __sk_buff *skb, __u32 headers)
+/*
+ * Direct packet access only reaches an skb's linear part, which usually holds
+ * every header a program reads (TCP's and a veth super-packet's do). Pulling
+ * more would move payload into it, and give a cloned skb (TCP's) a head of
+ * its own, on every packet. So a program parses what is linear first, and
+ * calls this when the parse `ran_off` its end: the first `headers` bytes (or
+ * the whole frame, if shorter) are pulled when they were not all linear.
+ * Returns 1: pulled, parse again (every packet pointer is invalid); 0: the
+ * parse's answer stands; -1: the kernel could not pull. Completeness is
+ * judged on skb->len (parse_packet's frame_len), never on data_end.
+ */
+static __always_inline int skb_pull_to_reparse(struct __sk_buff *skb, int ran_off, __u32 headers)
 {
-	__u32 len = skb->len;
+	__u32 want = skb->len < headers ? skb->len : headers;
 
-	return skb->data_end - skb->data < (len < headers ? len : headers);
+	if (!ran_off || skb->data_end - skb->data >= want)
+		return 0;
+	return bpf_skb_pull_data(skb, want) ? -1 : 1;
 }
 
 /*

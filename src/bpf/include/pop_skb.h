@@ -20,9 +20,6 @@
 #include "../decap_shared.h"
 #include "hook_skb.h"
 
-/* Bytes the decapsulator reads: Ethernet, two tags, a full stack, the IP version byte. */
-#define DECAP_HEADERS (14 + 2 * 4 + DECAP_MAX_DEPTH * 4 + 1)
-
 /*
  * Makes skb->protocol `ethertype` (host order) and writes it as the frame's
  * ethertype, for a frame with no VLAN tag in its bytes. The ethertype is
