@@ -19,6 +19,23 @@ struct dir4_tables {
 };
 
 /*
+ * The entry for the first `bits` bits of `addr` (16 or 24) in a table of
+ * blocks of DIR_BLOCK entries (tbl16, tbl24); -1 when the block is missing.
+ */
+_Static_assert(DIR_BLOCK == 1 << 4, "dir_block_entry indexes blocks by shifting 4 bits");
+
+static __always_inline int dir_block_entry(void *table, __u32 addr, __u32 bits, __u32 *entry)
+{
+	__u32 index = addr >> (32 - bits) >> 4;
+	struct dir_block *block = bpf_map_lookup_elem(table, &index);
+
+	if (!block)
+		return -1;
+	*entry = block->entry[(addr >> (32 - bits)) & (DIR_BLOCK - 1)];
+	return 0;
+}
+
+/*
  * The route covering an IPv4 destination in DIR-24-8: one read of the /16
  * summary, one of tbl24 when the /16 holds prefixes longer than /16, one of
  * tbl8 when the /24 holds prefixes longer than /24, then the prefix's slot
@@ -28,7 +45,6 @@ static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const st
 						       __u32 *counter_id)
 {
 	struct dir_prefix *prefix;
-	struct dir_block *block;
 	struct dir_group *group;
 	__u32 slot, addr, index;
 	__be32 be;
@@ -36,18 +52,10 @@ static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const st
 
 	__builtin_memcpy(&be, dst, sizeof(be));
 	addr = bpf_ntohl(be);
-	index = addr >> 20;
-	block = bpf_map_lookup_elem(t->tbl16, &index);
-	if (!block)
+	if (dir_block_entry(t->tbl16, addr, 16, &slot))
 		return NULL;
-	slot = block->entry[(addr >> 16) & (DIR_BLOCK - 1)];
-	if (slot & DIR_DESCEND) {
-		index = addr >> 12;
-		block = bpf_map_lookup_elem(t->tbl24, &index);
-		if (!block)
-			return NULL;
-		slot = block->entry[(addr >> 8) & (DIR_BLOCK - 1)];
-	}
+	if ((slot & DIR_DESCEND) && dir_block_entry(t->tbl24, addr, 24, &slot))
+		return NULL;
 	if (slot & DIR_GROUP) {
 		index = slot & DIR_SLOT_MASK;
 		group = bpf_map_lookup_elem(t->tbl8, &index);
