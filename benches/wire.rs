@@ -114,13 +114,16 @@ struct Bench {
     generator: Generator,
     counter: ReturnCounter,
     floor: BaselineProgram,
+    /// The encapsulator as loaded by default (route cache on), and one without the route cache.
     enc: Encapsulator,
+    uncached: Encapsulator,
     threads: usize,
     secs: f64,
     rounds: usize,
     /// Seconds per frame in the last call of a floor turn and of an encap turn.
     floor_pace: Mutex<f64>,
     encap_pace: Mutex<f64>,
+    uncached_pace: Mutex<f64>,
 }
 
 impl Bench {
@@ -178,29 +181,45 @@ impl Bench {
         t
     }
 
-    /// An encapsulator turn, and the packets it counted as labelled.
-    fn encap_turn(&self, secs: f64) -> (Turn, u64) {
-        self.lab.host.run(|| self.enc.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("encapsulator");
-        let before = self.enc.stats().expect("stats").labelled.packets;
-        let t = self.turn(secs, &self.encap_pace);
-        let labelled = self.enc.stats().expect("stats").labelled.packets - before;
-        self.lab.host.run(|| self.enc.detach()).unwrap().expect("detach");
+    /// An encapsulator turn (`cached`: the default one, else the one without
+    /// the route cache), and the packets it counted as labelled.
+    fn encap_turn(&self, secs: f64, cached: bool) -> (Turn, u64) {
+        let (enc, pace) = match cached {
+            true => (&self.enc, &self.encap_pace),
+            false => (&self.uncached, &self.uncached_pace),
+        };
+        self.lab.host.run(|| enc.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("encapsulator");
+        let before = enc.stats().expect("stats").labelled.packets;
+        let t = self.turn(secs, pace);
+        let labelled = enc.stats().expect("stats").labelled.packets - before;
+        self.lab.host.run(|| enc.detach()).unwrap().expect("detach");
         (t, labelled)
+    }
+
+    /// Both encapsulators take the same routes.
+    fn apply(&self, state: &ValidState) {
+        for enc in [&self.enc, &self.uncached] {
+            enc.apply_valid(state).expect("apply");
+        }
     }
 
     /// One configuration's rounds (frames already set); prints its row.
     fn measure(&self, what: &str, labels: RangeInclusive<u32>) {
         // A half turn of each first, not counted: first touch of the frames
         // and of the encapsulator's maps.
-        self.encap_turn(self.secs / 2.0);
+        self.encap_turn(self.secs / 2.0, true);
+        self.encap_turn(self.secs / 2.0, false);
         self.floor_turn(self.secs / 2.0);
         let (mut f, mut e, mut ratios, mut fd, mut ed) = (vec![], vec![], vec![], vec![], vec![]);
-        for _ in 0..self.rounds {
+        let mut uncached_ratios = vec![];
+        for round in 0..self.rounds * 2 {
+            // Even rounds: floor, encap; odd: floor, encap without the cache.
+            let cached = round % 2 == 0;
             let ft = self.floor_turn(self.secs);
             assert!(ft.returned.frames > 0, "{what}: the floor sent frames back");
             assert_eq!(ft.returned.labelled, 0, "{what}: the floor does not label");
 
-            let (et, labelled) = self.encap_turn(self.secs);
+            let (et, labelled) = self.encap_turn(self.secs, cached);
             // A few frames of h0's own stack (IPv6 neighbour and multicast
             // listener messages, which the programs pass) come back unlabelled.
             let unlabelled = et.returned.frames - et.returned.labelled;
@@ -220,26 +239,32 @@ impl Bench {
                 "{what}: top entry {top:#010x} carries a route's label, S=1"
             );
 
+            eprintln!(
+                "{what}: floor {:.3} Mpps ({:.1}% of sent came back), encap{} {:.3} Mpps ({:.1}%), ratio {:.3}",
+                ft.mpps(),
+                100.0 * ft.delivered(),
+                if cached { "" } else { " without the route cache" },
+                et.mpps(),
+                100.0 * et.delivered(),
+                et.mpps() / ft.mpps()
+            );
+            if !cached {
+                uncached_ratios.push(et.mpps() / ft.mpps());
+                continue;
+            }
             ratios.push(et.mpps() / ft.mpps());
             f.push(ft.mpps());
             e.push(et.mpps());
             fd.push(ft.delivered());
             ed.push(et.delivered());
-            eprintln!(
-                "{what}: floor {:.3} Mpps ({:.1}% of sent came back), encap {:.3} Mpps ({:.1}%), ratio {:.3}",
-                ft.mpps(),
-                100.0 * ft.delivered(),
-                et.mpps(),
-                100.0 * et.delivered(),
-                et.mpps() / ft.mpps()
-            );
         }
         let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
         println!(
-            "| {what} | {:.2} | {:.2} | {:.2} | {lo:.2} .. {hi:.2} | {:.0}% / {:.0}% |",
+            "| {what} | {:.2} | {:.2} | {:.2} | {lo:.2} .. {hi:.2} | {:.2} | {:.0}% / {:.0}% |",
             median(f),
             median(e),
             median(ratios),
+            median(uncached_ratios),
             100.0 * median(fd),
             100.0 * median(ed),
         );
@@ -270,19 +295,23 @@ fn main() {
         generator: Generator::load().expect("generator"),
         floor: BaselineProgram::floor().expect("floor"),
         enc: Encapsulator::builder().load().expect("encapsulator"),
+        uncached: Encapsulator::builder().route_cache(0).load().expect("encapsulator without the route cache"),
         threads: env_or("LHE_WIRE_THREADS", 1),
         secs: env_or("LHE_WIRE_SECS", 1.0),
         rounds: env_or("LHE_WIRE_ROUNDS", 11),
         // 2 Mpps until measured.
         floor_pace: Mutex::new(5e-7),
         encap_pace: Mutex::new(5e-7),
+        uncached_pace: Mutex::new(5e-7),
     };
     let table_labels = 16..=16 + TABLE_LABELS - 1;
 
-    println!("| routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | came back (floor / encap) |");
-    println!("|---|---|---|---|---|---|---|");
-    bench.enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
-    bench.enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");
+    println!("| routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | came back (floor / encap) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for enc in [&bench.enc, &bench.uncached] {
+        enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
+        enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");
+    }
     let v4_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_v4.len());
     let v6_traffic = format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
     bench.generator.set_frames(&frames_v4).expect("frames");
@@ -290,14 +319,14 @@ fn main() {
     bench.generator.set_frames(&frames_v6).expect("frames");
     bench.measure(&format!("a default route only | {v6_traffic}"), DEFAULT_V6..=DEFAULT_V6);
 
-    bench.enc.apply_valid(&sample_table).expect("apply the sample");
+    bench.apply(&sample_table);
     bench.generator.set_frames(&frames_sample).expect("frames");
     let sample_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_sample.len());
     bench.measure(&format!("the {}-prefix BGP sample | {sample_traffic}", sample.len()), table_labels.clone());
 
     let t = Instant::now();
-    let report = bench.enc.apply_valid_owned(full_table).expect("apply the full table");
-    eprintln!("applied {} routes in {:.1} s", report.added.len(), t.elapsed().as_secs_f64());
+    bench.apply(&full_table);
+    eprintln!("applied {} routes twice in {:.1} s", full.len(), t.elapsed().as_secs_f64());
     assert_eq!((v4.len(), v6.len()), (1_000_000, 200_000));
     let what = "1,000,000 IPv4 + 200,000 IPv6";
     bench.generator.set_frames(&frames_v4).expect("frames");
@@ -306,8 +335,8 @@ fn main() {
     bench.measure(&format!("{what} | {v6_traffic}"), table_labels);
     println!();
     println!(
-        "{} rounds per row, each {} s floor then {} s encap (medians; ratio: median of the per-round ratios); \
-         {} generator thread(s); whole run {:.0} s",
+        "{} rounds per row and encapsulator, each {} s floor then {} s encap, the two encapsulators in \
+         alternate rounds (medians; ratio: median of the per-round ratios); {} generator thread(s); whole run {:.0} s",
         bench.rounds,
         bench.secs,
         bench.secs,

@@ -3,7 +3,8 @@
 //! XDP_TX; no lookup, no push) in the same run: for each lookup structure of
 //! the main IPv4 table (DIR-24-8, the LPM trie) at 1, 1,000, 100,000 and
 //! 1,000,000 IPv4 + 200,000 IPv6 BGP-like routes, IPv4 and IPv6 traffic to
-//! destinations spread over the table, stacks of 1, 4 and 16 labels; what
+//! destinations spread over the table, stacks of 1, 4 and 16 labels, with
+//! the route cache (the default) and without it; what
 //! each stage of the path costs (the full program minus a variant without
 //! that stage); the kernel memory of each structure; then per feature of the
 //! test fixtures (tests/fixtures). Run as root: `cargo bench --bench xdp_path`.
@@ -165,32 +166,54 @@ fn main() {
 /// ns per packet against the table's size, its lookup structure, the
 /// family and the stack depth.
 fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
-    println!("| IPv4 lookup | routes (IPv4 + IPv6) | traffic | labels | empty (ns) | floor (ns) | encap (ns) | encap - floor (ns) | kernel memory (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| IPv4 lookup | route cache | routes (IPv4 + IPv6) | traffic | labels | empty (ns) | floor (ns) | encap (ns) | encap - floor (ns) | kernel memory (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let sizes: [(usize, usize, &str); 4] = [
         (1, 1, "1 + 1"),
         (1_000, 1_000, "1k + 1k"),
         (100_000, 20_000, "100k + 20k"),
         (1_000_000, 200_000, "1M + 200k"),
     ];
-    for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+    // The default (the route cache on) at every depth; without the cache, one label.
+    let configs: [(Ipv4Lookup, bool, &[u32]); 4] = [
+        (Ipv4Lookup::Dir24_8, true, &[1, 4, 16]),
+        (Ipv4Lookup::LpmTrie, true, &[1, 4, 16]),
+        (Ipv4Lookup::Dir24_8, false, &[1]),
+        (Ipv4Lookup::LpmTrie, false, &[1]),
+    ];
+    for (lookup, cache, depths) in configs {
+        let cached = if cache { "on" } else { "off" };
         for (v4, v6, what) in sizes {
-            for n in [1, 4, 16] {
+            for &n in depths {
                 let state = table(v4, v6, n);
-                let enc = Encapsulator::builder().lookup(lookup).load().expect("encapsulator");
+                let mut builder = Encapsulator::builder().lookup(lookup);
+                if !cache {
+                    builder = builder.route_cache(0);
+                }
+                let enc = builder.load().expect("encapsulator");
                 enc.apply_valid(&state).expect("apply");
                 let mib = enc.map_memory().expect("memory").iter().map(|(_, b)| b).sum::<u64>() as f64 / 1048576.0;
                 for family in [false, true] {
                     let (z, f, e) = measure(&enc, floor, empty, &frames(&state, family));
                     let traffic = if family { "IPv6" } else { "IPv4" };
                     println!(
-                        "| {lookup} | {what} | {traffic} | {n} | {z:.1} | {f:.1} | {e:.1} | {:.1} | {mib:.0} |",
+                        "| {lookup} | {cached} | {what} | {traffic} | {n} | {z:.1} | {f:.1} | {e:.1} | {:.1} | {mib:.0} |",
                         e - f
                     );
                 }
             }
         }
     }
+}
+
+/// How a stage-table row reads its variant's time.
+enum Row {
+    /// The variant's own time.
+    Whole,
+    /// The variant's time minus the whole program's (what doing this instead adds).
+    Instead,
+    /// The whole program's time minus the variant's (what the stage left out costs).
+    Without,
 }
 
 /// What each stage costs: the full program minus a variant without it, at
@@ -220,18 +243,25 @@ fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
             .collect();
         let policies = ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("valid");
         // Every variant loaded at once and timed frame by frame beside the others.
-        let variants: Vec<(&str, u32, &ValidState)> = vec![
-            ("whole program, plain route", 0, &plain),
-            ("lookup", stages::LOOKUP, &plain),
-            ("MTU check", stages::MTU, &plain),
-            ("push (save L2, grow, write the stack)", stages::PUSH, &plain),
-            ("counters", stages::COUNTERS, &plain),
-            ("a 70/30 policy instead (flow hash, policy lookup, slot, list counter)", 0, &policies),
+        // (row, stages left out, route cache on, table, how the row reads the times)
+        let variants: Vec<(&str, u32, bool, &ValidState, Row)> = vec![
+            ("whole program, plain route (route cache hit)", 0, true, &plain, Row::Whole),
+            ("route lookup (a route cache hit)", stages::LOOKUP, true, &plain, Row::Without),
+            ("a route cache miss instead (lookup and fill)", stages::CACHE_HIT, true, &plain, Row::Instead),
+            ("whole program without the route cache", 0, false, &plain, Row::Whole),
+            ("MTU check", stages::MTU, true, &plain, Row::Without),
+            ("push (save L2, grow, write the stack)", stages::PUSH, true, &plain, Row::Without),
+            ("counters", stages::COUNTERS, true, &plain, Row::Without),
+            ("a 70/30 policy instead (flow hash, policy lookup, slot, list counter)", 0, true, &policies, Row::Instead),
         ];
         let encs: Vec<Encapsulator> = variants
             .iter()
-            .map(|(_, skip, state)| {
-                let enc = Encapsulator::builder().skip_stages(*skip).load().expect("variant");
+            .map(|(_, skip, cache, state, _)| {
+                let mut builder = Encapsulator::builder().skip_stages(*skip);
+                if !cache {
+                    builder = builder.route_cache(0);
+                }
+                let enc = builder.load().expect("variant");
                 enc.apply_valid(state).expect("apply");
                 enc
             })
@@ -239,11 +269,11 @@ fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
         let refs: Vec<&Encapsulator> = encs.iter().collect();
         let [v4, v6] = [false, true].map(|v6| measure_all(&refs, floor, empty, &frames(&plain, v6)));
         println!("| floor (parse, MAC swap, XDP_TX) | {what} | {:.1} | {:.1} |", v4.1, v6.1);
-        for (i, (name, skip, _)) in variants.iter().enumerate() {
-            let (a, b) = match (i, skip) {
-                (0, _) => (v4.2[0], v6.2[0]),
-                (_, 0) => (v4.2[i] - v4.2[0], v6.2[i] - v6.2[0]),
-                _ => (v4.2[0] - v4.2[i], v6.2[0] - v6.2[i]),
+        for (i, (name, _, _, _, row)) in variants.iter().enumerate() {
+            let (a, b) = match row {
+                Row::Whole => (v4.2[i], v6.2[i]),
+                Row::Instead => (v4.2[i] - v4.2[0], v6.2[i] - v6.2[0]),
+                Row::Without => (v4.2[0] - v4.2[i], v6.2[0] - v6.2[i]),
             };
             println!("| {name} | {what} | {a:.1} | {b:.1} |");
         }

@@ -40,6 +40,8 @@ enum encap_limits {
 	 */
 	ENCAP_DEFAULT_DIR_GROUPS = 1 << 13,
 	ENCAP_DEFAULT_ROUTE_VALUES = 1 << 17,
+	/* Default entries of the per-CPU route cache (route_cache.h). */
+	ENCAP_DEFAULT_ROUTE_CACHE = 1 << 12,
 };
 
 /*
@@ -132,6 +134,7 @@ enum encap_skip {
 	ENCAP_SKIP_MTU = 2,      /* no MTU check */
 	ENCAP_SKIP_PUSH = 4,     /* no grow, no push: the frame goes back with its MACs swapped */
 	ENCAP_SKIP_COUNTERS = 8, /* no counter updated */
+	ENCAP_SKIP_CACHE_HIT = 16, /* the route cache never answers (every packet a miss that fills it) */
 };
 
 /* How the TTL of every pushed entry is chosen (RFC 3443). */

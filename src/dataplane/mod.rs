@@ -80,6 +80,8 @@ map_set!(
     route_counters,
     dscp_tc,
     counters,
+    route_cache,
+    route_cache_gen,
 );
 
 /// Elements of `dir4_tbl16`: one per DIR_BLOCK /16s.
@@ -116,6 +118,10 @@ pub(crate) fn validate(config: &LoadConfig) -> Result<(), LoadError> {
     }
     if config.dir_groups > DIR_MAX_SLOTS && config.lookup == Ipv4Lookup::Dir24_8 {
         return Err(LoadError::Config("DIR-24-8 holds at most 16,777,214 groups; lower dir_groups"));
+    }
+    // The program indexes it with a mask (a state file edited by hand could say otherwise).
+    if !config.route_cache.is_power_of_two() && config.route_cache != 0 {
+        return Err(LoadError::Config("the route cache's size must be a power of two (or 0: none)"));
     }
     Ok(())
 }
@@ -171,6 +177,7 @@ fn load_object(
         Ipv4Lookup::LpmTrie => types::encap_lookup::ENCAP_LOOKUP_LPM,
     };
     rodata.skip_stages = config.skip_stages;
+    rodata.route_cache_slots = config.route_cache;
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {
@@ -199,6 +206,7 @@ fn load_object(
         (&mut maps.sources_v6, config.max_routes_v6, "sizing sources_v6"),
         (&mut maps.policies, config.max_policies, "sizing policies"),
         (&mut maps.route_counters, config.max_counted_routes.max(1), "sizing route_counters"),
+        (&mut maps.route_cache, config.route_cache.max(1), "sizing route_cache"),
     ] {
         map.set_max_entries(entries).map_err(kernel(step))?;
     }

@@ -196,7 +196,7 @@ struct Outcome {
 impl Fib {
     /// Makes the tables equal to `desired` (see the module docs for the order).
     pub(crate) fn apply(&self, desired: Desired<'_>, dry_run: bool) -> Result<ApplyReport, RouteError> {
-        let mut rib = if dry_run { self.writer() } else { self.changer()? };
+        let mut rib = self.locked(!dry_run)?;
         let started = std::time::Instant::now();
         let plan = diff::plan(&rib, desired.get());
         let planned = started.elapsed();

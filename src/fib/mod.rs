@@ -104,6 +104,37 @@ fn full<E: Into<RouteError>>(family: &'static str, capacity: u32) -> impl FnOnce
     }
 }
 
+/// The RIB locked by [`Fib::locked`]. Released after a change, it moves the
+/// route cache's generation on whatever the change did: an undone write may
+/// have been cached meanwhile.
+pub(crate) struct Changing<'a> {
+    fib: &'a Fib,
+    rib: MutexGuard<'a, Rib>,
+    changing: bool,
+}
+
+impl std::ops::Deref for Changing<'_> {
+    type Target = Rib;
+
+    fn deref(&self) -> &Rib {
+        &self.rib
+    }
+}
+
+impl std::ops::DerefMut for Changing<'_> {
+    fn deref_mut(&mut self) -> &mut Rib {
+        &mut self.rib
+    }
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        if self.changing {
+            self.fib.invalidate_route_cache();
+        }
+    }
+}
+
 impl Fib {
     /// A FIB over freshly created maps: writes what the RIB says that is not
     /// a route (the DSCP table, the settings).
@@ -154,11 +185,33 @@ impl Fib {
     }
 
     /// The RIB, locked for a change; refused on a read-only handle.
-    fn changer(&self) -> Result<MutexGuard<'_, Rib>, RouteError> {
-        if self.read_only {
+    fn changer(&self) -> Result<Changing<'_>, RouteError> {
+        self.locked(true)
+    }
+
+    /// The RIB, locked; for a change (`changing`: refused on a read-only
+    /// handle) or only to look (a dry run).
+    fn locked(&self, changing: bool) -> Result<Changing<'_>, RouteError> {
+        if changing && self.read_only {
             return Err(RouteError::ReadOnly);
         }
-        Ok(self.writer())
+        Ok(Changing { fib: self, rib: self.writer(), changing })
+    }
+
+    /// Moves the route cache's generation on, so that no answer cached
+    /// before this point is served again (route_cache.h). Called after the
+    /// main tables were written and before anything slow (the state file).
+    fn invalidate_route_cache(&self) {
+        let map = &self.maps.route_cache_gen;
+        let key = 0u32.to_ne_bytes();
+        let bumped = map.lookup(&key).and_then(|old| {
+            let old = old.and_then(|v| v.try_into().ok()).map_or(0, u64::from_ne_bytes);
+            map.update(&key, &old.wrapping_add(1).to_ne_bytes())
+        });
+        if let Err(e) = bumped {
+            // Not expected of a one-entry array; the cache would keep serving old routes.
+            log::error!("{e}: the route cache may serve routes changed since; detach and attach again");
+        }
     }
 
     fn writer(&self) -> MutexGuard<'_, Rib> {
@@ -177,8 +230,10 @@ impl Fib {
         Ok(())
     }
 
-    /// Runs the saver on the changed RIB (still locked, so saves are ordered).
+    /// Runs the saver on the changed RIB (still locked, so saves are ordered),
+    /// after the route cache forgot what the change replaced.
     fn saved(&self, rib: &Rib) -> Result<(), RouteError> {
+        self.invalidate_route_cache();
         match self.saver.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(save) => save(rib).map_err(|e| {
                 log::error!("{e}");

@@ -20,7 +20,7 @@ use crate::domain::route::{Route, Table, Tc};
 /// The state file's format. Bump it when the file or the maps' layout change
 /// in a way an older or newer build cannot read; the crate version is recorded
 /// beside it for the error message.
-pub(crate) const FORMAT: u32 = 2;
+pub(crate) const FORMAT: u32 = 3;
 
 /// The load-time settings a dataplane was built with; an adopting process
 /// loads its program with the same ones so that the pinned maps fit.
@@ -41,6 +41,8 @@ pub(crate) struct LoadConfig {
     pub dir_groups: u32,
     /// DIR-24-8: distinct route values.
     pub route_values: u32,
+    /// Entries of the per-CPU route cache (a power of two; 0: none).
+    pub route_cache: u32,
     /// Stages left out (`encap_skip` bits): benchmark variants only, never
     /// pinned.
     #[serde(skip)]

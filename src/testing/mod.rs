@@ -151,13 +151,28 @@ pub fn remove_pins(roots: &crate::PinRoots, iface: &str) -> Result<(), crate::Pi
 /// # Errors
 /// [`crate::MapError`]: no such map (ENOENT) or the kernel refused the write.
 pub fn write_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8], value: &[u8]) -> Result<(), crate::MapError> {
-    let maps = enc.fib.maps().all();
-    let found = maps.into_iter().find(|m| m.name() == map).ok_or(crate::MapError {
+    map_by_name(enc, map)?.update(key, value)
+}
+
+/// Deletes one entry of one of `enc`'s maps by name, bypassing the RIB (and
+/// the route cache's invalidation): what another process would do.
+///
+/// # Errors
+/// [`crate::MapError`]: no such map or entry (ENOENT), or the kernel refused.
+pub fn delete_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8]) -> Result<(), crate::MapError> {
+    let found = map_by_name(enc, map)?;
+    match found.delete(key)? {
+        true => Ok(()),
+        false => Err(crate::MapError { map: found.name(), op: "delete", errno: nix::errno::Errno::ENOENT }),
+    }
+}
+
+fn map_by_name<'a>(enc: &'a crate::Encapsulator, map: &str) -> Result<&'a crate::sys::map::BpfMap, crate::MapError> {
+    enc.fib.maps().all().into_iter().find(|m| m.name() == map).ok_or(crate::MapError {
         map: "unknown",
         op: "lookup by name",
         errno: nix::errno::Errno::ENOENT,
-    })?;
-    found.update(key, value)
+    })
 }
 
 /// Stages a benchmark variant of the encapsulator leaves out
@@ -174,4 +189,7 @@ pub mod stages {
     pub const PUSH: u32 = encap_skip::ENCAP_SKIP_PUSH.0;
     /// Every counter update.
     pub const COUNTERS: u32 = encap_skip::ENCAP_SKIP_COUNTERS.0;
+    /// Answers from the route cache: every packet looks its route up and
+    /// fills the cache, the cost of a miss.
+    pub const CACHE_HIT: u32 = encap_skip::ENCAP_SKIP_CACHE_HIT.0;
 }

@@ -93,6 +93,10 @@ enum Command {
         /// DIR-24-8: /24s that may hold prefixes longer than /24 (host routes and addresses count).
         #[arg(long, value_name = "N")]
         dir_groups: Option<u32>,
+        /// Entries of the per-CPU route cache in front of the lookup (a power of two; 0: none;
+        /// default 4096 on x86_64).
+        #[arg(long, value_name = "N")]
+        route_cache: Option<u32>,
     },
     /// Detach from IFACE and remove the pins: traffic goes unlabelled.
     Detach,
@@ -369,6 +373,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             lookup,
             max_route_values,
             dir_groups,
+            route_cache,
         } => {
             let mut builder = Encapsulator::builder()
                 .ttl_mode(ttl)
@@ -381,6 +386,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
             if let Some(n) = dir_groups {
                 builder = builder.dir_groups(n);
+            }
+            if let Some(n) = route_cache {
+                builder = builder.route_cache(n);
             }
             let defaults = (2_097_152, 524_288);
             if max_routes_v4.is_some() || max_routes_v6.is_some() {

@@ -22,6 +22,7 @@
 #include "policy.h"
 #include "push.h"
 #include "reflect.h"
+#include "route_cache.h"
 
 static __always_inline int encap_sources_on(void)
 {
@@ -49,7 +50,9 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	__u64 bytes = hook_frame_len(ctx, hook);
 	struct policy_value *policy = NULL;
 	const struct segment_list *list;
-	struct route_value *route, *alternate;
+	struct route_value *route, *alternate, cached;
+	struct route_cache_key cache_key;
+	int cacheable = 0;
 	struct packet pkt = {};
 	enum packet_parse parsed;
 	int ran_off;
@@ -95,8 +98,16 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 
 		route = bpf_map_lookup_elem(&dir4_values, &first);
 	} else {
-		route = lookup_route(&pkt, &routes_v4, &routes_v6, lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL,
-				     &counter_id);
+		route = NULL;
+		cacheable = route_cache_key(&pkt, &cache_key);
+		if (cacheable && !(skip_stages & ENCAP_SKIP_CACHE_HIT))
+			route = route_cache_get(&cache_key, &cached, &counter_id);
+		if (!route) {
+			route = lookup_route(&pkt, &routes_v4, &routes_v6,
+					     lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL, &counter_id);
+			if (route && cacheable)
+				route_cache_put(&cache_key, route, counter_id);
+		}
 	}
 	if (route && (route->flags & ENCAP_ROUTE_LOCAL)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Route cache stage: a per-CPU, direct-mapped cache of the main table's
+ * answer per destination address, in front of the lookup stage.
+ *
+ * Why: the IPv6 LPM trie's walk grows with the table (about 180 ns at
+ * 200,000 routes), and DIR-24-8's /24 table misses the TLB once routes are
+ * spread over it; a host talks to far fewer destinations than its table
+ * holds. A hit costs one array read (the JIT inlines per-CPU array lookups),
+ * a compare and an 80-byte copy, whatever the table.
+ *
+ * Invalidation is by generation: user space bumps `route_cache_gen` after
+ * every change it made to the main tables, and an entry answers only under
+ * the generation it was filled in. The generation is read before the lookup
+ * whose answer is filled in, so an answer read before a change is stored
+ * under the old generation and never served after the bump. That ordering
+ * of two loads holds on x86 (TSO); Rust turns the cache off by default
+ * elsewhere.
+ *
+ * Entries are per CPU, but a program on one CPU could in principle be
+ * interrupted by another run on the same CPU: `seq` is odd while an entry is
+ * written, the hit path copies the route out and checks `seq` did not move,
+ * so a packet never takes a torn entry.
+ */
+#ifndef LNETD_ROUTE_CACHE_H
+#define LNETD_ROUTE_CACHE_H
+
+#include "../encap_shared.h"
+#include "encap_config.h"
+#include "packet.h"
+#include <bpf/bpf_helpers.h>
+
+struct route_cache_entry {
+	__u64 generation; /* route_cache_gen when filled */
+	__u32 seq;        /* odd while being written */
+	__u32 family;     /* ETH_P_IP or ETH_P_IPV6; 0: never filled */
+	__u64 dst[2];     /* the destination (IPv4: the first 4 bytes, the rest 0) */
+	struct route_value route; /* counter_id: the route's counter slot */
+};
+
+/* Sized by Rust (`route_cache_slots`, a power of two); one entry when off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct route_cache_entry);
+} route_cache SEC(".maps");
+
+/* One entry: the generation of the main tables, bumped by Rust after each change. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} route_cache_gen SEC(".maps");
+
+#define ROUTE_CACHE_BARRIER() asm volatile("" ::: "memory")
+
+/* What a lookup is cached under: the destination as two words, and its slot. */
+struct route_cache_key {
+	__u64 dst[2];
+	__u32 family;
+	__u32 index;
+	__u64 generation;
+};
+
+/* 0 when the cache is off, or the generation map cannot be read (never expected). */
+static __always_inline int route_cache_key(const struct packet *pkt, struct route_cache_key *k)
+{
+	__u32 zero = 0, h;
+	__u64 *gen;
+
+	if (!route_cache_slots)
+		return 0;
+	gen = bpf_map_lookup_elem(&route_cache_gen, &zero);
+	if (!gen)
+		return 0;
+	k->generation = *(volatile __u64 *)gen;
+	k->family = pkt->l3_proto;
+	k->dst[1] = 0;
+	if (pkt->l3_proto == ETH_P_IP) {
+		__u32 a;
+
+		__builtin_memcpy(&a, pkt->dst, 4);
+		k->dst[0] = a;
+	} else {
+		__builtin_memcpy(k->dst, pkt->dst, 16);
+	}
+	/* Fibonacci hashing of the folded address: spreads neighbouring destinations. */
+	h = (__u32)(k->dst[0] ^ (k->dst[0] >> 32) ^ k->dst[1] ^ (k->dst[1] >> 32));
+	k->index = (h * 0x9e3779b1u >> 16) & (route_cache_slots - 1);
+	return 1;
+}
+
+/*
+ * The cached route for `k`, copied into `copy` (which the caller owns for the
+ * rest of the packet); NULL on a miss. `counter_id` gets its counter slot.
+ */
+static __always_inline struct route_value *route_cache_get(const struct route_cache_key *k,
+							   struct route_value *copy, __u32 *counter_id)
+{
+	struct route_cache_entry *e = bpf_map_lookup_elem(&route_cache, &k->index);
+	__u32 seq;
+
+	if (!e)
+		return NULL;
+	seq = *(volatile __u32 *)&e->seq;
+	if ((seq & 1) || e->family != k->family || e->generation != k->generation || e->dst[0] != k->dst[0] ||
+	    e->dst[1] != k->dst[1])
+		return NULL;
+	__builtin_memcpy(copy, &e->route, sizeof(*copy));
+	ROUTE_CACHE_BARRIER();
+	if (*(volatile __u32 *)&e->seq != seq)
+		return NULL;
+	*counter_id = copy->counter_id;
+	return copy;
+}
+
+/* Remembers the main table's answer for `k` (a route found under k->generation). */
+static __always_inline void route_cache_put(const struct route_cache_key *k, const struct route_value *route,
+					   __u32 counter_id)
+{
+	struct route_cache_entry *e = bpf_map_lookup_elem(&route_cache, &k->index);
+	__u32 seq;
+
+	if (!e)
+		return;
+	seq = *(volatile __u32 *)&e->seq;
+	/* Odd: an interrupted run is writing it; leave it to that run. */
+	if (seq & 1)
+		return;
+	*(volatile __u32 *)&e->seq = seq + 1;
+	ROUTE_CACHE_BARRIER();
+	e->generation = k->generation;
+	e->family = k->family;
+	e->dst[0] = k->dst[0];
+	e->dst[1] = k->dst[1];
+	__builtin_memcpy(&e->route, route, sizeof(e->route));
+	e->route.counter_id = counter_id;
+	ROUTE_CACHE_BARRIER();
+	*(volatile __u32 *)&e->seq = seq + 2;
+}
+
+#endif /* LNETD_ROUTE_CACHE_H */
