@@ -40,7 +40,8 @@ fn main() {
         SkeletonBuilder::new()
             .source(&source)
             .clang(&clang)
-            .clang_args(["-Wall", "-Werror", "-O2", "-g", "-Isrc/bpf/include"])
+            // v3: atomic compare-and-swap (the route cache's seqlock); kernels since 5.12 run it.
+            .clang_args(["-Wall", "-Werror", "-O2", "-g", "-mcpu=v3", "-Isrc/bpf/include"])
             .build_and_generate(out_dir.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {source}: {e:#}"));
     }

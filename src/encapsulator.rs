@@ -116,14 +116,15 @@ impl EncapsulatorBuilder {
         self
     }
 
-    /// Entries of the per-CPU route cache in front of the main table's
-    /// lookup: the last answer per destination address, direct-mapped,
-    /// invalidated by every change to the main table (default 4,096 on
-    /// x86_64, 112 bytes per entry per CPU; rounded up to a power of two, at
-    /// most 1,048,576; 0 turns it off). A hit costs the same whatever the
+    /// Entries of the route cache in front of the main table's LPM tries
+    /// (IPv6, and IPv4 with [`Ipv4Lookup::LpmTrie`]): the last answer per
+    /// destination address, direct-mapped, shared by every CPU, invalidated
+    /// by every change the library makes to the main table (default 65,536
+    /// on x86_64: 7 MiB at 112 bytes an entry; rounded up to a power of two,
+    /// at most 1,048,576; 0 turns it off). A hit costs the same whatever the
     /// table's size; a miss costs the lookup plus filling the entry. The
     /// default is 0 on other architectures: the invalidation relies on x86's
-    /// load ordering.
+    /// load and store ordering.
     pub fn route_cache(mut self, entries: u32) -> Self {
         self.config.route_cache = match entries {
             0 => 0,

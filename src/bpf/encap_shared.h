@@ -40,8 +40,8 @@ enum encap_limits {
 	 */
 	ENCAP_DEFAULT_DIR_GROUPS = 1 << 13,
 	ENCAP_DEFAULT_ROUTE_VALUES = 1 << 17,
-	/* Default entries of the per-CPU route cache (route_cache.h). */
-	ENCAP_DEFAULT_ROUTE_CACHE = 1 << 12,
+	/* Default entries of the route cache (route_cache.h): 7 MiB. */
+	ENCAP_DEFAULT_ROUTE_CACHE = 1 << 16,
 };
 
 /*

@@ -14,7 +14,7 @@ const volatile __u8 fixed_ttl = 255;
 const volatile enum encap_mtu_policy mtu_policy = ENCAP_MTU_DROP;
 const volatile enum encap_lookup lookup_v4 = ENCAP_LOOKUP_LPM;
 const volatile __u32 skip_stages = 0; /* enum encap_skip bits: benchmarks only */
-/* Entries of the per-CPU route cache (a power of two); 0: no cache (route_cache.h). */
+/* Entries of the route cache (a power of two); 0: no cache (route_cache.h). */
 const volatile __u32 route_cache_slots = 0;
 
 #endif /* LNETD_ENCAP_CONFIG_H */

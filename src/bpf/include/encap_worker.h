@@ -99,7 +99,10 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		route = bpf_map_lookup_elem(&dir4_values, &first);
 	} else {
 		route = NULL;
-		cacheable = route_cache_key(&pkt, &cache_key);
+		/* DIR-24-8's /16 summary answers faster than the cache: cached past it only. */
+		cacheable = (pkt.l3_proto == ETH_P_IPV6 || lookup_v4 == ENCAP_LOOKUP_LPM ||
+			     dir4_descends(pkt.dst, &dir4)) &&
+			    route_cache_key(&pkt, &cache_key);
 		if (cacheable && !(skip_stages & ENCAP_SKIP_CACHE_HIT))
 			route = route_cache_get(&cache_key, &cached, &counter_id);
 		if (!route) {

@@ -36,6 +36,21 @@ static __always_inline int dir_block_entry(void *table, __u32 addr, __u32 bits, 
 }
 
 /*
+ * True when the destination's /16 holds prefixes longer than /16, so that
+ * DIR-24-8 reads its /24 table (64 MiB: a cache and TLB miss once routes
+ * are spread over it); false when the /16 summary answers alone.
+ */
+static __always_inline int dir4_descends(const __u8 *dst, const struct dir4_tables *t)
+{
+	__u32 entry, addr;
+	__be32 be;
+
+	__builtin_memcpy(&be, dst, sizeof(be));
+	addr = bpf_ntohl(be);
+	return !dir_block_entry(t->tbl16, addr, 16, &entry) && (entry & DIR_DESCEND);
+}
+
+/*
  * The route covering an IPv4 destination in DIR-24-8: one read of the /16
  * summary, one of tbl24 when the /16 holds prefixes longer than /16, one of
  * tbl8 when the /24 holds prefixes longer than /24, then the prefix's slot

@@ -1,26 +1,34 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Route cache stage: a per-CPU, direct-mapped cache of the main table's
- * answer per destination address, in front of the lookup stage.
+ * Route cache stage: a direct-mapped cache of the main table's answer per
+ * destination address, shared by every CPU, in front of the lookup.
  *
  * Why: the IPv6 LPM trie's walk grows with the table (about 180 ns at
- * 200,000 routes), and DIR-24-8's /24 table misses the TLB once routes are
- * spread over it; a host talks to far fewer destinations than its table
- * holds. A hit costs one array read (the JIT inlines per-CPU array lookups),
- * a compare and an 80-byte copy, whatever the table.
+ * 200,000 routes, and far more once its nodes miss the CPU cache), and
+ * DIR-24-8's /24 table and prefix slots miss the cache and the TLB once
+ * routes are spread over them; a host talks to far fewer destinations than
+ * its table holds. A hit costs one array read (the JIT inlines array
+ * lookups), a compare and an 80-byte copy, whatever the table. A
+ * destination DIR-24-8's /16 summary answers alone (short prefixes: a
+ * default route) is not cached: that read is cheaper than the cache's.
+ *
+ * One array for all CPUs, not one per CPU: the hit rate depends on entries
+ * per destination, and per-CPU copies would multiply the memory by the CPU
+ * count for the same rate.
  *
  * Invalidation is by generation: user space bumps `route_cache_gen` after
  * every change it made to the main tables, and an entry answers only under
  * the generation it was filled in. The generation is read before the lookup
  * whose answer is filled in, so an answer read before a change is stored
- * under the old generation and never served after the bump. That ordering
- * of two loads holds on x86 (TSO); Rust turns the cache off by default
- * elsewhere.
+ * under the old generation and never served after the bump.
  *
- * Entries are per CPU, but a program on one CPU could in principle be
- * interrupted by another run on the same CPU: `seq` is odd while an entry is
- * written, the hit path copies the route out and checks `seq` did not move,
- * so a packet never takes a torn entry.
+ * Entries are a seqlock: a writer takes an even `seq` to odd with a
+ * compare-and-swap (so two CPUs never write one entry at once), writes, and
+ * makes it even again; a reader copies the route out and checks that `seq`
+ * was even and did not move, so a packet never takes a torn entry. Both the
+ * generation's ordering and the seqlock rely on loads not being reordered
+ * with loads, nor stores with stores: x86 (TSO) guarantees it, and Rust
+ * turns the cache off by default elsewhere.
  */
 #ifndef LNETD_ROUTE_CACHE_H
 #define LNETD_ROUTE_CACHE_H
@@ -40,7 +48,7 @@ struct route_cache_entry {
 
 /* Sized by Rust (`route_cache_slots`, a power of two); one entry when off. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct route_cache_entry);
@@ -86,9 +94,9 @@ static __always_inline int route_cache_key(const struct packet *pkt, struct rout
 	} else {
 		__builtin_memcpy(k->dst, pkt->dst, 16);
 	}
-	/* Fibonacci hashing of the folded address: spreads neighbouring destinations. */
+	/* Fibonacci hashing of the folded address (the product's high half): spreads neighbours. */
 	h = (__u32)(k->dst[0] ^ (k->dst[0] >> 32) ^ k->dst[1] ^ (k->dst[1] >> 32));
-	k->index = (h * 0x9e3779b1u >> 16) & (route_cache_slots - 1);
+	k->index = (__u32)(((__u64)h * 0x9e3779b97f4a7c15ull) >> 32) & (route_cache_slots - 1);
 	return 1;
 }
 
@@ -126,11 +134,9 @@ static __always_inline void route_cache_put(const struct route_cache_key *k, con
 	if (!e)
 		return;
 	seq = *(volatile __u32 *)&e->seq;
-	/* Odd: an interrupted run is writing it; leave it to that run. */
-	if (seq & 1)
+	/* Odd, or taken meanwhile: another run is writing it; leave it to that run. */
+	if ((seq & 1) || __sync_val_compare_and_swap(&e->seq, seq, seq + 1) != seq)
 		return;
-	*(volatile __u32 *)&e->seq = seq + 1;
-	ROUTE_CACHE_BARRIER();
 	e->generation = k->generation;
 	e->family = k->family;
 	e->dst[0] = k->dst[0];
