@@ -28,7 +28,11 @@
 //! for the rest of the machine. Knobs: LHE_WIRE_SECS (seconds a turn,
 //! default 1), LHE_WIRE_ROUNDS (default 11), LHE_WIRE_THREADS (generator
 //! threads, default 1; more share h0's one receive queue, lose frames and
-//! measure noisier), LHE_WIRE_DESTINATIONS (distinct frames, default 4,096).
+//! measure noisier), LHE_WIRE_DESTINATIONS (distinct frames, default 4,096),
+//! LHE_WIRE_V6_SIZES (e.g. `1,1024,16384`: instead of the rows above, IPv6
+//! tables of those sizes, each a default route under the first of the full
+//! table's prefixes, with the full table's destinations: where the route
+//! cache starts to pay, `route_cache_min_routes`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -305,6 +309,25 @@ fn main() {
         uncached_pace: Mutex::new(5e-7),
     };
     let table_labels = 16..=16 + TABLE_LABELS - 1;
+
+    // Where the route cache starts to pay for an LPM trie: IPv6 tables of the
+    // given sizes only (LHE_WIRE_V6_SIZES=1,16,256), then exit.
+    let v6_traffic = || format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
+    if let Ok(sizes) = std::env::var("LHE_WIRE_V6_SIZES") {
+        println!("| IPv6 routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | came back (floor / encap) |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for n in sizes.split(',').map(|n| n.trim().parse::<usize>().expect("LHE_WIRE_V6_SIZES: sizes, comma-separated"))
+        {
+            // A default route under the first n of the full table's prefixes,
+            // and the full table's destinations: as many whatever n.
+            let mut prefixes = bgp_like_v6(n.saturating_sub(1));
+            prefixes.push("::/0".parse().expect("a prefix"));
+            bench.apply(&table(&prefixes));
+            bench.generator.set_frames(&frames_v6).expect("frames");
+            bench.measure(&format!("{n} | {}", v6_traffic()), table_labels.clone());
+        }
+        return;
+    }
 
     println!("| routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | came back (floor / encap) |");
     println!("|---|---|---|---|---|---|---|---|");

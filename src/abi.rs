@@ -72,6 +72,7 @@ unsafe impl Pod for types::alt_key_v6 {}
 unsafe impl Pod for types::source_value {}
 unsafe impl Pod for types::settings {}
 unsafe impl Pod for types::dir_prefix {}
+unsafe impl Pod for types::route_cache_ctl {}
 // SAFETY: as above, for the decapsulator's object (src/bpf/decap_shared.h).
 unsafe impl Pod for decap::types::counter_value {}
 unsafe impl Pod for decap::types::pop_label_key {}

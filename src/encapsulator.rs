@@ -32,6 +32,10 @@ const DEFAULT_ROUTE_CACHE: u32 =
     if cfg!(target_arch = "x86_64") { encap_limits::ENCAP_DEFAULT_ROUTE_CACHE.0 } else { 0 };
 /// The largest route cache [`EncapsulatorBuilder::route_cache`] makes.
 const MAX_ROUTE_CACHE: u32 = 1 << 20;
+/// Main-table routes of a family from which the cache serves it by default:
+/// below, an LPM trie's walk is cheaper than the cache's entries for many
+/// destinations (benches/wire.rs, `LHE_WIRE_V6_SIZES`; README, Performance).
+const DEFAULT_ROUTE_CACHE_MIN_ROUTES: u32 = 4096;
 
 /// Settings for [`Encapsulator`], applied when the program is loaded.
 ///
@@ -65,6 +69,7 @@ impl Default for EncapsulatorBuilder {
                 dir_groups: encap_limits::ENCAP_DEFAULT_DIR_GROUPS.0,
                 route_values: encap_limits::ENCAP_DEFAULT_ROUTE_VALUES.0,
                 route_cache: DEFAULT_ROUTE_CACHE,
+                route_cache_min_routes: DEFAULT_ROUTE_CACHE_MIN_ROUTES,
                 skip_stages: 0,
             },
             pin: None,
@@ -116,8 +121,9 @@ impl EncapsulatorBuilder {
         self
     }
 
-    /// Entries of the route cache in front of the main table's LPM tries
-    /// (IPv6, and IPv4 with [`Ipv4Lookup::LpmTrie`]): the last answer per
+    /// Entries of the route cache in front of the main table's lookup (past
+    /// DIR-24-8's /16 summary for IPv4; see also
+    /// [`route_cache_min_routes`](Self::route_cache_min_routes)): the last answer per
     /// destination address, direct-mapped, shared by every CPU, invalidated
     /// by every change the library makes to the main table (default 65,536
     /// on x86_64: 7 MiB at 112 bytes an entry; rounded up to a power of two,
@@ -130,6 +136,18 @@ impl EncapsulatorBuilder {
             0 => 0,
             n => n.min(MAX_ROUTE_CACHE).next_power_of_two(),
         };
+        self
+    }
+
+    /// How many routes a family's main table must hold before its lookups go
+    /// through the route cache (default 4,096; 0: always). Below it, the
+    /// lookup itself is cheap and its few entries stay in the CPU's caches,
+    /// while the route cache's entries for thousands of destinations do not:
+    /// on the wire a small IPv6 table is faster without the cache (README,
+    /// Performance). IPv4 under [`Ipv4Lookup::Dir24_8`] uses the cache
+    /// whatever its size, past the /16 summary only.
+    pub fn route_cache_min_routes(mut self, routes: u32) -> Self {
+        self.config.route_cache_min_routes = routes;
         self
     }
 

@@ -4,7 +4,8 @@
 //! library is seen at once (relabel, delete, a longer prefix added under a
 //! shorter one, removed, re-added, a policy, an apply), for IPv6 and for
 //! IPv4 under both lookups; that what DIR-24-8's /16 summary answers alone
-//! is not cached; and that `route_cache(0)` has none. Frames go through
+//! is not cached; that a family's lookups go through it only while its main
+//! table holds `route_cache_min_routes`; and that `route_cache(0)` has none. Frames go through
 //! BPF_PROG_TEST_RUN.
 
 mod common;
@@ -12,7 +13,9 @@ mod common;
 use common::{in_test_run_netns, privileged};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::testing::{delete_map_entry, write_map_entry};
-use lnetd_host_encap::{Encapsulator, Ipv4Lookup, Label, LabelStack, Policy, Route, SegmentList, XdpAction};
+use lnetd_host_encap::{
+    Encapsulator, EncapsulatorBuilder, Ipv4Lookup, Label, LabelStack, Policy, Route, SegmentList, XdpAction,
+};
 
 /// The top label the program pushes for a packet to `dst`; `None` when it passes it unlabelled.
 fn label_for(enc: &Encapsulator, dst: &str) -> Option<u32> {
@@ -52,6 +55,11 @@ fn foreign_delete(enc: &Encapsulator, lookup: Ipv4Lookup, prefix: &str) {
     }
 }
 
+/// A builder whose cache serves a main table of any size: these tests' tables are small.
+fn small_table_cached() -> EncapsulatorBuilder {
+    Encapsulator::builder().route_cache_min_routes(0)
+}
+
 /// (prefix, a destination in it, another destination in it, a longer prefix around the first destination)
 const FAMILIES: [(&str, &str, &str, &str); 2] = [
     ("198.51.100.0/24", "198.51.100.7", "198.51.100.200", "198.51.100.0/28"),
@@ -66,7 +74,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
         for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
             for (prefix, dst, other, longer) in FAMILIES {
                 let what = format!("{lookup}, {prefix}");
-                let enc = Encapsulator::builder().lookup(lookup).route_cache(64).load().expect("load");
+                let enc = small_table_cached().lookup(lookup).route_cache(64).load().expect("load");
                 enc.set_route(&route(prefix, 100)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: labelled");
 
@@ -164,7 +172,7 @@ fn route_cache_zero_has_none() {
 fn host_addresses_stay_unlabelled_through_the_cache() {
     privileged("host_addresses_stay_unlabelled_through_the_cache");
     in_test_run_netns("rcachelocal", || {
-        let enc = Encapsulator::builder().load().expect("load");
+        let enc = small_table_cached().load().expect("load");
         enc.refresh_local_addresses().expect("host addresses");
         enc.set_route(&route("0.0.0.0/0", 100)).unwrap();
         enc.set_route(&route("::/0", 100)).unwrap();
@@ -189,7 +197,7 @@ fn host_addresses_stay_unlabelled_through_the_cache() {
 fn one_entry_fought_over_by_two_threads_serves_each_destination_its_own_route() {
     privileged("one_entry_fought_over_by_two_threads_serves_each_destination_its_own_route");
     in_test_run_netns("rcachetorn", || {
-        let enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).route_cache(1).load().expect("load");
+        let enc = small_table_cached().lookup(Ipv4Lookup::LpmTrie).route_cache(1).load().expect("load");
         // Destination i: 1 + i % 16 labels, each 1000 * (i + 1) + position.
         let stack = |i: u32| -> Vec<u32> { (0..1 + i % 16).map(|k| 1000 * (i + 1) + k).collect() };
         let dsts: Vec<String> =
@@ -229,5 +237,50 @@ fn one_entry_fought_over_by_two_threads_serves_each_destination_its_own_route() 
             workers.into_iter().map(|w| w.join().expect("worker")).sum()
         });
         assert_eq!(checked, 20_000);
+    });
+}
+
+/// Below `route_cache_min_routes` (the default, 4,096) a family's table is
+/// looked up every time; from it on, the cache serves it; below it again, not.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
+    privileged("a_family_goes_through_the_cache_only_from_its_minimum_table_size");
+    in_test_run_netns("rcachemin", || {
+        // IPv4 under the LPM trie (DIR-24-8 uses the cache at any size) and IPv6.
+        let fillers =
+            |i: u32| -> [String; 2] { [format!("10.{}.{}.0/24", i / 256, i % 256), format!("2001:db8:1:{i:x}::/64")] };
+        for (family, (prefix, dst, _, _)) in FAMILIES.into_iter().enumerate() {
+            let enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).load().expect("load");
+            let mut desired = lnetd_host_encap::DesiredState::default();
+            let mut add = |prefix: String, label: u32| {
+                desired.routes.push(lnetd_host_encap::DesiredRoute {
+                    prefix,
+                    policy: label.to_string(),
+                    tc: None,
+                    table: None,
+                    entropy_label: None,
+                })
+            };
+            add(prefix.to_string(), 100);
+            // The other family's table is big: it does not turn this one's cache on.
+            (0..4094).for_each(|i| add(fillers(i)[family].clone(), 16 + i));
+            (0..5000).for_each(|i| add(fillers(i)[1 - family].clone(), 16 + i));
+            enc.apply(&desired).unwrap();
+            let uncached = |what: &str| {
+                assert_eq!(label_for(&enc, dst), Some(100), "{prefix}, {what}: labelled");
+                foreign_delete(&enc, Ipv4Lookup::LpmTrie, prefix);
+                assert_eq!(label_for(&enc, dst), None, "{prefix}, {what}: looked up, not cached");
+                assert_eq!(enc.repair().unwrap().len(), 1);
+            };
+            uncached("4,095 routes");
+            enc.set_route(&route(&fillers(4094)[family], 9)).unwrap();
+            assert_eq!(label_for(&enc, dst), Some(100));
+            foreign_delete(&enc, Ipv4Lookup::LpmTrie, prefix);
+            assert_eq!(label_for(&enc, dst), Some(100), "{prefix}, 4,096 routes: served from the cache");
+            assert_eq!(enc.repair().unwrap().len(), 1);
+            assert!(enc.remove(fillers(4094)[family].parse().unwrap()).unwrap());
+            uncached("4,095 routes again");
+        }
     });
 }

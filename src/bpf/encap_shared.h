@@ -45,6 +45,23 @@ enum encap_limits {
 };
 
 /*
+ * The route cache's control word (map `route_cache_ctl`, one entry; see
+ * include/route_cache.h), rewritten by user space after every change to the
+ * main tables: the generation cache entries answer under, and the families
+ * (enum route_cache_family) whose lookups go through the cache at all.
+ */
+struct route_cache_ctl {
+	__u64 generation;
+	__u32 families;
+	__u32 pad;
+};
+
+enum route_cache_family {
+	ROUTE_CACHE_IPV4 = 1 << 0,
+	ROUTE_CACHE_IPV6 = 1 << 1,
+};
+
+/*
  * How the main IPv4 table is looked up (rodata `lookup_v4`).
  *
  * DIR-24-8: `dir4_tbl24` has one u32 entry per /24 (indexed by the top 24

@@ -81,7 +81,7 @@ map_set!(
     dscp_tc,
     counters,
     route_cache,
-    route_cache_gen,
+    route_cache_ctl,
 );
 
 /// Elements of `dir4_tbl16`: one per DIR_BLOCK /16s.

@@ -130,7 +130,7 @@ impl std::ops::DerefMut for Changing<'_> {
 impl Drop for Changing<'_> {
     fn drop(&mut self) {
         if self.changing {
-            self.fib.invalidate_route_cache();
+            self.fib.invalidate_route_cache(&self.rib);
         }
     }
 }
@@ -199,14 +199,26 @@ impl Fib {
     }
 
     /// Moves the route cache's generation on, so that no answer cached
-    /// before this point is served again (route_cache.h). Called after the
-    /// main tables were written and before anything slow (the state file).
-    fn invalidate_route_cache(&self) {
-        let map = &self.maps.route_cache_gen;
+    /// before this point is served again, and turns it on for the families
+    /// whose main table in `rib` is big enough (route_cache.h). Called after
+    /// the main tables were written and before anything slow (the state file).
+    fn invalidate_route_cache(&self, rib: &Rib) {
+        let map = &self.maps.route_cache_ctl;
         let key = 0u32.to_ne_bytes();
+        let min = self.config.route_cache_min_routes as usize;
+        let big = |v6: bool| rib.main_routes(v6).take(min).count() >= min;
+        let mut families = 0;
+        if self.dir.is_some() || big(false) {
+            families |= types::route_cache_family::ROUTE_CACHE_IPV4.0;
+        }
+        if big(true) {
+            families |= types::route_cache_family::ROUTE_CACHE_IPV6.0;
+        }
         let bumped = map.lookup(&key).and_then(|old| {
-            let old = old.and_then(|v| v.try_into().ok()).map_or(0, u64::from_ne_bytes);
-            map.update(&key, &old.wrapping_add(1).to_ne_bytes())
+            let mut ctl = old.and_then(|v| abi::from_bytes::<types::route_cache_ctl>(&v)).unwrap_or_else(abi::zeroed);
+            ctl.generation = ctl.generation.wrapping_add(1);
+            ctl.families = families;
+            map.update(&key, abi::bytes_of(&ctl))
         });
         if let Err(e) = bumped {
             // Not expected of a one-entry array; the cache would keep serving old routes.
@@ -233,7 +245,7 @@ impl Fib {
     /// Runs the saver on the changed RIB (still locked, so saves are ordered),
     /// after the route cache forgot what the change replaced.
     fn saved(&self, rib: &Rib) -> Result<(), RouteError> {
-        self.invalidate_route_cache();
+        self.invalidate_route_cache(rib);
         match self.saver.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(save) => save(rib).map_err(|e| {
                 log::error!("{e}");

@@ -64,6 +64,22 @@ impl Rib {
         }
     }
 
+    /// The main table's IPv4 or IPv6 routes, in prefix order (IPv4 sorts
+    /// before IPv6, the main table before the others).
+    pub(crate) fn main_routes(&self, v6: bool) -> impl Iterator<Item = &Route> + '_ {
+        use std::ops::Bound;
+        // The smallest IPv6 key: ::/0 (networks order by address, then length).
+        let start = match ipnetwork::Ipv6Network::new_checked(std::net::Ipv6Addr::UNSPECIFIED, 0) {
+            Some(any) if v6 => Bound::Included((Table::Main, IpNetwork::V6(any))),
+            _ => Bound::Unbounded,
+        };
+        self.routes
+            .range((start, Bound::Unbounded))
+            .skip_while(move |((t, p), _)| *t == Table::Main && p.is_ipv6() != v6)
+            .take_while(move |((t, p), _)| *t == Table::Main && p.is_ipv6() == v6)
+            .map(|(_, r)| r)
+    }
+
     /// The routes of `table`, IPv4 first.
     pub(crate) fn routes_in(&self, table: Table) -> Vec<Route> {
         self.routes.iter().filter(|((t, _), _)| *t == table).map(|(_, r)| r.clone()).collect()

@@ -41,8 +41,10 @@ pub(crate) struct LoadConfig {
     pub dir_groups: u32,
     /// DIR-24-8: distinct route values.
     pub route_values: u32,
-    /// Entries of the per-CPU route cache (a power of two; 0: none).
+    /// Entries of the route cache (a power of two; 0: none).
     pub route_cache: u32,
+    /// Main-table routes of a family from which its lookups use the cache.
+    pub route_cache_min_routes: u32,
     /// Stages left out (`encap_skip` bits): benchmark variants only, never
     /// pinned.
     #[serde(skip)]

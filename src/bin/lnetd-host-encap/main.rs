@@ -93,10 +93,13 @@ enum Command {
         /// DIR-24-8: /24s that may hold prefixes longer than /24 (host routes and addresses count).
         #[arg(long, value_name = "N")]
         dir_groups: Option<u32>,
-        /// Entries of the per-CPU route cache in front of the lookup (a power of two; 0: none;
-        /// default 4096 on x86_64).
+        /// Entries of the route cache in front of the lookup, shared by every CPU (rounded up to a
+        /// power of two; 0: none; default 65536 on x86_64).
         #[arg(long, value_name = "N")]
         route_cache: Option<u32>,
+        /// Main-table routes a family needs before its lookups use the route cache (default 4096).
+        #[arg(long, value_name = "N")]
+        route_cache_min_routes: Option<u32>,
     },
     /// Detach from IFACE and remove the pins: traffic goes unlabelled.
     Detach,
@@ -374,6 +377,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             max_route_values,
             dir_groups,
             route_cache,
+            route_cache_min_routes,
         } => {
             let mut builder = Encapsulator::builder()
                 .ttl_mode(ttl)
@@ -389,6 +393,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
             if let Some(n) = route_cache {
                 builder = builder.route_cache(n);
+            }
+            if let Some(n) = route_cache_min_routes {
+                builder = builder.route_cache_min_routes(n);
             }
             let defaults = (2_097_152, 524_288);
             if max_routes_v4.is_some() || max_routes_v6.is_some() {

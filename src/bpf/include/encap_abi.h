@@ -18,6 +18,7 @@ const volatile struct {
 	enum encap_skip skip;
 	struct dir_block dir_block;
 	struct dir_group dir_group;
+	enum route_cache_family route_cache_family;
 } encap_abi = {};
 
 #endif /* LNETD_ENCAP_ABI_H */

@@ -12,13 +12,18 @@
  * destination DIR-24-8's /16 summary answers alone (short prefixes: a
  * default route) is not cached: that read is cheaper than the cache's.
  *
+ * Per family, user space turns the cache on only while the main table is
+ * big enough to need it (`families`): a small LPM trie's few nodes stay in
+ * the CPU's caches and its walk beats the cache's entries for thousands of
+ * destinations, which do not (measured on the wire: README, Performance).
+ *
  * One array for all CPUs, not one per CPU: the hit rate depends on entries
  * per destination, and per-CPU copies would multiply the memory by the CPU
  * count for the same rate.
  *
- * Invalidation is by generation: user space bumps `route_cache_gen` after
- * every change it made to the main tables, and an entry answers only under
- * the generation it was filled in. The generation is read before the lookup
+ * Invalidation is by generation: user space bumps the generation in
+ * `route_cache_ctl` after every change it made to the main tables, and an
+ * entry answers only under the generation it was filled in. The generation is read before the lookup
  * whose answer is filled in, so an answer read before a change is stored
  * under the old generation and never served after the bump.
  *
@@ -54,13 +59,13 @@ struct {
 	__type(value, struct route_cache_entry);
 } route_cache SEC(".maps");
 
-/* One entry: the generation of the main tables, bumped by Rust after each change. */
+/* One entry: the generation of the main tables and the cached families, written by Rust. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
-} route_cache_gen SEC(".maps");
+	__type(value, struct route_cache_ctl);
+} route_cache_ctl SEC(".maps");
 
 #define ROUTE_CACHE_BARRIER() asm volatile("" ::: "memory")
 
@@ -72,18 +77,24 @@ struct route_cache_key {
 	__u64 generation;
 };
 
-/* 0 when the cache is off, or the generation map cannot be read (never expected). */
+/*
+ * 0 when the cache is off, or off for the packet's family, or the control
+ * map cannot be read (never expected).
+ */
 static __always_inline int route_cache_key(const struct packet *pkt, struct route_cache_key *k)
 {
-	__u32 zero = 0, h;
-	__u64 *gen;
+	__u32 zero = 0, h, family;
+	struct route_cache_ctl *ctl;
 
 	if (!route_cache_slots)
 		return 0;
-	gen = bpf_map_lookup_elem(&route_cache_gen, &zero);
-	if (!gen)
+	ctl = bpf_map_lookup_elem(&route_cache_ctl, &zero);
+	if (!ctl)
 		return 0;
-	k->generation = *(volatile __u64 *)gen;
+	family = pkt->l3_proto == ETH_P_IP ? ROUTE_CACHE_IPV4 : ROUTE_CACHE_IPV6;
+	if (!(*(volatile __u32 *)&ctl->families & family))
+		return 0;
+	k->generation = *(volatile __u64 *)&ctl->generation;
 	k->family = pkt->l3_proto;
 	k->dst[1] = 0;
 	if (pkt->l3_proto == ETH_P_IP) {
