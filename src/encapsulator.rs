@@ -755,7 +755,7 @@ impl Encapsulator {
     /// unchanged (set-aside routes included, in the main table).
     pub fn valid_state(&self) -> ValidState {
         self.fib.read(|rib| {
-            let mut routes = rib.routes.clone();
+            let mut routes = (*rib.routes).clone();
             for (prefix, route) in &rib.shadowed {
                 routes.insert((Table::Main, *prefix), route.clone());
             }

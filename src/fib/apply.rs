@@ -460,7 +460,8 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
             rib.routes = match desired {
                 Desired::Owned(state) => state.into_routes(),
                 Desired::Borrowed(state) => state.routes().clone(),
-            };
+            }
+            .into();
             // The desired routes for host addresses are set aside, never in the tries.
             let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();
             for host in hosts {

@@ -206,7 +206,7 @@ impl Fib {
         let map = &self.maps.route_cache_ctl;
         let key = 0u32.to_ne_bytes();
         let min = self.config.route_cache_min_routes as usize;
-        let big = |v6: bool| rib.main_routes(v6).take(min).count() >= min;
+        let big = |v6: bool| rib.routes.main_count(v6) >= min;
         let mut families = 0;
         if self.dir.is_some() || big(false) {
             families |= types::route_cache_family::ROUTE_CACHE_IPV4.0;

@@ -128,7 +128,7 @@ mod tests {
 
     fn rib_of(v: &ValidState) -> Rib {
         let mut rib = Rib::new(10);
-        rib.routes = v.routes().clone();
+        rib.routes = v.routes().clone().into();
         rib.sources = v.sources().clone();
         rib
     }

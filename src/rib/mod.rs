@@ -12,6 +12,7 @@
 pub(crate) mod alloc;
 pub(crate) mod diff;
 pub(crate) mod persist;
+pub(crate) mod routes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -29,7 +30,7 @@ pub(crate) type RouteId = (Table, IpNetwork);
 #[derive(Debug, Clone)]
 pub(crate) struct Rib {
     /// Installed routes, by table and prefix.
-    pub routes: BTreeMap<RouteId, Route>,
+    pub routes: routes::Routes,
     /// Host addresses installed as never-label entries.
     pub local: BTreeSet<IpAddr>,
     /// Main-table routes set aside while a host address takes their /32 or /128.
@@ -51,7 +52,7 @@ pub(crate) struct Rib {
 impl Rib {
     pub(crate) fn new(counter_capacity: u32) -> Rib {
         Rib {
-            routes: BTreeMap::new(),
+            routes: routes::Routes::default(),
             local: BTreeSet::new(),
             shadowed: BTreeMap::new(),
             sources: BTreeMap::new(),
@@ -62,22 +63,6 @@ impl Rib {
             counters_of: BTreeMap::new(),
             counter_slots: Slots::new(counter_capacity),
         }
-    }
-
-    /// The main table's IPv4 or IPv6 routes, in prefix order (IPv4 sorts
-    /// before IPv6, the main table before the others).
-    pub(crate) fn main_routes(&self, v6: bool) -> impl Iterator<Item = &Route> + '_ {
-        use std::ops::Bound;
-        // The smallest IPv6 key: ::/0 (networks order by address, then length).
-        let start = match ipnetwork::Ipv6Network::new_checked(std::net::Ipv6Addr::UNSPECIFIED, 0) {
-            Some(any) if v6 => Bound::Included((Table::Main, IpNetwork::V6(any))),
-            _ => Bound::Unbounded,
-        };
-        self.routes
-            .range((start, Bound::Unbounded))
-            .skip_while(move |((t, p), _)| *t == Table::Main && p.is_ipv6() != v6)
-            .take_while(move |((t, p), _)| *t == Table::Main && p.is_ipv6() == v6)
-            .map(|(_, r)| r)
     }
 
     /// The routes of `table`, IPv4 first.
