@@ -143,9 +143,8 @@ impl EncapsulatorBuilder {
     /// through the route cache (default 4,096; 0: always). Below it, the
     /// lookup itself is cheap and its few entries stay in the CPU's caches,
     /// while the route cache's entries for thousands of destinations do not:
-    /// on the wire a small IPv6 table is faster without the cache (README,
-    /// Performance). IPv4 under [`Ipv4Lookup::Dir24_8`] uses the cache
-    /// whatever its size, past the /16 summary only.
+    /// on the wire a small table is as fast or faster without the cache
+    /// (README, Performance).
     pub fn route_cache_min_routes(mut self, routes: u32) -> Self {
         self.config.route_cache_min_routes = routes;
         self

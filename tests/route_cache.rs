@@ -247,11 +247,12 @@ fn one_entry_fought_over_by_two_threads_serves_each_destination_its_own_route() 
 fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
     privileged("a_family_goes_through_the_cache_only_from_its_minimum_table_size");
     in_test_run_netns("rcachemin", || {
-        // IPv4 under the LPM trie (DIR-24-8 uses the cache at any size) and IPv6.
+        // IPv4 under both lookups, and IPv6.
         let fillers =
             |i: u32| -> [String; 2] { [format!("10.{}.{}.0/24", i / 256, i % 256), format!("2001:db8:1:{i:x}::/64")] };
-        for (family, (prefix, dst, _, _)) in FAMILIES.into_iter().enumerate() {
-            let enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).load().expect("load");
+        for (lookup, family) in [(Ipv4Lookup::Dir24_8, 0), (Ipv4Lookup::LpmTrie, 0), (Ipv4Lookup::Dir24_8, 1)] {
+            let (prefix, dst, _, _) = FAMILIES[family];
+            let enc = Encapsulator::builder().lookup(lookup).load().expect("load");
             let mut desired = lnetd_host_encap::DesiredState::default();
             let mut add = |prefix: String, label: u32| {
                 desired.routes.push(lnetd_host_encap::DesiredRoute {
@@ -268,16 +269,16 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
             (0..5000).for_each(|i| add(fillers(i)[1 - family].clone(), 16 + i));
             enc.apply(&desired).unwrap();
             let uncached = |what: &str| {
-                assert_eq!(label_for(&enc, dst), Some(100), "{prefix}, {what}: labelled");
-                foreign_delete(&enc, Ipv4Lookup::LpmTrie, prefix);
-                assert_eq!(label_for(&enc, dst), None, "{prefix}, {what}: looked up, not cached");
+                assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, {what}: labelled");
+                foreign_delete(&enc, lookup, prefix);
+                assert_eq!(label_for(&enc, dst), None, "{lookup}, {prefix}, {what}: looked up, not cached");
                 assert_eq!(enc.repair().unwrap().len(), 1);
             };
             uncached("4,095 routes");
             enc.set_route(&route(&fillers(4094)[family], 9)).unwrap();
             assert_eq!(label_for(&enc, dst), Some(100));
-            foreign_delete(&enc, Ipv4Lookup::LpmTrie, prefix);
-            assert_eq!(label_for(&enc, dst), Some(100), "{prefix}, 4,096 routes: served from the cache");
+            foreign_delete(&enc, lookup, prefix);
+            assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, 4,096 routes: served from the cache");
             assert_eq!(enc.repair().unwrap().len(), 1);
             assert!(enc.remove(fillers(4094)[family].parse().unwrap()).unwrap());
             uncached("4,095 routes again");

@@ -208,7 +208,7 @@ impl Fib {
         let min = self.config.route_cache_min_routes as usize;
         let big = |v6: bool| rib.routes.main_count(v6) >= min;
         let mut families = 0;
-        if self.dir.is_some() || big(false) {
+        if big(false) {
             families |= types::route_cache_family::ROUTE_CACHE_IPV4.0;
         }
         if big(true) {
