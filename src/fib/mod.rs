@@ -12,6 +12,7 @@ pub(crate) mod verify;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ipnetwork::IpNetwork;
@@ -29,6 +30,7 @@ use crate::rib::persist::LoadConfig;
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
 use crate::sys::map::BpfMap;
+use crate::sys::mmap::MappedArray;
 use dir24_8::Dir24_8;
 use key::RouteKey;
 use table::RouteTable;
@@ -86,6 +88,11 @@ pub(crate) struct Fib {
     read_only: bool,
     /// The main IPv4 table, when it is DIR-24-8 (else the LPM trie `routes_v4`).
     dir: Option<Dir24_8>,
+    /// `route_cache_ctl`, mapped: the generation moves on with a store, not
+    /// a syscall, after every change.
+    cache_ctl: MappedArray,
+    /// A change holds the RIB and has not moved the generation on yet.
+    cache_stale: AtomicBool,
 }
 
 impl std::fmt::Debug for Fib {
@@ -104,9 +111,10 @@ fn full<E: Into<RouteError>>(family: &'static str, capacity: u32) -> impl FnOnce
     }
 }
 
-/// The RIB locked by [`Fib::locked`]. Released after a change, it moves the
-/// route cache's generation on whatever the change did: an undone write may
-/// have been cached meanwhile.
+/// The RIB locked by [`Fib::locked`]. Released after a change that did not
+/// reach [`Fib::saved`] (which moves it on itself), it moves the route
+/// cache's generation on whatever the change did: an undone write may have
+/// been cached meanwhile.
 pub(crate) struct Changing<'a> {
     fib: &'a Fib,
     rib: MutexGuard<'a, Rib>,
@@ -129,7 +137,7 @@ impl std::ops::DerefMut for Changing<'_> {
 
 impl Drop for Changing<'_> {
     fn drop(&mut self) {
-        if self.changing {
+        if self.changing && self.fib.cache_stale.load(Ordering::Relaxed) {
             self.fib.invalidate_route_cache(&self.rib);
         }
     }
@@ -140,6 +148,7 @@ impl Fib {
     /// a route (the DSCP table, the settings).
     pub(crate) fn fresh(maps: EncapMaps, config: LoadConfig) -> Result<Fib, MapError> {
         let dir = Self::dir(&maps, &config, false)?;
+        let cache_ctl = Self::map_cache_ctl(&maps)?;
         let fib = Fib {
             maps,
             config,
@@ -147,6 +156,8 @@ impl Fib {
             saver: Mutex::new(None),
             read_only: false,
             dir,
+            cache_ctl,
+            cache_stale: AtomicBool::new(false),
         };
         fib.write_dscp(&DscpMap::default())?;
         fib.write_settings(&Rib::new(0))?;
@@ -156,7 +167,17 @@ impl Fib {
     /// A FIB over maps that already hold what `rib` says (adopted from pins).
     pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Result<Fib, MapError> {
         let dir = Self::dir(&maps, &config, true)?;
-        Ok(Fib { maps, config, rib: Mutex::new(rib), saver: Mutex::new(None), read_only, dir })
+        let cache_ctl = Self::map_cache_ctl(&maps)?;
+        Ok(Fib {
+            maps,
+            config,
+            rib: Mutex::new(rib),
+            saver: Mutex::new(None),
+            read_only,
+            dir,
+            cache_ctl,
+            cache_stale: AtomicBool::new(false),
+        })
     }
 
     /// The DIR-24-8 table over `maps`, when `config` chose it.
@@ -195,16 +216,19 @@ impl Fib {
         if changing && self.read_only {
             return Err(RouteError::ReadOnly);
         }
-        Ok(Changing { fib: self, rib: self.writer(), changing })
+        let rib = self.writer();
+        if changing {
+            self.cache_stale.store(true, Ordering::Relaxed);
+        }
+        Ok(Changing { fib: self, rib, changing })
     }
 
     /// Moves the route cache's generation on, so that no answer cached
     /// before this point is served again, and turns it on for the families
     /// whose main table in `rib` is big enough (route_cache.h). Called after
-    /// the main tables were written and before anything slow (the state file).
+    /// the main tables were written and before anything slow (the state
+    /// file); the stores are ordered after every earlier write.
     fn invalidate_route_cache(&self, rib: &Rib) {
-        let map = &self.maps.route_cache_ctl;
-        let key = 0u32.to_ne_bytes();
         let min = self.config.route_cache_min_routes as usize;
         let big = |v6: bool| rib.routes.main_count(v6) >= min;
         let mut families = 0;
@@ -214,16 +238,17 @@ impl Fib {
         if big(true) {
             families |= types::route_cache_family::ROUTE_CACHE_IPV6.0;
         }
-        let bumped = map.lookup(&key).and_then(|old| {
-            let mut ctl = old.and_then(|v| abi::from_bytes::<types::route_cache_ctl>(&v)).unwrap_or_else(abi::zeroed);
-            ctl.generation = ctl.generation.wrapping_add(1);
-            ctl.families = families;
-            map.update(&key, abi::bytes_of(&ctl))
-        });
-        if let Err(e) = bumped {
-            // Not expected of a one-entry array; the cache would keep serving old routes.
-            log::error!("{e}: the route cache may serve routes changed since; detach and attach again");
-        }
+        self.cache_stale.store(false, Ordering::Relaxed);
+        // Only this handle writes it, under the RIB's lock.
+        let generation = self.cache_ctl.read_bytes(0, 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes);
+        self.cache_ctl.store_u32(0, std::mem::offset_of!(types::route_cache_ctl, families), families);
+        self.cache_ctl.store_u64(0, generation.wrapping_add(1));
+    }
+
+    /// `route_cache_ctl`, mapped (its generation first, as store_u64 writes it).
+    fn map_cache_ctl(maps: &EncapMaps) -> Result<MappedArray, MapError> {
+        const _: () = assert!(std::mem::offset_of!(types::route_cache_ctl, generation) == 0);
+        MappedArray::new(&maps.route_cache_ctl, 1, std::mem::size_of::<types::route_cache_ctl>())
     }
 
     fn writer(&self) -> MutexGuard<'_, Rib> {

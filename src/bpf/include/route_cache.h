@@ -59,9 +59,10 @@ struct {
 	__type(value, struct route_cache_entry);
 } route_cache SEC(".maps");
 
-/* One entry: the generation of the main tables and the cached families, written by Rust. */
+/* One entry: the generation of the main tables and the cached families, written by Rust (mapped). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct route_cache_ctl);
