@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use common::{in_test_run_netns, privileged};
 use ipnetwork::{IpNetwork, Ipv4Network};
-use lnetd_host_encap::{DscpMap, Encapsulator, Ipv4Lookup, Label, LabelStack, Route, Table, ValidState, XdpAction};
+use lnetd_host_encap::{DscpMap, Encapsulator, Ipv4Lookup, Label, LabelStack, Route, Table, ValidState};
 
 /// Longest-prefix match over a set of prefixes, by testing each length.
 struct ReferenceLpm {
@@ -46,18 +46,9 @@ impl ReferenceLpm {
     }
 }
 
-/// The top label the program pushes for a packet to `addr`; `None` when it
-/// passes the packet unlabelled.
+/// The top label the program pushes for a packet to `addr`.
 fn program_label(enc: &Encapsulator, addr: Ipv4Addr) -> Option<u32> {
-    let frame = common::frame(&addr.to_string()).build();
-    let out = enc.test_run(&frame.bytes).expect("test run");
-    match out.action {
-        XdpAction::Tx => {
-            let entry: [u8; 4] = out.frame[14..18].try_into().unwrap();
-            Some(u32::from_be_bytes(entry) >> 12)
-        }
-        _ => None,
-    }
+    common::top_label(enc, &addr.to_string())
 }
 
 fn v4(p: &IpNetwork) -> Ipv4Network {

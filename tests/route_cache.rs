@@ -17,17 +17,8 @@ use lnetd_host_encap::{
     Encapsulator, EncapsulatorBuilder, Ipv4Lookup, Label, LabelStack, Policy, Route, SegmentList, XdpAction,
 };
 
-/// The top label the program pushes for a packet to `dst`; `None` when it passes it unlabelled.
 fn label_for(enc: &Encapsulator, dst: &str) -> Option<u32> {
-    let frame = common::frame(dst).build();
-    let out = enc.test_run(&frame.bytes).expect("test run");
-    match out.action {
-        XdpAction::Tx => {
-            let entry: [u8; 4] = out.frame[14..18].try_into().unwrap();
-            Some(u32::from_be_bytes(entry) >> 12)
-        }
-        _ => None,
-    }
+    common::top_label(enc, dst)
 }
 
 fn route(prefix: &str, label: u32) -> Route {

@@ -91,6 +91,19 @@ pub struct Frame {
     pub l2_len: usize,
 }
 
+/// The top label the program pushes for a frame to `dst` (through
+/// BPF_PROG_TEST_RUN); `None` when it passes the frame unlabelled.
+pub fn top_label(enc: &lnetd_host_encap::Encapsulator, dst: &str) -> Option<u32> {
+    let out = enc.test_run(&frame(dst).build().bytes).expect("test run");
+    match out.action {
+        lnetd_host_encap::XdpAction::Tx => {
+            let entry: [u8; 4] = out.frame[14..18].try_into().expect("a label stack entry");
+            Some(u32::from_be_bytes(entry) >> 12)
+        }
+        _ => None,
+    }
+}
+
 pub fn frame(dst: &str) -> FrameSpec {
     let dst: IpAddr = dst.parse().expect("test destination is an address");
     let src = if dst.is_ipv4() { "10.200.0.1".parse().unwrap() } else { "fd00:200::1".parse().unwrap() };
