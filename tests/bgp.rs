@@ -167,6 +167,19 @@ struct Lab {
     _peer: PassProgram,
 }
 
+/// Removes the agents' origins file for the lab's namespace (an agent keeps
+/// it across restarts; the namespace, and so its directory, is the test's own).
+struct OriginsGuard<'a>(&'a Netns);
+
+impl Drop for OriginsGuard<'_> {
+    fn drop(&mut self) {
+        let dir = self.0.run(|| lnetd_host_encap::bgp::origins::origins_path(VethLab::HOST_IF));
+        if let Some(ns_dir) = dir.ok().and_then(Result::ok).as_deref().and_then(|f| f.parent()?.parent()) {
+            let _ = std::fs::remove_dir_all(ns_dir);
+        }
+    }
+}
+
 fn lab() -> Lab {
     let veth = VethLab::new().expect("lab");
     let ctl = Netns::new("c").expect("controller namespace");
@@ -283,6 +296,7 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     require_gobgpd();
     let lab = lab();
     let _pins = PinGuard(&lab.veth.host, VethLab::HOST_IF);
+    let _origins = OriginsGuard(&lab.veth.host);
     let ctl = gobgpd(&lab.ctl, "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
     let host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
     let _agent = start_agent(&lab, "keep");

@@ -416,6 +416,17 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Detach => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
+            // The agent's record of which routes BGP taught goes with the routes.
+            #[cfg(feature = "bgp")]
+            if let Some(dir) =
+                lnetd_host_encap::bgp::origins::origins_path(iface).ok().as_deref().and_then(std::path::Path::parent)
+            {
+                if let Err(e) = std::fs::remove_dir_all(dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        log::warn!("removing {}: {e}", dir.display());
+                    }
+                }
+            }
             println!("detached from {iface}; pins removed");
         }
         Command::Upgrade => {
