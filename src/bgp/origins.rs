@@ -180,6 +180,20 @@ pub fn origins_path(iface: &str) -> std::io::Result<PathBuf> {
     Ok(crate::PinRoots::default().state.join("origins").join(format!("net{ns}")).join(iface).join("origins.json"))
 }
 
+/// Removes an interface's origins file (with the dataplane it describes);
+/// none is not an error.
+///
+/// # Errors
+/// The namespace cannot be read, or the file's directory cannot be removed.
+pub fn remove_origins_file(iface: &str) -> std::io::Result<()> {
+    let path = origins_path(iface)?;
+    let Some(dir) = path.parent() else { return Ok(()) };
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl Origins {
     /// The origins of `enc`'s routes: those the last agent recorded in `file`
     /// (routes it set, routes BGP taught), every other route `static`. Routes

@@ -91,7 +91,8 @@ pub(crate) struct Fib {
     /// `route_cache_ctl`, mapped: the generation moves on with a store, not
     /// a syscall, after every change.
     cache_ctl: MappedArray,
-    /// A change holds the RIB and has not moved the generation on yet.
+    /// A change holds the RIB and has not moved the generation on yet
+    /// (set and cleared under the RIB's lock; a dry run never sets it).
     cache_stale: AtomicBool,
 }
 
@@ -118,7 +119,6 @@ fn full<E: Into<RouteError>>(family: &'static str, capacity: u32) -> impl FnOnce
 pub(crate) struct Changing<'a> {
     fib: &'a Fib,
     rib: MutexGuard<'a, Rib>,
-    changing: bool,
 }
 
 impl std::ops::Deref for Changing<'_> {
@@ -137,7 +137,7 @@ impl std::ops::DerefMut for Changing<'_> {
 
 impl Drop for Changing<'_> {
     fn drop(&mut self) {
-        if self.changing && self.fib.cache_stale.load(Ordering::Relaxed) {
+        if self.fib.cache_stale.load(Ordering::Relaxed) {
             self.fib.invalidate_route_cache(&self.rib);
         }
     }
@@ -220,7 +220,7 @@ impl Fib {
         if changing {
             self.cache_stale.store(true, Ordering::Relaxed);
         }
-        Ok(Changing { fib: self, rib, changing })
+        Ok(Changing { fib: self, rib })
     }
 
     /// Moves the route cache's generation on, so that no answer cached
@@ -240,7 +240,7 @@ impl Fib {
         }
         self.cache_stale.store(false, Ordering::Relaxed);
         // Only this handle writes it, under the RIB's lock.
-        let generation = self.cache_ctl.read_bytes(0, 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes);
+        let generation = self.cache_ctl.load_u64(0).unwrap_or(0);
         self.cache_ctl.store_u32(0, std::mem::offset_of!(types::route_cache_ctl, families), families);
         self.cache_ctl.store_u64(0, generation.wrapping_add(1));
     }

@@ -83,6 +83,13 @@ impl MappedArray {
         }
     }
 
+    /// The first 8 bytes of element `index`, read atomically.
+    pub(crate) fn load_u64(&self, index: usize) -> Option<u64> {
+        let p = self.at(index, 0, 8)?;
+        // SAFETY: in bounds and 8-aligned (element starts are).
+        Some(unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Acquire))
+    }
+
     /// Element `index`'s bytes (value size `size`), copied out.
     pub(crate) fn read_bytes(&self, index: usize, size: usize) -> Option<Vec<u8>> {
         let p = self.at(index, 0, size)?;

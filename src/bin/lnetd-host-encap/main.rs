@@ -418,14 +418,8 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             enc.detach()?;
             // The agent's record of which routes BGP taught goes with the routes.
             #[cfg(feature = "bgp")]
-            if let Some(dir) =
-                lnetd_host_encap::bgp::origins::origins_path(iface).ok().as_deref().and_then(std::path::Path::parent)
-            {
-                if let Err(e) = std::fs::remove_dir_all(dir) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        log::warn!("removing {}: {e}", dir.display());
-                    }
-                }
+            if let Err(e) = lnetd_host_encap::bgp::origins::remove_origins_file(iface) {
+                log::warn!("removing {iface}'s origins file: {e}");
             }
             println!("detached from {iface}; pins removed");
         }

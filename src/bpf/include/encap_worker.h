@@ -3,8 +3,9 @@
  * The encapsulator's worker: label the packets the host routes and, on XDP,
  * turn them around.
  *
- * Pipeline: parse -> multicast -> route lookup (local; the source's alternate
- * table, else the main one; plain or policy) -> segment list -> MTU -> save
+ * Pipeline: parse -> multicast -> route lookup (the main table through the
+ * route cache: local?; the source's alternate table, else the main one;
+ * plain or policy) -> segment list -> MTU -> save
  * L2 -> reflect it (XDP only) -> grow (hook) -> push. Each stage reports in
  * its own terms; this worker maps that onto an encap counter and jumps to the
  * one exit, which counts exactly that counter and turns it into the hook's
@@ -51,8 +52,6 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	struct policy_value *policy = NULL;
 	const struct segment_list *list;
 	struct route_value *route, *alternate, cached;
-	struct route_cache_key cache_key;
-	int cacheable = 0;
 	struct packet pkt = {};
 	enum packet_parse parsed;
 	int ran_off;
@@ -98,19 +97,8 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 
 		route = bpf_map_lookup_elem(&dir4_values, &first);
 	} else {
-		route = NULL;
-		/* DIR-24-8's /16 summary answers faster than the cache: cached past it only. */
-		cacheable = (pkt.l3_proto == ETH_P_IPV6 || lookup_v4 == ENCAP_LOOKUP_LPM ||
-			     dir4_descends(pkt.dst, &dir4)) &&
-			    route_cache_key(&pkt, &cache_key);
-		if (cacheable && !(skip_stages & ENCAP_SKIP_CACHE_HIT))
-			route = route_cache_get(&cache_key, &cached, &counter_id);
-		if (!route) {
-			route = lookup_route(&pkt, &routes_v4, &routes_v6,
-					     lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL, &counter_id);
-			if (route && cacheable)
-				route_cache_put(&cache_key, route, counter_id);
-		}
+		route = lookup_main(&pkt, &routes_v4, &routes_v6, lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL,
+				    &cached, &counter_id);
 	}
 	if (route && (route->flags & ENCAP_ROUTE_LOCAL)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;

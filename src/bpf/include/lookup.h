@@ -36,39 +36,33 @@ static __always_inline int dir_block_entry(void *table, __u32 addr, __u32 bits, 
 }
 
 /*
- * True when the destination's /16 holds prefixes longer than /16, so that
- * DIR-24-8 reads its /24 table (64 MiB: a cache and TLB miss once routes
- * are spread over it); false when the /16 summary answers alone.
+ * DIR-24-8's first read: the /16 summary entry for an IPv4 destination (its
+ * address in host order in `addr`); -1 when the block is missing. An entry
+ * without DIR_DESCEND answers alone (short prefixes: a default route).
  */
-static __always_inline int dir4_descends(const __u8 *dst, const struct dir4_tables *t)
+static __always_inline int dir4_summary(const __u8 *dst, const struct dir4_tables *t, __u32 *addr, __u32 *slot)
 {
-	__u32 entry, addr;
 	__be32 be;
 
 	__builtin_memcpy(&be, dst, sizeof(be));
-	addr = bpf_ntohl(be);
-	return !dir_block_entry(t->tbl16, addr, 16, &entry) && (entry & DIR_DESCEND);
+	*addr = bpf_ntohl(be);
+	return dir_block_entry(t->tbl16, *addr, 16, slot);
 }
 
 /*
- * The route covering an IPv4 destination in DIR-24-8: one read of the /16
- * summary, one of tbl24 when the /16 holds prefixes longer than /16, one of
+ * The route covering `addr` in DIR-24-8, from its /16 summary entry `slot`:
+ * one read of tbl24 when the /16 holds prefixes longer than /16, one of
  * tbl8 when the /24 holds prefixes longer than /24, then the prefix's slot
  * and its (shared) value. All array maps: the JIT inlines every lookup.
  */
-static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const struct dir4_tables *t,
-						       __u32 *counter_id)
+static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, const struct dir4_tables *t,
+							__u32 *counter_id)
 {
 	struct dir_prefix *prefix;
 	struct dir_group *group;
-	__u32 slot, addr, index;
-	__be32 be;
+	__u32 index;
 	__u64 word;
 
-	__builtin_memcpy(&be, dst, sizeof(be));
-	addr = bpf_ntohl(be);
-	if (dir_block_entry(t->tbl16, addr, 16, &slot))
-		return NULL;
 	if ((slot & DIR_DESCEND) && dir_block_entry(t->tbl24, addr, 24, &slot))
 		return NULL;
 	if (slot & DIR_GROUP) {
@@ -92,20 +86,18 @@ static __always_inline struct route_value *dir4_lookup(const __u8 *dst, const st
 }
 
 /*
- * The longest-prefix route for the destination in the main table: `v4` (an
- * LPM trie) or, when `dir` is given, DIR-24-8 for IPv4, and `v6`; NULL if
- * none covers it. `counter_id` gets the route's counter slot.
+ * The longest-prefix route for the destination in the main table's LPM
+ * tries, `v4` or `v6`; NULL if none covers it. `counter_id` gets the route's
+ * counter slot. (DIR-24-8 and the route cache in front: route_cache.h.)
  */
-static __always_inline struct route_value *lookup_route(const struct packet *pkt, void *v4, void *v6,
-							const struct dir4_tables *dir, __u32 *counter_id)
+static __always_inline struct route_value *lookup_trie(const struct packet *pkt, void *v4, void *v6,
+						       __u32 *counter_id)
 {
 	struct route_value *route;
 
 	if (pkt->l3_proto == ETH_P_IP) {
 		struct route_key_v4 key = { .prefixlen = 32 };
 
-		if (dir)
-			return dir4_lookup(pkt->dst, dir, counter_id);
 		__builtin_memcpy(key.addr, pkt->dst, sizeof(key.addr));
 		route = bpf_map_lookup_elem(v4, &key);
 	} else {

@@ -40,6 +40,7 @@
 
 #include "../encap_shared.h"
 #include "encap_config.h"
+#include "lookup.h"
 #include "packet.h"
 #include <bpf/bpf_helpers.h>
 
@@ -157,6 +158,41 @@ static __always_inline void route_cache_put(const struct route_cache_key *k, con
 	e->route.counter_id = counter_id;
 	ROUTE_CACHE_BARRIER();
 	*(volatile __u32 *)&e->seq = seq + 2;
+}
+
+/*
+ * The main table's route for the packet (`dir`: DIR-24-8 for IPv4, else the
+ * LPM trie), through the cache where it serves; NULL if no route covers the
+ * destination. A hit is copied into `copy`. `counter_id` gets the route's
+ * counter slot.
+ */
+static __always_inline struct route_value *lookup_main(const struct packet *pkt, void *v4, void *v6,
+						       const struct dir4_tables *dir, struct route_value *copy,
+						       __u32 *counter_id)
+{
+	struct route_cache_key k;
+	struct route_value *route;
+	__u32 addr = 0, slot = 0;
+	/* First: the generation is read before any table the answer comes from. */
+	int cached = route_cache_key(pkt, &k);
+	int dir4 = dir && pkt->l3_proto == ETH_P_IP;
+
+	if (dir4) {
+		if (dir4_summary(pkt->dst, dir, &addr, &slot))
+			return NULL;
+		/* The /16 summary answers alone: one read, cheaper than the cache's. */
+		if (!(slot & DIR_DESCEND))
+			return dir4_resolve(addr, slot, dir, counter_id);
+	}
+	if (cached && !(skip_stages & ENCAP_SKIP_CACHE_HIT)) {
+		route = route_cache_get(&k, copy, counter_id);
+		if (route)
+			return route;
+	}
+	route = dir4 ? dir4_resolve(addr, slot, dir, counter_id) : lookup_trie(pkt, v4, v6, counter_id);
+	if (route && cached)
+		route_cache_put(&k, route, *counter_id);
+	return route;
 }
 
 #endif /* LNETD_ROUTE_CACHE_H */
