@@ -3,11 +3,17 @@
 //! the same lab without them under the same offloads, rounds interleaved in
 //! one run. Two offload settings: TSO off and GSO on (what a NIC that cannot
 //! segment behind labels needs), and TSO on (veth hands super-packets to its
-//! peer whole; the TC decapsulator pops them whole). Run as root:
-//! `cargo bench --bench host_mode`; `LHE_HOST_MODE=variants` instead splits
-//! the TSO-on cost: B's decapsulator alone, A's encapsulator attached with
-//! no route (nothing pushed) plus B's, and both at work, each as a ratio to
-//! the same lab without programs.
+//! peer whole; the TC decapsulator pops them whole). Under TSO on, two
+//! methods: pairs of transfers, each on its own connection, and one long
+//! connection whose segments alternate between the programs attached and
+//! not (the switch loses nothing: B pops before A labels and after A
+//! stops), each labelled segment against the unlabelled ones on either
+//! side. Run as root: `cargo bench --bench host_mode`;
+//! `LHE_HOST_MODE=alternating` runs only the long connection;
+//! `LHE_HOST_MODE=variants` instead splits the TSO-on cost: B's
+//! decapsulator alone, A's encapsulator attached with no route (nothing
+//! pushed) plus B's, and both at work, each as a ratio to the same lab
+//! without programs. TCP uses the host's congestion control, printed first.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -54,9 +60,96 @@ fn throughput(lab: &VethLab) -> f64 {
     })
 }
 
+/// Bytes of one segment of the alternating connection.
+const SEGMENT: u64 = 512 << 20;
+/// Timed segments of the alternating connection (half with the programs).
+const SEGMENTS: usize = 48;
+
+/// A's encap (allow_tso) and B's TC decap on or off. B's decapsulator is
+/// attached before A labels and detached after labelled frames still in
+/// flight have reached it, so switching loses nothing.
+fn set_programs(lab: &VethLab, programs: &Programs, on: bool) {
+    if on {
+        lab.router.run(|| programs.tc.attach_ingress(VethLab::ROUTER_IF)).unwrap().unwrap();
+        lab.host.run(|| programs.enc_tso.attach_egress(VethLab::HOST_IF)).unwrap().unwrap();
+    } else {
+        programs.enc_tso.detach().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        programs.tc.detach().unwrap();
+    }
+}
+
+/// One TCP connection A->B of SEGMENTS timed segments of SEGMENT bytes
+/// (after one untimed, for slow start), the programs attached for every
+/// other one: the rates (Gbit/s) of the segments, in order, and whether each
+/// was labelled. The rate is taken at the sender, from the end of the switch
+/// to the segment's last write.
+fn alternating(lab: &VethLab, programs: &Programs) -> Vec<(bool, f64)> {
+    let dst = IpAddr::V4(VethLab::ROUTER_V4);
+    let listener = lab.router.run(|| TcpListener::bind(SocketAddr::new(dst, 0))).unwrap().unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let total = SEGMENT * (SEGMENTS as u64 + 1);
+    std::thread::scope(|s| {
+        let sink = s.spawn(|| {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 1 << 18];
+            let mut got = 0u64;
+            while got < total {
+                let k = c.read(&mut buf).unwrap();
+                assert!(k > 0, "closed early");
+                got += k as u64;
+            }
+        });
+        let mut c = lab.host.run(|| TcpStream::connect(SocketAddr::new(dst, port))).unwrap().unwrap();
+        let buf = vec![0x42u8; 1 << 18];
+        let mut write = |bytes: u64| {
+            let mut sent = 0u64;
+            while sent < bytes {
+                c.write_all(&buf).unwrap();
+                sent += buf.len() as u64;
+            }
+        };
+        write(SEGMENT);
+        let mut rates = Vec::new();
+        for i in 0..SEGMENTS {
+            let labelled = i % 2 == 1;
+            if labelled {
+                set_programs(lab, programs, true);
+            }
+            let before = programs.tc.stats().unwrap().popped;
+            let started = Instant::now();
+            write(SEGMENT);
+            rates.push((labelled, SEGMENT as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9));
+            if labelled {
+                // A labelled segment's bytes crossed labelled: at least one super-packet per 64 KiB.
+                let popped = programs.tc.stats().unwrap().popped.bytes - before.bytes;
+                assert!(popped >= SEGMENT / 2, "segment {i}: only {popped} bytes popped");
+                set_programs(lab, programs, false);
+            }
+        }
+        sink.join().unwrap();
+        rates
+    })
+}
+
+/// Each labelled segment against the mean of the unlabelled segments on
+/// either side of it (which cancels a steady drift of the machine's rate).
+fn neighbour_ratios(rates: &[(bool, f64)]) -> Vec<f64> {
+    (1..rates.len().saturating_sub(1))
+        .filter(|&i| rates[i].0 && !rates[i - 1].0 && !rates[i + 1].0)
+        .map(|i| rates[i].1 / ((rates[i - 1].1 + rates[i + 1].1) / 2.0))
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Where B pops.
@@ -134,7 +227,17 @@ fn main() {
         ns.ip(&["route", "add", &format!("{peer}/32"), "dev", dev, "mtu", "lock", "1496"]).unwrap();
     }
     let programs = Programs::load();
+    let cc = lab.host.run(|| std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")).unwrap();
+    println!("TCP congestion control: {}", cc.map(|c| c.trim().to_string()).unwrap_or_else(|e| e.to_string()));
     // Which part of the encap + decap cost is whose: the hooks' presence, or the push and pop.
+    if std::env::var("LHE_HOST_MODE").as_deref() == Ok("alternating") {
+        set_offloads(&lab, "on");
+        let segments = alternating(&lab, &programs);
+        println!("{:.2?}", segments.iter().map(|s| s.1).collect::<Vec<_>>());
+        let ratios = neighbour_ratios(&segments);
+        println!("ratios {ratios:.2?} median {:.2}", median(ratios.clone()));
+        return;
+    }
     if std::env::var("LHE_HOST_MODE").as_deref() == Ok("variants") {
         set_offloads(&lab, "on");
         let none = Encapsulator::builder().allow_tso(true).load().unwrap();
@@ -196,6 +299,15 @@ fn main() {
         veth[1].push(labelled);
         println!("pair {pair}: TSO on: without {without:.2} Gbit/s, TC decap {labelled:.2} ({avg} B a popped packet)");
     }
+    // One connection, the programs switched on and off between its segments.
+    let segments = alternating(&lab, &programs);
+    let ratios = neighbour_ratios(&segments);
+    for (i, (labelled, rate)) in segments.iter().enumerate() {
+        println!("segment {i}: {} {rate:.2} Gbit/s", if *labelled { "labelled" } else { "without" });
+    }
+    println!("segment ratios: {ratios:.2?}");
+    let unlabelled: Vec<f64> = segments.iter().filter(|s| !s.0).map(|s| s.1).collect();
+    let labelled: Vec<f64> = segments.iter().filter(|s| s.0).map(|s| s.1).collect();
     // Each round's ratio (its transfers ran back to back), then the median:
     // this shared machine's rate drifts more between rounds than within one.
     let ratio = |with: &[f64], without: &[f64]| median(with.iter().zip(without).map(|(w, wo)| w / wo).collect());
@@ -216,4 +328,17 @@ fn main() {
     println!("| *TSO on: {PAIRS} pairs of transfers* | | |");
     row("TSO on, GSO on: without encap/decap", &veth[0], &veth[0]);
     row("TSO on, GSO on: A's egress encap (allow_tso) + B's TC ingress decap", &veth[1], &veth[0]);
+    println!(
+        "| *TSO on: one connection, {SEGMENTS} segments of {} MiB, the programs on in every other one* | | |",
+        SEGMENT >> 20
+    );
+    println!("| TSO on, GSO on: without encap/decap | {:.2} | 1.00 |", median(unlabelled));
+    println!(
+        "| TSO on, GSO on: A's egress encap (allow_tso) + B's TC ingress decap | {:.2} | {:.2} (each segment against \
+         its neighbours; quartiles {:.2} .. {:.2}) |",
+        median(labelled),
+        median(ratios.clone()),
+        quantile(&ratios, 0.25),
+        quantile(&ratios, 0.75)
+    );
 }
