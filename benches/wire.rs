@@ -118,6 +118,8 @@ struct Bench {
     generator: Generator,
     counter: ReturnCounter,
     floor: BaselineProgram,
+    /// The floor plus a constant one-label push: the least any encapsulator does.
+    min_push: BaselineProgram,
     /// The encapsulator as loaded by default (route cache on), and one without the route cache.
     enc: Encapsulator,
     uncached: Encapsulator,
@@ -128,6 +130,7 @@ struct Bench {
     floor_pace: Mutex<f64>,
     encap_pace: Mutex<f64>,
     uncached_pace: Mutex<f64>,
+    min_push_pace: Mutex<f64>,
 }
 
 impl Bench {
@@ -178,9 +181,13 @@ impl Bench {
     }
 
     fn floor_turn(&self, secs: f64) -> Turn {
+        self.baseline_turn(&self.floor, secs, &self.floor_pace)
+    }
+
+    fn baseline_turn(&self, program: &BaselineProgram, secs: f64, pace: &Mutex<f64>) -> Turn {
         let attached =
-            self.lab.host.run(|| self.floor.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("floor");
-        let t = self.turn(secs, &self.floor_pace);
+            self.lab.host.run(|| program.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("baseline");
+        let t = self.turn(secs, pace);
         drop(attached);
         t
     }
@@ -208,20 +215,37 @@ impl Bench {
     }
 
     /// One configuration's rounds (frames already set); prints its row.
-    fn measure(&self, what: &str, labels: RangeInclusive<u32>) {
+    /// `min_push`: a third arm, the minimal push, in every third round.
+    fn measure(&self, what: &str, labels: RangeInclusive<u32>, min_push: bool) {
         // A half turn of each first, not counted: first touch of the frames
         // and of the encapsulator's maps.
         self.encap_turn(self.secs / 2.0, true);
         self.encap_turn(self.secs / 2.0, false);
         self.floor_turn(self.secs / 2.0);
         let (mut f, mut e, mut ratios, mut fd, mut ed) = (vec![], vec![], vec![], vec![], vec![]);
-        let mut uncached_ratios = vec![];
-        for round in 0..self.rounds * 2 {
-            // Even rounds: floor, encap; odd: floor, encap without the cache.
-            let cached = round % 2 == 0;
+        let (mut uncached_ratios, mut min_push_ratios) = (vec![], vec![]);
+        let arms = if min_push { 3 } else { 2 };
+        for round in 0..self.rounds * arms {
+            // A floor turn, then in turn: encap, encap without the cache (, the minimal push).
+            let cached = round % arms == 0;
             let ft = self.floor_turn(self.secs);
             assert!(ft.returned.frames > 0, "{what}: the floor sent frames back");
             assert_eq!(ft.returned.labelled, 0, "{what}: the floor does not label");
+            if round % arms == 2 {
+                let mt = self.baseline_turn(&self.min_push, self.secs, &self.min_push_pace);
+                assert!(
+                    mt.returned.labelled + 100 + mt.returned.frames / 10_000 >= mt.returned.frames,
+                    "{what}: the minimal push labels what it returns"
+                );
+                eprintln!(
+                    "{what}: floor {:.3} Mpps, minimal push {:.3} Mpps, ratio {:.3}",
+                    ft.mpps(),
+                    mt.mpps(),
+                    mt.mpps() / ft.mpps()
+                );
+                min_push_ratios.push(mt.mpps() / ft.mpps());
+                continue;
+            }
 
             let (et, labelled) = self.encap_turn(self.secs, cached);
             // A few frames of h0's own stack (IPv6 neighbour and multicast
@@ -263,8 +287,10 @@ impl Bench {
             ed.push(et.delivered());
         }
         let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let min_push =
+            if min_push_ratios.is_empty() { "-".to_string() } else { format!("{:.2}", median(min_push_ratios)) };
         println!(
-            "| {what} | {:.2} | {:.2} | {:.2} | {lo:.2} .. {hi:.2} | {:.2} | {:.0}% / {:.0}% |",
+            "| {what} | {:.2} | {:.2} | {:.2} | {lo:.2} .. {hi:.2} | {:.2} | {min_push} | {:.0}% / {:.0}% |",
             median(f),
             median(e),
             median(ratios),
@@ -298,6 +324,7 @@ fn main() {
         lab,
         generator: Generator::load().expect("generator"),
         floor: BaselineProgram::floor().expect("floor"),
+        min_push: BaselineProgram::min_push().expect("minimal push"),
         enc: Encapsulator::builder().load().expect("encapsulator"),
         uncached: Encapsulator::builder().route_cache(0).load().expect("encapsulator without the route cache"),
         threads: env_or("LHE_WIRE_THREADS", 1),
@@ -307,6 +334,7 @@ fn main() {
         floor_pace: Mutex::new(5e-7),
         encap_pace: Mutex::new(5e-7),
         uncached_pace: Mutex::new(5e-7),
+        min_push_pace: Mutex::new(5e-7),
     };
     let table_labels = 16..=16 + TABLE_LABELS - 1;
 
@@ -314,8 +342,8 @@ fn main() {
     // given sizes only (LHE_WIRE_V6_SIZES=1,16,256), then exit.
     let v6_traffic = || format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
     if let Ok(sizes) = std::env::var("LHE_WIRE_V6_SIZES") {
-        println!("| IPv6 routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | came back (floor / encap) |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| IPv6 routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | minimal push / floor | came back (floor / encap) |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for n in sizes.split(',').map(|n| n.trim().parse::<usize>().expect("LHE_WIRE_V6_SIZES: sizes, comma-separated"))
         {
             // A default route under the first n of the full table's prefixes,
@@ -324,13 +352,13 @@ fn main() {
             prefixes.push("::/0".parse().expect("a prefix"));
             bench.apply(&table(&prefixes));
             bench.generator.set_frames(&frames_v6).expect("frames");
-            bench.measure(&format!("{n} | {}", v6_traffic()), table_labels.clone());
+            bench.measure(&format!("{n} | {}", v6_traffic()), table_labels.clone(), false);
         }
         return;
     }
 
-    println!("| routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | came back (floor / encap) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | minimal push / floor | came back (floor / encap) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for enc in [&bench.enc, &bench.uncached] {
         enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
         enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");
@@ -338,14 +366,14 @@ fn main() {
     let v4_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_v4.len());
     let v6_traffic = format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
     bench.generator.set_frames(&frames_v4).expect("frames");
-    bench.measure(&format!("a default route only | {v4_traffic}"), DEFAULT_V4..=DEFAULT_V4);
+    bench.measure(&format!("a default route only | {v4_traffic}"), DEFAULT_V4..=DEFAULT_V4, true);
     bench.generator.set_frames(&frames_v6).expect("frames");
-    bench.measure(&format!("a default route only | {v6_traffic}"), DEFAULT_V6..=DEFAULT_V6);
+    bench.measure(&format!("a default route only | {v6_traffic}"), DEFAULT_V6..=DEFAULT_V6, true);
 
     bench.apply(&sample_table);
     bench.generator.set_frames(&frames_sample).expect("frames");
     let sample_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_sample.len());
-    bench.measure(&format!("the {}-prefix BGP sample | {sample_traffic}", sample.len()), table_labels.clone());
+    bench.measure(&format!("the {}-prefix BGP sample | {sample_traffic}", sample.len()), table_labels.clone(), false);
 
     let t = Instant::now();
     bench.apply(&full_table);
@@ -353,9 +381,9 @@ fn main() {
     assert_eq!((v4.len(), v6.len()), (1_000_000, 200_000));
     let what = "1,000,000 IPv4 + 200,000 IPv6";
     bench.generator.set_frames(&frames_v4).expect("frames");
-    bench.measure(&format!("{what} | {v4_traffic}"), table_labels.clone());
+    bench.measure(&format!("{what} | {v4_traffic}"), table_labels.clone(), false);
     bench.generator.set_frames(&frames_v6).expect("frames");
-    bench.measure(&format!("{what} | {v6_traffic}"), table_labels);
+    bench.measure(&format!("{what} | {v6_traffic}"), table_labels, false);
     println!();
     println!(
         "{} rounds per row and encapsulator, each {} s floor then {} s encap, the two encapsulators in \

@@ -85,6 +85,18 @@ impl BaselineProgram {
         Ok(BaselineProgram { prog: load_prog(|s| s.progs.xdp_floor.as_fd())? })
     }
 
+    /// The floor plus the least any encapsulator does: room for one label
+    /// stack entry (`bpf_xdp_adjust_head`), the L2 header moved to the new
+    /// front, one constant label (16, S=1, the IP TTL); no lookup, MTU check
+    /// or counter. Untagged frames only. Its time over the floor's is a lower
+    /// bound for what encapsulation can cost on this hook.
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn min_push() -> Result<BaselineProgram, LoadError> {
+        Ok(BaselineProgram { prog: load_prog(|s| s.progs.xdp_min_push.as_fd())? })
+    }
+
     /// A program that only returns XDP_PASS: what the measurement itself costs
     /// (the kernel's two clock reads around every timed run).
     ///
