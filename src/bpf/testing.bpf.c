@@ -109,25 +109,26 @@ int xdp_min_push(struct xdp_md *ctx)
 {
 	struct packet pkt = {};
 	void *data, *data_end;
-	struct ethhdr *eth;
-	__u8 macs[2 * ETH_ALEN];
+	__u16 *w, macs[ETH_ALEN];
 
 	hook_frame(ctx, HOOK_XDP, &data, &data_end);
-	if (parse_packet(data, data_end, data_end - data, &pkt) != PACKET_IP || pkt.l2_len != sizeof(*eth) ||
-	    data + sizeof(*eth) > data_end)
+	if (parse_packet(data, data_end, data_end - data, &pkt) != PACKET_IP ||
+	    pkt.l2_len != sizeof(struct ethhdr) || data + sizeof(struct ethhdr) > data_end)
 		return XDP_PASS;
-	eth = data;
-	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(macs + ETH_ALEN, eth->h_dest, ETH_ALEN);
+	/* The MACs, swapped, in 2-byte words (as the encapsulator moves them). */
+	w = data;
+	for (int i = 0; i < ETH_ALEN; i++)
+		macs[i] = w[(i + 3) % ETH_ALEN];
 	if (bpf_xdp_adjust_head(ctx, -4))
 		return XDP_PASS;
 	hook_frame(ctx, HOOK_XDP, &data, &data_end);
-	if (data + sizeof(*eth) + 4 > data_end)
+	if (data + sizeof(struct ethhdr) + 4 > data_end)
 		return XDP_ABORTED;
-	eth = data;
-	__builtin_memcpy(eth, macs, sizeof(macs));
-	eth->h_proto = bpf_htons(ETH_P_MPLS_UC);
-	*(__be32 *)(eth + 1) = bpf_htonl(16 << 12 | 1 << 8 | pkt.ttl);
+	w = data;
+	for (int i = 0; i < ETH_ALEN; i++)
+		w[i] = macs[i];
+	w[6] = bpf_htons(ETH_P_MPLS_UC);
+	*(__be32 *)(w + 7) = bpf_htonl(16 << 12 | 1 << 8 | pkt.ttl);
 	return XDP_TX;
 }
 

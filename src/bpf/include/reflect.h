@@ -16,14 +16,20 @@
  */
 static __always_inline int reflect_macs(void *data, void *data_end)
 {
-	struct ethhdr *eth = data;
-	__u8 tmp[ETH_ALEN];
+	__u16 *w = data, t0, t1, t2;
 
-	if ((void *)(eth + 1) > data_end)
+	if (data + sizeof(struct ethhdr) > data_end)
 		return -1;
-	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+	/* In 2-byte words: the byte copies cost three times the instructions. */
+	t0 = w[0];
+	t1 = w[1];
+	t2 = w[2];
+	w[0] = w[3];
+	w[1] = w[4];
+	w[2] = w[5];
+	w[3] = t0;
+	w[4] = t1;
+	w[5] = t2;
 	return 0;
 }
 
