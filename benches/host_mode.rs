@@ -31,8 +31,9 @@ const ROUNDS: usize = 5;
 const PAIRS: usize = 16;
 const BYTES: u64 = 2 << 30;
 
-/// One transfer of BYTES from the host side to the router side; Gbit/s.
-fn throughput(lab: &VethLab) -> f64 {
+/// One TCP connection from the host side to the router side whose far end
+/// reads `total` bytes: `send` writes them; its result once all have arrived.
+fn connection<T>(lab: &VethLab, total: u64, send: impl FnOnce(&mut dyn FnMut(u64)) -> T) -> T {
     let dst = IpAddr::V4(VethLab::ROUTER_V4);
     let listener = lab.router.run(|| TcpListener::bind(SocketAddr::new(dst, 0))).unwrap().unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -41,7 +42,7 @@ fn throughput(lab: &VethLab) -> f64 {
             let (mut c, _) = listener.accept().unwrap();
             let mut buf = vec![0u8; 1 << 18];
             let mut got = 0u64;
-            while got < BYTES {
+            while got < total {
                 let k = c.read(&mut buf).unwrap();
                 assert!(k > 0, "closed early");
                 got += k as u64;
@@ -49,15 +50,28 @@ fn throughput(lab: &VethLab) -> f64 {
         });
         let mut c = lab.host.run(|| TcpStream::connect(SocketAddr::new(dst, port))).unwrap().unwrap();
         let buf = vec![0x42u8; 1 << 18];
-        let started = Instant::now();
-        let mut sent = 0u64;
-        while sent < BYTES {
-            c.write_all(&buf).unwrap();
-            sent += buf.len() as u64;
-        }
+        let mut write = |bytes: u64| {
+            let mut sent = 0u64;
+            while sent < bytes {
+                c.write_all(&buf).unwrap();
+                sent += buf.len() as u64;
+            }
+        };
+        let out = send(&mut write);
         sink.join().unwrap();
-        BYTES as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9
+        out
     })
+}
+
+/// One transfer of BYTES from the host side to the router side; Gbit/s.
+fn throughput(lab: &VethLab) -> f64 {
+    // From the connected socket's first write until the far end has read the last byte.
+    let started = connection(lab, BYTES, |write| {
+        let started = Instant::now();
+        write(BYTES);
+        started
+    });
+    BYTES as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9
 }
 
 /// Bytes of one segment of the alternating connection.
@@ -85,30 +99,7 @@ fn set_programs(lab: &VethLab, programs: &Programs, on: bool) {
 /// was labelled. The rate is taken at the sender, from the end of the switch
 /// to the segment's last write.
 fn alternating(lab: &VethLab, programs: &Programs) -> Vec<(bool, f64)> {
-    let dst = IpAddr::V4(VethLab::ROUTER_V4);
-    let listener = lab.router.run(|| TcpListener::bind(SocketAddr::new(dst, 0))).unwrap().unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let total = SEGMENT * (SEGMENTS as u64 + 1);
-    std::thread::scope(|s| {
-        let sink = s.spawn(|| {
-            let (mut c, _) = listener.accept().unwrap();
-            let mut buf = vec![0u8; 1 << 18];
-            let mut got = 0u64;
-            while got < total {
-                let k = c.read(&mut buf).unwrap();
-                assert!(k > 0, "closed early");
-                got += k as u64;
-            }
-        });
-        let mut c = lab.host.run(|| TcpStream::connect(SocketAddr::new(dst, port))).unwrap().unwrap();
-        let buf = vec![0x42u8; 1 << 18];
-        let mut write = |bytes: u64| {
-            let mut sent = 0u64;
-            while sent < bytes {
-                c.write_all(&buf).unwrap();
-                sent += buf.len() as u64;
-            }
-        };
+    connection(lab, SEGMENT * (SEGMENTS as u64 + 1), |write| {
         write(SEGMENT);
         let mut rates = Vec::new();
         for i in 0..SEGMENTS {
@@ -127,7 +118,6 @@ fn alternating(lab: &VethLab, programs: &Programs) -> Vec<(bool, f64)> {
                 set_programs(lab, programs, false);
             }
         }
-        sink.join().unwrap();
         rates
     })
 }
