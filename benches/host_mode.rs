@@ -88,7 +88,11 @@ fn set_programs(lab: &VethLab, programs: &Programs, on: bool) {
         lab.host.run(|| programs.enc_tso.attach_egress(VethLab::HOST_IF)).unwrap().unwrap();
     } else {
         programs.enc_tso.detach().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Both ways the same pause (the frames in flight reach B's decapsulator
+    // before it goes), so every segment starts with the send buffer drained alike.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    if !on {
         programs.tc.detach().unwrap();
     }
 }
@@ -112,7 +116,7 @@ fn alternating(lab: &VethLab, programs: &Programs) -> Vec<(bool, f64)> {
             write(SEGMENT);
             rates.push((labelled, SEGMENT as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9));
             if labelled {
-                // A labelled segment's bytes crossed labelled: at least one super-packet per 64 KiB.
+                // A labelled segment's bytes crossed labelled: most of them were popped.
                 let popped = programs.tc.stats().unwrap().popped.bytes - before.bytes;
                 assert!(popped >= SEGMENT / 2, "segment {i}: only {popped} bytes popped");
                 set_programs(lab, programs, false);

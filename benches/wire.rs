@@ -221,6 +221,9 @@ impl Bench {
         // and of the encapsulator's maps.
         self.encap_turn(self.secs / 2.0, true);
         self.encap_turn(self.secs / 2.0, false);
+        if min_push {
+            self.baseline_turn(&self.min_push, self.secs / 2.0, &self.min_push_pace);
+        }
         self.floor_turn(self.secs / 2.0);
         let (mut f, mut e, mut ratios, mut fd, mut ed) = (vec![], vec![], vec![], vec![], vec![]);
         let (mut uncached_ratios, mut min_push_ratios) = (vec![], vec![]);
@@ -237,6 +240,8 @@ impl Bench {
                     mt.returned.labelled + 100 + mt.returned.frames / 10_000 >= mt.returned.frames,
                     "{what}: the minimal push labels what it returns"
                 );
+                let top = mt.returned.last_top_entry.expect("a labelled frame came back");
+                assert_eq!(top >> 12, 16, "{what}: the minimal push's constant label");
                 eprintln!(
                     "{what}: floor {:.3} Mpps, minimal push {:.3} Mpps, ratio {:.3}",
                     ft.mpps(),
@@ -387,7 +392,7 @@ fn main() {
     println!();
     println!(
         "{} rounds per row and encapsulator, each {} s floor then {} s encap, the two encapsulators in \
-         alternate rounds (medians; ratio: median of the per-round ratios); {} generator thread(s); whole run {:.0} s",
+         alternate rounds (in turn with the minimal push in the default-route rows; medians; ratio: median of the per-round ratios); {} generator thread(s); whole run {:.0} s",
         bench.rounds,
         bench.secs,
         bench.secs,

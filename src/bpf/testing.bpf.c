@@ -109,7 +109,7 @@ int xdp_min_push(struct xdp_md *ctx)
 {
 	struct packet pkt = {};
 	void *data, *data_end;
-	__u16 *w, macs[ETH_ALEN];
+	__u16 *w, macs[MAC_WORDS];
 
 	hook_frame(ctx, HOOK_XDP, &data, &data_end);
 	if (parse_packet(data, data_end, data_end - data, &pkt) != PACKET_IP ||
@@ -117,15 +117,15 @@ int xdp_min_push(struct xdp_md *ctx)
 		return XDP_PASS;
 	/* The MACs, swapped, in 2-byte words (as the encapsulator moves them). */
 	w = data;
-	for (int i = 0; i < ETH_ALEN; i++)
-		macs[i] = w[(i + 3) % ETH_ALEN];
+	for (int i = 0; i < MAC_WORDS; i++)
+		macs[i] = w[(i + MAC_WORDS / 2) % MAC_WORDS];
 	if (bpf_xdp_adjust_head(ctx, -4))
 		return XDP_PASS;
 	hook_frame(ctx, HOOK_XDP, &data, &data_end);
 	if (data + sizeof(struct ethhdr) + 4 > data_end)
 		return XDP_ABORTED;
 	w = data;
-	for (int i = 0; i < ETH_ALEN; i++)
+	for (int i = 0; i < MAC_WORDS; i++)
 		w[i] = macs[i];
 	w[6] = bpf_htons(ETH_P_MPLS_UC);
 	*(__be32 *)(w + 7) = bpf_htonl(16 << 12 | 1 << 8 | pkt.ttl);

@@ -13,6 +13,7 @@
 
 #include "../encap_shared.h"
 #include "packet.h"
+#include "reflect.h"
 
 /* Largest L2 header we move: Ethernet plus MAX_VLAN_TAGS tags. */
 #define MAX_L2_LEN (sizeof(struct ethhdr) + MAX_VLAN_TAGS * sizeof(struct vlan_hdr))
@@ -82,9 +83,8 @@ static __always_inline int push_label_stack(void *data, void *data_end, const st
 	 * verifier can prove in bounds.
 	 */
 	w = data;
-	/* The two MACs: 12 bytes, ETH_ALEN words. */
 #pragma unroll
-	for (int i = 0; i < ETH_ALEN; i++)
+	for (int i = 0; i < MAC_WORDS; i++)
 		w[i] = l2->words[i];
 	if (l2_len == sizeof(struct ethhdr)) {
 		w[6] = bpf_htons(ETH_P_MPLS_UC);

@@ -10,6 +10,9 @@
 
 #include "kernel_types.h"
 
+/* The destination and source MACs, in the 2-byte words the L2 moves use. */
+#define MAC_WORDS (2 * ETH_ALEN / 2)
+
 /*
  * On a frame or on a saved copy of its header (data..data_end either way).
  * Returns 0, or -1 if there is less than an Ethernet header.
