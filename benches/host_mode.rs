@@ -114,7 +114,9 @@ fn alternating(lab: &VethLab, programs: &Programs) -> Vec<(bool, f64)> {
             let before = programs.tc.stats().unwrap().popped;
             let started = Instant::now();
             write(SEGMENT);
-            rates.push((labelled, SEGMENT as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9));
+            let rate = SEGMENT as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e9;
+            println!("segment {i}: {} {rate:.2} Gbit/s", if labelled { "labelled" } else { "without" });
+            rates.push((labelled, rate));
             if labelled {
                 // A labelled segment's bytes crossed labelled: most of them were popped.
                 let popped = programs.tc.stats().unwrap().popped.bytes - before.bytes;
@@ -128,16 +130,18 @@ fn alternating(lab: &VethLab, programs: &Programs) -> Vec<(bool, f64)> {
 
 /// Each labelled segment against the mean of the unlabelled segments on
 /// either side of it (which cancels a steady drift of the machine's rate).
+/// Printed as well.
 fn neighbour_ratios(rates: &[(bool, f64)]) -> Vec<f64> {
-    (1..rates.len().saturating_sub(1))
+    let ratios: Vec<f64> = (1..rates.len().saturating_sub(1))
         .filter(|&i| rates[i].0 && !rates[i - 1].0 && !rates[i + 1].0)
         .map(|i| rates[i].1 / ((rates[i - 1].1 + rates[i + 1].1) / 2.0))
-        .collect()
+        .collect();
+    println!("segment ratios: {ratios:.2?}");
+    ratios
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    quantile(&v, 0.5)
 }
 
 fn quantile(v: &[f64], q: f64) -> f64 {
@@ -226,10 +230,8 @@ fn main() {
     // Which part of the encap + decap cost is whose: the hooks' presence, or the push and pop.
     if std::env::var("LHE_HOST_MODE").as_deref() == Ok("alternating") {
         set_offloads(&lab, "on");
-        let segments = alternating(&lab, &programs);
-        println!("{:.2?}", segments.iter().map(|s| s.1).collect::<Vec<_>>());
-        let ratios = neighbour_ratios(&segments);
-        println!("ratios {ratios:.2?} median {:.2}", median(ratios.clone()));
+        let ratios = neighbour_ratios(&alternating(&lab, &programs));
+        println!("median {:.2}", median(ratios));
         return;
     }
     if std::env::var("LHE_HOST_MODE").as_deref() == Ok("variants") {
@@ -296,10 +298,6 @@ fn main() {
     // One connection, the programs switched on and off between its segments.
     let segments = alternating(&lab, &programs);
     let ratios = neighbour_ratios(&segments);
-    for (i, (labelled, rate)) in segments.iter().enumerate() {
-        println!("segment {i}: {} {rate:.2} Gbit/s", if *labelled { "labelled" } else { "without" });
-    }
-    println!("segment ratios: {ratios:.2?}");
     let unlabelled: Vec<f64> = segments.iter().filter(|s| !s.0).map(|s| s.1).collect();
     let labelled: Vec<f64> = segments.iter().filter(|s| s.0).map(|s| s.1).collect();
     // Each round's ratio (its transfers ran back to back), then the median:

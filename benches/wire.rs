@@ -68,6 +68,15 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The table's header, the columns `Bench::measure` prints after `first`.
+fn print_header(first: &str) {
+    println!(
+        "| {first} | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route \
+         cache: encap / floor | minimal push / floor | came back (floor / encap) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -347,8 +356,7 @@ fn main() {
     // given sizes only (LHE_WIRE_V6_SIZES=1,16,256), then exit.
     let v6_traffic = || format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
     if let Ok(sizes) = std::env::var("LHE_WIRE_V6_SIZES") {
-        println!("| IPv6 routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | minimal push / floor | came back (floor / encap) |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        print_header("IPv6 routes");
         for n in sizes.split(',').map(|n| n.trim().parse::<usize>().expect("LHE_WIRE_V6_SIZES: sizes, comma-separated"))
         {
             // A default route under the first n of the full table's prefixes,
@@ -362,8 +370,7 @@ fn main() {
         return;
     }
 
-    println!("| routes | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route cache: encap / floor | minimal push / floor | came back (floor / encap) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    print_header("routes");
     for enc in [&bench.enc, &bench.uncached] {
         enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
         enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");

@@ -80,12 +80,13 @@ struct route_cache_key {
 };
 
 /*
- * 0 when the cache is off, or off for the packet's family, or the control
- * map cannot be read (never expected).
+ * The cache's generation for the packet, read before any table the answer
+ * comes from; 0 when the cache is off, or off for the packet's family, or
+ * the control map cannot be read (never expected).
  */
-static __always_inline int route_cache_key(const struct packet *pkt, struct route_cache_key *k)
+static __always_inline int route_cache_generation(const struct packet *pkt, struct route_cache_key *k)
 {
-	__u32 zero = 0, h, family;
+	__u32 zero = 0, family;
 	struct route_cache_ctl *ctl;
 
 	if (!route_cache_slots)
@@ -97,6 +98,14 @@ static __always_inline int route_cache_key(const struct packet *pkt, struct rout
 	if (!(*(volatile __u32 *)&ctl->families & family))
 		return 0;
 	k->generation = *(volatile __u64 *)&ctl->generation;
+	return 1;
+}
+
+/* The rest of the key: the destination and its slot, only once the cache is consulted. */
+static __always_inline void route_cache_locate(const struct packet *pkt, struct route_cache_key *k)
+{
+	__u32 h;
+
 	k->family = pkt->l3_proto;
 	k->dst[1] = 0;
 	if (pkt->l3_proto == ETH_P_IP) {
@@ -110,7 +119,6 @@ static __always_inline int route_cache_key(const struct packet *pkt, struct rout
 	/* Fibonacci hashing of the folded address (the product's high half): spreads neighbours. */
 	h = (__u32)(k->dst[0] ^ (k->dst[0] >> 32) ^ k->dst[1] ^ (k->dst[1] >> 32));
 	k->index = (__u32)(((__u64)h * 0x9e3779b97f4a7c15ull) >> 32) & (route_cache_slots - 1);
-	return 1;
 }
 
 /*
@@ -174,7 +182,7 @@ static __always_inline struct route_value *lookup_main(const struct packet *pkt,
 	struct route_value *route;
 	__u32 addr = 0, slot = 0;
 	/* First: the generation is read before any table the answer comes from. */
-	int cached = route_cache_key(pkt, &k);
+	int cached = route_cache_generation(pkt, &k);
 	int dir4 = dir && pkt->l3_proto == ETH_P_IP;
 
 	if (dir4) {
@@ -184,6 +192,8 @@ static __always_inline struct route_value *lookup_main(const struct packet *pkt,
 		if (!(slot & DIR_DESCEND))
 			return dir4_resolve(addr, slot, dir, counter_id);
 	}
+	if (cached)
+		route_cache_locate(pkt, &k);
 	if (cached && !(skip_stages & ENCAP_SKIP_CACHE_HIT)) {
 		route = route_cache_get(&k, copy, counter_id);
 		if (route)
