@@ -189,6 +189,20 @@ fn main() {
                 from_empty.as_secs_f64(),
                 per_sec(n, from_empty)
             );
+            common::summary_row(
+                "apply",
+                &format!("bulk insert: apply from empty, {} IPv4 + {} IPv6 ({lookup})", v4.len(), v6.len()),
+                &format!("{:.0} routes/s ({:.2} s)", per_sec(n, from_empty), from_empty.as_secs_f64()),
+            );
+            common::summary_row(
+                "apply",
+                &format!("incremental: apply changing 1% ({lookup})"),
+                &format!(
+                    "{:.0} routes/s ({n_changed} changes in {:.0} ms)",
+                    per_sec(n_changed, one_percent),
+                    one_percent.as_secs_f64() * 1e3
+                ),
+            );
             println!(
                 "| {lookup} | identical apply (the diff alone) | {:.0} ms, 0 map operations |",
                 identical.as_secs_f64() * 1e3
@@ -223,6 +237,7 @@ fn main() {
         drop(single);
         let bpftool = bpftool_rate(&all);
         println!("| | baseline: set_route per route (first {PER_ROUTE}) | {per_route:.0} routes/s |");
+        common::summary_row("apply", "incremental: set_route, one route a call", &format!("{per_route:.0} routes/s"));
         match bpftool {
             Some(rate) => {
                 println!(

@@ -32,7 +32,11 @@
 //! LHE_WIRE_V6_SIZES (e.g. `1,1024,16384`: instead of the rows above, IPv6
 //! tables of those sizes, each a default route under the first of the full
 //! table's prefixes, with the full table's destinations: where the route
-//! cache starts to pay, `route_cache_min_routes`).
+//! cache starts to pay, `route_cache_min_routes`), LHE_WIRE_ROWS (which of
+//! the rows above: `default,sample,full`, the default all three),
+//! LHE_WIRE_SECOND_CACHE (the second encapsulator's route cache entries,
+//! default 0: without the cache; e.g. 8192 times a smaller cache against
+//! the default in the same run).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -68,11 +72,12 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The table's header, the columns `Bench::measure` prints after `first`.
-fn print_header(first: &str) {
+/// The table's header, the columns `Bench::measure` prints after `first`;
+/// `second`: what the second encapsulator is.
+fn print_header(first: &str, second: &str) {
     println!(
-        "| {first} | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | without the route \
-         cache: encap / floor | minimal push / floor | came back (floor / encap) |"
+        "| {first} | traffic | floor (Mpps) | encap (Mpps) | encap / floor | per-round range | {second}: encap / \
+         floor | minimal push / floor | came back (floor / encap) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
 }
@@ -129,16 +134,19 @@ struct Bench {
     floor: BaselineProgram,
     /// The floor plus a constant one-label push: the least any encapsulator does.
     min_push: BaselineProgram,
-    /// The encapsulator as loaded by default (route cache on), and one without the route cache.
+    /// The encapsulator as loaded by default (route cache on), and a second
+    /// one (by default without the route cache: LHE_WIRE_SECOND_CACHE).
     enc: Encapsulator,
-    uncached: Encapsulator,
+    second: Encapsulator,
+    /// What the second encapsulator is, for the table and the log.
+    second_is: String,
     threads: usize,
     secs: f64,
     rounds: usize,
     /// Seconds per frame in the last call of a floor turn and of an encap turn.
     floor_pace: Mutex<f64>,
     encap_pace: Mutex<f64>,
-    uncached_pace: Mutex<f64>,
+    second_pace: Mutex<f64>,
     min_push_pace: Mutex<f64>,
 }
 
@@ -201,12 +209,12 @@ impl Bench {
         t
     }
 
-    /// An encapsulator turn (`cached`: the default one, else the one without
-    /// the route cache), and the packets it counted as labelled.
+    /// An encapsulator turn (`cached`: the default one, else the second
+    /// one), and the packets it counted as labelled.
     fn encap_turn(&self, secs: f64, cached: bool) -> (Turn, u64) {
         let (enc, pace) = match cached {
             true => (&self.enc, &self.encap_pace),
-            false => (&self.uncached, &self.uncached_pace),
+            false => (&self.second, &self.second_pace),
         };
         self.lab.host.run(|| enc.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().expect("encapsulator");
         let before = enc.stats().expect("stats").labelled.packets;
@@ -218,7 +226,7 @@ impl Bench {
 
     /// Both encapsulators take the same routes.
     fn apply(&self, state: &ValidState) {
-        for enc in [&self.enc, &self.uncached] {
+        for enc in [&self.enc, &self.second] {
             enc.apply_valid(state).expect("apply");
         }
     }
@@ -235,7 +243,7 @@ impl Bench {
         }
         self.floor_turn(self.secs / 2.0);
         let (mut f, mut e, mut ratios, mut fd, mut ed) = (vec![], vec![], vec![], vec![], vec![]);
-        let (mut uncached_ratios, mut min_push_ratios) = (vec![], vec![]);
+        let (mut second_ratios, mut min_push_ratios) = (vec![], vec![]);
         let arms = if min_push { 3 } else { 2 };
         for round in 0..self.rounds * arms {
             // A floor turn, then in turn: encap, encap without the cache (, the minimal push).
@@ -285,13 +293,13 @@ impl Bench {
                 "{what}: floor {:.3} Mpps ({:.1}% of sent came back), encap{} {:.3} Mpps ({:.1}%), ratio {:.3}",
                 ft.mpps(),
                 100.0 * ft.delivered(),
-                if cached { "" } else { " without the route cache" },
+                if cached { String::new() } else { format!(" {}", self.second_is) },
                 et.mpps(),
                 100.0 * et.delivered(),
                 et.mpps() / ft.mpps()
             );
             if !cached {
-                uncached_ratios.push(et.mpps() / ft.mpps());
+                second_ratios.push(et.mpps() / ft.mpps());
                 continue;
             }
             ratios.push(et.mpps() / ft.mpps());
@@ -303,14 +311,19 @@ impl Bench {
         let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
         let min_push =
             if min_push_ratios.is_empty() { "-".to_string() } else { format!("{:.2}", median(min_push_ratios)) };
+        let (fm, em, ratio, second) = (median(f), median(e), median(ratios), median(second_ratios));
         println!(
-            "| {what} | {:.2} | {:.2} | {:.2} | {lo:.2} .. {hi:.2} | {:.2} | {min_push} | {:.0}% / {:.0}% |",
-            median(f),
-            median(e),
-            median(ratios),
-            median(uncached_ratios),
+            "| {what} | {fm:.2} | {em:.2} | {ratio:.2} | {lo:.2} .. {hi:.2} | {second:.2} | {min_push} | {:.0}% / {:.0}% |",
             100.0 * median(fd),
             100.0 * median(ed),
+        );
+        common::summary_row(
+            "wire",
+            &format!("encap / floor, {}", what.replace(" | ", ", ")),
+            &format!(
+                "{ratio:.2} (floor {fm:.2} Mpps, encap {em:.2} Mpps; {} {second:.2}; minimal push {min_push})",
+                self.second_is
+            ),
         );
     }
 }
@@ -331,6 +344,9 @@ fn main() {
         (frames(&v4, destinations), frames(&v6, destinations), frames(&sample, destinations));
     eprintln!("tables and frames generated in {:.1} s", started.elapsed().as_secs_f64());
 
+    let second_cache: u32 = env_or("LHE_WIRE_SECOND_CACHE", 0);
+    let rows = std::env::var("LHE_WIRE_ROWS").unwrap_or_else(|_| "default,sample,full".into());
+    let row = |name: &str| rows.split(',').any(|r| r.trim() == name);
     let lab = VethLab::new().expect("lab");
     let counter = lab.router.run(|| ReturnCounter::attach(VethLab::ROUTER_IF)).unwrap().expect("counter on r0");
     let mut bench = Bench {
@@ -340,14 +356,18 @@ fn main() {
         floor: BaselineProgram::floor().expect("floor"),
         min_push: BaselineProgram::min_push().expect("minimal push"),
         enc: Encapsulator::builder().load().expect("encapsulator"),
-        uncached: Encapsulator::builder().route_cache(0).load().expect("encapsulator without the route cache"),
+        second: Encapsulator::builder().route_cache(second_cache).load().expect("the second encapsulator"),
+        second_is: match second_cache {
+            0 => "without the route cache".to_string(),
+            n => format!("with a route cache of {n} entries"),
+        },
         threads: env_or("LHE_WIRE_THREADS", 1),
         secs: env_or("LHE_WIRE_SECS", 1.0),
         rounds: env_or("LHE_WIRE_ROUNDS", 11),
         // 2 Mpps until measured.
         floor_pace: Mutex::new(5e-7),
         encap_pace: Mutex::new(5e-7),
-        uncached_pace: Mutex::new(5e-7),
+        second_pace: Mutex::new(5e-7),
         min_push_pace: Mutex::new(5e-7),
     };
     let table_labels = 16..=16 + TABLE_LABELS - 1;
@@ -356,7 +376,7 @@ fn main() {
     // given sizes only (LHE_WIRE_V6_SIZES=1,16,256), then exit.
     let v6_traffic = || format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
     if let Ok(sizes) = std::env::var("LHE_WIRE_V6_SIZES") {
-        print_header("IPv6 routes");
+        print_header("IPv6 routes", &bench.second_is);
         for n in sizes.split(',').map(|n| n.trim().parse::<usize>().expect("LHE_WIRE_V6_SIZES: sizes, comma-separated"))
         {
             // A default route under the first n of the full table's prefixes,
@@ -370,32 +390,39 @@ fn main() {
         return;
     }
 
-    print_header("routes");
-    for enc in [&bench.enc, &bench.uncached] {
-        enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
-        enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");
-    }
+    print_header("routes", &bench.second_is);
     let v4_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_v4.len());
     let v6_traffic = format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
-    bench.generator.set_frames(&frames_v4).expect("frames");
-    bench.measure(&format!("a default route only | {v4_traffic}"), DEFAULT_V4..=DEFAULT_V4, true);
-    bench.generator.set_frames(&frames_v6).expect("frames");
-    bench.measure(&format!("a default route only | {v6_traffic}"), DEFAULT_V6..=DEFAULT_V6, true);
+    if row("default") {
+        for enc in [&bench.enc, &bench.second] {
+            enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
+            enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");
+        }
+        bench.generator.set_frames(&frames_v4).expect("frames");
+        bench.measure(&format!("a default route only | {v4_traffic}"), DEFAULT_V4..=DEFAULT_V4, true);
+        bench.generator.set_frames(&frames_v6).expect("frames");
+        bench.measure(&format!("a default route only | {v6_traffic}"), DEFAULT_V6..=DEFAULT_V6, true);
+    }
 
-    bench.apply(&sample_table);
-    bench.generator.set_frames(&frames_sample).expect("frames");
-    let sample_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_sample.len());
-    bench.measure(&format!("the {}-prefix BGP sample | {sample_traffic}", sample.len()), table_labels.clone(), false);
+    if row("sample") {
+        bench.apply(&sample_table);
+        bench.generator.set_frames(&frames_sample).expect("frames");
+        let sample_traffic = format!("IPv4, 60-byte frames, {} destinations", frames_sample.len());
+        let what = format!("the {}-prefix BGP sample | {sample_traffic}", sample.len());
+        bench.measure(&what, table_labels.clone(), false);
+    }
 
-    let t = Instant::now();
-    bench.apply(&full_table);
-    eprintln!("applied {} routes twice in {:.1} s", full.len(), t.elapsed().as_secs_f64());
-    assert_eq!((v4.len(), v6.len()), (1_000_000, 200_000));
-    let what = "1,000,000 IPv4 + 200,000 IPv6";
-    bench.generator.set_frames(&frames_v4).expect("frames");
-    bench.measure(&format!("{what} | {v4_traffic}"), table_labels.clone(), false);
-    bench.generator.set_frames(&frames_v6).expect("frames");
-    bench.measure(&format!("{what} | {v6_traffic}"), table_labels, false);
+    if row("full") {
+        let t = Instant::now();
+        bench.apply(&full_table);
+        eprintln!("applied {} routes twice in {:.1} s", full.len(), t.elapsed().as_secs_f64());
+        assert_eq!((v4.len(), v6.len()), (1_000_000, 200_000));
+        let what = "1,000,000 IPv4 + 200,000 IPv6";
+        bench.generator.set_frames(&frames_v4).expect("frames");
+        bench.measure(&format!("{what} | {v4_traffic}"), table_labels.clone(), false);
+        bench.generator.set_frames(&frames_v6).expect("frames");
+        bench.measure(&format!("{what} | {v6_traffic}"), table_labels, false);
+    }
     println!();
     println!(
         "{} rounds per row and encapsulator, each {} s floor then {} s encap, the two encapsulators in \

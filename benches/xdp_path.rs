@@ -211,6 +211,14 @@ fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
                         "| {lookup} | {cached} | {what} | {traffic} | {n} | {z:.1} | {f:.1} | {e:.1} | {:.1} | {mib:.0} |",
                         e - f
                     );
+                    // The suite's summary: the defaults (DIR-24-8, the route cache on).
+                    if lookup == Ipv4Lookup::Dir24_8 && cache {
+                        common::summary_row(
+                            "xdp_path",
+                            &format!("ns per packet, {what} routes, {traffic}, {n} label(s): floor / encap"),
+                            &format!("{f:.1} / {e:.1} (+{:.1})", e - f),
+                        );
+                    }
                 }
             }
         }
@@ -262,6 +270,13 @@ fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
             ("a route cache miss instead (lookup and fill)", stages::CACHE_HIT, true, &plain, Row::Instead),
             ("whole program without the route cache", 0, false, &plain, Row::Whole),
             ("MTU check", stages::MTU, true, &plain, Row::Without),
+            (
+                "the MTU through bpf_check_mtu instead (as before Linux 6.2)",
+                stages::MTU_IN_PLACE,
+                true,
+                &plain,
+                Row::Instead,
+            ),
             ("push (save L2, grow, write the stack)", stages::PUSH, true, &plain, Row::Without),
             ("counters", stages::COUNTERS, true, &plain, Row::Without),
             ("a 70/30 policy instead (flow hash, policy lookup, slot, list counter)", 0, true, &policies, Row::Instead),

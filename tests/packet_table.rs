@@ -4,7 +4,9 @@
 //! reuses them).
 //!
 //! Runs inside a private network namespace whose loopback (the test-run
-//! ingress device) has MTU 1500, so the MTU rule is exercised as on Ethernet.
+//! ingress device) has MTU 1500, so the MTU rule is exercised as on Ethernet,
+//! both ways the program reads the MTU: in place (Linux 6.2+) and through
+//! bpf_check_mtu (older kernels).
 
 mod common;
 mod fixtures;
@@ -14,20 +16,28 @@ use std::collections::{HashMap, HashSet};
 use common::model::Verdict;
 use common::{in_test_run_netns, privileged, Frame};
 use fixtures::{Case, Config, Expect};
+use lnetd_host_encap::testing::stages;
 use lnetd_host_encap::{Counter, Encapsulator, Ipv4Lookup, Route, TestRunError, XdpAction};
 
-/// One encapsulator per configuration, under one IPv4 lookup structure.
+/// One encapsulator per configuration, under one IPv4 lookup structure;
+/// `skip`: stages left out (`EncapsulatorBuilder::skip_stages`).
 struct Harness {
     lookup: Ipv4Lookup,
+    skip: u32,
     encaps: HashMap<Config, Encapsulator>,
 }
 
 impl Harness {
     fn encap(&mut self, config: Config) -> &Encapsulator {
-        let lookup = self.lookup;
+        let (lookup, skip) = (self.lookup, self.skip);
         self.encaps.entry(config).or_insert_with(|| {
-            let enc =
-                Encapsulator::builder().ttl_mode(config.0).mtu_policy(config.1).lookup(lookup).load().expect("load");
+            let enc = Encapsulator::builder()
+                .ttl_mode(config.0)
+                .mtu_policy(config.1)
+                .lookup(lookup)
+                .skip_stages(skip)
+                .load()
+                .expect("load");
             enc.refresh_local_addresses().expect("host addresses");
             enc
         })
@@ -73,19 +83,31 @@ fn packet_table() {
     let cases = fixtures::all();
     let failures = in_test_run_netns("table", || {
         let mut failures = Vec::new();
-        // Every case under every lookup structure of the main IPv4 table.
-        for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
-            let mut h = Harness { lookup, encaps: HashMap::new() };
+        // Every case under every lookup structure of the main IPv4 table,
+        // then under DIR-24-8 with the MTU through bpf_check_mtu.
+        let runs = [
+            (Ipv4Lookup::Dir24_8, 0, ""),
+            (Ipv4Lookup::LpmTrie, 0, ""),
+            (Ipv4Lookup::Dir24_8, stages::MTU_IN_PLACE, ", MTU through bpf_check_mtu"),
+        ];
+        for (lookup, skip, how) in runs {
+            let mut h = Harness { lookup, skip, encaps: HashMap::new() };
             for c in &cases {
                 let enc = h.program(c.config, &c.routes);
                 if let Err(e) = check(enc, &c.name, &c.input, &c.expect) {
-                    failures.push(format!("{lookup}: {e}"));
+                    failures.push(format!("{lookup}{how}: {e}"));
                 }
             }
         }
         failures
     });
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), 2 * cases.len(), failures.join("\n"));
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), 3 * cases.len(), failures.join("\n"));
+    // Kernels from 6.2 have the kfunc: the runs above read the MTU in place there.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("the kernel's release");
+    let version: Vec<u32> = release.split(['.', '-']).take(2).map(|n| n.parse().unwrap_or(0)).collect();
+    if version >= vec![6, 2] {
+        assert!(lnetd_host_encap::testing::mtu_read_in_place(), "Linux {} has bpf_cast_to_kern_ctx", release.trim());
+    }
 }
 
 /// A fixture module: its name and its cases.
@@ -152,7 +174,7 @@ fn every_truncation_passes_untouched() {
     privileged("every_truncation_passes_untouched");
     let frames = fixtures::truncation::frames();
     let failures = in_test_run_netns("table", || {
-        let mut h = Harness { lookup: Ipv4Lookup::default(), encaps: HashMap::new() };
+        let mut h = Harness { lookup: Ipv4Lookup::default(), skip: 0, encaps: HashMap::new() };
         let enc = h.program(fixtures::COPY, &fixtures::truncation::routes());
         let mut failures = Vec::new();
         let mut runs = 0;

@@ -1,5 +1,5 @@
 //! Thin wrappers over the kernel: map fds, XDP links, pins on bpffs, test
-//! runs and run statistics, capabilities, host addresses (and, with
+//! runs and run statistics, capabilities, the kernel's BTF, host addresses (and, with
 //! `watch`, their netlink notifications), libbpf's log. No
 //! policy lives here: each returns the kernel's errno for its caller to name.
 
@@ -8,6 +8,7 @@ pub(crate) mod address_watch;
 pub(crate) mod bpffs;
 pub(crate) mod ethtool;
 pub(crate) mod host_addresses;
+pub(crate) mod kernel_btf;
 pub(crate) mod libbpf_log;
 pub(crate) mod link;
 pub(crate) mod map;

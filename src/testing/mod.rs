@@ -146,6 +146,12 @@ pub struct Attached {
     _link: BpfLink,
 }
 
+/// Whether the encapsulator reads its device's MTU in place (the kernel has
+/// bpf_cast_to_kern_ctx, Linux 6.2+) rather than through bpf_check_mtu.
+pub fn mtu_read_in_place() -> bool {
+    crate::sys::kernel_btf::has_cast_to_kern_ctx()
+}
+
 /// Removes whatever is pinned for `iface` in the calling thread's network
 /// namespace under `roots` (pins and state file), attached or not: the
 /// cleanup of tests that pin, run even when they fail.
@@ -204,4 +210,7 @@ pub mod stages {
     /// Answers from the route cache: every packet looks its route up and
     /// fills the cache, the cost of a miss.
     pub const CACHE_HIT: u32 = encap_skip::ENCAP_SKIP_CACHE_HIT.0;
+    /// Reading the device's MTU in place: the variant asks bpf_check_mtu for
+    /// it, as on kernels without bpf_cast_to_kern_ctx (before 6.2).
+    pub const MTU_IN_PLACE: u32 = encap_skip::ENCAP_SKIP_MTU_IN_PLACE.0;
 }

@@ -321,3 +321,14 @@ pub fn set_udp_segment(sock: &std::net::UdpSocket, size: i32) -> std::io::Result
     }
     Ok(())
 }
+
+/// Adds one row to the benchmark suite's summary: `scripts/bench.sh` points
+/// LHE_BENCH_SUMMARY at a file and prints its rows as one table at the end.
+/// Nothing happens when the variable is unset (a benchmark run alone).
+pub fn summary_row(benchmark: &str, measure: &str, result: &str) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("LHE_BENCH_SUMMARY") else { return };
+    let mut file =
+        std::fs::OpenOptions::new().append(true).create(true).open(&path).expect("the benchmark summary file");
+    writeln!(file, "| {benchmark} | {measure} | {result} |").expect("write the benchmark summary");
+}

@@ -38,9 +38,10 @@ static __always_inline int hook_grow_head(void *ctx, const enum hook hook, __u32
 	return skb_grow_head(ctx, len, data, data_end);
 }
 
-static __always_inline int hook_fits_mtu(void *ctx, const enum hook hook, __u32 l3_len)
+/* `in_place`: read the device's MTU through the kernel's context (Linux 6.2+), not bpf_check_mtu. */
+static __always_inline int hook_fits_mtu(void *ctx, const enum hook hook, __u32 l3_len, int in_place)
 {
-	return hook == HOOK_XDP ? xdp_fits_mtu(ctx, l3_len) : skb_fits_mtu(ctx, l3_len);
+	return hook == HOOK_XDP ? xdp_fits_mtu(ctx, l3_len, in_place) : skb_fits_mtu(ctx, l3_len, in_place);
 }
 
 #endif /* LNETD_HOOK_H */

@@ -84,15 +84,20 @@ static __always_inline int skb_grow_head(struct __sk_buff *skb, __u32 len, void 
  * MTU, so its total length says nothing: it is let through, and the labels'
  * room under the MTU is the route MTU's business (NOTES: change_head caveats).
  */
-static __always_inline int skb_fits_mtu(struct __sk_buff *skb, __u32 l3_len)
+static __always_inline int skb_fits_mtu(struct __sk_buff *skb, __u32 l3_len, int in_place)
 {
 	__u32 mtu = 0;
 
 	if (skb->gso_size)
 		return 1;
-	/* Only fails for a device that vanished under us: treat as too big. */
-	if (bpf_check_mtu(skb, 0, &mtu, 0, 0) < 0)
+	if (in_place) {
+		struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+
+		mtu = kskb->dev->mtu;
+	} else if (bpf_check_mtu(skb, 0, &mtu, 0, 0) < 0) {
+		/* Only fails for a device that vanished under us: treat as too big. */
 		mtu = 0;
+	}
 	return l3_len <= mtu;
 }
 

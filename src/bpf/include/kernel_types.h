@@ -82,6 +82,36 @@ struct __sk_buff {
 	__u32 gso_size;
 } __attribute__((preserve_access_index));
 
+/*
+ * Just enough of the kernel's own structs to read a device's MTU in place,
+ * through the context bpf_cast_to_kern_ctx returns (Linux 6.2+); CO-RE
+ * relocates each field against the running kernel (sk_buff's `dev` sits in
+ * anonymous unions there, which libbpf's field matching walks into).
+ */
+struct net_device {
+	unsigned int mtu;
+} __attribute__((preserve_access_index));
+
+struct xdp_rxq_info {
+	struct net_device *dev;
+} __attribute__((preserve_access_index));
+
+struct xdp_buff {
+	struct xdp_rxq_info *rxq;
+} __attribute__((preserve_access_index));
+
+struct sk_buff {
+	struct net_device *dev;
+} __attribute__((preserve_access_index));
+
+/*
+ * The kernel's struct behind a program's context: the verifier replaces the
+ * call with one register move. Weak: where the kernel lacks it, libbpf leaves
+ * a call the verifier never reaches, as long as the rodata flag that guards
+ * every use (`mtu_in_place`) is 0 there.
+ */
+extern void *bpf_cast_to_kern_ctx(void *obj) __attribute__((section(".ksyms"), weak));
+
 /* TC (sched_cls / tcx) verdicts; tcx shares the values. */
 #define TC_ACT_UNSPEC (-1)
 #define TC_ACT_OK 0
