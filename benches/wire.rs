@@ -209,10 +209,10 @@ impl Bench {
         t
     }
 
-    /// An encapsulator turn (`cached`: the default one, else the second
+    /// An encapsulator turn (`default`: the default one, else the second
     /// one), and the packets it counted as labelled.
-    fn encap_turn(&self, secs: f64, cached: bool) -> (Turn, u64) {
-        let (enc, pace) = match cached {
+    fn encap_turn(&self, secs: f64, default: bool) -> (Turn, u64) {
+        let (enc, pace) = match default {
             true => (&self.enc, &self.encap_pace),
             false => (&self.second, &self.second_pace),
         };
@@ -246,8 +246,8 @@ impl Bench {
         let (mut second_ratios, mut min_push_ratios) = (vec![], vec![]);
         let arms = if min_push { 3 } else { 2 };
         for round in 0..self.rounds * arms {
-            // A floor turn, then in turn: encap, encap without the cache (, the minimal push).
-            let cached = round % arms == 0;
+            // A floor turn, then in turn: the default encapsulator, the second (, the minimal push).
+            let default = round % arms == 0;
             let ft = self.floor_turn(self.secs);
             assert!(ft.returned.frames > 0, "{what}: the floor sent frames back");
             assert_eq!(ft.returned.labelled, 0, "{what}: the floor does not label");
@@ -269,7 +269,7 @@ impl Bench {
                 continue;
             }
 
-            let (et, labelled) = self.encap_turn(self.secs, cached);
+            let (et, labelled) = self.encap_turn(self.secs, default);
             // A few frames of h0's own stack (IPv6 neighbour and multicast
             // listener messages, which the programs pass) come back unlabelled.
             let unlabelled = et.returned.frames - et.returned.labelled;
@@ -293,12 +293,12 @@ impl Bench {
                 "{what}: floor {:.3} Mpps ({:.1}% of sent came back), encap{} {:.3} Mpps ({:.1}%), ratio {:.3}",
                 ft.mpps(),
                 100.0 * ft.delivered(),
-                if cached { String::new() } else { format!(" {}", self.second_is) },
+                if default { String::new() } else { format!(" {}", self.second_is) },
                 et.mpps(),
                 100.0 * et.delivered(),
                 et.mpps() / ft.mpps()
             );
-            if !cached {
+            if !default {
                 second_ratios.push(et.mpps() / ft.mpps());
                 continue;
             }
@@ -309,11 +309,11 @@ impl Bench {
             ed.push(et.delivered());
         }
         let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-        let min_push =
-            if min_push_ratios.is_empty() { "-".to_string() } else { format!("{:.2}", median(min_push_ratios)) };
+        let min_push = (!min_push_ratios.is_empty()).then(|| median(min_push_ratios));
         let (fm, em, ratio, second) = (median(f), median(e), median(ratios), median(second_ratios));
         println!(
-            "| {what} | {fm:.2} | {em:.2} | {ratio:.2} | {lo:.2} .. {hi:.2} | {second:.2} | {min_push} | {:.0}% / {:.0}% |",
+            "| {what} | {fm:.2} | {em:.2} | {ratio:.2} | {lo:.2} .. {hi:.2} | {second:.2} | {} | {:.0}% / {:.0}% |",
+            min_push.map_or("-".to_string(), |m| format!("{m:.2}")),
             100.0 * median(fd),
             100.0 * median(ed),
         );
@@ -321,8 +321,9 @@ impl Bench {
             "wire",
             &format!("encap / floor, {}", what.replace(" | ", ", ")),
             &format!(
-                "{ratio:.2} (floor {fm:.2} Mpps, encap {em:.2} Mpps; {} {second:.2}; minimal push {min_push})",
-                self.second_is
+                "{ratio:.2} (floor {fm:.2} Mpps, encap {em:.2} Mpps; {} {second:.2}{})",
+                self.second_is,
+                min_push.map_or(String::new(), |m| format!("; minimal push {m:.2}"))
             ),
         );
     }
@@ -346,6 +347,11 @@ fn main() {
 
     let second_cache: u32 = env_or("LHE_WIRE_SECOND_CACHE", 0);
     let rows = std::env::var("LHE_WIRE_ROWS").unwrap_or_else(|_| "default,sample,full".into());
+    const ROWS: [&str; 3] = ["default", "sample", "full"];
+    if let Some(bad) = rows.split(',').map(str::trim).find(|r| !ROWS.contains(r)) {
+        eprintln!("LHE_WIRE_ROWS: no row {bad:?}; rows are {}", ROWS.join(","));
+        std::process::exit(2);
+    }
     let row = |name: &str| rows.split(',').any(|r| r.trim() == name);
     let lab = VethLab::new().expect("lab");
     let counter = lab.router.run(|| ReturnCounter::attach(VethLab::ROUTER_IF)).unwrap().expect("counter on r0");

@@ -216,7 +216,7 @@ fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
                         common::summary_row(
                             "xdp_path",
                             &format!("ns per packet, {what} routes, {traffic}, {n} label(s): floor / encap"),
-                            &format!("{f:.1} / {e:.1} (+{:.1})", e - f),
+                            &format!("{f:.1} / {e:.1} ({:+.1})", e - f),
                         );
                     }
                 }

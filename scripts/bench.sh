@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export LHE_XDP_PATH="${LHE_XDP_PATH:-scale,stages}"
 # 7 rounds a wire row (the bench's own default is 11): the suite stays under 10 minutes.
 export LHE_WIRE_ROUNDS="${LHE_WIRE_ROUNDS:-7}"
-# Each benchmark adds its headline figures here; printed last as one table.
+# Each of the three benchmarks adds its headline figures here; printed last as one table.
 LHE_BENCH_SUMMARY=$(mktemp)
 export LHE_BENCH_SUMMARY
 trap 'rm -f "$LHE_BENCH_SUMMARY"' EXIT

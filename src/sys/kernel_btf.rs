@@ -12,15 +12,19 @@ use libbpf_rs::btf::Btf;
 /// then use the helper, as on older kernels).
 pub(crate) fn has_cast_to_kern_ctx() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| match Btf::from_vmlinux() {
-        Ok(btf) => {
-            let has = btf.type_by_name::<Func<'_>>("bpf_cast_to_kern_ctx").is_some();
-            log::debug!("kernel BTF: bpf_cast_to_kern_ctx {}", if has { "present" } else { "absent" });
-            has
-        }
-        Err(e) => {
-            log::debug!("kernel BTF unreadable ({e}): the MTU goes through bpf_check_mtu");
-            false
+    *HAS.get_or_init(|| {
+        // libbpf's own warnings go to the `log` facade, whoever asks first.
+        super::libbpf_log::route();
+        match Btf::from_vmlinux() {
+            Ok(btf) => {
+                let has = btf.type_by_name::<Func<'_>>("bpf_cast_to_kern_ctx").is_some();
+                log::debug!("kernel BTF: bpf_cast_to_kern_ctx {}", if has { "present" } else { "absent" });
+                has
+            }
+            Err(e) => {
+                log::debug!("kernel BTF unreadable: {e}");
+                false
+            }
         }
     })
 }

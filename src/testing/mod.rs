@@ -146,8 +146,10 @@ pub struct Attached {
     _link: BpfLink,
 }
 
-/// Whether the encapsulator reads its device's MTU in place (the kernel has
-/// bpf_cast_to_kern_ctx, Linux 6.2+) rather than through bpf_check_mtu.
+/// Whether this kernel lets the encapsulator read its device's MTU in place
+/// (it has bpf_cast_to_kern_ctx, Linux 6.2+; what every encapsulator the
+/// library loads then does) rather than through bpf_check_mtu. A benchmark
+/// variant built with [`stages::MTU_IN_PLACE`] calls the helper regardless.
 pub fn mtu_read_in_place() -> bool {
     crate::sys::kernel_btf::has_cast_to_kern_ctx()
 }

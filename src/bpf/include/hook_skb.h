@@ -95,7 +95,7 @@ static __always_inline int skb_fits_mtu(struct __sk_buff *skb, __u32 l3_len, int
 
 		mtu = kskb->dev->mtu;
 	} else if (bpf_check_mtu(skb, 0, &mtu, 0, 0) < 0) {
-		/* Only fails for a device that vanished under us: treat as too big. */
+		/* Not expected with ifindex 0 and no flags; if it ever fails: too big. */
 		mtu = 0;
 	}
 	return l3_len <= mtu;

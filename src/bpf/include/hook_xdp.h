@@ -36,8 +36,8 @@ static __always_inline int xdp_grow_head(struct xdp_md *ctx, __u32 len, void **d
  * every packet so a later `ip link set mtu` is honoured at once. `in_place`:
  * read the receiving device's `mtu` through the kernel's xdp_buff, three
  * loads; else ask bpf_check_mtu() for it (not for a verdict on the frame as
- * it is), the same value through a helper call, which costs 10 to 20 ns
- * where every return pays for a Spectre mitigation (README, Performance).
+ * it is): the same value through a helper call, about 8 ns more where calls
+ * pay for the kernel's Spectre mitigations (README, Performance).
  */
 static __always_inline int xdp_fits_mtu(struct xdp_md *ctx, __u32 l3_len, int in_place)
 {
@@ -48,7 +48,7 @@ static __always_inline int xdp_fits_mtu(struct xdp_md *ctx, __u32 l3_len, int in
 
 		mtu = xdp->rxq->dev->mtu;
 	} else if (bpf_check_mtu(ctx, 0, &mtu, 0, 0) < 0) {
-		/* Only fails for a device that vanished under us: treat as too big. */
+		/* Not expected with ifindex 0 and no flags; if it ever fails: too big. */
 		mtu = 0;
 	}
 	return l3_len <= mtu;

@@ -104,7 +104,7 @@ static __always_inline struct route_value *lookup_trie(const struct packet *pkt,
 		/*
 		 * Keeps clang from sinking both lookups into one call instruction:
 		 * the verifier, seeing two maps there, would call the generic helper
-		 * (an indirect call through a retpoline) instead of the trie's own.
+		 * (an indirect call) instead of the trie's own lookup.
 		 */
 		barrier_var(route);
 	} else {
