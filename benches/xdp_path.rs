@@ -236,13 +236,12 @@ enum Row {
 }
 
 /// What each stage costs: the full program minus a variant without it, at
-/// one route and at 1,000,000 + 200,000, IPv4 (DIR-24-8) and IPv6 (its /16
-/// summary at one route, the trie behind it at the full table); a policy's
-/// cost is a table of 70/30 policies minus a plain one.
+/// one route and at 1,000,000 + 200,000, IPv4 (DIR-24-8) and IPv6 (LPM
+/// trie); a policy's cost is a table of 70/30 policies minus a plain one.
 fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
     let min_push = BaselineProgram::min_push().expect("minimal push program");
     println!();
-    println!("| stage | table | IPv4, DIR-24-8 (ns) | IPv6, /16 summary or LPM trie (ns) |");
+    println!("| stage | table | IPv4, DIR-24-8 (ns) | IPv6, LPM trie (ns) |");
     println!("|---|---|---|---|");
     let split = fixtures::policy::split().remove(0).policy;
     let sizes: &[(usize, usize, &str)] = match std::env::var("LHE_XDP_PATH_SMALL") {

@@ -42,14 +42,6 @@ enum encap_limits {
 	ENCAP_DEFAULT_ROUTE_VALUES = 1 << 17,
 	/* Default entries of the route cache (route_cache.h): 7 MiB. */
 	ENCAP_DEFAULT_ROUTE_CACHE = 1 << 16,
-	/*
-	 * IPv6 prefixes of /16 or shorter the /16 summary in front of the IPv6
-	 * trie answers itself (enum encap_dir); the ones past it send their
-	 * /16s to the trie. Twice as many values: a replaced route's value is
-	 * written anew and the old one kept for the packets still reading it.
-	 */
-	ENCAP_V6_SHORT_SLOTS = 1 << 10,
-	ENCAP_V6_SHORT_VALUES = 1 << 11,
 };
 
 /*
@@ -84,13 +76,6 @@ enum route_cache_family {
  * A table of short prefixes (a default route) is then answered from 256 KiB
  * that stay in cache, not from 64 MiB that miss it. Three array reads at
  * most, whatever the table size; user space derives every entry from its RIB.
- *
- * The IPv6 main table has the same summary in front of its LPM trie, under
- * either IPv4 lookup: `route6_tbl16` holds, per /16, the leaf of the longest
- * prefix of /16 or shorter covering it (a slot in `route6_short`, whose
- * dir_prefix names a value in `route6_values`) when no longer prefix lies in
- * it, else DIR_DESCEND (ask the route cache, then the trie, which holds
- * every IPv6 route). A default route is then two array reads, not a call.
  */
 enum encap_lookup {
 	ENCAP_LOOKUP_LPM = 0,   /* the kernel's LPM trie (memory follows the routes) */
@@ -269,8 +254,7 @@ struct policy_value {
  * A DIR-24-8 prefix: its route value (shared by every prefix with the same
  * labels) and its counter slot, read by the program as one 8-byte word so a
  * route change (both rewritten by one 8-byte store) is atomic per packet. The
- * prefix itself is user space's, to find its slots again after adoption
- * (in `route6_short`: the first 4 bytes of an IPv6 prefix of /16 or shorter).
+ * prefix itself is user space's, to find its slots again after adoption.
  */
 struct dir_prefix {
 	__u32 value;      /* index into dir4_values */

@@ -226,9 +226,15 @@ impl Dir24_8 {
                 used_groups.push(e & SLOT_MASK);
             }
         }
-        st.slots = Slots::from_used(used_slots, self.capacity);
-        st.groups = Slots::from_used(used_groups, self.groups);
-        st.values = Slots::from_used(used_values, self.route_values);
+        let restore = |used: &mut Vec<u32>, capacity: u32| {
+            used.sort_unstable();
+            let next = used.last().copied().unwrap_or(0);
+            let free = (1..next).filter(|id| used.binary_search(id).is_err()).collect();
+            Slots::restore(next, capacity, free)
+        };
+        st.slots = restore(&mut used_slots, self.capacity);
+        st.groups = restore(&mut used_groups, self.groups);
+        st.values = restore(&mut used_values, self.route_values);
     }
 
     /// The bytes of value `index`, read back from the mapped table.

@@ -7,7 +7,6 @@ pub(crate) mod apply;
 pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;
-pub(crate) mod summary6;
 pub(crate) mod table;
 pub(crate) mod verify;
 
@@ -34,7 +33,6 @@ use crate::sys::map::BpfMap;
 use crate::sys::mmap::MappedArray;
 use dir24_8::Dir24_8;
 use key::RouteKey;
-use summary6::Summary6;
 use table::RouteTable;
 
 /// Per-route counters: what the route labelled, in total and per segment list.
@@ -90,8 +88,6 @@ pub(crate) struct Fib {
     read_only: bool,
     /// The main IPv4 table, when it is DIR-24-8 (else the LPM trie `routes_v4`).
     dir: Option<Dir24_8>,
-    /// The main IPv6 table: the LPM trie `routes_v6` behind its /16 summary.
-    v6: Summary6,
     /// `route_cache_ctl`, mapped: the generation moves on with a store, not
     /// a syscall, after every change.
     cache_ctl: MappedArray,
@@ -152,7 +148,6 @@ impl Fib {
     /// a route (the DSCP table, the settings).
     pub(crate) fn fresh(maps: EncapMaps, config: LoadConfig) -> Result<Fib, MapError> {
         let dir = Self::dir(&maps, &config, false)?;
-        let v6 = Summary6::open(&maps, false, false)?;
         let cache_ctl = Self::map_cache_ctl(&maps)?;
         let fib = Fib {
             maps,
@@ -161,7 +156,6 @@ impl Fib {
             saver: Mutex::new(None),
             read_only: false,
             dir,
-            v6,
             cache_ctl,
             cache_stale: AtomicBool::new(false),
         };
@@ -173,7 +167,6 @@ impl Fib {
     /// A FIB over maps that already hold what `rib` says (adopted from pins).
     pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Result<Fib, MapError> {
         let dir = Self::dir(&maps, &config, true)?;
-        let v6 = Summary6::open(&maps, true, read_only)?;
         let cache_ctl = Self::map_cache_ctl(&maps)?;
         Ok(Fib {
             maps,
@@ -182,7 +175,6 @@ impl Fib {
             saver: Mutex::new(None),
             read_only,
             dir,
-            v6,
             cache_ctl,
             cache_stale: AtomicBool::new(false),
         })
@@ -199,11 +191,6 @@ impl Fib {
     /// The DIR-24-8 table, when the main IPv4 table is one.
     pub(crate) fn dir24_8(&self) -> Option<&Dir24_8> {
         self.dir.as_ref()
-    }
-
-    /// The main IPv6 table's /16 summary.
-    pub(crate) fn summary6(&self) -> &Summary6 {
-        &self.v6
     }
 
     pub(crate) fn is_read_only(&self) -> bool {
@@ -309,7 +296,7 @@ impl Fib {
         };
         [
             (main_v4, "IPv4", v4),
-            (&self.v6, "IPv6", v6),
+            (&m.routes_v6, "IPv6", v6),
             (&m.alt_routes_v4, "alternate IPv4", v4),
             (&m.alt_routes_v6, "alternate IPv6", v6),
         ]

@@ -120,12 +120,6 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
     out
 }
 
-/// An IPv6 /16 (or a prefix of /16 or shorter) whose summary entries (or
-/// record) are not what the trie's prefixes imply.
-fn summary6_difference(p: ipnetwork::Ipv6Network) -> Difference {
-    Difference { map: "route6_tbl16", entry: p.to_string(), kind: DifferenceKind::Differs }
-}
-
 /// A /24 (or a /16 summary) whose DIR-24-8 entries are not what its prefixes imply.
 fn structure_difference(block: ipnetwork::Ipv4Network) -> Difference {
     let map = if block.prefix() == 16 { "dir4_tbl16" } else { "dir4_tbl24" };
@@ -140,7 +134,6 @@ impl Fib {
         if let Some(dir) = self.dir24_8() {
             out.extend(dir.inconsistent().into_iter().map(structure_difference));
         }
-        out.extend(self.summary6().inconsistent()?.into_iter().map(summary6_difference));
         Ok(out)
     }
 
@@ -174,13 +167,6 @@ impl Fib {
             dir.repaint(&blocks)?;
             out.extend(blocks.iter().map(|b| structure_difference(*b)));
             blocks.iter().for_each(|b| log::warn!("repaired: {}", structure_difference(*b)));
-        }
-        // And the IPv6 summary from the trie's prefixes.
-        let summary = self.summary6().inconsistent()?;
-        if !summary.is_empty() {
-            self.summary6().resync()?;
-            summary.iter().for_each(|p| log::warn!("repaired: {}", summary6_difference(*p)));
-            out.extend(summary.into_iter().map(summary6_difference));
         }
         Ok(out)
     }

@@ -58,16 +58,6 @@ impl Slots {
         (self.next, self.capacity, self.free.iter().map(|(id, _)| *id).collect())
     }
 
-    /// Ids read back from a table an earlier process wrote: `used` are
-    /// taken, every id below the highest of them that is not is free (a new
-    /// grace period each, as [`Slots::restore`] gives).
-    pub(crate) fn from_used(mut used: Vec<u32>, capacity: u32) -> Slots {
-        used.sort_unstable();
-        let next = used.last().copied().unwrap_or(0);
-        let free = (1..next).filter(|id| used.binary_search(id).is_err()).collect();
-        Slots::restore(next, capacity, free)
-    }
-
     /// The inverse of [`Slots::snapshot`]; every freed id starts a new grace
     /// period, which is never shorter than the one it had.
     pub(crate) fn restore(next: u32, capacity: u32, free: Vec<u32>) -> Slots {
@@ -95,13 +85,6 @@ mod tests {
         assert_eq!(s.take(), None, "still in its grace period");
         std::thread::sleep(GRACE);
         assert_eq!(s.take(), Some(1));
-    }
-
-    #[test]
-    fn slots_read_back_from_a_table_keep_what_is_used() {
-        let mut s = Slots::from_used(vec![3, 1], 10);
-        assert_eq!(s.snapshot(), (3, 10, vec![2]), "2 is free, behind its grace period");
-        assert_eq!(s.take(), Some(4));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::domain::route::{Route, Table, Tc};
 /// The state file's format. Bump it when the file or the maps' layout change
 /// in a way an older or newer build cannot read; the crate version is recorded
 /// beside it for the error message.
-pub(crate) const FORMAT: u32 = 4;
+pub(crate) const FORMAT: u32 = 3;
 
 /// The load-time settings a dataplane was built with; an adopting process
 /// loads its program with the same ones so that the pinned maps fit.

@@ -76,34 +76,6 @@ struct {
 } dir4_values SEC(".maps");
 
 /*
- * The /16 summary in front of routes_v6 (enum encap_dir), written by user
- * space through memory mappings like DIR-24-8's tables.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, (1 << 16) / DIR_BLOCK);
-	__type(key, __u32);
-	__type(value, struct dir_block);
-} route6_tbl16 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, ENCAP_V6_SHORT_SLOTS);
-	__type(key, __u32);
-	__type(value, struct dir_prefix);
-} route6_short SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, ENCAP_V6_SHORT_VALUES);
-	__type(key, __u32);
-	__type(value, struct route_value);
-} route6_values SEC(".maps");
-
-/*
  * Source-aware selection: a source prefix (LPM on the source address) names
  * an alternate table, whose routes live in alt_routes_* keyed by table id and
  * destination. Sized like the main tables; allocated on use.

@@ -41,11 +41,6 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		.routes_v4 = &alt_routes_v4,
 		.routes_v6 = &alt_routes_v6,
 	};
-	const struct summary6_tables sum6 = {
-		.tbl16 = &route6_tbl16,
-		.prefixes = &route6_short,
-		.values = &route6_values,
-	};
 	const struct dir4_tables dir4 = {
 		.tbl16 = &dir4_tbl16,
 		.tbl24 = &dir4_tbl24,
@@ -103,7 +98,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		route = bpf_map_lookup_elem(&dir4_values, &first);
 	} else {
 		route = lookup_main(&pkt, &routes_v4, &routes_v6, lookup_v4 == ENCAP_LOOKUP_DIR24 ? &dir4 : NULL,
-				    &sum6, &cached, &counter_id);
+				    &cached, &counter_id);
 	}
 	if (route && (route->flags & ENCAP_ROUTE_LOCAL)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;

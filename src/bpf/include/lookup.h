@@ -19,11 +19,6 @@ struct dir4_tables {
 	void *tbl16, *tbl24, *tbl8, *prefixes, *values;
 };
 
-/* The /16 summary in front of the main IPv6 trie (see enum encap_lookup). */
-struct summary6_tables {
-	void *tbl16, *prefixes, *values;
-};
-
 /*
  * The entry for the first `bits` bits of `addr` (16 or 24) in a table of
  * blocks of DIR_BLOCK entries (tbl16, tbl24); -1 when the block is missing.
@@ -56,30 +51,6 @@ static __always_inline int dir4_summary(const __u8 *dst, const struct dir4_table
 }
 
 /*
- * The route of a leaf entry: its prefix's slot in `prefixes`, then the
- * value the slot names in `values`; NULL for slot 0 (no route).
- */
-static __always_inline struct route_value *dir_leaf_route(__u32 slot, void *prefixes, void *values,
-							  __u32 *counter_id)
-{
-	struct dir_prefix *prefix;
-	__u32 index;
-	__u64 word;
-
-	slot &= DIR_SLOT_MASK;
-	if (!slot)
-		return NULL;
-	prefix = bpf_map_lookup_elem(prefixes, &slot);
-	if (!prefix)
-		return NULL;
-	/* Value and counter as one word: user space replaces both with one store. */
-	word = *(volatile __u64 *)prefix;
-	index = (__u32)word;
-	*counter_id = (__u32)(word >> 32);
-	return bpf_map_lookup_elem(values, &index);
-}
-
-/*
  * The route covering `addr` in DIR-24-8, from its /16 summary entry `slot`:
  * one read of tbl24 when the /16 holds prefixes longer than /16, one of
  * tbl8 when the /24 holds prefixes longer than /24, then the prefix's slot
@@ -88,8 +59,10 @@ static __always_inline struct route_value *dir_leaf_route(__u32 slot, void *pref
 static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, const struct dir4_tables *t,
 							__u32 *counter_id)
 {
+	struct dir_prefix *prefix;
 	struct dir_group *group;
 	__u32 index;
+	__u64 word;
 
 	if ((slot & DIR_DESCEND) && dir_block_entry(t->tbl24, addr, 24, &slot))
 		return NULL;
@@ -100,18 +73,17 @@ static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, 
 			return NULL;
 		slot = group->entry[addr & 0xff];
 	}
-	return dir_leaf_route(slot, t->prefixes, t->values, counter_id);
-}
-
-/*
- * The IPv6 summary's entry for the destination's /16 (`slot`); -1 when the
- * block is missing. Without DIR_DESCEND it answers alone (dir_leaf_route).
- */
-static __always_inline int summary6_entry(const __u8 *dst, const struct summary6_tables *t, __u32 *slot)
-{
-	__u32 top = ((__u32)dst[0] << 24) | ((__u32)dst[1] << 16);
-
-	return dir_block_entry(t->tbl16, top, 16, slot);
+	slot &= DIR_SLOT_MASK;
+	if (!slot)
+		return NULL;
+	prefix = bpf_map_lookup_elem(t->prefixes, &slot);
+	if (!prefix)
+		return NULL;
+	/* Value and counter as one word: user space replaces both with one store. */
+	word = *(volatile __u64 *)prefix;
+	index = (__u32)word;
+	*counter_id = (__u32)(word >> 32);
+	return bpf_map_lookup_elem(t->values, &index);
 }
 
 /*

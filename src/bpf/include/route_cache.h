@@ -9,8 +9,8 @@
  * routes are spread over them; a host talks to far fewer destinations than
  * its table holds. A hit costs one array read (the JIT inlines array
  * lookups), a compare and an 80-byte copy, whatever the table. A
- * destination a /16 summary (DIR-24-8's, the IPv6 trie's) answers alone
- * (short prefixes: a default route) is not cached: that read is cheaper.
+ * destination DIR-24-8's /16 summary answers alone (short prefixes: a
+ * default route) is not cached: that read is cheaper than the cache's.
  *
  * Per family, user space turns the cache on only while the main table is
  * big enough to need it (`families`): a small LPM trie's few nodes stay in
@@ -170,13 +170,12 @@ static __always_inline void route_cache_put(const struct route_cache_key *k, con
 
 /*
  * The main table's route for the packet (`dir`: DIR-24-8 for IPv4, else the
- * LPM trie; IPv6: the /16 summary `sum6`, then the trie), through the cache
- * where it serves; NULL if no route covers the destination. A hit is copied
- * into `copy`. `counter_id` gets the route's counter slot.
+ * LPM trie), through the cache where it serves; NULL if no route covers the
+ * destination. A hit is copied into `copy`. `counter_id` gets the route's
+ * counter slot.
  */
 static __always_inline struct route_value *lookup_main(const struct packet *pkt, void *v4, void *v6,
-						       const struct dir4_tables *dir,
-						       const struct summary6_tables *sum6, struct route_value *copy,
+						       const struct dir4_tables *dir, struct route_value *copy,
 						       __u32 *counter_id)
 {
 	struct route_cache_key k;
@@ -192,20 +191,6 @@ static __always_inline struct route_value *lookup_main(const struct packet *pkt,
 		/* The /16 summary answers alone: one read, cheaper than the cache's. */
 		if (!(slot & DIR_DESCEND))
 			return dir4_resolve(addr, slot, dir, counter_id);
-	} else if (pkt->l3_proto == ETH_P_IPV6) {
-		if (summary6_entry(pkt->dst, sum6, &slot))
-			return NULL;
-		/* No prefix longer than /16 in this /16: the summary answers, no trie call. */
-		if (!(slot & DIR_DESCEND)) {
-			route = dir_leaf_route(slot, sum6->prefixes, sum6->values, counter_id);
-			/*
-			 * Keeps clang from sinking this lookup and DIR-24-8's into one
-			 * call instruction, which the verifier could only serve with
-			 * the generic helper's indirect call (lookup.h, lookup_trie).
-			 */
-			barrier_var(route);
-			return route;
-		}
 	}
 	if (cached)
 		route_cache_locate(pkt, &k);
