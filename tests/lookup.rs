@@ -1,20 +1,20 @@
-//! The main IPv4 table's lookup structures against a reference
-//! longest-prefix match written here in plain Rust: a full BGP-like table
+//! The main table's lookup structures against a reference longest-prefix
+//! match written here in plain Rust: for IPv4 a full BGP-like table
 //! (1,000,000 prefixes plus nested longer ones), every address of dense
 //! ranges, and the edits that make DIR-24-8 hard (a long prefix added under a
-//! short one, removed, re-added; parents removed under children). Each answer
-//! is the real program's: a frame through BPF_PROG_TEST_RUN, the pushed label
-//! naming the route that matched.
+//! short one, removed, re-added; parents removed under children); for IPv6
+//! nested edits and 1,100 /16s. Each answer is the real program's: a frame
+//! through BPF_PROG_TEST_RUN, the pushed label naming the route that matched.
 
 mod common;
 #[path = "fixtures/mod.rs"]
 mod fixtures;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{in_test_run_netns, privileged};
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use lnetd_host_encap::{DscpMap, Encapsulator, Ipv4Lookup, Label, LabelStack, Route, Table, ValidState};
 
 /// Longest-prefix match over a set of prefixes, by testing each length.
@@ -281,5 +281,151 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         assert_eq!(program_label(&enc, Ipv4Addr::new(172, 16, 1, 1)), Some(700));
         assert_eq!(program_label(&enc, Ipv4Addr::new(192, 168, 1, 1)), None);
         assert_eq!(enc.verify().unwrap(), vec![]);
+    });
+}
+
+/// Longest-prefix match over IPv6 prefixes, by testing each length.
+#[derive(Default)]
+struct ReferenceLpm6 {
+    routes: HashMap<(u128, u8), u32>,
+}
+
+impl ReferenceLpm6 {
+    fn lookup(&self, addr: Ipv6Addr) -> Option<u32> {
+        let a = u128::from(addr);
+        (0..=128u32).rev().find_map(|len| {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            self.routes.get(&(a & mask, len as u8)).copied()
+        })
+    }
+}
+
+/// The IPv6 table through the program, against the reference, at `addrs`.
+fn check6(enc: &Encapsulator, reference: &ReferenceLpm6, addrs: &[Ipv6Addr], what: &str) {
+    let wrong: Vec<String> = addrs
+        .iter()
+        .filter_map(|a| {
+            let (got, want) = (common::top_label(enc, &a.to_string()), reference.lookup(*a));
+            (got != want).then(|| format!("{a}: program {got:?}, reference {want:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{what}: {} of {} addresses differ:\n{}", wrong.len(), addrs.len(), wrong.join("\n"));
+}
+
+/// Addresses at the edges and inside every prefix of `prefixes`, and a few
+/// elsewhere. Not multicast (ff00::/8), which the program never labels. Not multicast
+/// (ff00::/8), which the program never labels.
+fn probes6(prefixes: &[Ipv6Network]) -> Vec<Ipv6Addr> {
+    let mut out: Vec<Ipv6Addr> = [
+        "::1",
+        "1::1",
+        "2000::1",
+        "2001::1",
+        "2001:db8::1",
+        "2001:db9::1",
+        "2001:ffff::1",
+        "2003::1",
+        "3000::1",
+        "feff::1",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    for p in prefixes {
+        let (first, last) = (u128::from(p.network()), u128::from(p.broadcast()));
+        for a in
+            [first, first + 1, last, last - 1, first + (last - first) / 2, last.wrapping_add(1), first.wrapping_sub(1)]
+        {
+            out.push(Ipv6Addr::from(a));
+        }
+    }
+    out.retain(|a| !a.is_multicast());
+    out
+}
+
+/// The main IPv6 table answers what a longest-prefix match says through
+/// every kind of edit: short prefixes (a default route, a /16, a /3) and
+/// long ones added under them, replaced, removed, in both orders; then
+/// 1,100 /16s from one apply, longer prefixes inside two of them, and half
+/// of the /16s removed.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn ipv6_matches_a_reference_lpm_through_edits() {
+    privileged("ipv6_matches_a_reference_lpm_through_edits");
+    in_test_run_netns("lpm6", || {
+        for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+            let enc = Encapsulator::builder().lookup(lookup).load().expect("load");
+            let mut reference = ReferenceLpm6::default();
+            let net = |s: &str| -> Ipv6Network { s.parse().unwrap() };
+            let steps: &[(&str, &str, u32)] = &[
+                ("set", "::/0", 100),
+                ("set", "2001:db8::/32", 101),
+                ("set", "2001::/16", 102),
+                ("set", "2000::/3", 103),
+                ("set", "::/0", 104),
+                ("set", "2001:db8:1::/48", 105),
+                ("unset", "2001:db8::/32", 0),
+                ("set", "2001::/16", 106),
+                ("unset", "2001:db8:1::/48", 0),
+                ("unset", "2001::/16", 0),
+                ("set", "3000::/4", 107),
+                ("unset", "::/0", 0),
+                ("set", "3000:1::/32", 108),
+                ("unset", "3000::/4", 0),
+                ("unset", "2000::/3", 0),
+                ("unset", "3000:1::/32", 0),
+            ];
+            let all: Vec<Ipv6Network> = steps.iter().map(|(_, p, _)| net(p)).collect();
+            let addrs = probes6(&all);
+            check6(&enc, &reference, &addrs, &format!("{lookup}: empty"));
+            for (i, (op, p, label)) in steps.iter().enumerate() {
+                let p = net(p);
+                if *op == "set" {
+                    enc.set_route(&Route::new(IpNetwork::V6(p), LabelStack::single(Label::new(*label).unwrap())))
+                        .unwrap();
+                    reference.routes.insert((u128::from(p.network()), p.prefix()), *label);
+                } else {
+                    assert!(enc.remove(IpNetwork::V6(p)).unwrap());
+                    reference.routes.remove(&(u128::from(p.network()), p.prefix()));
+                }
+                let what = format!("{lookup}: step {i} ({op} {p})");
+                check6(&enc, &reference, &addrs, &what);
+                assert_eq!(enc.verify().unwrap(), vec![], "{what}: kernel and RIB agree");
+            }
+
+            // One /16 each from 4000::/16 on, then a long one inside the first and the last.
+            let sixteens: Vec<Ipv6Network> =
+                (0..1100u128).map(|i| Ipv6Network::new(Ipv6Addr::from((0x4000 + i) << 112), 16).unwrap()).collect();
+            let routes: BTreeMap<(Table, IpNetwork), Route> = sixteens
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let route = Route::new(IpNetwork::V6(*p), LabelStack::single(Label::new(1000 + i as u32).unwrap()));
+                    ((Table::Main, IpNetwork::V6(*p)), route)
+                })
+                .collect();
+            enc.apply_valid(&ValidState::new(routes, BTreeMap::new(), DscpMap::default()).unwrap()).unwrap();
+            let mut reference = ReferenceLpm6::default();
+            for (i, p) in sixteens.iter().enumerate() {
+                reference.routes.insert((u128::from(p.network()), 16), 1000 + i as u32);
+            }
+            for long in ["4000:1::/32", "444b:1::/32"] {
+                let p = net(long);
+                enc.set_route(&Route::new(IpNetwork::V6(p), LabelStack::single(Label::new(2000).unwrap()))).unwrap();
+                reference.routes.insert((u128::from(p.network()), p.prefix()), 2000);
+            }
+            let sample: Vec<Ipv6Network> = sixteens.iter().step_by(7).chain(sixteens.last()).copied().collect();
+            let mut addrs = probes6(&sample);
+            addrs.extend(["4000:1::1", "444b:1::1", "444b:2::1"].map(|s| s.parse::<Ipv6Addr>().unwrap()));
+            check6(&enc, &reference, &addrs, &format!("{lookup}: 1,100 /16s"));
+            assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: 1,100 /16s: kernel and RIB agree");
+            // Half of them gone.
+            for p in sixteens.iter().step_by(2) {
+                assert!(enc.remove(IpNetwork::V6(*p)).unwrap());
+                reference.routes.remove(&(u128::from(p.network()), 16));
+            }
+            check6(&enc, &reference, &addrs, &format!("{lookup}: half of the /16s removed"));
+            assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: half removed: kernel and RIB agree");
+        }
     });
 }
