@@ -175,3 +175,49 @@ fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
     let f = capture.next(Duration::from_secs(2)).unwrap().expect("a frame");
     assert_ne!(f.bytes.get(12..14), Some(&[0x88, 0x47][..]), "unlabelled once detached");
 }
+
+/// On egress too, a packet whose IP length plus its labels exceeds the
+/// device's MTU is dropped and counted, one that fits exactly is labelled:
+/// with the MTU read in place (Linux 6.2+) and through bpf_check_mtu.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_mtu_check_holds_on_egress_both_ways_of_reading_the_mtu() {
+    privileged("the_mtu_check_holds_on_egress_both_ways_of_reading_the_mtu");
+    let lab = VethLab::new().expect("lab");
+    let h0 = VethLab::HOST_IF;
+    let router = VethLab::ROUTER_V4.to_string();
+    // No route MTU: the host sends IP packets up to the device's 1500 bytes.
+    lab.host.ip(&["route", "add", "198.51.100.0/24", "via", &router, "dev", h0]).unwrap();
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
+    let dst = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 9000);
+    let send = |payload: usize| {
+        lab.host
+            .run(|| UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(&vec![7u8; payload], dst)))
+            .unwrap()
+            .unwrap();
+    };
+    for skip in [0, lnetd_host_encap::testing::stages::MTU_IN_PLACE] {
+        let enc = lab
+            .host
+            .run(|| Encapsulator::builder().skip_stages(skip).attach_egress(h0))
+            .unwrap()
+            .expect("attach egress");
+        enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
+        // The first send may wait for the router's address; it fits either way.
+        send(100);
+        std::thread::sleep(Duration::from_millis(200));
+        let before = enc.stats().unwrap();
+        // 1,492 + 8 bytes of labels = the MTU: labelled.
+        send(1492 - 28);
+        // 1,500 + 8 > the MTU: dropped.
+        send(1500 - 28);
+        std::thread::sleep(Duration::from_millis(200));
+        let delta = enc.stats().unwrap().since(&before);
+        assert_eq!(
+            (delta.labelled.packets, delta.mtu_dropped.packets),
+            (1, 1),
+            "skip {skip}: one packet labelled, one dropped by the MTU check: {delta:?}"
+        );
+        enc.detach().unwrap();
+    }
+}
