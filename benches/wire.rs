@@ -346,13 +346,14 @@ fn main() {
     eprintln!("tables and frames generated in {:.1} s", started.elapsed().as_secs_f64());
 
     let second_cache: u32 = env_or("LHE_WIRE_SECOND_CACHE", 0);
-    let rows = std::env::var("LHE_WIRE_ROWS").unwrap_or_else(|_| "default,sample,full".into());
     const ROWS: [&str; 3] = ["default", "sample", "full"];
-    if let Some(bad) = rows.split(',').map(str::trim).find(|r| !ROWS.contains(r)) {
+    let rows = std::env::var("LHE_WIRE_ROWS").unwrap_or_else(|_| ROWS.join(","));
+    let rows: Vec<&str> = rows.split(',').map(str::trim).collect();
+    if let Some(bad) = rows.iter().find(|r| !ROWS.contains(r)) {
         eprintln!("LHE_WIRE_ROWS: no row {bad:?}; rows are {}", ROWS.join(","));
         std::process::exit(2);
     }
-    let row = |name: &str| rows.split(',').any(|r| r.trim() == name);
+    let row = |name: &str| rows.contains(&name);
     let lab = VethLab::new().expect("lab");
     let counter = lab.router.run(|| ReturnCounter::attach(VethLab::ROUTER_IF)).unwrap().expect("counter on r0");
     let mut bench = Bench {

@@ -152,7 +152,7 @@ enum encap_skip {
 	ENCAP_SKIP_PUSH = 4,     /* no grow, no push: the frame goes back with its MACs swapped */
 	ENCAP_SKIP_COUNTERS = 8, /* no counter updated */
 	ENCAP_SKIP_CACHE_HIT = 16, /* the route cache never answers (every packet a miss that fills it) */
-	ENCAP_SKIP_MTU_IN_PLACE = 32, /* the MTU through bpf_check_mtu even where it can be read in place */
+	ENCAP_SKIP_MTU_IN_PLACE = 32, /* the MTU through bpf_check_mtu even where it can be read in place (rodata mtu_in_place 0) */
 };
 
 /* How the TTL of every pushed entry is chosen (RFC 3443). */

@@ -178,7 +178,8 @@ fn load_object(
     };
     rodata.skip_stages = config.skip_stages;
     rodata.route_cache_slots = config.route_cache;
-    rodata.mtu_in_place = u8::from(crate::sys::kernel_btf::has_cast_to_kern_ctx());
+    let skip_in_place = config.skip_stages & types::encap_skip::ENCAP_SKIP_MTU_IN_PLACE.0 != 0;
+    rodata.mtu_in_place = u8::from(crate::sys::kernel_btf::has_cast_to_kern_ctx() && !skip_in_place);
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {

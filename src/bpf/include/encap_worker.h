@@ -54,7 +54,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	struct route_value *route, *alternate, cached;
 	struct packet pkt = {};
 	enum packet_parse parsed;
-	int ran_off, in_place;
+	int ran_off;
 	struct l2_copy l2;
 	enum encap_counter verdict;
 	__u32 hash = 0, idx = 0, room, counter_id = 0;
@@ -147,8 +147,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		tc_bits = lookup_tc_bits(&dscp_tc, pkt.dscp);
 
 	/* The MTU bounds what follows the L2 header (VLAN tags are not part of it). */
-	in_place = mtu_in_place && !(skip_stages & ENCAP_SKIP_MTU_IN_PLACE);
-	if (!(skip_stages & ENCAP_SKIP_MTU) && !hook_fits_mtu(ctx, hook, pkt.ip_len + list->depth * 4, in_place)) {
+	if (!(skip_stages & ENCAP_SKIP_MTU) && !hook_fits_mtu(ctx, hook, pkt.ip_len + list->depth * 4, mtu_in_place)) {
 		verdict = mtu_policy == ENCAP_MTU_PASS ? ENCAP_CNT_MTU_PASS : ENCAP_CNT_MTU_DROP;
 		goto out;
 	}
