@@ -184,7 +184,7 @@ impl fmt::Display for Explanation {
     /// `label/tc/S/ttl` entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let action = match self.action {
-            XdpAction::Tx => "labelled and handed to the driver to send back (XDP_TX)",
+            XdpAction::Tx => "labelled and sent back (XDP_TX)",
             XdpAction::Pass => "passed to the host unlabelled (XDP_PASS)",
             XdpAction::Drop => "dropped (XDP_DROP)",
             XdpAction::Aborted => "aborted (XDP_ABORTED)",
