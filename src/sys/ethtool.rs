@@ -68,8 +68,7 @@ impl EthtoolSocket {
     /// Every statistic the driver of `iface` reports (`ethtool -S`), by name,
     /// in the driver's order.
     pub(crate) fn stats(&self, iface: &str) -> Result<Vec<(String, u64)>, Errno> {
-        let mut info = vec![0u8; DRVINFO_LEN];
-        info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+        let mut info = request(&[ETHTOOL_GDRVINFO], DRVINFO_LEN);
         ioctl(self.fd(), iface, &mut info)?;
         let n = read_u32(&info, DRVINFO_N_STATS).ok_or(Errno::EIO)? as usize;
         if n == 0 {
@@ -78,36 +77,37 @@ impl EthtoolSocket {
         let room = n + STATS_SLACK;
 
         // struct ethtool_gstrings { cmd, string_set, len, data[len * 32] }
-        let mut strings = vec![0u8; 12 + room * ETH_GSTRING_LEN];
-        strings[..4].copy_from_slice(&ETHTOOL_GSTRINGS.to_ne_bytes());
-        strings[4..8].copy_from_slice(&ETH_SS_STATS.to_ne_bytes());
-        strings[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
+        let mut strings = request(&[ETHTOOL_GSTRINGS, ETH_SS_STATS, n as u32], 12 + room * ETH_GSTRING_LEN);
         ioctl(self.fd(), iface, &mut strings)?;
         let names_len = (read_u32(&strings, 8).ok_or(Errno::EIO)? as usize).min(room);
 
         // struct ethtool_stats { cmd, n_stats, data[n_stats] (u64) }
-        let mut values = vec![0u8; 8 + room * 8];
-        values[..4].copy_from_slice(&ETHTOOL_GSTATS.to_ne_bytes());
-        values[4..8].copy_from_slice(&(n as u32).to_ne_bytes());
+        let mut values = request(&[ETHTOOL_GSTATS, n as u32], 8 + room * 8);
         ioctl(self.fd(), iface, &mut values)?;
         let values_len = (read_u32(&values, 4).ok_or(Errno::EIO)? as usize).min(room);
         if values_len != names_len {
             // The set changed between the two reads: names and values no longer pair up.
             return Err(Errno::EAGAIN);
         }
-        let names = strings[12..].chunks_exact(ETH_GSTRING_LEN);
-        let numbers = values[8..].chunks_exact(8);
+        let names = strings.get(12..).unwrap_or_default().chunks_exact(ETH_GSTRING_LEN);
+        let numbers = values.get(8..).unwrap_or_default().chunks_exact(8);
         Ok(names
             .zip(numbers)
             .take(names_len)
             .map(|(name, value)| {
-                let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-                let mut word = [0u8; 8];
-                word.copy_from_slice(value);
-                (String::from_utf8_lossy(&name[..end]).into_owned(), u64::from_ne_bytes(word))
+                let name = name.split(|b| *b == 0).next().unwrap_or_default();
+                let word: [u8; 8] = value.try_into().unwrap_or_default();
+                (String::from_utf8_lossy(name).into_owned(), u64::from_ne_bytes(word))
             })
             .collect())
     }
+}
+
+/// A command's structure: its leading u32 fields, zeroed up to `len` bytes.
+fn request(head: &[u32], len: usize) -> Vec<u8> {
+    let mut buf: Vec<u8> = head.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    buf.resize(len.max(buf.len()), 0);
+    buf
 }
 
 fn read_u32(buf: &[u8], at: usize) -> Option<u32> {

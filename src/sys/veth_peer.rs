@@ -77,9 +77,9 @@ impl Link {
 
 /// The payload of the first attribute of `kind` in a run of rtattrs.
 fn find(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & NLA_TYPE_MASK;
+    while let Some(&[l0, l1, t0, t1]) = attrs.first_chunk::<4>() {
+        let len = usize::from(u16::from_ne_bytes([l0, l1]));
+        let ty = u16::from_ne_bytes([t0, t1]) & NLA_TYPE_MASK;
         if len < 4 || len > attrs.len() {
             return None;
         }
@@ -161,10 +161,10 @@ impl NetlinkRoute {
             }
             let msg = buf.get(..got as usize).ok_or(Errno::EIO)?;
             let len = read_u32(msg).ok_or(Errno::EIO)? as usize;
-            let ty = msg.get(4..6).map(|t| u16::from_ne_bytes([t[0], t[1]])).ok_or(Errno::EIO)?;
+            let ty = msg.get(4..6).and_then(|t| t.try_into().ok()).map(u16::from_ne_bytes).ok_or(Errno::EIO)?;
             let body = msg.get(NLMSG_HDR..len.min(msg.len())).ok_or(Errno::EIO)?;
             if i32::from(ty) == libc::NLMSG_ERROR {
-                let code = body.get(..4).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).ok_or(Errno::EIO)?;
+                let code = body.get(..4).and_then(|c| c.try_into().ok()).map(i32::from_ne_bytes).ok_or(Errno::EIO)?;
                 return Err(if code < 0 { Errno::from_raw(-code) } else { Errno::EIO });
             }
             if ty == libc::RTM_NEWLINK {
