@@ -1018,20 +1018,20 @@ impl Encapsulator {
     pub fn stats(&self) -> Result<Stats, MapError> {
         let mut stats = self.fib.stats()?;
         // Only the driver knows what became of XDP_TX frames in native (or offloaded) mode.
-        let iface = self
+        let ifindex = self
             .attached()
             .as_ref()
             .filter(|a| matches!(a.info.mode, AttachedMode::Native | AttachedMode::Offload))
-            .map(|a| a.info.iface.clone());
-        if let Some(iface) = iface {
-            let sock = self.ethtool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            stats.tx_errors = match sock.as_ref().map(|s| s.stats(&iface)) {
-                Some(Ok(driver)) => ethtool::xdp_tx_errors(&driver),
-                Some(Err(errno)) => {
-                    log::debug!("{iface}: ethtool statistics unreadable ({errno})");
+            .map(|a| a.info.ifindex);
+        let sock = self.ethtool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let (Some(ifindex), Some(sock)) = (ifindex, sock.as_ref()) {
+            // By index: the interface may have been renamed since the attach.
+            stats.tx_errors = match sock.name_of(ifindex).and_then(|name| sock.stats(&name)) {
+                Ok(driver) => ethtool::xdp_tx_errors(&driver),
+                Err(errno) => {
+                    log::debug!("ifindex {ifindex}: ethtool statistics unreadable ({errno})");
                     None
                 }
-                None => None,
             };
         }
         Ok(stats)

@@ -178,3 +178,21 @@ fn explain_moves_no_counter() {
         assert_eq!(routes().labelled.packets, route_before.labelled.packets + 1);
     });
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn auto_reads_a_peer_in_the_same_namespace_too() {
+    privileged("auto_reads_a_peer_in_the_same_namespace_too");
+    let ns = lnetd_host_encap::lab::Netns::new("samens").expect("namespace");
+    ns.ip(&["link", "add", "a0", "type", "veth", "peer", "name", "b0"]).expect("veth pair");
+    for dev in ["a0", "b0"] {
+        ns.ip(&["link", "set", dev, "up"]).expect("up");
+    }
+    let mode = |enc: &Encapsulator| enc.attachment().expect("attached").mode;
+    let alone = ns.run(|| Encapsulator::builder().attach("a0", XdpMode::Auto)).expect("ns").expect("attach");
+    assert_eq!(mode(&alone), AttachedMode::Generic, "b0 runs no XDP program");
+    drop(alone);
+    let _peer = ns.run(|| PassProgram::attach("b0")).expect("ns").expect("xdp on b0");
+    let paired = ns.run(|| Encapsulator::builder().attach("a0", XdpMode::Auto)).expect("ns").expect("attach");
+    assert_eq!(mode(&paired), AttachedMode::Native, "b0 runs a native XDP program");
+}

@@ -11,6 +11,8 @@ use nix::libc;
 
 /// `SIOCETHTOOL` and the commands used, from linux/sockios.h and linux/ethtool.h.
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
+/// `SIOCGIFNAME`: an interface's name from its index.
+const SIOCGIFNAME: libc::c_ulong = 0x8910;
 const ETHTOOL_GTSO: u32 = 0x1e;
 const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
@@ -63,6 +65,27 @@ impl EthtoolSocket {
 
     fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The current name of `ifindex` in the socket's namespace (ENODEV when
+    /// it is gone): statistics are asked for by name, and a renamed or
+    /// recreated interface must not be mistaken for ours.
+    pub(crate) fn name_of(&self, ifindex: u32) -> Result<String, Errno> {
+        #[repr(C)]
+        struct IfreqIndex {
+            name: [u8; libc::IFNAMSIZ],
+            index: libc::c_int,
+            _rest: [u8; 20],
+        }
+        let index = libc::c_int::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
+        let mut req = IfreqIndex { name: [0; libc::IFNAMSIZ], index, _rest: [0; 20] };
+        // SAFETY: SIOCGIFNAME reads ifr_ifindex and writes ifr_name, both inside `req`.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCGIFNAME as _, &mut req as *mut IfreqIndex) };
+        if rc < 0 {
+            return Err(Errno::last());
+        }
+        let name = req.name.split(|b| *b == 0).next().unwrap_or_default();
+        Ok(String::from_utf8_lossy(name).into_owned())
     }
 
     /// Every statistic the driver of `iface` reports (`ethtool -S`), by name,

@@ -145,8 +145,9 @@ pub fn stats_table(stats: &Stats) {
 
 pub fn rate_line(delta: &Stats) -> String {
     let passed: u64 = delta.named().iter().filter(|(n, _)| *n != "labelled").map(|(_, c)| c.packets).sum();
+    let lost = delta.tx_errors.map(|n| format!(" | tx errors {n} pkt/s")).unwrap_or_default();
     format!(
-        "labelled {} pkt/s {:.1} Mbit/s | no route {} | local {} | mtu {} | other passed {} pkt/s",
+        "labelled {} pkt/s {:.1} Mbit/s | no route {} | local {} | mtu {} | other passed {} pkt/s{lost}",
         delta.labelled.packets,
         delta.labelled.bytes as f64 * 8.0 / 1e6,
         delta.no_route.packets,
