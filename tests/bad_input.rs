@@ -162,7 +162,7 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
             for row in rows() {
                 match (row.attempt)(&enc) {
                     Ok(()) => failures.push(format!("{}: accepted", row.input)),
-                    Err(e) if !(row.expect)(&e) => failures.push(format!("{}: wrong error {e:?}", row.input)),
+                    Err(e) if !(row.expect)(&e) => failures.push(format!("{}: wrong error {e:#?}", row.input)),
                     Err(e) if !e.to_string().contains(row.says) => {
                         failures.push(format!("{}: message {:?} lacks {:?}", row.input, e.to_string(), row.says))
                     }
