@@ -538,3 +538,45 @@ fn write_causes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message does not quote its cause, as other crates' may.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Outer(&'static str, #[source] Option<Box<Outer>>);
+
+    struct Chain(Outer);
+
+    impl std::fmt::Debug for Chain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write_causes(f, std::error::Error::source(&self.0), self.0.to_string())
+        }
+    }
+
+    #[test]
+    fn causes_not_quoted_are_listed_once_each() {
+        let leaf = Outer("EPERM", None);
+        let mid = Outer("opening the map", Some(Box::new(leaf)));
+        let one = Chain(Outer("loading", Some(Box::new(Outer("EPERM", None)))));
+        assert_eq!(format!("{one:?}"), "\n\nCaused by:\n    EPERM");
+        let two = Chain(Outer("loading", Some(Box::new(mid))));
+        assert_eq!(format!("{two:?}"), "\n\nCaused by:\n    0: opening the map\n    1: EPERM");
+        let quoted = Chain(Outer("loading: EPERM", Some(Box::new(Outer("EPERM", None)))));
+        assert_eq!(format!("{quoted:?}"), "", "a cause the message quotes is not repeated");
+    }
+
+    #[test]
+    fn debug_is_the_message_and_alternate_debug_the_variant() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = Error::Pin(PinError::Io { op: "reading", path: "/sys/fs/bpf/x".into(), source: io });
+        assert_eq!(format!("{err:?}"), err.to_string(), "the io error is in the message already");
+        assert!(format!("{err:?}").starts_with("reading /sys/fs/bpf/x failed: "), "{err:?}");
+        assert!(format!("{err:#?}").starts_with("Pin(\n    Io {"), "{err:#?}");
+        let sys = Error::Sys { call: "setns", errno: Errno::EPERM };
+        assert_eq!(format!("{sys:?}"), "setns failed: EPERM: Operation not permitted");
+        assert!(format!("{sys:#?}").starts_with("Sys {"), "{sys:#?}");
+    }
+}

@@ -207,13 +207,15 @@ fn example() -> PathBuf {
 
 #[test]
 fn bad_example_arguments_are_refused_with_a_reason() {
-    let rows: [(&[&str], &str); 15] = [
+    let rows: [(&[&str], &str); 17] = [
         (&["--route", "10.0.0.0/8=100@0"], "weight 0"),
-        (&["--route", "10.0.0.0/8=100@x"], "is not a list of segment lists"),
+        (&["--route", "10.0.0.0/8=100@x"], "\"100@x\" is not a list of segment lists: segment list 0, \"100@x\""),
+        (&["--route", "10.0.0.0/8=16001@7,,16003"], "segment list 1, \"\", has no labels"),
         (&["--route", "10.0.0.0/8=16,17,18,19,20,21,22,23,24"], "1 to 8 segment lists"),
         (&["--entropy-label=0"], "N >= 1"),
         (&["--tc", "9"], "the TC field is 3 bits (0..=7)"),
-        (&["--tc", "x"], "expected a traffic class 0..=7 or `dscp`"),
+        (&["--tc", "x"], "\"x\" is not a traffic class: expected 0..=7, or `dscp`"),
+        (&["--tc", "DSCP"], "\"DSCP\" is not a traffic class"),
         (
             &["--route", "10.0.0.0/8=16/17/18/19/20/21/22/23/24/25/26/27/28/29/30", "--entropy-label"],
             "entropy label pair",
@@ -221,7 +223,7 @@ fn bad_example_arguments_are_refused_with_a_reason() {
         (&["--route", "10.0.0.0/8"], "expected PREFIX=LABEL"),
         (&["--route", "10.0.0.1/8=100"], "did you mean 10.0.0.0/8?"),
         (&["--route", "10.0.0.0/8=3"], "Implicit NULL"),
-        (&["--route", "10.0.0.0/8=100//200"], "not a label"),
+        (&["--route", "10.0.0.0/8=100//200"], "\"100//200\" is not a label stack: label 2 of 3 is empty"),
         (&["--ttl", "0"], "expected copy or a TTL of 1..=255"),
         (&["--mode", "fast"], "expected native, generic or auto"),
         (&["--label", "2000000", "--iface", "nope0"], "out of range"),

@@ -175,13 +175,13 @@ fn rows() -> Vec<Row> {
             says: &["\"16001@7,,16003@3\" is not a list of segment lists: segment list 1, \"\", has no labels"],
         },
         Row {
-            input: "policy text with a bad stack (`16001@7,1//2@3`)",
-            attempt: || "16001@7,1//2@3".parse::<Policy>().map(drop).map_err(Error::from),
+            input: "policy text with a bad stack (`16001@7,100//200@3`)",
+            attempt: || "16001@7,100//200@3".parse::<Policy>().map(drop).map_err(Error::from),
             expect: |e| {
                 matches!(e, Error::Route(RouteError::Policy(PolicyError::Label(LabelError::StackParse { input, position: 2, .. })))
-                    if input == "1//2")
+                    if input == "100//200")
             },
-            says: &["\"1//2\" is not a label stack: label 2 of 3 is empty"],
+            says: &["\"100//200\" is not a label stack: label 2 of 3 is empty"],
         },
         Row {
             input: "entropy label on a 15-label route (Route::with_entropy_label)",
@@ -392,4 +392,23 @@ fn the_bgp_fixture_is_valid_prefixes() {
         assert!(seen.insert(p), "{path}:{}: {p} twice", i + 1);
     }
     assert_eq!(seen.len(), 1479, "the sample's size (docs/performance.md)");
+}
+
+/// What `fn main() -> Result<(), Error>` prints after `Error: ` is the
+/// message, not the variant tree; `{:#?}` still shows the variant.
+#[test]
+fn errors_read_as_their_message_in_main() {
+    let label = Error::from(Label::new(1 << 20).expect_err("out of range"));
+    assert_eq!(format!("{label:?}"), "label 1048576 is out of range: MPLS labels are 0..=1048575 (20 bits)");
+    assert!(format!("{label:#?}").starts_with("Route(\n    Label(\n        OutOfRange {"), "{label:#?}");
+    let attach = Error::from(lnetd_host_encap::AttachError::NoSuchInterface { iface: "nope0".into() });
+    assert_eq!(format!("{attach:?}"), "no interface named \"nope0\" in this network namespace (see `ip link`)");
+    // The same through a Box<dyn Error>, as `main` returning one prints it.
+    let boxed: Box<dyn std::error::Error> = attach.into();
+    assert_eq!(format!("{boxed:?}"), boxed.to_string());
+    let stack = Error::from("16001//16002".parse::<LabelStack>().expect_err("empty label"));
+    assert_eq!(
+        format!("{stack:?}"),
+        "\"16001//16002\" is not a label stack: label 2 of 3 is empty (expected labels separated by `/`, e.g. `16001/16002`)"
+    );
 }
