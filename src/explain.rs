@@ -141,7 +141,6 @@ impl Probe {
 
     /// The same probe from `src` (it selects the alternate table of a
     /// matching source prefix).
-    #[allow(clippy::should_implement_trait, clippy::wrong_self_convention)]
     pub fn from(mut self, src: IpAddr) -> Probe {
         self.src = Some(src);
         self

@@ -60,10 +60,9 @@
 //!     Ok(text.parse::<Policy>()?)
 //! }
 //! let err = anyhow::Error::from(checked("16001@7,16002@0").unwrap_err()).context("policy of 198.51.100.0/24");
-//! assert_eq!(
-//!     format!("{err:?}"),
-//!     "policy of 198.51.100.0/24\n\nCaused by:\n    segment list 1 has weight 0; weights are 1..=65535"
-//! );
+//! // `{err:?}` prints "policy of 198.51.100.0/24", then "Caused by:" and this:
+//! let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+//! assert_eq!(chain, ["policy of 198.51.100.0/24", "segment list 1 has weight 0; weights are 1..=65535"]);
 //! assert!(matches!(err.downcast_ref::<Error>(), Some(Error::Route(RouteError::Policy(_)))));
 //! ```
 //!

@@ -333,7 +333,10 @@ mod tests {
         let stats = DecapStats { popped: Counter { packets: 3, bytes: 300 }, ..Default::default() };
         let text = stats.to_string();
         assert_eq!(text.lines().count(), 7);
-        assert_eq!(text.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["popped", "3", "300"]));
+        assert_eq!(
+            text.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+            Some(vec!["popped", "3", "300"])
+        );
         assert!(text.lines().skip(1).all(|l| l.ends_with(" 0")), "{text}");
     }
 
