@@ -62,6 +62,17 @@ pub enum ProbeProtocol {
     Icmp,
 }
 
+impl fmt::Display for ProbeProtocol {
+    /// `udp`, `tcp` or `icmp`, as `FromStr` reads them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeProtocol::Udp => "udp",
+            ProbeProtocol::Tcp => "tcp",
+            ProbeProtocol::Icmp => "icmp",
+        })
+    }
+}
+
 impl std::str::FromStr for ProbeProtocol {
     type Err = String;
     /// `udp`, `tcp` or `icmp`.
@@ -355,6 +366,9 @@ mod tests {
         );
         assert_eq!(Probe::tcp(v4("198.51.100.7")), Probe { protocol: ProbeProtocol::Tcp, ..base.clone() });
         assert_eq!(Probe::icmp(v4("198.51.100.7")), base.clone().protocol(ProbeProtocol::Icmp));
+        for p in [ProbeProtocol::Udp, ProbeProtocol::Tcp, ProbeProtocol::Icmp] {
+            assert_eq!(p.to_string().parse::<ProbeProtocol>(), Ok(p));
+        }
     }
 
     /// The frame carries what the builder set: ports, DSCP, TTL, source.

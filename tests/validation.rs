@@ -77,7 +77,7 @@ fn rows() -> Vec<Row> {
                 matches!(e, Error::Route(RouteError::Label(LabelError::StackParse { input, position: 3, part }))
                     if input == "16001/16002/x" && part == "x")
             },
-            says: &["\"16001/16002/x\" is not a label stack: label 3 of 3, \"x\", is not a number"],
+            says: &["\"16001/16002/x\" is not a label stack: label 3 of 3, \"x\", is not a label (a number 0..=1048575)"],
         },
         Row {
             input: "stack text `/16001` (leading slash)",

@@ -52,12 +52,13 @@ pub enum LabelError {
         input: String,
     },
     /// Text of several `/`-separated parts, one of which is not a label
-    /// (empty, or not a number): the whole text and the part.
+    /// (empty, not a number, or a number beyond 32 bits): the whole text and
+    /// the part.
     #[error(
         "{input:?} is not a label stack: label {position} of {}{} (expected labels separated by `/`, e.g. \
          `16001/16002`)",
         .input.split('/').count(),
-        if .part.trim().is_empty() { " is empty".to_owned() } else { format!(", {:?}, is not a number", .part) }
+        if .part.trim().is_empty() { " is empty".to_owned() } else { format!(", {:?}, is not a label (a number 0..=1048575)", .part) }
     )]
     StackParse {
         /// The whole text given.
@@ -485,7 +486,12 @@ mod tests {
         let empty = "100//200".parse::<LabelStack>().unwrap_err().to_string();
         assert!(empty.starts_with("\"100//200\" is not a label stack: label 2 of 3 is empty"), "{empty}");
         let word = "16001/x".parse::<LabelStack>().unwrap_err().to_string();
-        assert!(word.starts_with("\"16001/x\" is not a label stack: label 2 of 2, \"x\", is not a number"), "{word}");
+        assert!(
+            word.starts_with("\"16001/x\" is not a label stack: label 2 of 2, \"x\", is not a label (a number"),
+            "{word}"
+        );
+        let huge = "16001/99999999999".parse::<LabelStack>().unwrap_err();
+        assert!(matches!(&huge, LabelError::StackParse { position: 2, part, .. } if part == "99999999999"), "{huge:?}");
         let trailing = "/16001".parse::<LabelStack>().unwrap_err();
         assert!(matches!(trailing, LabelError::StackParse { position: 1, .. }), "{trailing:?}");
     }
