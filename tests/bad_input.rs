@@ -13,8 +13,8 @@ use std::process::Command;
 use common::privileged;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    AttachError, Encapsulator, Error, IpNetwork, Label, LabelStack, LoadError, Policy, PrefixError, Route, RouteError,
-    Table, TestRunError, TtlMode, XdpMode,
+    AttachError, Encapsulator, Error, IpNetwork, Label, LabelStack, LoadError, Policy, PrefixError, Probe, Route,
+    RouteError, Table, TestRunError, TtlMode, XdpMode,
 };
 
 type Attempt = fn(&Encapsulator) -> Result<(), Error>;
@@ -121,6 +121,21 @@ fn rows() -> Vec<Row> {
             attempt: |e| Ok(e.test_run(&[0u8; 4000]).map(drop)?),
             expect: |e| matches!(e, Error::TestRun(TestRunError::FrameTooLarge { len: 4000, .. })),
             says: "too large for BPF_PROG_TEST_RUN",
+        },
+        Row {
+            input: "explain a probe with DSCP 64 (Probe builder)",
+            attempt: |e| Ok(e.explain(&Probe::udp("10.0.0.1".parse().expect("ip")).dscp(64)).map(drop)?),
+            expect: |e| matches!(e, Error::Route(RouteError::Invalid(d)) if d.what == "probe"),
+            says: "DSCP 64 is out of range (0..=63)",
+        },
+        Row {
+            input: "explain a probe from an IPv6 source to an IPv4 destination",
+            attempt: |e| {
+                let probe = Probe::tcp("10.0.0.1".parse().expect("ip")).from("2001:db8::1".parse().expect("ip"));
+                Ok(e.explain(&probe).map(drop)?)
+            },
+            expect: |e| matches!(e, Error::Route(RouteError::Invalid(d)) if d.what == "probe"),
+            says: "are of different families",
         },
         Row {
             input: "attach to a missing interface",
