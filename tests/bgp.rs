@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::{privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
+use lnetd_host_encap::bgp::accept::Addressing;
 use lnetd_host_encap::bgp::proto as gobgp;
 use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
 use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
@@ -143,12 +144,12 @@ fn policy_to(
     lists: &[(u32, &[u32])],
 ) -> gobgp::Path {
     let c = Candidate {
-        distinguisher,
-        key: PolicyKey { color, endpoint },
         preference,
         binding_sid: Some(bsid),
         lists: lists.iter().map(|(w, l)| CandidateList { weight: *w, labels: l.to_vec(), unsupported: 0 }).collect(),
-        ignored_segments: 0,
+        // The controller is the host's direct peer: no route target, NO_ADVERTISE (RFC 9830 4.2.1).
+        addressing: Addressing::peer(),
+        ..Candidate::new(distinguisher, PolicyKey { color, endpoint })
     };
     candidate_path(&c, CTL_ADDR.parse().unwrap())
 }

@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use super::accept::Ignored;
+use super::select::Invalid;
 
 /// Counters and gauges of the BGP learner. Counters only grow; gauges are
 /// the state after the last change.
@@ -55,6 +59,18 @@ pub struct BgpCounters {
     pub last_compute_micros: AtomicU64,
     /// Session state per neighbor (1 established, 0 not).
     pub peers: Mutex<BTreeMap<String, bool>>,
+    /// SR Policy announcements not for this host (RFC 9830 section 4.2.1),
+    /// by [`Ignored`] reason (indexed by [`Ignored::index`]).
+    pub policies_ignored_total: [AtomicU64; Ignored::ALL.len()],
+    /// SR Policy paths not for this host now, by reason.
+    pub policies_ignored: [AtomicU64; Ignored::ALL.len()],
+    /// Invalid candidate path announcements (for this host), by [`Invalid`]
+    /// reason (indexed by [`Invalid::index`]).
+    pub candidate_paths_invalid_total: [AtomicU64; Invalid::ALL.len()],
+    /// Invalid candidate paths now, by reason.
+    pub candidate_paths_invalid: [AtomicU64; Invalid::ALL.len()],
+    /// The BGP identifier route targets are matched against, once known.
+    pub router_id: Mutex<Option<Ipv4Addr>>,
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -134,6 +150,52 @@ impl BgpCounters {
             "gauge",
             "How long the last apply of BGP's routes took.",
             get(&self.last_apply_micros),
+        );
+        let mut by_reason = |name: &str, kind: &str, help: &str, values: &mut dyn Iterator<Item = (&str, u64)>| {
+            let _ = writeln!(out, "# HELP lnetd_host_encap_bgp_{name} {help}");
+            let _ = writeln!(out, "# TYPE lnetd_host_encap_bgp_{name} {kind}");
+            for (reason, value) in values {
+                let _ =
+                    writeln!(out, "lnetd_host_encap_bgp_{name}{{interface=\"{iface}\",reason=\"{reason}\"}} {value}");
+            }
+        };
+        by_reason(
+            "policies_ignored_total",
+            "counter",
+            "SR Policy paths received that are not for this host (RFC 9830 4.2.1: no route target naming its BGP \
+             identifier, or none and no NO_ADVERTISE), by reason.",
+            &mut Ignored::ALL.iter().map(|r| (r.as_str(), get(&self.policies_ignored_total[r.index()]))),
+        );
+        by_reason(
+            "policies_ignored",
+            "gauge",
+            "SR Policy paths known now that are not for this host, by reason.",
+            &mut Ignored::ALL.iter().map(|r| (r.as_str(), get(&self.policies_ignored[r.index()]))),
+        );
+        by_reason(
+            "candidate_paths_invalid_total",
+            "counter",
+            "SR Policy paths for this host received invalid (no Tunnel Encapsulation attribute, no usable segment \
+             list), by reason; they are never active.",
+            &mut Invalid::ALL.iter().map(|r| (r.as_str(), get(&self.candidate_paths_invalid_total[r.index()]))),
+        );
+        by_reason(
+            "candidate_paths_invalid",
+            "gauge",
+            "Invalid candidate paths for this host known now, by reason.",
+            &mut Invalid::ALL.iter().map(|r| (r.as_str(), get(&self.candidate_paths_invalid[r.index()]))),
+        );
+        let router_id = *self.router_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP lnetd_host_encap_bgp_router_id The BGP identifier SR Policy route targets must name (1), or none known (0)."
+        );
+        let _ = writeln!(out, "# TYPE lnetd_host_encap_bgp_router_id gauge");
+        let _ = writeln!(
+            out,
+            "lnetd_host_encap_bgp_router_id{{interface=\"{iface}\",router_id=\"{}\"}} {}",
+            router_id.map(|r| r.to_string()).unwrap_or_default(),
+            u8::from(router_id.is_some())
         );
         let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(

@@ -21,18 +21,19 @@
 //! stale time after a session is established again are removed; with no
 //! session, nothing is); `withdraw` removes every BGP route at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 use tonic::transport::{Channel, Endpoint};
 
+use super::accept::{accept, Ignored};
 use super::counters::{add, set, BgpCounters};
 use super::origins::{BgpTable, Origins, PolicyInfo};
 use super::proto as api;
-use super::select::{select, Candidate, PolicyKey, Selected};
+use super::select::{select, Candidate, Invalid, PolicyKey, Selected};
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{read_path, Learned as Said, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
@@ -63,6 +64,21 @@ struct Table {
     /// False until the first computation (and after a wholesale replacement):
     /// then everything is recomputed.
     incremental: bool,
+    /// This host's BGP identifier, which route targets must name.
+    router_id: Option<Ipv4Addr>,
+    /// SR Policy paths not for this host, and why (each logged once).
+    ignored: HashMap<(u32, PolicyKey), Ignored>,
+    /// Invalid candidate paths for this host, and why (each logged once).
+    invalid: HashMap<(u32, PolicyKey), Invalid>,
+}
+
+/// Who sent a path, for the logs.
+fn from(neighbor: &str) -> String {
+    if neighbor.is_empty() {
+        "GoBGP itself (a local path)".to_owned()
+    } else {
+        format!("peer {neighbor}")
+    }
 }
 
 /// The (color, next hop) pairs a route could be steered by.
@@ -77,6 +93,54 @@ impl Table {
         match (u.nlri, u.learned) {
             (Nlri::SrPolicy { distinguisher, key }, Some(Said::Candidate(c))) => {
                 add(&counters.updates, 1);
+                let id = (distinguisher, key);
+                if let Err(reason) = accept(&c.addressing, self.router_id) {
+                    add(&counters.policies_ignored_total[reason.index()], 1);
+                    if self.ignored.insert(id, reason) != Some(reason) {
+                        let text = format!(
+                            "BGP: SR policy {key} distinguisher {distinguisher} from {} ({}) is not for this host \
+                             (BGP identifier {}), ignored: {reason}",
+                            from(&neighbor),
+                            c.addressing,
+                            self.router_id.map_or_else(|| "unknown".to_owned(), |r| r.to_string()),
+                        );
+                        // Behind a route reflector every host hears every
+                        // headend's paths: a mismatch is the normal case.
+                        if reason == Ignored::RouteTargetMismatch {
+                            log::info!("{text}");
+                        } else {
+                            log::warn!("{text}");
+                        }
+                    }
+                    // Whatever this NLRI said before no longer holds here.
+                    self.candidates.remove(&id);
+                    self.invalid.remove(&id);
+                    return;
+                }
+                self.ignored.remove(&id);
+                match c.invalid() {
+                    Some(reason) => {
+                        add(&counters.candidate_paths_invalid_total[reason.index()], 1);
+                        if self.invalid.insert(id, reason) != Some(reason) {
+                            log::warn!(
+                                "BGP: SR policy {key} distinguisher {distinguisher} from {} is an invalid candidate \
+                                 path, never active: {reason}",
+                                from(&neighbor)
+                            );
+                        }
+                    }
+                    None => {
+                        if self.invalid.remove(&id).is_some() {
+                            log::info!(
+                                "BGP: SR policy {key} distinguisher {distinguisher} from {} is valid again",
+                                from(&neighbor)
+                            );
+                        }
+                    }
+                }
+                if let Some(name) = &c.name {
+                    log::debug!("BGP: SR policy {key} distinguisher {distinguisher} is named {name:?}");
+                }
                 if c.ignored_segments > 0 {
                     add(&counters.ignored_segments, u64::from(c.ignored_segments));
                     log::warn!(
@@ -94,7 +158,12 @@ impl Table {
             }
             (Nlri::SrPolicy { distinguisher, key }, None) => {
                 add(&counters.withdrawals, 1);
-                withdraw(&mut self.candidates, &(distinguisher, key), down, counters);
+                let id = (distinguisher, key);
+                self.ignored.remove(&id);
+                withdraw(&mut self.candidates, &id, down, counters);
+                if !self.candidates.contains_key(&id) {
+                    self.invalid.remove(&id);
+                }
             }
             (Nlri::Unicast(prefix), None) => {
                 add(&counters.withdrawals, 1);
@@ -113,6 +182,7 @@ impl Table {
             e.stale && neighbor.is_none_or(|n| e.neighbor == n)
         }
         self.candidates.retain(|_, e| !gone(e, neighbor));
+        self.invalid.retain(|id, _| self.candidates.contains_key(id));
         let removed: Vec<IpNetwork> = self.routes.iter().filter(|(_, e)| gone(e, neighbor)).map(|(p, _)| *p).collect();
         for prefix in removed {
             if let Some(e) = self.routes.remove(&prefix) {
@@ -206,6 +276,8 @@ impl Table {
                     preference: s.preference,
                     distinguisher: s.distinguisher.unwrap_or_default(),
                     binding_sid: s.binding_sid,
+                    name: s.name.clone(),
+                    enlp: s.enlp,
                 };
                 Some((*k, (s.policy.clone()?, info)))
             })
@@ -215,6 +287,14 @@ impl Table {
         set(&counters.candidate_paths, self.candidates.len() as u64);
         set(&counters.routes_steered, routes.len() as u64);
         set(&counters.routes_unsteered, unsteered as u64);
+        for reason in Ignored::ALL {
+            let n = self.ignored.values().filter(|r| **r == reason).count();
+            set(&counters.policies_ignored[reason.index()], n as u64);
+        }
+        for reason in Invalid::ALL {
+            let n = self.invalid.values().filter(|r| **r == reason).count();
+            set(&counters.candidate_paths_invalid[reason.index()], n as u64);
+        }
         self.selected = selected;
         BgpTable { routes, policies }
     }
@@ -270,6 +350,8 @@ pub async fn run(
         releases: Vec::new(),
         peers: HashMap::new(),
         release_on_established: false,
+        recent: VecDeque::new(),
+        established_at: HashMap::new(),
     };
     let mut first = true;
     loop {
@@ -303,6 +385,38 @@ struct Learner {
     peers: HashMap<String, bool>,
     /// Release what is held once a session is established (after a (re)connection under `keep`).
     release_on_established: bool,
+    /// The last SR Policy paths GoBGP reported, and from whom: logged when
+    /// GoBGP goes away (it may have died of what a peer sent).
+    recent: VecDeque<String>,
+    /// When each established session came up (a daemon that dies right
+    /// after a session comes up points at that peer).
+    established_at: HashMap<String, Instant>,
+}
+
+/// How many recent SR Policy paths are kept for the log when GoBGP goes away.
+const RECENT: usize = 8;
+
+/// The BGP identifier in GoBGP's `GetBgp` answer; `None` when it has none
+/// (`0.0.0.0`, empty) or says something that is not an IPv4 address.
+fn router_id_of(reply: &api::GetBgpResponse) -> Option<Ipv4Addr> {
+    let text = reply.global.as_ref().map(|g| g.router_id.as_str()).unwrap_or_default();
+    text.parse::<Ipv4Addr>().ok().filter(|id| !id.is_unspecified())
+}
+
+/// A peer event as a session change to queue; `None` for what is not one:
+/// GoBGP's "end of initial list" marker, which carries an empty peer (its
+/// address prints as `<nil>`), and any peer without a usable address.
+fn peer_change(event: api::watch_event_response::PeerEvent) -> Option<Pending> {
+    if event.r#type == api::watch_event_response::peer_event::Type::EndOfInit as i32 {
+        return None;
+    }
+    let peer = event.peer?;
+    let neighbor = neighbor_of(&peer)?;
+    Some(Pending::Peer { neighbor, established: established(&peer) })
+}
+
+fn established(peer: &api::Peer) -> bool {
+    peer.state.as_ref().is_some_and(|s| s.session_state == api::peer_state::SessionState::Established as i32)
 }
 
 impl Learner {
@@ -326,6 +440,40 @@ impl Learner {
         };
         let mut events =
             client.watch_event(request).await.map_err(|e| format!("WatchEvent refused: {}", e.message()))?.into_inner();
+        let router_id = match self.config.router_id {
+            Some(id) => Some(id),
+            None => match client.get_bgp(api::GetBgpRequest {}).await {
+                Ok(reply) => {
+                    let id = router_id_of(reply.get_ref());
+                    if id.is_none() {
+                        log::warn!(
+                            "BGP: GoBGP at {} has no router ID; SR policies with route targets are ignored until \
+                             it has one (or give --bgp-router-id)",
+                            self.config.api
+                        );
+                    }
+                    id
+                }
+                Err(e) => {
+                    log::warn!(
+                        "BGP: GetBgp at {} refused ({}); SR policies with route targets are ignored (give \
+                         --bgp-router-id)",
+                        self.config.api,
+                        e.message()
+                    );
+                    None
+                }
+            },
+        };
+        {
+            let mut known = self.counters.router_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *known != router_id {
+                if let Some(id) = router_id {
+                    log::info!("BGP: this host's BGP identifier is {id}: SR policies must name it in a route target");
+                }
+            }
+            *known = router_id;
+        }
         let snapshot = self.list_all(&mut client).await?;
         set(&self.counters.api_connected, 1);
         add(&self.counters.resyncs, 1);
@@ -337,15 +485,18 @@ impl Learner {
             self.table.mark_all_stale();
             self.origins.hold_installed();
         }
-        let mut fresh = Table::default();
+        let mut fresh = Table { router_id, ..Table::default() };
         let none = HashSet::new();
         for u in snapshot {
             fresh.update(u, &none, &self.counters);
         }
         if self.keep {
-            // Stale paths the snapshot lacks stay until the release.
+            // Stale paths the snapshot lacks stay until the release (unless
+            // the snapshot says they are not for this host).
             for (k, e) in self.table.candidates.drain() {
-                fresh.candidates.entry(k).or_insert(e);
+                if !fresh.ignored.contains_key(&k) {
+                    fresh.candidates.entry(k).or_insert(e);
+                }
             }
             for (k, e) in self.table.routes.drain() {
                 fresh.routes.entry(k).or_insert(e);
@@ -448,7 +599,7 @@ impl Learner {
     }
 
     /// Queues one event.
-    fn queue(&self, event: api::WatchEventResponse, pending: &mut Vec<Pending>) {
+    fn queue(&mut self, event: api::WatchEventResponse, pending: &mut Vec<Pending>) {
         use api::watch_event_response::Event;
         match event.event {
             Some(Event::Table(t)) => {
@@ -456,7 +607,19 @@ impl Learner {
                 let mut updates = Vec::with_capacity(t.paths.len());
                 for path in &t.paths {
                     match read_path(path) {
-                        Ok(Some(u)) => updates.push(u),
+                        Ok(Some(u)) => {
+                            if let Nlri::SrPolicy { distinguisher, key } = u.nlri {
+                                if self.recent.len() == RECENT {
+                                    self.recent.pop_front();
+                                }
+                                let what = if u.learned.is_some() { "announced" } else { "withdrawn" };
+                                self.recent.push_back(format!(
+                                    "SR policy {key} distinguisher {distinguisher} {what} by {}",
+                                    from(&u.neighbor)
+                                ));
+                            }
+                            updates.push(u);
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             add(&self.counters.decode_errors, 1);
@@ -466,18 +629,7 @@ impl Learner {
                 }
                 pending.push(Pending::Paths(updates));
             }
-            Some(Event::Peer(p)) => {
-                let Some(peer) = p.peer else { return };
-                let neighbor = neighbor_of(&peer);
-                if neighbor.is_empty() {
-                    return;
-                }
-                let established = peer
-                    .state
-                    .as_ref()
-                    .is_some_and(|s| s.session_state == api::peer_state::SessionState::Established as i32);
-                pending.push(Pending::Peer { neighbor, established });
-            }
+            Some(Event::Peer(p)) => pending.extend(peer_change(p)),
             None => {}
         }
     }
@@ -491,6 +643,11 @@ impl Learner {
                 Pending::Peer { neighbor, established } => {
                     add(&self.counters.peer_events, 1);
                     let was = self.peers.insert(neighbor.clone(), *established);
+                    if *established {
+                        self.established_at.entry(neighbor.clone()).or_insert(now);
+                    } else {
+                        self.established_at.remove(neighbor);
+                    }
                     log::info!("BGP: session with {neighbor} {}", if *established { "established" } else { "down" });
                     if *established && was != Some(true) && self.keep {
                         self.releases.retain(|(_, r)| *r != Release::Neighbor(neighbor.clone()));
@@ -511,11 +668,8 @@ impl Learner {
                 let mut stream = reply.into_inner();
                 while let Ok(Some(r)) = stream.message().await {
                     if let Some(peer) = r.peer {
-                        let up = peer
-                            .state
-                            .as_ref()
-                            .is_some_and(|s| s.session_state == api::peer_state::SessionState::Established as i32);
-                        let n = neighbor_of(&peer);
+                        let up = established(&peer);
+                        let Some(n) = neighbor_of(&peer) else { continue };
                         if !up {
                             down.insert(n.clone());
                         }
@@ -571,6 +725,22 @@ impl Learner {
     async fn lost(&mut self) {
         set(&self.counters.api_connected, 0);
         add(&self.counters.api_disconnects, 1);
+        // GoBGP 3.10 can die of what a peer sends (a zero-length binding SID,
+        // see docs/bgp.md): say who was talking, as far as is known here.
+        let now = Instant::now();
+        let mut sessions: Vec<String> = self
+            .established_at
+            .iter()
+            .map(|(n, t)| format!("{n} (up {:.1} s)", now.duration_since(*t).as_secs_f64()))
+            .collect();
+        sessions.sort();
+        log::warn!(
+            "BGP: GoBGP at {} went away; sessions established then: [{}]; the last SR Policy paths it reported: [{}]",
+            self.config.api,
+            sessions.join(", "),
+            self.recent.iter().cloned().collect::<Vec<_>>().join("; ")
+        );
+        self.established_at.clear();
         // Peer states are learned anew from the next connection's events.
         self.peers.clear();
         self.counters.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
@@ -584,22 +754,25 @@ impl Learner {
     }
 }
 
-/// A peer's address as GoBGP names it in paths' `neighbor_ip`.
-fn neighbor_of(peer: &api::Peer) -> String {
-    let from_state = peer.state.as_ref().map(|s| s.neighbor_address.clone()).unwrap_or_default();
+/// A peer's address as GoBGP names it in paths' `neighbor_ip`; `None` when
+/// it has none that is an IP address (GoBGP prints a missing one `<nil>`).
+fn neighbor_of(peer: &api::Peer) -> Option<String> {
+    let from_state = peer.state.as_ref().map(|s| s.neighbor_address.as_str()).unwrap_or_default();
     let addr = if from_state.is_empty() {
-        peer.conf.as_ref().map(|c| c.neighbor_address.clone()).unwrap_or_default()
+        peer.conf.as_ref().map(|c| c.neighbor_address.as_str()).unwrap_or_default()
     } else {
         from_state
     };
-    // Normalise the text (GoBGP may print an IPv6 address in another form).
-    addr.parse::<IpAddr>().map(|a| a.to_string()).unwrap_or(addr)
+    // Normalised (GoBGP may print an IPv6 address in another form).
+    addr.parse::<IpAddr>().ok().map(|a| a.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::accept::Addressing;
     use crate::bgp::select::CandidateList;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn key() -> PolicyKey {
         PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() }
@@ -608,12 +781,9 @@ mod tests {
     fn announce(nlri: Nlri, neighbor: &str) -> PathUpdate {
         let learned = match nlri {
             Nlri::SrPolicy { distinguisher, key } => Said::Candidate(Candidate {
-                distinguisher,
-                key,
-                preference: 100,
-                binding_sid: None,
                 lists: vec![CandidateList { weight: 1, labels: vec![16001], unsupported: 0 }],
-                ignored_segments: 0,
+                addressing: Addressing::peer(),
+                ..Candidate::new(distinguisher, key)
             }),
             Nlri::Unicast(_) => Said::Route { next_hop: key().endpoint, colors: vec![100] },
         };
@@ -658,12 +828,9 @@ mod tests {
                     let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
                     let weight = next(2) as u32; // 0: invalid
                     let c = Candidate {
-                        distinguisher: 1,
-                        key,
-                        preference: 100,
-                        binding_sid: None,
                         lists: vec![CandidateList { weight, labels: vec![16001 + step], unsupported: 0 }],
-                        ignored_segments: 0,
+                        addressing: Addressing::peer(),
+                        ..Candidate::new(1, key)
                     };
                     let nlri = Nlri::SrPolicy { distinguisher: 1, key };
                     t.update(
@@ -714,5 +881,126 @@ mod tests {
         // A withdrawal from a peer that is up is applied at once.
         t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
         assert!(t.compute(&counters).routes.is_empty());
+    }
+
+    fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {
+        let c = Candidate {
+            lists: vec![CandidateList { weight: 1, labels: vec![label], unsupported: 0 }],
+            addressing,
+            ..Candidate::new(distinguisher, key())
+        };
+        let nlri = Nlri::SrPolicy { distinguisher, key: key() };
+        PathUpdate { nlri, neighbor: "10.201.0.1".into(), learned: Some(Said::Candidate(c)) }
+    }
+
+    fn labels(table: &BgpTable) -> Vec<String> {
+        table.policies.values().map(|(p, _)| p.to_string()).collect()
+    }
+
+    #[test]
+    fn only_the_paths_addressed_to_this_host_are_candidates() {
+        let counters = BgpCounters::default();
+        let me: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let mut t = Table { router_id: Some(me), ..Table::default() };
+        let none = HashSet::new();
+        // The same (color, endpoint), one path per headend, the other's preferred.
+        let mine = candidate(2, 16002, Addressing::to(me));
+        let mut theirs = candidate(3, 16003, Addressing::to("10.0.0.3".parse().unwrap()));
+        if let Some(Said::Candidate(c)) = &mut theirs.learned {
+            c.preference = 300;
+        }
+        t.update(mine, &none, &counters);
+        t.update(theirs.clone(), &none, &counters);
+        t.update(theirs, &none, &counters);
+        t.update(candidate(4, 16004, Addressing::default()), &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16002"]);
+        let reason = |r: Ignored| counters.policies_ignored_total[r.index()].load(Relaxed);
+        let now = |r: Ignored| counters.policies_ignored[r.index()].load(Relaxed);
+        assert_eq!((reason(Ignored::RouteTargetMismatch), now(Ignored::RouteTargetMismatch)), (2, 1));
+        assert_eq!((reason(Ignored::NoRouteTarget), now(Ignored::NoRouteTarget)), (1, 1));
+        // A path that was mine, re-announced for another host: gone, not kept.
+        t.update(candidate(2, 16002, Addressing::to("10.0.0.9".parse().unwrap())), &none, &counters);
+        assert!(labels(&t.compute(&counters)).is_empty());
+        assert_eq!(now(Ignored::RouteTargetMismatch), 2);
+        // Withdrawn: no longer counted as ignored now.
+        t.update(
+            PathUpdate { nlri: Nlri::SrPolicy { distinguisher: 3, key: key() }, neighbor: "x".into(), learned: None },
+            &none,
+            &counters,
+        );
+        t.compute(&counters);
+        assert_eq!(now(Ignored::RouteTargetMismatch), 1);
+    }
+
+    #[test]
+    fn a_path_whose_attribute_was_dropped_replaces_its_lists_and_is_counted() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        t.update(candidate(2, 16002, Addressing::peer()), &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16002"]);
+        // Distinguisher 2 again, without its Tunnel Encapsulation attribute.
+        let mut dropped = candidate(2, 16002, Addressing::peer());
+        if let Some(Said::Candidate(c)) = &mut dropped.learned {
+            c.lists.clear();
+            c.problem = Some(Invalid::NoTunnelEncapsulation);
+        }
+        t.update(dropped, &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16001"], "never the last known lists of distinguisher 2");
+        let i = Invalid::NoTunnelEncapsulation.index();
+        assert_eq!(
+            (
+                counters.candidate_paths_invalid_total[i].load(Relaxed),
+                counters.candidate_paths_invalid[i].load(Relaxed)
+            ),
+            (1, 1)
+        );
+        // Good again.
+        t.update(candidate(2, 16012, Addressing::peer()), &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16012"]);
+        assert_eq!(counters.candidate_paths_invalid[i].load(Relaxed), 0);
+    }
+
+    #[test]
+    fn the_end_of_initial_list_marker_is_not_a_peer() {
+        use api::watch_event_response::{peer_event::Type, PeerEvent};
+        let peer = |addr: &str, state: api::peer_state::SessionState| api::Peer {
+            state: Some(api::PeerState {
+                neighbor_address: addr.into(),
+                session_state: state as i32,
+                ..Default::default()
+            }),
+            conf: Some(api::PeerConf { neighbor_address: addr.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let event = |t: Type, p: api::Peer| PeerEvent { r#type: t as i32, peer: Some(p) };
+        // What GoBGP 3.10 sends after the initial list: an empty peer, idle, its address `<nil>`.
+        let marker = event(Type::EndOfInit, peer("<nil>", api::peer_state::SessionState::Unknown));
+        assert!(peer_change(marker).is_none());
+        assert!(peer_change(event(Type::State, peer("<nil>", api::peer_state::SessionState::Idle))).is_none());
+        assert!(peer_change(event(Type::State, peer("", api::peer_state::SessionState::Idle))).is_none());
+        let Some(Pending::Peer { neighbor, established }) =
+            peer_change(event(Type::Init, peer("10.201.0.1", api::peer_state::SessionState::Established)))
+        else {
+            panic!("a real peer")
+        };
+        assert_eq!((neighbor.as_str(), established), ("10.201.0.1", true));
+        let Some(Pending::Peer { neighbor, .. }) =
+            peer_change(event(Type::State, peer("2001:db8:0:0::1", api::peer_state::SessionState::Active)))
+        else {
+            panic!("a real peer")
+        };
+        assert_eq!(neighbor, "2001:db8::1");
+    }
+
+    #[test]
+    fn the_router_id_comes_from_getbgp() {
+        let reply =
+            |id: &str| api::GetBgpResponse { global: Some(api::Global { router_id: id.into(), ..Default::default() }) };
+        assert_eq!(router_id_of(&reply("10.0.0.2")), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(router_id_of(&reply("0.0.0.0")), None);
+        assert_eq!(router_id_of(&reply("")), None);
+        assert_eq!(router_id_of(&api::GetBgpResponse { global: None }), None);
     }
 }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
+use super::enlp::{with_bottom_label, Enlp};
 use super::select::PolicyKey;
 use crate::domain::desired::{DesiredState, ValidState};
 use crate::domain::policy::Policy;
@@ -70,14 +71,40 @@ pub struct PolicyInfo {
     /// Its binding SID, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding_sid: Option<u32>,
+    /// Its policy name (RFC 9830 sub-TLV 130), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its Explicit NULL Label Policy (1-4), if it has one: the explicit
+    /// null it asks for is pushed at the bottom of the routes of that family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enlp: Option<Enlp>,
+}
+
+impl PolicyInfo {
+    /// What a route of `prefix`'s family steered into `policy` pushes: the
+    /// policy, with the explicit null the ENLP asks for at the bottom.
+    /// `None` when a list has no room for it (selection leaves such lists out).
+    pub fn policy_for(&self, policy: &Policy, prefix: IpNetwork) -> Option<Policy> {
+        match self.enlp.and_then(|e| e.explicit_null(prefix.is_ipv6())) {
+            None => Some(policy.clone()),
+            Some(label) => with_bottom_label(policy, label).ok(),
+        }
+    }
 }
 
 impl fmt::Display for PolicyInfo {
-    /// `policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24001)`.
+    /// `policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24001), named "blue",
+    /// ENLP 3 (IPv4 and IPv6 explicit null)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "policy color {} endpoint {} preference {}, from BGP", self.color, self.endpoint, self.preference)?;
         if let Some(b) = self.binding_sid {
             write!(f, " (binding SID {b})")?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, ", named {name:?}")?;
+        }
+        if let Some(e) = self.enlp {
+            write!(f, ", {e}")?;
         }
         Ok(())
     }
@@ -96,8 +123,8 @@ impl BgpTable {
     /// The route BGP wants for `prefix`, if any.
     fn route(&self, prefix: IpNetwork) -> Option<(Route, PolicyKey)> {
         let key = self.routes.get(&prefix)?;
-        let (policy, _) = self.policies.get(key)?;
-        Some((Route::with_policy(prefix, policy.clone()), *key))
+        let (policy, info) = self.policies.get(key)?;
+        Some((Route::with_policy(prefix, info.policy_for(policy, prefix)?), *key))
     }
 }
 
@@ -257,7 +284,7 @@ impl Origins {
         let changed_keys: BTreeSet<PolicyKey> = old
             .policies
             .iter()
-            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_none_or(|(q, _)| q != p))
+            .filter(|(k, (p, i))| inner.bgp.policies.get(k).is_none_or(|(q, j)| q != p || j.enlp != i.enlp))
             .map(|(k, _)| *k)
             .chain(inner.bgp.policies.keys().filter(|k| !old.policies.contains_key(k)).copied())
             .collect();
@@ -667,8 +694,15 @@ mod tests {
     #[test]
     fn local_routes_win_and_bgp_fills_the_rest() {
         let key = PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() };
-        let info =
-            PolicyInfo { color: 100, endpoint: key.endpoint, preference: 100, distinguisher: 1, binding_sid: None };
+        let info = PolicyInfo {
+            color: 100,
+            endpoint: key.endpoint,
+            preference: 100,
+            distinguisher: 1,
+            binding_sid: None,
+            name: None,
+            enlp: None,
+        };
         let mut local = BTreeMap::new();
         local.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), (route("10.0.0.0/8", "16001"), Origin::Agent));
         let mut bgp = BgpTable::default();
@@ -694,7 +728,48 @@ mod tests {
             preference: 200,
             distinguisher: 2,
             binding_sid: None,
+            name: None,
+            enlp: None,
         };
         assert_eq!(info.to_string(), "policy color 100 endpoint 192.0.2.1 preference 200, from BGP");
+        let named = PolicyInfo { name: Some("blue".into()), enlp: Some(Enlp::Ipv4), binding_sid: Some(24002), ..info };
+        assert_eq!(
+            named.to_string(),
+            "policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24002), named \"blue\", \
+             ENLP 1 (IPv4 explicit null)"
+        );
+    }
+
+    #[test]
+    fn enlp_puts_the_explicit_null_of_the_route_family_at_the_bottom() {
+        let endpoint = "192.0.2.1".parse().unwrap();
+        let policy: Policy = "16001/16002@1,17001@1".parse().unwrap();
+        // (ENLP, IPv4 route's stack, IPv6 route's stack)
+        let table = [
+            (None, "16001/16002@1,17001@1", "16001/16002@1,17001@1"),
+            (Some(Enlp::Ipv4), "16001/16002/0@1,17001/0@1", "16001/16002@1,17001@1"),
+            (Some(Enlp::Ipv6), "16001/16002@1,17001@1", "16001/16002/2@1,17001/2@1"),
+            (Some(Enlp::Both), "16001/16002/0@1,17001/0@1", "16001/16002/2@1,17001/2@1"),
+            (Some(Enlp::Neither), "16001/16002@1,17001@1", "16001/16002@1,17001@1"),
+        ];
+        for (enlp, v4, v6) in table {
+            let key = PolicyKey { color: 100, endpoint };
+            let info = PolicyInfo {
+                color: 100,
+                endpoint,
+                preference: 100,
+                distinguisher: 1,
+                binding_sid: None,
+                name: None,
+                enlp,
+            };
+            let mut bgp = BgpTable::default();
+            bgp.policies.insert(key, (policy.clone(), info));
+            for p in ["198.51.100.0/24", "2001:db8:100::/48"] {
+                bgp.routes.insert(p.parse().unwrap(), key);
+            }
+            let stack = |p: &str| bgp.route(p.parse().unwrap()).unwrap().0.policy.to_string();
+            assert_eq!((stack("198.51.100.0/24").as_str(), stack("2001:db8:100::/48").as_str()), (v4, v6), "{enlp:?}");
+        }
     }
 }
