@@ -80,9 +80,8 @@ fn gobgpd_with(ns: &Netns, tag: &str, router_id: &str, sessions: &[(&str, &str, 
         })
         .collect::<String>();
     let listen = sessions.iter().map(|(l, _, _)| format!("\"{l}\"")).collect::<Vec<_>>().join(", ");
-    let mut text = format!(
-        "[global.config]\n  as = 65000\n  router-id = \"{router_id}\"\n  local-address-list = [{listen}]\n\n"
-    );
+    let mut text =
+        format!("[global.config]\n  as = 65000\n  router-id = \"{router_id}\"\n  local-address-list = [{listen}]\n\n");
     for (local, neighbor, client) in sessions {
         text += &format!(
             "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{neighbor}\"\n    peer-as = 65000\n\
@@ -681,8 +680,7 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
         let text = metrics_text(lab);
         assert!(text.contains(&format!("router_id=\"{id}\"}} 1")), "{host}: the BGP identifier from GetBgp: {text}");
         // The end-of-initial-list marker is not a peer: every session_up series names an address.
-        let sessions: Vec<&str> =
-            text.lines().filter(|l| l.starts_with("lnetd_host_encap_bgp_session_up{")).collect();
+        let sessions: Vec<&str> = text.lines().filter(|l| l.starts_with("lnetd_host_encap_bgp_session_up{")).collect();
         assert_eq!(sessions.len(), 1, "{host}: one session: {sessions:?}");
         for l in &sessions {
             let neighbor = l.split("neighbor=\"").nth(1).and_then(|n| n.split('"').next()).unwrap_or_default();
@@ -693,9 +691,9 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
     let mut routes = String::new();
     wait_for(Duration::from_secs(2), "the policy name in `routes`", || {
         routes = cli(&a, &["routes"]);
-        routes.lines().any(|l| {
-            l.starts_with("198.51.100.0/24") && l.contains("named \"dc2-via-a\"") && l.contains("ENLP 1")
-        })
+        routes
+            .lines()
+            .any(|l| l.starts_with("198.51.100.0/24") && l.contains("named \"dc2-via-a\"") && l.contains("ENLP 1"))
     });
 
     // A's path again, with a segment list GoBGP 3.10 cannot parse: A's gobgpd

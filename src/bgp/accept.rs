@@ -170,7 +170,8 @@ mod tests {
         let me = Some(ip("10.0.0.2"));
         let rts =
             |list: &[&str]| Addressing { route_targets: list.iter().map(|s| ip(s)).collect(), ..Default::default() };
-        let cases: Vec<(&str, Addressing, Option<Ipv4Addr>, Result<(), Ignored>)> = vec![
+        type Case = (&'static str, Addressing, Option<Ipv4Addr>, Result<(), Ignored>);
+        let cases: Vec<Case> = vec![
             ("route target match", rts(&["10.0.0.2"]), me, Ok(())),
             ("route target mismatch", rts(&["10.0.0.3"]), me, Err(Ignored::RouteTargetMismatch)),
             ("absent, NO_ADVERTISE", Addressing::peer(), me, Ok(())),

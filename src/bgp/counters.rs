@@ -61,16 +61,45 @@ pub struct BgpCounters {
     pub peers: Mutex<BTreeMap<String, bool>>,
     /// SR Policy announcements not for this host (RFC 9830 section 4.2.1),
     /// by [`Ignored`] reason (indexed by [`Ignored::index`]).
-    pub policies_ignored_total: [AtomicU64; Ignored::ALL.len()],
+    pub policies_ignored_total: PerReason<{ Ignored::ALL.len() }>,
     /// SR Policy paths not for this host now, by reason.
-    pub policies_ignored: [AtomicU64; Ignored::ALL.len()],
+    pub policies_ignored: PerReason<{ Ignored::ALL.len() }>,
     /// Invalid candidate path announcements (for this host), by [`Invalid`]
     /// reason (indexed by [`Invalid::index`]).
-    pub candidate_paths_invalid_total: [AtomicU64; Invalid::ALL.len()],
+    pub candidate_paths_invalid_total: PerReason<{ Invalid::ALL.len() }>,
     /// Invalid candidate paths now, by reason.
-    pub candidate_paths_invalid: [AtomicU64; Invalid::ALL.len()],
+    pub candidate_paths_invalid: PerReason<{ Invalid::ALL.len() }>,
     /// The BGP identifier route targets are matched against, once known.
     pub router_id: Mutex<Option<Ipv4Addr>>,
+}
+
+/// A counter or gauge per reason, by the reason's index.
+#[derive(Debug)]
+pub struct PerReason<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for PerReason<N> {
+    fn default() -> Self {
+        PerReason(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> PerReason<N> {
+    /// The value for the reason at `index` (0 for an index out of range).
+    pub fn get(&self, index: usize) -> u64 {
+        self.0.get(index).map_or(0, get)
+    }
+
+    pub(crate) fn add(&self, index: usize, n: u64) {
+        if let Some(a) = self.0.get(index) {
+            add(a, n);
+        }
+    }
+
+    pub(crate) fn set(&self, index: usize, n: u64) {
+        if let Some(a) = self.0.get(index) {
+            set(a, n);
+        }
+    }
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -164,26 +193,26 @@ impl BgpCounters {
             "counter",
             "SR Policy paths received that are not for this host (RFC 9830 4.2.1: no route target naming its BGP \
              identifier, or none and no NO_ADVERTISE), by reason.",
-            &mut Ignored::ALL.iter().map(|r| (r.as_str(), get(&self.policies_ignored_total[r.index()]))),
+            &mut Ignored::ALL.iter().map(|r| (r.as_str(), self.policies_ignored_total.get(r.index()))),
         );
         by_reason(
             "policies_ignored",
             "gauge",
             "SR Policy paths known now that are not for this host, by reason.",
-            &mut Ignored::ALL.iter().map(|r| (r.as_str(), get(&self.policies_ignored[r.index()]))),
+            &mut Ignored::ALL.iter().map(|r| (r.as_str(), self.policies_ignored.get(r.index()))),
         );
         by_reason(
             "candidate_paths_invalid_total",
             "counter",
             "SR Policy paths for this host received invalid (no Tunnel Encapsulation attribute, no usable segment \
              list), by reason; they are never active.",
-            &mut Invalid::ALL.iter().map(|r| (r.as_str(), get(&self.candidate_paths_invalid_total[r.index()]))),
+            &mut Invalid::ALL.iter().map(|r| (r.as_str(), self.candidate_paths_invalid_total.get(r.index()))),
         );
         by_reason(
             "candidate_paths_invalid",
             "gauge",
             "Invalid candidate paths for this host known now, by reason.",
-            &mut Invalid::ALL.iter().map(|r| (r.as_str(), get(&self.candidate_paths_invalid[r.index()]))),
+            &mut Invalid::ALL.iter().map(|r| (r.as_str(), self.candidate_paths_invalid.get(r.index()))),
         );
         let router_id = *self.router_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(

@@ -29,6 +29,7 @@ pub mod learn;
 pub mod origins;
 pub mod select;
 pub mod steer;
+mod table;
 pub mod wire;
 
 use std::fmt;

@@ -598,7 +598,8 @@ mod tests {
             &api::FourOctetAsSpecificExtended { is_transitive: true, sub_type: 2, asn: 4_200_000_000, local_admin: 1 },
         );
         let color = pack("ColorExtended", &api::ColorExtended { color: 100 });
-        let cases: Vec<(&str, Vec<Any>, Vec<u32>, Result<(), Ignored>)> = vec![
+        type Case = (&'static str, Vec<Any>, Vec<u32>, Result<(), Ignored>);
+        let cases: Vec<Case> = vec![
             ("route target match", vec![ipv4_rt("10.0.0.2", 2)], vec![], Ok(())),
             ("route target mismatch", vec![ipv4_rt("10.0.0.3", 2)], vec![], Err(Ignored::RouteTargetMismatch)),
             ("absent, with NO_ADVERTISE", vec![], vec![0xFFFF_0001, NO_ADVERTISE], Ok(())),
