@@ -115,6 +115,9 @@ pub struct Candidate {
     pub preference: u32,
     /// The binding SID, when one was given as an MPLS label.
     pub binding_sid: Option<u32>,
+    /// An SRv6 binding SID (sub-TLV 20, or 13 with 16 octets): reported,
+    /// not used (this headend pushes SR-MPLS labels).
+    pub srv6_binding_sid: Option<std::net::Ipv6Addr>,
     /// The segment lists.
     pub lists: Vec<CandidateList>,
     /// Segments of types other than A, over all lists (counted, logged).
@@ -158,6 +161,7 @@ impl Candidate {
             key,
             preference: 100,
             binding_sid: None,
+            srv6_binding_sid: None,
             lists: Vec::new(),
             ignored_segments: 0,
             addressing: Addressing::default(),

@@ -121,6 +121,17 @@ impl Table {
                 if let Some(name) = &c.name {
                     log::debug!("BGP: SR policy {key} distinguisher {distinguisher} is named {name:?}");
                 }
+                if let Some(sid) = c.srv6_binding_sid {
+                    // Logged when first seen for this path, not at every re-announcement.
+                    let known = self.candidates.get(&id).is_some_and(|e| e.value.srv6_binding_sid == Some(sid));
+                    if !known {
+                        log::info!(
+                            "BGP: SR policy {key} distinguisher {distinguisher} from {} has the SRv6 binding SID {sid}: \
+                             not used (this headend pushes SR-MPLS labels)",
+                            from(&neighbor)
+                        );
+                    }
+                }
                 if c.ignored_segments > 0 {
                     add(&counters.ignored_segments, u64::from(c.ignored_segments));
                     log::warn!(

@@ -27,6 +27,10 @@ const TUNNEL_TYPE_SR_POLICY: u32 = 15;
 /// over as an unknown sub-TLV, its value a reserved octet then the name.
 pub const SUB_TLV_POLICY_NAME: u32 = 130;
 
+/// The SRv6 Binding SID sub-TLV (RFC 9830 section 2.4.3), also unknown to
+/// GoBGP 3.10: flags, a reserved octet, the 16-octet SID, then optional parts.
+pub const SUB_TLV_SRV6_BINDING_SID: u32 = 20;
+
 /// A path GoBGP sent that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -265,6 +269,8 @@ fn candidate(distinguisher: u32, key: PolicyKey, pattrs: &[Any]) -> Result<Candi
                             // An MPLS binding SID: 4 octets, the label in the top 20 bits.
                             if let Ok(word) = <[u8; 4]>::try_from(sid.sid.as_slice()) {
                                 c.binding_sid = Some(u32::from_be_bytes(word) >> 12);
+                            } else if let Ok(v6) = <[u8; 16]>::try_from(sid.sid.as_slice()) {
+                                c.srv6_binding_sid = Some(v6.into());
                             }
                         }
                     }
@@ -274,8 +280,13 @@ fn candidate(distinguisher: u32, key: PolicyKey, pattrs: &[Any]) -> Result<Candi
                     }
                     "TunnelEncapSubTLVUnknown" => {
                         let u: api::TunnelEncapSubTlvUnknown = decode(sub, "unknown sub-TLV")?;
-                        if u.r#type == SUB_TLV_POLICY_NAME {
-                            c.name = policy_name(&u.value);
+                        match u.r#type {
+                            SUB_TLV_POLICY_NAME => c.name = policy_name(&u.value),
+                            SUB_TLV_SRV6_BINDING_SID => {
+                                let sid = u.value.get(2..18).and_then(|s| <[u8; 16]>::try_from(s).ok());
+                                c.srv6_binding_sid = sid.map(Into::into);
+                            }
+                            _ => {}
                         }
                     }
                     "TunnelEncapSubTLVSRSegmentList" => {
@@ -663,6 +674,14 @@ mod tests {
             candidate(1, key(), &[pack("TunnelEncapAttribute", &tea)]).unwrap().enlp
         };
         assert_eq!(enlp(2), Some(Enlp::Ipv6));
+        // An SRv6 binding SID as GoBGP 3.10 hands it over: an unknown sub-TLV 20.
+        let sid: std::net::Ipv6Addr = "2001:db8::24".parse().unwrap();
+        let value = [&[0u8, 0][..], &sid.octets()].concat();
+        let sub = pack("TunnelEncapSubTLVUnknown", &api::TunnelEncapSubTlvUnknown { r#type: 20, value });
+        let tea = api::TunnelEncapAttribute {
+            tlvs: vec![api::TunnelEncapTlv { r#type: TUNNEL_TYPE_SR_POLICY, tlvs: vec![sub] }],
+        };
+        assert_eq!(candidate(1, key(), &[pack("TunnelEncapAttribute", &tea)]).unwrap().srv6_binding_sid, Some(sid));
         assert_eq!(enlp(0), None, "reserved: ignored");
         assert_eq!(enlp(9), None, "reserved: ignored");
     }
