@@ -117,6 +117,17 @@ pub struct BgpTable {
     pub routes: BTreeMap<IpNetwork, PolicyKey>,
     /// The active policies: what they push, and what they say.
     pub policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+    /// Policies BGP has candidate paths for, none valid (e.g. GoBGP dropped
+    /// their attribute): a route held from before that uses one is dropped
+    /// at once, never kept with the lists it had.
+    pub invalid: BTreeSet<PolicyKey>,
+}
+
+impl BgpTable {
+    /// Whether a held route on policy `key` may still be kept.
+    fn may_hold(&self, key: Option<PolicyKey>) -> bool {
+        key.is_none_or(|k| !self.invalid.contains(&k))
+    }
 }
 
 impl BgpTable {
@@ -159,7 +170,7 @@ impl Inner {
         self.bgp
             .route(prefix)
             .map(|(r, k)| (r, Some(k)))
-            .or_else(|| held.then(|| self.held.get(&prefix).cloned()).flatten())
+            .or_else(|| held.then(|| self.held.get(&prefix).filter(|(_, k)| self.bgp.may_hold(*k)).cloned()).flatten())
     }
 
     /// Every route of every origin, merged, and the prefixes that took BGP's.
@@ -318,6 +329,12 @@ impl Origins {
         }
         if release_held {
             touched.extend(inner.held.keys().copied());
+        } else if old.invalid != inner.bgp.invalid {
+            // Held routes on a policy that became invalid (or valid again).
+            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
+            touched.extend(
+                inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| flipped.contains(&k))).map(|(p, _)| *p),
+            );
         }
         // Patch, remembering the old values for the undo.
         let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
@@ -612,7 +629,10 @@ fn merge(
     let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
     let mut installed = Vec::new();
     let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route(*p).map(|(r, k)| (*p, r, Some(k))));
-    let held_routes = held.iter().filter(|(p, _)| !bgp.routes.contains_key(p)).map(|(p, (r, k))| (*p, r.clone(), *k));
+    let held_routes = held
+        .iter()
+        .filter(|(p, (_, k))| !bgp.routes.contains_key(p) && bgp.may_hold(*k))
+        .map(|(p, (r, k))| (*p, r.clone(), *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
         if !local.contains_key(&(Table::Main, prefix)) {
             routes.push(((Table::Main, prefix), route));
@@ -718,6 +738,15 @@ mod tests {
         assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
         let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
         assert_eq!(prefixes, ["10.1.0.0/16", "10.2.0.0/16"]);
+        // A held route on a policy BGP now knows to be invalid is not kept.
+        let gone = PolicyKey { color: 200, endpoint: key.endpoint };
+        held.insert("10.3.0.0/16".parse().unwrap(), (route("10.3.0.0/16", "18003"), Some(gone)));
+        bgp.invalid.insert(gone);
+        let (routes, _) = merge(&local, &bgp, &held);
+        assert!(!routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
+        bgp.invalid.clear();
+        let (routes, _) = merge(&local, &bgp, &held);
+        assert!(routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
     }
 
     #[test]

@@ -287,7 +287,8 @@ impl Table {
             counters.candidate_paths_invalid.set(reason.index(), n as u64);
         }
         self.selected = selected;
-        BgpTable { routes, policies }
+        let invalid = self.selected.iter().filter(|(_, s)| s.policy.is_none()).map(|(k, _)| *k).collect();
+        BgpTable { routes, policies, invalid }
     }
 }
 
