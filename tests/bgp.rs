@@ -646,7 +646,8 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
     let (_agent_a, _agent_b) = (start_agent(&a, "keep"), start_agent(&b, "keep"));
 
     // One (color, endpoint), a candidate path per headend; the ones for
-    // nobody have the highest preferences (whoever took them would show it).
+    // nobody (no target, another's, an AS-specific target) have the highest
+    // preferences (whoever took them would show it).
     let for_a = Candidate {
         enlp: Some(Enlp::Ipv4),
         name: Some("dc2-via-a".into()),
@@ -658,6 +659,15 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
     let ctl_addr: IpAddr = CTL_ADDR.parse().unwrap();
     let mut paths: Vec<gobgp::Path> =
         [&for_a, &for_b, &unaddressed, &for_nobody].iter().map(|c| candidate_path(c, ctl_addr)).collect();
+    // A route target of the two-octet AS type (65000:2) cannot name a BGP identifier.
+    let mut as_target = candidate_path(&addressed(15, 500, 25001, Addressing::default()), ctl_addr);
+    let rt = gobgp::TwoOctetAsSpecificExtended { is_transitive: true, sub_type: 2, asn: 65000, local_admin: 2 };
+    let communities = vec![lnetd_host_encap::bgp::wire::pack("TwoOctetAsSpecificExtended", &rt)];
+    as_target.pattrs.push(lnetd_host_encap::bgp::wire::pack(
+        "ExtendedCommunitiesAttribute",
+        &gobgp::ExtendedCommunitiesAttribute { communities },
+    ));
+    paths.push(as_target);
     paths.push(route("198.51.100.0/24", &[100]));
     gobgp_paths(a.ctl(), CTL_API, paths, true);
 
@@ -675,7 +685,7 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
         assert_eq!(m.get("lnetd_host_encap_bgp_policies_ignored/no-route-target"), Some(&1.0), "{host}: {m:?}");
         assert!(m["lnetd_host_encap_bgp_policies_ignored_total/route-target-mismatch"] >= 2.0, "{host}: {m:?}");
         assert!(m["lnetd_host_encap_bgp_policies_ignored_total/no-route-target"] >= 1.0, "{host}: {m:?}");
-        assert_eq!(m.get("lnetd_host_encap_bgp_policies_ignored/route-target-not-ipv4"), Some(&0.0), "{host}: {m:?}");
+        assert_eq!(m.get("lnetd_host_encap_bgp_policies_ignored/route-target-not-ipv4"), Some(&1.0), "{host}: {m:?}");
         assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths"), Some(&1.0), "{host}: only its own: {m:?}");
         let text = metrics_text(lab);
         assert!(text.contains(&format!("router_id=\"{id}\"}} 1")), "{host}: the BGP identifier from GetBgp: {text}");
