@@ -20,6 +20,13 @@
 //! place and resynchronises on return (routes not taught again within the
 //! stale time after a session is established again are removed; with no
 //! session, nothing is); `withdraw` removes every BGP route at once.
+//!
+//! At every connection the host's BGP identifier, which SR Policy route
+//! targets must name (RFC 9830 section 4.2.1, see [`super::accept`]), is read
+//! from GoBGP (`GetBgp`) unless [`BgpConfig::router_id`] sets it. When GoBGP
+//! goes away the learner logs the sessions that were up and the last SR
+//! Policy paths it reported, with their peers: GoBGP 3.10 can die of what a
+//! peer sends.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -31,7 +38,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::counters::{add, set, BgpCounters};
 use super::origins::Origins;
 use super::proto as api;
-use super::table::{from, Table};
+use super::table::{sender, Table};
 use super::wire::{read_path, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
 
@@ -334,7 +341,7 @@ impl Learner {
                                 let what = if u.learned.is_some() { "announced" } else { "withdrawn" };
                                 self.recent.push_back(format!(
                                     "SR policy {key} distinguisher {distinguisher} {what} by {}",
-                                    from(&u.neighbor)
+                                    sender(&u.neighbor)
                                 ));
                             }
                             updates.push(u);

@@ -48,7 +48,7 @@ pub(super) struct Table {
 }
 
 /// Who sent a path, for the logs.
-pub(super) fn from(neighbor: &str) -> String {
+pub(super) fn sender(neighbor: &str) -> String {
     if neighbor.is_empty() {
         "GoBGP itself (a local path)".to_owned()
     } else {
@@ -80,7 +80,7 @@ impl Table {
                         let text = format!(
                             "BGP: SR policy {key} distinguisher {distinguisher} from {} ({}) is not for this host \
                              (BGP identifier {}), ignored: {reason}",
-                            from(&neighbor),
+                            sender(&neighbor),
                             c.addressing,
                             self.router_id.map_or_else(|| "unknown".to_owned(), |r| r.to_string()),
                         );
@@ -105,7 +105,7 @@ impl Table {
                             log::warn!(
                                 "BGP: SR policy {key} distinguisher {distinguisher} from {} is an invalid candidate \
                                  path, never active: {reason}",
-                                from(&neighbor)
+                                sender(&neighbor)
                             );
                         }
                     }
@@ -113,7 +113,7 @@ impl Table {
                         if self.invalid.remove(&id).is_some() {
                             log::info!(
                                 "BGP: SR policy {key} distinguisher {distinguisher} from {} is valid again",
-                                from(&neighbor)
+                                sender(&neighbor)
                             );
                         }
                     }
@@ -128,7 +128,7 @@ impl Table {
                         log::info!(
                             "BGP: SR policy {key} distinguisher {distinguisher} from {} has the SRv6 binding SID {sid}: \
                              not used (this headend pushes SR-MPLS labels)",
-                            from(&neighbor)
+                            sender(&neighbor)
                         );
                     }
                 }
