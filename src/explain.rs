@@ -1,14 +1,54 @@
 //! What the dataplane does with a packet, found by running the real program
 //! on a synthesized frame (BPF_PROG_TEST_RUN): like `ip route get`, for labels.
+//!
+//! Probes are not traffic: they run in a probe copy of the program, loaded
+//! once (on the first probe) against the dataplane's own tables (routes,
+//! policies, sources, host addresses, DSCP map, route cache) but with
+//! counter maps of its own, so no counter of the dataplane moves, and the
+//! copy's counters say exactly which way out the probe took, even under
+//! live traffic. The production program is not changed at all: no flag is
+//! tested per packet.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, OwnedFd};
 
 use etherparse::PacketBuilder;
 
+use crate::dataplane::{self, EncapMaps};
 use crate::domain::label::{decode_stack, LabelStackEntry};
 use crate::domain::route::{Route, Table};
-use crate::sys::test_run::XdpAction;
+use crate::error::{Error, LoadError};
+use crate::rib::persist::LoadConfig;
+use crate::stats::Stats;
+use crate::sys::map::BpfMap;
+use crate::sys::test_run::{self, TestRun, XdpAction};
+
+/// The probe copy of the XDP program and its own counters.
+#[derive(Debug)]
+pub(crate) struct ProbeProgram {
+    prog: OwnedFd,
+    counters: BpfMap,
+}
+
+impl ProbeProgram {
+    /// Loads the copy against `maps`' tables (one verifier pass, as long as
+    /// the dataplane's own load).
+    pub(crate) fn load(config: &LoadConfig, maps: &EncapMaps) -> Result<ProbeProgram, LoadError> {
+        let (prog, counters) = dataplane::load_probe(config, maps)?;
+        log::debug!("explain: probe program loaded (counters of its own)");
+        Ok(ProbeProgram { prog, counters })
+    }
+
+    /// Runs `frame` once; returns the run and the counters it moved (one,
+    /// unless two runs of this copy overlap: the caller serialises them).
+    pub(crate) fn run(&self, frame: &[u8]) -> Result<(TestRun, Stats), Error> {
+        let before = Stats::read(&self.counters)?;
+        let run = test_run::test_run(self.prog.as_fd(), frame)?;
+        let moved = Stats::read(&self.counters)?.since(&before);
+        Ok((run, moved))
+    }
+}
 
 /// The transport of a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -77,3 +77,16 @@ pub use watch::AddressWatcher;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the guides in docs/, compiled as doctests.
+#[cfg(doctest)]
+pub mod docs_doctests {
+    #[doc = include_str!("../docs/design.md")]
+    pub struct Design;
+    #[doc = include_str!("../docs/host-mode.md")]
+    pub struct HostMode;
+    #[doc = include_str!("../docs/agent.md")]
+    pub struct Agent;
+    #[doc = include_str!("../docs/bgp.md")]
+    pub struct Bgp;
+}

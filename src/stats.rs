@@ -1,7 +1,9 @@
 //! The dataplane's counters, summed over CPUs.
 
 use crate::abi::decap::types::decap_counter;
-use crate::abi::types::encap_counter;
+use crate::abi::types::{self, encap_counter};
+use crate::error::MapError;
+use crate::sys::map::BpfMap;
 
 /// Packets and bytes (frame length as received).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,10 +26,15 @@ impl Counter {
 }
 
 /// One counter per way out of the program; each packet increments exactly one,
-/// so [`Stats::total`] is everything the program saw.
+/// so [`Stats::total`] is everything the program saw. Beside them, what only
+/// the driver knows: the labelled frames it then failed to send
+/// ([`Stats::tx_errors`]). Probes of [`crate::Encapsulator::explain`] are
+/// never counted (docs/counters.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
-    /// Labelled and sent back out of the interface (XDP_TX).
+    /// Labelled and handed to the driver to send back out of the interface
+    /// (XDP_TX; on the egress hook: labelled and passed on). Whether the
+    /// driver then sent them is [`Stats::tx_errors`].
     pub labelled: Counter,
     /// Passed: not IPv4/IPv6 (ARP, LLDP, already MPLS, more than two VLAN tags...).
     pub not_ip: Counter,
@@ -47,6 +54,16 @@ pub struct Stats {
     pub no_headroom: Counter,
     /// Aborted: an internal inconsistency (never expected; report it).
     pub aborted: Counter,
+    /// Frames the driver failed to send after the program returned XDP_TX
+    /// (lost: the program cannot see this), from the driver's own
+    /// statistics (`ethtool -S`, every `*xdp_tx_err*` field, e.g. a veth's
+    /// `rx_queue_N_xdp_tx_errors`), counted by the kernel since the
+    /// interface was created, for every program that ran on it. `None`
+    /// where nobody can say: not attached, attached in generic mode or on
+    /// egress (the frame is an skb sent by the stack, whose losses show as
+    /// the device's `tx_dropped`, mixed with every other), or a driver
+    /// that keeps no such counter.
+    pub tx_errors: Option<u64>,
 }
 
 // A counter added on the C side must be given a field here: this fails to build until it is.
@@ -97,9 +114,26 @@ impl Stats {
         sum(&self.named())
     }
 
-    /// The counters accumulated since `earlier` (saturating, so a reload does not underflow).
+    /// The counters accumulated since `earlier` (saturating, so a reload does
+    /// not underflow); [`Stats::tx_errors`] only where both have it.
     pub fn since(&self, earlier: &Stats) -> Stats {
-        since(*self, *earlier, encap_counter::ENCAP_CNT__MAX.0, Stats::slot)
+        let mut delta = since(*self, *earlier, encap_counter::ENCAP_CNT__MAX.0, Stats::slot);
+        delta.tx_errors = self.tx_errors.zip(earlier.tx_errors).map(|(now, then)| now.saturating_sub(then));
+        delta
+    }
+
+    /// The program's counters read from its `counters` map (per-CPU, summed);
+    /// [`Stats::tx_errors`] is left `None`.
+    pub(crate) fn read(map: &BpfMap) -> Result<Stats, MapError> {
+        let mut stats = Stats::default();
+        for index in 0..encap_counter::ENCAP_CNT__MAX.0 {
+            for bytes in map.lookup_percpu(&index.to_ne_bytes())? {
+                if let Some(v) = crate::abi::from_bytes::<types::counter_value>(&bytes) {
+                    stats.accumulate(index, Counter { packets: v.packets, bytes: v.bytes });
+                }
+            }
+        }
+        Ok(stats)
     }
 }
 
@@ -216,6 +250,16 @@ mod tests {
         assert_eq!(d.labelled, Counter { packets: 2, bytes: 300 });
         assert_eq!(d.local, Counter { packets: 1, bytes: 60 });
         assert_eq!(a.since(&b).labelled, Counter::default());
+        assert_eq!(d.tx_errors, None);
+    }
+
+    #[test]
+    fn tx_errors_are_subtracted_only_where_both_are_known() {
+        let a = Stats { tx_errors: Some(4), ..Default::default() };
+        let b = Stats { tx_errors: Some(10), ..Default::default() };
+        assert_eq!(b.since(&a).tx_errors, Some(6));
+        assert_eq!(a.since(&b).tx_errors, Some(0));
+        assert_eq!(b.since(&Stats::default()).tx_errors, None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Every class of bad input the README's table lists that reaches a loaded
+//! Every class of bad input docs/design.md's Bad input table lists that reaches a loaded
 //! encapsulator, one row each: the typed error the library gives, and the
 //! routes unchanged afterwards. Every value a typed constructor refuses by
 //! itself (labels, stacks, policies, prefix text, TC, DSCP table) is in

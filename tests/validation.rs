@@ -1,5 +1,5 @@
 //! The typed constructors refuse bad values themselves, before any table or
-//! kernel is involved: one row per class of bad input in the README's table
+//! kernel is involved: one row per class of bad input in docs/design.md's Bad input table
 //! that fails in `Label::new`, a stack, policy or prefix parse, `Policy::new`,
 //! `TrafficClass::new` or `DscpMap::new`, with the specific error variant and
 //! what its message says. Pure: no root, no BPF. The refusals that need a
@@ -325,5 +325,5 @@ fn the_bgp_fixture_is_valid_prefixes() {
         assert!(p.is_ipv4(), "{path}:{}: {p} is not IPv4", i + 1);
         assert!(seen.insert(p), "{path}:{}: {p} twice", i + 1);
     }
-    assert_eq!(seen.len(), 1479, "the sample's size (README, Performance)");
+    assert_eq!(seen.len(), 1479, "the sample's size (docs/performance.md)");
 }
