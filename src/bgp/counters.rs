@@ -242,3 +242,38 @@ impl BgpCounters {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_exposed_and_the_router_id_is_labelled() {
+        let c = BgpCounters::default();
+        c.policies_ignored_total.add(Ignored::NoRouteTarget.index(), 3);
+        c.candidate_paths_invalid.set(Invalid::NoTunnelEncapsulation.index(), 1);
+        let text = c.prometheus("eth1");
+        for r in Ignored::ALL {
+            let want = u64::from(r == Ignored::NoRouteTarget) * 3;
+            let line = format!(
+                "lnetd_host_encap_bgp_policies_ignored_total{{interface=\"eth1\",reason=\"{}\"}} {want}",
+                r.as_str()
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        for r in Invalid::ALL {
+            let want = u64::from(r == Invalid::NoTunnelEncapsulation);
+            let line = format!(
+                "lnetd_host_encap_bgp_candidate_paths_invalid{{interface=\"eth1\",reason=\"{}\"}} {want}",
+                r.as_str()
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(text.contains("lnetd_host_encap_bgp_router_id{interface=\"eth1\",router_id=\"\"} 0\n"), "{text}");
+        *c.router_id.lock().unwrap() = Some("10.0.0.2".parse().unwrap());
+        assert!(c
+            .prometheus("eth1")
+            .contains("lnetd_host_encap_bgp_router_id{interface=\"eth1\",router_id=\"10.0.0.2\"} 1\n"));
+        assert_eq!(c.policies_ignored_total.get(99), 0, "an index out of range reads 0");
+    }
+}
