@@ -29,7 +29,7 @@ use crate::abi::{self, types};
 use crate::dataplane::{EncapMaps, DIR_TBL16_ELEMENTS, DIR_TBL24_ELEMENTS};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::Slots;
-use crate::rib::persist::LoadConfig;
+use crate::rib::store::LoadConfig;
 use crate::sys::mmap::MappedArray;
 
 const GROUP: u32 = types::encap_dir::DIR_GROUP.0;
@@ -226,11 +226,11 @@ impl Dir24_8 {
                 used_groups.push(e & SLOT_MASK);
             }
         }
+        // Freed entries may have been freed just before: a grace period from now.
+        let now = crate::rib::alloc::Boottime::now();
         let restore = |used: &mut Vec<u32>, capacity: u32| {
-            used.sort_unstable();
-            let next = used.last().copied().unwrap_or(0);
-            let free = (1..next).filter(|id| used.binary_search(id).is_err()).collect();
-            Slots::restore(next, capacity, free)
+            let next = used.iter().copied().max().unwrap_or(0);
+            Slots::rebuild(next, capacity, used.iter().copied(), now, false)
         };
         st.slots = restore(&mut used_slots, self.capacity);
         st.groups = restore(&mut used_groups, self.groups);
@@ -291,8 +291,7 @@ impl Dir24_8 {
         let len = prefix.prefix();
         let base = u32::from(prefix.network());
         // Everything this prefix needs is taken before anything is written.
-        let slot =
-            st.slots.take_or_wait().ok_or(RouteError::TableFull { family: "IPv4", capacity: self.capacity - 1 })?;
+        let slot = st.slots.take_or_wait().ok_or(RouteError::full("IPv4", self.capacity - 1))?;
         let index = match self.intern(st, &bytes) {
             Some(i) => i,
             None => {
@@ -341,14 +340,11 @@ impl Dir24_8 {
     }
 
     fn groups_full(&self) -> RouteError {
-        RouteError::TableFull {
-            family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
-            capacity: self.groups - 1,
-        }
+        RouteError::full("IPv4 /24s holding longer prefixes (DIR-24-8 groups)", self.groups - 1)
     }
 
     fn values_full(&self) -> RouteError {
-        RouteError::TableFull { family: "distinct IPv4 route values (DIR-24-8)", capacity: self.route_values - 1 }
+        RouteError::full("distinct IPv4 route values (DIR-24-8)", self.route_values - 1)
     }
 
     /// The entry of the longest prefix shorter than `prefix` that covers it (0: none).
