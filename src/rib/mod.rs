@@ -91,7 +91,9 @@ impl Rib {
         let mut slots = self.counters_of.get(&id).cloned().unwrap_or_default();
         let mut fresh = Vec::new();
         let mut take = |pool: &mut Slots| {
-            let s = pool.take().unwrap_or(0);
+            // Slots retired by the change before wait out their grace (at most
+            // GRACE) rather than leave this route uncounted.
+            let s = pool.take_or_wait().unwrap_or(0);
             if s != 0 {
                 fresh.push(s);
             }
