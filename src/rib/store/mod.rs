@@ -12,6 +12,8 @@
 //! the journal grows past half the snapshot, the snapshot is rewritten
 //! (beside, fsync, rename, fsync of the directory) and the journal emptied.
 
+#[cfg(feature = "testing")]
+pub(crate) mod bench;
 mod codec;
 mod journal;
 mod records;
