@@ -512,6 +512,7 @@ impl Encapsulator {
             );
         }
         let owner = if options.read_only { None } else { Some(dir.lock(options.wait)?) };
+        let started = std::time::Instant::now();
         let (recovered, store) = Store::open(dir.state_dir(), !options.read_only).map_err(|e| match e {
             OpenError::Pin(e) => e,
             OpenError::Unreadable(Unreadable::Version(found, written_by)) => PinError::Incompatible {
@@ -526,6 +527,7 @@ impl Encapsulator {
             }
         })?;
         let store::Recovered { rib, config, attached, unfinished, .. } = recovered;
+        let read = started.elapsed();
         if attached.mode == AttachedMode::Ingress {
             // A decapsulator's hook: no encapsulator is ever attached there.
             let reason = "an encapsulator attached in ingress mode".to_owned();
@@ -549,8 +551,10 @@ impl Encapsulator {
             link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
+        let loaded = started.elapsed();
         let fib = Fib::adopted(maps, config, rib, options.read_only)?;
         fib.set_store(store);
+        log::debug!("adopt: state read {read:?}, program and maps until {loaded:?}, FIB until {:?}", started.elapsed());
         if unfinished && options.read_only {
             log::warn!(
                 "the dataplane on {iface} was left in the middle of a change: the kernel may differ from what \
