@@ -13,10 +13,10 @@ use crate::error::PinError;
 use crate::rib::alloc::CounterSlots;
 use crate::rib::Rib;
 
-/// A store and the RIB it holds.
+/// A RIB and, once written, its store.
 #[derive(Debug)]
 pub struct StoreBench {
-    store: Store,
+    store: Option<Store>,
     rib: Rib,
 }
 
@@ -38,12 +38,9 @@ fn config(routes: u32) -> LoadConfig {
 }
 
 impl StoreBench {
-    /// Writes a new store of `routes` (main table, each with its own counter
-    /// slot, as a counted route has) in `dir`.
-    ///
-    /// # Errors
-    /// [`PinError::Io`] when the files cannot be written.
-    pub fn create(dir: &Path, routes: impl IntoIterator<Item = Route>) -> Result<StoreBench, PinError> {
+    /// A RIB of `routes` (main table, each with its own counter slot, as a
+    /// counted route has), in memory only.
+    pub fn new(routes: impl IntoIterator<Item = Route>) -> StoreBench {
         let mut rib = Rib::new(u32::MAX);
         for route in routes {
             let id = (Table::Main, route.prefix);
@@ -51,10 +48,19 @@ impl StoreBench {
             rib.counters_of.insert(id, CounterSlots { route: slot, lists: vec![] });
             rib.routes.insert(id, route);
         }
-        let n = u32::try_from(rib.routes.len()).unwrap_or(u32::MAX);
+        let _ = rib.take_changes();
+        StoreBench { store: None, rib }
+    }
+
+    /// Writes the RIB as a new store in `dir` (its first snapshot).
+    ///
+    /// # Errors
+    /// [`PinError::Io`] when the files cannot be written.
+    pub fn write(&mut self, dir: &Path) -> Result<(), PinError> {
+        let n = u32::try_from(self.rib.routes.len()).unwrap_or(u32::MAX);
         let attached = Attached { iface: "bench0".into(), ifindex: 1, mode: AttachedMode::Generic };
-        let store = Store::create(dir, &mut rib, config(n), attached)?;
-        Ok(StoreBench { store, rib })
+        self.store = Some(Store::create(dir, &mut self.rib, config(n), attached)?);
+        Ok(())
     }
 
     /// Sets `routes` as one change made durable: the INTENT, the RIB
@@ -62,9 +68,15 @@ impl StoreBench {
     /// kernel writes).
     ///
     /// # Errors
-    /// [`PinError::Io`] when the journal cannot be written.
+    /// [`PinError::Io`] when the journal cannot be written;
+    /// [`PinError::NotPinned`]-like misuse (no [`StoreBench::write`] yet) is
+    /// [`PinError::Io`] too.
     pub fn set(&mut self, routes: &[Route]) -> Result<(), PinError> {
-        self.store.begin()?;
+        let Some(store) = self.store.as_mut() else {
+            let source = std::io::Error::other("StoreBench::write first");
+            return Err(PinError::Io { op: "journal", path: Path::new("").to_owned(), source });
+        };
+        store.begin()?;
         for route in routes {
             let id = (Table::Main, route.prefix);
             if !self.rib.counters_of.contains_key(&id) {
@@ -73,7 +85,7 @@ impl StoreBench {
             }
             self.rib.routes.insert(id, route.clone());
         }
-        self.store.commit(&mut self.rib)
+        store.commit(&mut self.rib)
     }
 
     /// Reads the store in `dir` back (snapshot, journal, allocators) and
