@@ -122,7 +122,10 @@ impl Slots {
             }
         }
         let next = if trim { highest } else { next };
-        let free = (1..=next).filter(|id| !used[*id as usize]).map(|id| (id, freed_at)).collect();
+        let free = (1..=next)
+            .filter(|id| !used.get(*id as usize).copied().unwrap_or(false))
+            .map(|id| (id, freed_at))
+            .collect();
         Slots { next, capacity, free }
     }
 }

@@ -74,11 +74,11 @@ impl Writer {
         match p {
             IpNetwork::V4(n) => {
                 self.u8(len);
-                self.buf.extend_from_slice(&n.network().octets()[..covered]);
+                self.buf.extend_from_slice(n.network().octets().get(..covered).unwrap_or_default());
             }
             IpNetwork::V6(n) => {
                 self.u8(V6_TAG + len);
-                self.buf.extend_from_slice(&n.network().octets()[..covered]);
+                self.buf.extend_from_slice(n.network().octets().get(..covered).unwrap_or_default());
             }
         }
     }
@@ -143,7 +143,9 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, Unreadable> {
-        Ok(self.take(1)?[0])
+        let (&first, rest) = self.rest.split_first().ok_or_else(|| invalid("truncated: 1 byte wanted, 0 left"))?;
+        self.rest = rest;
+        Ok(first)
     }
 
     pub(crate) fn u32_le(&mut self) -> Result<u32, Unreadable> {
@@ -231,7 +233,7 @@ impl<'a> Reader<'a> {
             let weight = u16::try_from(self.varint()?).map_err(invalid)?;
             lists.push(SegmentList { stack: LabelStack::new(labels).map_err(invalid)?, weight });
         }
-        let policy = if lists.len() == 1 && entropy.is_none() && lists[0].weight == 1 {
+        let policy = if lists.len() == 1 && entropy.is_none() && lists.first().is_some_and(|l| l.weight == 1) {
             // The common case skips the checks that only concern several lists.
             Policy::single(lists.swap_remove(0).stack)
         } else {

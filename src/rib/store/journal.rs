@@ -53,26 +53,44 @@ pub(crate) struct Record<'a> {
     pub body: &'a [u8],
 }
 
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The record at the start of `bytes` and its framed length; `None` when
+/// it is torn, damaged or of an unknown kind.
+fn read_record(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
+    let len = u32_at(bytes, 0)? as usize;
+    let crc = u32_at(bytes, 4)?;
+    let payload = bytes.get(FRAME..FRAME + len)?;
+    if len < PAYLOAD_HEAD || crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let kind = *payload.first()?;
+    if !matches!(kind, INTENT | COMMIT | DONE) {
+        return None;
+    }
+    let record = Record {
+        kind,
+        seq: u64_at(payload, 1)?,
+        stamp: Boottime(u64_at(payload, 9)?),
+        body: payload.get(PAYLOAD_HEAD..)?,
+    };
+    Some((record, FRAME + len))
+}
+
 /// The journal's records up to the first torn or damaged one, and the
 /// number of bytes they span (what stays; the rest is discarded).
 pub(crate) fn scan(bytes: &[u8]) -> (Vec<Record<'_>>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
-    while let Some(head) = bytes.get(at..at + FRAME) {
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        let Some(payload) = bytes.get(at + FRAME..at + FRAME + len) else { break };
-        if len < PAYLOAD_HEAD || crc32fast::hash(payload) != crc {
-            break;
-        }
-        let (kind, rest) = (payload[0], &payload[1..]);
-        let seq = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
-        let stamp = Boottime(u64::from_le_bytes(rest[8..16].try_into().unwrap_or_default()));
-        if !matches!(kind, INTENT | COMMIT | DONE) {
-            break;
-        }
-        out.push(Record { kind, seq, stamp, body: &rest[16..] });
-        at += FRAME + len;
+    while let Some(record) = read_record(bytes.get(at..).unwrap_or_default()) {
+        out.push(record.0);
+        at += record.1;
     }
     (out, at)
 }

@@ -71,7 +71,9 @@ pub(crate) fn encode(rib: &Rib, config: &LoadConfig, attached: &Attached, at: Po
     // the records need not be moved.
     w.u64_le(0);
     let n = records::put_all_route_states(&mut w, rib);
-    w.buf[count_at..count_at + 8].copy_from_slice(&(n as u64).to_le_bytes());
+    if let Some(count) = w.buf.get_mut(count_at..count_at + 8) {
+        count.copy_from_slice(&(n as u64).to_le_bytes());
+    }
     Smalls::of(rib).put(&mut w);
     let crc = crc32fast::hash(&w.buf);
     w.u32_le(crc);
@@ -101,7 +103,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
     if crc32fast::hash(body) != crc {
         return Err(Unreadable::Invalid("checksum mismatch: the snapshot is damaged".into()));
     }
-    let mut r = Reader::new(&body[bytes.len() - r.rest.len()..]);
+    let consumed = bytes.len() - r.rest.len();
+    let mut r = Reader::new(body.get(consumed..).ok_or_else(|| Unreadable::Invalid("truncated".into()))?);
     let header: Header =
         serde_json::from_slice(r.bytes()?).map_err(|e| Unreadable::Invalid(format!("snapshot header: {e}")))?;
     let at =
