@@ -108,7 +108,7 @@ fn rows() -> Vec<Row> {
             input: "a route beyond the table's capacity",
             attempt: |e| Ok(e.set_route(&Route::new(net("10.10.0.0/16"), stack("100")))?),
             expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "IPv4", capacity: 4, knob }) if knob.starts_with("--max-routes-v4")),
-            says: "remove routes or load with a larger capacity",
+            says: "load with a larger capacity: --max-routes-v4",
         },
         Row {
             input: "a policy beyond the policy table's capacity (replacing a plain route)",

@@ -113,15 +113,17 @@ impl Slots {
         freed_at: Boottime,
         trim: bool,
     ) -> Slots {
-        let mut used = vec![false; next as usize + 1];
-        let mut highest = 0;
+        let in_use: Vec<u32> = in_use.into_iter().filter(|id| *id != 0 && *id < capacity).collect();
+        // An id in use above `next` (state written by hand, or damaged) is
+        // never handed out twice: `next` rises to it.
+        let highest = in_use.iter().copied().max().unwrap_or(0);
+        let mut used = vec![false; next.max(highest) as usize + 1];
         for id in in_use {
             if let Some(u) = used.get_mut(id as usize) {
                 *u = true;
-                highest = highest.max(id);
             }
         }
-        let next = if trim { highest } else { next };
+        let next = if trim { highest } else { next.max(highest) };
         let free = (1..=next)
             .filter(|id| !used.get(*id as usize).copied().unwrap_or(false))
             .map(|id| (id, freed_at))
