@@ -64,11 +64,13 @@ pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadab
 
 /// Every route id the RIB holds anything for, in order: the routes, and
 /// the set-aside routes that keep their counter slots. A merge of the two
-/// sorted maps, never a lookup per route.
-pub(crate) fn put_all_route_states(w: &mut Writer, rib: &Rib) -> usize {
+/// sorted maps, never a lookup per route. Written in chunks of `chunk`
+/// records, each behind its byte length and record count (u32 each), so a
+/// reader can decode chunks in parallel. Returns the number of chunks.
+pub(crate) fn put_all_route_states(w: &mut Writer, rib: &Rib, chunk: usize) -> usize {
     let mut routes = rib.routes.iter().peekable();
     let mut counters = rib.counters_of.iter().peekable();
-    let mut n = 0;
+    let (mut chunks, mut in_chunk, mut head) = (0, 0u32, None);
     loop {
         let next = match (routes.peek(), counters.peek()) {
             (None, None) => break,
@@ -76,13 +78,80 @@ pub(crate) fn put_all_route_states(w: &mut Writer, rib: &Rib) -> usize {
             (Some((a, _)), None) => *a,
             (None, Some((b, _))) => *b,
         };
+        if head.is_none() {
+            head = Some(w.buf.len());
+            w.u64_le(0);
+        }
         let id = *next;
         let route = routes.next_if(|(k, _)| **k == id).map(|(_, r)| r);
         let c = counters.next_if(|(k, _)| **k == id).map(|(_, c)| c);
         put_parts(w, &id, route, rib.policy_of.get(&id).copied(), c);
-        n += 1;
+        in_chunk += 1;
+        if in_chunk as usize == chunk {
+            close_chunk(w, head.take(), std::mem::take(&mut in_chunk));
+            chunks += 1;
+        }
     }
-    n
+    if in_chunk > 0 {
+        close_chunk(w, head.take(), in_chunk);
+        chunks += 1;
+    }
+    chunks
+}
+
+fn close_chunk(w: &mut Writer, head: Option<usize>, records: u32) {
+    let Some(at) = head else { return };
+    let len = (w.buf.len() - at - 8) as u32;
+    let mut head = [0u8; 8];
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..].copy_from_slice(&records.to_le_bytes());
+    if let Some(h) = w.buf.get_mut(at..at + 8) {
+        h.copy_from_slice(&head);
+    }
+}
+
+/// The chunks [`put_all_route_states`] wrote: each one's records and count.
+pub(crate) fn chunks<'a>(r: &mut Reader<'a>, n: usize) -> Result<Vec<(&'a [u8], u32)>, Unreadable> {
+    (0..n)
+        .map(|_| {
+            let len = r.u32_le()? as usize;
+            let records = r.u32_le()?;
+            Ok((r.take(len)?, records))
+        })
+        .collect()
+}
+
+/// The decoded states of some chunks: routes, policy ids, counter slots.
+pub(crate) type Decoded = (Vec<(RouteId, Route)>, Vec<(RouteId, u32)>, Vec<(RouteId, CounterSlots)>);
+
+/// Decodes chunks in order, refusing ids out of order.
+pub(crate) fn decode_chunks(chunks: &[(&[u8], u32)]) -> Result<Decoded, Unreadable> {
+    let total: usize = chunks.iter().map(|(_, n)| *n as usize).sum();
+    let (mut routes, mut policies, mut counters) = (Vec::with_capacity(total), Vec::new(), Vec::with_capacity(total));
+    let mut last: Option<RouteId> = None;
+    for (bytes, n) in chunks {
+        let mut r = Reader::new(bytes);
+        for _ in 0..*n {
+            let s = get_route_state(&mut r)?;
+            if last.is_some_and(|l| l >= s.id) {
+                return Err(Unreadable::Invalid(format!("route {} out of order", s.id.1)));
+            }
+            last = Some(s.id);
+            if let Some(route) = s.route {
+                routes.push((s.id, route));
+            }
+            if let Some(p) = s.policy {
+                policies.push((s.id, p));
+            }
+            if let Some(c) = s.counters {
+                counters.push((s.id, c));
+            }
+        }
+        if !r.is_empty() {
+            return Err(Unreadable::Invalid("a chunk longer than its records".into()));
+        }
+    }
+    Ok((routes, policies, counters))
 }
 
 /// Records `state` in the RIB's maps (whose dirty marks the caller clears).
@@ -214,14 +283,27 @@ mod tests {
         let gone = id(Table::Main, "198.51.100.0/24");
 
         let mut w = Writer::default();
-        assert_eq!(put_all_route_states(&mut w, &rib), 3);
-        put_route_state(&mut w, &rib, &gone);
+        assert_eq!(put_all_route_states(&mut w, &rib, 2), 2, "3 records in chunks of 2");
         let mut r = Reader::new(&w.buf);
-        let states: Vec<RouteState> = (0..4).map(|_| get_route_state(&mut r).unwrap()).collect();
+        let (routes, policies, counters) = decode_chunks(&chunks(&mut r, 2).unwrap()).unwrap();
         assert!(r.is_empty());
+        assert_eq!((routes.len(), policies.len(), counters.len()), (2, 1, 2));
+        let mut w = Writer::default();
+        put_route_state(&mut w, &rib, &gone);
+        let tombstone = get_route_state(&mut Reader::new(&w.buf)).unwrap();
+        assert!(tombstone.route.is_none() && tombstone.policy.is_none() && tombstone.counters.is_none());
         let mut back = Rib::new(100);
         back.routes.insert(gone, Route::new(gone.1, "200".parse().unwrap()));
-        states.into_iter().for_each(|s| install(&mut back, s));
+        install(&mut back, tombstone);
+        routes.into_iter().for_each(|(id, r)| {
+            back.routes.insert(id, r);
+        });
+        policies.into_iter().for_each(|(id, p)| {
+            back.policy_of.insert(id, p);
+        });
+        counters.into_iter().for_each(|(id, c)| {
+            back.counters_of.insert(id, c);
+        });
         assert_eq!(*back.routes, *rib.routes);
         assert_eq!(*back.policy_of, *rib.policy_of);
         assert_eq!(*back.counters_of, *rib.counters_of);

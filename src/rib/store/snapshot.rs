@@ -5,7 +5,8 @@
 //! magic "LHE-RIB\n" | format u32 | written_by (len, bytes)     read first, in every format
 //! header (len, JSON: the load config and the attachment)
 //! seq u64 | stamp u64 (CLOCK_BOOTTIME ns) | policy next | counter next
-//! route states (count, then each: table, prefix, flags, route, policy id, counter slots)
+//! route states (chunk count, then chunks: byte length u32, record count u32,
+//!   records: table, prefix, flags, route, policy id, counter slots)
 //! small sets (host addresses, set-aside routes, sources, DSCP, graveyard)
 //! crc32 u32 of everything before it
 //! ```
@@ -20,9 +21,11 @@ use super::{Attached, LoadConfig, Unreadable, FORMAT};
 use crate::rib::alloc::Boottime;
 use crate::rib::routes::Routes;
 use crate::rib::tracked::Tracked;
-use crate::rib::Rib;
+use crate::rib::{Rib, RouteId};
 
 const MAGIC: &[u8; 8] = b"LHE-RIB\n";
+/// Route records per chunk (the unit decoded on one thread).
+const CHUNK: usize = 65_536;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,10 +70,10 @@ pub(crate) fn encode(rib: &Rib, config: &LoadConfig, attached: &Attached, at: Po
     w.varint(u64::from(at.policy_next));
     w.varint(u64::from(at.counter_next));
     let count_at = w.buf.len();
-    // The count goes in front of the records once known: fixed width, so
+    // The count goes in front of the chunks once known: fixed width, so
     // the records need not be moved.
     w.u64_le(0);
-    let n = records::put_all_route_states(&mut w, rib);
+    let n = records::put_all_route_states(&mut w, rib, CHUNK);
     if let Some(count) = w.buf.get_mut(count_at..count_at + 8) {
         count.copy_from_slice(&(n as u64).to_le_bytes());
     }
@@ -109,32 +112,44 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
         serde_json::from_slice(r.bytes()?).map_err(|e| Unreadable::Invalid(format!("snapshot header: {e}")))?;
     let at =
         Position { seq: r.u64_le()?, stamp: Boottime(r.u64_le()?), policy_next: r.u32v()?, counter_next: r.u32v()? };
-    let n = usize::try_from(r.u64_le()?).map_err(|_| Unreadable::Invalid("route count".into()))?;
-    let mut routes = Vec::with_capacity(n.min(r.rest.len()));
-    let mut policies = Vec::new();
-    let mut counters = Vec::with_capacity(n.min(r.rest.len()));
-    let mut last = None;
-    for _ in 0..n {
-        let s = records::get_route_state(&mut r)?;
-        if last.is_some_and(|l| l >= s.id) {
-            return Err(Unreadable::Invalid(format!("route {} out of order", s.id.1)));
+    let n = usize::try_from(r.u64_le()?).map_err(|_| Unreadable::Invalid("chunk count".into()))?;
+    let chunks = records::chunks(&mut r, n)?;
+    // Chunks decoded on every core, then the maps built side by side: a
+    // million routes cost two allocations each, which is most of a load.
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 8);
+    let per = chunks.len().div_ceil(threads).max(1);
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks.chunks(per).map(|c| s.spawn(move || records::decode_chunks(c))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Unreadable::Invalid("decoder".into()))))
+            .collect::<Vec<_>>()
+    });
+    let (mut routes, mut policies, mut counters) = (Vec::new(), Vec::new(), Vec::new());
+    for part in parts {
+        let (r, p, c) = part?;
+        // Each part is in order; the parts must follow each other.
+        let follows = |a: Option<&RouteId>, b: Option<&RouteId>| a.zip(b).is_none_or(|(a, b)| a < b);
+        if !follows(routes.last().map(|(id, _)| id), r.first().map(|(id, _)| id))
+            || !follows(counters.last().map(|(id, _)| id), c.first().map(|(id, _)| id))
+            || !follows(policies.last().map(|(id, _)| id), p.first().map(|(id, _)| id))
+        {
+            return Err(Unreadable::Invalid("route records out of order".into()));
         }
-        last = Some(s.id);
-        if let Some(route) = s.route {
-            routes.push((s.id, route));
-        }
-        if let Some(p) = s.policy {
-            policies.push((s.id, p));
-        }
-        if let Some(c) = s.counters {
-            counters.push((s.id, c));
-        }
+        routes.extend(r);
+        policies.extend(p);
+        counters.extend(c);
     }
     let mut rib = Rib::new(header.config.max_counted_routes);
     // Sorted input: the maps are built in bulk, not by a million inserts.
-    rib.routes = Routes::clean(BTreeMap::from_iter(routes));
+    let (built_routes, built_counters) = std::thread::scope(|s| {
+        let r = s.spawn(move || Routes::clean(BTreeMap::from_iter(routes)));
+        let c = Tracked::clean(BTreeMap::from_iter(counters));
+        (r.join(), c)
+    });
+    rib.routes = built_routes.map_err(|_| Unreadable::Invalid("route map".into()))?;
+    rib.counters_of = built_counters;
     rib.policy_of = Tracked::clean(BTreeMap::from_iter(policies));
-    rib.counters_of = Tracked::clean(BTreeMap::from_iter(counters));
     Smalls::get(&mut r)?.install(&mut rib)?;
     if !r.is_empty() {
         return Err(Unreadable::Invalid(format!("{} bytes after the end", r.rest.len())));
