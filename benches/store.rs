@@ -184,7 +184,7 @@ fn main() {
     println!("|---|---|---|---|");
     let rows: [(&str, Duration, Duration); 4] = [
         ("write the whole table (snapshot / one transaction)", ours.write, theirs.write),
-        ("load the whole table into a route map", ours.load, theirs.load),
+        ("load the whole table into the RIB's maps", ours.load, theirs.load),
         ("one change made durable (median)", ours.single, theirs.single),
         ("a batch of 1,000 changes made durable (median)", ours.batch, theirs.batch),
     ];
