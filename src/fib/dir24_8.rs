@@ -210,7 +210,6 @@ impl Dir24_8 {
         // Prefixes per value index first: a million prefixes share a few
         // thousand values, so each value's bytes are hashed once, not once a prefix.
         let mut users = vec![0u32; self.route_values as usize];
-        st.slot_of.reserve(self.capacity as usize / 2);
         for slot in 1..self.capacity {
             let Some(rec) = self.prefixes.read_bytes(slot as usize, PREFIX_SIZE) else { continue };
             let Some(rec) = abi::from_bytes::<types::dir_prefix>(&rec) else { continue };
