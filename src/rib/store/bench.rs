@@ -68,9 +68,8 @@ impl StoreBench {
     /// kernel writes).
     ///
     /// # Errors
-    /// [`PinError::Io`] when the journal cannot be written;
-    /// [`PinError::NotPinned`]-like misuse (no [`StoreBench::write`] yet) is
-    /// [`PinError::Io`] too.
+    /// [`PinError::Io`] when the journal cannot be written, or before
+    /// [`StoreBench::write`].
     pub fn set(&mut self, routes: &[Route]) -> Result<(), PinError> {
         let Some(store) = self.store.as_mut() else {
             let source = std::io::Error::other("StoreBench::write first");
