@@ -5,7 +5,8 @@
 //! veth namespace. Baseline in the same run: the same commands against the
 //! same dataplane while its table is empty. Run as root, after
 //! `cargo build --release --all-features` (the bench runs that binary):
-//! `cargo bench --bench commands`. LHE_BENCH_V4 / LHE_BENCH_V6 change the
+//! `cargo bench --bench commands`. `upgrade` stands for an agent's restart
+//! (adopting as the writer and replacing the program, before serving). LHE_BENCH_V4 / LHE_BENCH_V6 change the
 //! table's size; LHE_BENCH_RUNS the runs per command (median shown).
 
 #[path = "../tests/common/mod.rs"]
@@ -27,12 +28,14 @@ fn env(k: &str, d: usize) -> usize {
 
 /// The commands timed, in the order they run (`remove` takes back what
 /// `set` added, so every run starts from the same table).
-const COMMANDS: [(&str, &[&str]); 5] = [
+const COMMANDS: [(&str, &[&str]); 6] = [
     ("set one route", &["set", "192.0.2.0/24", "16001/16002"]),
     ("remove one route", &["remove", "192.0.2.0/24"]),
     ("set a policy route", &["set", "192.0.2.0/24", "16001@1,16002@1"]),
     ("remove it", &["remove", "192.0.2.0/24"]),
     ("get (explain one destination)", &["get", "198.51.100.7"]),
+    // What an agent's restart does before it serves: adopt as the writer, swap in its program.
+    ("upgrade (adopt as writer, new program)", &["upgrade"]),
 ];
 
 fn run(ns: &Netns, args: &[&str]) -> Duration {
