@@ -185,6 +185,49 @@ fn the_command_end_to_end() {
     fails(&lab.host, &["set", "10.0.0.0/8", "100", "--tc", "9"], 2, "invalid value");
     fails(&lab.host, &["frobnicate"], 2, "unrecognized subcommand");
 
+    // Guards on apply: a file that says nothing is refused, whatever its shape.
+    let write = |name: &str, text: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        f.to_str().unwrap().to_owned()
+    };
+    let now = |ns: &Netns| -> Vec<String> {
+        let routes: serde_json::Value = serde_json::from_str(&ok(ns, &["routes", "--json"])).unwrap();
+        routes["routes"].as_array().unwrap().iter().map(|r| r["prefix"].as_str().unwrap().to_owned()).collect()
+    };
+    let before = now(&lab.host);
+    assert_eq!(before.len(), 2, "{before:?}");
+    fails(&lab.host, &["apply", &write("empty.toml", "")], 1, "the file is empty");
+    fails(&lab.host, &["apply", &write("empty.json", "")], 1, "--allow-empty");
+    fails(&lab.host, &["apply", &write("list.json", "[]")], 1, "an empty list");
+    fails(&lab.host, &["apply", &write("object.json", "{}")], 1, "no `routes` key");
+    fails(&lab.host, &["apply", &write("sources.toml", "sources = []")], 1, "no `routes` key (it has: sources)");
+    assert_eq!(now(&lab.host), before, "nothing refused changed anything");
+    // An explicit empty list is a plan that removes everything: shown by --dry-run, applied only with --force.
+    let none = write("none.toml", "routes = []");
+    let plan = ok(&lab.host, &["apply", &none, "--dry-run"]);
+    assert!(plan.starts_with("dry run: 0 added, 0 replaced, 2 removed, 0 unchanged"), "{plan}");
+    assert!(plan.contains("plan: 0 added, 0 changed, 2 removed, 0 kept, of 2 routes now; removes 100%"), "{plan}");
+    assert!(plan.contains("  removed 0.0.0.0/0") && plan.contains("will need --force"), "{plan}");
+    fails(&lab.host, &["apply", &none], 1, "removes 2 of 2 routes (100%), more than --max-remove-share 50%");
+    fails(&lab.host, &["apply", &none], 1, "pass --force");
+    fails(&lab.host, &["apply", &none, "--max-remove-share", "2"], 2, "0..=1");
+    assert_eq!(now(&lab.host), before);
+    // Half the table is within the default share; the sample shows what is kept.
+    let half = write("half.toml", "[[routes]]\nprefix = \"0.0.0.0/0\"\npolicy = \"1000000\"\n");
+    let plan = ok(&lab.host, &["apply", &half, "--dry-run"]);
+    assert!(
+        plan.contains("1 removed, 1 kept, of 2 routes now; removes 50%") && plan.contains("  kept 0.0.0.0/0"),
+        "{plan}"
+    );
+    assert!(!plan.contains("--force"), "{plan}");
+    assert!(ok(&lab.host, &["apply", &half]).starts_with("0 added, 0 replaced, 1 removed, 1 unchanged"));
+    // Said on purpose: an empty file with --allow-empty, a large removal with --force.
+    let empty = write("empty.toml", "");
+    fails(&lab.host, &["apply", &empty, "--allow-empty"], 1, "--force");
+    assert!(ok(&lab.host, &["apply", &empty, "--allow-empty", "--force"]).starts_with("0 added, 0 replaced, 1 removed"));
+    assert!(now(&lab.host).is_empty());
+
     // An origins file as the agent leaves it (it keeps it across restarts): detach removes it.
     let origins = lab.host.run(|| lnetd_host_encap::bgp::origins::origins_path(VethLab::HOST_IF)).unwrap().unwrap();
     std::fs::create_dir_all(origins.parent().unwrap()).unwrap();

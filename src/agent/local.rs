@@ -235,4 +235,8 @@ pub(crate) fn remove(path: &Path) {
             log::warn!("removing {}: {e}", path.display());
         }
     }
+    // The namespace's directory goes with its last socket.
+    if let Some(dir) = path.parent() {
+        let _ignored_if_not_empty = std::fs::remove_dir(dir);
+    }
 }

@@ -100,7 +100,8 @@ impl AgentConfig {
     /// Refuses what would open the host to others without saying so: a
     /// plaintext listener off loopback, or on loopback without the opt-in; a
     /// metrics endpoint off loopback without [`AgentConfig::metrics_public`];
-    /// nothing to serve at all. Logs a warning for each exposure allowed.
+    /// nothing to serve at all. ([`serve`] logs a warning for each exposure
+    /// it allows.)
     ///
     /// # Errors
     /// [`AgentError`] naming the flag that allows it, or the safer choice.
@@ -112,18 +113,12 @@ impl AgentConfig {
             if self.tls.is_none() && !self.insecure_local_tcp {
                 return Err(AgentError::PlaintextNeedsOptIn { addr });
             }
-            if self.tls.is_none() {
-                log::warn!("plaintext gRPC on {addr} (--insecure-local-tcp): any local user can program this host");
-            } else if self.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_none()) {
-                log::warn!("TLS on {addr} without --tls-client-ca: any client that reaches it can program this host");
-            }
         }
         if let Some(addr) = self.metrics {
             if !addr.ip().is_loopback() {
                 if !self.metrics_public {
                     return Err(AgentError::MetricsOffLoopback { addr });
                 }
-                log::warn!("metrics on {addr} (--metrics-public): anyone who reaches it can read every prefix");
             }
         }
         if self.local.is_none() && self.listen.is_none() {
@@ -319,6 +314,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     config.check()?;
+    warn_exposures(&config);
     let writes = Writes {
         enc: Arc::clone(&enc),
         #[cfg(feature = "bgp")]
@@ -434,6 +430,24 @@ pub async fn serve_with(
         }
     }
     result
+}
+
+/// A warning for each listener that lets in more than the local socket would.
+fn warn_exposures(config: &AgentConfig) {
+    if let Some(addr) = config.listen {
+        match &config.tls {
+            None => {
+                log::warn!("plaintext gRPC on {addr} (--insecure-local-tcp): any local user can program this host")
+            }
+            Some(t) if t.client_ca_pem.is_none() => {
+                log::warn!("TLS on {addr} without --tls-client-ca: any client that reaches it can program this host")
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(addr) = config.metrics.filter(|a| !a.ip().is_loopback()) {
+        log::warn!("metrics on {addr} (--metrics-public): anyone who reaches it can read every prefix");
+    }
 }
 
 /// A client of the agent's v1 protocol over its local socket.

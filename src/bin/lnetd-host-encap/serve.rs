@@ -86,6 +86,11 @@ impl Listeners {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> Result<(), Failure> {
+    // A client that hangs up mid-reply must cost a write error (EPIPE), not
+    // the agent: Unix-socket writes raise SIGPIPE, which `main` restored to
+    // its default (terminate) for the command's pipes.
+    // SAFETY: setting a signal's disposition to ignore, before any thread starts.
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }?;
     let config = listeners.config(iface)?;
     let enc = if Encapsulator::is_pinned(iface)? {
         let enc =
