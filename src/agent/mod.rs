@@ -115,10 +115,8 @@ impl AgentConfig {
             }
         }
         if let Some(addr) = self.metrics {
-            if !addr.ip().is_loopback() {
-                if !self.metrics_public {
-                    return Err(AgentError::MetricsOffLoopback { addr });
-                }
+            if !addr.ip().is_loopback() && !self.metrics_public {
+                return Err(AgentError::MetricsOffLoopback { addr });
             }
         }
         if self.local.is_none() && self.listen.is_none() {

@@ -188,6 +188,13 @@ fn stats_of(reply: &pb::Stats) -> Stats {
 
 type Origin = (String, Option<String>, Option<u32>);
 
+/// What `ListRoutes` answered: the routes, the sources, the origins the agent knows.
+struct Listed {
+    routes: Vec<CountedRoute>,
+    sources: Vec<(IpNetwork, Table)>,
+    origins: HashMap<(Table, IpNetwork), Origin>,
+}
+
 impl apply::Target for Remote<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
         let reply =
@@ -203,9 +210,7 @@ impl apply::Target for Remote<'_> {
 }
 
 impl Remote<'_> {
-    fn routes(
-        &mut self,
-    ) -> Result<(Vec<CountedRoute>, Vec<(IpNetwork, Table)>, HashMap<(Table, IpNetwork), Origin>), Failure> {
+    fn routes(&mut self) -> Result<Listed, Failure> {
         let reply = self
             .rt
             .block_on(self.client.list_routes(pb::ListRoutesRequest {}))
@@ -231,7 +236,7 @@ impl Remote<'_> {
             .iter()
             .map(|s| Ok((prefix::parse(&s.prefix)?, table(Some(s.table)))))
             .collect::<Result<Vec<_>, Failure>>()?;
-        Ok((routes, sources, origins))
+        Ok(Listed { routes, sources, origins })
     }
 
     fn stats(&mut self) -> Result<Stats, Failure> {
@@ -281,7 +286,7 @@ impl Remote<'_> {
             },
             Command::Apply(args) => apply::run(args, self)?,
             Command::Routes { json } => {
-                let (routes, sources, origins) = self.routes()?;
+                let Listed { routes, sources, origins } = self.routes()?;
                 let local = super::origins(self.iface);
                 let origin = |t: Table, p: IpNetwork| origins.get(&(t, p)).cloned().unwrap_or_else(|| local(t, p));
                 if json {
@@ -293,7 +298,7 @@ impl Remote<'_> {
             Command::Stats { json, prometheus } => {
                 let stats = self.stats()?;
                 if prometheus {
-                    let (routes, _, _) = self.routes()?;
+                    let routes = self.routes()?.routes;
                     print!("{}", lnetd_host_encap::prometheus(self.iface, &stats, &routes));
                 } else if json {
                     println!("{}", output::stats_json(self.iface, &stats));
