@@ -236,11 +236,17 @@ pub struct Extras {
     pub origins: Option<Arc<crate::bgp::Origins>>,
     /// More metrics (e.g. [`crate::bgp::BgpCounters::prometheus`]).
     pub metrics: Option<MetricsText>,
+    /// Called once every listener is bound, before the first request is
+    /// served (e.g. to tell systemd the agent is ready).
+    pub on_ready: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Extras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extras").field("metrics", &self.metrics.is_some()).finish_non_exhaustive()
+        f.debug_struct("Extras")
+            .field("metrics", &self.metrics.is_some())
+            .field("on_ready", &self.on_ready.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -352,6 +358,9 @@ pub async fn serve_with(
         }
         None => None,
     };
+    if let Some(ready) = &extras.on_ready {
+        ready();
+    }
     let int_map = proto::counters::int_map_server::IntMapServer::new(original::Original::new(
         Arc::clone(&enc),
         writes.clone(),

@@ -130,6 +130,7 @@ pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> 
     }
     #[cfg(not(feature = "bgp"))]
     let _ = bgp;
+    systemd(&runtime, &enc, &mut extras);
     let mut serving: Vec<String> = config.local.iter().map(|l| l.path.display().to_string()).collect();
     serving.extend(config.listen.map(|a| a.to_string()));
     runtime.block_on(async move {
@@ -151,4 +152,41 @@ pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> 
     })?;
     println!("stopped; the dataplane keeps forwarding (pinned)");
     Ok(())
+}
+
+/// Under systemd (Type=notify): READY=1 once the listeners are bound, and,
+/// with WatchdogSec=, WATCHDOG=1 at half the interval while the dataplane's
+/// maps answer (a stuck or broken agent is restarted; forwarding goes on).
+/// Elsewhere, nothing.
+fn systemd(runtime: &tokio::runtime::Runtime, enc: &Arc<Encapsulator>, extras: &mut agent::Extras) {
+    use sd_notify::NotifyState;
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    extras.on_ready = Some(Arc::new(|| {
+        if let Err(e) = sd_notify::notify(false, &[NotifyState::Ready]) {
+            log::warn!("telling systemd the agent is ready: {e}");
+        }
+    }));
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return;
+    }
+    let enc = Arc::clone(enc);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_micros(usec / 2));
+        loop {
+            tick.tick().await;
+            let enc = Arc::clone(&enc);
+            match tokio::task::spawn_blocking(move || enc.stats()).await {
+                Ok(Ok(_)) => {
+                    if let Err(e) = sd_notify::notify(false, &[NotifyState::Watchdog]) {
+                        log::warn!("systemd watchdog: {e}");
+                    }
+                }
+                Ok(Err(e)) => log::error!("the dataplane's counters do not answer ({e}): not petting the watchdog"),
+                Err(e) => log::error!("watchdog check: {e}"),
+            }
+        }
+    });
 }
