@@ -753,3 +753,98 @@ fn off_loopback_with_tls_and_client_certificates() {
     assert!(without_cert.is_err(), "a client without a certificate is refused");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-encap-agent@.service");
+
+/// The unit's value for `key` (the last assignment wins, as in systemd).
+fn unit_value(key: &str) -> String {
+    let text = std::fs::read_to_string(UNIT).unwrap();
+    text.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_unit_scores_at_most_3_in_systemd_analyze() {
+    let out = match Command::new("systemd-analyze").args(["security", "--offline=yes", "--no-pager", UNIT]).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED the_unit_scores_at_most_3_in_systemd_analyze: systemd-analyze: {e} (apt install systemd)"
+            );
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for ").and_then(|(_, rest)| rest.split_once(": ")))
+        .and_then(|(_, level)| level.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(score <= 3.0, "exposure {score} > 3.0:\n{text}");
+    assert_eq!(unit_value("User"), "lnetd-host-encap");
+    assert_eq!(unit_value("CapabilityBoundingSet"), "CAP_BPF CAP_NET_ADMIN CAP_PERFMON");
+    assert_eq!(unit_value("AmbientCapabilities"), unit_value("CapabilityBoundingSet"));
+    let sysusers =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-encap.sysusers.conf"))
+            .unwrap();
+    assert!(sysusers.lines().any(|l| l.split_whitespace().take(2).eq(["u", "lnetd-host-encap"])), "{sysusers}");
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_agent_runs_as_a_plain_user_with_the_units_capabilities() {
+    privileged("the_agent_runs_as_a_plain_user_with_the_units_capabilities");
+    let lab = VethLab::new().expect("lab");
+    // setpriv's spelling of the unit's capabilities: +bpf,+net_admin,+perfmon.
+    let caps: Vec<String> = unit_value("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let caps = caps.join(",");
+    // A private mount namespace with its own bpffs and run directory, owned
+    // by uid 65534 as the unit's ExecStartPre hands them to its user: the
+    // machine's pins are not touched, and everything goes with the namespace.
+    let script = format!(
+        r#"set -e
+mount -t bpf bpf /sys/fs/bpf && chmod o+x /sys/fs/bpf
+install -d -m 0700 -o 65534 -g 65534 /sys/fs/bpf/lnetd-host-encap
+mkdir -p /run/lnetd-host-encap && mount -t tmpfs tmpfs /run/lnetd-host-encap
+chown 65534:65534 /run/lnetd-host-encap && chmod 0711 /run/lnetd-host-encap
+trap 'kill $agent 2>/dev/null || true' EXIT
+as_agent() {{ exec nsenter --net=/run/netns/{ns} setpriv --reuid=65534 --regid=65534 --clear-groups \
+  --inh-caps=-all,{caps} --ambient-caps=-all,{caps} --bounding-set=-all,{caps} "$@"; }}
+cmd() {{ nsenter --net=/run/netns/{ns} {bin} -i {iface} "$@"; }}
+wait_socket() {{ for i in $(seq 1 200); do cmd stats --json >/dev/null 2>&1 && [ -S /run/lnetd-host-encap/sock/net*/{iface}.sock ] && return 0; sleep 0.05; done; return 1; }}
+(as_agent {bin} -i {iface} agent --mode generic >/dev/null) & agent=$!
+wait_socket
+cmd set 198.51.100.0/24 16001/16002
+cmd get 198.51.100.7
+kill -TERM $agent; wait $agent
+echo "first agent: $?"
+(as_agent {bin} -i {iface} agent --mode generic >/dev/null) & agent=$!
+wait_socket
+cmd routes
+kill -TERM $agent; wait $agent
+echo "second agent: $?"
+(as_agent {bin} -i {iface} routes) || echo "direct read: $?"
+cmd detach
+"#,
+        ns = lab.host.name(),
+        bin = BIN,
+        iface = VethLab::HOST_IF,
+    );
+    let out = Command::new("timeout")
+        .args(["120", "unshare", "-m", "--propagation", "private", "bash", "-c", &script])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{stdout}");
+    assert!(stdout.contains("first agent: 0") && stdout.contains("second agent: 0"), "{stdout}\n{stderr}");
+    let readopted = stdout.lines().filter(|l| l.starts_with("198.51.100.0/24") && l.contains(" main static ")).count();
+    assert_eq!(readopted, 1, "the restarted agent adopted its own pins: {stdout}");
+    // Without the agent, a command with only these capabilities cannot adopt
+    // the pins (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN): docs/operations.md.
+    assert!(stdout.contains("direct read: 1") && stderr.contains("EPERM"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("detached from"), "{stdout}");
+}
