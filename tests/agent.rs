@@ -759,7 +759,7 @@ const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-enca
 /// The unit's value for `key` (the last assignment wins, as in systemd).
 fn unit_value(key: &str) -> String {
     let text = std::fs::read_to_string(UNIT).unwrap();
-    text.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).last().unwrap_or_default().to_owned()
+    text.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).next_back().unwrap_or_default().to_owned()
 }
 
 #[test]

@@ -291,3 +291,55 @@ impl Drop for DecapPinGuard<'_> {
         });
     }
 }
+
+/// `<root>/net<netns inode>/h0` of the lab's host namespace.
+fn dataplane_dir(lab: &VethLab, root: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let ns = lab.host.run(|| std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()).unwrap();
+    std::path::Path::new(root).join(format!("net{ns}")).join(VethLab::HOST_IF)
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn status_and_detach_force_out_of_damaged_states() {
+    privileged("status_and_detach_force_out_of_damaged_states");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let attached = || lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap();
+
+    assert_eq!(ok(&lab.host, &["status"]), "h0: no dataplane of lnetd-host-encap is pinned\n");
+    assert_eq!(ok(&lab.host, &["detach", "--force"]), "nothing of lnetd-host-encap on h0\n");
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "17001", "--table", "2"]);
+    let status = ok(&lab.host, &["status"]);
+    let id = attached().expect("attached");
+    assert!(status.starts_with(&format!("h0: attached in generic mode, program id {id} (xdp_encap)\n")), "{status}");
+    assert!(status.contains("routes: 2 (main 1, table 2 1); by origin: static 2; sources: 0"), "{status}");
+    assert!(status.contains("agent:  none") && status.contains("kernel: matches the RIB"), "{status}");
+
+    // The state file emptied: reads and changes fail, and so does a plain detach;
+    // --force removes everything without reading it, and says what.
+    let state = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_STATE_ROOT);
+    let pins = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_BPFFS_ROOT);
+    std::fs::write(state.join("state.json"), "").unwrap();
+    assert!(!cli(&lab.host, &["routes"]).status.success());
+    let out = ok(&lab.host, &["detach", "--force"]);
+    assert!(out.starts_with("removed:\n"), "{out}");
+    assert!(
+        out.contains(&format!("  pins {}", pins.display())) && out.contains(&format!("  state {}", state.display())),
+        "{out}"
+    );
+    assert_eq!(attached(), None, "the program went with the link's pin");
+    assert!(!pins.exists() && !state.exists());
+    assert_eq!(ok(&lab.host, &["status"]), "h0: no dataplane of lnetd-host-encap is pinned\n");
+
+    // Pins without state, and the link pin gone: attach works again after --force.
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_file(pins.join("link")).unwrap();
+    let out = ok(&lab.host, &["detach", "--force"]);
+    assert!(out.contains("  pins ") && !out.contains("  state "), "{out}");
+    assert!(ok(&lab.host, &["attach", "--mode", "generic"]).contains("attached to h0"));
+    ok(&lab.host, &["detach"]);
+}

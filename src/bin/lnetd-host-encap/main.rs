@@ -8,6 +8,7 @@
 
 mod apply;
 mod output;
+mod recover;
 #[cfg(feature = "agent")]
 mod remote;
 #[cfg(feature = "agent")]
@@ -107,7 +108,16 @@ enum Command {
         route_cache_min_routes: Option<u32>,
     },
     /// Detach from IFACE and remove the pins: traffic goes unlabelled.
-    Detach,
+    Detach {
+        /// Remove whatever is there (pins, state, the agent's records, our XDP
+        /// program) without reading any of it: the way out of a damaged or
+        /// stale dataplane. Says what it removed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// What runs on IFACE: attached or not, mode and program, the agent,
+    /// routes per table and origin, and whether the kernel matches the RIB.
+    Status,
     /// The decapsulator: pop labels on the packets IFACE receives.
     Pop {
         #[command(subcommand)]
@@ -405,7 +415,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             println!("attached to {iface} in {mode} mode; pinned in {pins}");
         }
         Command::Pop { command } => pop(iface, command)?,
-        Command::Detach => {
+        Command::Detach { force: true } => recover::force_detach(iface)?,
+        Command::Status => recover::status(iface)?,
+        Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
             // The agent's record of which routes BGP taught goes with the routes.
