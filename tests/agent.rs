@@ -583,6 +583,10 @@ fn the_local_socket_admits_by_peer_credentials() {
         let out = as_user(&lab, 65534, 65534, &["get", "198.51.100.9"]);
         let get = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && get.contains("16001/0/1/64"), "{get}");
+        // The owner holds the dataplane: detach --force waits for it to stop.
+        let out = as_user(&lab, 0, 0, &["detach", "--force"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("stop it first"), "{err}");
         // A member of the write group writes.
         let out = as_user(&lab, 65534, gid, &["set", "203.0.113.0/24", "17001"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
