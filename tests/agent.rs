@@ -46,21 +46,25 @@ fn start_agent(lab: &VethLab) -> Agent {
 /// killed by the test (SIGKILL) leaves them, in a namespace that is deleted.
 /// Only the socket it saw is removed: a restarted agent's new socket (a new
 /// inode at the same path) is left to its own guard.
-struct SocketGuard(PathBuf, Option<u64>);
+/// (An inode number alone may be reused at once: its change time tells them apart.)
+struct SocketGuard(PathBuf, Option<(u64, i64, i64)>);
+
+fn identity(path: &Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
+}
 
 impl SocketGuard {
     fn new(path: PathBuf) -> SocketGuard {
-        use std::os::unix::fs::MetadataExt;
-        let ino = std::fs::metadata(&path).ok().map(|m| m.ino());
-        SocketGuard(path, ino)
+        let id = identity(&path);
+        SocketGuard(path, id)
     }
 }
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
         // None: whatever is there (the agent's only socket in this test).
-        if self.1.is_none() || std::fs::metadata(&self.0).ok().map(|m| m.ino()) == self.1 {
+        if self.1.is_none() || identity(&self.0) == self.1 {
             let _ = std::fs::remove_file(&self.0);
         }
         if let Some(dir) = self.0.parent() {
