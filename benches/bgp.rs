@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
+use lnetd_host_encap::bgp::accept::Addressing;
 use lnetd_host_encap::bgp::proto as gobgp;
 use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
 use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
@@ -82,12 +83,11 @@ fn mib(kib: u64) -> String {
 
 fn policy(color: u32, preference: u32, label: u32) -> gobgp::Path {
     let c = Candidate {
-        distinguisher: 1,
-        key: PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) },
         preference,
-        binding_sid: None,
         lists: vec![CandidateList { weight: 1, labels: vec![label, 16_999], unsupported: 0 }],
-        ignored_segments: 0,
+        // The host's directly peered controller (RFC 9830 4.2.1).
+        addressing: Addressing::peer(),
+        ..Candidate::new(1, PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) })
     };
     candidate_path(&c, CTL_ADDR.parse().unwrap())
 }
@@ -149,8 +149,15 @@ fn agent_only(routes: u32, policies: u32) {
             let key = PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) };
             let label = if color == 1 { first_label } else { 16_000 + color % 100_000 };
             let policy: Policy = format!("{label}/16999").parse().unwrap();
-            let info =
-                PolicyInfo { color, endpoint: key.endpoint, preference: 100, distinguisher: 1, binding_sid: None };
+            let info = PolicyInfo {
+                color,
+                endpoint: key.endpoint,
+                preference: 100,
+                distinguisher: 1,
+                binding_sid: None,
+                name: None,
+                enlp: None,
+            };
             t.policies.insert(key, (policy, info));
         }
         for i in 0..routes {
@@ -165,16 +172,12 @@ fn agent_only(routes: u32, policies: u32) {
         use lnetd_host_encap::bgp::steer::{steer, ColoredRoute};
         let candidates: Vec<Candidate> = (1..=policies)
             .map(|color| Candidate {
-                distinguisher: 1,
-                key: PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) },
-                preference: 100,
-                binding_sid: None,
                 lists: vec![CandidateList {
                     weight: 1,
                     labels: vec![16_000 + color % 100_000, 16_999],
                     unsupported: 0,
                 }],
-                ignored_segments: 0,
+                ..Candidate::new(1, PolicyKey { color, endpoint: IpAddr::V4(ENDPOINT) })
             })
             .collect();
         let colored: std::collections::HashMap<IpNetwork, ColoredRoute> = (0..routes)

@@ -5,7 +5,7 @@
 # (xdp_path); the rate on a veth pair against the floor (wire); routes/s for
 # a full table from empty and for a 1% change (apply). Each prints markdown
 # tables, then the suite's headline figures as one table (issue 11's); the
-# README's performance section is this output.
+# docs/performance.md is this output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LHE_XDP_PATH="${LHE_XDP_PATH:-scale,stages}"

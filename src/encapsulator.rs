@@ -15,7 +15,7 @@ use crate::domain::label::{DscpMap, Label, LabelStack};
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
-use crate::explain::{self, Explanation, Probe};
+use crate::explain::{self, Explanation, Probe, ProbeProgram};
 use crate::fib::apply::{ApplyReport, Desired};
 use crate::fib::verify::Difference;
 use crate::fib::{Fib, RouteCounters, Saver};
@@ -23,6 +23,7 @@ use crate::metrics::CountedRoute;
 use crate::rib::persist::{self, LoadConfig, Unreadable};
 use crate::rib::Lookup;
 use crate::stats::Stats;
+use crate::sys::ethtool::{self, EthtoolSocket};
 use crate::sys::link::{self, BpfLink};
 use crate::sys::test_run::{self, RunStats, TestRun, XdpAction};
 
@@ -226,7 +227,15 @@ impl EncapsulatorBuilder {
         let Loaded { prog, maps } = dataplane::load(&self.config)?;
         let fib = Fib::fresh(maps, self.config)?;
         log::debug!("XDP encapsulator loaded ({:?})", self.config);
-        Ok(Encapsulator { fib, prog, attachment: Mutex::new(None), pin: self.pin, allow_tso: self.allow_tso })
+        Ok(Encapsulator {
+            fib,
+            prog,
+            attachment: Mutex::new(None),
+            pin: self.pin,
+            allow_tso: self.allow_tso,
+            ethtool: Mutex::new(EthtoolSocket::open().ok()),
+            probe: Mutex::new(None),
+        })
     }
 
     /// Loads, then attaches to `iface` (see [`Encapsulator::attach`]).
@@ -322,6 +331,11 @@ pub struct Encapsulator {
     pin: Option<PinRoots>,
     /// Egress on a TSO device is allowed.
     allow_tso: bool,
+    /// Reads the driver's statistics in the attached interface's namespace
+    /// (opened there at attach or adoption, used from any thread).
+    ethtool: Mutex<Option<EthtoolSocket>>,
+    /// The program `explain` runs, loaded at the first probe.
+    probe: Mutex<Option<ProbeProgram>>,
 }
 
 /// The saver of a pinned dataplane: the RIB to its state file after every change.
@@ -354,9 +368,34 @@ impl Encapsulator {
     /// [`AttachError::NoSuchInterface`], [`AttachError::AlreadyAttached`] (this
     /// encapsulator), [`AttachError::InterfaceBusy`] (another XDP program),
     /// [`AttachError::ModeUnsupported`], [`AttachError::Privileges`].
+    ///
+    /// [`XdpMode::Auto`] on a veth whose peer runs no native XDP program
+    /// attaches in generic mode and logs a warning saying why (see
+    /// [`XdpMode::Auto`]).
     pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
         self.attach_with(iface, |ifindex| {
-            link::attach(self.prog.as_fd(), ifindex, mode)
+            let order = match mode {
+                XdpMode::Auto => match crate::sys::veth_peer::veth_peer(ifindex) {
+                    Ok(Some(peer)) if !peer.native_xdp => {
+                        let at = peer.netnsid.map(|id| format!(" in namespace id {id}")).unwrap_or_default();
+                        log::warn!(
+                            "{iface} is a veth whose peer (ifindex {}{at}) runs no XDP program in native mode: \
+                             in native mode every labelled frame would be dropped by the veth driver \
+                             (xdp_tx_errors), so generic mode is used; attach an XDP program to the peer \
+                             and ask for native mode explicitly to run natively",
+                            peer.ifindex
+                        );
+                        XdpMode::Generic
+                    }
+                    Ok(_) => XdpMode::Auto,
+                    Err(errno) => {
+                        log::debug!("{iface}: the veth peer could not be read ({errno}); native first");
+                        XdpMode::Auto
+                    }
+                },
+                other => other,
+            };
+            link::attach(self.prog.as_fd(), ifindex, order)
                 .map_err(|tried| AttachError::from_attempts(iface, mode, tried))
         })
     }
@@ -415,6 +454,11 @@ impl Encapsulator {
             None => None,
         };
         let (link, got) = link(ifindex)?;
+        // The driver's statistics are read by name in this namespace, later from any thread.
+        match EthtoolSocket::open() {
+            Ok(sock) => *self.ethtool.lock().unwrap_or_else(|p| p.into_inner()) = Some(sock),
+            Err(errno) => log::debug!("no ethtool socket ({errno}): tx_errors will not be known"),
+        }
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         let mut owner = None;
         if let Some(dir) = &pins {
@@ -572,6 +616,8 @@ impl Encapsulator {
             attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: owner })),
             pin: Some(options.roots.clone()),
             allow_tso: false,
+            ethtool: Mutex::new(EthtoolSocket::open().ok()),
+            probe: Mutex::new(None),
         })
     }
 
@@ -834,9 +880,15 @@ impl Encapsulator {
     }
 
     /// What the dataplane does with `probe`: the real program runs on a
-    /// frame built from it (BPF_PROG_TEST_RUN, counted like any packet) and
-    /// the answer says the verdict, the route and segment list chosen and the
-    /// stack pushed. Like `ip route get`, for labels.
+    /// frame built from it (BPF_PROG_TEST_RUN) and the answer says the
+    /// verdict, the route and segment list chosen and the stack pushed. Like
+    /// `ip route get`, for labels.
+    ///
+    /// Probes are not counted: no counter of [`Encapsulator::stats`] or
+    /// [`Encapsulator::route_counters`] moves. They run in a copy of the
+    /// program that shares the dataplane's tables but has counters of its
+    /// own, loaded at the first call (one more verifier pass; held until
+    /// the encapsulator is dropped); probes are serialised.
     ///
     /// ```no_run
     /// use lnetd_host_encap::{Encapsulator, Probe};
@@ -847,22 +899,29 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`TestRunError`] when the program cannot be run; [`RouteError::Invalid`]
-    /// for a probe that cannot be built (mixed families, DSCP above 63).
+    /// for a probe that cannot be built (mixed families, DSCP above 63);
+    /// [`LoadError`] when the probe copy cannot be loaded.
     pub fn explain(&self, probe: &Probe) -> Result<Explanation, Error> {
         let frame = probe.frame().map_err(|reason| {
             RouteError::Invalid(crate::domain::desired::DesiredError { what: "probe".into(), reason })
         })?;
-        let before = self.stats()?;
-        let run = self.test_run(&frame)?;
-        let moved = self.stats()?.since(&before);
+        let mut slot = self.probe.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let program = match slot.take() {
+            Some(program) => program,
+            None => ProbeProgram::load(self.fib.config(), self.fib.maps())?,
+        };
+        let ran = program.run(&frame);
+        *slot = Some(program);
+        drop(slot);
+        let (run, moved) = ran?;
         let (route, fallback) = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
             Lookup::Route(table, route) => (Some((table, route.clone())), "no_route"),
             Lookup::Local => (None, "local"),
             Lookup::NoRoute => (None, "no_route"),
         });
         let stack = explain::pushed_stack(&run.frame);
-        // The counter the run moved says why; under live traffic several may
-        // move, and then the verdict and the RIB decide.
+        // The probe copy's counter says why; only if it moved none (never
+        // expected) do the verdict and the RIB decide.
         let counted: Vec<&'static str> = moved.named().iter().filter(|(_, c)| c.packets > 0).map(|(n, _)| *n).collect();
         let outcome = match (counted.as_slice(), run.action) {
             ([one], _) => one,
@@ -950,12 +1009,32 @@ impl Encapsulator {
     }
 
     /// The counters, summed over CPUs. They only grow; use [`Stats::since`]
-    /// for rates.
+    /// for rates. In native mode, [`Stats::tx_errors`] is read from the
+    /// driver's statistics (`ethtool -S`): the labelled frames it failed to
+    /// send; see docs/counters.md.
     ///
     /// # Errors
     /// [`MapError`] when the kernel refuses the lookup.
     pub fn stats(&self) -> Result<Stats, MapError> {
-        self.fib.stats()
+        let mut stats = self.fib.stats()?;
+        // Only the driver knows what became of XDP_TX frames in native (or offloaded) mode.
+        let ifindex = self
+            .attached()
+            .as_ref()
+            .filter(|a| matches!(a.info.mode, AttachedMode::Native | AttachedMode::Offload))
+            .map(|a| a.info.ifindex);
+        let sock = self.ethtool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let (Some(ifindex), Some(sock)) = (ifindex, sock.as_ref()) {
+            // By index: the interface may have been renamed since the attach.
+            stats.tx_errors = match sock.name_of(ifindex).and_then(|name| sock.stats(&name)) {
+                Ok(driver) => ethtool::xdp_tx_errors(&driver),
+                Err(errno) => {
+                    log::debug!("ifindex {ifindex}: ethtool statistics unreadable ({errno})");
+                    None
+                }
+            };
+        }
+        Ok(stats)
     }
 
     /// Re-reads the host's addresses (every interface of the calling thread's

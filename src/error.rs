@@ -11,6 +11,7 @@ use crate::sys::privileges::MissingCapabilities;
 
 /// Loading the dataplane into the kernel failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     /// The process lacks a capability.
     #[error("cannot load the XDP program: {0}")]
@@ -39,6 +40,7 @@ pub enum LoadError {
 
 /// Attaching or detaching failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttachError {
     /// No interface of that name in the calling thread's network namespace.
     #[error("no interface named {iface:?} in this network namespace (see `ip link`)")]
@@ -219,6 +221,7 @@ pub struct MapError {
 /// A route was refused or could not be programmed. The tables are unchanged
 /// whenever this is returned, except for [`RouteError::NotSaved`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// The prefix is not valid.
     #[error(transparent)]
@@ -268,6 +271,7 @@ pub enum RouteError {
 
 /// BPF_PROG_TEST_RUN failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TestRunError {
     /// The frame does not fit the test buffer.
     #[error("a {len}-byte frame is too large for BPF_PROG_TEST_RUN (at most {max} bytes)")]
@@ -292,6 +296,7 @@ pub enum TestRunError {
 
 /// Pinning a dataplane, or adopting a pinned one, failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PinError {
     /// Nothing is pinned for this interface in this network namespace.
     #[error(
@@ -415,7 +420,30 @@ pub enum PinError {
 }
 
 /// Any error of this crate.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Display` is the whole message (what the command prints after
+/// `lnetd-host-encap: `). `Debug` is what `fn main() -> Result<(), Error>`
+/// shows: the same message, then any cause it does not already quote (as
+/// `anyhow` prints a chain); `{:#?}` shows the variant and its fields.
+///
+/// Refused values (a label, stack, prefix, policy or desired state) reach
+/// callers by one path, [`Error::Route`] with the [`RouteError`] that names
+/// them, whether a route was being set or a value being built, so a label
+/// error is matched as `Error::Route(RouteError::Label(..))`:
+///
+/// ```
+/// use lnetd_host_encap::{Error, Label, LabelError, RouteError};
+/// let err = Error::from(Label::new(1 << 20).unwrap_err());
+/// assert!(matches!(err, Error::Route(RouteError::Label(LabelError::OutOfRange { value: 1_048_576 }))));
+/// assert_eq!(
+///     format!("{err:?}"),
+///     "label 1048576 is out of range: MPLS labels are 0..=1048575 (20 bits)"
+/// );
+/// ```
+///
+/// More variants may come: match with a wildcard arm.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// See [`LoadError`].
     #[error(transparent)]
@@ -463,5 +491,92 @@ impl From<crate::domain::desired::DesiredError> for Error {
     /// A refused desired state reaches callers by one path: [`RouteError::Invalid`].
     fn from(e: crate::domain::desired::DesiredError) -> Error {
         Error::Route(RouteError::Invalid(e))
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            return match self {
+                Error::Load(e) => f.debug_tuple("Load").field(e).finish(),
+                Error::Attach(e) => f.debug_tuple("Attach").field(e).finish(),
+                Error::Route(e) => f.debug_tuple("Route").field(e).finish(),
+                Error::Map(e) => f.debug_tuple("Map").field(e).finish(),
+                Error::TestRun(e) => f.debug_tuple("TestRun").field(e).finish(),
+                Error::Pin(e) => f.debug_tuple("Pin").field(e).finish(),
+                Error::Sys { call, errno } => f.debug_struct("Sys").field("call", call).field("errno", errno).finish(),
+            };
+        }
+        let message = self.to_string();
+        f.write_str(&message)?;
+        write_causes(f, std::error::Error::source(self), message)
+    }
+}
+
+/// Writes the causes in `source`'s chain that the text shown so far does not
+/// already quote (most messages here embed their cause), anyhow's way:
+/// `Caused by:`, then one indented line each, numbered when there are several.
+fn write_causes(
+    f: &mut std::fmt::Formatter<'_>,
+    source: Option<&(dyn std::error::Error + 'static)>,
+    mut shown: String,
+) -> std::fmt::Result {
+    let mut causes = Vec::new();
+    for cause in std::iter::successors(source, |e| e.source()) {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            shown.push_str(&text);
+            causes.push(text);
+        }
+    }
+    match causes.as_slice() {
+        [] => Ok(()),
+        [one] => write!(f, "\n\nCaused by:\n    {one}"),
+        many => {
+            f.write_str("\n\nCaused by:")?;
+            many.iter().enumerate().try_for_each(|(i, c)| write!(f, "\n    {i}: {c}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose message does not quote its cause, as other crates' may.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Outer(&'static str, #[source] Option<Box<Outer>>);
+
+    struct Chain(Outer);
+
+    impl std::fmt::Debug for Chain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write_causes(f, std::error::Error::source(&self.0), self.0.to_string())
+        }
+    }
+
+    #[test]
+    fn causes_not_quoted_are_listed_once_each() {
+        let leaf = Outer("EPERM", None);
+        let mid = Outer("opening the map", Some(Box::new(leaf)));
+        let one = Chain(Outer("loading", Some(Box::new(Outer("EPERM", None)))));
+        assert_eq!(format!("{one:?}"), "\n\nCaused by:\n    EPERM");
+        let two = Chain(Outer("loading", Some(Box::new(mid))));
+        assert_eq!(format!("{two:?}"), "\n\nCaused by:\n    0: opening the map\n    1: EPERM");
+        let quoted = Chain(Outer("loading: EPERM", Some(Box::new(Outer("EPERM", None)))));
+        assert_eq!(format!("{quoted:?}"), "", "a cause the message quotes is not repeated");
+    }
+
+    #[test]
+    fn debug_is_the_message_and_alternate_debug_the_variant() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = Error::Pin(PinError::Io { op: "reading", path: "/sys/fs/bpf/x".into(), source: io });
+        assert_eq!(format!("{err:?}"), err.to_string(), "the io error is in the message already");
+        assert!(format!("{err:?}").starts_with("reading /sys/fs/bpf/x failed: "), "{err:?}");
+        assert!(format!("{err:#?}").starts_with("Pin(\n    Io {"), "{err:#?}");
+        let sys = Error::Sys { call: "setns", errno: Errno::EPERM };
+        assert_eq!(format!("{sys:?}"), "setns failed: EPERM: Operation not permitted");
+        assert!(format!("{sys:#?}").starts_with("Sys {"), "{sys:#?}");
     }
 }

@@ -1,14 +1,54 @@
 //! What the dataplane does with a packet, found by running the real program
 //! on a synthesized frame (BPF_PROG_TEST_RUN): like `ip route get`, for labels.
+//!
+//! Probes are not traffic: they run in a probe copy of the program, loaded
+//! once (on the first probe) against the dataplane's own tables (routes,
+//! policies, sources, host addresses, DSCP map, route cache) but with
+//! counter maps of its own, so no counter of the dataplane moves, and the
+//! copy's counters say exactly which way out the probe took, even under
+//! live traffic. The production program is not changed at all: no flag is
+//! tested per packet.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, OwnedFd};
 
 use etherparse::PacketBuilder;
 
+use crate::dataplane::{self, EncapMaps};
 use crate::domain::label::{decode_stack, LabelStackEntry};
 use crate::domain::route::{Route, Table};
-use crate::sys::test_run::XdpAction;
+use crate::error::{Error, LoadError};
+use crate::rib::persist::LoadConfig;
+use crate::stats::Stats;
+use crate::sys::map::BpfMap;
+use crate::sys::test_run::{self, TestRun, XdpAction};
+
+/// The probe copy of the XDP program and its own counters.
+#[derive(Debug)]
+pub(crate) struct ProbeProgram {
+    prog: OwnedFd,
+    counters: BpfMap,
+}
+
+impl ProbeProgram {
+    /// Loads the copy against `maps`' tables (one verifier pass, as long as
+    /// the dataplane's own load).
+    pub(crate) fn load(config: &LoadConfig, maps: &EncapMaps) -> Result<ProbeProgram, LoadError> {
+        let (prog, counters) = dataplane::load_probe(config, maps)?;
+        log::debug!("explain: probe program loaded (counters of its own)");
+        Ok(ProbeProgram { prog, counters })
+    }
+
+    /// Runs `frame` once; returns the run and the counters it moved (one,
+    /// unless two runs of this copy overlap: the caller serialises them).
+    pub(crate) fn run(&self, frame: &[u8]) -> Result<(TestRun, Stats), Error> {
+        let before = Stats::read(&self.counters)?;
+        let run = test_run::test_run(self.prog.as_fd(), frame)?;
+        let moved = Stats::read(&self.counters)?.since(&before);
+        Ok((run, moved))
+    }
+}
 
 /// The transport of a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,6 +60,17 @@ pub enum ProbeProtocol {
     Tcp,
     /// ICMP / ICMPv6 echo request.
     Icmp,
+}
+
+impl fmt::Display for ProbeProtocol {
+    /// `udp`, `tcp` or `icmp`, as `FromStr` reads them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeProtocol::Udp => "udp",
+            ProbeProtocol::Tcp => "tcp",
+            ProbeProtocol::Icmp => "icmp",
+        })
+    }
 }
 
 impl std::str::FromStr for ProbeProtocol {
@@ -35,7 +86,28 @@ impl std::str::FromStr for ProbeProtocol {
     }
 }
 
-/// A packet to explain.
+/// A packet to explain: built with [`Probe::udp`], [`Probe::tcp`] or
+/// [`Probe::icmp`] and the setters below, or written out (the fields are
+/// public).
+///
+/// ```
+/// use lnetd_host_encap::{Probe, ProbeProtocol};
+/// let https = Probe::tcp("198.51.100.7".parse()?).from("10.0.0.5".parse()?).dport(443).dscp(46);
+/// assert_eq!((https.protocol, https.dport, https.dscp), (ProbeProtocol::Tcp, 443, 46));
+/// assert_eq!(https.source().to_string(), "10.0.0.5");
+///
+/// let quic = Probe::udp("2001:db8::7".parse()?).sport(50000).dport(443).ttl(1);
+/// assert_eq!((quic.sport, quic.dport, quic.ttl), (50000, 443, 1));
+/// assert_eq!(quic.source().to_string(), "::", "no source: the unspecified address");
+///
+/// // Probe::to is Probe::udp.
+/// assert_eq!(Probe::to("192.0.2.1".parse()?), Probe::udp("192.0.2.1".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Nothing is checked here: [`crate::Encapsulator::explain`] refuses a
+/// probe whose source and destination are of different families, or whose
+/// DSCP is above 63 ([`crate::RouteError::Invalid`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// Source address (default: the unspecified address of the family).
@@ -55,9 +127,66 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// A UDP probe to `dst`, ports 49152 -> 4789, DSCP 0, TTL 64.
+    /// A UDP probe to `dst`, ports 49152 -> 4789, DSCP 0, TTL 64: the same
+    /// as [`Probe::udp`].
     pub fn to(dst: IpAddr) -> Probe {
+        Probe::udp(dst)
+    }
+
+    /// A UDP datagram to `dst`, ports 49152 -> 4789, DSCP 0, TTL 64, from
+    /// the unspecified address.
+    pub fn udp(dst: IpAddr) -> Probe {
         Probe { src: None, dst, protocol: ProbeProtocol::Udp, sport: 49152, dport: 4789, dscp: 0, ttl: 64 }
+    }
+
+    /// A TCP SYN to `dst`, otherwise as [`Probe::udp`] (ports 49152 -> 4789).
+    pub fn tcp(dst: IpAddr) -> Probe {
+        Probe { protocol: ProbeProtocol::Tcp, ..Probe::udp(dst) }
+    }
+
+    /// An ICMP (ICMPv6 for an IPv6 `dst`) echo request to `dst`; the ports
+    /// are not used.
+    pub fn icmp(dst: IpAddr) -> Probe {
+        Probe { protocol: ProbeProtocol::Icmp, ..Probe::udp(dst) }
+    }
+
+    /// The same probe from `src` (it selects the alternate table of a
+    /// matching source prefix).
+    pub fn from(mut self, src: IpAddr) -> Probe {
+        self.src = Some(src);
+        self
+    }
+
+    /// The same probe with this transport.
+    pub fn protocol(mut self, protocol: ProbeProtocol) -> Probe {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The same probe from source port `port` (TCP, UDP).
+    pub fn sport(mut self, port: u16) -> Probe {
+        self.sport = port;
+        self
+    }
+
+    /// The same probe to destination port `port` (TCP, UDP).
+    pub fn dport(mut self, port: u16) -> Probe {
+        self.dport = port;
+        self
+    }
+
+    /// The same probe with DSCP `dscp` (0..=63: `explain` refuses more),
+    /// which a route with [`crate::Tc::FromDscp`] maps to its traffic class.
+    pub fn dscp(mut self, dscp: u8) -> Probe {
+        self.dscp = dscp;
+        self
+    }
+
+    /// The same probe with this IP TTL / hop limit (copied into the labels
+    /// under [`crate::TtlMode::Copy`]).
+    pub fn ttl(mut self, ttl: u8) -> Probe {
+        self.ttl = ttl;
+        self
     }
 
     /// The source used: the one given, or the family's unspecified address.
@@ -216,4 +345,42 @@ pub(crate) fn list_of(route: &Route, stack: &[LabelStackEntry]) -> Option<usize>
         labels.push(e.label);
     }
     route.policy.lists().iter().position(|l| l.stack.labels().iter().map(|x| x.value()).eq(labels.iter().copied()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_builder_sets_each_field_and_keeps_the_others() {
+        let base = Probe::udp(v4("198.51.100.7"));
+        assert_eq!(base, Probe::to(v4("198.51.100.7")));
+        let built = base.clone().from(v4("10.0.0.5")).sport(1234).dport(443).dscp(46).ttl(3);
+        assert_eq!(
+            built,
+            Probe { src: Some(v4("10.0.0.5")), sport: 1234, dport: 443, dscp: 46, ttl: 3, ..base.clone() }
+        );
+        assert_eq!(Probe::tcp(v4("198.51.100.7")), Probe { protocol: ProbeProtocol::Tcp, ..base.clone() });
+        assert_eq!(Probe::icmp(v4("198.51.100.7")), base.clone().protocol(ProbeProtocol::Icmp));
+        for p in [ProbeProtocol::Udp, ProbeProtocol::Tcp, ProbeProtocol::Icmp] {
+            assert_eq!(p.to_string().parse::<ProbeProtocol>(), Ok(p));
+        }
+    }
+
+    /// The frame carries what the builder set: ports, DSCP, TTL, source.
+    #[test]
+    fn the_frame_carries_the_built_fields() {
+        let probe = Probe::tcp(v4("198.51.100.7")).from(v4("10.0.0.5")).sport(1234).dport(443).dscp(46).ttl(3);
+        let frame = probe.frame().unwrap();
+        let ip = frame.get(14..34).unwrap();
+        assert_eq!((ip[1] >> 2, ip[8], ip[9]), (46, 3, 6), "DSCP, TTL, protocol TCP");
+        assert_eq!(&ip[12..16], &[10, 0, 0, 5]);
+        assert_eq!(frame.get(34..38), Some(&[0x04, 0xd2, 0x01, 0xbb][..]), "ports 1234 -> 443");
+        assert!(Probe::udp(v4("198.51.100.7")).dscp(64).frame().is_err());
+        assert!(Probe::udp(v4("198.51.100.7")).from("2001:db8::1".parse().unwrap()).frame().is_err());
+    }
 }

@@ -24,6 +24,60 @@
 //!
 //! The crate never prints: it returns errors and logs through the `log`
 //! facade (libbpf's own messages included, under the target `libbpf`).
+//!
+//! # Errors
+//!
+//! Every fallible call returns a typed error of its area ([`LabelError`],
+//! [`PolicyError`], [`PrefixError`], [`RouteError`], [`AttachError`], ...),
+//! each convertible into [`enum@Error`]. The enums are `#[non_exhaustive]`:
+//! match with a wildcard arm. Messages say what was wrong, quoting the text
+//! given, and what to do. `fn main() -> Result<(), Error>` prints the message
+//! (`Error`'s `Debug` is the message and its causes), and the errors work with
+//! any reporter of `std::error::Error` chains, `anyhow` for instance:
+//!
+//! ```
+//! use anyhow::Context;
+//! use lnetd_host_encap::{Error, LabelError, LabelStack, Policy, Route, RouteError};
+//!
+//! fn route_from_config(prefix: &str, stack: &str) -> anyhow::Result<Route> {
+//!     let prefix = lnetd_host_encap::prefix::parse(prefix)?;
+//!     let stack: LabelStack = stack.parse().with_context(|| format!("the route for {prefix}"))?;
+//!     Ok(Route::new(prefix, stack))
+//! }
+//!
+//! let err = route_from_config("198.51.100.0/24", "16001//16002").unwrap_err();
+//! // `{:#}` prints the chain on one line; `{:?}` on several, as `main` does.
+//! assert_eq!(
+//!     format!("{err:#}"),
+//!     "the route for 198.51.100.0/24: \"16001//16002\" is not a label stack: label 2 of 3 is empty \
+//!      (expected labels separated by `/`, e.g. `16001/16002`)"
+//! );
+//! // A label error stays a label error under the context.
+//! assert!(matches!(err.downcast_ref::<LabelError>(), Some(LabelError::StackParse { position: 2, .. })));
+//!
+//! // Through this crate's `Error`, it is one path: `Error::Route(RouteError::Label(..))`.
+//! fn checked(text: &str) -> Result<Policy, Error> {
+//!     Ok(text.parse::<Policy>()?)
+//! }
+//! let err = anyhow::Error::from(checked("16001@7,16002@0").unwrap_err()).context("policy of 198.51.100.0/24");
+//! // `{err:?}` prints "policy of 198.51.100.0/24", then "Caused by:" and this:
+//! let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+//! assert_eq!(chain, ["policy of 198.51.100.0/24", "segment list 1 has weight 0; weights are 1..=65535"]);
+//! assert!(matches!(err.downcast_ref::<Error>(), Some(Error::Route(RouteError::Policy(_)))));
+//! ```
+//!
+//! A match without a wildcard arm does not compile, so a new variant never
+//! breaks a dependent:
+//!
+//! ```compile_fail,E0004
+//! use lnetd_host_encap::PrefixError;
+//! fn what(e: &PrefixError) -> &'static str {
+//!     match e {
+//!         PrefixError::HostBitsSet { .. } => "host bits",
+//!         PrefixError::Parse { .. } => "not a prefix",
+//!     }
+//! }
+//! ```
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
@@ -35,6 +89,7 @@ pub mod agent;
 pub mod bgp;
 mod dataplane;
 mod decapsulator;
+mod display;
 mod domain;
 mod encapsulator;
 mod error;
@@ -80,3 +135,16 @@ pub use watch::AddressWatcher;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the guides in docs/, compiled as doctests.
+#[cfg(doctest)]
+pub mod docs_doctests {
+    #[doc = include_str!("../docs/design.md")]
+    pub struct Design;
+    #[doc = include_str!("../docs/host-mode.md")]
+    pub struct HostMode;
+    #[doc = include_str!("../docs/agent.md")]
+    pub struct Agent;
+    #[doc = include_str!("../docs/bgp.md")]
+    pub struct Bgp;
+}

@@ -47,6 +47,16 @@ pub fn prometheus(iface: &str, stats: &Stats, routes: &[CountedRoute]) -> String
             let _ = writeln!(out, "{metric}{{interface=\"{iface}\"}} {value}");
         }
     }
+    // Only where the driver keeps the count: an absent series is "unknown", never 0.
+    if let Some(errors) = stats.tx_errors {
+        let metric = "lnetd_host_encap_tx_errors_total";
+        family(
+            &mut out,
+            metric,
+            "labelled frames the driver failed to send after XDP_TX (the driver's own count, since the interface was created)",
+        );
+        let _ = writeln!(out, "{metric}{{interface=\"{iface}\"}} {errors}");
+    }
     let label =
         |r: &CountedRoute| format!("interface=\"{iface}\",prefix=\"{}\",table=\"{}\"", r.route.prefix, r.table.id());
     for unit in ["packets", "bytes"] {
@@ -95,5 +105,11 @@ mod tests {
             "lnetd_host_encap_segment_list_packets_total{interface=\"eth\\\"0\",prefix=\"10.0.0.0/8\",table=\"0\",list=\"1\",stack=\"200\"} 2\n"
         ));
         assert_eq!(text.matches("# TYPE").count(), 24);
+        assert!(!text.contains("tx_errors"), "an unknown count is not exported as 0");
+
+        let lossy = Stats { tx_errors: Some(29), ..stats };
+        let text = prometheus("veth0", &lossy, &[]);
+        assert!(text.contains("lnetd_host_encap_tx_errors_total{interface=\"veth0\"} 29\n"), "{text}");
+        assert!(text.contains("# TYPE lnetd_host_encap_tx_errors_total counter\n"));
     }
 }

@@ -1,7 +1,11 @@
 //! The dataplane's counters, summed over CPUs.
 
+use std::fmt;
+
 use crate::abi::decap::types::decap_counter;
-use crate::abi::types::encap_counter;
+use crate::abi::types::{self, encap_counter};
+use crate::error::MapError;
+use crate::sys::map::BpfMap;
 
 /// Packets and bytes (frame length as received).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,10 +28,15 @@ impl Counter {
 }
 
 /// One counter per way out of the program; each packet increments exactly one,
-/// so [`Stats::total`] is everything the program saw.
+/// so [`Stats::total`] is everything the program saw. Beside them, what only
+/// the driver knows: the labelled frames it then failed to send
+/// ([`Stats::tx_errors`]). Probes of [`crate::Encapsulator::explain`] are
+/// never counted (docs/counters.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
-    /// Labelled and sent back out of the interface (XDP_TX).
+    /// Labelled and handed to the driver to send back out of the interface
+    /// (XDP_TX; on the egress hook: labelled and passed on). Whether the
+    /// driver then sent them is [`Stats::tx_errors`].
     pub labelled: Counter,
     /// Passed: not IPv4/IPv6 (ARP, LLDP, already MPLS, more than two VLAN tags...).
     pub not_ip: Counter,
@@ -47,6 +56,16 @@ pub struct Stats {
     pub no_headroom: Counter,
     /// Aborted: an internal inconsistency (never expected; report it).
     pub aborted: Counter,
+    /// Frames the driver failed to send after the program returned XDP_TX
+    /// (lost: the program cannot see this), from the driver's own
+    /// statistics (`ethtool -S`, every `*xdp_tx_err*` field, e.g. a veth's
+    /// `rx_queue_N_xdp_tx_errors`), counted by the kernel since the
+    /// interface was created, for every program that ran on it. `None`
+    /// where nobody can say: not attached, attached in generic mode or on
+    /// egress (the frame is an skb sent by the stack, whose losses show as
+    /// the device's `tx_dropped`, mixed with every other), or a driver
+    /// that keeps no such counter.
+    pub tx_errors: Option<u64>,
 }
 
 // A counter added on the C side must be given a field here: this fails to build until it is.
@@ -97,9 +116,26 @@ impl Stats {
         sum(&self.named())
     }
 
-    /// The counters accumulated since `earlier` (saturating, so a reload does not underflow).
+    /// The counters accumulated since `earlier` (saturating, so a reload does
+    /// not underflow); [`Stats::tx_errors`] only where both have it.
     pub fn since(&self, earlier: &Stats) -> Stats {
-        since(*self, *earlier, encap_counter::ENCAP_CNT__MAX.0, Stats::slot)
+        let mut delta = since(*self, *earlier, encap_counter::ENCAP_CNT__MAX.0, Stats::slot);
+        delta.tx_errors = self.tx_errors.zip(earlier.tx_errors).map(|(now, then)| now.saturating_sub(then));
+        delta
+    }
+
+    /// The program's counters read from its `counters` map (per-CPU, summed);
+    /// [`Stats::tx_errors`] is left `None`.
+    pub(crate) fn read(map: &BpfMap) -> Result<Stats, MapError> {
+        let mut stats = Stats::default();
+        for index in 0..encap_counter::ENCAP_CNT__MAX.0 {
+            for bytes in map.lookup_percpu(&index.to_ne_bytes())? {
+                if let Some(v) = crate::abi::from_bytes::<types::counter_value>(&bytes) {
+                    stats.accumulate(index, Counter { packets: v.packets, bytes: v.bytes });
+                }
+            }
+        }
+        Ok(stats)
     }
 }
 
@@ -175,6 +211,42 @@ impl DecapStats {
     }
 }
 
+impl fmt::Display for Counter {
+    /// `N packets, M bytes` (`1 packet`, `1 byte` in the singular).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |n: u64| if n == 1 { "" } else { "s" };
+        write!(f, "{} packet{}, {} byte{}", self.packets, s(self.packets), self.bytes, s(self.bytes))
+    }
+}
+
+impl fmt::Display for Stats {
+    /// The table `lnetd-host-encap stats` prints: a header, one line per
+    /// counter (packets, bytes), then `tx_errors` (`unknown` where the driver
+    /// does not say). Lines end in `\n` except the last.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<12} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES")?;
+        for (name, c) in self.named() {
+            write!(f, "\n{name:<12} {:>14} {:>16}", c.packets, c.bytes)?;
+        }
+        let tx_errors = self.tx_errors.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        write!(f, "\n{:<12} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-")
+    }
+}
+
+impl fmt::Display for DecapStats {
+    /// One line per counter, as `lnetd-host-encap decap stats` prints them:
+    /// name, packets, bytes. Lines end in `\n` except the last.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, c)) in self.named().iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{name:<20} {:>14} {:>16}", c.packets, c.bytes)?;
+        }
+        Ok(())
+    }
+}
+
 fn sum(named: &[(&'static str, Counter)]) -> Counter {
     named.iter().fold(Counter::default(), |total, (_, c)| total.plus(*c))
 }
@@ -216,6 +288,56 @@ mod tests {
         assert_eq!(d.labelled, Counter { packets: 2, bytes: 300 });
         assert_eq!(d.local, Counter { packets: 1, bytes: 60 });
         assert_eq!(a.since(&b).labelled, Counter::default());
+        assert_eq!(d.tx_errors, None);
+    }
+
+    #[test]
+    fn tx_errors_are_subtracted_only_where_both_are_known() {
+        let a = Stats { tx_errors: Some(4), ..Default::default() };
+        let b = Stats { tx_errors: Some(10), ..Default::default() };
+        assert_eq!(b.since(&a).tx_errors, Some(6));
+        assert_eq!(a.since(&b).tx_errors, Some(0));
+        assert_eq!(b.since(&Stats::default()).tx_errors, None);
+    }
+
+    #[test]
+    fn counter_display() {
+        assert_eq!(Counter { packets: 29, bytes: 2900 }.to_string(), "29 packets, 2900 bytes");
+        assert_eq!(Counter { packets: 1, bytes: 1 }.to_string(), "1 packet, 1 byte");
+        assert_eq!(Counter::default().to_string(), "0 packets, 0 bytes");
+    }
+
+    #[test]
+    fn stats_display_is_the_commands_table() {
+        let mut stats = Stats::default();
+        for (i, value) in (0..encap_counter::ENCAP_CNT__MAX.0).zip(1u64..) {
+            stats.accumulate(i, Counter { packets: value, bytes: value * 100 });
+        }
+        let text = stats.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 12, "{text}");
+        assert_eq!(lines[0], "COUNTER             PACKETS            BYTES");
+        assert_eq!(lines[1], "labelled                  1              100");
+        for ((name, c), line) in stats.named().iter().zip(&lines[1..]) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields, [*name, &c.packets.to_string(), &c.bytes.to_string()], "{line}");
+        }
+        assert!(lines[11].starts_with("tx_errors") && lines[11].contains("unknown"), "{}", lines[11]);
+        let known = Stats { tx_errors: Some(29), ..stats }.to_string();
+        assert_eq!(known.lines().last().and_then(|l| l.split_whitespace().nth(1)), Some("29"));
+        assert!(!text.ends_with('\n'));
+    }
+
+    #[test]
+    fn decap_stats_display_has_one_line_per_counter() {
+        let stats = DecapStats { popped: Counter { packets: 3, bytes: 300 }, ..Default::default() };
+        let text = stats.to_string();
+        assert_eq!(text.lines().count(), 7);
+        assert_eq!(
+            text.lines().next().map(|l| l.split_whitespace().collect::<Vec<_>>()),
+            Some(vec!["popped", "3", "300"])
+        );
+        assert!(text.lines().skip(1).all(|l| l.ends_with(" 0")), "{text}");
     }
 
     #[test]

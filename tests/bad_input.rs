@@ -1,4 +1,4 @@
-//! Every class of bad input the README's table lists that reaches a loaded
+//! Every class of bad input docs/design.md's Bad input table lists that reaches a loaded
 //! encapsulator, one row each: the typed error the library gives, and the
 //! routes unchanged afterwards. Every value a typed constructor refuses by
 //! itself (labels, stacks, policies, prefix text, TC, DSCP table) is in
@@ -13,8 +13,8 @@ use std::process::Command;
 use common::privileged;
 use lnetd_host_encap::lab::Netns;
 use lnetd_host_encap::{
-    AttachError, Encapsulator, Error, IpNetwork, Label, LabelStack, LoadError, Policy, PrefixError, Route, RouteError,
-    Table, TestRunError, TtlMode, XdpMode,
+    AttachError, Encapsulator, Error, IpNetwork, Label, LabelStack, LoadError, Policy, PrefixError, Probe, Route,
+    RouteError, Table, TestRunError, TtlMode, XdpMode,
 };
 
 type Attempt = fn(&Encapsulator) -> Result<(), Error>;
@@ -123,6 +123,21 @@ fn rows() -> Vec<Row> {
             says: "too large for BPF_PROG_TEST_RUN",
         },
         Row {
+            input: "explain a probe with DSCP 64 (Probe builder)",
+            attempt: |e| e.explain(&Probe::udp("10.0.0.1".parse().expect("ip")).dscp(64)).map(drop),
+            expect: |e| matches!(e, Error::Route(RouteError::Invalid(d)) if d.what == "probe"),
+            says: "DSCP 64 is out of range (0..=63)",
+        },
+        Row {
+            input: "explain a probe from an IPv6 source to an IPv4 destination",
+            attempt: |e| {
+                let probe = Probe::tcp("10.0.0.1".parse().expect("ip")).from("2001:db8::1".parse().expect("ip"));
+                e.explain(&probe).map(drop)
+            },
+            expect: |e| matches!(e, Error::Route(RouteError::Invalid(d)) if d.what == "probe"),
+            says: "are of different families",
+        },
+        Row {
             input: "attach to a missing interface",
             attempt: |e| Ok(e.attach("nope0", XdpMode::Auto).map(drop)?),
             expect: |e| matches!(e, Error::Attach(AttachError::NoSuchInterface { .. })),
@@ -162,7 +177,7 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
             for row in rows() {
                 match (row.attempt)(&enc) {
                     Ok(()) => failures.push(format!("{}: accepted", row.input)),
-                    Err(e) if !(row.expect)(&e) => failures.push(format!("{}: wrong error {e:?}", row.input)),
+                    Err(e) if !(row.expect)(&e) => failures.push(format!("{}: wrong error {e:#?}", row.input)),
                     Err(e) if !e.to_string().contains(row.says) => {
                         failures.push(format!("{}: message {:?} lacks {:?}", row.input, e.to_string(), row.says))
                     }
@@ -207,13 +222,15 @@ fn example() -> PathBuf {
 
 #[test]
 fn bad_example_arguments_are_refused_with_a_reason() {
-    let rows: [(&[&str], &str); 15] = [
+    let rows: [(&[&str], &str); 17] = [
         (&["--route", "10.0.0.0/8=100@0"], "weight 0"),
-        (&["--route", "10.0.0.0/8=100@x"], "is not a list of segment lists"),
+        (&["--route", "10.0.0.0/8=100@x"], "\"100@x\" is not a list of segment lists: segment list 0, \"100@x\""),
+        (&["--route", "10.0.0.0/8=16001@7,,16003"], "segment list 1, \"\", has no labels"),
         (&["--route", "10.0.0.0/8=16,17,18,19,20,21,22,23,24"], "1 to 8 segment lists"),
         (&["--entropy-label=0"], "N >= 1"),
         (&["--tc", "9"], "the TC field is 3 bits (0..=7)"),
-        (&["--tc", "x"], "expected a traffic class 0..=7 or `dscp`"),
+        (&["--tc", "x"], "\"x\" is not a traffic class: expected 0..=7, or `dscp`"),
+        (&["--tc", "DSCP"], "\"DSCP\" is not a traffic class"),
         (
             &["--route", "10.0.0.0/8=16/17/18/19/20/21/22/23/24/25/26/27/28/29/30", "--entropy-label"],
             "entropy label pair",
@@ -221,7 +238,7 @@ fn bad_example_arguments_are_refused_with_a_reason() {
         (&["--route", "10.0.0.0/8"], "expected PREFIX=LABEL"),
         (&["--route", "10.0.0.1/8=100"], "did you mean 10.0.0.0/8?"),
         (&["--route", "10.0.0.0/8=3"], "Implicit NULL"),
-        (&["--route", "10.0.0.0/8=100//200"], "not a label"),
+        (&["--route", "10.0.0.0/8=100//200"], "\"100//200\" is not a label stack: label 2 of 3 is empty"),
         (&["--ttl", "0"], "expected copy or a TTL of 1..=255"),
         (&["--mode", "fast"], "expected native, generic or auto"),
         (&["--label", "2000000", "--iface", "nope0"], "out of range"),

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use common::{privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
+use lnetd_host_encap::bgp::accept::Addressing;
+use lnetd_host_encap::bgp::enlp::Enlp;
 use lnetd_host_encap::bgp::proto as gobgp;
 use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
 use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
@@ -64,6 +66,12 @@ impl Drop for Gobgpd {
 }
 
 fn gobgpd(ns: &Netns, tag: &str, local: &str, neighbor: &str, api: &str) -> Gobgpd {
+    gobgpd_with(ns, tag, local, &[(local, neighbor, false)], api)
+}
+
+/// A gobgpd with router ID `router_id` and one iBGP session per `(local
+/// address, neighbor, route-reflector client)`.
+fn gobgpd_with(ns: &Netns, tag: &str, router_id: &str, sessions: &[(&str, &str, bool)], api: &str) -> Gobgpd {
     let config = std::env::temp_dir().join(format!("lhe-gobgpd-{}-{}-{tag}.toml", std::process::id(), ns.name()));
     let families = ["ipv4-unicast", "ipv6-unicast", "ipv4-srpolicy", "ipv6-srpolicy"]
         .iter()
@@ -71,12 +79,22 @@ fn gobgpd(ns: &Netns, tag: &str, local: &str, neighbor: &str, api: &str) -> Gobg
             format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{f}\"\n")
         })
         .collect::<String>();
-    let text = format!(
-        "[global.config]\n  as = 65000\n  router-id = \"{local}\"\n  local-address-list = [\"{local}\"]\n\n\
-         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{neighbor}\"\n    peer-as = 65000\n\
-         \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n\
-         \x20 [neighbors.transport.config]\n    local-address = \"{local}\"\n{families}"
-    );
+    let listen = sessions.iter().map(|(l, _, _)| format!("\"{l}\"")).collect::<Vec<_>>().join(", ");
+    let mut text =
+        format!("[global.config]\n  as = 65000\n  router-id = \"{router_id}\"\n  local-address-list = [{listen}]\n\n");
+    for (local, neighbor, client) in sessions {
+        text += &format!(
+            "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{neighbor}\"\n    peer-as = 65000\n\
+             \x20 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n\
+             \x20 [neighbors.transport.config]\n    local-address = \"{local}\"\n{families}"
+        );
+        if *client {
+            text += &format!(
+                "  [neighbors.route-reflector.config]\n    route-reflector-client = true\n    \
+                 route-reflector-cluster-id = \"{router_id}\"\n"
+            );
+        }
+    }
     std::fs::write(&config, text).expect("gobgpd config");
     let child = nsenter(ns, "gobgpd")
         .args(["-f", config.to_str().unwrap(), "--api-hosts", api, "--pprof-disable", "-p", "-l", "warn"])
@@ -143,12 +161,12 @@ fn policy_to(
     lists: &[(u32, &[u32])],
 ) -> gobgp::Path {
     let c = Candidate {
-        distinguisher,
-        key: PolicyKey { color, endpoint },
         preference,
         binding_sid: Some(bsid),
         lists: lists.iter().map(|(w, l)| CandidateList { weight: *w, labels: l.to_vec(), unsupported: 0 }).collect(),
-        ignored_segments: 0,
+        // The controller is the host's direct peer: no route target, NO_ADVERTISE (RFC 9830 4.2.1).
+        addressing: Addressing::peer(),
+        ..Candidate::new(distinguisher, PolicyKey { color, endpoint })
     };
     candidate_path(&c, CTL_ADDR.parse().unwrap())
 }
@@ -162,9 +180,16 @@ fn route(prefix: &str, colors: &[u32]) -> gobgp::Path {
 /// The lab: router ns (traffic) -- veth -- host ns (gobgpd + agent, XDP on h0) -- veth -- controller ns (gobgpd).
 struct Lab {
     veth: VethLab,
-    ctl: Netns,
     capture: Capture,
     _peer: PassProgram,
+    /// The controller's namespace (`None`: a second host, linked to another lab's controller).
+    ctl: Option<Netns>,
+}
+
+impl Lab {
+    fn ctl(&self) -> &Netns {
+        self.ctl.as_ref().expect("this lab has the controller")
+    }
 }
 
 /// Removes the agents' origins file for the lab's namespace (an agent keeps
@@ -180,17 +205,29 @@ impl Drop for OriginsGuard<'_> {
     }
 }
 
-fn lab() -> Lab {
+/// A veth between the controller's namespace (`c_if`, `c_addr`) and a host's (`h_if`, `h_addr`), /30s.
+fn link(ctl: &Netns, host: &Netns, (c_if, c_addr): (&str, &str), (h_if, h_addr): (&str, &str)) {
+    ctl.ip(&["link", "add", c_if, "type", "veth", "peer", "name", h_if, "netns", host.name()]).unwrap();
+    ctl.ip(&["addr", "add", &format!("{c_addr}/30"), "dev", c_if]).unwrap();
+    ctl.ip(&["link", "set", c_if, "up"]).unwrap();
+    host.ip(&["addr", "add", &format!("{h_addr}/30"), "dev", h_if]).unwrap();
+    host.ip(&["link", "set", h_if, "up"]).unwrap();
+}
+
+/// A host and its router, without a controller.
+fn host_lab() -> Lab {
     let veth = VethLab::new().expect("lab");
-    let ctl = Netns::new("c").expect("controller namespace");
-    ctl.ip(&["link", "add", "c0", "type", "veth", "peer", "name", "hc0", "netns", veth.host.name()]).unwrap();
-    ctl.ip(&["addr", "add", &format!("{CTL_ADDR}/30"), "dev", "c0"]).unwrap();
-    ctl.ip(&["link", "set", "c0", "up"]).unwrap();
-    veth.host.ip(&["addr", "add", &format!("{HOST_BGP_ADDR}/30"), "dev", "hc0"]).unwrap();
-    veth.host.ip(&["link", "set", "hc0", "up"]).unwrap();
     let peer = veth.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
     let capture = veth.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().expect("capture");
-    Lab { veth, ctl, capture, _peer: peer }
+    Lab { veth, capture, _peer: peer, ctl: None }
+}
+
+fn lab() -> Lab {
+    let mut lab = host_lab();
+    let ctl = Netns::new("c").expect("controller namespace");
+    link(&ctl, &lab.veth.host, ("c0", CTL_ADDR), ("hc0", HOST_BGP_ADDR));
+    lab.ctl = Some(ctl);
+    lab
 }
 
 fn start_agent(lab: &Lab, session_down: &str) -> ChildGuard {
@@ -263,7 +300,26 @@ fn cli(lab: &Lab, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The agent's BGP metrics, by name, then `/neighbor` or `/reason` when labelled so.
 fn metrics(lab: &Lab) -> BTreeMap<String, f64> {
+    metrics_text(lab)
+        .lines()
+        .filter(|l| l.starts_with("lnetd_host_encap_bgp_"))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            let name = k.split('{').next()?.to_owned();
+            let label = ["neighbor=\"", "reason=\""]
+                .iter()
+                .find_map(|l| k.split(l).nth(1))
+                .map(|n| format!("/{}", n.split('"').next().unwrap_or_default()))
+                .unwrap_or_default();
+            Some((name + &label, v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The agent's metrics page.
+fn metrics_text(lab: &Lab) -> String {
     let body = lab
         .veth
         .host
@@ -276,17 +332,7 @@ fn metrics(lab: &Lab) -> BTreeMap<String, f64> {
             body
         })
         .unwrap();
-    let text = body.split("\r\n\r\n").nth(1).unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("lnetd_host_encap_bgp_"))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            let name = k.split('{').next()?.to_owned();
-            let label =
-                k.split("neighbor=\"").nth(1).map(|n| format!("/{}", n.trim_end_matches("\"}"))).unwrap_or_default();
-            Some((name + &label, v.parse().ok()?))
-        })
-        .collect()
+    body.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
 }
 
 #[test]
@@ -297,13 +343,13 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     let lab = lab();
     let _pins = PinGuard(&lab.veth.host, VethLab::HOST_IF);
     let _origins = OriginsGuard(&lab.veth.host);
-    let ctl = gobgpd(&lab.ctl, "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    let ctl = gobgpd(lab.ctl(), "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
     let host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
     let _agent = start_agent(&lab, "keep");
 
     // Policy (100, 192.0.2.1), one candidate path; a route colored 100, one colored 200 (no such policy).
     gobgp_paths(
-        &lab.ctl,
+        lab.ctl(),
         CTL_API,
         vec![
             policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
@@ -318,12 +364,12 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     let one_second = Duration::from_secs(1);
 
     // A second candidate path with a higher preference becomes active.
-    gobgp_paths(&lab.ctl, CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001])])], true);
+    gobgp_paths(lab.ctl(), CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001])])], true);
     let took = until_labels(&lab, "198.51.100.7", &[17001], one_second);
     eprintln!("preference change: {took:?}");
 
     // Its weights change to 1:3: flows move in proportion.
-    gobgp_paths(&lab.ctl, CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001]), (3, &[17002])])], true);
+    gobgp_paths(lab.ctl(), CTL_API, vec![policy(2, 100, 200, 24002, &[(1, &[17001]), (3, &[17002])])], true);
     let took = wait_for(one_second, "the 1:3 lists", || {
         stacks(&lab, "198.51.100.7".parse().unwrap(), 41000..41040).iter().any(|s| s == &[17002])
     });
@@ -376,7 +422,7 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     // IPv6: a route colored 100 toward an IPv6 endpoint, its own policy (ipv6-srpolicy).
     let v6_endpoint: IpAddr = "2001:db8::1".parse().unwrap();
     gobgp_paths(
-        &lab.ctl,
+        lab.ctl(),
         CTL_API,
         vec![policy_to(v6_endpoint, 1, 100, 100, 24006, &[(1, &[18001, 18002])]), route("2001:db8:100::/48", &[100])],
         true,
@@ -406,7 +452,7 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
                 .unwrap()
         });
         std::thread::sleep(Duration::from_millis(200));
-        gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 300, 24001, &[(1, &[16001, 16002])])], true);
+        gobgp_paths(lab.ctl(), CTL_API, vec![policy(1, 100, 300, 24001, &[(1, &[16001, 16002])])], true);
         let sent = sender.join().unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (sent, frames.join().unwrap())
@@ -419,12 +465,12 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert!(olds > 0 && news > 0, "the switch happened under traffic: {olds} old, {news} new");
     eprintln!("preference change under traffic: {sent} datagrams, {olds} on the old path then {news} on the new, none unlabelled");
     assert!(stacks.windows(2).all(|w| !(w[0] == [16001, 16002] && w[1] == old)), "never back to the old path");
-    gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
+    gobgp_paths(lab.ctl(), CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
     until_labels(&lab, "198.51.100.7", &old, one_second);
 
     // Withdrawing the policy leaves its colored routes unlabelled.
     gobgp_paths(
-        &lab.ctl,
+        lab.ctl(),
         CTL_API,
         vec![
             policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
@@ -440,15 +486,15 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert_eq!(m.get(&format!("lnetd_host_encap_bgp_session_up/{CTL_ADDR}")), Some(&1.0), "{m:?}");
 
     // The policy back, then the route withdrawn: it is removed.
-    gobgp_paths(&lab.ctl, CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
+    gobgp_paths(lab.ctl(), CTL_API, vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])])], true);
     until_labels(&lab, "198.51.100.7", &[16001, 16002], one_second);
-    gobgp_paths(&lab.ctl, CTL_API, vec![route("198.51.100.0/24", &[100])], false);
+    gobgp_paths(lab.ctl(), CTL_API, vec![route("198.51.100.0/24", &[100])], false);
     let took = until_labels(&lab, "198.51.100.7", &[], one_second);
     eprintln!("route withdrawal: {took:?}");
     assert!(!cli(&lab, &["routes"]).contains("198.51.100.0/24"));
 
     // The controller's gobgpd killed: under `keep`, what it taught stays.
-    gobgp_paths(&lab.ctl, CTL_API, vec![route("198.51.100.0/24", &[100])], true);
+    gobgp_paths(lab.ctl(), CTL_API, vec![route("198.51.100.0/24", &[100])], true);
     until_labels(&lab, "198.51.100.7", &[16001, 16002], one_second);
     drop(ctl);
     wait_for(Duration::from_secs(3), "the session down in the metrics", || {
@@ -461,9 +507,9 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert!(m["lnetd_host_encap_bgp_withdrawals_kept_total"] >= 4.0, "{m:?}");
 
     // It comes back and teaches all but the IPv6 route again: that one goes after the stale time (2 s).
-    let ctl = gobgpd(&lab.ctl, "ctl2", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    let ctl = gobgpd(lab.ctl(), "ctl2", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
     gobgp_paths(
-        &lab.ctl,
+        lab.ctl(),
         CTL_API,
         vec![
             policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]),
@@ -519,9 +565,9 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     drop(ctl);
     let took = until_labels(&lab, "198.51.100.7", &[], Duration::from_secs(2));
     eprintln!("session down (withdraw): routes removed {took:?} after the kill");
-    let ctl = gobgpd(&lab.ctl, "ctl3", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
+    let ctl = gobgpd(lab.ctl(), "ctl3", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
     gobgp_paths(
-        &lab.ctl,
+        lab.ctl(),
         CTL_API,
         vec![policy(1, 100, 100, 24001, &[(1, &[16001, 16002])]), route("198.51.100.0/24", &[100])],
         true,
@@ -544,4 +590,135 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     eprintln!("GoBGP back: labelled again {took:?} after its restart");
     assert!(metrics(&lab)["lnetd_host_encap_bgp_api_disconnects_total"] >= 1.0);
     drop(ctl);
+}
+
+/// Host B's addresses on its link to the controller (host A is HOST_BGP_ADDR, behind CTL_ADDR).
+const CTL_ADDR_B: &str = "10.202.0.1";
+const HOST_B_BGP_ADDR: &str = "10.202.0.2";
+
+/// A candidate path for (100, ENDPOINT) from the controller, addressed as `addressing`.
+fn addressed(distinguisher: u32, preference: u32, label: u32, addressing: Addressing) -> Candidate {
+    Candidate {
+        preference,
+        lists: vec![CandidateList { weight: 1, labels: vec![label], unsupported: 0 }],
+        addressing,
+        ..Candidate::new(distinguisher, PolicyKey { color: 100, endpoint: endpoint() })
+    }
+}
+
+/// `c` as a path whose segment list GoBGP 3.10 cannot parse (a type-C
+/// segment, sent raw as an unknown sub-TLV 128): the receiving gobgpd
+/// discards the whole Tunnel Encapsulation attribute and hands over the NLRI alone.
+fn with_unparsable_segment_list(c: &Candidate) -> gobgp::Path {
+    use prost::Message;
+    let mut path = candidate_path(c, CTL_ADDR.parse().unwrap());
+    let tea_any = path.pattrs.iter_mut().find(|a| a.type_url.ends_with(".TunnelEncapAttribute")).unwrap();
+    let mut tea = gobgp::TunnelEncapAttribute::decode(tea_any.value.as_slice()).unwrap();
+    // Reserved octet, then segment type C (3), length 6: flags, algorithm, IPv4 node 10.0.0.1.
+    let raw = gobgp::TunnelEncapSubTlvUnknown { r#type: 128, value: vec![0, 3, 6, 0, 0, 10, 0, 0, 1] };
+    tea.tlvs[0].tlvs.retain(|t| !t.type_url.ends_with(".TunnelEncapSubTLVSRSegmentList"));
+    tea.tlvs[0].tlvs.push(lnetd_host_encap::bgp::wire::pack("TunnelEncapSubTLVUnknown", &raw));
+    *tea_any = lnetd_host_encap::bgp::wire::pack("TunnelEncapAttribute", &tea);
+    path
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
+    privileged("bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path");
+    require_gobgpd();
+    // The controller is the route reflector of two hosts, A and B.
+    let a = lab();
+    let b = host_lab();
+    link(a.ctl(), &b.veth.host, ("c1", CTL_ADDR_B), ("hc1", HOST_B_BGP_ADDR));
+    let (_pins_a, _pins_b) = (PinGuard(&a.veth.host, VethLab::HOST_IF), PinGuard(&b.veth.host, VethLab::HOST_IF));
+    let (_origins_a, _origins_b) = (OriginsGuard(&a.veth.host), OriginsGuard(&b.veth.host));
+    let _rr = gobgpd_with(
+        a.ctl(),
+        "rr",
+        CTL_ADDR,
+        &[(CTL_ADDR, HOST_BGP_ADDR, true), (CTL_ADDR_B, HOST_B_BGP_ADDR, true)],
+        CTL_API,
+    );
+    // Each host's BGP identifier is its gobgpd's router ID (GetBgp).
+    let _bgp_a = gobgpd(&a.veth.host, "ha", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let _bgp_b = gobgpd(&b.veth.host, "hb", HOST_B_BGP_ADDR, CTL_ADDR_B, HOST_API);
+    let (_agent_a, _agent_b) = (start_agent(&a, "keep"), start_agent(&b, "keep"));
+
+    // One (color, endpoint), a candidate path per headend; the ones for
+    // nobody (no target, another's, an AS-specific target) have the highest
+    // preferences (whoever took them would show it).
+    let for_a = Candidate {
+        enlp: Some(Enlp::Ipv4),
+        name: Some("dc2-via-a".into()),
+        ..addressed(11, 100, 21001, Addressing::to(HOST_BGP_ADDR.parse().unwrap()))
+    };
+    let for_b = addressed(12, 200, 22001, Addressing::to(HOST_B_BGP_ADDR.parse().unwrap()));
+    let unaddressed = addressed(13, 300, 23001, Addressing::default());
+    let for_nobody = addressed(14, 400, 24001, Addressing::to("10.9.9.9".parse().unwrap()));
+    let ctl_addr: IpAddr = CTL_ADDR.parse().unwrap();
+    let mut paths: Vec<gobgp::Path> =
+        [&for_a, &for_b, &unaddressed, &for_nobody].iter().map(|c| candidate_path(c, ctl_addr)).collect();
+    // A route target of the two-octet AS type (65000:2) cannot name a BGP identifier.
+    let mut as_target = candidate_path(&addressed(15, 500, 25001, Addressing::default()), ctl_addr);
+    let rt = gobgp::TwoOctetAsSpecificExtended { is_transitive: true, sub_type: 2, asn: 65000, local_admin: 2 };
+    let communities = vec![lnetd_host_encap::bgp::wire::pack("TwoOctetAsSpecificExtended", &rt)];
+    as_target.pattrs.push(lnetd_host_encap::bgp::wire::pack(
+        "ExtendedCommunitiesAttribute",
+        &gobgp::ExtendedCommunitiesAttribute { communities },
+    ));
+    paths.push(as_target);
+    paths.push(route("198.51.100.0/24", &[100]));
+    gobgp_paths(a.ctl(), CTL_API, paths, true);
+
+    // Each installs exactly its own; A's asks for an IPv4 explicit null (ENLP 1) at the bottom.
+    let took = until_labels(&a, "198.51.100.7", &[21001, 0], Duration::from_secs(15));
+    eprintln!("host A on its own candidate path {took:?} after injection (sessions included)");
+    let took = until_labels(&b, "198.51.100.7", &[22001], Duration::from_secs(15));
+    eprintln!("host B on its own candidate path {took:?} after A");
+    for (host, lab, id) in [("A", &a, HOST_BGP_ADDR), ("B", &b, HOST_B_BGP_ADDR)] {
+        let mut m = BTreeMap::new();
+        wait_for(Duration::from_secs(3), &format!("host {host}'s ignored paths in its metrics"), || {
+            m = metrics(lab);
+            m.get("lnetd_host_encap_bgp_policies_ignored/route-target-mismatch") == Some(&2.0)
+        });
+        assert_eq!(m.get("lnetd_host_encap_bgp_policies_ignored/no-route-target"), Some(&1.0), "{host}: {m:?}");
+        assert!(m["lnetd_host_encap_bgp_policies_ignored_total/route-target-mismatch"] >= 2.0, "{host}: {m:?}");
+        assert!(m["lnetd_host_encap_bgp_policies_ignored_total/no-route-target"] >= 1.0, "{host}: {m:?}");
+        assert_eq!(m.get("lnetd_host_encap_bgp_policies_ignored/route-target-not-ipv4"), Some(&1.0), "{host}: {m:?}");
+        assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths"), Some(&1.0), "{host}: only its own: {m:?}");
+        let text = metrics_text(lab);
+        assert!(text.contains(&format!("router_id=\"{id}\"}} 1")), "{host}: the BGP identifier from GetBgp: {text}");
+        // The end-of-initial-list marker is not a peer: every session_up series names an address.
+        let sessions: Vec<&str> = text.lines().filter(|l| l.starts_with("lnetd_host_encap_bgp_session_up{")).collect();
+        assert_eq!(sessions.len(), 1, "{host}: one session: {sessions:?}");
+        for l in &sessions {
+            let neighbor = l.split("neighbor=\"").nth(1).and_then(|n| n.split('"').next()).unwrap_or_default();
+            assert!(neighbor.parse::<IpAddr>().is_ok(), "{host}: a session_up series for {neighbor:?}: {l}");
+        }
+    }
+    // A's policy is shown with its name and ENLP.
+    let mut routes = String::new();
+    wait_for(Duration::from_secs(2), "the policy name in `routes`", || {
+        routes = cli(&a, &["routes"]);
+        routes
+            .lines()
+            .any(|l| l.starts_with("198.51.100.0/24") && l.contains("named \"dc2-via-a\"") && l.contains("ENLP 1"))
+    });
+
+    // A's path again, with a segment list GoBGP 3.10 cannot parse: A's gobgpd
+    // drops the attribute; A must not keep the last known lists (and no other
+    // path is for A): unlabelled, counted. B is untouched.
+    gobgp_paths(a.ctl(), CTL_API, vec![with_unparsable_segment_list(&for_a)], true);
+    let took = until_labels(&a, "198.51.100.7", &[], Duration::from_secs(3));
+    eprintln!("host A off its path {took:?} after its attribute was dropped");
+    let m = metrics(&a);
+    assert!(m["lnetd_host_encap_bgp_candidate_paths_invalid_total/no-tunnel-encapsulation"] >= 1.0, "{m:?}");
+    assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths_invalid/no-tunnel-encapsulation"), Some(&1.0), "{m:?}");
+    assert_eq!(labels(&b, "198.51.100.7"), [22001]);
+    let m = metrics(&b);
+    assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths_invalid/no-tunnel-encapsulation"), Some(&0.0), "{m:?}");
+    // Sent whole again: A is back on it.
+    gobgp_paths(a.ctl(), CTL_API, vec![candidate_path(&for_a, ctl_addr)], true);
+    until_labels(&a, "198.51.100.7", &[21001, 0], Duration::from_secs(3));
 }

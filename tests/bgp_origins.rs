@@ -53,6 +53,8 @@ fn origins_merge_matches_a_model_through_random_changes() {
                         preference: 100,
                         distinguisher: 1,
                         binding_sid: None,
+                        name: None,
+                        enlp: None,
                     };
                     t.policies.insert(key(color), (lists.parse::<Policy>().unwrap(), info));
                 }

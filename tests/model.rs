@@ -1,5 +1,5 @@
 //! The reference model's own policy arithmetic (tests/common/model.rs, written
-//! from the README's SR policy section) against the production `Policy` API,
+//! from docs/design.md's SR policies section) against the production `Policy` API,
 //! and against the specification's properties. Pure: no root, no BPF.
 
 mod common;
@@ -46,7 +46,7 @@ fn policy(lists: &Lists) -> Policy {
 
 #[test]
 fn the_model_and_the_library_agree_on_the_slot_count() {
-    assert_eq!(POLICY_SLOTS, SLOTS, "README: the list is flow_table()[hash % 1021]");
+    assert_eq!(POLICY_SLOTS, SLOTS, "docs/design.md: the list is flow_table()[hash % 1021]");
 }
 
 /// The model's weighted Maglev gives, slot for slot, the table the library
@@ -103,7 +103,7 @@ fn the_models_table_meets_the_weights() {
     assert!((510..=511).contains(&first), "two equal twins split the slots: {first}");
 }
 
-/// README: EL = 16 + (hash rotated by 16 bits) mod (2^20 - 16).
+/// docs/design.md: EL = 16 + (hash rotated by 16 bits) mod (2^20 - 16).
 #[test]
 fn the_entropy_label_is_the_specified_one() {
     assert_eq!(entropy_label(0), 16);

@@ -1,5 +1,5 @@
 //! The typed constructors refuse bad values themselves, before any table or
-//! kernel is involved: one row per class of bad input in the README's table
+//! kernel is involved: one row per class of bad input in docs/design.md's Bad input table
 //! that fails in `Label::new`, a stack, policy or prefix parse, `Policy::new`,
 //! `TrafficClass::new` or `DscpMap::new`, with the specific error variant and
 //! what its message says. Pure: no root, no BPF. The refusals that need a
@@ -7,7 +7,7 @@
 
 use lnetd_host_encap::{
     prefix, DscpMap, EntropyLabel, Error, IpNetwork, Label, LabelError, LabelStack, Policy, PolicyError, PrefixError,
-    RouteError, SegmentList, Table, TrafficClass, MAX_SEGMENT_LISTS,
+    Route, RouteError, SegmentList, Table, Tc, TrafficClass, MAX_SEGMENT_LISTS,
 };
 
 struct Row {
@@ -63,9 +63,27 @@ fn rows() -> Vec<Row> {
         Row {
             input: "stack text `100//200`",
             attempt: || "100//200".parse::<LabelStack>().map(drop).map_err(Error::from),
-            // The message names the empty piece between the slashes, not the whole text.
-            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::Parse { input })) if input.is_empty()),
-            says: &["is not a label or a label stack"],
+            // The whole text, and which label of it is wrong.
+            expect: |e| {
+                matches!(e, Error::Route(RouteError::Label(LabelError::StackParse { input, position: 2, part }))
+                    if input == "100//200" && part.is_empty())
+            },
+            says: &["\"100//200\" is not a label stack: label 2 of 3 is empty", "e.g. `16001/16002`"],
+        },
+        Row {
+            input: "stack text `16001/16002/x`",
+            attempt: || "16001/16002/x".parse::<LabelStack>().map(drop).map_err(Error::from),
+            expect: |e| {
+                matches!(e, Error::Route(RouteError::Label(LabelError::StackParse { input, position: 3, part }))
+                    if input == "16001/16002/x" && part == "x")
+            },
+            says: &["\"16001/16002/x\" is not a label stack: label 3 of 3, \"x\", is not a label (a number 0..=1048575)"],
+        },
+        Row {
+            input: "stack text `/16001` (leading slash)",
+            attempt: || "/16001".parse::<LabelStack>().map(drop).map_err(Error::from),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::StackParse { position: 1, .. }))),
+            says: &["\"/16001\" is not a label stack: label 1 of 2 is empty"],
         },
         Row {
             input: "label 7 (ELI) inside a stack `100/7/200`",
@@ -98,6 +116,20 @@ fn rows() -> Vec<Row> {
             says: &["traffic class 8", "the TC field is 3 bits (0..=7)"],
         },
         Row {
+            input: "traffic class text `dscp` (a Tc, not a class value)",
+            attempt: || "dscp".parse::<TrafficClass>().map(drop).map_err(Error::from),
+            expect: |e| {
+                matches!(e, Error::Route(RouteError::Label(LabelError::TrafficClassParse { input })) if input == "dscp")
+            },
+            says: &["\"dscp\" is not a traffic class: expected 0..=7", "parse a Tc"],
+        },
+        Row {
+            input: "route traffic class text `x` (Tc)",
+            attempt: || "x".parse::<Tc>().map(drop).map_err(Error::from),
+            expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::TcParse { input })) if input == "x"),
+            says: &["\"x\" is not a traffic class: expected 0..=7, or `dscp`"],
+        },
+        Row {
             input: "DSCP table value 8 everywhere",
             attempt: || DscpMap::new([8; 64]).map(drop).map_err(Error::from),
             expect: |e| matches!(e, Error::Route(RouteError::Label(LabelError::TrafficClassOutOfRange { value: 8 }))),
@@ -122,14 +154,48 @@ fn rows() -> Vec<Row> {
         Row {
             input: "policy weight 70000 (`100@70000`)",
             attempt: || "100@70000".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input })) if input == "100@70000"),
-            says: &["is not a list of segment lists"],
+            expect: |e| {
+                matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input, index: 0, .. })) if input == "100@70000")
+            },
+            says: &["\"100@70000\" is not a list of segment lists: segment list 0, \"100@70000\", has a weight that is not a number 1..=65535"],
         },
         Row {
             input: "policy text `100@x`",
             attempt: || "100@x".parse::<Policy>().map(drop).map_err(Error::from),
-            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input })) if input == "100@x"),
+            expect: |e| matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input, .. })) if input == "100@x"),
             says: &["\"100@x\" is not a list of segment lists", "expected e.g. `16001/16002@7,16003@3`"],
+        },
+        Row {
+            input: "policy text with an empty segment list (`16001@7,,16003@3`)",
+            attempt: || "16001@7,,16003@3".parse::<Policy>().map(drop).map_err(Error::from),
+            expect: |e| {
+                matches!(e, Error::Route(RouteError::Policy(PolicyError::Parse { input, index: 1, part, .. }))
+                    if input == "16001@7,,16003@3" && part.is_empty())
+            },
+            says: &["\"16001@7,,16003@3\" is not a list of segment lists: segment list 1, \"\", has no labels"],
+        },
+        Row {
+            input: "policy text with a bad stack (`16001@7,100//200@3`)",
+            attempt: || "16001@7,100//200@3".parse::<Policy>().map(drop).map_err(Error::from),
+            expect: |e| {
+                matches!(e, Error::Route(RouteError::Policy(PolicyError::Label(LabelError::StackParse { input, position: 2, .. })))
+                    if input == "100//200")
+            },
+            says: &["\"100//200\" is not a label stack: label 2 of 3 is empty"],
+        },
+        Row {
+            input: "entropy label on a 15-label route (Route::with_entropy_label)",
+            attempt: || {
+                let route = Route::new(net("198.51.100.0/24"), stack(&[100; 15]));
+                route.with_entropy_label(EntropyLabel::Bottom).map(drop).map_err(Error::from)
+            },
+            expect: |e| {
+                matches!(
+                    e,
+                    Error::Route(RouteError::Policy(PolicyError::TooDeepForEntropyLabel { index: 0, labels: 15, max: 16 }))
+                )
+            },
+            says: &["with the entropy label pair it would be 17 entries"],
         },
         Row {
             input: "policy with label 3 (`16001@1,3@1`)",
@@ -245,7 +311,7 @@ fn every_bad_value_is_refused_by_its_constructor() {
     for row in &rows {
         match (row.attempt)() {
             Ok(()) => failures.push(format!("{}: accepted", row.input)),
-            Err(e) if !(row.expect)(&e) => failures.push(format!("{}: wrong error {e:?}", row.input)),
+            Err(e) if !(row.expect)(&e) => failures.push(format!("{}: wrong error {e:#?}", row.input)),
             Err(e) => {
                 let text = e.to_string();
                 for says in row.says {
@@ -325,5 +391,24 @@ fn the_bgp_fixture_is_valid_prefixes() {
         assert!(p.is_ipv4(), "{path}:{}: {p} is not IPv4", i + 1);
         assert!(seen.insert(p), "{path}:{}: {p} twice", i + 1);
     }
-    assert_eq!(seen.len(), 1479, "the sample's size (README, Performance)");
+    assert_eq!(seen.len(), 1479, "the sample's size (docs/performance.md)");
+}
+
+/// What `fn main() -> Result<(), Error>` prints after `Error: ` is the
+/// message, not the variant tree; `{:#?}` still shows the variant.
+#[test]
+fn errors_read_as_their_message_in_main() {
+    let label = Error::from(Label::new(1 << 20).expect_err("out of range"));
+    assert_eq!(format!("{label:?}"), "label 1048576 is out of range: MPLS labels are 0..=1048575 (20 bits)");
+    assert!(format!("{label:#?}").starts_with("Route(\n    Label(\n        OutOfRange {"), "{label:#?}");
+    let attach = Error::from(lnetd_host_encap::AttachError::NoSuchInterface { iface: "nope0".into() });
+    assert_eq!(format!("{attach:?}"), "no interface named \"nope0\" in this network namespace (see `ip link`)");
+    // The same through a Box<dyn Error>, as `main` returning one prints it.
+    let boxed: Box<dyn std::error::Error> = attach.into();
+    assert_eq!(format!("{boxed:?}"), boxed.to_string());
+    let stack = Error::from("16001//16002".parse::<LabelStack>().expect_err("empty label"));
+    assert_eq!(
+        format!("{stack:?}"),
+        "\"16001//16002\" is not a label stack: label 2 of 3 is empty (expected labels separated by `/`, e.g. `16001/16002`)"
+    );
 }

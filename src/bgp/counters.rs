@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use super::accept::Ignored;
+use super::select::Invalid;
 
 /// Counters and gauges of the BGP learner. Counters only grow; gauges are
 /// the state after the last change.
@@ -55,6 +59,47 @@ pub struct BgpCounters {
     pub last_compute_micros: AtomicU64,
     /// Session state per neighbor (1 established, 0 not).
     pub peers: Mutex<BTreeMap<String, bool>>,
+    /// SR Policy announcements not for this host (RFC 9830 section 4.2.1),
+    /// by [`Ignored`] reason (indexed by [`Ignored::index`]).
+    pub policies_ignored_total: PerReason<{ Ignored::ALL.len() }>,
+    /// SR Policy paths not for this host now, by reason.
+    pub policies_ignored: PerReason<{ Ignored::ALL.len() }>,
+    /// Invalid candidate path announcements (for this host), by [`Invalid`]
+    /// reason (indexed by [`Invalid::index`]).
+    pub candidate_paths_invalid_total: PerReason<{ Invalid::ALL.len() }>,
+    /// Invalid candidate paths now, by reason.
+    pub candidate_paths_invalid: PerReason<{ Invalid::ALL.len() }>,
+    /// The BGP identifier route targets are matched against, once known.
+    pub router_id: Mutex<Option<Ipv4Addr>>,
+}
+
+/// A counter or gauge per reason, by the reason's index.
+#[derive(Debug)]
+pub struct PerReason<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for PerReason<N> {
+    fn default() -> Self {
+        PerReason(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> PerReason<N> {
+    /// The value for the reason at `index` (0 for an index out of range).
+    pub fn get(&self, index: usize) -> u64 {
+        self.0.get(index).map_or(0, get)
+    }
+
+    pub(crate) fn add(&self, index: usize, n: u64) {
+        if let Some(a) = self.0.get(index) {
+            add(a, n);
+        }
+    }
+
+    pub(crate) fn set(&self, index: usize, n: u64) {
+        if let Some(a) = self.0.get(index) {
+            set(a, n);
+        }
+    }
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -135,6 +180,52 @@ impl BgpCounters {
             "How long the last apply of BGP's routes took.",
             get(&self.last_apply_micros),
         );
+        let mut by_reason = |name: &str, kind: &str, help: &str, values: &mut dyn Iterator<Item = (&str, u64)>| {
+            let _ = writeln!(out, "# HELP lnetd_host_encap_bgp_{name} {help}");
+            let _ = writeln!(out, "# TYPE lnetd_host_encap_bgp_{name} {kind}");
+            for (reason, value) in values {
+                let _ =
+                    writeln!(out, "lnetd_host_encap_bgp_{name}{{interface=\"{iface}\",reason=\"{reason}\"}} {value}");
+            }
+        };
+        by_reason(
+            "policies_ignored_total",
+            "counter",
+            "SR Policy paths received that are not for this host (RFC 9830 4.2.1: no route target naming its BGP \
+             identifier, or none and no NO_ADVERTISE), by reason.",
+            &mut Ignored::ALL.iter().map(|r| (r.as_str(), self.policies_ignored_total.get(r.index()))),
+        );
+        by_reason(
+            "policies_ignored",
+            "gauge",
+            "SR Policy paths known now that are not for this host, by reason.",
+            &mut Ignored::ALL.iter().map(|r| (r.as_str(), self.policies_ignored.get(r.index()))),
+        );
+        by_reason(
+            "candidate_paths_invalid_total",
+            "counter",
+            "SR Policy paths for this host received invalid (no Tunnel Encapsulation attribute, no usable segment \
+             list), by reason; they are never active.",
+            &mut Invalid::ALL.iter().map(|r| (r.as_str(), self.candidate_paths_invalid_total.get(r.index()))),
+        );
+        by_reason(
+            "candidate_paths_invalid",
+            "gauge",
+            "Invalid candidate paths for this host known now, by reason.",
+            &mut Invalid::ALL.iter().map(|r| (r.as_str(), self.candidate_paths_invalid.get(r.index()))),
+        );
+        let router_id = *self.router_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP lnetd_host_encap_bgp_router_id The BGP identifier SR Policy route targets must name (1), or none known (0)."
+        );
+        let _ = writeln!(out, "# TYPE lnetd_host_encap_bgp_router_id gauge");
+        let _ = writeln!(
+            out,
+            "lnetd_host_encap_bgp_router_id{{interface=\"{iface}\",router_id=\"{}\"}} {}",
+            router_id.map(|r| r.to_string()).unwrap_or_default(),
+            u8::from(router_id.is_some())
+        );
         let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(
             out,
@@ -149,5 +240,40 @@ impl BgpCounters {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_exposed_and_the_router_id_is_labelled() {
+        let c = BgpCounters::default();
+        c.policies_ignored_total.add(Ignored::NoRouteTarget.index(), 3);
+        c.candidate_paths_invalid.set(Invalid::NoTunnelEncapsulation.index(), 1);
+        let text = c.prometheus("eth1");
+        for r in Ignored::ALL {
+            let want = u64::from(r == Ignored::NoRouteTarget) * 3;
+            let line = format!(
+                "lnetd_host_encap_bgp_policies_ignored_total{{interface=\"eth1\",reason=\"{}\"}} {want}",
+                r.as_str()
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        for r in Invalid::ALL {
+            let want = u64::from(r == Invalid::NoTunnelEncapsulation);
+            let line = format!(
+                "lnetd_host_encap_bgp_candidate_paths_invalid{{interface=\"eth1\",reason=\"{}\"}} {want}",
+                r.as_str()
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(text.contains("lnetd_host_encap_bgp_router_id{interface=\"eth1\",router_id=\"\"} 0\n"), "{text}");
+        *c.router_id.lock().unwrap() = Some("10.0.0.2".parse().unwrap());
+        assert!(c
+            .prometheus("eth1")
+            .contains("lnetd_host_encap_bgp_router_id{interface=\"eth1\",router_id=\"10.0.0.2\"} 1\n"));
+        assert_eq!(c.policies_ignored_total.get(99), 0, "an index out of range reads 0");
     }
 }

@@ -20,223 +20,29 @@
 //! place and resynchronises on return (routes not taught again within the
 //! stale time after a session is established again are removed; with no
 //! session, nothing is); `withdraw` removes every BGP route at once.
+//!
+//! At every connection the host's BGP identifier, which SR Policy route
+//! targets must name (RFC 9830 section 4.2.1, see [`super::accept`]), is read
+//! from GoBGP (`GetBgp`) unless [`BgpConfig::router_id`] sets it. When GoBGP
+//! goes away the learner logs the sessions that were up and the last SR
+//! Policy paths it reported, with their peers: GoBGP 3.10 can die of what a
+//! peer sends.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipnetwork::IpNetwork;
 use tonic::transport::{Channel, Endpoint};
 
 use super::counters::{add, set, BgpCounters};
-use super::origins::{BgpTable, Origins, PolicyInfo};
+use super::origins::Origins;
 use super::proto as api;
-use super::select::{select, Candidate, PolicyKey, Selected};
-use super::steer::{policy_for, steer, ColoredRoute};
-use super::wire::{read_path, Learned as Said, Nlri, PathUpdate};
+use super::table::{sender, Table};
+use super::wire::{read_path, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
 
 type Client = api::gobgp_api_client::GobgpApiClient<Channel>;
-
-/// A path as kept: what it says, who taught it, whether its peer went down.
-#[derive(Debug)]
-struct Entry<T> {
-    value: T,
-    neighbor: String,
-    stale: bool,
-}
-
-/// Every best path of interest, by NLRI, and the last steering computed
-/// from them (kept, so that a batch recomputes only the routes it touches).
-#[derive(Debug, Default)]
-struct Table {
-    candidates: HashMap<(u32, PolicyKey), Entry<Candidate>>,
-    routes: HashMap<IpNetwork, Entry<ColoredRoute>>,
-    /// Routes by the (color, next hop) pairs they could be steered by.
-    by_key: HashMap<PolicyKey, HashSet<IpNetwork>>,
-    /// Routes added, changed or removed since the last computation.
-    dirty: HashSet<IpNetwork>,
-    /// The last computation: each steered route's policy, and the selection.
-    steered: BTreeMap<IpNetwork, PolicyKey>,
-    selected: BTreeMap<PolicyKey, Selected>,
-    /// False until the first computation (and after a wholesale replacement):
-    /// then everything is recomputed.
-    incremental: bool,
-}
-
-/// The (color, next hop) pairs a route could be steered by.
-fn keys_of(route: &ColoredRoute) -> impl Iterator<Item = PolicyKey> + '_ {
-    route.colors.iter().map(|&color| PolicyKey { color, endpoint: route.next_hop })
-}
-
-impl Table {
-    /// Applies one update. `down`: neighbors whose withdrawals are kept.
-    fn update(&mut self, u: PathUpdate, down: &HashSet<String>, counters: &BgpCounters) {
-        let neighbor = u.neighbor;
-        match (u.nlri, u.learned) {
-            (Nlri::SrPolicy { distinguisher, key }, Some(Said::Candidate(c))) => {
-                add(&counters.updates, 1);
-                if c.ignored_segments > 0 {
-                    add(&counters.ignored_segments, u64::from(c.ignored_segments));
-                    log::warn!(
-                        "SR policy {key} distinguisher {distinguisher}: {} segment(s) of types other than SR-MPLS \
-                         labels; the segment lists holding them are not used",
-                        c.ignored_segments
-                    );
-                }
-                self.candidates.insert((distinguisher, key), Entry { value: c, neighbor, stale: false });
-            }
-            (Nlri::Unicast(prefix), Some(Said::Route { next_hop, colors })) => {
-                add(&counters.updates, 1);
-                let entry = Entry { value: ColoredRoute { next_hop, colors }, neighbor, stale: false };
-                self.put_route(prefix, entry);
-            }
-            (Nlri::SrPolicy { distinguisher, key }, None) => {
-                add(&counters.withdrawals, 1);
-                withdraw(&mut self.candidates, &(distinguisher, key), down, counters);
-            }
-            (Nlri::Unicast(prefix), None) => {
-                add(&counters.withdrawals, 1);
-                if let Some(e) = withdraw(&mut self.routes, &prefix, down, counters) {
-                    self.unindex(prefix, &e.value);
-                }
-            }
-            // An NLRI that says something of the other kind: ignore.
-            _ => {}
-        }
-    }
-
-    /// Removes the stale paths of `neighbor` (every stale path for `None`).
-    fn drop_stale(&mut self, neighbor: Option<&str>) {
-        fn gone<T>(e: &Entry<T>, neighbor: Option<&str>) -> bool {
-            e.stale && neighbor.is_none_or(|n| e.neighbor == n)
-        }
-        self.candidates.retain(|_, e| !gone(e, neighbor));
-        let removed: Vec<IpNetwork> = self.routes.iter().filter(|(_, e)| gone(e, neighbor)).map(|(p, _)| *p).collect();
-        for prefix in removed {
-            if let Some(e) = self.routes.remove(&prefix) {
-                self.unindex(prefix, &e.value);
-            }
-        }
-    }
-
-    /// Adds or replaces a route, keeping the index.
-    fn put_route(&mut self, prefix: IpNetwork, entry: Entry<ColoredRoute>) {
-        for key in keys_of(&entry.value) {
-            self.by_key.entry(key).or_default().insert(prefix);
-        }
-        if let Some(old) = self.routes.insert(prefix, entry) {
-            let kept: Vec<PolicyKey> =
-                self.routes.get(&prefix).map(|e| keys_of(&e.value).collect()).unwrap_or_default();
-            for key in keys_of(&old.value).filter(|k| !kept.contains(k)) {
-                self.unindex_key(prefix, key);
-            }
-        }
-        self.dirty.insert(prefix);
-    }
-
-    fn unindex(&mut self, prefix: IpNetwork, route: &ColoredRoute) {
-        for key in keys_of(route) {
-            self.unindex_key(prefix, key);
-        }
-        self.dirty.insert(prefix);
-    }
-
-    fn unindex_key(&mut self, prefix: IpNetwork, key: PolicyKey) {
-        if let Some(set) = self.by_key.get_mut(&key) {
-            set.remove(&prefix);
-            if set.is_empty() {
-                self.by_key.remove(&key);
-            }
-        }
-    }
-
-    /// Marks every path stale (GoBGP went away under `keep`).
-    fn mark_all_stale(&mut self) {
-        self.candidates.values_mut().for_each(|e| e.stale = true);
-        self.routes.values_mut().for_each(|e| e.stale = true);
-    }
-
-    /// The steered routes and active policies, and the gauges. Only the
-    /// routes changed since the last computation, and those of a (color,
-    /// endpoint) whose policy became valid or invalid, are steered again.
-    fn compute(&mut self, counters: &BgpCounters) -> BgpTable {
-        let selected = select(self.candidates.values().map(|e| &e.value));
-        if self.incremental {
-            let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
-            let flipped: Vec<PolicyKey> = self
-                .selected
-                .keys()
-                .chain(selected.keys())
-                .filter(|k| valid(&self.selected, k) != valid(&selected, k))
-                .copied()
-                .collect();
-            let mut again = std::mem::take(&mut self.dirty);
-            for key in flipped {
-                if let Some(set) = self.by_key.get(&key) {
-                    again.extend(set.iter().copied());
-                }
-            }
-            for prefix in again {
-                match self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected)) {
-                    Some(key) => self.steered.insert(prefix, key),
-                    None => self.steered.remove(&prefix),
-                };
-            }
-        } else {
-            self.steered = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
-            self.by_key.clear();
-            for (prefix, e) in &self.routes {
-                for key in keys_of(&e.value) {
-                    self.by_key.entry(key).or_default().insert(*prefix);
-                }
-            }
-            self.dirty.clear();
-            self.incremental = true;
-        }
-        let routes = self.steered.clone();
-        let unsteered = self.routes.len() - routes.len();
-        let policies = selected
-            .iter()
-            .filter_map(|(k, s)| {
-                let info = PolicyInfo {
-                    color: k.color,
-                    endpoint: k.endpoint,
-                    preference: s.preference,
-                    distinguisher: s.distinguisher.unwrap_or_default(),
-                    binding_sid: s.binding_sid,
-                };
-                Some((*k, (s.policy.clone()?, info)))
-            })
-            .collect::<BTreeMap<_, _>>();
-        set(&counters.policies_active, policies.len() as u64);
-        set(&counters.policies_invalid, (selected.len() - policies.len()) as u64);
-        set(&counters.candidate_paths, self.candidates.len() as u64);
-        set(&counters.routes_steered, routes.len() as u64);
-        set(&counters.routes_unsteered, unsteered as u64);
-        self.selected = selected;
-        BgpTable { routes, policies }
-    }
-}
-
-/// Withdraws `key`: removed (and returned), or kept stale when its peer is `down`.
-fn withdraw<K: std::hash::Hash + Eq, T>(
-    map: &mut HashMap<K, Entry<T>>,
-    key: &K,
-    down: &HashSet<String>,
-    counters: &BgpCounters,
-) -> Option<Entry<T>> {
-    match map.get_mut(key) {
-        Some(e) if down.contains(&e.neighbor) => {
-            e.stale = true;
-            add(&counters.withdrawals_kept, 1);
-            None
-        }
-        Some(_) => map.remove(key),
-        None => None,
-    }
-}
 
 /// An event waiting to be applied.
 enum Pending {
@@ -270,6 +76,8 @@ pub async fn run(
         releases: Vec::new(),
         peers: HashMap::new(),
         release_on_established: false,
+        recent: VecDeque::new(),
+        established_at: HashMap::new(),
     };
     let mut first = true;
     loop {
@@ -303,6 +111,38 @@ struct Learner {
     peers: HashMap<String, bool>,
     /// Release what is held once a session is established (after a (re)connection under `keep`).
     release_on_established: bool,
+    /// The last SR Policy paths GoBGP reported, and from whom: logged when
+    /// GoBGP goes away (it may have died of what a peer sent).
+    recent: VecDeque<String>,
+    /// When each established session came up (a daemon that dies right
+    /// after a session comes up points at that peer).
+    established_at: HashMap<String, Instant>,
+}
+
+/// How many recent SR Policy paths are kept for the log when GoBGP goes away.
+const RECENT: usize = 8;
+
+/// The BGP identifier in GoBGP's `GetBgp` answer; `None` when it has none
+/// (`0.0.0.0`, empty) or says something that is not an IPv4 address.
+fn router_id_of(reply: &api::GetBgpResponse) -> Option<Ipv4Addr> {
+    let text = reply.global.as_ref().map(|g| g.router_id.as_str()).unwrap_or_default();
+    text.parse::<Ipv4Addr>().ok().filter(|id| !id.is_unspecified())
+}
+
+/// A peer event as a session change to queue; `None` for what is not one:
+/// GoBGP's "end of initial list" marker, which carries an empty peer (its
+/// address prints as `<nil>`), and any peer without a usable address.
+fn peer_change(event: api::watch_event_response::PeerEvent) -> Option<Pending> {
+    if event.r#type == api::watch_event_response::peer_event::Type::EndOfInit as i32 {
+        return None;
+    }
+    let peer = event.peer?;
+    let neighbor = neighbor_of(&peer)?;
+    Some(Pending::Peer { neighbor, established: established(&peer) })
+}
+
+fn established(peer: &api::Peer) -> bool {
+    peer.state.as_ref().is_some_and(|s| s.session_state == api::peer_state::SessionState::Established as i32)
 }
 
 impl Learner {
@@ -326,6 +166,40 @@ impl Learner {
         };
         let mut events =
             client.watch_event(request).await.map_err(|e| format!("WatchEvent refused: {}", e.message()))?.into_inner();
+        let router_id = match self.config.router_id {
+            Some(id) => Some(id),
+            None => match client.get_bgp(api::GetBgpRequest {}).await {
+                Ok(reply) => {
+                    let id = router_id_of(reply.get_ref());
+                    if id.is_none() {
+                        log::warn!(
+                            "BGP: GoBGP at {} has no router ID; SR policies with route targets are ignored until \
+                             it has one (or give --bgp-router-id)",
+                            self.config.api
+                        );
+                    }
+                    id
+                }
+                Err(e) => {
+                    log::warn!(
+                        "BGP: GetBgp at {} refused ({}); SR policies with route targets are ignored (give \
+                         --bgp-router-id)",
+                        self.config.api,
+                        e.message()
+                    );
+                    None
+                }
+            },
+        };
+        {
+            let mut known = self.counters.router_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *known != router_id {
+                if let Some(id) = router_id {
+                    log::info!("BGP: this host's BGP identifier is {id}: SR policies must name it in a route target");
+                }
+            }
+            *known = router_id;
+        }
         let snapshot = self.list_all(&mut client).await?;
         set(&self.counters.api_connected, 1);
         add(&self.counters.resyncs, 1);
@@ -337,15 +211,18 @@ impl Learner {
             self.table.mark_all_stale();
             self.origins.hold_installed();
         }
-        let mut fresh = Table::default();
+        let mut fresh = Table::new(router_id);
         let none = HashSet::new();
         for u in snapshot {
             fresh.update(u, &none, &self.counters);
         }
         if self.keep {
-            // Stale paths the snapshot lacks stay until the release.
+            // Stale paths the snapshot lacks stay until the release (unless
+            // the snapshot says they are not for this host).
             for (k, e) in self.table.candidates.drain() {
-                fresh.candidates.entry(k).or_insert(e);
+                if !fresh.ignored.contains_key(&k) {
+                    fresh.candidates.entry(k).or_insert(e);
+                }
             }
             for (k, e) in self.table.routes.drain() {
                 fresh.routes.entry(k).or_insert(e);
@@ -448,7 +325,7 @@ impl Learner {
     }
 
     /// Queues one event.
-    fn queue(&self, event: api::WatchEventResponse, pending: &mut Vec<Pending>) {
+    fn queue(&mut self, event: api::WatchEventResponse, pending: &mut Vec<Pending>) {
         use api::watch_event_response::Event;
         match event.event {
             Some(Event::Table(t)) => {
@@ -456,7 +333,19 @@ impl Learner {
                 let mut updates = Vec::with_capacity(t.paths.len());
                 for path in &t.paths {
                     match read_path(path) {
-                        Ok(Some(u)) => updates.push(u),
+                        Ok(Some(u)) => {
+                            if let Nlri::SrPolicy { distinguisher, key } = u.nlri {
+                                if self.recent.len() == RECENT {
+                                    self.recent.pop_front();
+                                }
+                                let what = if u.learned.is_some() { "announced" } else { "withdrawn" };
+                                self.recent.push_back(format!(
+                                    "SR policy {key} distinguisher {distinguisher} {what} by {}",
+                                    sender(&u.neighbor)
+                                ));
+                            }
+                            updates.push(u);
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             add(&self.counters.decode_errors, 1);
@@ -466,18 +355,7 @@ impl Learner {
                 }
                 pending.push(Pending::Paths(updates));
             }
-            Some(Event::Peer(p)) => {
-                let Some(peer) = p.peer else { return };
-                let neighbor = neighbor_of(&peer);
-                if neighbor.is_empty() {
-                    return;
-                }
-                let established = peer
-                    .state
-                    .as_ref()
-                    .is_some_and(|s| s.session_state == api::peer_state::SessionState::Established as i32);
-                pending.push(Pending::Peer { neighbor, established });
-            }
+            Some(Event::Peer(p)) => pending.extend(peer_change(p)),
             None => {}
         }
     }
@@ -491,6 +369,11 @@ impl Learner {
                 Pending::Peer { neighbor, established } => {
                     add(&self.counters.peer_events, 1);
                     let was = self.peers.insert(neighbor.clone(), *established);
+                    if *established {
+                        self.established_at.entry(neighbor.clone()).or_insert(now);
+                    } else {
+                        self.established_at.remove(neighbor);
+                    }
                     log::info!("BGP: session with {neighbor} {}", if *established { "established" } else { "down" });
                     if *established && was != Some(true) && self.keep {
                         self.releases.retain(|(_, r)| *r != Release::Neighbor(neighbor.clone()));
@@ -511,11 +394,8 @@ impl Learner {
                 let mut stream = reply.into_inner();
                 while let Ok(Some(r)) = stream.message().await {
                     if let Some(peer) = r.peer {
-                        let up = peer
-                            .state
-                            .as_ref()
-                            .is_some_and(|s| s.session_state == api::peer_state::SessionState::Established as i32);
-                        let n = neighbor_of(&peer);
+                        let up = established(&peer);
+                        let Some(n) = neighbor_of(&peer) else { continue };
                         if !up {
                             down.insert(n.clone());
                         }
@@ -571,6 +451,22 @@ impl Learner {
     async fn lost(&mut self) {
         set(&self.counters.api_connected, 0);
         add(&self.counters.api_disconnects, 1);
+        // GoBGP 3.10 can die of what a peer sends (a zero-length binding SID,
+        // see docs/bgp.md): say who was talking, as far as is known here.
+        let now = Instant::now();
+        let mut sessions: Vec<String> = self
+            .established_at
+            .iter()
+            .map(|(n, t)| format!("{n} (seen established {:.1} s before)", now.duration_since(*t).as_secs_f64()))
+            .collect();
+        sessions.sort();
+        log::warn!(
+            "BGP: GoBGP at {} went away; sessions established then: [{}]; the last SR Policy paths it reported: [{}]",
+            self.config.api,
+            sessions.join(", "),
+            self.recent.iter().cloned().collect::<Vec<_>>().join("; ")
+        );
+        self.established_at.clear();
         // Peer states are learned anew from the next connection's events.
         self.peers.clear();
         self.counters.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
@@ -584,135 +480,61 @@ impl Learner {
     }
 }
 
-/// A peer's address as GoBGP names it in paths' `neighbor_ip`.
-fn neighbor_of(peer: &api::Peer) -> String {
-    let from_state = peer.state.as_ref().map(|s| s.neighbor_address.clone()).unwrap_or_default();
+/// A peer's address as GoBGP names it in paths' `neighbor_ip`; `None` when
+/// it has none that is an IP address (GoBGP prints a missing one `<nil>`).
+fn neighbor_of(peer: &api::Peer) -> Option<String> {
+    let from_state = peer.state.as_ref().map(|s| s.neighbor_address.as_str()).unwrap_or_default();
     let addr = if from_state.is_empty() {
-        peer.conf.as_ref().map(|c| c.neighbor_address.clone()).unwrap_or_default()
+        peer.conf.as_ref().map(|c| c.neighbor_address.as_str()).unwrap_or_default()
     } else {
         from_state
     };
-    // Normalise the text (GoBGP may print an IPv6 address in another form).
-    addr.parse::<IpAddr>().map(|a| a.to_string()).unwrap_or(addr)
+    // Normalised (GoBGP may print an IPv6 address in another form).
+    addr.parse::<IpAddr>().ok().map(|a| a.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::select::CandidateList;
 
-    fn key() -> PolicyKey {
-        PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() }
-    }
-
-    fn announce(nlri: Nlri, neighbor: &str) -> PathUpdate {
-        let learned = match nlri {
-            Nlri::SrPolicy { distinguisher, key } => Said::Candidate(Candidate {
-                distinguisher,
-                key,
-                preference: 100,
-                binding_sid: None,
-                lists: vec![CandidateList { weight: 1, labels: vec![16001], unsupported: 0 }],
-                ignored_segments: 0,
+    #[test]
+    fn the_end_of_initial_list_marker_is_not_a_peer() {
+        use api::watch_event_response::{peer_event::Type, PeerEvent};
+        let peer = |addr: &str, state: api::peer_state::SessionState| api::Peer {
+            state: Some(api::PeerState {
+                neighbor_address: addr.into(),
+                session_state: state as i32,
+                ..Default::default()
             }),
-            Nlri::Unicast(_) => Said::Route { next_hop: key().endpoint, colors: vec![100] },
+            conf: Some(api::PeerConf { neighbor_address: addr.into() }),
         };
-        PathUpdate { nlri, neighbor: neighbor.into(), learned: Some(learned) }
+        let event = |t: Type, p: api::Peer| PeerEvent { r#type: t as i32, peer: Some(p) };
+        // What GoBGP 3.10 sends after the initial list: an empty peer, idle, its address `<nil>`.
+        let marker = event(Type::EndOfInit, peer("<nil>", api::peer_state::SessionState::Unknown));
+        assert!(peer_change(marker).is_none());
+        assert!(peer_change(event(Type::State, peer("<nil>", api::peer_state::SessionState::Idle))).is_none());
+        assert!(peer_change(event(Type::State, peer("", api::peer_state::SessionState::Idle))).is_none());
+        let Some(Pending::Peer { neighbor, established }) =
+            peer_change(event(Type::Init, peer("10.201.0.1", api::peer_state::SessionState::Established)))
+        else {
+            panic!("a real peer")
+        };
+        assert_eq!((neighbor.as_str(), established), ("10.201.0.1", true));
+        let Some(Pending::Peer { neighbor, .. }) =
+            peer_change(event(Type::State, peer("2001:db8:0:0::1", api::peer_state::SessionState::Active)))
+        else {
+            panic!("a real peer")
+        };
+        assert_eq!(neighbor, "2001:db8::1");
     }
 
     #[test]
-    fn incremental_steering_equals_steering_everything() {
-        // A small deterministic generator (no dependency): xorshift.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let counters = BgpCounters::default();
-        let mut t = Table::default();
-        let none = HashSet::new();
-        let endpoint = |i: u64| -> IpAddr { IpAddr::from([192, 0, 2, 1 + (i % 2) as u8]) };
-        for step in 0..2000 {
-            match next(6) {
-                0 | 1 => {
-                    let prefix: IpNetwork = format!("10.{}.0.0/16", next(60)).parse().unwrap();
-                    let colors = (0..next(3)).map(|_| 1 + next(5) as u32).collect();
-                    let learned = Some(Said::Route { next_hop: endpoint(next(2)), colors });
-                    t.update(
-                        PathUpdate { nlri: Nlri::Unicast(prefix), neighbor: "n".into(), learned },
-                        &none,
-                        &counters,
-                    );
-                }
-                2 => {
-                    let prefix: IpNetwork = format!("10.{}.0.0/16", next(60)).parse().unwrap();
-                    t.update(
-                        PathUpdate { nlri: Nlri::Unicast(prefix), neighbor: "n".into(), learned: None },
-                        &none,
-                        &counters,
-                    );
-                }
-                3 => {
-                    let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
-                    let weight = next(2) as u32; // 0: invalid
-                    let c = Candidate {
-                        distinguisher: 1,
-                        key,
-                        preference: 100,
-                        binding_sid: None,
-                        lists: vec![CandidateList { weight, labels: vec![16001 + step], unsupported: 0 }],
-                        ignored_segments: 0,
-                    };
-                    let nlri = Nlri::SrPolicy { distinguisher: 1, key };
-                    t.update(
-                        PathUpdate { nlri, neighbor: "n".into(), learned: Some(Said::Candidate(c)) },
-                        &none,
-                        &counters,
-                    );
-                }
-                4 => {
-                    let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
-                    let nlri = Nlri::SrPolicy { distinguisher: 1, key };
-                    t.update(PathUpdate { nlri, neighbor: "n".into(), learned: None }, &none, &counters);
-                }
-                _ => {
-                    let got = t.compute(&counters).routes;
-                    let selected = select(t.candidates.values().map(|e| &e.value));
-                    let want = steer(t.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
-                    assert_eq!(got, want, "step {step}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn withdrawals_of_a_down_peer_are_kept_stale_until_released() {
-        let counters = BgpCounters::default();
-        let mut t = Table::default();
-        let policy = Nlri::SrPolicy { distinguisher: 1, key: key() };
-        let (a, b) = (Nlri::Unicast("10.0.0.0/8".parse().unwrap()), Nlri::Unicast("10.1.0.0/16".parse().unwrap()));
-        let none = HashSet::new();
-        for n in [policy, a, b] {
-            t.update(announce(n, "10.201.0.1"), &none, &counters);
-        }
-        assert_eq!(t.compute(&counters).routes.len(), 2);
-        // The peer is down: its withdrawals are kept, stale.
-        let down: HashSet<String> = ["10.201.0.1".to_owned()].into();
-        for n in [policy, a, b] {
-            t.update(PathUpdate { nlri: n, neighbor: "10.201.0.1".into(), learned: None }, &down, &counters);
-        }
-        assert_eq!(t.compute(&counters).routes.len(), 2);
-        assert_eq!(counters.withdrawals_kept.load(std::sync::atomic::Ordering::Relaxed), 3);
-        // Back: it teaches the policy and one route again; the other goes at the release.
-        t.update(announce(policy, "10.201.0.1"), &none, &counters);
-        t.update(announce(a, "10.201.0.1"), &none, &counters);
-        t.drop_stale(Some("10.201.0.1"));
-        let routes = t.compute(&counters).routes;
-        assert_eq!(routes.keys().map(|p| p.to_string()).collect::<Vec<_>>(), ["10.0.0.0/8"]);
-        // A withdrawal from a peer that is up is applied at once.
-        t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
-        assert!(t.compute(&counters).routes.is_empty());
+    fn the_router_id_comes_from_getbgp() {
+        let reply =
+            |id: &str| api::GetBgpResponse { global: Some(api::Global { router_id: id.into(), ..Default::default() }) };
+        assert_eq!(router_id_of(&reply("10.0.0.2")), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(router_id_of(&reply("0.0.0.0")), None);
+        assert_eq!(router_id_of(&reply("")), None);
+        assert_eq!(router_id_of(&api::GetBgpResponse { global: None }), None);
     }
 }

@@ -4,7 +4,8 @@
 //! The host runs GoBGP (`gobgpd`) beside the agent; GoBGP peers with the
 //! network's route reflectors or controllers and receives SR Policies (SAFI
 //! 73, RFC 9830) and colored IPv4/IPv6 unicast routes; the agent follows
-//! GoBGP's best paths over its gRPC API ([`learn`]), selects the active
+//! GoBGP's best paths over its gRPC API ([`learn`]), keeps the SR Policy
+//! paths addressed to this host ([`accept`], RFC 9830 section 4.2.1), selects the active
 //! candidate path of every (color, endpoint) ([`select`], RFC 9256), steers
 //! each colored route into its policy ([`steer`], RFC 9256 section 8.4), and
 //! installs the result merged with the routes of the other origins
@@ -21,14 +22,18 @@
 //! # }
 //! ```
 
+pub mod accept;
 pub mod counters;
+pub mod enlp;
 pub mod learn;
 pub mod origins;
 pub mod select;
 pub mod steer;
+mod table;
 pub mod wire;
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -97,11 +102,15 @@ pub struct BgpConfig {
     /// Under [`SessionDown::Keep`]: how long a peer (or GoBGP) that came back
     /// has to teach its routes again before the ones it did not are removed.
     pub stale_time: Duration,
+    /// This host's BGP identifier, which SR Policy route targets must name
+    /// (RFC 9830 section 4.2.1); `None`: GoBGP's router ID (`GetBgp`), read
+    /// at every connection.
+    pub router_id: Option<Ipv4Addr>,
 }
 
 impl BgpConfig {
     /// GoBGP at `api`, with the defaults: keep on session loss, 150 ms
-    /// debounce, 500 ms maximum delay, 5 s stale time.
+    /// debounce, 500 ms maximum delay, 5 s stale time, GoBGP's router ID.
     pub fn new(api: impl Into<String>) -> BgpConfig {
         BgpConfig {
             api: api.into(),
@@ -109,6 +118,7 @@ impl BgpConfig {
             debounce: Duration::from_millis(150),
             max_delay: Duration::from_millis(500),
             stale_time: Duration::from_secs(5),
+            router_id: None,
         }
     }
 }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
+use super::enlp::{with_bottom_label, Enlp};
 use super::select::PolicyKey;
 use crate::domain::desired::{DesiredState, ValidState};
 use crate::domain::policy::Policy;
@@ -70,14 +71,40 @@ pub struct PolicyInfo {
     /// Its binding SID, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding_sid: Option<u32>,
+    /// Its policy name (RFC 9830 sub-TLV 130), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its Explicit NULL Label Policy (1-4), if it has one: the explicit
+    /// null it asks for is pushed at the bottom of the routes of that family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enlp: Option<Enlp>,
+}
+
+impl PolicyInfo {
+    /// What a route of `prefix`'s family steered into `policy` pushes: the
+    /// policy, with the explicit null the ENLP asks for at the bottom.
+    /// `None` when a list has no room for it (selection leaves such lists out).
+    pub fn policy_for(&self, policy: &Policy, prefix: IpNetwork) -> Option<Policy> {
+        match self.enlp.and_then(|e| e.explicit_null(prefix.is_ipv6())) {
+            None => Some(policy.clone()),
+            Some(label) => with_bottom_label(policy, label).ok(),
+        }
+    }
 }
 
 impl fmt::Display for PolicyInfo {
-    /// `policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24001)`.
+    /// `policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24001), named "blue",
+    /// ENLP 3 (IPv4 and IPv6 explicit null)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "policy color {} endpoint {} preference {}, from BGP", self.color, self.endpoint, self.preference)?;
         if let Some(b) = self.binding_sid {
             write!(f, " (binding SID {b})")?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, ", named {name:?}")?;
+        }
+        if let Some(e) = self.enlp {
+            write!(f, ", {e}")?;
         }
         Ok(())
     }
@@ -90,14 +117,25 @@ pub struct BgpTable {
     pub routes: BTreeMap<IpNetwork, PolicyKey>,
     /// The active policies: what they push, and what they say.
     pub policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+    /// Policies BGP has candidate paths for, none valid (e.g. GoBGP dropped
+    /// their attribute): a route held from before that uses one is dropped
+    /// at once, never kept with the lists it had.
+    pub invalid: BTreeSet<PolicyKey>,
+}
+
+impl BgpTable {
+    /// Whether a held route on policy `key` may still be kept.
+    fn may_hold(&self, key: Option<PolicyKey>) -> bool {
+        key.is_none_or(|k| !self.invalid.contains(&k))
+    }
 }
 
 impl BgpTable {
     /// The route BGP wants for `prefix`, if any.
     fn route(&self, prefix: IpNetwork) -> Option<(Route, PolicyKey)> {
         let key = self.routes.get(&prefix)?;
-        let (policy, _) = self.policies.get(key)?;
-        Some((Route::with_policy(prefix, policy.clone()), *key))
+        let (policy, info) = self.policies.get(key)?;
+        Some((Route::with_policy(prefix, info.policy_for(policy, prefix)?), *key))
     }
 }
 
@@ -132,7 +170,7 @@ impl Inner {
         self.bgp
             .route(prefix)
             .map(|(r, k)| (r, Some(k)))
-            .or_else(|| held.then(|| self.held.get(&prefix).cloned()).flatten())
+            .or_else(|| held.then(|| self.held.get(&prefix).filter(|(_, k)| self.bgp.may_hold(*k)).cloned()).flatten())
     }
 
     /// Every route of every origin, merged, and the prefixes that took BGP's.
@@ -257,7 +295,7 @@ impl Origins {
         let changed_keys: BTreeSet<PolicyKey> = old
             .policies
             .iter()
-            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_none_or(|(q, _)| q != p))
+            .filter(|(k, (p, i))| inner.bgp.policies.get(k).is_none_or(|(q, j)| q != p || j.enlp != i.enlp))
             .map(|(k, _)| *k)
             .chain(inner.bgp.policies.keys().filter(|k| !old.policies.contains_key(k)).copied())
             .collect();
@@ -291,6 +329,12 @@ impl Origins {
         }
         if release_held {
             touched.extend(inner.held.keys().copied());
+        } else if old.invalid != inner.bgp.invalid {
+            // Held routes on a policy that became invalid (or valid again).
+            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
+            touched.extend(
+                inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| flipped.contains(&k))).map(|(p, _)| *p),
+            );
         }
         // Patch, remembering the old values for the undo.
         let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
@@ -585,7 +629,10 @@ fn merge(
     let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
     let mut installed = Vec::new();
     let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route(*p).map(|(r, k)| (*p, r, Some(k))));
-    let held_routes = held.iter().filter(|(p, _)| !bgp.routes.contains_key(p)).map(|(p, (r, k))| (*p, r.clone(), *k));
+    let held_routes = held
+        .iter()
+        .filter(|(p, (_, k))| !bgp.routes.contains_key(p) && bgp.may_hold(*k))
+        .map(|(p, (r, k))| (*p, r.clone(), *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
         if !local.contains_key(&(Table::Main, prefix)) {
             routes.push(((Table::Main, prefix), route));
@@ -667,8 +714,15 @@ mod tests {
     #[test]
     fn local_routes_win_and_bgp_fills_the_rest() {
         let key = PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() };
-        let info =
-            PolicyInfo { color: 100, endpoint: key.endpoint, preference: 100, distinguisher: 1, binding_sid: None };
+        let info = PolicyInfo {
+            color: 100,
+            endpoint: key.endpoint,
+            preference: 100,
+            distinguisher: 1,
+            binding_sid: None,
+            name: None,
+            enlp: None,
+        };
         let mut local = BTreeMap::new();
         local.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), (route("10.0.0.0/8", "16001"), Origin::Agent));
         let mut bgp = BgpTable::default();
@@ -684,6 +738,15 @@ mod tests {
         assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
         let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
         assert_eq!(prefixes, ["10.1.0.0/16", "10.2.0.0/16"]);
+        // A held route on a policy BGP now knows to be invalid is not kept.
+        let gone = PolicyKey { color: 200, endpoint: key.endpoint };
+        held.insert("10.3.0.0/16".parse().unwrap(), (route("10.3.0.0/16", "18003"), Some(gone)));
+        bgp.invalid.insert(gone);
+        let (routes, _) = merge(&local, &bgp, &held);
+        assert!(!routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
+        bgp.invalid.clear();
+        let (routes, _) = merge(&local, &bgp, &held);
+        assert!(routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
     }
 
     #[test]
@@ -694,7 +757,48 @@ mod tests {
             preference: 200,
             distinguisher: 2,
             binding_sid: None,
+            name: None,
+            enlp: None,
         };
         assert_eq!(info.to_string(), "policy color 100 endpoint 192.0.2.1 preference 200, from BGP");
+        let named = PolicyInfo { name: Some("blue".into()), enlp: Some(Enlp::Ipv4), binding_sid: Some(24002), ..info };
+        assert_eq!(
+            named.to_string(),
+            "policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24002), named \"blue\", \
+             ENLP 1 (IPv4 explicit null)"
+        );
+    }
+
+    #[test]
+    fn enlp_puts_the_explicit_null_of_the_route_family_at_the_bottom() {
+        let endpoint = "192.0.2.1".parse().unwrap();
+        let policy: Policy = "16001/16002@1,17001@1".parse().unwrap();
+        // (ENLP, IPv4 route's stack, IPv6 route's stack)
+        let table = [
+            (None, "16001/16002@1,17001@1", "16001/16002@1,17001@1"),
+            (Some(Enlp::Ipv4), "16001/16002/0@1,17001/0@1", "16001/16002@1,17001@1"),
+            (Some(Enlp::Ipv6), "16001/16002@1,17001@1", "16001/16002/2@1,17001/2@1"),
+            (Some(Enlp::Both), "16001/16002/0@1,17001/0@1", "16001/16002/2@1,17001/2@1"),
+            (Some(Enlp::Neither), "16001/16002@1,17001@1", "16001/16002@1,17001@1"),
+        ];
+        for (enlp, v4, v6) in table {
+            let key = PolicyKey { color: 100, endpoint };
+            let info = PolicyInfo {
+                color: 100,
+                endpoint,
+                preference: 100,
+                distinguisher: 1,
+                binding_sid: None,
+                name: None,
+                enlp,
+            };
+            let mut bgp = BgpTable::default();
+            bgp.policies.insert(key, (policy.clone(), info));
+            for p in ["198.51.100.0/24", "2001:db8:100::/48"] {
+                bgp.routes.insert(p.parse().unwrap(), key);
+            }
+            let stack = |p: &str| bgp.route(p.parse().unwrap()).unwrap().0.policy.to_string();
+            assert_eq!((stack("198.51.100.0/24").as_str(), stack("2001:db8:100::/48").as_str()), (v4, v6), "{enlp:?}");
+        }
     }
 }

@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
+use super::accept::Addressing;
+use super::enlp::Enlp;
 use crate::domain::label::{Label, LabelStack};
 use crate::domain::policy::{Policy, SegmentList, MAX_SEGMENT_LISTS};
 
@@ -49,6 +51,59 @@ pub struct CandidateList {
     pub unsupported: u32,
 }
 
+/// Why a candidate path addressed to this host is invalid (RFC 9256
+/// section 5.1): it stays known (so it replaces what its NLRI said before,
+/// never leaving the last known lists in force) but is never active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Invalid {
+    /// The path came without a Tunnel Encapsulation attribute: GoBGP 3.10
+    /// discards one it cannot parse (segment types C-K, malformed sub-TLVs)
+    /// and hands over the NLRI alone.
+    NoTunnelEncapsulation,
+    /// The attribute has no SR Policy tunnel (type 15).
+    NoSrPolicyTunnel,
+    /// No segment list is usable (none, weight 0, other segment types,
+    /// reserved labels, too deep).
+    NoUsableSegmentList,
+}
+
+impl Invalid {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [Invalid; 3] =
+        [Invalid::NoTunnelEncapsulation, Invalid::NoSrPolicyTunnel, Invalid::NoUsableSegmentList];
+
+    /// The reason as a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invalid::NoTunnelEncapsulation => "no-tunnel-encapsulation",
+            Invalid::NoSrPolicyTunnel => "no-sr-policy-tunnel",
+            Invalid::NoUsableSegmentList => "no-usable-segment-list",
+        }
+    }
+
+    /// Its index in [`Invalid::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Invalid {
+    /// What is wrong, and where to look.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Invalid::NoTunnelEncapsulation => {
+                "it came without a Tunnel Encapsulation attribute (GoBGP 3.10 drops one it cannot parse: segment \
+                 types C-K or a malformed sub-TLV; check what the controller sent)"
+            }
+            Invalid::NoSrPolicyTunnel => "its Tunnel Encapsulation attribute has no SR Policy tunnel (type 15)",
+            Invalid::NoUsableSegmentList => {
+                "none of its segment lists is usable (SR-MPLS labels only, 1 to 16 of them with room for an \
+                 explicit null when ENLP asks for one, weight above 0)"
+            }
+        })
+    }
+}
+
 /// A candidate path (one SR Policy NLRI) as received from BGP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -60,10 +115,22 @@ pub struct Candidate {
     pub preference: u32,
     /// The binding SID, when one was given as an MPLS label.
     pub binding_sid: Option<u32>,
+    /// An SRv6 binding SID (sub-TLV 20, or 13 with 16 octets): reported,
+    /// not used (this headend pushes SR-MPLS labels).
+    pub srv6_binding_sid: Option<std::net::Ipv6Addr>,
     /// The segment lists.
     pub lists: Vec<CandidateList>,
     /// Segments of types other than A, over all lists (counted, logged).
     pub ignored_segments: u32,
+    /// Its route targets and NO_ADVERTISE: which headend it is for.
+    pub addressing: Addressing,
+    /// Its Explicit NULL Label Policy, if it has one.
+    pub enlp: Option<Enlp>,
+    /// Its policy name (sub-TLV 130), if it has one.
+    pub name: Option<String>,
+    /// Set when the path could not carry a candidate path at all (no
+    /// Tunnel Encapsulation attribute, or no SR Policy tunnel in it).
+    pub problem: Option<Invalid>,
 }
 
 /// The outcome of selection for one (color, endpoint).
@@ -79,15 +146,47 @@ pub struct Selected {
     pub policy: Option<Policy>,
     /// How many candidate paths were learned.
     pub candidates: usize,
+    /// The active path's Explicit NULL Label Policy.
+    pub enlp: Option<Enlp>,
+    /// The active path's policy name.
+    pub name: Option<String>,
 }
 
 impl Candidate {
+    /// A candidate path with no segment list yet: preference 100, no binding
+    /// SID, no addressing, no ENLP, no name.
+    pub fn new(distinguisher: u32, key: PolicyKey) -> Candidate {
+        Candidate {
+            distinguisher,
+            key,
+            preference: 100,
+            binding_sid: None,
+            srv6_binding_sid: None,
+            lists: Vec::new(),
+            ignored_segments: 0,
+            addressing: Addressing::default(),
+            enlp: None,
+            name: None,
+            problem: None,
+        }
+    }
+
+    /// Why it is invalid, if it is.
+    pub fn invalid(&self) -> Option<Invalid> {
+        self.problem.or_else(|| self.policy().is_none().then_some(Invalid::NoUsableSegmentList))
+    }
+
     /// The policy this candidate path would install, if it is valid.
     pub fn policy(&self) -> Option<Policy> {
+        if self.problem.is_some() {
+            return None;
+        }
+        // An explicit null goes at the bottom of every list: it needs room.
+        let depth = LabelStack::MAX_DEPTH - usize::from(self.enlp.is_some_and(Enlp::pushes));
         let usable: Vec<(u32, LabelStack)> = self
             .lists
             .iter()
-            .filter(|l| l.unsupported == 0 && l.weight > 0)
+            .filter(|l| l.unsupported == 0 && l.weight > 0 && l.labels.len() <= depth)
             .filter_map(|l| {
                 let labels: Option<Vec<Label>> = l.labels.iter().map(|v| Label::new(*v).ok()).collect();
                 Some((l.weight, LabelStack::new(labels?).ok()?))
@@ -125,10 +224,18 @@ pub fn select<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> BTreeM
                     binding_sid: c.binding_sid,
                     policy: Some(policy),
                     candidates: count,
+                    enlp: c.enlp,
+                    name: c.name.clone(),
                 },
-                None => {
-                    Selected { distinguisher: None, preference: 0, binding_sid: None, policy: None, candidates: count }
-                }
+                None => Selected {
+                    distinguisher: None,
+                    preference: 0,
+                    binding_sid: None,
+                    policy: None,
+                    candidates: count,
+                    enlp: None,
+                    name: None,
+                },
             };
             (key, selected)
         })
@@ -141,15 +248,13 @@ mod tests {
 
     fn cand(d: u32, pref: u32, lists: &[(u32, &[u32])]) -> Candidate {
         Candidate {
-            distinguisher: d,
-            key: PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() },
             preference: pref,
             binding_sid: Some(24000 + d),
             lists: lists
                 .iter()
                 .map(|(w, l)| CandidateList { weight: *w, labels: l.to_vec(), unsupported: 0 })
                 .collect(),
-            ignored_segments: 0,
+            ..Candidate::new(d, PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() })
         }
     }
 
@@ -189,6 +294,32 @@ mod tests {
         let s = active(&[cand(5, 100, &[(7, &[16001, 16002]), (3, &[16003])]), cand(4, 100, &[(1, &[1])])]);
         assert_eq!(s.distinguisher, Some(5));
         assert_eq!(s.policy.unwrap().to_string(), "16001/16002@7,16003@3");
+    }
+
+    #[test]
+    fn a_path_without_its_attribute_is_invalid_and_never_active() {
+        let good = cand(1, 100, &[(1, &[16001])]);
+        // The same NLRI's next announcement came without the attribute: the
+        // lists it held before are gone with it, and a lower path takes over.
+        let dropped = Candidate { problem: Some(Invalid::NoTunnelEncapsulation), ..cand(2, 200, &[]) };
+        assert_eq!(dropped.invalid(), Some(Invalid::NoTunnelEncapsulation));
+        assert_eq!(dropped.policy(), None);
+        assert_eq!(active(&[good.clone(), dropped.clone()]).distinguisher, Some(1));
+        let s = active(&[dropped]);
+        assert_eq!((s.distinguisher, s.policy), (None, None));
+        assert_eq!(cand(3, 100, &[(0, &[16001])]).invalid(), Some(Invalid::NoUsableSegmentList));
+        assert_eq!(good.invalid(), None);
+    }
+
+    #[test]
+    fn enlp_needs_room_for_the_explicit_null() {
+        let full: Vec<u32> = (16001..16001 + LabelStack::MAX_DEPTH as u32).collect();
+        let mut c = cand(1, 100, &[(1, &full), (1, &[17001])]);
+        assert_eq!(c.policy().unwrap().lists().len(), 2);
+        c.enlp = Some(Enlp::Both);
+        assert_eq!(c.policy().unwrap().to_string(), "17001");
+        c.enlp = Some(Enlp::Neither);
+        assert_eq!(c.policy().unwrap().lists().len(), 2);
     }
 
     #[test]

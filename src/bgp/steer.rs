@@ -59,12 +59,8 @@ mod tests {
 
     fn policy(color: u32, endpoint: &str, label: u32) -> Candidate {
         Candidate {
-            distinguisher: 1,
-            key: PolicyKey { color, endpoint: endpoint.parse().unwrap() },
-            preference: 100,
-            binding_sid: None,
             lists: vec![CandidateList { weight: 1, labels: vec![label], unsupported: 0 }],
-            ignored_segments: 0,
+            ..Candidate::new(1, PolicyKey { color, endpoint: endpoint.parse().unwrap() })
         }
     }
 

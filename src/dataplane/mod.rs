@@ -38,9 +38,15 @@ macro_rules! map_set {
                 Ok(EncapMaps { $($map: BpfMap::new(&maps.$map, stringify!($map))?,)* })
             }
 
-            /// Makes a program being loaded use these maps instead of creating its own.
-            fn reuse_in(&self, open: &mut encap::OpenEncapMaps<'_>) -> Result<(), LoadError> {
-                $(open.$map.reuse_fd(self.$map.fd()).map_err(kernel(concat!("reusing map ", stringify!($map))))?;)*
+            /// Makes a program being loaded use these maps instead of creating
+            /// its own, except the counters when `own_counters` (a probe's).
+            fn reuse_in(&self, open: &mut encap::OpenEncapMaps<'_>, own_counters: bool) -> Result<(), LoadError> {
+                $(
+                    let counter_map = matches!(stringify!($map), "counters" | "route_counters");
+                    if !(own_counters && counter_map) {
+                        open.$map.reuse_fd(self.$map.fd()).map_err(kernel(concat!("reusing map ", stringify!($map))))?;
+                    }
+                )*
                 Ok(())
             }
 
@@ -133,6 +139,10 @@ pub(crate) enum Program {
     Xdp,
     /// `tc_encap`: the host's own packets on egress (tcx).
     TcEgress,
+    /// `xdp_encap` against the tables of a loaded dataplane but with
+    /// counters of its own: what `explain` runs, so that probes are not
+    /// counted as traffic.
+    Probe,
 }
 
 /// Loads the encapsulator with `config` and maps of its own (its XDP program).
@@ -140,6 +150,15 @@ pub(crate) fn load(config: &LoadConfig) -> Result<Loaded, LoadError> {
     let (prog, maps) = load_object(config, None, Program::Xdp)?;
     let maps = maps.ok_or(LoadError::Config("the object's maps were not opened (build problem)"))?;
     Ok(Loaded { prog, maps })
+}
+
+/// Loads `xdp_encap` against `maps`' tables with counter maps of its own
+/// (per-route counting off: its `route_counters` has one, unused, slot), and
+/// returns it with its own `counters` map.
+pub(crate) fn load_probe(config: &LoadConfig, maps: &EncapMaps) -> Result<(OwnedFd, BpfMap), LoadError> {
+    let (prog, own) = load_object(config, Some(maps), Program::Probe)?;
+    let own = own.ok_or(LoadError::Config("the probe's maps were not opened (build problem)"))?;
+    Ok((prog, own.counters))
 }
 
 /// Loads one of the encapsulator's programs against `maps`, which an earlier
@@ -176,7 +195,11 @@ fn load_object(
         Ipv4Lookup::Dir24_8 => types::encap_lookup::ENCAP_LOOKUP_DIR24,
         Ipv4Lookup::LpmTrie => types::encap_lookup::ENCAP_LOOKUP_LPM,
     };
-    rodata.skip_stages = config.skip_stages;
+    rodata.skip_stages = match program {
+        // A probe counts whatever a benchmark's variant skips: its counters say what happened.
+        Program::Probe => config.skip_stages & !types::encap_skip::ENCAP_SKIP_COUNTERS.0,
+        Program::Xdp | Program::TcEgress => config.skip_stages,
+    };
     rodata.route_cache_slots = config.route_cache;
     let skip_in_place = config.skip_stages & types::encap_skip::ENCAP_SKIP_MTU_IN_PLACE.0 != 0;
     rodata.mtu_in_place = u8::from(crate::sys::kernel_btf::has_cast_to_kern_ctx() && !skip_in_place);
@@ -193,6 +216,8 @@ fn load_object(
         ),
         false => (config.max_routes_v4, 1, 1, 1, 1, 1),
     };
+    // Slot 0 is "not counted" and every route id is past the probe's one slot.
+    let route_counters = if program == Program::Probe { 1 } else { config.max_counted_routes.max(1) };
     let maps = &mut open.maps;
     for (map, entries, step) in [
         (&mut maps.routes_v4, lpm_v4, "sizing routes_v4"),
@@ -207,16 +232,16 @@ fn load_object(
         (&mut maps.sources_v4, config.max_routes_v4, "sizing sources_v4"),
         (&mut maps.sources_v6, config.max_routes_v6, "sizing sources_v6"),
         (&mut maps.policies, config.max_policies, "sizing policies"),
-        (&mut maps.route_counters, config.max_counted_routes.max(1), "sizing route_counters"),
+        (&mut maps.route_counters, route_counters, "sizing route_counters"),
         (&mut maps.route_cache, config.route_cache.max(1), "sizing route_cache"),
     ] {
         map.set_max_entries(entries).map_err(kernel(step))?;
     }
     if let Some(existing) = reuse {
-        existing.reuse_in(&mut open.maps)?;
+        existing.reuse_in(&mut open.maps, program == Program::Probe)?;
     }
     // Only the program asked for is verified: each costs as much as the other.
-    open.progs.xdp_encap.set_autoload(program == Program::Xdp);
+    open.progs.xdp_encap.set_autoload(program != Program::TcEgress);
     open.progs.tc_encap.set_autoload(program == Program::TcEgress);
     let skel = open.load().map_err(|source| match source.kind() {
         ErrorKind::PermissionDenied => {
@@ -225,15 +250,17 @@ fn load_object(
         _ => LoadError::Kernel { step: "loading (verifier)", source },
     })?;
     let prog = match program {
-        Program::Xdp => skel.progs.xdp_encap.as_fd(),
+        Program::Xdp | Program::Probe => skel.progs.xdp_encap.as_fd(),
         Program::TcEgress => skel.progs.tc_encap.as_fd(),
     }
     .try_clone_to_owned()
     .map_err(|e| LoadError::Kernel { step: "duplicating the program fd", source: e.into() })?;
-    let maps = match reuse {
+    let maps = match (reuse, program) {
         // The skeleton's fds are the reused ones: the caller keeps its own set.
-        Some(_) => None,
-        None => Some(EncapMaps::from_skel(&skel.maps).map_err(|source| LoadError::Map { source })?),
+        (Some(_), Program::Xdp | Program::TcEgress) => None,
+        (None, _) | (Some(_), Program::Probe) => {
+            Some(EncapMaps::from_skel(&skel.maps).map_err(|source| LoadError::Map { source })?)
+        }
     };
     Ok((prog, maps))
 }

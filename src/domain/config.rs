@@ -74,6 +74,15 @@ pub enum XdpMode {
     Offload,
     /// Native, falling back to generic when the driver has no native XDP. The
     /// mode obtained is reported.
+    ///
+    /// On a veth whose peer runs no XDP program in native mode, generic is
+    /// chosen instead, with a warning in the log saying so: a veth delivers
+    /// the frames a native program sends back (XDP_TX) only to a peer that
+    /// runs one, and drops every other one in the driver, where the program
+    /// cannot see it (they show as [`crate::Stats::tx_errors`]). The peer is
+    /// looked up through rtnetlink, in its own namespace (Linux 4.20+). Ask
+    /// for [`XdpMode::Native`] explicitly to attach natively anyway (e.g.
+    /// when the peer's program is attached later).
     #[default]
     Auto,
 }

@@ -5,8 +5,11 @@ use std::str::FromStr;
 
 use crate::abi::MAX_LABELS;
 
-/// Why a label, traffic class, stack or wire entry was refused.
+/// Why a label, traffic class, stack or wire entry was refused. Every
+/// message that comes from text quotes it. More variants may come: match
+/// with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LabelError {
     /// The value does not fit the 20-bit label field.
     #[error("label {value} is out of range: MPLS labels are 0..=1048575 (20 bits)")]
@@ -42,15 +45,49 @@ pub enum LabelError {
         /// The deepest stack allowed.
         max: usize,
     },
-    /// Text that is not a label or a `/`-separated stack.
+    /// Text that is not a label (a number), nor a stack of one.
     #[error("{input:?} is not a label or a label stack (expected e.g. `1000000` or `16001/16002`)")]
     Parse {
         /// The text given.
         input: String,
     },
-    /// Text that is not a traffic class.
-    #[error("{input:?} is not a traffic class: expected a traffic class 0..=7 or `dscp`")]
+    /// Text of several `/`-separated parts, one of which is not a label
+    /// (empty, not a number, or a number beyond 32 bits): the whole text and
+    /// the part.
+    #[error(
+        "{input:?} is not a label stack: label {position} of {}{} (expected labels separated by `/`, e.g. \
+         `16001/16002`)",
+        .input.split('/').count(),
+        if .part.trim().is_empty() { " is empty".to_owned() } else { format!(", {:?}, is not a label (a number 0..=1048575)", .part) }
+    )]
+    StackParse {
+        /// The whole text given.
+        input: String,
+        /// Which part is wrong, from 1 (the top of the stack).
+        position: usize,
+        /// That part's text.
+        part: String,
+    },
+    /// Text that is not a traffic class value (0..=7). `dscp` is not one:
+    /// taking the class from each packet's DSCP is a route's choice,
+    /// [`crate::Tc::FromDscp`], which [`crate::Tc`]'s `FromStr` accepts.
+    #[error(
+        "{input:?} is not a traffic class: expected 0..=7{}",
+        if .input.trim().eq_ignore_ascii_case("dscp") {
+            "; `dscp` (the class from each packet's DSCP) is a route's Tc, not a class value: parse a Tc \
+             (\"dscp\".parse::<Tc>()) or use Route::with_tc(Tc::FromDscp)"
+        } else {
+            ""
+        }
+    )]
     TrafficClassParse {
+        /// The text given.
+        input: String,
+    },
+    /// Text that is not a route's traffic class ([`crate::Tc`]): neither
+    /// 0..=7 nor `dscp`.
+    #[error("{input:?} is not a traffic class: expected 0..=7, or `dscp` to take it from each packet's DSCP")]
+    TcParse {
         /// The text given.
         input: String,
     },
@@ -162,7 +199,7 @@ impl TrafficClass {
 
 impl FromStr for TrafficClass {
     type Err = LabelError;
-    /// `0`..`7`.
+    /// `0`..`7`. Not `dscp`, which is a [`crate::Tc`] (the error says so).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let value = s.trim().parse::<u8>().map_err(|_| LabelError::TrafficClassParse { input: s.to_owned() })?;
         TrafficClass::new(value)
@@ -302,9 +339,22 @@ impl From<Label> for LabelStack {
 
 impl FromStr for LabelStack {
     type Err = LabelError;
-    /// Parses `L1/L2/...`, top first.
+    /// Parses `L1/L2/...`, top first. A part that is not a number is
+    /// reported with the whole text and its position
+    /// ([`LabelError::StackParse`]); a number that is not a label, by its
+    /// value.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let labels = s.split('/').map(str::parse).collect::<Result<Vec<Label>, _>>()?;
+        let several = s.contains('/');
+        let labels = s
+            .split('/')
+            .enumerate()
+            .map(|(i, part)| match part.parse::<Label>() {
+                Err(LabelError::Parse { .. }) if several => {
+                    Err(LabelError::StackParse { input: s.to_owned(), position: i + 1, part: part.to_owned() })
+                }
+                other => other,
+            })
+            .collect::<Result<Vec<Label>, _>>()?;
         LabelStack::new(labels)
     }
 }
@@ -432,6 +482,30 @@ mod tests {
     }
 
     #[test]
+    fn stack_parse_errors_quote_the_text_and_the_part() {
+        let empty = "100//200".parse::<LabelStack>().unwrap_err().to_string();
+        assert!(empty.starts_with("\"100//200\" is not a label stack: label 2 of 3 is empty"), "{empty}");
+        let word = "16001/x".parse::<LabelStack>().unwrap_err().to_string();
+        assert!(
+            word.starts_with("\"16001/x\" is not a label stack: label 2 of 2, \"x\", is not a label (a number"),
+            "{word}"
+        );
+        let huge = "16001/99999999999".parse::<LabelStack>().unwrap_err();
+        assert!(matches!(&huge, LabelError::StackParse { position: 2, part, .. } if part == "99999999999"), "{huge:?}");
+        let trailing = "/16001".parse::<LabelStack>().unwrap_err();
+        assert!(matches!(trailing, LabelError::StackParse { position: 1, .. }), "{trailing:?}");
+    }
+
+    #[test]
+    fn dscp_is_not_a_traffic_class_and_the_error_says_where_it_belongs() {
+        let e = "dscp".parse::<TrafficClass>().unwrap_err();
+        assert_eq!(e, LabelError::TrafficClassParse { input: "dscp".into() });
+        assert!(e.to_string().contains("parse a Tc"), "{e}");
+        let other = "x".parse::<TrafficClass>().unwrap_err().to_string();
+        assert_eq!(other, "\"x\" is not a traffic class: expected 0..=7");
+    }
+
+    #[test]
     fn traffic_class_bounds() {
         assert_eq!(TrafficClass::new(7).map(TrafficClass::value), Ok(7));
         assert_eq!(TrafficClass::new(8), Err(LabelError::TrafficClassOutOfRange { value: 8 }));
@@ -444,7 +518,11 @@ mod tests {
         assert_eq!(LabelStack::new(vec![l; 16]).map(|s| s.len()), Ok(16));
         assert_eq!(LabelStack::new(vec![l; 17]), Err(LabelError::StackTooDeep { depth: 17, max: 16 }));
         assert_eq!("1/2".parse::<LabelStack>().map(|_| ()), Err(Label::new(1).unwrap_err()));
-        assert!(matches!("100//200".parse::<LabelStack>(), Err(LabelError::Parse { .. })));
+        assert_eq!(
+            "100//200".parse::<LabelStack>(),
+            Err(LabelError::StackParse { input: "100//200".into(), position: 2, part: String::new() })
+        );
+        assert!(matches!("abc".parse::<LabelStack>(), Err(LabelError::Parse { input }) if input == "abc"));
         assert_eq!("16001/16002".parse::<LabelStack>().unwrap().to_string(), "16001/16002");
     }
 

@@ -13,8 +13,10 @@ pub const MAX_SEGMENT_LISTS: usize = types::encap_limits::ENCAP_MAX_SEGMENT_LIST
 pub const POLICY_SLOTS: usize = SLOTS;
 pub(crate) const SLOTS: usize = types::encap_limits::ENCAP_POLICY_SLOTS.0 as usize;
 
-/// Why a policy was refused.
+/// Why a policy was refused. Every message that comes from text quotes it.
+/// More variants may come: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// No segment list, or more than eight.
     #[error("a policy holds 1 to {max} segment lists, not {count}")]
@@ -53,11 +55,22 @@ pub enum PolicyError {
     /// A label or stack in the text was refused.
     #[error(transparent)]
     Label(#[from] LabelError),
-    /// Text that is not `L1/L2@W1,L3@W2`.
-    #[error("{input:?} is not a list of segment lists (expected e.g. `16001/16002@7,16003@3`)")]
+    /// Text that is not `L1/L2@W1,L3@W2`: the whole text, and the segment
+    /// list that is wrong. (A stack that is wrong is a [`PolicyError::Label`]
+    /// quoting that stack.)
+    #[error(
+        "{input:?} is not a list of segment lists: segment list {index}, {part:?}, {problem} (expected e.g. \
+         `16001/16002@7,16003@3`)"
+    )]
     Parse {
-        /// The text given.
+        /// The whole text given.
         input: String,
+        /// Which segment list, from 0 (as in every other policy error).
+        index: usize,
+        /// That list's text.
+        part: String,
+        /// What is wrong with it.
+        problem: &'static str,
     },
     /// Text that is not an entropy label placement.
     #[error("{input:?} is not an entropy label placement (expected `bottom` or a number N >= 1)")]
@@ -206,18 +219,35 @@ impl FromStr for Policy {
     type Err = PolicyError;
     /// `L1/L2[@W],L3[@W]...`: comma-separated lists, `@W` a weight (default 1).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parse_err = || PolicyError::Parse { input: s.to_owned() };
         let lists = s
             .split(',')
-            .map(|part| {
+            .enumerate()
+            .map(|(index, part)| {
+                let parse_err =
+                    |problem| PolicyError::Parse { input: s.to_owned(), index, part: part.to_owned(), problem };
                 let (stack, weight) = match part.split_once('@') {
-                    Some((stack, w)) => (stack, w.trim().parse::<u16>().map_err(|_| parse_err())?),
+                    Some((stack, w)) => (
+                        stack,
+                        w.trim()
+                            .parse::<u16>()
+                            .map_err(|_| parse_err("has a weight that is not a number 1..=65535"))?,
+                    ),
                     None => (part, 1),
                 };
+                if stack.trim().is_empty() {
+                    return Err(parse_err("has no labels"));
+                }
                 Ok(SegmentList { stack: stack.parse()?, weight })
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
         Policy::new(lists, None)
+    }
+}
+
+impl fmt::Display for SegmentList {
+    /// `STACK@WEIGHT`, e.g. `16001/16002@7`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.stack, self.weight)
     }
 }
 
@@ -252,7 +282,25 @@ mod tests {
             Err(PolicyError::ListCount { count: 9, .. })
         ));
         assert!(matches!("100@0".parse::<Policy>(), Err(PolicyError::ZeroWeight { index: 0 })));
-        assert!(matches!("100@x".parse::<Policy>(), Err(PolicyError::Parse { .. })));
+        assert_eq!(
+            "100@7,200@x".parse::<Policy>(),
+            Err(PolicyError::Parse {
+                input: "100@7,200@x".into(),
+                index: 1,
+                part: "200@x".into(),
+                problem: "has a weight that is not a number 1..=65535"
+            })
+        );
+        assert!(matches!(
+            "100,,200".parse::<Policy>(),
+            Err(PolicyError::Parse { index: 1, problem: "has no labels", .. })
+        ));
+        assert!(matches!("".parse::<Policy>(), Err(PolicyError::Parse { index: 0, .. })));
+        let msg = "100@7,@3".parse::<Policy>().unwrap_err().to_string();
+        assert!(
+            msg.starts_with("\"100@7,@3\" is not a list of segment lists: segment list 1, \"@3\", has no labels"),
+            "{msg}"
+        );
         assert!(matches!("100@70000".parse::<Policy>(), Err(PolicyError::Parse { .. })));
         assert!(matches!("3@1".parse::<Policy>(), Err(PolicyError::Label(_))));
         let deep: Policy = [&["100"; 15][..]].concat().join("/").parse().unwrap();
@@ -264,6 +312,7 @@ mod tests {
         assert!(ok.with_entropy_label(Some(EntropyLabel::Bottom)).is_ok());
         let p: Policy = "16001/16002@7,16003@3".parse().unwrap();
         assert_eq!(p.to_string(), "16001/16002@7,16003@3");
+        assert_eq!(p.lists()[0].to_string(), "16001/16002@7");
         assert!(matches!(
             p.with_entropy_label(Some(EntropyLabel::After(0))),
             Err(PolicyError::EntropyLabelOnTop { .. })

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use ipnetwork::IpNetwork;
 
 use crate::domain::label::{LabelError, LabelStack, TrafficClass};
-use crate::domain::policy::Policy;
+use crate::domain::policy::{EntropyLabel, Policy, PolicyError};
 
 /// What the encapsulator pushes for one destination prefix.
 ///
@@ -17,6 +17,8 @@ use crate::domain::policy::Policy;
 /// assert_eq!(bsid.tc, Tc::Fixed(TrafficClass::default()));
 /// let te = Route::with_policy("198.51.100.0/24".parse()?, "16001/16002@7,16003@3".parse::<Policy>()?);
 /// assert_eq!(te.policy.lists().len(), 2);
+/// // Shown as the command shows it.
+/// assert_eq!(te.with_tc(Tc::FromDscp).to_string(), "198.51.100.0/24 -> 16001/16002@7,16003@3 (tc dscp)");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,16 +87,76 @@ impl Route {
         Route { prefix, policy, tc: Tc::default() }
     }
 
-    /// The same route with a fixed traffic class.
-    pub fn with_tc(mut self, tc: TrafficClass) -> Route {
-        self.tc = Tc::Fixed(tc);
+    /// The same route with this traffic class: a [`TrafficClass`] (fixed)
+    /// or a [`Tc`] (fixed, or [`Tc::FromDscp`]).
+    ///
+    /// ```
+    /// use lnetd_host_encap::{Route, Tc, TrafficClass};
+    /// let route = Route::new("198.51.100.0/24".parse()?, "16001".parse()?);
+    /// assert_eq!(route.clone().with_tc(TrafficClass::new(5)?).tc.to_string(), "5");
+    /// assert_eq!(route.with_tc("dscp".parse::<Tc>()?).tc, Tc::FromDscp);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_tc(mut self, tc: impl Into<Tc>) -> Route {
+        self.tc = tc.into();
         self
+    }
+
+    /// The same route with an entropy label pair (ELI, EL) pushed in every
+    /// stack of its policy, at `placement`.
+    ///
+    /// # Errors
+    /// [`PolicyError::TooDeepForEntropyLabel`] when a segment list is too deep
+    /// to take the pair (more than 14 labels), [`PolicyError::EntropyLabelOnTop`]
+    /// for `EntropyLabel::After(0)`.
+    ///
+    /// ```
+    /// use lnetd_host_encap::{EntropyLabel, PolicyError, Route};
+    /// let route = Route::new("198.51.100.0/24".parse()?, "16001/16002".parse()?)
+    ///     .with_entropy_label(EntropyLabel::Bottom)?;
+    /// assert_eq!(route.policy.entropy_label(), Some(EntropyLabel::Bottom));
+    /// assert_eq!(route.to_string(), "198.51.100.0/24 -> 16001/16002 +EL (tc 0)");
+    ///
+    /// let deep = Route::new("198.51.100.0/24".parse()?, ["100"; 15].join("/").parse()?);
+    /// assert!(matches!(
+    ///     deep.with_entropy_label(EntropyLabel::Bottom),
+    ///     Err(PolicyError::TooDeepForEntropyLabel { labels: 15, .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_entropy_label(mut self, placement: EntropyLabel) -> Result<Route, PolicyError> {
+        self.policy = self.policy.with_entropy_label(Some(placement))?;
+        Ok(self)
     }
 
     /// The same route with the traffic class taken from each packet's DSCP.
     pub fn with_tc_from_dscp(mut self) -> Route {
         self.tc = Tc::FromDscp;
         self
+    }
+}
+
+impl From<TrafficClass> for Tc {
+    fn from(tc: TrafficClass) -> Tc {
+        Tc::Fixed(tc)
+    }
+}
+
+impl fmt::Display for Route {
+    /// `PREFIX -> POLICY (tc TC)`, as `lnetd-host-encap set` prints a route:
+    /// `198.51.100.0/24 -> 16001/16002@7,16003@3 +EL (tc dscp)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {} (tc {})", self.prefix, self.policy, self.tc)
+    }
+}
+
+impl fmt::Display for Table {
+    /// `main table`, or `table N`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Table::Main => f.write_str("main table"),
+            Table::Alternate(id) => write!(f, "table {id}"),
+        }
     }
 }
 
@@ -111,10 +173,17 @@ impl fmt::Display for Tc {
 impl FromStr for Tc {
     type Err = LabelError;
     /// `0`..`7` (a fixed traffic class) or `dscp` (from each packet's DSCP).
+    ///
+    /// # Errors
+    /// [`LabelError::TcParse`] for other text, [`LabelError::TrafficClassOutOfRange`]
+    /// for a number above 7.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "dscp" => Ok(Tc::FromDscp),
-            n => Ok(Tc::Fixed(n.parse()?)),
+            n => match n.parse::<u8>() {
+                Ok(value) => Ok(Tc::Fixed(TrafficClass::new(value)?)),
+                Err(_) => Err(LabelError::TcParse { input: s.to_owned() }),
+            },
         }
     }
 }
@@ -128,7 +197,49 @@ mod tests {
         for text in ["0", "7", "dscp"] {
             assert_eq!(text.parse::<Tc>().unwrap().to_string(), text);
         }
-        assert!("8".parse::<Tc>().is_err());
-        assert!("DSCP5".parse::<Tc>().is_err());
+        assert_eq!("8".parse::<Tc>(), Err(LabelError::TrafficClassOutOfRange { value: 8 }));
+        assert_eq!("DSCP5".parse::<Tc>(), Err(LabelError::TcParse { input: "DSCP5".into() }));
+        let msg = "x".parse::<Tc>().unwrap_err().to_string();
+        assert!(msg.contains("\"x\"") && msg.contains("or `dscp`"), "{msg}");
+    }
+
+    fn route(policy: &str) -> Route {
+        Route::with_policy("198.51.100.0/24".parse().unwrap(), policy.parse().unwrap())
+    }
+
+    #[test]
+    fn route_display_is_the_commands_syntax() {
+        assert_eq!(route("1000000").to_string(), "198.51.100.0/24 -> 1000000 (tc 0)");
+        let te = route("16001/16002@7,16003@3").with_tc(Tc::FromDscp);
+        assert_eq!(te.to_string(), "198.51.100.0/24 -> 16001/16002@7,16003@3 (tc dscp)");
+        let el = route("16001/16002").with_tc(TrafficClass::new(5).unwrap());
+        let el = el.with_entropy_label(EntropyLabel::After(1)).unwrap();
+        assert_eq!(el.to_string(), "198.51.100.0/24 -> 16001/16002 +EL@1 (tc 5)");
+        let v6 = Route::new("2001:db8::/32".parse().unwrap(), "24001".parse().unwrap());
+        assert_eq!(v6.to_string(), "2001:db8::/32 -> 24001 (tc 0)");
+    }
+
+    #[test]
+    fn table_display() {
+        assert_eq!(Table::Main.to_string(), "main table");
+        assert_eq!(Table::alternate(5).unwrap().to_string(), "table 5");
+    }
+
+    #[test]
+    fn entropy_label_on_a_route_follows_the_policy_rules() {
+        let deepest_ok = route(&["100"; 14].join("/")).with_entropy_label(EntropyLabel::Bottom).unwrap();
+        assert_eq!(deepest_ok.policy.entropy_label(), Some(EntropyLabel::Bottom));
+        assert_eq!(deepest_ok.prefix, "198.51.100.0/24".parse::<IpNetwork>().unwrap(), "the prefix is kept");
+        assert_eq!(
+            route(&["100"; 15].join("/")).with_entropy_label(EntropyLabel::Bottom),
+            Err(PolicyError::TooDeepForEntropyLabel { index: 0, labels: 15, max: 16 })
+        );
+        assert_eq!(
+            route("100/200").with_entropy_label(EntropyLabel::After(0)),
+            Err(PolicyError::EntropyLabelOnTop { after: 0 })
+        );
+        let te = route("16001/16002@7,16003@3").with_tc(Tc::FromDscp).with_entropy_label(EntropyLabel::After(1));
+        let te = te.unwrap();
+        assert_eq!((te.tc, te.policy.lists().len()), (Tc::FromDscp, 2), "tc and lists are kept");
     }
 }

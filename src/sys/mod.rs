@@ -15,3 +15,4 @@ pub(crate) mod map;
 pub(crate) mod mmap;
 pub(crate) mod privileges;
 pub(crate) mod test_run;
+pub(crate) mod veth_peer;

@@ -237,6 +237,11 @@ struct BgpArgs {
     #[cfg(feature = "bgp")]
     #[arg(long = "bgp-stale-time", value_name = "SECONDS", default_value_t = 5.0, requires = "api")]
     stale_time: f64,
+    /// This host's BGP identifier: SR policies with route targets are used
+    /// only when one names it (RFC 9830 4.2.1). Default: GoBGP's router ID.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "bgp-router-id", value_name = "A.B.C.D", requires = "api")]
+    router_id: Option<std::net::Ipv4Addr>,
 }
 
 /// Where each route came from, as the agent recorded it.

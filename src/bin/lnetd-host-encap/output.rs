@@ -129,6 +129,8 @@ pub fn stats_json(iface: &str, stats: &Stats) -> String {
     for (name, c) in stats.named() {
         out.insert(name.into(), counter(c));
     }
+    // null: the driver does not say (generic mode, egress, or no such counter).
+    out.insert("tx_errors".into(), json!(stats.tx_errors));
     serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
 }
 
@@ -137,12 +139,15 @@ pub fn stats_table(stats: &Stats) {
     for (name, c) in stats.named() {
         println!("{name:<12} {:>14} {:>16}", c.packets, c.bytes);
     }
+    let tx_errors = stats.tx_errors.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+    println!("{:<12} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-");
 }
 
 pub fn rate_line(delta: &Stats) -> String {
     let passed: u64 = delta.named().iter().filter(|(n, _)| *n != "labelled").map(|(_, c)| c.packets).sum();
+    let lost = delta.tx_errors.map(|n| format!(" | tx errors {n} pkt/s")).unwrap_or_default();
     format!(
-        "labelled {} pkt/s {:.1} Mbit/s | no route {} | local {} | mtu {} | other passed {} pkt/s",
+        "labelled {} pkt/s {:.1} Mbit/s | no route {} | local {} | mtu {} | other passed {} pkt/s{lost}",
         delta.labelled.packets,
         delta.labelled.bytes as f64 * 8.0 / 1e6,
         delta.no_route.packets,

@@ -120,6 +120,7 @@ pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> 
         let config = BgpConfig {
             session_down: bgp.session_down,
             stale_time: Duration::from_secs_f64(bgp.stale_time.max(0.0)),
+            router_id: bgp.router_id,
             ..BgpConfig::new(api.clone())
         };
         extras.origins = Some(Arc::clone(&origins));

@@ -1,0 +1,501 @@
+//! BGP's paths as the learner keeps them: every best path of interest by
+//! NLRI, with who taught it and whether its peer went down; which SR Policy
+//! paths are for this host (RFC 9830 section 4.2.1) and which are invalid;
+//! and the selection and steering computed from them, incrementally.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use ipnetwork::IpNetwork;
+
+use super::accept::{accept, Ignored};
+use super::counters::{add, set, BgpCounters};
+use super::origins::{BgpTable, PolicyInfo};
+use super::select::{select, Candidate, Invalid, PolicyKey, Selected};
+use super::steer::{policy_for, steer, ColoredRoute};
+use super::wire::{Learned as Said, Nlri, PathUpdate};
+
+/// A path as kept: what it says, who taught it, whether its peer went down.
+#[derive(Debug)]
+pub(super) struct Entry<T> {
+    value: T,
+    neighbor: String,
+    stale: bool,
+}
+
+/// Every best path of interest, by NLRI, and the last steering computed
+/// from them (kept, so that a batch recomputes only the routes it touches).
+#[derive(Debug, Default)]
+pub(super) struct Table {
+    pub(super) candidates: HashMap<(u32, PolicyKey), Entry<Candidate>>,
+    pub(super) routes: HashMap<IpNetwork, Entry<ColoredRoute>>,
+    /// Routes by the (color, next hop) pairs they could be steered by.
+    by_key: HashMap<PolicyKey, HashSet<IpNetwork>>,
+    /// Routes added, changed or removed since the last computation.
+    dirty: HashSet<IpNetwork>,
+    /// The last computation: each steered route's policy, and the selection.
+    steered: BTreeMap<IpNetwork, PolicyKey>,
+    selected: BTreeMap<PolicyKey, Selected>,
+    /// False until the first computation (and after a wholesale replacement):
+    /// then everything is recomputed.
+    incremental: bool,
+    /// This host's BGP identifier, which route targets must name.
+    pub(super) router_id: Option<Ipv4Addr>,
+    /// SR Policy paths not for this host, and why (each logged once).
+    pub(super) ignored: HashMap<(u32, PolicyKey), Ignored>,
+    /// Invalid candidate paths for this host, and why (each logged once).
+    pub(super) invalid: HashMap<(u32, PolicyKey), Invalid>,
+}
+
+/// Who sent a path, for the logs.
+pub(super) fn sender(neighbor: &str) -> String {
+    if neighbor.is_empty() {
+        "GoBGP itself (a local path)".to_owned()
+    } else {
+        format!("peer {neighbor}")
+    }
+}
+
+/// The (color, next hop) pairs a route could be steered by.
+fn keys_of(route: &ColoredRoute) -> impl Iterator<Item = PolicyKey> + '_ {
+    route.colors.iter().map(|&color| PolicyKey { color, endpoint: route.next_hop })
+}
+
+impl Table {
+    /// An empty table matching route targets against `router_id`.
+    pub(super) fn new(router_id: Option<Ipv4Addr>) -> Table {
+        Table { router_id, ..Table::default() }
+    }
+
+    /// Applies one update. `down`: neighbors whose withdrawals are kept.
+    pub(super) fn update(&mut self, u: PathUpdate, down: &HashSet<String>, counters: &BgpCounters) {
+        let neighbor = u.neighbor;
+        match (u.nlri, u.learned) {
+            (Nlri::SrPolicy { distinguisher, key }, Some(Said::Candidate(c))) => {
+                add(&counters.updates, 1);
+                let id = (distinguisher, key);
+                if let Err(reason) = accept(&c.addressing, self.router_id) {
+                    counters.policies_ignored_total.add(reason.index(), 1);
+                    if self.ignored.insert(id, reason) != Some(reason) {
+                        let text = format!(
+                            "BGP: SR policy {key} distinguisher {distinguisher} from {} ({}) is not for this host \
+                             (BGP identifier {}), ignored: {reason}",
+                            sender(&neighbor),
+                            c.addressing,
+                            self.router_id.map_or_else(|| "unknown".to_owned(), |r| r.to_string()),
+                        );
+                        // Behind a route reflector every host hears every
+                        // headend's paths: a mismatch is the normal case.
+                        if reason == Ignored::RouteTargetMismatch {
+                            log::info!("{text}");
+                        } else {
+                            log::warn!("{text}");
+                        }
+                    }
+                    // Whatever this NLRI said before no longer holds here.
+                    self.candidates.remove(&id);
+                    self.invalid.remove(&id);
+                    return;
+                }
+                self.ignored.remove(&id);
+                match c.invalid() {
+                    Some(reason) => {
+                        counters.candidate_paths_invalid_total.add(reason.index(), 1);
+                        if self.invalid.insert(id, reason) != Some(reason) {
+                            log::warn!(
+                                "BGP: SR policy {key} distinguisher {distinguisher} from {} is an invalid candidate \
+                                 path, never active: {reason}",
+                                sender(&neighbor)
+                            );
+                        }
+                    }
+                    None => {
+                        if self.invalid.remove(&id).is_some() {
+                            log::info!(
+                                "BGP: SR policy {key} distinguisher {distinguisher} from {} is valid again",
+                                sender(&neighbor)
+                            );
+                        }
+                    }
+                }
+                if let Some(name) = &c.name {
+                    log::debug!("BGP: SR policy {key} distinguisher {distinguisher} is named {name:?}");
+                }
+                if let Some(sid) = c.srv6_binding_sid {
+                    // Logged when first seen for this path, not at every re-announcement.
+                    let known = self.candidates.get(&id).is_some_and(|e| e.value.srv6_binding_sid == Some(sid));
+                    if !known {
+                        log::info!(
+                            "BGP: SR policy {key} distinguisher {distinguisher} from {} has the SRv6 binding SID {sid}: \
+                             not used (this headend pushes SR-MPLS labels)",
+                            sender(&neighbor)
+                        );
+                    }
+                }
+                if c.ignored_segments > 0 {
+                    add(&counters.ignored_segments, u64::from(c.ignored_segments));
+                    log::warn!(
+                        "SR policy {key} distinguisher {distinguisher}: {} segment(s) of types other than SR-MPLS \
+                         labels; the segment lists holding them are not used",
+                        c.ignored_segments
+                    );
+                }
+                self.candidates.insert((distinguisher, key), Entry { value: c, neighbor, stale: false });
+            }
+            (Nlri::Unicast(prefix), Some(Said::Route { next_hop, colors })) => {
+                add(&counters.updates, 1);
+                let entry = Entry { value: ColoredRoute { next_hop, colors }, neighbor, stale: false };
+                self.put_route(prefix, entry);
+            }
+            (Nlri::SrPolicy { distinguisher, key }, None) => {
+                add(&counters.withdrawals, 1);
+                let id = (distinguisher, key);
+                self.ignored.remove(&id);
+                withdraw(&mut self.candidates, &id, down, counters);
+                if !self.candidates.contains_key(&id) {
+                    self.invalid.remove(&id);
+                }
+            }
+            (Nlri::Unicast(prefix), None) => {
+                add(&counters.withdrawals, 1);
+                if let Some(e) = withdraw(&mut self.routes, &prefix, down, counters) {
+                    self.unindex(prefix, &e.value);
+                }
+            }
+            // An NLRI that says something of the other kind: ignore.
+            _ => {}
+        }
+    }
+
+    /// Removes the stale paths of `neighbor` (every stale path for `None`).
+    pub(super) fn drop_stale(&mut self, neighbor: Option<&str>) {
+        fn gone<T>(e: &Entry<T>, neighbor: Option<&str>) -> bool {
+            e.stale && neighbor.is_none_or(|n| e.neighbor == n)
+        }
+        self.candidates.retain(|_, e| !gone(e, neighbor));
+        self.invalid.retain(|id, _| self.candidates.contains_key(id));
+        let removed: Vec<IpNetwork> = self.routes.iter().filter(|(_, e)| gone(e, neighbor)).map(|(p, _)| *p).collect();
+        for prefix in removed {
+            if let Some(e) = self.routes.remove(&prefix) {
+                self.unindex(prefix, &e.value);
+            }
+        }
+    }
+
+    /// Adds or replaces a route, keeping the index.
+    fn put_route(&mut self, prefix: IpNetwork, entry: Entry<ColoredRoute>) {
+        for key in keys_of(&entry.value) {
+            self.by_key.entry(key).or_default().insert(prefix);
+        }
+        if let Some(old) = self.routes.insert(prefix, entry) {
+            let kept: Vec<PolicyKey> =
+                self.routes.get(&prefix).map(|e| keys_of(&e.value).collect()).unwrap_or_default();
+            for key in keys_of(&old.value).filter(|k| !kept.contains(k)) {
+                self.unindex_key(prefix, key);
+            }
+        }
+        self.dirty.insert(prefix);
+    }
+
+    fn unindex(&mut self, prefix: IpNetwork, route: &ColoredRoute) {
+        for key in keys_of(route) {
+            self.unindex_key(prefix, key);
+        }
+        self.dirty.insert(prefix);
+    }
+
+    fn unindex_key(&mut self, prefix: IpNetwork, key: PolicyKey) {
+        if let Some(set) = self.by_key.get_mut(&key) {
+            set.remove(&prefix);
+            if set.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Marks every path stale (GoBGP went away under `keep`).
+    pub(super) fn mark_all_stale(&mut self) {
+        self.candidates.values_mut().for_each(|e| e.stale = true);
+        self.routes.values_mut().for_each(|e| e.stale = true);
+    }
+
+    /// The steered routes and active policies, and the gauges. Only the
+    /// routes changed since the last computation, and those of a (color,
+    /// endpoint) whose policy became valid or invalid, are steered again.
+    pub(super) fn compute(&mut self, counters: &BgpCounters) -> BgpTable {
+        let selected = select(self.candidates.values().map(|e| &e.value));
+        if self.incremental {
+            let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
+            let flipped: Vec<PolicyKey> = self
+                .selected
+                .keys()
+                .chain(selected.keys())
+                .filter(|k| valid(&self.selected, k) != valid(&selected, k))
+                .copied()
+                .collect();
+            let mut again = std::mem::take(&mut self.dirty);
+            for key in flipped {
+                if let Some(set) = self.by_key.get(&key) {
+                    again.extend(set.iter().copied());
+                }
+            }
+            for prefix in again {
+                match self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected)) {
+                    Some(key) => self.steered.insert(prefix, key),
+                    None => self.steered.remove(&prefix),
+                };
+            }
+        } else {
+            self.steered = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
+            self.by_key.clear();
+            for (prefix, e) in &self.routes {
+                for key in keys_of(&e.value) {
+                    self.by_key.entry(key).or_default().insert(*prefix);
+                }
+            }
+            self.dirty.clear();
+            self.incremental = true;
+        }
+        let routes = self.steered.clone();
+        let unsteered = self.routes.len() - routes.len();
+        let policies = selected
+            .iter()
+            .filter_map(|(k, s)| {
+                let info = PolicyInfo {
+                    color: k.color,
+                    endpoint: k.endpoint,
+                    preference: s.preference,
+                    distinguisher: s.distinguisher.unwrap_or_default(),
+                    binding_sid: s.binding_sid,
+                    name: s.name.clone(),
+                    enlp: s.enlp,
+                };
+                Some((*k, (s.policy.clone()?, info)))
+            })
+            .collect::<BTreeMap<_, _>>();
+        set(&counters.policies_active, policies.len() as u64);
+        set(&counters.policies_invalid, (selected.len() - policies.len()) as u64);
+        set(&counters.candidate_paths, self.candidates.len() as u64);
+        set(&counters.routes_steered, routes.len() as u64);
+        set(&counters.routes_unsteered, unsteered as u64);
+        for reason in Ignored::ALL {
+            let n = self.ignored.values().filter(|r| **r == reason).count();
+            counters.policies_ignored.set(reason.index(), n as u64);
+        }
+        for reason in Invalid::ALL {
+            let n = self.invalid.values().filter(|r| **r == reason).count();
+            counters.candidate_paths_invalid.set(reason.index(), n as u64);
+        }
+        self.selected = selected;
+        let invalid = self.selected.iter().filter(|(_, s)| s.policy.is_none()).map(|(k, _)| *k).collect();
+        BgpTable { routes, policies, invalid }
+    }
+}
+
+/// Withdraws `key`: removed (and returned), or kept stale when its peer is `down`.
+fn withdraw<K: std::hash::Hash + Eq, T>(
+    map: &mut HashMap<K, Entry<T>>,
+    key: &K,
+    down: &HashSet<String>,
+    counters: &BgpCounters,
+) -> Option<Entry<T>> {
+    match map.get_mut(key) {
+        Some(e) if down.contains(&e.neighbor) => {
+            e.stale = true;
+            add(&counters.withdrawals_kept, 1);
+            None
+        }
+        Some(_) => map.remove(key),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::accept::Addressing;
+    use crate::bgp::select::CandidateList;
+    use std::net::IpAddr;
+
+    fn key() -> PolicyKey {
+        PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() }
+    }
+
+    fn announce(nlri: Nlri, neighbor: &str) -> PathUpdate {
+        let learned = match nlri {
+            Nlri::SrPolicy { distinguisher, key } => Said::Candidate(Candidate {
+                lists: vec![CandidateList { weight: 1, labels: vec![16001], unsupported: 0 }],
+                addressing: Addressing::peer(),
+                ..Candidate::new(distinguisher, key)
+            }),
+            Nlri::Unicast(_) => Said::Route { next_hop: key().endpoint, colors: vec![100] },
+        };
+        PathUpdate { nlri, neighbor: neighbor.into(), learned: Some(learned) }
+    }
+
+    #[test]
+    fn incremental_steering_equals_steering_everything() {
+        // A small deterministic generator (no dependency): xorshift.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        let endpoint = |i: u64| -> IpAddr { IpAddr::from([192, 0, 2, 1 + (i % 2) as u8]) };
+        for step in 0..2000 {
+            match next(6) {
+                0 | 1 => {
+                    let prefix: IpNetwork = format!("10.{}.0.0/16", next(60)).parse().unwrap();
+                    let colors = (0..next(3)).map(|_| 1 + next(5) as u32).collect();
+                    let learned = Some(Said::Route { next_hop: endpoint(next(2)), colors });
+                    t.update(
+                        PathUpdate { nlri: Nlri::Unicast(prefix), neighbor: "n".into(), learned },
+                        &none,
+                        &counters,
+                    );
+                }
+                2 => {
+                    let prefix: IpNetwork = format!("10.{}.0.0/16", next(60)).parse().unwrap();
+                    t.update(
+                        PathUpdate { nlri: Nlri::Unicast(prefix), neighbor: "n".into(), learned: None },
+                        &none,
+                        &counters,
+                    );
+                }
+                3 => {
+                    let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
+                    let weight = next(2) as u32; // 0: invalid
+                    let c = Candidate {
+                        lists: vec![CandidateList { weight, labels: vec![16001 + step], unsupported: 0 }],
+                        addressing: Addressing::peer(),
+                        ..Candidate::new(1, key)
+                    };
+                    let nlri = Nlri::SrPolicy { distinguisher: 1, key };
+                    t.update(
+                        PathUpdate { nlri, neighbor: "n".into(), learned: Some(Said::Candidate(c)) },
+                        &none,
+                        &counters,
+                    );
+                }
+                4 => {
+                    let key = PolicyKey { color: 1 + next(5) as u32, endpoint: endpoint(next(2)) };
+                    let nlri = Nlri::SrPolicy { distinguisher: 1, key };
+                    t.update(PathUpdate { nlri, neighbor: "n".into(), learned: None }, &none, &counters);
+                }
+                _ => {
+                    let got = t.compute(&counters).routes;
+                    let selected = select(t.candidates.values().map(|e| &e.value));
+                    let want = steer(t.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
+                    assert_eq!(got, want, "step {step}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn withdrawals_of_a_down_peer_are_kept_stale_until_released() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let policy = Nlri::SrPolicy { distinguisher: 1, key: key() };
+        let (a, b) = (Nlri::Unicast("10.0.0.0/8".parse().unwrap()), Nlri::Unicast("10.1.0.0/16".parse().unwrap()));
+        let none = HashSet::new();
+        for n in [policy, a, b] {
+            t.update(announce(n, "10.201.0.1"), &none, &counters);
+        }
+        assert_eq!(t.compute(&counters).routes.len(), 2);
+        // The peer is down: its withdrawals are kept, stale.
+        let down: HashSet<String> = ["10.201.0.1".to_owned()].into();
+        for n in [policy, a, b] {
+            t.update(PathUpdate { nlri: n, neighbor: "10.201.0.1".into(), learned: None }, &down, &counters);
+        }
+        assert_eq!(t.compute(&counters).routes.len(), 2);
+        assert_eq!(counters.withdrawals_kept.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // Back: it teaches the policy and one route again; the other goes at the release.
+        t.update(announce(policy, "10.201.0.1"), &none, &counters);
+        t.update(announce(a, "10.201.0.1"), &none, &counters);
+        t.drop_stale(Some("10.201.0.1"));
+        let routes = t.compute(&counters).routes;
+        assert_eq!(routes.keys().map(|p| p.to_string()).collect::<Vec<_>>(), ["10.0.0.0/8"]);
+        // A withdrawal from a peer that is up is applied at once.
+        t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
+        assert!(t.compute(&counters).routes.is_empty());
+    }
+
+    fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {
+        let c = Candidate {
+            lists: vec![CandidateList { weight: 1, labels: vec![label], unsupported: 0 }],
+            addressing,
+            ..Candidate::new(distinguisher, key())
+        };
+        let nlri = Nlri::SrPolicy { distinguisher, key: key() };
+        PathUpdate { nlri, neighbor: "10.201.0.1".into(), learned: Some(Said::Candidate(c)) }
+    }
+
+    fn labels(table: &BgpTable) -> Vec<String> {
+        table.policies.values().map(|(p, _)| p.to_string()).collect()
+    }
+
+    #[test]
+    fn only_the_paths_addressed_to_this_host_are_candidates() {
+        let counters = BgpCounters::default();
+        let me: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let mut t = Table { router_id: Some(me), ..Table::default() };
+        let none = HashSet::new();
+        // The same (color, endpoint), one path per headend, the other's preferred.
+        let mine = candidate(2, 16002, Addressing::to(me));
+        let mut theirs = candidate(3, 16003, Addressing::to("10.0.0.3".parse().unwrap()));
+        if let Some(Said::Candidate(c)) = &mut theirs.learned {
+            c.preference = 300;
+        }
+        t.update(mine, &none, &counters);
+        t.update(theirs.clone(), &none, &counters);
+        t.update(theirs, &none, &counters);
+        t.update(candidate(4, 16004, Addressing::default()), &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16002"]);
+        let reason = |r: Ignored| counters.policies_ignored_total.get(r.index());
+        let now = |r: Ignored| counters.policies_ignored.get(r.index());
+        assert_eq!((reason(Ignored::RouteTargetMismatch), now(Ignored::RouteTargetMismatch)), (2, 1));
+        assert_eq!((reason(Ignored::NoRouteTarget), now(Ignored::NoRouteTarget)), (1, 1));
+        // A path that was mine, re-announced for another host: gone, not kept.
+        t.update(candidate(2, 16002, Addressing::to("10.0.0.9".parse().unwrap())), &none, &counters);
+        assert!(labels(&t.compute(&counters)).is_empty());
+        assert_eq!(now(Ignored::RouteTargetMismatch), 2);
+        // Withdrawn: no longer counted as ignored now.
+        t.update(
+            PathUpdate { nlri: Nlri::SrPolicy { distinguisher: 3, key: key() }, neighbor: "x".into(), learned: None },
+            &none,
+            &counters,
+        );
+        t.compute(&counters);
+        assert_eq!(now(Ignored::RouteTargetMismatch), 1);
+    }
+
+    #[test]
+    fn a_path_whose_attribute_was_dropped_replaces_its_lists_and_is_counted() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        t.update(candidate(2, 16002, Addressing::peer()), &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16002"]);
+        // Distinguisher 2 again, without its Tunnel Encapsulation attribute.
+        let mut dropped = candidate(2, 16002, Addressing::peer());
+        if let Some(Said::Candidate(c)) = &mut dropped.learned {
+            c.lists.clear();
+            c.problem = Some(Invalid::NoTunnelEncapsulation);
+        }
+        t.update(dropped, &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16001"], "never the last known lists of distinguisher 2");
+        let i = Invalid::NoTunnelEncapsulation.index();
+        assert_eq!((counters.candidate_paths_invalid_total.get(i), counters.candidate_paths_invalid.get(i)), (1, 1));
+        // Good again.
+        t.update(candidate(2, 16012, Addressing::peer()), &none, &counters);
+        assert_eq!(labels(&t.compute(&counters)), ["16012"]);
+        assert_eq!(counters.candidate_paths_invalid.get(i), 0);
+    }
+}
