@@ -531,7 +531,9 @@ impl Encapsulator {
     /// [`PinError::NotPinned`] when nothing is pinned there;
     /// [`PinError::Incompatible`] for state written by a build of another
     /// format (naming both versions); [`PinError::StaleInterface`] when the
-    /// interface was recreated; [`LoadError`] when this build's program cannot
+    /// interface was recreated; [`PinError::StaleLink`] when the pinned link no
+    /// longer attaches the live interface (deleted and recreated, with its
+    /// namespace or alone); [`LoadError`] when this build's program cannot
     /// be loaded against the pinned maps; [`AttachError::Replace`].
     pub fn open(iface: &str) -> Result<Encapsulator, Error> {
         Encapsulator::open_with(iface, &AdoptOptions::default())
@@ -584,8 +586,9 @@ impl Encapsulator {
                 PinError::StaleInterface { iface: iface.to_owned(), pinned: attached.ifindex, now: ifindex }.into()
             );
         }
-        let maps = dir.open_maps()?;
         let link = dir.open_link()?;
+        dir.check_live(iface, ifindex, &link, attached.mode != AttachedMode::Egress)?;
+        let maps = dir.open_maps()?;
         let prog = if options.replace_program && !options.read_only {
             let program = if attached.mode == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
             let prog = dataplane::load_program(&config, &maps, program)?;

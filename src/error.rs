@@ -369,6 +369,35 @@ pub enum PinError {
         /// The directory.
         dir: PathBuf,
     },
+    /// The pins would go to a bpffs that is not the host's: this process has
+    /// its own mount namespace (`ip netns exec` remounts /sys), so they would
+    /// vanish with it while the command reported success.
+    #[error(
+        "{} is not on the host's bpffs: this process runs in its own mount namespace (as under `ip netns exec`, \
+         which remounts /sys), so pins made here vanish when it exits; enter only the network namespace instead: \
+         `nsenter --net=/run/netns/NAME lnetd-host-encap -i IFACE attach`",
+        .dir.display()
+    )]
+    NotHostBpffs {
+        /// The pin directory.
+        dir: PathBuf,
+    },
+    /// The pinned link no longer attaches the live interface of that name in
+    /// this network namespace (the interface or the namespace was deleted and
+    /// recreated): nothing runs the pinned program there.
+    #[error(
+        "the link pinned at {} no longer attaches {iface} in this network namespace: {reason}; the pins are stale: \
+         remove them with `lnetd-host-encap -i {iface} detach --force`, then attach again",
+        .path.display()
+    )]
+    StaleLink {
+        /// The interface.
+        iface: String,
+        /// The link's pin.
+        path: PathBuf,
+        /// What the kernel reports instead.
+        reason: String,
+    },
     /// An interface name that cannot be a directory name.
     #[error("{iface:?} is not an interface name")]
     BadInterfaceName {
@@ -405,7 +434,8 @@ pub enum PinError {
     /// The pinned link belongs to an interface that has since been replaced.
     #[error(
         "the dataplane pinned for {iface} was attached to ifindex {pinned}, but {iface} is now ifindex {now}: \
-         the interface was recreated; detach the stale pins and attach again"
+         the interface was recreated; remove the stale pins with `lnetd-host-encap -i {iface} detach --force`, then \
+         attach again"
     )]
     StaleInterface {
         /// The interface.

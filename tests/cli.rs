@@ -343,3 +343,30 @@ fn status_and_detach_force_out_of_damaged_states() {
     assert!(ok(&lab.host, &["attach", "--mode", "generic"]).contains("attached to h0"));
     ok(&lab.host, &["detach"]);
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
+    privileged("attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    // `ip netns exec` runs the command in a mount namespace of its own with
+    // /sys remounted; mounting bpffs there (as the notes say one must) gives
+    // a bpffs that vanishes with the shell.
+    let script = format!(
+        "mount -t bpf bpf /sys/fs/bpf && exec {} -i {} attach --mode generic",
+        env!("CARGO_BIN_EXE_lnetd-host-encap"),
+        VethLab::HOST_IF
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.host.name(), "sh", "-c", &script])
+        .output()
+        .expect("run ip netns exec");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not on the host's bpffs") && stderr.contains("nsenter --net"), "{stderr}");
+    assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None, "nothing attached");
+    // The alternative the message gives works.
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["detach"]);
+}

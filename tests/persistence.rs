@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::{privileged, ChildGuard, PinGuard};
 use etherparse::{SlicedPacket, TransportSlice};
-use lnetd_host_encap::lab::{attached_xdp_program, Capture, VethLab};
+use lnetd_host_encap::lab::{attached_xdp_program, Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{Encapsulator, Error, PinError, XdpMode};
+use lnetd_host_encap::{AdoptOptions, Encapsulator, Error, PinError, XdpMode};
 
 /// The state directory of the dataplane pinned in `pins`.
 fn state_dir(pins: &std::path::Path) -> PathBuf {
@@ -531,4 +531,51 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
             enc.detach().unwrap();
         })
         .unwrap();
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_stale_link_is_refused_naming_its_pin_and_the_command_that_fixes_it() {
+    privileged("a_stale_link_is_refused_naming_its_pin_and_the_command_that_fixes_it");
+    const IFACE: &str = "lhe-stale0";
+    let ns = Netns::new("stale").expect("namespace");
+    let _pins = PinGuard(&ns, IFACE);
+    // The same name and the same ifindex both times: only the link can tell.
+    let create = || {
+        ns.ip(&["link", "add", IFACE, "index", "4242", "type", "veth", "peer", "name", "lhe-stale1"]).expect("veth");
+        ns.ip(&["link", "set", IFACE, "up"]).expect("up");
+    };
+    create();
+    let link = ns
+        .run(|| {
+            let enc = Encapsulator::builder().pinned().attach(IFACE, XdpMode::Generic).expect("attach");
+            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            let link = enc.pin_dir().unwrap().join("link");
+            drop(enc);
+            // A live pin is adopted, as a writer and as a reader.
+            assert_eq!(Encapsulator::open(IFACE).expect("adopt a live pin").routes().unwrap().len(), 1);
+            let read_only = AdoptOptions { read_only: true, ..AdoptOptions::default() };
+            assert_eq!(Encapsulator::open_with(IFACE, &read_only).expect("read a live pin").routes().unwrap().len(), 1);
+            link
+        })
+        .unwrap();
+    ns.ip(&["link", "del", IFACE]).expect("delete the interface");
+    create();
+    ns.run(|| {
+        assert_eq!(attached_xdp_program(IFACE).unwrap(), None, "the recreated interface runs nothing");
+        let read_only = AdoptOptions { read_only: true, ..AdoptOptions::default() };
+        for options in [AdoptOptions::default(), read_only] {
+            match Encapsulator::open_with(IFACE, &options) {
+                Err(e @ Error::Pin(PinError::StaleLink { .. })) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(&link.display().to_string()), "names the pin: {msg}");
+                    assert!(msg.contains(&format!("lnetd-host-encap -i {IFACE} detach --force")), "{msg}");
+                }
+                other => panic!("adoption of a stale link ({options:?}): {other:?}"),
+            }
+        }
+        // Refused means untouched: the stale link is still there to remove.
+        assert!(link.exists());
+    })
+    .unwrap();
 }

@@ -105,7 +105,7 @@ impl PinDir {
         self.pins.join("maps")
     }
 
-    fn link_path(&self) -> PathBuf {
+    pub(crate) fn link_path(&self) -> PathBuf {
         self.pins.join("link")
     }
 
@@ -139,6 +139,9 @@ impl PinDir {
     ) -> Result<T, PinError> {
         if !bpffs::is_bpffs(&self.pins) {
             return Err(PinError::NotBpffs { dir: self.pins.clone() });
+        }
+        if bpffs::is_hosts_bpffs(&self.pins) == Some(false) {
+            return Err(PinError::NotHostBpffs { dir: self.pins.clone() });
         }
         if self.exists() {
             return Err(PinError::AlreadyPinned { dir: self.pins.clone() });
@@ -225,6 +228,31 @@ impl PinDir {
         let path = self.link_path();
         let fd = bpffs::get(&path).map_err(|errno| PinError::Kernel { op: "opening", path: path.clone(), errno })?;
         Ok(BpfLink::from_fd(fd))
+    }
+
+    /// Refuses `link` unless it is attached to `ifindex`, the live interface
+    /// `iface` of the calling thread's network namespace: a name and an
+    /// ifindex can both come back after the interface or the whole namespace
+    /// was deleted and recreated, while the link stays detached (ifindex 0)
+    /// or attached to a device elsewhere.
+    pub(crate) fn check_live(&self, iface: &str, ifindex: u32, link: &BpfLink, xdp: bool) -> Result<(), PinError> {
+        let stale = |reason: String| PinError::StaleLink { iface: iface.to_owned(), path: self.link_path(), reason };
+        let kernel = |errno| PinError::Kernel { op: "reading the link info of", path: self.link_path(), errno };
+        let target = link.target().map_err(kernel)?;
+        match target.ifindex {
+            Some(0) => return Err(stale("the kernel reports it detached (its interface was deleted)".into())),
+            Some(linked) if linked != ifindex => {
+                return Err(stale(format!("it is attached to ifindex {linked}, {iface} is ifindex {ifindex}")))
+            }
+            _ => {}
+        }
+        // The link's ifindex is a number in some namespace: the interface
+        // here running the link's program is what ties the two together.
+        if xdp && !crate::sys::link::runs_xdp_program(ifindex, target.prog_id).map_err(kernel)? {
+            let reason = format!("{iface} (ifindex {ifindex}) does not run its program (id {})", target.prog_id);
+            return Err(stale(reason));
+        }
+        Ok(())
     }
 
     /// Removes the pins and the state file (the kernel frees the maps once

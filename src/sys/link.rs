@@ -10,6 +10,17 @@ use nix::errno::Errno;
 
 use crate::domain::config::{AttachedMode, XdpMode};
 
+/// What a link is attached to, as the kernel reports it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkTarget {
+    /// The program the link runs.
+    pub(crate) prog_id: u32,
+    /// The device's ifindex for an XDP or tcx link: 0 once the device is gone
+    /// (the kernel detaches the link then, and a device created later with the
+    /// same ifindex is not attached to it); `None` for other link types.
+    pub(crate) ifindex: Option<u32>,
+}
+
 /// A program attached to an interface through a BPF link (XDP or tcx):
 /// closing the link's last fd detaches it, so a process that dies leaves
 /// nothing behind (unless the link is pinned).
@@ -35,8 +46,7 @@ impl BpfLink {
         Ok(())
     }
 
-    /// The program the link runs now, by a new fd.
-    pub(crate) fn prog(&self) -> Result<OwnedFd, Errno> {
+    fn info(&self) -> Result<libbpf_sys::bpf_link_info, Errno> {
         // SAFETY: zeroed is a valid bpf_link_info; the kernel fills up to `len` bytes.
         let mut info: libbpf_sys::bpf_link_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
@@ -45,6 +55,25 @@ impl BpfLink {
         if rc < 0 {
             return Err(Errno::from_raw(-rc));
         }
+        Ok(info)
+    }
+
+    /// What the kernel says the link runs and where (`bpf_link_get_info_by_fd`).
+    pub(crate) fn target(&self) -> Result<LinkTarget, Errno> {
+        let info = self.info()?;
+        // SAFETY: the kernel filled the union member that `type_` names; both
+        // members read here start with the ifindex.
+        let ifindex = match info.type_ {
+            libbpf_sys::BPF_LINK_TYPE_XDP => Some(unsafe { info.__bindgen_anon_1.xdp.ifindex }),
+            libbpf_sys::BPF_LINK_TYPE_TCX => Some(unsafe { info.__bindgen_anon_1.tcx.ifindex }),
+            _ => None,
+        };
+        Ok(LinkTarget { prog_id: info.prog_id, ifindex })
+    }
+
+    /// The program the link runs now, by a new fd.
+    pub(crate) fn prog(&self) -> Result<OwnedFd, Errno> {
+        let info = self.info()?;
         // SAFETY: plain syscall wrapper.
         let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(info.prog_id) };
         if fd < 0 {
@@ -112,6 +141,25 @@ pub(crate) fn attached_prog_id(ifindex: u32) -> Result<Option<u32>, Errno> {
         return Err(Errno::from_raw(-rc));
     }
     Ok(Some(id).filter(|id| *id != 0))
+}
+
+/// Whether `ifindex` in the calling thread's network namespace runs XDP
+/// program `prog_id`, in any mode: one query per mode, since the kernel
+/// reports no single id when programs are attached in two modes.
+pub(crate) fn runs_xdp_program(ifindex: u32, prog_id: u32) -> Result<bool, Errno> {
+    let target = i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?;
+    for flags in [libbpf_sys::XDP_FLAGS_SKB_MODE, libbpf_sys::XDP_FLAGS_DRV_MODE, libbpf_sys::XDP_FLAGS_HW_MODE] {
+        let mut id = 0u32;
+        // SAFETY: `id` outlives the call.
+        let rc = unsafe { libbpf_sys::bpf_xdp_query_id(target, flags as i32, &mut id) };
+        if rc < 0 {
+            return Err(Errno::from_raw(-rc));
+        }
+        if id == prog_id {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// One mode tried, and how it failed.
