@@ -559,7 +559,7 @@ impl Encapsulator {
         }
         let owner = if options.read_only { None } else { Some(dir.lock(options.wait)?) };
         let started = std::time::Instant::now();
-        let (recovered, store) = Store::open(dir.state_dir(), !options.read_only).map_err(|e| match e {
+        let unreadable = |e: OpenError| match e {
             OpenError::Pin(e) => e,
             OpenError::Unreadable(Unreadable::Version(found, written_by)) => PinError::Incompatible {
                 found,
@@ -571,8 +571,29 @@ impl Encapsulator {
             OpenError::Unreadable(Unreadable::Invalid(reason)) => {
                 PinError::Corrupt { path: dir.state_dir().to_owned(), reason }
             }
-        })?;
-        let store::Recovered { rib, config, attached, unfinished, .. } = recovered;
+        };
+        // A reader checks the state (format, checksum) now and decodes the
+        // RIB only when it first needs it: `stats` never does.
+        let (rib, config, attached, unfinished, store) = if options.read_only {
+            let store::Peeked { config, attached, unfinished } = Store::peek(dir.state_dir()).map_err(unreadable)?;
+            let state_dir = dir.state_dir().to_owned();
+            let load: crate::fib::RibLoader = Box::new(move || {
+                Store::open(&state_dir, false).map(|(recovered, _)| recovered.rib).map_err(|e| match e {
+                    OpenError::Pin(e) => e.to_string(),
+                    OpenError::Unreadable(Unreadable::Invalid(reason)) => {
+                        format!("the state in {} cannot be read: {reason}", state_dir.display())
+                    }
+                    OpenError::Unreadable(Unreadable::Version(found, by)) => {
+                        format!("the state in {} was replaced by format {found} (written by {by})", state_dir.display())
+                    }
+                })
+            });
+            (Err(load), config, attached, unfinished, None)
+        } else {
+            let (recovered, store) = Store::open(dir.state_dir(), true).map_err(unreadable)?;
+            let store::Recovered { rib, config, attached, unfinished, .. } = recovered;
+            (Ok(rib), config, attached, unfinished, store)
+        };
         let read = started.elapsed();
         if attached.mode == AttachedMode::Ingress {
             // A decapsulator's hook: no encapsulator is ever attached there.
@@ -599,7 +620,10 @@ impl Encapsulator {
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let loaded = started.elapsed();
-        let fib = Fib::adopted(maps, config, rib, options.read_only)?;
+        let fib = match rib {
+            Ok(rib) => Fib::adopted(maps, config, rib, options.read_only)?,
+            Err(load) => Fib::adopted_lazily(maps, config, load)?,
+        };
         fib.set_store(store);
         log::debug!("adopt: state read {read:?}, program and maps until {loaded:?}, FIB until {:?}", started.elapsed());
         if unfinished && options.read_only {

@@ -74,12 +74,19 @@ pub(crate) struct Allocation {
     pub in_place: bool,
 }
 
+/// Reads a RIB from where it is stored.
+pub(crate) type RibLoader = Box<dyn FnOnce() -> Result<Rib, String> + Send>;
+
 pub(crate) struct Fib {
     maps: EncapMaps,
     config: LoadConfig,
     /// The RIB, guarded together with every write to the maps so that
     /// writers never interleave.
     rib: Mutex<Rib>,
+    /// How to read the RIB when a reader first needs it: a reader adopted
+    /// lazily (`stats` never looks at the RIB, so it never pays for
+    /// decoding a million routes). Taken under the RIB's lock.
+    pending: Mutex<Option<RibLoader>>,
     /// A pinned dataplane's store: every change is begun and committed in
     /// its journal (locked after the RIB, always).
     store: Mutex<Option<Store>>,
@@ -163,6 +170,7 @@ impl Fib {
             maps,
             config,
             rib: Mutex::new(Rib::new(config.max_counted_routes)),
+            pending: Mutex::new(None),
             store: Mutex::new(None),
             read_only: false,
             dir,
@@ -176,12 +184,30 @@ impl Fib {
 
     /// A FIB over maps that already hold what `rib` says (adopted from pins).
     pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Result<Fib, MapError> {
+        Self::adopted_with(maps, config, rib, None, read_only)
+    }
+
+    /// A read-only FIB over adopted maps whose RIB is read by `load` the
+    /// first time something needs it.
+    pub(crate) fn adopted_lazily(maps: EncapMaps, config: LoadConfig, load: RibLoader) -> Result<Fib, MapError> {
+        let empty = Rib::new(config.max_counted_routes);
+        Self::adopted_with(maps, config, empty, Some(load), true)
+    }
+
+    fn adopted_with(
+        maps: EncapMaps,
+        config: LoadConfig,
+        rib: Rib,
+        pending: Option<RibLoader>,
+        read_only: bool,
+    ) -> Result<Fib, MapError> {
         let dir = Self::dir(&maps, &config, true)?;
         let cache_ctl = Self::map_cache_ctl(&maps)?;
         Ok(Fib {
             maps,
             config,
             rib: Mutex::new(rib),
+            pending: Mutex::new(pending),
             store: Mutex::new(None),
             read_only,
             dir,
@@ -269,7 +295,20 @@ impl Fib {
     fn writer(&self) -> MutexGuard<'_, Rib> {
         // Every change to the RIB follows an accepted kernel change and is
         // itself infallible, so a poisoned lock still guards a consistent RIB.
-        self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let mut rib = self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let load = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(load) = load {
+            let started = std::time::Instant::now();
+            match load() {
+                Ok(loaded) => *rib = loaded,
+                // Only a reader loads lazily, after the state's checksum
+                // passed at adoption; it changes nothing, so it goes on
+                // with what it has and says so.
+                Err(e) => log::error!("{e}: the routes shown are incomplete"),
+            }
+            log::debug!("RIB read on first use in {:?}", started.elapsed());
+        }
+        rib
     }
 
     fn store_lock(&self) -> MutexGuard<'_, Option<Store>> {

@@ -62,7 +62,7 @@ pub trait Target {
 pub struct Direct<'a> {
     iface: &'a str,
     change: bool,
-    enc: Option<Encapsulator>,
+    enc: Option<&'static Encapsulator>,
 }
 
 impl Direct<'_> {
@@ -75,7 +75,7 @@ impl Direct<'_> {
         if self.enc.is_none() {
             self.enc = Some(super::adopt(self.iface, self.change)?);
         }
-        self.enc.as_ref().ok_or_else(|| "no dataplane".into())
+        self.enc.ok_or_else(|| "no dataplane".into())
     }
 }
 

@@ -335,7 +335,11 @@ fn main() -> ExitCode {
 
 /// Adopts the pinned dataplane: to change it (waiting a little for another
 /// command to finish), or only to read it (beside an agent that owns it).
-fn adopt(iface: &str, change: bool) -> Result<Encapsulator, Error> {
+///
+/// Leaked, on purpose: a pinned dataplane's handle does nothing when dropped
+/// (the pins keep it), every change is durable before its call returns, and
+/// freeing a million-route RIB only delays the exit.
+fn adopt(iface: &str, change: bool) -> Result<&'static Encapsulator, Error> {
     Encapsulator::open_with(
         iface,
         &AdoptOptions {
@@ -345,6 +349,7 @@ fn adopt(iface: &str, change: bool) -> Result<Encapsulator, Error> {
             ..AdoptOptions::default()
         },
     )
+    .map(|enc| &*Box::leak(Box::new(enc)))
 }
 
 fn table(id: Option<u32>) -> Table {

@@ -33,7 +33,7 @@ use super::Rib;
 use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode};
 use crate::error::PinError;
 use records::Smalls;
-pub(crate) use recovery::Recovered;
+pub(crate) use recovery::{Peeked, Recovered};
 use snapshot::Position;
 
 /// The state's format. Bump it when the files or the maps' layout change in
@@ -161,6 +161,12 @@ impl Store {
     /// Reads the state in `dir`: the snapshot, then the journal replayed
     /// onto it. `writable`: also returns the store to append to (a torn
     /// tail is cut off first).
+    /// The state's load config, attachment and whether a change was left
+    /// unfinished, checked but without decoding the RIB (for a reader).
+    pub(crate) fn peek(dir: &Path) -> Result<Peeked, OpenError> {
+        recovery::peek(dir)
+    }
+
     pub(crate) fn open(dir: &Path, writable: bool) -> Result<(Recovered, Option<Store>), OpenError> {
         let recovered = recovery::load(dir)?;
         if !writable {

@@ -45,7 +45,41 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, OpenError> {
     }
 }
 
-pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
+/// What a reader needs without the RIB: the load config, the attachment,
+/// whether a change was left unfinished.
+#[derive(Debug)]
+pub(crate) struct Peeked {
+    pub config: LoadConfig,
+    pub attached: Attached,
+    pub unfinished: bool,
+}
+
+/// Checks the state as [`load`] does (format, checksum, the journal's
+/// records) without decoding a route: what a reader that may never look at
+/// the RIB (`stats`) pays. [`load`] reads it all later, if needed.
+pub(crate) fn peek(dir: &Path) -> Result<Peeked, OpenError> {
+    let bytes = snapshot_bytes(dir)?;
+    let head = snapshot::decode_head(&bytes).map_err(OpenError::Unreadable)?;
+    drop(bytes);
+    let journal_bytes = read(&dir.join(JOURNAL))?.unwrap_or_default();
+    let (records, _) = journal::scan(&journal_bytes);
+    let mut at = head.at.seq;
+    let mut begun: Option<u64> = None;
+    for record in &records {
+        match record.kind {
+            INTENT => begun = Some(record.seq),
+            DONE => begun = None,
+            COMMIT => {
+                begun = None;
+                at = at.max(record.seq);
+            }
+            _ => {}
+        }
+    }
+    Ok(Peeked { config: head.config, attached: head.attached, unfinished: begun.is_some_and(|seq| seq > at) })
+}
+
+fn snapshot_bytes(dir: &Path) -> Result<Vec<u8>, OpenError> {
     let Some(bytes) = read(&dir.join(SNAPSHOT))? else {
         // A dataplane pinned by a build that kept its RIB in state.json.
         let old = read(&dir.join(OLD_STATE))?.unwrap_or_default();
@@ -54,6 +88,11 @@ pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
             Err(_) => Unreadable::Invalid(format!("no {SNAPSHOT}")),
         }));
     };
+    Ok(bytes)
+}
+
+pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
+    let bytes = snapshot_bytes(dir)?;
     let snap = snapshot::decode(&bytes).map_err(OpenError::Unreadable)?;
     let snapshot_len = bytes.len() as u64;
     drop(bytes);

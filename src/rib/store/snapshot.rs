@@ -93,9 +93,18 @@ fn version(r: &mut Reader<'_>) -> Result<(u32, String), Unreadable> {
     Ok((format, written_by))
 }
 
-/// Reads a snapshot back, refusing another format by its version and a
-/// damaged one by its checksum.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
+/// A snapshot's head: what an adopter needs before (or without) the RIB.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub config: LoadConfig,
+    pub attached: Attached,
+    pub at: Position,
+}
+
+/// Checks a snapshot (version, checksum) and reads its head, leaving `r` at
+/// the route states. Checking the whole file's checksum costs a few
+/// milliseconds at a million routes; decoding them is what costs.
+fn head<'a>(bytes: &'a [u8]) -> Result<(Head, Reader<'a>), Unreadable> {
     let mut r = Reader::new(bytes);
     let (format, written_by) = version(&mut r)?;
     if format != FORMAT {
@@ -112,6 +121,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
         serde_json::from_slice(r.bytes()?).map_err(|e| Unreadable::Invalid(format!("snapshot header: {e}")))?;
     let at =
         Position { seq: r.u64_le()?, stamp: Boottime(r.u64_le()?), policy_next: r.u32v()?, counter_next: r.u32v()? };
+    Ok((Head { config: header.config, attached: header.attachment, at }, r))
+}
+
+/// Reads a snapshot's head only (checked as [`decode`] checks it).
+pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, Unreadable> {
+    head(bytes).map(|(head, _)| head)
+}
+
+/// Reads a snapshot back, refusing another format by its version and a
+/// damaged one by its checksum.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
+    let (Head { config, attached, at }, mut r) = head(bytes)?;
     let n = usize::try_from(r.u64_le()?).map_err(|_| Unreadable::Invalid("chunk count".into()))?;
     let chunks = records::chunks(&mut r, n)?;
     // Chunks decoded on every core, then the maps built side by side: a
@@ -140,7 +161,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
         policies.extend(p);
         counters.extend(c);
     }
-    let mut rib = Rib::new(header.config.max_counted_routes);
+    let mut rib = Rib::new(config.max_counted_routes);
     // Sorted input: the maps are built in bulk, not by a million inserts.
     let (built_routes, built_counters) = std::thread::scope(|s| {
         let r = s.spawn(move || Routes::clean(BTreeMap::from_iter(routes)));
@@ -154,7 +175,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
     if !r.is_empty() {
         return Err(Unreadable::Invalid(format!("{} bytes after the end", r.rest.len())));
     }
-    Ok(Snapshot { rib, config: header.config, attached: header.attachment, at })
+    Ok(Snapshot { rib, config, attached, at })
 }
 
 #[cfg(test)]
