@@ -8,6 +8,9 @@
 //! `cargo bench --bench commands`. `upgrade` stands for an agent's restart
 //! (adopting as the writer and replacing the program, before serving). LHE_BENCH_V4 / LHE_BENCH_V6 change the
 //! table's size; LHE_BENCH_RUNS the runs per command (median shown).
+//! LHE_BENCH_BASELINE=/path/to/another/lnetd-host-encap times that build too,
+//! on the same table in the same runs (interleaved, so both see the same
+//! machine): how a change to the command is measured before and after.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -38,11 +41,13 @@ const COMMANDS: [(&str, &[&str]); 6] = [
     ("upgrade (adopt as writer, new program)", &["upgrade"]),
 ];
 
-fn run(ns: &Netns, args: &[&str]) -> Duration {
+const THIS_BUILD: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
+
+fn run(ns: &Netns, bin: &str, args: &[&str]) -> Duration {
     let start = Instant::now();
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", ns.name()))
-        .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+        .arg(bin)
         .args(["-i", VethLab::HOST_IF])
         .args(args)
         .output()
@@ -52,21 +57,29 @@ fn run(ns: &Netns, args: &[&str]) -> Duration {
     took
 }
 
-/// Median time of each command (and `stats`) over `runs` runs.
-fn time_all(ns: &Netns, runs: usize) -> Vec<(String, Duration)> {
-    let mut all: Vec<(String, Vec<Duration>)> =
-        COMMANDS.iter().map(|(n, _)| (n.to_string(), Vec::new())).chain([("stats".to_string(), Vec::new())]).collect();
+/// Median time of each command (and `stats`) over `runs` runs, for each
+/// binary (the runs interleaved).
+fn time_all(ns: &Netns, bins: &[&str], runs: usize) -> Vec<Vec<(String, Duration)>> {
+    let names: Vec<String> = COMMANDS.iter().map(|(n, _)| n.to_string()).chain(["stats".to_string()]).collect();
+    let mut all: Vec<Vec<Vec<Duration>>> = vec![vec![Vec::new(); names.len()]; bins.len()];
     for _ in 0..runs {
-        for (i, (_, args)) in COMMANDS.iter().enumerate() {
-            all[i].1.push(run(ns, args));
+        for (b, bin) in bins.iter().enumerate() {
+            for (i, (_, args)) in COMMANDS.iter().enumerate() {
+                all[b][i].push(run(ns, bin, args));
+            }
+            all[b][names.len() - 1].push(run(ns, bin, &["stats"]));
         }
-        let last = all.len() - 1;
-        all[last].1.push(run(ns, &["stats"]));
     }
     all.into_iter()
-        .map(|(n, mut d)| {
-            d.sort();
-            (n, d[d.len() / 2])
+        .map(|per_bin| {
+            per_bin
+                .into_iter()
+                .zip(&names)
+                .map(|(mut d, n)| {
+                    d.sort();
+                    (n.clone(), d[d.len() / 2])
+                })
+                .collect()
         })
         .collect()
 }
@@ -89,7 +102,10 @@ fn main() {
         .unwrap()
         .expect("attach pinned");
     drop(enc);
-    let empty = time_all(&lab.host, runs);
+    let baseline = std::env::var("LHE_BENCH_BASELINE").ok();
+    let mut bins = vec![THIS_BUILD];
+    bins.extend(baseline.as_deref());
+    let empty = time_all(&lab.host, &[THIS_BUILD], runs).remove(0);
 
     let prefixes: Vec<IpNetwork> = bgp_like_v4(n4).into_iter().chain(bgp_like_v6(n6)).collect();
     let routes: BTreeMap<(Table, IpNetwork), Route> = prefixes
@@ -110,14 +126,20 @@ fn main() {
         })
         .unwrap();
     println!("pinned table: {n4} IPv4 + {n6} IPv6 routes, applied in {:.1} s", t.elapsed().as_secs_f64());
-    let full = time_all(&lab.host, runs);
+    let full = time_all(&lab.host, &bins, runs);
 
-    println!("\n| command (whole process, median of {runs}) | empty table | {n4} + {n6} routes | ratio |");
-    println!("|---|---|---|---|");
-    for ((name, e), (_, f)) in empty.iter().zip(&full) {
+    let before = if baseline.is_some() { " | baseline build | baseline / this" } else { "" };
+    println!("\n| command (whole process, median of {runs}) | empty table | {n4} + {n6} routes | ratio{before} |");
+    println!("|---|---|---|---|{}", if baseline.is_some() { "---|---|" } else { "" });
+    for (i, (name, e)) in empty.iter().enumerate() {
+        let f = full[0][i].1;
         let ratio = f.as_secs_f64() / e.as_secs_f64();
-        println!("| {name} | {} | {} | {ratio:.1}x |", ms(*e), ms(*f));
-        common::summary_row("commands", &format!("{name} at {n4} + {n6} routes"), &ms(*f));
+        let against = match full.get(1) {
+            Some(base) => format!(" | {} | {:.1}x", ms(base[i].1), base[i].1.as_secs_f64() / f.as_secs_f64()),
+            None => String::new(),
+        };
+        println!("| {name} | {} | {} | {ratio:.1}x{against} |", ms(*e), ms(f));
+        common::summary_row("commands", &format!("{name} at {n4} + {n6} routes"), &ms(f));
     }
     lab.host.run(|| Encapsulator::open(VethLab::HOST_IF).and_then(|e| Ok(e.detach()?))).unwrap().expect("detach");
 }

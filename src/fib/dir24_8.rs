@@ -206,20 +206,40 @@ impl Dir24_8 {
     /// prefixes from their slots, the values they use, the groups tbl24 names.
     fn read_back(&self, st: &mut State) {
         let started = std::time::Instant::now();
-        let (mut used_slots, mut used_groups, mut used_values) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut used_slots, mut used_values) = (Vec::new(), Vec::new());
+        // The 64 MiB of tbl24 are scanned for groups on another core while
+        // this one reads the prefixes: the two share nothing.
+        let (mut used_groups, found) = std::thread::scope(|s| {
+            let groups = s.spawn(|| {
+                self.range24(0, 1 << 24)
+                    .iter()
+                    .map(|w| w.load(Ordering::Acquire))
+                    .filter(|e| is_group(*e))
+                    .map(|e| e & SLOT_MASK)
+                    .collect::<Vec<u32>>()
+            });
+            let mut found = Vec::new();
+            for slot in 1..self.capacity {
+                let Some(rec) = self.prefixes.read_bytes(slot as usize, PREFIX_SIZE) else { continue };
+                let Some(rec) = abi::from_bytes::<types::dir_prefix>(&rec) else { continue };
+                if rec.value == 0 || rec.len > 32 {
+                    continue;
+                }
+                let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
+                found.push((prefix, slot, rec.value));
+            }
+            (groups.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), found)
+        });
         // Prefixes per value index first: a million prefixes share a few
         // thousand values, so each value's bytes are hashed once, not once a prefix.
         let mut users = vec![0u32; self.route_values as usize];
-        for slot in 1..self.capacity {
-            let Some(rec) = self.prefixes.read_bytes(slot as usize, PREFIX_SIZE) else { continue };
-            let Some(rec) = abi::from_bytes::<types::dir_prefix>(&rec) else { continue };
-            if rec.value == 0 || rec.len > 32 {
-                continue;
-            }
-            let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
+        // Sized once: a million inserts into a growing map rehash it twenty times.
+        st.slot_of.reserve(found.len());
+        used_slots.reserve(found.len());
+        for (prefix, slot, value) in found {
             st.slot_of.insert(prefix, slot);
             used_slots.push(slot);
-            if let Some(n) = users.get_mut(rec.value as usize) {
+            if let Some(n) = users.get_mut(value as usize) {
                 *n += 1;
             }
         }
@@ -234,12 +254,6 @@ impl Dir24_8 {
             }
         }
         st.longer = Self::count_longer(&st.slot_of);
-        for w in self.range24(0, 1 << 24) {
-            let e = w.load(Ordering::Acquire);
-            if is_group(e) {
-                used_groups.push(e & SLOT_MASK);
-            }
-        }
         // Freed entries may have been freed just before: a grace period from now.
         let now = crate::rib::alloc::Boottime::now();
         let restore = |used: &mut Vec<u32>, capacity: u32| {

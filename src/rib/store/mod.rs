@@ -424,12 +424,24 @@ mod tests {
         let mut store = store.unwrap();
         store.begin().unwrap();
         drop(store);
+        let peeked = Store::peek(&dir).unwrap();
+        assert!(peeked.unfinished, "a reader that decodes no route sees it too");
+        assert_eq!((peeked.config, peeked.attached), (config(), attached()));
         let (back, store) = Store::open(&dir, true).unwrap();
         assert!(back.unfinished);
         let mut store = store.unwrap();
         store.open_intent = true;
         store.end();
         assert!(!Store::open(&dir, false).unwrap().0.unfinished);
+        assert!(!Store::peek(&dir).unwrap().unfinished);
+        // A damaged snapshot is refused by a reader as by a writer.
+        let snapshot = std::fs::read(dir.join(SNAPSHOT)).unwrap();
+        let mut damaged = snapshot.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x08;
+        std::fs::write(dir.join(SNAPSHOT), &damaged).unwrap();
+        assert!(matches!(Store::peek(&dir), Err(OpenError::Unreadable(Unreadable::Invalid(_)))));
+        std::fs::write(dir.join(SNAPSHOT), &snapshot).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -458,6 +470,7 @@ mod tests {
         let (back, _) = Store::open(&dir, false).unwrap();
         assert_eq!(prefixes(&back.rib), ["10.1.0.0/16"]);
         assert!(!back.unfinished);
+        assert!(!Store::peek(&dir).unwrap().unfinished);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
