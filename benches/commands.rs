@@ -11,6 +11,8 @@
 //! LHE_BENCH_BASELINE=/path/to/another/lnetd-host-encap times that build too,
 //! on the same table in the same runs (interleaved, so both see the same
 //! machine): how a change to the command is measured before and after.
+//! LHE_BENCH_HOLD=SECS keeps the full table pinned that long before timing
+//! (it prints the namespace), to run a command by hand with `--log debug`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -126,6 +128,10 @@ fn main() {
         })
         .unwrap();
     println!("pinned table: {n4} IPv4 + {n6} IPv6 routes, applied in {:.1} s", t.elapsed().as_secs_f64());
+    if let Ok(secs) = std::env::var("LHE_BENCH_HOLD") {
+        println!("holding netns {} for {secs} s", lab.host.name());
+        std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
+    }
     let full = time_all(&lab.host, &bins, runs);
 
     let before = if baseline.is_some() { " | baseline build | baseline / this" } else { "" };

@@ -295,7 +295,7 @@ impl Fib {
     fn writer(&self) -> MutexGuard<'_, Rib> {
         // Every change to the RIB follows an accepted kernel change and is
         // itself infallible, so a poisoned lock still guards a consistent RIB.
-        let mut rib = self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rib = self.rib_lock();
         let load = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(load) = load {
             let started = std::time::Instant::now();
@@ -311,6 +311,11 @@ impl Fib {
         rib
     }
 
+    /// The RIB's lock, without reading a RIB still pending.
+    fn rib_lock(&self) -> MutexGuard<'_, Rib> {
+        self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn store_lock(&self) -> MutexGuard<'_, Option<Store>> {
         // The store's writes are whole records or nothing: a poisoned lock still guards a usable store.
         self.store.lock().unwrap_or_else(|p| p.into_inner())
@@ -319,7 +324,9 @@ impl Fib {
     /// Makes every change from now on durable in `store` (`None`: stop);
     /// returns the store replaced.
     pub(crate) fn set_store(&self, store: Option<Store>) -> Option<Store> {
-        let _rib = self.writer();
+        // The RIB's lock orders this with the commits; its content is not
+        // needed, so a RIB still to be read stays unread.
+        let _rib = self.rib_lock();
         std::mem::replace(&mut *self.store_lock(), store)
     }
 
