@@ -4,14 +4,15 @@
 //! and the selection and steering computed from them, incrementally.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 
 use super::accept::{accept, Ignored};
 use super::counters::{add, set, BgpCounters};
 use super::origins::{BgpTable, PolicyInfo};
-use super::select::{select, Candidate, Invalid, PolicyKey, Selected};
+use super::select::{select_live, Candidate, Invalid, PolicyKey, Selected};
+use crate::domain::label::Label;
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{Learned as Said, Nlri, PathUpdate};
 
@@ -213,6 +214,11 @@ impl Table {
         }
     }
 
+    /// Every candidate path kept (for this host, valid or not).
+    pub(super) fn candidate_paths(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.values().map(|e| &e.value)
+    }
+
     /// Marks every path stale (GoBGP went away under `keep`).
     pub(super) fn mark_all_stale(&mut self) {
         self.candidates.values_mut().for_each(|e| e.stale = true);
@@ -222,8 +228,15 @@ impl Table {
     /// The steered routes and active policies, and the gauges. Only the
     /// routes changed since the last computation, and those of a (color,
     /// endpoint) whose policy became valid or invalid, are steered again.
+    #[cfg(test)]
     pub(super) fn compute(&mut self, counters: &BgpCounters) -> BgpTable {
-        let selected = select(self.candidates.values().map(|e| &e.value));
+        self.compute_live(counters, &|_, _| false)
+    }
+
+    /// As `compute`, with the segment lists `down` names out of service
+    /// (S-BFD): see [`select_live`].
+    pub(super) fn compute_live(&mut self, counters: &BgpCounters, down: &dyn Fn(IpAddr, &[Label]) -> bool) -> BgpTable {
+        let selected = select_live(self.candidates.values().map(|e| &e.value), down);
         if self.incremental {
             let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
             let flipped: Vec<PolicyKey> = self
@@ -314,8 +327,7 @@ fn withdraw<K: std::hash::Hash + Eq, T>(
 mod tests {
     use super::*;
     use crate::bgp::accept::Addressing;
-    use crate::bgp::select::CandidateList;
-    use std::net::IpAddr;
+    use crate::bgp::select::{select, CandidateList};
 
     fn key() -> PolicyKey {
         PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() }

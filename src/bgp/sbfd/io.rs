@@ -1,0 +1,179 @@
+//! The engine's sockets: an AF_PACKET socket that sends whole probe frames
+//! on the router-facing interface, and the UDP socket the reflectors'
+//! answers arrive on; both with a batched path (sendmmsg/recvmmsg: one
+//! system call for many packets) and a one-call-per-packet path (measured
+//! against each other by benches/sbfd.rs).
+#![allow(unsafe_code)]
+
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::libc;
+
+/// Packets per sendmmsg/recvmmsg call.
+pub const BATCH: usize = 64;
+/// Room for one answer: a BFD control packet with the largest
+/// authentication section is 24 + 28 bytes.
+pub const RX_BUF: usize = 64;
+
+/// Sends frames as they are out of one interface.
+#[derive(Debug)]
+pub struct PacketTx {
+    fd: OwnedFd,
+}
+
+impl PacketTx {
+    /// An AF_PACKET socket bound to `ifindex`, receiving nothing (protocol 0).
+    ///
+    /// # Errors
+    /// The errno of socket or bind (EPERM without CAP_NET_RAW).
+    pub fn open(ifindex: u32) -> Result<PacketTx, Errno> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: `raw` is a fresh descriptor this function owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: all-zero bytes are a valid sockaddr_ll (a C struct of integers).
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = 0x8847u16.to_be();
+        sll.sll_ifindex = i32::try_from(ifindex).map_err(|_| Errno::EINVAL)?;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `sll` is an initialised sockaddr_ll of `len` bytes, alive for the call.
+        let r = unsafe { libc::bind(fd.as_raw_fd(), (&sll as *const libc::sockaddr_ll).cast(), len) };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+        Ok(PacketTx { fd })
+    }
+
+    /// Sends every frame: one sendmmsg per [`BATCH`] frames when `batched`,
+    /// else one send per frame. Returns how many left.
+    ///
+    /// # Errors
+    /// The first failing call's errno (what was sent before it is lost to the count).
+    pub fn send(&self, frames: &[&[u8]], batched: bool) -> Result<usize, Errno> {
+        if !batched {
+            for f in frames {
+                // SAFETY: `f` is a live slice of `f.len()` bytes for the call.
+                let r = unsafe { libc::send(self.fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+                if r < 0 {
+                    return Err(Errno::last());
+                }
+            }
+            return Ok(frames.len());
+        }
+        let mut sent = 0;
+        for chunk in frames.chunks(BATCH) {
+            let mut iov: Vec<libc::iovec> =
+                chunk.iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
+            // SAFETY: all-zero bytes are a valid mmsghdr; the fields used are set below.
+            let mut msgs: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    m.msg_hdr.msg_iov = v;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            let mut off = 0;
+            while off < msgs.len() {
+                let rest = msgs.get_mut(off..).unwrap_or_default();
+                // SAFETY: `rest` holds initialised mmsghdrs whose iovecs point
+                // into `frames`, all alive for the call; the kernel only reads them
+                // (and writes msg_len).
+                let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), rest.as_mut_ptr(), rest.len() as u32, 0) };
+                if r <= 0 {
+                    return Err(Errno::last());
+                }
+                off += r as usize;
+            }
+            sent += chunk.len();
+        }
+        Ok(sent)
+    }
+}
+
+/// Receives answers: the datagrams' payloads, up to [`RX_BUF`] bytes each.
+#[derive(Debug)]
+pub struct UdpRx {
+    socket: UdpSocket,
+    bufs: Vec<[u8; RX_BUF]>,
+    lens: Vec<usize>,
+}
+
+impl UdpRx {
+    /// Wraps a bound socket; `wait` is how long a receive blocks for its first datagram.
+    ///
+    /// # Errors
+    /// setsockopt's error.
+    pub fn new(socket: UdpSocket, wait: Duration) -> std::io::Result<UdpRx> {
+        socket.set_read_timeout(Some(wait.max(Duration::from_micros(1))))?;
+        Ok(UdpRx { socket, bufs: vec![[0; RX_BUF]; BATCH], lens: Vec::with_capacity(BATCH) })
+    }
+
+    /// Waits for the first datagram (up to the socket's timeout), then takes
+    /// what else is queued without waiting: one recvmmsg call when `batched`,
+    /// else one recv per datagram. Returns the payloads (at most [`BATCH`]).
+    ///
+    /// # Errors
+    /// A receive failure other than the timeout (EAGAIN) or a signal.
+    pub fn recv(&mut self, batched: bool) -> Result<impl Iterator<Item = &[u8]>, Errno> {
+        self.lens.clear();
+        let fd = self.socket.as_raw_fd();
+        if batched {
+            let mut iov: Vec<libc::iovec> = self
+                .bufs
+                .iter_mut()
+                .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: RX_BUF })
+                .collect();
+            let mut msgs: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    // SAFETY: all-zero bytes are a valid mmsghdr; the fields used are set here.
+                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    m.msg_hdr.msg_iov = v;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            // SAFETY: each mmsghdr points at one live buffer of RX_BUF bytes;
+            // MSG_WAITFORONE blocks (up to SO_RCVTIMEO) for the first only.
+            let r = unsafe {
+                libc::recvmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            };
+            if r < 0 {
+                return match Errno::last() {
+                    Errno::EAGAIN | Errno::EINTR => Ok(self.payloads()),
+                    e => Err(e),
+                };
+            }
+            self.lens.extend(msgs.iter().take(r as usize).map(|m| (m.msg_len as usize).min(RX_BUF)));
+        } else {
+            let mut flags = 0;
+            for buf in &mut self.bufs {
+                // SAFETY: `buf` is a live buffer of RX_BUF bytes for the call.
+                let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), RX_BUF, flags) };
+                if r < 0 {
+                    match Errno::last() {
+                        Errno::EAGAIN | Errno::EINTR => break,
+                        e => return Err(e),
+                    }
+                }
+                self.lens.push((r as usize).min(RX_BUF));
+                // Blocking for the first only, as MSG_WAITFORONE.
+                flags = libc::MSG_DONTWAIT;
+            }
+        }
+        Ok(self.payloads())
+    }
+
+    fn payloads(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs.iter().zip(&self.lens).map(|(b, l)| b.get(..*l).unwrap_or(b))
+    }
+}
