@@ -47,6 +47,7 @@ pub use engine::{Engine, EngineStats, ListKey};
 pub use session::{Phase, Session, Timers};
 pub use status::{ListStatus, SbfdStatus};
 
+
 /// Why S-BFD cannot run, or a setting is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SbfdError {
