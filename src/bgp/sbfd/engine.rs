@@ -120,8 +120,7 @@ impl Engine {
             .map_err(|errno| SbfdError::Socket { what: "AF_PACKET socket on the interface", errno })?;
         let (socket, source_port) = bind_source_port()?;
         let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
-        let rx = UdpRx::new(socket, tick)
-            .map_err(|e| SbfdError::Socket { what: "UDP receive timeout", errno: errno_of(&e) })?;
+        let rx = UdpRx::new(socket);
         let shared = Arc::new(Shared {
             wanted: Mutex::new(None),
             phases: Mutex::new(HashMap::new()),
@@ -134,6 +133,7 @@ impl Engine {
             config: config.clone(),
             tx,
             rx,
+            tick,
             probes: Vec::new(),
             by_local: HashMap::new(),
             next_local: 1,
@@ -244,6 +244,10 @@ struct Worker {
     config: SbfdConfig,
     tx: PacketTx,
     rx: UdpRx,
+    /// The engine's clock: probes leave and timers run once a tick (a
+    /// tenth of the interval), answers are read in batches then; the
+    /// thread sleeps in between rather than waking per packet.
+    tick: Duration,
     probes: Vec<Probe>,
     by_local: HashMap<u32, usize>,
     next_local: u32,
@@ -257,8 +261,14 @@ struct Worker {
 impl Worker {
     fn run(&mut self) {
         let mut next_usage = Instant::now();
+        let mut next_tick = Instant::now();
         let mut due: Vec<usize> = Vec::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if next_tick > now {
+                std::thread::sleep(next_tick - now);
+            }
+            next_tick = Instant::now().max(next_tick) + self.tick;
             // New lists start usable and dropped ones no longer matter: a
             // new set changes no list's usability, so nobody is woken.
             if self.take_wanted() {
@@ -307,17 +317,26 @@ impl Worker {
         }
     }
 
-    /// Waits up to one tick for answers and runs their sessions.
+    /// Reads every queued answer and runs their sessions.
     fn receive(&mut self) -> bool {
         let batched = self.config.batched;
         let mut answers = Vec::new();
         let mut invalid = 0;
-        if let Ok(payloads) = self.rx.recv(batched) {
-            for payload in payloads {
-                match Control::decode(payload) {
-                    Ok(c) => answers.push(c),
-                    Err(_) => invalid += 1,
+        loop {
+            let before = answers.len() + invalid as usize;
+            match self.rx.recv(batched) {
+                Ok(payloads) => {
+                    for payload in payloads {
+                        match Control::decode(payload) {
+                            Ok(c) => answers.push(c),
+                            Err(_) => invalid += 1,
+                        }
+                    }
                 }
+                Err(e) => log::debug!("S-BFD: receiving answers: {e}"),
+            }
+            if answers.len() + invalid as usize - before < super::io::BATCH {
+                break;
             }
         }
         let now = Instant::now();

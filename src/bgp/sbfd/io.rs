@@ -7,7 +7,6 @@
 
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::libc;
@@ -108,18 +107,14 @@ pub struct UdpRx {
 }
 
 impl UdpRx {
-    /// Wraps a bound socket; `wait` is how long a receive blocks for its first datagram.
-    ///
-    /// # Errors
-    /// setsockopt's error.
-    pub fn new(socket: UdpSocket, wait: Duration) -> std::io::Result<UdpRx> {
-        socket.set_read_timeout(Some(wait.max(Duration::from_micros(1))))?;
-        Ok(UdpRx { socket, bufs: vec![[0; RX_BUF]; BATCH], lens: Vec::with_capacity(BATCH) })
+    /// Wraps a bound socket.
+    pub fn new(socket: UdpSocket) -> UdpRx {
+        UdpRx { socket, bufs: vec![[0; RX_BUF]; BATCH], lens: Vec::with_capacity(BATCH) }
     }
 
-    /// Waits for the first datagram (up to the socket's timeout), then takes
-    /// what else is queued without waiting: one recvmmsg call when `batched`,
-    /// else one recv per datagram. Returns the payloads (at most [`BATCH`]).
+    /// Takes up to [`BATCH`] queued datagrams without waiting: one recvmmsg
+    /// call when `batched`, else one recv per datagram. Returns the payloads;
+    /// fewer than [`BATCH`] means the queue is empty.
     ///
     /// # Errors
     /// A receive failure other than the timeout (EAGAIN) or a signal.
@@ -143,9 +138,8 @@ impl UdpRx {
                 })
                 .collect();
             // SAFETY: each mmsghdr points at one live buffer of RX_BUF bytes;
-            // MSG_WAITFORONE blocks (up to SO_RCVTIMEO) for the first only.
             let r = unsafe {
-                libc::recvmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+                libc::recvmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
             };
             if r < 0 {
                 return match Errno::last() {
@@ -155,10 +149,9 @@ impl UdpRx {
             }
             self.lens.extend(msgs.iter().take(r as usize).map(|m| (m.msg_len as usize).min(RX_BUF)));
         } else {
-            let mut flags = 0;
             for buf in &mut self.bufs {
                 // SAFETY: `buf` is a live buffer of RX_BUF bytes for the call.
-                let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), RX_BUF, flags) };
+                let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), RX_BUF, libc::MSG_DONTWAIT) };
                 if r < 0 {
                     match Errno::last() {
                         Errno::EAGAIN | Errno::EINTR => break,
@@ -166,8 +159,6 @@ impl UdpRx {
                     }
                 }
                 self.lens.push((r as usize).min(RX_BUF));
-                // Blocking for the first only, as MSG_WAITFORONE.
-                flags = libc::MSG_DONTWAIT;
             }
         }
         Ok(self.payloads())
