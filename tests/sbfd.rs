@@ -136,12 +136,7 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Durat
 
 fn phase(engine: &Engine, label: u32) -> &'static str {
     let labels = [Label::new(label).unwrap()];
-    engine
-        .phases()
-        .into_iter()
-        .find(|(k, _)| k.stack.labels() == labels)
-        .map(|(_, p)| p.as_str())
-        .unwrap_or("absent")
+    engine.phases().into_iter().find(|(k, _)| k.stack.labels() == labels).map(|(_, p)| p.as_str()).unwrap_or("absent")
 }
 
 #[test]
@@ -186,23 +181,28 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
 
     // The host: encapsulator, the BGP origin, the engine and the loop that
     // recomputes the policy when the engine says a list changed.
-    let enc = Arc::new(lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap());
+    let enc =
+        Arc::new(lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap());
     let origins = Arc::new(Origins::new(Arc::clone(&enc), None));
     let candidates = vec![candidate(2, 200, &[1001, 1002]), candidate(1, 100, &[1003])];
     let (woke, wakes) = mpsc::channel::<()>();
-    let config = SbfdConfig::new(VethLab::HOST_IF).with_timers(INTERVAL_MS, MULTIPLIER, HOLD_DOWN.as_millis() as u64).unwrap();
+    let config =
+        SbfdConfig::new(VethLab::HOST_IF).with_timers(INTERVAL_MS, MULTIPLIER, HOLD_DOWN.as_millis() as u64).unwrap();
     let engine = Arc::new(
         lab.host
-            .run(move || Engine::start(config, move || {
-                let _ = woke.send(());
-            }))
+            .run(move || {
+                Engine::start(config, move || {
+                    let _ = woke.send(());
+                })
+            })
             .unwrap()
             .expect("engine"),
     );
     engine.set_lists(lists_to_probe(&candidates));
     origins.set_bgp(bgp_table(&candidates, &engine), false).unwrap();
     let applier = {
-        let (engine, origins, candidates, stop) = (Arc::clone(&engine), Arc::clone(&origins), candidates.clone(), Arc::clone(&stop));
+        let (engine, origins, candidates, stop) =
+            (Arc::clone(&engine), Arc::clone(&origins), candidates.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if wakes.recv_timeout(Duration::from_millis(50)).is_ok() {
@@ -216,10 +216,8 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let capture = lab.router.run(|| Capture::open(r).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let capturer = capture_thread(capture, Arc::clone(&stop), Arc::clone(&seen));
-    let sockets: Vec<UdpSocket> = lab
-        .router
-        .run(|| (0..FLOWS).map(|i| UdpSocket::bind(("0.0.0.0", 40_000 + i)).unwrap()).collect())
-        .unwrap();
+    let sockets: Vec<UdpSocket> =
+        lab.router.run(|| (0..FLOWS).map(|i| UdpSocket::bind(("0.0.0.0", 40_000 + i)).unwrap()).collect()).unwrap();
     let sender = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -236,9 +234,7 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     };
 
     // Steady state: every list answered, both lists of the active path in use.
-    wait_for("all lists up", Duration::from_secs(3), || {
-        [1001, 1002, 1003].iter().all(|l| phase(&engine, *l) == "up")
-    });
+    wait_for("all lists up", Duration::from_secs(3), || [1001, 1002, 1003].iter().all(|l| phase(&engine, *l) == "up"));
     std::thread::sleep(Duration::from_millis(300));
     let before = labels_before(&seen.lock().unwrap(), Instant::now());
     assert_eq!(before.len(), FLOWS as usize, "every flow came back labelled: {before:?}");
@@ -259,14 +255,20 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
         let seen = seen.lock().unwrap();
         let moved = labels_between(&seen, cut + detected + Duration::from_millis(100), after_cut);
         for f in &on_b {
-            let all_after: BTreeSet<u32> = seen.iter().filter(|s| s.flow == *f && s.at >= cut).map(|s| s.label).collect();
+            let all_after: BTreeSet<u32> =
+                seen.iter().filter(|s| s.flow == *f && s.at >= cut).map(|s| s.label).collect();
             assert_eq!(all_after, BTreeSet::from([1002]), "flow {f} of the live list moved");
         }
         let mut failovers = Vec::new();
         for f in &on_a {
             assert_eq!(moved.get(f), Some(&BTreeSet::from([1002])), "flow {f} of the dead list is on the live one");
             let last_dead = seen.iter().filter(|s| s.flow == *f && s.label == 1001).map(|s| s.at).max().unwrap();
-            let first_live = seen.iter().filter(|s| s.flow == *f && s.label == 1002 && s.at > last_dead).map(|s| s.at).min().unwrap();
+            let first_live = seen
+                .iter()
+                .filter(|s| s.flow == *f && s.label == 1002 && s.at > last_dead)
+                .map(|s| s.at)
+                .min()
+                .unwrap();
             failovers.push(first_live.duration_since(last_dead));
             // On the wire, the flow's loss: from the cut to its first packet on the live list.
             failovers.push(first_live.duration_since(cut));
@@ -285,12 +287,16 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let restored = Instant::now();
     decap.add_pop_label(Label::new(1001).unwrap()).unwrap();
     let back = wait_for("1001 up again", HOLD_DOWN + Duration::from_secs(2), || phase(&engine, 1001) == "up");
-    println!("restore: list 1001 in use again {:.1} ms after the restore (hold-down {HOLD_DOWN:?})", back.as_secs_f64() * 1e3);
+    println!(
+        "restore: list 1001 in use again {:.1} ms after the restore (hold-down {HOLD_DOWN:?})",
+        back.as_secs_f64() * 1e3
+    );
     assert!(back >= HOLD_DOWN, "used again before the hold-down: {back:?}");
     std::thread::sleep(Duration::from_millis(300));
     {
         let seen = seen.lock().unwrap();
-        let early: Vec<&Seen> = seen.iter().filter(|s| s.label == 1001 && s.at >= restored && s.at < restored + HOLD_DOWN).collect();
+        let early: Vec<&Seen> =
+            seen.iter().filter(|s| s.label == 1001 && s.at >= restored && s.at < restored + HOLD_DOWN).collect();
         assert!(early.is_empty(), "1001 carried flows during its hold-down: {} frames", early.len());
         let now = labels_before(&seen, Instant::now());
         assert_eq!(now, before, "after the hold-down every flow is back on its own list");

@@ -38,10 +38,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::counters::{add, set, BgpCounters};
 use super::origins::Origins;
 use super::proto as api;
-use super::table::{sender, Table};
-use super::wire::{read_path, Nlri, PathUpdate};
 use super::sbfd::status::{lists_to_probe, policy_lists};
 use super::sbfd::Engine;
+use super::table::{sender, Table};
+use super::wire::{read_path, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -454,7 +454,8 @@ impl Learner {
         let started = Instant::now();
         let table = match &self.liveness {
             Some(engine) => {
-                let table = self.table.compute_live(&self.counters, &|endpoint, labels| !engine.usable(endpoint, labels));
+                let table =
+                    self.table.compute_live(&self.counters, &|endpoint, labels| !engine.usable(endpoint, labels));
                 let candidates = || self.table.candidate_paths();
                 engine.set_lists(lists_to_probe(candidates()));
                 lock(&self.counters.sbfd).lists = policy_lists(candidates());

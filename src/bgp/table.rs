@@ -12,9 +12,9 @@ use super::accept::{accept, Ignored};
 use super::counters::{add, set, BgpCounters};
 use super::origins::{BgpTable, PolicyInfo};
 use super::select::{select_live, Candidate, Invalid, PolicyKey, Selected};
-use crate::domain::label::Label;
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{Learned as Said, Nlri, PathUpdate};
+use crate::domain::label::Label;
 
 /// A path as kept: what it says, who taught it, whether its peer went down.
 #[derive(Debug)]

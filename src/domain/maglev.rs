@@ -81,13 +81,15 @@ pub(crate) fn table_with_down(lists: &[SegmentList], down: u8) -> Vec<u8> {
     let fallback = table(&subset);
     full.iter()
         .zip(&fallback)
-        .map(|(&own, &other)| {
-            if is_down(usize::from(own)) {
-                live.get(usize::from(other)).map_or(own, |i| *i as u8)
-            } else {
-                own
-            }
-        })
+        .map(
+            |(&own, &other)| {
+                if is_down(usize::from(own)) {
+                    live.get(usize::from(other)).map_or(own, |i| *i as u8)
+                } else {
+                    own
+                }
+            },
+        )
         .collect()
 }
 
@@ -164,11 +166,8 @@ mod tests {
         let name = |ls: &[SegmentList], i: u8| ls[i as usize].stack.clone();
         let without: Vec<SegmentList> = vec![ls[0].clone(), ls[2].clone()];
         let recomputed = table(&without);
-        let collateral = full
-            .iter()
-            .zip(&recomputed)
-            .filter(|(a, b)| **a != 1 && name(&ls, **a) != name(&without, **b))
-            .count();
+        let collateral =
+            full.iter().zip(&recomputed).filter(|(a, b)| **a != 1 && name(&ls, **a) != name(&without, **b)).count();
         // Not a claim about Maglev, the reason for table_with_down: record what it does.
         println!("recomputing without list 1 moves {collateral} slots of live lists");
         let masked = table_with_down(&ls, 0b010);

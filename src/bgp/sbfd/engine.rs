@@ -288,7 +288,8 @@ impl Worker {
                     p.next_tx = now + jittered;
                 }
             }
-            let frames: Vec<&[u8]> = due.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
+            let frames: Vec<&[u8]> =
+                due.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
             match self.tx.send(&frames, self.config.batched) {
                 Ok(n) => self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed),
                 Err(e) => {
@@ -402,15 +403,8 @@ impl Worker {
         let local = self.next_local;
         self.next_local = self.next_local.wrapping_add(1).max(1);
         let session = Session::new(self.config.timers, now);
-        let mut p = Probe {
-            key,
-            session,
-            frame: Vec::new(),
-            announced: session.phase().state(),
-            reflector,
-            local,
-            next_tx,
-        };
+        let mut p =
+            Probe { key, session, frame: Vec::new(), announced: session.phase().state(), reflector, local, next_tx };
         if !self.build(&mut p) {
             return None;
         }

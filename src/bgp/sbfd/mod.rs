@@ -47,7 +47,6 @@ pub use engine::{Engine, EngineStats, ListKey};
 pub use session::{Phase, Session, Timers};
 pub use status::{ListStatus, SbfdStatus};
 
-
 /// Why S-BFD cannot run, or a setting is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SbfdError {
@@ -148,11 +147,7 @@ impl SbfdConfig {
     pub fn new(interface: impl Into<String>) -> SbfdConfig {
         SbfdConfig {
             interface: interface.into(),
-            timers: Timers {
-                interval: Duration::from_millis(50),
-                multiplier: 3,
-                hold_down: Duration::from_secs(5),
-            },
+            timers: Timers { interval: Duration::from_millis(50), multiplier: 3, hold_down: Duration::from_secs(5) },
             reflectors: BTreeMap::new(),
             router_mac: None,
             batched: true,

@@ -137,7 +137,7 @@ impl Control {
     /// Discriminator.
     pub fn decode(bytes: &[u8]) -> Result<Control, DecodeError> {
         let Some(b) = bytes.first_chunk::<LEN>() else { return Err(DecodeError::Short { len: bytes.len() }) };
-        let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let word = |i: usize| b.get(i..i + 4).and_then(|w| <[u8; 4]>::try_from(w).ok()).map_or(0, u32::from_be_bytes);
         let version = b[0] >> 5;
         if version != VERSION {
             return Err(DecodeError::Version { version });
@@ -212,9 +212,8 @@ mod tests {
     fn encodes_the_rfc_5880_layout() {
         // Written from the figure of RFC 5880 section 4.1: version 1 in the
         // top 3 bits (0x20), Sta=Down (1) in the top 2 bits of byte 1 (0x40).
-        let want: [u8; 24] = [
-            0x20, 0x40, 3, 24, 1, 2, 3, 4, 0xc0, 0, 2, 1, 0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10, 0, 0, 0, 0,
-        ];
+        let want: [u8; 24] =
+            [0x20, 0x40, 3, 24, 1, 2, 3, 4, 0xc0, 0, 2, 1, 0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10, 0, 0, 0, 0];
         assert_eq!(probe().encode(), want);
         let up = Control { state: State::Up, poll: true, diag: 1, ..probe() };
         assert_eq!(&up.encode()[..2], &[0x21, 0xe0]);

@@ -59,12 +59,11 @@ pub fn frame(stack: &LabelStack, a: &Addressing, control: &Control) -> Result<Ve
     for e in stack.entries(TrafficClass::default(), LABEL_TTL) {
         out.extend_from_slice(&e.encode());
     }
-    let mut udp = Vec::with_capacity(8 + BFD_LEN);
-    udp.extend_from_slice(&a.source_port.to_be_bytes());
-    udp.extend_from_slice(&SBFD_PORT.to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(&bfd);
+    let mut udp = [0u8; 8 + BFD_LEN];
+    udp[0..2].copy_from_slice(&a.source_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&SBFD_PORT.to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    udp[8..].copy_from_slice(&bfd);
     match (a.source, a.endpoint) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let mut ip = [0u8; 20];
@@ -122,7 +121,9 @@ fn nonzero(sum: u16) -> u16 {
 fn sum_words(mut acc: u32, bytes: &[u8]) -> u32 {
     let mut chunks = bytes.chunks_exact(2);
     for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        if let Ok(pair) = <[u8; 2]>::try_from(c) {
+            acc += u32::from(u16::from_be_bytes(pair));
+        }
     }
     if let [last] = chunks.remainder() {
         acc += u32::from(*last) << 8;

@@ -54,7 +54,9 @@ pub fn lists_to_probe<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -
 pub fn policy_lists<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> Vec<(u32, ListKey)> {
     let mut out: Vec<(u32, ListKey)> = candidates
         .into_iter()
-        .flat_map(|c| c.usable_stacks().into_iter().map(|stack| (c.key.color, ListKey { endpoint: c.key.endpoint, stack })))
+        .flat_map(|c| {
+            c.usable_stacks().into_iter().map(|stack| (c.key.color, ListKey { endpoint: c.key.endpoint, stack }))
+        })
         .collect();
     out.sort();
     out.dedup();

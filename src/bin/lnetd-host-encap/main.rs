@@ -608,8 +608,11 @@ fn agent(
             router_id: bgp.router_id,
             sbfd: match bgp.sbfd_interval_ms {
                 Some(ms) => {
-                    let mut c = bgp::sbfd::SbfdConfig::new(iface)
-                        .with_timers(ms, bgp.sbfd_multiplier, bgp.sbfd_hold_down_ms)?;
+                    let mut c = bgp::sbfd::SbfdConfig::new(iface).with_timers(
+                        ms,
+                        bgp.sbfd_multiplier,
+                        bgp.sbfd_hold_down_ms,
+                    )?;
                     c.reflectors.extend(bgp.sbfd_reflectors.iter().map(|r| (r.endpoint, r.discriminator)));
                     c.router_mac = bgp.sbfd_router_mac;
                     Some(c)
