@@ -39,6 +39,11 @@ fn reflect(socket: UdpSocket, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>) {
     const N: usize = 64;
     socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let fd = socket.as_raw_fd();
+    let size: libc::c_int = 16 << 20;
+    // SAFETY: setsockopt reads one c_int from a live local (SO_RCVBUFFORCE: root).
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, (&size as *const libc::c_int).cast(), 4);
+    }
     let mut bufs = vec![[0u8; 128]; N];
     let mut outs = vec![[0u8; 24]; N];
     // SAFETY: zeroed sockaddr_in / iovec / mmsghdr are valid C values.

@@ -120,7 +120,7 @@ impl Engine {
             .map_err(|errno| SbfdError::Socket { what: "AF_PACKET socket on the interface", errno })?;
         let (socket, source_port) = bind_source_port()?;
         let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
-        let rx = UdpRx::new(socket);
+        let rx = UdpRx::new(socket, 4 << 20);
         let shared = Arc::new(Shared {
             wanted: Mutex::new(None),
             phases: Mutex::new(HashMap::new()),

@@ -107,8 +107,22 @@ pub struct UdpRx {
 }
 
 impl UdpRx {
-    /// Wraps a bound socket.
-    pub fn new(socket: UdpSocket) -> UdpRx {
+    /// Wraps a bound socket, its receive buffer grown to `bytes` (as far
+    /// as net.core.rmem_max allows): the answers of a whole tick arrive
+    /// between two reads.
+    pub fn new(socket: UdpSocket, bytes: usize) -> UdpRx {
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt reads one c_int from a live local. A refusal
+        // leaves the default buffer, which is only smaller.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         UdpRx { socket, bufs: vec![[0; RX_BUF]; BATCH], lens: Vec::with_capacity(BATCH) }
     }
 
