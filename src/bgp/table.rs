@@ -438,6 +438,39 @@ mod tests {
         assert!(t.compute(&counters).routes.is_empty());
     }
 
+    /// The learner's computation with S-BFD's word: a route stays steered
+    /// while one path has a live list, through the backup path, and goes
+    /// unsteered (unlabelled) when none has; the policy that changed is
+    /// re-steered even though no route changed.
+    #[test]
+    fn liveness_moves_routes_to_the_backup_path_then_unsteers_them() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        let mut primary = candidate(2, 16002, Addressing::peer());
+        if let Some(Said::Candidate(c)) = &mut primary.learned {
+            c.preference = 200;
+            c.lists.push(CandidateList { weight: 1, labels: vec![16012], unsupported: 0 });
+        }
+        t.update(primary, &none, &counters);
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        t.update(announce(Nlri::Unicast("10.0.0.0/8".parse().unwrap()), "10.201.0.1"), &none, &counters);
+        let dead = |labels: &'static [u32]| move |_: IpAddr, l: &[Label]| labels.contains(&l[0].value());
+        let all = t.compute_live(&counters, &dead(&[]));
+        assert_eq!(labels(&all), ["16002@1,16012@1"]);
+        let one = t.compute_live(&counters, &dead(&[16012]));
+        let (policy, info) = one.policies.values().next().unwrap();
+        assert!(policy.is_list_down(1) && !policy.is_list_down(0));
+        assert_eq!(info.distinguisher, 2);
+        let backup = t.compute_live(&counters, &dead(&[16002, 16012]));
+        assert_eq!((labels(&backup), backup.routes.len()), (vec!["16001".to_owned()], 1));
+        let gone = t.compute_live(&counters, &dead(&[16001, 16002, 16012]));
+        assert!(gone.routes.is_empty() && gone.policies.is_empty());
+        assert!(gone.invalid.contains(&key()));
+        let back = t.compute_live(&counters, &dead(&[]));
+        assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
+    }
+
     fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {
         let c = Candidate {
             lists: vec![CandidateList { weight: 1, labels: vec![label], unsupported: 0 }],

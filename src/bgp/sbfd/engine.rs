@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::io::{PacketTx, UdpRx};
-use super::packet::{Control, SBFD_PORT, SOURCE_PORTS};
+use super::packet::{Control, SOURCE_PORTS};
 use super::probe::{self, Addressing};
 use super::session::{Phase, Session};
 use super::{SbfdConfig, SbfdError};
@@ -498,6 +498,3 @@ fn log_change(p: &Probe) {
         );
     }
 }
-
-/// The reflector's well-known port, re-exported for tests that play reflector.
-pub const REFLECTOR_PORT: u16 = SBFD_PORT;
