@@ -99,6 +99,7 @@ fn reflect(socket: UdpSocket, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>) {
 
 struct Measured {
     cpu: f64,
+    user: f64,
     sent: u64,
     answers: u64,
     up: usize,
@@ -119,8 +120,10 @@ fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bo
     std::thread::sleep(window);
     let (cpu1, s1, t1) = (engine.cpu_time(), engine.stats(), Instant::now());
     let up = engine.phases().iter().filter(|(_, p)| p.usable()).count();
+    let wall = (t1 - t0).as_secs_f64();
     Measured {
-        cpu: (cpu1 - cpu0).as_secs_f64() / (t1 - t0).as_secs_f64(),
+        cpu: ((cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1)).as_secs_f64() / wall,
+        user: (cpu1.0 - cpu0.0).as_secs_f64() / wall,
         sent: s1.sent - s0.sent,
         answers: s1.answers - s0.answers,
         up,
@@ -180,9 +183,10 @@ fn main() {
             let secs = window.as_secs_f64();
             let name = if batched { "sendmmsg/recvmmsg" } else { "one call per packet" };
             println!(
-                "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal), {:.0} probes/s, {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
+                "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal; user space {:.2}%), {:.0} probes/s, {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
                 m.cpu * 100.0,
                 m.cpu / GOAL,
+                m.user * 100.0,
                 m.sent as f64 / secs,
                 m.answers as f64 / secs,
                 m.up,

@@ -58,8 +58,9 @@ struct Counters {
     send_errors: AtomicU64,
     answers: AtomicU64,
     invalid: AtomicU64,
-    /// The engine thread's CPU time (user + system), microseconds.
-    cpu_micros: AtomicU64,
+    /// The engine thread's CPU time in user space and in the kernel, microseconds.
+    user_micros: AtomicU64,
+    system_micros: AtomicU64,
 }
 
 type Notify = Box<dyn Fn() + Send + Sync>;
@@ -193,10 +194,14 @@ impl Engine {
         }
     }
 
-    /// The engine thread's CPU time so far (user + system, getrusage of the
-    /// thread, sampled every 100 ms by the thread itself).
-    pub fn cpu_time(&self) -> Duration {
-        Duration::from_micros(self.shared.counters.cpu_micros.load(Ordering::Relaxed))
+    /// The engine thread's CPU time so far, in user space and in the kernel
+    /// (getrusage of the thread, sampled every 100 ms by the thread itself).
+    pub fn cpu_time(&self) -> (Duration, Duration) {
+        let c = &self.shared.counters;
+        (
+            Duration::from_micros(c.user_micros.load(Ordering::Relaxed)),
+            Duration::from_micros(c.system_micros.load(Ordering::Relaxed)),
+        )
     }
 
     /// The UDP port the answers arrive on.
@@ -479,8 +484,8 @@ impl Worker {
     fn sample_cpu(&self) {
         if let Ok(u) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) {
             let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-            let total = micros(u.user_time()) + micros(u.system_time());
-            self.shared.counters.cpu_micros.store(total, Ordering::Relaxed);
+            self.shared.counters.user_micros.store(micros(u.user_time()), Ordering::Relaxed);
+            self.shared.counters.system_micros.store(micros(u.system_time()), Ordering::Relaxed);
         }
     }
 }
