@@ -273,6 +273,15 @@ impl Worker {
             if next_tick > now {
                 std::thread::sleep(next_tick - now);
             }
+            // Woken much later than asked: this thread was not scheduled,
+            // no probe left meanwhile; that silence is ours, not the paths'.
+            let late = Instant::now().saturating_duration_since(next_tick);
+            if late > self.config.timers.interval / 2 {
+                log::debug!("S-BFD: the engine ran {late:?} late; its sessions' clocks are moved by as much");
+                for p in &mut self.probes {
+                    p.session.stalled(late);
+                }
+            }
             next_tick = Instant::now().max(next_tick) + self.tick;
             // New lists start usable and dropped ones no longer matter: a
             // new set changes no list's usability, so nobody is woken.

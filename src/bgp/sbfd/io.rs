@@ -47,6 +47,21 @@ impl PacketTx {
         if r < 0 {
             return Err(Errno::last());
         }
+        // The probes are finished frames: straight to the driver, past the
+        // qdisc and TC egress (where the encapsulator may be attached in
+        // host mode, and which cost time per packet). Best effort: without
+        // it they take the ordinary path.
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int from a live local.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         Ok(PacketTx { fd })
     }
 

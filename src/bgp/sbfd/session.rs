@@ -131,6 +131,19 @@ impl Session {
         was != self.usable()
     }
 
+    /// The initiator itself did not run for `stalled` (its thread was not
+    /// scheduled): its probes did not leave, so that silence is not the
+    /// path's. The detection clock is moved forward by it; without this, a
+    /// stall of the host longer than the detection time would take every
+    /// list down at once.
+    pub fn stalled(&mut self, stalled: Duration) {
+        match &mut self.phase {
+            Phase::Starting { since } => *since += stalled,
+            Phase::Up { last } | Phase::Returning { last, .. } => *last += stalled,
+            Phase::Down { .. } => {}
+        }
+    }
+
     /// Advances the clock to `now`: the detection time and the hold-down.
     /// Returns true when the list's usability changed.
     pub fn tick(&mut self, now: Instant) -> bool {
@@ -232,6 +245,17 @@ mod tests {
         }
         assert!(!s.tick(at(t0, 185)));
         assert!(s.tick(at(t0, 190)), "a full hold-down after the last comeback");
+    }
+
+    #[test]
+    fn the_initiators_own_stall_is_not_the_paths_silence() {
+        let t0 = Instant::now();
+        let mut s = Session::new(timers(), t0);
+        s.answered(&up(), at(t0, 10));
+        // The thread ran nothing from 12 to 62 ms: 50 ms of its own silence.
+        s.stalled(50 * MS);
+        assert!(!s.tick(at(t0, 62)), "still up after a stall longer than the detection time");
+        assert!(s.tick(at(t0, 91)), "a real silence after the stall still counts");
     }
 
     #[test]
