@@ -3,14 +3,14 @@
 //! and reports when a list becomes usable or unusable.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::io::{PacketTx, UdpRx};
-use super::packet::{Control, SOURCE_PORTS};
+use super::packet::Control;
 use super::probe::{self, Addressing};
 use super::session::{Phase, Session};
 use super::{SbfdConfig, SbfdError};
@@ -119,7 +119,7 @@ impl Engine {
         };
         let tx = PacketTx::open(local.ifindex)
             .map_err(|errno| SbfdError::Socket { what: "AF_PACKET socket on the interface", errno })?;
-        let (socket, source_port) = bind_source_port()?;
+        let (socket, source_port) = super::io::bind_source_port().ok_or(SbfdError::NoSourcePort)?;
         let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
         let rx = UdpRx::new(socket, 4 << 20);
         let shared = Arc::new(Shared {
@@ -225,23 +225,6 @@ fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
 
 pub(super) fn mac_text(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
-/// A UDP socket on a free port of 49152-65535 (IPv6 and, where the system
-/// allows, IPv4-mapped; else IPv4 only), starting at a per-process offset
-/// so that several initiators on one host rarely collide.
-fn bind_source_port() -> Result<(UdpSocket, u16), SbfdError> {
-    let span = u32::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
-    let start = std::process::id() % span;
-    for i in 0..span {
-        let port = SOURCE_PORTS.start() + ((start + i) % span) as u16;
-        let v6 = UdpSocket::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
-        let bound = v6.or_else(|_| UdpSocket::bind(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port)));
-        if let Ok(s) = bound {
-            return Ok((s, port));
-        }
-    }
-    Err(SbfdError::NoSourcePort)
 }
 
 struct Worker {

@@ -5,7 +5,9 @@
 //! against each other by benches/sbfd.rs).
 #![allow(unsafe_code)]
 
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+use super::packet::SOURCE_PORTS;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -196,4 +198,21 @@ impl UdpRx {
     fn payloads(&self) -> impl Iterator<Item = &[u8]> {
         self.bufs.iter().zip(&self.lens).map(|(b, l)| b.get(..*l).unwrap_or(b))
     }
+}
+
+/// A UDP socket on a free port of 49152-65535 (IPv6 and, where the system
+/// allows, IPv4-mapped; else IPv4 only), starting at a per-process offset
+/// so that several initiators on one host rarely collide.
+pub fn bind_source_port() -> Option<(UdpSocket, u16)> {
+    let span = u32::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
+    let start = std::process::id() % span;
+    for i in 0..span {
+        let port = SOURCE_PORTS.start() + ((start + i) % span) as u16;
+        let v6 = UdpSocket::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+        let bound = v6.or_else(|_| UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)));
+        if let Ok(s) = bound {
+            return Some((s, port));
+        }
+    }
+    None
 }
