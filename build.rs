@@ -7,7 +7,7 @@
 //! copies and checks they have not drifted (docs/building.md).
 
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The BPF objects, each becoming `<name>.bpf.o` and `<name>.skel.rs` in
 /// OUT_DIR, and the cargo feature that asks for it (`None`: always built).
@@ -36,10 +36,10 @@ const PREBUILT: &str = "src/bpf/prebuilt";
 /// Copies the checked-in object and skeleton of each program into OUT_DIR,
 /// where the skeleton's `include_bytes!` finds the object.
 #[cfg(not(feature = "build-bpf"))]
-fn prebuilt(programs: &[&str], out_dir: &Path) {
+fn prebuilt(programs: &[&str], out_dir: &std::path::Path) {
     for name in programs {
         for file in [format!("{name}.bpf.o"), format!("{name}.skel.rs")] {
-            let from = Path::new(PREBUILT).join(&file);
+            let from = std::path::Path::new(PREBUILT).join(&file);
             println!("cargo:rerun-if-changed={}", from.display());
             std::fs::copy(&from, out_dir.join(&file)).unwrap_or_else(|e| {
                 panic!(
