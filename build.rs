@@ -37,6 +37,14 @@ const PREBUILT: &str = "src/bpf/prebuilt";
 /// where the skeleton's `include_bytes!` finds the object.
 #[cfg(not(feature = "build-bpf"))]
 fn prebuilt(programs: &[&str], out_dir: &std::path::Path) {
+    // The kernel refuses a BPF object of the other byte order at load time;
+    // say it at build time instead.
+    if env::var("CARGO_CFG_TARGET_ENDIAN").is_ok_and(|e| e == "big") {
+        panic!(
+            "the prebuilt eBPF objects in {PREBUILT} are little-endian; on a big-endian target build \
+             lnetd-host-encap with `features = [\"build-bpf\"]` (needs clang)"
+        );
+    }
     for name in programs {
         for file in [format!("{name}.bpf.o"), format!("{name}.skel.rs")] {
             let from = std::path::Path::new(PREBUILT).join(&file);

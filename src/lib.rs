@@ -19,8 +19,9 @@
 //! ## Attach
 //!
 //! [`Encapsulator::builder`] loads the dataplane; `attach` puts it on an
-//! interface's XDP hook ([`XdpMode::Auto`]: native where the driver can
-//! send the frames back, generic otherwise, and the log says which and why).
+//! interface's XDP hook ([`XdpMode::Auto`]: native, or generic where the
+//! driver has no native XDP or, on a veth, the peer could not receive the
+//! frames sent back; the log says which and why).
 //! `load` programs it without attaching: routes can be set before any packet
 //! sees them. Dropping the encapsulator detaches it; the attachment is a BPF
 //! link, so a process that dies leaves nothing attached.
