@@ -18,9 +18,9 @@ use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError
 use crate::explain::{self, Explanation, Probe, ProbeProgram};
 use crate::fib::apply::{ApplyReport, Desired};
 use crate::fib::verify::Difference;
-use crate::fib::{Fib, RouteCounters, Saver};
+use crate::fib::{Fib, RouteCounters};
 use crate::metrics::CountedRoute;
-use crate::rib::persist::{self, LoadConfig, Unreadable};
+use crate::rib::store::{self, LoadConfig, OpenError, Store, Unreadable};
 use crate::rib::Lookup;
 use crate::stats::Stats;
 use crate::sys::ethtool::{self, EthtoolSocket};
@@ -197,8 +197,8 @@ impl EncapsulatorBuilder {
     /// Pins the dataplane when it is attached: its maps and its link under
     /// `/sys/fs/bpf/lnetd-host-encap/net<netns>/<iface>/`, and the RIB (every
     /// route, policy, source, host address and id allocation) in
-    /// `/run/lnetd-host-encap/net<netns>/<iface>/state.json`, rewritten after
-    /// every change. Forwarding then continues after the process exits or is
+    /// `/run/lnetd-host-encap/net<netns>/<iface>/` (a snapshot and a journal:
+    /// every change appends one synced record, see docs/store.md). Forwarding then continues after the process exits or is
     /// killed, and [`Encapsulator::open`] adopts it from another process;
     /// [`Encapsulator::detach`] removes program and pins. Directories are
     /// mode 0700, files root-only.
@@ -338,18 +338,6 @@ pub struct Encapsulator {
     probe: Mutex<Option<ProbeProgram>>,
 }
 
-/// The saver of a pinned dataplane: the RIB to its state file after every change.
-fn saver(dir: PinDir, config: LoadConfig, attachment: &Attachment) -> Saver {
-    let attached = persist_attached(attachment);
-    Box::new(move |rib| {
-        let text = persist::save(rib, &config, &attached).map_err(|e| PinError::Corrupt {
-            path: dir.pins().to_owned(),
-            reason: format!("the RIB could not be serialized: {e}"),
-        })?;
-        dir.save(&text)
-    })
-}
-
 impl Encapsulator {
     /// Settings for a new encapsulator.
     pub fn builder() -> EncapsulatorBuilder {
@@ -468,11 +456,14 @@ impl Encapsulator {
                 .lock(std::time::Duration::ZERO)
                 .and_then(|lock| {
                     owner = Some(lock);
-                    persist::save(&self.fib.read(Clone::clone), self.fib.config(), &persist_attached(&info))
-                        .map_err(|e| PinError::Corrupt { path: dir.pins().to_owned(), reason: e.to_string() })
+                    dir.create_with(&self.fib.maps().all(), &link, |dir| {
+                        let mut rib = self.fib.read(Clone::clone);
+                        Store::create(dir.state_dir(), &mut rib, *self.fib.config(), store_attached(&info))
+                    })
                 })
-                .and_then(|state| dir.create(&self.fib.maps().all(), &link, &state))
-                .and_then(|()| self.fib.set_saver(Some(saver(dir.clone(), *self.fib.config(), &info))));
+                .map(|store| {
+                    self.fib.set_store(Some(store));
+                });
             if let Err(e) = pinned {
                 // Not attached unpinned when pinning was asked for: the link closes on return.
                 if let Err(remove) = dir.remove() {
@@ -514,7 +505,7 @@ impl Encapsulator {
         let Some(removed) = slot.take() else { return Ok(None) };
         log::info!("XDP encapsulator detached from {}", removed.info.iface);
         if let Some(dir) = &removed.pins {
-            self.fib.set_saver(None)?;
+            self.fib.set_store(None);
             dir.remove()?;
         }
         Ok(Some(removed.info))
@@ -565,16 +556,22 @@ impl Encapsulator {
             );
         }
         let owner = if options.read_only { None } else { Some(dir.lock(options.wait)?) };
-        let (rib, config, attached) = persist::load(&dir.read()?).map_err(|e| match e {
-            Unreadable::Version(found, written_by) => PinError::Incompatible {
+        let started = std::time::Instant::now();
+        let (recovered, store) = Store::open(dir.state_dir(), !options.read_only).map_err(|e| match e {
+            OpenError::Pin(e) => e,
+            OpenError::Unreadable(Unreadable::Version(found, written_by)) => PinError::Incompatible {
                 found,
                 written_by,
-                ours: persist::FORMAT,
+                ours: store::FORMAT,
                 ours_version: env!("CARGO_PKG_VERSION"),
                 dir: dir.pins().to_owned(),
             },
-            Unreadable::Invalid(reason) => PinError::Corrupt { path: dir.pins().to_owned(), reason },
+            OpenError::Unreadable(Unreadable::Invalid(reason)) => {
+                PinError::Corrupt { path: dir.state_dir().to_owned(), reason }
+            }
         })?;
+        let store::Recovered { rib, config, attached, unfinished, .. } = recovered;
+        let read = started.elapsed();
         if attached.mode == AttachedMode::Ingress {
             // A decapsulator's hook: no encapsulator is ever attached there.
             let reason = "an encapsulator attached in ingress mode".to_owned();
@@ -598,16 +595,25 @@ impl Encapsulator {
             link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
+        let loaded = started.elapsed();
         let fib = Fib::adopted(maps, config, rib, options.read_only)?;
-        if !options.read_only {
-            fib.set_saver(Some(saver(dir.clone(), config, &info)))?;
-            // A process killed between a kernel write and saving its state left
-            // the kernel one change ahead of the RIB: the RIB (what was
-            // acknowledged) is the truth, so the kernel is brought back to it.
+        fib.set_store(store);
+        log::debug!("adopt: state read {read:?}, program and maps until {loaded:?}, FIB until {:?}", started.elapsed());
+        if unfinished && options.read_only {
+            log::warn!(
+                "the dataplane on {iface} was left in the middle of a change: the kernel may differ from what \
+                 `routes` shows until the next writer adopts it (`verify` lists the differences)"
+            );
+        } else if unfinished {
+            // A process died between a change's first kernel write and its
+            // commit: the kernel may hold part of a change never acknowledged.
+            // The RIB is the truth, so the kernel is brought back to it. Only
+            // then: a clean adoption reads no map.
             let repaired = fib.repair()?;
-            if !repaired.is_empty() {
-                log::warn!("adopted dataplane on {iface}: {} entries repaired to match the RIB", repaired.len());
-            }
+            log::warn!(
+                "the dataplane on {iface} was left in the middle of a change: {} entries repaired to match the RIB",
+                repaired.len()
+            );
         }
         log::info!("adopted the dataplane pinned in {}", dir.pins().display());
         Ok(Encapsulator {
@@ -1124,8 +1130,8 @@ impl Drop for Encapsulator {
     }
 }
 
-fn persist_attached(info: &Attachment) -> persist::Attached {
-    persist::Attached { iface: info.iface.clone(), ifindex: info.ifindex, mode: info.mode }
+fn store_attached(info: &Attachment) -> store::Attached {
+    store::Attached { iface: info.iface.clone(), ifindex: info.ifindex, mode: info.mode }
 }
 
 #[cfg(test)]

@@ -232,16 +232,17 @@ pub enum RouteError {
     /// A policy is not valid.
     #[error(transparent)]
     Policy(#[from] crate::domain::policy::PolicyError),
-    /// The table for that family (or the policy table) is full.
-    #[error(
-        "the {family} route table is full ({capacity} routes); remove routes or load with a larger \
-         capacity (EncapsulatorBuilder::max_routes)"
-    )]
+    /// A table is full: a route table of a family, the policy table, or one
+    /// of DIR-24-8's pools. `knob` names the setting that sizes it.
+    #[error("the {family} table is full ({capacity} entries); remove some, or load with a larger capacity: {knob}")]
     TableFull {
-        /// "IPv4", "IPv6" or "policy".
+        /// "IPv4", "IPv6", "alternate IPv4", "policy", "IPv4 source", ...
         family: &'static str,
         /// Its capacity.
         capacity: u32,
+        /// The command's flag and the builder method that size it, e.g.
+        /// "--max-policies (EncapsulatorBuilder::max_policies)".
+        knob: &'static str,
     },
     /// A host route for one of this host's own addresses, which are never labelled.
     #[error(
@@ -267,6 +268,24 @@ pub enum RouteError {
     /// could not be rewritten: a process adopting it would not see the change.
     #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]
     NotSaved(#[source] Box<PinError>),
+}
+
+impl RouteError {
+    /// [`RouteError::TableFull`] for `family`, naming the knob that sizes it.
+    pub(crate) fn full(family: &'static str, capacity: u32) -> RouteError {
+        let knob = if family.contains("DIR-24-8 groups") {
+            "--dir-groups (EncapsulatorBuilder::dir_groups)"
+        } else if family.contains("route values") {
+            "--max-route-values (EncapsulatorBuilder::max_route_values)"
+        } else if family == "policy" {
+            "--max-policies (EncapsulatorBuilder::max_policies)"
+        } else if family.contains("IPv6") {
+            "--max-routes-v6 (EncapsulatorBuilder::max_routes)"
+        } else {
+            "--max-routes-v4 (EncapsulatorBuilder::max_routes)"
+        };
+        RouteError::TableFull { family, capacity, knob }
+    }
 }
 
 /// BPF_PROG_TEST_RUN failed.

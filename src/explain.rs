@@ -19,7 +19,7 @@ use crate::dataplane::{self, EncapMaps};
 use crate::domain::label::{decode_stack, LabelStackEntry};
 use crate::domain::route::{Route, Table};
 use crate::error::{Error, LoadError};
-use crate::rib::persist::LoadConfig;
+use crate::rib::store::LoadConfig;
 use crate::stats::Stats;
 use crate::sys::map::BpfMap;
 use crate::sys::test_run::{self, TestRun, XdpAction};

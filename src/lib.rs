@@ -354,7 +354,10 @@ mod watch;
 pub use dataplane::pins::{PinRoots, DEFAULT_BPFFS_ROOT, DEFAULT_STATE_ROOT};
 pub use decapsulator::{Decapsulator, DecapsulatorBuilder};
 pub use domain::config::{AttachedMode, ConfigParseError, Ipv4Lookup, MtuPolicy, OtherLabels, TtlMode, XdpMode};
-pub use domain::desired::{DesiredError, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
+pub use domain::desired::{
+    DesiredError, DesiredFileError, DesiredFormat, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec,
+    ValidState,
+};
 pub use domain::label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
 pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
 pub use domain::prefix::{self, PrefixError};

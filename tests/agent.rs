@@ -31,25 +31,92 @@ fn in_host(ns: &Netns, program: &str) -> Command {
     c
 }
 
-/// Starts the agent in the host namespace and waits until it answers.
-fn start_agent(lab: &VethLab) -> ChildGuard {
+/// The agent's local socket for the lab's host interface.
+fn socket(lab: &VethLab) -> PathBuf {
+    lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF)).unwrap().unwrap()
+}
+
+/// Starts the agent in the host namespace, with the plaintext loopback
+/// listener the original client and these tests use, and waits until it answers.
+fn start_agent(lab: &VethLab) -> Agent {
+    start_agent_with(lab, &["--metrics", "--insecure-local-tcp"])
+}
+
+/// Removes the agent's socket and its directory when dropped: an agent
+/// killed by the test (SIGKILL) leaves them, in a namespace that is deleted.
+/// Only the socket it saw is removed: a restarted agent's new socket (a new
+/// inode at the same path) is left to its own guard.
+/// (An inode number alone may be reused at once: its change time tells them apart.)
+struct SocketGuard(PathBuf, Option<(u64, i64, i64)>);
+
+fn identity(path: &Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+impl SocketGuard {
+    fn new(path: PathBuf) -> SocketGuard {
+        let id = identity(&path);
+        SocketGuard(path, id)
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        // None: whatever is there (the agent's only socket in this test).
+        if self.1.is_none() || identity(&self.0) == self.1 {
+            let _ = std::fs::remove_file(&self.0);
+        }
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// An agent process and its socket, both cleaned up when dropped.
+struct Agent(ChildGuard, #[allow(dead_code)] SocketGuard);
+
+/// Starts the agent with `args` and waits until its local socket answers.
+fn start_agent_with(lab: &VethLab, args: &[&str]) -> Agent {
     let child = in_host(&lab.host, BIN)
-        .args(["-i", VethLab::HOST_IF, "agent", "--metrics", "--mode", "native"])
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the agent");
     let mut agent = ChildGuard(child);
+    let path = socket(lab);
+    let tcp = args.contains(&"--insecure-local-tcp");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
-        let up = lab.host.run(|| TcpStream::connect("127.0.0.1:50051").is_ok()).unwrap();
+        let up = lab
+            .host
+            .run(|| {
+                std::os::unix::net::UnixStream::connect(&path).is_ok()
+                    && (!tcp || TcpStream::connect("127.0.0.1:50051").is_ok())
+            })
+            .unwrap();
         if up {
-            return agent;
+            return Agent(agent, SocketGuard::new(path));
         }
         assert!(Instant::now() < deadline, "the agent did not listen within 20 s");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs the command in the host namespace as `uid`:`gid` with no
+/// supplementary groups and no capabilities (nsenter drops them).
+fn as_user(lab: &VethLab, uid: u32, gid: u32, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .args(["-S", &uid.to_string(), "-G", &gid.to_string()])
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Python stubs from the proto kept in the repository, in a fresh directory.
@@ -174,8 +241,23 @@ fn the_original_client_drives_the_agent_unchanged() {
     let _ = std::fs::remove_dir_all(stubs);
 }
 
-/// Runs `f` with a client of our protocol, connected from inside the host namespace.
+/// Runs `f` with a client of our protocol on the agent's local socket, as root.
 fn with_client<T: Send>(
+    lab: &VethLab,
+    f: impl FnOnce(EncapsulatorClient<tonic::transport::Channel>, &tokio::runtime::Runtime) -> T + Send,
+) -> T {
+    let path = socket(lab);
+    lab.host
+        .run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let client = rt.block_on(lnetd_host_encap::agent::connect_local(&path)).expect("connect");
+            f(client, &rt)
+        })
+        .unwrap()
+}
+
+/// The same protocol on the opt-in plaintext loopback listener.
+fn with_tcp_client<T: Send>(
     lab: &VethLab,
     f: impl FnOnce(EncapsulatorClient<tonic::transport::Channel>, &tokio::runtime::Runtime) -> T + Send,
 ) -> T {
@@ -203,7 +285,7 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     let mut agent = start_agent(&lab);
     let dst = Ipv4Addr::new(198, 51, 100, 7);
 
-    with_client(&lab, |mut c, rt| {
+    with_tcp_client(&lab, |mut c, rt| {
         rt.block_on(async {
             c.set_route(route("0.0.0.0/0", "1000000")).await.unwrap();
             let mut r = route("198.51.100.0/24", "16001/16002@7,16003@3");
@@ -322,10 +404,21 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["labelled"]["packets"].as_u64(), Some(labelled));
-    // ... but cannot change what the agent owns.
-    let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF, "set", "10.0.0.0/8", "100"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another process"));
+    // ... and changes through the agent's socket (the agent owns the dataplane).
+    let cmd = |args: &[&str]| {
+        let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(cmd(&["set", "10.0.0.0/8", "100/200"]), "10.0.0.0/8 -> 100/200 (tc 0)\n");
+    let get = cmd(&["get", "10.1.2.3"]);
+    assert!(get.starts_with("labelled and sent back (XDP_TX); route 10.0.0.0/8 (main table)"), "{get}");
+    assert!(get.contains("stack (label/tc/S/ttl): 100/0/0/64 200/0/1/64"), "{get}");
+    let listed = with_client(&lab, |mut c, rt| {
+        rt.block_on(async { c.list_routes(pb::ListRoutesRequest {}).await.unwrap().into_inner() })
+    });
+    assert!(listed.routes.iter().any(|r| r.route.as_ref().unwrap().prefix == "10.0.0.0/8"), "the agent has it");
+    assert_eq!(cmd(&["remove", "10.0.0.0/8"]), "removed 10.0.0.0/8\n");
 
     // A stats stream survives route churn; then the agent is SIGKILLed mid-churn
     // and restarted while datagrams to the stable route stream: none is lost.
@@ -373,9 +466,9 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
             })
         });
         std::thread::sleep(Duration::from_millis(100));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGKILL)
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0 .0.id() as i32), nix::sys::signal::Signal::SIGKILL)
             .unwrap();
-        agent.0.wait().unwrap();
+        agent.0 .0.wait().unwrap();
         let churned = churn.join().unwrap();
         assert!(churned < 1000, "the churn outlived the agent");
         std::thread::sleep(Duration::from_millis(300));
@@ -417,6 +510,130 @@ fn a_plaintext_agent_off_loopback_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address") && err.contains("--tls-cert"), "{err}");
+    // Plaintext on loopback, and metrics off loopback, are opt-ins: refused before anything is attached.
+    for (args, says) in [
+        (&["--listen", "127.0.0.1:50051"][..], "--insecure-local-tcp"),
+        (&["--metrics", "0.0.0.0:9469"][..], "--metrics-public"),
+        (&["--write-group", "no-such-group-lhe"][..], "does not exist"),
+    ] {
+        let out = Command::new(BIN).args(["-i", "lo", "agent"]).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let help =
+        String::from_utf8_lossy(&Command::new(BIN).args(["agent", "--help"]).output().unwrap().stdout).into_owned();
+    assert!(help.contains("ANY local user can then program") && help.contains("--metrics-public"), "{help}");
+}
+
+/// Makes the calling thread uid and gid `id` with no supplementary groups.
+/// The raw syscalls change this thread only (libc's wrappers would change
+/// every thread of the test process); the thread is not reused afterwards.
+#[allow(unsafe_code)]
+fn drop_privileges_of_this_thread(id: u32) {
+    use nix::libc::{syscall, SYS_setgroups, SYS_setresgid, SYS_setresuid};
+    // SAFETY: plain syscalls on the calling thread's credentials; no memory is passed (0 groups).
+    let rcs = unsafe {
+        [
+            syscall(SYS_setgroups, 0, std::ptr::null::<u32>()),
+            syscall(SYS_setresgid, id, id, id),
+            syscall(SYS_setresuid, id, id, id),
+        ]
+    };
+    assert_eq!(rcs, [0, 0, 0], "dropping privileges: {}", std::io::Error::last_os_error());
+    assert_eq!(nix::unistd::geteuid().as_raw(), id, "only this thread changed");
+}
+
+/// The uid and gid of an existing group other than root's, for the write group.
+fn a_group() -> (String, u32) {
+    let g = nix::unistd::Group::from_name("daemon").unwrap().expect("group daemon");
+    (g.name, g.gid.as_raw())
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_local_socket_admits_by_peer_credentials() {
+    privileged("the_local_socket_admits_by_peer_credentials");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let (group, gid) = a_group();
+    let path = socket(&lab);
+    {
+        let mut agent = start_agent_with(&lab, &["--write-group", &group]);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o666, gid), "{}", path.display());
+        // No plaintext TCP listener without the opt-in.
+        assert!(lab.host.run(|| TcpStream::connect("127.0.0.1:50051").is_err()).unwrap(), "no TCP listener");
+
+        // Root writes through the socket.
+        let out = as_user(&lab, 0, 0, &["set", "198.51.100.0/24", "16001"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // uid 65534 with no group: refused writes, with who was refused and who may.
+        let out = as_user(&lab, 65534, 65534, &["set", "0.0.0.0/0", "999999"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("uid 65534") && err.contains(&format!("group {group} (gid {gid})")), "{err}");
+        assert!(err.contains("SetRoute"), "{err}");
+        let out = as_user(&lab, 65534, 65534, &["apply", "/dev/null"]);
+        assert_eq!(out.status.code(), Some(1));
+        // ... and allowed reads, with the output of the direct path.
+        let out = as_user(&lab, 65534, 65534, &["routes", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let routes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let prefixes: Vec<&str> =
+            routes["routes"].as_array().unwrap().iter().map(|r| r["prefix"].as_str().unwrap()).collect();
+        assert_eq!(prefixes, ["198.51.100.0/24"], "the refused write changed nothing");
+        let out = as_user(&lab, 65534, 65534, &["get", "198.51.100.9"]);
+        let get = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && get.contains("16001/0/1/64"), "{get}");
+        // The owner holds the dataplane: detach --force waits for it to stop.
+        let out = as_user(&lab, 0, 0, &["detach", "--force"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("stop it first"), "{err}");
+        // A member of the write group writes.
+        let out = as_user(&lab, 65534, gid, &["set", "203.0.113.0/24", "17001"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // A raw gRPC client as uid 65534: PERMISSION_DENIED on writes, served reads.
+        let (write, read) = std::thread::scope(|s| {
+            s.spawn(|| {
+                lab.host
+                    .run(|| {
+                        drop_privileges_of_this_thread(65534);
+                        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                        rt.block_on(async {
+                            let mut c = lnetd_host_encap::agent::connect_local(&path).await.unwrap();
+                            let write = c.set_route(route("0.0.0.0/0", "999999")).await.map(|_| ());
+                            let read = c.get_stats(pb::StatsRequest {}).await.map(|r| r.into_inner().interface);
+                            (write, read)
+                        })
+                    })
+                    .unwrap()
+            })
+            .join()
+            .unwrap()
+        });
+        let e = write.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("uid 65534"), "{e:?}");
+        assert_eq!(read.unwrap(), VethLab::HOST_IF);
+        // Stopped (SIGTERM), the agent removes its socket.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0 .0.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        let status = agent.0 .0.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        assert!(!path.exists(), "a stopped agent removes its socket");
+    }
+    // --read-access none: the others may not even read.
+    let _agent = start_agent_with(&lab, &["--read-access", "none"]);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let out = as_user(&lab, 65534, 65534, &["routes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("uid 65534 may not connect") && err.contains("--read-access none"), "{err}");
+    let out = as_user(&lab, 0, 0, &["routes"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("203.0.113.0/24"));
 }
 
 /// A CA, a server certificate for `ip` and a client certificate, made with openssl.
@@ -500,6 +717,7 @@ fn off_loopback_with_tls_and_client_certificates() {
         .spawn()
         .unwrap();
     let mut agent = ChildGuard(child);
+    let _socket = SocketGuard(socket(&lab), None);
     let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
     // From the router's namespace, over the veth: a client with a certificate gets in.
     let (with_cert, without_cert) = lab
@@ -542,4 +760,99 @@ fn off_loopback_with_tls_and_client_certificates() {
     assert_eq!(with_cert.expect("a client with a certificate is served"), VethLab::HOST_IF);
     assert!(without_cert.is_err(), "a client without a certificate is refused");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-encap-agent@.service");
+
+/// The unit's value for `key` (the last assignment wins, as in systemd).
+fn unit_value(key: &str) -> String {
+    let text = std::fs::read_to_string(UNIT).unwrap();
+    text.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).next_back().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_unit_scores_at_most_3_in_systemd_analyze() {
+    let out = match Command::new("systemd-analyze").args(["security", "--offline=yes", "--no-pager", UNIT]).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED the_unit_scores_at_most_3_in_systemd_analyze: systemd-analyze: {e} (apt install systemd)"
+            );
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for ").and_then(|(_, rest)| rest.split_once(": ")))
+        .and_then(|(_, level)| level.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(score <= 3.0, "exposure {score} > 3.0:\n{text}");
+    assert_eq!(unit_value("User"), "lnetd-host-encap");
+    assert_eq!(unit_value("CapabilityBoundingSet"), "CAP_BPF CAP_NET_ADMIN CAP_PERFMON");
+    assert_eq!(unit_value("AmbientCapabilities"), unit_value("CapabilityBoundingSet"));
+    let sysusers =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-encap.sysusers.conf"))
+            .unwrap();
+    assert!(sysusers.lines().any(|l| l.split_whitespace().take(2).eq(["u", "lnetd-host-encap"])), "{sysusers}");
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_agent_runs_as_a_plain_user_with_the_units_capabilities() {
+    privileged("the_agent_runs_as_a_plain_user_with_the_units_capabilities");
+    let lab = VethLab::new().expect("lab");
+    // setpriv's spelling of the unit's capabilities: +bpf,+net_admin,+perfmon.
+    let caps: Vec<String> = unit_value("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let caps = caps.join(",");
+    // A private mount namespace with its own bpffs and run directory, owned
+    // by uid 65534 as the unit's ExecStartPre hands them to its user: the
+    // machine's pins are not touched, and everything goes with the namespace.
+    let script = format!(
+        r#"set -e
+mount -t bpf bpf /sys/fs/bpf && chmod o+x /sys/fs/bpf
+install -d -m 0700 -o 65534 -g 65534 /sys/fs/bpf/lnetd-host-encap
+mkdir -p /run/lnetd-host-encap && mount -t tmpfs tmpfs /run/lnetd-host-encap
+chown 65534:65534 /run/lnetd-host-encap && chmod 0711 /run/lnetd-host-encap
+trap 'kill $agent 2>/dev/null || true' EXIT
+as_agent() {{ exec nsenter --net=/run/netns/{ns} setpriv --reuid=65534 --regid=65534 --clear-groups \
+  --inh-caps=-all,{caps} --ambient-caps=-all,{caps} --bounding-set=-all,{caps} "$@"; }}
+cmd() {{ nsenter --net=/run/netns/{ns} {bin} -i {iface} "$@"; }}
+wait_socket() {{ for i in $(seq 1 200); do cmd stats --json >/dev/null 2>&1 && [ -S /run/lnetd-host-encap/sock/net*/{iface}.sock ] && return 0; sleep 0.05; done; return 1; }}
+(as_agent {bin} -i {iface} agent --mode generic >/dev/null) & agent=$!
+wait_socket
+cmd set 198.51.100.0/24 16001/16002
+cmd get 198.51.100.7
+kill -TERM $agent; wait $agent
+echo "first agent: $?"
+(as_agent {bin} -i {iface} agent --mode generic >/dev/null) & agent=$!
+wait_socket
+cmd routes
+kill -TERM $agent; wait $agent
+echo "second agent: $?"
+(as_agent {bin} -i {iface} routes) || echo "direct read: $?"
+cmd detach
+"#,
+        ns = lab.host.name(),
+        bin = BIN,
+        iface = VethLab::HOST_IF,
+    );
+    let out = Command::new("timeout")
+        .args(["120", "unshare", "-m", "--propagation", "private", "bash", "-c", &script])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{stdout}");
+    assert!(stdout.contains("first agent: 0") && stdout.contains("second agent: 0"), "{stdout}\n{stderr}");
+    let readopted = stdout.lines().filter(|l| l.starts_with("198.51.100.0/24") && l.contains(" main static ")).count();
+    assert_eq!(readopted, 1, "the restarted agent adopted its own pins: {stdout}");
+    // Without the agent, a command with only these capabilities cannot adopt
+    // the pins (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN): docs/operations.md.
+    assert!(stdout.contains("direct read: 1") && stderr.contains("EPERM"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("detached from"), "{stdout}");
 }

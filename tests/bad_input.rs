@@ -107,13 +107,13 @@ fn rows() -> Vec<Row> {
         Row {
             input: "a route beyond the table's capacity",
             attempt: |e| Ok(e.set_route(&Route::new(net("10.10.0.0/16"), stack("100")))?),
-            expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "IPv4", capacity: 4 })),
-            says: "remove routes or load with a larger capacity",
+            expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "IPv4", capacity: 4, knob }) if knob.starts_with("--max-routes-v4")),
+            says: "load with a larger capacity: --max-routes-v4",
         },
         Row {
             input: "a policy beyond the policy table's capacity (replacing a plain route)",
             attempt: |e| Ok(e.set_policy(net("10.2.0.0/16"), policy("100@1,200@1"))?),
-            expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "policy", capacity: 1 })),
+            expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "policy", capacity: 1, knob }) if knob.starts_with("--max-policies")),
             says: "is full",
         },
         Row {

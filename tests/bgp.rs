@@ -232,7 +232,7 @@ fn lab() -> Lab {
 
 fn start_agent(lab: &Lab, session_down: &str) -> ChildGuard {
     let child = nsenter(&lab.veth.host, BIN)
-        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", AGENT_METRICS])
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", AGENT_METRICS, "--insecure-local-tcp"])
         .args(["--bgp-api", HOST_API, "--bgp-session-down", session_down, "--bgp-stale-time", "2"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -185,6 +185,49 @@ fn the_command_end_to_end() {
     fails(&lab.host, &["set", "10.0.0.0/8", "100", "--tc", "9"], 2, "invalid value");
     fails(&lab.host, &["frobnicate"], 2, "unrecognized subcommand");
 
+    // Guards on apply: a file that says nothing is refused, whatever its shape.
+    let write = |name: &str, text: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        f.to_str().unwrap().to_owned()
+    };
+    let now = |ns: &Netns| -> Vec<String> {
+        let routes: serde_json::Value = serde_json::from_str(&ok(ns, &["routes", "--json"])).unwrap();
+        routes["routes"].as_array().unwrap().iter().map(|r| r["prefix"].as_str().unwrap().to_owned()).collect()
+    };
+    let before = now(&lab.host);
+    assert_eq!(before.len(), 2, "{before:?}");
+    fails(&lab.host, &["apply", &write("empty.toml", "")], 1, "the file is empty");
+    fails(&lab.host, &["apply", &write("empty.json", "")], 1, "--allow-empty");
+    fails(&lab.host, &["apply", &write("list.json", "[]")], 1, "an empty list");
+    fails(&lab.host, &["apply", &write("object.json", "{}")], 1, "no `routes` key");
+    fails(&lab.host, &["apply", &write("sources.toml", "sources = []")], 1, "no `routes` key (it has: sources)");
+    assert_eq!(now(&lab.host), before, "nothing refused changed anything");
+    // An explicit empty list is a plan that removes everything: shown by --dry-run, applied only with --force.
+    let none = write("none.toml", "routes = []");
+    let plan = ok(&lab.host, &["apply", &none, "--dry-run"]);
+    assert!(plan.starts_with("dry run: 0 added, 0 replaced, 2 removed, 0 unchanged"), "{plan}");
+    assert!(plan.contains("plan: 0 added, 0 changed, 2 removed, 0 kept, of 2 routes now; removes 100%"), "{plan}");
+    assert!(plan.contains("  removed 0.0.0.0/0") && plan.contains("will need --force"), "{plan}");
+    fails(&lab.host, &["apply", &none], 1, "removes 2 of 2 routes (100%), more than --max-remove-share 50%");
+    fails(&lab.host, &["apply", &none], 1, "pass --force");
+    fails(&lab.host, &["apply", &none, "--max-remove-share", "2"], 2, "0..=1");
+    assert_eq!(now(&lab.host), before);
+    // Half the table is within the default share; the sample shows what is kept.
+    let half = write("half.toml", "[[routes]]\nprefix = \"0.0.0.0/0\"\npolicy = \"1000000\"\n");
+    let plan = ok(&lab.host, &["apply", &half, "--dry-run"]);
+    assert!(
+        plan.contains("1 removed, 1 kept, of 2 routes now; removes 50%") && plan.contains("  kept 0.0.0.0/0"),
+        "{plan}"
+    );
+    assert!(!plan.contains("--force"), "{plan}");
+    assert!(ok(&lab.host, &["apply", &half]).starts_with("0 added, 0 replaced, 1 removed, 1 unchanged"));
+    // Said on purpose: an empty file with --allow-empty, a large removal with --force.
+    let empty = write("empty.toml", "");
+    fails(&lab.host, &["apply", &empty, "--allow-empty"], 1, "--force");
+    assert!(ok(&lab.host, &["apply", &empty, "--allow-empty", "--force"]).starts_with("0 added, 0 replaced, 1 removed"));
+    assert!(now(&lab.host).is_empty());
+
     // An origins file as the agent leaves it (it keeps it across restarts): detach removes it.
     let origins = lab.host.run(|| lnetd_host_encap::bgp::origins::origins_path(VethLab::HOST_IF)).unwrap().unwrap();
     std::fs::create_dir_all(origins.parent().unwrap()).unwrap();
@@ -247,4 +290,56 @@ impl Drop for DecapPinGuard<'_> {
             }
         });
     }
+}
+
+/// `<root>/net<netns inode>/h0` of the lab's host namespace.
+fn dataplane_dir(lab: &VethLab, root: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let ns = lab.host.run(|| std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()).unwrap();
+    std::path::Path::new(root).join(format!("net{ns}")).join(VethLab::HOST_IF)
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn status_and_detach_force_out_of_damaged_states() {
+    privileged("status_and_detach_force_out_of_damaged_states");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let attached = || lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap();
+
+    assert_eq!(ok(&lab.host, &["status"]), "h0: no dataplane of lnetd-host-encap is pinned\n");
+    assert_eq!(ok(&lab.host, &["detach", "--force"]), "nothing of lnetd-host-encap on h0\n");
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "17001", "--table", "2"]);
+    let status = ok(&lab.host, &["status"]);
+    let id = attached().expect("attached");
+    assert!(status.starts_with(&format!("h0: attached in generic mode, program id {id} (xdp_encap)\n")), "{status}");
+    assert!(status.contains("routes: 2 (main 1, table 2 1); by origin: static 2; sources: 0"), "{status}");
+    assert!(status.contains("agent:  none") && status.contains("kernel: matches the RIB"), "{status}");
+
+    // The state file emptied: reads and changes fail, and so does a plain detach;
+    // --force removes everything without reading it, and says what.
+    let state = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_STATE_ROOT);
+    let pins = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_BPFFS_ROOT);
+    std::fs::write(state.join("state.json"), "").unwrap();
+    assert!(!cli(&lab.host, &["routes"]).status.success());
+    let out = ok(&lab.host, &["detach", "--force"]);
+    assert!(out.starts_with("removed:\n"), "{out}");
+    assert!(
+        out.contains(&format!("  pins {}", pins.display())) && out.contains(&format!("  state {}", state.display())),
+        "{out}"
+    );
+    assert_eq!(attached(), None, "the program went with the link's pin");
+    assert!(!pins.exists() && !state.exists());
+    assert_eq!(ok(&lab.host, &["status"]), "h0: no dataplane of lnetd-host-encap is pinned\n");
+
+    // Pins without state, and the link pin gone: attach works again after --force.
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::remove_file(pins.join("link")).unwrap();
+    let out = ok(&lab.host, &["detach", "--force"]);
+    assert!(out.contains("  pins ") && !out.contains("  state "), "{out}");
+    assert!(ok(&lab.host, &["attach", "--mode", "generic"]).contains("attached to h0"));
+    ok(&lab.host, &["detach"]);
 }

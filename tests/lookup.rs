@@ -258,8 +258,8 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         enc.set_route(&plain(net("198.51.100.7/32"), 600)).unwrap();
         enc.set_route(&plain(net("198.51.100.8/32"), 601)).unwrap();
         match enc.set_route(&plain(net("203.0.113.9/32"), 602)) {
-            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1 }) => {
-                assert!(family.contains("groups"), "{family}")
+            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1, knob }) => {
+                assert!(family.contains("groups") && knob.starts_with("--dir-groups"), "{family} {knob}")
             }
             other => panic!("a second group: {other:?}"),
         }
@@ -273,8 +273,8 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         enc.set_route(&plain(net("10.0.0.0/8"), 700)).unwrap();
         enc.set_route(&plain(net("172.16.0.0/12"), 700)).unwrap();
         match enc.set_route(&plain(net("192.168.0.0/16"), 701)) {
-            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1 }) => {
-                assert!(family.contains("values"), "{family}")
+            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1, knob }) => {
+                assert!(family.contains("values") && knob.starts_with("--max-route-values"), "{family} {knob}")
             }
             other => panic!("a second value: {other:?}"),
         }

@@ -19,6 +19,13 @@ use lnetd_host_encap::lab::{attached_xdp_program, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{Encapsulator, Error, PinError, XdpMode};
 
+/// The state directory of the dataplane pinned in `pins`.
+fn state_dir(pins: &std::path::Path) -> PathBuf {
+    PathBuf::from(lnetd_host_encap::DEFAULT_STATE_ROOT)
+        .join(pins.parent().unwrap().file_name().unwrap())
+        .join(pins.file_name().unwrap())
+}
+
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
@@ -239,38 +246,53 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             let second = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic);
             assert!(matches!(second, Err(Error::Attach(_)) | Err(Error::Pin(_))), "{second:?}");
 
-            let state = PathBuf::from(lnetd_host_encap::DEFAULT_STATE_ROOT)
-                .join(dir.parent().unwrap().file_name().unwrap())
-                .join(VethLab::HOST_IF)
-                .join("state.json");
-            let original = std::fs::read_to_string(&state).expect("state file");
-            let meta = std::fs::metadata(&state).unwrap();
+            let state = state_dir(&dir);
+            let snapshot = state.join("rib.snapshot");
+            let original = std::fs::read(&snapshot).expect("snapshot");
+            let journal = std::fs::read(state.join("rib.journal")).expect("journal");
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "state is root-only");
+            for file in [&snapshot, &state.join("rib.journal")] {
+                assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600, "state is root-only");
+            }
             assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-            let mut doc: serde_json::Value = serde_json::from_str(&original).expect("state JSON");
-            doc["format"] = 999.into();
-            doc["written_by"] = "9.9.9".into();
-            let future = serde_json::to_string_pretty(&doc).unwrap();
-            assert_ne!(future, original);
-            std::fs::write(&state, &future).unwrap();
+
+            // A snapshot of a future format: refused by its version, naming both builds.
+            let mut future = original.clone();
+            future[8..12].copy_from_slice(&999u32.to_le_bytes());
+            std::fs::write(&snapshot, &future).unwrap();
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 999, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("9.9.9") && msg.contains(env!("CARGO_PKG_VERSION")), "{msg}");
+                    assert!(msg.contains(env!("CARGO_PKG_VERSION")) && msg.contains("detach"), "{msg}");
                 }
                 other => panic!("open of a future format: {other:?}"),
             }
-            std::fs::write(&state, "{ not json").unwrap();
+            // The state.json of a build before the store: refused as format 3, with what to do.
+            std::fs::remove_file(&snapshot).unwrap();
+            std::fs::write(state.join("state.json"), r#"{"format": 3, "written_by": "0.0.9", "routes": []}"#).unwrap();
+            match Encapsulator::open(VethLab::HOST_IF) {
+                Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("0.0.9") && msg.contains("format 4"), "{msg}");
+                }
+                other => panic!("open of a state.json: {other:?}"),
+            }
+            std::fs::remove_file(state.join("state.json")).unwrap();
+            // A damaged snapshot: refused by its checksum.
+            let mut damaged = original.clone();
+            let middle = damaged.len() / 2;
+            damaged[middle] ^= 0x10;
+            std::fs::write(&snapshot, &damaged).unwrap();
             assert!(matches!(Encapsulator::open(VethLab::HOST_IF), Err(Error::Pin(PinError::Corrupt { .. }))));
+            std::fs::write(&snapshot, &original).unwrap();
+            std::fs::write(state.join("rib.journal"), &journal).unwrap();
 
             // The refused opens changed nothing: with the state back, all is there.
-            std::fs::write(&state, &original).unwrap();
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
             assert_eq!(enc.routes().unwrap().len(), 1);
             assert_eq!(enc.verify().unwrap(), vec![]);
             enc.detach().unwrap();
-            assert!(!dir.exists() && !state.exists());
+            assert!(!dir.exists() && !snapshot.exists());
         })
         .unwrap();
 }
@@ -305,6 +327,207 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
             assert_eq!(enc.repair().unwrap(), found, "repair puts back what the RIB says");
             assert_eq!(enc.verify().unwrap(), vec![]);
             assert!(routes_v4.lookup(&key, libbpf_rs::MapFlags::ANY).unwrap().is_some());
+            enc.detach().unwrap();
+        })
+        .unwrap();
+}
+
+/// Appends to the journal the INTENT record a process writes before a
+/// change's first kernel write (the store's framing: length, crc32 of the
+/// payload, then kind 1, a sequence number, a CLOCK_BOOTTIME stamp).
+fn append_intent(state: &std::path::Path) {
+    let mut payload = vec![1u8];
+    payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    record.extend_from_slice(&payload);
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(state.join("rib.journal")).unwrap().write_all(&record).unwrap();
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_record() {
+    privileged("the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_record");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            use lnetd_host_encap::{DscpMap, Route, Table, TrafficClass};
+            let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
+            let alt = Table::alternate(3).unwrap();
+            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            enc.set_policy("198.51.100.0/24".parse().unwrap(), "16001/16002@7,16003@3".parse().unwrap()).unwrap();
+            enc.set_labels("2001:db8::/32".parse().unwrap(), "200/201".parse().unwrap()).unwrap();
+            enc.set_route_in(alt, &Route::new("0.0.0.0/0".parse().unwrap(), "300".parse().unwrap())).unwrap();
+            enc.set_source("192.0.2.0/24".parse().unwrap(), alt).unwrap();
+            let dscp = DscpMap::default().with(46, TrafficClass::new(5).unwrap());
+            enc.set_dscp_map(&dscp).unwrap();
+            // A replaced policy retires its id into the graveyard, which is stored too.
+            enc.set_policy("198.51.100.0/24".parse().unwrap(), "16001@1,16004@1".parse().unwrap()).unwrap();
+            enc.remove("10.0.0.0/8".parse().unwrap()).unwrap();
+            let state = state_dir(&enc.pin_dir().unwrap());
+            let journal = state.join("rib.journal");
+            let before = std::fs::metadata(&journal).unwrap().len();
+            enc.set_label("10.1.0.0/16".parse().unwrap(), 101.try_into().unwrap()).unwrap();
+            let grown = std::fs::metadata(&journal).unwrap().len() - before;
+            assert!(grown > 0 && grown < 128, "one route appended {grown} bytes to the journal");
+            let desired = enc.desired_state();
+            let counters = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap();
+            drop(enc);
+
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+            assert_eq!(enc.desired_state(), desired, "routes, tables, sources and the DSCP table");
+            assert_eq!(enc.dscp_map(), dscp);
+            assert_eq!(enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap(), counters, "counter slots");
+            assert_eq!(enc.verify().unwrap(), vec![], "the kernel holds what the RIB says, retired policy included");
+            // Changes after adoption go on in the same journal.
+            enc.remove("2001:db8::/32".parse().unwrap()).unwrap();
+            drop(enc);
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt again");
+            assert_eq!(enc.routes().unwrap().len(), 2, "10.1.0.0/16 and 198.51.100.0/24 in the main table");
+            assert_eq!(enc.verify().unwrap(), vec![]);
+            enc.detach().unwrap();
+            assert!(!state.exists(), "detach removes the state");
+        })
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_torn_journal_tail_is_discarded_and_the_journal_goes_on_after_it() {
+    privileged("a_torn_journal_tail_is_discarded_and_the_journal_goes_on_after_it");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
+            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            let state = state_dir(&enc.pin_dir().unwrap());
+            let journal = state.join("rib.journal");
+            let whole = std::fs::read(&journal).unwrap();
+            enc.set_label("10.1.0.0/16".parse().unwrap(), 101.try_into().unwrap()).unwrap();
+            drop(enc);
+            // The last record cut in the middle, as a write interrupted by a crash leaves it.
+            let with_second = std::fs::read(&journal).unwrap();
+            let torn = &with_second[..whole.len() + (with_second.len() - whole.len()) / 2];
+            std::fs::write(&journal, torn).unwrap();
+
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt past a torn tail");
+            let prefixes: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            assert_eq!(prefixes, ["10.0.0.0/8"], "the torn change is not there");
+            enc.set_label("10.2.0.0/16".parse().unwrap(), 102.try_into().unwrap()).unwrap();
+            drop(enc);
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt again");
+            let prefixes: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            assert_eq!(prefixes, ["10.0.0.0/8", "10.2.0.0/16"], "records after the cut are read");
+            enc.detach().unwrap();
+        })
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_reads_no_map() {
+    privileged("a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_reads_no_map");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            use libbpf_rs::MapCore;
+            let enc = Encapsulator::builder()
+                .lookup(lnetd_host_encap::Ipv4Lookup::LpmTrie)
+                .pinned()
+                .attach(VethLab::HOST_IF, XdpMode::Generic)
+                .expect("attach");
+            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            let pins = enc.pin_dir().unwrap();
+            let state = state_dir(&pins);
+            drop(enc);
+            let routes_v4 = libbpf_rs::MapHandle::from_pinned_path(pins.join("maps/routes_v4")).unwrap();
+            let key = |addr: [u8; 4], len: u32| [&len.to_ne_bytes()[..], &addr].concat();
+            let value = routes_v4.lookup(&key([10, 0, 0, 0], 8), libbpf_rs::MapFlags::ANY).unwrap().unwrap();
+            // The first kernel write of a change that never committed.
+            let half = key([10, 9, 0, 0], 16);
+            routes_v4.update(&half, &value, libbpf_rs::MapFlags::ANY).unwrap();
+
+            // Without an unfinished change in the journal, adoption trusts the
+            // maps (it reads none of them); verify still sees the stray entry.
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("clean adoption");
+            assert_eq!(enc.verify().unwrap().len(), 1);
+            drop(enc);
+            // With the INTENT the killed process wrote, the next one repairs.
+            append_intent(&state);
+            let read_only = lnetd_host_encap::AdoptOptions { read_only: true, ..Default::default() };
+            let look = Encapsulator::open_with(VethLab::HOST_IF, &read_only).expect("read-only adoption");
+            assert_eq!(look.verify().unwrap().len(), 1, "a reader repairs nothing");
+            drop(look);
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adoption after a kill");
+            assert_eq!(enc.verify().unwrap(), vec![], "the kernel is back to what was acknowledged");
+            let prefixes: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            assert_eq!(prefixes, ["10.0.0.0/8"]);
+            drop(enc);
+            // Repaired once: the journal says so, and the next adoption is clean.
+            routes_v4.update(&half, &value, libbpf_rs::MapFlags::ANY).unwrap();
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adoption after the repair");
+            assert_eq!(enc.verify().unwrap().len(), 1, "no second repair");
+            enc.repair().unwrap();
+            enc.detach().unwrap();
+        })
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
+    privileged("policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            use lnetd_host_encap::DesiredState;
+            let policies = DesiredState::from_json(
+                r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100@1,101@1"},{"prefix":"10.1.0.0/16","policy":"200@1,201@3"}]}"#,
+            )
+            .unwrap();
+            let empty = DesiredState::from_json(r#"{"routes":[]}"#).unwrap();
+            let enc = Encapsulator::builder()
+                .max_policies(2)
+                .max_counted_routes(8)
+                .pinned()
+                .attach(VethLab::HOST_IF, XdpMode::Generic)
+                .expect("attach");
+            drop(enc);
+            // Each step is its own adopter, as a command is: the grace periods
+            // of the ids it retires run on in the next one.
+            for cycle in 0..4 {
+                for (what, desired) in [("policies", &policies), ("empty", &empty)] {
+                    let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+                    let report = enc.apply(desired).unwrap_or_else(|e| panic!("cycle {cycle}, {what}: {e}"));
+                    assert_eq!(report.removed.len() + report.added.len(), 2, "{report}");
+                    if what == "policies" {
+                        for prefix in ["10.0.0.0/8", "10.1.0.0/16"] {
+                            let c = enc.route_counters(prefix.parse().unwrap()).unwrap().unwrap();
+                            assert!(c.counted, "cycle {cycle}: {prefix} got counter slots");
+                        }
+                    }
+                    assert_eq!(enc.verify().unwrap(), vec![], "cycle {cycle}, {what}");
+                }
+            }
+            // Every policy retired above is past its grace period now: a set of
+            // one is accepted at once, by whichever process looks.
+            std::thread::sleep(Duration::from_millis(1100));
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+            enc.set_policy("10.2.0.0/16".parse().unwrap(), "300@1,301@1".parse().unwrap()).expect("set of a policy");
+            enc.set_policy("10.3.0.0/16".parse().unwrap(), "400@1,401@1".parse().unwrap()).expect("a second one");
+            match enc.set_policy("10.4.0.0/16".parse().unwrap(), "500@1,501@1".parse().unwrap()) {
+                Err(lnetd_host_encap::RouteError::TableFull { family: "policy", capacity: 2, knob }) => {
+                    assert!(knob.contains("--max-policies") && knob.contains("max_policies"), "{knob}")
+                }
+                other => panic!("a third policy with --max-policies 2: {other:?}"),
+            }
+            assert_eq!(enc.verify().unwrap(), vec![]);
             enc.detach().unwrap();
         })
         .unwrap();

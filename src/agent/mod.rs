@@ -1,27 +1,44 @@
 //! The agent: a daemon a controller drives over gRPC. It serves the proof of
 //! concept's protocol unchanged (package `counters`, [`proto::counters`]) and
 //! this project's own (package `lnetd.encap.v1`, [`proto::v1`]), and
-//! Prometheus metrics over HTTP. Both generated clients are public, so a Rust
-//! controller needs no code generation of its own:
+//! Prometheus metrics over HTTP.
+//!
+//! Where it serves (docs/operations.md says more):
+//! - a local Unix socket ([`socket_path`]), always: root, the agent's own
+//!   user and a write group may change routes; other local users may read,
+//!   or nothing ([`authz`]);
+//! - TCP with TLS (and a client CA) for remote controllers, when asked;
+//! - plaintext TCP on loopback only as an explicit opt-in
+//!   ([`AgentConfig::insecure_local_tcp`]): any local user can then program
+//!   the host. The proof of concept's client needs it.
+//!
+//! Both generated clients are public, so a Rust controller needs no code
+//! generation of its own:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use lnetd_host_encap::agent::proto::v1::{encapsulator_client::EncapsulatorClient, Route};
-//! let mut client = EncapsulatorClient::connect("http://127.0.0.1:50051").await?;
+//! use lnetd_host_encap::agent::proto::v1::Route;
+//! let path = lnetd_host_encap::agent::socket_path("eth1")?;
+//! let mut client = lnetd_host_encap::agent::connect_local(&path).await?;
 //! client.set_route(Route { prefix: "198.51.100.0/24".into(), policy: "16001/16002@7,16003@3".into(), ..Default::default() }).await?;
 //! # Ok(()) }
 //! ```
 
+pub mod authz;
+mod local;
 mod metrics_http;
 mod original;
 mod service;
+
+pub use authz::{Access, Authorization, ReadAccess, METHODS};
+pub use local::{socket_path, socket_path_in, LocalSocket, Peer, PeerStream};
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, Endpoint, Identity, Server, ServerTlsConfig};
 
 use crate::domain::route::{Route, Table};
 use crate::encapsulator::Encapsulator;
@@ -41,7 +58,8 @@ pub mod proto {
     }
 }
 
-/// The default gRPC address (the proof of concept's).
+/// The default TCP address (the proof of concept's): served only with TLS,
+/// or with [`AgentConfig::insecure_local_tcp`].
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// The default metrics address.
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9469";
@@ -58,14 +76,54 @@ pub struct TlsConfig {
 }
 
 /// Where and how the agent serves.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AgentConfig {
-    /// The gRPC address; non-loopback only with [`AgentConfig::tls`].
-    pub listen: SocketAddr,
-    /// The Prometheus endpoint (`/metrics`), if any.
+    /// The local Unix socket, with its authorization (the normal way in).
+    pub local: Option<LocalSocket>,
+    /// A TCP address for gRPC: with [`AgentConfig::tls`] (remote
+    /// controllers), or plaintext on loopback with
+    /// [`AgentConfig::insecure_local_tcp`].
+    pub listen: Option<SocketAddr>,
+    /// Allows a plaintext TCP listener on loopback: it authenticates nobody,
+    /// so any local user can then program the host.
+    pub insecure_local_tcp: bool,
+    /// The Prometheus endpoint (`/metrics`), if any; loopback unless
+    /// [`AgentConfig::metrics_public`].
     pub metrics: Option<SocketAddr>,
-    /// TLS for gRPC.
+    /// Allows the metrics endpoint off loopback (it lists every prefix).
+    pub metrics_public: bool,
+    /// TLS for the TCP listener.
     pub tls: Option<TlsConfig>,
+}
+
+impl AgentConfig {
+    /// Refuses what would open the host to others without saying so: a
+    /// plaintext listener off loopback, or on loopback without the opt-in; a
+    /// metrics endpoint off loopback without [`AgentConfig::metrics_public`];
+    /// nothing to serve at all. ([`serve`] logs a warning for each exposure
+    /// it allows.)
+    ///
+    /// # Errors
+    /// [`AgentError`] naming the flag that allows it, or the safer choice.
+    pub fn check(&self) -> Result<(), AgentError> {
+        if let Some(addr) = self.listen {
+            if self.tls.is_none() && !addr.ip().is_loopback() {
+                return Err(AgentError::PlaintextOffLoopback { addr });
+            }
+            if self.tls.is_none() && !self.insecure_local_tcp {
+                return Err(AgentError::PlaintextNeedsOptIn { addr });
+            }
+        }
+        if let Some(addr) = self.metrics {
+            if !addr.ip().is_loopback() && !self.metrics_public {
+                return Err(AgentError::MetricsOffLoopback { addr });
+            }
+        }
+        if self.local.is_none() && self.listen.is_none() {
+            return Err(AgentError::NothingToServe);
+        }
+        Ok(())
+    }
 }
 
 /// The agent could not serve.
@@ -80,6 +138,51 @@ pub enum AgentError {
     PlaintextOffLoopback {
         /// The address given.
         addr: SocketAddr,
+    },
+    /// A plaintext loopback listener without the opt-in.
+    #[error(
+        "plaintext gRPC on {addr} authenticates nobody: any local user could program this host; local clients \
+         use the agent's Unix socket (no flag needed); add --insecure-local-tcp only for a client that must use \
+         TCP (the original controller), or give --tls-cert and --tls-key"
+    )]
+    PlaintextNeedsOptIn {
+        /// The address given.
+        addr: SocketAddr,
+    },
+    /// Metrics off loopback without the opt-in.
+    #[error(
+        "metrics on {addr} would list every prefix to anyone who reaches it; serve them on 127.0.0.1 \
+         (and scrape through a proxy), or add --metrics-public"
+    )]
+    MetricsOffLoopback {
+        /// The address given.
+        addr: SocketAddr,
+    },
+    /// Neither the local socket nor a TCP listener.
+    #[error("nothing to serve: no local socket and no TCP listener")]
+    NothingToServe,
+    /// The write group does not exist.
+    #[error("group {group:?} does not exist: create it (groupadd {group}) or give another --write-group")]
+    NoSuchGroup {
+        /// The name given.
+        group: String,
+    },
+    /// Another agent answers on the local socket.
+    #[error("another agent already serves {path}: stop it first (systemctl stop lnetd-host-encap-agent@IFACE)")]
+    SocketInUse {
+        /// The socket.
+        path: std::path::PathBuf,
+    },
+    /// The local socket could not be set up.
+    #[error("{op} {path}: {source}")]
+    Socket {
+        /// What failed.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The address could not be bound.
     #[error("listening on {addr} failed: {source}")]
@@ -133,11 +236,17 @@ pub struct Extras {
     pub origins: Option<Arc<crate::bgp::Origins>>,
     /// More metrics (e.g. [`crate::bgp::BgpCounters::prometheus`]).
     pub metrics: Option<MetricsText>,
+    /// Called once every listener is bound, before the first request is
+    /// served (e.g. to tell systemd the agent is ready).
+    pub on_ready: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Extras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extras").field("metrics", &self.metrics.is_some()).finish_non_exhaustive()
+        f.debug_struct("Extras")
+            .field("metrics", &self.metrics.is_some())
+            .field("on_ready", &self.on_ready.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -208,18 +317,33 @@ pub async fn serve_with(
     extras: Extras,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
+    config.check()?;
+    warn_exposures(&config);
     let writes = Writes {
         enc: Arc::clone(&enc),
         #[cfg(feature = "bgp")]
         origins: extras.origins.clone(),
     };
     let iface = interface(&enc)?;
-    if config.tls.is_none() && !config.listen.ip().is_loopback() {
-        return Err(AgentError::PlaintextOffLoopback { addr: config.listen });
-    }
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| AgentError::Bind { addr: config.listen, source })?;
-    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    // Everything is bound before anything is served: a refusal leaves nothing half up.
+    let tcp = match config.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| AgentError::Bind { addr, source })?),
+        None => None,
+    };
+    let local = match &config.local {
+        Some(l) => {
+            let gid = l.write_group.as_deref().map(local::group_id).transpose()?;
+            let listener = local::bind(&l.path, l.read_access, gid)?;
+            let rules = Authorization {
+                owner_uid: nix::unistd::geteuid().as_raw(),
+                write_group: l.write_group.clone().zip(gid),
+                read_access: l.read_access,
+            };
+            Some((listener, rules, l.path.clone()))
+        }
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let metrics = match config.metrics {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await.map_err(|source| AgentError::Bind { addr, source })?;
@@ -229,50 +353,121 @@ pub async fn serve_with(
                 iface.clone(),
                 extras.metrics.clone(),
                 listener,
-                metrics_stopped,
+                stopped.clone(),
             )))
         }
         None => None,
     };
-    let mut server = Server::builder();
-    if let Some(tls) = &config.tls {
-        let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-        if let Some(ca) = &tls.client_ca_pem {
-            tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
-        }
-        server = server.tls_config(tls_config).map_err(AgentError::Tls)?;
+    if let Some(ready) = &extras.on_ready {
+        ready();
     }
-    log::info!(
-        "serving {iface} on {} ({})",
-        config.listen,
-        if config.tls.is_some() { "TLS" } else { "plaintext, loopback" }
-    );
-    let result = server
-        .add_service(proto::counters::int_map_server::IntMapServer::new(original::Original::new(
-            Arc::clone(&enc),
-            writes.clone(),
-            &iface,
-        )))
-        .add_service(proto::counters::int_update_map_server::IntUpdateMapServer::new(original::Original::new(
-            Arc::clone(&enc),
-            writes.clone(),
-            &iface,
-        )))
-        .add_service(proto::v1::encapsulator_server::EncapsulatorServer::new(service::Service::new(
-            Arc::clone(&enc),
-            writes.clone(),
-            &iface,
-        )))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
-        .await
-        .map_err(AgentError::Serve);
-    let _ = stop_metrics.send(true);
+    let int_map = proto::counters::int_map_server::IntMapServer::new(original::Original::new(
+        Arc::clone(&enc),
+        writes.clone(),
+        &iface,
+    ));
+    let update_map = proto::counters::int_update_map_server::IntUpdateMapServer::new(original::Original::new(
+        Arc::clone(&enc),
+        writes.clone(),
+        &iface,
+    ));
+    let v1 = proto::v1::encapsulator_server::EncapsulatorServer::new(service::Service::new(
+        Arc::clone(&enc),
+        writes.clone(),
+        &iface,
+    ));
+    let when_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tcp_server = async {
+        let Some(listener) = tcp else { return Ok(()) };
+        let mut server = Server::builder();
+        if let Some(tls) = &config.tls {
+            let mut tls_config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+            if let Some(ca) = &tls.client_ca_pem {
+                tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
+            }
+            server = server.tls_config(tls_config).map_err(AgentError::Tls)?;
+        }
+        log::info!(
+            "serving {iface} on {} ({})",
+            listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            if config.tls.is_some() { "TLS" } else { "plaintext, loopback, --insecure-local-tcp" }
+        );
+        server
+            .add_service(int_map.clone())
+            .add_service(update_map.clone())
+            .add_service(v1.clone())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                when_stopped(stopped.clone()),
+            )
+            .await
+            .map_err(AgentError::Serve)
+    };
+    let local_server = async {
+        let Some((listener, rules, path)) = local else { return Ok(()) };
+        log::info!("serving {iface} on {} ({:?}, others: {})", path.display(), rules.write_group, rules.read_access);
+        let result = Server::builder()
+            .layer(authz::AuthorizeLayer::new(rules))
+            .add_service(int_map.clone())
+            .add_service(update_map.clone())
+            .add_service(v1.clone())
+            .serve_with_incoming_shutdown(local::incoming(listener), when_stopped(stopped.clone()))
+            .await
+            .map_err(AgentError::Serve);
+        local::remove(&path);
+        result
+    };
+    let stop = Arc::new(stop);
+    let trigger = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+    };
+    // Both servers drain on shutdown; one failing drops the other.
+    let result = tokio::try_join!(tcp_server, local_server).map(|_| ());
+    let _ = stop.send(true);
+    trigger.abort();
     if let Some(task) = metrics {
         if let Err(e) = task.await {
             log::warn!("metrics server: {e}");
         }
     }
     result
+}
+
+/// A warning for each listener that lets in more than the local socket would.
+fn warn_exposures(config: &AgentConfig) {
+    if let Some(addr) = config.listen {
+        match &config.tls {
+            None => {
+                log::warn!("plaintext gRPC on {addr} (--insecure-local-tcp): any local user can program this host")
+            }
+            Some(t) if t.client_ca_pem.is_none() => {
+                log::warn!("TLS on {addr} without --tls-client-ca: any client that reaches it can program this host")
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(addr) = config.metrics.filter(|a| !a.ip().is_loopback()) {
+        log::warn!("metrics on {addr} (--metrics-public): anyone who reaches it can read every prefix");
+    }
+}
+
+/// A client of the agent's v1 protocol over its local socket.
+///
+/// # Errors
+/// The socket cannot be reached (no agent, or not allowed to connect).
+pub async fn connect_local(
+    path: &std::path::Path,
+) -> Result<proto::v1::encapsulator_client::EncapsulatorClient<Channel>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(format!("unix:{}", path.display()))?.connect().await?;
+    Ok(proto::v1::encapsulator_client::EncapsulatorClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX))
 }
 
 /// The gRPC status for a refused or failed change, with the library's message.

@@ -212,6 +212,10 @@ impl Api for Service {
             map_operations: report.map_operations as u64,
             dry_run: report.dry_run,
             summary: report.to_string(),
+            set_aside: report.set_aside.iter().map(ToString::to_string).collect(),
+            sources_set: report.sources_set.iter().map(ToString::to_string).collect(),
+            sources_removed: report.sources_removed.iter().map(ToString::to_string).collect(),
+            dscp_changed: report.dscp_changed,
         }))
     }
 

@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use crate::abi::{encap, types};
 use crate::domain::config::{Ipv4Lookup, MtuPolicy, TtlMode};
 use crate::error::{LoadError, MapError};
-use crate::rib::persist::LoadConfig;
+use crate::rib::store::LoadConfig;
 use crate::sys::map::BpfMap;
 use crate::sys::{bpffs, libbpf_log, privileges};
 

@@ -4,7 +4,9 @@
 //! ```text
 //! <bpffs root>/net<netns inode>/<iface>/maps/<map>   the maps
 //! <bpffs root>/net<netns inode>/<iface>/link         the XDP link
-//! <state root>/net<netns inode>/<iface>/state.json   the RIB (bpffs holds no files)
+//! <state root>/net<netns inode>/<iface>/rib.snapshot, rib.journal
+//!                                                     the RIB (bpffs holds no files; see
+//!                                                     crate::rib::store)
 //! ```
 //!
 //! A pinned decapsulator lives the same way under the roots' `decap`
@@ -111,21 +113,37 @@ impl PinDir {
         self.state.join(STATE_FILE)
     }
 
-    /// Whether a dataplane is pinned here.
-    pub(crate) fn exists(&self) -> bool {
-        self.link_path().exists() || self.state_path().exists()
+    /// The directory of the state files.
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.state
     }
 
-    /// Pins `maps` and `link` and writes the first state. On error, removes
-    /// whatever it pinned.
+    /// Whether a dataplane is pinned here.
+    pub(crate) fn exists(&self) -> bool {
+        self.link_path().exists() || self.state_path().exists() || crate::rib::store::exists(&self.state)
+    }
+
+    /// Pins `maps` and `link` and writes the first state file. On error,
+    /// removes whatever it pinned.
     pub(crate) fn create(&self, maps: &[&BpfMap], link: &BpfLink, state: &str) -> Result<(), PinError> {
+        self.create_with(maps, link, |dir| dir.save(state))
+    }
+
+    /// Pins `maps` and `link`, then lets `write_state` write the first
+    /// state. On error, removes whatever it pinned.
+    pub(crate) fn create_with<T>(
+        &self,
+        maps: &[&BpfMap],
+        link: &BpfLink,
+        write_state: impl FnOnce(&PinDir) -> Result<T, PinError>,
+    ) -> Result<T, PinError> {
         if !bpffs::is_bpffs(&self.pins) {
             return Err(PinError::NotBpffs { dir: self.pins.clone() });
         }
         if self.exists() {
             return Err(PinError::AlreadyPinned { dir: self.pins.clone() });
         }
-        let result = self.pin_all(maps, link).and_then(|()| self.save(state));
+        let result = self.pin_all(maps, link).and_then(|()| write_state(self));
         if result.is_err() {
             if let Err(e) = self.remove() {
                 log::warn!("cleaning up after a failed pin: {e}");

@@ -102,6 +102,49 @@ pub struct DesiredError {
     pub reason: String,
 }
 
+/// The text format of a desired-state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DesiredFormat {
+    /// TOML (`[[routes]]` tables).
+    Toml,
+    /// JSON (`{"routes": [...]}`).
+    Json,
+}
+
+/// A desired-state file refused before any route is compared: reading it
+/// would have removed every route, most likely by mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesiredFileError {
+    /// Nothing in the file (0 bytes, or only blanks).
+    #[error(
+        "the file is empty: applying it would remove every route; write `routes = []` (TOML) or \
+         `{{\"routes\": []}}` (JSON) to mean that, or pass --allow-empty"
+    )]
+    Empty,
+    /// Not a table or object (e.g. `[]`).
+    #[error(
+        "the file holds {found}, not a table of routes, sources and dscp_map: applying it would remove every \
+         route; write `{{\"routes\": [...]}}`, or pass --allow-empty for an empty list"
+    )]
+    NotAnObject {
+        /// What it holds instead: "an empty list", "a list", "a number"...
+        found: &'static str,
+    },
+    /// A table without a `routes` key (e.g. `{}`).
+    #[error(
+        "the file has no `routes` key{}: applying it would remove every route; write `routes = []` to mean \
+         that, or pass --allow-empty",
+        if keys.is_empty() { String::new() } else { format!(" (it has: {})", keys.join(", ")) }
+    )]
+    NoRoutes {
+        /// The keys it has instead.
+        keys: Vec<String>,
+    },
+    /// A syntax error, an unknown key or a wrong type.
+    #[error(transparent)]
+    Invalid(#[from] DesiredError),
+}
+
 /// A desired state that passed validation: every entry typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidState {
@@ -259,11 +302,114 @@ impl DesiredState {
         toml::from_str(text).map_err(|e| DesiredError { what: "TOML".into(), reason: e.to_string() })
     }
 
+    /// Reads a desired-state file's text, refusing what would remove every
+    /// route without saying so: an empty file, a value that is not a table
+    /// (`[]`), a table without a `routes` key (`{}`). An explicit empty list
+    /// (`routes = []`) is accepted; `allow_empty` accepts the others as an
+    /// empty state (a non-empty list stays refused: it is not this format).
+    ///
+    /// ```
+    /// use lnetd_host_encap::{DesiredFileError, DesiredFormat, DesiredState};
+    /// assert_eq!(DesiredState::from_file_text("", DesiredFormat::Toml, false), Err(DesiredFileError::Empty));
+    /// assert!(DesiredState::from_file_text("routes = []", DesiredFormat::Toml, false)?.routes.is_empty());
+    /// assert!(DesiredState::from_file_text("{}", DesiredFormat::Json, true)?.routes.is_empty());
+    /// # Ok::<(), DesiredFileError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DesiredFileError`].
+    pub fn from_file_text(
+        text: &str,
+        format: DesiredFormat,
+        allow_empty: bool,
+    ) -> Result<DesiredState, DesiredFileError> {
+        let guard = |e: DesiredFileError| if allow_empty { Ok(DesiredState::default()) } else { Err(e) };
+        if text.trim().is_empty() {
+            return guard(DesiredFileError::Empty);
+        }
+        let keys: Vec<String> = match format {
+            DesiredFormat::Toml => {
+                let table: toml::Table =
+                    toml::from_str(text).map_err(|e| DesiredError { what: "TOML".into(), reason: e.to_string() })?;
+                table.keys().cloned().collect()
+            }
+            DesiredFormat::Json => {
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| DesiredError { what: "JSON".into(), reason: e.to_string() })?;
+                match value {
+                    serde_json::Value::Object(map) => map.keys().cloned().collect(),
+                    serde_json::Value::Array(a) if a.is_empty() => {
+                        return guard(DesiredFileError::NotAnObject { found: "an empty list" })
+                    }
+                    other => {
+                        let found = match other {
+                            serde_json::Value::Array(_) => "a list",
+                            serde_json::Value::Null => "null",
+                            serde_json::Value::Bool(_) => "a boolean",
+                            serde_json::Value::Number(_) => "a number",
+                            _ => "a string",
+                        };
+                        return Err(DesiredFileError::NotAnObject { found });
+                    }
+                }
+            }
+        };
+        if !keys.iter().any(|k| k == "routes") {
+            // Unknown keys are reported as such by the parser below (a typo of `routes` among them).
+            if keys.iter().all(|k| k == "sources" || k == "dscp_map") {
+                return guard(DesiredFileError::NoRoutes { keys });
+            }
+        }
+        Ok(match format {
+            DesiredFormat::Toml => DesiredState::from_toml(text)?,
+            DesiredFormat::Json => DesiredState::from_json(text)?,
+        })
+    }
+
     /// Reads a desired state from JSON text.
     ///
     /// # Errors
     /// [`DesiredError`] for a syntax error or an unknown key.
     pub fn from_json(text: &str) -> Result<DesiredState, DesiredError> {
         serde_json::from_str(text).map_err(|e| DesiredError { what: "JSON".into(), reason: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn nothing_said_is_refused_an_explicit_empty_list_is_not() {
+        use DesiredFormat::{Json, Toml};
+        for (text, format) in [("", Toml), ("  \n", Json), ("", Json)] {
+            assert_eq!(DesiredState::from_file_text(text, format, false), Err(DesiredFileError::Empty), "{text:?}");
+        }
+        assert_eq!(
+            DesiredState::from_file_text("[]", Json, false),
+            Err(DesiredFileError::NotAnObject { found: "an empty list" })
+        );
+        assert_eq!(DesiredState::from_file_text("{}", Json, false), Err(DesiredFileError::NoRoutes { keys: vec![] }));
+        assert_eq!(
+            DesiredState::from_file_text("# nothing yet\n", Toml, false),
+            Err(DesiredFileError::NoRoutes { keys: vec![] })
+        );
+        let e = DesiredState::from_file_text(r#"{"sources": []}"#, Json, false).unwrap_err();
+        assert!(e.to_string().contains("(it has: sources)") && e.to_string().contains("--allow-empty"), "{e}");
+        // A typo is an unknown key, not "no routes".
+        let e = DesiredState::from_file_text("rotues = []", Toml, false).unwrap_err();
+        assert!(matches!(e, DesiredFileError::Invalid(_)) && e.to_string().contains("unknown field"), "{e}");
+        assert!(matches!(
+            DesiredState::from_file_text("[1]", Json, true),
+            Err(DesiredFileError::NotAnObject { found: "a list" })
+        ));
+        for (text, format) in [("routes = []", Toml), (r#"{"routes": []}"#, Json)] {
+            assert_eq!(DesiredState::from_file_text(text, format, false), Ok(DesiredState::default()), "{text}");
+        }
+        for (text, format) in [("", Toml), ("[]", Json), ("{}", Json)] {
+            assert_eq!(DesiredState::from_file_text(text, format, true), Ok(DesiredState::default()), "{text}");
+        }
+        let one = DesiredState::from_file_text("[[routes]]\nprefix = \"10.0.0.0/8\"\npolicy = \"100\"\n", Toml, false);
+        assert_eq!(one.map(|d| d.routes.len()), Ok(1));
     }
 }

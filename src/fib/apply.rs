@@ -15,7 +15,7 @@ use std::sync::{mpsc, Mutex};
 use ipnetwork::IpNetwork;
 
 use super::key::RouteKey;
-use super::{encode, full, Fib};
+use super::{encode, full, source_family, Fib};
 use crate::abi::{self, types};
 use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
@@ -200,6 +200,17 @@ impl Fib {
         let started = std::time::Instant::now();
         let plan = diff::plan(&rib, desired.get());
         let planned = started.elapsed();
+        if !dry_run {
+            // Retired policies past their grace period make room first; those
+            // still in it are waited for (at most a grace period) when only
+            // they stand in the way.
+            self.bury_policies(&mut rib);
+            let max = self.config.max_policies as usize;
+            let excess = (plan.policies + rib.graveyard.len()).saturating_sub(max);
+            if excess > 0 && plan.policies <= max {
+                self.wait_for_graveyard(&mut rib, excess);
+            }
+        }
         self.check_capacity(&rib, &plan)?;
         let checked = started.elapsed();
         let mut report = report_of(&plan);
@@ -208,7 +219,6 @@ impl Fib {
             log::debug!("apply: diff {planned:?}, nothing to write (dry run: {dry_run})");
             return Ok(report);
         }
-        self.bury_policies(&mut rib);
         let mut undo: Vec<Undo<'_>> = Vec::new();
         let mut taken = Taken::default();
         match self.execute(&mut rib, &plan, &mut undo, &mut taken) {
@@ -230,7 +240,7 @@ impl Fib {
                     // Sources were written before; the count only saves a lookup when zero.
                     log::warn!("{e} (the program may look up sources it need not)");
                 }
-                self.saved(&rib)?;
+                self.saved(&mut rib)?;
                 log::debug!(
                     "apply: diff {planned:?}, capacity checked at {checked:?}, kernel writes until {written:?}, RIB until {committed:?}, saved at {:?}",
                     started.elapsed()
@@ -260,12 +270,12 @@ impl Fib {
         }
         for (n, (_, family, capacity)) in count.into_iter().zip(self.tries()) {
             if n > capacity as usize {
-                return Err(RouteError::TableFull { family, capacity });
+                return Err(RouteError::full(family, capacity));
             }
         }
         // Retired policies hold their ids through their grace period.
         if plan.policies + rib.graveyard.len() > self.config.max_policies as usize {
-            return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
+            return Err(RouteError::full("policy", self.config.max_policies));
         }
         Ok(())
     }
@@ -375,7 +385,7 @@ impl Fib {
             let key = RouteKey::new(*prefix).bytes().to_vec();
             let old = rib.sources.get(prefix).map(|t| abi::bytes_of(&types::source_value { table: t.id() }).to_vec());
             map.update(&key, abi::bytes_of(&types::source_value { table: table.id() }))
-                .map_err(full("source", capacity))?;
+                .map_err(full(source_family(prefix), capacity))?;
             undo.push(Undo { map, keys: key, olds: vec![old] });
             ops += 1;
         }

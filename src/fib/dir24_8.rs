@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
@@ -29,7 +29,7 @@ use crate::abi::{self, types};
 use crate::dataplane::{EncapMaps, DIR_TBL16_ELEMENTS, DIR_TBL24_ELEMENTS};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::Slots;
-use crate::rib::persist::LoadConfig;
+use crate::rib::store::LoadConfig;
 use crate::sys::mmap::MappedArray;
 
 const GROUP: u32 = types::encap_dir::DIR_GROUP.0;
@@ -81,6 +81,9 @@ pub(crate) struct Dir24_8 {
     groups: u32,
     route_values: u32,
     state: Mutex<State>,
+    /// Adopted, and the bookkeeping not read back yet: it is on the first
+    /// use, so a process that only reads (get, stats) never pays for it.
+    unread: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -133,6 +136,7 @@ impl Dir24_8 {
             capacity,
             groups: config.dir_groups,
             route_values: config.route_values,
+            unread: AtomicBool::new(adopt),
             state: Mutex::new(State {
                 slot_of: FxHashMap::default(),
                 longer: vec![0; 1 << 16],
@@ -142,15 +146,16 @@ impl Dir24_8 {
                 value_index: FxHashMap::default(),
             }),
         };
-        if adopt {
-            dir.read_back();
-        }
         Ok(dir)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change completes its kernel writes before it records them.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if self.unread.swap(false, Ordering::AcqRel) {
+            self.read_back(&mut st);
+        }
+        st
     }
 
     fn get16(&self, k: u32) -> u32 {
@@ -199,9 +204,12 @@ impl Dir24_8 {
 
     /// Rebuilds the bookkeeping from the mapped tables (adoption): the
     /// prefixes from their slots, the values they use, the groups tbl24 names.
-    fn read_back(&self) {
-        let mut st = self.lock();
+    fn read_back(&self, st: &mut State) {
+        let started = std::time::Instant::now();
         let (mut used_slots, mut used_groups, mut used_values) = (Vec::new(), Vec::new(), Vec::new());
+        // Prefixes per value index first: a million prefixes share a few
+        // thousand values, so each value's bytes are hashed once, not once a prefix.
+        let mut users = vec![0u32; self.route_values as usize];
         for slot in 1..self.capacity {
             let Some(rec) = self.prefixes.read_bytes(slot as usize, PREFIX_SIZE) else { continue };
             let Some(rec) = abi::from_bytes::<types::dir_prefix>(&rec) else { continue };
@@ -211,12 +219,18 @@ impl Dir24_8 {
             let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
             st.slot_of.insert(prefix, slot);
             used_slots.push(slot);
-            if let Some(bytes) = self.value_bytes(rec.value) {
-                let entry = st.value_index.entry(bytes).or_insert((rec.value, 0));
-                if entry.1 == 0 {
-                    used_values.push(rec.value);
+            if let Some(n) = users.get_mut(rec.value as usize) {
+                *n += 1;
+            }
+        }
+        for (index, n) in users.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            let index = index as u32;
+            if let Some(bytes) = self.value_bytes(index) {
+                let entry = st.value_index.entry(bytes).or_insert((index, 0));
+                if entry.0 == index {
+                    used_values.push(index);
                 }
-                entry.1 += 1;
+                entry.1 += n;
             }
         }
         st.longer = Self::count_longer(&st.slot_of);
@@ -226,15 +240,16 @@ impl Dir24_8 {
                 used_groups.push(e & SLOT_MASK);
             }
         }
+        // Freed entries may have been freed just before: a grace period from now.
+        let now = crate::rib::alloc::Boottime::now();
         let restore = |used: &mut Vec<u32>, capacity: u32| {
-            used.sort_unstable();
-            let next = used.last().copied().unwrap_or(0);
-            let free = (1..next).filter(|id| used.binary_search(id).is_err()).collect();
-            Slots::restore(next, capacity, free)
+            let next = used.iter().copied().max().unwrap_or(0);
+            Slots::rebuild(next, capacity, used.iter().copied(), now, false)
         };
         st.slots = restore(&mut used_slots, self.capacity);
         st.groups = restore(&mut used_groups, self.groups);
         st.values = restore(&mut used_values, self.route_values);
+        log::debug!("DIR-24-8 bookkeeping read back: {} prefixes in {:?}", st.slot_of.len(), started.elapsed());
     }
 
     /// The bytes of value `index`, read back from the mapped table.
@@ -291,8 +306,7 @@ impl Dir24_8 {
         let len = prefix.prefix();
         let base = u32::from(prefix.network());
         // Everything this prefix needs is taken before anything is written.
-        let slot =
-            st.slots.take_or_wait().ok_or(RouteError::TableFull { family: "IPv4", capacity: self.capacity - 1 })?;
+        let slot = st.slots.take_or_wait().ok_or(RouteError::full("IPv4", self.capacity - 1))?;
         let index = match self.intern(st, &bytes) {
             Some(i) => i,
             None => {
@@ -341,14 +355,11 @@ impl Dir24_8 {
     }
 
     fn groups_full(&self) -> RouteError {
-        RouteError::TableFull {
-            family: "IPv4 /24s holding longer prefixes (DIR-24-8 groups)",
-            capacity: self.groups - 1,
-        }
+        RouteError::full("IPv4 /24s holding longer prefixes (DIR-24-8 groups)", self.groups - 1)
     }
 
     fn values_full(&self) -> RouteError {
-        RouteError::TableFull { family: "distinct IPv4 route values (DIR-24-8)", capacity: self.route_values - 1 }
+        RouteError::full("distinct IPv4 route values (DIR-24-8)", self.route_values - 1)
     }
 
     /// The entry of the longest prefix shorter than `prefix` that covers it (0: none).

@@ -24,9 +24,9 @@ use crate::domain::config::Ipv4Lookup;
 use crate::domain::label::DscpMap;
 use crate::domain::prefix;
 use crate::domain::route::{Route, Table};
-use crate::error::{MapError, PinError, RouteError};
-use crate::rib::alloc::CounterSlots;
-use crate::rib::persist::LoadConfig;
+use crate::error::{MapError, RouteError};
+use crate::rib::alloc::{CounterSlots, GRACE};
+use crate::rib::store::{LoadConfig, Store};
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
 use crate::sys::map::BpfMap;
@@ -74,16 +74,15 @@ pub(crate) struct Allocation {
     pub in_place: bool,
 }
 
-/// Saves the RIB after every accepted change (a pinned dataplane's state file).
-pub(crate) type Saver = Box<dyn Fn(&Rib) -> Result<(), PinError> + Send + Sync>;
-
 pub(crate) struct Fib {
     maps: EncapMaps,
     config: LoadConfig,
     /// The RIB, guarded together with every write to the maps so that
     /// writers never interleave.
     rib: Mutex<Rib>,
-    saver: Mutex<Option<Saver>>,
+    /// A pinned dataplane's store: every change is begun and committed in
+    /// its journal (locked after the RIB, always).
+    store: Mutex<Option<Store>>,
     /// Adopted only to read: every change is refused.
     read_only: bool,
     /// The main IPv4 table, when it is DIR-24-8 (else the LPM trie `routes_v4`).
@@ -105,10 +104,17 @@ impl std::fmt::Debug for Fib {
 fn full<E: Into<RouteError>>(family: &'static str, capacity: u32) -> impl FnOnce(E) -> RouteError {
     move |e| match e.into() {
         // A full LPM trie is ENOSPC on 6.18, E2BIG on older kernels and for hash maps.
-        RouteError::Map(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }) => {
-            RouteError::TableFull { family, capacity }
-        }
+        RouteError::Map(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }) => RouteError::full(family, capacity),
         other => other,
+    }
+}
+
+/// The family named in a full source table's error.
+pub(crate) fn source_family(prefix: &IpNetwork) -> &'static str {
+    if prefix.is_ipv4() {
+        "IPv4 source"
+    } else {
+        "IPv6 source"
     }
 }
 
@@ -140,6 +146,10 @@ impl Drop for Changing<'_> {
         if self.fib.cache_stale.load(Ordering::Relaxed) {
             self.fib.invalidate_route_cache(&self.rib);
         }
+        // A change that did not reach its commit changed nothing (refused, or undone).
+        if let Some(store) = self.fib.store_lock().as_mut() {
+            store.end();
+        }
     }
 }
 
@@ -153,7 +163,7 @@ impl Fib {
             maps,
             config,
             rib: Mutex::new(Rib::new(config.max_counted_routes)),
-            saver: Mutex::new(None),
+            store: Mutex::new(None),
             read_only: false,
             dir,
             cache_ctl,
@@ -172,7 +182,7 @@ impl Fib {
             maps,
             config,
             rib: Mutex::new(rib),
-            saver: Mutex::new(None),
+            store: Mutex::new(None),
             read_only,
             dir,
             cache_ctl,
@@ -218,6 +228,11 @@ impl Fib {
         }
         let rib = self.writer();
         if changing {
+            // Before any kernel write: a process killed from here on leaves
+            // the journal saying so, and the next one repairs.
+            if let Some(store) = self.store_lock().as_mut() {
+                store.begin().map_err(|e| RouteError::NotSaved(Box::new(e)))?;
+            }
             self.cache_stale.store(true, Ordering::Relaxed);
         }
         Ok(Changing { fib: self, rib })
@@ -257,26 +272,32 @@ impl Fib {
         self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Saves the RIB after every change from now on (`None`: stop).
-    pub(crate) fn set_saver(&self, saver: Option<Saver>) -> Result<(), PinError> {
-        let rib = self.writer();
-        if let Some(save) = &saver {
-            save(&rib)?;
-        }
-        *self.saver.lock().unwrap_or_else(|p| p.into_inner()) = saver;
-        Ok(())
+    fn store_lock(&self) -> MutexGuard<'_, Option<Store>> {
+        // The store's writes are whole records or nothing: a poisoned lock still guards a usable store.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs the saver on the changed RIB (still locked, so saves are ordered),
-    /// after the route cache forgot what the change replaced.
-    fn saved(&self, rib: &Rib) -> Result<(), RouteError> {
+    /// Makes every change from now on durable in `store` (`None`: stop);
+    /// returns the store replaced.
+    pub(crate) fn set_store(&self, store: Option<Store>) -> Option<Store> {
+        let _rib = self.writer();
+        std::mem::replace(&mut *self.store_lock(), store)
+    }
+
+    /// Commits the change in the store (the RIB still locked, so commits are
+    /// ordered), after the route cache forgot what the change replaced.
+    fn saved(&self, rib: &mut Rib) -> Result<(), RouteError> {
         self.invalidate_route_cache(rib);
-        match self.saver.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(save) => save(rib).map_err(|e| {
+        match self.store_lock().as_mut() {
+            Some(store) => store.commit(rib).map_err(|e| {
                 log::error!("{e}");
                 RouteError::NotSaved(Box::new(e))
             }),
-            None => Ok(()),
+            None => {
+                // Unpinned: nobody reads what changed.
+                let _ = rib.take_changes();
+                Ok(())
+            }
         }
     }
 
@@ -337,7 +358,7 @@ impl Fib {
         let mut rib = self.changer()?;
         self.write_dscp(map)?;
         rib.dscp = *map;
-        self.saved(&rib)
+        self.saved(&mut rib)
     }
 
     /// Adds or atomically replaces one route: a packet sees the old route or
@@ -349,7 +370,7 @@ impl Fib {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
         self.install(&mut rib, table, route)?;
-        self.saved(&rib)
+        self.saved(&mut rib)
     }
 
     /// Writes a route. A policy keeps its id while its route stays a policy
@@ -376,9 +397,9 @@ impl Fib {
         let (slots, lists, new_id, in_place) = (a.slots.clone(), a.lists, a.policy_id, a.in_place);
         let (value, policy) = encode::route(route, new_id, slots.route, &slots.lists);
         if let (Some(p), Some(policy)) = (new_id, policy) {
-            if let Err(e) = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(policy.as_ref())) {
+            if let Err(e) = self.write_policy(rib, p, &policy) {
                 give_back(rib);
-                return Err(full("policy", self.config.max_policies)(e));
+                return Err(e);
             }
         }
         // In place, the route's value is byte for byte what it was: the one
@@ -431,11 +452,37 @@ impl Fib {
                 Some(p) => Some(p),
                 None => {
                     fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
-                    return Err(RouteError::TableFull { family: "policy", capacity: self.config.max_policies });
+                    return Err(RouteError::full("policy", self.config.max_policies));
                 }
             },
         };
         Ok(Allocation { slots, fresh, lists, policy_id, in_place })
+    }
+
+    /// Writes a policy. When the table is full only because retired
+    /// policies wait out their grace period, waits for the oldest (at most
+    /// [`GRACE`]) and tries again: a retired policy delays a new one, it
+    /// never refuses it.
+    fn write_policy(&self, rib: &mut Rib, id: u32, policy: &types::policy_value) -> Result<(), RouteError> {
+        let write = || self.maps.policies.update(&id.to_ne_bytes(), abi::bytes_of(policy));
+        match write() {
+            Err(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }) if !rib.graveyard.is_empty() => {
+                self.wait_for_graveyard(rib, 1);
+                write().map_err(full("policy", self.config.max_policies))
+            }
+            other => other.map_err(full("policy", self.config.max_policies)),
+        }
+    }
+
+    /// Waits until `n` retired policies have waited out their grace period
+    /// (at most [`GRACE`]), and deletes them.
+    pub(crate) fn wait_for_graveyard(&self, rib: &mut Rib, n: usize) {
+        let mut stamps: Vec<_> = rib.graveyard.iter().map(|(_, at)| *at).collect();
+        stamps.sort_unstable();
+        if let Some(at) = stamps.get(n.saturating_sub(1)) {
+            std::thread::sleep(GRACE.saturating_sub(at.elapsed()));
+        }
+        self.bury_policies(rib);
     }
 
     /// Deletes the policies whose grace period is over.
@@ -448,7 +495,8 @@ impl Fib {
     /// Deletes a policy and frees its id.
     fn forget_policy(&self, rib: &mut Rib, id: u32) {
         match self.maps.policies.delete(&id.to_ne_bytes()) {
-            Ok(_) => rib.policy_ids.give_back(id),
+            // Its grace period was the graveyard's: reusable at once.
+            Ok(_) => rib.policy_ids.give_back_now(id),
             // Leaked, not reused: the table keeps working, and verify() reports it.
             Err(e) => log::warn!("{e} (policy {id} stays allocated)"),
         }
@@ -463,7 +511,7 @@ impl Fib {
         if table == Table::Main && rib.is_local_host(&prefix) {
             let hidden = rib.shadowed.remove(&prefix).is_some();
             rib.drop_counters(&id);
-            self.saved(&rib)?;
+            self.saved(&mut rib)?;
             return Ok(hidden);
         }
         if !rib.routes.contains_key(&id) {
@@ -474,7 +522,7 @@ impl Fib {
         rib.retire_policy(&id);
         rib.drop_counters(&id);
         self.bury_policies(&mut rib);
-        self.saved(&rib)?;
+        self.saved(&mut rib)?;
         Ok(true)
     }
 
@@ -497,14 +545,14 @@ impl Fib {
                     log::warn!("{undo} (the program keeps looking up sources)");
                 }
             }
-            return Err(full("source", capacity)(e));
+            return Err(full(source_family(&prefix), capacity)(e));
         }
         rib.sources.insert(prefix, table);
         if let Err(e) = self.write_settings(&rib) {
             // The count was raised before the source went in; it only saves a lookup when zero.
             log::warn!("{e} (the program may look up sources it need not)");
         }
-        self.saved(&rib)
+        self.saved(&mut rib)
     }
 
     /// Stops selecting a table by `prefix`; `false` when it selected none.
@@ -520,7 +568,7 @@ impl Fib {
             // Harmless: the program does a source lookup that finds nothing.
             log::warn!("{e} (the program keeps looking up sources)");
         }
-        self.saved(&rib)?;
+        self.saved(&mut rib)?;
         Ok(true)
     }
 
@@ -621,7 +669,7 @@ impl Fib {
             let hidden = rib.shadowed.remove(&host);
             self.unshadow(&mut rib, host, hidden);
         }
-        self.saved(&rib)?;
+        self.saved(&mut rib)?;
         Ok(rib.local.len())
     }
 

@@ -158,7 +158,7 @@ impl Fib {
                     f.map.delete(&f.key)?;
                 }
             }
-            log::warn!("repaired: {}", f.difference);
+            log::debug!("repaired: {}", f.difference);
         }
         let mut out: Vec<Difference> = fixes.into_iter().map(|f| f.difference).collect();
         // With every prefix right, the DIR-24-8 entries are repainted from them.
@@ -166,7 +166,7 @@ impl Fib {
             let blocks = dir.inconsistent();
             dir.repaint(&blocks)?;
             out.extend(blocks.iter().map(|b| structure_difference(*b)));
-            blocks.iter().for_each(|b| log::warn!("repaired: {}", structure_difference(*b)));
+            blocks.iter().for_each(|b| log::debug!("repaired: {}", structure_difference(*b)));
         }
         Ok(out)
     }
@@ -179,7 +179,7 @@ impl Fib {
         }
 
         let mut policies = Entries::new();
-        for (id, policy_id) in &rib.policy_of {
+        for (id, policy_id) in rib.policy_of.iter() {
             if let Some((_, Some(p))) = encode::installed(rib, id) {
                 policies.insert(
                     policy_id.to_ne_bytes().to_vec(),

@@ -3,26 +3,27 @@
 //! addresses, and the routes they set aside) and what was handed to the
 //! kernel (policy ids, counter slots). Every map entry is derived from it
 //! (see [`crate::fib`]); reads answer from it, never from the maps; it is
-//! what a pinned dataplane saves beside its pins ([`persist`]) and what a
-//! second process adopts.
+//! what a pinned dataplane saves beside its pins ([`store`]: a snapshot and
+//! a journal of what changed) and what a second process adopts.
 //!
 //! It changes only after the kernel accepted a change, so it never claims
 //! what the dataplane does not do.
 
 pub(crate) mod alloc;
 pub(crate) mod diff;
-pub(crate) mod persist;
 pub(crate) mod routes;
+pub(crate) mod store;
+pub(crate) mod tracked;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 
 use crate::domain::label::DscpMap;
 use crate::domain::route::{Route, Table};
-use alloc::{CounterSlots, Slots, GRACE};
+use alloc::{Boottime, CounterSlots, Slots};
+use tracked::{Changed, Tracked};
 
 /// A route's identity: its table and prefix.
 pub(crate) type RouteId = (Table, IpNetwork);
@@ -40,12 +41,13 @@ pub(crate) struct Rib {
     /// The DSCP -> TC table in force.
     pub dscp: DscpMap,
     /// The policy id of each installed policy route, kept while it stays one.
-    pub policy_of: BTreeMap<RouteId, u32>,
+    pub policy_of: Tracked<u32>,
     pub policy_ids: Slots,
-    /// Policies no route names any more, deleted once their grace period is over.
-    pub graveyard: Vec<(u32, Instant)>,
+    /// Policies no route names any more, deleted once their grace period
+    /// (from the stamp, on the clock every process shares) is over.
+    pub graveyard: Vec<(u32, Boottime)>,
     /// Each route's counter slots (set-aside routes keep theirs).
-    pub counters_of: BTreeMap<RouteId, CounterSlots>,
+    pub counters_of: Tracked<CounterSlots>,
     pub counter_slots: Slots,
 }
 
@@ -57,10 +59,10 @@ impl Rib {
             shadowed: BTreeMap::new(),
             sources: BTreeMap::new(),
             dscp: DscpMap::default(),
-            policy_of: BTreeMap::new(),
+            policy_of: Tracked::default(),
             policy_ids: Slots::new(u32::MAX),
             graveyard: Vec::new(),
-            counters_of: BTreeMap::new(),
+            counters_of: Tracked::default(),
             counter_slots: Slots::new(counter_capacity),
         }
     }
@@ -77,7 +79,7 @@ impl Rib {
 
     /// Policies whose grace period is over, removed from the graveyard.
     pub(crate) fn expired_policies(&mut self) -> Vec<u32> {
-        let (expired, waiting): (Vec<_>, Vec<_>) = self.graveyard.drain(..).partition(|(_, at)| at.elapsed() >= GRACE);
+        let (expired, waiting): (Vec<_>, Vec<_>) = self.graveyard.drain(..).partition(|(_, at)| at.grace_over());
         self.graveyard = waiting;
         expired.into_iter().map(|(id, _)| id).collect()
     }
@@ -89,7 +91,9 @@ impl Rib {
         let mut slots = self.counters_of.get(&id).cloned().unwrap_or_default();
         let mut fresh = Vec::new();
         let mut take = |pool: &mut Slots| {
-            let s = pool.take().unwrap_or(0);
+            // Slots retired by the change before wait out their grace (at most
+            // GRACE) rather than leave this route uncounted.
+            let s = pool.take_or_wait().unwrap_or(0);
             if s != 0 {
                 fresh.push(s);
             }
@@ -127,8 +131,31 @@ impl Rib {
     /// its grace period, for packets that already read the route.
     pub(crate) fn retire_policy(&mut self, id: &RouteId) {
         if let Some(old) = self.policy_of.remove(id) {
-            self.graveyard.push((old, Instant::now()));
+            self.graveyard.push((old, Boottime::now()));
         }
+    }
+
+    /// The route ids whose route, policy id or counter slots changed since
+    /// the last call (what the store writes), leaving none marked.
+    pub(crate) fn take_changes(&mut self) -> Changed {
+        let mut all = self.routes.dirty.take();
+        for other in [self.policy_of.dirty.take(), self.counters_of.dirty.take()] {
+            all = match (all, other) {
+                (Changed::All, _) | (_, Changed::All) => Changed::All,
+                (Changed::Ids(mut a), Changed::Ids(b)) => {
+                    a.extend(b);
+                    a.sort_unstable();
+                    a.dedup();
+                    Changed::Ids(a)
+                }
+            };
+        }
+        all
+    }
+
+    /// Marks `changes` again (a save that failed: the next one retries them).
+    pub(crate) fn restore_changes(&mut self, changes: Changed) {
+        self.routes.dirty.absorb(changes);
     }
 }
 

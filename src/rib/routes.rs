@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::route::{Route, Table};
 
+use super::tracked::Dirty;
 use super::RouteId;
 
 /// A `BTreeMap` of the installed routes that counts the main table's IPv4 and
@@ -17,6 +18,8 @@ pub(crate) struct Routes {
     map: BTreeMap<RouteId, Route>,
     /// Main-table routes: IPv4, IPv6.
     main: (usize, usize),
+    /// Ids written since the store last saved.
+    pub(crate) dirty: Dirty,
 }
 
 /// Whether `id` is a main-table IPv6 route (`Some(true)`) or IPv4 one.
@@ -43,6 +46,7 @@ impl Routes {
 
     pub(crate) fn insert(&mut self, id: RouteId, route: Route) -> Option<Route> {
         let family = main_family(&id);
+        self.dirty.mark(id);
         let old = self.map.insert(id, route);
         if let (Some(f), None) = (family, &old) {
             *count(&mut self.main, f) += 1;
@@ -52,6 +56,9 @@ impl Routes {
 
     pub(crate) fn remove(&mut self, id: &RouteId) -> Option<Route> {
         let old = self.map.remove(id);
+        if old.is_some() {
+            self.dirty.mark(*id);
+        }
         if let (Some(f), Some(_)) = (main_family(id), &old) {
             *count(&mut self.main, f) -= 1;
         }
@@ -65,13 +72,23 @@ impl Routes {
     }
 }
 
-impl From<BTreeMap<RouteId, Route>> for Routes {
-    fn from(map: BTreeMap<RouteId, Route>) -> Routes {
+impl Routes {
+    /// Routes read back from the store: nothing in them is dirty.
+    pub(crate) fn clean(map: BTreeMap<RouteId, Route>) -> Routes {
         let mut main = (0, 0);
         for f in map.keys().filter_map(main_family) {
             *count(&mut main, f) += 1;
         }
-        Routes { map, main }
+        Routes { map, main, dirty: Dirty::default() }
+    }
+}
+
+/// A table replaced whole: every id is dirty.
+impl From<BTreeMap<RouteId, Route>> for Routes {
+    fn from(map: BTreeMap<RouteId, Route>) -> Routes {
+        let mut routes = Routes::clean(map);
+        routes.dirty.mark_all();
+        routes
     }
 }
 

@@ -4,6 +4,8 @@ pub mod generator;
 pub mod lab;
 pub mod observer;
 
+pub use crate::rib::store::bench::StoreBench;
+
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 

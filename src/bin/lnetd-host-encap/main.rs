@@ -6,9 +6,15 @@
 //! Exit codes: 0 done, 1 failed (the message says why and what to do),
 //! 2 usage (a bad flag or value).
 
+mod apply;
 mod output;
+mod recover;
+#[cfg(feature = "agent")]
+mod remote;
+#[cfg(feature = "agent")]
+mod serve;
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +24,8 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use lnetd_host_encap::{
-    prefix, AdoptOptions, Decapsulator, DesiredState, Encapsulator, EntropyLabel, Error, IpNetwork, Ipv4Lookup, Label,
-    MtuPolicy, OtherLabels, Policy, Probe, ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
+    prefix, AdoptOptions, Decapsulator, Encapsulator, EntropyLabel, Error, IpNetwork, Ipv4Lookup, Label, MtuPolicy,
+    OtherLabels, Policy, Probe, ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
 };
 
 /// Push MPLS label stacks (SR-MPLS paths, SR policies) on the packets a router
@@ -102,7 +108,16 @@ enum Command {
         route_cache_min_routes: Option<u32>,
     },
     /// Detach from IFACE and remove the pins: traffic goes unlabelled.
-    Detach,
+    Detach {
+        /// Remove whatever is there (pins, state, the agent's records, our XDP
+        /// program) without reading any of it: the way out of a damaged or
+        /// stale dataplane. Says what it removed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// What runs on IFACE: attached or not, mode and program, the agent,
+    /// routes per table and origin, and whether the kernel matches the RIB.
+    Status,
     /// The decapsulator: pop labels on the packets IFACE receives.
     Pop {
         #[command(subcommand)]
@@ -149,13 +164,7 @@ enum Command {
         remove: Option<IpNetwork>,
     },
     /// Make the tables equal to FILE (TOML or JSON by extension; - reads JSON from stdin).
-    Apply {
-        /// The desired state: routes, sources, dscp_map (see the README).
-        file: String,
-        /// Print what would change, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Apply(apply::ApplyArgs),
     /// List the routes of every table, with their counters.
     Routes {
         /// As JSON.
@@ -200,21 +209,8 @@ enum Command {
     /// interrupts forwarding.
     #[cfg(feature = "agent")]
     Agent {
-        /// gRPC address; a non-loopback one needs --tls-cert and --tls-key.
-        #[arg(long, default_value = lnetd_host_encap::agent::DEFAULT_LISTEN)]
-        listen: std::net::SocketAddr,
-        /// Serve Prometheus metrics at http://ADDR/metrics (default address 127.0.0.1:9469).
-        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = lnetd_host_encap::agent::DEFAULT_METRICS)]
-        metrics: Option<std::net::SocketAddr>,
-        /// The server certificate (PEM) for TLS.
-        #[arg(long, value_name = "FILE", requires = "tls_key")]
-        tls_cert: Option<std::path::PathBuf>,
-        /// The server key (PEM) for TLS.
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_key: Option<std::path::PathBuf>,
-        /// Require client certificates signed by this CA (PEM).
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_client_ca: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        listeners: serve::Listeners,
         /// When nothing is pinned yet: the XDP mode to attach in.
         #[arg(long, default_value = "auto", value_parser = xdp_mode())]
         mode: XdpMode,
@@ -246,6 +242,30 @@ struct BgpArgs {
     #[cfg(feature = "bgp")]
     #[arg(long = "bgp-router-id", value_name = "A.B.C.D", requires = "api")]
     router_id: Option<std::net::Ipv4Addr>,
+    /// Check every segment list with S-BFD (RFC 7880) every MS milliseconds;
+    /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
+    /// Off when not given. See docs/liveness.md.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-interval-ms", value_name = "MS", requires = "api")]
+    sbfd_interval_ms: Option<u64>,
+    /// S-BFD detection multiplier.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-multiplier", value_name = "N", default_value_t = 3, requires = "sbfd_interval_ms")]
+    sbfd_multiplier: u8,
+    /// How long a segment list that answers again waits before it is used again.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-hold-down-ms", value_name = "MS", default_value_t = 5000, requires = "sbfd_interval_ms")]
+    sbfd_hold_down_ms: u64,
+    /// An endpoint's S-BFD reflector discriminator (repeatable); default: the
+    /// endpoint's IPv4 address as a 32-bit number (IOS-XR's default).
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-reflector", value_name = "ENDPOINT=DISCRIMINATOR", requires = "sbfd_interval_ms")]
+    sbfd_reflectors: Vec<lnetd_host_encap::bgp::sbfd::Reflector>,
+    /// The router's MAC, where probes are sent; default: from the neighbour table.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-router-mac", value_name = "MAC", requires = "sbfd_interval_ms",
+          value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a MAC such as 02:00:00:00:00:01"))]
+    sbfd_router_mac: Option<[u8; 6]>,
 }
 
 /// Where each route came from, as the agent recorded it.
@@ -367,6 +387,12 @@ fn xdp_mode() -> impl TypedValueParser<Value = XdpMode> {
 }
 
 fn run(iface: &str, command: Command) -> Result<(), Failure> {
+    // With an agent on the interface, it owns the dataplane: go through it.
+    #[cfg(feature = "agent")]
+    let command = match remote::through_agent(iface, command)? {
+        None => return Ok(()),
+        Some(command) => command,
+    };
     match command {
         Command::Attach {
             hook,
@@ -418,7 +444,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             println!("attached to {iface} in {mode} mode; pinned in {pins}");
         }
         Command::Pop { command } => pop(iface, command)?,
-        Command::Detach => {
+        Command::Detach { force: true } => recover::force_detach(iface)?,
+        Command::Status => recover::status(iface)?,
+        Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
             // The agent's record of which routes BGP taught goes with the routes.
@@ -465,15 +493,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                 _ => return Err("give PREFIX --table N, or --remove PREFIX".into()),
             }
         }
-        Command::Apply { file, dry_run } => {
-            let desired = read_desired(&file)?;
-            let spinner = output::spinner(desired.routes.len());
-            let enc = adopt(iface, !dry_run)?;
-            let report = if dry_run { enc.apply_dry_run(&desired) } else { enc.apply(&desired) };
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            output::report(&report?);
+        Command::Apply(args) => {
+            let mut target = apply::Direct::new(iface, &args);
+            apply::run(args, &mut target)?;
         }
         Command::Routes { json } => {
             let enc = adopt(iface, false)?;
@@ -508,9 +530,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
         }
         #[cfg(feature = "agent")]
-        Command::Agent { listen, metrics, tls_cert, tls_key, tls_client_ca, mode, bgp } => {
-            agent(iface, listen, metrics, (tls_cert, tls_key, tls_client_ca), mode, bgp)?;
-        }
+        Command::Agent { listeners, mode, bgp } => serve::agent(iface, listeners, mode, bgp)?,
         Command::Watch => {
             let enc = adopt(iface, false)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -526,90 +546,6 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
         }
     }
-    Ok(())
-}
-
-/// Runs the agent until SIGINT or SIGTERM.
-#[cfg(feature = "agent")]
-fn agent(
-    iface: &str,
-    listen: std::net::SocketAddr,
-    metrics: Option<std::net::SocketAddr>,
-    tls: (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<std::path::PathBuf>),
-    mode: XdpMode,
-    bgp: BgpArgs,
-) -> Result<(), Failure> {
-    use lnetd_host_encap::agent::{self, AgentConfig, TlsConfig};
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
-    let tls = match tls {
-        (Some(cert), Some(key), ca) => Some(TlsConfig {
-            cert_pem: read(&cert)?,
-            key_pem: read(&key)?,
-            client_ca_pem: ca.as_deref().map(read).transpose()?,
-        }),
-        _ => None,
-    };
-    let config = AgentConfig { listen, metrics, tls };
-    if config.tls.is_none() && !listen.ip().is_loopback() {
-        return Err(agent::AgentError::PlaintextOffLoopback { addr: listen }.into());
-    }
-    let enc = if Encapsulator::is_pinned(iface)? {
-        let enc =
-            Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(10), ..Default::default() })?;
-        println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes()?.len());
-        enc
-    } else {
-        let enc = Encapsulator::builder().pinned().attach(iface, mode)?;
-        println!("attached to {iface} and pinned");
-        enc
-    };
-    let enc = std::sync::Arc::new(enc);
-    // Host addresses come and go while the agent runs: the never-label
-    // entries follow them (netlink), with no API call.
-    let _watcher = enc.watch_host_addresses()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    #[allow(unused_mut)]
-    let mut extras = agent::Extras::default();
-    #[cfg(feature = "bgp")]
-    let (_stop_bgp, bgp_stopped) = tokio::sync::watch::channel(false);
-    #[cfg(feature = "bgp")]
-    if let Some(api) = bgp.api {
-        use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Origins};
-        let file = bgp::origins::origins_path(iface).map_err(|e| format!("reading the network namespace: {e}"))?;
-        let origins = Arc::new(Origins::new(Arc::clone(&enc), Some(file)));
-        let counters = Arc::new(BgpCounters::default());
-        let config = BgpConfig {
-            session_down: bgp.session_down,
-            stale_time: Duration::from_secs_f64(bgp.stale_time.max(0.0)),
-            router_id: bgp.router_id,
-            ..BgpConfig::new(api.clone())
-        };
-        extras.origins = Some(Arc::clone(&origins));
-        let (c, name) = (Arc::clone(&counters), iface.to_owned());
-        extras.metrics = Some(Arc::new(move || c.prometheus(&name)));
-        println!("learning SR policies and colored routes from GoBGP at {api} (session down: {})", bgp.session_down);
-        runtime.spawn(bgp::learn::run(config, origins, counters, bgp_stopped));
-    }
-    #[cfg(not(feature = "bgp"))]
-    let _ = bgp;
-    runtime.block_on(async move {
-        let shutdown = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    log::error!("SIGTERM handler: {e}");
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        println!("serving on {listen}");
-        agent::serve_with(enc, config, extras, shutdown).await
-    })?;
-    println!("stopped; the dataplane keeps forwarding (pinned)");
     Ok(())
 }
 
@@ -661,21 +597,6 @@ fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// The desired state in FILE: TOML or JSON by extension, `-` for JSON on stdin.
-fn read_desired(file: &str) -> Result<DesiredState, Failure> {
-    if file == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        return Ok(DesiredState::from_json(&text)?);
-    }
-    let text = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
-    match std::path::Path::new(file).extension().and_then(|e| e.to_str()) {
-        Some("toml") => Ok(DesiredState::from_toml(&text)?),
-        Some("json") => Ok(DesiredState::from_json(&text)?),
-        _ => Err(format!("{file}: name it .toml or .json (or use - for JSON on stdin)").into()),
-    }
 }
 
 /// True when stderr is a terminal (progress is shown only there).

@@ -1,0 +1,132 @@
+//! The command as a process, through the agent's local socket, against the
+//! same command adopting the dataplane itself (the only way before the
+//! socket, and still the way without an agent), at 1,000,000 IPv4 +
+//! 200,000 IPv6 routes (BGP-like lengths): `set` and `get`, the median of
+//! several runs of each, both spawned the same way (nsenter into the lab's
+//! namespace). LHE_BENCH_V4 / LHE_BENCH_V6 set smaller tables for quick
+//! runs. Run as root: `cargo bench --bench socket`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fixtures::tables::{bgp_like_v4, bgp_like_v6};
+use lnetd_host_encap::lab::VethLab;
+use lnetd_host_encap::{
+    DscpMap, Encapsulator, IpNetwork, Label, LabelStack, PinRoots, Policy, Route, Table, ValidState, XdpMode,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
+/// Runs per measure through the agent, and without it (each of those reads the whole state).
+const RUNS_AGENT: usize = 21;
+const RUNS_DIRECT: usize = 5;
+
+fn sizes() -> (usize, usize) {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    (env("LHE_BENCH_V4", 1_000_000), env("LHE_BENCH_V6", 200_000))
+}
+
+fn state(prefixes: &[IpNetwork]) -> ValidState {
+    let routes: BTreeMap<(Table, IpNetwork), Route> = prefixes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let label = LabelStack::single(Label::new(16 + (i % 1000) as u32).expect("a label"));
+            ((Table::Main, *p), Route::with_policy(*p, Policy::single(label)))
+        })
+        .collect();
+    ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("a valid state")
+}
+
+/// The median wall time of `runs` runs of the command with `args`.
+fn median(lab: &VethLab, runs: usize, args: &[&str]) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", lab.host.name()))
+                .arg(BIN)
+                .args(["-i", VethLab::HOST_IF])
+                .args(args)
+                .output()
+                .expect("run the command");
+            let took = t.elapsed();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            took
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("socket: SKIPPED, needs root (CAP_BPF, CAP_NET_ADMIN)");
+        return;
+    }
+    let (v4, v6) = sizes();
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    let mut prefixes = bgp_like_v4(v4);
+    prefixes.extend(bgp_like_v6(v6));
+    let full = state(&prefixes);
+    let filled = lab
+        .host
+        .run(|| {
+            let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
+            let t = Instant::now();
+            enc.apply_valid(&full).expect("apply");
+            t.elapsed()
+        })
+        .expect("namespace");
+    println!("socket: {} routes ({v4} IPv4 + {v6} IPv6) applied in {}", prefixes.len(), ms(filled));
+
+    let set = ["set", "198.18.0.0/15", "16001/16002"];
+    let get = ["get", "198.18.1.1"];
+    let direct_set = median(&lab, RUNS_DIRECT, &set);
+    let direct_get = median(&lab, RUNS_DIRECT, &get);
+
+    let agent = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "generic"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the agent");
+    let mut agent = common::ChildGuard(agent);
+    let path = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF)).unwrap().unwrap();
+    let t = Instant::now();
+    while !lab.host.run(|| std::os::unix::net::UnixStream::connect(&path).is_ok()).unwrap() {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("socket: the agent adopted the table and answered after {}", ms(t.elapsed()));
+    let agent_set = median(&lab, RUNS_AGENT, &set);
+    let agent_get = median(&lab, RUNS_AGENT, &get);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
+    let _ = agent.0.wait();
+
+    for (what, direct, through) in [("set", direct_set, agent_set), ("get", direct_get, agent_get)] {
+        let ratio = direct.as_secs_f64() / through.as_secs_f64();
+        println!(
+            "socket: `{what}` as a process: {} through the agent's socket, {} adopting the dataplane itself ({ratio:.0}x)",
+            ms(through),
+            ms(direct)
+        );
+        common::summary_row(
+            "socket",
+            &format!("`{what}` process at {} routes", prefixes.len()),
+            &format!("{} via the agent, {} direct ({ratio:.0}x)", ms(through), ms(direct)),
+        );
+    }
+    let _ = lab.host.run(|| lnetd_host_encap::testing::remove_pins(&PinRoots::default(), VethLab::HOST_IF));
+}

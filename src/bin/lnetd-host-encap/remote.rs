@@ -1,0 +1,336 @@
+//! The command as a client of the agent that owns the interface: when an
+//! agent serves the interface's local socket, `set`, `remove`, `source`,
+//! `apply`, `routes`, `stats` and `get` go through it (its authorization
+//! decides), and print what the direct path prints. Only when no agent
+//! answers does the command adopt the dataplane itself.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use lnetd_host_encap::agent::proto::v1 as pb;
+use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
+use lnetd_host_encap::{
+    prefix, ApplyReport, CountedRoute, Counter, DesiredState, EntropySpec, IpNetwork, Policy, ProbeProtocol, Route,
+    RouteCounters, Stats, Table, TcSpec,
+};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::{apply, output, table, Command, Failure};
+
+/// Runs `command` through the agent that serves `iface`, if one does and the
+/// command is one it serves; gives the command back otherwise.
+///
+/// # Errors
+/// The agent refused or failed; or it runs but this user may not connect.
+pub fn through_agent(iface: &str, command: Command) -> Result<Option<Command>, Failure> {
+    let served = matches!(
+        command,
+        Command::Set { .. }
+            | Command::Remove { .. }
+            | Command::Source { .. }
+            | Command::Apply(_)
+            | Command::Routes { .. }
+            | Command::Stats { .. }
+            | Command::Get { .. }
+    );
+    if !served {
+        return Ok(Some(command));
+    }
+    let Some(path) = agent_socket(iface)? else { return Ok(Some(command)) };
+    log::info!("an agent serves {iface}: going through {}", path.display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = rt
+        .block_on(lnetd_host_encap::agent::connect_local(&path))
+        .map_err(|e| format!("connecting to the agent of {iface} on {}: {e}", path.display()))?;
+    let mut remote = Remote { rt, client, path, iface };
+    remote.run(command)?;
+    Ok(None)
+}
+
+/// The socket of the agent serving `iface`, if one answers.
+fn agent_socket(iface: &str) -> Result<Option<PathBuf>, Failure> {
+    let Ok(path) = lnetd_host_encap::agent::socket_path(iface) else { return Ok(None) };
+    match UnixStream::connect(&path) {
+        Ok(_) => Ok(Some(path)),
+        // No agent, or a socket left by one that was killed.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(format!(
+            "an agent serves {iface} on {}, and uid {} may not connect to it (the agent runs with --read-access \
+             none): ask to be added to its --write-group, or run as root",
+            path.display(),
+            nix::unistd::geteuid()
+        )
+        .into()),
+        Err(e) => Err(format!("connecting to the agent of {iface} on {}: {e}", path.display()).into()),
+    }
+}
+
+struct Remote<'a> {
+    rt: tokio::runtime::Runtime,
+    client: EncapsulatorClient<Channel>,
+    path: PathBuf,
+    iface: &'a str,
+}
+
+/// The agent's refusal as the command's failure: its message, and for a
+/// refusal by authorization, where it came from.
+fn failure(path: &Path, status: Status) -> Failure {
+    match status.code() {
+        Code::PermissionDenied => format!("refused by the agent on {}: {}", path.display(), status.message()).into(),
+        _ => status.message().to_owned().into(),
+    }
+}
+
+/// A route in the v1 protocol's text syntaxes.
+fn route_message(table: Table, route: &Route) -> pb::Route {
+    pb::Route {
+        prefix: route.prefix.to_string(),
+        policy: policy_text(&route.policy),
+        tc: route.tc.to_string(),
+        table: table.id(),
+        entropy_label: route.policy.entropy_label().map(|e| e.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The policy's lists, each with its weight (no entropy label: it has its own field).
+fn policy_text(policy: &Policy) -> String {
+    policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
+}
+
+fn route_of(r: &pb::Route) -> Result<(Table, Route), Failure> {
+    let prefix = prefix::parse(&r.prefix)?;
+    let policy: Policy = r.policy.parse()?;
+    let entropy = match r.entropy_label.as_str() {
+        "" => None,
+        text => Some(text.parse()?),
+    };
+    let tc = if r.tc.is_empty() { Default::default() } else { r.tc.parse()? };
+    Ok((table(Some(r.table)), Route { prefix, policy: policy.with_entropy_label(entropy)?, tc }))
+}
+
+fn counter(c: Option<pb::Counter>) -> Counter {
+    c.map(|c| Counter { packets: c.packets, bytes: c.bytes }).unwrap_or_default()
+}
+
+fn keys(v: &[pb::RouteKey]) -> Result<Vec<(Table, IpNetwork)>, Failure> {
+    v.iter().map(|k| Ok((table(Some(k.table)), prefix::parse(&k.prefix)?))).collect()
+}
+
+fn prefixes(v: &[String]) -> Result<Vec<IpNetwork>, Failure> {
+    v.iter().map(|p| Ok(prefix::parse(p)?)).collect()
+}
+
+fn report_of(r: &pb::ApplyReply) -> Result<ApplyReport, Failure> {
+    Ok(ApplyReport {
+        added: keys(&r.added)?,
+        replaced: keys(&r.replaced)?,
+        removed: keys(&r.removed)?,
+        set_aside: prefixes(&r.set_aside)?,
+        sources_set: prefixes(&r.sources_set)?,
+        sources_removed: prefixes(&r.sources_removed)?,
+        dscp_changed: r.dscp_changed,
+        unchanged: r.unchanged as usize,
+        map_operations: r.map_operations as usize,
+        dry_run: r.dry_run,
+    })
+}
+
+fn apply_request(desired: &DesiredState, dry_run: bool) -> pb::ApplyRequest {
+    pb::ApplyRequest {
+        routes: desired
+            .routes
+            .iter()
+            .map(|r| pb::Route {
+                prefix: r.prefix.clone(),
+                policy: r.policy.clone(),
+                tc: match &r.tc {
+                    None => String::new(),
+                    Some(TcSpec::Fixed(n)) => n.to_string(),
+                    Some(TcSpec::Text(t)) => t.clone(),
+                },
+                table: r.table.unwrap_or(0),
+                entropy_label: match &r.entropy_label {
+                    None => String::new(),
+                    Some(EntropySpec::After(n)) => n.to_string(),
+                    Some(EntropySpec::Text(t)) => t.clone(),
+                },
+            })
+            .collect(),
+        sources: desired.sources.iter().map(|s| pb::Source { prefix: s.prefix.clone(), table: s.table }).collect(),
+        dscp_map: desired.dscp_map.iter().flatten().map(|v| u32::from(*v)).collect(),
+        dry_run,
+    }
+}
+
+fn stats_of(reply: &pb::Stats) -> Stats {
+    let mut stats = Stats::default();
+    for (name, c) in &reply.counters {
+        let c = counter(Some(*c));
+        match name.as_str() {
+            "labelled" => stats.labelled = c,
+            "not_ip" => stats.not_ip = c,
+            "malformed" => stats.malformed = c,
+            "multicast" => stats.multicast = c,
+            "local" => stats.local = c,
+            "no_route" => stats.no_route = c,
+            "mtu_dropped" => stats.mtu_dropped = c,
+            "mtu_passed" => stats.mtu_passed = c,
+            "no_headroom" => stats.no_headroom = c,
+            "aborted" => stats.aborted = c,
+            other => log::debug!("the agent reports a counter this command does not know: {other}"),
+        }
+    }
+    stats
+}
+
+type Origin = (String, Option<String>, Option<u32>);
+
+/// What `ListRoutes` answered: the routes, the sources, the origins the agent knows.
+struct Listed {
+    routes: Vec<CountedRoute>,
+    sources: Vec<(IpNetwork, Table)>,
+    origins: HashMap<(Table, IpNetwork), Origin>,
+}
+
+impl apply::Target for Remote<'_> {
+    fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
+        let reply =
+            self.rt.block_on(self.client.apply(apply_request(desired, true))).map_err(|s| failure(&self.path, s))?;
+        report_of(reply.get_ref())
+    }
+
+    fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
+        let reply =
+            self.rt.block_on(self.client.apply(apply_request(desired, false))).map_err(|s| failure(&self.path, s))?;
+        report_of(reply.get_ref())
+    }
+}
+
+impl Remote<'_> {
+    fn routes(&mut self) -> Result<Listed, Failure> {
+        let reply = self
+            .rt
+            .block_on(self.client.list_routes(pb::ListRoutesRequest {}))
+            .map_err(|s| failure(&self.path, s))?
+            .into_inner();
+        let mut routes = Vec::with_capacity(reply.routes.len());
+        let mut origins = HashMap::new();
+        for r in reply.routes {
+            let (table, route) = route_of(r.route.as_ref().ok_or("the agent sent a route without its route")?)?;
+            if !r.origin.is_empty() {
+                let detail = Some(r.origin_detail).filter(|d| !d.is_empty());
+                origins.insert((table, route.prefix), (r.origin, detail, r.binding_sid));
+            }
+            let counters = RouteCounters {
+                counted: r.counted,
+                labelled: counter(r.labelled),
+                lists: r.lists.into_iter().map(|c| counter(Some(c))).collect(),
+            };
+            routes.push(CountedRoute { table, route, counters });
+        }
+        let sources = reply
+            .sources
+            .iter()
+            .map(|s| Ok((prefix::parse(&s.prefix)?, table(Some(s.table)))))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        Ok(Listed { routes, sources, origins })
+    }
+
+    fn stats(&mut self) -> Result<Stats, Failure> {
+        let reply = self.rt.block_on(self.client.get_stats(pb::StatsRequest {})).map_err(|s| failure(&self.path, s))?;
+        Ok(stats_of(reply.get_ref()))
+    }
+
+    fn run(&mut self, command: Command) -> Result<(), Failure> {
+        let path = self.path.clone();
+        let fail = |s: Status| failure(&path, s);
+        match command {
+            Command::Set { prefix, policy, tc, table: id, entropy_label } => {
+                let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };
+                self.rt.block_on(self.client.set_route(route_message(table(id), &route))).map_err(fail)?;
+                println!("{} -> {} (tc {}{})", route.prefix, route.policy, route.tc, output::table_suffix(table(id)));
+            }
+            Command::Remove { prefix, table: id } => {
+                let key = pb::RouteKey { prefix: prefix.to_string(), table: table(id).id() };
+                match self.rt.block_on(self.client.remove_route(key)) {
+                    Ok(_) => println!("removed {prefix}{}", output::table_suffix(table(id))),
+                    Err(s) if s.code() == Code::NotFound => {
+                        let suffix = output::table_suffix(table(id));
+                        return Err(format!("no route for exactly {prefix}{suffix}; see `routes`").into());
+                    }
+                    Err(s) => return Err(fail(s)),
+                }
+            }
+            Command::Source { prefix, table: id, remove } => match (remove, prefix, id) {
+                (Some(p), _, _) => {
+                    match self.rt.block_on(self.client.remove_source(pb::SourceKey { prefix: p.to_string() })) {
+                        Ok(_) => println!("source {p} removed"),
+                        Err(s) if s.code() == Code::NotFound => {
+                            return Err(format!("{p} selects no table; see `routes`").into())
+                        }
+                        Err(s) => return Err(fail(s)),
+                    }
+                }
+                (None, Some(p), Some(t)) => {
+                    let t = Table::alternate(t)
+                        .ok_or("--table 0 is the main table; a source selects an alternate table (1..)")?;
+                    self.rt
+                        .block_on(self.client.set_source(pb::Source { prefix: p.to_string(), table: t.id() }))
+                        .map_err(fail)?;
+                    println!("packets from {p} use table {}", t.id());
+                }
+                _ => return Err("give PREFIX --table N, or --remove PREFIX".into()),
+            },
+            Command::Apply(args) => apply::run(args, self)?,
+            Command::Routes { json } => {
+                let Listed { routes, sources, origins } = self.routes()?;
+                let local = super::origins(self.iface);
+                let origin = |t: Table, p: IpNetwork| origins.get(&(t, p)).cloned().unwrap_or_else(|| local(t, p));
+                if json {
+                    println!("{}", output::routes_json(&routes, &sources, &origin));
+                } else {
+                    output::routes_table(&routes, &sources, &origin);
+                }
+            }
+            Command::Stats { json, prometheus } => {
+                let stats = self.stats()?;
+                if prometheus {
+                    let routes = self.routes()?.routes;
+                    print!("{}", lnetd_host_encap::prometheus(self.iface, &stats, &routes));
+                } else if json {
+                    println!("{}", output::stats_json(self.iface, &stats));
+                } else {
+                    output::stats_table(&stats);
+                }
+            }
+            Command::Get { dst, src, proto, sport, dport, dscp } => {
+                let request = pb::ExplainRequest {
+                    dst: dst.to_string(),
+                    src: src.map(|s| s.to_string()).unwrap_or_default(),
+                    protocol: match proto {
+                        ProbeProtocol::Tcp => "tcp",
+                        ProbeProtocol::Icmp => "icmp",
+                        _ => "udp",
+                    }
+                    .to_owned(),
+                    sport: u32::from(sport),
+                    dport: u32::from(dport),
+                    dscp: u32::from(dscp),
+                };
+                let reply = self.rt.block_on(self.client.explain(request)).map_err(fail)?.into_inner();
+                println!("{}", reply.text);
+                // An agent without BGP says no origin: the command's own record does, as on the direct path.
+                if let Some(r) = reply.route.as_ref().filter(|_| !reply.text.contains("\norigin: ")) {
+                    let (t, route) = route_of(r)?;
+                    let (from, bgp, _) = super::origins(self.iface)(t, route.prefix);
+                    println!("origin: {}", bgp.unwrap_or(from));
+                }
+            }
+            other => return Err(format!("{other:?} is not served through the agent").into()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,331 @@
+//! What the snapshot and the journal both hold: per route id, its whole
+//! state (route, policy id, counter slots; a tombstone when it has none),
+//! and the small sets written whole (host addresses, set-aside routes,
+//! sources, the DSCP table, the policy graveyard).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use super::codec::{Reader, Writer};
+use super::Unreadable;
+use crate::domain::label::DscpMap;
+use crate::domain::route::{Route, Table};
+use crate::rib::alloc::{Boottime, CounterSlots};
+use crate::rib::{Rib, RouteId};
+
+const HAS_ROUTE: u8 = 1;
+const HAS_POLICY: u8 = 2;
+const HAS_COUNTERS: u8 = 4;
+
+/// One route id's state as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteState {
+    pub id: RouteId,
+    pub route: Option<Route>,
+    pub policy: Option<u32>,
+    pub counters: Option<CounterSlots>,
+}
+
+/// Writes `id`'s state in `rib` (a tombstone when the RIB holds nothing for it).
+pub(crate) fn put_route_state(w: &mut Writer, rib: &Rib, id: &RouteId) {
+    put_parts(w, id, rib.routes.get(id), rib.policy_of.get(id).copied(), rib.counters_of.get(id));
+}
+
+fn put_parts(w: &mut Writer, id: &RouteId, route: Option<&Route>, policy: Option<u32>, c: Option<&CounterSlots>) {
+    w.table(id.0);
+    w.prefix(&id.1);
+    let flags = route.map_or(0, |_| HAS_ROUTE) | policy.map_or(0, |_| HAS_POLICY) | c.map_or(0, |_| HAS_COUNTERS);
+    w.u8(flags);
+    if let Some(r) = route {
+        w.route_body(r);
+    }
+    if let Some(p) = policy {
+        w.varint(u64::from(p));
+    }
+    if let Some(c) = c {
+        w.counters(c);
+    }
+}
+
+pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadable> {
+    let table = r.table()?;
+    let prefix = r.prefix()?;
+    let flags = r.u8()?;
+    if flags & !(HAS_ROUTE | HAS_POLICY | HAS_COUNTERS) != 0 {
+        return Err(Unreadable::Invalid(format!("route record flags {flags:#x}")));
+    }
+    let route = (flags & HAS_ROUTE != 0).then(|| r.route_body(prefix)).transpose()?;
+    let policy = (flags & HAS_POLICY != 0).then(|| r.u32v()).transpose()?;
+    let counters = (flags & HAS_COUNTERS != 0).then(|| r.counters()).transpose()?;
+    Ok(RouteState { id: (table, prefix), route, policy, counters })
+}
+
+/// Every route id the RIB holds anything for, in order: the routes, and
+/// the set-aside routes that keep their counter slots. A merge of the two
+/// sorted maps, never a lookup per route. Written in chunks of `chunk`
+/// records, each behind its byte length and record count (u32 each), so a
+/// reader can decode chunks in parallel. Returns the number of chunks.
+pub(crate) fn put_all_route_states(w: &mut Writer, rib: &Rib, chunk: usize) -> usize {
+    let mut routes = rib.routes.iter().peekable();
+    let mut counters = rib.counters_of.iter().peekable();
+    let (mut chunks, mut in_chunk, mut head) = (0, 0u32, None);
+    loop {
+        let next = match (routes.peek(), counters.peek()) {
+            (None, None) => break,
+            (Some((a, _)), Some((b, _))) => (*a).min(*b),
+            (Some((a, _)), None) => *a,
+            (None, Some((b, _))) => *b,
+        };
+        if head.is_none() {
+            head = Some(w.buf.len());
+            w.u64_le(0);
+        }
+        let id = *next;
+        let route = routes.next_if(|(k, _)| **k == id).map(|(_, r)| r);
+        let c = counters.next_if(|(k, _)| **k == id).map(|(_, c)| c);
+        put_parts(w, &id, route, rib.policy_of.get(&id).copied(), c);
+        in_chunk += 1;
+        if in_chunk as usize == chunk {
+            close_chunk(w, head.take(), std::mem::take(&mut in_chunk));
+            chunks += 1;
+        }
+    }
+    if in_chunk > 0 {
+        close_chunk(w, head.take(), in_chunk);
+        chunks += 1;
+    }
+    chunks
+}
+
+fn close_chunk(w: &mut Writer, head: Option<usize>, records: u32) {
+    let Some(at) = head else { return };
+    let len = (w.buf.len() - at - 8) as u32;
+    let mut head = [0u8; 8];
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..].copy_from_slice(&records.to_le_bytes());
+    if let Some(h) = w.buf.get_mut(at..at + 8) {
+        h.copy_from_slice(&head);
+    }
+}
+
+/// The chunks [`put_all_route_states`] wrote: each one's records and count.
+pub(crate) fn chunks<'a>(r: &mut Reader<'a>, n: usize) -> Result<Vec<(&'a [u8], u32)>, Unreadable> {
+    (0..n)
+        .map(|_| {
+            let len = r.u32_le()? as usize;
+            let records = r.u32_le()?;
+            Ok((r.take(len)?, records))
+        })
+        .collect()
+}
+
+/// The decoded states of some chunks: routes, policy ids, counter slots.
+pub(crate) type Decoded = (Vec<(RouteId, Route)>, Vec<(RouteId, u32)>, Vec<(RouteId, CounterSlots)>);
+
+/// Decodes chunks in order, refusing ids out of order.
+pub(crate) fn decode_chunks(chunks: &[(&[u8], u32)]) -> Result<Decoded, Unreadable> {
+    let total: usize = chunks.iter().map(|(_, n)| *n as usize).sum();
+    let (mut routes, mut policies, mut counters) = (Vec::with_capacity(total), Vec::new(), Vec::with_capacity(total));
+    let mut last: Option<RouteId> = None;
+    for (bytes, n) in chunks {
+        let mut r = Reader::new(bytes);
+        for _ in 0..*n {
+            let s = get_route_state(&mut r)?;
+            if last.is_some_and(|l| l >= s.id) {
+                return Err(Unreadable::Invalid(format!("route {} out of order", s.id.1)));
+            }
+            last = Some(s.id);
+            if let Some(route) = s.route {
+                routes.push((s.id, route));
+            }
+            if let Some(p) = s.policy {
+                policies.push((s.id, p));
+            }
+            if let Some(c) = s.counters {
+                counters.push((s.id, c));
+            }
+        }
+        if !r.is_empty() {
+            return Err(Unreadable::Invalid("a chunk longer than its records".into()));
+        }
+    }
+    Ok((routes, policies, counters))
+}
+
+/// Records `state` in the RIB's maps (whose dirty marks the caller clears).
+pub(crate) fn install(rib: &mut Rib, state: RouteState) {
+    let id = state.id;
+    match state.route {
+        Some(r) => rib.routes.insert(id, r),
+        None => rib.routes.remove(&id),
+    };
+    match state.policy {
+        Some(p) => rib.policy_of.insert(id, p),
+        None => rib.policy_of.remove(&id),
+    };
+    match state.counters {
+        Some(c) => rib.counters_of.insert(id, c),
+        None => rib.counters_of.remove(&id),
+    };
+}
+
+/// The small sets, as last written: compared with the RIB's at every save
+/// (cheap: they hold a few entries), written whole when they differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Smalls {
+    pub local: BTreeSet<IpAddr>,
+    pub shadowed: BTreeMap<IpNetwork, Route>,
+    pub sources: BTreeMap<IpNetwork, Table>,
+    pub dscp: [u8; 64],
+    pub graveyard: Vec<(u32, Boottime)>,
+}
+
+impl Default for Smalls {
+    fn default() -> Self {
+        Smalls::of(&Rib::new(0))
+    }
+}
+
+impl Smalls {
+    pub(crate) fn of(rib: &Rib) -> Smalls {
+        Smalls {
+            local: rib.local.clone(),
+            shadowed: rib.shadowed.clone(),
+            sources: rib.sources.clone(),
+            dscp: rib.dscp.values(),
+            graveyard: rib.graveyard.clone(),
+        }
+    }
+
+    /// Whether the RIB's small sets are still these.
+    pub(crate) fn matches(&self, rib: &Rib) -> bool {
+        self.local == rib.local
+            && self.graveyard == rib.graveyard
+            && self.dscp == rib.dscp.values()
+            && self.sources == rib.sources
+            && self.shadowed == rib.shadowed
+    }
+
+    pub(crate) fn put(&self, w: &mut Writer) {
+        w.len(self.local.len());
+        self.local.iter().for_each(|a| w.addr(*a));
+        w.len(self.shadowed.len());
+        for r in self.shadowed.values() {
+            w.prefix(&r.prefix);
+            w.route_body(r);
+        }
+        w.len(self.sources.len());
+        for (p, t) in &self.sources {
+            w.prefix(p);
+            w.table(*t);
+        }
+        w.buf.extend_from_slice(&self.dscp);
+        w.len(self.graveyard.len());
+        for (id, at) in &self.graveyard {
+            w.varint(u64::from(*id));
+            w.varint(at.0);
+        }
+    }
+
+    pub(crate) fn get(r: &mut Reader<'_>) -> Result<Smalls, Unreadable> {
+        let mut s = Smalls::default();
+        for _ in 0..r.len()? {
+            s.local.insert(r.addr()?);
+        }
+        for _ in 0..r.len()? {
+            let prefix = r.prefix()?;
+            s.shadowed.insert(prefix, r.route_body(prefix)?);
+        }
+        for _ in 0..r.len()? {
+            let prefix = r.prefix()?;
+            s.sources.insert(prefix, r.table()?);
+        }
+        s.dscp.copy_from_slice(r.take(64)?);
+        for _ in 0..r.len()? {
+            s.graveyard.push((r.u32v()?, Boottime(r.varint()?)));
+        }
+        Ok(s)
+    }
+
+    /// Puts them in the RIB.
+    pub(crate) fn install(&self, rib: &mut Rib) -> Result<(), Unreadable> {
+        rib.local = self.local.clone();
+        rib.shadowed = self.shadowed.clone();
+        rib.sources = self.sources.clone();
+        rib.dscp = DscpMap::new(self.dscp).map_err(|e| Unreadable::Invalid(format!("DSCP table: {e}")))?;
+        rib.graveyard = self.graveyard.clone();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(t: Table, p: &str) -> RouteId {
+        (t, p.parse().unwrap())
+    }
+
+    #[test]
+    fn states_and_tombstones_round_trip() {
+        let mut rib = Rib::new(100);
+        let a = id(Table::Main, "10.0.0.0/8");
+        let b = id(Table::alternate(7).unwrap(), "2001:db8::/32");
+        rib.routes.insert(a, Route::new(a.1, "100".parse().unwrap()));
+        rib.routes.insert(b, Route::with_policy(b.1, "16001@2,16002@1".parse().unwrap()));
+        rib.policy_of.insert(b, 9);
+        rib.counters_of.insert(b, CounterSlots { route: 3, lists: vec![4, 5] });
+        // Only counters: a route set aside for a host address keeps its slots.
+        let c = id(Table::Main, "192.0.2.1/32");
+        rib.counters_of.insert(c, CounterSlots { route: 6, lists: vec![] });
+        let gone = id(Table::Main, "198.51.100.0/24");
+
+        let mut w = Writer::default();
+        assert_eq!(put_all_route_states(&mut w, &rib, 2), 2, "3 records in chunks of 2");
+        let mut r = Reader::new(&w.buf);
+        let (routes, policies, counters) = decode_chunks(&chunks(&mut r, 2).unwrap()).unwrap();
+        assert!(r.is_empty());
+        assert_eq!((routes.len(), policies.len(), counters.len()), (2, 1, 2));
+        let mut w = Writer::default();
+        put_route_state(&mut w, &rib, &gone);
+        let tombstone = get_route_state(&mut Reader::new(&w.buf)).unwrap();
+        assert!(tombstone.route.is_none() && tombstone.policy.is_none() && tombstone.counters.is_none());
+        let mut back = Rib::new(100);
+        back.routes.insert(gone, Route::new(gone.1, "200".parse().unwrap()));
+        install(&mut back, tombstone);
+        routes.into_iter().for_each(|(id, r)| {
+            back.routes.insert(id, r);
+        });
+        policies.into_iter().for_each(|(id, p)| {
+            back.policy_of.insert(id, p);
+        });
+        counters.into_iter().for_each(|(id, c)| {
+            back.counters_of.insert(id, c);
+        });
+        assert_eq!(*back.routes, *rib.routes);
+        assert_eq!(*back.policy_of, *rib.policy_of);
+        assert_eq!(*back.counters_of, *rib.counters_of);
+    }
+
+    #[test]
+    fn small_sets_round_trip_and_compare() {
+        let mut rib = Rib::new(10);
+        rib.local.insert("192.0.2.1".parse().unwrap());
+        let host: IpNetwork = "192.0.2.1/32".parse().unwrap();
+        rib.shadowed.insert(host, Route::new(host, "300".parse().unwrap()));
+        rib.sources.insert("10.9.0.0/16".parse().unwrap(), Table::alternate(2).unwrap());
+        rib.graveyard.push((4, Boottime(123_456_789)));
+        let smalls = Smalls::of(&rib);
+        assert!(smalls.matches(&rib));
+        let mut w = Writer::default();
+        smalls.put(&mut w);
+        let back = Smalls::get(&mut Reader::new(&w.buf)).unwrap();
+        assert_eq!(back, smalls);
+        rib.graveyard.clear();
+        assert!(!smalls.matches(&rib));
+        back.install(&mut rib).unwrap();
+        assert!(smalls.matches(&rib));
+    }
+}

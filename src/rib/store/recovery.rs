@@ -1,0 +1,110 @@
+//! Reading the state back: the snapshot, the journal replayed onto it up to
+//! its first torn record, the allocators rebuilt from the ids in use, and
+//! whether the last process died in the middle of a change.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::journal::{self, COMMIT, DONE, INTENT};
+use super::snapshot::{self, Position};
+use super::{Attached, LoadConfig, OpenError, Unreadable, JOURNAL, OLD_STATE, SNAPSHOT};
+use crate::error::PinError;
+use crate::rib::alloc::{Boottime, Slots};
+use crate::rib::Rib;
+
+/// The state as found.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub rib: Rib,
+    pub config: LoadConfig,
+    pub attached: Attached,
+    /// The journal ends in a change begun and never finished: the kernel may
+    /// hold part of it, which the RIB (what was acknowledged) does not.
+    pub unfinished: bool,
+    /// The last change stored.
+    pub at: Position,
+    pub snapshot_len: u64,
+    /// Journal bytes read, and the valid records' share of them.
+    pub journal_read: u64,
+    pub journal_valid: u64,
+}
+
+/// The version fields of a `state.json` of an older build.
+#[derive(Deserialize)]
+struct OldVersion {
+    format: u32,
+    written_by: String,
+}
+
+fn read(path: &Path) -> Result<Option<Vec<u8>>, OpenError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(OpenError::Pin(PinError::Io { op: "reading", path: path.to_owned(), source })),
+    }
+}
+
+pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
+    let Some(bytes) = read(&dir.join(SNAPSHOT))? else {
+        // A dataplane pinned by a build that kept its RIB in state.json.
+        let old = read(&dir.join(OLD_STATE))?.unwrap_or_default();
+        return Err(OpenError::Unreadable(match serde_json::from_slice::<OldVersion>(&old) {
+            Ok(v) => Unreadable::Version(v.format, v.written_by),
+            Err(_) => Unreadable::Invalid(format!("no {SNAPSHOT}")),
+        }));
+    };
+    let snap = snapshot::decode(&bytes).map_err(OpenError::Unreadable)?;
+    let snapshot_len = bytes.len() as u64;
+    drop(bytes);
+    let (mut rib, mut at) = (snap.rib, snap.at);
+    let journal_bytes = read(&dir.join(JOURNAL))?.unwrap_or_default();
+    let (records, valid) = journal::scan(&journal_bytes);
+    if valid < journal_bytes.len() {
+        log::warn!(
+            "{}: {} bytes of a torn or damaged journal tail discarded (a change never acknowledged)",
+            dir.display(),
+            journal_bytes.len() - valid
+        );
+    }
+    let mut begun: Option<u64> = None;
+    for record in &records {
+        match record.kind {
+            INTENT => begun = Some(record.seq),
+            DONE => begun = None,
+            COMMIT => {
+                begun = None;
+                // Left behind by a compaction that did not get to empty the journal.
+                if record.seq > at.seq {
+                    journal::replay_commit(&mut rib, &mut at, record).map_err(OpenError::Unreadable)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    // A snapshot written by the change itself (a table replaced whole) finished it.
+    let unfinished = begun.is_some_and(|seq| seq > at.seq);
+    let _ = rib.take_changes();
+    rebuild_allocators(&mut rib, &at, snap.config.max_counted_routes);
+    Ok(Recovered {
+        rib,
+        config: snap.config,
+        attached: snap.attached,
+        unfinished,
+        at,
+        snapshot_len,
+        journal_read: journal_bytes.len() as u64,
+        journal_valid: valid as u64,
+    })
+}
+
+/// The pools, from the ids in use: a policy id not named by a route nor
+/// waiting in the graveyard is free at once (its grace period was the
+/// graveyard's); a free counter slot waits out a grace period from the
+/// last stored change (the latest it can have been freed).
+fn rebuild_allocators(rib: &mut Rib, at: &Position, counter_capacity: u32) {
+    let policies = rib.policy_of.values().copied().chain(rib.graveyard.iter().map(|(id, _)| *id));
+    rib.policy_ids = Slots::rebuild(at.policy_next, u32::MAX, policies, Boottime::EPOCH, true);
+    let counters = rib.counters_of.values().flat_map(|c| c.ids());
+    rib.counter_slots = Slots::rebuild(at.counter_next, counter_capacity, counters, at.stamp, false);
+}

@@ -1,0 +1,213 @@
+//! The snapshot: the whole RIB in one file, written beside and renamed over
+//! the old one, so a reader finds the old snapshot or the new one, whole.
+//!
+//! ```text
+//! magic "LHE-RIB\n" | format u32 | written_by (len, bytes)     read first, in every format
+//! header (len, JSON: the load config and the attachment)
+//! seq u64 | stamp u64 (CLOCK_BOOTTIME ns) | policy next | counter next
+//! route states (chunk count, then chunks: byte length u32, record count u32,
+//!   records: table, prefix, flags, route, policy id, counter slots)
+//! small sets (host addresses, set-aside routes, sources, DSCP, graveyard)
+//! crc32 u32 of everything before it
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{Reader, Writer};
+use super::records::{self, Smalls};
+use super::{Attached, LoadConfig, Unreadable, FORMAT};
+use crate::rib::alloc::Boottime;
+use crate::rib::routes::Routes;
+use crate::rib::tracked::Tracked;
+use crate::rib::{Rib, RouteId};
+
+const MAGIC: &[u8; 8] = b"LHE-RIB\n";
+/// Route records per chunk (the unit decoded on one thread).
+const CHUNK: usize = 65_536;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    config: LoadConfig,
+    attachment: Attached,
+}
+
+/// Where a store stands: the last change it holds, and when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Position {
+    /// The sequence number of the last change included.
+    pub seq: u64,
+    /// When it was written (CLOCK_BOOTTIME).
+    pub stamp: Boottime,
+    /// The allocators' highest ids (policy ids, counter slots).
+    pub policy_next: u32,
+    pub counter_next: u32,
+}
+
+/// A snapshot read back: the RIB without its allocators (rebuilt once the
+/// journal is replayed), and where it stands.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub rib: Rib,
+    pub config: LoadConfig,
+    pub attached: Attached,
+    pub at: Position,
+}
+
+/// The snapshot's bytes.
+pub(crate) fn encode(rib: &Rib, config: &LoadConfig, attached: &Attached, at: Position) -> Vec<u8> {
+    let mut w = Writer { buf: Vec::with_capacity(64 + rib.routes.len() * 24) };
+    w.buf.extend_from_slice(MAGIC);
+    w.u32_le(FORMAT);
+    w.bytes(env!("CARGO_PKG_VERSION").as_bytes());
+    let header = Header { config: *config, attachment: attached.clone() };
+    // Serializing two plain structs cannot fail.
+    w.bytes(&serde_json::to_vec(&header).unwrap_or_default());
+    w.u64_le(at.seq);
+    w.u64_le(at.stamp.0);
+    w.varint(u64::from(at.policy_next));
+    w.varint(u64::from(at.counter_next));
+    let count_at = w.buf.len();
+    // The count goes in front of the chunks once known: fixed width, so
+    // the records need not be moved.
+    w.u64_le(0);
+    let n = records::put_all_route_states(&mut w, rib, CHUNK);
+    if let Some(count) = w.buf.get_mut(count_at..count_at + 8) {
+        count.copy_from_slice(&(n as u64).to_le_bytes());
+    }
+    Smalls::of(rib).put(&mut w);
+    let crc = crc32fast::hash(&w.buf);
+    w.u32_le(crc);
+    w.buf
+}
+
+/// The format and writer of a snapshot, read before anything else.
+fn version(r: &mut Reader<'_>) -> Result<(u32, String), Unreadable> {
+    if r.take(MAGIC.len()).ok() != Some(&MAGIC[..]) {
+        return Err(Unreadable::Invalid("not a state snapshot of lnetd-host-encap".into()));
+    }
+    let format = r.u32_le()?;
+    let written_by = String::from_utf8_lossy(r.bytes()?).into_owned();
+    Ok((format, written_by))
+}
+
+/// Reads a snapshot back, refusing another format by its version and a
+/// damaged one by its checksum.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
+    let mut r = Reader::new(bytes);
+    let (format, written_by) = version(&mut r)?;
+    if format != FORMAT {
+        return Err(Unreadable::Version(format, written_by));
+    }
+    let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4));
+    let crc = crc.try_into().map(u32::from_le_bytes).map_err(|_| Unreadable::Invalid("truncated".into()))?;
+    if crc32fast::hash(body) != crc {
+        return Err(Unreadable::Invalid("checksum mismatch: the snapshot is damaged".into()));
+    }
+    let consumed = bytes.len() - r.rest.len();
+    let mut r = Reader::new(body.get(consumed..).ok_or_else(|| Unreadable::Invalid("truncated".into()))?);
+    let header: Header =
+        serde_json::from_slice(r.bytes()?).map_err(|e| Unreadable::Invalid(format!("snapshot header: {e}")))?;
+    let at =
+        Position { seq: r.u64_le()?, stamp: Boottime(r.u64_le()?), policy_next: r.u32v()?, counter_next: r.u32v()? };
+    let n = usize::try_from(r.u64_le()?).map_err(|_| Unreadable::Invalid("chunk count".into()))?;
+    let chunks = records::chunks(&mut r, n)?;
+    // Chunks decoded on every core, then the maps built side by side: a
+    // million routes cost two allocations each, which is most of a load.
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 8);
+    let per = chunks.len().div_ceil(threads).max(1);
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks.chunks(per).map(|c| s.spawn(move || records::decode_chunks(c))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Unreadable::Invalid("decoder".into()))))
+            .collect::<Vec<_>>()
+    });
+    let (mut routes, mut policies, mut counters) = (Vec::new(), Vec::new(), Vec::new());
+    for part in parts {
+        let (r, p, c) = part?;
+        // Each part is in order; the parts must follow each other.
+        let follows = |a: Option<&RouteId>, b: Option<&RouteId>| a.zip(b).is_none_or(|(a, b)| a < b);
+        if !follows(routes.last().map(|(id, _)| id), r.first().map(|(id, _)| id))
+            || !follows(counters.last().map(|(id, _)| id), c.first().map(|(id, _)| id))
+            || !follows(policies.last().map(|(id, _)| id), p.first().map(|(id, _)| id))
+        {
+            return Err(Unreadable::Invalid("route records out of order".into()));
+        }
+        routes.extend(r);
+        policies.extend(p);
+        counters.extend(c);
+    }
+    let mut rib = Rib::new(header.config.max_counted_routes);
+    // Sorted input: the maps are built in bulk, not by a million inserts.
+    let (built_routes, built_counters) = std::thread::scope(|s| {
+        let r = s.spawn(move || Routes::clean(BTreeMap::from_iter(routes)));
+        let c = Tracked::clean(BTreeMap::from_iter(counters));
+        (r.join(), c)
+    });
+    rib.routes = built_routes.map_err(|_| Unreadable::Invalid("route map".into()))?;
+    rib.counters_of = built_counters;
+    rib.policy_of = Tracked::clean(BTreeMap::from_iter(policies));
+    Smalls::get(&mut r)?.install(&mut rib)?;
+    if !r.is_empty() {
+        return Err(Unreadable::Invalid(format!("{} bytes after the end", r.rest.len())));
+    }
+    Ok(Snapshot { rib, config: header.config, attached: header.attachment, at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode};
+    use crate::domain::route::{Route, Table};
+
+    pub(crate) fn config() -> LoadConfig {
+        LoadConfig {
+            ttl: TtlMode::default(),
+            mtu: MtuPolicy::default(),
+            max_routes_v4: 100,
+            max_routes_v6: 100,
+            max_policies: 10,
+            max_counted_routes: 50,
+            lookup: Ipv4Lookup::LpmTrie,
+            dir_groups: 0,
+            route_values: 0,
+            route_cache: 0,
+            route_cache_min_routes: 0,
+            skip_stages: 0,
+        }
+    }
+
+    fn attached() -> Attached {
+        Attached { iface: "eth9".into(), ifindex: 9, mode: AttachedMode::Generic }
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_refuses_damage_and_other_formats() {
+        let mut rib = Rib::new(50);
+        for (i, p) in ["10.0.0.0/8", "10.1.0.0/16", "2001:db8::/32"].iter().enumerate() {
+            let prefix = p.parse().unwrap();
+            rib.routes.insert((Table::Main, prefix), Route::new(prefix, "100".parse().unwrap()));
+            rib.counters_of
+                .insert((Table::Main, prefix), crate::rib::alloc::CounterSlots { route: i as u32 + 1, lists: vec![] });
+        }
+        let at = Position { seq: 7, stamp: Boottime(42), policy_next: 3, counter_next: 3 };
+        let bytes = encode(&rib, &config(), &attached(), at);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(*back.rib.routes, *rib.routes);
+        assert_eq!(*back.rib.counters_of, *rib.counters_of);
+        assert_eq!((back.config, back.attached, back.at), (config(), attached(), at));
+
+        let mut damaged = bytes.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x40;
+        assert!(matches!(decode(&damaged), Err(Unreadable::Invalid(_))));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(Unreadable::Invalid(_))));
+        let mut future = bytes.clone();
+        future[8..12].copy_from_slice(&999u32.to_le_bytes());
+        assert_eq!(decode(&future).unwrap_err(), Unreadable::Version(999, env!("CARGO_PKG_VERSION").into()));
+        assert!(matches!(decode(b"{\"format\": 3}"), Err(Unreadable::Invalid(_))));
+    }
+}
