@@ -318,11 +318,11 @@ fn status_and_detach_force_out_of_damaged_states() {
     assert!(status.contains("routes: 2 (main 1, table 2 1); by origin: static 2; sources: 0"), "{status}");
     assert!(status.contains("agent:  none") && status.contains("kernel: matches the RIB"), "{status}");
 
-    // The state file emptied: reads and changes fail, and so does a plain detach;
+    // The snapshot emptied: reads and changes fail, and so does a plain detach;
     // --force removes everything without reading it, and says what.
     let state = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_STATE_ROOT);
     let pins = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_BPFFS_ROOT);
-    std::fs::write(state.join("state.json"), "").unwrap();
+    std::fs::write(state.join("rib.snapshot"), "").unwrap();
     assert!(!cli(&lab.host, &["routes"]).status.success());
     let out = ok(&lab.host, &["detach", "--force"]);
     assert!(out.starts_with("removed:\n"), "{out}");
