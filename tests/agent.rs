@@ -792,6 +792,9 @@ fn the_unit_scores_at_most_3_in_systemd_analyze() {
     assert_eq!(unit_value("User"), "lnetd-host-encap");
     assert_eq!(unit_value("CapabilityBoundingSet"), "CAP_BPF CAP_NET_ADMIN CAP_PERFMON");
     assert_eq!(unit_value("AmbientCapabilities"), unit_value("CapabilityBoundingSet"));
+    // The configuration file when it exists, and a reload that re-reads it.
+    assert!(unit_value("ExecStart").contains(" agent --config-if-exists /etc/lnetd-host-encap/%i.toml "));
+    assert_eq!(unit_value("ExecReload"), "/bin/kill -HUP $MAINPID");
     let sysusers =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-encap.sysusers.conf"))
             .unwrap();
