@@ -375,7 +375,11 @@ fn an_export_applies_back_unchanged() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("0 added, 0 replaced, 0 removed, 4 unchanged; sources: 0 set, 0 removed"), "{stdout}");
+    assert!(
+        stdout.contains("0 added, 0 replaced, 0 removed, ") && stdout.contains("sources: 0 set, 0 removed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("plan: 0 added, 0 changed, 0 removed, 4 kept, of 4 routes now"), "{stdout}");
     assert!(stdout.contains("DSCP table unchanged"), "{stdout}");
     ok(&lab.host, &["detach"]);
 }

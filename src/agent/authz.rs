@@ -227,7 +227,10 @@ mod tests {
             .filter(|(_, a)| *a == Access::Write)
             .map(|(p, _)| p.rsplit('/').next().unwrap_or(p))
             .collect();
-        assert_eq!(writes, ["SetRoute", "RemoveRoute", "SetSource", "RemoveSource", "Apply", "UpdateMap", "DeleteMap"]);
+        assert_eq!(
+            writes,
+            ["SetRoute", "RemoveRoute", "SetSource", "RemoveSource", "Apply", "Reload", "UpdateMap", "DeleteMap"]
+        );
         assert_eq!(access("/lnetd.encap.v1.Encapsulator/Reset"), Access::Write, "unknown: a write");
     }
 

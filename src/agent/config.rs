@@ -426,7 +426,7 @@ mod tests {
             "[listeners]\nwrite_group = \"a\"\n[[routes]]\nprefix = \"10.0.0.0/8\"\npolicy = \"100\"",
         )
         .unwrap();
-        let b = AgentFile::from_toml_text(path, "[listeners]\nwrite_group = \"b\"\nroutes = []").unwrap();
+        let b = AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"").unwrap();
         assert_eq!(a.restart_needed(&b), vec!["[listeners]".to_owned()]);
         assert!(a.restart_needed(&a).is_empty());
     }
