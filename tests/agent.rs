@@ -1000,6 +1000,18 @@ fn a_config_file_reloads_and_brings_the_static_routes_back_after_a_reboot() {
     assert!(get.contains("20001/0/1/64"), "{get}");
     let get = cmd_ok(&lab, &["get", "198.51.100.7"]);
     assert!(get.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{get}");
+    // The export applies back through the agent unchanged.
+    let export = cmd_ok(&lab, &["routes", "--json"]);
+    let mut apply = in_host(&lab.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "apply", "-", "--dry-run"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    apply.stdin.take().unwrap().write_all(export.as_bytes()).unwrap();
+    let plan = apply.wait_with_output().unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("plan: 0 added, 0 changed, 0 removed, 3 kept, of 3 routes now"), "{plan}");
     stop_agent(agent);
     let _ = std::fs::remove_dir_all(dir);
 }
