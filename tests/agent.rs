@@ -506,7 +506,16 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_plaintext_agent_off_loopback_is_refused() {
     privileged("a_plaintext_agent_off_loopback_is_refused");
-    let out = Command::new(BIN).args(["-i", "lo", "agent", "--listen", "0.0.0.0:50051"]).output().unwrap();
+    // Every refusal comes before anything is attached; the namespace makes
+    // sure that, if one ever did not, it attached to a loopback of the test's
+    // own and never to the host's.
+    let ns = Netns::new("agent-refused").unwrap();
+    let agent = || {
+        let mut c = in_host(&ns, BIN);
+        c.args(["-i", "lo", "agent"]);
+        c
+    };
+    let out = agent().args(["--listen", "0.0.0.0:50051"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address") && err.contains("--tls-cert"), "{err}");
@@ -516,11 +525,13 @@ fn a_plaintext_agent_off_loopback_is_refused() {
         (&["--metrics", "0.0.0.0:9469"][..], "--metrics-public"),
         (&["--write-group", "no-such-group-lhe"][..], "does not exist"),
     ] {
-        let out = Command::new(BIN).args(["-i", "lo", "agent"]).args(args).output().unwrap();
+        let out = agent().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+    let attached = ns.run(|| lnetd_host_encap::Encapsulator::is_pinned("lo")).unwrap().unwrap();
+    assert!(!attached, "a refused agent left a dataplane pinned");
     let help =
         String::from_utf8_lossy(&Command::new(BIN).args(["agent", "--help"]).output().unwrap().stdout).into_owned();
     assert!(help.contains("ANY local user can then program") && help.contains("--metrics-public"), "{help}");

@@ -103,7 +103,7 @@ impl AgentConfig {
     /// Refuses what would open the host to others without saying so: a
     /// plaintext listener off loopback, or on loopback without the opt-in; a
     /// metrics endpoint off loopback without [`AgentConfig::metrics_public`];
-    /// nothing to serve at all. ([`serve`] logs a warning for each exposure
+    /// nothing to serve at all; a write group that does not exist. ([`serve`] logs a warning for each exposure
     /// it allows.)
     ///
     /// # Errors
@@ -124,6 +124,11 @@ impl AgentConfig {
         }
         if self.local.is_none() && self.listen.is_none() {
             return Err(AgentError::NothingToServe);
+        }
+        // Checked here, before anything is attached: a missing group found
+        // only when the socket is bound would leave a dataplane behind.
+        if let Some(group) = self.local.as_ref().and_then(|l| l.write_group.as_deref()) {
+            local::group_id(group)?;
         }
         Ok(())
     }

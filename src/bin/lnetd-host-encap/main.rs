@@ -249,6 +249,30 @@ struct BgpArgs {
     #[cfg(feature = "bgp")]
     #[arg(long = "bgp-router-id", value_name = "A.B.C.D")]
     router_id: Option<std::net::Ipv4Addr>,
+    /// Check every segment list with S-BFD (RFC 7880) every MS milliseconds;
+    /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
+    /// Off when not given. See docs/liveness.md.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-interval-ms", value_name = "MS", requires = "api")]
+    sbfd_interval_ms: Option<u64>,
+    /// S-BFD detection multiplier.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-multiplier", value_name = "N", default_value_t = 3, requires = "sbfd_interval_ms")]
+    sbfd_multiplier: u8,
+    /// How long a segment list that answers again waits before it is used again.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-hold-down-ms", value_name = "MS", default_value_t = 5000, requires = "sbfd_interval_ms")]
+    sbfd_hold_down_ms: u64,
+    /// An endpoint's S-BFD reflector discriminator (repeatable); default: the
+    /// endpoint's IPv4 address as a 32-bit number (IOS-XR's default).
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-reflector", value_name = "ENDPOINT=DISCRIMINATOR", requires = "sbfd_interval_ms")]
+    sbfd_reflectors: Vec<lnetd_host_encap::bgp::sbfd::Reflector>,
+    /// The router's MAC, where probes are sent; default: from the neighbour table.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-router-mac", value_name = "MAC", requires = "sbfd_interval_ms",
+          value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a MAC such as 02:00:00:00:00:01"))]
+    sbfd_router_mac: Option<[u8; 6]>,
 }
 
 impl BgpArgs {

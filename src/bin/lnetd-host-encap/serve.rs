@@ -254,6 +254,19 @@ pub fn agent(
             session_down: bgp.session_down.unwrap_or_default(),
             stale_time: Duration::from_secs_f64(bgp.stale_time.unwrap_or(5.0).max(0.0)),
             router_id: bgp.router_id,
+            sbfd: match bgp.sbfd_interval_ms {
+                Some(ms) => {
+                    let mut c = bgp::sbfd::SbfdConfig::new(iface).with_timers(
+                        ms,
+                        bgp.sbfd_multiplier,
+                        bgp.sbfd_hold_down_ms,
+                    )?;
+                    c.reflectors.extend(bgp.sbfd_reflectors.iter().map(|r| (r.endpoint, r.discriminator)));
+                    c.router_mac = bgp.sbfd_router_mac;
+                    Some(c)
+                }
+                None => None,
+            },
             ..BgpConfig::new(api.clone())
         };
         extras.origins = Some(Arc::clone(&origins));
