@@ -56,6 +56,8 @@ struct Cli {
     command: Command,
 }
 
+// One value, parsed once per process: the agent's many options cost nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Load the encapsulator, pin it and attach it to IFACE; it keeps forwarding after this exits.
