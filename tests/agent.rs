@@ -1044,6 +1044,9 @@ fn an_unknown_key_in_the_config_file_is_refused_with_its_name_and_file() {
     std::fs::write(&path, "interface = \"eth8\"\n").unwrap();
     let out = Command::new(BIN).args(["-i", "eth9", "agent", "--config", path.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("-i eth9"), "{out:?}");
+    // A BGP flag without the API (from the flags or the file) is refused, naming both places.
+    let out = Command::new(BIN).args(["-i", "eth9", "agent", "--bgp-stale-time", "3"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bgp.api in --config"), "{out:?}");
     // Without an agent, reload says how to start one.
     let out = Command::new(BIN).args(["-i", "eth9", "reload"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no agent serves eth9"), "{out:?}");

@@ -255,7 +255,7 @@ struct BgpArgs {
     /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
     /// Off when not given. See docs/liveness.md.
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-interval-ms", value_name = "MS", requires = "api")]
+    #[arg(long = "sbfd-interval-ms", value_name = "MS")]
     sbfd_interval_ms: Option<u64>,
     /// S-BFD detection multiplier.
     #[cfg(feature = "bgp")]
@@ -292,10 +292,16 @@ impl BgpArgs {
                 self.stale_time = self.stale_time.or(b.stale_time);
                 self.router_id = self.router_id.or(b.router_id);
             }
+            // Checked here, not by clap: the API may come from the file.
             if self.api.is_none()
-                && (self.session_down.is_some() || self.stale_time.is_some() || self.router_id.is_some())
+                && (self.session_down.is_some()
+                    || self.stale_time.is_some()
+                    || self.router_id.is_some()
+                    || self.sbfd_interval_ms.is_some())
             {
-                return Err("--bgp-session-down, --bgp-stale-time and --bgp-router-id need --bgp-api (bgp.api)".into());
+                return Err("--bgp-session-down, --bgp-stale-time, --bgp-router-id and --sbfd-interval-ms need \
+                            --bgp-api (or bgp.api in --config)"
+                    .into());
             }
         }
         #[cfg(not(feature = "bgp"))]
