@@ -9,4 +9,7 @@ source scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+# The tests build the dataplane from the C (feature build-bpf); tests/prebuilt.rs
+# fails if src/bpf/prebuilt/ (what dependents build with) has drifted from it:
+# refresh with scripts/prebuild-bpf.sh (docs/building.md).
 cargo test -- --include-ignored

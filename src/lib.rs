@@ -9,18 +9,265 @@
 //! label (a prefix SID, an adjacency SID, or a binding SID it expands into an
 //! SR policy).
 //!
-//! ```no_run
-//! use lnetd_host_encap::{Encapsulator, Label, XdpMode};
+//! The examples marked "not run" are compiled by the doctests but not run:
+//! they need root (CAP_BPF, CAP_NET_ADMIN) and a network interface, which a
+//! doctest does not get. The crate's own tests run the same calls as root in
+//! network namespaces (`tests/`, the `testing` feature).
 //!
-//! let enc = Encapsulator::builder().attach("eth1", XdpMode::Auto)?;
+//! # A tour
+//!
+//! ## Attach
+//!
+//! [`Encapsulator::builder`] loads the dataplane; `attach` puts it on an
+//! interface's XDP hook ([`XdpMode::Auto`]: native, or generic where the
+//! driver has no native XDP or, on a veth, the peer could not receive the
+//! frames sent back; the log says which and why).
+//! `load` programs it without attaching: routes can be set before any packet
+//! sees them. Dropping the encapsulator detaches it; the attachment is a BPF
+//! link, so a process that dies leaves nothing attached.
+//!
+//! ```no_run
+//! // Not run: needs root and an interface named eth1.
+//! use lnetd_host_encap::{Encapsulator, MtuPolicy, TtlMode, XdpMode};
+//!
+//! let enc = Encapsulator::builder()
+//!     .ttl_mode(TtlMode::Copy) // the IP TTL into every label: traceroute shows the hop
+//!     .mtu_policy(MtuPolicy::Drop) // a packet too big once labelled is dropped
+//!     .attach("eth1", XdpMode::Auto)?;
+//! if let Some(attachment) = enc.attachment() {
+//!     println!("attached in {} mode", attachment.mode);
+//! }
+//! # Ok::<(), lnetd_host_encap::Error>(())
+//! ```
+//!
+//! ## Routes
+//!
+//! A [`Route`] maps a prefix (no host bits) to a [`LabelStack`], top label
+//! first, or to a [`Policy`]; the longest prefix matching a packet's
+//! destination wins. Values are checked when they are built, so a route that
+//! exists is valid:
+//!
+//! ```
+//! use lnetd_host_encap::{LabelStack, Route, TrafficClass};
+//!
+//! let stack: LabelStack = "16001/16002/24005".parse()?;
+//! let route = Route::new("198.51.100.0/24".parse()?, stack).with_tc(TrafficClass::new(5)?);
+//! assert_eq!(route.prefix.to_string(), "198.51.100.0/24");
+//! assert_eq!(route.policy.to_string(), "16001/16002/24005");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Each `set_*` call replaces one prefix atomically; [`Encapsulator::routes`]
+//! lists what is in force:
+//!
+//! ```no_run
+//! // Not run: needs root (it loads the dataplane).
+//! use lnetd_host_encap::{Encapsulator, Label, Route};
+//!
+//! let enc = Encapsulator::builder().load()?;
 //! // The proof of concept's static binding SID, as an ordinary default route.
 //! enc.set_label("0.0.0.0/0".parse()?, Label::new(1_000_000)?)?;
 //! // A specific prefix through an explicit two-segment path.
 //! enc.set_labels("198.51.100.0/24".parse()?, "16001/16002".parse()?)?;
-//! let stats = enc.stats()?;
-//! println!("labelled {} packets", stats.labelled.packets);
+//! enc.set_route(&Route::new("2001:db8::/32".parse()?, "16003".parse()?).with_tc_from_dscp())?;
+//! for route in enc.routes()? {
+//!     println!("{route}");
+//! }
+//! enc.remove("198.51.100.0/24".parse()?)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Policies
+//!
+//! A [`Policy`] holds 1 to 8 weighted segment lists (RFC 9256); each flow
+//! takes one list, chosen by a flow hash in proportion to the weights. The
+//! text form is the one the command and the desired-state files use:
+//!
+//! ```
+//! use lnetd_host_encap::{EntropyLabel, Policy, SegmentList};
+//!
+//! // The proof of concept's 70/30 policy.
+//! let policy: Policy = "16001/16002@7,16003/16004@3".parse()?;
+//! assert_eq!(policy.lists().len(), 2);
+//! // The same, typed, with an entropy label under the first two labels (RFC 6790).
+//! let typed = Policy::new(
+//!     vec![
+//!         SegmentList { stack: "16001/16002".parse()?, weight: 7 },
+//!         SegmentList { stack: "16003/16004".parse()?, weight: 3 },
+//!     ],
+//!     Some(EntropyLabel::After(2)),
+//! )?;
+//! assert_eq!(typed, policy.with_entropy_label(Some(EntropyLabel::After(2)))?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Encapsulator::set_policy`] steers a prefix into it
+//! (`enc.set_policy(prefix, policy)`), or [`Route::with_policy`] with
+//! [`Encapsulator::set_route`].
+//!
+//! ## Apply
+//!
+//! A controller usually says the whole state at once: a [`DesiredState`]
+//! (TOML or JSON, unknown keys refused) is validated as a whole, then
+//! [`Encapsulator::apply`] makes every table equal to it with the fewest map
+//! operations, in an order where no packet meets a route that is neither old
+//! nor new. A refused entry, or a set larger than the tables, changes nothing.
+//!
+//! ```
+//! use lnetd_host_encap::DesiredState;
+//!
+//! let desired = DesiredState::from_toml(
+//!     r#"
+//!     [[routes]]
+//!     prefix = "0.0.0.0/0"
+//!     policy = "1000000"
+//!     [[routes]]
+//!     prefix = "198.51.100.0/24"
+//!     policy = "16001/16002@7,16003@3"
+//!     tc = "dscp"
+//!     "#,
+//! )?;
+//! // Every check that does not need the kernel, before touching it.
+//! let valid = desired.validate()?;
+//! assert_eq!(valid.routes().len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ```no_run
+//! // Not run: needs root and an interface named eth1.
+//! # use lnetd_host_encap::{DesiredState, Encapsulator};
+//! # let desired = DesiredState::from_toml("")?;
+//! let enc = Encapsulator::open("eth1")?;
+//! println!("would: {}", enc.apply_dry_run(&desired)?);
+//! let report = enc.apply(&desired)?;
+//! println!("{} added, {} replaced, {} removed", report.added.len(), report.replaced.len(), report.removed.len());
+//! // What is in force, in the same shape (to save, or to diff against).
+//! let _now: DesiredState = enc.desired_state();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Counters
+//!
+//! [`Encapsulator::stats`] sums the per-CPU counters: every packet the program
+//! sees moves exactly one, by its length as it arrived ([`Stats`] says which
+//! means what). Only the driver knows whether a frame it was handed went out:
+//! `tx_errors` is the interface's own count of the XDP_TX frames it could not
+//! send, beside `labelled`. Each route also counts what it labelled, per
+//! segment list; [`prometheus`] renders both as exposition text.
+//!
+//! ```no_run
+//! // Not run: needs root and a dataplane pinned on eth1.
+//! use lnetd_host_encap::{prometheus, Encapsulator};
+//!
+//! let enc = Encapsulator::open("eth1")?;
+//! let before = enc.stats()?;
+//! std::thread::sleep(std::time::Duration::from_secs(1));
+//! let last_second = enc.stats()?.since(&before);
+//! println!("{last_second}");
+//! if let Some(lost) = last_second.tx_errors.filter(|&n| n > 0) {
+//!     eprintln!("the driver failed to send {lost} labelled frames");
+//! }
+//! if let Some(c) = enc.route_counters("198.51.100.0/24".parse()?)? {
+//!     println!("{} labelled, per list {:?}", c.labelled, c.lists);
+//! }
+//! let text = prometheus("eth1", &enc.stats()?, &enc.counted_routes()?);
+//! # let _ = text;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Explain
+//!
+//! [`Encapsulator::explain`] answers "what would happen to this packet", like
+//! `ip route get` for labels: the real program runs on a frame built from a
+//! [`Probe`], in a copy with counters of its own, so probes never move
+//! [`Encapsulator::stats`] or the route counters.
+//!
+//! ```
+//! use lnetd_host_encap::Probe;
+//!
+//! let probe = Probe::tcp("198.51.100.7".parse()?).from("10.0.0.1".parse()?).dport(443).dscp(46);
+//! assert_eq!((probe.dport, probe.dscp), (443, 46));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ```no_run
+//! // Not run: needs root and a dataplane pinned on eth1.
+//! # use lnetd_host_encap::{Encapsulator, Probe};
+//! # let probe = Probe::tcp("198.51.100.7".parse()?);
+//! let enc = Encapsulator::open("eth1")?;
+//! let answer = enc.explain(&probe)?;
+//! println!("{answer}"); // the verdict, the route and list chosen, the stack pushed
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Bad input
+//!
+//! Every refused input is a typed error whose message quotes what was given
+//! and says what to do, and a refused request changes nothing (see
+//! [Errors](#errors) for reporting them):
+//!
+//! ```
+//! use lnetd_host_encap::{prefix, DesiredState, Label, LabelStack, Policy};
+//!
+//! assert!(Label::new(1_048_576).is_err()); // labels are 20 bits
+//! assert!(Label::new(7).is_err()); // special purpose (ELI): not a segment
+//! let err = prefix::parse("10.0.0.1/24").unwrap_err();
+//! assert!(err.to_string().contains("did you mean 10.0.0.0/24?"), "{err}");
+//! let err = "16001//16002".parse::<LabelStack>().unwrap_err();
+//! assert!(err.to_string().contains("\"16001//16002\""), "the input is quoted: {err}");
+//! assert!("16001@0".parse::<Policy>().is_err()); // a weight of 0
+//! // A desired state is refused whole, naming the entry.
+//! let desired = DesiredState::from_toml("[[routes]]\nprefix = \"10.0.0.1/8\"\npolicy = \"16001\"")?;
+//! let err = desired.validate().unwrap_err();
+//! assert!(err.to_string().contains("routes[0]"), "{err}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Pinning: a dataplane that outlives its process
+//!
+//! `.pinned()` pins the maps and the link under bpffs
+//! (`/sys/fs/bpf/lnetd-host-encap/...`, see [`PinRoots`]) and keeps the
+//! routes' bookkeeping beside it, so forwarding goes on after the process
+//! exits. [`Encapsulator::open`] adopts it later (moving it to this build's
+//! program with one atomic link update: an upgrade loses no packet and no
+//! counter); [`Encapsulator::detach`] removes the program and the pins.
+//!
+//! ```no_run
+//! // Not run: needs root, bpffs and an interface named eth1.
+//! use lnetd_host_encap::{AdoptOptions, Encapsulator, Label, XdpMode};
+//!
+//! // Process 1: attach, pin, program, exit.
+//! let enc = Encapsulator::builder().pinned().attach("eth1", XdpMode::Auto)?;
+//! enc.set_label("0.0.0.0/0".parse()?, Label::new(1_000_000)?)?;
+//! drop(enc); // a pinned dataplane stays attached
+//!
+//! // A reader beside the owner (a monitoring tool): changes are refused.
+//! let reader = Encapsulator::open_with("eth1", &AdoptOptions { read_only: true, ..AdoptOptions::default() })?;
+//! println!("{}", reader.stats()?);
+//!
+//! // Process 2 (later, or after process 1 was killed): adopt it.
+//! let enc = Encapsulator::open("eth1")?;
+//! assert!(enc.verify()?.is_empty(), "the kernel's tables match the bookkeeping");
+//! enc.detach()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! None is on by default: the library alone needs neither clang nor a code
+//! generator at build time (the compiled dataplane ships in the crate; see
+//! docs/building.md in the repository).
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `watch` | `Encapsulator::watch_host_addresses`: follows the host's addresses (netlink) |
+//! | `cli` | the `lnetd-host-encap` command |
+//! | `agent` | the gRPC agent and its protocols (`agent` module); implies `cli` and `watch` |
+//! | `bgp` | SR policies learned from BGP through GoBGP (`bgp` module); implies `agent` |
+//! | `testing` | veth labs in namespaces, capture, traffic, helper XDP programs (`lab`, `testing`) |
+//! | `build-bpf` | compiles the dataplane from `src/bpf/*.bpf.c` with clang instead of using the prebuilt objects |
+//!
+//! # Logging
 //!
 //! The crate never prints: it returns errors and logs through the `log`
 //! facade (libbpf's own messages included, under the target `libbpf`).

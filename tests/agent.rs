@@ -506,7 +506,16 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_plaintext_agent_off_loopback_is_refused() {
     privileged("a_plaintext_agent_off_loopback_is_refused");
-    let out = Command::new(BIN).args(["-i", "lo", "agent", "--listen", "0.0.0.0:50051"]).output().unwrap();
+    // Every refusal comes before anything is attached; the namespace makes
+    // sure that, if one ever did not, it attached to a loopback of the test's
+    // own and never to the host's.
+    let ns = Netns::new("agent-refused").unwrap();
+    let agent = || {
+        let mut c = in_host(&ns, BIN);
+        c.args(["-i", "lo", "agent"]);
+        c
+    };
+    let out = agent().args(["--listen", "0.0.0.0:50051"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address") && err.contains("--tls-cert"), "{err}");
@@ -516,11 +525,13 @@ fn a_plaintext_agent_off_loopback_is_refused() {
         (&["--metrics", "0.0.0.0:9469"][..], "--metrics-public"),
         (&["--write-group", "no-such-group-lhe"][..], "does not exist"),
     ] {
-        let out = Command::new(BIN).args(["-i", "lo", "agent"]).args(args).output().unwrap();
+        let out = agent().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+    let attached = ns.run(|| lnetd_host_encap::Encapsulator::is_pinned("lo")).unwrap().unwrap();
+    assert!(!attached, "a refused agent left a dataplane pinned");
     let help =
         String::from_utf8_lossy(&Command::new(BIN).args(["agent", "--help"]).output().unwrap().stdout).into_owned();
     assert!(help.contains("ANY local user can then program") && help.contains("--metrics-public"), "{help}");
@@ -792,6 +803,9 @@ fn the_unit_scores_at_most_3_in_systemd_analyze() {
     assert_eq!(unit_value("User"), "lnetd-host-encap");
     assert_eq!(unit_value("CapabilityBoundingSet"), "CAP_BPF CAP_NET_ADMIN CAP_PERFMON");
     assert_eq!(unit_value("AmbientCapabilities"), unit_value("CapabilityBoundingSet"));
+    // The configuration file when it exists, and a reload that re-reads it.
+    assert!(unit_value("ExecStart").contains(" agent --config-if-exists /etc/lnetd-host-encap/%i.toml "));
+    assert_eq!(unit_value("ExecReload"), "/bin/kill -HUP $MAINPID");
     let sysusers =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/lnetd-host-encap.sysusers.conf"))
             .unwrap();
@@ -855,4 +869,186 @@ cmd detach
     // the pins (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN): docs/operations.md.
     assert!(stdout.contains("direct read: 1") && stderr.contains("EPERM"), "{stdout}\n{stderr}");
     assert!(stdout.contains("detached from"), "{stdout}");
+}
+
+/// Runs the command in the lab's host namespace and returns its stdout; fails the test if it fails.
+fn cmd_ok(lab: &VethLab, args: &[&str]) -> String {
+    let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF]).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The routes as `routes --json` lists them: prefix -> (policy, origin).
+fn listed(lab: &VethLab) -> std::collections::BTreeMap<String, (String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&cmd_ok(lab, &["routes", "--json"])).unwrap();
+    v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (text("prefix"), (text("policy"), text("origin")))
+        })
+        .collect()
+}
+
+/// Removes everything the agent and the command left (pins, state, records) when dropped.
+struct ForceDetach<'a>(&'a VethLab);
+
+impl Drop for ForceDetach<'_> {
+    fn drop(&mut self) {
+        let _ = in_host(&self.0.host, BIN).args(["-i", VethLab::HOST_IF, "detach", "--force"]).output();
+    }
+}
+
+/// Stops the agent as systemd does (SIGTERM) and waits for it.
+fn stop_agent(agent: Agent) {
+    let pid = nix::unistd::Pid::from_raw(agent.0 .0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let Agent(mut child, socket) = agent;
+    assert!(child.0.wait().unwrap().success(), "the agent stops cleanly on SIGTERM");
+    drop(socket);
+}
+
+fn config_text(routes: &[(&str, &str)], read_access: &str) -> String {
+    let mut text = format!(
+        "interface = \"{}\"\n[attach]\nmode = \"generic\"\nttl = \"copy\"\n[listeners]\nread_access = \"{read_access}\"\n",
+        VethLab::HOST_IF
+    );
+    for (prefix, policy) in routes {
+        text.push_str(&format!("[[routes]]\nprefix = \"{prefix}\"\npolicy = \"{policy}\"\n"));
+    }
+    text
+}
+
+/// Polls until `f` holds (a SIGHUP is applied asynchronously).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_config_file_reloads_and_brings_the_static_routes_back_after_a_reboot() {
+    privileged("a_config_file_reloads_and_brings_the_static_routes_back_after_a_reboot");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let _records = ForceDetach(&lab);
+    let dir = std::env::temp_dir().join(format!("lhe-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("host.toml");
+    let config = path.to_str().unwrap().to_owned();
+    std::fs::write(&path, config_text(&[("198.51.100.0/24", "16001/16002"), ("203.0.113.0/24", "17001")], "all"))
+        .unwrap();
+
+    // The start: attached (the file's [attach]), the static routes applied.
+    let agent = start_agent_with(&lab, &["--config", &config]);
+    let get = cmd_ok(&lab, &["get", "198.51.100.7"]);
+    assert!(get.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{get}");
+    let routes = listed(&lab);
+    assert_eq!(routes.get("203.0.113.0/24").map(|r| r.1.as_str()), Some("static"), "{routes:?}");
+    let status = cmd_ok(&lab, &["status"]);
+    // start_agent_with passes --mode native: the flag wins over the file's generic.
+    assert!(status.contains("attached in native mode"), "{status}");
+    // A route through the API (the command goes through the agent).
+    cmd_ok(&lab, &["set", "192.0.2.0/24", "18001"]);
+
+    // SIGHUP: one route removed, one added; the API's route stays.
+    std::fs::write(&path, config_text(&[("198.51.100.0/24", "16001/16002"), ("198.18.0.0/15", "19001")], "all"))
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0 .0.id() as i32), nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    eventually("the SIGHUP reload", || listed(&lab).contains_key("198.18.0.0/15"));
+    let routes = listed(&lab);
+    assert!(!routes.contains_key("203.0.113.0/24"), "removed from the file, removed: {routes:?}");
+    assert_eq!(routes.get("192.0.2.0/24"), Some(&("18001".to_owned(), "agent".to_owned())), "{routes:?}");
+    assert_eq!(routes.len(), 3, "{routes:?}");
+
+    // `reload`: what changed, and a setting that needs a restart is reported.
+    std::fs::write(
+        &path,
+        config_text(
+            &[("198.51.100.0/24", "16001/16002"), ("198.18.0.0/15", "19001"), ("100.64.0.0/10", "20001")],
+            "none",
+        ),
+    )
+    .unwrap();
+    let reload = cmd_ok(&lab, &["reload"]);
+    assert!(reload.contains("1 added, 0 replaced, 0 removed"), "{reload}");
+    assert!(reload.contains("added 100.64.0.0/10") && reload.contains("[listeners]"), "{reload}");
+    assert!(listed(&lab).contains_key("192.0.2.0/24"), "the API's route survives a reload");
+    // A refused file changes nothing, and says why.
+    std::fs::write(&path, "[[routes]]\nprefix = \"10.0.0.1/8\"\npolicy = \"100\"\n").unwrap();
+    let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF, "reload"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("10.0.0.1/8"), "{stderr}");
+    assert_eq!(listed(&lab).len(), 4);
+
+    // The reboot: the agent stops, pins and state go (detach --force is
+    // what a reboot does to bpffs and /run), the unit starts it again.
+    std::fs::write(
+        &path,
+        config_text(
+            &[("198.51.100.0/24", "16001/16002"), ("198.18.0.0/15", "19001"), ("100.64.0.0/10", "20001")],
+            "all",
+        ),
+    )
+    .unwrap();
+    stop_agent(agent);
+    let removed = cmd_ok(&lab, &["detach", "--force"]);
+    assert!(!removed.trim().is_empty(), "detach --force says what it removed");
+    assert!(!lab.host.run(|| Encapsulator::is_pinned(VethLab::HOST_IF)).unwrap().unwrap(), "nothing left pinned");
+    let agent = start_agent_with(&lab, &["--config", &config]);
+    let routes = listed(&lab);
+    let expected: Vec<&str> = vec!["100.64.0.0/10", "198.18.0.0/15", "198.51.100.0/24"];
+    assert_eq!(routes.keys().map(String::as_str).collect::<Vec<_>>(), expected, "the file's routes, only: {routes:?}");
+    assert!(routes.values().all(|(_, origin)| origin == "static"), "{routes:?}");
+    let get = cmd_ok(&lab, &["get", "100.64.1.1"]);
+    assert!(get.contains("20001/0/1/64"), "{get}");
+    let get = cmd_ok(&lab, &["get", "198.51.100.7"]);
+    assert!(get.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{get}");
+    // The export applies back through the agent unchanged.
+    let export = cmd_ok(&lab, &["routes", "--json"]);
+    let mut apply = in_host(&lab.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "apply", "-", "--dry-run"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    apply.stdin.take().unwrap().write_all(export.as_bytes()).unwrap();
+    let plan = apply.wait_with_output().unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("plan: 0 added, 0 changed, 0 removed, 3 kept, of 3 routes now"), "{plan}");
+    stop_agent(agent);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_unknown_key_in_the_config_file_is_refused_with_its_name_and_file() {
+    let dir = std::env::temp_dir().join(format!("lhe-badconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("eth9.toml");
+    std::fs::write(&path, "interface = \"eth9\"\n[listeners]\nwirte_group = \"ops\"\n").unwrap();
+    let out = Command::new(BIN).args(["-i", "eth9", "agent", "--config", path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown key `listeners.wirte_group`") && stderr.contains(path.to_str().unwrap()),
+        "{stderr}"
+    );
+    // The interface in the file must be the one the agent serves.
+    std::fs::write(&path, "interface = \"eth8\"\n").unwrap();
+    let out = Command::new(BIN).args(["-i", "eth9", "agent", "--config", path.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-i eth9"), "{out:?}");
+    // A BGP flag without the API (from the flags or the file) is refused, naming both places.
+    let out = Command::new(BIN).args(["-i", "eth9", "agent", "--bgp-stale-time", "3"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bgp.api in --config"), "{out:?}");
+    // Without an agent, reload says how to start one.
+    let out = Command::new(BIN).args(["-i", "eth9", "reload"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no agent serves eth9"), "{out:?}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -318,11 +318,11 @@ fn status_and_detach_force_out_of_damaged_states() {
     assert!(status.contains("routes: 2 (main 1, table 2 1); by origin: static 2; sources: 0"), "{status}");
     assert!(status.contains("agent:  none") && status.contains("kernel: matches the RIB"), "{status}");
 
-    // The state file emptied: reads and changes fail, and so does a plain detach;
+    // The snapshot emptied: reads and changes fail, and so does a plain detach;
     // --force removes everything without reading it, and says what.
     let state = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_STATE_ROOT);
     let pins = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_BPFFS_ROOT);
-    std::fs::write(state.join("state.json"), "").unwrap();
+    std::fs::write(state.join("rib.snapshot"), "").unwrap();
     assert!(!cli(&lab.host, &["routes"]).status.success());
     let out = ok(&lab.host, &["detach", "--force"]);
     assert!(out.starts_with("removed:\n"), "{out}");
@@ -368,5 +368,45 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None, "nothing attached");
     // The alternative the message gives works.
     ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["detach"]);
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn an_export_applies_back_unchanged() {
+    use std::io::Write;
+    privileged("an_export_applies_back_unchanged");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "0.0.0.0/0", "1000000"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001/16002@7,16003@3", "--tc", "dscp", "--entropy-label", "bottom"]);
+    ok(&lab.host, &["set", "2001:db8::/32", "16005", "--tc", "5", "--entropy-label", "1"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "17001", "--table", "5"]);
+    ok(&lab.host, &["source", "10.0.0.0/8", "--table", "5"]);
+    let export = ok(&lab.host, &["routes", "--json"]);
+    // The export keeps its describing fields for scripts...
+    let v: serde_json::Value = serde_json::from_str(&export).unwrap();
+    assert!(v["routes"][0].get("origin").is_some() && v["routes"][0].get("labelled").is_some(), "{export}");
+    // ...and applies back as it is: nothing changes.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+        .args(["-i", VethLab::HOST_IF, "apply", "-", "--dry-run"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(export.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("0 added, 0 replaced, 0 removed, ") && stdout.contains("sources: 0 set, 0 removed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("plan: 0 added, 0 changed, 0 removed, 4 kept, of 4 routes now"), "{stdout}");
+    assert!(stdout.contains("DSCP table unchanged"), "{stdout}");
     ok(&lab.host, &["detach"]);
 }

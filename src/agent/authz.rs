@@ -41,6 +41,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/GetRouteCounters", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/GetStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/WatchStats", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/Reload", Access::Write),
     ("/counters.int_map/GetMaps", Access::Read),
     ("/counters.int_map/GetMapCounters", Access::Read),
     ("/counters.int_UpdateMap/UpdateMap", Access::Write),
@@ -226,7 +227,10 @@ mod tests {
             .filter(|(_, a)| *a == Access::Write)
             .map(|(p, _)| p.rsplit('/').next().unwrap_or(p))
             .collect();
-        assert_eq!(writes, ["SetRoute", "RemoveRoute", "SetSource", "RemoveSource", "Apply", "UpdateMap", "DeleteMap"]);
+        assert_eq!(
+            writes,
+            ["SetRoute", "RemoveRoute", "SetSource", "RemoveSource", "Apply", "Reload", "UpdateMap", "DeleteMap"]
+        );
         assert_eq!(access("/lnetd.encap.v1.Encapsulator/Reset"), Access::Write, "unknown: a write");
     }
 

@@ -25,13 +25,16 @@
 //! ```
 
 pub mod authz;
+pub mod config;
 mod local;
 mod metrics_http;
 mod original;
 mod service;
+mod statics;
 
 pub use authz::{Access, Authorization, ReadAccess, METHODS};
 pub use local::{socket_path, socket_path_in, LocalSocket, Peer, PeerStream};
+pub use statics::{ReloadError, ReloadReport};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,7 +103,7 @@ impl AgentConfig {
     /// Refuses what would open the host to others without saying so: a
     /// plaintext listener off loopback, or on loopback without the opt-in; a
     /// metrics endpoint off loopback without [`AgentConfig::metrics_public`];
-    /// nothing to serve at all. ([`serve`] logs a warning for each exposure
+    /// nothing to serve at all; a write group that does not exist. ([`serve`] logs a warning for each exposure
     /// it allows.)
     ///
     /// # Errors
@@ -121,6 +124,11 @@ impl AgentConfig {
         }
         if self.local.is_none() && self.listen.is_none() {
             return Err(AgentError::NothingToServe);
+        }
+        // Checked here, before anything is attached: a missing group found
+        // only when the socket is bound would leave a dataplane behind.
+        if let Some(group) = self.local.as_ref().and_then(|l| l.write_group.as_deref()) {
+            local::group_id(group)?;
         }
         Ok(())
     }
@@ -199,6 +207,9 @@ pub enum AgentError {
     /// The server stopped with an error.
     #[error("the gRPC server failed: {0}")]
     Serve(#[source] tonic::transport::Error),
+    /// The configuration file's static routes were refused at start.
+    #[error(transparent)]
+    Config(#[from] ReloadError),
     /// The encapsulator is not attached (the agent serves an attached one).
     #[error("the encapsulator is not attached to an interface")]
     NotAttached,
@@ -239,6 +250,10 @@ pub struct Extras {
     /// Called once every listener is bound, before the first request is
     /// served (e.g. to tell systemd the agent is ready).
     pub on_ready: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The configuration file (`agent --config`): its static routes are
+    /// applied before anything is served, and again on SIGHUP and on the
+    /// `Reload` RPC ([`config`]).
+    pub config: Option<config::AgentFile>,
 }
 
 impl std::fmt::Debug for Extras {
@@ -246,6 +261,7 @@ impl std::fmt::Debug for Extras {
         f.debug_struct("Extras")
             .field("metrics", &self.metrics.is_some())
             .field("on_ready", &self.on_ready.is_some())
+            .field("config", &self.config.as_ref().map(|c| c.path.display().to_string()))
             .finish_non_exhaustive()
     }
 }
@@ -255,6 +271,7 @@ impl std::fmt::Debug for Extras {
 #[derive(Clone)]
 pub(crate) struct Writes {
     enc: Arc<Encapsulator>,
+    statics: Option<Arc<statics::Statics>>,
     #[cfg(feature = "bgp")]
     origins: Option<Arc<crate::bgp::Origins>>,
 }
@@ -286,6 +303,11 @@ impl Writes {
         } else {
             self.enc.apply(desired)
         }
+    }
+
+    /// Reads the configuration file again and applies its static routes.
+    pub(crate) fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.statics.as_ref().ok_or(ReloadError::NoConfig)?.reload(self)
     }
 
     /// Each route's origin and, for BGP's, its policy (empty without origins).
@@ -321,10 +343,19 @@ pub async fn serve_with(
     warn_exposures(&config);
     let writes = Writes {
         enc: Arc::clone(&enc),
+        statics: extras.config.clone().map(|c| Arc::new(statics::Statics::new(c))),
         #[cfg(feature = "bgp")]
         origins: extras.origins.clone(),
     };
     let iface = interface(&enc)?;
+    // SIGHUP would end the agent by default: it reloads instead, from the start.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|source| AgentError::Socket { op: "handling SIGHUP for", path: "the agent".into(), source })?;
+    if let Some(s) = &writes.statics {
+        // Once, before anything is served: blocking this worker costs no client.
+        let report = s.start(&writes)?;
+        log::info!("{report}");
+    }
     // Everything is bound before anything is served: a refusal leaves nothing half up.
     let tcp = match config.listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| AgentError::Bind { addr, source })?),
@@ -419,6 +450,7 @@ pub async fn serve_with(
         local::remove(&path);
         result
     };
+    let reloads = tokio::spawn(reload_on_hangup(hangup, writes.clone()));
     let stop = Arc::new(stop);
     let trigger = {
         let stop = Arc::clone(&stop);
@@ -431,12 +463,27 @@ pub async fn serve_with(
     let result = tokio::try_join!(tcp_server, local_server).map(|_| ());
     let _ = stop.send(true);
     trigger.abort();
+    reloads.abort();
     if let Some(task) = metrics {
         if let Err(e) = task.await {
             log::warn!("metrics server: {e}");
         }
     }
     result
+}
+
+/// SIGHUP: the configuration file is read again and its changes applied
+/// (a refusal is logged; the routes in force stay).
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, writes: Writes) {
+    while hangup.recv().await.is_some() {
+        let w = writes.clone();
+        match tokio::task::spawn_blocking(move || w.reload()).await {
+            Ok(Ok(report)) if report.restart_needed.is_empty() => log::info!("SIGHUP: {report}"),
+            Ok(Ok(report)) => log::warn!("SIGHUP: {report}"),
+            Ok(Err(e)) => log::error!("SIGHUP: reload refused, nothing changed: {e}"),
+            Err(e) => log::error!("SIGHUP: reload: {e}"),
+        }
+    }
 }
 
 /// A warning for each listener that lets in more than the local socket would.

@@ -122,6 +122,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker: {e}")))?
 }
 
+/// An apply's report as the protocol's reply.
+fn apply_reply(report: &crate::fib::apply::ApplyReport) -> pb::ApplyReply {
+    let keys = |v: &[(Table, ipnetwork::IpNetwork)]| {
+        v.iter().map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() }).collect()
+    };
+    pb::ApplyReply {
+        added: keys(&report.added),
+        replaced: keys(&report.replaced),
+        removed: keys(&report.removed),
+        unchanged: report.unchanged as u64,
+        map_operations: report.map_operations as u64,
+        dry_run: report.dry_run,
+        summary: report.to_string(),
+        set_aside: report.set_aside.iter().map(ToString::to_string).collect(),
+        sources_set: report.sources_set.iter().map(ToString::to_string).collect(),
+        sources_removed: report.sources_removed.iter().map(ToString::to_string).collect(),
+        dscp_changed: report.dscp_changed,
+    }
+}
+
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -201,21 +221,28 @@ impl Api for Service {
         let writes = self.writes.clone();
         let dry_run = req.dry_run;
         let report = blocking(move || writes.apply(&desired, dry_run).map_err(status)).await?;
-        let keys = |v: &[(Table, ipnetwork::IpNetwork)]| {
-            v.iter().map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() }).collect()
-        };
-        Ok(Response::new(pb::ApplyReply {
-            added: keys(&report.added),
-            replaced: keys(&report.replaced),
-            removed: keys(&report.removed),
-            unchanged: report.unchanged as u64,
-            map_operations: report.map_operations as u64,
-            dry_run: report.dry_run,
+        Ok(Response::new(apply_reply(&report)))
+    }
+
+    async fn reload(&self, _request: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadReply>, Status> {
+        use super::ReloadError;
+        let writes = self.writes.clone();
+        let report = blocking(move || {
+            writes.reload().map_err(|e| match e {
+                ReloadError::NoConfig => Status::failed_precondition(e.to_string()),
+                ReloadError::Apply { source: RouteError::Map(_) | RouteError::NotSaved(_), .. } => {
+                    Status::internal(e.to_string())
+                }
+                _ => Status::invalid_argument(e.to_string()),
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::ReloadReply {
+            config: report.path.display().to_string(),
+            has_static_routes: report.routes.is_some(),
+            routes: report.routes.as_ref().map(apply_reply),
+            restart_needed: report.restart_needed.clone(),
             summary: report.to_string(),
-            set_aside: report.set_aside.iter().map(ToString::to_string).collect(),
-            sources_set: report.sources_set.iter().map(ToString::to_string).collect(),
-            sources_removed: report.sources_removed.iter().map(ToString::to_string).collect(),
-            dscp_changed: report.dscp_changed,
         }))
     }
 

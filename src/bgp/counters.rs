@@ -71,6 +71,8 @@ pub struct BgpCounters {
     pub candidate_paths_invalid: PerReason<{ Invalid::ALL.len() }>,
     /// The BGP identifier route targets are matched against, once known.
     pub router_id: Mutex<Option<Ipv4Addr>>,
+    /// Segment-list liveness (S-BFD), when it runs.
+    pub sbfd: Mutex<super::sbfd::SbfdStatus>,
 }
 
 /// A counter or gauge per reason, by the reason's index.
@@ -239,6 +241,8 @@ impl BgpCounters {
                 u8::from(*up)
             );
         }
+        drop(peers);
+        out.push_str(&self.sbfd.lock().unwrap_or_else(std::sync::PoisonError::into_inner).prometheus(&iface));
         out
     }
 }

@@ -112,7 +112,14 @@ pub fn with_bottom_label(policy: &Policy, label: Label) -> Result<Policy, Policy
             Ok(SegmentList { stack: LabelStack::new(labels)?, weight: l.weight })
         })
         .collect::<Result<Vec<_>, PolicyError>>()?;
-    Policy::new(lists, policy.entropy_label())
+    // Lists out of service (S-BFD) stay out of service with their null.
+    let down: Vec<bool> = (0..lists.len()).map(|i| policy.is_list_down(i)).collect();
+    let rebuilt = Policy::new(lists, policy.entropy_label())?;
+    if down.contains(&true) {
+        rebuilt.with_lists_down(&down)
+    } else {
+        Ok(rebuilt)
+    }
 }
 
 #[cfg(test)]

@@ -38,9 +38,15 @@ use tonic::transport::{Channel, Endpoint};
 use super::counters::{add, set, BgpCounters};
 use super::origins::Origins;
 use super::proto as api;
+use super::sbfd::status::{lists_to_probe, policy_lists};
+use super::sbfd::Engine;
 use super::table::{sender, Table};
 use super::wire::{read_path, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 type Client = api::gobgp_api_client::GobgpApiClient<Channel>;
 
@@ -67,7 +73,24 @@ pub async fn run(
     counters: Arc<BgpCounters>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let liveness = config.sbfd.clone().and_then(|sbfd| {
+        let notify = Arc::clone(&woken);
+        match Engine::start(sbfd, move || notify.notify_one()) {
+            Ok(engine) => {
+                let engine = Arc::new(engine);
+                lock(&counters.sbfd).engine = Some(Arc::clone(&engine));
+                Some(engine)
+            }
+            Err(e) => {
+                log::error!("{e}: segment lists are used without a liveness check");
+                None
+            }
+        }
+    });
     let mut learner = Learner {
+        liveness,
+        woken,
         keep: config.session_down == SessionDown::Keep,
         config,
         origins,
@@ -102,6 +125,10 @@ pub async fn run(
 
 struct Learner {
     config: BgpConfig,
+    /// The S-BFD engine, when segment lists are checked.
+    liveness: Option<Arc<Engine>>,
+    /// Woken by the engine when a list becomes usable or unusable.
+    woken: Arc<tokio::sync::Notify>,
     keep: bool,
     origins: Arc<Origins>,
     counters: Arc<BgpCounters>,
@@ -237,6 +264,7 @@ impl Learner {
         self.flush(!self.keep).await;
 
         let mut pending: Vec<Pending> = Vec::new();
+        let woken = Arc::clone(&self.woken);
         let mut first_at: Option<Instant> = None;
         let mut last_at = Instant::now();
         loop {
@@ -286,6 +314,9 @@ impl Learner {
                     self.absorb(batch, &mut client).await;
                     self.flush(release_held).await;
                 }
+                // A segment list died or came back: applied at once, not
+                // debounced (the failover budget is the detection time).
+                () = woken.notified() => self.flush(false).await,
                 _ = shutdown.changed() => return Ok(()),
             }
         }
@@ -421,7 +452,17 @@ impl Learner {
     /// Computes BGP's table and applies the merge (on the blocking pool).
     async fn flush(&mut self, release_held: bool) {
         let started = Instant::now();
-        let table = self.table.compute(&self.counters);
+        let table = match &self.liveness {
+            Some(engine) => {
+                let table =
+                    self.table.compute_live(&self.counters, &|endpoint, labels| !engine.usable(endpoint, labels));
+                let candidates = || self.table.candidate_paths();
+                engine.set_lists(lists_to_probe(candidates()));
+                lock(&self.counters.sbfd).lists = policy_lists(candidates());
+                table
+            }
+            None => self.table.compute_live(&self.counters, &|_, _| false),
+        };
         set(&self.counters.last_compute_micros, started.elapsed().as_micros() as u64);
         let origins = Arc::clone(&self.origins);
         let counters = Arc::clone(&self.counters);

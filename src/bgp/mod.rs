@@ -27,6 +27,7 @@ pub mod counters;
 pub mod enlp;
 pub mod learn;
 pub mod origins;
+pub mod sbfd;
 pub mod select;
 pub mod steer;
 mod table;
@@ -106,11 +107,15 @@ pub struct BgpConfig {
     /// (RFC 9830 section 4.2.1); `None`: GoBGP's router ID (`GetBgp`), read
     /// at every connection.
     pub router_id: Option<Ipv4Addr>,
+    /// Segment-list liveness with S-BFD (`--sbfd-*`); `None`: off, every
+    /// usable list is used.
+    pub sbfd: Option<sbfd::SbfdConfig>,
 }
 
 impl BgpConfig {
     /// GoBGP at `api`, with the defaults: keep on session loss, 150 ms
-    /// debounce, 500 ms maximum delay, 5 s stale time, GoBGP's router ID.
+    /// debounce, 500 ms maximum delay, 5 s stale time, GoBGP's router ID,
+    /// no S-BFD.
     pub fn new(api: impl Into<String>) -> BgpConfig {
         BgpConfig {
             api: api.into(),
@@ -119,6 +124,7 @@ impl BgpConfig {
             max_delay: Duration::from_millis(500),
             stale_time: Duration::from_secs(5),
             router_id: None,
+            sbfd: None,
         }
     }
 }

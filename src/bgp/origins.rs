@@ -554,6 +554,34 @@ impl Origins {
         Ok(report)
     }
 
+    /// Makes the `static` table equal to `desired` (the agent's configuration
+    /// file), keeping every `agent` route (one wins a key both have), merged
+    /// with BGP's as always; the sources and DSCP table become `desired`'s.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::apply`]; nothing changed then.
+    pub fn apply_static(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
+        let valid = desired.validate()?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut local: BTreeMap<RouteId, (Route, Origin)> =
+            inner.local.iter().filter(|(_, (_, o))| *o == Origin::Agent).map(|(id, r)| (*id, r.clone())).collect();
+        for (id, r) in valid.routes() {
+            local.entry(*id).or_insert_with(|| (r.clone(), Origin::Static));
+        }
+        let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
+        if dry_run {
+            let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
+            return self.enc.apply_valid_dry_run(state);
+        }
+        let (report, state) = self.apply_state(routes, Some(&valid))?;
+        inner.local = local;
+        inner.installed = installed;
+        inner.merged = state;
+        self.save(inner);
+        Ok(report)
+    }
+
     /// Writes the origins file, on a thread of its own (a million routes take
     /// a while to write, and forwarding does not depend on the file); a write
     /// never replaces a newer one. A failure is logged.

@@ -178,6 +178,22 @@ impl Candidate {
 
     /// The policy this candidate path would install, if it is valid.
     pub fn policy(&self) -> Option<Policy> {
+        self.live_policy(&|_: &[Label]| false)
+    }
+
+    /// Its usable lists, top label first, in the order the policy holds
+    /// them: the lists S-BFD probes.
+    pub fn usable_stacks(&self) -> Vec<LabelStack> {
+        self.policy().map(|p| p.lists().iter().map(|l| l.stack.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The policy this candidate path installs when the lists for which
+    /// `down` says true are out of service (their liveness check failed):
+    /// `None` when it is invalid or none of its usable lists is live
+    /// (RFC 9256 section 5: a candidate path with no valid segment list is
+    /// invalid). The dead lists stay in the policy, out of service, so that
+    /// the flows of the live ones do not move.
+    pub fn live_policy(&self, down: &dyn Fn(&[Label]) -> bool) -> Option<Policy> {
         if self.problem.is_some() {
             return None;
         }
@@ -195,17 +211,35 @@ impl Candidate {
             .collect();
         let max = usable.iter().map(|(w, _)| *w).max()?;
         let scale = max.div_ceil(u32::from(u16::MAX)).max(1);
+        let dead: Vec<bool> = usable.iter().map(|(_, stack)| down(stack.labels())).collect();
         let lists = usable
             .into_iter()
             .map(|(w, stack)| SegmentList { stack, weight: u16::try_from((w / scale).max(1)).unwrap_or(u16::MAX) })
             .collect();
-        Policy::new(lists, None).ok()
+        let policy = Policy::new(lists, None).ok()?;
+        if dead.contains(&true) {
+            // Every list dead: Err, and the path is not live.
+            policy.with_lists_down(&dead).ok()
+        } else {
+            Some(policy)
+        }
     }
 }
 
 /// Selects the active candidate path of every (color, endpoint) that has
 /// candidates.
 pub fn select<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> BTreeMap<PolicyKey, Selected> {
+    select_live(candidates, &|_, _| false)
+}
+
+/// As [`select`], with the segment lists for which `down(endpoint, labels)`
+/// is true out of service (S-BFD): a candidate path with no live list gives
+/// way to the next valid one (RFC 9256 section 5), and a policy with none
+/// is invalid (its routes are not installed).
+pub fn select_live<'a>(
+    candidates: impl IntoIterator<Item = &'a Candidate>,
+    down: &dyn Fn(IpAddr, &[Label]) -> bool,
+) -> BTreeMap<PolicyKey, Selected> {
     let mut by_key: HashMap<PolicyKey, Vec<&Candidate>> = HashMap::new();
     for c in candidates {
         by_key.entry(c.key).or_default().push(c);
@@ -216,7 +250,7 @@ pub fn select<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> BTreeM
             let count = cands.len();
             // Highest preference first, then highest distinguisher.
             cands.sort_by_key(|c| std::cmp::Reverse((c.preference, c.distinguisher)));
-            let active = cands.iter().find_map(|c| c.policy().map(|p| (*c, p)));
+            let active = cands.iter().find_map(|c| c.live_policy(&|l| down(key.endpoint, l)).map(|p| (*c, p)));
             let selected = match active {
                 Some((c, policy)) => Selected {
                     distinguisher: Some(c.distinguisher),
@@ -320,6 +354,30 @@ mod tests {
         assert_eq!(c.policy().unwrap().to_string(), "17001");
         c.enlp = Some(Enlp::Neither);
         assert_eq!(c.policy().unwrap().lists().len(), 2);
+    }
+
+    /// S-BFD's word on the lists: a dead list is out of service (its flows
+    /// alone move), a path with none live gives way to the next, and with
+    /// no live path the policy is invalid.
+    #[test]
+    fn dead_lists_are_out_of_service_and_dead_paths_give_way() {
+        let primary = cand(2, 200, &[(1, &[16001]), (1, &[16002]), (2, &[16003])]);
+        let backup = cand(1, 100, &[(1, &[17001])]);
+        let cands = [primary.clone(), backup];
+        let live = |dead: &'static [u32]| move |_: IpAddr, l: &[Label]| dead.contains(&l[0].value());
+        let all = select_live(&cands, &live(&[])).into_values().next().unwrap();
+        let one_dead = select_live(&cands, &live(&[16002])).into_values().next().unwrap();
+        assert_eq!(one_dead.distinguisher, Some(2));
+        let (before, after) = (all.policy.unwrap().flow_table(), one_dead.policy.clone().unwrap().flow_table());
+        assert!(one_dead.policy.as_ref().unwrap().is_list_down(1));
+        let moved_live = before.iter().zip(&after).filter(|(b, a)| **b != 1 && b != a).count();
+        assert_eq!(moved_live, 0, "flows of live lists moved");
+        assert!(!after.contains(&1), "flows stayed on the dead list");
+        let path_dead = select_live(&cands, &live(&[16001, 16002, 16003])).into_values().next().unwrap();
+        assert_eq!((path_dead.distinguisher, path_dead.policy.unwrap().to_string()), (Some(1), "17001".to_owned()));
+        let none = select_live(&cands, &live(&[16001, 16002, 16003, 17001])).into_values().next().unwrap();
+        assert_eq!((none.distinguisher, none.policy), (None, None));
+        assert_eq!(select(&cands), select_live(&cands, &live(&[])));
     }
 
     #[test]

@@ -4,16 +4,17 @@
 //! and the selection and steering computed from them, incrementally.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 
 use super::accept::{accept, Ignored};
 use super::counters::{add, set, BgpCounters};
 use super::origins::{BgpTable, PolicyInfo};
-use super::select::{select, Candidate, Invalid, PolicyKey, Selected};
+use super::select::{select_live, Candidate, Invalid, PolicyKey, Selected};
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{Learned as Said, Nlri, PathUpdate};
+use crate::domain::label::Label;
 
 /// A path as kept: what it says, who taught it, whether its peer went down.
 #[derive(Debug)]
@@ -213,6 +214,11 @@ impl Table {
         }
     }
 
+    /// Every candidate path kept (for this host, valid or not).
+    pub(super) fn candidate_paths(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.values().map(|e| &e.value)
+    }
+
     /// Marks every path stale (GoBGP went away under `keep`).
     pub(super) fn mark_all_stale(&mut self) {
         self.candidates.values_mut().for_each(|e| e.stale = true);
@@ -222,8 +228,15 @@ impl Table {
     /// The steered routes and active policies, and the gauges. Only the
     /// routes changed since the last computation, and those of a (color,
     /// endpoint) whose policy became valid or invalid, are steered again.
+    #[cfg(test)]
     pub(super) fn compute(&mut self, counters: &BgpCounters) -> BgpTable {
-        let selected = select(self.candidates.values().map(|e| &e.value));
+        self.compute_live(counters, &|_, _| false)
+    }
+
+    /// As `compute`, with the segment lists `down` names out of service
+    /// (S-BFD): see [`select_live`].
+    pub(super) fn compute_live(&mut self, counters: &BgpCounters, down: &dyn Fn(IpAddr, &[Label]) -> bool) -> BgpTable {
+        let selected = select_live(self.candidates.values().map(|e| &e.value), down);
         if self.incremental {
             let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
             let flipped: Vec<PolicyKey> = self
@@ -314,8 +327,7 @@ fn withdraw<K: std::hash::Hash + Eq, T>(
 mod tests {
     use super::*;
     use crate::bgp::accept::Addressing;
-    use crate::bgp::select::CandidateList;
-    use std::net::IpAddr;
+    use crate::bgp::select::{select, CandidateList};
 
     fn key() -> PolicyKey {
         PolicyKey { color: 100, endpoint: "192.0.2.1".parse().unwrap() }
@@ -424,6 +436,39 @@ mod tests {
         // A withdrawal from a peer that is up is applied at once.
         t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
         assert!(t.compute(&counters).routes.is_empty());
+    }
+
+    /// The learner's computation with S-BFD's word: a route stays steered
+    /// while one path has a live list, through the backup path, and goes
+    /// unsteered (unlabelled) when none has; the policy that changed is
+    /// re-steered even though no route changed.
+    #[test]
+    fn liveness_moves_routes_to_the_backup_path_then_unsteers_them() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        let mut primary = candidate(2, 16002, Addressing::peer());
+        if let Some(Said::Candidate(c)) = &mut primary.learned {
+            c.preference = 200;
+            c.lists.push(CandidateList { weight: 1, labels: vec![16012], unsupported: 0 });
+        }
+        t.update(primary, &none, &counters);
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        t.update(announce(Nlri::Unicast("10.0.0.0/8".parse().unwrap()), "10.201.0.1"), &none, &counters);
+        let dead = |labels: &'static [u32]| move |_: IpAddr, l: &[Label]| labels.contains(&l[0].value());
+        let all = t.compute_live(&counters, &dead(&[]));
+        assert_eq!(labels(&all), ["16002@1,16012@1"]);
+        let one = t.compute_live(&counters, &dead(&[16012]));
+        let (policy, info) = one.policies.values().next().unwrap();
+        assert!(policy.is_list_down(1) && !policy.is_list_down(0));
+        assert_eq!(info.distinguisher, 2);
+        let backup = t.compute_live(&counters, &dead(&[16002, 16012]));
+        assert_eq!((labels(&backup), backup.routes.len()), (vec!["16001".to_owned()], 1));
+        let gone = t.compute_live(&counters, &dead(&[16001, 16002, 16012]));
+        assert!(gone.routes.is_empty() && gone.policies.is_empty());
+        assert!(gone.invalid.contains(&key()));
+        let back = t.compute_live(&counters, &dead(&[]));
+        assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
     }
 
     fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {

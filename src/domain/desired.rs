@@ -307,6 +307,9 @@ impl DesiredState {
     /// (`[]`), a table without a `routes` key (`{}`). An explicit empty list
     /// (`routes = []`) is accepted; `allow_empty` accepts the others as an
     /// empty state (a non-empty list stays refused: it is not this format).
+    /// In JSON, the fields `routes --json` adds to describe a route
+    /// (origin, bgp_policy, binding_sid, counted, labelled, lists) are
+    /// ignored, so an export applies as it is.
     ///
     /// ```
     /// use lnetd_host_encap::{DesiredFileError, DesiredFormat, DesiredState};
@@ -327,6 +330,7 @@ impl DesiredState {
         if text.trim().is_empty() {
             return guard(DesiredFileError::Empty);
         }
+        let mut export = None;
         let keys: Vec<String> = match format {
             DesiredFormat::Toml => {
                 let table: toml::Table =
@@ -337,7 +341,13 @@ impl DesiredState {
                 let value: serde_json::Value = serde_json::from_str(text)
                     .map_err(|e| DesiredError { what: "JSON".into(), reason: e.to_string() })?;
                 match value {
-                    serde_json::Value::Object(map) => map.keys().cloned().collect(),
+                    serde_json::Value::Object(mut map) => {
+                        let keys = map.keys().cloned().collect();
+                        if strip_export_fields(&mut map) {
+                            export = Some(map);
+                        }
+                        keys
+                    }
                     serde_json::Value::Array(a) if a.is_empty() => {
                         return guard(DesiredFileError::NotAnObject { found: "an empty list" })
                     }
@@ -360,9 +370,11 @@ impl DesiredState {
                 return guard(DesiredFileError::NoRoutes { keys });
             }
         }
-        Ok(match format {
-            DesiredFormat::Toml => DesiredState::from_toml(text)?,
-            DesiredFormat::Json => DesiredState::from_json(text)?,
+        Ok(match (format, export) {
+            (DesiredFormat::Json, Some(map)) => serde_json::from_value(serde_json::Value::Object(map))
+                .map_err(|e| DesiredError { what: "JSON".into(), reason: e.to_string() })?,
+            (DesiredFormat::Toml, _) => DesiredState::from_toml(text)?,
+            (DesiredFormat::Json, None) => DesiredState::from_json(text)?,
         })
     }
 
@@ -373,6 +385,24 @@ impl DesiredState {
     pub fn from_json(text: &str) -> Result<DesiredState, DesiredError> {
         serde_json::from_str(text).map_err(|e| DesiredError { what: "JSON".into(), reason: e.to_string() })
     }
+}
+
+/// The fields `lnetd-host-encap routes --json` adds to each route to
+/// describe it (where it came from, its counters): not part of the desired
+/// state, so an export applies as it is (`routes --json | apply -`).
+const EXPORT_ONLY_FIELDS: &[&str] = &["origin", "bgp_policy", "binding_sid", "counted", "labelled", "lists"];
+
+/// Removes the [`EXPORT_ONLY_FIELDS`] from every route; whether there were any.
+fn strip_export_fields(map: &mut serde_json::Map<String, serde_json::Value>) -> bool {
+    let mut stripped = false;
+    if let Some(serde_json::Value::Array(routes)) = map.get_mut("routes") {
+        for route in routes.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            for field in EXPORT_ONLY_FIELDS {
+                stripped |= route.remove(*field).is_some();
+            }
+        }
+    }
+    stripped
 }
 
 #[cfg(test)]
@@ -409,6 +439,14 @@ mod guard_tests {
         for (text, format) in [("", Toml), ("[]", Json), ("{}", Json)] {
             assert_eq!(DesiredState::from_file_text(text, format, true), Ok(DesiredState::default()), "{text}");
         }
+        let export = r#"{"routes": [{"prefix": "10.0.0.0/8", "origin": "bgp", "bgp_policy": "policy color 1",
+            "binding_sid": null, "table": 0, "policy": "100", "tc": "dscp", "entropy_label": null, "counted": true,
+            "labelled": {"packets": 1, "bytes": 2}, "lists": []}], "sources": []}"#;
+        let read = DesiredState::from_file_text(export, Json, false).unwrap();
+        assert_eq!((read.routes.len(), read.routes[0].tc.clone()), (1, Some(TcSpec::Text("dscp".into()))));
+        // Only the export's own fields: any other stays an unknown field.
+        let typo = export.replace("\"policy\": \"100\"", "\"polcy\": \"100\"");
+        assert!(DesiredState::from_file_text(&typo, Json, false).unwrap_err().to_string().contains("polcy"));
         let one = DesiredState::from_file_text("[[routes]]\nprefix = \"10.0.0.0/8\"\npolicy = \"100\"\n", Toml, false);
         assert_eq!(one.map(|d| d.routes.len()), Ok(1));
     }

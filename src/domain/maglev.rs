@@ -63,6 +63,36 @@ pub(crate) fn table(lists: &[SegmentList]) -> Vec<u8> {
     table
 }
 
+/// The flow table of `lists` with the lists whose bit is set in `down` out
+/// of service (S-BFD found their path dead): the slots of a live list stay
+/// its own, and only the dead lists' slots are handed out, each to the live
+/// list that the table of the live lists alone gives it. Recomputing the
+/// table without the dead lists would also move some flows between live
+/// lists (Maglev's fill order shifts); this moves exactly the flows that
+/// must move. With every list down (refused by `Policy`), the full table.
+pub(crate) fn table_with_down(lists: &[SegmentList], down: u8) -> Vec<u8> {
+    let full = table(lists);
+    let is_down = |i: usize| i < 8 && down & (1 << i) != 0;
+    let live: Vec<usize> = (0..lists.len()).filter(|i| !is_down(*i)).collect();
+    if live.len() == lists.len() || live.is_empty() {
+        return full;
+    }
+    let subset: Vec<SegmentList> = live.iter().filter_map(|i| lists.get(*i).cloned()).collect();
+    let fallback = table(&subset);
+    full.iter()
+        .zip(&fallback)
+        .map(
+            |(&own, &other)| {
+                if is_down(usize::from(own)) {
+                    live.get(usize::from(other)).map_or(own, |i| *i as u8)
+                } else {
+                    own
+                }
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +155,33 @@ mod tests {
             let (moved, need) = moved(&base, &after);
             assert!(moved <= need + 0.05, "{after:?}: moved {moved:.3}, needed {need:.3}");
         }
+    }
+
+    /// Recomputing without a list moves other flows too; taking a list out
+    /// of service moves only its own, and spreads them by the live weights.
+    #[test]
+    fn a_list_out_of_service_moves_only_its_own_flows() {
+        let ls = lists(&[("100", 1), ("200", 1), ("300", 2)]);
+        let full = table(&ls);
+        let name = |ls: &[SegmentList], i: u8| ls[i as usize].stack.clone();
+        let without: Vec<SegmentList> = vec![ls[0].clone(), ls[2].clone()];
+        let recomputed = table(&without);
+        let collateral =
+            full.iter().zip(&recomputed).filter(|(a, b)| **a != 1 && name(&ls, **a) != name(&without, **b)).count();
+        // Not a claim about Maglev, the reason for table_with_down: record what it does.
+        println!("recomputing without list 1 moves {collateral} slots of live lists");
+        let masked = table_with_down(&ls, 0b010);
+        for (a, b) in full.iter().zip(&masked) {
+            if *a == 1 {
+                assert_ne!(*b, 1, "a slot of the dead list stayed on it");
+            } else {
+                assert_eq!(a, b, "a slot of a live list moved");
+            }
+        }
+        let got = shares(&masked, 3);
+        assert!((got[0] - 1.0 / 3.0).abs() < 0.02 && (got[2] - 2.0 / 3.0).abs() < 0.02, "{got:?}");
+        assert_eq!(table_with_down(&ls, 0), full);
+        assert_eq!(table_with_down(&ls, 0b111), full);
     }
 
     /// Random policies of up to 8 lists, changed at random (a weight, a list

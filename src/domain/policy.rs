@@ -72,6 +72,9 @@ pub enum PolicyError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// Every list of the policy would be out of service.
+    #[error("every segment list of the policy is down: it has no list left to carry flows; leave one up or remove the policy")]
+    AllListsDown,
     /// Text that is not an entropy label placement.
     #[error("{input:?} is not an entropy label placement (expected `bottom` or a number N >= 1)")]
     EntropyLabelParse {
@@ -140,6 +143,9 @@ impl FromStr for EntropyLabel {
 pub struct Policy {
     lists: Vec<SegmentList>,
     entropy: Option<EntropyLabel>,
+    /// Bit i: list i is out of service (its path failed a liveness check);
+    /// its flows go to the live lists, nobody else's move.
+    down: u8,
 }
 
 impl Policy {
@@ -163,12 +169,34 @@ impl Policy {
                 return Err(PolicyError::TooDeepForEntropyLabel { index, labels: l.stack.len(), max: MAX_LABELS });
             }
         }
-        Ok(Policy { lists, entropy })
+        Ok(Policy { lists, entropy, down: 0 })
+    }
+
+    /// The same policy with the lists whose `down` entry is true out of
+    /// service: their flows go to the live lists in proportion to the live
+    /// weights, and no flow of a live list moves (unlike a policy built
+    /// without them, see [`Policy::flow_table`]). Entries beyond the lists
+    /// are ignored.
+    ///
+    /// # Errors
+    /// [`PolicyError::AllListsDown`] when no list would be left.
+    pub fn with_lists_down(mut self, down: &[bool]) -> Result<Policy, PolicyError> {
+        let mask = down.iter().take(self.lists.len()).enumerate().fold(0u8, |m, (i, d)| m | (u8::from(*d) << i));
+        if mask.count_ones() as usize == self.lists.len() {
+            return Err(PolicyError::AllListsDown);
+        }
+        self.down = mask;
+        Ok(self)
+    }
+
+    /// Whether list `index` is out of service.
+    pub fn is_list_down(&self, index: usize) -> bool {
+        index < 8 && self.down & (1 << index) != 0
     }
 
     /// One list, weight 1, no entropy label: a plain route.
     pub fn single(stack: LabelStack) -> Policy {
-        Policy { lists: vec![SegmentList { stack, weight: 1 }], entropy: None }
+        Policy { lists: vec![SegmentList { stack, weight: 1 }], entropy: None, down: 0 }
     }
 
     /// The same policy with (or without) an entropy label.
@@ -176,7 +204,8 @@ impl Policy {
     /// # Errors
     /// As [`Policy::new`].
     pub fn with_entropy_label(self, entropy: Option<EntropyLabel>) -> Result<Policy, PolicyError> {
-        Policy::new(self.lists, entropy)
+        let down = self.down;
+        Policy::new(self.lists, entropy).map(|p| Policy { down, ..p })
     }
 
     /// The segment lists.
@@ -199,7 +228,7 @@ impl Policy {
     /// (see the crate docs for the hash) takes list `flow_table()[h % POLICY_SLOTS]`.
     /// The same lists and weights always give the same table, on every host.
     pub fn flow_table(&self) -> Vec<u8> {
-        super::maglev::table(&self.lists)
+        super::maglev::table_with_down(&self.lists, self.down)
     }
 
     /// Each list's share of the flows, from the weights.

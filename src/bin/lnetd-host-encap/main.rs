@@ -56,6 +56,8 @@ struct Cli {
     command: Command,
 }
 
+// One value, parsed once per process: the agent's many options cost nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Load the encapsulator, pin it and attach it to IFACE; it keeps forwarding after this exits.
@@ -210,13 +212,20 @@ enum Command {
     #[cfg(feature = "agent")]
     Agent {
         #[command(flatten)]
+        config: serve::ConfigArgs,
+        #[command(flatten)]
         listeners: serve::Listeners,
-        /// When nothing is pinned yet: the XDP mode to attach in.
-        #[arg(long, default_value = "auto", value_parser = xdp_mode())]
-        mode: XdpMode,
+        /// When nothing is pinned yet: the XDP mode to attach in (default auto).
+        #[arg(long, value_parser = xdp_mode())]
+        mode: Option<XdpMode>,
         #[command(flatten)]
         bgp: BgpArgs,
     },
+    /// Make the agent serving IFACE read its --config file again and apply
+    /// its static routes (as SIGHUP does); says what changed and which
+    /// settings need a restart.
+    #[cfg(feature = "agent")]
+    Reload,
 }
 
 /// Learning SR policies and colored routes from BGP, through GoBGP.
@@ -229,19 +238,78 @@ struct BgpArgs {
     api: Option<String>,
     /// When a BGP session (or GoBGP) goes down: keep the routes it taught
     /// (until it is back and has had --bgp-stale-time to teach them again),
-    /// or withdraw them at once.
+    /// or withdraw them at once. Default: keep.
     #[cfg(feature = "bgp")]
-    #[arg(long = "bgp-session-down", value_name = "keep|withdraw", default_value = "keep", requires = "api")]
-    session_down: lnetd_host_encap::bgp::SessionDown,
-    /// Seconds a returning session has to teach its routes again (keep).
+    #[arg(long = "bgp-session-down", value_name = "keep|withdraw")]
+    session_down: Option<lnetd_host_encap::bgp::SessionDown>,
+    /// Seconds a returning session has to teach its routes again (keep). Default: 5.
     #[cfg(feature = "bgp")]
-    #[arg(long = "bgp-stale-time", value_name = "SECONDS", default_value_t = 5.0, requires = "api")]
-    stale_time: f64,
+    #[arg(long = "bgp-stale-time", value_name = "SECONDS")]
+    stale_time: Option<f64>,
     /// This host's BGP identifier: SR policies with route targets are used
     /// only when one names it (RFC 9830 4.2.1). Default: GoBGP's router ID.
     #[cfg(feature = "bgp")]
-    #[arg(long = "bgp-router-id", value_name = "A.B.C.D", requires = "api")]
+    #[arg(long = "bgp-router-id", value_name = "A.B.C.D")]
     router_id: Option<std::net::Ipv4Addr>,
+    /// Check every segment list with S-BFD (RFC 7880) every MS milliseconds;
+    /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
+    /// Off when not given. See docs/liveness.md.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-interval-ms", value_name = "MS")]
+    sbfd_interval_ms: Option<u64>,
+    /// S-BFD detection multiplier.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-multiplier", value_name = "N", default_value_t = 3, requires = "sbfd_interval_ms")]
+    sbfd_multiplier: u8,
+    /// How long a segment list that answers again waits before it is used again.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-hold-down-ms", value_name = "MS", default_value_t = 5000, requires = "sbfd_interval_ms")]
+    sbfd_hold_down_ms: u64,
+    /// An endpoint's S-BFD reflector discriminator (repeatable); default: the
+    /// endpoint's IPv4 address as a 32-bit number (IOS-XR's default).
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-reflector", value_name = "ENDPOINT=DISCRIMINATOR", requires = "sbfd_interval_ms")]
+    sbfd_reflectors: Vec<lnetd_host_encap::bgp::sbfd::Reflector>,
+    /// The router's MAC, where probes are sent; default: from the neighbour table.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-router-mac", value_name = "MAC", requires = "sbfd_interval_ms",
+          value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a MAC such as 02:00:00:00:00:01"))]
+    sbfd_router_mac: Option<[u8; 6]>,
+}
+
+impl BgpArgs {
+    /// The flags over the file's `[bgp]` (a flag given wins).
+    #[cfg_attr(not(feature = "bgp"), allow(clippy::unnecessary_wraps, unused_mut))]
+    fn merged(mut self, file: Option<&lnetd_host_encap::agent::config::AgentFile>) -> Result<BgpArgs, Failure> {
+        #[cfg(feature = "bgp")]
+        {
+            if let Some(f) = file {
+                let b = &f.bgp;
+                self.api = self.api.or_else(|| b.api.clone());
+                if self.session_down.is_none() {
+                    self.session_down = f.value("bgp.session_down", b.session_down.as_deref())?;
+                }
+                self.stale_time = self.stale_time.or(b.stale_time);
+                self.router_id = self.router_id.or(b.router_id);
+            }
+            // Checked here, not by clap: the API may come from the file.
+            if self.api.is_none()
+                && (self.session_down.is_some()
+                    || self.stale_time.is_some()
+                    || self.router_id.is_some()
+                    || self.sbfd_interval_ms.is_some())
+            {
+                return Err("--bgp-session-down, --bgp-stale-time, --bgp-router-id and --sbfd-interval-ms need \
+                            --bgp-api (or bgp.api in --config)"
+                    .into());
+            }
+        }
+        #[cfg(not(feature = "bgp"))]
+        if file.is_some_and(|f| f.bgp != Default::default()) {
+            return Err("the configuration file has a [bgp] section: this build has no BGP (feature bgp)".into());
+        }
+        Ok(self)
+    }
 }
 
 /// Where each route came from, as the agent recorded it.
@@ -511,7 +579,15 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
         }
         #[cfg(feature = "agent")]
-        Command::Agent { listeners, mode, bgp } => serve::agent(iface, listeners, mode, bgp)?,
+        Command::Agent { listeners, mode, bgp, config } => serve::agent(iface, listeners, mode, bgp, config)?,
+        #[cfg(feature = "agent")]
+        Command::Reload => {
+            return Err(format!(
+                "no agent serves {iface}: reload asks a running agent to read its --config again; start one \
+                 (systemctl start lnetd-host-encap-agent@{iface}, or lnetd-host-encap -i {iface} agent --config FILE)"
+            )
+            .into())
+        }
         Command::Watch => {
             let enc = adopt(iface, false)?;
             let stop = Arc::new(AtomicBool::new(false));

@@ -35,6 +35,7 @@ pub fn through_agent(iface: &str, command: Command) -> Result<Option<Command>, F
             | Command::Routes { .. }
             | Command::Stats { .. }
             | Command::Get { .. }
+            | Command::Reload
     );
     if !served {
         return Ok(Some(command));
@@ -327,6 +328,16 @@ impl Remote<'_> {
                     let (t, route) = route_of(r)?;
                     let (from, bgp, _) = super::origins(self.iface)(t, route.prefix);
                     println!("origin: {}", bgp.unwrap_or(from));
+                }
+            }
+            Command::Reload => {
+                let reply = self.rt.block_on(self.client.reload(pb::ReloadRequest {})).map_err(fail)?.into_inner();
+                println!("{}", reply.summary);
+                if let Some(r) = &reply.routes {
+                    output::report(&report_of(r)?);
+                }
+                for setting in &reply.restart_needed {
+                    println!("  not applied: {setting} changed (restart the agent: systemctl restart lnetd-host-encap-agent@{})", self.iface);
                 }
             }
             other => return Err(format!("{other:?} is not served through the agent").into()),

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lnetd_host_encap::agent::config::AgentFile;
 use lnetd_host_encap::agent::{self, AgentConfig, LocalSocket, ReadAccess, TlsConfig};
-use lnetd_host_encap::{AdoptOptions, Encapsulator, XdpMode};
+use lnetd_host_encap::{AdoptOptions, Encapsulator, EncapsulatorBuilder, Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
 
 use super::{BgpArgs, Failure};
 
@@ -20,8 +21,9 @@ pub struct Listeners {
     write_group: Option<String>,
     /// What other local users may do on the local socket: all (read routes,
     /// counters, explain; socket mode 0666) or none (socket mode 0660).
-    #[arg(long, value_name = "all|none", default_value = "all")]
-    read_access: ReadAccess,
+    /// Default: all.
+    #[arg(long, value_name = "all|none")]
+    read_access: Option<ReadAccess>,
     /// Also serve gRPC on TCP at ADDR: with --tls-cert and --tls-key (and
     /// --tls-client-ca) for remote controllers; plaintext only on loopback and
     /// only with --insecure-local-tcp. Local clients use the Unix socket.
@@ -39,20 +41,47 @@ pub struct Listeners {
     metrics: Option<SocketAddr>,
     /// Allow --metrics off loopback: the endpoint lists every prefix to
     /// anyone who reaches it (a warning is logged).
-    #[arg(long, requires = "metrics")]
+    #[arg(long)]
     metrics_public: bool,
     /// The server certificate (PEM) for TLS on --listen.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
     /// The server key (PEM) for TLS.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
     /// Require client certificates signed by this CA (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
 }
 
 impl Listeners {
+    /// The flags over the file's `[listeners]`: a flag given wins; a switch
+    /// given on either side is on.
+    fn merged(mut self, file: &AgentFile) -> Result<Listeners, Failure> {
+        let l = &file.listeners;
+        self.write_group = self.write_group.or_else(|| l.write_group.clone());
+        self.read_access = match self.read_access {
+            Some(r) => Some(r),
+            None => file.value("listeners.read_access", l.read_access.as_deref())?,
+        };
+        self.listen = self.listen.or(l.listen);
+        self.insecure_local_tcp |= l.insecure_local_tcp.unwrap_or(false);
+        self.metrics = self.metrics.or(l.metrics);
+        self.metrics_public |= l.metrics_public.unwrap_or(false);
+        self.tls_cert = self.tls_cert.or_else(|| l.tls_cert.clone());
+        self.tls_key = self.tls_key.or_else(|| l.tls_key.clone());
+        self.tls_client_ca = self.tls_client_ca.or_else(|| l.tls_client_ca.clone());
+        if self.metrics_public && self.metrics.is_none() {
+            return Err("--metrics-public (listeners.metrics_public) needs --metrics (listeners.metrics)".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some()
+            || (self.tls_client_ca.is_some() && self.tls_cert.is_none())
+        {
+            return Err("TLS needs both --tls-cert and --tls-key (listeners.tls_cert, listeners.tls_key)".into());
+        }
+        Ok(self)
+    }
+
     /// The library's configuration, checked (nothing is attached before).
     fn config(self, iface: &str) -> Result<AgentConfig, Failure> {
         let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
@@ -71,7 +100,7 @@ impl Listeners {
             local: Some(LocalSocket {
                 path: agent::socket_path(iface).map_err(|e| format!("the local socket of {iface}: {e}"))?,
                 write_group: self.write_group,
-                read_access: self.read_access,
+                read_access: self.read_access.unwrap_or(ReadAccess::All),
             }),
             listen,
             insecure_local_tcp: self.insecure_local_tcp,
@@ -84,13 +113,109 @@ impl Listeners {
     }
 }
 
+/// The configuration file's options.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// Read settings and static routes from FILE (TOML; docs/operations.md,
+    /// contrib/lnetd-host-encap.example.toml). Flags given here win over the
+    /// file. SIGHUP or `lnetd-host-encap reload` applies an edited file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// As --config, but a missing FILE means no configuration file (the
+    /// unit passes /etc/lnetd-host-encap/IFACE.toml this way).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    config_if_exists: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The file, read and checked; `None` without one.
+    fn read(&self, iface: &str) -> Result<Option<AgentFile>, Failure> {
+        let path = match (&self.config, &self.config_if_exists) {
+            (Some(p), _) => p,
+            (None, Some(p)) if p.exists() => p,
+            (None, Some(p)) => {
+                println!("no configuration file at {}: flags only", p.display());
+                return Ok(None);
+            }
+            (None, None) => return Ok(None),
+        };
+        // Relative routes_file paths resolve against the file's directory,
+        // which a reload must find again whatever the working directory.
+        let path = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = AgentFile::read(&path)?;
+        if let Some(name) = file.interface.as_deref().filter(|n| *n != iface) {
+            return Err(format!(
+                "{}: interface = {name:?}, but the agent was started with -i {iface}: fix one of them",
+                path.display()
+            )
+            .into());
+        }
+        // Checked now, not at the first reload: a file the agent cannot apply stops the start.
+        file.static_routes()?.map(|d| d.validate()).transpose().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some(file))
+    }
+}
+
+/// A fresh dataplane as the file's `[attach]` says (`mode` from the flag wins).
+fn attach(iface: &str, file: Option<&AgentFile>, mode: Option<XdpMode>) -> Result<Encapsulator, Failure> {
+    let default = AgentFile::default();
+    let file = file.unwrap_or(&default);
+    let a = &file.attach;
+    let mut builder = Encapsulator::builder().pinned().allow_tso(a.allow_tso.unwrap_or(false));
+    if let Some(ttl) = file.value::<TtlMode>("attach.ttl", a.ttl.as_deref())? {
+        builder = builder.ttl_mode(ttl);
+    }
+    if let Some(mtu) = file.value::<MtuPolicy>("attach.mtu_policy", a.mtu_policy.as_deref())? {
+        builder = builder.mtu_policy(mtu);
+    }
+    if let Some(lookup) = file.value::<Ipv4Lookup>("attach.lookup", a.lookup.as_deref())? {
+        builder = builder.lookup(lookup);
+    }
+    let sizes = [
+        (a.max_route_values, EncapsulatorBuilder::max_route_values as fn(EncapsulatorBuilder, u32) -> _),
+        (a.dir_groups, EncapsulatorBuilder::dir_groups),
+        (a.route_cache, EncapsulatorBuilder::route_cache),
+        (a.route_cache_min_routes, EncapsulatorBuilder::route_cache_min_routes),
+        (a.max_policies, EncapsulatorBuilder::max_policies),
+        (a.max_counted_routes, EncapsulatorBuilder::max_counted_routes),
+    ];
+    for (value, set) in sizes {
+        if let Some(n) = value {
+            builder = set(builder, n);
+        }
+    }
+    if a.max_routes_v4.is_some() || a.max_routes_v6.is_some() {
+        builder = builder.max_routes(a.max_routes_v4.unwrap_or(2_097_152), a.max_routes_v6.unwrap_or(524_288));
+    }
+    let mode = match mode {
+        Some(m) => m,
+        None => file.value("attach.mode", a.mode.as_deref())?.unwrap_or_default(),
+    };
+    Ok(match a.hook.as_deref() {
+        None | Some("xdp") => builder.attach(iface, mode)?,
+        Some("egress") => builder.attach_egress(iface)?,
+        Some(other) => {
+            return Err(format!("{}: attach.hook = {other:?}: xdp or egress", file.path.display()).into());
+        }
+    })
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> Result<(), Failure> {
+pub fn agent(
+    iface: &str,
+    listeners: Listeners,
+    mode: Option<XdpMode>,
+    bgp: BgpArgs,
+    config: ConfigArgs,
+) -> Result<(), Failure> {
     // A client that hangs up mid-reply must cost a write error (EPIPE), not
     // the agent: Unix-socket writes raise SIGPIPE, which `main` restored to
     // its default (terminate) for the command's pipes.
     // SAFETY: setting a signal's disposition to ignore, before any thread starts.
     unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }?;
+    let file = config.read(iface)?;
+    let listeners = listeners.merged(file.as_ref().unwrap_or(&AgentFile::default()))?;
+    let bgp = bgp.merged(file.as_ref())?;
     let config = listeners.config(iface)?;
     let enc = if Encapsulator::is_pinned(iface)? {
         let enc =
@@ -98,7 +223,7 @@ pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> 
         println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes()?.len());
         enc
     } else {
-        let enc = Encapsulator::builder().pinned().attach(iface, mode)?;
+        let enc = attach(iface, file.as_ref(), mode)?;
         println!("attached to {iface} and pinned");
         enc
     };
@@ -111,6 +236,14 @@ pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> 
     let mut extras = agent::Extras::default();
     #[cfg(feature = "bgp")]
     let (_stop_bgp, bgp_stopped) = tokio::sync::watch::channel(false);
+    // Static routes are an origin beside the API's and BGP's: with origins,
+    // a reload replaces the file's routes and keeps the API's.
+    #[cfg(feature = "bgp")]
+    if bgp.api.is_none() && file.as_ref().is_some_and(AgentFile::has_static_routes) {
+        let path = lnetd_host_encap::bgp::origins::origins_path(iface)
+            .map_err(|e| format!("reading the network namespace: {e}"))?;
+        extras.origins = Some(Arc::new(lnetd_host_encap::bgp::Origins::new(Arc::clone(&enc), Some(path))));
+    }
     #[cfg(feature = "bgp")]
     if let Some(api) = bgp.api {
         use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Origins};
@@ -118,19 +251,36 @@ pub fn agent(iface: &str, listeners: Listeners, mode: XdpMode, bgp: BgpArgs) -> 
         let origins = Arc::new(Origins::new(Arc::clone(&enc), Some(file)));
         let counters = Arc::new(BgpCounters::default());
         let config = BgpConfig {
-            session_down: bgp.session_down,
-            stale_time: Duration::from_secs_f64(bgp.stale_time.max(0.0)),
+            session_down: bgp.session_down.unwrap_or_default(),
+            stale_time: Duration::from_secs_f64(bgp.stale_time.unwrap_or(5.0).max(0.0)),
             router_id: bgp.router_id,
+            sbfd: match bgp.sbfd_interval_ms {
+                Some(ms) => {
+                    let mut c = bgp::sbfd::SbfdConfig::new(iface).with_timers(
+                        ms,
+                        bgp.sbfd_multiplier,
+                        bgp.sbfd_hold_down_ms,
+                    )?;
+                    c.reflectors.extend(bgp.sbfd_reflectors.iter().map(|r| (r.endpoint, r.discriminator)));
+                    c.router_mac = bgp.sbfd_router_mac;
+                    Some(c)
+                }
+                None => None,
+            },
             ..BgpConfig::new(api.clone())
         };
         extras.origins = Some(Arc::clone(&origins));
         let (c, name) = (Arc::clone(&counters), iface.to_owned());
         extras.metrics = Some(Arc::new(move || c.prometheus(&name)));
-        println!("learning SR policies and colored routes from GoBGP at {api} (session down: {})", bgp.session_down);
+        println!(
+            "learning SR policies and colored routes from GoBGP at {api} (session down: {})",
+            bgp.session_down.unwrap_or_default()
+        );
         runtime.spawn(bgp::learn::run(config, origins, counters, bgp_stopped));
     }
     #[cfg(not(feature = "bgp"))]
     let _ = bgp;
+    extras.config = file;
     systemd(&runtime, &enc, &mut extras);
     let mut serving: Vec<String> = config.local.iter().map(|l| l.path.display().to_string()).collect();
     serving.extend(config.listen.map(|a| a.to_string()));

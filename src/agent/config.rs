@@ -1,0 +1,433 @@
+//! The agent's configuration file (`agent --config FILE`, TOML): the
+//! interface, the attach settings, the listeners, BGP, and the static routes
+//! the host carries after a reboot. Keys are the command's flag names with
+//! `_` for `-` (`[bgp]` drops the flags' `bgp-` prefix); an unknown key is
+//! refused with its name and the file ([`ConfigError::UnknownKey`]), so a
+//! typo never silently changes what the host does.
+//!
+//! ```
+//! use lnetd_host_encap::agent::config::AgentFile;
+//! let file = AgentFile::from_toml_text(std::path::Path::new("eth1.toml"), r#"
+//! interface = "eth1"
+//! [listeners]
+//! write_group = "lnetd-host-encap"
+//! [[routes]]
+//! prefix = "0.0.0.0/0"
+//! policy = "1000000"
+//! "#)?;
+//! assert_eq!(file.static_routes()?.map(|d| d.routes.len()), Some(1));
+//! # Ok::<(), lnetd_host_encap::agent::config::ConfigError>(())
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::domain::desired::{DesiredFormat, DesiredRoute, DesiredSource, DesiredState};
+
+/// The keys of each section, as the file spells them (checked before the
+/// typed parse, so the refusal names the key and its section).
+const TOP: &[&str] = &["interface", "attach", "listeners", "bgp", "routes", "sources", "dscp_map", "routes_file"];
+const ATTACH: &[&str] = &[
+    "hook",
+    "allow_tso",
+    "mode",
+    "ttl",
+    "mtu_policy",
+    "max_routes_v4",
+    "max_routes_v6",
+    "max_policies",
+    "max_counted_routes",
+    "lookup",
+    "max_route_values",
+    "dir_groups",
+    "route_cache",
+    "route_cache_min_routes",
+];
+const LISTENERS: &[&str] = &[
+    "write_group",
+    "read_access",
+    "listen",
+    "insecure_local_tcp",
+    "metrics",
+    "metrics_public",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+];
+const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id"];
+const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label"];
+const SOURCE: &[&str] = &["prefix", "table"];
+
+/// The configuration file was refused; the agent starts (or reloads) nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or a value of the wrong type.
+    #[error("{path}: {reason}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words (line and column included).
+        reason: String,
+    },
+    /// A key the agent does not know (a typo, or a flag that is not a setting).
+    #[error("{path}: unknown key `{key}`: the keys are the flags' names with `_` (docs/operations.md lists them)")]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key, with its section: `listeners.wirte_group`, `routes[2].polcy`.
+        key: String,
+    },
+    /// A value its setting refuses.
+    #[error("{path}: {key} = {value:?}: {reason}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key, with its section.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Routes both inline and in `routes_file`.
+    #[error(
+        "{path}: routes both inline ([[routes]], [[sources]], dscp_map) and in routes_file: keep one \
+         (routes_file holds the `apply` format)"
+    )]
+    TwoRouteSources {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The routes (inline or in `routes_file`) were refused.
+    #[error("{path}: the static routes: {source}")]
+    Routes {
+        /// The file that holds them.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::domain::desired::DesiredFileError,
+    },
+}
+
+/// `[attach]`: how the agent attaches a dataplane when none is pinned (the
+/// `attach` command's flags). Changing them needs a restart, and takes effect
+/// only on a fresh dataplane (after `detach` or a reboot).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSettings {
+    /// `xdp` or `egress`.
+    pub hook: Option<String>,
+    /// With `hook = "egress"`: attach even though the NIC segments TCP itself.
+    pub allow_tso: Option<bool>,
+    /// `auto`, `native` or `generic`.
+    pub mode: Option<String>,
+    /// `copy` or 1..=255.
+    pub ttl: Option<String>,
+    /// `drop` or `pass`.
+    pub mtu_policy: Option<String>,
+    /// Capacity of the IPv4 route table.
+    pub max_routes_v4: Option<u32>,
+    /// Capacity of the IPv6 route table.
+    pub max_routes_v6: Option<u32>,
+    /// Capacity of the policy table.
+    pub max_policies: Option<u32>,
+    /// Routes and segment lists that get counters.
+    pub max_counted_routes: Option<u32>,
+    /// `dir24-8` or `lpm`.
+    pub lookup: Option<String>,
+    /// DIR-24-8: distinct IPv4 route values.
+    pub max_route_values: Option<u32>,
+    /// DIR-24-8: /24s that may hold longer prefixes.
+    pub dir_groups: Option<u32>,
+    /// Entries of the route cache (0: none).
+    pub route_cache: Option<u32>,
+    /// Main-table routes a family needs before its lookups use the cache.
+    pub route_cache_min_routes: Option<u32>,
+}
+
+/// `[listeners]`: where the agent serves and who may use it (the agent's
+/// listener flags). Changing them needs a restart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSettings {
+    /// The group whose members may change routes through the local socket.
+    pub write_group: Option<String>,
+    /// `all` or `none`: what other local users may do on the local socket.
+    pub read_access: Option<String>,
+    /// gRPC on TCP at this address (TLS, or plaintext loopback with `insecure_local_tcp`).
+    pub listen: Option<SocketAddr>,
+    /// Plaintext gRPC on loopback TCP: any local user can then program the host.
+    pub insecure_local_tcp: Option<bool>,
+    /// Prometheus metrics at `http://ADDR/metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// Allows `metrics` off loopback.
+    pub metrics_public: Option<bool>,
+    /// The TLS server certificate (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// Its key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA client certificates must be signed by (PEM).
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+/// `[bgp]`: the `--bgp-*` flags. Changing them needs a restart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpSettings {
+    /// GoBGP's gRPC API, `HOST:PORT` (`--bgp-api`).
+    pub api: Option<String>,
+    /// `keep` or `withdraw` (`--bgp-session-down`).
+    pub session_down: Option<String>,
+    /// Seconds a returning session has to teach its routes again (`--bgp-stale-time`).
+    pub stale_time: Option<f64>,
+    /// This host's BGP identifier (`--bgp-router-id`).
+    pub router_id: Option<Ipv4Addr>,
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// The file it was read from (relative `routes_file` paths start at its directory).
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// The interface; `-i` on the command line must agree when both are given.
+    pub interface: Option<String>,
+    /// How to attach a fresh dataplane.
+    #[serde(default)]
+    pub attach: AttachSettings,
+    /// Where to serve.
+    #[serde(default)]
+    pub listeners: ListenerSettings,
+    /// BGP.
+    #[serde(default)]
+    pub bgp: BgpSettings,
+    /// Static routes, in the `apply` format.
+    pub routes: Option<Vec<DesiredRoute>>,
+    /// Source prefixes selecting alternate tables, in the `apply` format.
+    pub sources: Option<Vec<DesiredSource>>,
+    /// The DSCP -> TC table, in the `apply` format.
+    pub dscp_map: Option<Vec<u8>>,
+    /// Or: a file in the `apply` format (TOML or JSON by extension) holding them.
+    pub routes_file: Option<PathBuf>,
+}
+
+impl AgentFile {
+    /// Reads and checks the file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`]: unreadable, not TOML, an unknown key.
+    pub fn read(path: &Path) -> Result<AgentFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        AgentFile::from_toml_text(path, &text)
+    }
+
+    /// Parses `text`, the content of `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`]: not TOML, an unknown key, a value of the wrong type.
+    pub fn from_toml_text(path: &Path, text: &str) -> Result<AgentFile, ConfigError> {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax { path: path.into(), reason: e.to_string() };
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        if let Some(key) = unknown_key(&table) {
+            return Err(ConfigError::UnknownKey { path: path.into(), key });
+        }
+        let mut file: AgentFile = toml::from_str(text).map_err(syntax)?;
+        file.path = path.to_owned();
+        Ok(file)
+    }
+
+    /// Whether the file says anything about static routes (otherwise the
+    /// agent leaves the routes it finds alone).
+    pub fn has_static_routes(&self) -> bool {
+        self.routes.is_some() || self.sources.is_some() || self.dscp_map.is_some() || self.routes_file.is_some()
+    }
+
+    /// The static routes: inline, or read from `routes_file` (with the
+    /// `apply` command's guards: an empty or route-less file is refused;
+    /// `routes = []` says "none"). `None` when the file names none.
+    ///
+    /// # Errors
+    /// [`ConfigError`]: both inline and `routes_file`, the routes file
+    /// unreadable or refused.
+    pub fn static_routes(&self) -> Result<Option<DesiredState>, ConfigError> {
+        let inline = self.routes.is_some() || self.sources.is_some() || self.dscp_map.is_some();
+        let Some(file) = &self.routes_file else {
+            if !inline {
+                return Ok(None);
+            }
+            let desired = DesiredState {
+                routes: self.routes.clone().unwrap_or_default(),
+                sources: self.sources.clone().unwrap_or_default(),
+                dscp_map: self.dscp_map.clone(),
+            };
+            return Ok(Some(desired));
+        };
+        if inline {
+            return Err(ConfigError::TwoRouteSources { path: self.path.clone() });
+        }
+        let file = match self.path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        };
+        let format = match file.extension().and_then(|e| e.to_str()) {
+            Some("json") => DesiredFormat::Json,
+            Some("toml") => DesiredFormat::Toml,
+            _ => {
+                return Err(ConfigError::Value {
+                    path: self.path.clone(),
+                    key: "routes_file".into(),
+                    value: file.display().to_string(),
+                    reason: "name it .toml or .json (the `apply` format)".into(),
+                })
+            }
+        };
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+        DesiredState::from_file_text(&text, format, false)
+            .map(Some)
+            .map_err(|source| ConfigError::Routes { path: file, source })
+    }
+
+    /// A setting's value parsed by its type, or the error naming the key.
+    ///
+    /// # Errors
+    /// [`ConfigError::Value`].
+    pub fn value<T: FromStr>(&self, key: &str, value: Option<&str>) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        value
+            .map(|v| {
+                v.parse().map_err(|e: T::Err| ConfigError::Value {
+                    path: self.path.clone(),
+                    key: key.into(),
+                    value: v.into(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// The settings that differ from `other`'s and cannot change while the
+    /// agent runs (the interface, `[attach]`, `[listeners]`, `[bgp]`): a
+    /// reload reports them instead of applying them.
+    pub fn restart_needed(&self, other: &AgentFile) -> Vec<String> {
+        let mut changed = Vec::new();
+        if self.interface != other.interface {
+            changed.push("interface".to_owned());
+        }
+        let sections: [(&str, bool); 3] = [
+            ("attach", self.attach != other.attach),
+            ("listeners", self.listeners != other.listeners),
+            ("bgp", self.bgp != other.bgp),
+        ];
+        changed.extend(sections.iter().filter(|(_, differs)| *differs).map(|(name, _)| format!("[{name}]")));
+        changed
+    }
+}
+
+/// The first key of `table` (or of its sections and route entries) the file
+/// format does not have, spelled with its section.
+fn unknown_key(table: &toml::Table) -> Option<String> {
+    let stray = |t: &toml::Table, known: &[&str], prefix: &str| {
+        t.keys().find(|k| !known.contains(&k.as_str())).map(|k| format!("{prefix}{k}"))
+    };
+    if let Some(k) = stray(table, TOP, "") {
+        return Some(k);
+    }
+    for (section, known) in [("attach", ATTACH), ("listeners", LISTENERS), ("bgp", BGP)] {
+        if let Some(toml::Value::Table(t)) = table.get(section) {
+            if let Some(k) = stray(t, known, &format!("{section}.")) {
+                return Some(k);
+            }
+        }
+    }
+    for (list, known) in [("routes", ROUTE), ("sources", SOURCE)] {
+        if let Some(toml::Value::Array(entries)) = table.get(list) {
+            for (i, entry) in entries.iter().enumerate() {
+                if let Some(k) = entry.as_table().and_then(|t| stray(t, known, &format!("{list}[{i}]."))) {
+                    return Some(k);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../contrib/lnetd-host-encap.example.toml");
+
+    #[test]
+    fn the_example_file_parses_with_every_section() {
+        let file = AgentFile::from_toml_text(Path::new("contrib/lnetd-host-encap.example.toml"), EXAMPLE).unwrap();
+        assert_eq!(file.interface.as_deref(), Some("eth1"));
+        assert!(file.attach != AttachSettings::default() && file.listeners != ListenerSettings::default());
+        assert!(file.value::<crate::XdpMode>("attach.mode", file.attach.mode.as_deref()).unwrap().is_some());
+        assert!(file.value::<crate::TtlMode>("attach.ttl", file.attach.ttl.as_deref()).unwrap().is_some());
+        assert!(file.value::<crate::MtuPolicy>("attach.mtu_policy", file.attach.mtu_policy.as_deref()).is_ok());
+        assert!(file.value::<crate::Ipv4Lookup>("attach.lookup", file.attach.lookup.as_deref()).is_ok());
+        let routes = file.static_routes().unwrap().expect("the example carries static routes");
+        let valid = routes.validate().unwrap();
+        assert!(valid.routes().len() >= 2 && !valid.sources().is_empty(), "{valid:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_section_and_file() {
+        let path = Path::new("/etc/lnetd-host-encap/eth1.toml");
+        for (text, key) in [
+            ("interfce = \"eth1\"", "interfce"),
+            ("[listeners]\nwirte_group = \"x\"", "listeners.wirte_group"),
+            ("[attach]\nmax_routes = 1", "attach.max_routes"),
+            ("[bgp]\nbgp_api = \"127.0.0.1:50052\"", "bgp.bgp_api"),
+            ("[[routes]]\nprefix = \"10.0.0.0/8\"\npolcy = \"100\"", "routes[0].polcy"),
+        ] {
+            let e = AgentFile::from_toml_text(path, text).unwrap_err();
+            assert!(matches!(&e, ConfigError::UnknownKey { key: k, .. } if k == key), "{text}: {e:?}");
+            assert!(e.to_string().contains(path.to_str().unwrap()) && e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn routes_come_from_one_place_and_bad_values_name_their_key() {
+        let path = Path::new("a.toml");
+        let both = AgentFile::from_toml_text(path, "routes_file = \"r.toml\"\nroutes = []").unwrap();
+        assert!(matches!(both.static_routes(), Err(ConfigError::TwoRouteSources { .. })));
+        let none = AgentFile::from_toml_text(path, "interface = \"eth1\"").unwrap();
+        assert!(!none.has_static_routes() && none.static_routes().unwrap().is_none());
+        let empty = AgentFile::from_toml_text(path, "routes = []").unwrap();
+        assert_eq!(empty.static_routes().unwrap().map(|d| d.routes.len()), Some(0));
+        let bad = AgentFile::from_toml_text(path, "[attach]\nttl = \"sometimes\"").unwrap();
+        let e = bad.value::<crate::TtlMode>("attach.ttl", bad.attach.ttl.as_deref()).unwrap_err();
+        assert!(e.to_string().contains("attach.ttl") && e.to_string().contains("sometimes"), "{e}");
+        let wrong_type = AgentFile::from_toml_text(path, "[attach]\nmax_policies = \"many\"").unwrap_err();
+        assert!(matches!(wrong_type, ConfigError::Syntax { .. }), "{wrong_type:?}");
+    }
+
+    #[test]
+    fn settings_that_need_a_restart_are_named() {
+        let path = Path::new("a.toml");
+        let a = AgentFile::from_toml_text(
+            path,
+            "[listeners]\nwrite_group = \"a\"\n[[routes]]\nprefix = \"10.0.0.0/8\"\npolicy = \"100\"",
+        )
+        .unwrap();
+        let b = AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"").unwrap();
+        assert_eq!(a.restart_needed(&b), vec!["[listeners]".to_owned()]);
+        assert!(a.restart_needed(&a).is_empty());
+    }
+}

@@ -1,0 +1,497 @@
+//! The S-BFD initiator: one thread that sends every segment list's probes
+//! on time, reads the reflectors' answers, runs each list's [`Session`],
+//! and reports when a list becomes usable or unusable.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::io::{PacketTx, UdpRx};
+use super::packet::Control;
+use super::probe::{self, Addressing};
+use super::session::{Phase, Session};
+use super::{SbfdConfig, SbfdError};
+use crate::domain::label::{Label, LabelStack};
+
+/// A probed segment list: toward which endpoint, along which labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListKey {
+    /// The policy's endpoint, where the reflector runs.
+    pub endpoint: IpAddr,
+    /// The list's labels, top first.
+    pub stack: LabelStack,
+}
+
+impl Ord for ListKey {
+    /// By endpoint, then labels.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let labels = |k: &ListKey| k.stack.labels().iter().map(|l| l.value()).collect::<Vec<u32>>();
+        (self.endpoint, labels(self)).cmp(&(other.endpoint, labels(other)))
+    }
+}
+
+impl PartialOrd for ListKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Packet counts since the engine started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Probes sent.
+    pub sent: u64,
+    /// Probes the interface refused (counted, not retried).
+    pub send_errors: u64,
+    /// Answers matched to a session.
+    pub answers: u64,
+    /// Datagrams that were not a valid answer to a running session.
+    pub invalid: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    send_errors: AtomicU64,
+    answers: AtomicU64,
+    invalid: AtomicU64,
+    /// The engine thread's CPU time in user space and in the kernel, microseconds.
+    user_micros: AtomicU64,
+    system_micros: AtomicU64,
+}
+
+type Notify = Box<dyn Fn() + Send + Sync>;
+
+struct Shared {
+    wanted: Mutex<Option<Vec<ListKey>>>,
+    phases: Mutex<HashMap<ListKey, Phase>>,
+    stop: AtomicBool,
+    counters: Counters,
+    notify: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running initiator; stops its thread when dropped.
+pub struct Engine {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    source_port: u16,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("source_port", &self.source_port).finish_non_exhaustive()
+    }
+}
+
+struct Probe {
+    key: ListKey,
+    session: Session,
+    frame: Vec<u8>,
+    /// The state the frame announces (rebuilt when it changes).
+    announced: super::packet::State,
+    reflector: u32,
+    local: u32,
+    next_tx: Instant,
+}
+
+impl Engine {
+    /// Starts the initiator on `config.interface` of the calling thread's
+    /// network namespace (the thread it spawns stays there). `notify` is
+    /// called, on the engine's thread, whenever a list becomes usable or
+    /// unusable: it must be quick (wake someone up).
+    ///
+    /// # Errors
+    /// [`SbfdError`]: the interface is unknown or has no MAC, the router's
+    /// MAC cannot be learned, no UDP source port in 49152-65535 is free, a
+    /// socket cannot be opened (CAP_NET_RAW).
+    pub fn start(config: SbfdConfig, notify: impl Fn() + Send + Sync + 'static) -> Result<Engine, SbfdError> {
+        let local = super::neighbour::interface(&config.interface)?;
+        let router_mac = match config.router_mac {
+            Some(m) => m,
+            None => super::neighbour::router_mac(&config.interface)?,
+        };
+        let tx = PacketTx::open(local.ifindex)
+            .map_err(|errno| SbfdError::Socket { what: "AF_PACKET socket on the interface", errno })?;
+        let (socket, source_port) = super::io::bind_source_port().ok_or(SbfdError::NoSourcePort)?;
+        let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
+        let rx = UdpRx::new(socket, 4 << 20);
+        let shared = Arc::new(Shared {
+            wanted: Mutex::new(None),
+            phases: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+            notify: Box::new(notify),
+        });
+        let mut worker = Worker {
+            shared: Arc::clone(&shared),
+            config: config.clone(),
+            tx,
+            rx,
+            tick,
+            probes: Vec::new(),
+            by_local: HashMap::new(),
+            next_local: 1,
+            host_mac: local.mac,
+            router_mac,
+            sources: local.addresses,
+            source_port,
+            seed: 0x9e37_79b9_7f4a_7c15 ^ u64::from(source_port),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sbfd".into())
+            .spawn(move || worker.run())
+            .map_err(|e| SbfdError::Socket { what: "spawn the engine thread", errno: errno_of(&e) })?;
+        log::info!(
+            "S-BFD: initiator on {} (router {}), UDP source port {source_port}, every {:?} x {}, hold-down {:?}",
+            config.interface,
+            mac_text(router_mac),
+            config.timers.interval,
+            config.timers.multiplier,
+            config.timers.hold_down
+        );
+        Ok(Engine { shared, thread: Some(thread), source_port })
+    }
+
+    /// The lists to probe from now on: sessions of lists already probed go
+    /// on, new lists start (usable until their first detection time passes
+    /// unanswered), others stop.
+    pub fn set_lists(&self, lists: impl IntoIterator<Item = ListKey>) {
+        let mut lists: Vec<ListKey> = lists.into_iter().collect();
+        lists.sort();
+        lists.dedup();
+        *lock(&self.shared.wanted) = Some(lists);
+    }
+
+    /// Whether the list may carry flows: false while it is down or in its
+    /// hold-down; true for a list not probed (yet).
+    pub fn usable(&self, endpoint: IpAddr, labels: &[Label]) -> bool {
+        let Ok(stack) = LabelStack::new(labels.to_vec()) else { return true };
+        lock(&self.shared.phases).get(&ListKey { endpoint, stack }).is_none_or(Phase::usable)
+    }
+
+    /// Every probed list and where its session stands.
+    pub fn phases(&self) -> Vec<(ListKey, Phase)> {
+        let mut all: Vec<(ListKey, Phase)> = lock(&self.shared.phases).iter().map(|(k, p)| (k.clone(), *p)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Packet counts.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.shared.counters;
+        EngineStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            send_errors: c.send_errors.load(Ordering::Relaxed),
+            answers: c.answers.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The engine thread's CPU time so far, in user space and in the kernel
+    /// (getrusage of the thread, sampled every 100 ms by the thread itself).
+    pub fn cpu_time(&self) -> (Duration, Duration) {
+        let c = &self.shared.counters;
+        (
+            Duration::from_micros(c.user_micros.load(Ordering::Relaxed)),
+            Duration::from_micros(c.system_micros.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// The UDP port the answers arrive on.
+    pub fn source_port(&self) -> u16 {
+        self.source_port
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
+}
+
+pub(super) fn mac_text(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    config: SbfdConfig,
+    tx: PacketTx,
+    rx: UdpRx,
+    /// The engine's clock: probes leave and timers run once a tick (a
+    /// tenth of the interval), answers are read in batches then; the
+    /// thread sleeps in between rather than waking per packet.
+    tick: Duration,
+    probes: Vec<Probe>,
+    by_local: HashMap<u32, usize>,
+    next_local: u32,
+    host_mac: [u8; 6],
+    router_mac: [u8; 6],
+    sources: Vec<IpAddr>,
+    source_port: u16,
+    seed: u64,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut next_usage = Instant::now();
+        let mut next_tick = Instant::now();
+        let mut due: Vec<usize> = Vec::new();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if next_tick > now {
+                std::thread::sleep(next_tick - now);
+            }
+            // Woken much later than asked: this thread was not scheduled,
+            // no probe left meanwhile; that silence is ours, not the paths'.
+            let late = Instant::now().saturating_duration_since(next_tick);
+            if late > self.config.timers.interval / 2 {
+                log::debug!("S-BFD: the engine ran {late:?} late; its sessions' clocks are moved by as much");
+                for p in &mut self.probes {
+                    p.session.stalled(late);
+                }
+            }
+            next_tick = Instant::now().max(next_tick) + self.tick;
+            // New lists start usable and dropped ones no longer matter: a
+            // new set changes no list's usability, so nobody is woken.
+            if self.take_wanted() {
+                self.publish(false);
+            }
+            let mut changed = false;
+            let now = Instant::now();
+            due.clear();
+            for (i, p) in self.probes.iter_mut().enumerate() {
+                if p.next_tx <= now {
+                    due.push(i);
+                }
+            }
+            for &i in &due {
+                let jittered = self.jittered();
+                if let Some(p) = self.probes.get_mut(i) {
+                    p.next_tx = now + jittered;
+                }
+            }
+            let frames: Vec<&[u8]> =
+                due.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
+            match self.tx.send(&frames, self.config.batched) {
+                Ok(n) => self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed),
+                Err(e) => {
+                    log::debug!("S-BFD: sending probes: {e}");
+                    self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
+                }
+            };
+            changed |= self.receive();
+            let now = Instant::now();
+            for p in &mut self.probes {
+                if p.session.tick(now) {
+                    changed = true;
+                    log_change(p);
+                }
+            }
+            if changed {
+                self.publish(true);
+            }
+            if now >= next_usage {
+                // Phases that changed without changing usability (down ->
+                // returning) reach the status within 100 ms.
+                next_usage = now + Duration::from_millis(100);
+                self.publish(false);
+                self.sample_cpu();
+            }
+        }
+    }
+
+    /// Reads every queued answer and runs their sessions.
+    fn receive(&mut self) -> bool {
+        let batched = self.config.batched;
+        let mut answers = Vec::new();
+        let mut invalid = 0;
+        loop {
+            let before = answers.len() + invalid as usize;
+            match self.rx.recv(batched) {
+                Ok(payloads) => {
+                    for payload in payloads {
+                        match Control::decode(payload) {
+                            Ok(c) => answers.push(c),
+                            Err(_) => invalid += 1,
+                        }
+                    }
+                }
+                Err(e) => log::debug!("S-BFD: receiving answers: {e}"),
+            }
+            if answers.len() + invalid as usize - before < super::io::BATCH {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let mut changed = false;
+        for c in answers {
+            // Our discriminator comes back as Your Discriminator; the
+            // reflector's must be the one the list probes.
+            let probe = self.by_local.get(&c.your_discriminator).and_then(|i| self.probes.get_mut(*i));
+            match probe {
+                Some(p) if p.reflector == c.my_discriminator => {
+                    self.shared.counters.answers.fetch_add(1, Ordering::Relaxed);
+                    if p.session.answered(&c, now) {
+                        changed = true;
+                        log_change(p);
+                    }
+                }
+                _ => invalid += 1,
+            }
+        }
+        self.shared.counters.invalid.fetch_add(invalid, Ordering::Relaxed);
+        // Probes announce Up once answered (RFC 5880's Sta): rebuilt on change.
+        for i in 0..self.probes.len() {
+            let stale = self.probes.get(i).is_some_and(|p| p.announced != p.session.phase().state());
+            if stale {
+                self.rebuild(i);
+            }
+        }
+        changed
+    }
+
+    fn jittered(&mut self) -> Duration {
+        // RFC 5880 section 6.8.7: each interval is reduced by 0-25% at
+        // random, so that probes of many sessions do not synchronise.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let cut = (self.seed % 2501) as u32; // in 1/10,000
+        self.config.timers.interval * (10_000 - cut) / 10_000
+    }
+
+    fn take_wanted(&mut self) -> bool {
+        let Some(wanted) = lock(&self.shared.wanted).take() else { return false };
+        let now = Instant::now();
+        let mut old: HashMap<ListKey, Probe> = self.probes.drain(..).map(|p| (p.key.clone(), p)).collect();
+        let count = wanted.len().max(1) as u32;
+        for (n, key) in wanted.into_iter().enumerate() {
+            let probe = match old.remove(&key) {
+                Some(p) => Some(p),
+                None => {
+                    // New sessions are spread over one interval, not sent in a burst.
+                    let phase = self.config.timers.interval * (n as u32) / count;
+                    self.new_probe(key, now, now + phase)
+                }
+            };
+            self.probes.extend(probe);
+        }
+        self.by_local = self.probes.iter().enumerate().map(|(i, p)| (p.local, i)).collect();
+        true
+    }
+
+    fn new_probe(&mut self, key: ListKey, now: Instant, next_tx: Instant) -> Option<Probe> {
+        let reflector = self.config.reflector(key.endpoint)?;
+        let local = self.next_local;
+        self.next_local = self.next_local.wrapping_add(1).max(1);
+        let session = Session::new(self.config.timers, now);
+        let mut p =
+            Probe { key, session, frame: Vec::new(), announced: session.phase().state(), reflector, local, next_tx };
+        if !self.build(&mut p) {
+            return None;
+        }
+        Some(p)
+    }
+
+    fn rebuild(&mut self, i: usize) {
+        if let Some(mut p) = self.probes.get(i).map(|p| Probe { frame: Vec::new(), key: p.key.clone(), ..*p }) {
+            if self.build(&mut p) {
+                if let Some(slot) = self.probes.get_mut(i) {
+                    *slot = p;
+                }
+            }
+        }
+    }
+
+    /// Builds a probe's frame for its session's state; false when the
+    /// endpoint's family has no source address on the interface (logged).
+    fn build(&self, p: &mut Probe) -> bool {
+        let Some(source) = self.config.source_for(p.key.endpoint, &self.sources) else {
+            log::warn!(
+                "S-BFD: no {} address on {} to probe {} from: the list {} is not probed",
+                if p.key.endpoint.is_ipv6() { "IPv6" } else { "IPv4" },
+                self.config.interface,
+                p.key.endpoint,
+                p.key.stack
+            );
+            return false;
+        };
+        let state = p.session.phase().state();
+        let us = u32::try_from(self.config.timers.interval.as_micros()).unwrap_or(u32::MAX);
+        let control = Control {
+            diag: 0,
+            state,
+            poll: false,
+            final_: false,
+            detect_mult: self.config.timers.multiplier,
+            my_discriminator: p.local,
+            your_discriminator: p.reflector,
+            desired_min_tx_us: us,
+            required_min_rx_us: us,
+            required_min_echo_rx_us: 0,
+        };
+        let a = Addressing {
+            router_mac: self.router_mac,
+            host_mac: self.host_mac,
+            source,
+            endpoint: p.key.endpoint,
+            source_port: self.source_port,
+        };
+        match probe::frame(&p.key.stack, &a, &control) {
+            Ok(f) => {
+                p.frame = f;
+                p.announced = state;
+                true
+            }
+            Err(e) => {
+                log::warn!("S-BFD: list {} to {}: {e}", p.key.stack, p.key.endpoint);
+                false
+            }
+        }
+    }
+
+    fn publish(&self, notify: bool) {
+        let phases: HashMap<ListKey, Phase> = self.probes.iter().map(|p| (p.key.clone(), p.session.phase())).collect();
+        *lock(&self.shared.phases) = phases;
+        if notify {
+            (self.shared.notify)();
+        }
+    }
+
+    fn sample_cpu(&self) {
+        if let Ok(u) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) {
+            let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+            self.shared.counters.user_micros.store(micros(u.user_time()), Ordering::Relaxed);
+            self.shared.counters.system_micros.store(micros(u.system_time()), Ordering::Relaxed);
+        }
+    }
+}
+
+fn log_change(p: &Probe) {
+    let phase = p.session.phase();
+    if phase.usable() {
+        log::info!("S-BFD: segment list {} to {} is {}: in use again", p.key.stack, p.key.endpoint, phase.as_str());
+    } else {
+        log::warn!(
+            "S-BFD: segment list {} to {} is {}: its flows move to the live lists",
+            p.key.stack,
+            p.key.endpoint,
+            phase.as_str()
+        );
+    }
+}
