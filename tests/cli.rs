@@ -347,8 +347,8 @@ fn status_and_detach_force_out_of_damaged_states() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn an_export_applies_back_unchanged() {
-    use std::io::Write;
     privileged("an_export_applies_back_unchanged");
+    use std::io::Write;
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     ok(&lab.host, &["attach", "--mode", "generic"]);
