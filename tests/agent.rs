@@ -1052,3 +1052,64 @@ fn an_unknown_key_in_the_config_file_is_refused_with_its_name_and_file() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no agent serves eth9"), "{out:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_table_larger_than_one_message_streams_to_the_end() {
+    privileged("a_table_larger_than_one_message_streams_to_the_end");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    const N: usize = 200_000;
+    // Distinct /24s (10.0.0.0/24 .. 13.13.63.0/24), one shared stack: the default DIR-24-8 holds them.
+    let prefixes: Vec<String> =
+        (0..N).map(|i| format!("{}.{}.{}.0/24", 10 + i / 65536, i / 256 % 256, i % 256)).collect();
+    // Applied by the command before the agent starts (an Apply RPC of this size
+    // is over the agent's own 4 MB limit on requests); the agent adopts them.
+    let mut routes: Vec<serde_json::Value> =
+        prefixes.iter().map(|p| serde_json::json!({"prefix": p, "policy": "16001/16002"})).collect();
+    // The source's table needs a route of its own.
+    routes.push(serde_json::json!({"prefix": "172.16.0.0/12", "policy": "17001", "table": 1}));
+    let file = std::env::temp_dir().join(format!("lnetd-stream-routes-{}.json", std::process::id()));
+    let desired = serde_json::json!({"routes": routes, "sources": [{"prefix": "192.0.2.0/24", "table": 1}]});
+    std::fs::write(&file, desired.to_string()).unwrap();
+    for args in [&["attach", "--mode", "native"][..], &["apply", file.to_str().unwrap()]] {
+        let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_file(&file);
+    let _agent = start_agent_with(&lab, &[]);
+    let (one, chunks, streamed, sources) = with_client(&lab, |c, rt| {
+        rt.block_on(async {
+            // From here on, a client with gRPC's default 4 MB decoding limit (that of
+            // any generated client; connect_local lifts it for the command).
+            let mut c = c.max_decoding_message_size(4 << 20);
+            // One message is over it: ListRoutes cannot deliver the table.
+            let one = c.list_routes(pb::ListRoutesRequest {}).await.map(|_| ()).map_err(|s| s.code());
+            let mut stream = c.stream_routes(pb::ListRoutesRequest {}).await.unwrap().into_inner();
+            let (mut chunks, mut streamed, mut sources) = (0, Vec::new(), Vec::new());
+            while let Some(chunk) = stream.message().await.unwrap() {
+                chunks += 1;
+                streamed.extend(chunk.routes.into_iter().map(|r| r.route.unwrap().prefix));
+                sources.extend(chunk.sources.into_iter().map(|s| (s.prefix, s.table)));
+            }
+            (one, chunks, streamed, sources)
+        })
+    });
+    assert_eq!(one, Err(Code::OutOfRange), "ListRoutes of {N} routes fits the default limit: the test proves nothing");
+    assert!(chunks > 1, "{chunks} chunk(s)");
+    let mut got = streamed.clone();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), streamed.len(), "a route came twice");
+    let mut want = prefixes.clone();
+    want.push("172.16.0.0/12".to_owned());
+    want.sort();
+    assert_eq!(got, want, "the stream holds exactly the applied routes");
+    assert_eq!(sources, vec![("192.0.2.0/24".to_owned(), 1)]);
+    // The command's `routes` goes through the agent, and gets every route too.
+    let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF, "routes", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = json.to_string();
+    assert!(text.contains("\"13.13.63.0/24\"") && text.contains("\"10.0.0.0/24\""), "routes --json lacks routes");
+}

@@ -410,3 +410,58 @@ fn an_export_applies_back_unchanged() {
     assert!(stdout.contains("DSCP table unchanged"), "{stdout}");
     ok(&lab.host, &["detach"]);
 }
+
+/// Runs the command without a namespace or privileges: what any user (or a
+/// packager building the completions and the man page) does.
+fn unprivileged(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lnetd-host-encap")).args(args).output().expect("run lnetd-host-encap");
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The subcommands `--help` lists (without `help`), read from the help text
+/// rather than the code so the man page is checked against what users see.
+fn subcommands(args: &[&str]) -> Vec<String> {
+    let help = unprivileged(&[args, &["--help"]].concat());
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let bash = unprivileged(&["completions", "bash"]);
+    for word in ["attach", "--iface", "apply", "--dry-run", "--hook"] {
+        assert!(bash.contains(word), "the bash completions do not mention {word}");
+    }
+    let zsh = unprivileged(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef lnetd-host-encap"), "zsh script header: {:?}", zsh.lines().next());
+    let fish = unprivileged(&["completions", "fish"]);
+    assert!(fish.contains("complete -c lnetd-host-encap") && fish.contains("attach"), "fish script:\n{fish}");
+    // An unknown shell is a usage error (exit code 2), not a failure.
+    let out = Command::new(env!("CARGO_BIN_EXE_lnetd-host-encap")).args(["completions", "csh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_man_page_documents_every_subcommand() {
+    let page = unprivileged(&["man"]);
+    assert!(page.starts_with(".TH lnetd-host-encap 8"), "the page starts with {:?}", page.lines().next());
+    let top = subcommands(&[]);
+    assert!(top.len() > 10 && top.iter().any(|s| s == "attach"), "subcommands from --help: {top:?}");
+    for name in &top {
+        let section = format!(".SH \"{}\"", name.to_uppercase());
+        assert!(page.contains(&section), "the man page has no section for `{name}`");
+    }
+    for name in subcommands(&["pop"]) {
+        let section = format!(".SH \"POP {}\"", name.to_uppercase());
+        assert!(page.contains(&section), "the man page has no section for `pop {name}`");
+    }
+    // A flag of a subcommand is documented under it.
+    assert!(page.contains("\\-\\-allow\\-empty") || page.contains("\\-\\-dry\\-run"), "apply's flags are missing");
+}

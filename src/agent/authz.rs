@@ -34,6 +34,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/SetRoute", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/RemoveRoute", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/ListRoutes", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/StreamRoutes", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/SetSource", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/RemoveSource", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/Apply", Access::Write),

@@ -142,6 +142,33 @@ fn apply_reply(report: &crate::fib::apply::ApplyReport) -> pb::ApplyReply {
     }
 }
 
+impl Service {
+    /// Every route with its counters and origin, and the sources: what
+    /// `ListRoutes` answers and `StreamRoutes` sends in chunks.
+    async fn listed(&self) -> Result<pb::ListRoutesReply, Status> {
+        let enc = Arc::clone(&self.enc);
+        let routes = blocking(move || enc.counted_routes().map_err(|e| Status::internal(e.to_string()))).await?;
+        let sources =
+            self.enc.sources().into_iter().map(|(p, t)| pb::Source { prefix: p.to_string(), table: t.id() }).collect();
+        let origin = self.writes.origin();
+        let routes = routes
+            .iter()
+            .map(|c| {
+                let mut m = counted(c);
+                (m.origin, m.origin_detail, m.binding_sid) = origin(c.table, c.route.prefix);
+                m
+            })
+            .collect();
+        Ok(pb::ListRoutesReply { routes, sources })
+    }
+}
+
+/// Routes per `StreamRoutes` message: a counted route is a few dozen bytes, so
+/// a chunk stays far under the 4 MB default limit of gRPC clients.
+const ROUTES_PER_CHUNK: usize = 1024;
+
+type RoutesStream = Pin<Box<dyn Stream<Item = Result<pb::ListRoutesReply, Status>> + Send + 'static>>;
+
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -165,20 +192,22 @@ impl Api for Service {
     }
 
     async fn list_routes(&self, _: Request<pb::ListRoutesRequest>) -> Result<Response<pb::ListRoutesReply>, Status> {
-        let enc = Arc::clone(&self.enc);
-        let routes = blocking(move || enc.counted_routes().map_err(|e| Status::internal(e.to_string()))).await?;
-        let sources =
-            self.enc.sources().into_iter().map(|(p, t)| pb::Source { prefix: p.to_string(), table: t.id() }).collect();
-        let origin = self.writes.origin();
-        let routes = routes
-            .iter()
-            .map(|c| {
-                let mut m = counted(c);
-                (m.origin, m.origin_detail, m.binding_sid) = origin(c.table, c.route.prefix);
-                m
-            })
-            .collect();
-        Ok(Response::new(pb::ListRoutesReply { routes, sources }))
+        Ok(Response::new(self.listed().await?))
+    }
+
+    type StreamRoutesStream = RoutesStream;
+
+    async fn stream_routes(&self, _: Request<pb::ListRoutesRequest>) -> Result<Response<RoutesStream>, Status> {
+        let pb::ListRoutesReply { routes, sources } = self.listed().await?;
+        let mut chunks = Vec::with_capacity(routes.len().div_ceil(ROUTES_PER_CHUNK).max(1));
+        let mut routes = routes.into_iter().peekable();
+        let mut sources = Some(sources);
+        // Always one chunk at least, so an empty table still sends its sources.
+        while sources.is_some() || routes.peek().is_some() {
+            let chunk: Vec<_> = routes.by_ref().take(ROUTES_PER_CHUNK).collect();
+            chunks.push(Ok(pb::ListRoutesReply { routes: chunk, sources: sources.take().unwrap_or_default() }));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     async fn set_source(&self, request: Request<pb::Source>) -> Result<Response<pb::SetSourceReply>, Status> {

@@ -7,6 +7,7 @@
 //! 2 usage (a bad flag or value).
 
 mod apply;
+mod generate;
 mod output;
 mod recover;
 #[cfg(feature = "agent")]
@@ -226,6 +227,13 @@ enum Command {
     /// settings need a restart.
     #[cfg(feature = "agent")]
     Reload,
+    /// Print a shell completion script for SHELL (bash, zsh, fish, elvish, powershell); needs no --iface.
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout; needs no --iface.
+    Man,
 }
 
 /// Learning SR policies and colored routes from BGP, through GoBGP.
@@ -379,10 +387,24 @@ fn main() -> ExitCode {
         unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = Cli::parse();
     env_logger::Builder::new().filter_level(cli.log).format_timestamp(None).init();
+    // Generated from the definitions, for any interface: no --iface, no dataplane.
+    let generated = match cli.command {
+        Command::Completions { shell } => Some(generate::completions(shell)),
+        Command::Man => Some(generate::man()),
+        _ => None,
+    };
+    if let Some(result) = generated {
+        return report(result);
+    }
     let Some(iface) = cli.iface.clone() else {
         Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--iface IFACE is required").exit();
     };
-    match run(&iface, cli.command) {
+    report(run(&iface, cli.command))
+}
+
+/// Exit code 0, or the failure as one message (with its causes) and exit code 1.
+fn report(result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = e.to_string();
@@ -588,6 +610,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             )
             .into())
         }
+        // Handled in main before --iface is required; kept here so `run` stays total.
+        Command::Completions { shell } => generate::completions(shell)?,
+        Command::Man => generate::man()?,
         Command::Watch => {
             let enc = adopt(iface, false)?;
             let stop = Arc::new(AtomicBool::new(false));

@@ -196,6 +196,25 @@ struct Listed {
     origins: HashMap<(Table, IpNetwork), Origin>,
 }
 
+/// Every route: streamed in chunks (a large table does not fit one 4 MB
+/// message), or in one `ListRoutes` reply from an agent that predates
+/// `StreamRoutes`.
+async fn list_routes(client: &mut EncapsulatorClient<Channel>) -> Result<pb::ListRoutesReply, Status> {
+    let mut stream = match client.stream_routes(pb::ListRoutesRequest {}).await {
+        Ok(stream) => stream.into_inner(),
+        Err(s) if s.code() == Code::Unimplemented => {
+            return Ok(client.list_routes(pb::ListRoutesRequest {}).await?.into_inner())
+        }
+        Err(s) => return Err(s),
+    };
+    let mut all = pb::ListRoutesReply::default();
+    while let Some(chunk) = stream.message().await? {
+        all.routes.extend(chunk.routes);
+        all.sources.extend(chunk.sources);
+    }
+    Ok(all)
+}
+
 impl apply::Target for Remote<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
         let reply =
@@ -212,11 +231,7 @@ impl apply::Target for Remote<'_> {
 
 impl Remote<'_> {
     fn routes(&mut self) -> Result<Listed, Failure> {
-        let reply = self
-            .rt
-            .block_on(self.client.list_routes(pb::ListRoutesRequest {}))
-            .map_err(|s| failure(&self.path, s))?
-            .into_inner();
+        let reply = self.rt.block_on(list_routes(&mut self.client)).map_err(|s| failure(&self.path, s))?;
         let mut routes = Vec::with_capacity(reply.routes.len());
         let mut origins = HashMap::new();
         for r in reply.routes {
