@@ -537,21 +537,9 @@ impl Origins {
     /// As [`Encapsulator::apply`].
     pub fn apply_local(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let local: BTreeMap<RouteId, (Route, Origin)> =
-            valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect();
-        let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
-        if dry_run {
-            let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
-            return self.enc.apply_valid_dry_run(state);
-        }
-        let (report, state) = self.apply_state(routes, Some(&valid))?;
-        inner.local = local;
-        inner.installed = installed;
-        inner.merged = state;
-        self.save(inner);
-        Ok(report)
+        self.replace_local(&valid, dry_run, |_| {
+            valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect()
+        })
     }
 
     /// Makes the `static` table equal to `desired` (the agent's configuration
@@ -562,19 +550,34 @@ impl Origins {
     /// As [`Encapsulator::apply`]; nothing changed then.
     pub fn apply_static(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
+        self.replace_local(&valid, dry_run, |old| {
+            let mut local: BTreeMap<RouteId, (Route, Origin)> =
+                old.iter().filter(|(_, (_, o))| *o == Origin::Agent).map(|(id, r)| (*id, r.clone())).collect();
+            for (id, r) in valid.routes() {
+                local.entry(*id).or_insert_with(|| (r.clone(), Origin::Static));
+            }
+            local
+        })
+    }
+
+    /// Replaces the local (static and agent) table by what `local` makes of
+    /// the current one, merged with BGP's, with `valid`'s sources and DSCP
+    /// table; recorded only once applied.
+    fn replace_local(
+        &self,
+        valid: &ValidState,
+        dry_run: bool,
+        local: impl FnOnce(&BTreeMap<RouteId, (Route, Origin)>) -> BTreeMap<RouteId, (Route, Origin)>,
+    ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let mut local: BTreeMap<RouteId, (Route, Origin)> =
-            inner.local.iter().filter(|(_, (_, o))| *o == Origin::Agent).map(|(id, r)| (*id, r.clone())).collect();
-        for (id, r) in valid.routes() {
-            local.entry(*id).or_insert_with(|| (r.clone(), Origin::Static));
-        }
+        let local = local(&inner.local);
         let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
         if dry_run {
             let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
             return self.enc.apply_valid_dry_run(state);
         }
-        let (report, state) = self.apply_state(routes, Some(&valid))?;
+        let (report, state) = self.apply_state(routes, Some(valid))?;
         inner.local = local;
         inner.installed = installed;
         inner.merged = state;
