@@ -192,7 +192,7 @@ impl Lab {
     }
 }
 
-/// Removes the agents' origins file for the lab's namespace (an agent keeps
+/// Removes the agents' origins file and local socket for the lab's namespace (an agent keeps
 /// it across restarts; the namespace, and so its directory, is the test's own).
 struct OriginsGuard<'a>(&'a Netns);
 
@@ -200,6 +200,12 @@ impl Drop for OriginsGuard<'_> {
     fn drop(&mut self) {
         let dir = self.0.run(|| lnetd_host_encap::bgp::origins::origins_path(VethLab::HOST_IF));
         if let Some(ns_dir) = dir.ok().and_then(Result::ok).as_deref().and_then(|f| f.parent()?.parent()) {
+            let _ = std::fs::remove_dir_all(ns_dir);
+        }
+        // An agent killed with SIGKILL leaves its local socket (and the
+        // namespace's directory of sockets) behind.
+        let socket = self.0.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF));
+        if let Some(ns_dir) = socket.ok().and_then(Result::ok).as_deref().and_then(|f| f.parent()) {
             let _ = std::fs::remove_dir_all(ns_dir);
         }
     }
