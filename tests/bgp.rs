@@ -253,6 +253,19 @@ fn start_agent(lab: &Lab, session_down: &str) -> ChildGuard {
     agent
 }
 
+/// A UDP socket on `addr`. The port was free a moment ago, but once in a CI
+/// run its bind failed with EADDRINUSE right after the socket last bound to
+/// it was closed: a few retries, then the error.
+fn bind_udp(addr: &str) -> UdpSocket {
+    for _ in 0..50 {
+        match UdpSocket::bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => std::thread::sleep(Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    UdpSocket::bind(addr).unwrap()
+}
+
 /// Sends one datagram per source port from the router side to `dst`; the
 /// label stacks that came back (an empty one for a datagram not labelled).
 fn stacks(lab: &Lab, dst: IpAddr, sports: std::ops::Range<u16>) -> Vec<Vec<u32>> {
@@ -262,7 +275,7 @@ fn stacks(lab: &Lab, dst: IpAddr, sports: std::ops::Range<u16>) -> Vec<Vec<u32>>
         .run(|| {
             for sport in sports {
                 let bind = if dst.is_ipv6() { format!("[::]:{sport}") } else { format!("0.0.0.0:{sport}") };
-                let s = UdpSocket::bind(bind).unwrap();
+                let s = bind_udp(&bind);
                 s.send_to(b"bgp", SocketAddr::new(dst, 7000)).unwrap();
             }
         })
@@ -445,7 +458,7 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
             lab.veth
                 .router
                 .run(|| {
-                    let sock = UdpSocket::bind("0.0.0.0:40000").unwrap();
+                    let sock = bind_udp("0.0.0.0:40000");
                     let start = Instant::now();
                     let mut sent = 0;
                     while start.elapsed() < Duration::from_millis(900) {
