@@ -3,7 +3,7 @@
 # and mounts bpffs. Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool tcpdump util-linux bpftool iputils-ping openssl gobgpd)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make iproute2 ethtool tcpdump util-linux bpftool iputils-ping openssl gobgpd systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
