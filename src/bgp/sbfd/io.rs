@@ -87,16 +87,7 @@ impl PacketTx {
         for chunk in frames.chunks(BATCH) {
             let mut iov: Vec<libc::iovec> =
                 chunk.iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
-            // SAFETY: all-zero bytes are a valid mmsghdr; the fields used are set below.
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
+            let mut msgs = mmsghdrs(&mut iov);
             let mut off = 0;
             while off < msgs.len() {
                 let rest = msgs.get_mut(off..).unwrap_or_default();
@@ -113,6 +104,20 @@ impl PacketTx {
         }
         Ok(sent)
     }
+}
+
+/// One message header per buffer of `iov`, for sendmmsg and recvmmsg; the
+/// headers point into `iov`, which must outlive them.
+fn mmsghdrs(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .map(|v| {
+            // SAFETY: all-zero bytes are a valid mmsghdr; the fields used are set here.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
 }
 
 /// Receives answers: the datagrams' payloads, up to [`RX_BUF`] bytes each.
@@ -158,16 +163,7 @@ impl UdpRx {
                 .iter_mut()
                 .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: RX_BUF })
                 .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: all-zero bytes are a valid mmsghdr; the fields used are set here.
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
+            let mut msgs = mmsghdrs(&mut iov);
             // SAFETY: each mmsghdr points at one live buffer of RX_BUF bytes;
             let r = unsafe {
                 libc::recvmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())

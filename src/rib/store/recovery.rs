@@ -64,19 +64,34 @@ pub(crate) fn peek(dir: &Path) -> Result<Peeked, OpenError> {
     let journal_bytes = read(&dir.join(JOURNAL))?.unwrap_or_default();
     let (records, _) = journal::scan(&journal_bytes);
     let mut at = head.at.seq;
-    let mut begun: Option<u64> = None;
-    for record in &records {
+    let begun = walk(&records, |record| {
+        at = at.max(record.seq);
+        Ok(())
+    })
+    .map_err(OpenError::Unreadable)?;
+    Ok(Peeked { config: head.config, attached: head.attached, unfinished: begun.is_some_and(|seq| seq > at) })
+}
+
+/// Walks the journal's records in order, handing `commit` every COMMIT;
+/// returns the sequence number of a change begun (INTENT) and never ended by
+/// a COMMIT or a DONE.
+fn walk(
+    records: &[journal::Record<'_>],
+    mut commit: impl FnMut(&journal::Record<'_>) -> Result<(), Unreadable>,
+) -> Result<Option<u64>, Unreadable> {
+    let mut begun = None;
+    for record in records {
         match record.kind {
             INTENT => begun = Some(record.seq),
             DONE => begun = None,
             COMMIT => {
                 begun = None;
-                at = at.max(record.seq);
+                commit(record)?;
             }
             _ => {}
         }
     }
-    Ok(Peeked { config: head.config, attached: head.attached, unfinished: begun.is_some_and(|seq| seq > at) })
+    Ok(begun)
 }
 
 fn snapshot_bytes(dir: &Path) -> Result<Vec<u8>, OpenError> {
@@ -106,21 +121,14 @@ pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
             journal_bytes.len() - valid
         );
     }
-    let mut begun: Option<u64> = None;
-    for record in &records {
-        match record.kind {
-            INTENT => begun = Some(record.seq),
-            DONE => begun = None,
-            COMMIT => {
-                begun = None;
-                // Left behind by a compaction that did not get to empty the journal.
-                if record.seq > at.seq {
-                    journal::replay_commit(&mut rib, &mut at, record).map_err(OpenError::Unreadable)?;
-                }
-            }
-            _ => {}
+    let begun = walk(&records, |record| {
+        // Left behind by a compaction that did not get to empty the journal.
+        if record.seq > at.seq {
+            journal::replay_commit(&mut rib, &mut at, record)?;
         }
-    }
+        Ok(())
+    })
+    .map_err(OpenError::Unreadable)?;
     // A snapshot written by the change itself (a table replaced whole) finished it.
     let unfinished = begun.is_some_and(|seq| seq > at.seq);
     let _ = rib.take_changes();
