@@ -43,6 +43,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/GetStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/WatchStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/Reload", Access::Write),
+    ("/lnetd.encap.v1.Encapsulator/GetLiveness", Access::Read),
     ("/counters.int_map/GetMaps", Access::Read),
     ("/counters.int_map/GetMapCounters", Access::Read),
     ("/counters.int_UpdateMap/UpdateMap", Access::Write),

@@ -29,7 +29,8 @@ use crate::domain::desired::{DesiredFormat, DesiredRoute, DesiredSource, Desired
 
 /// The keys of each section, as the file spells them (checked before the
 /// typed parse, so the refusal names the key and its section).
-const TOP: &[&str] = &["interface", "attach", "listeners", "bgp", "routes", "sources", "dscp_map", "routes_file"];
+const TOP: &[&str] =
+    &["interface", "attach", "listeners", "bgp", "sbfd", "routes", "sources", "dscp_map", "routes_file"];
 const ATTACH: &[&str] = &[
     "hook",
     "allow_tso",
@@ -58,6 +59,7 @@ const LISTENERS: &[&str] = &[
     "tls_client_ca",
 ];
 const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id"];
+const SBFD: &[&str] = &["interval_ms", "multiplier", "hold_down_ms", "reflector", "router_mac"];
 const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label"];
 const SOURCE: &[&str] = &["prefix", "table"];
 
@@ -196,6 +198,25 @@ pub struct BgpSettings {
     pub router_id: Option<Ipv4Addr>,
 }
 
+/// `[sbfd]`: the `--sbfd-*` flags (segment-list liveness, docs/liveness.md),
+/// the section name standing for their `sbfd-` prefix. Needs `[bgp] api`.
+/// Changing them needs a restart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SbfdSettings {
+    /// Probe every segment list every this many milliseconds (`--sbfd-interval-ms`);
+    /// S-BFD is off without it.
+    pub interval_ms: Option<u64>,
+    /// Detection multiplier (`--sbfd-multiplier`, default 3).
+    pub multiplier: Option<u8>,
+    /// Hold-down of a list that answers again (`--sbfd-hold-down-ms`, default 5000).
+    pub hold_down_ms: Option<u64>,
+    /// Reflector discriminators, `ENDPOINT=DISCRIMINATOR` each (`--sbfd-reflector`).
+    pub reflector: Option<Vec<String>>,
+    /// The router's MAC (`--sbfd-router-mac`).
+    pub router_mac: Option<String>,
+}
+
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +235,9 @@ pub struct AgentFile {
     /// BGP.
     #[serde(default)]
     pub bgp: BgpSettings,
+    /// S-BFD.
+    #[serde(default)]
+    pub sbfd: SbfdSettings,
     /// Static routes, in the `apply` format.
     pub routes: Option<Vec<DesiredRoute>>,
     /// Source prefixes selecting alternate tables, in the `apply` format.
@@ -320,22 +344,85 @@ impl AgentFile {
             .transpose()
     }
 
+    /// `[sbfd]` checked and typed: each value refused names its key.
+    ///
+    /// # Errors
+    /// [`ConfigError::Value`]: an interval out of 1..=60000, a multiplier
+    /// of 0, a reflector that is not `ENDPOINT=DISCRIMINATOR`, a MAC that
+    /// is not `xx:xx:xx:xx:xx:xx`.
+    #[cfg(feature = "bgp")]
+    pub fn sbfd(&self) -> Result<SbfdValues, ConfigError> {
+        let s = &self.sbfd;
+        let refuse = |key: &str, value: String, reason: &str| ConfigError::Value {
+            path: self.path.clone(),
+            key: format!("sbfd.{key}"),
+            value,
+            reason: reason.into(),
+        };
+        if let Some(ms) = s.interval_ms.filter(|ms| !(1..=60_000).contains(ms)) {
+            return Err(refuse("interval_ms", ms.to_string(), "1 to 60000 milliseconds"));
+        }
+        if s.multiplier == Some(0) {
+            return Err(refuse("multiplier", "0".into(), "1 to 255"));
+        }
+        let reflectors = s
+            .reflector
+            .iter()
+            .flatten()
+            .map(|r| {
+                r.parse::<crate::bgp::sbfd::Reflector>().map_err(|e| refuse("reflector", r.clone(), &e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let router_mac = s
+            .router_mac
+            .as_deref()
+            .map(|m| {
+                crate::bgp::sbfd::neighbour::parse_mac(m)
+                    .ok_or_else(|| refuse("router_mac", m.into(), "a MAC such as 02:00:00:00:00:01"))
+            })
+            .transpose()?;
+        Ok(SbfdValues {
+            interval_ms: s.interval_ms,
+            multiplier: s.multiplier,
+            hold_down_ms: s.hold_down_ms,
+            reflectors,
+            router_mac,
+        })
+    }
+
     /// The settings that differ from `other`'s and cannot change while the
-    /// agent runs (the interface, `[attach]`, `[listeners]`, `[bgp]`): a
+    /// agent runs (the interface, `[attach]`, `[listeners]`, `[bgp]`, `[sbfd]`): a
     /// reload reports them instead of applying them.
     pub fn restart_needed(&self, other: &AgentFile) -> Vec<String> {
         let mut changed = Vec::new();
         if self.interface != other.interface {
             changed.push("interface".to_owned());
         }
-        let sections: [(&str, bool); 3] = [
+        let sections: [(&str, bool); 4] = [
             ("attach", self.attach != other.attach),
             ("listeners", self.listeners != other.listeners),
             ("bgp", self.bgp != other.bgp),
+            ("sbfd", self.sbfd != other.sbfd),
         ];
         changed.extend(sections.iter().filter(|(_, differs)| *differs).map(|(name, _)| format!("[{name}]")));
         changed
     }
+}
+
+/// `[sbfd]` as [`AgentFile::sbfd`] typed it.
+#[cfg(feature = "bgp")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SbfdValues {
+    /// `interval_ms`, 1..=60000.
+    pub interval_ms: Option<u64>,
+    /// `multiplier`, 1..=255.
+    pub multiplier: Option<u8>,
+    /// `hold_down_ms`.
+    pub hold_down_ms: Option<u64>,
+    /// `reflector`, parsed.
+    pub reflectors: Vec<crate::bgp::sbfd::Reflector>,
+    /// `router_mac`, parsed.
+    pub router_mac: Option<[u8; 6]>,
 }
 
 /// The first key of `table` (or of its sections and route entries) the file
@@ -347,7 +434,7 @@ fn unknown_key(table: &toml::Table) -> Option<String> {
     if let Some(k) = stray(table, TOP, "") {
         return Some(k);
     }
-    for (section, known) in [("attach", ATTACH), ("listeners", LISTENERS), ("bgp", BGP)] {
+    for (section, known) in [("attach", ATTACH), ("listeners", LISTENERS), ("bgp", BGP), ("sbfd", SBFD)] {
         if let Some(toml::Value::Table(t)) = table.get(section) {
             if let Some(k) = stray(t, known, &format!("{section}.")) {
                 return Some(k);
@@ -429,5 +516,69 @@ mod tests {
         let b = AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"").unwrap();
         assert_eq!(a.restart_needed(&b), vec!["[listeners]".to_owned()]);
         assert!(a.restart_needed(&a).is_empty());
+        let c = AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"\n[sbfd]\nmultiplier = 5")
+            .unwrap();
+        assert_eq!(b.restart_needed(&c), vec!["[sbfd]".to_owned()]);
+    }
+
+    /// The example with its commented `[bgp]` and `[sbfd]` sections turned on.
+    fn example_with_liveness() -> String {
+        let mut on = false;
+        EXAMPLE
+            .lines()
+            .map(|l| {
+                if l.starts_with("# [") {
+                    on = true;
+                    return l.trim_start_matches("# ").to_owned();
+                }
+                on &= l.starts_with("# ") && l.contains(" = ");
+                if on {
+                    l.trim_start_matches("# ").to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[cfg(feature = "bgp")]
+    #[test]
+    fn the_examples_sbfd_section_parses_into_the_flags_values() {
+        let text = example_with_liveness();
+        let file = AgentFile::from_toml_text(Path::new("example.toml"), &text).unwrap();
+        assert_eq!(file.bgp.api.as_deref(), Some("127.0.0.1:50052"), "{text}");
+        let s = file.sbfd().unwrap();
+        assert_eq!((s.interval_ms, s.multiplier, s.hold_down_ms), (Some(10), Some(3), Some(5000)));
+        let reflectors: Vec<(String, u32)> =
+            s.reflectors.iter().map(|r| (r.endpoint.to_string(), r.discriminator)).collect();
+        assert_eq!(reflectors, [("192.0.2.1".to_owned(), 3_221_225_985), ("2001:db8::1".to_owned(), 0xc000_0201)]);
+        assert_eq!(s.router_mac, Some([2, 0, 0, 0, 0, 1]));
+        // Commented out, the section is off.
+        let off = AgentFile::from_toml_text(Path::new("example.toml"), EXAMPLE).unwrap();
+        assert_eq!((off.sbfd.clone(), off.sbfd().unwrap()), (SbfdSettings::default(), SbfdValues::default()));
+    }
+
+    #[cfg(feature = "bgp")]
+    #[test]
+    fn bad_sbfd_values_and_keys_are_named() {
+        let path = Path::new("s.toml");
+        for (text, key, value) in [
+            ("[sbfd]\ninterval_ms = 0", "sbfd.interval_ms", "0"),
+            ("[sbfd]\ninterval_ms = 60001", "sbfd.interval_ms", "60001"),
+            ("[sbfd]\ninterval_ms = 10\nmultiplier = 0", "sbfd.multiplier", "0"),
+            ("[sbfd]\ninterval_ms = 10\nreflector = [\"192.0.2.1\"]", "sbfd.reflector", "192.0.2.1"),
+            ("[sbfd]\ninterval_ms = 10\nreflector = [\"192.0.2.1=0\"]", "sbfd.reflector", "192.0.2.1=0"),
+            ("[sbfd]\ninterval_ms = 10\nrouter_mac = \"02:00:00:00:01\"", "sbfd.router_mac", "02:00:00:00:01"),
+        ] {
+            let file = AgentFile::from_toml_text(path, text).unwrap();
+            let e = file.sbfd().unwrap_err();
+            assert!(matches!(&e, ConfigError::Value { key: k, value: v, .. } if k == key && v == value), "{text}: {e:?}");
+            assert!(e.to_string().contains("s.toml"), "{e}");
+        }
+        let e = AgentFile::from_toml_text(path, "[sbfd]\ninterval = 10").unwrap_err();
+        assert!(matches!(&e, ConfigError::UnknownKey { key, .. } if key == "sbfd.interval"), "{e:?}");
+        let e = AgentFile::from_toml_text(path, "[sbfd]\nmultiplier = 300").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "a multiplier over 255: {e:?}");
     }
 }

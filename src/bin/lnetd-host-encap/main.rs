@@ -265,22 +265,23 @@ struct BgpArgs {
     #[cfg(feature = "bgp")]
     #[arg(long = "sbfd-interval-ms", value_name = "MS")]
     sbfd_interval_ms: Option<u64>,
-    /// S-BFD detection multiplier.
+    /// S-BFD detection multiplier. Default: 3.
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-multiplier", value_name = "N", default_value_t = 3, requires = "sbfd_interval_ms")]
-    sbfd_multiplier: u8,
-    /// How long a segment list that answers again waits before it is used again.
+    #[arg(long = "sbfd-multiplier", value_name = "N")]
+    sbfd_multiplier: Option<u8>,
+    /// How long a segment list that answers again waits before it is used
+    /// again. Default: 5000.
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-hold-down-ms", value_name = "MS", default_value_t = 5000, requires = "sbfd_interval_ms")]
-    sbfd_hold_down_ms: u64,
+    #[arg(long = "sbfd-hold-down-ms", value_name = "MS")]
+    sbfd_hold_down_ms: Option<u64>,
     /// An endpoint's S-BFD reflector discriminator (repeatable); default: the
     /// endpoint's IPv4 address as a 32-bit number (IOS-XR's default).
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-reflector", value_name = "ENDPOINT=DISCRIMINATOR", requires = "sbfd_interval_ms")]
+    #[arg(long = "sbfd-reflector", value_name = "ENDPOINT=DISCRIMINATOR")]
     sbfd_reflectors: Vec<lnetd_host_encap::bgp::sbfd::Reflector>,
     /// The router's MAC, where probes are sent; default: from the neighbour table.
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-router-mac", value_name = "MAC", requires = "sbfd_interval_ms",
+    #[arg(long = "sbfd-router-mac", value_name = "MAC",
           value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a MAC such as 02:00:00:00:00:01"))]
     sbfd_router_mac: Option<[u8; 6]>,
 }
@@ -299,6 +300,25 @@ impl BgpArgs {
                 }
                 self.stale_time = self.stale_time.or(b.stale_time);
                 self.router_id = self.router_id.or(b.router_id);
+                // Flags win: a --sbfd-reflector given replaces the file's list.
+                let s = f.sbfd()?;
+                self.sbfd_interval_ms = self.sbfd_interval_ms.or(s.interval_ms);
+                self.sbfd_multiplier = self.sbfd_multiplier.or(s.multiplier);
+                self.sbfd_hold_down_ms = self.sbfd_hold_down_ms.or(s.hold_down_ms);
+                if self.sbfd_reflectors.is_empty() {
+                    self.sbfd_reflectors = s.reflectors;
+                }
+                self.sbfd_router_mac = self.sbfd_router_mac.or(s.router_mac);
+            }
+            if self.sbfd_interval_ms.is_none()
+                && (self.sbfd_multiplier.is_some()
+                    || self.sbfd_hold_down_ms.is_some()
+                    || !self.sbfd_reflectors.is_empty()
+                    || self.sbfd_router_mac.is_some())
+            {
+                return Err("--sbfd-multiplier, --sbfd-hold-down-ms, --sbfd-reflector and --sbfd-router-mac (or \
+                            their [sbfd] keys) need --sbfd-interval-ms (or sbfd.interval_ms): S-BFD is off without it"
+                    .into());
             }
             // Checked here, not by clap: the API may come from the file.
             if self.api.is_none()
@@ -313,8 +333,8 @@ impl BgpArgs {
             }
         }
         #[cfg(not(feature = "bgp"))]
-        if file.is_some_and(|f| f.bgp != Default::default()) {
-            return Err("the configuration file has a [bgp] section: this build has no BGP (feature bgp)".into());
+        if file.is_some_and(|f| f.bgp != Default::default() || f.sbfd != Default::default()) {
+            return Err("the configuration file has a [bgp] or [sbfd] section: this build has no BGP (feature bgp)".into());
         }
         Ok(self)
     }

@@ -258,8 +258,8 @@ pub fn agent(
                 Some(ms) => {
                     let mut c = bgp::sbfd::SbfdConfig::new(iface).with_timers(
                         ms,
-                        bgp.sbfd_multiplier,
-                        bgp.sbfd_hold_down_ms,
+                        bgp.sbfd_multiplier.unwrap_or(3),
+                        bgp.sbfd_hold_down_ms.unwrap_or(5000),
                     )?;
                     c.reflectors.extend(bgp.sbfd_reflectors.iter().map(|r| (r.endpoint, r.discriminator)));
                     c.router_mac = bgp.sbfd_router_mac;
