@@ -26,6 +26,8 @@
 
 pub mod authz;
 pub mod config;
+#[cfg(feature = "bgp")]
+pub mod liveness;
 mod local;
 mod metrics_http;
 mod original;
@@ -245,6 +247,10 @@ pub struct Extras {
     /// routes merged with BGP's, and `ListRoutes` says each route's origin.
     #[cfg(feature = "bgp")]
     pub origins: Option<Arc<crate::bgp::Origins>>,
+    /// The BGP learner's counters: `GetLiveness` and `Explain` read the
+    /// segment lists' S-BFD state from them.
+    #[cfg(feature = "bgp")]
+    pub liveness: Option<Arc<crate::bgp::BgpCounters>>,
     /// More metrics (e.g. [`crate::bgp::BgpCounters::prometheus`]).
     pub metrics: Option<MetricsText>,
     /// Called once every listener is bound, before the first request is
@@ -402,11 +408,10 @@ pub async fn serve_with(
         writes.clone(),
         &iface,
     ));
-    let v1 = proto::v1::encapsulator_server::EncapsulatorServer::new(service::Service::new(
-        Arc::clone(&enc),
-        writes.clone(),
-        &iface,
-    ));
+    let v1 = service::Service::new(Arc::clone(&enc), writes.clone(), &iface);
+    #[cfg(feature = "bgp")]
+    let v1 = v1.with_liveness(extras.liveness.clone());
+    let v1 = proto::v1::encapsulator_server::EncapsulatorServer::new(v1);
     let when_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

@@ -26,11 +26,23 @@ pub(crate) struct Service {
     enc: Arc<Encapsulator>,
     writes: super::Writes,
     iface: String,
+    #[cfg(feature = "bgp")]
+    liveness: Option<Arc<crate::bgp::BgpCounters>>,
 }
 
 impl Service {
     pub(crate) fn new(enc: Arc<Encapsulator>, writes: super::Writes, iface: &str) -> Service {
+        #[cfg(feature = "bgp")]
+        return Service { enc, writes, iface: iface.to_owned(), liveness: None };
+        #[cfg(not(feature = "bgp"))]
         Service { enc, writes, iface: iface.to_owned() }
+    }
+
+    /// `GetLiveness` and `Explain` read the S-BFD state from these counters.
+    #[cfg(feature = "bgp")]
+    pub(crate) fn with_liveness(mut self, counters: Option<Arc<crate::bgp::BgpCounters>>) -> Service {
+        self.liveness = counters;
+        self
     }
 
     /// Runs a library call on the blocking pool: it takes the RIB lock and
@@ -330,6 +342,13 @@ impl Api for Service {
                     if !said.is_empty() {
                         text.push_str(&format!("\norigin: {said}"));
                     }
+                    #[cfg(feature = "bgp")]
+                    if let Some(view) = self.writes.origins.as_ref().map(|o| o.view()) {
+                        if let (_, Some(info)) = view.origin(*t, r.prefix) {
+                            let lines = super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
+                            text.push_str(&lines);
+                        }
+                    }
                 }
                 text
             },
@@ -358,6 +377,13 @@ impl Api for Service {
         let iface = self.iface.clone();
         let stats = self.with(|enc| enc.stats().map_err(|e| Status::internal(e.to_string()))).await?;
         Ok(Response::new(stats_message(&iface, &stats)))
+    }
+
+    async fn get_liveness(&self, request: Request<pb::LivenessRequest>) -> Result<Response<pb::LivenessReply>, Status> {
+        #[cfg(feature = "bgp")]
+        return super::liveness::reply(self.liveness.as_ref(), &self.iface, request.get_ref()).map(Response::new);
+        #[cfg(not(feature = "bgp"))]
+        Ok(Response::new(pb::LivenessReply { interface: self.iface.clone(), ..Default::default() }))
     }
 
     type WatchStatsStream = StatsStream;

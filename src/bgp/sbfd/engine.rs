@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use super::io::{PacketTx, UdpRx};
 use super::packet::Control;
 use super::probe::{self, Addressing};
-use super::session::{Phase, Session};
+use super::session::{Phase, Session, Timers};
+use super::wheel::{Kind, Timer, Wheel};
 use super::{SbfdConfig, SbfdError};
 use crate::domain::label::{Label, LabelStack};
 
@@ -63,11 +64,24 @@ struct Counters {
     system_micros: AtomicU64,
 }
 
+/// Where a probed list stands, with its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListState {
+    /// Its session's phase.
+    pub phase: Phase,
+    /// When it entered this phase (`starting`, `up`, `down`, `returning`).
+    pub since: Instant,
+    /// Times it went from usable to unusable since it was first probed.
+    pub downs: u64,
+    /// Times it went from unusable to usable again.
+    pub ups: u64,
+}
+
 type Notify = Box<dyn Fn() + Send + Sync>;
 
 struct Shared {
     wanted: Mutex<Option<Vec<ListKey>>>,
-    phases: Mutex<HashMap<ListKey, Phase>>,
+    phases: Mutex<HashMap<ListKey, ListState>>,
     stop: AtomicBool,
     counters: Counters,
     notify: Notify,
@@ -82,6 +96,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     source_port: u16,
+    timers: Timers,
 }
 
 impl std::fmt::Debug for Engine {
@@ -98,7 +113,12 @@ struct Probe {
     announced: super::packet::State,
     reflector: u32,
     local: u32,
+    /// When its first probe leaves.
     next_tx: Instant,
+    /// Whether a check of its clock is on the wheel.
+    check_pending: bool,
+    /// What is published of it.
+    state: ListState,
 }
 
 impl Engine {
@@ -129,12 +149,14 @@ impl Engine {
             counters: Counters::default(),
             notify: Box::new(notify),
         });
+        let now = Instant::now();
         let mut worker = Worker {
             shared: Arc::clone(&shared),
             config: config.clone(),
             tx,
             rx,
-            tick,
+            wheel: Wheel::new(tick, config.timers.detection().max(config.timers.interval) * 2, now),
+            changed: Vec::new(),
             probes: Vec::new(),
             by_local: HashMap::new(),
             next_local: 1,
@@ -156,7 +178,7 @@ impl Engine {
             config.timers.multiplier,
             config.timers.hold_down
         );
-        Ok(Engine { shared, thread: Some(thread), source_port })
+        Ok(Engine { shared, thread: Some(thread), source_port, timers: config.timers })
     }
 
     /// The lists to probe from now on: sessions of lists already probed go
@@ -173,14 +195,27 @@ impl Engine {
     /// hold-down; true for a list not probed (yet).
     pub fn usable(&self, endpoint: IpAddr, labels: &[Label]) -> bool {
         let Ok(stack) = LabelStack::new(labels.to_vec()) else { return true };
-        lock(&self.shared.phases).get(&ListKey { endpoint, stack }).is_none_or(Phase::usable)
+        lock(&self.shared.phases).get(&ListKey { endpoint, stack }).is_none_or(|s| s.phase.usable())
     }
 
     /// Every probed list and where its session stands.
     pub fn phases(&self) -> Vec<(ListKey, Phase)> {
-        let mut all: Vec<(ListKey, Phase)> = lock(&self.shared.phases).iter().map(|(k, p)| (k.clone(), *p)).collect();
+        self.states().into_iter().map(|(k, s)| (k, s.phase)).collect()
+    }
+
+    /// Every probed list, where its session stands, since when, and how
+    /// often it went down and came back (as of the end of the engine's last
+    /// tick that changed it).
+    pub fn states(&self) -> Vec<(ListKey, ListState)> {
+        let mut all: Vec<(ListKey, ListState)> =
+            lock(&self.shared.phases).iter().map(|(k, s)| (k.clone(), *s)).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+
+    /// The timers the sessions run with.
+    pub fn timers(&self) -> Timers {
+        self.timers
     }
 
     /// Packet counts.
@@ -232,10 +267,11 @@ struct Worker {
     config: SbfdConfig,
     tx: PacketTx,
     rx: UdpRx,
-    /// The engine's clock: probes leave and timers run once a tick (a
-    /// tenth of the interval), answers are read in batches then; the
-    /// thread sleeps in between rather than waking per packet.
-    tick: Duration,
+    /// The engine's clock, one slot per tick (a tenth of the interval):
+    /// each tick the due probes leave, the due clocks run, and the answers
+    /// are read in batches; the thread sleeps in between rather than waking
+    /// per packet. Every session's next probe and next check is on it.
+    wheel: Wheel,
     probes: Vec<Probe>,
     by_local: HashMap<u32, usize>,
     next_local: u32,
@@ -244,14 +280,17 @@ struct Worker {
     sources: Vec<IpAddr>,
     source_port: u16,
     seed: u64,
+    /// Probes whose phase changed since the last publication.
+    changed: Vec<usize>,
 }
 
 impl Worker {
     fn run(&mut self) {
         let mut next_usage = Instant::now();
-        let mut next_tick = Instant::now();
-        let mut due: Vec<usize> = Vec::new();
+        let mut due: Vec<Timer> = Vec::new();
+        let mut send: Vec<usize> = Vec::new();
         while !self.shared.stop.load(Ordering::Relaxed) {
+            let next_tick = self.wheel.next_tick();
             let now = Instant::now();
             if next_tick > now {
                 std::thread::sleep(next_tick - now);
@@ -265,104 +304,138 @@ impl Worker {
                     p.session.stalled(late);
                 }
             }
-            next_tick = Instant::now().max(next_tick) + self.tick;
             // New lists start usable and dropped ones no longer matter: a
             // new set changes no list's usability, so nobody is woken.
             if self.take_wanted() {
-                self.publish(false);
+                self.publish_all();
             }
-            let mut changed = false;
             let now = Instant::now();
             due.clear();
-            for (i, p) in self.probes.iter_mut().enumerate() {
-                if p.next_tx <= now {
-                    due.push(i);
-                }
-            }
-            for &i in &due {
-                let jittered = self.jittered();
-                if let Some(p) = self.probes.get_mut(i) {
-                    p.next_tx = now + jittered;
+            send.clear();
+            self.wheel.expire(now, &mut due);
+            let mut usability = false;
+            for timer in &due {
+                let i = timer.index as usize;
+                match timer.kind {
+                    Kind::Probe => {
+                        let next = now + self.jittered();
+                        self.wheel.schedule(Timer { at: next, ..*timer });
+                        send.push(i);
+                    }
+                    Kind::Check => {
+                        let Some(p) = self.probes.get_mut(i) else { continue };
+                        p.check_pending = false;
+                        let before = p.session.phase();
+                        usability |= p.session.tick(now);
+                        self.after(i, before);
+                    }
                 }
             }
             let frames: Vec<&[u8]> =
-                due.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
-            match self.tx.send(&frames, self.config.batched) {
-                Ok(n) => self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed),
-                Err(e) => {
-                    log::debug!("S-BFD: sending probes: {e}");
-                    self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
-                }
-            };
-            changed |= self.receive();
-            let now = Instant::now();
-            for p in &mut self.probes {
-                if p.session.tick(now) {
-                    changed = true;
-                    log_change(p);
-                }
+                send.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
+            if !frames.is_empty() {
+                match self.tx.send(&frames, self.config.batched) {
+                    Ok(n) => self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed),
+                    Err(e) => {
+                        log::debug!("S-BFD: sending probes: {e}");
+                        self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
+                    }
+                };
             }
-            if changed {
-                self.publish(true);
+            usability |= self.receive();
+            if !self.changed.is_empty() {
+                self.publish_changed();
+            }
+            if usability {
+                (self.shared.notify)();
             }
             if now >= next_usage {
-                // Phases that changed without changing usability (down ->
-                // returning) reach the status within 100 ms.
                 next_usage = now + Duration::from_millis(100);
-                self.publish(false);
                 self.sample_cpu();
             }
         }
     }
 
-    /// Reads every queued answer and runs their sessions.
+    /// After session `i` may have moved from `before`: the phase's start and
+    /// transitions, its frame's state, its next check, its publication.
+    fn after(&mut self, i: usize, before: Phase) {
+        let Some(p) = self.probes.get_mut(i) else { return };
+        let phase = p.session.phase();
+        if std::mem::discriminant(&phase) != std::mem::discriminant(&before) {
+            p.state.since = Instant::now();
+            match (before.usable(), phase.usable()) {
+                (true, false) => p.state.downs += 1,
+                (false, true) => p.state.ups += 1,
+                _ => {}
+            }
+            if before.usable() != phase.usable() {
+                log_change(p);
+            }
+            self.changed.push(i);
+        }
+        p.state.phase = phase;
+        if !p.check_pending {
+            if let Some(at) = next_check(&p.session, &self.config) {
+                p.check_pending = true;
+                self.wheel.schedule(Timer { at, index: i as u32, kind: Kind::Check });
+            }
+        }
+        // Probes announce Up once answered (RFC 5880's Sta): rebuilt on change.
+        if p.announced != phase.state() {
+            self.rebuild(i);
+        }
+    }
+
+    /// Reads every queued answer and runs their sessions; true when a
+    /// list's usability changed.
     fn receive(&mut self) -> bool {
         let batched = self.config.batched;
-        let mut answers = Vec::new();
-        let mut invalid = 0;
+        let now = Instant::now();
+        let mut usability = false;
+        let mut invalid = 0u64;
+        let mut answers = 0u64;
+        let mut touched: Vec<(usize, Phase)> = Vec::new();
         loop {
-            let before = answers.len() + invalid as usize;
+            let mut got = 0;
             match self.rx.recv(batched) {
                 Ok(payloads) => {
                     for payload in payloads {
-                        match Control::decode(payload) {
-                            Ok(c) => answers.push(c),
-                            Err(_) => invalid += 1,
+                        got += 1;
+                        let Ok(c) = Control::decode(payload) else {
+                            invalid += 1;
+                            continue;
+                        };
+                        // Our discriminator comes back as Your Discriminator; the
+                        // reflector's must be the one the list probes.
+                        let found = self.by_local.get(&c.your_discriminator).copied();
+                        match found.and_then(|i| self.probes.get_mut(i).map(|p| (i, p))) {
+                            Some((i, p)) if p.reflector == c.my_discriminator => {
+                                answers += 1;
+                                let before = p.session.phase();
+                                usability |= p.session.answered(&c, now);
+                                let after = p.session.phase();
+                                if std::mem::discriminant(&before) != std::mem::discriminant(&after)
+                                    || !p.check_pending
+                                {
+                                    touched.push((i, before));
+                                }
+                            }
+                            _ => invalid += 1,
                         }
                     }
                 }
                 Err(e) => log::debug!("S-BFD: receiving answers: {e}"),
             }
-            if answers.len() + invalid as usize - before < super::io::BATCH {
+            if got < super::io::BATCH {
                 break;
             }
         }
-        let now = Instant::now();
-        let mut changed = false;
-        for c in answers {
-            // Our discriminator comes back as Your Discriminator; the
-            // reflector's must be the one the list probes.
-            let probe = self.by_local.get(&c.your_discriminator).and_then(|i| self.probes.get_mut(*i));
-            match probe {
-                Some(p) if p.reflector == c.my_discriminator => {
-                    self.shared.counters.answers.fetch_add(1, Ordering::Relaxed);
-                    if p.session.answered(&c, now) {
-                        changed = true;
-                        log_change(p);
-                    }
-                }
-                _ => invalid += 1,
-            }
+        for (i, before) in touched {
+            self.after(i, before);
         }
+        self.shared.counters.answers.fetch_add(answers, Ordering::Relaxed);
         self.shared.counters.invalid.fetch_add(invalid, Ordering::Relaxed);
-        // Probes announce Up once answered (RFC 5880's Sta): rebuilt on change.
-        for i in 0..self.probes.len() {
-            let stale = self.probes.get(i).is_some_and(|p| p.announced != p.session.phase().state());
-            if stale {
-                self.rebuild(i);
-            }
-        }
-        changed
+        usability
     }
 
     fn jittered(&mut self) -> Duration {
@@ -392,6 +465,18 @@ impl Worker {
             self.probes.extend(probe);
         }
         self.by_local = self.probes.iter().enumerate().map(|(i, p)| (p.local, i)).collect();
+        // The indices moved: every timer is laid again.
+        self.wheel.clear();
+        self.changed.clear();
+        for (i, p) in self.probes.iter_mut().enumerate() {
+            let index = i as u32;
+            self.wheel.schedule(Timer { at: p.next_tx.max(now), index, kind: Kind::Probe });
+            p.check_pending = false;
+            if let Some(at) = next_check(&p.session, &self.config) {
+                p.check_pending = true;
+                self.wheel.schedule(Timer { at, index, kind: Kind::Check });
+            }
+        }
         true
     }
 
@@ -400,8 +485,18 @@ impl Worker {
         let local = self.next_local;
         self.next_local = self.next_local.wrapping_add(1).max(1);
         let session = Session::new(self.config.timers, now);
-        let mut p =
-            Probe { key, session, frame: Vec::new(), announced: session.phase().state(), reflector, local, next_tx };
+        let state = ListState { phase: session.phase(), since: now, downs: 0, ups: 0 };
+        let mut p = Probe {
+            key,
+            session,
+            frame: Vec::new(),
+            announced: session.phase().state(),
+            reflector,
+            local,
+            next_tx,
+            check_pending: false,
+            state,
+        };
         if !self.build(&mut p) {
             return None;
         }
@@ -465,11 +560,23 @@ impl Worker {
         }
     }
 
-    fn publish(&self, notify: bool) {
-        let phases: HashMap<ListKey, Phase> = self.probes.iter().map(|p| (p.key.clone(), p.session.phase())).collect();
-        *lock(&self.shared.phases) = phases;
-        if notify {
-            (self.shared.notify)();
+    /// Publishes every list (after the set changed).
+    fn publish_all(&mut self) {
+        let states: HashMap<ListKey, ListState> = self.probes.iter().map(|p| (p.key.clone(), p.state)).collect();
+        *lock(&self.shared.phases) = states;
+        self.changed.clear();
+    }
+
+    /// Publishes the lists whose phase changed: readers see each change
+    /// at the end of the tick that made it, and nothing is copied otherwise.
+    fn publish_changed(&mut self) {
+        let mut published = lock(&self.shared.phases);
+        for i in self.changed.drain(..) {
+            if let Some(p) = self.probes.get(i) {
+                if let Some(s) = published.get_mut(&p.key) {
+                    *s = p.state;
+                }
+            }
         }
     }
 
@@ -479,6 +586,22 @@ impl Worker {
             self.shared.counters.user_micros.store(micros(u.user_time()), Ordering::Relaxed);
             self.shared.counters.system_micros.store(micros(u.system_time()), Ordering::Relaxed);
         }
+    }
+}
+
+/// When the session's clock must run next: when its detection time would
+/// pass without an answer, or its hold-down end; none while it is down
+/// (only an answer moves it).
+fn next_check(session: &Session, config: &SbfdConfig) -> Option<Instant> {
+    let detection = config.timers.detection();
+    // A session is silent only once strictly more than the detection time
+    // has passed.
+    let after = |t: Instant| t + detection + Duration::from_micros(1);
+    match session.phase() {
+        Phase::Starting { since } => Some(after(since)),
+        Phase::Up { last } => Some(after(last)),
+        Phase::Returning { since, last } => Some(after(last).min(since + config.timers.hold_down)),
+        Phase::Down { .. } => None,
     }
 }
 

@@ -37,13 +37,14 @@ pub mod packet;
 pub mod probe;
 pub mod session;
 pub mod status;
+mod wheel;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use engine::{Engine, EngineStats, ListKey};
+pub use engine::{Engine, EngineStats, ListKey, ListState};
 pub use session::{Phase, Session, Timers};
 pub use status::{ListStatus, SbfdStatus};
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::engine::{Engine, ListKey};
+use super::engine::{Engine, ListKey, ListState};
 use crate::bgp::select::Candidate;
 
 /// One segment list of a policy, as the metrics and logs show it.
@@ -24,6 +25,14 @@ pub struct ListStatus {
     pub phase: &'static str,
     /// Whether its flows may use it.
     pub up: bool,
+    /// How long it has been in this phase (zero when unprobed).
+    pub phase_for: Duration,
+    /// While `returning`: how much of its hold-down is left.
+    pub hold_down_left: Option<Duration>,
+    /// Times it went from usable to unusable since it was first probed.
+    pub down_transitions: u64,
+    /// Times it went from unusable to usable again.
+    pub up_transitions: u64,
 }
 
 /// The S-BFD part of the BGP metrics: the engine (for its packet counts)
@@ -66,23 +75,40 @@ pub fn policy_lists<'a>(candidates: impl IntoIterator<Item = &'a Candidate>) -> 
 impl SbfdStatus {
     /// Each (color, endpoint, list) and its state now.
     pub fn lists(&self) -> Vec<ListStatus> {
-        let phases: BTreeMap<ListKey, &'static str> = match &self.engine {
-            Some(e) => e.phases().into_iter().map(|(k, p)| (k, p.as_str())).collect(),
-            None => BTreeMap::new(),
+        let (states, hold_down): (BTreeMap<ListKey, ListState>, Duration) = match &self.engine {
+            Some(e) => (e.states().into_iter().collect(), e.timers().hold_down),
+            None => (BTreeMap::new(), Duration::ZERO),
         };
+        let now = Instant::now();
         self.lists
             .iter()
             .map(|(color, key)| {
-                let phase = phases.get(key).copied().unwrap_or("unprobed");
+                let state = states.get(key);
+                let phase = state.map_or("unprobed", |s| s.phase.as_str());
+                let hold_down_left = match state.map(|s| s.phase) {
+                    Some(super::Phase::Returning { since, .. }) => {
+                        Some((since + hold_down).saturating_duration_since(now))
+                    }
+                    _ => None,
+                };
                 ListStatus {
                     color: *color,
                     endpoint: key.endpoint,
                     list: key.stack.to_string(),
                     phase,
                     up: matches!(phase, "starting" | "up" | "unprobed"),
+                    phase_for: state.map_or(Duration::ZERO, |s| now.saturating_duration_since(s.since)),
+                    hold_down_left,
+                    down_transitions: state.map_or(0, |s| s.downs),
+                    up_transitions: state.map_or(0, |s| s.ups),
                 }
             })
             .collect()
+    }
+
+    /// The lists of the policy (`color`, `endpoint`) only.
+    pub fn policy(&self, color: u32, endpoint: IpAddr) -> Vec<ListStatus> {
+        self.lists().into_iter().filter(|l| l.color == color && l.endpoint == endpoint).collect()
     }
 
     /// The Prometheus families: `lnetd_host_encap_sbfd_list_up{color,endpoint,list}`
@@ -107,7 +133,8 @@ impl SbfdStatus {
              hold-down over), 0 while it is down or in its hold-down."
         );
         let _ = writeln!(out, "# TYPE lnetd_host_encap_sbfd_list_up gauge");
-        for l in self.lists() {
+        let lists = self.lists();
+        for l in &lists {
             let _ = writeln!(
                 out,
                 "lnetd_host_encap_sbfd_list_up{{interface=\"{iface}\",color=\"{}\",endpoint=\"{}\",list=\"{}\",phase=\"{}\"}} {}",
@@ -117,6 +144,21 @@ impl SbfdStatus {
                 l.phase,
                 u8::from(l.up)
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lnetd_host_encap_sbfd_list_transitions_total Times the segment list went down (to=\"down\": \
+             taken out of service) and came back (to=\"up\": in service again after its hold-down)."
+        );
+        let _ = writeln!(out, "# TYPE lnetd_host_encap_sbfd_list_transitions_total counter");
+        for l in &lists {
+            for (to, n) in [("down", l.down_transitions), ("up", l.up_transitions)] {
+                let _ = writeln!(
+                    out,
+                    "lnetd_host_encap_sbfd_list_transitions_total{{interface=\"{iface}\",color=\"{}\",endpoint=\"{}\",list=\"{}\",to=\"{to}\"}} {n}",
+                    l.color, l.endpoint, l.list
+                );
+            }
         }
         out
     }
