@@ -22,9 +22,12 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::privileged;
+use lnetd_host_encap::agent::proto::v1 as pb;
+use lnetd_host_encap::agent::{AgentConfig, Extras, LocalSocket};
 use lnetd_host_encap::bgp::accept::Addressing;
 use lnetd_host_encap::bgp::sbfd::packet::{Control, SBFD_PORT};
-use lnetd_host_encap::bgp::sbfd::status::lists_to_probe;
+use lnetd_host_encap::bgp::sbfd::status::{lists_to_probe, policy_lists};
+use lnetd_host_encap::bgp::BgpCounters;
 use lnetd_host_encap::bgp::sbfd::{Engine, SbfdConfig};
 use lnetd_host_encap::bgp::select::select_live;
 use lnetd_host_encap::bgp::steer::{steer, ColoredRoute};
@@ -134,6 +137,89 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Durat
     start.elapsed()
 }
 
+const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
+
+/// An agent serving the lab host's dataplane on its local socket, with the
+/// BGP origin and the S-BFD state, as `agent --bgp-api ... --sbfd-*` serves
+/// them; stopped (and its socket removed) when dropped, even on failure.
+struct Agent {
+    path: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start(lab: &VethLab, enc: &Arc<Encapsulator>, origins: &Arc<Origins>, counters: &Arc<BgpCounters>) -> Agent {
+        let path = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
+        let config = AgentConfig {
+            local: Some(LocalSocket { path: path.clone(), write_group: None, read_access: Default::default() }),
+            ..AgentConfig::default()
+        };
+        let extras =
+            Extras { origins: Some(Arc::clone(origins)), liveness: Some(Arc::clone(counters)), ..Extras::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let enc = Arc::clone(enc);
+        // A thread started from the namespace's thread stays in the namespace.
+        let thread = lab
+            .host
+            .run(move || {
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Runtime::new().unwrap();
+                    let shutdown = async {
+                        let _ = stopped.await;
+                    };
+                    rt.block_on(lnetd_host_encap::agent::serve_with(enc, config, extras, shutdown)).unwrap();
+                })
+            })
+            .unwrap();
+        wait_for("the agent's socket", Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&path).is_ok());
+        Agent { path, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// `GetLiveness` through a real gRPC client on the local socket.
+    fn liveness(&self, color: u32, endpoint: &str) -> Result<pb::LivenessReply, tonic::Status> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut client = lnetd_host_encap::agent::connect_local(&self.path).await.unwrap();
+            client
+                .get_liveness(pb::LivenessRequest { color, endpoint: endpoint.to_owned() })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    }
+
+    /// Each list's phase, by its label, as GetLiveness says.
+    fn phases(&self) -> BTreeMap<String, (String, u64, u64)> {
+        let reply = self.liveness(0, "").unwrap();
+        reply.lists.into_iter().map(|l| (l.list, (l.phase, l.down_transitions, l.up_transitions))).collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The command in the lab's host namespace (it finds the agent's socket there).
+fn command(lab: &VethLab, args: &[&str]) -> String {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn phase(engine: &Engine, label: u32) -> &'static str {
     let labels = [Label::new(label).unwrap()];
     engine.phases().into_iter().find(|(k, _)| k.stack.labels() == labels).map(|(_, p)| p.as_str()).unwrap_or("absent")
@@ -200,6 +286,14 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     );
     engine.set_lists(lists_to_probe(&candidates));
     origins.set_bgp(bgp_table(&candidates, &engine), false).unwrap();
+    // What the learner records for the metrics and the agent.
+    let counters = Arc::new(BgpCounters::default());
+    {
+        let mut sbfd = counters.sbfd.lock().unwrap();
+        sbfd.engine = Some(Arc::clone(&engine));
+        sbfd.lists = policy_lists(&candidates);
+    }
+    let agent = Agent::start(&lab, &enc, &origins, &counters);
     let applier = {
         let (engine, origins, candidates, stop) =
             (Arc::clone(&engine), Arc::clone(&origins), candidates.clone(), Arc::clone(&stop));
@@ -242,6 +336,28 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let (on_a, on_b) = (on(&before, 1001), on(&before, 1002));
     assert!(!on_a.is_empty() && !on_b.is_empty() && on_a.len() + on_b.len() == FLOWS as usize, "{before:?}");
 
+    // The state per list through the agent: its API, `get`, `status`, metrics.
+    let reply = agent.liveness(0, "").unwrap();
+    assert!(reply.enabled, "{reply:?}");
+    assert_eq!((reply.interval_ms, reply.multiplier, reply.hold_down_ms), (10, 3, HOLD_DOWN.as_millis() as u32));
+    assert!(reply.probes_sent > 0 && reply.answers > 0, "{reply:?}");
+    let all_up = |p: &BTreeMap<String, (String, u64, u64)>, want: &[(&str, &str)]| {
+        want.iter().all(|(l, ph)| p.get(*l).is_some_and(|(got, _, _)| got == ph))
+    };
+    assert!(all_up(&agent.phases(), &[("1001", "up"), ("1002", "up"), ("1003", "up")]), "{:?}", agent.phases());
+    assert_eq!(agent.liveness(100, "192.0.2.1").unwrap().lists.len(), 3);
+    assert!(agent.liveness(999, "").unwrap().lists.is_empty(), "another color has no list");
+    let e = agent.liveness(0, "not-an-address").unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    let get = command(&lab, &["get", "198.51.100.1"]);
+    assert!(get.contains("origin: policy color 100 endpoint 192.0.2.1"), "{get}");
+    assert!(get.contains("liveness (S-BFD every 10 ms x 3, hold-down 400 ms):"), "{get}");
+    for l in ["1001: up for", "1002: up for", "1003: up for"] {
+        assert!(get.contains(l), "{l} in\n{get}");
+    }
+    let status = command(&lab, &["status"]);
+    assert!(status.contains("sbfd:   every 10 ms x 3, hold-down 400 ms: 3 lists: 3 up"), "{status}");
+
     // Cut list 1001.
     let cut = Instant::now();
     decap.remove_pop_label(Label::new(1001).unwrap()).unwrap();
@@ -249,6 +365,21 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let detection = Duration::from_millis(INTERVAL_MS * u64::from(MULTIPLIER));
     println!("cut: list 1001 down {:.1} ms after the cut (detection time {detection:?})", detected.as_secs_f64() * 1e3);
     assert!(detected <= detection + SLACK, "detected after {detected:?}");
+    let p = agent.phases();
+    assert_eq!(p.get("1001"), Some(&("down".to_owned(), 1, 0)), "{p:?}");
+    let get = command(&lab, &["get", "198.51.100.1"]);
+    assert!(get.contains("1001: down for") && get.contains("(went down once)"), "{get}");
+    let status = command(&lab, &["status"]);
+    assert!(status.contains("3 lists: 2 up, 0 starting, 1 down"), "{status}");
+    assert!(status.contains("color 100 endpoint 192.0.2.1: 1001: down for"), "{status}");
+    let metrics = counters.prometheus("h0");
+    let line = |list: &str, to: &str, n: u64| {
+        format!(
+            "lnetd_host_encap_sbfd_list_transitions_total{{interface=\"h0\",color=\"100\",endpoint=\"192.0.2.1\",list=\"{list}\",to=\"{to}\"}} {n}\n"
+        )
+    };
+    assert!(metrics.contains(&line("1001", "down", 1)) && metrics.contains(&line("1002", "down", 0)), "{metrics}");
+    assert!(metrics.contains("list=\"1001\",phase=\"down\"} 0\n"), "{metrics}");
     std::thread::sleep(Duration::from_millis(300));
     let after_cut = Instant::now();
     {
@@ -286,12 +417,21 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     // Restore: used again only after the hold-down, each flow on its own list again.
     let restored = Instant::now();
     decap.add_pop_label(Label::new(1001).unwrap()).unwrap();
-    let back = wait_for("1001 up again", HOLD_DOWN + Duration::from_secs(2), || phase(&engine, 1001) == "up");
+    wait_for("1001 returning", Duration::from_secs(2), || phase(&engine, 1001) == "returning");
+    let returning = agent.liveness(100, "192.0.2.1").unwrap();
+    let l = returning.lists.iter().find(|l| l.list == "1001").unwrap();
+    assert!(!l.up && l.hold_down_left_ms > 0 && l.hold_down_left_ms <= HOLD_DOWN.as_millis() as u64, "{l:?}");
+    wait_for("1001 up again", HOLD_DOWN + Duration::from_secs(2), || phase(&engine, 1001) == "up");
+    let back = restored.elapsed();
     println!(
         "restore: list 1001 in use again {:.1} ms after the restore (hold-down {HOLD_DOWN:?})",
         back.as_secs_f64() * 1e3
     );
     assert!(back >= HOLD_DOWN, "used again before the hold-down: {back:?}");
+    wait_for("the agent sees 1001 back", Duration::from_secs(1), || {
+        agent.phases().get("1001").is_some_and(|(p, _, up)| p == "up" && *up >= 1)
+    });
+    assert!(counters.prometheus("h0").contains(&line("1001", "up", 1)));
     std::thread::sleep(Duration::from_millis(300));
     {
         let seen = seen.lock().unwrap();
@@ -324,6 +464,7 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let counts: HashMap<&str, u64> = [("sent", engine.stats().sent), ("answers", engine.stats().answers)].into();
     println!("engine: {counts:?}");
 
+    drop(agent);
     stop.store(true, Ordering::Relaxed);
     for t in [sender, capturer, applier, reflector_thread] {
         t.join().unwrap();

@@ -69,7 +69,8 @@ fn message(l: &ListStatus) -> pb::SegmentListLiveness {
 }
 
 /// One list as `get` and `status` print it: `16001/16002: down for 2.1 s
-/// (went down 3 times)`, `16003: returning, 1.2 s of hold-down left`.
+/// (went down 3 times)`, `16003: returning, 1.2 s of hold-down left (went
+/// down once)`.
 pub fn list_line(l: &pb::SegmentListLiveness) -> String {
     let mut line = format!("{}: {}", l.list, l.phase);
     match l.phase.as_str() {
@@ -81,8 +82,12 @@ pub fn list_line(l: &pb::SegmentListLiveness) -> String {
             let _ = write!(line, " for {:.1} s", l.phase_ms as f64 / 1000.0);
         }
     }
-    if l.down_transitions > 0 {
-        let _ = write!(line, " (went down {} times)", l.down_transitions);
+    match l.down_transitions {
+        0 => {}
+        1 => line.push_str(" (went down once)"),
+        n => {
+            let _ = write!(line, " (went down {n} times)");
+        }
     }
     line
 }

@@ -51,9 +51,45 @@ fn socket_path(iface: &str) -> Option<PathBuf> {
     }
 }
 
+/// The agent's S-BFD state, as `status` prints it: one line of totals, one
+/// per list out of service. Nothing when the agent runs no S-BFD (or
+/// predates `GetLiveness`).
+#[cfg(feature = "bgp")]
+fn liveness(agent: &Path) {
+    use lnetd_host_encap::agent::proto::v1 as pb;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let reply = rt.block_on(async {
+        let mut client = lnetd_host_encap::agent::connect_local(agent).await.ok()?;
+        client.get_liveness(pb::LivenessRequest::default()).await.ok().map(tonic::Response::into_inner)
+    });
+    let Some(r) = reply.filter(|r| r.enabled) else { return };
+    let count = |phase: &str| r.lists.iter().filter(|l| l.phase == phase).count();
+    println!(
+        "  sbfd:   every {} ms x {}, hold-down {} ms: {} lists: {} up, {} starting, {} down, {} returning, {} unprobed; {} probes sent, {} answers",
+        r.interval_ms,
+        r.multiplier,
+        r.hold_down_ms,
+        r.lists.len(),
+        count("up"),
+        count("starting"),
+        count("down"),
+        count("returning"),
+        count("unprobed"),
+        r.probes_sent,
+        r.answers
+    );
+    for l in r.lists.iter().filter(|l| !l.up) {
+        println!("          color {} endpoint {}: {}", l.color, l.endpoint, lnetd_host_encap::agent::liveness::list_line(l));
+    }
+}
+
 /// `status`.
 pub fn status(iface: &str) -> Result<(), Failure> {
     let agent = socket_path(iface).filter(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
+    #[cfg(feature = "bgp")]
+    let status_liveness = || agent.as_deref().map(liveness);
+    #[cfg(not(feature = "bgp"))]
+    let status_liveness = || ();
     let xdp = attached_xdp(iface);
     if !Encapsulator::is_pinned(iface)? {
         println!("{iface}: no dataplane of lnetd-host-encap is pinned");
@@ -61,6 +97,11 @@ pub fn status(iface: &str) -> Result<(), Failure> {
             let whose = if OUR_PROGRAMS.contains(&name.as_str()) { "ours, without pins" } else { "not ours" };
             println!("  xdp:    program id {id} ({name}) is attached: {whose}");
         }
+        // An agent serving a dataplane it did not pin (a library user's).
+        if let Some(path) = &agent {
+            println!("  agent:  serving on {}", path.display());
+        }
+        status_liveness();
         return Ok(());
     }
     let enc = Encapsulator::open_with(iface, &AdoptOptions { read_only: true, ..AdoptOptions::default() })?;
@@ -98,6 +139,7 @@ pub fn status(iface: &str) -> Result<(), Failure> {
     } else {
         println!("  kernel: {} differences from the RIB, e.g. {:?}", differences.len(), differences.first());
     }
+    status_liveness();
     Ok(())
 }
 
