@@ -27,10 +27,10 @@ use lnetd_host_encap::agent::{AgentConfig, Extras, LocalSocket};
 use lnetd_host_encap::bgp::accept::Addressing;
 use lnetd_host_encap::bgp::sbfd::packet::{Control, SBFD_PORT};
 use lnetd_host_encap::bgp::sbfd::status::{lists_to_probe, policy_lists};
-use lnetd_host_encap::bgp::BgpCounters;
 use lnetd_host_encap::bgp::sbfd::{Engine, SbfdConfig};
 use lnetd_host_encap::bgp::select::select_live;
 use lnetd_host_encap::bgp::steer::{steer, ColoredRoute};
+use lnetd_host_encap::bgp::BgpCounters;
 use lnetd_host_encap::bgp::{BgpTable, Candidate, CandidateList, Origins, PolicyInfo, PolicyKey};
 use lnetd_host_encap::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
@@ -172,7 +172,9 @@ impl Agent {
                 })
             })
             .unwrap();
-        wait_for("the agent's socket", Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&path).is_ok());
+        wait_for("the agent's socket", Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&path).is_ok()
+        });
         Agent { path, stop: Some(stop), thread: Some(thread) }
     }
 

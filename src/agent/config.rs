@@ -516,8 +516,9 @@ mod tests {
         let b = AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"").unwrap();
         assert_eq!(a.restart_needed(&b), vec!["[listeners]".to_owned()]);
         assert!(a.restart_needed(&a).is_empty());
-        let c = AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"\n[sbfd]\nmultiplier = 5")
-            .unwrap();
+        let c =
+            AgentFile::from_toml_text(path, "routes = []\n[listeners]\nwrite_group = \"b\"\n[sbfd]\nmultiplier = 5")
+                .unwrap();
         assert_eq!(b.restart_needed(&c), vec!["[sbfd]".to_owned()]);
     }
 
@@ -573,7 +574,10 @@ mod tests {
         ] {
             let file = AgentFile::from_toml_text(path, text).unwrap();
             let e = file.sbfd().unwrap_err();
-            assert!(matches!(&e, ConfigError::Value { key: k, value: v, .. } if k == key && v == value), "{text}: {e:?}");
+            assert!(
+                matches!(&e, ConfigError::Value { key: k, value: v, .. } if k == key && v == value),
+                "{text}: {e:?}"
+            );
             assert!(e.to_string().contains("s.toml"), "{e}");
         }
         let e = AgentFile::from_toml_text(path, "[sbfd]\ninterval = 10").unwrap_err();

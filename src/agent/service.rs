@@ -345,7 +345,8 @@ impl Api for Service {
                     #[cfg(feature = "bgp")]
                     if let Some(view) = self.writes.origins.as_ref().map(|o| o.view()) {
                         if let (_, Some(info)) = view.origin(*t, r.prefix) {
-                            let lines = super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
+                            let lines =
+                                super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
                             text.push_str(&lines);
                         }
                     }
@@ -383,7 +384,11 @@ impl Api for Service {
         #[cfg(feature = "bgp")]
         return super::liveness::reply(self.liveness.as_ref(), &self.iface, request.get_ref()).map(Response::new);
         #[cfg(not(feature = "bgp"))]
-        Ok(Response::new(pb::LivenessReply { interface: self.iface.clone(), ..Default::default() }))
+        {
+            // No BGP, no S-BFD: the reply says so (enabled = false).
+            let _ = request;
+            Ok(Response::new(pb::LivenessReply { interface: self.iface.clone(), ..Default::default() }))
+        }
     }
 
     type WatchStatsStream = StatsStream;

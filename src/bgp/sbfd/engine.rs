@@ -416,8 +416,7 @@ impl Worker {
                                 let before = p.session.phase();
                                 usability |= p.session.answered(&c, now);
                                 let after = p.session.phase();
-                                if std::mem::discriminant(&before) != std::mem::discriminant(&after)
-                                    || !p.check_pending
+                                if std::mem::discriminant(&before) != std::mem::discriminant(&after) || !p.check_pending
                                 {
                                     touched.push((i, before));
                                 }

@@ -316,9 +316,11 @@ impl BgpArgs {
                     || !self.sbfd_reflectors.is_empty()
                     || self.sbfd_router_mac.is_some())
             {
-                return Err("--sbfd-multiplier, --sbfd-hold-down-ms, --sbfd-reflector and --sbfd-router-mac (or \
+                return Err(
+                    "--sbfd-multiplier, --sbfd-hold-down-ms, --sbfd-reflector and --sbfd-router-mac (or \
                             their [sbfd] keys) need --sbfd-interval-ms (or sbfd.interval_ms): S-BFD is off without it"
-                    .into());
+                        .into(),
+                );
             }
             // Checked here, not by clap: the API may come from the file.
             if self.api.is_none()
@@ -334,7 +336,9 @@ impl BgpArgs {
         }
         #[cfg(not(feature = "bgp"))]
         if file.is_some_and(|f| f.bgp != Default::default() || f.sbfd != Default::default()) {
-            return Err("the configuration file has a [bgp] or [sbfd] section: this build has no BGP (feature bgp)".into());
+            return Err(
+                "the configuration file has a [bgp] or [sbfd] section: this build has no BGP (feature bgp)".into()
+            );
         }
         Ok(self)
     }

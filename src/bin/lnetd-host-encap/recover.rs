@@ -79,7 +79,12 @@ fn liveness(agent: &Path) {
         r.answers
     );
     for l in r.lists.iter().filter(|l| !l.up) {
-        println!("          color {} endpoint {}: {}", l.color, l.endpoint, lnetd_host_encap::agent::liveness::list_line(l));
+        println!(
+            "          color {} endpoint {}: {}",
+            l.color,
+            l.endpoint,
+            lnetd_host_encap::agent::liveness::list_line(l)
+        );
     }
 }
 
