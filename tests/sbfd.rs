@@ -472,3 +472,88 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
         t.join().unwrap();
     }
 }
+
+/// The command in `lab`'s host namespace, whatever its outcome.
+fn command_output(lab: &VethLab, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Removes what the agent process leaves (pins, state, records, socket) when dropped.
+struct Leftovers<'a>(&'a VethLab, std::path::PathBuf);
+
+impl Drop for Leftovers<'_> {
+    fn drop(&mut self) {
+        let _ = command_output(self.0, &["detach", "--force"]);
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run bash scripts/test.sh as root"]
+fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_names_it() {
+    privileged("the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_names_it");
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    let dir = std::env::temp_dir().join(format!("lhe-sbfd-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("host.toml");
+    let file = |hold_down_ms: u32| {
+        format!(
+            "interface = \"{}\"\n[bgp]\n# nothing listens there: the learner retries, S-BFD runs meanwhile\n\
+             api = \"127.0.0.1:9\"\n[sbfd]\ninterval_ms = 20\nmultiplier = 4\nhold_down_ms = {hold_down_ms}\n\
+             reflector = [\"192.0.2.1=7\"]\nrouter_mac = \"02:00:00:00:00:01\"\n",
+            VethLab::HOST_IF
+        )
+    };
+    std::fs::write(&path, file(800)).unwrap();
+    let config = path.to_str().unwrap().to_owned();
+
+    // Refused before anything is attached: [sbfd] without a BGP API, and an
+    // S-BFD flag without an interval anywhere.
+    let no_api = dir.join("no-api.toml");
+    std::fs::write(&no_api, "[sbfd]\ninterval_ms = 10\n").unwrap();
+    let out = command_output(&lab, &["agent", "--config", no_api.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--bgp-api"), "{stderr}");
+    let out = command_output(&lab, &["agent", "--bgp-api", "127.0.0.1:9", "--sbfd-multiplier", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("need --sbfd-interval-ms"), "{stderr}");
+
+    // The file's [sbfd] with one flag over it.
+    let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
+    let _leftovers = Leftovers(&lab, socket.clone());
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--config", &config, "--sbfd-multiplier", "5"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = common::ChildGuard(child);
+    wait_for("the agent's socket", Duration::from_secs(20), || {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let client = Agent { path: socket.clone(), stop: None, thread: None };
+    wait_for("S-BFD running", Duration::from_secs(10), || client.liveness(0, "").is_ok_and(|r| r.enabled));
+    let reply = client.liveness(0, "").unwrap();
+    assert_eq!((reply.interval_ms, reply.multiplier, reply.hold_down_ms), (20, 5, 800), "{reply:?}");
+    assert!(reply.lists.is_empty(), "no policy learned: {reply:?}");
+    let status = command(&lab, &["status"]);
+    assert!(status.contains("sbfd:   every 20 ms x 5, hold-down 800 ms: 0 lists"), "{status}");
+
+    // A changed [sbfd] is not applied by a reload, and the reload says so.
+    std::fs::write(&path, file(900)).unwrap();
+    let reload = command(&lab, &["reload"]);
+    assert!(reload.contains("not applied: [sbfd] changed"), "{reload}");
+    assert_eq!(client.liveness(0, "").unwrap().hold_down_ms, 800, "still the timers it started with");
+    drop(client);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
