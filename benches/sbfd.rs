@@ -1,8 +1,9 @@
 //! The CPU cost of S-BFD: 1,000 segment lists probed every 10 ms (100,000
 //! probes and 100,000 answers a second), measured as the engine thread's
 //! CPU time (getrusage RUSAGE_THREAD) over a timed window, once with
-//! sendmmsg/recvmmsg batching and once with one system call per packet,
-//! and printed against the goal of 2% of one core.
+//! sendmmsg/recvmmsg batching, once with one system call per packet and
+//! once through a PACKET_TX_RING, and printed against the goal of 2% of one
+//! core.
 //!
 //! The lab: the engine in a host namespace sends each probe inside its
 //! list's label (16000 + i) to a router namespace, whose Decapsulator pops
@@ -105,9 +106,10 @@ struct Measured {
     up: usize,
 }
 
-fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bool) -> Measured {
+fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bool, tx_ring: bool) -> Measured {
     let mut config = SbfdConfig::new(iface).with_timers(10, 3, 1_000).unwrap();
     config.batched = batched;
+    config.tx_ring = tx_ring;
     config.router_mac = Some(VethLab::ROUTER_MAC);
     let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
     engine.set_lists((0..lists).map(|i| ListKey {
@@ -179,11 +181,12 @@ fn main() {
     ] {
         println!(" {what}:");
         let mut rows = Vec::new();
-        for batched in [false, true] {
+        for (name, batched, tx_ring) in
+            [("one call per packet", false, false), ("sendmmsg/recvmmsg", true, false), ("PACKET_TX_RING", true, true)]
+        {
             let before = answered.load(Ordering::Relaxed);
-            let m = measure(&lab, iface, lists, window, batched);
+            let m = measure(&lab, iface, lists, window, batched, tx_ring);
             let secs = window.as_secs_f64();
-            let name = if batched { "sendmmsg/recvmmsg" } else { "one call per packet" };
             println!(
                 "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal; user space {:.2}%), {:.0} probes/s, {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
                 m.cpu * 100.0,
@@ -196,8 +199,8 @@ fn main() {
             );
             rows.push(m.cpu);
         }
-        if let [per_packet, batched] = rows[..] {
-            println!("  batched / per packet: {:.2}", batched / per_packet);
+        if let [per_packet, batched, ring] = rows[..] {
+            println!("  batched / per packet: {:.2}; TX ring / batched: {:.2}", batched / per_packet, ring / batched);
         }
     }
     stop.store(true, Ordering::Relaxed);

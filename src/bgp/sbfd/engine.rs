@@ -138,8 +138,11 @@ impl Engine {
             Some(m) => m,
             None => super::neighbour::router_mac(&config.interface)?,
         };
-        let tx = PacketTx::open(local.ifindex)
+        let mut tx = PacketTx::open(local.ifindex)
             .map_err(|errno| SbfdError::Socket { what: "AF_PACKET socket on the interface", errno })?;
+        if config.tx_ring {
+            tx = tx.with_ring().map_err(|errno| SbfdError::Socket { what: "PACKET_TX_RING on the socket", errno })?;
+        }
         let (socket, source_port) = super::io::bind_source_port().ok_or(SbfdError::NoSourcePort)?;
         let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
         let rx = UdpRx::new(socket, 4 << 20);
@@ -315,36 +318,40 @@ impl Worker {
             due.clear();
             send.clear();
             self.wheel.expire(now, &mut due);
-            let mut usability = false;
-            for timer in &due {
-                let i = timer.index as usize;
-                match timer.kind {
-                    Kind::Probe => {
-                        let next = now + self.jittered();
-                        self.wheel.schedule(Timer { at: next, ..*timer });
-                        send.push(i);
-                    }
-                    Kind::Check => {
-                        let Some(p) = self.probes.get_mut(i) else { continue };
-                        p.check_pending = false;
-                        let before = p.session.phase();
-                        usability |= p.session.tick(now);
-                        self.after(i, before);
-                    }
-                }
+            for timer in due.iter().filter(|t| t.kind == Kind::Probe) {
+                let next = now + self.jittered();
+                self.wheel.schedule(Timer { at: next, ..*timer });
+                send.push(timer.index as usize);
             }
             let frames: Vec<&[u8]> =
                 send.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
             if !frames.is_empty() {
                 match self.tx.send(&frames, self.config.batched) {
-                    Ok(n) => self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed),
+                    Ok(n) => {
+                        // A full ring: the rest did not leave this tick.
+                        let refused = (frames.len() - n) as u64;
+                        self.shared.counters.send_errors.fetch_add(refused, Ordering::Relaxed);
+                        self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed)
+                    }
                     Err(e) => {
                         log::debug!("S-BFD: sending probes: {e}");
                         self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
                     }
                 };
             }
-            usability |= self.receive();
+            // The answers queued since the last tick first, then the
+            // clocks: an answer that arrived in time is never judged missing
+            // because this thread read it late.
+            let mut usability = self.receive();
+            let now = Instant::now();
+            for timer in due.iter().filter(|t| t.kind == Kind::Check) {
+                let i = timer.index as usize;
+                let Some(p) = self.probes.get_mut(i) else { continue };
+                p.check_pending = false;
+                let before = p.session.phase();
+                usability |= p.session.tick(now);
+                self.after(i, before);
+            }
             if !self.changed.is_empty() {
                 self.publish_changed();
             }

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use super::packet::SOURCE_PORTS;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -23,6 +23,7 @@ pub const RX_BUF: usize = 64;
 #[derive(Debug)]
 pub struct PacketTx {
     fd: OwnedFd,
+    ring: Option<super::ring::TxRing>,
 }
 
 impl PacketTx {
@@ -64,15 +65,29 @@ impl PacketTx {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             );
         }
-        Ok(PacketTx { fd })
+        Ok(PacketTx { fd, ring: None })
     }
 
-    /// Sends every frame: one sendmmsg per [`BATCH`] frames when `batched`,
-    /// else one send per frame. Returns how many left.
+    /// Sends through a `PACKET_TX_RING` from now on ([`super::ring`]).
+    ///
+    /// # Errors
+    /// The errno of setting the ring up.
+    pub fn with_ring(mut self) -> Result<PacketTx, Errno> {
+        self.ring = Some(super::ring::TxRing::new(self.fd.as_fd())?);
+        Ok(self)
+    }
+
+    /// Sends every frame: through the ring when it has one (one send for
+    /// all; fewer are sent when the ring is full), else one sendmmsg per
+    /// [`BATCH`] frames when `batched`, else one send per frame. Returns how
+    /// many left.
     ///
     /// # Errors
     /// The first failing call's errno (what was sent before it is lost to the count).
-    pub fn send(&self, frames: &[&[u8]], batched: bool) -> Result<usize, Errno> {
+    pub fn send(&mut self, frames: &[&[u8]], batched: bool) -> Result<usize, Errno> {
+        if let Some(ring) = &mut self.ring {
+            return ring.send(self.fd.as_fd(), frames);
+        }
         if !batched {
             for f in frames {
                 // SAFETY: `f` is a live slice of `f.len()` bytes for the call.

@@ -35,6 +35,7 @@ mod io;
 pub mod neighbour;
 pub mod packet;
 pub mod probe;
+mod ring;
 pub mod session;
 pub mod status;
 mod wheel;
@@ -140,6 +141,10 @@ pub struct SbfdConfig {
     /// Send and receive with sendmmsg/recvmmsg (the default) rather than one
     /// call per packet.
     pub batched: bool,
+    /// Send the probes through a `PACKET_TX_RING` (one system call a tick,
+    /// no copy from user space per probe) instead of sendmmsg. Off by
+    /// default: benches/sbfd.rs measures it against sendmmsg.
+    pub tx_ring: bool,
 }
 
 impl SbfdConfig {
@@ -152,6 +157,7 @@ impl SbfdConfig {
             reflectors: BTreeMap::new(),
             router_mac: None,
             batched: true,
+            tx_ring: false,
         }
     }
 
