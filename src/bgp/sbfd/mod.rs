@@ -39,6 +39,7 @@ mod ring;
 pub mod session;
 pub mod status;
 mod wheel;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

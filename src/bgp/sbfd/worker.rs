@@ -1,0 +1,450 @@
+//! The engine's thread: every tick, the probes due leave, the answers are
+//! read and the sessions' clocks due run (one timer wheel for all of them),
+//! and what changed is published to the [`Engine`](super::Engine) handle.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::engine::{lock, ListKey, ListState, Shared};
+use super::io::{PacketTx, UdpRx};
+use super::neighbour::Interface;
+use super::packet::Control;
+use super::probe::{self, Addressing};
+use super::session::{Phase, Session};
+use super::wheel::{Kind, Timer, Wheel};
+use super::SbfdConfig;
+
+/// One probed list: its session and its prebuilt frame.
+pub(super) struct Probe {
+    key: ListKey,
+    session: Session,
+    frame: Vec<u8>,
+    /// The state the frame announces (rebuilt when it changes).
+    announced: super::packet::State,
+    reflector: u32,
+    local: u32,
+    /// When its first probe leaves.
+    next_tx: Instant,
+    /// Whether a check of its clock is on the wheel.
+    check_pending: bool,
+    /// What is published of it.
+    state: ListState,
+}
+
+/// The engine's thread and everything it owns.
+pub(super) struct Worker {
+    shared: Arc<Shared>,
+    config: SbfdConfig,
+    tx: PacketTx,
+    rx: UdpRx,
+    /// The engine's clock, one slot per tick (a tenth of the interval):
+    /// each tick the due probes leave, the due clocks run, and the answers
+    /// are read in batches; the thread sleeps in between rather than waking
+    /// per packet. Every session's next probe and next check is on it.
+    wheel: Wheel,
+    probes: Vec<Probe>,
+    /// Sessions by our discriminator, looked up once per answer.
+    by_local: HashMap<u32, usize, BuildHasherDefault<Discriminators>>,
+    next_local: u32,
+    host_mac: [u8; 6],
+    router_mac: [u8; 6],
+    sources: Vec<IpAddr>,
+    source_port: u16,
+    seed: u64,
+    /// Probes whose phase changed since the last publication.
+    changed: Vec<usize>,
+}
+
+impl Worker {
+    /// The thread's state before its first tick.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        config: SbfdConfig,
+        (tx, rx): (PacketTx, UdpRx),
+        tick: Duration,
+        local: &Interface,
+        router_mac: [u8; 6],
+        source_port: u16,
+    ) -> Worker {
+        let wheel = Wheel::new(tick, config.timers.detection().max(config.timers.interval) * 2, Instant::now());
+        Worker {
+            shared,
+            config,
+            tx,
+            rx,
+            wheel,
+            changed: Vec::new(),
+            probes: Vec::new(),
+            by_local: HashMap::default(),
+            next_local: 1,
+            host_mac: local.mac,
+            router_mac,
+            sources: local.addresses.clone(),
+            source_port,
+            seed: 0x9e37_79b9_7f4a_7c15 ^ u64::from(source_port),
+        }
+    }
+
+    /// Ticks until the handle asks it to stop.
+    pub(super) fn run(&mut self) {
+        let mut next_usage = Instant::now();
+        let mut due: Vec<Timer> = Vec::new();
+        let mut send: Vec<usize> = Vec::new();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let next_tick = self.wheel.next_tick();
+            let now = Instant::now();
+            if next_tick > now {
+                std::thread::sleep(next_tick - now);
+            }
+            // Woken much later than asked: this thread was not scheduled,
+            // no probe left meanwhile; that silence is ours, not the paths'.
+            let late = Instant::now().saturating_duration_since(next_tick);
+            if late > self.config.timers.interval / 2 {
+                log::debug!("S-BFD: the engine ran {late:?} late; its sessions' clocks are moved by as much");
+                for p in &mut self.probes {
+                    p.session.stalled(late);
+                }
+            }
+            // New lists start usable and dropped ones no longer matter: a
+            // new set changes no list's usability, so nobody is woken.
+            if self.take_wanted() {
+                self.publish_all();
+            }
+            let now = Instant::now();
+            due.clear();
+            send.clear();
+            self.wheel.expire(now, &mut due);
+            for timer in due.iter().filter(|t| t.kind == Kind::Probe) {
+                let next = now + self.jittered();
+                self.wheel.schedule(Timer { at: next, ..*timer });
+                send.push(timer.index as usize);
+            }
+            let frames: Vec<&[u8]> =
+                send.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
+            if !frames.is_empty() {
+                match self.tx.send(&frames, self.config.batched) {
+                    Ok(n) => {
+                        // A full ring: the rest did not leave this tick.
+                        let refused = (frames.len() - n) as u64;
+                        self.shared.counters.send_errors.fetch_add(refused, Ordering::Relaxed);
+                        self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed)
+                    }
+                    Err(e) => {
+                        log::debug!("S-BFD: sending probes: {e}");
+                        self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
+                    }
+                };
+            }
+            // The answers queued since the last tick first, then the
+            // clocks: an answer that arrived in time is never judged missing
+            // because this thread read it late.
+            let mut usability = self.receive();
+            let now = Instant::now();
+            for timer in due.iter().filter(|t| t.kind == Kind::Check) {
+                let i = timer.index as usize;
+                let Some(p) = self.probes.get_mut(i) else { continue };
+                p.check_pending = false;
+                let before = p.session.phase();
+                usability |= p.session.tick(now);
+                self.after(i, before);
+            }
+            if !self.changed.is_empty() {
+                self.publish_changed();
+            }
+            if usability {
+                (self.shared.notify)();
+            }
+            if now >= next_usage {
+                next_usage = now + Duration::from_millis(100);
+                self.sample_cpu();
+            }
+        }
+    }
+
+    /// After session `i` may have moved from `before`: the phase's start and
+    /// transitions, its frame's state, its next check, its publication.
+    fn after(&mut self, i: usize, before: Phase) {
+        let Some(p) = self.probes.get_mut(i) else { return };
+        let phase = p.session.phase();
+        if std::mem::discriminant(&phase) != std::mem::discriminant(&before) {
+            p.state.since = Instant::now();
+            match (before.usable(), phase.usable()) {
+                (true, false) => p.state.downs += 1,
+                (false, true) => p.state.ups += 1,
+                _ => {}
+            }
+            if before.usable() != phase.usable() {
+                log_change(p);
+            }
+            self.changed.push(i);
+        }
+        p.state.phase = phase;
+        if !p.check_pending {
+            if let Some(at) = next_check(&p.session, &self.config) {
+                p.check_pending = true;
+                self.wheel.schedule(Timer { at, index: i as u32, kind: Kind::Check });
+            }
+        }
+        // Probes announce Up once answered (RFC 5880's Sta): rebuilt on change.
+        if p.announced != phase.state() {
+            self.rebuild(i);
+        }
+    }
+
+    /// Reads every queued answer and runs their sessions; true when a
+    /// list's usability changed.
+    fn receive(&mut self) -> bool {
+        let batched = self.config.batched;
+        let now = Instant::now();
+        let mut usability = false;
+        let mut invalid = 0u64;
+        let mut answers = 0u64;
+        let mut touched: Vec<(usize, Phase)> = Vec::new();
+        loop {
+            let mut got = 0;
+            match self.rx.recv(batched) {
+                Ok(payloads) => {
+                    for payload in payloads {
+                        got += 1;
+                        let Ok(c) = Control::decode(payload) else {
+                            invalid += 1;
+                            continue;
+                        };
+                        // Our discriminator comes back as Your Discriminator; the
+                        // reflector's must be the one the list probes.
+                        let found = self.by_local.get(&c.your_discriminator).copied();
+                        match found.and_then(|i| self.probes.get_mut(i).map(|p| (i, p))) {
+                            Some((i, p)) if p.reflector == c.my_discriminator => {
+                                answers += 1;
+                                let before = p.session.phase();
+                                usability |= p.session.answered(&c, now);
+                                let after = p.session.phase();
+                                if std::mem::discriminant(&before) != std::mem::discriminant(&after) || !p.check_pending
+                                {
+                                    touched.push((i, before));
+                                }
+                            }
+                            _ => invalid += 1,
+                        }
+                    }
+                }
+                Err(e) => log::debug!("S-BFD: receiving answers: {e}"),
+            }
+            if got < super::io::BATCH {
+                break;
+            }
+        }
+        for (i, before) in touched {
+            self.after(i, before);
+        }
+        self.shared.counters.answers.fetch_add(answers, Ordering::Relaxed);
+        self.shared.counters.invalid.fetch_add(invalid, Ordering::Relaxed);
+        usability
+    }
+
+    fn jittered(&mut self) -> Duration {
+        // RFC 5880 section 6.8.7: each interval is reduced by 0-25% at
+        // random, so that probes of many sessions do not synchronise.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let cut = (self.seed % 2501) as u32; // in 1/10,000
+        self.config.timers.interval * (10_000 - cut) / 10_000
+    }
+
+    fn take_wanted(&mut self) -> bool {
+        let Some(wanted) = lock(&self.shared.wanted).take() else { return false };
+        let now = Instant::now();
+        let mut old: HashMap<ListKey, Probe> = self.probes.drain(..).map(|p| (p.key.clone(), p)).collect();
+        let count = wanted.len().max(1) as u32;
+        for (n, key) in wanted.into_iter().enumerate() {
+            let probe = match old.remove(&key) {
+                Some(p) => Some(p),
+                None => {
+                    // New sessions are spread over one interval, not sent in a burst.
+                    let phase = self.config.timers.interval * (n as u32) / count;
+                    self.new_probe(key, now, now + phase)
+                }
+            };
+            self.probes.extend(probe);
+        }
+        self.by_local = self.probes.iter().enumerate().map(|(i, p)| (p.local, i)).collect();
+        // The indices moved: every timer is laid again.
+        self.wheel.clear();
+        self.changed.clear();
+        for (i, p) in self.probes.iter_mut().enumerate() {
+            let index = i as u32;
+            self.wheel.schedule(Timer { at: p.next_tx.max(now), index, kind: Kind::Probe });
+            p.check_pending = false;
+            if let Some(at) = next_check(&p.session, &self.config) {
+                p.check_pending = true;
+                self.wheel.schedule(Timer { at, index, kind: Kind::Check });
+            }
+        }
+        true
+    }
+
+    fn new_probe(&mut self, key: ListKey, now: Instant, next_tx: Instant) -> Option<Probe> {
+        let reflector = self.config.reflector(key.endpoint)?;
+        let local = self.next_local;
+        self.next_local = self.next_local.wrapping_add(1).max(1);
+        let session = Session::new(self.config.timers, now);
+        let state = ListState { phase: session.phase(), since: now, downs: 0, ups: 0 };
+        let mut p = Probe {
+            key,
+            session,
+            frame: Vec::new(),
+            announced: session.phase().state(),
+            reflector,
+            local,
+            next_tx,
+            check_pending: false,
+            state,
+        };
+        if !self.build(&mut p) {
+            return None;
+        }
+        Some(p)
+    }
+
+    fn rebuild(&mut self, i: usize) {
+        if let Some(mut p) = self.probes.get(i).map(|p| Probe { frame: Vec::new(), key: p.key.clone(), ..*p }) {
+            if self.build(&mut p) {
+                if let Some(slot) = self.probes.get_mut(i) {
+                    *slot = p;
+                }
+            }
+        }
+    }
+
+    /// Builds a probe's frame for its session's state; false when the
+    /// endpoint's family has no source address on the interface (logged).
+    fn build(&self, p: &mut Probe) -> bool {
+        let Some(source) = self.config.source_for(p.key.endpoint, &self.sources) else {
+            log::warn!(
+                "S-BFD: no {} address on {} to probe {} from: the list {} is not probed",
+                if p.key.endpoint.is_ipv6() { "IPv6" } else { "IPv4" },
+                self.config.interface,
+                p.key.endpoint,
+                p.key.stack
+            );
+            return false;
+        };
+        let state = p.session.phase().state();
+        let us = u32::try_from(self.config.timers.interval.as_micros()).unwrap_or(u32::MAX);
+        let control = Control {
+            diag: 0,
+            state,
+            poll: false,
+            final_: false,
+            detect_mult: self.config.timers.multiplier,
+            my_discriminator: p.local,
+            your_discriminator: p.reflector,
+            desired_min_tx_us: us,
+            required_min_rx_us: us,
+            required_min_echo_rx_us: 0,
+        };
+        let a = Addressing {
+            router_mac: self.router_mac,
+            host_mac: self.host_mac,
+            source,
+            endpoint: p.key.endpoint,
+            source_port: self.source_port,
+        };
+        match probe::frame(&p.key.stack, &a, &control) {
+            Ok(f) => {
+                p.frame = f;
+                p.announced = state;
+                true
+            }
+            Err(e) => {
+                log::warn!("S-BFD: list {} to {}: {e}", p.key.stack, p.key.endpoint);
+                false
+            }
+        }
+    }
+
+    /// Publishes every list (after the set changed).
+    fn publish_all(&mut self) {
+        let states: HashMap<ListKey, ListState> = self.probes.iter().map(|p| (p.key.clone(), p.state)).collect();
+        *lock(&self.shared.phases) = states;
+        self.changed.clear();
+    }
+
+    /// Publishes the lists whose phase changed: readers see each change
+    /// at the end of the tick that made it, and nothing is copied otherwise.
+    fn publish_changed(&mut self) {
+        let mut published = lock(&self.shared.phases);
+        for i in self.changed.drain(..) {
+            if let Some(p) = self.probes.get(i) {
+                if let Some(s) = published.get_mut(&p.key) {
+                    *s = p.state;
+                }
+            }
+        }
+    }
+
+    fn sample_cpu(&self) {
+        if let Ok(u) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) {
+            let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+            self.shared.counters.user_micros.store(micros(u.user_time()), Ordering::Relaxed);
+            self.shared.counters.system_micros.store(micros(u.system_time()), Ordering::Relaxed);
+        }
+    }
+}
+
+/// When the session's clock must run next: when its detection time would
+/// pass without an answer, or its hold-down end; none while it is down
+/// (only an answer moves it).
+fn next_check(session: &Session, config: &SbfdConfig) -> Option<Instant> {
+    let detection = config.timers.detection();
+    // A session is silent only once strictly more than the detection time
+    // has passed.
+    let after = |t: Instant| t + detection + Duration::from_micros(1);
+    match session.phase() {
+        Phase::Starting { since } => Some(after(since)),
+        Phase::Up { last } => Some(after(last)),
+        Phase::Returning { since, last } => Some(after(last).min(since + config.timers.hold_down)),
+        Phase::Down { .. } => None,
+    }
+}
+
+/// A hasher for our own discriminators (sequential numbers that nobody
+/// else picks): one multiplication (Fibonacci hashing) instead of SipHash,
+/// which the answers' lookups spent most of their user-space time on.
+#[derive(Debug, Default)]
+struct Discriminators(u64);
+
+impl Hasher for Discriminators {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+fn log_change(p: &Probe) {
+    let phase = p.session.phase();
+    if phase.usable() {
+        log::info!("S-BFD: segment list {} to {} is {}: in use again", p.key.stack, p.key.endpoint, phase.as_str());
+    } else {
+        log::warn!(
+            "S-BFD: segment list {} to {} is {}: its flows move to the live lists",
+            p.key.stack,
+            p.key.endpoint,
+            phase.as_str()
+        );
+    }
+}
