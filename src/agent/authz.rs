@@ -43,6 +43,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/GetStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/WatchStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/Reload", Access::Write),
+    ("/lnetd.encap.v1.Encapsulator/Verify", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/Repair", Access::Write),
     ("/counters.int_map/GetMaps", Access::Read),
     ("/counters.int_map/GetMapCounters", Access::Read),
     ("/counters.int_UpdateMap/UpdateMap", Access::Write),
