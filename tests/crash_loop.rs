@@ -242,17 +242,7 @@ fn a_thousand_apply_cycles_leak_no_policy_id_or_counter_slot() {
     // grace period before reuse, so the pools are sized for the rate of a
     // cycle (~20 a second), not for one cycle: with 32 ids and 64 slots, 1,000
     // cycles take each id ~30 times.
-    ok(ns, &[
-        "attach",
-        "--lookup",
-        "lpm",
-        "--max-policies",
-        "32",
-        "--max-counted-routes",
-        "64",
-        "--mode",
-        "native",
-    ]);
+    ok(ns, &["attach", "--lookup", "lpm", "--max-policies", "32", "--max-counted-routes", "64", "--mode", "native"]);
     let started = Instant::now();
     for _ in 0..CYCLES {
         ok(ns, &["apply", &policy]);
