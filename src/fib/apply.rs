@@ -213,7 +213,10 @@ impl Fib {
                 self.wait_for_graveyard(&mut rib, excess);
             }
         }
-        self.check_capacity(&rib, &plan)?;
+        // A dry run does not wait for the graveyard; the apply it previews
+        // would (see above), so retired policies do not count against it.
+        let retired = if dry_run { 0 } else { rib.graveyard.len() };
+        self.check_capacity(&rib, &plan, retired)?;
         let checked = started.elapsed();
         let mut report = report_of(&plan);
         report.dry_run = dry_run;
@@ -263,7 +266,7 @@ impl Fib {
 
     /// Refuses, before anything is written, a state that does not fit (the
     /// diff counted the entries as it walked).
-    fn check_capacity(&self, rib: &Rib, plan: &Plan<'_>) -> Result<(), RouteError> {
+    fn check_capacity(&self, rib: &Rib, plan: &Plan<'_>, retired: usize) -> Result<(), RouteError> {
         let mut count = plan.trie_entries;
         for addr in &rib.local {
             if let Some(c) = count.get_mut(usize::from(addr.is_ipv6())) {
@@ -276,7 +279,7 @@ impl Fib {
             }
         }
         // Retired policies hold their ids through their grace period.
-        if plan.policies + rib.graveyard.len() > self.config.max_policies as usize {
+        if plan.policies + retired > self.config.max_policies as usize {
             return Err(RouteError::full("policy", self.config.max_policies));
         }
         Ok(())
