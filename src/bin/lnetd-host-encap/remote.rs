@@ -236,6 +236,19 @@ impl apply::Target for Remote<'_> {
 }
 
 impl Remote<'_> {
+    /// A refusal, or an agent of an older build that lacks the RPC.
+    fn older(&self, status: Status) -> Failure {
+        if status.code() != Code::Unimplemented {
+            return failure(&self.path, status);
+        }
+        format!(
+            "the agent serving {iface} is of an older build without Verify and Repair (it answered \
+             UNIMPLEMENTED): restart it with this build (systemctl restart lnetd-host-encap-agent@{iface})",
+            iface = self.iface
+        )
+        .into()
+    }
+
     fn routes(&mut self) -> Result<Listed, Failure> {
         let reply = self.rt.block_on(list_routes(&mut self.client)).map_err(|s| failure(&self.path, s))?;
         let mut routes = Vec::with_capacity(reply.routes.len());
@@ -362,12 +375,14 @@ impl Remote<'_> {
                 }
             }
             Command::Verify { output } => {
-                let reply = self.rt.block_on(self.client.verify(pb::VerifyRequest {})).map_err(fail)?.into_inner();
+                let reply =
+                    self.rt.block_on(self.client.verify(pb::VerifyRequest {})).map_err(|s| self.older(s))?.into_inner();
                 let found: Vec<verify::Line> = reply.differences.into_iter().map(line).collect();
                 verify::print_verify(self.iface, &found, output)?;
             }
             Command::Repair { output } => {
-                let reply = self.rt.block_on(self.client.repair(pb::RepairRequest {})).map_err(fail)?.into_inner();
+                let reply =
+                    self.rt.block_on(self.client.repair(pb::RepairRequest {})).map_err(|s| self.older(s))?.into_inner();
                 let fixed: Vec<verify::Line> = reply.repaired.into_iter().map(line).collect();
                 verify::print_repair(self.iface, &fixed, output);
             }
