@@ -208,7 +208,11 @@ impl Fib {
             // they stand in the way.
             self.bury_policies(&mut rib);
             let max = self.config.max_policies as usize;
-            let excess = (plan.policies + rib.graveyard.len()).saturating_sub(max);
+            // The final state's policies, or the write's peak (every policy in
+            // use stays until the commit retires it: room.rs), whichever is more.
+            let peak = room::policy_peak(&rib, &plan);
+            let excess = (plan.policies + rib.graveyard.len()).max(peak).saturating_sub(max);
+            let excess = excess.min(rib.graveyard.len());
             if excess > 0 && plan.policies <= max {
                 self.wait_for_graveyard(&mut rib, excess);
             }

@@ -44,6 +44,25 @@ impl Room {
     }
 }
 
+/// Entries the policy map holds at the peak of `plan`'s writes, retired
+/// policies included: every policy in use stays until the commit retires it,
+/// and a route that becomes a policy route, or changes its route-level value,
+/// takes a fresh id (see `Fib::allocate`; an in-place rewrite takes none).
+/// An estimate for waiting out retired policies, not a refusal: the kernel
+/// has the last word.
+pub(crate) fn policy_peak(rib: &Rib, plan: &Plan<'_>) -> usize {
+    let fresh = plan
+        .upserts
+        .iter()
+        .filter(|(id, route, _)| {
+            !route.policy.is_plain()
+                && !(rib.policy_of.get(id).is_some()
+                    && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route)))
+        })
+        .count();
+    rib.policy_of.len() + rib.graveyard.len() + fresh
+}
+
 /// `prefix` shortened to `len` bits.
 fn supernet(prefix: &IpNetwork, len: u8) -> Option<IpNetwork> {
     IpNetwork::new(prefix.ip(), len).ok().and_then(|n| IpNetwork::new(n.network(), len).ok())
@@ -163,6 +182,20 @@ mod tests {
     }
 
     const CAP: [u32; 4] = [5, 5, 5, 5];
+
+    #[test]
+    fn the_policy_peak_counts_what_stays_until_the_commit() {
+        let old = state(&[("10.0.0.0/24", "16@1,17@1"), ("10.0.1.0/24", "18@1,19@1")]);
+        // One rewritten in place (no fresh id), one removed (its policy stays
+        // until the commit), one new.
+        let new = state(&[("10.0.0.0/24", "20@1,21@1"), ("10.0.2.0/24", "22@1,23@1")]);
+        let mut rib = rib_of(&old);
+        for (n, id) in old.routes().keys().enumerate() {
+            rib.policy_of.insert(*id, n as u32 + 1);
+        }
+        rib.graveyard.push((7, crate::rib::alloc::Boottime::now()));
+        assert_eq!(policy_peak(&rib, &diff::plan(&rib, &new)), 2 + 1 + 1);
+    }
 
     #[test]
     fn nothing_first_when_old_and_new_fit_together() {
