@@ -55,9 +55,9 @@ pub(crate) fn policy_peak(rib: &Rib, plan: &Plan<'_>) -> usize {
         .upserts
         .iter()
         .filter(|(id, route, _)| {
-            !route.policy.is_plain()
-                && !(rib.policy_of.get(id).is_some()
-                    && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route)))
+            let in_place = rib.policy_of.contains_key(id)
+                && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route));
+            !route.policy.is_plain() && !in_place
         })
         .count();
     rib.policy_of.len() + rib.graveyard.len() + fresh
