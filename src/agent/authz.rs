@@ -43,6 +43,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/GetStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/WatchStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/Reload", Access::Write),
+    ("/lnetd.encap.v1.Encapsulator/Verify", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/Repair", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/GetLiveness", Access::Read),
     ("/counters.int_map/GetMaps", Access::Read),
     ("/counters.int_map/GetMapCounters", Access::Read),
@@ -231,7 +233,17 @@ mod tests {
             .collect();
         assert_eq!(
             writes,
-            ["SetRoute", "RemoveRoute", "SetSource", "RemoveSource", "Apply", "Reload", "UpdateMap", "DeleteMap"]
+            [
+                "SetRoute",
+                "RemoveRoute",
+                "SetSource",
+                "RemoveSource",
+                "Apply",
+                "Reload",
+                "Repair",
+                "UpdateMap",
+                "DeleteMap"
+            ]
         );
         assert_eq!(access("/lnetd.encap.v1.Encapsulator/Reset"), Access::Write, "unknown: a write");
     }

@@ -14,6 +14,7 @@ mod recover;
 mod remote;
 #[cfg(feature = "agent")]
 mod serve;
+mod verify;
 
 use std::io::IsTerminal;
 use std::net::IpAddr;
@@ -121,6 +122,19 @@ enum Command {
     /// What runs on IFACE: attached or not, mode and program, the agent,
     /// routes per table and origin, and whether the kernel matches the RIB.
     Status,
+    /// Compare the kernel's maps with the RIB (what `routes` shows): one
+    /// difference a line; exit code 1 when there are any, 0 when none.
+    Verify {
+        /// text or json.
+        #[arg(long, value_enum, default_value = "text")]
+        output: verify::Output,
+    },
+    /// Make the kernel's maps agree with the RIB again; says what it fixed.
+    Repair {
+        /// text or json.
+        #[arg(long, value_enum, default_value = "text")]
+        output: verify::Output,
+    },
     /// The decapsulator: pop labels on the packets IFACE receives.
     Pop {
         #[command(subcommand)]
@@ -541,6 +555,8 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Pop { command } => pop(iface, command)?,
         Command::Detach { force: true } => recover::force_detach(iface)?,
         Command::Status => recover::status(iface)?,
+        Command::Verify { output } => verify::verify(iface, output)?,
+        Command::Repair { output } => verify::repair(iface, output)?,
         Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;

@@ -138,11 +138,12 @@ pub fn status(iface: &str) -> Result<(), Failure> {
         if per_origin.is_empty() { "-".to_owned() } else { per_origin.join(", ") },
         enc.sources().len()
     );
-    let differences = enc.verify()?;
-    if differences.is_empty() {
-        println!("  kernel: matches the RIB");
-    } else {
-        println!("  kernel: {} differences from the RIB, e.g. {:?}", differences.len(), differences.first());
+    match enc.verify()?.as_slice() {
+        [] => println!("  kernel: matches the RIB"),
+        all @ [first, ..] => println!(
+            "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {first}",
+            all.len()
+        ),
     }
     status_liveness();
     Ok(())
