@@ -270,6 +270,7 @@ pub fn agent(
             ..BgpConfig::new(api.clone())
         };
         extras.origins = Some(Arc::clone(&origins));
+        extras.bgp = Some(Arc::clone(&counters));
         let (c, name) = (Arc::clone(&counters), iface.to_owned());
         extras.metrics = Some(Arc::new(move || c.prometheus(&name)));
         println!(
