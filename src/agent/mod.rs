@@ -320,11 +320,7 @@ impl Writes {
         Ok(report)
     }
 
-    fn apply_unrecorded(
-        &self,
-        desired: &crate::DesiredState,
-        dry_run: bool,
-    ) -> Result<crate::ApplyReport, RouteError> {
+    fn apply_unrecorded(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
         #[cfg(feature = "bgp")]
         if let Some(o) = &self.origins {
             return o.apply_local(desired, dry_run);

@@ -335,11 +335,13 @@ impl Api for Service {
             *routes_by_origin.entry(from).or_default() += 1;
         }
         let activity = &self.writes.activity;
+        #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
         let mut last_change = activity.last().map(|c| pb::LastChange {
             at_unix_ms: unix_ms(c.at),
             origin: c.origin.to_owned(),
             routes: c.routes,
         });
+        #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
         let mut reply = pb::StatusReply {
             interface: self.iface.clone(),
             routes: keys.len() as u64,
@@ -352,7 +354,8 @@ impl Api for Service {
             reply.bgp_enabled = true;
             reply.bgp_api_connected = bgp.api_connected.load(std::sync::atomic::Ordering::Relaxed) == 1;
             let since = bgp.peers_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            reply.bgp_sessions = bgp.peers
+            reply.bgp_sessions = bgp
+                .peers
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .iter()

@@ -123,17 +123,6 @@ pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], ori
     }
 }
 
-pub fn stats_json(iface: &str, stats: &Stats) -> String {
-    let mut out = serde_json::Map::new();
-    out.insert("interface".into(), json!(iface));
-    for (name, c) in stats.named() {
-        out.insert(name.into(), counter(c));
-    }
-    // null: the driver does not say (generic mode, egress, or no such counter).
-    out.insert("tx_errors".into(), json!(stats.tx_errors));
-    serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
-}
-
 pub fn stats_table(stats: &Stats) {
     println!("{:<12} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES");
     for (name, c) in stats.named() {
@@ -155,4 +144,132 @@ pub fn rate_line(delta: &Stats) -> String {
         delta.mtu_dropped.packets + delta.mtu_passed.packets,
         passed - delta.no_route.packets - delta.local.packets - delta.mtu_dropped.packets - delta.mtu_passed.packets,
     )
+}
+
+/// `--output`: how a read command prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Tables and sentences for a person.
+    #[default]
+    Text,
+    /// One JSON document (docs/operations-json.md); `watch` prints one per line.
+    Json,
+}
+
+/// The format chosen for this process (set once, in `main`).
+static FORMAT: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
+
+/// Sets the format of every read command's output.
+pub fn set_format(format: Format) {
+    let _already_set_by_an_earlier_call = FORMAT.set(format);
+}
+
+/// Whether read commands print JSON (`--output json`, or a command's own `--json`).
+pub fn json(flag: bool) -> bool {
+    flag || FORMAT.get() == Some(&Format::Json)
+}
+
+/// The schema every JSON document names; bumped only for an incompatible change.
+pub const SCHEMA: &str = "lnetd-host-encap/v1";
+
+/// One JSON document of the schema: `schema`, `command`, `interface`, then
+/// the command's own keys (`body` is an object; anything else goes under `data`).
+pub fn document(command: &str, iface: &str, body: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("schema".into(), json!(SCHEMA));
+    out.insert("command".into(), json!(command));
+    out.insert("interface".into(), json!(iface));
+    match body {
+        Value::Object(map) => out.extend(map),
+        other => {
+            out.insert("data".into(), other);
+        }
+    }
+    Value::Object(out)
+}
+
+/// Prints `document(...)` pretty, on one line for `watch` (JSON Lines).
+pub fn print_document(command: &str, iface: &str, body: Value) {
+    let doc = document(command, iface, body);
+    let text = if command == "watch" { serde_json::to_string(&doc) } else { serde_json::to_string_pretty(&doc) };
+    println!("{}", text.unwrap_or_default());
+}
+
+/// The counters of `stats` (and `pop stats`) as the schema's keys.
+pub fn stats_value(stats: &Stats) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, c) in stats.named() {
+        out.insert(name.into(), counter(c));
+    }
+    // null: the driver does not say (generic mode, egress, or no such counter).
+    out.insert("tx_errors".into(), json!(stats.tx_errors));
+    Value::Object(out)
+}
+
+/// The `routes` document's keys.
+pub fn routes_value(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) -> Value {
+    serde_json::from_str(&routes_json(routes, sources, origin)).unwrap_or_default()
+}
+
+/// The program's verdict by its kernel name (`XDP_TX`, ...).
+pub fn action_name(action: lnetd_host_encap::XdpAction) -> String {
+    use lnetd_host_encap::XdpAction as A;
+    match action {
+        A::Aborted => "XDP_ABORTED".into(),
+        A::Drop => "XDP_DROP".into(),
+        A::Pass => "XDP_PASS".into(),
+        A::Tx => "XDP_TX".into(),
+        A::Redirect => "XDP_REDIRECT".into(),
+        A::Other(n) => format!("XDP_ACTION_{n}"),
+    }
+}
+
+/// What `get` found, as the schema's keys.
+pub struct Verdict<'a> {
+    /// `XDP_TX`, `XDP_PASS`, ...
+    pub action: String,
+    /// The counter it moved.
+    pub outcome: &'a str,
+    /// The route matched, if any.
+    pub route: Option<(Table, lnetd_host_encap::Route)>,
+    /// The segment list taken.
+    pub list: Option<usize>,
+    /// The stack pushed, top first.
+    pub stack: Vec<lnetd_host_encap::LabelStackEntry>,
+    /// Where the route came from.
+    pub origin: Option<String>,
+    /// As the text output says it.
+    pub text: String,
+}
+
+pub fn verdict_value(v: &Verdict) -> Value {
+    let route = v.route.as_ref().map(|(t, r)| {
+        let lists = r.policy.lists();
+        let one = lists.len() == 1;
+        json!({
+            "prefix": r.prefix.to_string(),
+            "table": t.id(),
+            "policy": lists.iter()
+                .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
+                .collect::<Vec<_>>().join(","),
+            "tc": r.tc.to_string(),
+            "entropy_label": r.policy.entropy_label().map(|e| e.to_string()),
+        })
+    });
+    json!({
+        "action": v.action,
+        "outcome": v.outcome,
+        "route": route,
+        "list": v.list,
+        "stack": v.stack.iter().map(|e| json!({
+            "label": e.label, "tc": e.tc, "bottom": e.bottom, "ttl": e.ttl,
+        })).collect::<Vec<_>>(),
+        "origin": v.origin,
+        "text": v.text,
+    })
+}
+
+/// One second of `watch`: rates per counter (packets and bytes per second).
+pub fn rate_value(delta: &Stats) -> Value {
+    json!({ "interval_s": 1, "rates": stats_value(delta) })
 }
