@@ -27,18 +27,59 @@ pub fn table_suffix(table: Table) -> String {
     }
 }
 
-pub fn spinner(routes: usize) -> Option<ProgressBar> {
-    if routes < LARGE_APPLY || !super::stderr_is_terminal() {
-        return None;
+/// A file at least this large is parsed with progress shown (on a terminal).
+const LARGE_FILE: u64 = 1 << 20;
+
+/// Whether an apply of `routes` routes from a file of `bytes` bytes is long
+/// enough to show progress.
+pub fn large_apply(routes: usize, bytes: Option<u64>) -> bool {
+    routes >= LARGE_APPLY || bytes.is_some_and(|b| b >= LARGE_FILE)
+}
+
+/// The phases of a long operation on stderr, only when stderr is a
+/// terminal: a spinner with the current phase, and one line per phase done
+/// with its time. Nothing at all otherwise (a pipe or a file gets no noise).
+#[derive(Default)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    current: Option<(String, std::time::Instant)>,
+}
+
+impl Progress {
+    /// Starts the phase `what` (ending the previous one), showing it when
+    /// the operation is `large` and stderr is a terminal.
+    pub fn phase(&mut self, what: String, large: bool) {
+        self.done();
+        if self.bar.is_none() && large && super::stderr_is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(what.clone());
+        }
+        self.current = Some((what, std::time::Instant::now()));
     }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.set_message(format!("applying {routes} routes"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    Some(bar)
+
+    /// Ends the current phase: one line saying how long it took.
+    fn done(&mut self) {
+        if let (Some(bar), Some((what, started))) = (&self.bar, self.current.take()) {
+            bar.println(format!("{what}: {:.1} s", started.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 pub fn report(report: &ApplyReport) {
