@@ -275,6 +275,27 @@ fn json_file(name: &str, prefixes: &[String], policy: &str) -> TempFile {
     TempFile::new(name, &serde_json::json!({ "routes": routes }).to_string())
 }
 
+/// `ApplyStream` of `chunks`; its reply's messages concatenated (the
+/// first has the counts, each at most 8192 keys per list).
+async fn streamed_apply(
+    c: &mut lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient<tonic::transport::Channel>,
+    chunks: Vec<pb::ApplyRequest>,
+) -> pb::ApplyReply {
+    let mut replies = c.apply_stream(tokio_stream::iter(chunks)).await.unwrap().into_inner();
+    let mut all = replies.message().await.unwrap().expect("a first reply");
+    let mut messages = 1;
+    while let Some(more) = replies.message().await.unwrap() {
+        messages += 1;
+        assert!(more.summary.is_empty(), "only the first message has the summary");
+        all.added.extend(more.added);
+        all.removed.extend(more.removed);
+        all.replaced.extend(more.replaced);
+        all.sources_set.extend(more.sources_set);
+    }
+    assert!(messages > 1 || all.added.len() <= 8192, "{messages} reply message(s) for {} keys", all.added.len());
+    all
+}
+
 /// Runs the command under a pseudo-terminal (`script`): stdout and stderr both go to it.
 fn on_a_terminal(ns: &Netns, args: &[&str]) -> String {
     let line = std::iter::once(BIN.to_owned())
@@ -337,8 +358,8 @@ fn a_table_over_the_message_limit_is_applied_as_a_stream_and_its_counters_stream
                     v
                 };
                 // A dry run first: it says the same and changes nothing.
-                let dry = c.apply_stream(tokio_stream::iter(chunks(true))).await.unwrap().into_inner();
-                let applied = c.apply_stream(tokio_stream::iter(chunks(false))).await.unwrap().into_inner();
+                let dry = streamed_apply(&mut c, chunks(true)).await;
+                let applied = streamed_apply(&mut c, chunks(false)).await;
                 let mut stream =
                     c.stream_route_counters(pb::StreamRouteCountersRequest { table: None }).await.unwrap().into_inner();
                 let (mut n, mut listed) = (0, Vec::new());

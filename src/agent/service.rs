@@ -199,6 +199,51 @@ type RoutesStream = Pin<Box<dyn Stream<Item = Result<pb::ListRoutesReply, Status
 
 type CountersStream = Pin<Box<dyn Stream<Item = Result<pb::RouteCountersChunk, Status>> + Send + 'static>>;
 
+type ApplyReplies = Pin<Box<dyn Stream<Item = Result<pb::ApplyReply, Status>> + Send + 'static>>;
+
+/// Entries of each list per `ApplyStream` reply message (a key is a few
+/// dozen bytes: a message stays far under 4 MB).
+const KEYS_PER_REPLY: usize = 8192;
+
+/// `reply` as messages of at most [`KEYS_PER_REPLY`] entries per list; the
+/// first has the scalar fields.
+fn reply_chunks(mut reply: pb::ApplyReply) -> Vec<pb::ApplyReply> {
+    fn take<T>(v: &mut Vec<T>) -> Vec<T> {
+        let n = v.len().min(KEYS_PER_REPLY);
+        v.drain(..n).collect()
+    }
+    let longest = [reply.added.len(), reply.replaced.len(), reply.removed.len(), reply.set_aside.len()]
+        .into_iter()
+        .chain([reply.sources_set.len(), reply.sources_removed.len()])
+        .max()
+        .unwrap_or(0);
+    let mut chunks = Vec::with_capacity(longest.div_ceil(KEYS_PER_REPLY).max(1));
+    loop {
+        let mut chunk = if chunks.is_empty() {
+            pb::ApplyReply {
+                summary: std::mem::take(&mut reply.summary),
+                unchanged: reply.unchanged,
+                map_operations: reply.map_operations,
+                dry_run: reply.dry_run,
+                dscp_changed: reply.dscp_changed,
+                ..Default::default()
+            }
+        } else {
+            pb::ApplyReply::default()
+        };
+        chunk.added = take(&mut reply.added);
+        chunk.replaced = take(&mut reply.replaced);
+        chunk.removed = take(&mut reply.removed);
+        chunk.set_aside = take(&mut reply.set_aside);
+        chunk.sources_set = take(&mut reply.sources_set);
+        chunk.sources_removed = take(&mut reply.sources_removed);
+        chunks.push(chunk);
+        if chunks.len() * KEYS_PER_REPLY >= longest {
+            return chunks;
+        }
+    }
+}
+
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -264,10 +309,12 @@ impl Api for Service {
         self.apply_desired(desired_of(req), dry_run).await
     }
 
+    type ApplyStreamStream = ApplyReplies;
+
     async fn apply_stream(
         &self,
         request: Request<tonic::Streaming<pb::ApplyRequest>>,
-    ) -> Result<Response<pb::ApplyReply>, Status> {
+    ) -> Result<Response<ApplyReplies>, Status> {
         let mut stream = request.into_inner();
         let mut all = pb::ApplyRequest::default();
         let mut first = true;
@@ -291,7 +338,8 @@ impl Api for Service {
             return Err(invalid("ApplyStream", "no chunk received: send at least one (routes may be empty)"));
         }
         let dry_run = all.dry_run;
-        self.apply_desired(desired_of(all), dry_run).await
+        let reply = self.apply_desired(desired_of(all), dry_run).await?.into_inner();
+        Ok(Response::new(Box::pin(tokio_stream::iter(reply_chunks(reply).into_iter().map(Ok)))))
     }
 
     type StreamRouteCountersStream = CountersStream;

@@ -242,7 +242,19 @@ async fn apply_streamed(
     request: pb::ApplyRequest,
 ) -> Result<pb::ApplyReply, Status> {
     match client.apply_stream(tokio_stream::iter(apply_chunks(request.clone()))).await {
-        Ok(reply) => Ok(reply.into_inner()),
+        Ok(replies) => {
+            let mut replies = replies.into_inner();
+            let mut all = replies.message().await?.ok_or_else(|| Status::internal("ApplyStream: no reply"))?;
+            while let Some(more) = replies.message().await? {
+                all.added.extend(more.added);
+                all.replaced.extend(more.replaced);
+                all.removed.extend(more.removed);
+                all.set_aside.extend(more.set_aside);
+                all.sources_set.extend(more.sources_set);
+                all.sources_removed.extend(more.sources_removed);
+            }
+            Ok(all)
+        }
         Err(s) if s.code() == Code::Unimplemented => Ok(client.apply(request).await?.into_inner()),
         Err(s) => Err(s),
     }
