@@ -433,7 +433,9 @@ impl Learner {
                         if !up {
                             down.insert(n.clone());
                         }
-                        self.peers.insert(n, up);
+                        if self.peers.insert(n.clone(), up) != Some(up) {
+                            lock(&self.counters.peers_since).insert(n, std::time::SystemTime::now());
+                        }
                     }
                 }
             }
