@@ -233,7 +233,17 @@ mod tests {
             .collect();
         assert_eq!(
             writes,
-            ["SetRoute", "RemoveRoute", "SetSource", "RemoveSource", "Apply", "Reload", "UpdateMap", "DeleteMap"]
+            [
+                "SetRoute",
+                "RemoveRoute",
+                "SetSource",
+                "RemoveSource",
+                "Apply",
+                "Reload",
+                "ApplyStream",
+                "UpdateMap",
+                "DeleteMap"
+            ]
         );
         assert_eq!(access("/lnetd.encap.v1.Encapsulator/Reset"), Access::Write, "unknown: a write");
     }

@@ -556,3 +556,37 @@ impl Api for Service {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize, base: u32) -> Vec<pb::RouteKey> {
+        (0..n).map(|i| pb::RouteKey { prefix: format!("10.0.{i}.0/24"), table: base }).collect()
+    }
+
+    #[test]
+    fn a_large_reply_is_cut_into_messages_that_concatenate_back() {
+        let reply = pb::ApplyReply {
+            added: keys(KEYS_PER_REPLY * 2 + 1, 0),
+            removed: keys(3, 1),
+            summary: "20000 added".into(),
+            unchanged: 7,
+            dry_run: true,
+            ..Default::default()
+        };
+        let chunks = reply_chunks(reply.clone());
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.added.len() <= KEYS_PER_REPLY));
+        assert_eq!((chunks[0].summary.as_str(), chunks[0].unchanged, chunks[0].dry_run), ("20000 added", 7, true));
+        assert!(chunks[1..].iter().all(|c| c.summary.is_empty() && c.unchanged == 0));
+        let mut back = chunks[0].clone();
+        for c in &chunks[1..] {
+            back.added.extend(c.added.iter().cloned());
+            back.removed.extend(c.removed.iter().cloned());
+        }
+        assert_eq!(back, reply);
+        // An empty reply is still one message (it carries the summary).
+        assert_eq!(reply_chunks(pb::ApplyReply::default()).len(), 1);
+    }
+}
