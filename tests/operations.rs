@@ -254,6 +254,21 @@ fn every_read_commands_json_has_the_documented_keys_with_and_without_an_agent() 
     let text = String::from_utf8(ok(ns, &["status"]).stdout).unwrap();
     assert!(text.contains("change: 1 routes by agent at 20"), "{text}");
 
+    // A user without privileges gets the agent's part of the status.
+    let nobody = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name()))
+        .args(["-S", "65534", "-G", "65534", BIN, "-i", VethLab::HOST_IF, "status", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(nobody.status.success(), "status as uid 65534: {}", String::from_utf8_lossy(&nobody.stderr));
+    let limited: Value = serde_json::from_slice(&nobody.stdout).unwrap();
+    envelope(&limited, "status");
+    assert_eq!(
+        (&limited["last_change"], &limited["routes"]["total"]),
+        (&status["last_change"], &4.into()),
+        "{limited}"
+    );
+
     // An export applies as it is, envelope included, through the agent.
     let export =
         TempFile::new("export.json", &String::from_utf8(ok(ns, &["routes", "--output", "json"]).stdout).unwrap());

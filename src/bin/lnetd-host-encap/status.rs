@@ -103,7 +103,16 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     let xdp = recover::attached_xdp(iface);
     report.program = xdp.map(|(id, name)| Program { ours: recover::OUR_PROGRAMS.contains(&name.as_str()), id, name });
     report.agent = agent(iface, &mut report);
-    report.pinned = Encapsulator::is_pinned(iface)?;
+    report.pinned = match Encapsulator::is_pinned(iface) {
+        Ok(pinned) => pinned,
+        // An agent answered, so it holds a pinned dataplane this user may not look at.
+        Err(e) if report.routes.is_some() => {
+            log::info!("looking for {iface}'s pins: {e}; status from the agent only");
+            report.pinned = true;
+            return Ok(report);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !report.pinned {
         return Ok(report);
     }
@@ -191,6 +200,9 @@ fn print_text(iface: &str, r: &Report) {
             let whose = if p.ours { "ours, without pins" } else { "not ours" };
             println!("  xdp:    program id {} ({}) is attached: {whose}", p.id, p.name);
         }
+        if r.agent.is_none() {
+            return;
+        }
     } else {
         let program = r.program.as_ref().map(|p| format!(", program id {} ({})", p.id, p.name)).unwrap_or_default();
         println!("{iface}: attached in {} mode{program}", r.mode.as_deref().unwrap_or("?"));
@@ -204,9 +216,11 @@ fn print_text(iface: &str, r: &Report) {
         None => println!("  agent:  none (commands change the dataplane themselves)"),
     }
     if let Some(routes) = &r.routes {
-        let per_table: Vec<String> = routes
-            .by_table
-            .iter()
+        // The main table first, then the alternate ones by id.
+        let mut tables: Vec<(&String, &u64)> = routes.by_table.iter().collect();
+        tables.sort_by_key(|(t, _)| (t.as_str() != "main", t.parse::<u32>().unwrap_or(0)));
+        let per_table: Vec<String> = tables
+            .into_iter()
             .map(|(t, n)| if t == "main" { format!("main {n}") } else { format!("table {t} {n}") })
             .collect();
         let per_origin: Vec<String> = routes.by_origin.iter().map(|(o, n)| format!("{o} {n}")).collect();
