@@ -603,7 +603,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let sources = enc.sources();
             let origin = origins(iface);
             if output::json(json) {
-                output::print_document("routes", iface, output::routes_value(&routes, &sources, &origin));
+                output::print_routes(iface, &routes, &sources, &origin)?;
             } else {
                 output::routes_table(&routes, &sources, &origin);
             }

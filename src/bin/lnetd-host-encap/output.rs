@@ -107,31 +107,99 @@ fn counter(c: Counter) -> Value {
 /// Where a route came from: (origin, for a BGP route its policy text and binding SID).
 pub type OriginOf<'a> = &'a dyn Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>);
 
-pub fn routes_json(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) -> String {
-    let routes: Vec<Value> = routes
+/// A route of the `routes` document (docs/operations-json.md).
+#[derive(serde::Serialize)]
+struct RouteDoc {
+    prefix: String,
+    origin: String,
+    bgp_policy: Option<String>,
+    binding_sid: Option<u32>,
+    table: u32,
+    policy: String,
+    tc: String,
+    entropy_label: Option<String>,
+    counted: bool,
+    labelled: CounterDoc,
+    lists: Vec<ListDoc>,
+}
+
+#[derive(serde::Serialize)]
+struct CounterDoc {
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct ListDoc {
+    stack: String,
+    weight: u16,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct SourceDoc {
+    prefix: String,
+    table: u32,
+}
+
+/// The `routes` document, envelope first.
+#[derive(serde::Serialize)]
+struct RoutesDoc<'a> {
+    schema: &'static str,
+    command: &'static str,
+    interface: &'a str,
+    routes: Vec<RouteDoc>,
+    sources: Vec<SourceDoc>,
+}
+
+/// Prints the `routes` document. Written straight from typed rows: a
+/// million routes as a `serde_json::Value` tree and a pretty string cost
+/// several gigabytes.
+pub fn print_routes(
+    iface: &str,
+    routes: &[CountedRoute],
+    sources: &[(IpNetwork, Table)],
+    origin: OriginOf,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let routes = routes
         .iter()
         .map(|r| {
-            let (from, policy, bsid) = origin(r.table, r.route.prefix);
-            json!({
-                "prefix": r.route.prefix.to_string(),
-                "origin": from,
-                "bgp_policy": policy,
-                "binding_sid": bsid,
-                "table": r.table.id(),
-                "policy": policy_text(r),
-                "tc": r.route.tc.to_string(),
-                "entropy_label": r.route.policy.entropy_label().map(|e| e.to_string()),
-                "counted": r.counters.counted,
-                "labelled": counter(r.counters.labelled),
-                "lists": r.route.policy.lists().iter().zip(&r.counters.lists).map(|(l, c)| json!({
-                    "stack": l.stack.to_string(), "weight": l.weight, "packets": c.packets, "bytes": c.bytes,
-                })).collect::<Vec<_>>(),
-            })
+            let (from, bgp_policy, binding_sid) = origin(r.table, r.route.prefix);
+            RouteDoc {
+                prefix: r.route.prefix.to_string(),
+                origin: from,
+                bgp_policy,
+                binding_sid,
+                table: r.table.id(),
+                policy: policy_text(r),
+                tc: r.route.tc.to_string(),
+                entropy_label: r.route.policy.entropy_label().map(|e| e.to_string()),
+                counted: r.counters.counted,
+                labelled: CounterDoc { packets: r.counters.labelled.packets, bytes: r.counters.labelled.bytes },
+                lists: r
+                    .route
+                    .policy
+                    .lists()
+                    .iter()
+                    .zip(&r.counters.lists)
+                    .map(|(l, c)| ListDoc {
+                        stack: l.stack.to_string(),
+                        weight: l.weight,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    })
+                    .collect(),
+            }
         })
         .collect();
-    let sources: Vec<Value> =
-        sources.iter().map(|(p, t)| json!({ "prefix": p.to_string(), "table": t.id() })).collect();
-    serde_json::to_string_pretty(&json!({ "routes": routes, "sources": sources })).unwrap_or_default()
+    let sources = sources.iter().map(|(p, t)| SourceDoc { prefix: p.to_string(), table: t.id() }).collect();
+    let doc = RoutesDoc { schema: SCHEMA, command: "routes", interface: iface, routes, sources };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    out.flush()
 }
 
 pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) {
@@ -245,11 +313,6 @@ pub fn stats_value(stats: &Stats) -> Value {
     // null: the driver does not say (generic mode, egress, or no such counter).
     out.insert("tx_errors".into(), json!(stats.tx_errors));
     Value::Object(out)
-}
-
-/// The `routes` document's keys.
-pub fn routes_value(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) -> Value {
-    serde_json::from_str(&routes_json(routes, sources, origin)).unwrap_or_default()
 }
 
 /// The program's verdict by its kernel name (`XDP_TX`, ...).

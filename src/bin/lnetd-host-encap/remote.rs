@@ -374,7 +374,7 @@ impl Remote<'_> {
                 let local = super::origins(self.iface);
                 let origin = |t: Table, p: IpNetwork| origins.get(&(t, p)).cloned().unwrap_or_else(|| local(t, p));
                 if output::json(json) {
-                    output::print_document("routes", self.iface, output::routes_value(&routes, &sources, &origin));
+                    output::print_routes(self.iface, &routes, &sources, &origin)?;
                 } else {
                     output::routes_table(&routes, &sources, &origin);
                 }
