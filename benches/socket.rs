@@ -3,8 +3,11 @@
 //! socket, and still the way without an agent), at 1,000,000 IPv4 +
 //! 200,000 IPv6 routes (BGP-like lengths): `set` and `get`, the median of
 //! several runs of each, both spawned the same way (nsenter into the lab's
-//! namespace). LHE_BENCH_V4 / LHE_BENCH_V6 set smaller tables for quick
-//! runs. Run as root: `cargo bench --bench socket`.
+//! namespace). Then the agent's write rate: 50 concurrent gRPC clients
+//! each sending 200 `SetRoute` over the socket, every change acknowledged
+//! only once durable, against the library's own `set_route` loop on the
+//! same table in the same run. LHE_BENCH_V4 / LHE_BENCH_V6 set smaller
+//! tables for quick runs. Run as root: `cargo bench --bench socket`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,6 +28,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
 /// Runs per measure through the agent, and without it (each of those reads the whole state).
 const RUNS_AGENT: usize = 21;
 const RUNS_DIRECT: usize = 5;
+/// The issue's write load: this many clients at once, each this many changes.
+const CLIENTS: usize = 50;
+const PER_CLIENT: usize = 200;
 
 fn sizes() -> (usize, usize) {
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
@@ -64,6 +70,53 @@ fn median(lab: &VethLab, runs: usize, args: &[&str]) -> Duration {
     times[runs / 2]
 }
 
+/// The route client `c` sets in its `i`-th change: a /32 of its own.
+fn churn_route(c: usize, i: usize) -> Route {
+    let prefix: IpNetwork = format!("198.18.{c}.{i}/32").parse().expect("a prefix");
+    let stack = LabelStack::single(Label::new(17_000 + (i % 1000) as u32).expect("a label"));
+    Route::with_policy(prefix, Policy::single(stack))
+}
+
+/// `CLIENTS` concurrent clients of the agent's socket, `PER_CLIENT`
+/// `SetRoute` each: the wall time of the whole load and every call's latency.
+fn concurrent_set_routes(path: &std::path::Path) -> (Duration, Vec<Duration>) {
+    use lnetd_host_encap::agent::proto::v1 as pb;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let mut clients = Vec::with_capacity(CLIENTS);
+        for _ in 0..CLIENTS {
+            clients.push(lnetd_host_encap::agent::connect_local(path).await.expect("connect to the agent"));
+        }
+        let t = Instant::now();
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(c, mut client)| {
+                tokio::spawn(async move {
+                    let mut took = Vec::with_capacity(PER_CLIENT);
+                    for i in 0..PER_CLIENT {
+                        let route = churn_route(c, i);
+                        let msg = pb::Route {
+                            prefix: route.prefix.to_string(),
+                            policy: route.policy.to_string(),
+                            ..Default::default()
+                        };
+                        let at = Instant::now();
+                        client.set_route(msg).await.expect("SetRoute");
+                        took.push(at.elapsed());
+                    }
+                    took
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(CLIENTS * PER_CLIENT);
+        for task in tasks {
+            all.extend(task.await.expect("a client"));
+        }
+        (t.elapsed(), all)
+    })
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -89,6 +142,20 @@ fn main() {
         })
         .expect("namespace");
     println!("socket: {} routes ({v4} IPv4 + {v6} IPv6) applied in {}", prefixes.len(), ms(filled));
+    // The baseline of the write rate: the library's own loop, durable change by change.
+    let library = lab
+        .host
+        .run(|| {
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+            let t = Instant::now();
+            for c in 0..CLIENTS {
+                for i in 0..PER_CLIENT {
+                    enc.set_route(&churn_route(c, i)).expect("set_route");
+                }
+            }
+            t.elapsed() // `enc` is dropped after the measure: it releases the store's lock
+        })
+        .expect("namespace");
 
     let set = ["set", "198.18.0.0/15", "16001/16002"];
     let get = ["get", "198.18.1.1"];
@@ -112,6 +179,23 @@ fn main() {
     println!("socket: the agent adopted the table and answered after {}", ms(t.elapsed()));
     let agent_set = median(&lab, RUNS_AGENT, &set);
     let agent_get = median(&lab, RUNS_AGENT, &get);
+    let (load, mut latencies) = concurrent_set_routes(&path);
+    latencies.sort();
+    let n = latencies.len();
+    let rate = n as f64 / load.as_secs_f64();
+    let library_rate = n as f64 / library.as_secs_f64();
+    println!(
+        "socket: {CLIENTS} clients x {PER_CLIENT} SetRoute through the socket: {rate:.0} changes/s (p50 {}, p99 {}); \
+         the library's set_route loop: {library_rate:.0} changes/s ({:.2}x)",
+        ms(latencies[n / 2]),
+        ms(latencies[n * 99 / 100]),
+        rate / library_rate
+    );
+    common::summary_row(
+        "socket",
+        &format!("SetRoute, {CLIENTS} concurrent clients, at {} routes", prefixes.len()),
+        &format!("{rate:.0} changes/s, p99 {} (library loop {library_rate:.0}/s)", ms(latencies[n * 99 / 100])),
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
     let _ = agent.0.wait();
 

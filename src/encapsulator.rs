@@ -573,26 +573,16 @@ impl Encapsulator {
             }
         };
         // A reader checks the state (format, checksum) now and decodes the
-        // RIB only when it first needs it: `stats` never does.
-        let (rib, config, attached, unfinished, store) = if options.read_only {
-            let store::Peeked { config, attached, unfinished } = Store::peek(dir.state_dir()).map_err(unreadable)?;
-            let state_dir = dir.state_dir().to_owned();
-            let load: crate::fib::RibLoader = Box::new(move || {
-                Store::open(&state_dir, false).map(|(recovered, _)| recovered.rib).map_err(|e| match e {
-                    OpenError::Pin(e) => e.to_string(),
-                    OpenError::Unreadable(Unreadable::Invalid(reason)) => {
-                        format!("the state in {} cannot be read: {reason}", state_dir.display())
-                    }
-                    OpenError::Unreadable(Unreadable::Version(found, by)) => {
-                        format!("the state in {} was replaced by format {found} (written by {by})", state_dir.display())
-                    }
-                })
-            });
-            (Err(load), config, attached, unfinished, None)
+        // RIB only when it first needs it: `stats` never does. A writer
+        // decodes it on a thread of its own while this one verifies the
+        // program: the two halves of an agent's restart, overlapped.
+        let store::Peeked { config, attached, mut unfinished } = Store::peek(dir.state_dir()).map_err(unreadable)?;
+        let state_dir = dir.state_dir().to_owned();
+        let decoding = if options.read_only {
+            None
         } else {
-            let (recovered, store) = Store::open(dir.state_dir(), true).map_err(unreadable)?;
-            let store::Recovered { rib, config, attached, unfinished, .. } = recovered;
-            (Ok(rib), config, attached, unfinished, store)
+            let state_dir = state_dir.clone();
+            Some(std::thread::spawn(move || Store::open(&state_dir, true)))
         };
         let read = started.elapsed();
         if attached.mode == AttachedMode::Ingress {
@@ -610,13 +600,48 @@ impl Encapsulator {
         let link = dir.open_link()?;
         dir.check_live(iface, ifindex, &link, attached.mode != AttachedMode::Egress)?;
         let maps = dir.open_maps()?;
-        let prog = if options.replace_program && !options.read_only {
+        let replacement = if options.replace_program && !options.read_only {
             let program = if attached.mode == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
-            let prog = dataplane::load_program(&config, &maps, program)?;
-            link.update_prog(prog.as_fd()).map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
-            prog
+            Some(dataplane::load_program(&config, &maps, program)?)
         } else {
-            link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?
+            None
+        };
+        // The RIB is read before the program is replaced: a state that
+        // cannot be read leaves the running program alone.
+        let (rib, store) = match decoding {
+            None => {
+                let load: crate::fib::RibLoader = Box::new(move || {
+                    Store::open(&state_dir, false).map(|(recovered, _)| recovered.rib).map_err(|e| match e {
+                        OpenError::Pin(e) => e.to_string(),
+                        OpenError::Unreadable(Unreadable::Invalid(reason)) => {
+                            format!("the state in {} cannot be read: {reason}", state_dir.display())
+                        }
+                        OpenError::Unreadable(Unreadable::Version(found, by)) => {
+                            format!(
+                                "the state in {} was replaced by format {found} (written by {by})",
+                                state_dir.display()
+                            )
+                        }
+                    })
+                });
+                (Err(load), None)
+            }
+            Some(decoding) => {
+                let decoded = decoding.join().unwrap_or_else(|_| {
+                    Err(OpenError::Unreadable(Unreadable::Invalid("decoding it failed (a panic)".to_owned())))
+                });
+                let (recovered, store) = decoded.map_err(unreadable)?;
+                unfinished = recovered.unfinished;
+                (Ok(recovered.rib), store)
+            }
+        };
+        let prog = match replacement {
+            Some(prog) => {
+                link.update_prog(prog.as_fd())
+                    .map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
+                prog
+            }
+            None => link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?,
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let loaded = started.elapsed();

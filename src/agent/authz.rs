@@ -46,6 +46,8 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/StreamRouteCounters", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/ApplyStream", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/GetStatus", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/Verify", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/Repair", Access::Write),
     ("/counters.int_map/GetMaps", Access::Read),
     ("/counters.int_map/GetMapCounters", Access::Read),
     ("/counters.int_UpdateMap/UpdateMap", Access::Write),
@@ -241,6 +243,7 @@ mod tests {
                 "Apply",
                 "Reload",
                 "ApplyStream",
+                "Repair",
                 "UpdateMap",
                 "DeleteMap"
             ]

@@ -117,6 +117,16 @@ fn action_name(action: crate::XdpAction) -> String {
     }
 }
 
+/// A difference between the kernel and the RIB as a message.
+fn difference(d: &crate::Difference) -> pb::Difference {
+    pb::Difference {
+        map: d.map.to_owned(),
+        entry: d.entry.clone(),
+        kind: d.kind.name().to_owned(),
+        text: d.to_string(),
+    }
+}
+
 /// Runs a blocking library call off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker: {e}")))?
@@ -444,6 +454,16 @@ impl Api for Service {
             restart_needed: report.restart_needed.clone(),
             summary: report.to_string(),
         }))
+    }
+
+    async fn verify(&self, _: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyReply>, Status> {
+        let found = self.with(|enc| enc.verify().map_err(|e| Status::internal(e.to_string()))).await?;
+        Ok(Response::new(pb::VerifyReply { differences: found.iter().map(difference).collect() }))
+    }
+
+    async fn repair(&self, _: Request<pb::RepairRequest>) -> Result<Response<pb::RepairReply>, Status> {
+        let fixed = self.with(|enc| enc.repair().map_err(status)).await?;
+        Ok(Response::new(pb::RepairReply { repaired: fixed.iter().map(difference).collect() }))
     }
 
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainReply>, Status> {

@@ -2,10 +2,12 @@
 //! an order in which no packet meets a route that is neither the old nor the
 //! new one, and undone if the kernel refuses any of them.
 //!
-//! Order: the DSCP table; policies (before the routes that name them); routes
-//! added or replaced, written in place (never deleted first); sources (after
-//! the alternate routes they select); sources removed; routes removed
-//! (after everything that could lead packets to them).
+//! Order: the DSCP table; routes removed first only where a trie cannot hold
+//! the old and the new routes at once (see `room.rs`: just enough, chosen
+//! where a packet falls back to its new route); policies (before the routes
+//! that name them); routes added or replaced, written in place (never deleted
+//! first); sources (after the alternate routes they select); sources removed;
+//! the other routes removed (after everything that could lead packets to them).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +17,7 @@ use std::sync::{mpsc, Mutex};
 use ipnetwork::IpNetwork;
 
 use super::key::RouteKey;
-use super::{encode, full, source_family, Fib};
+use super::{encode, full, room, source_family, Fib};
 use crate::abi::{self, types};
 use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
@@ -206,12 +208,19 @@ impl Fib {
             // they stand in the way.
             self.bury_policies(&mut rib);
             let max = self.config.max_policies as usize;
-            let excess = (plan.policies + rib.graveyard.len()).saturating_sub(max);
+            // The final state's policies, or the write's peak (every policy in
+            // use stays until the commit retires it: room.rs), whichever is more.
+            let peak = room::policy_peak(&rib, &plan);
+            let excess = (plan.policies + rib.graveyard.len()).max(peak).saturating_sub(max);
+            let excess = excess.min(rib.graveyard.len());
             if excess > 0 && plan.policies <= max {
                 self.wait_for_graveyard(&mut rib, excess);
             }
         }
-        self.check_capacity(&rib, &plan)?;
+        // A dry run does not wait for the graveyard; the apply it previews
+        // would (see above), so retired policies do not count against it.
+        let retired = if dry_run { 0 } else { rib.graveyard.len() };
+        self.check_capacity(&rib, &plan, retired)?;
         let checked = started.elapsed();
         let mut report = report_of(&plan);
         report.dry_run = dry_run;
@@ -261,7 +270,7 @@ impl Fib {
 
     /// Refuses, before anything is written, a state that does not fit (the
     /// diff counted the entries as it walked).
-    fn check_capacity(&self, rib: &Rib, plan: &Plan<'_>) -> Result<(), RouteError> {
+    fn check_capacity(&self, rib: &Rib, plan: &Plan<'_>, retired: usize) -> Result<(), RouteError> {
         let mut count = plan.trie_entries;
         for addr in &rib.local {
             if let Some(c) = count.get_mut(usize::from(addr.is_ipv6())) {
@@ -274,7 +283,7 @@ impl Fib {
             }
         }
         // Retired policies hold their ids through their grace period.
-        if plan.policies + rib.graveyard.len() > self.config.max_policies as usize {
+        if plan.policies + retired > self.config.max_policies as usize {
             return Err(RouteError::full("policy", self.config.max_policies));
         }
         Ok(())
@@ -297,6 +306,18 @@ impl Fib {
             m.dscp_tc.update(&key, abi::bytes_of(&types::dscp_map { tc: dscp.values() }))?;
             undo.push(Undo { map: &m.dscp_tc, keys: key, olds: vec![Some(old)] });
             ops += 1;
+        }
+
+        // Where a trie cannot hold the old and the new routes at once, some
+        // removals come first (room.rs picks them).
+        let room = room::plan_room(rib, plan, self.tries().map(|(_, _, capacity)| capacity));
+        if !room.early.is_empty() {
+            log::debug!(
+                "apply: {} removals first to stay within capacity ({} falling back to a route that is not their new one)",
+                room.early.len(),
+                room.unsafe_fallbacks
+            );
+            ops += self.delete_routes(rib, room.early.iter(), undo)?;
         }
 
         // Routes are encoded here and written by one thread per trie as
@@ -398,15 +419,28 @@ impl Fib {
             ops += 1;
         }
 
+        // Last: the sources removed above no longer lead here, and every
+        // route that replaces these (a shorter prefix) is already in place.
+        ops += self.delete_routes(rib, plan.removes.iter().filter(|id| !room.is_early(id)), undo)?;
+        Ok((ops, slots_of))
+    }
+
+    /// Deletes routes, batched per map, recording the undo; returns the
+    /// entries deleted.
+    fn delete_routes<'a, 'i>(
+        &'a self,
+        rib: &Rib,
+        ids: impl Iterator<Item = &'i RouteId>,
+        undo: &mut Vec<Undo<'a>>,
+    ) -> Result<usize, RouteError> {
         let mut deletes: BTreeMap<&'static str, (&dyn RouteTable, Batch)> = BTreeMap::new();
-        for id in &plan.removes {
+        for id in ids {
             let (map, _, _) = self.routes_map(id.0, &id.1);
             let entry = deletes.entry(map.name()).or_insert_with(|| (map, Batch::default()));
             entry.1.keys.extend_from_slice(RouteKey::in_table(id.0.id(), id.1).bytes());
             entry.1.undo_old.push(route_value(rib, id));
         }
-        // Last: the sources removed above no longer lead here, and every
-        // route that replaces these (a shorter prefix) is already in place.
+        let mut ops = 0;
         for (map, batch) in deletes.into_values() {
             let deleted = batch.undo_old.len();
             let result = map.delete_batch(&batch.keys);
@@ -416,7 +450,7 @@ impl Fib {
             result?;
             ops += deleted;
         }
-        Ok((ops, slots_of))
+        Ok(ops)
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod apply;
 pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;
+pub(crate) mod room;
 pub(crate) mod table;
 pub(crate) mod verify;
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
+use nix::errno::Errno;
 
 use super::key::RouteKey;
 use super::table::RouteTable;
@@ -32,6 +33,18 @@ pub enum DifferenceKind {
     Unexpected,
     /// Both have it, with different values.
     Differs,
+}
+
+impl DifferenceKind {
+    /// Its name in the command's JSON and the gRPC API: `missing`,
+    /// `unexpected` or `differs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DifferenceKind::Missing => "missing",
+            DifferenceKind::Unexpected => "unexpected",
+            DifferenceKind::Differs => "differs",
+        }
+    }
 }
 
 impl std::fmt::Display for Difference {
@@ -120,6 +133,12 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
     out
 }
 
+/// Whether a write was refused for want of room (an LPM trie or hash map
+/// full, or a DIR-24-8 pool).
+fn is_full(e: &RouteError) -> bool {
+    matches!(e, RouteError::TableFull { .. } | RouteError::Map(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }))
+}
+
 /// A /24 (or a /16 summary) whose DIR-24-8 entries are not what its prefixes imply.
 fn structure_difference(block: ipnetwork::Ipv4Network) -> Difference {
     let map = if block.prefix() == 16 { "dir4_tbl16" } else { "dir4_tbl24" };
@@ -140,7 +159,9 @@ impl Fib {
     /// Makes every map agree with the RIB again (after a process died
     /// between a kernel write and saving its state, or after someone else
     /// wrote the maps) and returns what differed. Values are written before
-    /// entries are deleted, and policies before the routes that name them.
+    /// entries are deleted (unless a map is too full to take what is
+    /// missing: then the deletions go first), and policies before the routes
+    /// that name them.
     pub(crate) fn repair(&self) -> Result<Vec<Difference>, RouteError> {
         let rib = self.changer()?;
         let mut fixes = self.fixes(&rib)?;
@@ -151,14 +172,27 @@ impl Fib {
             let is_policy = f.map.name() == policies;
             (f.want.is_none(), if f.want.is_some() { !is_policy } else { is_policy })
         });
-        for f in &fixes {
-            match &f.want {
-                Some(value) => f.map.update(&f.key, value)?,
-                None => {
-                    f.map.delete(&f.key)?;
+        // A map left full by an interrupted apply (old and new routes mixed)
+        // has no room for what is missing: then the deletions come first.
+        let (writes, deletes): (Vec<&Fix<'_>>, Vec<&Fix<'_>>) = fixes.iter().partition(|f| f.want.is_some());
+        let mut deleted = false;
+        let delete_all = || -> Result<(), RouteError> {
+            deletes.iter().try_for_each(|f| f.map.delete(&f.key).map(|_| log::debug!("repaired: {}", f.difference)))
+        };
+        for f in &writes {
+            let Some(value) = &f.want else { continue };
+            match f.map.update(&f.key, value) {
+                Err(e) if !deleted && is_full(&e) => {
+                    delete_all()?;
+                    deleted = true;
+                    f.map.update(&f.key, value)?;
                 }
+                result => result?,
             }
             log::debug!("repaired: {}", f.difference);
+        }
+        if !deleted {
+            delete_all()?;
         }
         let mut out: Vec<Difference> = fixes.into_iter().map(|f| f.difference).collect();
         // With every prefix right, the DIR-24-8 entries are repainted from them.

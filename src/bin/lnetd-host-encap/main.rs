@@ -15,6 +15,7 @@ mod remote;
 #[cfg(feature = "agent")]
 mod serve;
 mod status;
+mod verify;
 
 use std::io::IsTerminal;
 use std::net::IpAddr;
@@ -127,6 +128,11 @@ enum Command {
     /// What runs on IFACE: attached or not, mode and program, the agent,
     /// routes per table and origin, and whether the kernel matches the RIB.
     Status,
+    /// Compare the kernel's maps with the RIB (what `routes` shows): one
+    /// difference a line; exit code 1 when there are any, 0 when none.
+    Verify,
+    /// Make the kernel's maps agree with the RIB again; says what it fixed.
+    Repair,
     /// The decapsulator: pop labels on the packets IFACE receives.
     Pop {
         #[command(subcommand)]
@@ -423,11 +429,22 @@ fn output_accepted(format: output::Format, command: &Command) -> Result<(), Stri
         | Command::Stats { prometheus: false, .. }
         | Command::Get { .. }
         | Command::Watch
+        | Command::Verify
+        | Command::Repair
         | Command::Pop { command: PopCommand::Labels | PopCommand::Stats { .. } } => Ok(()),
         Command::Stats { prometheus: true, .. } => Err("--prometheus and --output json: choose one".to_owned()),
-        _ => Err("--output json is for the commands that read: status, routes, stats, get, watch, pop labels, \
-                  pop stats"
+        _ => Err("--output json is for the commands that read: status, routes, stats, get, watch, verify, repair, \
+                  pop labels, pop stats"
             .to_owned()),
+    }
+}
+
+/// `verify` and `repair` print with the global `--output`.
+fn verify_output() -> verify::Output {
+    if output::json(false) {
+        verify::Output::Json
+    } else {
+        verify::Output::Text
     }
 }
 
@@ -546,6 +563,8 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Pop { command } => pop(iface, command)?,
         Command::Detach { force: true } => recover::force_detach(iface)?,
         Command::Status => status::run(iface)?,
+        Command::Verify => verify::verify(iface, verify_output())?,
+        Command::Repair => verify::repair(iface, verify_output())?,
         Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;

@@ -1,6 +1,6 @@
 //! The command as a client of the agent that owns the interface: when an
 //! agent serves the interface's local socket, `set`, `remove`, `source`,
-//! `apply`, `routes`, `stats` and `get` go through it (its authorization
+//! `apply`, `routes`, `stats`, `get`, `verify` and `repair` go through it (its authorization
 //! decides), and print what the direct path prints. Only when no agent
 //! answers does the command adopt the dataplane itself.
 
@@ -18,7 +18,7 @@ use lnetd_host_encap::{
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::{apply, output, table, Command, Failure};
+use super::{apply, output, table, verify, Command, Failure};
 
 /// Runs `command` through the agent that serves `iface`, if one does and the
 /// command is one it serves; gives the command back otherwise.
@@ -36,6 +36,8 @@ pub fn through_agent(iface: &str, command: Command) -> Result<Option<Command>, F
             | Command::Stats { .. }
             | Command::Get { .. }
             | Command::Reload
+            | Command::Verify
+            | Command::Repair
     );
     if !served {
         return Ok(Some(command));
@@ -110,6 +112,10 @@ fn route_of(r: &pb::Route) -> Result<(Table, Route), Failure> {
     };
     let tc = if r.tc.is_empty() { Default::default() } else { r.tc.parse()? };
     Ok((table(Some(r.table)), Route { prefix, policy: policy.with_entropy_label(entropy)?, tc }))
+}
+
+fn line(d: pb::Difference) -> verify::Line {
+    verify::Line { map: d.map, entry: d.entry, kind: d.kind, text: d.text }
 }
 
 fn counter(c: Option<pb::Counter>) -> Counter {
@@ -298,6 +304,19 @@ pub fn agent_status(iface: &str) -> Result<Option<(String, Option<pb::StatusRepl
 }
 
 impl Remote<'_> {
+    /// A refusal, or an agent of an older build that lacks the RPC.
+    fn older(&self, status: Status) -> Failure {
+        if status.code() != Code::Unimplemented {
+            return failure(&self.path, status);
+        }
+        format!(
+            "the agent serving {iface} is of an older build without Verify and Repair (it answered \
+             UNIMPLEMENTED): restart it with this build (systemctl restart lnetd-host-encap-agent@{iface})",
+            iface = self.iface
+        )
+        .into()
+    }
+
     fn routes(&mut self) -> Result<Listed, Failure> {
         let reply = self.rt.block_on(list_routes(&mut self.client)).map_err(|s| failure(&self.path, s))?;
         let mut routes = Vec::with_capacity(reply.routes.len());
@@ -453,6 +472,20 @@ impl Remote<'_> {
                 for setting in &reply.restart_needed {
                     println!("  not applied: {setting} changed (restart the agent: systemctl restart lnetd-host-encap-agent@{})", self.iface);
                 }
+            }
+            Command::Verify => {
+                let output = super::verify_output();
+                let reply =
+                    self.rt.block_on(self.client.verify(pb::VerifyRequest {})).map_err(|s| self.older(s))?.into_inner();
+                let found: Vec<verify::Line> = reply.differences.into_iter().map(line).collect();
+                verify::print_verify(self.iface, &found, output)?;
+            }
+            Command::Repair => {
+                let output = super::verify_output();
+                let reply =
+                    self.rt.block_on(self.client.repair(pb::RepairRequest {})).map_err(|s| self.older(s))?.into_inner();
+                let fixed: Vec<verify::Line> = reply.repaired.into_iter().map(line).collect();
+                verify::print_repair(self.iface, &fixed, output);
             }
             other => return Err(format!("{other:?} is not served through the agent").into()),
         }

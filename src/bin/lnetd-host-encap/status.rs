@@ -147,7 +147,7 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     report.kernel = Some(Kernel {
         matches: differences.is_empty(),
         differences: differences.len() as u64,
-        example: differences.first().map(|d| format!("{d:?}")),
+        example: differences.first().map(ToString::to_string),
     });
     Ok(report)
 }
@@ -238,7 +238,7 @@ fn print_text(iface: &str, r: &Report) {
             println!("  kernel: matches the RIB");
         } else {
             println!(
-                "  kernel: {} differences from the RIB, e.g. {}",
+                "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {}",
                 k.differences,
                 k.example.as_deref().unwrap_or("?")
             );
