@@ -413,6 +413,15 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert_eq!((r["origin"].as_str(), r["binding_sid"].as_u64()), (Some("bgp"), Some(24002)), "{r}");
     let get = cli(&lab, &["get", "198.51.100.7"]);
     assert!(get.contains(&format!("origin: {text}")), "{get}");
+    // `status` through the agent: the session and since when, BGP's last change, routes per origin.
+    let status: serde_json::Value = serde_json::from_str(&cli(&lab, &["status", "--output", "json"])).unwrap();
+    let sessions = status["bgp"]["sessions"].as_array().unwrap_or_else(|| panic!("no BGP sessions: {status}"));
+    let up = |s: &&serde_json::Value| s["neighbor"] == CTL_ADDR && s["established"] == true;
+    assert!(sessions.iter().find(up).is_some_and(|s| s["since_unix_ms"].as_u64().is_some()), "{status}");
+    assert_eq!((&status["bgp"]["api_connected"], &status["last_change"]["origin"]), (&true.into(), &"bgp".into()));
+    assert!(status["routes"]["by_origin"]["bgp"].as_u64().is_some_and(|n| n >= 1), "{status}");
+    let text_status = cli(&lab, &["status"]);
+    assert!(text_status.contains(&format!("{CTL_ADDR} established since 20")), "{text_status}");
     let explained = in_ns(&lab.veth.host, async {
         let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
         c.explain(pb::ExplainRequest { dst: "198.51.100.7".into(), ..Default::default() }).await.unwrap().into_inner()

@@ -266,6 +266,14 @@ fn the_command_in_host_mode_egress_and_pop() {
     assert_eq!(ok(&lab.host, &["pop", "labels"]).lines().collect::<Vec<_>>(), ["0", "2", "16005"]);
     let stats: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["pop", "stats", "--json"])).unwrap();
     assert!(stats["popped"]["packets"].is_u64(), "{stats}");
+    // --output json: the same schema as every read (docs/operations-json.md).
+    assert_eq!(
+        (&stats["schema"], &stats["command"], &stats["interface"]),
+        (&"lnetd-host-encap/v1".into(), &"pop stats".into(), &"h0".into())
+    );
+    let labels: serde_json::Value =
+        serde_json::from_str(&ok(&lab.host, &["pop", "labels", "--output", "json"])).unwrap();
+    assert_eq!((&labels["command"], &labels["labels"]), (&"pop labels".into(), &serde_json::json!([0, 2, 16005])));
     fails(&lab.host, &["pop", "add", "3"], 2, "Implicit NULL");
     ok(&lab.host, &["pop", "detach"]);
     // The same on TC ingress, adopted by the next command like the XDP one.

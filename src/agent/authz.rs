@@ -43,6 +43,9 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/lnetd.encap.v1.Encapsulator/GetStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/WatchStats", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/Reload", Access::Write),
+    ("/lnetd.encap.v1.Encapsulator/StreamRouteCounters", Access::Read),
+    ("/lnetd.encap.v1.Encapsulator/ApplyStream", Access::Write),
+    ("/lnetd.encap.v1.Encapsulator/GetStatus", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/Verify", Access::Read),
     ("/lnetd.encap.v1.Encapsulator/Repair", Access::Write),
     ("/lnetd.encap.v1.Encapsulator/GetLiveness", Access::Read),
@@ -240,6 +243,7 @@ mod tests {
                 "RemoveSource",
                 "Apply",
                 "Reload",
+                "ApplyStream",
                 "Repair",
                 "UpdateMap",
                 "DeleteMap"

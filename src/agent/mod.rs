@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod activity;
 pub mod authz;
 pub mod config;
 #[cfg(feature = "bgp")]
@@ -260,6 +261,10 @@ pub struct Extras {
     /// applied before anything is served, and again on SIGHUP and on the
     /// `Reload` RPC ([`config`]).
     pub config: Option<config::AgentFile>,
+    /// The BGP learner's counters: with them, `GetStatus` reports the
+    /// sessions and BGP's last change.
+    #[cfg(feature = "bgp")]
+    pub bgp: Option<Arc<crate::bgp::BgpCounters>>,
 }
 
 impl std::fmt::Debug for Extras {
@@ -280,10 +285,20 @@ pub(crate) struct Writes {
     statics: Option<Arc<statics::Statics>>,
     #[cfg(feature = "bgp")]
     origins: Option<Arc<crate::bgp::Origins>>,
+    /// The last change made here, for `status`.
+    activity: Arc<activity::Activity>,
+    #[cfg(feature = "bgp")]
+    bgp: Option<Arc<crate::bgp::BgpCounters>>,
 }
 
 impl Writes {
     pub(crate) fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        self.set_route_unrecorded(table, route)?;
+        self.activity.record("agent", 1);
+        Ok(())
+    }
+
+    fn set_route_unrecorded(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         #[cfg(feature = "bgp")]
         if let Some(o) = &self.origins {
             return o.set_route(table, route);
@@ -292,6 +307,12 @@ impl Writes {
     }
 
     pub(crate) fn remove_in(&self, table: Table, prefix: ipnetwork::IpNetwork) -> Result<bool, RouteError> {
+        let removed = self.remove_unrecorded(table, prefix)?;
+        self.activity.record("agent", u64::from(removed));
+        Ok(removed)
+    }
+
+    fn remove_unrecorded(&self, table: Table, prefix: ipnetwork::IpNetwork) -> Result<bool, RouteError> {
         #[cfg(feature = "bgp")]
         if let Some(o) = &self.origins {
             return o.remove_route(table, prefix);
@@ -300,6 +321,12 @@ impl Writes {
     }
 
     pub(crate) fn apply(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
+        let report = self.apply_unrecorded(desired, dry_run)?;
+        self.activity.record_apply("agent", &report);
+        Ok(report)
+    }
+
+    fn apply_unrecorded(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
         #[cfg(feature = "bgp")]
         if let Some(o) = &self.origins {
             return o.apply_local(desired, dry_run);
@@ -313,7 +340,11 @@ impl Writes {
 
     /// Reads the configuration file again and applies its static routes.
     pub(crate) fn reload(&self) -> Result<ReloadReport, ReloadError> {
-        self.statics.as_ref().ok_or(ReloadError::NoConfig)?.reload(self)
+        let report = self.statics.as_ref().ok_or(ReloadError::NoConfig)?.reload(self)?;
+        if let Some(r) = &report.routes {
+            self.activity.record_apply("static", r);
+        }
+        Ok(report)
     }
 
     /// Each route's origin and, for BGP's, its policy (empty without origins).
@@ -352,6 +383,9 @@ pub async fn serve_with(
         statics: extras.config.clone().map(|c| Arc::new(statics::Statics::new(c))),
         #[cfg(feature = "bgp")]
         origins: extras.origins.clone(),
+        activity: Arc::new(activity::Activity::new()),
+        #[cfg(feature = "bgp")]
+        bgp: extras.bgp.clone(),
     };
     let iface = interface(&enc)?;
     // SIGHUP would end the agent by default: it reloads instead, from the start.
@@ -360,6 +394,9 @@ pub async fn serve_with(
     if let Some(s) = &writes.statics {
         // Once, before anything is served: blocking this worker costs no client.
         let report = s.start(&writes)?;
+        if let Some(r) = &report.routes {
+            writes.activity.record_apply("static", r);
+        }
         log::info!("{report}");
     }
     // Everything is bound before anything is served: a refusal leaves nothing half up.

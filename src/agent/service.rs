@@ -164,7 +164,35 @@ fn apply_reply(report: &crate::fib::apply::ApplyReport) -> pb::ApplyReply {
     }
 }
 
+/// An `ApplyRequest` as the library's desired state (checked when applied).
+fn desired_of(req: pb::ApplyRequest) -> DesiredState {
+    DesiredState {
+        routes: req
+            .routes
+            .into_iter()
+            .map(|r| DesiredRoute {
+                prefix: r.prefix,
+                policy: r.policy,
+                tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
+                table: Some(r.table),
+                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
+            })
+            .collect(),
+        sources: req.sources.into_iter().map(|s| DesiredSource { prefix: s.prefix, table: s.table }).collect(),
+        dscp_map: Some(req.dscp_map)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect()),
+    }
+}
+
 impl Service {
+    /// Applies `desired` as one change (what `Apply` and `ApplyStream` do).
+    async fn apply_desired(&self, desired: DesiredState, dry_run: bool) -> Result<Response<pb::ApplyReply>, Status> {
+        let writes = self.writes.clone();
+        let report = blocking(move || writes.apply(&desired, dry_run).map_err(status)).await?;
+        Ok(Response::new(apply_reply(&report)))
+    }
+
     /// Every route with its counters and origin, and the sources: what
     /// `ListRoutes` answers and `StreamRoutes` sends in chunks.
     async fn listed(&self) -> Result<pb::ListRoutesReply, Status> {
@@ -190,6 +218,53 @@ impl Service {
 const ROUTES_PER_CHUNK: usize = 1024;
 
 type RoutesStream = Pin<Box<dyn Stream<Item = Result<pb::ListRoutesReply, Status>> + Send + 'static>>;
+
+type CountersStream = Pin<Box<dyn Stream<Item = Result<pb::RouteCountersChunk, Status>> + Send + 'static>>;
+
+type ApplyReplies = Pin<Box<dyn Stream<Item = Result<pb::ApplyReply, Status>> + Send + 'static>>;
+
+/// Entries of each list per `ApplyStream` reply message (a key is a few
+/// dozen bytes: a message stays far under 4 MB).
+const KEYS_PER_REPLY: usize = 8192;
+
+/// `reply` as messages of at most [`KEYS_PER_REPLY`] entries per list; the
+/// first has the scalar fields.
+fn reply_chunks(mut reply: pb::ApplyReply) -> Vec<pb::ApplyReply> {
+    fn take<T>(v: &mut Vec<T>) -> Vec<T> {
+        let n = v.len().min(KEYS_PER_REPLY);
+        v.drain(..n).collect()
+    }
+    let longest = [reply.added.len(), reply.replaced.len(), reply.removed.len(), reply.set_aside.len()]
+        .into_iter()
+        .chain([reply.sources_set.len(), reply.sources_removed.len()])
+        .max()
+        .unwrap_or(0);
+    let mut chunks = Vec::with_capacity(longest.div_ceil(KEYS_PER_REPLY).max(1));
+    loop {
+        let mut chunk = if chunks.is_empty() {
+            pb::ApplyReply {
+                summary: std::mem::take(&mut reply.summary),
+                unchanged: reply.unchanged,
+                map_operations: reply.map_operations,
+                dry_run: reply.dry_run,
+                dscp_changed: reply.dscp_changed,
+                ..Default::default()
+            }
+        } else {
+            pb::ApplyReply::default()
+        };
+        chunk.added = take(&mut reply.added);
+        chunk.replaced = take(&mut reply.replaced);
+        chunk.removed = take(&mut reply.removed);
+        chunk.set_aside = take(&mut reply.set_aside);
+        chunk.sources_set = take(&mut reply.sources_set);
+        chunk.sources_removed = take(&mut reply.sources_removed);
+        chunks.push(chunk);
+        if chunks.len() * KEYS_PER_REPLY >= longest {
+            return chunks;
+        }
+    }
+}
 
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
 
@@ -252,27 +327,123 @@ impl Api for Service {
 
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyReply>, Status> {
         let req = request.into_inner();
-        let desired = DesiredState {
-            routes: req
-                .routes
-                .into_iter()
-                .map(|r| DesiredRoute {
-                    prefix: r.prefix,
-                    policy: r.policy,
-                    tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
-                    table: Some(r.table),
-                    entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
-                })
-                .collect(),
-            sources: req.sources.into_iter().map(|s| DesiredSource { prefix: s.prefix, table: s.table }).collect(),
-            dscp_map: Some(req.dscp_map)
-                .filter(|d| !d.is_empty())
-                .map(|d| d.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect()),
-        };
-        let writes = self.writes.clone();
         let dry_run = req.dry_run;
-        let report = blocking(move || writes.apply(&desired, dry_run).map_err(status)).await?;
-        Ok(Response::new(apply_reply(&report)))
+        self.apply_desired(desired_of(req), dry_run).await
+    }
+
+    type ApplyStreamStream = ApplyReplies;
+
+    async fn apply_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::ApplyRequest>>,
+    ) -> Result<Response<ApplyReplies>, Status> {
+        let mut stream = request.into_inner();
+        let mut all = pb::ApplyRequest::default();
+        let mut first = true;
+        // Everything is received before anything is applied: a broken
+        // stream (an error here) changes nothing.
+        while let Some(chunk) = stream.message().await? {
+            if !chunk.dscp_map.is_empty() && !all.dscp_map.is_empty() {
+                return Err(invalid("dscp_map", "given in more than one chunk: give it once"));
+            }
+            if first {
+                all.dry_run = chunk.dry_run;
+                first = false;
+            }
+            all.routes.extend(chunk.routes);
+            all.sources.extend(chunk.sources);
+            if !chunk.dscp_map.is_empty() {
+                all.dscp_map = chunk.dscp_map;
+            }
+        }
+        if first {
+            return Err(invalid("ApplyStream", "no chunk received: send at least one (routes may be empty)"));
+        }
+        let dry_run = all.dry_run;
+        let reply = self.apply_desired(desired_of(all), dry_run).await?.into_inner();
+        Ok(Response::new(Box::pin(tokio_stream::iter(reply_chunks(reply).into_iter().map(Ok)))))
+    }
+
+    type StreamRouteCountersStream = CountersStream;
+
+    async fn stream_route_counters(
+        &self,
+        request: Request<pb::StreamRouteCountersRequest>,
+    ) -> Result<Response<CountersStream>, Status> {
+        let only = request.get_ref().table.map(table);
+        let enc = Arc::clone(&self.enc);
+        let routes = blocking(move || enc.counted_routes().map_err(|e| Status::internal(e.to_string()))).await?;
+        let origin = self.writes.origin();
+        let mut chunks = Vec::new();
+        let mut chunk = Vec::with_capacity(ROUTES_PER_CHUNK);
+        for c in routes.iter().filter(|c| only.is_none_or(|t| t == c.table)) {
+            let mut m = counted(c);
+            (m.origin, m.origin_detail, m.binding_sid) = origin(c.table, c.route.prefix);
+            chunk.push(m);
+            if chunk.len() == ROUTES_PER_CHUNK {
+                chunks.push(Ok(pb::RouteCountersChunk { routes: std::mem::take(&mut chunk) }));
+            }
+        }
+        // An empty table still answers one (empty) chunk.
+        if !chunk.is_empty() || chunks.is_empty() {
+            chunks.push(Ok(pb::RouteCountersChunk { routes: chunk }));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn get_status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+        use super::activity::unix_ms;
+        let enc = Arc::clone(&self.enc);
+        let keys: Vec<(Table, ipnetwork::IpNetwork)> =
+            blocking(move || Ok(enc.valid_state().routes().keys().copied().collect())).await?;
+        let origin = self.writes.origin();
+        let mut routes_by_origin: HashMap<String, u64> = HashMap::new();
+        for (t, p) in &keys {
+            let (from, _, _) = origin(*t, *p);
+            // An agent without origins knows of no other: every route is the file's or the API's.
+            let from = if from.is_empty() { "static".to_owned() } else { from };
+            *routes_by_origin.entry(from).or_default() += 1;
+        }
+        let activity = &self.writes.activity;
+        #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
+        let mut last_change = activity.last().map(|c| pb::LastChange {
+            at_unix_ms: unix_ms(c.at),
+            origin: c.origin.to_owned(),
+            routes: c.routes,
+        });
+        #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
+        let mut reply = pb::StatusReply {
+            interface: self.iface.clone(),
+            routes: keys.len() as u64,
+            routes_by_origin,
+            started_unix_ms: unix_ms(activity.started()),
+            ..Default::default()
+        };
+        #[cfg(feature = "bgp")]
+        if let Some(bgp) = &self.writes.bgp {
+            reply.bgp_enabled = true;
+            reply.bgp_api_connected = bgp.api_connected.load(std::sync::atomic::Ordering::Relaxed) == 1;
+            let since = bgp.peers_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            reply.bgp_sessions = bgp
+                .peers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .map(|(n, up)| pb::BgpSession {
+                    neighbor: n.clone(),
+                    established: *up,
+                    since_unix_ms: since.get(n).map_or(0, |t| unix_ms(*t)),
+                })
+                .collect();
+            let bgp_last = *bgp.last_change.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, routes)) = bgp_last {
+                if last_change.as_ref().is_none_or(|c| c.at_unix_ms <= unix_ms(at)) {
+                    last_change = Some(pb::LastChange { at_unix_ms: unix_ms(at), origin: "bgp".into(), routes });
+                }
+            }
+        }
+        reply.last_change = last_change;
+        Ok(Response::new(reply))
     }
 
     async fn reload(&self, _request: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadReply>, Status> {
@@ -434,5 +605,39 @@ impl Api for Service {
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize, base: u32) -> Vec<pb::RouteKey> {
+        (0..n).map(|i| pb::RouteKey { prefix: format!("10.0.{i}.0/24"), table: base }).collect()
+    }
+
+    #[test]
+    fn a_large_reply_is_cut_into_messages_that_concatenate_back() {
+        let reply = pb::ApplyReply {
+            added: keys(KEYS_PER_REPLY * 2 + 1, 0),
+            removed: keys(3, 1),
+            summary: "20000 added".into(),
+            unchanged: 7,
+            dry_run: true,
+            ..Default::default()
+        };
+        let chunks = reply_chunks(reply.clone());
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.added.len() <= KEYS_PER_REPLY));
+        assert_eq!((chunks[0].summary.as_str(), chunks[0].unchanged, chunks[0].dry_run), ("20000 added", 7, true));
+        assert!(chunks[1..].iter().all(|c| c.summary.is_empty() && c.unchanged == 0));
+        let mut back = chunks[0].clone();
+        for c in &chunks[1..] {
+            back.added.extend(c.added.iter().cloned());
+            back.removed.extend(c.removed.iter().cloned());
+        }
+        assert_eq!(back, reply);
+        // An empty reply is still one message (it carries the summary).
+        assert_eq!(reply_chunks(pb::ApplyReply::default()).len(), 1);
     }
 }

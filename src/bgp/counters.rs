@@ -73,6 +73,11 @@ pub struct BgpCounters {
     pub router_id: Mutex<Option<Ipv4Addr>>,
     /// Segment-list liveness (S-BFD), when it runs.
     pub sbfd: Mutex<super::sbfd::SbfdStatus>,
+    /// When each neighbor's session last changed state (for `status`).
+    pub peers_since: Mutex<BTreeMap<String, std::time::SystemTime>>,
+    /// The last apply of BGP's routes that changed the dataplane: when, and
+    /// how many routes it added, replaced or removed (for `status`).
+    pub last_change: Mutex<Option<(std::time::SystemTime, u64)>>,
 }
 
 /// A counter or gauge per reason, by the reason's index.

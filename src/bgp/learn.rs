@@ -400,6 +400,9 @@ impl Learner {
                 Pending::Peer { neighbor, established } => {
                     add(&self.counters.peer_events, 1);
                     let was = self.peers.insert(neighbor.clone(), *established);
+                    if was != Some(*established) {
+                        lock(&self.counters.peers_since).insert(neighbor.clone(), std::time::SystemTime::now());
+                    }
                     if *established {
                         self.established_at.entry(neighbor.clone()).or_insert(now);
                     } else {
@@ -430,7 +433,9 @@ impl Learner {
                         if !up {
                             down.insert(n.clone());
                         }
-                        self.peers.insert(n, up);
+                        if self.peers.insert(n.clone(), up) != Some(up) {
+                            lock(&self.counters.peers_since).insert(n, std::time::SystemTime::now());
+                        }
                     }
                 }
             }
@@ -478,6 +483,10 @@ impl Learner {
         match result {
             Ok(Ok(report)) => {
                 add(&self.counters.applies, 1);
+                let changed = report.added.len() + report.replaced.len() + report.removed.len();
+                if changed > 0 {
+                    *lock(&self.counters.last_change) = Some((std::time::SystemTime::now(), changed as u64));
+                }
                 log::info!("BGP: {report}");
             }
             Ok(Err(e)) => {

@@ -309,7 +309,9 @@ impl DesiredState {
     /// empty state (a non-empty list stays refused: it is not this format).
     /// In JSON, the fields `routes --json` adds to describe a route
     /// (origin, bgp_policy, binding_sid, counted, labelled, lists) are
-    /// ignored, so an export applies as it is.
+    /// ignored, and so is its document's envelope (schema, command,
+    /// interface, when `schema` names this command's), so an export applies
+    /// as it is.
     ///
     /// ```
     /// use lnetd_host_encap::{DesiredFileError, DesiredFormat, DesiredState};
@@ -342,8 +344,11 @@ impl DesiredState {
                     .map_err(|e| DesiredError { what: "JSON".into(), reason: e.to_string() })?;
                 match value {
                     serde_json::Value::Object(mut map) => {
+                        // The envelope of `routes --output json` goes first, so a document
+                        // of nothing but an envelope is refused as a file without routes.
+                        let enveloped = strip_envelope(&mut map);
                         let keys = map.keys().cloned().collect();
-                        if strip_export_fields(&mut map) {
+                        if strip_export_fields(&mut map) || enveloped {
                             export = Some(map);
                         }
                         keys
@@ -391,6 +396,23 @@ impl DesiredState {
 /// describe it (where it came from, its counters): not part of the desired
 /// state, so an export applies as it is (`routes --json | apply -`).
 const EXPORT_ONLY_FIELDS: &[&str] = &["origin", "bgp_policy", "binding_sid", "counted", "labelled", "lists"];
+
+/// The keys every JSON document of the command starts with
+/// (docs/operations-json.md): not part of the desired state.
+const ENVELOPE_FIELDS: &[&str] = &["schema", "command", "interface"];
+
+/// Removes the [`ENVELOPE_FIELDS`] of a document that names the command's
+/// schema (`"schema": "lnetd-host-encap/..."`); whether it did.
+fn strip_envelope(map: &mut serde_json::Map<String, serde_json::Value>) -> bool {
+    let ours =
+        map.get("schema").and_then(serde_json::Value::as_str).is_some_and(|s| s.starts_with("lnetd-host-encap/"));
+    if ours {
+        for field in ENVELOPE_FIELDS {
+            map.remove(*field);
+        }
+    }
+    ours
+}
 
 /// Removes the [`EXPORT_ONLY_FIELDS`] from every route; whether there were any.
 fn strip_export_fields(map: &mut serde_json::Map<String, serde_json::Value>) -> bool {
@@ -449,5 +471,17 @@ mod guard_tests {
         assert!(DesiredState::from_file_text(&typo, Json, false).unwrap_err().to_string().contains("polcy"));
         let one = DesiredState::from_file_text("[[routes]]\nprefix = \"10.0.0.0/8\"\npolicy = \"100\"\n", Toml, false);
         assert_eq!(one.map(|d| d.routes.len()), Ok(1));
+    }
+    #[test]
+    fn the_commands_envelope_is_ignored_but_an_envelope_alone_is_no_routes() {
+        use DesiredFormat::Json;
+        let doc = r#"{"schema": "lnetd-host-encap/v1", "command": "routes", "interface": "eth1",
+            "routes": [{"prefix": "10.0.0.0/8", "policy": "100", "origin": "static"}], "sources": []}"#;
+        assert_eq!(DesiredState::from_file_text(doc, Json, false).map(|d| d.routes.len()), Ok(1));
+        let bare = r#"{"schema": "lnetd-host-encap/v1", "command": "stats", "interface": "eth1"}"#;
+        assert!(matches!(DesiredState::from_file_text(bare, Json, false), Err(DesiredFileError::NoRoutes { .. })));
+        // Another schema's keys stay unknown fields.
+        let other = r#"{"schema": "other/v1", "routes": []}"#;
+        assert!(DesiredState::from_file_text(other, Json, false).unwrap_err().to_string().contains("schema"));
     }
 }

@@ -91,20 +91,18 @@ impl Target for Direct<'_> {
 
 /// Runs `apply` against `target`.
 pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
+    let mut progress = output::Progress::default();
+    let bytes = (args.file != "-").then(|| std::fs::metadata(&args.file).map(|m| m.len()).ok()).flatten();
+    progress.phase(format!("parsing {}", args.file), output::large_apply(0, bytes));
     let desired = read_desired(&args.file, args.allow_empty)?;
-    let with_spinner = |f: &mut dyn FnMut() -> Result<ApplyReport, Failure>| {
-        let spinner = output::spinner(desired.routes.len());
-        let result = f();
-        if let Some(s) = spinner {
-            s.finish_and_clear();
-        }
-        result
-    };
-    let plan = with_spinner(&mut || target.plan(&desired))?;
+    let large = output::large_apply(desired.routes.len(), bytes);
+    progress.phase(format!("comparing {} routes with the tables", desired.routes.len()), large);
+    let plan = target.plan(&desired)?;
     // Routes now = removed + (desired - added): every desired route is
     // added, replaced or kept, and every current one kept, replaced or removed.
     let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
     let share = if current == 0 { 0.0 } else { plan.removed.len() as f64 / current as f64 };
+    drop(progress);
     if args.dry_run {
         output::report(&plan);
         print_plan(&plan, &desired, current, share, args.max_remove_share);
@@ -113,7 +111,12 @@ pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
     if share > args.max_remove_share && !args.force {
         confirm(plan.removed.len(), current, share, args.max_remove_share)?;
     }
-    let report = with_spinner(&mut || target.apply(&desired))?;
+    let mut progress = output::Progress::default();
+    let changes = plan.added.len() + plan.replaced.len() + plan.removed.len();
+    progress.phase(format!("writing {changes} changes"), large);
+    let report = target.apply(&desired);
+    drop(progress);
+    let report = report?;
     output::report(&report);
     Ok(())
 }

@@ -14,6 +14,7 @@ mod recover;
 mod remote;
 #[cfg(feature = "agent")]
 mod serve;
+mod status;
 mod verify;
 
 use std::io::IsTerminal;
@@ -54,6 +55,11 @@ struct Cli {
     /// How much the library logs on stderr: error, warn, info, debug.
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     log: log::LevelFilter,
+    /// How read commands (status, routes, stats, get, watch, pop labels,
+    /// pop stats) print: text, or json (one document with the schema's
+    /// envelope, docs/operations-json.md; watch prints one per line).
+    #[arg(long, global = true, value_enum, default_value = "text", value_name = "FORMAT")]
+    output: output::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,17 +130,9 @@ enum Command {
     Status,
     /// Compare the kernel's maps with the RIB (what `routes` shows): one
     /// difference a line; exit code 1 when there are any, 0 when none.
-    Verify {
-        /// text or json.
-        #[arg(long, value_enum, default_value = "text")]
-        output: verify::Output,
-    },
+    Verify,
     /// Make the kernel's maps agree with the RIB again; says what it fixed.
-    Repair {
-        /// text or json.
-        #[arg(long, value_enum, default_value = "text")]
-        output: verify::Output,
-    },
+    Repair,
     /// The decapsulator: pop labels on the packets IFACE receives.
     Pop {
         #[command(subcommand)]
@@ -434,10 +432,44 @@ fn main() -> ExitCode {
     if let Some(result) = generated {
         return report(result);
     }
+    if let Err(e) = output_accepted(cli.output, &cli.command) {
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
+    }
+    output::set_format(cli.output);
     let Some(iface) = cli.iface.clone() else {
         Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--iface IFACE is required").exit();
     };
     report(run(&iface, cli.command))
+}
+
+/// `--output json` is for the commands that read (a usage error elsewhere).
+fn output_accepted(format: output::Format, command: &Command) -> Result<(), String> {
+    if format == output::Format::Text {
+        return Ok(());
+    }
+    match command {
+        Command::Status
+        | Command::Routes { .. }
+        | Command::Stats { prometheus: false, .. }
+        | Command::Get { .. }
+        | Command::Watch
+        | Command::Verify
+        | Command::Repair
+        | Command::Pop { command: PopCommand::Labels | PopCommand::Stats { .. } } => Ok(()),
+        Command::Stats { prometheus: true, .. } => Err("--prometheus and --output json: choose one".to_owned()),
+        _ => Err("--output json is for the commands that read: status, routes, stats, get, watch, verify, repair, \
+                  pop labels, pop stats"
+            .to_owned()),
+    }
+}
+
+/// `verify` and `repair` print with the global `--output`.
+fn verify_output() -> verify::Output {
+    if output::json(false) {
+        verify::Output::Json
+    } else {
+        verify::Output::Text
+    }
 }
 
 /// Exit code 0, or the failure as one message (with its causes) and exit code 1.
@@ -554,9 +586,9 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         }
         Command::Pop { command } => pop(iface, command)?,
         Command::Detach { force: true } => recover::force_detach(iface)?,
-        Command::Status => recover::status(iface)?,
-        Command::Verify { output } => verify::verify(iface, output)?,
-        Command::Repair { output } => verify::repair(iface, output)?,
+        Command::Status => status::run(iface)?,
+        Command::Verify => verify::verify(iface, verify_output())?,
+        Command::Repair => verify::repair(iface, verify_output())?,
         Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
@@ -613,8 +645,8 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let routes = enc.counted_routes()?;
             let sources = enc.sources();
             let origin = origins(iface);
-            if json {
-                println!("{}", output::routes_json(&routes, &sources, &origin));
+            if output::json(json) {
+                output::print_routes(iface, &routes, &sources, &origin)?;
             } else {
                 output::routes_table(&routes, &sources, &origin);
             }
@@ -624,8 +656,8 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let stats = enc.stats()?;
             if prometheus {
                 print!("{}", lnetd_host_encap::prometheus(iface, &stats, &enc.counted_routes()?));
-            } else if json {
-                println!("{}", output::stats_json(iface, &stats));
+            } else if output::json(json) {
+                output::print_document("stats", iface, output::stats_value(&stats));
             } else {
                 output::stats_table(&stats);
             }
@@ -634,6 +666,23 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, false)?;
             let probe = Probe { src, dst, protocol: proto, sport, dport, dscp, ttl: 64 };
             let explanation = enc.explain(&probe)?;
+            if output::json(false) {
+                let origin = explanation.route.as_ref().map(|(table, route)| {
+                    let (from, bgp, _) = origins(iface)(*table, route.prefix);
+                    bgp.unwrap_or(from)
+                });
+                let verdict = output::Verdict {
+                    action: output::action_name(explanation.action),
+                    outcome: explanation.outcome,
+                    route: explanation.route.clone(),
+                    list: explanation.list,
+                    stack: explanation.stack.clone(),
+                    origin,
+                    text: explanation.to_string(),
+                };
+                output::print_document("get", iface, output::verdict_value(&verdict));
+                return Ok(());
+            }
             println!("{explanation}");
             if let Some((table, route)) = &explanation.route {
                 let (from, bgp, _) = origins(iface)(*table, route.prefix);
@@ -663,7 +712,11 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_secs(1));
                 let now = enc.stats()?;
-                println!("{}", output::rate_line(&now.since(&last)));
+                if output::json(false) {
+                    output::print_document("watch", iface, output::rate_value(&now.since(&last)));
+                } else {
+                    println!("{}", output::rate_line(&now.since(&last)));
+                }
                 last = now;
             }
         }
@@ -697,6 +750,10 @@ fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
             }
             println!("no longer popping {label} on {iface}");
         }
+        PopCommand::Labels if output::json(false) => {
+            let labels: Vec<u32> = Decapsulator::open(iface)?.pop_labels()?.iter().map(|l| l.value()).collect();
+            output::print_document("pop labels", iface, serde_json::json!({ "labels": labels }));
+        }
         PopCommand::Labels => {
             for label in Decapsulator::open(iface)?.pop_labels()? {
                 println!("{label}");
@@ -704,13 +761,13 @@ fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
         }
         PopCommand::Stats { json } => {
             let stats = Decapsulator::open(iface)?.stats()?;
-            if json {
+            if output::json(json) {
                 let map: serde_json::Map<String, serde_json::Value> = stats
                     .named()
                     .iter()
                     .map(|(n, c)| ((*n).to_owned(), serde_json::json!({ "packets": c.packets, "bytes": c.bytes })))
                     .collect();
-                println!("{}", serde_json::Value::Object(map));
+                output::print_document("pop stats", iface, serde_json::Value::Object(map));
             } else {
                 for (name, c) in stats.named() {
                     println!("{name:<20} {:>14} {:>16}", c.packets, c.bytes);

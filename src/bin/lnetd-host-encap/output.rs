@@ -27,18 +27,59 @@ pub fn table_suffix(table: Table) -> String {
     }
 }
 
-pub fn spinner(routes: usize) -> Option<ProgressBar> {
-    if routes < LARGE_APPLY || !super::stderr_is_terminal() {
-        return None;
+/// A file at least this large is parsed with progress shown (on a terminal).
+const LARGE_FILE: u64 = 1 << 20;
+
+/// Whether an apply of `routes` routes from a file of `bytes` bytes is long
+/// enough to show progress.
+pub fn large_apply(routes: usize, bytes: Option<u64>) -> bool {
+    routes >= LARGE_APPLY || bytes.is_some_and(|b| b >= LARGE_FILE)
+}
+
+/// The phases of a long operation on stderr, only when stderr is a
+/// terminal: a spinner with the current phase, and one line per phase done
+/// with its time. Nothing at all otherwise (a pipe or a file gets no noise).
+#[derive(Default)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    current: Option<(String, std::time::Instant)>,
+}
+
+impl Progress {
+    /// Starts the phase `what` (ending the previous one), showing it when
+    /// the operation is `large` and stderr is a terminal.
+    pub fn phase(&mut self, what: String, large: bool) {
+        self.done();
+        if self.bar.is_none() && large && super::stderr_is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(what.clone());
+        }
+        self.current = Some((what, std::time::Instant::now()));
     }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.set_message(format!("applying {routes} routes"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    Some(bar)
+
+    /// Ends the current phase: one line saying how long it took.
+    fn done(&mut self) {
+        if let (Some(bar), Some((what, started))) = (&self.bar, self.current.take()) {
+            bar.println(format!("{what}: {:.1} s", started.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 pub fn report(report: &ApplyReport) {
@@ -66,31 +107,99 @@ fn counter(c: Counter) -> Value {
 /// Where a route came from: (origin, for a BGP route its policy text and binding SID).
 pub type OriginOf<'a> = &'a dyn Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>);
 
-pub fn routes_json(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) -> String {
-    let routes: Vec<Value> = routes
+/// A route of the `routes` document (docs/operations-json.md).
+#[derive(serde::Serialize)]
+struct RouteDoc {
+    prefix: String,
+    origin: String,
+    bgp_policy: Option<String>,
+    binding_sid: Option<u32>,
+    table: u32,
+    policy: String,
+    tc: String,
+    entropy_label: Option<String>,
+    counted: bool,
+    labelled: CounterDoc,
+    lists: Vec<ListDoc>,
+}
+
+#[derive(serde::Serialize)]
+struct CounterDoc {
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct ListDoc {
+    stack: String,
+    weight: u16,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(serde::Serialize)]
+struct SourceDoc {
+    prefix: String,
+    table: u32,
+}
+
+/// The `routes` document, envelope first.
+#[derive(serde::Serialize)]
+struct RoutesDoc<'a> {
+    schema: &'static str,
+    command: &'static str,
+    interface: &'a str,
+    routes: Vec<RouteDoc>,
+    sources: Vec<SourceDoc>,
+}
+
+/// Prints the `routes` document. Written straight from typed rows: a
+/// million routes as a `serde_json::Value` tree and a pretty string cost
+/// several gigabytes.
+pub fn print_routes(
+    iface: &str,
+    routes: &[CountedRoute],
+    sources: &[(IpNetwork, Table)],
+    origin: OriginOf,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let routes = routes
         .iter()
         .map(|r| {
-            let (from, policy, bsid) = origin(r.table, r.route.prefix);
-            json!({
-                "prefix": r.route.prefix.to_string(),
-                "origin": from,
-                "bgp_policy": policy,
-                "binding_sid": bsid,
-                "table": r.table.id(),
-                "policy": policy_text(r),
-                "tc": r.route.tc.to_string(),
-                "entropy_label": r.route.policy.entropy_label().map(|e| e.to_string()),
-                "counted": r.counters.counted,
-                "labelled": counter(r.counters.labelled),
-                "lists": r.route.policy.lists().iter().zip(&r.counters.lists).map(|(l, c)| json!({
-                    "stack": l.stack.to_string(), "weight": l.weight, "packets": c.packets, "bytes": c.bytes,
-                })).collect::<Vec<_>>(),
-            })
+            let (from, bgp_policy, binding_sid) = origin(r.table, r.route.prefix);
+            RouteDoc {
+                prefix: r.route.prefix.to_string(),
+                origin: from,
+                bgp_policy,
+                binding_sid,
+                table: r.table.id(),
+                policy: policy_text(r),
+                tc: r.route.tc.to_string(),
+                entropy_label: r.route.policy.entropy_label().map(|e| e.to_string()),
+                counted: r.counters.counted,
+                labelled: CounterDoc { packets: r.counters.labelled.packets, bytes: r.counters.labelled.bytes },
+                lists: r
+                    .route
+                    .policy
+                    .lists()
+                    .iter()
+                    .zip(&r.counters.lists)
+                    .map(|(l, c)| ListDoc {
+                        stack: l.stack.to_string(),
+                        weight: l.weight,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    })
+                    .collect(),
+            }
         })
         .collect();
-    let sources: Vec<Value> =
-        sources.iter().map(|(p, t)| json!({ "prefix": p.to_string(), "table": t.id() })).collect();
-    serde_json::to_string_pretty(&json!({ "routes": routes, "sources": sources })).unwrap_or_default()
+    let sources = sources.iter().map(|(p, t)| SourceDoc { prefix: p.to_string(), table: t.id() }).collect();
+    let doc = RoutesDoc { schema: SCHEMA, command: "routes", interface: iface, routes, sources };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    out.flush()
 }
 
 pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], origin: OriginOf) {
@@ -123,17 +232,6 @@ pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], ori
     }
 }
 
-pub fn stats_json(iface: &str, stats: &Stats) -> String {
-    let mut out = serde_json::Map::new();
-    out.insert("interface".into(), json!(iface));
-    for (name, c) in stats.named() {
-        out.insert(name.into(), counter(c));
-    }
-    // null: the driver does not say (generic mode, egress, or no such counter).
-    out.insert("tx_errors".into(), json!(stats.tx_errors));
-    serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
-}
-
 pub fn stats_table(stats: &Stats) {
     println!("{:<12} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES");
     for (name, c) in stats.named() {
@@ -155,4 +253,127 @@ pub fn rate_line(delta: &Stats) -> String {
         delta.mtu_dropped.packets + delta.mtu_passed.packets,
         passed - delta.no_route.packets - delta.local.packets - delta.mtu_dropped.packets - delta.mtu_passed.packets,
     )
+}
+
+/// `--output`: how a read command prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Tables and sentences for a person.
+    #[default]
+    Text,
+    /// One JSON document (docs/operations-json.md); `watch` prints one per line.
+    Json,
+}
+
+/// The format chosen for this process (set once, in `main`).
+static FORMAT: std::sync::OnceLock<Format> = std::sync::OnceLock::new();
+
+/// Sets the format of every read command's output.
+pub fn set_format(format: Format) {
+    let _already_set_by_an_earlier_call = FORMAT.set(format);
+}
+
+/// Whether read commands print JSON (`--output json`, or a command's own `--json`).
+pub fn json(flag: bool) -> bool {
+    flag || FORMAT.get() == Some(&Format::Json)
+}
+
+/// The schema every JSON document names; bumped only for an incompatible change.
+pub const SCHEMA: &str = "lnetd-host-encap/v1";
+
+/// One JSON document of the schema: `schema`, `command`, `interface`, then
+/// the command's own keys (`body` is an object; anything else goes under `data`).
+pub fn document(command: &str, iface: &str, body: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("schema".into(), json!(SCHEMA));
+    out.insert("command".into(), json!(command));
+    out.insert("interface".into(), json!(iface));
+    match body {
+        Value::Object(map) => out.extend(map),
+        other => {
+            out.insert("data".into(), other);
+        }
+    }
+    Value::Object(out)
+}
+
+/// Prints `document(...)` pretty, on one line for `watch` (JSON Lines).
+pub fn print_document(command: &str, iface: &str, body: Value) {
+    let doc = document(command, iface, body);
+    let text = if command == "watch" { serde_json::to_string(&doc) } else { serde_json::to_string_pretty(&doc) };
+    println!("{}", text.unwrap_or_default());
+}
+
+/// The counters of `stats` (and `pop stats`) as the schema's keys.
+pub fn stats_value(stats: &Stats) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, c) in stats.named() {
+        out.insert(name.into(), counter(c));
+    }
+    // null: the driver does not say (generic mode, egress, or no such counter).
+    out.insert("tx_errors".into(), json!(stats.tx_errors));
+    Value::Object(out)
+}
+
+/// The program's verdict by its kernel name (`XDP_TX`, ...).
+pub fn action_name(action: lnetd_host_encap::XdpAction) -> String {
+    use lnetd_host_encap::XdpAction as A;
+    match action {
+        A::Aborted => "XDP_ABORTED".into(),
+        A::Drop => "XDP_DROP".into(),
+        A::Pass => "XDP_PASS".into(),
+        A::Tx => "XDP_TX".into(),
+        A::Redirect => "XDP_REDIRECT".into(),
+        A::Other(n) => format!("XDP_ACTION_{n}"),
+    }
+}
+
+/// What `get` found, as the schema's keys.
+pub struct Verdict<'a> {
+    /// `XDP_TX`, `XDP_PASS`, ...
+    pub action: String,
+    /// The counter it moved.
+    pub outcome: &'a str,
+    /// The route matched, if any.
+    pub route: Option<(Table, lnetd_host_encap::Route)>,
+    /// The segment list taken.
+    pub list: Option<usize>,
+    /// The stack pushed, top first.
+    pub stack: Vec<lnetd_host_encap::LabelStackEntry>,
+    /// Where the route came from.
+    pub origin: Option<String>,
+    /// As the text output says it.
+    pub text: String,
+}
+
+pub fn verdict_value(v: &Verdict) -> Value {
+    let route = v.route.as_ref().map(|(t, r)| {
+        let lists = r.policy.lists();
+        let one = lists.len() == 1;
+        json!({
+            "prefix": r.prefix.to_string(),
+            "table": t.id(),
+            "policy": lists.iter()
+                .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
+                .collect::<Vec<_>>().join(","),
+            "tc": r.tc.to_string(),
+            "entropy_label": r.policy.entropy_label().map(|e| e.to_string()),
+        })
+    });
+    json!({
+        "action": v.action,
+        "outcome": v.outcome,
+        "route": route,
+        "list": v.list,
+        "stack": v.stack.iter().map(|e| json!({
+            "label": e.label, "tc": e.tc, "bottom": e.bottom, "ttl": e.ttl,
+        })).collect::<Vec<_>>(),
+        "origin": v.origin,
+        "text": v.text,
+    })
+}
+
+/// One second of `watch`: rates per counter (packets and bytes per second).
+pub fn rate_value(delta: &Stats) -> Value {
+    json!({ "interval_s": 1, "rates": stats_value(delta) })
 }

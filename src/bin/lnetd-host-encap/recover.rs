@@ -1,22 +1,20 @@
-//! `status` (what is on the interface, and whether the kernel matches the
-//! RIB) and `detach --force` (a way out of any state: whatever is there is
+//! `detach --force` (a way out of any state: whatever is there is
 //! removed, without needing the state file or the pins to be readable).
 
-use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{query::ProgInfoIter, Xdp, XdpFlags};
-use lnetd_host_encap::{AdoptOptions, Encapsulator, PinRoots, Table};
+use lnetd_host_encap::PinRoots;
 
 use super::Failure;
 
 /// Our programs' names (src/bpf/encap.bpf.c, decap.bpf.c): only these are
 /// ever detached by `detach --force`.
-const OUR_PROGRAMS: [&str; 2] = ["xdp_encap", "tc_encap"];
+pub(super) const OUR_PROGRAMS: [&str; 2] = ["xdp_encap", "tc_encap"];
 
 /// The XDP program attached to `iface` (any mode), by id and name.
-fn attached_xdp(iface: &str) -> Option<(u32, String)> {
+pub(super) fn attached_xdp(iface: &str) -> Option<(u32, String)> {
     let ifindex = nix::net::if_::if_nametoindex(iface).ok()?;
     // bpf_xdp_query ignores the program fd libbpf-rs asks for: any fd does.
     let any_fd = std::fs::File::open("/dev/null").ok()?;
@@ -49,104 +47,6 @@ fn socket_path(iface: &str) -> Option<PathBuf> {
         let _ = iface;
         None
     }
-}
-
-/// The agent's S-BFD state, as `status` prints it: one line of totals, one
-/// per list out of service. Nothing when the agent runs no S-BFD (or
-/// predates `GetLiveness`).
-#[cfg(feature = "bgp")]
-fn liveness(agent: &Path) {
-    use lnetd_host_encap::agent::proto::v1 as pb;
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let reply = rt.block_on(async {
-        let mut client = lnetd_host_encap::agent::connect_local(agent).await.ok()?;
-        client.get_liveness(pb::LivenessRequest::default()).await.ok().map(tonic::Response::into_inner)
-    });
-    let Some(r) = reply.filter(|r| r.enabled) else { return };
-    let count = |phase: &str| r.lists.iter().filter(|l| l.phase == phase).count();
-    println!(
-        "  sbfd:   every {} ms x {}, hold-down {} ms: {} lists: {} up, {} starting, {} down, {} returning, {} unprobed; {} probes sent, {} answers",
-        r.interval_ms,
-        r.multiplier,
-        r.hold_down_ms,
-        r.lists.len(),
-        count("up"),
-        count("starting"),
-        count("down"),
-        count("returning"),
-        count("unprobed"),
-        r.probes_sent,
-        r.answers
-    );
-    for l in r.lists.iter().filter(|l| !l.up) {
-        println!(
-            "          color {} endpoint {}: {}",
-            l.color,
-            l.endpoint,
-            lnetd_host_encap::agent::liveness::list_line(l)
-        );
-    }
-}
-
-/// `status`.
-pub fn status(iface: &str) -> Result<(), Failure> {
-    let agent = socket_path(iface).filter(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
-    #[cfg(feature = "bgp")]
-    let status_liveness = || agent.as_deref().map(liveness);
-    #[cfg(not(feature = "bgp"))]
-    let status_liveness = || ();
-    let xdp = attached_xdp(iface);
-    if !Encapsulator::is_pinned(iface)? {
-        println!("{iface}: no dataplane of lnetd-host-encap is pinned");
-        if let Some((id, name)) = xdp {
-            let whose = if OUR_PROGRAMS.contains(&name.as_str()) { "ours, without pins" } else { "not ours" };
-            println!("  xdp:    program id {id} ({name}) is attached: {whose}");
-        }
-        // An agent serving a dataplane it did not pin (a library user's).
-        if let Some(path) = &agent {
-            println!("  agent:  serving on {}", path.display());
-        }
-        status_liveness();
-        return Ok(());
-    }
-    let enc = Encapsulator::open_with(iface, &AdoptOptions { read_only: true, ..AdoptOptions::default() })?;
-    let mode = enc.attachment().map(|a| a.mode.to_string()).unwrap_or_else(|| "?".into());
-    let program = xdp.map(|(id, name)| format!(", program id {id} ({name})")).unwrap_or_default();
-    println!("{iface}: attached in {mode} mode{program}");
-    println!("  pins:   {}", enc.pin_dir().map(|p| p.display().to_string()).unwrap_or_default());
-    match &agent {
-        Some(path) => println!("  agent:  serving on {}", path.display()),
-        None => println!("  agent:  none (commands change the dataplane themselves)"),
-    }
-    let routes = enc.counted_routes()?;
-    let origin = super::origins(iface);
-    let mut tables: BTreeMap<Table, usize> = BTreeMap::new();
-    let mut origins: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &routes {
-        *tables.entry(r.table).or_default() += 1;
-        *origins.entry(origin(r.table, r.route.prefix).0).or_default() += 1;
-    }
-    let per_table: Vec<String> = tables
-        .iter()
-        .map(|(t, n)| if *t == Table::Main { format!("main {n}") } else { format!("table {} {n}", t.id()) })
-        .collect();
-    let per_origin: Vec<String> = origins.iter().map(|(o, n)| format!("{o} {n}")).collect();
-    println!(
-        "  routes: {} ({}); by origin: {}; sources: {}",
-        routes.len(),
-        per_table.join(", "),
-        if per_origin.is_empty() { "-".to_owned() } else { per_origin.join(", ") },
-        enc.sources().len()
-    );
-    match enc.verify()?.as_slice() {
-        [] => println!("  kernel: matches the RIB"),
-        all @ [first, ..] => println!(
-            "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {first}",
-            all.len()
-        ),
-    }
-    status_liveness();
-    Ok(())
 }
 
 /// `detach --force`: removes the pins (which releases the link, and with it

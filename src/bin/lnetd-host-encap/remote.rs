@@ -36,8 +36,8 @@ pub fn through_agent(iface: &str, command: Command) -> Result<Option<Command>, F
             | Command::Stats { .. }
             | Command::Get { .. }
             | Command::Reload
-            | Command::Verify { .. }
-            | Command::Repair { .. }
+            | Command::Verify
+            | Command::Repair
     );
     if !served {
         return Ok(Some(command));
@@ -221,18 +221,86 @@ async fn list_routes(client: &mut EncapsulatorClient<Channel>) -> Result<pb::Lis
     Ok(all)
 }
 
+/// Routes per `ApplyStream` chunk: about 300 KB, far under the 4 MB limit.
+const APPLY_CHUNK: usize = 8192;
+
+/// `request` as a stream of chunks of [`APPLY_CHUNK`] routes; the first
+/// carries the sources, the DSCP table and `dry_run`.
+fn apply_chunks(request: pb::ApplyRequest) -> Vec<pb::ApplyRequest> {
+    let pb::ApplyRequest { routes, sources, dscp_map, dry_run } = request;
+    let mut chunks = vec![pb::ApplyRequest { routes: Vec::new(), sources, dscp_map, dry_run }];
+    let mut routes = routes.into_iter().peekable();
+    chunks[0].routes.extend(routes.by_ref().take(APPLY_CHUNK));
+    while routes.peek().is_some() {
+        chunks.push(pb::ApplyRequest {
+            routes: routes.by_ref().take(APPLY_CHUNK).collect(),
+            dry_run,
+            ..Default::default()
+        });
+    }
+    chunks
+}
+
+/// Applies `request` as one change through `ApplyStream` (no table is too
+/// large for it), or through `Apply` with an agent that predates it.
+async fn apply_streamed(
+    client: &mut EncapsulatorClient<Channel>,
+    request: pb::ApplyRequest,
+) -> Result<pb::ApplyReply, Status> {
+    match client.apply_stream(tokio_stream::iter(apply_chunks(request.clone()))).await {
+        Ok(replies) => {
+            let mut replies = replies.into_inner();
+            let mut all = replies.message().await?.ok_or_else(|| Status::internal("ApplyStream: no reply"))?;
+            while let Some(more) = replies.message().await? {
+                all.added.extend(more.added);
+                all.replaced.extend(more.replaced);
+                all.removed.extend(more.removed);
+                all.set_aside.extend(more.set_aside);
+                all.sources_set.extend(more.sources_set);
+                all.sources_removed.extend(more.sources_removed);
+            }
+            Ok(all)
+        }
+        Err(s) if s.code() == Code::Unimplemented => Ok(client.apply(request).await?.into_inner()),
+        Err(s) => Err(s),
+    }
+}
+
 impl apply::Target for Remote<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
-        let reply =
-            self.rt.block_on(self.client.apply(apply_request(desired, true))).map_err(|s| failure(&self.path, s))?;
-        report_of(reply.get_ref())
+        let reply = self
+            .rt
+            .block_on(apply_streamed(&mut self.client, apply_request(desired, true)))
+            .map_err(|s| failure(&self.path, s))?;
+        report_of(&reply)
     }
 
     fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
-        let reply =
-            self.rt.block_on(self.client.apply(apply_request(desired, false))).map_err(|s| failure(&self.path, s))?;
-        report_of(reply.get_ref())
+        let reply = self
+            .rt
+            .block_on(apply_streamed(&mut self.client, apply_request(desired, false)))
+            .map_err(|s| failure(&self.path, s))?;
+        report_of(&reply)
     }
+}
+
+/// The agent serving `iface`, if one answers: its socket and its
+/// `GetStatus` (None from an agent that predates it).
+///
+/// # Errors
+/// The agent runs but refused the connection or the call.
+pub fn agent_status(iface: &str) -> Result<Option<(String, Option<pb::StatusReply>)>, Failure> {
+    let Some(path) = agent_socket(iface)? else { return Ok(None) };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let reply = rt.block_on(async {
+        let mut client = lnetd_host_encap::agent::connect_local(&path).await?;
+        match client.get_status(pb::StatusRequest {}).await {
+            Ok(reply) => Ok(Some(reply.into_inner())),
+            Err(s) if s.code() == Code::Unimplemented => Ok(None),
+            Err(s) => Err(Failure::from(failure(&path, s))),
+        }
+    })?;
+    Ok(Some((path.display().to_string(), reply)))
 }
 
 impl Remote<'_> {
@@ -324,8 +392,8 @@ impl Remote<'_> {
                 let Listed { routes, sources, origins } = self.routes()?;
                 let local = super::origins(self.iface);
                 let origin = |t: Table, p: IpNetwork| origins.get(&(t, p)).cloned().unwrap_or_else(|| local(t, p));
-                if json {
-                    println!("{}", output::routes_json(&routes, &sources, &origin));
+                if output::json(json) {
+                    output::print_routes(self.iface, &routes, &sources, &origin)?;
                 } else {
                     output::routes_table(&routes, &sources, &origin);
                 }
@@ -335,8 +403,8 @@ impl Remote<'_> {
                 if prometheus {
                     let routes = self.routes()?.routes;
                     print!("{}", lnetd_host_encap::prometheus(self.iface, &stats, &routes));
-                } else if json {
-                    println!("{}", output::stats_json(self.iface, &stats));
+                } else if output::json(json) {
+                    output::print_document("stats", self.iface, output::stats_value(&stats));
                 } else {
                     output::stats_table(&stats);
                 }
@@ -356,6 +424,37 @@ impl Remote<'_> {
                     dscp: u32::from(dscp),
                 };
                 let reply = self.rt.block_on(self.client.explain(request)).map_err(fail)?.into_inner();
+                if output::json(false) {
+                    let route = reply.route.as_ref().map(route_of).transpose()?;
+                    let origin = match (&route, reply.text.split_once("\norigin: ")) {
+                        (_, Some((_, said))) => Some(said.to_owned()),
+                        (Some((t, r)), None) => {
+                            let (from, bgp, _) = super::origins(self.iface)(*t, r.prefix);
+                            Some(bgp.unwrap_or(from))
+                        }
+                        (None, None) => None,
+                    };
+                    let verdict = output::Verdict {
+                        action: reply.action.clone(),
+                        outcome: &reply.outcome,
+                        route,
+                        list: reply.list.map(|l| l as usize),
+                        stack: reply
+                            .stack
+                            .iter()
+                            .map(|e| lnetd_host_encap::LabelStackEntry {
+                                label: e.label,
+                                tc: e.tc as u8,
+                                bottom: e.bottom,
+                                ttl: e.ttl as u8,
+                            })
+                            .collect(),
+                        origin,
+                        text: reply.text.split("\norigin: ").next().unwrap_or_default().to_owned(),
+                    };
+                    output::print_document("get", self.iface, output::verdict_value(&verdict));
+                    return Ok(());
+                }
                 println!("{}", reply.text);
                 // An agent without BGP says no origin: the command's own record does, as on the direct path.
                 if let Some(r) = reply.route.as_ref().filter(|_| !reply.text.contains("\norigin: ")) {
@@ -374,13 +473,15 @@ impl Remote<'_> {
                     println!("  not applied: {setting} changed (restart the agent: systemctl restart lnetd-host-encap-agent@{})", self.iface);
                 }
             }
-            Command::Verify { output } => {
+            Command::Verify => {
+                let output = super::verify_output();
                 let reply =
                     self.rt.block_on(self.client.verify(pb::VerifyRequest {})).map_err(|s| self.older(s))?.into_inner();
                 let found: Vec<verify::Line> = reply.differences.into_iter().map(line).collect();
                 verify::print_verify(self.iface, &found, output)?;
             }
-            Command::Repair { output } => {
+            Command::Repair => {
+                let output = super::verify_output();
                 let reply =
                     self.rt.block_on(self.client.repair(pb::RepairRequest {})).map_err(|s| self.older(s))?.into_inner();
                 let fixed: Vec<verify::Line> = reply.repaired.into_iter().map(line).collect();

@@ -271,6 +271,7 @@ pub fn agent(
         };
         extras.origins = Some(Arc::clone(&origins));
         extras.liveness = Some(Arc::clone(&counters));
+        extras.bgp = Some(Arc::clone(&counters));
         let (c, name) = (Arc::clone(&counters), iface.to_owned());
         extras.metrics = Some(Arc::new(move || c.prometheus(&name)));
         println!(

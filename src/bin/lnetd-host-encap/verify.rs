@@ -36,7 +36,8 @@ fn json(iface: &str, key: &str, lines: &[Line]) -> String {
         .iter()
         .map(|l| serde_json::json!({ "map": l.map, "entry": l.entry, "kind": l.kind, "text": l.text }))
         .collect();
-    serde_json::json!({ "interface": iface, key: items }).to_string()
+    let command = if key == "repaired" { "repair" } else { "verify" };
+    super::output::document(command, iface, serde_json::json!({ key: items })).to_string()
 }
 
 /// Prints what `verify` found; a failure (exit code 1) when anything differs.

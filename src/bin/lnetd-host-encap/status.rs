@@ -1,0 +1,338 @@
+//! `status`: what runs on the interface (attachment, program, pins), its
+//! routes per table and origin, whether the kernel matches the RIB, and,
+//! from the agent when one serves the interface, the BGP sessions and the
+//! last change. Printed as text or as one JSON document; every field is
+//! additive (docs/operations-json.md).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lnetd_host_encap::{AdoptOptions, Encapsulator, Table};
+use serde::Serialize;
+
+use super::{output, recover, Failure};
+
+/// The XDP program on the interface.
+#[derive(Serialize)]
+struct Program {
+    id: u32,
+    name: String,
+    /// One of this project's programs.
+    ours: bool,
+}
+
+/// The agent serving the interface.
+#[derive(Serialize, Default)]
+struct Agent {
+    socket: String,
+    /// When it started (Unix ms; null when it did not answer `GetStatus`).
+    started_unix_ms: Option<u64>,
+}
+
+#[derive(Serialize, Default)]
+struct Routes {
+    total: u64,
+    /// "main" and each alternate table's id.
+    by_table: BTreeMap<String, u64>,
+    /// "static", "agent", "bgp".
+    by_origin: BTreeMap<String, u64>,
+    sources: u64,
+}
+
+#[derive(Serialize)]
+struct Kernel {
+    /// Whether every map entry is what the RIB says.
+    matches: bool,
+    differences: u64,
+    /// The first difference, as text.
+    example: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Session {
+    neighbor: String,
+    established: bool,
+    /// Unix ms of the last change of state the agent saw (null: unknown).
+    since_unix_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Bgp {
+    api_connected: bool,
+    sessions: Vec<Session>,
+}
+
+#[derive(Serialize)]
+struct LastChange {
+    at_unix_ms: u64,
+    origin: String,
+    routes: u64,
+}
+
+/// Everything `status` says; what it does not know is null.
+#[derive(Serialize, Default)]
+struct Report {
+    pinned: bool,
+    attached: bool,
+    mode: Option<String>,
+    program: Option<Program>,
+    pins: Option<String>,
+    agent: Option<Agent>,
+    routes: Option<Routes>,
+    kernel: Option<Kernel>,
+    /// null without an agent, or with one that does not learn from BGP.
+    bgp: Option<Bgp>,
+    /// The last change of the routes since the agent started (null without an agent).
+    last_change: Option<LastChange>,
+}
+
+/// `status`, as text or JSON.
+pub fn run(iface: &str) -> Result<(), Failure> {
+    let report = gather(iface)?;
+    if output::json(false) {
+        let body = serde_json::to_value(&report)?;
+        output::print_document("status", iface, body);
+    } else {
+        print_text(iface, &report);
+    }
+    Ok(())
+}
+
+fn gather(iface: &str) -> Result<Report, Failure> {
+    let mut report = Report::default();
+    let xdp = recover::attached_xdp(iface);
+    report.program = xdp.map(|(id, name)| Program { ours: recover::OUR_PROGRAMS.contains(&name.as_str()), id, name });
+    report.agent = agent(iface, &mut report);
+    report.pinned = match Encapsulator::is_pinned(iface) {
+        Ok(pinned) => pinned,
+        // An agent answered, so it holds a pinned dataplane this user may not look at.
+        Err(e) if report.routes.is_some() => {
+            log::info!("looking for {iface}'s pins: {e}; status from the agent only");
+            report.pinned = true;
+            return Ok(report);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !report.pinned {
+        return Ok(report);
+    }
+    let enc = match Encapsulator::open_with(iface, &AdoptOptions { read_only: true, ..AdoptOptions::default() }) {
+        Ok(enc) => enc,
+        // An agent answered: what it said is the status (reading the pins needs privileges).
+        Err(e) if report.routes.is_some() => {
+            log::info!("reading {iface}'s dataplane: {e}; status from the agent only");
+            return Ok(report);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    report.attached = enc.attachment().is_some();
+    report.mode = enc.attachment().map(|a| a.mode.to_string());
+    report.pins = enc.pin_dir().map(|p| p.display().to_string());
+    let routes = enc.counted_routes()?;
+    let mut counted = Routes { total: routes.len() as u64, sources: enc.sources().len() as u64, ..Routes::default() };
+    let origin = super::origins(iface);
+    for r in &routes {
+        let table = if r.table == Table::Main { "main".to_owned() } else { r.table.id().to_string() };
+        *counted.by_table.entry(table).or_default() += 1;
+        if report.routes.is_none() {
+            *counted.by_origin.entry(origin(r.table, r.route.prefix).0).or_default() += 1;
+        }
+    }
+    // The agent knows the origins of the routes it holds; the record on disk may lag.
+    if let Some(from_agent) = report.routes.take() {
+        counted.by_origin = from_agent.by_origin;
+    }
+    report.routes = Some(counted);
+    let differences = enc.verify()?;
+    report.kernel = Some(Kernel {
+        matches: differences.is_empty(),
+        differences: differences.len() as u64,
+        example: differences.first().map(ToString::to_string),
+    });
+    Ok(report)
+}
+
+/// The agent's part: its socket and, if it answers `GetStatus`, the
+/// routes per origin, BGP and the last change (into `report`).
+#[cfg(feature = "agent")]
+fn agent(iface: &str, report: &mut Report) -> Option<Agent> {
+    let (socket, reply) = match super::remote::agent_status(iface) {
+        Ok(found) => found?,
+        Err(e) => {
+            log::warn!("asking the agent of {iface} for its status: {e}");
+            return None;
+        }
+    };
+    let Some(s) = reply else { return Some(Agent { socket, started_unix_ms: None }) };
+    report.routes = Some(Routes {
+        total: s.routes,
+        by_origin: s.routes_by_origin.iter().map(|(o, n)| (o.clone(), *n)).collect(),
+        ..Routes::default()
+    });
+    if s.bgp_enabled {
+        report.bgp = Some(Bgp {
+            api_connected: s.bgp_api_connected,
+            sessions: s
+                .bgp_sessions
+                .iter()
+                .map(|b| Session {
+                    neighbor: b.neighbor.clone(),
+                    established: b.established,
+                    since_unix_ms: Some(b.since_unix_ms).filter(|ms| *ms != 0),
+                })
+                .collect(),
+        });
+    }
+    report.last_change =
+        s.last_change.map(|c| LastChange { at_unix_ms: c.at_unix_ms, origin: c.origin, routes: c.routes });
+    Some(Agent { socket, started_unix_ms: Some(s.started_unix_ms) })
+}
+
+#[cfg(not(feature = "agent"))]
+fn agent(_iface: &str, _report: &mut Report) -> Option<Agent> {
+    None
+}
+
+fn print_text(iface: &str, r: &Report) {
+    if !r.pinned {
+        println!("{iface}: no dataplane of lnetd-host-encap is pinned");
+        if let Some(p) = &r.program {
+            let whose = if p.ours { "ours, without pins" } else { "not ours" };
+            println!("  xdp:    program id {} ({}) is attached: {whose}", p.id, p.name);
+        }
+        if r.agent.is_none() {
+            return;
+        }
+    } else {
+        let program = r.program.as_ref().map(|p| format!(", program id {} ({})", p.id, p.name)).unwrap_or_default();
+        println!("{iface}: attached in {} mode{program}", r.mode.as_deref().unwrap_or("?"));
+        println!("  pins:   {}", r.pins.as_deref().unwrap_or("?"));
+    }
+    match &r.agent {
+        Some(a) => {
+            let since = a.started_unix_ms.map(|ms| format!(", started {}", when(ms))).unwrap_or_default();
+            println!("  agent:  serving on {}{since}", a.socket);
+        }
+        None => println!("  agent:  none (commands change the dataplane themselves)"),
+    }
+    if let Some(routes) = &r.routes {
+        // The main table first, then the alternate ones by id.
+        let mut tables: Vec<(&String, &u64)> = routes.by_table.iter().collect();
+        tables.sort_by_key(|(t, _)| (t.as_str() != "main", t.parse::<u32>().unwrap_or(0)));
+        let per_table: Vec<String> = tables
+            .into_iter()
+            .map(|(t, n)| if t == "main" { format!("main {n}") } else { format!("table {t} {n}") })
+            .collect();
+        let per_origin: Vec<String> = routes.by_origin.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        let list = |v: Vec<String>| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
+        println!(
+            "  routes: {} ({}); by origin: {}; sources: {}",
+            routes.total,
+            list(per_table),
+            list(per_origin),
+            routes.sources
+        );
+    }
+    if let Some(k) = &r.kernel {
+        if k.matches {
+            println!("  kernel: matches the RIB");
+        } else {
+            println!(
+                "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {}",
+                k.differences,
+                k.example.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    if let Some(b) = &r.bgp {
+        let api = if b.api_connected { "connected to GoBGP" } else { "not connected to GoBGP" };
+        println!("  bgp:    {api}; {} sessions", b.sessions.len());
+        for s in &b.sessions {
+            let state = if s.established { "established" } else { "not established" };
+            let since = s.since_unix_ms.map(|ms| format!(" since {}", when(ms))).unwrap_or_default();
+            println!("          {} {state}{since}", s.neighbor);
+        }
+    }
+    match &r.last_change {
+        Some(c) => println!("  change: {} routes by {} at {}", c.routes, c.origin, when(c.at_unix_ms)),
+        None if r.agent.is_some() => println!("  change: none since the agent started"),
+        None => {}
+    }
+    #[cfg(feature = "bgp")]
+    if let Some(a) = &r.agent {
+        liveness(std::path::Path::new(&a.socket));
+    }
+}
+
+/// The agent's S-BFD state, as `status` prints it: one line of totals, one
+/// per list out of service. Nothing when the agent runs no S-BFD (or
+/// predates `GetLiveness`).
+#[cfg(feature = "bgp")]
+fn liveness(agent: &std::path::Path) {
+    use lnetd_host_encap::agent::proto::v1 as pb;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let reply = rt.block_on(async {
+        let mut client = lnetd_host_encap::agent::connect_local(agent).await.ok()?;
+        client.get_liveness(pb::LivenessRequest::default()).await.ok().map(tonic::Response::into_inner)
+    });
+    let Some(r) = reply.filter(|r| r.enabled) else { return };
+    let count = |phase: &str| r.lists.iter().filter(|l| l.phase == phase).count();
+    println!(
+        "  sbfd:   every {} ms x {}, hold-down {} ms: {} lists: {} up, {} starting, {} down, {} returning, {} unprobed; {} probes sent, {} answers",
+        r.interval_ms,
+        r.multiplier,
+        r.hold_down_ms,
+        r.lists.len(),
+        count("up"),
+        count("starting"),
+        count("down"),
+        count("returning"),
+        count("unprobed"),
+        r.probes_sent,
+        r.answers
+    );
+    for l in r.lists.iter().filter(|l| !l.up) {
+        println!(
+            "          color {} endpoint {}: {}",
+            l.color,
+            l.endpoint,
+            lnetd_host_encap::agent::liveness::list_line(l)
+        );
+    }
+}
+
+/// A Unix time in ms as UTC and how long ago: `2026-12-06T09:05:01Z (12 s ago)`.
+fn when(ms: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    let ago = SystemTime::now().duration_since(at).map(|d| format!(" ({} s ago)", d.as_secs())).unwrap_or_default();
+    format!("{}{ago}", utc(ms / 1000))
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time (days to civil date:
+/// Howard Hinnant's algorithm, no time zone database needed).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_547_901), "2026-12-06T09:05:01Z");
+    }
+}
