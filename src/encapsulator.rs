@@ -833,7 +833,7 @@ impl Encapsulator {
     /// unchanged (set-aside routes included, in the main table).
     pub fn valid_state(&self) -> ValidState {
         self.fib.read(|rib| {
-            let mut routes = (*rib.routes).clone();
+            let mut routes = rib.resolved_routes();
             for (prefix, route) in &rib.shadowed {
                 routes.insert((Table::Main, *prefix), route.clone());
             }
@@ -847,18 +847,18 @@ impl Encapsulator {
         self.fib.read(|rib| {
             let route = |table: Table, r: &Route| DesiredRoute {
                 prefix: r.prefix.to_string(),
-                policy: r
-                    .policy
-                    .lists()
-                    .iter()
-                    .map(|l| format!("{}@{}", l.stack, l.weight))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                policy: if r.policy.is_valid() {
+                    r.policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
+                } else {
+                    "invalid".to_owned()
+                },
                 tc: Some(TcSpec::Text(r.tc.to_string())),
                 table: Some(table.id()).filter(|t| *t != 0),
                 entropy_label: r.policy.entropy_label().map(|e| EntropySpec::Text(e.to_string())),
+                policy_name: r.policy.name().map(str::to_owned),
             };
-            let mut routes: Vec<DesiredRoute> = rib.routes.iter().map(|((t, _), r)| route(*t, r)).collect();
+            let mut routes: Vec<DesiredRoute> =
+                rib.routes.iter().map(|(id, r)| route(id.0, &rib.resolve(id, r))).collect();
             routes.extend(rib.shadowed.values().map(|r| route(Table::Main, r)));
             DesiredState {
                 routes,
@@ -898,7 +898,7 @@ impl Encapsulator {
     /// [`MapError`] when a counter cannot be read.
     pub fn counted_routes(&self) -> Result<Vec<CountedRoute>, MapError> {
         let routes: Vec<(Table, Route)> =
-            self.fib.read(|rib| rib.routes.iter().map(|((t, _), r)| (*t, r.clone())).collect());
+            self.fib.read(|rib| rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned())).collect());
         let mut out = Vec::with_capacity(routes.len());
         for (table, route) in routes {
             match self.fib.route_counters(table, route.prefix) {
@@ -948,7 +948,7 @@ impl Encapsulator {
         drop(slot);
         let (run, moved) = ran?;
         let (route, fallback) = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
-            Lookup::Route(table, route) => (Some((table, route.clone())), "no_route"),
+            Lookup::Route(table, route) => (Some((table, route.into_owned())), "no_route"),
             Lookup::Local => (None, "local"),
             Lookup::NoRoute => (None, "no_route"),
         });

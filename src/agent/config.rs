@@ -58,7 +58,7 @@ const LISTENERS: &[&str] = &[
     "tls_client_ca",
 ];
 const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id"];
-const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label"];
+const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label", "policy_name"];
 const SOURCE: &[&str] = &["prefix", "table"];
 
 /// The configuration file was refused; the agent starts (or reloads) nothing.
