@@ -23,7 +23,9 @@ use nix::errno::Errno;
 
 use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
+use super::objects::{self, Staged, StagedObject};
 use crate::rib::alloc::CounterSlots;
+use crate::rib::objects::same_tc_kind;
 use crate::rib::diff::{self, Plan};
 use crate::rib::{Rib, RouteId};
 
@@ -185,6 +187,8 @@ impl Desired<'_> {
 
 /// A plan applied, without borrows, for the RIB to record.
 struct Outcome {
+    /// Shared objects written or found as wanted (recorded before the routes bind to them).
+    objects: Staged,
     written: Vec<(RouteId, Written)>,
     /// The routes written, when few enough to record one by one.
     changed: Option<Vec<(RouteId, Route)>>,
@@ -206,8 +210,9 @@ impl Fib {
             // they stand in the way.
             self.bury_policies(&mut rib);
             let max = self.config.max_policies as usize;
-            let excess = (plan.policies + rib.graveyard.len()).saturating_sub(max);
-            if excess > 0 && plan.policies <= max {
+            let wanted = plan.policies + plan.named.len();
+            let excess = (wanted + rib.graveyard.len()).saturating_sub(max);
+            if excess > 0 && wanted <= max {
                 self.wait_for_graveyard(&mut rib, excess);
             }
         }
@@ -221,13 +226,15 @@ impl Fib {
         }
         let mut undo: Vec<Undo<'_>> = Vec::new();
         let mut taken = Taken::default();
-        match self.execute(&mut rib, &plan, &mut undo, &mut taken) {
+        let mut staged = Staged::default();
+        match self.execute(&mut rib, &plan, &mut undo, &mut taken, &mut staged) {
             Ok((ops, slots)) => {
                 let written = started.elapsed();
                 report.map_operations = ops;
                 // Few changes are recorded one by one; many, by taking the desired map whole.
                 let few = plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
                 let outcome = Outcome {
+                    objects: staged,
                     written: plan.upserts.iter().map(|(id, _, _)| *id).zip(slots).collect(),
                     changed: few.then(|| plan.upserts.iter().map(|(id, r, _)| (*id, (*r).clone())).collect()),
                     removes: plan.removes,
@@ -274,7 +281,7 @@ impl Fib {
             }
         }
         // Retired policies hold their ids through their grace period.
-        if plan.policies + rib.graveyard.len() > self.config.max_policies as usize {
+        if plan.policies + plan.named.len() + rib.graveyard.len() > self.config.max_policies as usize {
             return Err(RouteError::full("policy", self.config.max_policies));
         }
         Ok(())
@@ -288,6 +295,7 @@ impl Fib {
         plan: &Plan,
         undo: &mut Vec<Undo<'a>>,
         taken: &mut Taken,
+        staged: &mut Staged,
     ) -> Result<(usize, Vec<Written>), RouteError> {
         let mut ops = 0;
         let m = self.maps();
@@ -315,28 +323,42 @@ impl Fib {
                 if refused.load(Ordering::Relaxed) {
                     break;
                 }
-                let a = self.allocate(rib, *id, route)?;
-                taken.counter_slots.extend_from_slice(&a.fresh);
-                if let (Some(p), false) = (a.policy_id, a.in_place) {
-                    taken.policy_ids.push(p);
-                }
-                let (slots, lists, policy_id, in_place) = (a.slots, a.lists, a.policy_id, a.in_place);
-                let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
-                if let (Some(p), Some(policy)) = (policy_id, policy) {
-                    let key = p.to_ne_bytes().to_vec();
-                    let old = if in_place { policy_value(rib, id) } else { None };
-                    let written = m.policies.update(&key, abi::bytes_of(policy.as_ref()));
-                    undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
-                    written.map_err(full("policy", self.config.max_policies))?;
-                    ops += 1;
-                }
+                let (value, written) = if route.policy.name().is_some() {
+                    // On a shared object, written once per apply; the route's
+                    // own entry only when its value changes.
+                    match self.stage_named(rib, *id, route, staged, undo, taken, &mut ops)? {
+                        (p, None) => {
+                            let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+                            slots_of.push(Written { slots, lists: 0, policy_id: Some(p) });
+                            continue;
+                        }
+                        (p, Some((value, slots))) => (value, Written { slots, lists: 0, policy_id: Some(p) }),
+                    }
+                } else {
+                    let a = self.allocate(rib, *id, route)?;
+                    taken.counter_slots.extend_from_slice(&a.fresh);
+                    if let (Some(p), false) = (a.policy_id, a.in_place) {
+                        taken.policy_ids.push(p);
+                    }
+                    let (slots, lists, policy_id, in_place) = (a.slots, a.lists, a.policy_id, a.in_place);
+                    let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
+                    if let (Some(p), Some(policy)) = (policy_id, policy) {
+                        let key = p.to_ne_bytes().to_vec();
+                        let old = if in_place { policy_value(rib, id) } else { None };
+                        let written = m.policies.update(&key, abi::bytes_of(policy.as_ref()));
+                        undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
+                        written.map_err(full("policy", self.config.max_policies))?;
+                        ops += 1;
+                    }
+                    (value, Written { slots, lists, policy_id })
+                };
                 let (map, family, capacity) = self.routes_map(id.0, &id.1);
                 let (_, batch, _, _) =
                     pending.entry(map.name()).or_insert_with(|| (map, Batch::default(), family, capacity));
                 batch.keys.extend_from_slice(RouteKey::in_table(id.0.id(), id.1).bytes());
                 batch.values.extend_from_slice(abi::bytes_of(&value));
                 batch.undo_old.push(route_value(rib, id));
-                slots_of.push(Written { slots, lists, policy_id });
+                slots_of.push(written);
                 if batch.undo_old.len() >= CHUNK {
                     let full_batch = std::mem::take(batch);
                     // The counter slots this chunk names start from zero before any packet meets them.
@@ -420,6 +442,79 @@ impl Fib {
     }
 }
 
+impl Fib {
+    /// The shared object of a named route in this apply: found, rewritten
+    /// in place (its content changed: one write for all its routes) or
+    /// created (a new name, or a traffic class kind that changed), once per
+    /// name. Returns its id and the route's entry to write, `None` when the
+    /// entry the kernel holds is already that value.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_named<'a>(
+        &'a self,
+        rib: &mut Rib,
+        id: RouteId,
+        route: &Route,
+        staged: &mut Staged,
+        undo: &mut Vec<Undo<'a>>,
+        taken: &mut Taken,
+        ops: &mut usize,
+    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
+        let name = route.policy.name().unwrap_or_default();
+        let p = match staged.by_name.get(name) {
+            Some(o) => o.id,
+            None => {
+                let m = self.maps();
+                let (p, own, old) = match rib.objects.named(name) {
+                    Some((p, o)) if same_tc_kind(o.tc, route.tc) => {
+                        if o.holds(&route.policy, route.tc) {
+                            let o = StagedObject { id: p, policy: o.policy.clone(), tc: o.tc, lists: o.lists.clone() };
+                            staged.by_name.insert(name.to_owned(), o);
+                            return self.stage_route(rib, id, route, p, taken);
+                        }
+                        (p, o.lists.clone(), Some(abi::bytes_of(encode::object(o).as_ref()).to_vec()))
+                    }
+                    _ => {
+                        let p = rib.policy_ids.take().ok_or_else(|| RouteError::full("policy", self.config.max_policies))?;
+                        taken.policy_ids.push(p);
+                        (p, Vec::new(), None)
+                    }
+                };
+                let (lists, fresh) = objects::list_slots(rib, &own, route.policy.lists().len());
+                taken.counter_slots.extend_from_slice(&fresh);
+                let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
+                let key = p.to_ne_bytes().to_vec();
+                let written = m.policies.update(&key, abi::bytes_of(value.as_ref()));
+                undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
+                written.map_err(full("policy", self.config.max_policies))?;
+                *ops += 1;
+                let o = StagedObject { id: p, policy: route.policy.clone(), tc: route.tc, lists };
+                staged.by_name.insert(name.to_owned(), o);
+                p
+            }
+        };
+        self.stage_route(rib, id, route, p, taken)
+    }
+
+    /// A named route's entry on object `p`, unless the kernel holds it already.
+    fn stage_route(
+        &self,
+        rib: &mut Rib,
+        id: RouteId,
+        route: &Route,
+        p: u32,
+        taken: &mut Taken,
+    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
+        let (slots, fresh) = rib.counters_for(id, 0);
+        taken.counter_slots.extend_from_slice(&fresh);
+        let (value, _) = encode::route(route, Some(p), slots.route, &[]);
+        let current = route_value(rib, &id);
+        if current.as_deref() == Some(abi::bytes_of(&value)) {
+            return Ok((p, None));
+        }
+        Ok((p, Some((value, slots))))
+    }
+}
+
 fn report_of(plan: &Plan) -> ApplyReport {
     let mut report = ApplyReport { dscp_changed: plan.dscp.is_some(), unchanged: plan.unchanged, ..Default::default() };
     for (id, _, replaced) in &plan.upserts {
@@ -435,14 +530,13 @@ fn report_of(plan: &Plan) -> ApplyReport {
 /// Records an applied plan in the RIB (the kernel accepted all of it): the
 /// RIB's tables become the desired ones.
 fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
+    for o in outcome.objects.by_name.into_values() {
+        objects::record(rib, o.id, &o.policy, o.tc, o.lists);
+    }
     for (id, w) in outcome.written {
-        if let Some(p) = w.policy_id {
-            if rib.policy_of.get(&id) != Some(&p) {
-                rib.retire_policy(&id);
-            }
-            rib.policy_of.insert(id, p);
-        } else {
-            rib.retire_policy(&id);
+        match w.policy_id {
+            Some(p) => rib.bind_policy(id, p),
+            None => rib.retire_policy(&id),
         }
         if w.slots != CounterSlots::default() || rib.counters_of.contains_key(&id) {
             rib.keep_counters(id, w.slots, w.lists);

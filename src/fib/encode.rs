@@ -6,6 +6,8 @@ use crate::abi::{self, types, MAX_LABELS, ROUTE_LOCAL, ROUTE_POLICY, ROUTE_TC_FR
 use crate::domain::label::{LabelStack, LabelStackEntry, TrafficClass};
 use crate::domain::policy::EntropyLabel;
 use crate::domain::route::{Route, Tc};
+use crate::domain::policy::Policy;
+use crate::rib::objects::Object;
 use crate::rib::{Rib, RouteId};
 
 /// The Entropy Label Indicator (RFC 6790).
@@ -63,9 +65,18 @@ pub(crate) fn route(
     };
     value.flags |= ROUTE_POLICY;
     value.policy_id = id;
+    (value, Some(policy_value(policy, tc, list_slots)))
+}
+
+/// A policy's value: its lists encoded with `tc`, its flow table, its
+/// per-list counter slots. A policy in the invalid state (no list) has
+/// n_lists 0 and every slot naming no list (255): the program then passes
+/// its routes' packets unlabelled, counted as "no route" (policy.h:
+/// SELECT_NO_LIST), with no program change.
+pub(crate) fn policy_value(policy: &Policy, tc: TrafficClass, list_slots: &[u32]) -> Box<types::policy_value> {
     let mut p: Box<types::policy_value> = Box::new(abi::zeroed());
     p.n_lists = policy.lists().len() as u16;
-    for (slot, l) in p.lists.iter_mut().zip(policy.lists()) {
+    for (slot, l) in p.lists.iter_mut().zip(policy.lists().iter()) {
         *slot = segment_list(&l.stack, tc, policy.entropy_label());
     }
     for (dst, src) in p.slots.iter_mut().zip(policy.flow_table()) {
@@ -74,7 +85,21 @@ pub(crate) fn route(
     for (dst, src) in p.list_counter.iter_mut().zip(list_slots).take(policy.lists().len()) {
         *dst = *src;
     }
-    (value, Some(p))
+    p
+}
+
+/// The traffic class a route's entries are encoded with (0 when the
+/// program ORs in the packet's, from the DSCP).
+pub(crate) fn entry_tc(tc: Tc) -> TrafficClass {
+    match tc {
+        Tc::Fixed(tc) => tc,
+        Tc::FromDscp => TrafficClass::default(),
+    }
+}
+
+/// A shared object's policy value.
+pub(crate) fn object(o: &Object) -> Box<types::policy_value> {
+    policy_value(&o.policy, entry_tc(o.tc), &o.lists)
 }
 
 /// The values the RIB says the kernel holds for an installed route: its
@@ -83,7 +108,14 @@ pub(crate) fn route(
 pub(crate) fn installed(rib: &Rib, id: &RouteId) -> Option<(types::route_value, Option<Box<types::policy_value>>)> {
     let route = rib.routes.get(id)?;
     let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-    Some(self::route(route, rib.policy_of.get(id).copied(), slots.route, &slots.lists))
+    let policy_id = rib.policy_of.get(id).copied();
+    match rib.object_of(id) {
+        Some(o) => {
+            let resolved = Route { prefix: route.prefix, policy: o.policy.clone(), tc: o.tc };
+            Some(self::route(&resolved, policy_id, slots.route, &o.lists))
+        }
+        None => Some(self::route(route, policy_id, slots.route, &slots.lists)),
+    }
 }
 
 /// The never-label entry of a host address.
@@ -96,7 +128,6 @@ pub(crate) fn local() -> types::route_value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::policy::Policy;
 
     fn labels(list: &types::segment_list) -> Vec<LabelStackEntry> {
         list.entries.iter().take(usize::from(list.depth)).map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect()
