@@ -739,6 +739,34 @@ impl Encapsulator {
         self.set_route_in(Table::Main, route)
     }
 
+    /// Changes a shared policy object: the routes whose policy has
+    /// `policy`'s name (see [`Policy::with_name`]) all take its lists,
+    /// weights, entropy label and lists out of service, through one write to
+    /// the dataplane's policy table, however many they are; no route entry
+    /// is rewritten. A [`Policy::invalid`] sends them unlabelled until the
+    /// next change. Their traffic class stays. `None` when no route uses the
+    /// name (nothing is written: the name's first route creates the object).
+    ///
+    /// ```no_run
+    /// use lnetd_host_encap::{Encapsulator, Policy, Route};
+    /// let enc = Encapsulator::builder().load()?;
+    /// let blue = "16001/16002".parse::<Policy>()?.with_name("blue")?;
+    /// for i in 0..1000u32 {
+    ///     let prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse()?;
+    ///     enc.set_route(&Route::with_policy(prefix, blue.clone()))?;
+    /// }
+    /// let update = enc.update_policy(&"17001@1,17002@1".parse::<Policy>()?.with_name("blue")?)?;
+    /// assert_eq!(update.map(|u| (u.routes, u.map_operations)), Some((1000, 1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::PolicyObject`] for a policy without a name;
+    /// [`RouteError::Map`]; nothing changed then.
+    pub fn update_policy(&self, policy: &Policy) -> Result<Option<crate::PolicyUpdate>, RouteError> {
+        self.fib.update_policy(policy)
+    }
+
     /// Adds or atomically replaces a route in `table` (see [`Table`]).
     ///
     /// # Errors

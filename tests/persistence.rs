@@ -273,7 +273,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("0.0.9") && msg.contains("format 4"), "{msg}");
+                    assert!(msg.contains("0.0.9") && msg.contains("format 5"), "{msg}");
                 }
                 other => panic!("open of a state.json: {other:?}"),
             }

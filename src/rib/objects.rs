@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Tc};
 
-/// One shared policy object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One shared policy object. Equal when the stored part is (its routes aside).
+#[derive(Debug, Clone)]
 pub(crate) struct Object {
     /// The policy in force, named.
     pub policy: Policy,
@@ -26,6 +26,14 @@ pub(crate) struct Object {
     /// Routes pointing at it (not stored: counted from the routes' policy ids).
     pub users: usize,
 }
+
+impl PartialEq for Object {
+    fn eq(&self, other: &Self) -> bool {
+        self.policy == other.policy && self.tc == other.tc && self.lists == other.lists
+    }
+}
+
+impl Eq for Object {}
 
 impl Object {
     /// Its name (every object has one).
@@ -115,6 +123,8 @@ impl PartialEq for Objects {
         self.by_id == other.by_id
     }
 }
+
+impl Eq for Objects {}
 
 /// `route` as it is in force: a route on an object carries the object's
 /// content (its own copy may predate a change of the object).
