@@ -6,7 +6,9 @@
 //! time one change (a preference change of one policy) takes at that scale;
 //! the memory of both gobgpd and of this process. Run as root:
 //! `cargo bench --bench bgp` (LHE_BENCH_ROUTES / LHE_BENCH_POLICIES override
-//! the sizes for a quick run).
+//! the sizes for a quick run). `LHE_BENCH_AGENT_ONLY=1 LHE_BENCH_POLICIES=10`
+//! measures issue 20's policy switch (per-route policies against shared
+//! policy objects, map writes and time) without gobgpd.
 
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -190,6 +192,10 @@ fn agent_only(routes: u32, policies: u32) {
         println!("learner: select {selecting:.2?}, steer {:.2?} ({} routes)", t.elapsed() - selecting, steered.len());
     }
     let (a, b) = (table(16_001), table(15_000));
+    if policies <= 100 {
+        policy_switch(&enc, &origins, &a, &b, routes, policies);
+        return;
+    }
     let before = rss_kib(std::process::id(), "VmRSS:");
     let t = Instant::now();
     let report = origins.set_bgp(a.clone(), true).unwrap();
@@ -211,6 +217,75 @@ fn agent_only(routes: u32, policies: u32) {
             ns.run(|| enc.detach()).unwrap().expect("detach");
         }
     }
+}
+
+/// Issue 20's goal: colored routes steered into a few policies, and a
+/// preference switch of one of them. Before (main's model: every route its
+/// own policy entry or inline stack, what an apply of the unnamed routes
+/// does) and after (shared objects: the fast path BGP takes when no route is
+/// steered again, and the full path for comparison), in one run.
+fn policy_switch(
+    enc: &Encapsulator,
+    origins: &Origins,
+    a: &lnetd_host_encap::bgp::BgpTable,
+    b: &lnetd_host_encap::bgp::BgpTable,
+    routes: u32,
+    policies: u32,
+) {
+    use lnetd_host_encap::{Route, Table, ValidState};
+    let moved = routes / policies;
+    // Main's model: each route carries its policy; a switch rewrites each.
+    let unnamed = |t: &lnetd_host_encap::bgp::BgpTable| {
+        let routes = t
+            .routes
+            .iter()
+            .map(|(p, k)| ((Table::Main, *p), Route::with_policy(*p, t.policies[k].0.clone())))
+            .collect();
+        ValidState::new(routes, Default::default(), Default::default()).unwrap()
+    };
+    let (ua, ub) = (unnamed(a), unnamed(b));
+    let t = Instant::now();
+    enc.apply_valid(&ua).unwrap();
+    println!("per-route policies (main's model): {routes} routes applied in {:.2?}", t.elapsed());
+    let t = Instant::now();
+    let before = enc.apply_valid(&ub).unwrap();
+    let before_time = t.elapsed();
+    println!("per-route policies: switch of one policy ({moved} routes): {before_time:.2?} ({before})");
+
+    let t = Instant::now();
+    let report = origins.set_bgp(a.clone(), true).unwrap();
+    println!("shared objects: the same routes onto {} objects: {:.2?} ({report})", policies, t.elapsed());
+    let t = Instant::now();
+    let fast = origins.set_bgp_policies(b.policies.clone(), b.invalid.clone()).unwrap();
+    let fast_time = t.elapsed();
+    println!("shared objects: switch, fast path (Origins::set_bgp_policies): {fast_time:.2?} ({fast})");
+    let t = Instant::now();
+    let full = origins.set_bgp(a.clone(), false).unwrap();
+    let full_time = t.elapsed();
+    println!("shared objects: switch back, full path (Origins::set_bgp, diff of the table): {full_time:.2?} ({full})");
+    assert!(enc.verify().unwrap().is_empty(), "the dataplane is what the RIB says");
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!();
+    println!("Preference switch of one policy ({date}, {routes} colored routes, {policies} policies, {moved} routes moved, release build)");
+    println!("| model | map writes | time (library call) | ratio |");
+    println!("|---|---|---|---|");
+    println!("| per-route (main) | {} | {before_time:.2?} | 1 |", before.map_operations);
+    println!(
+        "| shared objects, fast path | {} | {fast_time:.2?} | {:.0}x faster, {:.0}x fewer writes |",
+        fast.map_operations,
+        before_time.as_secs_f64() / fast_time.as_secs_f64().max(1e-9),
+        before.map_operations as f64 / (fast.map_operations.max(1)) as f64
+    );
+    println!(
+        "| shared objects, full path | {} | {full_time:.2?} | {:.1}x |",
+        full.map_operations,
+        before_time.as_secs_f64() / full_time.as_secs_f64().max(1e-9)
+    );
 }
 
 fn main() {

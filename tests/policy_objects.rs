@@ -68,8 +68,10 @@ fn a_named_policy_change_is_one_write_and_every_route_follows() {
         }
         assert!(enc.verify().unwrap().is_empty(), "{:?}", enc.verify());
         let state = enc.desired_state();
-        assert!(state.routes.iter().all(|r| r.policy == "17001/200@3,17002/200@1"
-            && r.policy_name.as_deref() == Some("blue")));
+        assert!(state
+            .routes
+            .iter()
+            .all(|r| r.policy == "17001/200@3,17002/200@1" && r.policy_name.as_deref() == Some("blue")));
 
         // Invalid: every route unlabelled, still one write; valid again: labelled.
         let update = enc.update_policy(&Policy::invalid("blue").unwrap()).unwrap().unwrap();
@@ -138,4 +140,50 @@ fn one_name_with_two_contents_is_refused_with_what_to_do() {
     assert!(!valid.routes().values().next().unwrap().policy.is_valid());
     let unnamed = r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"invalid"}]}"#;
     assert!(DesiredState::from_json(unnamed).unwrap().validate().is_err(), "invalid needs a name");
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
+    privileged("objects_survive_adoption_and_a_change_is_one_small_journal_record");
+    use lnetd_host_encap::lab::VethLab;
+    use lnetd_host_encap::XdpMode;
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
+            let red = named("16001@1,16002@1", "red");
+            for i in 0..200 {
+                enc.set_route(&Route::with_policy(prefix(i).parse().unwrap(), red.clone())).unwrap();
+            }
+            let pins = enc.pin_dir().unwrap();
+            let state = std::path::PathBuf::from(lnetd_host_encap::DEFAULT_STATE_ROOT)
+                .join(pins.parent().unwrap().file_name().unwrap())
+                .join(pins.file_name().unwrap());
+            let journal = state.join("rib.journal");
+            let before = std::fs::metadata(&journal).unwrap().len();
+            let down = named("16001@1,16002@1", "red").with_lists_down(&[true]).unwrap();
+            assert_eq!(enc.update_policy(&down).unwrap().unwrap().map_operations, 1);
+            let grown = std::fs::metadata(&journal).unwrap().len() - before;
+            assert!(grown < 256, "a content change of 200 routes' object appended {grown} bytes");
+            let desired = enc.desired_state();
+            let counters = enc.route_counters(prefix(7).parse().unwrap()).unwrap().unwrap();
+            assert_eq!(counters.lists.len(), 2, "the object's lists");
+            drop(enc);
+
+            // Format 5 read back: the name, the lists out of service, the object, its routes.
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+            assert_eq!(enc.desired_state(), desired);
+            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert!(tops(&enc, 5).iter().all(|t| *t == Some(16002)), "list 0 is out of service");
+            let update = enc.update_policy(&red).unwrap().unwrap();
+            assert_eq!((update.routes, update.map_operations), (200, 1), "its routes were counted back");
+            for i in 0..200 {
+                enc.remove(prefix(i).parse().unwrap()).unwrap();
+            }
+            assert!(enc.update_policy(&red).unwrap().is_none(), "the last route took the object with it");
+            enc.detach().unwrap();
+        })
+        .unwrap();
 }

@@ -89,11 +89,15 @@ fn route_message(table: Table, r: &Route) -> pb::Route {
     let one = lists.len() == 1;
     pb::Route {
         prefix: r.prefix.to_string(),
-        policy: if r.policy.is_valid() { lists
-            .iter()
-            .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
-            .collect::<Vec<_>>()
-            .join(",") } else { "invalid".to_owned() },
+        policy: if r.policy.is_valid() {
+            lists
+                .iter()
+                .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            "invalid".to_owned()
+        },
         tc: r.tc.to_string(),
         table: table.id(),
         entropy_label: r.policy.entropy_label().map(|e| e.to_string()).unwrap_or_default(),

@@ -418,7 +418,9 @@ mod tests {
         assert_ne!(named, p, "the name is part of the route's value");
         assert!(named.same_content(&p));
         assert_eq!(named.clone().without_name(), p);
-        for (bad, problem) in [("", "it is empty"), (" x", "it starts or ends with a blank"), ("a\nb", "it holds a control character")] {
+        for (bad, problem) in
+            [("", "it is empty"), (" x", "it starts or ends with a blank"), ("a\nb", "it holds a control character")]
+        {
             assert_eq!(p.clone().with_name(bad), Err(PolicyError::BadName { name: bad.into(), problem }));
         }
         assert!(p.clone().with_name(&"x".repeat(MAX_NAME + 1)).is_err());

@@ -21,12 +21,12 @@ use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
 use nix::errno::Errno;
 
+use super::objects::{self, Staged, StagedObject};
 use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
-use super::objects::{self, Staged, StagedObject};
 use crate::rib::alloc::CounterSlots;
-use crate::rib::objects::same_tc_kind;
 use crate::rib::diff::{self, Plan};
+use crate::rib::objects::same_tc_kind;
 use crate::rib::{Rib, RouteId};
 
 /// What an apply did (or, dry, would do).
@@ -474,7 +474,10 @@ impl Fib {
                         (p, o.lists.clone(), Some(abi::bytes_of(encode::object(o).as_ref()).to_vec()))
                     }
                     _ => {
-                        let p = rib.policy_ids.take().ok_or_else(|| RouteError::full("policy", self.config.max_policies))?;
+                        let p = rib
+                            .policy_ids
+                            .take()
+                            .ok_or_else(|| RouteError::full("policy", self.config.max_policies))?;
                         taken.policy_ids.push(p);
                         (p, Vec::new(), None)
                     }

@@ -5,8 +5,8 @@
 use crate::abi::{self, types, MAX_LABELS, ROUTE_LOCAL, ROUTE_POLICY, ROUTE_TC_FROM_DSCP};
 use crate::domain::label::{LabelStack, LabelStackEntry, TrafficClass};
 use crate::domain::policy::EntropyLabel;
-use crate::domain::route::{Route, Tc};
 use crate::domain::policy::Policy;
+use crate::domain::route::{Route, Tc};
 use crate::rib::objects::Object;
 use crate::rib::{Rib, RouteId};
 

@@ -17,7 +17,8 @@ use crate::rib::objects::{Object, Objects};
 use crate::rib::{Rib, RouteId};
 
 /// The prefix an object's content is read with (the codec's routes carry one; objects have none).
-const OBJECT_PREFIX: IpNetwork = IpNetwork::V4(ipnetwork::Ipv4Network::new_checked(std::net::Ipv4Addr::UNSPECIFIED, 0).unwrap());
+const OBJECT_PREFIX: IpNetwork =
+    IpNetwork::V4(ipnetwork::Ipv4Network::new_checked(std::net::Ipv4Addr::UNSPECIFIED, 0).unwrap());
 
 const HAS_ROUTE: u8 = 1;
 const HAS_POLICY: u8 = 2;
