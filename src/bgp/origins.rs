@@ -156,6 +156,30 @@ impl BgpTable {
         Some((Route::with_policy(prefix, policy), *key))
     }
 
+    /// A held route (kept from before a resynchronisation) as merged with
+    /// this table: on its own object when BGP now teaches other contents
+    /// for the policy it was on, so that the held route keeps its lists and
+    /// BGP's routes get the new ones (one name is one object).
+    fn held_route(&self, route: &Route, key: Option<PolicyKey>, cache: &mut NamedCache) -> Route {
+        let Some(name) = route.policy.name() else { return route.clone() };
+        let v6 = route.prefix.is_ipv6();
+        let taught = key.and_then(|k| cache.entry((k, v6)).or_insert_with(|| self.named_policy(&k, v6)).clone());
+        match taught {
+            Some(p) if p.name() == Some(name) && p != route.policy => {
+                use std::hash::{Hash, Hasher};
+                // The default hasher's keys are fixed: the same content gets the same name.
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                route.policy.hash(&mut h);
+                let held = format!("{name} held {:016x}", h.finish());
+                match route.policy.clone().with_name(&held) {
+                    Ok(policy) => Route { policy, ..route.clone() },
+                    Err(_) => Route { policy: route.policy.clone().without_name(), ..route.clone() },
+                }
+            }
+            _ => route.clone(),
+        }
+    }
+
     /// What the routes of one family steered into `key` push, named after
     /// their object; `None` when the policy is not active (or ENLP leaves no room).
     fn named_policy(&self, key: &PolicyKey, v6: bool) -> Option<Policy> {
@@ -193,10 +217,10 @@ impl Inner {
         if self.local.contains_key(&(Table::Main, prefix)) {
             return None;
         }
-        self.bgp
-            .route(prefix)
-            .map(|(r, k)| (r, Some(k)))
-            .or_else(|| held.then(|| self.held.get(&prefix).filter(|(_, k)| self.bgp.may_hold(*k)).cloned()).flatten())
+        self.bgp.route(prefix).map(|(r, k)| (r, Some(k))).or_else(|| {
+            let (route, key) = self.held.get(&prefix).filter(|(_, k)| held && self.bgp.may_hold(*k))?;
+            Some((self.bgp.held_route(route, *key, &mut NamedCache::new()), *key))
+        })
     }
 
     /// Every route of every origin, merged, and the prefixes that took BGP's.
@@ -759,10 +783,11 @@ fn merge(
     let mut installed = Vec::new();
     let mut cache = NamedCache::new();
     let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route_cached(*p, &mut cache).map(|(r, k)| (*p, r, Some(k))));
+    let mut held_cache = NamedCache::new();
     let held_routes = held
         .iter()
         .filter(|(p, (_, k))| !bgp.routes.contains_key(p) && bgp.may_hold(*k))
-        .map(|(p, (r, k))| (*p, r.clone(), *k));
+        .map(|(p, (r, k))| (*p, bgp.held_route(r, *k, &mut held_cache), *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
         if !local.contains_key(&(Table::Main, prefix)) {
             routes.push(((Table::Main, prefix), route));

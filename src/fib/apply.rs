@@ -204,6 +204,15 @@ impl Fib {
         let started = std::time::Instant::now();
         let plan = diff::plan(&rib, desired.get());
         let planned = started.elapsed();
+        if let Some((a, b)) = plan.conflict {
+            let name = a.policy.name().unwrap_or_default();
+            return Err(RouteError::PolicyObject {
+                name: name.to_owned(),
+                problem: format!("the routes for {} and {} name it with other contents", a.prefix, b.prefix),
+                remedy: "routes sharing a name share one policy object: give them the same lists, entropy label and \
+                         tc, or different names",
+            });
+        }
         if !dry_run {
             // Retired policies past their grace period make room first; those
             // still in it are waited for (at most a grace period) when only

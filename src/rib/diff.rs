@@ -30,8 +30,12 @@ pub(crate) struct Plan<'a> {
     pub trie_entries: [usize; 4],
     /// Routes of the desired state that need a policy entry of their own.
     pub policies: usize,
-    /// The names of the shared policy objects the desired state uses (one entry each).
-    pub named: std::collections::HashSet<&'a str>,
+    /// The names of the shared policy objects the desired state uses (one
+    /// entry each), with the first route seen for each.
+    pub named: std::collections::HashMap<&'a str, &'a Route>,
+    /// Two routes of the desired state whose policies share a name but not
+    /// their contents (refused: one name is one object).
+    pub conflict: Option<(&'a Route, &'a Route)>,
 }
 
 impl Plan<'_> {
@@ -70,7 +74,16 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
         *n += m;
     }
     plan.policies += high.policies;
-    plan.named.extend(high.named);
+    for (name, route) in high.named {
+        match plan.named.get(name) {
+            Some(seen) if !same_object_content(seen, route) => plan.conflict = plan.conflict.or(Some((seen, route))),
+            Some(_) => {}
+            None => {
+                plan.named.insert(name, route);
+            }
+        }
+    }
+    plan.conflict = plan.conflict.or(high.conflict);
 
     plan.dscp = Some(*desired.dscp()).filter(|d| *d != rib.dscp);
     // A host address's entry is never a route's to remove (the RIB keeps such routes set aside).
@@ -85,6 +98,11 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
     }
     plan.source_removes = rib.sources.keys().filter(|p| !desired.sources().contains_key(p)).copied().collect();
     plan
+}
+
+/// Whether two routes with one policy name would find one object's content.
+fn same_object_content(a: &Route, b: &Route) -> bool {
+    a.tc == b.tc && a.policy == b.policy
 }
 
 /// The route part of the plan over one key range of both maps.
@@ -112,9 +130,15 @@ fn walk<'a>(
             *n += 1;
         }
         match route.policy.name() {
-            Some(name) => {
-                plan.named.insert(name);
-            }
+            Some(name) => match plan.named.get(name) {
+                Some(seen) if !same_object_content(seen, route) => {
+                    plan.conflict = plan.conflict.or(Some((seen, route)));
+                }
+                Some(_) => {}
+                None => {
+                    plan.named.insert(name, route);
+                }
+            },
             None => plan.policies += usize::from(!route.policy.is_plain()),
         }
         match old {
