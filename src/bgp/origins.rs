@@ -379,6 +379,17 @@ impl Origins {
         }
         if release_held {
             touched.extend(inner.held.keys().copied());
+        } else if !changed_keys.is_empty() && !inner.held.is_empty() {
+            // Held routes of a policy BGP now teaches differently leave its
+            // object (see `BgpTable::held_route`); the invalid flips are among them.
+            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
+            touched.extend(
+                inner
+                    .held
+                    .iter()
+                    .filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k) || flipped.contains(&k)))
+                    .map(|(p, _)| *p),
+            );
         } else if old.invalid != inner.bgp.invalid {
             // Held routes on a policy that became invalid (or valid again).
             let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
@@ -453,6 +464,13 @@ impl Origins {
             .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_some_and(|(q, _)| q != p))
             .map(|(k, _)| *k)
             .collect();
+        // Held routes keep the lists they had: when one is on a changed
+        // policy's object, the full path moves it to an object of its own.
+        if inner.held.values().any(|(_, k)| k.is_some_and(|k| changed.contains(&k))) {
+            let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
+            drop(guard);
+            return self.set_bgp(table, false);
+        }
         let mut report = ApplyReport::default();
         let mut undo: Vec<Policy> = Vec::new();
         for key in &changed {

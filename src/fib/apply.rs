@@ -545,11 +545,8 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
     for o in outcome.objects.by_name.into_values() {
         objects::record(rib, o.id, &o.policy, o.tc, o.lists);
     }
+    rib.bind_policies(outcome.written.iter().map(|(id, w)| (*id, w.policy_id)));
     for (id, w) in outcome.written {
-        match w.policy_id {
-            Some(p) => rib.bind_policy(id, p),
-            None => rib.retire_policy(&id),
-        }
         if w.slots != CounterSlots::default() || rib.counters_of.contains_key(&id) {
             rib.keep_counters(id, w.slots, w.lists);
         }

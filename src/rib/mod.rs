@@ -170,6 +170,31 @@ impl Rib {
         }
     }
 
+    /// Points many routes at their policy ids (`None`: none), as
+    /// [`Rib::bind_policy`] does one by one, except that every route is
+    /// counted on its new object before any is taken off its old one: an
+    /// object that some routes leave while others join is never retired
+    /// (and its id reused) under the ones that join.
+    pub(crate) fn bind_policies(&mut self, binds: impl IntoIterator<Item = (RouteId, Option<u32>)>) {
+        let mut left = Vec::new();
+        for (id, p) in binds {
+            let old = match p {
+                Some(p) if self.policy_of.get(&id) == Some(&p) => continue,
+                Some(p) => {
+                    if let Some(o) = self.objects.get_mut(p) {
+                        o.users += 1;
+                    }
+                    self.policy_of.insert(id, p)
+                }
+                None => self.policy_of.remove(&id),
+            };
+            left.extend(old);
+        }
+        for p in left {
+            self.leave(p);
+        }
+    }
+
     /// The shared object a route points at, if any.
     pub(crate) fn object_of(&self, id: &RouteId) -> Option<&objects::Object> {
         self.policy_of.get(id).and_then(|p| self.objects.get(*p))
