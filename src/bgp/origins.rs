@@ -500,8 +500,13 @@ impl Origins {
         inner.bgp.policies = new.policies;
         if !changed.is_empty() {
             // The merged state holds the policies' old content: rebuilt at
-            // the next change of the routes, never applied stale.
-            inner.merged = None;
+            // the next change of the routes, never applied stale. Dropping a
+            // million routes takes tens of milliseconds: not on this path.
+            if let Some(stale) = inner.merged.take() {
+                if let Err(e) = std::thread::Builder::new().name("merged-drop".into()).spawn(move || drop(stale)) {
+                    log::debug!("no thread to drop the merged state on ({e})");
+                }
+            }
         }
         if info_changed {
             self.save(inner);

@@ -161,7 +161,7 @@ struct Taken {
 
 /// The bytes the kernel holds for a route the RIB has installed (for the undo).
 fn route_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
-    encode::installed(rib, id).map(|(value, _)| abi::bytes_of(&value).to_vec())
+    encode::installed_value(rib, id).map(|value| abi::bytes_of(&value).to_vec())
 }
 
 /// The bytes of an installed policy route's policy (for the undo).
@@ -518,7 +518,7 @@ impl Fib {
     ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
         let (slots, fresh) = rib.counters_for(id, 0);
         taken.counter_slots.extend_from_slice(&fresh);
-        let (value, _) = encode::route(route, Some(p), slots.route, &[]);
+        let value = encode::route_value(route, Some(p), slots.route);
         let current = route_value(rib, &id);
         if current.as_deref() == Some(abi::bytes_of(&value)) {
             return Ok((p, None));

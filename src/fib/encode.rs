@@ -46,26 +46,31 @@ pub(crate) fn route(
     route_slot: u32,
     list_slots: &[u32],
 ) -> (types::route_value, Option<Box<types::policy_value>>) {
+    let value = route_value(route, policy_id, route_slot);
+    let policy = (value.flags & ROUTE_POLICY != 0).then(|| policy_value(&route.policy, entry_tc(route.tc), list_slots));
+    (value, policy)
+}
+
+/// A route's own value, without its policy's (which a route on a shared
+/// object does not need: computing a flow table per route would cost a
+/// million of them for one object).
+pub(crate) fn route_value(route: &Route, policy_id: Option<u32>, route_slot: u32) -> types::route_value {
     let mut value: types::route_value = abi::zeroed();
     value.counter_id = route_slot;
     // From the DSCP: the entries carry TC 0 and the program ORs in the packet's.
-    let tc = match route.tc {
-        Tc::Fixed(tc) => tc,
-        Tc::FromDscp => {
-            value.flags |= ROUTE_TC_FROM_DSCP;
-            TrafficClass::default()
-        }
-    };
+    if route.tc == Tc::FromDscp {
+        value.flags |= ROUTE_TC_FROM_DSCP;
+    }
     let policy = &route.policy;
     let Some(id) = policy_id.filter(|_| !policy.is_plain()) else {
         if let Some(l) = policy.lists().first() {
-            value.list = segment_list(&l.stack, tc, None);
+            value.list = segment_list(&l.stack, entry_tc(route.tc), None);
         }
-        return (value, None);
+        return value;
     };
     value.flags |= ROUTE_POLICY;
     value.policy_id = id;
-    (value, Some(policy_value(policy, tc, list_slots)))
+    value
 }
 
 /// A policy's value: its lists encoded with `tc`, its flow table, its
@@ -110,12 +115,16 @@ pub(crate) fn installed(rib: &Rib, id: &RouteId) -> Option<(types::route_value, 
     let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
     let policy_id = rib.policy_of.get(id).copied();
     match rib.object_of(id) {
-        Some(o) => {
-            let resolved = Route { prefix: route.prefix, policy: o.policy.clone(), tc: o.tc };
-            Some(self::route(&resolved, policy_id, slots.route, &o.lists))
-        }
+        Some(o) => Some((route_value(route, policy_id, slots.route), Some(object(o)))),
         None => Some(self::route(route, policy_id, slots.route, &slots.lists)),
     }
+}
+
+/// The route value alone that the RIB says the kernel holds for `id`.
+pub(crate) fn installed_value(rib: &Rib, id: &RouteId) -> Option<types::route_value> {
+    let route = rib.routes.get(id)?;
+    let slot = rib.counters_of.get(id).map_or(0, |s| s.route);
+    Some(route_value(route, rib.policy_of.get(id).copied(), slot))
 }
 
 /// The never-label entry of a host address.

@@ -139,8 +139,8 @@ impl Fib {
                 return Err(e);
             }
         }
-        let (value, _) = encode::route(route, Some(p), slots.route, &[]);
-        let current = encode::installed(rib, &id).map(|(v, _)| v);
+        let value = encode::route_value(route, Some(p), slots.route);
+        let current = encode::installed_value(rib, &id);
         if current.map(|v| abi::bytes_of(&v).to_vec()) != Some(abi::bytes_of(&value).to_vec()) {
             if let Err(e) = self.write(table, &route.prefix, &value) {
                 match old {

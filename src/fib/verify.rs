@@ -110,7 +110,7 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
         }
     };
     for id in rib.routes.keys() {
-        if let Some((value, _)) = encode::installed(rib, id) {
+        if let Some(value) = encode::installed_value(rib, id) {
             put(id.0, id.1, &value);
         }
     }
