@@ -264,10 +264,13 @@ fn policy_switch(
         lnetd_host_encap::decode_stack(run.frame.get(14..)?).ok().map(|(s, _)| s[0].label)
     };
     assert_eq!(top(enc), Some(16_001), "policy 1's route before the switch");
-    let stop = std::sync::atomic::AtomicBool::new(false);
     let (fast, fast_time, in_dataplane) = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
-            while top(enc) != Some(15_000) && !stop.load(Ordering::Relaxed) {}
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while top(enc) != Some(15_000) {
+                assert!(Instant::now() < deadline, "the switch never reached the program");
+                std::hint::spin_loop();
+            }
             Instant::now()
         });
         let t = Instant::now();
@@ -276,7 +279,6 @@ fn policy_switch(
         let seen = watcher.join().unwrap();
         (fast, fast_time, seen.saturating_duration_since(t))
     });
-    stop.store(true, Ordering::Relaxed);
     println!(
         "shared objects: switch, fast path (Origins::set_bgp_policies): {fast_time:.2?}, new label seen by the program {in_dataplane:.2?} after the call began ({fast})"
     );

@@ -189,12 +189,15 @@ pub fn delete_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8]) -> Res
     }
 }
 
+/// One map entry's key and value bytes.
+pub type MapEntry = (Vec<u8>, Vec<u8>);
+
 /// Every entry (key, value) of one of `enc`'s hash or LPM maps by name:
 /// what a test compares before and after a change to prove what it wrote.
 ///
 /// # Errors
 /// [`crate::MapError`]: no such map (ENOENT) or the kernel refused a read.
-pub fn map_entries(enc: &crate::Encapsulator, map: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, crate::MapError> {
+pub fn map_entries(enc: &crate::Encapsulator, map: &str) -> Result<Vec<MapEntry>, crate::MapError> {
     use crate::fib::table::RouteTable;
     map_by_name(enc, map)?.entries()
 }
