@@ -11,6 +11,9 @@ const LISTED: usize = 20;
 
 /// The policy in the syntax `set` and `apply` take (no entropy label: it has its own field).
 fn policy_text(r: &CountedRoute) -> String {
+    if !r.route.policy.is_valid() {
+        return "invalid".into();
+    }
     let lists = r.route.policy.lists();
     let one = lists.len() == 1;
     lists
@@ -80,6 +83,7 @@ pub fn routes_json(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], orig
                 "policy": policy_text(r),
                 "tc": r.route.tc.to_string(),
                 "entropy_label": r.route.policy.entropy_label().map(|e| e.to_string()),
+                "policy_name": r.route.policy.name(),
                 "counted": r.counters.counted,
                 "labelled": counter(r.counters.labelled),
                 "lists": r.route.policy.lists().iter().zip(&r.counters.lists).map(|(l, c)| json!({
