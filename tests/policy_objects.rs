@@ -187,3 +187,51 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
         })
         .unwrap();
 }
+
+/// The command, in `ns`, on the lab's interface.
+fn command(ns: &lnetd_host_encap::lab::Netns, args: &[&str]) -> String {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name()))
+        .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+        .args(["-i", lnetd_host_encap::lab::VethLab::HOST_IF])
+        .args(args)
+        .output()
+        .expect("run lnetd-host-encap");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_commands_export_of_named_routes_applies_back_unchanged() {
+    privileged("the_commands_export_of_named_routes_applies_back_unchanged");
+    use lnetd_host_encap::lab::VethLab;
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    let dir = std::env::temp_dir().join(format!("lhe-objects-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, export_file) = (dir.join("named.json"), dir.join("export.json"));
+    std::fs::write(
+        &file,
+        r#"{"routes": [
+            {"prefix": "198.51.100.0/24", "policy": "16001/16002@7,16003@3", "policy_name": "blue"},
+            {"prefix": "203.0.113.0/24", "policy": "16001/16002@7,16003@3", "policy_name": "blue"},
+            {"prefix": "192.0.2.0/24", "policy": "invalid", "policy_name": "gone"},
+            {"prefix": "10.0.0.0/8", "policy": "17001"}
+        ]}"#,
+    )
+    .unwrap();
+    command(&lab.host, &["attach", "--mode", "generic"]);
+    command(&lab.host, &["apply", file.to_str().unwrap()]);
+    let export = command(&lab.host, &["routes", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&export).unwrap();
+    let names: Vec<Option<&str>> = v["routes"].as_array().unwrap().iter().map(|r| r["policy_name"].as_str()).collect();
+    assert_eq!(names.iter().filter(|n| **n == Some("blue")).count(), 2, "{export}");
+    assert!(export.contains(r#""policy": "invalid""#), "{export}");
+    std::fs::write(&export_file, &export).unwrap();
+    let plan = command(&lab.host, &["apply", export_file.to_str().unwrap(), "--dry-run"]);
+    assert!(plan.contains("0 added, 0 replaced, 0 removed, "), "{plan}");
+    command(&lab.host, &["detach"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
