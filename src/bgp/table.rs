@@ -490,6 +490,38 @@ mod tests {
         assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
     }
 
+    /// What decides the learner's fast path (policies alone, no route
+    /// handed over): a batch that moves no route to another policy.
+    #[test]
+    fn a_switch_or_a_list_down_steers_nothing_again_a_route_or_a_validity_flip_does() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        t.update(announce(Nlri::Unicast("10.0.0.0/8".parse().unwrap()), "10.201.0.1"), &none, &counters);
+        let live = |_: IpAddr, _: &[Label]| false;
+        assert!(t.steer_live(&live), "the first computation steers everything");
+        let mut better = candidate(2, 16002, Addressing::peer());
+        if let Some(Said::Candidate(c)) = &mut better.learned {
+            c.preference = 200;
+            c.lists.push(CandidateList { weight: 1, labels: vec![16012], unsupported: 0 });
+        }
+        t.update(better, &none, &counters);
+        assert!(!t.steer_live(&live), "a preference switch moves no route");
+        let one_down = |_: IpAddr, l: &[Label]| l[0].value() == 16012;
+        assert!(!t.steer_live(&one_down), "a list out of service moves no route");
+        assert!(t.table(&counters, false).policies.values().all(|(p, _)| p.is_list_down(1)));
+        assert!(!t.steer_live(&live));
+        let policies = t.table(&counters, false);
+        assert!(policies.routes.is_empty(), "the routes stand: not copied");
+        assert_eq!(labels(&policies), ["16002@1,16012@1"]);
+        assert_eq!(t.table(&counters, true).routes.len(), 1);
+        t.update(announce(Nlri::Unicast("10.1.0.0/16".parse().unwrap()), "10.201.0.1"), &none, &counters);
+        assert!(t.steer_live(&live), "a new colored route is steered");
+        let dead = |_: IpAddr, _: &[Label]| true;
+        assert!(t.steer_live(&dead), "every list down: the policy is invalid, its routes unsteered");
+    }
+
     fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {
         let c = Candidate {
             lists: vec![CandidateList { weight: 1, labels: vec![label], unsupported: 0 }],
