@@ -21,12 +21,11 @@ use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
 use nix::errno::Errno;
 
-use super::objects::{self, Staged, StagedObject};
+use super::objects::{self, Staged};
 use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
 use crate::rib::diff::{self, Plan};
-use crate::rib::objects::same_tc_kind;
 use crate::rib::{Rib, RouteId};
 
 /// What an apply did (or, dry, would do).
@@ -78,10 +77,10 @@ impl fmt::Display for ApplyReport {
 }
 
 /// Writes to undo: keys laid end to end, and what each had before (`None`: nothing).
-struct Undo<'a> {
-    map: &'a dyn RouteTable,
-    keys: Vec<u8>,
-    olds: Vec<Option<Vec<u8>>>,
+pub(super) struct Undo<'a> {
+    pub(super) map: &'a dyn RouteTable,
+    pub(super) keys: Vec<u8>,
+    pub(super) olds: Vec<Option<Vec<u8>>>,
 }
 
 impl Undo<'_> {
@@ -154,13 +153,13 @@ struct Written {
 
 /// Ids taken during an apply, given back if it is undone.
 #[derive(Default)]
-struct Taken {
-    policy_ids: Vec<u32>,
-    counter_slots: Vec<u32>,
+pub(super) struct Taken {
+    pub(super) policy_ids: Vec<u32>,
+    pub(super) counter_slots: Vec<u32>,
 }
 
 /// The bytes the kernel holds for a route the RIB has installed (for the undo).
-fn route_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
+pub(super) fn route_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
     encode::installed_value(rib, id).map(|value| abi::bytes_of(&value).to_vec())
 }
 
@@ -448,82 +447,6 @@ impl Fib {
             ops += deleted;
         }
         Ok((ops, slots_of))
-    }
-}
-
-impl Fib {
-    /// The shared object of a named route in this apply: found, rewritten
-    /// in place (its content changed: one write for all its routes) or
-    /// created (a new name, or a traffic class kind that changed), once per
-    /// name. Returns its id and the route's entry to write, `None` when the
-    /// entry the kernel holds is already that value.
-    #[allow(clippy::too_many_arguments)]
-    fn stage_named<'a>(
-        &'a self,
-        rib: &mut Rib,
-        id: RouteId,
-        route: &Route,
-        staged: &mut Staged,
-        undo: &mut Vec<Undo<'a>>,
-        taken: &mut Taken,
-        ops: &mut usize,
-    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
-        let name = route.policy.name().unwrap_or_default();
-        let p = match staged.by_name.get(name) {
-            Some(o) => o.id,
-            None => {
-                let m = self.maps();
-                let (p, own, old) = match rib.objects.named(name) {
-                    Some((p, o)) if same_tc_kind(o.tc, route.tc) => {
-                        if o.holds(&route.policy, route.tc) {
-                            let o = StagedObject { id: p, policy: o.policy.clone(), tc: o.tc, lists: o.lists.clone() };
-                            staged.by_name.insert(name.to_owned(), o);
-                            return self.stage_route(rib, id, route, p, taken);
-                        }
-                        (p, o.lists.clone(), Some(abi::bytes_of(encode::object(o).as_ref()).to_vec()))
-                    }
-                    _ => {
-                        let p = rib
-                            .policy_ids
-                            .take()
-                            .ok_or_else(|| RouteError::full("policy", self.config.max_policies))?;
-                        taken.policy_ids.push(p);
-                        (p, Vec::new(), None)
-                    }
-                };
-                let (lists, fresh) = objects::list_slots(rib, &own, route.policy.lists().len());
-                taken.counter_slots.extend_from_slice(&fresh);
-                let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
-                let key = p.to_ne_bytes().to_vec();
-                let written = m.policies.update(&key, abi::bytes_of(value.as_ref()));
-                undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
-                written.map_err(full("policy", self.config.max_policies))?;
-                *ops += 1;
-                let o = StagedObject { id: p, policy: route.policy.clone(), tc: route.tc, lists };
-                staged.by_name.insert(name.to_owned(), o);
-                p
-            }
-        };
-        self.stage_route(rib, id, route, p, taken)
-    }
-
-    /// A named route's entry on object `p`, unless the kernel holds it already.
-    fn stage_route(
-        &self,
-        rib: &mut Rib,
-        id: RouteId,
-        route: &Route,
-        p: u32,
-        taken: &mut Taken,
-    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
-        let (slots, fresh) = rib.counters_for(id, 0);
-        taken.counter_slots.extend_from_slice(&fresh);
-        let value = encode::route_value(route, Some(p), slots.route);
-        let current = route_value(rib, &id);
-        if current.as_deref() == Some(abi::bytes_of(&value)) {
-            return Ok((p, None));
-        }
-        Ok((p, Some((value, slots))))
     }
 }
 

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 
-use super::{encode, Fib};
-use crate::abi;
+use super::apply::{route_value, Taken, Undo};
+use super::{encode, full, Fib};
+use crate::abi::{self, types};
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table, Tc};
 use crate::error::RouteError;
+use crate::rib::alloc::CounterSlots;
 use crate::rib::objects::{same_tc_kind, Object};
 use crate::rib::{Rib, RouteId};
 
@@ -206,5 +208,81 @@ impl Fib {
         record(&mut rib, p, policy, tc, lists);
         self.saved(&mut rib)?;
         Ok(Some(PolicyUpdate { routes, map_operations: ops }))
+    }
+}
+
+impl Fib {
+    /// The shared object of a named route in this apply: found, rewritten
+    /// in place (its content changed: one write for all its routes) or
+    /// created (a new name, or a traffic class kind that changed), once per
+    /// name. Returns its id and the route's entry to write, `None` when the
+    /// entry the kernel holds is already that value.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_named<'a>(
+        &'a self,
+        rib: &mut Rib,
+        id: RouteId,
+        route: &Route,
+        staged: &mut Staged,
+        undo: &mut Vec<Undo<'a>>,
+        taken: &mut Taken,
+        ops: &mut usize,
+    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
+        let name = route.policy.name().unwrap_or_default();
+        let p = match staged.by_name.get(name) {
+            Some(o) => o.id,
+            None => {
+                let m = self.maps();
+                let (p, own, old) = match rib.objects.named(name) {
+                    Some((p, o)) if same_tc_kind(o.tc, route.tc) => {
+                        if o.holds(&route.policy, route.tc) {
+                            let o = StagedObject { id: p, policy: o.policy.clone(), tc: o.tc, lists: o.lists.clone() };
+                            staged.by_name.insert(name.to_owned(), o);
+                            return self.stage_route(rib, id, route, p, taken);
+                        }
+                        (p, o.lists.clone(), Some(abi::bytes_of(encode::object(o).as_ref()).to_vec()))
+                    }
+                    _ => {
+                        let p = rib
+                            .policy_ids
+                            .take()
+                            .ok_or_else(|| RouteError::full("policy", self.config.max_policies))?;
+                        taken.policy_ids.push(p);
+                        (p, Vec::new(), None)
+                    }
+                };
+                let (lists, fresh) = list_slots(rib, &own, route.policy.lists().len());
+                taken.counter_slots.extend_from_slice(&fresh);
+                let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
+                let key = p.to_ne_bytes().to_vec();
+                let written = m.policies.update(&key, abi::bytes_of(value.as_ref()));
+                undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
+                written.map_err(full("policy", self.config.max_policies))?;
+                *ops += 1;
+                let o = StagedObject { id: p, policy: route.policy.clone(), tc: route.tc, lists };
+                staged.by_name.insert(name.to_owned(), o);
+                p
+            }
+        };
+        self.stage_route(rib, id, route, p, taken)
+    }
+
+    /// A named route's entry on object `p`, unless the kernel holds it already.
+    fn stage_route(
+        &self,
+        rib: &mut Rib,
+        id: RouteId,
+        route: &Route,
+        p: u32,
+        taken: &mut Taken,
+    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
+        let (slots, fresh) = rib.counters_for(id, 0);
+        taken.counter_slots.extend_from_slice(&fresh);
+        let value = encode::route_value(route, Some(p), slots.route);
+        let current = route_value(rib, &id);
+        if current.as_deref() == Some(abi::bytes_of(&value)) {
+            return Ok((p, None));
+        }
+        Ok((p, Some((value, slots))))
     }
 }
