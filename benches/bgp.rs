@@ -6,7 +6,9 @@
 //! time one change (a preference change of one policy) takes at that scale;
 //! the memory of both gobgpd and of this process. Run as root:
 //! `cargo bench --bench bgp` (LHE_BENCH_ROUTES / LHE_BENCH_POLICIES override
-//! the sizes for a quick run).
+//! the sizes for a quick run). `LHE_BENCH_AGENT_ONLY=1 LHE_BENCH_POLICIES=10`
+//! measures issue 20's policy switch (per-route policies against shared
+//! policy objects, map writes and time) without gobgpd.
 
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -190,6 +192,10 @@ fn agent_only(routes: u32, policies: u32) {
         println!("learner: select {selecting:.2?}, steer {:.2?} ({} routes)", t.elapsed() - selecting, steered.len());
     }
     let (a, b) = (table(16_001), table(15_000));
+    if policies <= 100 {
+        policy_switch(&enc, &origins, &a, &b, routes, policies);
+        return;
+    }
     let before = rss_kib(std::process::id(), "VmRSS:");
     let t = Instant::now();
     let report = origins.set_bgp(a.clone(), true).unwrap();
@@ -211,6 +217,115 @@ fn agent_only(routes: u32, policies: u32) {
             ns.run(|| enc.detach()).unwrap().expect("detach");
         }
     }
+}
+
+/// Issue 20's goal: colored routes steered into a few policies, and a
+/// preference switch of one of them. Before (main's model: every route its
+/// own policy entry or inline stack, what an apply of the unnamed routes
+/// does) and after (shared objects: the fast path BGP takes when no route is
+/// steered again, and the full path for comparison), in one run.
+fn policy_switch(
+    enc: &Encapsulator,
+    origins: &Origins,
+    a: &lnetd_host_encap::bgp::BgpTable,
+    b: &lnetd_host_encap::bgp::BgpTable,
+    routes: u32,
+    policies: u32,
+) {
+    use lnetd_host_encap::{Route, Table, ValidState};
+    let moved = routes / policies;
+    // Main's model: each route carries its policy; a switch rewrites each.
+    let unnamed = |t: &lnetd_host_encap::bgp::BgpTable| {
+        let routes = t
+            .routes
+            .iter()
+            .map(|(p, k)| ((Table::Main, *p), Route::with_policy(*p, t.policies[k].0.clone())))
+            .collect();
+        ValidState::new(routes, Default::default(), Default::default()).unwrap()
+    };
+    let (ua, ub) = (unnamed(a), unnamed(b));
+    let t = Instant::now();
+    enc.apply_valid(&ua).unwrap();
+    println!("per-route policies (main's model): {routes} routes applied in {:.2?}", t.elapsed());
+    let t = Instant::now();
+    let before = enc.apply_valid(&ub).unwrap();
+    let before_time = t.elapsed();
+    println!("per-route policies: switch of one policy ({moved} routes): {before_time:.2?} ({before})");
+
+    let t = Instant::now();
+    let report = origins.set_bgp(a.clone(), true).unwrap();
+    println!("shared objects: the same routes onto {} objects: {:.2?} ({report})", policies, t.elapsed());
+    // A packet toward a route of policy 1, run through the program in a
+    // loop: when its top label turns into the new path's, the switch is in
+    // the dataplane.
+    let probe = udp_frame(Ipv4Addr::new(16, 0, 0, 1));
+    let top = |enc: &Encapsulator| {
+        let run = enc.test_run(&probe).ok()?;
+        lnetd_host_encap::decode_stack(run.frame.get(14..)?).ok().map(|(s, _)| s[0].label)
+    };
+    assert_eq!(top(enc), Some(16_001), "policy 1's route before the switch");
+    let (fast, fast_time, in_dataplane) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while top(enc) != Some(15_000) {
+                assert!(Instant::now() < deadline, "the switch never reached the program");
+                std::hint::spin_loop();
+            }
+            Instant::now()
+        });
+        let t = Instant::now();
+        let fast = origins.set_bgp_policies(b.policies.clone(), b.invalid.clone()).unwrap();
+        let fast_time = t.elapsed();
+        let seen = watcher.join().unwrap();
+        (fast, fast_time, seen.saturating_duration_since(t))
+    });
+    println!(
+        "shared objects: switch, fast path (Origins::set_bgp_policies): {fast_time:.2?}, new label seen by the program {in_dataplane:.2?} after the call began ({fast})"
+    );
+    let t = Instant::now();
+    let full = origins.set_bgp(a.clone(), false).unwrap();
+    let full_time = t.elapsed();
+    println!("shared objects: switch back, full path (Origins::set_bgp, diff of the table): {full_time:.2?} ({full})");
+    assert!(enc.verify().unwrap().is_empty(), "the dataplane is what the RIB says");
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!();
+    println!("Preference switch of one policy ({date}, {routes} colored routes, {policies} policies, {moved} routes moved, release build)");
+    println!("| model | map writes | time (library call) | ratio |");
+    println!("|---|---|---|---|");
+    println!("(fast path: the program saw the new lists {in_dataplane:.2?} after the call began)");
+    println!("| per-route (main) | {} | {before_time:.2?} | 1 |", before.map_operations);
+    println!(
+        "| shared objects, fast path | {} | {fast_time:.2?} | {:.0}x faster, {:.0}x fewer writes |",
+        fast.map_operations,
+        before_time.as_secs_f64() / fast_time.as_secs_f64().max(1e-9),
+        before.map_operations as f64 / (fast.map_operations.max(1)) as f64
+    );
+    println!(
+        "| shared objects, full path | {} | {full_time:.2?} | {:.1}x |",
+        full.map_operations,
+        before_time.as_secs_f64() / full_time.as_secs_f64().max(1e-9)
+    );
+}
+
+/// An Ethernet + IPv4 + UDP frame toward `dst` (checksum filled in).
+fn udp_frame(dst: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let src = Ipv4Addr::new(192, 0, 2, 10);
+    let mut ip = vec![0x45, 0, 0, 28 + 18, 0, 1, 0, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let sum = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0x30, 0x39, 0x01, 0xbb, 0, 26, 0, 0]);
+    f.extend_from_slice(&[0u8; 18]);
+    f
 }
 
 fn main() {

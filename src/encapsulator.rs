@@ -764,6 +764,34 @@ impl Encapsulator {
         self.set_route_in(Table::Main, route)
     }
 
+    /// Changes a shared policy object: the routes whose policy has
+    /// `policy`'s name (see [`Policy::with_name`]) all take its lists,
+    /// weights, entropy label and lists out of service, through one write to
+    /// the dataplane's policy table, however many they are; no route entry
+    /// is rewritten. A [`Policy::invalid`] sends them unlabelled until the
+    /// next change. Their traffic class stays. `None` when no route uses the
+    /// name (nothing is written: the name's first route creates the object).
+    ///
+    /// ```no_run
+    /// use lnetd_host_encap::{Encapsulator, Policy, Route};
+    /// let enc = Encapsulator::builder().load()?;
+    /// let blue = "16001/16002".parse::<Policy>()?.with_name("blue")?;
+    /// for i in 0..1000u32 {
+    ///     let prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse()?;
+    ///     enc.set_route(&Route::with_policy(prefix, blue.clone()))?;
+    /// }
+    /// let update = enc.update_policy(&"17001@1,17002@1".parse::<Policy>()?.with_name("blue")?)?;
+    /// assert_eq!(update.map(|u| (u.routes, u.map_operations)), Some((1000, 1)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RouteError::PolicyObject`] for a policy without a name;
+    /// [`RouteError::Map`]; nothing changed then.
+    pub fn update_policy(&self, policy: &Policy) -> Result<Option<crate::PolicyUpdate>, RouteError> {
+        self.fib.update_policy(policy)
+    }
+
     /// Adds or atomically replaces a route in `table` (see [`Table`]).
     ///
     /// # Errors
@@ -858,7 +886,7 @@ impl Encapsulator {
     /// unchanged (set-aside routes included, in the main table).
     pub fn valid_state(&self) -> ValidState {
         self.fib.read(|rib| {
-            let mut routes = (*rib.routes).clone();
+            let mut routes = rib.resolved_routes();
             for (prefix, route) in &rib.shadowed {
                 routes.insert((Table::Main, *prefix), route.clone());
             }
@@ -872,18 +900,18 @@ impl Encapsulator {
         self.fib.read(|rib| {
             let route = |table: Table, r: &Route| DesiredRoute {
                 prefix: r.prefix.to_string(),
-                policy: r
-                    .policy
-                    .lists()
-                    .iter()
-                    .map(|l| format!("{}@{}", l.stack, l.weight))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                policy: if r.policy.is_valid() {
+                    r.policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
+                } else {
+                    "invalid".to_owned()
+                },
                 tc: Some(TcSpec::Text(r.tc.to_string())),
                 table: Some(table.id()).filter(|t| *t != 0),
                 entropy_label: r.policy.entropy_label().map(|e| EntropySpec::Text(e.to_string())),
+                policy_name: r.policy.name().map(str::to_owned),
             };
-            let mut routes: Vec<DesiredRoute> = rib.routes.iter().map(|((t, _), r)| route(*t, r)).collect();
+            let mut routes: Vec<DesiredRoute> =
+                rib.routes.iter().map(|(id, r)| route(id.0, &rib.resolve(id, r))).collect();
             routes.extend(rib.shadowed.values().map(|r| route(Table::Main, r)));
             DesiredState {
                 routes,
@@ -923,7 +951,7 @@ impl Encapsulator {
     /// [`MapError`] when a counter cannot be read.
     pub fn counted_routes(&self) -> Result<Vec<CountedRoute>, MapError> {
         let routes: Vec<(Table, Route)> =
-            self.fib.read(|rib| rib.routes.iter().map(|((t, _), r)| (*t, r.clone())).collect());
+            self.fib.read(|rib| rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned())).collect());
         let mut out = Vec::with_capacity(routes.len());
         for (table, route) in routes {
             match self.fib.route_counters(table, route.prefix) {
@@ -973,7 +1001,7 @@ impl Encapsulator {
         drop(slot);
         let (run, moved) = ran?;
         let (route, fallback) = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
-            Lookup::Route(table, route) => (Some((table, route.clone())), "no_route"),
+            Lookup::Route(table, route) => (Some((table, route.into_owned())), "no_route"),
             Lookup::Local => (None, "local"),
             Lookup::NoRoute => (None, "no_route"),
         });

@@ -264,6 +264,17 @@ pub enum RouteError {
     /// An entry of a desired state was refused (nothing was applied).
     #[error(transparent)]
     Invalid(#[from] crate::domain::desired::DesiredError),
+    /// A named policy (a shared policy object, docs/policy-objects.md)
+    /// cannot take this change.
+    #[error("policy {name:?}: {problem}; {remedy}")]
+    PolicyObject {
+        /// The policy's name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        remedy: &'static str,
+    },
     /// The change is in force, but the state file of the pinned dataplane
     /// could not be rewritten: a process adopting it would not see the change.
     #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]

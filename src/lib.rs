@@ -359,13 +359,14 @@ pub use domain::desired::{
     ValidState,
 };
 pub use domain::label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
-pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
+pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_NAME, MAX_SEGMENT_LISTS, POLICY_SLOTS};
 pub use domain::prefix::{self, PrefixError};
 pub use domain::route::{Route, Table, Tc};
 pub use encapsulator::{AdoptOptions, Attachment, Encapsulator, EncapsulatorBuilder};
 pub use error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
 pub use explain::{Explanation, Probe, ProbeProtocol};
 pub use fib::apply::ApplyReport;
+pub use fib::objects::PolicyUpdate;
 pub use fib::verify::{Difference, DifferenceKind};
 pub use fib::RouteCounters;
 pub use ipnetwork::IpNetwork;

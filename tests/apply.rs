@@ -18,7 +18,14 @@ use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{DesiredRoute, DesiredState, Encapsulator, RouteError, XdpMode};
 
 fn route(prefix: &str, policy: &str) -> DesiredRoute {
-    DesiredRoute { prefix: prefix.into(), policy: policy.into(), tc: None, table: None, entropy_label: None }
+    DesiredRoute {
+        prefix: prefix.into(),
+        policy: policy.into(),
+        tc: None,
+        table: None,
+        entropy_label: None,
+        policy_name: None,
+    }
 }
 
 /// `n` /24 routes under 10.0.0.0/8, label `base + i`.

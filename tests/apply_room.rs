@@ -23,7 +23,7 @@ const N: u32 = 899;
 const DEFAULT_LABEL: u32 = 999_999;
 
 fn route(prefix: String, label: u32) -> DesiredRoute {
-    DesiredRoute { prefix, policy: label.to_string(), tc: None, table: None, entropy_label: None }
+    DesiredRoute { prefix, policy: label.to_string(), tc: None, table: None, entropy_label: None, policy_name: None }
 }
 
 /// The prefix of route `i` of a table starting at `10.<second>.0.0`.

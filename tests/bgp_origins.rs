@@ -73,13 +73,29 @@ fn origins_merge_matches_a_model_through_random_changes() {
             t.routes.iter().map(|(p, k)| (*p, Route::with_policy(*p, t.policies[k].0.clone()))).collect()
         };
 
+        let mut last = BgpTable::default();
         for step in 0..300u32 {
-            match rng.random_range(0..10) {
+            match rng.random_range(0..11) {
                 0..=3 => {
                     let t = random_table(&mut rng, step);
                     bgp = routes_of(&t);
                     held.clear();
+                    last = t.clone();
                     origins.set_bgp(t, true).unwrap();
+                }
+                10 => {
+                    // A batch that steers no route again: other lists for the
+                    // same policies, handed over alone (shared objects, one write each).
+                    let other = random_table(&mut rng, step);
+                    let mut t = last.clone();
+                    for (k, (p, _)) in t.policies.iter_mut() {
+                        if let Some((q, _)) = other.policies.get(k) {
+                            *p = q.clone();
+                        }
+                    }
+                    bgp = routes_of(&t);
+                    origins.set_bgp_policies(t.policies.clone(), t.invalid.clone()).unwrap();
+                    last = t;
                 }
                 4 => {
                     // A resynchronisation under `keep`: what is installed from BGP is held.
@@ -91,6 +107,7 @@ fn origins_merge_matches_a_model_through_random_changes() {
                     origins.hold_installed();
                     let t = random_table(&mut rng, step);
                     bgp = routes_of(&t);
+                    last = t.clone();
                     origins.set_bgp(t, false).unwrap();
                 }
                 5..=7 => {

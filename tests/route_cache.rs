@@ -111,6 +111,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                     tc: None,
                     table: None,
                     entropy_label: None,
+                    policy_name: None,
                 });
                 enc.apply(&desired).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(501), "{what}: applied");
@@ -252,6 +253,7 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
                     tc: None,
                     table: None,
                     entropy_label: None,
+                    policy_name: None,
                 })
             };
             add(prefix.to_string(), 100);

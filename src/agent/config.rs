@@ -60,7 +60,7 @@ const LISTENERS: &[&str] = &[
 ];
 const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id"];
 const SBFD: &[&str] = &["interval_ms", "multiplier", "hold_down_ms", "reflector", "router_mac"];
-const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label"];
+const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label", "policy_name"];
 const SOURCE: &[&str] = &["prefix", "table"];
 
 /// The configuration file was refused; the agent starts (or reloads) nothing.

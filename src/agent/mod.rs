@@ -570,7 +570,7 @@ pub(crate) fn status(e: RouteError) -> tonic::Status {
         | RouteError::Invalid(_)
         | RouteError::LocalAddress { .. } => Status::invalid_argument(msg),
         RouteError::TableFull { .. } => Status::resource_exhausted(msg),
-        RouteError::ReadOnly => Status::failed_precondition(msg),
+        RouteError::ReadOnly | RouteError::PolicyObject { .. } => Status::failed_precondition(msg),
         RouteError::Map(_) | RouteError::NotSaved(_) => Status::internal(msg),
     }
 }

@@ -77,7 +77,12 @@ fn table(id: u32) -> Table {
 /// A route message as the library's route.
 fn route_of(r: &pb::Route) -> Result<(Table, Route), Status> {
     let prefix = prefix::parse(&r.prefix).map_err(|e| invalid("prefix", e))?;
-    let policy: Policy = r.policy.parse().map_err(|e| invalid("policy", e))?;
+    let policy: Policy = match r.policy_name.as_str() {
+        "" => r.policy.parse(),
+        name if r.policy.trim() == "invalid" => Policy::invalid(name),
+        name => r.policy.parse().and_then(|p: Policy| p.with_name(name)),
+    }
+    .map_err(|e| invalid("policy", e))?;
     let entropy = match r.entropy_label.as_str() {
         "" => None,
         text => Some(text.parse::<EntropyLabel>().map_err(|e| invalid("entropy_label", e))?),
@@ -96,14 +101,19 @@ fn route_message(table: Table, r: &Route) -> pb::Route {
     let one = lists.len() == 1;
     pb::Route {
         prefix: r.prefix.to_string(),
-        policy: lists
-            .iter()
-            .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
-            .collect::<Vec<_>>()
-            .join(","),
+        policy: if r.policy.is_valid() {
+            lists
+                .iter()
+                .map(|l| if one && l.weight == 1 { l.stack.to_string() } else { format!("{}@{}", l.stack, l.weight) })
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            "invalid".to_owned()
+        },
         tc: r.tc.to_string(),
         table: table.id(),
         entropy_label: r.policy.entropy_label().map(|e| e.to_string()).unwrap_or_default(),
+        policy_name: r.policy.name().unwrap_or_default().to_owned(),
     }
 }
 
@@ -176,6 +186,7 @@ fn desired_of(req: pb::ApplyRequest) -> DesiredState {
                 tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
                 table: Some(r.table),
                 entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
+                policy_name: Some(r.policy_name).filter(|n| !n.is_empty()),
             })
             .collect(),
         sources: req.sources.into_iter().map(|s| DesiredSource { prefix: s.prefix, table: s.table }).collect(),

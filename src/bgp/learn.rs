@@ -101,6 +101,7 @@ pub async fn run(
         release_on_established: false,
         recent: VecDeque::new(),
         established_at: HashMap::new(),
+        applied_once: false,
     };
     let mut first = true;
     loop {
@@ -144,6 +145,10 @@ struct Learner {
     /// When each established session came up (a daemon that dies right
     /// after a session comes up points at that peer).
     established_at: HashMap<String, Instant>,
+    /// The origins hold the steering of `table`'s last computation (an apply
+    /// of it succeeded and `table` was not replaced since): a batch that
+    /// steers nothing again may then hand over the policies alone.
+    applied_once: bool,
 }
 
 /// How many recent SR Policy paths are kept for the log when GoBGP goes away.
@@ -256,6 +261,7 @@ impl Learner {
             }
         }
         self.table = fresh;
+        self.applied_once = false;
         // Under `keep`, what is held (or stale) is released the stale time
         // after a session is established again, not before: GoBGP back
         // without its peers must not empty the table.
@@ -457,23 +463,30 @@ impl Learner {
     /// Computes BGP's table and applies the merge (on the blocking pool).
     async fn flush(&mut self, release_held: bool) {
         let started = Instant::now();
-        let table = match &self.liveness {
+        let resteered = match &self.liveness {
             Some(engine) => {
-                let table =
-                    self.table.compute_live(&self.counters, &|endpoint, labels| !engine.usable(endpoint, labels));
+                let resteered = self.table.steer_live(&|endpoint, labels| !engine.usable(endpoint, labels));
                 let candidates = || self.table.candidate_paths();
                 engine.set_lists(lists_to_probe(candidates()));
                 lock(&self.counters.sbfd).lists = policy_lists(candidates());
-                table
+                resteered
             }
-            None => self.table.compute_live(&self.counters, &|_, _| false),
+            None => self.table.steer_live(&|_, _| false),
         };
+        // With the steering standing, only policies changed: their objects
+        // are written without handing over (or diffing) the routes.
+        let policies_only = !resteered && !release_held && self.applied_once;
+        let table = self.table.table(&self.counters, !policies_only);
         set(&self.counters.last_compute_micros, started.elapsed().as_micros() as u64);
         let origins = Arc::clone(&self.origins);
         let counters = Arc::clone(&self.counters);
         let result = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let r = origins.set_bgp(table, release_held);
+            let r = if policies_only {
+                origins.set_bgp_policies(table.policies, table.invalid)
+            } else {
+                origins.set_bgp(table, release_held)
+            };
             set(&counters.last_apply_micros, started.elapsed().as_micros() as u64);
             set(&counters.routes_held, origins.held_count() as u64);
             set(&counters.routes_installed, origins.installed_count() as u64);
@@ -482,6 +495,7 @@ impl Learner {
         .await;
         match result {
             Ok(Ok(report)) => {
+                self.applied_once = true;
                 add(&self.counters.applies, 1);
                 let changed = report.added.len() + report.replaced.len() + report.removed.len();
                 if changed > 0 {
@@ -490,10 +504,15 @@ impl Learner {
                 log::info!("BGP: {report}");
             }
             Ok(Err(e)) => {
+                // The origins kept their last table: the next batch hands over everything.
+                self.applied_once = false;
                 add(&self.counters.apply_errors, 1);
                 log::error!("BGP: the dataplane refused BGP's routes: {e}");
             }
-            Err(e) => log::error!("BGP: apply worker: {e}"),
+            Err(e) => {
+                self.applied_once = false;
+                log::error!("BGP: apply worker: {e}");
+            }
         }
     }
 
@@ -525,6 +544,7 @@ impl Learner {
         } else {
             log::warn!("BGP: GoBGP went away; withdrawing the routes it taught (session-down policy withdraw)");
             self.table = Table::default();
+            self.applied_once = false;
             self.flush(true).await;
         }
     }

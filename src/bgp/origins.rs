@@ -16,7 +16,7 @@
 //! command's `routes` and `get` show them while the agent runs
 //! ([`OriginsView`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -130,12 +130,62 @@ impl BgpTable {
     }
 }
 
+/// The name of the shared policy object that the routes of one family
+/// steered into `key` point at: a preference switch, a list change or a list
+/// out of service is then one write, however many routes use the policy
+/// (docs/policy-objects.md). One per family, since ENLP can make them differ.
+pub fn object_name(key: &PolicyKey, v6: bool) -> String {
+    format!("bgp color {} endpoint {} {}", key.color, key.endpoint, if v6 { "ipv6" } else { "ipv4" })
+}
+
+/// Named policies already built, by policy and family (one name per
+/// (color, endpoint, family), shared by a million routes).
+type NamedCache = HashMap<(PolicyKey, bool), Option<Policy>>;
+
 impl BgpTable {
     /// The route BGP wants for `prefix`, if any.
     fn route(&self, prefix: IpNetwork) -> Option<(Route, PolicyKey)> {
+        self.route_cached(prefix, &mut NamedCache::new())
+    }
+
+    /// As [`BgpTable::route`], building each named policy once.
+    fn route_cached(&self, prefix: IpNetwork, cache: &mut NamedCache) -> Option<(Route, PolicyKey)> {
         let key = self.routes.get(&prefix)?;
+        let v6 = prefix.is_ipv6();
+        let policy = cache.entry((*key, v6)).or_insert_with(|| self.named_policy(key, v6)).clone()?;
+        Some((Route::with_policy(prefix, policy), *key))
+    }
+
+    /// A held route (kept from before a resynchronisation) as merged with
+    /// this table: on its own object when BGP now teaches other contents
+    /// for the policy it was on, so that the held route keeps its lists and
+    /// BGP's routes get the new ones (one name is one object).
+    fn held_route(&self, route: &Route, key: Option<PolicyKey>, cache: &mut NamedCache) -> Route {
+        let Some(name) = route.policy.name() else { return route.clone() };
+        let v6 = route.prefix.is_ipv6();
+        let taught = key.and_then(|k| cache.entry((k, v6)).or_insert_with(|| self.named_policy(&k, v6)).clone());
+        match taught {
+            Some(p) if p.name() == Some(name) && p != route.policy => {
+                use std::hash::{Hash, Hasher};
+                // The default hasher's keys are fixed: the same content gets the same name.
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                route.policy.hash(&mut h);
+                let held = format!("{name} held {:016x}", h.finish());
+                match route.policy.clone().with_name(&held) {
+                    Ok(policy) => Route { policy, ..route.clone() },
+                    Err(_) => Route { policy: route.policy.clone().without_name(), ..route.clone() },
+                }
+            }
+            _ => route.clone(),
+        }
+    }
+
+    /// What the routes of one family steered into `key` push, named after
+    /// their object; `None` when the policy is not active (or ENLP leaves no room).
+    fn named_policy(&self, key: &PolicyKey, v6: bool) -> Option<Policy> {
         let (policy, info) = self.policies.get(key)?;
-        Some((Route::with_policy(prefix, info.policy_for(policy, prefix)?), *key))
+        let any: IpNetwork = if v6 { "::/0" } else { "0.0.0.0/0" }.parse().ok()?;
+        info.policy_for(policy, any)?.with_name(&object_name(key, v6)).ok()
     }
 }
 
@@ -167,10 +217,10 @@ impl Inner {
         if self.local.contains_key(&(Table::Main, prefix)) {
             return None;
         }
-        self.bgp
-            .route(prefix)
-            .map(|(r, k)| (r, Some(k)))
-            .or_else(|| held.then(|| self.held.get(&prefix).filter(|(_, k)| self.bgp.may_hold(*k)).cloned()).flatten())
+        self.bgp.route(prefix).map(|(r, k)| (r, Some(k))).or_else(|| {
+            let (route, key) = self.held.get(&prefix).filter(|(_, k)| held && self.bgp.may_hold(*k))?;
+            Some((self.bgp.held_route(route, *key, &mut NamedCache::new()), *key))
+        })
     }
 
     /// Every route of every origin, merged, and the prefixes that took BGP's.
@@ -329,6 +379,17 @@ impl Origins {
         }
         if release_held {
             touched.extend(inner.held.keys().copied());
+        } else if !changed_keys.is_empty() && !inner.held.is_empty() {
+            // Held routes of a policy BGP now teaches differently leave its
+            // object (see `BgpTable::held_route`); the invalid flips are among them.
+            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
+            touched.extend(
+                inner
+                    .held
+                    .iter()
+                    .filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k) || flipped.contains(&k)))
+                    .map(|(p, _)| *p),
+            );
         } else if old.invalid != inner.bgp.invalid {
             // Held routes on a policy that became invalid (or valid again).
             let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
@@ -367,6 +428,90 @@ impl Origins {
         }
         inner.merged = Some(merged);
         self.settled(inner, result, old, Installed::Patch(installed), release_held)
+    }
+
+    /// Replaces BGP's policies when its steering stands (no route moved to
+    /// another policy, none became valid or invalid): each policy whose
+    /// content changed is one write to its shared objects
+    /// ([`Encapsulator::update_policy`]), with no walk or diff of the route
+    /// table; a preference switch of a policy steering 100,000 routes is in
+    /// the dataplane within milliseconds. Anything else (a policy added,
+    /// removed or turned invalid) goes through [`Origins::set_bgp`] with the
+    /// routes in force.
+    ///
+    /// # Errors
+    /// As [`Encapsulator::update_policy`]; the policies written before the
+    /// error are written back, and BGP's table stays as it was.
+    pub fn set_bgp_policies(
+        &self,
+        policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+        invalid: BTreeSet<PolicyKey>,
+    ) -> Result<ApplyReport, RouteError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let same_shape = inner.bgp.invalid == invalid
+            && inner.bgp.policies.len() == policies.len()
+            && inner.bgp.policies.iter().zip(&policies).all(|((a, (_, i)), (b, (_, j)))| a == b && i.enlp == j.enlp);
+        if !same_shape {
+            let table = BgpTable { routes: inner.bgp.routes.clone(), policies, invalid };
+            drop(guard);
+            return self.set_bgp(table, false);
+        }
+        let new = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let changed: Vec<PolicyKey> = new
+            .policies
+            .iter()
+            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_some_and(|(q, _)| q != p))
+            .map(|(k, _)| *k)
+            .collect();
+        // Held routes keep the lists they had: when one is on a changed
+        // policy's object, the full path moves it to an object of its own.
+        if inner.held.values().any(|(_, k)| k.is_some_and(|k| changed.contains(&k))) {
+            let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
+            drop(guard);
+            return self.set_bgp(table, false);
+        }
+        let mut report = ApplyReport::default();
+        let mut undo: Vec<Policy> = Vec::new();
+        for key in &changed {
+            for v6 in [false, true] {
+                let (Some(policy), Some(old)) = (new.named_policy(key, v6), inner.bgp.named_policy(key, v6)) else {
+                    continue;
+                };
+                match self.enc.update_policy(&policy) {
+                    Ok(Some(u)) => {
+                        report.map_operations += u.map_operations;
+                        report.unchanged += u.routes;
+                        undo.push(old);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        for old in undo.iter().rev() {
+                            if let Err(back) = self.enc.update_policy(old) {
+                                log::error!("{back} (verify() reports the policy)");
+                            }
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let info_changed = inner.bgp.policies.iter().zip(&new.policies).any(|((_, (_, a)), (_, (_, b)))| a != b);
+        inner.bgp.policies = new.policies;
+        if !changed.is_empty() {
+            // The merged state holds the policies' old content: rebuilt at
+            // the next change of the routes, never applied stale. Dropping a
+            // million routes takes tens of milliseconds: not on this path.
+            if let Some(stale) = inner.merged.take() {
+                if let Err(e) = std::thread::Builder::new().name("merged-drop".into()).spawn(move || drop(stale)) {
+                    log::debug!("no thread to drop the merged state on ({e})");
+                }
+            }
+        }
+        if info_changed {
+            self.save(inner);
+        }
+        Ok(report)
     }
 
     /// After an apply of BGP's table: on success records it, on failure puts
@@ -659,11 +804,13 @@ fn merge(
     // one-by-one inserts).
     let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
     let mut installed = Vec::new();
-    let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route(*p).map(|(r, k)| (*p, r, Some(k))));
+    let mut cache = NamedCache::new();
+    let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route_cached(*p, &mut cache).map(|(r, k)| (*p, r, Some(k))));
+    let mut held_cache = NamedCache::new();
     let held_routes = held
         .iter()
         .filter(|(p, (_, k))| !bgp.routes.contains_key(p) && bgp.may_hold(*k))
-        .map(|(p, (r, k))| (*p, r.clone(), *k));
+        .map(|(p, (r, k))| (*p, bgp.held_route(r, *k, &mut held_cache), *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
         if !local.contains_key(&(Table::Main, prefix)) {
             routes.push(((Table::Main, prefix), route));

@@ -235,8 +235,19 @@ impl Table {
 
     /// As `compute`, with the segment lists `down` names out of service
     /// (S-BFD): see [`select_live`].
+    #[cfg(test)]
     pub(super) fn compute_live(&mut self, counters: &BgpCounters, down: &dyn Fn(IpAddr, &[Label]) -> bool) -> BgpTable {
+        self.steer_live(down);
+        self.table(counters, true)
+    }
+
+    /// Selects and steers again what changed (see `compute`); whether any
+    /// route was steered again. When none was, the routes handed over last
+    /// stand and only the policies can have changed (a preference switch, a
+    /// weight, a list down): the learner then hands over the policies alone.
+    pub(super) fn steer_live(&mut self, down: &dyn Fn(IpAddr, &[Label]) -> bool) -> bool {
         let selected = select_live(self.candidates.values().map(|e| &e.value), down);
+        let mut resteered = true;
         if self.incremental {
             let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
             let flipped: Vec<PolicyKey> = self
@@ -252,6 +263,7 @@ impl Table {
                     again.extend(set.iter().copied());
                 }
             }
+            resteered = !again.is_empty();
             for prefix in again {
                 match self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected)) {
                     Some(key) => self.steered.insert(prefix, key),
@@ -269,8 +281,16 @@ impl Table {
             self.dirty.clear();
             self.incremental = true;
         }
-        let routes = self.steered.clone();
-        let unsteered = self.routes.len() - routes.len();
+        self.selected = selected;
+        resteered
+    }
+
+    /// BGP's table from the last [`Table::steer_live`], with the gauges;
+    /// `with_routes` false leaves the steered routes out (they stand).
+    pub(super) fn table(&self, counters: &BgpCounters, with_routes: bool) -> BgpTable {
+        let selected = &self.selected;
+        let routes = if with_routes { self.steered.clone() } else { BTreeMap::new() };
+        let unsteered = self.routes.len() - self.steered.len();
         let policies = selected
             .iter()
             .filter_map(|(k, s)| {
@@ -289,7 +309,7 @@ impl Table {
         set(&counters.policies_active, policies.len() as u64);
         set(&counters.policies_invalid, (selected.len() - policies.len()) as u64);
         set(&counters.candidate_paths, self.candidates.len() as u64);
-        set(&counters.routes_steered, routes.len() as u64);
+        set(&counters.routes_steered, self.steered.len() as u64);
         set(&counters.routes_unsteered, unsteered as u64);
         for reason in Ignored::ALL {
             let n = self.ignored.values().filter(|r| **r == reason).count();
@@ -299,7 +319,6 @@ impl Table {
             let n = self.invalid.values().filter(|r| **r == reason).count();
             counters.candidate_paths_invalid.set(reason.index(), n as u64);
         }
-        self.selected = selected;
         let invalid = self.selected.iter().filter(|(_, s)| s.policy.is_none()).map(|(k, _)| *k).collect();
         BgpTable { routes, policies, invalid }
     }
@@ -469,6 +488,38 @@ mod tests {
         assert!(gone.invalid.contains(&key()));
         let back = t.compute_live(&counters, &dead(&[]));
         assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
+    }
+
+    /// What decides the learner's fast path (policies alone, no route
+    /// handed over): a batch that moves no route to another policy.
+    #[test]
+    fn a_switch_or_a_list_down_steers_nothing_again_a_route_or_a_validity_flip_does() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        t.update(announce(Nlri::Unicast("10.0.0.0/8".parse().unwrap()), "10.201.0.1"), &none, &counters);
+        let live = |_: IpAddr, _: &[Label]| false;
+        assert!(t.steer_live(&live), "the first computation steers everything");
+        let mut better = candidate(2, 16002, Addressing::peer());
+        if let Some(Said::Candidate(c)) = &mut better.learned {
+            c.preference = 200;
+            c.lists.push(CandidateList { weight: 1, labels: vec![16012], unsupported: 0 });
+        }
+        t.update(better, &none, &counters);
+        assert!(!t.steer_live(&live), "a preference switch moves no route");
+        let one_down = |_: IpAddr, l: &[Label]| l[0].value() == 16012;
+        assert!(!t.steer_live(&one_down), "a list out of service moves no route");
+        assert!(t.table(&counters, false).policies.values().all(|(p, _)| p.is_list_down(1)));
+        assert!(!t.steer_live(&live));
+        let policies = t.table(&counters, false);
+        assert!(policies.routes.is_empty(), "the routes stand: not copied");
+        assert_eq!(labels(&policies), ["16002@1,16012@1"]);
+        assert_eq!(t.table(&counters, true).routes.len(), 1);
+        t.update(announce(Nlri::Unicast("10.1.0.0/16".parse().unwrap()), "10.201.0.1"), &none, &counters);
+        assert!(t.steer_live(&live), "a new colored route is steered");
+        let dead = |_: IpAddr, _: &[Label]| true;
+        assert!(t.steer_live(&dead), "every list down: the policy is invalid, its routes unsteered");
     }
 
     fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {

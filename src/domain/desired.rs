@@ -60,6 +60,11 @@ pub struct DesiredRoute {
     /// Entropy label: `"bottom"` or N (under the first N labels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy_label: Option<EntropySpec>,
+    /// The name of a shared policy object (docs/policy-objects.md): every
+    /// route with the same name points at one policy, changed by one write.
+    /// With a name, `policy` may be `"invalid"` (its routes go unlabelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
 }
 
 /// One source prefix and the alternate table it selects.
@@ -221,6 +226,7 @@ impl ValidState {
                 return Err(DesiredError { what: what(), reason: format!("its route is for {}", route.prefix) });
             }
         }
+        check_policy_names(&routes)?;
         let tables: BTreeSet<Table> = routes.keys().map(|(t, _)| *t).collect();
         for (prefix, table) in &sources {
             let what = format!("source {prefix}");
@@ -232,6 +238,28 @@ impl ValidState {
         }
         Ok(ValidState { routes, sources, dscp })
     }
+}
+
+/// Refuses two routes whose policies have one name and different contents:
+/// the name is one shared policy object, which holds one content.
+fn check_policy_names(routes: &BTreeMap<(Table, IpNetwork), Route>) -> Result<(), DesiredError> {
+    let mut first: std::collections::HashMap<&str, &Route> = std::collections::HashMap::new();
+    for ((table, prefix), route) in routes {
+        let Some(name) = route.policy.name() else { continue };
+        let seen = *first.entry(name).or_insert(route);
+        if seen.policy != route.policy || seen.tc != route.tc {
+            return Err(DesiredError {
+                what: format!("route {prefix} (table {})", table.id()),
+                reason: format!(
+                    "its policy is named {name:?} like the route for {}, with other contents ({} tc {} here, {} tc {} \
+                     there): routes sharing a name share one policy object; give them the same lists, entropy \
+                     label and tc, or different names",
+                    seen.prefix, route.policy, route.tc, seen.policy, seen.tc
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl DesiredState {
@@ -249,7 +277,12 @@ impl DesiredState {
             let what = || format!("routes[{i}] ({})", r.prefix);
             let bad = |reason: String| DesiredError { what: what(), reason };
             let prefix = prefix::parse(&r.prefix).map_err(|e| bad(e.to_string()))?;
-            let policy: Policy = r.policy.parse().map_err(|e: super::policy::PolicyError| bad(e.to_string()))?;
+            let policy: Policy = match &r.policy_name {
+                Some(name) if r.policy.trim() == "invalid" => Policy::invalid(name),
+                Some(name) => r.policy.parse().and_then(|p: Policy| p.with_name(name)),
+                None => r.policy.parse(),
+            }
+            .map_err(|e: super::policy::PolicyError| bad(e.to_string()))?;
             let entropy = match &r.entropy_label {
                 None => None,
                 Some(EntropySpec::After(n)) => Some(EntropyLabel::After(*n)),
@@ -268,6 +301,7 @@ impl DesiredState {
                 return Err(bad(format!("a second route for {prefix} in the same table")));
             }
         }
+        check_policy_names(&routes)?;
         let tables: BTreeSet<Table> = routes.keys().map(|(t, _)| *t).collect();
         let mut sources = BTreeMap::new();
         for (i, s) in self.sources.iter().enumerate() {

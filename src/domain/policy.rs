@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::abi::{types, MAX_LABELS};
 use crate::domain::label::{LabelError, LabelStack};
@@ -81,7 +82,22 @@ pub enum PolicyError {
         /// The text given.
         input: String,
     },
+    /// A policy name that cannot name a shared policy object.
+    #[error("{name:?} is not a policy name: {problem} (use 1 to {MAX_NAME} printable characters, e.g. `blue-to-pe1`)")]
+    BadName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// An invalid policy (no list: its routes go unlabelled) without a name:
+    /// only a shared object can be invalid, since its routes stay on it.
+    #[error("only a named policy can be invalid (`invalid` needs a policy name): give it one, or remove the routes")]
+    InvalidWithoutName,
 }
+
+/// The longest policy name, in bytes.
+pub const MAX_NAME: usize = 128;
 
 /// One segment list of a policy: a label stack (top first) and its weight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -139,13 +155,21 @@ impl FromStr for EntropyLabel {
 /// assert_eq!(policy.lists().len(), 2);
 /// # Ok::<(), lnetd_host_encap::PolicyError>(())
 /// ```
+///
+/// A policy may carry a name ([`Policy::with_name`]): every route whose
+/// policy has the same name then points at one shared policy object in the
+/// dataplane, and changing the named policy's lists is one map write however
+/// many routes use it (docs/policy-objects.md).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Policy {
-    lists: Vec<SegmentList>,
+    /// Shared: a route table holds many clones of one policy.
+    lists: Arc<[SegmentList]>,
     entropy: Option<EntropyLabel>,
     /// Bit i: list i is out of service (its path failed a liveness check);
     /// its flows go to the live lists, nobody else's move.
     down: u8,
+    /// The shared object's name, if the policy is one.
+    name: Option<Arc<str>>,
 }
 
 impl Policy {
@@ -169,7 +193,7 @@ impl Policy {
                 return Err(PolicyError::TooDeepForEntropyLabel { index, labels: l.stack.len(), max: MAX_LABELS });
             }
         }
-        Ok(Policy { lists, entropy, down: 0 })
+        Ok(Policy { lists: lists.into(), entropy, down: 0, name: None })
     }
 
     /// The same policy with the lists whose `down` entry is true out of
@@ -182,7 +206,7 @@ impl Policy {
     /// [`PolicyError::AllListsDown`] when no list would be left.
     pub fn with_lists_down(mut self, down: &[bool]) -> Result<Policy, PolicyError> {
         let mask = down.iter().take(self.lists.len()).enumerate().fold(0u8, |m, (i, d)| m | (u8::from(*d) << i));
-        if mask.count_ones() as usize == self.lists.len() {
+        if mask.count_ones() as usize == self.lists.len() && !self.lists.is_empty() {
             return Err(PolicyError::AllListsDown);
         }
         self.down = mask;
@@ -196,7 +220,76 @@ impl Policy {
 
     /// One list, weight 1, no entropy label: a plain route.
     pub fn single(stack: LabelStack) -> Policy {
-        Policy { lists: vec![SegmentList { stack, weight: 1 }], entropy: None, down: 0 }
+        Policy { lists: Arc::new([SegmentList { stack, weight: 1 }]), entropy: None, down: 0, name: None }
+    }
+
+    /// The same policy, named: every route whose policy has this name shares
+    /// one policy object (one id, one set of per-list counters), so changing
+    /// the policy is one write for all of them. Names are global to an
+    /// encapsulator (every table), 1 to [`MAX_NAME`] bytes, printable,
+    /// without leading or trailing blanks.
+    ///
+    /// ```
+    /// use lnetd_host_encap::Policy;
+    /// let p = "16001/16002@7,16003@3".parse::<Policy>()?.with_name("blue")?;
+    /// assert_eq!(p.name(), Some("blue"));
+    /// assert_eq!(p.to_string(), "16001/16002@7,16003@3", "the text form is the lists only");
+    /// # Ok::<(), lnetd_host_encap::PolicyError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PolicyError::BadName`].
+    pub fn with_name(mut self, name: &str) -> Result<Policy, PolicyError> {
+        let bad = |problem| PolicyError::BadName { name: name.to_owned(), problem };
+        if name.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if name.len() > MAX_NAME {
+            return Err(bad("it is too long"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(bad("it holds a control character"));
+        }
+        if name.trim() != name {
+            return Err(bad("it starts or ends with a blank"));
+        }
+        self.name = Some(name.into());
+        Ok(self)
+    }
+
+    /// The same policy without a name (a route of its own).
+    pub fn without_name(mut self) -> Policy {
+        self.name = None;
+        self
+    }
+
+    /// The name of the shared policy object, if the policy has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// A named policy in the invalid state (RFC 9256 section 5: no valid
+    /// candidate path): it has no segment list, and packets of every route
+    /// on it go unlabelled (counted as "no route") until it is valid again.
+    /// The routes stay on the object, so turning it invalid and back is one
+    /// write each. Its text form is `invalid`.
+    ///
+    /// # Errors
+    /// [`PolicyError::BadName`].
+    pub fn invalid(name: &str) -> Result<Policy, PolicyError> {
+        Policy { lists: Arc::new([]), entropy: None, down: 0, name: None }.with_name(name)
+    }
+
+    /// False for a policy in the invalid state ([`Policy::invalid`]).
+    pub fn is_valid(&self) -> bool {
+        !self.lists.is_empty()
+    }
+
+    /// The same lists, entropy label and lists out of service (the name aside).
+    pub(crate) fn same_content(&self, other: &Policy) -> bool {
+        (Arc::ptr_eq(&self.lists, &other.lists) || self.lists == other.lists)
+            && self.entropy == other.entropy
+            && self.down == other.down
     }
 
     /// The same policy with (or without) an entropy label.
@@ -204,8 +297,12 @@ impl Policy {
     /// # Errors
     /// As [`Policy::new`].
     pub fn with_entropy_label(self, entropy: Option<EntropyLabel>) -> Result<Policy, PolicyError> {
-        let down = self.down;
-        Policy::new(self.lists, entropy).map(|p| Policy { down, ..p })
+        if self.lists.is_empty() {
+            // An invalid policy pushes nothing: there is no stack to deepen.
+            return Ok(self);
+        }
+        let (down, name) = (self.down, self.name);
+        Policy::new(self.lists.to_vec(), entropy).map(|p| Policy { down, name, ..p })
     }
 
     /// The segment lists.
@@ -218,10 +315,11 @@ impl Policy {
         self.entropy
     }
 
-    /// True for one list without an entropy label: pushed straight from the
-    /// route, with no second lookup.
+    /// True for one list without an entropy label nor a name: pushed
+    /// straight from the route, with no second lookup. (A named policy is
+    /// always an object, so that changing it is one write.)
     pub(crate) fn is_plain(&self) -> bool {
-        self.lists.len() == 1 && self.entropy.is_none()
+        self.lists.len() == 1 && self.entropy.is_none() && self.name.is_none()
     }
 
     /// The table the dataplane uses to pick a list: a flow whose hash is `h`
@@ -248,6 +346,9 @@ impl FromStr for Policy {
     type Err = PolicyError;
     /// `L1/L2[@W],L3[@W]...`: comma-separated lists, `@W` a weight (default 1).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "invalid" {
+            return Err(PolicyError::InvalidWithoutName);
+        }
         let lists = s
             .split(',')
             .enumerate()
@@ -281,7 +382,12 @@ impl fmt::Display for SegmentList {
 }
 
 impl fmt::Display for Policy {
+    /// The lists as [`FromStr`] reads them (`16001/16002@7,16003@3`, with
+    /// ` +EL` or ` +EL@N`), or `invalid`; the name is not part of it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lists.is_empty() {
+            return f.write_str("invalid");
+        }
         for (i, l) in self.lists.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
@@ -302,6 +408,28 @@ impl fmt::Display for Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_checked_and_make_a_policy_an_object() {
+        let p: Policy = "16001".parse().unwrap();
+        assert!(p.is_plain());
+        let named = p.clone().with_name("blue").unwrap();
+        assert!(!named.is_plain(), "a named policy is always a shared object");
+        assert_ne!(named, p, "the name is part of the route's value");
+        assert!(named.same_content(&p));
+        assert_eq!(named.clone().without_name(), p);
+        for (bad, problem) in
+            [("", "it is empty"), (" x", "it starts or ends with a blank"), ("a\nb", "it holds a control character")]
+        {
+            assert_eq!(p.clone().with_name(bad), Err(PolicyError::BadName { name: bad.into(), problem }));
+        }
+        assert!(p.clone().with_name(&"x".repeat(MAX_NAME + 1)).is_err());
+        let invalid = Policy::invalid("blue").unwrap();
+        assert!(!invalid.is_valid() && invalid.lists().is_empty());
+        assert_eq!(invalid.to_string(), "invalid");
+        assert!(invalid.clone().with_entropy_label(Some(EntropyLabel::Bottom)).is_ok());
+        assert!(invalid.flow_table().iter().all(|s| *s == u8::MAX), "every slot names no list: PASS_NO_ROUTE");
+    }
 
     #[test]
     fn policy_rules() {
@@ -341,6 +469,7 @@ mod tests {
         assert!(ok.with_entropy_label(Some(EntropyLabel::Bottom)).is_ok());
         let p: Policy = "16001/16002@7,16003@3".parse().unwrap();
         assert_eq!(p.to_string(), "16001/16002@7,16003@3");
+        assert_eq!("invalid".parse::<Policy>(), Err(PolicyError::InvalidWithoutName));
         assert_eq!(p.lists()[0].to_string(), "16001/16002@7");
         assert!(matches!(
             p.with_entropy_label(Some(EntropyLabel::After(0))),

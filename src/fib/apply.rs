@@ -23,6 +23,7 @@ use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
 use nix::errno::Errno;
 
+use super::objects::{self, Staged};
 use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
@@ -78,10 +79,10 @@ impl fmt::Display for ApplyReport {
 }
 
 /// Writes to undo: keys laid end to end, and what each had before (`None`: nothing).
-struct Undo<'a> {
-    map: &'a dyn RouteTable,
-    keys: Vec<u8>,
-    olds: Vec<Option<Vec<u8>>>,
+pub(super) struct Undo<'a> {
+    pub(super) map: &'a dyn RouteTable,
+    pub(super) keys: Vec<u8>,
+    pub(super) olds: Vec<Option<Vec<u8>>>,
 }
 
 impl Undo<'_> {
@@ -154,14 +155,14 @@ struct Written {
 
 /// Ids taken during an apply, given back if it is undone.
 #[derive(Default)]
-struct Taken {
-    policy_ids: Vec<u32>,
-    counter_slots: Vec<u32>,
+pub(super) struct Taken {
+    pub(super) policy_ids: Vec<u32>,
+    pub(super) counter_slots: Vec<u32>,
 }
 
 /// The bytes the kernel holds for a route the RIB has installed (for the undo).
-fn route_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
-    encode::installed(rib, id).map(|(value, _)| abi::bytes_of(&value).to_vec())
+pub(super) fn route_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
+    encode::installed_value(rib, id).map(|value| abi::bytes_of(&value).to_vec())
 }
 
 /// The bytes of an installed policy route's policy (for the undo).
@@ -187,6 +188,8 @@ impl Desired<'_> {
 
 /// A plan applied, without borrows, for the RIB to record.
 struct Outcome {
+    /// Shared objects written or found as wanted (recorded before the routes bind to them).
+    objects: Staged,
     written: Vec<(RouteId, Written)>,
     /// The routes written, when few enough to record one by one.
     changed: Option<Vec<(RouteId, Route)>>,
@@ -202,6 +205,15 @@ impl Fib {
         let started = std::time::Instant::now();
         let plan = diff::plan(&rib, desired.get());
         let planned = started.elapsed();
+        if let Some((a, b)) = plan.conflict {
+            let name = a.policy.name().unwrap_or_default();
+            return Err(RouteError::PolicyObject {
+                name: name.to_owned(),
+                problem: format!("the routes for {} and {} name it with other contents", a.prefix, b.prefix),
+                remedy: "routes sharing a name share one policy object: give them the same lists, entropy label and \
+                         tc, or different names",
+            });
+        }
         if !dry_run {
             // Retired policies past their grace period make room first; those
             // still in it are waited for (at most a grace period) when only
@@ -210,10 +222,11 @@ impl Fib {
             let max = self.config.max_policies as usize;
             // The final state's policies, or the write's peak (every policy in
             // use stays until the commit retires it: room.rs), whichever is more.
+            let wanted = plan.policies + plan.named.len();
             let peak = room::policy_peak(&rib, &plan);
-            let excess = (plan.policies + rib.graveyard.len()).max(peak).saturating_sub(max);
+            let excess = (wanted + rib.graveyard.len()).max(peak).saturating_sub(max);
             let excess = excess.min(rib.graveyard.len());
-            if excess > 0 && plan.policies <= max {
+            if excess > 0 && wanted <= max {
                 self.wait_for_graveyard(&mut rib, excess);
             }
         }
@@ -230,13 +243,15 @@ impl Fib {
         }
         let mut undo: Vec<Undo<'_>> = Vec::new();
         let mut taken = Taken::default();
-        match self.execute(&mut rib, &plan, &mut undo, &mut taken) {
+        let mut staged = Staged::default();
+        match self.execute(&mut rib, &plan, &mut undo, &mut taken, &mut staged) {
             Ok((ops, slots)) => {
                 let written = started.elapsed();
                 report.map_operations = ops;
                 // Few changes are recorded one by one; many, by taking the desired map whole.
                 let few = plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
                 let outcome = Outcome {
+                    objects: staged,
                     written: plan.upserts.iter().map(|(id, _, _)| *id).zip(slots).collect(),
                     changed: few.then(|| plan.upserts.iter().map(|(id, r, _)| (*id, (*r).clone())).collect()),
                     removes: plan.removes,
@@ -283,7 +298,7 @@ impl Fib {
             }
         }
         // Retired policies hold their ids through their grace period.
-        if plan.policies + retired > self.config.max_policies as usize {
+        if plan.policies + plan.named.len() + retired > self.config.max_policies as usize {
             return Err(RouteError::full("policy", self.config.max_policies));
         }
         Ok(())
@@ -297,6 +312,7 @@ impl Fib {
         plan: &Plan,
         undo: &mut Vec<Undo<'a>>,
         taken: &mut Taken,
+        staged: &mut Staged,
     ) -> Result<(usize, Vec<Written>), RouteError> {
         let mut ops = 0;
         let m = self.maps();
@@ -336,28 +352,42 @@ impl Fib {
                 if refused.load(Ordering::Relaxed) {
                     break;
                 }
-                let a = self.allocate(rib, *id, route)?;
-                taken.counter_slots.extend_from_slice(&a.fresh);
-                if let (Some(p), false) = (a.policy_id, a.in_place) {
-                    taken.policy_ids.push(p);
-                }
-                let (slots, lists, policy_id, in_place) = (a.slots, a.lists, a.policy_id, a.in_place);
-                let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
-                if let (Some(p), Some(policy)) = (policy_id, policy) {
-                    let key = p.to_ne_bytes().to_vec();
-                    let old = if in_place { policy_value(rib, id) } else { None };
-                    let written = m.policies.update(&key, abi::bytes_of(policy.as_ref()));
-                    undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
-                    written.map_err(full("policy", self.config.max_policies))?;
-                    ops += 1;
-                }
+                let (value, written) = if route.policy.name().is_some() {
+                    // On a shared object, written once per apply; the route's
+                    // own entry only when its value changes.
+                    match self.stage_named(rib, *id, route, staged, undo, taken, &mut ops)? {
+                        (p, None) => {
+                            let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+                            slots_of.push(Written { slots, lists: 0, policy_id: Some(p) });
+                            continue;
+                        }
+                        (p, Some((value, slots))) => (value, Written { slots, lists: 0, policy_id: Some(p) }),
+                    }
+                } else {
+                    let a = self.allocate(rib, *id, route)?;
+                    taken.counter_slots.extend_from_slice(&a.fresh);
+                    if let (Some(p), false) = (a.policy_id, a.in_place) {
+                        taken.policy_ids.push(p);
+                    }
+                    let (slots, lists, policy_id, in_place) = (a.slots, a.lists, a.policy_id, a.in_place);
+                    let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
+                    if let (Some(p), Some(policy)) = (policy_id, policy) {
+                        let key = p.to_ne_bytes().to_vec();
+                        let old = if in_place { policy_value(rib, id) } else { None };
+                        let written = m.policies.update(&key, abi::bytes_of(policy.as_ref()));
+                        undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
+                        written.map_err(full("policy", self.config.max_policies))?;
+                        ops += 1;
+                    }
+                    (value, Written { slots, lists, policy_id })
+                };
                 let (map, family, capacity) = self.routes_map(id.0, &id.1);
                 let (_, batch, _, _) =
                     pending.entry(map.name()).or_insert_with(|| (map, Batch::default(), family, capacity));
                 batch.keys.extend_from_slice(RouteKey::in_table(id.0.id(), id.1).bytes());
                 batch.values.extend_from_slice(abi::bytes_of(&value));
                 batch.undo_old.push(route_value(rib, id));
-                slots_of.push(Written { slots, lists, policy_id });
+                slots_of.push(written);
                 if batch.undo_old.len() >= CHUNK {
                     let full_batch = std::mem::take(batch);
                     // The counter slots this chunk names start from zero before any packet meets them.
@@ -469,15 +499,11 @@ fn report_of(plan: &Plan) -> ApplyReport {
 /// Records an applied plan in the RIB (the kernel accepted all of it): the
 /// RIB's tables become the desired ones.
 fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
+    for o in outcome.objects.by_name.into_values() {
+        objects::record(rib, o.id, &o.policy, o.tc, o.lists);
+    }
+    rib.bind_policies(outcome.written.iter().map(|(id, w)| (*id, w.policy_id)));
     for (id, w) in outcome.written {
-        if let Some(p) = w.policy_id {
-            if rib.policy_of.get(&id) != Some(&p) {
-                rib.retire_policy(&id);
-            }
-            rib.policy_of.insert(id, p);
-        } else {
-            rib.retire_policy(&id);
-        }
         if w.slots != CounterSlots::default() || rib.counters_of.contains_key(&id) {
             rib.keep_counters(id, w.slots, w.lists);
         }

@@ -5,7 +5,9 @@
 use crate::abi::{self, types, MAX_LABELS, ROUTE_LOCAL, ROUTE_POLICY, ROUTE_TC_FROM_DSCP};
 use crate::domain::label::{LabelStack, LabelStackEntry, TrafficClass};
 use crate::domain::policy::EntropyLabel;
+use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Tc};
+use crate::rib::objects::Object;
 use crate::rib::{Rib, RouteId};
 
 /// The Entropy Label Indicator (RFC 6790).
@@ -44,28 +46,42 @@ pub(crate) fn route(
     route_slot: u32,
     list_slots: &[u32],
 ) -> (types::route_value, Option<Box<types::policy_value>>) {
+    let value = route_value(route, policy_id, route_slot);
+    let policy = (value.flags & ROUTE_POLICY != 0).then(|| policy_value(&route.policy, entry_tc(route.tc), list_slots));
+    (value, policy)
+}
+
+/// A route's own value, without its policy's (which a route on a shared
+/// object does not need: computing a flow table per route would cost a
+/// million of them for one object).
+pub(crate) fn route_value(route: &Route, policy_id: Option<u32>, route_slot: u32) -> types::route_value {
     let mut value: types::route_value = abi::zeroed();
     value.counter_id = route_slot;
     // From the DSCP: the entries carry TC 0 and the program ORs in the packet's.
-    let tc = match route.tc {
-        Tc::Fixed(tc) => tc,
-        Tc::FromDscp => {
-            value.flags |= ROUTE_TC_FROM_DSCP;
-            TrafficClass::default()
-        }
-    };
+    if route.tc == Tc::FromDscp {
+        value.flags |= ROUTE_TC_FROM_DSCP;
+    }
     let policy = &route.policy;
     let Some(id) = policy_id.filter(|_| !policy.is_plain()) else {
         if let Some(l) = policy.lists().first() {
-            value.list = segment_list(&l.stack, tc, None);
+            value.list = segment_list(&l.stack, entry_tc(route.tc), None);
         }
-        return (value, None);
+        return value;
     };
     value.flags |= ROUTE_POLICY;
     value.policy_id = id;
+    value
+}
+
+/// A policy's value: its lists encoded with `tc`, its flow table, its
+/// per-list counter slots. A policy in the invalid state (no list) has
+/// n_lists 0 and every slot naming no list (255): the program then passes
+/// its routes' packets unlabelled, counted as "no route" (policy.h:
+/// SELECT_NO_LIST), with no program change.
+pub(crate) fn policy_value(policy: &Policy, tc: TrafficClass, list_slots: &[u32]) -> Box<types::policy_value> {
     let mut p: Box<types::policy_value> = Box::new(abi::zeroed());
     p.n_lists = policy.lists().len() as u16;
-    for (slot, l) in p.lists.iter_mut().zip(policy.lists()) {
+    for (slot, l) in p.lists.iter_mut().zip(policy.lists().iter()) {
         *slot = segment_list(&l.stack, tc, policy.entropy_label());
     }
     for (dst, src) in p.slots.iter_mut().zip(policy.flow_table()) {
@@ -74,7 +90,21 @@ pub(crate) fn route(
     for (dst, src) in p.list_counter.iter_mut().zip(list_slots).take(policy.lists().len()) {
         *dst = *src;
     }
-    (value, Some(p))
+    p
+}
+
+/// The traffic class a route's entries are encoded with (0 when the
+/// program ORs in the packet's, from the DSCP).
+pub(crate) fn entry_tc(tc: Tc) -> TrafficClass {
+    match tc {
+        Tc::Fixed(tc) => tc,
+        Tc::FromDscp => TrafficClass::default(),
+    }
+}
+
+/// A shared object's policy value.
+pub(crate) fn object(o: &Object) -> Box<types::policy_value> {
+    policy_value(&o.policy, entry_tc(o.tc), &o.lists)
 }
 
 /// The values the RIB says the kernel holds for an installed route: its
@@ -83,7 +113,18 @@ pub(crate) fn route(
 pub(crate) fn installed(rib: &Rib, id: &RouteId) -> Option<(types::route_value, Option<Box<types::policy_value>>)> {
     let route = rib.routes.get(id)?;
     let slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-    Some(self::route(route, rib.policy_of.get(id).copied(), slots.route, &slots.lists))
+    let policy_id = rib.policy_of.get(id).copied();
+    match rib.object_of(id) {
+        Some(o) => Some((route_value(route, policy_id, slots.route), Some(object(o)))),
+        None => Some(self::route(route, policy_id, slots.route, &slots.lists)),
+    }
+}
+
+/// The route value alone that the RIB says the kernel holds for `id`.
+pub(crate) fn installed_value(rib: &Rib, id: &RouteId) -> Option<types::route_value> {
+    let route = rib.routes.get(id)?;
+    let slot = rib.counters_of.get(id).map_or(0, |s| s.route);
+    Some(route_value(route, rib.policy_of.get(id).copied(), slot))
 }
 
 /// The never-label entry of a host address.
@@ -96,7 +137,6 @@ pub(crate) fn local() -> types::route_value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::policy::Policy;
 
     fn labels(list: &types::segment_list) -> Vec<LabelStackEntry> {
         list.entries.iter().take(usize::from(list.depth)).map(|w| LabelStackEntry::decode(w.to_ne_bytes())).collect()

@@ -7,6 +7,7 @@ pub(crate) mod apply;
 pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;
+pub(crate) mod objects;
 pub(crate) mod room;
 pub(crate) mod table;
 pub(crate) mod verify;
@@ -27,6 +28,7 @@ use crate::domain::prefix;
 use crate::domain::route::{Route, Table};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::{CounterSlots, GRACE};
+use crate::rib::objects::same_tc_kind as objects_same_kind;
 use crate::rib::store::{LoadConfig, Store};
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
@@ -426,6 +428,9 @@ impl Fib {
     /// is deleted only after a grace period.
     fn install(&self, rib: &mut Rib, table: Table, route: &Route) -> Result<(), RouteError> {
         self.bury_policies(rib);
+        if route.policy.name().is_some() {
+            return self.install_named(rib, table, route);
+        }
         let id: RouteId = (table, route.prefix);
         let a = self.allocate(rib, id, route)?;
         let give_back = |rib: &mut Rib| {
@@ -464,13 +469,7 @@ impl Fib {
             }
         }
         match new_id {
-            Some(p) if in_place => {
-                rib.policy_of.insert(id, p);
-            }
-            Some(p) => {
-                rib.retire_policy(&id);
-                rib.policy_of.insert(id, p);
-            }
+            Some(p) => rib.bind_policy(id, p),
             None => rib.retire_policy(&id),
         }
         rib.keep_counters(id, slots, lists);
@@ -488,8 +487,9 @@ impl Fib {
         let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
         let (slots, fresh) = rib.counters_for(id, lists);
         let old_id = rib.policy_of.get(&id).copied();
+        // A shared object is never rewritten as one route's own policy.
         let in_place = lists > 0
-            && old_id.is_some()
+            && old_id.is_some_and(|p| !rib.objects.contains(p))
             && rib.counters_of.get(&id).is_some_and(|old| old.route == slots.route)
             && rib.routes.get(&id).is_some_and(|old| same_route_value(old, route));
         let policy_id = match (lists, in_place) {
@@ -637,7 +637,12 @@ impl Fib {
             if !rib.routes.contains_key(&(table, prefix)) {
                 return Ok(None);
             }
-            rib.counters_of.get(&(table, prefix)).cloned().unwrap_or_default()
+            let mut slots = rib.counters_of.get(&(table, prefix)).cloned().unwrap_or_default();
+            // A route on a shared object counts its lists there (shared by its routes).
+            if let Some(o) = rib.object_of(&(table, prefix)) {
+                slots.lists = o.lists.clone();
+            }
+            slots
         };
         let labelled = self.slot_counter(slots.route)?;
         let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
@@ -742,6 +747,12 @@ impl Fib {
 
     /// Replaces a host entry by the route it hid, or deletes it.
     fn unshadow(&self, rib: &mut Rib, host: IpNetwork, hidden: Option<Route>) {
+        // A set-aside route on a shared object comes back on the object as
+        // it is now, not with the content it had when set aside.
+        let hidden = hidden.map(|r| match r.policy.name().and_then(|n| rib.objects.named(n)) {
+            Some((_, o)) if objects_same_kind(o.tc, r.tc) => Route { policy: o.policy.clone(), tc: o.tc, ..r },
+            _ => r,
+        });
         let result = self.write_host(rib, host, hidden.as_ref());
         if let Err(e) = result {
             log::warn!("restoring {host} after it stopped being a host address failed: {e}");

@@ -57,10 +57,14 @@ pub(crate) fn policy_peak(rib: &Rib, plan: &Plan<'_>) -> usize {
         .filter(|(id, route, _)| {
             let in_place = rib.policy_of.contains_key(id)
                 && rib.routes.get(id).is_some_and(|old| super::same_route_value(old, route));
-            !route.policy.is_plain() && !in_place
+            !route.policy.is_plain() && route.policy.name().is_none() && !in_place
         })
         .count();
-    rib.policy_of.len() + rib.graveyard.len() + fresh
+    let fresh_objects = plan.named.keys().filter(|name| rib.objects.named(name).is_none()).count();
+    // Ids in use: one per route of its own, one per shared object however many routes use it.
+    let on_objects: usize = rib.objects.iter().map(|(_, o)| o.users).sum();
+    let in_use = rib.policy_of.len().saturating_sub(on_objects) + rib.objects.len();
+    in_use + rib.graveyard.len() + fresh + fresh_objects
 }
 
 /// `prefix` shortened to `len` bits.

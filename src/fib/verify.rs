@@ -123,7 +123,7 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
         }
     };
     for id in rib.routes.keys() {
-        if let Some((value, _)) = encode::installed(rib, id) {
+        if let Some(value) = encode::installed_value(rib, id) {
             put(id.0, id.1, &value);
         }
     }
@@ -214,12 +214,22 @@ impl Fib {
 
         let mut policies = Entries::new();
         for (id, policy_id) in rib.policy_of.iter() {
+            if rib.objects.contains(*policy_id) {
+                continue;
+            }
             if let Some((_, Some(p))) = encode::installed(rib, id) {
                 policies.insert(
                     policy_id.to_ne_bytes().to_vec(),
                     (format!("policy {policy_id} of {}", id.1), abi::bytes_of(p.as_ref()).to_vec()),
                 );
             }
+        }
+        // Shared objects: one entry each, whatever the number of routes on them.
+        for (policy_id, o) in rib.objects.iter() {
+            policies.insert(
+                policy_id.to_ne_bytes().to_vec(),
+                (format!("policy {policy_id} ({:?})", o.name()), abi::bytes_of(encode::object(o).as_ref()).to_vec()),
+            );
         }
         // Retired policies stay until their grace period is over.
         let retired: Vec<[u8; 4]> = rib.graveyard.iter().map(|(id, _)| id.to_ne_bytes()).collect();

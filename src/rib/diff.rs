@@ -28,8 +28,14 @@ pub(crate) struct Plan<'a> {
     /// Entries the desired state puts in each trie, by `fib::trie_index`
     /// (set-aside routes not counted).
     pub trie_entries: [usize; 4],
-    /// Routes of the desired state that need a policy entry.
+    /// Routes of the desired state that need a policy entry of their own.
     pub policies: usize,
+    /// The names of the shared policy objects the desired state uses (one
+    /// entry each), with the first route seen for each.
+    pub named: std::collections::HashMap<&'a str, &'a Route>,
+    /// Two routes of the desired state whose policies share a name but not
+    /// their contents (refused: one name is one object).
+    pub conflict: Option<(&'a Route, &'a Route)>,
 }
 
 impl Plan<'_> {
@@ -68,6 +74,16 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
         *n += m;
     }
     plan.policies += high.policies;
+    for (name, route) in high.named {
+        match plan.named.get(name) {
+            Some(seen) if !same_object_content(seen, route) => plan.conflict = plan.conflict.or(Some((seen, route))),
+            Some(_) => {}
+            None => {
+                plan.named.insert(name, route);
+            }
+        }
+    }
+    plan.conflict = plan.conflict.or(high.conflict);
 
     plan.dscp = Some(*desired.dscp()).filter(|d| *d != rib.dscp);
     // A host address's entry is never a route's to remove (the RIB keeps such routes set aside).
@@ -84,6 +100,11 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
     plan
 }
 
+/// Whether two routes with one policy name would find one object's content.
+fn same_object_content(a: &Route, b: &Route) -> bool {
+    a.tc == b.tc && a.policy == b.policy
+}
+
 /// The route part of the plan over one key range of both maps.
 fn walk<'a>(
     rib: &Rib,
@@ -96,7 +117,8 @@ fn walk<'a>(
         while let Some((old_id, _)) = have.next_if(|(old_id, _)| *old_id < id) {
             plan.removes.push(*old_id);
         }
-        let old = have.next_if(|(old_id, _)| *old_id == id).map(|(_, r)| r);
+        // A route on a shared object compares as in force (the object's content).
+        let old = have.next_if(|(old_id, _)| *old_id == id).map(|(old_id, r)| rib.resolve(old_id, r));
         if id.0 == Table::Main && rib.is_local_host(&id.1) {
             match rib.shadowed.get(&id.1) {
                 Some(hidden) if hidden == route => plan.unchanged += 1,
@@ -107,9 +129,20 @@ fn walk<'a>(
         if let Some(n) = plan.trie_entries.get_mut(crate::fib::trie_index(id.0, &id.1)) {
             *n += 1;
         }
-        plan.policies += usize::from(!route.policy.is_plain());
+        match route.policy.name() {
+            Some(name) => match plan.named.get(name) {
+                Some(seen) if !same_object_content(seen, route) => {
+                    plan.conflict = plan.conflict.or(Some((seen, route)));
+                }
+                Some(_) => {}
+                None => {
+                    plan.named.insert(name, route);
+                }
+            },
+            None => plan.policies += usize::from(!route.policy.is_plain()),
+        }
         match old {
-            Some(old) if old == route => plan.unchanged += 1,
+            Some(old) if *old == *route => plan.unchanged += 1,
             old => plan.upserts.push((*id, route, old.is_some())),
         }
     }

@@ -11,10 +11,12 @@
 
 pub(crate) mod alloc;
 pub(crate) mod diff;
+pub(crate) mod objects;
 pub(crate) mod routes;
 pub(crate) mod store;
 pub(crate) mod tracked;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -40,8 +42,11 @@ pub(crate) struct Rib {
     pub sources: BTreeMap<IpNetwork, Table>,
     /// The DSCP -> TC table in force.
     pub dscp: DscpMap,
-    /// The policy id of each installed policy route, kept while it stays one.
+    /// The policy id of each installed policy route, kept while it stays
+    /// one: its own, or its shared object's.
     pub policy_of: Tracked<u32>,
+    /// The shared (named) policy objects, by id and name.
+    pub objects: objects::Objects,
     pub policy_ids: Slots,
     /// Policies no route names any more, deleted once their grace period
     /// (from the stamp, on the clock every process shares) is over.
@@ -60,6 +65,7 @@ impl Rib {
             sources: BTreeMap::new(),
             dscp: DscpMap::default(),
             policy_of: Tracked::default(),
+            objects: objects::Objects::default(),
             policy_ids: Slots::new(u32::MAX),
             graveyard: Vec::new(),
             counters_of: Tracked::default(),
@@ -69,7 +75,7 @@ impl Rib {
 
     /// The routes of `table`, IPv4 first.
     pub(crate) fn routes_in(&self, table: Table) -> Vec<Route> {
-        self.routes.iter().filter(|((t, _), _)| *t == table).map(|(_, r)| r.clone()).collect()
+        self.routes.iter().filter(|((t, _), _)| *t == table).map(|(id, r)| self.resolve(id, r).into_owned()).collect()
     }
 
     /// Whether `prefix` is the /32 or /128 of a host address.
@@ -128,11 +134,84 @@ impl Rib {
     }
 
     /// Retires a route's policy id: the policy stays in the kernel through
-    /// its grace period, for packets that already read the route.
+    /// its grace period, for packets that already read the route. A shared
+    /// object is retired (and its list slots freed) when its last route goes.
     pub(crate) fn retire_policy(&mut self, id: &RouteId) {
         if let Some(old) = self.policy_of.remove(id) {
-            self.graveyard.push((old, Boottime::now()));
+            self.leave(old);
         }
+    }
+
+    /// One route less on policy id `p`.
+    fn leave(&mut self, p: u32) {
+        match self.objects.get_mut(p) {
+            Some(o) if o.users > 1 => o.users -= 1,
+            Some(_) => {
+                if let Some(o) = self.objects.remove(p) {
+                    o.lists.into_iter().for_each(|s| self.counter_slots.give_back(s));
+                }
+                self.graveyard.push((p, Boottime::now()));
+            }
+            None => self.graveyard.push((p, Boottime::now())),
+        }
+    }
+
+    /// Points a route at policy id `p` (its own, or an object already in
+    /// [`Rib::objects`]), retiring the one it had.
+    pub(crate) fn bind_policy(&mut self, id: RouteId, p: u32) {
+        if self.policy_of.get(&id) == Some(&p) {
+            return;
+        }
+        if let Some(old) = self.policy_of.insert(id, p) {
+            self.leave(old);
+        }
+        if let Some(o) = self.objects.get_mut(p) {
+            o.users += 1;
+        }
+    }
+
+    /// Points many routes at their policy ids (`None`: none), as
+    /// [`Rib::bind_policy`] does one by one, except that every route is
+    /// counted on its new object before any is taken off its old one: an
+    /// object that some routes leave while others join is never retired
+    /// (and its id reused) under the ones that join.
+    pub(crate) fn bind_policies(&mut self, binds: impl IntoIterator<Item = (RouteId, Option<u32>)>) {
+        let mut left = Vec::new();
+        for (id, p) in binds {
+            let old = match p {
+                Some(p) if self.policy_of.get(&id) == Some(&p) => continue,
+                Some(p) => {
+                    if let Some(o) = self.objects.get_mut(p) {
+                        o.users += 1;
+                    }
+                    self.policy_of.insert(id, p)
+                }
+                None => self.policy_of.remove(&id),
+            };
+            left.extend(old);
+        }
+        for p in left {
+            self.leave(p);
+        }
+    }
+
+    /// The shared object a route points at, if any.
+    pub(crate) fn object_of(&self, id: &RouteId) -> Option<&objects::Object> {
+        self.policy_of.get(id).and_then(|p| self.objects.get(*p))
+    }
+
+    /// `route` (the RIB's, for `id`) as it is in force: a route on a shared
+    /// object carries the object's content.
+    pub(crate) fn resolve<'a>(&self, id: &RouteId, route: &'a Route) -> Cow<'a, Route> {
+        if route.policy.name().is_none() {
+            return Cow::Borrowed(route);
+        }
+        objects::resolve(route, self.object_of(id))
+    }
+
+    /// Every route in force, resolved, by table and prefix.
+    pub(crate) fn resolved_routes(&self) -> BTreeMap<RouteId, Route> {
+        self.routes.iter().map(|(id, r)| (*id, self.resolve(id, r).into_owned())).collect()
     }
 
     /// The route ids whose route, policy id or counter slots changed since
@@ -191,19 +270,20 @@ mod tests {
 pub(crate) enum Lookup<'a> {
     /// A host address: never labelled.
     Local,
-    /// The longest match, in the table it was found in.
-    Route(Table, &'a Route),
+    /// The longest match, in the table it was found in (as in force).
+    Route(Table, Cow<'a, Route>),
     /// No route covers the destination.
     NoRoute,
 }
 
 impl Rib {
     /// The longest match for `dst` in `table`.
-    fn longest(&self, table: Table, dst: IpAddr) -> Option<&Route> {
+    fn longest(&self, table: Table, dst: IpAddr) -> Option<Cow<'_, Route>> {
         let max = if dst.is_ipv4() { 32 } else { 128 };
         (0..=max).rev().find_map(|len| {
             let net = IpNetwork::new(dst, len).ok().and_then(|n| IpNetwork::new(n.network(), len).ok())?;
-            self.routes.get(&(table, net))
+            let id = (table, net);
+            self.routes.get(&id).map(|r| self.resolve(&id, r))
         })
     }
 

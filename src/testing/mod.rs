@@ -189,6 +189,19 @@ pub fn delete_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8]) -> Res
     }
 }
 
+/// One map entry's key and value bytes.
+pub type MapEntry = (Vec<u8>, Vec<u8>);
+
+/// Every entry (key, value) of one of `enc`'s hash or LPM maps by name:
+/// what a test compares before and after a change to prove what it wrote.
+///
+/// # Errors
+/// [`crate::MapError`]: no such map (ENOENT) or the kernel refused a read.
+pub fn map_entries(enc: &crate::Encapsulator, map: &str) -> Result<Vec<MapEntry>, crate::MapError> {
+    use crate::fib::table::RouteTable;
+    map_by_name(enc, map)?.entries()
+}
+
 fn map_by_name<'a>(enc: &'a crate::Encapsulator, map: &str) -> Result<&'a crate::sys::map::BpfMap, crate::MapError> {
     enc.fib.maps().all().into_iter().find(|m| m.name() == map).ok_or(crate::MapError {
         map: "unknown",

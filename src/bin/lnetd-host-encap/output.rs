@@ -11,6 +11,9 @@ const LISTED: usize = 20;
 
 /// The policy in the syntax `set` and `apply` take (no entropy label: it has its own field).
 fn policy_text(r: &CountedRoute) -> String {
+    if !r.route.policy.is_valid() {
+        return "invalid".into();
+    }
     let lists = r.route.policy.lists();
     let one = lists.len() == 1;
     lists
@@ -118,6 +121,8 @@ struct RouteDoc {
     policy: String,
     tc: String,
     entropy_label: Option<String>,
+    /// The shared policy object the route points at (null: its own).
+    policy_name: Option<String>,
     counted: bool,
     labelled: CounterDoc,
     lists: Vec<ListDoc>,
@@ -176,6 +181,7 @@ pub fn print_routes(
                 policy: policy_text(r),
                 tc: r.route.tc.to_string(),
                 entropy_label: r.route.policy.entropy_label().map(|e| e.to_string()),
+                policy_name: r.route.policy.name().map(str::to_owned),
                 counted: r.counters.counted,
                 labelled: CounterDoc { packets: r.counters.labelled.packets, bytes: r.counters.labelled.bytes },
                 lists: r

@@ -95,17 +95,25 @@ fn route_message(table: Table, route: &Route) -> pb::Route {
         tc: route.tc.to_string(),
         table: table.id(),
         entropy_label: route.policy.entropy_label().map(|e| e.to_string()).unwrap_or_default(),
+        policy_name: route.policy.name().unwrap_or_default().to_owned(),
     }
 }
 
 /// The policy's lists, each with its weight (no entropy label: it has its own field).
 fn policy_text(policy: &Policy) -> String {
+    if !policy.is_valid() {
+        return "invalid".to_owned();
+    }
     policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
 }
 
 fn route_of(r: &pb::Route) -> Result<(Table, Route), Failure> {
     let prefix = prefix::parse(&r.prefix)?;
-    let policy: Policy = r.policy.parse()?;
+    let policy: Policy = match r.policy_name.as_str() {
+        "" => r.policy.parse()?,
+        name if r.policy.trim() == "invalid" => Policy::invalid(name)?,
+        name => r.policy.parse::<Policy>()?.with_name(name)?,
+    };
     let entropy = match r.entropy_label.as_str() {
         "" => None,
         text => Some(text.parse()?),
@@ -164,6 +172,7 @@ fn apply_request(desired: &DesiredState, dry_run: bool) -> pb::ApplyRequest {
                     Some(EntropySpec::After(n)) => n.to_string(),
                     Some(EntropySpec::Text(t)) => t.clone(),
                 },
+                policy_name: r.policy_name.clone().unwrap_or_default(),
             })
             .collect(),
         sources: desired.sources.iter().map(|s| pb::Source { prefix: s.prefix.clone(), table: s.table }).collect(),

@@ -107,6 +107,10 @@ impl Writer {
             }
             self.varint(u64::from(l.weight));
         }
+        // Format 5: the lists out of service and the shared object's name.
+        let down = (0..lists.len()).fold(0u8, |m, i| m | (u8::from(r.policy.is_list_down(i)) << i));
+        self.u8(down);
+        self.bytes(r.policy.name().unwrap_or_default().as_bytes());
     }
 
     pub(crate) fn counters(&mut self, c: &CounterSlots) {
@@ -233,12 +237,24 @@ impl<'a> Reader<'a> {
             let weight = u16::try_from(self.varint()?).map_err(invalid)?;
             lists.push(SegmentList { stack: LabelStack::new(labels).map_err(invalid)?, weight });
         }
-        let policy = if lists.len() == 1 && entropy.is_none() && lists.first().is_some_and(|l| l.weight == 1) {
+        let down = self.u8()?;
+        let name = std::str::from_utf8(self.bytes()?).map_err(invalid)?;
+        let policy = if lists.is_empty() && !name.is_empty() {
+            Policy::invalid(name).map_err(invalid)?
+        } else if lists.len() == 1 && entropy.is_none() && lists.first().is_some_and(|l| l.weight == 1) {
             // The common case skips the checks that only concern several lists.
             Policy::single(lists.swap_remove(0).stack)
         } else {
             Policy::new(lists, entropy).map_err(invalid)?
         };
+        let policy = match down {
+            0 => policy,
+            mask => {
+                let down: Vec<bool> = (0..8).map(|i| mask & (1 << i) != 0).collect();
+                policy.with_lists_down(&down).map_err(invalid)?
+            }
+        };
+        let policy = if name.is_empty() { policy } else { policy.with_name(name).map_err(invalid)? };
         Ok(Route { prefix, policy, tc })
     }
 
@@ -289,7 +305,20 @@ mod tests {
         .unwrap();
         round_trip(Route { prefix: "192.0.2.0/25".parse().unwrap(), policy: with_el.clone(), tc: Tc::default() });
         let bottom = with_el.with_entropy_label(Some(EntropyLabel::Bottom)).unwrap();
-        round_trip(Route { prefix: "192.0.2.128/25".parse().unwrap(), policy: bottom, tc: Tc::FromDscp });
+        round_trip(Route { prefix: "192.0.2.128/25".parse().unwrap(), policy: bottom.clone(), tc: Tc::FromDscp });
+        let named = bottom.with_name("color 7 endpoint 192.0.2.1").unwrap();
+        round_trip(Route { prefix: "192.0.2.0/24".parse().unwrap(), policy: named, tc: Tc::default() });
+        round_trip(Route {
+            prefix: "192.0.2.0/24".parse().unwrap(),
+            policy: Policy::invalid("gone").unwrap(),
+            tc: Tc::default(),
+        });
+        let down: Policy = "100@1,200@1,300@2".parse().unwrap();
+        round_trip(Route {
+            prefix: "10.0.0.0/8".parse().unwrap(),
+            policy: down.with_lists_down(&[false, true]).unwrap().with_name("s-bfd").unwrap(),
+            tc: Tc::default(),
+        });
     }
 
     #[test]
@@ -298,7 +327,8 @@ mod tests {
         let mut w = Writer::default();
         w.prefix(&prefix);
         w.route_body(&Route::new(prefix, "1000000".parse().unwrap()));
-        assert_eq!(w.buf.len(), 4 + 1 + 1 + 1 + 1 + 3 + 1);
+        // prefix, tc, entropy, lists, depth, label, weight, lists down, name (empty)
+        assert_eq!(w.buf.len(), 4 + 1 + 1 + 1 + 1 + 3 + 1 + 1 + 1);
     }
 
     #[test]
@@ -330,6 +360,8 @@ mod tests {
         w.len(1);
         w.varint(1 << 21);
         w.varint(1);
+        w.u8(0);
+        w.len(0);
         assert!(Reader::new(&w.buf).route_body("10.0.0.0/8".parse().unwrap()).is_err());
         assert!(Reader::new(&[32, 10]).prefix().is_err(), "a /32 needs 4 bytes");
         assert!(Reader::new(&[8, 10 | 1]).prefix().is_ok());

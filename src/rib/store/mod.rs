@@ -38,8 +38,10 @@ use snapshot::Position;
 
 /// The state's format. Bump it when the files or the maps' layout change in
 /// a way an older or newer build cannot read; the crate version is recorded
-/// beside it for the error message. 3 was the whole-file `state.json`.
-pub(crate) const FORMAT: u32 = 4;
+/// beside it for the error message. 3 was the whole-file `state.json`; 4
+/// the store without shared policy objects (5: routes carry their policy's
+/// name and lists out of service, the small sets the objects).
+pub(crate) const FORMAT: u32 = 5;
 
 const SNAPSHOT: &str = "rib.snapshot";
 const JOURNAL: &str = "rib.journal";

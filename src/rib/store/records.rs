@@ -13,7 +13,12 @@ use super::Unreadable;
 use crate::domain::label::DscpMap;
 use crate::domain::route::{Route, Table};
 use crate::rib::alloc::{Boottime, CounterSlots};
+use crate::rib::objects::{Object, Objects};
 use crate::rib::{Rib, RouteId};
+
+/// The prefix an object's content is read with (the codec's routes carry one; objects have none).
+const OBJECT_PREFIX: IpNetwork =
+    IpNetwork::V4(ipnetwork::Ipv4Network::new_checked(std::net::Ipv4Addr::UNSPECIFIED, 0).unwrap());
 
 const HAS_ROUTE: u8 = 1;
 const HAS_POLICY: u8 = 2;
@@ -180,6 +185,8 @@ pub(crate) struct Smalls {
     pub sources: BTreeMap<IpNetwork, Table>,
     pub dscp: [u8; 64],
     pub graveyard: Vec<(u32, Boottime)>,
+    /// The shared policy objects (format 5): few, so written whole like the rest.
+    pub objects: Objects,
 }
 
 impl Default for Smalls {
@@ -196,6 +203,7 @@ impl Smalls {
             sources: rib.sources.clone(),
             dscp: rib.dscp.values(),
             graveyard: rib.graveyard.clone(),
+            objects: rib.objects.clone(),
         }
     }
 
@@ -206,6 +214,7 @@ impl Smalls {
             && self.dscp == rib.dscp.values()
             && self.sources == rib.sources
             && self.shadowed == rib.shadowed
+            && self.objects == rib.objects
     }
 
     pub(crate) fn put(&self, w: &mut Writer) {
@@ -227,6 +236,12 @@ impl Smalls {
             w.varint(u64::from(*id));
             w.varint(at.0);
         }
+        w.len(self.objects.len());
+        for (id, o) in self.objects.iter() {
+            w.varint(u64::from(id));
+            w.route_body(&Route { prefix: OBJECT_PREFIX, policy: o.policy.clone(), tc: o.tc });
+            w.counters(&CounterSlots { route: 0, lists: o.lists.clone() });
+        }
     }
 
     pub(crate) fn get(r: &mut Reader<'_>) -> Result<Smalls, Unreadable> {
@@ -246,6 +261,15 @@ impl Smalls {
         for _ in 0..r.len()? {
             s.graveyard.push((r.u32v()?, Boottime(r.varint()?)));
         }
+        for _ in 0..r.len()? {
+            let id = r.u32v()?;
+            let Route { policy, tc, .. } = r.route_body(OBJECT_PREFIX)?;
+            if policy.name().is_none() {
+                return Err(Unreadable::Invalid(format!("policy object {id} without a name")));
+            }
+            let lists = r.counters()?.lists;
+            s.objects.insert(id, Object { policy, tc, lists, users: 0 });
+        }
         Ok(s)
     }
 
@@ -256,6 +280,8 @@ impl Smalls {
         rib.sources = self.sources.clone();
         rib.dscp = DscpMap::new(self.dscp).map_err(|e| Unreadable::Invalid(format!("DSCP table: {e}")))?;
         rib.graveyard = self.graveyard.clone();
+        // Their routes are counted once every route is read (recovery).
+        rib.objects = self.objects.clone();
         Ok(())
     }
 }

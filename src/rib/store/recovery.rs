@@ -152,6 +152,8 @@ pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
 fn rebuild_allocators(rib: &mut Rib, at: &Position, counter_capacity: u32) {
     let policies = rib.policy_of.values().copied().chain(rib.graveyard.iter().map(|(id, _)| *id));
     rib.policy_ids = Slots::rebuild(at.policy_next, u32::MAX, policies, Boottime::EPOCH, true);
-    let counters = rib.counters_of.values().flat_map(|c| c.ids());
+    rib.objects.recount(rib.policy_of.values());
+    let objects: Vec<u32> = rib.objects.iter().flat_map(|(_, o)| o.lists.clone()).collect();
+    let counters = rib.counters_of.values().flat_map(|c| c.ids()).chain(objects.into_iter().filter(|s| *s != 0));
     rib.counter_slots = Slots::rebuild(at.counter_next, counter_capacity, counters, at.stamp, false);
 }

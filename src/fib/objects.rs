@@ -1,0 +1,288 @@
+//! Writing shared policy objects (see [`crate::rib::objects`]): a route with
+//! a named policy points at its object's id; changing the object is one
+//! write to `policies` (a hash map: a packet sees the old value or the new
+//! one, whole), and the routes' entries are not touched.
+
+use std::collections::HashMap;
+
+use super::apply::{route_value, Taken, Undo};
+use super::{encode, full, Fib};
+use crate::abi::{self, types};
+use crate::domain::policy::Policy;
+use crate::domain::route::{Route, Table, Tc};
+use crate::error::RouteError;
+use crate::rib::alloc::CounterSlots;
+use crate::rib::objects::{same_tc_kind, Object};
+use crate::rib::{Rib, RouteId};
+
+/// What a change did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicyUpdate {
+    /// Routes that point at the object (and follow the change).
+    pub routes: usize,
+    /// Map writes done (0 when the object already held this content).
+    pub map_operations: usize,
+}
+
+/// Where a named route's object comes from in a change.
+pub(crate) enum Target {
+    /// The object the name resolves to; `true`: its content is rewritten in place.
+    Existing(u32, bool),
+    /// A fresh id (a new name, or a name whose traffic class kind changed).
+    Fresh,
+}
+
+/// Which object a route with a named `policy` and `tc` goes to, given the
+/// object it is on now (`on_it`). Refused when the name's object must be
+/// replaced (its traffic class kind changes) while other routes still use it.
+pub(crate) fn target(rib: &Rib, policy: &Policy, tc: Tc, on_it: Option<u32>) -> Result<Target, RouteError> {
+    let name = policy.name().unwrap_or_default();
+    match rib.objects.named(name) {
+        Some((p, o)) if same_tc_kind(o.tc, tc) => Ok(Target::Existing(p, !o.holds(policy, tc))),
+        Some((p, o)) if o.users > usize::from(on_it == Some(p)) => Err(RouteError::PolicyObject {
+            name: name.to_owned(),
+            problem: format!("its routes take the traffic class {}, this one {tc}", o.tc),
+            remedy: "routes sharing a policy name share one traffic class kind (fixed or dscp): change them all in \
+                     one apply, or give this route another name",
+        }),
+        _ => Ok(Target::Fresh),
+    }
+}
+
+/// An object's counter slots for `lists` lists: its own first, new ones
+/// for what it lacks (0: none left). Returns them and those newly taken.
+pub(crate) fn list_slots(rib: &mut Rib, own: &[u32], lists: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut slots: Vec<u32> = own.iter().copied().take(lists).collect();
+    let mut fresh = Vec::new();
+    while slots.len() < lists {
+        let s = rib.counter_slots.take_or_wait().unwrap_or(0);
+        if s != 0 {
+            fresh.push(s);
+        }
+        slots.push(s);
+    }
+    (slots, fresh)
+}
+
+/// Records an object's new content (written to the kernel already); list
+/// slots it no longer needs are freed.
+pub(crate) fn record(rib: &mut Rib, id: u32, policy: &Policy, tc: Tc, lists: Vec<u32>) {
+    match rib.objects.get_mut(id) {
+        Some(o) => {
+            let surplus: Vec<u32> = o.lists.iter().copied().filter(|s| !lists.contains(s)).collect();
+            o.policy = policy.clone();
+            o.tc = tc;
+            o.lists = lists;
+            surplus.into_iter().for_each(|s| rib.counter_slots.give_back(s));
+        }
+        None => rib.objects.insert(id, Object { policy: policy.clone(), tc, lists, users: 0 }),
+    }
+}
+
+/// Objects staged by an apply, by name: written once, recorded at commit.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pub by_name: HashMap<String, StagedObject>,
+}
+
+/// One object an apply writes (or finds as wanted).
+pub(crate) struct StagedObject {
+    pub id: u32,
+    pub policy: Policy,
+    pub tc: Tc,
+    pub lists: Vec<u32>,
+}
+
+impl Fib {
+    /// Writes a route whose policy is named: onto its object, created or
+    /// changed (one policy write) as needed; the route's own entry is
+    /// written only when its value changes (not when only the object did).
+    pub(crate) fn install_named(&self, rib: &mut Rib, table: Table, route: &Route) -> Result<(), RouteError> {
+        let id: RouteId = (table, route.prefix);
+        let on_it = rib.policy_of.get(&id).copied();
+        let target = target(rib, &route.policy, route.tc, on_it)?;
+        let (slots, fresh_route) = rib.counters_for(id, 0);
+        let (p, own, old) = match target {
+            Target::Existing(p, changed) => {
+                let o = rib.objects.get(p).cloned();
+                let own = o.as_ref().map(|o| o.lists.clone()).unwrap_or_default();
+                (p, own, changed.then(|| o.map(|o| encode::object(&o))).flatten())
+            }
+            Target::Fresh => match rib.policy_ids.take() {
+                Some(p) => (p, Vec::new(), None),
+                None => {
+                    fresh_route.iter().for_each(|s| rib.counter_slots.give_back(*s));
+                    return Err(RouteError::full("policy", self.config.max_policies));
+                }
+            },
+        };
+        let is_fresh = matches!(target, Target::Fresh);
+        let rewrite = is_fresh || old.is_some();
+        let (lists, fresh_lists) =
+            if rewrite { list_slots(rib, &own, route.policy.lists().len()) } else { (own, Vec::new()) };
+        let give_back = |rib: &mut Rib| {
+            fresh_route.iter().chain(&fresh_lists).for_each(|s| rib.counter_slots.give_back(*s));
+            if is_fresh {
+                rib.policy_ids.give_back(p);
+            }
+        };
+        let zeroed = fresh_route.iter().chain(&fresh_lists).try_for_each(|s| {
+            // A reused slot still holds its last owner's counts.
+            self.maps.route_counters.zero_percpu(&s.to_ne_bytes())
+        });
+        if let Err(e) = zeroed {
+            give_back(rib);
+            return Err(e.into());
+        }
+        if rewrite {
+            let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
+            if let Err(e) = self.write_policy(rib, p, &value) {
+                give_back(rib);
+                return Err(e);
+            }
+        }
+        let value = encode::route_value(route, Some(p), slots.route);
+        let current = encode::installed_value(rib, &id);
+        if current.map(|v| abi::bytes_of(&v).to_vec()) != Some(abi::bytes_of(&value).to_vec()) {
+            if let Err(e) = self.write(table, &route.prefix, &value) {
+                match old {
+                    // The object is put back as it was: its other routes see no change.
+                    Some(old) => {
+                        if let Err(undo) = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(old.as_ref())) {
+                            log::error!("{undo} (verify() reports policy {p})");
+                        }
+                        fresh_route.iter().chain(&fresh_lists).for_each(|s| rib.counter_slots.give_back(*s));
+                    }
+                    None if is_fresh => {
+                        // Written but named by no route: deleted, its id freed.
+                        self.forget_policy(rib, p);
+                        fresh_route.iter().chain(&fresh_lists).for_each(|s| rib.counter_slots.give_back(*s));
+                    }
+                    None => give_back(rib),
+                }
+                return Err(e);
+            }
+        }
+        if rewrite {
+            record(rib, p, &route.policy, route.tc, lists);
+        }
+        rib.bind_policy(id, p);
+        rib.keep_counters(id, slots, 0);
+        rib.routes.insert(id, route.clone());
+        Ok(())
+    }
+
+    /// Replaces the content of the object named by `policy`'s name: one
+    /// write to `policies`; every route on it follows, none is rewritten.
+    /// `None` when no route uses that name.
+    pub(crate) fn update_policy(&self, policy: &Policy) -> Result<Option<PolicyUpdate>, RouteError> {
+        let Some(name) = policy.name() else {
+            return Err(RouteError::PolicyObject {
+                name: String::new(),
+                problem: "the policy has no name".into(),
+                remedy: "name it (Policy::with_name) after the object to change",
+            });
+        };
+        let mut rib = self.changer()?;
+        self.bury_policies(&mut rib);
+        let Some((p, o)) = rib.objects.named(name) else { return Ok(None) };
+        let (tc, own, routes) = (o.tc, o.lists.clone(), o.users);
+        if o.policy == *policy {
+            return Ok(Some(PolicyUpdate { routes, map_operations: 0 }));
+        }
+        let (lists, fresh) = list_slots(&mut rib, &own, policy.lists().len());
+        let mut ops = 0;
+        let mut written = fresh.iter().try_for_each(|s| {
+            ops += 1;
+            self.maps.route_counters.zero_percpu(&s.to_ne_bytes())
+        });
+        if written.is_ok() {
+            let value = encode::policy_value(policy, encode::entry_tc(tc), &lists);
+            written = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(value.as_ref()));
+            ops += 1;
+        }
+        if let Err(e) = written {
+            fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
+            return Err(e.into());
+        }
+        record(&mut rib, p, policy, tc, lists);
+        self.saved(&mut rib)?;
+        Ok(Some(PolicyUpdate { routes, map_operations: ops }))
+    }
+}
+
+impl Fib {
+    /// The shared object of a named route in this apply: found, rewritten
+    /// in place (its content changed: one write for all its routes) or
+    /// created (a new name, or a traffic class kind that changed), once per
+    /// name. Returns its id and the route's entry to write, `None` when the
+    /// entry the kernel holds is already that value.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_named<'a>(
+        &'a self,
+        rib: &mut Rib,
+        id: RouteId,
+        route: &Route,
+        staged: &mut Staged,
+        undo: &mut Vec<Undo<'a>>,
+        taken: &mut Taken,
+        ops: &mut usize,
+    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
+        let name = route.policy.name().unwrap_or_default();
+        let p = match staged.by_name.get(name) {
+            Some(o) => o.id,
+            None => {
+                let m = self.maps();
+                let (p, own, old) = match rib.objects.named(name) {
+                    Some((p, o)) if same_tc_kind(o.tc, route.tc) => {
+                        if o.holds(&route.policy, route.tc) {
+                            let o = StagedObject { id: p, policy: o.policy.clone(), tc: o.tc, lists: o.lists.clone() };
+                            staged.by_name.insert(name.to_owned(), o);
+                            return self.stage_route(rib, id, route, p, taken);
+                        }
+                        (p, o.lists.clone(), Some(abi::bytes_of(encode::object(o).as_ref()).to_vec()))
+                    }
+                    _ => {
+                        let p = rib
+                            .policy_ids
+                            .take()
+                            .ok_or_else(|| RouteError::full("policy", self.config.max_policies))?;
+                        taken.policy_ids.push(p);
+                        (p, Vec::new(), None)
+                    }
+                };
+                let (lists, fresh) = list_slots(rib, &own, route.policy.lists().len());
+                taken.counter_slots.extend_from_slice(&fresh);
+                let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
+                let key = p.to_ne_bytes().to_vec();
+                let written = m.policies.update(&key, abi::bytes_of(value.as_ref()));
+                undo.push(Undo { map: &m.policies, keys: key, olds: vec![old] });
+                written.map_err(full("policy", self.config.max_policies))?;
+                *ops += 1;
+                let o = StagedObject { id: p, policy: route.policy.clone(), tc: route.tc, lists };
+                staged.by_name.insert(name.to_owned(), o);
+                p
+            }
+        };
+        self.stage_route(rib, id, route, p, taken)
+    }
+
+    /// A named route's entry on object `p`, unless the kernel holds it already.
+    fn stage_route(
+        &self,
+        rib: &mut Rib,
+        id: RouteId,
+        route: &Route,
+        p: u32,
+        taken: &mut Taken,
+    ) -> Result<(u32, Option<(types::route_value, CounterSlots)>), RouteError> {
+        let (slots, fresh) = rib.counters_for(id, 0);
+        taken.counter_slots.extend_from_slice(&fresh);
+        let value = encode::route_value(route, Some(p), slots.route);
+        let current = route_value(rib, &id);
+        if current.as_deref() == Some(abi::bytes_of(&value)) {
+            return Ok((p, None));
+        }
+        Ok((p, Some((value, slots))))
+    }
+}
