@@ -495,7 +495,7 @@ impl Drop for Leftovers<'_> {
 }
 
 #[test]
-#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW): run bash scripts/test.sh as root"]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_names_it() {
     privileged("the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_names_it");
     let lab = VethLab::new().expect("lab");
