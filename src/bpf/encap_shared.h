@@ -153,6 +153,13 @@ enum encap_skip {
 	ENCAP_SKIP_COUNTERS = 8, /* no counter updated */
 	ENCAP_SKIP_CACHE_HIT = 16, /* the route cache never answers (every packet a miss that fills it) */
 	ENCAP_SKIP_MTU_IN_PLACE = 32, /* the MTU through bpf_check_mtu even where it can be read in place (rodata mtu_in_place 0) */
+	/*
+	 * DIR-24-8's last two reads, each replaced by a read of entry 1 (one
+	 * line that stays in cache) once the entry before it has been read:
+	 * what the prefix slot and the value cost (docs/per-packet.md).
+	 */
+	ENCAP_SKIP_DIR_PREFIX = 64,
+	ENCAP_SKIP_DIR_VALUE = 128,
 };
 
 /* How the TTL of every pushed entry is chosen (RFC 3443). */
