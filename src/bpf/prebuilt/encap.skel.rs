@@ -885,6 +885,7 @@ mod imp {
             pub family: u32,
             pub dst: [u64; 2],
             pub route: route_value,
+            pub pad: [u8; 16],
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -1085,7 +1086,7 @@ mod imp {
             pub const ENCAP_DEFAULT_COUNTED_ROUTES: Self = Self(65536);
             pub const ENCAP_DEFAULT_DIR_GROUPS: Self = Self(8192);
             pub const ENCAP_DEFAULT_ROUTE_VALUES: Self = Self(131072);
-            pub const ENCAP_DEFAULT_ROUTE_CACHE: Self = Self(65536);
+            pub const ENCAP_DEFAULT_ROUTE_CACHE: Self = Self(262144);
         }
         impl Default for encap_limits {
             fn default() -> Self {
@@ -1363,5 +1364,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 68048] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 68056] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }
