@@ -363,10 +363,11 @@ mod tests {
         // /24: its middle is taken.
         let p = nets(&["10.0.0.0/8", "10.0.0.0/16", "10.255.255.0/24", "2001:db8::/32", "2001:db8::/48"]);
         let d = spread_destinations(&p, 10);
-        let want: Vec<IpAddr> = ["10.128.0.0", "10.0.0.0", "10.255.255.0", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let want: Vec<IpAddr> =
+            ["10.128.0.0", "10.0.0.0", "10.255.255.0", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
         assert_eq!(d, want);
     }
 
