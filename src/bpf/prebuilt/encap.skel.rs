@@ -885,7 +885,6 @@ mod imp {
             pub family: u32,
             pub dst: [u64; 2],
             pub route: route_value,
-            pub pad: [u8; 16],
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -1364,5 +1363,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 68056] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 68048] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }
