@@ -300,30 +300,32 @@ impl ReturnCounter {
 /// first, last and middle addresses all lie inside longer prefixes is
 /// passed over for the next one.
 pub fn spread_destinations(prefixes: &[IpNetwork], n: usize) -> Vec<IpAddr> {
-    let all: HashSet<IpNetwork> = prefixes.iter().map(|p| normalized(*p, p.prefix())).collect();
+    let all: HashSet<IpNetwork> = prefixes.iter().filter_map(|p| normalized(p.network(), p.prefix())).collect();
     let answered_by = |addr: IpAddr, p: &IpNetwork| {
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (p.prefix() + 1..=max).all(|len| !all.contains(&normalized(IpNetwork::new(addr, len).expect("a length"), len)))
+        (p.prefix() + 1..=max).all(|len| normalized(addr, len).is_none_or(|longer| !all.contains(&longer)))
     };
     let step = (prefixes.len() / n.max(1)).max(1);
     let mut out = Vec::with_capacity(n);
     let mut i = 0;
-    while out.len() < n && i < prefixes.len() {
+    while out.len() < n {
         // The first prefix from i on that has an address of its own.
-        let found = prefixes[i..].iter().enumerate().find_map(|(k, p)| {
+        let found = prefixes.iter().enumerate().skip(i).find_map(|(k, p)| {
             let candidates = [p.network(), last_address(p), middle_address(p)];
             candidates.into_iter().find(|a| answered_by(*a, p)).map(|a| (k, a))
         });
         let Some((k, addr)) = found else { break };
         out.push(addr);
-        i += k + step;
+        i = k + step;
     }
     out
 }
 
-/// `p` with its host bits cleared, as a set key.
-fn normalized(p: IpNetwork, len: u8) -> IpNetwork {
-    IpNetwork::new(p.network(), len).expect("a prefix's own length")
+/// The prefix of `len` bits holding `addr`, host bits cleared (a set key);
+/// None for a length past the family's.
+fn normalized(addr: IpAddr, len: u8) -> Option<IpNetwork> {
+    let network = IpNetwork::new(addr, len).ok()?.network();
+    IpNetwork::new(network, len).ok()
 }
 
 fn last_address(p: &IpNetwork) -> IpAddr {
