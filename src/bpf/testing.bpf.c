@@ -28,7 +28,7 @@
 
 /* Largest generated frame, and how many distinct frames the generator cycles through. */
 #define GEN_FRAME_MAX 256
-#define GEN_FRAMES_MAX 4096
+#define GEN_FRAMES_MAX 65536
 
 struct gen_frame {
 	__u8 bytes[GEN_FRAME_MAX];

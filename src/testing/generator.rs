@@ -20,8 +20,12 @@
 
 #![allow(unsafe_code)]
 
+use std::collections::HashSet;
 use std::mem::size_of;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use ipnetwork::IpNetwork;
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::MapCore;
@@ -286,5 +290,94 @@ impl ReturnCounter {
             }
         }
         Ok(total)
+    }
+}
+
+/// Up to `n` destinations spread evenly over `prefixes`, each inside a
+/// different prefix and answered by that prefix: no longer prefix of the
+/// list covers it, so every destination is a different route of the table
+/// (what a host talking to many peers makes its lookup do). A prefix whose
+/// first, last and middle addresses all lie inside longer prefixes is
+/// passed over for the next one.
+pub fn spread_destinations(prefixes: &[IpNetwork], n: usize) -> Vec<IpAddr> {
+    let all: HashSet<IpNetwork> = prefixes.iter().filter_map(|p| normalized(p.network(), p.prefix())).collect();
+    let answered_by = |addr: IpAddr, p: &IpNetwork| {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (p.prefix() + 1..=max).all(|len| normalized(addr, len).is_none_or(|longer| !all.contains(&longer)))
+    };
+    let step = (prefixes.len() / n.max(1)).max(1);
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while out.len() < n {
+        // The first prefix from i on that has an address of its own.
+        let found = prefixes.iter().enumerate().skip(i).find_map(|(k, p)| {
+            let candidates = [p.network(), last_address(p), middle_address(p)];
+            candidates.into_iter().find(|a| answered_by(*a, p)).map(|a| (k, a))
+        });
+        let Some((k, addr)) = found else { break };
+        out.push(addr);
+        i = k + step;
+    }
+    out
+}
+
+/// The prefix of `len` bits holding `addr`, host bits cleared (a set key);
+/// None for a length past the family's.
+fn normalized(addr: IpAddr, len: u8) -> Option<IpNetwork> {
+    let network = IpNetwork::new(addr, len).ok()?.network();
+    IpNetwork::new(network, len).ok()
+}
+
+fn last_address(p: &IpNetwork) -> IpAddr {
+    match p {
+        IpNetwork::V4(v4) => IpAddr::V4(v4.broadcast()),
+        IpNetwork::V6(v6) => {
+            let host = u128::MAX.checked_shr(u32::from(v6.prefix())).unwrap_or(0);
+            IpAddr::V6((u128::from(v6.network()) | host).into())
+        }
+    }
+}
+
+fn middle_address(p: &IpNetwork) -> IpAddr {
+    match p {
+        IpNetwork::V4(v4) => {
+            let half = u32::MAX.checked_shr(u32::from(v4.prefix()) + 1).map_or(0, |h| h + 1);
+            IpAddr::V4((u32::from(v4.network()) | half).into())
+        }
+        IpNetwork::V6(v6) => {
+            let half = u128::MAX.checked_shr(u32::from(v6.prefix()) + 1).map_or(0, |h| h + 1);
+            IpAddr::V6((u128::from(v6.network()) | half).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(v: &[&str]) -> Vec<IpNetwork> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn each_destination_is_answered_by_its_own_prefix() {
+        // 10.0.0.0/8's first address lies in 10.0.0.0/16 and its last in the
+        // /24: its middle is taken.
+        let p = nets(&["10.0.0.0/8", "10.0.0.0/16", "10.255.255.0/24", "2001:db8::/32", "2001:db8::/48"]);
+        let d = spread_destinations(&p, 10);
+        let want: Vec<IpAddr> =
+            ["10.128.0.0", "10.0.0.0", "10.255.255.0", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect();
+        assert_eq!(d, want);
+    }
+
+    #[test]
+    fn destinations_are_spread_over_the_list() {
+        let p: Vec<IpNetwork> = (0..100u32).map(|i| IpNetwork::new(IpAddr::V4((i << 8).into()), 24).unwrap()).collect();
+        let d = spread_destinations(&p, 10);
+        assert_eq!(d.len(), 10);
+        assert_eq!(d[1], IpAddr::V4((10u32 << 8).into()), "every 10th prefix");
     }
 }

@@ -11,6 +11,7 @@
 #define LNETD_LOOKUP_H
 
 #include "../encap_shared.h"
+#include "encap_config.h"
 #include "packet.h"
 #include <bpf/bpf_helpers.h>
 
@@ -76,6 +77,8 @@ static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, 
 	slot &= DIR_SLOT_MASK;
 	if (!slot)
 		return NULL;
+	if (skip_stages & ENCAP_SKIP_DIR_PREFIX)
+		slot = 1;
 	prefix = bpf_map_lookup_elem(t->prefixes, &slot);
 	if (!prefix)
 		return NULL;
@@ -83,6 +86,8 @@ static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, 
 	word = *(volatile __u64 *)prefix;
 	index = (__u32)word;
 	*counter_id = (__u32)(word >> 32);
+	if (skip_stages & ENCAP_SKIP_DIR_VALUE)
+		index = 1;
 	return bpf_map_lookup_elem(t->values, &index);
 }
 

@@ -1085,7 +1085,7 @@ mod imp {
             pub const ENCAP_DEFAULT_COUNTED_ROUTES: Self = Self(65536);
             pub const ENCAP_DEFAULT_DIR_GROUPS: Self = Self(8192);
             pub const ENCAP_DEFAULT_ROUTE_VALUES: Self = Self(131072);
-            pub const ENCAP_DEFAULT_ROUTE_CACHE: Self = Self(65536);
+            pub const ENCAP_DEFAULT_ROUTE_CACHE: Self = Self(262144);
         }
         impl Default for encap_limits {
             fn default() -> Self {
@@ -1155,6 +1155,8 @@ mod imp {
             pub const ENCAP_SKIP_COUNTERS: Self = Self(8);
             pub const ENCAP_SKIP_CACHE_HIT: Self = Self(16);
             pub const ENCAP_SKIP_MTU_IN_PLACE: Self = Self(32);
+            pub const ENCAP_SKIP_DIR_PREFIX: Self = Self(64);
+            pub const ENCAP_SKIP_DIR_VALUE: Self = Self(128);
         }
         impl Default for encap_skip {
             fn default() -> Self {
@@ -1361,5 +1363,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 66504] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 68048] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }

@@ -402,7 +402,7 @@ mod imp {
         #[repr(C)]
         pub struct __anon_3 {
             pub r#type: *mut [i32; 2],
-            pub max_entries: *mut [i32; 4096],
+            pub max_entries: *mut [i32; 65536],
             pub key: *mut u32,
             pub value: *mut gen_frame,
         }
