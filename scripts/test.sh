@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --quiet -- -D warnings
+# The command alone (no agent, no BGP) is a shipped build too.
+cargo clippy --features cli --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 # The tests build the dataplane from the C (feature build-bpf); tests/prebuilt.rs
 # fails if src/bpf/prebuilt/ (what dependents build with) has drifted from it:

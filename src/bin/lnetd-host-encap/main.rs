@@ -300,6 +300,7 @@ struct BgpArgs {
 
 impl BgpArgs {
     /// The flags over the file's `[bgp]` (a flag given wins).
+    #[cfg(feature = "agent")]
     #[cfg_attr(not(feature = "bgp"), allow(clippy::unnecessary_wraps, unused_mut))]
     fn merged(mut self, file: Option<&lnetd_host_encap::agent::config::AgentFile>) -> Result<BgpArgs, Failure> {
         #[cfg(feature = "bgp")]
