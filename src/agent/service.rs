@@ -127,18 +127,6 @@ fn counted(c: &CountedRoute) -> pb::CountedRoute {
     }
 }
 
-fn action_name(action: crate::XdpAction) -> String {
-    use crate::XdpAction as A;
-    match action {
-        A::Aborted => "XDP_ABORTED".into(),
-        A::Drop => "XDP_DROP".into(),
-        A::Pass => "XDP_PASS".into(),
-        A::Tx => "XDP_TX".into(),
-        A::Redirect => "XDP_REDIRECT".into(),
-        A::Other(n) => format!("XDP_ACTION_{n}"),
-    }
-}
-
 /// A difference between the kernel and the RIB as a message.
 fn difference(d: &crate::Difference) -> pb::Difference {
     pb::Difference {
@@ -521,7 +509,7 @@ impl Api for Service {
             })
             .await?;
         Ok(Response::new(pb::ExplainReply {
-            action: action_name(explanation.action),
+            action: explanation.action.to_string(),
             outcome: explanation.outcome.to_owned(),
             route: explanation.route.as_ref().map(|(t, r)| route_message(*t, r)),
             list: explanation.list.map(|l| l as u32),

@@ -27,6 +27,20 @@ pub enum XdpAction {
     Other(u32),
 }
 
+/// The verdict by its kernel name: `XDP_TX`, `XDP_PASS`, ... (`XDP_ACTION_7` for another value).
+impl std::fmt::Display for XdpAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XdpAction::Aborted => f.write_str("XDP_ABORTED"),
+            XdpAction::Drop => f.write_str("XDP_DROP"),
+            XdpAction::Pass => f.write_str("XDP_PASS"),
+            XdpAction::Tx => f.write_str("XDP_TX"),
+            XdpAction::Redirect => f.write_str("XDP_REDIRECT"),
+            XdpAction::Other(n) => write!(f, "XDP_ACTION_{n}"),
+        }
+    }
+}
+
 impl From<u32> for XdpAction {
     fn from(v: u32) -> Self {
         match v {

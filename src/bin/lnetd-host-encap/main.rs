@@ -673,7 +673,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                     bgp.unwrap_or(from)
                 });
                 let verdict = output::Verdict {
-                    action: output::action_name(explanation.action),
+                    action: explanation.action.to_string(),
                     outcome: explanation.outcome,
                     route: explanation.route.clone(),
                     list: explanation.list,

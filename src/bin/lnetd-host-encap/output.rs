@@ -321,19 +321,6 @@ pub fn stats_value(stats: &Stats) -> Value {
     Value::Object(out)
 }
 
-/// The program's verdict by its kernel name (`XDP_TX`, ...).
-pub fn action_name(action: lnetd_host_encap::XdpAction) -> String {
-    use lnetd_host_encap::XdpAction as A;
-    match action {
-        A::Aborted => "XDP_ABORTED".into(),
-        A::Drop => "XDP_DROP".into(),
-        A::Pass => "XDP_PASS".into(),
-        A::Tx => "XDP_TX".into(),
-        A::Redirect => "XDP_REDIRECT".into(),
-        A::Other(n) => format!("XDP_ACTION_{n}"),
-    }
-}
-
 /// What `get` found, as the schema's keys.
 pub struct Verdict<'a> {
     /// `XDP_TX`, `XDP_PASS`, ...
