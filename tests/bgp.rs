@@ -626,7 +626,59 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(20));
     eprintln!("GoBGP back: labelled again {took:?} after its restart");
     assert!(metrics(&lab)["lnetd_host_encap_bgp_api_disconnects_total"] >= 1.0);
+
+    // A reboot, simulated: the agent and the host's gobgpd die, bpffs and /run
+    // lose the pins, the state and the origins (what `detach --force`
+    // removes), and the unit starts gobgpd and then the agent with its
+    // configuration file: the static routes come back from the file, BGP's
+    // from BGP.
+    drop(_agent);
+    drop(_host_bgp);
+    cli(&lab, &["detach", "--force"]);
+    assert!(cli(&lab, &["status"]).contains("no dataplane of lnetd-host-encap is pinned"));
+    let config = ConfigFile::new(&format!(
+        "interface = \"{}\"\n[attach]\nmode = \"native\"\n[listeners]\ninsecure_local_tcp = true\n\
+         metrics = \"{AGENT_METRICS}\"\n[bgp]\napi = \"{HOST_API}\"\nsession_down = \"withdraw\"\n\
+         [[routes]]\nprefix = \"203.0.113.0/24\"\npolicy = \"99003\"\n",
+        VethLab::HOST_IF
+    ));
+    let _host_bgp = gobgpd(&lab.veth.host, "host4", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
+    let child = nsenter(&lab.veth.host, BIN)
+        .args(["agent", "--config"])
+        .arg(&config.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the agent with its configuration");
+    let _agent = ChildGuard(child);
+    let took = until_labels(&lab, "203.0.113.7", &[99003], Duration::from_secs(20));
+    eprintln!("after the reboot: the static route labelled {took:?} after the agent's start");
+    let took = until_labels(&lab, "198.51.100.7", &[16001, 16002], Duration::from_secs(40));
+    eprintln!("after the reboot: the BGP route labelled {took:?} after the static one");
+    let routes = cli(&lab, &["routes"]);
+    let origin = |prefix: &str| {
+        routes.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+    };
+    assert_eq!(origin("203.0.113.0/24").as_deref(), Some("static"), "{routes}");
+    assert_eq!(origin("198.51.100.0/24").as_deref(), Some("bgp"), "{routes}");
     drop(ctl);
+}
+
+/// A configuration file of the test's own, removed when dropped.
+struct ConfigFile(std::path::PathBuf);
+
+impl ConfigFile {
+    fn new(text: &str) -> ConfigFile {
+        let path = std::env::temp_dir().join(format!("lnetd-bgp-reboot-{}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write the configuration file");
+        ConfigFile(path)
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Host B's addresses on its link to the controller (host A is HOST_BGP_ADDR, behind CTL_ADDR).

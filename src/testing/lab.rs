@@ -162,6 +162,14 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // What the run directory keys by this namespace's inode dies with it:
+        // an agent killed with SIGKILL leaves its socket's directory behind.
+        if let Ok(meta) = std::fs::metadata(format!("/run/netns/{}", self.name)) {
+            use std::os::unix::fs::MetadataExt;
+            let sockets =
+                std::path::Path::new(crate::DEFAULT_STATE_ROOT).join("sock").join(format!("net{}", meta.ino()));
+            let _absent_or_gone = std::fs::remove_dir_all(sockets);
+        }
         if let Err(e) = run("ip", "iproute2", &["netns", "del", &self.name]) {
             log::warn!("lab cleanup: {e}");
         }

@@ -437,8 +437,21 @@ fn main() -> ExitCode {
         Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
     }
     output::set_format(cli.output);
-    let Some(iface) = cli.iface.clone() else {
-        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--iface IFACE is required").exit();
+    // An agent may take its interface from its configuration file instead.
+    #[cfg(feature = "agent")]
+    let from_file = match &cli.command {
+        Command::Agent { config, .. } if cli.iface.is_none() => config.interface(),
+        _ => None,
+    };
+    #[cfg(not(feature = "agent"))]
+    let from_file = None;
+    let Some(iface) = cli.iface.clone().or(from_file) else {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--iface IFACE is required (for `agent`, or `interface` in its --config file)",
+            )
+            .exit();
     };
     report(run(&iface, cli.command))
 }

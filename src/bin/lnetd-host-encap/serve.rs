@@ -128,6 +128,13 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The file's `interface`, for an agent started without `-i` (a file
+    /// that cannot be read says so when [`ConfigArgs::read`] reads it).
+    pub fn interface(&self) -> Option<String> {
+        let path = self.config.as_ref().or(self.config_if_exists.as_ref())?;
+        AgentFile::read(path).ok()?.interface
+    }
+
     /// The file, read and checked; `None` without one.
     fn read(&self, iface: &str) -> Result<Option<AgentFile>, Failure> {
         let path = match (&self.config, &self.config_if_exists) {
