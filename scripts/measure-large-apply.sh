@@ -13,6 +13,10 @@ import json, sys
 for name, policy in (("a.json", "16001/16002"), ("b.json", "16001")):
     routes = [{"prefix": f"{20 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24", "policy": policy} for i in range(1_000_000)]
     json.dump({"routes": routes}, open(f"{sys.argv[1]}/{name}", "w"))
+    if name == "b.json":
+        for r in routes[::100]:  # 1% of the routes change
+            r["policy"] = "16003"
+        json.dump({"routes": routes}, open(f"{sys.argv[1]}/c.json", "w"))
 PY
 ip netns add $NS
 ip -n $NS link add h0 type veth peer name r0
@@ -24,7 +28,11 @@ nsenter --net=/run/netns/$NS $BIN -i h0 agent > "$DIR/agent.log" 2>&1 &
 AGENT=$!
 for _ in $(seq 1 100); do run status 2>/dev/null | grep -q "agent:  serving" && break; sleep 0.2; done
 echo "== through the agent (ApplyStream), 1M added"; timed apply "$DIR/a.json" | sed -n 1p
-echo "== through the agent, 1M replaced"; timed apply "$DIR/b.json" | sed -n 1p
+echo "== through the agent, 1M replaced"; timed apply "$DIR/b.json" --force | sed -n 1p
+echo "== through the agent, the same file again"; timed apply "$DIR/b.json" | sed -n 1p
+echo "== through the agent, the same file again, --force (no plan first)"; timed apply "$DIR/b.json" --force | sed -n 1p
+echo "== through the agent, 1% changed"; timed apply "$DIR/c.json" | sed -n 1p
+echo "== through the agent, 1% changed back, --force"; timed apply "$DIR/b.json" --force | sed -n 1p
 echo "== routes --output json through the agent (StreamRoutes)"; timed routes --output json | wc -c
 echo "== status through the agent"; timed status
 kill $AGENT; wait $AGENT

@@ -31,7 +31,8 @@ pub struct ApplyArgs {
     /// --force (or a "yes" on a terminal): 0..=1 or a percentage.
     #[arg(long, value_name = "SHARE", default_value = "50%", value_parser = parse_share)]
     max_remove_share: f64,
-    /// Apply even if it removes more than --max-remove-share, without asking.
+    /// Apply even if it removes more than --max-remove-share, without asking
+    /// (and without the comparison that guard needs: a large apply's fast way).
     #[arg(long)]
     force: bool,
 }
@@ -96,24 +97,36 @@ pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
     progress.phase(format!("parsing {}", args.file), output::large_apply(0, bytes));
     let desired = read_desired(&args.file, args.allow_empty)?;
     let large = output::large_apply(desired.routes.len(), bytes);
-    progress.phase(format!("comparing {} routes with the tables", desired.routes.len()), large);
-    let plan = target.plan(&desired)?;
-    // Routes now = removed + (desired - added): every desired route is
-    // added, replaced or kept, and every current one kept, replaced or removed.
-    let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
-    let share = if current == 0 { 0.0 } else { plan.removed.len() as f64 / current as f64 };
+    // The plan is a whole dry run (through the agent: the table sent and
+    // compared once more), wanted only for --dry-run and the removal guard,
+    // which --force waives.
+    let plan = if args.force && !args.dry_run {
+        None
+    } else {
+        progress.phase(format!("comparing {} routes with the tables", desired.routes.len()), large);
+        Some(target.plan(&desired)?)
+    };
     drop(progress);
-    if args.dry_run {
-        output::report(&plan);
-        print_plan(&plan, &desired, current, share, args.max_remove_share);
-        return Ok(());
-    }
-    if share > args.max_remove_share && !args.force {
-        confirm(plan.removed.len(), current, share, args.max_remove_share)?;
+    if let Some(plan) = &plan {
+        // Routes now = removed + (desired - added): every desired route is
+        // added, replaced or kept, and every current one kept, replaced or removed.
+        let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
+        let share = if current == 0 { 0.0 } else { plan.removed.len() as f64 / current as f64 };
+        if args.dry_run {
+            output::report(plan);
+            print_plan(plan, &desired, current, share, args.max_remove_share);
+            return Ok(());
+        }
+        if share > args.max_remove_share {
+            confirm(plan.removed.len(), current, share, args.max_remove_share)?;
+        }
     }
     let mut progress = output::Progress::default();
-    let changes = plan.added.len() + plan.replaced.len() + plan.removed.len();
-    progress.phase(format!("writing {changes} changes"), large);
+    let phase = match &plan {
+        Some(plan) => format!("writing {} changes", plan.added.len() + plan.replaced.len() + plan.removed.len()),
+        None => format!("applying {} routes", desired.routes.len()),
+    };
+    progress.phase(phase, large);
     let report = target.apply(&desired);
     drop(progress);
     let report = report?;
