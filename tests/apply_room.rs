@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{privileged, PinGuard};
-use etherparse::{NetSlice, SlicedPacket};
 use lnetd_host_encap::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{DesiredRoute, DesiredState, Encapsulator, Ipv4Lookup, XdpMode};
@@ -68,17 +67,7 @@ fn swap_under_traffic(lookup: Ipv4Lookup) {
     let socket = lab.router.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
     let stop = AtomicBool::new(false);
     let (sent, got) = std::thread::scope(|s| {
-        let receiver = s.spawn(|| {
-            common::labelled_frames(&capture, &stop)
-                .into_iter()
-                .filter_map(|(stack, inner)| match SlicedPacket::from_ip(&inner) {
-                    Ok(SlicedPacket { net: Some(NetSlice::Ipv4(ip)), .. }) => {
-                        Some((ip.header().destination_addr(), stack.iter().map(|e| e.label).collect::<Vec<u32>>()))
-                    }
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        });
+        let receiver = s.spawn(|| common::labelled_ipv4(&capture, &stop));
         let sender = s.spawn(|| {
             let mut sent = 0u32;
             while !stop.load(Ordering::Relaxed) {

@@ -222,7 +222,7 @@ impl Fib {
             let max = self.config.max_policies as usize;
             // The final state's policies, or the write's peak (every policy in
             // use stays until the commit retires it: room.rs), whichever is more.
-            let wanted = plan.policies + plan.named.len();
+            let wanted = plan.policy_ids();
             let peak = room::policy_peak(&rib, &plan);
             let excess = (wanted + rib.graveyard.len()).max(peak).saturating_sub(max);
             let excess = excess.min(rib.graveyard.len());
@@ -298,7 +298,7 @@ impl Fib {
             }
         }
         // Retired policies hold their ids through their grace period.
-        if plan.policies + plan.named.len() + retired > self.config.max_policies as usize {
+        if plan.policy_ids() + retired > self.config.max_policies as usize {
             return Err(RouteError::full("policy", self.config.max_policies));
         }
         Ok(())

@@ -49,6 +49,12 @@ impl Plan<'_> {
             && self.source_removes.is_empty()
             && self.removes.is_empty()
     }
+
+    /// Policy ids the desired state holds: one per route with a policy of
+    /// its own, one per shared object however many routes use it.
+    pub(crate) fn policy_ids(&self) -> usize {
+        self.policies + self.named.len()
+    }
 }
 
 /// The changes from `rib` to `desired`. Both sides are maps sorted by

@@ -300,6 +300,24 @@ pub fn labelled_frames(
     }
 }
 
+/// As [`labelled_frames`], for IPv4 traffic: each frame's destination and
+/// its labels, top first (what the swap-under-traffic tests judge).
+pub fn labelled_ipv4(
+    capture: &lnetd_host_encap::lab::Capture,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<(std::net::Ipv4Addr, Vec<u32>)> {
+    use etherparse::{NetSlice, SlicedPacket};
+    labelled_frames(capture, stop)
+        .into_iter()
+        .filter_map(|(stack, inner)| match SlicedPacket::from_ip(&inner) {
+            Ok(SlicedPacket { net: Some(NetSlice::Ipv4(ip)), .. }) => {
+                Some((ip.header().destination_addr(), stack.iter().map(|e| e.label).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// UDP_SEGMENT (linux/udp.h: 103) on a UDP socket: its sends become GSO
 /// super-packets cut into `size`-byte datagrams in the kernel.
 pub fn set_udp_segment(sock: &std::net::UdpSocket, size: i32) -> std::io::Result<()> {
