@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use fixtures::tables::{bgp_like_v4, bgp_like_v6};
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, IpNetwork, Ipv4Lookup, Label, LabelStack, Policy, Route, Table, ValidState,
+    desired::ValidState, encap::Ipv4Lookup, labels::DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route,
+    Table,
 };
 
 /// Table sizes; LHE_BENCH_V4 / LHE_BENCH_V6 override them for quick runs.

@@ -22,7 +22,7 @@ use lnetd_host_encap::bgp::proto as gobgp;
 use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
 use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
 use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Candidate, CandidateList, Origins, PolicyKey};
-use lnetd_host_encap::lab::Netns;
+use lnetd_host_encap::testing::lab::Netns;
 use lnetd_host_encap::Encapsulator;
 
 const CTL_ADDR: &str = "10.201.0.1";
@@ -232,7 +232,7 @@ fn policy_switch(
     routes: u32,
     policies: u32,
 ) {
-    use lnetd_host_encap::{Route, Table, ValidState};
+    use lnetd_host_encap::{desired::ValidState, Route, Table};
     let moved = routes / policies;
     // Main's model: each route carries its policy; a switch rewrites each.
     let unnamed = |t: &lnetd_host_encap::bgp::BgpTable| {
@@ -261,7 +261,7 @@ fn policy_switch(
     let probe = udp_frame(Ipv4Addr::new(16, 0, 0, 1));
     let top = |enc: &Encapsulator| {
         let run = enc.test_run(&probe).ok()?;
-        lnetd_host_encap::decode_stack(run.frame.get(14..)?).ok().map(|(s, _)| s[0].label)
+        lnetd_host_encap::labels::decode_stack(run.frame.get(14..)?).ok().map(|(s, _)| s[0].label)
     };
     assert_eq!(top(enc), Some(16_001), "policy 1's route before the switch");
     let (fast, fast_time, in_dataplane) = std::thread::scope(|scope| {

@@ -24,8 +24,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fixtures::tables::{bgp_like_v4, bgp_like_v6};
-use lnetd_host_encap::lab::{Netns, VethLab};
-use lnetd_host_encap::{DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Table, ValidState};
+use lnetd_host_encap::testing::lab::{Netns, VethLab};
+use lnetd_host_encap::{
+    desired::ValidState, labels::DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Table,
+};
 
 fn env(k: &str, d: usize) -> usize {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)

@@ -22,9 +22,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use lnetd_host_encap::lab::VethLab;
+use lnetd_host_encap::testing::lab::VethLab;
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{Decapsulator, Encapsulator, IpNetwork, Label, XdpMode};
+use lnetd_host_encap::{decap::Decapsulator, Encapsulator, IpNetwork, Label, XdpMode};
 
 const ROUNDS: usize = 5;
 /// Pairs of transfers (without, with) under TSO on.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use lnetd_host_encap::bgp::sbfd::packet::{Control, SBFD_PORT};
 use lnetd_host_encap::bgp::sbfd::{Engine, ListKey, SbfdConfig};
-use lnetd_host_encap::lab::VethLab;
-use lnetd_host_encap::{Decapsulator, Label, LabelStack, OtherLabels, XdpMode};
+use lnetd_host_encap::testing::lab::VethLab;
+use lnetd_host_encap::{decap::Decapsulator, encap::OtherLabels, Label, LabelStack, XdpMode};
 
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const GOAL: f64 = 0.02;

@@ -19,9 +19,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fixtures::tables::{bgp_like_v4, bgp_like_v6};
-use lnetd_host_encap::lab::VethLab;
+use lnetd_host_encap::testing::lab::VethLab;
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, IpNetwork, Label, LabelStack, PinRoots, Policy, Route, Table, ValidState, XdpMode,
+    desired::ValidState, labels::DscpMap, pins::PinRoots, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route,
+    Table, XdpMode,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");

@@ -55,11 +55,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fixtures::tables::{bgp_like_v4, bgp_like_v6, bgp_sample};
-use lnetd_host_encap::lab::VethLab;
 use lnetd_host_encap::testing::generator::{spread_destinations, Generator, ReturnCounter, Returned};
+use lnetd_host_encap::testing::lab::VethLab;
 use lnetd_host_encap::testing::BaselineProgram;
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Table, ValidState, XdpMode,
+    desired::ValidState, labels::DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Table, XdpMode,
 };
 
 /// Seconds per BPF_PROG_TEST_RUN call: each call also pays ~24 ms of

@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 
 use lnetd_host_encap::testing::{stages, BaselineProgram};
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, IpNetwork, Ipv4Lookup, Label, LabelStack, Route, RunStats, RunTimeStats, Table, ValidState,
-    XdpAction,
+    desired::ValidState, diagnostics::RunStats, diagnostics::RunTimeStats, diagnostics::XdpAction, encap::Ipv4Lookup,
+    labels::DscpMap, Encapsulator, IpNetwork, Label, LabelStack, Route, Table,
 };
 
 const ROUNDS: usize = 7;

@@ -21,11 +21,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use lnetd_host_encap::lab::{traffic, Capture, VethLab};
+use lnetd_host_encap::testing::lab::{traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
-    decode_stack, prefix, Decapsulator, Encapsulator, EntropyLabel, IpNetwork, Label, LabelStack, Policy, Route, Stats,
-    Table, Tc, TtlMode, XdpMode,
+    decap::Decapsulator, encap::TtlMode, labels::decode_stack, labels::EntropyLabel, routes::prefix, routes::Tc,
+    Encapsulator, IpNetwork, Label, LabelStack, Policy, Route, Stats, Table, XdpMode,
 };
 
 #[derive(Parser, Debug)]
@@ -85,7 +85,7 @@ fn parse_prefix(s: &str) -> Result<IpNetwork, String> {
 
 fn parse_route(s: &str) -> Result<(IpNetwork, Policy), String> {
     let (p, lists) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected PREFIX=LABEL[/LABEL...]"))?;
-    Ok((parse_prefix(p)?, lists.parse().map_err(|e: lnetd_host_encap::PolicyError| e.to_string())?))
+    Ok((parse_prefix(p)?, lists.parse().map_err(|e: lnetd_host_encap::errors::PolicyError| e.to_string())?))
 }
 
 /// What to program: (table, route) pairs, and (source, table) pairs.

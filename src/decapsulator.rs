@@ -21,7 +21,7 @@ use crate::sys::test_run::{self, TestRun};
 /// Settings for [`Decapsulator`], applied when the program is loaded.
 ///
 /// ```no_run
-/// use lnetd_host_encap::{Decapsulator, Label, OtherLabels, XdpMode};
+/// use lnetd_host_encap::{decap::Decapsulator, Label, encap::OtherLabels, XdpMode};
 /// let dec = Decapsulator::builder()
 ///     .pop_labels([Label::IPV4_EXPLICIT_NULL, Label::IPV6_EXPLICIT_NULL, Label::new(5000)?])
 ///     .other_labels(OtherLabels::Drop)
@@ -197,7 +197,7 @@ struct Attached {
 /// CAP_PERFMON + CAP_NET_ADMIN (or root).
 ///
 /// ```no_run
-/// use lnetd_host_encap::{Decapsulator, Label, XdpMode};
+/// use lnetd_host_encap::{decap::Decapsulator, Label, XdpMode};
 /// let dec = Decapsulator::builder().attach("eth0", XdpMode::Auto)?;
 /// dec.add_pop_label(Label::new(5000)?)?; // a label the controller gave this host
 /// println!("{:?}", dec.stats()?.popped);
@@ -543,7 +543,7 @@ impl Decapsulator {
     /// any interface. The counters count it.
     ///
     /// # Errors
-    /// [`TestRunError::FrameTooLarge`] above [`crate::MAX_TEST_FRAME`] bytes, or
+    /// [`TestRunError::FrameTooLarge`] above [`crate::diagnostics::MAX_TEST_FRAME`] bytes, or
     /// [`TestRunError::Kernel`], [`TestRunError::NoProgram`] for a handle
     /// adopted from a decapsulator running on TC.
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
@@ -556,7 +556,7 @@ impl Decapsulator {
     /// Runs the TC ingress program once on `frame` with BPF_PROG_TEST_RUN,
     /// without any interface; on (TC_ACT_UNSPEC: the next program, or the
     /// stack) is reported as [`XdpAction::Pass`] and TC_ACT_SHOT as
-    /// [`XdpAction::Drop`](crate::XdpAction::Drop). The frame
+    /// [`XdpAction::Drop`](crate::diagnostics::XdpAction::Drop). The frame
     /// is handed over as it is: a VLAN tag stays in it (on an interface the
     /// kernel takes the outer one off first). The counters count it.
     ///
@@ -564,7 +564,7 @@ impl Decapsulator {
     /// As [`Decapsulator::test_run`] ([`TestRunError::NoProgram`] for a
     /// handle adopted from a decapsulator running in XDP).
     ///
-    /// [`XdpAction::Pass`]: crate::XdpAction::Pass
+    /// [`XdpAction::Pass`]: crate::diagnostics::XdpAction::Pass
     pub fn test_run_ingress(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
         let prog = self
             .program(AttachedMode::Ingress)

@@ -41,7 +41,7 @@ const DEFAULT_ROUTE_CACHE_MIN_ROUTES: u32 = 4096;
 /// Settings for [`Encapsulator`], applied when the program is loaded.
 ///
 /// ```no_run
-/// use lnetd_host_encap::{Encapsulator, MtuPolicy, TtlMode, XdpMode};
+/// use lnetd_host_encap::{Encapsulator, encap::MtuPolicy, encap::TtlMode, XdpMode};
 /// let enc = Encapsulator::builder()
 ///     .ttl_mode(TtlMode::Fixed(255))
 ///     .mtu_policy(MtuPolicy::Pass)
@@ -789,7 +789,7 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::PolicyObject`] for a policy without a name;
     /// [`RouteError::Map`]; nothing changed then.
-    pub fn update_policy(&self, policy: &Policy) -> Result<Option<crate::PolicyUpdate>, RouteError> {
+    pub fn update_policy(&self, policy: &Policy) -> Result<Option<crate::labels::PolicyUpdate>, RouteError> {
         self.fib.update_policy(policy)
     }
 
@@ -978,7 +978,7 @@ impl Encapsulator {
     /// the encapsulator is dropped); probes are serialised.
     ///
     /// ```no_run
-    /// use lnetd_host_encap::{Encapsulator, Probe};
+    /// use lnetd_host_encap::{Encapsulator, diagnostics::Probe};
     /// let enc = Encapsulator::open("eth1")?;
     /// println!("{}", enc.explain(&Probe::to("198.51.100.7".parse().unwrap()))?);
     /// # Ok::<(), lnetd_host_encap::Error>(())
@@ -1022,7 +1022,7 @@ impl Encapsulator {
     }
 
     /// Replaces the DSCP -> traffic class table used by routes with
-    /// [`crate::Tc::FromDscp`], atomically.
+    /// [`crate::routes::Tc::FromDscp`], atomically.
     ///
     /// # Errors
     /// [`MapError`].
@@ -1147,14 +1147,14 @@ impl Encapsulator {
     /// network namespace's loopback device.
     ///
     /// # Errors
-    /// [`TestRunError::FrameTooLarge`] above [`crate::MAX_TEST_FRAME`] bytes, or
+    /// [`TestRunError::FrameTooLarge`] above [`crate::diagnostics::MAX_TEST_FRAME`] bytes, or
     /// [`TestRunError::Kernel`].
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
         test_run::test_run(self.prog.as_fd(), frame)
     }
 
     /// How often the program ran and the time it spent, as the kernel counts
-    /// it while [`crate::RunTimeStats`] (or `sysctl kernel.bpf_stats_enabled`)
+    /// it while [`crate::diagnostics::RunTimeStats`] (or `sysctl kernel.bpf_stats_enabled`)
     /// is on; zeros otherwise. Test runs count too, which is how the
     /// benchmarks time the program alone, without the syscall around it.
     ///
@@ -1171,7 +1171,7 @@ impl Encapsulator {
     /// to an address added to the host is never labelled, and traffic to one
     /// removed is labelled again by the route that covers it, with no call
     /// from the application. Refreshes once before returning. Stops when the
-    /// returned [`AddressWatcher`](crate::AddressWatcher) is dropped, or by itself once the
+    /// returned [`AddressWatcher`](crate::encap::AddressWatcher) is dropped, or by itself once the
     /// encapsulator is gone (it is held weakly). Needs the `watch` feature.
     ///
     /// Call it from a thread of the namespace whose addresses count, as for
@@ -1193,8 +1193,8 @@ impl Encapsulator {
     /// netlink socket cannot be opened; as [`Encapsulator::refresh_local_addresses`]
     /// for the first refresh.
     #[cfg(feature = "watch")]
-    pub fn watch_host_addresses(self: &std::sync::Arc<Self>) -> Result<crate::AddressWatcher, Error> {
-        crate::AddressWatcher::start(self)
+    pub fn watch_host_addresses(self: &std::sync::Arc<Self>) -> Result<crate::encap::AddressWatcher, Error> {
+        crate::encap::AddressWatcher::start(self)
     }
 }
 

@@ -256,7 +256,7 @@ pub enum RouteError {
     /// The kernel refused the map operation.
     #[error(transparent)]
     Map(#[from] MapError),
-    /// The encapsulator was opened read-only ([`crate::AdoptOptions::read_only`]).
+    /// The encapsulator was opened read-only ([`crate::encap::AdoptOptions::read_only`]).
     #[error(
         "this handle on the pinned dataplane is read-only; open it without read_only (its owner must let go first)"
     )]
@@ -492,7 +492,7 @@ pub enum PinError {
 /// error is matched as `Error::Route(RouteError::Label(..))`:
 ///
 /// ```
-/// use lnetd_host_encap::{Error, Label, LabelError, RouteError};
+/// use lnetd_host_encap::{Error, Label, errors::LabelError, errors::RouteError};
 /// let err = Error::from(Label::new(1 << 20).unwrap_err());
 /// assert!(matches!(err, Error::Route(RouteError::Label(LabelError::OutOfRange { value: 1_048_576 }))));
 /// assert_eq!(

@@ -91,7 +91,7 @@ impl std::str::FromStr for ProbeProtocol {
 /// public).
 ///
 /// ```
-/// use lnetd_host_encap::{Probe, ProbeProtocol};
+/// use lnetd_host_encap::{diagnostics::Probe, diagnostics::ProbeProtocol};
 /// let https = Probe::tcp("198.51.100.7".parse()?).from("10.0.0.5".parse()?).dport(443).dscp(46);
 /// assert_eq!((https.protocol, https.dport, https.dscp), (ProbeProtocol::Tcp, 443, 46));
 /// assert_eq!(https.source().to_string(), "10.0.0.5");
@@ -107,7 +107,7 @@ impl std::str::FromStr for ProbeProtocol {
 ///
 /// Nothing is checked here: [`crate::Encapsulator::explain`] refuses a
 /// probe whose source and destination are of different families, or whose
-/// DSCP is above 63 ([`crate::RouteError::Invalid`]).
+/// DSCP is above 63 ([`crate::errors::RouteError::Invalid`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     /// Source address (default: the unspecified address of the family).
@@ -176,14 +176,14 @@ impl Probe {
     }
 
     /// The same probe with DSCP `dscp` (0..=63: `explain` refuses more),
-    /// which a route with [`crate::Tc::FromDscp`] maps to its traffic class.
+    /// which a route with [`crate::routes::Tc::FromDscp`] maps to its traffic class.
     pub fn dscp(mut self, dscp: u8) -> Probe {
         self.dscp = dscp;
         self
     }
 
     /// The same probe with this IP TTL / hop limit (copied into the labels
-    /// under [`crate::TtlMode::Copy`]).
+    /// under [`crate::encap::TtlMode::Copy`]).
     pub fn ttl(mut self, ttl: u8) -> Probe {
         self.ttl = ttl;
         self

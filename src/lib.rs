@@ -28,7 +28,7 @@
 //!
 //! ```no_run
 //! // Not run: needs root and an interface named eth1.
-//! use lnetd_host_encap::{Encapsulator, MtuPolicy, TtlMode, XdpMode};
+//! use lnetd_host_encap::{Encapsulator, encap::MtuPolicy, encap::TtlMode, XdpMode};
 //!
 //! let enc = Encapsulator::builder()
 //!     .ttl_mode(TtlMode::Copy) // the IP TTL into every label: traceroute shows the hop
@@ -48,7 +48,7 @@
 //! exists is valid:
 //!
 //! ```
-//! use lnetd_host_encap::{LabelStack, Route, TrafficClass};
+//! use lnetd_host_encap::{LabelStack, Route, labels::TrafficClass};
 //!
 //! let stack: LabelStack = "16001/16002/24005".parse()?;
 //! let route = Route::new("198.51.100.0/24".parse()?, stack).with_tc(TrafficClass::new(5)?);
@@ -84,7 +84,7 @@
 //! text form is the one the command and the desired-state files use:
 //!
 //! ```
-//! use lnetd_host_encap::{EntropyLabel, Policy, SegmentList};
+//! use lnetd_host_encap::{labels::EntropyLabel, Policy, labels::SegmentList};
 //!
 //! // The proof of concept's 70/30 policy.
 //! let policy: Policy = "16001/16002@7,16003/16004@3".parse()?;
@@ -153,11 +153,11 @@
 //! means what). Only the driver knows whether a frame it was handed went out:
 //! `tx_errors` is the interface's own count of the XDP_TX frames it could not
 //! send, beside `labelled`. Each route also counts what it labelled, per
-//! segment list; [`prometheus`] renders both as exposition text.
+//! segment list; [`prometheus`](counters::prometheus) renders both as exposition text.
 //!
 //! ```no_run
 //! // Not run: needs root and a dataplane pinned on eth1.
-//! use lnetd_host_encap::{prometheus, Encapsulator};
+//! use lnetd_host_encap::{counters::prometheus, Encapsulator};
 //!
 //! let enc = Encapsulator::open("eth1")?;
 //! let before = enc.stats()?;
@@ -179,11 +179,11 @@
 //!
 //! [`Encapsulator::explain`] answers "what would happen to this packet", like
 //! `ip route get` for labels: the real program runs on a frame built from a
-//! [`Probe`], in a copy with counters of its own, so probes never move
+//! [`Probe`](diagnostics::Probe), in a copy with counters of its own, so probes never move
 //! [`Encapsulator::stats`] or the route counters.
 //!
 //! ```
-//! use lnetd_host_encap::Probe;
+//! use lnetd_host_encap::diagnostics::Probe;
 //!
 //! let probe = Probe::tcp("198.51.100.7".parse()?).from("10.0.0.1".parse()?).dport(443).dscp(46);
 //! assert_eq!((probe.dport, probe.dscp), (443, 46));
@@ -192,7 +192,7 @@
 //!
 //! ```no_run
 //! // Not run: needs root and a dataplane pinned on eth1.
-//! # use lnetd_host_encap::{Encapsulator, Probe};
+//! # use lnetd_host_encap::{Encapsulator, diagnostics::Probe};
 //! # let probe = Probe::tcp("198.51.100.7".parse()?);
 //! let enc = Encapsulator::open("eth1")?;
 //! let answer = enc.explain(&probe)?;
@@ -207,7 +207,7 @@
 //! [Errors](#errors) for reporting them):
 //!
 //! ```
-//! use lnetd_host_encap::{prefix, DesiredState, Label, LabelStack, Policy};
+//! use lnetd_host_encap::{routes::prefix, DesiredState, Label, LabelStack, Policy};
 //!
 //! assert!(Label::new(1_048_576).is_err()); // labels are 20 bits
 //! assert!(Label::new(7).is_err()); // special purpose (ELI): not a segment
@@ -226,7 +226,7 @@
 //! ## Pinning: a dataplane that outlives its process
 //!
 //! `.pinned()` pins the maps and the link under bpffs
-//! (`/sys/fs/bpf/lnetd-host-encap/...`, see [`PinRoots`]) and keeps the
+//! (`/sys/fs/bpf/lnetd-host-encap/...`, see [`PinRoots`](pins::PinRoots)) and keeps the
 //! routes' bookkeeping beside it, so forwarding goes on after the process
 //! exits. [`Encapsulator::open`] adopts it later (moving it to this build's
 //! program with one atomic link update: an upgrade loses no packet and no
@@ -234,7 +234,7 @@
 //!
 //! ```no_run
 //! // Not run: needs root, bpffs and an interface named eth1.
-//! use lnetd_host_encap::{AdoptOptions, Encapsulator, Label, XdpMode};
+//! use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, Label, XdpMode};
 //!
 //! // Process 1: attach, pin, program, exit.
 //! let enc = Encapsulator::builder().pinned().attach("eth1", XdpMode::Auto)?;
@@ -274,8 +274,8 @@
 //!
 //! # Errors
 //!
-//! Every fallible call returns a typed error of its area ([`LabelError`],
-//! [`PolicyError`], [`PrefixError`], [`RouteError`], [`AttachError`], ...),
+//! Every fallible call returns a typed error of its area ([`LabelError`](errors::LabelError),
+//! [`PolicyError`](errors::PolicyError), [`PrefixError`](errors::PrefixError), [`RouteError`](errors::RouteError), [`AttachError`](errors::AttachError), ...),
 //! each convertible into [`enum@Error`]. The enums are `#[non_exhaustive]`:
 //! match with a wildcard arm. Messages say what was wrong, quoting the text
 //! given, and what to do. `fn main() -> Result<(), Error>` prints the message
@@ -284,10 +284,10 @@
 //!
 //! ```
 //! use anyhow::Context;
-//! use lnetd_host_encap::{Error, LabelError, LabelStack, Policy, Route, RouteError};
+//! use lnetd_host_encap::{Error, errors::LabelError, LabelStack, Policy, Route, errors::RouteError};
 //!
 //! fn route_from_config(prefix: &str, stack: &str) -> anyhow::Result<Route> {
-//!     let prefix = lnetd_host_encap::prefix::parse(prefix)?;
+//!     let prefix = lnetd_host_encap::routes::prefix::parse(prefix)?;
 //!     let stack: LabelStack = stack.parse().with_context(|| format!("the route for {prefix}"))?;
 //!     Ok(Route::new(prefix, stack))
 //! }
@@ -317,7 +317,7 @@
 //! breaks a dependent:
 //!
 //! ```compile_fail,E0004
-//! use lnetd_host_encap::PrefixError;
+//! use lnetd_host_encap::errors::PrefixError;
 //! fn what(e: &PrefixError) -> &'static str {
 //!     match e {
 //!         PrefixError::HostBitsSet { .. } => "host bits",
@@ -334,16 +334,25 @@ mod abi;
 pub mod agent;
 #[cfg(feature = "bgp")]
 pub mod bgp;
+pub mod counters;
 mod dataplane;
+pub mod decap;
 mod decapsulator;
+pub mod desired;
+pub mod diagnostics;
 mod display;
 mod domain;
+pub mod encap;
 mod encapsulator;
 mod error;
+pub mod errors;
 mod explain;
 mod fib;
+pub mod labels;
 mod metrics;
+pub mod pins;
 mod rib;
+pub mod routes;
 mod stats;
 mod sys;
 #[cfg(feature = "testing")]
@@ -351,33 +360,15 @@ pub mod testing;
 #[cfg(feature = "watch")]
 mod watch;
 
-pub use dataplane::pins::{PinRoots, DEFAULT_BPFFS_ROOT, DEFAULT_STATE_ROOT};
-pub use decapsulator::{Decapsulator, DecapsulatorBuilder};
-pub use domain::config::{AttachedMode, ConfigParseError, Ipv4Lookup, MtuPolicy, OtherLabels, TtlMode, XdpMode};
-pub use domain::desired::{
-    DesiredError, DesiredFileError, DesiredFormat, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec,
-    ValidState,
-};
-pub use domain::label::{decode_stack, DscpMap, Label, LabelError, LabelStack, LabelStackEntry, TrafficClass};
-pub use domain::policy::{EntropyLabel, Policy, PolicyError, SegmentList, MAX_NAME, MAX_SEGMENT_LISTS, POLICY_SLOTS};
-pub use domain::prefix::{self, PrefixError};
-pub use domain::route::{Route, Table, Tc};
-pub use encapsulator::{AdoptOptions, Attachment, Encapsulator, EncapsulatorBuilder};
-pub use error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
-pub use explain::{Explanation, Probe, ProbeProtocol};
-pub use fib::apply::ApplyReport;
-pub use fib::objects::PolicyUpdate;
-pub use fib::verify::{Difference, DifferenceKind};
-pub use fib::RouteCounters;
+// The root: the types nearly every program names. Everything else is in the
+// module of its concept (see docs/api.md for the map and the counts).
+pub use desired::DesiredState;
+pub use encap::{Encapsulator, XdpMode};
+pub use error::Error;
 pub use ipnetwork::IpNetwork;
-pub use metrics::{prometheus, CountedRoute};
-pub use stats::{Counter, DecapStats, Stats};
-pub use sys::privileges::MissingCapabilities;
-pub use sys::test_run::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};
-#[cfg(feature = "testing")]
-pub use testing::lab;
-#[cfg(feature = "watch")]
-pub use watch::AddressWatcher;
+pub use labels::{Label, LabelStack, Policy};
+pub use routes::{Route, Table};
+pub use stats::Stats;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -48,9 +48,9 @@ pub struct Stats {
     pub local: Counter,
     /// Passed: no route covers the destination.
     pub no_route: Counter,
-    /// Dropped: would have exceeded the MTU once labelled ([`crate::MtuPolicy::Drop`]).
+    /// Dropped: would have exceeded the MTU once labelled ([`crate::encap::MtuPolicy::Drop`]).
     pub mtu_dropped: Counter,
-    /// Passed unlabelled: would have exceeded the MTU ([`crate::MtuPolicy::Pass`]).
+    /// Passed unlabelled: would have exceeded the MTU ([`crate::encap::MtuPolicy::Pass`]).
     pub mtu_passed: Counter,
     /// Passed unlabelled: the driver left no headroom to push into.
     pub no_headroom: Counter,
@@ -148,13 +148,13 @@ pub struct DecapStats {
     /// restored; passed to the host's stack.
     pub popped: Counter,
     /// The top entries popped, a label not in the set kept below them (the
-    /// frame stays MPLS); passed ([`crate::OtherLabels::Pass`]).
+    /// frame stays MPLS); passed ([`crate::encap::OtherLabels::Pass`]).
     pub popped_partial: Counter,
     /// Passed untouched: not MPLS (ethertype after the VLAN tags is not 0x8847).
     pub not_mpls: Counter,
-    /// Passed untouched: the top label is not in the pop set ([`crate::OtherLabels::Pass`]).
+    /// Passed untouched: the top label is not in the pop set ([`crate::encap::OtherLabels::Pass`]).
     pub other_label_passed: Counter,
-    /// Dropped: a label not in the pop set ([`crate::OtherLabels::Drop`]).
+    /// Dropped: a label not in the pop set ([`crate::encap::OtherLabels::Drop`]).
     pub other_label_dropped: Counter,
     /// Passed untouched: truncated Ethernet/VLAN header or label stack, no
     /// bottom-of-stack bit within 16 entries, or neither IPv4 nor IPv6 under

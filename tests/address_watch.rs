@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::privileged;
 use etherparse::{EtherType, Ethernet2Slice, NetSlice, SlicedPacket};
-use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, VethLab};
+use lnetd_host_encap::testing::lab::{attached_xdp_program, traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, Encapsulator, IpNetwork, Label, LabelStack, Probe, XdpMode};
+use lnetd_host_encap::{diagnostics::Probe, labels::decode_stack, Encapsulator, IpNetwork, Label, LabelStack, XdpMode};
 
 /// The bound the issue sets on tracking an address change.
 const WITHIN: Duration = Duration::from_secs(1);

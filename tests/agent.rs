@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use common::{privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
-use lnetd_host_encap::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, AdoptOptions, Encapsulator};
+use lnetd_host_encap::{encap::AdoptOptions, labels::decode_stack, Encapsulator};
 use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");

@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{in_netns, privileged};
-use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, VethLab};
+use lnetd_host_encap::testing::lab::{attached_xdp_program, traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
-    AttachError, Encapsulator, Error, Label, LabelStack, LoadError, PrefixError, Route, RouteError, TtlMode, XdpMode,
+    encap::TtlMode, errors::AttachError, errors::LoadError, errors::PrefixError, errors::RouteError, Encapsulator,
+    Error, Label, LabelStack, Route, XdpMode,
 };
 
 fn net(s: &str) -> lnetd_host_encap::IpNetwork {

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{in_netns, privileged};
-use lnetd_host_encap::lab::{Capture, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{DesiredRoute, DesiredState, Encapsulator, RouteError, XdpMode};
+use lnetd_host_encap::{desired::DesiredRoute, errors::RouteError, DesiredState, Encapsulator, XdpMode};
 
 fn route(prefix: &str, policy: &str) -> DesiredRoute {
     DesiredRoute {
@@ -246,14 +246,18 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
         assert_eq!(enc.verify().unwrap(), vec![], "the host's entry is still in the kernel");
         let frame = common::frame(local).build();
         let run = enc.test_run(&frame.bytes).unwrap();
-        assert_eq!(run.action, lnetd_host_encap::XdpAction::Pass, "traffic to the host itself is never labelled");
+        assert_eq!(
+            run.action,
+            lnetd_host_encap::diagnostics::XdpAction::Pass,
+            "traffic to the host itself is never labelled"
+        );
 
         // 3,000 policy routes at TC 2 become TC-from-DSCP while a thread runs
         // DSCP-46 packets: each one carries TC 2 (old) or 5 (new), never a mix.
         let policies = |tc: &str| DesiredState {
             routes: (0..3_000u32)
                 .map(|i| DesiredRoute {
-                    tc: Some(lnetd_host_encap::TcSpec::Text(tc.into())),
+                    tc: Some(lnetd_host_encap::desired::TcSpec::Text(tc.into())),
                     ..route(&format!("10.{}.{}.0/24", i / 256, i % 256), "16001@1,16002@1")
                 })
                 .collect(),
@@ -267,7 +271,7 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
                 let mut seen = BTreeSet::new();
                 while !stop.load(Ordering::Relaxed) {
                     let out = enc.test_run(&probe.bytes).unwrap();
-                    let (stack, _) = lnetd_host_encap::decode_stack(&out.frame[14..]).unwrap();
+                    let (stack, _) = lnetd_host_encap::labels::decode_stack(&out.frame[14..]).unwrap();
                     seen.insert(stack[0].tc);
                 }
                 seen

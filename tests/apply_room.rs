@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{privileged, PinGuard};
-use lnetd_host_encap::lab::{Capture, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{DesiredRoute, DesiredState, Encapsulator, Ipv4Lookup, XdpMode};
+use lnetd_host_encap::{desired::DesiredRoute, encap::Ipv4Lookup, DesiredState, Encapsulator, XdpMode};
 
 const CAPACITY: u32 = 1000;
 /// Routes of each table besides the default: with it, 90% of the capacity.

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::privileged;
-use lnetd_host_encap::lab::Netns;
+use lnetd_host_encap::testing::lab::Netns;
 use lnetd_host_encap::{
-    AttachError, Encapsulator, Error, IpNetwork, Label, LabelStack, LoadError, Policy, PrefixError, Probe, Route,
-    RouteError, Table, TestRunError, TtlMode, XdpMode,
+    diagnostics::Probe, encap::TtlMode, errors::AttachError, errors::LoadError, errors::PrefixError,
+    errors::RouteError, errors::TestRunError, Encapsulator, Error, IpNetwork, Label, LabelStack, Policy, Route, Table,
+    XdpMode,
 };
 
 type Attempt = fn(&Encapsulator) -> Result<(), Error>;
@@ -212,7 +213,7 @@ fn auto_falls_back_to_generic_where_native_is_missing() {
     privileged("auto_falls_back_to_generic_where_native_is_missing");
     let ns = Netns::new("auto").expect("namespace");
     let mode = ns.run(|| Encapsulator::builder().attach("lo", XdpMode::Auto).map(|e| e.attachment())).unwrap();
-    assert_eq!(mode.expect("attach").map(|a| a.mode), Some(lnetd_host_encap::AttachedMode::Generic));
+    assert_eq!(mode.expect("attach").map(|a| a.mode), Some(lnetd_host_encap::encap::AttachedMode::Generic));
 }
 
 fn example() -> PathBuf {

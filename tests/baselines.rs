@@ -6,8 +6,8 @@
 mod common;
 
 use common::{entries, frame, in_test_run_netns, labelled, privileged};
+use lnetd_host_encap::diagnostics::XdpAction;
 use lnetd_host_encap::testing::BaselineProgram;
-use lnetd_host_encap::XdpAction;
 
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]

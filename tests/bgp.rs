@@ -22,9 +22,9 @@ use lnetd_host_encap::bgp::proto as gobgp;
 use lnetd_host_encap::bgp::proto::gobgp_api_client::GobgpApiClient;
 use lnetd_host_encap::bgp::wire::{candidate_path, colored_route_path};
 use lnetd_host_encap::bgp::{Candidate, CandidateList, PolicyKey};
-use lnetd_host_encap::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, IpNetwork};
+use lnetd_host_encap::{labels::decode_stack, IpNetwork};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
 /// The controller's BGP address and the host's, on the veth between them.

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::privileged;
 use ipnetwork::{IpNetwork, Ipv4Network};
-use lnetd_host_encap::lab::{Capture, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, Encapsulator, Label, LabelStack, XdpMode};
+use lnetd_host_encap::{labels::decode_stack, Encapsulator, Label, LabelStack, XdpMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -10,9 +10,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{privileged, PinGuard};
-use lnetd_host_encap::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
+use lnetd_host_encap::testing::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, Encapsulator};
+use lnetd_host_encap::{labels::decode_stack, Encapsulator};
 
 /// Runs the command in the host namespace (only the network namespace:
 /// bpffs stays the machine's, as for a command run on a host).
@@ -293,7 +293,7 @@ struct DecapPinGuard<'a>(&'a Netns);
 impl Drop for DecapPinGuard<'_> {
     fn drop(&mut self) {
         let _ = self.0.run(|| {
-            if let Ok(dec) = lnetd_host_encap::Decapsulator::open(VethLab::HOST_IF) {
+            if let Ok(dec) = lnetd_host_encap::decap::Decapsulator::open(VethLab::HOST_IF) {
                 let _ = dec.detach();
             }
         });
@@ -328,8 +328,8 @@ fn status_and_detach_force_out_of_damaged_states() {
 
     // The snapshot emptied: reads and changes fail, and so does a plain detach;
     // --force removes everything without reading it, and says what.
-    let state = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_STATE_ROOT);
-    let pins = dataplane_dir(&lab, lnetd_host_encap::DEFAULT_BPFFS_ROOT);
+    let state = dataplane_dir(&lab, lnetd_host_encap::pins::DEFAULT_STATE_ROOT);
+    let pins = dataplane_dir(&lab, lnetd_host_encap::pins::DEFAULT_BPFFS_ROOT);
     std::fs::write(state.join("rib.snapshot"), "").unwrap();
     assert!(!cli(&lab.host, &["routes"]).status.success());
     let out = ok(&lab.host, &["detach", "--force"]);

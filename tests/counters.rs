@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{in_test_run_netns, privileged};
-use lnetd_host_encap::lab::{traffic, Capture, VethLab};
+use lnetd_host_encap::testing::lab::{traffic, Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{AttachedMode, Encapsulator, Label, Probe, Stats, XdpMode};
+use lnetd_host_encap::{diagnostics::Probe, encap::AttachedMode, Encapsulator, Label, Stats, XdpMode};
 
 /// Datagrams sent per lab.
 const SENT: u64 = 40;
@@ -125,7 +125,7 @@ fn native_without_the_peer_program_reports_every_lost_frame() {
     // The same number as the kernel's own tool prints.
     assert_eq!(ethtool_tx_errors(&lab) - errors_before, SENT);
     assert_eq!(enc.stats().expect("stats").tx_errors, Some(ethtool_tx_errors(&lab)));
-    let text = lnetd_host_encap::prometheus(VethLab::HOST_IF, &enc.stats().expect("stats"), &[]);
+    let text = lnetd_host_encap::counters::prometheus(VethLab::HOST_IF, &enc.stats().expect("stats"), &[]);
     assert!(text.contains(&format!("lnetd_host_encap_tx_errors_total{{interface=\"h0\"}} {SENT}\n")), "{text}");
 }
 
@@ -183,7 +183,7 @@ fn explain_moves_no_counter() {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn auto_reads_a_peer_in_the_same_namespace_too() {
     privileged("auto_reads_a_peer_in_the_same_namespace_too");
-    let ns = lnetd_host_encap::lab::Netns::new("samens").expect("namespace");
+    let ns = lnetd_host_encap::testing::lab::Netns::new("samens").expect("namespace");
     ns.ip(&["link", "add", "a0", "type", "veth", "peer", "name", "b0"]).expect("veth pair");
     for dev in ["a0", "b0"] {
         ns.ip(&["link", "set", dev, "up"]).expect("up");

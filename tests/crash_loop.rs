@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{privileged, PinGuard};
-use lnetd_host_encap::lab::{traffic, Netns, VethLab};
+use lnetd_host_encap::testing::lab::{traffic, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use rand::{Rng, SeedableRng};
 

@@ -14,9 +14,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::{frame, in_test_run_netns, privileged, raw_frame, FrameSpec};
-use lnetd_host_encap::lab::{traffic, VethLab};
+use lnetd_host_encap::testing::lab::{traffic, VethLab};
 use lnetd_host_encap::{
-    AttachedMode, Counter, DecapStats, Decapsulator, Label, LabelStackEntry, OtherLabels, XdpAction, XdpMode,
+    counters::Counter, decap::DecapStats, decap::Decapsulator, diagnostics::XdpAction, encap::AttachedMode,
+    encap::OtherLabels, labels::LabelStackEntry, Label, XdpMode,
 };
 
 /// One entry: label, S bit, TTL 64, TC 0.
@@ -530,7 +531,10 @@ fn run_wire(hook: Hook, expected: AttachedMode) {
     assert!(dec.detach().expect("detach").is_some());
     assert!(dec.attachment().is_none());
     assert_eq!(
-        lab.host.run(|| lnetd_host_encap::lab::attached_xdp_program(VethLab::HOST_IF)).expect("ns").expect("query"),
+        lab.host
+            .run(|| lnetd_host_encap::testing::lab::attached_xdp_program(VethLab::HOST_IF))
+            .expect("ns")
+            .expect("query"),
         None,
         "nothing left attached"
     );
@@ -563,7 +567,7 @@ fn decap_ingress_delivers_popped_datagrams() {
 }
 
 /// Removes a test's own pin roots when dropped (even when the test fails).
-struct RootsGuard(lnetd_host_encap::PinRoots);
+struct RootsGuard(lnetd_host_encap::pins::PinRoots);
 
 impl Drop for RootsGuard {
     fn drop(&mut self) {
@@ -580,7 +584,7 @@ impl Drop for RootsGuard {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn decap_pinned_survives_its_handle_and_is_adopted() {
     privileged("decap_pinned_survives_its_handle_and_is_adopted");
-    use lnetd_host_encap::{AttachError, Error, PinError, PinRoots};
+    use lnetd_host_encap::{errors::AttachError, errors::PinError, pins::PinRoots, Error};
     use std::os::unix::fs::MetadataExt;
 
     let id = std::process::id();
@@ -642,7 +646,10 @@ fn decap_pinned_survives_its_handle_and_is_adopted() {
     assert!(adopted.detach().expect("detach").is_some());
     assert!(!dir.exists(), "pins removed");
     assert_eq!(
-        lab.host.run(|| lnetd_host_encap::lab::attached_xdp_program(VethLab::HOST_IF)).expect("ns").expect("query"),
+        lab.host
+            .run(|| lnetd_host_encap::testing::lab::attached_xdp_program(VethLab::HOST_IF))
+            .expect("ns")
+            .expect("query"),
         None
     );
     let gone = lab.host.run(|| Decapsulator::open_at(VethLab::HOST_IF, &roots)).expect("ns");

@@ -17,8 +17,9 @@ use common::model::{is_local_host_route, Model, Verdict};
 use common::{frame, in_test_run_netns, privileged, L4, LOCAL_V4, LOCAL_V6, MTU};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::{
-    DscpMap, Encapsulator, EntropyLabel, Ipv4Lookup, Label, LabelStack, MtuPolicy, Policy, Route, RouteError,
-    SegmentList, Table, TrafficClass, TtlMode, XdpAction, MAX_SEGMENT_LISTS,
+    diagnostics::XdpAction, encap::Ipv4Lookup, encap::MtuPolicy, encap::TtlMode, errors::RouteError, labels::DscpMap,
+    labels::EntropyLabel, labels::SegmentList, labels::TrafficClass, labels::MAX_SEGMENT_LISTS, Encapsulator, Label,
+    LabelStack, Policy, Route, Table,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::privileged;
 use etherparse::{NetSlice, SlicedPacket};
-use lnetd_host_encap::lab::{Capture, VethLab};
-use lnetd_host_encap::{AttachError, AttachedMode, Encapsulator, Error};
+use lnetd_host_encap::testing::lab::{Capture, VethLab};
+use lnetd_host_encap::{encap::AttachedMode, errors::AttachError, Encapsulator, Error};
 
 /// MTU the routes through h0 get: 1500 less two labels.
 const ROUTE_MTU: usize = 1492;
@@ -157,7 +157,7 @@ fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
     let labels = |capture: &Capture| loop {
         let f = capture.next(Duration::from_secs(2)).unwrap().expect("a frame");
         if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) {
-            let (stack, _) = lnetd_host_encap::decode_stack(&f.bytes[14..]).unwrap();
+            let (stack, _) = lnetd_host_encap::labels::decode_stack(&f.bytes[14..]).unwrap();
             return stack.iter().map(|e| e.label).collect::<Vec<_>>();
         }
     };

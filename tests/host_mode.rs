@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::privileged;
-use lnetd_host_encap::lab::{Capture, Netns, VethLab};
-use lnetd_host_encap::{Decapsulator, Encapsulator, Label, XdpMode};
+use lnetd_host_encap::testing::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::{decap::Decapsulator, Encapsulator, Label, XdpMode};
 
 /// Bytes each TCP transfer carries (LHE_HOST_MODE_BYTES overrides; 1 GiB by default).
 fn transfer_bytes() -> u64 {

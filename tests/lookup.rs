@@ -15,7 +15,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::{in_test_run_netns, privileged};
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
-use lnetd_host_encap::{DscpMap, Encapsulator, Ipv4Lookup, Label, LabelStack, Route, Table, ValidState};
+use lnetd_host_encap::{
+    desired::ValidState, encap::Ipv4Lookup, labels::DscpMap, Encapsulator, Label, LabelStack, Route, Table,
+};
 
 /// Longest-prefix match over a set of prefixes, by testing each length.
 struct ReferenceLpm {
@@ -258,7 +260,7 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         enc.set_route(&plain(net("198.51.100.7/32"), 600)).unwrap();
         enc.set_route(&plain(net("198.51.100.8/32"), 601)).unwrap();
         match enc.set_route(&plain(net("203.0.113.9/32"), 602)) {
-            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1, knob }) => {
+            Err(lnetd_host_encap::errors::RouteError::TableFull { family, capacity: 1, knob }) => {
                 assert!(family.contains("groups") && knob.starts_with("--dir-groups"), "{family} {knob}")
             }
             other => panic!("a second group: {other:?}"),
@@ -273,7 +275,7 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         enc.set_route(&plain(net("10.0.0.0/8"), 700)).unwrap();
         enc.set_route(&plain(net("172.16.0.0/12"), 700)).unwrap();
         match enc.set_route(&plain(net("192.168.0.0/16"), 701)) {
-            Err(lnetd_host_encap::RouteError::TableFull { family, capacity: 1, knob }) => {
+            Err(lnetd_host_encap::errors::RouteError::TableFull { family, capacity: 1, knob }) => {
                 assert!(family.contains("values") && knob.starts_with("--max-route-values"), "{family} {knob}")
             }
             other => panic!("a second value: {other:?}"),

@@ -5,7 +5,10 @@
 mod common;
 
 use common::model::{entropy_label, maglev_table, Lists, SLOTS};
-use lnetd_host_encap::{EntropyLabel, Label, LabelStack, Policy, SegmentList, MAX_SEGMENT_LISTS, POLICY_SLOTS};
+use lnetd_host_encap::{
+    labels::EntropyLabel, labels::SegmentList, labels::MAX_SEGMENT_LISTS, labels::POLICY_SLOTS, Label, LabelStack,
+    Policy,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

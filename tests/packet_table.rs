@@ -17,7 +17,9 @@ use common::model::Verdict;
 use common::{in_test_run_netns, privileged, Frame};
 use fixtures::{Case, Config, Expect};
 use lnetd_host_encap::testing::stages;
-use lnetd_host_encap::{Counter, Encapsulator, Ipv4Lookup, Route, TestRunError, XdpAction};
+use lnetd_host_encap::{
+    counters::Counter, diagnostics::XdpAction, encap::Ipv4Lookup, errors::TestRunError, Encapsulator, Route,
+};
 
 /// One encapsulator per configuration, under one IPv4 lookup structure;
 /// `skip`: stages left out (`EncapsulatorBuilder::skip_stages`).

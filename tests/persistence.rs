@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use common::{privileged, ChildGuard, PinGuard};
 use etherparse::{SlicedPacket, TransportSlice};
-use lnetd_host_encap::lab::{attached_xdp_program, Capture, Netns, VethLab};
+use lnetd_host_encap::testing::lab::{attached_xdp_program, Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{AdoptOptions, Encapsulator, Error, PinError, XdpMode};
+use lnetd_host_encap::{encap::AdoptOptions, errors::PinError, Encapsulator, Error, XdpMode};
 
 /// The state directory of the dataplane pinned in `pins`.
 fn state_dir(pins: &std::path::Path) -> PathBuf {
-    PathBuf::from(lnetd_host_encap::DEFAULT_STATE_ROOT)
+    PathBuf::from(lnetd_host_encap::pins::DEFAULT_STATE_ROOT)
         .join(pins.parent().unwrap().file_name().unwrap())
         .join(pins.file_name().unwrap())
 }
@@ -138,7 +138,7 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     }
     // The example pins at attach, then programs its routes: wait until every
     // one is in the state a read-only adopter sees.
-    let read_only = lnetd_host_encap::AdoptOptions { read_only: true, ..Default::default() };
+    let read_only = lnetd_host_encap::encap::AdoptOptions { read_only: true, ..Default::default() };
     while lab
         .host
         .run(|| Encapsulator::open_with(VethLab::HOST_IF, &read_only).map(|e| e.routes().map(|r| r.len())))
@@ -319,7 +319,7 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
             // The LPM trie, whose entries a foreign process can delete by key
             // (DIR-24-8's own foreign-write test is in tests/lookup.rs).
             let enc = Encapsulator::builder()
-                .lookup(lnetd_host_encap::Ipv4Lookup::LpmTrie)
+                .lookup(lnetd_host_encap::encap::Ipv4Lookup::LpmTrie)
                 .pinned()
                 .attach(VethLab::HOST_IF, XdpMode::Generic)
                 .expect("attach");
@@ -333,7 +333,7 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
             let found = enc.verify().unwrap();
             assert_eq!(found.len(), 1, "{found:?}");
             assert_eq!((found[0].map, found[0].entry.as_str()), ("routes_v4", "10.0.0.0/8"));
-            assert_eq!(found[0].kind, lnetd_host_encap::DifferenceKind::Missing);
+            assert_eq!(found[0].kind, lnetd_host_encap::diagnostics::DifferenceKind::Missing);
             assert_eq!(enc.repair().unwrap(), found, "repair puts back what the RIB says");
             assert_eq!(enc.verify().unwrap(), vec![]);
             assert!(routes_v4.lookup(&key, libbpf_rs::MapFlags::ANY).unwrap().is_some());
@@ -364,7 +364,7 @@ fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_re
     let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     lab.host
         .run(|| {
-            use lnetd_host_encap::{DscpMap, Route, Table, TrafficClass};
+            use lnetd_host_encap::{labels::DscpMap, labels::TrafficClass, Route, Table};
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
             let alt = Table::alternate(3).unwrap();
             enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
@@ -447,7 +447,7 @@ fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_re
         .run(|| {
             use libbpf_rs::MapCore;
             let enc = Encapsulator::builder()
-                .lookup(lnetd_host_encap::Ipv4Lookup::LpmTrie)
+                .lookup(lnetd_host_encap::encap::Ipv4Lookup::LpmTrie)
                 .pinned()
                 .attach(VethLab::HOST_IF, XdpMode::Generic)
                 .expect("attach");
@@ -469,7 +469,7 @@ fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_re
             drop(enc);
             // With the INTENT the killed process wrote, the next one repairs.
             append_intent(&state);
-            let read_only = lnetd_host_encap::AdoptOptions { read_only: true, ..Default::default() };
+            let read_only = lnetd_host_encap::encap::AdoptOptions { read_only: true, ..Default::default() };
             let look = Encapsulator::open_with(VethLab::HOST_IF, &read_only).expect("read-only adoption");
             assert_eq!(look.verify().unwrap().len(), 1, "a reader repairs nothing");
             drop(look);
@@ -532,7 +532,7 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
             enc.set_policy("10.2.0.0/16".parse().unwrap(), "300@1,301@1".parse().unwrap()).expect("set of a policy");
             enc.set_policy("10.3.0.0/16".parse().unwrap(), "400@1,401@1".parse().unwrap()).expect("a second one");
             match enc.set_policy("10.4.0.0/16".parse().unwrap(), "500@1,501@1".parse().unwrap()) {
-                Err(lnetd_host_encap::RouteError::TableFull { family: "policy", capacity: 2, knob }) => {
+                Err(lnetd_host_encap::errors::RouteError::TableFull { family: "policy", capacity: 2, knob }) => {
                     assert!(knob.contains("--max-policies") && knob.contains("max_policies"), "{knob}")
                 }
                 other => panic!("a third policy with --max-policies 2: {other:?}"),

@@ -10,9 +10,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::{frame, in_netns, privileged, L4};
-use lnetd_host_encap::lab::{Capture, Netns, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, Encapsulator, IpNetwork, Policy, Route, Table, XdpAction, XdpMode};
+use lnetd_host_encap::{
+    diagnostics::XdpAction, labels::decode_stack, Encapsulator, IpNetwork, Policy, Route, Table, XdpMode,
+};
 
 const FLOWS: u32 = 100_000;
 

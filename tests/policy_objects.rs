@@ -8,7 +8,8 @@ mod common;
 use common::{frame, in_netns, privileged, L4};
 use lnetd_host_encap::testing::map_entries;
 use lnetd_host_encap::{
-    decode_stack, DesiredState, Encapsulator, Ipv4Lookup, Policy, Route, RouteError, Tc, XdpAction,
+    diagnostics::XdpAction, encap::Ipv4Lookup, errors::RouteError, labels::decode_stack, routes::Tc, DesiredState,
+    Encapsulator, Policy, Route,
 };
 
 const ROUTES: u32 = 1_000;
@@ -116,7 +117,7 @@ fn an_apply_changing_a_named_policy_writes_it_once_and_round_trips() {
         assert_eq!((back.map_operations, back.unchanged), (0, ROUTES as usize), "{back}");
         // A traffic class kind change takes a fresh object; the old one is retired.
         let mut dscp = state("16003@1,16004@1,16005@2", "green", ROUTES);
-        dscp.routes.iter_mut().for_each(|r| r.tc = Some(lnetd_host_encap::TcSpec::Text("dscp".into())));
+        dscp.routes.iter_mut().for_each(|r| r.tc = Some(lnetd_host_encap::desired::TcSpec::Text("dscp".into())));
         enc.apply(&dscp).unwrap();
         assert_eq!(enc.routes().unwrap()[0].tc, Tc::FromDscp);
         assert!(enc.verify().unwrap().is_empty());
@@ -146,7 +147,7 @@ fn one_name_with_two_contents_is_refused_with_what_to_do() {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
     privileged("objects_survive_adoption_and_a_change_is_one_small_journal_record");
-    use lnetd_host_encap::lab::VethLab;
+    use lnetd_host_encap::testing::lab::VethLab;
     use lnetd_host_encap::XdpMode;
     let lab = VethLab::new().expect("lab");
     let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
@@ -158,7 +159,7 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
                 enc.set_route(&Route::with_policy(prefix(i).parse().unwrap(), red.clone())).unwrap();
             }
             let pins = enc.pin_dir().unwrap();
-            let state = std::path::PathBuf::from(lnetd_host_encap::DEFAULT_STATE_ROOT)
+            let state = std::path::PathBuf::from(lnetd_host_encap::pins::DEFAULT_STATE_ROOT)
                 .join(pins.parent().unwrap().file_name().unwrap())
                 .join(pins.file_name().unwrap());
             let journal = state.join("rib.journal");
@@ -189,11 +190,11 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
 }
 
 /// The command, in `ns`, on the lab's interface.
-fn command(ns: &lnetd_host_encap::lab::Netns, args: &[&str]) -> String {
+fn command(ns: &lnetd_host_encap::testing::lab::Netns, args: &[&str]) -> String {
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", ns.name()))
         .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
-        .args(["-i", lnetd_host_encap::lab::VethLab::HOST_IF])
+        .args(["-i", lnetd_host_encap::testing::lab::VethLab::HOST_IF])
         .args(args)
         .output()
         .expect("run lnetd-host-encap");
@@ -206,7 +207,7 @@ fn command(ns: &lnetd_host_encap::lab::Netns, args: &[&str]) -> String {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn the_commands_export_of_named_routes_applies_back_unchanged() {
     privileged("the_commands_export_of_named_routes_applies_back_unchanged");
-    use lnetd_host_encap::lab::VethLab;
+    use lnetd_host_encap::testing::lab::VethLab;
     let lab = VethLab::new().expect("lab");
     let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
     let dir = std::env::temp_dir().join(format!("lhe-objects-cli-{}", std::process::id()));

@@ -14,7 +14,8 @@ use common::{in_test_run_netns, privileged};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::testing::{delete_map_entry, write_map_entry};
 use lnetd_host_encap::{
-    Encapsulator, EncapsulatorBuilder, Ipv4Lookup, Label, LabelStack, Policy, Route, SegmentList, XdpAction,
+    diagnostics::XdpAction, encap::EncapsulatorBuilder, encap::Ipv4Lookup, labels::SegmentList, Encapsulator, Label,
+    LabelStack, Policy, Route,
 };
 
 fn label_for(enc: &Encapsulator, dst: &str) -> Option<u32> {
@@ -105,7 +106,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                 enc.set_route(&route(prefix, 500)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(500));
                 let mut desired = lnetd_host_encap::DesiredState::default();
-                desired.routes.push(lnetd_host_encap::DesiredRoute {
+                desired.routes.push(lnetd_host_encap::desired::DesiredRoute {
                     prefix: prefix.into(),
                     policy: "501".into(),
                     tc: None,
@@ -247,7 +248,7 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
             let enc = Encapsulator::builder().lookup(lookup).load().expect("load");
             let mut desired = lnetd_host_encap::DesiredState::default();
             let mut add = |prefix: String, label: u32| {
-                desired.routes.push(lnetd_host_encap::DesiredRoute {
+                desired.routes.push(lnetd_host_encap::desired::DesiredRoute {
                     prefix,
                     policy: label.to_string(),
                     tc: None,

@@ -32,9 +32,11 @@ use lnetd_host_encap::bgp::select::select_live;
 use lnetd_host_encap::bgp::steer::{steer, ColoredRoute};
 use lnetd_host_encap::bgp::BgpCounters;
 use lnetd_host_encap::bgp::{BgpTable, Candidate, CandidateList, Origins, PolicyInfo, PolicyKey};
-use lnetd_host_encap::lab::{Capture, VethLab};
+use lnetd_host_encap::testing::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, Decapsulator, Encapsulator, IpNetwork, Label, OtherLabels, XdpMode};
+use lnetd_host_encap::{
+    decap::Decapsulator, encap::OtherLabels, labels::decode_stack, Encapsulator, IpNetwork, Label, XdpMode,
+};
 
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const PREFIX: &str = "198.51.100.0/24";

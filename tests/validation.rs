@@ -6,8 +6,9 @@
 //! loaded encapsulator (and the routes-unchanged check) are in bad_input.rs.
 
 use lnetd_host_encap::{
-    prefix, DscpMap, EntropyLabel, Error, IpNetwork, Label, LabelError, LabelStack, Policy, PolicyError, PrefixError,
-    Route, RouteError, SegmentList, Table, Tc, TrafficClass, MAX_SEGMENT_LISTS,
+    errors::LabelError, errors::PolicyError, errors::PrefixError, errors::RouteError, labels::DscpMap,
+    labels::EntropyLabel, labels::SegmentList, labels::TrafficClass, labels::MAX_SEGMENT_LISTS, routes::prefix,
+    routes::Tc, Error, IpNetwork, Label, LabelStack, Policy, Route, Table,
 };
 
 struct Row {
@@ -401,7 +402,7 @@ fn errors_read_as_their_message_in_main() {
     let label = Error::from(Label::new(1 << 20).expect_err("out of range"));
     assert_eq!(format!("{label:?}"), "label 1048576 is out of range: MPLS labels are 0..=1048575 (20 bits)");
     assert!(format!("{label:#?}").starts_with("Route(\n    Label(\n        OutOfRange {"), "{label:#?}");
-    let attach = Error::from(lnetd_host_encap::AttachError::NoSuchInterface { iface: "nope0".into() });
+    let attach = Error::from(lnetd_host_encap::errors::AttachError::NoSuchInterface { iface: "nope0".into() });
     assert_eq!(format!("{attach:?}"), "no interface named \"nope0\" in this network namespace (see `ip link`)");
     // The same through a Box<dyn Error>, as `main` returning one prints it.
     let boxed: Box<dyn std::error::Error> = attach.into();

@@ -11,9 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{privileged, ChildGuard, PinGuard};
-use lnetd_host_encap::lab::{Netns, VethLab};
 use lnetd_host_encap::testing::delete_map_entry;
-use lnetd_host_encap::{AdoptOptions, Encapsulator, IpNetwork};
+use lnetd_host_encap::testing::lab::{Netns, VethLab};
+use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, IpNetwork};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
 
@@ -188,7 +188,7 @@ fn a_repair_of_a_full_table_deletes_first() {
     ok(ns, &["apply", &a]);
     let before = ok(ns, &["routes", "--json"]);
     let ino = std::fs::metadata(format!("/run/netns/{}", ns.name())).unwrap().ino();
-    let state = lnetd_host_encap::PinRoots::default().state.join(format!("net{ino}")).join(VethLab::HOST_IF);
+    let state = lnetd_host_encap::pins::PinRoots::default().state.join(format!("net{ino}")).join(VethLab::HOST_IF);
     let saved = dir.join("state");
     let copy = |from: &std::path::Path, to: &std::path::Path| {
         let _ = std::fs::remove_dir_all(to);

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::privileged;
 use etherparse::{EtherType, Ethernet2Slice, NetSlice, SlicedPacket};
-use lnetd_host_encap::lab::{traffic, Capture, Captured, VethLab};
+use lnetd_host_encap::testing::lab::{traffic, Capture, Captured, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{decode_stack, AttachedMode, Encapsulator, LabelStackEntry, XdpMode};
+use lnetd_host_encap::{encap::AttachedMode, labels::decode_stack, labels::LabelStackEntry, Encapsulator, XdpMode};
 
 /// What one sent packet must look like on the way back.
 struct Probe {
@@ -138,7 +138,7 @@ fn run_lab(mode: XdpMode, expected_mode: AttachedMode) {
 
     // tcpdump, an independent decoder, reads the captured frames as MPLS.
     let pcap = std::env::temp_dir().join(format!("lhe-wire-{}-{mode}.pcap", std::process::id()));
-    lnetd_host_encap::lab::write_pcap(&pcap, &labelled.iter().map(|f| f.bytes.clone()).collect::<Vec<_>>())
+    lnetd_host_encap::testing::lab::write_pcap(&pcap, &labelled.iter().map(|f| f.bytes.clone()).collect::<Vec<_>>())
         .expect("pcap");
     let out = std::process::Command::new("tcpdump").args(["-e", "-vv", "-n", "-r"]).arg(&pcap).output();
     let _ = std::fs::remove_file(&pcap);

@@ -465,9 +465,9 @@ mod tests {
         assert_eq!(file.interface.as_deref(), Some("eth1"));
         assert!(file.attach != AttachSettings::default() && file.listeners != ListenerSettings::default());
         assert!(file.value::<crate::XdpMode>("attach.mode", file.attach.mode.as_deref()).unwrap().is_some());
-        assert!(file.value::<crate::TtlMode>("attach.ttl", file.attach.ttl.as_deref()).unwrap().is_some());
-        assert!(file.value::<crate::MtuPolicy>("attach.mtu_policy", file.attach.mtu_policy.as_deref()).is_ok());
-        assert!(file.value::<crate::Ipv4Lookup>("attach.lookup", file.attach.lookup.as_deref()).is_ok());
+        assert!(file.value::<crate::encap::TtlMode>("attach.ttl", file.attach.ttl.as_deref()).unwrap().is_some());
+        assert!(file.value::<crate::encap::MtuPolicy>("attach.mtu_policy", file.attach.mtu_policy.as_deref()).is_ok());
+        assert!(file.value::<crate::encap::Ipv4Lookup>("attach.lookup", file.attach.lookup.as_deref()).is_ok());
         let routes = file.static_routes().unwrap().expect("the example carries static routes");
         let valid = routes.validate().unwrap();
         assert!(valid.routes().len() >= 2 && !valid.sources().is_empty(), "{valid:?}");
@@ -499,7 +499,7 @@ mod tests {
         let empty = AgentFile::from_toml_text(path, "routes = []").unwrap();
         assert_eq!(empty.static_routes().unwrap().map(|d| d.routes.len()), Some(0));
         let bad = AgentFile::from_toml_text(path, "[attach]\nttl = \"sometimes\"").unwrap();
-        let e = bad.value::<crate::TtlMode>("attach.ttl", bad.attach.ttl.as_deref()).unwrap_err();
+        let e = bad.value::<crate::encap::TtlMode>("attach.ttl", bad.attach.ttl.as_deref()).unwrap_err();
         assert!(e.to_string().contains("attach.ttl") && e.to_string().contains("sometimes"), "{e}");
         let wrong_type = AgentFile::from_toml_text(path, "[attach]\nmax_policies = \"many\"").unwrap_err();
         assert!(matches!(wrong_type, ConfigError::Syntax { .. }), "{wrong_type:?}");

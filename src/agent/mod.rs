@@ -320,13 +320,21 @@ impl Writes {
         self.enc.remove_in(table, prefix)
     }
 
-    pub(crate) fn apply(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
+    pub(crate) fn apply(
+        &self,
+        desired: &crate::DesiredState,
+        dry_run: bool,
+    ) -> Result<crate::desired::ApplyReport, RouteError> {
         let report = self.apply_unrecorded(desired, dry_run)?;
         self.activity.record_apply("agent", &report);
         Ok(report)
     }
 
-    fn apply_unrecorded(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
+    fn apply_unrecorded(
+        &self,
+        desired: &crate::DesiredState,
+        dry_run: bool,
+    ) -> Result<crate::desired::ApplyReport, RouteError> {
         #[cfg(feature = "bgp")]
         if let Some(o) = &self.origins {
             return o.apply_local(desired, dry_run);

@@ -128,7 +128,7 @@ fn counted(c: &CountedRoute) -> pb::CountedRoute {
 }
 
 /// A difference between the kernel and the RIB as a message.
-fn difference(d: &crate::Difference) -> pb::Difference {
+fn difference(d: &crate::diagnostics::Difference) -> pb::Difference {
     pb::Difference {
         map: d.map.to_owned(),
         entry: d.entry.clone(),

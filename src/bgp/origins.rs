@@ -265,7 +265,7 @@ struct OriginsFile {
 /// The namespace cannot be read.
 pub fn origins_path(iface: &str) -> std::io::Result<PathBuf> {
     let ns = crate::sys::bpffs::netns_id()?;
-    Ok(crate::PinRoots::default().state.join("origins").join(format!("net{ns}")).join(iface).join("origins.json"))
+    Ok(crate::pins::PinRoots::default().state.join("origins").join(format!("net{ns}")).join(iface).join("origins.json"))
 }
 
 /// Removes an interface's origins file (with the dataplane it describes);

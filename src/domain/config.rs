@@ -38,9 +38,9 @@ pub enum Ipv4Lookup {
     /// DIR-24-8 in array maps: one read for prefixes up to /24, two beyond,
     /// whatever the table size. The default. Fixed memory: 64 MiB for the
     /// /24 table, plus 1 KiB per /24 that holds longer prefixes
-    /// ([`crate::EncapsulatorBuilder::dir_groups`]), 16 bytes per route of
+    /// ([`crate::encap::EncapsulatorBuilder::dir_groups`]), 16 bytes per route of
     /// capacity and 80 bytes per distinct route value
-    /// ([`crate::EncapsulatorBuilder::max_route_values`]).
+    /// ([`crate::encap::EncapsulatorBuilder::max_route_values`]).
     #[default]
     Dir24_8,
     /// The kernel's LPM trie: memory grows with the routes present (about
@@ -48,7 +48,7 @@ pub enum Ipv4Lookup {
     LpmTrie,
 }
 
-/// What a [`crate::Decapsulator`] does with a frame carrying a label that is
+/// What a [`crate::decap::Decapsulator`] does with a frame carrying a label that is
 /// not in its pop set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum OtherLabels {

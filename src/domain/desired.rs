@@ -348,7 +348,7 @@ impl DesiredState {
     /// as it is.
     ///
     /// ```
-    /// use lnetd_host_encap::{DesiredFileError, DesiredFormat, DesiredState};
+    /// use lnetd_host_encap::{errors::DesiredFileError, desired::DesiredFormat, DesiredState};
     /// assert_eq!(DesiredState::from_file_text("", DesiredFormat::Toml, false), Err(DesiredFileError::Empty));
     /// assert!(DesiredState::from_file_text("routes = []", DesiredFormat::Toml, false)?.routes.is_empty());
     /// assert!(DesiredState::from_file_text("{}", DesiredFormat::Json, true)?.routes.is_empty());

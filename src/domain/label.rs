@@ -70,7 +70,7 @@ pub enum LabelError {
     },
     /// Text that is not a traffic class value (0..=7). `dscp` is not one:
     /// taking the class from each packet's DSCP is a route's choice,
-    /// [`crate::Tc::FromDscp`], which [`crate::Tc`]'s `FromStr` accepts.
+    /// [`crate::routes::Tc::FromDscp`], which [`crate::routes::Tc`]'s `FromStr` accepts.
     #[error(
         "{input:?} is not a traffic class: expected 0..=7{}",
         if .input.trim().eq_ignore_ascii_case("dscp") {
@@ -84,7 +84,7 @@ pub enum LabelError {
         /// The text given.
         input: String,
     },
-    /// Text that is not a route's traffic class ([`crate::Tc`]): neither
+    /// Text that is not a route's traffic class ([`crate::routes::Tc`]): neither
     /// 0..=7 nor `dscp`.
     #[error("{input:?} is not a traffic class: expected 0..=7, or `dscp` to take it from each packet's DSCP")]
     TcParse {
@@ -110,7 +110,7 @@ pub enum LabelError {
 /// assert_eq!(bsid.value(), 1_000_000);
 /// assert!(Label::new(3).is_err());
 /// assert!("16005".parse::<Label>().is_ok());
-/// # Ok::<(), lnetd_host_encap::LabelError>(())
+/// # Ok::<(), lnetd_host_encap::errors::LabelError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label(u32);
@@ -199,7 +199,7 @@ impl TrafficClass {
 
 impl FromStr for TrafficClass {
     type Err = LabelError;
-    /// `0`..`7`. Not `dscp`, which is a [`crate::Tc`] (the error says so).
+    /// `0`..`7`. Not `dscp`, which is a [`crate::routes::Tc`] (the error says so).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let value = s.trim().parse::<u8>().map_err(|_| LabelError::TrafficClassParse { input: s.to_owned() })?;
         TrafficClass::new(value)
@@ -212,15 +212,15 @@ impl fmt::Display for TrafficClass {
     }
 }
 
-/// The DSCP -> traffic class table used by routes with [`crate::Tc::FromDscp`].
+/// The DSCP -> traffic class table used by routes with [`crate::routes::Tc::FromDscp`].
 /// The default maps each DSCP to its class selector (DSCP >> 3).
 ///
 /// ```
-/// use lnetd_host_encap::{DscpMap, TrafficClass};
+/// use lnetd_host_encap::{labels::DscpMap, labels::TrafficClass};
 /// let map = DscpMap::default().with(46, TrafficClass::new(5)?); // EF -> 5
 /// assert_eq!(map.get(46).value(), 5);
 /// assert_eq!(map.get(10).value(), 1);
-/// # Ok::<(), lnetd_host_encap::LabelError>(())
+/// # Ok::<(), lnetd_host_encap::errors::LabelError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DscpMap([TrafficClass; 64]);
@@ -275,7 +275,7 @@ impl DscpMap {
 /// let path: LabelStack = "16001/16002/24005".parse()?;
 /// assert_eq!(path.len(), 3);
 /// assert_eq!(path.to_string(), "16001/16002/24005");
-/// # Ok::<(), lnetd_host_encap::LabelError>(())
+/// # Ok::<(), lnetd_host_encap::errors::LabelError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LabelStack(Vec<Label>);
@@ -378,7 +378,7 @@ impl fmt::Display for LabelStack {
 /// reads what is on the wire.
 ///
 /// ```
-/// use lnetd_host_encap::LabelStackEntry;
+/// use lnetd_host_encap::labels::LabelStackEntry;
 /// let e = LabelStackEntry { label: 1_000_000, tc: 0, bottom: true, ttl: 64 };
 /// let wire = e.encode();
 /// assert_eq!(wire, [0xf4, 0x24, 0x01, 0x40]);
@@ -431,12 +431,12 @@ impl fmt::Display for LabelStackEntry {
 /// [`LabelError::Truncated`] when the bytes end before an entry with S=1.
 ///
 /// ```
-/// use lnetd_host_encap::{decode_stack, LabelStackEntry};
+/// use lnetd_host_encap::{labels::decode_stack, labels::LabelStackEntry};
 /// let wire = [0x03, 0xe8, 0x00, 0x40, 0x07, 0xd0, 0x01, 0x40, 0x45];
 /// let (stack, payload) = decode_stack(&wire)?;
 /// assert_eq!(stack.iter().map(|e| e.label).collect::<Vec<_>>(), [16000, 32000]);
 /// assert_eq!(payload, &[0x45]);
-/// # Ok::<(), lnetd_host_encap::LabelError>(())
+/// # Ok::<(), lnetd_host_encap::errors::LabelError>(())
 /// ```
 pub fn decode_stack(mut bytes: &[u8]) -> Result<(Vec<LabelStackEntry>, &[u8]), LabelError> {
     let mut entries = Vec::new();

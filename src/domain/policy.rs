@@ -153,7 +153,7 @@ impl FromStr for EntropyLabel {
 /// // The proof of concept's 70/30 policy, expanded on the host instead of the router.
 /// let policy: Policy = "16001/16002@7,16003/16004@3".parse()?;
 /// assert_eq!(policy.lists().len(), 2);
-/// # Ok::<(), lnetd_host_encap::PolicyError>(())
+/// # Ok::<(), lnetd_host_encap::errors::PolicyError>(())
 /// ```
 ///
 /// A policy may carry a name ([`Policy::with_name`]): every route whose
@@ -234,7 +234,7 @@ impl Policy {
     /// let p = "16001/16002@7,16003@3".parse::<Policy>()?.with_name("blue")?;
     /// assert_eq!(p.name(), Some("blue"));
     /// assert_eq!(p.to_string(), "16001/16002@7,16003@3", "the text form is the lists only");
-    /// # Ok::<(), lnetd_host_encap::PolicyError>(())
+    /// # Ok::<(), lnetd_host_encap::errors::PolicyError>(())
     /// ```
     ///
     /// # Errors

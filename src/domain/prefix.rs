@@ -30,7 +30,7 @@ pub enum PrefixError {
 /// [`PrefixError::HostBitsSet`], naming the prefix probably meant.
 ///
 /// ```
-/// use lnetd_host_encap::prefix::check;
+/// use lnetd_host_encap::routes::prefix::check;
 /// assert!(check("10.0.0.0/24".parse()?).is_ok());
 /// let err = check("10.0.0.1/24".parse()?).unwrap_err();
 /// assert_eq!(err.to_string(), "10.0.0.1/24 has host bits set; did you mean 10.0.0.0/24?");

@@ -12,7 +12,7 @@ use crate::domain::policy::{EntropyLabel, Policy, PolicyError};
 /// What the encapsulator pushes for one destination prefix.
 ///
 /// ```
-/// use lnetd_host_encap::{Route, LabelStack, Policy, Tc, TrafficClass};
+/// use lnetd_host_encap::{Route, LabelStack, Policy, routes::Tc, labels::TrafficClass};
 /// let bsid = Route::new("0.0.0.0/0".parse()?, "1000000".parse::<LabelStack>()?);
 /// assert_eq!(bsid.tc, Tc::Fixed(TrafficClass::default()));
 /// let te = Route::with_policy("198.51.100.0/24".parse()?, "16001/16002@7,16003@3".parse::<Policy>()?);
@@ -65,7 +65,7 @@ impl Table {
 pub enum Tc {
     /// This TC in every entry.
     Fixed(TrafficClass),
-    /// The packet's DSCP mapped through the encapsulator's [`crate::DscpMap`]
+    /// The packet's DSCP mapped through the encapsulator's [`crate::labels::DscpMap`]
     /// (by default DSCP >> 3, the class selector).
     FromDscp,
 }
@@ -91,7 +91,7 @@ impl Route {
     /// or a [`Tc`] (fixed, or [`Tc::FromDscp`]).
     ///
     /// ```
-    /// use lnetd_host_encap::{Route, Tc, TrafficClass};
+    /// use lnetd_host_encap::{Route, routes::Tc, labels::TrafficClass};
     /// let route = Route::new("198.51.100.0/24".parse()?, "16001".parse()?);
     /// assert_eq!(route.clone().with_tc(TrafficClass::new(5)?).tc.to_string(), "5");
     /// assert_eq!(route.with_tc("dscp".parse::<Tc>()?).tc, Tc::FromDscp);
@@ -111,7 +111,7 @@ impl Route {
     /// for `EntropyLabel::After(0)`.
     ///
     /// ```
-    /// use lnetd_host_encap::{EntropyLabel, PolicyError, Route};
+    /// use lnetd_host_encap::{labels::EntropyLabel, errors::PolicyError, Route};
     /// let route = Route::new("198.51.100.0/24".parse()?, "16001/16002".parse()?)
     ///     .with_entropy_label(EntropyLabel::Bottom)?;
     /// assert_eq!(route.policy.entropy_label(), Some(EntropyLabel::Bottom));

@@ -167,7 +167,7 @@ impl Drop for Netns {
         if let Ok(meta) = std::fs::metadata(format!("/run/netns/{}", self.name)) {
             use std::os::unix::fs::MetadataExt;
             let sockets =
-                std::path::Path::new(crate::DEFAULT_STATE_ROOT).join("sock").join(format!("net{}", meta.ino()));
+                std::path::Path::new(crate::pins::DEFAULT_STATE_ROOT).join("sock").join(format!("net{}", meta.ino()));
             let _absent_or_gone = std::fs::remove_dir_all(sockets);
         }
         if let Err(e) = run("ip", "iproute2", &["netns", "del", &self.name]) {

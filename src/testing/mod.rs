@@ -161,8 +161,8 @@ pub fn mtu_read_in_place() -> bool {
 /// cleanup of tests that pin, run even when they fail.
 ///
 /// # Errors
-/// [`crate::PinError`] when the directories cannot be removed.
-pub fn remove_pins(roots: &crate::PinRoots, iface: &str) -> Result<(), crate::PinError> {
+/// [`crate::errors::PinError`] when the directories cannot be removed.
+pub fn remove_pins(roots: &crate::pins::PinRoots, iface: &str) -> Result<(), crate::errors::PinError> {
     crate::dataplane::pins::PinDir::of(roots, iface)?.remove()
 }
 
@@ -171,8 +171,13 @@ pub fn remove_pins(roots: &crate::PinRoots, iface: &str) -> Result<(), crate::Pi
 /// `repair`.
 ///
 /// # Errors
-/// [`crate::MapError`]: no such map (ENOENT) or the kernel refused the write.
-pub fn write_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8], value: &[u8]) -> Result<(), crate::MapError> {
+/// [`crate::errors::MapError`]: no such map (ENOENT) or the kernel refused the write.
+pub fn write_map_entry(
+    enc: &crate::Encapsulator,
+    map: &str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), crate::errors::MapError> {
     map_by_name(enc, map)?.update(key, value)
 }
 
@@ -180,12 +185,12 @@ pub fn write_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8], value: 
 /// the route cache's invalidation): what another process would do.
 ///
 /// # Errors
-/// [`crate::MapError`]: no such map or entry (ENOENT), or the kernel refused.
-pub fn delete_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8]) -> Result<(), crate::MapError> {
+/// [`crate::errors::MapError`]: no such map or entry (ENOENT), or the kernel refused.
+pub fn delete_map_entry(enc: &crate::Encapsulator, map: &str, key: &[u8]) -> Result<(), crate::errors::MapError> {
     let found = map_by_name(enc, map)?;
     match found.delete(key)? {
         true => Ok(()),
-        false => Err(crate::MapError { map: found.name(), op: "delete", errno: nix::errno::Errno::ENOENT }),
+        false => Err(crate::errors::MapError { map: found.name(), op: "delete", errno: nix::errno::Errno::ENOENT }),
     }
 }
 
@@ -196,14 +201,17 @@ pub type MapEntry = (Vec<u8>, Vec<u8>);
 /// what a test compares before and after a change to prove what it wrote.
 ///
 /// # Errors
-/// [`crate::MapError`]: no such map (ENOENT) or the kernel refused a read.
-pub fn map_entries(enc: &crate::Encapsulator, map: &str) -> Result<Vec<MapEntry>, crate::MapError> {
+/// [`crate::errors::MapError`]: no such map (ENOENT) or the kernel refused a read.
+pub fn map_entries(enc: &crate::Encapsulator, map: &str) -> Result<Vec<MapEntry>, crate::errors::MapError> {
     use crate::fib::table::RouteTable;
     map_by_name(enc, map)?.entries()
 }
 
-fn map_by_name<'a>(enc: &'a crate::Encapsulator, map: &str) -> Result<&'a crate::sys::map::BpfMap, crate::MapError> {
-    enc.fib.maps().all().into_iter().find(|m| m.name() == map).ok_or(crate::MapError {
+fn map_by_name<'a>(
+    enc: &'a crate::Encapsulator,
+    map: &str,
+) -> Result<&'a crate::sys::map::BpfMap, crate::errors::MapError> {
+    enc.fib.maps().all().into_iter().find(|m| m.name() == map).ok_or(crate::errors::MapError {
         map: "unknown",
         op: "lookup by name",
         errno: nix::errno::Errno::ENOENT,
@@ -211,7 +219,7 @@ fn map_by_name<'a>(enc: &'a crate::Encapsulator, map: &str) -> Result<&'a crate:
 }
 
 /// Stages a benchmark variant of the encapsulator leaves out
-/// ([`crate::EncapsulatorBuilder::skip_stages`]); a stage's cost is the full
+/// ([`crate::encap::EncapsulatorBuilder::skip_stages`]); a stage's cost is the full
 /// program's time minus the variant's.
 pub mod stages {
     use crate::abi::types::encap_skip;

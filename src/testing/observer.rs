@@ -57,7 +57,7 @@ impl IngressObserver {
         let ifindex = nix::net::if_::if_nametoindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         let link = link::attach_tcx_ingress(prog.as_fd(), ifindex)
-            .map_err(|errno| AttachError::from_tcx(iface, crate::AttachedMode::Ingress, errno))?;
+            .map_err(|errno| AttachError::from_tcx(iface, crate::encap::AttachedMode::Ingress, errno))?;
         Ok(IngressObserver { _prog: prog, _link: link, observed })
     }
 

@@ -8,8 +8,8 @@ pub mod model;
 use std::net::IpAddr;
 
 use etherparse::{IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder};
-use lnetd_host_encap::lab::Netns;
-use lnetd_host_encap::LabelStackEntry;
+use lnetd_host_encap::labels::LabelStackEntry;
+use lnetd_host_encap::testing::lab::Netns;
 
 pub const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -96,7 +96,7 @@ pub struct Frame {
 pub fn top_label(enc: &lnetd_host_encap::Encapsulator, dst: &str) -> Option<u32> {
     let out = enc.test_run(&frame(dst).build().bytes).expect("test run");
     match out.action {
-        lnetd_host_encap::XdpAction::Tx => {
+        lnetd_host_encap::diagnostics::XdpAction::Tx => {
             let entry: [u8; 4] = out.frame[14..18].try_into().expect("a label stack entry");
             Some(u32::from_be_bytes(entry) >> 12)
         }
@@ -257,7 +257,8 @@ pub struct PinGuard<'a>(pub &'a Netns, pub &'static str);
 impl Drop for PinGuard<'_> {
     fn drop(&mut self) {
         let iface = self.1;
-        let _ = self.0.run(|| lnetd_host_encap::testing::remove_pins(&lnetd_host_encap::PinRoots::default(), iface));
+        let _ =
+            self.0.run(|| lnetd_host_encap::testing::remove_pins(&lnetd_host_encap::pins::PinRoots::default(), iface));
     }
 }
 
@@ -275,7 +276,7 @@ impl Drop for ChildGuard {
 /// packet), from now until `stop` is set and the link has been quiet for
 /// half a second.
 pub fn labelled_frames(
-    capture: &lnetd_host_encap::lab::Capture,
+    capture: &lnetd_host_encap::testing::lab::Capture,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Vec<(Vec<LabelStackEntry>, Vec<u8>)> {
     use std::time::{Duration, Instant};
@@ -285,7 +286,7 @@ pub fn labelled_frames(
         match capture.next(Duration::from_millis(50)).expect("capture") {
             Some(f) if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) => {
                 idle = None;
-                if let Ok((stack, inner)) = lnetd_host_encap::decode_stack(&f.bytes[14..]) {
+                if let Ok((stack, inner)) = lnetd_host_encap::labels::decode_stack(&f.bytes[14..]) {
                     got.push((stack, inner.to_vec()));
                 }
             }
@@ -303,7 +304,7 @@ pub fn labelled_frames(
 /// As [`labelled_frames`], for IPv4 traffic: each frame's destination and
 /// its labels, top first (what the swap-under-traffic tests judge).
 pub fn labelled_ipv4(
-    capture: &lnetd_host_encap::lab::Capture,
+    capture: &lnetd_host_encap::testing::lab::Capture,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Vec<(std::net::Ipv4Addr, Vec<u32>)> {
     use etherparse::{NetSlice, SlicedPacket};

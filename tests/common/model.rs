@@ -11,7 +11,10 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use ipnetwork::IpNetwork;
-use lnetd_host_encap::{DscpMap, EntropyLabel, LabelStackEntry, MtuPolicy, Policy, Route, Tc, TtlMode, XdpAction};
+use lnetd_host_encap::{
+    diagnostics::XdpAction, encap::MtuPolicy, encap::TtlMode, labels::DscpMap, labels::EntropyLabel,
+    labels::LabelStackEntry, routes::Tc, Policy, Route,
+};
 
 use super::{labelled, Frame};
 
@@ -29,7 +32,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn counter(self, stats: &lnetd_host_encap::Stats) -> lnetd_host_encap::Counter {
+    pub fn counter(self, stats: &lnetd_host_encap::Stats) -> lnetd_host_encap::counters::Counter {
         match self {
             Verdict::Labelled => stats.labelled,
             Verdict::NotIp => stats.not_ip,

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read, Write};
 
-use lnetd_host_encap::{ApplyReport, DesiredFormat, DesiredState, Encapsulator, IpNetwork, Table};
+use lnetd_host_encap::{desired::ApplyReport, desired::DesiredFormat, DesiredState, Encapsulator, IpNetwork, Table};
 
 use super::{output, Failure};
 

@@ -27,8 +27,9 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use lnetd_host_encap::{
-    prefix, AdoptOptions, Decapsulator, Encapsulator, EntropyLabel, Error, IpNetwork, Ipv4Lookup, Label, MtuPolicy,
-    OtherLabels, Policy, Probe, ProbeProtocol, Route, Table, Tc, TtlMode, XdpMode,
+    decap::Decapsulator, diagnostics::Probe, diagnostics::ProbeProtocol, encap::AdoptOptions, encap::Ipv4Lookup,
+    encap::MtuPolicy, encap::OtherLabels, encap::TtlMode, labels::EntropyLabel, routes::prefix, routes::Tc,
+    Encapsulator, Error, IpNetwork, Label, Policy, Route, Table, XdpMode,
 };
 
 /// Push MPLS label stacks (SR-MPLS paths, SR policies) on the packets a router
@@ -669,7 +670,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, false)?;
             let stats = enc.stats()?;
             if prometheus {
-                print!("{}", lnetd_host_encap::prometheus(iface, &stats, &enc.counted_routes()?));
+                print!("{}", lnetd_host_encap::counters::prometheus(iface, &stats, &enc.counted_routes()?));
             } else if output::json(json) {
                 output::print_document("stats", iface, output::stats_value(&stats));
             } else {

@@ -1,7 +1,7 @@
 //! What the command prints: tables a person reads, JSON a program reads.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lnetd_host_encap::{ApplyReport, CountedRoute, Counter, IpNetwork, Stats, Table};
+use lnetd_host_encap::{counters::CountedRoute, counters::Counter, desired::ApplyReport, IpNetwork, Stats, Table};
 use serde_json::{json, Value};
 
 /// Above this many routes, an apply shows a spinner on a terminal.
@@ -332,7 +332,7 @@ pub struct Verdict<'a> {
     /// The segment list taken.
     pub list: Option<usize>,
     /// The stack pushed, top first.
-    pub stack: Vec<lnetd_host_encap::LabelStackEntry>,
+    pub stack: Vec<lnetd_host_encap::labels::LabelStackEntry>,
     /// Where the route came from.
     pub origin: Option<String>,
     /// As the text output says it.

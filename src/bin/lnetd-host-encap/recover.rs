@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use libbpf_rs::{query::ProgInfoIter, Xdp, XdpFlags};
-use lnetd_host_encap::PinRoots;
+use lnetd_host_encap::pins::PinRoots;
 
 use super::Failure;
 

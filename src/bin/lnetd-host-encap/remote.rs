@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
 use lnetd_host_encap::{
-    prefix, ApplyReport, CountedRoute, Counter, DesiredState, EntropySpec, IpNetwork, Policy, ProbeProtocol, Route,
-    RouteCounters, Stats, Table, TcSpec,
+    counters::CountedRoute, counters::Counter, counters::RouteCounters, desired::ApplyReport, desired::EntropySpec,
+    desired::TcSpec, diagnostics::ProbeProtocol, routes::prefix, DesiredState, IpNetwork, Policy, Route, Stats, Table,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -411,7 +411,7 @@ impl Remote<'_> {
                 let stats = self.stats()?;
                 if prometheus {
                     let routes = self.routes()?.routes;
-                    print!("{}", lnetd_host_encap::prometheus(self.iface, &stats, &routes));
+                    print!("{}", lnetd_host_encap::counters::prometheus(self.iface, &stats, &routes));
                 } else if output::json(json) {
                     output::print_document("stats", self.iface, output::stats_value(&stats));
                 } else {
@@ -451,7 +451,7 @@ impl Remote<'_> {
                         stack: reply
                             .stack
                             .iter()
-                            .map(|e| lnetd_host_encap::LabelStackEntry {
+                            .map(|e| lnetd_host_encap::labels::LabelStackEntry {
                                 label: e.label,
                                 tc: e.tc as u8,
                                 bottom: e.bottom,

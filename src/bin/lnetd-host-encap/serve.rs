@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use lnetd_host_encap::agent::config::AgentFile;
 use lnetd_host_encap::agent::{self, AgentConfig, LocalSocket, ReadAccess, TlsConfig};
-use lnetd_host_encap::{AdoptOptions, Encapsulator, EncapsulatorBuilder, Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
+use lnetd_host_encap::{
+    encap::AdoptOptions, encap::EncapsulatorBuilder, encap::Ipv4Lookup, encap::MtuPolicy, encap::TtlMode, Encapsulator,
+    XdpMode,
+};
 
 use super::{BgpArgs, Failure};
 

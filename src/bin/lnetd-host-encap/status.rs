@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lnetd_host_encap::{AdoptOptions, Encapsulator, Table};
+use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, Table};
 use serde::Serialize;
 
 use super::{output, recover, Failure};

@@ -3,7 +3,7 @@
 //! RIB again and says what it fixed), on the dataplane adopted by the command
 //! itself; through an agent, remote.rs sends the same over the local socket.
 
-use lnetd_host_encap::Difference;
+use lnetd_host_encap::diagnostics::Difference;
 
 use super::{adopt, Failure};
 
