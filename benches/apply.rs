@@ -160,7 +160,7 @@ fn main() {
             let mem_empty = map_memlock();
             let owned = full.clone();
             let t = Instant::now();
-            let report = enc.apply_valid_owned(owned).expect("apply from empty");
+            let report = enc.apply(owned, lnetd_host_encap::ApplyOptions::default()).expect("apply from empty");
             let from_empty = t.elapsed();
             assert_eq!(report.added.len(), all.len());
             let mem_full = map_memlock();
@@ -169,14 +169,14 @@ fn main() {
             let mut times = Vec::new();
             for _ in 0..3 {
                 let t = Instant::now();
-                let same = enc.apply_valid(&full).expect("identical apply");
+                let same = enc.apply(&full, lnetd_host_encap::ApplyOptions::default()).expect("identical apply");
                 times.push(t.elapsed());
                 assert_eq!(same.map_operations, 0);
             }
             times.sort();
             let identical = times[1];
             let t = Instant::now();
-            let r = enc.apply_valid(&changed).expect("1% apply");
+            let r = enc.apply(&changed, lnetd_host_encap::ApplyOptions::default()).expect("1% apply");
             let one_percent = t.elapsed();
             assert!(enc.verify().expect("verify").is_empty(), "the kernel holds what the RIB says");
             drop(enc);

@@ -245,10 +245,10 @@ fn policy_switch(
     };
     let (ua, ub) = (unnamed(a), unnamed(b));
     let t = Instant::now();
-    enc.apply_valid(&ua).unwrap();
+    enc.apply(&ua, lnetd_host_encap::ApplyOptions::default()).unwrap();
     println!("per-route policies (main's model): {routes} routes applied in {:.2?}", t.elapsed());
     let t = Instant::now();
-    let before = enc.apply_valid(&ub).unwrap();
+    let before = enc.apply(&ub, lnetd_host_encap::ApplyOptions::default()).unwrap();
     let before_time = t.elapsed();
     println!("per-route policies: switch of one policy ({moved} routes): {before_time:.2?} ({before})");
 

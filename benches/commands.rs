@@ -126,7 +126,7 @@ fn main() {
     lab.host
         .run(|| {
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
-            enc.apply_valid_owned(state).expect("apply the table");
+            enc.apply(state, lnetd_host_encap::ApplyOptions::default()).expect("apply the table");
         })
         .unwrap();
     println!("pinned table: {n4} IPv4 + {n6} IPv6 routes, applied in {:.1} s", t.elapsed().as_secs_f64());

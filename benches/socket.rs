@@ -138,7 +138,7 @@ fn main() {
         .run(|| {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
             let t = Instant::now();
-            enc.apply_valid(&full).expect("apply");
+            enc.apply(&full, lnetd_host_encap::ApplyOptions::default()).expect("apply");
             t.elapsed()
         })
         .expect("namespace");

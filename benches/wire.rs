@@ -253,7 +253,7 @@ impl Bench {
     /// Both encapsulators take the same routes.
     fn apply(&self, state: &ValidState) {
         for enc in [&self.enc, &self.second] {
-            enc.apply_valid(state).expect("apply");
+            enc.apply(state, lnetd_host_encap::ApplyOptions::default()).expect("apply");
         }
     }
 

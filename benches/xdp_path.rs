@@ -202,7 +202,7 @@ fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
                     builder = builder.route_cache(0);
                 }
                 let enc = builder.load().expect("encapsulator");
-                enc.apply_valid(&state).expect("apply");
+                enc.apply(&state, lnetd_host_encap::ApplyOptions::default()).expect("apply");
                 let mib = enc.map_memory().expect("memory").iter().map(|(_, b)| b).sum::<u64>() as f64 / 1048576.0;
                 for family in [false, true] {
                     let (z, f, e) = measure(&enc, floor, empty, &frames(&state, family));
@@ -290,7 +290,7 @@ fn stage_costs(floor: &BaselineProgram, empty: &BaselineProgram) {
                     builder = builder.route_cache(0);
                 }
                 let enc = builder.load().expect("variant");
-                enc.apply_valid(state).expect("apply");
+                enc.apply(*state, lnetd_host_encap::ApplyOptions::default()).expect("apply");
                 enc
             })
             .collect();

@@ -20,3 +20,71 @@ pub use crate::domain::desired::{
     DesiredFormat, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState,
 };
 pub use crate::fib::apply::ApplyReport;
+
+use std::borrow::Cow;
+
+/// How [`Encapsulator::apply`](crate::Encapsulator::apply) applies a state.
+///
+/// ```
+/// use lnetd_host_encap::ApplyOptions;
+/// let what_if = ApplyOptions::default().dry_run(true);
+/// assert!(what_if.is_dry_run() && !ApplyOptions::default().is_dry_run());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct ApplyOptions {
+    dry_run: bool,
+}
+
+impl ApplyOptions {
+    /// With `true`, compute the report (what would be added, replaced and
+    /// removed, and whether it fits) without touching the kernel or the
+    /// bookkeeping.
+    pub fn dry_run(mut self, dry_run: bool) -> ApplyOptions {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Whether this is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+/// What [`Encapsulator::apply`](crate::Encapsulator::apply) takes: a
+/// [`DesiredState`] (validated by the call) or a [`ValidState`] (validated
+/// once, beforehand), borrowed or owned. An owned `ValidState` lets a large
+/// change move its routes into the bookkeeping instead of copying them.
+#[derive(Debug)]
+pub struct ApplyInput<'a>(pub(crate) Input<'a>);
+
+#[derive(Debug)]
+pub(crate) enum Input<'a> {
+    Desired(Cow<'a, DesiredState>),
+    Valid(&'a ValidState),
+    ValidOwned(ValidState),
+}
+
+impl<'a> From<&'a DesiredState> for ApplyInput<'a> {
+    fn from(desired: &'a DesiredState) -> Self {
+        ApplyInput(Input::Desired(Cow::Borrowed(desired)))
+    }
+}
+
+impl From<DesiredState> for ApplyInput<'_> {
+    fn from(desired: DesiredState) -> Self {
+        ApplyInput(Input::Desired(Cow::Owned(desired)))
+    }
+}
+
+impl<'a> From<&'a ValidState> for ApplyInput<'a> {
+    fn from(valid: &'a ValidState) -> Self {
+        ApplyInput(Input::Valid(valid))
+    }
+}
+
+impl From<ValidState> for ApplyInput<'_> {
+    fn from(valid: ValidState) -> Self {
+        ApplyInput(Input::ValidOwned(valid))
+    }
+}

@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use crate::abi::types::encap_limits;
 use crate::dataplane::pins::{OwnerLock, PinDir, PinRoots};
 use crate::dataplane::{self, Loaded, Program};
+use crate::desired::{ApplyInput, ApplyOptions, Input};
 use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
 use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
 use crate::domain::label::{DscpMap, Label, LabelStack};
@@ -823,8 +824,15 @@ impl Encapsulator {
     /// kernel is touched; a refused entry, a state that does not fit the
     /// tables, or a kernel refusal part-way (undone) leaves everything as it was.
     ///
+    /// `desired` is a [`DesiredState`] (validated by the call) or a
+    /// [`ValidState`] (validate once with [`DesiredState::validate`], apply or
+    /// dry-run it many times), borrowed or owned (an owned `ValidState`
+    /// moves its routes into the bookkeeping instead of copying them).
+    /// [`ApplyOptions::dry_run`] reports what would change without changing
+    /// anything.
+    ///
     /// ```no_run
-    /// use lnetd_host_encap::{DesiredState, Encapsulator};
+    /// use lnetd_host_encap::{ApplyOptions, DesiredState, Encapsulator};
     /// let enc = Encapsulator::builder().load()?;
     /// let desired = DesiredState::from_toml(r#"
     ///     [[routes]]
@@ -835,14 +843,31 @@ impl Encapsulator {
     ///     policy = "16001/16002@7,16003@3"
     ///     entropy_label = "bottom"
     /// "#)?;
-    /// println!("{}", enc.apply(&desired)?);
+    /// println!("would: {}", enc.apply(&desired, ApplyOptions::default().dry_run(true))?);
+    /// let valid = desired.validate()?;
+    /// println!("{}", enc.apply(valid, ApplyOptions::default())?);
     /// # Ok::<(), lnetd_host_encap::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`RouteError::Invalid`] naming the entry refused; [`RouteError::TableFull`];
     /// [`RouteError::Map`] (undone); [`RouteError::NotSaved`].
-    pub fn apply(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
+    pub fn apply<'a>(
+        &self,
+        desired: impl Into<ApplyInput<'a>>,
+        options: ApplyOptions,
+    ) -> Result<ApplyReport, RouteError> {
+        match (desired.into().0, options.is_dry_run()) {
+            (Input::Desired(desired), false) => self.apply_desired(&desired),
+            (Input::Desired(desired), true) => self.apply_dry_run(&desired),
+            (Input::Valid(valid), false) => self.apply_valid(valid),
+            (Input::Valid(valid), true) => self.fib.apply(Desired::Borrowed(valid), true),
+            (Input::ValidOwned(valid), false) => self.apply_valid_owned(valid),
+            (Input::ValidOwned(valid), true) => self.apply_valid_dry_run(valid),
+        }
+    }
+
+    fn apply_desired(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
         self.apply_valid_owned(desired.validate()?)
     }
 
@@ -850,7 +875,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::apply`], without the kernel's.
-    pub fn apply_dry_run(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
+    fn apply_dry_run(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
         self.fib.apply(Desired::Owned(desired.validate()?), true)
     }
 
@@ -858,7 +883,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::apply`].
-    pub fn apply_valid(&self, desired: &ValidState) -> Result<ApplyReport, RouteError> {
+    fn apply_valid(&self, desired: &ValidState) -> Result<ApplyReport, RouteError> {
         let report = self.fib.apply(Desired::Borrowed(desired), false)?;
         log::info!("apply: {report}");
         Ok(report)
@@ -869,7 +894,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::apply`].
-    pub fn apply_valid_owned(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
+    fn apply_valid_owned(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
         let report = self.fib.apply(Desired::Owned(desired), false)?;
         log::info!("apply: {report}");
         Ok(report)
@@ -879,7 +904,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::apply_dry_run`].
-    pub fn apply_valid_dry_run(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
+    fn apply_valid_dry_run(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
         self.fib.apply(Desired::Owned(desired), true)
     }
 

@@ -135,11 +135,11 @@
 //!
 //! ```no_run
 //! // Not run: needs root and an interface named eth1.
-//! # use lnetd_host_encap::{DesiredState, Encapsulator};
+//! # use lnetd_host_encap::{ApplyOptions, DesiredState, Encapsulator};
 //! # let desired = DesiredState::from_toml("")?;
 //! let enc = Encapsulator::open("eth1")?;
-//! println!("would: {}", enc.apply_dry_run(&desired)?);
-//! let report = enc.apply(&desired)?;
+//! println!("would: {}", enc.apply(&desired, ApplyOptions::default().dry_run(true))?);
+//! let report = enc.apply(&desired, ApplyOptions::default())?;
 //! println!("{} added, {} replaced, {} removed", report.added.len(), report.replaced.len(), report.removed.len());
 //! // What is in force, in the same shape (to save, or to diff against).
 //! let _now: DesiredState = enc.desired_state();
@@ -362,7 +362,7 @@ mod watch;
 
 // The root: the types nearly every program names. Everything else is in the
 // module of its concept (see docs/api.md for the map and the counts).
-pub use desired::DesiredState;
+pub use desired::{ApplyOptions, DesiredState};
 pub use encap::{Encapsulator, XdpMode};
 pub use error::Error;
 pub use ipnetwork::IpNetwork;

@@ -68,18 +68,18 @@ fn apply_edge_cases() {
             table = 7
         "#;
         let desired = DesiredState::from_toml(text).expect("toml");
-        let report = enc.apply(&desired).expect("apply from empty");
+        let report = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).expect("apply from empty");
         assert_eq!((report.added.len(), report.removed.len(), report.sources_set.len()), (4, 0, 1), "{report}");
         assert_eq!(enc.routes().unwrap().len(), 3);
         assert_eq!(enc.routes_in(lnetd_host_encap::Table::alternate(7).unwrap()).unwrap().len(), 1);
         assert_eq!(enc.verify().unwrap(), vec![]);
 
         // Identical: nothing written.
-        let again = enc.apply(&desired).unwrap();
+        let again = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((again.map_operations, again.unchanged, again.added.len()), (0, 5, 0), "{again}");
         // What the encapsulator reports as its state applies as identical too.
         let exported = enc.desired_state();
-        assert_eq!(enc.apply(&exported).unwrap().map_operations, 0);
+        assert_eq!(enc.apply(&exported, lnetd_host_encap::ApplyOptions::default()).unwrap().map_operations, 0);
 
         // Refused states change nothing.
         let before = listing(&enc);
@@ -96,7 +96,9 @@ fn apply_edge_cases() {
             ("twice", r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"100"},{"prefix":"10.0.0.0/8","policy":"200"}]}"#),
         ];
         for (what, json) in refused {
-            let result = DesiredState::from_json(json).map_err(RouteError::from).and_then(|d| enc.apply(&d));
+            let result = DesiredState::from_json(json)
+                .map_err(RouteError::from)
+                .and_then(|d| enc.apply(&d, lnetd_host_encap::ApplyOptions::default()));
             let err = result.expect_err(what);
             assert!(matches!(err, RouteError::Invalid(_)), "{what}: {err:?}");
             assert!(!err.to_string().is_empty());
@@ -108,17 +110,17 @@ fn apply_edge_cases() {
         let mut d = desired.clone();
         d.routes[1].policy = "16001/16002".into();
         d.routes[1].entropy_label = None;
-        let r = enc.apply(&d).unwrap();
+        let r = enc.apply(&d, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((r.replaced.len(), r.unchanged), (1, 4), "{r}");
         assert_eq!(enc.verify().unwrap(), vec![]);
-        let r = enc.apply(&desired).unwrap();
+        let r = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.replaced.len(), 1);
         assert_eq!(enc.verify().unwrap(), vec![]);
         assert_eq!(enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap().lists.len(), 2);
 
         // Full replacement, then a 1% change of 10,000 routes, then back to empty.
         let big = table(10_000, 100_000);
-        let r = enc.apply(&big).unwrap();
+        let r = enc.apply(&big, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((r.added.len(), r.removed.len(), r.sources_removed.len()), (10_000, 4, 1), "{r}");
         let mut changed = big.clone();
         for i in 0..50 {
@@ -126,17 +128,17 @@ fn apply_edge_cases() {
         }
         changed.routes.truncate(9_950);
         changed.routes.extend((0..50).map(|i| route(&format!("11.0.{i}.0/24"), "777")));
-        let r = enc.apply(&changed).unwrap();
+        let r = enc.apply(&changed, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((r.replaced.len(), r.added.len(), r.removed.len(), r.unchanged), (50, 50, 50, 9_900), "{r}");
         assert_eq!(r.map_operations, 150, "only the changed entries are written");
         assert_eq!(enc.verify().unwrap(), vec![]);
-        let r = enc.apply(&DesiredState::default()).unwrap();
+        let r = enc.apply(&DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.removed.len(), 10_000);
         assert!(enc.routes().unwrap().is_empty());
         assert_eq!(enc.verify().unwrap(), vec![]);
 
         // Dry run: reported, not done.
-        let dry = enc.apply_dry_run(&big).unwrap();
+        let dry = enc.apply(&big, lnetd_host_encap::ApplyOptions::default().dry_run(true)).unwrap();
         assert!(dry.dry_run && dry.added.len() == 10_000);
         assert!(enc.routes().unwrap().is_empty());
     });
@@ -148,15 +150,15 @@ fn a_state_that_does_not_fit_is_refused_whole() {
     privileged("a_state_that_does_not_fit_is_refused_whole");
     in_netns("applyfull", |_| {
         let enc = Encapsulator::builder().max_routes(100, 100).max_policies(2).load().expect("load");
-        enc.apply(&table(50, 1000)).unwrap();
+        enc.apply(&table(50, 1000), lnetd_host_encap::ApplyOptions::default()).unwrap();
         let before = listing(&enc);
-        let err = enc.apply(&table(150, 2000)).unwrap_err();
+        let err = enc.apply(&table(150, 2000), lnetd_host_encap::ApplyOptions::default()).unwrap_err();
         assert!(matches!(err, RouteError::TableFull { capacity: 100, .. }), "{err:?}");
         let mut policies = table(3, 3000);
         for r in &mut policies.routes {
             r.policy = "100@1,200@1".into();
         }
-        let err = enc.apply(&policies).unwrap_err();
+        let err = enc.apply(&policies, lnetd_host_encap::ApplyOptions::default()).unwrap_err();
         assert!(matches!(err, RouteError::TableFull { family: "policy", .. }), "{err:?}");
         assert_eq!(listing(&enc), before);
         assert_eq!(enc.verify().unwrap(), vec![]);
@@ -172,7 +174,7 @@ fn replacing_10000_routes_under_traffic_never_unlabels_or_mixes() {
     let lab = VethLab::new().expect("lab");
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
-    enc.apply(&a).unwrap();
+    enc.apply(&a, lnetd_host_encap::ApplyOptions::default()).unwrap();
     let capture =
         lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap();
     let socket = lab.router.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
@@ -192,9 +194,9 @@ fn replacing_10000_routes_under_traffic_never_unlabels_or_mixes() {
         });
         std::thread::sleep(Duration::from_millis(300));
         for _ in 0..3 {
-            let r = enc.apply(&b).unwrap();
+            let r = enc.apply(&b, lnetd_host_encap::ApplyOptions::default()).unwrap();
             assert_eq!(r.replaced.len(), N as usize);
-            let r = enc.apply(&a).unwrap();
+            let r = enc.apply(&a, lnetd_host_encap::ApplyOptions::default()).unwrap();
             assert_eq!(r.replaced.len(), N as usize);
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -233,16 +235,16 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
             d.routes.push(route(&format!("{local}/32"), "2000"));
             d
         };
-        let r = enc.apply(&with_host(0)).unwrap();
+        let r = enc.apply(&with_host(0), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.set_aside.len(), 1, "{r}");
-        enc.apply(&with_host(20)).unwrap();
+        enc.apply(&with_host(20), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert!(
             enc.routes().unwrap().iter().all(|r| r.prefix.to_string() != format!("{local}/32")),
             "set aside, not listed"
         );
         let mut without = table(20, 50_000);
         without.routes.push(route("0.0.0.0/0", "1000"));
-        enc.apply(&without).unwrap();
+        enc.apply(&without, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(enc.verify().unwrap(), vec![], "the host's entry is still in the kernel");
         let frame = common::frame(local).build();
         let run = enc.test_run(&frame.bytes).unwrap();
@@ -263,7 +265,7 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
                 .collect(),
             ..DesiredState::default()
         };
-        enc.apply(&policies("2")).unwrap();
+        enc.apply(&policies("2"), lnetd_host_encap::ApplyOptions::default()).unwrap();
         let probe = common::frame("10.0.0.1").dscp(46).build();
         let stop = AtomicBool::new(false);
         let seen = std::thread::scope(|s| {
@@ -276,7 +278,7 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
                 }
                 seen
             });
-            enc.apply(&policies("dscp")).unwrap();
+            enc.apply(&policies("dscp"), lnetd_host_encap::ApplyOptions::default()).unwrap();
             stop.store(true, Ordering::Relaxed);
             runner.join().unwrap()
         });

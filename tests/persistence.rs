@@ -514,7 +514,7 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
             for cycle in 0..4 {
                 for (what, desired) in [("policies", &policies), ("empty", &empty)] {
                     let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
-                    let report = enc.apply(desired).unwrap_or_else(|e| panic!("cycle {cycle}, {what}: {e}"));
+                    let report = enc.apply(desired, lnetd_host_encap::ApplyOptions::default()).unwrap_or_else(|e| panic!("cycle {cycle}, {what}: {e}"));
                     assert_eq!(report.removed.len() + report.added.len(), 2, "{report}");
                     if what == "policies" {
                         for prefix in ["10.0.0.0/8", "10.1.0.0/16"] {

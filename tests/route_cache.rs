@@ -114,7 +114,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                     entropy_label: None,
                     policy_name: None,
                 });
-                enc.apply(&desired).unwrap();
+                enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(501), "{what}: applied");
             }
         }
@@ -261,7 +261,7 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
             // The other family's table is big: it does not turn this one's cache on.
             (0..4094).for_each(|i| add(fillers(i)[family].clone(), 16 + i));
             (0..5000).for_each(|i| add(fillers(i)[1 - family].clone(), 16 + i));
-            enc.apply(&desired).unwrap();
+            enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
             let uncached = |what: &str| {
                 assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, {what}: labelled");
                 foreign_delete(&enc, lookup, prefix);

@@ -340,9 +340,9 @@ impl Writes {
             return o.apply_local(desired, dry_run);
         }
         if dry_run {
-            self.enc.apply_dry_run(desired)
+            self.enc.apply(desired, crate::ApplyOptions::default().dry_run(true))
         } else {
-            self.enc.apply(desired)
+            self.enc.apply(desired, crate::ApplyOptions::default())
         }
     }
 

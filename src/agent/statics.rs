@@ -147,7 +147,7 @@ impl Statics {
         sources.extend(valid.sources().iter().map(|(p, t)| (*p, *t)));
         let dscp: DscpMap = if desired.dscp_map.is_some() { *valid.dscp() } else { writes.enc.dscp_map() };
         let merged = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = writes.enc.apply_valid(&merged)?;
+        let report = writes.enc.apply(&merged, crate::ApplyOptions::default())?;
         state.applied = keys(&valid);
         Ok(report)
     }

@@ -8,7 +8,7 @@
 //! time (default 150 ms), or at the latest after the maximum delay (default
 //! 500 ms), so a million routes program in a few large applies while a single
 //! change lands well within a second. Each apply hands the whole merged state
-//! to [`crate::Encapsulator::apply_valid_owned`] (atomic, no moment
+//! to [`crate::Encapsulator::apply`] (an owned `ValidState`) (atomic, no moment
 //! unlabelled).
 //!
 //! When a BGP session goes down, GoBGP withdraws what the peer taught. With

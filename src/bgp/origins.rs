@@ -4,7 +4,7 @@
 //! library calls before the agent started (`static`), the agent's gRPC API
 //! (`agent`) and BGP (`bgp`). Each keeps its own table, replaced only by
 //! itself; the tables in force are their merge, handed to
-//! [`Encapsulator::apply_valid_owned`] in one piece, so a change of any
+//! [`Encapsulator::apply`] (an owned `ValidState`) in one piece, so a change of any
 //! source is atomic and never half-applied. For a prefix of the main table,
 //! `static` and `agent` routes win over BGP's (an operator's explicit word
 //! beats the fleet's, like an administrative distance): BGP's route is
@@ -329,7 +329,7 @@ impl Origins {
     /// rebuild.
     ///
     /// # Errors
-    /// As [`Encapsulator::apply_valid`]; nothing changed then.
+    /// As [`Encapsulator::apply`]; nothing changed then.
     pub fn set_bgp(&self, table: BgpTable, release_held: bool) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -580,7 +580,7 @@ impl Origins {
             None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
         };
         let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = self.enc.apply_valid(&state)?;
+        let report = self.enc.apply(&state, crate::ApplyOptions::default())?;
         Ok((report, Some(state)))
     }
 
@@ -588,7 +588,7 @@ impl Origins {
     fn apply_state_patched(&self, merged: &mut ValidState) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
         merged.set_sources(self.enc.sources().into_iter().collect());
         merged.set_dscp(self.enc.dscp_map());
-        Ok((self.enc.apply_valid(merged)?, None))
+        Ok((self.enc.apply(&*merged, crate::ApplyOptions::default())?, None))
     }
 
     /// Keeps every BGP route installed now as it is until the next
@@ -720,7 +720,7 @@ impl Origins {
         let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
         if dry_run {
             let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
-            return self.enc.apply_valid_dry_run(state);
+            return self.enc.apply(state, crate::ApplyOptions::default().dry_run(true));
         }
         let (report, state) = self.apply_state(routes, Some(valid))?;
         inner.local = local;

@@ -82,11 +82,11 @@ impl Direct<'_> {
 
 impl Target for Direct<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
-        Ok(self.enc()?.apply_dry_run(desired)?)
+        Ok(self.enc()?.apply(desired, lnetd_host_encap::ApplyOptions::default().dry_run(true))?)
     }
 
     fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
-        Ok(self.enc()?.apply(desired)?)
+        Ok(self.enc()?.apply(desired, lnetd_host_encap::ApplyOptions::default())?)
     }
 }
 
