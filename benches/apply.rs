@@ -232,7 +232,7 @@ fn main() {
         let single = Encapsulator::builder().load().expect("load");
         let t = Instant::now();
         for p in all.iter().take(PER_ROUTE) {
-            single.set_route(&Route::new(*p, label(1))).expect("set_route");
+            single.set_route(Table::Main, &Route::new(*p, label(1))).expect("set_route");
         }
         let per_route = per_sec(PER_ROUTE, t.elapsed());
         drop(single);

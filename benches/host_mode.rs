@@ -18,6 +18,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use lnetd_host_encap::{Route, Table};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
@@ -174,7 +175,8 @@ impl Programs {
         let label = Label::new(16001).unwrap();
         let enc = |allow_tso: bool| {
             let enc = Encapsulator::builder().allow_tso(allow_tso).load().unwrap();
-            enc.set_label(IpNetwork::from(IpAddr::V4(VethLab::ROUTER_V4)), label).unwrap();
+            enc.set_route(Table::Main, &Route::new(IpNetwork::from(IpAddr::V4(VethLab::ROUTER_V4)), label.into()))
+                .unwrap();
             enc
         };
         let dec = || Decapsulator::builder().pop_labels([label]).load().unwrap();

@@ -151,7 +151,7 @@ fn main() {
             let t = Instant::now();
             for c in 0..CLIENTS {
                 for i in 0..PER_CLIENT {
-                    enc.set_route(&churn_route(c, i)).expect("set_route");
+                    enc.set_route(Table::Main, &churn_route(c, i)).expect("set_route");
                 }
             }
             t.elapsed() // `enc` is dropped after the measure: it releases the store's lock

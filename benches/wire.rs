@@ -439,8 +439,13 @@ fn main() {
     let v6_traffic = format!("IPv6, 80-byte frames, {} destinations", frames_v6.len());
     if row("default") {
         for enc in [&bench.enc, &bench.second] {
-            enc.set_label("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap()).expect("default route");
-            enc.set_label("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap()).expect("default route");
+            enc.set_route(
+                Table::Main,
+                &Route::new("0.0.0.0/0".parse().unwrap(), Label::new(DEFAULT_V4).unwrap().into()),
+            )
+            .expect("default route");
+            enc.set_route(Table::Main, &Route::new("::/0".parse().unwrap(), Label::new(DEFAULT_V6).unwrap().into()))
+                .expect("default route");
         }
         bench.generator.set_frames(&frames_v4).expect("frames");
         bench.measure(&format!("a default route only | {v4_traffic}"), DEFAULT_V4..=DEFAULT_V4, true);

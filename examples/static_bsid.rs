@@ -124,7 +124,7 @@ fn plan(args: &Args, matches: &clap::ArgMatches) -> Result<Plan> {
 
 fn program(enc: &Encapsulator, plan: &Plan) -> Result<()> {
     for (table, route) in &plan.routes {
-        enc.set_route_in(*table, route)?;
+        enc.set_route(*table, route)?;
         let table = match table {
             Table::Main => String::new(),
             t => format!(" (table {})", t.id()),

@@ -317,10 +317,10 @@ impl Default for AdoptOptions {
 /// runs), BTF, and CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN (or root).
 ///
 /// ```no_run
-/// use lnetd_host_encap::{Encapsulator, Label, XdpMode};
+/// use lnetd_host_encap::{Encapsulator, Label, XdpMode, Table, Route};
 /// let enc = Encapsulator::builder().attach("eth0", XdpMode::Auto)?;
-/// enc.set_label("0.0.0.0/0".parse()?, Label::new(1_000_000)?)?;
-/// enc.set_labels("198.51.100.0/24".parse()?, "16001/16002".parse()?)?;
+/// enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse()?, Label::new(1_000_000)?.into()))?;
+/// enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse()?, "16001/16002".parse()?))?;
 /// println!("{:?}", enc.stats()?.labelled);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -521,9 +521,9 @@ impl Encapsulator {
     /// takes over a running dataplane. Forwarding never stops.
     ///
     /// ```no_run
-    /// use lnetd_host_encap::Encapsulator;
+    /// use lnetd_host_encap::{Encapsulator, Table};
     /// let enc = Encapsulator::open("eth1")?;
-    /// for route in enc.routes()? {
+    /// for route in enc.routes(Table::Main)? {
     ///     println!("{} -> {}", route.prefix, route.policy);
     /// }
     /// # Ok::<(), lnetd_host_encap::Error>(())
@@ -735,8 +735,9 @@ impl Encapsulator {
     /// for a /32 or /128 of one of the host's own addresses;
     /// [`RouteError::TableFull`]; [`RouteError::Map`]. The table is unchanged
     /// on error.
-    pub fn set_label(&self, prefix: IpNetwork, label: Label) -> Result<(), RouteError> {
-        self.set_route(&Route::new(prefix, LabelStack::single(label)))
+    #[allow(dead_code)]
+    fn set_label(&self, prefix: IpNetwork, label: Label) -> Result<(), RouteError> {
+        self.set_route(Table::Main, &Route::new(prefix, LabelStack::single(label)))
     }
 
     /// Sends packets to `prefix` through a stack of labels, top first
@@ -744,8 +745,9 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::set_label`].
-    pub fn set_labels(&self, prefix: IpNetwork, stack: LabelStack) -> Result<(), RouteError> {
-        self.set_route(&Route::new(prefix, stack))
+    #[allow(dead_code)]
+    fn set_labels(&self, prefix: IpNetwork, stack: LabelStack) -> Result<(), RouteError> {
+        self.set_route(Table::Main, &Route::new(prefix, stack))
     }
 
     /// The kernel memory of every map of this dataplane, by map name, in
@@ -758,12 +760,32 @@ impl Encapsulator {
         self.fib.maps().all().into_iter().map(|m| Ok((m.name(), m.memory()?))).collect()
     }
 
-    /// Adds or atomically replaces a route, traffic class included.
+    /// Adds or atomically replaces a route (its policy and traffic class)
+    /// for exactly its prefix: a packet sees the old route or the new, never
+    /// none, in `table` ([`Table::Main`], or an alternate table selected by
+    /// source prefix, see [`Encapsulator::set_source`]).
+    ///
+    /// ```no_run
+    /// // Not run: needs root (it loads the dataplane).
+    /// use lnetd_host_encap::{Encapsulator, Label, Route, Table};
+    /// let enc = Encapsulator::builder().load()?;
+    /// // One label (the proof of concept's binding SID), a stack, a policy.
+    /// enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse()?, Label::new(1_000_000)?.into()))?;
+    /// enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse()?, "16001/16002".parse()?))?;
+    /// let te = Route::with_policy("203.0.113.0/24".parse()?, "16001@7,16003@3".parse()?);
+    /// enc.set_route(Table::Main, &te)?;
+    /// // The same in alternate table 5 (selected by source prefix).
+    /// enc.set_route(Table::alternate(5).ok_or("table 0")?, &te)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// As [`Encapsulator::set_label`].
-    pub fn set_route(&self, route: &Route) -> Result<(), RouteError> {
-        self.set_route_in(Table::Main, route)
+    /// [`RouteError::Prefix`] for host bits set; [`RouteError::LocalAddress`]
+    /// for a /32 or /128 of one of the host's own addresses (main table
+    /// only); [`RouteError::TableFull`] (family "policy" when the policy
+    /// table is full); [`RouteError::Map`]. The table is unchanged on error.
+    pub fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        self.set_route_in(table, route)
     }
 
     /// Changes a shared policy object: the routes whose policy has
@@ -775,12 +797,12 @@ impl Encapsulator {
     /// name (nothing is written: the name's first route creates the object).
     ///
     /// ```no_run
-    /// use lnetd_host_encap::{Encapsulator, Policy, Route};
+    /// use lnetd_host_encap::{Encapsulator, Policy, Route, Table};
     /// let enc = Encapsulator::builder().load()?;
     /// let blue = "16001/16002".parse::<Policy>()?.with_name("blue")?;
     /// for i in 0..1000u32 {
     ///     let prefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse()?;
-    ///     enc.set_route(&Route::with_policy(prefix, blue.clone()))?;
+    ///     enc.set_route(Table::Main, &Route::with_policy(prefix, blue.clone()))?;
     /// }
     /// let update = enc.update_policy(&"17001@1,17002@1".parse::<Policy>()?.with_name("blue")?)?;
     /// assert_eq!(update.map(|u| (u.routes, u.map_operations)), Some((1000, 1)));
@@ -798,7 +820,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::set_label`]; host addresses are refused in the main table only.
-    pub fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+    fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         self.fib.set_route(table, route)?;
         log::debug!("route {} -> {} ({:?})", route.prefix, route.policy, route.tc);
         Ok(())
@@ -811,8 +833,9 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::set_label`], and [`RouteError::TableFull`] with
     /// family "policy" when the policy table is full.
-    pub fn set_policy(&self, prefix: IpNetwork, policy: Policy) -> Result<(), RouteError> {
-        self.set_route(&Route::with_policy(prefix, policy))
+    #[allow(dead_code)]
+    fn set_policy(&self, prefix: IpNetwork, policy: Policy) -> Result<(), RouteError> {
+        self.set_route(Table::Main, &Route::with_policy(prefix, policy))
     }
 
     /// Makes the tables (every route of every table, the policies, the
@@ -951,22 +974,22 @@ impl Encapsulator {
         })
     }
 
-    /// What the route for exactly `prefix` has labelled, in total and per
+    /// What the route for exactly `prefix` in `table` has labelled, in total and per
     /// segment list; `None` when there is no such route. Counts are kept when
     /// the route or its policy is replaced (per list position) and start from
     /// zero for a route added anew.
     ///
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
-    pub fn route_counters(&self, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
-        self.fib.route_counters(Table::Main, prefix)
+    pub fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+        self.route_counters_in(table, prefix)
     }
 
     /// As [`Encapsulator::route_counters`], for a route of `table`.
     ///
     /// # Errors
     /// As [`Encapsulator::route_counters`].
-    pub fn route_counters_in(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
+    fn route_counters_in(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         self.fib.route_counters(table, prefix)
     }
 
@@ -1060,19 +1083,20 @@ impl Encapsulator {
         self.fib.read(|rib| rib.dscp)
     }
 
-    /// Removes the route for exactly `prefix`; `Ok(false)` when there was none.
+    /// Removes the route for exactly `prefix` from `table`; `Ok(false)` when
+    /// there was none.
     ///
     /// # Errors
     /// [`RouteError::Prefix`] for host bits set; [`RouteError::Map`].
-    pub fn remove(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
-        self.remove_in(Table::Main, prefix)
+    pub fn remove(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
+        self.remove_in(table, prefix)
     }
 
     /// Removes the route for exactly `prefix` from `table`; `Ok(false)` when there was none.
     ///
     /// # Errors
     /// As [`Encapsulator::remove`].
-    pub fn remove_in(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
+    fn remove_in(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let removed = self.fib.remove(table, prefix)?;
         log::debug!("route {prefix} removed from {table:?}: {removed}");
         Ok(removed)
@@ -1103,20 +1127,20 @@ impl Encapsulator {
         self.fib.read(|rib| rib.sources.iter().map(|(p, t)| (*p, *t)).collect())
     }
 
-    /// Every route of the main table in force (IPv4 first, by prefix), from
-    /// the RIB. Routes set aside by a host address are not listed.
+    /// Every route of `table` in force (IPv4 first, by prefix), from the RIB
+    /// ([`Table::Main`]: routes set aside by a host address are not listed).
     ///
     /// # Errors
     /// None today; the `Result` is kept so that reads may consult the kernel.
-    pub fn routes(&self) -> Result<Vec<Route>, MapError> {
-        self.routes_in(Table::Main)
+    pub fn routes(&self, table: Table) -> Result<Vec<Route>, MapError> {
+        self.routes_in(table)
     }
 
     /// Every route of `table` in force, from the RIB.
     ///
     /// # Errors
     /// As [`Encapsulator::routes`].
-    pub fn routes_in(&self, table: Table) -> Result<Vec<Route>, MapError> {
+    fn routes_in(&self, table: Table) -> Result<Vec<Route>, MapError> {
         Ok(self.fib.read(|rib| rib.routes_in(table)))
     }
 

@@ -62,18 +62,18 @@
 //!
 //! ```no_run
 //! // Not run: needs root (it loads the dataplane).
-//! use lnetd_host_encap::{Encapsulator, Label, Route};
+//! use lnetd_host_encap::{Encapsulator, Label, Route, Table};
 //!
 //! let enc = Encapsulator::builder().load()?;
 //! // The proof of concept's static binding SID, as an ordinary default route.
-//! enc.set_label("0.0.0.0/0".parse()?, Label::new(1_000_000)?)?;
+//! enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse()?, Label::new(1_000_000)?.into()))?;
 //! // A specific prefix through an explicit two-segment path.
-//! enc.set_labels("198.51.100.0/24".parse()?, "16001/16002".parse()?)?;
-//! enc.set_route(&Route::new("2001:db8::/32".parse()?, "16003".parse()?).with_tc_from_dscp())?;
-//! for route in enc.routes()? {
+//! enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse()?, "16001/16002".parse()?))?;
+//! enc.set_route(Table::Main, &Route::new("2001:db8::/32".parse()?, "16003".parse()?).with_tc_from_dscp())?;
+//! for route in enc.routes(Table::Main)? {
 //!     println!("{route}");
 //! }
-//! enc.remove("198.51.100.0/24".parse()?)?;
+//! enc.remove(Table::Main, "198.51.100.0/24".parse()?)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -101,9 +101,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`Encapsulator::set_policy`] steers a prefix into it
-//! (`enc.set_policy(prefix, policy)`), or [`Route::with_policy`] with
-//! [`Encapsulator::set_route`].
+//! [`Encapsulator::set_route`] with a [`Route::with_policy`] steers a
+//! prefix into it: `enc.set_route(Table::Main, &Route::with_policy(prefix, policy))`.
 //!
 //! ## Apply
 //!
@@ -157,7 +156,7 @@
 //!
 //! ```no_run
 //! // Not run: needs root and a dataplane pinned on eth1.
-//! use lnetd_host_encap::{counters::prometheus, Encapsulator};
+//! use lnetd_host_encap::{counters::prometheus, Encapsulator, Table};
 //!
 //! let enc = Encapsulator::open("eth1")?;
 //! let before = enc.stats()?;
@@ -167,7 +166,7 @@
 //! if let Some(lost) = last_second.tx_errors.filter(|&n| n > 0) {
 //!     eprintln!("the driver failed to send {lost} labelled frames");
 //! }
-//! if let Some(c) = enc.route_counters("198.51.100.0/24".parse()?)? {
+//! if let Some(c) = enc.route_counters(Table::Main, "198.51.100.0/24".parse()?)? {
 //!     println!("{} labelled, per list {:?}", c.labelled, c.lists);
 //! }
 //! let text = prometheus("eth1", &enc.stats()?, &enc.counted_routes()?);
@@ -234,11 +233,11 @@
 //!
 //! ```no_run
 //! // Not run: needs root, bpffs and an interface named eth1.
-//! use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, Label, XdpMode};
+//! use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, Label, XdpMode, Table, Route};
 //!
 //! // Process 1: attach, pin, program, exit.
 //! let enc = Encapsulator::builder().pinned().attach("eth1", XdpMode::Auto)?;
-//! enc.set_label("0.0.0.0/0".parse()?, Label::new(1_000_000)?)?;
+//! enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse()?, Label::new(1_000_000)?.into()))?;
 //! drop(enc); // a pinned dataplane stays attached
 //!
 //! // A reader beside the owner (a monitoring tool): changes are refused.

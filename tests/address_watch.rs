@@ -6,6 +6,7 @@
 
 mod common;
 
+use lnetd_host_encap::{Route, Table};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -76,7 +77,7 @@ fn outcome(enc: &Encapsulator, dst: IpAddr) -> &'static str {
 }
 
 fn has_route(enc: &Encapsulator, prefix: IpNetwork) -> bool {
-    enc.routes().expect("routes").iter().any(|r| r.prefix == prefix)
+    enc.routes(Table::Main).expect("routes").iter().any(|r| r.prefix == prefix)
 }
 
 #[test]
@@ -90,8 +91,8 @@ fn host_addresses_are_tracked_without_an_api_call() {
         lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Auto)).expect("ns").expect("attach"),
     );
     let default = Label::new(1_000_000).unwrap();
-    enc.set_label("0.0.0.0/0".parse().unwrap(), default).unwrap();
-    enc.set_label("::/0".parse().unwrap(), default).unwrap();
+    enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), default.into())).unwrap();
+    enc.set_route(Table::Main, &Route::new("::/0".parse().unwrap(), default.into())).unwrap();
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).expect("ns").expect("capture");
     let watcher = lab.host.run(|| enc.watch_host_addresses()).expect("ns").expect("watch");
     assert!(watcher.is_running());
@@ -134,7 +135,7 @@ fn host_addresses_are_tracked_without_an_api_call() {
     // restored after.
     let exact: IpNetwork = "10.77.0.6/32".parse().unwrap();
     let dst = exact.ip();
-    enc.set_labels(exact, "16077/16078".parse::<LabelStack>().unwrap()).unwrap();
+    enc.set_route(Table::Main, &Route::new(exact, "16077/16078".parse::<LabelStack>().unwrap())).unwrap();
     assert_eq!(send(&lab, &capture, dst), Fate::Labelled(vec![16077, 16078]));
     lab.host.ip(&["addr", "add", "10.77.0.6/32", "dev", "h0"]).expect("ip addr add");
     let added = Instant::now();

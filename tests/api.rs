@@ -4,6 +4,7 @@
 
 mod common;
 
+use lnetd_host_encap::Table;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -34,32 +35,32 @@ fn refused_routes_change_nothing() {
 
 fn refused_routes_change_nothing_here() {
     let enc = Encapsulator::builder().load().expect("load");
-    enc.set_labels(net("10.0.0.0/8"), stack("100/200")).unwrap();
-    enc.set_labels(net("2001:db8::/32"), stack("300")).unwrap();
+    enc.set_route(Table::Main, &Route::new(net("10.0.0.0/8"), stack("100/200"))).unwrap();
+    enc.set_route(Table::Main, &Route::new(net("2001:db8::/32"), stack("300"))).unwrap();
     enc.refresh_local_addresses().expect("host addresses");
-    let before = enc.routes().unwrap();
+    let before = enc.routes(Table::Main).unwrap();
     assert_eq!(before.len(), 2, "host addresses are not listed as routes: {before:?}");
 
-    match enc.set_labels(net("10.0.0.1/8"), stack("999")) {
+    match enc.set_route(Table::Main, &Route::new(net("10.0.0.1/8"), stack("999"))) {
         Err(RouteError::Prefix(PrefixError::HostBitsSet { meant, .. })) => assert_eq!(meant, net("10.0.0.0/8")),
         other => panic!("host bits: {other:?}"),
     }
-    match enc.set_label(net("127.0.0.1/32"), Label::new(999).unwrap()) {
+    match enc.set_route(Table::Main, &Route::new(net("127.0.0.1/32"), Label::new(999).unwrap().into())) {
         Err(e @ RouteError::LocalAddress { .. }) => assert!(e.to_string().contains("own addresses"), "{e}"),
         other => panic!("local address: {other:?}"),
     }
-    assert!(!enc.remove(net("127.0.0.1/32")).unwrap(), "a host address is not a removable route");
-    assert!(!enc.remove(net("192.0.2.0/24")).unwrap(), "nothing to remove");
-    assert!(matches!(enc.remove(net("10.0.0.1/8")), Err(RouteError::Prefix(_))));
-    assert_eq!(enc.routes().unwrap(), before);
+    assert!(!enc.remove(Table::Main, net("127.0.0.1/32")).unwrap(), "a host address is not a removable route");
+    assert!(!enc.remove(Table::Main, net("192.0.2.0/24")).unwrap(), "nothing to remove");
+    assert!(matches!(enc.remove(Table::Main, net("10.0.0.1/8")), Err(RouteError::Prefix(_))));
+    assert_eq!(enc.routes(Table::Main).unwrap(), before);
 
     // Replacing is atomic and keeps the other routes.
-    enc.set_labels(net("10.0.0.0/8"), stack("101")).unwrap();
-    let after = enc.routes().unwrap();
+    enc.set_route(Table::Main, &Route::new(net("10.0.0.0/8"), stack("101"))).unwrap();
+    let after = enc.routes(Table::Main).unwrap();
     assert!(after.contains(&Route::new(net("10.0.0.0/8"), stack("101"))));
     assert!(after.contains(&Route::new(net("2001:db8::/32"), stack("300"))));
-    assert!(enc.remove(net("10.0.0.0/8")).unwrap());
-    assert_eq!(enc.routes().unwrap(), vec![Route::new(net("2001:db8::/32"), stack("300"))]);
+    assert!(enc.remove(Table::Main, net("10.0.0.0/8")).unwrap());
+    assert_eq!(enc.routes(Table::Main).unwrap(), vec![Route::new(net("2001:db8::/32"), stack("300"))]);
 }
 
 #[test]
@@ -72,23 +73,23 @@ fn a_full_table_is_a_typed_error_and_keeps_its_routes() {
 fn a_full_table_here() {
     let enc = Encapsulator::builder().max_routes(3, 1).load().expect("load");
     for p in ["10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16"] {
-        enc.set_labels(net(p), stack("100")).unwrap();
+        enc.set_route(Table::Main, &Route::new(net(p), stack("100"))).unwrap();
     }
-    let err = enc.set_labels(net("10.3.0.0/16"), stack("100")).unwrap_err();
+    let err = enc.set_route(Table::Main, &Route::new(net("10.3.0.0/16"), stack("100"))).unwrap_err();
     assert!(
         matches!(err, RouteError::TableFull { family: "IPv4", capacity: 3, knob } if knob.starts_with("--max-routes-v4")),
         "{err:?}"
     );
     assert!(err.to_string().contains("max_routes"), "the message says what to do: {err}");
-    enc.set_labels(net("2001:db8::/32"), stack("16")).unwrap();
+    enc.set_route(Table::Main, &Route::new(net("2001:db8::/32"), stack("16"))).unwrap();
     assert!(matches!(
-        enc.set_labels(net("2001:db9::/32"), stack("16")),
+        enc.set_route(Table::Main, &Route::new(net("2001:db9::/32"), stack("16"))),
         Err(RouteError::TableFull { family: "IPv6", .. })
     ));
-    assert_eq!(enc.routes().unwrap().len(), 4, "what was programmed is kept");
+    assert_eq!(enc.routes(Table::Main).unwrap().len(), 4, "what was programmed is kept");
     // A full table still accepts replacing an existing route.
-    enc.set_labels(net("10.0.0.0/8"), stack("200")).unwrap();
-    assert!(enc.routes().unwrap().contains(&Route::new(net("10.0.0.0/8"), stack("200"))));
+    enc.set_route(Table::Main, &Route::new(net("10.0.0.0/8"), stack("200"))).unwrap();
+    assert!(enc.routes(Table::Main).unwrap().contains(&Route::new(net("10.0.0.0/8"), stack("200"))));
 }
 
 #[test]
@@ -113,25 +114,25 @@ fn a_host_address_sets_a_route_aside_and_gives_it_back() {
         let enc = Encapsulator::builder().load().expect("load");
         let host = net("192.0.2.77/32");
         let route = Route::with_policy(host, "100@7,200@3".parse().unwrap());
-        enc.set_route(&route).unwrap();
-        enc.set_labels(net("10.0.0.0/8"), stack("300")).unwrap();
+        enc.set_route(Table::Main, &route).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("10.0.0.0/8"), stack("300"))).unwrap();
         ns.ip(&["addr", "add", "192.0.2.77/32", "dev", "lo"]).unwrap();
         enc.refresh_local_addresses().unwrap();
-        assert!(!enc.routes().unwrap().contains(&route), "set aside while the address is local");
-        assert!(matches!(enc.set_route(&route), Err(RouteError::LocalAddress { .. })));
+        assert!(!enc.routes(Table::Main).unwrap().contains(&route), "set aside while the address is local");
+        assert!(matches!(enc.set_route(Table::Main, &route), Err(RouteError::LocalAddress { .. })));
         ns.ip(&["addr", "del", "192.0.2.77/32", "dev", "lo"]).unwrap();
         enc.refresh_local_addresses().unwrap();
-        let routes = enc.routes().unwrap();
+        let routes = enc.routes(Table::Main).unwrap();
         assert!(routes.contains(&route), "restored: {routes:?}");
         assert!(routes.contains(&Route::new(net("10.0.0.0/8"), stack("300"))));
 
         // Removing a route while it is set aside removes it for good.
         ns.ip(&["addr", "add", "192.0.2.77/32", "dev", "lo"]).unwrap();
         enc.refresh_local_addresses().unwrap();
-        assert!(enc.remove(host).unwrap(), "the set-aside route is removed");
+        assert!(enc.remove(Table::Main, host).unwrap(), "the set-aside route is removed");
         ns.ip(&["addr", "del", "192.0.2.77/32", "dev", "lo"]).unwrap();
         enc.refresh_local_addresses().unwrap();
-        assert!(!enc.routes().unwrap().iter().any(|r| r.prefix == host), "a removed route stays removed");
+        assert!(!enc.routes(Table::Main).unwrap().iter().any(|r| r.prefix == host), "a removed route stays removed");
     });
 }
 
@@ -145,14 +146,14 @@ fn a_failed_refresh_changes_nothing() {
             ns.ip(&["addr", "add", a, "dev", "lo"]).unwrap();
         }
         let enc = Encapsulator::builder().max_routes(3, 8).load().expect("load");
-        enc.set_labels(net("10.0.0.0/8"), stack("300")).unwrap();
-        let before = enc.routes().unwrap();
+        enc.set_route(Table::Main, &Route::new(net("10.0.0.0/8"), stack("300"))).unwrap();
+        let before = enc.routes(Table::Main).unwrap();
         let err = enc.refresh_local_addresses().unwrap_err();
         assert!(matches!(err, Error::Route(RouteError::TableFull { .. })), "{err:?}");
-        assert_eq!(enc.routes().unwrap(), before);
+        assert_eq!(enc.routes(Table::Main).unwrap(), before);
         // Nothing of the failed refresh stayed: the table still has room for two more routes.
-        enc.set_labels(net("10.1.0.0/16"), stack("301")).unwrap();
-        enc.set_labels(net("10.2.0.0/16"), stack("302")).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("10.1.0.0/16"), stack("301"))).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("10.2.0.0/16"), stack("302"))).unwrap();
     });
 }
 
@@ -187,7 +188,7 @@ fn attach_errors_are_typed_and_the_first_program_keeps_working() {
         })
         .unwrap();
     let first = first.expect("first attach");
-    first.set_label(net("0.0.0.0/0"), Label::new(1_000_000).unwrap()).unwrap();
+    first.set_route(Table::Main, &Route::new(net("0.0.0.0/0"), Label::new(1_000_000).unwrap().into())).unwrap();
     match second {
         Err(Error::Attach(e @ AttachError::InterfaceBusy { .. })) => {
             assert!(e.to_string().contains("already has an XDP program"), "{e}")
@@ -212,7 +213,8 @@ fn a_deleted_interface_leaves_a_usable_handle() {
     let lab = VethLab::new().expect("lab");
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
     lab.host.ip(&["link", "del", VethLab::HOST_IF]).expect("delete h0");
-    enc.set_label(net("0.0.0.0/0"), Label::new(16).unwrap()).expect("routes still programmable");
+    enc.set_route(Table::Main, &Route::new(net("0.0.0.0/0"), Label::new(16).unwrap().into()))
+        .expect("routes still programmable");
     enc.stats().expect("stats still readable");
     assert!(enc.detach().expect("detach after the interface is gone").is_some());
     drop(enc);

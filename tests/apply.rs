@@ -6,6 +6,7 @@
 
 mod common;
 
+use lnetd_host_encap::Table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ fn table(n: u32, base: u32) -> DesiredState {
 }
 
 fn listing(enc: &Encapsulator) -> Vec<String> {
-    enc.routes().unwrap().iter().map(|r| format!("{} {} {}", r.prefix, r.policy, r.tc)).collect()
+    enc.routes(Table::Main).unwrap().iter().map(|r| format!("{} {} {}", r.prefix, r.policy, r.tc)).collect()
 }
 
 #[test]
@@ -70,8 +71,8 @@ fn apply_edge_cases() {
         let desired = DesiredState::from_toml(text).expect("toml");
         let report = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).expect("apply from empty");
         assert_eq!((report.added.len(), report.removed.len(), report.sources_set.len()), (4, 0, 1), "{report}");
-        assert_eq!(enc.routes().unwrap().len(), 3);
-        assert_eq!(enc.routes_in(lnetd_host_encap::Table::alternate(7).unwrap()).unwrap().len(), 1);
+        assert_eq!(enc.routes(Table::Main).unwrap().len(), 3);
+        assert_eq!(enc.routes(lnetd_host_encap::Table::alternate(7).unwrap()).unwrap().len(), 1);
         assert_eq!(enc.verify().unwrap(), vec![]);
 
         // Identical: nothing written.
@@ -116,7 +117,10 @@ fn apply_edge_cases() {
         let r = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.replaced.len(), 1);
         assert_eq!(enc.verify().unwrap(), vec![]);
-        assert_eq!(enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap().lists.len(), 2);
+        assert_eq!(
+            enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap().unwrap().lists.len(),
+            2
+        );
 
         // Full replacement, then a 1% change of 10,000 routes, then back to empty.
         let big = table(10_000, 100_000);
@@ -134,13 +138,13 @@ fn apply_edge_cases() {
         assert_eq!(enc.verify().unwrap(), vec![]);
         let r = enc.apply(&DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.removed.len(), 10_000);
-        assert!(enc.routes().unwrap().is_empty());
+        assert!(enc.routes(Table::Main).unwrap().is_empty());
         assert_eq!(enc.verify().unwrap(), vec![]);
 
         // Dry run: reported, not done.
         let dry = enc.apply(&big, lnetd_host_encap::ApplyOptions::default().dry_run(true)).unwrap();
         assert!(dry.dry_run && dry.added.len() == 10_000);
-        assert!(enc.routes().unwrap().is_empty());
+        assert!(enc.routes(Table::Main).unwrap().is_empty());
     });
 }
 
@@ -239,7 +243,7 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
         assert_eq!(r.set_aside.len(), 1, "{r}");
         enc.apply(&with_host(20), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert!(
-            enc.routes().unwrap().iter().all(|r| r.prefix.to_string() != format!("{local}/32")),
+            enc.routes(Table::Main).unwrap().iter().all(|r| r.prefix.to_string() != format!("{local}/32")),
             "set aside, not listed"
         );
         let mut without = table(20, 50_000);

@@ -50,19 +50,21 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             input: "set_label on 10.0.0.1/24 (host bits)",
-            attempt: |e| Ok(e.set_label(net("10.0.0.1/24"), Label::new(100)?)?),
+            attempt: |e| Ok(e.set_route(Table::Main, &Route::new(net("10.0.0.1/24"), Label::new(100)?.into()))?),
             expect: |e| host_bits(e, "10.0.0.0/24"),
             says: "did you mean 10.0.0.0/24?",
         },
         Row {
             input: "set_route of a Route for 10.9.0.1/16 (host bits)",
-            attempt: |e| Ok(e.set_route(&Route::new(net("10.9.0.1/16"), stack("100")))?),
+            attempt: |e| Ok(e.set_route(Table::Main, &Route::new(net("10.9.0.1/16"), stack("100")))?),
             expect: |e| host_bits(e, "10.9.0.0/16"),
             says: "did you mean 10.9.0.0/16?",
         },
         Row {
             input: "set_policy on 2001:db8:5::1/48 (host bits)",
-            attempt: |e| Ok(e.set_policy(net("2001:db8:5::1/48"), policy("16@1,17@1"))?),
+            attempt: |e| {
+                Ok(e.set_route(Table::Main, &Route::with_policy(net("2001:db8:5::1/48"), policy("16@1,17@1")))?)
+            },
             expect: |e| host_bits(e, "2001:db8:5::/48"),
             says: "did you mean 2001:db8:5::/48?",
         },
@@ -70,14 +72,14 @@ fn rows() -> Vec<Row> {
             input: "set_route_in an alternate table, 10.9.0.1/16 (host bits)",
             attempt: |e| {
                 let table = Table::alternate(1).expect("table 1");
-                Ok(e.set_route_in(table, &Route::new(net("10.9.0.1/16"), stack("100")))?)
+                Ok(e.set_route(table, &Route::new(net("10.9.0.1/16"), stack("100")))?)
             },
             expect: |e| host_bits(e, "10.9.0.0/16"),
             says: "did you mean 10.9.0.0/16?",
         },
         Row {
             input: "remove 2001:db8::1/32 (host bits)",
-            attempt: |e| Ok(e.remove(net("2001:db8::1/32")).map(drop)?),
+            attempt: |e| Ok(e.remove(Table::Main, net("2001:db8::1/32")).map(drop)?),
             expect: |e| host_bits(e, "2001:db8::/32"),
             says: "did you mean 2001:db8::/32?",
         },
@@ -95,25 +97,25 @@ fn rows() -> Vec<Row> {
         },
         Row {
             input: "host route of the host's own address (127.0.0.1/32)",
-            attempt: |e| Ok(e.set_route(&Route::new(net("127.0.0.1/32"), stack("100")))?),
+            attempt: |e| Ok(e.set_route(Table::Main, &Route::new(net("127.0.0.1/32"), stack("100")))?),
             expect: |e| matches!(e, Error::Route(RouteError::LocalAddress { prefix }) if *prefix == net("127.0.0.1/32")),
             says: "is one of this host's own addresses",
         },
         Row {
             input: "host route of the host's own IPv6 address (::1/128), as a policy",
-            attempt: |e| Ok(e.set_policy(net("::1/128"), policy("16@1,17@1"))?),
+            attempt: |e| Ok(e.set_route(Table::Main, &Route::with_policy(net("::1/128"), policy("16@1,17@1")))?),
             expect: |e| matches!(e, Error::Route(RouteError::LocalAddress { prefix }) if *prefix == net("::1/128")),
             says: "is one of this host's own addresses",
         },
         Row {
             input: "a route beyond the table's capacity",
-            attempt: |e| Ok(e.set_route(&Route::new(net("10.10.0.0/16"), stack("100")))?),
+            attempt: |e| Ok(e.set_route(Table::Main, &Route::new(net("10.10.0.0/16"), stack("100")))?),
             expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "IPv4", capacity: 4, knob }) if knob.starts_with("--max-routes-v4")),
             says: "load with a larger capacity: --max-routes-v4",
         },
         Row {
             input: "a policy beyond the policy table's capacity (replacing a plain route)",
-            attempt: |e| Ok(e.set_policy(net("10.2.0.0/16"), policy("100@1,200@1"))?),
+            attempt: |e| Ok(e.set_route(Table::Main, &Route::with_policy(net("10.2.0.0/16"), policy("100@1,200@1")))?),
             expect: |e| matches!(e, Error::Route(RouteError::TableFull { family: "policy", capacity: 1, knob }) if knob.starts_with("--max-policies")),
             says: "is full",
         },
@@ -163,15 +165,15 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
             // IPv4 capacity 4: three routes and the loopback's 127.0.0.1; policy
             // capacity 1, taken by 2001:db8:1::/48.
             let enc = Encapsulator::builder().max_routes(4, 4).max_policies(1).load().expect("load");
-            enc.set_labels(net("10.0.0.0/8"), stack("100/200")).unwrap();
-            enc.set_labels(net("10.1.0.0/16"), stack("300")).unwrap();
-            enc.set_labels(net("2001:db8::/32"), stack("400")).unwrap();
-            enc.set_policy(net("2001:db8:1::/48"), policy("16@1,17@1")).unwrap();
+            enc.set_route(Table::Main, &Route::new(net("10.0.0.0/8"), stack("100/200"))).unwrap();
+            enc.set_route(Table::Main, &Route::new(net("10.1.0.0/16"), stack("300"))).unwrap();
+            enc.set_route(Table::Main, &Route::new(net("2001:db8::/32"), stack("400"))).unwrap();
+            enc.set_route(Table::Main, &Route::with_policy(net("2001:db8:1::/48"), policy("16@1,17@1"))).unwrap();
             enc.refresh_local_addresses().unwrap();
-            enc.set_labels(net("10.2.0.0/16"), stack("500")).unwrap();
-            let before = enc.routes().unwrap();
+            enc.set_route(Table::Main, &Route::new(net("10.2.0.0/16"), stack("500"))).unwrap();
+            let before = enc.routes(Table::Main).unwrap();
             let sources = enc.sources();
-            let alternate = || enc.routes_in(Table::alternate(1).expect("table 1")).unwrap();
+            let alternate = || enc.routes(Table::alternate(1).expect("table 1")).unwrap();
             assert!(alternate().is_empty());
             assert_eq!(before.len(), 5, "the rows start from these routes: {before:?}");
             let mut failures = Vec::new();
@@ -184,7 +186,7 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
                     }
                     Err(_) => {}
                 }
-                if enc.routes().unwrap() != before {
+                if enc.routes(Table::Main).unwrap() != before {
                     failures.push(format!("{}: routes changed", row.input));
                 }
                 if enc.sources() != sources || !alternate().is_empty() {

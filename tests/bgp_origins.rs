@@ -30,7 +30,7 @@ fn origins_merge_matches_a_model_through_random_changes() {
         let enc = Arc::new(Encapsulator::builder().load().expect("load"));
         let prefixes: Vec<IpNetwork> = (0..48).map(|i| format!("10.0.{i}.0/24").parse().unwrap()).collect();
         // A static route from before the origins existed.
-        enc.set_route(&Route::new(prefixes[0], "777".parse().unwrap())).unwrap();
+        enc.set_route(Table::Main, &Route::new(prefixes[0], "777".parse().unwrap())).unwrap();
         let origins = Origins::new(Arc::clone(&enc), None);
 
         let mut rng = StdRng::seed_from_u64(12);
@@ -135,7 +135,7 @@ fn origins_merge_matches_a_model_through_random_changes() {
             }
             let view = origins.view();
             let actual: BTreeMap<IpNetwork, (String, Origin)> = enc
-                .routes()
+                .routes(Table::Main)
                 .unwrap()
                 .into_iter()
                 .map(|r| (r.prefix, (r.policy.to_string(), view.origin(Table::Main, r.prefix).0)))

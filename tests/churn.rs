@@ -9,6 +9,7 @@
 
 mod common;
 
+use lnetd_host_encap::{Route, Table};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,9 +100,9 @@ fn route_churn_under_traffic() {
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
     let prefixes = candidates();
-    enc.set_labels("0.0.0.0/0".parse().unwrap(), stack(DEFAULT_LABEL)).unwrap();
+    enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), stack(DEFAULT_LABEL))).unwrap();
     for (i, p) in prefixes.iter().enumerate() {
-        enc.set_labels(IpNetwork::V4(*p), stack(label(i, 0))).unwrap();
+        enc.set_route(Table::Main, &Route::new(IpNetwork::V4(*p), stack(label(i, 0)))).unwrap();
     }
     let capture = lab
         .router
@@ -138,10 +139,11 @@ fn route_churn_under_traffic() {
                 let before = Instant::now();
                 let version = if rng.random_bool(0.6) {
                     versions[i] += 1;
-                    enc.set_labels(IpNetwork::V4(prefixes[i]), stack(label(i, versions[i]))).expect("replace");
+                    enc.set_route(Table::Main, &Route::new(IpNetwork::V4(prefixes[i]), stack(label(i, versions[i]))))
+                        .expect("replace");
                     Some(versions[i])
                 } else {
-                    enc.remove(IpNetwork::V4(prefixes[i])).expect("delete");
+                    enc.remove(Table::Main, IpNetwork::V4(prefixes[i])).expect("delete");
                     None
                 };
                 ops.push(Op { before, after: Instant::now(), prefix: i, version });

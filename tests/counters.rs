@@ -7,6 +7,7 @@
 
 mod common;
 
+use lnetd_host_encap::{Route, Table};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
@@ -37,7 +38,7 @@ fn run_lab(lab: &VethLab, mode: XdpMode, peer_program: bool) -> (Encapsulator, S
         .then(|| lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).expect("ns").expect("xdp on r0"));
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, mode)).expect("ns").expect("attach");
     let label = Label::new(LABEL).expect("label");
-    enc.set_label("0.0.0.0/0".parse().expect("prefix"), label).expect("route");
+    enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().expect("prefix"), label.into())).expect("route");
     let before = enc.stats().expect("stats");
 
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).expect("ns").expect("capture");
@@ -150,9 +151,10 @@ fn explain_moves_no_counter() {
         // Not attached: the host's addresses are read on demand.
         enc.refresh_local_addresses().expect("host addresses");
         let counted: lnetd_host_encap::IpNetwork = "198.51.100.0/24".parse().unwrap();
-        enc.set_labels(counted, "16001/16002".parse().unwrap()).expect("route");
-        enc.set_label("2001:db8::/32".parse().unwrap(), Label::new(24001).unwrap()).expect("route");
-        let routes = || enc.route_counters(counted).expect("route counters").expect("the route");
+        enc.set_route(Table::Main, &Route::new(counted, "16001/16002".parse().unwrap())).expect("route");
+        enc.set_route(Table::Main, &Route::new("2001:db8::/32".parse().unwrap(), Label::new(24001).unwrap().into()))
+            .expect("route");
+        let routes = || enc.route_counters(Table::Main, counted).expect("route counters").expect("the route");
         assert!(routes().counted, "the route has a counter slot");
 
         let probes: [(IpAddr, &str); 4] = [

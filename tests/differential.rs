@@ -275,12 +275,12 @@ fn differential_against_the_model() {
             for table in 1..=2u32 {
                 let routes: Vec<Route> = random_table(&mut rng).into_iter().take(rng.random_range(0..8)).collect();
                 for r in &routes {
-                    enc.set_route_in(Table::alternate(table).unwrap(), r).expect("alternate route");
+                    enc.set_route(Table::alternate(table).unwrap(), r).expect("alternate route");
                 }
                 model.alternate.insert(table, routes);
             }
             for route in random_table(&mut rng) {
-                match enc.set_route(&route) {
+                match enc.set_route(Table::Main, &route) {
                     Ok(()) => model.routes.push(route),
                     Err(RouteError::LocalAddress { prefix }) => {
                         assert!(is_local_host_route(&prefix, &local), "{prefix} refused as local")
@@ -297,10 +297,10 @@ fn differential_against_the_model() {
                 let i = rng.random_range(0..model.routes.len());
                 if rng.random_bool(0.5) {
                     let old = model.routes.remove(i);
-                    assert!(enc.remove(old.prefix).expect("remove"));
+                    assert!(enc.remove(Table::Main, old.prefix).expect("remove"));
                 } else {
                     let r = Route::with_policy(model.routes[i].prefix, random_policy(&mut rng));
-                    enc.set_route(&r).expect("replace");
+                    enc.set_route(Table::Main, &r).expect("replace");
                     model.routes[i] = r;
                 }
             }

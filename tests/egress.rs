@@ -6,6 +6,7 @@
 
 mod common;
 
+use lnetd_host_encap::{Route, Table};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -45,7 +46,8 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off", "tx-udp-segmentation", "off"]).unwrap();
     let enc = lab.host.run(|| Encapsulator::builder().attach_egress(h0)).unwrap().expect("attach egress");
     assert_eq!(enc.attachment().map(|a| a.mode), Some(AttachedMode::Egress));
-    enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
+    enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
+        .unwrap();
 
     let capture =
         lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(32 << 20))).unwrap().unwrap();
@@ -101,11 +103,15 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     assert_eq!(segments, 8, "every UDP_SEGMENT segment labelled");
     // The hook sees a GSO super-packet once (segmented after it): counted as
     // one packet of its full length.
-    let c = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().unwrap();
+    let c = enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap().unwrap();
     assert_eq!(c.labelled.packets as usize, small + fragments + 1, "the route counted every packet the hook labelled");
 
     // A 70/30 policy: each flow (here, a source port) takes one list, in proportion.
-    enc.set_policy("203.0.113.0/24".parse().unwrap(), "17001@7,17002@3".parse().unwrap()).unwrap();
+    enc.set_route(
+        Table::Main,
+        &Route::with_policy("203.0.113.0/24".parse().unwrap(), "17001@7,17002@3".parse().unwrap()),
+    )
+    .unwrap();
     let stop = AtomicBool::new(false);
     let flows = 2_000;
     lab.host.ip(&["route", "add", "203.0.113.0/24", "via", &router, "dev", h0, "mtu", &ROUTE_MTU.to_string()]).unwrap();
@@ -143,7 +149,8 @@ fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
     lab.host
         .run(|| {
             let enc = Encapsulator::builder().pinned().attach_egress(h0).expect("pinned egress");
-            enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
+                .unwrap();
         })
         .unwrap();
     // The process's handle is gone; the egress program goes on labelling.
@@ -166,8 +173,12 @@ fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
     // Adopted by another handle: this build's tc program replaces the running one.
     let enc = lab.host.run(|| Encapsulator::open(h0)).unwrap().expect("adopt");
     assert_eq!(enc.attachment().map(|a| a.mode), Some(AttachedMode::Egress));
-    assert_eq!(enc.routes().unwrap().len(), 1);
-    enc.set_label("198.51.100.0/24".parse().unwrap(), lnetd_host_encap::Label::new(17001).unwrap()).unwrap();
+    assert_eq!(enc.routes(Table::Main).unwrap().len(), 1);
+    enc.set_route(
+        Table::Main,
+        &Route::new("198.51.100.0/24".parse().unwrap(), lnetd_host_encap::Label::new(17001).unwrap().into()),
+    )
+    .unwrap();
     send();
     assert_eq!(labels(&capture), [17001]);
     enc.detach().unwrap();
@@ -202,7 +213,8 @@ fn the_mtu_check_holds_on_egress_both_ways_of_reading_the_mtu() {
             .run(|| Encapsulator::builder().skip_stages(skip).attach_egress(h0))
             .unwrap()
             .expect("attach egress");
-        enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
+        enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
+            .unwrap();
         // The first send may wait for the router's address; it fits either way.
         send(100);
         std::thread::sleep(Duration::from_millis(200));

@@ -9,6 +9,7 @@
 
 mod common;
 
+use lnetd_host_encap::{Route, Table};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -77,7 +78,8 @@ fn host_mode(side: &Side<'_>, peer: &Side<'_>, hook: DecapHook) -> (Encapsulator
                 .expect("egress");
             for addr in [peer.v4, peer.v6] {
                 let prefix = lnetd_host_encap::IpNetwork::from(addr);
-                enc.set_label(prefix, Label::new(peer.label).unwrap()).expect("route to the peer");
+                enc.set_route(Table::Main, &Route::new(prefix, Label::new(peer.label).unwrap().into()))
+                    .expect("route to the peer");
             }
             let builder = Decapsulator::builder().pop_labels([
                 Label::new(side.label).unwrap(),

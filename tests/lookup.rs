@@ -188,11 +188,11 @@ fn nested_prefixes_added_removed_and_readded_under_both_lookups() {
             let region = net("203.0.112.0/22");
             let every = || (u32::from(region.network())..u32::from(region.network()) + 1024).map(Ipv4Addr::from);
             let set = |enc: &Encapsulator, reference: &mut ReferenceLpm, p: &str, label: u32| {
-                enc.set_route(&plain(net(p), label)).unwrap();
+                enc.set_route(Table::Main, &plain(net(p), label)).unwrap();
                 reference.insert(net(p), label);
             };
             let unset = |enc: &Encapsulator, reference: &mut ReferenceLpm, p: &str| {
-                assert!(enc.remove(IpNetwork::V4(net(p))).unwrap());
+                assert!(enc.remove(Table::Main, IpNetwork::V4(net(p))).unwrap());
                 reference.remove(net(p));
             };
             let steps: &[(&str, &str, u32)] = &[
@@ -229,8 +229,8 @@ fn a_foreign_write_into_dir24_8_is_found_and_repaired() {
     privileged("a_foreign_write_into_dir24_8_is_found_and_repaired");
     in_test_run_netns("dirrepair", || {
         let enc = Encapsulator::builder().load().expect("load");
-        enc.set_route(&plain("198.51.100.0/24".parse().unwrap(), 500)).unwrap();
-        enc.set_route(&plain("198.51.100.64/26".parse().unwrap(), 501)).unwrap();
+        enc.set_route(Table::Main, &plain("198.51.100.0/24".parse().unwrap(), 500)).unwrap();
+        enc.set_route(Table::Main, &plain("198.51.100.64/26".parse().unwrap(), 501)).unwrap();
         // The element holding 198.51.100.0/24's entry, zeroed: its traffic is no longer labelled.
         let index = ((198u32 << 16) | (51 << 8) | 100) / 16;
         lnetd_host_encap::testing::write_map_entry(&enc, "dir4_tbl24", &index.to_ne_bytes(), &[0u8; 64]).unwrap();
@@ -257,24 +257,24 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         let net = |s: &str| -> Ipv4Network { s.parse().unwrap() };
         // One group: a second /24 holding a longer prefix does not fit.
         let enc = Encapsulator::builder().dir_groups(1).load().expect("load");
-        enc.set_route(&plain(net("198.51.100.7/32"), 600)).unwrap();
-        enc.set_route(&plain(net("198.51.100.8/32"), 601)).unwrap();
-        match enc.set_route(&plain(net("203.0.113.9/32"), 602)) {
+        enc.set_route(Table::Main, &plain(net("198.51.100.7/32"), 600)).unwrap();
+        enc.set_route(Table::Main, &plain(net("198.51.100.8/32"), 601)).unwrap();
+        match enc.set_route(Table::Main, &plain(net("203.0.113.9/32"), 602)) {
             Err(lnetd_host_encap::errors::RouteError::TableFull { family, capacity: 1, knob }) => {
                 assert!(family.contains("groups") && knob.starts_with("--dir-groups"), "{family} {knob}")
             }
             other => panic!("a second group: {other:?}"),
         }
-        assert_eq!(enc.routes().unwrap().len(), 2);
+        assert_eq!(enc.routes(Table::Main).unwrap().len(), 2);
         assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 8)), Some(601));
         assert_eq!(program_label(&enc, Ipv4Addr::new(203, 0, 113, 9)), None);
         assert_eq!(enc.verify().unwrap(), vec![]);
 
         // One value: routes with the same labels share it, another value does not fit.
         let enc = Encapsulator::builder().max_route_values(1).max_counted_routes(0).load().expect("load");
-        enc.set_route(&plain(net("10.0.0.0/8"), 700)).unwrap();
-        enc.set_route(&plain(net("172.16.0.0/12"), 700)).unwrap();
-        match enc.set_route(&plain(net("192.168.0.0/16"), 701)) {
+        enc.set_route(Table::Main, &plain(net("10.0.0.0/8"), 700)).unwrap();
+        enc.set_route(Table::Main, &plain(net("172.16.0.0/12"), 700)).unwrap();
+        match enc.set_route(Table::Main, &plain(net("192.168.0.0/16"), 701)) {
             Err(lnetd_host_encap::errors::RouteError::TableFull { family, capacity: 1, knob }) => {
                 assert!(family.contains("values") && knob.starts_with("--max-route-values"), "{family} {knob}")
             }
@@ -383,11 +383,14 @@ fn ipv6_matches_a_reference_lpm_through_edits() {
             for (i, (op, p, label)) in steps.iter().enumerate() {
                 let p = net(p);
                 if *op == "set" {
-                    enc.set_route(&Route::new(IpNetwork::V6(p), LabelStack::single(Label::new(*label).unwrap())))
-                        .unwrap();
+                    enc.set_route(
+                        Table::Main,
+                        &Route::new(IpNetwork::V6(p), LabelStack::single(Label::new(*label).unwrap())),
+                    )
+                    .unwrap();
                     reference.routes.insert((u128::from(p.network()), p.prefix()), *label);
                 } else {
-                    assert!(enc.remove(IpNetwork::V6(p)).unwrap());
+                    assert!(enc.remove(Table::Main, IpNetwork::V6(p)).unwrap());
                     reference.routes.remove(&(u128::from(p.network()), p.prefix()));
                 }
                 let what = format!("{lookup}: step {i} ({op} {p})");
@@ -417,7 +420,11 @@ fn ipv6_matches_a_reference_lpm_through_edits() {
             }
             for long in ["4000:1::/32", "444b:1::/32"] {
                 let p = net(long);
-                enc.set_route(&Route::new(IpNetwork::V6(p), LabelStack::single(Label::new(2000).unwrap()))).unwrap();
+                enc.set_route(
+                    Table::Main,
+                    &Route::new(IpNetwork::V6(p), LabelStack::single(Label::new(2000).unwrap())),
+                )
+                .unwrap();
                 reference.routes.insert((u128::from(p.network()), p.prefix()), 2000);
             }
             let sample: Vec<Ipv6Network> = sixteens.iter().step_by(7).chain(sixteens.last()).copied().collect();
@@ -427,7 +434,7 @@ fn ipv6_matches_a_reference_lpm_through_edits() {
             assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: 1,100 /16s: kernel and RIB agree");
             // Half of them gone.
             for p in sixteens.iter().step_by(2) {
-                assert!(enc.remove(IpNetwork::V6(*p)).unwrap());
+                assert!(enc.remove(Table::Main, IpNetwork::V6(*p)).unwrap());
                 reference.routes.remove(&(u128::from(p.network()), 16));
             }
             check6(&enc, &reference, &addrs, &format!("{lookup}: half of the /16s removed"));

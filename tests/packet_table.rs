@@ -11,6 +11,7 @@
 mod common;
 mod fixtures;
 
+use lnetd_host_encap::Table;
 use std::collections::{HashMap, HashSet};
 
 use common::model::Verdict;
@@ -48,11 +49,11 @@ impl Harness {
     /// The encapsulator for `config` with exactly `routes` in its main table.
     fn program(&mut self, config: Config, routes: &[Route]) -> &Encapsulator {
         let enc = self.encap(config);
-        for r in enc.routes().expect("routes") {
-            enc.remove(r.prefix).expect("remove");
+        for r in enc.routes(Table::Main).expect("routes") {
+            enc.remove(Table::Main, r.prefix).expect("remove");
         }
         for route in routes {
-            enc.set_route(route).expect("set_route");
+            enc.set_route(Table::Main, &route).expect("set_route");
         }
         enc
     }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use lnetd_host_encap::Label;
+use lnetd_host_encap::{Route, Table};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -141,7 +143,7 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     let read_only = lnetd_host_encap::encap::AdoptOptions { read_only: true, ..Default::default() };
     while lab
         .host
-        .run(|| Encapsulator::open_with(VethLab::HOST_IF, &read_only).map(|e| e.routes().map(|r| r.len())))
+        .run(|| Encapsulator::open_with(VethLab::HOST_IF, &read_only).map(|e| e.routes(Table::Main).map(|r| r.len())))
         .unwrap()
         .ok()
         .and_then(Result::ok)
@@ -167,9 +169,10 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     assert!(sent > 1000, "only {sent} datagrams sent");
     let enc = adopted.expect("adopted");
 
-    let routes: Vec<String> = enc.routes().unwrap().iter().map(|r| format!("{}={}", r.prefix, r.policy)).collect();
+    let routes: Vec<String> =
+        enc.routes(Table::Main).unwrap().iter().map(|r| format!("{}={}", r.prefix, r.policy)).collect();
     assert_eq!(routes, ROUTES);
-    let policy = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap().expect("policy route");
+    let policy = enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap().expect("policy route");
     assert!(policy.counted && policy.lists.len() == 2);
     assert_eq!(policy.lists.iter().map(|c| c.packets).sum::<u64>(), policy.labelled.packets);
     // A third of the datagrams went to the policy route, before and after the kill.
@@ -180,10 +183,10 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     assert_ne!(prog_before, prog_after, "the adopting build's program replaced the old one");
 
     // Adopted state is fully usable, and persists again.
-    enc.set_labels("203.0.113.0/24".parse().unwrap(), "17003".parse().unwrap()).unwrap();
+    enc.set_route(Table::Main, &Route::new("203.0.113.0/24".parse().unwrap(), "17003".parse().unwrap())).unwrap();
     drop(enc);
     let again = lab.host.run(|| Encapsulator::open(VethLab::HOST_IF)).unwrap().expect("adopt again");
-    let r = again.routes().unwrap();
+    let r = again.routes(Table::Main).unwrap();
     assert_eq!(r.iter().find(|r| r.prefix.to_string() == "203.0.113.0/24").unwrap().policy.to_string(), "17003");
 
     let pins = again.pin_dir().expect("pinned");
@@ -205,7 +208,8 @@ fn program_replacement_under_traffic_loses_nothing() {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Native).expect("attach");
             for r in ROUTES {
                 let (prefix, policy) = r.split_once('=').unwrap();
-                enc.set_policy(prefix.parse().unwrap(), policy.parse().unwrap()).unwrap();
+                enc.set_route(Table::Main, &Route::with_policy(prefix.parse().unwrap(), policy.parse().unwrap()))
+                    .unwrap();
             }
             // Dropped: a pinned dataplane stays.
         })
@@ -238,7 +242,8 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
                 other => panic!("open with nothing pinned: {other:?}"),
             }
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
-            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
+                .unwrap();
             let dir = enc.pin_dir().unwrap();
             drop(enc);
 
@@ -299,7 +304,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
 
             // The refused opens changed nothing: with the state back, all is there.
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
-            assert_eq!(enc.routes().unwrap().len(), 1);
+            assert_eq!(enc.routes(Table::Main).unwrap().len(), 1);
             assert_eq!(enc.verify().unwrap(), vec![]);
             enc.detach().unwrap();
             assert!(!dir.exists() && !snapshot.exists());
@@ -323,8 +328,13 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
                 .pinned()
                 .attach(VethLab::HOST_IF, XdpMode::Generic)
                 .expect("attach");
-            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
-            enc.set_policy("2001:db8::/32".parse().unwrap(), "200@1,201@2".parse().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
+                .unwrap();
+            enc.set_route(
+                Table::Main,
+                &Route::with_policy("2001:db8::/32".parse().unwrap(), "200@1,201@2".parse().unwrap()),
+            )
+            .unwrap();
             assert_eq!(enc.verify().unwrap(), vec![]);
             let routes_v4 =
                 libbpf_rs::MapHandle::from_pinned_path(enc.pin_dir().unwrap().join("maps/routes_v4")).unwrap();
@@ -367,36 +377,51 @@ fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_re
             use lnetd_host_encap::{labels::DscpMap, labels::TrafficClass, Route, Table};
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
             let alt = Table::alternate(3).unwrap();
-            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
-            enc.set_policy("198.51.100.0/24".parse().unwrap(), "16001/16002@7,16003@3".parse().unwrap()).unwrap();
-            enc.set_labels("2001:db8::/32".parse().unwrap(), "200/201".parse().unwrap()).unwrap();
-            enc.set_route_in(alt, &Route::new("0.0.0.0/0".parse().unwrap(), "300".parse().unwrap())).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
+                .unwrap();
+            enc.set_route(
+                Table::Main,
+                &Route::with_policy("198.51.100.0/24".parse().unwrap(), "16001/16002@7,16003@3".parse().unwrap()),
+            )
+            .unwrap();
+            enc.set_route(Table::Main, &Route::new("2001:db8::/32".parse().unwrap(), "200/201".parse().unwrap()))
+                .unwrap();
+            enc.set_route(alt, &Route::new("0.0.0.0/0".parse().unwrap(), "300".parse().unwrap())).unwrap();
             enc.set_source("192.0.2.0/24".parse().unwrap(), alt).unwrap();
             let dscp = DscpMap::default().with(46, TrafficClass::new(5).unwrap());
             enc.set_dscp_map(&dscp).unwrap();
             // A replaced policy retires its id into the graveyard, which is stored too.
-            enc.set_policy("198.51.100.0/24".parse().unwrap(), "16001@1,16004@1".parse().unwrap()).unwrap();
-            enc.remove("10.0.0.0/8".parse().unwrap()).unwrap();
+            enc.set_route(
+                Table::Main,
+                &Route::with_policy("198.51.100.0/24".parse().unwrap(), "16001@1,16004@1".parse().unwrap()),
+            )
+            .unwrap();
+            enc.remove(Table::Main, "10.0.0.0/8".parse().unwrap()).unwrap();
             let state = state_dir(&enc.pin_dir().unwrap());
             let journal = state.join("rib.journal");
             let before = std::fs::metadata(&journal).unwrap().len();
-            enc.set_label("10.1.0.0/16".parse().unwrap(), 101.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.1.0.0/16".parse().unwrap(), Label::new(101).unwrap().into()))
+                .unwrap();
             let grown = std::fs::metadata(&journal).unwrap().len() - before;
             assert!(grown > 0 && grown < 128, "one route appended {grown} bytes to the journal");
             let desired = enc.desired_state();
-            let counters = enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap();
+            let counters = enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap();
             drop(enc);
 
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
             assert_eq!(enc.desired_state(), desired, "routes, tables, sources and the DSCP table");
             assert_eq!(enc.dscp_map(), dscp);
-            assert_eq!(enc.route_counters("198.51.100.0/24".parse().unwrap()).unwrap(), counters, "counter slots");
+            assert_eq!(
+                enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap(),
+                counters,
+                "counter slots"
+            );
             assert_eq!(enc.verify().unwrap(), vec![], "the kernel holds what the RIB says, retired policy included");
             // Changes after adoption go on in the same journal.
-            enc.remove("2001:db8::/32".parse().unwrap()).unwrap();
+            enc.remove(Table::Main, "2001:db8::/32".parse().unwrap()).unwrap();
             drop(enc);
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt again");
-            assert_eq!(enc.routes().unwrap().len(), 2, "10.1.0.0/16 and 198.51.100.0/24 in the main table");
+            assert_eq!(enc.routes(Table::Main).unwrap().len(), 2, "10.1.0.0/16 and 198.51.100.0/24 in the main table");
             assert_eq!(enc.verify().unwrap(), vec![]);
             enc.detach().unwrap();
             assert!(!state.exists(), "detach removes the state");
@@ -413,11 +438,13 @@ fn a_torn_journal_tail_is_discarded_and_the_journal_goes_on_after_it() {
     lab.host
         .run(|| {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
-            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
+                .unwrap();
             let state = state_dir(&enc.pin_dir().unwrap());
             let journal = state.join("rib.journal");
             let whole = std::fs::read(&journal).unwrap();
-            enc.set_label("10.1.0.0/16".parse().unwrap(), 101.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.1.0.0/16".parse().unwrap(), Label::new(101).unwrap().into()))
+                .unwrap();
             drop(enc);
             // The last record cut in the middle, as a write interrupted by a crash leaves it.
             let with_second = std::fs::read(&journal).unwrap();
@@ -425,12 +452,13 @@ fn a_torn_journal_tail_is_discarded_and_the_journal_goes_on_after_it() {
             std::fs::write(&journal, torn).unwrap();
 
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt past a torn tail");
-            let prefixes: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            let prefixes: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
             assert_eq!(prefixes, ["10.0.0.0/8"], "the torn change is not there");
-            enc.set_label("10.2.0.0/16".parse().unwrap(), 102.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.2.0.0/16".parse().unwrap(), Label::new(102).unwrap().into()))
+                .unwrap();
             drop(enc);
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt again");
-            let prefixes: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            let prefixes: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
             assert_eq!(prefixes, ["10.0.0.0/8", "10.2.0.0/16"], "records after the cut are read");
             enc.detach().unwrap();
         })
@@ -451,7 +479,8 @@ fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_re
                 .pinned()
                 .attach(VethLab::HOST_IF, XdpMode::Generic)
                 .expect("attach");
-            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
+                .unwrap();
             let pins = enc.pin_dir().unwrap();
             let state = state_dir(&pins);
             drop(enc);
@@ -475,7 +504,7 @@ fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_re
             drop(look);
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adoption after a kill");
             assert_eq!(enc.verify().unwrap(), vec![], "the kernel is back to what was acknowledged");
-            let prefixes: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            let prefixes: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
             assert_eq!(prefixes, ["10.0.0.0/8"]);
             drop(enc);
             // Repaired once: the journal says so, and the next adoption is clean.
@@ -518,7 +547,7 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
                     assert_eq!(report.removed.len() + report.added.len(), 2, "{report}");
                     if what == "policies" {
                         for prefix in ["10.0.0.0/8", "10.1.0.0/16"] {
-                            let c = enc.route_counters(prefix.parse().unwrap()).unwrap().unwrap();
+                            let c = enc.route_counters(Table::Main, prefix.parse().unwrap()).unwrap().unwrap();
                             assert!(c.counted, "cycle {cycle}: {prefix} got counter slots");
                         }
                     }
@@ -529,9 +558,9 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
             // one is accepted at once, by whichever process looks.
             std::thread::sleep(Duration::from_millis(1100));
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
-            enc.set_policy("10.2.0.0/16".parse().unwrap(), "300@1,301@1".parse().unwrap()).expect("set of a policy");
-            enc.set_policy("10.3.0.0/16".parse().unwrap(), "400@1,401@1".parse().unwrap()).expect("a second one");
-            match enc.set_policy("10.4.0.0/16".parse().unwrap(), "500@1,501@1".parse().unwrap()) {
+            enc.set_route(Table::Main, &Route::with_policy("10.2.0.0/16".parse().unwrap(), "300@1,301@1".parse().unwrap())).expect("set of a policy");
+            enc.set_route(Table::Main, &Route::with_policy("10.3.0.0/16".parse().unwrap(), "400@1,401@1".parse().unwrap())).expect("a second one");
+            match enc.set_route(Table::Main, &Route::with_policy("10.4.0.0/16".parse().unwrap(), "500@1,501@1".parse().unwrap())) {
                 Err(lnetd_host_encap::errors::RouteError::TableFull { family: "policy", capacity: 2, knob }) => {
                     assert!(knob.contains("--max-policies") && knob.contains("max_policies"), "{knob}")
                 }
@@ -559,13 +588,17 @@ fn a_stale_link_is_refused_naming_its_pin_and_the_command_that_fixes_it() {
     let link = ns
         .run(|| {
             let enc = Encapsulator::builder().pinned().attach(IFACE, XdpMode::Generic).expect("attach");
-            enc.set_label("10.0.0.0/8".parse().unwrap(), 100.try_into().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
+                .unwrap();
             let link = enc.pin_dir().unwrap().join("link");
             drop(enc);
             // A live pin is adopted, as a writer and as a reader.
-            assert_eq!(Encapsulator::open(IFACE).expect("adopt a live pin").routes().unwrap().len(), 1);
+            assert_eq!(Encapsulator::open(IFACE).expect("adopt a live pin").routes(Table::Main).unwrap().len(), 1);
             let read_only = AdoptOptions { read_only: true, ..AdoptOptions::default() };
-            assert_eq!(Encapsulator::open_with(IFACE, &read_only).expect("read a live pin").routes().unwrap().len(), 1);
+            assert_eq!(
+                Encapsulator::open_with(IFACE, &read_only).expect("read a live pin").routes(Table::Main).unwrap().len(),
+                1
+            );
             link
         })
         .unwrap();

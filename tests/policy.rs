@@ -61,7 +61,7 @@ fn flows_split_as_the_weights_say() {
             ("16001@1,16002@1,16003@1", vec![(16001, 1.0 / 3.0), (16002, 1.0 / 3.0), (16003, 1.0 / 3.0)]),
             ("16001@1,16002@99", vec![(16001, 0.01), (16002, 0.99)]),
         ] {
-            enc.set_policy(net("0.0.0.0/0"), policy.parse().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::with_policy(net("0.0.0.0/0"), policy.parse().unwrap())).unwrap();
             let got = shares(&top_labels(&enc, "198.51.100.1", FLOWS));
             for (label, share) in want {
                 let g = got.get(&label).copied().unwrap_or(0.0);
@@ -79,14 +79,20 @@ fn a_flow_keeps_its_list_and_changes_move_few_flows() {
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
         let base: Policy = "16001@1,16002@1,16003@1".parse().unwrap();
-        enc.set_policy(net("198.51.100.0/24"), base).unwrap();
-        enc.set_policy(net("203.0.113.0/24"), "24001@7,24002@3".parse().unwrap()).unwrap();
+        enc.set_route(Table::Main, &Route::with_policy(net("198.51.100.0/24"), base)).unwrap();
+        enc.set_route(Table::Main, &Route::with_policy(net("203.0.113.0/24"), "24001@7,24002@3".parse().unwrap()))
+            .unwrap();
         let flows = 20_000;
         let before = top_labels(&enc, "198.51.100.1", flows);
         assert_eq!(before, top_labels(&enc, "198.51.100.1", flows), "the same flow takes the same list");
         // A restart: a freshly loaded program with the same policy pins every flow to the same list.
         let restarted = Encapsulator::builder().load().expect("load");
-        restarted.set_policy(net("198.51.100.0/24"), "16001@1,16002@1,16003@1".parse().unwrap()).unwrap();
+        restarted
+            .set_route(
+                Table::Main,
+                &Route::with_policy(net("198.51.100.0/24"), "16001@1,16002@1,16003@1".parse().unwrap()),
+            )
+            .unwrap();
         assert_eq!(top_labels(&restarted, "198.51.100.1", flows), before, "the same list after a restart");
         drop(restarted);
         let other = top_labels(&enc, "203.0.113.1", flows);
@@ -97,12 +103,16 @@ fn a_flow_keeps_its_list_and_changes_move_few_flows() {
             ("16001@1,16003@1", 1.0 / 3.0),
             ("16001@2,16002@1,16003@1", 0.5 - 1.0 / 3.0),
         ] {
-            enc.set_policy(net("198.51.100.0/24"), after.parse().unwrap()).unwrap();
+            enc.set_route(Table::Main, &Route::with_policy(net("198.51.100.0/24"), after.parse().unwrap())).unwrap();
             let now = top_labels(&enc, "198.51.100.1", flows);
             let moved = before.iter().zip(&now).filter(|(a, b)| a != b).count() as f64 / f64::from(flows);
             assert!(moved <= need + 0.05, "{after}: {moved:.3} of flows moved, {need:.3} had to");
             assert_eq!(top_labels(&enc, "203.0.113.1", flows), other, "another route's flows never move");
-            enc.set_policy(net("198.51.100.0/24"), "16001@1,16002@1,16003@1".parse().unwrap()).unwrap();
+            enc.set_route(
+                Table::Main,
+                &Route::with_policy(net("198.51.100.0/24"), "16001@1,16002@1,16003@1".parse().unwrap()),
+            )
+            .unwrap();
             assert_eq!(top_labels(&enc, "198.51.100.1", flows), before, "the same policy gives the same table");
         }
     });
@@ -114,34 +124,40 @@ fn per_route_and_per_list_counters() {
     privileged("per_route_and_per_list_counters");
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().load().expect("load");
-        enc.set_policy(net("198.51.100.0/24"), "16001@7,16002@3".parse().unwrap()).unwrap();
-        enc.set_labels(net("203.0.113.0/24"), "24001".parse().unwrap()).unwrap();
+        enc.set_route(Table::Main, &Route::with_policy(net("198.51.100.0/24"), "16001@7,16002@3".parse().unwrap()))
+            .unwrap();
+        enc.set_route(Table::Main, &Route::new(net("203.0.113.0/24"), "24001".parse().unwrap())).unwrap();
         let tops = top_labels(&enc, "198.51.100.1", 1000);
         let frame_len = flow(0, "198.51.100.1").len() as u64;
         for i in 0..10 {
             enc.test_run(&flow(i, "203.0.113.1")).unwrap();
         }
-        let c = enc.route_counters(net("198.51.100.0/24")).unwrap().expect("route");
+        let c = enc.route_counters(Table::Main, net("198.51.100.0/24")).unwrap().expect("route");
         assert_eq!((c.labelled.packets, c.labelled.bytes), (1000, 1000 * frame_len));
         let first = tops.iter().filter(|t| **t == 16001).count() as u64;
         assert_eq!(c.lists.iter().map(|l| l.packets).collect::<Vec<_>>(), [first, 1000 - first]);
-        let plain = enc.route_counters(net("203.0.113.0/24")).unwrap().expect("route");
+        let plain = enc.route_counters(Table::Main, net("203.0.113.0/24")).unwrap().expect("route");
         assert_eq!((plain.labelled.packets, plain.lists.len()), (10, 1));
-        assert_eq!(enc.route_counters(net("192.0.2.0/24")).unwrap(), None);
-        assert_eq!(enc.route_counters(net("198.51.0.0/16")).unwrap(), None, "only an exact prefix has counters");
+        assert_eq!(enc.route_counters(Table::Main, net("192.0.2.0/24")).unwrap(), None);
+        assert_eq!(
+            enc.route_counters(Table::Main, net("198.51.0.0/16")).unwrap(),
+            None,
+            "only an exact prefix has counters"
+        );
         assert_eq!(enc.stats().unwrap().labelled.packets, 1010);
 
         // A replaced policy keeps its counts, in total and per list.
-        enc.set_policy(net("198.51.100.0/24"), "16001@1,16002@1".parse().unwrap()).unwrap();
-        let kept = enc.route_counters(net("198.51.100.0/24")).unwrap().expect("route");
+        enc.set_route(Table::Main, &Route::with_policy(net("198.51.100.0/24"), "16001@1,16002@1".parse().unwrap()))
+            .unwrap();
+        let kept = enc.route_counters(Table::Main, net("198.51.100.0/24")).unwrap().expect("route");
         assert_eq!(kept.labelled.packets, 1000);
         assert_eq!(kept.lists.iter().map(|l| l.packets).collect::<Vec<_>>(), [first, 1000 - first]);
         // A replaced route keeps its count; a removed one's slot comes back zeroed.
-        enc.set_labels(net("203.0.113.0/24"), "24002".parse().unwrap()).unwrap();
-        assert_eq!(enc.route_counters(net("203.0.113.0/24")).unwrap().unwrap().labelled.packets, 10);
-        assert!(enc.remove(net("203.0.113.0/24")).unwrap());
-        enc.set_labels(net("192.0.2.0/24"), "24003".parse().unwrap()).unwrap();
-        let fresh = enc.route_counters(net("192.0.2.0/24")).unwrap().unwrap();
+        enc.set_route(Table::Main, &Route::new(net("203.0.113.0/24"), "24002".parse().unwrap())).unwrap();
+        assert_eq!(enc.route_counters(Table::Main, net("203.0.113.0/24")).unwrap().unwrap().labelled.packets, 10);
+        assert!(enc.remove(Table::Main, net("203.0.113.0/24")).unwrap());
+        enc.set_route(Table::Main, &Route::new(net("192.0.2.0/24"), "24003".parse().unwrap())).unwrap();
+        let fresh = enc.route_counters(Table::Main, net("192.0.2.0/24")).unwrap().unwrap();
         assert!(fresh.counted && fresh.labelled.packets == 0, "{fresh:?}");
     });
 }
@@ -152,11 +168,11 @@ fn routes_beyond_the_counted_capacity_still_work() {
     privileged("routes_beyond_the_counted_capacity_still_work");
     in_netns("policy", |_| {
         let enc = Encapsulator::builder().max_counted_routes(1).load().expect("load");
-        enc.set_labels(net("198.51.100.0/24"), "16001".parse().unwrap()).unwrap();
-        enc.set_labels(net("203.0.113.0/24"), "16002".parse().unwrap()).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("198.51.100.0/24"), "16001".parse().unwrap())).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("203.0.113.0/24"), "16002".parse().unwrap())).unwrap();
         assert_eq!(top_labels(&enc, "203.0.113.1", 3), [16002; 3], "an uncounted route still labels");
-        assert!(enc.route_counters(net("198.51.100.0/24")).unwrap().unwrap().counted);
-        let second = enc.route_counters(net("203.0.113.0/24")).unwrap().unwrap();
+        assert!(enc.route_counters(Table::Main, net("198.51.100.0/24")).unwrap().unwrap().counted);
+        let second = enc.route_counters(Table::Main, net("203.0.113.0/24")).unwrap().unwrap();
         assert!(!second.counted && second.labelled.packets == 0, "{second:?}");
     });
 }
@@ -169,7 +185,11 @@ fn flows_split_on_the_wire() {
     let lab = VethLab::new().expect("lab");
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
-    enc.set_policy(net("198.51.100.0/24"), "16001/16100@7,16002/16100@3".parse().unwrap()).unwrap();
+    enc.set_route(
+        Table::Main,
+        &Route::with_policy(net("198.51.100.0/24"), "16001/16100@7,16002/16100@3".parse().unwrap()),
+    )
+    .unwrap();
     let capture =
         lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(256 << 20))).unwrap().unwrap();
     // Flows differ by source port (the kernel picks one per socket) and destination.
@@ -199,7 +219,7 @@ fn flows_split_on_the_wire() {
     let got = shares(&tops);
     let first = got.get(&16001).copied().unwrap_or(0.0);
     assert!((first - 0.7).abs() <= 0.015, "{sent} real flows: {first:.4} took the weight-7 list");
-    let c = enc.route_counters(net("198.51.100.0/24")).unwrap().unwrap();
+    let c = enc.route_counters(Table::Main, net("198.51.100.0/24")).unwrap().unwrap();
     assert_eq!(c.labelled.packets, u64::from(sent));
 }
 
@@ -217,18 +237,15 @@ fn source_prefixes_select_alternate_tables() {
         enc.refresh_local_addresses().unwrap();
         let premium = Table::alternate(1).unwrap();
         let premium6 = Table::alternate(2).unwrap();
-        enc.set_labels(net("0.0.0.0/0"), "1000000".parse().unwrap()).unwrap();
-        enc.set_labels(net("198.51.100.0/24"), "16001".parse().unwrap()).unwrap();
-        enc.set_labels(net("::/0"), "1000000".parse().unwrap()).unwrap();
-        enc.set_route_in(premium, &Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())).unwrap();
-        enc.set_route_in(premium6, &Route::new(net("2001:db8::/32"), "888".parse().unwrap())).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("0.0.0.0/0"), "1000000".parse().unwrap())).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("198.51.100.0/24"), "16001".parse().unwrap())).unwrap();
+        enc.set_route(Table::Main, &Route::new(net("::/0"), "1000000".parse().unwrap())).unwrap();
+        enc.set_route(premium, &Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())).unwrap();
+        enc.set_route(premium6, &Route::new(net("2001:db8::/32"), "888".parse().unwrap())).unwrap();
         enc.set_source(net("10.200.0.0/24"), premium).unwrap();
         enc.set_source(net("fd00:200::/64"), premium6).unwrap();
         assert_eq!(enc.sources().len(), 2);
-        assert_eq!(
-            enc.routes_in(premium).unwrap(),
-            vec![Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())]
-        );
+        assert_eq!(enc.routes(premium).unwrap(), vec![Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())]);
 
         let labels_for = |spec: common::FrameSpec| -> Option<Vec<u32>> {
             let run = enc.test_run(&spec.build().bytes).expect("test run");
@@ -250,13 +267,13 @@ fn source_prefixes_select_alternate_tables() {
         assert_eq!(labels_for(from("10.200.0.1", "192.0.2.55")), None, "a host address is never labelled");
         assert_eq!(labels_for(from("fd00:200::1", "2001:db8::9")), Some(vec![888]), "IPv6 source");
         assert_eq!(labels_for(from("fd00:300::1", "2001:db8::9")), Some(vec![1_000_000]));
-        let c = enc.route_counters_in(premium, net("198.51.100.0/24")).unwrap().expect("route");
+        let c = enc.route_counters(premium, net("198.51.100.0/24")).unwrap().expect("route");
         assert_eq!(c.labelled.packets, 1);
 
         assert!(enc.remove_source(net("10.200.0.0/24")).unwrap());
         assert_eq!(labels_for(from("10.200.0.1", "198.51.100.9")), Some(vec![16001]), "source removed");
-        assert!(enc.remove_in(premium, net("198.51.100.0/24")).unwrap());
-        assert!(enc.routes_in(premium).unwrap().is_empty());
+        assert!(enc.remove(premium, net("198.51.100.0/24")).unwrap());
+        assert!(enc.routes(premium).unwrap().is_empty());
     })
     .expect("enter namespace");
 }

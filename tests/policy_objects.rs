@@ -7,6 +7,7 @@ mod common;
 
 use common::{frame, in_netns, privileged, L4};
 use lnetd_host_encap::testing::map_entries;
+use lnetd_host_encap::Table;
 use lnetd_host_encap::{
     diagnostics::XdpAction, encap::Ipv4Lookup, errors::RouteError, labels::decode_stack, routes::Tc, DesiredState,
     Encapsulator, Policy, Route,
@@ -45,7 +46,7 @@ fn a_named_policy_change_is_one_write_and_every_route_follows() {
         let enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).load().expect("load");
         let blue = named("16001/100@1,16002/100@1", "blue");
         for i in 0..ROUTES {
-            enc.set_route(&Route::with_policy(prefix(i).parse().unwrap(), blue.clone())).unwrap();
+            enc.set_route(Table::Main, &Route::with_policy(prefix(i).parse().unwrap(), blue.clone())).unwrap();
         }
         let routes_before = map_entries(&enc, "routes_v4").unwrap();
         let policies_before = map_entries(&enc, "policies").unwrap();
@@ -123,7 +124,7 @@ fn an_apply_changing_a_named_policy_writes_it_once_and_round_trips() {
         let mut dscp = state("16003@1,16004@1,16005@2", "green", ROUTES);
         dscp.routes.iter_mut().for_each(|r| r.tc = Some(lnetd_host_encap::desired::TcSpec::Text("dscp".into())));
         enc.apply(&dscp, lnetd_host_encap::ApplyOptions::default()).unwrap();
-        assert_eq!(enc.routes().unwrap()[0].tc, Tc::FromDscp);
+        assert_eq!(enc.routes(Table::Main).unwrap()[0].tc, Tc::FromDscp);
         assert!(enc.verify().unwrap().is_empty());
         // Everything gone: the objects leave after their grace period (max_policies 4 never fills).
         for round in 0..3 {
@@ -160,7 +161,7 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
             let red = named("16001@1,16002@1", "red");
             for i in 0..200 {
-                enc.set_route(&Route::with_policy(prefix(i).parse().unwrap(), red.clone())).unwrap();
+                enc.set_route(Table::Main, &Route::with_policy(prefix(i).parse().unwrap(), red.clone())).unwrap();
             }
             let pins = enc.pin_dir().unwrap();
             let state = std::path::PathBuf::from(lnetd_host_encap::pins::DEFAULT_STATE_ROOT)
@@ -173,7 +174,7 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
             let grown = std::fs::metadata(&journal).unwrap().len() - before;
             assert!(grown < 256, "a content change of 200 routes' object appended {grown} bytes");
             let desired = enc.desired_state();
-            let counters = enc.route_counters(prefix(7).parse().unwrap()).unwrap().unwrap();
+            let counters = enc.route_counters(Table::Main, prefix(7).parse().unwrap()).unwrap().unwrap();
             assert_eq!(counters.lists.len(), 2, "the object's lists");
             drop(enc);
 
@@ -185,7 +186,7 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
             let update = enc.update_policy(&red).unwrap().unwrap();
             assert_eq!((update.routes, update.map_operations), (200, 1), "its routes were counted back");
             for i in 0..200 {
-                enc.remove(prefix(i).parse().unwrap()).unwrap();
+                enc.remove(Table::Main, prefix(i).parse().unwrap()).unwrap();
             }
             assert!(enc.update_policy(&red).unwrap().is_none(), "the last route took the object with it");
             enc.detach().unwrap();

@@ -13,6 +13,7 @@ mod common;
 use common::{in_test_run_netns, privileged};
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::testing::{delete_map_entry, write_map_entry};
+use lnetd_host_encap::Table;
 use lnetd_host_encap::{
     diagnostics::XdpAction, encap::EncapsulatorBuilder, encap::Ipv4Lookup, labels::SegmentList, Encapsulator, Label,
     LabelStack, Policy, Route,
@@ -67,7 +68,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
             for (prefix, dst, other, longer) in FAMILIES {
                 let what = format!("{lookup}, {prefix}");
                 let enc = small_table_cached().lookup(lookup).route_cache(64).load().expect("load");
-                enc.set_route(&route(prefix, 100)).unwrap();
+                enc.set_route(Table::Main, &route(prefix, 100)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: labelled");
 
                 // Served from the cache: the route is gone from the kernel table, the answer is not.
@@ -75,35 +76,35 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: a cached destination keeps its route");
                 assert_eq!(label_for(&enc, other), None, "{what}: the foreign delete took effect elsewhere");
                 // Any change through the library forgets every answer.
-                enc.set_route(&route("203.0.113.0/24", 9)).unwrap();
+                enc.set_route(Table::Main, &route("203.0.113.0/24", 9)).unwrap();
                 assert_eq!(label_for(&enc, dst), None, "{what}: after a library change the cache forgot");
                 assert_eq!(enc.repair().unwrap().len(), 1, "{what}: repair puts the route back");
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: repaired");
 
                 // Cached, then changed through the library: the change is seen by the next packet.
                 assert_eq!(label_for(&enc, dst), Some(100));
-                enc.set_route(&route(prefix, 200)).unwrap();
+                enc.set_route(Table::Main, &route(prefix, 200)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(200), "{what}: relabelled");
-                enc.set_route(&route(longer, 300)).unwrap();
+                enc.set_route(Table::Main, &route(longer, 300)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(300), "{what}: a longer prefix added under it");
                 assert_eq!(label_for(&enc, other), Some(200), "{what}: outside the longer prefix");
-                assert!(enc.remove(longer.parse().unwrap()).unwrap());
+                assert!(enc.remove(Table::Main, longer.parse().unwrap()).unwrap());
                 assert_eq!(label_for(&enc, dst), Some(200), "{what}: the longer prefix removed");
-                enc.set_route(&route(longer, 301)).unwrap();
+                enc.set_route(Table::Main, &route(longer, 301)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(301), "{what}: re-added");
                 let lists = [400, 401]
                     .map(|l| SegmentList { stack: LabelStack::new(vec![Label::new(l).unwrap()]).unwrap(), weight: 1 });
                 let policy = Policy::new(lists.to_vec(), None).unwrap();
-                enc.set_route(&Route::with_policy(longer.parse().unwrap(), policy)).unwrap();
+                enc.set_route(Table::Main, &Route::with_policy(longer.parse().unwrap(), policy)).unwrap();
                 let top = label_for(&enc, dst);
                 assert!(matches!(top, Some(400 | 401)), "{what}: made a policy route: {top:?}");
-                assert!(enc.remove(longer.parse().unwrap()).unwrap());
-                assert!(enc.remove(prefix.parse().unwrap()).unwrap());
+                assert!(enc.remove(Table::Main, longer.parse().unwrap()).unwrap());
+                assert!(enc.remove(Table::Main, prefix.parse().unwrap()).unwrap());
                 assert_eq!(label_for(&enc, dst), None, "{what}: no stale answer after a delete");
                 assert_eq!(enc.verify().unwrap(), vec![], "{what}: kernel and RIB agree");
 
                 // An apply is a change like any other.
-                enc.set_route(&route(prefix, 500)).unwrap();
+                enc.set_route(Table::Main, &route(prefix, 500)).unwrap();
                 assert_eq!(label_for(&enc, dst), Some(500));
                 let mut desired = lnetd_host_encap::DesiredState::default();
                 desired.routes.push(lnetd_host_encap::desired::DesiredRoute {
@@ -129,7 +130,7 @@ fn dir24_8_short_prefixes_are_not_cached() {
     privileged("dir24_8_short_prefixes_are_not_cached");
     in_test_run_netns("rcacheshort", || {
         let enc = Encapsulator::builder().load().expect("load");
-        enc.set_route(&route("10.0.0.0/8", 100)).unwrap();
+        enc.set_route(Table::Main, &route("10.0.0.0/8", 100)).unwrap();
         assert_eq!(label_for(&enc, "10.1.2.3"), Some(100));
         // 10.0.0.0/8's 256 /16 summary entries, 16 to an array element, zeroed behind the library.
         for element in (10u32 << 8) / 16..(11u32 << 8) / 16 {
@@ -146,7 +147,7 @@ fn route_cache_zero_has_none() {
     in_test_run_netns("rcacheoff", || {
         for (prefix, dst, _, _) in FAMILIES {
             let enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).route_cache(0).load().expect("load");
-            enc.set_route(&route(prefix, 100)).unwrap();
+            enc.set_route(Table::Main, &route(prefix, 100)).unwrap();
             assert_eq!(label_for(&enc, dst), Some(100));
             foreign_delete(&enc, Ipv4Lookup::LpmTrie, prefix);
             assert_eq!(label_for(&enc, dst), None, "{prefix}: without a cache the kernel table answers");
@@ -167,8 +168,8 @@ fn host_addresses_stay_unlabelled_through_the_cache() {
     in_test_run_netns("rcachelocal", || {
         let enc = small_table_cached().load().expect("load");
         enc.refresh_local_addresses().expect("host addresses");
-        enc.set_route(&route("0.0.0.0/0", 100)).unwrap();
-        enc.set_route(&route("::/0", 100)).unwrap();
+        enc.set_route(Table::Main, &route("0.0.0.0/0", 100)).unwrap();
+        enc.set_route(Table::Main, &route("::/0", 100)).unwrap();
         for _ in 0..3 {
             for (local, neighbour) in [(common::LOCAL_V4, "192.0.2.56"), (common::LOCAL_V6, "2001:db8:ffff::56")] {
                 assert_eq!(label_for(&enc, local), None, "{local}: never labelled");
@@ -198,7 +199,7 @@ fn one_entry_fought_over_by_two_threads_serves_each_destination_its_own_route() 
         for (i, dst) in dsts.iter().enumerate() {
             let prefix = if dst.contains(':') { dst.replace("::1", "::/48") } else { dst.replace(".0.1", ".0.0/16") };
             let labels: Vec<Label> = stack(i as u32).into_iter().map(|l| Label::new(l).unwrap()).collect();
-            enc.set_route(&Route::new(prefix.parse().unwrap(), LabelStack::new(labels).unwrap())).unwrap();
+            enc.set_route(Table::Main, &Route::new(prefix.parse().unwrap(), LabelStack::new(labels).unwrap())).unwrap();
         }
         let frames: Vec<Vec<u8>> = dsts.iter().map(|d| common::frame(d).build().bytes).collect();
         let checked: usize = std::thread::scope(|s| {
@@ -269,12 +270,12 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
                 assert_eq!(enc.repair().unwrap().len(), 1);
             };
             uncached("4,095 routes");
-            enc.set_route(&route(&fillers(4094)[family], 9)).unwrap();
+            enc.set_route(Table::Main, &route(&fillers(4094)[family], 9)).unwrap();
             assert_eq!(label_for(&enc, dst), Some(100));
             foreign_delete(&enc, lookup, prefix);
             assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, 4,096 routes: served from the cache");
             assert_eq!(enc.repair().unwrap().len(), 1);
-            assert!(enc.remove(fillers(4094)[family].parse().unwrap()).unwrap());
+            assert!(enc.remove(Table::Main, fillers(4094)[family].parse().unwrap()).unwrap());
             uncached("4,095 routes again");
         }
     });

@@ -15,6 +15,7 @@
 
 mod common;
 
+use lnetd_host_encap::Table;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -456,11 +457,11 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
         last.len() == FLOWS as usize && last.values().all(|l| *l == 1003) && seen.last().is_some_and(|s| s.at > t)
     });
     let net: IpNetwork = PREFIX.parse().unwrap();
-    assert!(enc.route_counters(net).unwrap().is_some(), "the route is installed on the backup path");
+    assert!(enc.route_counters(Table::Main, net).unwrap().is_some(), "the route is installed on the backup path");
 
     // Every path down: the route is no longer installed (unlabelled).
     decap.remove_pop_label(Label::new(1003).unwrap()).unwrap();
-    wait_for("route withdrawn", Duration::from_secs(2), || enc.route_counters(net).unwrap().is_none());
+    wait_for("route withdrawn", Duration::from_secs(2), || enc.route_counters(Table::Main, net).unwrap().is_none());
     let t = Instant::now();
     std::thread::sleep(Duration::from_millis(100));
     let labelled_after: usize = seen.lock().unwrap().iter().filter(|s| s.at > t).count();

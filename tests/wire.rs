@@ -4,6 +4,8 @@
 
 mod common;
 
+use lnetd_host_encap::Label;
+use lnetd_host_encap::{Route, Table};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -73,10 +75,13 @@ fn run_lab(mode: XdpMode, expected_mode: AttachedMode) {
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).expect("ns").expect("xdp on r0");
     let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, mode)).expect("ns").expect("attach");
     assert_eq!(enc.attachment().map(|a| a.mode), Some(expected_mode));
-    enc.set_label("0.0.0.0/0".parse().unwrap(), 1_000_000.try_into().unwrap()).unwrap();
-    enc.set_label("::/0".parse().unwrap(), 1_000_000.try_into().unwrap()).unwrap();
-    enc.set_labels("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()).unwrap();
-    enc.set_labels("2001:db8:100::/48".parse().unwrap(), "24001/24002/24003".parse().unwrap()).unwrap();
+    enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), Label::new(1_000_000).unwrap().into()))
+        .unwrap();
+    enc.set_route(Table::Main, &Route::new("::/0".parse().unwrap(), Label::new(1_000_000).unwrap().into())).unwrap();
+    enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
+        .unwrap();
+    enc.set_route(Table::Main, &Route::new("2001:db8:100::/48".parse().unwrap(), "24001/24002/24003".parse().unwrap()))
+        .unwrap();
 
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).expect("ns").expect("capture");
     let probes = probes();

@@ -303,7 +303,7 @@ impl Writes {
         if let Some(o) = &self.origins {
             return o.set_route(table, route);
         }
-        self.enc.set_route_in(table, route)
+        self.enc.set_route(table, route)
     }
 
     pub(crate) fn remove_in(&self, table: Table, prefix: ipnetwork::IpNetwork) -> Result<bool, RouteError> {
@@ -317,7 +317,7 @@ impl Writes {
         if let Some(o) = &self.origins {
             return o.remove_route(table, prefix);
         }
-        self.enc.remove_in(table, prefix)
+        self.enc.remove(table, prefix)
     }
 
     pub(crate) fn apply(

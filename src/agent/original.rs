@@ -138,7 +138,7 @@ impl Original {
             let entries = match target {
                 Target::Routes(table) => self
                     .enc
-                    .routes_in(table)
+                    .routes(table)
                     .map_err(|e| Status::internal(e.to_string()))?
                     .iter()
                     .map(|r| MapEntry {

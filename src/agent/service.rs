@@ -553,9 +553,9 @@ impl Api for Service {
         let table_id = key.table;
         let found = self
             .with(move |enc| {
-                let counters = enc.route_counters_in(t, prefix).map_err(status)?;
+                let counters = enc.route_counters(t, prefix).map_err(status)?;
                 let route =
-                    enc.routes_in(t).map_err(|e| status(RouteError::Map(e)))?.into_iter().find(|r| r.prefix == prefix);
+                    enc.routes(t).map_err(|e| status(RouteError::Map(e)))?.into_iter().find(|r| r.prefix == prefix);
                 Ok(counters.zip(route))
             })
             .await?;

@@ -627,10 +627,10 @@ impl Origins {
     /// Adds or replaces a route through the agent's API.
     ///
     /// # Errors
-    /// As [`Encapsulator::set_route_in`].
+    /// As [`Encapsulator::set_route`].
     pub fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         let mut inner = self.lock();
-        self.enc.set_route_in(table, route)?;
+        self.enc.set_route(table, route)?;
         inner.local.insert((table, route.prefix), (route.clone(), Origin::Agent));
         if let Some(m) = inner.merged.as_mut() {
             m.routes_mut().insert((table, route.prefix), route.clone());
@@ -648,15 +648,15 @@ impl Origins {
     /// withdrawn in BGP, not here).
     ///
     /// # Errors
-    /// As [`Encapsulator::remove_in`] / [`Encapsulator::set_route_in`].
+    /// As [`Encapsulator::remove`] / [`Encapsulator::set_route`].
     pub fn remove_route(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let Some(local) = inner.local.remove(&(table, prefix)) else { return Ok(false) };
         let from_bgp = if table == Table::Main { inner.bgp_route(prefix, true) } else { None };
         let done = match &from_bgp {
-            Some((route, _)) => self.enc.set_route_in(table, route),
-            None => self.enc.remove_in(table, prefix).map(|_| ()),
+            Some((route, _)) => self.enc.set_route(table, route),
+            None => self.enc.remove(table, prefix).map(|_| ()),
         };
         if let Err(e) = done {
             inner.local.insert((table, prefix), local);

@@ -617,15 +617,15 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Upgrade => {
             let enc =
                 Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(5), ..Default::default() })?;
-            println!("{iface} now runs this build's program ({} routes kept)", enc.routes()?.len());
+            println!("{iface} now runs this build's program ({} routes kept)", enc.routes(Table::Main)?.len());
         }
         Command::Set { prefix, policy, tc, table: id, entropy_label } => {
             let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };
-            adopt(iface, true)?.set_route_in(table(id), &route)?;
+            adopt(iface, true)?.set_route(table(id), &route)?;
             println!("{} -> {} (tc {}{})", route.prefix, route.policy, route.tc, output::table_suffix(table(id)));
         }
         Command::Remove { prefix, table: id } => {
-            if adopt(iface, true)?.remove_in(table(id), prefix)? {
+            if adopt(iface, true)?.remove(table(id), prefix)? {
                 println!("removed {prefix}{}", output::table_suffix(table(id)));
             } else {
                 return Err(

@@ -1,6 +1,7 @@
 //! `lnetd-host-encap agent`: where it listens, who may do what, and the run
 //! until SIGINT or SIGTERM.
 
+use lnetd_host_encap::Table;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -230,7 +231,7 @@ pub fn agent(
     let enc = if Encapsulator::is_pinned(iface)? {
         let enc =
             Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(10), ..Default::default() })?;
-        println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes()?.len());
+        println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes(Table::Main)?.len());
         enc
     } else {
         let enc = attach(iface, file.as_ref(), mode)?;
