@@ -178,7 +178,7 @@ fn main() {
             let t = Instant::now();
             let r = enc.apply(&changed, lnetd_host_encap::ApplyOptions::default()).expect("1% apply");
             let one_percent = t.elapsed();
-            assert!(enc.verify().expect("verify").is_empty(), "the kernel holds what the RIB says");
+            assert!(enc.diagnostics().verify().expect("verify").is_empty(), "the kernel holds what the RIB says");
             drop(enc);
             if lookup == Ipv4Lookup::Dir24_8 {
                 from_empty_rate = per_sec(n, from_empty);

@@ -260,7 +260,7 @@ fn policy_switch(
     // the dataplane.
     let probe = udp_frame(Ipv4Addr::new(16, 0, 0, 1));
     let top = |enc: &Encapsulator| {
-        let run = enc.test_run(&probe).ok()?;
+        let run = enc.diagnostics().test_run(&probe).ok()?;
         lnetd_host_encap::labels::decode_stack(run.frame.get(14..)?).ok().map(|(s, _)| s[0].label)
     };
     assert_eq!(top(enc), Some(16_001), "policy 1's route before the switch");
@@ -286,7 +286,7 @@ fn policy_switch(
     let full = origins.set_bgp(a.clone(), false).unwrap();
     let full_time = t.elapsed();
     println!("shared objects: switch back, full path (Origins::set_bgp, diff of the table): {full_time:.2?} ({full})");
-    assert!(enc.verify().unwrap().is_empty(), "the dataplane is what the RIB says");
+    assert!(enc.diagnostics().verify().unwrap().is_empty(), "the dataplane is what the RIB says");
     let date = Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d")

@@ -86,7 +86,10 @@ const SEGMENTS: usize = 48;
 fn set_programs(lab: &VethLab, programs: &Programs, on: bool) {
     if on {
         lab.router.run(|| programs.tc.attach_ingress(VethLab::ROUTER_IF)).unwrap().unwrap();
-        lab.host.run(|| programs.enc_tso.attach_egress(VethLab::HOST_IF)).unwrap().unwrap();
+        lab.host
+            .run(|| programs.enc_tso.attach(VethLab::HOST_IF, lnetd_host_encap::encap::Hook::Egress))
+            .unwrap()
+            .unwrap();
     } else {
         programs.enc_tso.detach().unwrap();
     }
@@ -187,7 +190,7 @@ impl Programs {
 /// One transfer with A's encap and B's decap; Gbit/s and the average popped packet's bytes.
 fn with(lab: &VethLab, programs: &Programs, allow_tso: bool, decap: Decap) -> (f64, u64) {
     let enc = if allow_tso { &programs.enc_tso } else { &programs.enc };
-    lab.host.run(|| enc.attach_egress(VethLab::HOST_IF)).unwrap().unwrap();
+    lab.host.run(|| enc.attach(VethLab::HOST_IF, lnetd_host_encap::encap::Hook::Egress)).unwrap().unwrap();
     let dec = match decap {
         Decap::Xdp => {
             lab.router.run(|| programs.xdp.attach(VethLab::ROUTER_IF, XdpMode::Generic)).unwrap().unwrap();
@@ -245,7 +248,10 @@ fn main() {
                 let base = throughput(&lab);
                 if variant != "decap only" {
                     let enc = if variant == "encap + decap" { &programs.enc_tso } else { &none };
-                    lab.host.run(|| enc.attach_egress(VethLab::HOST_IF)).unwrap().unwrap();
+                    lab.host
+                        .run(|| enc.attach(VethLab::HOST_IF, lnetd_host_encap::encap::Hook::Egress))
+                        .unwrap()
+                        .unwrap();
                 }
                 lab.router.run(|| programs.tc.attach_ingress(VethLab::ROUTER_IF)).unwrap().unwrap();
                 let r = throughput(&lab);

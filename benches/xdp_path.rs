@@ -125,8 +125,8 @@ fn measure_all(
             for (enc, sum) in encs.iter().zip(er.iter_mut()) {
                 *sum += timed(
                     RUNS,
-                    || enc.run_stats().expect("stats"),
-                    || enc.test_run(frame).expect("run").action,
+                    || enc.diagnostics().run_stats().expect("stats"),
+                    || enc.diagnostics().test_run(frame).expect("run").action,
                     XdpAction::Tx,
                 );
             }
@@ -203,7 +203,8 @@ fn scale(floor: &BaselineProgram, empty: &BaselineProgram) {
                 }
                 let enc = builder.load().expect("encapsulator");
                 enc.apply(&state, lnetd_host_encap::ApplyOptions::default()).expect("apply");
-                let mib = enc.map_memory().expect("memory").iter().map(|(_, b)| b).sum::<u64>() as f64 / 1048576.0;
+                let mib = enc.diagnostics().map_memory().expect("memory").iter().map(|(_, b)| b).sum::<u64>() as f64
+                    / 1048576.0;
                 for family in [false, true] {
                     let (z, f, e) = measure(&enc, floor, empty, &frames(&state, family));
                     let traffic = if family { "IPv6" } else { "IPv4" };
@@ -341,7 +342,7 @@ fn features(floor: &BaselineProgram, empty: &BaselineProgram) {
                 enc.set_route(Table::Main, &r).expect("fixture route");
             }
             let frame = &c.input.bytes;
-            let out = enc.test_run(frame).expect("run");
+            let out = enc.diagnostics().test_run(frame).expect("run");
             assert_eq!(
                 (out.action, out.frame),
                 (XdpAction::Tx, c.expect.output(&c.input)),
@@ -355,8 +356,8 @@ fn features(floor: &BaselineProgram, empty: &BaselineProgram) {
                 f.push(timed(FIXTURE_RUNS, || floor.run_stats().expect("stats"), || run(floor), floor_action));
                 e.push(timed(
                     FIXTURE_RUNS,
-                    || enc.run_stats().expect("stats"),
-                    || enc.test_run(frame).expect("run").action,
+                    || enc.diagnostics().run_stats().expect("stats"),
+                    || enc.diagnostics().test_run(frame).expect("run").action,
                     XdpAction::Tx,
                 ));
             }

@@ -132,7 +132,7 @@ fn program(enc: &Encapsulator, plan: &Plan) -> Result<()> {
         println!("route {} -> {} (tc {}){table}", route.prefix, route.policy, route.tc);
     }
     for (source, table) in &plan.sources {
-        enc.set_source(*source, *table)?;
+        enc.sources().set(*source, *table)?;
         println!("source {source} -> table {}", table.id());
     }
     Ok(())
@@ -157,11 +157,15 @@ fn stats_line(s: &Stats) -> String {
 fn run_on_interface(iface: &str, args: &Args, plan: &Plan) -> Result<()> {
     let builder = Encapsulator::builder().ttl_mode(args.ttl);
     let builder = if args.pin { builder.pinned() } else { builder };
-    let enc = if args.hook == "egress" { builder.attach_egress(iface)? } else { builder.attach(iface, args.mode)? };
+    let enc = if args.hook == "egress" {
+        builder.attach(iface, lnetd_host_encap::encap::Hook::Egress)?
+    } else {
+        builder.attach(iface, args.mode)?
+    };
     let attached = enc.attachment().context("attached")?;
     println!("attached to {iface} in {} mode", attached.mode);
     program(&enc, plan)?;
-    if let Some(dir) = enc.pin_dir() {
+    if let Some(dir) = enc.diagnostics().pin_dir() {
         println!("pinned in {}", dir.display());
     }
     let dec = if args.pop.is_empty() {

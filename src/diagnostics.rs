@@ -13,4 +13,5 @@
 
 pub use crate::explain::{Explanation, Probe, ProbeProtocol};
 pub use crate::fib::verify::{Difference, DifferenceKind};
+pub use crate::handles::Diagnostics;
 pub use crate::sys::test_run::{RunStats, RunTimeStats, TestRun, XdpAction, MAX_TEST_FRAME};

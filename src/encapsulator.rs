@@ -15,11 +15,13 @@ use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropyS
 use crate::domain::label::{DscpMap, Label, LabelStack};
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
+use crate::encap::Hook;
 use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
 use crate::explain::{self, Explanation, Probe, ProbeProgram};
 use crate::fib::apply::{ApplyReport, Desired};
 use crate::fib::verify::Difference;
 use crate::fib::{Fib, RouteCounters};
+use crate::handles::{Diagnostics, Sources};
 use crate::metrics::CountedRoute;
 use crate::rib::store::{self, LoadConfig, OpenError, Store, Unreadable};
 use crate::rib::Lookup;
@@ -178,22 +180,12 @@ impl EncapsulatorBuilder {
         self
     }
 
-    /// Lets [`Encapsulator::attach_egress`] attach to a device with TCP
+    /// Lets [`Encapsulator::attach`] with [`Hook::Egress`] attach to a device with TCP
     /// segmentation offload on: only for NICs known to segment MPLS
     /// super-packets correctly (most do not; veth hands them on whole).
     pub fn allow_tso(mut self, allow: bool) -> Self {
         self.allow_tso = allow;
         self
-    }
-
-    /// Loads, then attaches to `iface`'s egress (see [`Encapsulator::attach_egress`]).
-    ///
-    /// # Errors
-    /// Any [`LoadError`] or [`AttachError`].
-    pub fn attach_egress(self, iface: &str) -> Result<Encapsulator, Error> {
-        let enc = self.load()?;
-        enc.attach_egress(iface)?;
-        Ok(enc)
     }
 
     /// Pins the dataplane when it is attached: its maps and its link under
@@ -220,7 +212,7 @@ impl EncapsulatorBuilder {
 
     /// Loads the program into the kernel without attaching it: routes can be
     /// programmed before any traffic sees them, and
-    /// [`Encapsulator::test_run`] works.
+    /// [`Diagnostics::test_run`] works.
     ///
     /// # Errors
     /// [`LoadError`]: missing capabilities (named), a fixed TTL of 0, a zero
@@ -244,9 +236,9 @@ impl EncapsulatorBuilder {
     ///
     /// # Errors
     /// Any [`LoadError`] or [`AttachError`].
-    pub fn attach(self, iface: &str, mode: XdpMode) -> Result<Encapsulator, Error> {
+    pub fn attach(self, iface: &str, hook: impl Into<Hook>) -> Result<Encapsulator, Error> {
         let enc = self.load()?;
-        enc.attach(iface, mode)?;
+        enc.attach(iface, hook)?;
         Ok(enc)
     }
 }
@@ -272,7 +264,7 @@ struct Attached {
     _owner: Option<OwnerLock>,
 }
 
-/// How [`Encapsulator::open_with`] adopts a pinned dataplane.
+/// How [`AdoptOptions::open`] adopts a pinned dataplane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdoptOptions {
     /// Where the pins are (default: [`PinRoots::default`]).
@@ -287,6 +279,38 @@ pub struct AdoptOptions {
     /// beside the owner (an agent); every change is refused with
     /// [`RouteError::ReadOnly`]. Implies `replace_program: false`.
     pub read_only: bool,
+}
+
+impl AdoptOptions {
+    /// Adopts the dataplane pinned on `iface` with these options (see
+    /// [`Encapsulator::open`], which uses the defaults), like
+    /// `std::fs::OpenOptions::open`.
+    ///
+    /// ```no_run
+    /// // Not run: needs root and a dataplane pinned on eth1.
+    /// use lnetd_host_encap::encap::AdoptOptions;
+    /// let reader = AdoptOptions { read_only: true, ..AdoptOptions::default() }.open("eth1")?;
+    /// println!("{}", reader.stats()?);
+    /// # Ok::<(), lnetd_host_encap::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Encapsulator::open`].
+    pub fn open(&self, iface: &str) -> Result<Encapsulator, Error> {
+        Encapsulator::open_with(iface, self)
+    }
+
+    /// Whether a dataplane is pinned on `iface` under these options' roots,
+    /// in the calling thread's network namespace.
+    ///
+    /// # Errors
+    /// [`PinError`] when the namespace cannot be read or the name is invalid.
+    pub fn is_pinned(&self, iface: &str) -> Result<bool, PinError> {
+        if self.roots == PinRoots::default() {
+            return Encapsulator::is_pinned(iface);
+        }
+        Ok(PinDir::of(&self.roots, iface)?.exists())
+    }
 }
 
 impl Default for AdoptOptions {
@@ -362,7 +386,14 @@ impl Encapsulator {
     /// [`XdpMode::Auto`] on a veth whose peer runs no native XDP program
     /// attaches in generic mode and logs a warning saying why (see
     /// [`XdpMode::Auto`]).
-    pub fn attach(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
+    pub fn attach(&self, iface: &str, hook: impl Into<Hook>) -> Result<AttachedMode, AttachError> {
+        match hook.into() {
+            Hook::Xdp(mode) => self.attach_xdp(iface, mode),
+            Hook::Egress => self.attach_egress(iface),
+        }
+    }
+
+    fn attach_xdp(&self, iface: &str, mode: XdpMode) -> Result<AttachedMode, AttachError> {
         self.attach_with(iface, |ifindex| {
             let order = match mode {
                 XdpMode::Auto => match crate::sys::veth_peer::veth_peer(ifindex) {
@@ -404,7 +435,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// As [`Encapsulator::attach`], and [`AttachError::TsoEnabled`].
-    pub fn attach_egress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
+    fn attach_egress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
         let tso = crate::sys::ethtool::tso_enabled(iface)
             .map_err(|errno| AttachError::Ethtool { iface: iface.to_owned(), errno })?;
         if tso && !self.allow_tso {
@@ -549,7 +580,7 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::open`], and [`PinError::Busy`] while another
     /// process owns it.
-    pub fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
+    pub(crate) fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
         let dir = PinDir::of(&options.roots, iface)?;
         if !dir.exists() {
             let other_program = nix::net::if_::if_nametoindex(iface)
@@ -686,12 +717,12 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`PinError`] when the namespace cannot be read or the name is invalid.
-    pub fn is_pinned(iface: &str) -> Result<bool, PinError> {
+    pub(crate) fn is_pinned(iface: &str) -> Result<bool, PinError> {
         Ok(PinDir::of(&PinRoots::default(), iface)?.exists())
     }
 
     /// Where this encapsulator's pins are, if it is pinned.
-    pub fn pin_dir(&self) -> Option<std::path::PathBuf> {
+    pub(crate) fn pin_dir(&self) -> Option<std::path::PathBuf> {
         self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(|d| d.pins().to_owned())
     }
 
@@ -711,7 +742,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`MapError`] when a map cannot be read.
-    pub fn verify(&self) -> Result<Vec<Difference>, MapError> {
+    pub(crate) fn verify(&self) -> Result<Vec<Difference>, MapError> {
         self.fib.verify()
     }
 
@@ -723,7 +754,7 @@ impl Encapsulator {
     /// # Errors
     /// [`RouteError::Map`] when the kernel refuses a write;
     /// [`RouteError::ReadOnly`] on a read-only handle.
-    pub fn repair(&self) -> Result<Vec<Difference>, RouteError> {
+    pub(crate) fn repair(&self) -> Result<Vec<Difference>, RouteError> {
         self.fib.repair()
     }
 
@@ -756,14 +787,14 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`MapError`] when a map's fdinfo cannot be read.
-    pub fn map_memory(&self) -> Result<Vec<(&'static str, u64)>, MapError> {
+    pub(crate) fn map_memory(&self) -> Result<Vec<(&'static str, u64)>, MapError> {
         self.fib.maps().all().into_iter().map(|m| Ok((m.name(), m.memory()?))).collect()
     }
 
     /// Adds or atomically replaces a route (its policy and traffic class)
     /// for exactly its prefix: a packet sees the old route or the new, never
     /// none, in `table` ([`Table::Main`], or an alternate table selected by
-    /// source prefix, see [`Encapsulator::set_source`]).
+    /// source prefix, see [`Encapsulator::sources`]).
     ///
     /// ```no_run
     /// // Not run: needs root (it loads the dataplane).
@@ -933,7 +964,7 @@ impl Encapsulator {
 
     /// The tables in force, typed: what `apply_valid` of it would leave
     /// unchanged (set-aside routes included, in the main table).
-    pub fn valid_state(&self) -> ValidState {
+    pub(crate) fn valid_state(&self) -> ValidState {
         self.fib.read(|rib| {
             let mut routes = rib.resolved_routes();
             for (prefix, route) in &rib.shadowed {
@@ -1012,6 +1043,12 @@ impl Encapsulator {
             }
         }
         Ok(out)
+    }
+
+    /// Verify and repair, test runs, run time, map memory, pins (see
+    /// [`Diagnostics`]).
+    pub fn diagnostics(&self) -> Diagnostics<'_> {
+        Diagnostics { enc: self }
     }
 
     /// What the dataplane does with `probe`: the real program runs on a
@@ -1108,7 +1145,7 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`RouteError::Prefix`]; [`RouteError::TableFull`]; [`RouteError::Map`].
-    pub fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
+    pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
         self.fib.set_source(prefix, table)?;
         log::debug!("source {prefix} -> {table:?}");
         Ok(())
@@ -1118,12 +1155,18 @@ impl Encapsulator {
     ///
     /// # Errors
     /// [`RouteError::Prefix`]; [`RouteError::Map`].
-    pub fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
+    pub(crate) fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
         self.fib.remove_source(prefix)
     }
 
+    /// The source prefixes that select alternate tables: set, remove, list
+    /// (see [`Sources`]).
+    pub fn sources(&self) -> Sources<'_> {
+        Sources { enc: self }
+    }
+
     /// The source prefixes and the tables they select.
-    pub fn sources(&self) -> Vec<(IpNetwork, Table)> {
+    pub(crate) fn source_list(&self) -> Vec<(IpNetwork, Table)> {
         self.fib.read(|rib| rib.sources.iter().map(|(p, t)| (*p, *t)).collect())
     }
 
@@ -1198,7 +1241,7 @@ impl Encapsulator {
     /// # Errors
     /// [`TestRunError::FrameTooLarge`] above [`crate::diagnostics::MAX_TEST_FRAME`] bytes, or
     /// [`TestRunError::Kernel`].
-    pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
+    pub(crate) fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
         test_run::test_run(self.prog.as_fd(), frame)
     }
 
@@ -1209,41 +1252,8 @@ impl Encapsulator {
     ///
     /// # Errors
     /// The kernel's errno when the program info cannot be read.
-    pub fn run_stats(&self) -> Result<RunStats, Error> {
+    pub(crate) fn run_stats(&self) -> Result<RunStats, Error> {
         test_run::run_stats(self.prog.as_fd()).map_err(|errno| Error::Sys { call: "bpf_prog_get_info_by_fd", errno })
-    }
-
-    /// Tracks the host's addresses from now on: a thread follows the kernel's
-    /// netlink address and link notifications of the calling thread's network
-    /// namespace and calls [`Encapsulator::refresh_local_addresses`] after each
-    /// burst of changes (coalesced over 50 ms, at most 250 ms late), so traffic
-    /// to an address added to the host is never labelled, and traffic to one
-    /// removed is labelled again by the route that covers it, with no call
-    /// from the application. Refreshes once before returning. Stops when the
-    /// returned [`AddressWatcher`](crate::encap::AddressWatcher) is dropped, or by itself once the
-    /// encapsulator is gone (it is held weakly). Needs the `watch` feature.
-    ///
-    /// Call it from a thread of the namespace whose addresses count, as for
-    /// attach: the watcher's thread is put in that namespace (it is already
-    /// when spawned from it; entering it otherwise needs CAP_SYS_ADMIN).
-    ///
-    /// ```no_run
-    /// use std::sync::Arc;
-    /// use lnetd_host_encap::{Encapsulator, XdpMode};
-    ///
-    /// let enc = Arc::new(Encapsulator::builder().attach("eth1", XdpMode::Auto)?);
-    /// let _watcher = enc.watch_host_addresses()?;
-    /// // ... program routes; addresses added or removed are tracked.
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Sys`] when the namespace cannot be read or entered, or the
-    /// netlink socket cannot be opened; as [`Encapsulator::refresh_local_addresses`]
-    /// for the first refresh.
-    #[cfg(feature = "watch")]
-    pub fn watch_host_addresses(self: &std::sync::Arc<Self>) -> Result<crate::encap::AddressWatcher, Error> {
-        crate::encap::AddressWatcher::start(self)
     }
 }
 

@@ -241,12 +241,12 @@
 //! drop(enc); // a pinned dataplane stays attached
 //!
 //! // A reader beside the owner (a monitoring tool): changes are refused.
-//! let reader = Encapsulator::open_with("eth1", &AdoptOptions { read_only: true, ..AdoptOptions::default() })?;
+//! let reader = (AdoptOptions { read_only: true, ..AdoptOptions::default() }).open("eth1")?;
 //! println!("{}", reader.stats()?);
 //!
 //! // Process 2 (later, or after process 1 was killed): adopt it.
 //! let enc = Encapsulator::open("eth1")?;
-//! assert!(enc.verify()?.is_empty(), "the kernel's tables match the bookkeeping");
+//! assert!(enc.diagnostics().verify()?.is_empty(), "the kernel's tables match the bookkeeping");
 //! enc.detach()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -259,7 +259,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `watch` | `Encapsulator::watch_host_addresses`: follows the host's addresses (netlink) |
+//! | `watch` | `encap::AddressWatcher`: follows the host's addresses (netlink) |
 //! | `cli` | the `lnetd-host-encap` command |
 //! | `agent` | the gRPC agent and its protocols (`agent` module); implies `cli` and `watch` |
 //! | `bgp` | SR policies learned from BGP through GoBGP (`bgp` module); implies `agent` |
@@ -347,6 +347,7 @@ mod error;
 pub mod errors;
 mod explain;
 mod fib;
+mod handles;
 pub mod labels;
 mod metrics;
 pub mod pins;

@@ -17,4 +17,5 @@
 
 pub use crate::domain::prefix;
 pub use crate::domain::route::{Route, Table, Tc};
+pub use crate::handles::Sources;
 pub use ipnetwork::IpNetwork;

@@ -1,6 +1,6 @@
 //! Host address tracking: a thread that follows the kernel's address and link
 //! notifications and refreshes the never-label entries after each burst of
-//! changes (see [`crate::Encapsulator::watch_host_addresses`]).
+//! changes (see [`AddressWatcher::start`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Weak};
@@ -23,7 +23,7 @@ const MAX_DELAY: Duration = Duration::from_millis(250);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Follows the host's address changes and keeps an [`Encapsulator`]'s
-/// never-label entries current, from [`Encapsulator::watch_host_addresses`].
+/// never-label entries current, from [`AddressWatcher::start`].
 ///
 /// A thread in the network namespace of the thread that started the watcher
 /// listens to the kernel's netlink address and link notifications
@@ -49,8 +49,27 @@ pub struct AddressWatcher {
 impl AddressWatcher {
     /// Subscribes in the calling thread's network namespace, refreshes the
     /// host addresses once (changes made before the subscription are not
-    /// missed), and starts the thread.
-    pub(crate) fn start(enc: &Arc<Encapsulator>) -> Result<AddressWatcher, Error> {
+    /// missed), and starts the thread. Call it from a thread of the namespace
+    /// whose addresses count, as for attach (entering it otherwise needs
+    /// CAP_SYS_ADMIN). Needs the `watch` feature.
+    ///
+    /// ```no_run
+    /// // Not run: needs root and an interface named eth1.
+    /// use std::sync::Arc;
+    /// use lnetd_host_encap::encap::AddressWatcher;
+    /// use lnetd_host_encap::{Encapsulator, XdpMode};
+    ///
+    /// let enc = Arc::new(Encapsulator::builder().attach("eth1", XdpMode::Auto)?);
+    /// let _watcher = AddressWatcher::start(&enc)?;
+    /// // ... program routes; addresses added or removed are tracked.
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Sys`] when the namespace cannot be read or entered, or the
+    /// netlink socket cannot be opened; as
+    /// [`Encapsulator::refresh_local_addresses`] for the first refresh.
+    pub fn start(enc: &Arc<Encapsulator>) -> Result<AddressWatcher, Error> {
         let sys = |(call, errno)| Error::Sys { call, errno };
         let netns = Netns::current().map_err(sys)?;
         let events = AddressEvents::subscribe().map_err(sys)?;

@@ -94,7 +94,7 @@ fn host_addresses_are_tracked_without_an_api_call() {
     enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), default.into())).unwrap();
     enc.set_route(Table::Main, &Route::new("::/0".parse().unwrap(), default.into())).unwrap();
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).expect("ns").expect("capture");
-    let watcher = lab.host.run(|| enc.watch_host_addresses()).expect("ns").expect("watch");
+    let watcher = lab.host.run(|| lnetd_host_encap::encap::AddressWatcher::start(&enc)).expect("ns").expect("watch");
     assert!(watcher.is_running());
 
     // Before: the addresses are not the host's, the default route labels them.
@@ -153,7 +153,7 @@ fn host_addresses_are_tracked_without_an_api_call() {
     );
 
     assert!(watcher.refreshes() >= 6, "one refresh per change at least: {}", watcher.refreshes());
-    assert_eq!(enc.verify().expect("verify"), vec![], "the maps are what the RIB says");
+    assert_eq!(enc.diagnostics().verify().expect("verify"), vec![], "the maps are what the RIB says");
     let stopping = Instant::now();
     drop(watcher);
     assert!(stopping.elapsed() < Duration::from_secs(1), "the watcher stops promptly: {:?}", stopping.elapsed());
@@ -170,7 +170,7 @@ fn the_watcher_stops_once_the_encapsulator_is_gone() {
             .expect("ns")
             .expect("attach"),
     );
-    let watcher = lab.host.run(|| enc.watch_host_addresses()).expect("ns").expect("watch");
+    let watcher = lab.host.run(|| lnetd_host_encap::encap::AddressWatcher::start(&enc)).expect("ns").expect("watch");
     drop(enc);
     let attached = lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).expect("ns").expect("query");
     assert_eq!(attached, None, "dropping the encapsulator detached it: the watcher does not keep it alive");

@@ -20,7 +20,7 @@ use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
 use lnetd_host_encap::testing::lab::{Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{encap::AdoptOptions, labels::decode_stack, Encapsulator};
+use lnetd_host_encap::{encap::AdoptOptions, labels::decode_stack};
 use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
@@ -492,10 +492,8 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     let differences = lab
         .host
         .run(|| {
-            let view =
-                Encapsulator::open_with(VethLab::HOST_IF, &AdoptOptions { read_only: true, ..Default::default() })
-                    .unwrap();
-            view.verify().unwrap()
+            let view = (AdoptOptions { read_only: true, ..Default::default() }).open(VethLab::HOST_IF).unwrap();
+            view.diagnostics().verify().unwrap()
         })
         .unwrap();
     assert!(differences.is_empty(), "{differences:?}");
@@ -530,7 +528,7 @@ fn a_plaintext_agent_off_loopback_is_refused() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
-    let attached = ns.run(|| lnetd_host_encap::Encapsulator::is_pinned("lo")).unwrap().unwrap();
+    let attached = ns.run(|| lnetd_host_encap::encap::AdoptOptions::default().is_pinned("lo")).unwrap().unwrap();
     assert!(!attached, "a refused agent left a dataplane pinned");
     let help =
         String::from_utf8_lossy(&Command::new(BIN).args(["agent", "--help"]).output().unwrap().stdout).into_owned();
@@ -1007,7 +1005,13 @@ fn a_config_file_reloads_and_brings_the_static_routes_back_after_a_reboot() {
     stop_agent(agent);
     let removed = cmd_ok(&lab, &["detach", "--force"]);
     assert!(!removed.trim().is_empty(), "detach --force says what it removed");
-    assert!(!lab.host.run(|| Encapsulator::is_pinned(VethLab::HOST_IF)).unwrap().unwrap(), "nothing left pinned");
+    assert!(
+        !lab.host
+            .run(|| lnetd_host_encap::encap::AdoptOptions::default().is_pinned(VethLab::HOST_IF))
+            .unwrap()
+            .unwrap(),
+        "nothing left pinned"
+    );
     let agent = start_agent_with(&lab, &["--config", &config]);
     let routes = listed(&lab);
     let expected: Vec<&str> = vec!["100.64.0.0/10", "198.18.0.0/15", "198.51.100.0/24"];

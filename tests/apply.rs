@@ -73,7 +73,7 @@ fn apply_edge_cases() {
         assert_eq!((report.added.len(), report.removed.len(), report.sources_set.len()), (4, 0, 1), "{report}");
         assert_eq!(enc.routes(Table::Main).unwrap().len(), 3);
         assert_eq!(enc.routes(lnetd_host_encap::Table::alternate(7).unwrap()).unwrap().len(), 1);
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
 
         // Identical: nothing written.
         let again = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
@@ -105,7 +105,7 @@ fn apply_edge_cases() {
             assert!(!err.to_string().is_empty());
             assert_eq!(listing(&enc), before, "{what} changed the routes");
         }
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
 
         // A policy becomes a plain stack and back; counters kept per route.
         let mut d = desired.clone();
@@ -113,10 +113,10 @@ fn apply_edge_cases() {
         d.routes[1].entropy_label = None;
         let r = enc.apply(&d, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((r.replaced.len(), r.unchanged), (1, 4), "{r}");
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
         let r = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.replaced.len(), 1);
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
         assert_eq!(
             enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap().unwrap().lists.len(),
             2
@@ -135,11 +135,11 @@ fn apply_edge_cases() {
         let r = enc.apply(&changed, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((r.replaced.len(), r.added.len(), r.removed.len(), r.unchanged), (50, 50, 50, 9_900), "{r}");
         assert_eq!(r.map_operations, 150, "only the changed entries are written");
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
         let r = enc.apply(&DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.removed.len(), 10_000);
         assert!(enc.routes(Table::Main).unwrap().is_empty());
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
 
         // Dry run: reported, not done.
         let dry = enc.apply(&big, lnetd_host_encap::ApplyOptions::default().dry_run(true)).unwrap();
@@ -165,7 +165,7 @@ fn a_state_that_does_not_fit_is_refused_whole() {
         let err = enc.apply(&policies, lnetd_host_encap::ApplyOptions::default()).unwrap_err();
         assert!(matches!(err, RouteError::TableFull { family: "policy", .. }), "{err:?}");
         assert_eq!(listing(&enc), before);
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
     });
 }
 
@@ -249,9 +249,9 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
         let mut without = table(20, 50_000);
         without.routes.push(route("0.0.0.0/0", "1000"));
         enc.apply(&without, lnetd_host_encap::ApplyOptions::default()).unwrap();
-        assert_eq!(enc.verify().unwrap(), vec![], "the host's entry is still in the kernel");
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "the host's entry is still in the kernel");
         let frame = common::frame(local).build();
-        let run = enc.test_run(&frame.bytes).unwrap();
+        let run = enc.diagnostics().test_run(&frame.bytes).unwrap();
         assert_eq!(
             run.action,
             lnetd_host_encap::diagnostics::XdpAction::Pass,
@@ -276,7 +276,7 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
             let runner = s.spawn(|| {
                 let mut seen = BTreeSet::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let out = enc.test_run(&probe.bytes).unwrap();
+                    let out = enc.diagnostics().test_run(&probe.bytes).unwrap();
                     let (stack, _) = lnetd_host_encap::labels::decode_stack(&out.frame[14..]).unwrap();
                     seen.insert(stack[0].tc);
                 }
@@ -287,6 +287,6 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
             runner.join().unwrap()
         });
         assert!(seen.iter().all(|tc| *tc == 2 || *tc == 5), "TCs seen: {seen:?}");
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
     });
 }

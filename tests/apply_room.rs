@@ -87,7 +87,7 @@ fn swap_under_traffic(lookup: Ipv4Lookup) {
                 .apply(&table(to.0, to.1), lnetd_host_encap::ApplyOptions::default())
                 .unwrap_or_else(|e| panic!("{lookup:?}: {e}"));
             assert_eq!((report.added.len(), report.removed.len()), (N as usize, N as usize), "{from:?} -> {to:?}");
-            assert_eq!(enc.verify().unwrap(), vec![], "{lookup:?}");
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{lookup:?}");
         }
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);

@@ -85,13 +85,13 @@ fn rows() -> Vec<Row> {
         },
         Row {
             input: "source prefix 10.200.0.1/24 (host bits)",
-            attempt: |e| Ok(e.set_source(net("10.200.0.1/24"), Table::alternate(1).expect("table 1"))?),
+            attempt: |e| Ok(e.sources().set(net("10.200.0.1/24"), Table::alternate(1).expect("table 1"))?),
             expect: |e| host_bits(e, "10.200.0.0/24"),
             says: "did you mean 10.200.0.0/24?",
         },
         Row {
             input: "remove_source 10.200.0.1/24 (host bits)",
-            attempt: |e| Ok(e.remove_source(net("10.200.0.1/24")).map(drop)?),
+            attempt: |e| Ok(e.sources().remove(net("10.200.0.1/24")).map(drop)?),
             expect: |e| host_bits(e, "10.200.0.0/24"),
             says: "did you mean 10.200.0.0/24?",
         },
@@ -121,7 +121,7 @@ fn rows() -> Vec<Row> {
         },
         Row {
             input: "a 4000-byte frame to test_run",
-            attempt: |e| Ok(e.test_run(&[0u8; 4000]).map(drop)?),
+            attempt: |e| Ok(e.diagnostics().test_run(&[0u8; 4000]).map(drop)?),
             expect: |e| matches!(e, Error::TestRun(TestRunError::FrameTooLarge { len: 4000, .. })),
             says: "too large for BPF_PROG_TEST_RUN",
         },
@@ -172,7 +172,7 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
             enc.refresh_local_addresses().unwrap();
             enc.set_route(Table::Main, &Route::new(net("10.2.0.0/16"), stack("500"))).unwrap();
             let before = enc.routes(Table::Main).unwrap();
-            let sources = enc.sources();
+            let sources = enc.sources().list();
             let alternate = || enc.routes(Table::alternate(1).expect("table 1")).unwrap();
             assert!(alternate().is_empty());
             assert_eq!(before.len(), 5, "the rows start from these routes: {before:?}");
@@ -189,7 +189,7 @@ fn every_bad_input_gets_its_error_and_changes_nothing() {
                 if enc.routes(Table::Main).unwrap() != before {
                     failures.push(format!("{}: routes changed", row.input));
                 }
-                if enc.sources() != sources || !alternate().is_empty() {
+                if enc.sources().list() != sources || !alternate().is_empty() {
                     failures.push(format!("{}: source prefixes or the alternate table changed", row.input));
                 }
             }

@@ -10,9 +10,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{privileged, PinGuard};
+use lnetd_host_encap::labels::decode_stack;
 use lnetd_host_encap::testing::lab::{attached_xdp_program, traffic, Capture, Netns, VethLab};
 use lnetd_host_encap::testing::PassProgram;
-use lnetd_host_encap::{labels::decode_stack, Encapsulator};
 
 /// Runs the command in the host namespace (only the network namespace:
 /// bpffs stays the machine's, as for a command run on a host).
@@ -234,7 +234,11 @@ fn the_command_end_to_end() {
     std::fs::write(&origins, r#"{"agent":[],"policies":[],"bgp":[]}"#).unwrap();
     ok(&lab.host, &["detach"]);
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
-    assert!(!lab.host.run(|| Encapsulator::is_pinned(VethLab::HOST_IF)).unwrap().unwrap());
+    assert!(!lab
+        .host
+        .run(|| lnetd_host_encap::encap::AdoptOptions::default().is_pinned(VethLab::HOST_IF))
+        .unwrap()
+        .unwrap());
     assert!(!origins.exists(), "detach removed {}", origins.display());
     let _ = std::fs::remove_dir_all(origins.parent().and_then(|d| d.parent()).unwrap());
     fails(&lab.host, &["detach"], 1, "no dataplane of lnetd-host-encap is pinned");

@@ -175,7 +175,7 @@ fn explain_moves_no_counter() {
 
         // The same frame as real traffic (a test run of the dataplane's own
         // program) is counted: the counters above could have moved.
-        enc.test_run(&common::frame("198.51.100.7").build().bytes).expect("test run");
+        enc.diagnostics().test_run(&common::frame("198.51.100.7").build().bytes).expect("test run");
         assert_eq!(enc.stats().expect("stats").since(&stats_before).labelled.packets, 1);
         assert_eq!(routes().labelled.packets, route_before.labelled.packets + 1);
     });

@@ -268,7 +268,7 @@ fn differential_against_the_model() {
                 let p = IpNetwork::new(src, len).unwrap();
                 let p = IpNetwork::new(p.network(), len).unwrap();
                 let table = rng.random_range(1..=2u32);
-                enc.set_source(p, Table::alternate(table).unwrap()).expect("source");
+                enc.sources().set(p, Table::alternate(table).unwrap()).expect("source");
                 model.sources.retain(|(q, _)| *q != p);
                 model.sources.push((p, table));
             }
@@ -312,7 +312,7 @@ fn differential_against_the_model() {
                 let bytes = random_frame(&mut rng, &targets, &local);
                 let want = model.run(&bytes);
                 *expected.entry(want.verdict).or_default() += 1;
-                let got = enc.test_run(&bytes).expect("test run");
+                let got = enc.diagnostics().test_run(&bytes).expect("test run");
                 let same = got.action == want.action && (want.action == XdpAction::Drop || got.frame == want.frame);
                 if !same && mismatches.len() < 20 {
                     mismatches.push(format!(

@@ -32,7 +32,7 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "on"]).unwrap();
 
     // A TSO device is refused, with what to do.
-    match lab.host.run(|| Encapsulator::builder().attach_egress(h0)).unwrap() {
+    match lab.host.run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress)).unwrap() {
         Err(Error::Attach(e @ AttachError::TsoEnabled { .. })) => {
             assert!(e.to_string().contains(&format!("ethtool -K {h0} tso off")), "{e}");
         }
@@ -44,7 +44,11 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     // NIC without MPLS segmentation gets. A veth with the offloads on would
     // hand the super-packet on whole.
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off", "tx-udp-segmentation", "off"]).unwrap();
-    let enc = lab.host.run(|| Encapsulator::builder().attach_egress(h0)).unwrap().expect("attach egress");
+    let enc = lab
+        .host
+        .run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress))
+        .unwrap()
+        .expect("attach egress");
     assert_eq!(enc.attachment().map(|a| a.mode), Some(AttachedMode::Egress));
     enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
         .unwrap();
@@ -148,7 +152,10 @@ fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
     lab.host
         .run(|| {
-            let enc = Encapsulator::builder().pinned().attach_egress(h0).expect("pinned egress");
+            let enc = Encapsulator::builder()
+                .pinned()
+                .attach(h0, lnetd_host_encap::encap::Hook::Egress)
+                .expect("pinned egress");
             enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
                 .unwrap();
         })
@@ -210,7 +217,7 @@ fn the_mtu_check_holds_on_egress_both_ways_of_reading_the_mtu() {
     for skip in [0, lnetd_host_encap::testing::stages::MTU_IN_PLACE] {
         let enc = lab
             .host
-            .run(|| Encapsulator::builder().skip_stages(skip).attach_egress(h0))
+            .run(|| Encapsulator::builder().skip_stages(skip).attach(h0, lnetd_host_encap::encap::Hook::Egress))
             .unwrap()
             .expect("attach egress");
         enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))

@@ -74,7 +74,7 @@ fn host_mode(side: &Side<'_>, peer: &Side<'_>, hook: DecapHook) -> (Encapsulator
         .run(|| {
             let enc = Encapsulator::builder()
                 .allow_tso(hook == DecapHook::TcIngress)
-                .attach_egress(side.iface)
+                .attach(side.iface, lnetd_host_encap::encap::Hook::Egress)
                 .expect("egress");
             for addr in [peer.v4, peer.v6] {
                 let prefix = lnetd_host_encap::IpNetwork::from(addr);

@@ -131,7 +131,7 @@ fn dir24_8_matches_a_reference_lpm_over_a_full_table() {
         let mut reference = ReferenceLpm::default();
         routes.iter().for_each(|(p, l)| reference.insert(*p, *l));
         enc.apply(&state(&routes), lnetd_host_encap::ApplyOptions::default()).expect("apply the full table");
-        assert!(enc.verify().unwrap().is_empty(), "the kernel holds what the RIB says");
+        assert!(enc.diagnostics().verify().unwrap().is_empty(), "the kernel holds what the RIB says");
 
         let listed: Vec<Ipv4Network> = routes.keys().copied().collect();
         let random = |rng: &mut Rng, n: usize| -> Vec<Ipv4Addr> {
@@ -168,7 +168,7 @@ fn dir24_8_matches_a_reference_lpm_over_a_full_table() {
             }
         }
         enc.apply(&state(&next), lnetd_host_encap::ApplyOptions::default()).expect("apply the change");
-        assert!(enc.verify().unwrap().is_empty(), "no stale entry after the change");
+        assert!(enc.diagnostics().verify().unwrap().is_empty(), "no stale entry after the change");
         let sample = random(&mut rng, 40_000);
         checked += check(&enc, &reference, sample.into_iter(), "after removals");
         checked += check(&enc, &reference, (first..first + 4096).map(Ipv4Addr::from), "dense range after removals");
@@ -217,7 +217,7 @@ fn nested_prefixes_added_removed_and_readded_under_both_lookups() {
                     _ => unset(&enc, &mut reference, p),
                 }
                 check(&enc, &reference, every(), &format!("{lookup}: step {i} ({op} {p})"));
-                assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: step {i}: kernel and RIB agree");
+                assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{lookup}: step {i}: kernel and RIB agree");
             }
         }
     });
@@ -236,14 +236,14 @@ fn a_foreign_write_into_dir24_8_is_found_and_repaired() {
         lnetd_host_encap::testing::write_map_entry(&enc, "dir4_tbl24", &index.to_ne_bytes(), &[0u8; 64]).unwrap();
         let addr = Ipv4Addr::new(198, 51, 100, 1);
         assert_eq!(program_label(&enc, addr), None, "the foreign write took effect");
-        let found = enc.verify().unwrap();
+        let found = enc.diagnostics().verify().unwrap();
         assert_eq!(
             found.iter().map(|d| (d.map, d.entry.as_str())).collect::<Vec<_>>(),
             [("dir4_tbl24", "198.51.100.0/24")],
             "exactly the /24 that was overwritten"
         );
-        assert_eq!(enc.repair().unwrap().len(), 1);
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().repair().unwrap().len(), 1);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
         assert_eq!(program_label(&enc, addr), Some(500));
         assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 65)), Some(501));
     });
@@ -268,7 +268,7 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         assert_eq!(enc.routes(Table::Main).unwrap().len(), 2);
         assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 8)), Some(601));
         assert_eq!(program_label(&enc, Ipv4Addr::new(203, 0, 113, 9)), None);
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
 
         // One value: routes with the same labels share it, another value does not fit.
         let enc = Encapsulator::builder().max_route_values(1).max_counted_routes(0).load().expect("load");
@@ -282,7 +282,7 @@ fn dir24_8_limits_are_typed_errors_that_change_nothing() {
         }
         assert_eq!(program_label(&enc, Ipv4Addr::new(172, 16, 1, 1)), Some(700));
         assert_eq!(program_label(&enc, Ipv4Addr::new(192, 168, 1, 1)), None);
-        assert_eq!(enc.verify().unwrap(), vec![]);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
     });
 }
 
@@ -395,7 +395,7 @@ fn ipv6_matches_a_reference_lpm_through_edits() {
                 }
                 let what = format!("{lookup}: step {i} ({op} {p})");
                 check6(&enc, &reference, &addrs, &what);
-                assert_eq!(enc.verify().unwrap(), vec![], "{what}: kernel and RIB agree");
+                assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{what}: kernel and RIB agree");
             }
 
             // One /16 each from 4000::/16 on, then a long one inside the first and the last.
@@ -431,14 +431,14 @@ fn ipv6_matches_a_reference_lpm_through_edits() {
             let mut addrs = probes6(&sample);
             addrs.extend(["4000:1::1", "444b:1::1", "444b:2::1"].map(|s| s.parse::<Ipv6Addr>().unwrap()));
             check6(&enc, &reference, &addrs, &format!("{lookup}: 1,100 /16s"));
-            assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: 1,100 /16s: kernel and RIB agree");
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{lookup}: 1,100 /16s: kernel and RIB agree");
             // Half of them gone.
             for p in sixteens.iter().step_by(2) {
                 assert!(enc.remove(Table::Main, IpNetwork::V6(*p)).unwrap());
                 reference.routes.remove(&(u128::from(p.network()), 16));
             }
             check6(&enc, &reference, &addrs, &format!("{lookup}: half of the /16s removed"));
-            assert_eq!(enc.verify().unwrap(), vec![], "{lookup}: half removed: kernel and RIB agree");
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{lookup}: half removed: kernel and RIB agree");
         }
     });
 }

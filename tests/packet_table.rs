@@ -63,7 +63,7 @@ impl Harness {
 /// exactly this frame. Returns a description of the first mismatch.
 fn check(enc: &Encapsulator, name: &str, input: &Frame, expect: &Expect) -> Result<(), String> {
     let before = enc.stats().map_err(|e| e.to_string())?;
-    let run = enc.test_run(&input.bytes).map_err(|e| format!("{name}: {e}"))?;
+    let run = enc.diagnostics().test_run(&input.bytes).map_err(|e| format!("{name}: {e}"))?;
     let delta = enc.stats().map_err(|e| e.to_string())?.since(&before);
     let one = Counter { packets: 1, bytes: input.bytes.len() as u64 };
     let (action, frame, verdict) = (expect.action(), expect.output(input), expect.verdict());
@@ -189,7 +189,7 @@ fn every_truncation_passes_untouched() {
             for len in 0..full.bytes.len() {
                 let cut = Frame { bytes: full.bytes[..len].to_vec(), l2_len: full.l2_len };
                 if len < 14 {
-                    match enc.test_run(&cut.bytes) {
+                    match enc.diagnostics().test_run(&cut.bytes) {
                         Err(TestRunError::Kernel(_)) => {}
                         other => failures.push(format!("{len} bytes: kernel should refuse, got {other:?}")),
                     }

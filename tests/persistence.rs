@@ -133,7 +133,12 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     }
     let mut child = ChildGuard(cmd.stdout(Stdio::null()).spawn().expect("spawn the example"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.host.run(|| Encapsulator::is_pinned(VethLab::HOST_IF)).unwrap().unwrap() {
+    while !lab
+        .host
+        .run(|| lnetd_host_encap::encap::AdoptOptions::default().is_pinned(VethLab::HOST_IF))
+        .unwrap()
+        .unwrap()
+    {
         assert!(child.0.try_wait().unwrap().is_none(), "the example exited before pinning");
         assert!(Instant::now() < deadline, "the example did not pin within 20 s");
         std::thread::sleep(Duration::from_millis(50));
@@ -143,7 +148,7 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     let read_only = lnetd_host_encap::encap::AdoptOptions { read_only: true, ..Default::default() };
     while lab
         .host
-        .run(|| Encapsulator::open_with(VethLab::HOST_IF, &read_only).map(|e| e.routes(Table::Main).map(|r| r.len())))
+        .run(|| read_only.open(VethLab::HOST_IF).map(|e| e.routes(Table::Main).map(|r| r.len())))
         .unwrap()
         .ok()
         .and_then(Result::ok)
@@ -178,7 +183,7 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     // A third of the datagrams went to the policy route, before and after the kill.
     assert!(policy.labelled.packets >= sent / 3, "{} labelled of {sent} / 3", policy.labelled.packets);
     assert!(policy.lists.iter().all(|c| c.packets > 0), "both lists carried flows: {policy:?}");
-    assert_eq!(enc.verify().unwrap(), vec![], "the kernel holds exactly what the RIB says");
+    assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "the kernel holds exactly what the RIB says");
     let prog_after = lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap();
     assert_ne!(prog_before, prog_after, "the adopting build's program replaced the old one");
 
@@ -189,11 +194,15 @@ fn sigkilled_owner_is_adopted_with_routes_and_counters_and_traffic_never_stops()
     let r = again.routes(Table::Main).unwrap();
     assert_eq!(r.iter().find(|r| r.prefix.to_string() == "203.0.113.0/24").unwrap().policy.to_string(), "17003");
 
-    let pins = again.pin_dir().expect("pinned");
+    let pins = again.diagnostics().pin_dir().expect("pinned");
     again.detach().expect("detach");
     assert!(!pins.exists(), "detach removes the pins");
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
-    assert!(!lab.host.run(|| Encapsulator::is_pinned(VethLab::HOST_IF)).unwrap().unwrap());
+    assert!(!lab
+        .host
+        .run(|| lnetd_host_encap::encap::AdoptOptions::default().is_pinned(VethLab::HOST_IF))
+        .unwrap()
+        .unwrap());
 }
 
 #[test]
@@ -244,7 +253,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
             enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
                 .unwrap();
-            let dir = enc.pin_dir().unwrap();
+            let dir = enc.diagnostics().pin_dir().unwrap();
             drop(enc);
 
             // A second pinned attach to the same interface is refused, nothing touched.
@@ -305,7 +314,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             // The refused opens changed nothing: with the state back, all is there.
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
             assert_eq!(enc.routes(Table::Main).unwrap().len(), 1);
-            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
             enc.detach().unwrap();
             assert!(!dir.exists() && !snapshot.exists());
         })
@@ -335,17 +344,18 @@ fn verify_reports_what_someone_else_changed_in_the_maps() {
                 &Route::with_policy("2001:db8::/32".parse().unwrap(), "200@1,201@2".parse().unwrap()),
             )
             .unwrap();
-            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
             let routes_v4 =
-                libbpf_rs::MapHandle::from_pinned_path(enc.pin_dir().unwrap().join("maps/routes_v4")).unwrap();
+                libbpf_rs::MapHandle::from_pinned_path(enc.diagnostics().pin_dir().unwrap().join("maps/routes_v4"))
+                    .unwrap();
             let key = [&8u32.to_ne_bytes()[..], &[10, 0, 0, 0]].concat();
             routes_v4.delete(&key).unwrap();
-            let found = enc.verify().unwrap();
+            let found = enc.diagnostics().verify().unwrap();
             assert_eq!(found.len(), 1, "{found:?}");
             assert_eq!((found[0].map, found[0].entry.as_str()), ("routes_v4", "10.0.0.0/8"));
             assert_eq!(found[0].kind, lnetd_host_encap::diagnostics::DifferenceKind::Missing);
-            assert_eq!(enc.repair().unwrap(), found, "repair puts back what the RIB says");
-            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert_eq!(enc.diagnostics().repair().unwrap(), found, "repair puts back what the RIB says");
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
             assert!(routes_v4.lookup(&key, libbpf_rs::MapFlags::ANY).unwrap().is_some());
             enc.detach().unwrap();
         })
@@ -387,7 +397,7 @@ fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_re
             enc.set_route(Table::Main, &Route::new("2001:db8::/32".parse().unwrap(), "200/201".parse().unwrap()))
                 .unwrap();
             enc.set_route(alt, &Route::new("0.0.0.0/0".parse().unwrap(), "300".parse().unwrap())).unwrap();
-            enc.set_source("192.0.2.0/24".parse().unwrap(), alt).unwrap();
+            enc.sources().set("192.0.2.0/24".parse().unwrap(), alt).unwrap();
             let dscp = DscpMap::default().with(46, TrafficClass::new(5).unwrap());
             enc.set_dscp_map(&dscp).unwrap();
             // A replaced policy retires its id into the graveyard, which is stored too.
@@ -397,7 +407,7 @@ fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_re
             )
             .unwrap();
             enc.remove(Table::Main, "10.0.0.0/8".parse().unwrap()).unwrap();
-            let state = state_dir(&enc.pin_dir().unwrap());
+            let state = state_dir(&enc.diagnostics().pin_dir().unwrap());
             let journal = state.join("rib.journal");
             let before = std::fs::metadata(&journal).unwrap().len();
             enc.set_route(Table::Main, &Route::new("10.1.0.0/16".parse().unwrap(), Label::new(101).unwrap().into()))
@@ -416,13 +426,17 @@ fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_re
                 counters,
                 "counter slots"
             );
-            assert_eq!(enc.verify().unwrap(), vec![], "the kernel holds what the RIB says, retired policy included");
+            assert_eq!(
+                enc.diagnostics().verify().unwrap(),
+                vec![],
+                "the kernel holds what the RIB says, retired policy included"
+            );
             // Changes after adoption go on in the same journal.
             enc.remove(Table::Main, "2001:db8::/32".parse().unwrap()).unwrap();
             drop(enc);
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt again");
             assert_eq!(enc.routes(Table::Main).unwrap().len(), 2, "10.1.0.0/16 and 198.51.100.0/24 in the main table");
-            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
             enc.detach().unwrap();
             assert!(!state.exists(), "detach removes the state");
         })
@@ -440,7 +454,7 @@ fn a_torn_journal_tail_is_discarded_and_the_journal_goes_on_after_it() {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Generic).expect("attach");
             enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
                 .unwrap();
-            let state = state_dir(&enc.pin_dir().unwrap());
+            let state = state_dir(&enc.diagnostics().pin_dir().unwrap());
             let journal = state.join("rib.journal");
             let whole = std::fs::read(&journal).unwrap();
             enc.set_route(Table::Main, &Route::new("10.1.0.0/16".parse().unwrap(), Label::new(101).unwrap().into()))
@@ -481,7 +495,7 @@ fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_re
                 .expect("attach");
             enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
                 .unwrap();
-            let pins = enc.pin_dir().unwrap();
+            let pins = enc.diagnostics().pin_dir().unwrap();
             let state = state_dir(&pins);
             drop(enc);
             let routes_v4 = libbpf_rs::MapHandle::from_pinned_path(pins.join("maps/routes_v4")).unwrap();
@@ -494,24 +508,24 @@ fn a_change_killed_between_intent_and_commit_is_repaired_and_a_clean_adoption_re
             // Without an unfinished change in the journal, adoption trusts the
             // maps (it reads none of them); verify still sees the stray entry.
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("clean adoption");
-            assert_eq!(enc.verify().unwrap().len(), 1);
+            assert_eq!(enc.diagnostics().verify().unwrap().len(), 1);
             drop(enc);
             // With the INTENT the killed process wrote, the next one repairs.
             append_intent(&state);
             let read_only = lnetd_host_encap::encap::AdoptOptions { read_only: true, ..Default::default() };
-            let look = Encapsulator::open_with(VethLab::HOST_IF, &read_only).expect("read-only adoption");
-            assert_eq!(look.verify().unwrap().len(), 1, "a reader repairs nothing");
+            let look = read_only.open(VethLab::HOST_IF).expect("read-only adoption");
+            assert_eq!(look.diagnostics().verify().unwrap().len(), 1, "a reader repairs nothing");
             drop(look);
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adoption after a kill");
-            assert_eq!(enc.verify().unwrap(), vec![], "the kernel is back to what was acknowledged");
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "the kernel is back to what was acknowledged");
             let prefixes: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
             assert_eq!(prefixes, ["10.0.0.0/8"]);
             drop(enc);
             // Repaired once: the journal says so, and the next adoption is clean.
             routes_v4.update(&half, &value, libbpf_rs::MapFlags::ANY).unwrap();
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adoption after the repair");
-            assert_eq!(enc.verify().unwrap().len(), 1, "no second repair");
-            enc.repair().unwrap();
+            assert_eq!(enc.diagnostics().verify().unwrap().len(), 1, "no second repair");
+            enc.diagnostics().repair().unwrap();
             enc.detach().unwrap();
         })
         .unwrap();
@@ -551,7 +565,7 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
                             assert!(c.counted, "cycle {cycle}: {prefix} got counter slots");
                         }
                     }
-                    assert_eq!(enc.verify().unwrap(), vec![], "cycle {cycle}, {what}");
+                    assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "cycle {cycle}, {what}");
                 }
             }
             // Every policy retired above is past its grace period now: a set of
@@ -566,7 +580,7 @@ fn policy_ids_and_counter_slots_do_not_leak_through_short_lived_adopters() {
                 }
                 other => panic!("a third policy with --max-policies 2: {other:?}"),
             }
-            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
             enc.detach().unwrap();
         })
         .unwrap();
@@ -590,15 +604,12 @@ fn a_stale_link_is_refused_naming_its_pin_and_the_command_that_fixes_it() {
             let enc = Encapsulator::builder().pinned().attach(IFACE, XdpMode::Generic).expect("attach");
             enc.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), Label::new(100).unwrap().into()))
                 .unwrap();
-            let link = enc.pin_dir().unwrap().join("link");
+            let link = enc.diagnostics().pin_dir().unwrap().join("link");
             drop(enc);
             // A live pin is adopted, as a writer and as a reader.
             assert_eq!(Encapsulator::open(IFACE).expect("adopt a live pin").routes(Table::Main).unwrap().len(), 1);
             let read_only = AdoptOptions { read_only: true, ..AdoptOptions::default() };
-            assert_eq!(
-                Encapsulator::open_with(IFACE, &read_only).expect("read a live pin").routes(Table::Main).unwrap().len(),
-                1
-            );
+            assert_eq!(read_only.open(IFACE).expect("read a live pin").routes(Table::Main).unwrap().len(), 1);
             link
         })
         .unwrap();
@@ -608,7 +619,7 @@ fn a_stale_link_is_refused_naming_its_pin_and_the_command_that_fixes_it() {
         assert_eq!(attached_xdp_program(IFACE).unwrap(), None, "the recreated interface runs nothing");
         let read_only = AdoptOptions { read_only: true, ..AdoptOptions::default() };
         for options in [AdoptOptions::default(), read_only] {
-            match Encapsulator::open_with(IFACE, &options) {
+            match options.open(IFACE) {
                 Err(e @ Error::Pin(PinError::StaleLink { .. })) => {
                     let msg = e.to_string();
                     assert!(msg.contains(&link.display().to_string()), "names the pin: {msg}");

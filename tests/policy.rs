@@ -33,7 +33,7 @@ fn flow(i: u32, dst: &str) -> Vec<u8> {
 fn top_labels(enc: &Encapsulator, dst: &str, flows: u32) -> Vec<u32> {
     (0..flows)
         .map(|i| {
-            let run = enc.test_run(&flow(i, dst)).expect("test run");
+            let run = enc.diagnostics().test_run(&flow(i, dst)).expect("test run");
             assert_eq!(run.action, XdpAction::Tx);
             let (stack, _) = decode_stack(&run.frame[14..]).expect("labels");
             stack[0].label
@@ -130,7 +130,7 @@ fn per_route_and_per_list_counters() {
         let tops = top_labels(&enc, "198.51.100.1", 1000);
         let frame_len = flow(0, "198.51.100.1").len() as u64;
         for i in 0..10 {
-            enc.test_run(&flow(i, "203.0.113.1")).unwrap();
+            enc.diagnostics().test_run(&flow(i, "203.0.113.1")).unwrap();
         }
         let c = enc.route_counters(Table::Main, net("198.51.100.0/24")).unwrap().expect("route");
         assert_eq!((c.labelled.packets, c.labelled.bytes), (1000, 1000 * frame_len));
@@ -242,13 +242,13 @@ fn source_prefixes_select_alternate_tables() {
         enc.set_route(Table::Main, &Route::new(net("::/0"), "1000000".parse().unwrap())).unwrap();
         enc.set_route(premium, &Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())).unwrap();
         enc.set_route(premium6, &Route::new(net("2001:db8::/32"), "888".parse().unwrap())).unwrap();
-        enc.set_source(net("10.200.0.0/24"), premium).unwrap();
-        enc.set_source(net("fd00:200::/64"), premium6).unwrap();
-        assert_eq!(enc.sources().len(), 2);
+        enc.sources().set(net("10.200.0.0/24"), premium).unwrap();
+        enc.sources().set(net("fd00:200::/64"), premium6).unwrap();
+        assert_eq!(enc.sources().list().len(), 2);
         assert_eq!(enc.routes(premium).unwrap(), vec![Route::new(net("198.51.100.0/24"), "777/778".parse().unwrap())]);
 
         let labels_for = |spec: common::FrameSpec| -> Option<Vec<u32>> {
-            let run = enc.test_run(&spec.build().bytes).expect("test run");
+            let run = enc.diagnostics().test_run(&spec.build().bytes).expect("test run");
             (run.action == XdpAction::Tx)
                 .then(|| decode_stack(&run.frame[14..]).unwrap().0.iter().map(|e| e.label).collect())
         };
@@ -270,7 +270,7 @@ fn source_prefixes_select_alternate_tables() {
         let c = enc.route_counters(premium, net("198.51.100.0/24")).unwrap().expect("route");
         assert_eq!(c.labelled.packets, 1);
 
-        assert!(enc.remove_source(net("10.200.0.0/24")).unwrap());
+        assert!(enc.sources().remove(net("10.200.0.0/24")).unwrap());
         assert_eq!(labels_for(from("10.200.0.1", "198.51.100.9")), Some(vec![16001]), "source removed");
         assert!(enc.remove(premium, net("198.51.100.0/24")).unwrap());
         assert!(enc.routes(premium).unwrap().is_empty());

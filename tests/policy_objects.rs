@@ -28,7 +28,10 @@ fn tops(enc: &Encapsulator, i: u32) -> Vec<Option<u32>> {
     (0..8u16)
         .map(|f| {
             let dst = format!("10.{}.{}.7", i / 256, i % 256);
-            let run = enc.test_run(&frame(&dst).l4(L4::Udp { sport: 2000 + f, dport: 443 }).build().bytes).unwrap();
+            let run = enc
+                .diagnostics()
+                .test_run(&frame(&dst).l4(L4::Udp { sport: 2000 + f, dport: 443 }).build().bytes)
+                .unwrap();
             match run.action {
                 XdpAction::Tx => Some(decode_stack(&run.frame[14..]).expect("labels").0[0].label),
                 XdpAction::Pass => None,
@@ -68,7 +71,7 @@ fn a_named_policy_change_is_one_write_and_every_route_follows() {
             let got = tops(&enc, i);
             assert!(got.iter().all(|t| matches!(t, Some(17001 | 17002))), "route {i} after the switch: {got:?}");
         }
-        assert!(enc.verify().unwrap().is_empty(), "{:?}", enc.verify());
+        assert!(enc.diagnostics().verify().unwrap().is_empty(), "{:?}", enc.diagnostics().verify());
         let state = enc.desired_state();
         assert!(state
             .routes
@@ -84,7 +87,7 @@ fn a_named_policy_change_is_one_write_and_every_route_follows() {
         assert_eq!(map_entries(&enc, "routes_v4").unwrap(), routes_before);
         enc.update_policy(&named("18001", "blue")).unwrap();
         assert!(tops(&enc, 3).iter().all(|t| *t == Some(18001)));
-        assert!(enc.verify().unwrap().is_empty());
+        assert!(enc.diagnostics().verify().unwrap().is_empty());
         assert!(enc.update_policy(&named("16", "nobody")).unwrap().is_none(), "no route, no object");
         assert!(matches!(enc.update_policy(&"100".parse().unwrap()), Err(RouteError::PolicyObject { .. })));
     });
@@ -125,13 +128,13 @@ fn an_apply_changing_a_named_policy_writes_it_once_and_round_trips() {
         dscp.routes.iter_mut().for_each(|r| r.tc = Some(lnetd_host_encap::desired::TcSpec::Text("dscp".into())));
         enc.apply(&dscp, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(enc.routes(Table::Main).unwrap()[0].tc, Tc::FromDscp);
-        assert!(enc.verify().unwrap().is_empty());
+        assert!(enc.diagnostics().verify().unwrap().is_empty());
         // Everything gone: the objects leave after their grace period (max_policies 4 never fills).
         for round in 0..3 {
             enc.apply(&DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
             enc.apply(&state("20001", &format!("n{round}"), 10), lnetd_host_encap::ApplyOptions::default()).unwrap();
         }
-        assert!(enc.verify().unwrap().is_empty());
+        assert!(enc.diagnostics().verify().unwrap().is_empty());
     });
 }
 
@@ -163,7 +166,7 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
             for i in 0..200 {
                 enc.set_route(Table::Main, &Route::with_policy(prefix(i).parse().unwrap(), red.clone())).unwrap();
             }
-            let pins = enc.pin_dir().unwrap();
+            let pins = enc.diagnostics().pin_dir().unwrap();
             let state = std::path::PathBuf::from(lnetd_host_encap::pins::DEFAULT_STATE_ROOT)
                 .join(pins.parent().unwrap().file_name().unwrap())
                 .join(pins.file_name().unwrap());
@@ -181,7 +184,7 @@ fn objects_survive_adoption_and_a_change_is_one_small_journal_record() {
             // Format 5 read back: the name, the lists out of service, the object, its routes.
             let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
             assert_eq!(enc.desired_state(), desired);
-            assert_eq!(enc.verify().unwrap(), vec![]);
+            assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
             assert!(tops(&enc, 5).iter().all(|t| *t == Some(16002)), "list 0 is out of service");
             let update = enc.update_policy(&red).unwrap().unwrap();
             assert_eq!((update.routes, update.map_operations), (200, 1), "its routes were counted back");

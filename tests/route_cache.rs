@@ -78,7 +78,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                 // Any change through the library forgets every answer.
                 enc.set_route(Table::Main, &route("203.0.113.0/24", 9)).unwrap();
                 assert_eq!(label_for(&enc, dst), None, "{what}: after a library change the cache forgot");
-                assert_eq!(enc.repair().unwrap().len(), 1, "{what}: repair puts the route back");
+                assert_eq!(enc.diagnostics().repair().unwrap().len(), 1, "{what}: repair puts the route back");
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: repaired");
 
                 // Cached, then changed through the library: the change is seen by the next packet.
@@ -101,7 +101,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                 assert!(enc.remove(Table::Main, longer.parse().unwrap()).unwrap());
                 assert!(enc.remove(Table::Main, prefix.parse().unwrap()).unwrap());
                 assert_eq!(label_for(&enc, dst), None, "{what}: no stale answer after a delete");
-                assert_eq!(enc.verify().unwrap(), vec![], "{what}: kernel and RIB agree");
+                assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{what}: kernel and RIB agree");
 
                 // An apply is a change like any other.
                 enc.set_route(Table::Main, &route(prefix, 500)).unwrap();
@@ -154,7 +154,7 @@ fn route_cache_zero_has_none() {
         }
         let enc = Encapsulator::builder().route_cache(3000).load().expect("load");
         let memory: std::collections::BTreeMap<String, u64> =
-            enc.map_memory().unwrap().into_iter().map(|(m, b)| (m.to_string(), b)).collect();
+            enc.diagnostics().map_memory().unwrap().into_iter().map(|(m, b)| (m.to_string(), b)).collect();
         // Rounded up to 4,096 entries of 112 bytes.
         assert!(memory.get("route_cache").is_some_and(|&b| b >= 4096 * 112), "its memory is reported: {memory:?}");
     });
@@ -210,7 +210,7 @@ fn one_entry_fought_over_by_two_threads_serves_each_destination_its_own_route() 
                         let mut n = 0;
                         for round in 0..10_000usize {
                             let i = (round * 7 + t * 13) % frames.len();
-                            let out = enc.test_run(&frames[i]).expect("test run");
+                            let out = enc.diagnostics().test_run(&frames[i]).expect("test run");
                             assert_eq!(out.action, XdpAction::Tx);
                             let want = stack(i as u32);
                             let got: Vec<u32> = out.frame[14..14 + 4 * want.len()]
@@ -267,14 +267,14 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
                 assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, {what}: labelled");
                 foreign_delete(&enc, lookup, prefix);
                 assert_eq!(label_for(&enc, dst), None, "{lookup}, {prefix}, {what}: looked up, not cached");
-                assert_eq!(enc.repair().unwrap().len(), 1);
+                assert_eq!(enc.diagnostics().repair().unwrap().len(), 1);
             };
             uncached("4,095 routes");
             enc.set_route(Table::Main, &route(&fillers(4094)[family], 9)).unwrap();
             assert_eq!(label_for(&enc, dst), Some(100));
             foreign_delete(&enc, lookup, prefix);
             assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, 4,096 routes: served from the cache");
-            assert_eq!(enc.repair().unwrap().len(), 1);
+            assert_eq!(enc.diagnostics().repair().unwrap().len(), 1);
             assert!(enc.remove(Table::Main, fillers(4094)[family].parse().unwrap()).unwrap());
             uncached("4,095 routes again");
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::testing::delete_map_entry;
 use lnetd_host_encap::testing::lab::{Netns, VethLab};
-use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, IpNetwork};
+use lnetd_host_encap::{encap::AdoptOptions, IpNetwork};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
 
@@ -39,7 +39,7 @@ fn ok(ns: &Netns, args: &[&str]) -> String {
 fn delete_behind_the_back(ns: &Netns, prefixes: &[&str]) {
     ns.run(|| {
         let options = AdoptOptions { read_only: true, replace_program: false, ..AdoptOptions::default() };
-        let enc = Encapsulator::open_with(VethLab::HOST_IF, &options).expect("adopt to read");
+        let enc = options.open(VethLab::HOST_IF).expect("adopt to read");
         for p in prefixes {
             let p: IpNetwork = p.parse().unwrap();
             let mut key = u32::from(p.prefix()).to_ne_bytes().to_vec();

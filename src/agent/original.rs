@@ -150,6 +150,7 @@ impl Original {
                 Target::Clients => self
                     .enc
                     .sources()
+                    .list()
                     .into_iter()
                     .filter(|(_, t)| *t == priority_table())
                     .map(|(p, _)| MapEntry {

@@ -197,8 +197,13 @@ impl Service {
     async fn listed(&self) -> Result<pb::ListRoutesReply, Status> {
         let enc = Arc::clone(&self.enc);
         let routes = blocking(move || enc.counted_routes().map_err(|e| Status::internal(e.to_string()))).await?;
-        let sources =
-            self.enc.sources().into_iter().map(|(p, t)| pb::Source { prefix: p.to_string(), table: t.id() }).collect();
+        let sources = self
+            .enc
+            .sources()
+            .list()
+            .into_iter()
+            .map(|(p, t)| pb::Source { prefix: p.to_string(), table: t.id() })
+            .collect();
         let origin = self.writes.origin();
         let routes = routes
             .iter()

@@ -143,7 +143,7 @@ impl Statics {
         routes.retain(|k, _| !state.applied.0.contains(k));
         routes.extend(valid.routes().iter().map(|(k, r)| (*k, r.clone())));
         let mut sources: BTreeMap<IpNetwork, Table> =
-            writes.enc.sources().into_iter().filter(|(p, _)| !state.applied.1.contains(p)).collect();
+            writes.enc.sources().list().into_iter().filter(|(p, _)| !state.applied.1.contains(p)).collect();
         sources.extend(valid.sources().iter().map(|(p, t)| (*p, *t)));
         let dscp: DscpMap = if desired.dscp_map.is_some() { *valid.dscp() } else { writes.enc.dscp_map() };
         let merged = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;

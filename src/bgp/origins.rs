@@ -577,7 +577,7 @@ impl Origins {
     ) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
         let (sources, dscp) = match desired {
             Some(v) => (v.sources().clone(), *v.dscp()),
-            None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
+            None => (self.enc.sources().list().into_iter().collect(), self.enc.dscp_map()),
         };
         let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
         let report = self.enc.apply(&state, crate::ApplyOptions::default())?;
@@ -586,7 +586,7 @@ impl Origins {
 
     /// Applies a patched merged state (with the sources and DSCP table in force).
     fn apply_state_patched(&self, merged: &mut ValidState) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
-        merged.set_sources(self.enc.sources().into_iter().collect());
+        merged.set_sources(self.enc.sources().list().into_iter().collect());
         merged.set_dscp(self.enc.dscp_map());
         Ok((self.enc.apply(&*merged, crate::ApplyOptions::default())?, None))
     }

@@ -124,7 +124,7 @@ impl BaselineProgram {
         Ok(Attached { _link: link })
     }
 
-    /// As [`crate::Encapsulator::test_run`].
+    /// As [`crate::diagnostics::Diagnostics::test_run`].
     ///
     /// # Errors
     /// [`TestRunError`].
@@ -132,7 +132,7 @@ impl BaselineProgram {
         test_run::test_run(self.prog.as_fd(), frame)
     }
 
-    /// As [`crate::Encapsulator::run_stats`].
+    /// As [`crate::diagnostics::Diagnostics::run_stats`].
     ///
     /// # Errors
     /// [`crate::Error::Sys`].

@@ -94,7 +94,7 @@ pub struct Frame {
 /// The top label the program pushes for a frame to `dst` (through
 /// BPF_PROG_TEST_RUN); `None` when it passes the frame unlabelled.
 pub fn top_label(enc: &lnetd_host_encap::Encapsulator, dst: &str) -> Option<u32> {
-    let out = enc.test_run(&frame(dst).build().bytes).expect("test run");
+    let out = enc.diagnostics().test_run(&frame(dst).build().bytes).expect("test run");
     match out.action {
         lnetd_host_encap::diagnostics::XdpAction::Tx => {
             let entry: [u8; 4] = out.frame[14..18].try_into().expect("a label stack entry");

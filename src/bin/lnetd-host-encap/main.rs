@@ -515,15 +515,13 @@ fn report(result: Result<(), Failure>) -> ExitCode {
 /// (the pins keep it), every change is durable before its call returns, and
 /// freeing a million-route RIB only delays the exit.
 fn adopt(iface: &str, change: bool) -> Result<&'static Encapsulator, Error> {
-    Encapsulator::open_with(
-        iface,
-        &AdoptOptions {
-            replace_program: false,
-            wait: Duration::from_secs(5),
-            read_only: !change,
-            ..AdoptOptions::default()
-        },
-    )
+    (AdoptOptions {
+        replace_program: false,
+        wait: Duration::from_secs(5),
+        read_only: !change,
+        ..AdoptOptions::default()
+    })
+    .open(iface)
     .map(|enc| &*Box::leak(Box::new(enc)))
 }
 
@@ -594,9 +592,13 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             if let Some(n) = max_counted_routes {
                 builder = builder.max_counted_routes(n);
             }
-            let enc = if hook == "egress" { builder.attach_egress(iface)? } else { builder.attach(iface, mode)? };
+            let enc = if hook == "egress" {
+                builder.attach(iface, lnetd_host_encap::encap::Hook::Egress)?
+            } else {
+                builder.attach(iface, mode)?
+            };
             let mode = enc.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
-            let pins = enc.pin_dir().map(|p| p.display().to_string()).unwrap_or_default();
+            let pins = enc.diagnostics().pin_dir().map(|p| p.display().to_string()).unwrap_or_default();
             println!("attached to {iface} in {mode} mode; pinned in {pins}");
         }
         Command::Pop { command } => pop(iface, command)?,
@@ -615,8 +617,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             println!("detached from {iface}; pins removed");
         }
         Command::Upgrade => {
-            let enc =
-                Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(5), ..Default::default() })?;
+            let enc = (AdoptOptions { wait: Duration::from_secs(5), ..Default::default() }).open(iface)?;
             println!("{iface} now runs this build's program ({} routes kept)", enc.routes(Table::Main)?.len());
         }
         Command::Set { prefix, policy, tc, table: id, entropy_label } => {
@@ -637,7 +638,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, true)?;
             match (remove, prefix, id) {
                 (Some(p), _, _) => {
-                    if !enc.remove_source(p)? {
+                    if !enc.sources().remove(p)? {
                         return Err(format!("{p} selects no table; see `routes`").into());
                     }
                     println!("source {p} removed");
@@ -645,7 +646,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                 (None, Some(p), Some(t)) => {
                     let t = Table::alternate(t)
                         .ok_or("--table 0 is the main table; a source selects an alternate table (1..)")?;
-                    enc.set_source(p, t)?;
+                    enc.sources().set(p, t)?;
                     println!("packets from {p} use table {}", t.id());
                 }
                 _ => return Err("give PREFIX --table N, or --remove PREFIX".into()),
@@ -658,7 +659,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Routes { json } => {
             let enc = adopt(iface, false)?;
             let routes = enc.counted_routes()?;
-            let sources = enc.sources();
+            let sources = enc.sources().list();
             let origin = origins(iface);
             if output::json(json) {
                 output::print_routes(iface, &routes, &sources, &origin)?;

@@ -204,7 +204,7 @@ fn attach(iface: &str, file: Option<&AgentFile>, mode: Option<XdpMode>) -> Resul
     };
     Ok(match a.hook.as_deref() {
         None | Some("xdp") => builder.attach(iface, mode)?,
-        Some("egress") => builder.attach_egress(iface)?,
+        Some("egress") => builder.attach(iface, lnetd_host_encap::encap::Hook::Egress)?,
         Some(other) => {
             return Err(format!("{}: attach.hook = {other:?}: xdp or egress", file.path.display()).into());
         }
@@ -228,9 +228,8 @@ pub fn agent(
     let listeners = listeners.merged(file.as_ref().unwrap_or(&AgentFile::default()))?;
     let bgp = bgp.merged(file.as_ref())?;
     let config = listeners.config(iface)?;
-    let enc = if Encapsulator::is_pinned(iface)? {
-        let enc =
-            Encapsulator::open_with(iface, &AdoptOptions { wait: Duration::from_secs(10), ..Default::default() })?;
+    let enc = if lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface)? {
+        let enc = (AdoptOptions { wait: Duration::from_secs(10), ..Default::default() }).open(iface)?;
         println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes(Table::Main)?.len());
         enc
     } else {
@@ -241,7 +240,7 @@ pub fn agent(
     let enc = Arc::new(enc);
     // Host addresses come and go while the agent runs: the never-label
     // entries follow them (netlink), with no API call.
-    let _watcher = enc.watch_host_addresses()?;
+    let _watcher = lnetd_host_encap::encap::AddressWatcher::start(&enc)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     #[allow(unused_mut)]
     let mut extras = agent::Extras::default();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lnetd_host_encap::{encap::AdoptOptions, Encapsulator, Table};
+use lnetd_host_encap::{encap::AdoptOptions, Table};
 use serde::Serialize;
 
 use super::{output, recover, Failure};
@@ -103,7 +103,7 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     let xdp = recover::attached_xdp(iface);
     report.program = xdp.map(|(id, name)| Program { ours: recover::OUR_PROGRAMS.contains(&name.as_str()), id, name });
     report.agent = agent(iface, &mut report);
-    report.pinned = match Encapsulator::is_pinned(iface) {
+    report.pinned = match lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface) {
         Ok(pinned) => pinned,
         // An agent answered, so it holds a pinned dataplane this user may not look at.
         Err(e) if report.routes.is_some() => {
@@ -116,7 +116,7 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     if !report.pinned {
         return Ok(report);
     }
-    let enc = match Encapsulator::open_with(iface, &AdoptOptions { read_only: true, ..AdoptOptions::default() }) {
+    let enc = match (AdoptOptions { read_only: true, ..AdoptOptions::default() }).open(iface) {
         Ok(enc) => enc,
         // An agent answered: what it said is the status (reading the pins needs privileges).
         Err(e) if report.routes.is_some() => {
@@ -127,9 +127,10 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     };
     report.attached = enc.attachment().is_some();
     report.mode = enc.attachment().map(|a| a.mode.to_string());
-    report.pins = enc.pin_dir().map(|p| p.display().to_string());
+    report.pins = enc.diagnostics().pin_dir().map(|p| p.display().to_string());
     let routes = enc.counted_routes()?;
-    let mut counted = Routes { total: routes.len() as u64, sources: enc.sources().len() as u64, ..Routes::default() };
+    let mut counted =
+        Routes { total: routes.len() as u64, sources: enc.sources().list().len() as u64, ..Routes::default() };
     let origin = super::origins(iface);
     for r in &routes {
         let table = if r.table == Table::Main { "main".to_owned() } else { r.table.id().to_string() };
@@ -143,7 +144,7 @@ fn gather(iface: &str) -> Result<Report, Failure> {
         counted.by_origin = from_agent.by_origin;
     }
     report.routes = Some(counted);
-    let differences = enc.verify()?;
+    let differences = enc.diagnostics().verify()?;
     report.kernel = Some(Kernel {
         matches: differences.is_empty(),
         differences: differences.len() as u64,

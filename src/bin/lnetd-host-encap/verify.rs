@@ -72,7 +72,7 @@ pub fn print_repair(iface: &str, fixed: &[Line], output: Output) {
 
 /// `verify` without an agent: a reader's adoption, beside any other reader.
 pub fn verify(iface: &str, output: Output) -> Result<(), Failure> {
-    let found: Vec<Line> = adopt(iface, false)?.verify()?.iter().map(Line::from).collect();
+    let found: Vec<Line> = adopt(iface, false)?.diagnostics().verify()?.iter().map(Line::from).collect();
     print_verify(iface, &found, output)
 }
 
@@ -80,15 +80,15 @@ pub fn verify(iface: &str, output: Output) -> Result<(), Failure> {
 /// that a killed process left unfinished, so what differs is read first, as
 /// a reader, to say what was fixed.
 pub fn repair(iface: &str, output: Output) -> Result<(), Failure> {
-    let mut fixed: Vec<Line> = adopt(iface, false)?.verify()?.iter().map(Line::from).collect();
+    let mut fixed: Vec<Line> = adopt(iface, false)?.diagnostics().verify()?.iter().map(Line::from).collect();
     let enc = adopt(iface, true)?;
-    for d in enc.repair()? {
+    for d in enc.diagnostics().repair()? {
         let line = Line::from(&d);
         if !fixed.iter().any(|l| l.text == line.text) {
             fixed.push(line);
         }
     }
-    let left = enc.verify()?;
+    let left = enc.diagnostics().verify()?;
     if let Some(first) = left.first() {
         return Err(format!("{} differences remain after the repair, e.g. {first}", left.len()).into());
     }
