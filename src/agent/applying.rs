@@ -62,6 +62,48 @@ pub(crate) async fn gather(
     Ok(all)
 }
 
+impl super::Writes {
+    /// Applies `desired` unless it removes more than `max_remove_share` of
+    /// the routes in force (then nothing changes, and the refusal says how
+    /// many and which). The agent's applies run one at a time, so no other
+    /// apply comes between the guard's count and the change (a single
+    /// `SetRoute` or BGP update may: it moves the share by a route).
+    pub(crate) fn apply_guarded(
+        &self,
+        desired: &DesiredState,
+        dry_run: bool,
+        max_remove_share: Option<f64>,
+    ) -> Result<ApplyReport, Status> {
+        let _one = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(max) = max_remove_share.filter(|_| !dry_run) else {
+            return self.apply(desired, dry_run).map_err(super::status);
+        };
+        #[cfg(feature = "bgp")]
+        if self.origins.is_some() {
+            // The merge with BGP's routes decides what goes: a dry run says.
+            let plan = self.apply_unrecorded(desired, true).map_err(super::status)?;
+            let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
+            if exceeds(plan.removed.len(), current, max) {
+                return Err(refusal(&plan, current, max));
+            }
+            return self.apply(desired, false).map_err(super::status);
+        }
+        // Checked once and applied as checked; the guard needs only the
+        // keys in force, not a whole dry run (a second diff of the table).
+        let valid = desired.validate().map_err(|e| super::status(e.into()))?;
+        let current = self.enc.route_keys();
+        let removed = current.iter().filter(|k| !valid.routes().contains_key(k)).count();
+        if exceeds(removed, current.len(), max) {
+            // Refused: the exact counts and the sample from a dry run (rare, so its cost does not matter).
+            let plan = self.enc.apply_valid_dry_run(valid).map_err(super::status)?;
+            return Err(refusal(&plan, current.len(), max));
+        }
+        let report = self.enc.apply_valid_owned(valid).map_err(super::status)?;
+        self.activity.record_apply("agent", &report);
+        Ok(report)
+    }
+}
+
 /// `max_remove_share` checked: 0..=1.
 ///
 /// # Errors

@@ -90,7 +90,7 @@ impl Audit {
         let started = Instant::now();
         // The stamp was read before the routes: a change while counting
         // makes these counts stale, and the next caller counts again.
-        let keys: Vec<(Table, ipnetwork::IpNetwork)> = self.enc.valid_state().routes().keys().copied().collect();
+        let keys = self.enc.route_keys();
         let mut s = Summary {
             stamp,
             at: Some(SystemTime::now()),

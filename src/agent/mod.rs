@@ -365,29 +365,6 @@ impl Writes {
         Ok(report)
     }
 
-    /// Applies `desired` unless it removes more than `max_remove_share` of
-    /// the routes in force (then nothing changes and the refusal says how
-    /// many and which). The agent's applies run one at a time, so no other
-    /// apply comes between the guard's count and the change.
-    pub(crate) fn apply_guarded(
-        &self,
-        desired: &crate::DesiredState,
-        dry_run: bool,
-        max_remove_share: Option<f64>,
-    ) -> Result<crate::ApplyReport, tonic::Status> {
-        let _one = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(max) = max_remove_share.filter(|_| !dry_run) {
-            let plan = self.apply_unrecorded(desired, true).map_err(status)?;
-            // Every desired route is added, replaced or kept, and every
-            // current one kept, replaced or removed (`unchanged` counts sources too).
-            let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
-            if applying::exceeds(plan.removed.len(), current, max) {
-                return Err(applying::refusal(&plan, current, max));
-            }
-        }
-        self.apply(desired, dry_run).map_err(status)
-    }
-
     fn apply_unrecorded(&self, desired: &crate::DesiredState, dry_run: bool) -> Result<crate::ApplyReport, RouteError> {
         #[cfg(feature = "bgp")]
         if let Some(o) = &self.origins {

@@ -164,8 +164,13 @@ impl Service {
     ) -> Result<Response<pb::ApplyReply>, Status> {
         let max = applying::guard_share(max_remove_share)?;
         let writes = self.writes.clone();
-        let report = blocking(move || writes.apply_guarded(&desired, dry_run, max)).await?;
-        Ok(Response::new(applying::apply_reply(&report)))
+        let (report, desired) =
+            tokio::task::spawn_blocking(move || (writes.apply_guarded(&desired, dry_run, max), desired))
+                .await
+                .map_err(|e| Status::internal(format!("worker: {e}")))?;
+        // Freeing a million routes' strings takes a while: not before the reply.
+        tokio::task::spawn_blocking(move || drop(desired));
+        Ok(Response::new(applying::apply_reply(&report?)))
     }
 
     /// Every route with its counters and origin, and the sources: what

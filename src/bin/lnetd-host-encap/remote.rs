@@ -255,9 +255,11 @@ fn apply_chunks(request: pb::ApplyRequest) -> Vec<pb::ApplyRequest> {
 /// large for it), or through `Apply` with an agent that predates it.
 async fn apply_streamed(
     client: &mut EncapsulatorClient<Channel>,
-    request: pb::ApplyRequest,
+    request: impl Fn() -> pb::ApplyRequest,
 ) -> Result<pb::ApplyReply, Status> {
-    match client.apply_stream(tokio_stream::iter(apply_chunks(request.clone()))).await {
+    // The request is built again for the fallback rather than copied for it
+    // (a table of a million routes; an agent without ApplyStream predates them).
+    match client.apply_stream(tokio_stream::iter(apply_chunks(request()))).await {
         Ok(replies) => {
             let mut replies = replies.into_inner();
             let mut all = replies.message().await?.ok_or_else(|| Status::internal("ApplyStream: no reply"))?;
@@ -271,7 +273,7 @@ async fn apply_streamed(
             }
             Ok(all)
         }
-        Err(s) if s.code() == Code::Unimplemented => Ok(client.apply(request).await?.into_inner()),
+        Err(s) if s.code() == Code::Unimplemented => Ok(client.apply(request()).await?.into_inner()),
         Err(s) => Err(s),
     }
 }
@@ -290,7 +292,7 @@ impl apply::Target for Remote<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
         let reply = self
             .rt
-            .block_on(apply_streamed(&mut self.client, apply_request(desired, true, None)))
+            .block_on(apply_streamed(&mut self.client, || apply_request(desired, true, None)))
             .map_err(|s| failure(&self.path, s))?;
         report_of(&reply)
     }
@@ -300,7 +302,7 @@ impl apply::Target for Remote<'_> {
         desired: &DesiredState,
         max_remove_share: Option<f64>,
     ) -> Result<ApplyReport, apply::NotApplied> {
-        let request = apply_request(desired, false, max_remove_share);
+        let request = || apply_request(desired, false, max_remove_share);
         match self.rt.block_on(apply_streamed(&mut self.client, request)) {
             Ok(reply) => Ok(report_of(&reply)?),
             Err(s) => match refused(&s) {
