@@ -111,7 +111,8 @@ fn the_agent_guards_removals_and_the_size_of_a_stream() {
     );
     ok(ns, &["apply", four.path()]);
     // A stream of 20,000 bytes at most: a 1,000-route apply is over it.
-    let agent = command(ns, &["agent", "--mode", "native", "--max-apply-bytes", "20000"])
+    // A comparison of the kernel with the RIB every second (the first a second after the start).
+    let agent = command(ns, &["agent", "--mode", "native", "--max-apply-bytes", "20000", "--verify-interval", "1"])
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the agent");
@@ -200,15 +201,30 @@ fn the_agent_guards_removals_and_the_size_of_a_stream() {
     let status = status_once_verified(ns);
     assert_eq!(status["kernel"]["matches"], true, "{status}");
     assert_eq!(status["kernel"]["based_on"], "background", "{status}");
-    assert_eq!(status["agent"]["verify_interval_s"], 600, "{status}");
+    assert_eq!(status["agent"]["verify_interval_s"], 1, "{status}");
     assert_eq!(status["routes"]["total"], 1, "counted after the last change: {status}");
     let text = ok(ns, &["status"]);
     assert!(text.contains("kernel: matched the RIB at 20"), "{text}");
-    assert!(text.contains("by the agent's comparison, every 600 s"), "{text}");
-    // A `verify` through the agent is the comparison status reports next.
+    assert!(text.contains("by the agent's comparison, every 1 s"), "{text}");
+    drop(agent);
+    // Without the schedule, a `verify` through the agent is the comparison status reports.
+    let agent = command(ns, &["agent", "--mode", "native", "--verify-interval", "0"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the agent");
+    let agent = ChildGuard(agent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lab.host.run(|| std::os::unix::net::UnixStream::connect(&path).is_ok()).unwrap() {
+        assert!(Instant::now() < deadline, "the agent did not listen within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status: Value = serde_json::from_str(&ok(ns, &["status", "--output", "json"])).unwrap();
+    assert_eq!((&status["kernel"], &status["agent"]["verify_interval_s"]), (&Value::Null, &0.into()), "{status}");
+    assert!(ok(ns, &["status"]).contains("kernel: not compared with the RIB yet"));
     assert!(ok(ns, &["verify"]).contains("matches the RIB"));
     let status: Value = serde_json::from_str(&ok(ns, &["status", "--output", "json"])).unwrap();
     assert_eq!(status["kernel"]["based_on"], "verify", "{status}");
+    drop(agent);
 }
 
 /// The four routes the test starts with.

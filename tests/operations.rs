@@ -75,7 +75,8 @@ impl Drop for Agent {
 }
 
 fn start_agent(lab: &VethLab) -> Agent {
-    let child = command(&lab.host, &["agent", "--mode", "native"])
+    // A comparison of the kernel with the RIB a second after the start (status reports it).
+    let child = command(&lab.host, &["agent", "--mode", "native", "--verify-interval", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

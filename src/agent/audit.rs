@@ -2,9 +2,10 @@
 //! a million routes per call: the counts per table and origin are taken once
 //! per change (in the background a second after it, or by the first
 //! `GetStatus` that finds them older than the last change), and the full
-//! comparison of the kernel's maps with the RIB runs on a schedule (at start,
-//! then every [`crate::agent::AgentConfig::verify_interval`]), or when a
-//! client calls `Verify` or `Repair`. `status` says which comparison its
+//! comparison of the kernel's maps with the RIB runs on a schedule (a
+//! minute after the start, or sooner with a shorter interval, then every
+//! [`crate::agent::AgentConfig::verify_interval`]), or when a client calls
+//! `Verify` or `Repair`. `status` says which comparison its
 //! answer is based on and when it ran.
 
 use std::collections::BTreeMap;
@@ -72,6 +73,8 @@ pub(crate) struct Audit {
 /// How long a change must be quiet before the background counts it (a burst
 /// of changes is counted once).
 const QUIET: Duration = Duration::from_secs(1);
+/// The first background comparison, at most this long after the start.
+const FIRST_VERIFY: Duration = Duration::from_secs(60);
 /// Under constant change, the background counts at most this often.
 const BUSY: Duration = Duration::from_secs(5);
 
@@ -146,12 +149,16 @@ impl Audit {
 
 /// The background: counts the routes a second after a burst of changes ends
 /// (at most every few seconds under constant change), and compares the
-/// kernel with the RIB at start and every `audit.interval`. Runs until the
+/// kernel with the RIB [`FIRST_VERIFY`] after the start (or one interval,
+/// if shorter) and every `audit.interval`. Runs until the
 /// agent stops (the task is aborted).
 pub(crate) async fn run(audit: Arc<Audit>, writes: super::Writes) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_verify = Some(Instant::now());
+    // Not at once: the agent just adopted the dataplane (and repaired what
+    // an interrupted change left), and a comparison holds the RIB's lock
+    // (seconds at a million routes) when the first clients come back.
+    let mut next_verify = audit.interval.map(|i| Instant::now() + i.min(FIRST_VERIFY));
     // The stamp last seen and since when; since when the counts are stale.
     let mut seen: Option<(Stamp, Instant)> = None;
     let mut stale_since: Option<Instant> = None;

@@ -103,9 +103,10 @@ pub struct AgentConfig {
     /// TLS for the TCP listener.
     pub tls: Option<TlsConfig>,
     /// Between two background comparisons of the kernel's maps with the
-    /// RIB (`status` reports the last); one runs at start. None: only at
-    /// start and when a client calls `Verify` or `Repair`. Each holds the
-    /// RIB's lock while it compares (about a second at a million routes).
+    /// RIB (`status` reports the last); the first runs a minute after the
+    /// start (or one interval, if shorter). None: only when a client calls
+    /// `Verify` or `Repair`. Each holds the RIB's lock while it compares
+    /// (seconds at a million routes: changes wait).
     pub verify_interval: Option<std::time::Duration>,
     /// The most an `ApplyStream` may send, in bytes of encoded messages over
     /// all its chunks: a writer over it is refused with OUT_OF_RANGE before

@@ -53,8 +53,10 @@ pub struct Listeners {
     #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
     /// Seconds between the agent's background comparisons of the kernel's
-    /// maps with its RIB (`status` reports the last; one runs at start);
-    /// 0: only at start and on `verify`. Default 600.
+    /// maps with its RIB (`status` reports the last; the first runs a
+    /// minute after the start, or one interval if shorter); 0: only on
+    /// `verify` and `repair`. Each holds the RIB's lock (seconds at a
+    /// million routes). Default 600.
     #[arg(long, value_name = "SECONDS")]
     verify_interval: Option<u64>,
     /// The most a client may send in one ApplyStream (bytes of encoded

@@ -308,8 +308,14 @@ fn print_text(iface: &str, r: &Report) {
                     k.example.as_deref().unwrap_or("?")
                 )
             };
+            // Changes since were made by the library, which writes the kernel
+            // first: no reason to doubt, but the comparison did not see them.
+            let since = match &r.last_change {
+                Some(c) if c.at_unix_ms > k.at_unix_ms => ", before the last change",
+                _ => "",
+            };
             println!(
-                "  kernel: {found} at {} (by {by}, took {} ms; `verify` compares now)",
+                "  kernel: {found} at {}{since} (by {by}, took {} ms; `verify` compares now)",
                 when(k.at_unix_ms),
                 k.took_ms
             );
