@@ -3,7 +3,9 @@
 //! socket, and still the way without an agent), at 1,000,000 IPv4 +
 //! 200,000 IPv6 routes (BGP-like lengths): `set` and `get`, the median of
 //! several runs of each, both spawned the same way (nsenter into the lab's
-//! namespace). Then the agent's write rate: 50 concurrent gRPC clients
+//! namespace); `status` too (through the agent: its counts and last
+//! comparison from memory; without: the whole state read and compared).
+//! Then the agent's write rate: 50 concurrent gRPC clients
 //! each sending 200 `SetRoute` over the socket, every change acknowledged
 //! only once durable, against the library's own `set_route` loop on the
 //! same table in the same run. LHE_BENCH_V4 / LHE_BENCH_V6 set smaller
@@ -160,8 +162,11 @@ fn main() {
 
     let set = ["set", "198.18.0.0/15", "16001/16002"];
     let get = ["get", "198.18.1.1"];
+    let status = ["status"];
     let direct_set = median(&lab, RUNS_DIRECT, &set);
     let direct_get = median(&lab, RUNS_DIRECT, &get);
+    // Without an agent, status reads the whole state and compares every entry itself.
+    let direct_status = median(&lab, RUNS_DIRECT, &status);
 
     let agent = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", lab.host.name()))
@@ -178,8 +183,26 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("socket: the agent adopted the table and answered after {}", ms(t.elapsed()));
+    // Its first comparison of the kernel with the RIB runs as it starts and
+    // holds the RIB's lock: the measures begin once status reports it.
+    let verified = loop {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.host.name()))
+            .arg(BIN)
+            .args(["-i", VethLab::HOST_IF, "status", "--output", "json"])
+            .output()
+            .expect("status");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(took) = doc["kernel"]["took_ms"].as_u64() {
+            break took;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "no comparison within 120 s: {doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("socket: the agent's first comparison of the kernel with the RIB took {verified} ms");
     let agent_set = median(&lab, RUNS_AGENT, &set);
     let agent_get = median(&lab, RUNS_AGENT, &get);
+    let agent_status = median(&lab, RUNS_AGENT, &status);
     let (load, mut latencies) = concurrent_set_routes(&path);
     latencies.sort();
     let n = latencies.len();
@@ -200,7 +223,9 @@ fn main() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
     let _ = agent.0.wait();
 
-    for (what, direct, through) in [("set", direct_set, agent_set), ("get", direct_get, agent_get)] {
+    for (what, direct, through) in
+        [("set", direct_set, agent_set), ("get", direct_get, agent_get), ("status", direct_status, agent_status)]
+    {
         let ratio = direct.as_secs_f64() / through.as_secs_f64();
         println!(
             "socket: `{what}` as a process: {} through the agent's socket, {} adopting the dataplane itself ({ratio:.0}x)",

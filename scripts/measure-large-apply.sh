@@ -1,7 +1,7 @@
 #!/bin/bash
 # One-off measurement behind docs/agent-api.md ("Measured at 1,000,000 routes"):
 # apply of 1,000,000 routes through the agent (ApplyStream) and directly, the
-# routes listed as JSON through the agent, status. As root, after
+# routes listed as JSON through the agent, status and verify. As root, after
 # `cargo build --release --all-features`. Uses its own namespace, removed at the end.
 set -u
 BIN=${CARGO_TARGET_DIR:-target}/release/lnetd-host-encap
@@ -34,6 +34,9 @@ echo "== through the agent, the same file again, --force (no plan first)"; timed
 echo "== through the agent, 1% changed"; timed apply "$DIR/c.json" | sed -n 1p
 echo "== through the agent, 1% changed back, --force"; timed apply "$DIR/b.json" --force | sed -n 1p
 echo "== routes --output json through the agent (StreamRoutes)"; timed routes --output json | wc -c
-echo "== status through the agent"; timed status
+echo "== status through the agent (5 runs)"; for _ in 1 2 3 4 5; do timed status >/dev/null; done
+run status | grep kernel
+echo "== verify through the agent (the full comparison)"; timed verify
 kill $AGENT; wait $AGENT
 echo "== directly (no agent), 1M replaced"; timed apply "$DIR/a.json" | sed -n 1p
+echo "== status directly (no agent: reads the state, compares every entry)"; timed status >/dev/null

@@ -729,6 +729,19 @@ impl Encapsulator {
     /// Kernel map ids of the IPv4 main table, the IPv4 alternate tables and
     /// the IPv4 source table: the ids the proof of concept's protocol names
     /// its tables by (`bpftool map show` lists them).
+    /// Every route's table and prefix (set-aside routes in the main table),
+    /// copied without the routes themselves: what the agent's `status`
+    /// counts, holding the RIB's lock for a copy of keys only.
+    #[cfg(feature = "agent")]
+    pub(crate) fn route_keys(&self) -> Vec<(Table, IpNetwork)> {
+        self.fib.read(|rib| {
+            let mut keys: Vec<(Table, IpNetwork)> = Vec::with_capacity(rib.routes.len() + rib.shadowed.len());
+            keys.extend(rib.routes.keys().copied());
+            keys.extend(rib.shadowed.keys().map(|p| (Table::Main, *p)));
+            keys
+        })
+    }
+
     #[cfg(feature = "agent")]
     pub(crate) fn table_map_ids(&self) -> Result<[u32; 3], MapError> {
         let m = self.fib.maps();

@@ -3,6 +3,7 @@
 //! the configuration file). BGP's changes are recorded by the learner
 //! ([`crate::bgp::BgpCounters::last_change`]); `GetStatus` reports the later.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,11 +25,13 @@ pub(crate) struct Change {
 pub(crate) struct Activity {
     started: SystemTime,
     last: Mutex<Option<Change>>,
+    /// Changes made (of routes or sources): `status`'s counts are of one value.
+    generation: AtomicU64,
 }
 
 impl Activity {
     pub(crate) fn new() -> Activity {
-        Activity { started: SystemTime::now(), last: Mutex::new(None) }
+        Activity { started: SystemTime::now(), last: Mutex::new(None), generation: AtomicU64::new(0) }
     }
 
     pub(crate) fn started(&self) -> SystemTime {
@@ -38,6 +41,7 @@ impl Activity {
     /// Records a change of `routes` routes by `origin` (nothing for none).
     pub(crate) fn record(&self, origin: &'static str, routes: u64) {
         if routes > 0 {
+            self.touch();
             *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some(Change { at: SystemTime::now(), origin, routes });
         }
@@ -46,8 +50,20 @@ impl Activity {
     /// Records an apply's report (a dry run changed nothing).
     pub(crate) fn record_apply(&self, origin: &'static str, report: &ApplyReport) {
         if !report.dry_run {
+            // Sources and the DSCP table count as changes for `status` too.
+            self.touch();
             self.record(origin, (report.added.len() + report.replaced.len() + report.removed.len()) as u64);
         }
+    }
+
+    /// Records a change that is not of routes (a source).
+    pub(crate) fn touch(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many changes were recorded.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     pub(crate) fn last(&self) -> Option<Change> {

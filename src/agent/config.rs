@@ -57,6 +57,8 @@ const LISTENERS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "tls_client_ca",
+    "verify_interval",
+    "max_apply_bytes",
 ];
 const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id"];
 const SBFD: &[&str] = &["interval_ms", "multiplier", "hold_down_ms", "reflector", "router_mac"];
@@ -182,6 +184,10 @@ pub struct ListenerSettings {
     pub tls_key: Option<PathBuf>,
     /// The CA client certificates must be signed by (PEM).
     pub tls_client_ca: Option<PathBuf>,
+    /// Seconds between background comparisons of the kernel with the RIB (0: none).
+    pub verify_interval: Option<u64>,
+    /// The most one `ApplyStream` may send, in bytes (0: no limit).
+    pub max_apply_bytes: Option<u64>,
 }
 
 /// `[bgp]`: the `--bgp-*` flags. Changing them needs a restart.

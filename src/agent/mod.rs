@@ -25,6 +25,8 @@
 //! ```
 
 mod activity;
+mod applying;
+mod audit;
 pub mod authz;
 pub mod config;
 #[cfg(feature = "bgp")]
@@ -82,7 +84,7 @@ pub struct TlsConfig {
 }
 
 /// Where and how the agent serves.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// The local Unix socket, with its authorization (the normal way in).
     pub local: Option<LocalSocket>,
@@ -100,6 +102,40 @@ pub struct AgentConfig {
     pub metrics_public: bool,
     /// TLS for the TCP listener.
     pub tls: Option<TlsConfig>,
+    /// Between two background comparisons of the kernel's maps with the
+    /// RIB (`status` reports the last); the first runs a minute after the
+    /// start (or one interval, if shorter). None: only when a client calls
+    /// `Verify` or `Repair`. Each holds the RIB's lock while it compares
+    /// (seconds at a million routes: changes wait).
+    pub verify_interval: Option<std::time::Duration>,
+    /// The most an `ApplyStream` may send, in bytes of encoded messages over
+    /// all its chunks: a writer over it is refused with OUT_OF_RANGE before
+    /// anything is applied (the agent holds the whole stream in memory until
+    /// it applies it). None: no limit.
+    pub max_apply_bytes: Option<u64>,
+}
+
+/// [`AgentConfig::verify_interval`]'s default: ten minutes.
+pub const DEFAULT_VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// [`AgentConfig::max_apply_bytes`]'s default: 1 GiB, about 25 million
+/// routes as the command sends them.
+pub const DEFAULT_MAX_APPLY_BYTES: u64 = 1 << 30;
+
+impl Default for AgentConfig {
+    /// Nothing to serve yet; the defaults of the verification interval and
+    /// of the apply's size.
+    fn default() -> AgentConfig {
+        AgentConfig {
+            local: None,
+            listen: None,
+            insecure_local_tcp: false,
+            metrics: None,
+            metrics_public: false,
+            tls: None,
+            verify_interval: Some(DEFAULT_VERIFY_INTERVAL),
+            max_apply_bytes: Some(DEFAULT_MAX_APPLY_BYTES),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -287,6 +323,10 @@ pub(crate) struct Writes {
     origins: Option<Arc<crate::bgp::Origins>>,
     /// The last change made here, for `status`.
     activity: Arc<activity::Activity>,
+    /// The counts and the last comparison, for `status`.
+    audit: Arc<audit::Audit>,
+    /// Held by an apply with a removal guard from its count to its change.
+    applying: Arc<std::sync::Mutex<()>>,
     #[cfg(feature = "bgp")]
     bgp: Option<Arc<crate::bgp::BgpCounters>>,
 }
@@ -355,6 +395,20 @@ impl Writes {
         Ok(report)
     }
 
+    /// What identifies the routes' state now: it moves with every change
+    /// (`status` counts the routes once per value).
+    pub(crate) fn stamp(&self) -> audit::Stamp {
+        #[cfg(feature = "bgp")]
+        let bgp = self
+            .bgp
+            .as_ref()
+            .and_then(|b| *b.last_change.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .map(|(at, _)| at);
+        #[cfg(not(feature = "bgp"))]
+        let bgp = None;
+        (self.activity.generation(), bgp)
+    }
+
     /// Each route's origin and, for BGP's, its policy (empty without origins).
     pub(crate) fn origin(&self) -> impl Fn(Table, ipnetwork::IpNetwork) -> (String, String, Option<u32>) {
         #[cfg(feature = "bgp")]
@@ -392,6 +446,8 @@ pub async fn serve_with(
         #[cfg(feature = "bgp")]
         origins: extras.origins.clone(),
         activity: Arc::new(activity::Activity::new()),
+        audit: Arc::new(audit::Audit::new(Arc::clone(&enc), config.verify_interval)),
+        applying: Arc::new(std::sync::Mutex::new(())),
         #[cfg(feature = "bgp")]
         bgp: extras.bgp.clone(),
     };
@@ -453,7 +509,7 @@ pub async fn serve_with(
         writes.clone(),
         &iface,
     ));
-    let v1 = service::Service::new(Arc::clone(&enc), writes.clone(), &iface);
+    let v1 = service::Service::new(Arc::clone(&enc), writes.clone(), &iface, config.max_apply_bytes);
     #[cfg(feature = "bgp")]
     let v1 = v1.with_liveness(extras.liveness.clone());
     let v1 = proto::v1::encapsulator_server::EncapsulatorServer::new(v1);
@@ -501,6 +557,7 @@ pub async fn serve_with(
         result
     };
     let reloads = tokio::spawn(reload_on_hangup(hangup, writes.clone()));
+    let audits = tokio::spawn(audit::run(Arc::clone(&writes.audit), writes.clone()));
     let stop = Arc::new(stop);
     let trigger = {
         let stop = Arc::clone(&stop);
@@ -514,6 +571,7 @@ pub async fn serve_with(
     let _ = stop.send(true);
     trigger.abort();
     reloads.abort();
+    audits.abort();
     if let Some(task) = metrics {
         if let Err(e) = task.await {
             log::warn!("metrics server: {e}");

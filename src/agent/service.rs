@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 
 use super::proto::v1 as pb;
 use super::proto::v1::encapsulator_server::Encapsulator as Api;
-use super::status;
-use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec};
+use super::{applying, status};
+use crate::domain::desired::DesiredState;
 use crate::domain::policy::{EntropyLabel, Policy};
 use crate::domain::prefix;
 use crate::domain::route::{Route, Table, Tc};
@@ -26,16 +26,27 @@ pub(crate) struct Service {
     enc: Arc<Encapsulator>,
     writes: super::Writes,
     iface: String,
+    /// The most an `ApplyStream` may send (encoded bytes over its chunks).
+    max_apply_bytes: Option<u64>,
     #[cfg(feature = "bgp")]
     liveness: Option<Arc<crate::bgp::BgpCounters>>,
 }
 
 impl Service {
-    pub(crate) fn new(enc: Arc<Encapsulator>, writes: super::Writes, iface: &str) -> Service {
-        #[cfg(feature = "bgp")]
-        return Service { enc, writes, iface: iface.to_owned(), liveness: None };
-        #[cfg(not(feature = "bgp"))]
-        Service { enc, writes, iface: iface.to_owned() }
+    pub(crate) fn new(
+        enc: Arc<Encapsulator>,
+        writes: super::Writes,
+        iface: &str,
+        max_apply_bytes: Option<u64>,
+    ) -> Service {
+        Service {
+            enc,
+            writes,
+            iface: iface.to_owned(),
+            max_apply_bytes,
+            #[cfg(feature = "bgp")]
+            liveness: None,
+        }
     }
 
     /// `GetLiveness` and `Explain` read the S-BFD state from these counters.
@@ -142,54 +153,24 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker: {e}")))?
 }
 
-/// An apply's report as the protocol's reply.
-fn apply_reply(report: &crate::fib::apply::ApplyReport) -> pb::ApplyReply {
-    let keys = |v: &[(Table, ipnetwork::IpNetwork)]| {
-        v.iter().map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() }).collect()
-    };
-    pb::ApplyReply {
-        added: keys(&report.added),
-        replaced: keys(&report.replaced),
-        removed: keys(&report.removed),
-        unchanged: report.unchanged as u64,
-        map_operations: report.map_operations as u64,
-        dry_run: report.dry_run,
-        summary: report.to_string(),
-        set_aside: report.set_aside.iter().map(ToString::to_string).collect(),
-        sources_set: report.sources_set.iter().map(ToString::to_string).collect(),
-        sources_removed: report.sources_removed.iter().map(ToString::to_string).collect(),
-        dscp_changed: report.dscp_changed,
-    }
-}
-
-/// An `ApplyRequest` as the library's desired state (checked when applied).
-fn desired_of(req: pb::ApplyRequest) -> DesiredState {
-    DesiredState {
-        routes: req
-            .routes
-            .into_iter()
-            .map(|r| DesiredRoute {
-                prefix: r.prefix,
-                policy: r.policy,
-                tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
-                table: Some(r.table),
-                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
-                policy_name: Some(r.policy_name).filter(|n| !n.is_empty()),
-            })
-            .collect(),
-        sources: req.sources.into_iter().map(|s| DesiredSource { prefix: s.prefix, table: s.table }).collect(),
-        dscp_map: Some(req.dscp_map)
-            .filter(|d| !d.is_empty())
-            .map(|d| d.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect()),
-    }
-}
-
 impl Service {
-    /// Applies `desired` as one change (what `Apply` and `ApplyStream` do).
-    async fn apply_desired(&self, desired: DesiredState, dry_run: bool) -> Result<Response<pb::ApplyReply>, Status> {
+    /// Applies `desired` as one change (what `Apply` and `ApplyStream` do),
+    /// behind the removal guard when `max_remove_share` is given.
+    async fn apply_desired(
+        &self,
+        desired: DesiredState,
+        dry_run: bool,
+        max_remove_share: Option<f64>,
+    ) -> Result<Response<pb::ApplyReply>, Status> {
+        let max = applying::guard_share(max_remove_share)?;
         let writes = self.writes.clone();
-        let report = blocking(move || writes.apply(&desired, dry_run).map_err(status)).await?;
-        Ok(Response::new(apply_reply(&report)))
+        let (report, desired) =
+            tokio::task::spawn_blocking(move || (writes.apply_guarded(&desired, dry_run, max), desired))
+                .await
+                .map_err(|e| Status::internal(format!("worker: {e}")))?;
+        // Freeing a million routes' strings takes a while: not before the reply.
+        tokio::task::spawn_blocking(move || drop(desired));
+        Ok(Response::new(applying::apply_reply(&report?)))
     }
 
     /// Every route with its counters and origin, and the sources: what
@@ -226,49 +207,6 @@ type RoutesStream = Pin<Box<dyn Stream<Item = Result<pb::ListRoutesReply, Status
 type CountersStream = Pin<Box<dyn Stream<Item = Result<pb::RouteCountersChunk, Status>> + Send + 'static>>;
 
 type ApplyReplies = Pin<Box<dyn Stream<Item = Result<pb::ApplyReply, Status>> + Send + 'static>>;
-
-/// Entries of each list per `ApplyStream` reply message (a key is a few
-/// dozen bytes: a message stays far under 4 MB).
-const KEYS_PER_REPLY: usize = 8192;
-
-/// `reply` as messages of at most [`KEYS_PER_REPLY`] entries per list; the
-/// first has the scalar fields.
-fn reply_chunks(mut reply: pb::ApplyReply) -> Vec<pb::ApplyReply> {
-    fn take<T>(v: &mut Vec<T>) -> Vec<T> {
-        let n = v.len().min(KEYS_PER_REPLY);
-        v.drain(..n).collect()
-    }
-    let longest = [reply.added.len(), reply.replaced.len(), reply.removed.len(), reply.set_aside.len()]
-        .into_iter()
-        .chain([reply.sources_set.len(), reply.sources_removed.len()])
-        .max()
-        .unwrap_or(0);
-    let mut chunks = Vec::with_capacity(longest.div_ceil(KEYS_PER_REPLY).max(1));
-    loop {
-        let mut chunk = if chunks.is_empty() {
-            pb::ApplyReply {
-                summary: std::mem::take(&mut reply.summary),
-                unchanged: reply.unchanged,
-                map_operations: reply.map_operations,
-                dry_run: reply.dry_run,
-                dscp_changed: reply.dscp_changed,
-                ..Default::default()
-            }
-        } else {
-            pb::ApplyReply::default()
-        };
-        chunk.added = take(&mut reply.added);
-        chunk.replaced = take(&mut reply.replaced);
-        chunk.removed = take(&mut reply.removed);
-        chunk.set_aside = take(&mut reply.set_aside);
-        chunk.sources_set = take(&mut reply.sources_set);
-        chunk.sources_removed = take(&mut reply.sources_removed);
-        chunks.push(chunk);
-        if chunks.len() * KEYS_PER_REPLY >= longest {
-            return chunks;
-        }
-    }
-}
 
 type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::Stats, Status>> + Send + 'static>>;
 
@@ -318,6 +256,7 @@ impl Api for Service {
             Status::invalid_argument("table 0 is the main table; a source selects an alternate table (1..)")
         })?;
         self.with(move |enc| enc.set_source(prefix, t).map_err(status)).await?;
+        self.writes.activity.touch();
         Ok(Response::new(pb::SetSourceReply {}))
     }
 
@@ -326,13 +265,14 @@ impl Api for Service {
         if !self.with(move |enc| enc.remove_source(prefix).map_err(status)).await? {
             return Err(Status::not_found(format!("{prefix} selects no table")));
         }
+        self.writes.activity.touch();
         Ok(Response::new(pb::RemoveSourceReply {}))
     }
 
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyReply>, Status> {
         let req = request.into_inner();
-        let dry_run = req.dry_run;
-        self.apply_desired(desired_of(req), dry_run).await
+        let (dry_run, max) = (req.dry_run, req.max_remove_share);
+        self.apply_desired(applying::desired_of(req), dry_run, max).await
     }
 
     type ApplyStreamStream = ApplyReplies;
@@ -341,31 +281,10 @@ impl Api for Service {
         &self,
         request: Request<tonic::Streaming<pb::ApplyRequest>>,
     ) -> Result<Response<ApplyReplies>, Status> {
-        let mut stream = request.into_inner();
-        let mut all = pb::ApplyRequest::default();
-        let mut first = true;
-        // Everything is received before anything is applied: a broken
-        // stream (an error here) changes nothing.
-        while let Some(chunk) = stream.message().await? {
-            if !chunk.dscp_map.is_empty() && !all.dscp_map.is_empty() {
-                return Err(invalid("dscp_map", "given in more than one chunk: give it once"));
-            }
-            if first {
-                all.dry_run = chunk.dry_run;
-                first = false;
-            }
-            all.routes.extend(chunk.routes);
-            all.sources.extend(chunk.sources);
-            if !chunk.dscp_map.is_empty() {
-                all.dscp_map = chunk.dscp_map;
-            }
-        }
-        if first {
-            return Err(invalid("ApplyStream", "no chunk received: send at least one (routes may be empty)"));
-        }
-        let dry_run = all.dry_run;
-        let reply = self.apply_desired(desired_of(all), dry_run).await?.into_inner();
-        Ok(Response::new(Box::pin(tokio_stream::iter(reply_chunks(reply).into_iter().map(Ok)))))
+        let all = applying::gather(&mut request.into_inner(), self.max_apply_bytes).await?;
+        let (dry_run, max) = (all.dry_run, all.max_remove_share);
+        let reply = self.apply_desired(applying::desired_of(all), dry_run, max).await?.into_inner();
+        Ok(Response::new(Box::pin(tokio_stream::iter(applying::reply_chunks(reply).into_iter().map(Ok)))))
     }
 
     type StreamRouteCountersStream = CountersStream;
@@ -397,17 +316,14 @@ impl Api for Service {
 
     async fn get_status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         use super::activity::unix_ms;
-        let enc = Arc::clone(&self.enc);
-        let keys: Vec<(Table, ipnetwork::IpNetwork)> =
-            blocking(move || Ok(enc.valid_state().routes().keys().copied().collect())).await?;
-        let origin = self.writes.origin();
-        let mut routes_by_origin: HashMap<String, u64> = HashMap::new();
-        for (t, p) in &keys {
-            let (from, _, _) = origin(*t, *p);
-            // An agent without origins knows of no other: every route is the file's or the API's.
-            let from = if from.is_empty() { "static".to_owned() } else { from };
-            *routes_by_origin.entry(from).or_default() += 1;
-        }
+        let writes = self.writes.clone();
+        let stamp = writes.stamp();
+        // Counted once per change, not per call (audit.rs): usually stored already.
+        let summary = blocking(move || {
+            let origin = writes.origin();
+            Ok(writes.audit.summary(stamp, |t, p| origin(t, p).0))
+        })
+        .await?;
         let activity = &self.writes.activity;
         #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
         let mut last_change = activity.last().map(|c| pb::LastChange {
@@ -415,12 +331,26 @@ impl Api for Service {
             origin: c.origin.to_owned(),
             routes: c.routes,
         });
+        let attachment = self.enc.attachment();
         #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
         let mut reply = pb::StatusReply {
             interface: self.iface.clone(),
-            routes: keys.len() as u64,
-            routes_by_origin,
+            routes: summary.routes,
+            routes_by_origin: summary.by_origin.into_iter().collect(),
             started_unix_ms: unix_ms(activity.started()),
+            mode: attachment.map(|a| a.mode.to_string()).unwrap_or_default(),
+            pin_dir: self.enc.pin_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+            routes_by_table: summary.by_table.into_iter().collect(),
+            sources: summary.sources,
+            counted_unix_ms: summary.at.map_or(0, unix_ms),
+            last_verification: self.writes.audit.last_verification().map(|v| pb::Verification {
+                at_unix_ms: unix_ms(v.at),
+                took_ms: v.took.as_millis() as u64,
+                differences: v.differences,
+                example: v.example.unwrap_or_default(),
+                trigger: v.trigger.to_owned(),
+            }),
+            verify_interval_s: self.writes.audit.interval.map_or(0, |i| i.as_secs().max(1)),
             ..Default::default()
         };
         #[cfg(feature = "bgp")]
@@ -466,19 +396,24 @@ impl Api for Service {
         Ok(Response::new(pb::ReloadReply {
             config: report.path.display().to_string(),
             has_static_routes: report.routes.is_some(),
-            routes: report.routes.as_ref().map(apply_reply),
+            routes: report.routes.as_ref().map(applying::apply_reply),
             restart_needed: report.restart_needed.clone(),
             summary: report.to_string(),
         }))
     }
 
     async fn verify(&self, _: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyReply>, Status> {
+        let started = std::time::Instant::now();
         let found = self.with(|enc| enc.verify().map_err(|e| Status::internal(e.to_string()))).await?;
+        self.writes.audit.record(super::audit::Verification::of(&found, started, "verify"));
         Ok(Response::new(pb::VerifyReply { differences: found.iter().map(difference).collect() }))
     }
 
     async fn repair(&self, _: Request<pb::RepairRequest>) -> Result<Response<pb::RepairReply>, Status> {
+        let started = std::time::Instant::now();
         let fixed = self.with(|enc| enc.repair().map_err(status)).await?;
+        // Repaired: the kernel matches the RIB now.
+        self.writes.audit.record(super::audit::Verification::of(&[], started, "repair"));
         Ok(Response::new(pb::RepairReply { repaired: fixed.iter().map(difference).collect() }))
     }
 
@@ -609,39 +544,5 @@ impl Api for Service {
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys(n: usize, base: u32) -> Vec<pb::RouteKey> {
-        (0..n).map(|i| pb::RouteKey { prefix: format!("10.0.{i}.0/24"), table: base }).collect()
-    }
-
-    #[test]
-    fn a_large_reply_is_cut_into_messages_that_concatenate_back() {
-        let reply = pb::ApplyReply {
-            added: keys(KEYS_PER_REPLY * 2 + 1, 0),
-            removed: keys(3, 1),
-            summary: "20000 added".into(),
-            unchanged: 7,
-            dry_run: true,
-            ..Default::default()
-        };
-        let chunks = reply_chunks(reply.clone());
-        assert_eq!(chunks.len(), 3);
-        assert!(chunks.iter().all(|c| c.added.len() <= KEYS_PER_REPLY));
-        assert_eq!((chunks[0].summary.as_str(), chunks[0].unchanged, chunks[0].dry_run), ("20000 added", 7, true));
-        assert!(chunks[1..].iter().all(|c| c.summary.is_empty() && c.unchanged == 0));
-        let mut back = chunks[0].clone();
-        for c in &chunks[1..] {
-            back.added.extend(c.added.iter().cloned());
-            back.removed.extend(c.removed.iter().cloned());
-        }
-        assert_eq!(back, reply);
-        // An empty reply is still one message (it carries the summary).
-        assert_eq!(reply_chunks(pb::ApplyReply::default()).len(), 1);
     }
 }

@@ -1,8 +1,9 @@
 //! `apply`: the file read with its guards (an empty or route-less file is
-//! refused unless `--allow-empty`), a plan (a dry run, shown by `--dry-run`
-//! as counts and a sample), and a plan that removes more than
-//! `--max-remove-share` of the routes confirmed on a terminal or by
-//! `--force`, like `terraform apply`.
+//! refused unless `--allow-empty`), a plan shown by `--dry-run` as counts and
+//! a sample, and an apply that would remove more than `--max-remove-share`
+//! of the routes refused (with the counts and a sample) unless confirmed on
+//! a terminal or `--force`d, like `terraform apply`. The guard is checked
+//! with the change, so an apply is one pass (one round trip to an agent).
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read, Write};
@@ -50,12 +51,39 @@ fn parse_share(text: &str) -> Result<f64, String> {
     Ok(share)
 }
 
+/// The removal guard's refusal: nothing changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// Routes the apply would remove.
+    pub removed: usize,
+    /// Routes in force.
+    pub current: usize,
+    /// The first of those it would remove.
+    pub sample: Vec<(Table, IpNetwork)>,
+}
+
+/// Why an apply did not happen.
+pub enum NotApplied {
+    /// The removal guard refused it (nothing changed).
+    Guard(Refused),
+    /// Anything else.
+    Failed(Failure),
+}
+
+impl<E: Into<Failure>> From<E> for NotApplied {
+    fn from(e: E) -> NotApplied {
+        NotApplied::Failed(e.into())
+    }
+}
+
 /// Where the change goes: the dataplane itself or the agent that owns it.
 pub trait Target {
     /// What applying `desired` would do (nothing changed).
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure>;
-    /// Applies `desired`.
-    fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure>;
+    /// Applies `desired`, unless it removes more than `max_remove_share` of
+    /// the routes in force (None: whatever it removes). The guard is checked
+    /// with the change, against the same table: one pass, no plan first.
+    fn apply(&mut self, desired: &DesiredState, max_remove_share: Option<f64>) -> Result<ApplyReport, NotApplied>;
 }
 
 /// The dataplane itself: adopted once, so nothing changes between the plan
@@ -80,12 +108,25 @@ impl Direct<'_> {
     }
 }
 
+/// Routes of a refusal's sample.
+const REFUSED_SAMPLE: usize = 10;
+
 impl Target for Direct<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
         Ok(self.enc()?.apply(desired, lnetd_host_encap::ApplyOptions::default().dry_run(true))?)
     }
 
-    fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
+    fn apply(&mut self, desired: &DesiredState, max_remove_share: Option<f64>) -> Result<ApplyReport, NotApplied> {
+        // This process holds the dataplane (its store's lock) from the plan
+        // to the change: nothing comes between them.
+        if let Some(max) = max_remove_share {
+            let plan = self.plan(desired)?;
+            let current = routes_now(&plan, desired);
+            if current > 0 && plan.removed.len() as f64 > max * current as f64 {
+                let sample = plan.removed.iter().take(REFUSED_SAMPLE).copied().collect();
+                return Err(NotApplied::Guard(Refused { removed: plan.removed.len(), current, sample }));
+            }
+        }
         Ok(self.enc()?.apply(desired, lnetd_host_encap::ApplyOptions::default())?)
     }
 }
@@ -97,41 +138,48 @@ pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
     progress.phase(format!("parsing {}", args.file), output::large_apply(0, bytes));
     let desired = read_desired(&args.file, args.allow_empty)?;
     let large = output::large_apply(desired.routes.len(), bytes);
-    // The plan is a whole dry run (through the agent: the table sent and
-    // compared once more), wanted only for --dry-run and the removal guard,
-    // which --force waives.
-    let plan = if args.force && !args.dry_run {
-        None
-    } else {
+    if args.dry_run {
         progress.phase(format!("comparing {} routes with the tables", desired.routes.len()), large);
-        Some(target.plan(&desired)?)
-    };
-    drop(progress);
-    if let Some(plan) = &plan {
-        // Routes now = removed + (desired - added): every desired route is
-        // added, replaced or kept, and every current one kept, replaced or removed.
-        let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
+        let plan = target.plan(&desired)?;
+        drop(progress);
+        let current = routes_now(&plan, &desired);
         let share = if current == 0 { 0.0 } else { plan.removed.len() as f64 / current as f64 };
-        if args.dry_run {
-            output::report(plan);
-            print_plan(plan, &desired, current, share, args.max_remove_share);
-            return Ok(());
-        }
-        if share > args.max_remove_share {
-            confirm(plan.removed.len(), current, share, args.max_remove_share)?;
-        }
+        output::report(&plan);
+        print_plan(&plan, &desired, current, share, args.max_remove_share);
+        return Ok(());
     }
-    let mut progress = output::Progress::default();
-    let phase = match &plan {
-        Some(plan) => format!("writing {} changes", plan.added.len() + plan.replaced.len() + plan.removed.len()),
-        None => format!("applying {} routes", desired.routes.len()),
-    };
-    progress.phase(phase, large);
-    let report = target.apply(&desired);
+    progress.phase(format!("applying {} routes", desired.routes.len()), large);
+    // One pass: the guard is checked with the change (by the agent, or by
+    // this process holding the dataplane), not by a plan first.
+    let guard = (!args.force).then_some(args.max_remove_share);
+    let report = target.apply(&desired, guard);
     drop(progress);
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(NotApplied::Failed(e)) => return Err(e),
+        Err(NotApplied::Guard(refused)) => {
+            confirm(&refused, args.max_remove_share)?;
+            let mut progress = output::Progress::default();
+            progress.phase(format!("applying {} routes", desired.routes.len()), large);
+            match target.apply(&desired, None) {
+                Ok(report) => report,
+                Err(NotApplied::Failed(e)) => return Err(e),
+                Err(NotApplied::Guard(_)) => return Err("the apply was refused by its removal guard".into()),
+            }
+        }
+    };
     output::report(&report);
+    // The process ends next: freeing a million routes one string at a time
+    // would only delay its exit (about a tenth of a second).
+    std::mem::forget(desired);
     Ok(())
+}
+
+/// Routes in force before `plan`: every desired route is added, replaced
+/// or kept, and every current one kept, replaced or removed (the report's
+/// `unchanged` counts sources too).
+fn routes_now(plan: &ApplyReport, desired: &DesiredState) -> usize {
+    (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len())
 }
 
 fn percent(share: f64) -> String {
@@ -162,15 +210,21 @@ fn print_plan(plan: &ApplyReport, desired: &DesiredState, current: usize, share:
     }
 }
 
-/// Asks on a terminal; refuses without one.
-fn confirm(removed: usize, current: usize, share: f64, max: f64) -> Result<(), Failure> {
+/// Asks on a terminal; refuses without one (with the counts and a sample).
+fn confirm(refused: &Refused, max: f64) -> Result<(), Failure> {
+    let Refused { removed, current, sample } = refused;
+    let share = *removed as f64 / (*current).max(1) as f64;
+    let example: Vec<String> =
+        sample.iter().take(KEPT_SAMPLE).map(|(t, p)| format!("{p}{}", output::table_suffix(*t))).collect();
     let what = format!(
-        "this apply removes {removed} of {current} routes ({}), more than --max-remove-share {}",
+        "this apply removes {removed} of {current} routes ({}), more than --max-remove-share {} (e.g. {}{})",
         percent(share),
-        percent(max)
+        percent(max),
+        example.join(", "),
+        if *removed > example.len() { ", ..." } else { "" }
     );
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(format!("{what}: check it with --dry-run, then pass --force").into());
+        return Err(format!("{what}: nothing changed; check it with --dry-run, then pass --force").into());
     }
     eprint!("{what}. Apply it? Only 'yes' is accepted: ");
     std::io::stderr().flush()?;

@@ -153,7 +153,7 @@ fn report_of(r: &pb::ApplyReply) -> Result<ApplyReport, Failure> {
     })
 }
 
-fn apply_request(desired: &DesiredState, dry_run: bool) -> pb::ApplyRequest {
+fn apply_request(desired: &DesiredState, dry_run: bool, max_remove_share: Option<f64>) -> pb::ApplyRequest {
     pb::ApplyRequest {
         routes: desired
             .routes
@@ -178,6 +178,7 @@ fn apply_request(desired: &DesiredState, dry_run: bool) -> pb::ApplyRequest {
         sources: desired.sources.iter().map(|s| pb::Source { prefix: s.prefix.clone(), table: s.table }).collect(),
         dscp_map: desired.dscp_map.iter().flatten().map(|v| u32::from(*v)).collect(),
         dry_run,
+        max_remove_share,
     }
 }
 
@@ -236,8 +237,8 @@ const APPLY_CHUNK: usize = 8192;
 /// `request` as a stream of chunks of [`APPLY_CHUNK`] routes; the first
 /// carries the sources, the DSCP table and `dry_run`.
 fn apply_chunks(request: pb::ApplyRequest) -> Vec<pb::ApplyRequest> {
-    let pb::ApplyRequest { routes, sources, dscp_map, dry_run } = request;
-    let mut chunks = vec![pb::ApplyRequest { routes: Vec::new(), sources, dscp_map, dry_run }];
+    let pb::ApplyRequest { routes, sources, dscp_map, dry_run, max_remove_share } = request;
+    let mut chunks = vec![pb::ApplyRequest { routes: Vec::new(), sources, dscp_map, dry_run, max_remove_share }];
     let mut routes = routes.into_iter().peekable();
     chunks[0].routes.extend(routes.by_ref().take(APPLY_CHUNK));
     while routes.peek().is_some() {
@@ -254,9 +255,11 @@ fn apply_chunks(request: pb::ApplyRequest) -> Vec<pb::ApplyRequest> {
 /// large for it), or through `Apply` with an agent that predates it.
 async fn apply_streamed(
     client: &mut EncapsulatorClient<Channel>,
-    request: pb::ApplyRequest,
+    request: impl Fn() -> pb::ApplyRequest,
 ) -> Result<pb::ApplyReply, Status> {
-    match client.apply_stream(tokio_stream::iter(apply_chunks(request.clone()))).await {
+    // The request is built again for the fallback rather than copied for it
+    // (a table of a million routes; an agent without ApplyStream predates them).
+    match client.apply_stream(tokio_stream::iter(apply_chunks(request()))).await {
         Ok(replies) => {
             let mut replies = replies.into_inner();
             let mut all = replies.message().await?.ok_or_else(|| Status::internal("ApplyStream: no reply"))?;
@@ -270,26 +273,43 @@ async fn apply_streamed(
             }
             Ok(all)
         }
-        Err(s) if s.code() == Code::Unimplemented => Ok(client.apply(request).await?.into_inner()),
+        Err(s) if s.code() == Code::Unimplemented => Ok(client.apply(request()).await?.into_inner()),
         Err(s) => Err(s),
     }
+}
+
+/// The removal guard's refusal, from a FAILED_PRECONDITION's details.
+fn refused(status: &Status) -> Option<apply::Refused> {
+    use prost::Message;
+    if status.code() != Code::FailedPrecondition || status.details().is_empty() {
+        return None;
+    }
+    let r = pb::RemovalRefused::decode(status.details()).ok()?;
+    Some(apply::Refused { removed: r.removed as usize, current: r.current as usize, sample: keys(&r.sample).ok()? })
 }
 
 impl apply::Target for Remote<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
         let reply = self
             .rt
-            .block_on(apply_streamed(&mut self.client, apply_request(desired, true)))
+            .block_on(apply_streamed(&mut self.client, || apply_request(desired, true, None)))
             .map_err(|s| failure(&self.path, s))?;
         report_of(&reply)
     }
 
-    fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
-        let reply = self
-            .rt
-            .block_on(apply_streamed(&mut self.client, apply_request(desired, false)))
-            .map_err(|s| failure(&self.path, s))?;
-        report_of(&reply)
+    fn apply(
+        &mut self,
+        desired: &DesiredState,
+        max_remove_share: Option<f64>,
+    ) -> Result<ApplyReport, apply::NotApplied> {
+        let request = || apply_request(desired, false, max_remove_share);
+        match self.rt.block_on(apply_streamed(&mut self.client, request)) {
+            Ok(reply) => Ok(report_of(&reply)?),
+            Err(s) => match refused(&s) {
+                Some(r) => Err(apply::NotApplied::Guard(r)),
+                None => Err(apply::NotApplied::Failed(failure(&self.path, s))),
+            },
+        }
     }
 }
 

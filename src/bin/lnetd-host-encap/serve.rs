@@ -56,6 +56,18 @@ pub struct Listeners {
     /// Require client certificates signed by this CA (PEM).
     #[arg(long, value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// Seconds between the agent's background comparisons of the kernel's
+    /// maps with its RIB (`status` reports the last; the first runs a
+    /// minute after the start, or one interval if shorter); 0: only on
+    /// `verify` and `repair`. Each holds the RIB's lock (seconds at a
+    /// million routes). Default 600.
+    #[arg(long, value_name = "SECONDS")]
+    verify_interval: Option<u64>,
+    /// The most a client may send in one ApplyStream (bytes of encoded
+    /// messages; refused with OUT_OF_RANGE beyond). Default 1073741824 (1 GiB,
+    /// about 25 million routes); 0: no limit.
+    #[arg(long, value_name = "BYTES")]
+    max_apply_bytes: Option<u64>,
 }
 
 impl Listeners {
@@ -75,6 +87,8 @@ impl Listeners {
         self.tls_cert = self.tls_cert.or_else(|| l.tls_cert.clone());
         self.tls_key = self.tls_key.or_else(|| l.tls_key.clone());
         self.tls_client_ca = self.tls_client_ca.or_else(|| l.tls_client_ca.clone());
+        self.verify_interval = self.verify_interval.or(l.verify_interval);
+        self.max_apply_bytes = self.max_apply_bytes.or(l.max_apply_bytes);
         if self.metrics_public && self.metrics.is_none() {
             return Err("--metrics-public (listeners.metrics_public) needs --metrics (listeners.metrics)".into());
         }
@@ -111,6 +125,16 @@ impl Listeners {
             metrics: self.metrics,
             metrics_public: self.metrics_public,
             tls,
+            verify_interval: match self.verify_interval {
+                None => Some(agent::DEFAULT_VERIFY_INTERVAL),
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+            },
+            max_apply_bytes: match self.max_apply_bytes {
+                None => Some(agent::DEFAULT_MAX_APPLY_BYTES),
+                Some(0) => None,
+                Some(n) => Some(n),
+            },
         };
         config.check()?;
         Ok(config)

@@ -27,6 +27,11 @@ struct Agent {
     socket: String,
     /// When it started (Unix ms; null when it did not answer `GetStatus`).
     started_unix_ms: Option<u64>,
+    /// When it counted the routes reported (Unix ms; null from an older agent).
+    counted_unix_ms: Option<u64>,
+    /// Seconds between its background comparisons of the kernel with the
+    /// RIB (0: none; null from an older agent).
+    verify_interval_s: Option<u64>,
 }
 
 #[derive(Serialize, Default)]
@@ -46,6 +51,14 @@ struct Kernel {
     differences: u64,
     /// The first difference, as text.
     example: Option<String>,
+    /// What the answer is based on: "compared now" (this command read both,
+    /// without an agent), or the agent's last comparison: "background",
+    /// "verify", "repair".
+    based_on: String,
+    /// When that comparison ended (Unix ms).
+    at_unix_ms: u64,
+    /// How long it took.
+    took_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -102,7 +115,12 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     let mut report = Report::default();
     let xdp = recover::attached_xdp(iface);
     report.program = xdp.map(|(id, name)| Program { ours: recover::OUR_PROGRAMS.contains(&name.as_str()), id, name });
-    report.agent = agent(iface, &mut report);
+    let (agent, whole) = agent(iface, &mut report);
+    report.agent = agent;
+    // An agent of this build said everything from memory: no table is read here.
+    if whole {
+        return Ok(report);
+    }
     report.pinned = match lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface) {
         Ok(pinned) => pinned,
         // An agent answered, so it holds a pinned dataplane this user may not look at.
@@ -144,32 +162,56 @@ fn gather(iface: &str) -> Result<Report, Failure> {
         counted.by_origin = from_agent.by_origin;
     }
     report.routes = Some(counted);
+    let started = std::time::Instant::now();
     let differences = enc.diagnostics().verify()?;
     report.kernel = Some(Kernel {
         matches: differences.is_empty(),
         differences: differences.len() as u64,
         example: differences.first().map(ToString::to_string),
+        based_on: "compared now".to_owned(),
+        at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        took_ms: started.elapsed().as_millis() as u64,
     });
     Ok(report)
 }
 
 /// The agent's part: its socket and, if it answers `GetStatus`, the
-/// routes per origin, BGP and the last change (into `report`).
+/// routes per origin, BGP and the last change (into `report`); and whether
+/// that is the whole status (an agent of this build also says the
+/// attachment, the counts per table and its last comparison of the kernel
+/// with the RIB).
 #[cfg(feature = "agent")]
-fn agent(iface: &str, report: &mut Report) -> Option<Agent> {
+fn agent(iface: &str, report: &mut Report) -> (Option<Agent>, bool) {
     let (socket, reply) = match super::remote::agent_status(iface) {
-        Ok(found) => found?,
+        Ok(Some(found)) => found,
+        Ok(None) => return (None, false),
         Err(e) => {
             log::warn!("asking the agent of {iface} for its status: {e}");
-            return None;
+            return (None, false);
         }
     };
-    let Some(s) = reply else { return Some(Agent { socket, started_unix_ms: None }) };
+    let Some(s) = reply else { return (Some(Agent { socket, ..Agent::default() }), false) };
+    let whole = s.counted_unix_ms != 0;
     report.routes = Some(Routes {
         total: s.routes,
         by_origin: s.routes_by_origin.iter().map(|(o, n)| (o.clone(), *n)).collect(),
-        ..Routes::default()
+        by_table: s.routes_by_table.iter().map(|(t, n)| (t.clone(), *n)).collect(),
+        sources: s.sources,
     });
+    if whole {
+        report.pinned = !s.pin_dir.is_empty();
+        report.pins = Some(s.pin_dir.clone()).filter(|p| !p.is_empty());
+        report.attached = !s.mode.is_empty();
+        report.mode = Some(s.mode.clone()).filter(|m| !m.is_empty());
+        report.kernel = s.last_verification.as_ref().map(|v| Kernel {
+            matches: v.differences == 0,
+            differences: v.differences,
+            example: Some(v.example.clone()).filter(|e| !e.is_empty()),
+            based_on: v.trigger.clone(),
+            at_unix_ms: v.at_unix_ms,
+            took_ms: v.took_ms,
+        });
+    }
     if s.bgp_enabled {
         report.bgp = Some(Bgp {
             api_connected: s.bgp_api_connected,
@@ -186,12 +228,18 @@ fn agent(iface: &str, report: &mut Report) -> Option<Agent> {
     }
     report.last_change =
         s.last_change.map(|c| LastChange { at_unix_ms: c.at_unix_ms, origin: c.origin, routes: c.routes });
-    Some(Agent { socket, started_unix_ms: Some(s.started_unix_ms) })
+    let agent = Agent {
+        socket,
+        started_unix_ms: Some(s.started_unix_ms),
+        counted_unix_ms: whole.then_some(s.counted_unix_ms),
+        verify_interval_s: whole.then_some(s.verify_interval_s),
+    };
+    (Some(agent), whole)
 }
 
 #[cfg(not(feature = "agent"))]
-fn agent(_iface: &str, _report: &mut Report) -> Option<Agent> {
-    None
+fn agent(_iface: &str, _report: &mut Report) -> (Option<Agent>, bool) {
+    (None, false)
 }
 
 fn print_text(iface: &str, r: &Report) {
@@ -234,16 +282,49 @@ fn print_text(iface: &str, r: &Report) {
             routes.sources
         );
     }
-    if let Some(k) = &r.kernel {
-        if k.matches {
-            println!("  kernel: matches the RIB");
-        } else {
+    match (&r.kernel, &r.agent) {
+        // Compared by this command just now.
+        (Some(k), None) if k.matches => println!("  kernel: matches the RIB"),
+        (Some(k), None) => println!(
+            "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {}",
+            k.differences,
+            k.example.as_deref().unwrap_or("?")
+        ),
+        // The agent's last comparison: say which, and when.
+        (Some(k), Some(a)) => {
+            let by = match k.based_on.as_str() {
+                "background" => match a.verify_interval_s {
+                    Some(0) | None => "the agent's comparison at start".to_owned(),
+                    Some(s) => format!("the agent's comparison, every {s} s"),
+                },
+                "repair" => "a repair through the agent".to_owned(),
+                other => format!("a `{other}` through the agent"),
+            };
+            let found = if k.matches {
+                "matched the RIB".to_owned()
+            } else {
+                format!(
+                    "differed from the RIB in {} entries (`verify` lists them, `repair` fixes them), e.g. {}",
+                    k.differences,
+                    k.example.as_deref().unwrap_or("?")
+                )
+            };
+            // Changes since were made by the library, which writes the kernel
+            // first: no reason to doubt, but the comparison did not see them.
+            let since = match &r.last_change {
+                Some(c) if c.at_unix_ms > k.at_unix_ms => ", before the last change",
+                _ => "",
+            };
             println!(
-                "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {}",
-                k.differences,
-                k.example.as_deref().unwrap_or("?")
+                "  kernel: {found} at {}{since} (by {by}, took {} ms; `verify` compares now)",
+                when(k.at_unix_ms),
+                k.took_ms
             );
         }
+        (None, Some(a)) if a.counted_unix_ms.is_some() => {
+            println!("  kernel: not compared with the RIB yet since the agent started (`verify` compares now)")
+        }
+        (None, _) => {}
     }
     if let Some(b) = &r.bgp {
         let api = if b.api_connected { "connected to GoBGP" } else { "not connected to GoBGP" };

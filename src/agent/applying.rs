@@ -1,0 +1,270 @@
+//! `Apply` and `ApplyStream` on the agent's side: the stream gathered
+//! within the agent's size limit, the removal guard checked here (so a
+//! client needs one round trip), and the reply cut into messages under 4 MB.
+
+use prost::Message;
+use tonic::{Status, Streaming};
+
+use super::proto::v1 as pb;
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec};
+use crate::domain::route::Table;
+use crate::fib::apply::ApplyReport;
+
+/// Routes of the sample a refusal by the removal guard carries.
+const REFUSAL_SAMPLE: usize = 10;
+
+/// Receives every chunk of an `ApplyStream` (nothing is applied before the
+/// last: a broken stream changes nothing), refusing a stream whose encoded
+/// size passes `max_bytes` as soon as it does.
+///
+/// # Errors
+/// OUT_OF_RANGE over the limit; INVALID_ARGUMENT for no chunk or a DSCP
+/// table given twice; the transport's status for a broken stream.
+pub(crate) async fn gather(
+    stream: &mut Streaming<pb::ApplyRequest>,
+    max_bytes: Option<u64>,
+) -> Result<pb::ApplyRequest, Status> {
+    let mut all = pb::ApplyRequest::default();
+    let mut first = true;
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.message().await? {
+        bytes += chunk.encoded_len() as u64;
+        if let Some(max) = max_bytes.filter(|max| bytes > *max) {
+            return Err(Status::out_of_range(format!(
+                "ApplyStream: over {bytes} bytes received, more than this agent accepts in one apply ({max} bytes, \
+                 its --max-apply-bytes): nothing was applied; raise the limit on the agent \
+                 (--max-apply-bytes or [listeners] max_apply_bytes), or apply the table in parts"
+            )));
+        }
+        if !chunk.dscp_map.is_empty() && !all.dscp_map.is_empty() {
+            return Err(Status::invalid_argument("dscp_map: given in more than one chunk: give it once"));
+        }
+        if first {
+            all.dry_run = chunk.dry_run;
+            all.max_remove_share = chunk.max_remove_share;
+            first = false;
+        }
+        if all.routes.is_empty() {
+            all.routes = chunk.routes;
+        } else {
+            all.routes.extend(chunk.routes);
+        }
+        all.sources.extend(chunk.sources);
+        if !chunk.dscp_map.is_empty() {
+            all.dscp_map = chunk.dscp_map;
+        }
+    }
+    if first {
+        return Err(Status::invalid_argument(
+            "ApplyStream: no chunk received: send at least one (routes may be empty)",
+        ));
+    }
+    Ok(all)
+}
+
+impl super::Writes {
+    /// Applies `desired` unless it removes more than `max_remove_share` of
+    /// the routes in force (then nothing changes, and the refusal says how
+    /// many and which). The agent's applies run one at a time, so no other
+    /// apply comes between the guard's count and the change (a single
+    /// `SetRoute` or BGP update may: it moves the share by a route).
+    pub(crate) fn apply_guarded(
+        &self,
+        desired: &DesiredState,
+        dry_run: bool,
+        max_remove_share: Option<f64>,
+    ) -> Result<ApplyReport, Status> {
+        let _one = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(max) = max_remove_share.filter(|_| !dry_run) else {
+            return self.apply(desired, dry_run).map_err(super::status);
+        };
+        #[cfg(feature = "bgp")]
+        if self.origins.is_some() {
+            // The merge with BGP's routes decides what goes: a dry run says.
+            let plan = self.apply_unrecorded(desired, true).map_err(super::status)?;
+            let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
+            if exceeds(plan.removed.len(), current, max) {
+                return Err(refusal(&plan, current, max));
+            }
+            return self.apply(desired, false).map_err(super::status);
+        }
+        // Checked once and applied as checked; the guard needs only the
+        // keys in force, not a whole dry run (a second diff of the table).
+        let valid = desired.validate().map_err(|e| super::status(e.into()))?;
+        let current = self.enc.route_keys();
+        let removed = current.iter().filter(|k| !valid.routes().contains_key(k)).count();
+        if exceeds(removed, current.len(), max) {
+            // Refused: the exact counts and the sample from a dry run (rare, so its cost does not matter).
+            let plan = self.enc.apply_valid_dry_run(valid).map_err(super::status)?;
+            return Err(refusal(&plan, current.len(), max));
+        }
+        let report = self.enc.apply_valid_owned(valid).map_err(super::status)?;
+        self.activity.record_apply("agent", &report);
+        Ok(report)
+    }
+}
+
+/// `max_remove_share` checked: 0..=1.
+///
+/// # Errors
+/// INVALID_ARGUMENT outside it.
+pub(crate) fn guard_share(share: Option<f64>) -> Result<Option<f64>, Status> {
+    match share {
+        Some(s) if !(0.0..=1.0).contains(&s) => {
+            Err(Status::invalid_argument(format!("max_remove_share: {s} is not a share (0..=1)")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Whether removing `removed` of `current` routes passes a guard of `max`.
+pub(crate) fn exceeds(removed: usize, current: usize, max: f64) -> bool {
+    current > 0 && removed as f64 > max * current as f64
+}
+
+/// The removal guard's refusal: FAILED_PRECONDITION, its message for a
+/// person and a [`pb::RemovalRefused`] in the details for a program.
+pub(crate) fn refusal(plan: &ApplyReport, current: usize, max: f64) -> Status {
+    let details = pb::RemovalRefused {
+        removed: plan.removed.len() as u64,
+        current: current as u64,
+        max_remove_share: max,
+        sample: plan
+            .removed
+            .iter()
+            .take(REFUSAL_SAMPLE)
+            .map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() })
+            .collect(),
+        added: plan.added.len() as u64,
+        replaced: plan.replaced.len() as u64,
+    };
+    let sample: Vec<String> = details.sample.iter().map(|k| k.prefix.clone()).collect();
+    let message = format!(
+        "this apply removes {} of {current} routes ({:.0}%), more than max_remove_share {:.0}%: nothing changed; \
+         it would remove e.g. {}; check it with a dry run, then send it without max_remove_share (--force)",
+        plan.removed.len(),
+        plan.removed.len() as f64 * 100.0 / current.max(1) as f64,
+        max * 100.0,
+        sample.join(", ")
+    );
+    Status::with_details(tonic::Code::FailedPrecondition, message, details.encode_to_vec().into())
+}
+
+/// An apply's report as the protocol's reply.
+pub(crate) fn apply_reply(report: &crate::fib::apply::ApplyReport) -> pb::ApplyReply {
+    let keys = |v: &[(Table, ipnetwork::IpNetwork)]| {
+        v.iter().map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() }).collect()
+    };
+    pb::ApplyReply {
+        added: keys(&report.added),
+        replaced: keys(&report.replaced),
+        removed: keys(&report.removed),
+        unchanged: report.unchanged as u64,
+        map_operations: report.map_operations as u64,
+        dry_run: report.dry_run,
+        summary: report.to_string(),
+        set_aside: report.set_aside.iter().map(ToString::to_string).collect(),
+        sources_set: report.sources_set.iter().map(ToString::to_string).collect(),
+        sources_removed: report.sources_removed.iter().map(ToString::to_string).collect(),
+        dscp_changed: report.dscp_changed,
+    }
+}
+
+/// An `ApplyRequest` as the library's desired state (checked when applied).
+pub(crate) fn desired_of(req: pb::ApplyRequest) -> DesiredState {
+    DesiredState {
+        routes: req
+            .routes
+            .into_iter()
+            .map(|r| DesiredRoute {
+                prefix: r.prefix,
+                policy: r.policy,
+                tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
+                table: Some(r.table),
+                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
+                policy_name: Some(r.policy_name).filter(|n| !n.is_empty()),
+            })
+            .collect(),
+        sources: req.sources.into_iter().map(|s| DesiredSource { prefix: s.prefix, table: s.table }).collect(),
+        dscp_map: Some(req.dscp_map)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect()),
+    }
+}
+
+/// Entries of each list per `ApplyStream` reply message (a key is a few
+/// dozen bytes: a message stays far under 4 MB).
+const KEYS_PER_REPLY: usize = 8192;
+
+/// `reply` as messages of at most [`KEYS_PER_REPLY`] entries per list; the
+/// first has the scalar fields.
+pub(crate) fn reply_chunks(mut reply: pb::ApplyReply) -> Vec<pb::ApplyReply> {
+    fn take<T>(v: &mut Vec<T>) -> Vec<T> {
+        let n = v.len().min(KEYS_PER_REPLY);
+        v.drain(..n).collect()
+    }
+    let longest = [reply.added.len(), reply.replaced.len(), reply.removed.len(), reply.set_aside.len()]
+        .into_iter()
+        .chain([reply.sources_set.len(), reply.sources_removed.len()])
+        .max()
+        .unwrap_or(0);
+    let mut chunks = Vec::with_capacity(longest.div_ceil(KEYS_PER_REPLY).max(1));
+    loop {
+        let mut chunk = if chunks.is_empty() {
+            pb::ApplyReply {
+                summary: std::mem::take(&mut reply.summary),
+                unchanged: reply.unchanged,
+                map_operations: reply.map_operations,
+                dry_run: reply.dry_run,
+                dscp_changed: reply.dscp_changed,
+                ..Default::default()
+            }
+        } else {
+            pb::ApplyReply::default()
+        };
+        chunk.added = take(&mut reply.added);
+        chunk.replaced = take(&mut reply.replaced);
+        chunk.removed = take(&mut reply.removed);
+        chunk.set_aside = take(&mut reply.set_aside);
+        chunk.sources_set = take(&mut reply.sources_set);
+        chunk.sources_removed = take(&mut reply.sources_removed);
+        chunks.push(chunk);
+        if chunks.len() * KEYS_PER_REPLY >= longest {
+            return chunks;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize, base: u32) -> Vec<pb::RouteKey> {
+        (0..n).map(|i| pb::RouteKey { prefix: format!("10.0.{i}.0/24"), table: base }).collect()
+    }
+
+    #[test]
+    fn a_large_reply_is_cut_into_messages_that_concatenate_back() {
+        let reply = pb::ApplyReply {
+            added: keys(KEYS_PER_REPLY * 2 + 1, 0),
+            removed: keys(3, 1),
+            summary: "20000 added".into(),
+            unchanged: 7,
+            dry_run: true,
+            ..Default::default()
+        };
+        let chunks = reply_chunks(reply.clone());
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.added.len() <= KEYS_PER_REPLY));
+        assert_eq!((chunks[0].summary.as_str(), chunks[0].unchanged, chunks[0].dry_run), ("20000 added", 7, true));
+        assert!(chunks[1..].iter().all(|c| c.summary.is_empty() && c.unchanged == 0));
+        let mut back = chunks[0].clone();
+        for c in &chunks[1..] {
+            back.added.extend(c.added.iter().cloned());
+            back.removed.extend(c.removed.iter().cloned());
+        }
+        assert_eq!(back, reply);
+        // An empty reply is still one message (it carries the summary).
+        assert_eq!(reply_chunks(pb::ApplyReply::default()).len(), 1);
+    }
+}
