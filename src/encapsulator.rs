@@ -726,9 +726,6 @@ impl Encapsulator {
         self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(|d| d.pins().to_owned())
     }
 
-    /// Kernel map ids of the IPv4 main table, the IPv4 alternate tables and
-    /// the IPv4 source table: the ids the proof of concept's protocol names
-    /// its tables by (`bpftool map show` lists them).
     /// Every route's table and prefix (set-aside routes in the main table),
     /// copied without the routes themselves: what the agent's `status`
     /// counts, holding the RIB's lock for a copy of keys only.
@@ -742,6 +739,9 @@ impl Encapsulator {
         })
     }
 
+    /// Kernel map ids of the IPv4 main table, the IPv4 alternate tables and
+    /// the IPv4 source table: the ids the proof of concept's protocol names
+    /// its tables by (`bpftool map show` lists them).
     #[cfg(feature = "agent")]
     pub(crate) fn table_map_ids(&self) -> Result<[u32; 3], MapError> {
         let m = self.fib.maps();

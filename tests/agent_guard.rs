@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::agent::proto::v1 as pb;
-use lnetd_host_encap::lab::{Netns, VethLab};
+use lnetd_host_encap::testing::lab::{Netns, VethLab};
 use prost::Message;
 use serde_json::Value;
 use tonic::Code;

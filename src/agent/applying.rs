@@ -95,10 +95,10 @@ impl super::Writes {
         let removed = current.iter().filter(|k| !valid.routes().contains_key(k)).count();
         if exceeds(removed, current.len(), max) {
             // Refused: the exact counts and the sample from a dry run (rare, so its cost does not matter).
-            let plan = self.enc.apply_valid_dry_run(valid).map_err(super::status)?;
+            let plan = self.enc.apply(valid, crate::ApplyOptions::default().dry_run(true)).map_err(super::status)?;
             return Err(refusal(&plan, current.len(), max));
         }
-        let report = self.enc.apply_valid_owned(valid).map_err(super::status)?;
+        let report = self.enc.apply(valid, crate::ApplyOptions::default()).map_err(super::status)?;
         self.activity.record_apply("agent", &report);
         Ok(report)
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::route::Table;
 use crate::encapsulator::Encapsulator;
-use crate::Difference;
+use crate::diagnostics::Difference;
 
 /// Identifies the state of the routes: it changes with every change made
 /// through the agent and with BGP's last change.
@@ -98,7 +98,7 @@ impl Audit {
             stamp,
             at: Some(SystemTime::now()),
             routes: keys.len() as u64,
-            sources: self.enc.sources().len() as u64,
+            sources: self.enc.sources().list().len() as u64,
             ..Summary::default()
         };
         for (t, p) in &keys {
