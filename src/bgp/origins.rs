@@ -118,16 +118,11 @@ pub struct BgpTable {
     /// The active policies: what they push, and what they say.
     pub policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
     /// Policies BGP has candidate paths for, none valid (e.g. GoBGP dropped
-    /// their attribute): a route held from before that uses one is dropped
-    /// at once, never kept with the lists it had.
+    /// their attribute, or S-BFD took every list down): the routes steered
+    /// into one (and routes held from before that used one) point at its
+    /// invalid object ([`Policy::invalid`]) and go unlabelled, never kept
+    /// with the lists they had, never handed to a covering route.
     pub invalid: BTreeSet<PolicyKey>,
-}
-
-impl BgpTable {
-    /// Whether a held route on policy `key` may still be kept.
-    fn may_hold(&self, key: Option<PolicyKey>) -> bool {
-        key.is_none_or(|k| !self.invalid.contains(&k))
-    }
 }
 
 /// The name of the shared policy object that the routes of one family
@@ -161,11 +156,20 @@ impl BgpTable {
     /// for the policy it was on, so that the held route keeps its lists and
     /// BGP's routes get the new ones (one name is one object).
     fn held_route(&self, route: &Route, key: Option<PolicyKey>, cache: &mut NamedCache) -> Route {
-        let Some(name) = route.policy.name() else { return route.clone() };
         let v6 = route.prefix.is_ipv6();
         let taught = key.and_then(|k| cache.entry((k, v6)).or_insert_with(|| self.named_policy(&k, v6)).clone());
+        // On a policy now invalid the held route goes unlabelled with BGP's.
+        if let Some(p) = taught.as_ref().filter(|p| !p.is_valid()) {
+            return Route::with_policy(route.prefix, p.clone());
+        }
+        let Some(name) = route.policy.name() else { return route.clone() };
         match taught {
-            Some(p) if p.name() == Some(name) && p != route.policy => {
+            Some(p) if p == route.policy => route.clone(),
+            // Other contents under its name, or none known now (routes held
+            // at two resynchronisations may then hold two contents of one
+            // name): an object of its own per content.
+            Some(p) if p.name() != Some(name) => route.clone(),
+            _ => {
                 use std::hash::{Hash, Hasher};
                 // The default hasher's keys are fixed: the same content gets the same name.
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -176,13 +180,16 @@ impl BgpTable {
                     Err(_) => Route { policy: route.policy.clone().without_name(), ..route.clone() },
                 }
             }
-            _ => route.clone(),
         }
     }
 
     /// What the routes of one family steered into `key` push, named after
-    /// their object; `None` when the policy is not active (or ENLP leaves no room).
+    /// their object: the invalid state for an invalid policy; `None` when
+    /// BGP has no such policy (or ENLP leaves no room).
     fn named_policy(&self, key: &PolicyKey, v6: bool) -> Option<Policy> {
+        if self.invalid.contains(key) {
+            return Policy::invalid(&object_name(key, v6)).ok();
+        }
         let (policy, info) = self.policies.get(key)?;
         let any: IpNetwork = if v6 { "::/0" } else { "0.0.0.0/0" }.parse().ok()?;
         info.policy_for(policy, any)?.with_name(&object_name(key, v6)).ok()
@@ -218,7 +225,7 @@ impl Inner {
             return None;
         }
         self.bgp.route(prefix).map(|(r, k)| (r, Some(k))).or_else(|| {
-            let (route, key) = self.held.get(&prefix).filter(|(_, k)| held && self.bgp.may_hold(*k))?;
+            let (route, key) = self.held.get(&prefix).filter(|_| held)?;
             Some((self.bgp.held_route(route, *key, &mut NamedCache::new()), *key))
         })
     }
@@ -431,13 +438,13 @@ impl Origins {
     }
 
     /// Replaces BGP's policies when its steering stands (no route moved to
-    /// another policy, none became valid or invalid): each policy whose
-    /// content changed is one write to its shared objects
-    /// ([`Encapsulator::update_policy`]), with no walk or diff of the route
-    /// table; a preference switch of a policy steering 100,000 routes is in
-    /// the dataplane within milliseconds. Anything else (a policy added,
-    /// removed or turned invalid) goes through [`Origins::set_bgp`] with the
-    /// routes in force.
+    /// another policy): each policy whose content changed, including one
+    /// that became invalid or valid again, is one write to its shared
+    /// objects ([`Encapsulator::update_policy`]), with no walk or diff of
+    /// the route table; a preference switch of a policy steering 100,000
+    /// routes is in the dataplane within milliseconds. Anything else (a
+    /// policy added or removed, an ENLP change) goes through
+    /// [`Origins::set_bgp`] with the routes in force.
     ///
     /// # Errors
     /// As [`Encapsulator::update_policy`]; the policies written before the
@@ -449,56 +456,65 @@ impl Origins {
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let same_shape = inner.bgp.invalid == invalid
-            && inner.bgp.policies.len() == policies.len()
-            && inner.bgp.policies.iter().zip(&policies).all(|((a, (_, i)), (b, (_, j)))| a == b && i.enlp == j.enlp);
-        if !same_shape {
-            let table = BgpTable { routes: inner.bgp.routes.clone(), policies, invalid };
-            drop(guard);
-            return self.set_bgp(table, false);
-        }
         let new = BgpTable { routes: BTreeMap::new(), policies, invalid };
-        let changed: Vec<PolicyKey> = new
-            .policies
-            .iter()
-            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_some_and(|(q, _)| q != p))
-            .map(|(k, _)| *k)
-            .collect();
-        // Held routes keep the lists they had: when one is on a changed
-        // policy's object, the full path moves it to an object of its own.
-        if inner.held.values().any(|(_, k)| k.is_some_and(|k| changed.contains(&k))) {
-            let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
-            drop(guard);
-            return self.set_bgp(table, false);
-        }
-        let mut report = ApplyReport::default();
-        let mut undo: Vec<Policy> = Vec::new();
-        for key in &changed {
+        let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
+        let same_enlp =
+            new.policies.iter().all(|(k, (_, i))| inner.bgp.policies.get(k).is_none_or(|(_, j)| i.enlp == j.enlp));
+        // Each object whose content changes: (new content, old content).
+        let mut changes: Option<Vec<(Policy, Policy)>> = (same_enlp && known(&inner.bgp) == known(&new)).then(Vec::new);
+        for key in known(&new) {
             for v6 in [false, true] {
-                let (Some(policy), Some(old)) = (new.named_policy(key, v6), inner.bgp.named_policy(key, v6)) else {
-                    continue;
-                };
-                match self.enc.update_policy(&policy) {
-                    Ok(Some(u)) => {
-                        report.map_operations += u.map_operations;
-                        report.unchanged += u.routes;
-                        undo.push(old);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        for old in undo.iter().rev() {
-                            if let Err(back) = self.enc.update_policy(old) {
-                                log::error!("{back} (verify() reports the policy)");
-                            }
-                        }
-                        return Err(e);
-                    }
+                let Some(list) = changes.as_mut() else { break };
+                match (new.named_policy(&key, v6), inner.bgp.named_policy(&key, v6)) {
+                    (Some(p), Some(old)) if p != old => list.push((p, old)),
+                    (a, b) if a.is_some() != b.is_some() => changes = None, // a route comes or goes
+                    _ => {}
                 }
             }
         }
-        let info_changed = inner.bgp.policies.iter().zip(&new.policies).any(|((_, (_, a)), (_, (_, b)))| a != b);
+        // Held routes keep the lists they had: when one is on a changed
+        // policy's object, the full path moves it to an object of its own.
+        let changed: BTreeSet<String> =
+            changes.iter().flatten().filter_map(|(p, _)| p.name().map(str::to_owned)).collect();
+        let held_on_changed = || {
+            let cache = &mut NamedCache::new();
+            inner.held.iter().any(|(p, (_, k))| {
+                k.and_then(|k| {
+                    cache.entry((k, p.is_ipv6())).or_insert_with(|| inner.bgp.named_policy(&k, p.is_ipv6())).clone()
+                })
+                .is_some_and(|o| o.name().is_some_and(|n| changed.contains(n)))
+            })
+        };
+        let Some(changes) = changes.filter(|_| !held_on_changed()) else {
+            let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
+            drop(guard);
+            return self.set_bgp(table, false);
+        };
+        let mut report = ApplyReport::default();
+        let mut undo: Vec<&Policy> = Vec::new();
+        for (policy, old) in &changes {
+            match self.enc.update_policy(policy) {
+                Ok(Some(u)) => {
+                    report.map_operations += u.map_operations;
+                    report.unchanged += u.routes;
+                    undo.push(old);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    for old in undo.iter().rev() {
+                        if let Err(back) = self.enc.update_policy(old) {
+                            log::error!("{back} (verify() reports the policy)");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let info_changed =
+            inner.bgp.policies.iter().map(|(k, (_, i))| (k, i)).ne(new.policies.iter().map(|(k, (_, i))| (k, i)));
         inner.bgp.policies = new.policies;
-        if !changed.is_empty() {
+        inner.bgp.invalid = new.invalid;
+        if !changes.is_empty() {
             // The merged state holds the policies' old content: rebuilt at
             // the next change of the routes, never applied stale. Dropping a
             // million routes takes tens of milliseconds: not on this path.
@@ -809,7 +825,7 @@ fn merge(
     let mut held_cache = NamedCache::new();
     let held_routes = held
         .iter()
-        .filter(|(p, (_, k))| !bgp.routes.contains_key(p) && bgp.may_hold(*k))
+        .filter(|(p, _)| !bgp.routes.contains_key(p))
         .map(|(p, (r, k))| (*p, bgp.held_route(r, *k, &mut held_cache), *k));
     for (prefix, route, key) in bgp_routes.chain(held_routes) {
         if !local.contains_key(&(Table::Main, prefix)) {
@@ -916,15 +932,17 @@ mod tests {
         assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
         let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
         assert_eq!(prefixes, ["10.1.0.0/16", "10.2.0.0/16"]);
-        // A held route on a policy BGP now knows to be invalid is not kept.
+        // A held route on a policy BGP now knows to be invalid is not kept
+        // with its lists: it goes onto the policy's invalid object.
         let gone = PolicyKey { color: 200, endpoint: key.endpoint };
-        held.insert("10.3.0.0/16".parse().unwrap(), (route("10.3.0.0/16", "18003"), Some(gone)));
+        let id = (Table::Main, "10.3.0.0/16".parse().unwrap());
+        held.insert(id.1, (route("10.3.0.0/16", "18003"), Some(gone)));
         bgp.invalid.insert(gone);
         let (routes, _) = merge(&local, &bgp, &held);
-        assert!(!routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
+        assert_eq!(routes[&id].policy, Policy::invalid(&object_name(&gone, false)).unwrap());
         bgp.invalid.clear();
         let (routes, _) = merge(&local, &bgp, &held);
-        assert!(routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
+        assert_eq!(routes[&id].policy.to_string(), "18003");
     }
 
     #[test]
