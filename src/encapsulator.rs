@@ -875,6 +875,15 @@ impl Encapsulator {
         Ok(report)
     }
 
+    /// Applies the routes that change (an origin's delta), sources and DSCP
+    /// table as they are: batched, ordered and undone on refusal like an
+    /// apply, at the cost of the changes alone (no diff of the table).
+    pub(crate) fn apply_patch(&self, patch: &crate::rib::diff::Patch) -> Result<ApplyReport, RouteError> {
+        let report = self.fib.apply(Desired::Patch(patch), false)?;
+        log::debug!("patch: {report}");
+        Ok(report)
+    }
+
     /// As [`Encapsulator::apply_dry_run`], for a state already validated.
     ///
     /// # Errors

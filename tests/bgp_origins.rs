@@ -1,4 +1,5 @@
-//! The per-origin merge against a real (loaded, unattached) dataplane: 300
+//! The per-origin merge against a real (loaded, unattached) dataplane, under
+//! the default precedence and with BGP first: 300
 //! random steps of BGP tables replaced (patched in place after the first),
 //! agent routes set and removed, BGP routes held over a resynchronisation and
 //! released, policies turning invalid (their routes onto the invalid object)
@@ -14,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use common::privileged;
-use lnetd_host_encap::bgp::{object_name, BgpTable, Origin, Origins, PolicyInfo, PolicyKey};
+use lnetd_host_encap::bgp::{object_name, BgpTable, Origin, Origins, PolicyInfo, PolicyKey, Precedence};
 use lnetd_host_encap::testing::map_entries;
 use lnetd_host_encap::{Encapsulator, IpNetwork, Ipv4Lookup, Policy, Route, Table};
 use rand::rngs::StdRng;
@@ -28,12 +29,19 @@ fn key(color: u32) -> PolicyKey {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn origins_merge_matches_a_model_through_random_changes() {
     privileged("origins_merge_matches_a_model_through_random_changes");
+    model_run(Precedence::default());
+    // The precedence turned round: BGP's route wins where it has one.
+    model_run("bgp,agent,static".parse().unwrap());
+}
+
+fn model_run(precedence: Precedence) {
+    let bgp_first = precedence.order()[0] == Origin::Bgp;
     common::in_netns("origins", |_| {
         let enc = Arc::new(Encapsulator::builder().load().expect("load"));
         let prefixes: Vec<IpNetwork> = (0..48).map(|i| format!("10.0.{i}.0/24").parse().unwrap()).collect();
         // A static route from before the origins existed.
         enc.set_route(&Route::new(prefixes[0], "777".parse().unwrap())).unwrap();
-        let origins = Origins::new(Arc::clone(&enc), None);
+        let origins = Origins::with_precedence(Arc::clone(&enc), None, precedence);
 
         let mut rng = StdRng::seed_from_u64(12);
         let mut local: BTreeMap<IpNetwork, (Route, Origin)> = BTreeMap::new();
@@ -130,9 +138,10 @@ fn origins_merge_matches_a_model_through_random_changes() {
                     last = t;
                 }
                 4 => {
-                    // A resynchronisation under `keep`: what is installed from BGP is held.
+                    // A resynchronisation under `keep`: what is installed from BGP is held
+                    // (under the local routes, unless BGP comes first).
                     for (p, r) in &bgp {
-                        if !local.contains_key(p) {
+                        if bgp_first || !local.contains_key(p) {
                             held.insert(*p, (r.clone(), last.routes[p]));
                         }
                     }
@@ -156,11 +165,9 @@ fn origins_merge_matches_a_model_through_random_changes() {
             }
             let mut expected: BTreeMap<IpNetwork, (String, Origin)> = BTreeMap::new();
             for p in &prefixes {
-                let chosen = local
-                    .get(p)
-                    .map(|(r, o)| (r.clone(), *o))
-                    .or_else(|| bgp.get(p).map(|r| (r.clone(), Origin::Bgp)))
-                    .or_else(|| {
+                let from_local = || local.get(p).map(|(r, o)| (r.clone(), *o));
+                let from_bgp = || {
+                    bgp.get(p).map(|r| (r.clone(), Origin::Bgp)).or_else(|| {
                         // A held route on a policy now invalid goes onto its invalid object.
                         held.get(p).map(|(r, k)| match last.invalid.contains(k) {
                             true => {
@@ -168,7 +175,12 @@ fn origins_merge_matches_a_model_through_random_changes() {
                             }
                             false => (r.clone(), Origin::Bgp),
                         })
-                    });
+                    })
+                };
+                let chosen = match bgp_first {
+                    true => from_bgp().or_else(from_local),
+                    false => from_local().or_else(from_bgp),
+                };
                 if let Some((r, o)) = chosen {
                     expected.insert(*p, (r.policy.to_string(), o));
                 }

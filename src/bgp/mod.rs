@@ -39,7 +39,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use counters::BgpCounters;
-pub use origins::{object_name, BgpTable, Origin, Origins, OriginsView, PolicyInfo};
+pub use origins::{object_name, BgpTable, Origin, Origins, OriginsView, PolicyInfo, Precedence, PrecedenceError};
 pub use select::{Candidate, CandidateList, PolicyKey, Selected};
 
 /// The subset of GoBGP's API this crate uses (package `apipb`, mirroring

@@ -1,15 +1,15 @@
-//! Where each route came from, and which source wins a prefix.
+//! BGP's side of the origins: what BGP wants installed ([`BgpTable`]: the
+//! steered routes by prefix and policy key, the policies once each), the
+//! routes held over a resynchronisation, and the handle ([`Origins`]) that
+//! hands BGP's changes and the agent's to the RIB.
 //!
-//! A host takes routes from several sources at once: the command line and
-//! library calls before the agent started (`static`), the agent's gRPC API
-//! (`agent`) and BGP (`bgp`). Each keeps its own table, replaced only by
-//! itself; the tables in force are their merge, handed to
-//! [`Encapsulator::apply_valid_owned`] in one piece, so a change of any
-//! source is atomic and never half-applied. For a prefix of the main table,
-//! `static` and `agent` routes win over BGP's (an operator's explicit word
-//! beats the fleet's, like an administrative distance): BGP's route is
-//! installed where no local one exists, and comes back when the local one is
-//! removed. BGP only ever fills the main table.
+//! Which origin a prefix takes is the RIB's ([`crate::rib`]'s per-origin
+//! tables and [`Precedence`]: by default the local origins, `agent` then
+//! `static`, over BGP). A change of any origin reaches the dataplane as what
+//! it changes: a BGP batch rewrites the shared objects of the policies whose
+//! content changed (one write each) and patches the prefixes whose route
+//! changed; an agent's route is one route write; only a whole `Apply` (or
+//! the configuration file) applies the whole table.
 //!
 //! The agent records the origins beside the dataplane's state
 //! (`/run/lnetd-host-encap/origins/net<netns>/<iface>/origins.json`), so the
@@ -33,29 +33,9 @@ use crate::domain::route::{Route, Table};
 use crate::encapsulator::Encapsulator;
 use crate::error::RouteError;
 use crate::fib::apply::ApplyReport;
-
-/// Where a route came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// Set outside the agent (the command, a file, the library) and adopted by it.
-    Static,
-    /// Set through the agent's gRPC API.
-    Agent,
-    /// Learned from BGP: a colored route steered into an SR policy.
-    Bgp,
-}
-
-impl fmt::Display for Origin {
-    /// `static`, `agent` or `bgp`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Origin::Static => "static",
-            Origin::Agent => "agent",
-            Origin::Bgp => "bgp",
-        })
-    }
-}
+use crate::rib::diff::Patch;
+use crate::rib::origins::OriginTables;
+pub use crate::rib::origins::{Origin, Precedence, PrecedenceError};
 
 /// The SR policy a BGP route is steered into, as selected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,8 +181,8 @@ type RouteId = (Table, IpNetwork);
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Static and agent routes, every table.
-    local: BTreeMap<RouteId, (Route, Origin)>,
+    /// The local origins' tables and the precedence (the RIB's).
+    tables: OriginTables,
     /// What BGP wants now.
     bgp: BgpTable,
     /// BGP routes kept from before a (re)synchronisation (session-down policy
@@ -212,37 +192,71 @@ struct Inner {
     held_policies: BTreeMap<PolicyKey, PolicyInfo>,
     /// Main-table prefixes holding a BGP route now, and its policy.
     installed: BTreeMap<IpNetwork, Option<PolicyKey>>,
-    /// The merged state last applied, kept so that a change of BGP's table
-    /// patches the prefixes it changes instead of rebuilding a million routes.
-    merged: Option<ValidState>,
 }
 
 impl Inner {
-    /// What the main table should hold for `prefix`, from BGP or held, when
-    /// no local route takes it; `held` says whether held routes still count.
-    fn bgp_route(&self, prefix: IpNetwork, held: bool) -> Option<(Route, Option<PolicyKey>)> {
-        if self.local.contains_key(&(Table::Main, prefix)) {
-            return None;
-        }
-        self.bgp.route(prefix).map(|(r, k)| (r, Some(k))).or_else(|| {
+    /// BGP's candidate for `prefix`, from its table or held (`held`: whether
+    /// held routes still count), whatever the local origins hold.
+    fn bgp_candidate(
+        &self,
+        prefix: IpNetwork,
+        held: bool,
+        cache: &mut NamedCache,
+    ) -> Option<(Route, Option<PolicyKey>)> {
+        self.bgp.route_cached(prefix, cache).map(|(r, k)| (r, Some(k))).or_else(|| {
             let (route, key) = self.held.get(&prefix).filter(|_| held)?;
-            Some((self.bgp.held_route(route, *key, &mut NamedCache::new()), *key))
+            Some((self.bgp.held_route(route, *key, cache), *key))
         })
     }
 
-    /// Every route of every origin, merged, and the prefixes that took BGP's.
-    fn full_merge(&self, held: bool) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
-        let empty = BTreeMap::new();
-        merge(&self.local, &self.bgp, if held { &self.held } else { &empty })
+    /// The route `id` takes now and whether it is BGP's (with its policy).
+    fn select(&self, id: &RouteId, held: bool, cache: &mut NamedCache) -> (Option<Route>, Option<Option<PolicyKey>>) {
+        let mut key = None;
+        let chosen = self.tables.select(id, || {
+            let (route, k) = self.bgp_candidate(id.1, held, cache)?;
+            key = Some(k);
+            Some(route)
+        });
+        match chosen {
+            Some((Origin::Bgp, route)) => (Some(route.into_owned()), key),
+            Some((_, route)) => (Some(route.into_owned()), None),
+            None => (None, None),
+        }
     }
-}
 
-/// How the prefixes holding BGP routes changed.
-enum Installed {
-    /// All of them, anew.
-    Whole(BTreeMap<IpNetwork, Option<PolicyKey>>),
-    /// These: now on this policy (`Some`), or no longer BGP's (`None`).
-    Patch(Vec<(IpNetwork, Option<Option<PolicyKey>>)>),
+    /// Every BGP candidate (its table, then what is held), for a whole merge.
+    fn bgp_candidates(&self, held: bool) -> Vec<(IpNetwork, Route, Option<PolicyKey>)> {
+        let mut cache = NamedCache::new();
+        let mut out: Vec<_> = self
+            .bgp
+            .routes
+            .keys()
+            .filter_map(|p| self.bgp.route_cached(*p, &mut cache).map(|(r, k)| (*p, r, Some(k))))
+            .collect();
+        if held {
+            let mut held_cache = NamedCache::new();
+            out.extend(
+                self.held
+                    .iter()
+                    .filter(|(p, _)| !self.bgp.routes.contains_key(p))
+                    .map(|(p, (r, k))| (*p, self.bgp.held_route(r, *k, &mut held_cache), *k)),
+            );
+        }
+        out
+    }
+
+    /// The selected local origin of every local route id (for the view).
+    fn local_origins(&self) -> BTreeMap<RouteId, Origin> {
+        let mut out = BTreeMap::new();
+        for origin in [Origin::Static, Origin::Agent] {
+            for id in self.tables.local(origin).keys() {
+                if let Some((o, _)) = self.tables.select(id, || None) {
+                    out.insert(*id, o);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The per-origin tables of one encapsulator and their merge (see the module docs).
@@ -293,8 +307,13 @@ impl Origins {
     /// The origins of `enc`'s routes: those the last agent recorded in `file`
     /// (routes it set, routes BGP taught), every other route `static`. Routes
     /// BGP taught before are held (kept as they are) until the first
-    /// [`Origins::set_bgp`] with `release_held`.
+    /// [`Origins::set_bgp`] with `release_held`. Local origins win over BGP.
     pub fn new(enc: Arc<Encapsulator>, file: Option<PathBuf>) -> Origins {
+        Origins::with_precedence(enc, file, Precedence::default())
+    }
+
+    /// As [`Origins::new`], with the origins ranked by `precedence`.
+    pub fn with_precedence(enc: Arc<Encapsulator>, file: Option<PathBuf>, precedence: Precedence) -> Origins {
         let recorded = file.as_deref().and_then(read_file).unwrap_or_default();
         let agent: BTreeSet<RouteId> = recorded
             .agent
@@ -303,7 +322,8 @@ impl Origins {
             .collect();
         let bgp: BTreeMap<IpNetwork, Option<usize>> =
             recorded.bgp.iter().filter_map(|(p, i)| Some((p.parse().ok()?, *i))).collect();
-        let mut inner = Inner::default();
+        let mut inner = Inner { tables: OriginTables::new(precedence), ..Inner::default() };
+        let (mut statics, mut agents) = (BTreeMap::new(), BTreeMap::new());
         for ((table, prefix), route) in enc.valid_state().into_routes() {
             if table == Table::Main {
                 if let Some(index) = bgp.get(&prefix) {
@@ -317,23 +337,35 @@ impl Origins {
                     continue;
                 }
             }
-            let origin = if agent.contains(&(table, prefix)) { Origin::Agent } else { Origin::Static };
-            inner.local.insert((table, prefix), (route, origin));
+            match agent.contains(&(table, prefix)) {
+                true => agents.insert((table, prefix), route),
+                false => statics.insert((table, prefix), route),
+            };
         }
+        inner.tables.replace_local(Origin::Static, statics);
+        inner.tables.replace_local(Origin::Agent, agents);
         Origins { enc, file, inner: Mutex::new(inner), saves: Default::default() }
+    }
+
+    /// The precedence in force.
+    pub fn precedence(&self) -> Precedence {
+        self.lock().tables.precedence()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Replaces BGP's table and applies the merge. `release_held`: routes
+    /// Replaces BGP's table and applies what changed. `release_held`: routes
     /// held from before are dropped (BGP has had its time to teach them again).
     ///
-    /// The first call builds the merged state; later ones patch only the
-    /// prefixes whose route changed (a different policy, or a policy whose
-    /// lists changed), so a small change to a large table costs a diff, not a
-    /// rebuild.
+    /// What it costs is what changed: each policy whose content changed
+    /// (lists, weights, turned invalid or valid again) is one write to its
+    /// objects ([`Encapsulator::update_policy`]); the prefixes whose route
+    /// changes (added, withdrawn, steered into another policy, their policy
+    /// gone) go to the dataplane as one patch, ordered and undone on refusal
+    /// like an apply. No merged table is built and the installed table is
+    /// not diffed; what is walked is BGP's own old and new steering.
     ///
     /// # Errors
     /// As [`Encapsulator::apply_valid`]; nothing changed then.
@@ -342,20 +374,30 @@ impl Origins {
         let inner = &mut *guard;
         let old = std::mem::replace(&mut inner.bgp, table);
         let keep_held = !release_held;
-        let Some(mut merged) = inner.merged.take() else {
-            let (routes, installed) = inner.full_merge(keep_held);
-            let result = self.apply_state(routes, None);
-            return self.settled(inner, result, old, Installed::Whole(installed), release_held);
-        };
-        // The prefixes whose route may change: in one table and not the
-        // other, on another policy, or on a policy whose lists changed.
-        let changed_keys: BTreeSet<PolicyKey> = old
-            .policies
-            .iter()
-            .filter(|(k, (p, i))| inner.bgp.policies.get(k).is_none_or(|(q, j)| q != p || j.enlp != i.enlp))
-            .map(|(k, _)| *k)
-            .chain(inner.bgp.policies.keys().filter(|k| !old.policies.contains_key(k)).copied())
-            .collect();
+        // Objects whose content changed: rewritten in place (every route on
+        // one follows). A family whose routes appear or vanish with the
+        // change (ENLP leaving no room) re-routes its prefixes instead.
+        let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
+        let mut rewrites: Vec<(Policy, Policy)> = Vec::new();
+        let mut rerouted: BTreeSet<PolicyKey> = BTreeSet::new();
+        let mut changed_keys: BTreeSet<PolicyKey> = BTreeSet::new();
+        for key in known(&old).union(&known(&inner.bgp)) {
+            for v6 in [false, true] {
+                match (inner.bgp.named_policy(key, v6), old.named_policy(key, v6)) {
+                    (Some(p), Some(o)) if p != o => {
+                        changed_keys.insert(*key);
+                        rewrites.push((p, o));
+                    }
+                    (Some(_), Some(_)) | (None, None) => {}
+                    _ => {
+                        changed_keys.insert(*key);
+                        rerouted.insert(*key);
+                    }
+                }
+            }
+        }
+        // The prefixes whose route may change: in one steering and not the
+        // other, steered into another policy, or on a policy re-routed.
         let mut touched: Vec<IpNetwork> = Vec::new();
         let (mut a, mut b) = (old.routes.iter().peekable(), inner.bgp.routes.iter().peekable());
         loop {
@@ -364,7 +406,7 @@ impl Origins {
             match (next_a, next_b) {
                 (None, None) => break,
                 (Some((pa, ka)), Some((pb, kb))) if pa == pb => {
-                    if ka != kb || changed_keys.contains(&ka) {
+                    if ka != kb || rerouted.contains(&ka) {
                         touched.push(pa);
                     }
                     a.next();
@@ -386,55 +428,104 @@ impl Origins {
         }
         if release_held {
             touched.extend(inner.held.keys().copied());
-        } else if !changed_keys.is_empty() && !inner.held.is_empty() {
+        } else if !changed_keys.is_empty() {
             // Held routes of a policy BGP now teaches differently leave its
-            // object (see `BgpTable::held_route`); the invalid flips are among them.
-            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
+            // object (see `BgpTable::held_route`), or go onto its invalid one.
             touched.extend(
-                inner
-                    .held
-                    .iter()
-                    .filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k) || flipped.contains(&k)))
-                    .map(|(p, _)| *p),
-            );
-        } else if old.invalid != inner.bgp.invalid {
-            // Held routes on a policy that became invalid (or valid again).
-            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
-            touched.extend(
-                inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| flipped.contains(&k))).map(|(p, _)| *p),
+                inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k))).map(|(p, _)| *p),
             );
         }
-        // Patch, remembering the old values for the undo.
-        let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
-        let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::with_capacity(touched.len());
+        let mut patch = Patch::new();
+        let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::new();
+        let mut cache = NamedCache::new();
         for prefix in touched {
-            if inner.local.contains_key(&(Table::Main, prefix)) {
+            let id = (Table::Main, prefix);
+            let (route, key) = inner.select(&id, keep_held, &mut cache);
+            let was_bgp = inner.installed.contains_key(&prefix);
+            if key.is_none() && !was_bgp {
+                // A local route holds it, before and after: nothing to write.
                 continue;
             }
-            let id = (Table::Main, prefix);
-            let old_route = match inner.bgp_route(prefix, keep_held) {
-                Some((route, key)) => {
-                    installed.push((prefix, Some(key)));
-                    merged.routes_mut().insert(id, route)
-                }
-                None => {
-                    installed.push((prefix, None));
-                    merged.routes_mut().remove(&id)
-                }
-            };
-            undo.push((prefix, old_route));
+            installed.push((prefix, key));
+            patch.insert(id, route);
         }
-        let result = self.apply_state_patched(&mut merged);
-        if result.is_err() {
-            for (prefix, route) in undo.into_iter().rev() {
-                match route {
-                    Some(r) => merged.routes_mut().insert((Table::Main, prefix), r),
-                    None => merged.routes_mut().remove(&(Table::Main, prefix)),
-                };
+        let result = self.rewrite_then_patch(&rewrites, &patch);
+        match result {
+            Ok(report) => {
+                let mut changed = release_held && !inner.held.is_empty();
+                if release_held {
+                    inner.held.clear();
+                    inner.held_policies.clear();
+                }
+                changed |= !installed.is_empty();
+                for (prefix, key) in installed {
+                    match key {
+                        Some(k) => inner.installed.insert(prefix, k),
+                        None => inner.installed.remove(&prefix),
+                    };
+                }
+                // What `routes` and `get` say of a policy (its preference, binding SID).
+                changed |= old.policies.iter().map(|(k, (_, i))| (k, i)).ne(inner
+                    .bgp
+                    .policies
+                    .iter()
+                    .map(|(k, (_, i))| (k, i)));
+                if changed {
+                    self.save(inner);
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                inner.bgp = old;
+                Err(e)
             }
         }
-        inner.merged = Some(merged);
-        self.settled(inner, result, old, Installed::Patch(installed), release_held)
+    }
+
+    /// Rewrites the objects (new content, old content), then applies the
+    /// patch; on a refusal the objects are written back.
+    fn rewrite_then_patch(&self, rewrites: &[(Policy, Policy)], patch: &Patch) -> Result<ApplyReport, RouteError> {
+        let mut report = ApplyReport::default();
+        let mut undo: Vec<&Policy> = Vec::new();
+        let back = |undo: &[&Policy]| {
+            for old in undo.iter().rev() {
+                if let Err(e) = self.enc.update_policy(old) {
+                    log::error!("{e} (verify() reports the policy)");
+                }
+            }
+        };
+        for (policy, old) in rewrites {
+            match self.enc.update_policy(policy) {
+                Ok(Some(u)) => {
+                    report.map_operations += u.map_operations;
+                    report.unchanged += u.routes;
+                    undo.push(old);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    back(&undo);
+                    return Err(e);
+                }
+            }
+        }
+        if patch.is_empty() {
+            return Ok(report);
+        }
+        match self.enc.apply_patch(patch) {
+            Ok(r) => {
+                report.map_operations += r.map_operations;
+                report.unchanged += r.unchanged;
+                report.added = r.added;
+                report.replaced = r.replaced;
+                report.removed = r.removed;
+                report.set_aside = r.set_aside;
+                Ok(report)
+            }
+            Err(e) => {
+                back(&undo);
+                Err(e)
+            }
+        }
     }
 
     /// Replaces BGP's policies when its steering stands (no route moved to
@@ -458,6 +549,8 @@ impl Origins {
         let inner = &mut *guard;
         let new = BgpTable { routes: BTreeMap::new(), policies, invalid };
         let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
+        // The RIB's copies of the routes on a rewritten object keep their old
+        // content; every reader resolves them through the object.
         let same_enlp =
             new.policies.iter().all(|(k, (_, i))| inner.bgp.policies.get(k).is_none_or(|(_, j)| i.enlp == j.enlp));
         // Each object whose content changes: (new content, old content).
@@ -514,97 +607,10 @@ impl Origins {
             inner.bgp.policies.iter().map(|(k, (_, i))| (k, i)).ne(new.policies.iter().map(|(k, (_, i))| (k, i)));
         inner.bgp.policies = new.policies;
         inner.bgp.invalid = new.invalid;
-        if !changes.is_empty() {
-            // The merged state holds the policies' old content: rebuilt at
-            // the next change of the routes, never applied stale. Dropping a
-            // million routes takes tens of milliseconds: not on this path.
-            if let Some(stale) = inner.merged.take() {
-                if let Err(e) = std::thread::Builder::new().name("merged-drop".into()).spawn(move || drop(stale)) {
-                    log::debug!("no thread to drop the merged state on ({e})");
-                }
-            }
-        }
         if info_changed {
             self.save(inner);
         }
         Ok(report)
-    }
-
-    /// After an apply of BGP's table: on success records it, on failure puts
-    /// the old table back.
-    fn settled(
-        &self,
-        inner: &mut Inner,
-        result: Result<(ApplyReport, Option<ValidState>), RouteError>,
-        old: BgpTable,
-        installed: Installed,
-        release_held: bool,
-    ) -> Result<ApplyReport, RouteError> {
-        match result {
-            Ok((report, state)) => {
-                if let Some(state) = state {
-                    inner.merged = Some(state);
-                }
-                let mut changed = release_held && !inner.held.is_empty();
-                if release_held {
-                    inner.held.clear();
-                    inner.held_policies.clear();
-                }
-                match installed {
-                    Installed::Whole(map) => {
-                        inner.installed = map;
-                        changed = true;
-                    }
-                    Installed::Patch(patch) => {
-                        changed |= !patch.is_empty();
-                        for (prefix, key) in patch {
-                            match key {
-                                Some(k) => inner.installed.insert(prefix, k),
-                                None => inner.installed.remove(&prefix),
-                            };
-                        }
-                    }
-                }
-                // What `routes` and `get` say of a policy (its preference, binding SID).
-                changed |= old.policies.len() != inner.bgp.policies.len()
-                    || old
-                        .policies
-                        .iter()
-                        .zip(&inner.bgp.policies)
-                        .any(|((ka, (_, a)), (kb, (_, b)))| ka != kb || a != b);
-                if changed {
-                    self.save(inner);
-                }
-                Ok(report)
-            }
-            Err(e) => {
-                inner.bgp = old;
-                Err(e)
-            }
-        }
-    }
-
-    /// Applies `routes` (with the sources and DSCP table in force, or
-    /// `desired`'s) and returns the state applied.
-    fn apply_state(
-        &self,
-        routes: BTreeMap<RouteId, Route>,
-        desired: Option<&ValidState>,
-    ) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
-        let (sources, dscp) = match desired {
-            Some(v) => (v.sources().clone(), *v.dscp()),
-            None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
-        };
-        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = self.enc.apply_valid(&state)?;
-        Ok((report, Some(state)))
-    }
-
-    /// Applies a patched merged state (with the sources and DSCP table in force).
-    fn apply_state_patched(&self, merged: &mut ValidState) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
-        merged.set_sources(self.enc.sources().into_iter().collect());
-        merged.set_dscp(self.enc.dscp_map());
-        Ok((self.enc.apply_valid(merged)?, None))
     }
 
     /// Keeps every BGP route installed now as it is until the next
@@ -640,54 +646,89 @@ impl Origins {
         self.lock().held.len()
     }
 
+    /// Changes local routes and writes each id's selected route where it
+    /// changed (one route at a time: through the single-route path, with its
+    /// checks, e.g. a host's own address refused); undone on a refusal.
+    fn change_local(
+        &self,
+        inner: &mut Inner,
+        changes: Vec<(Origin, RouteId, Option<Route>)>,
+    ) -> Result<(), RouteError> {
+        let mut patch = Patch::new();
+        let Inner { tables, bgp, held, .. } = inner;
+        let cache = std::cell::RefCell::new(NamedCache::new());
+        let candidate = |id: &RouteId| -> Option<Route> {
+            let mut c = cache.borrow_mut();
+            bgp.route_cached(id.1, &mut c).map(|(r, _)| r).or_else(|| {
+                let (route, key) = held.get(&id.1)?;
+                Some(bgp.held_route(route, *key, &mut c))
+            })
+        };
+        let undo = tables.change_local(changes, &candidate, &mut patch);
+        let mut done: Vec<(RouteId, Option<Route>)> = Vec::new();
+        for (id, route) in &patch {
+            // What the kernel held: the selection before this change.
+            let result = match route {
+                Some(r) => self.enc.set_route_in(id.0, r),
+                None => self.enc.remove_in(id.0, id.1).map(|_| ()),
+            };
+            if let Err(e) = result {
+                tables.undo(undo);
+                for (id, _) in done.into_iter().rev() {
+                    let before = tables.select(&id, || candidate(&id)).map(|(_, r)| r.into_owned());
+                    let back = match &before {
+                        Some(r) => self.enc.set_route_in(id.0, r),
+                        None => self.enc.remove_in(id.0, id.1).map(|_| ()),
+                    };
+                    if let Err(back) = back {
+                        log::error!("{back} (verify() reports the route)");
+                    }
+                }
+                return Err(e);
+            }
+            done.push((*id, route.clone()));
+        }
+        let mut cache = NamedCache::new();
+        for id in patch.keys().filter(|id| id.0 == Table::Main) {
+            match inner.select(id, true, &mut cache).1 {
+                Some(key) => inner.installed.insert(id.1, key),
+                None => inner.installed.remove(&id.1),
+            };
+        }
+        Ok(())
+    }
+
     /// Adds or replaces a route through the agent's API.
     ///
     /// # Errors
     /// As [`Encapsulator::set_route_in`].
     pub fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
-        let mut inner = self.lock();
-        self.enc.set_route_in(table, route)?;
-        inner.local.insert((table, route.prefix), (route.clone(), Origin::Agent));
-        if let Some(m) = inner.merged.as_mut() {
-            m.routes_mut().insert((table, route.prefix), route.clone());
-        }
-        if table == Table::Main {
-            inner.installed.remove(&route.prefix);
-        }
-        self.save(&inner);
+        let mut guard = self.lock();
+        self.change_local(&mut guard, vec![(Origin::Agent, (table, route.prefix), Some(route.clone()))])?;
+        self.save(&guard);
         Ok(())
     }
 
-    /// Removes a static or agent route; where BGP has a route for the
-    /// prefix, BGP's takes its place (replaced in place: no moment without a
-    /// route). `Ok(false)` when there was no local route (a BGP route is
-    /// withdrawn in BGP, not here).
+    /// Removes a static or agent route (both, where both origins have one);
+    /// where BGP has a route for the prefix, BGP's takes its place (replaced
+    /// in place: no moment without a route). `Ok(false)` when there was no
+    /// local route (a BGP route is withdrawn in BGP, not here).
     ///
     /// # Errors
     /// As [`Encapsulator::remove_in`] / [`Encapsulator::set_route_in`].
     pub fn remove_route(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let mut guard = self.lock();
-        let inner = &mut *guard;
-        let Some(local) = inner.local.remove(&(table, prefix)) else { return Ok(false) };
-        let from_bgp = if table == Table::Main { inner.bgp_route(prefix, true) } else { None };
-        let done = match &from_bgp {
-            Some((route, _)) => self.enc.set_route_in(table, route),
-            None => self.enc.remove_in(table, prefix).map(|_| ()),
-        };
-        if let Err(e) = done {
-            inner.local.insert((table, prefix), local);
-            return Err(e);
+        let id = (table, prefix);
+        let changes: Vec<(Origin, RouteId, Option<Route>)> = [Origin::Agent, Origin::Static]
+            .into_iter()
+            .filter(|o| guard.tables.local(*o).contains_key(&id))
+            .map(|o| (o, id, None))
+            .collect();
+        if changes.is_empty() {
+            return Ok(false);
         }
-        if let Some(m) = inner.merged.as_mut() {
-            match &from_bgp {
-                Some((route, _)) => m.routes_mut().insert((table, prefix), route.clone()),
-                None => m.routes_mut().remove(&(table, prefix)),
-            };
-        }
-        if let Some((_, key)) = from_bgp {
-            inner.installed.insert(prefix, key);
-        }
-        self.save(inner);
+        self.change_local(&mut guard, changes)?;
+        self.save(&guard);
         Ok(true)
     }
 
@@ -698,50 +739,46 @@ impl Origins {
     /// As [`Encapsulator::apply`].
     pub fn apply_local(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        self.replace_local(&valid, dry_run, |_| {
-            valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect()
-        })
+        self.replace_local(&valid, dry_run, |_| (BTreeMap::new(), valid.routes().clone()))
     }
 
     /// Makes the `static` table equal to `desired` (the agent's configuration
-    /// file), keeping every `agent` route (one wins a key both have), merged
-    /// with BGP's as always; the sources and DSCP table become `desired`'s.
+    /// file), keeping every `agent` route (the precedence picks where both
+    /// have one), merged with BGP's as always; the sources and DSCP table
+    /// become `desired`'s.
     ///
     /// # Errors
     /// As [`Encapsulator::apply`]; nothing changed then.
     pub fn apply_static(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        self.replace_local(&valid, dry_run, |old| {
-            let mut local: BTreeMap<RouteId, (Route, Origin)> =
-                old.iter().filter(|(_, (_, o))| *o == Origin::Agent).map(|(id, r)| (*id, r.clone())).collect();
-            for (id, r) in valid.routes() {
-                local.entry(*id).or_insert_with(|| (r.clone(), Origin::Static));
-            }
-            local
-        })
+        self.replace_local(&valid, dry_run, |tables| (valid.routes().clone(), tables.local(Origin::Agent).clone()))
     }
 
-    /// Replaces the local (static and agent) table by what `local` makes of
-    /// the current one, merged with BGP's, with `valid`'s sources and DSCP
-    /// table; recorded only once applied.
+    /// Replaces the local tables (static, agent) by what `local` makes of the
+    /// current ones, merged with BGP's, with `valid`'s sources and DSCP
+    /// table: a whole apply; recorded only once applied.
     fn replace_local(
         &self,
         valid: &ValidState,
         dry_run: bool,
-        local: impl FnOnce(&BTreeMap<RouteId, (Route, Origin)>) -> BTreeMap<RouteId, (Route, Origin)>,
+        local: impl FnOnce(&OriginTables) -> (BTreeMap<RouteId, Route>, BTreeMap<RouteId, Route>),
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let local = local(&inner.local);
-        let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
+        let (statics, agents) = local(&inner.tables);
+        let mut tables = OriginTables::new(inner.tables.precedence());
+        tables.replace_local(Origin::Static, statics);
+        tables.replace_local(Origin::Agent, agents);
+        let candidates = inner.bgp_candidates(true);
+        let keys: BTreeMap<IpNetwork, Option<PolicyKey>> = candidates.iter().map(|(p, _, k)| (*p, *k)).collect();
+        let (routes, from_bgp) = tables.merge(candidates.into_iter().map(|(p, r, _)| (p, r)));
+        let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
         if dry_run {
-            let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
             return self.enc.apply_valid_dry_run(state);
         }
-        let (report, state) = self.apply_state(routes, Some(valid))?;
-        inner.local = local;
-        inner.installed = installed;
-        inner.merged = state;
+        let report = self.enc.apply_valid_owned(state)?;
+        inner.tables = tables;
+        inner.installed = from_bgp.into_iter().map(|p| (p, keys.get(&p).copied().flatten())).collect();
         self.save(inner);
         Ok(report)
     }
@@ -755,9 +792,9 @@ impl Origins {
         let mut infos: BTreeMap<PolicyKey, PolicyInfo> = inner.held_policies.clone();
         infos.extend(inner.bgp.policies.iter().map(|(k, (_, i))| (*k, i.clone())));
         let agent: Vec<(u32, String)> = inner
-            .local
-            .iter()
-            .filter(|(_, (_, o))| *o == Origin::Agent)
+            .local_origins()
+            .into_iter()
+            .filter(|(id, o)| *o == Origin::Agent && !(id.0 == Table::Main && installed.contains_key(&id.1)))
             .map(|((t, p), _)| (t.id(), p.to_string()))
             .collect();
         let generation = self.saves.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -796,10 +833,7 @@ impl Origins {
     /// The origin of each route in force, for the agent's `ListRoutes`.
     pub fn view(&self) -> OriginsView {
         let inner = self.lock();
-        let mut view = OriginsView::default();
-        for ((t, p), (_, o)) in &inner.local {
-            view.local.insert((*t, *p), *o);
-        }
+        let mut view = OriginsView { local: inner.local_origins(), ..OriginsView::default() };
         for (prefix, key) in &inner.installed {
             let info = key
                 .and_then(|k| inner.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| inner.held_policies.get(&k)))
@@ -808,32 +842,6 @@ impl Origins {
         }
         view
     }
-}
-
-/// The merged routes, and the main-table prefixes that took BGP's route.
-fn merge(
-    local: &BTreeMap<RouteId, (Route, Origin)>,
-    bgp: &BgpTable,
-    held: &BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
-) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
-    // Gathered, then built in bulk (sorting is cheap next to a million
-    // one-by-one inserts).
-    let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
-    let mut installed = Vec::new();
-    let mut cache = NamedCache::new();
-    let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route_cached(*p, &mut cache).map(|(r, k)| (*p, r, Some(k))));
-    let mut held_cache = NamedCache::new();
-    let held_routes = held
-        .iter()
-        .filter(|(p, _)| !bgp.routes.contains_key(p))
-        .map(|(p, (r, k))| (*p, bgp.held_route(r, *k, &mut held_cache), *k));
-    for (prefix, route, key) in bgp_routes.chain(held_routes) {
-        if !local.contains_key(&(Table::Main, prefix)) {
-            routes.push(((Table::Main, prefix), route));
-            installed.push((prefix, key));
-        }
-    }
-    (routes.into_iter().collect(), installed.into_iter().collect())
 }
 
 fn read_file(path: &Path) -> Option<OriginsFile> {
@@ -887,13 +895,11 @@ impl OriginsView {
     /// Where the route for `prefix` in `table` came from, and for a BGP
     /// route the policy it is steered into.
     pub fn origin(&self, table: Table, prefix: IpNetwork) -> (Origin, Option<&PolicyInfo>) {
-        if let Some(o) = self.local.get(&(table, prefix)) {
-            return (*o, None);
+        // The prefixes listed as BGP's are those where BGP's route won.
+        if let (Table::Main, Some(info)) = (table, self.bgp.get(&prefix)) {
+            return (Origin::Bgp, info.as_ref());
         }
-        match (table, self.bgp.get(&prefix)) {
-            (Table::Main, Some(info)) => (Origin::Bgp, info.as_ref()),
-            _ => (Origin::Static, None),
-        }
+        (self.local.get(&(table, prefix)).copied().unwrap_or(Origin::Static), None)
     }
 }
 
@@ -917,8 +923,14 @@ mod tests {
             name: None,
             enlp: None,
         };
-        let mut local = BTreeMap::new();
-        local.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), (route("10.0.0.0/8", "16001"), Origin::Agent));
+        let mut inner = Inner::default();
+        let mut agent = BTreeMap::new();
+        agent.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), route("10.0.0.0/8", "16001"));
+        inner.tables.replace_local(Origin::Agent, agent);
+        let merge = |inner: &Inner| {
+            let (routes, from_bgp) = inner.tables.merge(inner.bgp_candidates(true).into_iter().map(|(p, r, _)| (p, r)));
+            (routes, from_bgp.into_iter().map(|p| (p, ())).collect::<BTreeMap<IpNetwork, ()>>())
+        };
         let mut bgp = BgpTable::default();
         bgp.policies.insert(key, ("17001".parse().unwrap(), info));
         for p in ["10.0.0.0/8", "10.1.0.0/16"] {
@@ -927,7 +939,8 @@ mod tests {
         let mut held = BTreeMap::new();
         held.insert("10.2.0.0/16".parse().unwrap(), (route("10.2.0.0/16", "18000"), None));
         held.insert("10.1.0.0/16".parse().unwrap(), (route("10.1.0.0/16", "18001"), None));
-        let (routes, installed) = merge(&local, &bgp, &held);
+        (inner.bgp, inner.held) = (bgp, held);
+        let (routes, installed) = merge(&inner);
         let got: Vec<String> = routes.values().map(|r| format!("{} {}", r.prefix, r.policy)).collect();
         assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
         let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
@@ -936,12 +949,12 @@ mod tests {
         // with its lists: it goes onto the policy's invalid object.
         let gone = PolicyKey { color: 200, endpoint: key.endpoint };
         let id = (Table::Main, "10.3.0.0/16".parse().unwrap());
-        held.insert(id.1, (route("10.3.0.0/16", "18003"), Some(gone)));
-        bgp.invalid.insert(gone);
-        let (routes, _) = merge(&local, &bgp, &held);
+        inner.held.insert(id.1, (route("10.3.0.0/16", "18003"), Some(gone)));
+        inner.bgp.invalid.insert(gone);
+        let (routes, _) = merge(&inner);
         assert_eq!(routes[&id].policy, Policy::invalid(&object_name(&gone, false)).unwrap());
-        bgp.invalid.clear();
-        let (routes, _) = merge(&local, &bgp, &held);
+        inner.bgp.invalid.clear();
+        let (routes, _) = merge(&inner);
         assert_eq!(routes[&id].policy.to_string(), "18003");
     }
 

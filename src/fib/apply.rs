@@ -27,7 +27,7 @@ use super::objects::{self, Staged};
 use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
-use crate::rib::diff::{self, Plan};
+use crate::rib::diff::{self, Patch, Plan};
 use crate::rib::{Rib, RouteId};
 
 /// What an apply did (or, dry, would do).
@@ -171,17 +171,22 @@ fn policy_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
 }
 
 /// The desired state, borrowed or owned: an owned one's route map becomes
-/// the RIB's as it is, without a copy.
+/// the RIB's as it is, without a copy. Or only the routes that change (an
+/// origin's delta): planned and recorded per change, sources and DSCP
+/// table as they are.
 pub(crate) enum Desired<'a> {
     Borrowed(&'a ValidState),
     Owned(ValidState),
+    Patch(&'a Patch),
 }
 
-impl Desired<'_> {
-    fn get(&self) -> &ValidState {
+impl<'a> Desired<'a> {
+    /// The changes from `rib` to this.
+    fn plan(&'a self, rib: &Rib) -> Plan<'a> {
         match self {
-            Desired::Borrowed(s) => s,
-            Desired::Owned(s) => s,
+            Desired::Borrowed(s) => diff::plan(rib, s),
+            Desired::Owned(s) => diff::plan(rib, s),
+            Desired::Patch(p) => diff::plan_patch(rib, p),
         }
     }
 }
@@ -203,7 +208,7 @@ impl Fib {
     pub(crate) fn apply(&self, desired: Desired<'_>, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let mut rib = self.locked(!dry_run)?;
         let started = std::time::Instant::now();
-        let plan = diff::plan(&rib, desired.get());
+        let plan = desired.plan(&rib);
         let planned = started.elapsed();
         if let Some((a, b)) = plan.conflict {
             let name = a.policy.name().unwrap_or_default();
@@ -249,7 +254,8 @@ impl Fib {
                 let written = started.elapsed();
                 report.map_operations = ops;
                 // Few changes are recorded one by one; many, by taking the desired map whole.
-                let few = plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
+                let few = matches!(desired, Desired::Patch(_))
+                    || plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
                 let outcome = Outcome {
                     objects: staged,
                     written: plan.upserts.iter().map(|(id, _, _)| *id).zip(slots).collect(),
@@ -516,9 +522,15 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
         rib.shadowed.remove(&prefix);
         rib.drop_counters(&(Table::Main, prefix));
     }
-    let state = desired.get();
-    rib.dscp = *state.dscp();
-    rib.sources = state.sources().clone();
+    let state = match &desired {
+        Desired::Borrowed(state) => Some(*state),
+        Desired::Owned(state) => Some(state),
+        Desired::Patch(_) => None,
+    };
+    if let Some(state) = state {
+        rib.dscp = *state.dscp();
+        rib.sources = state.sources().clone();
+    }
     match outcome.changed {
         Some(changed) => {
             for id in &outcome.removes {
@@ -527,16 +539,20 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
             rib.routes.extend(changed);
         }
         None => {
-            rib.routes = match desired {
-                Desired::Owned(state) => state.into_routes(),
-                Desired::Borrowed(state) => state.routes().clone(),
-            }
-            .into();
-            // The desired routes for host addresses are set aside, never in the tries.
-            let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();
-            for host in hosts {
-                if let Some(route) = rib.routes.remove(&(Table::Main, host)) {
-                    rib.shadowed.insert(host, route);
+            let whole = match desired {
+                Desired::Owned(state) => Some(state.into_routes()),
+                Desired::Borrowed(state) => Some(state.routes().clone()),
+                // Never whole (see `few`): a patch names only what changes.
+                Desired::Patch(_) => None,
+            };
+            if let Some(routes) = whole {
+                rib.routes = routes.into();
+                // The desired routes for host addresses are set aside, never in the tries.
+                let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();
+                for host in hosts {
+                    if let Some(route) = rib.routes.remove(&(Table::Main, host)) {
+                        rib.shadowed.insert(host, route);
+                    }
                 }
             }
         }

@@ -57,11 +57,7 @@ pub(crate) fn same_route_value(old: &Route, new: &Route) -> bool {
     !old.policy.is_plain() && matches!(old.tc, Tc::FromDscp) == matches!(new.tc, Tc::FromDscp)
 }
 
-/// Which route trie a route of `table` for `prefix` lives in: 0 main IPv4,
-/// 1 main IPv6, 2 alternate IPv4, 3 alternate IPv6.
-pub(crate) fn trie_index(table: Table, prefix: &IpNetwork) -> usize {
-    usize::from(table != Table::Main) * 2 + usize::from(prefix.is_ipv6())
-}
+pub(crate) use crate::rib::trie_index;
 
 /// What [`Fib::allocate`] handed a route about to be written.
 pub(crate) struct Allocation {

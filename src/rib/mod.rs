@@ -12,6 +12,10 @@
 pub(crate) mod alloc;
 pub(crate) mod diff;
 pub(crate) mod objects;
+// Only BGP brings a second origin to rank today (the agent without BGP
+// writes its routes straight through).
+#[cfg(feature = "bgp")]
+pub(crate) mod origins;
 pub(crate) mod routes;
 pub(crate) mod store;
 pub(crate) mod tracked;
@@ -236,6 +240,13 @@ impl Rib {
     pub(crate) fn restore_changes(&mut self, changes: Changed) {
         self.routes.dirty.absorb(changes);
     }
+}
+
+/// Which route trie a route of `table` for `prefix` lives in: 0 main IPv4,
+/// 1 main IPv6, 2 alternate IPv4, 3 alternate IPv6 (the RIB counts its
+/// routes by trie for the capacity checks; the FIB picks its maps by it).
+pub(crate) fn trie_index(table: Table, prefix: &IpNetwork) -> usize {
+    usize::from(table != Table::Main) * 2 + usize::from(prefix.is_ipv6())
 }
 
 pub(crate) fn max_len(prefix: &IpNetwork) -> u8 {
