@@ -179,6 +179,10 @@ impl BgpTable {
 /// One route's key: table and prefix.
 type RouteId = (Table, IpNetwork);
 
+/// Changed prefixes from which a BGP batch that changes most of the table
+/// is applied whole (below it a patch is always cheaper).
+const WHOLE_FROM: usize = 65_536;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// The local origins' tables and the precedence (the RIB's).
@@ -434,6 +438,29 @@ impl Origins {
             touched.extend(
                 inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k))).map(|(p, _)| *p),
             );
+        }
+        // A change of most of the table (the first batch, a resynchronisation
+        // releasing everything) is cheaper as a whole apply, which takes the
+        // merged map as the RIB's instead of recording each change.
+        let size =
+            inner.installed.len() + inner.tables.local(Origin::Static).len() + inner.tables.local(Origin::Agent).len();
+        if touched.len() > WHOLE_FROM && touched.len() * 8 > size {
+            let result = self.apply_whole(inner, keep_held, None, false);
+            return match result {
+                Ok((report, installed)) => {
+                    if release_held {
+                        inner.held.clear();
+                        inner.held_policies.clear();
+                    }
+                    inner.installed = installed;
+                    self.save(inner);
+                    Ok(report)
+                }
+                Err(e) => {
+                    inner.bgp = old;
+                    Err(e)
+                }
+            };
         }
         let mut patch = Patch::new();
         let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::new();
@@ -769,18 +796,43 @@ impl Origins {
         let mut tables = OriginTables::new(inner.tables.precedence());
         tables.replace_local(Origin::Static, statics);
         tables.replace_local(Origin::Agent, agents);
-        let candidates = inner.bgp_candidates(true);
-        let keys: BTreeMap<IpNetwork, Option<PolicyKey>> = candidates.iter().map(|(p, _, k)| (*p, *k)).collect();
-        let (routes, from_bgp) = tables.merge(candidates.into_iter().map(|(p, r, _)| (p, r)));
-        let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
-        if dry_run {
-            return self.enc.apply_valid_dry_run(state);
+        let previous = std::mem::replace(&mut inner.tables, tables);
+        match self.apply_whole(inner, true, Some(valid), dry_run) {
+            Ok((report, installed)) if !dry_run => {
+                inner.installed = installed;
+                self.save(inner);
+                Ok(report)
+            }
+            result => {
+                inner.tables = previous;
+                result.map(|(report, _)| report)
+            }
         }
-        let report = self.enc.apply_valid_owned(state)?;
-        inner.tables = tables;
-        inner.installed = from_bgp.into_iter().map(|p| (p, keys.get(&p).copied().flatten())).collect();
-        self.save(inner);
-        Ok(report)
+    }
+
+    /// Applies the whole merge of the tables (held routes counted when
+    /// `held`), with `desired`'s sources and DSCP table or those in force;
+    /// returns the prefixes that took BGP's route.
+    fn apply_whole(
+        &self,
+        inner: &Inner,
+        held: bool,
+        desired: Option<&ValidState>,
+        dry_run: bool,
+    ) -> Result<(ApplyReport, BTreeMap<IpNetwork, Option<PolicyKey>>), RouteError> {
+        let candidates = inner.bgp_candidates(held);
+        let keys: BTreeMap<IpNetwork, Option<PolicyKey>> = candidates.iter().map(|(p, _, k)| (*p, *k)).collect();
+        let (routes, from_bgp) = inner.tables.merge(candidates.into_iter().map(|(p, r, _)| (p, r)));
+        let (sources, dscp) = match desired {
+            Some(v) => (v.sources().clone(), *v.dscp()),
+            None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
+        };
+        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
+        let report = match dry_run {
+            true => self.enc.apply_valid_dry_run(state)?,
+            false => self.enc.apply_valid_owned(state)?,
+        };
+        Ok((report, from_bgp.into_iter().map(|p| (p, keys.get(&p).copied().flatten())).collect()))
     }
 
     /// Writes the origins file, on a thread of its own (a million routes take

@@ -271,6 +271,12 @@ struct BgpArgs {
     #[cfg(feature = "bgp")]
     #[arg(long = "bgp-router-id", value_name = "A.B.C.D")]
     router_id: Option<std::net::Ipv4Addr>,
+    /// Which origin's route a prefix takes when several have one, highest
+    /// first: each of agent, static and bgp once. Default: agent,static,bgp
+    /// (the local origins over BGP).
+    #[cfg(feature = "bgp")]
+    #[arg(long = "bgp-precedence", value_name = "ORIGINS")]
+    precedence: Option<lnetd_host_encap::bgp::Precedence>,
     /// Check every segment list with S-BFD (RFC 7880) every MS milliseconds;
     /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
     /// Off when not given. See docs/liveness.md.
@@ -313,6 +319,9 @@ impl BgpArgs {
                 }
                 self.stale_time = self.stale_time.or(b.stale_time);
                 self.router_id = self.router_id.or(b.router_id);
+                if self.precedence.is_none() {
+                    self.precedence = f.value("bgp.precedence", b.precedence.as_deref())?;
+                }
                 // Flags win: a --sbfd-reflector given replaces the file's list.
                 let s = f.sbfd()?;
                 self.sbfd_interval_ms = self.sbfd_interval_ms.or(s.interval_ms);
