@@ -1,9 +1,9 @@
 //! The per-origin merge against a real (loaded, unattached) dataplane, under
-//! the default precedence and with BGP first: 300
-//! random steps of BGP tables replaced (patched in place after the first),
-//! agent routes set and removed, BGP routes held over a resynchronisation and
-//! released, policies turning invalid (their routes onto the invalid object)
-//! and valid again; after every step the dataplane's routes and the origins shown
+//! the default precedence and with BGP first: 300 random steps of BGP tables
+//! replaced (whole, or as the moves the learner hands over), agent routes set
+//! and removed, BGP routes held over a resynchronisation and released,
+//! policies turning invalid (their routes onto the invalid object) and valid
+//! again; after every step the dataplane's routes and the origins shown
 //! equal a model written here from the rules (a local route wins its prefix,
 //! then BGP's current table, then what is held), and every 25 steps the
 //! kernel's maps match the RIB.
@@ -94,6 +94,23 @@ fn model_run(precedence: Precedence) {
         let mut last = BgpTable::default();
         for step in 0..300u32 {
             match rng.random_range(0..11) {
+                0..=3 if rng.random_bool(0.5) => {
+                    // What the learner hands over when it holds the last
+                    // table: only the prefixes whose steering moved.
+                    let t = random_table(&mut rng, step);
+                    let mut moved = BTreeMap::new();
+                    for (p, k) in &last.routes {
+                        if t.routes.get(p) != Some(k) {
+                            moved.insert(*p, t.routes.get(p).copied());
+                        }
+                    }
+                    for (p, k) in &t.routes {
+                        moved.entry(*p).or_insert(Some(*k));
+                    }
+                    bgp = routes_of(&t);
+                    last = t.clone();
+                    origins.update_bgp(moved, t.policies, t.invalid).unwrap();
+                }
                 0..=3 => {
                     let t = random_table(&mut rng, step);
                     bgp = routes_of(&t);

@@ -369,7 +369,8 @@ impl Origins {
     /// changes (added, withdrawn, steered into another policy, their policy
     /// gone) go to the dataplane as one patch, ordered and undone on refusal
     /// like an apply. No merged table is built and the installed table is
-    /// not diffed; what is walked is BGP's own old and new steering.
+    /// not diffed; what is walked is BGP's own old and new steering (the
+    /// learner hands over only what moved instead: [`Origins::update_bgp`]).
     ///
     /// # Errors
     /// As [`Encapsulator::apply_valid`]; nothing changed then.
@@ -377,31 +378,7 @@ impl Origins {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let old = std::mem::replace(&mut inner.bgp, table);
-        let keep_held = !release_held;
-        // Objects whose content changed: rewritten in place (every route on
-        // one follows). A family whose routes appear or vanish with the
-        // change (ENLP leaving no room) re-routes its prefixes instead.
-        let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
-        let mut rewrites: Vec<(Policy, Policy)> = Vec::new();
-        let mut rerouted: BTreeSet<PolicyKey> = BTreeSet::new();
-        let mut changed_keys: BTreeSet<PolicyKey> = BTreeSet::new();
-        for key in known(&old).union(&known(&inner.bgp)) {
-            for v6 in [false, true] {
-                match (inner.bgp.named_policy(key, v6), old.named_policy(key, v6)) {
-                    (Some(p), Some(o)) if p != o => {
-                        changed_keys.insert(*key);
-                        rewrites.push((p, o));
-                    }
-                    (Some(_), Some(_)) | (None, None) => {}
-                    _ => {
-                        changed_keys.insert(*key);
-                        rerouted.insert(*key);
-                    }
-                }
-            }
-        }
-        // The prefixes whose route may change: in one steering and not the
-        // other, steered into another policy, or on a policy re-routed.
+        // The prefixes in one steering and not the other, or steered into another policy.
         let mut touched: Vec<IpNetwork> = Vec::new();
         let (mut a, mut b) = (old.routes.iter().peekable(), inner.bgp.routes.iter().peekable());
         loop {
@@ -410,7 +387,7 @@ impl Origins {
             match (next_a, next_b) {
                 (None, None) => break,
                 (Some((pa, ka)), Some((pb, kb))) if pa == pb => {
-                    if ka != kb || rerouted.contains(&ka) {
+                    if ka != kb {
                         touched.push(pa);
                     }
                     a.next();
@@ -430,6 +407,96 @@ impl Origins {
                 }
             }
         }
+        let BgpTable { routes, policies, invalid } = old;
+        let was = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let result = self.settle(inner, &was, touched, release_held);
+        if result.is_err() {
+            inner.bgp = BgpTable { routes, ..was };
+        }
+        result
+    }
+
+    /// What the learner hands over when its steering moved a few routes:
+    /// `moved` (prefix -> its policy now, `None`: no longer steered) and the
+    /// policies in force. Costs what moved: no table is copied or walked.
+    ///
+    /// # Errors
+    /// As [`Origins::set_bgp`]; nothing changed then.
+    pub fn update_bgp(
+        &self,
+        moved: BTreeMap<IpNetwork, Option<PolicyKey>>,
+        policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+        invalid: BTreeSet<PolicyKey>,
+    ) -> Result<ApplyReport, RouteError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut undo: Vec<(IpNetwork, Option<PolicyKey>)> = Vec::with_capacity(moved.len());
+        for (prefix, key) in &moved {
+            let before = match key {
+                Some(k) => inner.bgp.routes.insert(*prefix, *k),
+                None => inner.bgp.routes.remove(prefix),
+            };
+            undo.push((*prefix, before));
+        }
+        let was = BgpTable {
+            routes: BTreeMap::new(),
+            policies: std::mem::replace(&mut inner.bgp.policies, policies),
+            invalid: std::mem::replace(&mut inner.bgp.invalid, invalid),
+        };
+        let result = self.settle(inner, &was, moved.into_keys().collect(), false);
+        if result.is_err() {
+            for (prefix, before) in undo.into_iter().rev() {
+                match before {
+                    Some(k) => inner.bgp.routes.insert(prefix, k),
+                    None => inner.bgp.routes.remove(&prefix),
+                };
+            }
+            inner.bgp.policies = was.policies;
+            inner.bgp.invalid = was.invalid;
+        }
+        result
+    }
+
+    /// Applies BGP's table now in `inner` after `was` (its policies before),
+    /// `touched` being the prefixes whose steering changed. The caller puts
+    /// the old table back on an error.
+    fn settle(
+        &self,
+        inner: &mut Inner,
+        was: &BgpTable,
+        mut touched: Vec<IpNetwork>,
+        release_held: bool,
+    ) -> Result<ApplyReport, RouteError> {
+        let keep_held = !release_held;
+        // Objects whose content changed: rewritten in place (every route on
+        // one follows). A family whose routes appear or vanish with the
+        // change (ENLP leaving no room) re-routes its prefixes instead.
+        let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
+        let mut rewrites: Vec<(Policy, Policy)> = Vec::new();
+        let mut rerouted: BTreeSet<PolicyKey> = BTreeSet::new();
+        let mut changed_keys: BTreeSet<PolicyKey> = BTreeSet::new();
+        for key in known(was).union(&known(&inner.bgp)) {
+            for v6 in [false, true] {
+                match (inner.bgp.named_policy(key, v6), was.named_policy(key, v6)) {
+                    (Some(p), Some(o)) if p != o => {
+                        changed_keys.insert(*key);
+                        rewrites.push((p, o));
+                    }
+                    (Some(_), Some(_)) | (None, None) => {}
+                    _ => {
+                        changed_keys.insert(*key);
+                        rerouted.insert(*key);
+                    }
+                }
+            }
+        }
+        if !rerouted.is_empty() {
+            // Rare (a policy appearing, vanishing, or ENLP leaving no room): a walk.
+            touched.extend(inner.bgp.routes.iter().filter(|(_, k)| rerouted.contains(k)).map(|(p, _)| *p));
+            touched.extend(
+                inner.installed.iter().filter(|(_, k)| k.is_some_and(|k| rerouted.contains(&k))).map(|(p, _)| *p),
+            );
+        }
         if release_held {
             touched.extend(inner.held.keys().copied());
         } else if !changed_keys.is_empty() {
@@ -439,28 +506,24 @@ impl Origins {
                 inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k))).map(|(p, _)| *p),
             );
         }
+        touched.sort_unstable();
+        touched.dedup();
+        let info_changed =
+            was.policies.iter().map(|(k, (_, i))| (k, i)).ne(inner.bgp.policies.iter().map(|(k, (_, i))| (k, i)));
         // A change of most of the table (the first batch, a resynchronisation
         // releasing everything) is cheaper as a whole apply, which takes the
         // merged map as the RIB's instead of recording each change.
         let size =
             inner.installed.len() + inner.tables.local(Origin::Static).len() + inner.tables.local(Origin::Agent).len();
         if touched.len() > WHOLE_FROM && touched.len() * 8 > size {
-            let result = self.apply_whole(inner, keep_held, None, false);
-            return match result {
-                Ok((report, installed)) => {
-                    if release_held {
-                        inner.held.clear();
-                        inner.held_policies.clear();
-                    }
-                    inner.installed = installed;
-                    self.save(inner);
-                    Ok(report)
-                }
-                Err(e) => {
-                    inner.bgp = old;
-                    Err(e)
-                }
-            };
+            let (report, installed) = self.apply_whole(inner, keep_held, None, false)?;
+            if release_held {
+                inner.held.clear();
+                inner.held_policies.clear();
+            }
+            inner.installed = installed;
+            self.save(inner);
+            return Ok(report);
         }
         let mut patch = Patch::new();
         let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::new();
@@ -476,37 +539,24 @@ impl Origins {
             installed.push((prefix, key));
             patch.insert(id, route);
         }
-        let result = self.rewrite_then_patch(&rewrites, &patch);
-        match result {
-            Ok(report) => {
-                let mut changed = release_held && !inner.held.is_empty();
-                if release_held {
-                    inner.held.clear();
-                    inner.held_policies.clear();
-                }
-                changed |= !installed.is_empty();
-                for (prefix, key) in installed {
-                    match key {
-                        Some(k) => inner.installed.insert(prefix, k),
-                        None => inner.installed.remove(&prefix),
-                    };
-                }
-                // What `routes` and `get` say of a policy (its preference, binding SID).
-                changed |= old.policies.iter().map(|(k, (_, i))| (k, i)).ne(inner
-                    .bgp
-                    .policies
-                    .iter()
-                    .map(|(k, (_, i))| (k, i)));
-                if changed {
-                    self.save(inner);
-                }
-                Ok(report)
-            }
-            Err(e) => {
-                inner.bgp = old;
-                Err(e)
-            }
+        let report = self.rewrite_then_patch(&rewrites, &patch)?;
+        let mut changed = release_held && !inner.held.is_empty();
+        if release_held {
+            inner.held.clear();
+            inner.held_policies.clear();
         }
+        changed |= !installed.is_empty();
+        for (prefix, key) in installed {
+            match key {
+                Some(k) => inner.installed.insert(prefix, k),
+                None => inner.installed.remove(&prefix),
+            };
+        }
+        // What `routes` and `get` say of a policy (its preference, binding SID).
+        if changed || info_changed {
+            self.save(inner);
+        }
+        Ok(report)
     }
 
     /// Rewrites the objects (new content, old content), then applies the

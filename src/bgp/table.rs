@@ -40,6 +40,9 @@ pub(super) struct Table {
     /// False until the first computation (and after a wholesale replacement):
     /// then everything is recomputed.
     incremental: bool,
+    /// What the steering moved since it was last taken: each prefix's
+    /// policy now (`None`: unsteered); `None` after a whole recomputation.
+    moved: Option<BTreeMap<IpNetwork, Option<PolicyKey>>>,
     /// This host's BGP identifier, which route targets must name.
     pub(super) router_id: Option<Ipv4Addr>,
     /// SR Policy paths not for this host, and why (each logged once).
@@ -272,11 +275,17 @@ impl Table {
                 }
             }
             for prefix in again {
-                let before = match self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected)) {
+                let now = self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected));
+                let before = match now {
                     Some(key) => self.steered.insert(prefix, key),
                     None => self.steered.remove(&prefix),
                 };
-                resteered |= before != self.steered.get(&prefix).copied();
+                if before != now {
+                    resteered = true;
+                    if let Some(moved) = self.moved.as_mut() {
+                        moved.insert(prefix, now);
+                    }
+                }
             }
         } else {
             self.steered = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
@@ -288,9 +297,17 @@ impl Table {
             }
             self.dirty.clear();
             self.incremental = true;
+            self.moved = None;
         }
         self.selected = selected;
         resteered
+    }
+
+    /// What the steering moved since the last call (prefix -> its policy
+    /// now, `None`: unsteered), or `None` when it was recomputed whole since
+    /// (then the whole table is to be handed over).
+    pub(super) fn take_moved(&mut self) -> Option<BTreeMap<IpNetwork, Option<PolicyKey>>> {
+        std::mem::replace(&mut self.moved, Some(BTreeMap::new()))
     }
 
     /// BGP's table from the last [`Table::steer_live`], with the gauges;
@@ -386,6 +403,7 @@ mod tests {
         let mut t = Table::default();
         let none = HashSet::new();
         let endpoint = |i: u64| -> IpAddr { IpAddr::from([192, 0, 2, 1 + (i % 2) as u8]) };
+        let mut mirror: BTreeMap<IpNetwork, PolicyKey> = BTreeMap::new();
         for step in 0..2000 {
             match next(6) {
                 0 | 1 => {
@@ -431,6 +449,19 @@ mod tests {
                     let selected = select(t.candidates.values().map(|e| &e.value));
                     let want = steer(t.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
                     assert_eq!(got, want, "step {step}");
+                    // What the learner hands over instead of the table: the moves.
+                    match t.take_moved() {
+                        Some(moved) => {
+                            for (p, k) in moved {
+                                match k {
+                                    Some(k) => mirror.insert(p, k),
+                                    None => mirror.remove(&p),
+                                };
+                            }
+                        }
+                        None => mirror = got,
+                    }
+                    assert_eq!(mirror, want, "step {step}: the moves replayed");
                 }
             }
         }
