@@ -307,7 +307,7 @@ impl Table {
     /// now, `None`: unsteered), or `None` when it was recomputed whole since
     /// (then the whole table is to be handed over).
     pub(super) fn take_moved(&mut self) -> Option<BTreeMap<IpNetwork, Option<PolicyKey>>> {
-        std::mem::replace(&mut self.moved, Some(BTreeMap::new()))
+        self.moved.replace(BTreeMap::new())
     }
 
     /// BGP's table from the last [`Table::steer_live`], with the gauges;
