@@ -41,7 +41,7 @@ fn model_run(precedence: Precedence) {
         let prefixes: Vec<IpNetwork> = (0..48).map(|i| format!("10.0.{i}.0/24").parse().unwrap()).collect();
         // A static route from before the origins existed.
         enc.set_route(&Route::new(prefixes[0], "777".parse().unwrap())).unwrap();
-        let origins = Origins::with_precedence(Arc::clone(&enc), None, precedence);
+        let origins = Origins::with_precedence(Arc::clone(&enc), precedence);
 
         let mut rng = StdRng::seed_from_u64(12);
         let mut local: BTreeMap<IpNetwork, (Route, Origin)> = BTreeMap::new();
@@ -243,7 +243,7 @@ fn a_policy_turning_invalid_points_its_routes_at_its_invalid_object() {
     common::in_netns("originsinv", |_| {
         // The LPM trie: its entries are the routes' own (DIR-24-8 paints tables).
         let enc = Arc::new(Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).load().expect("load"));
-        let origins = Origins::new(Arc::clone(&enc), None);
+        let origins = Origins::new(Arc::clone(&enc));
         // The covering route a packet would fall to were the BGP routes removed.
         origins.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), "777".parse().unwrap())).unwrap();
         let info = |color| PolicyInfo {
@@ -297,4 +297,66 @@ fn a_policy_turning_invalid_points_its_routes_at_its_invalid_object() {
         assert_eq!((top(&enc, "10.1.4.7"), top(&enc, "10.3.0.7")), (Some(16001), Some(16001)));
         assert!(enc.verify().unwrap().is_empty(), "{:?}", enc.verify());
     });
+}
+
+/// The origins live in the RIB's store with the routes: a second process
+/// (here a second adoption) sees which routes the agent set and which BGP
+/// taught, with the policy BGP described, and a new `Origins` holds BGP's
+/// routes until BGP teaches them again. No origins file is written.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn origins_survive_adoption_in_the_store() {
+    privileged("origins_survive_adoption_in_the_store");
+    use lnetd_host_encap::lab::VethLab;
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder()
+                .pinned()
+                .attach(VethLab::HOST_IF, lnetd_host_encap::XdpMode::Generic)
+                .expect("attach pinned");
+            enc.set_route(&Route::new("10.9.0.0/16".parse().unwrap(), "777".parse().unwrap())).unwrap();
+            let enc = Arc::new(enc);
+            let origins = Origins::new(Arc::clone(&enc));
+            origins
+                .set_route(Table::Main, &Route::new("10.8.0.0/16".parse().unwrap(), "888".parse().unwrap()))
+                .unwrap();
+            let info = PolicyInfo {
+                color: 7,
+                endpoint: key(7).endpoint,
+                preference: 200,
+                distinguisher: 3,
+                binding_sid: Some(24_007),
+                name: None,
+                enlp: None,
+            };
+            let mut t = BgpTable::default();
+            t.policies.insert(key(7), ("16007".parse::<Policy>().unwrap(), info));
+            t.routes.insert("10.7.0.0/16".parse().unwrap(), key(7));
+            origins.set_bgp(t, true).unwrap();
+            drop(origins);
+            drop(enc);
+
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+            let view = lnetd_host_encap::bgp::OriginsView::of(&enc);
+            let p = |s: &str| s.parse::<IpNetwork>().unwrap();
+            assert_eq!(view.origin(Table::Main, p("10.9.0.0/16")).0, Origin::Static);
+            assert_eq!(view.origin(Table::Main, p("10.8.0.0/16")).0, Origin::Agent);
+            let (origin, info) = view.origin(Table::Main, p("10.7.0.0/16"));
+            assert_eq!(origin, Origin::Bgp);
+            let info = info.expect("the policy BGP described");
+            assert_eq!((info.preference, info.binding_sid), (200, Some(24_007)));
+            // A new agent holds BGP's route and releases it when BGP no longer has it.
+            let enc = Arc::new(enc);
+            let origins = Origins::new(Arc::clone(&enc));
+            assert_eq!((origins.held_count(), origins.installed_count()), (1, 1));
+            origins.set_bgp(BgpTable::default(), true).unwrap();
+            let left: Vec<String> = enc.routes().unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            assert_eq!(left, ["10.8.0.0/16", "10.9.0.0/16"]);
+            assert!(enc.verify().unwrap().is_empty());
+            drop(origins);
+            Arc::try_unwrap(enc).expect("the last handle").detach().expect("detach");
+        })
+        .unwrap();
 }

@@ -15,7 +15,7 @@
 //! # async fn demo(enc: std::sync::Arc<lnetd_host_encap::Encapsulator>) {
 //! use std::sync::Arc;
 //! use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Origins};
-//! let origins = Arc::new(Origins::new(Arc::clone(&enc), None));
+//! let origins = Arc::new(Origins::new(Arc::clone(&enc)));
 //! let counters = Arc::new(BgpCounters::default());
 //! let (_stop, stopped) = tokio::sync::watch::channel(false);
 //! bgp::learn::run(BgpConfig::new("127.0.0.1:50052"), origins, counters, stopped).await;

@@ -11,15 +11,14 @@
 //! changed; an agent's route is one route write; only a whole `Apply` (or
 //! the configuration file) applies the whole table.
 //!
-//! The agent records the origins beside the dataplane's state
-//! (`/run/lnetd-host-encap/origins/net<netns>/<iface>/origins.json`), so the
-//! command's `routes` and `get` show them while the agent runs
-//! ([`OriginsView`]).
+//! The RIB records each installed route's origin with the route in its
+//! store (and what BGP's policies said, for `routes` and `get`), so a
+//! restarted agent knows which routes BGP taught and the command shows the
+//! origins ([`OriginsView::of`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnetwork::IpNetwork;
@@ -34,7 +33,7 @@ use crate::encapsulator::Encapsulator;
 use crate::error::RouteError;
 use crate::fib::apply::ApplyReport;
 use crate::rib::diff::Patch;
-use crate::rib::origins::OriginTables;
+use crate::rib::origins::{Noted, OriginTables};
 pub use crate::rib::origins::{Origin, Precedence, PrecedenceError};
 
 /// The SR policy a BGP route is steered into, as selected.
@@ -179,6 +178,24 @@ impl BgpTable {
 /// One route's key: table and prefix.
 type RouteId = (Table, IpNetwork);
 
+/// The route an id takes now.
+struct Selection {
+    route: Option<Route>,
+    /// What the RIB records of its origin (`None`: static, or no route).
+    noted: Option<Noted>,
+    /// `Some` when it is BGP's, with its policy.
+    bgp: Option<Option<PolicyKey>>,
+}
+
+/// What the RIB records of a route of `origin` (steered into `key`).
+fn noted(origin: Origin, key: Option<PolicyKey>) -> Option<Noted> {
+    match origin {
+        Origin::Static => None,
+        Origin::Agent => Some(Noted::Agent),
+        Origin::Bgp => Some(Noted::Bgp(key.map(|k| (k.color, k.endpoint)))),
+    }
+}
+
 /// Changed prefixes from which a BGP batch that changes most of the table
 /// is applied whole (below it a patch is always cheaper).
 const WHOLE_FROM: usize = 65_536;
@@ -213,8 +230,9 @@ impl Inner {
         })
     }
 
-    /// The route `id` takes now and whether it is BGP's (with its policy).
-    fn select(&self, id: &RouteId, held: bool, cache: &mut NamedCache) -> (Option<Route>, Option<Option<PolicyKey>>) {
+    /// The route `id` takes now, what the RIB records of its origin, and
+    /// whether it is BGP's (with its policy).
+    fn select(&self, id: &RouteId, held: bool, cache: &mut NamedCache) -> Selection {
         let mut key = None;
         let chosen = self.tables.select(id, || {
             let (route, k) = self.bgp_candidate(id.1, held, cache)?;
@@ -222,9 +240,11 @@ impl Inner {
             Some(route)
         });
         match chosen {
-            Some((Origin::Bgp, route)) => (Some(route.into_owned()), key),
-            Some((_, route)) => (Some(route.into_owned()), None),
-            None => (None, None),
+            Some((Origin::Bgp, route)) => {
+                Selection { route: Some(route.into_owned()), noted: noted(Origin::Bgp, key.flatten()), bgp: key }
+            }
+            Some((o, route)) => Selection { route: Some(route.into_owned()), noted: noted(o, None), bgp: None },
+            None => Selection { route: None, noted: None, bgp: None },
         }
     }
 
@@ -267,88 +287,48 @@ impl Inner {
 #[derive(Debug)]
 pub struct Origins {
     enc: Arc<Encapsulator>,
-    file: Option<PathBuf>,
     inner: Mutex<Inner>,
-    /// Origins-file writes: the last generation asked for, the last written.
-    saves: (std::sync::atomic::AtomicU64, Arc<Mutex<u64>>),
-}
-
-/// The origins file: what `routes` and `get` read.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct OriginsFile {
-    /// Routes set through the agent: (table, prefix).
-    agent: Vec<(u32, String)>,
-    /// The policies BGP routes use.
-    policies: Vec<PolicyInfo>,
-    /// Main-table prefixes holding a BGP route, with the index of their policy in `policies`.
-    bgp: Vec<(String, Option<usize>)>,
-}
-
-/// Where an interface's origins file is.
-///
-/// # Errors
-/// The namespace cannot be read.
-pub fn origins_path(iface: &str) -> std::io::Result<PathBuf> {
-    let ns = crate::sys::bpffs::netns_id()?;
-    Ok(crate::PinRoots::default().state.join("origins").join(format!("net{ns}")).join(iface).join("origins.json"))
-}
-
-/// Removes an interface's origins file (with the dataplane it describes);
-/// none is not an error.
-///
-/// # Errors
-/// The namespace cannot be read, or the file's directory cannot be removed.
-pub fn remove_origins_file(iface: &str) -> std::io::Result<()> {
-    let path = origins_path(iface)?;
-    let Some(dir) = path.parent() else { return Ok(()) };
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 impl Origins {
-    /// The origins of `enc`'s routes: those the last agent recorded in `file`
-    /// (routes it set, routes BGP taught), every other route `static`. Routes
-    /// BGP taught before are held (kept as they are) until the first
-    /// [`Origins::set_bgp`] with `release_held`. Local origins win over BGP.
-    pub fn new(enc: Arc<Encapsulator>, file: Option<PathBuf>) -> Origins {
-        Origins::with_precedence(enc, file, Precedence::default())
+    /// The origins of `enc`'s routes, as the RIB recorded them beside each
+    /// route (the routes the agent set, those BGP taught; every other route
+    /// `static`). Routes BGP taught before are held (kept as they are) until
+    /// the first [`Origins::set_bgp`] with `release_held`. Local origins win
+    /// over BGP.
+    pub fn new(enc: Arc<Encapsulator>) -> Origins {
+        Origins::with_precedence(enc, Precedence::default())
     }
 
     /// As [`Origins::new`], with the origins ranked by `precedence`.
-    pub fn with_precedence(enc: Arc<Encapsulator>, file: Option<PathBuf>, precedence: Precedence) -> Origins {
-        let recorded = file.as_deref().and_then(read_file).unwrap_or_default();
-        let agent: BTreeSet<RouteId> = recorded
-            .agent
-            .iter()
-            .filter_map(|(t, p)| Some((Table::alternate(*t).unwrap_or(Table::Main), p.parse().ok()?)))
-            .collect();
-        let bgp: BTreeMap<IpNetwork, Option<usize>> =
-            recorded.bgp.iter().filter_map(|(p, i)| Some((p.parse().ok()?, *i))).collect();
+    pub fn with_precedence(enc: Arc<Encapsulator>, precedence: Precedence) -> Origins {
+        let (noted, notes) = enc.origin_records();
+        let infos = read_notes(&notes);
         let mut inner = Inner { tables: OriginTables::new(precedence), ..Inner::default() };
         let (mut statics, mut agents) = (BTreeMap::new(), BTreeMap::new());
-        for ((table, prefix), route) in enc.valid_state().into_routes() {
-            if table == Table::Main {
-                if let Some(index) = bgp.get(&prefix) {
-                    let info = index.and_then(|i| recorded.policies.get(i));
-                    let key = info.map(|p| PolicyKey { color: p.color, endpoint: p.endpoint });
-                    if let (Some(k), Some(p)) = (key, info) {
-                        inner.held_policies.insert(k, p.clone());
+        for (id, route) in enc.valid_state().into_routes() {
+            match noted.get(&id) {
+                Some(Noted::Bgp(key)) if id.0 == Table::Main => {
+                    let key = key.map(|(color, endpoint)| PolicyKey { color, endpoint });
+                    if let Some(info) = key.and_then(|k| infos.get(&k)) {
+                        inner
+                            .held_policies
+                            .insert(PolicyKey { color: info.color, endpoint: info.endpoint }, info.clone());
                     }
-                    inner.held.insert(prefix, (route, key));
-                    inner.installed.insert(prefix, key);
-                    continue;
+                    inner.held.insert(id.1, (route, key));
+                    inner.installed.insert(id.1, key);
+                }
+                Some(Noted::Agent) => {
+                    agents.insert(id, route);
+                }
+                _ => {
+                    statics.insert(id, route);
                 }
             }
-            match agent.contains(&(table, prefix)) {
-                true => agents.insert((table, prefix), route),
-                false => statics.insert((table, prefix), route),
-            };
         }
         inner.tables.replace_local(Origin::Static, statics);
         inner.tables.replace_local(Origin::Agent, agents);
-        Origins { enc, file, inner: Mutex::new(inner), saves: Default::default() }
+        Origins { enc, inner: Mutex::new(inner) }
     }
 
     /// The precedence in force.
@@ -526,20 +506,24 @@ impl Origins {
             return Ok(report);
         }
         let mut patch = Patch::new();
+        let mut origins = crate::fib::apply::Origins::new();
         let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::new();
         let mut cache = NamedCache::new();
         for prefix in touched {
             let id = (Table::Main, prefix);
-            let (route, key) = inner.select(&id, keep_held, &mut cache);
+            let Selection { route, noted, bgp } = inner.select(&id, keep_held, &mut cache);
             let was_bgp = inner.installed.contains_key(&prefix);
-            if key.is_none() && !was_bgp {
+            if bgp.is_none() && !was_bgp {
                 // A local route holds it, before and after: nothing to write.
                 continue;
             }
-            installed.push((prefix, key));
+            installed.push((prefix, bgp));
             patch.insert(id, route);
+            if let Some(n) = noted {
+                origins.insert(id, n);
+            }
         }
-        let report = self.rewrite_then_patch(&rewrites, &patch)?;
+        let report = self.rewrite_then_patch(&rewrites, &patch, &origins)?;
         let mut changed = release_held && !inner.held.is_empty();
         if release_held {
             inner.held.clear();
@@ -561,7 +545,12 @@ impl Origins {
 
     /// Rewrites the objects (new content, old content), then applies the
     /// patch; on a refusal the objects are written back.
-    fn rewrite_then_patch(&self, rewrites: &[(Policy, Policy)], patch: &Patch) -> Result<ApplyReport, RouteError> {
+    fn rewrite_then_patch(
+        &self,
+        rewrites: &[(Policy, Policy)],
+        patch: &Patch,
+        origins: &crate::fib::apply::Origins,
+    ) -> Result<ApplyReport, RouteError> {
         let mut report = ApplyReport::default();
         let mut undo: Vec<&Policy> = Vec::new();
         let back = |undo: &[&Policy]| {
@@ -588,7 +577,7 @@ impl Origins {
         if patch.is_empty() {
             return Ok(report);
         }
-        match self.enc.apply_patch(patch) {
+        match self.enc.apply_patch(patch, origins) {
             Ok(r) => {
                 report.map_operations += r.map_operations;
                 report.unchanged += r.unchanged;
@@ -742,19 +731,25 @@ impl Origins {
             })
         };
         let undo = tables.change_local(changes, &candidate, &mut patch);
-        let mut done: Vec<(RouteId, Option<Route>)> = Vec::new();
+        // What the RIB records of the route `id` takes under `tables`.
+        let noted_of = |tables: &OriginTables, id: &RouteId| -> Option<Noted> {
+            let (origin, _) = tables.select(id, || candidate(id))?;
+            let key = bgp.routes.get(&id.1).copied().or_else(|| held.get(&id.1).and_then(|(_, k)| *k));
+            noted(origin, key)
+        };
+        let mut done: Vec<RouteId> = Vec::new();
         for (id, route) in &patch {
-            // What the kernel held: the selection before this change.
             let result = match route {
-                Some(r) => self.enc.set_route_in(id.0, r),
+                Some(r) => self.enc.set_route_from(id.0, r, noted_of(tables, id)),
                 None => self.enc.remove_in(id.0, id.1).map(|_| ()),
             };
             if let Err(e) = result {
                 tables.undo(undo);
-                for (id, _) in done.into_iter().rev() {
+                // What the kernel held: the selection before this change.
+                for id in done.into_iter().rev() {
                     let before = tables.select(&id, || candidate(&id)).map(|(_, r)| r.into_owned());
                     let back = match &before {
-                        Some(r) => self.enc.set_route_in(id.0, r),
+                        Some(r) => self.enc.set_route_from(id.0, r, noted_of(tables, &id)),
                         None => self.enc.remove_in(id.0, id.1).map(|_| ()),
                     };
                     if let Err(back) = back {
@@ -763,11 +758,11 @@ impl Origins {
                 }
                 return Err(e);
             }
-            done.push((*id, route.clone()));
+            done.push(*id);
         }
         let mut cache = NamedCache::new();
         for id in patch.keys().filter(|id| id.0 == Table::Main) {
-            match inner.select(id, true, &mut cache).1 {
+            match inner.select(id, true, &mut cache).bgp {
                 Some(key) => inner.installed.insert(id.1, key),
                 None => inner.installed.remove(&id.1),
             };
@@ -781,9 +776,7 @@ impl Origins {
     /// As [`Encapsulator::set_route_in`].
     pub fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         let mut guard = self.lock();
-        self.change_local(&mut guard, vec![(Origin::Agent, (table, route.prefix), Some(route.clone()))])?;
-        self.save(&guard);
-        Ok(())
+        self.change_local(&mut guard, vec![(Origin::Agent, (table, route.prefix), Some(route.clone()))])
     }
 
     /// Removes a static or agent route (both, where both origins have one);
@@ -805,7 +798,6 @@ impl Origins {
             return Ok(false);
         }
         self.change_local(&mut guard, changes)?;
-        self.save(&guard);
         Ok(true)
     }
 
@@ -850,7 +842,6 @@ impl Origins {
         match self.apply_whole(inner, true, Some(valid), dry_run) {
             Ok((report, installed)) if !dry_run => {
                 inner.installed = installed;
-                self.save(inner);
                 Ok(report)
             }
             result => {
@@ -872,63 +863,32 @@ impl Origins {
     ) -> Result<(ApplyReport, BTreeMap<IpNetwork, Option<PolicyKey>>), RouteError> {
         let candidates = inner.bgp_candidates(held);
         let keys: BTreeMap<IpNetwork, Option<PolicyKey>> = candidates.iter().map(|(p, _, k)| (*p, *k)).collect();
-        let (routes, from_bgp) = inner.tables.merge(candidates.into_iter().map(|(p, r, _)| (p, r)));
+        let (routes, from) = inner.tables.merge(candidates.into_iter().map(|(p, r, _)| (p, r)));
         let (sources, dscp) = match desired {
             Some(v) => (v.sources().clone(), *v.dscp()),
             None => (self.enc.sources().into_iter().collect(), self.enc.dscp_map()),
         };
         let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = match dry_run {
-            true => self.enc.apply_valid_dry_run(state)?,
-            false => self.enc.apply_valid_owned(state)?,
-        };
-        Ok((report, from_bgp.into_iter().map(|p| (p, keys.get(&p).copied().flatten())).collect()))
+        let key = |p: &IpNetwork| keys.get(p).copied().flatten();
+        let origins: crate::fib::apply::Origins =
+            from.iter().filter_map(|(id, o)| Some((*id, noted(*o, key(&id.1))?))).collect();
+        let report = self.enc.apply_from(state, dry_run, &origins)?;
+        let installed = from.into_iter().filter(|(_, o)| *o == Origin::Bgp).map(|(id, _)| (id.1, key(&id.1))).collect();
+        Ok((report, installed))
     }
 
-    /// Writes the origins file, on a thread of its own (a million routes take
-    /// a while to write, and forwarding does not depend on the file); a write
-    /// never replaces a newer one. A failure is logged.
+    /// Records what BGP's policies say (preference, binding SID, ...) in the
+    /// RIB, for `routes`, `get` and the next agent; a failure is logged (the
+    /// routes are right, only their description may be out of date).
     fn save(&self, inner: &Inner) {
-        let Some(path) = self.file.clone() else { return };
-        let installed = inner.installed.clone();
         let mut infos: BTreeMap<PolicyKey, PolicyInfo> = inner.held_policies.clone();
         infos.extend(inner.bgp.policies.iter().map(|(k, (_, i))| (*k, i.clone())));
-        let agent: Vec<(u32, String)> = inner
-            .local_origins()
-            .into_iter()
-            .filter(|(id, o)| *o == Origin::Agent && !(id.0 == Table::Main && installed.contains_key(&id.1)))
-            .map(|((t, p), _)| (t.id(), p.to_string()))
-            .collect();
-        let generation = self.saves.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let written = Arc::clone(&self.saves.1);
-        let writer = move || {
-            let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *last > generation {
-                return;
-            }
-            let mut policies: Vec<PolicyInfo> = Vec::new();
-            let mut index: BTreeMap<PolicyKey, usize> = BTreeMap::new();
-            let bgp = installed
-                .iter()
-                .map(|(prefix, key)| {
-                    let i = key.and_then(|k| {
-                        if let Some(i) = index.get(&k) {
-                            return Some(*i);
-                        }
-                        policies.push(infos.get(&k)?.clone());
-                        index.insert(k, policies.len() - 1);
-                        Some(policies.len() - 1)
-                    });
-                    (prefix.to_string(), i)
-                })
-                .collect();
-            if let Err(e) = write_file(&path, &OriginsFile { agent, policies, bgp }) {
-                log::warn!("writing {}: {e} (the origins shown by `routes` may be out of date)", path.display());
-            }
-            *last = generation;
+        let notes = match serde_json::to_vec(&infos.into_values().collect::<Vec<_>>()) {
+            Ok(n) => n,
+            Err(e) => return log::warn!("recording BGP's policies: {e}"),
         };
-        if let Err(e) = std::thread::Builder::new().name("origins-file".into()).spawn(writer) {
-            log::warn!("writing the origins file: no thread ({e})");
+        if let Err(e) = self.enc.set_origin_notes(notes) {
+            log::warn!("recording BGP's policies: {e} (the policies shown by `routes` may be out of date)");
         }
     }
 
@@ -946,23 +906,18 @@ impl Origins {
     }
 }
 
-fn read_file(path: &Path) -> Option<OriginsFile> {
-    let text = std::fs::read_to_string(path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(f) => Some(f),
+/// What the RIB recorded of BGP's policies, by policy.
+fn read_notes(notes: &[u8]) -> BTreeMap<PolicyKey, PolicyInfo> {
+    if notes.is_empty() {
+        return BTreeMap::new();
+    }
+    match serde_json::from_slice::<Vec<PolicyInfo>>(notes) {
+        Ok(infos) => infos.into_iter().map(|i| (PolicyKey { color: i.color, endpoint: i.endpoint }, i)).collect(),
         Err(e) => {
-            log::warn!("{} is not an origins file ({e}); every route counts as static", path.display());
-            None
+            log::warn!("the RIB's record of BGP's policies cannot be read ({e}); shown without their details");
+            BTreeMap::new()
         }
     }
-}
-
-fn write_file(path: &Path, file: &OriginsFile) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    crate::sys::bpffs::create_private_dir(dir)?;
-    let tmp = dir.join(format!(".origins.json.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(file).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The origins of the routes of one interface, as the agent last recorded
@@ -974,21 +929,23 @@ pub struct OriginsView {
 }
 
 impl OriginsView {
-    /// Reads what the agent recorded for `iface` (in the calling thread's
-    /// network namespace); empty when no agent with BGP recorded anything.
-    pub fn load(iface: &str) -> OriginsView {
-        let Some(file) = origins_path(iface).ok().as_deref().and_then(read_file) else {
-            return OriginsView::default();
-        };
+    /// The origins `enc`'s RIB records beside its routes: what the agent
+    /// (or the last one) set and what BGP taught; every other route is
+    /// `static`.
+    pub fn of(enc: &Encapsulator) -> OriginsView {
+        let (noted, notes) = enc.origin_records();
+        let infos = read_notes(&notes);
         let mut view = OriginsView::default();
-        for (t, p) in &file.agent {
-            if let Ok(p) = p.parse() {
-                view.local.insert((Table::alternate(*t).unwrap_or(Table::Main), p), Origin::Agent);
-            }
-        }
-        for (p, i) in &file.bgp {
-            if let Ok(p) = p.parse() {
-                view.bgp.insert(p, i.and_then(|i| file.policies.get(i)).cloned());
+        for (id, o) in noted {
+            match o {
+                Noted::Agent => {
+                    view.local.insert(id, Origin::Agent);
+                }
+                Noted::Bgp(key) if id.0 == Table::Main => {
+                    let info = key.and_then(|(color, endpoint)| infos.get(&PolicyKey { color, endpoint })).cloned();
+                    view.bgp.insert(id.1, info);
+                }
+                Noted::Bgp(_) => {}
             }
         }
         view
@@ -1031,7 +988,8 @@ mod tests {
         inner.tables.replace_local(Origin::Agent, agent);
         let merge = |inner: &Inner| {
             let (routes, from_bgp) = inner.tables.merge(inner.bgp_candidates(true).into_iter().map(|(p, r, _)| (p, r)));
-            (routes, from_bgp.into_iter().map(|p| (p, ())).collect::<BTreeMap<IpNetwork, ()>>())
+            let bgp = from_bgp.into_iter().filter(|(_, o)| *o == Origin::Bgp).map(|(id, _)| (id.1, ()));
+            (routes, bgp.collect::<BTreeMap<IpNetwork, ()>>())
         };
         let mut bgp = BgpTable::default();
         bgp.policies.insert(key, ("17001".parse().unwrap(), info));

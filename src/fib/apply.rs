@@ -28,7 +28,12 @@ use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
 use crate::rib::diff::{self, Patch, Plan};
+use crate::rib::origins::Noted;
+use crate::rib::tracked::Tracked;
 use crate::rib::{Rib, RouteId};
+
+/// The origin of each route that is not static.
+pub(crate) type Origins = BTreeMap<RouteId, Noted>;
 
 /// What an apply did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -206,6 +211,17 @@ struct Outcome {
 impl Fib {
     /// Makes the tables equal to `desired` (see the module docs for the order).
     pub(crate) fn apply(&self, desired: Desired<'_>, dry_run: bool) -> Result<ApplyReport, RouteError> {
+        self.apply_from(desired, dry_run, None)
+    }
+
+    /// As [`Fib::apply`], recording each route's origin in the same commit
+    /// (`origins`: the routes that are not static; `None`: all static).
+    pub(crate) fn apply_from(
+        &self,
+        desired: Desired<'_>,
+        dry_run: bool,
+        origins: Option<&Origins>,
+    ) -> Result<ApplyReport, RouteError> {
         let mut rib = self.locked(!dry_run)?;
         let started = std::time::Instant::now();
         let plan = desired.plan(&rib);
@@ -264,7 +280,7 @@ impl Fib {
                     set_aside: plan.set_aside.into_iter().map(|(r, _)| r.clone()).collect(),
                     set_aside_removed: plan.set_aside_removed,
                 };
-                commit(&mut rib, outcome, desired);
+                commit(&mut rib, outcome, desired, origins);
                 let committed = started.elapsed();
                 if let Err(e) = self.write_settings(&rib) {
                     // Sources were written before; the count only saves a lookup when zero.
@@ -504,7 +520,8 @@ fn report_of(plan: &Plan) -> ApplyReport {
 
 /// Records an applied plan in the RIB (the kernel accepted all of it): the
 /// RIB's tables become the desired ones.
-fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
+fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>, origins: Option<&Origins>) {
+    let origin = |id: &RouteId| origins.and_then(|o| o.get(id)).copied();
     for o in outcome.objects.by_name.into_values() {
         objects::record(rib, o.id, &o.policy, o.tc, o.lists);
     }
@@ -535,6 +552,10 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
         Some(changed) => {
             for id in &outcome.removes {
                 rib.routes.remove(id);
+                rib.origin_of.remove(id);
+            }
+            for (id, _) in &changed {
+                super::note_origin(rib, *id, origin(id));
             }
             rib.routes.extend(changed);
         }
@@ -546,6 +567,9 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
                 Desired::Patch(_) => None,
             };
             if let Some(routes) = whole {
+                let noted = routes.keys().filter_map(|id| Some((*id, origin(id)?))).collect();
+                rib.origin_of = Tracked::clean(noted);
+                rib.origin_of.dirty.mark_all();
                 rib.routes = routes.into();
                 // The desired routes for host addresses are set aside, never in the tries.
                 let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();

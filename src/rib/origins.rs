@@ -19,9 +19,13 @@
 //! A change of any origin becomes a [`Patch`] of the ids whose selected
 //! route changed, which the FIB applies at the cost of those changes alone.
 
+// Without BGP the agent writes its routes straight through: nothing ranks them.
+#![cfg_attr(not(feature = "bgp"), allow(dead_code))]
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +61,15 @@ impl fmt::Display for Origin {
             Origin::Bgp => "bgp",
         })
     }
+}
+
+/// A route's origin as the RIB records it beside the route (a `static`
+/// route records nothing): the agent's, or BGP's with the (color,
+/// endpoint) of the policy it is steered into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Noted {
+    Agent,
+    Bgp(Option<(u32, IpAddr)>),
 }
 
 /// Text that is not an origin precedence.
@@ -256,19 +269,19 @@ impl OriginTables {
     }
 
     /// Every selected route, with BGP's candidates `bgp` (main-table
-    /// prefixes, sorted or not), and the prefixes that took BGP's: for an
-    /// apply of the whole state.
+    /// prefixes, sorted or not), and the origin of each that is not static:
+    /// for an apply of the whole state.
     pub(crate) fn merge(
         &self,
         bgp: impl Iterator<Item = (ipnetwork::IpNetwork, Route)>,
-    ) -> (BTreeMap<RouteId, Route>, Vec<ipnetwork::IpNetwork>) {
+    ) -> (BTreeMap<RouteId, Route>, Vec<(RouteId, Origin)>) {
         // Gathered, then built in bulk (sorting is cheap next to a million
         // one-by-one inserts); lower precedence first, so that a higher
         // one's route replaces it.
         let mut routes: Vec<(RouteId, Route, Origin)> = Vec::new();
         let mut order = self.precedence.0;
         order.reverse();
-        let mut from_bgp = Vec::new();
+        let mut from = Vec::new();
         let mut bgp = Some(bgp);
         for origin in order {
             match origin {
@@ -299,11 +312,11 @@ impl OriginTables {
             }
         }
         for ((id, _), origin) in merged.iter().zip(&origins) {
-            if *origin == Origin::Bgp {
-                from_bgp.push(id.1);
+            if *origin != Origin::Static {
+                from.push((*id, *origin));
             }
         }
-        (merged.into_iter().collect(), from_bgp)
+        (merged.into_iter().collect(), from)
     }
 }
 
@@ -374,13 +387,13 @@ mod tests {
         t.change_local([(Origin::Static, id("10.0.0.0/8"), Some(route("10.0.0.0/8", "100")))], &none, &mut patch);
         t.change_local([(Origin::Agent, id("10.1.0.0/16"), Some(route("10.1.0.0/16", "200")))], &none, &mut patch);
         let bgp = ["10.0.0.0/8", "10.2.0.0/16"].map(|p| (p.parse().unwrap(), route(p, "17001")));
-        let (routes, from_bgp) = t.merge(bgp.clone().into_iter());
+        let (routes, from) = t.merge(bgp.clone().into_iter());
         let got: Vec<String> = routes.values().map(|r| format!("{} {}", r.prefix, r.policy)).collect();
         assert_eq!(got, ["10.0.0.0/8 100", "10.1.0.0/16 200", "10.2.0.0/16 17001"]);
-        assert_eq!(from_bgp, ["10.2.0.0/16".parse::<ipnetwork::IpNetwork>().unwrap()]);
+        assert_eq!(from, [(id("10.1.0.0/16"), Origin::Agent), (id("10.2.0.0/16"), Origin::Bgp)]);
         let t = OriginTables { precedence: "bgp,agent,static".parse().unwrap(), ..t };
-        let (routes, from_bgp) = t.merge(bgp.into_iter());
+        let (routes, from) = t.merge(bgp.into_iter());
         assert_eq!(routes[&id("10.0.0.0/8")].policy.to_string(), "17001");
-        assert_eq!(from_bgp.len(), 2);
+        assert_eq!(from.iter().filter(|(_, o)| *o == Origin::Bgp).count(), 2);
     }
 }

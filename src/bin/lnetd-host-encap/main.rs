@@ -366,12 +366,18 @@ impl BgpArgs {
     }
 }
 
-/// Where each route came from, as the agent recorded it.
-fn origins(iface: &str) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
+/// The origin of a route where nothing ranks origins (an agent without BGP
+/// or static routes in its file answers for none): `static`.
+fn static_origin(_table: Table, _prefix: IpNetwork) -> (String, Option<String>, Option<u32>) {
+    ("static".to_owned(), None, None)
+}
+
+/// Where each route came from, as the RIB records it beside each route.
+fn origins(enc: &Encapsulator) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
     #[cfg(feature = "bgp")]
-    let view = lnetd_host_encap::bgp::OriginsView::load(iface);
+    let view = lnetd_host_encap::bgp::OriginsView::of(enc);
     #[cfg(not(feature = "bgp"))]
-    let _ = iface;
+    let _ = enc;
     move |_table, _prefix| {
         #[cfg(feature = "bgp")]
         {
@@ -615,11 +621,6 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
-            // The agent's record of which routes BGP taught goes with the routes.
-            #[cfg(feature = "bgp")]
-            if let Err(e) = lnetd_host_encap::bgp::origins::remove_origins_file(iface) {
-                log::warn!("removing {iface}'s origins file: {e}");
-            }
             println!("detached from {iface}; pins removed");
         }
         Command::Upgrade => {
@@ -667,7 +668,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, false)?;
             let routes = enc.counted_routes()?;
             let sources = enc.sources();
-            let origin = origins(iface);
+            let origin = origins(enc);
             if output::json(json) {
                 output::print_routes(iface, &routes, &sources, &origin)?;
             } else {
@@ -691,7 +692,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let explanation = enc.explain(&probe)?;
             if output::json(false) {
                 let origin = explanation.route.as_ref().map(|(table, route)| {
-                    let (from, bgp, _) = origins(iface)(*table, route.prefix);
+                    let (from, bgp, _) = origins(enc)(*table, route.prefix);
                     bgp.unwrap_or(from)
                 });
                 let verdict = output::Verdict {
@@ -708,7 +709,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
             println!("{explanation}");
             if let Some((table, route)) = &explanation.route {
-                let (from, bgp, _) = origins(iface)(*table, route.prefix);
+                let (from, bgp, _) = origins(enc)(*table, route.prefix);
                 println!("origin: {}", bgp.unwrap_or(from));
             }
         }
