@@ -524,12 +524,11 @@ impl Origins {
             }
         }
         let report = self.rewrite_then_patch(&rewrites, &patch, &origins)?;
-        let mut changed = release_held && !inner.held.is_empty();
+        let released = release_held && !inner.held_policies.is_empty();
         if release_held {
             inner.held.clear();
             inner.held_policies.clear();
         }
-        changed |= !installed.is_empty();
         for (prefix, key) in installed {
             match key {
                 Some(k) => inner.installed.insert(prefix, k),
@@ -537,7 +536,7 @@ impl Origins {
             };
         }
         // What `routes` and `get` say of a policy (its preference, binding SID).
-        if changed || info_changed {
+        if info_changed || released {
             self.save(inner);
         }
         Ok(report)
