@@ -144,7 +144,7 @@ fn agent_only(routes: u32, policies: u32) {
         "dataplane {}",
         if lab.is_some() { "attached and pinned (state file after each apply)" } else { "loaded, not pinned" }
     );
-    let origins = Origins::new(Arc::clone(&enc), None);
+    let origins = Origins::new(Arc::clone(&enc));
     let table = |first_label: u32| {
         let mut t = BgpTable::default();
         for color in 1..=policies {
@@ -359,7 +359,7 @@ fn main() {
         .run(move || {
             std::thread::spawn(move || {
                 let enc = Arc::new(Encapsulator::builder().load().expect("load the dataplane"));
-                let origins = Arc::new(Origins::new(Arc::clone(&enc), None));
+                let origins = Arc::new(Origins::new(Arc::clone(&enc)));
                 let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
                 rt.block_on(bgp::learn::run(BgpConfig::new(API), origins, c, stopped));
                 enc

@@ -967,6 +967,51 @@ impl Encapsulator {
         Ok(report)
     }
 
+    /// Applies the routes that change (an origin's delta), sources and DSCP
+    /// table as they are: batched, ordered and undone on refusal like an
+    /// apply, at the cost of the changes alone (no diff of the table).
+    pub(crate) fn apply_patch(
+        &self,
+        patch: &crate::rib::diff::Patch,
+        origins: &crate::fib::apply::Origins,
+    ) -> Result<ApplyReport, RouteError> {
+        let report = self.fib.apply_from(Desired::Patch(patch), false, Some(origins))?;
+        log::debug!("patch: {report}");
+        Ok(report)
+    }
+
+    /// As [`Encapsulator::apply_valid_owned`] (or its dry run), recording
+    /// the routes' origins (those absent are static).
+    pub(crate) fn apply_from(
+        &self,
+        desired: ValidState,
+        dry_run: bool,
+        origins: &crate::fib::apply::Origins,
+    ) -> Result<ApplyReport, RouteError> {
+        self.fib.apply_from(Desired::Owned(desired), dry_run, Some(origins))
+    }
+
+    /// As [`Encapsulator::set_route_in`], recording the route's origin (`None`: static).
+    pub(crate) fn set_route_from(
+        &self,
+        table: Table,
+        route: &Route,
+        origin: Option<crate::rib::origins::Noted>,
+    ) -> Result<(), RouteError> {
+        self.fib.set_route_from(table, route, origin)
+    }
+
+    /// The origins the RIB records: of each route that is not static, and
+    /// what the origins said of BGP's policies.
+    pub(crate) fn origin_records(&self) -> (crate::fib::apply::Origins, Vec<u8>) {
+        self.fib.read(|rib| (rib.origin_of.iter().map(|(id, o)| (*id, *o)).collect(), rib.origin_notes.clone()))
+    }
+
+    /// Replaces what the origins say of BGP's policies (durable like a change).
+    pub(crate) fn set_origin_notes(&self, notes: Vec<u8>) -> Result<(), RouteError> {
+        self.fib.set_origin_notes(notes)
+    }
+
     /// As [`Encapsulator::apply_dry_run`], for a state already validated.
     ///
     /// # Errors

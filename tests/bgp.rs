@@ -192,16 +192,12 @@ impl Lab {
     }
 }
 
-/// Removes the agents' origins file and local socket for the lab's namespace (an agent keeps
-/// it across restarts; the namespace, and so its directory, is the test's own).
+/// Removes the agents' local socket for the lab's namespace (the namespace,
+/// and so its directory, is the test's own).
 struct OriginsGuard<'a>(&'a Netns);
 
 impl Drop for OriginsGuard<'_> {
     fn drop(&mut self) {
-        let dir = self.0.run(|| lnetd_host_encap::bgp::origins::origins_path(VethLab::HOST_IF));
-        if let Some(ns_dir) = dir.ok().and_then(Result::ok).as_deref().and_then(|f| f.parent()?.parent()) {
-            let _ = std::fs::remove_dir_all(ns_dir);
-        }
         // An agent killed with SIGKILL leaves its local socket (and the
         // namespace's directory of sockets) behind.
         let socket = self.0.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF));
@@ -402,7 +398,6 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
 
     // Where it came from: `routes` (text and JSON) and `get`.
     let text = "policy color 100 endpoint 192.0.2.1 preference 200, from BGP (binding SID 24002)";
-    // (The agent writes the origins file on a thread of its own: give it a moment.)
     let mut routes = String::new();
     wait_for(Duration::from_secs(2), "the origin in `routes`", || {
         routes = cli(&lab, &["routes"]);

@@ -1,7 +1,9 @@
-//! The per-origin merge against a real (loaded, unattached) dataplane: 300
-//! random steps of BGP tables replaced (patched in place after the first),
-//! agent routes set and removed, BGP routes held over a resynchronisation and
-//! released; after every step the dataplane's routes and the origins shown
+//! The per-origin merge against a real (loaded, unattached) dataplane, under
+//! the default precedence and with BGP first: 300 random steps of BGP tables
+//! replaced (whole, or as the moves the learner hands over), agent routes set
+//! and removed, BGP routes held over a resynchronisation and released,
+//! policies turning invalid (their routes onto the invalid object) and valid
+//! again; after every step the dataplane's routes and the origins shown
 //! equal a model written here from the rules (a local route wins its prefix,
 //! then BGP's current table, then what is held), and every 25 steps the
 //! kernel's maps match the RIB.
@@ -13,7 +15,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use common::privileged;
-use lnetd_host_encap::bgp::{BgpTable, Origin, Origins, PolicyInfo, PolicyKey};
+use lnetd_host_encap::bgp::{object_name, BgpTable, Origin, Origins, PolicyInfo, PolicyKey, Precedence};
+use lnetd_host_encap::encap::Ipv4Lookup;
+use lnetd_host_encap::testing::map_entries;
 use lnetd_host_encap::{Encapsulator, IpNetwork, Policy, Route, Table};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,18 +30,25 @@ fn key(color: u32) -> PolicyKey {
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn origins_merge_matches_a_model_through_random_changes() {
     privileged("origins_merge_matches_a_model_through_random_changes");
+    model_run(Precedence::default());
+    // The precedence turned round: BGP's route wins where it has one.
+    model_run("bgp,agent,static".parse().unwrap());
+}
+
+fn model_run(precedence: Precedence) {
+    let bgp_first = precedence.order()[0] == Origin::Bgp;
     common::in_netns("origins", |_| {
         let enc = Arc::new(Encapsulator::builder().load().expect("load"));
         let prefixes: Vec<IpNetwork> = (0..48).map(|i| format!("10.0.{i}.0/24").parse().unwrap()).collect();
         // A static route from before the origins existed.
         enc.set_route(Table::Main, &Route::new(prefixes[0], "777".parse().unwrap())).unwrap();
-        let origins = Origins::new(Arc::clone(&enc), None);
+        let origins = Origins::with_precedence(Arc::clone(&enc), precedence);
 
         let mut rng = StdRng::seed_from_u64(12);
         let mut local: BTreeMap<IpNetwork, (Route, Origin)> = BTreeMap::new();
         local.insert(prefixes[0], (Route::new(prefixes[0], "777".parse().unwrap()), Origin::Static));
         let mut bgp: BTreeMap<IpNetwork, Route> = BTreeMap::new();
-        let mut held: BTreeMap<IpNetwork, Route> = BTreeMap::new();
+        let mut held: BTreeMap<IpNetwork, (Route, PolicyKey)> = BTreeMap::new();
         let random_table = |rng: &mut StdRng, step: u32| {
             let mut t = BgpTable::default();
             for color in 1..=5u32 {
@@ -56,10 +67,14 @@ fn origins_merge_matches_a_model_through_random_changes() {
                         name: None,
                         enlp: None,
                     };
-                    t.policies.insert(key(color), (lists.parse::<Policy>().unwrap(), info));
+                    if rng.random_bool(0.15) {
+                        t.invalid.insert(key(color));
+                    } else {
+                        t.policies.insert(key(color), (lists.parse::<Policy>().unwrap(), info));
+                    }
                 }
             }
-            let colors: Vec<u32> = t.policies.keys().map(|k| k.color).collect();
+            let colors: Vec<u32> = t.policies.keys().chain(&t.invalid).map(|k| k.color).collect();
             if !colors.is_empty() {
                 for p in &prefixes {
                     if rng.random_bool(0.6) {
@@ -70,12 +85,33 @@ fn origins_merge_matches_a_model_through_random_changes() {
             t
         };
         let routes_of = |t: &BgpTable| -> BTreeMap<IpNetwork, Route> {
-            t.routes.iter().map(|(p, k)| (*p, Route::with_policy(*p, t.policies[k].0.clone()))).collect()
+            let policy = |k: &PolicyKey| match t.policies.get(k) {
+                Some((p, _)) => p.clone(),
+                None => Policy::invalid(&object_name(k, false)).unwrap(),
+            };
+            t.routes.iter().map(|(p, k)| (*p, Route::with_policy(*p, policy(k)))).collect()
         };
 
         let mut last = BgpTable::default();
         for step in 0..300u32 {
             match rng.random_range(0..11) {
+                0..=3 if rng.random_bool(0.5) => {
+                    // What the learner hands over when it holds the last
+                    // table: only the prefixes whose steering moved.
+                    let t = random_table(&mut rng, step);
+                    let mut moved = BTreeMap::new();
+                    for (p, k) in &last.routes {
+                        if t.routes.get(p) != Some(k) {
+                            moved.insert(*p, t.routes.get(p).copied());
+                        }
+                    }
+                    for (p, k) in &t.routes {
+                        moved.entry(*p).or_insert(Some(*k));
+                    }
+                    bgp = routes_of(&t);
+                    last = t.clone();
+                    origins.update_bgp(moved, t.policies, t.invalid).unwrap();
+                }
                 0..=3 => {
                     let t = random_table(&mut rng, step);
                     bgp = routes_of(&t);
@@ -85,7 +121,8 @@ fn origins_merge_matches_a_model_through_random_changes() {
                 }
                 10 => {
                     // A batch that steers no route again: other lists for the
-                    // same policies, handed over alone (shared objects, one write each).
+                    // same policies, some turning invalid or valid again,
+                    // handed over alone (shared objects, one write each).
                     let other = random_table(&mut rng, step);
                     let mut t = last.clone();
                     for (k, (p, _)) in t.policies.iter_mut() {
@@ -93,15 +130,37 @@ fn origins_merge_matches_a_model_through_random_changes() {
                             *p = q.clone();
                         }
                     }
+                    let known: Vec<PolicyKey> = t.policies.keys().chain(&t.invalid).copied().collect();
+                    for k in known {
+                        if !rng.random_bool(0.2) {
+                            continue;
+                        }
+                        if t.policies.remove(&k).is_some() {
+                            t.invalid.insert(k);
+                        } else {
+                            t.invalid.remove(&k);
+                            let info = PolicyInfo {
+                                color: k.color,
+                                endpoint: k.endpoint,
+                                preference: 100,
+                                distinguisher: 1,
+                                binding_sid: None,
+                                name: None,
+                                enlp: None,
+                            };
+                            t.policies.insert(k, (format!("{}", 16_500 + step).parse::<Policy>().unwrap(), info));
+                        }
+                    }
                     bgp = routes_of(&t);
                     origins.set_bgp_policies(t.policies.clone(), t.invalid.clone()).unwrap();
                     last = t;
                 }
                 4 => {
-                    // A resynchronisation under `keep`: what is installed from BGP is held.
+                    // A resynchronisation under `keep`: what is installed from BGP is held
+                    // (under the local routes, unless BGP comes first).
                     for (p, r) in &bgp {
-                        if !local.contains_key(p) {
-                            held.insert(*p, r.clone());
+                        if bgp_first || !local.contains_key(p) {
+                            held.insert(*p, (r.clone(), last.routes[p]));
                         }
                     }
                     origins.hold_installed();
@@ -124,11 +183,22 @@ fn origins_merge_matches_a_model_through_random_changes() {
             }
             let mut expected: BTreeMap<IpNetwork, (String, Origin)> = BTreeMap::new();
             for p in &prefixes {
-                let chosen = local
-                    .get(p)
-                    .map(|(r, o)| (r.clone(), *o))
-                    .or_else(|| bgp.get(p).map(|r| (r.clone(), Origin::Bgp)))
-                    .or_else(|| held.get(p).map(|r| (r.clone(), Origin::Bgp)));
+                let from_local = || local.get(p).map(|(r, o)| (r.clone(), *o));
+                let from_bgp = || {
+                    bgp.get(p).map(|r| (r.clone(), Origin::Bgp)).or_else(|| {
+                        // A held route on a policy now invalid goes onto its invalid object.
+                        held.get(p).map(|(r, k)| match last.invalid.contains(k) {
+                            true => {
+                                (Route::with_policy(*p, Policy::invalid(&object_name(k, false)).unwrap()), Origin::Bgp)
+                            }
+                            false => (r.clone(), Origin::Bgp),
+                        })
+                    })
+                };
+                let chosen = match bgp_first {
+                    true => from_bgp().or_else(from_local),
+                    false => from_local().or_else(from_bgp),
+                };
                 if let Some((r, o)) = chosen {
                     expected.insert(*p, (r.policy.to_string(), o));
                 }
@@ -148,4 +218,149 @@ fn origins_merge_matches_a_model_through_random_changes() {
             }
         }
     });
+}
+
+/// The top label `enc` pushes on a UDP packet to `dst` (`None`: unlabelled).
+fn top(enc: &Encapsulator, dst: &str) -> Option<u32> {
+    let run = enc
+        .diagnostics()
+        .test_run(&common::frame(dst).l4(common::L4::Udp { sport: 2000, dport: 443 }).build().bytes)
+        .unwrap();
+    match run.action {
+        lnetd_host_encap::diagnostics::XdpAction::Tx => {
+            Some(lnetd_host_encap::labels::decode_stack(&run.frame[14..]).expect("labels").0[0].label)
+        }
+        lnetd_host_encap::diagnostics::XdpAction::Pass => None,
+        other => panic!("{dst}: {other:?}"),
+    }
+}
+
+/// A BGP policy that becomes invalid keeps its routes on its object, now
+/// invalid: one policy write through the fast path, no route entry
+/// rewritten, and their packets go unlabelled rather than by a covering
+/// static route (which would send them where BGP never said). Valid again:
+/// one write, labelled again.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_policy_turning_invalid_points_its_routes_at_its_invalid_object() {
+    privileged("a_policy_turning_invalid_points_its_routes_at_its_invalid_object");
+    common::in_netns("originsinv", |_| {
+        // The LPM trie: its entries are the routes' own (DIR-24-8 paints tables).
+        let enc = Arc::new(Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).load().expect("load"));
+        let origins = Origins::new(Arc::clone(&enc));
+        // The covering route a packet would fall to were the BGP routes removed.
+        origins.set_route(Table::Main, &Route::new("10.0.0.0/8".parse().unwrap(), "777".parse().unwrap())).unwrap();
+        let info = |color| PolicyInfo {
+            color,
+            endpoint: key(color).endpoint,
+            preference: 100,
+            distinguisher: 1,
+            binding_sid: None,
+            name: None,
+            enlp: None,
+        };
+        let mut t = BgpTable::default();
+        t.policies.insert(key(1), ("16001".parse::<Policy>().unwrap(), info(1)));
+        t.policies.insert(key(2), ("16002".parse::<Policy>().unwrap(), info(2)));
+        for i in 0..200u32 {
+            t.routes.insert(format!("10.1.{i}.0/24").parse().unwrap(), key(1 + i % 2));
+        }
+        origins.set_bgp(t.clone(), true).unwrap();
+        assert_eq!((top(&enc, "10.1.4.7"), top(&enc, "10.1.5.7")), (Some(16001), Some(16002)));
+        let routes_before = map_entries(&enc, "routes_v4").unwrap();
+        assert_eq!(routes_before.len(), 201);
+
+        // Policy 1 loses its last valid candidate path: invalid.
+        let mut invalid = t.policies.clone();
+        invalid.remove(&key(1));
+        let report = origins.set_bgp_policies(invalid.clone(), [key(1)].into()).unwrap();
+        assert_eq!(report.map_operations, 1, "one object write: {report}");
+        assert_eq!(map_entries(&enc, "routes_v4").unwrap(), routes_before, "no route entry rewritten");
+        assert_eq!(top(&enc, "10.1.4.7"), None, "unlabelled, not by the covering 777");
+        assert_eq!(top(&enc, "10.1.5.7"), Some(16002), "the other policy untouched");
+        assert_eq!(top(&enc, "10.2.0.1"), Some(777));
+        let view = origins.view();
+        let on_invalid: Vec<Route> =
+            enc.routes(Table::Main).unwrap().into_iter().filter(|r| r.policy.to_string() == "invalid").collect();
+        assert_eq!(on_invalid.len(), 100, "the routes stay, on the invalid object");
+        assert!(on_invalid.iter().all(|r| view.origin(Table::Main, r.prefix).0 == Origin::Bgp));
+        assert!(enc.diagnostics().verify().unwrap().is_empty(), "{:?}", enc.diagnostics().verify());
+
+        // A full path while invalid (a route added) keeps them there, and
+        // the new route joins them.
+        let mut full = BgpTable { routes: t.routes.clone(), policies: invalid, invalid: [key(1)].into() };
+        full.routes.insert("10.3.0.0/24".parse().unwrap(), key(1));
+        origins.set_bgp(full, false).unwrap();
+        assert_eq!((top(&enc, "10.1.4.7"), top(&enc, "10.3.0.7")), (None, None));
+
+        // Valid again, through the fast path: one write, labelled again.
+        let report = origins.set_bgp_policies(t.policies.clone(), Default::default()).unwrap();
+        // The object, and the counter slot of its list (new: zeroed).
+        assert_eq!(report.map_operations, 2, "{report}");
+        assert_eq!(map_entries(&enc, "routes_v4").unwrap().len(), routes_before.len() + 1);
+        assert_eq!((top(&enc, "10.1.4.7"), top(&enc, "10.3.0.7")), (Some(16001), Some(16001)));
+        assert!(enc.diagnostics().verify().unwrap().is_empty(), "{:?}", enc.diagnostics().verify());
+    });
+}
+
+/// The origins live in the RIB's store with the routes: a second process
+/// (here a second adoption) sees which routes the agent set and which BGP
+/// taught, with the policy BGP described, and a new `Origins` holds BGP's
+/// routes until BGP teaches them again. No origins file is written.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn origins_survive_adoption_in_the_store() {
+    privileged("origins_survive_adoption_in_the_store");
+    use lnetd_host_encap::testing::lab::VethLab;
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder()
+                .pinned()
+                .attach(VethLab::HOST_IF, lnetd_host_encap::XdpMode::Generic)
+                .expect("attach pinned");
+            enc.set_route(Table::Main, &Route::new("10.9.0.0/16".parse().unwrap(), "777".parse().unwrap())).unwrap();
+            let enc = Arc::new(enc);
+            let origins = Origins::new(Arc::clone(&enc));
+            origins
+                .set_route(Table::Main, &Route::new("10.8.0.0/16".parse().unwrap(), "888".parse().unwrap()))
+                .unwrap();
+            let info = PolicyInfo {
+                color: 7,
+                endpoint: key(7).endpoint,
+                preference: 200,
+                distinguisher: 3,
+                binding_sid: Some(24_007),
+                name: None,
+                enlp: None,
+            };
+            let mut t = BgpTable::default();
+            t.policies.insert(key(7), ("16007".parse::<Policy>().unwrap(), info));
+            t.routes.insert("10.7.0.0/16".parse().unwrap(), key(7));
+            origins.set_bgp(t, true).unwrap();
+            drop(origins);
+            drop(enc);
+
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+            let view = lnetd_host_encap::bgp::OriginsView::of(&enc);
+            let p = |s: &str| s.parse::<IpNetwork>().unwrap();
+            assert_eq!(view.origin(Table::Main, p("10.9.0.0/16")).0, Origin::Static);
+            assert_eq!(view.origin(Table::Main, p("10.8.0.0/16")).0, Origin::Agent);
+            let (origin, info) = view.origin(Table::Main, p("10.7.0.0/16"));
+            assert_eq!(origin, Origin::Bgp);
+            let info = info.expect("the policy BGP described");
+            assert_eq!((info.preference, info.binding_sid), (200, Some(24_007)));
+            // A new agent holds BGP's route and releases it when BGP no longer has it.
+            let enc = Arc::new(enc);
+            let origins = Origins::new(Arc::clone(&enc));
+            assert_eq!((origins.held_count(), origins.installed_count()), (1, 1));
+            origins.set_bgp(BgpTable::default(), true).unwrap();
+            let left: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
+            assert_eq!(left, ["10.8.0.0/16", "10.9.0.0/16"]);
+            assert!(enc.diagnostics().verify().unwrap().is_empty());
+            drop(origins);
+            Arc::try_unwrap(enc).expect("the last handle").detach().expect("detach");
+        })
+        .unwrap();
 }

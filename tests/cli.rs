@@ -228,10 +228,7 @@ fn the_command_end_to_end() {
     assert!(ok(&lab.host, &["apply", &empty, "--allow-empty", "--force"]).starts_with("0 added, 0 replaced, 1 removed"));
     assert!(now(&lab.host).is_empty());
 
-    // An origins file as the agent leaves it (it keeps it across restarts): detach removes it.
-    let origins = lab.host.run(|| lnetd_host_encap::bgp::origins::origins_path(VethLab::HOST_IF)).unwrap().unwrap();
-    std::fs::create_dir_all(origins.parent().unwrap()).unwrap();
-    std::fs::write(&origins, r#"{"agent":[],"policies":[],"bgp":[]}"#).unwrap();
+    // The routes' origins live in the RIB's store beside the pins: detach removes them with it.
     ok(&lab.host, &["detach"]);
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
     assert!(!lab
@@ -239,8 +236,6 @@ fn the_command_end_to_end() {
         .run(|| lnetd_host_encap::encap::AdoptOptions::default().is_pinned(VethLab::HOST_IF))
         .unwrap()
         .unwrap());
-    assert!(!origins.exists(), "detach removed {}", origins.display());
-    let _ = std::fs::remove_dir_all(origins.parent().and_then(|d| d.parent()).unwrap());
     fails(&lab.host, &["detach"], 1, "no dataplane of lnetd-host-encap is pinned");
     let _ = std::fs::remove_dir_all(dir);
 }

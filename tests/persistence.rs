@@ -281,15 +281,16 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
                 }
                 other => panic!("open of a future format: {other:?}"),
             }
-            // A snapshot of format 4 (before shared policy objects): refused as such, with what to do.
-            let mut four = original.clone();
-            four[8..12].copy_from_slice(&4u32.to_le_bytes());
-            std::fs::write(&snapshot, &four).unwrap();
+            // A snapshot of format 5 (before routes carried their origin): refused as such, with what to do.
+            let mut five = original.clone();
+            five[8..12].copy_from_slice(&5u32.to_le_bytes());
+            std::fs::write(&snapshot, &five).unwrap();
             match Encapsulator::open(VethLab::HOST_IF) {
-                Err(e @ Error::Pin(PinError::Incompatible { found: 4, ours: 5, .. })) => {
-                    assert!(e.to_string().contains("detach"), "{e}");
+                Err(e @ Error::Pin(PinError::Incompatible { found: 5, ours: 6, .. })) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("detach") && msg.contains("reads format 5"), "{msg}");
                 }
-                other => panic!("open of a format 4 snapshot: {other:?}"),
+                other => panic!("open of a format 5 snapshot: {other:?}"),
             }
             // The state.json of a build before the store: refused as format 3, with what to do.
             std::fs::remove_file(&snapshot).unwrap();
@@ -297,7 +298,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("0.0.9") && msg.contains("format 5"), "{msg}");
+                    assert!(msg.contains("0.0.9") && msg.contains("format 6"), "{msg}");
                 }
                 other => panic!("open of a state.json: {other:?}"),
             }

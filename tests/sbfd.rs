@@ -274,7 +274,7 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     // recomputes the policy when the engine says a list changed.
     let enc =
         Arc::new(lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap());
-    let origins = Arc::new(Origins::new(Arc::clone(&enc), None));
+    let origins = Arc::new(Origins::new(Arc::clone(&enc)));
     let candidates = vec![candidate(2, 200, &[1001, 1002]), candidate(1, 100, &[1003])];
     let (woke, wakes) = mpsc::channel::<()>();
     let config =

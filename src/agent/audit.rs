@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::diagnostics::Difference;
 use crate::domain::route::Table;
 use crate::encapsulator::Encapsulator;
-use crate::diagnostics::Difference;
 
 /// Identifies the state of the routes: it changes with every change made
 /// through the agent and with BGP's last change.

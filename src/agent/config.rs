@@ -60,7 +60,7 @@ const LISTENERS: &[&str] = &[
     "verify_interval",
     "max_apply_bytes",
 ];
-const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id"];
+const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id", "precedence"];
 const SBFD: &[&str] = &["interval_ms", "multiplier", "hold_down_ms", "reflector", "router_mac"];
 const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label", "policy_name"];
 const SOURCE: &[&str] = &["prefix", "table"];
@@ -202,6 +202,9 @@ pub struct BgpSettings {
     pub stale_time: Option<f64>,
     /// This host's BGP identifier (`--bgp-router-id`).
     pub router_id: Option<Ipv4Addr>,
+    /// Which origin wins a prefix, highest first, e.g. `agent,static,bgp`
+    /// (`--bgp-precedence`).
+    pub precedence: Option<String>,
 }
 
 /// `[sbfd]`: the `--sbfd-*` flags (segment-list liveness, docs/liveness.md),

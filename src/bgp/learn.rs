@@ -476,16 +476,19 @@ impl Learner {
         // With the steering standing, only policies changed: their objects
         // are written without handing over (or diffing) the routes.
         let policies_only = !resteered && !release_held && self.applied_once;
-        let table = self.table.table(&self.counters, !policies_only);
+        // Otherwise, where the origins hold the last table, only the routes
+        // the steering moved are handed over (no copy of the table).
+        let moved = self.table.take_moved().filter(|_| self.applied_once && !release_held);
+        let table = self.table.table(&self.counters, !policies_only && moved.is_none());
         set(&self.counters.last_compute_micros, started.elapsed().as_micros() as u64);
         let origins = Arc::clone(&self.origins);
         let counters = Arc::clone(&self.counters);
         let result = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let r = if policies_only {
-                origins.set_bgp_policies(table.policies, table.invalid)
-            } else {
-                origins.set_bgp(table, release_held)
+            let r = match moved {
+                _ if policies_only => origins.set_bgp_policies(table.policies, table.invalid),
+                Some(moved) => origins.update_bgp(moved, table.policies, table.invalid),
+                None => origins.set_bgp(table, release_held),
             };
             set(&counters.last_apply_micros, started.elapsed().as_micros() as u64);
             set(&counters.routes_held, origins.held_count() as u64);

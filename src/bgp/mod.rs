@@ -15,7 +15,7 @@
 //! # async fn demo(enc: std::sync::Arc<lnetd_host_encap::Encapsulator>) {
 //! use std::sync::Arc;
 //! use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Origins};
-//! let origins = Arc::new(Origins::new(Arc::clone(&enc), None));
+//! let origins = Arc::new(Origins::new(Arc::clone(&enc)));
 //! let counters = Arc::new(BgpCounters::default());
 //! let (_stop, stopped) = tokio::sync::watch::channel(false);
 //! bgp::learn::run(BgpConfig::new("127.0.0.1:50052"), origins, counters, stopped).await;
@@ -39,7 +39,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use counters::BgpCounters;
-pub use origins::{object_name, BgpTable, Origin, Origins, OriginsView, PolicyInfo};
+pub use origins::{object_name, BgpTable, Origin, Origins, OriginsView, PolicyInfo, Precedence, PrecedenceError};
 pub use select::{Candidate, CandidateList, PolicyKey, Selected};
 
 /// The subset of GoBGP's API this crate uses (package `apipb`, mirroring

@@ -1,25 +1,24 @@
-//! Where each route came from, and which source wins a prefix.
+//! BGP's side of the origins: what BGP wants installed ([`BgpTable`]: the
+//! steered routes by prefix and policy key, the policies once each), the
+//! routes held over a resynchronisation, and the handle ([`Origins`]) that
+//! hands BGP's changes and the agent's to the RIB.
 //!
-//! A host takes routes from several sources at once: the command line and
-//! library calls before the agent started (`static`), the agent's gRPC API
-//! (`agent`) and BGP (`bgp`). Each keeps its own table, replaced only by
-//! itself; the tables in force are their merge, handed to
-//! [`Encapsulator::apply`] (an owned `ValidState`) in one piece, so a change of any
-//! source is atomic and never half-applied. For a prefix of the main table,
-//! `static` and `agent` routes win over BGP's (an operator's explicit word
-//! beats the fleet's, like an administrative distance): BGP's route is
-//! installed where no local one exists, and comes back when the local one is
-//! removed. BGP only ever fills the main table.
+//! Which origin a prefix takes is the RIB's ([`crate::rib`]'s per-origin
+//! tables and [`Precedence`]: by default the local origins, `agent` then
+//! `static`, over BGP). A change of any origin reaches the dataplane as what
+//! it changes: a BGP batch rewrites the shared objects of the policies whose
+//! content changed (one write each) and patches the prefixes whose route
+//! changed; an agent's route is one route write; only a whole `Apply` (or
+//! the configuration file) applies the whole table.
 //!
-//! The agent records the origins beside the dataplane's state
-//! (`/run/lnetd-host-encap/origins/net<netns>/<iface>/origins.json`), so the
-//! command's `routes` and `get` show them while the agent runs
-//! ([`OriginsView`]).
+//! The RIB records each installed route's origin with the route in its
+//! store (and what BGP's policies said, for `routes` and `get`), so a
+//! restarted agent knows which routes BGP taught and the command shows the
+//! origins ([`OriginsView::of`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnetwork::IpNetwork;
@@ -33,29 +32,9 @@ use crate::domain::route::{Route, Table};
 use crate::encapsulator::Encapsulator;
 use crate::error::RouteError;
 use crate::fib::apply::ApplyReport;
-
-/// Where a route came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// Set outside the agent (the command, a file, the library) and adopted by it.
-    Static,
-    /// Set through the agent's gRPC API.
-    Agent,
-    /// Learned from BGP: a colored route steered into an SR policy.
-    Bgp,
-}
-
-impl fmt::Display for Origin {
-    /// `static`, `agent` or `bgp`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Origin::Static => "static",
-            Origin::Agent => "agent",
-            Origin::Bgp => "bgp",
-        })
-    }
-}
+use crate::rib::diff::Patch;
+use crate::rib::origins::{Noted, OriginTables};
+pub use crate::rib::origins::{Origin, Precedence, PrecedenceError};
 
 /// The SR policy a BGP route is steered into, as selected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,16 +97,11 @@ pub struct BgpTable {
     /// The active policies: what they push, and what they say.
     pub policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
     /// Policies BGP has candidate paths for, none valid (e.g. GoBGP dropped
-    /// their attribute): a route held from before that uses one is dropped
-    /// at once, never kept with the lists it had.
+    /// their attribute, or S-BFD took every list down): the routes steered
+    /// into one (and routes held from before that used one) point at its
+    /// invalid object ([`Policy::invalid`]) and go unlabelled, never kept
+    /// with the lists they had, never handed to a covering route.
     pub invalid: BTreeSet<PolicyKey>,
-}
-
-impl BgpTable {
-    /// Whether a held route on policy `key` may still be kept.
-    fn may_hold(&self, key: Option<PolicyKey>) -> bool {
-        key.is_none_or(|k| !self.invalid.contains(&k))
-    }
 }
 
 /// The name of the shared policy object that the routes of one family
@@ -161,11 +135,20 @@ impl BgpTable {
     /// for the policy it was on, so that the held route keeps its lists and
     /// BGP's routes get the new ones (one name is one object).
     fn held_route(&self, route: &Route, key: Option<PolicyKey>, cache: &mut NamedCache) -> Route {
-        let Some(name) = route.policy.name() else { return route.clone() };
         let v6 = route.prefix.is_ipv6();
         let taught = key.and_then(|k| cache.entry((k, v6)).or_insert_with(|| self.named_policy(&k, v6)).clone());
+        // On a policy now invalid the held route goes unlabelled with BGP's.
+        if let Some(p) = taught.as_ref().filter(|p| !p.is_valid()) {
+            return Route::with_policy(route.prefix, p.clone());
+        }
+        let Some(name) = route.policy.name() else { return route.clone() };
         match taught {
-            Some(p) if p.name() == Some(name) && p != route.policy => {
+            Some(p) if p == route.policy => route.clone(),
+            // Other contents under its name, or none known now (routes held
+            // at two resynchronisations may then hold two contents of one
+            // name): an object of its own per content.
+            Some(p) if p.name() != Some(name) => route.clone(),
+            _ => {
                 use std::hash::{Hash, Hasher};
                 // The default hasher's keys are fixed: the same content gets the same name.
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -176,13 +159,16 @@ impl BgpTable {
                     Err(_) => Route { policy: route.policy.clone().without_name(), ..route.clone() },
                 }
             }
-            _ => route.clone(),
         }
     }
 
     /// What the routes of one family steered into `key` push, named after
-    /// their object; `None` when the policy is not active (or ENLP leaves no room).
+    /// their object: the invalid state for an invalid policy; `None` when
+    /// BGP has no such policy (or ENLP leaves no room).
     fn named_policy(&self, key: &PolicyKey, v6: bool) -> Option<Policy> {
+        if self.invalid.contains(key) {
+            return Policy::invalid(&object_name(key, v6)).ok();
+        }
         let (policy, info) = self.policies.get(key)?;
         let any: IpNetwork = if v6 { "::/0" } else { "0.0.0.0/0" }.parse().ok()?;
         info.policy_for(policy, any)?.with_name(&object_name(key, v6)).ok()
@@ -192,10 +178,32 @@ impl BgpTable {
 /// One route's key: table and prefix.
 type RouteId = (Table, IpNetwork);
 
+/// The route an id takes now.
+struct Selection {
+    route: Option<Route>,
+    /// What the RIB records of its origin (`None`: static, or no route).
+    noted: Option<Noted>,
+    /// `Some` when it is BGP's, with its policy.
+    bgp: Option<Option<PolicyKey>>,
+}
+
+/// What the RIB records of a route of `origin` (steered into `key`).
+fn noted(origin: Origin, key: Option<PolicyKey>) -> Option<Noted> {
+    match origin {
+        Origin::Static => None,
+        Origin::Agent => Some(Noted::Agent),
+        Origin::Bgp => Some(Noted::Bgp(key.map(|k| (k.color, k.endpoint)))),
+    }
+}
+
+/// Changed prefixes from which a BGP batch that changes most of the table
+/// is applied whole (below it a patch is always cheaper).
+const WHOLE_FROM: usize = 65_536;
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Static and agent routes, every table.
-    local: BTreeMap<RouteId, (Route, Origin)>,
+    /// The local origins' tables and the precedence (the RIB's).
+    tables: OriginTables,
     /// What BGP wants now.
     bgp: BgpTable,
     /// BGP routes kept from before a (re)synchronisation (session-down policy
@@ -205,128 +213,144 @@ struct Inner {
     held_policies: BTreeMap<PolicyKey, PolicyInfo>,
     /// Main-table prefixes holding a BGP route now, and its policy.
     installed: BTreeMap<IpNetwork, Option<PolicyKey>>,
-    /// The merged state last applied, kept so that a change of BGP's table
-    /// patches the prefixes it changes instead of rebuilding a million routes.
-    merged: Option<ValidState>,
 }
 
 impl Inner {
-    /// What the main table should hold for `prefix`, from BGP or held, when
-    /// no local route takes it; `held` says whether held routes still count.
-    fn bgp_route(&self, prefix: IpNetwork, held: bool) -> Option<(Route, Option<PolicyKey>)> {
-        if self.local.contains_key(&(Table::Main, prefix)) {
-            return None;
-        }
-        self.bgp.route(prefix).map(|(r, k)| (r, Some(k))).or_else(|| {
-            let (route, key) = self.held.get(&prefix).filter(|(_, k)| held && self.bgp.may_hold(*k))?;
-            Some((self.bgp.held_route(route, *key, &mut NamedCache::new()), *key))
+    /// BGP's candidate for `prefix`, from its table or held (`held`: whether
+    /// held routes still count), whatever the local origins hold.
+    fn bgp_candidate(
+        &self,
+        prefix: IpNetwork,
+        held: bool,
+        cache: &mut NamedCache,
+    ) -> Option<(Route, Option<PolicyKey>)> {
+        self.bgp.route_cached(prefix, cache).map(|(r, k)| (r, Some(k))).or_else(|| {
+            let (route, key) = self.held.get(&prefix).filter(|_| held)?;
+            Some((self.bgp.held_route(route, *key, cache), *key))
         })
     }
 
-    /// Every route of every origin, merged, and the prefixes that took BGP's.
-    fn full_merge(&self, held: bool) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
-        let empty = BTreeMap::new();
-        merge(&self.local, &self.bgp, if held { &self.held } else { &empty })
+    /// The route `id` takes now, what the RIB records of its origin, and
+    /// whether it is BGP's (with its policy).
+    fn select(&self, id: &RouteId, held: bool, cache: &mut NamedCache) -> Selection {
+        let mut key = None;
+        let chosen = self.tables.select(id, || {
+            let (route, k) = self.bgp_candidate(id.1, held, cache)?;
+            key = Some(k);
+            Some(route)
+        });
+        match chosen {
+            Some((Origin::Bgp, route)) => {
+                Selection { route: Some(route.into_owned()), noted: noted(Origin::Bgp, key.flatten()), bgp: key }
+            }
+            Some((o, route)) => Selection { route: Some(route.into_owned()), noted: noted(o, None), bgp: None },
+            None => Selection { route: None, noted: None, bgp: None },
+        }
     }
-}
 
-/// How the prefixes holding BGP routes changed.
-enum Installed {
-    /// All of them, anew.
-    Whole(BTreeMap<IpNetwork, Option<PolicyKey>>),
-    /// These: now on this policy (`Some`), or no longer BGP's (`None`).
-    Patch(Vec<(IpNetwork, Option<Option<PolicyKey>>)>),
+    /// Every BGP candidate (its table, then what is held), for a whole merge.
+    fn bgp_candidates(&self, held: bool) -> Vec<(IpNetwork, Route, Option<PolicyKey>)> {
+        let mut cache = NamedCache::new();
+        let mut out: Vec<_> = self
+            .bgp
+            .routes
+            .keys()
+            .filter_map(|p| self.bgp.route_cached(*p, &mut cache).map(|(r, k)| (*p, r, Some(k))))
+            .collect();
+        if held {
+            let mut held_cache = NamedCache::new();
+            out.extend(
+                self.held
+                    .iter()
+                    .filter(|(p, _)| !self.bgp.routes.contains_key(p))
+                    .map(|(p, (r, k))| (*p, self.bgp.held_route(r, *k, &mut held_cache), *k)),
+            );
+        }
+        out
+    }
+
+    /// The selected local origin of every local route id (for the view).
+    fn local_origins(&self) -> BTreeMap<RouteId, Origin> {
+        let mut out = BTreeMap::new();
+        for origin in [Origin::Static, Origin::Agent] {
+            for id in self.tables.local(origin).keys() {
+                if let Some((o, _)) = self.tables.select(id, || None) {
+                    out.insert(*id, o);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The per-origin tables of one encapsulator and their merge (see the module docs).
 #[derive(Debug)]
 pub struct Origins {
     enc: Arc<Encapsulator>,
-    file: Option<PathBuf>,
     inner: Mutex<Inner>,
-    /// Origins-file writes: the last generation asked for, the last written.
-    saves: (std::sync::atomic::AtomicU64, Arc<Mutex<u64>>),
-}
-
-/// The origins file: what `routes` and `get` read.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct OriginsFile {
-    /// Routes set through the agent: (table, prefix).
-    agent: Vec<(u32, String)>,
-    /// The policies BGP routes use.
-    policies: Vec<PolicyInfo>,
-    /// Main-table prefixes holding a BGP route, with the index of their policy in `policies`.
-    bgp: Vec<(String, Option<usize>)>,
-}
-
-/// Where an interface's origins file is.
-///
-/// # Errors
-/// The namespace cannot be read.
-pub fn origins_path(iface: &str) -> std::io::Result<PathBuf> {
-    let ns = crate::sys::bpffs::netns_id()?;
-    Ok(crate::pins::PinRoots::default().state.join("origins").join(format!("net{ns}")).join(iface).join("origins.json"))
-}
-
-/// Removes an interface's origins file (with the dataplane it describes);
-/// none is not an error.
-///
-/// # Errors
-/// The namespace cannot be read, or the file's directory cannot be removed.
-pub fn remove_origins_file(iface: &str) -> std::io::Result<()> {
-    let path = origins_path(iface)?;
-    let Some(dir) = path.parent() else { return Ok(()) };
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 impl Origins {
-    /// The origins of `enc`'s routes: those the last agent recorded in `file`
-    /// (routes it set, routes BGP taught), every other route `static`. Routes
-    /// BGP taught before are held (kept as they are) until the first
-    /// [`Origins::set_bgp`] with `release_held`.
-    pub fn new(enc: Arc<Encapsulator>, file: Option<PathBuf>) -> Origins {
-        let recorded = file.as_deref().and_then(read_file).unwrap_or_default();
-        let agent: BTreeSet<RouteId> = recorded
-            .agent
-            .iter()
-            .filter_map(|(t, p)| Some((Table::alternate(*t).unwrap_or(Table::Main), p.parse().ok()?)))
-            .collect();
-        let bgp: BTreeMap<IpNetwork, Option<usize>> =
-            recorded.bgp.iter().filter_map(|(p, i)| Some((p.parse().ok()?, *i))).collect();
-        let mut inner = Inner::default();
-        for ((table, prefix), route) in enc.valid_state().into_routes() {
-            if table == Table::Main {
-                if let Some(index) = bgp.get(&prefix) {
-                    let info = index.and_then(|i| recorded.policies.get(i));
-                    let key = info.map(|p| PolicyKey { color: p.color, endpoint: p.endpoint });
-                    if let (Some(k), Some(p)) = (key, info) {
-                        inner.held_policies.insert(k, p.clone());
+    /// The origins of `enc`'s routes, as the RIB recorded them beside each
+    /// route (the routes the agent set, those BGP taught; every other route
+    /// `static`). Routes BGP taught before are held (kept as they are) until
+    /// the first [`Origins::set_bgp`] with `release_held`. Local origins win
+    /// over BGP.
+    pub fn new(enc: Arc<Encapsulator>) -> Origins {
+        Origins::with_precedence(enc, Precedence::default())
+    }
+
+    /// As [`Origins::new`], with the origins ranked by `precedence`.
+    pub fn with_precedence(enc: Arc<Encapsulator>, precedence: Precedence) -> Origins {
+        let (noted, notes) = enc.origin_records();
+        let infos = read_notes(&notes);
+        let mut inner = Inner { tables: OriginTables::new(precedence), ..Inner::default() };
+        let (mut statics, mut agents) = (BTreeMap::new(), BTreeMap::new());
+        for (id, route) in enc.valid_state().into_routes() {
+            match noted.get(&id) {
+                Some(Noted::Bgp(key)) if id.0 == Table::Main => {
+                    let key = key.map(|(color, endpoint)| PolicyKey { color, endpoint });
+                    if let Some(info) = key.and_then(|k| infos.get(&k)) {
+                        inner
+                            .held_policies
+                            .insert(PolicyKey { color: info.color, endpoint: info.endpoint }, info.clone());
                     }
-                    inner.held.insert(prefix, (route, key));
-                    inner.installed.insert(prefix, key);
-                    continue;
+                    inner.held.insert(id.1, (route, key));
+                    inner.installed.insert(id.1, key);
+                }
+                Some(Noted::Agent) => {
+                    agents.insert(id, route);
+                }
+                _ => {
+                    statics.insert(id, route);
                 }
             }
-            let origin = if agent.contains(&(table, prefix)) { Origin::Agent } else { Origin::Static };
-            inner.local.insert((table, prefix), (route, origin));
         }
-        Origins { enc, file, inner: Mutex::new(inner), saves: Default::default() }
+        inner.tables.replace_local(Origin::Static, statics);
+        inner.tables.replace_local(Origin::Agent, agents);
+        Origins { enc, inner: Mutex::new(inner) }
+    }
+
+    /// The precedence in force.
+    pub fn precedence(&self) -> Precedence {
+        self.lock().tables.precedence()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Replaces BGP's table and applies the merge. `release_held`: routes
+    /// Replaces BGP's table and applies what changed. `release_held`: routes
     /// held from before are dropped (BGP has had its time to teach them again).
     ///
-    /// The first call builds the merged state; later ones patch only the
-    /// prefixes whose route changed (a different policy, or a policy whose
-    /// lists changed), so a small change to a large table costs a diff, not a
-    /// rebuild.
+    /// What it costs is what changed: each policy whose content changed
+    /// (lists, weights, turned invalid or valid again) is one write to its
+    /// objects ([`Encapsulator::update_policy`]); the prefixes whose route
+    /// changes (added, withdrawn, steered into another policy, their policy
+    /// gone) go to the dataplane as one patch, ordered and undone on refusal
+    /// like an apply. No merged table is built and the installed table is
+    /// not diffed; what is walked is BGP's own old and new steering (the
+    /// learner hands over only what moved instead: [`Origins::update_bgp`]).
     ///
     /// # Errors
     /// As [`Encapsulator::apply`]; nothing changed then.
@@ -334,21 +358,7 @@ impl Origins {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let old = std::mem::replace(&mut inner.bgp, table);
-        let keep_held = !release_held;
-        let Some(mut merged) = inner.merged.take() else {
-            let (routes, installed) = inner.full_merge(keep_held);
-            let result = self.apply_state(routes, None);
-            return self.settled(inner, result, old, Installed::Whole(installed), release_held);
-        };
-        // The prefixes whose route may change: in one table and not the
-        // other, on another policy, or on a policy whose lists changed.
-        let changed_keys: BTreeSet<PolicyKey> = old
-            .policies
-            .iter()
-            .filter(|(k, (p, i))| inner.bgp.policies.get(k).is_none_or(|(q, j)| q != p || j.enlp != i.enlp))
-            .map(|(k, _)| *k)
-            .chain(inner.bgp.policies.keys().filter(|k| !old.policies.contains_key(k)).copied())
-            .collect();
+        // The prefixes in one steering and not the other, or steered into another policy.
         let mut touched: Vec<IpNetwork> = Vec::new();
         let (mut a, mut b) = (old.routes.iter().peekable(), inner.bgp.routes.iter().peekable());
         loop {
@@ -357,7 +367,7 @@ impl Origins {
             match (next_a, next_b) {
                 (None, None) => break,
                 (Some((pa, ka)), Some((pb, kb))) if pa == pb => {
-                    if ka != kb || changed_keys.contains(&ka) {
+                    if ka != kb {
                         touched.push(pa);
                     }
                     a.next();
@@ -377,67 +387,220 @@ impl Origins {
                 }
             }
         }
-        if release_held {
-            touched.extend(inner.held.keys().copied());
-        } else if !changed_keys.is_empty() && !inner.held.is_empty() {
-            // Held routes of a policy BGP now teaches differently leave its
-            // object (see `BgpTable::held_route`); the invalid flips are among them.
-            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
-            touched.extend(
-                inner
-                    .held
-                    .iter()
-                    .filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k) || flipped.contains(&k)))
-                    .map(|(p, _)| *p),
-            );
-        } else if old.invalid != inner.bgp.invalid {
-            // Held routes on a policy that became invalid (or valid again).
-            let flipped: BTreeSet<PolicyKey> = old.invalid.symmetric_difference(&inner.bgp.invalid).copied().collect();
-            touched.extend(
-                inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| flipped.contains(&k))).map(|(p, _)| *p),
-            );
-        }
-        // Patch, remembering the old values for the undo.
-        let mut undo: Vec<(IpNetwork, Option<Route>)> = Vec::with_capacity(touched.len());
-        let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::with_capacity(touched.len());
-        for prefix in touched {
-            if inner.local.contains_key(&(Table::Main, prefix)) {
-                continue;
-            }
-            let id = (Table::Main, prefix);
-            let old_route = match inner.bgp_route(prefix, keep_held) {
-                Some((route, key)) => {
-                    installed.push((prefix, Some(key)));
-                    merged.routes_mut().insert(id, route)
-                }
-                None => {
-                    installed.push((prefix, None));
-                    merged.routes_mut().remove(&id)
-                }
-            };
-            undo.push((prefix, old_route));
-        }
-        let result = self.apply_state_patched(&mut merged);
+        let BgpTable { routes, policies, invalid } = old;
+        let was = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let result = self.settle(inner, &was, touched, release_held);
         if result.is_err() {
-            for (prefix, route) in undo.into_iter().rev() {
-                match route {
-                    Some(r) => merged.routes_mut().insert((Table::Main, prefix), r),
-                    None => merged.routes_mut().remove(&(Table::Main, prefix)),
+            inner.bgp = BgpTable { routes, ..was };
+        }
+        result
+    }
+
+    /// What the learner hands over when its steering moved a few routes:
+    /// `moved` (prefix -> its policy now, `None`: no longer steered) and the
+    /// policies in force. Costs what moved: no table is copied or walked.
+    ///
+    /// # Errors
+    /// As [`Origins::set_bgp`]; nothing changed then.
+    pub fn update_bgp(
+        &self,
+        moved: BTreeMap<IpNetwork, Option<PolicyKey>>,
+        policies: BTreeMap<PolicyKey, (Policy, PolicyInfo)>,
+        invalid: BTreeSet<PolicyKey>,
+    ) -> Result<ApplyReport, RouteError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut undo: Vec<(IpNetwork, Option<PolicyKey>)> = Vec::with_capacity(moved.len());
+        for (prefix, key) in &moved {
+            let before = match key {
+                Some(k) => inner.bgp.routes.insert(*prefix, *k),
+                None => inner.bgp.routes.remove(prefix),
+            };
+            undo.push((*prefix, before));
+        }
+        let was = BgpTable {
+            routes: BTreeMap::new(),
+            policies: std::mem::replace(&mut inner.bgp.policies, policies),
+            invalid: std::mem::replace(&mut inner.bgp.invalid, invalid),
+        };
+        let result = self.settle(inner, &was, moved.into_keys().collect(), false);
+        if result.is_err() {
+            for (prefix, before) in undo.into_iter().rev() {
+                match before {
+                    Some(k) => inner.bgp.routes.insert(prefix, k),
+                    None => inner.bgp.routes.remove(&prefix),
                 };
             }
+            inner.bgp.policies = was.policies;
+            inner.bgp.invalid = was.invalid;
         }
-        inner.merged = Some(merged);
-        self.settled(inner, result, old, Installed::Patch(installed), release_held)
+        result
+    }
+
+    /// Applies BGP's table now in `inner` after `was` (its policies before),
+    /// `touched` being the prefixes whose steering changed. The caller puts
+    /// the old table back on an error.
+    fn settle(
+        &self,
+        inner: &mut Inner,
+        was: &BgpTable,
+        mut touched: Vec<IpNetwork>,
+        release_held: bool,
+    ) -> Result<ApplyReport, RouteError> {
+        let keep_held = !release_held;
+        // Objects whose content changed: rewritten in place (every route on
+        // one follows). A family whose routes appear or vanish with the
+        // change (ENLP leaving no room) re-routes its prefixes instead.
+        let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
+        let mut rewrites: Vec<(Policy, Policy)> = Vec::new();
+        let mut rerouted: BTreeSet<PolicyKey> = BTreeSet::new();
+        let mut changed_keys: BTreeSet<PolicyKey> = BTreeSet::new();
+        for key in known(was).union(&known(&inner.bgp)) {
+            for v6 in [false, true] {
+                match (inner.bgp.named_policy(key, v6), was.named_policy(key, v6)) {
+                    (Some(p), Some(o)) if p != o => {
+                        changed_keys.insert(*key);
+                        rewrites.push((p, o));
+                    }
+                    (Some(_), Some(_)) | (None, None) => {}
+                    _ => {
+                        changed_keys.insert(*key);
+                        rerouted.insert(*key);
+                    }
+                }
+            }
+        }
+        if !rerouted.is_empty() {
+            // Rare (a policy appearing, vanishing, or ENLP leaving no room): a walk.
+            touched.extend(inner.bgp.routes.iter().filter(|(_, k)| rerouted.contains(k)).map(|(p, _)| *p));
+            touched.extend(
+                inner.installed.iter().filter(|(_, k)| k.is_some_and(|k| rerouted.contains(&k))).map(|(p, _)| *p),
+            );
+        }
+        if release_held {
+            touched.extend(inner.held.keys().copied());
+        } else if !changed_keys.is_empty() {
+            // Held routes of a policy BGP now teaches differently leave its
+            // object (see `BgpTable::held_route`), or go onto its invalid one.
+            touched.extend(
+                inner.held.iter().filter(|(_, (_, k))| k.is_some_and(|k| changed_keys.contains(&k))).map(|(p, _)| *p),
+            );
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let info_changed =
+            was.policies.iter().map(|(k, (_, i))| (k, i)).ne(inner.bgp.policies.iter().map(|(k, (_, i))| (k, i)));
+        // A change of most of the table (the first batch, a resynchronisation
+        // releasing everything) is cheaper as a whole apply, which takes the
+        // merged map as the RIB's instead of recording each change.
+        let size =
+            inner.installed.len() + inner.tables.local(Origin::Static).len() + inner.tables.local(Origin::Agent).len();
+        if touched.len() > WHOLE_FROM && touched.len() * 8 > size {
+            let (report, installed) = self.apply_whole(inner, keep_held, None, false)?;
+            if release_held {
+                inner.held.clear();
+                inner.held_policies.clear();
+            }
+            inner.installed = installed;
+            self.save(inner);
+            return Ok(report);
+        }
+        let mut patch = Patch::new();
+        let mut origins = crate::fib::apply::Origins::new();
+        let mut installed: Vec<(IpNetwork, Option<Option<PolicyKey>>)> = Vec::new();
+        let mut cache = NamedCache::new();
+        for prefix in touched {
+            let id = (Table::Main, prefix);
+            let Selection { route, noted, bgp } = inner.select(&id, keep_held, &mut cache);
+            let was_bgp = inner.installed.contains_key(&prefix);
+            if bgp.is_none() && !was_bgp {
+                // A local route holds it, before and after: nothing to write.
+                continue;
+            }
+            installed.push((prefix, bgp));
+            patch.insert(id, route);
+            if let Some(n) = noted {
+                origins.insert(id, n);
+            }
+        }
+        let report = self.rewrite_then_patch(&rewrites, &patch, &origins)?;
+        let released = release_held && !inner.held_policies.is_empty();
+        if release_held {
+            inner.held.clear();
+            inner.held_policies.clear();
+        }
+        for (prefix, key) in installed {
+            match key {
+                Some(k) => inner.installed.insert(prefix, k),
+                None => inner.installed.remove(&prefix),
+            };
+        }
+        // What `routes` and `get` say of a policy (its preference, binding SID).
+        if info_changed || released {
+            self.save(inner);
+        }
+        Ok(report)
+    }
+
+    /// Rewrites the objects (new content, old content), then applies the
+    /// patch; on a refusal the objects are written back.
+    fn rewrite_then_patch(
+        &self,
+        rewrites: &[(Policy, Policy)],
+        patch: &Patch,
+        origins: &crate::fib::apply::Origins,
+    ) -> Result<ApplyReport, RouteError> {
+        let mut report = ApplyReport::default();
+        let mut undo: Vec<&Policy> = Vec::new();
+        let back = |undo: &[&Policy]| {
+            for old in undo.iter().rev() {
+                if let Err(e) = self.enc.update_policy(old) {
+                    log::error!("{e} (verify() reports the policy)");
+                }
+            }
+        };
+        for (policy, old) in rewrites {
+            match self.enc.update_policy(policy) {
+                Ok(Some(u)) => {
+                    report.map_operations += u.map_operations;
+                    report.unchanged += u.routes;
+                    undo.push(old);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    back(&undo);
+                    return Err(e);
+                }
+            }
+        }
+        if patch.is_empty() {
+            return Ok(report);
+        }
+        match self.enc.apply_patch(patch, origins) {
+            Ok(r) => {
+                report.map_operations += r.map_operations;
+                report.unchanged += r.unchanged;
+                report.added = r.added;
+                report.replaced = r.replaced;
+                report.removed = r.removed;
+                report.set_aside = r.set_aside;
+                Ok(report)
+            }
+            Err(e) => {
+                back(&undo);
+                Err(e)
+            }
+        }
     }
 
     /// Replaces BGP's policies when its steering stands (no route moved to
-    /// another policy, none became valid or invalid): each policy whose
-    /// content changed is one write to its shared objects
-    /// ([`Encapsulator::update_policy`]), with no walk or diff of the route
-    /// table; a preference switch of a policy steering 100,000 routes is in
-    /// the dataplane within milliseconds. Anything else (a policy added,
-    /// removed or turned invalid) goes through [`Origins::set_bgp`] with the
-    /// routes in force.
+    /// another policy): each policy whose content changed, including one
+    /// that became invalid or valid again, is one write to its shared
+    /// objects ([`Encapsulator::update_policy`]), with no walk or diff of
+    /// the route table; a preference switch of a policy steering 100,000
+    /// routes is in the dataplane within milliseconds. Anything else (a
+    /// policy added or removed, an ENLP change) goes through
+    /// [`Origins::set_bgp`] with the routes in force.
     ///
     /// # Errors
     /// As [`Encapsulator::update_policy`]; the policies written before the
@@ -449,146 +612,70 @@ impl Origins {
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let same_shape = inner.bgp.invalid == invalid
-            && inner.bgp.policies.len() == policies.len()
-            && inner.bgp.policies.iter().zip(&policies).all(|((a, (_, i)), (b, (_, j)))| a == b && i.enlp == j.enlp);
-        if !same_shape {
-            let table = BgpTable { routes: inner.bgp.routes.clone(), policies, invalid };
-            drop(guard);
-            return self.set_bgp(table, false);
-        }
         let new = BgpTable { routes: BTreeMap::new(), policies, invalid };
-        let changed: Vec<PolicyKey> = new
-            .policies
-            .iter()
-            .filter(|(k, (p, _))| inner.bgp.policies.get(k).is_some_and(|(q, _)| q != p))
-            .map(|(k, _)| *k)
-            .collect();
+        let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
+        // The RIB's copies of the routes on a rewritten object keep their old
+        // content; every reader resolves them through the object.
+        let same_enlp =
+            new.policies.iter().all(|(k, (_, i))| inner.bgp.policies.get(k).is_none_or(|(_, j)| i.enlp == j.enlp));
+        // Each object whose content changes: (new content, old content).
+        let mut changes: Option<Vec<(Policy, Policy)>> = (same_enlp && known(&inner.bgp) == known(&new)).then(Vec::new);
+        for key in known(&new) {
+            for v6 in [false, true] {
+                let Some(list) = changes.as_mut() else { break };
+                match (new.named_policy(&key, v6), inner.bgp.named_policy(&key, v6)) {
+                    (Some(p), Some(old)) if p != old => list.push((p, old)),
+                    (a, b) if a.is_some() != b.is_some() => changes = None, // a route comes or goes
+                    _ => {}
+                }
+            }
+        }
         // Held routes keep the lists they had: when one is on a changed
         // policy's object, the full path moves it to an object of its own.
-        if inner.held.values().any(|(_, k)| k.is_some_and(|k| changed.contains(&k))) {
+        let changed: BTreeSet<String> =
+            changes.iter().flatten().filter_map(|(p, _)| p.name().map(str::to_owned)).collect();
+        let held_on_changed = || {
+            let cache = &mut NamedCache::new();
+            inner.held.iter().any(|(p, (_, k))| {
+                k.and_then(|k| {
+                    cache.entry((k, p.is_ipv6())).or_insert_with(|| inner.bgp.named_policy(&k, p.is_ipv6())).clone()
+                })
+                .is_some_and(|o| o.name().is_some_and(|n| changed.contains(n)))
+            })
+        };
+        let Some(changes) = changes.filter(|_| !held_on_changed()) else {
             let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
             drop(guard);
             return self.set_bgp(table, false);
-        }
+        };
         let mut report = ApplyReport::default();
-        let mut undo: Vec<Policy> = Vec::new();
-        for key in &changed {
-            for v6 in [false, true] {
-                let (Some(policy), Some(old)) = (new.named_policy(key, v6), inner.bgp.named_policy(key, v6)) else {
-                    continue;
-                };
-                match self.enc.update_policy(&policy) {
-                    Ok(Some(u)) => {
-                        report.map_operations += u.map_operations;
-                        report.unchanged += u.routes;
-                        undo.push(old);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        for old in undo.iter().rev() {
-                            if let Err(back) = self.enc.update_policy(old) {
-                                log::error!("{back} (verify() reports the policy)");
-                            }
+        let mut undo: Vec<&Policy> = Vec::new();
+        for (policy, old) in &changes {
+            match self.enc.update_policy(policy) {
+                Ok(Some(u)) => {
+                    report.map_operations += u.map_operations;
+                    report.unchanged += u.routes;
+                    undo.push(old);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    for old in undo.iter().rev() {
+                        if let Err(back) = self.enc.update_policy(old) {
+                            log::error!("{back} (verify() reports the policy)");
                         }
-                        return Err(e);
                     }
+                    return Err(e);
                 }
             }
         }
-        let info_changed = inner.bgp.policies.iter().zip(&new.policies).any(|((_, (_, a)), (_, (_, b)))| a != b);
+        let info_changed =
+            inner.bgp.policies.iter().map(|(k, (_, i))| (k, i)).ne(new.policies.iter().map(|(k, (_, i))| (k, i)));
         inner.bgp.policies = new.policies;
-        if !changed.is_empty() {
-            // The merged state holds the policies' old content: rebuilt at
-            // the next change of the routes, never applied stale. Dropping a
-            // million routes takes tens of milliseconds: not on this path.
-            if let Some(stale) = inner.merged.take() {
-                if let Err(e) = std::thread::Builder::new().name("merged-drop".into()).spawn(move || drop(stale)) {
-                    log::debug!("no thread to drop the merged state on ({e})");
-                }
-            }
-        }
+        inner.bgp.invalid = new.invalid;
         if info_changed {
             self.save(inner);
         }
         Ok(report)
-    }
-
-    /// After an apply of BGP's table: on success records it, on failure puts
-    /// the old table back.
-    fn settled(
-        &self,
-        inner: &mut Inner,
-        result: Result<(ApplyReport, Option<ValidState>), RouteError>,
-        old: BgpTable,
-        installed: Installed,
-        release_held: bool,
-    ) -> Result<ApplyReport, RouteError> {
-        match result {
-            Ok((report, state)) => {
-                if let Some(state) = state {
-                    inner.merged = Some(state);
-                }
-                let mut changed = release_held && !inner.held.is_empty();
-                if release_held {
-                    inner.held.clear();
-                    inner.held_policies.clear();
-                }
-                match installed {
-                    Installed::Whole(map) => {
-                        inner.installed = map;
-                        changed = true;
-                    }
-                    Installed::Patch(patch) => {
-                        changed |= !patch.is_empty();
-                        for (prefix, key) in patch {
-                            match key {
-                                Some(k) => inner.installed.insert(prefix, k),
-                                None => inner.installed.remove(&prefix),
-                            };
-                        }
-                    }
-                }
-                // What `routes` and `get` say of a policy (its preference, binding SID).
-                changed |= old.policies.len() != inner.bgp.policies.len()
-                    || old
-                        .policies
-                        .iter()
-                        .zip(&inner.bgp.policies)
-                        .any(|((ka, (_, a)), (kb, (_, b)))| ka != kb || a != b);
-                if changed {
-                    self.save(inner);
-                }
-                Ok(report)
-            }
-            Err(e) => {
-                inner.bgp = old;
-                Err(e)
-            }
-        }
-    }
-
-    /// Applies `routes` (with the sources and DSCP table in force, or
-    /// `desired`'s) and returns the state applied.
-    fn apply_state(
-        &self,
-        routes: BTreeMap<RouteId, Route>,
-        desired: Option<&ValidState>,
-    ) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
-        let (sources, dscp) = match desired {
-            Some(v) => (v.sources().clone(), *v.dscp()),
-            None => (self.enc.sources().list().into_iter().collect(), self.enc.dscp_map()),
-        };
-        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = self.enc.apply(&state, crate::ApplyOptions::default())?;
-        Ok((report, Some(state)))
-    }
-
-    /// Applies a patched merged state (with the sources and DSCP table in force).
-    fn apply_state_patched(&self, merged: &mut ValidState) -> Result<(ApplyReport, Option<ValidState>), RouteError> {
-        merged.set_sources(self.enc.sources().list().into_iter().collect());
-        merged.set_dscp(self.enc.dscp_map());
-        Ok((self.enc.apply(&*merged, crate::ApplyOptions::default())?, None))
     }
 
     /// Keeps every BGP route installed now as it is until the next
@@ -624,54 +711,92 @@ impl Origins {
         self.lock().held.len()
     }
 
+    /// Changes local routes and writes each id's selected route where it
+    /// changed (one route at a time: through the single-route path, with its
+    /// checks, e.g. a host's own address refused); undone on a refusal.
+    fn change_local(
+        &self,
+        inner: &mut Inner,
+        changes: Vec<(Origin, RouteId, Option<Route>)>,
+    ) -> Result<(), RouteError> {
+        let mut patch = Patch::new();
+        let Inner { tables, bgp, held, .. } = inner;
+        let cache = std::cell::RefCell::new(NamedCache::new());
+        let candidate = |id: &RouteId| -> Option<Route> {
+            let mut c = cache.borrow_mut();
+            bgp.route_cached(id.1, &mut c).map(|(r, _)| r).or_else(|| {
+                let (route, key) = held.get(&id.1)?;
+                Some(bgp.held_route(route, *key, &mut c))
+            })
+        };
+        let undo = tables.change_local(changes, &candidate, &mut patch);
+        // What the RIB records of the route `id` takes under `tables`.
+        let noted_of = |tables: &OriginTables, id: &RouteId| -> Option<Noted> {
+            let (origin, _) = tables.select(id, || candidate(id))?;
+            let key = bgp.routes.get(&id.1).copied().or_else(|| held.get(&id.1).and_then(|(_, k)| *k));
+            noted(origin, key)
+        };
+        let mut done: Vec<RouteId> = Vec::new();
+        for (id, route) in &patch {
+            let result = match route {
+                Some(r) => self.enc.set_route_from(id.0, r, noted_of(tables, id)),
+                None => self.enc.remove(id.0, id.1).map(|_| ()),
+            };
+            if let Err(e) = result {
+                tables.undo(undo);
+                // What the kernel held: the selection before this change.
+                for id in done.into_iter().rev() {
+                    let before = tables.select(&id, || candidate(&id)).map(|(_, r)| r.into_owned());
+                    let back = match &before {
+                        Some(r) => self.enc.set_route_from(id.0, r, noted_of(tables, &id)),
+                        None => self.enc.remove(id.0, id.1).map(|_| ()),
+                    };
+                    if let Err(back) = back {
+                        log::error!("{back} (verify() reports the route)");
+                    }
+                }
+                return Err(e);
+            }
+            done.push(*id);
+        }
+        let mut cache = NamedCache::new();
+        for id in patch.keys().filter(|id| id.0 == Table::Main) {
+            match inner.select(id, true, &mut cache).bgp {
+                Some(key) => inner.installed.insert(id.1, key),
+                None => inner.installed.remove(&id.1),
+            };
+        }
+        Ok(())
+    }
+
     /// Adds or replaces a route through the agent's API.
     ///
     /// # Errors
     /// As [`Encapsulator::set_route`].
     pub fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
-        let mut inner = self.lock();
-        self.enc.set_route(table, route)?;
-        inner.local.insert((table, route.prefix), (route.clone(), Origin::Agent));
-        if let Some(m) = inner.merged.as_mut() {
-            m.routes_mut().insert((table, route.prefix), route.clone());
-        }
-        if table == Table::Main {
-            inner.installed.remove(&route.prefix);
-        }
-        self.save(&inner);
-        Ok(())
+        let mut guard = self.lock();
+        self.change_local(&mut guard, vec![(Origin::Agent, (table, route.prefix), Some(route.clone()))])
     }
 
-    /// Removes a static or agent route; where BGP has a route for the
-    /// prefix, BGP's takes its place (replaced in place: no moment without a
-    /// route). `Ok(false)` when there was no local route (a BGP route is
-    /// withdrawn in BGP, not here).
+    /// Removes a static or agent route (both, where both origins have one);
+    /// where BGP has a route for the prefix, BGP's takes its place (replaced
+    /// in place: no moment without a route). `Ok(false)` when there was no
+    /// local route (a BGP route is withdrawn in BGP, not here).
     ///
     /// # Errors
     /// As [`Encapsulator::remove`] / [`Encapsulator::set_route`].
     pub fn remove_route(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let mut guard = self.lock();
-        let inner = &mut *guard;
-        let Some(local) = inner.local.remove(&(table, prefix)) else { return Ok(false) };
-        let from_bgp = if table == Table::Main { inner.bgp_route(prefix, true) } else { None };
-        let done = match &from_bgp {
-            Some((route, _)) => self.enc.set_route(table, route),
-            None => self.enc.remove(table, prefix).map(|_| ()),
-        };
-        if let Err(e) = done {
-            inner.local.insert((table, prefix), local);
-            return Err(e);
+        let id = (table, prefix);
+        let changes: Vec<(Origin, RouteId, Option<Route>)> = [Origin::Agent, Origin::Static]
+            .into_iter()
+            .filter(|o| guard.tables.local(*o).contains_key(&id))
+            .map(|o| (o, id, None))
+            .collect();
+        if changes.is_empty() {
+            return Ok(false);
         }
-        if let Some(m) = inner.merged.as_mut() {
-            match &from_bgp {
-                Some((route, _)) => m.routes_mut().insert((table, prefix), route.clone()),
-                None => m.routes_mut().remove(&(table, prefix)),
-            };
-        }
-        if let Some((_, key)) = from_bgp {
-            inner.installed.insert(prefix, key);
-        }
-        self.save(inner);
+        self.change_local(&mut guard, changes)?;
         Ok(true)
     }
 
@@ -682,108 +807,94 @@ impl Origins {
     /// As [`Encapsulator::apply`].
     pub fn apply_local(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        self.replace_local(&valid, dry_run, |_| {
-            valid.routes().iter().map(|(id, r)| (*id, (r.clone(), Origin::Agent))).collect()
-        })
+        self.replace_local(&valid, dry_run, |_| (BTreeMap::new(), valid.routes().clone()))
     }
 
     /// Makes the `static` table equal to `desired` (the agent's configuration
-    /// file), keeping every `agent` route (one wins a key both have), merged
-    /// with BGP's as always; the sources and DSCP table become `desired`'s.
+    /// file), keeping every `agent` route (the precedence picks where both
+    /// have one), merged with BGP's as always; the sources and DSCP table
+    /// become `desired`'s.
     ///
     /// # Errors
     /// As [`Encapsulator::apply`]; nothing changed then.
     pub fn apply_static(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        self.replace_local(&valid, dry_run, |old| {
-            let mut local: BTreeMap<RouteId, (Route, Origin)> =
-                old.iter().filter(|(_, (_, o))| *o == Origin::Agent).map(|(id, r)| (*id, r.clone())).collect();
-            for (id, r) in valid.routes() {
-                local.entry(*id).or_insert_with(|| (r.clone(), Origin::Static));
-            }
-            local
-        })
+        self.replace_local(&valid, dry_run, |tables| (valid.routes().clone(), tables.local(Origin::Agent).clone()))
     }
 
-    /// Replaces the local (static and agent) table by what `local` makes of
-    /// the current one, merged with BGP's, with `valid`'s sources and DSCP
-    /// table; recorded only once applied.
+    /// Replaces the local tables (static, agent) by what `local` makes of the
+    /// current ones, merged with BGP's, with `valid`'s sources and DSCP
+    /// table: a whole apply; recorded only once applied.
     fn replace_local(
         &self,
         valid: &ValidState,
         dry_run: bool,
-        local: impl FnOnce(&BTreeMap<RouteId, (Route, Origin)>) -> BTreeMap<RouteId, (Route, Origin)>,
+        local: impl FnOnce(&OriginTables) -> (BTreeMap<RouteId, Route>, BTreeMap<RouteId, Route>),
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let local = local(&inner.local);
-        let (routes, installed) = merge(&local, &inner.bgp, &inner.held);
-        if dry_run {
-            let state = ValidState::new(routes, valid.sources().clone(), *valid.dscp()).map_err(RouteError::Invalid)?;
-            return self.enc.apply(state, crate::ApplyOptions::default().dry_run(true));
+        let (statics, agents) = local(&inner.tables);
+        let mut tables = OriginTables::new(inner.tables.precedence());
+        tables.replace_local(Origin::Static, statics);
+        tables.replace_local(Origin::Agent, agents);
+        let previous = std::mem::replace(&mut inner.tables, tables);
+        match self.apply_whole(inner, true, Some(valid), dry_run) {
+            Ok((report, installed)) if !dry_run => {
+                inner.installed = installed;
+                Ok(report)
+            }
+            result => {
+                inner.tables = previous;
+                result.map(|(report, _)| report)
+            }
         }
-        let (report, state) = self.apply_state(routes, Some(valid))?;
-        inner.local = local;
-        inner.installed = installed;
-        inner.merged = state;
-        self.save(inner);
-        Ok(report)
     }
 
-    /// Writes the origins file, on a thread of its own (a million routes take
-    /// a while to write, and forwarding does not depend on the file); a write
-    /// never replaces a newer one. A failure is logged.
+    /// Applies the whole merge of the tables (held routes counted when
+    /// `held`), with `desired`'s sources and DSCP table or those in force;
+    /// returns the prefixes that took BGP's route.
+    fn apply_whole(
+        &self,
+        inner: &Inner,
+        held: bool,
+        desired: Option<&ValidState>,
+        dry_run: bool,
+    ) -> Result<(ApplyReport, BTreeMap<IpNetwork, Option<PolicyKey>>), RouteError> {
+        let candidates = inner.bgp_candidates(held);
+        let keys: BTreeMap<IpNetwork, Option<PolicyKey>> = candidates.iter().map(|(p, _, k)| (*p, *k)).collect();
+        let (routes, from) = inner.tables.merge(candidates.into_iter().map(|(p, r, _)| (p, r)));
+        let (sources, dscp) = match desired {
+            Some(v) => (v.sources().clone(), *v.dscp()),
+            None => (self.enc.sources().list().into_iter().collect(), self.enc.dscp_map()),
+        };
+        let state = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
+        let key = |p: &IpNetwork| keys.get(p).copied().flatten();
+        let origins: crate::fib::apply::Origins =
+            from.iter().filter_map(|(id, o)| Some((*id, noted(*o, key(&id.1))?))).collect();
+        let report = self.enc.apply_from(state, dry_run, &origins)?;
+        let installed = from.into_iter().filter(|(_, o)| *o == Origin::Bgp).map(|(id, _)| (id.1, key(&id.1))).collect();
+        Ok((report, installed))
+    }
+
+    /// Records what BGP's policies say (preference, binding SID, ...) in the
+    /// RIB, for `routes`, `get` and the next agent; a failure is logged (the
+    /// routes are right, only their description may be out of date).
     fn save(&self, inner: &Inner) {
-        let Some(path) = self.file.clone() else { return };
-        let installed = inner.installed.clone();
         let mut infos: BTreeMap<PolicyKey, PolicyInfo> = inner.held_policies.clone();
         infos.extend(inner.bgp.policies.iter().map(|(k, (_, i))| (*k, i.clone())));
-        let agent: Vec<(u32, String)> = inner
-            .local
-            .iter()
-            .filter(|(_, (_, o))| *o == Origin::Agent)
-            .map(|((t, p), _)| (t.id(), p.to_string()))
-            .collect();
-        let generation = self.saves.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let written = Arc::clone(&self.saves.1);
-        let writer = move || {
-            let mut last = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *last > generation {
-                return;
-            }
-            let mut policies: Vec<PolicyInfo> = Vec::new();
-            let mut index: BTreeMap<PolicyKey, usize> = BTreeMap::new();
-            let bgp = installed
-                .iter()
-                .map(|(prefix, key)| {
-                    let i = key.and_then(|k| {
-                        if let Some(i) = index.get(&k) {
-                            return Some(*i);
-                        }
-                        policies.push(infos.get(&k)?.clone());
-                        index.insert(k, policies.len() - 1);
-                        Some(policies.len() - 1)
-                    });
-                    (prefix.to_string(), i)
-                })
-                .collect();
-            if let Err(e) = write_file(&path, &OriginsFile { agent, policies, bgp }) {
-                log::warn!("writing {}: {e} (the origins shown by `routes` may be out of date)", path.display());
-            }
-            *last = generation;
+        let notes = match serde_json::to_vec(&infos.into_values().collect::<Vec<_>>()) {
+            Ok(n) => n,
+            Err(e) => return log::warn!("recording BGP's policies: {e}"),
         };
-        if let Err(e) = std::thread::Builder::new().name("origins-file".into()).spawn(writer) {
-            log::warn!("writing the origins file: no thread ({e})");
+        if let Err(e) = self.enc.set_origin_notes(notes) {
+            log::warn!("recording BGP's policies: {e} (the policies shown by `routes` may be out of date)");
         }
     }
 
     /// The origin of each route in force, for the agent's `ListRoutes`.
     pub fn view(&self) -> OriginsView {
         let inner = self.lock();
-        let mut view = OriginsView::default();
-        for ((t, p), (_, o)) in &inner.local {
-            view.local.insert((*t, *p), *o);
-        }
+        let mut view = OriginsView { local: inner.local_origins(), ..OriginsView::default() };
         for (prefix, key) in &inner.installed {
             let info = key
                 .and_then(|k| inner.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| inner.held_policies.get(&k)))
@@ -794,49 +905,18 @@ impl Origins {
     }
 }
 
-/// The merged routes, and the main-table prefixes that took BGP's route.
-fn merge(
-    local: &BTreeMap<RouteId, (Route, Origin)>,
-    bgp: &BgpTable,
-    held: &BTreeMap<IpNetwork, (Route, Option<PolicyKey>)>,
-) -> (BTreeMap<RouteId, Route>, BTreeMap<IpNetwork, Option<PolicyKey>>) {
-    // Gathered, then built in bulk (sorting is cheap next to a million
-    // one-by-one inserts).
-    let mut routes: Vec<(RouteId, Route)> = local.iter().map(|(id, (r, _))| (*id, r.clone())).collect();
-    let mut installed = Vec::new();
-    let mut cache = NamedCache::new();
-    let bgp_routes = bgp.routes.keys().filter_map(|p| bgp.route_cached(*p, &mut cache).map(|(r, k)| (*p, r, Some(k))));
-    let mut held_cache = NamedCache::new();
-    let held_routes = held
-        .iter()
-        .filter(|(p, (_, k))| !bgp.routes.contains_key(p) && bgp.may_hold(*k))
-        .map(|(p, (r, k))| (*p, bgp.held_route(r, *k, &mut held_cache), *k));
-    for (prefix, route, key) in bgp_routes.chain(held_routes) {
-        if !local.contains_key(&(Table::Main, prefix)) {
-            routes.push(((Table::Main, prefix), route));
-            installed.push((prefix, key));
-        }
+/// What the RIB recorded of BGP's policies, by policy.
+fn read_notes(notes: &[u8]) -> BTreeMap<PolicyKey, PolicyInfo> {
+    if notes.is_empty() {
+        return BTreeMap::new();
     }
-    (routes.into_iter().collect(), installed.into_iter().collect())
-}
-
-fn read_file(path: &Path) -> Option<OriginsFile> {
-    let text = std::fs::read_to_string(path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(f) => Some(f),
+    match serde_json::from_slice::<Vec<PolicyInfo>>(notes) {
+        Ok(infos) => infos.into_iter().map(|i| (PolicyKey { color: i.color, endpoint: i.endpoint }, i)).collect(),
         Err(e) => {
-            log::warn!("{} is not an origins file ({e}); every route counts as static", path.display());
-            None
+            log::warn!("the RIB's record of BGP's policies cannot be read ({e}); shown without their details");
+            BTreeMap::new()
         }
     }
-}
-
-fn write_file(path: &Path, file: &OriginsFile) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    crate::sys::bpffs::create_private_dir(dir)?;
-    let tmp = dir.join(format!(".origins.json.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(file).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The origins of the routes of one interface, as the agent last recorded
@@ -848,21 +928,23 @@ pub struct OriginsView {
 }
 
 impl OriginsView {
-    /// Reads what the agent recorded for `iface` (in the calling thread's
-    /// network namespace); empty when no agent with BGP recorded anything.
-    pub fn load(iface: &str) -> OriginsView {
-        let Some(file) = origins_path(iface).ok().as_deref().and_then(read_file) else {
-            return OriginsView::default();
-        };
+    /// The origins `enc`'s RIB records beside its routes: what the agent
+    /// (or the last one) set and what BGP taught; every other route is
+    /// `static`.
+    pub fn of(enc: &Encapsulator) -> OriginsView {
+        let (noted, notes) = enc.origin_records();
+        let infos = read_notes(&notes);
         let mut view = OriginsView::default();
-        for (t, p) in &file.agent {
-            if let Ok(p) = p.parse() {
-                view.local.insert((Table::alternate(*t).unwrap_or(Table::Main), p), Origin::Agent);
-            }
-        }
-        for (p, i) in &file.bgp {
-            if let Ok(p) = p.parse() {
-                view.bgp.insert(p, i.and_then(|i| file.policies.get(i)).cloned());
+        for (id, o) in noted {
+            match o {
+                Noted::Agent => {
+                    view.local.insert(id, Origin::Agent);
+                }
+                Noted::Bgp(key) if id.0 == Table::Main => {
+                    let info = key.and_then(|(color, endpoint)| infos.get(&PolicyKey { color, endpoint })).cloned();
+                    view.bgp.insert(id.1, info);
+                }
+                Noted::Bgp(_) => {}
             }
         }
         view
@@ -871,13 +953,11 @@ impl OriginsView {
     /// Where the route for `prefix` in `table` came from, and for a BGP
     /// route the policy it is steered into.
     pub fn origin(&self, table: Table, prefix: IpNetwork) -> (Origin, Option<&PolicyInfo>) {
-        if let Some(o) = self.local.get(&(table, prefix)) {
-            return (*o, None);
+        // The prefixes listed as BGP's are those where BGP's route won.
+        if let (Table::Main, Some(info)) = (table, self.bgp.get(&prefix)) {
+            return (Origin::Bgp, info.as_ref());
         }
-        match (table, self.bgp.get(&prefix)) {
-            (Table::Main, Some(info)) => (Origin::Bgp, info.as_ref()),
-            _ => (Origin::Static, None),
-        }
+        (self.local.get(&(table, prefix)).copied().unwrap_or(Origin::Static), None)
     }
 }
 
@@ -901,8 +981,15 @@ mod tests {
             name: None,
             enlp: None,
         };
-        let mut local = BTreeMap::new();
-        local.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), (route("10.0.0.0/8", "16001"), Origin::Agent));
+        let mut inner = Inner::default();
+        let mut agent = BTreeMap::new();
+        agent.insert((Table::Main, "10.0.0.0/8".parse().unwrap()), route("10.0.0.0/8", "16001"));
+        inner.tables.replace_local(Origin::Agent, agent);
+        let merge = |inner: &Inner| {
+            let (routes, from_bgp) = inner.tables.merge(inner.bgp_candidates(true).into_iter().map(|(p, r, _)| (p, r)));
+            let bgp = from_bgp.into_iter().filter(|(_, o)| *o == Origin::Bgp).map(|(id, _)| (id.1, ()));
+            (routes, bgp.collect::<BTreeMap<IpNetwork, ()>>())
+        };
         let mut bgp = BgpTable::default();
         bgp.policies.insert(key, ("17001".parse().unwrap(), info));
         for p in ["10.0.0.0/8", "10.1.0.0/16"] {
@@ -911,20 +998,23 @@ mod tests {
         let mut held = BTreeMap::new();
         held.insert("10.2.0.0/16".parse().unwrap(), (route("10.2.0.0/16", "18000"), None));
         held.insert("10.1.0.0/16".parse().unwrap(), (route("10.1.0.0/16", "18001"), None));
-        let (routes, installed) = merge(&local, &bgp, &held);
+        (inner.bgp, inner.held) = (bgp, held);
+        let (routes, installed) = merge(&inner);
         let got: Vec<String> = routes.values().map(|r| format!("{} {}", r.prefix, r.policy)).collect();
         assert_eq!(got, ["10.0.0.0/8 16001", "10.1.0.0/16 17001", "10.2.0.0/16 18000"]);
         let prefixes: Vec<String> = installed.keys().map(|p| p.to_string()).collect();
         assert_eq!(prefixes, ["10.1.0.0/16", "10.2.0.0/16"]);
-        // A held route on a policy BGP now knows to be invalid is not kept.
+        // A held route on a policy BGP now knows to be invalid is not kept
+        // with its lists: it goes onto the policy's invalid object.
         let gone = PolicyKey { color: 200, endpoint: key.endpoint };
-        held.insert("10.3.0.0/16".parse().unwrap(), (route("10.3.0.0/16", "18003"), Some(gone)));
-        bgp.invalid.insert(gone);
-        let (routes, _) = merge(&local, &bgp, &held);
-        assert!(!routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
-        bgp.invalid.clear();
-        let (routes, _) = merge(&local, &bgp, &held);
-        assert!(routes.contains_key(&(Table::Main, "10.3.0.0/16".parse().unwrap())));
+        let id = (Table::Main, "10.3.0.0/16".parse().unwrap());
+        inner.held.insert(id.1, (route("10.3.0.0/16", "18003"), Some(gone)));
+        inner.bgp.invalid.insert(gone);
+        let (routes, _) = merge(&inner);
+        assert_eq!(routes[&id].policy, Policy::invalid(&object_name(&gone, false)).unwrap());
+        inner.bgp.invalid.clear();
+        let (routes, _) = merge(&inner);
+        assert_eq!(routes[&id].policy.to_string(), "18003");
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! Steering (RFC 9256 section 8.4): a BGP route with color extended
 //! community C and next hop E uses SR policy (C, E) when that policy exists
-//! and is valid; with several such colors, the highest color wins. A route no
-//! valid policy takes is not installed from BGP at all: its packets go on
-//! unlabelled (or by a covering route), never into a black hole.
+//! and is valid; with several such colors, the highest color wins. A route
+//! whose policies all exist but none is valid stays steered into the highest
+//! of them, which is then the policy's *invalid* object: its packets go
+//! unlabelled, never into a black hole and never by a covering route that
+//! another path chose, and the policy turning valid again is one object
+//! write, not a rewrite of its routes (docs/policy-objects.md). A route whose
+//! colors name no policy BGP knows is not installed from BGP at all.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -20,14 +24,16 @@ pub struct ColoredRoute {
     pub colors: Vec<u32>,
 }
 
-/// The policy a route is steered into, or `None`.
+/// The policy a route is steered into (the highest valid color, else the
+/// highest known invalid one), or `None` when its colors name no known policy.
 pub fn policy_for(route: &ColoredRoute, policies: &BTreeMap<PolicyKey, Selected>) -> Option<PolicyKey> {
     route
         .colors
         .iter()
         .map(|&color| PolicyKey { color, endpoint: route.next_hop })
-        .filter(|key| policies.get(key).is_some_and(|s| s.policy.is_some()))
-        .max_by_key(|key| key.color)
+        .filter_map(|key| policies.get(&key).map(|s| (s.policy.is_some(), key)))
+        .max_by_key(|(valid, key)| (*valid, key.color))
+        .map(|(_, key)| key)
 }
 
 /// Every steered route, by prefix, with the policy it uses; and how many
@@ -83,5 +89,26 @@ mod tests {
         let got: Vec<(String, u32)> = steered.iter().map(|(p, k)| (p.to_string(), k.color)).collect();
         assert_eq!(got, [("198.51.100.0/24".to_owned(), 100), ("198.51.101.0/24".to_owned(), 200)]);
         assert_eq!(unsteered, 2);
+    }
+
+    #[test]
+    fn an_invalid_policy_keeps_its_routes_unless_another_color_is_valid() {
+        let mut invalid = policy(200, "192.0.2.1", 16200);
+        invalid.lists[0].weight = 0;
+        let policies = select(&[policy(100, "192.0.2.1", 16100), invalid]);
+        assert!(policies.values().any(|s| s.policy.is_none()), "color 200 is known and invalid");
+        let nh: IpAddr = "192.0.2.1".parse().unwrap();
+        let routes: Vec<(IpNetwork, ColoredRoute)> = vec![
+            // Only the invalid policy: stays on it (its invalid object, unlabelled).
+            ("198.51.100.0/24".parse().unwrap(), ColoredRoute { next_hop: nh, colors: vec![200] }),
+            // A valid color below the invalid one wins.
+            ("198.51.101.0/24".parse().unwrap(), ColoredRoute { next_hop: nh, colors: vec![200, 100] }),
+            // No known policy: not installed.
+            ("198.51.102.0/24".parse().unwrap(), ColoredRoute { next_hop: nh, colors: vec![300] }),
+        ];
+        let (steered, unsteered) = steer(routes.iter().map(|(p, r)| (p, r)), &policies);
+        let got: Vec<(String, u32)> = steered.iter().map(|(p, k)| (p.to_string(), k.color)).collect();
+        assert_eq!(got, [("198.51.100.0/24".to_owned(), 200), ("198.51.101.0/24".to_owned(), 100)]);
+        assert_eq!(unsteered, 1);
     }
 }

@@ -40,6 +40,9 @@ pub(super) struct Table {
     /// False until the first computation (and after a wholesale replacement):
     /// then everything is recomputed.
     incremental: bool,
+    /// What the steering moved since it was last taken: each prefix's
+    /// policy now (`None`: unsteered); `None` after a whole recomputation.
+    moved: Option<BTreeMap<IpNetwork, Option<PolicyKey>>>,
     /// This host's BGP identifier, which route targets must name.
     pub(super) router_id: Option<Ipv4Addr>,
     /// SR Policy paths not for this host, and why (each logged once).
@@ -244,31 +247,45 @@ impl Table {
     /// Selects and steers again what changed (see `compute`); whether any
     /// route was steered again. When none was, the routes handed over last
     /// stand and only the policies can have changed (a preference switch, a
-    /// weight, a list down): the learner then hands over the policies alone.
+    /// weight, a list down, the policy becoming invalid or valid again): the
+    /// learner then hands over the policies alone.
     pub(super) fn steer_live(&mut self, down: &dyn Fn(IpAddr, &[Label]) -> bool) -> bool {
         let selected = select_live(self.candidates.values().map(|e| &e.value), down);
         let mut resteered = true;
         if self.incremental {
-            let valid = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).is_some_and(|s| s.policy.is_some());
+            // Known and valid, known and invalid, or unknown: a route of a
+            // key that went from one to another may be steered elsewhere.
+            let state = |m: &BTreeMap<PolicyKey, Selected>, k: &PolicyKey| m.get(k).map(|s| s.policy.is_some());
             let flipped: Vec<PolicyKey> = self
                 .selected
                 .keys()
                 .chain(selected.keys())
-                .filter(|k| valid(&self.selected, k) != valid(&selected, k))
+                .filter(|k| state(&self.selected, k) != state(&selected, k))
                 .copied()
                 .collect();
-            let mut again = std::mem::take(&mut self.dirty);
+            let dirty = std::mem::take(&mut self.dirty);
+            // A route added, changed or withdrawn is handed over in any case;
+            // a flip re-steers its routes, most of which stay on the same key
+            // (a policy turning invalid keeps them, on its invalid object).
+            resteered = !dirty.is_empty();
+            let mut again = dirty;
             for key in flipped {
                 if let Some(set) = self.by_key.get(&key) {
                     again.extend(set.iter().copied());
                 }
             }
-            resteered = !again.is_empty();
             for prefix in again {
-                match self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected)) {
+                let now = self.routes.get(&prefix).and_then(|e| policy_for(&e.value, &selected));
+                let before = match now {
                     Some(key) => self.steered.insert(prefix, key),
                     None => self.steered.remove(&prefix),
                 };
+                if before != now {
+                    resteered = true;
+                    if let Some(moved) = self.moved.as_mut() {
+                        moved.insert(prefix, now);
+                    }
+                }
             }
         } else {
             self.steered = steer(self.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
@@ -280,9 +297,17 @@ impl Table {
             }
             self.dirty.clear();
             self.incremental = true;
+            self.moved = None;
         }
         self.selected = selected;
         resteered
+    }
+
+    /// What the steering moved since the last call (prefix -> its policy
+    /// now, `None`: unsteered), or `None` when it was recomputed whole since
+    /// (then the whole table is to be handed over).
+    pub(super) fn take_moved(&mut self) -> Option<BTreeMap<IpNetwork, Option<PolicyKey>>> {
+        self.moved.replace(BTreeMap::new())
     }
 
     /// BGP's table from the last [`Table::steer_live`], with the gauges;
@@ -378,6 +403,7 @@ mod tests {
         let mut t = Table::default();
         let none = HashSet::new();
         let endpoint = |i: u64| -> IpAddr { IpAddr::from([192, 0, 2, 1 + (i % 2) as u8]) };
+        let mut mirror: BTreeMap<IpNetwork, PolicyKey> = BTreeMap::new();
         for step in 0..2000 {
             match next(6) {
                 0 | 1 => {
@@ -423,6 +449,19 @@ mod tests {
                     let selected = select(t.candidates.values().map(|e| &e.value));
                     let want = steer(t.routes.iter().map(|(p, e)| (p, &e.value)), &selected).0;
                     assert_eq!(got, want, "step {step}");
+                    // What the learner hands over instead of the table: the moves.
+                    match t.take_moved() {
+                        Some(moved) => {
+                            for (p, k) in moved {
+                                match k {
+                                    Some(k) => mirror.insert(p, k),
+                                    None => mirror.remove(&p),
+                                };
+                            }
+                        }
+                        None => mirror = got,
+                    }
+                    assert_eq!(mirror, want, "step {step}: the moves replayed");
                 }
             }
         }
@@ -458,11 +497,11 @@ mod tests {
     }
 
     /// The learner's computation with S-BFD's word: a route stays steered
-    /// while one path has a live list, through the backup path, and goes
-    /// unsteered (unlabelled) when none has; the policy that changed is
-    /// re-steered even though no route changed.
+    /// while one path has a live list, through the backup path, and stays on
+    /// the policy, then invalid (its object passes packets unlabelled), when
+    /// none has.
     #[test]
-    fn liveness_moves_routes_to_the_backup_path_then_unsteers_them() {
+    fn liveness_moves_routes_to_the_backup_path_then_onto_the_invalid_policy() {
         let counters = BgpCounters::default();
         let mut t = Table::default();
         let none = HashSet::new();
@@ -484,8 +523,9 @@ mod tests {
         let backup = t.compute_live(&counters, &dead(&[16002, 16012]));
         assert_eq!((labels(&backup), backup.routes.len()), (vec!["16001".to_owned()], 1));
         let gone = t.compute_live(&counters, &dead(&[16001, 16002, 16012]));
-        assert!(gone.routes.is_empty() && gone.policies.is_empty());
-        assert!(gone.invalid.contains(&key()));
+        // Still steered: into the policy's invalid object (unlabelled).
+        assert!(gone.policies.is_empty() && gone.invalid.contains(&key()));
+        assert_eq!(gone.routes.values().collect::<Vec<_>>(), [&key()]);
         let back = t.compute_live(&counters, &dead(&[]));
         assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
     }
@@ -518,8 +558,30 @@ mod tests {
         assert_eq!(t.table(&counters, true).routes.len(), 1);
         t.update(announce(Nlri::Unicast("10.1.0.0/16".parse().unwrap()), "10.201.0.1"), &none, &counters);
         assert!(t.steer_live(&live), "a new colored route is steered");
+        assert!(!t.steer_live(&live));
         let dead = |_: IpAddr, _: &[Label]| true;
-        assert!(t.steer_live(&dead), "every list down: the policy is invalid, its routes unsteered");
+        assert!(!t.steer_live(&dead), "every list down: the policy is invalid, its routes stay on it");
+        assert!(t.table(&counters, false).invalid.contains(&key()));
+        assert!(!t.steer_live(&live), "valid again: still no route moves");
+        t.update(
+            PathUpdate {
+                nlri: Nlri::SrPolicy { distinguisher: 1, key: key() },
+                neighbor: "10.201.0.1".into(),
+                learned: None,
+            },
+            &none,
+            &counters,
+        );
+        t.update(
+            PathUpdate {
+                nlri: Nlri::SrPolicy { distinguisher: 2, key: key() },
+                neighbor: "10.201.0.1".into(),
+                learned: None,
+            },
+            &none,
+            &counters,
+        );
+        assert!(t.steer_live(&live), "the policy withdrawn: its routes are unsteered");
     }
 
     fn candidate(distinguisher: u32, label: u32, addressing: Addressing) -> PathUpdate {

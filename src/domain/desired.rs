@@ -183,25 +183,6 @@ impl ValidState {
         ValidState { routes, sources, dscp }
     }
 
-    /// The routes, to patch in place (the caller keeps them valid: no host
-    /// bits, each keyed by its own prefix).
-    #[cfg(feature = "bgp")]
-    pub(crate) fn routes_mut(&mut self) -> &mut BTreeMap<(Table, IpNetwork), Route> {
-        &mut self.routes
-    }
-
-    /// Replaces the sources (the caller keeps them valid).
-    #[cfg(feature = "bgp")]
-    pub(crate) fn set_sources(&mut self, sources: BTreeMap<IpNetwork, Table>) {
-        self.sources = sources;
-    }
-
-    /// Replaces the DSCP table.
-    #[cfg(feature = "bgp")]
-    pub(crate) fn set_dscp(&mut self, dscp: DscpMap) {
-        self.dscp = dscp;
-    }
-
     /// The routes, taken out.
     pub(crate) fn into_routes(self) -> BTreeMap<(Table, IpNetwork), Route> {
         self.routes

@@ -27,8 +27,13 @@ use super::objects::{self, Staged};
 use super::table::RouteTable;
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::CounterSlots;
-use crate::rib::diff::{self, Plan};
+use crate::rib::diff::{self, Patch, Plan};
+use crate::rib::origins::Noted;
+use crate::rib::tracked::Tracked;
 use crate::rib::{Rib, RouteId};
+
+/// The origin of each route that is not static.
+pub(crate) type Origins = BTreeMap<RouteId, Noted>;
 
 /// What an apply did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -171,17 +176,22 @@ fn policy_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
 }
 
 /// The desired state, borrowed or owned: an owned one's route map becomes
-/// the RIB's as it is, without a copy.
+/// the RIB's as it is, without a copy. Or only the routes that change (an
+/// origin's delta): planned and recorded per change, sources and DSCP
+/// table as they are.
 pub(crate) enum Desired<'a> {
     Borrowed(&'a ValidState),
     Owned(ValidState),
+    Patch(&'a Patch),
 }
 
-impl Desired<'_> {
-    fn get(&self) -> &ValidState {
+impl<'a> Desired<'a> {
+    /// The changes from `rib` to this.
+    fn plan(&'a self, rib: &Rib) -> Plan<'a> {
         match self {
-            Desired::Borrowed(s) => s,
-            Desired::Owned(s) => s,
+            Desired::Borrowed(s) => diff::plan(rib, s),
+            Desired::Owned(s) => diff::plan(rib, s),
+            Desired::Patch(p) => diff::plan_patch(rib, p),
         }
     }
 }
@@ -201,9 +211,20 @@ struct Outcome {
 impl Fib {
     /// Makes the tables equal to `desired` (see the module docs for the order).
     pub(crate) fn apply(&self, desired: Desired<'_>, dry_run: bool) -> Result<ApplyReport, RouteError> {
+        self.apply_from(desired, dry_run, None)
+    }
+
+    /// As [`Fib::apply`], recording each route's origin in the same commit
+    /// (`origins`: the routes that are not static; `None`: all static).
+    pub(crate) fn apply_from(
+        &self,
+        desired: Desired<'_>,
+        dry_run: bool,
+        origins: Option<&Origins>,
+    ) -> Result<ApplyReport, RouteError> {
         let mut rib = self.locked(!dry_run)?;
         let started = std::time::Instant::now();
-        let plan = diff::plan(&rib, desired.get());
+        let plan = desired.plan(&rib);
         let planned = started.elapsed();
         if let Some((a, b)) = plan.conflict {
             let name = a.policy.name().unwrap_or_default();
@@ -249,7 +270,8 @@ impl Fib {
                 let written = started.elapsed();
                 report.map_operations = ops;
                 // Few changes are recorded one by one; many, by taking the desired map whole.
-                let few = plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
+                let few = matches!(desired, Desired::Patch(_))
+                    || plan.upserts.len() + plan.removes.len() <= rib.routes.len() / 8;
                 let outcome = Outcome {
                     objects: staged,
                     written: plan.upserts.iter().map(|(id, _, _)| *id).zip(slots).collect(),
@@ -258,7 +280,7 @@ impl Fib {
                     set_aside: plan.set_aside.into_iter().map(|(r, _)| r.clone()).collect(),
                     set_aside_removed: plan.set_aside_removed,
                 };
-                commit(&mut rib, outcome, desired);
+                commit(&mut rib, outcome, desired, origins);
                 let committed = started.elapsed();
                 if let Err(e) = self.write_settings(&rib) {
                     // Sources were written before; the count only saves a lookup when zero.
@@ -498,7 +520,8 @@ fn report_of(plan: &Plan) -> ApplyReport {
 
 /// Records an applied plan in the RIB (the kernel accepted all of it): the
 /// RIB's tables become the desired ones.
-fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
+fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>, origins: Option<&Origins>) {
+    let origin = |id: &RouteId| origins.and_then(|o| o.get(id)).copied();
     for o in outcome.objects.by_name.into_values() {
         objects::record(rib, o.id, &o.policy, o.tc, o.lists);
     }
@@ -516,27 +539,44 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>) {
         rib.shadowed.remove(&prefix);
         rib.drop_counters(&(Table::Main, prefix));
     }
-    let state = desired.get();
-    rib.dscp = *state.dscp();
-    rib.sources = state.sources().clone();
+    let state = match &desired {
+        Desired::Borrowed(state) => Some(*state),
+        Desired::Owned(state) => Some(state),
+        Desired::Patch(_) => None,
+    };
+    if let Some(state) = state {
+        rib.dscp = *state.dscp();
+        rib.sources = state.sources().clone();
+    }
     match outcome.changed {
         Some(changed) => {
             for id in &outcome.removes {
                 rib.routes.remove(id);
+                rib.origin_of.remove(id);
+            }
+            for (id, _) in &changed {
+                super::note_origin(rib, *id, origin(id));
             }
             rib.routes.extend(changed);
         }
         None => {
-            rib.routes = match desired {
-                Desired::Owned(state) => state.into_routes(),
-                Desired::Borrowed(state) => state.routes().clone(),
-            }
-            .into();
-            // The desired routes for host addresses are set aside, never in the tries.
-            let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();
-            for host in hosts {
-                if let Some(route) = rib.routes.remove(&(Table::Main, host)) {
-                    rib.shadowed.insert(host, route);
+            let whole = match desired {
+                Desired::Owned(state) => Some(state.into_routes()),
+                Desired::Borrowed(state) => Some(state.routes().clone()),
+                // Never whole (see `few`): a patch names only what changes.
+                Desired::Patch(_) => None,
+            };
+            if let Some(routes) = whole {
+                let noted = routes.keys().filter_map(|id| Some((*id, origin(id)?))).collect();
+                rib.origin_of = Tracked::clean(noted);
+                rib.origin_of.dirty.mark_all();
+                rib.routes = routes.into();
+                // The desired routes for host addresses are set aside, never in the tries.
+                let hosts: Vec<IpNetwork> = rib.local.iter().map(|a| IpNetwork::from(*a)).collect();
+                for host in hosts {
+                    if let Some(route) = rib.routes.remove(&(Table::Main, host)) {
+                        rib.shadowed.insert(host, route);
+                    }
                 }
             }
         }

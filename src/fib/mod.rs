@@ -29,6 +29,7 @@ use crate::domain::route::{Route, Table};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::{CounterSlots, GRACE};
 use crate::rib::objects::same_tc_kind as objects_same_kind;
+use crate::rib::origins::Noted;
 use crate::rib::store::{LoadConfig, Store};
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
@@ -57,10 +58,19 @@ pub(crate) fn same_route_value(old: &Route, new: &Route) -> bool {
     !old.policy.is_plain() && matches!(old.tc, Tc::FromDscp) == matches!(new.tc, Tc::FromDscp)
 }
 
-/// Which route trie a route of `table` for `prefix` lives in: 0 main IPv4,
-/// 1 main IPv6, 2 alternate IPv4, 3 alternate IPv6.
-pub(crate) fn trie_index(table: Table, prefix: &IpNetwork) -> usize {
-    usize::from(table != Table::Main) * 2 + usize::from(prefix.is_ipv6())
+pub(crate) use crate::rib::trie_index;
+
+/// Records `id`'s origin (`None`: static, which records nothing).
+pub(crate) fn note_origin(rib: &mut Rib, id: RouteId, origin: Option<Noted>) {
+    match origin {
+        Some(o) if rib.origin_of.get(&id) != Some(&o) => {
+            rib.origin_of.insert(id, o);
+        }
+        Some(_) => {}
+        None => {
+            rib.origin_of.remove(&id);
+        }
+    }
 }
 
 /// What [`Fib::allocate`] handed a route about to be written.
@@ -413,12 +423,30 @@ impl Fib {
     /// Adds or atomically replaces one route: a packet sees the old route or
     /// the new one, never a mix.
     pub(crate) fn set_route(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        self.set_route_from(table, route, None)
+    }
+
+    /// As [`Fib::set_route`], recording the route's origin (`None`: static)
+    /// in the same commit.
+    pub(crate) fn set_route_from(&self, table: Table, route: &Route, origin: Option<Noted>) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
         let mut rib = self.changer()?;
         if table == Table::Main && rib.is_local_host(&route.prefix) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
         self.install(&mut rib, table, route)?;
+        note_origin(&mut rib, (table, route.prefix), origin);
+        self.saved(&mut rib)
+    }
+
+    /// Replaces what the origins say of BGP's policies (written with the
+    /// small sets, at the next commit: this one).
+    pub(crate) fn set_origin_notes(&self, notes: Vec<u8>) -> Result<(), RouteError> {
+        let mut rib = self.changer()?;
+        if rib.origin_notes == notes {
+            return Ok(());
+        }
+        rib.origin_notes = notes;
         self.saved(&mut rib)
     }
 
@@ -566,6 +594,7 @@ impl Fib {
         }
         self.routes_map(table, &prefix).0.delete(RouteKey::in_table(table.id(), prefix).bytes())?;
         rib.routes.remove(&id);
+        rib.origin_of.remove(&id);
         rib.retire_policy(&id);
         rib.drop_counters(&id);
         self.bury_policies(&mut rib);

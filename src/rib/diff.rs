@@ -1,5 +1,7 @@
 //! Desired state vs RIB: the changes that make one the other, nothing more.
 
+use std::collections::{BTreeMap, HashMap};
+
 use ipnetwork::IpNetwork;
 
 use super::{Rib, RouteId};
@@ -25,7 +27,7 @@ pub(crate) struct Plan<'a> {
     pub removes: Vec<RouteId>,
     /// Routes, set-aside routes and sources already as wanted.
     pub unchanged: usize,
-    /// Entries the desired state puts in each trie, by `fib::trie_index`
+    /// Entries the desired state puts in each trie, by [`super::trie_index`]
     /// (set-aside routes not counted).
     pub trie_entries: [usize; 4],
     /// Routes of the desired state that need a policy entry of their own.
@@ -36,6 +38,9 @@ pub(crate) struct Plan<'a> {
     /// Two routes of the desired state whose policies share a name but not
     /// their contents (refused: one name is one object).
     pub conflict: Option<(&'a Route, &'a Route)>,
+    /// Shared objects the RIB holds that stay in use and that `named` does
+    /// not list (a patch names only the objects its own routes use).
+    pub objects_kept: usize,
 }
 
 impl Plan<'_> {
@@ -53,8 +58,86 @@ impl Plan<'_> {
     /// Policy ids the desired state holds: one per route with a policy of
     /// its own, one per shared object however many routes use it.
     pub(crate) fn policy_ids(&self) -> usize {
-        self.policies + self.named.len()
+        self.policies + self.named.len() + self.objects_kept
     }
+}
+
+/// Route changes to make: a route for an id, or none (removed). What an
+/// origin hands the RIB when a few of its routes change.
+pub(crate) type Patch = BTreeMap<RouteId, Option<Route>>;
+
+/// The changes `patch` makes to `rib`, sources and DSCP table unchanged:
+/// one lookup per changed route, no walk of the table (the entries per trie
+/// and the policy ids of the result are counted from the RIB's running
+/// counts and the patch). A named route whose content differs from its
+/// object's rewrites the object (every route on it follows), as a single
+/// `set` does.
+pub(crate) fn plan_patch<'a>(rib: &Rib, patch: &'a Patch) -> Plan<'a> {
+    let mut plan =
+        Plan { trie_entries: [rib.routes.main_count(false), rib.routes.main_count(true), 0, 0], ..Plan::default() };
+    // Alternate tables sort after the main one and are small: counted from the end.
+    for (id, _) in rib.routes.iter().rev().take_while(|(id, _)| id.0 != Table::Main) {
+        if let Some(n) = plan.trie_entries.get_mut(super::trie_index(id.0, &id.1)) {
+            *n += 1;
+        }
+    }
+    let on_objects: usize = rib.objects.iter().map(|(_, o)| o.users).sum();
+    let mut own = rib.policy_of.len().saturating_sub(on_objects) as isize;
+    // Routes leaving each object (removed, or moved to another policy).
+    let mut leaving: HashMap<u32, usize> = HashMap::new();
+    for (id, new) in patch {
+        let host = id.0 == Table::Main && rib.is_local_host(&id.1);
+        if host {
+            match (new, rib.shadowed.get(&id.1)) {
+                (Some(route), Some(hidden)) if hidden == route => plan.unchanged += 1,
+                (Some(route), hidden) => plan.set_aside.push((route, hidden.is_some())),
+                (None, Some(_)) => plan.set_aside_removed.push(id.1),
+                (None, None) => {}
+            }
+            continue;
+        }
+        let old = rib.routes.get(id).map(|r| rib.resolve(id, r));
+        let trie = plan.trie_entries.get_mut(super::trie_index(id.0, &id.1));
+        if let Some(n) = trie {
+            *n = (*n + usize::from(new.is_some())).saturating_sub(usize::from(old.is_some()));
+        }
+        if let Some(old) = &old {
+            match (old.policy.name(), rib.policy_of.get(id)) {
+                (Some(_), Some(p)) => *leaving.entry(*p).or_default() += 1,
+                (None, Some(_)) => own -= 1,
+                _ => {}
+            }
+        }
+        let Some(route) = new else {
+            if old.is_some() {
+                plan.removes.push(*id);
+            }
+            continue;
+        };
+        match route.policy.name() {
+            Some(name) => match plan.named.get(name) {
+                Some(seen) if !same_object_content(seen, route) => {
+                    plan.conflict = plan.conflict.or(Some((seen, route)));
+                }
+                Some(_) => {}
+                None => {
+                    plan.named.insert(name, route);
+                }
+            },
+            None => own += isize::from(!route.policy.is_plain()),
+        }
+        match old {
+            Some(old) if *old == *route => plan.unchanged += 1,
+            old => plan.upserts.push((*id, route, old.is_some())),
+        }
+    }
+    plan.policies = own.max(0) as usize;
+    plan.objects_kept = rib
+        .objects
+        .iter()
+        .filter(|(p, o)| !plan.named.contains_key(o.name()) && o.users > leaving.get(p).copied().unwrap_or(0))
+        .count();
+    plan
 }
 
 /// The changes from `rib` to `desired`. Both sides are maps sorted by
@@ -132,7 +215,7 @@ fn walk<'a>(
             }
             continue;
         }
-        if let Some(n) = plan.trie_entries.get_mut(crate::fib::trie_index(id.0, &id.1)) {
+        if let Some(n) = plan.trie_entries.get_mut(super::trie_index(id.0, &id.1)) {
             *n += 1;
         }
         match route.policy.name() {

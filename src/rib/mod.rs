@@ -12,6 +12,7 @@
 pub(crate) mod alloc;
 pub(crate) mod diff;
 pub(crate) mod objects;
+pub(crate) mod origins;
 pub(crate) mod routes;
 pub(crate) mod store;
 pub(crate) mod tracked;
@@ -53,6 +54,12 @@ pub(crate) struct Rib {
     pub graveyard: Vec<(u32, Boottime)>,
     /// Each route's counter slots (set-aside routes keep theirs).
     pub counters_of: Tracked<CounterSlots>,
+    /// Each installed route's origin, where it is not `static` (stored with
+    /// the route: the next agent knows which routes BGP taught).
+    pub origin_of: Tracked<origins::Noted>,
+    /// What the origins say of BGP's policies (preference, binding SID...),
+    /// opaque here: written whole with the small sets when it changes.
+    pub origin_notes: Vec<u8>,
     pub counter_slots: Slots,
 }
 
@@ -69,6 +76,8 @@ impl Rib {
             policy_ids: Slots::new(u32::MAX),
             graveyard: Vec::new(),
             counters_of: Tracked::default(),
+            origin_of: Tracked::default(),
+            origin_notes: Vec::new(),
             counter_slots: Slots::new(counter_capacity),
         }
     }
@@ -218,7 +227,7 @@ impl Rib {
     /// the last call (what the store writes), leaving none marked.
     pub(crate) fn take_changes(&mut self) -> Changed {
         let mut all = self.routes.dirty.take();
-        for other in [self.policy_of.dirty.take(), self.counters_of.dirty.take()] {
+        for other in [self.policy_of.dirty.take(), self.counters_of.dirty.take(), self.origin_of.dirty.take()] {
             all = match (all, other) {
                 (Changed::All, _) | (_, Changed::All) => Changed::All,
                 (Changed::Ids(mut a), Changed::Ids(b)) => {
@@ -236,6 +245,13 @@ impl Rib {
     pub(crate) fn restore_changes(&mut self, changes: Changed) {
         self.routes.dirty.absorb(changes);
     }
+}
+
+/// Which route trie a route of `table` for `prefix` lives in: 0 main IPv4,
+/// 1 main IPv6, 2 alternate IPv4, 3 alternate IPv6 (the RIB counts its
+/// routes by trie for the capacity checks; the FIB picks its maps by it).
+pub(crate) fn trie_index(table: Table, prefix: &IpNetwork) -> usize {
+    usize::from(table != Table::Main) * 2 + usize::from(prefix.is_ipv6())
 }
 
 pub(crate) fn max_len(prefix: &IpNetwork) -> u8 {

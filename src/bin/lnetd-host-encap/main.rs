@@ -272,6 +272,12 @@ struct BgpArgs {
     #[cfg(feature = "bgp")]
     #[arg(long = "bgp-router-id", value_name = "A.B.C.D")]
     router_id: Option<std::net::Ipv4Addr>,
+    /// Which origin's route a prefix takes when several have one, highest
+    /// first: each of agent, static and bgp once. Default: agent,static,bgp
+    /// (the local origins over BGP).
+    #[cfg(feature = "bgp")]
+    #[arg(long = "bgp-precedence", value_name = "ORIGINS")]
+    precedence: Option<lnetd_host_encap::bgp::Precedence>,
     /// Check every segment list with S-BFD (RFC 7880) every MS milliseconds;
     /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
     /// Off when not given. See docs/liveness.md.
@@ -314,6 +320,9 @@ impl BgpArgs {
                 }
                 self.stale_time = self.stale_time.or(b.stale_time);
                 self.router_id = self.router_id.or(b.router_id);
+                if self.precedence.is_none() {
+                    self.precedence = f.value("bgp.precedence", b.precedence.as_deref())?;
+                }
                 // Flags win: a --sbfd-reflector given replaces the file's list.
                 let s = f.sbfd()?;
                 self.sbfd_interval_ms = self.sbfd_interval_ms.or(s.interval_ms);
@@ -358,12 +367,18 @@ impl BgpArgs {
     }
 }
 
-/// Where each route came from, as the agent recorded it.
-fn origins(iface: &str) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
+/// The origin of a route where nothing ranks origins (an agent without BGP
+/// or static routes in its file answers for none): `static`.
+fn static_origin(_table: Table, _prefix: IpNetwork) -> (String, Option<String>, Option<u32>) {
+    ("static".to_owned(), None, None)
+}
+
+/// Where each route came from, as the RIB records it beside each route.
+fn origins(enc: &Encapsulator) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
     #[cfg(feature = "bgp")]
-    let view = lnetd_host_encap::bgp::OriginsView::load(iface);
+    let view = lnetd_host_encap::bgp::OriginsView::of(enc);
     #[cfg(not(feature = "bgp"))]
-    let _ = iface;
+    let _ = enc;
     move |_table, _prefix| {
         #[cfg(feature = "bgp")]
         {
@@ -609,11 +624,6 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Detach { force: false } => {
             let enc = adopt(iface, true)?;
             enc.detach()?;
-            // The agent's record of which routes BGP taught goes with the routes.
-            #[cfg(feature = "bgp")]
-            if let Err(e) = lnetd_host_encap::bgp::origins::remove_origins_file(iface) {
-                log::warn!("removing {iface}'s origins file: {e}");
-            }
             println!("detached from {iface}; pins removed");
         }
         Command::Upgrade => {
@@ -660,7 +670,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = adopt(iface, false)?;
             let routes = enc.counted_routes()?;
             let sources = enc.sources().list();
-            let origin = origins(iface);
+            let origin = origins(enc);
             if output::json(json) {
                 output::print_routes(iface, &routes, &sources, &origin)?;
             } else {
@@ -684,7 +694,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let explanation = enc.explain(&probe)?;
             if output::json(false) {
                 let origin = explanation.route.as_ref().map(|(table, route)| {
-                    let (from, bgp, _) = origins(iface)(*table, route.prefix);
+                    let (from, bgp, _) = origins(enc)(*table, route.prefix);
                     bgp.unwrap_or(from)
                 });
                 let verdict = output::Verdict {
@@ -701,7 +711,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
             println!("{explanation}");
             if let Some((table, route)) = &explanation.route {
-                let (from, bgp, _) = origins(iface)(*table, route.prefix);
+                let (from, bgp, _) = origins(enc)(*table, route.prefix);
                 println!("origin: {}", bgp.unwrap_or(from));
             }
         }

@@ -83,12 +83,6 @@ pub fn force_detach(iface: &str) -> Result<(), Failure> {
     let [pins, state] = dataplane_dirs(iface)?;
     remove(&pins, "pins")?;
     remove(&state, "state")?;
-    #[cfg(feature = "bgp")]
-    if let Ok(origins) = lnetd_host_encap::bgp::origins::origins_path(iface) {
-        if let Some(dir) = origins.parent() {
-            remove(dir, "origins")?;
-        }
-    }
     if let Some(path) = &socket {
         remove(path, "stale socket")?;
     }

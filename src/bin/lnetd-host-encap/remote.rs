@@ -419,7 +419,7 @@ impl Remote<'_> {
             Command::Apply(args) => apply::run(args, self)?,
             Command::Routes { json } => {
                 let Listed { routes, sources, origins } = self.routes()?;
-                let local = super::origins(self.iface);
+                let local = super::static_origin;
                 let origin = |t: Table, p: IpNetwork| origins.get(&(t, p)).cloned().unwrap_or_else(|| local(t, p));
                 if output::json(json) {
                     output::print_routes(self.iface, &routes, &sources, &origin)?;
@@ -458,7 +458,7 @@ impl Remote<'_> {
                     let origin = match (&route, reply.text.split_once("\norigin: ")) {
                         (_, Some((_, said))) => Some(said.to_owned()),
                         (Some((t, r)), None) => {
-                            let (from, bgp, _) = super::origins(self.iface)(*t, r.prefix);
+                            let (from, bgp, _) = super::static_origin(*t, r.prefix);
                             Some(bgp.unwrap_or(from))
                         }
                         (None, None) => None,
@@ -485,10 +485,10 @@ impl Remote<'_> {
                     return Ok(());
                 }
                 println!("{}", reply.text);
-                // An agent without BGP says no origin: the command's own record does, as on the direct path.
+                // An agent without BGP or static routes in its file ranks no origins: every route is static.
                 if let Some(r) = reply.route.as_ref().filter(|_| !reply.text.contains("\norigin: ")) {
                     let (t, route) = route_of(r)?;
-                    let (from, bgp, _) = super::origins(self.iface)(t, route.prefix);
+                    let (from, bgp, _) = super::static_origin(t, route.prefix);
                     println!("origin: {}", bgp.unwrap_or(from));
                 }
             }

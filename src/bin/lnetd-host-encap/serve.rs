@@ -274,15 +274,14 @@ pub fn agent(
     // a reload replaces the file's routes and keeps the API's.
     #[cfg(feature = "bgp")]
     if bgp.api.is_none() && file.as_ref().is_some_and(AgentFile::has_static_routes) {
-        let path = lnetd_host_encap::bgp::origins::origins_path(iface)
-            .map_err(|e| format!("reading the network namespace: {e}"))?;
-        extras.origins = Some(Arc::new(lnetd_host_encap::bgp::Origins::new(Arc::clone(&enc), Some(path))));
+        let precedence = bgp.precedence.unwrap_or_default();
+        extras.origins = Some(Arc::new(lnetd_host_encap::bgp::Origins::with_precedence(Arc::clone(&enc), precedence)));
     }
     #[cfg(feature = "bgp")]
     if let Some(api) = bgp.api {
         use lnetd_host_encap::bgp::{self, BgpConfig, BgpCounters, Origins};
-        let file = bgp::origins::origins_path(iface).map_err(|e| format!("reading the network namespace: {e}"))?;
-        let origins = Arc::new(Origins::new(Arc::clone(&enc), Some(file)));
+        let precedence = bgp.precedence.unwrap_or_default();
+        let origins = Arc::new(Origins::with_precedence(Arc::clone(&enc), precedence));
         let counters = Arc::new(BgpCounters::default());
         let config = BgpConfig {
             session_down: bgp.session_down.unwrap_or_default(),

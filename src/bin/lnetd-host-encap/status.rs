@@ -149,7 +149,7 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     let routes = enc.counted_routes()?;
     let mut counted =
         Routes { total: routes.len() as u64, sources: enc.sources().list().len() as u64, ..Routes::default() };
-    let origin = super::origins(iface);
+    let origin = super::origins(&enc);
     for r in &routes {
         let table = if r.table == Table::Main { "main".to_owned() } else { r.table.id().to_string() };
         *counted.by_table.entry(table).or_default() += 1;

@@ -14,6 +14,7 @@ use crate::domain::label::DscpMap;
 use crate::domain::route::{Route, Table};
 use crate::rib::alloc::{Boottime, CounterSlots};
 use crate::rib::objects::{Object, Objects};
+use crate::rib::origins::Noted;
 use crate::rib::{Rib, RouteId};
 
 /// The prefix an object's content is read with (the codec's routes carry one; objects have none).
@@ -23,6 +24,12 @@ const OBJECT_PREFIX: IpNetwork =
 const HAS_ROUTE: u8 = 1;
 const HAS_POLICY: u8 = 2;
 const HAS_COUNTERS: u8 = 4;
+/// The route's origin (format 6; none: static).
+const FROM_AGENT: u8 = 8;
+const FROM_BGP: u8 = 16;
+/// A BGP route's policy (color varint, endpoint) follows.
+const BGP_KEY: u8 = 32;
+const FLAGS: u8 = HAS_ROUTE | HAS_POLICY | HAS_COUNTERS | FROM_AGENT | FROM_BGP | BGP_KEY;
 
 /// One route id's state as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,18 +38,39 @@ pub(crate) struct RouteState {
     pub route: Option<Route>,
     pub policy: Option<u32>,
     pub counters: Option<CounterSlots>,
+    pub origin: Option<Noted>,
 }
 
 /// Writes `id`'s state in `rib` (a tombstone when the RIB holds nothing for it).
 pub(crate) fn put_route_state(w: &mut Writer, rib: &Rib, id: &RouteId) {
-    put_parts(w, id, rib.routes.get(id), rib.policy_of.get(id).copied(), rib.counters_of.get(id));
+    let parts = Parts {
+        route: rib.routes.get(id),
+        policy: rib.policy_of.get(id).copied(),
+        counters: rib.counters_of.get(id),
+        origin: rib.origin_of.get(id).copied(),
+    };
+    put_parts(w, id, parts);
 }
 
-fn put_parts(w: &mut Writer, id: &RouteId, route: Option<&Route>, policy: Option<u32>, c: Option<&CounterSlots>) {
+/// What one record holds.
+struct Parts<'a> {
+    route: Option<&'a Route>,
+    policy: Option<u32>,
+    counters: Option<&'a CounterSlots>,
+    origin: Option<Noted>,
+}
+
+fn put_parts(w: &mut Writer, id: &RouteId, Parts { route, policy, counters: c, origin }: Parts<'_>) {
     w.table(id.0);
     w.prefix(&id.1);
+    let from = match origin {
+        None => 0,
+        Some(Noted::Agent) => FROM_AGENT,
+        Some(Noted::Bgp(None)) => FROM_BGP,
+        Some(Noted::Bgp(Some(_))) => FROM_BGP | BGP_KEY,
+    };
     let flags = route.map_or(0, |_| HAS_ROUTE) | policy.map_or(0, |_| HAS_POLICY) | c.map_or(0, |_| HAS_COUNTERS);
-    w.u8(flags);
+    w.u8(flags | from);
     if let Some(r) = route {
         w.route_body(r);
     }
@@ -52,19 +80,32 @@ fn put_parts(w: &mut Writer, id: &RouteId, route: Option<&Route>, policy: Option
     if let Some(c) = c {
         w.counters(c);
     }
+    if let Some(Noted::Bgp(Some((color, endpoint)))) = origin {
+        w.varint(u64::from(color));
+        w.addr(endpoint);
+    }
 }
 
 pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadable> {
     let table = r.table()?;
     let prefix = r.prefix()?;
     let flags = r.u8()?;
-    if flags & !(HAS_ROUTE | HAS_POLICY | HAS_COUNTERS) != 0 {
+    if flags & !FLAGS != 0
+        || (flags & BGP_KEY != 0 && flags & FROM_BGP == 0)
+        || flags & (FROM_AGENT | FROM_BGP) == FROM_AGENT | FROM_BGP
+    {
         return Err(Unreadable::Invalid(format!("route record flags {flags:#x}")));
     }
     let route = (flags & HAS_ROUTE != 0).then(|| r.route_body(prefix)).transpose()?;
     let policy = (flags & HAS_POLICY != 0).then(|| r.u32v()).transpose()?;
     let counters = (flags & HAS_COUNTERS != 0).then(|| r.counters()).transpose()?;
-    Ok(RouteState { id: (table, prefix), route, policy, counters })
+    let origin = match (flags & FROM_AGENT != 0, flags & FROM_BGP != 0, flags & BGP_KEY != 0) {
+        (true, _, _) => Some(Noted::Agent),
+        (_, true, true) => Some(Noted::Bgp(Some((r.u32v()?, r.addr()?)))),
+        (_, true, false) => Some(Noted::Bgp(None)),
+        _ => None,
+    };
+    Ok(RouteState { id: (table, prefix), route, policy, counters, origin })
 }
 
 /// Every route id the RIB holds anything for, in order: the routes, and
@@ -75,22 +116,24 @@ pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadab
 pub(crate) fn put_all_route_states(w: &mut Writer, rib: &Rib, chunk: usize) -> usize {
     let mut routes = rib.routes.iter().peekable();
     let mut counters = rib.counters_of.iter().peekable();
+    let mut origins = rib.origin_of.iter().peekable();
     let (mut chunks, mut in_chunk, mut head) = (0, 0u32, None);
     loop {
-        let next = match (routes.peek(), counters.peek()) {
-            (None, None) => break,
-            (Some((a, _)), Some((b, _))) => (*a).min(*b),
-            (Some((a, _)), None) => *a,
-            (None, Some((b, _))) => *b,
-        };
+        let ids = [
+            routes.peek().map(|(id, _)| **id),
+            counters.peek().map(|(id, _)| **id),
+            origins.peek().map(|(id, _)| **id),
+        ];
+        let Some(next) = ids.into_iter().flatten().min() else { break };
         if head.is_none() {
             head = Some(w.buf.len());
             w.u64_le(0);
         }
-        let id = *next;
+        let id = next;
         let route = routes.next_if(|(k, _)| **k == id).map(|(_, r)| r);
-        let c = counters.next_if(|(k, _)| **k == id).map(|(_, c)| c);
-        put_parts(w, &id, route, rib.policy_of.get(&id).copied(), c);
+        let counters = counters.next_if(|(k, _)| **k == id).map(|(_, c)| c);
+        let origin = origins.next_if(|(k, _)| **k == id).map(|(_, o)| *o);
+        put_parts(w, &id, Parts { route, policy: rib.policy_of.get(&id).copied(), counters, origin });
         in_chunk += 1;
         if in_chunk as usize == chunk {
             close_chunk(w, head.take(), std::mem::take(&mut in_chunk));
@@ -126,13 +169,15 @@ pub(crate) fn chunks<'a>(r: &mut Reader<'a>, n: usize) -> Result<Vec<(&'a [u8], 
         .collect()
 }
 
-/// The decoded states of some chunks: routes, policy ids, counter slots.
-pub(crate) type Decoded = (Vec<(RouteId, Route)>, Vec<(RouteId, u32)>, Vec<(RouteId, CounterSlots)>);
+/// The decoded states of some chunks: routes, policy ids, counter slots, origins.
+pub(crate) type Decoded =
+    (Vec<(RouteId, Route)>, Vec<(RouteId, u32)>, Vec<(RouteId, CounterSlots)>, Vec<(RouteId, Noted)>);
 
 /// Decodes chunks in order, refusing ids out of order.
 pub(crate) fn decode_chunks(chunks: &[(&[u8], u32)]) -> Result<Decoded, Unreadable> {
     let total: usize = chunks.iter().map(|(_, n)| *n as usize).sum();
     let (mut routes, mut policies, mut counters) = (Vec::with_capacity(total), Vec::new(), Vec::with_capacity(total));
+    let mut origins = Vec::new();
     let mut last: Option<RouteId> = None;
     for (bytes, n) in chunks {
         let mut r = Reader::new(bytes);
@@ -151,12 +196,15 @@ pub(crate) fn decode_chunks(chunks: &[(&[u8], u32)]) -> Result<Decoded, Unreadab
             if let Some(c) = s.counters {
                 counters.push((s.id, c));
             }
+            if let Some(o) = s.origin {
+                origins.push((s.id, o));
+            }
         }
         if !r.is_empty() {
             return Err(Unreadable::Invalid("a chunk longer than its records".into()));
         }
     }
-    Ok((routes, policies, counters))
+    Ok((routes, policies, counters, origins))
 }
 
 /// Records `state` in the RIB's maps (whose dirty marks the caller clears).
@@ -174,6 +222,10 @@ pub(crate) fn install(rib: &mut Rib, state: RouteState) {
         Some(c) => rib.counters_of.insert(id, c),
         None => rib.counters_of.remove(&id),
     };
+    match state.origin {
+        Some(o) => rib.origin_of.insert(id, o),
+        None => rib.origin_of.remove(&id),
+    };
 }
 
 /// The small sets, as last written: compared with the RIB's at every save
@@ -187,6 +239,8 @@ pub(crate) struct Smalls {
     pub graveyard: Vec<(u32, Boottime)>,
     /// The shared policy objects (format 5): few, so written whole like the rest.
     pub objects: Objects,
+    /// What the origins say of BGP's policies (format 6), opaque.
+    pub origin_notes: Vec<u8>,
 }
 
 impl Default for Smalls {
@@ -204,6 +258,7 @@ impl Smalls {
             dscp: rib.dscp.values(),
             graveyard: rib.graveyard.clone(),
             objects: rib.objects.clone(),
+            origin_notes: rib.origin_notes.clone(),
         }
     }
 
@@ -215,6 +270,7 @@ impl Smalls {
             && self.sources == rib.sources
             && self.shadowed == rib.shadowed
             && self.objects == rib.objects
+            && self.origin_notes == rib.origin_notes
     }
 
     pub(crate) fn put(&self, w: &mut Writer) {
@@ -242,6 +298,8 @@ impl Smalls {
             w.route_body(&Route { prefix: OBJECT_PREFIX, policy: o.policy.clone(), tc: o.tc });
             w.counters(&CounterSlots { route: 0, lists: o.lists.clone() });
         }
+        w.len(self.origin_notes.len());
+        w.buf.extend_from_slice(&self.origin_notes);
     }
 
     pub(crate) fn get(r: &mut Reader<'_>) -> Result<Smalls, Unreadable> {
@@ -270,6 +328,8 @@ impl Smalls {
             let lists = r.counters()?.lists;
             s.objects.insert(id, Object { policy, tc, lists, users: 0 });
         }
+        let n = r.len()?;
+        s.origin_notes = r.take(n)?.to_vec();
         Ok(s)
     }
 
@@ -282,6 +342,7 @@ impl Smalls {
         rib.graveyard = self.graveyard.clone();
         // Their routes are counted once every route is read (recovery).
         rib.objects = self.objects.clone();
+        rib.origin_notes = self.origin_notes.clone();
         Ok(())
     }
 }
@@ -303,6 +364,8 @@ mod tests {
         rib.routes.insert(b, Route::with_policy(b.1, "16001@2,16002@1".parse().unwrap()));
         rib.policy_of.insert(b, 9);
         rib.counters_of.insert(b, CounterSlots { route: 3, lists: vec![4, 5] });
+        rib.origin_of.insert(a, Noted::Agent);
+        rib.origin_of.insert(b, Noted::Bgp(Some((100, "2001:db8::1".parse().unwrap()))));
         // Only counters: a route set aside for a host address keeps its slots.
         let c = id(Table::Main, "192.0.2.1/32");
         rib.counters_of.insert(c, CounterSlots { route: 6, lists: vec![] });
@@ -311,8 +374,9 @@ mod tests {
         let mut w = Writer::default();
         assert_eq!(put_all_route_states(&mut w, &rib, 2), 2, "3 records in chunks of 2");
         let mut r = Reader::new(&w.buf);
-        let (routes, policies, counters) = decode_chunks(&chunks(&mut r, 2).unwrap()).unwrap();
+        let (routes, policies, counters, origins) = decode_chunks(&chunks(&mut r, 2).unwrap()).unwrap();
         assert!(r.is_empty());
+        assert_eq!(origins, vec![(a, Noted::Agent), (b, Noted::Bgp(Some((100, "2001:db8::1".parse().unwrap()))))]);
         assert_eq!((routes.len(), policies.len(), counters.len()), (2, 1, 2));
         let mut w = Writer::default();
         put_route_state(&mut w, &rib, &gone);

@@ -146,20 +146,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
             .map(|h| h.join().unwrap_or_else(|_| Err(Unreadable::Invalid("decoder".into()))))
             .collect::<Vec<_>>()
     });
-    let (mut routes, mut policies, mut counters) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut routes, mut policies, mut counters, mut origins) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for part in parts {
-        let (r, p, c) = part?;
+        let (r, p, c, o) = part?;
         // Each part is in order; the parts must follow each other.
         let follows = |a: Option<&RouteId>, b: Option<&RouteId>| a.zip(b).is_none_or(|(a, b)| a < b);
         if !follows(routes.last().map(|(id, _)| id), r.first().map(|(id, _)| id))
             || !follows(counters.last().map(|(id, _)| id), c.first().map(|(id, _)| id))
             || !follows(policies.last().map(|(id, _)| id), p.first().map(|(id, _)| id))
+            || !follows(origins.last().map(|(id, _)| id), o.first().map(|(id, _)| id))
         {
             return Err(Unreadable::Invalid("route records out of order".into()));
         }
         routes.extend(r);
         policies.extend(p);
         counters.extend(c);
+        origins.extend(o);
     }
     let mut rib = Rib::new(config.max_counted_routes);
     // Sorted input: the maps are built in bulk, not by a million inserts.
@@ -171,6 +173,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
     rib.routes = built_routes.map_err(|_| Unreadable::Invalid("route map".into()))?;
     rib.counters_of = built_counters;
     rib.policy_of = Tracked::clean(BTreeMap::from_iter(policies));
+    rib.origin_of = Tracked::clean(BTreeMap::from_iter(origins));
     Smalls::get(&mut r)?.install(&mut rib)?;
     if !r.is_empty() {
         return Err(Unreadable::Invalid(format!("{} bytes after the end", r.rest.len())));
