@@ -40,8 +40,9 @@ use snapshot::Position;
 /// a way an older or newer build cannot read; the crate version is recorded
 /// beside it for the error message. 3 was the whole-file `state.json`; 4
 /// the store without shared policy objects (5: routes carry their policy's
-/// name and lists out of service, the small sets the objects).
-pub(crate) const FORMAT: u32 = 5;
+/// name and lists out of service, the small sets the objects; 6: the
+/// route cache's map holds 64-byte buckets, not 112-byte entries).
+pub(crate) const FORMAT: u32 = 6;
 
 const SNAPSHOT: &str = "rib.snapshot";
 const JOURNAL: &str = "rib.journal";
