@@ -128,11 +128,11 @@ impl EncapsulatorBuilder {
     /// Entries of the route cache in front of the main table's lookup (past
     /// DIR-24-8's /16 summary for IPv4; see also
     /// [`route_cache_min_routes`](Self::route_cache_min_routes)): the last answer per
-    /// destination address, direct-mapped, shared by every CPU, invalidated
-    /// by every change the library makes to the main table (default 262,144
-    /// on x86_64: 28 MiB at 112 bytes an entry, for about 65,536 active
-    /// destinations (docs/per-packet.md); rounded up to a power of two,
-    /// at most 1,048,576; 0 turns it off). A hit costs the same whatever the
+    /// destination address, set-associative, shared by every CPU, invalidated
+    /// by every change the library makes to the main table (default 524,288
+    /// on x86_64: 8 MiB in 64-byte buckets of 4 IPv4 or 2 IPv6 destinations,
+    /// for about 65,536 active destinations (docs/per-packet.md); rounded up
+    /// to a power of two, at most 1,048,576; 0 turns it off). A hit costs the same whatever the
     /// table's size; a miss costs the lookup plus filling the entry. The
     /// default is 0 on other architectures: the invalidation relies on x86's
     /// load and store ordering.

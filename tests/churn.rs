@@ -98,7 +98,10 @@ fn route_churn_under_traffic() {
     let secs: u64 = std::env::var("LHE_CHURN_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let lab = VethLab::new().expect("lab");
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().unwrap();
-    let enc = lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
+    // Through the route cache (the table is too small for it by default): its
+    // answers must never outlive a change.
+    let builder = Encapsulator::builder().route_cache_min_routes(0);
+    let enc = lab.host.run(|| builder.attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap();
     let prefixes = candidates();
     enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), stack(DEFAULT_LABEL))).unwrap();
     for (i, p) in prefixes.iter().enumerate() {

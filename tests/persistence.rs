@@ -286,7 +286,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             five[8..12].copy_from_slice(&5u32.to_le_bytes());
             std::fs::write(&snapshot, &five).unwrap();
             match Encapsulator::open(VethLab::HOST_IF) {
-                Err(e @ Error::Pin(PinError::Incompatible { found: 5, ours: 6, .. })) => {
+                Err(e @ Error::Pin(PinError::Incompatible { found: 5, ours: 7, .. })) => {
                     let msg = e.to_string();
                     assert!(msg.contains("detach") && msg.contains("reads format 5"), "{msg}");
                 }
@@ -298,7 +298,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("0.0.9") && msg.contains("format 6"), "{msg}");
+                    assert!(msg.contains("0.0.9") && msg.contains("format 7"), "{msg}");
                 }
                 other => panic!("open of a state.json: {other:?}"),
             }

@@ -41,21 +41,21 @@ enum encap_limits {
 	ENCAP_DEFAULT_DIR_GROUPS = 1 << 13,
 	ENCAP_DEFAULT_ROUTE_VALUES = 1 << 17,
 	/*
-	 * Default entries of the route cache (route_cache.h): 28 MiB at 112 bytes. A
-	 * direct-mapped cache keeps a destination only while no other active
-	 * one shares its slot: e^(-active/entries) of them, 78% of 65,536
-	 * active destinations here, 37% with 65,536 entries (measured on the
-	 * wire at 1M + 200k routes: IPv4 0.15 -> 0.22, IPv6 0.08 -> 0.11 of the
-	 * floor; docs/per-packet.md).
+	 * Default entries of the route cache (route_cache.h): IPv4 destinations
+	 * it holds, ROUTE_CACHE_WAYS_V4 to a 64-byte bucket: 131,072 buckets, 8
+	 * MiB. At 65,536 active destinations each in a different route (1M + 200k
+	 * routes) it returned more than 262,144 entries (4 MiB; IPv6 misses more)
+	 * and no less than 1,048,576 (16 MiB; more pages): docs/per-packet.md.
 	 */
-	ENCAP_DEFAULT_ROUTE_CACHE = 1 << 18,
+	ENCAP_DEFAULT_ROUTE_CACHE = 1 << 19,
 };
 
 /*
  * The route cache's control word (map `route_cache_ctl`, one entry; see
  * include/route_cache.h), rewritten by user space after every change to the
- * main tables: the generation cache entries answer under, and the families
- * (enum route_cache_family) whose lookups go through the cache at all.
+ * main tables: the generation cache entries answer under (its low 32 bits,
+ * never 0: user space empties the cache when they would wrap to 0), and the
+ * families (enum route_cache_family) whose lookups go through the cache at all.
  */
 struct route_cache_ctl {
 	__u64 generation;
@@ -66,6 +66,63 @@ struct route_cache_ctl {
 enum route_cache_family {
 	ROUTE_CACHE_IPV4 = 1 << 0,
 	ROUTE_CACHE_IPV6 = 1 << 1,
+};
+
+/*
+ * The route cache (include/route_cache.h): buckets of one cache line, each
+ * a seqlock, the generation and family its ways were filled under, and the
+ * ways: destination -> route reference and counter slot. Compact so that
+ * the buckets of tens of thousands of destinations stay in a core's L2.
+ */
+enum route_cache_geometry {
+	ROUTE_CACHE_WAYS_V4 = 4,
+	ROUTE_CACHE_WAYS_V6 = 2,
+};
+
+/*
+ * A route reference (a way's `ref`; 0: an empty way). The low 2 bits say
+ * what the rest is; ROUTE_REF_DSCP marks a route whose TC comes from the
+ * DSCP (ENCAP_ROUTE_TC_FROM_DSCP).
+ *  - ROUTE_REF_LABEL: a one-entry route inline: the bits above the low
+ *    byte are its label stack entry (label, TC, S) in host order, TTL 0.
+ *  - ROUTE_REF_POLICY: a policy route: ref >> ROUTE_REF_SHIFT is its policy id.
+ *  - ROUTE_REF_VALUE: any other IPv4 route of DIR-24-8: ref >> ROUTE_REF_SHIFT
+ *    is its index in dir4_values (never 0).
+ *  - ROUTE_REF_LOCAL: a host address (never labelled).
+ * IPv6 routes of other kinds (plain stacks of 2+ entries, or with an entropy
+ * label) have no index: they are not cached.
+ */
+enum route_cache_ref {
+	ROUTE_REF_VALUE = 0,
+	ROUTE_REF_LABEL = 1,
+	ROUTE_REF_POLICY = 2,
+	ROUTE_REF_LOCAL = 3,
+	ROUTE_REF_KIND = 3,
+	ROUTE_REF_DSCP = 4,
+	ROUTE_REF_SHIFT = 3,
+};
+
+struct route_cache_way_v4 {
+	__u32 dst; /* network order */
+	__u32 ref; /* enum route_cache_ref */
+	__u32 counter_id;
+};
+
+struct route_cache_way_v6 {
+	__u64 dst[2];
+	__u32 ref;
+	__u32 counter_id;
+};
+
+struct route_cache_bucket {
+	__u32 seq;        /* odd while being written */
+	__u32 generation; /* low 32 bits of route_cache_ctl.generation when filled; 0: empty */
+	__u32 family;     /* ETH_P_IP or ETH_P_IPV6 */
+	__u32 pad;
+	union {
+		struct route_cache_way_v4 v4[ROUTE_CACHE_WAYS_V4];
+		struct route_cache_way_v6 v6[ROUTE_CACHE_WAYS_V6];
+	};
 };
 
 /*
@@ -297,5 +354,6 @@ _Static_assert(sizeof(struct dir_prefix) == 16, "dir_prefix layout");
 _Static_assert(sizeof(struct dir_block) == 64, "dir_block layout");
 _Static_assert(sizeof(struct dir_group) == 1024, "dir_group layout");
 _Static_assert(sizeof(struct dscp_map) == 64, "dscp_map layout");
+_Static_assert(sizeof(struct route_cache_bucket) == 64, "route_cache_bucket: one cache line");
 
 #endif /* LNETD_ENCAP_SHARED_H */

@@ -94,6 +94,12 @@ map_set!(
 pub(crate) const DIR_TBL16_ELEMENTS: u32 = (1 << 16) / types::encap_dir::DIR_BLOCK.0;
 /// Elements of `dir4_tbl24`: one per DIR_BLOCK /24s.
 pub(crate) const DIR_TBL24_ELEMENTS: u32 = (1 << 24) / types::encap_dir::DIR_BLOCK.0;
+/// Buckets of a route cache of `entries` (IPv4 destinations, a power of
+/// two or 0): ROUTE_CACHE_WAYS_V4 to a bucket, at least one when on.
+pub(crate) fn route_cache_buckets(entries: u32) -> u32 {
+    entries.div_ceil(types::route_cache_geometry::ROUTE_CACHE_WAYS_V4.0)
+}
+
 /// Slots a DIR-24-8 entry can name (its low 24 bits; 0 is "no route").
 pub(crate) const DIR_MAX_SLOTS: u32 = types::encap_dir::DIR_SLOT_MASK.0;
 
@@ -200,7 +206,7 @@ fn load_object(
         Program::Probe => config.skip_stages & !types::encap_skip::ENCAP_SKIP_COUNTERS.0,
         Program::Xdp | Program::TcEgress => config.skip_stages,
     };
-    rodata.route_cache_slots = config.route_cache;
+    rodata.route_cache_buckets = route_cache_buckets(config.route_cache);
     let skip_in_place = config.skip_stages & types::encap_skip::ENCAP_SKIP_MTU_IN_PLACE.0 != 0;
     rodata.mtu_in_place = u8::from(crate::sys::kernel_btf::has_cast_to_kern_ctx() && !skip_in_place);
     // The structure not chosen keeps one entry per map (maps cannot be absent).
@@ -233,7 +239,7 @@ fn load_object(
         (&mut maps.sources_v6, config.max_routes_v6, "sizing sources_v6"),
         (&mut maps.policies, config.max_policies, "sizing policies"),
         (&mut maps.route_counters, route_counters, "sizing route_counters"),
-        (&mut maps.route_cache, config.route_cache.max(1), "sizing route_cache"),
+        (&mut maps.route_cache, route_cache_buckets(config.route_cache).max(1), "sizing route_cache"),
     ] {
         map.set_max_entries(entries).map_err(kernel(step))?;
     }

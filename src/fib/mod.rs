@@ -4,6 +4,7 @@
 //! accepted it; a refused change leaves both as they were.
 
 pub(crate) mod apply;
+mod cache;
 pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;
@@ -294,9 +295,18 @@ impl Fib {
         }
         self.cache_stale.store(false, Ordering::Relaxed);
         // Only this handle writes it, under the RIB's lock.
-        let generation = self.cache_ctl.load_u64(0).unwrap_or(0);
+        let (generation, empty) = cache::next_generation(self.cache_ctl.load_u64(0).unwrap_or(0));
+        if empty {
+            if let Err(e) = cache::empty(&self.maps, self.config.route_cache) {
+                // Not serving from a cache that cannot be emptied is always
+                // right; the next change tries again from the same generation.
+                log::error!("{e}: the route cache is off until a change empties it");
+                self.cache_ctl.store_u32(0, std::mem::offset_of!(types::route_cache_ctl, families), 0);
+                return;
+            }
+        }
         self.cache_ctl.store_u32(0, std::mem::offset_of!(types::route_cache_ctl, families), families);
-        self.cache_ctl.store_u64(0, generation.wrapping_add(1));
+        self.cache_ctl.store_u64(0, generation);
     }
 
     /// `route_cache_ctl`, mapped (its generation first, as store_u64 writes it).

@@ -19,6 +19,8 @@ const volatile struct {
 	struct dir_block dir_block;
 	struct dir_group dir_group;
 	enum route_cache_family route_cache_family;
+	enum route_cache_geometry route_cache_geometry;
+	enum route_cache_ref route_cache_ref;
 } encap_abi = {};
 
 #endif /* LNETD_ENCAP_ABI_H */

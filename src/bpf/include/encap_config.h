@@ -14,8 +14,8 @@ const volatile __u8 fixed_ttl = 255;
 const volatile enum encap_mtu_policy mtu_policy = ENCAP_MTU_DROP;
 const volatile enum encap_lookup lookup_v4 = ENCAP_LOOKUP_LPM;
 const volatile __u32 skip_stages = 0; /* enum encap_skip bits: benchmarks only */
-/* Entries of the route cache (a power of two); 0: no cache (route_cache.h). */
-const volatile __u32 route_cache_slots = 0;
+/* Buckets of the route cache (a power of two); 0: no cache (route_cache.h). */
+const volatile __u32 route_cache_buckets = 0;
 /*
  * 1: the MTU is read in place (the kernel has bpf_cast_to_kern_ctx, and the
  * variant does not skip ENCAP_SKIP_MTU_IN_PLACE: Rust folds both); 0:

@@ -55,10 +55,11 @@ static __always_inline int dir4_summary(const __u8 *dst, const struct dir4_table
  * The route covering `addr` in DIR-24-8, from its /16 summary entry `slot`:
  * one read of tbl24 when the /16 holds prefixes longer than /16, one of
  * tbl8 when the /24 holds prefixes longer than /24, then the prefix's slot
- * and its (shared) value. All array maps: the JIT inlines every lookup.
+ * and its (shared) value, whose index goes to `value` (for the route
+ * cache). All array maps: the JIT inlines every lookup.
  */
 static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, const struct dir4_tables *t,
-							__u32 *counter_id)
+							__u32 *counter_id, __u32 *value)
 {
 	struct dir_prefix *prefix;
 	struct dir_group *group;
@@ -88,6 +89,7 @@ static __always_inline struct route_value *dir4_resolve(__u32 addr, __u32 slot, 
 	*counter_id = (__u32)(word >> 32);
 	if (skip_stages & ENCAP_SKIP_DIR_VALUE)
 		index = 1;
+	*value = index;
 	return bpf_map_lookup_elem(t->values, &index);
 }
 

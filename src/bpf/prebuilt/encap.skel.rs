@@ -44,7 +44,7 @@ mod imp {
             .map("settings", false)
             .map("policies", false)
             .map("dscp_tc", false)
-            .map("route_cache", false)
+            .map("route_cache", true)
             .map("route_cache_ctl", true)
             .map("encap_bp.rodata", true)
             .prog("xdp_encap")
@@ -879,25 +879,57 @@ mod imp {
         }
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
-        pub struct route_cache_entry {
-            pub generation: u64,
+        pub struct route_cache_bucket {
             pub seq: u32,
+            pub generation: u32,
             pub family: u32,
+            pub pad: u32,
+            pub __anon_route_cache_bucket_1: __anon_route_cache_bucket_1,
+        }
+        #[derive(Copy, Clone)]
+        #[repr(C)]
+        pub union __anon_route_cache_bucket_1 {
+            pub v4: [route_cache_way_v4; 4],
+            pub v6: [route_cache_way_v6; 2],
+        }
+        impl std::fmt::Debug for __anon_route_cache_bucket_1 {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "(???)")
+            }
+        }
+        impl Default for __anon_route_cache_bucket_1 {
+            fn default() -> Self {
+                Self { v4: [route_cache_way_v4::default(); 4] }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct route_cache_way_v4 {
+            pub dst: u32,
+            pub r#ref: u32,
+            pub counter_id: u32,
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct route_cache_way_v6 {
             pub dst: [u64; 2],
-            pub route: route_value,
+            pub r#ref: u32,
+            pub counter_id: u32,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
         pub struct __anon_17 {
             pub r#type: *mut [i32; 2],
+            pub map_flags: *mut [i32; 1024],
             pub max_entries: *mut [i32; 1],
             pub key: *mut u32,
-            pub value: *mut route_cache_entry,
+            pub value: *mut route_cache_bucket,
         }
         impl Default for __anon_17 {
             fn default() -> Self {
                 Self {
                     r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
                     max_entries: std::ptr::null_mut(),
                     key: std::ptr::null_mut(),
                     value: std::ptr::null_mut(),
@@ -1070,6 +1102,8 @@ mod imp {
             pub dir_block: dir_block,
             pub dir_group: dir_group,
             pub route_cache_family: route_cache_family,
+            pub route_cache_geometry: route_cache_geometry,
+            pub route_cache_ref: route_cache_ref,
         }
         #[derive(Debug, Copy, Clone, Eq, PartialEq)]
         #[repr(transparent)]
@@ -1085,7 +1119,7 @@ mod imp {
             pub const ENCAP_DEFAULT_COUNTED_ROUTES: Self = Self(65536);
             pub const ENCAP_DEFAULT_DIR_GROUPS: Self = Self(8192);
             pub const ENCAP_DEFAULT_ROUTE_VALUES: Self = Self(131072);
-            pub const ENCAP_DEFAULT_ROUTE_CACHE: Self = Self(262144);
+            pub const ENCAP_DEFAULT_ROUTE_CACHE: Self = Self(524288);
         }
         impl Default for encap_limits {
             fn default() -> Self {
@@ -1178,6 +1212,37 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone, Eq, PartialEq)]
         #[repr(transparent)]
+        pub struct route_cache_geometry(pub u32);
+        #[allow(non_upper_case_globals)]
+        impl route_cache_geometry {
+            pub const ROUTE_CACHE_WAYS_V4: Self = Self(4);
+            pub const ROUTE_CACHE_WAYS_V6: Self = Self(2);
+        }
+        impl Default for route_cache_geometry {
+            fn default() -> Self {
+                Self::ROUTE_CACHE_WAYS_V4
+            }
+        }
+        #[derive(Debug, Copy, Clone, Eq, PartialEq)]
+        #[repr(transparent)]
+        pub struct route_cache_ref(pub u32);
+        #[allow(non_upper_case_globals)]
+        impl route_cache_ref {
+            pub const ROUTE_REF_VALUE: Self = Self(0);
+            pub const ROUTE_REF_LABEL: Self = Self(1);
+            pub const ROUTE_REF_POLICY: Self = Self(2);
+            pub const ROUTE_REF_LOCAL: Self = Self(3);
+            pub const ROUTE_REF_KIND: Self = Self(3);
+            pub const ROUTE_REF_DSCP: Self = Self(4);
+            pub const ROUTE_REF_SHIFT: Self = Self(3);
+        }
+        impl Default for route_cache_ref {
+            fn default() -> Self {
+                Self::ROUTE_REF_VALUE
+            }
+        }
+        #[derive(Debug, Copy, Clone, Eq, PartialEq)]
+        #[repr(transparent)]
         pub struct encap_ttl_mode(pub u32);
         #[allow(non_upper_case_globals)]
         impl encap_ttl_mode {
@@ -1224,7 +1289,7 @@ mod imp {
             pub mtu_policy: encap_mtu_policy,
             pub lookup_v4: encap_lookup,
             pub skip_stages: u32,
-            pub route_cache_slots: u32,
+            pub route_cache_buckets: u32,
             pub mtu_in_place: u8,
         }
         #[derive(Debug, Copy, Clone)]
@@ -1363,5 +1428,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 68048] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 80920] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }

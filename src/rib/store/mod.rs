@@ -42,8 +42,9 @@ use snapshot::Position;
 /// the store without shared policy objects (5: routes carry their policy's
 /// name and lists out of service, the small sets the objects); 6: each
 /// route record carries its origin (agent, or BGP with its policy's color
-/// and endpoint), the small sets what the origins say of BGP's policies.
-pub(crate) const FORMAT: u32 = 6;
+/// and endpoint), the small sets what the origins say of BGP's policies;
+/// 7: the route cache's map holds 64-byte buckets, not 112-byte entries.
+pub(crate) const FORMAT: u32 = 7;
 
 const SNAPSHOT: &str = "rib.snapshot";
 const JOURNAL: &str = "rib.journal";
