@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::proto::v1 as pb;
 use super::proto::v1::encapsulator_server::Encapsulator as Api;
 use super::status;
-use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec};
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState};
 use crate::domain::policy::{EntropyLabel, Policy};
 use crate::domain::prefix;
 use crate::domain::route::{Route, Table, Tc};
@@ -171,9 +171,9 @@ fn desired_of(req: pb::ApplyRequest) -> DesiredState {
             .map(|r| DesiredRoute {
                 prefix: r.prefix,
                 policy: r.policy,
-                tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
+                tc: Some(r.tc).filter(|t| !t.is_empty()),
                 table: Some(r.table),
-                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
+                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()),
                 policy_name: Some(r.policy_name).filter(|n| !n.is_empty()),
             })
             .collect(),
