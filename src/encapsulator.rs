@@ -928,7 +928,9 @@ impl Encapsulator {
     }
 
     /// The tables in force, typed: what `apply_valid` of it would leave
-    /// unchanged (set-aside routes included, in the main table).
+    /// unchanged (set-aside routes included, in the main table). For the
+    /// agent and BGP; a library user reads `desired_state().validate()`.
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
     pub(crate) fn valid_state(&self) -> ValidState {
         self.fib.read(|rib| {
             let mut routes = rib.resolved_routes();
