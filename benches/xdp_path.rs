@@ -339,7 +339,7 @@ fn features(floor: &BaselineProgram, empty: &BaselineProgram) {
             let enc = Encapsulator::builder().ttl_mode(c.config.0).mtu_policy(c.config.1).load().expect("load");
             enc.refresh_local_addresses().expect("host addresses");
             for r in &c.routes {
-                enc.set_route(Table::Main, &r).expect("fixture route");
+                enc.set_route(Table::Main, r).expect("fixture route");
             }
             let frame = &c.input.bytes;
             let out = enc.diagnostics().test_run(frame).expect("run");

@@ -16,9 +16,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::domain::desired::{
-    DesiredFormat, DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState,
-};
+pub use crate::domain::desired::{DesiredFormat, DesiredRoute, DesiredSource, DesiredState, ValidState};
 pub use crate::fib::apply::ApplyReport;
 
 use std::borrow::Cow;

@@ -11,8 +11,8 @@ use crate::dataplane::pins::{OwnerLock, PinDir, PinRoots};
 use crate::dataplane::{self, Loaded, Program};
 use crate::desired::{ApplyInput, ApplyOptions, Input};
 use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
-use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec, ValidState};
-use crate::domain::label::{DscpMap, Label, LabelStack};
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, ValidState};
+use crate::domain::label::DscpMap;
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::encap::Hook;
@@ -771,29 +771,6 @@ impl Encapsulator {
         self.fib.repair()
     }
 
-    /// Sends packets to `prefix` through a single label (traffic class 0).
-    /// Replaces any route for exactly that prefix, atomically.
-    ///
-    /// # Errors
-    /// [`RouteError::Prefix`] for host bits set; [`RouteError::LocalAddress`]
-    /// for a /32 or /128 of one of the host's own addresses;
-    /// [`RouteError::TableFull`]; [`RouteError::Map`]. The table is unchanged
-    /// on error.
-    #[allow(dead_code)]
-    fn set_label(&self, prefix: IpNetwork, label: Label) -> Result<(), RouteError> {
-        self.set_route(Table::Main, &Route::new(prefix, LabelStack::single(label)))
-    }
-
-    /// Sends packets to `prefix` through a stack of labels, top first
-    /// (traffic class 0). Replaces any route for exactly that prefix, atomically.
-    ///
-    /// # Errors
-    /// As [`Encapsulator::set_label`].
-    #[allow(dead_code)]
-    fn set_labels(&self, prefix: IpNetwork, stack: LabelStack) -> Result<(), RouteError> {
-        self.set_route(Table::Main, &Route::new(prefix, stack))
-    }
-
     /// The kernel memory of every map of this dataplane, by map name, in
     /// bytes (what each map allocated: fixed for arrays, per entry present
     /// for LPM tries and hash maps).
@@ -863,23 +840,11 @@ impl Encapsulator {
     /// Adds or atomically replaces a route in `table` (see [`Table`]).
     ///
     /// # Errors
-    /// As [`Encapsulator::set_label`]; host addresses are refused in the main table only.
+    /// As [`Encapsulator::set_route`].
     fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
         self.fib.set_route(table, route)?;
         log::debug!("route {} -> {} ({:?})", route.prefix, route.policy, route.tc);
         Ok(())
-    }
-
-    /// Sends packets to `prefix` through an SR policy: each flow takes one of
-    /// its segment lists, in proportion to the weights (traffic class 0).
-    /// Replaces any route for exactly that prefix, atomically.
-    ///
-    /// # Errors
-    /// As [`Encapsulator::set_label`], and [`RouteError::TableFull`] with
-    /// family "policy" when the policy table is full.
-    #[allow(dead_code)]
-    fn set_policy(&self, prefix: IpNetwork, policy: Policy) -> Result<(), RouteError> {
-        self.set_route(Table::Main, &Route::with_policy(prefix, policy))
     }
 
     /// Makes the tables (every route of every table, the policies, the
@@ -1021,7 +986,9 @@ impl Encapsulator {
     }
 
     /// The tables in force, typed: what `apply_valid` of it would leave
-    /// unchanged (set-aside routes included, in the main table).
+    /// unchanged (set-aside routes included, in the main table). For the
+    /// agent and BGP; a library user reads `desired_state().validate()`.
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
     pub(crate) fn valid_state(&self) -> ValidState {
         self.fib.read(|rib| {
             let mut routes = rib.resolved_routes();
@@ -1036,18 +1003,9 @@ impl Encapsulator {
     /// unchanged (set-aside routes included).
     pub fn desired_state(&self) -> DesiredState {
         self.fib.read(|rib| {
-            let route = |table: Table, r: &Route| DesiredRoute {
-                prefix: r.prefix.to_string(),
-                policy: if r.policy.is_valid() {
-                    r.policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
-                } else {
-                    "invalid".to_owned()
-                },
-                tc: Some(TcSpec::Text(r.tc.to_string())),
-                table: Some(table.id()).filter(|t| *t != 0),
-                entropy_label: r.policy.entropy_label().map(|e| EntropySpec::Text(e.to_string())),
-                policy_name: r.policy.name().map(str::to_owned),
-            };
+            // One writer of a route's words: the serde form of `Route`.
+            let route =
+                |table: Table, r: &Route| DesiredRoute { table: Some(table.id()).filter(|t| *t != 0), ..r.into() };
             let mut routes: Vec<DesiredRoute> =
                 rib.routes.iter().map(|(id, r)| route(id.0, &rib.resolve(id, r))).collect();
             routes.extend(rib.shadowed.values().map(|r| route(Table::Main, r)));

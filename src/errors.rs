@@ -19,5 +19,6 @@ pub use crate::domain::desired::{DesiredError, DesiredFileError};
 pub use crate::domain::label::LabelError;
 pub use crate::domain::policy::PolicyError;
 pub use crate::domain::prefix::PrefixError;
+pub use crate::domain::serde_forms::RouteFormError;
 pub use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
 pub use crate::sys::privileges::MissingCapabilities;

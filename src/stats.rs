@@ -8,7 +8,7 @@ use crate::error::MapError;
 use crate::sys::map::BpfMap;
 
 /// Packets and bytes (frame length as received).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Counter {
     /// Packets.
     pub packets: u64,
@@ -32,7 +32,7 @@ impl Counter {
 /// the driver knows: the labelled frames it then failed to send
 /// ([`Stats::tx_errors`]). Probes of [`crate::Encapsulator::explain`] are
 /// never counted (docs/counters.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Labelled and handed to the driver to send back out of the interface
     /// (XDP_TX; on the egress hook: labelled and passed on). Whether the

@@ -136,7 +136,7 @@ fn apply_edge_cases() {
         assert_eq!((r.replaced.len(), r.added.len(), r.removed.len(), r.unchanged), (50, 50, 50, 9_900), "{r}");
         assert_eq!(r.map_operations, 150, "only the changed entries are written");
         assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
-        let r = enc.apply(&DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
+        let r = enc.apply(DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.removed.len(), 10_000);
         assert!(enc.routes(Table::Main).unwrap().is_empty());
         assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
@@ -154,9 +154,9 @@ fn a_state_that_does_not_fit_is_refused_whole() {
     privileged("a_state_that_does_not_fit_is_refused_whole");
     in_netns("applyfull", |_| {
         let enc = Encapsulator::builder().max_routes(100, 100).max_policies(2).load().expect("load");
-        enc.apply(&table(50, 1000), lnetd_host_encap::ApplyOptions::default()).unwrap();
+        enc.apply(table(50, 1000), lnetd_host_encap::ApplyOptions::default()).unwrap();
         let before = listing(&enc);
-        let err = enc.apply(&table(150, 2000), lnetd_host_encap::ApplyOptions::default()).unwrap_err();
+        let err = enc.apply(table(150, 2000), lnetd_host_encap::ApplyOptions::default()).unwrap_err();
         assert!(matches!(err, RouteError::TableFull { capacity: 100, .. }), "{err:?}");
         let mut policies = table(3, 3000);
         for r in &mut policies.routes {
@@ -239,9 +239,9 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
             d.routes.push(route(&format!("{local}/32"), "2000"));
             d
         };
-        let r = enc.apply(&with_host(0), lnetd_host_encap::ApplyOptions::default()).unwrap();
+        let r = enc.apply(with_host(0), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.set_aside.len(), 1, "{r}");
-        enc.apply(&with_host(20), lnetd_host_encap::ApplyOptions::default()).unwrap();
+        enc.apply(with_host(20), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert!(
             enc.routes(Table::Main).unwrap().iter().all(|r| r.prefix.to_string() != format!("{local}/32")),
             "set aside, not listed"
@@ -263,13 +263,13 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
         let policies = |tc: &str| DesiredState {
             routes: (0..3_000u32)
                 .map(|i| DesiredRoute {
-                    tc: Some(lnetd_host_encap::desired::TcSpec::Text(tc.into())),
+                    tc: Some(tc.into()),
                     ..route(&format!("10.{}.{}.0/24", i / 256, i % 256), "16001@1,16002@1")
                 })
                 .collect(),
             ..DesiredState::default()
         };
-        enc.apply(&policies("2"), lnetd_host_encap::ApplyOptions::default()).unwrap();
+        enc.apply(policies("2"), lnetd_host_encap::ApplyOptions::default()).unwrap();
         let probe = common::frame("10.0.0.1").dscp(46).build();
         let stop = AtomicBool::new(false);
         let seen = std::thread::scope(|s| {
@@ -282,7 +282,7 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
                 }
                 seen
             });
-            enc.apply(&policies("dscp"), lnetd_host_encap::ApplyOptions::default()).unwrap();
+            enc.apply(policies("dscp"), lnetd_host_encap::ApplyOptions::default()).unwrap();
             stop.store(true, Ordering::Relaxed);
             runner.join().unwrap()
         });

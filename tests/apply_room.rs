@@ -61,7 +61,7 @@ fn swap_under_traffic(lookup: Ipv4Lookup) {
         })
         .unwrap()
         .unwrap();
-    enc.apply(&table(a.0, a.1), lnetd_host_encap::ApplyOptions::default()).unwrap();
+    enc.apply(table(a.0, a.1), lnetd_host_encap::ApplyOptions::default()).unwrap();
     let capture =
         lab.router.run(|| Capture::open(VethLab::ROUTER_IF).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap();
     let socket = lab.router.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
@@ -84,7 +84,7 @@ fn swap_under_traffic(lookup: Ipv4Lookup) {
         std::thread::sleep(Duration::from_millis(300));
         for (from, to) in [(a, b), (b, a), (a, b)] {
             let report = enc
-                .apply(&table(to.0, to.1), lnetd_host_encap::ApplyOptions::default())
+                .apply(table(to.0, to.1), lnetd_host_encap::ApplyOptions::default())
                 .unwrap_or_else(|e| panic!("{lookup:?}: {e}"));
             assert_eq!((report.added.len(), report.removed.len()), (N as usize, N as usize), "{from:?} -> {to:?}");
             assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{lookup:?}");

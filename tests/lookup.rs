@@ -130,7 +130,7 @@ fn dir24_8_matches_a_reference_lpm_over_a_full_table() {
         }
         let mut reference = ReferenceLpm::default();
         routes.iter().for_each(|(p, l)| reference.insert(*p, *l));
-        enc.apply(&state(&routes), lnetd_host_encap::ApplyOptions::default()).expect("apply the full table");
+        enc.apply(state(&routes), lnetd_host_encap::ApplyOptions::default()).expect("apply the full table");
         assert!(enc.diagnostics().verify().unwrap().is_empty(), "the kernel holds what the RIB says");
 
         let listed: Vec<Ipv4Network> = routes.keys().copied().collect();
@@ -167,7 +167,7 @@ fn dir24_8_matches_a_reference_lpm_over_a_full_table() {
                 }
             }
         }
-        enc.apply(&state(&next), lnetd_host_encap::ApplyOptions::default()).expect("apply the change");
+        enc.apply(state(&next), lnetd_host_encap::ApplyOptions::default()).expect("apply the change");
         assert!(enc.diagnostics().verify().unwrap().is_empty(), "no stale entry after the change");
         let sample = random(&mut rng, 40_000);
         checked += check(&enc, &reference, sample.into_iter(), "after removals");
@@ -410,7 +410,7 @@ fn ipv6_matches_a_reference_lpm_through_edits() {
                 })
                 .collect();
             enc.apply(
-                &ValidState::new(routes, BTreeMap::new(), DscpMap::default()).unwrap(),
+                ValidState::new(routes, BTreeMap::new(), DscpMap::default()).unwrap(),
                 lnetd_host_encap::ApplyOptions::default(),
             )
             .unwrap();

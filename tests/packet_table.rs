@@ -53,7 +53,7 @@ impl Harness {
             enc.remove(Table::Main, r.prefix).expect("remove");
         }
         for route in routes {
-            enc.set_route(Table::Main, &route).expect("set_route");
+            enc.set_route(Table::Main, route).expect("set_route");
         }
         enc
     }

@@ -107,11 +107,11 @@ fn an_apply_changing_a_named_policy_writes_it_once_and_round_trips() {
     in_netns("objects", |_| {
         let enc = Encapsulator::builder().lookup(Ipv4Lookup::LpmTrie).max_policies(4).load().expect("load");
         let report =
-            enc.apply(&state("16001@1,16002@1", "green", ROUTES), lnetd_host_encap::ApplyOptions::default()).unwrap();
+            enc.apply(state("16001@1,16002@1", "green", ROUTES), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(report.map_operations, ROUTES as usize + 1, "the routes and one policy: {report}");
         let routes_before = map_entries(&enc, "routes_v4").unwrap();
         let report = enc
-            .apply(&state("16003@1,16004@1,16005@2", "green", ROUTES), lnetd_host_encap::ApplyOptions::default())
+            .apply(state("16003@1,16004@1,16005@2", "green", ROUTES), lnetd_host_encap::ApplyOptions::default())
             .unwrap();
         assert_eq!(report.map_operations, 1, "one policy write: {report}");
         assert_eq!(report.replaced.len(), ROUTES as usize);
@@ -121,18 +121,18 @@ fn an_apply_changing_a_named_policy_writes_it_once_and_round_trips() {
         let export = serde_json::to_string(&enc.desired_state()).unwrap();
         assert!(export.contains(r#""policy_name":"green""#), "{export}");
         let back =
-            enc.apply(&DesiredState::from_json(&export).unwrap(), lnetd_host_encap::ApplyOptions::default()).unwrap();
+            enc.apply(DesiredState::from_json(&export).unwrap(), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!((back.map_operations, back.unchanged), (0, ROUTES as usize), "{back}");
         // A traffic class kind change takes a fresh object; the old one is retired.
         let mut dscp = state("16003@1,16004@1,16005@2", "green", ROUTES);
-        dscp.routes.iter_mut().for_each(|r| r.tc = Some(lnetd_host_encap::desired::TcSpec::Text("dscp".into())));
+        dscp.routes.iter_mut().for_each(|r| r.tc = Some("dscp".into()));
         enc.apply(&dscp, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(enc.routes(Table::Main).unwrap()[0].tc, Tc::FromDscp);
         assert!(enc.diagnostics().verify().unwrap().is_empty());
         // Everything gone: the objects leave after their grace period (max_policies 4 never fills).
         for round in 0..3 {
-            enc.apply(&DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
-            enc.apply(&state("20001", &format!("n{round}"), 10), lnetd_host_encap::ApplyOptions::default()).unwrap();
+            enc.apply(DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();
+            enc.apply(state("20001", &format!("n{round}"), 10), lnetd_host_encap::ApplyOptions::default()).unwrap();
         }
         assert!(enc.diagnostics().verify().unwrap().is_empty());
     });

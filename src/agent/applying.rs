@@ -6,7 +6,7 @@ use prost::Message;
 use tonic::{Status, Streaming};
 
 use super::proto::v1 as pb;
-use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState, EntropySpec, TcSpec};
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState};
 use crate::domain::route::Table;
 use crate::fib::apply::ApplyReport;
 
@@ -179,9 +179,9 @@ pub(crate) fn desired_of(req: pb::ApplyRequest) -> DesiredState {
             .map(|r| DesiredRoute {
                 prefix: r.prefix,
                 policy: r.policy,
-                tc: Some(r.tc).filter(|t| !t.is_empty()).map(TcSpec::Text),
+                tc: Some(r.tc).filter(|t| !t.is_empty()),
                 table: Some(r.table),
-                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()).map(EntropySpec::Text),
+                entropy_label: Some(r.entropy_label).filter(|e| !e.is_empty()),
                 policy_name: Some(r.policy_name).filter(|n| !n.is_empty()),
             })
             .collect(),

@@ -67,6 +67,7 @@ const SOURCE: &[&str] = &["prefix", "table"];
 
 /// The configuration file was refused; the agent starts (or reloads) nothing.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("reading {path}: {source}")]

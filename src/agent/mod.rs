@@ -175,6 +175,7 @@ impl AgentConfig {
 
 /// The agent could not serve.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgentError {
     /// A non-loopback gRPC address without TLS: anyone on the network could program the host.
     #[error(

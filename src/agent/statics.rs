@@ -21,6 +21,7 @@ use crate::fib::apply::ApplyReport;
 
 /// A reload (or the start) refused; the routes in force are unchanged.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReloadError {
     /// The file was refused.
     #[error(transparent)]

@@ -33,6 +33,7 @@ pub const SUB_TLV_SRV6_BINDING_SID: u32 = 20;
 
 /// A path GoBGP sent that could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// A message inside an `Any` did not decode as its type URL says.
     #[error("GoBGP sent a {what} that does not decode ({source}); is gobgpd's API version 3.x?")]

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
-use super::label::{DscpMap, TrafficClass};
+use super::label::DscpMap;
 use super::policy::{EntropyLabel, Policy};
 use super::prefix;
 use super::route::{Route, Table, Tc};
@@ -51,15 +51,17 @@ pub struct DesiredRoute {
     pub prefix: String,
     /// Segment lists: `16001/16002` or `16001/16002@7,16003@3`.
     pub policy: String,
-    /// Traffic class: 0..=7 or `"dscp"` (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tc: Option<TcSpec>,
+    /// Traffic class: 0..=7 or `"dscp"` (default 0), the text of a
+    /// [`Tc`]; the file may write the number bare (`tc = 5`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number_or_text")]
+    pub tc: Option<String>,
     /// Alternate table id (1..); absent or 0: the main table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<u32>,
-    /// Entropy label: `"bottom"` or N (under the first N labels).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entropy_label: Option<EntropySpec>,
+    /// Entropy label: `"bottom"` or N (under the first N labels), the text
+    /// of an [`EntropyLabel`]; the file may write the number bare.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number_or_text")]
+    pub entropy_label: Option<String>,
     /// The name of a shared policy object (docs/policy-objects.md): every
     /// route with the same name points at one policy, changed by one write.
     /// With a name, `policy` may be `"invalid"` (its routes go unlabelled).
@@ -77,24 +79,20 @@ pub struct DesiredSource {
     pub table: u32,
 }
 
-/// `tc`: a number or `"dscp"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TcSpec {
-    /// A fixed traffic class.
-    Fixed(u8),
-    /// `"dscp"` (or a number written as text).
-    Text(String),
-}
-
-/// `entropy_label`: a number or `"bottom"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum EntropySpec {
-    /// Under the first N labels.
-    After(usize),
-    /// `"bottom"` (or a number written as text).
-    Text(String),
+/// `tc = 5` or `tc = "dscp"` (and `entropy_label = 2` or `"bottom"`): a
+/// number or a text, kept as the text the domain type parses, so that a bad
+/// value is refused by `validate` naming its entry.
+pub(crate) fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Option::<NumberOrText>::deserialize(d)?.map(|v| match v {
+        NumberOrText::Number(n) => n.to_string(),
+        NumberOrText::Text(t) => t,
+    }))
 }
 
 /// An entry of a desired state that was refused; nothing was applied.
@@ -119,6 +117,7 @@ pub enum DesiredFormat {
 /// A desired-state file refused before any route is compared: reading it
 /// would have removed every route, most likely by mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DesiredFileError {
     /// Nothing in the file (0 bytes, or only blanks).
     #[error(
@@ -266,16 +265,12 @@ impl DesiredState {
             .map_err(|e: super::policy::PolicyError| bad(e.to_string()))?;
             let entropy = match &r.entropy_label {
                 None => None,
-                Some(EntropySpec::After(n)) => Some(EntropyLabel::After(*n)),
-                Some(EntropySpec::Text(t)) => {
-                    Some(t.parse().map_err(|e: super::policy::PolicyError| bad(e.to_string()))?)
-                }
+                Some(t) => Some(t.parse::<EntropyLabel>().map_err(|e| bad(e.to_string()))?),
             };
             let policy = policy.with_entropy_label(entropy).map_err(|e| bad(e.to_string()))?;
             let tc = match &r.tc {
                 None => Tc::default(),
-                Some(TcSpec::Fixed(n)) => Tc::Fixed(TrafficClass::new(*n).map_err(|e| bad(e.to_string()))?),
-                Some(TcSpec::Text(t)) => t.parse().map_err(|e: super::label::LabelError| bad(e.to_string()))?,
+                Some(t) => t.parse::<Tc>().map_err(|e| bad(e.to_string()))?,
             };
             let table = Table::alternate(r.table.unwrap_or(0)).unwrap_or(Table::Main);
             if routes.insert((table, prefix), Route { prefix, policy, tc }).is_some() {
@@ -498,7 +493,7 @@ mod guard_tests {
             "binding_sid": null, "table": 0, "policy": "100", "tc": "dscp", "entropy_label": null, "counted": true,
             "labelled": {"packets": 1, "bytes": 2}, "lists": []}], "sources": []}"#;
         let read = DesiredState::from_file_text(export, Json, false).unwrap();
-        assert_eq!((read.routes.len(), read.routes[0].tc.clone()), (1, Some(TcSpec::Text("dscp".into()))));
+        assert_eq!((read.routes.len(), read.routes[0].tc.clone()), (1, Some("dscp".to_owned())));
         // Only the export's own fields: any other stays an unknown field.
         let typo = export.replace("\"policy\": \"100\"", "\"polcy\": \"100\"");
         assert!(DesiredState::from_file_text(&typo, Json, false).unwrap_err().to_string().contains("polcy"));

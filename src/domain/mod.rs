@@ -10,3 +10,4 @@ pub(crate) mod maglev;
 pub(crate) mod policy;
 pub mod prefix;
 pub(crate) mod route;
+pub(crate) mod serde_forms;

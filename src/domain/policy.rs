@@ -160,7 +160,8 @@ impl FromStr for EntropyLabel {
 /// policy has the same name then points at one shared policy object in the
 /// dataplane, and changing the named policy's lists is one map write however
 /// many routes use it (docs/policy-objects.md).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "crate::domain::serde_forms::PolicyForm", try_from = "crate::domain::serde_forms::PolicyForm")]
 pub struct Policy {
     /// Shared: a route table holds many clones of one policy.
     lists: Arc<[SegmentList]>,

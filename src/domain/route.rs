@@ -21,7 +21,12 @@ use crate::domain::policy::{EntropyLabel, Policy, PolicyError};
 /// assert_eq!(te.with_tc(Tc::FromDscp).to_string(), "198.51.100.0/24 -> 16001/16002@7,16003@3 (tc dscp)");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// With serde, a route reads and writes as an entry of a desired-state file
+/// (`{"prefix": .., "policy": .., "tc": .., "entropy_label": .., "policy_name": ..}`),
+/// checked as such an entry is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "crate::domain::desired::DesiredRoute", try_from = "crate::domain::desired::DesiredRoute")]
 pub struct Route {
     /// Destination prefix (no host bits set).
     pub prefix: IpNetwork,
@@ -60,7 +65,22 @@ impl Table {
     }
 }
 
-/// The traffic class of a route's pushed entries.
+/// The traffic class of a route's pushed entries: the one type for a
+/// route's `tc` (the files' `tc = 5` and `tc = "dscp"` read into it).
+///
+/// It is not a [`TrafficClass`]: that is the 3-bit field's value (what a
+/// [`DscpMap`](crate::labels::DscpMap) maps a DSCP to, what a decoded entry
+/// carries), and a route's rule may also be "from each packet's DSCP".
+///
+/// ```
+/// use lnetd_host_encap::labels::TrafficClass;
+/// use lnetd_host_encap::routes::Tc;
+/// assert_eq!("dscp".parse::<Tc>()?, Tc::FromDscp);
+/// assert_eq!("5".parse::<Tc>()?, Tc::Fixed(TrafficClass::new(5)?));
+/// let err = "dscp".parse::<TrafficClass>().unwrap_err();
+/// assert!(err.to_string().contains("Tc"), "the message names the type that reads it: {err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tc {
     /// This TC in every entry.

@@ -41,7 +41,7 @@ use key::RouteKey;
 use table::RouteTable;
 
 /// Per-route counters: what the route labelled, in total and per segment list.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RouteCounters {
     /// False when the route got no counter slot (more routes and lists than
     /// `EncapsulatorBuilder::max_counted_routes`): its counts then read zero.

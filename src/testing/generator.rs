@@ -52,6 +52,7 @@ const _: () = {
 
 /// The generator could not be set up or could not send.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GeneratorError {
     /// No frames were given, or more than the generator holds.
     #[error("the generator takes 1 to {max} frames, not {count}")]

@@ -18,6 +18,7 @@ use nix::sys::time::TimeVal;
 
 /// A lab step failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LabError {
     /// A command is not installed.
     #[error("`{tool}` is not installed; install the Debian package `{package}` (apt-get install {package})")]

@@ -52,6 +52,7 @@ pub use status::{ListStatus, SbfdStatus};
 
 /// Why S-BFD cannot run, or a setting is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SbfdError {
     /// The router-facing interface is unusable.
     #[error("S-BFD on {interface}: {why}")]

@@ -81,6 +81,7 @@ pub struct Control {
 /// Why a received datagram is not a BFD control packet this initiator takes
 /// (the checks of RFC 5880 section 6.8.6 that apply to S-BFD).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Shorter than the 24-byte mandatory section.
     #[error("{len} bytes: a BFD control packet has at least {LEN}")]

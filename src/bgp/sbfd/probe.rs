@@ -27,6 +27,7 @@ pub struct Addressing {
 
 /// Why a probe frame cannot be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProbeError {
     /// The source and the endpoint are of different families.
     #[error("the probe source {from} and the endpoint {endpoint} are of different address families; configure a source of the endpoint's family")]

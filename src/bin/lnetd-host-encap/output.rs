@@ -103,10 +103,6 @@ pub fn report(report: &ApplyReport) {
     }
 }
 
-fn counter(c: Counter) -> Value {
-    json!({ "packets": c.packets, "bytes": c.bytes })
-}
-
 /// Where a route came from: (origin, for a BGP route its policy text and binding SID).
 pub type OriginOf<'a> = &'a dyn Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>);
 
@@ -124,14 +120,9 @@ struct RouteDoc {
     /// The shared policy object the route points at (null: its own).
     policy_name: Option<String>,
     counted: bool,
-    labelled: CounterDoc,
+    /// The library's serde form of a [`Counter`].
+    labelled: Counter,
     lists: Vec<ListDoc>,
-}
-
-#[derive(serde::Serialize)]
-struct CounterDoc {
-    packets: u64,
-    bytes: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -183,7 +174,7 @@ pub fn print_routes(
                 entropy_label: r.route.policy.entropy_label().map(|e| e.to_string()),
                 policy_name: r.route.policy.name().map(str::to_owned),
                 counted: r.counters.counted,
-                labelled: CounterDoc { packets: r.counters.labelled.packets, bytes: r.counters.labelled.bytes },
+                labelled: r.counters.labelled,
                 lists: r
                     .route
                     .policy
@@ -310,15 +301,10 @@ pub fn print_document(command: &str, iface: &str, body: Value) {
     println!("{}", text.unwrap_or_default());
 }
 
-/// The counters of `stats` (and `pop stats`) as the schema's keys.
+/// The counters of `stats` as the schema's keys: the library's own serde
+/// form of [`Stats`] (`tx_errors` null when the driver does not say).
 pub fn stats_value(stats: &Stats) -> Value {
-    let mut out = serde_json::Map::new();
-    for (name, c) in stats.named() {
-        out.insert(name.into(), counter(c));
-    }
-    // null: the driver does not say (generic mode, egress, or no such counter).
-    out.insert("tx_errors".into(), json!(stats.tx_errors));
-    Value::Object(out)
+    serde_json::to_value(stats).unwrap_or_default()
 }
 
 /// What `get` found, as the schema's keys.
@@ -369,4 +355,36 @@ pub fn verdict_value(v: &Verdict) -> Value {
 /// One second of `watch`: rates per counter (packets and bytes per second).
 pub fn rate_value(delta: &Stats) -> Value {
     json!({ "interval_s": 1, "rates": stats_value(delta) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How the document wrote a counter before it was built from `Counter`'s serde form.
+    fn counter(c: Counter) -> Value {
+        json!({ "packets": c.packets, "bytes": c.bytes })
+    }
+
+    /// `stats --output json` is a contract (docs/operations-json.md): the
+    /// serde form of `Stats` must give exactly the keys and values the
+    /// document listed before it was built from it.
+    #[test]
+    fn stats_document_is_the_schemas() {
+        let mut stats = Stats {
+            labelled: Counter { packets: 3, bytes: 300 },
+            not_ip: Counter { packets: 1, bytes: 60 },
+            aborted: Counter { packets: 2, bytes: 128 },
+            ..Stats::default()
+        };
+        for tx_errors in [None, Some(7)] {
+            stats.tx_errors = tx_errors;
+            let mut expected = serde_json::Map::new();
+            for (name, c) in stats.named() {
+                expected.insert(name.into(), counter(c));
+            }
+            expected.insert("tx_errors".into(), json!(stats.tx_errors));
+            assert_eq!(stats_value(&stats), Value::Object(expected));
+        }
+    }
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
 use lnetd_host_encap::{
-    counters::CountedRoute, counters::Counter, counters::RouteCounters, desired::ApplyReport, desired::EntropySpec,
-    desired::TcSpec, diagnostics::ProbeProtocol, routes::prefix, DesiredState, IpNetwork, Policy, Route, Stats, Table,
+    counters::CountedRoute, counters::Counter, counters::RouteCounters, desired::ApplyReport,
+    diagnostics::ProbeProtocol, routes::prefix, DesiredState, IpNetwork, Policy, Route, Stats, Table,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -161,17 +161,9 @@ fn apply_request(desired: &DesiredState, dry_run: bool, max_remove_share: Option
             .map(|r| pb::Route {
                 prefix: r.prefix.clone(),
                 policy: r.policy.clone(),
-                tc: match &r.tc {
-                    None => String::new(),
-                    Some(TcSpec::Fixed(n)) => n.to_string(),
-                    Some(TcSpec::Text(t)) => t.clone(),
-                },
+                tc: r.tc.clone().unwrap_or_default(),
                 table: r.table.unwrap_or(0),
-                entropy_label: match &r.entropy_label {
-                    None => String::new(),
-                    Some(EntropySpec::After(n)) => n.to_string(),
-                    Some(EntropySpec::Text(t)) => t.clone(),
-                },
+                entropy_label: r.entropy_label.clone().unwrap_or_default(),
                 policy_name: r.policy_name.clone().unwrap_or_default(),
             })
             .collect(),

@@ -1,0 +1,142 @@
+//! The serde forms of [`Route`] and [`Policy`]: the words of a desired-state
+//! file (and of `routes --output json`), so a value written by one reads back
+//! through the other, and a bad value is refused by the same checks.
+
+use serde::{Deserialize, Serialize};
+
+use super::desired::{number_or_text, DesiredRoute, DesiredState};
+use super::policy::{EntropyLabel, Policy, PolicyError};
+use super::route::Route;
+
+/// A policy's words: `policy` (the lists, `16001/16002@7,16003@3`, or
+/// `invalid` for a named policy out of service), `entropy_label`
+/// (`"bottom"` or N), `policy_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyForm {
+    policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "number_or_text")]
+    entropy_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy_name: Option<String>,
+}
+
+/// The lists of `policy` as the files write them: every weight, or
+/// `invalid`; the entropy label and the name are keys of their own.
+pub(crate) fn lists_text(policy: &Policy) -> String {
+    if policy.is_valid() {
+        policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
+    } else {
+        "invalid".to_owned()
+    }
+}
+
+impl From<Policy> for PolicyForm {
+    fn from(policy: Policy) -> Self {
+        PolicyForm {
+            policy: lists_text(&policy),
+            entropy_label: policy.entropy_label().map(|e| e.to_string()),
+            policy_name: policy.name().map(str::to_owned),
+        }
+    }
+}
+
+impl TryFrom<PolicyForm> for Policy {
+    type Error = PolicyError;
+    fn try_from(form: PolicyForm) -> Result<Self, Self::Error> {
+        let policy = match &form.policy_name {
+            Some(name) if form.policy.trim() == "invalid" => Policy::invalid(name)?,
+            Some(name) => form.policy.parse::<Policy>()?.with_name(name)?,
+            None => form.policy.parse()?,
+        };
+        let entropy = form.entropy_label.as_deref().map(str::parse::<EntropyLabel>).transpose()?;
+        policy.with_entropy_label(entropy)
+    }
+}
+
+impl From<&Route> for DesiredRoute {
+    /// The route as a desired-state entry of the main table.
+    fn from(r: &Route) -> Self {
+        DesiredRoute {
+            prefix: r.prefix.to_string(),
+            policy: lists_text(&r.policy),
+            tc: Some(r.tc.to_string()),
+            table: None,
+            entropy_label: r.policy.entropy_label().map(|e| e.to_string()),
+            policy_name: r.policy.name().map(str::to_owned),
+        }
+    }
+}
+
+impl From<Route> for DesiredRoute {
+    fn from(r: Route) -> Self {
+        DesiredRoute::from(&r)
+    }
+}
+
+/// A route read from its serde form that was refused: why, in the words
+/// of the type that refused it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RouteFormError(String);
+
+impl TryFrom<DesiredRoute> for Route {
+    type Error = RouteFormError;
+    /// Checked as an entry of a desired state is. A route has no table: an
+    /// entry of an alternate table is refused (read a `DesiredState`).
+    fn try_from(entry: DesiredRoute) -> Result<Self, Self::Error> {
+        if let Some(table) = entry.table.filter(|t| *t != 0) {
+            return Err(RouteFormError(format!(
+                "{}: table {table}: a Route has no table; read it as part of a DesiredState",
+                entry.prefix
+            )));
+        }
+        let state = DesiredState { routes: vec![entry], ..DesiredState::default() };
+        let valid = state.validate().map_err(|e| RouteFormError(e.to_string()))?;
+        valid.routes().values().next().cloned().ok_or_else(|| RouteFormError("no route".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_serde_round_trips_in_the_files_words() {
+        let route: Route = serde_json::from_str(
+            r#"{"prefix": "198.51.100.0/24", "policy": "16001/16002@7,16003@3", "tc": "dscp", "entropy_label": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(route.to_string(), "198.51.100.0/24 -> 16001/16002@7,16003@3 +EL@2 (tc dscp)");
+        let json = serde_json::to_value(&route).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"prefix": "198.51.100.0/24", "policy": "16001/16002@7,16003@3", "tc": "dscp", "entropy_label": "2"})
+        );
+        assert_eq!(serde_json::from_value::<Route>(json).unwrap(), route);
+        let named = Route::with_policy(route.prefix, Policy::invalid("blue").unwrap());
+        assert_eq!(serde_json::from_value::<Route>(serde_json::to_value(&named).unwrap()).unwrap(), named);
+    }
+
+    #[test]
+    fn a_bad_route_is_refused_with_the_input_quoted() {
+        let err = serde_json::from_str::<Route>(r#"{"prefix": "10.0.0.1/8", "policy": "16001"}"#).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.1/8"), "{err}");
+        let err = serde_json::from_str::<Route>(r#"{"prefix": "10.0.0.0/8", "policy": "16001", "table": 5}"#);
+        assert!(err.unwrap_err().to_string().contains("has no table"));
+        assert!(serde_json::from_str::<Route>(r#"{"prefix": "10.0.0.0/8", "policy": "16001", "color": 5}"#).is_err());
+    }
+
+    #[test]
+    fn policy_serde_keeps_name_and_entropy_label() {
+        let policy = "16001@1,16002@3".parse::<Policy>().unwrap().with_name("blue").unwrap();
+        let policy = policy.with_entropy_label(Some(EntropyLabel::Bottom)).unwrap();
+        let json = serde_json::to_value(&policy).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"policy": "16001@1,16002@3", "entropy_label": "bottom", "policy_name": "blue"})
+        );
+        assert_eq!(serde_json::from_value::<Policy>(json).unwrap(), policy);
+        assert!(serde_json::from_str::<Policy>(r#"{"policy": "16001@0"}"#).is_err());
+    }
+}
