@@ -34,6 +34,7 @@ for which in before after; do
   for _ in $(seq 1 100); do nsenter --net=/run/netns/$NS $BIN -i h0 status 2>/dev/null | grep -q "agent:  serving" && break; sleep 0.2; done
   measure() {
     local label=$1; shift
+    if ! kill -0 $AGENT 2>/dev/null; then echo "the $which agent exited:"; tail -5 "$DIR/agent-$which.log"; exit 1; fi
     local a=$(ticks $AGENT) s=$(date +%s.%N)
     local c=$( { /usr/bin/time -f "%U+%S" nsenter --net=/run/netns/$NS $BIN -i h0 apply "$@" >/dev/null; } 2>&1 | tail -1)
     local e=$(date +%s.%N) b=$(ticks $AGENT)
