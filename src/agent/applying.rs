@@ -244,6 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn the_removal_guard_refuses_more_than_its_share_and_says_what() {
+        assert!(!exceeds(2, 4, 0.5), "half of the table is allowed by 50%");
+        assert!(exceeds(3, 4, 0.5));
+        assert!(!exceeds(0, 0, 0.0), "an empty table loses nothing");
+        assert!(exceeds(1, 4, 0.0));
+        assert!(guard_share(Some(1.5)).is_err() && guard_share(Some(-0.1)).is_err());
+        assert_eq!(guard_share(None).unwrap(), None);
+        let plan = ApplyReport {
+            removed: (0..12).map(|i| (Table::Main, format!("10.0.{i}.0/24").parse().unwrap())).collect(),
+            ..ApplyReport::default()
+        };
+        let status = refusal(&plan, 16, 0.5);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("removes 12 of 16 routes (75%)"), "{}", status.message());
+        let details = pb::RemovalRefused::decode(status.details()).unwrap();
+        assert_eq!((details.removed, details.current, details.sample.len()), (12, 16, REFUSAL_SAMPLE));
+        assert_eq!(details.sample[0].prefix, "10.0.0.0/24");
+    }
+
+    #[test]
     fn a_large_reply_is_cut_into_messages_that_concatenate_back() {
         let reply = pb::ApplyReply {
             added: keys(KEYS_PER_REPLY * 2 + 1, 0),
