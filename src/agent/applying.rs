@@ -91,8 +91,20 @@ impl super::Writes {
         // Checked once and applied as checked; the guard needs only the
         // keys in force, not a whole dry run (a second diff of the table).
         let valid = desired.validate().map_err(|e| super::status(e.into()))?;
-        let current = self.enc.route_keys();
-        let removed = current.iter().filter(|k| !valid.routes().contains_key(k)).count();
+        let mut current = self.enc.route_keys();
+        // In the RIB's order already (set-aside routes appended): the sort
+        // finds the runs, and one walk beside the desired keys (also in
+        // order) counts what goes, instead of a tree search per route.
+        current.sort();
+        current.dedup();
+        let mut wanted = valid.routes().keys().peekable();
+        let removed = current
+            .iter()
+            .filter(|k| {
+                while wanted.next_if(|w| *w < *k).is_some() {}
+                wanted.peek() != Some(k)
+            })
+            .count();
         if exceeds(removed, current.len(), max) {
             // Refused: the exact counts and the sample from a dry run (rare, so its cost does not matter).
             let plan = self.enc.apply_valid_dry_run(valid).map_err(super::status)?;
