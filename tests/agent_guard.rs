@@ -204,7 +204,7 @@ fn the_agent_guards_removals_and_the_size_of_a_stream() {
     assert_eq!(status["agent"]["verify_interval_s"], 1, "{status}");
     assert_eq!(status["routes"]["total"], 1, "counted after the last change: {status}");
     let text = ok(ns, &["status"]);
-    assert!(text.contains("kernel: matched the RIB at 20"), "{text}");
+    assert!(text.contains("kernel: matches the RIB as of 20"), "{text}");
     assert!(text.contains("by the agent's comparison, every 1 s"), "{text}");
     drop(agent);
     // Without the schedule, a `verify` through the agent is the comparison status reports.

@@ -91,8 +91,20 @@ impl super::Writes {
         // Checked once and applied as checked; the guard needs only the
         // keys in force, not a whole dry run (a second diff of the table).
         let valid = desired.validate().map_err(|e| super::status(e.into()))?;
-        let current = self.enc.route_keys();
-        let removed = current.iter().filter(|k| !valid.routes().contains_key(k)).count();
+        let mut current = self.enc.route_keys();
+        // In the RIB's order already (set-aside routes appended): the sort
+        // finds the runs, and one walk beside the desired keys (also in
+        // order) counts what goes, instead of a tree search per route.
+        current.sort();
+        current.dedup();
+        let mut wanted = valid.routes().keys().peekable();
+        let removed = current
+            .iter()
+            .filter(|k| {
+                while wanted.next_if(|w| *w < *k).is_some() {}
+                wanted.peek() != Some(k)
+            })
+            .count();
         if exceeds(removed, current.len(), max) {
             // Refused: the exact counts and the sample from a dry run (rare, so its cost does not matter).
             let plan = self.enc.apply(valid, crate::ApplyOptions::default().dry_run(true)).map_err(super::status)?;
@@ -241,6 +253,26 @@ mod tests {
 
     fn keys(n: usize, base: u32) -> Vec<pb::RouteKey> {
         (0..n).map(|i| pb::RouteKey { prefix: format!("10.0.{i}.0/24"), table: base }).collect()
+    }
+
+    #[test]
+    fn the_removal_guard_refuses_more_than_its_share_and_says_what() {
+        assert!(!exceeds(2, 4, 0.5), "half of the table is allowed by 50%");
+        assert!(exceeds(3, 4, 0.5));
+        assert!(!exceeds(0, 0, 0.0), "an empty table loses nothing");
+        assert!(exceeds(1, 4, 0.0));
+        assert!(guard_share(Some(1.5)).is_err() && guard_share(Some(-0.1)).is_err());
+        assert_eq!(guard_share(None).unwrap(), None);
+        let plan = ApplyReport {
+            removed: (0..12).map(|i| (Table::Main, format!("10.0.{i}.0/24").parse().unwrap())).collect(),
+            ..ApplyReport::default()
+        };
+        let status = refusal(&plan, 16, 0.5);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("removes 12 of 16 routes (75%)"), "{}", status.message());
+        let details = pb::RemovalRefused::decode(status.details()).unwrap();
+        assert_eq!((details.removed, details.current, details.sample.len()), (12, 16, REFUSAL_SAMPLE));
+        assert_eq!(details.sample[0].prefix, "10.0.0.0/24");
     }
 
     #[test]

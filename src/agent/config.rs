@@ -484,6 +484,13 @@ mod tests {
     }
 
     #[test]
+    fn the_agents_limits_are_listener_settings() {
+        let text = "routes = []\n[listeners]\nverify_interval = 0\nmax_apply_bytes = 1048576";
+        let file = AgentFile::from_toml_text(Path::new("a.toml"), text).unwrap();
+        assert_eq!((file.listeners.verify_interval, file.listeners.max_apply_bytes), (Some(0), Some(1 << 20)));
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_their_section_and_file() {
         let path = Path::new("/etc/lnetd-host-encap/eth1.toml");
         for (text, key) in [

@@ -115,8 +115,8 @@ pub struct AgentConfig {
     pub max_apply_bytes: Option<u64>,
 }
 
-/// [`AgentConfig::verify_interval`]'s default: ten minutes.
-pub const DEFAULT_VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// [`AgentConfig::verify_interval`]'s default: an hour: each comparison pauses changes for its duration (seconds at a million routes).
+pub const DEFAULT_VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 /// [`AgentConfig::max_apply_bytes`]'s default: 1 GiB, about 25 million
 /// routes as the command sends them.
 pub const DEFAULT_MAX_APPLY_BYTES: u64 = 1 << 30;

@@ -60,7 +60,7 @@ pub struct Listeners {
     /// maps with its RIB (`status` reports the last; the first runs a
     /// minute after the start, or one interval if shorter); 0: only on
     /// `verify` and `repair`. Each holds the RIB's lock (seconds at a
-    /// million routes). Default 600.
+    /// million routes). Default 3600.
     #[arg(long, value_name = "SECONDS")]
     verify_interval: Option<u64>,
     /// The most a client may send in one ApplyStream (bytes of encoded

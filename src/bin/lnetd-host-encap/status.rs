@@ -300,11 +300,12 @@ fn print_text(iface: &str, r: &Report) {
                 "repair" => "a repair through the agent".to_owned(),
                 other => format!("a `{other}` through the agent"),
             };
+            // The same words as the direct path, then which comparison and when.
             let found = if k.matches {
-                "matched the RIB".to_owned()
+                "matches the RIB".to_owned()
             } else {
                 format!(
-                    "differed from the RIB in {} entries (`verify` lists them, `repair` fixes them), e.g. {}",
+                    "{} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {};",
                     k.differences,
                     k.example.as_deref().unwrap_or("?")
                 )
@@ -316,7 +317,7 @@ fn print_text(iface: &str, r: &Report) {
                 _ => "",
             };
             println!(
-                "  kernel: {found} at {}{since} (by {by}, took {} ms; `verify` compares now)",
+                "  kernel: {found} as of {}{since} (by {by}, took {} ms; `verify` compares now)",
                 when(k.at_unix_ms),
                 k.took_ms
             );
