@@ -3,9 +3,9 @@
 //! routes held over a resynchronisation, and the handle ([`Origins`]) that
 //! hands BGP's changes and the agent's to the RIB.
 //!
-//! Which origin a prefix takes is the RIB's ([`crate::rib`]'s per-origin
-//! tables and [`Precedence`]: by default the local origins, `agent` then
-//! `static`, over BGP). A change of any origin reaches the dataplane as what
+//! Which origin a prefix takes is the RIB's (its per-origin tables and
+//! [`Precedence`]: by default the local origins, `agent` then `static`, over
+//! BGP). A change of any origin reaches the dataplane as what
 //! it changes: a BGP batch rewrites the shared objects of the policies whose
 //! content changed (one write each) and patches the prefixes whose route
 //! changed; an agent's route is one route write; only a whole `Apply` (or
