@@ -935,6 +935,7 @@ impl Encapsulator {
     /// Applies the routes that change (an origin's delta), sources and DSCP
     /// table as they are: batched, ordered and undone on refusal like an
     /// apply, at the cost of the changes alone (no diff of the table).
+    #[cfg(feature = "bgp")]
     pub(crate) fn apply_patch(
         &self,
         patch: &crate::rib::diff::Patch,
@@ -947,6 +948,7 @@ impl Encapsulator {
 
     /// As [`Encapsulator::apply_valid_owned`] (or its dry run), recording
     /// the routes' origins (those absent are static).
+    #[cfg(feature = "bgp")]
     pub(crate) fn apply_from(
         &self,
         desired: ValidState,
@@ -957,6 +959,7 @@ impl Encapsulator {
     }
 
     /// As [`Encapsulator::set_route_in`], recording the route's origin (`None`: static).
+    #[cfg(feature = "bgp")]
     pub(crate) fn set_route_from(
         &self,
         table: Table,
@@ -968,11 +971,13 @@ impl Encapsulator {
 
     /// The origins the RIB records: of each route that is not static, and
     /// what the origins said of BGP's policies.
+    #[cfg(feature = "bgp")]
     pub(crate) fn origin_records(&self) -> (crate::fib::apply::Origins, Vec<u8>) {
         self.fib.read(|rib| (rib.origin_of.iter().map(|(id, o)| (*id, *o)).collect(), rib.origin_notes.clone()))
     }
 
     /// Replaces what the origins say of BGP's policies (durable like a change).
+    #[cfg(feature = "bgp")]
     pub(crate) fn set_origin_notes(&self, notes: Vec<u8>) -> Result<(), RouteError> {
         self.fib.set_origin_notes(notes)
     }

@@ -31,6 +31,7 @@ pub mod sbfd;
 pub mod select;
 pub mod steer;
 mod table;
+mod wanted;
 pub mod wire;
 
 use std::fmt;

@@ -182,6 +182,8 @@ fn policy_value(rib: &Rib, id: &RouteId) -> Option<Vec<u8>> {
 pub(crate) enum Desired<'a> {
     Borrowed(&'a ValidState),
     Owned(ValidState),
+    // Only the origins hand over patches (feature bgp).
+    #[cfg_attr(not(feature = "bgp"), allow(dead_code))]
     Patch(&'a Patch),
 }
 

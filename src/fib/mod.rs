@@ -451,6 +451,7 @@ impl Fib {
 
     /// Replaces what the origins say of BGP's policies (written with the
     /// small sets, at the next commit: this one).
+    #[cfg(feature = "bgp")]
     pub(crate) fn set_origin_notes(&self, notes: Vec<u8>) -> Result<(), RouteError> {
         let mut rib = self.changer()?;
         if rib.origin_notes == notes {

@@ -369,6 +369,7 @@ impl BgpArgs {
 
 /// The origin of a route where nothing ranks origins (an agent without BGP
 /// or static routes in its file answers for none): `static`.
+#[cfg(feature = "agent")]
 fn static_origin(_table: Table, _prefix: IpNetwork) -> (String, Option<String>, Option<u32>) {
     ("static".to_owned(), None, None)
 }
