@@ -58,11 +58,29 @@ impl std::fmt::Display for Difference {
     }
 }
 
-type Entries = BTreeMap<Vec<u8>, (String, Vec<u8>)>;
+/// What an entry is called in a difference: a route's name is derived from
+/// its key only when it differs, so a comparison of a million routes that
+/// agree formats none.
+#[derive(Clone)]
+enum Name {
+    Route,
+    Text(String),
+}
+
+impl Name {
+    fn of(&self, key: &[u8]) -> String {
+        match self {
+            Name::Route => describe_route(key),
+            Name::Text(text) => text.clone(),
+        }
+    }
+}
+
+type Entries = BTreeMap<Vec<u8>, (Name, Vec<u8>)>;
 
 /// Every entry of a hash or LPM map.
-fn dump(map: &dyn RouteTable, describe: impl Fn(&[u8]) -> String) -> Result<Entries, MapError> {
-    Ok(map.entries()?.into_iter().map(|(key, value)| (key.clone(), (describe(&key), value))).collect())
+fn dump(map: &dyn RouteTable, name: impl Fn(&[u8]) -> Name) -> Result<Entries, MapError> {
+    Ok(map.entries()?.into_iter().map(|(key, value)| (key.clone(), (name(&key), value))).collect())
 }
 
 /// A difference, and what makes the kernel agree with the RIB again.
@@ -81,22 +99,37 @@ fn compare<'a>(
     allow_extra: impl Fn(&[u8]) -> bool,
 ) -> Vec<Fix<'a>> {
     let mut out = Vec::new();
-    let mut fix = |key: Vec<u8>, entry: String, want: Option<Vec<u8>>, kind| {
+    let mut fix = |key: Vec<u8>, name: &Name, want: Option<Vec<u8>>, kind| {
+        let entry = name.of(&key);
         out.push(Fix { map, key, want, difference: Difference { map: map.name(), entry, kind } });
     };
-    for (key, (entry, value)) in &want {
+    for (key, (name, value)) in &want {
         match got.get(key) {
-            None => fix(key.clone(), entry.clone(), Some(value.clone()), DifferenceKind::Missing),
-            Some((_, v)) if v != value => fix(key.clone(), entry.clone(), Some(value.clone()), DifferenceKind::Differs),
+            None => fix(key.clone(), name, Some(value.clone()), DifferenceKind::Missing),
+            Some((_, v)) if v != value => fix(key.clone(), name, Some(value.clone()), DifferenceKind::Differs),
             Some(_) => {}
         }
     }
-    for (key, (entry, _)) in got {
+    for (key, (name, _)) in got {
         if !want.contains_key(&key) && !allow_extra(&key) {
-            fix(key, entry, None, DifferenceKind::Unexpected);
+            fix(key, &name, None, DifferenceKind::Unexpected);
         }
     }
     out
+}
+
+/// Everything the RIB implies the maps hold, copied out of it: `verify`
+/// takes this under the RIB's lock and compares the kernel with it after
+/// letting go, so changes wait for a copy, not for a dump of every map.
+struct Expected {
+    /// The route tries, by `trie_index`.
+    tries: [Entries; 4],
+    policies: Entries,
+    /// Retired policy ids, left in the map until their grace period is over.
+    retired: Vec<[u8; 4]>,
+    sources: (Entries, Entries),
+    dscp: Vec<u8>,
+    settings: Vec<u8>,
 }
 
 fn describe_route(key: &[u8]) -> String {
@@ -117,9 +150,8 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
     let mut out: [Entries; 4] = Default::default();
     let mut put = |table: Table, prefix: IpNetwork, value: &types::route_value| {
         let key = RouteKey::in_table(table.id(), prefix).bytes().to_vec();
-        let entry = describe_route(&key);
         if let Some(trie) = out.get_mut(super::trie_index(table, &prefix)) {
-            trie.insert(key, (entry, abi::bytes_of(value).to_vec()));
+            trie.insert(key, (Name::Route, abi::bytes_of(value).to_vec()));
         }
     };
     for id in rib.routes.keys() {
@@ -131,6 +163,42 @@ fn expected_routes(rib: &Rib) -> [Entries; 4] {
         put(Table::Main, IpNetwork::from(*addr), &encode::local());
     }
     out
+}
+
+impl Expected {
+    fn of(rib: &Rib) -> Expected {
+        let mut policies = Entries::new();
+        for (id, policy_id) in rib.policy_of.iter() {
+            if rib.objects.contains(*policy_id) {
+                continue;
+            }
+            if let Some((_, Some(p))) = encode::installed(rib, id) {
+                let name = Name::Text(format!("policy {policy_id} of {}", id.1));
+                policies.insert(policy_id.to_ne_bytes().to_vec(), (name, abi::bytes_of(p.as_ref()).to_vec()));
+            }
+        }
+        // Shared objects: one entry each, whatever the number of routes on them.
+        for (policy_id, o) in rib.objects.iter() {
+            let name = Name::Text(format!("policy {policy_id} ({:?})", o.name()));
+            policies
+                .insert(policy_id.to_ne_bytes().to_vec(), (name, abi::bytes_of(encode::object(o).as_ref()).to_vec()));
+        }
+        let (mut v4, mut v6) = (Entries::new(), Entries::new());
+        for (prefix, table) in &rib.sources {
+            let key = RouteKey::new(*prefix).bytes().to_vec();
+            let value = types::source_value { table: table.id() };
+            let family = if prefix.is_ipv4() { &mut v4 } else { &mut v6 };
+            family.insert(key, (Name::Text(prefix.to_string()), abi::bytes_of(&value).to_vec()));
+        }
+        Expected {
+            tries: expected_routes(rib),
+            policies,
+            retired: rib.graveyard.iter().map(|(id, _)| id.to_ne_bytes()).collect(),
+            sources: (v4, v6),
+            dscp: abi::bytes_of(&types::dscp_map { tc: rib.dscp.values() }).to_vec(),
+            settings: abi::bytes_of(&types::settings { sources: rib.sources.len() as u32 }).to_vec(),
+        }
+    }
 }
 
 /// Whether a write was refused for want of room (an LPM trie or hash map
@@ -147,7 +215,19 @@ fn structure_difference(block: ipnetwork::Ipv4Network) -> Difference {
 
 impl Fib {
     /// Compares every map with the RIB; empty when they agree.
+    ///
+    /// The RIB's lock is held only to copy what it implies; the maps are
+    /// dumped and compared after. A change made meanwhile can only add
+    /// differences that are not real, never hide one, so when anything
+    /// differs the comparison runs again holding the lock throughout and
+    /// that answer is the one returned: changes wait for a whole comparison
+    /// only when the kernel may really differ.
     pub(crate) fn verify(&self) -> Result<Vec<Difference>, MapError> {
+        let expected = Expected::of(&self.writer());
+        let dir_differs = self.dir24_8().is_some_and(|dir| !dir.inconsistent().is_empty());
+        if !dir_differs && self.fixes_against(expected)?.is_empty() {
+            return Ok(Vec::new());
+        }
         let rib = self.writer();
         let mut out: Vec<Difference> = self.fixes(&rib)?.into_iter().map(|f| f.difference).collect();
         if let Some(dir) = self.dir24_8() {
@@ -206,56 +286,27 @@ impl Fib {
     }
 
     fn fixes(&self, rib: &Rib) -> Result<Vec<Fix<'_>>, MapError> {
+        self.fixes_against(Expected::of(rib))
+    }
+
+    /// Where the maps differ from `expected`.
+    fn fixes_against(&self, expected: Expected) -> Result<Vec<Fix<'_>>, MapError> {
         let maps = self.maps();
         let mut out = Vec::new();
-        for (expected, (map, _, _)) in expected_routes(rib).into_iter().zip(self.tries()) {
-            out.extend(compare(map, expected, dump(map, describe_route)?, |_| false));
+        for (want, (map, _, _)) in expected.tries.into_iter().zip(self.tries()) {
+            out.extend(compare(map, want, dump(map, |_| Name::Route)?, |_| false));
         }
-
-        let mut policies = Entries::new();
-        for (id, policy_id) in rib.policy_of.iter() {
-            if rib.objects.contains(*policy_id) {
-                continue;
-            }
-            if let Some((_, Some(p))) = encode::installed(rib, id) {
-                policies.insert(
-                    policy_id.to_ne_bytes().to_vec(),
-                    (format!("policy {policy_id} of {}", id.1), abi::bytes_of(p.as_ref()).to_vec()),
-                );
-            }
-        }
-        // Shared objects: one entry each, whatever the number of routes on them.
-        for (policy_id, o) in rib.objects.iter() {
-            policies.insert(
-                policy_id.to_ne_bytes().to_vec(),
-                (format!("policy {policy_id} ({:?})", o.name()), abi::bytes_of(encode::object(o).as_ref()).to_vec()),
-            );
-        }
-        // Retired policies stay until their grace period is over.
-        let retired: Vec<[u8; 4]> = rib.graveyard.iter().map(|(id, _)| id.to_ne_bytes()).collect();
-        let describe_policy = |k: &[u8]| format!("policy {:02x?}", k);
-        out.extend(compare(&maps.policies, policies, dump(&maps.policies, describe_policy)?, |k| {
+        let retired = expected.retired;
+        let policy_name = |k: &[u8]| Name::Text(format!("policy {:02x?}", k));
+        out.extend(compare(&maps.policies, expected.policies, dump(&maps.policies, policy_name)?, |k| {
             retired.iter().any(|r| r[..] == *k)
         }));
+        let (v4, v6) = expected.sources;
+        out.extend(compare(&maps.sources_v4, v4, dump(&maps.sources_v4, |_| Name::Route)?, |_| false));
+        out.extend(compare(&maps.sources_v6, v6, dump(&maps.sources_v6, |_| Name::Route)?, |_| false));
 
-        let (mut v4, mut v6) = (Entries::new(), Entries::new());
-        for (prefix, table) in &rib.sources {
-            let key = RouteKey::new(*prefix).bytes().to_vec();
-            let value = types::source_value { table: table.id() };
-            let family = if prefix.is_ipv4() { &mut v4 } else { &mut v6 };
-            family.insert(key, (prefix.to_string(), abi::bytes_of(&value).to_vec()));
-        }
-        out.extend(compare(&maps.sources_v4, v4, dump(&maps.sources_v4, describe_route)?, |_| false));
-        out.extend(compare(&maps.sources_v6, v6, dump(&maps.sources_v6, describe_route)?, |_| false));
-
-        let singletons = [
-            (&maps.dscp_tc, "the DSCP table", abi::bytes_of(&types::dscp_map { tc: rib.dscp.values() }).to_vec()),
-            (
-                &maps.settings,
-                "the settings",
-                abi::bytes_of(&types::settings { sources: rib.sources.len() as u32 }).to_vec(),
-            ),
-        ];
+        let singletons =
+            [(&maps.dscp_tc, "the DSCP table", expected.dscp), (&maps.settings, "the settings", expected.settings)];
         for (map, entry, value) in singletons {
             let key = 0u32.to_ne_bytes().to_vec();
             if map.lookup(&key)?.as_deref() != Some(&value[..]) {
