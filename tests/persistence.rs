@@ -267,15 +267,18 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
                 }
                 other => panic!("open of a future format: {other:?}"),
             }
-            // A snapshot of format 4 (before shared policy objects): refused as such, with what to do.
-            let mut four = original.clone();
-            four[8..12].copy_from_slice(&4u32.to_le_bytes());
-            std::fs::write(&snapshot, &four).unwrap();
-            match Encapsulator::open(VethLab::HOST_IF) {
-                Err(e @ Error::Pin(PinError::Incompatible { found: 4, ours: 5, .. })) => {
-                    assert!(e.to_string().contains("detach"), "{e}");
+            // Snapshots of format 4 (before shared policy objects) and 5 (the route cache's
+            // 112-byte entries): refused as such, with what to do.
+            for old in [4u32, 5] {
+                let mut older = original.clone();
+                older[8..12].copy_from_slice(&old.to_le_bytes());
+                std::fs::write(&snapshot, &older).unwrap();
+                match Encapsulator::open(VethLab::HOST_IF) {
+                    Err(e @ Error::Pin(PinError::Incompatible { found, ours: 6, .. })) if found == old => {
+                        assert!(e.to_string().contains("detach"), "{e}");
+                    }
+                    other => panic!("open of a format {old} snapshot: {other:?}"),
                 }
-                other => panic!("open of a format 4 snapshot: {other:?}"),
             }
             // The state.json of a build before the store: refused as format 3, with what to do.
             std::fs::remove_file(&snapshot).unwrap();
@@ -283,7 +286,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("0.0.9") && msg.contains("format 5"), "{msg}");
+                    assert!(msg.contains("0.0.9") && msg.contains("format 6"), "{msg}");
                 }
                 other => panic!("open of a state.json: {other:?}"),
             }
