@@ -281,16 +281,19 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
                 }
                 other => panic!("open of a future format: {other:?}"),
             }
-            // A snapshot of format 5 (before routes carried their origin): refused as such, with what to do.
-            let mut five = original.clone();
-            five[8..12].copy_from_slice(&5u32.to_le_bytes());
-            std::fs::write(&snapshot, &five).unwrap();
-            match Encapsulator::open(VethLab::HOST_IF) {
-                Err(e @ Error::Pin(PinError::Incompatible { found: 5, ours: 7, .. })) => {
-                    let msg = e.to_string();
-                    assert!(msg.contains("detach") && msg.contains("reads format 5"), "{msg}");
+            // Snapshots of formats 4 (before shared policy objects), 5 (before routes carried
+            // their origin) and 6 (the route cache's 112-byte entries): refused as such, with what to do.
+            for old in [4u32, 5, 6] {
+                let mut older = original.clone();
+                older[8..12].copy_from_slice(&old.to_le_bytes());
+                std::fs::write(&snapshot, &older).unwrap();
+                match Encapsulator::open(VethLab::HOST_IF) {
+                    Err(e @ Error::Pin(PinError::Incompatible { found, ours: 7, .. })) if found == old => {
+                        let msg = e.to_string();
+                        assert!(msg.contains("detach") && msg.contains(&format!("reads format {old}")), "{msg}");
+                    }
+                    other => panic!("open of a format {old} snapshot: {other:?}"),
                 }
-                other => panic!("open of a format 5 snapshot: {other:?}"),
             }
             // The state.json of a build before the store: refused as format 3, with what to do.
             std::fs::remove_file(&snapshot).unwrap();

@@ -129,30 +129,27 @@ static __always_inline void route_cache_locate(const struct packet *pkt, struct 
 /*
  * The route a reference names, in `copy` where it is inline (which the
  * caller owns for the rest of the packet); NULL when it names nothing.
+ * Branch-free for the inline kinds: one state for the verifier to follow
+ * through the rest of the program, not one per kind (with the TC hook's
+ * paths, that was past its limit).
  */
 static __always_inline struct route_value *route_cache_deref(__u32 ref, const struct dir4_tables *dir,
 							     struct route_value *copy)
 {
-	__u32 index = ref >> ROUTE_REF_SHIFT;
+	__u32 index = ref >> ROUTE_REF_SHIFT, kind = ref & ROUTE_REF_KIND;
+	/* ROUTE_REF_POLICY (2): 1 only for kind 2; ROUTE_REF_LOCAL (3): 1 only for kind 3. */
+	__u32 policy = (kind >> 1) & ~kind & 1, local = kind & (kind >> 1) & 1;
 
-	copy->flags = ref & ROUTE_REF_DSCP ? ENCAP_ROUTE_TC_FROM_DSCP : 0;
-	switch (ref & ROUTE_REF_KIND) {
-	case ROUTE_REF_LABEL:
-		copy->list.depth = 1;
-		copy->list.el_index = 0;
-		copy->list.entries[0] = bpf_htonl(ref & ~0xffu);
-		return copy;
-	case ROUTE_REF_POLICY:
-		copy->flags |= ENCAP_ROUTE_POLICY;
-		copy->policy_id = index;
-		return copy;
-	case ROUTE_REF_LOCAL:
-		copy->flags = ENCAP_ROUTE_LOCAL;
-		return copy;
-	default:
+	_Static_assert(ROUTE_REF_DSCP == ENCAP_ROUTE_TC_FROM_DSCP, "the DSCP bit is the route flag");
+	if (kind == ROUTE_REF_VALUE)
 		/* Only DIR-24-8 fills it; its values outlive a packet by a grace period. */
 		return dir ? bpf_map_lookup_elem(dir->values, &index) : NULL;
-	}
+	copy->flags = (ref & ROUTE_REF_DSCP) | policy * ENCAP_ROUTE_POLICY | local * ENCAP_ROUTE_LOCAL;
+	copy->policy_id = index;
+	copy->list.depth = 1;
+	copy->list.el_index = 0;
+	copy->list.entries[0] = bpf_htonl(ref & ~0xffu);
+	return copy;
 }
 
 /*
@@ -218,16 +215,22 @@ static __always_inline __u32 route_cache_probe(const struct route_cache_key *k, 
 }
 
 /*
- * The cached reference for `k` and its counter slot; 0 on a miss. IPv4: its
+ * The cached reference for `k` and its counter slot; 0 on a miss. A global
+ * function, as is route_cache_put: the verifier checks each once, not once
+ * per path of the program through it (the TC hook's paths with their ways
+ * and kinds were past its limit). IPv4: its
  * bucket. IPv6, whose ways are twice as wide: the aligned pair of buckets
  * its index falls in (4 ways, as many as IPv4's), the second read only when
  * the first misses; both lines share a page, and the CPU's adjacent-line
  * prefetch often brings the second with the first.
  */
-static __always_inline __u32 route_cache_get(const struct route_cache_key *k, __u32 *counter_id)
+__noinline __u32 route_cache_get(const struct route_cache_key *k, __u32 *counter_id)
 {
 	__u32 ref;
 
+	/* A global function is verified once, apart: its arguments may be NULL there. */
+	if (!k || !counter_id)
+		return 0;
 	if (k->family == ETH_P_IP)
 		return route_cache_probe(k, k->index, counter_id);
 	ref = route_cache_probe(k, k->index & ~1u, counter_id);
@@ -253,18 +256,19 @@ static __always_inline int route_cache_room(const struct route_cache_bucket *b, 
  * in turn would evict each just before its next use. IPv6 fills the first
  * bucket of its pair with room, else either.
  */
-static __always_inline void route_cache_put(const struct route_cache_key *k, __u32 ref, __u32 counter_id)
+__noinline int route_cache_put(const struct route_cache_key *k, __u32 ref, __u32 counter_id)
 {
-	__u32 seq, way, index = k->index, random = bpf_get_prandom_u32();
+	__u32 seq, way, index, random = bpf_get_prandom_u32();
 	struct route_cache_bucket *b;
 
-	if (!ref)
-		return;
+	if (!k || !ref)
+		return 0;
+	index = k->index;
 	if (k->family != ETH_P_IP) {
 		index &= ~1u;
 		b = bpf_map_lookup_elem(&route_cache, &index);
 		if (!b)
-			return;
+			return 0;
 		if (!route_cache_room(b, k)) {
 			index |= 1;
 			b = bpf_map_lookup_elem(&route_cache, &index);
@@ -274,11 +278,11 @@ static __always_inline void route_cache_put(const struct route_cache_key *k, __u
 	}
 	b = bpf_map_lookup_elem(&route_cache, &index);
 	if (!b)
-		return;
+		return 0;
 	seq = *(volatile __u32 *)&b->seq;
 	/* Odd, or taken meanwhile: another run is writing it; leave it to that run. */
 	if ((seq & 1) || __sync_val_compare_and_swap(&b->seq, seq, seq + 1) != seq)
-		return;
+		return 0;
 	if (b->generation != k->generation || b->family != k->family) {
 		__builtin_memset(&b->v4, 0, sizeof(b->v4));
 		b->generation = k->generation;
@@ -309,6 +313,7 @@ static __always_inline void route_cache_put(const struct route_cache_key *k, __u
 	}
 	ROUTE_CACHE_BARRIER();
 	*(volatile __u32 *)&b->seq = seq + 2;
+	return 0;
 }
 
 /*

@@ -28,6 +28,7 @@ mod imp {
         let mut builder = libbpf_rs::__internal_skel::ObjectSkeletonConfigBuilder::new(&DATA);
         builder
             .name("encap_bpf")
+            .map("route_cache", true)
             .map("counters", false)
             .map("route_counters", false)
             .map("routes_v4", false)
@@ -44,7 +45,6 @@ mod imp {
             .map("settings", false)
             .map("policies", false)
             .map("dscp_tc", false)
-            .map("route_cache", true)
             .map("route_cache_ctl", true)
             .map("encap_bp.rodata", true)
             .prog("xdp_encap")
@@ -52,6 +52,7 @@ mod imp {
         builder.build()
     }
     pub struct OpenEncapMaps<'obj> {
+        pub route_cache: libbpf_rs::OpenMapMut<'obj>,
         pub counters: libbpf_rs::OpenMapMut<'obj>,
         pub route_counters: libbpf_rs::OpenMapMut<'obj>,
         pub routes_v4: libbpf_rs::OpenMapMut<'obj>,
@@ -68,7 +69,6 @@ mod imp {
         pub settings: libbpf_rs::OpenMapMut<'obj>,
         pub policies: libbpf_rs::OpenMapMut<'obj>,
         pub dscp_tc: libbpf_rs::OpenMapMut<'obj>,
-        pub route_cache: libbpf_rs::OpenMapMut<'obj>,
         pub route_cache_ctl: libbpf_rs::OpenMapMut<'obj>,
         pub rodata: libbpf_rs::OpenMapMut<'obj>,
         pub rodata_data: Option<&'obj mut types::rodata>,
@@ -81,6 +81,7 @@ mod imp {
             config: &libbpf_rs::__internal_skel::ObjectSkeletonConfig<'_>,
             object: &mut libbpf_rs::OpenObject,
         ) -> libbpf_rs::Result<Self> {
+            let mut route_cache = None;
             let mut counters = None;
             let mut route_counters = None;
             let mut routes_v4 = None;
@@ -97,7 +98,6 @@ mod imp {
             let mut settings = None;
             let mut policies = None;
             let mut dscp_tc = None;
-            let mut route_cache = None;
             let mut route_cache_ctl = None;
             let mut rodata = None;
             let object =
@@ -109,6 +109,7 @@ mod imp {
                 })?;
                 #[allow(clippy::match_single_binding)]
                 match name {
+                    "route_cache" => route_cache = Some(map),
                     "counters" => counters = Some(map),
                     "route_counters" => route_counters = Some(map),
                     "routes_v4" => routes_v4 = Some(map),
@@ -125,7 +126,6 @@ mod imp {
                     "settings" => settings = Some(map),
                     "policies" => policies = Some(map),
                     "dscp_tc" => dscp_tc = Some(map),
-                    "route_cache" => route_cache = Some(map),
                     "route_cache_ctl" => route_cache_ctl = Some(map),
                     "encap_bp.rodata" => rodata = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
@@ -133,6 +133,7 @@ mod imp {
             }
 
             let slf = Self {
+                route_cache: route_cache.expect("map `route_cache` not present"),
                 counters: counters.expect("map `counters` not present"),
                 route_counters: route_counters.expect("map `route_counters` not present"),
                 routes_v4: routes_v4.expect("map `routes_v4` not present"),
@@ -149,7 +150,6 @@ mod imp {
                 settings: settings.expect("map `settings` not present"),
                 policies: policies.expect("map `policies` not present"),
                 dscp_tc: dscp_tc.expect("map `dscp_tc` not present"),
-                route_cache: route_cache.expect("map `route_cache` not present"),
                 route_cache_ctl: route_cache_ctl.expect("map `route_cache_ctl` not present"),
                 rodata: rodata.expect("map `rodata` not present"),
                 rodata_data: unsafe {
@@ -165,6 +165,7 @@ mod imp {
         }
     }
     pub struct EncapMaps<'obj> {
+        pub route_cache: libbpf_rs::MapMut<'obj>,
         pub counters: libbpf_rs::MapMut<'obj>,
         pub route_counters: libbpf_rs::MapMut<'obj>,
         pub routes_v4: libbpf_rs::MapMut<'obj>,
@@ -181,7 +182,6 @@ mod imp {
         pub settings: libbpf_rs::MapMut<'obj>,
         pub policies: libbpf_rs::MapMut<'obj>,
         pub dscp_tc: libbpf_rs::MapMut<'obj>,
-        pub route_cache: libbpf_rs::MapMut<'obj>,
         pub route_cache_ctl: libbpf_rs::MapMut<'obj>,
         pub rodata: libbpf_rs::MapMut<'obj>,
         pub rodata_data: Option<&'obj types::rodata>,
@@ -194,6 +194,7 @@ mod imp {
             config: &libbpf_rs::__internal_skel::ObjectSkeletonConfig<'_>,
             object: &mut libbpf_rs::Object,
         ) -> libbpf_rs::Result<Self> {
+            let mut route_cache = None;
             let mut counters = None;
             let mut route_counters = None;
             let mut routes_v4 = None;
@@ -210,7 +211,6 @@ mod imp {
             let mut settings = None;
             let mut policies = None;
             let mut dscp_tc = None;
-            let mut route_cache = None;
             let mut route_cache_ctl = None;
             let mut rodata = None;
             let object = unsafe { std::mem::transmute::<&mut libbpf_rs::Object, &'obj mut libbpf_rs::Object>(object) };
@@ -221,6 +221,7 @@ mod imp {
                 })?;
                 #[allow(clippy::match_single_binding)]
                 match name {
+                    "route_cache" => route_cache = Some(map),
                     "counters" => counters = Some(map),
                     "route_counters" => route_counters = Some(map),
                     "routes_v4" => routes_v4 = Some(map),
@@ -237,7 +238,6 @@ mod imp {
                     "settings" => settings = Some(map),
                     "policies" => policies = Some(map),
                     "dscp_tc" => dscp_tc = Some(map),
-                    "route_cache" => route_cache = Some(map),
                     "route_cache_ctl" => route_cache_ctl = Some(map),
                     "encap_bp.rodata" => rodata = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
@@ -245,6 +245,7 @@ mod imp {
             }
 
             let slf = Self {
+                route_cache: route_cache.expect("map `route_cache` not present"),
                 counters: counters.expect("map `counters` not present"),
                 route_counters: route_counters.expect("map `route_counters` not present"),
                 routes_v4: routes_v4.expect("map `routes_v4` not present"),
@@ -261,7 +262,6 @@ mod imp {
                 settings: settings.expect("map `settings` not present"),
                 policies: policies.expect("map `policies` not present"),
                 dscp_tc: dscp_tc.expect("map `dscp_tc` not present"),
-                route_cache: route_cache.expect("map `route_cache` not present"),
                 route_cache_ctl: route_cache_ctl.expect("map `route_cache_ctl` not present"),
                 rodata: rodata.expect("map `rodata` not present"),
                 rodata_data: unsafe {
@@ -454,431 +454,6 @@ mod imp {
         use super::*;
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
-        pub struct counter_value {
-            pub packets: u64,
-            pub bytes: u64,
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_1 {
-            pub r#type: *mut [i32; 6],
-            pub max_entries: *mut [i32; 10],
-            pub key: *mut u32,
-            pub value: *mut counter_value,
-        }
-        impl Default for __anon_1 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_2 {
-            pub r#type: *mut [i32; 6],
-            pub max_entries: *mut [i32; 65536],
-            pub key: *mut u32,
-            pub value: *mut counter_value,
-        }
-        impl Default for __anon_2 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct route_key_v4 {
-            pub prefixlen: u32,
-            pub addr: [u8; 4],
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct route_value {
-            pub flags: u16,
-            pub pad: u16,
-            pub policy_id: u32,
-            pub list: segment_list,
-            pub counter_id: u32,
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct segment_list {
-            pub depth: u16,
-            pub el_index: u8,
-            pub pad: u8,
-            pub entries: [u32; 16],
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_3 {
-            pub r#type: *mut [i32; 11],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 2097152],
-            pub key: *mut route_key_v4,
-            pub value: *mut route_value,
-        }
-        impl Default for __anon_3 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct route_key_v6 {
-            pub prefixlen: u32,
-            pub addr: [u8; 16],
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_4 {
-            pub r#type: *mut [i32; 11],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 524288],
-            pub key: *mut route_key_v6,
-            pub value: *mut route_value,
-        }
-        impl Default for __anon_4 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct dir_block {
-            pub entry: [u32; 16],
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_5 {
-            pub r#type: *mut [i32; 2],
-            pub map_flags: *mut [i32; 1024],
-            pub max_entries: *mut [i32; 4096],
-            pub key: *mut u32,
-            pub value: *mut dir_block,
-        }
-        impl Default for __anon_5 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_6 {
-            pub r#type: *mut [i32; 2],
-            pub map_flags: *mut [i32; 1024],
-            pub max_entries: *mut [i32; 1048576],
-            pub key: *mut u32,
-            pub value: *mut dir_block,
-        }
-        impl Default for __anon_6 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct dir_group {
-            pub entry: [u32; 256],
-        }
-        impl Default for dir_group {
-            fn default() -> Self {
-                Self { entry: [u32::default(); 256] }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_7 {
-            pub r#type: *mut [i32; 2],
-            pub map_flags: *mut [i32; 1024],
-            pub max_entries: *mut [i32; 8192],
-            pub key: *mut u32,
-            pub value: *mut dir_group,
-        }
-        impl Default for __anon_7 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct dir_prefix {
-            pub value: u32,
-            pub counter_id: u32,
-            pub addr: [u8; 4],
-            pub len: u8,
-            pub pad: [u8; 3],
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_8 {
-            pub r#type: *mut [i32; 2],
-            pub map_flags: *mut [i32; 1024],
-            pub max_entries: *mut [i32; 2097152],
-            pub key: *mut u32,
-            pub value: *mut dir_prefix,
-        }
-        impl Default for __anon_8 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_9 {
-            pub r#type: *mut [i32; 2],
-            pub map_flags: *mut [i32; 1024],
-            pub max_entries: *mut [i32; 131072],
-            pub key: *mut u32,
-            pub value: *mut route_value,
-        }
-        impl Default for __anon_9 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct source_value {
-            pub table: u32,
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_10 {
-            pub r#type: *mut [i32; 11],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 524288],
-            pub key: *mut route_key_v4,
-            pub value: *mut source_value,
-        }
-        impl Default for __anon_10 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_11 {
-            pub r#type: *mut [i32; 11],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 524288],
-            pub key: *mut route_key_v6,
-            pub value: *mut source_value,
-        }
-        impl Default for __anon_11 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct alt_key_v4 {
-            pub prefixlen: u32,
-            pub table: u32,
-            pub addr: [u8; 4],
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_12 {
-            pub r#type: *mut [i32; 11],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 2097152],
-            pub key: *mut alt_key_v4,
-            pub value: *mut route_value,
-        }
-        impl Default for __anon_12 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct alt_key_v6 {
-            pub prefixlen: u32,
-            pub table: u32,
-            pub addr: [u8; 16],
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_13 {
-            pub r#type: *mut [i32; 11],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 524288],
-            pub key: *mut alt_key_v6,
-            pub value: *mut route_value,
-        }
-        impl Default for __anon_13 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct settings {
-            pub sources: u32,
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_14 {
-            pub r#type: *mut [i32; 2],
-            pub max_entries: *mut [i32; 1],
-            pub key: *mut u32,
-            pub value: *mut settings,
-        }
-        impl Default for __anon_14 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct policy_value {
-            pub n_lists: u16,
-            pub slots: [u8; 1021],
-            pub pad: [u8; 1],
-            pub lists: [segment_list; 8],
-            pub list_counter: [u32; 8],
-        }
-        impl Default for policy_value {
-            fn default() -> Self {
-                Self {
-                    n_lists: u16::default(),
-                    slots: [u8::default(); 1021],
-                    pad: [u8::default(); 1],
-                    lists: [segment_list::default(); 8],
-                    list_counter: [u32::default(); 8],
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_15 {
-            pub r#type: *mut [i32; 1],
-            pub map_flags: *mut [i32; 1],
-            pub max_entries: *mut [i32; 65536],
-            pub key: *mut u32,
-            pub value: *mut policy_value,
-        }
-        impl Default for __anon_15 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    map_flags: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct dscp_map {
-            pub tc: [u8; 64],
-        }
-        impl Default for dscp_map {
-            fn default() -> Self {
-                Self { tc: [u8::default(); 64] }
-            }
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_16 {
-            pub r#type: *mut [i32; 2],
-            pub max_entries: *mut [i32; 1],
-            pub key: *mut u32,
-            pub value: *mut dscp_map,
-        }
-        impl Default for __anon_16 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
         pub struct route_cache_bucket {
             pub seq: u32,
             pub generation: u32,
@@ -918,18 +493,443 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct __anon_17 {
+        pub struct __anon_1 {
             pub r#type: *mut [i32; 2],
             pub map_flags: *mut [i32; 1024],
             pub max_entries: *mut [i32; 1],
             pub key: *mut u32,
             pub value: *mut route_cache_bucket,
         }
-        impl Default for __anon_17 {
+        impl Default for __anon_1 {
             fn default() -> Self {
                 Self {
                     r#type: std::ptr::null_mut(),
                     map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct counter_value {
+            pub packets: u64,
+            pub bytes: u64,
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_2 {
+            pub r#type: *mut [i32; 6],
+            pub max_entries: *mut [i32; 10],
+            pub key: *mut u32,
+            pub value: *mut counter_value,
+        }
+        impl Default for __anon_2 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_3 {
+            pub r#type: *mut [i32; 6],
+            pub max_entries: *mut [i32; 65536],
+            pub key: *mut u32,
+            pub value: *mut counter_value,
+        }
+        impl Default for __anon_3 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct route_key_v4 {
+            pub prefixlen: u32,
+            pub addr: [u8; 4],
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct route_value {
+            pub flags: u16,
+            pub pad: u16,
+            pub policy_id: u32,
+            pub list: segment_list,
+            pub counter_id: u32,
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct segment_list {
+            pub depth: u16,
+            pub el_index: u8,
+            pub pad: u8,
+            pub entries: [u32; 16],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_4 {
+            pub r#type: *mut [i32; 11],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 2097152],
+            pub key: *mut route_key_v4,
+            pub value: *mut route_value,
+        }
+        impl Default for __anon_4 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct route_key_v6 {
+            pub prefixlen: u32,
+            pub addr: [u8; 16],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_5 {
+            pub r#type: *mut [i32; 11],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 524288],
+            pub key: *mut route_key_v6,
+            pub value: *mut route_value,
+        }
+        impl Default for __anon_5 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct dir_block {
+            pub entry: [u32; 16],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_6 {
+            pub r#type: *mut [i32; 2],
+            pub map_flags: *mut [i32; 1024],
+            pub max_entries: *mut [i32; 4096],
+            pub key: *mut u32,
+            pub value: *mut dir_block,
+        }
+        impl Default for __anon_6 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_7 {
+            pub r#type: *mut [i32; 2],
+            pub map_flags: *mut [i32; 1024],
+            pub max_entries: *mut [i32; 1048576],
+            pub key: *mut u32,
+            pub value: *mut dir_block,
+        }
+        impl Default for __anon_7 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct dir_group {
+            pub entry: [u32; 256],
+        }
+        impl Default for dir_group {
+            fn default() -> Self {
+                Self { entry: [u32::default(); 256] }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_8 {
+            pub r#type: *mut [i32; 2],
+            pub map_flags: *mut [i32; 1024],
+            pub max_entries: *mut [i32; 8192],
+            pub key: *mut u32,
+            pub value: *mut dir_group,
+        }
+        impl Default for __anon_8 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct dir_prefix {
+            pub value: u32,
+            pub counter_id: u32,
+            pub addr: [u8; 4],
+            pub len: u8,
+            pub pad: [u8; 3],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_9 {
+            pub r#type: *mut [i32; 2],
+            pub map_flags: *mut [i32; 1024],
+            pub max_entries: *mut [i32; 2097152],
+            pub key: *mut u32,
+            pub value: *mut dir_prefix,
+        }
+        impl Default for __anon_9 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_10 {
+            pub r#type: *mut [i32; 2],
+            pub map_flags: *mut [i32; 1024],
+            pub max_entries: *mut [i32; 131072],
+            pub key: *mut u32,
+            pub value: *mut route_value,
+        }
+        impl Default for __anon_10 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct source_value {
+            pub table: u32,
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_11 {
+            pub r#type: *mut [i32; 11],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 524288],
+            pub key: *mut route_key_v4,
+            pub value: *mut source_value,
+        }
+        impl Default for __anon_11 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_12 {
+            pub r#type: *mut [i32; 11],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 524288],
+            pub key: *mut route_key_v6,
+            pub value: *mut source_value,
+        }
+        impl Default for __anon_12 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct alt_key_v4 {
+            pub prefixlen: u32,
+            pub table: u32,
+            pub addr: [u8; 4],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_13 {
+            pub r#type: *mut [i32; 11],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 2097152],
+            pub key: *mut alt_key_v4,
+            pub value: *mut route_value,
+        }
+        impl Default for __anon_13 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct alt_key_v6 {
+            pub prefixlen: u32,
+            pub table: u32,
+            pub addr: [u8; 16],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_14 {
+            pub r#type: *mut [i32; 11],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 524288],
+            pub key: *mut alt_key_v6,
+            pub value: *mut route_value,
+        }
+        impl Default for __anon_14 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct settings {
+            pub sources: u32,
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_15 {
+            pub r#type: *mut [i32; 2],
+            pub max_entries: *mut [i32; 1],
+            pub key: *mut u32,
+            pub value: *mut settings,
+        }
+        impl Default for __anon_15 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct policy_value {
+            pub n_lists: u16,
+            pub slots: [u8; 1021],
+            pub pad: [u8; 1],
+            pub lists: [segment_list; 8],
+            pub list_counter: [u32; 8],
+        }
+        impl Default for policy_value {
+            fn default() -> Self {
+                Self {
+                    n_lists: u16::default(),
+                    slots: [u8::default(); 1021],
+                    pad: [u8::default(); 1],
+                    lists: [segment_list::default(); 8],
+                    list_counter: [u32::default(); 8],
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_16 {
+            pub r#type: *mut [i32; 1],
+            pub map_flags: *mut [i32; 1],
+            pub max_entries: *mut [i32; 65536],
+            pub key: *mut u32,
+            pub value: *mut policy_value,
+        }
+        impl Default for __anon_16 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct dscp_map {
+            pub tc: [u8; 64],
+        }
+        impl Default for dscp_map {
+            fn default() -> Self {
+                Self { tc: [u8::default(); 64] }
+            }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_17 {
+            pub r#type: *mut [i32; 2],
+            pub max_entries: *mut [i32; 1],
+            pub key: *mut u32,
+            pub value: *mut dscp_map,
+        }
+        impl Default for __anon_17 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
                     max_entries: std::ptr::null_mut(),
                     key: std::ptr::null_mut(),
                     value: std::ptr::null_mut(),
@@ -962,6 +962,15 @@ mod imp {
                     value: std::ptr::null_mut(),
                 }
             }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct route_cache_key {
+            pub dst: [u64; 2],
+            pub family: u32,
+            pub index: u32,
+            pub generation: u32,
+            pub __pad_28: [u8; 4],
         }
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
@@ -1294,30 +1303,30 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct license {
-            pub LICENSE: [i8; 13],
+        pub struct maps {
+            pub route_cache: __anon_1,
+            pub counters: __anon_2,
+            pub route_counters: __anon_3,
+            pub routes_v4: __anon_4,
+            pub routes_v6: __anon_5,
+            pub dir4_tbl16: __anon_6,
+            pub dir4_tbl24: __anon_7,
+            pub dir4_tbl8: __anon_8,
+            pub dir4_prefixes: __anon_9,
+            pub dir4_values: __anon_10,
+            pub sources_v4: __anon_11,
+            pub sources_v6: __anon_12,
+            pub alt_routes_v4: __anon_13,
+            pub alt_routes_v6: __anon_14,
+            pub settings: __anon_15,
+            pub policies: __anon_16,
+            pub dscp_tc: __anon_17,
+            pub route_cache_ctl: __anon_18,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct maps {
-            pub counters: __anon_1,
-            pub route_counters: __anon_2,
-            pub routes_v4: __anon_3,
-            pub routes_v6: __anon_4,
-            pub dir4_tbl16: __anon_5,
-            pub dir4_tbl24: __anon_6,
-            pub dir4_tbl8: __anon_7,
-            pub dir4_prefixes: __anon_8,
-            pub dir4_values: __anon_9,
-            pub sources_v4: __anon_10,
-            pub sources_v6: __anon_11,
-            pub alt_routes_v4: __anon_12,
-            pub alt_routes_v6: __anon_13,
-            pub settings: __anon_14,
-            pub policies: __anon_15,
-            pub dscp_tc: __anon_16,
-            pub route_cache: __anon_17,
-            pub route_cache_ctl: __anon_18,
+        pub struct license {
+            pub LICENSE: [i8; 13],
         }
     }
     pub struct OpenEncapSkel<'obj> {
@@ -1428,5 +1437,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 80920] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 78864] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }
