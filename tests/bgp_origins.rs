@@ -359,8 +359,21 @@ fn origins_survive_adoption_in_the_store() {
             let left: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
             assert_eq!(left, ["10.8.0.0/16", "10.9.0.0/16"]);
             assert!(enc.diagnostics().verify().unwrap().is_empty());
+            // The static route applied again by the agent: the kernel needs no
+            // write, but the route is the agent's now, and a restart must know it.
+            let desired = lnetd_host_encap::DesiredState::from_json(
+                r#"{"routes": [{"prefix": "10.9.0.0/16", "policy": "777"}, {"prefix": "10.8.0.0/16", "policy": "888"}]}"#,
+            )
+            .unwrap();
+            let report = origins.apply_local(&desired, false).unwrap();
+            assert!(report.added.is_empty() && report.replaced.is_empty() && report.removed.is_empty(), "{report}");
             drop(origins);
-            Arc::try_unwrap(enc).expect("the last handle").detach().expect("detach");
+            drop(Arc::try_unwrap(enc).expect("the last handle"));
+            let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt again");
+            let view = lnetd_host_encap::bgp::OriginsView::of(&enc);
+            assert_eq!(view.origin(Table::Main, p("10.9.0.0/16")).0, Origin::Agent, "the origin that took it over");
+            assert_eq!(view.origin(Table::Main, p("10.8.0.0/16")).0, Origin::Agent);
+            enc.detach().expect("detach");
         })
         .unwrap();
 }

@@ -260,8 +260,17 @@ impl Fib {
         let checked = started.elapsed();
         let mut report = report_of(&plan);
         report.dry_run = dry_run;
-        if dry_run || plan.is_empty() {
-            log::debug!("apply: diff {planned:?}, nothing to write (dry run: {dry_run})");
+        if dry_run {
+            log::debug!("apply: diff {planned:?}, nothing to write (dry run)");
+            return Ok(report);
+        }
+        if plan.is_empty() {
+            // No route changed, but who asked for them may have: the store
+            // must say so, or a restart would hand them to the wrong origin.
+            if reconcile_origins(&mut rib, &desired, origins) {
+                self.saved(&mut rib)?;
+            }
+            log::debug!("apply: diff {planned:?}, nothing to write");
             return Ok(report);
         }
         let mut undo: Vec<Undo<'_>> = Vec::new();
@@ -282,6 +291,12 @@ impl Fib {
                     set_aside: plan.set_aside.into_iter().map(|(r, _)| r.clone()).collect(),
                     set_aside_removed: plan.set_aside_removed,
                 };
+                let few_changed = outcome.changed.is_some();
+                if few_changed {
+                    // Recorded one by one, the changed routes carry their origin;
+                    // the unchanged ones may have changed hands.
+                    reconcile_origins(&mut rib, &desired, origins);
+                }
                 commit(&mut rib, outcome, desired, origins);
                 let committed = started.elapsed();
                 if let Err(e) = self.write_settings(&rib) {
@@ -522,6 +537,30 @@ fn report_of(plan: &Plan) -> ApplyReport {
 
 /// Records an applied plan in the RIB (the kernel accepted all of it): the
 /// RIB's tables become the desired ones.
+/// Records the origin `origins` gives every route `desired` names whose
+/// recorded origin differs (a route the diff left alone may now be another
+/// origin's: the same route re-applied by the agent, or a local route taking
+/// a prefix over from BGP). Whether anything changed.
+fn reconcile_origins(rib: &mut Rib, desired: &Desired<'_>, origins: Option<&Origins>) -> bool {
+    let Some(origins) = origins else { return false };
+    let mut changed = false;
+    let mut note = |rib: &mut Rib, id: &RouteId| {
+        let want = origins.get(id).copied();
+        if rib.origin_of.get(id).copied() != want && (want.is_none() || rib.routes.contains_key(id)) {
+            super::note_origin(rib, *id, want);
+            changed = true;
+        }
+    };
+    match desired {
+        Desired::Borrowed(state) => state.routes().keys().for_each(|id| note(rib, id)),
+        Desired::Owned(state) => state.routes().keys().for_each(|id| note(rib, id)),
+        Desired::Patch(patch) => {
+            patch.iter().filter(|(_, r)| r.is_some()).for_each(|(id, _)| note(rib, id));
+        }
+    }
+    changed
+}
+
 fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>, origins: Option<&Origins>) {
     let origin = |id: &RouteId| origins.and_then(|o| o.get(id)).copied();
     for o in outcome.objects.by_name.into_values() {
