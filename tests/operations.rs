@@ -183,7 +183,7 @@ fn every_read(ns: &Netns) -> Value {
     // runs as it starts, so it may be a moment away.
     let mut status = document(ns, &["status", "--output", "json"], "status");
     let asked = Instant::now();
-    while status["kernel"].is_null() && !status["agent"].is_null() && asked.elapsed() < Duration::from_secs(10) {
+    while status["kernel"]["based_on"] == "not compared" && asked.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
         status = document(ns, &["status", "--output", "json"], "status");
     }

@@ -156,8 +156,9 @@ pub(crate) async fn run(audit: Arc<Audit>, writes: super::Writes) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Not at once: the agent just adopted the dataplane (and repaired what
-    // an interrupted change left), and a comparison holds the RIB's lock
-    // (seconds at a million routes) when the first clients come back.
+    // an interrupted change left), and a comparison costs seconds of CPU at
+    // a million routes (and the RIB's lock while it copies it) when the
+    // first clients come back.
     let mut next_verify = audit.interval.map(|i| Instant::now() + i.min(FIRST_VERIFY));
     // The stamp last seen and since when; since when the counts are stale.
     let mut seen: Option<(Stamp, Instant)> = None;

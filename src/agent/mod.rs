@@ -105,8 +105,9 @@ pub struct AgentConfig {
     /// Between two background comparisons of the kernel's maps with the
     /// RIB (`status` reports the last); the first runs a minute after the
     /// start (or one interval, if shorter). None: only when a client calls
-    /// `Verify` or `Repair`. Each holds the RIB's lock while it compares
-    /// (seconds at a million routes: changes wait).
+    /// `Verify` or `Repair`. Each costs seconds of CPU at a million routes
+    /// (the RIB's lock is held to copy what it implies, and throughout only
+    /// when the first pass found a difference).
     pub verify_interval: Option<std::time::Duration>,
     /// The most an `ApplyStream` may send, in bytes of encoded messages over
     /// all its chunks: a writer over it is refused with OUT_OF_RANGE before

@@ -88,6 +88,7 @@ impl Original {
             }
             Target::Clients => {
                 self.enc.set_source(subnet, priority_table()).map_err(|e| format!("error: {e}"))?;
+                self.writes.activity.touch();
                 Ok(format!("{subnet} added to {name}: its packets use {PRIORITY_DST}"))
             }
         }
@@ -101,6 +102,9 @@ impl Original {
             Target::Clients => self.enc.remove_source(subnet),
         }
         .map_err(|e| format!("error: {e}"))?;
+        if matches!(target, Target::Clients) {
+            self.writes.activity.touch();
+        }
         if removed {
             Ok(format!("{subnet} deleted from {name}"))
         } else {

@@ -221,7 +221,8 @@ impl Fib {
     /// differences that are not real, never hide one, so when anything
     /// differs the comparison runs again holding the lock throughout and
     /// that answer is the one returned: changes wait for a whole comparison
-    /// only when the kernel may really differ.
+    /// only when the first pass saw a difference (a real one, or a change
+    /// that ran meanwhile).
     pub(crate) fn verify(&self) -> Result<Vec<Difference>, MapError> {
         let expected = Expected::of(&self.writer());
         let dir_differs = self.dir24_8().is_some_and(|dir| !dir.inconsistent().is_empty());

@@ -59,8 +59,8 @@ pub struct Listeners {
     /// Seconds between the agent's background comparisons of the kernel's
     /// maps with its RIB (`status` reports the last; the first runs a
     /// minute after the start, or one interval if shorter); 0: only on
-    /// `verify` and `repair`. Each holds the RIB's lock (seconds at a
-    /// million routes). Default 3600.
+    /// `verify` and `repair`. Each costs seconds of CPU at a million
+    /// routes. Default 3600.
     #[arg(long, value_name = "SECONDS")]
     verify_interval: Option<u64>,
     /// The most a client may send in one ApplyStream (bytes of encoded

@@ -44,16 +44,22 @@ struct Routes {
     sources: u64,
 }
 
+/// `based_on` when this command compared the kernel with the RIB itself.
+const COMPARED_NOW: &str = "compared now";
+/// `based_on` while the agent has not compared them yet.
+const NOT_COMPARED: &str = "not compared";
+
 #[derive(Serialize)]
 struct Kernel {
-    /// Whether every map entry is what the RIB says.
-    matches: bool,
+    /// Whether every map entry is what the RIB says; null while an agent
+    /// has not compared them yet (`based_on`: "not compared").
+    matches: Option<bool>,
     differences: u64,
     /// The first difference, as text.
     example: Option<String>,
     /// What the answer is based on: "compared now" (this command read both,
-    /// without an agent), or the agent's last comparison: "background",
-    /// "verify", "repair".
+    /// without an agent), the agent's last comparison: "background",
+    /// "verify", "repair", or "not compared" (an agent that has not yet).
     based_on: String,
     /// When that comparison ended (Unix ms).
     at_unix_ms: u64,
@@ -165,10 +171,10 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     let started = std::time::Instant::now();
     let differences = enc.diagnostics().verify()?;
     report.kernel = Some(Kernel {
-        matches: differences.is_empty(),
+        matches: Some(differences.is_empty()),
         differences: differences.len() as u64,
         example: differences.first().map(ToString::to_string),
-        based_on: "compared now".to_owned(),
+        based_on: COMPARED_NOW.to_owned(),
         at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
         took_ms: started.elapsed().as_millis() as u64,
     });
@@ -203,13 +209,24 @@ fn agent(iface: &str, report: &mut Report) -> (Option<Agent>, bool) {
         report.pins = Some(s.pin_dir.clone()).filter(|p| !p.is_empty());
         report.attached = !s.mode.is_empty();
         report.mode = Some(s.mode.clone()).filter(|m| !m.is_empty());
-        report.kernel = s.last_verification.as_ref().map(|v| Kernel {
-            matches: v.differences == 0,
-            differences: v.differences,
-            example: Some(v.example.clone()).filter(|e| !e.is_empty()),
-            based_on: v.trigger.clone(),
-            at_unix_ms: v.at_unix_ms,
-            took_ms: v.took_ms,
+        // Always present, as without an agent: "not compared" until its first comparison.
+        report.kernel = Some(match s.last_verification.as_ref() {
+            Some(v) => Kernel {
+                matches: Some(v.differences == 0),
+                differences: v.differences,
+                example: Some(v.example.clone()).filter(|e| !e.is_empty()),
+                based_on: v.trigger.clone(),
+                at_unix_ms: v.at_unix_ms,
+                took_ms: v.took_ms,
+            },
+            None => Kernel {
+                matches: None,
+                differences: 0,
+                example: None,
+                based_on: NOT_COMPARED.to_owned(),
+                at_unix_ms: 0,
+                took_ms: 0,
+            },
         });
     }
     if s.bgp_enabled {
@@ -283,13 +300,19 @@ fn print_text(iface: &str, r: &Report) {
         );
     }
     match (&r.kernel, &r.agent) {
-        // Compared by this command just now.
-        (Some(k), None) if k.matches => println!("  kernel: matches the RIB"),
-        (Some(k), None) => println!(
-            "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {}",
-            k.differences,
-            k.example.as_deref().unwrap_or("?")
-        ),
+        (Some(k), Some(_)) if k.based_on == NOT_COMPARED => {
+            println!("  kernel: not compared with the RIB yet since the agent started (`verify` compares now)")
+        }
+        // Compared by this command just now (without an agent, or with one
+        // too old to say).
+        (Some(k), _) if k.based_on == COMPARED_NOW => match k.matches {
+            Some(true) => println!("  kernel: matches the RIB"),
+            _ => println!(
+                "  kernel: {} differences from the RIB (`verify` lists them, `repair` fixes them), e.g. {}",
+                k.differences,
+                k.example.as_deref().unwrap_or("?")
+            ),
+        },
         // The agent's last comparison: say which, and when.
         (Some(k), Some(a)) => {
             let by = match k.based_on.as_str() {
@@ -301,7 +324,7 @@ fn print_text(iface: &str, r: &Report) {
                 other => format!("a `{other}` through the agent"),
             };
             // The same words as the direct path, then which comparison and when.
-            let found = if k.matches {
+            let found = if k.matches == Some(true) {
                 "matches the RIB".to_owned()
             } else {
                 format!(
@@ -322,10 +345,7 @@ fn print_text(iface: &str, r: &Report) {
                 k.took_ms
             );
         }
-        (None, Some(a)) if a.counted_unix_ms.is_some() => {
-            println!("  kernel: not compared with the RIB yet since the agent started (`verify` compares now)")
-        }
-        (None, _) => {}
+        _ => {}
     }
     if let Some(b) = &r.bgp {
         let api = if b.api_connected { "connected to GoBGP" } else { "not connected to GoBGP" };
