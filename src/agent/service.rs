@@ -351,6 +351,7 @@ impl Api for Service {
                 trigger: v.trigger.to_owned(),
             }),
             verify_interval_s: self.writes.audit.interval.map_or(0, |i| i.as_secs().max(1)),
+            guards_removals: true,
             ..Default::default()
         };
         #[cfg(feature = "bgp")]

@@ -120,12 +120,7 @@ impl Target for Direct<'_> {
         // This process holds the dataplane (its store's lock) from the plan
         // to the change: nothing comes between them.
         if let Some(max) = max_remove_share {
-            let plan = self.plan(desired)?;
-            let current = routes_now(&plan, desired);
-            if current > 0 && plan.removed.len() as f64 > max * current as f64 {
-                let sample = plan.removed.iter().take(REFUSED_SAMPLE).copied().collect();
-                return Err(NotApplied::Guard(Refused { removed: plan.removed.len(), current, sample }));
-            }
+            guard(&self.plan(desired)?, desired, max)?;
         }
         Ok(self.enc()?.apply(desired, lnetd_host_encap::ApplyOptions::default())?)
     }
@@ -172,6 +167,20 @@ pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
     // The process ends next: freeing a million routes one string at a time
     // would only delay its exit (about a tenth of a second).
     std::mem::forget(desired);
+    Ok(())
+}
+
+/// The removal guard checked from a dry run's `plan`: refused when it
+/// removes more than `max` of the routes in force.
+///
+/// # Errors
+/// [`NotApplied::Guard`] with the counts and a sample.
+pub fn guard(plan: &ApplyReport, desired: &DesiredState, max: f64) -> Result<(), NotApplied> {
+    let current = routes_now(plan, desired);
+    if current > 0 && plan.removed.len() as f64 > max * current as f64 {
+        let sample = plan.removed.iter().take(REFUSED_SAMPLE).copied().collect();
+        return Err(NotApplied::Guard(Refused { removed: plan.removed.len(), current, sample }));
+    }
     Ok(())
 }
 

@@ -294,6 +294,20 @@ impl apply::Target for Remote<'_> {
         desired: &DesiredState,
         max_remove_share: Option<f64>,
     ) -> Result<ApplyReport, apply::NotApplied> {
+        let mut max_remove_share = max_remove_share;
+        if let Some(max) = max_remove_share {
+            // An agent of an older build ignores the share and would apply
+            // unguarded: then the guard runs here, from its dry run.
+            let guards = match self.rt.block_on(self.client.get_status(pb::StatusRequest {})) {
+                Ok(reply) => reply.into_inner().guards_removals,
+                Err(s) if s.code() == Code::Unimplemented => false,
+                Err(s) => return Err(apply::NotApplied::Failed(failure(&self.path, s))),
+            };
+            if !guards {
+                apply::guard(&self.plan(desired)?, desired, max)?;
+                max_remove_share = None;
+            }
+        }
         let request = || apply_request(desired, false, max_remove_share);
         match self.rt.block_on(apply_streamed(&mut self.client, request)) {
             Ok(reply) => Ok(report_of(&reply)?),
