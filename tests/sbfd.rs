@@ -459,9 +459,12 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let net: IpNetwork = PREFIX.parse().unwrap();
     assert!(enc.route_counters(Table::Main, net).unwrap().is_some(), "the route is installed on the backup path");
 
-    // Every path down: the route is no longer installed (unlabelled).
+    // Every path down: the route stays on its policy's object, now invalid
+    // (one write), and its packets go unlabelled; a covering route cannot take them.
     decap.remove_pop_label(Label::new(1003).unwrap()).unwrap();
-    wait_for("route withdrawn", Duration::from_secs(2), || enc.route_counters(Table::Main, net).unwrap().is_none());
+    wait_for("policy invalid", Duration::from_secs(2), || {
+        enc.routes(Table::Main).unwrap().iter().any(|r| r.prefix == net && r.policy.to_string() == "invalid")
+    });
     let t = Instant::now();
     std::thread::sleep(Duration::from_millis(100));
     let labelled_after: usize = seen.lock().unwrap().iter().filter(|s| s.at > t).count();
