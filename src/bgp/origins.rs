@@ -507,26 +507,8 @@ impl Origins {
             drop(guard);
             return self.set_bgp(table, false);
         };
-        let mut report = ApplyReport::default();
-        let mut undo: Vec<&Policy> = Vec::new();
-        for (policy, old) in &changes {
-            match self.enc.update_policy(policy) {
-                Ok(Some(u)) => {
-                    report.map_operations += u.map_operations;
-                    report.unchanged += u.routes;
-                    undo.push(old);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    for old in undo.iter().rev() {
-                        if let Err(back) = self.enc.update_policy(old) {
-                            log::error!("{back} (verify() reports the policy)");
-                        }
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        // No route moves: the objects' rewrites alone, undone together on a refusal.
+        let report = self.rewrite_then_patch(&changes, &Patch::new(), &Default::default())?;
         let info_changed =
             inner.bgp.policies.iter().map(|(k, (_, i))| (k, i)).ne(new.policies.iter().map(|(k, (_, i))| (k, i)));
         inner.bgp.policies = new.policies;

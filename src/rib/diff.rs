@@ -114,17 +114,8 @@ pub(crate) fn plan_patch<'a>(rib: &Rib, patch: &'a Patch) -> Plan<'a> {
             }
             continue;
         };
-        match route.policy.name() {
-            Some(name) => match plan.named.get(name) {
-                Some(seen) if !same_object_content(seen, route) => {
-                    plan.conflict = plan.conflict.or(Some((seen, route)));
-                }
-                Some(_) => {}
-                None => {
-                    plan.named.insert(name, route);
-                }
-            },
-            None => own += isize::from(!route.policy.is_plain()),
+        if !note_named(&mut plan, route) {
+            own += isize::from(!route.policy.is_plain());
         }
         match old {
             Some(old) if *old == *route => plan.unchanged += 1,
@@ -194,6 +185,20 @@ fn same_object_content(a: &Route, b: &Route) -> bool {
     a.tc == b.tc && a.policy == b.policy
 }
 
+/// Notes the object a named route points at (a second content under one
+/// name is the plan's conflict); whether the route is named at all.
+fn note_named<'a>(plan: &mut Plan<'a>, route: &'a Route) -> bool {
+    let Some(name) = route.policy.name() else { return false };
+    match plan.named.get(name) {
+        Some(seen) if !same_object_content(seen, route) => plan.conflict = plan.conflict.or(Some((*seen, route))),
+        Some(_) => {}
+        None => {
+            plan.named.insert(name, route);
+        }
+    }
+    true
+}
+
 /// The route part of the plan over one key range of both maps.
 fn walk<'a>(
     rib: &Rib,
@@ -218,17 +223,8 @@ fn walk<'a>(
         if let Some(n) = plan.trie_entries.get_mut(super::trie_index(id.0, &id.1)) {
             *n += 1;
         }
-        match route.policy.name() {
-            Some(name) => match plan.named.get(name) {
-                Some(seen) if !same_object_content(seen, route) => {
-                    plan.conflict = plan.conflict.or(Some((seen, route)));
-                }
-                Some(_) => {}
-                None => {
-                    plan.named.insert(name, route);
-                }
-            },
-            None => plan.policies += usize::from(!route.policy.is_plain()),
+        if !note_named(&mut plan, route) {
+            plan.policies += usize::from(!route.policy.is_plain());
         }
         match old {
             Some(old) if *old == *route => plan.unchanged += 1,
