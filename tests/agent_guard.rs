@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{privileged, ChildGuard, PinGuard};
+use common::{privileged, ChildGuard, PinGuard, TempFile};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::testing::lab::{Netns, VethLab};
 use prost::Message;
@@ -43,27 +42,6 @@ struct ForceDetach<'a>(&'a Netns);
 impl Drop for ForceDetach<'_> {
     fn drop(&mut self) {
         let _ = run(self.0, &["detach", "--force"]);
-    }
-}
-
-/// A file removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!("lnetd-guard-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        TempFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{privileged, ChildGuard, PinGuard};
+use common::{privileged, ChildGuard, PinGuard, TempFile};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::testing::lab::{Netns, VethLab};
 use serde_json::Value;
@@ -98,27 +98,6 @@ struct ForceDetach<'a>(&'a Netns);
 impl Drop for ForceDetach<'_> {
     fn drop(&mut self) {
         let _ = run(self.0, &["detach", "--force"]);
-    }
-}
-
-/// A temporary file, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!("lnetd-ops-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        TempFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -351,3 +351,24 @@ pub fn summary_row(benchmark: &str, measure: &str, result: &str) {
         std::fs::OpenOptions::new().append(true).create(true).open(&path).expect("the benchmark summary file");
     writeln!(file, "| {benchmark} | {measure} | {result} |").expect("write the benchmark summary");
 }
+
+/// A temporary file (unique to this process), removed when dropped.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("lnetd-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
