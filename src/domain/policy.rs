@@ -73,6 +73,14 @@ pub enum PolicyError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A list marked out of service that the policy does not have.
+    #[error("segment list {index} is marked down, but the policy has {lists} lists (0 to {}): mark only lists it has", lists.saturating_sub(1))]
+    NoSuchList {
+        /// The index given (0-based).
+        index: usize,
+        /// How many lists the policy has.
+        lists: usize,
+    },
     /// Every list of the policy would be out of service.
     #[error("every segment list of the policy is down: it has no list left to carry flows; leave one up or remove the policy")]
     AllListsDown,

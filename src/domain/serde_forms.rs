@@ -1,6 +1,9 @@
 //! The serde forms of [`Route`] and [`Policy`]: the words of a desired-state
 //! file (and of `routes --output json`), so a value written by one reads back
 //! through the other, and a bad value is refused by the same checks.
+//! A `Policy` keeps the lists a liveness check took out of service
+//! (`lists_down`); a `Route` is a desired-state entry, which says what is
+//! wanted, not what S-BFD found, so its form leaves them out.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +13,8 @@ use super::route::Route;
 
 /// A policy's words: `policy` (the lists, `16001/16002@7,16003@3`, or
 /// `invalid` for a named policy out of service), `entropy_label`
-/// (`"bottom"` or N), `policy_name`.
+/// (`"bottom"` or N), `policy_name`, `lists_down` (the indexes of the lists
+/// out of service, when any is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyForm {
@@ -19,6 +23,8 @@ pub(crate) struct PolicyForm {
     entropy_label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     policy_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lists_down: Vec<usize>,
 }
 
 /// The lists of `policy` as the files write them: every weight, or
@@ -37,6 +43,7 @@ impl From<Policy> for PolicyForm {
             policy: lists_text(&policy),
             entropy_label: policy.entropy_label().map(|e| e.to_string()),
             policy_name: policy.name().map(str::to_owned),
+            lists_down: (0..policy.lists().len()).filter(|i| policy.is_list_down(*i)).collect(),
         }
     }
 }
@@ -50,7 +57,16 @@ impl TryFrom<PolicyForm> for Policy {
             None => form.policy.parse()?,
         };
         let entropy = form.entropy_label.as_deref().map(str::parse::<EntropyLabel>).transpose()?;
-        policy.with_entropy_label(entropy)
+        let policy = policy.with_entropy_label(entropy)?;
+        if form.lists_down.is_empty() {
+            return Ok(policy);
+        }
+        let lists = policy.lists().len();
+        let mut down = vec![false; lists];
+        for index in form.lists_down {
+            *down.get_mut(index).ok_or(PolicyError::NoSuchList { index, lists })? = true;
+        }
+        policy.with_lists_down(&down)
     }
 }
 
@@ -100,6 +116,20 @@ impl TryFrom<DesiredRoute> for Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_keeps_its_lists_out_of_service_and_refuses_one_it_lacks() {
+        let policy = "16001@7,16002@3".parse::<Policy>().unwrap().with_lists_down(&[true, false]).unwrap();
+        let json = serde_json::to_value(&policy).unwrap();
+        assert_eq!(json["lists_down"], serde_json::json!([0]), "{json}");
+        let back: Policy = serde_json::from_value(json).unwrap();
+        assert_eq!(back, policy);
+        assert!(back.is_list_down(0) && !back.is_list_down(1));
+        // Without a list down, the key is not written.
+        assert!(serde_json::to_value("16001".parse::<Policy>().unwrap()).unwrap().get("lists_down").is_none());
+        let bad = serde_json::from_str::<Policy>(r#"{"policy": "16001@7,16002@3", "lists_down": [2]}"#).unwrap_err();
+        assert!(bad.to_string().contains("segment list 2 is marked down, but the policy has 2 lists"), "{bad}");
+    }
 
     #[test]
     fn route_serde_round_trips_in_the_files_words() {
