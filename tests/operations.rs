@@ -13,24 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{privileged, ChildGuard, PinGuard, TempFile};
+use common::{command, privileged, run, ChildGuard, PinGuard, TempFile};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::testing::lab::{Netns, VethLab};
 use serde_json::Value;
 use tonic::Code;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");
-
-/// The command in the lab's host namespace (network namespace only).
-fn command(ns: &Netns, args: &[&str]) -> Command {
-    let mut c = Command::new("nsenter");
-    c.arg(format!("--net=/run/netns/{}", ns.name())).arg(BIN).args(["-i", VethLab::HOST_IF]).args(args);
-    c
-}
-
-fn run(ns: &Netns, args: &[&str]) -> Output {
-    command(ns, args).output().expect("run lnetd-host-encap")
-}
 
 fn ok(ns: &Netns, args: &[&str]) -> Output {
     let out = run(ns, args);

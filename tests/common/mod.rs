@@ -372,3 +372,19 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// The command on the veth lab's host interface, in `ns`'s network
+/// namespace only (nsenter --net: the host's /sys and bpffs stay in view).
+pub fn command(ns: &Netns, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{}", ns.name()))
+        .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+        .args(["-i", lnetd_host_encap::testing::lab::VethLab::HOST_IF])
+        .args(args);
+    c
+}
+
+/// [`command`], run to its end.
+pub fn run(ns: &Netns, args: &[&str]) -> std::process::Output {
+    command(ns, args).output().expect("run lnetd-host-encap")
+}
