@@ -365,7 +365,7 @@ fn origins_survive_adoption_in_the_store() {
                 r#"{"routes": [{"prefix": "10.9.0.0/16", "policy": "777"}, {"prefix": "10.8.0.0/16", "policy": "888"}]}"#,
             )
             .unwrap();
-            let report = origins.apply_local(&desired, false).unwrap();
+            let report = origins.apply_local(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
             assert!(report.added.is_empty() && report.replaced.is_empty() && report.removed.is_empty(), "{report}");
             drop(origins);
             drop(Arc::try_unwrap(enc).expect("the last handle"));
