@@ -1013,19 +1013,8 @@ impl Encapsulator {
     /// # Errors
     /// [`MapError`] when a counter cannot be read.
     pub fn counted_routes(&self) -> Result<Vec<CountedRoute>, MapError> {
-        let routes: Vec<(Table, Route)> =
-            self.fib.read(|rib| rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned())).collect());
-        let mut out = Vec::with_capacity(routes.len());
-        for (table, route) in routes {
-            match self.fib.route_counters(table, route.prefix) {
-                Ok(Some(counters)) => out.push(CountedRoute { table, route, counters }),
-                // Removed meanwhile.
-                Ok(None) => {}
-                Err(RouteError::Map(e)) => return Err(e),
-                Err(e) => log::warn!("{e}"),
-            }
-        }
-        Ok(out)
+        let rows = self.fib.counted_routes()?;
+        Ok(rows.into_iter().map(|(table, route, counters)| CountedRoute { table, route, counters }).collect())
     }
 
     /// Verify and repair, test runs, run time, map memory, pins (see

@@ -76,6 +76,31 @@ pub(crate) fn note_origin(rib: &mut Rib, id: RouteId, origin: Option<Noted>) {
     }
 }
 
+/// A route's counter slots; a route on a shared object counts its lists
+/// there (shared by its routes).
+fn slots_of(rib: &Rib, id: &RouteId) -> CounterSlots {
+    let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+    if let Some(o) = rib.object_of(id) {
+        slots.lists = o.lists.clone();
+    }
+    slots
+}
+
+/// A route's counters from its slots, each read by `counter`.
+fn counters_of(
+    slots: &CounterSlots,
+    counter: impl Fn(u32) -> Result<Counter, MapError>,
+) -> Result<RouteCounters, MapError> {
+    let labelled = counter(slots.route)?;
+    let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
+    let lists = if slots.lists.is_empty() {
+        vec![labelled]
+    } else {
+        slots.lists.iter().map(|s| counter(*s)).collect::<Result<_, _>>()?
+    };
+    Ok(RouteCounters { counted, labelled, lists })
+}
+
 /// What [`Fib::allocate`] handed a route about to be written.
 pub(crate) struct Allocation {
     /// Its counter slots (kept ones and new ones).
@@ -618,26 +643,37 @@ impl Fib {
     /// What the route for exactly `prefix` labelled; `None` without such a route.
     pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let slots = {
-            let rib = self.writer();
-            if !rib.routes.contains_key(&(table, prefix)) {
-                return Ok(None);
-            }
-            let mut slots = rib.counters_of.get(&(table, prefix)).cloned().unwrap_or_default();
-            // A route on a shared object counts its lists there (shared by its routes).
-            if let Some(o) = rib.object_of(&(table, prefix)) {
-                slots.lists = o.lists.clone();
-            }
-            slots
+        let Some(slots) =
+            self.read(|rib| rib.routes.contains_key(&(table, prefix)).then(|| slots_of(rib, &(table, prefix))))
+        else {
+            return Ok(None);
         };
-        let labelled = self.slot_counter(slots.route)?;
-        let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
-        let lists = if slots.lists.is_empty() {
-            vec![labelled]
-        } else {
-            slots.lists.iter().map(|s| self.slot_counter(*s)).collect::<Result<Vec<_>, _>>()?
+        Ok(Some(counters_of(&slots, |slot| self.slot_counter(slot))?))
+    }
+
+    /// Every route of every table, resolved, with its counters: one pass
+    /// over the RIB and one batched read of the counter pool, not a lock and
+    /// a syscall per route.
+    pub(crate) fn counted_routes(&self) -> Result<Vec<(Table, Route, RouteCounters)>, MapError> {
+        let rows: Vec<(Table, Route, CounterSlots)> = self.read(|rib| {
+            rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned(), slots_of(rib, id))).collect()
+        });
+        let (values, per_slot) = self.maps.route_counters.percpu_array_values()?;
+        let stride = std::mem::size_of::<types::counter_value>().div_ceil(8) * 8;
+        let slot = |slot: u32| -> Result<Counter, MapError> {
+            let mut total = Counter::default();
+            if slot == 0 || per_slot == 0 {
+                return Ok(total);
+            }
+            let at = slot as usize * per_slot;
+            for cpu in values.get(at..at + per_slot).unwrap_or_default().chunks(stride) {
+                if let Some(v) = abi::from_bytes::<types::counter_value>(cpu) {
+                    total = total.plus(Counter { packets: v.packets, bytes: v.bytes });
+                }
+            }
+            Ok(total)
         };
-        Ok(Some(RouteCounters { counted, labelled, lists }))
+        rows.into_iter().map(|(table, route, slots)| Ok((table, route, counters_of(&slots, slot)?))).collect()
     }
 
     /// One counter slot summed over CPUs; zero for slot 0 (not counted).
