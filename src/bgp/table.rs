@@ -15,6 +15,7 @@ use super::select::{select_live, Candidate, Invalid, PolicyKey, Selected};
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{Learned as Said, Nlri, PathUpdate};
 use crate::domain::label::Label;
+use crate::domain::policy::NoLivePath;
 
 /// A path as kept: what it says, who taught it, whether its peer went down.
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub(super) struct Table {
     pub(super) ignored: HashMap<(u32, PolicyKey), Ignored>,
     /// Invalid candidate paths for this host, and why (each logged once).
     pub(super) invalid: HashMap<(u32, PolicyKey), Invalid>,
+    /// What the packets of a policy with no live path do (`[sbfd] no_live_path`).
+    pub(super) no_live_path: NoLivePath,
 }
 
 /// Who sent a path, for the logs.
@@ -66,9 +69,10 @@ fn keys_of(route: &ColoredRoute) -> impl Iterator<Item = PolicyKey> + '_ {
 }
 
 impl Table {
-    /// An empty table matching route targets against `router_id`.
-    pub(super) fn new(router_id: Option<Ipv4Addr>) -> Table {
-        Table { router_id, ..Table::default() }
+    /// An empty table matching route targets against `router_id`, whose
+    /// invalid policies' packets do what `no_live_path` says.
+    pub(super) fn new(router_id: Option<Ipv4Addr>, no_live_path: NoLivePath) -> Table {
+        Table { router_id, no_live_path, ..Table::default() }
     }
 
     /// Applies one update. `down`: neighbors whose withdrawals are kept.
@@ -345,7 +349,7 @@ impl Table {
             counters.candidate_paths_invalid.set(reason.index(), n as u64);
         }
         let invalid = self.selected.iter().filter(|(_, s)| s.policy.is_none()).map(|(k, _)| *k).collect();
-        BgpTable { routes, policies, invalid }
+        BgpTable { routes, policies, invalid, no_live_path: self.no_live_path }
     }
 }
 

@@ -258,8 +258,7 @@ impl DesiredState {
             let what = || format!("routes[{i}] ({})", r.prefix);
             let bad = |reason: String| DesiredError { what: what(), reason };
             let prefix = prefix::parse(&r.prefix).map_err(|e| bad(e.to_string()))?;
-            let policy =
-                Policy::from_text(&r.policy, r.policy_name.as_deref()).map_err(|e| bad(e.to_string()))?;
+            let policy = Policy::from_text(&r.policy, r.policy_name.as_deref()).map_err(|e| bad(e.to_string()))?;
             let entropy = match &r.entropy_label {
                 None => None,
                 Some(t) => Some(t.parse::<EntropyLabel>().map_err(|e| bad(e.to_string()))?),

@@ -74,4 +74,3 @@ pub(crate) fn invalid_text(text: &str) -> Option<NoLivePath> {
         _ => None,
     }
 }
-
