@@ -534,6 +534,30 @@ mod tests {
         assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
     }
 
+    /// `no_live_path = "drop"`: the same steering, and the invalid policy's
+    /// object drops its routes' packets (the unlabelled one by default).
+    #[test]
+    fn the_table_says_what_an_invalid_policys_packets_do() {
+        let counters = BgpCounters::default();
+        let none = HashSet::new();
+        let prefix: IpNetwork = "10.0.0.0/8".parse().unwrap();
+        for (then, text) in [(NoLivePath::Unlabelled, "invalid"), (NoLivePath::Drop, "invalid drop")] {
+            let mut t = Table::new(None, then);
+            t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+            t.update(announce(Nlri::Unicast(prefix), "10.201.0.1"), &none, &counters);
+            let gone = t.compute_live(&counters, &|_, _| true);
+            assert_eq!(gone.no_live_path, then);
+            let (route, k) = gone.route(prefix).expect("still steered");
+            assert_eq!(
+                (route.policy.to_string(), route.policy.when_invalid(), k),
+                (text.to_owned(), Some(then), key())
+            );
+            let live = t.compute_live(&counters, &|_, _| false);
+            assert_eq!(live.route(prefix).map(|(r, _)| r.policy.to_string()), Some("16001".to_owned()), "{then}");
+        }
+        assert_eq!(Table::default().no_live_path, NoLivePath::Unlabelled, "the default");
+    }
+
     /// What decides the learner's fast path (policies alone, no route
     /// handed over): a batch that moves no route to another policy.
     #[test]
