@@ -10,7 +10,7 @@ use crate::domain::policy::PolicyError;
 /// What the packets of the routes steered into a policy with no live
 /// candidate path do (RFC 9256 section 5 makes the policy invalid and leaves
 /// its traffic to the headend): the agent's `[sbfd] no_live_path` and
-/// `--sbfd-no-live-path`, and [`Policy::invalid_with`].
+/// `--sbfd-no-live-path`, and [`Policy::invalid_with`](crate::Policy::invalid_with).
 ///
 /// Either way the routes stay on the policy's object, so going invalid and
 /// coming back is one write however many routes the policy steers; a
