@@ -531,7 +531,7 @@ fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_name
         format!(
             "interface = \"{}\"\n[bgp]\n# nothing listens there: the learner retries, S-BFD runs meanwhile\n\
              api = \"127.0.0.1:9\"\n[sbfd]\ninterval_ms = 20\nmultiplier = 4\nhold_down_ms = {hold_down_ms}\n\
-             reflector = [\"192.0.2.1=7\"]\nrouter_mac = \"02:00:00:00:00:01\"\n",
+             reflector = [\"192.0.2.1=7\"]\nrouter_mac = \"02:00:00:00:00:01\"\nno_live_path = \"drop\"\n",
             VethLab::HOST_IF
         )
     };
@@ -548,6 +548,18 @@ fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_name
     let out = command_output(&lab, &["agent", "--bgp-api", "127.0.0.1:9", "--sbfd-multiplier", "3"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("need --sbfd-interval-ms"), "{stderr}");
+    // What a policy with no live path does: needs the BGP API, and is one of two words.
+    let out = command_output(&lab, &["agent", "--sbfd-no-live-path", "drop"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--sbfd-no-live-path need --bgp-api"), "{stderr}");
+    let out = command_output(&lab, &["agent", "--bgp-api", "127.0.0.1:9", "--sbfd-no-live-path", "dropped"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`unlabelled` or `drop`"), "{stderr}");
+    let bad = dir.join("bad-no-live-path.toml");
+    std::fs::write(&bad, "[bgp]\napi = \"127.0.0.1:9\"\n[sbfd]\nno_live_path = \"dropped\"\n").unwrap();
+    let out = command_output(&lab, &["agent", "--config", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("sbfd.no_live_path"), "{stderr}");
 
     // The file's [sbfd] with one flag over it.
     let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
