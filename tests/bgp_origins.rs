@@ -288,7 +288,8 @@ fn a_policy_turning_invalid_points_its_routes_at_its_invalid_object() {
 
         // A full path while invalid (a route added) keeps them there, and
         // the new route joins them.
-        let mut full = BgpTable { routes: t.routes.clone(), policies: invalid, invalid: [key(1)].into() };
+        let mut full =
+            BgpTable { routes: t.routes.clone(), policies: invalid, invalid: [key(1)].into(), ..Default::default() };
         full.routes.insert("10.3.0.0/24".parse().unwrap(), key(1));
         origins.set_bgp(full, false).unwrap();
         assert_eq!((top(&enc, "10.1.4.7"), top(&enc, "10.3.0.7")), (None, None));

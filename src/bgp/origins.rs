@@ -247,8 +247,8 @@ impl Origins {
                 }
             }
         }
-        let BgpTable { routes, policies, invalid } = old;
-        let was = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let BgpTable { routes, policies, invalid, no_live_path } = old;
+        let was = BgpTable { routes: BTreeMap::new(), policies, invalid, no_live_path };
         let result = self.settle(inner, &was, touched, release_held);
         if result.is_err() {
             inner.bgp = BgpTable { routes, ..was };
@@ -282,6 +282,7 @@ impl Origins {
             routes: BTreeMap::new(),
             policies: std::mem::replace(&mut inner.bgp.policies, policies),
             invalid: std::mem::replace(&mut inner.bgp.invalid, invalid),
+            no_live_path: inner.bgp.no_live_path,
         };
         let result = self.settle(inner, &was, moved.into_keys().collect(), false);
         if result.is_err() {
@@ -472,7 +473,7 @@ impl Origins {
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let new = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let new = BgpTable { routes: BTreeMap::new(), policies, invalid, no_live_path: inner.bgp.no_live_path };
         let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
         // The RIB's copies of the routes on a rewritten object keep their old
         // content; every reader resolves them through the object.
@@ -504,7 +505,7 @@ impl Origins {
             })
         };
         let Some(changes) = changes.filter(|_| !held_on_changed()) else {
-            let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
+            let table = BgpTable { routes: inner.bgp.routes.clone(), ..new };
             drop(guard);
             return self.set_bgp(table, false);
         };
