@@ -148,6 +148,8 @@ static __always_inline struct route_cache_bucket *route_cache_bucket(__u32 index
 	if (!inner)
 		return NULL;
 	c = bpf_map_lookup_elem(inner, &zero);
+	/* Opaque to clang, which knows the remainder's bound and would drop the check the verifier needs. */
+	asm volatile("" : "+r"(slot));
 	if (!c || slot >= ROUTE_CACHE_CHUNK_BUCKETS)
 		return NULL;
 	return &c->buckets[slot];
