@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost of one dependent cold read in a BPF array map, by where the map lives.
 
-Why (docs/per-packet.md, "Chunked route cache"): array maps larger than 32 KiB
+Why (docs/per-packet.md, "Chunked route cache: tried, not kept"): array maps larger than 32 KiB
 are vmalloc'd with 4 KiB pages; up to 32 KiB they are kmalloc'd, in the
 kernel's direct map (2 MiB / 1 GiB pages). This chases a random cycle through
 `--lines` 64-byte lines spread over `--mib` MiB, as one plain array (vmalloc)
@@ -9,7 +9,9 @@ or as an ARRAY_OF_MAPS of 32 KiB inner arrays (kmalloc), and prints the time
 per step (BPF_PROG_TEST_RUN, XDP, `--steps` dependent reads per run).
 
 Hand-assembled BPF through the raw syscall: no libbpf needed. Run as root:
-    sudo python3 scripts/tlb-chase.py --mib 8 --lines 65536
+    python3 scripts/tlb-chase.py --mib 8 --lines 65536 [--thrash-mib 256]
+
+Measured with it: docs/per-packet.md, "Chunked route cache".
 """
 import argparse
 import ctypes
@@ -43,7 +45,7 @@ def bpf(cmd, attr):
 
 def map_create(mtype, key, value, entries, inner_fd=0, name=b""):
     attr = struct.pack("IIIIII", mtype, key, value, entries, 0, inner_fd)
-    attr += struct.pack("i", -1 & 0) + name.ljust(16, b"\0")[:16]
+    attr += struct.pack("I", 0) + name.ljust(16, b"\0")[:16]  # numa_node (unused), map_name
     return bpf(MAP_CREATE, attr)[0]
 
 
@@ -185,8 +187,6 @@ def main():
           f"chasing {len(order)} lines, {a.steps} steps a run; load {os.getloadavg()[0]:.1f}")
     print(f"vmalloc'd bpf map areas: +{after_flat - before} for the flat array, "
           f"+{after_chunks - after_flat} for {chunks} chunks (+ the outer map)")
-    # start the chase at a line in the cycle: r8 starts at 0, so make 0 a member
-    assert 0 in nxt or True
     thrash, mask = 0, 0
     if a.thrash_mib:
         entries = a.thrash_mib * 1024 * 1024 // 64
@@ -196,9 +196,10 @@ def main():
     for kind, fd in (("flat", flat), ("chunk", outer)):
         states[kind] = map_create(ARRAY, 4, 4, 1, name=b"chase_state")
         progs[kind] = prog_load(program(kind, fd, a.steps, states[kind], thrash, mask))
-    # index 0 may not be in the cycle: give it the cycle's start
-    map_update(flat, struct.pack("I", 0), struct.pack("I", start).ljust(64, b"\0")) if 0 not in nxt else None
+    # The chase starts at line 0 (the state map's initial value): if 0 is not
+    # in the cycle, it leads into it.
     if 0 not in nxt:
+        map_update(flat, struct.pack("I", 0), struct.pack("I", start).ljust(64, b"\0"))
         values[0][CHUNK_PAD:CHUNK_PAD + 4] = struct.pack("I", start)
         map_update(inners[0], struct.pack("I", 0), bytes(values[0]))
     res = {"flat": [], "chunk": []}

@@ -77,16 +77,6 @@ enum route_cache_family {
 enum route_cache_geometry {
 	ROUTE_CACHE_WAYS_V4 = 4,
 	ROUTE_CACHE_WAYS_V6 = 2,
-	/*
-	 * Buckets of one chunk (an inner map of `route_cache`): the inner array's
-	 * allocation, a 312-byte struct bpf_array (6.18) then the one value, stays
-	 * within 32 KiB, which the kernel kmallocs (direct map, huge pages) where
-	 * larger arrays are vmalloc'd with 4 KiB pages. Even, so an IPv6 pair
-	 * never spans two chunks.
-	 */
-	ROUTE_CACHE_CHUNK_BUCKETS = 506,
-	/* 312 + 8 = 320: the buckets start on a cache line of the page-aligned allocation. */
-	ROUTE_CACHE_CHUNK_PAD = 8,
 };
 
 /*
@@ -133,12 +123,6 @@ struct route_cache_bucket {
 		struct route_cache_way_v4 v4[ROUTE_CACHE_WAYS_V4];
 		struct route_cache_way_v6 v6[ROUTE_CACHE_WAYS_V6];
 	};
-};
-
-/* The one value of a route cache chunk. */
-struct route_cache_chunk {
-	__u8 pad[ROUTE_CACHE_CHUNK_PAD];
-	struct route_cache_bucket buckets[ROUTE_CACHE_CHUNK_BUCKETS];
 };
 
 /*

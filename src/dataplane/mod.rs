@@ -97,13 +97,7 @@ pub(crate) const DIR_TBL24_ELEMENTS: u32 = (1 << 24) / types::encap_dir::DIR_BLO
 /// Buckets of a route cache of `entries` (IPv4 destinations, a power of
 /// two or 0): ROUTE_CACHE_WAYS_V4 to a bucket, at least one when on.
 pub(crate) fn route_cache_buckets(entries: u32) -> u32 {
-    route_cache_chunks(entries) * types::route_cache_geometry::ROUTE_CACHE_CHUNK_BUCKETS.0
-}
-
-/// Chunks (inner maps of `route_cache`) of a route cache of `entries`: 0 when off.
-pub(crate) fn route_cache_chunks(entries: u32) -> u32 {
-    let buckets = entries.div_ceil(types::route_cache_geometry::ROUTE_CACHE_WAYS_V4.0);
-    buckets.div_ceil(types::route_cache_geometry::ROUTE_CACHE_CHUNK_BUCKETS.0)
+    entries.div_ceil(types::route_cache_geometry::ROUTE_CACHE_WAYS_V4.0)
 }
 
 /// Slots a DIR-24-8 entry can name (its low 24 bits; 0 is "no route").
@@ -245,7 +239,7 @@ fn load_object(
         (&mut maps.sources_v6, config.max_routes_v6, "sizing sources_v6"),
         (&mut maps.policies, config.max_policies, "sizing policies"),
         (&mut maps.route_counters, route_counters, "sizing route_counters"),
-        (&mut maps.route_cache, route_cache_chunks(config.route_cache).max(1), "sizing route_cache"),
+        (&mut maps.route_cache, route_cache_buckets(config.route_cache).max(1), "sizing route_cache"),
     ] {
         map.set_max_entries(entries).map_err(kernel(step))?;
     }
@@ -271,12 +265,7 @@ fn load_object(
         // The skeleton's fds are the reused ones: the caller keeps its own set.
         (Some(_), Program::Xdp | Program::TcEgress) => None,
         (None, _) | (Some(_), Program::Probe) => {
-            let maps = EncapMaps::from_skel(&skel.maps).map_err(|source| LoadError::Map { source })?;
-            if reuse.is_none() {
-                crate::fib::cache::fill_chunks(&maps.route_cache, config.route_cache)
-                    .map_err(|source| LoadError::Map { source })?;
-            }
-            Some(maps)
+            Some(EncapMaps::from_skel(&skel.maps).map_err(|source| LoadError::Map { source })?)
         }
     };
     Ok((prog, maps))

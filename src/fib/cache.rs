@@ -1,48 +1,13 @@
 //! The route cache's generation (include/route_cache.h): the dataplane's
 //! buckets keep only its low 32 bits, so before those wrap around the
 //! buckets are emptied; else a bucket left alone for 2^32 changes would
-//! answer again with what it held before them. And its chunks: the
-//! cache is an array of maps whose inner arrays (`route_cache_chunk`) are
-//! small enough for the kernel to kmalloc them (include/route_cache.h).
-
-use std::os::fd::{AsFd, AsRawFd};
-
-use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapHandle, MapType};
-use nix::errno::Errno;
+//! answer again with what it held before them.
 
 use crate::abi::types;
-use crate::dataplane::{route_cache_chunks, EncapMaps};
+use crate::dataplane::{route_cache_buckets, EncapMaps};
 use crate::error::MapError;
-use crate::sys::map::BpfMap;
-
-/// A chunk's one value (`struct route_cache_chunk`: 64-byte buckets; the object has no BTF for it).
-const CHUNK: usize = types::route_cache_geometry::ROUTE_CACHE_CHUNK_PAD.0 as usize
-    + types::route_cache_geometry::ROUTE_CACHE_CHUNK_BUCKETS.0 as usize * 64;
-
-/// libbpf-rs keeps only the errno's kind; libbpf left the errno itself in `errno`.
-fn kernel(op: &'static str) -> impl Fn(libbpf_rs::Error) -> MapError {
-    move |_| MapError { map: "route_cache", op, errno: Errno::last() }
-}
-
-/// Puts an empty chunk in every slot of `route_cache` (`entries`: the
-/// configured size) that has none: a freshly created dataplane's cache.
-pub(crate) fn fill_chunks(outer: &BpfMap, entries: u32) -> Result<(), MapError> {
-    let opts = libbpf_sys::bpf_map_create_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-        ..Default::default()
-    };
-    for chunk in 0..route_cache_chunks(entries) {
-        let key = chunk.to_ne_bytes();
-        if outer.lookup(&key)?.is_some() {
-            continue;
-        }
-        let inner = MapHandle::create(MapType::Array, Some("route_cache_c"), 4, CHUNK as u32, 1, &opts)
-            .map_err(kernel("creating a chunk"))?;
-        // The outer map keeps the chunk: this fd may close.
-        outer.update(&key, &inner.as_fd().as_raw_fd().to_ne_bytes())?;
-    }
-    Ok(())
-}
+use crate::sys::mmap::MappedArray;
+use std::sync::atomic::Ordering;
 
 /// The generation after `generation`, and whether the cache must be emptied
 /// before it is published: its low 32 bits are never 0 (a bucket's "never
@@ -60,13 +25,14 @@ pub(crate) fn next_generation(generation: u64) -> (u64, bool) {
 /// bucket meanwhile fills it under the generation it read before, which is
 /// now out of use until the next wrap, when this runs again.
 pub(crate) fn empty(maps: &EncapMaps, entries: u32) -> Result<(), MapError> {
-    let zero = vec![0u8; CHUNK];
-    for chunk in 0..route_cache_chunks(entries) {
-        // An array of maps reads back the inner map's id.
-        let Some(id) = maps.route_cache.lookup(&chunk.to_ne_bytes())? else { continue };
-        let id = u32::from_ne_bytes(id[..4].try_into().unwrap_or_default());
-        let inner = MapHandle::from_map_id(id).map_err(kernel("opening a chunk"))?;
-        inner.update(&0u32.to_ne_bytes(), &zero, MapFlags::ANY).map_err(kernel("emptying a chunk"))?;
+    const BUCKET: usize = std::mem::size_of::<types::route_cache_bucket>();
+    const GENERATION: usize = std::mem::offset_of!(types::route_cache_bucket, generation);
+    const _: () = assert!(BUCKET % 8 == 0 && GENERATION % 4 == 0);
+    let buckets = route_cache_buckets(entries).max(1) as usize;
+    let mapped = MappedArray::new(&maps.route_cache, buckets, BUCKET)?;
+    // Each bucket's generation word, every BUCKET bytes from GENERATION.
+    for word in mapped.words().iter().skip(GENERATION / 4).step_by(BUCKET / 4).take(buckets) {
+        word.store(0, Ordering::Release);
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! accepted it; a refused change leaves both as they were.
 
 pub(crate) mod apply;
-pub(crate) mod cache;
+mod cache;
 pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;

@@ -52,24 +52,15 @@
 #include "packet.h"
 #include <bpf/bpf_helpers.h>
 
-/* A chunk of the cache: one value of at most 32 KiB with its header (kmalloc'd). */
-struct route_cache_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	/* By size: the value's BTF through the outer map's pointer is only a forward declaration. */
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct route_cache_chunk));
-};
-
-/*
- * The chunks, created and inserted by Rust (`route_cache_chunks` of them);
- * one when off. A missing chunk is a cache that never hits there.
- */
+/* Sized by Rust (`route_cache_buckets`, a power of two); one bucket when off. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	/* Mapped by user space only to empty it (generation wrap); page-aligned
+	 * elements also put every 64-byte bucket on one cache line. */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__array(values, struct route_cache_inner);
+	__type(value, struct route_cache_bucket);
 } route_cache SEC(".maps");
 
 /* One entry: the generation of the main tables and the cached families, written by Rust (mapped). */
@@ -132,27 +123,7 @@ static __always_inline void route_cache_locate(const struct packet *pkt, struct 
 	}
 	/* Fibonacci hashing of the folded address (the product's high half): spreads neighbours. */
 	h = (__u32)(k->dst[0] ^ (k->dst[0] >> 32) ^ k->dst[1] ^ (k->dst[1] >> 32));
-	h = (__u32)(((__u64)h * 0x9e3779b97f4a7c15ull) >> 32);
-	/* Into [0, buckets): the buckets are a whole number of chunks, not a power of two. */
-	k->index = (__u32)(((__u64)h * route_cache_buckets) >> 32);
-}
-
-/* Bucket `index`: its chunk from the outer array (a few KiB, warm), then the line. */
-static __always_inline struct route_cache_bucket *route_cache_bucket(__u32 index)
-{
-	__u32 chunk = index / ROUTE_CACHE_CHUNK_BUCKETS, slot = index % ROUTE_CACHE_CHUNK_BUCKETS, zero = 0;
-	struct route_cache_chunk *c;
-	void *inner;
-
-	inner = bpf_map_lookup_elem(&route_cache, &chunk);
-	if (!inner)
-		return NULL;
-	c = bpf_map_lookup_elem(inner, &zero);
-	/* Opaque to clang, which knows the remainder's bound and would drop the check the verifier needs. */
-	asm volatile("" : "+r"(slot));
-	if (!c || slot >= ROUTE_CACHE_CHUNK_BUCKETS)
-		return NULL;
-	return &c->buckets[slot];
+	k->index = (__u32)(((__u64)h * 0x9e3779b97f4a7c15ull) >> 32) & (route_cache_buckets - 1);
 }
 
 /*
@@ -209,7 +180,7 @@ static __always_inline __u32 route_cache_ref(const struct route_value *route, __
  */
 static __always_inline __u32 route_cache_probe(const struct route_cache_key *k, __u32 index, __u32 *counter_id)
 {
-	struct route_cache_bucket *b = route_cache_bucket(index);
+	struct route_cache_bucket *b = bpf_map_lookup_elem(&route_cache, &index);
 	__u32 seq, ref = 0, counter = 0;
 
 	if (!b)
@@ -295,17 +266,17 @@ __noinline int route_cache_put(const struct route_cache_key *k, __u32 ref, __u32
 	index = k->index;
 	if (k->family != ETH_P_IP) {
 		index &= ~1u;
-		b = route_cache_bucket(index);
+		b = bpf_map_lookup_elem(&route_cache, &index);
 		if (!b)
 			return 0;
 		if (!route_cache_room(b, k)) {
 			index |= 1;
-			b = route_cache_bucket(index);
+			b = bpf_map_lookup_elem(&route_cache, &index);
 			if (!b || (!route_cache_room(b, k) && (random & 4)))
 				index &= ~1u;
 		}
 	}
-	b = route_cache_bucket(index);
+	b = bpf_map_lookup_elem(&route_cache, &index);
 	if (!b)
 		return 0;
 	seq = *(volatile __u32 *)&b->seq;
