@@ -710,6 +710,13 @@ impl Fib {
     /// be restored when its address goes is logged and kept set aside (the
     /// address's entry stays: never labelled, never black-holed).
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
+        // The common call (a netlink event that changed no address of this
+        // host's) writes nothing: it must not begin a change either, which
+        // would journal it and move the route cache's generation on (every
+        // cached answer lost, a miss for every active flow).
+        if let Some(n) = self.read(|rib| (rib.local == *wanted).then(|| rib.local.len())) {
+            return Ok(n);
+        }
         let mut rib = self.changer()?;
         let adding: Vec<IpAddr> = wanted.difference(&rib.local).copied().collect();
         let removing: Vec<IpAddr> = rib.local.difference(wanted).copied().collect();
