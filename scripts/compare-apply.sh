@@ -25,10 +25,13 @@ PY
 ip netns add $NS
 ip -n $NS link add h0 type veth peer name r0
 ip -n $NS link set h0 up; ip -n $NS link set r0 up
-nsenter --net=/run/netns/$NS $AFTER -i h0 attach --mode generic >/dev/null
 ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 for which in before after; do
   case $which in before) BIN=$BEFORE;; after) BIN=$AFTER;; esac
+  # Each build attaches its own dataplane: two builds may not read each
+  # other's state (a store format apart).
+  nsenter --net=/run/netns/$NS $BIN -i h0 detach --force >/dev/null 2>&1
+  nsenter --net=/run/netns/$NS $BIN -i h0 attach --mode generic >/dev/null
   nsenter --net=/run/netns/$NS $BIN -i h0 agent > "$DIR/agent-$which.log" 2>&1 &
   AGENT=$!
   for _ in $(seq 1 100); do nsenter --net=/run/netns/$NS $BIN -i h0 status 2>/dev/null | grep -q "agent:  serving" && break; sleep 0.2; done

@@ -253,27 +253,57 @@ impl DesiredState {
     /// # Errors
     /// [`DesiredError`], naming the entry and why.
     pub fn validate(&self) -> Result<ValidState, DesiredError> {
-        let mut routes = BTreeMap::new();
+        // A full table names few distinct policies: each text (with its
+        // name, entropy label and tc) is parsed once, and its routes share
+        // the result (the lists are behind an `Arc`).
+        type Text<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let mut parsed: std::collections::HashMap<Text<'_>, (Policy, Tc)> = std::collections::HashMap::new();
+        let mut rows: Vec<((Table, IpNetwork), usize, Route)> = Vec::with_capacity(self.routes.len());
+        let mut named = false;
         for (i, r) in self.routes.iter().enumerate() {
-            let what = || format!("routes[{i}] ({})", r.prefix);
-            let bad = |reason: String| DesiredError { what: what(), reason };
+            let bad = |reason: String| DesiredError { what: format!("routes[{i}] ({})", r.prefix), reason };
             let prefix = prefix::parse(&r.prefix).map_err(|e| bad(e.to_string()))?;
-            let policy = Policy::from_text(&r.policy, r.policy_name.as_deref()).map_err(|e| bad(e.to_string()))?;
-            let entropy = match &r.entropy_label {
-                None => None,
-                Some(t) => Some(t.parse::<EntropyLabel>().map_err(|e| bad(e.to_string()))?),
+            let text = (r.policy.as_str(), r.policy_name.as_deref(), r.entropy_label.as_deref(), r.tc.as_deref());
+            let (policy, tc) = match parsed.get(&text) {
+                Some(known) => known.clone(),
+                None => {
+                    let policy =
+                        Policy::from_text(&r.policy, r.policy_name.as_deref()).map_err(|e| bad(e.to_string()))?;
+                    let entropy = match &r.entropy_label {
+                        None => None,
+                        Some(t) => Some(t.parse::<EntropyLabel>().map_err(|e| bad(e.to_string()))?),
+                    };
+                    let policy = policy.with_entropy_label(entropy).map_err(|e| bad(e.to_string()))?;
+                    let tc = match &r.tc {
+                        None => Tc::default(),
+                        Some(t) => t.parse::<Tc>().map_err(|e| bad(e.to_string()))?,
+                    };
+                    parsed.insert(text, (policy.clone(), tc));
+                    (policy, tc)
+                }
             };
-            let policy = policy.with_entropy_label(entropy).map_err(|e| bad(e.to_string()))?;
-            let tc = match &r.tc {
-                None => Tc::default(),
-                Some(t) => t.parse::<Tc>().map_err(|e| bad(e.to_string()))?,
-            };
+            named |= policy.name().is_some();
             let table = Table::alternate(r.table.unwrap_or(0)).unwrap_or(Table::Main);
-            if routes.insert((table, prefix), Route { prefix, policy, tc }).is_some() {
-                return Err(bad(format!("a second route for {prefix} in the same table")));
-            }
+            rows.push(((table, prefix), i, Route { prefix, policy, tc }));
         }
-        check_policy_names(&routes)?;
+        // Usually in order already (an export is): a stable sort of sorted
+        // input is one pass, and the map is then built in bulk, not by a
+        // million inserts. Equal ids stay in input order, so the refusal
+        // names the first entry that repeats an earlier one.
+        rows.sort_by_key(|r| r.0);
+        let repeated =
+            rows.iter().zip(rows.iter().skip(1)).filter(|(a, b)| a.0 == b.0).map(|(_, b)| (b.1, b.0 .1)).min();
+        if let Some((i, prefix)) = repeated {
+            let text = self.routes.get(i).map(|r| r.prefix.as_str()).unwrap_or_default();
+            return Err(DesiredError {
+                what: format!("routes[{i}] ({text})"),
+                reason: format!("a second route for {prefix} in the same table"),
+            });
+        }
+        let routes: BTreeMap<(Table, IpNetwork), Route> = rows.into_iter().map(|(id, _, route)| (id, route)).collect();
+        if named {
+            check_policy_names(&routes)?;
+        }
         let tables: BTreeSet<Table> = routes.keys().map(|(t, _)| *t).collect();
         let mut sources = BTreeMap::new();
         for (i, s) in self.sources.iter().enumerate() {

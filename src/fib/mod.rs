@@ -714,7 +714,7 @@ impl Fib {
         // host's) writes nothing: it must not begin a change either, which
         // would journal it and move the route cache's generation on (every
         // cached answer lost, a miss for every active flow).
-        if let Some(n) = self.read(|rib| (rib.local == *wanted).then(|| rib.local.len())) {
+        if let Some(n) = self.read(|rib| (rib.local == *wanted).then_some(rib.local.len())) {
             return Ok(n);
         }
         let mut rib = self.changer()?;
