@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use lnetd_host_encap::bgp::sbfd::packet::{Control, SBFD_PORT};
 use lnetd_host_encap::bgp::sbfd::{Engine, ListKey, SbfdConfig};
+use lnetd_host_encap::testing::generator::ReturnCounter;
 use lnetd_host_encap::testing::lab::VethLab;
 use lnetd_host_encap::{decap::Decapsulator, encap::OtherLabels, Label, LabelStack, XdpMode};
 
@@ -102,14 +103,19 @@ struct Measured {
     cpu: f64,
     user: f64,
     sent: u64,
+    sent_live: u64,
     answers: u64,
     up: usize,
 }
 
-fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bool, tx_ring: bool) -> Measured {
+/// One way of sending: (batched, tx_ring, live_frames).
+type Path = (bool, bool, bool);
+
+fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, (batched, tx_ring, live): Path) -> Measured {
     let mut config = SbfdConfig::new(iface).with_timers(10, 3, 1_000).unwrap();
     config.batched = batched;
     config.tx_ring = tx_ring;
+    config.live_frames = live;
     config.router_mac = Some(VethLab::ROUTER_MAC);
     let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
     engine.set_lists((0..lists).map(|i| ListKey {
@@ -127,6 +133,7 @@ fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bo
         cpu: ((cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1)).as_secs_f64() / wall,
         user: (cpu1.0 - cpu0.0).as_secs_f64() / wall,
         sent: s1.sent - s0.sent,
+        sent_live: s1.sent_live - s0.sent_live,
         answers: s1.answers - s0.answers,
         up,
     }
@@ -170,6 +177,10 @@ fn main() {
     lab.host.ip(&["link", "set", "sbfd1", "up"]).unwrap();
     lab.host.ip(&["addr", "add", "10.202.0.2/24", "dev", "sbfd0"]).unwrap();
     lab.host.ip(&["link", "set", "sbfd0", "up"]).unwrap();
+    // The peer drops them in XDP: that also gives it the NAPI a veth needs
+    // to take XDP-redirected frames (the live-frame row), and every row
+    // pays the same for the peer.
+    let _peer = lab.host.run(|| ReturnCounter::attach("sbfd1")).unwrap().expect("XDP drop on the peer");
 
     println!("S-BFD initiator CPU, {lists} segment lists every 10 ms (x 3), {window:?} window, engine thread only:");
     for (iface, what) in [
@@ -181,26 +192,36 @@ fn main() {
     ] {
         println!(" {what}:");
         let mut rows = Vec::new();
-        for (name, batched, tx_ring) in
-            [("one call per packet", false, false), ("sendmmsg/recvmmsg", true, false), ("PACKET_TX_RING", true, true)]
-        {
+        for (name, path) in [
+            ("one call per packet", (false, false, false)),
+            ("sendmmsg/recvmmsg", (true, false, false)),
+            ("PACKET_TX_RING", (true, true, false)),
+            ("XDP live frames", (true, false, true)),
+        ] {
             let before = answered.load(Ordering::Relaxed);
-            let m = measure(&lab, iface, lists, window, batched, tx_ring);
+            let m = measure(&lab, iface, lists, window, path);
             let secs = window.as_secs_f64();
             println!(
-                "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal; user space {:.2}%), {:.0} probes/s, {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
+                "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal; user space {:.2}%), {:.0} probes/s ({:.0} as live frames), {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
                 m.cpu * 100.0,
                 m.cpu / GOAL,
                 m.user * 100.0,
                 m.sent as f64 / secs,
+                m.sent_live as f64 / secs,
                 m.answers as f64 / secs,
                 m.up,
                 answered.load(Ordering::Relaxed) - before
             );
             rows.push(m.cpu);
         }
-        if let [per_packet, batched, ring] = rows[..] {
-            println!("  batched / per packet: {:.2}; TX ring / batched: {:.2}", batched / per_packet, ring / batched);
+        if let [per_packet, batched, ring, live] = rows[..] {
+            println!(
+                "  batched / per packet: {:.2}; TX ring / batched: {:.2}; live frames / batched: {:.2}; live frames / TX ring: {:.2}",
+                batched / per_packet,
+                ring / batched,
+                live / batched,
+                live / ring
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);

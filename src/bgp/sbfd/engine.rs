@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::io::{PacketTx, UdpRx};
+use super::transmit::{Live, Transmit};
 use super::session::{Phase, Timers};
 use super::worker::Worker;
 use super::{SbfdConfig, SbfdError};
@@ -43,6 +44,8 @@ impl PartialOrd for ListKey {
 pub struct EngineStats {
     /// Probes sent.
     pub sent: u64,
+    /// Of which sent as XDP live frames ([`SbfdConfig::live_frames`]).
+    pub sent_live: u64,
     /// Probes the interface refused (counted, not retried).
     pub send_errors: u64,
     /// Answers matched to a session.
@@ -54,6 +57,7 @@ pub struct EngineStats {
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub(super) sent: AtomicU64,
+    pub(super) sent_live: AtomicU64,
     pub(super) send_errors: AtomicU64,
     pub(super) answers: AtomicU64,
     pub(super) invalid: AtomicU64,
@@ -74,6 +78,9 @@ pub struct ListState {
     /// Times it went from unusable to usable again.
     pub ups: u64,
 }
+
+/// Probes the live-frame path holds (more go through the socket).
+const LIVE_SLOTS: usize = 16_384;
 
 type Notify = Box<dyn Fn() + Send + Sync>;
 
@@ -127,6 +134,18 @@ impl Engine {
         if config.tx_ring {
             tx = tx.with_ring().map_err(|errno| SbfdError::Socket { what: "PACKET_TX_RING on the socket", errno })?;
         }
+        let live = if config.live_frames {
+            match super::xdp_tx::XdpTx::open(local.ifindex, LIVE_SLOTS) {
+                Ok(x) => Some(Live::new(x, local.ifindex)),
+                Err(e) => {
+                    log::info!("S-BFD: probes go through the socket: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let tx = Transmit::new(tx, live);
         let (socket, source_port) = super::io::bind_source_port().ok_or(SbfdError::NoSourcePort)?;
         let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
         let rx = UdpRx::new(socket, 4 << 20);
@@ -196,6 +215,7 @@ impl Engine {
         let c = &self.shared.counters;
         EngineStats {
             sent: c.sent.load(Ordering::Relaxed),
+            sent_live: c.sent_live.load(Ordering::Relaxed),
             send_errors: c.send_errors.load(Ordering::Relaxed),
             answers: c.answers.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),

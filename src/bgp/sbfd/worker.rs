@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::engine::{lock, ListKey, ListState, Shared};
-use super::io::{PacketTx, UdpRx};
+use super::io::UdpRx;
 use super::neighbour::Interface;
 use super::packet::Control;
 use super::probe::{self, Addressing};
 use super::session::{Phase, Session};
+use super::transmit::Transmit;
 use super::wheel::{Kind, Timer, Wheel};
 use super::SbfdConfig;
 
@@ -39,7 +40,7 @@ pub(super) struct Probe {
 pub(super) struct Worker {
     shared: Arc<Shared>,
     config: SbfdConfig,
-    tx: PacketTx,
+    tx: Transmit,
     rx: UdpRx,
     /// The engine's clock, one slot per tick (a tenth of the interval):
     /// each tick the due probes leave, the due clocks run, and the answers
@@ -64,7 +65,7 @@ impl Worker {
     pub(super) fn new(
         shared: Arc<Shared>,
         config: SbfdConfig,
-        (tx, rx): (PacketTx, UdpRx),
+        (tx, rx): (Transmit, UdpRx),
         tick: Duration,
         local: &Interface,
         router_mac: [u8; 6],
@@ -123,21 +124,15 @@ impl Worker {
                 self.wheel.schedule(Timer { at: next, ..*timer });
                 send.push(timer.index as usize);
             }
+            self.tx.refresh(now);
             let frames: Vec<&[u8]> =
                 send.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
             if !frames.is_empty() {
-                match self.tx.send(&frames, self.config.batched) {
-                    Ok(n) => {
-                        // A full ring: the rest did not leave this tick.
-                        let refused = (frames.len() - n) as u64;
-                        self.shared.counters.send_errors.fetch_add(refused, Ordering::Relaxed);
-                        self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed)
-                    }
-                    Err(e) => {
-                        log::debug!("S-BFD: sending probes: {e}");
-                        self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
-                    }
-                };
+                let out = self.tx.send(&send, &frames, self.config.batched);
+                let c = &self.shared.counters;
+                c.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
+                c.sent_live.fetch_add(out.live as u64, Ordering::Relaxed);
+                c.send_errors.fetch_add(out.errors as u64, Ordering::Relaxed);
             }
             // The answers queued since the last tick first, then the
             // clocks: an answer that arrived in time is never judged missing
@@ -273,6 +268,10 @@ impl Worker {
             self.probes.extend(probe);
         }
         self.by_local = self.probes.iter().enumerate().map(|(i, p)| (p.local, i)).collect();
+        // The live path finds a probe's frame by its index, which moved.
+        for (i, p) in self.probes.iter().enumerate() {
+            self.tx.set(i, &p.frame);
+        }
         // The indices moved: every timer is laid again.
         self.wheel.clear();
         self.changed.clear();
@@ -314,6 +313,7 @@ impl Worker {
     fn rebuild(&mut self, i: usize) {
         if let Some(mut p) = self.probes.get(i).map(|p| Probe { frame: Vec::new(), key: p.key.clone(), ..*p }) {
             if self.build(&mut p) {
+                self.tx.set(i, &p.frame);
                 if let Some(slot) = self.probes.get_mut(i) {
                     *slot = p;
                 }
