@@ -7,8 +7,13 @@
  * interface named by the call's ingress_ifindex: no skb per probe, and one
  * system call per tick. The engine writes the templates, the due list and
  * the control word through mmap (every map here is BPF_F_MMAPABLE).
+ *
+ * And the answer filter: a socket filter on the engine's UDP socket that
+ * counts each reflector's answer in its list's record and drops it, so no
+ * answer is queued, woken for or received by a system call.
  */
 #include "sbfd_shared.h"
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 /* The interface the probes leave by (set before load). */
@@ -37,6 +42,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sbfd_control);
 } sbfd_control SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SBFD_ANSWER_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct sbfd_answer);
+} sbfd_answers SEC(".maps");
 
 SEC("xdp")
 int xdp_sbfd_tx(struct xdp_md *ctx)
@@ -86,6 +99,54 @@ int xdp_sbfd_tx(struct xdp_md *ctx)
 error:
 	__sync_fetch_and_add(&c->errors, 1);
 	return XDP_DROP;
+}
+
+/* The BFD control packet's fields the filter checks (RFC 5880 section 4.1). */
+struct bfd_head {
+	__u8 version_diag;
+	__u8 state_flags;
+	__u8 detect_mult;
+	__u8 length;
+	__be32 my_discriminator;
+	__be32 your_discriminator;
+};
+
+/*
+ * On a UDP socket the filter sees the datagram from its UDP header on (the
+ * IP header is already pulled). Returns 0 for every datagram: dropped
+ * before the socket's queue (the kernel counts it in the socket's drops
+ * and UDP InErrors).
+ */
+SEC("socket")
+int sbfd_answer_filter(struct __sk_buff *skb)
+{
+	struct sbfd_control *c;
+	struct sbfd_answer *a;
+	struct bfd_head h;
+	__u32 zero = 0, yours, slot;
+
+	c = bpf_map_lookup_elem(&sbfd_control, &zero);
+	if (!c)
+		return 0;
+	if (bpf_skb_load_bytes(skb, 8, &h, sizeof(h)))
+		goto invalid;
+	/* Version 1; a length of at least 24 that the datagram holds; no
+	 * authentication (A) nor multipoint (M); Detect Mult not 0. */
+	if (h.version_diag >> 5 != 1 || h.length < 24 || h.length > skb->len - 8 || (h.state_flags & 0x05) ||
+	    !h.detect_mult)
+		goto invalid;
+	yours = bpf_ntohl(h.your_discriminator);
+	slot = yours & (SBFD_ANSWER_SLOTS - 1);
+	a = bpf_map_lookup_elem(&sbfd_answers, &slot);
+	if (!a || !yours || a->local != yours || a->reflector != bpf_ntohl(h.my_discriminator))
+		goto invalid;
+	__sync_fetch_and_add(&a->answers, 1);
+	if (h.state_flags >> 6 == 3)
+		__sync_fetch_and_add(&a->up, 1);
+	return 0;
+invalid:
+	__sync_fetch_and_add(&c->invalid, 1);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

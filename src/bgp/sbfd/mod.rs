@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod answers;
 pub mod engine;
 mod io;
 pub mod neighbour;
@@ -159,6 +160,13 @@ pub struct SbfdConfig {
     /// sees the same bytes either way. Needs CAP_BPF, CAP_NET_ADMIN and
     /// CAP_SYS_ADMIN (a private network namespace, see docs/liveness.md).
     pub live_frames: bool,
+    /// Count the answers in the kernel: a socket filter on the answer
+    /// socket checks each answer, counts it for its list in an mmapable
+    /// array and drops it, and the engine reads the counts each tick (no
+    /// receive system call, no copy, no queueing per answer). On by
+    /// default; off: recvmmsg. The dropped answers show in the socket's
+    /// drop count and the host's UDP InErrors (`nstat UdpInErrors`).
+    pub answer_filter: bool,
 }
 
 impl SbfdConfig {
@@ -173,6 +181,7 @@ impl SbfdConfig {
             batched: true,
             tx_ring: false,
             live_frames: true,
+            answer_filter: true,
         }
     }
 

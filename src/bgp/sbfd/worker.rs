@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::engine::{lock, ListKey, ListState, Shared};
+use super::answers::AnswerTable;
 use super::io::UdpRx;
 use super::neighbour::Interface;
 use super::packet::Control;
@@ -34,6 +35,8 @@ pub(super) struct Probe {
     check_pending: bool,
     /// What is published of it.
     state: ListState,
+    /// Its answer counts (all, Up) as last read from the answer filter's record.
+    seen: (u32, u32),
 }
 
 /// The engine's thread and everything it owns.
@@ -42,6 +45,9 @@ pub(super) struct Worker {
     config: SbfdConfig,
     tx: Transmit,
     rx: UdpRx,
+    /// The answers as the socket filter counts them; `None`: recvmmsg.
+    answers: Option<AnswerTable>,
+    invalid_seen: u32,
     /// The engine's clock, one slot per tick (a tenth of the interval):
     /// each tick the due probes leave, the due clocks run, and the answers
     /// are read in batches; the thread sleeps in between rather than waking
@@ -65,7 +71,7 @@ impl Worker {
     pub(super) fn new(
         shared: Arc<Shared>,
         config: SbfdConfig,
-        (tx, rx): (Transmit, UdpRx),
+        (tx, rx, answers): (Transmit, UdpRx, Option<AnswerTable>),
         tick: Duration,
         local: &Interface,
         router_mac: [u8; 6],
@@ -77,6 +83,8 @@ impl Worker {
             config,
             tx,
             rx,
+            answers,
+            invalid_seen: 0,
             wheel,
             changed: Vec::new(),
             probes: Vec::new(),
@@ -193,6 +201,9 @@ impl Worker {
     /// Reads every queued answer and runs their sessions; true when a
     /// list's usability changed.
     fn receive(&mut self) -> bool {
+        if self.answers.is_some() {
+            return self.count_answers();
+        }
         let batched = self.config.batched;
         let now = Instant::now();
         let mut usability = false;
@@ -241,6 +252,75 @@ impl Worker {
         usability
     }
 
+    /// As [`Worker::receive`], from the answer filter's counts: every
+    /// list's record is read (a few kB, with plain loads).
+    fn count_answers(&mut self) -> bool {
+        let Some(table) = &self.answers else { return false };
+        let now = Instant::now();
+        // The filter checked the answer; the session needs only its state.
+        let up = Control {
+            diag: 0,
+            state: super::packet::State::Up,
+            poll: false,
+            final_: false,
+            detect_mult: 1,
+            my_discriminator: 0,
+            your_discriminator: 0,
+            desired_min_tx_us: 0,
+            required_min_rx_us: 0,
+            required_min_echo_rx_us: 0,
+        };
+        let (mut usability, mut answers) = (false, 0u64);
+        let mut touched: Vec<(usize, Phase)> = Vec::new();
+        for (i, p) in self.probes.iter_mut().enumerate() {
+            let (all, ups) = table.counts(p.local);
+            if all == p.seen.0 {
+                continue;
+            }
+            answers += u64::from(all.wrapping_sub(p.seen.0));
+            let answered_up = ups != p.seen.1;
+            p.seen = (all, ups);
+            if answered_up {
+                let before = p.session.phase();
+                usability |= p.session.answered(&up, now);
+                let after = p.session.phase();
+                if std::mem::discriminant(&before) != std::mem::discriminant(&after) || !p.check_pending {
+                    touched.push((i, before));
+                }
+            }
+        }
+        let invalid = table.invalid();
+        let new_invalid = invalid.wrapping_sub(self.invalid_seen);
+        self.invalid_seen = invalid;
+        for (i, before) in touched {
+            self.after(i, before);
+        }
+        self.shared.counters.answers.fetch_add(answers, Ordering::Relaxed);
+        self.shared.counters.answers_filtered.fetch_add(answers, Ordering::Relaxed);
+        self.shared.counters.invalid.fetch_add(u64::from(new_invalid), Ordering::Relaxed);
+        usability
+    }
+
+    /// Our next discriminator: one whose answer record no running list
+    /// uses. With more lists than records, the filter is given up for
+    /// recvmmsg.
+    fn allocate_local(&mut self) -> u32 {
+        let tries = self.answers.as_ref().map_or(1, |a| a.slots());
+        for _ in 0..tries {
+            let local = self.next_local;
+            self.next_local = self.next_local.wrapping_add(1).max(1);
+            if self.answers.as_ref().is_none_or(|a| a.free(local)) {
+                return local;
+            }
+        }
+        log::warn!("S-BFD: more lists than answer records: answers go through recvmmsg from now on");
+        self.rx.detach_filter();
+        self.answers = None;
+        let local = self.next_local;
+        self.next_local = self.next_local.wrapping_add(1).max(1);
+        local
+    }
+
     fn jittered(&mut self) -> Duration {
         // RFC 5880 section 6.8.7: each interval is reduced by 0-25% at
         // random, so that probes of many sessions do not synchronise.
@@ -267,6 +347,11 @@ impl Worker {
             };
             self.probes.extend(probe);
         }
+        if let Some(a) = &mut self.answers {
+            for p in old.values() {
+                a.close(p.local);
+            }
+        }
         self.by_local = self.probes.iter().enumerate().map(|(i, p)| (p.local, i)).collect();
         // The live path finds a probe's frame by its index, which moved.
         for (i, p) in self.probes.iter().enumerate() {
@@ -289,8 +374,7 @@ impl Worker {
 
     fn new_probe(&mut self, key: ListKey, now: Instant, next_tx: Instant) -> Option<Probe> {
         let reflector = self.config.reflector(key.endpoint)?;
-        let local = self.next_local;
-        self.next_local = self.next_local.wrapping_add(1).max(1);
+        let local = self.allocate_local();
         let session = Session::new(self.config.timers, now);
         let state = ListState { phase: session.phase(), since: now, downs: 0, ups: 0 };
         let mut p = Probe {
@@ -303,9 +387,13 @@ impl Worker {
             next_tx,
             check_pending: false,
             state,
+            seen: (0, 0),
         };
         if !self.build(&mut p) {
             return None;
+        }
+        if let Some(a) = &mut self.answers {
+            a.open(local, reflector);
         }
         Some(p)
     }

@@ -25,8 +25,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::MapCore;
 use nix::errno::Errno;
 
+use super::answers::AnswerTable;
 use crate::error::MapError;
 use crate::sys::link::{self, BpfLink};
 use crate::sys::map::BpfMap;
@@ -112,12 +114,13 @@ impl std::fmt::Debug for XdpTx {
 }
 
 impl XdpTx {
-    /// Loads the transmitter for `ifindex`, with room for `slots` probes.
+    /// Loads the transmitter for `ifindex`, with room for `slots` probes,
+    /// and the answer filter of the same object.
     ///
     /// # Errors
     /// [`LiveFramesError`]: no CAP_BPF/CAP_SYS_ADMIN, a kernel without
     /// mmapable arrays or the helpers (5.18+), no private namespace.
-    pub(super) fn open(ifindex: u32, slots: usize) -> Result<XdpTx, LiveFramesError> {
+    pub(super) fn open(ifindex: u32, slots: usize) -> Result<(XdpTx, AnswerTable), LiveFramesError> {
         crate::sys::libbpf_log::route();
         let slots = slots.clamp(1, 1 << 20);
         let mut storage = MaybeUninit::uninit();
@@ -146,7 +149,18 @@ impl XdpTx {
         let due = MappedArray::new(&maps[1], slots, 4)?;
         let control = MappedArray::new(&maps[2], 1, std::mem::size_of::<sbfd_control>())?;
         let keeper = Keeper::attach(prog.as_fd())?;
-        Ok(XdpTx {
+        let filter = skel
+            .progs
+            .sbfd_answer_filter
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| LiveFramesError::Keeper { step: "dup", errno: errno_of(&e) })?;
+        let answers = AnswerTable::new(
+            filter,
+            (BpfMap::new(&skel.maps.sbfd_answers, "sbfd_answers")?, BpfMap::new(&skel.maps.sbfd_control, "sbfd_control")?),
+            skel.maps.sbfd_answers.max_entries() as usize,
+        )?;
+        let tx = XdpTx {
             prog,
             templates,
             due,
@@ -157,7 +171,8 @@ impl XdpTx {
             errors_seen: 0,
             _maps: maps,
             _keeper: keeper,
-        })
+        };
+        Ok((tx, answers))
     }
 
     /// How many probes it holds.

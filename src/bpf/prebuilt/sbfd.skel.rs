@@ -31,14 +31,17 @@ mod imp {
             .map("sbfd_control", true)
             .map("sbfd_due", true)
             .map("sbfd_templates", true)
+            .map("sbfd_answers", true)
             .map("sbfd_bpf.rodata", true)
-            .prog("xdp_sbfd_tx");
+            .prog("xdp_sbfd_tx")
+            .prog("sbfd_answer_filter");
         builder.build()
     }
     pub struct OpenSbfdMaps<'obj> {
         pub sbfd_control: libbpf_rs::OpenMapMut<'obj>,
         pub sbfd_due: libbpf_rs::OpenMapMut<'obj>,
         pub sbfd_templates: libbpf_rs::OpenMapMut<'obj>,
+        pub sbfd_answers: libbpf_rs::OpenMapMut<'obj>,
         pub rodata: libbpf_rs::OpenMapMut<'obj>,
         pub rodata_data: Option<&'obj mut types::rodata>,
         _phantom: std::marker::PhantomData<&'obj ()>,
@@ -53,6 +56,7 @@ mod imp {
             let mut sbfd_control = None;
             let mut sbfd_due = None;
             let mut sbfd_templates = None;
+            let mut sbfd_answers = None;
             let mut rodata = None;
             let object =
                 unsafe { std::mem::transmute::<&mut libbpf_rs::OpenObject, &'obj mut libbpf_rs::OpenObject>(object) };
@@ -66,6 +70,7 @@ mod imp {
                     "sbfd_control" => sbfd_control = Some(map),
                     "sbfd_due" => sbfd_due = Some(map),
                     "sbfd_templates" => sbfd_templates = Some(map),
+                    "sbfd_answers" => sbfd_answers = Some(map),
                     "sbfd_bpf.rodata" => rodata = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
                 }
@@ -75,10 +80,11 @@ mod imp {
                 sbfd_control: sbfd_control.expect("map `sbfd_control` not present"),
                 sbfd_due: sbfd_due.expect("map `sbfd_due` not present"),
                 sbfd_templates: sbfd_templates.expect("map `sbfd_templates` not present"),
+                sbfd_answers: sbfd_answers.expect("map `sbfd_answers` not present"),
                 rodata: rodata.expect("map `rodata` not present"),
                 rodata_data: unsafe {
                     config
-                        .map_mmap_ptr(3)
+                        .map_mmap_ptr(4)
                         .expect("BPF map `rodata` does not have mmap pointer")
                         .cast::<types::rodata>()
                         .as_mut()
@@ -92,6 +98,7 @@ mod imp {
         pub sbfd_control: libbpf_rs::MapMut<'obj>,
         pub sbfd_due: libbpf_rs::MapMut<'obj>,
         pub sbfd_templates: libbpf_rs::MapMut<'obj>,
+        pub sbfd_answers: libbpf_rs::MapMut<'obj>,
         pub rodata: libbpf_rs::MapMut<'obj>,
         pub rodata_data: Option<&'obj types::rodata>,
         _phantom: std::marker::PhantomData<&'obj ()>,
@@ -106,6 +113,7 @@ mod imp {
             let mut sbfd_control = None;
             let mut sbfd_due = None;
             let mut sbfd_templates = None;
+            let mut sbfd_answers = None;
             let mut rodata = None;
             let object = unsafe { std::mem::transmute::<&mut libbpf_rs::Object, &'obj mut libbpf_rs::Object>(object) };
             #[allow(clippy::never_loop)]
@@ -118,6 +126,7 @@ mod imp {
                     "sbfd_control" => sbfd_control = Some(map),
                     "sbfd_due" => sbfd_due = Some(map),
                     "sbfd_templates" => sbfd_templates = Some(map),
+                    "sbfd_answers" => sbfd_answers = Some(map),
                     "sbfd_bpf.rodata" => rodata = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
                 }
@@ -127,10 +136,11 @@ mod imp {
                 sbfd_control: sbfd_control.expect("map `sbfd_control` not present"),
                 sbfd_due: sbfd_due.expect("map `sbfd_due` not present"),
                 sbfd_templates: sbfd_templates.expect("map `sbfd_templates` not present"),
+                sbfd_answers: sbfd_answers.expect("map `sbfd_answers` not present"),
                 rodata: rodata.expect("map `rodata` not present"),
                 rodata_data: unsafe {
                     config
-                        .map_mmap_ptr(3)
+                        .map_mmap_ptr(4)
                         .expect("BPF map `rodata` does not have mmap pointer")
                         .cast::<types::rodata>()
                         .as_ref()
@@ -142,12 +152,14 @@ mod imp {
     }
     pub struct OpenSbfdProgs<'obj> {
         pub xdp_sbfd_tx: libbpf_rs::OpenProgramMut<'obj>,
+        pub sbfd_answer_filter: libbpf_rs::OpenProgramMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
     }
 
     impl<'obj> OpenSbfdProgs<'obj> {
         unsafe fn new(object: &mut libbpf_rs::OpenObject) -> libbpf_rs::Result<Self> {
             let mut xdp_sbfd_tx = None;
+            let mut sbfd_answer_filter = None;
             let object =
                 unsafe { std::mem::transmute::<&mut libbpf_rs::OpenObject, &'obj mut libbpf_rs::OpenObject>(object) };
             for prog in object.progs_mut() {
@@ -159,12 +171,14 @@ mod imp {
                 })?;
                 match name {
                     "xdp_sbfd_tx" => xdp_sbfd_tx = Some(prog),
+                    "sbfd_answer_filter" => sbfd_answer_filter = Some(prog),
                     _ => panic!("encountered unexpected prog: `{name}`"),
                 }
             }
 
             let slf = Self {
                 xdp_sbfd_tx: xdp_sbfd_tx.expect("prog `xdp_sbfd_tx` not present"),
+                sbfd_answer_filter: sbfd_answer_filter.expect("prog `sbfd_answer_filter` not present"),
                 _phantom: std::marker::PhantomData,
             };
             Ok(slf)
@@ -172,6 +186,7 @@ mod imp {
     }
     pub struct SbfdProgs<'obj> {
         pub xdp_sbfd_tx: libbpf_rs::ProgramMut<'obj>,
+        pub sbfd_answer_filter: libbpf_rs::ProgramMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
     }
 
@@ -181,6 +196,9 @@ mod imp {
             Self {
                 xdp_sbfd_tx: unsafe {
                     libbpf_rs::ProgramMut::new_mut(open_progs.xdp_sbfd_tx.as_libbpf_object().as_mut())
+                },
+                sbfd_answer_filter: unsafe {
+                    libbpf_rs::ProgramMut::new_mut(open_progs.sbfd_answer_filter.as_libbpf_object().as_mut())
                 },
                 _phantom: std::marker::PhantomData,
             }
@@ -318,7 +336,7 @@ mod imp {
             pub cursor: u32,
             pub count: u32,
             pub errors: u32,
-            pub pad: u32,
+            pub invalid: u32,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -393,6 +411,34 @@ mod imp {
         }
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
+        pub struct sbfd_answer {
+            pub local: u32,
+            pub reflector: u32,
+            pub answers: u32,
+            pub up: u32,
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_4 {
+            pub r#type: *mut [i32; 2],
+            pub max_entries: *mut [i32; 16384],
+            pub map_flags: *mut [i32; 1024],
+            pub key: *mut u32,
+            pub value: *mut sbfd_answer,
+        }
+        impl Default for __anon_4 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
         pub struct xdp_md {
             pub data: u32,
             pub data_end: u32,
@@ -400,6 +446,73 @@ mod imp {
             pub ingress_ifindex: u32,
             pub rx_queue_index: u32,
             pub egress_ifindex: u32,
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct __sk_buff {
+            pub len: u32,
+            pub pkt_type: u32,
+            pub mark: u32,
+            pub queue_mapping: u32,
+            pub protocol: u32,
+            pub vlan_present: u32,
+            pub vlan_tci: u32,
+            pub vlan_proto: u32,
+            pub priority: u32,
+            pub ingress_ifindex: u32,
+            pub ifindex: u32,
+            pub tc_index: u32,
+            pub cb: [u32; 5],
+            pub hash: u32,
+            pub tc_classid: u32,
+            pub data: u32,
+            pub data_end: u32,
+            pub napi_id: u32,
+            pub family: u32,
+            pub remote_ip4: u32,
+            pub local_ip4: u32,
+            pub remote_ip6: [u32; 4],
+            pub local_ip6: [u32; 4],
+            pub remote_port: u32,
+            pub local_port: u32,
+            pub data_meta: u32,
+            pub __anon___sk_buff_1: __anon___sk_buff_1,
+            pub tstamp: u64,
+            pub wire_len: u32,
+            pub gso_segs: u32,
+            pub __anon___sk_buff_2: __anon___sk_buff_2,
+            pub gso_size: u32,
+            pub __pad_180: [u8; 4],
+        }
+        #[derive(Copy, Clone)]
+        #[repr(C)]
+        pub union __anon___sk_buff_1 {
+            pub flow_keys: *mut std::ffi::c_void,
+        }
+        impl std::fmt::Debug for __anon___sk_buff_1 {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "(???)")
+            }
+        }
+        impl Default for __anon___sk_buff_1 {
+            fn default() -> Self {
+                Self { flow_keys: std::ptr::null_mut() }
+            }
+        }
+        #[derive(Copy, Clone)]
+        #[repr(C)]
+        pub union __anon___sk_buff_2 {
+            pub sk: *mut std::ffi::c_void,
+        }
+        impl std::fmt::Debug for __anon___sk_buff_2 {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "(???)")
+            }
+        }
+        impl Default for __anon___sk_buff_2 {
+            fn default() -> Self {
+                Self { sk: std::ptr::null_mut() }
+            }
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -412,6 +525,7 @@ mod imp {
             pub sbfd_control: __anon_1,
             pub sbfd_due: __anon_2,
             pub sbfd_templates: __anon_3,
+            pub sbfd_answers: __anon_4,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -478,6 +592,7 @@ mod imp {
     #[derive(Default)]
     pub struct SbfdLinks {
         pub xdp_sbfd_tx: Option<libbpf_rs::Link>,
+        pub sbfd_answer_filter: Option<libbpf_rs::Link>,
     }
     pub struct SbfdSkel<'obj> {
         obj: OwnedRef<'obj, libbpf_rs::Object>,
@@ -509,6 +624,8 @@ mod imp {
             self.links = SbfdLinks {
                 xdp_sbfd_tx: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(0)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
+                sbfd_answer_filter: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(1)?)
+                    .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
             };
 
             Ok(())
@@ -524,5 +641,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 4448] = *include_bytes!(concat!(env!("OUT_DIR"), "/sbfd.bpf.o"));
+    static DATA: [u8; 7512] = *include_bytes!(concat!(env!("OUT_DIR"), "/sbfd.bpf.o"));
 }
