@@ -113,7 +113,13 @@ struct Measured {
 /// One way of sending and receiving: (batched, tx_ring, live_frames, answer_filter).
 type Path = (bool, bool, bool, bool);
 
-fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, (batched, tx_ring, live, filter): Path) -> Measured {
+fn measure(
+    lab: &VethLab,
+    iface: &str,
+    lists: u32,
+    window: Duration,
+    (batched, tx_ring, live, filter): Path,
+) -> Measured {
     let mut config = SbfdConfig::new(iface).with_timers(10, 3, 1_000).unwrap();
     config.batched = batched;
     config.tx_ring = tx_ring;

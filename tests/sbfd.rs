@@ -470,9 +470,13 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let labelled_after: usize = seen.lock().unwrap().iter().filter(|s| s.at > t).count();
     assert_eq!(labelled_after, 0, "frames still labelled with no live path");
     let stats = engine.stats();
-    let counts: HashMap<&str, u64> =
-        [("sent", stats.sent), ("sent_live", stats.sent_live), ("answers", stats.answers), ("answers_filtered", stats.answers_filtered)]
-            .into();
+    let counts: HashMap<&str, u64> = [
+        ("sent", stats.sent),
+        ("sent_live", stats.sent_live),
+        ("answers", stats.answers),
+        ("answers_filtered", stats.answers_filtered),
+    ]
+    .into();
     println!("engine: {counts:?}");
     // The router's end runs XDP, so its veth takes redirected frames: the
     // probes went as live frames (after at most the first second's socket sends).

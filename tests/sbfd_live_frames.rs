@@ -82,8 +82,15 @@ fn live_frames_put_the_socket_paths_bytes_on_the_wire_and_fall_back_when_the_pee
     let before = engine.stats();
     let live_frames = probes(&capture, Duration::from_millis(400));
     let (sent, live, errors) = delta(before, engine.stats());
-    println!("socket path: {} distinct frames; live frames: {} distinct, {sent} sent", by_socket.len(), live_frames.len());
-    assert!(sent > 0 && live == sent && errors == 0, "every probe as a live frame: {sent} sent, {live} live, {errors} errors");
+    println!(
+        "socket path: {} distinct frames; live frames: {} distinct, {sent} sent",
+        by_socket.len(),
+        live_frames.len()
+    );
+    assert!(
+        sent > 0 && live == sent && errors == 0,
+        "every probe as a live frame: {sent} sent, {live} live, {errors} errors"
+    );
 
     assert_eq!(by_socket.len(), lists().len(), "one constant frame per list through the socket");
     assert_eq!(live_frames, by_socket, "live frames carry exactly the socket path's bytes");

@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::io::{PacketTx, UdpRx};
-use super::transmit::{Live, Transmit};
 use super::session::{Phase, Timers};
+use super::transmit::{Live, Transmit};
 use super::worker::Worker;
 use super::{SbfdConfig, SbfdError};
 use crate::domain::label::{Label, LabelStack};
@@ -140,7 +140,9 @@ impl Engine {
         }
         let (live, mut answers) = if config.live_frames || config.answer_filter {
             match super::xdp_tx::XdpTx::open(local.ifindex, LIVE_SLOTS) {
-                Ok((x, a)) => (config.live_frames.then(|| Live::new(x, local.ifindex)), config.answer_filter.then_some(a)),
+                Ok((x, a)) => {
+                    (config.live_frames.then(|| Live::new(x, local.ifindex)), config.answer_filter.then_some(a))
+                }
                 Err(e) => {
                     log::info!("S-BFD: probes and answers go through sockets: {e}");
                     (None, None)

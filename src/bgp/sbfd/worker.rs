@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::engine::{lock, ListKey, ListState, Shared};
 use super::answers::AnswerTable;
+use super::engine::{lock, ListKey, ListState, Shared};
 use super::io::UdpRx;
 use super::neighbour::Interface;
 use super::packet::Control;

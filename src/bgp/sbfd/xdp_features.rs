@@ -122,9 +122,10 @@ impl XdpFeatures {
 
 /// The payload of the first attribute `kind` among `attrs`.
 fn attribute(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+    while let Some(&[l0, l1, t0, t1]) = attrs.first_chunk::<4>() {
+        let len = usize::from(u16::from_ne_bytes([l0, l1]));
+        // The top bits are NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+        let ty = u16::from_ne_bytes([t0, t1]) & 0x3fff;
         if len < 4 || len > attrs.len() {
             return None;
         }

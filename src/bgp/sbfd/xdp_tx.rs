@@ -157,7 +157,10 @@ impl XdpTx {
             .map_err(|e| LiveFramesError::Keeper { step: "dup", errno: errno_of(&e) })?;
         let answers = AnswerTable::new(
             filter,
-            (BpfMap::new(&skel.maps.sbfd_answers, "sbfd_answers")?, BpfMap::new(&skel.maps.sbfd_control, "sbfd_control")?),
+            (
+                BpfMap::new(&skel.maps.sbfd_answers, "sbfd_answers")?,
+                BpfMap::new(&skel.maps.sbfd_control, "sbfd_control")?,
+            ),
             skel.maps.sbfd_answers.max_entries() as usize,
         )?;
         let tx = XdpTx {
@@ -188,7 +191,9 @@ impl XdpTx {
         }
         let mut value = [0u8; std::mem::size_of::<sbfd_template>()];
         value[..4].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-        value[4..4 + frame.len()].copy_from_slice(frame);
+        for (to, from) in value.iter_mut().skip(4).zip(frame) {
+            *to = *from;
+        }
         // Only this thread writes the templates and runs the program, and
         // never both at once: no run reads a template being written.
         self.templates.write_bytes(slot, &value)
@@ -224,8 +229,9 @@ impl XdpTx {
         // given; live-frame runs write no output buffers.
         let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
         let words = self.control.words();
-        let ran = (words[CURSOR / 4].load(std::sync::atomic::Ordering::Acquire) as usize).min(n);
-        let errors = words[ERRORS / 4].load(std::sync::atomic::Ordering::Acquire);
+        let word = |at: usize| words.get(at / 4).map_or(0, |w| w.load(std::sync::atomic::Ordering::Acquire));
+        let ran = (word(CURSOR) as usize).min(n);
+        let errors = word(ERRORS);
         let refused = errors.wrapping_sub(self.errors_seen) as usize;
         self.errors_seen = errors;
         if rc < 0 && ran == 0 {
@@ -244,22 +250,23 @@ struct Keeper {
 
 impl Keeper {
     fn attach(prog: BorrowedFd<'_>) -> Result<Keeper, LiveFramesError> {
-        let prog = prog.try_clone_to_owned().map_err(|e| LiveFramesError::Keeper { step: "dup", errno: errno_of(&e) })?;
+        let prog =
+            prog.try_clone_to_owned().map_err(|e| LiveFramesError::Keeper { step: "dup", errno: errno_of(&e) })?;
         // A thread of its own: unshare moves only the calling thread into
         // the new namespace, and this one ends right after.
         std::thread::scope(|s| {
             s.spawn(move || {
                 let fail = |step| move |errno| LiveFramesError::Keeper { step, errno };
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(fail("unshare a network namespace"))?;
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(fail("unshare a network namespace"))?;
                 let netns = std::fs::File::open("/proc/thread-self/ns/net")
                     .map_err(|e| LiveFramesError::Keeper { step: "open the namespace", errno: errno_of(&e) })?;
                 let lo = nix::net::if_::if_nametoindex("lo").map_err(fail("find its loopback"))?;
-                let (link, _) = link::attach(prog.as_fd(), lo, XdpMode::Generic).map_err(|tried| {
-                    LiveFramesError::Keeper {
+                let (link, _) =
+                    link::attach(prog.as_fd(), lo, XdpMode::Generic).map_err(|tried| LiveFramesError::Keeper {
                         step: "attach to its loopback",
                         errno: tried.first().map_or(Errno::EINVAL, |t| t.1),
-                    }
-                })?;
+                    })?;
                 Ok(Keeper { _link: link, _netns: OwnedFd::from(netns) })
             })
             .join()
