@@ -12,7 +12,8 @@
 //! the label (XDP) and hands the inner packet to a reflector thread there
 //! (its CPU is not counted).
 //! Run as root: `cargo bench --bench sbfd` (LHE_BENCH_LISTS,
-//! LHE_BENCH_SECONDS override the sizes).
+//! LHE_BENCH_SECONDS override the sizes; LHE_BENCH_ONLY=NAME runs the rows
+//! whose name contains NAME, e.g. to profile one).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -208,6 +209,10 @@ fn main() {
             ("live frames/recvmmsg", (true, false, true, false)),
             ("live frames/filter", (true, false, true, true)),
         ] {
+            // LHE_BENCH_ONLY=NAME: that row alone (to profile it).
+            if std::env::var("LHE_BENCH_ONLY").is_ok_and(|only| !name.contains(only.as_str())) {
+                continue;
+            }
             let before = answered.load(Ordering::Relaxed);
             let m = measure(&lab, iface, lists, window, path);
             let secs = window.as_secs_f64();
