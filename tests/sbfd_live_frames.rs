@@ -53,7 +53,7 @@ fn delta(a: EngineStats, b: EngineStats) -> (u64, u64, u64) {
 }
 
 #[test]
-#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run bash scripts/test.sh as root"]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn live_frames_put_the_socket_paths_bytes_on_the_wire_and_fall_back_when_the_peer_cannot_take_them() {
     privileged("live_frames_put_the_socket_paths_bytes_on_the_wire_and_fall_back_when_the_peer_cannot_take_them");
     let lab = VethLab::new().expect("lab");
@@ -112,7 +112,7 @@ const WRONG_REFLECTOR: u8 = 1;
 const WRONG_LOCAL: u8 = 2;
 
 #[test]
-#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run bash scripts/test.sh as root"]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn the_answer_filter_counts_only_answers_that_carry_both_discriminators() {
     privileged("the_answer_filter_counts_only_answers_that_carry_both_discriminators");
     let lab = VethLab::new().expect("lab");

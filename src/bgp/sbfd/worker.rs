@@ -3,19 +3,19 @@
 //! and what changed is published to the [`Engine`](super::Engine) handle.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::answers::AnswerTable;
+use super::answers::{AnswerTable, Discriminators};
 use super::engine::{lock, ListKey, ListState, Shared};
 use super::io::UdpRx;
 use super::neighbour::Interface;
 use super::packet::Control;
 use super::probe::{self, Addressing};
-use super::session::{Phase, Session};
+use super::session::{next_check, Phase, Session};
 use super::transmit::Transmit;
 use super::wheel::{Kind, Timer, Wheel};
 use super::SbfdConfig;
@@ -187,7 +187,7 @@ impl Worker {
         }
         p.state.phase = phase;
         if !p.check_pending {
-            if let Some(at) = next_check(&p.session, &self.config) {
+            if let Some(at) = next_check(&p.session, &self.config.timers) {
                 p.check_pending = true;
                 self.wheel.schedule(Timer { at, index: i as u32, kind: Kind::Check });
             }
@@ -364,7 +364,7 @@ impl Worker {
             let index = i as u32;
             self.wheel.schedule(Timer { at: p.next_tx.max(now), index, kind: Kind::Probe });
             p.check_pending = false;
-            if let Some(at) = next_check(&p.session, &self.config) {
+            if let Some(at) = next_check(&p.session, &self.config.timers) {
                 p.check_pending = true;
                 self.wheel.schedule(Timer { at, index, kind: Kind::Check });
             }
@@ -482,44 +482,6 @@ impl Worker {
             self.shared.counters.user_micros.store(micros(u.user_time()), Ordering::Relaxed);
             self.shared.counters.system_micros.store(micros(u.system_time()), Ordering::Relaxed);
         }
-    }
-}
-
-/// When the session's clock must run next: when its detection time would
-/// pass without an answer, or its hold-down end; none while it is down
-/// (only an answer moves it).
-fn next_check(session: &Session, config: &SbfdConfig) -> Option<Instant> {
-    let detection = config.timers.detection();
-    // A session is silent only once strictly more than the detection time
-    // has passed.
-    let after = |t: Instant| t + detection + Duration::from_micros(1);
-    match session.phase() {
-        Phase::Starting { since } => Some(after(since)),
-        Phase::Up { last } => Some(after(last)),
-        Phase::Returning { since, last } => Some(after(last).min(since + config.timers.hold_down)),
-        Phase::Down { .. } => None,
-    }
-}
-
-/// A hasher for our own discriminators (sequential numbers that nobody
-/// else picks): one multiplication (Fibonacci hashing) instead of SipHash,
-/// which the answers' lookups spent most of their user-space time on.
-#[derive(Debug, Default)]
-struct Discriminators(u64);
-
-impl Hasher for Discriminators {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
