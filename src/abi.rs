@@ -48,6 +48,9 @@ pub(crate) const ROUTE_POLICY: u16 = types::encap_route_flags::ENCAP_ROUTE_POLIC
 /// `route_value.flags` bit of a route whose TC comes from the packet's DSCP.
 pub(crate) const ROUTE_TC_FROM_DSCP: u16 = types::encap_route_flags::ENCAP_ROUTE_TC_FROM_DSCP.0 as u16;
 
+/// `policy_value.flags` bit of an invalid policy whose packets are dropped.
+pub(crate) const POLICY_DROP: u8 = types::encap_policy_flags::ENCAP_POLICY_DROP.0 as u8;
+
 /// Number of counters (`ENCAP_CNT__MAX`).
 pub(crate) const COUNTERS: u32 = types::encap_counter::ENCAP_CNT__MAX.0;
 

@@ -27,11 +27,16 @@ use std::borrow::Cow;
 /// use lnetd_host_encap::ApplyOptions;
 /// let what_if = ApplyOptions::default().dry_run(true);
 /// assert!(what_if.is_dry_run() && !ApplyOptions::default().is_dry_run());
+/// // Refused, with nothing written, if it would remove more than half the routes in force.
+/// let guarded = ApplyOptions::default().max_remove_share(0.5);
+/// assert_eq!(guarded.removal_guard(), Some(0.5));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[must_use]
 pub struct ApplyOptions {
     dry_run: bool,
+    /// The share's bits (an `f64` is neither `Eq` nor `Hash`).
+    max_remove_share: Option<u64>,
 }
 
 impl ApplyOptions {
@@ -46,6 +51,24 @@ impl ApplyOptions {
     /// Whether this is a dry run.
     pub fn is_dry_run(&self) -> bool {
         self.dry_run
+    }
+
+    /// Refuses the apply, before anything is written, when it would remove
+    /// more than `share` (0..=1) of the routes in force:
+    /// [`RouteError::RemovalRefused`](crate::errors::RouteError::RemovalRefused)
+    /// says how many and which. The guard against a truncated or wrong file
+    /// emptying the table, checked on the apply's own plan (no second
+    /// comparison of the tables). A dry run reports and never refuses; a
+    /// share outside 0..=1 is refused as
+    /// [`RouteError::Invalid`](crate::errors::RouteError::Invalid).
+    pub fn max_remove_share(mut self, share: f64) -> ApplyOptions {
+        self.max_remove_share = Some(share.to_bits());
+        self
+    }
+
+    /// The removal guard, if any ([`ApplyOptions::max_remove_share`]).
+    pub fn removal_guard(&self) -> Option<f64> {
+        self.max_remove_share.map(f64::from_bits)
     }
 }
 

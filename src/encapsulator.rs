@@ -889,46 +889,16 @@ impl Encapsulator {
         desired: impl Into<ApplyInput<'a>>,
         options: ApplyOptions,
     ) -> Result<ApplyReport, RouteError> {
-        match (desired.into().0, options.is_dry_run()) {
-            (Input::Desired(desired), false) => self.apply_desired(&desired),
-            (Input::Desired(desired), true) => self.apply_dry_run(&desired),
-            (Input::Valid(valid), false) => self.apply_valid(valid),
-            (Input::Valid(valid), true) => self.fib.apply(Desired::Borrowed(valid), true),
-            (Input::ValidOwned(valid), false) => self.apply_valid_owned(valid),
-            (Input::ValidOwned(valid), true) => self.apply_valid_dry_run(valid),
+        let desired = match desired.into().0 {
+            Input::Desired(desired) => Desired::Owned(desired.validate()?),
+            Input::Valid(valid) => Desired::Borrowed(valid),
+            // Owned, a large change moves its routes into the RIB instead of copying them.
+            Input::ValidOwned(valid) => Desired::Owned(valid),
+        };
+        let report = self.fib.apply(desired, options)?;
+        if !options.is_dry_run() {
+            log::info!("apply: {report}");
         }
-    }
-
-    fn apply_desired(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
-        self.apply_valid_owned(desired.validate()?)
-    }
-
-    /// What [`Encapsulator::apply`] would do, without doing it.
-    ///
-    /// # Errors
-    /// As [`Encapsulator::apply`], without the kernel's.
-    fn apply_dry_run(&self, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
-        self.fib.apply(Desired::Owned(desired.validate()?), true)
-    }
-
-    /// As [`Encapsulator::apply`], for a state already validated (or built typed).
-    ///
-    /// # Errors
-    /// As [`Encapsulator::apply`].
-    fn apply_valid(&self, desired: &ValidState) -> Result<ApplyReport, RouteError> {
-        let report = self.fib.apply(Desired::Borrowed(desired), false)?;
-        log::info!("apply: {report}");
-        Ok(report)
-    }
-
-    /// As [`Encapsulator::apply_valid`], taking the state: a large change
-    /// then moves its routes into the RIB instead of copying them.
-    ///
-    /// # Errors
-    /// As [`Encapsulator::apply`].
-    fn apply_valid_owned(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
-        let report = self.fib.apply(Desired::Owned(desired), false)?;
-        log::info!("apply: {report}");
         Ok(report)
     }
 
@@ -941,21 +911,21 @@ impl Encapsulator {
         patch: &crate::rib::diff::Patch,
         origins: &crate::fib::apply::Origins,
     ) -> Result<ApplyReport, RouteError> {
-        let report = self.fib.apply_from(Desired::Patch(patch), false, Some(origins))?;
+        let report = self.fib.apply_from(Desired::Patch(patch), ApplyOptions::default(), Some(origins))?;
         log::debug!("patch: {report}");
         Ok(report)
     }
 
-    /// As [`Encapsulator::apply_valid_owned`] (or its dry run), recording
-    /// the routes' origins (those absent are static).
+    /// As [`Encapsulator::apply`] of an owned state, recording the routes'
+    /// origins (those absent are static).
     #[cfg(feature = "bgp")]
     pub(crate) fn apply_from(
         &self,
         desired: ValidState,
-        dry_run: bool,
+        options: ApplyOptions,
         origins: &crate::fib::apply::Origins,
     ) -> Result<ApplyReport, RouteError> {
-        self.fib.apply_from(Desired::Owned(desired), dry_run, Some(origins))
+        self.fib.apply_from(Desired::Owned(desired), options, Some(origins))
     }
 
     /// As [`Encapsulator::set_route_in`], recording the route's origin (`None`: static).
@@ -982,15 +952,7 @@ impl Encapsulator {
         self.fib.set_origin_notes(notes)
     }
 
-    /// As [`Encapsulator::apply_dry_run`], for a state already validated.
-    ///
-    /// # Errors
-    /// As [`Encapsulator::apply_dry_run`].
-    fn apply_valid_dry_run(&self, desired: ValidState) -> Result<ApplyReport, RouteError> {
-        self.fib.apply(Desired::Owned(desired), true)
-    }
-
-    /// The tables in force, typed: what `apply_valid` of it would leave
+    /// The tables in force, typed: what an apply of it would leave
     /// unchanged (set-aside routes included, in the main table). For the
     /// agent and BGP; a library user reads `desired_state().validate()`.
     #[cfg_attr(not(feature = "agent"), allow(dead_code))]
@@ -1051,19 +1013,8 @@ impl Encapsulator {
     /// # Errors
     /// [`MapError`] when a counter cannot be read.
     pub fn counted_routes(&self) -> Result<Vec<CountedRoute>, MapError> {
-        let routes: Vec<(Table, Route)> =
-            self.fib.read(|rib| rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned())).collect());
-        let mut out = Vec::with_capacity(routes.len());
-        for (table, route) in routes {
-            match self.fib.route_counters(table, route.prefix) {
-                Ok(Some(counters)) => out.push(CountedRoute { table, route, counters }),
-                // Removed meanwhile.
-                Ok(None) => {}
-                Err(RouteError::Map(e)) => return Err(e),
-                Err(e) => log::warn!("{e}"),
-            }
-        }
-        Ok(out)
+        let rows = self.fib.counted_routes()?;
+        Ok(rows.into_iter().map(|(table, route, counters)| CountedRoute { table, route, counters }).collect())
     }
 
     /// Verify and repair, test runs, run time, map memory, pins (see

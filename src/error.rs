@@ -275,6 +275,29 @@ pub enum RouteError {
         /// What to do.
         remedy: &'static str,
     },
+    /// The apply would remove more than its guard allows
+    /// ([`crate::ApplyOptions::max_remove_share`]); nothing changed.
+    #[error(
+        "this apply removes {removed} of {current} routes ({:.0}%), more than max_remove_share {:.0}%: nothing \
+         changed; it would remove e.g. {}; check it with a dry run, then apply it without the guard (--force)",
+        *removed as f64 * 100.0 / (*current).max(1) as f64,
+        max_share * 100.0,
+        sample.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    RemovalRefused {
+        /// Routes the apply would remove.
+        removed: usize,
+        /// Routes in force.
+        current: usize,
+        /// The guard: the largest share it lets go.
+        max_share: f64,
+        /// The first of the routes it would remove (at most ten), table and prefix.
+        sample: Vec<(crate::domain::route::Table, ipnetwork::IpNetwork)>,
+        /// Routes it would add.
+        added: usize,
+        /// Routes it would replace.
+        replaced: usize,
+    },
     /// The change is in force, but the state file of the pinned dataplane
     /// could not be rewritten: a process adopting it would not see the change.
     #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]

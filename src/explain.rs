@@ -280,11 +280,14 @@ impl fmt::Display for Explanation {
             XdpAction::Redirect => "redirected (XDP_REDIRECT)",
             XdpAction::Other(_) => "an unknown verdict",
         };
+        let invalid = self.route.as_ref().is_some_and(|(_, r)| !r.policy.is_valid());
         let why = match self.outcome {
             "labelled" => None,
             "local" => Some("it is addressed to one of the host's own addresses"),
             "multicast" => Some("it is broadcast or multicast"),
+            "no_route" if invalid => Some("its SR policy has no live candidate path (its routes go unlabelled)"),
             "no_route" => Some("no route covers the destination"),
+            "no_live_path_dropped" => Some("its SR policy has no live candidate path, and drops its routes' packets"),
             "mtu_passed" | "mtu_dropped" => Some("it would exceed the MTU once labelled"),
             "aborted" => Some("an internal inconsistency (report it)"),
             _ => Some("see the counters"),

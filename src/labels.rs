@@ -21,5 +21,7 @@
 //! ```
 
 pub use crate::domain::label::{decode_stack, DscpMap, Label, LabelStack, LabelStackEntry, TrafficClass};
-pub use crate::domain::policy::{EntropyLabel, Policy, SegmentList, MAX_NAME, MAX_SEGMENT_LISTS, POLICY_SLOTS};
+pub use crate::domain::policy::{
+    EntropyLabel, NoLivePath, Policy, SegmentList, MAX_NAME, MAX_SEGMENT_LISTS, POLICY_SLOTS,
+};
 pub use crate::fib::objects::PolicyUpdate;

@@ -104,7 +104,9 @@ mod tests {
         assert!(text.contains(
             "lnetd_host_encap_segment_list_packets_total{interface=\"eth\\\"0\",prefix=\"10.0.0.0/8\",table=\"0\",list=\"1\",stack=\"200\"} 2\n"
         ));
-        assert_eq!(text.matches("# TYPE").count(), 24);
+        assert!(text.contains("lnetd_host_encap_no_live_path_dropped_packets_total{interface=\"eth\\\"0\"} 0\n"));
+        // Two families per program counter (11), two per route, two per segment list.
+        assert_eq!(text.matches("# TYPE").count(), 26);
         assert!(!text.contains("tx_errors"), "an unknown count is not exported as 0");
 
         let lossy = Stats { tx_errors: Some(29), ..stats };

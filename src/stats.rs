@@ -56,6 +56,13 @@ pub struct Stats {
     pub no_headroom: Counter,
     /// Aborted: an internal inconsistency (never expected; report it).
     pub aborted: Counter,
+    /// Dropped: the route's SR policy has no live candidate path and says
+    /// drop ([`crate::labels::NoLivePath::Drop`]; with
+    /// [`crate::labels::NoLivePath::Unlabelled`] such packets are passed and
+    /// counted in [`Stats::no_route`]). Absent from the JSON of builds
+    /// before it: read as 0.
+    #[serde(default)]
+    pub no_live_path_dropped: Counter,
     /// Frames the driver failed to send after the program returned XDP_TX
     /// (lost: the program cannot see this), from the driver's own
     /// statistics (`ethtool -S`, every `*xdp_tx_err*` field, e.g. a veth's
@@ -69,7 +76,7 @@ pub struct Stats {
 }
 
 // A counter added on the C side must be given a field here: this fails to build until it is.
-const _: () = assert!(encap_counter::ENCAP_CNT__MAX.0 == 10);
+const _: () = assert!(encap_counter::ENCAP_CNT__MAX.0 == 11);
 
 impl Stats {
     /// The slot for counter `index` of the dataplane's `enum encap_counter`.
@@ -85,6 +92,7 @@ impl Stats {
             encap_counter::ENCAP_CNT_MTU_PASS => &mut self.mtu_passed,
             encap_counter::ENCAP_CNT_PASS_NO_HEADROOM => &mut self.no_headroom,
             encap_counter::ENCAP_CNT_ABORTED => &mut self.aborted,
+            encap_counter::ENCAP_CNT_NO_LIVE_PATH_DROP => &mut self.no_live_path_dropped,
             _ => return None,
         })
     }
@@ -96,7 +104,7 @@ impl Stats {
     }
 
     /// Every counter with its name (the field's, as in JSON and metric names).
-    pub fn named(&self) -> [(&'static str, Counter); 10] {
+    pub fn named(&self) -> [(&'static str, Counter); 11] {
         [
             ("labelled", self.labelled),
             ("not_ip", self.not_ip),
@@ -108,6 +116,7 @@ impl Stats {
             ("mtu_passed", self.mtu_passed),
             ("no_headroom", self.no_headroom),
             ("aborted", self.aborted),
+            ("no_live_path_dropped", self.no_live_path_dropped),
         ]
     }
 
@@ -224,12 +233,12 @@ impl fmt::Display for Stats {
     /// counter (packets, bytes), then `tx_errors` (`unknown` where the driver
     /// does not say). Lines end in `\n` except the last.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<12} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES")?;
+        write!(f, "{:<20} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES")?;
         for (name, c) in self.named() {
-            write!(f, "\n{name:<12} {:>14} {:>16}", c.packets, c.bytes)?;
+            write!(f, "\n{name:<20} {:>14} {:>16}", c.packets, c.bytes)?;
         }
         let tx_errors = self.tx_errors.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
-        write!(f, "\n{:<12} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-")
+        write!(f, "\n{:<20} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-")
     }
 }
 
@@ -272,7 +281,7 @@ mod tests {
         for i in 0..encap_counter::ENCAP_CNT__MAX.0 {
             stats.accumulate(i, Counter { packets: 1 << i, bytes: 1 });
         }
-        assert_eq!(stats.total(), Counter { packets: (1 << 10) - 1, bytes: 10 });
+        assert_eq!(stats.total(), Counter { packets: (1 << 11) - 1, bytes: 11 });
         assert!(stats.slot(encap_counter::ENCAP_CNT__MAX.0).is_none());
     }
 
@@ -315,14 +324,15 @@ mod tests {
         }
         let text = stats.to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 12, "{text}");
-        assert_eq!(lines[0], "COUNTER             PACKETS            BYTES");
-        assert_eq!(lines[1], "labelled                  1              100");
+        assert_eq!(lines.len(), 13, "{text}");
+        assert_eq!(lines[0], "COUNTER                     PACKETS            BYTES");
+        assert_eq!(lines[1], "labelled                          1              100");
+        assert!(lines.iter().all(|l| l.find(char::is_numeric).is_none_or(|at| at > 20)), "names fit their column");
         for ((name, c), line) in stats.named().iter().zip(&lines[1..]) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(fields, [*name, &c.packets.to_string(), &c.bytes.to_string()], "{line}");
         }
-        assert!(lines[11].starts_with("tx_errors") && lines[11].contains("unknown"), "{}", lines[11]);
+        assert!(lines[12].starts_with("tx_errors") && lines[12].contains("unknown"), "{}", lines[12]);
         let known = Stats { tx_errors: Some(29), ..stats }.to_string();
         assert_eq!(known.lines().last().and_then(|l| l.split_whitespace().nth(1)), Some("29"));
         assert!(!text.ends_with('\n'));

@@ -288,7 +288,8 @@ fn a_policy_turning_invalid_points_its_routes_at_its_invalid_object() {
 
         // A full path while invalid (a route added) keeps them there, and
         // the new route joins them.
-        let mut full = BgpTable { routes: t.routes.clone(), policies: invalid, invalid: [key(1)].into() };
+        let mut full =
+            BgpTable { routes: t.routes.clone(), policies: invalid, invalid: [key(1)].into(), ..Default::default() };
         full.routes.insert("10.3.0.0/24".parse().unwrap(), key(1));
         origins.set_bgp(full, false).unwrap();
         assert_eq!((top(&enc, "10.1.4.7"), top(&enc, "10.3.0.7")), (None, None));
@@ -365,7 +366,7 @@ fn origins_survive_adoption_in_the_store() {
                 r#"{"routes": [{"prefix": "10.9.0.0/16", "policy": "777"}, {"prefix": "10.8.0.0/16", "policy": "888"}]}"#,
             )
             .unwrap();
-            let report = origins.apply_local(&desired, false).unwrap();
+            let report = origins.apply_local(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
             assert!(report.added.is_empty() && report.replaced.is_empty() && report.removed.is_empty(), "{report}");
             drop(origins);
             drop(Arc::try_unwrap(enc).expect("the last handle"));

@@ -198,3 +198,56 @@ fn auto_reads_a_peer_in_the_same_namespace_too() {
     let paired = ns.run(|| Encapsulator::builder().attach("a0", XdpMode::Auto)).expect("ns").expect("attach");
     assert_eq!(mode(&paired), AttachedMode::Native, "b0 runs a native XDP program");
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn every_routes_counters_read_at_once_are_each_routes_own() {
+    privileged("every_routes_counters_read_at_once_are_each_routes_own");
+    in_test_run_netns("counted-batch", || {
+        // More slots than one batched read takes (16,384), so the read spans batches.
+        let enc = Encapsulator::builder().max_counted_routes(20_000).max_routes(40_000, 64).load().expect("load");
+        enc.refresh_local_addresses().expect("host addresses");
+        let prefix =
+            |i: u32| -> lnetd_host_encap::IpNetwork { format!("10.{}.{}.0/24", i >> 8, i & 255).parse().unwrap() };
+        let desired = lnetd_host_encap::DesiredState::from_json(&format!(
+            r#"{{"routes":[{}, {{"prefix":"198.51.100.0/24","policy":"16001@3,16002@1"}},
+                {{"prefix":"203.0.113.0/24","policy":"17001@1,17002@1","policy_name":"blue"}},
+                {{"prefix":"2001:db8::/32","policy":"24001"}}]}}"#,
+            (0..18_000)
+                .map(|i| format!(r#"{{"prefix":"{}","policy":"16001"}}"#, prefix(i)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
+        .expect("desired state");
+        enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).expect("apply");
+        // Traffic on routes spread over the slots (the last ones too), the policies and IPv6:
+        // a different number of frames each.
+        let mut destinations: Vec<String> = [0u32, 1, 16_383, 16_384, 17_999]
+            .iter()
+            .map(|i| {
+                let p = prefix(*i);
+                format!(
+                    "{}",
+                    match p.ip() {
+                        IpAddr::V4(a) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) + 9)),
+                        v6 => v6,
+                    }
+                )
+            })
+            .collect();
+        destinations.extend(["198.51.100.7", "203.0.113.9", "2001:db8::1"].map(String::from));
+        for (n, dst) in destinations.iter().enumerate() {
+            for _ in 0..=n {
+                enc.diagnostics().test_run(&common::frame(dst).build().bytes).expect("test run");
+            }
+        }
+        let all = enc.counted_routes().expect("counted routes");
+        assert_eq!(all.len(), 18_003);
+        for c in &all {
+            let own = enc.route_counters(c.table, c.route.prefix).expect("route counters").expect("the route");
+            assert_eq!(c.counters, own, "{}", c.route.prefix);
+        }
+        let moved: u64 = all.iter().map(|c| c.counters.labelled.packets).sum();
+        assert_eq!(moved, (1..=destinations.len() as u64).sum::<u64>(), "every test run counted once");
+    });
+}

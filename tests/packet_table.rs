@@ -123,10 +123,11 @@ type Feature = (&'static str, fn() -> Vec<Case>);
 /// not compile until it is listed here (and then needs a case).
 fn all_verdicts() -> Vec<Verdict> {
     use Verdict::*;
-    let all = vec![Labelled, NotIp, Malformed, Multicast, Local, NoRoute, MtuDropped, MtuPassed];
+    let all = vec![Labelled, NotIp, Malformed, Multicast, Local, NoRoute, MtuDropped, MtuPassed, NoLivePathDropped];
     for v in &all {
         match v {
-            Labelled | NotIp | Malformed | Multicast | Local | NoRoute | MtuDropped | MtuPassed => {}
+            Labelled | NotIp | Malformed | Multicast | Local | NoRoute | MtuDropped | MtuPassed | NoLivePathDropped => {
+            }
         }
     }
     all

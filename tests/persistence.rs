@@ -282,13 +282,14 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
                 other => panic!("open of a future format: {other:?}"),
             }
             // Snapshots of formats 4 (before shared policy objects), 5 (before routes carried
-            // their origin) and 6 (the route cache's 112-byte entries): refused as such, with what to do.
-            for old in [4u32, 5, 6] {
+            // their origin), 6 (the route cache's 112-byte entries) and 7 (a counters map without the
+            // no-live-path drop counter): refused as such, with what to do.
+            for old in [4u32, 5, 6, 7] {
                 let mut older = original.clone();
                 older[8..12].copy_from_slice(&old.to_le_bytes());
                 std::fs::write(&snapshot, &older).unwrap();
                 match Encapsulator::open(VethLab::HOST_IF) {
-                    Err(e @ Error::Pin(PinError::Incompatible { found, ours: 7, .. })) if found == old => {
+                    Err(e @ Error::Pin(PinError::Incompatible { found, ours: 8, .. })) if found == old => {
                         let msg = e.to_string();
                         assert!(msg.contains("detach") && msg.contains(&format!("reads format {old}")), "{msg}");
                     }
@@ -301,7 +302,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("0.0.9") && msg.contains("format 7"), "{msg}");
+                    assert!(msg.contains("0.0.9") && msg.contains("format 8"), "{msg}");
                 }
                 other => panic!("open of a state.json: {other:?}"),
             }

@@ -227,6 +227,7 @@ fn the_commands_export_of_named_routes_applies_back_unchanged() {
             {"prefix": "198.51.100.0/24", "policy": "16001/16002@7,16003@3", "policy_name": "blue"},
             {"prefix": "203.0.113.0/24", "policy": "16001/16002@7,16003@3", "policy_name": "blue"},
             {"prefix": "192.0.2.0/24", "policy": "invalid", "policy_name": "gone"},
+            {"prefix": "192.0.2.128/25", "policy": "invalid drop", "policy_name": "gone, dropping"},
             {"prefix": "10.0.0.0/8", "policy": "17001"}
         ]}"#,
     )
@@ -238,6 +239,7 @@ fn the_commands_export_of_named_routes_applies_back_unchanged() {
     let names: Vec<Option<&str>> = v["routes"].as_array().unwrap().iter().map(|r| r["policy_name"].as_str()).collect();
     assert_eq!(names.iter().filter(|n| **n == Some("blue")).count(), 2, "{export}");
     assert!(export.contains(r#""policy": "invalid""#), "{export}");
+    assert!(export.contains(r#""policy": "invalid drop""#), "{export}");
     std::fs::write(&export_file, &export).unwrap();
     let plan = command(&lab.host, &["apply", export_file.to_str().unwrap(), "--dry-run"]);
     assert!(plan.contains("0 added, 0 replaced, 0 removed, "), "{plan}");

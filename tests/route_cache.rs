@@ -442,3 +442,28 @@ fn a_bucket_does_not_outlive_the_generation_wrapping() {
         assert_eq!(label_for(&enc, dst), None, "no answer from before the wrap");
     });
 }
+
+/// A host-address refresh that finds the addresses as they were (any netlink
+/// event on the host) writes nothing, so it keeps every cached answer: the
+/// route is deleted behind the library's back, and the cache alone still
+/// answers after the refresh.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_refresh_that_changes_no_address_keeps_the_cache() {
+    privileged("a_refresh_that_changes_no_address_keeps_the_cache");
+    in_test_run_netns("rcacherefresh", || {
+        let (prefix, dst) = (FAMILIES[0].0, FAMILIES[0].1);
+        let enc = small_table_cached().route_cache(64).load().expect("load");
+        enc.refresh_local_addresses().expect("host addresses");
+        enc.set_route(Table::Main, &route(prefix, 100)).unwrap();
+        assert_eq!(label_for(&enc, dst), Some(100), "cached");
+        foreign_delete(&enc, Ipv4Lookup::Dir24_8, prefix);
+        for _ in 0..3 {
+            enc.refresh_local_addresses().expect("host addresses");
+        }
+        assert_eq!(label_for(&enc, dst), Some(100), "still served from the cache");
+        // A change does move the generation on: the kernel's table answers again.
+        enc.set_route(Table::Main, &route("203.0.9.0/24", 9)).unwrap();
+        assert_eq!(label_for(&enc, dst), None, "another generation: looked up");
+    });
+}

@@ -36,7 +36,8 @@ use lnetd_host_encap::bgp::{BgpTable, Candidate, CandidateList, Origins, PolicyI
 use lnetd_host_encap::testing::lab::{Capture, VethLab};
 use lnetd_host_encap::testing::PassProgram;
 use lnetd_host_encap::{
-    decap::Decapsulator, encap::OtherLabels, labels::decode_stack, Encapsulator, IpNetwork, Label, XdpMode,
+    decap::Decapsulator, encap::OtherLabels, labels::decode_stack, labels::NoLivePath, Encapsulator, IpNetwork, Label,
+    XdpMode,
 };
 
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -65,10 +66,20 @@ fn candidate(distinguisher: u32, preference: u32, lists: &[u32]) -> Candidate {
 /// What BGP would install now, with the engine's word on the lists: the
 /// agent's computation (select, steer) without its incremental caching.
 fn bgp_table(candidates: &[Candidate], engine: &Engine) -> BgpTable {
+    bgp_table_of(candidates, engine, &[PREFIX.parse().unwrap()], NoLivePath::Unlabelled)
+}
+
+/// As [`bgp_table`], with `prefixes` colored 100 toward the endpoint, and
+/// an invalid policy's packets doing what `no_live_path` says.
+fn bgp_table_of(
+    candidates: &[Candidate],
+    engine: &Engine,
+    prefixes: &[IpNetwork],
+    no_live_path: NoLivePath,
+) -> BgpTable {
     let selected = select_live(candidates, &|endpoint, labels| !engine.usable(endpoint, labels));
     let route = ColoredRoute { next_hop: IpAddr::V4(ENDPOINT), colors: vec![100] };
-    let prefix: IpNetwork = PREFIX.parse().unwrap();
-    let (routes, _) = steer([(&prefix, &route)], &selected);
+    let (routes, _) = steer(prefixes.iter().map(|p| (p, &route)), &selected);
     let policies = selected
         .iter()
         .filter_map(|(k, s)| {
@@ -85,7 +96,7 @@ fn bgp_table(candidates: &[Candidate], engine: &Engine) -> BgpTable {
         })
         .collect();
     let invalid = selected.iter().filter(|(_, s)| s.policy.is_none()).map(|(k, _)| *k).collect();
-    BgpTable { routes, policies, invalid }
+    BgpTable { routes, policies, invalid, no_live_path }
 }
 
 /// One labelled data frame as it reached the router.
@@ -225,6 +236,43 @@ fn command(lab: &VethLab, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The router's S-BFD reflector (RFC 7880 section 7.3, as a router runs
+/// it) on the endpoint's address, until `stop`.
+fn reflector(lab: &VethLab, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let reflector = lab.router.run(|| UdpSocket::bind(SocketAddr::new(ENDPOINT.into(), SBFD_PORT)).unwrap()).unwrap();
+    reflector.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 128];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = reflector.recv_from(&mut buf) else { continue };
+            let Ok(probe) = Control::decode(&buf[..n]) else { continue };
+            if probe.your_discriminator == u32::from(ENDPOINT) {
+                let _ = reflector.send_to(&probe.reflected(1_000).encode(), from);
+            }
+        }
+    })
+}
+
+/// FLOWS UDP flows from the router to PREFIX, one datagram per flow per
+/// ms, until `stop`.
+fn traffic(lab: &VethLab, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let sockets: Vec<UdpSocket> =
+        lab.router.run(|| (0..FLOWS).map(|i| UdpSocket::bind(("0.0.0.0", 40_000 + i)).unwrap()).collect()).unwrap();
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            for (i, s) in sockets.iter().enumerate() {
+                let dst = SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1 + i as u8).into(), 443);
+                let _ = s.send_to(&n.to_be_bytes(), dst);
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
 fn phase(engine: &Engine, label: u32) -> &'static str {
     let labels = [Label::new(label).unwrap()];
     engine.phases().into_iter().find(|(k, _)| k.stack.labels() == labels).map(|(_, p)| p.as_str()).unwrap_or("absent")
@@ -253,22 +301,7 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
 
-    // The reflector (RFC 7880 section 7.3, as a router runs it).
-    let reflector = lab.router.run(|| UdpSocket::bind(SocketAddr::new(ENDPOINT.into(), SBFD_PORT)).unwrap()).unwrap();
-    reflector.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let reflector_thread = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 128];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = reflector.recv_from(&mut buf) else { continue };
-                let Ok(probe) = Control::decode(&buf[..n]) else { continue };
-                if probe.your_discriminator == u32::from(ENDPOINT) {
-                    let _ = reflector.send_to(&probe.reflected(1_000).encode(), from);
-                }
-            }
-        })
-    };
+    let reflector_thread = reflector(&lab, &stop);
 
     // The host: encapsulator, the BGP origin, the engine and the loop that
     // recomputes the policy when the engine says a list changed.
@@ -315,22 +348,7 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let capture = lab.router.run(|| Capture::open(r).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let capturer = capture_thread(capture, Arc::clone(&stop), Arc::clone(&seen));
-    let sockets: Vec<UdpSocket> =
-        lab.router.run(|| (0..FLOWS).map(|i| UdpSocket::bind(("0.0.0.0", 40_000 + i)).unwrap()).collect()).unwrap();
-    let sender = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                for (i, s) in sockets.iter().enumerate() {
-                    let dst = SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1 + i as u8).into(), 443);
-                    let _ = s.send_to(&n.to_be_bytes(), dst);
-                }
-                n += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
+    let sender = traffic(&lab, &stop);
 
     // Steady state: every list answered, both lists of the active path in use.
     wait_for("all lists up", Duration::from_secs(3), || [1001, 1002, 1003].iter().all(|l| phase(&engine, *l) == "up"));
@@ -525,7 +543,7 @@ fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_name
         format!(
             "interface = \"{}\"\n[bgp]\n# nothing listens there: the learner retries, S-BFD runs meanwhile\n\
              api = \"127.0.0.1:9\"\n[sbfd]\ninterval_ms = 20\nmultiplier = 4\nhold_down_ms = {hold_down_ms}\n\
-             reflector = [\"192.0.2.1=7\"]\nrouter_mac = \"02:00:00:00:00:01\"\n",
+             reflector = [\"192.0.2.1=7\"]\nrouter_mac = \"02:00:00:00:00:01\"\nno_live_path = \"drop\"\n",
             VethLab::HOST_IF
         )
     };
@@ -542,6 +560,18 @@ fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_name
     let out = command_output(&lab, &["agent", "--bgp-api", "127.0.0.1:9", "--sbfd-multiplier", "3"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("need --sbfd-interval-ms"), "{stderr}");
+    // What a policy with no live path does: needs the BGP API, and is one of two words.
+    let out = command_output(&lab, &["agent", "--sbfd-no-live-path", "drop"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--sbfd-no-live-path need --bgp-api"), "{stderr}");
+    let out = command_output(&lab, &["agent", "--bgp-api", "127.0.0.1:9", "--sbfd-no-live-path", "dropped"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`unlabelled` or `drop`"), "{stderr}");
+    let bad = dir.join("bad-no-live-path.toml");
+    std::fs::write(&bad, "[bgp]\napi = \"127.0.0.1:9\"\n[sbfd]\nno_live_path = \"dropped\"\n").unwrap();
+    let out = command_output(&lab, &["agent", "--config", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("sbfd.no_live_path"), "{stderr}");
 
     // The file's [sbfd] with one flag over it.
     let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
@@ -574,4 +604,171 @@ fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_name
     drop(client);
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data frame (UDP to port 443) that reached the router from the host,
+/// labelled (its top label) or not.
+type Arrival = (Instant, Option<u32>);
+
+/// Reads the router's capture: every data frame from the host, labelled or
+/// not (a frame the host let through unlabelled counts too).
+fn arrivals_thread(
+    capture: Capture,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Arrival>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Some(f)) = capture.next(Duration::from_millis(50)) else { continue };
+            let at = Instant::now();
+            let (label, ip) = match f.bytes.get(12..14) {
+                _ if f.outgoing => continue,
+                Some([0x88, 0x47]) => match decode_stack(&f.bytes[14..]) {
+                    Ok((stack, ip)) => (Some(stack[0].label), ip),
+                    Err(_) => continue,
+                },
+                Some([0x08, 0x00]) => (None, &f.bytes[14..]),
+                _ => continue,
+            };
+            if ip.len() >= 28 && ip[9] == 17 && u16::from_be_bytes([ip[22], ip[23]]) == 443 {
+                seen.lock().unwrap().push((at, label));
+            }
+        }
+    })
+}
+
+/// `[sbfd] no_live_path = "drop"` on the wire. A policy steering 64 routes
+/// (one carries traffic) with two candidate paths, each of one list: every
+/// path down makes its object drop (one write, however many routes): no
+/// frame of its routes leaves the host, labelled or not, and the program
+/// counts them as dropped for want of a live path (never labelled, never
+/// no route); a path coming back (after its hold-down) labels them again.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_labels_again() {
+    privileged("with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_labels_again");
+    const ROUTES: usize = 64;
+    let lab = VethLab::new().expect("lab");
+    let r = VethLab::ROUTER_IF;
+    lab.router.ip(&["addr", "add", &format!("{ENDPOINT}/32"), "dev", "lo"]).unwrap();
+    lab.router.ip(&["rule", "add", "iif", r, "to", PREFIX, "blackhole"]).unwrap();
+    let _pass = lab.router.run(|| PassProgram::attach(r)).unwrap().unwrap();
+    let decap = lab
+        .router
+        .run(|| {
+            Decapsulator::builder()
+                .pop_labels([1001, 1003].map(|l| Label::new(l).unwrap()))
+                .other_labels(OtherLabels::Drop)
+                .attach_ingress(r)
+        })
+        .unwrap()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reflector_thread = reflector(&lab, &stop);
+
+    let enc =
+        Arc::new(lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap());
+    let origins = Arc::new(Origins::new(Arc::clone(&enc)));
+    let candidates = vec![candidate(2, 200, &[1001]), candidate(1, 100, &[1003])];
+    let mut prefixes: Vec<IpNetwork> = vec![PREFIX.parse().unwrap()];
+    prefixes.extend((1..ROUTES).map(|i| format!("10.77.{i}.0/24").parse::<IpNetwork>().unwrap()));
+    let (woke, wakes) = mpsc::channel::<()>();
+    let config =
+        SbfdConfig::new(VethLab::HOST_IF).with_timers(INTERVAL_MS, MULTIPLIER, HOLD_DOWN.as_millis() as u64).unwrap();
+    let engine = Arc::new(
+        lab.host
+            .run(move || {
+                Engine::start(config, move || {
+                    let _ = woke.send(());
+                })
+            })
+            .unwrap()
+            .expect("engine"),
+    );
+    engine.set_lists(lists_to_probe(&candidates));
+    origins.set_bgp(bgp_table_of(&candidates, &engine, &prefixes, NoLivePath::Drop), false).unwrap();
+    // Each recomputation's report: (map writes, the policy invalid after it).
+    let reports: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+    let applier = {
+        let (engine, origins, stop, reports) =
+            (Arc::clone(&engine), Arc::clone(&origins), Arc::clone(&stop), Arc::clone(&reports));
+        let (candidates, prefixes) = (candidates.clone(), prefixes.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if wakes.recv_timeout(Duration::from_millis(50)).is_ok() {
+                    let table = bgp_table_of(&candidates, &engine, &prefixes, NoLivePath::Drop);
+                    let invalid = table.invalid.contains(&key());
+                    let report = origins.set_bgp(table, false).unwrap();
+                    reports.lock().unwrap().push((report.map_operations, invalid));
+                }
+            }
+        })
+    };
+    let capture = lab.router.run(|| Capture::open(r).and_then(|c| c.with_buffer(64 << 20))).unwrap().unwrap();
+    let seen: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+    let capturer = arrivals_thread(capture, Arc::clone(&stop), Arc::clone(&seen));
+    let sender = traffic(&lab, &stop);
+    let arrived_since = |t: Instant| -> Vec<Option<u32>> {
+        seen.lock().unwrap().iter().filter(|(at, _)| *at >= t).map(|(_, l)| *l).collect()
+    };
+
+    // Steady state: the active path's list carries every flow.
+    wait_for("both lists up", Duration::from_secs(3), || [1001, 1003].iter().all(|l| phase(&engine, *l) == "up"));
+    let t = Instant::now();
+    wait_for("traffic on 1001", Duration::from_secs(2), || arrived_since(t).len() > 100);
+    assert!(arrived_since(t).iter().all(|l| *l == Some(1001)), "{:?}", arrived_since(t));
+
+    // Every path down: the object drops, in one write for the 64 routes.
+    decap.remove_pop_label(Label::new(1001).unwrap()).unwrap();
+    decap.remove_pop_label(Label::new(1003).unwrap()).unwrap();
+    let net: IpNetwork = PREFIX.parse().unwrap();
+    wait_for("the policy drops", Duration::from_secs(2), || {
+        enc.routes(Table::Main).unwrap().iter().any(|r| r.prefix == net && r.policy.to_string() == "invalid drop")
+    });
+    let on_object = enc.routes(Table::Main).unwrap().iter().filter(|r| r.policy.to_string() == "invalid drop").count();
+    assert_eq!(on_object, ROUTES, "every steered route stays on the object, now dropping");
+    let switch = reports.lock().unwrap().iter().find(|(_, invalid)| *invalid).copied();
+    assert_eq!(
+        switch,
+        Some((1, true)),
+        "going invalid is one write for {ROUTES} routes: {:?}",
+        reports.lock().unwrap()
+    );
+    // Frames in flight (captured before the write) are behind us after a few ms.
+    std::thread::sleep(Duration::from_millis(20));
+    let (t, before) = (Instant::now(), enc.stats().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let delta = enc.stats().unwrap().since(&before);
+    let leaked = arrived_since(t);
+    println!("every path down, 300 ms: {delta:?}; {} data frames reached the router", leaked.len());
+    assert!(leaked.is_empty(), "no frame of the policy's routes leaves the host: {leaked:?}");
+    assert!(delta.no_live_path_dropped.packets >= 100, "the drops are counted: {delta:?}");
+    assert_eq!((delta.labelled.packets, delta.no_route.packets), (0, 0), "never labelled, never no route: {delta:?}");
+
+    // A path back (the backup's list answers again): labelled after its hold-down.
+    let writes_before = reports.lock().unwrap().len();
+    let restored = Instant::now();
+    decap.add_pop_label(Label::new(1003).unwrap()).unwrap();
+    wait_for("labelled again", HOLD_DOWN + Duration::from_secs(2), || arrived_since(restored).contains(&Some(1003)));
+    let back = restored.elapsed();
+    println!(
+        "a path back: labelled again {:.1} ms after the restore (hold-down {HOLD_DOWN:?})",
+        back.as_secs_f64() * 1e3
+    );
+    assert!(back >= HOLD_DOWN, "labelled before the hold-down: {back:?}");
+    let valid_again = reports.lock().unwrap()[writes_before..].iter().find(|(_, invalid)| !*invalid).copied();
+    // The object, and the counter slot of its list (new: zeroed), as tests/bgp_origins.rs sees it.
+    assert!(valid_again.is_some_and(|(w, _)| w <= 2), "valid again in the object's writes: {valid_again:?}");
+    std::thread::sleep(Duration::from_millis(20));
+    let (t, before) = (Instant::now(), enc.stats().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let delta = enc.stats().unwrap().since(&before);
+    let arrived = arrived_since(t);
+    assert!(arrived.len() > 100 && arrived.iter().all(|l| *l == Some(1003)), "{arrived:?}");
+    assert_eq!(delta.no_live_path_dropped.packets, 0, "{delta:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    for t in [sender, capturer, applier, reflector_thread] {
+        t.join().unwrap();
+    }
 }

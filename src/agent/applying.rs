@@ -65,9 +65,10 @@ pub(crate) async fn gather(
 impl super::Writes {
     /// Applies `desired` unless it removes more than `max_remove_share` of
     /// the routes in force (then nothing changes, and the refusal says how
-    /// many and which). The agent's applies run one at a time, so no other
-    /// apply comes between the guard's count and the change (a single
-    /// `SetRoute` or BGP update may: it moves the share by a route).
+    /// many and which). The guard is the apply's own
+    /// ([`crate::ApplyOptions::max_remove_share`]): checked on the plan that
+    /// is then written, merged with BGP's routes where origins are kept, so
+    /// the table is compared once. The agent's applies run one at a time.
     pub(crate) fn apply_guarded(
         &self,
         desired: &DesiredState,
@@ -75,44 +76,11 @@ impl super::Writes {
         max_remove_share: Option<f64>,
     ) -> Result<ApplyReport, Status> {
         let _one = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(max) = max_remove_share.filter(|_| !dry_run) else {
-            return self.apply(desired, dry_run).map_err(super::status);
-        };
-        #[cfg(feature = "bgp")]
-        if self.origins.is_some() {
-            // The merge with BGP's routes decides what goes: a dry run says.
-            let plan = self.apply_unrecorded(desired, true).map_err(super::status)?;
-            let current = (plan.removed.len() + desired.routes.len()).saturating_sub(plan.added.len());
-            if exceeds(plan.removed.len(), current, max) {
-                return Err(refusal(&plan, current, max));
-            }
-            return self.apply(desired, false).map_err(super::status);
+        let mut options = crate::ApplyOptions::default().dry_run(dry_run);
+        if let Some(max) = max_remove_share {
+            options = options.max_remove_share(max);
         }
-        // Checked once and applied as checked; the guard needs only the
-        // keys in force, not a whole dry run (a second diff of the table).
-        let valid = desired.validate().map_err(|e| super::status(e.into()))?;
-        let mut current = self.enc.route_keys();
-        // In the RIB's order already (set-aside routes appended): the sort
-        // finds the runs, and one walk beside the desired keys (also in
-        // order) counts what goes, instead of a tree search per route.
-        current.sort();
-        current.dedup();
-        let mut wanted = valid.routes().keys().peekable();
-        let removed = current
-            .iter()
-            .filter(|k| {
-                while wanted.next_if(|w| *w < *k).is_some() {}
-                wanted.peek() != Some(k)
-            })
-            .count();
-        if exceeds(removed, current.len(), max) {
-            // Refused: the exact counts and the sample from a dry run (rare, so its cost does not matter).
-            let plan = self.enc.apply(valid, crate::ApplyOptions::default().dry_run(true)).map_err(super::status)?;
-            return Err(refusal(&plan, current.len(), max));
-        }
-        let report = self.enc.apply(valid, crate::ApplyOptions::default()).map_err(super::status)?;
-        self.activity.record_apply("agent", &report);
-        Ok(report)
+        self.apply(desired, options).map_err(super::status)
     }
 }
 
@@ -129,37 +97,26 @@ pub(crate) fn guard_share(share: Option<f64>) -> Result<Option<f64>, Status> {
     }
 }
 
-/// Whether removing `removed` of `current` routes passes a guard of `max`.
-pub(crate) fn exceeds(removed: usize, current: usize, max: f64) -> bool {
-    current > 0 && removed as f64 > max * current as f64
-}
-
-/// The removal guard's refusal: FAILED_PRECONDITION, its message for a
-/// person and a [`pb::RemovalRefused`] in the details for a program.
-pub(crate) fn refusal(plan: &ApplyReport, current: usize, max: f64) -> Status {
+/// The removal guard's refusal (`RouteError::RemovalRefused`):
+/// FAILED_PRECONDITION, its message for a person and a [`pb::RemovalRefused`]
+/// in the details for a program.
+pub(crate) fn refusal(e: &crate::error::RouteError) -> Option<Status> {
+    let crate::error::RouteError::RemovalRefused { removed, current, max_share, sample, added, replaced } = e else {
+        return None;
+    };
     let details = pb::RemovalRefused {
-        removed: plan.removed.len() as u64,
-        current: current as u64,
-        max_remove_share: max,
-        sample: plan
-            .removed
+        removed: *removed as u64,
+        current: *current as u64,
+        max_remove_share: *max_share,
+        sample: sample
             .iter()
             .take(REFUSAL_SAMPLE)
             .map(|(t, p)| pb::RouteKey { prefix: p.to_string(), table: t.id() })
             .collect(),
-        added: plan.added.len() as u64,
-        replaced: plan.replaced.len() as u64,
+        added: *added as u64,
+        replaced: *replaced as u64,
     };
-    let sample: Vec<String> = details.sample.iter().map(|k| k.prefix.clone()).collect();
-    let message = format!(
-        "this apply removes {} of {current} routes ({:.0}%), more than max_remove_share {:.0}%: nothing changed; \
-         it would remove e.g. {}; check it with a dry run, then send it without max_remove_share (--force)",
-        plan.removed.len(),
-        plan.removed.len() as f64 * 100.0 / current.max(1) as f64,
-        max * 100.0,
-        sample.join(", ")
-    );
-    Status::with_details(tonic::Code::FailedPrecondition, message, details.encode_to_vec().into())
+    Some(Status::with_details(tonic::Code::FailedPrecondition, e.to_string(), details.encode_to_vec().into()))
 }
 
 /// An apply's report as the protocol's reply.
@@ -256,23 +213,25 @@ mod tests {
     }
 
     #[test]
-    fn the_removal_guard_refuses_more_than_its_share_and_says_what() {
-        assert!(!exceeds(2, 4, 0.5), "half of the table is allowed by 50%");
-        assert!(exceeds(3, 4, 0.5));
-        assert!(!exceeds(0, 0, 0.0), "an empty table loses nothing");
-        assert!(exceeds(1, 4, 0.0));
+    fn the_removal_guards_refusal_is_failed_precondition_with_what_it_would_remove() {
         assert!(guard_share(Some(1.5)).is_err() && guard_share(Some(-0.1)).is_err());
         assert_eq!(guard_share(None).unwrap(), None);
-        let plan = ApplyReport {
-            removed: (0..12).map(|i| (Table::Main, format!("10.0.{i}.0/24").parse().unwrap())).collect(),
-            ..ApplyReport::default()
+        let refused = crate::error::RouteError::RemovalRefused {
+            removed: 12,
+            current: 16,
+            max_share: 0.5,
+            sample: (0..12).map(|i| (Table::Main, format!("10.0.{i}.0/24").parse().unwrap())).collect(),
+            added: 1,
+            replaced: 2,
         };
-        let status = refusal(&plan, 16, 0.5);
+        let status = refusal(&refused).unwrap();
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert!(status.message().contains("removes 12 of 16 routes (75%)"), "{}", status.message());
         let details = pb::RemovalRefused::decode(status.details()).unwrap();
         assert_eq!((details.removed, details.current, details.sample.len()), (12, 16, REFUSAL_SAMPLE));
+        assert_eq!((details.added, details.replaced), (1, 2));
         assert_eq!(details.sample[0].prefix, "10.0.0.0/24");
+        assert!(refusal(&crate::error::RouteError::ReadOnly).is_none());
     }
 
     #[test]

@@ -26,6 +26,8 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::domain::desired::{DesiredFormat, DesiredRoute, DesiredSource, DesiredState};
+#[cfg(feature = "bgp")]
+use crate::domain::policy::NoLivePath;
 
 /// The keys of each section, as the file spells them (checked before the
 /// typed parse, so the refusal names the key and its section).
@@ -61,7 +63,7 @@ const LISTENERS: &[&str] = &[
     "max_apply_bytes",
 ];
 const BGP: &[&str] = &["api", "session_down", "stale_time", "router_id", "precedence"];
-const SBFD: &[&str] = &["interval_ms", "multiplier", "hold_down_ms", "reflector", "router_mac"];
+const SBFD: &[&str] = &["interval_ms", "multiplier", "hold_down_ms", "reflector", "router_mac", "no_live_path"];
 const ROUTE: &[&str] = &["prefix", "policy", "tc", "table", "entropy_label", "policy_name"];
 const SOURCE: &[&str] = &["prefix", "table"];
 
@@ -225,6 +227,10 @@ pub struct SbfdSettings {
     pub reflector: Option<Vec<String>>,
     /// The router's MAC (`--sbfd-router-mac`).
     pub router_mac: Option<String>,
+    /// `unlabelled` or `drop`: what the packets of the routes steered into
+    /// a policy with no live candidate path do (`--sbfd-no-live-path`,
+    /// default unlabelled).
+    pub no_live_path: Option<String>,
 }
 
 /// The whole file, as written.
@@ -359,7 +365,8 @@ impl AgentFile {
     /// # Errors
     /// [`ConfigError::Value`]: an interval out of 1..=60000, a multiplier
     /// of 0, a reflector that is not `ENDPOINT=DISCRIMINATOR`, a MAC that
-    /// is not `xx:xx:xx:xx:xx:xx`.
+    /// is not `xx:xx:xx:xx:xx:xx`, a `no_live_path` that is neither
+    /// `unlabelled` nor `drop`.
     #[cfg(feature = "bgp")]
     pub fn sbfd(&self) -> Result<SbfdValues, ConfigError> {
         let s = &self.sbfd;
@@ -391,12 +398,18 @@ impl AgentFile {
                     .ok_or_else(|| refuse("router_mac", m.into(), "a MAC such as 02:00:00:00:00:01"))
             })
             .transpose()?;
+        let no_live_path = s
+            .no_live_path
+            .as_deref()
+            .map(|t| t.parse::<NoLivePath>().map_err(|e| refuse("no_live_path", t.into(), &e.to_string())))
+            .transpose()?;
         Ok(SbfdValues {
             interval_ms: s.interval_ms,
             multiplier: s.multiplier,
             hold_down_ms: s.hold_down_ms,
             reflectors,
             router_mac,
+            no_live_path,
         })
     }
 
@@ -433,6 +446,8 @@ pub struct SbfdValues {
     pub reflectors: Vec<crate::bgp::sbfd::Reflector>,
     /// `router_mac`, parsed.
     pub router_mac: Option<[u8; 6]>,
+    /// `no_live_path`, parsed.
+    pub no_live_path: Option<NoLivePath>,
 }
 
 /// The first key of `table` (or of its sections and route entries) the file
@@ -572,6 +587,9 @@ mod tests {
             s.reflectors.iter().map(|r| (r.endpoint.to_string(), r.discriminator)).collect();
         assert_eq!(reflectors, [("192.0.2.1".to_owned(), 3_221_225_985), ("2001:db8::1".to_owned(), 0xc000_0201)]);
         assert_eq!(s.router_mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(s.no_live_path, Some(NoLivePath::Unlabelled));
+        let drop = AgentFile::from_toml_text(Path::new("d.toml"), "[sbfd]\nno_live_path = \"drop\"").unwrap();
+        assert_eq!(drop.sbfd().unwrap().no_live_path, Some(NoLivePath::Drop));
         // Commented out, the section is off.
         let off = AgentFile::from_toml_text(Path::new("example.toml"), EXAMPLE).unwrap();
         assert_eq!((off.sbfd.clone(), off.sbfd().unwrap()), (SbfdSettings::default(), SbfdValues::default()));
@@ -588,6 +606,7 @@ mod tests {
             ("[sbfd]\ninterval_ms = 10\nreflector = [\"192.0.2.1\"]", "sbfd.reflector", "192.0.2.1"),
             ("[sbfd]\ninterval_ms = 10\nreflector = [\"192.0.2.1=0\"]", "sbfd.reflector", "192.0.2.1=0"),
             ("[sbfd]\ninterval_ms = 10\nrouter_mac = \"02:00:00:00:01\"", "sbfd.router_mac", "02:00:00:00:01"),
+            ("[sbfd]\nno_live_path = \"dropped\"", "sbfd.no_live_path", "dropped"),
         ] {
             let file = AgentFile::from_toml_text(path, text).unwrap();
             let e = file.sbfd().unwrap_err();

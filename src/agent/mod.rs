@@ -365,27 +365,17 @@ impl Writes {
     pub(crate) fn apply(
         &self,
         desired: &crate::DesiredState,
-        dry_run: bool,
-    ) -> Result<crate::desired::ApplyReport, RouteError> {
-        let report = self.apply_unrecorded(desired, dry_run)?;
-        self.activity.record_apply("agent", &report);
-        Ok(report)
-    }
-
-    fn apply_unrecorded(
-        &self,
-        desired: &crate::DesiredState,
-        dry_run: bool,
+        options: crate::ApplyOptions,
     ) -> Result<crate::desired::ApplyReport, RouteError> {
         #[cfg(feature = "bgp")]
-        if let Some(o) = &self.origins {
-            return o.apply_local(desired, dry_run);
-        }
-        if dry_run {
-            self.enc.apply(desired, crate::ApplyOptions::default().dry_run(true))
-        } else {
-            self.enc.apply(desired, crate::ApplyOptions::default())
-        }
+        let report = match &self.origins {
+            Some(o) => o.apply_local(desired, options),
+            None => self.enc.apply(desired, options),
+        }?;
+        #[cfg(not(feature = "bgp"))]
+        let report = self.enc.apply(desired, options)?;
+        self.activity.record_apply("agent", &report);
+        Ok(report)
     }
 
     /// Reads the configuration file again and applies its static routes.
@@ -639,6 +629,7 @@ pub(crate) fn status(e: RouteError) -> tonic::Status {
         | RouteError::LocalAddress { .. } => Status::invalid_argument(msg),
         RouteError::TableFull { .. } => Status::resource_exhausted(msg),
         RouteError::ReadOnly | RouteError::PolicyObject { .. } => Status::failed_precondition(msg),
+        RouteError::RemovalRefused { .. } => applying::refusal(&e).unwrap_or_else(|| Status::failed_precondition(msg)),
         RouteError::Map(_) | RouteError::NotSaved(_) => Status::internal(msg),
     }
 }

@@ -88,12 +88,8 @@ fn table(id: u32) -> Table {
 /// A route message as the library's route.
 fn route_of(r: &pb::Route) -> Result<(Table, Route), Status> {
     let prefix = prefix::parse(&r.prefix).map_err(|e| invalid("prefix", e))?;
-    let policy: Policy = match r.policy_name.as_str() {
-        "" => r.policy.parse(),
-        name if r.policy.trim() == "invalid" => Policy::invalid(name),
-        name => r.policy.parse().and_then(|p: Policy| p.with_name(name)),
-    }
-    .map_err(|e| invalid("policy", e))?;
+    let name = Some(r.policy_name.as_str()).filter(|n| !n.is_empty());
+    let policy = Policy::from_text(&r.policy, name).map_err(|e| invalid("policy", e))?;
     let entropy = match r.entropy_label.as_str() {
         "" => None,
         text => Some(text.parse::<EntropyLabel>().map_err(|e| invalid("entropy_label", e))?),
@@ -119,7 +115,7 @@ fn route_message(table: Table, r: &Route) -> pb::Route {
                 .collect::<Vec<_>>()
                 .join(",")
         } else {
-            "invalid".to_owned()
+            r.policy.to_string()
         },
         tc: r.tc.to_string(),
         table: table.id(),

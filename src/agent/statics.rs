@@ -134,7 +134,7 @@ impl Statics {
         let mut state = self.lock();
         #[cfg(feature = "bgp")]
         if let Some(o) = &writes.origins {
-            let report = o.apply_static(desired, false)?;
+            let report = o.apply_static(desired, crate::ApplyOptions::default())?;
             state.applied = keys(&valid);
             return Ok(report);
         }

@@ -88,6 +88,7 @@ pub async fn run(
             }
         }
     });
+    let config_no_live_path = config.no_live_path;
     let mut learner = Learner {
         liveness,
         woken,
@@ -95,7 +96,7 @@ pub async fn run(
         config,
         origins,
         counters,
-        table: Table::default(),
+        table: Table::new(None, config_no_live_path),
         releases: Vec::new(),
         peers: HashMap::new(),
         release_on_established: false,
@@ -243,7 +244,7 @@ impl Learner {
             self.table.mark_all_stale();
             self.origins.hold_installed();
         }
-        let mut fresh = Table::new(router_id);
+        let mut fresh = Table::new(router_id, self.config.no_live_path);
         let none = HashSet::new();
         for u in snapshot {
             fresh.update(u, &none, &self.counters);

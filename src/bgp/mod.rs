@@ -34,6 +34,7 @@ mod table;
 mod wanted;
 pub mod wire;
 
+use crate::domain::policy::NoLivePath;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -111,12 +112,18 @@ pub struct BgpConfig {
     /// Segment-list liveness with S-BFD (`--sbfd-*`); `None`: off, every
     /// usable list is used.
     pub sbfd: Option<sbfd::SbfdConfig>,
+    /// What the packets of the routes steered into a policy with no live
+    /// candidate path do (`--sbfd-no-live-path`): unlabelled (the default)
+    /// or dropped, by one write to the policy's object either way. It
+    /// applies to every policy left without a valid path, whether S-BFD
+    /// took its lists down or BGP's paths are invalid (with S-BFD off).
+    pub no_live_path: NoLivePath,
 }
 
 impl BgpConfig {
     /// GoBGP at `api`, with the defaults: keep on session loss, 150 ms
     /// debounce, 500 ms maximum delay, 5 s stale time, GoBGP's router ID,
-    /// no S-BFD.
+    /// no S-BFD, an invalid policy's packets unlabelled.
     pub fn new(api: impl Into<String>) -> BgpConfig {
         BgpConfig {
             api: api.into(),
@@ -126,6 +133,7 @@ impl BgpConfig {
             stale_time: Duration::from_secs(5),
             router_id: None,
             sbfd: None,
+            no_live_path: NoLivePath::Unlabelled,
         }
     }
 }

@@ -24,6 +24,7 @@ use ipnetwork::IpNetwork;
 use super::select::PolicyKey;
 use super::wanted::NamedCache;
 pub use super::wanted::{object_name, BgpTable, PolicyInfo};
+use crate::desired::ApplyOptions;
 use crate::domain::desired::{DesiredState, ValidState};
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
@@ -246,8 +247,8 @@ impl Origins {
                 }
             }
         }
-        let BgpTable { routes, policies, invalid } = old;
-        let was = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let BgpTable { routes, policies, invalid, no_live_path } = old;
+        let was = BgpTable { routes: BTreeMap::new(), policies, invalid, no_live_path };
         let result = self.settle(inner, &was, touched, release_held);
         if result.is_err() {
             inner.bgp = BgpTable { routes, ..was };
@@ -281,6 +282,7 @@ impl Origins {
             routes: BTreeMap::new(),
             policies: std::mem::replace(&mut inner.bgp.policies, policies),
             invalid: std::mem::replace(&mut inner.bgp.invalid, invalid),
+            no_live_path: inner.bgp.no_live_path,
         };
         let result = self.settle(inner, &was, moved.into_keys().collect(), false);
         if result.is_err() {
@@ -355,7 +357,7 @@ impl Origins {
         let size =
             inner.installed.len() + inner.tables.local(Origin::Static).len() + inner.tables.local(Origin::Agent).len();
         if touched.len() > WHOLE_FROM && touched.len() * 8 > size {
-            let (report, installed) = self.apply_whole(inner, keep_held, None, false)?;
+            let (report, installed) = self.apply_whole(inner, keep_held, None, ApplyOptions::default())?;
             if release_held {
                 inner.held.clear();
                 inner.held_policies.clear();
@@ -471,7 +473,7 @@ impl Origins {
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let new = BgpTable { routes: BTreeMap::new(), policies, invalid };
+        let new = BgpTable { routes: BTreeMap::new(), policies, invalid, no_live_path: inner.bgp.no_live_path };
         let known = |t: &BgpTable| t.policies.keys().chain(&t.invalid).copied().collect::<BTreeSet<PolicyKey>>();
         // The RIB's copies of the routes on a rewritten object keep their old
         // content; every reader resolves them through the object.
@@ -503,7 +505,7 @@ impl Origins {
             })
         };
         let Some(changes) = changes.filter(|_| !held_on_changed()) else {
-            let table = BgpTable { routes: inner.bgp.routes.clone(), policies: new.policies, invalid: new.invalid };
+            let table = BgpTable { routes: inner.bgp.routes.clone(), ..new };
             drop(guard);
             return self.set_bgp(table, false);
         };
@@ -642,13 +644,14 @@ impl Origins {
     }
 
     /// Makes the static and agent tables equal to `desired` (all of them
-    /// become `agent` routes), merged with BGP's as always.
+    /// become `agent` routes), merged with BGP's as always. `options`' removal
+    /// guard counts what the merge removes.
     ///
     /// # Errors
     /// As [`Encapsulator::apply`].
-    pub fn apply_local(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
+    pub fn apply_local(&self, desired: &DesiredState, options: ApplyOptions) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        self.replace_local(&valid, dry_run, |_| (BTreeMap::new(), valid.routes().clone()))
+        self.replace_local(&valid, options, |_| (BTreeMap::new(), valid.routes().clone()))
     }
 
     /// Makes the `static` table equal to `desired` (the agent's configuration
@@ -658,9 +661,9 @@ impl Origins {
     ///
     /// # Errors
     /// As [`Encapsulator::apply`]; nothing changed then.
-    pub fn apply_static(&self, desired: &DesiredState, dry_run: bool) -> Result<ApplyReport, RouteError> {
+    pub fn apply_static(&self, desired: &DesiredState, options: ApplyOptions) -> Result<ApplyReport, RouteError> {
         let valid = desired.validate()?;
-        self.replace_local(&valid, dry_run, |tables| (valid.routes().clone(), tables.local(Origin::Agent).clone()))
+        self.replace_local(&valid, options, |tables| (valid.routes().clone(), tables.local(Origin::Agent).clone()))
     }
 
     /// Replaces the local tables (static, agent) by what `local` makes of the
@@ -669,7 +672,7 @@ impl Origins {
     fn replace_local(
         &self,
         valid: &ValidState,
-        dry_run: bool,
+        options: ApplyOptions,
         local: impl FnOnce(&OriginTables) -> (BTreeMap<RouteId, Route>, BTreeMap<RouteId, Route>),
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
@@ -679,8 +682,8 @@ impl Origins {
         tables.replace_local(Origin::Static, statics);
         tables.replace_local(Origin::Agent, agents);
         let previous = std::mem::replace(&mut inner.tables, tables);
-        match self.apply_whole(inner, true, Some(valid), dry_run) {
-            Ok((report, installed)) if !dry_run => {
+        match self.apply_whole(inner, true, Some(valid), options) {
+            Ok((report, installed)) if !options.is_dry_run() => {
                 inner.installed = installed;
                 Ok(report)
             }
@@ -699,7 +702,7 @@ impl Origins {
         inner: &Inner,
         held: bool,
         desired: Option<&ValidState>,
-        dry_run: bool,
+        options: ApplyOptions,
     ) -> Result<(ApplyReport, BTreeMap<IpNetwork, Option<PolicyKey>>), RouteError> {
         let candidates = inner.bgp_candidates(held);
         let keys: BTreeMap<IpNetwork, Option<PolicyKey>> = candidates.iter().map(|(p, _, k)| (*p, *k)).collect();
@@ -712,7 +715,7 @@ impl Origins {
         let key = |p: &IpNetwork| keys.get(p).copied().flatten();
         let origins: crate::fib::apply::Origins =
             from.iter().filter_map(|(id, o)| Some((*id, noted(*o, key(&id.1))?))).collect();
-        let report = self.enc.apply_from(state, dry_run, &origins)?;
+        let report = self.enc.apply_from(state, options, &origins)?;
         let installed = from.into_iter().filter(|(_, o)| *o == Origin::Bgp).map(|(id, _)| (id.1, key(&id.1))).collect();
         Ok((report, installed))
     }

@@ -15,6 +15,7 @@ use super::select::{select_live, Candidate, Invalid, PolicyKey, Selected};
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{Learned as Said, Nlri, PathUpdate};
 use crate::domain::label::Label;
+use crate::domain::policy::NoLivePath;
 
 /// A path as kept: what it says, who taught it, whether its peer went down.
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub(super) struct Table {
     pub(super) ignored: HashMap<(u32, PolicyKey), Ignored>,
     /// Invalid candidate paths for this host, and why (each logged once).
     pub(super) invalid: HashMap<(u32, PolicyKey), Invalid>,
+    /// What the packets of a policy with no live path do (`[sbfd] no_live_path`).
+    pub(super) no_live_path: NoLivePath,
 }
 
 /// Who sent a path, for the logs.
@@ -66,9 +69,10 @@ fn keys_of(route: &ColoredRoute) -> impl Iterator<Item = PolicyKey> + '_ {
 }
 
 impl Table {
-    /// An empty table matching route targets against `router_id`.
-    pub(super) fn new(router_id: Option<Ipv4Addr>) -> Table {
-        Table { router_id, ..Table::default() }
+    /// An empty table matching route targets against `router_id`, whose
+    /// invalid policies' packets do what `no_live_path` says.
+    pub(super) fn new(router_id: Option<Ipv4Addr>, no_live_path: NoLivePath) -> Table {
+        Table { router_id, no_live_path, ..Table::default() }
     }
 
     /// Applies one update. `down`: neighbors whose withdrawals are kept.
@@ -345,7 +349,7 @@ impl Table {
             counters.candidate_paths_invalid.set(reason.index(), n as u64);
         }
         let invalid = self.selected.iter().filter(|(_, s)| s.policy.is_none()).map(|(k, _)| *k).collect();
-        BgpTable { routes, policies, invalid }
+        BgpTable { routes, policies, invalid, no_live_path: self.no_live_path }
     }
 }
 
@@ -528,6 +532,30 @@ mod tests {
         assert_eq!(gone.routes.values().collect::<Vec<_>>(), [&key()]);
         let back = t.compute_live(&counters, &dead(&[]));
         assert_eq!((labels(&back), back.routes.len()), (vec!["16002@1,16012@1".to_owned()], 1));
+    }
+
+    /// `no_live_path = "drop"`: the same steering, and the invalid policy's
+    /// object drops its routes' packets (the unlabelled one by default).
+    #[test]
+    fn the_table_says_what_an_invalid_policys_packets_do() {
+        let counters = BgpCounters::default();
+        let none = HashSet::new();
+        let prefix: IpNetwork = "10.0.0.0/8".parse().unwrap();
+        for (then, text) in [(NoLivePath::Unlabelled, "invalid"), (NoLivePath::Drop, "invalid drop")] {
+            let mut t = Table::new(None, then);
+            t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+            t.update(announce(Nlri::Unicast(prefix), "10.201.0.1"), &none, &counters);
+            let gone = t.compute_live(&counters, &|_, _| true);
+            assert_eq!(gone.no_live_path, then);
+            let (route, k) = gone.route(prefix).expect("still steered");
+            assert_eq!(
+                (route.policy.to_string(), route.policy.when_invalid(), k),
+                (text.to_owned(), Some(then), key())
+            );
+            let live = t.compute_live(&counters, &|_, _| false);
+            assert_eq!(live.route(prefix).map(|(r, _)| r.policy.to_string()), Some("16001".to_owned()), "{then}");
+        }
+        assert_eq!(Table::default().no_live_path, NoLivePath::Unlabelled, "the default");
     }
 
     /// What decides the learner's fast path (policies alone, no route

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::enlp::{with_bottom_label, Enlp};
 use super::select::PolicyKey;
-use crate::domain::policy::Policy;
+use crate::domain::policy::{NoLivePath, Policy};
 use crate::domain::route::Route;
 
 /// The SR policy a BGP route is steered into, as selected.
@@ -78,9 +78,15 @@ pub struct BgpTable {
     /// Policies BGP has candidate paths for, none valid (e.g. GoBGP dropped
     /// their attribute, or S-BFD took every list down): the routes steered
     /// into one (and routes held from before that used one) point at its
-    /// invalid object ([`Policy::invalid`]) and go unlabelled, never kept
-    /// with the lists they had, never handed to a covering route.
+    /// invalid object ([`Policy::invalid_with`]) and go unlabelled or are
+    /// dropped (`no_live_path`), never kept with the lists they had, never
+    /// handed to a covering route.
     pub invalid: BTreeSet<PolicyKey>,
+    /// What the packets of an invalid policy's routes do (`[sbfd]
+    /// no_live_path`). [`super::Origins::set_bgp`] takes it from the table
+    /// it is given; [`super::Origins::update_bgp`] and
+    /// [`super::Origins::set_bgp_policies`] keep the one in force.
+    pub no_live_path: NoLivePath,
 }
 
 /// The name of the shared policy object that the routes of one family
@@ -142,11 +148,12 @@ impl BgpTable {
     }
 
     /// What the routes of one family steered into `key` push, named after
-    /// their object: the invalid state for an invalid policy; `None` when
+    /// their object: the invalid state (as `no_live_path` says) for an
+    /// invalid policy; `None` when
     /// BGP has no such policy (or ENLP leaves no room).
     pub(super) fn named_policy(&self, key: &PolicyKey, v6: bool) -> Option<Policy> {
         if self.invalid.contains(key) {
-            return Policy::invalid(&object_name(key, v6)).ok();
+            return Policy::invalid_with(&object_name(key, v6), self.no_live_path).ok();
         }
         let (policy, info) = self.policies.get(key)?;
         let any: IpNetwork = if v6 { "::/0" } else { "0.0.0.0/0" }.parse().ok()?;

@@ -202,6 +202,7 @@ enum encap_counter {
 	ENCAP_CNT_MTU_PASS,         /* would exceed the MTU once labelled; passed unlabelled */
 	ENCAP_CNT_PASS_NO_HEADROOM, /* the driver gave no room to push; passed unlabelled */
 	ENCAP_CNT_ABORTED,          /* internal inconsistency; XDP_ABORTED (traced by the kernel) */
+	ENCAP_CNT_NO_LIVE_PATH_DROP, /* its policy has no live path and says drop (ENCAP_POLICY_DROP) */
 	ENCAP_CNT__MAX,
 };
 
@@ -312,11 +313,28 @@ struct route_value {
 	__u32 counter_id; /* index into route_counters; 0: not counted */
 };
 
-/* An SR policy: segment lists and the table that spreads flows over them. */
+/* policy_value.flags */
+enum encap_policy_flags {
+	/*
+	 * The policy has no live candidate path (n_lists 0, RFC 9256 section 5)
+	 * and its routes' packets are dropped (XDP_DROP / TC_ACT_SHOT), counted
+	 * in ENCAP_CNT_NO_LIVE_PATH_DROP. Without it such a policy passes them
+	 * unlabelled (no slot names a list: ENCAP_CNT_PASS_NO_ROUTE). A flag of
+	 * the object, not of its routes: going invalid is one write however many
+	 * routes it steers.
+	 */
+	ENCAP_POLICY_DROP = 1,
+};
+
+/*
+ * An SR policy: segment lists and the table that spreads flows over them.
+ * An invalid policy (no live candidate path) has no list, and `flags` says
+ * what its routes' packets do.
+ */
 struct policy_value {
-	__u16 n_lists; /* 1..=ENCAP_MAX_SEGMENT_LISTS */
+	__u16 n_lists; /* 0 (invalid) or 1..=ENCAP_MAX_SEGMENT_LISTS */
 	__u8 slots[ENCAP_POLICY_SLOTS]; /* segment list index per flow-hash slot (weights realised) */
-	__u8 pad[1];
+	__u8 flags; /* enum encap_policy_flags */
 	struct segment_list lists[ENCAP_MAX_SEGMENT_LISTS];
 	__u32 list_counter[ENCAP_MAX_SEGMENT_LISTS]; /* route_counters slots per list; 0: not counted */
 };

@@ -64,7 +64,8 @@ pub struct DesiredRoute {
     pub entropy_label: Option<String>,
     /// The name of a shared policy object (docs/policy-objects.md): every
     /// route with the same name points at one policy, changed by one write.
-    /// With a name, `policy` may be `"invalid"` (its routes go unlabelled).
+    /// With a name, `policy` may be `"invalid"` (its routes go unlabelled) or
+    /// `"invalid drop"` (their packets are dropped): a policy with no live path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_name: Option<String>,
 }
@@ -257,12 +258,7 @@ impl DesiredState {
             let what = || format!("routes[{i}] ({})", r.prefix);
             let bad = |reason: String| DesiredError { what: what(), reason };
             let prefix = prefix::parse(&r.prefix).map_err(|e| bad(e.to_string()))?;
-            let policy: Policy = match &r.policy_name {
-                Some(name) if r.policy.trim() == "invalid" => Policy::invalid(name),
-                Some(name) => r.policy.parse().and_then(|p: Policy| p.with_name(name)),
-                None => r.policy.parse(),
-            }
-            .map_err(|e: super::policy::PolicyError| bad(e.to_string()))?;
+            let policy = Policy::from_text(&r.policy, r.policy_name.as_deref()).map_err(|e| bad(e.to_string()))?;
             let entropy = match &r.entropy_label {
                 None => None,
                 Some(t) => Some(t.parse::<EntropyLabel>().map_err(|e| bad(e.to_string()))?),

@@ -7,6 +7,7 @@ pub(crate) mod config;
 pub(crate) mod desired;
 pub(crate) mod label;
 pub(crate) mod maglev;
+pub(crate) mod no_live_path;
 pub(crate) mod policy;
 pub mod prefix;
 pub(crate) mod route;

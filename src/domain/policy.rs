@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::abi::{types, MAX_LABELS};
 use crate::domain::label::{LabelError, LabelStack};
+pub use crate::domain::no_live_path::NoLivePath;
+use crate::domain::no_live_path::{invalid_text, INVALID};
 
 /// Segment lists one policy may hold.
 pub const MAX_SEGMENT_LISTS: usize = types::encap_limits::ENCAP_MAX_SEGMENT_LISTS.0 as usize;
@@ -98,6 +100,12 @@ pub enum PolicyError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// Text that is not what a policy with no live path does.
+    #[error("{input:?} is not what a policy with no live path does (expected `unlabelled` or `drop`)")]
+    NoLivePathParse {
+        /// The text given.
+        input: String,
+    },
     /// An invalid policy (no list: its routes go unlabelled) without a name:
     /// only a shared object can be invalid, since its routes stay on it.
     #[error("only a named policy can be invalid (`invalid` needs a policy name): give it one, or remove the routes")]
@@ -179,6 +187,8 @@ pub struct Policy {
     down: u8,
     /// The shared object's name, if the policy is one.
     name: Option<Arc<str>>,
+    /// What an invalid policy (no list) does with its packets.
+    no_live: NoLivePath,
 }
 
 impl Policy {
@@ -202,7 +212,7 @@ impl Policy {
                 return Err(PolicyError::TooDeepForEntropyLabel { index, labels: l.stack.len(), max: MAX_LABELS });
             }
         }
-        Ok(Policy { lists: lists.into(), entropy, down: 0, name: None })
+        Ok(Policy { lists: lists.into(), entropy, down: 0, name: None, no_live: NoLivePath::Unlabelled })
     }
 
     /// The same policy with the lists whose `down` entry is true out of
@@ -229,7 +239,13 @@ impl Policy {
 
     /// One list, weight 1, no entropy label: a plain route.
     pub fn single(stack: LabelStack) -> Policy {
-        Policy { lists: Arc::new([SegmentList { stack, weight: 1 }]), entropy: None, down: 0, name: None }
+        Policy {
+            lists: Arc::new([SegmentList { stack, weight: 1 }]),
+            entropy: None,
+            down: 0,
+            name: None,
+            no_live: NoLivePath::Unlabelled,
+        }
     }
 
     /// The same policy, named: every route whose policy has this name shares
@@ -281,12 +297,56 @@ impl Policy {
     /// candidate path): it has no segment list, and packets of every route
     /// on it go unlabelled (counted as "no route") until it is valid again.
     /// The routes stay on the object, so turning it invalid and back is one
-    /// write each. Its text form is `invalid`.
+    /// write each. Its text form is `invalid`. Same as
+    /// [`Policy::invalid_with`] with [`NoLivePath::Unlabelled`].
     ///
     /// # Errors
     /// [`PolicyError::BadName`].
     pub fn invalid(name: &str) -> Result<Policy, PolicyError> {
-        Policy { lists: Arc::new([]), entropy: None, down: 0, name: None }.with_name(name)
+        Policy::invalid_with(name, NoLivePath::Unlabelled)
+    }
+
+    /// A named policy in the invalid state whose routes' packets do what
+    /// `then` says: unlabelled as [`Policy::invalid`], or dropped
+    /// ([`NoLivePath::Drop`], counted as [`crate::Stats::no_live_path_dropped`]).
+    /// Either is one write to the policy's object, however many routes it
+    /// steers, and so is coming back. Text form: `invalid` or `invalid drop`.
+    ///
+    /// ```
+    /// use lnetd_host_encap::{labels::NoLivePath, Policy};
+    /// let dropping = Policy::invalid_with("blue", NoLivePath::Drop)?;
+    /// assert!(!dropping.is_valid());
+    /// assert_ne!(dropping, Policy::invalid("blue")?, "a change of its object's content");
+    /// # Ok::<(), lnetd_host_encap::errors::PolicyError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PolicyError::BadName`].
+    pub fn invalid_with(name: &str, then: NoLivePath) -> Result<Policy, PolicyError> {
+        Policy { lists: Arc::new([]), entropy: None, down: 0, name: None, no_live: then }.with_name(name)
+    }
+
+    /// A policy from the words of a desired-state entry: `text` (its lists,
+    /// as [`FromStr`] reads them, or, with a name, `invalid` or `invalid
+    /// drop`) and its `name`, if it has one.
+    ///
+    /// ```
+    /// use lnetd_host_encap::{labels::NoLivePath, Policy};
+    /// let p = Policy::from_text("invalid drop", Some("blue"))?;
+    /// assert_eq!(p.when_invalid(), Some(NoLivePath::Drop));
+    /// assert_eq!(Policy::from_text("16001@7,16002@3", None)?.lists().len(), 2);
+    /// assert!(Policy::from_text("invalid", None).is_err(), "only a named policy can be invalid");
+    /// # Ok::<(), lnetd_host_encap::errors::PolicyError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`FromStr`] and [`Policy::with_name`].
+    pub fn from_text(text: &str, name: Option<&str>) -> Result<Policy, PolicyError> {
+        match (name, invalid_text(text)) {
+            (Some(name), Some(then)) => Policy::invalid_with(name, then),
+            (Some(name), None) => text.parse::<Policy>()?.with_name(name),
+            (None, _) => text.parse(),
+        }
     }
 
     /// False for a policy in the invalid state ([`Policy::invalid`]).
@@ -294,11 +354,19 @@ impl Policy {
         !self.lists.is_empty()
     }
 
-    /// The same lists, entropy label and lists out of service (the name aside).
+    /// What the packets of a policy in the invalid state do; `None` for a
+    /// valid policy.
+    pub fn when_invalid(&self) -> Option<NoLivePath> {
+        (!self.is_valid()).then_some(self.no_live)
+    }
+
+    /// The same lists, entropy label, lists out of service and invalid
+    /// state (the name aside).
     pub(crate) fn same_content(&self, other: &Policy) -> bool {
         (Arc::ptr_eq(&self.lists, &other.lists) || self.lists == other.lists)
             && self.entropy == other.entropy
             && self.down == other.down
+            && self.no_live == other.no_live
     }
 
     /// The same policy with (or without) an entropy label.
@@ -355,7 +423,7 @@ impl FromStr for Policy {
     type Err = PolicyError;
     /// `L1/L2[@W],L3[@W]...`: comma-separated lists, `@W` a weight (default 1).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim() == "invalid" {
+        if invalid_text(s).is_some() {
             return Err(PolicyError::InvalidWithoutName);
         }
         let lists = s
@@ -392,10 +460,12 @@ impl fmt::Display for SegmentList {
 
 impl fmt::Display for Policy {
     /// The lists as [`FromStr`] reads them (`16001/16002@7,16003@3`, with
-    /// ` +EL` or ` +EL@N`), or `invalid`; the name is not part of it.
+    /// ` +EL` or ` +EL@N`), or `invalid` (`invalid drop`); the name is not part of it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lists.is_empty() {
-            return f.write_str("invalid");
+        match self.when_invalid() {
+            Some(NoLivePath::Unlabelled) => return f.write_str(INVALID),
+            Some(NoLivePath::Drop) => return write!(f, "{INVALID} drop"),
+            None => {}
         }
         for (i, l) in self.lists.iter().enumerate() {
             if i > 0 {
@@ -438,6 +508,38 @@ mod tests {
         assert_eq!(invalid.to_string(), "invalid");
         assert!(invalid.clone().with_entropy_label(Some(EntropyLabel::Bottom)).is_ok());
         assert!(invalid.flow_table().iter().all(|s| *s == u8::MAX), "every slot names no list: PASS_NO_ROUTE");
+        assert_eq!(invalid.when_invalid(), Some(NoLivePath::Unlabelled));
+        assert_eq!(named.when_invalid(), None);
+    }
+
+    #[test]
+    fn what_an_invalid_policy_does_is_part_of_its_content_and_text() {
+        let drop = Policy::invalid_with("blue", NoLivePath::Drop).unwrap();
+        let unlabelled = Policy::invalid("blue").unwrap();
+        assert!(!drop.is_valid() && drop.lists().is_empty());
+        assert!(!drop.same_content(&unlabelled), "switching what it does is a write to its object");
+        assert_eq!(drop.to_string(), "invalid drop");
+        for (text, want) in [
+            ("invalid", Some(NoLivePath::Unlabelled)),
+            (" invalid  drop ", Some(NoLivePath::Drop)),
+            ("invalid drop now", None),
+            ("invalid unlabelled", None),
+            ("drop", None),
+        ] {
+            assert_eq!(invalid_text(text), want, "{text:?}");
+        }
+        assert_eq!(Policy::from_text("invalid drop", Some("blue")), Ok(drop.clone()));
+        assert_eq!(Policy::from_text(&drop.to_string(), drop.name()), Ok(drop));
+        assert_eq!(Policy::from_text("invalid", Some("blue")), Ok(unlabelled));
+        assert_eq!("invalid drop".parse::<Policy>(), Err(PolicyError::InvalidWithoutName));
+        assert!(matches!(Policy::from_text("invalid drop now", Some("blue")), Err(PolicyError::Label(_))));
+        assert_eq!("drop".parse::<NoLivePath>(), Ok(NoLivePath::Drop));
+        assert_eq!(" unlabelled".parse::<NoLivePath>(), Ok(NoLivePath::Unlabelled));
+        let bad = "dropped".parse::<NoLivePath>().unwrap_err();
+        assert_eq!(bad, PolicyError::NoLivePathParse { input: "dropped".into() });
+        assert!(bad.to_string().contains("`unlabelled` or `drop`"), "{bad}");
+        assert_eq!(NoLivePath::default(), NoLivePath::Unlabelled);
+        assert_eq!(NoLivePath::Drop.to_string().parse::<NoLivePath>(), Ok(NoLivePath::Drop));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::policy::{EntropyLabel, Policy, PolicyError};
 use super::route::Route;
 
 /// A policy's words: `policy` (the lists, `16001/16002@7,16003@3`, or
-/// `invalid` for a named policy out of service), `entropy_label`
+/// `invalid` / `invalid drop` for a named policy with no live path), `entropy_label`
 /// (`"bottom"` or N), `policy_name`, `lists_down` (the indexes of the lists
 /// out of service, when any is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,12 +28,13 @@ pub(crate) struct PolicyForm {
 }
 
 /// The lists of `policy` as the files write them: every weight, or
-/// `invalid`; the entropy label and the name are keys of their own.
+/// `invalid` (`invalid drop`); the entropy label and the name are keys of
+/// their own.
 pub(crate) fn lists_text(policy: &Policy) -> String {
     if policy.is_valid() {
         policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
     } else {
-        "invalid".to_owned()
+        policy.to_string()
     }
 }
 
@@ -51,11 +52,7 @@ impl From<Policy> for PolicyForm {
 impl TryFrom<PolicyForm> for Policy {
     type Error = PolicyError;
     fn try_from(form: PolicyForm) -> Result<Self, Self::Error> {
-        let policy = match &form.policy_name {
-            Some(name) if form.policy.trim() == "invalid" => Policy::invalid(name)?,
-            Some(name) => form.policy.parse::<Policy>()?.with_name(name)?,
-            None => form.policy.parse()?,
-        };
+        let policy = Policy::from_text(&form.policy, form.policy_name.as_deref())?;
         let entropy = form.entropy_label.as_deref().map(str::parse::<EntropyLabel>).transpose()?;
         let policy = policy.with_entropy_label(entropy)?;
         if form.lists_down.is_empty() {
@@ -116,6 +113,7 @@ impl TryFrom<DesiredRoute> for Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::policy::NoLivePath;
 
     #[test]
     fn a_policy_keeps_its_lists_out_of_service_and_refuses_one_it_lacks() {
@@ -146,6 +144,12 @@ mod tests {
         assert_eq!(serde_json::from_value::<Route>(json).unwrap(), route);
         let named = Route::with_policy(route.prefix, Policy::invalid("blue").unwrap());
         assert_eq!(serde_json::from_value::<Route>(serde_json::to_value(&named).unwrap()).unwrap(), named);
+        let dropping = Route::with_policy(route.prefix, Policy::invalid_with("blue", NoLivePath::Drop).unwrap());
+        let json = serde_json::to_value(&dropping).unwrap();
+        assert_eq!((json["policy"].as_str(), json["policy_name"].as_str()), (Some("invalid drop"), Some("blue")));
+        assert_eq!(serde_json::from_value::<Route>(json).unwrap(), dropping);
+        let policy = serde_json::to_value(&dropping.policy).unwrap();
+        assert_eq!(serde_json::from_value::<Policy>(policy).unwrap(), dropping.policy);
     }
 
     #[test]

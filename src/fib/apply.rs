@@ -19,6 +19,7 @@ use ipnetwork::IpNetwork;
 use super::key::RouteKey;
 use super::{encode, full, room, source_family, Fib};
 use crate::abi::{self, types};
+use crate::desired::ApplyOptions;
 use crate::domain::desired::ValidState;
 use crate::domain::route::{Route, Table};
 use nix::errno::Errno;
@@ -212,8 +213,8 @@ struct Outcome {
 
 impl Fib {
     /// Makes the tables equal to `desired` (see the module docs for the order).
-    pub(crate) fn apply(&self, desired: Desired<'_>, dry_run: bool) -> Result<ApplyReport, RouteError> {
-        self.apply_from(desired, dry_run, None)
+    pub(crate) fn apply(&self, desired: Desired<'_>, options: ApplyOptions) -> Result<ApplyReport, RouteError> {
+        self.apply_from(desired, options, None)
     }
 
     /// As [`Fib::apply`], recording each route's origin in the same commit
@@ -221,13 +222,45 @@ impl Fib {
     pub(crate) fn apply_from(
         &self,
         desired: Desired<'_>,
-        dry_run: bool,
+        options: ApplyOptions,
         origins: Option<&Origins>,
     ) -> Result<ApplyReport, RouteError> {
+        let dry_run = options.is_dry_run();
+        let guard = match options.removal_guard() {
+            Some(share) if !(0.0..=1.0).contains(&share) => {
+                return Err(RouteError::Invalid(crate::domain::desired::DesiredError {
+                    what: "max_remove_share".into(),
+                    reason: format!("{share} is not a share: give one from 0 to 1 (0.5: at most half the routes)"),
+                }))
+            }
+            guard => guard.filter(|_| !dry_run),
+        };
         let mut rib = self.locked(!dry_run)?;
+        let (report, changed) = self.apply_locked(&mut rib, desired, dry_run, guard, origins)?;
+        if changed {
+            self.saved(&mut rib)?;
+        }
+        Ok(report)
+    }
+
+    /// The apply's pipeline on a RIB already locked for a change (or, dry,
+    /// to look): plan, guard, room, capacity, execute (undone on a refusal),
+    /// commit to the RIB. Whether the RIB changed, for the caller to save:
+    /// a change of several steps (a host address going) saves once.
+    pub(super) fn apply_locked(
+        &self,
+        rib: &mut Rib,
+        desired: Desired<'_>,
+        dry_run: bool,
+        guard: Option<f64>,
+        origins: Option<&Origins>,
+    ) -> Result<(ApplyReport, bool), RouteError> {
         let started = std::time::Instant::now();
-        let plan = desired.plan(&rib);
+        let plan = desired.plan(rib);
         let planned = started.elapsed();
+        if let Some(max_share) = guard {
+            removal_guard(&plan, rib.routes.len() + rib.shadowed.len(), max_share)?;
+        }
         if let Some((a, b)) = plan.conflict {
             let name = a.policy.name().unwrap_or_default();
             return Err(RouteError::PolicyObject {
@@ -241,42 +274,40 @@ impl Fib {
             // Retired policies past their grace period make room first; those
             // still in it are waited for (at most a grace period) when only
             // they stand in the way.
-            self.bury_policies(&mut rib);
+            self.bury_policies(rib);
             let max = self.config.max_policies as usize;
             // The final state's policies, or the write's peak (every policy in
             // use stays until the commit retires it: room.rs), whichever is more.
             let wanted = plan.policy_ids();
-            let peak = room::policy_peak(&rib, &plan);
+            let peak = room::policy_peak(rib, &plan);
             let excess = (wanted + rib.graveyard.len()).max(peak).saturating_sub(max);
             let excess = excess.min(rib.graveyard.len());
             if excess > 0 && wanted <= max {
-                self.wait_for_graveyard(&mut rib, excess);
+                self.wait_for_graveyard(rib, excess);
             }
         }
         // A dry run does not wait for the graveyard; the apply it previews
         // would (see above), so retired policies do not count against it.
         let retired = if dry_run { 0 } else { rib.graveyard.len() };
-        self.check_capacity(&rib, &plan, retired)?;
+        self.check_capacity(rib, &plan, retired)?;
         let checked = started.elapsed();
         let mut report = report_of(&plan);
         report.dry_run = dry_run;
         if dry_run {
             log::debug!("apply: diff {planned:?}, nothing to write (dry run)");
-            return Ok(report);
+            return Ok((report, false));
         }
         if plan.is_empty() {
             // No route changed, but who asked for them may have: the store
             // must say so, or a restart would hand them to the wrong origin.
-            if reconcile_origins(&mut rib, &desired, origins) {
-                self.saved(&mut rib)?;
-            }
+            let changed = reconcile_origins(rib, &desired, origins);
             log::debug!("apply: diff {planned:?}, nothing to write");
-            return Ok(report);
+            return Ok((report, changed));
         }
         let mut undo: Vec<Undo<'_>> = Vec::new();
         let mut taken = Taken::default();
         let mut staged = Staged::default();
-        match self.execute(&mut rib, &plan, &mut undo, &mut taken, &mut staged) {
+        match self.execute(rib, &plan, &mut undo, &mut taken, &mut staged) {
             Ok((ops, slots)) => {
                 let written = started.elapsed();
                 report.map_operations = ops;
@@ -295,26 +326,24 @@ impl Fib {
                 if few_changed {
                     // Recorded one by one, the changed routes carry their origin;
                     // the unchanged ones may have changed hands.
-                    reconcile_origins(&mut rib, &desired, origins);
+                    reconcile_origins(rib, &desired, origins);
                 }
-                commit(&mut rib, outcome, desired, origins);
+                commit(rib, outcome, desired, origins);
                 let committed = started.elapsed();
-                if let Err(e) = self.write_settings(&rib) {
+                if let Err(e) = self.write_settings(rib) {
                     // Sources were written before; the count only saves a lookup when zero.
                     log::warn!("{e} (the program may look up sources it need not)");
                 }
-                self.saved(&mut rib)?;
                 log::debug!(
-                    "apply: diff {planned:?}, capacity checked at {checked:?}, kernel writes until {written:?}, RIB until {committed:?}, saved at {:?}",
-                    started.elapsed()
+                    "apply: diff {planned:?}, capacity checked at {checked:?}, kernel writes until {written:?}, RIB until {committed:?}"
                 );
-                Ok(report)
+                Ok((report, true))
             }
             Err(e) => {
                 undo.into_iter().rev().for_each(Undo::run);
                 taken.policy_ids.into_iter().for_each(|p| rib.policy_ids.give_back(p));
                 taken.counter_slots.into_iter().for_each(|s| rib.counter_slots.give_back(s));
-                if let Err(settings) = self.write_settings(&rib) {
+                if let Err(settings) = self.write_settings(rib) {
                     log::warn!("{settings}");
                 }
                 Err(e)
@@ -523,6 +552,34 @@ impl Fib {
     }
 }
 
+/// Refuses `plan` when it removes more than `max_share` of the `current`
+/// routes in force (set-aside ones included): the removal guard, checked on
+/// the apply's own plan before anything is written.
+fn removal_guard(plan: &Plan, current: usize, max_share: f64) -> Result<(), RouteError> {
+    let removed = plan.removes.len() + plan.set_aside_removed.len();
+    if !exceeds(removed, current, max_share) {
+        return Ok(());
+    }
+    let replaced = plan.upserts.iter().filter(|(_, _, replaced)| *replaced).count();
+    Err(RouteError::RemovalRefused {
+        removed,
+        current,
+        max_share,
+        sample: plan.removes.iter().take(REFUSAL_SAMPLE).copied().collect(),
+        added: plan.upserts.len() - replaced,
+        replaced,
+    })
+}
+
+/// Whether removing `removed` of `current` routes goes past a guard of
+/// `max_share` (an empty table loses nothing).
+fn exceeds(removed: usize, current: usize, max_share: f64) -> bool {
+    current > 0 && removed as f64 > max_share * current as f64
+}
+
+/// The routes a removal guard's refusal names.
+const REFUSAL_SAMPLE: usize = 10;
+
 fn report_of(plan: &Plan) -> ApplyReport {
     let mut report = ApplyReport { dscp_changed: plan.dscp.is_some(), unchanged: plan.unchanged, ..Default::default() };
     for (id, _, replaced) in &plan.upserts {
@@ -535,8 +592,6 @@ fn report_of(plan: &Plan) -> ApplyReport {
     report
 }
 
-/// Records an applied plan in the RIB (the kernel accepted all of it): the
-/// RIB's tables become the desired ones.
 /// Records the origin `origins` gives every route `desired` names whose
 /// recorded origin differs (a route the diff left alone may now be another
 /// origin's: the same route re-applied by the agent, or a local route taking
@@ -604,6 +659,8 @@ fn differing_origins(
     out
 }
 
+/// Records an applied plan in the RIB (the kernel accepted all of it): the
+/// RIB's tables become the desired ones.
 fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>, origins: Option<&Origins>) {
     let origin = |id: &RouteId| origins.and_then(|o| o.get(id)).copied();
     for o in outcome.objects.by_name.into_values() {
@@ -681,6 +738,15 @@ mod tests {
     }
 
     #[test]
+    fn the_removal_guard_lets_its_share_go_and_no_more() {
+        assert!(!exceeds(2, 4, 0.5), "half of the table is allowed by 50%");
+        assert!(exceeds(3, 4, 0.5));
+        assert!(!exceeds(0, 0, 0.0), "an empty table loses nothing");
+        assert!(exceeds(1, 4, 0.0));
+        assert!(!exceeds(4, 4, 1.0));
+    }
+
+    #[test]
     fn the_lockstep_walk_finds_every_origin_that_differs_and_only_for_desired_routes() {
         let bgp = Noted::Bgp(None);
         let want: Origins =
@@ -694,11 +760,8 @@ mod tests {
         );
         // What a lookup per desired id finds, and nothing for ids outside the desired state.
         let desired = [id("10.1.0.0/16"), id("10.3.0.0/16"), id("10.4.0.0/16")];
-        let by_lookup: Vec<_> = desired
-            .iter()
-            .map(|i| (*i, want.get(i).copied()))
-            .filter(|(i, w)| have.get(i).copied() != *w)
-            .collect();
+        let by_lookup: Vec<_> =
+            desired.iter().map(|i| (*i, want.get(i).copied())).filter(|(i, w)| have.get(i).copied() != *w).collect();
         assert_eq!(differing_origins(&want, &have, |i| desired.contains(i)), by_lookup);
         assert!(differing_origins(&want, &want, |_| true).is_empty());
     }

@@ -2,10 +2,10 @@
 //! once, here, so the hot path only ORs in what depends on the packet. The
 //! encoding is one-way: what was configured lives in the RIB.
 
-use crate::abi::{self, types, MAX_LABELS, ROUTE_LOCAL, ROUTE_POLICY, ROUTE_TC_FROM_DSCP};
+use crate::abi::{self, types, MAX_LABELS, POLICY_DROP, ROUTE_LOCAL, ROUTE_POLICY, ROUTE_TC_FROM_DSCP};
 use crate::domain::label::{LabelStack, LabelStackEntry, TrafficClass};
 use crate::domain::policy::EntropyLabel;
-use crate::domain::policy::Policy;
+use crate::domain::policy::{NoLivePath, Policy};
 use crate::domain::route::{Route, Tc};
 use crate::rib::objects::Object;
 use crate::rib::{Rib, RouteId};
@@ -77,10 +77,14 @@ pub(crate) fn route_value(route: &Route, policy_id: Option<u32>, route_slot: u32
 /// per-list counter slots. A policy in the invalid state (no list) has
 /// n_lists 0 and every slot naming no list (255): the program then passes
 /// its routes' packets unlabelled, counted as "no route" (policy.h:
-/// SELECT_NO_LIST), with no program change.
+/// SELECT_NO_LIST); one that says drop also has ENCAP_POLICY_DROP, which
+/// the program reads before the slots (SELECT_DROP).
 pub(crate) fn policy_value(policy: &Policy, tc: TrafficClass, list_slots: &[u32]) -> Box<types::policy_value> {
     let mut p: Box<types::policy_value> = Box::new(abi::zeroed());
     p.n_lists = policy.lists().len() as u16;
+    if policy.when_invalid() == Some(NoLivePath::Drop) {
+        p.flags |= POLICY_DROP;
+    }
     for (slot, l) in p.lists.iter_mut().zip(policy.lists().iter()) {
         *slot = segment_list(&l.stack, tc, policy.entropy_label());
     }
@@ -169,6 +173,17 @@ mod tests {
         assert_eq!((p.n_lists, p.list_counter[0], p.list_counter[1], p.list_counter[2]), (2, 2, 3, 0));
         assert_eq!(p.slots.to_vec(), route.policy.flow_table());
         assert_eq!(labels(&p.lists[1]).iter().map(|e| e.label).collect::<Vec<_>>(), [16003, 7, 0]);
+    }
+
+    #[test]
+    fn an_invalid_policy_says_what_its_packets_do_in_its_flags() {
+        for (then, flags) in [(NoLivePath::Unlabelled, 0), (NoLivePath::Drop, POLICY_DROP)] {
+            let p = policy_value(&Policy::invalid_with("blue", then).unwrap(), TrafficClass::default(), &[]);
+            assert_eq!((p.n_lists, p.flags), (0, flags), "{then}");
+            assert!(p.slots.iter().all(|s| *s == u8::MAX), "no slot names a list");
+        }
+        let valid = policy_value(&"16001@1,16002@1".parse().unwrap(), TrafficClass::default(), &[]);
+        assert_eq!(valid.flags, 0);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::domain::prefix;
 use crate::domain::route::{Route, Table};
 use crate::error::{MapError, RouteError};
 use crate::rib::alloc::{CounterSlots, GRACE};
+use crate::rib::diff::Patch;
 use crate::rib::objects::same_tc_kind as objects_same_kind;
 use crate::rib::origins::Noted;
 use crate::rib::store::{LoadConfig, Store};
@@ -36,6 +37,7 @@ use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
 use crate::sys::map::BpfMap;
 use crate::sys::mmap::MappedArray;
+use apply::Origins;
 use dir24_8::Dir24_8;
 use key::RouteKey;
 use table::RouteTable;
@@ -72,6 +74,31 @@ pub(crate) fn note_origin(rib: &mut Rib, id: RouteId, origin: Option<Noted>) {
             rib.origin_of.remove(&id);
         }
     }
+}
+
+/// A route's counter slots; a route on a shared object counts its lists
+/// there (shared by its routes).
+fn slots_of(rib: &Rib, id: &RouteId) -> CounterSlots {
+    let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
+    if let Some(o) = rib.object_of(id) {
+        slots.lists = o.lists.clone();
+    }
+    slots
+}
+
+/// A route's counters from its slots, each read by `counter`.
+fn counters_of(
+    slots: &CounterSlots,
+    counter: impl Fn(u32) -> Result<Counter, MapError>,
+) -> Result<RouteCounters, MapError> {
+    let labelled = counter(slots.route)?;
+    let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
+    let lists = if slots.lists.is_empty() {
+        vec![labelled]
+    } else {
+        slots.lists.iter().map(|s| counter(*s)).collect::<Result<_, _>>()?
+    };
+    Ok(RouteCounters { counted, labelled, lists })
 }
 
 /// What [`Fib::allocate`] handed a route about to be written.
@@ -444,9 +471,34 @@ impl Fib {
         if table == Table::Main && rib.is_local_host(&route.prefix) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
-        self.install(&mut rib, table, route)?;
-        note_origin(&mut rib, (table, route.prefix), origin);
-        self.saved(&mut rib)
+        let id = (table, route.prefix);
+        if route.policy.name().is_some() {
+            // One route cannot move a shared object to another traffic class
+            // kind under the routes still on it (an apply moves them all).
+            objects::check_tc_kind(&rib, &route.policy, route.tc, rib.policy_of.get(&id).copied())?;
+        }
+        self.patch_locked(&mut rib, id, Some(route.clone()), origin)?;
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) one route through the apply's
+    /// pipeline (apply.rs: plan, room, execute with its undo, commit), on a
+    /// RIB already locked for a change, and saves it: one write path for a
+    /// route whatever asked for it. Whether anything changed.
+    fn patch_locked(
+        &self,
+        rib: &mut Changing<'_>,
+        id: RouteId,
+        route: Option<Route>,
+        origin: Option<Noted>,
+    ) -> Result<bool, RouteError> {
+        let patch: Patch = [(id, route)].into();
+        let origins: Origins = origin.map(|o| (id, o)).into_iter().collect();
+        let (_, changed) = self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins))?;
+        if changed {
+            self.saved(rib)?;
+        }
+        Ok(changed)
     }
 
     /// Replaces what the origins say of BGP's policies (written with the
@@ -459,61 +511,6 @@ impl Fib {
         }
         rib.origin_notes = notes;
         self.saved(&mut rib)
-    }
-
-    /// Writes a route. A policy keeps its id while its route stays a policy
-    /// route and is updated in place (the hash map swaps the value whole), so a
-    /// packet always finds the policy its route names; a policy no longer named
-    /// is deleted only after a grace period.
-    fn install(&self, rib: &mut Rib, table: Table, route: &Route) -> Result<(), RouteError> {
-        self.bury_policies(rib);
-        if route.policy.name().is_some() {
-            return self.install_named(rib, table, route);
-        }
-        let id: RouteId = (table, route.prefix);
-        let a = self.allocate(rib, id, route)?;
-        let give_back = |rib: &mut Rib| {
-            a.fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
-            if let (Some(p), false) = (a.policy_id, a.in_place) {
-                rib.policy_ids.give_back(p);
-            }
-        };
-        for s in &a.fresh {
-            // A reused slot still holds its last owner's counts.
-            if let Err(e) = self.maps.route_counters.zero_percpu(&s.to_ne_bytes()) {
-                give_back(rib);
-                return Err(e.into());
-            }
-        }
-        let (slots, lists, new_id, in_place) = (a.slots.clone(), a.lists, a.policy_id, a.in_place);
-        let (value, policy) = encode::route(route, new_id, slots.route, &slots.lists);
-        if let (Some(p), Some(policy)) = (new_id, policy) {
-            if let Err(e) = self.write_policy(rib, p, &policy) {
-                give_back(rib);
-                return Err(e);
-            }
-        }
-        // In place, the route's value is byte for byte what it was: the one
-        // policy write above is the whole change. Otherwise the route is
-        // switched to a fresh policy, so no packet meets the old route with
-        // the new policy.
-        if !in_place {
-            if let Err(e) = self.write(table, &route.prefix, &value) {
-                // The new policy was written: it is deleted, and its id freed, after a grace period.
-                if let Some(p) = new_id {
-                    self.forget_policy(rib, p);
-                }
-                a.fresh.iter().for_each(|s| rib.counter_slots.give_back(*s));
-                return Err(e);
-            }
-        }
-        match new_id {
-            Some(p) => rib.bind_policy(id, p),
-            None => rib.retire_policy(&id),
-        }
-        rib.keep_counters(id, slots, lists);
-        rib.routes.insert(id, route.clone());
-        Ok(())
     }
 
     /// A route's counter slots (its own, and new ones for what it lacks) and
@@ -543,21 +540,6 @@ impl Fib {
             },
         };
         Ok(Allocation { slots, fresh, lists, policy_id, in_place })
-    }
-
-    /// Writes a policy. When the table is full only because retired
-    /// policies wait out their grace period, waits for the oldest (at most
-    /// [`GRACE`]) and tries again: a retired policy delays a new one, it
-    /// never refuses it.
-    fn write_policy(&self, rib: &mut Rib, id: u32, policy: &types::policy_value) -> Result<(), RouteError> {
-        let write = || self.maps.policies.update(&id.to_ne_bytes(), abi::bytes_of(policy));
-        match write() {
-            Err(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }) if !rib.graveyard.is_empty() => {
-                self.wait_for_graveyard(rib, 1);
-                write().map_err(full("policy", self.config.max_policies))
-            }
-            other => other.map_err(full("policy", self.config.max_policies)),
-        }
     }
 
     /// Waits until `n` retired policies have waited out their grace period
@@ -594,22 +576,11 @@ impl Fib {
         let prefix = prefix::check(prefix)?;
         let mut rib = self.changer()?;
         let id = (table, prefix);
-        if table == Table::Main && rib.is_local_host(&prefix) {
-            let hidden = rib.shadowed.remove(&prefix).is_some();
-            rib.drop_counters(&id);
-            self.saved(&mut rib)?;
-            return Ok(hidden);
-        }
-        if !rib.routes.contains_key(&id) {
+        let set_aside = table == Table::Main && rib.is_local_host(&prefix) && rib.shadowed.contains_key(&prefix);
+        if !set_aside && !rib.routes.contains_key(&id) {
             return Ok(false);
         }
-        self.routes_map(table, &prefix).0.delete(RouteKey::in_table(table.id(), prefix).bytes())?;
-        rib.routes.remove(&id);
-        rib.origin_of.remove(&id);
-        rib.retire_policy(&id);
-        rib.drop_counters(&id);
-        self.bury_policies(&mut rib);
-        self.saved(&mut rib)?;
+        self.patch_locked(&mut rib, id, None, None)?;
         Ok(true)
     }
 
@@ -672,26 +643,37 @@ impl Fib {
     /// What the route for exactly `prefix` labelled; `None` without such a route.
     pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let slots = {
-            let rib = self.writer();
-            if !rib.routes.contains_key(&(table, prefix)) {
-                return Ok(None);
-            }
-            let mut slots = rib.counters_of.get(&(table, prefix)).cloned().unwrap_or_default();
-            // A route on a shared object counts its lists there (shared by its routes).
-            if let Some(o) = rib.object_of(&(table, prefix)) {
-                slots.lists = o.lists.clone();
-            }
-            slots
+        let Some(slots) =
+            self.read(|rib| rib.routes.contains_key(&(table, prefix)).then(|| slots_of(rib, &(table, prefix))))
+        else {
+            return Ok(None);
         };
-        let labelled = self.slot_counter(slots.route)?;
-        let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
-        let lists = if slots.lists.is_empty() {
-            vec![labelled]
-        } else {
-            slots.lists.iter().map(|s| self.slot_counter(*s)).collect::<Result<Vec<_>, _>>()?
+        Ok(Some(counters_of(&slots, |slot| self.slot_counter(slot))?))
+    }
+
+    /// Every route of every table, resolved, with its counters: one pass
+    /// over the RIB and one batched read of the counter pool, not a lock and
+    /// a syscall per route.
+    pub(crate) fn counted_routes(&self) -> Result<Vec<(Table, Route, RouteCounters)>, MapError> {
+        let rows: Vec<(Table, Route, CounterSlots)> = self.read(|rib| {
+            rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned(), slots_of(rib, id))).collect()
+        });
+        let (values, per_slot) = self.maps.route_counters.percpu_array_values()?;
+        let stride = std::mem::size_of::<types::counter_value>().div_ceil(8) * 8;
+        let slot = |slot: u32| -> Result<Counter, MapError> {
+            let mut total = Counter::default();
+            if slot == 0 || per_slot == 0 {
+                return Ok(total);
+            }
+            let at = slot as usize * per_slot;
+            for cpu in values.get(at..at + per_slot).unwrap_or_default().chunks(stride) {
+                if let Some(v) = abi::from_bytes::<types::counter_value>(cpu) {
+                    total = total.plus(Counter { packets: v.packets, bytes: v.bytes });
+                }
+            }
+            Ok(total)
         };
-        Ok(Some(RouteCounters { counted, labelled, lists }))
+        rows.into_iter().map(|(table, route, slots)| Ok((table, route, counters_of(&slots, slot)?))).collect()
     }
 
     /// One counter slot summed over CPUs; zero for slot 0 (not counted).
@@ -728,6 +710,13 @@ impl Fib {
     /// be restored when its address goes is logged and kept set aside (the
     /// address's entry stays: never labelled, never black-holed).
     pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
+        // The common call (a netlink event that changed no address of this
+        // host's) writes nothing: it must not begin a change either, which
+        // would journal it and move the route cache's generation on (every
+        // cached answer lost, a miss for every active flow).
+        if let Some(n) = self.read(|rib| (rib.local == *wanted).then(|| rib.local.len())) {
+            return Ok(n);
+        }
         let mut rib = self.changer()?;
         let adding: Vec<IpAddr> = wanted.difference(&rib.local).copied().collect();
         let removing: Vec<IpAddr> = rib.local.difference(wanted).copied().collect();
@@ -739,7 +728,7 @@ impl Fib {
             let host = IpNetwork::from(addr);
             if let Err(e) = self.write(Table::Main, &host, &encode::local()) {
                 for host in added.into_iter().rev() {
-                    self.rewrite_route(&mut rib, host);
+                    self.rewrite_route(&rib, host);
                 }
                 return Err(e);
             }
@@ -765,27 +754,26 @@ impl Fib {
         Ok(rib.local.len())
     }
 
-    /// Writes `route` over a main-table host entry, or deletes the entry.
-    fn write_host(&self, rib: &mut Rib, host: IpNetwork, route: Option<&Route>) -> Result<(), RouteError> {
-        match route {
-            Some(route) => self.install(rib, Table::Main, route),
-            None => {
-                self.routes_map(Table::Main, &host).0.delete(RouteKey::new(host).bytes())?;
-                Ok(())
-            }
-        }
-    }
-
     /// Puts back what the RIB says for a main-table host prefix whose entry
-    /// was overwritten: its route, or nothing.
-    fn rewrite_route(&self, rib: &mut Rib, host: IpNetwork) {
-        let route = rib.routes.get(&(Table::Main, host)).cloned();
-        if let Err(e) = self.write_host(rib, host, route.as_ref()) {
+    /// was overwritten: its route as installed (same policy id and counter
+    /// slots: nothing is allocated), or nothing.
+    fn rewrite_route(&self, rib: &Rib, host: IpNetwork) {
+        let written = match encode::installed_value(rib, &(Table::Main, host)) {
+            Some(value) => self.write(Table::Main, &host, &value),
+            None => self.delete_host(host),
+        };
+        if let Err(e) = written {
             log::warn!("rolling back the host entry {host} failed: {e} (verify() reports it)");
         }
     }
 
-    /// Replaces a host entry by the route it hid, or deletes it.
+    fn delete_host(&self, host: IpNetwork) -> Result<(), RouteError> {
+        self.routes_map(Table::Main, &host).0.delete(RouteKey::new(host).bytes())?;
+        Ok(())
+    }
+
+    /// Replaces a host entry by the route it hid (through the apply's
+    /// pipeline, keeping the route's origin), or deletes it.
     fn unshadow(&self, rib: &mut Rib, host: IpNetwork, hidden: Option<Route>) {
         // A set-aside route on a shared object comes back on the object as
         // it is now, not with the content it had when set aside.
@@ -793,9 +781,21 @@ impl Fib {
             Some((_, o)) if objects_same_kind(o.tc, r.tc) => Route { policy: o.policy.clone(), tc: o.tc, ..r },
             _ => r,
         });
-        let result = self.write_host(rib, host, hidden.as_ref());
+        let id = (Table::Main, host);
+        let result = match &hidden {
+            Some(route) => {
+                let patch: Patch = [(id, Some(route.clone()))].into();
+                let origins: Origins = rib.origin_of.get(&id).map(|o| (id, *o)).into_iter().collect();
+                self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins)).map(|_| ())
+            }
+            None => self.delete_host(host),
+        };
         if let Err(e) = result {
             log::warn!("restoring {host} after it stopped being a host address failed: {e}");
+            // The address's entry stays: never labelled, never black-holed.
+            if let Err(e) = self.write(Table::Main, &host, &encode::local()) {
+                log::warn!("keeping {host} unlabelled failed: {e} (verify() reports it)");
+            }
             rib.local.insert(host.ip());
             if let Some(route) = hidden {
                 rib.shadowed.insert(host, route);

@@ -9,7 +9,7 @@ use super::apply::{route_value, Taken, Undo};
 use super::{encode, full, Fib};
 use crate::abi::{self, types};
 use crate::domain::policy::Policy;
-use crate::domain::route::{Route, Table, Tc};
+use crate::domain::route::{Route, Tc};
 use crate::error::RouteError;
 use crate::rib::alloc::CounterSlots;
 use crate::rib::objects::{same_tc_kind, Object};
@@ -24,28 +24,22 @@ pub struct PolicyUpdate {
     pub map_operations: usize,
 }
 
-/// Where a named route's object comes from in a change.
-pub(crate) enum Target {
-    /// The object the name resolves to; `true`: its content is rewritten in place.
-    Existing(u32, bool),
-    /// A fresh id (a new name, or a name whose traffic class kind changed).
-    Fresh,
-}
-
-/// Which object a route with a named `policy` and `tc` goes to, given the
-/// object it is on now (`on_it`). Refused when the name's object must be
-/// replaced (its traffic class kind changes) while other routes still use it.
-pub(crate) fn target(rib: &Rib, policy: &Policy, tc: Tc, on_it: Option<u32>) -> Result<Target, RouteError> {
+/// Refuses a route with a named `policy` and `tc` whose object would have to
+/// be replaced (its traffic class kind changes) while other routes still use
+/// it; the route is on object `on_it` now. An apply moves all of a name's
+/// routes at once; one route cannot.
+pub(crate) fn check_tc_kind(rib: &Rib, policy: &Policy, tc: Tc, on_it: Option<u32>) -> Result<(), RouteError> {
     let name = policy.name().unwrap_or_default();
     match rib.objects.named(name) {
-        Some((p, o)) if same_tc_kind(o.tc, tc) => Ok(Target::Existing(p, !o.holds(policy, tc))),
-        Some((p, o)) if o.users > usize::from(on_it == Some(p)) => Err(RouteError::PolicyObject {
-            name: name.to_owned(),
-            problem: format!("its routes take the traffic class {}, this one {tc}", o.tc),
-            remedy: "routes sharing a policy name share one traffic class kind (fixed or dscp): change them all in \
-                     one apply, or give this route another name",
-        }),
-        _ => Ok(Target::Fresh),
+        Some((p, o)) if !same_tc_kind(o.tc, tc) && o.users > usize::from(on_it == Some(p)) => {
+            Err(RouteError::PolicyObject {
+                name: name.to_owned(),
+                problem: format!("its routes take the traffic class {}, this one {tc}", o.tc),
+                remedy: "routes sharing a policy name share one traffic class kind (fixed or dscp): change them all \
+                         in one apply, or give this route another name",
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -94,84 +88,6 @@ pub(crate) struct StagedObject {
 }
 
 impl Fib {
-    /// Writes a route whose policy is named: onto its object, created or
-    /// changed (one policy write) as needed; the route's own entry is
-    /// written only when its value changes (not when only the object did).
-    pub(crate) fn install_named(&self, rib: &mut Rib, table: Table, route: &Route) -> Result<(), RouteError> {
-        let id: RouteId = (table, route.prefix);
-        let on_it = rib.policy_of.get(&id).copied();
-        let target = target(rib, &route.policy, route.tc, on_it)?;
-        let (slots, fresh_route) = rib.counters_for(id, 0);
-        let (p, own, old) = match target {
-            Target::Existing(p, changed) => {
-                let o = rib.objects.get(p).cloned();
-                let own = o.as_ref().map(|o| o.lists.clone()).unwrap_or_default();
-                (p, own, changed.then(|| o.map(|o| encode::object(&o))).flatten())
-            }
-            Target::Fresh => match rib.policy_ids.take() {
-                Some(p) => (p, Vec::new(), None),
-                None => {
-                    fresh_route.iter().for_each(|s| rib.counter_slots.give_back(*s));
-                    return Err(RouteError::full("policy", self.config.max_policies));
-                }
-            },
-        };
-        let is_fresh = matches!(target, Target::Fresh);
-        let rewrite = is_fresh || old.is_some();
-        let (lists, fresh_lists) =
-            if rewrite { list_slots(rib, &own, route.policy.lists().len()) } else { (own, Vec::new()) };
-        let give_back = |rib: &mut Rib| {
-            fresh_route.iter().chain(&fresh_lists).for_each(|s| rib.counter_slots.give_back(*s));
-            if is_fresh {
-                rib.policy_ids.give_back(p);
-            }
-        };
-        let zeroed = fresh_route.iter().chain(&fresh_lists).try_for_each(|s| {
-            // A reused slot still holds its last owner's counts.
-            self.maps.route_counters.zero_percpu(&s.to_ne_bytes())
-        });
-        if let Err(e) = zeroed {
-            give_back(rib);
-            return Err(e.into());
-        }
-        if rewrite {
-            let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
-            if let Err(e) = self.write_policy(rib, p, &value) {
-                give_back(rib);
-                return Err(e);
-            }
-        }
-        let value = encode::route_value(route, Some(p), slots.route);
-        let current = encode::installed_value(rib, &id);
-        if current.map(|v| abi::bytes_of(&v).to_vec()) != Some(abi::bytes_of(&value).to_vec()) {
-            if let Err(e) = self.write(table, &route.prefix, &value) {
-                match old {
-                    // The object is put back as it was: its other routes see no change.
-                    Some(old) => {
-                        if let Err(undo) = self.maps.policies.update(&p.to_ne_bytes(), abi::bytes_of(old.as_ref())) {
-                            log::error!("{undo} (verify() reports policy {p})");
-                        }
-                        fresh_route.iter().chain(&fresh_lists).for_each(|s| rib.counter_slots.give_back(*s));
-                    }
-                    None if is_fresh => {
-                        // Written but named by no route: deleted, its id freed.
-                        self.forget_policy(rib, p);
-                        fresh_route.iter().chain(&fresh_lists).for_each(|s| rib.counter_slots.give_back(*s));
-                    }
-                    None => give_back(rib),
-                }
-                return Err(e);
-            }
-        }
-        if rewrite {
-            record(rib, p, &route.policy, route.tc, lists);
-        }
-        rib.bind_policy(id, p);
-        rib.keep_counters(id, slots, 0);
-        rib.routes.insert(id, route.clone());
-        Ok(())
-    }
-
     /// Replaces the content of the object named by `policy`'s name: one
     /// write to `policies`; every route on it follows, none is rewritten.
     /// `None` when no route uses that name.

@@ -165,23 +165,9 @@ impl Rib {
         }
     }
 
-    /// Points a route at policy id `p` (its own, or an object already in
-    /// [`Rib::objects`]), retiring the one it had.
-    pub(crate) fn bind_policy(&mut self, id: RouteId, p: u32) {
-        if self.policy_of.get(&id) == Some(&p) {
-            return;
-        }
-        if let Some(old) = self.policy_of.insert(id, p) {
-            self.leave(old);
-        }
-        if let Some(o) = self.objects.get_mut(p) {
-            o.users += 1;
-        }
-    }
-
-    /// Points many routes at their policy ids (`None`: none), as
-    /// [`Rib::bind_policy`] does one by one, except that every route is
-    /// counted on its new object before any is taken off its old one: an
+    /// Points routes at their policy ids (`None`: none; their own, or an
+    /// object already in [`Rib::objects`]), retiring those they had. Every
+    /// route is counted on its new object before any is taken off its old one: an
     /// object that some routes leave while others join is never retired
     /// (and its id reused) under the ones that join.
     pub(crate) fn bind_policies(&mut self, binds: impl IntoIterator<Item = (RouteId, Option<u32>)>) {

@@ -209,6 +209,47 @@ impl BpfMap {
         Ok(())
     }
 
+    /// Every value of a per-CPU array, by key (0 up), each the values of
+    /// every possible CPU (padded to 8 bytes each, as
+    /// [`BpfMap::lookup_percpu`] gives them), in BPF_MAP_LOOKUP_BATCH calls
+    /// (5.6+): a counter pool of 65,536 slots in a few syscalls instead of
+    /// one per slot. Returns the bytes and how many of them a key takes.
+    pub(crate) fn percpu_array_values(&self) -> Result<(Vec<u8>, usize), MapError> {
+        let per_key = self.percpu_stride() * self.possible_cpus()?;
+        let mut all = Vec::new();
+        let mut keys = vec![0u8; BATCH * 4];
+        let mut values = vec![0u8; BATCH * per_key];
+        let (mut at, mut next) = (None::<u32>, 0u32);
+        loop {
+            let mut count = BATCH as u32;
+            let in_batch = at.as_mut().map_or(std::ptr::null_mut(), |k| std::ptr::from_mut(k).cast());
+            // SAFETY: the batch tokens are u32 (an array's key); `keys` and
+            // `values` have room for `count` entries of the map's sizes; NULL opts.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_lookup_batch(
+                    self.fd.as_raw_fd(),
+                    in_batch,
+                    std::ptr::from_mut(&mut next).cast(),
+                    keys.as_mut_ptr().cast(),
+                    values.as_mut_ptr().cast(),
+                    &mut count,
+                    std::ptr::null(),
+                )
+            };
+            let done = match check(self.name, "lookup_batch", rc) {
+                Ok(()) => false,
+                // The last batch: `count` holds what it read.
+                Err(MapError { errno: Errno::ENOENT, .. }) => true,
+                Err(e) => return Err(e),
+            };
+            all.extend_from_slice(values.get(..count as usize * per_key).unwrap_or_default());
+            if done || count == 0 {
+                return Ok((all, per_key));
+            }
+            at = Some(next);
+        }
+    }
+
     /// Bytes per CPU in a per-CPU map's value buffer: the value, padded to 8.
     fn percpu_stride(&self) -> usize {
         self.value_size.div_ceil(8) * 8

@@ -2,8 +2,8 @@
 //! from the specification and RFC 3032, never from the BPF C.
 //!
 //! Precedence of the verdicts (which counter a frame lands in): not IP, then
-//! malformed, then multicast, then local, then no route, then MTU, then
-//! labelled.
+//! malformed, then multicast, then local, then no route, then a policy with
+//! no live path (passed as no route, or dropped), then MTU, then labelled.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use std::rc::Rc;
 use ipnetwork::IpNetwork;
 use lnetd_host_encap::{
     diagnostics::XdpAction, encap::MtuPolicy, encap::TtlMode, labels::DscpMap, labels::EntropyLabel,
-    labels::LabelStackEntry, routes::Tc, Policy, Route,
+    labels::LabelStackEntry, labels::NoLivePath, routes::Tc, Policy, Route,
 };
 
 use super::{labelled, Frame};
@@ -29,6 +29,8 @@ pub enum Verdict {
     NoRoute,
     MtuDropped,
     MtuPassed,
+    /// Its policy has no live path and says drop (`NoLivePath::Drop`).
+    NoLivePathDropped,
 }
 
 impl Verdict {
@@ -42,6 +44,7 @@ impl Verdict {
             Verdict::NoRoute => stats.no_route,
             Verdict::MtuDropped => stats.mtu_dropped,
             Verdict::MtuPassed => stats.mtu_passed,
+            Verdict::NoLivePathDropped => stats.no_live_path_dropped,
         }
     }
 }
@@ -325,6 +328,14 @@ impl Model {
             Some(Err(())) => return pass(Verdict::Local),
             Some(Ok(r)) => r,
         };
+        // RFC 9256 section 5: an invalid policy's routes are unlabelled or dropped, as it says.
+        match route.policy.when_invalid() {
+            Some(NoLivePath::Unlabelled) => return pass(Verdict::NoRoute),
+            Some(NoLivePath::Drop) => {
+                return Outcome { action: XdpAction::Drop, frame: frame.to_vec(), verdict: Verdict::NoLivePathDropped }
+            }
+            None => {}
+        }
         // The segment list: the policy's flow table at the flow hash.
         let hash = flow_hash(p.src, p.dst, p.proto, p.ports);
         let mut labels = list_for(&route.policy, hash);

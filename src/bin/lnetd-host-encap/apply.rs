@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Read, Write};
 
+use lnetd_host_encap::errors::RouteError;
 use lnetd_host_encap::{desired::ApplyReport, desired::DesiredFormat, DesiredState, Encapsulator, IpNetwork, Table};
 
 use super::{output, Failure};
@@ -117,12 +118,18 @@ impl Target for Direct<'_> {
     }
 
     fn apply(&mut self, desired: &DesiredState, max_remove_share: Option<f64>) -> Result<ApplyReport, NotApplied> {
-        // This process holds the dataplane (its store's lock) from the plan
-        // to the change: nothing comes between them.
+        // The guard is the apply's own: checked on the plan it writes.
+        let mut options = lnetd_host_encap::ApplyOptions::default();
         if let Some(max) = max_remove_share {
-            guard(&self.plan(desired)?, desired, max)?;
+            options = options.max_remove_share(max);
         }
-        Ok(self.enc()?.apply(desired, lnetd_host_encap::ApplyOptions::default())?)
+        match self.enc()?.apply(desired, options) {
+            Ok(report) => Ok(report),
+            Err(RouteError::RemovalRefused { removed, current, sample, .. }) => {
+                Err(NotApplied::Guard(Refused { removed, current, sample }))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -171,7 +178,9 @@ pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
 }
 
 /// The removal guard checked from a dry run's `plan`: refused when it
-/// removes more than `max` of the routes in force.
+/// removes more than `max` of the routes in force. For an agent too old to
+/// guard an apply itself; the library's own guard
+/// ([`lnetd_host_encap::ApplyOptions::max_remove_share`]) does it in one pass.
 ///
 /// # Errors
 /// [`NotApplied::Guard`] with the counts and a sample.

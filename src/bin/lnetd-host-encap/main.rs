@@ -303,6 +303,12 @@ struct BgpArgs {
     #[arg(long = "sbfd-router-mac", value_name = "MAC",
           value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a MAC such as 02:00:00:00:00:01"))]
     sbfd_router_mac: Option<[u8; 6]>,
+    /// What the packets of the routes steered into an SR policy with no live
+    /// candidate path (every list down, or no valid path) do: unlabelled
+    /// (passed to the host's stack) or drop. Default: unlabelled.
+    #[cfg(feature = "bgp")]
+    #[arg(long = "sbfd-no-live-path", value_name = "unlabelled|drop")]
+    sbfd_no_live_path: Option<lnetd_host_encap::labels::NoLivePath>,
 }
 
 impl BgpArgs {
@@ -332,6 +338,7 @@ impl BgpArgs {
                     self.sbfd_reflectors = s.reflectors;
                 }
                 self.sbfd_router_mac = self.sbfd_router_mac.or(s.router_mac);
+                self.sbfd_no_live_path = self.sbfd_no_live_path.or(s.no_live_path);
             }
             if self.sbfd_interval_ms.is_none()
                 && (self.sbfd_multiplier.is_some()
@@ -350,10 +357,11 @@ impl BgpArgs {
                 && (self.session_down.is_some()
                     || self.stale_time.is_some()
                     || self.router_id.is_some()
-                    || self.sbfd_interval_ms.is_some())
+                    || self.sbfd_interval_ms.is_some()
+                    || self.sbfd_no_live_path.is_some())
             {
-                return Err("--bgp-session-down, --bgp-stale-time, --bgp-router-id and --sbfd-interval-ms need \
-                            --bgp-api (or bgp.api in --config)"
+                return Err("--bgp-session-down, --bgp-stale-time, --bgp-router-id, --sbfd-interval-ms and \
+                            --sbfd-no-live-path need --bgp-api (or bgp.api in --config)"
                     .into());
             }
         }

@@ -12,7 +12,7 @@ const LISTED: usize = 20;
 /// The policy in the syntax `set` and `apply` take (no entropy label: it has its own field).
 fn policy_text(r: &CountedRoute) -> String {
     if !r.route.policy.is_valid() {
-        return "invalid".into();
+        return r.route.policy.to_string();
     }
     let lists = r.route.policy.lists();
     let one = lists.len() == 1;
@@ -230,25 +230,32 @@ pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], ori
 }
 
 pub fn stats_table(stats: &Stats) {
-    println!("{:<12} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES");
+    println!("{:<20} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES");
     for (name, c) in stats.named() {
-        println!("{name:<12} {:>14} {:>16}", c.packets, c.bytes);
+        println!("{name:<20} {:>14} {:>16}", c.packets, c.bytes);
     }
     let tx_errors = stats.tx_errors.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
-    println!("{:<12} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-");
+    println!("{:<20} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-");
 }
 
 pub fn rate_line(delta: &Stats) -> String {
     let passed: u64 = delta.named().iter().filter(|(n, _)| *n != "labelled").map(|(_, c)| c.packets).sum();
     let lost = delta.tx_errors.map(|n| format!(" | tx errors {n} pkt/s")).unwrap_or_default();
     format!(
-        "labelled {} pkt/s {:.1} Mbit/s | no route {} | local {} | mtu {} | other passed {} pkt/s{lost}",
+        "labelled {} pkt/s {:.1} Mbit/s | no route {} | local {} | mtu {} | no live path, dropped {} | other passed {} \
+         pkt/s{lost}",
         delta.labelled.packets,
         delta.labelled.bytes as f64 * 8.0 / 1e6,
         delta.no_route.packets,
         delta.local.packets,
         delta.mtu_dropped.packets + delta.mtu_passed.packets,
-        passed - delta.no_route.packets - delta.local.packets - delta.mtu_dropped.packets - delta.mtu_passed.packets,
+        delta.no_live_path_dropped.packets,
+        passed
+            - delta.no_route.packets
+            - delta.local.packets
+            - delta.mtu_dropped.packets
+            - delta.mtu_passed.packets
+            - delta.no_live_path_dropped.packets,
     )
 }
 

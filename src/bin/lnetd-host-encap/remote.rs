@@ -102,18 +102,14 @@ fn route_message(table: Table, route: &Route) -> pb::Route {
 /// The policy's lists, each with its weight (no entropy label: it has its own field).
 fn policy_text(policy: &Policy) -> String {
     if !policy.is_valid() {
-        return "invalid".to_owned();
+        return policy.to_string();
     }
     policy.lists().iter().map(|l| format!("{}@{}", l.stack, l.weight)).collect::<Vec<_>>().join(",")
 }
 
 fn route_of(r: &pb::Route) -> Result<(Table, Route), Failure> {
     let prefix = prefix::parse(&r.prefix)?;
-    let policy: Policy = match r.policy_name.as_str() {
-        "" => r.policy.parse()?,
-        name if r.policy.trim() == "invalid" => Policy::invalid(name)?,
-        name => r.policy.parse::<Policy>()?.with_name(name)?,
-    };
+    let policy = Policy::from_text(&r.policy, Some(r.policy_name.as_str()).filter(|n| !n.is_empty()))?;
     let entropy = match r.entropy_label.as_str() {
         "" => None,
         text => Some(text.parse()?),
@@ -189,6 +185,7 @@ fn stats_of(reply: &pb::Stats) -> Stats {
             "mtu_passed" => stats.mtu_passed = c,
             "no_headroom" => stats.no_headroom = c,
             "aborted" => stats.aborted = c,
+            "no_live_path_dropped" => stats.no_live_path_dropped = c,
             other => log::debug!("the agent reports a counter this command does not know: {other}"),
         }
     }

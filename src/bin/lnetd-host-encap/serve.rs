@@ -300,6 +300,7 @@ pub fn agent(
                 }
                 None => None,
             },
+            no_live_path: bgp.sbfd_no_live_path.unwrap_or_default(),
             ..BgpConfig::new(api.clone())
         };
         extras.origins = Some(Arc::clone(&origins));

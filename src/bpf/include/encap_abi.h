@@ -14,6 +14,7 @@ const volatile struct {
 	enum encap_limits limits;
 	enum encap_counter counter;
 	enum encap_route_flags route_flags;
+	enum encap_policy_flags policy_flags;
 	enum encap_dir dir;
 	enum encap_skip skip;
 	struct dir_block dir_block;

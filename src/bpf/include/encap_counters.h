@@ -32,6 +32,7 @@ static __always_inline enum verdict encap_verdict(enum encap_counter c)
 	case ENCAP_CNT_TX:
 		return VERDICT_TX;
 	case ENCAP_CNT_MTU_DROP:
+	case ENCAP_CNT_NO_LIVE_PATH_DROP:
 		return VERDICT_DROP;
 	case ENCAP_CNT_ABORTED:
 		return VERDICT_ABORTED;

@@ -5,7 +5,7 @@
  *
  * Pipeline: parse -> multicast -> route lookup (the main table through the
  * route cache: local?; the source's alternate table, else the main one;
- * plain or policy) -> segment list -> MTU -> save
+ * plain or policy) -> segment list (or the policy's drop) -> MTU -> save
  * L2 -> reflect it (XDP only) -> grow (hook) -> push. Each stage reports in
  * its own terms; this worker maps that onto an encap counter and jumps to the
  * one exit, which counts exactly that counter and turns it into the hook's
@@ -130,6 +130,9 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 			break;
 		case SELECT_BAD_SLOT:
 			verdict = ENCAP_CNT_ABORTED;
+			goto out;
+		case SELECT_DROP:
+			verdict = ENCAP_CNT_NO_LIVE_PATH_DROP;
 			goto out;
 		default:
 			verdict = ENCAP_CNT_PASS_NO_ROUTE;

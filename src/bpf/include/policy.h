@@ -14,13 +14,21 @@ enum policy_select {
 	SELECT_OK = 0,
 	SELECT_NO_LIST,   /* the slot names a list the policy does not have */
 	SELECT_BAD_SLOT,  /* slot index out of bounds: unreachable unless the bound is lost */
+	SELECT_DROP,      /* no live path, and the policy says drop (ENCAP_POLICY_DROP) */
 };
 
-/* The index of the segment list for a flow `hash`, via the policy's slot table. */
+/*
+ * The index of the segment list for a flow `hash`, via the policy's slot
+ * table. A policy that drops has no list to select: said before the table is
+ * read, so no flow of it is hashed into "no route".
+ */
 static __always_inline enum policy_select select_segment_list(const struct policy_value *policy,
 							      __u32 hash, __u32 *idx)
 {
 	__u32 slot = hash % ENCAP_POLICY_SLOTS;
+
+	if (policy->flags & ENCAP_POLICY_DROP)
+		return SELECT_DROP;
 
 	/* clang turns % into div/mul/sub, which loses the bound the verifier needs. */
 	barrier_var(slot);

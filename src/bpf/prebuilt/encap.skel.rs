@@ -521,7 +521,7 @@ mod imp {
         #[repr(C)]
         pub struct __anon_2 {
             pub r#type: *mut [i32; 6],
-            pub max_entries: *mut [i32; 10],
+            pub max_entries: *mut [i32; 11],
             pub key: *mut u32,
             pub value: *mut counter_value,
         }
@@ -873,7 +873,7 @@ mod imp {
         pub struct policy_value {
             pub n_lists: u16,
             pub slots: [u8; 1021],
-            pub pad: [u8; 1],
+            pub flags: u8,
             pub lists: [segment_list; 8],
             pub list_counter: [u32; 8],
         }
@@ -882,7 +882,7 @@ mod imp {
                 Self {
                     n_lists: u16::default(),
                     slots: [u8::default(); 1021],
-                    pad: [u8::default(); 1],
+                    flags: u8::default(),
                     lists: [segment_list::default(); 8],
                     list_counter: [u32::default(); 8],
                 }
@@ -1106,6 +1106,7 @@ mod imp {
             pub limits: encap_limits,
             pub counter: encap_counter,
             pub route_flags: encap_route_flags,
+            pub policy_flags: encap_policy_flags,
             pub dir: encap_dir,
             pub skip: encap_skip,
             pub dir_block: dir_block,
@@ -1150,7 +1151,8 @@ mod imp {
             pub const ENCAP_CNT_MTU_PASS: Self = Self(7);
             pub const ENCAP_CNT_PASS_NO_HEADROOM: Self = Self(8);
             pub const ENCAP_CNT_ABORTED: Self = Self(9);
-            pub const ENCAP_CNT__MAX: Self = Self(10);
+            pub const ENCAP_CNT_NO_LIVE_PATH_DROP: Self = Self(10);
+            pub const ENCAP_CNT__MAX: Self = Self(11);
         }
         impl Default for encap_counter {
             fn default() -> Self {
@@ -1169,6 +1171,18 @@ mod imp {
         impl Default for encap_route_flags {
             fn default() -> Self {
                 Self::ENCAP_ROUTE_LOCAL
+            }
+        }
+        #[derive(Debug, Copy, Clone, Eq, PartialEq)]
+        #[repr(transparent)]
+        pub struct encap_policy_flags(pub u32);
+        #[allow(non_upper_case_globals)]
+        impl encap_policy_flags {
+            pub const ENCAP_POLICY_DROP: Self = Self(1);
+        }
+        impl Default for encap_policy_flags {
+            fn default() -> Self {
+                Self::ENCAP_POLICY_DROP
             }
         }
         #[derive(Debug, Copy, Clone, Eq, PartialEq)]
@@ -1437,5 +1451,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 78864] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 79256] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }

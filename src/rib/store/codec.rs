@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 
 use super::Unreadable;
 use crate::domain::label::{Label, LabelStack, TrafficClass};
-use crate::domain::policy::{EntropyLabel, Policy, SegmentList};
+use crate::domain::policy::{EntropyLabel, NoLivePath, Policy, SegmentList};
 use crate::domain::route::{Route, Table, Tc};
 use crate::rib::alloc::CounterSlots;
 
@@ -108,7 +108,12 @@ impl Writer {
             self.varint(u64::from(l.weight));
         }
         // Format 5: the lists out of service and the shared object's name.
-        let down = (0..lists.len()).fold(0u8, |m, i| m | (u8::from(r.policy.is_list_down(i)) << i));
+        // An invalid policy has no list to mask: its byte says what its
+        // packets do (0: unlabelled, as every record before format 8 says).
+        let down = match r.policy.when_invalid() {
+            Some(then) => u8::from(then == NoLivePath::Drop),
+            None => (0..lists.len()).fold(0u8, |m, i| m | (u8::from(r.policy.is_list_down(i)) << i)),
+        };
         self.u8(down);
         self.bytes(r.policy.name().unwrap_or_default().as_bytes());
     }
@@ -240,7 +245,12 @@ impl<'a> Reader<'a> {
         let down = self.u8()?;
         let name = std::str::from_utf8(self.bytes()?).map_err(invalid)?;
         let policy = if lists.is_empty() && !name.is_empty() {
-            Policy::invalid(name).map_err(invalid)?
+            let then = match down {
+                0 => NoLivePath::Unlabelled,
+                1 => NoLivePath::Drop,
+                other => return Err(invalid(format!("an invalid policy's byte {other}"))),
+            };
+            return Ok(Route { prefix, policy: Policy::invalid_with(name, then).map_err(invalid)?, tc });
         } else if lists.len() == 1 && entropy.is_none() && lists.first().is_some_and(|l| l.weight == 1) {
             // The common case skips the checks that only concern several lists.
             Policy::single(lists.swap_remove(0).stack)
@@ -311,6 +321,11 @@ mod tests {
         round_trip(Route {
             prefix: "192.0.2.0/24".parse().unwrap(),
             policy: Policy::invalid("gone").unwrap(),
+            tc: Tc::default(),
+        });
+        round_trip(Route {
+            prefix: "192.0.2.0/24".parse().unwrap(),
+            policy: Policy::invalid_with("gone", NoLivePath::Drop).unwrap(),
             tc: Tc::default(),
         });
         let down: Policy = "100@1,200@1,300@2".parse().unwrap();

@@ -43,8 +43,11 @@ use snapshot::Position;
 /// name and lists out of service, the small sets the objects); 6: each
 /// route record carries its origin (agent, or BGP with its policy's color
 /// and endpoint), the small sets what the origins say of BGP's policies;
-/// 7: the route cache's map holds 64-byte buckets, not 112-byte entries.
-pub(crate) const FORMAT: u32 = 7;
+/// 7: the route cache's map holds 64-byte buckets, not 112-byte entries;
+/// 8: the program counts a packet dropped for want of a live path (the
+/// `counters` map has 11 entries, which an older program's does not), and
+/// an invalid policy's record says whether its packets are dropped.
+pub(crate) const FORMAT: u32 = 8;
 
 const SNAPSHOT: &str = "rib.snapshot";
 const JOURNAL: &str = "rib.journal";
