@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 /// The BPF objects, each becoming `<name>.bpf.o` and `<name>.skel.rs` in
 /// OUT_DIR, and the cargo feature that asks for it (`None`: always built).
-const PROGRAMS: [(&str, Option<&str>); 3] = [("encap", None), ("decap", None), ("testing", Some("TESTING"))];
+const PROGRAMS: [(&str, Option<&str>); 4] =
+    [("encap", None), ("decap", None), ("sbfd", None), ("testing", Some("TESTING"))];
 
 fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

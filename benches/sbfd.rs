@@ -1,16 +1,19 @@
 //! The CPU cost of S-BFD: 1,000 segment lists probed every 10 ms (100,000
 //! probes and 100,000 answers a second), measured as the engine thread's
 //! CPU time (getrusage RUSAGE_THREAD) over a timed window, once with
-//! sendmmsg/recvmmsg batching, once with one system call per packet and
-//! once through a PACKET_TX_RING, and printed against the goal of 2% of one
-//! core.
+//! sendmmsg/recvmmsg batching, once with one system call per packet, once
+//! through a PACKET_TX_RING and once as XDP live frames (one
+//! BPF_PROG_TEST_RUN call a tick, no skb per probe), its answers through
+//! recvmmsg and then counted by the socket filter, and printed against the
+//! goal of 2% of one core and against each other.
 //!
 //! The lab: the engine in a host namespace sends each probe inside its
 //! list's label (16000 + i) to a router namespace, whose Decapsulator pops
 //! the label (XDP) and hands the inner packet to a reflector thread there
 //! (its CPU is not counted).
 //! Run as root: `cargo bench --bench sbfd` (LHE_BENCH_LISTS,
-//! LHE_BENCH_SECONDS override the sizes).
+//! LHE_BENCH_SECONDS override the sizes; LHE_BENCH_ONLY=NAME runs the rows
+//! whose name contains NAME, e.g. to profile one).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use lnetd_host_encap::bgp::sbfd::packet::{Control, SBFD_PORT};
 use lnetd_host_encap::bgp::sbfd::{Engine, ListKey, SbfdConfig};
+use lnetd_host_encap::testing::generator::ReturnCounter;
 use lnetd_host_encap::testing::lab::VethLab;
 use lnetd_host_encap::{decap::Decapsulator, encap::OtherLabels, Label, LabelStack, XdpMode};
 
@@ -102,14 +106,26 @@ struct Measured {
     cpu: f64,
     user: f64,
     sent: u64,
+    sent_live: u64,
     answers: u64,
     up: usize,
 }
 
-fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bool, tx_ring: bool) -> Measured {
+/// One way of sending and receiving: (batched, tx_ring, live_frames, answer_filter).
+type Path = (bool, bool, bool, bool);
+
+fn measure(
+    lab: &VethLab,
+    iface: &str,
+    lists: u32,
+    window: Duration,
+    (batched, tx_ring, live, filter): Path,
+) -> Measured {
     let mut config = SbfdConfig::new(iface).with_timers(10, 3, 1_000).unwrap();
     config.batched = batched;
     config.tx_ring = tx_ring;
+    config.live_frames = live;
+    config.answer_filter = filter;
     config.router_mac = Some(VethLab::ROUTER_MAC);
     let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
     engine.set_lists((0..lists).map(|i| ListKey {
@@ -127,6 +143,7 @@ fn measure(lab: &VethLab, iface: &str, lists: u32, window: Duration, batched: bo
         cpu: ((cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1)).as_secs_f64() / wall,
         user: (cpu1.0 - cpu0.0).as_secs_f64() / wall,
         sent: s1.sent - s0.sent,
+        sent_live: s1.sent_live - s0.sent_live,
         answers: s1.answers - s0.answers,
         up,
     }
@@ -170,6 +187,10 @@ fn main() {
     lab.host.ip(&["link", "set", "sbfd1", "up"]).unwrap();
     lab.host.ip(&["addr", "add", "10.202.0.2/24", "dev", "sbfd0"]).unwrap();
     lab.host.ip(&["link", "set", "sbfd0", "up"]).unwrap();
+    // The peer drops them in XDP: that also gives it the NAPI a veth needs
+    // to take XDP-redirected frames (the live-frame row), and every row
+    // pays the same for the peer.
+    let _peer = lab.host.run(|| ReturnCounter::attach("sbfd1")).unwrap().expect("XDP drop on the peer");
 
     println!("S-BFD initiator CPU, {lists} segment lists every 10 ms (x 3), {window:?} window, engine thread only:");
     for (iface, what) in [
@@ -181,26 +202,43 @@ fn main() {
     ] {
         println!(" {what}:");
         let mut rows = Vec::new();
-        for (name, batched, tx_ring) in
-            [("one call per packet", false, false), ("sendmmsg/recvmmsg", true, false), ("PACKET_TX_RING", true, true)]
-        {
+        for (name, path) in [
+            ("one call per packet", (false, false, false, false)),
+            ("sendmmsg/recvmmsg", (true, false, false, false)),
+            ("PACKET_TX_RING", (true, true, false, false)),
+            ("live frames/recvmmsg", (true, false, true, false)),
+            ("live frames/filter", (true, false, true, true)),
+        ] {
+            // LHE_BENCH_ONLY=NAME: that row alone (to profile it).
+            if std::env::var("LHE_BENCH_ONLY").is_ok_and(|only| !name.contains(only.as_str())) {
+                continue;
+            }
             let before = answered.load(Ordering::Relaxed);
-            let m = measure(&lab, iface, lists, window, batched, tx_ring);
+            let m = measure(&lab, iface, lists, window, path);
             let secs = window.as_secs_f64();
             println!(
-                "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal; user space {:.2}%), {:.0} probes/s, {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
+                "  {name:>20}: {:6.2}% of one core ({:.2}x the 2% goal; user space {:.2}%), {:.0} probes/s ({:.0} as live frames), {:.0} answers/s, {}/{lists} lists usable (reflector answered {})",
                 m.cpu * 100.0,
                 m.cpu / GOAL,
                 m.user * 100.0,
                 m.sent as f64 / secs,
+                m.sent_live as f64 / secs,
                 m.answers as f64 / secs,
                 m.up,
                 answered.load(Ordering::Relaxed) - before
             );
             rows.push(m.cpu);
         }
-        if let [per_packet, batched, ring] = rows[..] {
-            println!("  batched / per packet: {:.2}; TX ring / batched: {:.2}", batched / per_packet, ring / batched);
+        if let [per_packet, batched, ring, live, filter] = rows[..] {
+            println!(
+                "  batched / per packet: {:.2}; TX ring / batched: {:.2}; live frames / batched: {:.2}; live frames / TX ring: {:.2}; live frames + filter / batched: {:.2}; filter / recvmmsg (both live frames): {:.2}",
+                batched / per_packet,
+                ring / batched,
+                live / batched,
+                live / ring,
+                filter / batched,
+                filter / live
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -20,7 +20,7 @@ print(dirs[0])')
 
 dest=src/bpf/prebuilt
 mkdir -p "$dest"
-for name in encap decap testing; do
+for name in encap decap sbfd testing; do
   for file in "$name.bpf.o" "$name.skel.rs"; do
     cp "$out_dir/$file" "$dest/$file"
   done

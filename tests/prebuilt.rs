@@ -11,11 +11,13 @@ macro_rules! built_and_checked_in {
     };
 }
 
-const FILES: [(&str, &[u8], &[u8]); 6] = built_and_checked_in!(
+const FILES: [(&str, &[u8], &[u8]); 8] = built_and_checked_in!(
     "encap.bpf.o",
     "encap.skel.rs",
     "decap.bpf.o",
     "decap.skel.rs",
+    "sbfd.bpf.o",
+    "sbfd.skel.rs",
     "testing.bpf.o",
     "testing.skel.rs"
 );

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::io::{PacketTx, UdpRx};
 use super::session::{Phase, Timers};
+use super::transmit::{Live, Transmit};
 use super::worker::Worker;
 use super::{SbfdConfig, SbfdError};
 use crate::domain::label::{Label, LabelStack};
@@ -43,10 +44,15 @@ impl PartialOrd for ListKey {
 pub struct EngineStats {
     /// Probes sent.
     pub sent: u64,
+    /// Of which sent as XDP live frames ([`SbfdConfig::live_frames`]).
+    pub sent_live: u64,
     /// Probes the interface refused (counted, not retried).
     pub send_errors: u64,
     /// Answers matched to a session.
     pub answers: u64,
+    /// Of which counted by the answer filter in the kernel
+    /// ([`SbfdConfig::answer_filter`]) rather than received.
+    pub answers_filtered: u64,
     /// Datagrams that were not a valid answer to a running session.
     pub invalid: u64,
 }
@@ -54,8 +60,10 @@ pub struct EngineStats {
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub(super) sent: AtomicU64,
+    pub(super) sent_live: AtomicU64,
     pub(super) send_errors: AtomicU64,
     pub(super) answers: AtomicU64,
+    pub(super) answers_filtered: AtomicU64,
     pub(super) invalid: AtomicU64,
     /// The engine thread's CPU time in user space and in the kernel, microseconds.
     pub(super) user_micros: AtomicU64,
@@ -74,6 +82,9 @@ pub struct ListState {
     /// Times it went from unusable to usable again.
     pub ups: u64,
 }
+
+/// Probes the live-frame path holds (more go through the socket).
+const LIVE_SLOTS: usize = 16_384;
 
 type Notify = Box<dyn Fn() + Send + Sync>;
 
@@ -127,8 +138,28 @@ impl Engine {
         if config.tx_ring {
             tx = tx.with_ring().map_err(|errno| SbfdError::Socket { what: "PACKET_TX_RING on the socket", errno })?;
         }
+        let (live, mut answers) = if config.live_frames || config.answer_filter {
+            match super::xdp_tx::XdpTx::open(local.ifindex, LIVE_SLOTS) {
+                Ok((x, a)) => {
+                    (config.live_frames.then(|| Live::new(x, local.ifindex)), config.answer_filter.then_some(a))
+                }
+                Err(e) => {
+                    log::info!("S-BFD: probes and answers go through sockets: {e}");
+                    (None, None)
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let tx = Transmit::new(tx, live);
         let (socket, source_port) = super::io::bind_source_port().ok_or(SbfdError::NoSourcePort)?;
         let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
+        if let Some(a) = &answers {
+            if let Err(errno) = a.attach(std::os::fd::AsFd::as_fd(&socket)) {
+                log::info!("S-BFD: answers go through recvmmsg: attaching the answer filter: {errno}");
+                answers = None;
+            }
+        }
         let rx = UdpRx::new(socket, 4 << 20);
         let shared = Arc::new(Shared {
             wanted: Mutex::new(None),
@@ -138,7 +169,7 @@ impl Engine {
             notify: Box::new(notify),
         });
         let mut worker =
-            Worker::new(Arc::clone(&shared), config.clone(), (tx, rx), tick, &local, router_mac, source_port);
+            Worker::new(Arc::clone(&shared), config.clone(), (tx, rx, answers), tick, &local, router_mac, source_port);
         let thread = std::thread::Builder::new()
             .name("sbfd".into())
             .spawn(move || worker.run())
@@ -196,8 +227,10 @@ impl Engine {
         let c = &self.shared.counters;
         EngineStats {
             sent: c.sent.load(Ordering::Relaxed),
+            sent_live: c.sent_live.load(Ordering::Relaxed),
             send_errors: c.send_errors.load(Ordering::Relaxed),
             answers: c.answers.load(Ordering::Relaxed),
+            answers_filtered: c.answers_filtered.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
         }
     }

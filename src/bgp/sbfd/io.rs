@@ -206,6 +206,22 @@ impl UdpRx {
         Ok(self.payloads())
     }
 
+    /// Takes the answer filter off the socket: datagrams queue again.
+    pub fn detach_filter(&self) {
+        let zero: libc::c_int = 0;
+        // SAFETY: setsockopt reads one c_int from a live local. A socket
+        // without a filter refuses (ENOENT): nothing to undo then.
+        unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_BPF,
+                (&zero as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+
     fn payloads(&self) -> impl Iterator<Item = &[u8]> {
         self.bufs.iter().zip(&self.lens).map(|(b, l)| b.get(..*l).unwrap_or(b))
     }

@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod answers;
 pub mod engine;
 mod io;
 pub mod neighbour;
@@ -38,8 +39,11 @@ pub mod probe;
 mod ring;
 pub mod session;
 pub mod status;
+mod transmit;
 mod wheel;
 mod worker;
+mod xdp_features;
+mod xdp_tx;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -147,6 +151,22 @@ pub struct SbfdConfig {
     /// no copy from user space per probe) instead of sendmmsg. Off by
     /// default: benches/sbfd.rs measures it against sendmmsg.
     pub tx_ring: bool,
+    /// Send the probes as XDP live frames (BPF_PROG_TEST_RUN with
+    /// `BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18+; one system call a tick
+    /// and no socket buffer per probe) while the interface takes XDP
+    /// redirects (its driver's `ndo_xdp_xmit`, as the kernel reports it
+    /// since Linux 6.3; a veth only while its peer runs an XDP program or
+    /// has GRO on); through the socket otherwise. On by default; the wire
+    /// sees the same bytes either way. Needs CAP_BPF, CAP_NET_ADMIN and
+    /// CAP_SYS_ADMIN (a private network namespace, see docs/liveness.md).
+    pub live_frames: bool,
+    /// Count the answers in the kernel: a socket filter on the answer
+    /// socket checks each answer, counts it for its list in an mmapable
+    /// array and drops it, and the engine reads the counts each tick (no
+    /// receive system call, no copy, no queueing per answer). On by
+    /// default; off: recvmmsg. The dropped answers show in the socket's
+    /// drop count and the host's UDP InErrors (`nstat UdpInErrors`).
+    pub answer_filter: bool,
 }
 
 impl SbfdConfig {
@@ -160,6 +180,8 @@ impl SbfdConfig {
             router_mac: None,
             batched: true,
             tx_ring: false,
+            live_frames: true,
+            answer_filter: true,
         }
     }
 

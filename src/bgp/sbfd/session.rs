@@ -163,6 +163,22 @@ impl Session {
     }
 }
 
+/// When the session's clock must run next: when its detection time would
+/// pass without an answer, or its hold-down end; none while it is down
+/// (only an answer moves it).
+pub(super) fn next_check(session: &Session, timers: &Timers) -> Option<Instant> {
+    let detection = timers.detection();
+    // A session is silent only once strictly more than the detection time
+    // has passed.
+    let after = |t: Instant| t + detection + Duration::from_micros(1);
+    match session.phase() {
+        Phase::Starting { since } => Some(after(since)),
+        Phase::Up { last } => Some(after(last)),
+        Phase::Returning { since, last } => Some(after(last).min(since + timers.hold_down)),
+        Phase::Down { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,18 +3,20 @@
 //! and what changed is published to the [`Engine`](super::Engine) handle.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::answers::{AnswerTable, Discriminators};
 use super::engine::{lock, ListKey, ListState, Shared};
-use super::io::{PacketTx, UdpRx};
+use super::io::UdpRx;
 use super::neighbour::Interface;
 use super::packet::Control;
 use super::probe::{self, Addressing};
-use super::session::{Phase, Session};
+use super::session::{next_check, Phase, Session};
+use super::transmit::Transmit;
 use super::wheel::{Kind, Timer, Wheel};
 use super::SbfdConfig;
 
@@ -33,14 +35,19 @@ pub(super) struct Probe {
     check_pending: bool,
     /// What is published of it.
     state: ListState,
+    /// Its answer counts (all, Up) as last read from the answer filter's record.
+    seen: (u32, u32),
 }
 
 /// The engine's thread and everything it owns.
 pub(super) struct Worker {
     shared: Arc<Shared>,
     config: SbfdConfig,
-    tx: PacketTx,
+    tx: Transmit,
     rx: UdpRx,
+    /// The answers as the socket filter counts them; `None`: recvmmsg.
+    answers: Option<AnswerTable>,
+    invalid_seen: u32,
     /// The engine's clock, one slot per tick (a tenth of the interval):
     /// each tick the due probes leave, the due clocks run, and the answers
     /// are read in batches; the thread sleeps in between rather than waking
@@ -64,7 +71,7 @@ impl Worker {
     pub(super) fn new(
         shared: Arc<Shared>,
         config: SbfdConfig,
-        (tx, rx): (PacketTx, UdpRx),
+        (tx, rx, answers): (Transmit, UdpRx, Option<AnswerTable>),
         tick: Duration,
         local: &Interface,
         router_mac: [u8; 6],
@@ -76,6 +83,8 @@ impl Worker {
             config,
             tx,
             rx,
+            answers,
+            invalid_seen: 0,
             wheel,
             changed: Vec::new(),
             probes: Vec::new(),
@@ -123,21 +132,15 @@ impl Worker {
                 self.wheel.schedule(Timer { at: next, ..*timer });
                 send.push(timer.index as usize);
             }
+            self.tx.refresh(now);
             let frames: Vec<&[u8]> =
                 send.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
             if !frames.is_empty() {
-                match self.tx.send(&frames, self.config.batched) {
-                    Ok(n) => {
-                        // A full ring: the rest did not leave this tick.
-                        let refused = (frames.len() - n) as u64;
-                        self.shared.counters.send_errors.fetch_add(refused, Ordering::Relaxed);
-                        self.shared.counters.sent.fetch_add(n as u64, Ordering::Relaxed)
-                    }
-                    Err(e) => {
-                        log::debug!("S-BFD: sending probes: {e}");
-                        self.shared.counters.send_errors.fetch_add(frames.len() as u64, Ordering::Relaxed)
-                    }
-                };
+                let out = self.tx.send(&send, &frames, self.config.batched);
+                let c = &self.shared.counters;
+                c.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
+                c.sent_live.fetch_add(out.live as u64, Ordering::Relaxed);
+                c.send_errors.fetch_add(out.errors as u64, Ordering::Relaxed);
             }
             // The answers queued since the last tick first, then the
             // clocks: an answer that arrived in time is never judged missing
@@ -184,7 +187,7 @@ impl Worker {
         }
         p.state.phase = phase;
         if !p.check_pending {
-            if let Some(at) = next_check(&p.session, &self.config) {
+            if let Some(at) = next_check(&p.session, &self.config.timers) {
                 p.check_pending = true;
                 self.wheel.schedule(Timer { at, index: i as u32, kind: Kind::Check });
             }
@@ -198,6 +201,9 @@ impl Worker {
     /// Reads every queued answer and runs their sessions; true when a
     /// list's usability changed.
     fn receive(&mut self) -> bool {
+        if self.answers.is_some() {
+            return self.count_answers();
+        }
         let batched = self.config.batched;
         let now = Instant::now();
         let mut usability = false;
@@ -246,6 +252,75 @@ impl Worker {
         usability
     }
 
+    /// As [`Worker::receive`], from the answer filter's counts: every
+    /// list's record is read (a few kB, with plain loads).
+    fn count_answers(&mut self) -> bool {
+        let Some(table) = &self.answers else { return false };
+        let now = Instant::now();
+        // The filter checked the answer; the session needs only its state.
+        let up = Control {
+            diag: 0,
+            state: super::packet::State::Up,
+            poll: false,
+            final_: false,
+            detect_mult: 1,
+            my_discriminator: 0,
+            your_discriminator: 0,
+            desired_min_tx_us: 0,
+            required_min_rx_us: 0,
+            required_min_echo_rx_us: 0,
+        };
+        let (mut usability, mut answers) = (false, 0u64);
+        let mut touched: Vec<(usize, Phase)> = Vec::new();
+        for (i, p) in self.probes.iter_mut().enumerate() {
+            let (all, ups) = table.counts(p.local);
+            if all == p.seen.0 {
+                continue;
+            }
+            answers += u64::from(all.wrapping_sub(p.seen.0));
+            let answered_up = ups != p.seen.1;
+            p.seen = (all, ups);
+            if answered_up {
+                let before = p.session.phase();
+                usability |= p.session.answered(&up, now);
+                let after = p.session.phase();
+                if std::mem::discriminant(&before) != std::mem::discriminant(&after) || !p.check_pending {
+                    touched.push((i, before));
+                }
+            }
+        }
+        let invalid = table.invalid();
+        let new_invalid = invalid.wrapping_sub(self.invalid_seen);
+        self.invalid_seen = invalid;
+        for (i, before) in touched {
+            self.after(i, before);
+        }
+        self.shared.counters.answers.fetch_add(answers, Ordering::Relaxed);
+        self.shared.counters.answers_filtered.fetch_add(answers, Ordering::Relaxed);
+        self.shared.counters.invalid.fetch_add(u64::from(new_invalid), Ordering::Relaxed);
+        usability
+    }
+
+    /// Our next discriminator: one whose answer record no running list
+    /// uses. With more lists than records, the filter is given up for
+    /// recvmmsg.
+    fn allocate_local(&mut self) -> u32 {
+        let tries = self.answers.as_ref().map_or(1, |a| a.slots());
+        for _ in 0..tries {
+            let local = self.next_local;
+            self.next_local = self.next_local.wrapping_add(1).max(1);
+            if self.answers.as_ref().is_none_or(|a| a.free(local)) {
+                return local;
+            }
+        }
+        log::warn!("S-BFD: more lists than answer records: answers go through recvmmsg from now on");
+        self.rx.detach_filter();
+        self.answers = None;
+        let local = self.next_local;
+        self.next_local = self.next_local.wrapping_add(1).max(1);
+        local
+    }
+
     fn jittered(&mut self) -> Duration {
         // RFC 5880 section 6.8.7: each interval is reduced by 0-25% at
         // random, so that probes of many sessions do not synchronise.
@@ -272,7 +347,16 @@ impl Worker {
             };
             self.probes.extend(probe);
         }
+        if let Some(a) = &mut self.answers {
+            for p in old.values() {
+                a.close(p.local);
+            }
+        }
         self.by_local = self.probes.iter().enumerate().map(|(i, p)| (p.local, i)).collect();
+        // The live path finds a probe's frame by its index, which moved.
+        for (i, p) in self.probes.iter().enumerate() {
+            self.tx.set(i, &p.frame);
+        }
         // The indices moved: every timer is laid again.
         self.wheel.clear();
         self.changed.clear();
@@ -280,7 +364,7 @@ impl Worker {
             let index = i as u32;
             self.wheel.schedule(Timer { at: p.next_tx.max(now), index, kind: Kind::Probe });
             p.check_pending = false;
-            if let Some(at) = next_check(&p.session, &self.config) {
+            if let Some(at) = next_check(&p.session, &self.config.timers) {
                 p.check_pending = true;
                 self.wheel.schedule(Timer { at, index, kind: Kind::Check });
             }
@@ -290,8 +374,7 @@ impl Worker {
 
     fn new_probe(&mut self, key: ListKey, now: Instant, next_tx: Instant) -> Option<Probe> {
         let reflector = self.config.reflector(key.endpoint)?;
-        let local = self.next_local;
-        self.next_local = self.next_local.wrapping_add(1).max(1);
+        let local = self.allocate_local();
         let session = Session::new(self.config.timers, now);
         let state = ListState { phase: session.phase(), since: now, downs: 0, ups: 0 };
         let mut p = Probe {
@@ -304,9 +387,13 @@ impl Worker {
             next_tx,
             check_pending: false,
             state,
+            seen: (0, 0),
         };
         if !self.build(&mut p) {
             return None;
+        }
+        if let Some(a) = &mut self.answers {
+            a.open(local, reflector);
         }
         Some(p)
     }
@@ -314,6 +401,7 @@ impl Worker {
     fn rebuild(&mut self, i: usize) {
         if let Some(mut p) = self.probes.get(i).map(|p| Probe { frame: Vec::new(), key: p.key.clone(), ..*p }) {
             if self.build(&mut p) {
+                self.tx.set(i, &p.frame);
                 if let Some(slot) = self.probes.get_mut(i) {
                     *slot = p;
                 }
@@ -394,44 +482,6 @@ impl Worker {
             self.shared.counters.user_micros.store(micros(u.user_time()), Ordering::Relaxed);
             self.shared.counters.system_micros.store(micros(u.system_time()), Ordering::Relaxed);
         }
-    }
-}
-
-/// When the session's clock must run next: when its detection time would
-/// pass without an answer, or its hold-down end; none while it is down
-/// (only an answer moves it).
-fn next_check(session: &Session, config: &SbfdConfig) -> Option<Instant> {
-    let detection = config.timers.detection();
-    // A session is silent only once strictly more than the detection time
-    // has passed.
-    let after = |t: Instant| t + detection + Duration::from_micros(1);
-    match session.phase() {
-        Phase::Starting { since } => Some(after(since)),
-        Phase::Up { last } => Some(after(last)),
-        Phase::Returning { since, last } => Some(after(last).min(since + config.timers.hold_down)),
-        Phase::Down { .. } => None,
-    }
-}
-
-/// A hasher for our own discriminators (sequential numbers that nobody
-/// else picks): one multiplication (Fibonacci hashing) instead of SipHash,
-/// which the answers' lookups spent most of their user-space time on.
-#[derive(Debug, Default)]
-struct Discriminators(u64);
-
-impl Hasher for Discriminators {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -1,0 +1,142 @@
+//! Which way the probes leave: XDP live frames ([`super::xdp_tx`]) while
+//! the interface takes redirected frames, else the AF_PACKET socket
+//! ([`super::io::PacketTx`]). The frames are the same bytes either way:
+//! the live path sends copies of the socket path's frames.
+
+use std::time::{Duration, Instant};
+
+use super::io::PacketTx;
+use super::xdp_features::XdpFeatures;
+use super::xdp_tx::XdpTx;
+
+/// How often the interface is asked again whether it takes redirected frames.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// What one tick's send did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Sent {
+    /// Probes handed to the interface.
+    pub(super) sent: usize,
+    /// Of which through live frames.
+    pub(super) live: usize,
+    /// Probes refused (a full ring, a failed call, a template missing).
+    pub(super) errors: usize,
+}
+
+/// The live-frame transmitter and whether it may be used now.
+#[derive(Debug)]
+pub(super) struct Live {
+    tx: XdpTx,
+    ifindex: u32,
+    /// `None` before Linux 6.3 (no `netdev` family): then never used,
+    /// since a driver without `ndo_xdp_xmit` would drop every probe unseen.
+    features: Option<XdpFeatures>,
+    ready: bool,
+    next_check: Instant,
+}
+
+impl Live {
+    /// Wraps an opened transmitter for `ifindex`.
+    pub(super) fn new(tx: XdpTx, ifindex: u32) -> Live {
+        let features = XdpFeatures::open()
+            .map_err(|e| log::info!("S-BFD: the kernel cannot tell whether the interface takes XDP frames ({e}): probes go through the socket"))
+            .ok();
+        Live { tx, ifindex, features, ready: false, next_check: Instant::now() }
+    }
+}
+
+/// The engine's transmitter.
+#[derive(Debug)]
+pub(super) struct Transmit {
+    socket: PacketTx,
+    live: Option<Live>,
+    /// Socket-path frames of one tick (the probes the live path cannot take).
+    slow: Vec<usize>,
+    fast: Vec<u32>,
+}
+
+impl Transmit {
+    /// Sends through `socket`, and through `live` where it can.
+    pub(super) fn new(socket: PacketTx, live: Option<Live>) -> Transmit {
+        Transmit { socket, live, slow: Vec::new(), fast: Vec::new() }
+    }
+
+    /// Probe `slot`'s frame is now `frame` (the live path keeps a copy).
+    pub(super) fn set(&mut self, slot: usize, frame: &[u8]) {
+        if let Some(live) = &self.live {
+            if slot < live.tx.slots() && !live.tx.set(slot, frame) {
+                log::debug!("S-BFD: probe {slot} ({} bytes) goes through the socket", frame.len());
+            }
+        }
+    }
+
+    /// Asks the interface again, at most every second, whether it takes
+    /// redirected frames (a veth does only while its peer can receive them).
+    pub(super) fn refresh(&mut self, now: Instant) {
+        let Some(live) = &mut self.live else { return };
+        if now < live.next_check {
+            return;
+        }
+        live.next_check = now + RECHECK;
+        let ready = match &mut live.features {
+            Some(f) => f.ndo_xmit(live.ifindex).unwrap_or(false),
+            None => false,
+        };
+        if ready != live.ready {
+            if ready {
+                log::info!("S-BFD: probes leave through XDP live frames (one system call a tick, no skb per probe)");
+            } else {
+                log::info!("S-BFD: the interface does not take XDP frames now: probes go through the socket");
+            }
+            live.ready = ready;
+        }
+    }
+
+    /// Sends the probes `slots` whose frames are `frames` (same order).
+    pub(super) fn send(&mut self, slots: &[usize], frames: &[&[u8]], batched: bool) -> Sent {
+        let mut out = Sent::default();
+        self.slow.clear();
+        self.fast.clear();
+        match self.live.as_ref().filter(|l| l.ready) {
+            Some(live) => {
+                for (k, slot) in slots.iter().enumerate() {
+                    if *slot < live.tx.slots() && frames.get(k).is_some_and(|f| f.len() <= super::xdp_tx::FRAME_MAX) {
+                        self.fast.push(*slot as u32);
+                    } else {
+                        self.slow.push(k);
+                    }
+                }
+            }
+            None => self.slow.extend(0..frames.len()),
+        }
+        if let (Some(live), false) = (&mut self.live, self.fast.is_empty()) {
+            match live.tx.send(&self.fast) {
+                // Runs the program refused (no template) and runs a signal
+                // cut short alike: not sent.
+                Ok((sent, _refused)) => {
+                    out.sent += sent;
+                    out.live += sent;
+                    out.errors += self.fast.len().saturating_sub(sent);
+                }
+                Err(e) => {
+                    log::debug!("S-BFD: sending probes through live frames: {e}");
+                    out.errors += self.fast.len();
+                }
+            }
+        }
+        if !self.slow.is_empty() {
+            let rest: Vec<&[u8]> = self.slow.iter().filter_map(|k| frames.get(*k).copied()).collect();
+            match self.socket.send(&rest, batched) {
+                Ok(n) => {
+                    out.sent += n;
+                    out.errors += rest.len() - n;
+                }
+                Err(e) => {
+                    log::debug!("S-BFD: sending probes: {e}");
+                    out.errors += rest.len();
+                }
+            }
+        }
+        out
+    }
+}
