@@ -57,7 +57,7 @@ impl Writer {
         }
     }
 
-    fn from(&self, at: usize) -> &[u8] {
+    fn tail(&self, at: usize) -> &[u8] {
         self.0.get(at..).unwrap_or_default()
     }
 }
@@ -115,7 +115,7 @@ pub(super) fn build(probe: &Probe) -> Result<Vec<u8>, String> {
                 .u16(0) // checksum, below
                 .bytes(&s.octets())
                 .bytes(&d.octets());
-            let sum = checksum(&[w.from(ip)]);
+            let sum = checksum(&[w.tail(ip)]);
             w.patch_u16(ip + 10, sum);
             pseudo.extend_from_slice(&s.octets());
             pseudo.extend_from_slice(&d.octets());
@@ -164,7 +164,7 @@ pub(super) fn build(probe: &Probe) -> Result<Vec<u8>, String> {
     };
     w.bytes(&PAYLOAD);
     let covered: &[u8] = if proto == IPPROTO_ICMP { &[] } else { &pseudo };
-    let mut sum = checksum(&[covered, w.from(upper)]);
+    let mut sum = checksum(&[covered, w.tail(upper)]);
     // UDP sends a computed 0 as all ones: 0 there means "no checksum".
     if proto == IPPROTO_UDP && sum == 0 {
         sum = 0xffff;
