@@ -7,9 +7,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::diagnostics::{DifferenceKind, Probe, ProbeProtocol, RunStats};
+use crate::diagnostics::{DifferenceKind, Probe, ProbeProtocol, RunStats, TestRun};
 use crate::encap::{Attachment, Hook};
 use crate::fib::RouteCounters;
+use crate::labels::PolicyUpdate;
 use crate::metrics::CountedRoute;
 
 impl fmt::Display for RouteCounters {
@@ -111,6 +112,31 @@ impl fmt::Display for RunStats {
             write!(f, ", {:?} total, {average:?} average", self.run_time)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for PolicyUpdate {
+    /// `N routes follow, M map operations` (0 operations: the object
+    /// already held this content).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |n: usize| if n == 1 { "" } else { "s" };
+        let follow = if self.routes == 1 { "follows" } else { "follow" };
+        write!(
+            f,
+            "{} route{} {follow}, {} map operation{}",
+            self.routes,
+            s(self.routes),
+            self.map_operations,
+            s(self.map_operations)
+        )
+    }
+}
+
+impl fmt::Display for TestRun {
+    /// The verdict and the length of the frame the program left:
+    /// `XDP_TX, 98-byte frame`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, {}-byte frame", self.action, self.frame.len())
     }
 }
 
@@ -222,6 +248,11 @@ mod tests {
         for kind in [DifferenceKind::Missing, DifferenceKind::Unexpected, DifferenceKind::Differs] {
             assert_eq!(kind.to_string(), kind.name());
         }
+
+        assert_eq!(PolicyUpdate { routes: 1, map_operations: 0 }.to_string(), "1 route follows, 0 map operations");
+        assert_eq!(PolicyUpdate { routes: 3, map_operations: 1 }.to_string(), "3 routes follow, 1 map operation");
+        let run = TestRun { action: crate::diagnostics::XdpAction::Tx, frame: vec![0; 98] };
+        assert_eq!(run.to_string(), "XDP_TX, 98-byte frame");
 
         let none = RunStats::default();
         assert_eq!(none.to_string(), "0 runs");
