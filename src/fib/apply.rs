@@ -694,8 +694,11 @@ mod tests {
         );
         // What a lookup per desired id finds, and nothing for ids outside the desired state.
         let desired = [id("10.1.0.0/16"), id("10.3.0.0/16"), id("10.4.0.0/16")];
-        let by_lookup: Vec<_> =
-            desired.iter().map(|i| (*i, want.get(i).copied())).filter(|(i, w)| have.get(i).copied() != *w).collect();
+        let by_lookup: Vec<_> = desired
+            .iter()
+            .map(|i| (*i, want.get(i).copied()))
+            .filter(|(i, w)| have.get(i).copied() != *w)
+            .collect();
         assert_eq!(differing_origins(&want, &have, |i| desired.contains(i)), by_lookup);
         assert!(differing_origins(&want, &want, |_| true).is_empty());
     }
