@@ -302,7 +302,7 @@ impl Decapsulator {
         if let Some(current) = slot.as_ref() {
             return Err(AttachError::AlreadyAttached { iface: current.info.iface.clone() });
         }
-        let ifindex = nix::net::if_::if_nametoindex(iface)
+        let ifindex = crate::sys::host_addresses::ifindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         let pins = match &self.pin {
             Some(roots) => {
@@ -393,7 +393,7 @@ impl Decapsulator {
     pub fn open_at(iface: &str, roots: &PinRoots) -> Result<Decapsulator, Error> {
         let dir = PinDir::of(&decap_roots(roots), iface)?;
         if !dir.exists() {
-            let other_program = nix::net::if_::if_nametoindex(iface)
+            let other_program = crate::sys::host_addresses::ifindex(iface)
                 .ok()
                 .and_then(|ifindex| link::attached_prog_id(ifindex).ok().flatten());
             return Err(
@@ -414,7 +414,7 @@ impl Decapsulator {
             .into());
         }
         let (config, mode) = state.parts().map_err(corrupt)?;
-        let ifindex = nix::net::if_::if_nametoindex(iface)
+        let ifindex = crate::sys::host_addresses::ifindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         if ifindex != state.ifindex {
             return Err(

@@ -460,7 +460,7 @@ impl Encapsulator {
         if let Some(current) = slot.as_ref() {
             return Err(AttachError::AlreadyAttached { iface: current.info.iface.clone() });
         }
-        let ifindex = nix::net::if_::if_nametoindex(iface)
+        let ifindex = crate::sys::host_addresses::ifindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         self.refresh_local_addresses().map_err(|e| AttachError::HostAddresses(Box::new(e)))?;
 
@@ -583,7 +583,7 @@ impl Encapsulator {
     pub(crate) fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
         let dir = PinDir::of(&options.roots, iface)?;
         if !dir.exists() {
-            let other_program = nix::net::if_::if_nametoindex(iface)
+            let other_program = crate::sys::host_addresses::ifindex(iface)
                 .ok()
                 .and_then(|ifindex| link::attached_prog_id(ifindex).ok().flatten());
             return Err(
@@ -623,7 +623,7 @@ impl Encapsulator {
             let reason = "an encapsulator attached in ingress mode".to_owned();
             return Err(PinError::Corrupt { path: dir.pins().to_owned(), reason }.into());
         }
-        let ifindex = nix::net::if_::if_nametoindex(iface)
+        let ifindex = crate::sys::host_addresses::ifindex(iface)
             .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
         if ifindex != attached.ifindex {
             return Err(

@@ -13,8 +13,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, OwnedFd};
 
-use etherparse::PacketBuilder;
-
 use crate::dataplane::{self, EncapMaps};
 use crate::domain::label::{decode_stack, LabelStackEntry};
 use crate::domain::route::{Route, Table};
@@ -23,6 +21,8 @@ use crate::rib::store::LoadConfig;
 use crate::stats::Stats;
 use crate::sys::map::BpfMap;
 use crate::sys::test_run::{self, TestRun, XdpAction};
+
+mod frame;
 
 /// The probe copy of the XDP program and its own counters.
 #[derive(Debug)]
@@ -199,57 +199,7 @@ impl Probe {
 
     /// The Ethernet frame, or why there is none (mixed families, DSCP above 63).
     pub(crate) fn frame(&self) -> Result<Vec<u8>, String> {
-        if self.dscp > 63 {
-            return Err(format!("DSCP {} is out of range (0..=63)", self.dscp));
-        }
-        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-        let ip = match (self.source(), self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let mut h = etherparse::Ipv4Header::new(0, self.ttl, etherparse::IpNumber::UDP, s.octets(), d.octets())
-                    .map_err(|e| e.to_string())?;
-                h.dscp = etherparse::IpDscp::try_new(self.dscp).map_err(|e| e.to_string())?;
-                eth.ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let h = etherparse::Ipv6Header {
-                    traffic_class: self.dscp << 2,
-                    flow_label: Default::default(),
-                    payload_length: 0,
-                    next_header: etherparse::IpNumber::UDP,
-                    hop_limit: self.ttl,
-                    source: s.octets(),
-                    destination: d.octets(),
-                };
-                eth.ip(etherparse::IpHeaders::Ipv6(h, Default::default()))
-            }
-            (s, d) => return Err(format!("source {s} and destination {d} are of different families")),
-        };
-        let payload = [0u8; 32];
-        let mut out = Vec::new();
-        let written = match self.protocol {
-            ProbeProtocol::Udp => {
-                let b = ip.udp(self.sport, self.dport);
-                out.reserve(b.size(payload.len()));
-                b.write(&mut out, &payload)
-            }
-            ProbeProtocol::Tcp => {
-                let b = ip.tcp(self.sport, self.dport, 1, 64240).syn();
-                out.reserve(b.size(payload.len()));
-                b.write(&mut out, &payload)
-            }
-            ProbeProtocol::Icmp if self.dst.is_ipv4() => {
-                let b = ip.icmpv4_echo_request(1, 1);
-                out.reserve(b.size(payload.len()));
-                b.write(&mut out, &payload)
-            }
-            ProbeProtocol::Icmp => {
-                let b = ip.icmpv6_echo_request(1, 1);
-                out.reserve(b.size(payload.len()));
-                b.write(&mut out, &payload)
-            }
-        };
-        written.map_err(|e| e.to_string())?;
-        Ok(out)
+        frame::build(self)
     }
 }
 

@@ -333,6 +333,7 @@ mod abi;
 pub mod agent;
 #[cfg(feature = "bgp")]
 pub mod bgp;
+mod counted_serde;
 pub mod counters;
 mod dataplane;
 pub mod decap;

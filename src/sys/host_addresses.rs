@@ -1,20 +1,104 @@
-//! The host's own addresses: traffic to them is never labelled.
+//! The host's interfaces by name and its own addresses (traffic to them is
+//! never labelled), read with libc: nix's wrappers need its `net` feature,
+//! which brings its whole socket module into every dependent's build for
+//! two calls; the features that use sockets turn it on.
+
+#![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::ffi::CString;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use nix::errno::Errno;
+use nix::libc;
+
+/// The index of the interface `name` in the calling thread's network
+/// namespace (`if_nametoindex(3)`): `ENODEV` when there is none, `EINVAL`
+/// for a name with a NUL byte.
+pub(crate) fn ifindex(name: &str) -> Result<u32, Errno> {
+    let name = CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(Errno::last()),
+        index => Ok(index),
+    }
+}
 
 /// Every address configured on any interface of the calling thread's network
 /// namespace, with the IPv4 directed-broadcast addresses.
-pub(crate) fn current() -> nix::Result<BTreeSet<IpAddr>> {
+pub(crate) fn current() -> Result<BTreeSet<IpAddr>, Errno> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: on success `head` is a list that is ours until freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(Errno::last());
+    }
     let mut out = BTreeSet::new();
-    for ifa in nix::ifaddrs::getifaddrs()? {
-        for addr in [ifa.address, ifa.broadcast].into_iter().flatten() {
-            if let Some(v4) = addr.as_sockaddr_in() {
-                out.insert(IpAddr::V4(v4.ip()));
-            } else if let Some(v6) = addr.as_sockaddr_in6() {
-                out.insert(IpAddr::V6(v6.ip()));
+    let mut at = head;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list, which is not freed yet.
+        let ifa = unsafe { &*at };
+        // `ifa_ifu` is the broadcast address only under IFF_BROADCAST (a
+        // point-to-point link's peer otherwise, which is not ours).
+        let broadcast = ifa.ifa_flags & (libc::IFF_BROADCAST as u32) != 0;
+        for sa in [ifa.ifa_addr, if broadcast { ifa.ifa_ifu } else { std::ptr::null_mut() }] {
+            // SAFETY: a null or a sockaddr of the family it names, from getifaddrs.
+            if let Some(ip) = unsafe { ip_of(sa) } {
+                out.insert(ip);
             }
         }
+        at = ifa.ifa_next;
     }
+    // SAFETY: `head` came from getifaddrs and is freed once; no reference into it remains.
+    unsafe { libc::freeifaddrs(head) };
     Ok(out)
+}
+
+/// The address of an `AF_INET` or `AF_INET6` sockaddr; `None` for null and
+/// other families.
+///
+/// # Safety
+/// `sa` is null or points to a sockaddr as large as its family says.
+unsafe fn ip_of(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // Unaligned reads: the storage is the C library's, typed only by its family.
+    match i32::from(unsafe { std::ptr::read_unaligned(sa) }.sa_family) {
+        libc::AF_INET => {
+            let sin = unsafe { std::ptr::read_unaligned(sa.cast::<libc::sockaddr_in>()) };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            let sin6 = unsafe { std::ptr::read_unaligned(sa.cast::<libc::sockaddr_in6>()) };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+
+    /// The same answers as nix's wrappers (what this replaced), which the
+    /// `testing` feature still builds.
+    #[test]
+    fn the_same_as_nixs_wrappers() {
+        let mut nix_said = BTreeSet::new();
+        for ifa in nix::ifaddrs::getifaddrs().unwrap() {
+            for addr in [ifa.address, ifa.broadcast].into_iter().flatten() {
+                if let Some(v4) = addr.as_sockaddr_in() {
+                    nix_said.insert(IpAddr::V4(v4.ip()));
+                } else if let Some(v6) = addr.as_sockaddr_in6() {
+                    nix_said.insert(IpAddr::V6(v6.ip()));
+                }
+            }
+        }
+        let ours = current().unwrap();
+        assert!(ours.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{ours:?}");
+        assert_eq!(ours, nix_said);
+        assert_eq!(ifindex("lo"), nix::net::if_::if_nametoindex("lo"));
+        assert_eq!(ifindex("no-such-if0"), Err(Errno::ENODEV));
+        assert_eq!(ifindex("a\0b"), Err(Errno::EINVAL));
+    }
 }

@@ -1,7 +1,7 @@
 //! What the command prints: tables a person reads, JSON a program reads.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lnetd_host_encap::{counters::CountedRoute, counters::Counter, desired::ApplyReport, IpNetwork, Stats, Table};
+use lnetd_host_encap::{counters::CountedRoute, desired::ApplyReport, IpNetwork, Stats, Table};
 use serde_json::{json, Value};
 
 /// Above this many routes, an apply shows a spinner on a terminal.
@@ -106,31 +106,16 @@ pub fn report(report: &ApplyReport) {
 /// Where a route came from: (origin, for a BGP route its policy text and binding SID).
 pub type OriginOf<'a> = &'a dyn Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>);
 
-/// A route of the `routes` document (docs/operations-json.md).
+/// A route of the `routes` document (docs/operations-json.md): the
+/// library's serde form of a [`CountedRoute`] (the route's keys, its table
+/// and counters), and where it came from, which only the RIB knows.
 #[derive(serde::Serialize)]
-struct RouteDoc {
-    prefix: String,
+struct RouteDoc<'a> {
+    #[serde(flatten)]
+    route: &'a CountedRoute,
     origin: String,
     bgp_policy: Option<String>,
     binding_sid: Option<u32>,
-    table: u32,
-    policy: String,
-    tc: String,
-    entropy_label: Option<String>,
-    /// The shared policy object the route points at (null: its own).
-    policy_name: Option<String>,
-    counted: bool,
-    /// The library's serde form of a [`Counter`].
-    labelled: Counter,
-    lists: Vec<ListDoc>,
-}
-
-#[derive(serde::Serialize)]
-struct ListDoc {
-    stack: String,
-    weight: u16,
-    packets: u64,
-    bytes: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -145,7 +130,7 @@ struct RoutesDoc<'a> {
     schema: &'static str,
     command: &'static str,
     interface: &'a str,
-    routes: Vec<RouteDoc>,
+    routes: Vec<RouteDoc<'a>>,
     sources: Vec<SourceDoc>,
 }
 
@@ -163,32 +148,7 @@ pub fn print_routes(
         .iter()
         .map(|r| {
             let (from, bgp_policy, binding_sid) = origin(r.table, r.route.prefix);
-            RouteDoc {
-                prefix: r.route.prefix.to_string(),
-                origin: from,
-                bgp_policy,
-                binding_sid,
-                table: r.table.id(),
-                policy: policy_text(r),
-                tc: r.route.tc.to_string(),
-                entropy_label: r.route.policy.entropy_label().map(|e| e.to_string()),
-                policy_name: r.route.policy.name().map(str::to_owned),
-                counted: r.counters.counted,
-                labelled: r.counters.labelled,
-                lists: r
-                    .route
-                    .policy
-                    .lists()
-                    .iter()
-                    .zip(&r.counters.lists)
-                    .map(|(l, c)| ListDoc {
-                        stack: l.stack.to_string(),
-                        weight: l.weight,
-                        packets: c.packets,
-                        bytes: c.bytes,
-                    })
-                    .collect(),
-            }
+            RouteDoc { route: r, origin: from, bgp_policy, binding_sid }
         })
         .collect();
     let sources = sources.iter().map(|(p, t)| SourceDoc { prefix: p.to_string(), table: t.id() }).collect();
@@ -229,13 +189,9 @@ pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], ori
     }
 }
 
+/// The `stats` table: `Stats`'s own `Display`.
 pub fn stats_table(stats: &Stats) {
-    println!("{:<20} {:>14} {:>16}", "COUNTER", "PACKETS", "BYTES");
-    for (name, c) in stats.named() {
-        println!("{name:<20} {:>14} {:>16}", c.packets, c.bytes);
-    }
-    let tx_errors = stats.tx_errors.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
-    println!("{:<20} {tx_errors:>14} {:>16}  (labelled frames the driver failed to send)", "tx_errors", "-");
+    println!("{stats}");
 }
 
 pub fn rate_line(delta: &Stats) -> String {
@@ -367,6 +323,7 @@ pub fn rate_value(delta: &Stats) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lnetd_host_encap::counters::Counter;
 
     /// How the document wrote a counter before it was built from `Counter`'s serde form.
     fn counter(c: Counter) -> Value {
