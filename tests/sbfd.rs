@@ -499,8 +499,9 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     // The router's end runs XDP, so its veth takes redirected frames: the
     // probes went as live frames (after at most the first second's socket sends).
     assert!(stats.sent_live * 2 > stats.sent, "most probes as XDP live frames: {counts:?}");
-    // And the answers were counted by the socket filter, none received.
-    assert!(stats.answers > 0 && stats.answers_filtered == stats.answers, "answers counted in the kernel: {counts:?}");
+    // The answers were received on the socket: the answer filter is off by
+    // default (tests/sbfd_live_frames.rs runs the lab's answers through it).
+    assert!(stats.answers > 0 && stats.answers_filtered == 0, "answers received, none filtered: {counts:?}");
 
     drop(agent);
     stop.store(true, Ordering::Relaxed);

@@ -153,6 +153,7 @@ fn the_answer_filter_counts_only_answers_that_carry_both_discriminators() {
     };
     let mut config = SbfdConfig::new(VethLab::HOST_IF).with_timers(10, 3, 0).unwrap();
     config.router_mac = Some(VethLab::ROUTER_MAC);
+    config.answer_filter = true;
     let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
     let stack = LabelStack::single(Label::new(16001).unwrap());
     engine.set_lists([ListKey { endpoint: endpoint.into(), stack }]);
