@@ -110,6 +110,7 @@ impl Direct<'_> {
 }
 
 /// Routes of a refusal's sample.
+#[cfg(feature = "agent")]
 const REFUSED_SAMPLE: usize = 10;
 
 impl Target for Direct<'_> {
@@ -184,6 +185,7 @@ pub fn run(args: ApplyArgs, target: &mut dyn Target) -> Result<(), Failure> {
 ///
 /// # Errors
 /// [`NotApplied::Guard`] with the counts and a sample.
+#[cfg(feature = "agent")]
 pub fn guard(plan: &ApplyReport, desired: &DesiredState, max: f64) -> Result<(), NotApplied> {
     let current = routes_now(plan, desired);
     if current > 0 && plan.removed.len() as f64 > max * current as f64 {
