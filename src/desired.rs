@@ -37,6 +37,9 @@ pub struct ApplyOptions {
     dry_run: bool,
     /// The share's bits (an `f64` is neither `Eq` nor `Hash`).
     max_remove_share: Option<u64>,
+    /// Routes in force the guard leaves out of its count: those another
+    /// origin (BGP) holds, which an apply of the local tables does not govern.
+    pub(crate) uncounted: usize,
 }
 
 impl ApplyOptions {

@@ -378,3 +378,55 @@ fn origins_survive_adoption_in_the_store() {
         })
         .unwrap();
 }
+
+/// The removal guard of an apply of the local tables counts the routes that
+/// apply governs: with far more BGP routes in force, an apply that drops
+/// every agent route is still most of what it governs, and is refused.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_removal_guard_counts_the_local_routes_not_bgps() {
+    privileged("the_removal_guard_counts_the_local_routes_not_bgps");
+    common::in_netns("guardbgp", |_| {
+        let enc = Arc::new(Encapsulator::builder().load().expect("load"));
+        let origins = Origins::new(Arc::clone(&enc));
+        let mut t = BgpTable::default();
+        t.policies.insert(
+            key(7),
+            (
+                "16007".parse::<Policy>().unwrap(),
+                PolicyInfo {
+                    color: 7,
+                    endpoint: key(7).endpoint,
+                    preference: 100,
+                    distinguisher: 1,
+                    binding_sid: None,
+                    name: None,
+                    enlp: None,
+                },
+            ),
+        );
+        for i in 0..200u32 {
+            t.routes.insert(format!("10.{}.{}.0/24", 100 + i / 256, i % 256).parse().unwrap(), key(7));
+        }
+        origins.set_bgp(t, true).unwrap();
+        let state = |n: u32| {
+            let routes: Vec<String> =
+                (0..n).map(|i| format!(r#"{{"prefix": "192.168.{i}.0/24", "policy": "900"}}"#)).collect();
+            lnetd_host_encap::DesiredState::from_json(&format!(r#"{{"routes": [{}]}}"#, routes.join(","))).unwrap()
+        };
+        let guarded = lnetd_host_encap::ApplyOptions::default().max_remove_share(0.5);
+        origins.apply_local(&state(10), guarded).expect("10 agent routes added");
+        assert_eq!(enc.routes(Table::Main).unwrap().len(), 210);
+        // 8 of the 10 agent routes go: 4% of the 210 in force, 80% of what this apply governs.
+        let refused = origins.apply_local(&state(2), guarded).expect_err("refused");
+        match refused {
+            lnetd_host_encap::errors::RouteError::RemovalRefused { removed, current, .. } => {
+                assert_eq!((removed, current), (8, 10), "{refused}")
+            }
+            other => panic!("not the guard: {other}"),
+        }
+        assert_eq!(enc.routes(Table::Main).unwrap().len(), 210, "nothing changed");
+        origins.apply_local(&state(6), guarded).expect("4 of 10 removed: within the guard");
+        assert_eq!(enc.routes(Table::Main).unwrap().len(), 206);
+    });
+}

@@ -677,6 +677,10 @@ impl Origins {
     ) -> Result<ApplyReport, RouteError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        // The removal guard counts the routes this apply governs: not
+        // those BGP holds.
+        let mut options = options;
+        options.uncounted = inner.installed.len();
         let (statics, agents) = local(&inner.tables);
         let mut tables = OriginTables::new(inner.tables.precedence());
         tables.replace_local(Origin::Static, statics);

@@ -32,6 +32,7 @@ use crate::rib::diff::{self, Patch, Plan};
 use crate::rib::origins::Noted;
 use crate::rib::tracked::Tracked;
 use crate::rib::{Rib, RouteId};
+use crate::sys::map::BpfMap;
 
 /// The origin of each route that is not static.
 pub(crate) type Origins = BTreeMap<RouteId, Noted>;
@@ -164,6 +165,19 @@ struct Written {
 pub(super) struct Taken {
     pub(super) policy_ids: Vec<u32>,
     pub(super) counter_slots: Vec<u32>,
+    /// How many of `counter_slots` are zeroed already.
+    zeroed: usize,
+}
+
+impl Taken {
+    /// Zeroes the counter slots taken since the last call (a reused slot
+    /// still holds its last owner's counts): before anything that names
+    /// them is written where a packet can meet it.
+    pub(super) fn zero_fresh(&mut self, counters: &BpfMap) -> Result<(), MapError> {
+        counters.zero_percpu_batch(self.counter_slots.get(self.zeroed..).unwrap_or_default())?;
+        self.zeroed = self.counter_slots.len();
+        Ok(())
+    }
 }
 
 /// The bytes the kernel holds for a route the RIB has installed (for the undo).
@@ -236,6 +250,7 @@ impl Fib {
             guard => guard.filter(|_| !dry_run),
         };
         let mut rib = self.locked(!dry_run)?;
+        let guard = guard.map(|share| (share, options.uncounted));
         let (report, changed) = self.apply_locked(&mut rib, desired, dry_run, guard, origins)?;
         if changed {
             self.saved(&mut rib)?;
@@ -252,14 +267,14 @@ impl Fib {
         rib: &mut Rib,
         desired: Desired<'_>,
         dry_run: bool,
-        guard: Option<f64>,
+        guard: Option<(f64, usize)>,
         origins: Option<&Origins>,
     ) -> Result<(ApplyReport, bool), RouteError> {
         let started = std::time::Instant::now();
         let plan = desired.plan(rib);
         let planned = started.elapsed();
-        if let Some(max_share) = guard {
-            removal_guard(&plan, rib.routes.len() + rib.shadowed.len(), max_share)?;
+        if let Some((max_share, uncounted)) = guard {
+            removal_guard(&plan, (rib.routes.len() + rib.shadowed.len()).saturating_sub(uncounted), max_share)?;
         }
         if let Some((a, b)) = plan.conflict {
             let name = a.policy.name().unwrap_or_default();
@@ -415,7 +430,6 @@ impl Fib {
         let encoded = std::thread::scope(|scope| -> Result<(), RouteError> {
             let mut writers: BTreeMap<&'static str, mpsc::Sender<Batch>> = BTreeMap::new();
             let mut pending: BTreeMap<&'static str, (&'a dyn RouteTable, Batch, &'static str, u32)> = BTreeMap::new();
-            let mut zeroed = 0;
             for (id, route, _) in &plan.upserts {
                 if refused.load(Ordering::Relaxed) {
                     break;
@@ -440,6 +454,11 @@ impl Fib {
                     let (slots, lists, policy_id, in_place) = (a.slots, a.lists, a.policy_id, a.in_place);
                     let (value, policy) = encode::route(route, policy_id, slots.route, &slots.lists);
                     if let (Some(p), Some(policy)) = (policy_id, policy) {
+                        if in_place {
+                            // The policy is live as soon as it is written (its route
+                            // already points at it): its new lists' slots start from zero first.
+                            taken.zero_fresh(&m.route_counters)?;
+                        }
                         let key = p.to_ne_bytes().to_vec();
                         let old = if in_place { policy_value(rib, id) } else { None };
                         let written = m.policies.update(&key, abi::bytes_of(policy.as_ref()));
@@ -459,8 +478,7 @@ impl Fib {
                 if batch.undo_old.len() >= CHUNK {
                     let full_batch = std::mem::take(batch);
                     // The counter slots this chunk names start from zero before any packet meets them.
-                    m.route_counters.zero_percpu_batch(taken.counter_slots.get(zeroed..).unwrap_or_default())?;
-                    zeroed = taken.counter_slots.len();
+                    taken.zero_fresh(&m.route_counters)?;
                     let tx = writers
                         .entry(map.name())
                         .or_insert_with(|| spawn_writer(scope, map, family, capacity, &sent, &refused));
@@ -469,7 +487,7 @@ impl Fib {
                     }
                 }
             }
-            m.route_counters.zero_percpu_batch(taken.counter_slots.get(zeroed..).unwrap_or_default())?;
+            taken.zero_fresh(&m.route_counters)?;
             for (name, (map, batch, family, capacity)) in pending {
                 if batch.undo_old.is_empty() {
                     continue;
@@ -565,7 +583,13 @@ fn removal_guard(plan: &Plan, current: usize, max_share: f64) -> Result<(), Rout
         removed,
         current,
         max_share,
-        sample: plan.removes.iter().take(REFUSAL_SAMPLE).copied().collect(),
+        sample: plan
+            .removes
+            .iter()
+            .copied()
+            .chain(plan.set_aside_removed.iter().map(|p| (Table::Main, *p)))
+            .take(REFUSAL_SAMPLE)
+            .collect(),
         added: plan.upserts.len() - replaced,
         replaced,
     })

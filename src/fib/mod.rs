@@ -658,7 +658,23 @@ impl Fib {
         let rows: Vec<(Table, Route, CounterSlots)> = self.read(|rib| {
             rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned(), slots_of(rib, id))).collect()
         });
-        let (values, per_slot) = self.maps.route_counters.percpu_array_values()?;
+        let last = rows.iter().flat_map(|(_, _, s)| std::iter::once(s.route).chain(s.lists.iter().copied())).max();
+        let (values, per_slot) = match last {
+            Some(last) if last > 0 => match self.maps.route_counters.percpu_array_values(last) {
+                Ok(read) => read,
+                // A kernel without batched lookups on arrays (ENOTSUPP, 524,
+                // has no name here): a lookup per slot, which says what is wrong
+                // if anything else is.
+                Err(e) => {
+                    log::debug!("{e}: the counters are read one slot at a time");
+                    return rows
+                        .into_iter()
+                        .map(|(table, route, slots)| Ok((table, route, counters_of(&slots, |s| self.slot_counter(s))?)))
+                        .collect();
+                }
+            },
+            _ => (Vec::new(), 0),
+        };
         let stride = std::mem::size_of::<types::counter_value>().div_ceil(8) * 8;
         let slot = |slot: u32| -> Result<Counter, MapError> {
             let mut total = Counter::default();
@@ -786,7 +802,13 @@ impl Fib {
             Some(route) => {
                 let patch: Patch = [(id, Some(route.clone()))].into();
                 let origins: Origins = rib.origin_of.get(&id).map(|o| (id, *o)).into_iter().collect();
-                self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins)).map(|_| ())
+                // Like `set_route`: one route never takes its name to another
+                // object under the routes still on the old one.
+                let named = route.policy.name().is_some();
+                let kind = if named { objects::check_tc_kind(rib, &route.policy, route.tc, None) } else { Ok(()) };
+                kind.and_then(|()| {
+                    self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins)).map(|_| ())
+                })
             }
             None => self.delete_host(host),
         };

@@ -169,6 +169,11 @@ impl Fib {
                 };
                 let (lists, fresh) = list_slots(rib, &own, route.policy.lists().len());
                 taken.counter_slots.extend_from_slice(&fresh);
+                if old.is_some() {
+                    // An object in use is live as soon as it is written: its new
+                    // lists' slots start from zero first.
+                    taken.zero_fresh(&m.route_counters)?;
+                }
                 let value = encode::policy_value(&route.policy, encode::entry_tc(route.tc), &lists);
                 let key = p.to_ne_bytes().to_vec();
                 let written = m.policies.update(&key, abi::bytes_of(value.as_ref()));

@@ -209,19 +209,23 @@ impl BpfMap {
         Ok(())
     }
 
-    /// Every value of a per-CPU array, by key (0 up), each the values of
+    /// The values of a per-CPU array's keys 0 to `last`, each the values of
     /// every possible CPU (padded to 8 bytes each, as
     /// [`BpfMap::lookup_percpu`] gives them), in BPF_MAP_LOOKUP_BATCH calls
-    /// (5.6+): a counter pool of 65,536 slots in a few syscalls instead of
-    /// one per slot. Returns the bytes and how many of them a key takes.
-    pub(crate) fn percpu_array_values(&self) -> Result<(Vec<u8>, usize), MapError> {
+    /// (5.6+) of about 1 MiB each: a counter pool in a few syscalls instead
+    /// of one per slot, and never more than the keys asked for (a host with
+    /// many CPUs holds a copy per CPU). Returns the bytes and how many of
+    /// them a key takes.
+    pub(crate) fn percpu_array_values(&self, last: u32) -> Result<(Vec<u8>, usize), MapError> {
         let per_key = self.percpu_stride() * self.possible_cpus()?;
-        let mut all = Vec::new();
-        let mut keys = vec![0u8; BATCH * 4];
-        let mut values = vec![0u8; BATCH * per_key];
+        let wanted = last as usize + 1;
+        let batch = ((1 << 20) / per_key.max(1)).clamp(1, BATCH);
+        let mut all = Vec::with_capacity(wanted * per_key);
+        let mut keys = vec![0u8; batch * 4];
+        let mut values = vec![0u8; batch * per_key];
         let (mut at, mut next) = (None::<u32>, 0u32);
-        loop {
-            let mut count = BATCH as u32;
+        while all.len() < wanted * per_key {
+            let mut count = batch.min(wanted - all.len() / per_key) as u32;
             let in_batch = at.as_mut().map_or(std::ptr::null_mut(), |k| std::ptr::from_mut(k).cast());
             // SAFETY: the batch tokens are u32 (an array's key); `keys` and
             // `values` have room for `count` entries of the map's sizes; NULL opts.
@@ -238,16 +242,17 @@ impl BpfMap {
             };
             let done = match check(self.name, "lookup_batch", rc) {
                 Ok(()) => false,
-                // The last batch: `count` holds what it read.
+                // The end of the map: `count` holds what this call read.
                 Err(MapError { errno: Errno::ENOENT, .. }) => true,
                 Err(e) => return Err(e),
             };
             all.extend_from_slice(values.get(..count as usize * per_key).unwrap_or_default());
             if done || count == 0 {
-                return Ok((all, per_key));
+                break;
             }
             at = Some(next);
         }
+        Ok((all, per_key))
     }
 
     /// Bytes per CPU in a per-CPU map's value buffer: the value, padded to 8.
