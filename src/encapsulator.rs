@@ -1,5 +1,7 @@
 //! [`Encapsulator`]: the public handle on one loaded dataplane.
 
+#[cfg(feature = "bgp")]
+use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
@@ -643,8 +645,12 @@ impl Encapsulator {
         // cannot be read leaves the running program alone.
         let (rib, store) = match decoding {
             None => {
-                let load: crate::fib::RibLoader = Box::new(move || {
-                    Store::open(&state_dir, false).map(|(recovered, _)| recovered.rib).map_err(|e| match e {
+                let load: crate::fib::RibLoader = Box::new(move |keep| {
+                    let read = match keep {
+                        None => Store::open(&state_dir, false).map(|(recovered, _)| recovered.rib),
+                        Some(keep) => Store::read_if(&state_dir, keep),
+                    };
+                    read.map_err(|e| match e {
                         OpenError::Pin(e) => e.to_string(),
                         OpenError::Unreadable(Unreadable::Invalid(reason)) => {
                             format!("the state in {} cannot be read: {reason}", state_dir.display())
@@ -672,6 +678,12 @@ impl Encapsulator {
             Some(prog) => {
                 link.update_prog(prog.as_fd())
                     .map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
+                // Probes explain the program that ran before: the next `get` loads its own.
+                if let Err(e) = std::fs::remove_dir_all(dir.probes_dir()) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        log::warn!("removing the probe copies of the replaced program: {e}");
+                    }
+                }
                 prog
             }
             None => link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?,
@@ -724,6 +736,11 @@ impl Encapsulator {
     /// Where this encapsulator's pins are, if it is pinned.
     pub(crate) fn pin_dir(&self) -> Option<std::path::PathBuf> {
         self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(|d| d.pins().to_owned())
+    }
+
+    /// Where probe copies of the program are pinned, if this encapsulator is.
+    fn probes_dir(&self) -> Option<std::path::PathBuf> {
+        self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(PinDir::probes_dir)
     }
 
     /// Every route's table and prefix (set-aside routes in the main table),
@@ -946,6 +963,16 @@ impl Encapsulator {
         self.fib.read(|rib| (rib.origin_of.iter().map(|(id, o)| (*id, *o)).collect(), rib.origin_notes.clone()))
     }
 
+    /// As [`Encapsulator::origin_records`], of the routes covering `addr`
+    /// only (a reader that has not read its RIB reads only those).
+    #[cfg(feature = "bgp")]
+    pub(crate) fn origin_records_covering(&self, addr: IpAddr) -> (crate::fib::apply::Origins, Vec<u8>) {
+        self.fib.read_covering(&[addr], |rib| {
+            let covering = rib.origin_of.iter().filter(|((_, prefix), _)| prefix.contains(addr));
+            (covering.map(|(id, o)| (*id, *o)).collect(), rib.origin_notes.clone())
+        })
+    }
+
     /// Replaces what the origins say of BGP's policies (durable like a change).
     #[cfg(feature = "bgp")]
     pub(crate) fn set_origin_notes(&self, notes: Vec<u8>) -> Result<(), RouteError> {
@@ -1052,17 +1079,21 @@ impl Encapsulator {
         let mut slot = self.probe.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let program = match slot.take() {
             Some(program) => program,
-            None => ProbeProgram::load(self.fib.config(), self.fib.maps())?,
+            None => match self.probes_dir() {
+                Some(probes) => ProbeProgram::open_or_load(self.fib.config(), self.fib.maps(), &probes)?,
+                None => ProbeProgram::load(self.fib.config(), self.fib.maps())?,
+            },
         };
         let ran = program.run(&frame);
         *slot = Some(program);
         drop(slot);
         let (run, moved) = ran?;
-        let (route, fallback) = self.fib.read(|rib| match rib.lookup(probe.source(), probe.dst) {
-            Lookup::Route(table, route) => (Some((table, route.into_owned())), "no_route"),
-            Lookup::Local => (None, "local"),
-            Lookup::NoRoute => (None, "no_route"),
-        });
+        let (route, fallback) =
+            self.fib.read_covering(&[probe.dst], |rib| match rib.lookup(probe.source(), probe.dst) {
+                Lookup::Route(table, route) => (Some((table, route.into_owned())), "no_route"),
+                Lookup::Local => (None, "local"),
+                Lookup::NoRoute => (None, "no_route"),
+            });
         let stack = explain::pushed_stack(&run.frame);
         // The probe copy's counter says why; only if it moved none (never
         // expected) do the verdict and the RIB decide.

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use crate::dataplane::{self, EncapMaps};
 use crate::domain::label::{decode_stack, LabelStackEntry};
@@ -19,6 +20,7 @@ use crate::domain::route::{Route, Table};
 use crate::error::{Error, LoadError};
 use crate::rib::store::LoadConfig;
 use crate::stats::Stats;
+use crate::sys::bpffs;
 use crate::sys::map::BpfMap;
 use crate::sys::test_run::{self, TestRun, XdpAction};
 
@@ -38,6 +40,36 @@ impl ProbeProgram {
         let (prog, counters) = dataplane::load_probe(config, maps)?;
         log::debug!("explain: probe program loaded (counters of its own)");
         Ok(ProbeProgram { prog, counters })
+    }
+
+    /// The probe copy pinned under `probes` by an earlier process of this
+    /// build for this configuration, or a new one, pinned there for the
+    /// next: a command's `get` then costs no verifier pass. Pinning is
+    /// best effort (a probe that cannot be pinned still runs).
+    pub(crate) fn open_or_load(
+        config: &LoadConfig,
+        maps: &EncapMaps,
+        probes: &Path,
+    ) -> Result<ProbeProgram, LoadError> {
+        let dir = probes.join(format!("{:016x}", dataplane::probe_id(config)));
+        // The program is pinned last: whoever finds it finds its counters.
+        if let (Ok(prog), Ok(counters)) = (bpffs::get(&dir.join("prog")), bpffs::get(&dir.join("counters"))) {
+            if let Ok(counters) = BpfMap::from_fd(counters, "counters") {
+                log::debug!("explain: probe program reused from {}", dir.display());
+                return Ok(ProbeProgram { prog, counters });
+            }
+        }
+        let probe = ProbeProgram::load(config, maps)?;
+        let pinned = bpffs::create_private_dir(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| bpffs::pin(probe.counters.fd(), &dir.join("counters")).map_err(|e| e.to_string()))
+            .and_then(|()| bpffs::pin(probe.prog.as_fd(), &dir.join("prog")).map_err(|e| e.to_string()));
+        match pinned {
+            Ok(()) => log::debug!("explain: probe program pinned in {}", dir.display()),
+            // Another process may have pinned its copy first: both are the same program.
+            Err(e) => log::debug!("explain: probe program not pinned in {}: {e}", dir.display()),
+        }
+        Ok(probe)
     }
 
     /// Runs `frame` once; returns the run and the counters it moved (one,

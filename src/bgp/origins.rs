@@ -17,6 +17,7 @@
 //! origins ([`OriginsView::of`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnetwork::IpNetwork;
@@ -781,7 +782,19 @@ impl OriginsView {
     /// `static`.
     pub fn of(enc: &Encapsulator) -> OriginsView {
         let (noted, notes) = enc.origin_records();
-        let infos = read_notes(&notes);
+        Self::from_records(noted, &notes)
+    }
+
+    /// As [`OriginsView::of`], for the routes covering `addr` only: what
+    /// explaining one destination needs. A handle that has not read its
+    /// routes yet (a reader's, adopted to look) reads only those.
+    pub fn covering(enc: &Encapsulator, addr: IpAddr) -> OriginsView {
+        let (noted, notes) = enc.origin_records_covering(addr);
+        Self::from_records(noted, &notes)
+    }
+
+    fn from_records(noted: crate::fib::apply::Origins, notes: &[u8]) -> OriginsView {
+        let infos = read_notes(notes);
         let mut view = OriginsView::default();
         for (id, o) in noted {
             match o {

@@ -167,6 +167,18 @@ pub(crate) fn load_probe(config: &LoadConfig, maps: &EncapMaps) -> Result<(Owned
     Ok((prog, own.counters))
 }
 
+/// What tells one probe copy from another: this build's object and the
+/// load configuration (FNV-1a, 64 bits). A probe pinned by another build
+/// or for another configuration is never reused.
+pub(crate) fn probe_id(config: &LoadConfig) -> u64 {
+    const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    let config = format!("{config:?}");
+    OBJECT
+        .iter()
+        .chain(config.as_bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Loads one of the encapsulator's programs against `maps`, which an earlier
 /// load with the same `config` created: the program a running dataplane is
 /// moved to, or its egress program, tables and counters shared.

@@ -109,6 +109,12 @@ impl PinDir {
         self.pins.join("link")
     }
 
+    /// Where probe copies of the program are kept between processes
+    /// (`explain`), one directory per build and load configuration.
+    pub(crate) fn probes_dir(&self) -> PathBuf {
+        self.pins.join("probe")
+    }
+
     fn state_path(&self) -> PathBuf {
         self.state.join(STATE_FILE)
     }

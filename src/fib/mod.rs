@@ -32,7 +32,7 @@ use crate::rib::alloc::{CounterSlots, GRACE};
 use crate::rib::diff::Patch;
 use crate::rib::objects::same_tc_kind as objects_same_kind;
 use crate::rib::origins::Noted;
-use crate::rib::store::{LoadConfig, Store};
+use crate::rib::store::{Covering, Keep, LoadConfig, Store};
 use crate::rib::{Rib, RouteId};
 use crate::stats::{Counter, Stats};
 use crate::sys::map::BpfMap;
@@ -115,8 +115,9 @@ pub(crate) struct Allocation {
     pub in_place: bool,
 }
 
-/// Reads a RIB from where it is stored.
-pub(crate) type RibLoader = Box<dyn FnOnce() -> Result<Rib, String> + Send>;
+/// Reads a RIB from where it is stored: whole, or (`Some(keep)`) only the
+/// routes `keep` wants, with every small set.
+pub(crate) type RibLoader = Box<dyn Fn(Option<Keep<'_>>) -> Result<Rib, String> + Send + Sync>;
 
 pub(crate) struct Fib {
     maps: EncapMaps,
@@ -128,6 +129,9 @@ pub(crate) struct Fib {
     /// lazily (`stats` never looks at the RIB, so it never pays for
     /// decoding a million routes). Taken under the RIB's lock.
     pending: Mutex<Option<RibLoader>>,
+    /// A RIB still pending read only for the routes covering some
+    /// addresses (`get`): those addresses and that partial RIB.
+    partial: Mutex<Option<(Vec<IpAddr>, Rib)>>,
     /// A pinned dataplane's store: every change is begun and committed in
     /// its journal (locked after the RIB, always).
     store: Mutex<Option<Store>>,
@@ -212,6 +216,7 @@ impl Fib {
             config,
             rib: Mutex::new(Rib::new(config.max_counted_routes)),
             pending: Mutex::new(None),
+            partial: Mutex::new(None),
             store: Mutex::new(None),
             read_only: false,
             dir,
@@ -249,6 +254,7 @@ impl Fib {
             config,
             rib: Mutex::new(rib),
             pending: Mutex::new(pending),
+            partial: Mutex::new(None),
             store: Mutex::new(None),
             read_only,
             dir,
@@ -349,7 +355,7 @@ impl Fib {
         let load = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(load) = load {
             let started = std::time::Instant::now();
-            match load() {
+            match load(None) {
                 Ok(loaded) => *rib = loaded,
                 // Only a reader loads lazily, after the state's checksum
                 // passed at adoption; it changes nothing, so it goes on
@@ -395,6 +401,40 @@ impl Fib {
                 Ok(())
             }
         }
+    }
+
+    /// Runs `f` on a RIB that holds every route covering one of `addrs`,
+    /// every small set (sources, host addresses, objects) and perhaps more:
+    /// while a reader's RIB is still to be read, only those routes are read
+    /// (a destination's explanation at a million routes costs a scan of the
+    /// snapshot, not a million allocations).
+    pub(crate) fn read_covering<T>(&self, addrs: &[IpAddr], f: impl FnOnce(&Rib) -> T) -> T {
+        let read = {
+            let pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            pending.as_ref().is_some_and(|load| {
+                let mut partial = self.partial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if partial.as_ref().is_none_or(|(read, _)| read != addrs) {
+                    let started = std::time::Instant::now();
+                    let keep = Covering(addrs);
+                    *partial = match load(Some(&keep)) {
+                        Ok(rib) => Some((addrs.to_vec(), rib)),
+                        Err(e) => {
+                            log::debug!("reading the routes covering {addrs:?} alone: {e}; reading them all");
+                            None
+                        }
+                    };
+                    log::debug!("RIB read for {addrs:?} in {:?}", started.elapsed());
+                }
+                partial.is_some()
+            })
+        };
+        if read {
+            let partial = self.partial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some((_, rib)) = partial.as_ref().filter(|(read, _)| read == addrs) {
+                return f(rib);
+            }
+        }
+        self.read(f)
     }
 
     /// Runs `f` on the RIB, locked.

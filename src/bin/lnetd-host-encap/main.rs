@@ -384,8 +384,20 @@ fn static_origin(_table: Table, _prefix: IpNetwork) -> (String, Option<String>, 
 
 /// Where each route came from, as the RIB records it beside each route.
 fn origins(enc: &Encapsulator) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
+    origins_of(enc, None)
+}
+
+/// As [`origins`], of the routes covering `dst` only (`get`: a reader
+/// then reads only those of a million routes).
+fn origins_of(
+    enc: &Encapsulator,
+    _dst: Option<std::net::IpAddr>,
+) -> impl Fn(Table, IpNetwork) -> (String, Option<String>, Option<u32>) {
     #[cfg(feature = "bgp")]
-    let view = lnetd_host_encap::bgp::OriginsView::of(enc);
+    let view = match _dst {
+        Some(dst) => lnetd_host_encap::bgp::OriginsView::covering(enc, dst),
+        None => lnetd_host_encap::bgp::OriginsView::of(enc),
+    };
     #[cfg(not(feature = "bgp"))]
     let _ = enc;
     move |_table, _prefix| {
@@ -703,7 +715,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let explanation = enc.explain(&probe)?;
             if output::json(false) {
                 let origin = explanation.route.as_ref().map(|(table, route)| {
-                    let (from, bgp, _) = origins(enc)(*table, route.prefix);
+                    let (from, bgp, _) = origins_of(enc, Some(dst))(*table, route.prefix);
                     bgp.unwrap_or(from)
                 });
                 let verdict = output::Verdict {
@@ -720,7 +732,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             }
             println!("{explanation}");
             if let Some((table, route)) = &explanation.route {
-                let (from, bgp, _) = origins(enc)(*table, route.prefix);
+                let (from, bgp, _) = origins_of(enc, Some(dst))(*table, route.prefix);
                 println!("origin: {}", bgp.unwrap_or(from));
             }
         }

@@ -201,6 +201,13 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn prefix(&mut self) -> Result<IpNetwork, Unreadable> {
+        let net = self.prefix_unchecked()?;
+        crate::domain::prefix::check(net).map_err(invalid)
+    }
+
+    /// A prefix whose host bits are not checked: enough to decide whether
+    /// a record is wanted (one that is goes through [`Reader::prefix`]'s check).
+    pub(crate) fn prefix_unchecked(&mut self) -> Result<IpNetwork, Unreadable> {
         let tag = self.u8()?;
         let (len, v6) = if tag < V6_TAG { (tag, false) } else { (tag - V6_TAG, true) };
         let covered = self.take(usize::from(len).div_ceil(8))?;
@@ -213,8 +220,7 @@ impl<'a> Reader<'a> {
             o.get_mut(..covered.len()).ok_or_else(|| invalid("IPv4 prefix length"))?.copy_from_slice(covered);
             IpAddr::V4(Ipv4Addr::from(o))
         };
-        let net = IpNetwork::new(addr, len).map_err(invalid)?;
-        crate::domain::prefix::check(net).map_err(invalid)
+        IpNetwork::new(addr, len).map_err(invalid)
     }
 
     pub(crate) fn table(&mut self) -> Result<Table, Unreadable> {
@@ -266,6 +272,30 @@ impl<'a> Reader<'a> {
         };
         let policy = if name.is_empty() { policy } else { policy.with_name(name).map_err(invalid)? };
         Ok(Route { prefix, policy, tc })
+    }
+
+    /// Steps over what [`Reader::route_body`] reads, building nothing: how a
+    /// reader that wants a few routes passes the others.
+    pub(crate) fn skip_route_body(&mut self) -> Result<(), Unreadable> {
+        self.u8()?;
+        self.varint()?;
+        for _ in 0..self.len()? {
+            for _ in 0..self.len()? {
+                self.varint()?;
+            }
+            self.varint()?;
+        }
+        self.u8()?;
+        self.bytes().map(|_| ())
+    }
+
+    /// Steps over what [`Reader::counters`] reads.
+    pub(crate) fn skip_counters(&mut self) -> Result<(), Unreadable> {
+        self.varint()?;
+        for _ in 0..self.len()? {
+            self.varint()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn counters(&mut self) -> Result<CounterSlots, Unreadable> {

@@ -13,7 +13,7 @@
 //! acknowledged); it is never fatal.
 
 use super::codec::{Reader, Writer};
-use super::records::{self, Smalls};
+use super::records::{self, Keep, Smalls};
 use super::snapshot::Position;
 use super::Unreadable;
 use crate::rib::alloc::Boottime;
@@ -116,13 +116,19 @@ pub(crate) fn commit_body(rib: &Rib, ids: &[RouteId], smalls: Option<&Smalls>) -
 }
 
 /// Replays a commit onto a RIB read from the snapshot.
-pub(crate) fn replay_commit(rib: &mut Rib, at: &mut Position, record: &Record<'_>) -> Result<(), Unreadable> {
+pub(crate) fn replay_commit(
+    rib: &mut Rib,
+    at: &mut Position,
+    record: &Record<'_>,
+    keep: Option<Keep<'_>>,
+) -> Result<(), Unreadable> {
     let mut r = Reader::new(record.body);
     at.policy_next = r.u32v()?;
     at.counter_next = r.u32v()?;
     for _ in 0..r.len()? {
-        let state = records::get_route_state(&mut r)?;
-        records::install(rib, state);
+        if let Some(state) = records::get_route_state_if(&mut r, keep)? {
+            records::install(rib, state);
+        }
     }
     if r.u8()? == 1 {
         Smalls::get(&mut r)?.install(rib)?;

@@ -33,6 +33,7 @@ use super::Rib;
 use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode};
 use crate::error::PinError;
 use records::Smalls;
+pub(crate) use records::{Covering, Keep};
 pub(crate) use recovery::{Peeked, Recovered};
 use snapshot::Position;
 
@@ -166,15 +167,22 @@ impl Store {
         Ok(store)
     }
 
-    /// Reads the state in `dir`: the snapshot, then the journal replayed
-    /// onto it. `writable`: also returns the store to append to (a torn
-    /// tail is cut off first).
     /// The state's load config, attachment and whether a change was left
     /// unfinished, checked but without decoding the RIB (for a reader).
     pub(crate) fn peek(dir: &Path) -> Result<Peeked, OpenError> {
         recovery::peek(dir)
     }
 
+    /// A reader's RIB of the routes `keep` wants and every small set
+    /// (sources, host addresses, objects): what answers for a few
+    /// destinations without decoding a million routes. Never written from.
+    pub(crate) fn read_if(dir: &Path, keep: Keep<'_>) -> Result<Rib, OpenError> {
+        recovery::load_if(dir, Some(keep)).map(|recovered| recovered.rib)
+    }
+
+    /// Reads the state in `dir`: the snapshot, then the journal replayed
+    /// onto it. `writable`: also returns the store to append to (a torn
+    /// tail is cut off first).
     pub(crate) fn open(dir: &Path, writable: bool) -> Result<(Recovered, Option<Store>), OpenError> {
         let recovered = recovery::load(dir)?;
         if !writable {

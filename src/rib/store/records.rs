@@ -86,9 +86,45 @@ fn put_parts(w: &mut Writer, id: &RouteId, Parts { route, policy, counters: c, o
     }
 }
 
+/// Which route ids a reader wants (the others are stepped over, never built).
+pub(crate) type Keep<'a> = &'a Covering<'a>;
+
+/// The routes covering one of some addresses, in any table: what explaining
+/// those destinations reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Covering<'a>(pub &'a [IpAddr]);
+
+impl Covering<'_> {
+    pub(crate) fn wants(&self, id: &RouteId) -> bool {
+        self.0.iter().any(|a| id.1.contains(*a))
+    }
+
+    /// Whether a run of sorted ids from `first` up to (not including)
+    /// `next` may hold one wanted: at most 33 (129 for IPv6) prefixes cover
+    /// an address in a table, so most chunks of a snapshot can be passed by
+    /// without reading a record.
+    pub(crate) fn may_hold(&self, first: &RouteId, next: Option<&RouteId>) -> bool {
+        let Some(next) = next.filter(|n| n.0 == first.0) else { return true };
+        self.0.iter().any(|addr| {
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            (0..=max).any(|len| {
+                let covering = IpNetwork::new(*addr, len).and_then(|n| IpNetwork::new(n.network(), len));
+                covering.is_ok_and(|c| (first.0, c) >= *first && (first.0, c) < *next)
+            })
+        })
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadable> {
+    get_route_state_if(r, None)?.ok_or_else(|| Unreadable::Invalid("a route record kept by no filter".into()))
+}
+
+/// The next route state if `keep` (when given) wants its id; `None` once
+/// stepped over it.
+pub(crate) fn get_route_state_if(r: &mut Reader<'_>, keep: Option<Keep<'_>>) -> Result<Option<RouteState>, Unreadable> {
     let table = r.table()?;
-    let prefix = r.prefix()?;
+    let prefix = r.prefix_unchecked()?;
     let flags = r.u8()?;
     if flags & !FLAGS != 0
         || (flags & BGP_KEY != 0 && flags & FROM_BGP == 0)
@@ -96,6 +132,23 @@ pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadab
     {
         return Err(Unreadable::Invalid(format!("route record flags {flags:#x}")));
     }
+    if keep.is_some_and(|keep| !keep.wants(&(table, prefix))) {
+        if flags & HAS_ROUTE != 0 {
+            r.skip_route_body()?;
+        }
+        if flags & HAS_POLICY != 0 {
+            r.varint()?;
+        }
+        if flags & HAS_COUNTERS != 0 {
+            r.skip_counters()?;
+        }
+        if flags & (FROM_BGP | BGP_KEY) == FROM_BGP | BGP_KEY {
+            r.varint()?;
+            r.addr()?;
+        }
+        return Ok(None);
+    }
+    let prefix = crate::domain::prefix::check(prefix).map_err(|e| Unreadable::Invalid(e.to_string()))?;
     let route = (flags & HAS_ROUTE != 0).then(|| r.route_body(prefix)).transpose()?;
     let policy = (flags & HAS_POLICY != 0).then(|| r.u32v()).transpose()?;
     let counters = (flags & HAS_COUNTERS != 0).then(|| r.counters()).transpose()?;
@@ -105,7 +158,7 @@ pub(crate) fn get_route_state(r: &mut Reader<'_>) -> Result<RouteState, Unreadab
         (_, true, false) => Some(Noted::Bgp(None)),
         _ => None,
     };
-    Ok(RouteState { id: (table, prefix), route, policy, counters, origin })
+    Ok(Some(RouteState { id: (table, prefix), route, policy, counters, origin }))
 }
 
 /// Every route id the RIB holds anything for, in order: the routes, and
@@ -173,16 +226,22 @@ pub(crate) fn chunks<'a>(r: &mut Reader<'a>, n: usize) -> Result<Vec<(&'a [u8], 
 pub(crate) type Decoded =
     (Vec<(RouteId, Route)>, Vec<(RouteId, u32)>, Vec<(RouteId, CounterSlots)>, Vec<(RouteId, Noted)>);
 
+/// The first route id of a chunk (where its records begin).
+pub(crate) fn first_id(chunk: &[u8]) -> Result<RouteId, Unreadable> {
+    let mut r = Reader::new(chunk);
+    Ok((r.table()?, r.prefix_unchecked()?))
+}
+
 /// Decodes chunks in order, refusing ids out of order.
-pub(crate) fn decode_chunks(chunks: &[(&[u8], u32)]) -> Result<Decoded, Unreadable> {
-    let total: usize = chunks.iter().map(|(_, n)| *n as usize).sum();
+pub(crate) fn decode_chunks(chunks: &[(&[u8], u32)], keep: Option<Keep<'_>>) -> Result<Decoded, Unreadable> {
+    let total: usize = if keep.is_some() { 0 } else { chunks.iter().map(|(_, n)| *n as usize).sum() };
     let (mut routes, mut policies, mut counters) = (Vec::with_capacity(total), Vec::new(), Vec::with_capacity(total));
     let mut origins = Vec::new();
     let mut last: Option<RouteId> = None;
     for (bytes, n) in chunks {
         let mut r = Reader::new(bytes);
         for _ in 0..*n {
-            let s = get_route_state(&mut r)?;
+            let Some(s) = get_route_state_if(&mut r, keep)? else { continue };
             if last.is_some_and(|l| l >= s.id) {
                 return Err(Unreadable::Invalid(format!("route {} out of order", s.id.1)));
             }
@@ -374,7 +433,7 @@ mod tests {
         let mut w = Writer::default();
         assert_eq!(put_all_route_states(&mut w, &rib, 2), 2, "3 records in chunks of 2");
         let mut r = Reader::new(&w.buf);
-        let (routes, policies, counters, origins) = decode_chunks(&chunks(&mut r, 2).unwrap()).unwrap();
+        let (routes, policies, counters, origins) = decode_chunks(&chunks(&mut r, 2).unwrap(), None).unwrap();
         assert!(r.is_empty());
         assert_eq!(origins, vec![(a, Noted::Agent), (b, Noted::Bgp(Some((100, "2001:db8::1".parse().unwrap()))))]);
         assert_eq!((routes.len(), policies.len(), counters.len()), (2, 1, 2));
@@ -397,6 +456,50 @@ mod tests {
         assert_eq!(*back.routes, *rib.routes);
         assert_eq!(*back.policy_of, *rib.policy_of);
         assert_eq!(*back.counters_of, *rib.counters_of);
+    }
+
+    #[test]
+    fn a_filtered_read_steps_over_every_kind_of_record_and_keeps_the_rest_whole() {
+        // Every field a record may carry, on both sides of each kept one:
+        // a skip that read one byte too many or too few would misread the next.
+        let mut rib = Rib::new(100);
+        let shapes = [
+            ("10.0.0.0/8", "100", None),
+            ("10.1.0.0/16", "16001@2,16002@1", Some(Noted::Bgp(Some((7, "192.0.2.9".parse().unwrap()))))),
+            ("10.1.2.0/24", "16001/16002/16003", Some(Noted::Agent)),
+            ("10.1.2.128/25", "200", Some(Noted::Bgp(None))),
+            ("2001:db8::/32", "16001@1,16002/16005@3", None),
+        ];
+        for (i, (p, policy, origin)) in shapes.iter().enumerate() {
+            let id = id(Table::Main, p);
+            let mut route = Route::with_policy(id.1, policy.parse().unwrap());
+            if i == 1 {
+                route.policy = route.policy.with_name("bgp color 7").unwrap();
+            }
+            rib.routes.insert(id, route);
+            rib.policy_of.insert(id, i as u32 + 1);
+            rib.counters_of.insert(id, CounterSlots { route: i as u32 + 1, lists: vec![10 + i as u32; i] });
+            if let Some(o) = origin {
+                rib.origin_of.insert(id, *o);
+            }
+        }
+        let mut w = Writer::default();
+        let n = put_all_route_states(&mut w, &rib, 2);
+        let dst: IpAddr = "10.1.2.200".parse().unwrap();
+        let addrs = [dst];
+        let keep = Covering(&addrs);
+        let mut r = Reader::new(&w.buf);
+        let (routes, policies, counters, origins) = decode_chunks(&chunks(&mut r, n).unwrap(), Some(&keep)).unwrap();
+        assert!(r.is_empty());
+        let wanted: Vec<RouteId> = rib.routes.keys().copied().filter(|id| keep.wants(id)).collect();
+        assert_eq!(wanted.len(), 4, "every IPv4 route but none of IPv6's covers it");
+        assert_eq!(routes.iter().map(|(id, _)| *id).collect::<Vec<_>>(), wanted);
+        for (id, route) in &routes {
+            assert_eq!(Some(route), rib.routes.get(id));
+        }
+        assert_eq!(policies.len() + counters.len(), 8);
+        assert_eq!(origins.len(), 3);
+        assert!(counters.iter().all(|(id, c)| rib.counters_of.get(id) == Some(c)));
     }
 
     #[test]

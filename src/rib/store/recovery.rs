@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::journal::{self, COMMIT, DONE, INTENT};
+use super::records::Keep;
 use super::snapshot::{self, Position};
 use super::{Attached, LoadConfig, OpenError, Unreadable, JOURNAL, OLD_STATE, SNAPSHOT};
 use crate::error::PinError;
@@ -107,8 +108,15 @@ fn snapshot_bytes(dir: &Path) -> Result<Vec<u8>, OpenError> {
 }
 
 pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
+    load_if(dir, None)
+}
+
+/// As [`load`], with only the routes `keep` wants (when given): a reader's
+/// RIB for a few destinations, read without building the rest. Its
+/// allocators are not rebuilt: it must never be written from.
+pub(crate) fn load_if(dir: &Path, keep: Option<Keep<'_>>) -> Result<Recovered, OpenError> {
     let bytes = snapshot_bytes(dir)?;
-    let snap = snapshot::decode(&bytes).map_err(OpenError::Unreadable)?;
+    let snap = snapshot::decode_if(&bytes, keep).map_err(OpenError::Unreadable)?;
     let snapshot_len = bytes.len() as u64;
     drop(bytes);
     let (mut rib, mut at) = (snap.rib, snap.at);
@@ -124,7 +132,7 @@ pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
     let begun = walk(&records, |record| {
         // Left behind by a compaction that did not get to empty the journal.
         if record.seq > at.seq {
-            journal::replay_commit(&mut rib, &mut at, record)?;
+            journal::replay_commit(&mut rib, &mut at, record, keep)?;
         }
         Ok(())
     })
@@ -132,7 +140,9 @@ pub(crate) fn load(dir: &Path) -> Result<Recovered, OpenError> {
     // A snapshot written by the change itself (a table replaced whole) finished it.
     let unfinished = begun.is_some_and(|seq| seq > at.seq);
     let _ = rib.take_changes();
-    rebuild_allocators(&mut rib, &at, snap.config.max_counted_routes);
+    if keep.is_none() {
+        rebuild_allocators(&mut rib, &at, snap.config.max_counted_routes);
+    }
     Ok(Recovered {
         rib,
         config: snap.config,

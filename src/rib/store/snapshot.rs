@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{Reader, Writer};
-use super::records::{self, Smalls};
+#[cfg(test)]
+use super::records::Covering;
+use super::records::{self, Keep, Smalls};
 use super::{Attached, LoadConfig, Unreadable, FORMAT};
 use crate::rib::alloc::Boottime;
 use crate::rib::routes::Routes;
@@ -24,8 +26,9 @@ use crate::rib::tracked::Tracked;
 use crate::rib::{Rib, RouteId};
 
 const MAGIC: &[u8; 8] = b"LHE-RIB\n";
-/// Route records per chunk (the unit decoded on one thread).
-const CHUNK: usize = 65_536;
+/// Route records per chunk: the unit decoded on one thread, and what a
+/// reader of a few routes passes by whole.
+const CHUNK: usize = 4_096;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,16 +134,32 @@ pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, Unreadable> {
 
 /// Reads a snapshot back, refusing another format by its version and a
 /// damaged one by its checksum.
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
+    decode_if(bytes, None)
+}
+
+/// As [`decode`], with only the routes `keep` wants (when given) and every
+/// small set: a RIB that answers for those routes only.
+pub(crate) fn decode_if(bytes: &[u8], keep: Option<Keep<'_>>) -> Result<Snapshot, Unreadable> {
     let (Head { config, attached, at }, mut r) = head(bytes)?;
     let n = usize::try_from(r.u64_le()?).map_err(|_| Unreadable::Invalid("chunk count".into()))?;
-    let chunks = records::chunks(&mut r, n)?;
+    let mut chunks = records::chunks(&mut r, n)?;
+    if let Some(keep) = keep {
+        // Only the chunks whose id range may hold a wanted route are read.
+        let firsts = chunks.iter().map(|(bytes, _)| records::first_id(bytes)).collect::<Result<Vec<_>, _>>()?;
+        let mut i = 0;
+        chunks.retain(|_| {
+            i += 1;
+            firsts.get(i - 1).is_some_and(|first| keep.may_hold(first, firsts.get(i)))
+        });
+    }
     // Chunks decoded on every core, then the maps built side by side: a
     // million routes cost two allocations each, which is most of a load.
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, 8);
     let per = chunks.len().div_ceil(threads).max(1);
     let parts = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks.chunks(per).map(|c| s.spawn(move || records::decode_chunks(c))).collect();
+        let handles: Vec<_> = chunks.chunks(per).map(|c| s.spawn(move || records::decode_chunks(c, keep))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(Unreadable::Invalid("decoder".into()))))
@@ -186,6 +205,7 @@ mod tests {
     use super::*;
     use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode};
     use crate::domain::route::{Route, Table};
+    use ipnetwork::IpNetwork;
 
     pub(crate) fn config() -> LoadConfig {
         LoadConfig {
@@ -206,6 +226,34 @@ mod tests {
 
     fn attached() -> Attached {
         Attached { iface: "eth9".into(), ifindex: 9, mode: AttachedMode::Generic }
+    }
+
+    #[test]
+    fn a_read_for_a_few_destinations_passes_chunks_by_and_misses_no_covering_route() {
+        // Ten chunks of routes of every length in two tables: whatever chunk
+        // a covering route falls in, the read finds it.
+        let mut rib = Rib::new(50);
+        let alternate = Table::alternate(3).unwrap();
+        for i in 0..40_000u32 {
+            let len = (i % 25) as u8 + 8;
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (i.wrapping_mul(2_654_435_761) >> 8));
+            let prefix = IpNetwork::new(addr.into(), len).unwrap();
+            let prefix = IpNetwork::new(prefix.network(), len).unwrap();
+            let table = if i % 7 == 0 { alternate } else { Table::Main };
+            rib.routes.insert((table, prefix), Route::new(prefix, "100".parse().unwrap()));
+        }
+        let default: IpNetwork = "0.0.0.0/0".parse().unwrap();
+        rib.routes.insert((Table::Main, default), Route::new(default, "700".parse().unwrap()));
+        let at = Position { seq: 1, stamp: Boottime(1), policy_next: 1, counter_next: 1 };
+        let bytes = encode(&rib, &config(), &attached(), at);
+        for dst in ["10.1.2.3", "10.200.7.9", "10.255.255.255", "192.0.2.1", "2001:db8::1"] {
+            let addrs = [dst.parse().unwrap()];
+            let keep = Covering(&addrs);
+            let read = decode_if(&bytes, Some(&keep)).unwrap().rib;
+            let want: Vec<_> = rib.routes.iter().filter(|(id, _)| keep.wants(id)).collect();
+            let got: Vec<_> = read.routes.iter().collect();
+            assert_eq!(got, want, "{dst}");
+        }
     }
 
     #[test]
