@@ -666,12 +666,15 @@ impl Encapsulator {
                 (Err(load), None)
             }
             Some(decoding) => {
+                // This thread reads the lookup table's bookkeeping back
+                // while the other decodes the RIB.
+                let table = Fib::read_back_dir(&maps, &config)?;
                 let decoded = decoding.join().unwrap_or_else(|_| {
                     Err(OpenError::Unreadable(Unreadable::Invalid("decoding it failed (a panic)".to_owned())))
                 });
                 let (recovered, store) = decoded.map_err(unreadable)?;
                 unfinished = recovered.unfinished;
-                (Ok(recovered.rib), store)
+                (Ok((recovered.rib, table)), store)
             }
         };
         let prog = match replacement {
@@ -691,7 +694,7 @@ impl Encapsulator {
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let loaded = started.elapsed();
         let fib = match rib {
-            Ok(rib) => Fib::adopted(maps, config, rib, options.read_only)?,
+            Ok((rib, table)) => Fib::adopted(maps, config, rib, table)?,
             Err(load) => Fib::adopted_lazily(maps, config, load)?,
         };
         fib.set_store(store);

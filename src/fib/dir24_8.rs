@@ -158,6 +158,12 @@ impl Dir24_8 {
         st
     }
 
+    /// Reads the bookkeeping back now if it was not (adoption), rather
+    /// than on the first change.
+    pub(crate) fn read_back_now(&self) {
+        drop(self.lock());
+    }
+
     fn get16(&self, k: u32) -> u32 {
         load(self.tbl16.words(), k as usize)
     }
@@ -218,15 +224,22 @@ impl Dir24_8 {
                     .map(|e| e & SLOT_MASK)
                     .collect::<Vec<u32>>()
             });
+            // Read in place, a word at a time (value, counter, address,
+            // length): two million slots copied out one by one cost more
+            // than the rest of the read-back.
+            const _: () = assert!(PREFIX_SIZE == 16);
             let mut found = Vec::new();
-            for slot in 1..self.capacity {
-                let Some(rec) = self.prefixes.read_bytes(slot as usize, PREFIX_SIZE) else { continue };
-                let Some(rec) = abi::from_bytes::<types::dir_prefix>(&rec) else { continue };
-                if rec.value == 0 || rec.len > 32 {
+            let records = self.prefixes.words().chunks_exact(4).take(self.capacity as usize).enumerate().skip(1);
+            for (slot, words) in records {
+                let [value, _, addr, len] = words else { continue };
+                let [len, ..] = len.load(Ordering::Acquire).to_ne_bytes();
+                let value = value.load(Ordering::Acquire);
+                if value == 0 || len > 32 {
                     continue;
                 }
-                let Ok(prefix) = Ipv4Network::new(Ipv4Addr::from(rec.addr), rec.len) else { continue };
-                found.push((prefix, slot, rec.value));
+                let addr = Ipv4Addr::from(addr.load(Ordering::Acquire).to_ne_bytes());
+                let Ok(prefix) = Ipv4Network::new(addr, len) else { continue };
+                found.push((prefix, slot as u32, value));
             }
             (groups.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), found)
         });

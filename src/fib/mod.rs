@@ -228,16 +228,34 @@ impl Fib {
         Ok(fib)
     }
 
-    /// A FIB over maps that already hold what `rib` says (adopted from pins).
-    pub(crate) fn adopted(maps: EncapMaps, config: LoadConfig, rib: Rib, read_only: bool) -> Result<Fib, MapError> {
-        Self::adopted_with(maps, config, rib, None, read_only)
+    /// The DIR-24-8 table of adopted maps (when the config chose it) with
+    /// its bookkeeping read back now: a writer's adoption does this while
+    /// its RIB decodes on another thread, so a change pays for neither twice.
+    pub(crate) fn read_back_dir(maps: &EncapMaps, config: &LoadConfig) -> Result<Option<Dir24_8>, MapError> {
+        let dir = Self::dir(maps, config, true)?;
+        if let Some(dir) = &dir {
+            dir.read_back_now();
+        }
+        Ok(dir)
+    }
+
+    /// A writer's FIB over maps that already hold what `rib` says (adopted
+    /// from pins), with their DIR-24-8 table from [`Fib::read_back_dir`].
+    pub(crate) fn adopted(
+        maps: EncapMaps,
+        config: LoadConfig,
+        rib: Rib,
+        dir: Option<Dir24_8>,
+    ) -> Result<Fib, MapError> {
+        Self::adopted_with(maps, config, rib, None, false, dir)
     }
 
     /// A read-only FIB over adopted maps whose RIB is read by `load` the
     /// first time something needs it.
     pub(crate) fn adopted_lazily(maps: EncapMaps, config: LoadConfig, load: RibLoader) -> Result<Fib, MapError> {
         let empty = Rib::new(config.max_counted_routes);
-        Self::adopted_with(maps, config, empty, Some(load), true)
+        let dir = Self::dir(&maps, &config, true)?;
+        Self::adopted_with(maps, config, empty, Some(load), true, dir)
     }
 
     fn adopted_with(
@@ -246,8 +264,8 @@ impl Fib {
         rib: Rib,
         pending: Option<RibLoader>,
         read_only: bool,
+        dir: Option<Dir24_8>,
     ) -> Result<Fib, MapError> {
-        let dir = Self::dir(&maps, &config, true)?;
         let cache_ctl = Self::map_cache_ctl(&maps)?;
         Ok(Fib {
             maps,
