@@ -695,7 +695,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             if output::json(json) {
                 output::print_routes(iface, &routes, &sources, &origin)?;
             } else {
-                output::routes_table(&routes, &sources, &origin);
+                output::routes_table(&routes, &sources, &origin)?;
             }
         }
         Command::Stats { json, prometheus } => {

@@ -427,7 +427,7 @@ impl Remote<'_> {
                 if output::json(json) {
                     output::print_routes(self.iface, &routes, &sources, &origin)?;
                 } else {
-                    output::routes_table(&routes, &sources, &origin);
+                    output::routes_table(&routes, &sources, &origin)?;
                 }
             }
             Command::Stats { json, prometheus } => {
