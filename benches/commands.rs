@@ -35,12 +35,13 @@ fn env(k: &str, d: usize) -> usize {
 
 /// The commands timed, in the order they run (`remove` takes back what
 /// `set` added, so every run starts from the same table).
-const COMMANDS: [(&str, &[&str]); 6] = [
+const COMMANDS: [(&str, &[&str]); 7] = [
     ("set one route", &["set", "192.0.2.0/24", "16001/16002"]),
     ("remove one route", &["remove", "192.0.2.0/24"]),
     ("set a policy route", &["set", "192.0.2.0/24", "16001@1,16002@1"]),
     ("remove it", &["remove", "192.0.2.0/24"]),
     ("get (explain one destination)", &["get", "198.51.100.7"]),
+    ("routes --output json (every route, counters included)", &["routes", "--output", "json"]),
     // What an agent's restart does before it serves: adopt as the writer, swap in its program.
     ("upgrade (adopt as writer, new program)", &["upgrade"]),
 ];

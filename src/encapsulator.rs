@@ -19,7 +19,7 @@ use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
 use crate::encap::Hook;
 use crate::error::{AttachError, Error, LoadError, MapError, PinError, RouteError, TestRunError};
-use crate::explain::{self, Explanation, Probe, ProbeProgram};
+use crate::explain::{self, Explanation, Probe, ProbePins, ProbeProgram};
 use crate::fib::apply::{ApplyReport, Desired};
 use crate::fib::verify::Difference;
 use crate::fib::{Fib, RouteCounters};
@@ -668,7 +668,15 @@ impl Encapsulator {
             Some(decoding) => {
                 // This thread reads the lookup table's bookkeeping back
                 // while the other decodes the RIB.
-                let table = Fib::read_back_dir(&maps, &config)?;
+                let table = match Fib::read_back_dir(&maps, &config) {
+                    Ok(table) => table,
+                    Err(e) => {
+                        // The decoder may be cutting the journal's torn tail:
+                        // it finishes before the owner lock goes.
+                        let _ = decoding.join();
+                        return Err(e.into());
+                    }
+                };
                 let decoded = decoding.join().unwrap_or_else(|_| {
                     Err(OpenError::Unreadable(Unreadable::Invalid("decoding it failed (a panic)".to_owned())))
                 });
@@ -681,12 +689,7 @@ impl Encapsulator {
             Some(prog) => {
                 link.update_prog(prog.as_fd())
                     .map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
-                // Probes explain the program that ran before: the next `get` loads its own.
-                if let Err(e) = std::fs::remove_dir_all(dir.probes_dir()) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        log::warn!("removing the probe copies of the replaced program: {e}");
-                    }
-                }
+                ProbeProgram::remove_others(&config, &maps, &dir.probes_dir());
                 prog
             }
             None => link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?,
@@ -742,8 +745,10 @@ impl Encapsulator {
     }
 
     /// Where probe copies of the program are pinned, if this encapsulator is.
-    fn probes_dir(&self) -> Option<std::path::PathBuf> {
-        self.attached().as_ref().and_then(|a| a.pins.as_ref()).map(PinDir::probes_dir)
+    fn probe_pins(&self) -> Option<ProbePins> {
+        let attached = self.attached();
+        let dir = attached.as_ref().and_then(|a| a.pins.as_ref())?;
+        Some(ProbePins { probes: dir.probes_dir(), lock: dir.probe_lock() })
     }
 
     /// Every route's table and prefix (set-aside routes in the main table),
@@ -1062,7 +1067,8 @@ impl Encapsulator {
     /// [`Encapsulator::route_counters`] moves. They run in a copy of the
     /// program that shares the dataplane's tables but has counters of its
     /// own, loaded at the first call (one more verifier pass; held until
-    /// the encapsulator is dropped); probes are serialised.
+    /// the encapsulator is dropped, and pinned beside a pinned dataplane for
+    /// the next process); probes are serialised, across processes too.
     ///
     /// ```no_run
     /// use lnetd_host_encap::{Encapsulator, diagnostics::Probe};
@@ -1082,8 +1088,8 @@ impl Encapsulator {
         let mut slot = self.probe.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let program = match slot.take() {
             Some(program) => program,
-            None => match self.probes_dir() {
-                Some(probes) => ProbeProgram::open_or_load(self.fib.config(), self.fib.maps(), &probes)?,
+            None => match self.probe_pins() {
+                Some(pins) => ProbeProgram::open_or_load(self.fib.config(), self.fib.maps(), &pins)?,
                 None => ProbeProgram::load(self.fib.config(), self.fib.maps())?,
             },
         };

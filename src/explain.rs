@@ -12,7 +12,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::dataplane::{self, EncapMaps};
 use crate::domain::label::{decode_stack, LabelStackEntry};
@@ -31,6 +34,17 @@ mod frame;
 pub(crate) struct ProbeProgram {
     prog: OwnedFd,
     counters: BpfMap,
+    /// A pinned copy is shared by every process that explains: a lock file
+    /// that serialises their runs, so each reads only its own probe's counter.
+    shared: Option<PathBuf>,
+}
+
+/// Where a pinned dataplane keeps its probe copies: on bpffs, and the lock
+/// file (in its state directory) that serialises their runs across processes.
+#[derive(Debug)]
+pub(crate) struct ProbePins {
+    pub probes: PathBuf,
+    pub lock: PathBuf,
 }
 
 impl ProbeProgram {
@@ -39,42 +53,91 @@ impl ProbeProgram {
     pub(crate) fn load(config: &LoadConfig, maps: &EncapMaps) -> Result<ProbeProgram, LoadError> {
         let (prog, counters) = dataplane::load_probe(config, maps)?;
         log::debug!("explain: probe program loaded (counters of its own)");
-        Ok(ProbeProgram { prog, counters })
+        Ok(ProbeProgram { prog, counters, shared: None })
     }
 
-    /// The probe copy pinned under `probes` by an earlier process of this
-    /// build for this configuration, or a new one, pinned there for the
-    /// next: a command's `get` then costs no verifier pass. Pinning is
-    /// best effort (a probe that cannot be pinned still runs).
+    /// The directory name of this build's probe copy for `maps` (a new
+    /// attachment has new maps, so a copy bound to old ones is never found).
+    fn pin_name(config: &LoadConfig, maps: &EncapMaps) -> Option<String> {
+        let dataplane = maps.settings.id().ok()?;
+        Some(format!("{:016x}", dataplane::probe_id(config, dataplane)))
+    }
+
+    /// The probe copy pinned by an earlier process of this build for this
+    /// dataplane, or a new one, pinned for the next: a command's `get` then
+    /// costs no verifier pass. Pinning is best effort (a probe that cannot
+    /// be pinned still runs).
     pub(crate) fn open_or_load(
         config: &LoadConfig,
         maps: &EncapMaps,
-        probes: &Path,
+        pins: &ProbePins,
     ) -> Result<ProbeProgram, LoadError> {
-        let dir = probes.join(format!("{:016x}", dataplane::probe_id(config)));
-        // The program is pinned last: whoever finds it finds its counters.
+        let Some(name) = Self::pin_name(config, maps) else { return Self::load(config, maps) };
+        let dir = pins.probes.join(&name);
         if let (Ok(prog), Ok(counters)) = (bpffs::get(&dir.join("prog")), bpffs::get(&dir.join("counters"))) {
             if let Ok(counters) = BpfMap::from_fd(counters, "counters") {
                 log::debug!("explain: probe program reused from {}", dir.display());
-                return Ok(ProbeProgram { prog, counters });
+                return Ok(ProbeProgram { prog, counters, shared: Some(pins.lock.clone()) });
             }
         }
-        let probe = ProbeProgram::load(config, maps)?;
-        let pinned = bpffs::create_private_dir(&dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| bpffs::pin(probe.counters.fd(), &dir.join("counters")).map_err(|e| e.to_string()))
-            .and_then(|()| bpffs::pin(probe.prog.as_fd(), &dir.join("prog")).map_err(|e| e.to_string()));
-        match pinned {
-            Ok(()) => log::debug!("explain: probe program pinned in {}", dir.display()),
-            // Another process may have pinned its copy first: both are the same program.
+        let mut probe = ProbeProgram::load(config, maps)?;
+        match probe.pin(&pins.probes, &name) {
+            Ok(()) => {
+                log::debug!("explain: probe program pinned in {}", dir.display());
+                probe.shared = Some(pins.lock.clone());
+            }
             Err(e) => log::debug!("explain: probe program not pinned in {}: {e}", dir.display()),
         }
         Ok(probe)
     }
 
-    /// Runs `frame` once; returns the run and the counters it moved (one,
-    /// unless two runs of this copy overlap: the caller serialises them).
+    /// Pins the copy as `probes/name`, whole or not at all: both objects go
+    /// into a directory of this process's own, renamed into place (a process
+    /// killed half way leaves no half copy under the name). `probes` is
+    /// created only inside existing pins: never again after a `detach`.
+    fn pin(&self, probes: &Path, name: &str) -> std::io::Result<()> {
+        match std::fs::DirBuilder::new().mode(0o700).create(probes) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        // bpffs refuses names with a dot.
+        let building = probes.join(format!("{name}-pinning-{}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&building)?;
+        let pinned = bpffs::pin(self.counters.fd(), &building.join("counters"))
+            .and_then(|()| bpffs::pin(self.prog.as_fd(), &building.join("prog")))
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::fs::rename(&building, probes.join(name)));
+        if pinned.is_err() {
+            // Another process may have pinned its copy first: the same program.
+            let _ = std::fs::remove_dir_all(&building);
+        }
+        pinned
+    }
+
+    /// Removes the probe copies pinned under `probes` other than this
+    /// build's for `maps` (a program was replaced: theirs explain a program
+    /// that no longer runs).
+    pub(crate) fn remove_others(config: &LoadConfig, maps: &EncapMaps, probes: &Path) {
+        let ours = Self::pin_name(config, maps).unwrap_or_default();
+        let Ok(entries) = std::fs::read_dir(probes) else { return };
+        for entry in entries.flatten().filter(|e| e.file_name() != ours.as_str()) {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                log::warn!("removing the probe copy {}: {e}", entry.path().display());
+            }
+        }
+    }
+
+    /// Runs `frame` once; returns the run and the counters it moved (one:
+    /// the caller serialises the runs of its process, and a pinned copy's
+    /// lock those of every process).
     pub(crate) fn run(&self, frame: &[u8]) -> Result<(TestRun, Stats), Error> {
+        let _serialised = self.shared.as_ref().and_then(|path| {
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path);
+            // Without the lock (the state directory went with a detach) a
+            // concurrent probe may add its counter: the verdict then falls
+            // back to the program's action, as documented.
+            file.ok().and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok())
+        });
         let before = Stats::read(&self.counters)?;
         let run = test_run::test_run(self.prog.as_fd(), frame)?;
         let moved = Stats::read(&self.counters)?.since(&before);

@@ -299,6 +299,50 @@ impl Drop for DecapPinGuard<'_> {
     }
 }
 
+/// `get` pins the probe copy of the program beside the dataplane, so the
+/// next process explains without a verifier pass; the copy reads the live
+/// tables, counts nothing, survives an upgrade by the same build and goes
+/// with its dataplane (a new attachment gets its own).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn get_reuses_the_pinned_probe_copy_which_goes_with_its_dataplane() {
+    privileged("get_reuses_the_pinned_probe_copy_which_goes_with_its_dataplane");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let probes = dataplane_dir(&lab, "/sys/fs/bpf/lnetd-host-encap").join("probe");
+    let copies = || -> Vec<String> {
+        let names = std::fs::read_dir(&probes).map(|d| d.flatten().map(|e| e.file_name().into_string().unwrap()));
+        names.map(Iterator::collect).unwrap_or_default()
+    };
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    assert!(copies().is_empty());
+    let first = ok(&lab.host, &["get", "198.51.100.7"]);
+    assert!(first.contains("stack (label/tc/S/ttl): 16001/0/1/64"), "{first}");
+    let pinned = copies();
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+    assert!(probes.join(&pinned[0]).join("prog").exists() && probes.join(&pinned[0]).join("counters").exists());
+
+    let out = cli(&lab.host, &["--log", "debug", "get", "198.51.100.7"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("probe program reused"), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), first);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16009"]);
+    let now = ok(&lab.host, &["get", "198.51.100.7"]);
+    assert!(now.contains("stack (label/tc/S/ttl): 16009/0/1/64"), "{now}");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["labelled"]["packets"], 0, "probes are not traffic: {stats}");
+
+    ok(&lab.host, &["upgrade"]);
+    assert_eq!(copies(), pinned, "this build's copy stays valid across an upgrade by it");
+    ok(&lab.host, &["detach"]);
+    assert!(!probes.exists(), "the copy goes with its dataplane");
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    assert!(ok(&lab.host, &["get", "198.51.100.7"]).contains("16001/0/1/64"));
+    let again = copies();
+    assert!(again.len() == 1 && again != pinned, "a new attachment's copy is its own: {again:?} {pinned:?}");
+}
+
 /// `<root>/net<netns inode>/h0` of the lab's host namespace.
 fn dataplane_dir(lab: &VethLab, root: &str) -> std::path::PathBuf {
     use std::os::unix::fs::MetadataExt;

@@ -167,12 +167,13 @@ pub(crate) fn load_probe(config: &LoadConfig, maps: &EncapMaps) -> Result<(Owned
     Ok((prog, own.counters))
 }
 
-/// What tells one probe copy from another: this build's object and the
-/// load configuration (FNV-1a, 64 bits). A probe pinned by another build
-/// or for another configuration is never reused.
-pub(crate) fn probe_id(config: &LoadConfig) -> u64 {
+/// What tells one probe copy from another: this build's object, the load
+/// configuration and the dataplane (the id of one of its maps) (FNV-1a, 64
+/// bits). A probe pinned by another build, for another configuration or
+/// against the maps of an earlier attachment is never reused.
+pub(crate) fn probe_id(config: &LoadConfig, dataplane: u32) -> u64 {
     const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
-    let config = format!("{config:?}");
+    let config = format!("{config:?} {dataplane}");
     OBJECT
         .iter()
         .chain(config.as_bytes())

@@ -109,6 +109,11 @@ impl PinDir {
         self.pins.join("link")
     }
 
+    /// The lock file that serialises probe runs across processes.
+    pub(crate) fn probe_lock(&self) -> PathBuf {
+        self.state.join("probe.lock")
+    }
+
     /// Where probe copies of the program are kept between processes
     /// (`explain`), one directory per build and load configuration.
     pub(crate) fn probes_dir(&self) -> PathBuf {

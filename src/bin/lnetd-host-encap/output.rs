@@ -134,9 +134,6 @@ struct RoutesDoc<'a> {
     sources: Vec<SourceDoc>,
 }
 
-/// Prints the `routes` document. Written straight from typed rows: a
-/// million routes as a `serde_json::Value` tree and a pretty string cost
-/// several gigabytes.
 /// Indents the document's outer levels as `to_string_pretty` does and
 /// writes each route (and source) on one line: a million routes take half
 /// the bytes and the time, and still read one per line.
@@ -183,6 +180,9 @@ impl serde_json::ser::Formatter for OneRoutePerLine {
     }
 }
 
+/// Prints the `routes` document. Written straight from typed rows: a
+/// million routes as a `serde_json::Value` tree and a pretty string cost
+/// several gigabytes.
 pub fn print_routes(
     iface: &str,
     routes: &[CountedRoute],
