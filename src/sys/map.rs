@@ -59,7 +59,6 @@ impl BpfMap {
     }
 
     /// The map's kernel id (what `bpftool map show` lists).
-    #[cfg(feature = "agent")]
     pub(crate) fn id(&self) -> Result<u32, MapError> {
         // SAFETY: zeroed is a valid bpf_map_info; the kernel fills up to `len` bytes.
         let mut info: libbpf_sys::bpf_map_info = unsafe { std::mem::zeroed() };
