@@ -35,6 +35,9 @@ skeleton!(encap, "encap.skel.rs");
 skeleton!(decap, "decap.skel.rs");
 #[cfg(feature = "testing")]
 skeleton!(testing, "testing.skel.rs");
+// S-BFD probes leaving as XDP live frames (src/bgp/sbfd/xdp_tx.rs).
+#[cfg(feature = "bgp")]
+skeleton!(sbfd, "sbfd.skel.rs");
 
 pub(crate) use encap::types;
 

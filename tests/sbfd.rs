@@ -236,6 +236,24 @@ fn command(lab: &VethLab, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The S-BFD engine on the lab's host, at the lab's timers, and what its
+/// list changes wake.
+fn start_engine(lab: &VethLab) -> (Arc<Engine>, mpsc::Receiver<()>) {
+    let (woke, wakes) = mpsc::channel::<()>();
+    let config =
+        SbfdConfig::new(VethLab::HOST_IF).with_timers(INTERVAL_MS, MULTIPLIER, HOLD_DOWN.as_millis() as u64).unwrap();
+    let engine = lab
+        .host
+        .run(move || {
+            Engine::start(config, move || {
+                let _ = woke.send(());
+            })
+        })
+        .unwrap()
+        .expect("engine");
+    (Arc::new(engine), wakes)
+}
+
 /// The router's S-BFD reflector (RFC 7880 section 7.3, as a router runs
 /// it) on the endpoint's address, until `stop`.
 fn reflector(lab: &VethLab, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
@@ -309,19 +327,7 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
         Arc::new(lab.host.run(|| Encapsulator::builder().attach(VethLab::HOST_IF, XdpMode::Native)).unwrap().unwrap());
     let origins = Arc::new(Origins::new(Arc::clone(&enc)));
     let candidates = vec![candidate(2, 200, &[1001, 1002]), candidate(1, 100, &[1003])];
-    let (woke, wakes) = mpsc::channel::<()>();
-    let config =
-        SbfdConfig::new(VethLab::HOST_IF).with_timers(INTERVAL_MS, MULTIPLIER, HOLD_DOWN.as_millis() as u64).unwrap();
-    let engine = Arc::new(
-        lab.host
-            .run(move || {
-                Engine::start(config, move || {
-                    let _ = woke.send(());
-                })
-            })
-            .unwrap()
-            .expect("engine"),
-    );
+    let (engine, wakes) = start_engine(&lab);
     engine.set_lists(lists_to_probe(&candidates));
     origins.set_bgp(bgp_table(&candidates, &engine), false).unwrap();
     // What the learner records for the metrics and the agent.
@@ -673,19 +679,7 @@ fn with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_lab
     let candidates = vec![candidate(2, 200, &[1001]), candidate(1, 100, &[1003])];
     let mut prefixes: Vec<IpNetwork> = vec![PREFIX.parse().unwrap()];
     prefixes.extend((1..ROUTES).map(|i| format!("10.77.{i}.0/24").parse::<IpNetwork>().unwrap()));
-    let (woke, wakes) = mpsc::channel::<()>();
-    let config =
-        SbfdConfig::new(VethLab::HOST_IF).with_timers(INTERVAL_MS, MULTIPLIER, HOLD_DOWN.as_millis() as u64).unwrap();
-    let engine = Arc::new(
-        lab.host
-            .run(move || {
-                Engine::start(config, move || {
-                    let _ = woke.send(());
-                })
-            })
-            .unwrap()
-            .expect("engine"),
-    );
+    let (engine, wakes) = start_engine(&lab);
     engine.set_lists(lists_to_probe(&candidates));
     origins.set_bgp(bgp_table_of(&candidates, &engine, &prefixes, NoLivePath::Drop), false).unwrap();
     // Each recomputation's report: (map writes, the policy invalid after it).

@@ -35,27 +35,8 @@ use crate::sys::map::BpfMap;
 use crate::sys::mmap::MappedArray;
 use crate::XdpMode;
 
-mod skel {
-    #![allow(
-        clippy::all,
-        clippy::pedantic,
-        missing_docs,
-        dead_code,
-        unused_imports,
-        non_camel_case_types,
-        non_upper_case_globals,
-        unsafe_code,
-        // Generated: its expects fire only if the embedded object lacks a
-        // map or program it was generated from.
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )]
-    include!(concat!(env!("OUT_DIR"), "/sbfd.skel.rs"));
-}
-
-use skel::types::{sbfd_control, sbfd_template};
-use skel::SbfdSkelBuilder;
+use crate::abi::sbfd::types::{sbfd_control, sbfd_template};
+use crate::abi::sbfd::SbfdSkelBuilder;
 
 /// Longest frame a template holds (`SBFD_TX_FRAME_MAX`).
 pub(super) const FRAME_MAX: usize = std::mem::size_of::<sbfd_template>() - 4;
