@@ -129,6 +129,14 @@ fn an_apply_changing_a_named_policy_writes_it_once_and_round_trips() {
         enc.apply(&dscp, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(enc.routes(Table::Main).unwrap()[0].tc, Tc::FromDscp);
         assert!(enc.diagnostics().verify().unwrap().is_empty());
+        // One route cannot take the name back to a fixed traffic class under
+        // the others: refused before any write, and nothing moves.
+        let mut one = enc.routes(Table::Main).unwrap()[0].clone();
+        one.tc = Tc::default();
+        let before = map_entries(&enc, "policies").unwrap();
+        assert!(matches!(enc.set_route(Table::Main, &one), Err(RouteError::PolicyObject { .. })));
+        assert_eq!(map_entries(&enc, "policies").unwrap(), before);
+        assert!(enc.routes(Table::Main).unwrap().iter().all(|r| r.tc == Tc::FromDscp));
         // Everything gone: the objects leave after their grace period (max_policies 4 never fills).
         for round in 0..3 {
             enc.apply(DesiredState::default(), lnetd_host_encap::ApplyOptions::default()).unwrap();

@@ -285,6 +285,9 @@ impl Fib {
                          tc, or different names",
             });
         }
+        if let Some((route, object_tc)) = plan.kind_conflict {
+            return Err(objects::tc_kind_refused(route.policy.name().unwrap_or_default(), object_tc, route.tc));
+        }
         if !dry_run {
             // Retired policies past their grace period make room first; those
             // still in it are waited for (at most a grace period) when only

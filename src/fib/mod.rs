@@ -530,11 +530,6 @@ impl Fib {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
         }
         let id = (table, route.prefix);
-        if route.policy.name().is_some() {
-            // One route cannot move a shared object to another traffic class
-            // kind under the routes still on it (an apply moves them all).
-            objects::check_tc_kind(&rib, &route.policy, route.tc, rib.policy_of.get(&id).copied())?;
-        }
         self.patch_locked(&mut rib, id, Some(route.clone()), origin)?;
         Ok(())
     }
@@ -860,13 +855,7 @@ impl Fib {
             Some(route) => {
                 let patch: Patch = [(id, Some(route.clone()))].into();
                 let origins: Origins = rib.origin_of.get(&id).map(|o| (id, *o)).into_iter().collect();
-                // Like `set_route`: one route never takes its name to another
-                // object under the routes still on the old one.
-                let named = route.policy.name().is_some();
-                let kind = if named { objects::check_tc_kind(rib, &route.policy, route.tc, None) } else { Ok(()) };
-                kind.and_then(|()| {
-                    self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins)).map(|_| ())
-                })
+                self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins)).map(|_| ())
             }
             None => self.delete_host(host),
         };

@@ -24,22 +24,16 @@ pub struct PolicyUpdate {
     pub map_operations: usize,
 }
 
-/// Refuses a route with a named `policy` and `tc` whose object would have to
-/// be replaced (its traffic class kind changes) while other routes still use
-/// it; the route is on object `on_it` now. An apply moves all of a name's
-/// routes at once; one route cannot.
-pub(crate) fn check_tc_kind(rib: &Rib, policy: &Policy, tc: Tc, on_it: Option<u32>) -> Result<(), RouteError> {
-    let name = policy.name().unwrap_or_default();
-    match rib.objects.named(name) {
-        Some((p, o)) if !same_tc_kind(o.tc, tc) && o.users > usize::from(on_it == Some(p)) => {
-            Err(RouteError::PolicyObject {
-                name: name.to_owned(),
-                problem: format!("its routes take the traffic class {}, this one {tc}", o.tc),
-                remedy: "routes sharing a policy name share one traffic class kind (fixed or dscp): change them all \
-                         in one apply, or give this route another name",
-            })
-        }
-        _ => Ok(()),
+/// The refusal of a route on object `name` (traffic class `object_tc`) with
+/// `tc` of another kind while other routes still use the object: it would
+/// have to be replaced under them. An apply moves all of a name's routes at
+/// once; one route cannot.
+pub(crate) fn tc_kind_refused(name: &str, object_tc: Tc, tc: Tc) -> RouteError {
+    RouteError::PolicyObject {
+        name: name.to_owned(),
+        problem: format!("its routes take the traffic class {object_tc}, this one {tc}"),
+        remedy: "routes sharing a policy name share one traffic class kind (fixed or dscp): change them all in one \
+                 apply, or give this route another name",
     }
 }
 

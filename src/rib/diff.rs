@@ -7,7 +7,8 @@ use ipnetwork::IpNetwork;
 use super::{Rib, RouteId};
 use crate::domain::desired::ValidState;
 use crate::domain::label::DscpMap;
-use crate::domain::route::{Route, Table};
+use crate::domain::route::{Route, Table, Tc};
+use crate::rib::objects::same_tc_kind;
 
 /// What an apply changes; routes are borrowed from the desired state.
 #[derive(Debug, Default)]
@@ -38,6 +39,11 @@ pub(crate) struct Plan<'a> {
     /// Two routes of the desired state whose policies share a name but not
     /// their contents (refused: one name is one object).
     pub conflict: Option<(&'a Route, &'a Route)>,
+    /// A route of a patch taking its name's object to another traffic class
+    /// kind while routes outside the patch stay on it (refused: an apply
+    /// moves all of a name's routes at once, one route cannot), and the
+    /// object's traffic class.
+    pub kind_conflict: Option<(&'a Route, Tc)>,
     /// Shared objects the RIB holds that stay in use and that `named` does
     /// not list (a patch names only the objects its own routes use).
     pub objects_kept: usize,
@@ -122,6 +128,11 @@ pub(crate) fn plan_patch<'a>(rib: &Rib, patch: &'a Patch) -> Plan<'a> {
             old => plan.upserts.push((*id, route, old.is_some())),
         }
     }
+    plan.kind_conflict = plan.named.values().find_map(|route| {
+        let (p, o) = route.policy.name().and_then(|n| rib.objects.named(n))?;
+        let others = o.users > leaving.get(&p).copied().unwrap_or(0);
+        (others && !same_tc_kind(o.tc, route.tc)).then_some((*route, o.tc))
+    });
     plan.policies = own.max(0) as usize;
     plan.objects_kept = rib
         .objects
