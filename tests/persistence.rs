@@ -419,6 +419,15 @@ fn the_store_round_trips_every_part_of_the_rib_and_a_change_appends_one_small_re
                 .unwrap();
             let grown = std::fs::metadata(&journal).unwrap().len() - before;
             assert!(grown > 0 && grown < 128, "one route appended {grown} bytes to the journal");
+            // An apply its removal guard refuses wrote nothing: not to the
+            // kernel, and not to the journal either.
+            let before = std::fs::metadata(&journal).unwrap().len();
+            let empty =
+                lnetd_host_encap::desired::ValidState::new(Default::default(), Default::default(), DscpMap::default())
+                    .unwrap();
+            let guarded = lnetd_host_encap::ApplyOptions::default().max_remove_share(0.5);
+            assert!(enc.apply(&empty, guarded).is_err(), "removing every route is past a guard of half");
+            assert_eq!(std::fs::metadata(&journal).unwrap().len(), before, "a refused apply leaves the journal alone");
             let desired = enc.desired_state();
             let counters = enc.route_counters(Table::Main, "198.51.100.0/24".parse().unwrap()).unwrap();
             drop(enc);

@@ -249,7 +249,8 @@ impl Fib {
             }
             guard => guard.filter(|_| !dry_run),
         };
-        let mut rib = self.locked(!dry_run)?;
+        // Begun in apply_locked, once its checks have passed.
+        let mut rib = self.locked_to_check(!dry_run)?;
         let guard = guard.map(|share| (share, options.uncounted));
         let (report, changed) = self.apply_locked(&mut rib, desired, dry_run, guard, origins)?;
         if changed {
@@ -289,6 +290,8 @@ impl Fib {
             return Err(objects::tc_kind_refused(route.policy.name().unwrap_or_default(), object_tc, route.tc));
         }
         if !dry_run {
+            // The first write is just below (the graveyard's deletions).
+            self.begin_change()?;
             // Retired policies past their grace period make room first; those
             // still in it are waited for (at most a grace period) when only
             // they stand in the way.

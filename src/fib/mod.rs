@@ -314,19 +314,34 @@ impl Fib {
     /// The RIB, locked; for a change (`changing`: refused on a read-only
     /// handle) or only to look (a dry run).
     fn locked(&self, changing: bool) -> Result<Changing<'_>, RouteError> {
+        let rib = self.locked_to_check(changing)?;
+        if changing {
+            self.begin_change()?;
+        }
+        Ok(rib)
+    }
+
+    /// The RIB, locked as [`Fib::locked`] but with the change not begun: a
+    /// caller that may still refuse (an apply's guard, its capacity) calls
+    /// [`Fib::begin_change`] before its first write, so a refusal leaves no
+    /// trace in the journal and keeps the route cache.
+    fn locked_to_check(&self, changing: bool) -> Result<Changing<'_>, RouteError> {
         if changing && self.read_only {
             return Err(RouteError::ReadOnly);
         }
-        let rib = self.writer();
-        if changing {
-            // Before any kernel write: a process killed from here on leaves
-            // the journal saying so, and the next one repairs.
-            if let Some(store) = self.store_lock().as_mut() {
-                store.begin().map_err(|e| RouteError::NotSaved(Box::new(e)))?;
-            }
-            self.cache_stale.store(true, Ordering::Relaxed);
+        Ok(Changing { fib: self, rib: self.writer() })
+    }
+
+    /// Marks a change as begun, before its first kernel write: a process
+    /// killed from here on leaves the journal saying so (the next one
+    /// repairs), and the route cache is moved on when the lock goes. Once per
+    /// change: a second call before the commit does nothing.
+    fn begin_change(&self) -> Result<(), RouteError> {
+        if let Some(store) = self.store_lock().as_mut() {
+            store.begin().map_err(|e| RouteError::NotSaved(Box::new(e)))?;
         }
-        Ok(Changing { fib: self, rib })
+        self.cache_stale.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Moves the route cache's generation on, so that no answer cached

@@ -207,10 +207,13 @@ impl Store {
         Ok((recovered, Some(store)))
     }
 
-    /// Records that a change begins (before its first kernel write). Not
-    /// synced: it only has to survive the process, since a crash of the
-    /// machine also takes the kernel state it protects.
+    /// Records that a change begins (before its first kernel write), once
+    /// per change. Not synced: it only has to survive the process, since a
+    /// crash of the machine also takes the kernel state it protects.
     pub(crate) fn begin(&mut self) -> Result<(), PinError> {
+        if self.open_intent {
+            return Ok(());
+        }
         let record = journal::frame(journal::INTENT, self.at.seq + 1, Boottime::now(), &[]);
         self.append(&record)?;
         self.open_intent = true;
