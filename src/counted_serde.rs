@@ -31,6 +31,7 @@ struct CountedForm {
     counted: bool,
     labelled: Counter,
     lists: Vec<ListForm>,
+    set_aside: bool,
 }
 
 impl Serialize for CountedRoute {
@@ -39,8 +40,10 @@ impl Serialize for CountedRoute {
     /// entry) and of a desired-state file's route, every one written
     /// (`null` when unset); `policy` in its shortest text (a single list
     /// of weight 1 without `@1`: the `Display` of the policy's lists).
-    /// Then `counted`, `labelled` (a [`Counter`]) and `lists` (`stack`,
-    /// `weight`, `packets`, `bytes` per segment list, in policy order).
+    /// Then `counted`, `labelled` (a [`Counter`]), `lists` (`stack`,
+    /// `weight`, `packets`, `bytes` per segment list, in policy order) and
+    /// `set_aside` (a route kept for one of the host's addresses, not in
+    /// force).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let DesiredRoute { prefix, policy, tc, entropy_label, policy_name, .. } = DesiredRoute::from(&self.route);
         let policy = if self.route.policy.is_valid() { shortest(&self.route.policy) } else { policy };
@@ -62,6 +65,7 @@ impl Serialize for CountedRoute {
             counted: self.counters.counted,
             labelled: self.counters.labelled,
             lists,
+            set_aside: self.set_aside,
         }
         .serialize(serializer)
     }
@@ -99,11 +103,13 @@ mod tests {
                 table: Table::Main,
                 route: single,
                 counters: RouteCounters { counted: true, labelled: c(3), lists: vec![c(3)] },
+                set_aside: false,
             },
             CountedRoute {
                 table: Table::alternate(3).unwrap(),
                 route: weighted,
                 counters: RouteCounters { counted: false, labelled: c(0), lists: vec![c(0), c(0)] },
+                set_aside: false,
             },
         ]
     }
@@ -120,6 +126,7 @@ mod tests {
                 "entropy_label": null, "policy_name": null,
                 "counted": true, "labelled": {"packets": 3, "bytes": 300},
                 "lists": [{"stack": "16001/16002", "weight": 1, "packets": 3, "bytes": 300}],
+                "set_aside": false,
             })
         );
         assert_eq!(
@@ -132,6 +139,7 @@ mod tests {
                     {"stack": "16001/16002", "weight": 7, "packets": 0, "bytes": 0},
                     {"stack": "16003", "weight": 3, "packets": 0, "bytes": 0},
                 ],
+                "set_aside": false,
             })
         );
     }
@@ -144,7 +152,7 @@ mod tests {
         let mut doc: Vec<Value> = counted.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
         for route in &mut doc {
             let route = route.as_object_mut().unwrap();
-            for counter in ["counted", "labelled", "lists"] {
+            for counter in ["counted", "labelled", "lists", "set_aside"] {
                 route.remove(counter);
             }
             route.retain(|_, v| !v.is_null());

@@ -47,12 +47,18 @@ impl fmt::Display for CountedRoute {
     /// ```text
     /// 198.51.100.0/24 -> 16001@7,16003@3 (tc 0) in table 3: 10 packets, 1000 bytes (list 0: ...; list 1: ...)
     /// ```
+    ///
+    /// A route set aside for a host address ends with `(set aside: a host address)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.route)?;
         if let crate::Table::Alternate(id) = self.table {
             write!(f, " in table {id}")?;
         }
-        write!(f, ": {}", self.counters)
+        write!(f, ": {}", self.counters)?;
+        if self.set_aside {
+            f.write_str(" (set aside: a host address)")?;
+        }
+        Ok(())
     }
 }
 
@@ -229,6 +235,7 @@ mod tests {
             table: Table::alternate(3).unwrap(),
             route: route.clone(),
             counters: RouteCounters { counted: true, labelled: c(2), lists: vec![c(2)] },
+            set_aside: false,
         };
         assert_eq!(counted.to_string(), "198.51.100.0/24 -> 16001/16002 (tc 0) in table 3: 2 packets, 200 bytes");
         let main = CountedRoute { table: Table::Main, ..counted };

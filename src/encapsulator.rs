@@ -1043,13 +1043,17 @@ impl Encapsulator {
     }
 
     /// Every route of every table with its counters (routes without a
-    /// counter slot have `counted == false`).
+    /// counter slot have `counted == false`), and the routes set aside for
+    /// the host's own addresses (`set_aside`), which an export must carry.
     ///
     /// # Errors
     /// [`MapError`] when a counter cannot be read.
     pub fn counted_routes(&self) -> Result<Vec<CountedRoute>, MapError> {
         let rows = self.fib.counted_routes()?;
-        Ok(rows.into_iter().map(|(table, route, counters)| CountedRoute { table, route, counters }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(table, route, counters, set_aside)| CountedRoute { table, route, counters, set_aside })
+            .collect())
     }
 
     /// Verify and repair, test runs, run time, map memory, pins (see

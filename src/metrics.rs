@@ -18,6 +18,10 @@ pub struct CountedRoute {
     pub route: Route,
     /// Its counters.
     pub counters: RouteCounters,
+    /// A main-table route for one of the host's own addresses: kept, but not
+    /// in force while the address is local (its packets are never
+    /// labelled); it is in force again when the address goes.
+    pub set_aside: bool,
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -97,6 +101,7 @@ mod tests {
                 labelled: Counter { packets: 3, bytes: 300 },
                 lists: vec![Counter { packets: 1, bytes: 100 }, Counter { packets: 2, bytes: 200 }],
             },
+            set_aside: false,
         };
         let text = prometheus("eth\"0", &stats, &[counted]);
         assert!(text.contains("lnetd_host_encap_labelled_packets_total{interface=\"eth\\\"0\"} 3\n"), "{text}");

@@ -244,11 +244,28 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
         enc.apply(with_host(20), lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert!(
             enc.routes(Table::Main).unwrap().iter().all(|r| r.prefix.to_string() != format!("{local}/32")),
-            "set aside, not listed"
+            "set aside, not in force"
         );
+        // The listing with counters carries it, flagged, so that its export
+        // applied back keeps it (it once left it out, and the apply removed it).
+        let listed = enc.counted_routes().unwrap();
+        let aside: Vec<String> = listed.iter().filter(|r| r.set_aside).map(|r| r.route.prefix.to_string()).collect();
+        assert_eq!(aside, [format!("{local}/32")]);
+        let export = serde_json::json!({ "routes": listed }).to_string();
+        let exported = DesiredState::from_file_text(&export, lnetd_host_encap::desired::DesiredFormat::Json, false)
+            .expect("the export reads back");
+        let again = enc.apply(exported, lnetd_host_encap::ApplyOptions::default()).unwrap();
+        assert!(again.added.is_empty() && again.replaced.is_empty() && again.removed.is_empty(), "{again}");
+        assert_eq!(enc.counted_routes().unwrap().iter().filter(|r| r.set_aside).count(), 1, "still set aside");
         let mut without = table(20, 50_000);
         without.routes.push(route("0.0.0.0/0", "1000"));
-        enc.apply(&without, lnetd_host_encap::ApplyOptions::default()).unwrap();
+        let gone = enc.apply(&without, lnetd_host_encap::ApplyOptions::default()).unwrap();
+        assert_eq!(
+            gone.removed,
+            [(Table::Main, format!("{local}/32").parse().unwrap())],
+            "a set-aside route the state lacks is reported removed"
+        );
+        assert!(enc.counted_routes().unwrap().iter().all(|r| !r.set_aside));
         assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "the host's entry is still in the kernel");
         let frame = common::frame(local).build();
         let run = enc.diagnostics().test_run(&frame.bytes).unwrap();

@@ -121,6 +121,7 @@ fn every_read(ns: &Netns) -> Value {
             "counted",
             "labelled",
             "lists",
+            "set_aside",
         ],
         "a route",
     );

@@ -130,6 +130,7 @@ fn counted(c: &CountedRoute) -> pb::CountedRoute {
         counted: c.counters.counted,
         labelled: Some(counter(c.counters.labelled)),
         lists: c.counters.lists.iter().map(|l| counter(*l)).collect(),
+        set_aside: c.set_aside,
         ..Default::default()
     }
 }
@@ -498,7 +499,8 @@ impl Api for Service {
             .await?;
         let (counters, route) =
             found.ok_or_else(|| Status::not_found(format!("no route for exactly {prefix} in table {table_id}")))?;
-        Ok(Response::new(counted(&CountedRoute { table: t, route, counters })))
+        // `routes` lists the routes in force: this one is not set aside.
+        Ok(Response::new(counted(&CountedRoute { table: t, route, counters, set_aside: false })))
     }
 
     async fn get_stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::Stats>, Status> {

@@ -344,7 +344,8 @@ impl DesiredState {
     /// (`routes = []`) is accepted; `allow_empty` accepts the others as an
     /// empty state (a non-empty list stays refused: it is not this format).
     /// In JSON, the fields `routes --json` adds to describe a route
-    /// (origin, bgp_policy, binding_sid, counted, labelled, lists) are
+    /// (origin, bgp_policy, binding_sid, counted, labelled, lists,
+    /// set_aside) are
     /// ignored, and so is its document's envelope (schema, command,
     /// interface, when `schema` names this command's), so an export applies
     /// as it is.
@@ -449,7 +450,8 @@ fn plain_json(text: &str) -> Option<DesiredState> {
 /// The fields `lnetd-host-encap routes --json` adds to each route to
 /// describe it (where it came from, its counters): not part of the desired
 /// state, so an export applies as it is (`routes --json | apply -`).
-const EXPORT_ONLY_FIELDS: &[&str] = &["origin", "bgp_policy", "binding_sid", "counted", "labelled", "lists"];
+const EXPORT_ONLY_FIELDS: &[&str] =
+    &["origin", "bgp_policy", "binding_sid", "counted", "labelled", "lists", "set_aside"];
 
 /// The keys every JSON document of the command starts with
 /// (docs/operations-json.md): not part of the desired state.

@@ -616,6 +616,8 @@ fn report_of(plan: &Plan) -> ApplyReport {
         if *replaced { &mut report.replaced } else { &mut report.added }.push(*id);
     }
     report.removed = plan.removes.clone();
+    // A set-aside route the desired state lacks goes too: say so.
+    report.removed.extend(plan.set_aside_removed.iter().map(|p| (Table::Main, *p)));
     report.set_aside = plan.set_aside.iter().map(|(r, _)| r.prefix).collect();
     report.sources_set = plan.source_upserts.iter().map(|(p, _, _)| *p).collect();
     report.sources_removed = plan.source_removes.clone();

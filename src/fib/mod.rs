@@ -722,11 +722,17 @@ impl Fib {
     /// Every route of every table, resolved, with its counters: one pass
     /// over the RIB and one batched read of the counter pool, not a lock and
     /// a syscall per route.
-    pub(crate) fn counted_routes(&self) -> Result<Vec<(Table, Route, RouteCounters)>, MapError> {
-        let rows: Vec<(Table, Route, CounterSlots)> = self.read(|rib| {
-            rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned(), slots_of(rib, id))).collect()
+    pub(crate) fn counted_routes(&self) -> Result<Vec<(Table, Route, RouteCounters, bool)>, MapError> {
+        // Set-aside routes too (flagged): they are part of the state an
+        // export must carry, or applying it would remove them.
+        let rows: Vec<(Table, Route, CounterSlots, bool)> = self.read(|rib| {
+            let in_force =
+                rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned(), slots_of(rib, id), false));
+            let aside =
+                rib.shadowed.iter().map(|(p, r)| (Table::Main, r.clone(), slots_of(rib, &(Table::Main, *p)), true));
+            in_force.chain(aside).collect()
         });
-        let last = rows.iter().flat_map(|(_, _, s)| std::iter::once(s.route).chain(s.lists.iter().copied())).max();
+        let last = rows.iter().flat_map(|(_, _, s, _)| std::iter::once(s.route).chain(s.lists.iter().copied())).max();
         let (values, per_slot) = match last {
             Some(last) if last > 0 => match self.maps.route_counters.percpu_array_values(last) {
                 Ok(read) => read,
@@ -737,7 +743,9 @@ impl Fib {
                     log::debug!("{e}: the counters are read one slot at a time");
                     return rows
                         .into_iter()
-                        .map(|(table, route, slots)| Ok((table, route, counters_of(&slots, |s| self.slot_counter(s))?)))
+                        .map(|(table, route, slots, aside)| {
+                            Ok((table, route, counters_of(&slots, |s| self.slot_counter(s))?, aside))
+                        })
                         .collect();
                 }
             },
@@ -757,7 +765,9 @@ impl Fib {
             }
             Ok(total)
         };
-        rows.into_iter().map(|(table, route, slots)| Ok((table, route, counters_of(&slots, slot)?))).collect()
+        rows.into_iter()
+            .map(|(table, route, slots, aside)| Ok((table, route, counters_of(&slots, slot)?, aside)))
+            .collect()
     }
 
     /// One counter slot summed over CPUs; zero for slot 0 (not counted).

@@ -233,7 +233,11 @@ pub fn routes_table(routes: &[CountedRoute], sources: &[(IpNetwork, Table)], ori
             r.route.policy.entropy_label().map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
             packets,
             bytes,
-            bgp.map(|p| format!("  ({p})")).unwrap_or_default(),
+            match (bgp, r.set_aside) {
+                (_, true) => "  (set aside: a host address, not in force)".to_owned(),
+                (Some(p), false) => format!("  ({p})"),
+                (None, false) => String::new(),
+            },
         )?;
     }
     for (p, t) in sources {

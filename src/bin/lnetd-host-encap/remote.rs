@@ -364,7 +364,7 @@ impl Remote<'_> {
                 labelled: counter(r.labelled),
                 lists: r.lists.into_iter().map(|c| counter(Some(c))).collect(),
             };
-            routes.push(CountedRoute { table, route, counters });
+            routes.push(CountedRoute { table, route, counters, set_aside: r.set_aside });
         }
         let sources = reply
             .sources
