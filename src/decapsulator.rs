@@ -307,7 +307,7 @@ impl Decapsulator {
         let pins = match &self.pin {
             Some(roots) => {
                 let dir = PinDir::of(&decap_roots(roots), iface)?;
-                if dir.exists() {
+                if dir.exists()? {
                     return Err(PinError::AlreadyPinned { dir: dir.pins().to_owned() }.into());
                 }
                 Some(dir)
@@ -392,10 +392,11 @@ impl Decapsulator {
     /// As [`Decapsulator::open`].
     pub fn open_at(iface: &str, roots: &PinRoots) -> Result<Decapsulator, Error> {
         let dir = PinDir::of(&decap_roots(roots), iface)?;
-        if !dir.exists() {
-            let other_program = crate::sys::host_addresses::ifindex(iface)
-                .ok()
-                .and_then(|ifindex| link::attached_prog_id(ifindex).ok().flatten());
+        if !dir.exists()? {
+            // A misspelt name is said as such, not as "nothing pinned there".
+            let ifindex = crate::sys::host_addresses::ifindex(iface)
+                .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+            let other_program = link::attached_prog_id(ifindex).ok().flatten();
             return Err(
                 PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned(), other_program }.into()
             );

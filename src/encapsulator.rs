@@ -311,7 +311,7 @@ impl AdoptOptions {
         if self.roots == PinRoots::default() {
             return Encapsulator::is_pinned(iface);
         }
-        Ok(PinDir::of(&self.roots, iface)?.exists())
+        PinDir::of(&self.roots, iface)?.exists()
     }
 }
 
@@ -469,7 +469,7 @@ impl Encapsulator {
         let pins = match &self.pin {
             Some(roots) => {
                 let dir = PinDir::of(roots, iface)?;
-                if dir.exists() {
+                if dir.exists()? {
                     return Err(PinError::AlreadyPinned { dir: dir.pins().to_owned() }.into());
                 }
                 Some(dir)
@@ -584,10 +584,11 @@ impl Encapsulator {
     /// process owns it.
     pub(crate) fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
         let dir = PinDir::of(&options.roots, iface)?;
-        if !dir.exists() {
-            let other_program = crate::sys::host_addresses::ifindex(iface)
-                .ok()
-                .and_then(|ifindex| link::attached_prog_id(ifindex).ok().flatten());
+        if !dir.exists()? {
+            // A misspelt name is said as such, not as "nothing pinned there".
+            let ifindex = crate::sys::host_addresses::ifindex(iface)
+                .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+            let other_program = link::attached_prog_id(ifindex).ok().flatten();
             return Err(
                 PinError::NotPinned { iface: iface.to_owned(), dir: dir.pins().to_owned(), other_program }.into()
             );
@@ -736,7 +737,7 @@ impl Encapsulator {
     /// # Errors
     /// [`PinError`] when the namespace cannot be read or the name is invalid.
     pub(crate) fn is_pinned(iface: &str) -> Result<bool, PinError> {
-        Ok(PinDir::of(&PinRoots::default(), iface)?.exists())
+        PinDir::of(&PinRoots::default(), iface)?.exists()
     }
 
     /// Where this encapsulator's pins are, if it is pinned.

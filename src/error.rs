@@ -479,6 +479,19 @@ pub enum PinError {
         /// Its ifindex now.
         now: u32,
     },
+    /// The pins or the state cannot even be looked for: a pinned
+    /// dataplane's directories are root's. Told apart from "nothing is
+    /// pinned", which would send an unprivileged user to remove a program
+    /// that is ours.
+    #[error(
+        "cannot look for a pinned dataplane in {}: permission denied; a pinned dataplane is root's: run this as \
+         root (through a running agent, reads need no privileges)",
+        .path.display()
+    )]
+    NoAccess {
+        /// The path that could not be looked at.
+        path: PathBuf,
+    },
     /// A file operation failed.
     #[error("{op} {} failed: {source}", .path.display())]
     Io {

@@ -516,3 +516,65 @@ fn the_man_page_documents_every_subcommand() {
     // A flag of a subcommand is documented under it.
     assert!(page.contains("\\-\\-allow\\-empty") || page.contains("\\-\\-dry\\-run"), "apply's flags are missing");
 }
+
+/// Without an agent, a user who may not read the pins is told that (it was
+/// told nothing was pinned and that our own program, "not ours", should be
+/// removed), and a misspelt interface is named as such, not as "nothing
+/// pinned there".
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn an_unprivileged_user_and_a_misspelt_interface_are_told_so() {
+    privileged("an_unprivileged_user_and_a_misspelt_interface_are_told_so");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+
+    // A copy of the command any user may run (the build directory may not be).
+    let dir = std::env::temp_dir().join(format!("lhe-unprivileged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Removed(dir.clone());
+    let bin = dir.join("lnetd-host-encap");
+    std::fs::copy(env!("CARGO_BIN_EXE_lnetd-host-encap"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(&dir, 0o755), (&bin, 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.host.name()))
+            .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .arg(&bin)
+            .args(["-i", VethLab::HOST_IF])
+            .args(args)
+            .output()
+            .expect("run lnetd-host-encap as nobody")
+    };
+    for args in [&["routes"][..], &["status"], &["set", "192.0.2.0/24", "16002"]] {
+        let out = as_nobody(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("permission denied") && stderr.contains("run this as root"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("not ours") && !stderr.contains("remove it"), "{args:?}: {stderr}");
+    }
+    assert!(ok(&lab.host, &["routes"]).contains("198.51.100.0/24"), "nothing changed");
+
+    for args in [&["routes"][..], &["status"], &["detach"]] {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.host.name()))
+            .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+            .args(["-i", "nope0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("no interface named \"nope0\""), "{args:?}: {stderr}");
+    }
+}

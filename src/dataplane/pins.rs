@@ -129,9 +129,18 @@ impl PinDir {
         &self.state
     }
 
-    /// Whether a dataplane is pinned here.
-    pub(crate) fn exists(&self) -> bool {
-        self.link_path().exists() || self.state_path().exists() || crate::rib::store::exists(&self.state)
+    /// Whether a dataplane is pinned here; [`PinError::NoAccess`] when the
+    /// process may not look (`Path::exists` would say "no").
+    pub(crate) fn exists(&self) -> Result<bool, PinError> {
+        let found = |path: PathBuf| match path.try_exists() {
+            Ok(found) => Ok(found),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(PinError::NoAccess { path }),
+            Err(source) => Err(PinError::Io { op: "looking for", path, source }),
+        };
+        Ok(found(self.link_path())?
+            || found(self.state_path())?
+            || found(self.state.join(crate::rib::store::SNAPSHOT))?
+            || crate::rib::store::exists(&self.state))
     }
 
     /// Pins `maps` and `link` and writes the first state file. On error,
@@ -154,7 +163,7 @@ impl PinDir {
         if bpffs::is_hosts_bpffs(&self.pins) == Some(false) {
             return Err(PinError::NotHostBpffs { dir: self.pins.clone() });
         }
-        if self.exists() {
+        if self.exists()? {
             return Err(PinError::AlreadyPinned { dir: self.pins.clone() });
         }
         let result = self.pin_all(maps, link).and_then(|()| write_state(self));

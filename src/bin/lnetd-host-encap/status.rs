@@ -138,6 +138,10 @@ fn gather(iface: &str) -> Result<Report, Failure> {
         Err(e) => return Err(e.into()),
     };
     if !report.pinned {
+        // A misspelt name is said as such, not as "nothing pinned there".
+        if report.agent.is_none() && nix::net::if_::if_nametoindex(iface).is_err() {
+            return Err(lnetd_host_encap::errors::AttachError::NoSuchInterface { iface: iface.to_owned() }.into());
+        }
         return Ok(report);
     }
     let enc = match (AdoptOptions { read_only: true, ..AdoptOptions::default() }).open(iface) {
