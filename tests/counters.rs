@@ -251,3 +251,39 @@ fn every_routes_counters_read_at_once_are_each_routes_own() {
         assert_eq!(moved, (1..=destinations.len() as u64).sum::<u64>(), "every test run counted once");
     });
 }
+
+/// An apply adds before it removes, so with the counter pool full its new
+/// routes cannot have the slots its removals free (those wait out their
+/// grace period): they start uncounted. Applying the same state again once
+/// the slots are free counts them (they stayed uncounted for good).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn routes_left_uncounted_by_a_full_pool_are_counted_when_the_state_is_applied_again() {
+    privileged("routes_left_uncounted_by_a_full_pool_are_counted_when_the_state_is_applied_again");
+    in_test_run_netns("counted-again", || {
+        let enc = Encapsulator::builder().max_counted_routes(8).load().expect("load");
+        enc.refresh_local_addresses().expect("host addresses");
+        let state = |first: u32, n: u32| {
+            let routes: Vec<String> = (first..first + n)
+                .map(|i| format!(r#"{{"prefix":"10.{i}.0.0/16","policy":"{}"}}"#, 16000 + i))
+                .collect();
+            lnetd_host_encap::DesiredState::from_json(&format!(r#"{{"routes":[{}]}}"#, routes.join(",")))
+                .expect("desired state")
+        };
+        let uncounted = || enc.counted_routes().unwrap().iter().filter(|r| !r.counters.counted).count();
+        let options = lnetd_host_encap::ApplyOptions::default;
+        enc.apply(state(0, 6), options()).expect("six routes");
+        assert_eq!(uncounted(), 0);
+        enc.apply(state(100, 3), options()).expect("three others");
+        assert!(uncounted() > 0, "the pool was full while the three were added");
+        std::thread::sleep(Duration::from_millis(1_100));
+        let again = enc.apply(state(100, 3), options()).expect("the same state");
+        assert!(again.added.is_empty() && again.replaced.is_empty() && again.removed.is_empty(), "{again}");
+        assert_eq!(uncounted(), 0, "counted once the freed slots waited out their grace");
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+        let frame = common::frame("10.101.0.9").build();
+        enc.diagnostics().test_run(&frame.bytes).expect("test run");
+        let counters = enc.route_counters(Table::Main, "10.101.0.0/16".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(counters.labelled.packets, 1, "the new slot counts, from zero");
+    });
+}

@@ -272,7 +272,7 @@ impl Fib {
         origins: Option<&Origins>,
     ) -> Result<(ApplyReport, bool), RouteError> {
         let started = std::time::Instant::now();
-        let plan = desired.plan(rib);
+        let mut plan = desired.plan(rib);
         let planned = started.elapsed();
         if let Some((max_share, uncounted)) = guard {
             removal_guard(&plan, (rib.routes.len() + rib.shadowed.len()).saturating_sub(uncounted), max_share)?;
@@ -317,6 +317,16 @@ impl Fib {
         if dry_run {
             log::debug!("apply: diff {planned:?}, nothing to write (dry run)");
             return Ok((report, false));
+        }
+        // Routes left uncounted while the counter pool was full (an apply
+        // adds before it removes, so the slots it frees come too late for
+        // its own new routes) take the slots free since, when the state is
+        // applied again unchanged: never a wait, never another change's cost.
+        if plan.upserts.is_empty() && plan.removes.is_empty() {
+            plan.upserts.extend(uncounted(rib, &desired, rib.counter_slots.available_now()));
+            if !plan.upserts.is_empty() {
+                log::info!("apply: {} uncounted routes get counter slots", plan.upserts.len());
+            }
         }
         if plan.is_empty() {
             // No route changed, but who asked for them may have: the store
@@ -622,6 +632,26 @@ fn report_of(plan: &Plan) -> ApplyReport {
     report.sources_set = plan.source_upserts.iter().map(|(p, _, _)| *p).collect();
     report.sources_removed = plan.source_removes.clone();
     report
+}
+
+/// Up to `n` routes of `desired` (a whole state) that the RIB holds without
+/// a counter slot, as upserts rewriting them in place: plain routes only (a
+/// policy route would take a new policy id to change its counter).
+fn uncounted<'a>(rib: &Rib, desired: &'a Desired<'_>, n: usize) -> Vec<(RouteId, &'a Route, bool)> {
+    let routes = match desired {
+        Desired::Borrowed(s) => s.routes(),
+        Desired::Owned(s) => s.routes(),
+        Desired::Patch(_) => return Vec::new(),
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    rib.routes
+        .iter()
+        .filter(|(id, r)| r.policy.is_plain() && rib.counters_of.get(id).is_none_or(|s| s.route == 0))
+        .filter_map(|(id, _)| routes.get(id).map(|r| (*id, r, true)))
+        .take(n)
+        .collect()
 }
 
 /// Records the origin `origins` gives every route `desired` names whose

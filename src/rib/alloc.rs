@@ -74,6 +74,12 @@ impl Slots {
         None
     }
 
+    /// How many ids [`Slots::take`] would hand out now, without waiting.
+    pub(crate) fn available_now(&self) -> usize {
+        let unused = self.capacity.saturating_sub(1).saturating_sub(self.next) as usize;
+        unused + self.free.iter().take_while(|(_, at)| at.grace_over()).count()
+    }
+
     /// A free id, waiting out the grace period of the oldest freed one when
     /// nothing else is left (a table at its capacity that just let go of an
     /// entry); `None` when every id is taken.
@@ -175,6 +181,19 @@ mod tests {
         assert_eq!(r.next(), 5);
         let taken: Vec<_> = (0..4).map(|_| r.take().unwrap()).collect();
         assert_eq!(taken, [1, 3, 4, 6]);
+    }
+
+    #[test]
+    fn available_now_is_what_take_hands_out_without_waiting() {
+        let mut s = Slots::new(4);
+        assert_eq!(s.available_now(), 3);
+        let (a, _, _) = (s.take().unwrap(), s.take().unwrap(), s.take().unwrap());
+        assert_eq!(s.available_now(), 0);
+        s.give_back(a);
+        assert_eq!(s.available_now(), 0, "in its grace period");
+        std::thread::sleep(GRACE);
+        assert_eq!(s.available_now(), 1);
+        assert_eq!(s.take(), Some(a));
     }
 
     #[test]
