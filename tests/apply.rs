@@ -77,7 +77,8 @@ fn apply_edge_cases() {
 
         // Identical: nothing written.
         let again = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
-        assert_eq!((again.map_operations, again.unchanged, again.added.len()), (0, 5, 0), "{again}");
+        // Four routes unchanged (the source is not a route).
+        assert_eq!((again.map_operations, again.unchanged, again.added.len()), (0, 4, 0), "{again}");
         // What the encapsulator reports as its state applies as identical too.
         let exported = enc.desired_state();
         assert_eq!(enc.apply(&exported, lnetd_host_encap::ApplyOptions::default()).unwrap().map_operations, 0);
@@ -112,7 +113,7 @@ fn apply_edge_cases() {
         d.routes[1].policy = "16001/16002".into();
         d.routes[1].entropy_label = None;
         let r = enc.apply(&d, lnetd_host_encap::ApplyOptions::default()).unwrap();
-        assert_eq!((r.replaced.len(), r.unchanged), (1, 4), "{r}");
+        assert_eq!((r.replaced.len(), r.unchanged), (1, 3), "{r}");
         assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
         let r = enc.apply(&desired, lnetd_host_encap::ApplyOptions::default()).unwrap();
         assert_eq!(r.replaced.len(), 1);
@@ -305,5 +306,39 @@ fn host_routes_stay_set_aside_and_policy_changes_never_mix() {
         });
         assert!(seen.iter().all(|tc| *tc == 2 || *tc == 5), "TCs seen: {seen:?}");
         assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+    });
+}
+
+/// One rule for a source whatever sets it: it selects an alternate table with
+/// routes. `source` and `remove` once allowed what `apply` refuses, so the
+/// state in force could not be applied back.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_source_selects_a_table_with_routes_whichever_call_changes_it() {
+    privileged("a_source_selects_a_table_with_routes_whichever_call_changes_it");
+    common::in_test_run_netns("sourcerule", || {
+        let enc = Encapsulator::builder().load().expect("load");
+        enc.refresh_local_addresses().expect("host addresses");
+        let five = Table::alternate(5).unwrap();
+        let net = |p: &str| -> lnetd_host_encap::IpNetwork { p.parse().unwrap() };
+        let refused = |e: RouteError, says: &str| {
+            assert!(matches!(e, RouteError::Invalid(_)) && e.to_string().contains(says), "{e}");
+        };
+        refused(
+            enc.sources().set(net("10.0.0.0/8"), five).unwrap_err(),
+            "table 5 is not an alternate table with routes",
+        );
+        enc.set_route(five, &lnetd_host_encap::Route::new(net("198.51.100.0/24"), "17001".parse().unwrap())).unwrap();
+        enc.sources().set(net("10.0.0.0/8"), five).expect("table 5 has a route");
+        refused(
+            enc.remove(five, net("198.51.100.0/24")).unwrap_err(),
+            "last route of table 5, which source 10.0.0.0/8 selects",
+        );
+        assert_eq!(enc.routes(five).unwrap().len(), 1, "nothing removed");
+        let state = enc.desired_state();
+        let again = enc.apply(state, lnetd_host_encap::ApplyOptions::default()).expect("the state applies back");
+        assert_eq!(again.map_operations, 0, "{again}");
+        assert!(enc.sources().remove(net("10.0.0.0/8")).unwrap());
+        assert!(enc.remove(five, net("198.51.100.0/24")).unwrap(), "no source selects it any more");
     });
 }

@@ -263,6 +263,13 @@ fn differential_against_the_model() {
                 sources: Vec::new(),
                 alternate: Default::default(),
             };
+            for table in 1..=2u32 {
+                let routes: Vec<Route> = random_table(&mut rng).into_iter().take(rng.random_range(0..8)).collect();
+                for r in &routes {
+                    enc.set_route(Table::alternate(table).unwrap(), r).expect("alternate route");
+                }
+                model.alternate.insert(table, routes);
+            }
             // Sometimes source prefixes selecting alternate tables 1 and 2.
             for _ in 0..rng.random_range(0..=3u8).saturating_sub(1) {
                 let v6 = rng.random_bool(0.5);
@@ -271,16 +278,13 @@ fn differential_against_the_model() {
                 let p = IpNetwork::new(src, len).unwrap();
                 let p = IpNetwork::new(p.network(), len).unwrap();
                 let table = rng.random_range(1..=2u32);
+                // A source selects a table with routes (an empty one is refused).
+                if model.alternate[&table].is_empty() {
+                    continue;
+                }
                 enc.sources().set(p, Table::alternate(table).unwrap()).expect("source");
                 model.sources.retain(|(q, _)| *q != p);
                 model.sources.push((p, table));
-            }
-            for table in 1..=2u32 {
-                let routes: Vec<Route> = random_table(&mut rng).into_iter().take(rng.random_range(0..8)).collect();
-                for r in &routes {
-                    enc.set_route(Table::alternate(table).unwrap(), r).expect("alternate route");
-                }
-                model.alternate.insert(table, routes);
             }
             for route in random_table(&mut rng) {
                 match enc.set_route(Table::Main, &route) {

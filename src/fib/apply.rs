@@ -55,7 +55,8 @@ pub struct ApplyReport {
     pub sources_removed: Vec<IpNetwork>,
     /// Whether the DSCP table changed.
     pub dscp_changed: bool,
-    /// Routes and sources already as wanted.
+    /// Routes (set-aside ones included) already as wanted; sources are not
+    /// counted here.
     pub unchanged: usize,
     /// Map writes and deletes done (batched entries count one each).
     pub map_operations: usize,

@@ -86,6 +86,17 @@ fn slots_of(rib: &Rib, id: &RouteId) -> CounterSlots {
     slots
 }
 
+/// The routes of `table` in force, in order (a range of the RIB's map).
+fn table_routes(rib: &Rib, table: Table) -> impl Iterator<Item = &RouteId> + '_ {
+    // 0.0.0.0/0, the least prefix (IPv4 before IPv6, then by address and length).
+    let least = ipnetwork::Ipv4Network::new(std::net::Ipv4Addr::UNSPECIFIED, 0).map(IpNetwork::V4);
+    least
+        .into_iter()
+        .flat_map(move |least| rib.routes.range((table, least)..))
+        .map(|(id, _)| id)
+        .take_while(move |id| id.0 == table)
+}
+
 /// A route's counters from its slots, each read by `counter`.
 fn counters_of(
     slots: &CounterSlots,
@@ -648,6 +659,19 @@ impl Fib {
         if !set_aside && !rib.routes.contains_key(&id) {
             return Ok(false);
         }
+        // One rule with apply's: a source selects a table with routes (else
+        // the state in force could not be applied back).
+        if let Some((source, _)) = rib.sources.iter().find(|(_, t)| **t == table) {
+            if table_routes(&rib, table).nth(1).is_none() {
+                return Err(RouteError::Invalid(crate::domain::desired::DesiredError {
+                    what: format!("route {prefix} (table {})", table.id()),
+                    reason: format!(
+                        "it is the last route of table {}, which source {source} selects: remove the source first",
+                        table.id()
+                    ),
+                }));
+            }
+        }
         self.patch_locked(&mut rib, id, None, None)?;
         Ok(true)
     }
@@ -658,6 +682,17 @@ impl Fib {
     pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
         let prefix = prefix::check(prefix)?;
         let mut rib = self.changer()?;
+        // One rule with apply's: a source selects an alternate table with routes.
+        if table == Table::Main || table_routes(&rib, table).next().is_none() {
+            return Err(RouteError::Invalid(crate::domain::desired::DesiredError {
+                what: format!("source {prefix}"),
+                reason: format!(
+                    "table {} is not an alternate table with routes: add a route to it first (a source of an empty \
+                     table would send its packets to the main table, and the state could not be applied back)",
+                    table.id()
+                ),
+            }));
+        }
         let (map, capacity) = self.sources_map(&prefix);
         let enabling = rib.sources.is_empty();
         if enabling {

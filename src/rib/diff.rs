@@ -26,7 +26,7 @@ pub(crate) struct Plan<'a> {
     pub source_removes: Vec<IpNetwork>,
     /// Routes to delete.
     pub removes: Vec<RouteId>,
-    /// Routes, set-aside routes and sources already as wanted.
+    /// Routes and set-aside routes already as wanted.
     pub unchanged: usize,
     /// Entries the desired state puts in each trie, by [`super::trie_index`]
     /// (set-aside routes not counted).
@@ -183,7 +183,9 @@ pub(crate) fn plan<'a>(rib: &Rib, desired: &'a ValidState) -> Plan<'a> {
         rib.shadowed.keys().filter(|p| !desired.routes().contains_key(&(Table::Main, **p))).copied().collect();
     for (prefix, table) in desired.sources() {
         match rib.sources.get(prefix) {
-            Some(old) if old == table => plan.unchanged += 1,
+            // Sources as wanted are not counted: `unchanged` counts routes,
+            // beside `added`, `replaced` and `removed`.
+            Some(old) if old == table => {}
             old => plan.source_upserts.push((*prefix, *table, old.is_some())),
         }
     }
