@@ -34,6 +34,16 @@ fn document(ns: &Netns, args: &[&str], command: &str) -> Value {
         panic!("{args:?} printed no JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout))
     });
     envelope(&doc, command);
+    // As documented: the envelope's keys first, in this order, and indented
+    // (the test's serde_json sorts keys, so the text is read).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap_or(usize::MAX);
+    let first_other =
+        doc.as_object().unwrap().keys().filter(|k| !["schema", "command", "interface"].contains(&k.as_str()));
+    let first_other = first_other.map(|k| at(k)).min().unwrap_or(usize::MAX);
+    assert!(at("schema") < at("command") && at("command") < at("interface"), "{args:?}: {text}");
+    assert!(at("interface") < first_other, "{args:?}: the envelope first: {text}");
+    assert!(text.starts_with("{\n  \"schema\""), "{args:?}: indented: {text}");
     doc
 }
 

@@ -37,7 +37,9 @@ fn json(iface: &str, key: &str, lines: &[Line]) -> String {
         .map(|l| serde_json::json!({ "map": l.map, "entry": l.entry, "kind": l.kind, "text": l.text }))
         .collect();
     let command = if key == "repaired" { "repair" } else { "verify" };
-    super::output::document(command, iface, serde_json::json!({ key: items })).to_string()
+    // Indented, as every document but watch's lines (docs/operations-json.md).
+    let doc = super::output::document(command, iface, serde_json::json!({ key: items }));
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 /// Prints what `verify` found; a failure (exit code 1) when anything differs.
