@@ -944,7 +944,7 @@ impl Encapsulator {
 
     /// As [`Encapsulator::apply`] of an owned state, recording the routes'
     /// origins (those absent are static).
-    #[cfg(feature = "bgp")]
+    #[cfg(feature = "agent")]
     pub(crate) fn apply_from(
         &self,
         desired: ValidState,
@@ -955,7 +955,7 @@ impl Encapsulator {
     }
 
     /// As [`Encapsulator::set_route_in`], recording the route's origin (`None`: static).
-    #[cfg(feature = "bgp")]
+    #[cfg(feature = "agent")]
     pub(crate) fn set_route_from(
         &self,
         table: Table,
@@ -967,7 +967,7 @@ impl Encapsulator {
 
     /// The origins the RIB records: of each route that is not static, and
     /// what the origins said of BGP's policies.
-    #[cfg(feature = "bgp")]
+    #[cfg(feature = "agent")]
     pub(crate) fn origin_records(&self) -> (crate::fib::apply::Origins, Vec<u8>) {
         self.fib.read(|rib| (rib.origin_of.iter().map(|(id, o)| (*id, *o)).collect(), rib.origin_notes.clone()))
     }

@@ -867,7 +867,7 @@ cmd detach
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("stack (label/tc/S/ttl): 16001/0/0/64 16002/0/1/64"), "{stdout}");
     assert!(stdout.contains("first agent: 0") && stdout.contains("second agent: 0"), "{stdout}\n{stderr}");
-    let readopted = stdout.lines().filter(|l| l.starts_with("198.51.100.0/24") && l.contains(" main static ")).count();
+    let readopted = stdout.lines().filter(|l| l.starts_with("198.51.100.0/24") && l.contains(" main agent ")).count();
     assert_eq!(readopted, 1, "the restarted agent adopted its own pins: {stdout}");
     // Without the agent, a command with only these capabilities cannot adopt
     // the pins (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN): docs/operations.md.
@@ -1137,4 +1137,84 @@ fn a_table_larger_than_one_message_streams_to_the_end() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["routes"]["total"], N + N6 + 1, "{status}");
     assert_eq!(status["routes"]["by_table"], serde_json::json!({"main": N + N6, "1": 1}), "{status}");
+}
+
+/// A client of the original controller's protocol on the agent's local socket.
+async fn original_clients(
+    path: &Path,
+) -> (
+    lnetd_host_encap::agent::proto::counters::int_map_client::IntMapClient<tonic::transport::Channel>,
+    lnetd_host_encap::agent::proto::counters::int_update_map_client::IntUpdateMapClient<tonic::transport::Channel>,
+) {
+    use lnetd_host_encap::agent::proto::counters::{
+        int_map_client::IntMapClient, int_update_map_client::IntUpdateMapClient,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", path.display()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    (IntMapClient::new(channel.clone()), IntUpdateMapClient::new(channel))
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn routes_set_through_the_api_are_the_agents_whatever_its_flags_and_survive_a_restart_with_a_config() {
+    use lnetd_host_encap::agent::proto::counters as orig;
+    privileged("routes_set_through_the_api_are_the_agents_whatever_its_flags_and_survive_a_restart_with_a_config");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let _records = ForceDetach(&lab);
+    // Neither --config nor --bgp-api: the API's changes are the agent's all the same.
+    let agent = start_agent_with(&lab, &["--verify-interval", "0"]);
+    let path = socket(&lab);
+    let (origins, by_origin) = with_client(&lab, |mut c, rt| {
+        rt.block_on(async {
+            // Each way in: Apply, SetRoute, and the original protocol's UpdateMap.
+            c.apply(pb::ApplyRequest { routes: vec![route("10.79.0.0/16", "16079")], ..Default::default() })
+                .await
+                .unwrap();
+            c.set_route(route("10.77.0.0/16", "16077")).await.unwrap();
+            let (mut maps, mut update) = original_clients(&path).await;
+            let maps = maps
+                .get_maps(orig::MappacketRequest { interface: VethLab::HOST_IF.into() })
+                .await
+                .unwrap()
+                .into_inner();
+            let id = maps.map_info.iter().find(|m| m.name == "default_dst").expect("default_dst").id;
+            let said = update
+                .update_map(orig::UpdateMapRequest { map_id: id, subnet: "10.78.0.0/16".into(), lbl: 16078 })
+                .await
+                .unwrap()
+                .into_inner()
+                .message;
+            assert!(!said.starts_with("error"), "{said}");
+            let listed = c.list_routes(pb::ListRoutesRequest {}).await.unwrap().into_inner();
+            let origins: std::collections::BTreeMap<String, String> =
+                listed.routes.into_iter().map(|r| (r.route.unwrap().prefix, r.origin)).collect();
+            let status = c.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+            (origins, status.routes_by_origin)
+        })
+    });
+    let agents = |names: &[&str]| names.iter().map(|p| ((*p).to_owned(), "agent".to_owned())).collect();
+    let all = ["10.77.0.0/16", "10.78.0.0/16", "10.79.0.0/16"];
+    assert_eq!(origins, agents(&all), "ListRoutes");
+    assert_eq!(by_origin, [("agent".to_owned(), 3)].into(), "GetStatus");
+    let routes = listed(&lab);
+    assert!(all.iter().all(|p| routes.get(*p).is_some_and(|r| r.1 == "agent")), "the command's routes: {routes:?}");
+
+    // Restarted with a configuration file naming other routes: its routes
+    // are added as static, the API's are kept.
+    stop_agent(agent);
+    let dir = std::env::temp_dir().join(format!("lhe-api-origin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("host.toml");
+    std::fs::write(&config, config_text(&[("198.51.100.0/24", "16001")], "all")).unwrap();
+    let agent = start_agent_with(&lab, &["--verify-interval", "0", "--config", config.to_str().unwrap()]);
+    let routes = listed(&lab);
+    assert!(all.iter().all(|p| routes.get(*p).is_some_and(|r| r.1 == "agent")), "kept over a restart: {routes:?}");
+    assert_eq!(routes.get("198.51.100.0/24").map(|r| r.1.as_str()), Some("static"), "{routes:?}");
+    assert_eq!(routes.len(), 4, "{routes:?}");
+    stop_agent(agent);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -105,7 +105,7 @@ impl Audit {
             let table = if *t == Table::Main { "main".to_owned() } else { t.id().to_string() };
             *s.by_table.entry(table).or_default() += 1;
             let from = origin(*t, *p);
-            // An agent without origins knows of no other: every route is the file's or the API's.
+            // A route of no recorded origin is static.
             let from = if from.is_empty() { "static".to_owned() } else { from };
             *s.by_origin.entry(from).or_default() += 1;
         }

@@ -282,8 +282,9 @@ pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
 /// What else the agent serves beside the dataplane.
 #[derive(Clone, Default)]
 pub struct Extras {
-    /// The per-origin tables: with them, the API's changes are `agent`
-    /// routes merged with BGP's, and `ListRoutes` says each route's origin.
+    /// The per-origin tables, ranked by their precedence; given none, the
+    /// agent makes them with the default precedence. The API's changes are
+    /// `agent` routes in them, merged with the static and BGP ones.
     #[cfg(feature = "bgp")]
     pub origins: Option<Arc<crate::bgp::Origins>>,
     /// The BGP learner's counters: `GetLiveness` and `Explain` read the
@@ -315,14 +316,23 @@ impl std::fmt::Debug for Extras {
     }
 }
 
-/// The API's route changes: straight to the encapsulator, or, with origins,
-/// into the `agent` table merged with BGP's.
+/// The API's route changes, of both protocols: one path, whatever the
+/// agent serves beside them. Each is an `agent` route, recorded as such in
+/// the RIB beside the route, so that `ListRoutes`, `GetStatus`, the
+/// command's `routes` and the next agent (which keeps them over the
+/// configuration file's static routes) all see where it came from.
+///
+/// With BGP built in, every change goes through the per-origin tables
+/// ([`crate::bgp::Origins`]), BGP running or not (the agent makes them
+/// when it is given none). Without it, nothing else ranks routes: the
+/// changes go straight to the encapsulator, with the same record.
 #[derive(Clone)]
 pub(crate) struct Writes {
+    #[cfg(not(feature = "bgp"))]
     enc: Arc<Encapsulator>,
     statics: Option<Arc<statics::Statics>>,
     #[cfg(feature = "bgp")]
-    origins: Option<Arc<crate::bgp::Origins>>,
+    origins: Arc<crate::bgp::Origins>,
     /// The last change made here, for `status`.
     activity: Arc<activity::Activity>,
     /// The counts and the last comparison, for `status`.
@@ -335,31 +345,21 @@ pub(crate) struct Writes {
 
 impl Writes {
     pub(crate) fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
-        self.set_route_unrecorded(table, route)?;
+        #[cfg(feature = "bgp")]
+        self.origins.set_route(table, route)?;
+        #[cfg(not(feature = "bgp"))]
+        self.enc.set_route_from(table, route, Some(crate::rib::origins::Noted::Agent))?;
         self.activity.record("agent", 1);
         Ok(())
     }
 
-    fn set_route_unrecorded(&self, table: Table, route: &Route) -> Result<(), RouteError> {
-        #[cfg(feature = "bgp")]
-        if let Some(o) = &self.origins {
-            return o.set_route(table, route);
-        }
-        self.enc.set_route(table, route)
-    }
-
     pub(crate) fn remove_in(&self, table: Table, prefix: ipnetwork::IpNetwork) -> Result<bool, RouteError> {
-        let removed = self.remove_unrecorded(table, prefix)?;
+        #[cfg(feature = "bgp")]
+        let removed = self.origins.remove_route(table, prefix)?;
+        #[cfg(not(feature = "bgp"))]
+        let removed = self.enc.remove(table, prefix)?;
         self.activity.record("agent", u64::from(removed));
         Ok(removed)
-    }
-
-    fn remove_unrecorded(&self, table: Table, prefix: ipnetwork::IpNetwork) -> Result<bool, RouteError> {
-        #[cfg(feature = "bgp")]
-        if let Some(o) = &self.origins {
-            return o.remove_route(table, prefix);
-        }
-        self.enc.remove(table, prefix)
     }
 
     pub(crate) fn apply(
@@ -368,12 +368,15 @@ impl Writes {
         options: crate::ApplyOptions,
     ) -> Result<crate::desired::ApplyReport, RouteError> {
         #[cfg(feature = "bgp")]
-        let report = match &self.origins {
-            Some(o) => o.apply_local(desired, options),
-            None => self.enc.apply(desired, options),
-        }?;
+        let report = self.origins.apply_local(desired, options)?;
         #[cfg(not(feature = "bgp"))]
-        let report = self.enc.apply(desired, options)?;
+        let report = {
+            // Every route of an apply through the API is the agent's.
+            let valid = desired.validate()?;
+            let origins: crate::fib::apply::Origins =
+                valid.routes().keys().map(|id| (*id, crate::rib::origins::Noted::Agent)).collect();
+            self.enc.apply_from(valid, options, &origins)?
+        };
         self.activity.record_apply("agent", &report);
         Ok(report)
     }
@@ -401,21 +404,24 @@ impl Writes {
         (self.activity.generation(), bgp)
     }
 
-    /// Each route's origin and, for BGP's, its policy (empty without origins).
+    /// Each route's origin and, for BGP's, its policy and binding SID.
     pub(crate) fn origin(&self) -> impl Fn(Table, ipnetwork::IpNetwork) -> (String, String, Option<u32>) {
         #[cfg(feature = "bgp")]
-        let view = self.origins.as_ref().map(|o| o.view());
-        move |_table, _prefix| {
-            #[cfg(feature = "bgp")]
-            if let Some(v) = &view {
-                let (origin, info) = v.origin(_table, _prefix);
-                return (
-                    origin.to_string(),
-                    info.map(|i| i.to_string()).unwrap_or_default(),
-                    info.and_then(|i| i.binding_sid),
-                );
+        {
+            let view = self.origins.view();
+            move |table, prefix| {
+                let (origin, info) = view.origin(table, prefix);
+                (origin.to_string(), info.map(|i| i.to_string()).unwrap_or_default(), info.and_then(|i| i.binding_sid))
             }
-            (String::new(), String::new(), None)
+        }
+        #[cfg(not(feature = "bgp"))]
+        {
+            // Without BGP a route is the API's (recorded) or static.
+            let agent = self.enc.origin_records().0;
+            move |table, prefix| {
+                let origin = if agent.contains_key(&(table, prefix)) { "agent" } else { "static" };
+                (origin.to_owned(), String::new(), None)
+            }
         }
     }
 }
@@ -433,10 +439,13 @@ pub async fn serve_with(
     config.check()?;
     warn_exposures(&config);
     let writes = Writes {
+        #[cfg(not(feature = "bgp"))]
         enc: Arc::clone(&enc),
         statics: extras.config.clone().map(|c| Arc::new(statics::Statics::new(c))),
+        // Given (the command's, with its precedence, or BGP's), or made
+        // here: the API's routes are `agent` routes either way.
         #[cfg(feature = "bgp")]
-        origins: extras.origins.clone(),
+        origins: extras.origins.clone().unwrap_or_else(|| Arc::new(crate::bgp::Origins::new(Arc::clone(&enc)))),
         activity: Arc::new(activity::Activity::new()),
         audit: Arc::new(audit::Audit::new(Arc::clone(&enc), config.verify_interval)),
         applying: Arc::new(std::sync::Mutex::new(())),

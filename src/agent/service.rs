@@ -471,12 +471,9 @@ impl Api for Service {
                         text.push_str(&format!("\norigin: {said}"));
                     }
                     #[cfg(feature = "bgp")]
-                    if let Some(view) = self.writes.origins.as_ref().map(|o| o.view()) {
-                        if let (_, Some(info)) = view.origin(*t, r.prefix) {
-                            let lines =
-                                super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
-                            text.push_str(&lines);
-                        }
+                    if let (_, Some(info)) = self.writes.origins.view().origin(*t, r.prefix) {
+                        let lines = super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
+                        text.push_str(&lines);
                     }
                 }
                 text

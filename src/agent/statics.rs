@@ -5,16 +5,18 @@
 //! file's. Settings that cannot change while the agent runs are reported,
 //! never silently ignored.
 
-use std::collections::{BTreeMap, BTreeSet};
+#[cfg(not(feature = "bgp"))]
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+#[cfg(not(feature = "bgp"))]
 use ipnetwork::IpNetwork;
 
 use super::config::{AgentFile, ConfigError};
 use super::Writes;
-use crate::domain::desired::{DesiredState, ValidState};
-use crate::domain::label::DscpMap;
+use crate::domain::desired::DesiredState;
+#[cfg(not(feature = "bgp"))]
 use crate::domain::route::Table;
 use crate::error::RouteError;
 use crate::fib::apply::ApplyReport;
@@ -77,14 +79,21 @@ pub(crate) struct Statics {
 struct State {
     /// The file as read at start: settings are compared against it.
     started: AgentFile,
-    /// The routes and sources the file applied last (the direct path
-    /// replaces exactly these on the next reload).
+    /// The routes and sources the file applied last (without BGP's
+    /// origins, the next reload replaces exactly these).
+    #[cfg(not(feature = "bgp"))]
     applied: (BTreeSet<(Table, IpNetwork)>, BTreeSet<IpNetwork>),
 }
 
 impl Statics {
     pub(crate) fn new(file: AgentFile) -> Statics {
-        Statics { inner: Mutex::new(State { started: file, applied: Default::default() }) }
+        Statics {
+            inner: Mutex::new(State {
+                started: file,
+                #[cfg(not(feature = "bgp"))]
+                applied: Default::default(),
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -130,30 +139,37 @@ impl Statics {
     }
 
     fn apply_routes(&self, writes: &Writes, desired: &DesiredState) -> Result<ApplyReport, RouteError> {
-        let valid = desired.validate()?;
+        // One reload at a time.
         let mut state = self.lock();
         #[cfg(feature = "bgp")]
-        if let Some(o) = &writes.origins {
-            let report = o.apply_static(desired, crate::ApplyOptions::default())?;
-            state.applied = keys(&valid);
-            return Ok(report);
+        {
+            let _ = &mut state;
+            writes.origins.apply_static(desired, crate::ApplyOptions::default())
         }
-        // No origins: the dataplane's routes are the base; the previous
-        // file's are replaced by this one's, everything else stays.
-        let mut routes = writes.enc.valid_state().into_routes();
-        routes.retain(|k, _| !state.applied.0.contains(k));
-        routes.extend(valid.routes().iter().map(|(k, r)| (*k, r.clone())));
-        let mut sources: BTreeMap<IpNetwork, Table> =
-            writes.enc.sources().list().into_iter().filter(|(p, _)| !state.applied.1.contains(p)).collect();
-        sources.extend(valid.sources().iter().map(|(p, t)| (*p, *t)));
-        let dscp: DscpMap = if desired.dscp_map.is_some() { *valid.dscp() } else { writes.enc.dscp_map() };
-        let merged = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
-        let report = writes.enc.apply(&merged, crate::ApplyOptions::default())?;
-        state.applied = keys(&valid);
-        Ok(report)
+        #[cfg(not(feature = "bgp"))]
+        {
+            use crate::domain::desired::ValidState;
+            use crate::domain::label::DscpMap;
+            use std::collections::BTreeMap;
+            // Without BGP nothing ranks the origins: the dataplane's routes
+            // are the base; the previous file's are replaced by this one's,
+            // the API's (recorded as the agent's) kept, and winning a key
+            // both have, as the default precedence would have it.
+            let valid = desired.validate()?;
+            let (agent, _) = writes.enc.origin_records();
+            let mut routes = writes.enc.valid_state().into_routes();
+            routes.retain(|k, _| !state.applied.0.contains(k) || agent.contains_key(k));
+            let ours: BTreeMap<_, _> =
+                valid.routes().iter().filter(|(k, _)| !agent.contains_key(*k)).map(|(k, r)| (*k, r.clone())).collect();
+            routes.extend(ours.iter().map(|(k, r)| (*k, r.clone())));
+            let mut sources: BTreeMap<IpNetwork, Table> =
+                writes.enc.sources().list().into_iter().filter(|(p, _)| !state.applied.1.contains(p)).collect();
+            sources.extend(valid.sources().iter().map(|(p, t)| (*p, *t)));
+            let dscp: DscpMap = if desired.dscp_map.is_some() { *valid.dscp() } else { writes.enc.dscp_map() };
+            let merged = ValidState::new(routes, sources, dscp).map_err(RouteError::Invalid)?;
+            let report = writes.enc.apply_from(merged, crate::ApplyOptions::default(), &agent)?;
+            state.applied = (ours.into_keys().collect(), valid.sources().keys().copied().collect());
+            Ok(report)
+        }
     }
-}
-
-fn keys(valid: &ValidState) -> (BTreeSet<(Table, IpNetwork)>, BTreeSet<IpNetwork>) {
-    (valid.routes().keys().copied().collect(), valid.sources().keys().copied().collect())
 }

@@ -488,7 +488,7 @@ impl Remote<'_> {
                     return Ok(());
                 }
                 println!("{}", reply.text);
-                // An agent without BGP or static routes in its file ranks no origins: every route is static.
+                // An agent that names no origin (one older than origins for every agent): the route is static.
                 if let Some(r) = reply.route.as_ref().filter(|_| !reply.text.contains("\norigin: ")) {
                     let (t, route) = route_of(r)?;
                     let (from, bgp, _) = super::static_origin(t, route.prefix);

@@ -270,10 +270,12 @@ pub fn agent(
     let mut extras = agent::Extras::default();
     #[cfg(feature = "bgp")]
     let (_stop_bgp, bgp_stopped) = tokio::sync::watch::channel(false);
-    // Static routes are an origin beside the API's and BGP's: with origins,
-    // a reload replaces the file's routes and keeps the API's.
+    // The API's routes, the file's static routes and BGP's are origins, each
+    // its own table, ranked by the precedence: a route set through the API
+    // is the agent's whatever else runs, and a reload (or a restart with
+    // another file) replaces the file's routes and keeps the API's.
     #[cfg(feature = "bgp")]
-    if bgp.api.is_none() && file.as_ref().is_some_and(AgentFile::has_static_routes) {
+    if bgp.api.is_none() {
         let precedence = bgp.precedence.unwrap_or_default();
         extras.origins = Some(Arc::new(lnetd_host_encap::bgp::Origins::with_precedence(Arc::clone(&enc), precedence)));
     }
