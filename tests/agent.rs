@@ -1218,3 +1218,38 @@ fn routes_set_through_the_api_are_the_agents_whatever_its_flags_and_survive_a_re
     stop_agent(agent);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_unary_apply_answers_a_bounded_reply_that_counts_what_it_leaves_out() {
+    privileged("a_unary_apply_answers_a_bounded_reply_that_counts_what_it_leaves_out");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let _records = ForceDetach(&lab);
+    // More than one reply lists (8192 of each list), fewer than would pass
+    // 4 MB: the bound itself, at any size, is the unit test's
+    // (agent::applying: a_unary_reply_stays_under_4_mb_...).
+    const N: usize = 20_000;
+    const LISTED: usize = 8192;
+    let agent = start_agent_with(&lab, &["--verify-interval", "0"]);
+    let (added, removed) = with_client(&lab, |c, rt| {
+        rt.block_on(async {
+            let mut c = c.max_decoding_message_size(4 << 20);
+            let routes = (0..N).map(|i| route(&format!("10.{}.{}.0/24", i / 256, i % 256), "16001")).collect();
+            let added = c.apply(pb::ApplyRequest { routes, ..Default::default() }).await.unwrap().into_inner();
+            let one = vec![route("198.51.100.0/24", "16002")];
+            let removed = c.apply(pb::ApplyRequest { routes: one, ..Default::default() }).await.unwrap().into_inner();
+            (added, removed)
+        })
+    });
+    assert_eq!((added.added.len(), added.added_left_out), (LISTED, (N - LISTED) as u64));
+    assert!(added.summary.starts_with(&format!("{N} added, 0 replaced, 0 removed")), "{}", added.summary);
+    assert_eq!((removed.added.len(), removed.added_left_out), (1, 0));
+    assert_eq!((removed.removed.len(), removed.removed_left_out), (LISTED, (N - LISTED) as u64));
+    assert!(removed.summary.starts_with(&format!("1 added, 0 replaced, {N} removed")), "{}", removed.summary);
+    // The lists are the report's first entries: every one was removed.
+    assert!(removed.removed.iter().all(|k| k.prefix.starts_with("10.")), "{:?}", &removed.removed[..3]);
+    let routes = listed(&lab);
+    assert_eq!(routes.keys().collect::<Vec<_>>(), ["198.51.100.0/24"], "applied");
+    stop_agent(agent);
+}

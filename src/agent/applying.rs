@@ -1,6 +1,7 @@
 //! `Apply` and `ApplyStream` on the agent's side: the stream gathered
 //! within the agent's size limit, the removal guard checked here (so a
-//! client needs one round trip), and the reply cut into messages under 4 MB.
+//! client needs one round trip), and the reply cut into messages under 4 MB
+//! (streamed) or cut short with a count of what it leaves out (unary).
 
 use prost::Message;
 use tonic::{Status, Streaming};
@@ -136,7 +137,32 @@ pub(crate) fn apply_reply(report: &crate::fib::apply::ApplyReport) -> pb::ApplyR
         sources_set: report.sources_set.iter().map(ToString::to_string).collect(),
         sources_removed: report.sources_removed.iter().map(ToString::to_string).collect(),
         dscp_changed: report.dscp_changed,
+        ..Default::default()
     }
+}
+
+/// `reply` as a unary RPC (`Apply`, `Reload`) answers it: at most
+/// [`KEYS_PER_REPLY`] entries of each list, and for each list the count of
+/// entries left out. The reply of a change already made must reach the
+/// client whatever the change's size: uncut, removing 300,000 routes
+/// answered 5.7 MB, which a client with gRPC's default 4 MB limit refuses
+/// (RESOURCE_EXHAUSTED) although the change was made. Cut, a reply is at
+/// most [`KEYS_PER_REPLY`] entries of six lists: under 3 MB even for the
+/// longest IPv6 keys (`ApplyStream` lists every entry, in messages of this
+/// size).
+pub(crate) fn capped(mut reply: pb::ApplyReply) -> pb::ApplyReply {
+    fn cut<T>(v: &mut Vec<T>) -> u64 {
+        let left_out = v.len().saturating_sub(KEYS_PER_REPLY);
+        v.truncate(KEYS_PER_REPLY);
+        left_out as u64
+    }
+    reply.added_left_out += cut(&mut reply.added);
+    reply.replaced_left_out += cut(&mut reply.replaced);
+    reply.removed_left_out += cut(&mut reply.removed);
+    reply.set_aside_left_out += cut(&mut reply.set_aside);
+    reply.sources_set_left_out += cut(&mut reply.sources_set);
+    reply.sources_removed_left_out += cut(&mut reply.sources_removed);
+    reply
 }
 
 /// An `ApplyRequest` as the library's desired state (checked when applied).
@@ -161,8 +187,9 @@ pub(crate) fn desired_of(req: pb::ApplyRequest) -> DesiredState {
     }
 }
 
-/// Entries of each list per `ApplyStream` reply message (a key is a few
-/// dozen bytes: a message stays far under 4 MB).
+/// Entries of each list per `ApplyStream` reply message, and the most a
+/// unary reply lists ([`capped`]): a key is a few dozen bytes, so a message
+/// stays far under 4 MB.
 const KEYS_PER_REPLY: usize = 8192;
 
 /// `reply` as messages of at most [`KEYS_PER_REPLY`] entries per list; the
@@ -232,6 +259,59 @@ mod tests {
         assert_eq!((details.added, details.replaced), (1, 2));
         assert_eq!(details.sample[0].prefix, "10.0.0.0/24");
         assert!(refusal(&crate::error::RouteError::ReadOnly).is_none());
+    }
+
+    /// The longest keys there are: an IPv6 /128 written out in full, in the
+    /// highest table.
+    fn longest_keys(n: usize) -> Vec<pb::RouteKey> {
+        (0..n)
+            .map(|i| pb::RouteKey {
+                prefix: format!("ffff:ffff:ffff:ffff:ffff:ffff:ffff:{:04x}/128", i % 0x10000 + 0x1000),
+                table: u32::MAX,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_unary_reply_stays_under_4_mb_whatever_the_change_and_counts_what_it_leaves_out() {
+        // The report of a change of 300,001 routes of every kind at once, on
+        // the longest keys: over 4 MB whole.
+        const N: usize = 300_001;
+        let strings = |n: usize| longest_keys(n).into_iter().map(|k| k.prefix).collect::<Vec<_>>();
+        let whole = pb::ApplyReply {
+            added: longest_keys(N),
+            replaced: longest_keys(N),
+            removed: longest_keys(N),
+            set_aside: strings(N),
+            sources_set: strings(N),
+            sources_removed: strings(N),
+            summary: "300001 added, 300001 replaced, 300001 removed".into(),
+            unchanged: 7,
+            ..Default::default()
+        };
+        assert!(whole.encoded_len() > 4 << 20, "the test proves nothing: {} bytes", whole.encoded_len());
+        let reply = capped(whole.clone());
+        assert!(reply.encoded_len() < 3 << 20, "{} bytes", reply.encoded_len());
+        let left = (N - KEYS_PER_REPLY) as u64;
+        assert_eq!(
+            [
+                reply.added_left_out,
+                reply.replaced_left_out,
+                reply.removed_left_out,
+                reply.set_aside_left_out,
+                reply.sources_set_left_out,
+                reply.sources_removed_left_out
+            ],
+            [left; 6]
+        );
+        // The first entries are kept, in order, with every scalar field.
+        assert_eq!(reply.removed[..], whole.removed[..KEYS_PER_REPLY]);
+        assert_eq!((reply.summary.as_str(), reply.unchanged), (whole.summary.as_str(), 7));
+        // A reply within the cap is left whole, and says nothing is left out.
+        let small = pb::ApplyReply { removed: keys(3, 0), ..Default::default() };
+        assert_eq!(capped(small.clone()), small);
+        // A streamed reply's messages have the same bound.
+        assert!(reply_chunks(whole).iter().all(|c| c.encoded_len() < 3 << 20));
     }
 
     #[test]

@@ -269,7 +269,8 @@ impl Api for Service {
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyReply>, Status> {
         let req = request.into_inner();
         let (dry_run, max) = (req.dry_run, req.max_remove_share);
-        self.apply_desired(applying::desired_of(req), dry_run, max).await
+        let reply = self.apply_desired(applying::desired_of(req), dry_run, max).await?;
+        Ok(reply.map(applying::capped))
     }
 
     type ApplyStreamStream = ApplyReplies;
@@ -394,7 +395,7 @@ impl Api for Service {
         Ok(Response::new(pb::ReloadReply {
             config: report.path.display().to_string(),
             has_static_routes: report.routes.is_some(),
-            routes: report.routes.as_ref().map(applying::apply_reply),
+            routes: report.routes.as_ref().map(|r| applying::capped(applying::apply_reply(r))),
             restart_needed: report.restart_needed.clone(),
             summary: report.to_string(),
         }))

@@ -87,17 +87,23 @@ impl Drop for Progress {
 
 pub fn report(report: &ApplyReport) {
     println!("{report}");
-    let routes = |label: &str, items: &[(Table, IpNetwork)]| {
+    listed(report, [0; 3]);
+}
+
+/// The first routes `report` added, replaced and removed; `more`: how many
+/// of each its lists leave out (an agent's unary reply lists 8192 of each).
+pub fn listed(report: &ApplyReport, more: [usize; 3]) {
+    let routes = |label: &str, items: &[(Table, IpNetwork)], more: usize| {
         for (table, prefix) in items.iter().take(LISTED) {
             println!("  {label} {prefix}{}", table_suffix(*table));
         }
-        if items.len() > LISTED {
-            println!("  ... and {} more {label}", items.len() - LISTED);
+        if items.len() + more > LISTED {
+            println!("  ... and {} more {label}", items.len() + more - LISTED);
         }
     };
-    routes("added", &report.added);
-    routes("replaced", &report.replaced);
-    routes("removed", &report.removed);
+    routes("added", &report.added, more[0]);
+    routes("replaced", &report.replaced, more[1]);
+    routes("removed", &report.removed, more[2]);
     for p in report.set_aside.iter().take(LISTED) {
         println!("  set aside {p} (a host address: never labelled while it is one)");
     }

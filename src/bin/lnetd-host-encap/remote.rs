@@ -498,8 +498,10 @@ impl Remote<'_> {
             Command::Reload => {
                 let reply = self.rt.block_on(self.client.reload(pb::ReloadRequest {})).map_err(fail)?.into_inner();
                 println!("{}", reply.summary);
+                // The summary has the whole counts; the lists may be cut (a unary reply).
                 if let Some(r) = &reply.routes {
-                    output::report(&report_of(r)?);
+                    let more = [r.added_left_out, r.replaced_left_out, r.removed_left_out];
+                    output::listed(&report_of(r)?, more.map(|n| n as usize));
                 }
                 for setting in &reply.restart_needed {
                     println!("  not applied: {setting} changed (restart the agent: systemctl restart lnetd-host-encap-agent@{})", self.iface);
