@@ -141,8 +141,19 @@ fn python_stubs() -> PathBuf {
 
 /// Runs the original client once in the host namespace; its JSON output.
 fn client(ns: &Netns, stubs: &Path, args: &[&str]) -> serde_json::Value {
+    client_at(ns, stubs, "127.0.0.1:50051", args)
+}
+
+/// As [`client`], to `target` (a gRPC target: `unix:PATH` for the local socket).
+fn client_at(ns: &Netns, stubs: &Path, target: &str, args: &[&str]) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/original_client.py");
-    let out: Output = in_host(ns, "python3").arg(script).args(args).env("PYTHONPATH", stubs).output().unwrap();
+    let out: Output = in_host(ns, "python3")
+        .arg(script)
+        .args(args)
+        .env("PYTHONPATH", stubs)
+        .env("LHE_AGENT", target)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("client JSON")
 }
@@ -196,6 +207,10 @@ fn the_original_client_drives_the_agent_unchanged() {
     };
     let (default_dst, priority_dst, priority_clients) = (id("default_dst"), id("priority_dst"), id("priority_clients"));
     assert_eq!(maps.as_array().unwrap().len(), 3);
+    // The same client on the agent's local socket, as docs/agent-api.md
+    // shows (grpcio needs a host name as the authority there).
+    let unix = format!("unix:{}", socket(&lab).display());
+    assert_eq!(client_at(&lab.host, &stubs, &unix, &["getmaps", VethLab::HOST_IF]), maps, "over {unix}");
 
     let dst = Ipv4Addr::new(198, 51, 100, 7);
     assert!(labels_for(&lab, &capture, dst).is_empty(), "nothing labelled before any route");
