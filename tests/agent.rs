@@ -1268,3 +1268,33 @@ fn a_unary_apply_answers_a_bounded_reply_that_counts_what_it_leaves_out() {
     assert_eq!(routes.keys().collect::<Vec<_>>(), ["198.51.100.0/24"], "applied");
     stop_agent(agent);
 }
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn an_adopting_agent_says_how_many_routes_it_adopted_in_every_table() {
+    privileged("an_adopting_agent_says_how_many_routes_it_adopted_in_every_table");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let _records = ForceDetach(&lab);
+    cmd_ok(&lab, &["attach", "--mode", "native"]);
+    cmd_ok(&lab, &["set", "198.51.100.0/24", "16001"]);
+    cmd_ok(&lab, &["set", "203.0.113.0/24", "16002"]);
+    cmd_ok(&lab, &["set", "198.51.100.0/24", "17001", "--table", "2"]);
+    let mut child = in_host(&lab.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--verify-interval", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the agent");
+    let mut stdout = child.stdout.take().unwrap();
+    // Killed when dropped; its socket removed, whenever it appeared.
+    let agent = Agent(ChildGuard(child), SocketGuard(socket(&lab), None));
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8_lossy(&first);
+    assert!(first.starts_with("adopted the dataplane pinned on") && first.contains("(3 routes"), "{first}");
+    drop(agent);
+}

@@ -1,7 +1,6 @@
 //! `lnetd-host-encap agent`: where it listens, who may do what, and the run
 //! until SIGINT or SIGTERM.
 
-use lnetd_host_encap::Table;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -254,7 +253,7 @@ pub fn agent(
     let config = listeners.config(iface)?;
     let enc = if lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface)? {
         let enc = (AdoptOptions { wait: Duration::from_secs(10), ..Default::default() }).open(iface)?;
-        println!("adopted the dataplane pinned on {iface} ({} routes)", enc.routes(Table::Main)?.len());
+        println!("adopted the dataplane pinned on {iface} ({} routes, every table)", enc.route_count());
         enc
     } else {
         let enc = attach(iface, file.as_ref(), mode)?;
