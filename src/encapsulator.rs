@@ -1196,17 +1196,8 @@ impl Encapsulator {
         self.routes_in(table)
     }
 
-    /// How many routes are in force, every table (routes set aside by a host
-    /// address included): what `status` counts, read from the RIB without
-    /// copying a route.
-    ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let enc = lnetd_host_encap::encap::AdoptOptions::default().open("eth1")?;
-    /// println!("{} routes", enc.route_count());
-    /// # Ok(()) }
-    /// ```
-    pub fn route_count(&self) -> usize {
+    /// How many routes, every table (see [`Diagnostics::route_count`]).
+    pub(crate) fn route_count(&self) -> usize {
         self.fib.read(|rib| rib.routes.len() + rib.shadowed.len())
     }
 

@@ -81,6 +81,20 @@ pub struct Diagnostics<'a> {
 }
 
 impl Diagnostics<'_> {
+    /// How many routes there are, every table (routes set aside by a host
+    /// address included): what `status` counts, read from the RIB without
+    /// copying a route.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let enc = lnetd_host_encap::encap::AdoptOptions::default().open("eth1")?;
+    /// println!("{} routes", enc.diagnostics().route_count());
+    /// # Ok(()) }
+    /// ```
+    pub fn route_count(&self) -> usize {
+        self.enc.route_count()
+    }
+
     /// Compares the kernel's maps with the RIB (what this library programmed)
     /// and returns every difference; empty when the dataplane does exactly
     /// what the RIB says. A difference means something else wrote the maps,

@@ -649,12 +649,8 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         }
         Command::Upgrade => {
             let enc = (AdoptOptions { wait: Duration::from_secs(5), ..Default::default() }).open(iface)?;
-            // The main table's count alone is cheap (no route is copied out);
-            // `status` counts every table.
-            let kept = enc.routes(Table::Main)?.len();
-            println!(
-                "{iface} now runs this build's program ({kept} routes of the main table kept, and every other table)"
-            );
+            // Every table's routes, set-aside ones included (as `status` counts them).
+            println!("{iface} now runs this build's program ({} routes kept)", enc.diagnostics().route_count());
         }
         Command::Set { prefix, policy, tc, table: id, entropy_label } => {
             let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };

@@ -253,7 +253,7 @@ pub fn agent(
     let config = listeners.config(iface)?;
     let enc = if lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface)? {
         let enc = (AdoptOptions { wait: Duration::from_secs(10), ..Default::default() }).open(iface)?;
-        println!("adopted the dataplane pinned on {iface} ({} routes, every table)", enc.route_count());
+        println!("adopted the dataplane pinned on {iface} ({} routes, every table)", enc.diagnostics().route_count());
         enc
     } else {
         let enc = attach(iface, file.as_ref(), mode)?;
