@@ -387,7 +387,8 @@ impl Encapsulator {
     ///
     /// [`XdpMode::Auto`] on a veth whose peer runs no native XDP program
     /// attaches in generic mode and logs a warning saying why (see
-    /// [`XdpMode::Auto`]).
+    /// [`XdpMode::Auto`]); [`XdpMode::Native`] there attaches as asked and
+    /// logs a warning that labelled frames will be lost until the peer runs one.
     pub fn attach(&self, iface: &str, hook: impl Into<Hook>) -> Result<AttachedMode, AttachError> {
         match hook.into() {
             Hook::Xdp(mode) => self.attach_xdp(iface, mode),
@@ -416,6 +417,21 @@ impl Encapsulator {
                         XdpMode::Auto
                     }
                 },
+                XdpMode::Native => {
+                    // Asked for: kept, but never silently lossy.
+                    if let Ok(Some(peer)) = crate::sys::veth_peer::veth_peer(ifindex) {
+                        if !peer.native_xdp {
+                            log::warn!(
+                                "{iface} is a veth whose peer (ifindex {}) runs no XDP program in native mode: \
+                                 every labelled frame will be dropped by the veth driver (xdp_tx_errors, \
+                                 `stats` tx_errors) until one runs there; attach an XDP program to the peer, \
+                                 or use generic mode",
+                                peer.ifindex
+                            );
+                        }
+                    }
+                    XdpMode::Native
+                }
                 other => other,
             };
             link::attach(self.prog.as_fd(), ifindex, order)

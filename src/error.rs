@@ -191,7 +191,9 @@ impl AttachError {
                 mode,
                 tried,
                 hint: match mode {
-                    XdpMode::Native => "the driver has no native XDP; use XdpMode::Generic or XdpMode::Auto",
+                    XdpMode::Native => {
+                        "the driver has no native XDP; use generic or auto mode (`--mode generic`, XdpMode::Generic)"
+                    }
                     XdpMode::Offload => {
                         "offload needs a NIC that runs BPF and a program without helpers it lacks; use Native or Auto"
                     }
@@ -247,7 +249,8 @@ pub enum RouteError {
     /// A host route for one of this host's own addresses, which are never labelled.
     #[error(
         "{prefix} is one of this host's own addresses: traffic to it is never labelled, so it cannot \
-         have a route (see Encapsulator::refresh_local_addresses)"
+         have a route (the host's addresses are read when the dataplane is attached and followed by the \
+         agent; Encapsulator::refresh_local_addresses)"
     )]
     LocalAddress {
         /// The prefix given.

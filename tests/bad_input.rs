@@ -150,7 +150,7 @@ fn rows() -> Vec<Row> {
             input: "native XDP on a device without it (lo)",
             attempt: |e| Ok(e.attach("lo", XdpMode::Native).map(drop)?),
             expect: |e| matches!(e, Error::Attach(AttachError::ModeUnsupported { .. })),
-            says: "use XdpMode::Generic or XdpMode::Auto",
+            says: "use generic or auto mode (`--mode generic`, XdpMode::Generic)",
         },
     ]
 }
