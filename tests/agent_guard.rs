@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::{command, privileged, run, ChildGuard, PinGuard, TempFile};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::testing::lab::{Netns, VethLab};
-use prost::Message;
 use serde_json::Value;
 use tonic::Code;
 
@@ -147,7 +146,7 @@ fn the_agent_guards_removals_and_the_size_of_a_stream() {
         })
         .unwrap();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    let details = pb::RemovalRefused::decode(refused.details()).expect("a RemovalRefused in the details");
+    let details = lnetd_host_encap::agent::details::removal_refused(&refused).expect("a RemovalRefused in the details");
     assert_eq!((details.removed, details.current, details.max_remove_share), (3, 4, 0.5), "{details:?}");
     assert_eq!((details.added, details.replaced), (0, 0), "{details:?}");
     let sample: Vec<&str> = details.sample.iter().map(|k| k.prefix.as_str()).collect();

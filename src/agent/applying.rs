@@ -117,7 +117,12 @@ pub(crate) fn refusal(e: &crate::error::RouteError) -> Option<Status> {
         added: *added as u64,
         replaced: *replaced as u64,
     };
-    Some(Status::with_details(tonic::Code::FailedPrecondition, e.to_string(), details.encode_to_vec().into()))
+    Some(super::details::status_with(
+        tonic::Code::FailedPrecondition,
+        e.to_string(),
+        super::details::REMOVAL_REFUSED,
+        &details,
+    ))
 }
 
 /// An apply's report as the protocol's reply.
@@ -254,7 +259,11 @@ mod tests {
         let status = refusal(&refused).unwrap();
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert!(status.message().contains("removes 12 of 16 routes (75%)"), "{}", status.message());
-        let details = pb::RemovalRefused::decode(status.details()).unwrap();
+        // The gRPC richer error model: a google.rpc.Status holding one Any.
+        let rich = crate::agent::details::RpcStatus::decode(status.details()).unwrap();
+        assert_eq!((rich.code, rich.details.len()), (tonic::Code::FailedPrecondition as i32, 1));
+        assert_eq!(rich.details[0].type_url, "type.googleapis.com/lnetd.encap.v1.RemovalRefused");
+        let details = crate::agent::details::removal_refused(&status).expect("a RemovalRefused, the gRPC way");
         assert_eq!((details.removed, details.current, details.sample.len()), (12, 16, REFUSAL_SAMPLE));
         assert_eq!((details.added, details.replaced), (1, 2));
         assert_eq!(details.sample[0].prefix, "10.0.0.0/24");

@@ -29,6 +29,7 @@ mod applying;
 mod audit;
 pub mod authz;
 pub mod config;
+pub mod details;
 #[cfg(feature = "bgp")]
 pub mod liveness;
 mod local;

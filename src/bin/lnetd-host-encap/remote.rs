@@ -269,11 +269,10 @@ async fn apply_streamed(
 
 /// The removal guard's refusal, from a FAILED_PRECONDITION's details.
 fn refused(status: &Status) -> Option<apply::Refused> {
-    use prost::Message;
-    if status.code() != Code::FailedPrecondition || status.details().is_empty() {
+    if status.code() != Code::FailedPrecondition {
         return None;
     }
-    let r = pb::RemovalRefused::decode(status.details()).ok()?;
+    let r = lnetd_host_encap::agent::details::removal_refused(status)?;
     Some(apply::Refused { removed: r.removed as usize, current: r.current as usize, sample: keys(&r.sample).ok()? })
 }
 
