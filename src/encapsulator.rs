@@ -421,8 +421,9 @@ impl Encapsulator {
                     // Asked for: kept, but never silently lossy.
                     if let Ok(Some(peer)) = crate::sys::veth_peer::veth_peer(ifindex) {
                         if !peer.native_xdp {
+                            let at = peer.netnsid.map(|id| format!(" in namespace id {id}")).unwrap_or_default();
                             log::warn!(
-                                "{iface} is a veth whose peer (ifindex {}) runs no XDP program in native mode: \
+                                "{iface} is a veth whose peer (ifindex {}{at}) runs no XDP program in native mode: \
                                  every labelled frame will be dropped by the veth driver (xdp_tx_errors, \
                                  `stats` tx_errors) until one runs there; attach an XDP program to the peer, \
                                  or use generic mode",

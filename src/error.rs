@@ -10,7 +10,7 @@ use crate::domain::prefix::PrefixError;
 use crate::sys::privileges::MissingCapabilities;
 
 /// Loading the dataplane into the kernel failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
     /// The process lacks a capability.
@@ -39,7 +39,7 @@ pub enum LoadError {
 }
 
 /// Attaching or detaching failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum AttachError {
     /// No interface of that name in the calling thread's network namespace.
@@ -95,7 +95,7 @@ pub enum AttachError {
     #[error(
         "{iface} segments TCP itself (TSO is on): labelled super-packets would reach the NIC whole, and few NICs \
          segment behind MPLS labels. Turn TSO off (`ethtool -K {iface} tso off`; GSO stays on and segments in \
-         software after the push), or, for a NIC known to segment MPLS, EncapsulatorBuilder::allow_tso(true)"
+         software after the push), or, for a NIC known to segment MPLS, `attach --allow-tso` (EncapsulatorBuilder::allow_tso(true))"
     )]
     TsoEnabled {
         /// The interface.
@@ -209,7 +209,7 @@ fn fmt_tried(tried: &[(AttachedMode, Errno)]) -> String {
 }
 
 /// A map operation failed in the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("BPF map {map}: {op} failed: {errno}")]
 pub struct MapError {
     /// The map.
@@ -222,7 +222,7 @@ pub struct MapError {
 
 /// A route was refused or could not be programmed. The tables are unchanged
 /// whenever this is returned, except for [`RouteError::NotSaved`].
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RouteError {
     /// The prefix is not valid.
@@ -326,7 +326,7 @@ impl RouteError {
 }
 
 /// BPF_PROG_TEST_RUN failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum TestRunError {
     /// The frame does not fit the test buffer.
@@ -351,7 +351,7 @@ pub enum TestRunError {
 }
 
 /// Pinning a dataplane, or adopting a pinned one, failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum PinError {
     /// Nothing is pinned for this interface in this network namespace.
@@ -359,6 +359,9 @@ pub enum PinError {
         "no dataplane of lnetd-host-encap is pinned on {iface} in this network namespace (looked in {}){}",
         .dir.display(),
         match .other_program {
+            _ if is_decap(.dir) => "; attach a decapsulator with `lnetd-host-encap -i IFACE pop attach` \
+                                    (DecapsulatorBuilder::pinned())"
+                .to_owned(),
             Some(id) => format!(
                 "; another XDP program (id {id}) is attached to {iface}: remove it (`ip link set dev {iface} xdp off`, \
                  or stop its owner) before attaching this one"
@@ -378,9 +381,15 @@ pub enum PinError {
     },
     /// A dataplane is already pinned for this interface.
     #[error(
-        "a dataplane is already pinned in {}; adopt it (Encapsulator::open, or any lnetd-host-encap command) \
-         or detach it first (`lnetd-host-encap -i IFACE detach`)",
-        .dir.display()
+        "a dataplane is already pinned in {}; {}",
+        .dir.display(),
+        if is_decap(.dir) {
+            "adopt it (Decapsulator::open, or `lnetd-host-encap -i IFACE pop ...`) or detach it first \
+             (`lnetd-host-encap -i IFACE pop detach`)"
+        } else {
+            "adopt it (Encapsulator::open, or any lnetd-host-encap command) or detach it first \
+             (`lnetd-host-encap -i IFACE detach`)"
+        }
     )]
     AlreadyPinned {
         /// Its directory.
@@ -612,6 +621,47 @@ impl std::fmt::Debug for Error {
     }
 }
 
+/// Whether a pin directory is a decapsulator's (`<root>/decap/...`): its
+/// errors name the `pop` commands.
+fn is_decap(dir: &std::path::Path) -> bool {
+    dir.components().any(|c| c.as_os_str() == "decap")
+}
+
+/// `Debug` as the message and its causes, as for [`Error`]: what
+/// `fn main() -> Result<(), Box<dyn std::error::Error>>` and `unwrap` print
+/// is what went wrong and what to do, not a struct dump. `{:#?}` puts the
+/// type's name first.
+macro_rules! debug_is_the_message {
+    ($($t:path),* $(,)?) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let message = self.to_string();
+                if f.alternate() {
+                    let path = stringify!($t);
+                    write!(f, "{}: ", path.rsplit("::").next().unwrap_or(path).trim())?;
+                }
+                f.write_str(&message)?;
+                write_causes(f, std::error::Error::source(self), message)
+            }
+        }
+    )*};
+}
+
+debug_is_the_message!(
+    LoadError,
+    AttachError,
+    MapError,
+    RouteError,
+    TestRunError,
+    PinError,
+    crate::domain::prefix::PrefixError,
+    crate::domain::desired::DesiredError,
+    crate::domain::desired::DesiredFileError,
+    crate::domain::label::LabelError,
+    crate::domain::config::ConfigParseError,
+    crate::domain::policy::PolicyError,
+);
+
 /// Writes the causes in `source`'s chain that the text shown so far does not
 /// already quote (most messages here embed their cause), anyhow's way:
 /// `Caused by:`, then one indented line each, numbered when there are several.
@@ -673,9 +723,24 @@ mod tests {
         let err = Error::Pin(PinError::Io { op: "reading", path: "/sys/fs/bpf/x".into(), source: io });
         assert_eq!(format!("{err:?}"), err.to_string(), "the io error is in the message already");
         assert!(format!("{err:?}").starts_with("reading /sys/fs/bpf/x failed: "), "{err:?}");
-        assert!(format!("{err:#?}").starts_with("Pin(\n    Io {"), "{err:#?}");
+        assert!(format!("{err:#?}").starts_with("Pin(\n    PinError: reading /sys/fs/bpf/x failed"), "{err:#?}");
         let sys = Error::Sys { call: "setns", errno: Errno::EPERM };
         assert_eq!(format!("{sys:?}"), "setns failed: EPERM: Operation not permitted");
         assert!(format!("{sys:#?}").starts_with("Sys {"), "{sys:#?}");
+    }
+
+    /// What `fn main() -> Result<(), Box<dyn std::error::Error>>` prints of
+    /// an area's error is its message (it printed `OutOfRange { value: 1048576 }`).
+    #[test]
+    fn every_areas_error_debugs_as_its_message() {
+        let label = crate::domain::label::Label::new(1 << 20).unwrap_err();
+        assert_eq!(format!("{label:?}"), label.to_string());
+        let boxed: Box<dyn std::error::Error> = Box::new(label.clone());
+        assert!(format!("{boxed:?}").starts_with("label 1048576 is out of range"), "{boxed:?}");
+        assert!(format!("{label:#?}").starts_with("LabelError: label 1048576"), "{label:#?}");
+        let route = RouteError::ReadOnly;
+        assert_eq!(format!("{route:?}"), route.to_string());
+        let load = LoadError::Config("no");
+        assert_eq!(format!("{load:?}"), load.to_string());
     }
 }

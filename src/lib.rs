@@ -44,8 +44,10 @@
 //!
 //! A [`Route`] maps a prefix (no host bits) to a [`LabelStack`], top label
 //! first, or to a [`Policy`]; the longest prefix matching a packet's
-//! destination wins. Values are checked when they are built, so a route that
-//! exists is valid:
+//! destination wins. Labels, stacks and policies are checked when they are
+//! built, so a route's labels are valid; its prefix (an `IpNetwork`, which
+//! keeps host bits) is checked where it enters a table (`set_route`, `apply`),
+//! or up front by `routes::prefix::parse`:
 //!
 //! ```
 //! use lnetd_host_encap::{LabelStack, Route, labels::TrafficClass};

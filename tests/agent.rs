@@ -629,6 +629,13 @@ fn the_local_socket_admits_by_peer_credentials() {
                             let mut c = lnetd_host_encap::agent::connect_local(&path).await.unwrap();
                             let write = c.set_route(route("0.0.0.0/0", "999999")).await.map(|_| ());
                             let read = c.get_stats(pb::StatsRequest {}).await.map(|r| r.into_inner().interface);
+                            // A reader's comparisons: one every 5 s at most (the second waits its turn).
+                            let asked = Instant::now();
+                            let first = c.verify(pb::VerifyRequest {}).await.unwrap().into_inner();
+                            let again = c.verify(pb::VerifyRequest {}).await.unwrap().into_inner();
+                            assert!(asked.elapsed() >= Duration::from_secs(5), "{:?}", asked.elapsed());
+                            assert!(first.differences.is_empty() && again.differences.is_empty());
+                            assert_eq!(again.compared_ms_ago, 0, "a comparison of its own: {again:?}");
                             (write, read)
                         })
                     })
@@ -637,14 +644,36 @@ fn the_local_socket_admits_by_peer_credentials() {
             .join()
             .unwrap()
         });
+        // Root's comparison is run for it.
+        // Its own runtime, dropped at once: a connection left open holds the
+        // agent's graceful stop below.
+        let fresh = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            let mut c = lnetd_host_encap::agent::connect_local(&path).await.unwrap();
+            c.verify(pb::VerifyRequest {}).await.unwrap().into_inner()
+        });
+        assert_eq!(fresh.compared_ms_ago, 0, "{fresh:?}");
         let e = write.unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
         assert!(e.message().contains("uid 65534"), "{e:?}");
         assert_eq!(read.unwrap(), VethLab::HOST_IF);
-        // Stopped (SIGTERM), the agent removes its socket.
+        // Stopped (SIGTERM), the agent removes its socket, even with a client
+        // that keeps its connection open (it held the stop for as long).
+        let held = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _client = held.block_on(async {
+            let mut c = lnetd_host_encap::agent::connect_local(&path).await.unwrap();
+            c.get_stats(pb::StatsRequest {}).await.unwrap();
+            c
+        });
+        let stopping = Instant::now();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent.0 .0.id() as i32), nix::sys::signal::Signal::SIGTERM)
             .unwrap();
-        let status = agent.0 .0.wait().unwrap();
+        let status = loop {
+            if let Some(status) = agent.0 .0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(stopping.elapsed() < Duration::from_secs(20), "the agent did not stop with a connection open");
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(status.success(), "{status:?}");
         assert!(!path.exists(), "a stopped agent removes its socket");
     }
@@ -1175,8 +1204,8 @@ async fn original_clients(
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn routes_set_through_the_api_are_the_agents_whatever_its_flags_and_survive_a_restart_with_a_config() {
-    use lnetd_host_encap::agent::proto::counters as orig;
     privileged("routes_set_through_the_api_are_the_agents_whatever_its_flags_and_survive_a_restart_with_a_config");
+    use lnetd_host_encap::agent::proto::counters as orig;
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _records = ForceDetach(&lab);

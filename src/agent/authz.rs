@@ -104,16 +104,28 @@ pub struct Authorization {
     pub read_access: ReadAccess,
 }
 
+/// Set on a request of the local socket by a peer that may only read: the
+/// service may answer such a peer from recent work instead of doing it
+/// again (a full comparison costs seconds of CPU at a million routes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadOnlyPeer;
+
 impl Authorization {
+    /// Whether `peer` may change routes: root, the agent's own user, or a
+    /// member of the write group.
+    fn may_write(&self, peer: &Peer) -> bool {
+        peer.uid == 0
+            || peer.uid == self.owner_uid
+            || self.write_group.as_ref().is_some_and(|(_, gid)| peer.in_group(*gid))
+    }
+
     /// Whether `peer` may do `access`; the refusal says which uid was refused
     /// and who may.
     ///
     /// # Errors
     /// `PERMISSION_DENIED`, naming the uid and the write group.
     pub fn check(&self, peer: &Peer, access: Access, method: &str) -> Result<(), tonic::Status> {
-        let writer = peer.uid == 0
-            || peer.uid == self.owner_uid
-            || self.write_group.as_ref().is_some_and(|(_, gid)| peer.in_group(*gid));
+        let writer = self.may_write(peer);
         if writer || (access == Access::Read && self.read_access == ReadAccess::All) {
             return Ok(());
         }
@@ -173,8 +185,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
+        if request.extensions().get::<Peer>().is_some_and(|peer| !self.rules.may_write(peer)) {
+            request.extensions_mut().insert(ReadOnlyPeer);
+        }
         // No credentials (not a connection of the local socket): refused, since
         // this layer is only ever put on the local socket's server.
         let verdict = match request.extensions().get::<Peer>() {

@@ -544,6 +544,7 @@ pub async fn serve_with(
             .await
             .map_err(AgentError::Serve)
     };
+    let local_path = local.as_ref().map(|(_, _, path)| path.clone());
     let local_server = async {
         let Some((listener, rules, path)) = local else { return Ok(()) };
         log::info!("serving {iface} on {} ({:?}, others: {})", path.display(), rules.write_group, rules.read_access);
@@ -568,8 +569,24 @@ pub async fn serve_with(
             let _ = stop.send(true);
         })
     };
-    // Both servers drain on shutdown; one failing drops the other.
-    let result = tokio::try_join!(tcp_server, local_server).map(|_| ());
+    // Both servers drain on shutdown; one failing drops the other. A client
+    // that keeps its connection open does not hold the stop for longer than
+    // DRAIN: its connection is closed (a stop hung for as long as one stayed).
+    let servers = async { tokio::try_join!(tcp_server, local_server).map(|_| ()) };
+    let deadline = async {
+        when_stopped(stopped.clone()).await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    let result = tokio::select! {
+        result = servers => result,
+        () = deadline => {
+            log::warn!("stopping: connections still open {DRAIN:?} after the stop are closed");
+            if let Some(path) = &local_path {
+                local::remove(path);
+            }
+            Ok(())
+        }
+    };
     let _ = stop.send(true);
     trigger.abort();
     reloads.abort();
@@ -581,6 +598,9 @@ pub async fn serve_with(
     }
     result
 }
+
+/// How long a stop waits for open connections to finish their calls.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// SIGHUP: the configuration file is read again and its changes applied
 /// (a refusal is logged; the routes in force stay).

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -28,8 +28,22 @@ pub(crate) struct Service {
     iface: String,
     /// The most an `ApplyStream` may send (encoded bytes over its chunks).
     max_apply_bytes: Option<u64>,
+    /// The full comparisons: one at a time, whoever asks (held while one runs).
+    verified: Arc<tokio::sync::Mutex<Verified>>,
     #[cfg(feature = "bgp")]
     liveness: Option<Arc<crate::bgp::BgpCounters>>,
+}
+
+/// How often callers that may only read start a full comparison, at most.
+const READER_VERIFY_EVERY: Duration = Duration::from_secs(5);
+
+/// The agent's full comparisons of the kernel with the RIB.
+#[derive(Debug, Default)]
+struct Verified {
+    /// The last one: when it started, what it found.
+    last: Option<(Instant, Arc<Vec<crate::diagnostics::Difference>>)>,
+    /// When a caller that may only read last started one.
+    reader_started: Option<Instant>,
 }
 
 impl Service {
@@ -44,6 +58,7 @@ impl Service {
             writes,
             iface: iface.to_owned(),
             max_apply_bytes,
+            verified: Arc::default(),
             #[cfg(feature = "bgp")]
             liveness: None,
         }
@@ -401,11 +416,33 @@ impl Api for Service {
         }))
     }
 
-    async fn verify(&self, _: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyReply>, Status> {
-        let started = std::time::Instant::now();
+    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyReply>, Status> {
+        // A caller that may only read starts a comparison at most every
+        // READER_VERIFY_EVERY (it waits for its turn, outside the lock): no
+        // local user keeps a core comparing (root's writes waited behind it),
+        // and no one is answered from before their question.
+        if request.extensions().get::<super::authz::ReadOnlyPeer>().is_some() {
+            let last = self.verified.lock().await.reader_started;
+            let wait = last.map_or(Duration::ZERO, |at| READER_VERIFY_EVERY.saturating_sub(at.elapsed()));
+            tokio::time::sleep(wait).await;
+            self.verified.lock().await.reader_started = Some(Instant::now());
+        }
+        let arrived = Instant::now();
+        // One comparison at a time: callers that waited for one that started
+        // after they asked take its answer.
+        let mut verified = self.verified.lock().await;
+        if let Some((started, found)) = verified.last.as_ref().filter(|(started, _)| *started >= arrived) {
+            return Ok(Response::new(pb::VerifyReply {
+                differences: found.iter().map(difference).collect(),
+                compared_ms_ago: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }));
+        }
+        let started = Instant::now();
         let found = self.with(|enc| enc.verify().map_err(|e| Status::internal(e.to_string()))).await?;
         self.writes.audit.record(super::audit::Verification::of(&found, started, "verify"));
-        Ok(Response::new(pb::VerifyReply { differences: found.iter().map(difference).collect() }))
+        let reply = pb::VerifyReply { differences: found.iter().map(difference).collect(), compared_ms_ago: 0 };
+        verified.last = Some((started, Arc::new(found)));
+        Ok(Response::new(reply))
     }
 
     async fn repair(&self, _: Request<pb::RepairRequest>) -> Result<Response<pb::RepairReply>, Status> {

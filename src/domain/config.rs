@@ -129,7 +129,7 @@ impl fmt::Display for AttachedMode {
 }
 
 /// A mode, TTL or policy name that is not one of the accepted words.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{input:?} is not a valid {what}: expected {expected}")]
 pub struct ConfigParseError {
     /// What was being parsed.

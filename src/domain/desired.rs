@@ -97,7 +97,7 @@ pub(crate) fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<O
 }
 
 /// An entry of a desired state that was refused; nothing was applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what}: {reason}")]
 pub struct DesiredError {
     /// Which entry, e.g. `routes[3] (198.51.100.0/24)`.
@@ -117,7 +117,7 @@ pub enum DesiredFormat {
 
 /// A desired-state file refused before any route is compared: reading it
 /// would have removed every route, most likely by mistake.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DesiredFileError {
     /// Nothing in the file (0 bytes, or only blanks).

@@ -8,7 +8,7 @@ use crate::abi::MAX_LABELS;
 /// Why a label, traffic class, stack or wire entry was refused. Every
 /// message that comes from text quotes it. More variants may come: match
 /// with a wildcard arm.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LabelError {
     /// The value does not fit the 20-bit label field.
@@ -19,7 +19,7 @@ pub enum LabelError {
     },
     /// A special-purpose label a host must never push.
     #[error(
-        "label {value} is the special-purpose {meaning} label, which a host must not push; \
+        "label {value} is the special-purpose {meaning} label, which a host neither pushes nor pops; \
          use a label of 16 or above (0 and 2, the explicit nulls, are allowed)"
     )]
     SpecialPurpose {
@@ -127,7 +127,9 @@ impl Label {
     ///
     /// # Errors
     /// [`LabelError::OutOfRange`] above 1,048,575, [`LabelError::SpecialPurpose`]
-    /// for 1, 3, 7, 13, 14 and 15.
+    /// for 1 and 3 to 15: every special-purpose value (RFC 7274) but the
+    /// explicit nulls, the unassigned ones (4-6, 8-12) included, which a
+    /// router receiving them drops.
     pub const fn new(value: u32) -> Result<Label, LabelError> {
         let meaning = match value {
             1 => "Router Alert",
@@ -136,6 +138,7 @@ impl Label {
             13 => "Generic Associated Channel (GAL)",
             14 => "OAM Alert",
             15 => "Extension",
+            4..=6 | 8..=12 => "unassigned",
             v if v > Self::MAX => return Err(LabelError::OutOfRange { value }),
             _ => return Ok(Label(value)),
         };
@@ -464,11 +467,9 @@ mod tests {
         assert_eq!(Label::new(16).map(Label::value), Ok(16));
         assert_eq!(Label::new(1_048_575).map(Label::value), Ok(1_048_575));
         assert_eq!(Label::new(1_048_576), Err(LabelError::OutOfRange { value: 1_048_576 }));
-        for v in [1, 3, 7, 13, 14, 15] {
+        // Every special-purpose value but the explicit nulls, unassigned ones included.
+        for v in [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
             assert!(matches!(Label::new(v), Err(LabelError::SpecialPurpose { value, .. }) if value == v), "{v}");
-        }
-        for v in [4, 5, 6, 8, 9, 10, 11, 12] {
-            assert!(Label::new(v).is_ok(), "{v} is not in the refused set");
         }
     }
 

@@ -18,7 +18,7 @@ pub(crate) const SLOTS: usize = types::encap_limits::ENCAP_POLICY_SLOTS.0 as usi
 
 /// Why a policy was refused. Every message that comes from text quotes it.
 /// More variants may come: match with a wildcard arm.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
     /// No segment list, or more than eight.

@@ -3,7 +3,7 @@
 use ipnetwork::IpNetwork;
 
 /// Why a prefix was refused. More variants may come: match with a wildcard arm.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PrefixError {
     /// Address bits beyond the prefix length are set, so the prefix is ambiguous.

@@ -416,7 +416,8 @@ mod tests {
             lines.iter().any(|l| l.starts_with("    {") && l.contains("10.0.0.0/8") && l.ends_with("},")),
             "{text}"
         );
-        assert!(lines.contains(&"    {\"lists\":[],\"origin\":null,\"prefix\":\"2001:db8::/32\"}"), "{text}");
+        // Keys in the order written (preserve_order: the documented order).
+        assert!(lines.contains(&"    {\"prefix\":\"2001:db8::/32\",\"lists\":[],\"origin\":null}"), "{text}");
         assert!(lines.contains(&"  \"sources\": ["), "{text}");
     }
 
