@@ -455,6 +455,13 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::attach`], and [`AttachError::TsoEnabled`].
     fn attach_egress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
+        // Already pinned there: say so, not what TSO would mean for a new attachment.
+        if let Some(roots) = &self.pin {
+            let dir = PinDir::of(roots, iface)?;
+            if dir.exists()? {
+                return Err(PinError::AlreadyPinned { dir: dir.pins().to_owned() }.into());
+            }
+        }
         let tso = crate::sys::ethtool::tso_enabled(iface)
             .map_err(|errno| AttachError::Ethtool { iface: iface.to_owned(), errno })?;
         if tso && !self.allow_tso {

@@ -255,6 +255,10 @@ fn the_command_in_host_mode_egress_and_pop() {
     ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
     let routes = ok(&lab.host, &["routes"]);
     assert!(routes.contains("198.51.100.0/24"), "{routes}");
+    // Attached already: said so, whatever TSO is now (it said "TSO is on").
+    lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "on"]).unwrap();
+    fails(&lab.host, &["attach", "--hook", "egress"], 1, "already pinned");
+    lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "off"]).unwrap();
 
     // The decapsulator beside it (XDP on the same interface).
     let out = ok(&lab.host, &["pop", "attach", "--labels", "0,2,16002", "--other", "drop", "--mode", "generic"]);
@@ -281,7 +285,7 @@ fn the_command_in_host_mode_egress_and_pop() {
     ok(&lab.host, &["pop", "add", "16005"]);
     assert_eq!(ok(&lab.host, &["pop", "labels"]).lines().collect::<Vec<_>>(), ["0", "16002", "16005"]);
     ok(&lab.host, &["pop", "detach"]);
-    fails(&lab.host, &["pop", "labels"], 1, "pinned");
+    fails(&lab.host, &["pop", "labels"], 1, "pop attach");
     ok(&lab.host, &["detach"]);
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
 }
