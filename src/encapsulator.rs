@@ -1144,7 +1144,8 @@ impl Encapsulator {
             _ => fallback,
         };
         let list = route.as_ref().and_then(|(_, r)| explain::list_of(r, &stack));
-        Ok(Explanation { action: run.action, outcome, route, list, stack })
+        let egress = self.attachment().is_some_and(|a| a.mode == AttachedMode::Egress);
+        Ok(Explanation { action: run.action, outcome, route, list, stack, egress })
     }
 
     /// Replaces the DSCP -> traffic class table used by routes with

@@ -311,6 +311,10 @@ pub struct Explanation {
     pub list: Option<usize>,
     /// The label stack pushed, top first (ELI and EL included).
     pub stack: Vec<LabelStackEntry>,
+    /// The dataplane runs on the egress hook: the same stages, and the
+    /// verdict read as that hook's (labelled: passed on; passed: on,
+    /// unlabelled; dropped: TC_ACT_SHOT).
+    pub egress: bool,
 }
 
 impl fmt::Display for Explanation {
@@ -318,6 +322,9 @@ impl fmt::Display for Explanation {
     /// `label/tc/S/ttl` entries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let action = match self.action {
+            XdpAction::Tx if self.egress => "labelled and passed on (egress)",
+            XdpAction::Pass if self.egress => "passed on unlabelled (egress)",
+            XdpAction::Drop if self.egress => "dropped (egress: TC_ACT_SHOT)",
             XdpAction::Tx => "labelled and sent back (XDP_TX)",
             XdpAction::Pass => "passed to the host unlabelled (XDP_PASS)",
             XdpAction::Drop => "dropped (XDP_DROP)",

@@ -255,6 +255,9 @@ fn the_command_in_host_mode_egress_and_pop() {
     ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
     let routes = ok(&lab.host, &["routes"]);
     assert!(routes.contains("198.51.100.0/24"), "{routes}");
+    // `get` reads the verdict as the egress hook's (it said "sent back (XDP_TX)").
+    let got = ok(&lab.host, &["get", "198.51.100.7"]);
+    assert!(got.contains("labelled and passed on (egress)"), "{got}");
     // Attached already: said so, whatever TSO is now (it said "TSO is on").
     lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "on"]).unwrap();
     fails(&lab.host, &["attach", "--hook", "egress"], 1, "already pinned");
