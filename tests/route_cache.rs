@@ -76,7 +76,7 @@ fn the_cache_answers_and_every_library_change_is_seen_at_once() {
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: a cached destination keeps its route");
                 assert_eq!(label_for(&enc, other), None, "{what}: the foreign delete took effect elsewhere");
                 // Any change through the library forgets every answer.
-                enc.set_route(Table::Main, &route("203.0.113.0/24", 9)).unwrap();
+                enc.set_route(Table::Main, &route("203.0.113.0/24", 99)).unwrap();
                 assert_eq!(label_for(&enc, dst), None, "{what}: after a library change the cache forgot");
                 assert_eq!(enc.diagnostics().repair().unwrap().len(), 1, "{what}: repair puts the route back");
                 assert_eq!(label_for(&enc, dst), Some(100), "{what}: repaired");
@@ -270,7 +270,7 @@ fn a_family_goes_through_the_cache_only_from_its_minimum_table_size() {
                 assert_eq!(enc.diagnostics().repair().unwrap().len(), 1);
             };
             uncached("4,095 routes");
-            enc.set_route(Table::Main, &route(&fillers(4094)[family], 9)).unwrap();
+            enc.set_route(Table::Main, &route(&fillers(4094)[family], 99)).unwrap();
             assert_eq!(label_for(&enc, dst), Some(100));
             foreign_delete(&enc, lookup, prefix);
             assert_eq!(label_for(&enc, dst), Some(100), "{lookup}, {prefix}, 4,096 routes: served from the cache");
@@ -335,7 +335,7 @@ fn each_kind_of_cached_route_is_served_whole_and_forgotten_at_a_change() {
             assert_eq!(stack_for(&enc, &frame), (want.clone(), tc), "{what}: looked up");
             foreign_delete(&enc, Ipv4Lookup::Dir24_8, prefix);
             assert_eq!(stack_for(&enc, &frame), (want, tc), "{what}: served from the cache, whole");
-            enc.set_route(Table::Main, &route("203.0.113.0/24", 9)).unwrap();
+            enc.set_route(Table::Main, &route("203.0.113.0/24", 99)).unwrap();
             assert_eq!(label_for(&enc, dst), None, "{what}: forgotten at the next change");
             assert_eq!(enc.diagnostics().repair().unwrap().len(), 1, "{what}: repaired");
         }
@@ -436,7 +436,7 @@ fn a_bucket_does_not_outlive_the_generation_wrapping() {
         set_generation(0xffff_ffff);
         assert_eq!(label_for(&enc, dst), None, "another generation: looked up");
         for i in 0..5 {
-            enc.set_route(Table::Main, &route(&format!("203.0.{i}.0/24"), 9)).unwrap();
+            enc.set_route(Table::Main, &route(&format!("203.0.{i}.0/24"), 99)).unwrap();
         }
         // Now at 0x1_0000_0005: the bucket's 5 would match, had it not been emptied.
         assert_eq!(label_for(&enc, dst), None, "no answer from before the wrap");
@@ -463,7 +463,7 @@ fn a_refresh_that_changes_no_address_keeps_the_cache() {
         }
         assert_eq!(label_for(&enc, dst), Some(100), "still served from the cache");
         // A change does move the generation on: the kernel's table answers again.
-        enc.set_route(Table::Main, &route("203.0.9.0/24", 9)).unwrap();
+        enc.set_route(Table::Main, &route("203.0.9.0/24", 99)).unwrap();
         assert_eq!(label_for(&enc, dst), None, "another generation: looked up");
     });
 }
