@@ -103,8 +103,27 @@ impl Netns {
         let name = format!("{NAME_PREFIX}{}-{n}-{tag}", std::process::id());
         run("ip", "iproute2", &["netns", "add", &name])?;
         let ns = Netns { name };
+        ns.forget_a_dead_namespaces_pins();
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// Removes pins and state filed under this namespace's inode number: a
+    /// new namespace has none, so they are a dead namespace's whose number
+    /// the kernel reused (a lab that died before its guards ran), and they
+    /// would make a first attach here find a dataplane "already pinned".
+    fn forget_a_dead_namespaces_pins(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ino) = std::fs::metadata(format!("/run/netns/{}", self.name)).map(|m| m.ino()) else { return };
+        let roots = crate::pins::PinRoots::default();
+        for root in [&roots.bpffs, &roots.state] {
+            for dir in [root.join(format!("net{ino}")), root.join("decap").join(format!("net{ino}"))] {
+                if dir.exists() {
+                    log::info!("removing {}: a dead namespace's pins (its inode number was reused)", dir.display());
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
     }
 
     /// The namespace's name (as `ip netns` shows it).
