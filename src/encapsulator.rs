@@ -455,20 +455,16 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::attach`], and [`AttachError::TsoEnabled`].
     fn attach_egress(&self, iface: &str) -> Result<AttachedMode, AttachError> {
-        // Already pinned there: say so, not what TSO would mean for a new attachment.
-        if let Some(roots) = &self.pin {
-            let dir = PinDir::of(roots, iface)?;
-            if dir.exists()? {
-                return Err(PinError::AlreadyPinned { dir: dir.pins().to_owned() }.into());
-            }
-        }
-        let tso = crate::sys::ethtool::tso_enabled(iface)
-            .map_err(|errno| AttachError::Ethtool { iface: iface.to_owned(), errno })?;
-        if tso && !self.allow_tso {
-            return Err(AttachError::TsoEnabled { iface: iface.to_owned() });
-        }
-        let tc = dataplane::load_program(self.fib.config(), self.fib.maps(), Program::TcEgress).map_err(Box::new)?;
+        // Inside attach_with: its checks (attached already, pinned already)
+        // come first, and say what is wrong before TSO would.
         self.attach_with(iface, |ifindex| {
+            let tso = crate::sys::ethtool::tso_enabled(iface)
+                .map_err(|errno| AttachError::Ethtool { iface: iface.to_owned(), errno })?;
+            if tso && !self.allow_tso {
+                return Err(AttachError::TsoEnabled { iface: iface.to_owned() });
+            }
+            let tc =
+                dataplane::load_program(self.fib.config(), self.fib.maps(), Program::TcEgress).map_err(Box::new)?;
             let link = link::attach_tcx_egress(tc.as_fd(), ifindex)
                 .map_err(|errno| AttachError::from_tcx(iface, AttachedMode::Egress, errno))?;
             Ok((link, AttachedMode::Egress))

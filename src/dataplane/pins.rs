@@ -137,10 +137,9 @@ impl PinDir {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(PinError::NoAccess { path }),
             Err(source) => Err(PinError::Io { op: "looking for", path, source }),
         };
-        Ok(found(self.link_path())?
-            || found(self.state_path())?
-            || found(self.state.join(crate::rib::store::SNAPSHOT))?
-            || crate::rib::store::exists(&self.state))
+        // The state directory is looked at once, fallibly; the store's own
+        // files in it then need no second permission check.
+        Ok(found(self.link_path())? || found(self.state_path())? || crate::rib::store::exists(&self.state))
     }
 
     /// Pins `maps` and `link` and writes the first state file. On error,

@@ -50,7 +50,7 @@ use snapshot::Position;
 /// an invalid policy's record says whether its packets are dropped.
 pub(crate) const FORMAT: u32 = 8;
 
-pub(crate) const SNAPSHOT: &str = "rib.snapshot";
+const SNAPSHOT: &str = "rib.snapshot";
 const JOURNAL: &str = "rib.journal";
 /// The state file of builds before the store (format 3 and older).
 pub(crate) const OLD_STATE: &str = "state.json";
