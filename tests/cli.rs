@@ -281,7 +281,21 @@ fn the_command_in_host_mode_egress_and_pop() {
         serde_json::from_str(&ok(&lab.host, &["pop", "labels", "--output", "json"])).unwrap();
     assert_eq!((&labels["command"], &labels["labels"]), (&"pop labels".into(), &serde_json::json!([0, 2, 16005])));
     fails(&lab.host, &["pop", "add", "3"], 2, "Implicit NULL");
+    // `status` names the encapsulator's hook and the decapsulator beside it
+    // (it showed the decapsulator's XDP program as the encapsulator's, "ours": false).
+    let status = ok(&lab.host, &["status"]);
+    assert!(status.contains("attached in egress mode (tcx egress)\n"), "{status}");
+    assert!(status.contains("(xdp_decap) is attached: the decapsulator's"), "{status}");
+    assert!(status.contains("pop:    decapsulator in generic mode, popping 0,2,16005; other labels: drop"), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["status", "--output", "json"])).unwrap();
+    assert_eq!((&status["program"]["ours"], &status["program"]["role"]), (&true.into(), &"decapsulator".into()));
+    assert_eq!(
+        status["decapsulator"],
+        serde_json::json!({"mode": "generic", "labels": [0, 2, 16005], "other_labels": "drop", "error": null})
+    );
     ok(&lab.host, &["pop", "detach"]);
+    let status: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["status", "--output", "json"])).unwrap();
+    assert_eq!((&status["program"], &status["decapsulator"]), (&serde_json::Value::Null, &serde_json::Value::Null));
     // The same on TC ingress, adopted by the next command like the XDP one.
     let out = ok(&lab.host, &["pop", "attach", "--hook", "ingress", "--labels", "0,16002"]);
     assert!(out.contains("in ingress mode") && out.contains("popping 0,16002"), "{out}");
@@ -504,6 +518,28 @@ fn completions_for_each_shell() {
     // An unknown shell is a usage error (exit code 2), not a failure.
     let out = Command::new(env!("CARGO_BIN_EXE_lnetd-host-encap")).args(["completions", "csh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An option of the other hook is refused as a usage error before anything
+/// is touched (it was silently ignored: `--hook egress --mode native`
+/// attached to tcx), and so is a label stack where `pop add` takes one label.
+#[test]
+fn options_that_do_not_apply_are_usage_errors_that_say_why() {
+    let rows: [(&[&str], &str); 4] = [
+        (&["attach", "--hook", "egress", "--mode", "native"], "--mode is for --hook xdp"),
+        (&["attach", "--allow-tso"], "--allow-tso is for --hook egress"),
+        (&["pop", "attach", "--hook", "ingress", "--mode", "generic"], "--mode is for --hook xdp"),
+        (&["pop", "add", "16001/16002"], "\"16001/16002\" is a label stack where one label is expected"),
+    ];
+    for (args, says) in rows {
+        let out = Command::new(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+            .args([&["-i", "lhe-nonexistent0"], args].concat())
+            .output()
+            .expect("run lnetd-host-encap");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr:?} lacks {says:?}");
+    }
 }
 
 #[test]

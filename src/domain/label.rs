@@ -51,6 +51,12 @@ pub enum LabelError {
         /// The text given.
         input: String,
     },
+    /// A label stack (`16001/16002`) where one label is expected.
+    #[error("{input:?} is a label stack where one label is expected (a number 0..=1048575, e.g. `16001`)")]
+    OneLabelExpected {
+        /// The text given.
+        input: String,
+    },
     /// Text of several `/`-separated parts, one of which is not a label
     /// (empty, not a number, or a number beyond 32 bits): the whole text and
     /// the part.
@@ -167,7 +173,10 @@ impl From<Label> for u32 {
 impl FromStr for Label {
     type Err = LabelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let value = s.trim().parse::<u32>().map_err(|_| LabelError::Parse { input: s.to_owned() })?;
+        let value = s.trim().parse::<u32>().map_err(|_| match s.contains('/') {
+            true => LabelError::OneLabelExpected { input: s.to_owned() },
+            false => LabelError::Parse { input: s.to_owned() },
+        })?;
         Label::new(value)
     }
 }
@@ -478,6 +487,10 @@ mod tests {
         assert_eq!("x1".parse::<Label>(), Err(LabelError::Parse { input: "x1".into() }));
         assert_eq!("-1".parse::<Label>(), Err(LabelError::Parse { input: "-1".into() }));
         assert!(matches!("7".parse::<Label>(), Err(LabelError::SpecialPurpose { value: 7, .. })));
+        // A stack where one label is expected (`pop add 16001/16002`) says so, not "expected ... `16001/16002`".
+        let stack = "16001/16002".parse::<Label>().unwrap_err();
+        assert_eq!(stack, LabelError::OneLabelExpected { input: "16001/16002".into() });
+        assert!(stack.to_string().contains("is a label stack where one label is expected"), "{stack}");
         let msg = Label::new(3).unwrap_err().to_string();
         assert!(msg.contains("Implicit NULL") && msg.contains("16 or above"), "{msg}");
     }

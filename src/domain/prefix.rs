@@ -49,11 +49,28 @@ pub fn check(prefix: IpNetwork) -> Result<IpNetwork, PrefixError> {
 /// # Errors
 /// [`PrefixError::Parse`] or [`PrefixError::HostBitsSet`].
 pub fn parse(text: &str) -> Result<IpNetwork, PrefixError> {
-    let prefix = text
-        .trim()
-        .parse::<IpNetwork>()
-        .map_err(|e| PrefixError::Parse { input: text.to_owned(), reason: e.to_string() })?;
+    let prefix = text.trim().parse::<IpNetwork>().map_err(|e| PrefixError::Parse {
+        input: text.to_owned(),
+        reason: reason(text.trim()).unwrap_or_else(|| e.to_string()),
+    })?;
     check(prefix)
+}
+
+/// What is wrong with text ipnetwork refused, in the terms of its parts
+/// (ipnetwork says "invalid address" for a bad length too), or `None` to
+/// keep ipnetwork's words.
+fn reason(text: &str) -> Option<String> {
+    let (addr, len) = text.split_once('/').unwrap_or((text, ""));
+    let max = match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => 32,
+        Ok(std::net::IpAddr::V6(_)) => 128,
+        Err(_) => return Some(format!("{addr:?} is not an IPv4 or IPv6 address")),
+    };
+    match len.parse::<u32>() {
+        Ok(n) if n > max => Some(format!("the length {n} is beyond {max}, the longest prefix of its family")),
+        Ok(_) => None,
+        Err(_) => Some(format!("the length {len:?} is not a number 0..={max}")),
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +101,16 @@ mod tests {
     fn parse_reports_the_input() {
         assert!(matches!(parse("10.0.0.0/33"), Err(PrefixError::Parse { input, .. }) if input == "10.0.0.0/33"));
         assert!(matches!(parse("nonsense"), Err(PrefixError::Parse { .. })));
+        for (text, says) in [
+            ("10.0.0.0/33", "the length 33 is beyond 32"),
+            ("2001:db8::/129", "the length 129 is beyond 128"),
+            ("10.0.0.300/24", "\"10.0.0.300\" is not an IPv4 or IPv6 address"),
+            ("10.0.0.0/x", "the length \"x\" is not a number 0..=32"),
+            ("10.0.0.0/", "the length \"\" is not a number 0..=32"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains(&format!("{text:?}")), "{text}: {err}");
+        }
         assert_eq!(parse("192.0.2.7"), Ok(net("192.0.2.7/32")));
         assert!(matches!(parse("192.0.2.7/8"), Err(PrefixError::HostBitsSet { .. })));
     }

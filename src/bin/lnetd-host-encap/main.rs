@@ -80,9 +80,10 @@ enum Command {
         /// with `pop attach --hook ingress`).
         #[arg(long)]
         allow_tso: bool,
-        /// auto (native, falling back to generic), native or generic.
-        #[arg(long, default_value = "auto", value_parser = xdp_mode())]
-        mode: XdpMode,
+        /// With --hook xdp: auto (native, falling back to generic), native or
+        /// generic [default: auto].
+        #[arg(long, value_parser = xdp_mode())]
+        mode: Option<XdpMode>,
         /// copy (the IP TTL into every label: traceroute shows the hop) or a fixed TTL 1..=255.
         #[arg(long, default_value = "copy")]
         ttl: TtlMode,
@@ -425,9 +426,10 @@ enum PopCommand {
         /// A frame whose top label is not in the set: pass it untouched, or drop it.
         #[arg(long, default_value = "pass")]
         other: OtherLabels,
-        /// With --hook xdp: auto (native, falling back to generic), native or generic.
-        #[arg(long, default_value = "auto", value_parser = xdp_mode())]
-        mode: XdpMode,
+        /// With --hook xdp: auto (native, falling back to generic), native or
+        /// generic [default: auto].
+        #[arg(long, value_parser = xdp_mode())]
+        mode: Option<XdpMode>,
     },
     /// Detach the decapsulator and remove its pins.
     Detach,
@@ -470,7 +472,7 @@ fn main() -> ExitCode {
     if let Some(result) = generated {
         return report(result);
     }
-    if let Err(e) = output_accepted(cli.output, &cli.command) {
+    if let Err(e) = output_accepted(cli.output, &cli.command).and_then(|()| hook_options_accepted(&cli.command)) {
         Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
     }
     output::set_format(cli.output);
@@ -491,6 +493,26 @@ fn main() -> ExitCode {
             .exit();
     };
     report(run(&iface, cli.command))
+}
+
+/// An option of one hook given with the other is a usage error, not
+/// silently ignored: `--mode native --hook egress` would otherwise attach
+/// to tcx and let the operator believe it is native XDP.
+fn hook_options_accepted(command: &Command) -> Result<(), String> {
+    match command {
+        Command::Attach { hook, mode: Some(_), .. } if hook == "egress" => {
+            Err("--mode is for --hook xdp (an XDP attachment mode); --hook egress attaches to tcx".into())
+        }
+        Command::Attach { hook, allow_tso: true, .. } if hook == "xdp" => {
+            Err("--allow-tso is for --hook egress (TCP the NIC segments after the label); --hook xdp sees \
+                 frames already on the wire"
+                .into())
+        }
+        Command::Pop { command: PopCommand::Attach { hook, mode: Some(_), .. } } if hook == "ingress" => {
+            Err("--mode is for --hook xdp (an XDP attachment mode); --hook ingress attaches to tcx".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `--output json` is for the commands that read (a usage error elsewhere).
@@ -631,7 +653,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
             let enc = if hook == "egress" {
                 builder.attach(iface, lnetd_host_encap::encap::Hook::Egress)?
             } else {
-                builder.attach(iface, mode)?
+                builder.attach(iface, mode.unwrap_or_default())?
             };
             let mode = enc.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
             let pins = enc.diagnostics().pin_dir().map(|p| p.display().to_string()).unwrap_or_default();
@@ -776,7 +798,11 @@ fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
     match command {
         PopCommand::Attach { hook, labels, other, mode } => {
             let builder = Decapsulator::builder().pop_labels(labels).other_labels(other).pinned();
-            let dec = if hook == "ingress" { builder.attach_ingress(iface)? } else { builder.attach(iface, mode)? };
+            let dec = if hook == "ingress" {
+                builder.attach_ingress(iface)?
+            } else {
+                builder.attach(iface, mode.unwrap_or_default())?
+            };
             let mode = dec.attachment().map(|a| a.mode.to_string()).unwrap_or_default();
             let labels: Vec<String> = dec.pop_labels()?.iter().map(|l| l.to_string()).collect();
             println!(

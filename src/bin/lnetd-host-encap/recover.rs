@@ -13,6 +13,10 @@ use super::Failure;
 /// ever detached by `detach --force`.
 pub(super) const OUR_PROGRAMS: [&str; 2] = ["xdp_encap", "tc_encap"];
 
+/// The decapsulator's programs (src/bpf/decap.bpf.c): ours too, but never
+/// detached by the encapsulator's `detach --force` (`pop detach` does).
+pub(super) const DECAP_PROGRAMS: [&str; 2] = ["xdp_decap", "tc_decap"];
+
 /// The XDP program attached to `iface` (any mode), by id and name.
 pub(super) fn attached_xdp(iface: &str) -> Option<(u32, String)> {
     let ifindex = nix::net::if_::if_nametoindex(iface).ok()?;

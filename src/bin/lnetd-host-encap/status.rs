@@ -17,8 +17,36 @@ use super::{output, recover, Failure};
 struct Program {
     id: u32,
     name: String,
-    /// One of this project's programs.
+    /// One of this project's programs (the encapsulator's or the decapsulator's).
     ours: bool,
+    /// "encapsulator", "decapsulator", or null for another project's program.
+    role: Option<&'static str>,
+}
+
+impl Program {
+    fn of((id, name): (u32, String)) -> Program {
+        let role = if recover::OUR_PROGRAMS.contains(&name.as_str()) {
+            Some("encapsulator")
+        } else if recover::DECAP_PROGRAMS.contains(&name.as_str()) {
+            Some("decapsulator")
+        } else {
+            None
+        };
+        Program { ours: role.is_some(), role, id, name }
+    }
+}
+
+/// The decapsulator pinned on the interface (`pop attach`).
+#[derive(Serialize)]
+struct Decap {
+    /// "native", "generic" (XDP) or "ingress" (tcx); null when it could not be read.
+    mode: Option<String>,
+    /// The labels it pops.
+    labels: Vec<u32>,
+    /// What it does with other labels: "pass" or "drop".
+    other_labels: Option<String>,
+    /// Why it could not be read (e.g. another process holds it), else null.
+    error: Option<String>,
 }
 
 /// The agent serving the interface.
@@ -96,6 +124,8 @@ struct Report {
     mode: Option<String>,
     program: Option<Program>,
     pins: Option<String>,
+    /// The decapsulator pinned on the interface, or null.
+    decapsulator: Option<Decap>,
     agent: Option<Agent>,
     routes: Option<Routes>,
     kernel: Option<Kernel>,
@@ -119,8 +149,8 @@ pub fn run(iface: &str) -> Result<(), Failure> {
 
 fn gather(iface: &str) -> Result<Report, Failure> {
     let mut report = Report::default();
-    let xdp = recover::attached_xdp(iface);
-    report.program = xdp.map(|(id, name)| Program { ours: recover::OUR_PROGRAMS.contains(&name.as_str()), id, name });
+    report.program = recover::attached_xdp(iface).map(Program::of);
+    report.decapsulator = decapsulator(iface);
     let (agent, whole) = agent(iface, &mut report);
     report.agent = agent;
     // An agent of this build said everything from memory: no table is read here.
@@ -183,6 +213,22 @@ fn gather(iface: &str) -> Result<Report, Failure> {
         took_ms: started.elapsed().as_millis() as u64,
     });
     Ok(report)
+}
+
+/// The decapsulator pinned on `iface`, if one is (the encapsulator's
+/// status would otherwise show its XDP program as someone else's).
+fn decapsulator(iface: &str) -> Option<Decap> {
+    use lnetd_host_encap::{decap::Decapsulator, errors::PinError, Error};
+    match Decapsulator::open(iface) {
+        Ok(dec) => Some(Decap {
+            mode: dec.attachment().map(|a| a.mode.to_string()),
+            labels: dec.pop_labels().map(|l| l.iter().map(|l| l.value()).collect()).unwrap_or_default(),
+            other_labels: Some(dec.other_labels().to_string()),
+            error: None,
+        }),
+        Err(Error::Pin(PinError::NotPinned { .. })) => None,
+        Err(e) => Some(Decap { mode: None, labels: Vec::new(), other_labels: None, error: Some(e.to_string()) }),
+    }
 }
 
 /// The agent's part: its socket and, if it answers `GetStatus`, the
@@ -263,20 +309,52 @@ fn agent(_iface: &str, _report: &mut Report) -> (Option<Agent>, bool) {
     (None, false)
 }
 
+/// The lines for an XDP program that is not the encapsulator's, and for
+/// the decapsulator.
+fn print_xdp_and_decap(program: Option<&Program>, decap: Option<&Decap>) {
+    if let Some(p) = program {
+        let whose = match p.role {
+            Some("encapsulator") => "the encapsulator's, without pins",
+            Some(_) => "the decapsulator's",
+            None => "not ours",
+        };
+        println!("  xdp:    program id {} ({}) is attached: {whose}", p.id, p.name);
+    }
+    match decap {
+        Some(Decap { error: Some(e), .. }) => println!("  pop:    a decapsulator is pinned; reading it: {e}"),
+        Some(d) => {
+            let labels: Vec<String> = d.labels.iter().map(u32::to_string).collect();
+            println!(
+                "  pop:    decapsulator in {} mode, popping {}; other labels: {}",
+                d.mode.as_deref().unwrap_or("?"),
+                labels.join(","),
+                d.other_labels.as_deref().unwrap_or("?")
+            );
+        }
+        None => {}
+    }
+}
+
 fn print_text(iface: &str, r: &Report) {
     if !r.pinned {
         println!("{iface}: no dataplane of lnetd-host-encap is pinned");
-        if let Some(p) = &r.program {
-            let whose = if p.ours { "ours, without pins" } else { "not ours" };
-            println!("  xdp:    program id {} ({}) is attached: {whose}", p.id, p.name);
-        }
+        print_xdp_and_decap(r.program.as_ref(), r.decapsulator.as_ref());
         if r.agent.is_none() {
             return;
         }
     } else {
-        let program = r.program.as_ref().map(|p| format!(", program id {} ({})", p.id, p.name)).unwrap_or_default();
-        println!("{iface}: attached in {} mode{program}", r.mode.as_deref().unwrap_or("?"));
+        // The encapsulator's own XDP program goes on its line; in egress
+        // mode it runs on tcx, and an XDP program there is another one's.
+        let (program, other) = match &r.program {
+            Some(p) if p.role == Some("encapsulator") => (format!(", program id {} ({})", p.id, p.name), false),
+            Some(_) => (String::new(), true),
+            None => (String::new(), false),
+        };
+        let mode = r.mode.as_deref().unwrap_or("?");
+        let hook = if mode == "egress" { " (tcx egress)" } else { "" };
+        println!("{iface}: attached in {mode} mode{hook}{program}");
         println!("  pins:   {}", r.pins.as_deref().unwrap_or("?"));
+        print_xdp_and_decap(r.program.as_ref().filter(|_| other), r.decapsulator.as_ref());
     }
     match &r.agent {
         Some(a) => {
