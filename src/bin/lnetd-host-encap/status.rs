@@ -148,9 +148,11 @@ pub fn run(iface: &str) -> Result<(), Failure> {
 }
 
 fn gather(iface: &str) -> Result<Report, Failure> {
-    let mut report = Report::default();
-    report.program = recover::attached_xdp(iface).map(Program::of);
-    report.decapsulator = decapsulator(iface);
+    let mut report = Report {
+        program: recover::attached_xdp(iface).map(Program::of),
+        decapsulator: decapsulator(iface),
+        ..Report::default()
+    };
     let (agent, whole) = agent(iface, &mut report);
     report.agent = agent;
     // An agent of this build said everything from memory: no table is read here.
