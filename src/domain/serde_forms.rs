@@ -104,8 +104,10 @@ impl TryFrom<DesiredRoute> for Route {
                 entry.prefix
             )));
         }
+        let prefix = entry.prefix.clone();
         let state = DesiredState { routes: vec![entry], ..DesiredState::default() };
-        let valid = state.validate().map_err(|e| RouteFormError(e.to_string()))?;
+        // Named by its prefix: "routes[0]" would point into a file there is not.
+        let valid = state.validate().map_err(|e| RouteFormError(format!("{prefix}: {}", e.reason)))?;
         valid.routes().values().next().cloned().ok_or_else(|| RouteFormError("no route".into()))
     }
 }
@@ -127,6 +129,14 @@ mod tests {
         assert!(serde_json::to_value("16001".parse::<Policy>().unwrap()).unwrap().get("lists_down").is_none());
         let bad = serde_json::from_str::<Policy>(r#"{"policy": "16001@7,16002@3", "lists_down": [2]}"#).unwrap_err();
         assert!(bad.to_string().contains("segment list 2 is marked down, but the policy has 2 lists"), "{bad}");
+    }
+
+    #[test]
+    fn a_bad_route_is_named_by_its_prefix_not_by_a_file_position() {
+        let bad = serde_json::from_str::<Route>(r#"{"prefix": "198.51.100.0/24", "policy": "3"}"#).unwrap_err();
+        let text = bad.to_string();
+        assert!(text.starts_with("198.51.100.0/24: ") && text.contains("Implicit NULL"), "{text}");
+        assert!(!text.contains("routes["), "{text}");
     }
 
     #[test]
