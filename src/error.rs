@@ -420,8 +420,8 @@ pub enum PinError {
     /// vanish with it while the command reported success.
     #[error(
         "{} is not on the host's bpffs: this process runs in its own mount namespace (as under `ip netns exec`, \
-         which remounts /sys), so pins made here vanish when it exits; enter only the network namespace instead: \
-         `nsenter --net=/run/netns/NAME lnetd-host-encap -i IFACE attach`",
+         which remounts /sys), where the host's pins cannot be seen and pins made vanish when it exits; enter only \
+         the network namespace instead: `nsenter --net=/run/netns/NAME lnetd-host-encap -i IFACE ...`",
         .dir.display()
     )]
     NotHostBpffs {

@@ -440,6 +440,25 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None, "nothing attached");
     // The alternative the message gives works.
     ok(&lab.host, &["attach", "--mode", "generic"]);
+    // Reading the dataplane from there, without an agent, says the same (it
+    // failed with a bare ENOENT on the link's pin: the state directory, not
+    // under /sys, says a dataplane is pinned), with and without a bpffs mounted.
+    for mount in ["mount -t bpf bpf /sys/fs/bpf && ", ""] {
+        for command in ["status", "routes"] {
+            let script =
+                format!("{mount}exec {} -i {} {command}", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);
+            let out = Command::new("ip")
+                .args(["netns", "exec", lab.host.name(), "sh", "-c", &script])
+                .output()
+                .expect("run ip netns exec");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{mount}{command}: {stderr}");
+            assert!(
+                stderr.contains("not on the host's bpffs") && stderr.contains("nsenter --net"),
+                "{mount}{command}: {stderr}"
+            );
+        }
+    }
     ok(&lab.host, &["detach"]);
 }
 

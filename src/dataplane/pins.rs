@@ -236,17 +236,33 @@ impl PinDir {
     }
 
     pub(crate) fn open_maps(&self) -> Result<EncapMaps, PinError> {
-        EncapMaps::from_pins(&self.maps_dir()).map_err(|(name, errno)| PinError::Kernel {
-            op: "opening",
-            path: self.maps_dir().join(name),
-            errno,
+        EncapMaps::from_pins(&self.maps_dir()).map_err(|(name, errno)| {
+            self.elsewhere(errno).unwrap_or_else(|| PinError::Kernel {
+                op: "opening",
+                path: self.maps_dir().join(name),
+                errno,
+            })
         })
     }
 
     pub(crate) fn open_link(&self) -> Result<BpfLink, PinError> {
         let path = self.link_path();
-        let fd = bpffs::get(&path).map_err(|errno| PinError::Kernel { op: "opening", path: path.clone(), errno })?;
+        let fd = bpffs::get(&path).map_err(|errno| {
+            self.elsewhere(errno).unwrap_or_else(|| PinError::Kernel { op: "opening", path: path.clone(), errno })
+        })?;
         Ok(BpfLink::from_fd(fd))
+    }
+
+    /// Why a pin the state directory promises is missing, when the reason is
+    /// this process's view of bpffs: a mount namespace of its own (`ip netns
+    /// exec` mounts another bpffs, or none, over /sys), where the host's
+    /// pins cannot be seen. A bare ENOENT said nothing of that.
+    fn elsewhere(&self, errno: Errno) -> Option<PinError> {
+        if errno != Errno::ENOENT {
+            return None;
+        }
+        let not_hosts = !bpffs::is_bpffs(&self.pins) || bpffs::is_hosts_bpffs(&self.pins) == Some(false);
+        not_hosts.then(|| PinError::NotHostBpffs { dir: self.pins.clone() })
     }
 
     /// Refuses `link` unless it is attached to `ifindex`, the live interface
