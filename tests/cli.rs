@@ -459,6 +459,17 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
             );
         }
     }
+    // `detach --force` from there refuses: it said it removed the program and
+    // exited 0 while the link pinned on the host's bpffs kept it attached.
+    let script = format!("exec {} -i {} detach --force", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.host.name(), "sh", "-c", &script])
+        .output()
+        .expect("run ip netns exec");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not on the host's bpffs"), "{stderr}");
+    assert!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap().is_some(), "still attached");
     ok(&lab.host, &["detach"]);
 }
 

@@ -67,6 +67,23 @@ impl Default for PinRoots {
     }
 }
 
+impl PinRoots {
+    /// Checks that the bpffs root is the host's as this process sees it.
+    ///
+    /// # Errors
+    /// [`PinError::NotHostBpffs`] when the process runs in a mount namespace
+    /// of its own (as under `ip netns exec`, which mounts another bpffs, or
+    /// none, over /sys): the host's pins cannot be seen or removed from there,
+    /// so a cleanup would report success and leave them (and the program
+    /// they hold) in place.
+    pub fn check_hosts_bpffs(&self) -> Result<(), PinError> {
+        match bpffs::is_hosts_bpffs(&self.bpffs) {
+            Some(false) => Err(PinError::NotHostBpffs { dir: self.bpffs.clone() }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The roots of pinned decapsulators: the `decap` sub-directory of `roots`
 /// (beside the encapsulators' `net<netns>` directories, never one of them).
 pub(crate) fn decap_roots(roots: &PinRoots) -> PinRoots {

@@ -68,6 +68,10 @@ pub fn force_detach(iface: &str) -> Result<(), Failure> {
         )
         .into());
     }
+    // From another mount namespace the pins removed would be that
+    // namespace's, and the link pinned on the host's bpffs would keep the
+    // program attached: it said "removed" and exited 0 with both in place.
+    PinRoots::default().check_hosts_bpffs()?;
     let mut removed = Vec::new();
     let mut remove = |path: &Path, what: &str| -> Result<(), Failure> {
         let result = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
