@@ -740,7 +740,7 @@ impl Encapsulator {
             );
         }
         log::info!("adopted the dataplane pinned in {}", dir.pins().display());
-        Ok(Encapsulator {
+        let enc = Encapsulator {
             fib,
             prog,
             attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: owner })),
@@ -748,7 +748,17 @@ impl Encapsulator {
             allow_tso: false,
             ethtool: Mutex::new(EthtoolSocket::open().ok()),
             probe: Mutex::new(None),
-        })
+        };
+        // Nothing follows the host's addresses between processes without an
+        // agent: an address added since the attach was labelled and sent
+        // away (and a removed one still handed to the host) until a re-attach.
+        // Every writer brings them up to date; unchanged, this writes nothing.
+        if !options.read_only {
+            if let Err(e) = enc.refresh_local_addresses() {
+                log::warn!("{iface}: the host's addresses could not be brought up to date: {e}");
+            }
+        }
+        Ok(enc)
     }
 
     /// Whether a dataplane is pinned on `iface` in the calling thread's

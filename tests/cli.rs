@@ -307,6 +307,38 @@ fn the_command_in_host_mode_egress_and_pop() {
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None);
 }
 
+/// Without an agent, nothing followed the host's addresses after `attach`:
+/// an address added later was labelled and sent away (a removed one still
+/// handed to the host) until a re-attach. Every writer command brings them
+/// up to date now. The subnet broadcast the kernel adds for an address given
+/// without `brd` is never labelled either (it was).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_host_addresses_are_brought_up_to_date_by_every_writer_command() {
+    privileged("the_host_addresses_are_brought_up_to_date_by_every_writer_command");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    ok(&lab.host, &["attach", "--mode", "generic"]);
+    ok(&lab.host, &["set", "0.0.0.0/0", "1000000"]);
+    let own = "one of the host's own addresses";
+    // Given without `brd`: the kernel adds 192.0.3.255 as a broadcast anyway.
+    lab.host.ip(&["addr", "add", "192.0.3.2/24", "dev", VethLab::HOST_IF]).unwrap();
+    let before = ok(&lab.host, &["get", "192.0.3.2"]);
+    assert!(before.contains("labelled"), "a reader changes nothing: {before}");
+    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    for dst in ["192.0.3.2", "192.0.3.255"] {
+        let after = ok(&lab.host, &["get", dst]);
+        assert!(after.contains(own), "{dst} after a writer: {after}");
+    }
+    lab.host.ip(&["addr", "del", "192.0.3.2/24", "dev", VethLab::HOST_IF]).unwrap();
+    ok(&lab.host, &["remove", "198.51.100.0/24"]);
+    for dst in ["192.0.3.2", "192.0.3.255"] {
+        let gone = ok(&lab.host, &["get", dst]);
+        assert!(gone.contains("labelled") && !gone.contains(own), "{dst} once removed: {gone}");
+    }
+    ok(&lab.host, &["detach"]);
+}
+
 /// Removes the decapsulator's pins of the lab's host interface when the test ends.
 struct DecapPinGuard<'a>(&'a Netns);
 

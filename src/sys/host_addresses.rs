@@ -46,11 +46,29 @@ pub(crate) fn current() -> Result<BTreeSet<IpAddr>, Errno> {
                 out.insert(ip);
             }
         }
+        // SAFETY: as above.
+        if let (Some(IpAddr::V4(addr)), Some(IpAddr::V4(mask))) =
+            unsafe { (ip_of(ifa.ifa_addr), ip_of(ifa.ifa_netmask)) }
+        {
+            if let Some(directed) = subnet_broadcast(addr, mask) {
+                out.insert(IpAddr::V4(directed));
+            }
+        }
         at = ifa.ifa_next;
     }
     // SAFETY: `head` came from getifaddrs and is freed once; no reference into it remains.
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
+}
+
+/// The subnet's broadcast address, which the kernel adds to its local table
+/// for every IPv4 address of a prefix shorter than /31 (`fib_add_ifaddr`)
+/// whether or not the address was given one (`brd`): getifaddrs reports
+/// only the latter, so a subnet broadcast was labelled and sent away.
+fn subnet_broadcast(addr: Ipv4Addr, mask: Ipv4Addr) -> Option<Ipv4Addr> {
+    let mask = u32::from(mask);
+    (mask.leading_ones() < 31 && mask.count_ones() == mask.leading_ones() && mask != 0)
+        .then(|| Ipv4Addr::from(u32::from(addr) | !mask))
 }
 
 /// The address of an `AF_INET` or `AF_INET6` sockaddr; `None` for null and
@@ -93,6 +111,10 @@ mod tests {
                     nix_said.insert(IpAddr::V6(v6.ip()));
                 }
             }
+            let v4 = |a: Option<nix::sys::socket::SockaddrStorage>| a.and_then(|a| a.as_sockaddr_in().map(|s| s.ip()));
+            if let (Some(addr), Some(mask)) = (v4(ifa.address), v4(ifa.netmask)) {
+                nix_said.extend(subnet_broadcast(addr, mask).map(IpAddr::V4));
+            }
         }
         let ours = current().unwrap();
         assert!(ours.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{ours:?}");
@@ -100,5 +122,17 @@ mod tests {
         assert_eq!(ifindex("lo"), nix::net::if_::if_nametoindex("lo"));
         assert_eq!(ifindex("no-such-if0"), Err(Errno::ENODEV));
         assert_eq!(ifindex("a\0b"), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn the_subnet_broadcast_is_the_kernels_for_prefixes_shorter_than_31() {
+        let b = |a: &str, m: &str| subnet_broadcast(a.parse().unwrap(), m.parse().unwrap()).map(|x| x.to_string());
+        assert_eq!(b("192.0.2.2", "255.255.255.0").as_deref(), Some("192.0.2.255"));
+        assert_eq!(b("10.1.2.3", "255.0.0.0").as_deref(), Some("10.255.255.255"));
+        assert_eq!(b("192.0.2.9", "255.255.255.252").as_deref(), Some("192.0.2.11"));
+        // /31 and /32 have none (RFC 3021), and neither has a malformed mask.
+        assert_eq!(b("192.0.2.0", "255.255.255.254"), None);
+        assert_eq!(b("192.0.2.1", "255.255.255.255"), None);
+        assert_eq!(b("192.0.2.1", "255.0.255.0"), None);
     }
 }
