@@ -206,6 +206,7 @@ impl ValidState {
             if route.prefix != *prefix {
                 return Err(DesiredError { what: what(), reason: format!("its route is for {}", route.prefix) });
             }
+            route.check_explicit_null().map_err(|e| DesiredError { what: what(), reason: e.to_string() })?;
         }
         check_policy_names(&routes)?;
         let tables: BTreeSet<Table> = routes.keys().map(|(t, _)| *t).collect();
@@ -284,7 +285,9 @@ impl DesiredState {
             };
             named |= policy.name().is_some();
             let table = Table::alternate(r.table.unwrap_or(0)).unwrap_or(Table::Main);
-            rows.push(((table, prefix), i, Route { prefix, policy, tc }));
+            let route = Route { prefix, policy, tc };
+            route.check_explicit_null().map_err(|e| bad(e.to_string()))?;
+            rows.push(((table, prefix), i, route));
         }
         // Usually in order already (an export is): a stable sort of sorted
         // input is one pass, and the map is then built in bulk, not by a

@@ -97,6 +97,25 @@ pub enum LabelError {
         /// The text given.
         input: String,
     },
+    /// An explicit null of the other IP version at the bottom of a segment
+    /// list (RFC 3032 2.1: the egress router would parse the packet as the
+    /// other version).
+    #[error(
+        "{prefix}: segment list {list} ends with label {label}, the explicit null of the other IP version; at the \
+         bottom of the stack it says which header follows (RFC 3032), so {family} packets need {ours} there"
+    )]
+    ExplicitNullOfOtherFamily {
+        /// The route's prefix.
+        prefix: ipnetwork::IpNetwork,
+        /// Which segment list, from 0.
+        list: usize,
+        /// The label found (0 or 2).
+        label: u32,
+        /// The route's family, "IPv4" or "IPv6".
+        family: &'static str,
+        /// The explicit null of that family.
+        ours: u32,
+    },
     /// Fewer than four bytes, or a stack whose bottom entry (S=1) is missing.
     #[error("truncated label stack: {reason}")]
     Truncated {

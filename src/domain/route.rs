@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use ipnetwork::IpNetwork;
 
-use crate::domain::label::{LabelError, LabelStack, TrafficClass};
+use crate::domain::label::{Label, LabelError, LabelStack, TrafficClass};
 use crate::domain::policy::{EntropyLabel, Policy, PolicyError};
 
 /// What the encapsulator pushes for one destination prefix.
@@ -154,6 +154,28 @@ impl Route {
         self.tc = Tc::FromDscp;
         self
     }
+
+    /// Refuses an explicit null of the other IP version at the bottom of a
+    /// segment list: there it tells the egress router which header follows
+    /// (RFC 3032 2.1: 0 is IPv4's, 2 is IPv6's), so an IPv4 packet under
+    /// label 2 would be parsed as IPv6. Checked where a route enters a table.
+    pub(crate) fn check_explicit_null(&self) -> Result<(), LabelError> {
+        let (theirs, ours, family) = match self.prefix {
+            IpNetwork::V4(_) => (Label::IPV6_EXPLICIT_NULL, Label::IPV4_EXPLICIT_NULL, "IPv4"),
+            IpNetwork::V6(_) => (Label::IPV4_EXPLICIT_NULL, Label::IPV6_EXPLICIT_NULL, "IPv6"),
+        };
+        let wrong = self.policy.lists().iter().position(|l| l.stack.labels().last() == Some(&theirs));
+        match wrong {
+            None => Ok(()),
+            Some(list) => Err(LabelError::ExplicitNullOfOtherFamily {
+                prefix: self.prefix,
+                list,
+                label: theirs.value(),
+                family,
+                ours: ours.value(),
+            }),
+        }
+    }
 }
 
 impl From<TrafficClass> for Tc {
@@ -211,6 +233,34 @@ impl FromStr for Tc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_explicit_null_of_the_other_version_is_refused_at_the_bottom_only() {
+        let route = |p: &str, policy: &str| Route::with_policy(p.parse().unwrap(), policy.parse().unwrap());
+        for (p, policy, list) in
+            [("100.68.0.0/16", "2", 0), ("2001:db8::/48", "16001/0", 0), ("10.0.0.0/8", "16001@1,16002/2@1", 1)]
+        {
+            let err = route(p, policy).check_explicit_null().unwrap_err();
+            assert!(
+                matches!(err, LabelError::ExplicitNullOfOtherFamily { list: l, .. } if l == list),
+                "{p} {policy}: {err:?}"
+            );
+            assert!(err.to_string().contains("RFC 3032"), "{err}");
+        }
+        for (p, policy) in [
+            ("100.68.0.0/16", "16001/0"),
+            ("2001:db8::/48", "2"),
+            ("10.0.0.0/8", "2/16001"),
+            ("2001:db8::/48", "0/16001"),
+        ] {
+            assert_eq!(route(p, policy).check_explicit_null(), Ok(()), "{p} {policy}");
+        }
+        // Through the desired state's words too (the file, the agent's Apply).
+        let state: crate::desired::DesiredState =
+            serde_json::from_str(r#"{"routes": [{"prefix": "2001:db8:400::/48", "policy": "16001/0"}]}"#).unwrap();
+        let refused = state.validate().unwrap_err().to_string();
+        assert!(refused.contains("explicit null of the other IP version"), "{refused}");
+    }
 
     #[test]
     fn tc_text_round_trips() {

@@ -551,6 +551,7 @@ impl Fib {
     /// in the same commit.
     pub(crate) fn set_route_from(&self, table: Table, route: &Route, origin: Option<Noted>) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
+        route.check_explicit_null()?;
         let mut rib = self.changer()?;
         if table == Table::Main && rib.is_local_host(&route.prefix) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
