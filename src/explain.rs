@@ -317,6 +317,20 @@ pub struct Explanation {
     pub egress: bool,
 }
 
+impl Explanation {
+    /// The verdict in the words of the hook the dataplane runs on:
+    /// `XDP_TX`, `XDP_PASS`, ... for XDP; on egress `TC_ACT_OK` (labelled
+    /// or not: [`Explanation::outcome`] says which) or `TC_ACT_SHOT`, never
+    /// an XDP verdict the egress hook cannot return.
+    pub fn verdict(&self) -> String {
+        match self.action {
+            XdpAction::Tx | XdpAction::Pass if self.egress => "TC_ACT_OK".to_owned(),
+            XdpAction::Drop if self.egress => "TC_ACT_SHOT".to_owned(),
+            action => action.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Explanation {
     /// Two lines: the verdict with its route and list, then the stack as
     /// `label/tc/S/ttl` entries.

@@ -127,6 +127,12 @@ fn the_command_end_to_end() {
     assert_eq!(labels_for(&lab, &capture, Ipv4Addr::new(203, 0, 113, 9)), [18001]);
     let again = ok(&lab.host, &["apply", file]);
     assert!(again.contains("; 0 map operations"), "{again}");
+    // Where flows spread, `get` says the source enters the hash unless given.
+    let note = "note: no --src";
+    let spread = ok(&lab.host, &["get", "203.0.113.9"]);
+    assert!(spread.contains(note), "{spread}");
+    let from = ok(&lab.host, &["get", "203.0.113.9", "--src", "192.0.2.1"]);
+    assert!(!from.contains(note) && !get.contains(note), "{from}\n{get}");
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"routes":[{"prefix":"10.0.0.0/8","policy":"3"}]}"#).unwrap();
     fails(&lab.host, &["apply", bad.to_str().unwrap()], 1, "routes[0] (10.0.0.0/8)");
@@ -258,6 +264,10 @@ fn the_command_in_host_mode_egress_and_pop() {
     // `get` reads the verdict as the egress hook's (it said "sent back (XDP_TX)").
     let got = ok(&lab.host, &["get", "198.51.100.7"]);
     assert!(got.contains("labelled and passed on (egress)"), "{got}");
+    // Its JSON in the egress hook's words too (it said "XDP_TX").
+    let got: serde_json::Value =
+        serde_json::from_str(&ok(&lab.host, &["get", "198.51.100.7", "--output", "json"])).unwrap();
+    assert_eq!((&got["action"], &got["outcome"]), (&"TC_ACT_OK".into(), &"labelled".into()), "{got}");
     // Attached already: said so, whatever TSO is now (it said "TSO is on").
     lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "on"]).unwrap();
     fails(&lab.host, &["attach", "--hook", "egress"], 1, "already pinned");

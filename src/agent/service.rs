@@ -485,7 +485,7 @@ impl Api for Service {
             })
             .await?;
         Ok(Response::new(pb::ExplainReply {
-            action: explanation.action.to_string(),
+            action: explanation.verdict(),
             outcome: explanation.outcome.to_owned(),
             route: explanation.route.as_ref().map(|(t, r)| route_message(*t, r)),
             list: explanation.list.map(|l| l as u32),

@@ -201,7 +201,10 @@ enum Command {
     Get {
         /// Destination address.
         dst: IpAddr,
-        /// Source address (selects alternate tables).
+        /// Source address: selects alternate tables, and enters the flow hash
+        /// that picks the segment list and the entropy label [default: the
+        /// unspecified address, 0.0.0.0 or ::]. Give a real flow's source to
+        /// see where that flow goes.
         #[arg(long)]
         src: Option<IpAddr>,
         /// udp, tcp or icmp.
@@ -742,7 +745,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                     bgp.unwrap_or(from)
                 });
                 let verdict = output::Verdict {
-                    action: explanation.action.to_string(),
+                    action: explanation.verdict(),
                     outcome: explanation.outcome,
                     route: explanation.route.clone(),
                     list: explanation.list,
@@ -758,6 +761,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                 let (from, bgp, _) = origins_of(enc, Some(dst))(*table, route.prefix);
                 println!("origin: {}", bgp.unwrap_or(from));
             }
+            print_source_note(src, explanation.route.as_ref().map(|(_, r)| r));
         }
         #[cfg(feature = "agent")]
         Command::Agent { listeners, mode, bgp, config } => serve::agent(iface, listeners, mode, bgp, config)?,
@@ -850,6 +854,20 @@ fn pop(iface: &str, command: PopCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Without `--src` the probe's source is the unspecified address, which
+/// enters the flow hash: where a route's flows spread (several lists, an
+/// entropy label), a real flow's list and entropy label differ, and `get`
+/// said nothing of it.
+fn print_source_note(src: Option<IpAddr>, route: Option<&lnetd_host_encap::Route>) {
+    let spread = route.is_some_and(|r| r.policy.lists().len() > 1 || r.policy.entropy_label().is_some());
+    if src.is_none() && spread {
+        println!(
+            "note: no --src, so the flow hash took the unspecified source address; a real flow's segment list and \
+             entropy label depend on its source: give it with --src"
+        );
+    }
 }
 
 /// True when stderr is a terminal (progress is shown only there).

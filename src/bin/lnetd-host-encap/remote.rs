@@ -493,6 +493,8 @@ impl Remote<'_> {
                     let (from, bgp, _) = super::static_origin(t, route.prefix);
                     println!("origin: {}", bgp.unwrap_or(from));
                 }
+                let route = reply.route.as_ref().map(route_of).transpose()?;
+                super::print_source_note(src, route.as_ref().map(|(_, r)| r));
             }
             Command::Reload => {
                 let reply = self.rt.block_on(self.client.reload(pb::ReloadRequest {})).map_err(fail)?.into_inner();
