@@ -46,10 +46,11 @@ pub(crate) fn current() -> Result<BTreeSet<IpAddr>, Errno> {
                 out.insert(ip);
             }
         }
+        // Not the loopback's (127.255.255.255): no frame on a wire is for it.
+        let loopback = ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
         // SAFETY: as above.
-        if let (Some(IpAddr::V4(addr)), Some(IpAddr::V4(mask))) =
-            unsafe { (ip_of(ifa.ifa_addr), ip_of(ifa.ifa_netmask)) }
-        {
+        let (addr, mask) = unsafe { (ip_of(ifa.ifa_addr), ip_of(ifa.ifa_netmask)) };
+        if let (false, Some(IpAddr::V4(addr)), Some(IpAddr::V4(mask))) = (loopback, addr, mask) {
             if let Some(directed) = subnet_broadcast(addr, mask) {
                 out.insert(IpAddr::V4(directed));
             }
@@ -112,7 +113,8 @@ mod tests {
                 }
             }
             let v4 = |a: Option<nix::sys::socket::SockaddrStorage>| a.and_then(|a| a.as_sockaddr_in().map(|s| s.ip()));
-            if let (Some(addr), Some(mask)) = (v4(ifa.address), v4(ifa.netmask)) {
+            let loopback = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
+            if let (false, Some(addr), Some(mask)) = (loopback, v4(ifa.address), v4(ifa.netmask)) {
                 nix_said.extend(subnet_broadcast(addr, mask).map(IpAddr::V4));
             }
         }
