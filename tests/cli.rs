@@ -458,6 +458,12 @@ fn status_and_detach_force_out_of_damaged_states() {
     ok(&lab.host, &["detach"]);
 }
 
+/// Runs `script` under `ip netns exec` in the lab's host namespace: a mount
+/// namespace of its own, with /sys remounted.
+fn under_ip_netns_exec(lab: &VethLab, script: &str) -> Output {
+    Command::new("ip").args(["netns", "exec", lab.host.name(), "sh", "-c", script]).output().expect("run ip netns exec")
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
@@ -472,10 +478,7 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
         env!("CARGO_BIN_EXE_lnetd-host-encap"),
         VethLab::HOST_IF
     );
-    let out = Command::new("ip")
-        .args(["netns", "exec", lab.host.name(), "sh", "-c", &script])
-        .output()
-        .expect("run ip netns exec");
+    let out = under_ip_netns_exec(&lab, &script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not on the host's bpffs") && stderr.contains("nsenter --net"), "{stderr}");
@@ -489,10 +492,7 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
         for command in ["status", "routes"] {
             let script =
                 format!("{mount}exec {} -i {} {command}", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);
-            let out = Command::new("ip")
-                .args(["netns", "exec", lab.host.name(), "sh", "-c", &script])
-                .output()
-                .expect("run ip netns exec");
+            let out = under_ip_netns_exec(&lab, &script);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{mount}{command}: {stderr}");
             assert!(
@@ -504,10 +504,7 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
     // `detach --force` from there refuses: it said it removed the program and
     // exited 0 while the link pinned on the host's bpffs kept it attached.
     let script = format!("exec {} -i {} detach --force", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);
-    let out = Command::new("ip")
-        .args(["netns", "exec", lab.host.name(), "sh", "-c", &script])
-        .output()
-        .expect("run ip netns exec");
+    let out = under_ip_netns_exec(&lab, &script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not on the host's bpffs"), "{stderr}");
