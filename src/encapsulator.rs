@@ -1002,6 +1002,12 @@ impl Encapsulator {
         self.fib.read(|rib| (rib.origin_of.iter().map(|(id, o)| (*id, *o)).collect(), rib.origin_notes.clone()))
     }
 
+    /// Whether the RIB records the route `id` as the agent's (not BGP's, not static).
+    #[cfg(all(feature = "agent", not(feature = "bgp")))]
+    pub(crate) fn is_agents(&self, id: (Table, IpNetwork)) -> bool {
+        self.fib.read(|rib| matches!(rib.origin_of.get(&id), Some(crate::rib::origins::Noted::Agent)))
+    }
+
     /// As [`Encapsulator::origin_records`], of the routes covering `addr`
     /// only (a reader that has not read its RIB reads only those).
     #[cfg(feature = "bgp")]

@@ -503,13 +503,13 @@ impl Api for Service {
                 // As the command's `get`: where the route came from, with an agent that knows.
                 let mut text = explanation.to_string();
                 if let Some((t, r)) = &explanation.route {
-                    let (origin, detail, _) = self.writes.origin()(*t, r.prefix);
+                    let (origin, detail, _) = self.writes.origin_of(*t, r.prefix);
                     let said = if detail.is_empty() { origin } else { detail };
                     if !said.is_empty() {
                         text.push_str(&format!("\norigin: {said}"));
                     }
                     #[cfg(feature = "bgp")]
-                    if let (_, Some(info)) = self.writes.origins.view().origin(*t, r.prefix) {
+                    if let (_, Some(info)) = self.writes.origins.origin_of(*t, r.prefix) {
                         let lines = super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
                         text.push_str(&lines);
                     }
