@@ -233,14 +233,39 @@ fn lab() -> Lab {
 }
 
 fn start_agent(lab: &Lab, session_down: &str) -> ChildGuard {
-    let child = nsenter(&lab.veth.host, BIN)
+    start_agent_with(lab, session_down, None)
+}
+
+/// The lines an agent wrote on stderr so far (at its default level, warn);
+/// each is printed too, as when its stderr is inherited.
+#[derive(Clone, Default)]
+struct AgentLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl AgentLog {
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        self.0.lock().unwrap().iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+}
+
+fn start_agent_with(lab: &Lab, session_down: &str, log: Option<&AgentLog>) -> ChildGuard {
+    let mut child = nsenter(&lab.veth.host, BIN)
         .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", AGENT_METRICS, "--insecure-local-tcp"])
         .args(["--bgp-api", HOST_API, "--bgp-session-down", session_down, "--bgp-stale-time", "2"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(if log.is_some() { Stdio::piped() } else { Stdio::inherit() })
         .spawn()
         .expect("spawn the agent");
+    if let (Some(log), Some(stderr)) = (log, child.stderr.take()) {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                log.0.lock().unwrap().push(line);
+            }
+        });
+    }
     let mut agent = ChildGuard(child);
     wait_for(Duration::from_secs(20), "the agent's API", || {
         assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
@@ -360,7 +385,8 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     let _origins = OriginsGuard(&lab.veth.host);
     let ctl = gobgpd(lab.ctl(), "ctl", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
     let host_bgp = gobgpd(&lab.veth.host, "host", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
-    let _agent = start_agent(&lab, "keep");
+    let log = AgentLog::default();
+    let _agent = start_agent_with(&lab, "keep", Some(&log));
 
     // Policy (100, 192.0.2.1), one candidate path; a route colored 100, one colored 200 (no such policy).
     gobgp_paths(
@@ -528,6 +554,21 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     assert_eq!(labels(&lab, "2001:db8:100::7"), [18001, 18002], "kept while the session is down");
     let m = metrics(&lab);
     assert!(m["lnetd_host_encap_bgp_withdrawals_kept_total"] >= 4.0, "{m:?}");
+    // What is held shows, as a gauge and in `status` (three routes: the two
+    // steered and the one colored 200 no policy takes), and the loss is one
+    // WARN at the default level saying so and until when.
+    assert_eq!(m.get("lnetd_host_encap_bgp_routes_held"), Some(&3.0), "{m:?}");
+    let status: serde_json::Value = serde_json::from_str(&cli(&lab, &["status", "--output", "json"])).unwrap();
+    assert_eq!(status["bgp"]["routes_held"], 3, "{status}");
+    assert!(cli(&lab, &["status"]).contains("3 routes held"));
+    let lost = log.lines_with(&format!("session with {CTL_ADDR} down"));
+    assert_eq!(lost.len(), 1, "one line per loss: {lost:?}");
+    assert!(
+        lost[0].contains("WARN")
+            && lost[0].contains("the 3 routes and 2 SR policy candidate paths it taught are kept")
+            && lost[0].contains("until 2 s after it is established again"),
+        "{lost:?}"
+    );
 
     // It comes back and teaches all but the IPv6 route again: that one goes after the stale time (2 s).
     let ctl = gobgpd(lab.ctl(), "ctl2", CTL_ADDR, HOST_BGP_ADDR, CTL_API);
@@ -546,6 +587,13 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     });
     until_labels(&lab, "2001:db8:100::7", &[], Duration::from_secs(5));
     assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "taught again: still labelled");
+    // The IPv6 route and the one colored 200 were not taught again.
+    let removed = log.lines_with(&format!("session {CTL_ADDR} did not teach again within 2 s were removed"));
+    assert!(
+        removed.len() == 1 && removed[0].contains("WARN") && removed[0].contains("BGP: 2 routes and 0 SR"),
+        "{removed:?}"
+    );
+    assert_eq!(metrics(&lab).get("lnetd_host_encap_bgp_routes_held"), Some(&0.0));
 
     // The host's own gobgpd stopped under `keep`: everything stays; back, the
     // agent resynchronises (ListPath) and keeps what is taught again.

@@ -371,6 +371,7 @@ impl Api for Service {
         if let Some(bgp) = &self.writes.bgp {
             reply.bgp_enabled = true;
             reply.bgp_api_connected = bgp.api_connected.load(std::sync::atomic::Ordering::Relaxed) == 1;
+            reply.bgp_routes_held = bgp.routes_held.load(std::sync::atomic::Ordering::Relaxed);
             let since = bgp.peers_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             reply.bgp_sessions = bgp
                 .peers

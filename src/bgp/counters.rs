@@ -48,7 +48,9 @@ pub struct BgpCounters {
     pub routes_steered: AtomicU64,
     /// Routes learned that no valid policy takes (left unlabelled).
     pub routes_unsteered: AtomicU64,
-    /// Routes held from before a resynchronisation or a session loss.
+    /// Routes held now: kept from a session that is down, or from before
+    /// a resynchronisation, until BGP teaches them again or the stale time
+    /// after the session is back ends.
     pub routes_held: AtomicU64,
     /// BGP routes in the dataplane after the last apply (steered and held,
     /// less those a static or agent route overrides).
@@ -174,7 +176,13 @@ impl BgpCounters {
             "BGP routes in the dataplane after the last apply.",
             get(&self.routes_installed),
         );
-        family("routes_held", "gauge", "BGP routes kept from before a resynchronisation.", get(&self.routes_held));
+        family(
+            "routes_held",
+            "gauge",
+            "BGP routes held: kept from a session that is down or not yet resynchronised, until taught again or \
+             the stale time ends.",
+            get(&self.routes_held),
+        );
         family(
             "last_compute_microseconds",
             "gauge",

@@ -40,7 +40,7 @@ use super::origins::Origins;
 use super::proto as api;
 use super::sbfd::status::{lists_to_probe, policy_lists};
 use super::sbfd::Engine;
-use super::table::{sender, Table};
+use super::table::{sender, Table, Taught};
 use super::wire::{read_path, Nlri, PathUpdate};
 use super::{BgpConfig, SessionDown};
 
@@ -250,16 +250,7 @@ impl Learner {
             fresh.update(u, &none, &self.counters);
         }
         if self.keep {
-            // Stale paths the snapshot lacks stay until the release (unless
-            // the snapshot says they are not for this host).
-            for (k, e) in self.table.candidates.drain() {
-                if !fresh.ignored.contains_key(&k) {
-                    fresh.candidates.entry(k).or_insert(e);
-                }
-            }
-            for (k, e) in self.table.routes.drain() {
-                fresh.routes.entry(k).or_insert(e);
-            }
+            fresh.keep_stale_from(&mut self.table);
         }
         self.table = fresh;
         self.applied_once = false;
@@ -310,9 +301,25 @@ impl Learner {
                         match r {
                             Release::Held => {
                                 release_held = true;
-                                self.table.drop_stale(None);
+                                let held = self.origins.held_count_beside(self.table.stale_routes());
+                                let dropped = self.table.drop_stale(None);
+                                let text = stale_removed_text(None, held, dropped.paths, self.config.stale_time);
+                                if held + dropped.paths > 0 {
+                                    log::warn!("{text}");
+                                } else {
+                                    log::info!("{text}");
+                                }
                             }
-                            Release::Neighbor(n) => self.table.drop_stale(Some(&n)),
+                            Release::Neighbor(n) => {
+                                let dropped = self.table.drop_stale(Some(&n));
+                                let text =
+                                    stale_removed_text(Some(&n), dropped.routes, dropped.paths, self.config.stale_time);
+                                if dropped.routes + dropped.paths > 0 {
+                                    log::warn!("{text}");
+                                } else {
+                                    log::info!("{text}");
+                                }
+                            }
                         }
                     }
                     // A batch is due, or a release: either way the table changed.
@@ -406,43 +413,26 @@ impl Learner {
             match p {
                 Pending::Peer { neighbor, established } => {
                     add(&self.counters.peer_events, 1);
-                    let was = self.peers.insert(neighbor.clone(), *established);
-                    if was != Some(*established) {
-                        lock(&self.counters.peers_since).insert(neighbor.clone(), std::time::SystemTime::now());
-                    }
-                    if *established {
-                        self.established_at.entry(neighbor.clone()).or_insert(now);
-                    } else {
-                        self.established_at.remove(neighbor);
-                    }
-                    log::info!("BGP: session with {neighbor} {}", if *established { "established" } else { "down" });
-                    if *established && was != Some(true) && self.keep {
-                        self.releases.retain(|(_, r)| *r != Release::Neighbor(neighbor.clone()));
-                        self.releases.push((now + self.config.stale_time, Release::Neighbor(neighbor.clone())));
-                        if std::mem::take(&mut self.release_on_established) {
-                            self.releases.push((now + self.config.stale_time, Release::Held));
-                        }
-                    }
+                    self.peer_state(neighbor, *established, now);
                 }
                 Pending::Paths(u) => withdrawals |= u.iter().any(|u| u.learned.is_none()),
             }
         }
         // GoBGP withdraws a peer's paths before it reports the peer down:
-        // ask it which sessions are up now.
+        // ask it which sessions are up now (under `withdraw` too, so that
+        // the loss is logged with what the peer taught before it goes).
         let mut down = HashSet::new();
-        if self.keep && withdrawals {
+        if withdrawals {
             if let Ok(reply) = client.list_peer(api::ListPeerRequest::default()).await {
                 let mut stream = reply.into_inner();
                 while let Ok(Some(r)) = stream.message().await {
                     if let Some(peer) = r.peer {
                         let up = established(&peer);
                         let Some(n) = neighbor_of(&peer) else { continue };
-                        if !up {
+                        if !up && self.keep {
                             down.insert(n.clone());
                         }
-                        if self.peers.insert(n.clone(), up) != Some(up) {
-                            lock(&self.counters.peers_since).insert(n, std::time::SystemTime::now());
-                        }
+                        self.peer_state(&n, up, now);
                     }
                 }
             }
@@ -457,6 +447,37 @@ impl Learner {
                 for u in updates {
                     self.table.update(u, &down, &self.counters);
                 }
+            }
+        }
+    }
+
+    /// A session's state as GoBGP reports it (a peer event or ListPeer).
+    /// GoBGP reports every FSM state a session that is down passes through
+    /// (idle, active, connect, ...), and ListPeer says it again: only a
+    /// change between established and not is acted on and logged, so one
+    /// loss is one log line.
+    fn peer_state(&mut self, neighbor: &str, up: bool, now: Instant) {
+        let Some(change) = session_change(&mut self.peers, neighbor, up) else { return };
+        lock(&self.counters.peers_since).insert(neighbor.to_owned(), std::time::SystemTime::now());
+        if change == SessionChange::Established {
+            self.established_at.entry(neighbor.to_owned()).or_insert(now);
+            log::info!("BGP: session with {neighbor} established");
+            if self.keep {
+                let release = Release::Neighbor(neighbor.to_owned());
+                self.releases.retain(|(_, r)| *r != release);
+                self.releases.push((now + self.config.stale_time, release));
+                if std::mem::take(&mut self.release_on_established) {
+                    self.releases.push((now + self.config.stale_time, Release::Held));
+                }
+            }
+        } else {
+            self.established_at.remove(neighbor);
+            if change == SessionChange::Lost {
+                let taught = self.table.taught_by(neighbor);
+                log::warn!("{}", session_lost_text(neighbor, taught, self.keep, self.config.stale_time));
+            } else {
+                // Seen for the first time, not established: nothing was lost.
+                log::info!("BGP: session with {neighbor} not established");
             }
         }
     }
@@ -484,6 +505,8 @@ impl Learner {
         set(&self.counters.last_compute_micros, started.elapsed().as_micros() as u64);
         let origins = Arc::clone(&self.origins);
         let counters = Arc::clone(&self.counters);
+        // Usually empty: a copy only while routes are held.
+        let stale = self.table.stale_routes().clone();
         let result = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let r = match moved {
@@ -492,7 +515,7 @@ impl Learner {
                 None => origins.set_bgp(table, release_held),
             };
             set(&counters.last_apply_micros, started.elapsed().as_micros() as u64);
-            set(&counters.routes_held, origins.held_count() as u64);
+            set(&counters.routes_held, origins.held_count_beside(&stale) as u64);
             set(&counters.routes_installed, origins.installed_count() as u64);
             r
         })
@@ -543,14 +566,89 @@ impl Learner {
         // Peer states are learned anew from the next connection's events.
         self.peers.clear();
         self.counters.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        let routes = self.table.routes.len();
         if self.keep {
-            log::warn!("BGP: GoBGP went away; keeping the routes it taught (session-down policy keep)");
+            log::warn!(
+                "BGP: GoBGP went away; keeping the {routes} routes it taught (session-down policy keep) until {} s \
+                 after a session is established again once it is back; those not taught again by then are removed",
+                secs(self.config.stale_time)
+            );
         } else {
-            log::warn!("BGP: GoBGP went away; withdrawing the routes it taught (session-down policy withdraw)");
+            log::warn!(
+                "BGP: GoBGP went away; withdrawing the {routes} routes it taught (session-down policy withdraw)"
+            );
             self.table = Table::default();
             self.applied_once = false;
             self.flush(true).await;
         }
+    }
+}
+
+/// A session's state that changed, as the learner acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionChange {
+    /// Established (again, or seen so for the first time).
+    Established,
+    /// It was established and is not any more: a loss.
+    Lost,
+    /// Seen for the first time, not established: nothing was lost.
+    NotEstablished,
+}
+
+/// Records `neighbor`'s state in `peers`; the change, `None` when it is the
+/// same as before (only established or not counts, not GoBGP's FSM state).
+fn session_change(peers: &mut HashMap<String, bool>, neighbor: &str, up: bool) -> Option<SessionChange> {
+    match (peers.insert(neighbor.to_owned(), up), up) {
+        (Some(was), _) if was == up => None,
+        (_, true) => Some(SessionChange::Established),
+        (Some(true), false) => Some(SessionChange::Lost),
+        (_, false) => Some(SessionChange::NotEstablished),
+    }
+}
+
+/// A duration in seconds as an operator gave it (`5`, `0.5`).
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+/// The one WARN of a session loss: what it taught, and what becomes of it.
+fn session_lost_text(neighbor: &str, taught: Taught, keep: bool, stale_time: Duration) -> String {
+    let what = format!("the {} routes and {} SR policy candidate paths it taught", taught.routes, taught.paths);
+    if keep {
+        format!(
+            "BGP: session with {neighbor} down: {what} are kept (session-down policy keep) until {} s after it is \
+             established again; those it does not teach again by then are removed",
+            secs(stale_time)
+        )
+    } else {
+        format!("BGP: session with {neighbor} down: {what} are withdrawn (session-down policy withdraw)")
+    }
+}
+
+/// What a release of stale paths removed: of `neighbor`'s session, or
+/// (`None`) held over GoBGP's own absence.
+fn stale_removed_text(neighbor: Option<&str>, routes: usize, paths: usize, stale_time: Duration) -> String {
+    let s = secs(stale_time);
+    match neighbor {
+        Some(n) if routes + paths == 0 => {
+            format!("BGP: session {n} taught again within {s} s everything kept while it was down")
+        }
+        Some(n) => format!(
+            "BGP: {routes} routes and {paths} SR policy candidate paths session {n} did not teach again within {s} s \
+             were removed"
+        ),
+        None if routes + paths == 0 => {
+            format!("BGP: GoBGP taught again within {s} s of a session coming up everything held while it was away")
+        }
+        None => format!(
+            "BGP: {routes} routes and {paths} SR policy candidate paths held while GoBGP was away, not taught again \
+             within {s} s of a session coming up, were removed"
+        ),
     }
 }
 
@@ -600,6 +698,47 @@ mod tests {
             panic!("a real peer")
         };
         assert_eq!(neighbor, "2001:db8::1");
+    }
+
+    /// What the tester saw: "session ... down" 3-4 times for one loss, as
+    /// GoBGP reports each FSM state of a session that is down, and ListPeer
+    /// says it once more.
+    #[test]
+    fn one_loss_is_one_change_however_many_states_gobgp_reports() {
+        let mut peers = HashMap::new();
+        let n = "10.201.0.1";
+        // Established, then idle, active, connect, active, and ListPeer's word.
+        let states = [true, false, false, false, false, false, true, true, false, false];
+        let changes: Vec<SessionChange> = states.iter().filter_map(|up| session_change(&mut peers, n, *up)).collect();
+        use SessionChange::*;
+        assert_eq!(changes, [Established, Lost, Established, Lost]);
+        // A peer first seen down lost nothing.
+        assert_eq!(session_change(&mut peers, "10.201.0.5", false), Some(NotEstablished));
+    }
+
+    #[test]
+    fn a_session_loss_says_what_is_kept_and_until_when() {
+        let taught = Taught { routes: 3, paths: 2 };
+        let keep = session_lost_text("10.201.0.1", taught, true, Duration::from_secs(5));
+        assert_eq!(
+            keep,
+            "BGP: session with 10.201.0.1 down: the 3 routes and 2 SR policy candidate paths it taught are kept \
+             (session-down policy keep) until 5 s after it is established again; those it does not teach again by \
+             then are removed"
+        );
+        let withdraw = session_lost_text("10.201.0.1", taught, false, Duration::from_secs(5));
+        assert!(
+            withdraw.contains("the 3 routes and 2 SR policy candidate paths it taught are withdrawn"),
+            "{withdraw}"
+        );
+        let gone = stale_removed_text(Some("10.201.0.1"), 1, 0, Duration::from_millis(2500));
+        assert_eq!(
+            gone,
+            "BGP: 1 routes and 0 SR policy candidate paths session 10.201.0.1 did not teach again within 2.5 s were \
+             removed"
+        );
+        let held = stale_removed_text(None, 4, 1, Duration::from_secs(5));
+        assert!(held.starts_with("BGP: 4 routes and 1 SR policy candidate paths held while GoBGP was away"), "{held}");
     }
 
     #[test]

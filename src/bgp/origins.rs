@@ -579,6 +579,16 @@ impl Origins {
         self.lock().held.len()
     }
 
+    /// How many BGP routes are held, counting `stale` (the routes BGP's
+    /// learner keeps from a session that is down, or from before GoBGP came
+    /// back) and those held here that BGP's current table does not replace:
+    /// a held route BGP taught again is no longer held.
+    pub fn held_count_beside(&self, stale: &std::collections::HashSet<IpNetwork>) -> usize {
+        let inner = self.lock();
+        let here = inner.held.keys().filter(|p| !inner.bgp.routes.contains_key(p) && !stale.contains(p)).count();
+        stale.len() + here
+    }
+
     /// Changes local routes and writes each id's selected route where it
     /// changed (one route at a time: through the single-route path, with its
     /// checks, e.g. a host's own address refused); undone on a refusal.

@@ -52,6 +52,28 @@ pub(super) struct Table {
     pub(super) invalid: HashMap<(u32, PolicyKey), Invalid>,
     /// What the packets of a policy with no live path do (`[sbfd] no_live_path`).
     pub(super) no_live_path: NoLivePath,
+    /// The routes kept stale (their peer, or GoBGP, went away): kept as a
+    /// set beside the entries' flags so that the held gauge, read at every
+    /// batch, costs what is held and not the whole table.
+    stale_routes: HashSet<IpNetwork>,
+}
+
+/// What [`Table::drop_stale`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Dropped {
+    /// Colored routes.
+    pub(super) routes: usize,
+    /// SR Policy candidate paths.
+    pub(super) paths: usize,
+}
+
+/// What one neighbor taught, as the table has it now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Taught {
+    /// Colored routes.
+    pub(super) routes: usize,
+    /// SR Policy candidate paths (for this host).
+    pub(super) paths: usize,
 }
 
 /// Who sent a path, for the logs.
@@ -166,8 +188,15 @@ impl Table {
             }
             (Nlri::Unicast(prefix), None) => {
                 add(&counters.withdrawals, 1);
-                if let Some(e) = withdraw(&mut self.routes, &prefix, down, counters) {
-                    self.unindex(prefix, &e.value);
+                match withdraw(&mut self.routes, &prefix, down, counters) {
+                    Some(e) => {
+                        self.stale_routes.remove(&prefix);
+                        self.unindex(prefix, &e.value);
+                    }
+                    None if self.routes.get(&prefix).is_some_and(|e| e.stale) => {
+                        self.stale_routes.insert(prefix);
+                    }
+                    None => {}
                 }
             }
             // An NLRI that says something of the other kind: ignore.
@@ -175,19 +204,62 @@ impl Table {
         }
     }
 
-    /// Removes the stale paths of `neighbor` (every stale path for `None`).
-    pub(super) fn drop_stale(&mut self, neighbor: Option<&str>) {
+    /// Removes the stale paths of `neighbor` (every stale path for `None`);
+    /// how many went, for the log.
+    pub(super) fn drop_stale(&mut self, neighbor: Option<&str>) -> Dropped {
         fn gone<T>(e: &Entry<T>, neighbor: Option<&str>) -> bool {
             e.stale && neighbor.is_none_or(|n| e.neighbor == n)
         }
+        let paths_before = self.candidates.len();
         self.candidates.retain(|_, e| !gone(e, neighbor));
+        let paths = paths_before - self.candidates.len();
         self.invalid.retain(|id, _| self.candidates.contains_key(id));
-        let removed: Vec<IpNetwork> = self.routes.iter().filter(|(_, e)| gone(e, neighbor)).map(|(p, _)| *p).collect();
-        for prefix in removed {
-            if let Some(e) = self.routes.remove(&prefix) {
-                self.unindex(prefix, &e.value);
+        let removed: Vec<IpNetwork> = self
+            .stale_routes
+            .iter()
+            .filter(|p| self.routes.get(p).is_some_and(|e| gone(e, neighbor)))
+            .copied()
+            .collect();
+        for prefix in &removed {
+            self.stale_routes.remove(prefix);
+            if let Some(e) = self.routes.remove(prefix) {
+                self.unindex(*prefix, &e.value);
             }
         }
+        Dropped { routes: removed.len(), paths }
+    }
+
+    /// The routes and candidate paths `neighbor` taught that the table holds
+    /// now (fresh or stale).
+    pub(super) fn taught_by(&self, neighbor: &str) -> Taught {
+        Taught {
+            routes: self.routes.values().filter(|e| e.neighbor == neighbor).count(),
+            paths: self.candidates.values().filter(|e| e.neighbor == neighbor).count(),
+        }
+    }
+
+    /// The routes kept stale now: withdrawn while their session was down, or
+    /// not taught again since GoBGP came back.
+    pub(super) fn stale_routes(&self) -> &HashSet<IpNetwork> {
+        &self.stale_routes
+    }
+
+    /// Takes over `old`'s stale paths that this table (a fresh snapshot)
+    /// lacks, except SR Policy paths the snapshot says are not for this
+    /// host: under `keep` they stay until the release.
+    pub(super) fn keep_stale_from(&mut self, old: &mut Table) {
+        for (k, e) in old.candidates.drain() {
+            if e.stale && !self.ignored.contains_key(&k) {
+                self.candidates.entry(k).or_insert(e);
+            }
+        }
+        for (prefix, e) in old.routes.drain() {
+            if e.stale && !self.routes.contains_key(&prefix) {
+                self.stale_routes.insert(prefix);
+                self.routes.insert(prefix, e);
+            }
+        }
+        old.stale_routes.clear();
     }
 
     /// Adds or replaces a route, keeping the index.
@@ -195,6 +267,7 @@ impl Table {
         for key in keys_of(&entry.value) {
             self.by_key.entry(key).or_default().insert(prefix);
         }
+        self.stale_routes.remove(&prefix);
         if let Some(old) = self.routes.insert(prefix, entry) {
             let kept: Vec<PolicyKey> =
                 self.routes.get(&prefix).map(|e| keys_of(&e.value).collect()).unwrap_or_default();
@@ -230,6 +303,7 @@ impl Table {
     pub(super) fn mark_all_stale(&mut self) {
         self.candidates.values_mut().for_each(|e| e.stale = true);
         self.routes.values_mut().for_each(|e| e.stale = true);
+        self.stale_routes = self.routes.keys().copied().collect();
     }
 
     /// The steered routes and active policies, and the gauges. Only the
@@ -498,6 +572,43 @@ mod tests {
         // A withdrawal from a peer that is up is applied at once.
         t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
         assert!(t.compute(&counters).routes.is_empty());
+    }
+
+    /// The held gauge counts these: withdrawn while the session was down,
+    /// or not taught again since GoBGP came back (it stayed 0 through a
+    /// session loss). The release says how many went.
+    #[test]
+    fn stale_routes_are_tracked_and_the_release_counts_what_it_removed() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let policy = Nlri::SrPolicy { distinguisher: 1, key: key() };
+        let (a, b) = (Nlri::Unicast("10.0.0.0/8".parse().unwrap()), Nlri::Unicast("10.1.0.0/16".parse().unwrap()));
+        let none = HashSet::new();
+        for n in [policy, a, b] {
+            t.update(announce(n, "10.201.0.1"), &none, &counters);
+        }
+        assert_eq!(t.taught_by("10.201.0.1"), Taught { routes: 2, paths: 1 });
+        assert!(t.stale_routes().is_empty());
+        let down: HashSet<String> = ["10.201.0.1".to_owned()].into();
+        for n in [policy, a, b] {
+            t.update(PathUpdate { nlri: n, neighbor: "10.201.0.1".into(), learned: None }, &down, &counters);
+        }
+        assert_eq!(t.stale_routes().len(), 2);
+        t.update(announce(a, "10.201.0.1"), &none, &counters);
+        assert_eq!(t.stale_routes().len(), 1, "taught again: no longer held");
+        assert_eq!(t.drop_stale(Some("10.201.0.9")), Dropped::default(), "another session's");
+        assert_eq!(t.drop_stale(Some("10.201.0.1")), Dropped { routes: 1, paths: 1 });
+        assert!(t.stale_routes().is_empty());
+        // GoBGP away and back: the snapshot teaches one route again; the other stays held.
+        t.update(announce(b, "10.201.0.1"), &none, &counters);
+        t.mark_all_stale();
+        assert_eq!(t.stale_routes().len(), 2);
+        let mut fresh = Table::default();
+        fresh.update(announce(a, "10.201.0.1"), &none, &counters);
+        fresh.keep_stale_from(&mut t);
+        assert_eq!(fresh.stale_routes().iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["10.1.0.0/16"]);
+        assert_eq!(fresh.drop_stale(None), Dropped { routes: 1, paths: 0 });
+        assert_eq!(fresh.routes.len(), 1);
     }
 
     /// The learner's computation with S-BFD's word: a route stays steered

@@ -107,6 +107,8 @@ struct Session {
 struct Bgp {
     api_connected: bool,
     sessions: Vec<Session>,
+    /// Routes kept from a session that is down or not yet resynchronised.
+    routes_held: u64,
 }
 
 #[derive(Serialize)]
@@ -293,6 +295,7 @@ fn agent(iface: &str, report: &mut Report) -> (Option<Agent>, bool) {
                     since_unix_ms: Some(b.since_unix_ms).filter(|ms| *ms != 0),
                 })
                 .collect(),
+            routes_held: s.bgp_routes_held,
         });
     }
     report.last_change =
@@ -433,7 +436,11 @@ fn print_text(iface: &str, r: &Report) {
     }
     if let Some(b) = &r.bgp {
         let api = if b.api_connected { "connected to GoBGP" } else { "not connected to GoBGP" };
-        println!("  bgp:    {api}; {} sessions", b.sessions.len());
+        println!(
+            "  bgp:    {api}; {} sessions; {} routes held (kept from a session that is down or not yet resynchronised)",
+            b.sessions.len(),
+            b.routes_held
+        );
         for s in &b.sessions {
             let state = if s.established { "established" } else { "not established" };
             let since = s.since_unix_ms.map(|ms| format!(" since {}", when(ms))).unwrap_or_default();
