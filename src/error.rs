@@ -301,6 +301,25 @@ pub enum RouteError {
         /// Routes it would replace.
         replaced: usize,
     },
+    /// A removal named a route BGP taught (origin `bgp`): the agent's API
+    /// and the command remove local routes only, BGP's is withdrawn in BGP.
+    #[error(
+        "{prefix} is BGP's route (origin bgp{}): withdraw it in BGP, or override it with `set` ({})",
+        policy.as_deref().map(|p| format!(", {p}")).unwrap_or_default(),
+        if *local_wins {
+            "a local route wins over BGP's under the precedence in force"
+        } else {
+            "only after putting the local origins above bgp in --bgp-precedence: bgp ranks first now"
+        }
+    )]
+    BgpRoute {
+        /// The prefix given.
+        prefix: ipnetwork::IpNetwork,
+        /// The SR policy it is steered into, as `routes` shows it (when known).
+        policy: Option<String>,
+        /// Whether a local route set for the prefix would be used instead.
+        local_wins: bool,
+    },
     /// The change is in force, but the state file of the pinned dataplane
     /// could not be rewritten: a process adopting it would not see the change.
     #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]

@@ -449,6 +449,23 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
     });
     assert!(explained.text.contains(&format!("origin: {text}")), "{}", explained.text);
 
+    // `remove` of BGP's route is refused as BGP's (it said "no route for
+    // exactly" while `routes` listed it), by the command and by the API (NOT_FOUND, as documented).
+    let out =
+        nsenter(&lab.veth.host, BIN).args(["-i", VethLab::HOST_IF, "remove", "198.51.100.0/24"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("198.51.100.0/24 is BGP's route (origin bgp, policy color 100"),
+        "{err}"
+    );
+    assert!(err.contains("withdraw it in BGP, or override it with `set`"), "{err}");
+    let refused = in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        c.remove_route(pb::RouteKey { prefix: "198.51.100.0/24".into(), table: 0 }).await.unwrap_err()
+    });
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    assert!(refused.message().contains("is BGP's route (origin bgp"), "{refused:?}");
+
     // The agent's API wins over BGP for a prefix, and BGP's route comes back when it is removed.
     let listed = in_ns(&lab.veth.host, async {
         let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();

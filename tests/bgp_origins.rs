@@ -430,3 +430,54 @@ fn the_removal_guard_counts_the_local_routes_not_bgps() {
         assert_eq!(enc.routes(Table::Main).unwrap().len(), 206);
     });
 }
+
+/// `remove PREFIX` of a route BGP taught said "no route for exactly PREFIX"
+/// while `routes` listed it: the removal is refused naming BGP, the policy,
+/// and what to do (withdraw in BGP, or override with a local route, which
+/// wins only where the precedence ranks the local origins above bgp).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn removing_a_bgp_route_is_refused_as_bgps() {
+    privileged("removing_a_bgp_route_is_refused_as_bgps");
+    for precedence in [Precedence::default(), "bgp,agent,static".parse().unwrap()] {
+        common::in_netns("removebgp", |_| {
+            let enc = Arc::new(Encapsulator::builder().load().expect("load"));
+            let origins = Origins::with_precedence(Arc::clone(&enc), precedence);
+            let mut t = BgpTable::default();
+            let info = PolicyInfo {
+                color: 7,
+                endpoint: key(7).endpoint,
+                preference: 100,
+                distinguisher: 1,
+                binding_sid: None,
+                name: None,
+                enlp: None,
+            };
+            t.policies.insert(key(7), ("16007".parse::<Policy>().unwrap(), info));
+            let prefix: IpNetwork = "10.7.0.0/16".parse().unwrap();
+            t.routes.insert(prefix, key(7));
+            origins.set_bgp(t, true).unwrap();
+            let refused = origins.remove_route(Table::Main, prefix).expect_err("BGP's route");
+            let text = refused.to_string();
+            assert!(
+                matches!(refused, lnetd_host_encap::errors::RouteError::BgpRoute { prefix: p, .. } if p == prefix),
+                "{text}"
+            );
+            assert!(
+                text.starts_with("10.7.0.0/16 is BGP's route (origin bgp, policy color 7 endpoint 192.0.2.1")
+                    && text.contains("withdraw it in BGP, or override it with `set`"),
+                "{text}"
+            );
+            let local_first = precedence.order()[0] != Origin::Bgp;
+            assert_eq!(text.contains("a local route wins over BGP's"), local_first, "{text}");
+            assert_eq!(enc.routes(Table::Main).unwrap().len(), 1, "still in force");
+            // No route at all, or one in another table: not found, as before.
+            assert!(!origins.remove_route(Table::Main, "10.8.0.0/16".parse().unwrap()).unwrap());
+            assert!(!origins.remove_route(Table::alternate(1).unwrap(), prefix).unwrap());
+            // A local route over BGP's is removed (BGP's takes its place).
+            origins.set_route(Table::Main, &Route::new(prefix, "900".parse().unwrap())).unwrap();
+            assert!(origins.remove_route(Table::Main, prefix).unwrap());
+            assert_eq!(enc.routes(Table::Main).unwrap().len(), 1);
+        });
+    }
+}

@@ -681,6 +681,8 @@ pub(crate) fn status(e: RouteError) -> tonic::Status {
         RouteError::ReadOnly | RouteError::PolicyObject { .. } => Status::failed_precondition(msg),
         RouteError::RemovalRefused { .. } => applying::refusal(&e).unwrap_or_else(|| Status::failed_precondition(msg)),
         RouteError::Map(_) | RouteError::NotSaved(_) => Status::internal(msg),
+        // docs/bgp.md: a BGP route cannot be removed through the API (NOT_FOUND).
+        RouteError::BgpRoute { .. } => Status::not_found(msg),
     }
 }
 

@@ -237,7 +237,9 @@ impl Api for Service {
         let t = table(key.table);
         let writes = self.writes.clone();
         if !blocking(move || writes.remove_in(t, prefix).map_err(status)).await? {
-            return Err(Status::not_found(format!("no route for exactly {prefix} in table {}", key.table)));
+            // Worded as the command words it: it prints this message (a BGP route's refusal is NOT_FOUND too).
+            let suffix = if key.table == 0 { String::new() } else { format!(" in table {}", key.table) };
+            return Err(Status::not_found(format!("no route for exactly {prefix}{suffix}")));
         }
         Ok(Response::new(pb::RemoveRouteReply {}))
     }

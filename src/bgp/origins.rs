@@ -659,10 +659,12 @@ impl Origins {
     /// Removes a static or agent route (both, where both origins have one);
     /// where BGP has a route for the prefix, BGP's takes its place (replaced
     /// in place: no moment without a route). `Ok(false)` when there was no
-    /// local route (a BGP route is withdrawn in BGP, not here).
+    /// route at all.
     ///
     /// # Errors
-    /// As [`Encapsulator::remove`] / [`Encapsulator::set_route`].
+    /// [`RouteError::BgpRoute`] when the prefix has no local route but BGP's
+    /// is in force (it is withdrawn in BGP, not here); otherwise as
+    /// [`Encapsulator::remove`] / [`Encapsulator::set_route`].
     pub fn remove_route(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let mut guard = self.lock();
         let id = (table, prefix);
@@ -672,7 +674,22 @@ impl Origins {
             .map(|o| (o, id, None))
             .collect();
         if changes.is_empty() {
-            return Ok(false);
+            return match guard.installed.get(&prefix).filter(|_| table == Table::Main) {
+                Some(key) => {
+                    let policy = key.map(|k| {
+                        guard
+                            .bgp
+                            .policies
+                            .get(&k)
+                            .map(|(_, i)| i.to_string())
+                            .or_else(|| guard.held_policies.get(&k).map(ToString::to_string))
+                            .unwrap_or_else(|| format!("policy color {} endpoint {}", k.color, k.endpoint))
+                    });
+                    let local_wins = guard.tables.precedence().prefers(Origin::Agent, Origin::Bgp);
+                    Err(RouteError::BgpRoute { prefix, policy, local_wins })
+                }
+                None => Ok(false),
+            };
         }
         self.change_local(&mut guard, changes)?;
         Ok(true)

@@ -391,9 +391,9 @@ impl Remote<'_> {
                 let key = pb::RouteKey { prefix: prefix.to_string(), table: table(id).id() };
                 match self.rt.block_on(self.client.remove_route(key)) {
                     Ok(_) => println!("removed {prefix}{}", output::table_suffix(table(id))),
+                    // The agent says why: no such route, or one that is BGP's (withdrawn in BGP).
                     Err(s) if s.code() == Code::NotFound => {
-                        let suffix = output::table_suffix(table(id));
-                        return Err(format!("no route for exactly {prefix}{suffix}; see `routes`").into());
+                        return Err(format!("{}; see `routes`", s.message()).into());
                     }
                     Err(s) => return Err(fail(s)),
                 }
