@@ -861,6 +861,14 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
     gobgp_paths(a.ctl(), CTL_API, vec![with_unparsable_segment_list(&for_a)], true);
     let took = until_labels(&a, "198.51.100.7", &[], Duration::from_secs(3));
     eprintln!("host A off its path {took:?} after its attribute was dropped");
+    // Still BGP's, steered into its invalid policy: shown with the policy
+    // (`routes` showed no origin text, `bgp_policy` was null).
+    let json: serde_json::Value = serde_json::from_str(&cli(&a, &["routes", "--json"])).unwrap();
+    let r = json["routes"].as_array().unwrap().iter().find(|r| r["prefix"] == "198.51.100.0/24").unwrap();
+    let shown = "policy color 100 endpoint 192.0.2.1, from BGP: no valid candidate path";
+    assert_eq!((r["origin"].as_str(), r["bgp_policy"].as_str()), (Some("bgp"), Some(shown)), "{r}");
+    assert!(cli(&a, &["routes"]).contains(&format!("({shown})")));
+    assert!(cli(&a, &["get", "198.51.100.7"]).contains(&format!("origin: {shown}")));
     let m = metrics(&a);
     assert!(m["lnetd_host_encap_bgp_candidate_paths_invalid_total/no-tunnel-encapsulation"] >= 1.0, "{m:?}");
     assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths_invalid/no-tunnel-encapsulation"), Some(&1.0), "{m:?}");

@@ -284,6 +284,22 @@ fn a_policy_turning_invalid_points_its_routes_at_its_invalid_object() {
             enc.routes(Table::Main).unwrap().into_iter().filter(|r| r.policy.to_string() == "invalid").collect();
         assert_eq!(on_invalid.len(), 100, "the routes stay, on the invalid object");
         assert!(on_invalid.iter().all(|r| view.origin(Table::Main, r.prefix).0 == Origin::Bgp));
+        // Shown with its color and endpoint (`routes` showed no policy for
+        // them, `bgp_policy` null): by the agent's view, and from the RIB's
+        // records as the command reads them.
+        let (invalid_route, valid_route) = ("10.1.4.0/24".parse().unwrap(), "10.1.5.0/24".parse().unwrap());
+        let recorded = lnetd_host_encap::bgp::OriginsView::of(&enc);
+        for v in [&view, &recorded] {
+            assert_eq!(
+                v.bgp_policy(Table::Main, invalid_route).as_deref(),
+                Some("policy color 1 endpoint 192.0.2.1, from BGP: no valid candidate path")
+            );
+            assert_eq!(
+                v.bgp_policy(Table::Main, valid_route).as_deref(),
+                Some("policy color 2 endpoint 192.0.2.1 preference 100, from BGP")
+            );
+        }
+        assert_eq!(view.bgp_policy(Table::Main, "10.0.0.0/8".parse().unwrap()), None, "a local route");
         assert!(enc.diagnostics().verify().unwrap().is_empty(), "{:?}", enc.diagnostics().verify());
 
         // A full path while invalid (a route added) keeps them there, and

@@ -411,12 +411,10 @@ impl Writes {
     pub(crate) fn origin_of(&self, table: Table, prefix: ipnetwork::IpNetwork) -> (String, String, Option<u32>) {
         #[cfg(feature = "bgp")]
         {
-            let (origin, info) = self.origins.origin_of(table, prefix);
-            (
-                origin.to_string(),
-                info.as_ref().map(|i| i.to_string()).unwrap_or_default(),
-                info.and_then(|i| i.binding_sid),
-            )
+            let view = self.origins.view_of(table, prefix);
+            let (origin, info) = view.origin(table, prefix);
+            let policy = view.bgp_policy(table, prefix).unwrap_or_default();
+            (origin.to_string(), policy, info.and_then(|i| i.binding_sid))
         }
         #[cfg(not(feature = "bgp"))]
         {
@@ -432,7 +430,8 @@ impl Writes {
             let view = self.origins.view();
             move |table, prefix| {
                 let (origin, info) = view.origin(table, prefix);
-                (origin.to_string(), info.map(|i| i.to_string()).unwrap_or_default(), info.and_then(|i| i.binding_sid))
+                let policy = view.bgp_policy(table, prefix).unwrap_or_default();
+                (origin.to_string(), policy, info.and_then(|i| i.binding_sid))
             }
         }
         #[cfg(not(feature = "bgp"))]

@@ -512,7 +512,7 @@ impl Api for Service {
                         text.push_str(&format!("\norigin: {said}"));
                     }
                     #[cfg(feature = "bgp")]
-                    if let (_, Some(info)) = self.writes.origins.origin_of(*t, r.prefix) {
+                    if let (_, Some(info)) = self.writes.origins.view_of(*t, r.prefix).origin(*t, r.prefix) {
                         let lines = super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
                         text.push_str(&lines);
                     }

@@ -131,28 +131,36 @@ impl Inner {
     }
 
     /// The selected local origin of every local route id (for the view).
-    /// The policy `key` names, from BGP's table or what is held.
+    /// What the policy `key` says, from BGP's table or what is held; none
+    /// for an invalid policy, which has no active path to describe (not the
+    /// one it had before).
     fn policy_info(&self, key: Option<PolicyKey>) -> Option<PolicyInfo> {
-        key.and_then(|k| self.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| self.held_policies.get(&k))).cloned()
+        key.filter(|k| !self.bgp.invalid.contains(k))
+            .and_then(|k| self.bgp.policies.get(&k).map(|(_, i)| i).or_else(|| self.held_policies.get(&k)))
+            .cloned()
     }
 
     fn view(&self) -> OriginsView {
         let mut view = OriginsView { local: self.local_origins(), ..OriginsView::default() };
         for (prefix, key) in &self.installed {
-            view.bgp.insert(*prefix, self.policy_info(*key));
+            view.bgp.insert(*prefix, (*key, self.policy_info(*key)));
         }
         view
     }
 
-    /// What [`Inner::view`]'s `origin` says of one route, looked up alone.
-    fn origin_of(&self, table: Table, prefix: IpNetwork) -> (Origin, Option<PolicyInfo>) {
+    /// [`Inner::view`] of one route only: what it says of that route, the
+    /// rest empty.
+    fn view_of(&self, table: Table, prefix: IpNetwork) -> OriginsView {
+        let mut view = OriginsView::default();
         if let (Table::Main, Some(key)) = (table, self.installed.get(&prefix)) {
-            return (Origin::Bgp, self.policy_info(*key));
+            view.bgp.insert(prefix, (*key, self.policy_info(*key)));
+            return view;
         }
         let id = (table, prefix);
-        let local = [Origin::Static, Origin::Agent].iter().any(|o| self.tables.local(*o).contains_key(&id));
-        let chosen = if local { self.tables.select(&id, || None).map(|(o, _)| o) } else { None };
-        (chosen.unwrap_or(Origin::Static), None)
+        if [Origin::Static, Origin::Agent].iter().any(|o| self.tables.local(*o).contains_key(&id)) {
+            view.local.extend(self.tables.select(&id, || None).map(|(o, _)| (id, o)));
+        }
+        view
     }
 
     fn local_origins(&self) -> BTreeMap<RouteId, Origin> {
@@ -791,13 +799,12 @@ impl Origins {
         }
     }
 
-    /// Where the route for `prefix` in `table` came from, and for a BGP
-    /// route the policy it is steered into: [`OriginsView::origin`] for one
-    /// route, without building the view of every route (which `get` did
-    /// twice, for a second of CPU at a million routes with the lock held
-    /// and every change waiting).
-    pub fn origin_of(&self, table: Table, prefix: IpNetwork) -> (Origin, Option<PolicyInfo>) {
-        self.lock().origin_of(table, prefix)
+    /// [`Origins::view`] of the route for `prefix` in `table` only: what
+    /// explaining one destination needs, without building the view of every
+    /// route (which `get` did twice, for a second of CPU at a million routes
+    /// with the lock held and every change waiting).
+    pub fn view_of(&self, table: Table, prefix: IpNetwork) -> OriginsView {
+        self.lock().view_of(table, prefix)
     }
 
     /// The origin of each route in force, for the agent's `ListRoutes`.
@@ -825,7 +832,9 @@ fn read_notes(notes: &[u8]) -> BTreeMap<PolicyKey, PolicyInfo> {
 #[derive(Debug, Clone, Default)]
 pub struct OriginsView {
     local: BTreeMap<RouteId, Origin>,
-    bgp: BTreeMap<IpNetwork, Option<PolicyInfo>>,
+    /// BGP's prefixes: the policy each is steered into (when known) and,
+    /// while that policy has a valid candidate path, what it says.
+    bgp: BTreeMap<IpNetwork, (Option<PolicyKey>, Option<PolicyInfo>)>,
 }
 
 impl OriginsView {
@@ -854,8 +863,9 @@ impl OriginsView {
                     view.local.insert(id, Origin::Agent);
                 }
                 Noted::Bgp(key) if id.0 == Table::Main => {
-                    let info = key.and_then(|(color, endpoint)| infos.get(&PolicyKey { color, endpoint })).cloned();
-                    view.bgp.insert(id.1, info);
+                    let key = key.map(|(color, endpoint)| PolicyKey { color, endpoint });
+                    let info = key.and_then(|k| infos.get(&k)).cloned();
+                    view.bgp.insert(id.1, (key, info));
                 }
                 Noted::Bgp(_) => {}
             }
@@ -867,11 +877,29 @@ impl OriginsView {
     /// route the policy it is steered into.
     pub fn origin(&self, table: Table, prefix: IpNetwork) -> (Origin, Option<&PolicyInfo>) {
         // The prefixes listed as BGP's are those where BGP's route won.
-        if let (Table::Main, Some(info)) = (table, self.bgp.get(&prefix)) {
+        if let (Table::Main, Some((_, info))) = (table, self.bgp.get(&prefix)) {
             return (Origin::Bgp, info.as_ref());
         }
         (self.local.get(&(table, prefix)).copied().unwrap_or(Origin::Static), None)
     }
+
+    /// For a BGP route, the SR policy it is steered into as `routes` and
+    /// `get` show it: what [`OriginsView::origin`]'s [`PolicyInfo`] says,
+    /// or, for a policy with no valid candidate path (which has no active
+    /// path to describe), its color and endpoint and that it is invalid.
+    /// `None` for a route that is not BGP's, or whose policy is not known.
+    pub fn bgp_policy(&self, table: Table, prefix: IpNetwork) -> Option<String> {
+        match (table, self.bgp.get(&prefix)?) {
+            (Table::Main, (_, Some(info))) => Some(info.to_string()),
+            (Table::Main, (Some(k), None)) => Some(invalid_policy_text(k)),
+            _ => None,
+        }
+    }
+}
+
+/// How a BGP route's policy with no valid candidate path is shown.
+fn invalid_policy_text(key: &PolicyKey) -> String {
+    format!("policy color {} endpoint {}, from BGP: no valid candidate path", key.color, key.endpoint)
 }
 
 #[cfg(test)]
@@ -938,8 +966,9 @@ mod tests {
         for p in ["10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16", "10.4.0.0/16", "10.9.0.0/16"] {
             let prefix: IpNetwork = p.parse().unwrap();
             for table in [Table::Main, Table::alternate(1).unwrap()] {
-                let (origin, info) = view.origin(table, prefix);
-                assert_eq!(inner.origin_of(table, prefix), (origin, info.cloned()), "{p} in {table:?}");
+                let one = inner.view_of(table, prefix);
+                assert_eq!(one.origin(table, prefix), view.origin(table, prefix), "{p} in {table:?}");
+                assert_eq!(one.bgp_policy(table, prefix), view.bgp_policy(table, prefix), "{p} in {table:?}");
             }
         }
     }

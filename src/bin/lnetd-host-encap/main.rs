@@ -408,7 +408,7 @@ fn origins_of(
         #[cfg(feature = "bgp")]
         {
             let (origin, info) = view.origin(_table, _prefix);
-            (origin.to_string(), info.map(|i| i.to_string()), info.and_then(|i| i.binding_sid))
+            (origin.to_string(), view.bgp_policy(_table, _prefix), info.and_then(|i| i.binding_sid))
         }
         #[cfg(not(feature = "bgp"))]
         ("static".to_owned(), None, None)
