@@ -32,6 +32,9 @@ pub struct BgpCounters {
     pub decode_errors: AtomicU64,
     /// Segments of a type other than A (SR-MPLS label) received: their lists are not used.
     pub ignored_segments: AtomicU64,
+    /// Candidate paths with more usable segment lists than a policy holds
+    /// (8): cut to the first 8, counted once per change of such a path.
+    pub segment_lists_cut: AtomicU64,
     /// Merged states applied, and refused.
     pub applies: AtomicU64,
     /// Applies refused by the dataplane.
@@ -151,6 +154,12 @@ impl BgpCounters {
             "counter",
             "Segments of types other than SR-MPLS labels; their segment lists are not used.",
             get(&self.ignored_segments),
+        );
+        family(
+            "segment_lists_cut_total",
+            "counter",
+            "Candidate paths with more than 8 usable segment lists, cut to the first 8 (once per change of such a path).",
+            get(&self.segment_lists_cut),
         );
         family("applies_total", "counter", "Merged states applied to the dataplane.", get(&self.applies));
         family("apply_errors_total", "counter", "Merged states the dataplane refused.", get(&self.apply_errors));

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use super::accept::Addressing;
 use super::enlp::Enlp;
-use crate::domain::label::{Label, LabelStack};
+use crate::domain::label::{Label, LabelError, LabelStack};
 use crate::domain::policy::{Policy, SegmentList, MAX_SEGMENT_LISTS};
 
 /// An SR policy's identity on a headend: (color, endpoint).
@@ -104,6 +104,49 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// Why one segment list of a candidate path is not usable: the rule it
+/// broke, for the log (a path with no usable list is invalid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListProblem {
+    /// It has no segment.
+    Empty,
+    /// Its weight is 0.
+    WeightZero,
+    /// It has segments of other types than SR-MPLS labels (type A): SRv6
+    /// SIDs or addresses to resolve, which this headend cannot push.
+    OtherSegmentTypes(u32),
+    /// More labels than the dataplane pushes.
+    TooDeep {
+        /// Its labels.
+        labels: usize,
+        /// The most it may have: 16, or 15 when the path's ENLP puts an
+        /// explicit null at the bottom.
+        max: usize,
+    },
+    /// A label that cannot be pushed (a reserved value, or out of range).
+    Label(LabelError),
+}
+
+impl fmt::Display for ListProblem {
+    /// The rule broken, e.g. `weight 0 (a list needs a weight above 0)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListProblem::Empty => f.write_str("no segment (a list needs 1 to 16 labels)"),
+            ListProblem::WeightZero => f.write_str("weight 0 (a list needs a weight above 0)"),
+            ListProblem::OtherSegmentTypes(n) => {
+                write!(f, "{n} segment(s) of types other than SR-MPLS labels (type A), which this headend cannot push")
+            }
+            ListProblem::TooDeep { labels, max } if *max < LabelStack::MAX_DEPTH => write!(
+                f,
+                "{labels} labels, more than {max} (at most {}, less one for the explicit null its ENLP asks for)",
+                LabelStack::MAX_DEPTH
+            ),
+            ListProblem::TooDeep { labels, max } => write!(f, "{labels} labels, more than the {max} pushed"),
+            ListProblem::Label(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// A candidate path (one SR Policy NLRI) as received from BGP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -171,6 +214,35 @@ impl Candidate {
         }
     }
 
+    /// Why `list` (one of its lists) is not usable, if it is not: the first
+    /// rule it breaks.
+    pub fn list_problem(&self, list: &CandidateList) -> Option<ListProblem> {
+        // An explicit null goes at the bottom of every list: it needs room.
+        let max = LabelStack::MAX_DEPTH - usize::from(self.enlp.is_some_and(Enlp::pushes));
+        if list.unsupported > 0 {
+            Some(ListProblem::OtherSegmentTypes(list.unsupported))
+        } else if list.labels.is_empty() {
+            Some(ListProblem::Empty)
+        } else if list.weight == 0 {
+            Some(ListProblem::WeightZero)
+        } else if list.labels.len() > max {
+            Some(ListProblem::TooDeep { labels: list.labels.len(), max })
+        } else {
+            list.labels.iter().find_map(|v| Label::new(*v).err()).map(ListProblem::Label)
+        }
+    }
+
+    /// Its lists that are not usable, by position (0 first), with why.
+    pub fn list_problems(&self) -> Vec<(usize, ListProblem)> {
+        self.lists.iter().enumerate().filter_map(|(i, l)| Some((i, self.list_problem(l)?))).collect()
+    }
+
+    /// How many of its lists are usable (more than a policy holds are cut:
+    /// see [`MAX_SEGMENT_LISTS`]).
+    pub fn usable_lists(&self) -> usize {
+        self.lists.iter().filter(|l| self.list_problem(l).is_none()).count()
+    }
+
     /// Why it is invalid, if it is.
     pub fn invalid(&self) -> Option<Invalid> {
         self.problem.or_else(|| self.policy().is_none().then_some(Invalid::NoUsableSegmentList))
@@ -197,12 +269,10 @@ impl Candidate {
         if self.problem.is_some() {
             return None;
         }
-        // An explicit null goes at the bottom of every list: it needs room.
-        let depth = LabelStack::MAX_DEPTH - usize::from(self.enlp.is_some_and(Enlp::pushes));
         let usable: Vec<(u32, LabelStack)> = self
             .lists
             .iter()
-            .filter(|l| l.unsupported == 0 && l.weight > 0 && l.labels.len() <= depth)
+            .filter(|l| self.list_problem(l).is_none())
             .filter_map(|l| {
                 let labels: Option<Vec<Label>> = l.labels.iter().map(|v| Label::new(*v).ok()).collect();
                 Some((l.weight, LabelStack::new(labels?).ok()?))
@@ -302,6 +372,36 @@ mod tests {
         assert_eq!((s.distinguisher, s.preference, s.binding_sid), (Some(2), 200, Some(24002)));
         assert_eq!(s.policy.unwrap().to_string(), "17001");
         assert_eq!(s.candidates, 2);
+    }
+
+    /// The log said the same generic rule for a weight 0, 17 labels and a
+    /// reserved label: each list now says which rule it broke.
+    #[test]
+    fn each_unusable_list_says_which_rule_it_broke() {
+        let deep: Vec<u32> = (16001..16018).collect();
+        let mut c = cand(1, 100, &[(0, &[16001]), (1, &deep), (1, &[16001, 3]), (1, &[]), (1, &[16002])]);
+        c.lists.push(CandidateList { weight: 1, labels: vec![16003], unsupported: 1 });
+        let text: Vec<String> = c.list_problems().iter().map(|(i, p)| format!("{i}: {p}")).collect();
+        assert_eq!(
+            text,
+            [
+                "0: weight 0 (a list needs a weight above 0)",
+                "1: 17 labels, more than the 16 pushed",
+                "2: label 3 is the special-purpose Implicit NULL label, which a host neither pushes nor pops; use a \
+                 label of 16 or above (0 and 2, the explicit nulls, are allowed)",
+                "3: no segment (a list needs 1 to 16 labels)",
+                "5: 1 segment(s) of types other than SR-MPLS labels (type A), which this headend cannot push",
+            ]
+        );
+        assert_eq!(c.usable_lists(), 1);
+        // With an explicit null to push, 16 labels are one too many.
+        let mut c = cand(1, 100, &[(1, &deep[..16])]);
+        c.enlp = Some(Enlp::Both);
+        assert_eq!(
+            c.list_problems()[0].1.to_string(),
+            "16 labels, more than 15 (at most 16, less one for the explicit null its ENLP asks for)"
+        );
+        assert_eq!(c.invalid(), Some(Invalid::NoUsableSegmentList));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::select::{select_live, Candidate, Invalid, PolicyKey, Selected};
 use super::steer::{policy_for, steer, ColoredRoute};
 use super::wire::{Learned as Said, Nlri, PathUpdate};
 use crate::domain::label::Label;
-use crate::domain::policy::NoLivePath;
+use crate::domain::policy::{NoLivePath, MAX_SEGMENT_LISTS};
 
 /// A path as kept: what it says, who taught it, whether its peer went down.
 #[derive(Debug)]
@@ -76,6 +76,20 @@ pub(super) struct Taught {
     pub(super) paths: usize,
 }
 
+/// For a path with no usable segment list, which rule each list broke (the
+/// reason alone read the same for a weight 0, 17 labels and a reserved
+/// label); empty for the other reasons.
+fn list_problems_text(c: &Candidate, reason: Invalid) -> String {
+    if reason != Invalid::NoUsableSegmentList {
+        return String::new();
+    }
+    if c.lists.is_empty() {
+        return "; it has no segment list".to_owned();
+    }
+    let lists: Vec<String> = c.list_problems().iter().map(|(i, p)| format!("list {}: {p}", i + 1)).collect();
+    format!("; {}", lists.join("; "))
+}
+
 /// Who sent a path, for the logs.
 pub(super) fn sender(neighbor: &str) -> String {
     if neighbor.is_empty() {
@@ -134,8 +148,9 @@ impl Table {
                         if self.invalid.insert(id, reason) != Some(reason) {
                             log::warn!(
                                 "BGP: SR policy {key} distinguisher {distinguisher} from {} is an invalid candidate \
-                                 path, never active: {reason}",
-                                sender(&neighbor)
+                                 path, never active: {reason}{}",
+                                sender(&neighbor),
+                                list_problems_text(&c, reason)
                             );
                         }
                     }
@@ -147,6 +162,16 @@ impl Table {
                             );
                         }
                     }
+                }
+                let usable = c.usable_lists();
+                if usable > MAX_SEGMENT_LISTS && self.candidates.get(&id).map(|e| &e.value) != Some(&c) {
+                    add(&counters.segment_lists_cut, 1);
+                    log::warn!(
+                        "BGP: SR policy {key} distinguisher {distinguisher} from {} has {usable} usable segment \
+                         lists: only the first {MAX_SEGMENT_LISTS} are used (a policy holds at most \
+                         {MAX_SEGMENT_LISTS}); the others carry no traffic",
+                        sender(&neighbor)
+                    );
                 }
                 if let Some(name) = &c.name {
                     log::debug!("BGP: SR policy {key} distinguisher {distinguisher} is named {name:?}");
@@ -572,6 +597,49 @@ mod tests {
         // A withdrawal from a peer that is up is applied at once.
         t.update(PathUpdate { nlri: a, neighbor: "10.201.0.1".into(), learned: None }, &none, &counters);
         assert!(t.compute(&counters).routes.is_empty());
+    }
+
+    /// An invalid path's WARN names each list and the rule it broke.
+    #[test]
+    fn an_invalid_paths_log_names_each_lists_problem() {
+        let mut c = Candidate::new(1, key());
+        c.lists = vec![
+            CandidateList { weight: 0, labels: vec![16001], unsupported: 0 },
+            CandidateList { weight: 1, labels: vec![16001, 3], unsupported: 0 },
+        ];
+        let text = list_problems_text(&c, Invalid::NoUsableSegmentList);
+        assert!(text.starts_with("; list 1: weight 0 (a list needs a weight above 0); list 2: label 3 is"), "{text}");
+        assert_eq!(
+            list_problems_text(&Candidate::new(1, key()), Invalid::NoUsableSegmentList),
+            "; it has no segment list"
+        );
+        assert_eq!(list_problems_text(&c, Invalid::NoTunnelEncapsulation), "");
+    }
+
+    /// More than 8 usable lists were cut to 8 silently: counted (and
+    /// logged) once per change of the path, not at every re-announcement.
+    #[test]
+    fn more_than_eight_usable_lists_are_cut_and_counted_once_per_change() {
+        let counters = BgpCounters::default();
+        let mut t = Table::default();
+        let none = HashSet::new();
+        let nine = |w: u32| {
+            let mut u = candidate(1, 16001, Addressing::peer());
+            if let Some(Said::Candidate(c)) = &mut u.learned {
+                c.lists =
+                    (0..9).map(|i| CandidateList { weight: w, labels: vec![17000 + i], unsupported: 0 }).collect();
+            }
+            u
+        };
+        t.update(nine(1), &none, &counters);
+        t.update(nine(1), &none, &counters);
+        assert_eq!(counters.segment_lists_cut.load(std::sync::atomic::Ordering::Relaxed), 1);
+        t.update(nine(2), &none, &counters);
+        assert_eq!(counters.segment_lists_cut.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let table = t.compute(&counters);
+        assert_eq!(table.policies.values().next().map(|(p, _)| p.lists().len()), Some(8));
+        t.update(candidate(1, 16001, Addressing::peer()), &none, &counters);
+        assert_eq!(counters.segment_lists_cut.load(std::sync::atomic::Ordering::Relaxed), 2, "one list: not cut");
     }
 
     /// The held gauge counts these: withdrawn while the session was down,
