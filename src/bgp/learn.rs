@@ -103,6 +103,7 @@ pub async fn run(
         recent: VecDeque::new(),
         established_at: HashMap::new(),
         applied_once: false,
+        outage: Outage::default(),
     };
     let mut first = true;
     loop {
@@ -111,11 +112,16 @@ pub async fn run(
         }
         match learner.session(first, &mut shutdown).await {
             Ok(()) => return,
-            Err(e) => {
-                if !first || !e.is_empty() {
-                    log::warn!("BGP: {e}; retrying in 1 s");
+            Err(e) => match learner.outage.failed(Instant::now()) {
+                Failure::First => {
+                    log::warn!("BGP: {e}; retrying every 1 s (logged again at most once a minute while it fails)")
                 }
-            }
+                Failure::Again { attempts, over } => log::warn!(
+                    "BGP: {e}; still failing after {attempts} attempts over {} s; retrying every 1 s",
+                    over.as_secs()
+                ),
+                Failure::Quiet => log::debug!("BGP: {e}; retrying in 1 s"),
+            },
         }
         first = false;
         tokio::select! {
@@ -150,6 +156,65 @@ struct Learner {
     /// of it succeeded and `table` was not replaced since): a batch that
     /// steers nothing again may then hand over the policies alone.
     applied_once: bool,
+    /// GoBGP's API failing to answer, for the log.
+    outage: Outage,
+}
+
+/// How often a failure to reach GoBGP's API is logged at warn while it
+/// goes on: it is retried every second (3,600 lines an hour otherwise).
+const OUTAGE_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// GoBGP's API failing, as logged: the first failure at warn, then at most
+/// one warn a minute (debug in between), and the return once.
+#[derive(Debug, Default)]
+struct Outage {
+    /// The first failure of this outage.
+    since: Option<Instant>,
+    /// Failed attempts in this outage.
+    attempts: u64,
+    /// The last failure logged at warn.
+    warned: Option<Instant>,
+}
+
+/// How one failure is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The first of an outage: warn.
+    First,
+    /// A minute or more after the last warn: warn again, with the count.
+    Again {
+        /// Failed attempts so far.
+        attempts: u64,
+        /// Since the first.
+        over: Duration,
+    },
+    /// In between: debug.
+    Quiet,
+}
+
+impl Outage {
+    fn failed(&mut self, now: Instant) -> Failure {
+        self.attempts += 1;
+        let since = *self.since.get_or_insert(now);
+        match self.warned {
+            None => {
+                self.warned = Some(now);
+                Failure::First
+            }
+            Some(t) if now.duration_since(t) >= OUTAGE_WARN_EVERY => {
+                self.warned = Some(now);
+                Failure::Again { attempts: self.attempts, over: now.duration_since(since) }
+            }
+            Some(_) => Failure::Quiet,
+        }
+    }
+
+    /// Connected: how long the outage lasted and how many attempts failed,
+    /// if there was one; the next failure starts a new outage.
+    fn ended(&mut self, now: Instant) -> Option<(Duration, u64)> {
+        let Outage { since, attempts, .. } = std::mem::take(self);
+        Some((now.duration_since(since?), attempts))
+    }
 }
 
 /// How many recent SR Policy paths are kept for the log when GoBGP goes away.
@@ -237,6 +302,14 @@ impl Learner {
         set(&self.counters.api_connected, 1);
         add(&self.counters.resyncs, 1);
         log::info!("BGP: connected to GoBGP at {}, {} best paths", self.config.api, snapshot.len());
+        if let Some((lasted, attempts)) = self.outage.ended(Instant::now()) {
+            // At warn: the outage was, so an operator reading warnings sees its end.
+            log::warn!(
+                "BGP: GoBGP's API at {} is back after {} s ({attempts} failed attempts)",
+                self.config.api,
+                lasted.as_secs()
+            );
+        }
 
         // The snapshot replaces what was known; under `keep` the routes
         // installed now stay until BGP has had the stale time to teach them.
@@ -528,7 +601,7 @@ impl Learner {
                 if changed > 0 {
                     *lock(&self.counters.last_change) = Some((std::time::SystemTime::now(), changed as u64));
                 }
-                log::info!("BGP: {report}");
+                log::log!(report_level(changed), "BGP: {report}");
             }
             Ok(Err(e)) => {
                 // The origins kept their last table: the next batch hands over everything.
@@ -603,6 +676,16 @@ fn session_change(peers: &mut HashMap<String, bool>, neighbor: &str, up: bool) -
         (_, true) => Some(SessionChange::Established),
         (Some(true), false) => Some(SessionChange::Lost),
         (_, false) => Some(SessionChange::NotEstablished),
+    }
+}
+
+/// The level of an apply's report: a batch that changed nothing (a
+/// re-announcement, a withdrawal kept) is routine, not worth a line at info.
+fn report_level(changed: usize) -> log::Level {
+    if changed > 0 {
+        log::Level::Info
+    } else {
+        log::Level::Debug
     }
 }
 
@@ -739,6 +822,37 @@ mod tests {
         );
         let held = stale_removed_text(None, 4, 1, Duration::from_secs(5));
         assert!(held.starts_with("BGP: 4 routes and 1 SR policy candidate paths held while GoBGP was away"), "{held}");
+    }
+
+    /// GoBGP down: the retry every second warned every second (3,600 lines
+    /// an hour). First failure at warn, then once a minute, debug between;
+    /// its end is said once, and the next failure starts afresh.
+    #[test]
+    fn an_outage_warns_once_then_once_a_minute_and_says_when_it_ended() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut o = Outage::default();
+        let logged: Vec<(u64, Failure)> = (0..130).map(|s| (s, o.failed(at(s)))).collect();
+        let warned: Vec<&(u64, Failure)> = logged.iter().filter(|(_, f)| *f != Failure::Quiet).collect();
+        assert_eq!(
+            warned,
+            [
+                &(0, Failure::First),
+                &(60, Failure::Again { attempts: 61, over: Duration::from_secs(60) }),
+                &(120, Failure::Again { attempts: 121, over: Duration::from_secs(120) }),
+            ]
+        );
+        assert_eq!(o.ended(at(131)), Some((Duration::from_secs(131), 130)));
+        assert_eq!(o.ended(at(132)), None, "said once");
+        assert_eq!(o.failed(at(140)), Failure::First, "a new outage");
+    }
+
+    /// "BGP: 0 added, 0 replaced, 0 removed, 0 unchanged" was an INFO line
+    /// for every batch that changed nothing.
+    #[test]
+    fn a_batch_that_changed_nothing_is_reported_at_debug() {
+        assert_eq!(report_level(0), log::Level::Debug);
+        assert_eq!(report_level(1), log::Level::Info);
     }
 
     #[test]
