@@ -227,6 +227,18 @@ fn router_id_of(reply: &api::GetBgpResponse) -> Option<Ipv4Addr> {
     text.parse::<Ipv4Addr>().ok().filter(|id| !id.is_unspecified())
 }
 
+/// The warning when `--bgp-router-id` is not GoBGP's own router ID: route
+/// targets are matched against the flag's, so paths the controller
+/// addressed to GoBGP's identifier are ignored (and the reverse).
+fn router_id_mismatch(configured: Ipv4Addr, gobgps: Option<Ipv4Addr>) -> Option<String> {
+    let theirs = gobgps.filter(|t| *t != configured)?;
+    Some(format!(
+        "BGP: --bgp-router-id ([bgp] router_id) {configured} is not GoBGP's router ID {theirs}: SR policies are used only when a route \
+         target names {configured}, so paths addressed to {theirs} are ignored; give GoBGP's, or leave the flag out \
+         to use it"
+    ))
+}
+
 /// A peer event as a session change to queue; `None` for what is not one:
 /// GoBGP's "end of initial list" marker, which carries an empty peer (its
 /// address prints as `<nil>`), and any peer without a usable address.
@@ -264,9 +276,17 @@ impl Learner {
         };
         let mut events =
             client.watch_event(request).await.map_err(|e| format!("WatchEvent refused: {}", e.message()))?.into_inner();
+        // Read even when --bgp-router-id is given: a different one is worth saying.
+        let gobgps = client.get_bgp(api::GetBgpRequest {}).await;
         let router_id = match self.config.router_id {
-            Some(id) => Some(id),
-            None => match client.get_bgp(api::GetBgpRequest {}).await {
+            Some(id) => {
+                let theirs = gobgps.as_ref().ok().and_then(|reply| router_id_of(reply.get_ref()));
+                if let Some(text) = router_id_mismatch(id, theirs) {
+                    log::warn!("{text}");
+                }
+                Some(id)
+            }
+            None => match gobgps {
                 Ok(reply) => {
                     let id = router_id_of(reply.get_ref());
                     if id.is_none() {
@@ -853,6 +873,20 @@ mod tests {
     fn a_batch_that_changed_nothing_is_reported_at_debug() {
         assert_eq!(report_level(0), log::Level::Debug);
         assert_eq!(report_level(1), log::Level::Info);
+    }
+
+    /// A --bgp-router-id other than GoBGP's was accepted silently.
+    #[test]
+    fn a_router_id_flag_other_than_gobgps_is_named_with_both() {
+        let (mine, theirs): (Ipv4Addr, Ipv4Addr) = ("10.0.0.9".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let text = router_id_mismatch(mine, Some(theirs)).expect("a warning");
+        assert!(
+            text.starts_with("BGP: --bgp-router-id ([bgp] router_id) 10.0.0.9 is not GoBGP's router ID 10.0.0.2")
+                && text.contains("paths addressed to 10.0.0.2 are ignored"),
+            "{text}"
+        );
+        assert_eq!(router_id_mismatch(mine, Some(mine)), None);
+        assert_eq!(router_id_mismatch(mine, None), None, "GoBGP has none, or did not say");
     }
 
     #[test]
