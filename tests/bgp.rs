@@ -879,3 +879,19 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
     gobgp_paths(a.ctl(), CTL_API, vec![candidate_path(&for_a, ctl_addr)], true);
     until_labels(&a, "198.51.100.7", &[21001, 0], Duration::from_secs(3));
 }
+
+/// What `keep` covers behind a route reflector was not said: the controller
+/// failing is not a session loss at the host (the reflector's session stays
+/// up and sends real withdrawals). The help says so (docs/bgp.md too).
+#[test]
+fn the_session_down_help_says_what_keep_covers_behind_a_route_reflector() {
+    let out = Command::new(BIN).args(["agent", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "Behind a route reflector, keep covers this host's session or its gobgpd going down, not the \
+             controller failing"
+        ),
+        "{help}"
+    );
+}

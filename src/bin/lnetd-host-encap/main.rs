@@ -263,7 +263,10 @@ struct BgpArgs {
     api: Option<String>,
     /// When a BGP session (or GoBGP) goes down: keep the routes it taught
     /// (until it is back and has had --bgp-stale-time to teach them again),
-    /// or withdraw them at once. Default: keep.
+    /// or withdraw them at once. Default: keep. Behind a route reflector,
+    /// keep covers this host's session or its gobgpd going down, not the
+    /// controller failing: the reflector's session stays up and passes on
+    /// real withdrawals, which are applied.
     #[cfg(feature = "bgp")]
     #[arg(long = "bgp-session-down", value_name = "keep|withdraw")]
     session_down: Option<lnetd_host_encap::bgp::SessionDown>,
