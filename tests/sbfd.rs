@@ -767,3 +767,84 @@ fn with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_lab
         t.join().unwrap();
     }
 }
+
+/// `GET /metrics` from the agent's metrics listener in `lab`'s host namespace.
+fn metrics_text(lab: &VethLab, addr: &str) -> String {
+    use std::io::{Read, Write};
+    lab.host
+        .run(|| {
+            let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).unwrap();
+            body
+        })
+        .unwrap()
+}
+
+/// At boot the router's MAC is often not yet in the neighbour table. The
+/// agent keeps trying to start S-BFD (it used to give up at the first try
+/// and run unchecked for its whole life), and while it is configured but
+/// not running `status`, `GetLiveness` and the metrics say so and why.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn sbfd_waits_for_the_routers_mac_says_why_meanwhile_and_starts_once_it_is_known() {
+    privileged("sbfd_waits_for_the_routers_mac_says_why_meanwhile_and_starts_once_it_is_known");
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    let router = VethLab::ROUTER_V4.to_string();
+    lab.host.ip(&["-4", "neigh", "del", &router, "dev", VethLab::HOST_IF]).unwrap();
+    let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
+    let _leftovers = Leftovers(&lab, socket.clone());
+    const METRICS: &str = "127.0.0.1:19469";
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", METRICS])
+        // Nothing listens there: the learner retries, S-BFD is independent of it.
+        .args(["--bgp-api", "127.0.0.1:9", "--sbfd-interval-ms", "20"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = common::ChildGuard(child);
+    wait_for("the agent's socket", Duration::from_secs(20), || {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let client = Agent { path: socket.clone(), stop: None, thread: None };
+
+    // Configured, not running, and saying why.
+    let reply = client.liveness(0, "").unwrap();
+    assert!(!reply.enabled, "{reply:?}");
+    assert!(reply.not_running.contains("cannot tell the router's MAC"), "{reply:?}");
+    assert_eq!((reply.interval_ms, reply.multiplier), (20, 3), "the configured timers: {reply:?}");
+    let status = command(&lab, &["status"]);
+    assert!(
+        status
+            .contains("sbfd:   NOT running (configured every 20 ms x 3, hold-down 5000 ms): S-BFD on h0: cannot tell"),
+        "{status}"
+    );
+    let metrics = metrics_text(&lab, METRICS);
+    assert!(metrics.contains("lnetd_host_encap_sbfd_running{interface=\"h0\",reason=\"router_mac\"} 0"), "{metrics}");
+    // Still not running a few attempts later: it keeps trying.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!client.liveness(0, "").unwrap().enabled);
+
+    // The router's MAC appears (ARP at boot): S-BFD starts on its own.
+    let mac = "02:00:00:00:00:01";
+    lab.host
+        .ip(&["-4", "neigh", "replace", &router, "lladdr", mac, "dev", VethLab::HOST_IF, "nud", "permanent"])
+        .unwrap();
+    let took = wait_for("S-BFD running", Duration::from_secs(5), || client.liveness(0, "").is_ok_and(|r| r.enabled));
+    println!("S-BFD started {took:?} after the router's MAC appeared");
+    let reply = client.liveness(0, "").unwrap();
+    assert!(reply.not_running.is_empty(), "{reply:?}");
+    let status = command(&lab, &["status"]);
+    assert!(status.contains("sbfd:   every 20 ms x 3, hold-down 5000 ms: 0 lists"), "{status}");
+    let metrics = metrics_text(&lab, METRICS);
+    assert!(metrics.contains("lnetd_host_encap_sbfd_running{interface=\"h0\",reason=\"\"} 1"), "{metrics}");
+    assert!(metrics.contains("lnetd_host_encap_sbfd_probes_sent_total{interface=\"h0\"}"), "{metrics}");
+    drop(client);
+    drop(agent);
+}

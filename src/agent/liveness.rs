@@ -33,13 +33,21 @@ pub(crate) fn reply(
     let mut reply = pb::LivenessReply { interface: iface.to_owned(), ..Default::default() };
     let Some(counters) = counters else { return Ok(reply) };
     let status = counters.sbfd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(engine) = &status.engine else { return Ok(reply) };
-    let timers = engine.timers();
+    let set_timers = |reply: &mut pb::LivenessReply, timers: crate::bgp::sbfd::Timers| {
+        reply.interval_ms = u32::try_from(timers.interval.as_millis()).unwrap_or(u32::MAX);
+        reply.multiplier = u32::from(timers.multiplier);
+        reply.hold_down_ms = u32::try_from(timers.hold_down.as_millis()).unwrap_or(u32::MAX);
+    };
+    let Some(engine) = &status.engine else {
+        if let (Some(timers), Some(why)) = (status.configured, &status.not_running) {
+            set_timers(&mut reply, timers);
+            reply.not_running = why.to_string();
+        }
+        return Ok(reply);
+    };
     let stats = engine.stats();
     reply.enabled = true;
-    reply.interval_ms = u32::try_from(timers.interval.as_millis()).unwrap_or(u32::MAX);
-    reply.multiplier = u32::from(timers.multiplier);
-    reply.hold_down_ms = u32::try_from(timers.hold_down.as_millis()).unwrap_or(u32::MAX);
+    set_timers(&mut reply, engine.timers());
     reply.probes_sent = stats.sent;
     reply.send_errors = stats.send_errors;
     reply.answers = stats.answers;
@@ -93,11 +101,17 @@ pub fn list_line(l: &pb::SegmentListLiveness) -> String {
 }
 
 /// The lines `get` adds for a route steered into policy (`color`,
-/// `endpoint`): each list of its valid candidate paths and its state.
-/// Empty when S-BFD is off.
+/// `endpoint`): each list of its valid candidate paths and its state, or
+/// why S-BFD, configured, is not running. Empty when S-BFD is off.
 pub(crate) fn explain_lines(counters: Option<&Arc<BgpCounters>>, color: u32, endpoint: IpAddr) -> String {
     let request = pb::LivenessRequest { color, endpoint: endpoint.to_string() };
     let Ok(reply) = reply(counters, "", &request) else { return String::new() };
+    if !reply.not_running.is_empty() {
+        return format!(
+            "\nliveness: S-BFD is configured but not running ({}): the segment lists are used without a liveness check",
+            reply.not_running
+        );
+    }
     if !reply.enabled {
         return String::new();
     }

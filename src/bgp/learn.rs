@@ -74,23 +74,14 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let woken = Arc::new(tokio::sync::Notify::new());
-    let liveness = config.sbfd.clone().and_then(|sbfd| {
-        let notify = Arc::clone(&woken);
-        match Engine::start(sbfd, move || notify.notify_one()) {
-            Ok(engine) => {
-                let engine = Arc::new(engine);
-                lock(&counters.sbfd).engine = Some(Arc::clone(&engine));
-                Some(engine)
-            }
-            Err(e) => {
-                log::error!("{e}: segment lists are used without a liveness check");
-                None
-            }
+    if let Some(sbfd) = config.sbfd.clone() {
+        if let Err(e) = start_liveness(&sbfd, &counters, &woken) {
+            log::error!("{e}: segment lists are used without a liveness check until it starts (retrying every second)");
+            tokio::spawn(retry_liveness(sbfd, Arc::clone(&counters), Arc::clone(&woken), shutdown.clone()));
         }
-    });
+    }
     let config_no_live_path = config.no_live_path;
     let mut learner = Learner {
-        liveness,
         woken,
         keep: config.session_down == SessionDown::Keep,
         config,
@@ -131,11 +122,75 @@ pub async fn run(
     }
 }
 
+/// Starts the S-BFD engine and publishes it in `counters` (where the
+/// learner finds it at its next computation); on failure, publishes why.
+fn start_liveness(
+    sbfd: &super::sbfd::SbfdConfig,
+    counters: &BgpCounters,
+    woken: &Arc<tokio::sync::Notify>,
+) -> Result<(), super::sbfd::SbfdError> {
+    let notify = Arc::clone(woken);
+    let started = Engine::start(sbfd.clone(), move || notify.notify_one());
+    let mut status = lock(&counters.sbfd);
+    status.configured = Some(sbfd.timers);
+    match started {
+        Ok(engine) => {
+            status.engine = Some(Arc::new(engine));
+            status.not_running = None;
+            Ok(())
+        }
+        Err(e) => {
+            status.not_running = Some(e.clone());
+            Err(e)
+        }
+    }
+}
+
+/// Tries to start the S-BFD engine every second until it starts or the
+/// agent stops. At boot the router's MAC is often not yet in the neighbour
+/// table: giving up at the first try left the lists unchecked for the
+/// agent's whole life.
+async fn retry_liveness(
+    sbfd: super::sbfd::SbfdConfig,
+    counters: Arc<BgpCounters>,
+    woken: Arc<tokio::sync::Notify>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = lock(&counters.sbfd).not_running.clone();
+    let mut attempts = 1u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        attempts += 1;
+        match start_liveness(&sbfd, &counters, &woken) {
+            Ok(()) => {
+                log::info!(
+                    "S-BFD on {}: started after {attempts} attempts: segment lists are checked from now on",
+                    sbfd.interface
+                );
+                // The learner hands the engine its lists at its next computation.
+                woken.notify_one();
+                return;
+            }
+            // Said once at error level; the same again every second would drown the log.
+            Err(e) if last.as_ref() == Some(&e) => log::debug!("{e} (attempt {attempts}; retrying every second)"),
+            Err(e) => {
+                log::warn!("{e}: segment lists are still used without a liveness check (retrying every second)");
+                last = Some(e);
+            }
+        }
+    }
+}
+
 struct Learner {
     config: BgpConfig,
-    /// The S-BFD engine, when segment lists are checked.
-    liveness: Option<Arc<Engine>>,
-    /// Woken by the engine when a list becomes usable or unusable.
+    /// Woken by the engine when a list becomes usable or unusable, and
+    /// when the engine starts.
     woken: Arc<tokio::sync::Notify>,
     keep: bool,
     origins: Arc<Origins>,
@@ -578,7 +633,9 @@ impl Learner {
     /// Computes BGP's table and applies the merge (on the blocking pool).
     async fn flush(&mut self, release_held: bool) {
         let started = Instant::now();
-        let resteered = match &self.liveness {
+        // Read at every computation: the engine may have started since the last.
+        let liveness = lock(&self.counters.sbfd).engine.clone();
+        let resteered = match &liveness {
             Some(engine) => {
                 let resteered = self.table.steer_live(&|endpoint, labels| !engine.usable(endpoint, labels));
                 let candidates = || self.table.candidate_paths();

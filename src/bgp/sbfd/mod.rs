@@ -105,6 +105,22 @@ pub enum SbfdError {
     },
 }
 
+impl SbfdError {
+    /// A short, stable name of what is wrong, for a metric's label (the
+    /// message itself says the details): `interface`, `router_mac`,
+    /// `socket`, `source_port`, `reflector`, `timers`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SbfdError::Interface { .. } => "interface",
+            SbfdError::RouterMac { .. } => "router_mac",
+            SbfdError::Socket { .. } => "socket",
+            SbfdError::NoSourcePort => "source_port",
+            SbfdError::Reflector { .. } => "reflector",
+            SbfdError::Timers { .. } => "timers",
+        }
+    }
+}
+
 /// One `--sbfd-reflector ENDPOINT=DISCRIMINATOR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reflector {

@@ -41,6 +41,11 @@ pub struct ListStatus {
 pub struct SbfdStatus {
     /// The running engine, if S-BFD is on.
     pub engine: Option<Arc<Engine>>,
+    /// The configured timers, whenever S-BFD is configured (running or not).
+    pub configured: Option<super::Timers>,
+    /// While S-BFD is configured but its engine could not start (the
+    /// learner retries every second): why, as the last attempt said.
+    pub not_running: Option<super::SbfdError>,
     /// Every list of every valid candidate path, with its policy's color.
     pub lists: Vec<(u32, ListKey)>,
 }
@@ -111,10 +116,32 @@ impl SbfdStatus {
         self.lists().into_iter().filter(|l| l.color == color && l.endpoint == endpoint).collect()
     }
 
-    /// The Prometheus families: `lnetd_host_encap_sbfd_list_up{color,endpoint,list}`
-    /// and the engine's packet counters; nothing when S-BFD is off.
+    /// The Prometheus families: `lnetd_host_encap_sbfd_running` (with the
+    /// reason while it is not), `lnetd_host_encap_sbfd_list_up{color,endpoint,list}`
+    /// and the engine's packet counters; nothing when S-BFD is not configured.
     pub fn prometheus(&self, iface: &str) -> String {
         let mut out = String::new();
+        if self.configured.is_none() && self.engine.is_none() {
+            return out;
+        }
+        // Configured but not running must be visible: otherwise the lists
+        // are used unchecked and nothing says so but one log line.
+        let _ = writeln!(
+            out,
+            "# HELP lnetd_host_encap_sbfd_running 1 while the S-BFD engine runs; 0 while it is configured but \
+             could not start (reason: interface, router_mac, socket, source_port; retried every second, the \
+             segment lists used without a liveness check meanwhile)."
+        );
+        let _ = writeln!(out, "# TYPE lnetd_host_encap_sbfd_running gauge");
+        let reason = match (&self.engine, &self.not_running) {
+            (None, Some(e)) => e.reason(),
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "lnetd_host_encap_sbfd_running{{interface=\"{iface}\",reason=\"{reason}\"}} {}",
+            u8::from(self.engine.is_some())
+        );
         let Some(engine) = &self.engine else { return out };
         let s = engine.stats();
         for (name, help, value) in [

@@ -459,8 +459,8 @@ fn print_text(iface: &str, r: &Report) {
 }
 
 /// The agent's S-BFD state, as `status` prints it: one line of totals, one
-/// per list out of service. Nothing when the agent runs no S-BFD (or
-/// predates `GetLiveness`).
+/// per list out of service; or why S-BFD, configured, is not running.
+/// Nothing when the agent runs no S-BFD (or predates `GetLiveness`).
 #[cfg(feature = "bgp")]
 fn liveness(agent: &std::path::Path) {
     use lnetd_host_encap::agent::proto::v1 as pb;
@@ -469,7 +469,17 @@ fn liveness(agent: &std::path::Path) {
         let mut client = lnetd_host_encap::agent::connect_local(agent).await.ok()?;
         client.get_liveness(pb::LivenessRequest::default()).await.ok().map(tonic::Response::into_inner)
     });
-    let Some(r) = reply.filter(|r| r.enabled) else { return };
+    let Some(r) = reply else { return };
+    if !r.enabled && !r.not_running.is_empty() {
+        println!(
+            "  sbfd:   NOT running (configured every {} ms x {}, hold-down {} ms): {}; retrying every second, segment lists used without a liveness check meanwhile",
+            r.interval_ms, r.multiplier, r.hold_down_ms, r.not_running
+        );
+        return;
+    }
+    if !r.enabled {
+        return;
+    }
     let count = |phase: &str| r.lists.iter().filter(|l| l.phase == phase).count();
     println!(
         "  sbfd:   every {} ms x {}, hold-down {} ms: {} lists: {} up, {} starting, {} down, {} returning, {} unprobed; {} probes sent, {} answers",
