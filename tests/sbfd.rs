@@ -848,3 +848,86 @@ fn sbfd_waits_for_the_routers_mac_says_why_meanwhile_and_starts_once_it_is_known
     drop(client);
     drop(agent);
 }
+
+/// A reload checks the whole file as a start would: a bad `[sbfd]` or
+/// `[bgp]` value is refused with its key and value, the same words a start
+/// gives, and nothing of the file is applied (its static routes neither).
+/// Before, it said "[sbfd] changed, NOT applied (restart the agent)", and
+/// the restart then failed and left no agent.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_reload_refuses_a_file_the_next_start_would_refuse_and_applies_none_of_it() {
+    privileged("a_reload_refuses_a_file_the_next_start_would_refuse_and_applies_none_of_it");
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    let dir = std::env::temp_dir().join(format!("lhe-sbfd-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("host.toml");
+    let file = |sbfd: &str, bgp: &str, label: u32| {
+        format!(
+            "interface = \"{}\"\n[bgp]\napi = \"127.0.0.1:9\"\n{bgp}\n[sbfd]\ninterval_ms = 20\n\
+             router_mac = \"02:00:00:00:00:01\"\n{sbfd}\n[[routes]]\nprefix = \"203.0.113.0/24\"\npolicy = \"{label}\"\n",
+            VethLab::HOST_IF
+        )
+    };
+    std::fs::write(&path, file("", "", 16001)).unwrap();
+    let config = path.to_str().unwrap().to_owned();
+    let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
+    let _leftovers = Leftovers(&lab, socket.clone());
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "generic", "--config", &config])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = common::ChildGuard(child);
+    wait_for("the agent's socket", Duration::from_secs(20), || {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    assert!(command(&lab, &["routes"]).contains("16001"));
+
+    let bad = [
+        ("multiplier = 0", "", "sbfd.multiplier = \"0\""),
+        ("interval_ms = 0", "", "sbfd.interval_ms = \"0\""),
+        ("reflector = [\"nonsense\"]", "", "sbfd.reflector = \"nonsense\""),
+        ("", "session_down = \"bogus\"", "bgp.session_down = \"bogus\""),
+    ];
+    let mut refusals = Vec::new();
+    for (sbfd, bgp, said) in bad {
+        // `interval_ms = 0` replaces the good one: TOML refuses a key twice.
+        let text = file(sbfd, bgp, 16002)
+            .replace("interval_ms = 20\n", if sbfd.starts_with("interval_ms") { "" } else { "interval_ms = 20\n" });
+        std::fs::write(&path, text).unwrap();
+        let out = command_output(&lab, &["reload"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "{sbfd} {bgp}: the reload was accepted: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.contains(said), "{said}: {stderr}");
+        let routes = command(&lab, &["routes"]);
+        assert!(routes.contains("16001") && !routes.contains("16002"), "nothing applied: {routes}");
+        println!("reload refused: {}", stderr.trim());
+        refusals.push((said, stderr));
+    }
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent runs on");
+    drop(agent);
+
+    // A start gives the same words for the same file.
+    for ((sbfd, bgp, said), (_, reloaded)) in bad.iter().zip(&refusals) {
+        let text = file(sbfd, bgp, 16002)
+            .replace("interval_ms = 20\n", if sbfd.starts_with("interval_ms") { "" } else { "interval_ms = 20\n" });
+        std::fs::write(&path, text).unwrap();
+        let out = command_output(&lab, &["agent", "--mode", "generic", "--config", &config]);
+        let started = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}: the start was accepted");
+        let line =
+            |text: &str| text.lines().find(|l| l.contains(said)).map(|l| l[l.find(&config).unwrap_or(0)..].to_owned());
+        assert_eq!(line(&started), line(reloaded), "start: {started}\nreload: {reloaded}");
+        assert!(line(&started).is_some(), "{started}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -413,6 +413,40 @@ impl AgentFile {
         })
     }
 
+    /// Checks every setting's value as a start reads it (`[attach]`,
+    /// `[listeners]`, `[bgp]`, `[sbfd]`), with the same refusal: a reload
+    /// calls it so that a file the next start would refuse is refused now,
+    /// while the agent still runs, rather than reported as "changed, not
+    /// applied" and found at the restart, which would then leave no agent.
+    ///
+    /// # Errors
+    /// [`ConfigError::Value`] naming the first bad key and its value.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        use crate::encap::{Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
+        let a = &self.attach;
+        self.value::<TtlMode>("attach.ttl", a.ttl.as_deref())?;
+        self.value::<MtuPolicy>("attach.mtu_policy", a.mtu_policy.as_deref())?;
+        self.value::<Ipv4Lookup>("attach.lookup", a.lookup.as_deref())?;
+        self.value::<XdpMode>("attach.mode", a.mode.as_deref())?;
+        if let Some(hook) = a.hook.as_deref().filter(|h| !matches!(*h, "xdp" | "egress")) {
+            return Err(ConfigError::Value {
+                path: self.path.clone(),
+                key: "attach.hook".into(),
+                value: hook.into(),
+                reason: "xdp or egress".into(),
+            });
+        }
+        self.value::<super::ReadAccess>("listeners.read_access", self.listeners.read_access.as_deref())?;
+        #[cfg(feature = "bgp")]
+        {
+            let b = &self.bgp;
+            self.value::<crate::bgp::SessionDown>("bgp.session_down", b.session_down.as_deref())?;
+            self.value::<crate::bgp::Precedence>("bgp.precedence", b.precedence.as_deref())?;
+            self.sbfd()?;
+        }
+        Ok(())
+    }
+
     /// The settings that differ from `other`'s and cannot change while the
     /// agent runs (the interface, `[attach]`, `[listeners]`, `[bgp]`, `[sbfd]`): a
     /// reload reports them instead of applying them.
@@ -620,5 +654,35 @@ mod tests {
         assert!(matches!(&e, ConfigError::UnknownKey { key, .. } if key == "sbfd.interval"), "{e:?}");
         let e = AgentFile::from_toml_text(path, "[sbfd]\nmultiplier = 300").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { .. }), "a multiplier over 255: {e:?}");
+    }
+
+    /// What a reload checks before applying anything: every key a start
+    /// reads, refused with its key and value.
+    #[cfg(feature = "bgp")]
+    #[test]
+    fn check_refuses_every_value_a_start_would() {
+        let path = Path::new("c.toml");
+        for (text, key, value) in [
+            ("[attach]\nttl = \"sometimes\"", "attach.ttl", "sometimes"),
+            ("[attach]\nmtu_policy = \"maybe\"", "attach.mtu_policy", "maybe"),
+            ("[attach]\nlookup = \"trie\"", "attach.lookup", "trie"),
+            ("[attach]\nmode = \"fast\"", "attach.mode", "fast"),
+            ("[attach]\nhook = \"ingress\"", "attach.hook", "ingress"),
+            ("[listeners]\nread_access = \"some\"", "listeners.read_access", "some"),
+            ("[bgp]\nsession_down = \"bogus\"", "bgp.session_down", "bogus"),
+            ("[bgp]\nprecedence = \"bgp,bgp\"", "bgp.precedence", "bgp,bgp"),
+            ("[sbfd]\ninterval_ms = 10\nmultiplier = 0", "sbfd.multiplier", "0"),
+            ("[sbfd]\ninterval_ms = 10\nreflector = [\"nonsense\"]", "sbfd.reflector", "nonsense"),
+        ] {
+            let file = AgentFile::from_toml_text(path, text).unwrap();
+            let e = file.check().unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Value { key: k, value: v, .. } if k == key && v == value),
+                "{text}: {e:?}"
+            );
+        }
+        let good =
+            "[attach]\nttl = \"copy\"\nhook = \"egress\"\n[bgp]\nsession_down = \"withdraw\"\n[sbfd]\ninterval_ms = 10";
+        AgentFile::from_toml_text(path, good).unwrap().check().unwrap();
     }
 }

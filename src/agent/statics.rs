@@ -115,6 +115,8 @@ impl Statics {
     pub(crate) fn reload(&self, writes: &Writes) -> Result<ReloadReport, ReloadError> {
         let path = self.path();
         let file = AgentFile::read(&path)?;
+        // Nothing is applied from a file the next start would refuse.
+        file.check()?;
         let restart_needed = self.lock().started.restart_needed(&file);
         self.apply(writes, &file, restart_needed)
     }
