@@ -931,3 +931,33 @@ fn a_reload_refuses_a_file_the_next_start_would_refuse_and_applies_none_of_it() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad S-BFD flags stop the agent before it attaches anything (they were
+/// refused only after the dataplane was attached and pinned, leaving an
+/// XDP program with no agent), and the multiplier's range is said as the
+/// one it is: 1..=255.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn bad_sbfd_flags_are_refused_before_anything_is_attached() {
+    privileged("bad_sbfd_flags_are_refused_before_anything_is_attached");
+    let lab = VethLab::new().expect("lab");
+    let _pins = common::PinGuard(&lab.host, VethLab::HOST_IF);
+    let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
+    let _leftovers = Leftovers(&lab, socket);
+    for (flags, said) in [
+        (["--sbfd-interval-ms", "0", "--sbfd-multiplier", "3"], "0 is not in 1..=60000"),
+        (["--sbfd-interval-ms", "60001", "--sbfd-multiplier", "3"], "60001 is not in 1..=60000"),
+        (["--sbfd-interval-ms", "10", "--sbfd-multiplier", "0"], "0 is not in 1..=255"),
+        (["--sbfd-interval-ms", "10", "--sbfd-multiplier", "256"], "256 is not in 1..=255"),
+    ] {
+        let mut args = vec!["agent", "--mode", "generic", "--bgp-api", "127.0.0.1:9"];
+        args.extend(flags);
+        let out = command_output(&lab, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(said), "{flags:?}: {stderr}");
+        let attached = lab.host.run(|| lnetd_host_encap::testing::lab::attached_xdp_program(VethLab::HOST_IF)).unwrap();
+        assert_eq!(attached.unwrap(), None, "{flags:?}: an XDP program was left attached");
+        let status = command(&lab, &["status"]);
+        assert!(status.contains("no dataplane of lnetd-host-encap is pinned"), "{flags:?}: {status}");
+    }
+}

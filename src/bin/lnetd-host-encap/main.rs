@@ -289,11 +289,13 @@ struct BgpArgs {
     /// a list unanswered for MS x --sbfd-multiplier is taken out of service.
     /// Off when not given. See docs/liveness.md.
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-interval-ms", value_name = "MS")]
+    // Ranges checked while parsing: a bad flag must stop the agent before
+    // it attaches anything.
+    #[arg(long = "sbfd-interval-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     sbfd_interval_ms: Option<u64>,
     /// S-BFD detection multiplier. Default: 3.
     #[cfg(feature = "bgp")]
-    #[arg(long = "sbfd-multiplier", value_name = "N")]
+    #[arg(long = "sbfd-multiplier", value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
     sbfd_multiplier: Option<u8>,
     /// How long a segment list that answers again waits before it is used
     /// again. Default: 5000.

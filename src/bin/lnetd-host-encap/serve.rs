@@ -250,6 +250,22 @@ pub fn agent(
     let file = config.read(iface)?;
     let listeners = listeners.merged(file.as_ref().unwrap_or(&AgentFile::default()))?;
     let bgp = bgp.merged(file.as_ref())?;
+    // Built (and its timers checked) before anything is attached: a refusal
+    // after the attach left an XDP program pinned with no agent.
+    #[cfg(feature = "bgp")]
+    let sbfd = match bgp.sbfd_interval_ms {
+        Some(ms) => {
+            let mut c = lnetd_host_encap::bgp::sbfd::SbfdConfig::new(iface).with_timers(
+                ms,
+                bgp.sbfd_multiplier.unwrap_or(3),
+                bgp.sbfd_hold_down_ms.unwrap_or(5000),
+            )?;
+            c.reflectors.extend(bgp.sbfd_reflectors.iter().map(|r| (r.endpoint, r.discriminator)));
+            c.router_mac = bgp.sbfd_router_mac;
+            Some(c)
+        }
+        None => None,
+    };
     let config = listeners.config(iface)?;
     let enc = if lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface)? {
         let enc = (AdoptOptions { wait: Duration::from_secs(10), ..Default::default() }).open(iface)?;
@@ -288,19 +304,7 @@ pub fn agent(
             session_down: bgp.session_down.unwrap_or_default(),
             stale_time: Duration::from_secs_f64(bgp.stale_time.unwrap_or(5.0).max(0.0)),
             router_id: bgp.router_id,
-            sbfd: match bgp.sbfd_interval_ms {
-                Some(ms) => {
-                    let mut c = bgp::sbfd::SbfdConfig::new(iface).with_timers(
-                        ms,
-                        bgp.sbfd_multiplier.unwrap_or(3),
-                        bgp.sbfd_hold_down_ms.unwrap_or(5000),
-                    )?;
-                    c.reflectors.extend(bgp.sbfd_reflectors.iter().map(|r| (r.endpoint, r.discriminator)));
-                    c.router_mac = bgp.sbfd_router_mac;
-                    Some(c)
-                }
-                None => None,
-            },
+            sbfd,
             no_live_path: bgp.sbfd_no_live_path.unwrap_or_default(),
             ..BgpConfig::new(api.clone())
         };
