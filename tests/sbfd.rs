@@ -401,6 +401,31 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     let status = command(&lab, &["status"]);
     assert!(status.contains("3 lists: 2 up, 0 starting, 1 down"), "{status}");
     assert!(status.contains("color 100 endpoint 192.0.2.1: 1001: down for"), "{status}");
+    // The same in JSON: `status` has an `sbfd` key, `get` a `liveness` key
+    // of its own, its `origin` only where the route came from.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        serde_json::from_str(&command(&lab, &all)).unwrap()
+    };
+    let status = json(&["status"]);
+    let sbfd = &status["sbfd"];
+    assert_eq!(sbfd["running"], true, "{status}");
+    assert_eq!(sbfd["not_running"], serde_json::Value::Null, "{status}");
+    assert_eq!(sbfd["interval_ms"], 10, "{status}");
+    let phases: BTreeMap<String, String> = sbfd["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["list"].as_str().unwrap().to_owned(), l["phase"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(phases.get("1001").map(String::as_str), Some("down"), "{status}");
+    assert_eq!(phases.len(), 3, "{status}");
+    let get = json(&["get", "198.51.100.1"]);
+    assert_eq!(get["origin"], "policy color 100 endpoint 192.0.2.1 preference 200, from BGP", "{get}");
+    let lists = get["liveness"]["lists"].as_array().unwrap();
+    assert_eq!(lists.len(), 3, "{get}");
+    assert!(lists.iter().any(|l| l["list"] == "1001" && l["phase"] == "down" && l["up"] == false), "{get}");
     let metrics = counters.prometheus("h0");
     let line = |list: &str, to: &str, n: u64| {
         format!(
@@ -825,6 +850,9 @@ fn sbfd_waits_for_the_routers_mac_says_why_meanwhile_and_starts_once_it_is_known
             .contains("sbfd:   NOT running (configured every 20 ms x 3, hold-down 5000 ms): S-BFD on h0: cannot tell"),
         "{status}"
     );
+    let json: serde_json::Value = serde_json::from_str(&command(&lab, &["status", "--output", "json"])).unwrap();
+    assert_eq!(json["sbfd"]["running"], false, "{json}");
+    assert!(json["sbfd"]["not_running"].as_str().is_some_and(|w| w.contains("router's MAC")), "{json}");
     let metrics = metrics_text(&lab, METRICS);
     assert!(metrics.contains("lnetd_host_encap_sbfd_running{interface=\"h0\",reason=\"router_mac\"} 0"), "{metrics}");
     // Still not running a few attempts later: it keeps trying.

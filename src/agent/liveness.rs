@@ -100,20 +100,27 @@ pub fn list_line(l: &pb::SegmentListLiveness) -> String {
     line
 }
 
+/// The S-BFD state of the policy (`color`, `endpoint`) for `Explain`:
+/// `None` when S-BFD is not configured.
+pub(crate) fn for_policy(
+    counters: Option<&Arc<BgpCounters>>,
+    color: u32,
+    endpoint: IpAddr,
+) -> Option<pb::LivenessReply> {
+    let request = pb::LivenessRequest { color, endpoint: endpoint.to_string() };
+    reply(counters, "", &request).ok().filter(|r| r.enabled || !r.not_running.is_empty())
+}
+
 /// The lines `get` adds for a route steered into policy (`color`,
 /// `endpoint`): each list of its valid candidate paths and its state, or
 /// why S-BFD, configured, is not running. Empty when S-BFD is off.
 pub(crate) fn explain_lines(counters: Option<&Arc<BgpCounters>>, color: u32, endpoint: IpAddr) -> String {
-    let request = pb::LivenessRequest { color, endpoint: endpoint.to_string() };
-    let Ok(reply) = reply(counters, "", &request) else { return String::new() };
+    let Some(reply) = for_policy(counters, color, endpoint) else { return String::new() };
     if !reply.not_running.is_empty() {
         return format!(
             "\nliveness: S-BFD is configured but not running ({}): the segment lists are used without a liveness check",
             reply.not_running
         );
-    }
-    if !reply.enabled {
-        return String::new();
     }
     let mut text = format!(
         "\nliveness (S-BFD every {} ms x {}, hold-down {} ms):",

@@ -487,7 +487,16 @@ impl Api for Service {
                 })
             })
             .await?;
+        #[cfg(feature = "bgp")]
+        let liveness = explanation.route.as_ref().and_then(|(t, r)| {
+            let view = self.writes.origins.view();
+            let (_, info) = view.origin(*t, r.prefix);
+            info.and_then(|info| super::liveness::for_policy(self.liveness.as_ref(), info.color, info.endpoint))
+        });
+        #[cfg(not(feature = "bgp"))]
+        let liveness = None;
         Ok(Response::new(pb::ExplainReply {
+            liveness,
             action: explanation.verdict(),
             outcome: explanation.outcome.to_owned(),
             route: explanation.route.as_ref().map(|(t, r)| route_message(*t, r)),

@@ -757,6 +757,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                     stack: explanation.stack.clone(),
                     origin,
                     text: explanation.to_string(),
+                    liveness: None,
                 };
                 output::print_document("get", iface, output::verdict_value(&verdict));
                 return Ok(());

@@ -349,6 +349,38 @@ pub struct Verdict<'a> {
     pub origin: Option<String>,
     /// As the text output says it.
     pub text: String,
+    /// Through an agent: the S-BFD state of the policy the route is
+    /// steered into ([`liveness_value`]), or null.
+    pub liveness: Option<Value>,
+}
+
+/// An agent's `LivenessReply` as the JSON documents give it (`status`'s
+/// `sbfd`, `get`'s `liveness`): whether S-BFD runs (and why not), its
+/// timers and packet counts, and every list with its state.
+#[cfg(feature = "agent")]
+pub fn liveness_value(r: &lnetd_host_encap::agent::proto::v1::LivenessReply) -> Value {
+    json!({
+        "running": r.enabled,
+        "not_running": Some(&r.not_running).filter(|w| !w.is_empty()),
+        "interval_ms": r.interval_ms,
+        "multiplier": r.multiplier,
+        "hold_down_ms": r.hold_down_ms,
+        "probes_sent": r.probes_sent,
+        "send_errors": r.send_errors,
+        "answers": r.answers,
+        "invalid_answers": r.invalid_answers,
+        "lists": r.lists.iter().map(|l| json!({
+            "color": l.color,
+            "endpoint": l.endpoint,
+            "list": l.list,
+            "phase": l.phase,
+            "up": l.up,
+            "phase_ms": l.phase_ms,
+            "hold_down_left_ms": l.hold_down_left_ms,
+            "down_transitions": l.down_transitions,
+            "up_transitions": l.up_transitions,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 pub fn verdict_value(v: &Verdict) -> Value {
@@ -374,6 +406,7 @@ pub fn verdict_value(v: &Verdict) -> Value {
             "label": e.label, "tc": e.tc, "bottom": e.bottom, "ttl": e.ttl,
         })).collect::<Vec<_>>(),
         "origin": v.origin,
+        "liveness": v.liveness,
         "text": v.text,
     })
 }

@@ -457,8 +457,9 @@ impl Remote<'_> {
                 let reply = self.rt.block_on(self.client.explain(request)).map_err(fail)?.into_inner();
                 if output::json(false) {
                     let route = reply.route.as_ref().map(route_of).transpose()?;
+                    // The origin is its line only: the liveness lines under it have their own key.
                     let origin = match (&route, reply.text.split_once("\norigin: ")) {
-                        (_, Some((_, said))) => Some(said.to_owned()),
+                        (_, Some((_, said))) => Some(said.split('\n').next().unwrap_or_default().to_owned()),
                         (Some((t, r)), None) => {
                             let (from, bgp, _) = super::static_origin(*t, r.prefix);
                             Some(bgp.unwrap_or(from))
@@ -482,6 +483,7 @@ impl Remote<'_> {
                             .collect(),
                         origin,
                         text: reply.text.split("\norigin: ").next().unwrap_or_default().to_owned(),
+                        liveness: reply.liveness.as_ref().map(output::liveness_value),
                     };
                     output::print_document("get", self.iface, output::verdict_value(&verdict));
                     return Ok(());

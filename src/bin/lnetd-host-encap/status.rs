@@ -135,7 +135,18 @@ struct Report {
     bgp: Option<Bgp>,
     /// The last change of the routes since the agent started (null without an agent).
     last_change: Option<LastChange>,
+    /// The agent's S-BFD state (`output::liveness_value`); null without an
+    /// agent or without S-BFD.
+    sbfd: Option<serde_json::Value>,
+    /// The same, as the agent answered, for the text.
+    #[serde(skip)]
+    liveness: Option<Liveness>,
 }
+
+#[cfg(feature = "bgp")]
+type Liveness = lnetd_host_encap::agent::proto::v1::LivenessReply;
+#[cfg(not(feature = "bgp"))]
+type Liveness = ();
 
 /// `status`, as text or JSON.
 pub fn run(iface: &str) -> Result<(), Failure> {
@@ -157,6 +168,11 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     };
     let (agent, whole) = agent(iface, &mut report);
     report.agent = agent;
+    #[cfg(feature = "bgp")]
+    if let Some(a) = &report.agent {
+        report.liveness = liveness(std::path::Path::new(&a.socket));
+        report.sbfd = report.liveness.as_ref().map(output::liveness_value);
+    }
     // An agent of this build said everything from memory: no table is read here.
     if whole {
         return Ok(report);
@@ -453,31 +469,33 @@ fn print_text(iface: &str, r: &Report) {
         None => {}
     }
     #[cfg(feature = "bgp")]
-    if let Some(a) = &r.agent {
-        liveness(std::path::Path::new(&a.socket));
+    if let Some(l) = &r.liveness {
+        print_liveness(l);
     }
 }
 
-/// The agent's S-BFD state, as `status` prints it: one line of totals, one
-/// per list out of service; or why S-BFD, configured, is not running.
-/// Nothing when the agent runs no S-BFD (or predates `GetLiveness`).
+/// The agent's S-BFD state; `None` when it runs no S-BFD, is not
+/// configured for it, or predates `GetLiveness`.
 #[cfg(feature = "bgp")]
-fn liveness(agent: &std::path::Path) {
+fn liveness(agent: &std::path::Path) -> Option<Liveness> {
     use lnetd_host_encap::agent::proto::v1 as pb;
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
     let reply = rt.block_on(async {
         let mut client = lnetd_host_encap::agent::connect_local(agent).await.ok()?;
         client.get_liveness(pb::LivenessRequest::default()).await.ok().map(tonic::Response::into_inner)
     });
-    let Some(r) = reply else { return };
+    reply.filter(|r| r.enabled || !r.not_running.is_empty())
+}
+
+/// The agent's S-BFD state, as `status` prints it: one line of totals, one
+/// per list out of service; or why S-BFD, configured, is not running.
+#[cfg(feature = "bgp")]
+fn print_liveness(r: &Liveness) {
     if !r.enabled && !r.not_running.is_empty() {
         println!(
             "  sbfd:   NOT running (configured every {} ms x {}, hold-down {} ms): {}; retrying every second, segment lists used without a liveness check meanwhile",
             r.interval_ms, r.multiplier, r.hold_down_ms, r.not_running
         );
-        return;
-    }
-    if !r.enabled {
         return;
     }
     let count = |phase: &str| r.lists.iter().filter(|l| l.phase == phase).count();
