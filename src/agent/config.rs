@@ -685,4 +685,20 @@ mod tests {
             "[attach]\nttl = \"copy\"\nhook = \"egress\"\n[bgp]\nsession_down = \"withdraw\"\n[sbfd]\ninterval_ms = 10";
         AgentFile::from_toml_text(path, good).unwrap().check().unwrap();
     }
+
+    /// Every key the file takes has its row in docs/operations.md's table
+    /// (`sbfd.no_live_path` and `bgp.precedence` had none).
+    #[test]
+    fn every_key_is_in_the_operations_guide() {
+        let guide = include_str!("../../docs/operations.md");
+        let rows: Vec<&str> = guide.lines().filter(|l| l.starts_with("| `")).collect();
+        let listed = |key: &str| rows.iter().any(|r| r.contains(&format!("`{key}`")));
+        let mut missing: Vec<String> = TOP.iter().filter(|k| !listed(k)).map(|k| (*k).to_owned()).collect();
+        for (section, keys) in [("attach", ATTACH), ("listeners", LISTENERS), ("bgp", BGP), ("sbfd", SBFD)] {
+            missing.extend(keys.iter().map(|k| format!("{section}.{k}")).filter(|k| !listed(k)));
+        }
+        // Sections are keys of the top level, not rows of their own.
+        missing.retain(|k| !["attach", "listeners", "bgp", "sbfd"].contains(&k.as_str()));
+        assert!(missing.is_empty(), "not in docs/operations.md's key table: {missing:?}");
+    }
 }
