@@ -146,7 +146,7 @@ fn every_read(ns: &Netns) -> Value {
     envelope(&document(ns, &["stats", "--json"], "stats"), "stats");
 
     let get = document(ns, &["get", "198.51.100.7", "--output", "json"], "get");
-    has_keys(&get, &["action", "outcome", "route", "list", "stack", "origin", "text"], "get");
+    has_keys(&get, &["action", "outcome", "route", "list", "stack", "origin", "liveness", "text"], "get");
     assert_eq!((get["action"].as_str(), get["outcome"].as_str()), (Some("XDP_TX"), Some("labelled")), "{get}");
     assert_eq!(get["route"]["prefix"], "198.51.100.0/24");
     let labels: Vec<u64> = get["stack"].as_array().unwrap().iter().filter_map(|e| e["label"].as_u64()).collect();
@@ -168,7 +168,7 @@ fn every_read(ns: &Netns) -> Value {
     }
     has_keys(
         &status,
-        &["pinned", "attached", "mode", "program", "pins", "agent", "routes", "kernel", "bgp", "last_change"],
+        &["pinned", "attached", "mode", "program", "pins", "agent", "routes", "kernel", "bgp", "last_change", "sbfd"],
         "status",
     );
     assert_eq!((status["pinned"].as_bool(), status["attached"].as_bool()), (Some(true), Some(true)), "{status}");
