@@ -518,6 +518,19 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     std::thread::sleep(Duration::from_millis(100));
     let labelled_after: usize = seen.lock().unwrap().iter().filter(|s| s.at > t).count();
     assert_eq!(labelled_after, 0, "frames still labelled with no live path");
+    // The policy is still named, and its lists said, exactly now that every
+    // path is down (`get` ended with `origin: bgp`, `routes` had no note).
+    wait_for("every list down", Duration::from_secs(2), || {
+        [1001, 1002, 1003].iter().all(|l| phase(&engine, *l) == "down")
+    });
+    let get = command(&lab, &["get", "198.51.100.1"]);
+    assert!(get.contains("origin: policy color 100 endpoint 192.0.2.1"), "{get}");
+    for l in ["1001: down for", "1002: down for", "1003: down for"] {
+        assert!(get.contains(l), "{l} in\n{get}");
+    }
+    let routes = command(&lab, &["routes"]);
+    let line = routes.lines().find(|l| l.starts_with(PREFIX)).unwrap_or_default();
+    assert!(line.contains("invalid") && line.contains("(policy color 100 endpoint 192.0.2.1"), "{routes}");
     let stats = engine.stats();
     let counts: HashMap<&str, u64> = [
         ("sent", stats.sent),
