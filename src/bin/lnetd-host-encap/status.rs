@@ -139,14 +139,13 @@ struct Report {
     /// agent or without S-BFD.
     sbfd: Option<serde_json::Value>,
     /// The same, as the agent answered, for the text.
+    #[cfg(feature = "bgp")]
     #[serde(skip)]
     liveness: Option<Liveness>,
 }
 
 #[cfg(feature = "bgp")]
 type Liveness = lnetd_host_encap::agent::proto::v1::LivenessReply;
-#[cfg(not(feature = "bgp"))]
-type Liveness = ();
 
 /// `status`, as text or JSON.
 pub fn run(iface: &str) -> Result<(), Failure> {
