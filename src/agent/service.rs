@@ -487,12 +487,16 @@ impl Api for Service {
                 })
             })
             .await?;
+        // By the policy's key, not its description: a policy whose every
+        // list is down (invalid, its routes unlabelled) has none, and its
+        // liveness is what explains it then.
         #[cfg(feature = "bgp")]
-        let liveness = explanation.route.as_ref().and_then(|(t, r)| {
-            let view = self.writes.origins.view();
-            let (_, info) = view.origin(*t, r.prefix);
-            info.and_then(|info| super::liveness::for_policy(self.liveness.as_ref(), info.color, info.endpoint))
-        });
+        let policy = explanation
+            .route
+            .as_ref()
+            .and_then(|(t, r)| self.writes.origins.view_of(*t, r.prefix).policy_key(*t, r.prefix));
+        #[cfg(feature = "bgp")]
+        let liveness = policy.and_then(|k| super::liveness::for_policy(self.liveness.as_ref(), k.color, k.endpoint));
         #[cfg(not(feature = "bgp"))]
         let liveness = None;
         Ok(Response::new(pb::ExplainReply {
@@ -521,9 +525,8 @@ impl Api for Service {
                         text.push_str(&format!("\norigin: {said}"));
                     }
                     #[cfg(feature = "bgp")]
-                    if let (_, Some(info)) = self.writes.origins.view_of(*t, r.prefix).origin(*t, r.prefix) {
-                        let lines = super::liveness::explain_lines(self.liveness.as_ref(), info.color, info.endpoint);
-                        text.push_str(&lines);
+                    if let Some(k) = policy {
+                        text.push_str(&super::liveness::explain_lines(self.liveness.as_ref(), k.color, k.endpoint));
                     }
                 }
                 text

@@ -883,6 +883,15 @@ impl OriginsView {
         (self.local.get(&(table, prefix)).copied().unwrap_or(Origin::Static), None)
     }
 
+    /// For a BGP route, the SR policy (color, endpoint) it is steered
+    /// into, valid or not: what its liveness is looked up by.
+    pub fn policy_key(&self, table: Table, prefix: IpNetwork) -> Option<PolicyKey> {
+        match table {
+            Table::Main => self.bgp.get(&prefix)?.0,
+            _ => None,
+        }
+    }
+
     /// For a BGP route, the SR policy it is steered into as `routes` and
     /// `get` show it: what [`OriginsView::origin`]'s [`PolicyInfo`] says,
     /// or, for a policy with no valid candidate path (which has no active

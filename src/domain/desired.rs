@@ -458,9 +458,11 @@ fn typed_json(text: &str) -> Option<DesiredState> {
         #[serde(default)]
         dscp_map: Option<Vec<u8>>,
     }
-    /// A [`DesiredRoute`] and the words an export adds to it.
+    /// A [`DesiredRoute`] and the words an export adds to it (read to be
+    /// accepted, never used: hence the allowance).
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Entry {
         prefix: String,
         policy: String,
