@@ -483,6 +483,12 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not on the host's bpffs") && stderr.contains("nsenter --net"), "{stderr}");
     assert_eq!(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap(), None, "nothing attached");
+    // Without the mount, the same refusal (it said "mount one", which only led to the one above).
+    let script =
+        format!("exec {} -i {} attach --mode generic", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);
+    let out = under_ip_netns_exec(&lab, &script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not on the host's bpffs") && stderr.contains("nsenter --net"), "{stderr}");
     // The alternative the message gives works.
     ok(&lab.host, &["attach", "--mode", "generic"]);
     // Reading the dataplane from there, without an agent, says the same (it

@@ -173,11 +173,13 @@ impl PinDir {
         link: &BpfLink,
         write_state: impl FnOnce(&PinDir) -> Result<T, PinError>,
     ) -> Result<T, PinError> {
-        if !bpffs::is_bpffs(&self.pins) {
-            return Err(PinError::NotBpffs { dir: self.pins.clone() });
-        }
+        // A mount namespace of its own first: there, "mount a bpffs" (the
+        // advice for a host without one) only led to this second refusal.
         if bpffs::is_hosts_bpffs(&self.pins) == Some(false) {
             return Err(PinError::NotHostBpffs { dir: self.pins.clone() });
+        }
+        if !bpffs::is_bpffs(&self.pins) {
+            return Err(PinError::NotBpffs { dir: self.pins.clone() });
         }
         if self.exists()? {
             return Err(PinError::AlreadyPinned { dir: self.pins.clone() });
