@@ -349,6 +349,57 @@ fn the_host_addresses_are_brought_up_to_date_by_every_writer_command() {
     ok(&lab.host, &["detach"]);
 }
 
+/// An agent that dies during a call: the command says the connection
+/// broke and what that means for a change (it died of SIGPIPE without a
+/// word, or said only "transport error"). The "agent" here answers the
+/// HTTP/2 handshake (an empty SETTINGS frame), then drops the connection
+/// once the request comes.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_command_whose_agent_dies_during_the_call_says_so() {
+    privileged("a_command_whose_agent_dies_during_the_call_says_so");
+    let ns = Netns::new("dies").expect("namespace");
+    let path = ns.run(|| lnetd_host_encap::agent::socket_path("lo")).unwrap().expect("socket path");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+            let _ = std::fs::remove_dir(self.0.parent().unwrap());
+        }
+    }
+    let _gone = Gone(path.clone());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = conn.read(&mut buf);
+            });
+        }
+    });
+    for args in [&["set", "198.51.100.0/24", "16001"][..], &["routes"]] {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name()))
+            .arg(env!("CARGO_BIN_EXE_lnetd-host-encap"))
+            .args(["-i", "lo"])
+            .args(args)
+            .output()
+            .expect("run lnetd-host-encap");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {:?} {stderr}", out.status);
+        assert!(
+            stderr.contains("the connection to the agent") && stderr.contains("may or may not be in force"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// Removes the decapsulator's pins of the lab's host interface when the test ends.
 struct DecapPinGuard<'a>(&'a Netns);
 

@@ -78,11 +78,35 @@ struct Remote<'a> {
     iface: &'a str,
 }
 
-/// The agent's refusal as the command's failure: its message, and for a
-/// refusal by authorization, where it came from.
+/// Runs `f` on `rt` with SIGPIPE ignored. A write to the agent's socket
+/// after the agent died raised SIGPIPE, whose default action (main restores
+/// it, so that `| head` ends quietly) killed the command without a word;
+/// ignored, the write fails and the call reports the broken connection.
+fn call<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: sets a disposition (ignore, then default); no handler code runs.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    let out = rt.block_on(f);
+    // SAFETY: as above.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    out
+}
+
+/// The agent's refusal as the command's failure: its message, for a
+/// refusal by authorization where it came from, and for a connection that
+/// broke (the agent stopped or was killed during the call) what that means
+/// for a change (it said only "transport error", or nothing at all).
 fn failure(path: &Path, status: Status) -> Failure {
     match status.code() {
         Code::PermissionDenied => format!("refused by the agent on {}: {}", path.display(), status.message()).into(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled => format!(
+            "the connection to the agent on {} broke during the call ({}): the agent stopped or was killed; a \
+             change sent may or may not be in force: `routes` or `verify` says which once it is back (or, \
+             without an agent, at once)",
+            path.display(),
+            status.message()
+        )
+        .into(),
         _ => status.message().to_owned().into(),
     }
 }
@@ -294,7 +318,7 @@ impl apply::Target for Remote<'_> {
         if let Some(max) = max_remove_share {
             // An agent of an older build ignores the share and would apply
             // unguarded: then the guard runs here, from its dry run.
-            let guards = match self.rt.block_on(self.client.get_status(pb::StatusRequest {})) {
+            let guards = match call(&self.rt, self.client.get_status(pb::StatusRequest {})) {
                 Ok(reply) => reply.into_inner().guards_removals,
                 Err(s) if s.code() == Code::Unimplemented => false,
                 Err(s) => return Err(apply::NotApplied::Failed(failure(&self.path, s))),
@@ -305,7 +329,7 @@ impl apply::Target for Remote<'_> {
             }
         }
         let request = || apply_request(desired, false, max_remove_share);
-        match self.rt.block_on(apply_streamed(&mut self.client, request)) {
+        match call(&self.rt, apply_streamed(&mut self.client, request)) {
             Ok(reply) => Ok(report_of(&reply)?),
             Err(s) => match refused(&s) {
                 Some(r) => Err(apply::NotApplied::Guard(r)),
@@ -323,7 +347,7 @@ impl apply::Target for Remote<'_> {
 pub fn agent_status(iface: &str) -> Result<Option<(String, Option<pb::StatusReply>)>, Failure> {
     let Some(path) = agent_socket(iface)? else { return Ok(None) };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let reply = rt.block_on(async {
+    let reply = call(&rt, async {
         let mut client = lnetd_host_encap::agent::connect_local(&path).await?;
         match client.get_status(pb::StatusRequest {}).await {
             Ok(reply) => Ok(Some(reply.into_inner())),
@@ -349,7 +373,7 @@ impl Remote<'_> {
     }
 
     fn routes(&mut self) -> Result<Listed, Failure> {
-        let reply = self.rt.block_on(list_routes(&mut self.client)).map_err(|s| failure(&self.path, s))?;
+        let reply = call(&self.rt, list_routes(&mut self.client)).map_err(|s| failure(&self.path, s))?;
         let mut routes = Vec::with_capacity(reply.routes.len());
         let mut origins = HashMap::new();
         for r in reply.routes {
@@ -374,7 +398,7 @@ impl Remote<'_> {
     }
 
     fn stats(&mut self) -> Result<Stats, Failure> {
-        let reply = self.rt.block_on(self.client.get_stats(pb::StatsRequest {})).map_err(|s| failure(&self.path, s))?;
+        let reply = call(&self.rt, self.client.get_stats(pb::StatsRequest {})).map_err(|s| failure(&self.path, s))?;
         Ok(stats_of(reply.get_ref()))
     }
 
@@ -384,12 +408,12 @@ impl Remote<'_> {
         match command {
             Command::Set { prefix, policy, tc, table: id, entropy_label } => {
                 let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };
-                self.rt.block_on(self.client.set_route(route_message(table(id), &route))).map_err(fail)?;
+                call(&self.rt, self.client.set_route(route_message(table(id), &route))).map_err(fail)?;
                 println!("{} -> {} (tc {}{})", route.prefix, route.policy, route.tc, output::table_suffix(table(id)));
             }
             Command::Remove { prefix, table: id } => {
                 let key = pb::RouteKey { prefix: prefix.to_string(), table: table(id).id() };
-                match self.rt.block_on(self.client.remove_route(key)) {
+                match call(&self.rt, self.client.remove_route(key)) {
                     Ok(_) => println!("removed {prefix}{}", output::table_suffix(table(id))),
                     // The agent says why: no such route, or one that is BGP's (withdrawn in BGP).
                     Err(s) if s.code() == Code::NotFound => {
@@ -400,7 +424,7 @@ impl Remote<'_> {
             }
             Command::Source { prefix, table: id, remove } => match (remove, prefix, id) {
                 (Some(p), _, _) => {
-                    match self.rt.block_on(self.client.remove_source(pb::SourceKey { prefix: p.to_string() })) {
+                    match call(&self.rt, self.client.remove_source(pb::SourceKey { prefix: p.to_string() })) {
                         Ok(_) => println!("source {p} removed"),
                         Err(s) if s.code() == Code::NotFound => {
                             return Err(format!("{p} selects no table; see `routes`").into())
@@ -454,7 +478,7 @@ impl Remote<'_> {
                     dport: u32::from(dport),
                     dscp: u32::from(dscp),
                 };
-                let reply = self.rt.block_on(self.client.explain(request)).map_err(fail)?.into_inner();
+                let reply = call(&self.rt, self.client.explain(request)).map_err(fail)?.into_inner();
                 if output::json(false) {
                     let route = reply.route.as_ref().map(route_of).transpose()?;
                     // The origin is its line only: the liveness lines under it have their own key.
@@ -499,7 +523,7 @@ impl Remote<'_> {
                 super::print_source_note(src, route.as_ref().map(|(_, r)| r));
             }
             Command::Reload => {
-                let reply = self.rt.block_on(self.client.reload(pb::ReloadRequest {})).map_err(fail)?.into_inner();
+                let reply = call(&self.rt, self.client.reload(pb::ReloadRequest {})).map_err(fail)?.into_inner();
                 println!("{}", reply.summary);
                 // The summary has the whole counts; the lists may be cut (a unary reply).
                 if let Some(r) = &reply.routes {
@@ -513,14 +537,14 @@ impl Remote<'_> {
             Command::Verify => {
                 let output = super::verify_output();
                 let reply =
-                    self.rt.block_on(self.client.verify(pb::VerifyRequest {})).map_err(|s| self.older(s))?.into_inner();
+                    call(&self.rt, self.client.verify(pb::VerifyRequest {})).map_err(|s| self.older(s))?.into_inner();
                 let found: Vec<verify::Line> = reply.differences.into_iter().map(line).collect();
                 verify::print_verify(self.iface, &found, output)?;
             }
             Command::Repair => {
                 let output = super::verify_output();
                 let reply =
-                    self.rt.block_on(self.client.repair(pb::RepairRequest {})).map_err(|s| self.older(s))?.into_inner();
+                    call(&self.rt, self.client.repair(pb::RepairRequest {})).map_err(|s| self.older(s))?.into_inner();
                 let fixed: Vec<verify::Line> = reply.repaired.into_iter().map(line).collect();
                 verify::print_repair(self.iface, &fixed, output);
             }
