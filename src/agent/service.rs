@@ -165,6 +165,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("worker: {e}")))?
 }
 
+/// An apply this large (routes sent or changed) hands the memory it freed
+/// back to the system after it ([`crate::sys::heap::give_back`]).
+const LARGE: usize = 10_000;
+
 impl Service {
     /// Applies `desired` as one change (what `Apply` and `ApplyStream` do),
     /// behind the removal guard when `max_remove_share` is given.
@@ -180,8 +184,16 @@ impl Service {
             tokio::task::spawn_blocking(move || (writes.apply_guarded(&desired, dry_run, max), desired))
                 .await
                 .map_err(|e| Status::internal(format!("worker: {e}")))?;
-        // Freeing a million routes' strings takes a while: not before the reply.
-        tokio::task::spawn_blocking(move || drop(desired));
+        // Freeing a million routes' strings takes a while: not before the
+        // reply. What a large apply freed goes back to the system.
+        let changed = report.as_ref().map_or(0, |r| r.added.len() + r.replaced.len() + r.removed.len());
+        tokio::task::spawn_blocking(move || {
+            let large = desired.routes.len().max(changed) >= LARGE;
+            drop(desired);
+            if large {
+                crate::sys::heap::give_back();
+            }
+        });
         Ok(Response::new(applying::apply_reply(&report?)))
     }
 

@@ -7,6 +7,8 @@
 pub(crate) mod address_watch;
 pub(crate) mod bpffs;
 pub(crate) mod ethtool;
+#[cfg(feature = "agent")]
+pub(crate) mod heap;
 pub(crate) mod host_addresses;
 pub(crate) mod kernel_btf;
 pub(crate) mod libbpf_log;
