@@ -568,7 +568,8 @@ impl Encapsulator {
 
     /// Adopts the dataplane pinned on `iface` (in the calling thread's
     /// network namespace) by another process, with every route, policy,
-    /// source, host address, counter and id allocation intact, and moves its
+    /// source, counter and id allocation intact (the host's addresses are
+    /// re-read, as at attach: they may have changed since), and moves its
     /// link to this build's program atomically (a packet runs the old program
     /// or the new one, and the maps are kept): this is also how a newer build
     /// takes over a running dataplane. Forwarding never stops.
@@ -898,6 +899,9 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::set_route`].
     fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        // Checked where a user's route enters, not in the FIB: BGP's routes
+        // pass through it too, and a controller's list is its own to send.
+        route.check_explicit_null()?;
         self.fib.set_route(table, route)?;
         log::debug!("route {} -> {} ({:?})", route.prefix, route.policy, route.tc);
         Ok(())
@@ -1278,8 +1282,9 @@ impl Encapsulator {
     /// Re-reads the host's addresses (every interface of the calling thread's
     /// network namespace, plus IPv4 broadcast addresses) and installs each as a
     /// never-label host entry in the route tables, and returns how many there
-    /// are. Done at every attach; call it again after addresses change (e.g.
-    /// from a netlink address monitor): the entries are not updated by
+    /// are. Done at every attach and every writer's adoption; call it again
+    /// after addresses change (e.g. from a netlink address monitor, as
+    /// `AddressWatcher` of the `watch` feature does): the entries are not updated by
     /// themselves. A host address wins over a route for the same /32 or /128.
     ///
     /// # Errors

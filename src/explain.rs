@@ -320,8 +320,9 @@ pub struct Explanation {
 impl Explanation {
     /// The verdict in the words of the hook the dataplane runs on:
     /// `XDP_TX`, `XDP_PASS`, ... for XDP; on egress `TC_ACT_OK` (labelled
-    /// or not: [`Explanation::outcome`] says which) or `TC_ACT_SHOT`, never
-    /// an XDP verdict the egress hook cannot return.
+    /// or not: [`Explanation::outcome`] says which) or `TC_ACT_SHOT`. A
+    /// verdict the egress program never gives (aborted, a redirect) keeps
+    /// its XDP name.
     pub fn verdict(&self) -> String {
         match self.action {
             XdpAction::Tx | XdpAction::Pass if self.egress => "TC_ACT_OK".to_owned(),

@@ -178,7 +178,12 @@ fn model_run(precedence: Precedence) {
                 _ => {
                     let p = prefixes[rng.random_range(0..prefixes.len())];
                     match origins.remove_route(Table::Main, p) {
-                        Ok(removed) => assert_eq!(removed, local.remove(&p).is_some(), "step {step}: remove {p}"),
+                        Ok(removed) => {
+                            let had = local.remove(&p).is_some();
+                            assert_eq!(removed, had, "step {step}: remove {p}");
+                            // Nothing to remove and BGP's route in force: refused as BGP's, never "no route".
+                            assert!(had || !(bgp.contains_key(&p) || held.contains_key(&p)), "step {step}: {p}");
+                        }
                         // Only BGP's route is there: refused as BGP's (withdrawn in BGP, not here).
                         Err(lnetd_host_encap::errors::RouteError::BgpRoute { .. }) => assert!(
                             !local.contains_key(&p) && (bgp.contains_key(&p) || held.contains_key(&p)),

@@ -101,14 +101,40 @@ fn random_policy(rng: &mut StdRng) -> Policy {
     Policy::new(lists, entropy).expect("valid policy")
 }
 
+/// `policy` fit for a route of the family `prefix` is: a list ending with
+/// the other IP version's explicit null is refused (RFC 3032), so that
+/// label becomes 16.
+fn for_family(policy: Policy, prefix: &IpNetwork) -> Policy {
+    let theirs = if prefix.is_ipv4() { Label::IPV6_EXPLICIT_NULL } else { Label::IPV4_EXPLICIT_NULL };
+    let lists = policy
+        .lists()
+        .iter()
+        .map(|l| {
+            let mut labels = l.stack.labels().to_vec();
+            if labels.last() == Some(&theirs) {
+                *labels.last_mut().unwrap() = Label::new(16).unwrap();
+            }
+            SegmentList { stack: LabelStack::new(labels).unwrap(), weight: l.weight }
+        })
+        .collect();
+    Policy::new(lists, policy.entropy_label()).expect("valid policy")
+}
+
+/// A random policy for a route to `prefix`.
+fn random_policy_for(rng: &mut StdRng, prefix: &IpNetwork) -> Policy {
+    for_family(random_policy(rng), prefix)
+}
+
 fn random_table(rng: &mut StdRng) -> Vec<Route> {
     let n = rng.random_range(0..=64);
     let mut routes: Vec<Route> = Vec::new();
     if rng.random_bool(0.3) {
-        routes.push(Route::with_policy("0.0.0.0/0".parse().unwrap(), random_policy(rng)));
+        let default = "0.0.0.0/0".parse().unwrap();
+        routes.push(Route::with_policy(default, random_policy_for(rng, &default)));
     }
     if rng.random_bool(0.3) {
-        routes.push(Route::with_policy("::/0".parse().unwrap(), random_policy(rng)));
+        let default = "::/0".parse().unwrap();
+        routes.push(Route::with_policy(default, random_policy_for(rng, &default)));
     }
     for _ in 0..n {
         let v6 = rng.random_bool(0.5);
@@ -116,7 +142,7 @@ fn random_table(rng: &mut StdRng) -> Vec<Route> {
         let prefix = random_prefix(rng, v6, near.as_ref());
         let tc = TrafficClass::new(if rng.random_bool(0.8) { 0 } else { rng.random_range(0..=7) }).unwrap();
         routes.retain(|r| r.prefix != prefix);
-        let route = Route::with_policy(prefix, random_policy(rng)).with_tc(tc);
+        let route = Route::with_policy(prefix, random_policy_for(rng, &prefix)).with_tc(tc);
         routes.push(if rng.random_bool(0.2) { route.with_tc_from_dscp() } else { route });
     }
     routes
@@ -306,7 +332,8 @@ fn differential_against_the_model() {
                     let old = model.routes.remove(i);
                     assert!(enc.remove(Table::Main, old.prefix).expect("remove"));
                 } else {
-                    let r = Route::with_policy(model.routes[i].prefix, random_policy(&mut rng));
+                    let prefix = model.routes[i].prefix;
+                    let r = Route::with_policy(prefix, random_policy_for(&mut rng, &prefix));
                     enc.set_route(Table::Main, &r).expect("replace");
                     model.routes[i] = r;
                 }

@@ -346,6 +346,7 @@ pub(crate) struct Writes {
 
 impl Writes {
     pub(crate) fn set_route_in(&self, table: Table, route: &Route) -> Result<(), RouteError> {
+        route.check_explicit_null()?;
         #[cfg(feature = "bgp")]
         self.origins.set_route(table, route)?;
         #[cfg(not(feature = "bgp"))]
@@ -405,22 +406,30 @@ impl Writes {
         (self.activity.generation(), bgp)
     }
 
-    /// One route's origin, as [`Writes::origin`] says it, looked up alone
-    /// (`get` explains one destination: the map of every route's origin
-    /// cost it a second at a million routes).
-    pub(crate) fn origin_of(&self, table: Table, prefix: ipnetwork::IpNetwork) -> (String, String, Option<u32>) {
-        #[cfg(feature = "bgp")]
-        {
-            let view = self.origins.view_of(table, prefix);
-            let (origin, info) = view.origin(table, prefix);
-            let policy = view.bgp_policy(table, prefix).unwrap_or_default();
-            (origin.to_string(), policy, info.and_then(|i| i.binding_sid))
-        }
-        #[cfg(not(feature = "bgp"))]
-        {
-            let origin = if self.enc.is_agents((table, prefix)) { "agent" } else { "static" };
-            (origin.to_owned(), String::new(), None)
-        }
+    /// What `get` says of one route's origin (its BGP policy's text where
+    /// it has one), and that policy's key, looked up alone: the map of
+    /// every route's origin ([`Writes::origin`]) cost `get` a second at a
+    /// million routes.
+    #[cfg(feature = "bgp")]
+    pub(crate) fn origin_said(
+        &self,
+        table: Table,
+        prefix: ipnetwork::IpNetwork,
+    ) -> (String, Option<crate::bgp::PolicyKey>) {
+        let view = self.origins.view_of(table, prefix);
+        let said = view.bgp_policy(table, prefix).unwrap_or_else(|| view.origin(table, prefix).0.to_string());
+        (said, view.policy_key(table, prefix))
+    }
+
+    /// As above, without BGP: the API's (recorded) or static.
+    #[cfg(not(feature = "bgp"))]
+    pub(crate) fn origin_said(
+        &self,
+        table: Table,
+        prefix: ipnetwork::IpNetwork,
+    ) -> (String, Option<std::convert::Infallible>) {
+        let origin = if self.enc.is_agents((table, prefix)) { "agent" } else { "static" };
+        (origin.to_owned(), None)
     }
 
     /// Each route's origin and, for BGP's, its policy and binding SID.

@@ -499,18 +499,18 @@ impl Api for Service {
                 })
             })
             .await?;
-        // By the policy's key, not its description: a policy whose every
-        // list is down (invalid, its routes unlabelled) has none, and its
-        // liveness is what explains it then.
-        #[cfg(feature = "bgp")]
-        let policy = explanation
-            .route
-            .as_ref()
-            .and_then(|(t, r)| self.writes.origins.view_of(*t, r.prefix).policy_key(*t, r.prefix));
+        // Where the route came from, and its policy's key (by the key, not
+        // the description: a policy whose every list is down has none, and
+        // its liveness is what explains it then). Off the async workers: the
+        // origins' lock may be held through a whole apply.
+        let writes = self.writes.clone();
+        let id = explanation.route.as_ref().map(|(t, r)| (*t, r.prefix));
+        let (said, policy) =
+            blocking(move || Ok(id.map(|(t, p)| writes.origin_said(t, p)).unwrap_or_default())).await?;
         #[cfg(feature = "bgp")]
         let liveness = policy.and_then(|k| super::liveness::for_policy(self.liveness.as_ref(), k.color, k.endpoint));
         #[cfg(not(feature = "bgp"))]
-        let liveness = None;
+        let liveness = policy.map(|never| match never {});
         Ok(Response::new(pb::ExplainReply {
             liveness,
             action: explanation.verdict(),
@@ -530,16 +530,12 @@ impl Api for Service {
             text: {
                 // As the command's `get`: where the route came from, with an agent that knows.
                 let mut text = explanation.to_string();
-                if let Some((t, r)) = &explanation.route {
-                    let (origin, detail, _) = self.writes.origin_of(*t, r.prefix);
-                    let said = if detail.is_empty() { origin } else { detail };
-                    if !said.is_empty() {
-                        text.push_str(&format!("\norigin: {said}"));
-                    }
-                    #[cfg(feature = "bgp")]
-                    if let Some(k) = policy {
-                        text.push_str(&super::liveness::explain_lines(self.liveness.as_ref(), k.color, k.endpoint));
-                    }
+                if !said.is_empty() {
+                    text.push_str(&format!("\norigin: {said}"));
+                }
+                #[cfg(feature = "bgp")]
+                if let Some(k) = policy {
+                    text.push_str(&super::liveness::explain_lines(self.liveness.as_ref(), k.color, k.endpoint));
                 }
                 text
             },

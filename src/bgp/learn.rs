@@ -167,7 +167,13 @@ async fn retry_liveness(
             return;
         }
         attempts += 1;
-        match start_liveness(&sbfd, &counters, &woken) {
+        // Off the async workers: a start makes system calls and may load a program.
+        let started = {
+            let (sbfd, counters, woken) = (sbfd.clone(), Arc::clone(&counters), Arc::clone(&woken));
+            tokio::task::spawn_blocking(move || start_liveness(&sbfd, &counters, &woken)).await
+        };
+        let Ok(started) = started else { return };
+        match started {
             Ok(()) => {
                 log::info!(
                     "S-BFD on {}: started after {attempts} attempts: segment lists are checked from now on",

@@ -130,7 +130,6 @@ impl Inner {
         out
     }
 
-    /// The selected local origin of every local route id (for the view).
     /// What the policy `key` says, from BGP's table or what is held; none
     /// for an invalid policy, which has no active path to describe (not the
     /// one it had before).
@@ -163,6 +162,7 @@ impl Inner {
         view
     }
 
+    /// The selected local origin of every local route id (for the view).
     fn local_origins(&self) -> BTreeMap<RouteId, Origin> {
         let mut out = BTreeMap::new();
         for origin in [Origin::Static, Origin::Agent] {
@@ -684,14 +684,9 @@ impl Origins {
         if changes.is_empty() {
             return match guard.installed.get(&prefix).filter(|_| table == Table::Main) {
                 Some(key) => {
+                    // As `routes` and `get` name it (OriginsView::bgp_policy).
                     let policy = key.map(|k| {
-                        guard
-                            .bgp
-                            .policies
-                            .get(&k)
-                            .map(|(_, i)| i.to_string())
-                            .or_else(|| guard.held_policies.get(&k).map(ToString::to_string))
-                            .unwrap_or_else(|| format!("policy color {} endpoint {}", k.color, k.endpoint))
+                        guard.policy_info(Some(k)).map(|i| i.to_string()).unwrap_or_else(|| invalid_policy_text(&k))
                     });
                     let local_wins = guard.tables.precedence().prefers(Origin::Agent, Origin::Bgp);
                     Err(RouteError::BgpRoute { prefix, policy, local_wins })

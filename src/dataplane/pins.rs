@@ -280,8 +280,11 @@ impl PinDir {
         if errno != Errno::ENOENT {
             return None;
         }
-        let not_hosts = !bpffs::is_bpffs(&self.pins) || bpffs::is_hosts_bpffs(&self.pins) == Some(false);
-        not_hosts.then(|| PinError::NotHostBpffs { dir: self.pins.clone() })
+        if bpffs::is_hosts_bpffs(&self.pins) == Some(false) {
+            return Some(PinError::NotHostBpffs { dir: self.pins.clone() });
+        }
+        // No bpffs here, the host's own mounts: unmounted since the attach.
+        (!bpffs::is_bpffs(&self.pins)).then(|| PinError::NotBpffs { dir: self.pins.clone() })
     }
 
     /// Refuses `link` unless it is attached to `ifindex`, the live interface

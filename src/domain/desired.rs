@@ -206,7 +206,6 @@ impl ValidState {
             if route.prefix != *prefix {
                 return Err(DesiredError { what: what(), reason: format!("its route is for {}", route.prefix) });
             }
-            route.check_explicit_null().map_err(|e| DesiredError { what: what(), reason: e.to_string() })?;
         }
         check_policy_names(&routes)?;
         let tables: BTreeSet<Table> = routes.keys().map(|(t, _)| *t).collect();
@@ -446,12 +445,19 @@ impl DesiredState {
 /// 43 s and 5.4 GB as a `serde_json::Value`.)
 fn typed_json(text: &str) -> Option<DesiredState> {
     use serde::de::IgnoredAny;
+    /// Present (even `null`), as the general path counts a key.
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Document {
-        schema: Option<String>,
-        command: Option<IgnoredAny>,
-        interface: Option<IgnoredAny>,
+        #[serde(default, deserialize_with = "present")]
+        schema: Option<serde_json::Value>,
+        #[serde(default, deserialize_with = "present")]
+        command: Option<serde_json::Value>,
+        #[serde(default, deserialize_with = "present")]
+        interface: Option<serde_json::Value>,
         routes: Option<Vec<Entry>>,
         #[serde(default)]
         sources: Vec<DesiredSource>,
@@ -485,7 +491,8 @@ fn typed_json(text: &str) -> Option<DesiredState> {
     let doc: Document = serde_json::from_str(text).ok()?;
     // An envelope only under the command's own schema (else `schema` is an
     // unknown key, which the general path reports).
-    let ours = doc.schema.as_deref().is_some_and(|s| s.starts_with("lnetd-host-encap/"));
+    let ours =
+        doc.schema.as_ref().and_then(serde_json::Value::as_str).is_some_and(|s| s.starts_with("lnetd-host-encap/"));
     if !ours && (doc.schema.is_some() || doc.command.is_some() || doc.interface.is_some()) {
         return None;
     }
@@ -563,6 +570,11 @@ mod guard_tests {
         }
         // Another program's envelope, an unknown key: left to the general path, which names it.
         assert!(typed_json(r#"{"schema": "other/v1", "routes": []}"#).is_none());
+        for key in ["schema", "command", "interface"] {
+            let text = format!(r#"{{"{key}": null, "routes": []}}"#);
+            assert!(typed_json(&text).is_none(), "{text}");
+            assert!(DesiredState::from_file_text(&text, DesiredFormat::Json, false).is_err(), "{text}");
+        }
         assert!(typed_json(r#"{"routes": [{"prefix": "10.0.0.0/8", "policy": "1", "colour": 1}]}"#).is_none());
         let e = DesiredState::from_file_text(r#"{"schema": "other/v1", "routes": []}"#, DesiredFormat::Json, false);
         assert!(e.unwrap_err().to_string().contains("unknown field `schema`"));

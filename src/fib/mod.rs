@@ -551,7 +551,6 @@ impl Fib {
     /// in the same commit.
     pub(crate) fn set_route_from(&self, table: Table, route: &Route, origin: Option<Noted>) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
-        route.check_explicit_null()?;
         let mut rib = self.changer()?;
         if table == Table::Main && rib.is_local_host(&route.prefix) {
             return Err(RouteError::LocalAddress { prefix: route.prefix });
@@ -869,7 +868,9 @@ impl Fib {
             rib.local.insert(host.ip());
             let id = (Table::Main, host);
             if let Some(route) = rib.routes.remove(&id) {
-                log::info!("{host} is now a host address: its route is set aside until the address goes");
+                // Warned: a route stops being in force, maybe found by an
+                // unrelated command's adoption.
+                log::warn!("{host} is now a host address: its route is set aside until the address goes");
                 rib.retire_policy(&id);
                 rib.shadowed.insert(host, route);
             }

@@ -46,11 +46,10 @@ pub(crate) fn current() -> Result<BTreeSet<IpAddr>, Errno> {
                 out.insert(ip);
             }
         }
-        // Not the loopback's (127.255.255.255): no frame on a wire is for it.
-        let loopback = ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
         // SAFETY: as above.
         let (addr, mask) = unsafe { (ip_of(ifa.ifa_addr), ip_of(ifa.ifa_netmask)) };
-        if let (false, Some(IpAddr::V4(addr)), Some(IpAddr::V4(mask))) = (loopback, addr, mask) {
+        // Not 127/8's (127.255.255.255): no frame on a wire is for it.
+        if let (Some(IpAddr::V4(addr)), Some(IpAddr::V4(mask))) = (addr, mask.filter(|_| !is_loopback(addr))) {
             if let Some(directed) = subnet_broadcast(addr, mask) {
                 out.insert(IpAddr::V4(directed));
             }
@@ -60,6 +59,11 @@ pub(crate) fn current() -> Result<BTreeSet<IpAddr>, Errno> {
     // SAFETY: `head` came from getifaddrs and is freed once; no reference into it remains.
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
+}
+
+/// Whether `addr` is an IPv4 loopback address (127/8).
+fn is_loopback(addr: Option<IpAddr>) -> bool {
+    matches!(addr, Some(IpAddr::V4(a)) if a.is_loopback())
 }
 
 /// The subnet's broadcast address, which the kernel adds to its local table
@@ -113,8 +117,7 @@ mod tests {
                 }
             }
             let v4 = |a: Option<nix::sys::socket::SockaddrStorage>| a.and_then(|a| a.as_sockaddr_in().map(|s| s.ip()));
-            let loopback = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
-            if let (false, Some(addr), Some(mask)) = (loopback, v4(ifa.address), v4(ifa.netmask)) {
+            if let (Some(addr), Some(mask)) = (v4(ifa.address).filter(|a| !a.is_loopback()), v4(ifa.netmask)) {
                 nix_said.extend(subnet_broadcast(addr, mask).map(IpAddr::V4));
             }
         }

@@ -45,8 +45,7 @@ pub fn through_agent(iface: &str, command: Command) -> Result<Option<Command>, F
     let Some(path) = agent_socket(iface)? else { return Ok(Some(command)) };
     log::info!("an agent serves {iface}: going through {}", path.display());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client = rt
-        .block_on(lnetd_host_encap::agent::connect_local(&path))
+    let client = call(&rt, lnetd_host_encap::agent::connect_local(&path))
         .map_err(|e| format!("connecting to the agent of {iface} on {}: {e}", path.display()))?;
     let mut remote = Remote { rt, client, path, iface };
     remote.run(command)?;
@@ -82,7 +81,7 @@ struct Remote<'a> {
 /// after the agent died raised SIGPIPE, whose default action (main restores
 /// it, so that `| head` ends quietly) killed the command without a word;
 /// ignored, the write fails and the call reports the broken connection.
-fn call<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+pub(super) fn call<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: sets a disposition (ignore, then default); no handler code runs.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
@@ -302,9 +301,7 @@ fn refused(status: &Status) -> Option<apply::Refused> {
 
 impl apply::Target for Remote<'_> {
     fn plan(&mut self, desired: &DesiredState) -> Result<ApplyReport, Failure> {
-        let reply = self
-            .rt
-            .block_on(apply_streamed(&mut self.client, || apply_request(desired, true, None)))
+        let reply = call(&self.rt, apply_streamed(&mut self.client, || apply_request(desired, true, None)))
             .map_err(|s| failure(&self.path, s))?;
         report_of(&reply)
     }
@@ -435,8 +432,7 @@ impl Remote<'_> {
                 (None, Some(p), Some(t)) => {
                     let t = Table::alternate(t)
                         .ok_or("--table 0 is the main table; a source selects an alternate table (1..)")?;
-                    self.rt
-                        .block_on(self.client.set_source(pb::Source { prefix: p.to_string(), table: t.id() }))
+                    call(&self.rt, self.client.set_source(pb::Source { prefix: p.to_string(), table: t.id() }))
                         .map_err(fail)?;
                     println!("packets from {p} use table {}", t.id());
                 }

@@ -245,7 +245,9 @@ fn decapsulator(iface: &str) -> Option<Decap> {
             other_labels: Some(dec.other_labels().to_string()),
             error: None,
         }),
-        Err(Error::Pin(PinError::NotPinned { .. })) => None,
+        // Not pinned, or not this user's to look at (the rest of the
+        // status is null for such a user too).
+        Err(Error::Pin(PinError::NotPinned { .. } | PinError::NoAccess { .. })) => None,
         Err(e) => Some(Decap { mode: None, labels: Vec::new(), other_labels: None, error: Some(e.to_string()) }),
     }
 }
@@ -479,7 +481,7 @@ fn print_text(iface: &str, r: &Report) {
 fn liveness(agent: &std::path::Path) -> Option<Liveness> {
     use lnetd_host_encap::agent::proto::v1 as pb;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    let reply = rt.block_on(async {
+    let reply = super::remote::call(&rt, async {
         let mut client = lnetd_host_encap::agent::connect_local(agent).await.ok()?;
         client.get_liveness(pb::LivenessRequest::default()).await.ok().map(tonic::Response::into_inner)
     });
