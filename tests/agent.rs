@@ -515,6 +515,41 @@ fn our_protocol_every_rpc_metrics_and_a_sigkilled_agent() {
     drop(agent);
 }
 
+/// An agent whose stdout's reader goes away (`agent | head -1`, a
+/// supervisor's pipe) keeps serving: it panicked on its next line ("failed
+/// printing to stdout: Broken pipe"), exit 101, BGP and S-BFD gone with it.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn an_agent_outlives_its_stdout() {
+    privileged("an_agent_outlives_its_stdout");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let mut child = in_host(&lab.host, BIN)
+        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "generic"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the agent");
+    // The reader takes the first line and goes, as `head -1` does.
+    let mut first = [0u8; 1];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).expect("a first line");
+    drop(child.stdout.take());
+    let agent = ChildGuard(child);
+    let path = socket(&lab);
+    let _socket = SocketGuard::new(path.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab.host.run(|| std::os::unix::net::UnixStream::connect(&path).is_ok()).unwrap() {
+        assert!(Instant::now() < deadline, "the agent did not listen within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its next line ("serving on ...") went to the closed pipe: still serving.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut agent = agent;
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited when its stdout closed");
+    let out = in_host(&lab.host, BIN).args(["-i", VethLab::HOST_IF, "status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("agent:  serving on"), "{out:?}");
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_plaintext_agent_off_loopback_is_refused() {

@@ -15,6 +15,16 @@ use lnetd_host_encap::{
 
 use super::{BgpArgs, Failure};
 
+/// A line on stdout that the agent survives losing: SIGPIPE is ignored
+/// here (sockets), so `println!` panicked, killing the agent, once stdout's
+/// reader went away (`agent | head -1`, a supervisor's pipe).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Where the agent serves and who may use it.
 #[derive(clap::Args, Debug)]
 pub struct Listeners {
@@ -168,7 +178,7 @@ impl ConfigArgs {
             (Some(p), _) => p,
             (None, Some(p)) if p.exists() => p,
             (None, Some(p)) => {
-                println!("no configuration file at {}: flags only", p.display());
+                say!("no configuration file at {}: flags only", p.display());
                 return Ok(None);
             }
             (None, None) => return Ok(None),
@@ -269,11 +279,11 @@ pub fn agent(
     let config = listeners.config(iface)?;
     let enc = if lnetd_host_encap::encap::AdoptOptions::default().is_pinned(iface)? {
         let enc = (AdoptOptions { wait: Duration::from_secs(10), ..Default::default() }).open(iface)?;
-        println!("adopted the dataplane pinned on {iface} ({} routes, every table)", enc.diagnostics().route_count());
+        say!("adopted the dataplane pinned on {iface} ({} routes, every table)", enc.diagnostics().route_count());
         enc
     } else {
         let enc = attach(iface, file.as_ref(), mode)?;
-        println!("attached to {iface} and pinned");
+        say!("attached to {iface} and pinned");
         enc
     };
     let enc = Arc::new(enc);
@@ -313,7 +323,7 @@ pub fn agent(
         extras.bgp = Some(Arc::clone(&counters));
         let (c, name) = (Arc::clone(&counters), iface.to_owned());
         extras.metrics = Some(Arc::new(move || c.prometheus(&name)));
-        println!(
+        say!(
             "learning SR policies and colored routes from GoBGP at {api} (session down: {})",
             bgp.session_down.unwrap_or_default()
         );
@@ -339,10 +349,10 @@ pub fn agent(
                 _ = term.recv() => {}
             }
         };
-        println!("serving on {}", serving.join(" and "));
+        say!("serving on {}", serving.join(" and "));
         agent::serve_with(enc, config, extras, shutdown).await
     })?;
-    println!("stopped; the dataplane keeps forwarding (pinned)");
+    say!("stopped; the dataplane keeps forwarding (pinned)");
     Ok(())
 }
 
