@@ -422,10 +422,12 @@ impl Decapsulator {
                 PinError::StaleInterface { iface: iface.to_owned(), pinned: state.ifindex, now: ifindex }.into()
             );
         }
-        let maps = DecapMaps::from_pins(&dir.maps_dir()).map_err(|(name, errno)| PinError::Kernel {
-            op: "opening",
-            path: dir.maps_dir().join(name),
-            errno,
+        let maps = DecapMaps::from_pins(&dir.maps_dir()).map_err(|(name, errno)| {
+            dir.elsewhere(errno).unwrap_or_else(|| PinError::Kernel {
+                op: "opening",
+                path: dir.maps_dir().join(name),
+                errno,
+            })
         })?;
         let link = dir.open_link()?;
         let prog = link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?;

@@ -558,6 +558,16 @@ fn attach_under_ip_netns_exec_is_refused_with_the_nsenter_alternative() {
             );
         }
     }
+    // The decapsulator's commands from there say the same (a bare ENOENT on its maps' pins).
+    ok(&lab.host, &["pop", "attach", "--hook", "ingress"]);
+    let _decap_pins = DecapPinGuard(&lab.host);
+    for command in ["pop labels", "pop add 16001"] {
+        let script = format!("exec {} -i {} {command}", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);
+        let out = under_ip_netns_exec(&lab, &script);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not on the host's bpffs") && stderr.contains("nsenter --net"), "{command}: {stderr}");
+    }
+    ok(&lab.host, &["pop", "detach"]);
     // `detach --force` from there refuses: it said it removed the program and
     // exited 0 while the link pinned on the host's bpffs kept it attached.
     let script = format!("exec {} -i {} detach --force", env!("CARGO_BIN_EXE_lnetd-host-encap"), VethLab::HOST_IF);

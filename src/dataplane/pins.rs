@@ -276,7 +276,7 @@ impl PinDir {
     /// this process's view of bpffs: a mount namespace of its own (`ip netns
     /// exec` mounts another bpffs, or none, over /sys), where the host's
     /// pins cannot be seen. A bare ENOENT said nothing of that.
-    fn elsewhere(&self, errno: Errno) -> Option<PinError> {
+    pub(crate) fn elsewhere(&self, errno: Errno) -> Option<PinError> {
         if errno != Errno::ENOENT {
             return None;
         }
