@@ -619,6 +619,11 @@ fn bgp_sr_policies_steer_colored_routes_end_to_end() {
         metrics(&lab).get("lnetd_host_encap_bgp_api_connected") == Some(&0.0)
     });
     assert_eq!(labels(&lab, "198.51.100.7"), [16001, 16002], "kept while GoBGP is away");
+    // And said to be held (the gauge and `status` said 0 until GoBGP came back).
+    let held = metrics(&lab)["lnetd_host_encap_bgp_routes_held"];
+    assert!(held >= 1.0, "routes held while GoBGP is away: {held}");
+    let status: serde_json::Value = serde_json::from_str(&cli(&lab, &["status", "--output", "json"])).unwrap();
+    assert_eq!(status["bgp"]["routes_held"], held as u64, "{status}");
     let host_bgp = gobgpd(&lab.veth.host, "host2", HOST_BGP_ADDR, CTL_ADDR, HOST_API);
     wait_for(Duration::from_secs(10), "resynchronised", || {
         let m = metrics(&lab);

@@ -724,6 +724,10 @@ impl Learner {
         self.counters.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         let routes = self.table.routes.len();
         if self.keep {
+            // Every route it taught is held now (the gauge and `status` said 0
+            // until it came back).
+            let kept: std::collections::HashSet<ipnetwork::IpNetwork> = self.table.routes.keys().copied().collect();
+            set(&self.counters.routes_held, self.origins.held_count_beside(&kept) as u64);
             log::warn!(
                 "BGP: GoBGP went away; keeping the {routes} routes it taught (session-down policy keep) until {} s \
                  after a session is established again once it is back; those not taught again by then are removed",
