@@ -249,8 +249,8 @@ pub enum RouteError {
     /// A host route for one of this host's own addresses, which are never labelled.
     #[error(
         "{prefix} is one of this host's own addresses: traffic to it is never labelled, so it cannot \
-         have a route (the host's addresses are read when the dataplane is attached and followed by the \
-         agent; Encapsulator::refresh_local_addresses)"
+         have a route (the host's addresses are read at attach and by every command that changes the \
+         dataplane, and followed live by the agent)"
     )]
     LocalAddress {
         /// The prefix given.

@@ -335,7 +335,11 @@ fn the_host_addresses_are_brought_up_to_date_by_every_writer_command() {
     lab.host.ip(&["addr", "add", "192.0.3.2/24", "dev", VethLab::HOST_IF]).unwrap();
     let before = ok(&lab.host, &["get", "192.0.3.2"]);
     assert!(before.starts_with("labelled and sent back"), "a reader changes nothing: {before}");
-    ok(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    // The writer that found the change says it (`repair` said "nothing to repair").
+    let found = cli(&lab.host, &["set", "198.51.100.0/24", "16001"]);
+    let said = String::from_utf8_lossy(&found.stderr);
+    assert!(found.status.success() && said.contains("the host's addresses changed: never labelled now: "), "{said}");
+    assert!(said.contains("192.0.3.2") && said.contains("192.0.3.255"), "{said}");
     for dst in ["192.0.3.2", "192.0.3.255"] {
         let after = ok(&lab.host, &["get", dst]);
         assert!(after.contains(own), "{dst} after a writer: {after}");

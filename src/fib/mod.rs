@@ -852,6 +852,23 @@ impl Fib {
         if adding.is_empty() && removing.is_empty() {
             return Ok(rib.local.len());
         }
+        // Said where an operator sees it: without an agent this is found by
+        // whichever command adopts next (`repair` said "nothing to repair").
+        let list = |v: &[IpAddr]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            }
+        };
+        // (The first reading, at attach, is no change.)
+        let level = if rib.local.is_empty() { log::Level::Debug } else { log::Level::Warn };
+        log::log!(
+            level,
+            "the host's addresses changed: never labelled now: {}; labelled again (no longer the host's): {}",
+            list(&adding),
+            list(&removing)
+        );
         let mut added: Vec<IpNetwork> = Vec::new();
         for addr in adding {
             let host = IpNetwork::from(addr);
