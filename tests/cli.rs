@@ -295,7 +295,7 @@ fn the_command_in_host_mode_egress_and_pop() {
     // (it showed the decapsulator's XDP program as the encapsulator's, "ours": false).
     let status = ok(&lab.host, &["status"]);
     assert!(status.contains("attached in egress mode (tcx egress)\n"), "{status}");
-    assert!(status.contains("(xdp_decap) is attached: the decapsulator's"), "{status}");
+    assert!(status.contains("(xdp_decap) is attached: it is the decapsulator's"), "{status}");
     assert!(status.contains("pop:    decapsulator in generic mode, popping 0,2,16005; other labels: drop"), "{status}");
     let status: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["status", "--output", "json"])).unwrap();
     assert_eq!((&status["program"]["ours"], &status["program"]["role"]), (&true.into(), &"decapsulator".into()));

@@ -395,7 +395,7 @@ impl AgentFile {
             .as_deref()
             .map(|m| {
                 crate::bgp::sbfd::neighbour::parse_mac(m)
-                    .ok_or_else(|| refuse("router_mac", m.into(), "a MAC such as 02:00:00:00:00:01"))
+                    .ok_or_else(|| refuse("router_mac", m.into(), "a unicast MAC such as 02:00:00:00:00:01"))
             })
             .transpose()?;
         let no_live_path = s

@@ -97,10 +97,12 @@ fn arp_entries(arp: &str, iface: &str) -> Vec<(Ipv4Addr, [u8; 6])> {
         .collect()
 }
 
-/// `02:00:00:00:00:01`.
+/// A unicast MAC, `02:00:00:00:00:01`; `None` for anything else (zero, or
+/// a group address: a router's is neither).
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let bytes: Vec<u8> = s.split(':').map(|b| u8::from_str_radix(b, 16)).collect::<Result<_, _>>().ok()?;
-    <[u8; 6]>::try_from(bytes).ok().filter(|m| *m != [0; 6])
+    // Not zero, and unicast: a group address (the I/G bit) is no router's.
+    <[u8; 6]>::try_from(bytes).ok().filter(|m| *m != [0; 6] && m[0] & 1 == 0)
 }
 
 #[cfg(test)]
@@ -125,5 +127,6 @@ h0\t0000C80A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
         assert_eq!(parse_mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
         assert_eq!(parse_mac("02:00:00:00:00"), None);
         assert_eq!(parse_mac("00:00:00:00:00:00"), None);
+        assert_eq!(parse_mac("01:00:5e:00:00:01"), None, "a multicast MAC is no router's");
     }
 }

@@ -310,7 +310,7 @@ struct BgpArgs {
     /// The router's MAC, where probes are sent; default: from the neighbour table.
     #[cfg(feature = "bgp")]
     #[arg(long = "sbfd-router-mac", value_name = "MAC",
-          value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a MAC such as 02:00:00:00:00:01"))]
+          value_parser = |s: &str| lnetd_host_encap::bgp::sbfd::neighbour::parse_mac(s).ok_or("expected a unicast MAC such as 02:00:00:00:00:01"))]
     sbfd_router_mac: Option<[u8; 6]>,
     /// What the packets of the routes steered into an SR policy with no live
     /// candidate path (every list down, or no valid path) do: unlabelled

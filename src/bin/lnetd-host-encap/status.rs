@@ -337,7 +337,7 @@ fn print_xdp_and_decap(program: Option<&Program>, decap: Option<&Decap>) {
     if let Some(p) = program {
         let whose = match p.role {
             Some("encapsulator") => "the encapsulator's, without pins",
-            Some(_) => "the decapsulator's",
+            Some(_) => "it is the decapsulator's",
             None => "not ours",
         };
         println!("  xdp:    program id {} ({}) is attached: {whose}", p.id, p.name);
@@ -453,10 +453,11 @@ fn print_text(iface: &str, r: &Report) {
     }
     if let Some(b) = &r.bgp {
         let api = if b.api_connected { "connected to GoBGP" } else { "not connected to GoBGP" };
+        let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         println!(
-            "  bgp:    {api}; {} sessions; {} routes held (kept from a session that is down or not yet resynchronised)",
-            b.sessions.len(),
-            b.routes_held
+            "  bgp:    {api}; {}; {} held (kept from a session that is down or not yet resynchronised)",
+            plural(b.sessions.len() as u64, "session", "sessions"),
+            plural(b.routes_held, "route", "routes")
         );
         for s in &b.sessions {
             let state = if s.established { "established" } else { "not established" };
