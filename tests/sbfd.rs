@@ -555,6 +555,25 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
 }
 
 /// The command in `lab`'s host namespace, whatever its outcome.
+/// Starts `lnetd-host-encap -i HOST_IF ARGS` in the host namespace (stdout
+/// discarded) and waits until it answers on `socket`.
+fn spawn_agent(lab: &VethLab, socket: &std::path::Path, args: &[&str]) -> common::ChildGuard {
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = common::ChildGuard(child);
+    wait_for("the agent's socket", Duration::from_secs(20), || {
+        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    });
+    agent
+}
+
 fn command_output(lab: &VethLab, args: &[&str]) -> std::process::Output {
     std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", lab.host.name()))
@@ -621,18 +640,8 @@ fn the_sbfd_section_of_the_config_file_runs_liveness_flags_win_and_a_reload_name
     // The file's [sbfd] with one flag over it.
     let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
     let _leftovers = Leftovers(&lab, socket.clone());
-    let child = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.host.name()))
-        .arg(BIN)
-        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--config", &config, "--sbfd-multiplier", "5"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut agent = common::ChildGuard(child);
-    wait_for("the agent's socket", Duration::from_secs(20), || {
-        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
+    let agent =
+        spawn_agent(&lab, &socket, &["agent", "--mode", "native", "--config", &config, "--sbfd-multiplier", "5"]);
     let client = Agent { path: socket.clone(), stop: None, thread: None };
     wait_for("S-BFD running", Duration::from_secs(10), || client.liveness(0, "").is_ok_and(|r| r.enabled));
     let reply = client.liveness(0, "").unwrap();
@@ -836,20 +845,12 @@ fn sbfd_waits_for_the_routers_mac_says_why_meanwhile_and_starts_once_it_is_known
     let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
     let _leftovers = Leftovers(&lab, socket.clone());
     const METRICS: &str = "127.0.0.1:19469";
-    let child = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.host.name()))
-        .arg(BIN)
-        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "native", "--metrics", METRICS])
-        // Nothing listens there: the learner retries, S-BFD is independent of it.
-        .args(["--bgp-api", "127.0.0.1:9", "--sbfd-interval-ms", "20"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut agent = common::ChildGuard(child);
-    wait_for("the agent's socket", Duration::from_secs(20), || {
-        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
+    // Nothing listens there: the learner retries, S-BFD is independent of it.
+    let agent = spawn_agent(
+        &lab,
+        &socket,
+        &["agent", "--mode", "native", "--metrics", METRICS, "--bgp-api", "127.0.0.1:9", "--sbfd-interval-ms", "20"],
+    );
     let client = Agent { path: socket.clone(), stop: None, thread: None };
 
     // Configured, not running, and saying why.
@@ -915,18 +916,7 @@ fn a_reload_refuses_a_file_the_next_start_would_refuse_and_applies_none_of_it() 
     let config = path.to_str().unwrap().to_owned();
     let socket = lab.host.run(|| lnetd_host_encap::agent::socket_path(VethLab::HOST_IF).unwrap()).unwrap();
     let _leftovers = Leftovers(&lab, socket.clone());
-    let child = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", lab.host.name()))
-        .arg(BIN)
-        .args(["-i", VethLab::HOST_IF, "agent", "--mode", "generic", "--config", &config])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut agent = common::ChildGuard(child);
-    wait_for("the agent's socket", Duration::from_secs(20), || {
-        assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
+    let mut agent = spawn_agent(&lab, &socket, &["agent", "--mode", "generic", "--config", &config]);
     assert!(command(&lab, &["routes"]).contains("16001"));
 
     let bad = [

@@ -570,16 +570,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn withdrawals_of_a_down_peer_are_kept_stale_until_released() {
-        let counters = BgpCounters::default();
+    /// A table a peer (10.201.0.1) taught a policy and two routes colored for it.
+    fn taught(counters: &BgpCounters) -> (Table, [Nlri; 3]) {
         let mut t = Table::default();
         let policy = Nlri::SrPolicy { distinguisher: 1, key: key() };
         let (a, b) = (Nlri::Unicast("10.0.0.0/8".parse().unwrap()), Nlri::Unicast("10.1.0.0/16".parse().unwrap()));
-        let none = HashSet::new();
         for n in [policy, a, b] {
-            t.update(announce(n, "10.201.0.1"), &none, &counters);
+            t.update(announce(n, "10.201.0.1"), &HashSet::new(), counters);
         }
+        (t, [policy, a, b])
+    }
+
+    #[test]
+    fn withdrawals_of_a_down_peer_are_kept_stale_until_released() {
+        let counters = BgpCounters::default();
+        let none = HashSet::new();
+        let (mut t, [policy, a, b]) = taught(&counters);
         assert_eq!(t.compute(&counters).routes.len(), 2);
         // The peer is down: its withdrawals are kept, stale.
         let down: HashSet<String> = ["10.201.0.1".to_owned()].into();
@@ -648,13 +654,8 @@ mod tests {
     #[test]
     fn stale_routes_are_tracked_and_the_release_counts_what_it_removed() {
         let counters = BgpCounters::default();
-        let mut t = Table::default();
-        let policy = Nlri::SrPolicy { distinguisher: 1, key: key() };
-        let (a, b) = (Nlri::Unicast("10.0.0.0/8".parse().unwrap()), Nlri::Unicast("10.1.0.0/16".parse().unwrap()));
         let none = HashSet::new();
-        for n in [policy, a, b] {
-            t.update(announce(n, "10.201.0.1"), &none, &counters);
-        }
+        let (mut t, [policy, a, b]) = taught(&counters);
         assert_eq!(t.taught_by("10.201.0.1"), Taught { routes: 2, paths: 1 });
         assert!(t.stale_routes().is_empty());
         let down: HashSet<String> = ["10.201.0.1".to_owned()].into();

@@ -77,11 +77,21 @@ impl PinRoots {
     /// so a cleanup would report success and leave them (and the program
     /// they hold) in place.
     pub fn check_hosts_bpffs(&self) -> Result<(), PinError> {
-        match bpffs::is_hosts_bpffs(&self.bpffs) {
-            Some(false) => Err(PinError::NotHostBpffs { dir: self.bpffs.clone() }),
-            _ => Ok(()),
-        }
+        not_hosts(&self.bpffs).map_or(Ok(()), Err)
     }
+}
+
+/// [`PinError::NotHostBpffs`] when `dir` is not on the host's bpffs as this
+/// process sees it (a mount namespace of its own).
+fn not_hosts(dir: &Path) -> Option<PinError> {
+    (bpffs::is_hosts_bpffs(dir) == Some(false)).then(|| PinError::NotHostBpffs { dir: dir.to_owned() })
+}
+
+/// Why pins cannot be made or seen under `dir` from this process, if they
+/// cannot: a mount namespace of its own first (there, "mount a bpffs", the
+/// advice for a host without one, only led to that refusal), then no bpffs.
+fn unseen(dir: &Path) -> Option<PinError> {
+    not_hosts(dir).or_else(|| (!bpffs::is_bpffs(dir)).then(|| PinError::NotBpffs { dir: dir.to_owned() }))
 }
 
 /// The roots of pinned decapsulators: the `decap` sub-directory of `roots`
@@ -173,13 +183,8 @@ impl PinDir {
         link: &BpfLink,
         write_state: impl FnOnce(&PinDir) -> Result<T, PinError>,
     ) -> Result<T, PinError> {
-        // A mount namespace of its own first: there, "mount a bpffs" (the
-        // advice for a host without one) only led to this second refusal.
-        if bpffs::is_hosts_bpffs(&self.pins) == Some(false) {
-            return Err(PinError::NotHostBpffs { dir: self.pins.clone() });
-        }
-        if !bpffs::is_bpffs(&self.pins) {
-            return Err(PinError::NotBpffs { dir: self.pins.clone() });
+        if let Some(e) = unseen(&self.pins) {
+            return Err(e);
         }
         if self.exists()? {
             return Err(PinError::AlreadyPinned { dir: self.pins.clone() });
@@ -280,11 +285,7 @@ impl PinDir {
         if errno != Errno::ENOENT {
             return None;
         }
-        if bpffs::is_hosts_bpffs(&self.pins) == Some(false) {
-            return Some(PinError::NotHostBpffs { dir: self.pins.clone() });
-        }
-        // No bpffs here, the host's own mounts: unmounted since the attach.
-        (!bpffs::is_bpffs(&self.pins)).then(|| PinError::NotBpffs { dir: self.pins.clone() })
+        unseen(&self.pins)
     }
 
     /// Refuses `link` unless it is attached to `ifindex`, the live interface
