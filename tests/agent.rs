@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{privileged, ChildGuard, PinGuard};
+use common::{http_get, privileged, ChildGuard, PinGuard};
 use lnetd_host_encap::agent::proto::v1 as pb;
 use lnetd_host_encap::agent::proto::v1::encapsulator_client::EncapsulatorClient;
 use lnetd_host_encap::testing::lab::{Capture, Netns, VethLab};
@@ -173,18 +173,6 @@ fn labels_for(lab: &VethLab, capture: &Capture, dst: Ipv4Addr) -> Vec<u32> {
         }
     }
     Vec::new()
-}
-
-fn http_get(ns: &Netns, addr: &str, path: &str) -> String {
-    ns.run(|| {
-        let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
-    })
-    .unwrap()
 }
 
 #[test]

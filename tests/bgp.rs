@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -360,18 +359,7 @@ fn metrics(lab: &Lab) -> BTreeMap<String, f64> {
 
 /// The agent's metrics page.
 fn metrics_text(lab: &Lab) -> String {
-    let body = lab
-        .veth
-        .host
-        .run(|| {
-            let mut s = TcpStream::connect(AGENT_METRICS).expect("metrics endpoint");
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            let mut body = String::new();
-            s.read_to_string(&mut body).unwrap();
-            body
-        })
-        .unwrap();
+    let body = common::http_get(&lab.veth.host, AGENT_METRICS, "/metrics");
     body.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
 }
 

@@ -817,17 +817,7 @@ fn with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_lab
 
 /// `GET /metrics` from the agent's metrics listener in `lab`'s host namespace.
 fn metrics_text(lab: &VethLab, addr: &str) -> String {
-    use std::io::{Read, Write};
-    lab.host
-        .run(|| {
-            let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-            let mut body = String::new();
-            s.read_to_string(&mut body).unwrap();
-            body
-        })
-        .unwrap()
+    common::http_get(&lab.host, addr, "/metrics")
 }
 
 /// At boot the router's MAC is often not yet in the neighbour table. The

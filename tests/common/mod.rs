@@ -388,3 +388,18 @@ pub fn command(ns: &Netns, args: &[&str]) -> std::process::Command {
 pub fn run(ns: &Netns, args: &[&str]) -> std::process::Output {
     command(ns, args).output().expect("run lnetd-host-encap")
 }
+
+/// `GET path` from `addr` inside `ns` (the agent's metrics listener), the
+/// whole HTTP response as text.
+pub fn http_get(ns: &Netns, addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    ns.run(|| {
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    })
+    .unwrap()
+}
