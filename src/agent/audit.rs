@@ -84,8 +84,9 @@ impl Audit {
     }
 
     /// The counts for the state `stamp` names: the stored ones when they are
-    /// of it, counted now otherwise (`origin` says each route's origin).
-    pub(crate) fn summary(&self, stamp: Stamp, origin: impl Fn(Table, ipnetwork::IpNetwork) -> String) -> Summary {
+    /// of it, counted now otherwise (from the origins the RIB records beside
+    /// its routes).
+    pub(crate) fn summary(&self, stamp: Stamp) -> Summary {
         let mut stored = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = stored.as_ref().filter(|s| s.stamp == stamp) {
             return s.clone();
@@ -93,22 +94,19 @@ impl Audit {
         let started = Instant::now();
         // The stamp was read before the routes: a change while counting
         // makes these counts stale, and the next caller counts again.
-        let keys = self.enc.route_keys();
-        let mut s = Summary {
+        let counted = self.enc.route_counts();
+        let s = Summary {
             stamp,
             at: Some(SystemTime::now()),
-            routes: keys.len() as u64,
+            routes: counted.total,
             sources: self.enc.sources().list().len() as u64,
-            ..Summary::default()
+            by_table: counted
+                .by_table
+                .into_iter()
+                .map(|(t, n)| (if t == Table::Main { "main".to_owned() } else { t.id().to_string() }, n))
+                .collect(),
+            by_origin: counted.by_origin.into_iter().map(|(o, n)| (o.to_string(), n)).collect(),
         };
-        for (t, p) in &keys {
-            let table = if *t == Table::Main { "main".to_owned() } else { t.id().to_string() };
-            *s.by_table.entry(table).or_default() += 1;
-            let from = origin(*t, *p);
-            // A route of no recorded origin is static.
-            let from = if from.is_empty() { "static".to_owned() } else { from };
-            *s.by_origin.entry(from).or_default() += 1;
-        }
         log::debug!("status: {} routes counted in {:?}", s.routes, started.elapsed());
         *stored = Some(s.clone());
         s
@@ -176,12 +174,8 @@ pub(crate) async fn run(audit: Arc<Audit>, writes: super::Writes) {
         if audit.counted(stamp) {
             stale_since = None;
         } else if quiet >= QUIET || stale_since.get_or_insert_with(Instant::now).elapsed() >= BUSY {
-            let (a, w) = (Arc::clone(&audit), writes.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                let origin = w.origin();
-                a.summary(stamp, |t, p| origin(t, p).0);
-            })
-            .await;
+            let a = Arc::clone(&audit);
+            let _ = tokio::task::spawn_blocking(move || a.summary(stamp)).await;
             stale_since = None;
         }
         if next_verify.is_some_and(|at| Instant::now() >= at) {

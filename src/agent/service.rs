@@ -346,11 +346,7 @@ impl Api for Service {
         let writes = self.writes.clone();
         let stamp = writes.stamp();
         // Counted once per change, not per call (audit.rs): usually stored already.
-        let summary = blocking(move || {
-            let origin = writes.origin();
-            Ok(writes.audit.summary(stamp, |t, p| origin(t, p).0))
-        })
-        .await?;
+        let summary = blocking(move || Ok(writes.audit.summary(stamp))).await?;
         let activity = &self.writes.activity;
         #[cfg_attr(not(feature = "bgp"), allow(unused_mut))]
         let mut last_change = activity.last().map(|c| pb::LastChange {
