@@ -357,6 +357,46 @@ fn metrics(lab: &Lab) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The reasons above 0 of a `{reason}`-labelled family in `metrics`, as
+/// `status` gives them.
+fn above_0(m: &BTreeMap<String, f64>, family: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{family}/");
+    m.iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), *v as u64)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The four ignored/invalid families, by reason, from the metrics page and
+/// from `GetStatus` and `status --output json` read right after: the same
+/// counters, so the same counts once nothing changes between the reads.
+fn ignored_and_invalid_agree(lab: &Lab) -> bool {
+    const FAMILIES: [&str; 4] =
+        ["policies_ignored", "policies_ignored_total", "candidate_paths_invalid", "candidate_paths_invalid_total"];
+    let m = metrics(lab);
+    let from_metrics: Vec<BTreeMap<String, u64>> =
+        FAMILIES.iter().map(|f| above_0(&m, &format!("lnetd_host_encap_bgp_{f}"))).collect();
+    let s = in_ns(&lab.veth.host, async {
+        let mut c = EncapsulatorClient::connect("http://127.0.0.1:50051").await.unwrap();
+        c.get_status(pb::StatusRequest {}).await.unwrap().into_inner()
+    });
+    let sorted = |m: &std::collections::HashMap<String, u64>| m.clone().into_iter().collect::<BTreeMap<_, _>>();
+    let from_status = [
+        sorted(&s.bgp_policies_ignored),
+        sorted(&s.bgp_policies_ignored_total),
+        sorted(&s.bgp_candidate_paths_invalid),
+        sorted(&s.bgp_candidate_paths_invalid_total),
+    ];
+    let json: serde_json::Value = serde_json::from_str(&cli(lab, &["status", "--output", "json"])).unwrap();
+    let from_json: Vec<BTreeMap<String, u64>> =
+        FAMILIES.iter().map(|f| serde_json::from_value(json["bgp"][f].clone()).unwrap()).collect();
+    let agree = from_metrics == from_status && from_metrics == from_json;
+    if !agree {
+        eprintln!("metrics {from_metrics:?}, GetStatus {from_status:?}, status --output json {from_json:?}");
+    }
+    agree
+}
+
 /// The agent's metrics page.
 fn metrics_text(lab: &Lab) -> String {
     let body = common::http_get(&lab.veth.host, AGENT_METRICS, "/metrics");
@@ -829,6 +869,16 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
         assert!(m["lnetd_host_encap_bgp_policies_ignored_total/no-route-target"] >= 1.0, "{host}: {m:?}");
         assert_eq!(m.get("lnetd_host_encap_bgp_policies_ignored/route-target-not-ipv4"), Some(&1.0), "{host}: {m:?}");
         assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths"), Some(&1.0), "{host}: only its own: {m:?}");
+        wait_for(Duration::from_secs(3), &format!("host {host}'s status saying the metrics' counts"), || {
+            ignored_and_invalid_agree(lab)
+        });
+        let text = cli(lab, &["status"]);
+        assert!(
+            text.contains(
+                "4 SR Policy paths ignored now (no-route-target 1, route-target-mismatch 2, route-target-not-ipv4 1)"
+            ),
+            "{host}: {text}"
+        );
         let text = metrics_text(lab);
         assert!(text.contains(&format!("router_id=\"{id}\"}} 1")), "{host}: the BGP identifier from GetBgp: {text}");
         // The end-of-initial-list marker is not a peer: every session_up series names an address.
@@ -865,6 +915,9 @@ fn bgp_behind_a_route_reflector_each_host_installs_its_own_candidate_path() {
     let m = metrics(&a);
     assert!(m["lnetd_host_encap_bgp_candidate_paths_invalid_total/no-tunnel-encapsulation"] >= 1.0, "{m:?}");
     assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths_invalid/no-tunnel-encapsulation"), Some(&1.0), "{m:?}");
+    wait_for(Duration::from_secs(3), "host A's status saying its invalid path", || ignored_and_invalid_agree(&a));
+    let text = cli(&a, &["status"]);
+    assert!(text.contains("; 1 candidate path invalid now (no-tunnel-encapsulation 1), "), "{text}");
     assert_eq!(labels(&b, "198.51.100.7"), [22001]);
     let m = metrics(&b);
     assert_eq!(m.get("lnetd_host_encap_bgp_candidate_paths_invalid/no-tunnel-encapsulation"), Some(&0.0), "{m:?}");

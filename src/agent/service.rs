@@ -382,6 +382,18 @@ impl Api for Service {
             reply.bgp_enabled = true;
             reply.bgp_api_connected = bgp.api_connected.load(std::sync::atomic::Ordering::Relaxed) == 1;
             reply.bgp_routes_held = bgp.routes_held.load(std::sync::atomic::Ordering::Relaxed);
+            {
+                use crate::bgp::counters::{ignored_by_reason, invalid_by_reason};
+                // The metrics list every reason, 0 included; a reply only those that happened.
+                let above_0 = |by_reason: &mut dyn Iterator<Item = (&'static str, u64)>| {
+                    by_reason.filter(|(_, n)| *n > 0).map(|(r, n)| (r.to_owned(), n)).collect()
+                };
+                reply.bgp_policies_ignored = above_0(&mut ignored_by_reason(&bgp.policies_ignored));
+                reply.bgp_policies_ignored_total = above_0(&mut ignored_by_reason(&bgp.policies_ignored_total));
+                reply.bgp_candidate_paths_invalid = above_0(&mut invalid_by_reason(&bgp.candidate_paths_invalid));
+                reply.bgp_candidate_paths_invalid_total =
+                    above_0(&mut invalid_by_reason(&bgp.candidate_paths_invalid_total));
+            }
             let since = bgp.peers_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             reply.bgp_sessions = bgp
                 .peers

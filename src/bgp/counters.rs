@@ -114,6 +114,19 @@ impl<const N: usize> PerReason<N> {
     }
 }
 
+/// Every [`Ignored`] reason's label and its value in `per`
+/// (`policies_ignored` or `policies_ignored_total`): what the metrics list
+/// and `status` shows, read from the one place.
+pub fn ignored_by_reason(per: &PerReason<{ Ignored::ALL.len() }>) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    Ignored::ALL.iter().map(|r| (r.as_str(), per.get(r.index())))
+}
+
+/// Every [`Invalid`] reason's label and its value in `per`
+/// (`candidate_paths_invalid` or its total), as [`ignored_by_reason`].
+pub fn invalid_by_reason(per: &PerReason<{ Invalid::ALL.len() }>) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    Invalid::ALL.iter().map(|r| (r.as_str(), per.get(r.index())))
+}
+
 fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
@@ -217,26 +230,26 @@ impl BgpCounters {
             "counter",
             "SR Policy paths received that are not for this host (RFC 9830 4.2.1: no route target naming its BGP \
              identifier, or none and no NO_ADVERTISE), by reason.",
-            &mut Ignored::ALL.iter().map(|r| (r.as_str(), self.policies_ignored_total.get(r.index()))),
+            &mut ignored_by_reason(&self.policies_ignored_total),
         );
         by_reason(
             "policies_ignored",
             "gauge",
             "SR Policy paths known now that are not for this host, by reason.",
-            &mut Ignored::ALL.iter().map(|r| (r.as_str(), self.policies_ignored.get(r.index()))),
+            &mut ignored_by_reason(&self.policies_ignored),
         );
         by_reason(
             "candidate_paths_invalid_total",
             "counter",
             "SR Policy paths for this host received invalid (no Tunnel Encapsulation attribute, no usable segment \
              list), by reason; they are never active.",
-            &mut Invalid::ALL.iter().map(|r| (r.as_str(), self.candidate_paths_invalid_total.get(r.index()))),
+            &mut invalid_by_reason(&self.candidate_paths_invalid_total),
         );
         by_reason(
             "candidate_paths_invalid",
             "gauge",
             "Invalid candidate paths for this host known now, by reason.",
-            &mut Invalid::ALL.iter().map(|r| (r.as_str(), self.candidate_paths_invalid.get(r.index()))),
+            &mut invalid_by_reason(&self.candidate_paths_invalid),
         );
         let router_id = *self.router_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(

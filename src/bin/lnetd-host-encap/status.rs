@@ -103,12 +103,22 @@ struct Session {
     since_unix_ms: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct Bgp {
     api_connected: bool,
     sessions: Vec<Session>,
     /// Routes kept from a session that is down or not yet resynchronised.
     routes_held: u64,
+    /// SR Policy paths known now that are not for this host (RFC 9830
+    /// acceptance), by reason (the metrics' labels); as the agent gives
+    /// them, reasons above 0 only.
+    policies_ignored: BTreeMap<String, u64>,
+    /// The same, received since the agent started.
+    policies_ignored_total: BTreeMap<String, u64>,
+    /// Candidate paths for this host known now that are invalid, by reason.
+    candidate_paths_invalid: BTreeMap<String, u64>,
+    /// The same, received since the agent started.
+    candidate_paths_invalid_total: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize)]
@@ -313,6 +323,14 @@ fn agent(iface: &str, report: &mut Report) -> (Option<Agent>, bool) {
                 })
                 .collect(),
             routes_held: s.bgp_routes_held,
+            policies_ignored: s.bgp_policies_ignored.iter().map(|(r, n)| (r.clone(), *n)).collect(),
+            policies_ignored_total: s.bgp_policies_ignored_total.iter().map(|(r, n)| (r.clone(), *n)).collect(),
+            candidate_paths_invalid: s.bgp_candidate_paths_invalid.iter().map(|(r, n)| (r.clone(), *n)).collect(),
+            candidate_paths_invalid_total: s
+                .bgp_candidate_paths_invalid_total
+                .iter()
+                .map(|(r, n)| (r.clone(), *n))
+                .collect(),
         });
     }
     report.last_change =
@@ -459,6 +477,9 @@ fn print_text(iface: &str, r: &Report) {
             plural(b.sessions.len() as u64, "session", "sessions"),
             plural(b.routes_held, "route", "routes")
         );
+        if let Some(line) = acceptance_line(b) {
+            println!("          {line}");
+        }
         for s in &b.sessions {
             let state = if s.established { "established" } else { "not established" };
             let since = s.since_unix_ms.map(|ms| format!(" since {}", when(ms))).unwrap_or_default();
@@ -474,6 +495,37 @@ fn print_text(iface: &str, r: &Report) {
     if let Some(l) = &r.liveness {
         print_liveness(l);
     }
+}
+
+/// The SR Policy paths ignored and the candidate paths invalid, now (by
+/// reason) and since the agent started, e.g. `2 SR Policy paths ignored now
+/// (no-route-target 1, route-target-mismatch 1), 5 since start`; `None`
+/// when there were none of either (the usual case needs no line).
+fn acceptance_line(b: &Bgp) -> Option<String> {
+    let part = |now: &BTreeMap<String, u64>, total: &BTreeMap<String, u64>, one: &str, many: &str| {
+        let sum = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
+        let (n, since) = (sum(now), sum(total));
+        if n == 0 && since == 0 {
+            return None;
+        }
+        let what = if n == 1 { one } else { many };
+        let reasons: Vec<String> = now.iter().map(|(r, k)| format!("{r} {k}")).collect();
+        let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+        Some(format!("{n} {what} now{reasons}, {since} since start"))
+    };
+    let parts: Vec<String> = [
+        part(&b.policies_ignored, &b.policies_ignored_total, "SR Policy path ignored", "SR Policy paths ignored"),
+        part(
+            &b.candidate_paths_invalid,
+            &b.candidate_paths_invalid_total,
+            "candidate path invalid",
+            "candidate paths invalid",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The agent's S-BFD state; `None` when it runs no S-BFD, is not
@@ -551,7 +603,40 @@ fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{acceptance_line, utc, Bgp};
+
+    #[test]
+    fn ignored_and_invalid_paths_are_one_line_by_reason_and_keys_under_bgp() {
+        let reasons = |pairs: &[(&str, u64)]| pairs.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect();
+        assert_eq!(acceptance_line(&Bgp::default()), None, "nothing ignored or invalid: no line");
+        let b = Bgp {
+            policies_ignored: reasons(&[("route-target-mismatch", 1), ("no-route-target", 1)]),
+            policies_ignored_total: reasons(&[("route-target-mismatch", 3), ("no-route-target", 2)]),
+            candidate_paths_invalid_total: reasons(&[("no-tunnel-encapsulation", 1)]),
+            ..Bgp::default()
+        };
+        assert_eq!(
+            acceptance_line(&b).as_deref(),
+            Some(
+                "2 SR Policy paths ignored now (no-route-target 1, route-target-mismatch 1), 5 since start; \
+                 0 candidate paths invalid now, 1 since start"
+            )
+        );
+        let one = Bgp {
+            candidate_paths_invalid: reasons(&[("no-usable-segment-list", 1)]),
+            candidate_paths_invalid_total: reasons(&[("no-usable-segment-list", 1)]),
+            ..Bgp::default()
+        };
+        assert_eq!(
+            acceptance_line(&one).as_deref(),
+            Some("1 candidate path invalid now (no-usable-segment-list 1), 1 since start")
+        );
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["policies_ignored"]["no-route-target"], 1, "{json}");
+        assert_eq!(json["policies_ignored_total"]["route-target-mismatch"], 3, "{json}");
+        assert_eq!(json["candidate_paths_invalid"], serde_json::json!({}), "{json}");
+        assert_eq!(json["candidate_paths_invalid_total"]["no-tunnel-encapsulation"], 1, "{json}");
+    }
 
     #[test]
     fn utc_dates_are_civil_dates() {
