@@ -241,8 +241,8 @@ impl BgpCounters {
         by_reason(
             "candidate_paths_invalid_total",
             "counter",
-            "SR Policy paths for this host received invalid (no Tunnel Encapsulation attribute, no usable segment \
-             list), by reason; they are never active.",
+            "SR Policy paths for this host received invalid (no Tunnel Encapsulation attribute, no SR Policy \
+             tunnel in it, no usable segment list), by reason; they are never active.",
             &mut invalid_by_reason(&self.candidate_paths_invalid_total),
         );
         by_reason(
