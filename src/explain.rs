@@ -350,7 +350,7 @@ impl fmt::Display for Explanation {
         let invalid = self.route.as_ref().is_some_and(|(_, r)| !r.policy.is_valid());
         let why = match self.outcome {
             "labelled" => None,
-            "local" => Some("it is addressed to one of the host's own addresses"),
+            "local" => Some("it is for the host or its link: one of the host's own addresses, or link-local"),
             "multicast" => Some("it is broadcast or multicast"),
             "no_route" if invalid => Some("its SR policy has no live candidate path (its routes go unlabelled)"),
             "no_route" => Some("no route covers the destination"),

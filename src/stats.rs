@@ -44,7 +44,8 @@ pub struct Stats {
     pub malformed: Counter,
     /// Passed: broadcast or multicast, by MAC or IP destination.
     pub multicast: Counter,
-    /// Passed: addressed to one of the host's own addresses.
+    /// Passed: addressed to one of the host's own addresses, or link-local
+    /// (169.254.0.0/16, fe80::/10), which no router forwards.
     pub local: Counter,
     /// Passed: no route covers the destination.
     pub no_route: Counter,

@@ -2,7 +2,8 @@
 //! labelled by the tcx program, with the MACs the kernel chose kept, big
 //! UDP datagrams fragmented by the kernel under the route MTU arrive as
 //! labelled fragments, UDP_SEGMENT (GSO) sends are labelled per segment, and
-//! a TSO-capable uplink is refused with a message that says what to change.
+//! a TSO-capable uplink is refused with a message that says what to change;
+//! link-local destinations leave unlabelled whatever route covers them.
 
 mod common;
 
@@ -138,6 +139,49 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     assert!(frames.iter().all(|(stack, _)| matches!(stack[0].label, 17001 | 17002)));
     let share = first as f64 / flows as f64;
     assert!((share - 0.7).abs() < 0.05, "the 7-weight list carried {share:.3} of the flows");
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn link_local_destinations_leave_unlabelled_under_default_routes() {
+    privileged("link_local_destinations_leave_unlabelled_under_default_routes");
+    let lab = VethLab::new().expect("lab");
+    let h0 = VethLab::HOST_IF;
+    // Fixed link-local addresses (nodad: usable at once), as a router's
+    // next hop learned from its advertisements would be.
+    for (ns, iface, v6, v4) in [
+        (&lab.host, h0, "fe80::2/64", "169.254.7.2/16"),
+        (&lab.router, VethLab::ROUTER_IF, "fe80::1/64", "169.254.7.1/16"),
+    ] {
+        ns.ip(&["addr", "add", v6, "dev", iface, "nodad"]).unwrap();
+        ns.ip(&["addr", "add", v4, "dev", iface]).unwrap();
+    }
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
+    let enc = lab
+        .host
+        .run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress))
+        .unwrap()
+        .expect("attach egress");
+    for default in ["0.0.0.0/0", "::/0"] {
+        enc.set_route(Table::Main, &Route::new(default.parse().unwrap(), "16001".parse().unwrap())).unwrap();
+    }
+    let before = enc.stats().unwrap();
+    // The router namespace takes no MPLS: a labelled echo request is never
+    // answered, so each ping proves its packets left unlabelled.
+    let link_local_v6 = format!("fe80::1%{h0}");
+    for dst in [link_local_v6.as_str(), "169.254.7.1"] {
+        lab.host
+            .exec("ping", "iputils-ping", &["-c", "3", "-i", "0.2", "-W", "2", dst])
+            .unwrap_or_else(|e| panic!("ping {dst} under default routes: {e}"));
+    }
+    let after = enc.stats().unwrap();
+    assert_eq!(after.labelled.packets, before.labelled.packets, "nothing link-local was labelled");
+    assert!(after.local.packets >= before.local.packets + 6, "the echo requests counted as local: {after:?}");
+    // The same host still labels what is not link-local.
+    let explained = enc.explain(&lnetd_host_encap::diagnostics::Probe::to("fe80::1".parse().unwrap())).unwrap();
+    assert_eq!((explained.outcome, explained.route), ("local", None), "explain agrees with the program");
+    let routed = enc.explain(&lnetd_host_encap::diagnostics::Probe::to("fec0::1".parse().unwrap())).unwrap();
+    assert_eq!(routed.outcome, "labelled", "just outside fe80::/10 the default route labels");
 }
 
 #[test]

@@ -240,6 +240,15 @@ pub(crate) fn trie_index(table: Table, prefix: &IpNetwork) -> usize {
     usize::from(table != Table::Main) * 2 + usize::from(prefix.is_ipv6())
 }
 
+/// Link-local, 169.254.0.0/16 or fe80::/10: never routed, so the program
+/// never labels it (packet.h's `packet_is_link_local`).
+pub(crate) fn is_link_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
 pub(crate) fn max_len(prefix: &IpNetwork) -> u8 {
     if prefix.is_ipv4() {
         32
@@ -301,7 +310,7 @@ impl Rib {
     /// What the program looks up for a packet from `src` to `dst`: host
     /// addresses first, then the source's alternate table, then the main one.
     pub(crate) fn lookup(&self, src: IpAddr, dst: IpAddr) -> Lookup<'_> {
-        if self.local.contains(&dst) {
+        if self.local.contains(&dst) || is_link_local(dst) {
             return Lookup::Local;
         }
         let table = self.table_for(src);

@@ -301,7 +301,12 @@ impl Model {
     /// Local first (whatever the source); then the alternate table the source
     /// selects, if it covers the destination; else the main table.
     fn lookup(&self, src: IpAddr, dst: IpAddr) -> Option<Result<&Route, ()>> {
-        if self.local.contains(&dst) {
+        // Link-local (169.254/16, fe80::/10) is never routed: the host's, like its own addresses.
+        let link_local = match dst {
+            IpAddr::V4(a) => a.octets()[..2] == [169, 254],
+            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+        };
+        if self.local.contains(&dst) || link_local {
             return Some(Err(()));
         }
         let table = self

@@ -90,6 +90,10 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		verdict = ENCAP_CNT_PASS_MULTICAST;
 		goto out;
 	}
+	if (packet_is_link_local(&pkt)) {
+		verdict = ENCAP_CNT_PASS_LOCAL;
+		goto out;
+	}
 
 	/* The main table first: it holds the host's addresses, which no source overrides. */
 	if (skip_stages & ENCAP_SKIP_LOOKUP) {

@@ -118,4 +118,17 @@ static __always_inline int packet_is_multicast(const struct packet *pkt)
 	return pkt->dst[0] == 0xff;
 }
 
+/*
+ * Link-local, IPv4 169.254.0.0/16 and IPv6 fe80::/10: no router forwards
+ * them (RFC 3927, RFC 4291), so a label could only carry them off the link
+ * (a neighbour's NUD probe, a BGP session to the router's link-local
+ * address, a cloud's metadata service).
+ */
+static __always_inline int packet_is_link_local(const struct packet *pkt)
+{
+	if (pkt->l3_proto == ETH_P_IP)
+		return pkt->dst[0] == 169 && pkt->dst[1] == 254;
+	return pkt->dst[0] == 0xfe && (pkt->dst[1] & 0xc0) == 0x80;
+}
+
 #endif /* LNETD_PACKET_H */

@@ -1451,5 +1451,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 79256] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 79896] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }
