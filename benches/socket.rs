@@ -53,23 +53,24 @@ fn state(prefixes: &[IpNetwork]) -> ValidState {
     ValidState::new(routes, BTreeMap::new(), DscpMap::default()).expect("a valid state")
 }
 
+/// The wall time of one run of the command with `args`, as a process in the lab's namespace.
+fn run_once(lab: &VethLab, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.host.name()))
+        .arg(BIN)
+        .args(["-i", VethLab::HOST_IF])
+        .args(args)
+        .output()
+        .expect("run the command");
+    let took = t.elapsed();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    took
+}
+
 /// The median wall time of `runs` runs of the command with `args`.
 fn median(lab: &VethLab, runs: usize, args: &[&str]) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            let out = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{}", lab.host.name()))
-                .arg(BIN)
-                .args(["-i", VethLab::HOST_IF])
-                .args(args)
-                .output()
-                .expect("run the command");
-            let took = t.elapsed();
-            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            took
-        })
-        .collect();
+    let mut times: Vec<Duration> = (0..runs).map(|_| run_once(lab, args)).collect();
     times.sort();
     times[runs / 2]
 }
@@ -82,20 +83,8 @@ fn median_status_after_a_change(lab: &VethLab, runs: usize) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
         .map(|i| {
             let label = (20_000 + i).to_string();
-            let run = |args: &[&str]| {
-                let t = Instant::now();
-                let out = Command::new("nsenter")
-                    .arg(format!("--net=/run/netns/{}", lab.host.name()))
-                    .arg(BIN)
-                    .args(["-i", VethLab::HOST_IF])
-                    .args(args)
-                    .output()
-                    .expect("run the command");
-                assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-                t.elapsed()
-            };
-            run(&["set", "198.18.0.0/15", &label]);
-            run(&["status"])
+            run_once(lab, &["set", "198.18.0.0/15", &label]);
+            run_once(lab, &["status"])
         })
         .collect();
     times.sort();
