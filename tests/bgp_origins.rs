@@ -367,6 +367,10 @@ fn origins_survive_adoption_in_the_store() {
             let mut t = BgpTable::default();
             t.policies.insert(key(7), ("16007".parse::<Policy>().unwrap(), info));
             t.routes.insert("10.7.0.0/16".parse().unwrap(), key(7));
+            // BGP's route for exactly a host address (an anycast loopback):
+            // set aside while the address exists, and still BGP's.
+            let host = IpNetwork::from(std::net::IpAddr::V4(VethLab::HOST_V4));
+            t.routes.insert(host, key(7));
             origins.set_bgp(t, true).unwrap();
             drop(origins);
             drop(enc);
@@ -380,13 +384,16 @@ fn origins_survive_adoption_in_the_store() {
             assert_eq!(origin, Origin::Bgp);
             let info = info.expect("the policy BGP described");
             assert_eq!((info.preference, info.binding_sid), (200, Some(24_007)));
-            // A new agent holds BGP's route and releases it when BGP no longer has it.
+            assert_eq!(view.origin(Table::Main, host).0, Origin::Bgp, "set aside, it stays BGP's");
+            // A new agent holds BGP's routes and releases them when BGP no longer has them.
             let enc = Arc::new(enc);
             let origins = Origins::new(Arc::clone(&enc));
-            assert_eq!((origins.held_count(), origins.installed_count()), (1, 1));
+            assert_eq!((origins.held_count(), origins.installed_count()), (2, 2));
             origins.set_bgp(BgpTable::default(), true).unwrap();
             let left: Vec<String> = enc.routes(Table::Main).unwrap().iter().map(|r| r.prefix.to_string()).collect();
             assert_eq!(left, ["10.8.0.0/16", "10.9.0.0/16"]);
+            let held: Vec<String> = enc.desired_state().routes.iter().map(|r| r.prefix.clone()).collect();
+            assert_eq!(held, ["10.8.0.0/16", "10.9.0.0/16"], "the set-aside route withdrawn with BGP");
             assert!(enc.diagnostics().verify().unwrap().is_empty());
             // The static route applied again by the agent: the kernel needs no
             // write, but the route is the agent's now, and a restart must know it.

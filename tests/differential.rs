@@ -168,6 +168,18 @@ fn destination(rng: &mut StdRng, routes: &[Route], local: &[IpAddr], v6: bool) -
         7 if v6 => IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, rng.random())),
         7 => IpAddr::V4(Ipv4Addr::new(rng.random_range(224..=239), rng.random(), rng.random(), rng.random())),
         8 if !v6 => IpAddr::V4(Ipv4Addr::BROADCAST),
+        // Link-local (never labelled), and its edges.
+        9 if v6 => IpAddr::V6(Ipv6Addr::new(
+            [0xfe80, 0xfebf, 0xfec0, 0xfe7f][rng.random_range(0..4)],
+            rng.random(),
+            0,
+            0,
+            0,
+            0,
+            0,
+            rng.random(),
+        )),
+        9 => IpAddr::V4(Ipv4Addr::new(169, rng.random_range(253..=255), rng.random(), rng.random())),
         _ => random_addr(rng, v6),
     }
 }

@@ -421,15 +421,15 @@ impl Writes {
         (said, view.policy_key(table, prefix))
     }
 
-    /// As above, without BGP: the API's (recorded) or static.
+    /// As above, without BGP: the origin the RIB records (a BGP route is
+    /// one an agent built with BGP taught), or static.
     #[cfg(not(feature = "bgp"))]
     pub(crate) fn origin_said(
         &self,
         table: Table,
         prefix: ipnetwork::IpNetwork,
     ) -> (String, Option<std::convert::Infallible>) {
-        let origin = if self.enc.is_agents((table, prefix)) { "agent" } else { "static" };
-        (origin.to_owned(), None)
+        (self.enc.recorded_origin((table, prefix)).to_string(), None)
     }
 
     /// Each route's origin and, for BGP's, its policy and binding SID.
@@ -445,11 +445,11 @@ impl Writes {
         }
         #[cfg(not(feature = "bgp"))]
         {
-            // Without BGP a route is the API's (recorded) or static.
-            let agent = self.enc.origin_records().0;
+            // Without BGP a route's origin is the one the RIB records, or static.
+            let recorded = self.enc.origin_records().0;
             move |table, prefix| {
-                let origin = if agent.contains_key(&(table, prefix)) { "agent" } else { "static" };
-                (origin.to_owned(), String::new(), None)
+                let origin = recorded.get(&(table, prefix)).map_or(crate::rib::origins::Origin::Static, |n| n.origin());
+                (origin.to_string(), String::new(), None)
             }
         }
     }

@@ -195,32 +195,45 @@ impl Origins {
 
     /// As [`Origins::new`], with the origins ranked by `precedence`.
     pub fn with_precedence(enc: Arc<Encapsulator>, precedence: Precedence) -> Origins {
-        let (noted, notes) = enc.origin_records();
-        let infos = read_notes(&notes);
         let mut inner = Inner { tables: OriginTables::new(precedence), ..Inner::default() };
-        let (mut statics, mut agents) = (BTreeMap::new(), BTreeMap::new());
-        for (id, route) in enc.valid_state().into_routes() {
-            match noted.get(&id) {
-                Some(Noted::Bgp(key)) if id.0 == Table::Main => {
-                    let key = key.map(|(color, endpoint)| PolicyKey { color, endpoint });
-                    if let Some(info) = key.and_then(|k| infos.get(&k)) {
-                        inner
-                            .held_policies
-                            .insert(PolicyKey { color: info.color, endpoint: info.endpoint }, info.clone());
+        // Each table is built whole from pairs in id order, read straight
+        // from the RIB into vectors sized by the count read under the same
+        // lock: a copy of the whole table, a million lookups of origins and
+        // a million inserts into growing maps were half a second of an
+        // agent's restart on a full table.
+        let sorted = std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new()));
+        let mut keys = std::collections::BTreeSet::new();
+        let notes = enc.visit_routes_with_origins(
+            |n| {
+                let mut s = sorted.borrow_mut();
+                s.0.reserve_exact(n);
+                s.1.reserve_exact(n);
+                s.2.reserve_exact(n);
+            },
+            |id, route, noted| {
+                let (statics, agents, held) = &mut *sorted.borrow_mut();
+                match noted {
+                    Some(Noted::Bgp(key)) if id.0 == Table::Main => {
+                        let key = key.map(|(color, endpoint)| PolicyKey { color, endpoint });
+                        keys.extend(key);
+                        held.push((id.1, (route, key)));
                     }
-                    inner.held.insert(id.1, (route, key));
-                    inner.installed.insert(id.1, key);
+                    Some(Noted::Agent) => agents.push((id, route)),
+                    _ => statics.push((id, route)),
                 }
-                Some(Noted::Agent) => {
-                    agents.insert(id, route);
-                }
-                _ => {
-                    statics.insert(id, route);
-                }
+            },
+        );
+        let (statics, agents, held) = sorted.into_inner();
+        let infos = read_notes(&notes);
+        for k in keys {
+            if let Some(info) = infos.get(&k) {
+                inner.held_policies.insert(PolicyKey { color: info.color, endpoint: info.endpoint }, info.clone());
             }
         }
-        inner.tables.replace_local(Origin::Static, statics);
-        inner.tables.replace_local(Origin::Agent, agents);
+        inner.installed = held.iter().map(|(prefix, (_, key))| (*prefix, *key)).collect();
+        inner.held = held.into_iter().collect();
+        inner.tables.replace_local(Origin::Static, statics.into_iter().collect());
+        inner.tables.replace_local(Origin::Agent, agents.into_iter().collect());
         Origins { enc, inner: Mutex::new(inner) }
     }
 

@@ -175,6 +175,7 @@ impl ValidState {
     }
 
     /// A state from parts already known valid (the RIB's own).
+    #[cfg(all(feature = "agent", not(feature = "bgp")))]
     pub(crate) fn from_parts(
         routes: BTreeMap<(Table, IpNetwork), Route>,
         sources: BTreeMap<IpNetwork, Table>,

@@ -674,7 +674,10 @@ fn reconcile_origins(rib: &mut Rib, desired: &Desired<'_>, origins: Option<&Orig
     };
     let mut changed = false;
     for (id, want) in differing {
-        if want.is_none() || rib.routes.contains_key(&id) {
+        // A route set aside for a host address is held too: its origin is
+        // what a restarted agent sorts it by.
+        let held = rib.routes.contains_key(&id) || (id.0 == Table::Main && rib.shadowed.contains_key(&id.1));
+        if want.is_none() || held {
             super::note_origin(rib, id, want);
             changed = true;
         }
@@ -742,6 +745,7 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>, origins: Option
     for prefix in outcome.set_aside_removed {
         rib.shadowed.remove(&prefix);
         rib.drop_counters(&(Table::Main, prefix));
+        rib.origin_of.remove(&(Table::Main, prefix));
     }
     let state = match &desired {
         Desired::Borrowed(state) => Some(*state),
@@ -786,7 +790,11 @@ fn commit(rib: &mut Rib, outcome: Outcome, desired: Desired<'_>, origins: Option
         }
     }
     for route in outcome.set_aside {
-        rib.routes.remove(&(Table::Main, route.prefix));
+        let id = (Table::Main, route.prefix);
+        rib.routes.remove(&id);
+        // Set aside, it keeps its origin: a restarted agent knows BGP's
+        // route for a host address as BGP's (and withdraws it with BGP).
+        super::note_origin(rib, id, origin(&id));
         rib.shadowed.insert(route.prefix, route);
     }
 }

@@ -205,6 +205,7 @@ impl Rib {
     }
 
     /// Every route in force, resolved, by table and prefix.
+    #[cfg(all(feature = "agent", not(feature = "bgp")))]
     pub(crate) fn resolved_routes(&self) -> BTreeMap<RouteId, Route> {
         self.routes.iter().map(|(id, r)| (*id, self.resolve(id, r).into_owned())).collect()
     }
@@ -260,6 +261,22 @@ pub(crate) fn max_len(prefix: &IpNetwork) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local_is_looked_up_as_the_hosts_whatever_route_covers_it() {
+        let mut rib = Rib::new(10);
+        for p in ["0.0.0.0/0", "::/0", "169.254.0.0/16"] {
+            let prefix: IpNetwork = p.parse().unwrap();
+            rib.routes.insert((Table::Main, prefix), Route::new(prefix, "100".parse().unwrap()));
+        }
+        let src: IpAddr = "10.0.0.1".parse().unwrap();
+        for dst in ["169.254.169.254", "169.254.0.0", "fe80::1", "febf:ffff::1"] {
+            assert_eq!(rib.lookup(src, dst.parse().unwrap()), Lookup::Local, "{dst}");
+        }
+        for dst in ["169.253.255.255", "169.255.0.0", "fec0::1", "fe7f::1"] {
+            assert!(matches!(rib.lookup(src, dst.parse().unwrap()), Lookup::Route(Table::Main, _)), "{dst}");
+        }
+    }
 
     #[test]
     fn routes_in_lists_one_table_v4_first() {

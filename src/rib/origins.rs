@@ -72,6 +72,16 @@ pub(crate) enum Noted {
     Bgp(Option<(u32, IpAddr)>),
 }
 
+impl Noted {
+    /// The origin it records (a route that records none is static).
+    pub(crate) fn origin(self) -> Origin {
+        match self {
+            Noted::Agent => Origin::Agent,
+            Noted::Bgp(_) => Origin::Bgp,
+        }
+    }
+}
+
 /// Text that is not an origin precedence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -198,10 +208,10 @@ impl Counted {
             // An origin recorded for a route no longer held counts for nothing.
             let held =
                 routes.next_if(|r| *r == id).is_some() || (id.0 == Table::Main && rib.shadowed.contains_key(&id.1));
-            match noted {
+            match noted.origin() {
                 _ if !held => {}
-                Noted::Agent => agent += 1,
-                Noted::Bgp(_) => bgp += 1,
+                Origin::Agent => agent += 1,
+                _ => bgp += 1,
             }
         }
         let by_origin =

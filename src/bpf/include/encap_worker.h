@@ -3,7 +3,7 @@
  * The encapsulator's worker: label the packets the host routes and, on XDP,
  * turn them around.
  *
- * Pipeline: parse -> multicast -> route lookup (the main table through the
+ * Pipeline: parse -> multicast -> link-local -> route lookup (the main table through the
  * route cache: local?; the source's alternate table, else the main one;
  * plain or policy) -> segment list (or the policy's drop) -> MTU -> save
  * L2 -> reflect it (XDP only) -> grow (hook) -> push. Each stage reports in
