@@ -13,9 +13,9 @@ use crate::dataplane::pins::{OwnerLock, PinDir, PinRoots};
 use crate::dataplane::{self, Loaded, Program};
 use crate::desired::{ApplyInput, ApplyOptions, Input};
 use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode, XdpMode};
-use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState};
 #[cfg(feature = "agent")]
 use crate::domain::desired::ValidState;
+use crate::domain::desired::{DesiredRoute, DesiredSource, DesiredState};
 use crate::domain::label::DscpMap;
 use crate::domain::policy::Policy;
 use crate::domain::route::{Route, Table};
