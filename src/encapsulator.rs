@@ -521,6 +521,10 @@ impl Encapsulator {
                 })
                 .map(|store| {
                     self.fib.set_store(Some(store));
+                    let program = if got == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
+                    if let Ok(id) = link.prog_id() {
+                        dir.record_program(dataplane::fingerprint(self.fib.config(), program), id);
+                    }
                 });
             if let Err(e) = pinned {
                 // Not attached unpinned when pinning was asked for: the link closes on return.
@@ -660,10 +664,19 @@ impl Encapsulator {
         let link = dir.open_link()?;
         dir.check_live(iface, ifindex, &link, attached.mode != AttachedMode::Egress)?;
         let maps = dir.open_maps()?;
-        let replacement = if options.replace_program && !options.read_only {
-            let program = if attached.mode == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
+        let program = if attached.mode == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
+        let ours = dataplane::fingerprint(&config, program);
+        // This build's own program, with these settings, already runs (a
+        // restart, not an upgrade): an identical one would be verified for
+        // nothing. The record names the running program's id, which the
+        // kernel never gives two programs at once.
+        let running_ours = link.prog_id().is_ok_and(|id| dir.recorded_program() == Some((ours, id)));
+        let replacement = if options.replace_program && !options.read_only && !running_ours {
             Some(dataplane::load_program(&config, &maps, program)?)
         } else {
+            if running_ours && options.replace_program && !options.read_only {
+                log::debug!("the running program is this build's, with these settings: kept");
+            }
             None
         };
         // The RIB is read before the program is replaced: a state that
@@ -714,6 +727,9 @@ impl Encapsulator {
             Some(prog) => {
                 link.update_prog(prog.as_fd())
                     .map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
+                if let Ok(id) = link.prog_id() {
+                    dir.record_program(ours, id);
+                }
                 ProbeProgram::remove_others(&config, &maps, &dir.probes_dir());
                 prog
             }

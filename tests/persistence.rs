@@ -212,7 +212,8 @@ fn program_replacement_under_traffic_loses_nothing() {
     let lab = VethLab::new().expect("lab");
     let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
     let _peer = lab.router.run(|| PassProgram::attach(VethLab::ROUTER_IF)).unwrap().expect("xdp on r0");
-    lab.host
+    let record = lab
+        .host
         .run(|| {
             let enc = Encapsulator::builder().pinned().attach(VethLab::HOST_IF, XdpMode::Native).expect("attach");
             for r in ROUTES {
@@ -221,20 +222,34 @@ fn program_replacement_under_traffic_loses_nothing() {
                     .unwrap();
             }
             // Dropped: a pinned dataplane stays.
+            state_dir(&enc.diagnostics().pin_dir().unwrap()).join("program")
         })
         .unwrap();
+    let running = || lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap();
+    // The same build adopting (a restart) keeps the program it finds running:
+    // the record beside the pins names it and this build's settings.
+    let attached = running();
+    assert!(record.exists(), "the attach recorded its program");
+    drop(lab.host.run(|| Encapsulator::open(VethLab::HOST_IF)).unwrap().expect("adopt"));
+    assert_eq!(running(), attached, "this build's own program is kept, not verified again");
     let stop = AtomicBool::new(false);
     let mut programs = BTreeSet::new();
     stream_until(&lab, &stop, || {
         for _ in 0..5 {
             std::thread::sleep(Duration::from_millis(200));
+            // As another build finds it: a record that is not its own.
+            std::fs::write(&record, "0 0\n").unwrap();
             let enc = lab.host.run(|| Encapsulator::open(VethLab::HOST_IF)).unwrap().expect("adopt");
-            programs.insert(lab.host.run(|| attached_xdp_program(VethLab::HOST_IF)).unwrap().unwrap());
+            programs.insert(running());
             drop(enc);
         }
         std::thread::sleep(Duration::from_millis(200));
     });
-    assert_eq!(programs.len(), 5, "each adoption replaced the program: {programs:?}");
+    assert_eq!(programs.len(), 5, "each adoption by another build replaced the program: {programs:?}");
+    assert!(!programs.contains(&attached));
+    let last = running();
+    drop(lab.host.run(|| Encapsulator::open(VethLab::HOST_IF)).unwrap().expect("adopt"));
+    assert_eq!(running(), last, "a replacement is recorded: the next adoption keeps it");
     lab.host.run(|| Encapsulator::open(VethLab::HOST_IF).unwrap().detach().unwrap()).unwrap();
 }
 

@@ -183,6 +183,23 @@ pub(crate) fn probe_id(config: &LoadConfig, dataplane: u32) -> u64 {
 /// Loads one of the encapsulator's programs against `maps`, which an earlier
 /// load with the same `config` created: the program a running dataplane is
 /// moved to, or its egress program, tables and counters shared.
+/// What `program` loaded by this build with `config` is, as a number: this
+/// build's object, the settings written into it, and the kernel feature it
+/// is specialised by. Equal fingerprints load the same program, so an
+/// adoption that finds its own program running (recorded beside the pins)
+/// keeps it instead of verifying an identical one: a third of an agent's
+/// restart on a full table. Another build, or other settings, differ.
+pub(crate) fn fingerprint(config: &LoadConfig, program: Program) -> u64 {
+    use std::hash::{Hash, Hasher};
+    static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    OBJECT.hash(&mut h);
+    format!("{config:?} {program:?}").hash(&mut h);
+    crate::sys::kernel_btf::has_cast_to_kern_ctx().hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    h.finish()
+}
+
 pub(crate) fn load_program(config: &LoadConfig, maps: &EncapMaps, program: Program) -> Result<OwnedFd, LoadError> {
     load_object(config, Some(maps), program).map(|(prog, _)| prog)
 }

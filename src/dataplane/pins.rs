@@ -107,6 +107,10 @@ pub(crate) struct PinDir {
     state: PathBuf,
 }
 
+/// The state directory's record of the program the link runs
+/// ([`PinDir::record_program`]).
+const PROGRAM: &str = "program";
+
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PinError + 'a {
     move |source| PinError::Io { op, path: path.to_owned(), source }
 }
@@ -154,6 +158,23 @@ impl PinDir {
     /// The directory of the state files.
     pub(crate) fn state_dir(&self) -> &Path {
         &self.state
+    }
+
+    /// Records that the link runs program `id`, loaded by this build as
+    /// `fingerprint` ([`crate::dataplane::fingerprint`]). Best effort: without
+    /// the record, the next adoption loads its program again, as before.
+    pub(crate) fn record_program(&self, fingerprint: u64, id: u32) {
+        let path = self.state.join(PROGRAM);
+        if let Err(e) = std::fs::write(&path, format!("{fingerprint:016x} {id}\n")) {
+            log::debug!("recording the running program in {}: {e}", path.display());
+        }
+    }
+
+    /// What [`PinDir::record_program`] recorded last, if it can be read.
+    pub(crate) fn recorded_program(&self) -> Option<(u64, u32)> {
+        let text = std::fs::read_to_string(self.state.join(PROGRAM)).ok()?;
+        let (fingerprint, id) = text.trim().split_once(' ')?;
+        Some((u64::from_str_radix(fingerprint, 16).ok()?, id.parse().ok()?))
     }
 
     /// Whether a dataplane is pinned here; [`PinError::NoAccess`] when the

@@ -71,6 +71,11 @@ impl BpfLink {
         Ok(LinkTarget { prog_id: info.prog_id, ifindex })
     }
 
+    /// The id of the program the link runs now.
+    pub(crate) fn prog_id(&self) -> Result<u32, Errno> {
+        Ok(self.info()?.prog_id)
+    }
+
     /// The program the link runs now, by a new fd.
     pub(crate) fn prog(&self) -> Result<OwnedFd, Errno> {
         let info = self.info()?;
