@@ -6,7 +6,8 @@
 //! same dataplane while its table is empty. Run as root, after
 //! `cargo build --release --all-features` (the bench runs that binary):
 //! `cargo bench --bench commands`. `upgrade` stands for an agent's restart
-//! (adopting as the writer and replacing the program, before serving). LHE_BENCH_V4 / LHE_BENCH_V6 change the
+//! (adopting as the writer, before serving; the program is replaced only when
+//! it is not this build's). LHE_BENCH_V4 / LHE_BENCH_V6 change the
 //! table's size; LHE_BENCH_RUNS the runs per command (median shown).
 //! LHE_BENCH_BASELINE=/path/to/another/lnetd-host-encap times that build too,
 //! on the same table in the same runs (interleaved, so both see the same
@@ -42,8 +43,9 @@ const COMMANDS: [(&str, &[&str]); 7] = [
     ("remove it", &["remove", "192.0.2.0/24"]),
     ("get (explain one destination)", &["get", "198.51.100.7"]),
     ("routes --output json (every route, counters included)", &["routes", "--output", "json"]),
-    // What an agent's restart does before it serves: adopt as the writer, swap in its program.
-    ("upgrade (adopt as writer, new program)", &["upgrade"]),
+    // What an agent's restart does before it serves: adopt as the writer
+    // (this build's program, found running, is kept; another's is replaced).
+    ("upgrade (adopt as writer)", &["upgrade"]),
 ];
 
 const THIS_BUILD: &str = env!("CARGO_BIN_EXE_lnetd-host-encap");

@@ -274,7 +274,8 @@ pub struct AdoptOptions {
     /// Where the pins are (default: [`PinRoots::default`]).
     pub roots: PinRoots,
     /// Move the link to this build's program (the default: how upgrades
-    /// happen); false keeps the program running (for tools that only read).
+    /// happen; a no-op where it already runs); false keeps the program
+    /// running (for tools that only read).
     pub replace_program: bool,
     /// How long to wait for another process that owns the dataplane to let
     /// go (default: not at all: [`PinError::Busy`]).
@@ -579,7 +580,10 @@ impl Encapsulator {
     /// re-read, as at attach: they may have changed since), and moves its
     /// link to this build's program atomically (a packet runs the old program
     /// or the new one, and the maps are kept): this is also how a newer build
-    /// takes over a running dataplane. Forwarding never stops.
+    /// takes over a running dataplane. Forwarding never stops. Where this
+    /// build's own program, with the same settings, already runs (recorded
+    /// beside the pins at attach and at every move), it is kept: a restart
+    /// does not verify an identical program again.
     ///
     /// ```no_run
     /// use lnetd_host_encap::{Encapsulator, Table};
