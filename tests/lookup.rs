@@ -40,6 +40,10 @@ impl ReferenceLpm {
     }
 
     fn lookup(&self, addr: Ipv4Addr) -> Option<u32> {
+        // Link-local (169.254.0.0/16) is never labelled, whatever covers it.
+        if addr.is_link_local() {
+            return None;
+        }
         let a = u32::from(addr);
         (0..=32u32).rev().find_map(|len| {
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
@@ -294,6 +298,10 @@ struct ReferenceLpm6 {
 
 impl ReferenceLpm6 {
     fn lookup(&self, addr: Ipv6Addr) -> Option<u32> {
+        // Link-local (fe80::/10) is never labelled, whatever covers it.
+        if addr.segments()[0] & 0xffc0 == 0xfe80 {
+            return None;
+        }
         let a = u128::from(addr);
         (0..=128u32).rev().find_map(|len| {
             let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
