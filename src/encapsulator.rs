@@ -674,15 +674,27 @@ impl Encapsulator {
         // restart, not an upgrade): an identical one would be verified for
         // nothing. The record names the running program's id, which the
         // kernel never gives two programs at once.
-        let running_ours = link.prog_id().is_ok_and(|id| dir.recorded_program() == Some((ours, id)));
-        let replacement = if options.replace_program && !options.read_only && !running_ours {
-            Some(dataplane::load_program(&config, &maps, program)?)
-        } else {
-            if running_ours && options.replace_program && !options.read_only {
-                log::debug!("the running program is this build's, with these settings: kept");
+        // Keeping it needs its fd, which only CAP_SYS_ADMIN may take by id
+        // (BPF_PROG_GET_FD_BY_ID): an agent with the unit's capabilities
+        // loads its own instead, as before.
+        let writer = options.replace_program && !options.read_only;
+        let running_ours = writer && link.prog_id().is_ok_and(|id| dir.recorded_program() == Some((ours, id)));
+        let kept = if running_ours {
+            match link.prog() {
+                Ok(fd) => {
+                    log::debug!("the running program is this build's, with these settings: kept");
+                    Some(fd)
+                }
+                Err(errno) => {
+                    log::debug!("the running program is this build's, but its fd cannot be taken ({errno}): replaced");
+                    None
+                }
             }
+        } else {
             None
         };
+        let replacement =
+            if writer && kept.is_none() { Some(dataplane::load_program(&config, &maps, program)?) } else { None };
         // The RIB is read before the program is replaced: a state that
         // cannot be read leaves the running program alone.
         let (rib, store) = match decoding {
@@ -737,7 +749,10 @@ impl Encapsulator {
                 ProbeProgram::remove_others(&config, &maps, &dir.probes_dir());
                 prog
             }
-            None => link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?,
+            None => match kept {
+                Some(fd) => fd,
+                None => link.prog().map_err(|errno| Error::Sys { call: "bpf_link_get_info_by_fd", errno })?,
+            },
         };
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let loaded = started.elapsed();
