@@ -522,10 +522,7 @@ impl Encapsulator {
                 })
                 .map(|store| {
                     self.fib.set_store(Some(store));
-                    let program = if got == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
-                    if let Ok(id) = link.prog_id() {
-                        dir.record_program(dataplane::fingerprint(self.fib.config(), program), id);
-                    }
+                    dir.record_program(dataplane::fingerprint(self.fib.config(), Program::attached_as(got)), &link);
                 });
             if let Err(e) = pinned {
                 // Not attached unpinned when pinning was asked for: the link closes on return.
@@ -668,31 +665,20 @@ impl Encapsulator {
         let link = dir.open_link()?;
         dir.check_live(iface, ifindex, &link, attached.mode != AttachedMode::Egress)?;
         let maps = dir.open_maps()?;
-        let program = if attached.mode == AttachedMode::Egress { Program::TcEgress } else { Program::Xdp };
+        let program = Program::attached_as(attached.mode);
         let ours = dataplane::fingerprint(&config, program);
         // This build's own program, with these settings, already runs (a
         // restart, not an upgrade): an identical one would be verified for
         // nothing. The record names the running program's id, which the
-        // kernel never gives two programs at once.
-        // Keeping it needs its fd, which only CAP_SYS_ADMIN may take by id
-        // (BPF_PROG_GET_FD_BY_ID): an agent with the unit's capabilities
-        // loads its own instead, as before.
+        // kernel never gives two programs at once. Keeping it needs its fd,
+        // which only CAP_SYS_ADMIN may take by id (BPF_PROG_GET_FD_BY_ID): an
+        // agent with the unit's capabilities loads its own, as before.
         let writer = options.replace_program && !options.read_only;
         let running_ours = writer && link.prog_id().is_ok_and(|id| dir.recorded_program() == Some((ours, id)));
-        let kept = if running_ours {
-            match link.prog() {
-                Ok(fd) => {
-                    log::debug!("the running program is this build's, with these settings: kept");
-                    Some(fd)
-                }
-                Err(errno) => {
-                    log::debug!("the running program is this build's, but its fd cannot be taken ({errno}): replaced");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let kept = running_ours.then(|| link.prog().ok()).flatten();
+        if running_ours {
+            log::debug!("the running program is this build's: {}", if kept.is_some() { "kept" } else { "replaced" });
+        }
         let replacement =
             if writer && kept.is_none() { Some(dataplane::load_program(&config, &maps, program)?) } else { None };
         // The RIB is read before the program is replaced: a state that
@@ -743,9 +729,7 @@ impl Encapsulator {
             Some(prog) => {
                 link.update_prog(prog.as_fd())
                     .map_err(|errno| AttachError::Replace { iface: iface.to_owned(), errno })?;
-                if let Ok(id) = link.prog_id() {
-                    dir.record_program(ours, id);
-                }
+                dir.record_program(ours, &link);
                 ProbeProgram::remove_others(&config, &maps, &dir.probes_dir());
                 prog
             }
@@ -1045,17 +1029,12 @@ impl Encapsulator {
     /// origin the RIB records for it, under the RIB's lock; returns what the
     /// origins said of BGP's policies. What an agent's start sorts into its
     /// origins' tables: one pass, no copy of the table in between.
-    /// `ready` learns how many routes will be visited first (to size what
-    /// they are collected in: growing a vector of a million routes moved
-    /// them a dozen times).
     #[cfg(feature = "bgp")]
     pub(crate) fn visit_routes_with_origins(
         &self,
-        ready: impl FnOnce(usize),
         mut visit: impl FnMut((Table, IpNetwork), Route, Option<crate::rib::origins::Noted>),
     ) -> Vec<u8> {
         self.fib.read(|rib| {
-            ready(rib.routes.len() + rib.shadowed.len());
             // Both sorted by id: read in step, not looked up per route.
             let mut noted = rib.origin_of.iter().peekable();
             for (id, route) in rib.routes.iter() {

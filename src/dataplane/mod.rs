@@ -15,7 +15,7 @@ use libbpf_rs::ErrorKind;
 use nix::errno::Errno;
 
 use crate::abi::{encap, types};
-use crate::domain::config::{Ipv4Lookup, MtuPolicy, TtlMode};
+use crate::domain::config::{AttachedMode, Ipv4Lookup, MtuPolicy, TtlMode};
 use crate::error::{LoadError, MapError};
 use crate::rib::store::LoadConfig;
 use crate::sys::map::BpfMap;
@@ -151,6 +151,16 @@ pub(crate) enum Program {
     Probe,
 }
 
+impl Program {
+    /// The program a dataplane attached in `mode` runs.
+    pub(crate) fn attached_as(mode: AttachedMode) -> Program {
+        match mode {
+            AttachedMode::Egress => Program::TcEgress,
+            _ => Program::Xdp,
+        }
+    }
+}
+
 /// Loads the encapsulator with `config` and maps of its own (its XDP program).
 pub(crate) fn load(config: &LoadConfig) -> Result<Loaded, LoadError> {
     let (prog, maps) = load_object(config, None, Program::Xdp)?;
@@ -180,9 +190,6 @@ pub(crate) fn probe_id(config: &LoadConfig, dataplane: u32) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Loads one of the encapsulator's programs against `maps`, which an earlier
-/// load with the same `config` created: the program a running dataplane is
-/// moved to, or its egress program, tables and counters shared.
 /// What `program` loaded by this build with `config` is, as a number: this
 /// build's object, the settings written into it, and the kernel feature it
 /// is specialised by. Equal fingerprints load the same program, so an
@@ -200,6 +207,9 @@ pub(crate) fn fingerprint(config: &LoadConfig, program: Program) -> u64 {
     h.finish()
 }
 
+/// Loads one of the encapsulator's programs against `maps`, which an earlier
+/// load with the same `config` created: the program a running dataplane is
+/// moved to, or its egress program, tables and counters shared.
 pub(crate) fn load_program(config: &LoadConfig, maps: &EncapMaps, program: Program) -> Result<OwnedFd, LoadError> {
     load_object(config, Some(maps), program).map(|(prog, _)| prog)
 }

@@ -160,12 +160,17 @@ impl PinDir {
         &self.state
     }
 
-    /// Records that the link runs program `id`, loaded by this build as
-    /// `fingerprint` ([`crate::dataplane::fingerprint`]). Best effort: without
-    /// the record, the next adoption loads its program again, as before.
-    pub(crate) fn record_program(&self, fingerprint: u64, id: u32) {
+    /// Records that `link` runs the program this build loaded as
+    /// `fingerprint` ([`crate::dataplane::fingerprint`]), by the program's
+    /// id. Best effort: without the record, the next adoption loads its
+    /// program again, as before.
+    pub(crate) fn record_program(&self, fingerprint: u64, link: &BpfLink) {
         let path = self.state.join(PROGRAM);
-        if let Err(e) = std::fs::write(&path, format!("{fingerprint:016x} {id}\n")) {
+        let written = link
+            .prog_id()
+            .map_err(std::io::Error::from)
+            .and_then(|id| std::fs::write(&path, format!("{fingerprint:016x} {id}\n")));
+        if let Err(e) = written {
             log::debug!("recording the running program in {}: {e}", path.display());
         }
     }
