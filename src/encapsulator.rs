@@ -302,7 +302,29 @@ impl AdoptOptions {
     /// # Errors
     /// As [`Encapsulator::open`].
     pub fn open(&self, iface: &str) -> Result<Encapsulator, Error> {
-        Encapsulator::open_with(iface, self)
+        Encapsulator::open_with(iface, self, None)
+    }
+
+    /// As [`AdoptOptions::open`], for a writer about to change the routes
+    /// for `prefix` (in any table): it reads those routes from the state
+    /// beside the pins, not the whole table, so that setting or removing one
+    /// route costs the same at a million routes as at ten. Anything else
+    /// asked of it (another prefix, an apply, the routes) reads the rest
+    /// first, so it is an ordinary handle that is only fast at that one thing.
+    ///
+    /// ```no_run
+    /// // Not run: needs root and a dataplane pinned on eth1.
+    /// use lnetd_host_encap::{encap::AdoptOptions, Route, Table};
+    /// let prefix = "198.51.100.0/24".parse()?;
+    /// let enc = AdoptOptions::default().open_for("eth1", prefix)?;
+    /// enc.set_route(Table::Main, &Route::new(prefix, "16001/16002".parse()?))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`AdoptOptions::open`].
+    pub fn open_for(&self, iface: &str, prefix: ipnetwork::IpNetwork) -> Result<Encapsulator, Error> {
+        Encapsulator::open_with(iface, self, Some(prefix))
     }
 
     /// Whether a dataplane is pinned on `iface` under these options' roots,
@@ -600,7 +622,7 @@ impl Encapsulator {
     /// namespace or alone); [`LoadError`] when this build's program cannot
     /// be loaded against the pinned maps; [`AttachError::Replace`].
     pub fn open(iface: &str) -> Result<Encapsulator, Error> {
-        Encapsulator::open_with(iface, &AdoptOptions::default())
+        Encapsulator::open_with(iface, &AdoptOptions::default(), None)
     }
 
     /// As [`Encapsulator::open`], with options: other roots, keeping the
@@ -611,7 +633,13 @@ impl Encapsulator {
     /// # Errors
     /// As [`Encapsulator::open`], and [`PinError::Busy`] while another
     /// process owns it.
-    pub(crate) fn open_with(iface: &str, options: &AdoptOptions) -> Result<Encapsulator, Error> {
+    /// With `scope`, a writer reads only the routes for that prefix
+    /// ([`AdoptOptions::open_for`]).
+    pub(crate) fn open_with(
+        iface: &str,
+        options: &AdoptOptions,
+        scope: Option<IpNetwork>,
+    ) -> Result<Encapsulator, Error> {
         let dir = PinDir::of(&options.roots, iface)?;
         if !dir.exists()? {
             // A misspelt name is said as such, not as "nothing pinned there".
@@ -641,13 +669,23 @@ impl Encapsulator {
         // RIB only when it first needs it: `stats` never does. A writer
         // decodes it on a thread of its own while this one verifies the
         // program: the two halves of an agent's restart, overlapped.
-        let store::Peeked { config, attached, mut unfinished } = Store::peek(dir.state_dir()).map_err(unreadable)?;
+        let peek = if options.read_only { Store::peek } else { Store::peek_head };
+        let store::Peeked { config, attached, mut unfinished } = peek(dir.state_dir()).map_err(unreadable)?;
         let state_dir = dir.state_dir().to_owned();
+        // A writer for one prefix reads its routes alone (None: the state
+        // cannot be written from so few, e.g. a change left unfinished).
+        let scope = scope.filter(|_| !options.read_only && !unfinished);
         let decoding = if options.read_only {
             None
         } else {
             let state_dir = state_dir.clone();
-            Some(std::thread::spawn(move || Store::open(&state_dir, true)))
+            Some(std::thread::spawn(move || match scope {
+                Some(prefix) => match Store::open_for_change(&state_dir, &store::Covering(&[prefix.network()]))? {
+                    Some((recovered, store)) => Ok((recovered, Some(store), Some(prefix))),
+                    None => Store::open(&state_dir, true).map(|(r, s)| (r, s, None)),
+                },
+                None => Store::open(&state_dir, true).map(|(r, s)| (r, s, None)),
+            }))
         };
         let read = started.elapsed();
         if attached.mode == AttachedMode::Ingress {
@@ -666,7 +704,6 @@ impl Encapsulator {
         dir.check_live(iface, ifindex, &link, attached.mode != AttachedMode::Egress)?;
         let maps = dir.open_maps()?;
         let program = Program::attached_as(attached.mode);
-        let ours = dataplane::fingerprint(&config, program);
         // This build's own program, with these settings, already runs (a
         // restart, not an upgrade): an identical one would be verified for
         // nothing. The record names the running program's id, which the
@@ -674,6 +711,8 @@ impl Encapsulator {
         // which only CAP_SYS_ADMIN may take by id (BPF_PROG_GET_FD_BY_ID): an
         // agent with the unit's capabilities loads its own, as before.
         let writer = options.replace_program && !options.read_only;
+        // Only a writer that may replace the program needs it (it reads the kernel's BTF).
+        let ours = if writer { dataplane::fingerprint(&config, program) } else { 0 };
         let running_ours = writer && link.prog_id().is_ok_and(|id| dir.recorded_program() == Some((ours, id)));
         let kept = running_ours.then(|| link.prog().ok()).flatten();
         if running_ours {
@@ -708,7 +747,7 @@ impl Encapsulator {
             Some(decoding) => {
                 // This thread reads the lookup table's bookkeeping back
                 // while the other decodes the RIB.
-                let table = match Fib::read_back_dir(&maps, &config) {
+                let table = match Fib::read_back_dir(&maps, &config, scope) {
                     Ok(table) => table,
                     Err(e) => {
                         // The decoder may be cutting the journal's torn tail:
@@ -720,9 +759,9 @@ impl Encapsulator {
                 let decoded = decoding.join().unwrap_or_else(|_| {
                     Err(OpenError::Unreadable(Unreadable::Invalid("decoding it failed (a panic)".to_owned())))
                 });
-                let (recovered, store) = decoded.map_err(unreadable)?;
+                let (recovered, store, scoped) = decoded.map_err(unreadable)?;
                 unfinished = recovered.unfinished;
-                (Ok((recovered.rib, table)), store)
+                (Ok((recovered.rib, table, scoped)), store)
             }
         };
         let prog = match replacement {
@@ -741,7 +780,27 @@ impl Encapsulator {
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: attached.mode };
         let loaded = started.elapsed();
         let fib = match rib {
-            Ok((rib, table)) => Fib::adopted(maps, config, rib, table)?,
+            Ok((rib, table, Some(scope))) => {
+                let state_dir = dir.state_dir().to_owned();
+                let whole: crate::fib::WholeLoader = Box::new(move || {
+                    Store::open(&state_dir, true).map(|(recovered, store)| (recovered.rib, store)).map_err(
+                        |e| match e {
+                            OpenError::Pin(e) => e,
+                            OpenError::Unreadable(reason) => {
+                                let reason = match reason {
+                                    Unreadable::Invalid(reason) => reason,
+                                    Unreadable::Version(found, by) => {
+                                        format!("replaced by format {found} (written by {by})")
+                                    }
+                                };
+                                PinError::Corrupt { path: state_dir.clone(), reason }
+                            }
+                        },
+                    )
+                });
+                Fib::adopted_for(maps, config, rib, table, scope, whole)?
+            }
+            Ok((rib, table, None)) => Fib::adopted(maps, config, rib, table)?,
             Err(load) => Fib::adopted_lazily(maps, config, load)?,
         };
         fib.set_store(store);

@@ -324,6 +324,10 @@ pub enum RouteError {
     /// could not be rewritten: a process adopting it would not see the change.
     #[error("the change is in force but was not saved beside the pins ({0}); a process adopting this dataplane would not see it")]
     NotSaved(#[source] Box<PinError>),
+    /// A handle adopted for a change of a few routes had to read the rest
+    /// of the state beside the pins, and could not: nothing was changed.
+    #[error("the state beside the pins could not be read ({0}); nothing was changed: run `verify`, or adopt the dataplane again")]
+    Unreadable(#[source] Box<PinError>),
 }
 
 impl RouteError {

@@ -301,13 +301,14 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             }
             // Snapshots of formats 4 (before shared policy objects), 5 (before routes carried
             // their origin), 6 (the route cache's 112-byte entries) and 7 (a counters map without the
-            // no-live-path drop counter): refused as such, with what to do.
+            // no-live-path drop counter): refused as such, with what to do. (Format 8, the
+            // same records without the tally, is read and rewritten: the store's unit tests.)
             for old in [4u32, 5, 6, 7] {
                 let mut older = original.clone();
                 older[8..12].copy_from_slice(&old.to_le_bytes());
                 std::fs::write(&snapshot, &older).unwrap();
                 match Encapsulator::open(VethLab::HOST_IF) {
-                    Err(e @ Error::Pin(PinError::Incompatible { found, ours: 8, .. })) if found == old => {
+                    Err(e @ Error::Pin(PinError::Incompatible { found, ours: 9, .. })) if found == old => {
                         let msg = e.to_string();
                         assert!(msg.contains("detach") && msg.contains(&format!("reads format {old}")), "{msg}");
                     }
@@ -320,7 +321,7 @@ fn refusals_missing_pin_incompatible_state_and_pin_twice() {
             match Encapsulator::open(VethLab::HOST_IF) {
                 Err(e @ Error::Pin(PinError::Incompatible { found: 3, .. })) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("0.0.9") && msg.contains("format 8"), "{msg}");
+                    assert!(msg.contains("0.0.9") && msg.contains("format 9"), "{msg}");
                 }
                 other => panic!("open of a state.json: {other:?}"),
             }
@@ -664,4 +665,151 @@ fn a_stale_link_is_refused_naming_its_pin_and_the_command_that_fixes_it() {
         assert!(link.exists());
     })
     .unwrap();
+}
+
+/// One step of [`a_writer_for_one_prefix_changes_what_the_whole_rib_would`].
+#[derive(Debug, Clone)]
+enum Step {
+    Set(Table, Route),
+    Remove(Table, lnetd_host_encap::IpNetwork),
+}
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_writer_for_one_prefix_changes_what_the_whole_rib_would() {
+    privileged("a_writer_for_one_prefix_changes_what_the_whole_rib_would");
+    let _ = env_logger::builder().is_test(true).try_init();
+    use lnetd_host_encap::{encap::Ipv4Lookup, ApplyOptions, DesiredState, Policy};
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    // Both IPv4 structures, every kind of route a writer for one prefix
+    // makes alone or hands to the whole RIB (a named policy), then a
+    // counter pool used up.
+    for lookup in [Ipv4Lookup::Dir24_8, Ipv4Lookup::LpmTrie] {
+        let lab = VethLab::new().expect("lab");
+        let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+        lab.host
+            .run(|| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(20261207);
+                let alternate = Table::alternate(7).unwrap();
+                // Prefixes of every length class DIR-24-8 treats apart (up to
+                // /16, /17-/24, longer), nested in each other, and IPv6.
+                let mut pool: Vec<lnetd_host_encap::IpNetwork> = Vec::new();
+                for i in 0..60u32 {
+                    let len = [8, 12, 16, 20, 23, 24, 25, 28, 30, 32][(i % 10) as usize];
+                    let addr = Ipv4Addr::from(0x0a00_0000 | ((i * 0x0001_3579) & 0x00ff_ffff));
+                    let p = lnetd_host_encap::IpNetwork::new(addr.into(), len).unwrap();
+                    pool.push(lnetd_host_encap::IpNetwork::new(p.network(), len).unwrap());
+                }
+                for i in 0..12u16 {
+                    pool.push(format!("2001:db8:{i:x}::/{}", 48 + i % 3 * 16).parse().unwrap());
+                }
+                pool.sort();
+                pool.dedup();
+                let policy = |rng: &mut rand::rngs::StdRng| -> Policy {
+                    let base = rng.random_range(16..1_000_000u32);
+                    match rng.random_range(0..10) {
+                        0..=5 => format!("{base}").parse().unwrap(),
+                        6..=7 => format!("{base}/{}", base + 1).parse().unwrap(),
+                        8 => format!("{base}@3,{}@1", base + 1).parse().unwrap(),
+                        _ => format!("{base}").parse::<Policy>().unwrap().with_name("shared").unwrap(),
+                    }
+                };
+                let enc = Encapsulator::builder()
+                    .lookup(lookup)
+                    .max_routes(4096, 4096)
+                    .max_counted_routes(1024)
+                    .pinned()
+                    .attach(VethLab::HOST_IF, XdpMode::Generic)
+                    .expect("attach");
+                let mut model: BTreeMap<(Table, lnetd_host_encap::IpNetwork), Route> = BTreeMap::new();
+                let mut routes = Vec::new();
+                for p in pool.iter().step_by(2) {
+                    let route = Route::with_policy(*p, format!("{}", 100 + routes.len()).parse().unwrap());
+                    model.insert((Table::Main, *p), route.clone());
+                    routes.push(serde_json::json!({"prefix": p.to_string(), "policy": route.policy.to_string()}));
+                }
+                let desired = DesiredState::from_json(&serde_json::json!({ "routes": routes }).to_string()).unwrap();
+                enc.apply(&desired, ApplyOptions::default()).expect("the first table");
+                drop(enc);
+                for step in 0..120 {
+                    let prefix = pool[rng.random_range(0..pool.len())];
+                    let table = if rng.random_range(0..6) == 0 { alternate } else { Table::Main };
+                    let op = if rng.random_range(0..3) == 0 {
+                        Step::Remove(table, prefix)
+                    } else {
+                        Step::Set(table, Route::with_policy(prefix, policy(&mut rng)))
+                    };
+                    // A writer for the one prefix, as `set` and `remove` adopt.
+                    let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, prefix).expect("adopt for one prefix");
+                    match &op {
+                        Step::Set(table, route) => {
+                            // A named policy's object may be rewritten for every route on it.
+                            enc.set_route(*table, route).unwrap_or_else(|e| panic!("step {step}, {op:?}: {e}"));
+                            if let Some(name) = route.policy.name() {
+                                for r in model.values_mut().filter(|r| r.policy.name() == Some(name)) {
+                                    r.policy = route.policy.clone();
+                                }
+                            }
+                            model.insert((*table, route.prefix), route.clone());
+                        }
+                        Step::Remove(table, prefix) => {
+                            let removed =
+                                enc.remove(*table, *prefix).unwrap_or_else(|e| panic!("step {step}, {op:?}: {e}"));
+                            assert_eq!(removed, model.remove(&(*table, *prefix)).is_some(), "step {step}, {op:?}");
+                        }
+                    }
+                    drop(enc);
+                    if step % 20 == 19 {
+                        // A handle that reads the whole RIB: it and the kernel agree, and hold the model.
+                        let enc = Encapsulator::open(VethLab::HOST_IF).expect("adopt");
+                        assert_eq!(enc.diagnostics().verify().unwrap(), vec![], "{lookup:?}, step {step}");
+                        for t in [Table::Main, alternate] {
+                            let want: Vec<&Route> =
+                                model.iter().filter(|((mt, _), _)| *mt == t).map(|(_, r)| r).collect();
+                            let got = enc.routes(t).unwrap();
+                            assert_eq!(got.iter().collect::<Vec<_>>(), want, "{lookup:?}, step {step}, table {t:?}");
+                        }
+                    }
+                }
+                Encapsulator::open(VethLab::HOST_IF).unwrap().detach().unwrap();
+                // A counter pool used up: a new route goes uncounted, as the
+                // whole RIB would leave it; a route removed by one writer
+                // frees its slot, which only the whole RIB names: the next
+                // writer's new route takes it (after its grace period).
+                let enc = Encapsulator::builder()
+                    .lookup(lookup)
+                    .max_routes(4096, 4096)
+                    .max_counted_routes(4)
+                    .pinned()
+                    .attach(VethLab::HOST_IF, XdpMode::Generic)
+                    .expect("attach");
+                drop(enc);
+                let counted = |enc: &Encapsulator, p: lnetd_host_encap::IpNetwork| {
+                    enc.route_counters(Table::Main, p).unwrap().expect("a route").counted
+                };
+                let prefixes: Vec<lnetd_host_encap::IpNetwork> =
+                    (0..8).map(|i| format!("192.0.2.{}/32", i * 8).parse().unwrap()).collect();
+                let mut uncounted = 0;
+                for p in &prefixes {
+                    let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, *p).unwrap();
+                    enc.set_route(Table::Main, &Route::with_policy(*p, "555".parse().unwrap())).unwrap();
+                    match counted(&enc, *p) {
+                        true => assert_eq!(uncounted, 0, "{lookup:?}: {p} counted after one was not"),
+                        false => uncounted += 1,
+                    }
+                }
+                assert!(uncounted > 0 && counted(&Encapsulator::open(VethLab::HOST_IF).unwrap(), prefixes[0]));
+                let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, prefixes[0]).unwrap();
+                assert!(enc.remove(Table::Main, prefixes[0]).unwrap());
+                drop(enc);
+                let fresh: lnetd_host_encap::IpNetwork = "198.51.100.0/24".parse().unwrap();
+                let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, fresh).unwrap();
+                enc.set_route(Table::Main, &Route::with_policy(fresh, "556".parse().unwrap())).unwrap();
+                assert!(counted(&enc, fresh), "{lookup:?}: the new route takes the slot freed by the removal");
+                assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+                enc.detach().unwrap();
+            })
+            .unwrap();
+    }
 }

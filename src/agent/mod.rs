@@ -688,7 +688,7 @@ pub(crate) fn status(e: RouteError) -> tonic::Status {
         RouteError::TableFull { .. } => Status::resource_exhausted(msg),
         RouteError::ReadOnly | RouteError::PolicyObject { .. } => Status::failed_precondition(msg),
         RouteError::RemovalRefused { .. } => applying::refusal(&e).unwrap_or_else(|| Status::failed_precondition(msg)),
-        RouteError::Map(_) | RouteError::NotSaved(_) => Status::internal(msg),
+        RouteError::Map(_) | RouteError::NotSaved(_) | RouteError::Unreadable(_) => Status::internal(msg),
         // docs/bgp.md: a BGP route cannot be removed through the API (NOT_FOUND).
         RouteError::BgpRoute { .. } => Status::not_found(msg),
     }

@@ -88,12 +88,24 @@ pub(crate) struct Dir24_8 {
 
 #[derive(Debug)]
 struct State {
+    /// Every prefix's slot; with `scope`, only that prefix's and those of
+    /// the prefixes covering it (what changing it reads).
     slot_of: FxHashMap<Ipv4Network, u32>,
+    /// Read back for a change of this one prefix ([`Dir24_8::read_back_for`]).
+    scope: Option<Ipv4Network>,
     /// Per /16: how many prefixes longer than /16 lie in it (none: its
     /// tbl16 entry is the leaf all its /24s share).
     longer: Vec<u32>,
     slots: Slots,
     groups: Slots,
+    /// Read back for one prefix: the /24s holding longer prefixes, whose
+    /// groups are looked up (a cache miss each in 64 MiB of tbl24) only if
+    /// the change takes or frees a group ([`Dir24_8::groups`]).
+    groups_unread: Option<Vec<u32>>,
+    /// Read back for one prefix: how many prefixes use each value index,
+    /// `value_index` holding only the values looked up since
+    /// ([`Dir24_8::index_on_demand`]).
+    users: Option<Vec<u32>>,
     values: Slots,
     /// A value's bytes (counter id zero) -> its index and how many prefixes
     /// use it (the bytes of an index are read back from the mapped values).
@@ -139,9 +151,12 @@ impl Dir24_8 {
             unread: AtomicBool::new(adopt),
             state: Mutex::new(State {
                 slot_of: FxHashMap::default(),
+                scope: None,
                 longer: vec![0; 1 << 16],
                 slots: Slots::new(capacity),
                 groups: Slots::new(config.dir_groups),
+                groups_unread: None,
+                users: None,
                 values: Slots::new(config.route_values),
                 value_index: FxHashMap::default(),
             }),
@@ -149,13 +164,37 @@ impl Dir24_8 {
         Ok(dir)
     }
 
+    /// The bookkeeping of every prefix.
     fn lock(&self) -> MutexGuard<'_, State> {
+        self.lock_for(None)
+    }
+
+    /// The bookkeeping, read back first if it was not, or if it was for one
+    /// prefix other than `prefix` (`None`: for every prefix).
+    fn lock_for(&self, prefix: Option<Ipv4Network>) -> MutexGuard<'_, State> {
         // Every change completes its kernel writes before it records them.
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if self.unread.swap(false, Ordering::AcqRel) {
-            self.read_back(&mut st);
+        let unread = self.unread.swap(false, Ordering::AcqRel);
+        if unread || st.scope.is_some_and(|scope| Some(scope) != prefix) {
+            self.read_back(&mut st, None);
         }
         st
+    }
+
+    /// The prefix of a batch of one key (a one-route change is written as a batch too).
+    fn single(keys: &[u8]) -> Option<Ipv4Network> {
+        (keys.len() == std::mem::size_of::<types::route_key_v4>()).then(|| decode_key(keys)).flatten()
+    }
+
+    /// Reads back only what changing `prefix` needs: every count and pool,
+    /// but the slots of that prefix and those covering it only, and the
+    /// groups from the /24s holding longer prefixes (not a scan of 64 MiB of
+    /// tbl24). What a command that changes one route pays; anything else
+    /// asked of the table afterwards reads it all back first.
+    pub(crate) fn read_back_for(&self, prefix: Ipv4Network) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.unread.store(false, Ordering::Release);
+        self.read_back(&mut st, Some(prefix));
     }
 
     /// Reads the bookkeeping back now if it was not (adoption), rather
@@ -210,9 +249,12 @@ impl Dir24_8 {
 
     /// Rebuilds the bookkeeping from the mapped tables (adoption): the
     /// prefixes from their slots, the values they use, the groups tbl24 names.
-    fn read_back(&self, st: &mut State) {
+    fn read_back(&self, st: &mut State, scope: Option<Ipv4Network>) {
+        if let Some(prefix) = scope {
+            return self.read_back_scoped(st, prefix);
+        }
         let started = std::time::Instant::now();
-        let (mut used_slots, mut used_values) = (Vec::new(), Vec::new());
+        let mut used_slots = Vec::new();
         // The 64 MiB of tbl24 are scanned for groups on another core while
         // this one reads the prefixes: the two share nothing.
         let (mut used_groups, found) = std::thread::scope(|s| {
@@ -224,28 +266,14 @@ impl Dir24_8 {
                     .map(|e| e & SLOT_MASK)
                     .collect::<Vec<u32>>()
             });
-            // Read in place, a word at a time (value, counter, address,
-            // length): two million slots copied out one by one cost more
-            // than the rest of the read-back.
-            const _: () = assert!(PREFIX_SIZE == 16);
             let mut found = Vec::new();
-            let records = self.prefixes.words().chunks_exact(4).take(self.capacity as usize).enumerate().skip(1);
-            for (slot, words) in records {
-                let [value, _, addr, len] = words else { continue };
-                let [len, ..] = len.load(Ordering::Acquire).to_ne_bytes();
-                let value = value.load(Ordering::Acquire);
-                if value == 0 || len > 32 {
-                    continue;
-                }
-                let addr = Ipv4Addr::from(addr.load(Ordering::Acquire).to_ne_bytes());
-                let Ok(prefix) = Ipv4Network::new(addr, len) else { continue };
-                found.push((prefix, slot as u32, value));
-            }
+            self.each_prefix(|slot, prefix, value| found.push((prefix, slot, value)));
             (groups.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), found)
         });
         // Prefixes per value index first: a million prefixes share a few
         // thousand values, so each value's bytes are hashed once, not once a prefix.
         let mut users = vec![0u32; self.route_values as usize];
+        st.slot_of.clear();
         // Sized once: a million inserts into a growing map rehash it twenty times.
         st.slot_of.reserve(found.len());
         used_slots.reserve(found.len());
@@ -256,17 +284,9 @@ impl Dir24_8 {
                 *n += 1;
             }
         }
-        for (index, n) in users.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-            let index = index as u32;
-            if let Some(bytes) = self.value_bytes(index) {
-                let entry = st.value_index.entry(bytes).or_insert((index, 0));
-                if entry.0 == index {
-                    used_values.push(index);
-                }
-                entry.1 += n;
-            }
-        }
+        let mut used_values = self.index_values(st, users);
         st.longer = Self::count_longer(&st.slot_of);
+        st.scope = None;
         // Freed entries may have been freed just before: a grace period from now.
         let now = crate::rib::alloc::Boottime::now();
         let restore = |used: &mut Vec<u32>, capacity: u32| {
@@ -275,8 +295,112 @@ impl Dir24_8 {
         };
         st.slots = restore(&mut used_slots, self.capacity);
         st.groups = restore(&mut used_groups, self.groups);
+        st.groups_unread = None;
+        st.users = None;
         st.values = restore(&mut used_values, self.route_values);
         log::debug!("DIR-24-8 bookkeeping read back: {} prefixes in {:?}", st.slot_of.len(), started.elapsed());
+    }
+
+    /// [`Dir24_8::read_back_for`]: one pass over the prefix slots, keeping
+    /// counts, not a map of a million prefixes. Slots and groups are taken
+    /// above the highest in use (one freed below it is found by the whole
+    /// read-back, which a refusal for want of room falls back to).
+    fn read_back_scoped(&self, st: &mut State, scope: Ipv4Network) {
+        let started = std::time::Instant::now();
+        let mut users = vec![0u32; self.route_values as usize];
+        let mut longer = vec![0u32; 1 << 16];
+        let (mut highest_slot, mut used_slots, mut long) = (0u32, 0u32, Vec::new());
+        st.slot_of.clear();
+        self.each_prefix(|slot, prefix, value| {
+            highest_slot = slot;
+            used_slots += 1;
+            if let Some(n) = users.get_mut(value as usize) {
+                *n += 1;
+            }
+            let (len, base) = (prefix.prefix(), u32::from(prefix.network()));
+            if len > 16 {
+                if let Some(n) = longer.get_mut((base >> 16) as usize) {
+                    *n += 1;
+                }
+            }
+            if len > 24 {
+                long.push(base >> 8);
+            }
+            if len <= scope.prefix() && prefix.contains(scope.network()) {
+                st.slot_of.insert(prefix, slot);
+            }
+        });
+        st.value_index.clear();
+        let used_values: Vec<u32> = (0u32..).zip(users.iter()).filter(|(_, n)| **n > 0).map(|(i, _)| i).collect();
+        st.users = Some(users);
+        st.longer = longer;
+        st.scope = Some(scope);
+        let now = crate::rib::alloc::Boottime::now();
+        st.slots = Slots::above(highest_slot, self.capacity, highest_slot - used_slots);
+        st.groups_unread = Some(long);
+        let next = used_values.iter().copied().max().unwrap_or(0);
+        st.values = Slots::rebuild(next, self.route_values, used_values, now, false);
+        log::debug!(
+            "DIR-24-8 bookkeeping read back for {scope}: {used_slots} prefixes counted, {} named, in {:?}",
+            st.slot_of.len(),
+            started.elapsed()
+        );
+    }
+
+    /// The groups' pool, found first when read back for one prefix: a /24
+    /// holds a group exactly while a prefix longer than /24 lies in it (the
+    /// last one's removal collapses it). Ids are taken above the highest in
+    /// use, as for the slots.
+    fn groups<'a>(&self, st: &'a mut State) -> &'a mut Slots {
+        if let Some(mut long) = st.groups_unread.take() {
+            long.sort_unstable();
+            long.dedup();
+            let mut groups: Vec<u32> =
+                long.into_iter().map(|i| self.get24(i)).filter(|e| is_group(*e)).map(|e| e & SLOT_MASK).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            let highest = groups.last().copied().unwrap_or(0);
+            st.groups = Slots::above(highest, self.groups, highest - groups.len() as u32);
+        }
+        &mut st.groups
+    }
+
+    /// Calls `f` with every prefix in the slots (its slot, prefix and value
+    /// index), in slot order. Read in place, a word at a time (value,
+    /// counter, address, length): two million slots copied out one by one
+    /// cost more than the rest of the read-back.
+    fn each_prefix(&self, mut f: impl FnMut(u32, Ipv4Network, u32)) {
+        const _: () = assert!(PREFIX_SIZE == 16);
+        let records = self.prefixes.words().chunks_exact(4).take(self.capacity as usize).enumerate().skip(1);
+        for (slot, words) in records {
+            let [value, _, addr, len] = words else { continue };
+            let value = value.load(Ordering::Acquire);
+            if value == 0 {
+                continue;
+            }
+            let [len, ..] = len.load(Ordering::Acquire).to_ne_bytes();
+            let addr = Ipv4Addr::from(addr.load(Ordering::Acquire).to_ne_bytes());
+            let Ok(prefix) = Ipv4Network::new(addr, len) else { continue };
+            f(slot as u32, prefix, value);
+        }
+    }
+
+    /// Indexes the values in use by their bytes, from how many prefixes use
+    /// each index; returns the indices in use.
+    fn index_values(&self, st: &mut State, users: Vec<u32>) -> Vec<u32> {
+        let mut used = Vec::new();
+        st.value_index.clear();
+        for (index, n) in users.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            let index = index as u32;
+            if let Some(bytes) = self.value_bytes(index) {
+                let entry = st.value_index.entry(bytes).or_insert((index, 0));
+                if entry.0 == index {
+                    used.push(index);
+                }
+                entry.1 += n;
+            }
+        }
+        used
     }
 
     /// The bytes of value `index`, read back from the mapped table.
@@ -287,6 +411,7 @@ impl Dir24_8 {
     /// The value index for `bytes`, shared or new; `None` when the table of
     /// values is full.
     fn intern(&self, st: &mut State, bytes: &ValueBytes) -> Option<u32> {
+        self.index_on_demand(st, bytes);
         if let Some(e) = st.value_index.get_mut(bytes) {
             e.1 += 1;
             return Some(e.0);
@@ -301,6 +426,7 @@ impl Dir24_8 {
     /// grace period, for packets still reading it).
     fn release(&self, st: &mut State, index: u32) {
         let Some(bytes) = self.value_bytes(index) else { return };
+        self.index_on_demand(st, &bytes);
         let last = match st.value_index.get_mut(&bytes) {
             Some(e) if e.0 == index => {
                 e.1 = e.1.saturating_sub(1);
@@ -310,7 +436,25 @@ impl Dir24_8 {
         };
         if last {
             st.value_index.remove(&bytes);
+            if let Some(n) = st.users.as_mut().and_then(|users| users.get_mut(index as usize)) {
+                *n = 0;
+            }
             st.values.give_back(index);
+        }
+    }
+
+    /// Read back for one prefix, the values are indexed by their bytes only
+    /// as a change asks for them (hashing a hundred thousand values costs
+    /// more than a one-route change): `bytes` is looked for among the values
+    /// in use, in index order (the index the whole read-back would keep).
+    fn index_on_demand(&self, st: &mut State, bytes: &ValueBytes) {
+        let Some(users) = &st.users else { return };
+        if st.value_index.contains_key(bytes) {
+            return;
+        }
+        let found = (0u32..).zip(users.iter()).find(|(i, n)| **n > 0 && self.value_bytes(*i).as_ref() == Some(bytes));
+        if let Some((index, n)) = found {
+            st.value_index.insert(*bytes, (index, *n));
         }
     }
 
@@ -343,7 +487,7 @@ impl Dir24_8 {
         };
         let mut new_group = None;
         if len > 24 && !is_group(self.get24(base >> 8)) {
-            match st.groups.take_or_wait() {
+            match self.groups(st).take_or_wait() {
                 Some(g) => new_group = Some(g),
                 None => {
                     st.slots.give_back(slot);
@@ -466,7 +610,7 @@ impl Dir24_8 {
             return;
         }
         self.set24(i, first);
-        st.groups.give_back(g);
+        self.groups(st).give_back(g);
     }
 
     /// What the entries should be for the prefixes present, recomputed from
@@ -586,7 +730,7 @@ impl RouteTable for Dir24_8 {
 
     fn update(&self, key: &[u8], value: &[u8]) -> Result<(), RouteError> {
         let prefix = decode_key(key).ok_or_else(|| bad("update"))?;
-        self.set(&mut self.lock(), prefix, value)
+        self.set(&mut self.lock_for(Some(prefix)), prefix, value)
     }
 
     fn update_batch(&self, keys: &[u8], values: &[u8]) -> Result<(), RouteError> {
@@ -594,7 +738,7 @@ impl RouteTable for Dir24_8 {
         if keys.len() / key_size != values.len() / VALUE_SIZE {
             return Err(bad("update_batch"));
         }
-        let mut st = self.lock();
+        let mut st = self.lock_for(Self::single(keys));
         for (key, value) in keys.chunks_exact(key_size).zip(values.chunks_exact(VALUE_SIZE)) {
             let prefix = decode_key(key).ok_or_else(|| bad("update_batch"))?;
             self.set(&mut st, prefix, value)?;
@@ -604,12 +748,12 @@ impl RouteTable for Dir24_8 {
 
     fn delete(&self, key: &[u8]) -> Result<bool, RouteError> {
         let prefix = decode_key(key).ok_or_else(|| bad("delete"))?;
-        Ok(self.remove(&mut self.lock(), prefix))
+        Ok(self.remove(&mut self.lock_for(Some(prefix)), prefix))
     }
 
     fn delete_batch(&self, keys: &[u8]) -> Result<(), RouteError> {
         let key_size = std::mem::size_of::<types::route_key_v4>();
-        let mut st = self.lock();
+        let mut st = self.lock_for(Self::single(keys));
         for key in keys.chunks_exact(key_size) {
             let prefix = decode_key(key).ok_or_else(|| bad("delete_batch"))?;
             self.remove(&mut st, prefix);

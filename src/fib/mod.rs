@@ -27,7 +27,7 @@ use crate::domain::config::Ipv4Lookup;
 use crate::domain::label::DscpMap;
 use crate::domain::prefix;
 use crate::domain::route::{Route, Table};
-use crate::error::{MapError, RouteError};
+use crate::error::{MapError, PinError, RouteError};
 use crate::rib::alloc::{CounterSlots, GRACE};
 use crate::rib::diff::Patch;
 use crate::rib::objects::same_tc_kind as objects_same_kind;
@@ -130,6 +130,10 @@ pub(crate) struct Allocation {
 /// routes `keep` wants, with every small set.
 pub(crate) type RibLoader = Box<dyn Fn(Option<Keep<'_>>) -> Result<Rib, String> + Send + Sync>;
 
+/// Reads a writer's whole RIB and its store, for a handle adopted for the
+/// change of one prefix's routes that is asked for more.
+pub(crate) type WholeLoader = Box<dyn Fn() -> Result<(Rib, Option<Store>), PinError> + Send + Sync>;
+
 pub(crate) struct Fib {
     maps: EncapMaps,
     config: LoadConfig,
@@ -143,6 +147,13 @@ pub(crate) struct Fib {
     /// A RIB still pending read only for the routes covering some
     /// addresses (`get`): those addresses and that partial RIB.
     partial: Mutex<Option<(Vec<IpAddr>, Rib)>>,
+    /// A writer adopted for a change of the routes of [`Fib::scope`] holds
+    /// only those and every small set (a command's `set` at a million
+    /// routes reads a few, not all): this reads the rest, when anything
+    /// else is asked. Taken under the RIB's lock.
+    whole: Mutex<Option<WholeLoader>>,
+    /// The prefix whose routes, in every table, such a writer holds.
+    scope: Option<IpNetwork>,
     /// A pinned dataplane's store: every change is begun and committed in
     /// its journal (locked after the RIB, always).
     store: Mutex<Option<Store>>,
@@ -156,6 +167,27 @@ pub(crate) struct Fib {
     /// A change holds the RIB and has not moved the generation on yet
     /// (set and cleared under the RIB's lock; a dry run never sets it).
     cache_stale: AtomicBool,
+}
+
+/// Whether changing route `id` to `route` (`None`: removing it) on a RIB
+/// that holds only the routes of `id`'s prefix, every small set, the
+/// store's counts and pools above every id in use makes what the whole RIB
+/// would: not when a shared object is involved (its users are counted over
+/// every route), nor a removal from a table a source selects (which must
+/// keep a route), nor when the route needs counter slots and the only free
+/// ones are below the pool's highest, known by number only.
+fn one_change_fits(rib: &Rib, id: RouteId, route: Option<&Route>) -> bool {
+    if rib.object_of(&id).is_some() || route.is_some_and(|r| r.policy.name().is_some()) {
+        return false;
+    }
+    if route.is_none() && rib.sources.values().any(|t| *t == id.0) {
+        return false;
+    }
+    let Some(route) = route else { return true };
+    let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
+    let have = rib.counters_of.get(&id);
+    let need = usize::from(have.is_none_or(|c| c.route == 0)) + lists.saturating_sub(have.map_or(0, |c| c.lists.len()));
+    need <= rib.counter_slots.available_now() || !rib.counter_slots.has_unnamed()
 }
 
 impl std::fmt::Debug for Fib {
@@ -228,6 +260,8 @@ impl Fib {
             rib: Mutex::new(Rib::new(config.max_counted_routes)),
             pending: Mutex::new(None),
             partial: Mutex::new(None),
+            whole: Mutex::new(None),
+            scope: None,
             store: Mutex::new(None),
             read_only: false,
             dir,
@@ -242,10 +276,18 @@ impl Fib {
     /// The DIR-24-8 table of adopted maps (when the config chose it) with
     /// its bookkeeping read back now: a writer's adoption does this while
     /// its RIB decodes on another thread, so a change pays for neither twice.
-    pub(crate) fn read_back_dir(maps: &EncapMaps, config: &LoadConfig) -> Result<Option<Dir24_8>, MapError> {
+    /// With `scope`, a writer's for a change of that prefix's routes: only
+    /// what changing it needs (nothing for an IPv6 prefix).
+    pub(crate) fn read_back_dir(
+        maps: &EncapMaps,
+        config: &LoadConfig,
+        scope: Option<IpNetwork>,
+    ) -> Result<Option<Dir24_8>, MapError> {
         let dir = Self::dir(maps, config, true)?;
-        if let Some(dir) = &dir {
-            dir.read_back_now();
+        match (&dir, scope) {
+            (Some(dir), None) => dir.read_back_now(),
+            (Some(dir), Some(IpNetwork::V4(p))) => dir.read_back_for(p),
+            _ => {}
         }
         Ok(dir)
     }
@@ -259,6 +301,25 @@ impl Fib {
         dir: Option<Dir24_8>,
     ) -> Result<Fib, MapError> {
         Self::adopted_with(maps, config, rib, None, false, dir)
+    }
+
+    /// A writer's FIB over adopted maps for a change of `scope`'s routes:
+    /// `rib` holds those (and every small set, with the store's counts and
+    /// pools that hand out ids above any in use, [`Store::open_for_change`]);
+    /// `whole` reads the rest when anything else is asked. `dir` is read back
+    /// for `scope` alone ([`Fib::read_back_dir`]).
+    pub(crate) fn adopted_for(
+        maps: EncapMaps,
+        config: LoadConfig,
+        rib: Rib,
+        dir: Option<Dir24_8>,
+        scope: IpNetwork,
+        whole: WholeLoader,
+    ) -> Result<Fib, MapError> {
+        let mut fib = Self::adopted_with(maps, config, rib, None, false, dir)?;
+        fib.whole = Mutex::new(Some(whole));
+        fib.scope = Some(scope);
+        Ok(fib)
     }
 
     /// A read-only FIB over adopted maps whose RIB is read by `load` the
@@ -284,6 +345,8 @@ impl Fib {
             rib: Mutex::new(rib),
             pending: Mutex::new(pending),
             partial: Mutex::new(None),
+            whole: Mutex::new(None),
+            scope: None,
             store: Mutex::new(None),
             read_only,
             dir,
@@ -340,7 +403,64 @@ impl Fib {
         if changing && self.read_only {
             return Err(RouteError::ReadOnly);
         }
-        Ok(Changing { fib: self, rib: self.writer() })
+        let mut rib = self.rib_lock();
+        // A change is refused on a RIB it could not read whole.
+        self.read_whole(&mut rib)?;
+        self.read_pending(&mut rib);
+        Ok(Changing { fib: self, rib })
+    }
+
+    /// The RIB locked for a change of route `id` to `route` (`None`: its
+    /// removal): a writer adopted for `id`'s prefix changes the few routes
+    /// it holds when that is the change the whole RIB would make
+    /// ([`one_change_fits`]); anything else reads the RIB whole first.
+    fn changer_for(&self, id: RouteId, route: Option<&Route>) -> Result<Changing<'_>, RouteError> {
+        if self.read_only {
+            return Err(RouteError::ReadOnly);
+        }
+        let mut rib = self.rib_lock();
+        let holds_part = self.holds_part();
+        if holds_part && !(self.scope == Some(id.1) && one_change_fits(&rib, id, route)) {
+            self.read_whole(&mut rib)?;
+        }
+        let rib = Changing { fib: self, rib };
+        self.begin_change()?;
+        Ok(rib)
+    }
+
+    /// Whether the RIB holds only the routes of [`Fib::scope`].
+    fn holds_part(&self) -> bool {
+        self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+    }
+
+    /// Reads the rest of a RIB that holds only the routes of one change,
+    /// with its store (whose commits are in it).
+    fn read_whole(&self, rib: &mut Rib) -> Result<(), RouteError> {
+        let mut whole = self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(load) = whole.as_ref() else { return Ok(()) };
+        let started = std::time::Instant::now();
+        let (read, store) = load().map_err(|e| RouteError::Unreadable(Box::new(e)))?;
+        *rib = read;
+        *self.store_lock() = store;
+        *whole = None;
+        log::debug!("RIB read whole after a change of {:?} alone, in {:?}", self.scope, started.elapsed());
+        Ok(())
+    }
+
+    /// Reads a lazily adopted reader's RIB, the first time it is needed.
+    fn read_pending(&self, rib: &mut Rib) {
+        let load = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(load) = load {
+            let started = std::time::Instant::now();
+            match load(None) {
+                Ok(loaded) => *rib = loaded,
+                // Only a reader loads lazily, after the state's checksum
+                // passed at adoption; it changes nothing, so it goes on
+                // with what it has and says so.
+                Err(e) => log::error!("{e}: the routes shown are incomplete"),
+            }
+            log::debug!("RIB read on first use in {:?}", started.elapsed());
+        }
     }
 
     /// Marks a change as begun, before its first kernel write: a process
@@ -392,27 +512,21 @@ impl Fib {
         MappedArray::new(&maps.route_cache_ctl, 1, std::mem::size_of::<types::route_cache_ctl>())
     }
 
+    /// The RIB, locked and read whole (for what reads it).
     fn writer(&self) -> MutexGuard<'_, Rib> {
-        // Every change to the RIB follows an accepted kernel change and is
-        // itself infallible, so a poisoned lock still guards a consistent RIB.
         let mut rib = self.rib_lock();
-        let load = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        if let Some(load) = load {
-            let started = std::time::Instant::now();
-            match load(None) {
-                Ok(loaded) => *rib = loaded,
-                // Only a reader loads lazily, after the state's checksum
-                // passed at adoption; it changes nothing, so it goes on
-                // with what it has and says so.
-                Err(e) => log::error!("{e}: the routes shown are incomplete"),
-            }
-            log::debug!("RIB read on first use in {:?}", started.elapsed());
+        if let Err(e) = self.read_whole(&mut rib) {
+            // What reads goes on with what it has and says so; a change is refused (locked_to_check).
+            log::error!("{e}: the routes shown are incomplete");
         }
+        self.read_pending(&mut rib);
         rib
     }
 
     /// The RIB's lock, without reading a RIB still pending.
     fn rib_lock(&self) -> MutexGuard<'_, Rib> {
+        // Every change to the RIB follows an accepted kernel change and is
+        // itself infallible, so a poisoned lock still guards a consistent RIB.
         self.rib.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -486,6 +600,16 @@ impl Fib {
         f(&self.writer())
     }
 
+    /// Runs `f` on a RIB whose small sets (host addresses, set-aside
+    /// routes, sources, objects) are whole, its routes perhaps not: a writer
+    /// adopted for one change reads no more.
+    fn read_small_sets<T>(&self, f: impl FnOnce(&Rib) -> T) -> T {
+        if self.holds_part() {
+            return f(&self.rib_lock());
+        }
+        self.read(f)
+    }
+
     /// The route tries, in the order [`trie_index`] numbers them, each with
     /// its family (for "full" errors) and capacity.
     pub(crate) fn tries(&self) -> [(&dyn RouteTable, &'static str, u32); 4] {
@@ -551,13 +675,36 @@ impl Fib {
     /// in the same commit.
     pub(crate) fn set_route_from(&self, table: Table, route: &Route, origin: Option<Noted>) -> Result<(), RouteError> {
         prefix::check(route.prefix)?;
-        let mut rib = self.changer()?;
-        if table == Table::Main && rib.is_local_host(&route.prefix) {
-            return Err(RouteError::LocalAddress { prefix: route.prefix });
-        }
         let id = (table, route.prefix);
-        self.patch_locked(&mut rib, id, Some(route.clone()), origin)?;
-        Ok(())
+        let set = |rib: &mut Changing<'_>| {
+            if table == Table::Main && rib.is_local_host(&route.prefix) {
+                return Err(RouteError::LocalAddress { prefix: route.prefix });
+            }
+            self.patch_locked(rib, id, Some(route.clone()), origin).map(|_| ())
+        };
+        self.change_one(id, Some(route), set)
+    }
+
+    /// Makes a change of route `id` (to `route`; `None`: its removal) with
+    /// `change`, on the few routes a writer adopted for it holds where that
+    /// is enough; a refusal there (a table full, or a kernel refusal: the
+    /// ids or room it lacks may be known only to the whole RIB) is tried
+    /// again on the whole RIB, whose answer stands.
+    fn change_one<T>(
+        &self,
+        id: RouteId,
+        route: Option<&Route>,
+        change: impl Fn(&mut Changing<'_>) -> Result<T, RouteError>,
+    ) -> Result<T, RouteError> {
+        let mut rib = self.changer_for(id, route)?;
+        match change(&mut rib) {
+            Err(e @ (RouteError::TableFull { .. } | RouteError::Map(_))) if self.holds_part() => {
+                drop(rib);
+                log::debug!("{e}: tried again on the whole RIB");
+                change(&mut self.changer()?)
+            }
+            result => result,
+        }
     }
 
     /// Sets (`Some`) or removes (`None`) one route through the apply's
@@ -653,27 +800,28 @@ impl Fib {
     /// A route set aside by a host address is removed for good.
     pub(crate) fn remove(&self, table: Table, prefix: IpNetwork) -> Result<bool, RouteError> {
         let prefix = prefix::check(prefix)?;
-        let mut rib = self.changer()?;
         let id = (table, prefix);
-        let set_aside = table == Table::Main && rib.is_local_host(&prefix) && rib.shadowed.contains_key(&prefix);
-        if !set_aside && !rib.routes.contains_key(&id) {
-            return Ok(false);
-        }
-        // One rule with apply's: a source selects a table with routes (else
-        // the state in force could not be applied back).
-        if let Some((source, _)) = rib.sources.iter().find(|(_, t)| **t == table) {
-            if table_routes(&rib, table).nth(1).is_none() {
-                return Err(RouteError::Invalid(crate::domain::desired::DesiredError {
-                    what: format!("route {prefix} (table {})", table.id()),
-                    reason: format!(
-                        "it is the last route of table {}, which source {source} selects: remove the source first",
-                        table.id()
-                    ),
-                }));
+        self.change_one(id, None, |rib| {
+            let set_aside = table == Table::Main && rib.is_local_host(&prefix) && rib.shadowed.contains_key(&prefix);
+            if !set_aside && !rib.routes.contains_key(&id) {
+                return Ok(false);
             }
-        }
-        self.patch_locked(&mut rib, id, None, None)?;
-        Ok(true)
+            // One rule with apply's: a source selects a table with routes (else
+            // the state in force could not be applied back).
+            if let Some((source, _)) = rib.sources.iter().find(|(_, t)| **t == table) {
+                if table_routes(rib, table).nth(1).is_none() {
+                    return Err(RouteError::Invalid(crate::domain::desired::DesiredError {
+                        what: format!("route {prefix} (table {})", table.id()),
+                        reason: format!(
+                            "it is the last route of table {}, which source {source} selects: remove the source first",
+                            table.id()
+                        ),
+                    }));
+                }
+            }
+            self.patch_locked(rib, id, None, None)?;
+            Ok(true)
+        })
     }
 
     /// Points packets from `prefix` at an alternate table. The program is
@@ -843,7 +991,7 @@ impl Fib {
         // host's) writes nothing: it must not begin a change either, which
         // would journal it and move the route cache's generation on (every
         // cached answer lost, a miss for every active flow).
-        if let Some(n) = self.read(|rib| (rib.local == *wanted).then_some(rib.local.len())) {
+        if let Some(n) = self.read_small_sets(|rib| (rib.local == *wanted).then_some(rib.local.len())) {
             return Ok(n);
         }
         let mut rib = self.changer()?;

@@ -50,11 +50,32 @@ pub(crate) struct Slots {
     next: u32,
     capacity: u32,
     free: VecDeque<(u32, Boottime)>,
+    /// Free ids below `next` this pool cannot name (read for one change:
+    /// [`Slots::above`]); never handed out, only counted.
+    unnamed: u32,
 }
 
 impl Slots {
     pub(crate) fn new(capacity: u32) -> Slots {
-        Slots { next: 0, capacity, free: VecDeque::new() }
+        Slots { next: 0, capacity, free: VecDeque::new(), unnamed: 0 }
+    }
+
+    /// A pool that hands out only ids above `next` (the highest ever handed
+    /// out), knowing `unnamed` ids below it are free but not which: what a
+    /// process that reads the routes of one change, not the RIB, takes from.
+    pub(crate) fn above(next: u32, capacity: u32, unnamed: u32) -> Slots {
+        Slots { next, capacity, free: VecDeque::new(), unnamed }
+    }
+
+    /// Free ids, in their grace period or not, named or not.
+    pub(crate) fn free_count(&self) -> usize {
+        self.free.len() + self.unnamed as usize
+    }
+
+    /// Whether some free ids are known only by their number: a caller short
+    /// of ids must read the whole RIB to find them.
+    pub(crate) fn has_unnamed(&self) -> bool {
+        self.unnamed > 0
     }
 
     /// The highest id ever handed out (what the store keeps of a pool).
@@ -134,7 +155,7 @@ impl Slots {
             .filter(|id| !used.get(*id as usize).copied().unwrap_or(false))
             .map(|id| (id, freed_at))
             .collect();
-        Slots { next, capacity, free }
+        Slots { next, capacity, free, unnamed: 0 }
     }
 }
 

@@ -79,14 +79,7 @@ pub(crate) type Patch = BTreeMap<RouteId, Option<Route>>;
 /// object's rewrites the object (every route on it follows), as a single
 /// `set` does.
 pub(crate) fn plan_patch<'a>(rib: &Rib, patch: &'a Patch) -> Plan<'a> {
-    let mut plan =
-        Plan { trie_entries: [rib.routes.main_count(false), rib.routes.main_count(true), 0, 0], ..Plan::default() };
-    // Alternate tables sort after the main one and are small: counted from the end.
-    for (id, _) in rib.routes.iter().rev().take_while(|(id, _)| id.0 != Table::Main) {
-        if let Some(n) = plan.trie_entries.get_mut(super::trie_index(id.0, &id.1)) {
-            *n += 1;
-        }
-    }
+    let mut plan = Plan { trie_entries: rib.routes.trie_counts(), ..Plan::default() };
     let on_objects: usize = rib.objects.iter().map(|(_, o)| o.users).sum();
     let mut own = rib.policy_of.len().saturating_sub(on_objects) as isize;
     // Routes leaving each object (removed, or moved to another policy).

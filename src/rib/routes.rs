@@ -1,55 +1,56 @@
-//! The installed routes, by table and prefix, with the main table's size per
-//! family kept as they change: the route cache turns itself on per family by
-//! that size after every change (see `Fib::invalidate_route_cache`), which
-//! must not cost a walk of the table.
+//! The installed routes, by table and prefix, with each route trie's size
+//! kept as they change: the route cache turns itself on per family by the
+//! main table's size after every change (see `Fib::invalidate_route_cache`),
+//! and a change checks its tables' room, neither of which may cost a walk of
+//! the table. A RIB read for one change holds a few routes and the sizes
+//! the store recorded ([`Routes::set_counts`]).
 
 use std::collections::BTreeMap;
 
-use crate::domain::route::{Route, Table};
+use crate::domain::route::Route;
 
 use super::tracked::Dirty;
-use super::RouteId;
+use super::{trie_index, RouteId};
 
-/// A `BTreeMap` of the installed routes that counts the main table's IPv4 and
-/// IPv6 routes. Reads go through `Deref`; every write is one of the methods
-/// below, so the counts cannot drift.
+/// A `BTreeMap` of the installed routes that counts the routes of each
+/// trie ([`trie_index`]). Reads go through `Deref`; every write is one of
+/// the methods below, so the counts cannot drift.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Routes {
     map: BTreeMap<RouteId, Route>,
-    /// Main-table routes: IPv4, IPv6.
-    main: (usize, usize),
+    /// Routes per trie: main IPv4, main IPv6, alternate IPv4, alternate IPv6.
+    counts: [usize; 4],
     /// Ids written since the store last saved.
     pub(crate) dirty: Dirty,
 }
 
-/// Whether `id` is a main-table IPv6 route (`Some(true)`) or IPv4 one.
-fn main_family(id: &RouteId) -> Option<bool> {
-    (id.0 == Table::Main).then_some(id.1.is_ipv6())
-}
-
-/// The count of one family.
-fn count(main: &mut (usize, usize), v6: bool) -> &mut usize {
-    match v6 {
-        false => &mut main.0,
-        true => &mut main.1,
-    }
+fn count_of<'a>(counts: &'a mut [usize; 4], id: &RouteId) -> Option<&'a mut usize> {
+    counts.get_mut(trie_index(id.0, &id.1))
 }
 
 impl Routes {
     /// The main table's IPv4 (`v6` false) or IPv6 routes.
     pub(crate) fn main_count(&self, v6: bool) -> usize {
-        match v6 {
-            false => self.main.0,
-            true => self.main.1,
+        let [v4_count, v6_count, ..] = self.counts;
+        if v6 {
+            v6_count
+        } else {
+            v4_count
         }
     }
 
+    /// Routes per trie ([`trie_index`]), whether or not this map holds them all.
+    pub(crate) fn trie_counts(&self) -> [usize; 4] {
+        self.counts
+    }
+
     pub(crate) fn insert(&mut self, id: RouteId, route: Route) -> Option<Route> {
-        let family = main_family(&id);
         self.dirty.mark(id);
         let old = self.map.insert(id, route);
-        if let (Some(f), None) = (family, &old) {
-            *count(&mut self.main, f) += 1;
+        if old.is_none() {
+            if let Some(n) = count_of(&mut self.counts, &id) {
+                *n += 1;
+            }
         }
         old
     }
@@ -58,9 +59,9 @@ impl Routes {
         let old = self.map.remove(id);
         if old.is_some() {
             self.dirty.mark(*id);
-        }
-        if let (Some(f), Some(_)) = (main_family(id), &old) {
-            *count(&mut self.main, f) -= 1;
+            if let Some(n) = count_of(&mut self.counts, id) {
+                *n = n.saturating_sub(1);
+            }
         }
         old
     }
@@ -75,11 +76,20 @@ impl Routes {
 impl Routes {
     /// Routes read back from the store: nothing in them is dirty.
     pub(crate) fn clean(map: BTreeMap<RouteId, Route>) -> Routes {
-        let mut main = (0, 0);
-        for f in map.keys().filter_map(main_family) {
-            *count(&mut main, f) += 1;
+        let mut counts = [0; 4];
+        for id in map.keys() {
+            if let Some(n) = count_of(&mut counts, id) {
+                *n += 1;
+            }
         }
-        Routes { map, main, dirty: Dirty::default() }
+        Routes { map, counts, dirty: Dirty::default() }
+    }
+
+    /// Makes the counts those of the whole tables, as the store recorded
+    /// them, when this map holds only the routes one change touches: the
+    /// counts then follow the change as they would on the whole map.
+    pub(crate) fn set_counts(&mut self, counts: [usize; 4]) {
+        self.counts = counts;
     }
 }
 
@@ -103,6 +113,7 @@ impl std::ops::Deref for Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::route::Table;
 
     fn id(table: Table, prefix: &str) -> RouteId {
         (table, prefix.parse().unwrap())
@@ -129,8 +140,9 @@ mod tests {
         assert!(r.remove(&id(Table::Main, "::/0")).is_none());
         assert!(r.remove(&id(alt, "10.0.0.0/8")).is_some());
         assert_eq!((r.main_count(false), r.main_count(true)), (1, 1));
+        assert_eq!(r.trie_counts(), [1, 1, 0, 1]);
         let rebuilt = Routes::from(r.map.clone());
-        assert_eq!(rebuilt.main, r.main);
+        assert_eq!(rebuilt.counts, r.counts);
         assert_eq!(r.len(), 3);
     }
 }

@@ -581,14 +581,17 @@ fn report(result: Result<(), Failure>) -> ExitCode {
 /// (the pins keep it), every change is durable before its call returns, and
 /// freeing a million-route RIB only delays the exit.
 fn adopt(iface: &str, change: bool) -> Result<&'static Encapsulator, Error> {
-    (AdoptOptions {
-        replace_program: false,
-        wait: Duration::from_secs(5),
-        read_only: !change,
-        ..AdoptOptions::default()
-    })
-    .open(iface)
-    .map(|enc| &*Box::leak(Box::new(enc)))
+    adopt_options(change).open(iface).map(|enc| &*Box::leak(Box::new(enc)))
+}
+
+/// A writer for the routes of `prefix` alone: it reads those, not the table
+/// (`set`/`remove` at a million routes).
+fn adopt_for(iface: &str, prefix: IpNetwork) -> Result<&'static Encapsulator, Error> {
+    adopt_options(true).open_for(iface, prefix).map(|enc| &*Box::leak(Box::new(enc)))
+}
+
+fn adopt_options(change: bool) -> AdoptOptions {
+    AdoptOptions { replace_program: false, wait: Duration::from_secs(5), read_only: !change, ..AdoptOptions::default() }
 }
 
 fn table(id: Option<u32>) -> Table {
@@ -684,11 +687,11 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         }
         Command::Set { prefix, policy, tc, table: id, entropy_label } => {
             let route = Route { prefix, policy: policy.with_entropy_label(entropy_label)?, tc };
-            adopt(iface, true)?.set_route(table(id), &route)?;
+            adopt_for(iface, prefix)?.set_route(table(id), &route)?;
             println!("{} -> {} (tc {}{})", route.prefix, route.policy, route.tc, output::table_suffix(table(id)));
         }
         Command::Remove { prefix, table: id } => {
-            if adopt(iface, true)?.remove(table(id), prefix)? {
+            if adopt_for(iface, prefix)?.remove(table(id), prefix)? {
                 println!("removed {prefix}{}", output::table_suffix(table(id)));
             } else {
                 return Err(

@@ -14,7 +14,7 @@
 
 use super::codec::{Reader, Writer};
 use super::records::{self, Keep, Smalls};
-use super::snapshot::Position;
+use super::snapshot::{Position, Tally};
 use super::Unreadable;
 use crate::rib::alloc::Boottime;
 use crate::rib::{Rib, RouteId};
@@ -101,6 +101,7 @@ pub(crate) fn commit_body(rib: &Rib, ids: &[RouteId], smalls: Option<&Smalls>) -
     let mut w = Writer { buf: Vec::with_capacity(16 + ids.len() * 24) };
     w.varint(u64::from(rib.policy_ids.next()));
     w.varint(u64::from(rib.counter_slots.next()));
+    Tally::of(rib).put(&mut w);
     w.len(ids.len());
     for id in ids {
         records::put_route_state(&mut w, rib, id);
@@ -121,10 +122,12 @@ pub(crate) fn replay_commit(
     at: &mut Position,
     record: &Record<'_>,
     keep: Option<Keep<'_>>,
+    format: u32,
 ) -> Result<(), Unreadable> {
     let mut r = Reader::new(record.body);
     at.policy_next = r.u32v()?;
     at.counter_next = r.u32v()?;
+    at.tally = Tally::get(&mut r, format)?;
     for _ in 0..r.len()? {
         if let Some(state) = records::get_route_state_if(&mut r, keep)? {
             records::install(rib, state);

@@ -35,7 +35,7 @@ use crate::error::PinError;
 use records::Smalls;
 pub(crate) use records::{Covering, Keep};
 pub(crate) use recovery::{Peeked, Recovered};
-use snapshot::Position;
+use snapshot::{Position, Tally};
 
 /// The state's format. Bump it when the files or the maps' layout change in
 /// a way an older or newer build cannot read; the crate version is recorded
@@ -47,8 +47,11 @@ use snapshot::Position;
 /// 7: the route cache's map holds 64-byte buckets, not 112-byte entries;
 /// 8: the program counts a packet dropped for want of a live path (the
 /// `counters` map has 11 entries, which an older program's does not), and
-/// an invalid policy's record says whether its packets are dropped.
-pub(crate) const FORMAT: u32 = 8;
+/// an invalid policy's record says whether its packets are dropped; 9: the
+/// snapshot and every commit carry a tally (routes per trie, counter slots
+/// free), so that a change of one route reads that route, not the RIB.
+/// Format 8 is still read, and rewritten as 9 by its first writer.
+pub(crate) const FORMAT: u32 = 9;
 
 const SNAPSHOT: &str = "rib.snapshot";
 const JOURNAL: &str = "rib.journal";
@@ -139,6 +142,12 @@ pub(crate) struct Store {
     smalls: Smalls,
     /// An INTENT is written and neither COMMIT nor DONE yet.
     open_intent: bool,
+    /// The RIB committed from holds only the routes of its changes
+    /// ([`Store::open_for_change`]): never written whole from.
+    partial: bool,
+    /// The snapshot's format: an older one takes no journal record of this
+    /// build's; its first commit rewrites it.
+    format: u32,
 }
 
 impl Store {
@@ -157,11 +166,14 @@ impl Store {
                 stamp: Boottime::now(),
                 policy_next: rib.policy_ids.next(),
                 counter_next: rib.counter_slots.next(),
+                tally: Some(Tally::of(rib)),
             },
             config,
             attached,
             smalls: Smalls::default(),
             open_intent: false,
+            partial: false,
+            format: FORMAT,
         };
         store.compact(rib)?;
         Ok(store)
@@ -170,7 +182,13 @@ impl Store {
     /// The state's load config, attachment and whether a change was left
     /// unfinished, checked but without decoding the RIB (for a reader).
     pub(crate) fn peek(dir: &Path) -> Result<Peeked, OpenError> {
-        recovery::peek(dir)
+        recovery::peek(dir, true)
+    }
+
+    /// As [`Store::peek`] for a writer, which checks the whole state when
+    /// it reads its RIB next: the snapshot's head alone, unchecked.
+    pub(crate) fn peek_head(dir: &Path) -> Result<Peeked, OpenError> {
+        recovery::peek(dir, false)
     }
 
     /// A reader's RIB of the routes `keep` wants and every small set
@@ -184,16 +202,42 @@ impl Store {
     /// onto it. `writable`: also returns the store to append to (a torn
     /// tail is cut off first).
     pub(crate) fn open(dir: &Path, writable: bool) -> Result<(Recovered, Option<Store>), OpenError> {
-        let recovered = recovery::load(dir)?;
+        let mut recovered = recovery::load(dir)?;
         if !writable {
             return Ok((recovered, None));
         }
+        let mut store = Store::writer(dir, &recovered, false)?;
+        if recovered.format < FORMAT && !recovered.unfinished {
+            // An older format is rewritten at once, so that what follows
+            // (journal records, a writer of one route) is this format's.
+            store.compact(&recovered.rib).map_err(OpenError::Pin)?;
+            recovered.format = FORMAT;
+        }
+        Ok((recovered, Some(store)))
+    }
+
+    /// As [`Store::open`] for a writer that changes only the routes `keep`
+    /// wants: its RIB holds those and every small set, with pools that hand
+    /// out only ids above those ever handed out, and the store's route
+    /// counts. `None` when the state cannot be written from such a RIB (an
+    /// older format, or a change left unfinished): read it whole.
+    pub(crate) fn open_for_change(dir: &Path, keep: Keep<'_>) -> Result<Option<(Recovered, Store)>, OpenError> {
+        let Some(recovered) = recovery::load_for_change(dir, keep)? else { return Ok(None) };
+        if recovered.unfinished {
+            return Ok(None);
+        }
+        let store = Store::writer(dir, &recovered, true)?;
+        Ok(Some((recovered, store)))
+    }
+
+    /// The store to append to after `recovered`, a torn tail cut off first.
+    fn writer(dir: &Path, recovered: &Recovered, partial: bool) -> Result<Store, OpenError> {
         let path = dir.join(JOURNAL);
         let journal = open_journal(&path, false).map_err(OpenError::Pin)?;
         if recovered.journal_valid < recovered.journal_read {
             journal.set_len(recovered.journal_valid).map_err(|e| OpenError::Pin(io("truncating", &path)(e)))?;
         }
-        let store = Store {
+        Ok(Store {
             dir: dir.to_owned(),
             journal,
             journal_len: recovered.journal_valid,
@@ -203,8 +247,9 @@ impl Store {
             attached: recovered.attached.clone(),
             smalls: Smalls::of(&recovered.rib),
             open_intent: false,
-        };
-        Ok((recovered, Some(store)))
+            partial,
+            format: recovered.format,
+        })
     }
 
     /// Records that a change begins (before its first kernel write), once
@@ -242,9 +287,25 @@ impl Store {
             stamp: Boottime::now(),
             policy_next: rib.policy_ids.next(),
             counter_next: rib.counter_slots.next(),
+            tally: Some(Tally::of(rib)),
         };
         let result = match &changed {
+            Changed::All if self.partial => {
+                // Unreachable by construction (a table replaced whole reads
+                // the RIB first); refused rather than written from a few routes.
+                Err(PinError::Io {
+                    op: "writing the whole state from the routes of one change",
+                    path: self.dir.join(SNAPSHOT),
+                    source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+                })
+            }
             Changed::All => {
+                self.at = next;
+                self.compact(rib)
+            }
+            Changed::Ids(_) if self.format < FORMAT => {
+                // A change to a state of an older format (repaired at its
+                // adoption, so not rewritten then) rewrites it in this one.
                 self.at = next;
                 self.compact(rib)
             }
@@ -262,7 +323,11 @@ impl Store {
                     if let Some(s) = smalls {
                         self.smalls = s;
                     }
-                    if self.journal_len > COMPACT_MIN && self.journal_len * COMPACT_FRACTION > self.snapshot_len {
+                    // A RIB of a few routes is never written whole: the next
+                    // writer that reads the RIB compacts.
+                    let large =
+                        self.journal_len > COMPACT_MIN && self.journal_len * COMPACT_FRACTION > self.snapshot_len;
+                    if large && !self.partial {
                         if let Err(e) = self.compact(rib) {
                             // The change is durable in the journal; compaction is retried later.
                             log::warn!("{e} (the journal keeps growing until a snapshot can be written)");
@@ -303,6 +368,7 @@ impl Store {
 
     /// Writes `rib` as the new snapshot and empties the journal.
     fn compact(&mut self, rib: &Rib) -> Result<(), PinError> {
+        self.at.tally = Some(Tally::of(rib));
         let bytes = snapshot::encode(rib, &self.config, &self.attached, self.at);
         let path = self.dir.join(SNAPSHOT);
         let tmp = self.dir.join(format!(".{SNAPSHOT}.{}", std::process::id()));
@@ -325,6 +391,7 @@ impl Store {
         self.journal.set_len(0).and_then(|()| self.journal.sync_data()).map_err(io("truncating", &journal))?;
         self.journal_len = 0;
         self.snapshot_len = bytes.len() as u64;
+        self.format = FORMAT;
         self.smalls = Smalls::of(rib);
         Ok(())
     }
@@ -465,6 +532,67 @@ mod tests {
         std::fs::write(dir.join(SNAPSHOT), &damaged).unwrap();
         assert!(matches!(Store::peek(&dir), Err(OpenError::Unreadable(Unreadable::Invalid(_)))));
         std::fs::write(dir.join(SNAPSHOT), &snapshot).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_writer_for_one_change_reads_its_routes_with_the_stores_counts_and_never_compacts() {
+        let dir = temp_dir("one-change");
+        let mut rib = Rib::new(100);
+        for p in ["10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16", "2001:db8::/32"] {
+            set(&mut rib, p, "100");
+        }
+        drop(Store::create(&dir, &mut rib, config(), attached()).unwrap());
+        let addrs = ["10.1.2.3".parse().unwrap()];
+        let (read, mut store) = Store::open_for_change(&dir, &Covering(&addrs)).unwrap().expect("format 9");
+        let mut part = read.rib;
+        assert_eq!(prefixes(&part), ["10.0.0.0/8", "10.1.0.0/16"], "the routes covering it, no more");
+        assert_eq!(part.routes.trie_counts(), [3, 1, 0, 0], "the whole table's counts");
+        // Ids above every one handed out; the free ones below are only counted.
+        assert_eq!(part.counter_slots.take(), Some(5));
+        part.counter_slots.give_back(5);
+        store.begin().unwrap();
+        part.routes.remove(&id("10.1.0.0/16"));
+        if let Some(slots) = part.counters_of.remove(&id("10.1.0.0/16")) {
+            part.counter_slots.give_back(slots.route);
+        }
+        part.routes.insert(id("10.1.2.0/24"), Route::new(id("10.1.2.0/24").1, "700".parse().unwrap()));
+        store.commit(&mut part).unwrap();
+        // A RIB of a few routes is never written whole, however long the journal.
+        store.journal_len = COMPACT_MIN + 1;
+        store.snapshot_len = 1;
+        store.begin().unwrap();
+        part.routes.insert(id("10.1.3.0/24"), Route::new(id("10.1.3.0/24").1, "800".parse().unwrap()));
+        store.commit(&mut part).unwrap();
+        assert!(std::fs::metadata(dir.join(JOURNAL)).unwrap().len() > 0, "not compacted");
+        drop(store);
+        let (whole, _) = Store::open(&dir, false).unwrap();
+        assert_eq!(prefixes(&whole.rib), ["10.0.0.0/8", "10.1.2.0/24", "10.1.3.0/24", "10.2.0.0/16", "2001:db8::/32"]);
+        assert_eq!(whole.at.tally.map(|t| t.tries), Some([4, 1, 0, 0]), "counted as the whole RIB counts");
+        assert_eq!(whole.at.tally.map(|t| t.free_counters), Some(2), "slot 5 (taken and given back) and 10.1/16's");
+        assert_eq!(snapshot::Tally::of(&whole.rib).free_counters, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_format_8_state_is_read_and_rewritten_by_its_first_writer() {
+        let dir = temp_dir("format-8");
+        let mut rib = Rib::new(100);
+        set(&mut rib, "10.0.0.0/8", "100");
+        set(&mut rib, "10.1.0.0/16", "101");
+        drop(Store::create(&dir, &mut rib, config(), attached()).unwrap());
+        let old = snapshot::as_format_8(&std::fs::read(dir.join(SNAPSHOT)).unwrap());
+        std::fs::write(dir.join(SNAPSHOT), &old).unwrap();
+        let addrs = ["10.1.2.3".parse().unwrap()];
+        assert!(Store::open_for_change(&dir, &Covering(&addrs)).unwrap().is_none(), "no counts: read whole");
+        let (read, _) = Store::open(&dir, false).unwrap();
+        assert_eq!((read.format, prefixes(&read.rib).len(), read.at.tally), (8, 2, None), "a reader reads it as it is");
+        assert_eq!(std::fs::read(dir.join(SNAPSHOT)).unwrap(), old, "and writes nothing");
+        let (read, _) = Store::open(&dir, true).unwrap();
+        assert_eq!(read.format, FORMAT);
+        let (again, _) = Store::open(&dir, false).unwrap();
+        assert_eq!((again.format, prefixes(&again.rib)), (FORMAT, prefixes(&rib)));
+        assert!(Store::open_for_change(&dir, &Covering(&addrs)).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct Recovered {
     pub unfinished: bool,
     /// The last change stored.
     pub at: Position,
+    /// The snapshot's format (older ones are rewritten by the first writer).
+    pub format: u32,
     pub snapshot_len: u64,
     /// Journal bytes read, and the valid records' share of them.
     pub journal_read: u64,
@@ -58,10 +60,14 @@ pub(crate) struct Peeked {
 /// Checks the state as [`load`] does (format, checksum, the journal's
 /// records) without decoding a route: what a reader that may never look at
 /// the RIB (`stats`) pays. [`load`] reads it all later, if needed.
-pub(crate) fn peek(dir: &Path) -> Result<Peeked, OpenError> {
-    let bytes = snapshot_bytes(dir)?;
-    let head = snapshot::decode_head(&bytes).map_err(OpenError::Unreadable)?;
-    drop(bytes);
+/// With `checked` false (a writer, which reads and checks the whole state
+/// next), only the snapshot's first bytes are read, unchecked.
+pub(crate) fn peek(dir: &Path, checked: bool) -> Result<Peeked, OpenError> {
+    let head = match checked {
+        true => snapshot::decode_head(&snapshot_bytes(dir)?),
+        false => snapshot::decode_head_unchecked(&snapshot_start(dir)?),
+    }
+    .map_err(OpenError::Unreadable)?;
     let journal_bytes = read(&dir.join(JOURNAL))?.unwrap_or_default();
     let (records, _) = journal::scan(&journal_bytes);
     let mut at = head.at.seq;
@@ -93,6 +99,22 @@ fn walk(
         }
     }
     Ok(begun)
+}
+
+/// The snapshot's first 64 KiB (its head, the header JSON included, is far less).
+fn snapshot_start(dir: &Path) -> Result<Vec<u8>, OpenError> {
+    use std::io::Read;
+    let path = dir.join(SNAPSHOT);
+    let mut start = Vec::with_capacity(64 << 10);
+    match std::fs::File::open(&path) {
+        Ok(f) => f
+            .take(64 << 10)
+            .read_to_end(&mut start)
+            .map(|_| start)
+            .map_err(|source| OpenError::Pin(PinError::Io { op: "reading", path, source })),
+        // No snapshot: what the whole read says of it (an older state.json...).
+        Err(_) => snapshot_bytes(dir),
+    }
 }
 
 fn snapshot_bytes(dir: &Path) -> Result<Vec<u8>, OpenError> {
@@ -132,7 +154,7 @@ pub(crate) fn load_if(dir: &Path, keep: Option<Keep<'_>>) -> Result<Recovered, O
     let begun = walk(&records, |record| {
         // Left behind by a compaction that did not get to empty the journal.
         if record.seq > at.seq {
-            journal::replay_commit(&mut rib, &mut at, record, keep)?;
+            journal::replay_commit(&mut rib, &mut at, record, keep, snap.format)?;
         }
         Ok(())
     })
@@ -149,10 +171,26 @@ pub(crate) fn load_if(dir: &Path, keep: Option<Keep<'_>>) -> Result<Recovered, O
         attached: snap.attached,
         unfinished,
         at,
+        format: snap.format,
         snapshot_len,
         journal_read: journal_bytes.len() as u64,
         journal_valid: valid as u64,
     })
+}
+
+/// As [`load`] for a writer of the routes `keep` wants, which reads no
+/// other: its pools hand out only ids above every id ever handed out, and
+/// its route counts are the store's. `None` for a state written before the
+/// store kept those counts (format 8): its first writer reads it whole.
+pub(crate) fn load_for_change(dir: &Path, keep: Keep<'_>) -> Result<Option<Recovered>, OpenError> {
+    let mut recovered = load_if(dir, Some(keep))?;
+    let Some(tally) = recovered.at.tally else { return Ok(None) };
+    let rib = &mut recovered.rib;
+    rib.routes.set_counts(tally.tries.map(|n| n as usize));
+    rib.policy_ids = Slots::above(recovered.at.policy_next, u32::MAX, 0);
+    rib.counter_slots =
+        Slots::above(recovered.at.counter_next, recovered.config.max_counted_routes, tally.free_counters);
+    Ok(Some(recovered))
 }
 
 /// The pools, from the ids in use: a policy id not named by a route nor

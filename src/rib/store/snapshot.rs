@@ -5,6 +5,7 @@
 //! magic "LHE-RIB\n" | format u32 | written_by (len, bytes)     read first, in every format
 //! header (len, JSON: the load config and the attachment)
 //! seq u64 | stamp u64 (CLOCK_BOOTTIME ns) | policy next | counter next
+//! tally (format 9: routes per trie, counter slots free)
 //! route states (chunk count, then chunks: byte length u32, record count u32,
 //!   records: table, prefix, flags, route, policy id, counter slots)
 //! small sets (host addresses, set-aside routes, sources, DSCP, graveyard)
@@ -47,6 +48,44 @@ pub(crate) struct Position {
     /// The allocators' highest ids (policy ids, counter slots).
     pub policy_next: u32,
     pub counter_next: u32,
+    /// What a change of one route needs to know of the whole RIB (format
+    /// 9; `None`: written by format 8, read whole).
+    pub tally: Option<Tally>,
+}
+
+/// The sizes a writer that reads only the routes it changes cannot count:
+/// how many routes each trie holds (for its room, and the route cache) and
+/// how many counter slots are free below the pool's highest (when the pool
+/// is used up to its capacity, a new route takes one of those, which only
+/// the whole RIB can name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Tally {
+    /// Routes per trie (`rib::trie_index`).
+    pub tries: [u32; 4],
+    pub free_counters: u32,
+}
+
+impl Tally {
+    pub(crate) fn of(rib: &Rib) -> Tally {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Tally { tries: rib.routes.trie_counts().map(count), free_counters: count(rib.counter_slots.free_count()) }
+    }
+
+    pub(crate) fn put(&self, w: &mut Writer) {
+        for n in self.tries {
+            w.varint(u64::from(n));
+        }
+        w.varint(u64::from(self.free_counters));
+    }
+
+    /// Reads a tally where format `format` wrote one.
+    pub(crate) fn get(r: &mut Reader<'_>, format: u32) -> Result<Option<Tally>, Unreadable> {
+        if format < 9 {
+            return Ok(None);
+        }
+        let tries = [r.u32v()?, r.u32v()?, r.u32v()?, r.u32v()?];
+        Ok(Some(Tally { tries, free_counters: r.u32v()? }))
+    }
 }
 
 /// A snapshot read back: the RIB without its allocators (rebuilt once the
@@ -57,7 +96,13 @@ pub(crate) struct Snapshot {
     pub config: LoadConfig,
     pub attached: Attached,
     pub at: Position,
+    /// The format it was written in ([`READABLE`]).
+    pub format: u32,
 }
+
+/// The formats this build reads: its own, and 8 (the same records without
+/// the [`Tally`]), rewritten in its own by the first writer that adopts it.
+pub(crate) const READABLE: std::ops::RangeInclusive<u32> = 8..=FORMAT;
 
 /// The snapshot's bytes.
 pub(crate) fn encode(rib: &Rib, config: &LoadConfig, attached: &Attached, at: Position) -> Vec<u8> {
@@ -72,6 +117,7 @@ pub(crate) fn encode(rib: &Rib, config: &LoadConfig, attached: &Attached, at: Po
     w.u64_le(at.stamp.0);
     w.varint(u64::from(at.policy_next));
     w.varint(u64::from(at.counter_next));
+    at.tally.unwrap_or_else(|| Tally::of(rib)).put(&mut w);
     let count_at = w.buf.len();
     // The count goes in front of the chunks once known: fixed width, so
     // the records need not be moved.
@@ -102,34 +148,46 @@ pub(crate) struct Head {
     pub config: LoadConfig,
     pub attached: Attached,
     pub at: Position,
+    pub format: u32,
 }
 
 /// Checks a snapshot (version, checksum) and reads its head, leaving `r` at
 /// the route states. Checking the whole file's checksum costs a few
 /// milliseconds at a million routes; decoding them is what costs.
 fn head<'a>(bytes: &'a [u8]) -> Result<(Head, Reader<'a>), Unreadable> {
-    let mut r = Reader::new(bytes);
-    let (format, written_by) = version(&mut r)?;
-    if format != FORMAT {
-        return Err(Unreadable::Version(format, written_by));
-    }
     let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4));
+    // The version first: another format is said as such, not as damage.
+    parse_head(body)?;
     let crc = crc.try_into().map(u32::from_le_bytes).map_err(|_| Unreadable::Invalid("truncated".into()))?;
     if crc32fast::hash(body) != crc {
         return Err(Unreadable::Invalid("checksum mismatch: the snapshot is damaged".into()));
     }
-    let consumed = bytes.len() - r.rest.len();
-    let mut r = Reader::new(body.get(consumed..).ok_or_else(|| Unreadable::Invalid("truncated".into()))?);
+    parse_head(body)
+}
+
+/// The head at the start of `bytes`, unchecked, and a reader after it.
+fn parse_head(bytes: &[u8]) -> Result<(Head, Reader<'_>), Unreadable> {
+    let mut r = Reader::new(bytes);
+    let (format, written_by) = version(&mut r)?;
+    if !READABLE.contains(&format) {
+        return Err(Unreadable::Version(format, written_by));
+    }
     let header: Header =
         serde_json::from_slice(r.bytes()?).map_err(|e| Unreadable::Invalid(format!("snapshot header: {e}")))?;
-    let at =
-        Position { seq: r.u64_le()?, stamp: Boottime(r.u64_le()?), policy_next: r.u32v()?, counter_next: r.u32v()? };
-    Ok((Head { config: header.config, attached: header.attachment, at }, r))
+    let (seq, stamp, policy_next, counter_next) = (r.u64_le()?, Boottime(r.u64_le()?), r.u32v()?, r.u32v()?);
+    let at = Position { seq, stamp, policy_next, counter_next, tally: Tally::get(&mut r, format)? };
+    Ok((Head { config: header.config, attached: header.attachment, at, format }, r))
 }
 
 /// Reads a snapshot's head only (checked as [`decode`] checks it).
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, Unreadable> {
     head(bytes).map(|(head, _)| head)
+}
+
+/// Reads the head from the first bytes of a snapshot, not checked: for a
+/// writer, whose read of the RIB checks the whole file next.
+pub(crate) fn decode_head_unchecked(start: &[u8]) -> Result<Head, Unreadable> {
+    parse_head(start).map(|(head, _)| head)
 }
 
 /// Reads a snapshot back, refusing another format by its version and a
@@ -142,7 +200,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, Unreadable> {
 /// As [`decode`], with only the routes `keep` wants (when given) and every
 /// small set: a RIB that answers for those routes only.
 pub(crate) fn decode_if(bytes: &[u8], keep: Option<Keep<'_>>) -> Result<Snapshot, Unreadable> {
-    let (Head { config, attached, at }, mut r) = head(bytes)?;
+    let (Head { config, attached, at, format }, mut r) = head(bytes)?;
     let n = usize::try_from(r.u64_le()?).map_err(|_| Unreadable::Invalid("chunk count".into()))?;
     let mut chunks = records::chunks(&mut r, n)?;
     if let Some(keep) = keep {
@@ -197,7 +255,24 @@ pub(crate) fn decode_if(bytes: &[u8], keep: Option<Keep<'_>>) -> Result<Snapshot
     if !r.is_empty() {
         return Err(Unreadable::Invalid(format!("{} bytes after the end", r.rest.len())));
     }
-    Ok(Snapshot { rib, config, attached, at })
+    Ok(Snapshot { rib, config, attached, at, format })
+}
+
+/// `bytes` (a snapshot of this format) as format 8 wrote it: the same
+/// without the tally.
+#[cfg(test)]
+pub(crate) fn as_format_8(bytes: &[u8]) -> Vec<u8> {
+    let (head, r) = parse_head(bytes).unwrap();
+    let mut tally = Writer { buf: Vec::new() };
+    head.at.tally.unwrap().put(&mut tally);
+    let tally_end = bytes.len() - r.rest.len();
+    let tally_at = tally_end - tally.buf.len();
+    let mut old = bytes[..tally_at].to_vec();
+    old.extend_from_slice(&bytes[tally_end..bytes.len() - 4]);
+    old[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&8u32.to_le_bytes());
+    let crc = crc32fast::hash(&old);
+    old.extend_from_slice(&crc.to_le_bytes());
+    old
 }
 
 #[cfg(test)]
@@ -244,7 +319,7 @@ mod tests {
         }
         let default: IpNetwork = "0.0.0.0/0".parse().unwrap();
         rib.routes.insert((Table::Main, default), Route::new(default, "700".parse().unwrap()));
-        let at = Position { seq: 1, stamp: Boottime(1), policy_next: 1, counter_next: 1 };
+        let at = Position { seq: 1, stamp: Boottime(1), policy_next: 1, counter_next: 1, tally: None };
         let bytes = encode(&rib, &config(), &attached(), at);
         for dst in ["10.1.2.3", "10.200.7.9", "10.255.255.255", "192.0.2.1", "2001:db8::1"] {
             let addrs = [dst.parse().unwrap()];
@@ -265,12 +340,13 @@ mod tests {
             rib.counters_of
                 .insert((Table::Main, prefix), crate::rib::alloc::CounterSlots { route: i as u32 + 1, lists: vec![] });
         }
-        let at = Position { seq: 7, stamp: Boottime(42), policy_next: 3, counter_next: 3 };
+        let at = Position { seq: 7, stamp: Boottime(42), policy_next: 3, counter_next: 3, tally: None };
         let bytes = encode(&rib, &config(), &attached(), at);
         let back = decode(&bytes).unwrap();
         assert_eq!(*back.rib.routes, *rib.routes);
         assert_eq!(*back.rib.counters_of, *rib.counters_of);
-        assert_eq!((back.config, back.attached, back.at), (config(), attached(), at));
+        let tally = Some(Tally { tries: [2, 1, 0, 0], free_counters: 0 });
+        assert_eq!((back.config, back.attached, back.at), (config(), attached(), Position { tally, ..at }));
 
         let mut damaged = bytes.clone();
         let middle = damaged.len() / 2;
