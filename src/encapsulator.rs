@@ -578,6 +578,10 @@ impl Encapsulator {
         if self.fib.is_read_only() {
             return Err(AttachError::ReadOnly);
         }
+        // A handle adopted for one prefix reads the rest of its RIB while the
+        // state is there: unpinned, it goes on with every route (and a
+        // later attach pins them all, not the few it read).
+        self.fib.read_all()?;
         let mut slot = self.attached();
         let Some(current) = slot.as_ref() else { return Ok(None) };
         match current.link.detach() {

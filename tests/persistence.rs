@@ -808,6 +808,51 @@ fn a_writer_for_one_prefix_changes_what_the_whole_rib_would() {
                 enc.set_route(Table::Main, &Route::with_policy(fresh, "556".parse().unwrap())).unwrap();
                 assert!(counted(&enc, fresh), "{lookup:?}: the new route takes the slot freed by the removal");
                 assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+                drop(enc);
+                // Detached, a handle adopted for one prefix goes on with every
+                // route; attached again, it pins them all, not the few it read.
+                let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, fresh).unwrap();
+                let before = Encapsulator::open(VethLab::HOST_IF).map(|e| e.routes(Table::Main).unwrap());
+                assert!(before.is_err(), "owned by the handle above");
+                enc.detach().unwrap();
+                let held = enc.routes(Table::Main).unwrap();
+                assert_eq!(held.len(), prefixes.len(), "{lookup:?}: every route, not the one read");
+                enc.attach(VethLab::HOST_IF, XdpMode::Generic).unwrap();
+                drop(enc);
+                let enc = Encapsulator::open(VethLab::HOST_IF).unwrap();
+                assert_eq!(enc.routes(Table::Main).unwrap(), held);
+                assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+                enc.detach().unwrap();
+                // A table used up to its highest slot, with one freed below
+                // it: the new prefix takes it (after its grace period), as the
+                // whole RIB would, instead of being refused as "full".
+                let enc = Encapsulator::builder()
+                    .lookup(lookup)
+                    .max_routes(8, 8)
+                    .pinned()
+                    .attach(VethLab::HOST_IF, XdpMode::Generic)
+                    .expect("attach");
+                drop(enc);
+                let mut added = Vec::new();
+                for i in 0..16u32 {
+                    let p: lnetd_host_encap::IpNetwork = format!("10.{i}.0.0/16").parse().unwrap();
+                    let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, p).unwrap();
+                    match enc.set_route(Table::Main, &Route::with_policy(p, "600".parse().unwrap())) {
+                        Ok(()) => added.push(p),
+                        Err(lnetd_host_encap::errors::RouteError::TableFull { family: "IPv4", .. }) => break,
+                        Err(e) => panic!("{lookup:?}: {p}: {e}"),
+                    }
+                }
+                assert!(!added.is_empty() && added.len() < 16, "{lookup:?}: {added:?}");
+                let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, added[0]).unwrap();
+                assert!(enc.remove(Table::Main, added[0]).unwrap());
+                drop(enc);
+                std::thread::sleep(Duration::from_millis(1100));
+                let last: lnetd_host_encap::IpNetwork = "10.200.0.0/16".parse().unwrap();
+                let enc = AdoptOptions::default().open_for(VethLab::HOST_IF, last).unwrap();
+                enc.set_route(Table::Main, &Route::with_policy(last, "601".parse().unwrap()))
+                    .unwrap_or_else(|e| panic!("{lookup:?}: a slot was freed: {e}"));
+                assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
                 enc.detach().unwrap();
             })
             .unwrap();

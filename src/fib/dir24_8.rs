@@ -254,6 +254,9 @@ impl Dir24_8 {
             return self.read_back_scoped(st, prefix);
         }
         let started = std::time::Instant::now();
+        // Read back for one prefix before: ids this process freed above the
+        // highest in use keep their grace period (rebuilt free from `next`).
+        let before = st.scope.map(|_| (st.slots.next(), st.groups.next(), st.values.next()));
         let mut used_slots = Vec::new();
         // The 64 MiB of tbl24 are scanned for groups on another core while
         // this one reads the prefixes: the two share nothing.
@@ -289,15 +292,16 @@ impl Dir24_8 {
         st.scope = None;
         // Freed entries may have been freed just before: a grace period from now.
         let now = crate::rib::alloc::Boottime::now();
-        let restore = |used: &mut Vec<u32>, capacity: u32| {
-            let next = used.iter().copied().max().unwrap_or(0);
+        let restore = |used: &mut Vec<u32>, capacity: u32, before: u32| {
+            let next = used.iter().copied().max().unwrap_or(0).max(before);
             Slots::rebuild(next, capacity, used.iter().copied(), now, false)
         };
-        st.slots = restore(&mut used_slots, self.capacity);
-        st.groups = restore(&mut used_groups, self.groups);
+        let (slots, groups, values) = before.unwrap_or_default();
+        st.slots = restore(&mut used_slots, self.capacity, slots);
+        st.groups = restore(&mut used_groups, self.groups, groups);
         st.groups_unread = None;
         st.users = None;
-        st.values = restore(&mut used_values, self.route_values);
+        st.values = restore(&mut used_values, self.route_values, values);
         log::debug!("DIR-24-8 bookkeeping read back: {} prefixes in {:?}", st.slot_of.len(), started.elapsed());
     }
 
@@ -360,7 +364,7 @@ impl Dir24_8 {
             groups.sort_unstable();
             groups.dedup();
             let highest = groups.last().copied().unwrap_or(0);
-            st.groups = Slots::above(highest, self.groups, highest - groups.len() as u32);
+            st.groups = Slots::above(highest, self.groups, highest.saturating_sub(groups.len() as u32));
         }
         &mut st.groups
     }
@@ -476,6 +480,10 @@ impl Dir24_8 {
         }
         let len = prefix.prefix();
         let base = u32::from(prefix.network());
+        if st.scope.is_some() && self.pools_short(st, len, base) {
+            // Ids free below the highest in use are named by the whole read-back only.
+            self.read_back(st, None);
+        }
         // Everything this prefix needs is taken before anything is written.
         let slot = st.slots.take_or_wait().ok_or(RouteError::full("IPv4", self.capacity - 1))?;
         let index = match self.intern(st, &bytes) {
@@ -513,6 +521,13 @@ impl Dir24_8 {
         self.paint(st, prefix, |old| covers(old, len).then_some(e));
         st.slot_of.insert(prefix, slot);
         Ok(())
+    }
+
+    /// Whether a new prefix of `len` at `base` needs an id (a slot, a group)
+    /// that a bookkeeping read back for one prefix cannot hand out now.
+    fn pools_short(&self, st: &mut State, len: u8, base: u32) -> bool {
+        let needs_group = len > 24 && !is_group(self.get24(base >> 8));
+        st.slots.available_now() == 0 || (needs_group && self.groups(st).available_now() == 0)
     }
 
     /// Keeps `longer` (prefixes longer than /16 per /16) current as `prefix` comes or goes.

@@ -428,6 +428,13 @@ impl Fib {
         Ok(rib)
     }
 
+    /// Reads the whole RIB now if it holds only the routes of one change:
+    /// before what needs the state beside the pins while it is still there
+    /// (a detach removes it).
+    pub(crate) fn read_all(&self) -> Result<(), PinError> {
+        self.read_whole_or(&mut self.rib_lock()).map_err(|(e, _)| e)
+    }
+
     /// Whether the RIB holds only the routes of [`Fib::scope`].
     fn holds_part(&self) -> bool {
         self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
@@ -436,10 +443,24 @@ impl Fib {
     /// Reads the rest of a RIB that holds only the routes of one change,
     /// with its store (whose commits are in it).
     fn read_whole(&self, rib: &mut Rib) -> Result<(), RouteError> {
+        self.read_whole_or(rib).map_err(|(e, saved)| match saved {
+            true => RouteError::Unreadable(Box::new(e)),
+            false => RouteError::NotSaved(Box::new(e)),
+        })
+    }
+
+    /// [`Fib::read_whole`]; its error says whether this RIB's changes are saved.
+    fn read_whole_or(&self, rib: &mut Rib) -> Result<(), (PinError, bool)> {
         let mut whole = self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(load) = whole.as_ref() else { return Ok(()) };
         let started = std::time::Instant::now();
-        let (read, store) = load().map_err(|e| RouteError::Unreadable(Box::new(e)))?;
+        // A change this RIB holds and the store does not (its save failed)
+        // is saved first: read back without it, it would be lost, and the
+        // ids it holds handed out again.
+        if let Some(store) = self.store_lock().as_mut() {
+            store.commit(rib).map_err(|e| (e, false))?;
+        }
+        let (read, store) = load().map_err(|e| (e, true))?;
         *rib = read;
         *self.store_lock() = store;
         *whole = None;

@@ -208,10 +208,13 @@ impl Store {
         }
         let mut store = Store::writer(dir, &recovered, false)?;
         if recovered.format < FORMAT && !recovered.unfinished {
-            // An older format is rewritten at once, so that what follows
-            // (journal records, a writer of one route) is this format's.
-            store.compact(&recovered.rib).map_err(OpenError::Pin)?;
-            recovered.format = FORMAT;
+            // An older format is rewritten at once, so that a writer of one
+            // route finds this format's tally. Failing that, its first
+            // commit rewrites it (never a journal record of this format).
+            match store.compact(&recovered.rib) {
+                Ok(()) => recovered.format = FORMAT,
+                Err(e) => log::warn!("{e} (the state stays in format {} until the next change)", recovered.format),
+            }
         }
         Ok((recovered, Some(store)))
     }
