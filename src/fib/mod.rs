@@ -5,6 +5,13 @@
 
 pub(crate) mod apply;
 mod cache;
+mod counters;
+mod host;
+mod reads;
+mod sources;
+
+pub use counters::RouteCounters;
+pub(crate) use sources::source_family;
 pub(crate) mod dir24_8;
 pub(crate) mod encode;
 pub(crate) mod key;
@@ -42,18 +49,6 @@ use dir24_8::Dir24_8;
 use key::RouteKey;
 use table::RouteTable;
 
-/// Per-route counters: what the route labelled, in total and per segment list.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct RouteCounters {
-    /// False when the route got no counter slot (more routes and lists than
-    /// `EncapsulatorBuilder::max_counted_routes`): its counts then read zero.
-    pub counted: bool,
-    /// Everything the route labelled.
-    pub labelled: Counter,
-    /// Per segment list, in the policy's order (one entry for a plain route).
-    pub lists: Vec<Counter>,
-}
-
 /// Whether two policy routes have the same route-level value (the policy
 /// id and counter slot aside): only then may the policy change in place.
 pub(crate) fn same_route_value(old: &Route, new: &Route) -> bool {
@@ -76,16 +71,6 @@ pub(crate) fn note_origin(rib: &mut Rib, id: RouteId, origin: Option<Noted>) {
     }
 }
 
-/// A route's counter slots; a route on a shared object counts its lists
-/// there (shared by its routes).
-fn slots_of(rib: &Rib, id: &RouteId) -> CounterSlots {
-    let mut slots = rib.counters_of.get(id).cloned().unwrap_or_default();
-    if let Some(o) = rib.object_of(id) {
-        slots.lists = o.lists.clone();
-    }
-    slots
-}
-
 /// The routes of `table` in force, in order (a range of the RIB's map).
 fn table_routes(rib: &Rib, table: Table) -> impl Iterator<Item = &RouteId> + '_ {
     // 0.0.0.0/0, the least prefix (IPv4 before IPv6, then by address and length).
@@ -95,21 +80,6 @@ fn table_routes(rib: &Rib, table: Table) -> impl Iterator<Item = &RouteId> + '_ 
         .flat_map(move |least| rib.routes.range((table, least)..))
         .map(|(id, _)| id)
         .take_while(move |id| id.0 == table)
-}
-
-/// A route's counters from its slots, each read by `counter`.
-fn counters_of(
-    slots: &CounterSlots,
-    counter: impl Fn(u32) -> Result<Counter, MapError>,
-) -> Result<RouteCounters, MapError> {
-    let labelled = counter(slots.route)?;
-    let counted = slots.route != 0 && slots.lists.iter().all(|s| *s != 0);
-    let lists = if slots.lists.is_empty() {
-        vec![labelled]
-    } else {
-        slots.lists.iter().map(|s| counter(*s)).collect::<Result<_, _>>()?
-    };
-    Ok(RouteCounters { counted, labelled, lists })
 }
 
 /// What [`Fib::allocate`] handed a route about to be written.
@@ -169,27 +139,6 @@ pub(crate) struct Fib {
     cache_stale: AtomicBool,
 }
 
-/// Whether changing route `id` to `route` (`None`: removing it) on a RIB
-/// that holds only the routes of `id`'s prefix, every small set, the
-/// store's counts and pools above every id in use makes what the whole RIB
-/// would: not when a shared object is involved (its users are counted over
-/// every route), nor a removal from a table a source selects (which must
-/// keep a route), nor when the route needs counter slots and the only free
-/// ones are below the pool's highest, known by number only.
-fn one_change_fits(rib: &Rib, id: RouteId, route: Option<&Route>) -> bool {
-    if rib.object_of(&id).is_some() || route.is_some_and(|r| r.policy.name().is_some()) {
-        return false;
-    }
-    if route.is_none() && rib.sources.values().any(|t| *t == id.0) {
-        return false;
-    }
-    let Some(route) = route else { return true };
-    let lists = if route.policy.is_plain() { 0 } else { route.policy.lists().len() };
-    let have = rib.counters_of.get(&id);
-    let need = usize::from(have.is_none_or(|c| c.route == 0)) + lists.saturating_sub(have.map_or(0, |c| c.lists.len()));
-    need <= rib.counter_slots.available_now() || !rib.counter_slots.has_unnamed()
-}
-
 impl std::fmt::Debug for Fib {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fib").field("config", &self.config).finish_non_exhaustive()
@@ -201,15 +150,6 @@ fn full<E: Into<RouteError>>(family: &'static str, capacity: u32) -> impl FnOnce
         // A full LPM trie is ENOSPC on 6.18, E2BIG on older kernels and for hash maps.
         RouteError::Map(MapError { errno: Errno::E2BIG | Errno::ENOSPC, .. }) => RouteError::full(family, capacity),
         other => other,
-    }
-}
-
-/// The family named in a full source table's error.
-pub(crate) fn source_family(prefix: &IpNetwork) -> &'static str {
-    if prefix.is_ipv4() {
-        "IPv4 source"
-    } else {
-        "IPv6 source"
     }
 }
 
@@ -410,80 +350,6 @@ impl Fib {
         Ok(Changing { fib: self, rib })
     }
 
-    /// The RIB locked for a change of route `id` to `route` (`None`: its
-    /// removal): a writer adopted for `id`'s prefix changes the few routes
-    /// it holds when that is the change the whole RIB would make
-    /// ([`one_change_fits`]); anything else reads the RIB whole first.
-    fn changer_for(&self, id: RouteId, route: Option<&Route>) -> Result<Changing<'_>, RouteError> {
-        if self.read_only {
-            return Err(RouteError::ReadOnly);
-        }
-        let mut rib = self.rib_lock();
-        let holds_part = self.holds_part();
-        if holds_part && !(self.scope == Some(id.1) && one_change_fits(&rib, id, route)) {
-            self.read_whole(&mut rib)?;
-        }
-        let rib = Changing { fib: self, rib };
-        self.begin_change()?;
-        Ok(rib)
-    }
-
-    /// Reads the whole RIB now if it holds only the routes of one change:
-    /// before what needs the state beside the pins while it is still there
-    /// (a detach removes it).
-    pub(crate) fn read_all(&self) -> Result<(), PinError> {
-        self.read_whole_or(&mut self.rib_lock()).map_err(|(e, _)| e)
-    }
-
-    /// Whether the RIB holds only the routes of [`Fib::scope`].
-    fn holds_part(&self) -> bool {
-        self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
-    }
-
-    /// Reads the rest of a RIB that holds only the routes of one change,
-    /// with its store (whose commits are in it).
-    fn read_whole(&self, rib: &mut Rib) -> Result<(), RouteError> {
-        self.read_whole_or(rib).map_err(|(e, saved)| match saved {
-            true => RouteError::Unreadable(Box::new(e)),
-            false => RouteError::NotSaved(Box::new(e)),
-        })
-    }
-
-    /// [`Fib::read_whole`]; its error says whether this RIB's changes are saved.
-    fn read_whole_or(&self, rib: &mut Rib) -> Result<(), (PinError, bool)> {
-        let mut whole = self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(load) = whole.as_ref() else { return Ok(()) };
-        let started = std::time::Instant::now();
-        // A change this RIB holds and the store does not (its save failed)
-        // is saved first: read back without it, it would be lost, and the
-        // ids it holds handed out again.
-        if let Some(store) = self.store_lock().as_mut() {
-            store.commit(rib).map_err(|e| (e, false))?;
-        }
-        let (read, store) = load().map_err(|e| (e, true))?;
-        *rib = read;
-        *self.store_lock() = store;
-        *whole = None;
-        log::debug!("RIB read whole after a change of {:?} alone, in {:?}", self.scope, started.elapsed());
-        Ok(())
-    }
-
-    /// Reads a lazily adopted reader's RIB, the first time it is needed.
-    fn read_pending(&self, rib: &mut Rib) {
-        let load = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        if let Some(load) = load {
-            let started = std::time::Instant::now();
-            match load(None) {
-                Ok(loaded) => *rib = loaded,
-                // Only a reader loads lazily, after the state's checksum
-                // passed at adoption; it changes nothing, so it goes on
-                // with what it has and says so.
-                Err(e) => log::error!("{e}: the routes shown are incomplete"),
-            }
-            log::debug!("RIB read on first use in {:?}", started.elapsed());
-        }
-    }
-
     /// Marks a change as begun, before its first kernel write: a process
     /// killed from here on leaves the journal saying so (the next one
     /// repairs), and the route cache is moved on when the lock goes. Once per
@@ -533,17 +399,6 @@ impl Fib {
         MappedArray::new(&maps.route_cache_ctl, 1, std::mem::size_of::<types::route_cache_ctl>())
     }
 
-    /// The RIB, locked and read whole (for what reads it).
-    fn writer(&self) -> MutexGuard<'_, Rib> {
-        let mut rib = self.rib_lock();
-        if let Err(e) = self.read_whole(&mut rib) {
-            // What reads goes on with what it has and says so; a change is refused (locked_to_check).
-            log::error!("{e}: the routes shown are incomplete");
-        }
-        self.read_pending(&mut rib);
-        rib
-    }
-
     /// The RIB's lock, without reading a RIB still pending.
     fn rib_lock(&self) -> MutexGuard<'_, Rib> {
         // Every change to the RIB follows an accepted kernel change and is
@@ -582,55 +437,6 @@ impl Fib {
         }
     }
 
-    /// Runs `f` on a RIB that holds every route covering one of `addrs`,
-    /// every small set (sources, host addresses, objects) and perhaps more:
-    /// while a reader's RIB is still to be read, only those routes are read
-    /// (a destination's explanation at a million routes costs a scan of the
-    /// snapshot, not a million allocations).
-    pub(crate) fn read_covering<T>(&self, addrs: &[IpAddr], f: impl FnOnce(&Rib) -> T) -> T {
-        let read = {
-            let pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            pending.as_ref().is_some_and(|load| {
-                let mut partial = self.partial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if partial.as_ref().is_none_or(|(read, _)| read != addrs) {
-                    let started = std::time::Instant::now();
-                    let keep = Covering(addrs);
-                    *partial = match load(Some(&keep)) {
-                        Ok(rib) => Some((addrs.to_vec(), rib)),
-                        Err(e) => {
-                            log::debug!("reading the routes covering {addrs:?} alone: {e}; reading them all");
-                            None
-                        }
-                    };
-                    log::debug!("RIB read for {addrs:?} in {:?}", started.elapsed());
-                }
-                partial.is_some()
-            })
-        };
-        if read {
-            let partial = self.partial.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some((_, rib)) = partial.as_ref().filter(|(read, _)| read == addrs) {
-                return f(rib);
-            }
-        }
-        self.read(f)
-    }
-
-    /// Runs `f` on the RIB, locked.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Rib) -> T) -> T {
-        f(&self.writer())
-    }
-
-    /// Runs `f` on a RIB whose small sets (host addresses, set-aside
-    /// routes, sources, objects) are whole, its routes perhaps not: a writer
-    /// adopted for one change reads no more.
-    fn read_small_sets<T>(&self, f: impl FnOnce(&Rib) -> T) -> T {
-        if self.holds_part() {
-            return f(&self.rib_lock());
-        }
-        self.read(f)
-    }
-
     /// The route tries, in the order [`trie_index`] numbers them, each with
     /// its family (for "full" errors) and capacity.
     pub(crate) fn tries(&self) -> [(&dyn RouteTable, &'static str, u32); 4] {
@@ -655,14 +461,6 @@ impl Fib {
             1 => main_v6,
             2 => alt_v4,
             _ => alt_v6,
-        }
-    }
-
-    fn sources_map(&self, prefix: &IpNetwork) -> (&BpfMap, u32) {
-        if prefix.is_ipv4() {
-            (&self.maps.sources_v4, self.config.max_routes_v4)
-        } else {
-            (&self.maps.sources_v6, self.config.max_routes_v6)
         }
     }
 
@@ -704,28 +502,6 @@ impl Fib {
             self.patch_locked(rib, id, Some(route.clone()), origin).map(|_| ())
         };
         self.change_one(id, Some(route), set)
-    }
-
-    /// Makes a change of route `id` (to `route`; `None`: its removal) with
-    /// `change`, on the few routes a writer adopted for it holds where that
-    /// is enough; a refusal there (a table full, or a kernel refusal: the
-    /// ids or room it lacks may be known only to the whole RIB) is tried
-    /// again on the whole RIB, whose answer stands.
-    fn change_one<T>(
-        &self,
-        id: RouteId,
-        route: Option<&Route>,
-        change: impl Fn(&mut Changing<'_>) -> Result<T, RouteError>,
-    ) -> Result<T, RouteError> {
-        let mut rib = self.changer_for(id, route)?;
-        match change(&mut rib) {
-            Err(e @ (RouteError::TableFull { .. } | RouteError::Map(_))) if self.holds_part() => {
-                drop(rib);
-                log::debug!("{e}: tried again on the whole RIB");
-                change(&mut self.changer()?)
-            }
-            result => result,
-        }
     }
 
     /// Sets (`Some`) or removes (`None`) one route through the apply's
@@ -843,280 +619,5 @@ impl Fib {
             self.patch_locked(rib, id, None, None)?;
             Ok(true)
         })
-    }
-
-    /// Points packets from `prefix` at an alternate table. The program is
-    /// told to look at sources before the first one is in place (a lookup that
-    /// finds nothing is harmless), and stops looking only after the last is gone.
-    pub(crate) fn set_source(&self, prefix: IpNetwork, table: Table) -> Result<(), RouteError> {
-        let prefix = prefix::check(prefix)?;
-        let mut rib = self.changer()?;
-        // One rule with apply's: a source selects an alternate table with routes.
-        if table == Table::Main || table_routes(&rib, table).next().is_none() {
-            return Err(RouteError::Invalid(crate::domain::desired::DesiredError {
-                what: format!("source {prefix}"),
-                reason: format!(
-                    "table {} is not an alternate table with routes: add a route to it first (a source of an empty \
-                     table would send its packets to the main table, and the state could not be applied back)",
-                    table.id()
-                ),
-            }));
-        }
-        let (map, capacity) = self.sources_map(&prefix);
-        let enabling = rib.sources.is_empty();
-        if enabling {
-            self.write_source_count(1)?;
-        }
-        let value = types::source_value { table: table.id() };
-        if let Err(e) = map.update(RouteKey::new(prefix).bytes(), abi::bytes_of(&value)) {
-            if enabling {
-                if let Err(undo) = self.write_source_count(0) {
-                    // Harmless: the program does one source lookup that finds nothing.
-                    log::warn!("{undo} (the program keeps looking up sources)");
-                }
-            }
-            return Err(full(source_family(&prefix), capacity)(e));
-        }
-        rib.sources.insert(prefix, table);
-        if let Err(e) = self.write_settings(&rib) {
-            // The count was raised before the source went in; it only saves a lookup when zero.
-            log::warn!("{e} (the program may look up sources it need not)");
-        }
-        self.saved(&mut rib)
-    }
-
-    /// Stops selecting a table by `prefix`; `false` when it selected none.
-    pub(crate) fn remove_source(&self, prefix: IpNetwork) -> Result<bool, RouteError> {
-        let prefix = prefix::check(prefix)?;
-        let mut rib = self.changer()?;
-        if !rib.sources.contains_key(&prefix) {
-            return Ok(false);
-        }
-        self.sources_map(&prefix).0.delete(RouteKey::new(prefix).bytes())?;
-        rib.sources.remove(&prefix);
-        if let Err(e) = self.write_settings(&rib) {
-            // Harmless: the program does a source lookup that finds nothing.
-            log::warn!("{e} (the program keeps looking up sources)");
-        }
-        self.saved(&mut rib)?;
-        Ok(true)
-    }
-
-    fn write_source_count(&self, sources: u32) -> Result<(), MapError> {
-        let value = types::settings { sources };
-        self.maps.settings.update(&0u32.to_ne_bytes(), abi::bytes_of(&value))
-    }
-
-    /// Tells the program whether to look at sources at all (none: one lookup saved per packet).
-    fn write_settings(&self, rib: &Rib) -> Result<(), MapError> {
-        self.write_source_count(u32::try_from(rib.sources.len()).unwrap_or(u32::MAX))
-    }
-
-    /// What the route for exactly `prefix` labelled; `None` without such a route.
-    pub(crate) fn route_counters(&self, table: Table, prefix: IpNetwork) -> Result<Option<RouteCounters>, RouteError> {
-        let prefix = prefix::check(prefix)?;
-        let Some(slots) =
-            self.read(|rib| rib.routes.contains_key(&(table, prefix)).then(|| slots_of(rib, &(table, prefix))))
-        else {
-            return Ok(None);
-        };
-        Ok(Some(counters_of(&slots, |slot| self.slot_counter(slot))?))
-    }
-
-    /// Every route of every table, resolved, with its counters: one pass
-    /// over the RIB and one batched read of the counter pool, not a lock and
-    /// a syscall per route.
-    pub(crate) fn counted_routes(&self) -> Result<Vec<(Table, Route, RouteCounters, bool)>, MapError> {
-        // Set-aside routes too (flagged): they are part of the state an
-        // export must carry, or applying it would remove them.
-        let rows: Vec<(Table, Route, CounterSlots, bool)> = self.read(|rib| {
-            let in_force =
-                rib.routes.iter().map(|(id, r)| (id.0, rib.resolve(id, r).into_owned(), slots_of(rib, id), false));
-            let aside =
-                rib.shadowed.iter().map(|(p, r)| (Table::Main, r.clone(), slots_of(rib, &(Table::Main, *p)), true));
-            in_force.chain(aside).collect()
-        });
-        let last = rows.iter().flat_map(|(_, _, s, _)| std::iter::once(s.route).chain(s.lists.iter().copied())).max();
-        let (values, per_slot) = match last {
-            Some(last) if last > 0 => match self.maps.route_counters.percpu_array_values(last) {
-                Ok(read) => read,
-                // A kernel without batched lookups on arrays (ENOTSUPP, 524,
-                // has no name here): a lookup per slot, which says what is wrong
-                // if anything else is.
-                Err(e) => {
-                    log::debug!("{e}: the counters are read one slot at a time");
-                    return rows
-                        .into_iter()
-                        .map(|(table, route, slots, aside)| {
-                            Ok((table, route, counters_of(&slots, |s| self.slot_counter(s))?, aside))
-                        })
-                        .collect();
-                }
-            },
-            _ => (Vec::new(), 0),
-        };
-        let stride = std::mem::size_of::<types::counter_value>().div_ceil(8) * 8;
-        let slot = |slot: u32| -> Result<Counter, MapError> {
-            let mut total = Counter::default();
-            if slot == 0 || per_slot == 0 {
-                return Ok(total);
-            }
-            let at = slot as usize * per_slot;
-            for cpu in values.get(at..at + per_slot).unwrap_or_default().chunks(stride) {
-                if let Some(v) = abi::from_bytes::<types::counter_value>(cpu) {
-                    total = total.plus(Counter { packets: v.packets, bytes: v.bytes });
-                }
-            }
-            Ok(total)
-        };
-        rows.into_iter()
-            .map(|(table, route, slots, aside)| Ok((table, route, counters_of(&slots, slot)?, aside)))
-            .collect()
-    }
-
-    /// One counter slot summed over CPUs; zero for slot 0 (not counted).
-    fn slot_counter(&self, slot: u32) -> Result<Counter, MapError> {
-        let mut total = Counter::default();
-        if slot == 0 {
-            return Ok(total);
-        }
-        for bytes in self.maps.route_counters.lookup_percpu(&slot.to_ne_bytes())? {
-            if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
-                total = total.plus(Counter { packets: v.packets, bytes: v.bytes });
-            }
-        }
-        Ok(total)
-    }
-
-    pub(crate) fn stats(&self) -> Result<Stats, MapError> {
-        let mut stats = Stats::default();
-        for index in 0..abi::COUNTERS {
-            for bytes in self.maps.counters.lookup_percpu(&index.to_ne_bytes())? {
-                if let Some(v) = abi::from_bytes::<types::counter_value>(&bytes) {
-                    stats.accumulate(index, Counter { packets: v.packets, bytes: v.bytes });
-                }
-            }
-        }
-        Ok(stats)
-    }
-
-    /// Makes the never-label host entries exactly `wanted`: new addresses are
-    /// added before stale ones are removed, so an address that stays local is
-    /// never briefly labelled. A route for the same /32 or /128 is set aside
-    /// while the address is local and restored when it goes. If adding an
-    /// entry fails, nothing of this call stays applied; a route that cannot
-    /// be restored when its address goes is logged and kept set aside (the
-    /// address's entry stays: never labelled, never black-holed).
-    pub(crate) fn sync_local(&self, wanted: &BTreeSet<IpAddr>) -> Result<usize, RouteError> {
-        // The common call (a netlink event that changed no address of this
-        // host's) writes nothing: it must not begin a change either, which
-        // would journal it and move the route cache's generation on (every
-        // cached answer lost, a miss for every active flow).
-        if let Some(n) = self.read_small_sets(|rib| (rib.local == *wanted).then_some(rib.local.len())) {
-            return Ok(n);
-        }
-        let mut rib = self.changer()?;
-        let adding: Vec<IpAddr> = wanted.difference(&rib.local).copied().collect();
-        let removing: Vec<IpAddr> = rib.local.difference(wanted).copied().collect();
-        if adding.is_empty() && removing.is_empty() {
-            return Ok(rib.local.len());
-        }
-        // Said where an operator sees it: without an agent this is found by
-        // whichever command adopts next (`repair` said "nothing to repair").
-        let list = |v: &[IpAddr]| {
-            if v.is_empty() {
-                "-".to_owned()
-            } else {
-                v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            }
-        };
-        // (The first reading, at attach, is no change.)
-        let level = if rib.local.is_empty() { log::Level::Debug } else { log::Level::Warn };
-        log::log!(
-            level,
-            "the host's addresses changed: never labelled now: {}; labelled again (no longer the host's): {}",
-            list(&adding),
-            list(&removing)
-        );
-        let mut added: Vec<IpNetwork> = Vec::new();
-        for addr in adding {
-            let host = IpNetwork::from(addr);
-            if let Err(e) = self.write(Table::Main, &host, &encode::local()) {
-                for host in added.into_iter().rev() {
-                    self.rewrite_route(&rib, host);
-                }
-                return Err(e);
-            }
-            log::debug!("host address {addr}: never labelled");
-            added.push(host);
-        }
-        for host in added {
-            rib.local.insert(host.ip());
-            let id = (Table::Main, host);
-            if let Some(route) = rib.routes.remove(&id) {
-                // Warned: a route stops being in force, maybe found by an
-                // unrelated command's adoption.
-                log::warn!("{host} is now a host address: its route is set aside until the address goes");
-                rib.retire_policy(&id);
-                rib.shadowed.insert(host, route);
-            }
-        }
-        for addr in removing {
-            let host = IpNetwork::from(addr);
-            rib.local.remove(&addr);
-            let hidden = rib.shadowed.remove(&host);
-            self.unshadow(&mut rib, host, hidden);
-        }
-        self.saved(&mut rib)?;
-        Ok(rib.local.len())
-    }
-
-    /// Puts back what the RIB says for a main-table host prefix whose entry
-    /// was overwritten: its route as installed (same policy id and counter
-    /// slots: nothing is allocated), or nothing.
-    fn rewrite_route(&self, rib: &Rib, host: IpNetwork) {
-        let written = match encode::installed_value(rib, &(Table::Main, host)) {
-            Some(value) => self.write(Table::Main, &host, &value),
-            None => self.delete_host(host),
-        };
-        if let Err(e) = written {
-            log::warn!("rolling back the host entry {host} failed: {e} (verify() reports it)");
-        }
-    }
-
-    fn delete_host(&self, host: IpNetwork) -> Result<(), RouteError> {
-        self.routes_map(Table::Main, &host).0.delete(RouteKey::new(host).bytes())?;
-        Ok(())
-    }
-
-    /// Replaces a host entry by the route it hid (through the apply's
-    /// pipeline, keeping the route's origin), or deletes it.
-    fn unshadow(&self, rib: &mut Rib, host: IpNetwork, hidden: Option<Route>) {
-        // A set-aside route on a shared object comes back on the object as
-        // it is now, not with the content it had when set aside.
-        let hidden = hidden.map(|r| match r.policy.name().and_then(|n| rib.objects.named(n)) {
-            Some((_, o)) if objects_same_kind(o.tc, r.tc) => Route { policy: o.policy.clone(), tc: o.tc, ..r },
-            _ => r,
-        });
-        let id = (Table::Main, host);
-        let result = match &hidden {
-            Some(route) => {
-                let patch: Patch = [(id, Some(route.clone()))].into();
-                let origins: Origins = rib.origin_of.get(&id).map(|o| (id, *o)).into_iter().collect();
-                self.apply_locked(rib, apply::Desired::Patch(&patch), false, None, Some(&origins)).map(|_| ())
-            }
-            None => self.delete_host(host),
-        };
-        if let Err(e) = result {
-            log::warn!("restoring {host} after it stopped being a host address failed: {e}");
-            // The address's entry stays: never labelled, never black-holed.
-            if let Err(e) = self.write(Table::Main, &host, &encode::local()) {
-                log::warn!("keeping {host} unlabelled failed: {e} (verify() reports it)");
-            }
-            rib.local.insert(host.ip());
-            if let Some(route) = hidden {
-                rib.shadowed.insert(host, route);
-            }
-        }
     }
 }
