@@ -146,19 +146,7 @@ impl Encapsulator {
         }
         let owner = if options.read_only { None } else { Some(dir.lock(options.wait)?) };
         let started = std::time::Instant::now();
-        let unreadable = |e: OpenError| match e {
-            OpenError::Pin(e) => e,
-            OpenError::Unreadable(Unreadable::Version(found, written_by)) => PinError::Incompatible {
-                found,
-                written_by,
-                ours: store::FORMAT,
-                ours_version: env!("CARGO_PKG_VERSION"),
-                dir: dir.pins().to_owned(),
-            },
-            OpenError::Unreadable(Unreadable::Invalid(reason)) => {
-                PinError::Corrupt { path: dir.state_dir().to_owned(), reason }
-            }
-        };
+        let unreadable = |e: OpenError| state_error(e, dir.pins(), dir.state_dir());
         // A reader checks the state (format, checksum) now and decodes the
         // RIB only when it first needs it: `stats` never does. A writer
         // decodes it on a thread of its own while this one verifies the
@@ -173,12 +161,15 @@ impl Encapsulator {
             None
         } else {
             let state_dir = state_dir.clone();
-            Some(std::thread::spawn(move || match scope {
-                Some(prefix) => match Store::open_for_change(&state_dir, &store::Covering(&[prefix.network()]))? {
-                    Some((recovered, store)) => Ok((recovered, Some(store), Some(prefix))),
-                    None => Store::open(&state_dir, true).map(|(r, s)| (r, s, None)),
-                },
-                None => Store::open(&state_dir, true).map(|(r, s)| (r, s, None)),
+            Some(std::thread::spawn(move || {
+                let one = match scope {
+                    Some(prefix) => Store::open_for_change(&state_dir, &store::Covering(&[prefix.network()]))?,
+                    None => None,
+                };
+                match one {
+                    Some((recovered, store)) => Ok((recovered, Some(store), scope)),
+                    None => Store::open(&state_dir, true).map(|(recovered, store)| (recovered, store, None)),
+                }
             }))
         };
         let read = started.elapsed();
@@ -275,22 +266,11 @@ impl Encapsulator {
         let loaded = started.elapsed();
         let fib = match rib {
             Ok((rib, table, Some(scope))) => {
-                let state_dir = dir.state_dir().to_owned();
+                let (pins, state_dir) = (dir.pins().to_owned(), dir.state_dir().to_owned());
                 let whole: crate::fib::WholeLoader = Box::new(move || {
-                    Store::open(&state_dir, true).map(|(recovered, store)| (recovered.rib, store)).map_err(
-                        |e| match e {
-                            OpenError::Pin(e) => e,
-                            OpenError::Unreadable(reason) => {
-                                let reason = match reason {
-                                    Unreadable::Invalid(reason) => reason,
-                                    Unreadable::Version(found, by) => {
-                                        format!("replaced by format {found} (written by {by})")
-                                    }
-                                };
-                                PinError::Corrupt { path: state_dir.clone(), reason }
-                            }
-                        },
-                    )
+                    Store::open(&state_dir, true)
+                        .map(|(recovered, store)| (recovered.rib, store))
+                        .map_err(|e| state_error(e, &pins, &state_dir))
                 });
                 Fib::adopted_for(maps, config, rib, table, scope, whole)?
             }
@@ -344,5 +324,21 @@ impl Encapsulator {
     /// [`PinError`] when the namespace cannot be read or the name is invalid.
     pub(crate) fn is_pinned(iface: &str) -> Result<bool, PinError> {
         PinDir::of(&PinRoots::default(), iface)?.exists()
+    }
+}
+
+/// What a state that cannot be opened is, to its adopter: another format
+/// (naming both builds), or damage.
+fn state_error(e: OpenError, pins: &std::path::Path, state: &std::path::Path) -> PinError {
+    match e {
+        OpenError::Pin(e) => e,
+        OpenError::Unreadable(Unreadable::Version(found, written_by)) => PinError::Incompatible {
+            found,
+            written_by,
+            ours: store::FORMAT,
+            ours_version: env!("CARGO_PKG_VERSION"),
+            dir: pins.to_owned(),
+        },
+        OpenError::Unreadable(Unreadable::Invalid(reason)) => PinError::Corrupt { path: state.to_owned(), reason },
     }
 }

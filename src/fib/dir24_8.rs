@@ -91,25 +91,31 @@ struct State {
     /// Every prefix's slot; with `scope`, only that prefix's and those of
     /// the prefixes covering it (what changing it reads).
     slot_of: FxHashMap<Ipv4Network, u32>,
-    /// Read back for a change of this one prefix ([`Dir24_8::read_back_for`]).
-    scope: Option<Ipv4Network>,
+    /// Read back for a change of one prefix ([`Dir24_8::read_back_for`]).
+    scope: Option<Scope>,
     /// Per /16: how many prefixes longer than /16 lie in it (none: its
     /// tbl16 entry is the leaf all its /24s share).
     longer: Vec<u32>,
     slots: Slots,
     groups: Slots,
-    /// Read back for one prefix: the /24s holding longer prefixes, whose
-    /// groups are looked up (a cache miss each in 64 MiB of tbl24) only if
-    /// the change takes or frees a group ([`Dir24_8::groups`]).
-    groups_unread: Option<Vec<u32>>,
-    /// Read back for one prefix: how many prefixes use each value index,
-    /// `value_index` holding only the values looked up since
-    /// ([`Dir24_8::index_on_demand`]).
-    users: Option<Vec<u32>>,
     values: Slots,
     /// A value's bytes (counter id zero) -> its index and how many prefixes
     /// use it (the bytes of an index are read back from the mapped values).
     value_index: FxHashMap<ValueBytes, (u32, u32)>,
+}
+
+/// What a read-back for one prefix keeps instead of the maps of every
+/// prefix and value.
+#[derive(Debug)]
+struct Scope {
+    prefix: Ipv4Network,
+    /// How many prefixes use each value index: `value_index` holds only the
+    /// values looked up since ([`Dir24_8::index_on_demand`]).
+    users: Vec<u32>,
+    /// The /24s holding longer prefixes, whose groups are looked up (a
+    /// cache miss each in 64 MiB of tbl24) only if the change takes or
+    /// frees a group ([`Dir24_8::groups`]); `None` once they were.
+    long: Option<Vec<u32>>,
 }
 
 /// A route value's bytes, the key values are shared by.
@@ -155,8 +161,6 @@ impl Dir24_8 {
                 longer: vec![0; 1 << 16],
                 slots: Slots::new(capacity),
                 groups: Slots::new(config.dir_groups),
-                groups_unread: None,
-                users: None,
                 values: Slots::new(config.route_values),
                 value_index: FxHashMap::default(),
             }),
@@ -175,8 +179,8 @@ impl Dir24_8 {
         // Every change completes its kernel writes before it records them.
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let unread = self.unread.swap(false, Ordering::AcqRel);
-        if unread || st.scope.is_some_and(|scope| Some(scope) != prefix) {
-            self.read_back(&mut st, None);
+        if unread || st.scope.as_ref().is_some_and(|scope| Some(scope.prefix) != prefix) {
+            self.read_back(&mut st);
         }
         st
     }
@@ -194,7 +198,7 @@ impl Dir24_8 {
     pub(crate) fn read_back_for(&self, prefix: Ipv4Network) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.unread.store(false, Ordering::Release);
-        self.read_back(&mut st, Some(prefix));
+        self.read_back_scoped(&mut st, prefix);
     }
 
     /// Reads the bookkeeping back now if it was not (adoption), rather
@@ -249,18 +253,15 @@ impl Dir24_8 {
 
     /// Rebuilds the bookkeeping from the mapped tables (adoption): the
     /// prefixes from their slots, the values they use, the groups tbl24 names.
-    fn read_back(&self, st: &mut State, scope: Option<Ipv4Network>) {
-        if let Some(prefix) = scope {
-            return self.read_back_scoped(st, prefix);
-        }
+    fn read_back(&self, st: &mut State) {
         let started = std::time::Instant::now();
         // Read back for one prefix before: ids this process freed above the
         // highest in use keep their grace period (rebuilt free from `next`).
-        let before = st.scope.map(|_| (st.slots.next(), st.groups.next(), st.values.next()));
+        let before = st.scope.as_ref().map(|_| (st.slots.next(), st.groups.next(), st.values.next()));
         let mut used_slots = Vec::new();
         // The 64 MiB of tbl24 are scanned for groups on another core while
         // this one reads the prefixes: the two share nothing.
-        let (mut used_groups, found) = std::thread::scope(|s| {
+        let (used_groups, found) = std::thread::scope(|s| {
             let groups = s.spawn(|| {
                 self.range24(0, 1 << 24)
                     .iter()
@@ -287,21 +288,19 @@ impl Dir24_8 {
                 *n += 1;
             }
         }
-        let mut used_values = self.index_values(st, users);
+        let used_values = self.index_values(st, users);
         st.longer = Self::count_longer(&st.slot_of);
         st.scope = None;
         // Freed entries may have been freed just before: a grace period from now.
         let now = crate::rib::alloc::Boottime::now();
-        let restore = |used: &mut Vec<u32>, capacity: u32, before: u32| {
+        let restore = |used: &[u32], capacity: u32, before: u32| {
             let next = used.iter().copied().max().unwrap_or(0).max(before);
             Slots::rebuild(next, capacity, used.iter().copied(), now, false)
         };
         let (slots, groups, values) = before.unwrap_or_default();
-        st.slots = restore(&mut used_slots, self.capacity, slots);
-        st.groups = restore(&mut used_groups, self.groups, groups);
-        st.groups_unread = None;
-        st.users = None;
-        st.values = restore(&mut used_values, self.route_values, values);
+        st.slots = restore(&used_slots, self.capacity, slots);
+        st.groups = restore(&used_groups, self.groups, groups);
+        st.values = restore(&used_values, self.route_values, values);
         log::debug!("DIR-24-8 bookkeeping read back: {} prefixes in {:?}", st.slot_of.len(), started.elapsed());
     }
 
@@ -336,12 +335,10 @@ impl Dir24_8 {
         });
         st.value_index.clear();
         let used_values: Vec<u32> = (0u32..).zip(users.iter()).filter(|(_, n)| **n > 0).map(|(i, _)| i).collect();
-        st.users = Some(users);
+        st.scope = Some(Scope { prefix: scope, users, long: Some(long) });
         st.longer = longer;
-        st.scope = Some(scope);
         let now = crate::rib::alloc::Boottime::now();
         st.slots = Slots::above(highest_slot, self.capacity, highest_slot - used_slots);
-        st.groups_unread = Some(long);
         let next = used_values.iter().copied().max().unwrap_or(0);
         st.values = Slots::rebuild(next, self.route_values, used_values, now, false);
         log::debug!(
@@ -356,7 +353,7 @@ impl Dir24_8 {
     /// last one's removal collapses it). Ids are taken above the highest in
     /// use, as for the slots.
     fn groups<'a>(&self, st: &'a mut State) -> &'a mut Slots {
-        if let Some(mut long) = st.groups_unread.take() {
+        if let Some(mut long) = st.scope.as_mut().and_then(|scope| scope.long.take()) {
             long.sort_unstable();
             long.dedup();
             let mut groups: Vec<u32> =
@@ -440,7 +437,7 @@ impl Dir24_8 {
         };
         if last {
             st.value_index.remove(&bytes);
-            if let Some(n) = st.users.as_mut().and_then(|users| users.get_mut(index as usize)) {
+            if let Some(n) = st.scope.as_mut().and_then(|scope| scope.users.get_mut(index as usize)) {
                 *n = 0;
             }
             st.values.give_back(index);
@@ -452,7 +449,7 @@ impl Dir24_8 {
     /// more than a one-route change): `bytes` is looked for among the values
     /// in use, in index order (the index the whole read-back would keep).
     fn index_on_demand(&self, st: &mut State, bytes: &ValueBytes) {
-        let Some(users) = &st.users else { return };
+        let Some(Scope { users, .. }) = &st.scope else { return };
         if st.value_index.contains_key(bytes) {
             return;
         }
@@ -482,7 +479,7 @@ impl Dir24_8 {
         let base = u32::from(prefix.network());
         if st.scope.is_some() && self.pools_short(st, len, base) {
             // Ids free below the highest in use are named by the whole read-back only.
-            self.read_back(st, None);
+            self.read_back(st);
         }
         // Everything this prefix needs is taken before anything is written.
         let slot = st.slots.take_or_wait().ok_or(RouteError::full("IPv4", self.capacity - 1))?;

@@ -117,13 +117,11 @@ pub(crate) struct Fib {
     /// A RIB still pending read only for the routes covering some
     /// addresses (`get`): those addresses and that partial RIB.
     partial: Mutex<Option<(Vec<IpAddr>, Rib)>>,
-    /// A writer adopted for a change of the routes of [`Fib::scope`] holds
-    /// only those and every small set (a command's `set` at a million
-    /// routes reads a few, not all): this reads the rest, when anything
-    /// else is asked. Taken under the RIB's lock.
-    whole: Mutex<Option<WholeLoader>>,
-    /// The prefix whose routes, in every table, such a writer holds.
-    scope: Option<IpNetwork>,
+    /// A writer adopted for a change of one prefix's routes holds only
+    /// those (in every table) and every small set (a command's `set` at a
+    /// million routes reads a few, not all): that prefix, and how to read
+    /// the rest when anything else is asked. Taken under the RIB's lock.
+    whole: Mutex<Option<(IpNetwork, WholeLoader)>>,
     /// A pinned dataplane's store: every change is begun and committed in
     /// its journal (locked after the RIB, always).
     store: Mutex<Option<Store>>,
@@ -201,7 +199,6 @@ impl Fib {
             pending: Mutex::new(None),
             partial: Mutex::new(None),
             whole: Mutex::new(None),
-            scope: None,
             store: Mutex::new(None),
             read_only: false,
             dir,
@@ -257,8 +254,7 @@ impl Fib {
         whole: WholeLoader,
     ) -> Result<Fib, MapError> {
         let mut fib = Self::adopted_with(maps, config, rib, None, false, dir)?;
-        fib.whole = Mutex::new(Some(whole));
-        fib.scope = Some(scope);
+        fib.whole = Mutex::new(Some((scope, whole)));
         Ok(fib)
     }
 
@@ -286,7 +282,6 @@ impl Fib {
             pending: Mutex::new(pending),
             partial: Mutex::new(None),
             whole: Mutex::new(None),
-            scope: None,
             store: Mutex::new(None),
             read_only,
             dir,
@@ -340,12 +335,25 @@ impl Fib {
     /// [`Fib::begin_change`] before its first write, so a refusal leaves no
     /// trace in the journal and keeps the route cache.
     fn locked_to_check(&self, changing: bool) -> Result<Changing<'_>, RouteError> {
+        self.locked_keeping(changing, |_, _| false)
+    }
+
+    /// As [`Fib::locked_to_check`], keeping a RIB that holds one prefix's
+    /// routes (that prefix given) where `keep` says it is enough; anything
+    /// else is read whole first, and a change is refused on a RIB that
+    /// could not be.
+    fn locked_keeping(
+        &self,
+        changing: bool,
+        keep: impl FnOnce(&Rib, IpNetwork) -> bool,
+    ) -> Result<Changing<'_>, RouteError> {
         if changing && self.read_only {
             return Err(RouteError::ReadOnly);
         }
         let mut rib = self.rib_lock();
-        // A change is refused on a RIB it could not read whole.
-        self.read_whole(&mut rib)?;
+        if !self.part_of().is_some_and(|scope| keep(&rib, scope)) {
+            self.read_whole(&mut rib)?;
+        }
         self.read_pending(&mut rib);
         Ok(Changing { fib: self, rib })
     }

@@ -32,15 +32,7 @@ impl Fib {
     /// it holds when that is the change the whole RIB would make
     /// ([`one_change_fits`]); anything else reads the RIB whole first.
     pub(super) fn changer_for(&self, id: RouteId, route: Option<&Route>) -> Result<Changing<'_>, RouteError> {
-        if self.read_only {
-            return Err(RouteError::ReadOnly);
-        }
-        let mut rib = self.rib_lock();
-        let holds_part = self.holds_part();
-        if holds_part && !(self.scope == Some(id.1) && one_change_fits(&rib, id, route)) {
-            self.read_whole(&mut rib)?;
-        }
-        let rib = Changing { fib: self, rib };
+        let rib = self.locked_keeping(true, |rib, scope| scope == id.1 && one_change_fits(rib, id, route))?;
         self.begin_change()?;
         Ok(rib)
     }
@@ -52,9 +44,9 @@ impl Fib {
         self.read_whole_or(&mut self.rib_lock()).map_err(|(e, _)| e)
     }
 
-    /// Whether the RIB holds only the routes of [`Fib::scope`].
-    pub(super) fn holds_part(&self) -> bool {
-        self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
+    /// The prefix whose routes alone the RIB holds, if it holds only those.
+    pub(super) fn part_of(&self) -> Option<IpNetwork> {
+        self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().map(|(scope, _)| *scope)
     }
 
     /// Reads the rest of a RIB that holds only the routes of one change,
@@ -69,7 +61,7 @@ impl Fib {
     /// [`Fib::read_whole`]; its error says whether this RIB's changes are saved.
     pub(super) fn read_whole_or(&self, rib: &mut Rib) -> Result<(), (PinError, bool)> {
         let mut whole = self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(load) = whole.as_ref() else { return Ok(()) };
+        let Some((scope, load)) = whole.as_ref() else { return Ok(()) };
         let started = std::time::Instant::now();
         // A change this RIB holds and the store does not (its save failed)
         // is saved first: read back without it, it would be lost, and the
@@ -78,10 +70,10 @@ impl Fib {
             store.commit(rib).map_err(|e| (e, false))?;
         }
         let (read, store) = load().map_err(|e| (e, true))?;
+        log::debug!("RIB read whole after a change of {scope} alone, in {:?}", started.elapsed());
         *rib = read;
         *self.store_lock() = store;
         *whole = None;
-        log::debug!("RIB read whole after a change of {:?} alone, in {:?}", self.scope, started.elapsed());
         Ok(())
     }
 
@@ -155,7 +147,7 @@ impl Fib {
     /// routes, sources, objects) are whole, its routes perhaps not: a writer
     /// adopted for one change reads no more.
     pub(super) fn read_small_sets<T>(&self, f: impl FnOnce(&Rib) -> T) -> T {
-        if self.holds_part() {
+        if self.part_of().is_some() {
             return f(&self.rib_lock());
         }
         self.read(f)
@@ -174,7 +166,7 @@ impl Fib {
     ) -> Result<T, RouteError> {
         let mut rib = self.changer_for(id, route)?;
         match change(&mut rib) {
-            Err(e @ (RouteError::TableFull { .. } | RouteError::Map(_))) if self.holds_part() => {
+            Err(e @ (RouteError::TableFull { .. } | RouteError::Map(_))) if self.part_of().is_some() => {
                 drop(rib);
                 log::debug!("{e}: tried again on the whole RIB");
                 change(&mut self.changer()?)

@@ -31,12 +31,7 @@ fn count_of<'a>(counts: &'a mut [usize; 4], id: &RouteId) -> Option<&'a mut usiz
 impl Routes {
     /// The main table's IPv4 (`v6` false) or IPv6 routes.
     pub(crate) fn main_count(&self, v6: bool) -> usize {
-        let [v4_count, v6_count, ..] = self.counts;
-        if v6 {
-            v6_count
-        } else {
-            v4_count
-        }
+        self.counts.get(usize::from(v6)).copied().unwrap_or(0)
     }
 
     /// Routes per trie ([`trie_index`]), whether or not this map holds them all.

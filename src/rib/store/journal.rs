@@ -95,13 +95,14 @@ pub(crate) fn scan(bytes: &[u8]) -> (Vec<Record<'_>>, usize) {
     (out, at)
 }
 
-/// A commit's body: the allocators' highest ids, the state of every
-/// changed route id, and the small sets when they changed.
-pub(crate) fn commit_body(rib: &Rib, ids: &[RouteId], smalls: Option<&Smalls>) -> Vec<u8> {
+/// A commit's body: the allocators' highest ids and the tally as of `at`
+/// (the position the commit makes), the state of every changed route id,
+/// and the small sets when they changed.
+pub(crate) fn commit_body(at: &Position, rib: &Rib, ids: &[RouteId], smalls: Option<&Smalls>) -> Vec<u8> {
     let mut w = Writer { buf: Vec::with_capacity(16 + ids.len() * 24) };
-    w.varint(u64::from(rib.policy_ids.next()));
-    w.varint(u64::from(rib.counter_slots.next()));
-    Tally::of(rib).put(&mut w);
+    w.varint(u64::from(at.policy_next));
+    w.varint(u64::from(at.counter_next));
+    at.tally.unwrap_or_else(|| Tally::of(rib)).put(&mut w);
     w.len(ids.len());
     for id in ids {
         records::put_route_state(&mut w, rib, id);

@@ -319,7 +319,7 @@ impl Store {
                     self.end();
                     return Ok(());
                 }
-                let body = journal::commit_body(rib, ids, smalls.as_ref());
+                let body = journal::commit_body(&next, rib, ids, smalls.as_ref());
                 let record = journal::frame(journal::COMMIT, next.seq, next.stamp, &body);
                 self.append(&record).map(|()| {
                     self.at = next;
@@ -371,7 +371,8 @@ impl Store {
 
     /// Writes `rib` as the new snapshot and empties the journal.
     fn compact(&mut self, rib: &Rib) -> Result<(), PinError> {
-        self.at.tally = Some(Tally::of(rib));
+        // Computed by the commit that got here; an older format's has none.
+        self.at.tally.get_or_insert_with(|| Tally::of(rib));
         let bytes = snapshot::encode(rib, &self.config, &self.attached, self.at);
         let path = self.dir.join(SNAPSHOT);
         let tmp = self.dir.join(format!(".{SNAPSHOT}.{}", std::process::id()));
