@@ -42,7 +42,9 @@
 //! encapsulator's `skip_stages` bits, default 0: A/B variants that leave a
 //! stage out, docs/per-packet.md), LHE_WIRE_SPREAD (the families of the
 //! `spread` rows, default `ipv4,ipv6`), LHE_WIRE_ORDER (`shuffled`: the
-//! `spread` rows' destinations in a fixed random order, not the table's).
+//! `spread` rows' destinations in a fixed random order, not the table's),
+//! LHE_WIRE_GENERATOR (`whole`: every frame read from its own 256-byte slot,
+//! as before the generator sent patches; `Generator::set_frames`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -389,7 +391,11 @@ fn main() {
     let mut bench = Bench {
         counter,
         lab,
-        generator: Generator::load().expect("generator"),
+        generator: {
+            let mut g = Generator::load().expect("generator");
+            g.whole_frames(std::env::var("LHE_WIRE_GENERATOR").is_ok_and(|g| g == "whole"));
+            g
+        },
         floor: BaselineProgram::floor().expect("floor"),
         min_push: BaselineProgram::min_push().expect("minimal push"),
         enc: Encapsulator::builder().load().expect("encapsulator"),

@@ -36,3 +36,45 @@ fn floor_and_minimal_push_emit_what_the_benchmarks_assume() {
         assert_eq!((out.action, out.frame), (XdpAction::Pass, tagged.bytes.clone()));
     });
 }
+
+/// The generator the wire benchmarks drive sends every frame it is given,
+/// byte for byte, whether it sends them whole or as the first frame plus a
+/// patch (frames that differ only in an address and a checksum).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn the_generator_sends_each_frame_as_given_whole_or_patched() {
+    use lnetd_host_encap::testing::generator::Generator;
+    use lnetd_host_encap::testing::lab::{Capture, VethLab};
+    use lnetd_host_encap::testing::PassProgram;
+    use std::time::Duration;
+
+    privileged("the_generator_sends_each_frame_as_given_whole_or_patched");
+    let lab = VethLab::new().expect("veth lab");
+    // A veth delivers its peer's XDP_TX frames only while it runs XDP itself.
+    let _pass = lab.host.run(|| PassProgram::attach(VethLab::HOST_IF)).expect("ns").expect("xdp on h0");
+    let capture = lab.host.run(|| Capture::open(VethLab::HOST_IF)).expect("ns").expect("capture on h0");
+    let mut generator = Generator::load().expect("generator");
+    let to_host = |dst: &str, ttl: u8| frame(dst).dst_mac(VethLab::HOST_MAC).ttl(ttl).payload(30).build().bytes;
+    let cases: [(&str, Vec<Vec<u8>>, bool); 3] = [
+        // Destinations and their checksums: within one patch.
+        ("IPv4 destinations", (1..=6).map(|i| to_host(&format!("198.51.100.{i}"), 64)).collect(), true),
+        ("IPv6 destinations", (1..=6).map(|i| to_host(&format!("2001:db8::{i:x}"), 64)).collect(), true),
+        // A TTL and a destination 14 bytes apart plus the checksum: still one patch; whole when asked.
+        ("sent whole", (1..=6).map(|i| to_host(&format!("198.51.100.{i}"), 60 + i)).collect(), false),
+    ];
+    for (what, frames, patched) in cases {
+        generator.whole_frames(!patched);
+        generator.set_frames(&frames).expect("frames");
+        while capture.next(Duration::from_millis(50)).expect("capture").is_some() {}
+        lab.router.run(|| generator.send(VethLab::ROUTER_IF, frames.len() as u32 * 2)).expect("ns").expect("send");
+        let got: Vec<Vec<u8>> = capture
+            .drain(Duration::from_millis(300), Duration::from_secs(3))
+            .expect("capture")
+            .into_iter()
+            .filter(|c| !c.outgoing && c.bytes.len() == frames[0].len() && c.bytes[..6] == VethLab::HOST_MAC)
+            .map(|c| c.bytes)
+            .collect();
+        let want: Vec<Vec<u8>> = frames.iter().chain(&frames).cloned().collect();
+        assert_eq!(got, want, "{what}: each frame in turn, twice, as given");
+    }
+}

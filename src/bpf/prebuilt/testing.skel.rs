@@ -31,6 +31,7 @@ mod imp {
             .map("gen_config", false)
             .map("gen_cursor", false)
             .map("gen_frames", false)
+            .map("gen_patches", false)
             .map("returned", false)
             .map("observed", false)
             .prog("xdp_pass")
@@ -45,6 +46,7 @@ mod imp {
         pub gen_config: libbpf_rs::OpenMapMut<'obj>,
         pub gen_cursor: libbpf_rs::OpenMapMut<'obj>,
         pub gen_frames: libbpf_rs::OpenMapMut<'obj>,
+        pub gen_patches: libbpf_rs::OpenMapMut<'obj>,
         pub returned: libbpf_rs::OpenMapMut<'obj>,
         pub observed: libbpf_rs::OpenMapMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
@@ -59,6 +61,7 @@ mod imp {
             let mut gen_config = None;
             let mut gen_cursor = None;
             let mut gen_frames = None;
+            let mut gen_patches = None;
             let mut returned = None;
             let mut observed = None;
             let object =
@@ -73,6 +76,7 @@ mod imp {
                     "gen_config" => gen_config = Some(map),
                     "gen_cursor" => gen_cursor = Some(map),
                     "gen_frames" => gen_frames = Some(map),
+                    "gen_patches" => gen_patches = Some(map),
                     "returned" => returned = Some(map),
                     "observed" => observed = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
@@ -83,6 +87,7 @@ mod imp {
                 gen_config: gen_config.expect("map `gen_config` not present"),
                 gen_cursor: gen_cursor.expect("map `gen_cursor` not present"),
                 gen_frames: gen_frames.expect("map `gen_frames` not present"),
+                gen_patches: gen_patches.expect("map `gen_patches` not present"),
                 returned: returned.expect("map `returned` not present"),
                 observed: observed.expect("map `observed` not present"),
                 _phantom: std::marker::PhantomData,
@@ -94,6 +99,7 @@ mod imp {
         pub gen_config: libbpf_rs::MapMut<'obj>,
         pub gen_cursor: libbpf_rs::MapMut<'obj>,
         pub gen_frames: libbpf_rs::MapMut<'obj>,
+        pub gen_patches: libbpf_rs::MapMut<'obj>,
         pub returned: libbpf_rs::MapMut<'obj>,
         pub observed: libbpf_rs::MapMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
@@ -108,6 +114,7 @@ mod imp {
             let mut gen_config = None;
             let mut gen_cursor = None;
             let mut gen_frames = None;
+            let mut gen_patches = None;
             let mut returned = None;
             let mut observed = None;
             let object = unsafe { std::mem::transmute::<&mut libbpf_rs::Object, &'obj mut libbpf_rs::Object>(object) };
@@ -121,6 +128,7 @@ mod imp {
                     "gen_config" => gen_config = Some(map),
                     "gen_cursor" => gen_cursor = Some(map),
                     "gen_frames" => gen_frames = Some(map),
+                    "gen_patches" => gen_patches = Some(map),
                     "returned" => returned = Some(map),
                     "observed" => observed = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
@@ -131,6 +139,7 @@ mod imp {
                 gen_config: gen_config.expect("map `gen_config` not present"),
                 gen_cursor: gen_cursor.expect("map `gen_cursor` not present"),
                 gen_frames: gen_frames.expect("map `gen_frames` not present"),
+                gen_patches: gen_patches.expect("map `gen_patches` not present"),
                 returned: returned.expect("map `returned` not present"),
                 observed: observed.expect("map `observed` not present"),
                 _phantom: std::marker::PhantomData,
@@ -351,6 +360,8 @@ mod imp {
         pub struct gen_config {
             pub frames: u32,
             pub len: u32,
+            pub patched: u32,
+            pub patch_off: u32,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -418,6 +429,29 @@ mod imp {
         }
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
+        pub struct gen_patch {
+            pub bytes: [u8; 32],
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_4 {
+            pub r#type: *mut [i32; 2],
+            pub max_entries: *mut [i32; 65536],
+            pub key: *mut u32,
+            pub value: *mut gen_patch,
+        }
+        impl Default for __anon_4 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
         pub struct returned_counts {
             pub frames: u64,
             pub labelled: u64,
@@ -426,13 +460,13 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct __anon_4 {
+        pub struct __anon_5 {
             pub r#type: *mut [i32; 6],
             pub max_entries: *mut [i32; 1],
             pub key: *mut u32,
             pub value: *mut returned_counts,
         }
-        impl Default for __anon_4 {
+        impl Default for __anon_5 {
             fn default() -> Self {
                 Self {
                     r#type: std::ptr::null_mut(),
@@ -452,13 +486,13 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct __anon_5 {
+        pub struct __anon_6 {
             pub r#type: *mut [i32; 2],
             pub max_entries: *mut [i32; 1],
             pub key: *mut u32,
             pub value: *mut observed_skb,
         }
-        impl Default for __anon_5 {
+        impl Default for __anon_6 {
             fn default() -> Self {
                 Self {
                     r#type: std::ptr::null_mut(),
@@ -551,8 +585,9 @@ mod imp {
             pub gen_config: __anon_1,
             pub gen_cursor: __anon_2,
             pub gen_frames: __anon_3,
-            pub returned: __anon_4,
-            pub observed: __anon_5,
+            pub gen_patches: __anon_4,
+            pub returned: __anon_5,
+            pub observed: __anon_6,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -680,5 +715,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 12064] = *include_bytes!(concat!(env!("OUT_DIR"), "/testing.bpf.o"));
+    static DATA: [u8; 13296] = *include_bytes!(concat!(env!("OUT_DIR"), "/testing.bpf.o"));
 }
