@@ -153,7 +153,9 @@ impl Engine {
         };
         let tx = Transmit::new(tx, live);
         let (socket, source_port) = super::io::bind_source_port().ok_or(SbfdError::NoSourcePort)?;
-        let tick = (config.timers.interval / 10).clamp(Duration::from_micros(500), Duration::from_millis(5));
+        // A quarter of the interval: every tick that sends costs a fixed
+        // amount, and probes keep to the ticks (worker.rs `on_the_grid`).
+        let tick = (config.timers.interval / 4).clamp(Duration::from_micros(500), Duration::from_millis(5));
         if let Some(a) = &answers {
             if let Err(errno) = a.attach(std::os::fd::AsFd::as_fd(&socket)) {
                 log::info!("S-BFD: answers go through recvmmsg: attaching the answer filter: {errno}");

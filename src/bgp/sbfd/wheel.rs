@@ -94,6 +94,18 @@ impl Wheel {
         self.next = last + 1;
     }
 
+    /// The time of the last tick [`Wheel::expire`] reached (the origin
+    /// before the first).
+    pub fn last_tick(&self) -> Instant {
+        let nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX).saturating_mul(self.next.saturating_sub(1));
+        self.origin + Duration::from_nanos(nanos)
+    }
+
+    /// The wheel's tick.
+    pub fn tick(&self) -> Duration {
+        self.tick
+    }
+
     /// When the next tick is.
     pub fn next_tick(&self) -> Instant {
         let nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX).saturating_mul(self.next);
