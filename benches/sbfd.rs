@@ -12,8 +12,9 @@
 //! the label (XDP) and hands the inner packet to a reflector thread there
 //! (its CPU is not counted).
 //! Run as root: `cargo bench --bench sbfd` (LHE_BENCH_LISTS,
-//! LHE_BENCH_SECONDS override the sizes; LHE_BENCH_ONLY=NAME runs the rows
-//! whose name contains NAME, e.g. to profile one).
+//! LHE_BENCH_SECONDS override the sizes; LHE_BENCH_ONLY=NAME[,NAME..] runs
+//! the rows whose section and name contain every NAME, e.g. `nothing
+//! answers,live frames/recvmmsg` to profile one).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -209,8 +210,10 @@ fn main() {
             ("live frames/recvmmsg", (true, false, true, false)),
             ("live frames/filter", (true, false, true, true)),
         ] {
-            // LHE_BENCH_ONLY=NAME: that row alone (to profile it).
-            if std::env::var("LHE_BENCH_ONLY").is_ok_and(|only| !name.contains(only.as_str())) {
+            // LHE_BENCH_ONLY=NAME[,NAME..]: the rows whose section and name
+            // contain every NAME (e.g. "nothing answers,live frames/recvmmsg": one row, to profile it).
+            let row = format!("{what}: {name}");
+            if std::env::var("LHE_BENCH_ONLY").is_ok_and(|only| !only.split(',').all(|o| row.contains(o))) {
                 continue;
             }
             let before = answered.load(Ordering::Relaxed);

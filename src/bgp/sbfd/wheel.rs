@@ -34,6 +34,9 @@ pub struct Timer {
 #[derive(Debug)]
 pub struct Wheel {
     tick: Duration,
+    /// The same in nanoseconds: the per-timer arithmetic in 64 bits (a
+    /// `Duration`'s `as_nanos` is 128 bits, and dividing it a library call).
+    tick_ns: u64,
     origin: Instant,
     /// The next tick to run (ticks since `origin`).
     next: u64,
@@ -45,13 +48,12 @@ impl Wheel {
     pub fn new(tick: Duration, span: Duration, now: Instant) -> Wheel {
         let tick = tick.max(Duration::from_micros(1));
         let count = (span.as_nanos() / tick.as_nanos()).clamp(16, 1 << 16) as usize;
-        Wheel { tick, origin: now, next: 0, slots: vec![Vec::new(); count.next_power_of_two()] }
+        Wheel { tick, tick_ns: nanos(tick), origin: now, next: 0, slots: vec![Vec::new(); count.next_power_of_two()] }
     }
 
     fn tick_of(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.origin).as_nanos();
         // Rounded up: a timer never fires before it is due.
-        u64::try_from(nanos.div_ceil(self.tick.as_nanos())).unwrap_or(u64::MAX)
+        nanos_since(self.origin, at).div_ceil(self.tick_ns)
     }
 
     /// Adds a timer; one due at or before the current tick runs at the next one.
@@ -72,8 +74,7 @@ impl Wheel {
     /// and the wheel past `now`.
     pub fn expire(&mut self, now: Instant, due: &mut Vec<Timer>) {
         // The last tick whose time has come.
-        let nanos = now.saturating_duration_since(self.origin).as_nanos() / self.tick.as_nanos();
-        let last = u64::try_from(nanos).unwrap_or(u64::MAX);
+        let last = nanos_since(self.origin, now) / self.tick_ns;
         if last < self.next {
             return;
         }
@@ -97,8 +98,7 @@ impl Wheel {
     /// The time of the last tick [`Wheel::expire`] reached (the origin
     /// before the first).
     pub fn last_tick(&self) -> Instant {
-        let nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX).saturating_mul(self.next.saturating_sub(1));
-        self.origin + Duration::from_nanos(nanos)
+        self.origin + Duration::from_nanos(self.tick_ns.saturating_mul(self.next.saturating_sub(1)))
     }
 
     /// The wheel's tick.
@@ -108,9 +108,18 @@ impl Wheel {
 
     /// When the next tick is.
     pub fn next_tick(&self) -> Instant {
-        let nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX).saturating_mul(self.next);
-        self.origin + Duration::from_nanos(nanos)
+        self.origin + Duration::from_nanos(self.tick_ns.saturating_mul(self.next))
     }
+}
+
+/// `d` in nanoseconds, in 64 bits (584 years).
+pub fn nanos(d: Duration) -> u64 {
+    d.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(d.subsec_nanos()))
+}
+
+/// Nanoseconds from `from` to `to`, 0 if `to` is earlier.
+fn nanos_since(from: Instant, to: Instant) -> u64 {
+    nanos(to.saturating_duration_since(from))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::packet::Control;
 use super::probe::{self, Addressing};
 use super::session::{next_check, Phase, Session};
 use super::transmit::Transmit;
-use super::wheel::{Kind, Timer, Wheel};
+use super::wheel::{nanos, Kind, Timer, Wheel};
 use super::SbfdConfig;
 
 /// One probed list: its session and its prebuilt frame.
@@ -523,12 +523,13 @@ fn log_change(p: &Probe) {
 /// about as much as 150 probes. With ticks a quarter of the interval instead
 /// of a tenth, 1,000 lists every 10 ms cost half as much (docs/liveness.md).
 fn on_the_grid(jittered: Duration, tick: Duration, interval: Duration, draw: u64) -> Duration {
-    let tick_ns = tick.as_nanos().max(1);
-    let (whole, rest) = (jittered.as_nanos() / tick_ns, jittered.as_nanos() % tick_ns);
-    let up = u128::from(draw) % tick_ns < rest;
-    let most = (interval.as_nanos() / tick_ns).max(1);
-    let ticks = (whole + u128::from(up)).clamp(1, most);
-    Duration::from_nanos(u64::try_from(ticks * tick_ns).unwrap_or(u64::MAX))
+    // In 64 bits: a Duration's nanoseconds are 128, and dividing them a library call.
+    let tick_ns = nanos(tick).max(1);
+    let (whole, rest) = (nanos(jittered) / tick_ns, nanos(jittered) % tick_ns);
+    let up = draw % tick_ns < rest;
+    let most = (nanos(interval) / tick_ns).max(1);
+    let ticks = (whole + u64::from(up)).clamp(1, most);
+    Duration::from_nanos(ticks.saturating_mul(tick_ns))
 }
 
 #[cfg(test)]
