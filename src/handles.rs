@@ -95,6 +95,28 @@ impl Diagnostics<'_> {
         self.enc.route_count()
     }
 
+    /// The routes counted by table and by the origin the RIB records for
+    /// each (`static`, `agent`, `bgp`; set-aside routes count in the main
+    /// table): what `status` shows, with an agent or without. One pass over
+    /// the routes and one over the recorded origins under the RIB's lock,
+    /// nothing allocated per route: tens of milliseconds at a million.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let enc = lnetd_host_encap::encap::AdoptOptions::default().open("eth1")?;
+    /// let counts = enc.diagnostics().route_counts();
+    /// println!("{} routes, {:?} from the agent", counts.total, counts.by_origin.get("agent"));
+    /// # Ok(()) }
+    /// ```
+    pub fn route_counts(&self) -> crate::diagnostics::RouteCounts {
+        let counted = self.enc.route_counts();
+        crate::diagnostics::RouteCounts {
+            total: counted.total,
+            by_table: counted.by_table,
+            by_origin: counted.by_origin.into_iter().map(|(o, n)| (o.to_string(), n)).collect(),
+        }
+    }
+
     /// Compares the kernel's maps with the RIB (what this library programmed)
     /// and returns every difference; empty when the dataplane does exactly
     /// what the RIB says. A difference means something else wrote the maps,

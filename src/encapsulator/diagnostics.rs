@@ -22,7 +22,6 @@ impl Encapsulator {
     /// One pass over the routes and one over the recorded origins, under the
     /// RIB's lock, allocating nothing per route (a million routes: tens of
     /// milliseconds, where asking each route's origin took most of a second).
-    #[cfg(feature = "agent")]
     pub(crate) fn route_counts(&self) -> crate::rib::origins::Counted {
         self.fib.read(crate::rib::origins::Counted::of)
     }

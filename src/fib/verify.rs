@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
 use nix::errno::Errno;
+use rustc_hash::FxHashMap;
 
 use super::key::RouteKey;
-use super::table::RouteTable;
+use super::table::{Entry, RouteTable};
 use super::{encode, Fib};
 use crate::abi::{self, types};
 use crate::domain::route::Table;
@@ -123,7 +124,7 @@ fn compare<'a>(
 /// letting go, so changes wait for a copy, not for a dump of every map.
 struct Expected {
     /// The route tries, by `trie_index`.
-    tries: [Entries; 4],
+    tries: [Flat; 4],
     policies: Entries,
     /// Retired policy ids, left in the map until their grace period is over.
     retired: Vec<[u8; 4]>,
@@ -145,13 +146,75 @@ fn describe_route(key: &[u8]) -> String {
     }
 }
 
+/// A route trie's expected entries, keys and values back to back in one
+/// buffer: a million routes are copied under the RIB's lock as two
+/// allocations, not two each, and named only if they differ.
+#[derive(Default)]
+struct Flat {
+    bytes: Vec<u8>,
+    /// Where each entry's key ends and its value ends (its key starts where
+    /// the previous value ended).
+    ends: Vec<(usize, usize)>,
+}
+
+impl Flat {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.ends.push((key_end, self.bytes.len()));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, end)| end));
+        starts.zip(&self.ends).filter_map(|(start, &(key_end, end))| {
+            Some((self.bytes.get(start..key_end)?, self.bytes.get(key_end..end)?))
+        })
+    }
+}
+
+/// As [`compare`], for a route trie: the kernel's entries are indexed once
+/// by key (a hash of slices, no copy), the RIB's looked up in it. The
+/// differences come out as `compare`'s would: the RIB's in key order, then
+/// the kernel's extra ones in key order.
+fn compare_routes<'a>(map: &'a dyn RouteTable, want: &Flat, got: Vec<Entry>) -> Vec<Fix<'a>> {
+    let index: FxHashMap<&[u8], usize> = got.iter().enumerate().map(|(i, (key, _))| (key.as_slice(), i)).collect();
+    let mut seen = vec![false; got.len()];
+    let mut wrong: Vec<(&[u8], &[u8], DifferenceKind)> = Vec::new();
+    for (key, value) in want.iter() {
+        match index.get(key) {
+            None => wrong.push((key, value, DifferenceKind::Missing)),
+            Some(&i) => {
+                if let Some(s) = seen.get_mut(i) {
+                    *s = true;
+                }
+                if got.get(i).is_some_and(|(_, v)| v.as_slice() != value) {
+                    wrong.push((key, value, DifferenceKind::Differs));
+                }
+            }
+        }
+    }
+    wrong.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let fix = |key: Vec<u8>, want: Option<Vec<u8>>, kind| {
+        let entry = describe_route(&key);
+        Fix { map, key, want, difference: Difference { map: map.name(), entry, kind } }
+    };
+    let mut out: Vec<Fix<'a>> =
+        wrong.into_iter().map(|(key, value, kind)| fix(key.to_vec(), Some(value.to_vec()), kind)).collect();
+    let mut extra: Vec<Vec<u8>> =
+        got.into_iter().zip(seen).filter(|(_, seen)| !seen).map(|((key, _), _)| key).collect();
+    extra.sort_unstable();
+    out.extend(extra.into_iter().map(|key| fix(key, None, DifferenceKind::Unexpected)));
+    out
+}
+
 /// The route tries' entries the RIB implies, by `trie_index`.
-fn expected_routes(rib: &Rib) -> [Entries; 4] {
-    let mut out: [Entries; 4] = Default::default();
+fn expected_routes(rib: &Rib) -> [Flat; 4] {
+    let mut out: [Flat; 4] = Default::default();
     let mut put = |table: Table, prefix: IpNetwork, value: &types::route_value| {
-        let key = RouteKey::in_table(table.id(), prefix).bytes().to_vec();
+        let key = RouteKey::in_table(table.id(), prefix);
         if let Some(trie) = out.get_mut(super::trie_index(table, &prefix)) {
-            trie.insert(key, (Name::Route, abi::bytes_of(value).to_vec()));
+            trie.push(key.bytes(), abi::bytes_of(value));
         }
     };
     for id in rib.routes.keys() {
@@ -294,8 +357,8 @@ impl Fib {
     fn fixes_against(&self, expected: Expected) -> Result<Vec<Fix<'_>>, MapError> {
         let maps = self.maps();
         let mut out = Vec::new();
-        for (want, (map, _, _)) in expected.tries.into_iter().zip(self.tries()) {
-            out.extend(compare(map, want, dump(map, |_| Name::Route)?, |_| false));
+        for (want, (map, _, _)) in expected.tries.iter().zip(self.tries()) {
+            out.extend(compare_routes(map, want, map.entries()?));
         }
         let retired = expected.retired;
         let policy_name = |k: &[u8]| Name::Text(format!("policy {:02x?}", k));

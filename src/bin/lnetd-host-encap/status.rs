@@ -215,17 +215,18 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     report.attached = enc.attachment().is_some();
     report.mode = enc.attachment().map(|a| a.mode.to_string());
     report.pins = enc.diagnostics().pin_dir().map(|p| p.display().to_string());
-    let routes = enc.counted_routes()?;
-    let mut counted =
-        Routes { total: routes.len() as u64, sources: enc.sources().list().len() as u64, ..Routes::default() };
-    let origin = super::origins(&enc);
-    for r in &routes {
-        let table = if r.table == Table::Main { "main".to_owned() } else { r.table.id().to_string() };
-        *counted.by_table.entry(table).or_default() += 1;
-        if report.routes.is_none() {
-            *counted.by_origin.entry(origin(r.table, r.route.prefix).0).or_default() += 1;
-        }
-    }
+    // Counted from the RIB as the agent counts them: no route copied, none looked up.
+    let counts = enc.diagnostics().route_counts();
+    let mut counted = Routes {
+        total: counts.total,
+        sources: enc.sources().list().len() as u64,
+        by_table: counts
+            .by_table
+            .into_iter()
+            .map(|(t, n)| (if t == Table::Main { "main".to_owned() } else { t.id().to_string() }, n))
+            .collect(),
+        by_origin: counts.by_origin.into_iter().collect(),
+    };
     // The agent knows the origins of the routes it holds; the record on disk may lag.
     if let Some(from_agent) = report.routes.take() {
         counted.by_origin = from_agent.by_origin;
