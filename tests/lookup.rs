@@ -253,6 +253,48 @@ fn a_foreign_write_into_dir24_8_is_found_and_repaired() {
     });
 }
 
+/// verify checks DIR-24-8's prefixes and values in place; a value someone
+/// else overwrote is still named, by prefix, and repaired.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn a_foreign_write_into_dir24_8_values_is_found_and_repaired() {
+    privileged("a_foreign_write_into_dir24_8_values_is_found_and_repaired");
+    in_test_run_netns("dirvalues", || {
+        use lnetd_host_encap::diagnostics::DifferenceKind;
+        use lnetd_host_encap::testing::{map_entries, write_map_entry};
+        let enc = Encapsulator::builder().load().expect("load");
+        // The value entries each route adds: what was not there before it.
+        let mut added = Vec::new();
+        for (prefix, label) in [("198.51.100.0/24", 500), ("198.51.100.64/26", 501), ("203.0.113.0/24", 502)] {
+            let before: std::collections::HashSet<_> = map_entries(&enc, "dir4_values").unwrap().into_iter().collect();
+            enc.set_route(Table::Main, &plain(prefix.parse().unwrap(), label)).unwrap();
+            let after = map_entries(&enc, "dir4_values").unwrap();
+            let new: Vec<_> = after.into_iter().filter(|e| !before.contains(e)).collect();
+            assert_eq!(new.len(), 1, "{prefix}: one new value");
+            added.extend(new);
+        }
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+        // The values of 500 and 501 zeroed (the tables still point at them); 502's kept.
+        for (key, value) in &added[..2] {
+            write_map_entry(&enc, "dir4_values", key, &vec![0u8; value.len()]).unwrap();
+        }
+        let found = enc.diagnostics().verify().unwrap();
+        assert_eq!(
+            found.iter().map(|d| (d.map, d.entry.as_str(), d.kind)).collect::<Vec<_>>(),
+            [
+                ("dir4", "198.51.100.0/24", DifferenceKind::Differs),
+                ("dir4", "198.51.100.64/26", DifferenceKind::Differs)
+            ],
+            "exactly the two prefixes whose values were overwritten"
+        );
+        assert_eq!(enc.diagnostics().repair().unwrap(), found);
+        assert_eq!(enc.diagnostics().verify().unwrap(), vec![]);
+        assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 1)), Some(500));
+        assert_eq!(program_label(&enc, Ipv4Addr::new(198, 51, 100, 65)), Some(501));
+        assert_eq!(program_label(&enc, Ipv4Addr::new(203, 0, 113, 1)), Some(502));
+    });
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn dir24_8_limits_are_typed_errors_that_change_nothing() {

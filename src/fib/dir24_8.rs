@@ -414,6 +414,13 @@ impl Dir24_8 {
     fn intern(&self, st: &mut State, bytes: &ValueBytes) -> Option<u32> {
         self.index_on_demand(st, bytes);
         if let Some(e) = st.value_index.get_mut(bytes) {
+            // Someone else overwrote the value this index says is there: it
+            // is written back, or `repair` would leave it wrong (the prefix
+            // keeps its index) and releasing it would not find it.
+            if !self.values.holds(e.0 as usize, bytes) {
+                log::debug!("DIR-24-8 value {} was overwritten: written back", e.0);
+                self.values.write_bytes(e.0 as usize, bytes);
+            }
             e.1 += 1;
             return Some(e.0);
         }
@@ -457,6 +464,27 @@ impl Dir24_8 {
         if let Some((index, n)) = found {
             st.value_index.insert(*bytes, (index, *n));
         }
+    }
+
+    /// Whether the prefixes and their values are exactly the `count` entries
+    /// of `want` (keys and values as [`RouteTable::entries`] lists them),
+    /// read in place: verifying a million prefixes that agree copies none
+    /// of them out. `false` says only that something differs; the entries
+    /// then say what.
+    pub(crate) fn holds_exactly<'a>(&self, count: usize, mut want: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
+        let st = self.lock();
+        st.slot_of.len() == count
+            && want.all(|(key, value)| {
+                let Some(IpNetwork::V4(prefix)) = RouteKey::from_v4_bytes(key) else { return false };
+                let Some(rec) = st.slot_of.get(&prefix).and_then(|slot| self.record(*slot)) else { return false };
+                let Some(mut held) =
+                    self.value_bytes(rec.value).and_then(|b| abi::from_bytes::<types::route_value>(&b))
+                else {
+                    return false;
+                };
+                held.counter_id = rec.counter_id;
+                abi::bytes_of(&held) == value
+            })
     }
 
     fn record(&self, slot: u32) -> Option<types::dir_prefix> {

@@ -99,6 +99,13 @@ impl MappedArray {
         Some(out)
     }
 
+    /// Whether element `index` starts with exactly `bytes`, compared in place.
+    pub(crate) fn holds(&self, index: usize, bytes: &[u8]) -> bool {
+        let Some(p) = self.at(index, 0, bytes.len()) else { return false };
+        // SAFETY: `bytes.len()` bytes in bounds; a racing writer is excluded by the caller's lock.
+        unsafe { std::slice::from_raw_parts(p, bytes.len()) == bytes }
+    }
+
     /// Overwrites element `index` (no packet may be reading it: a slot
     /// not referenced, or out of its grace period).
     pub(crate) fn write_bytes(&self, index: usize, bytes: &[u8]) -> bool {
