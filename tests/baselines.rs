@@ -77,4 +77,28 @@ fn the_generator_sends_each_frame_as_given_whole_or_patched() {
         let want: Vec<Vec<u8>> = frames.iter().chain(&frames).cloned().collect();
         assert_eq!(got, want, "{what}: each frame in turn, twice, as given");
     }
+    // A smaller set after 5 of 6 frames were sent: it starts from its first frame.
+    generator.whole_frames(false);
+    let six: Vec<Vec<u8>> = (1..=6).map(|i| to_host(&format!("198.51.100.{i}"), 64)).collect();
+    let two: Vec<Vec<u8>> = (7..=8).map(|i| to_host(&format!("198.51.100.{i}"), 64)).collect();
+    // The cursor is per CPU: both sends from CPU 0.
+    let from_cpu0 = |generator: &Generator, n: u32| {
+        let mut cpu0 = nix::sched::CpuSet::new();
+        cpu0.set(0).expect("cpu 0");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).expect("pin to cpu 0");
+        generator.send(VethLab::ROUTER_IF, n)
+    };
+    generator.set_frames(&six).expect("frames");
+    lab.router.run(|| from_cpu0(&generator, 5)).expect("ns").expect("send");
+    generator.set_frames(&two).expect("frames");
+    while capture.next(Duration::from_millis(300)).expect("capture").is_some() {}
+    lab.router.run(|| from_cpu0(&generator, 2)).expect("ns").expect("send");
+    let got: Vec<Vec<u8>> = capture
+        .drain(Duration::from_millis(300), Duration::from_secs(3))
+        .expect("capture")
+        .into_iter()
+        .filter(|c| !c.outgoing && c.bytes.len() == two[0].len() && c.bytes[..6] == VethLab::HOST_MAC)
+        .map(|c| c.bytes)
+        .collect();
+    assert_eq!(got, two, "a cursor beyond the new set starts it over");
 }

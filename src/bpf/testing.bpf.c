@@ -180,6 +180,9 @@ int xdp_generate(struct xdp_md *ctx)
 	if (!cfg || !cursor || !cfg->frames)
 		return XDP_ABORTED;
 	i = *cursor;
+	/* A cursor left beyond a smaller set of frames starts it over. */
+	if (i >= cfg->frames)
+		i = 0;
 	*cursor = i + 1 >= cfg->frames ? 0 : i + 1;
 	frame = bpf_map_lookup_elem(&gen_frames, cfg->patched ? &zero : &i);
 	len = cfg->len;

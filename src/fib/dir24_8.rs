@@ -416,7 +416,10 @@ impl Dir24_8 {
         if let Some(e) = st.value_index.get_mut(bytes) {
             // Someone else overwrote the value this index says is there: it
             // is written back, or `repair` would leave it wrong (the prefix
-            // keeps its index) and releasing it would not find it.
+            // keeps its index) and releasing it would not find it. Packets
+            // may be reading it meanwhile (against `write_bytes`' rule): they
+            // were reading foreign bytes already, and may see a mix for the
+            // moment of the copy.
             if !self.values.holds(e.0 as usize, bytes) {
                 log::debug!("DIR-24-8 value {} was overwritten: written back", e.0);
                 self.values.write_bytes(e.0 as usize, bytes);

@@ -133,6 +133,10 @@ impl Worker {
             let base = self.wheel.last_tick();
             for timer in due.iter().filter(|t| t.kind == Kind::Probe) {
                 let next = base + self.until_next_probe();
+                // Kept with the probe: a new set of lists lays it again where it was.
+                if let Some(p) = self.probes.get_mut(timer.index as usize) {
+                    p.next_tx = next;
+                }
                 self.wheel.schedule(Timer { at: next, ..*timer });
                 send.push(timer.index as usize);
             }
@@ -515,8 +519,11 @@ fn log_change(p: &Probe) {
 /// proportion (`draw`: a random number), so that the mean interval is the
 /// jittered mean while probes leave only on ticks. A probe's next one is
 /// never more than `interval` after it (RFC 5880: the interval is reduced,
-/// never stretched, which rounding up alone would do by up to a tick) and
-/// never in the same tick.
+/// never stretched, which rounding up alone would do by up to a tick), never
+/// less than three quarters of it (reduced by at most 25%, which rounding
+/// down alone would break where the tick does not divide that), unless a
+/// tick is longer than the quarter (intervals under 2 ms), and never in the
+/// same tick.
 ///
 /// Why a grid: each tick that sends costs the kernel a fixed amount (one
 /// BPF_PROG_TEST_RUN call, a fresh page pool of 64 pages, the thread's wake-up),
@@ -528,7 +535,8 @@ fn on_the_grid(jittered: Duration, tick: Duration, interval: Duration, draw: u64
     let (whole, rest) = (nanos(jittered) / tick_ns, nanos(jittered) % tick_ns);
     let up = draw % tick_ns < rest;
     let most = (nanos(interval) / tick_ns).max(1);
-    let ticks = (whole + u64::from(up)).clamp(1, most);
+    let least = (nanos(interval) / 4 * 3).div_ceil(tick_ns).clamp(1, most);
+    let ticks = (whole + u64::from(up)).clamp(least, most);
     Duration::from_nanos(ticks.saturating_mul(tick_ns))
 }
 
@@ -568,5 +576,17 @@ mod tests {
         assert_eq!(on_the_grid(Duration::from_micros(300), MS, Duration::from_micros(400), 0), MS);
         // Never above the interval, even where it is not a whole number of ticks.
         assert_eq!(on_the_grid(Duration::from_micros(9_900), 3 * MS, Duration::from_micros(9_900), 0), 9 * MS);
+        // Never more than 25% below it where the tick (5 ms at most) is not a
+        // quarter of it: 50 ms (the default) and 21 ms; 1 ms has 0.5 ms ticks.
+        for (interval, tick) in [(50 * MS, 5 * MS), (21 * MS, 5 * MS), (MS, Duration::from_micros(500))] {
+            for cut in [0u32, 1, 1_250, 2_499, 2_500] {
+                let jittered = interval * (10_000 - cut) / 10_000;
+                for draw in [0, 1, u64::MAX / 2, u64::MAX] {
+                    let got = on_the_grid(jittered, tick, interval, draw);
+                    assert!(got <= interval && got * 4 >= interval * 3, "{interval:?}: {got:?} for {jittered:?}");
+                    assert_eq!(got.as_nanos() % tick.as_nanos(), 0);
+                }
+            }
+        }
     }
 }

@@ -715,5 +715,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 13296] = *include_bytes!(concat!(env!("OUT_DIR"), "/testing.bpf.o"));
+    static DATA: [u8; 13376] = *include_bytes!(concat!(env!("OUT_DIR"), "/testing.bpf.o"));
 }
