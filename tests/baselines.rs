@@ -7,7 +7,10 @@ mod common;
 
 use common::{entries, frame, in_test_run_netns, labelled, privileged};
 use lnetd_host_encap::diagnostics::XdpAction;
-use lnetd_host_encap::testing::BaselineProgram;
+use lnetd_host_encap::testing::generator::Generator;
+use lnetd_host_encap::testing::lab::{Capture, VethLab};
+use lnetd_host_encap::testing::{BaselineProgram, PassProgram};
+use std::time::Duration;
 
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
@@ -43,11 +46,6 @@ fn floor_and_minimal_push_emit_what_the_benchmarks_assume() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn the_generator_sends_each_frame_as_given_whole_or_patched() {
-    use lnetd_host_encap::testing::generator::Generator;
-    use lnetd_host_encap::testing::lab::{Capture, VethLab};
-    use lnetd_host_encap::testing::PassProgram;
-    use std::time::Duration;
-
     privileged("the_generator_sends_each_frame_as_given_whole_or_patched");
     let lab = VethLab::new().expect("veth lab");
     // A veth delivers its peer's XDP_TX frames only while it runs XDP itself.
