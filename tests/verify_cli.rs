@@ -185,6 +185,22 @@ fn a_repair_of_a_full_table_deletes_first() {
         path.to_str().unwrap().to_owned()
     };
     let (a, b) = (table(0, 16_000), table(1, 17_000));
+    // h0's IPv6 link-local address comes up on its own a moment after the
+    // link (DAD): wait for it, or one arriving between the saved state and
+    // the second apply is a 19th difference (a host entry the saved RIB lacks).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = ns
+            .run(|| Command::new("ip").args(["-6", "addr", "show", "dev", VethLab::HOST_IF, "scope", "link"]).output())
+            .expect("ns")
+            .expect("ip");
+        let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+        if text.contains("inet6 fe80") && !text.contains("tentative") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no settled link-local address on h0: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ok(ns, &["attach", "--lookup", "lpm", "--max-routes-v4", "21", "--mode", "generic"]);
     ok(ns, &["apply", &a]);
     let before = ok(ns, &["routes", "--json"]);
