@@ -53,6 +53,16 @@ fn the_generator_sends_each_frame_as_given_whole_or_patched() {
     let capture = lab.host.run(|| Capture::open(VethLab::HOST_IF)).expect("ns").expect("capture on h0");
     let mut generator = Generator::load().expect("generator");
     let to_host = |dst: &str, ttl: u8| frame(dst).dst_mac(VethLab::HOST_MAC).ttl(ttl).payload(30).build().bytes;
+    // The generated frames h0 received (not its own replies, nor other traffic), in order.
+    let received = |len: usize| -> Vec<Vec<u8>> {
+        capture
+            .drain(Duration::from_millis(300), Duration::from_secs(3))
+            .expect("capture")
+            .into_iter()
+            .filter(|c| !c.outgoing && c.bytes.len() == len && c.bytes[..6] == VethLab::HOST_MAC)
+            .map(|c| c.bytes)
+            .collect()
+    };
     let cases: [(&str, Vec<Vec<u8>>, bool); 3] = [
         // Destinations and their checksums: within one patch.
         ("IPv4 destinations", (1..=6).map(|i| to_host(&format!("198.51.100.{i}"), 64)).collect(), true),
@@ -65,13 +75,7 @@ fn the_generator_sends_each_frame_as_given_whole_or_patched() {
         generator.set_frames(&frames).expect("frames");
         while capture.next(Duration::from_millis(50)).expect("capture").is_some() {}
         lab.router.run(|| generator.send(VethLab::ROUTER_IF, frames.len() as u32 * 2)).expect("ns").expect("send");
-        let got: Vec<Vec<u8>> = capture
-            .drain(Duration::from_millis(300), Duration::from_secs(3))
-            .expect("capture")
-            .into_iter()
-            .filter(|c| !c.outgoing && c.bytes.len() == frames[0].len() && c.bytes[..6] == VethLab::HOST_MAC)
-            .map(|c| c.bytes)
-            .collect();
+        let got = received(frames[0].len());
         let want: Vec<Vec<u8>> = frames.iter().chain(&frames).cloned().collect();
         assert_eq!(got, want, "{what}: each frame in turn, twice, as given");
     }
@@ -91,12 +95,5 @@ fn the_generator_sends_each_frame_as_given_whole_or_patched() {
     generator.set_frames(&two).expect("frames");
     while capture.next(Duration::from_millis(300)).expect("capture").is_some() {}
     lab.router.run(|| from_cpu0(&generator, 2)).expect("ns").expect("send");
-    let got: Vec<Vec<u8>> = capture
-        .drain(Duration::from_millis(300), Duration::from_secs(3))
-        .expect("capture")
-        .into_iter()
-        .filter(|c| !c.outgoing && c.bytes.len() == two[0].len() && c.bytes[..6] == VethLab::HOST_MAC)
-        .map(|c| c.bytes)
-        .collect();
-    assert_eq!(got, two, "a cursor beyond the new set starts it over");
+    assert_eq!(received(two[0].len()), two, "a cursor beyond the new set starts it over");
 }

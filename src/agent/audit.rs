@@ -94,7 +94,7 @@ impl Audit {
         let started = Instant::now();
         // The stamp was read before the routes: a change while counting
         // makes these counts stale, and the next caller counts again.
-        let counted = self.enc.route_counts();
+        let counted = self.enc.diagnostics().route_counts();
         let s = Summary {
             stamp,
             at: Some(SystemTime::now()),
@@ -105,7 +105,7 @@ impl Audit {
                 .into_iter()
                 .map(|(t, n)| (if t == Table::Main { "main".to_owned() } else { t.id().to_string() }, n))
                 .collect(),
-            by_origin: counted.by_origin.into_iter().map(|(o, n)| (o.to_string(), n)).collect(),
+            by_origin: counted.by_origin.into_iter().collect(),
         };
         log::debug!("status: {} routes counted in {:?}", s.routes, started.elapsed());
         *stored = Some(s.clone());

@@ -469,27 +469,6 @@ impl Dir24_8 {
         }
     }
 
-    /// Whether the prefixes and their values are exactly the `count` entries
-    /// of `want` (keys and values as [`RouteTable::entries`] lists them),
-    /// read in place: verifying a million prefixes that agree copies none
-    /// of them out. `false` says only that something differs; the entries
-    /// then say what.
-    pub(crate) fn holds_exactly<'a>(&self, count: usize, mut want: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
-        let st = self.lock();
-        st.slot_of.len() == count
-            && want.all(|(key, value)| {
-                let Some(IpNetwork::V4(prefix)) = RouteKey::from_v4_bytes(key) else { return false };
-                let Some(rec) = st.slot_of.get(&prefix).and_then(|slot| self.record(*slot)) else { return false };
-                let Some(mut held) =
-                    self.value_bytes(rec.value).and_then(|b| abi::from_bytes::<types::route_value>(&b))
-                else {
-                    return false;
-                };
-                held.counter_id = rec.counter_id;
-                abi::bytes_of(&held) == value
-            })
-    }
-
     fn record(&self, slot: u32) -> Option<types::dir_prefix> {
         abi::from_bytes(&self.prefixes.read_bytes(slot as usize, PREFIX_SIZE)?)
     }
@@ -815,5 +794,27 @@ impl RouteTable for Dir24_8 {
             out.push((RouteKey::new(IpNetwork::V4(*prefix)).bytes().to_vec(), abi::bytes_of(&value).to_vec()));
         }
         Ok(out)
+    }
+
+    /// Read in place: verifying a million prefixes that agree copies none
+    /// of them out.
+    fn holds_exactly<'a>(&self, count: usize, want: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
+        let st = self.lock();
+        if st.slot_of.len() != count {
+            return false;
+        }
+        for (key, value) in want {
+            let Some(IpNetwork::V4(prefix)) = RouteKey::from_v4_bytes(key) else { return false };
+            let Some(rec) = st.slot_of.get(&prefix).and_then(|slot| self.record(*slot)) else { return false };
+            let Some(mut held) = self.value_bytes(rec.value).and_then(|b| abi::from_bytes::<types::route_value>(&b))
+            else {
+                return false;
+            };
+            held.counter_id = rec.counter_id;
+            if abi::bytes_of(&held) != value {
+                return false;
+            }
+        }
+        true
     }
 }

@@ -22,6 +22,12 @@ pub(crate) trait RouteTable: Sync + std::fmt::Debug {
     fn delete_batch(&self, keys: &[u8]) -> Result<(), RouteError>;
     /// Every entry (key, value).
     fn entries(&self) -> Result<Vec<Entry>, MapError>;
+    /// Whether the table holds exactly the `count` entries of `want`, if it
+    /// can tell without listing its entries (DIR-24-8 reads its own
+    /// bookkeeping in place); `false` says only "list them and compare".
+    fn holds_exactly<'a>(&self, _count: usize, _want: &mut dyn Iterator<Item = (&'a [u8], &'a [u8])>) -> bool {
+        false
+    }
 }
 
 impl RouteTable for BpfMap {
