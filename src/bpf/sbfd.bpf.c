@@ -51,6 +51,14 @@ struct {
 	__type(value, struct sbfd_answer);
 } sbfd_answers SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SBFD_ANSWERED_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} sbfd_answered SEC(".maps");
+
 SEC("xdp")
 int xdp_sbfd_tx(struct xdp_md *ctx)
 {
@@ -123,7 +131,8 @@ int sbfd_answer_filter(struct __sk_buff *skb)
 	struct sbfd_control *c;
 	struct sbfd_answer *a;
 	struct bfd_head h;
-	__u32 zero = 0, yours, slot;
+	__u32 zero = 0, yours, slot, word;
+	__u64 *bits;
 
 	c = bpf_map_lookup_elem(&sbfd_control, &zero);
 	if (!c)
@@ -143,6 +152,12 @@ int sbfd_answer_filter(struct __sk_buff *skb)
 	__sync_fetch_and_add(&a->answers, 1);
 	if (h.state_flags >> 6 == 3)
 		__sync_fetch_and_add(&a->up, 1);
+	/* After the counts: an engine that takes the bit then reads them sees
+	 * this answer now or, the bit set again, at its next tick. */
+	word = slot / 64;
+	bits = bpf_map_lookup_elem(&sbfd_answered, &word);
+	if (bits)
+		__sync_fetch_and_or(bits, 1ull << (slot % 64));
 	return 0;
 invalid:
 	__sync_fetch_and_add(&c->invalid, 1);

@@ -25,6 +25,14 @@ enum sbfd_tx_limits {
 	 * the engine gives its lists discriminators whose records differ.
 	 */
 	SBFD_ANSWER_SLOTS = 16384,
+	/*
+	 * The answered bitmap: one bit per answer record, set by the filter
+	 * with each answer it counts and taken (swapped to 0) by the engine,
+	 * which then reads only the records that moved instead of all of them
+	 * every tick. In 64-bit words: an array's elements are 8 bytes apart
+	 * whatever their size, and both sides update a word whole.
+	 */
+	SBFD_ANSWERED_WORDS = SBFD_ANSWER_SLOTS / 64,
 };
 
 /* One probe's frame as it leaves, from the destination MAC on. */

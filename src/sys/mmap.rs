@@ -90,6 +90,20 @@ impl MappedArray {
         Some(unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Acquire))
     }
 
+    /// Takes the first 8 bytes of element `index`: returns them and leaves
+    /// 0, atomically against the program's own atomic updates (a plain
+    /// load first, so that an element already 0 costs no locked swap).
+    #[cfg(feature = "bgp")]
+    pub(crate) fn take_u64(&self, index: usize) -> u64 {
+        let Some(p) = self.at(index, 0, 8) else { return 0 };
+        // SAFETY: in bounds and 8-aligned (element starts are).
+        let word = unsafe { AtomicU64::from_ptr(p.cast()) };
+        if word.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        word.swap(0, Ordering::AcqRel)
+    }
+
     /// Element `index`'s bytes (value size `size`), copied out.
     pub(crate) fn read_bytes(&self, index: usize, size: usize) -> Option<Vec<u8>> {
         let p = self.at(index, 0, size)?;

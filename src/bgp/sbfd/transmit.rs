@@ -50,7 +50,7 @@ impl Live {
 pub(super) struct Transmit {
     socket: PacketTx,
     live: Option<Live>,
-    /// Socket-path frames of one tick (the probes the live path cannot take).
+    /// Socket-path probes of one tick (those the live path cannot take).
     slow: Vec<usize>,
     fast: Vec<u32>,
 }
@@ -92,22 +92,27 @@ impl Transmit {
         }
     }
 
-    /// Sends the probes `slots` whose frames are `frames` (same order).
-    pub(super) fn send(&mut self, slots: &[usize], frames: &[&[u8]], batched: bool) -> Sent {
+    /// Sends the probes `slots`, whose frames `frame` gives (by slot).
+    pub(super) fn send<'a>(
+        &mut self,
+        slots: &[usize],
+        frame: impl Fn(usize) -> Option<&'a [u8]>,
+        batched: bool,
+    ) -> Sent {
         let mut out = Sent::default();
         self.slow.clear();
         self.fast.clear();
         match self.live.as_ref().filter(|l| l.ready) {
             Some(live) => {
-                for (k, slot) in slots.iter().enumerate() {
-                    if *slot < live.tx.slots() && frames.get(k).is_some_and(|f| f.len() <= super::xdp_tx::FRAME_MAX) {
+                for slot in slots {
+                    if *slot < live.tx.slots() && frame(*slot).is_some_and(|f| f.len() <= super::xdp_tx::FRAME_MAX) {
                         self.fast.push(*slot as u32);
                     } else {
-                        self.slow.push(k);
+                        self.slow.push(*slot);
                     }
                 }
             }
-            None => self.slow.extend(0..frames.len()),
+            None => self.slow.extend_from_slice(slots),
         }
         if let (Some(live), false) = (&mut self.live, self.fast.is_empty()) {
             match live.tx.send(&self.fast) {
@@ -125,7 +130,7 @@ impl Transmit {
             }
         }
         if !self.slow.is_empty() {
-            let rest: Vec<&[u8]> = self.slow.iter().filter_map(|k| frames.get(*k).copied()).collect();
+            let rest: Vec<&[u8]> = self.slow.iter().filter_map(|slot| frame(*slot)).collect();
             match self.socket.send(&rest, batched) {
                 Ok(n) => {
                     out.sent += n;

@@ -64,6 +64,8 @@ pub(super) struct Worker {
     seed: u64,
     /// Probes whose phase changed since the last publication.
     changed: Vec<usize>,
+    /// Sessions an answer moved this tick (kept to reuse its allocation).
+    touched: Vec<(usize, Phase)>,
 }
 
 impl Worker {
@@ -87,6 +89,7 @@ impl Worker {
             invalid_seen: 0,
             wheel,
             changed: Vec::new(),
+            touched: Vec::new(),
             probes: Vec::new(),
             by_local: HashMap::default(),
             next_local: 1,
@@ -141,10 +144,9 @@ impl Worker {
                 send.push(timer.index as usize);
             }
             self.tx.refresh(now);
-            let frames: Vec<&[u8]> =
-                send.iter().filter_map(|i| self.probes.get(*i)).map(|p| p.frame.as_slice()).collect();
-            if !frames.is_empty() {
-                let out = self.tx.send(&send, &frames, self.config.batched);
+            if !send.is_empty() {
+                let probes = &self.probes;
+                let out = self.tx.send(&send, |i| probes.get(i).map(|p| p.frame.as_slice()), self.config.batched);
                 let c = &self.shared.counters;
                 c.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
                 c.sent_live.fetch_add(out.live as u64, Ordering::Relaxed);
@@ -260,8 +262,9 @@ impl Worker {
         usability
     }
 
-    /// As [`Worker::receive`], from the answer filter's counts: every
-    /// list's record is read (a few kB, with plain loads).
+    /// As [`Worker::receive`], from the answer filter's counts: the
+    /// records answered since the last tick (a bitmap of a few kB read
+    /// with plain loads, and the records it names).
     fn count_answers(&mut self) -> bool {
         let Some(table) = &self.answers else { return false };
         let now = Instant::now();
@@ -279,11 +282,14 @@ impl Worker {
             required_min_echo_rx_us: 0,
         };
         let (mut usability, mut answers) = (false, 0u64);
-        let mut touched: Vec<(usize, Phase)> = Vec::new();
-        for (i, p) in self.probes.iter_mut().enumerate() {
-            let (all, ups) = table.counts(p.local);
-            if all == p.seen.0 {
-                continue;
+        let touched = &mut self.touched;
+        let (probes, by_local) = (&mut self.probes, &self.by_local);
+        table.take_answered(|local, (all, ups)| {
+            let Some((i, p)) = by_local.get(&local).and_then(|i| probes.get_mut(*i).map(|p| (*i, p))) else {
+                return;
+            };
+            if p.local != local || all == p.seen.0 {
+                return;
             }
             answers += u64::from(all.wrapping_sub(p.seen.0));
             let answered_up = ups != p.seen.1;
@@ -296,13 +302,15 @@ impl Worker {
                     touched.push((i, before));
                 }
             }
-        }
+        });
         let invalid = table.invalid();
         let new_invalid = invalid.wrapping_sub(self.invalid_seen);
         self.invalid_seen = invalid;
-        for (i, before) in touched {
+        let mut touched = std::mem::take(&mut self.touched);
+        for (i, before) in touched.drain(..) {
             self.after(i, before);
         }
+        self.touched = touched;
         self.shared.counters.answers.fetch_add(answers, Ordering::Relaxed);
         self.shared.counters.answers_filtered.fetch_add(answers, Ordering::Relaxed);
         self.shared.counters.invalid.fetch_add(u64::from(new_invalid), Ordering::Relaxed);

@@ -141,6 +141,7 @@ impl XdpTx {
             (
                 BpfMap::new(&skel.maps.sbfd_answers, "sbfd_answers")?,
                 BpfMap::new(&skel.maps.sbfd_control, "sbfd_control")?,
+                BpfMap::new(&skel.maps.sbfd_answered, "sbfd_answered")?,
             ),
             skel.maps.sbfd_answers.max_entries() as usize,
         )?;

@@ -32,6 +32,7 @@ mod imp {
             .map("sbfd_due", true)
             .map("sbfd_templates", true)
             .map("sbfd_answers", true)
+            .map("sbfd_answered", true)
             .map("sbfd_bpf.rodata", true)
             .prog("xdp_sbfd_tx")
             .prog("sbfd_answer_filter");
@@ -42,6 +43,7 @@ mod imp {
         pub sbfd_due: libbpf_rs::OpenMapMut<'obj>,
         pub sbfd_templates: libbpf_rs::OpenMapMut<'obj>,
         pub sbfd_answers: libbpf_rs::OpenMapMut<'obj>,
+        pub sbfd_answered: libbpf_rs::OpenMapMut<'obj>,
         pub rodata: libbpf_rs::OpenMapMut<'obj>,
         pub rodata_data: Option<&'obj mut types::rodata>,
         _phantom: std::marker::PhantomData<&'obj ()>,
@@ -57,6 +59,7 @@ mod imp {
             let mut sbfd_due = None;
             let mut sbfd_templates = None;
             let mut sbfd_answers = None;
+            let mut sbfd_answered = None;
             let mut rodata = None;
             let object =
                 unsafe { std::mem::transmute::<&mut libbpf_rs::OpenObject, &'obj mut libbpf_rs::OpenObject>(object) };
@@ -71,6 +74,7 @@ mod imp {
                     "sbfd_due" => sbfd_due = Some(map),
                     "sbfd_templates" => sbfd_templates = Some(map),
                     "sbfd_answers" => sbfd_answers = Some(map),
+                    "sbfd_answered" => sbfd_answered = Some(map),
                     "sbfd_bpf.rodata" => rodata = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
                 }
@@ -81,10 +85,11 @@ mod imp {
                 sbfd_due: sbfd_due.expect("map `sbfd_due` not present"),
                 sbfd_templates: sbfd_templates.expect("map `sbfd_templates` not present"),
                 sbfd_answers: sbfd_answers.expect("map `sbfd_answers` not present"),
+                sbfd_answered: sbfd_answered.expect("map `sbfd_answered` not present"),
                 rodata: rodata.expect("map `rodata` not present"),
                 rodata_data: unsafe {
                     config
-                        .map_mmap_ptr(4)
+                        .map_mmap_ptr(5)
                         .expect("BPF map `rodata` does not have mmap pointer")
                         .cast::<types::rodata>()
                         .as_mut()
@@ -99,6 +104,7 @@ mod imp {
         pub sbfd_due: libbpf_rs::MapMut<'obj>,
         pub sbfd_templates: libbpf_rs::MapMut<'obj>,
         pub sbfd_answers: libbpf_rs::MapMut<'obj>,
+        pub sbfd_answered: libbpf_rs::MapMut<'obj>,
         pub rodata: libbpf_rs::MapMut<'obj>,
         pub rodata_data: Option<&'obj types::rodata>,
         _phantom: std::marker::PhantomData<&'obj ()>,
@@ -114,6 +120,7 @@ mod imp {
             let mut sbfd_due = None;
             let mut sbfd_templates = None;
             let mut sbfd_answers = None;
+            let mut sbfd_answered = None;
             let mut rodata = None;
             let object = unsafe { std::mem::transmute::<&mut libbpf_rs::Object, &'obj mut libbpf_rs::Object>(object) };
             #[allow(clippy::never_loop)]
@@ -127,6 +134,7 @@ mod imp {
                     "sbfd_due" => sbfd_due = Some(map),
                     "sbfd_templates" => sbfd_templates = Some(map),
                     "sbfd_answers" => sbfd_answers = Some(map),
+                    "sbfd_answered" => sbfd_answered = Some(map),
                     "sbfd_bpf.rodata" => rodata = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
                 }
@@ -137,10 +145,11 @@ mod imp {
                 sbfd_due: sbfd_due.expect("map `sbfd_due` not present"),
                 sbfd_templates: sbfd_templates.expect("map `sbfd_templates` not present"),
                 sbfd_answers: sbfd_answers.expect("map `sbfd_answers` not present"),
+                sbfd_answered: sbfd_answered.expect("map `sbfd_answered` not present"),
                 rodata: rodata.expect("map `rodata` not present"),
                 rodata_data: unsafe {
                     config
-                        .map_mmap_ptr(4)
+                        .map_mmap_ptr(5)
                         .expect("BPF map `rodata` does not have mmap pointer")
                         .cast::<types::rodata>()
                         .as_ref()
@@ -437,6 +446,26 @@ mod imp {
                 }
             }
         }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_5 {
+            pub r#type: *mut [i32; 2],
+            pub max_entries: *mut [i32; 256],
+            pub map_flags: *mut [i32; 1024],
+            pub key: *mut u32,
+            pub value: *mut u64,
+        }
+        impl Default for __anon_5 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    map_flags: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
         pub struct xdp_md {
@@ -526,6 +555,7 @@ mod imp {
             pub sbfd_due: __anon_2,
             pub sbfd_templates: __anon_3,
             pub sbfd_answers: __anon_4,
+            pub sbfd_answered: __anon_5,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -641,5 +671,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 7512] = *include_bytes!(concat!(env!("OUT_DIR"), "/sbfd.bpf.o"));
+    static DATA: [u8; 8304] = *include_bytes!(concat!(env!("OUT_DIR"), "/sbfd.bpf.o"));
 }
