@@ -9,7 +9,7 @@
 // to the namespace's loopback, which keeps it in the kernel's XDP dispatcher
 // as the engine does), one call per tick. Prints the thread's CPU
 // (getrusage RUSAGE_THREAD) as % of one core for: sleeping alone, then a
-// call of 0, 1 and N frames per tick.
+// call of 1 frame, then of FRAMES frames, per tick.
 //
 //   gcc -O2 -o /tmp/sbfd-floor scripts/sbfd-floor.c && sudo /tmp/sbfd-floor [TICK_US [FRAMES [SECONDS]]]
 //
@@ -17,7 +17,7 @@
 // (1,000 lists every 8.75 ms on average, over 3.5 ticks), 10 s per row.
 // BATCH=N sets the calls' batch_size (the kernel's default is 64; 8 and 256
 // changed nothing beyond the noise here).
-// Measured with it: docs/liveness.md, "The platform's floor".
+// Measured with it: docs/liveness.md, "The answers' read, and the machine's floor".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/bpf.h>
@@ -130,6 +130,10 @@ int main(int argc, char **argv)
 	long tick_us = argc > 1 ? atol(argv[1]) : 2500;
 	int frames = argc > 2 ? atoi(argv[2]) : 286;
 	double seconds = argc > 3 ? atof(argv[3]) : 10;
+	if (tick_us < 1 || frames < 1 || seconds * 1e6 < tick_us) {
+		fprintf(stderr, "usage: %s [TICK_US >= 1 [FRAMES >= 1 [SECONDS >= one tick]]]\n", argv[0]);
+		return 2;
+	}
 	if (unshare(CLONE_NEWNET)) {
 		perror("unshare(CLONE_NEWNET) (run as root)");
 		return 1;

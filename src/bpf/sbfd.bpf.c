@@ -152,12 +152,21 @@ int sbfd_answer_filter(struct __sk_buff *skb)
 	__sync_fetch_and_add(&a->answers, 1);
 	if (h.state_flags >> 6 == 3)
 		__sync_fetch_and_add(&a->up, 1);
-	/* After the counts: an engine that takes the bit then reads them sees
-	 * this answer now or, the bit set again, at its next tick. */
+	/*
+	 * After the counts: an engine that takes the bit then reads them sees
+	 * this answer now or, the bit set again, at its next tick. The
+	 * returning form of the atomic (its result kept by the empty asm) is
+	 * fully ordered in the kernel's BPF memory model, so the counts are
+	 * visible before the bit on every JIT; the non-returning forms are
+	 * unordered (arm64).
+	 */
 	word = slot / 64;
 	bits = bpf_map_lookup_elem(&sbfd_answered, &word);
-	if (bits)
-		__sync_fetch_and_or(bits, 1ull << (slot % 64));
+	if (bits) {
+		__u64 was = __sync_fetch_and_or(bits, 1ull << (slot % 64));
+
+		asm volatile("" : : "r"(was));
+	}
 	return 0;
 invalid:
 	__sync_fetch_and_add(&c->invalid, 1);

@@ -74,5 +74,6 @@ _Static_assert(sizeof(struct sbfd_template) == 184, "sbfd_template is 184 bytes:
 _Static_assert(sizeof(struct sbfd_control) == 16, "sbfd_control is 16 bytes");
 _Static_assert(sizeof(struct sbfd_answer) == 16, "sbfd_answer is 16 bytes");
 _Static_assert((SBFD_ANSWER_SLOTS & (SBFD_ANSWER_SLOTS - 1)) == 0, "a power of two");
+_Static_assert(SBFD_ANSWER_SLOTS % 64 == 0, "every record has its bit in the answered bitmap");
 
 #endif /* LNETD_SBFD_SHARED_H */

@@ -263,7 +263,7 @@ impl Worker {
     }
 
     /// As [`Worker::receive`], from the answer filter's counts: the
-    /// records answered since the last tick (a bitmap of a few kB read
+    /// records answered since the last tick (a bitmap of 2 kB read
     /// with plain loads, and the records it names).
     fn count_answers(&mut self) -> bool {
         let Some(table) = &self.answers else { return false };
@@ -288,7 +288,7 @@ impl Worker {
             let Some((i, p)) = by_local.get(&local).and_then(|i| probes.get_mut(*i).map(|p| (*i, p))) else {
                 return;
             };
-            if p.local != local || all == p.seen.0 {
+            if p.local != local || (all, ups) == p.seen {
                 return;
             }
             answers += u64::from(all.wrapping_sub(p.seen.0));

@@ -671,5 +671,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 8304] = *include_bytes!(concat!(env!("OUT_DIR"), "/sbfd.bpf.o"));
+    static DATA: [u8; 8320] = *include_bytes!(concat!(env!("OUT_DIR"), "/sbfd.bpf.o"));
 }
