@@ -53,20 +53,29 @@ pub(super) struct Transmit {
     /// Socket-path probes of one tick (those the live path cannot take).
     slow: Vec<usize>,
     fast: Vec<u32>,
+    /// By probe: whether the live path holds its frame (set by
+    /// [`Transmit::set`]), so that a send looks at no probe's frame.
+    live_holds: Vec<bool>,
 }
 
 impl Transmit {
     /// Sends through `socket`, and through `live` where it can.
     pub(super) fn new(socket: PacketTx, live: Option<Live>) -> Transmit {
-        Transmit { socket, live, slow: Vec::new(), fast: Vec::new() }
+        Transmit { socket, live, slow: Vec::new(), fast: Vec::new(), live_holds: Vec::new() }
     }
 
     /// Probe `slot`'s frame is now `frame` (the live path keeps a copy).
     pub(super) fn set(&mut self, slot: usize, frame: &[u8]) {
-        if let Some(live) = &self.live {
-            if slot < live.tx.slots() && !live.tx.set(slot, frame) {
-                log::debug!("S-BFD: probe {slot} ({} bytes) goes through the socket", frame.len());
-            }
+        let Some(live) = &self.live else { return };
+        let holds = slot < live.tx.slots() && live.tx.set(slot, frame);
+        if !holds {
+            log::debug!("S-BFD: probe {slot} ({} bytes) goes through the socket", frame.len());
+        }
+        if self.live_holds.len() <= slot {
+            self.live_holds.resize(slot + 1, false);
+        }
+        if let Some(h) = self.live_holds.get_mut(slot) {
+            *h = holds;
         }
     }
 
@@ -102,17 +111,16 @@ impl Transmit {
         let mut out = Sent::default();
         self.slow.clear();
         self.fast.clear();
-        match self.live.as_ref().filter(|l| l.ready) {
-            Some(live) => {
-                for slot in slots {
-                    if *slot < live.tx.slots() && frame(*slot).is_some_and(|f| f.len() <= super::xdp_tx::FRAME_MAX) {
-                        self.fast.push(*slot as u32);
-                    } else {
-                        self.slow.push(*slot);
-                    }
+        if self.live.as_ref().is_some_and(|l| l.ready) {
+            for slot in slots {
+                if self.live_holds.get(*slot).copied().unwrap_or(false) {
+                    self.fast.push(*slot as u32);
+                } else {
+                    self.slow.push(*slot);
                 }
             }
-            None => self.slow.extend_from_slice(slots),
+        } else {
+            self.slow.extend_from_slice(slots);
         }
         if let (Some(live), false) = (&mut self.live, self.fast.is_empty()) {
             match live.tx.send(&self.fast) {

@@ -65,6 +65,20 @@ impl Wheel {
         }
     }
 
+    /// Adds a timer due exactly at tick number `tick` (ticks since the
+    /// origin; one at or before the current tick runs at the next one) and
+    /// returns its time: no division, for the probes, which keep to the
+    /// ticks.
+    pub fn schedule_at_tick(&mut self, tick: u64, index: u32, kind: Kind) -> Instant {
+        let tick = tick.max(self.next);
+        let at = self.origin + Duration::from_nanos(self.tick_ns.saturating_mul(tick));
+        let mask = self.slots.len() as u64 - 1;
+        if let Some(slot) = self.slots.get_mut((tick & mask) as usize) {
+            slot.push(Timer { at, index, kind });
+        }
+        at
+    }
+
     /// Removes every timer.
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(Vec::clear);
@@ -95,10 +109,10 @@ impl Wheel {
         self.next = last + 1;
     }
 
-    /// The time of the last tick [`Wheel::expire`] reached (the origin
-    /// before the first).
-    pub fn last_tick(&self) -> Instant {
-        self.origin + Duration::from_nanos(self.tick_ns.saturating_mul(self.next.saturating_sub(1)))
+    /// The number of the last tick [`Wheel::expire`] reached (0 before the
+    /// first).
+    pub fn last_tick_number(&self) -> u64 {
+        self.next.saturating_sub(1)
     }
 
     /// The wheel's tick.

@@ -62,6 +62,8 @@ pub(super) struct Worker {
     sources: Vec<IpAddr>,
     source_port: u16,
     seed: u64,
+    /// How many ticks after one probe the next leaves (the jitter on the grid).
+    gaps: Gaps,
     /// Probes whose phase changed since the last publication.
     changed: Vec<usize>,
     /// Sessions an answer moved this tick (kept to reuse its allocation).
@@ -80,7 +82,9 @@ impl Worker {
         source_port: u16,
     ) -> Worker {
         let wheel = Wheel::new(tick, config.timers.detection().max(config.timers.interval) * 2, Instant::now());
+        let gaps = Gaps::new(config.timers.interval, wheel.tick());
         Worker {
+            gaps,
             shared,
             config,
             tx,
@@ -132,15 +136,17 @@ impl Worker {
             self.wheel.expire(now, &mut due);
             // From the tick these probes belong to, not from when this
             // thread woke: a whole number of ticks, never more than the
-            // interval apart (below).
-            let base = self.wheel.last_tick();
+            // interval apart (`Gaps`), counted in ticks (no clock arithmetic
+            // and no division per probe).
+            let base = self.wheel.last_tick_number();
             for timer in due.iter().filter(|t| t.kind == Kind::Probe) {
-                let next = base + self.until_next_probe();
+                let draw = self.random();
+                let gap = self.gaps.sample(draw);
+                let next = self.wheel.schedule_at_tick(base + gap, timer.index, Kind::Probe);
                 // Kept with the probe: a new set of lists lays it again where it was.
                 if let Some(p) = self.probes.get_mut(timer.index as usize) {
                     p.next_tx = next;
                 }
-                self.wheel.schedule(Timer { at: next, ..*timer });
                 send.push(timer.index as usize);
             }
             self.tx.refresh(now);
@@ -344,17 +350,6 @@ impl Worker {
         self.seed
     }
 
-    /// How long after this tick a session's next probe leaves: RFC 5880
-    /// section 6.8.7's jitter (each interval reduced by 0-25% at random, so
-    /// that probes of many sessions do not synchronise), on the wheel's grid.
-    fn until_next_probe(&mut self) -> Duration {
-        let interval = self.config.timers.interval;
-        let cut = (self.random() % 2501) as u32; // in 1/10,000
-        let jittered = interval * (10_000 - cut) / 10_000;
-        let draw = self.random();
-        on_the_grid(jittered, self.wheel.tick(), interval, draw)
-    }
-
     fn take_wanted(&mut self) -> bool {
         let Some(wanted) = lock(&self.shared.wanted).take() else { return false };
         let now = Instant::now();
@@ -523,6 +518,59 @@ fn log_change(p: &Probe) {
     }
 }
 
+/// RFC 5880 section 6.8.7's jitter on the wheel's grid: each interval
+/// reduced by 0-25% at random (so that probes of many sessions do not
+/// synchronise), in 1/10,000ths, then [`on_the_grid`]. The distribution of
+/// the resulting number of ticks (two or three values) is worked out once,
+/// exactly, so that a probe costs one random number and a comparison or
+/// two, not the clock arithmetic and divisions of drawing it each time.
+#[derive(Debug, Clone, PartialEq)]
+struct Gaps {
+    /// (draws below this, that many ticks), by increasing threshold; the
+    /// last threshold is `u64::MAX`.
+    outcomes: Vec<(u64, u64)>,
+}
+
+impl Gaps {
+    /// The cut's steps: 0 to 25% of the interval in 1/10,000ths.
+    const CUTS: u32 = 2_501;
+
+    fn new(interval: Duration, tick: Duration) -> Gaps {
+        let tick_ns = nanos(tick).max(1);
+        // Probability mass per number of ticks, in 1/(CUTS * tick_ns)ths:
+        // each cut is equally likely, and rounds up with probability
+        // rest / tick (on_the_grid's `draw % tick < rest`).
+        let mut mass: std::collections::BTreeMap<u64, u128> = std::collections::BTreeMap::new();
+        for cut in 0..Gaps::CUTS {
+            let jittered = interval * (10_000 - cut) / 10_000;
+            let rest = u128::from(nanos(jittered) % tick_ns);
+            let ticks = |draw| nanos(on_the_grid(jittered, tick, interval, draw)) / tick_ns;
+            *mass.entry(ticks(tick_ns - 1)).or_default() += u128::from(tick_ns) - rest;
+            *mass.entry(ticks(0)).or_default() += rest;
+        }
+        let total: u128 = mass.values().sum();
+        let mut cumulative = 0u128;
+        let mut outcomes: Vec<(u64, u64)> = mass
+            .into_iter()
+            .map(|(ticks, m)| {
+                cumulative += m;
+                // The share of the 2^64 draws below this outcome's upper end.
+                let below = (cumulative << 64) / total.max(1);
+                (u64::try_from(below).unwrap_or(u64::MAX), ticks)
+            })
+            .collect();
+        if let Some(last) = outcomes.last_mut() {
+            last.0 = u64::MAX;
+        }
+        Gaps { outcomes }
+    }
+
+    /// The number of ticks for the random `draw`.
+    fn sample(&self, draw: u64) -> u64 {
+        self.outcomes.iter().find(|(below, _)| draw < *below).or(self.outcomes.last()).map_or(1, |o| o.1)
+    }
+}
+
 /// `jittered` as a whole number of ticks, rounded up or down at random in
 /// proportion (`draw`: a random number), so that the mean interval is the
 /// jittered mean while probes leave only on ticks. A probe's next one is
@@ -550,7 +598,8 @@ fn on_the_grid(jittered: Duration, tick: Duration, interval: Duration, draw: u64
 
 #[cfg(test)]
 mod tests {
-    use super::on_the_grid;
+    use super::{on_the_grid, Gaps};
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);
@@ -596,5 +645,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The engine draws each probe's gap from `Gaps`: the same distribution
+    /// as drawing the cut and rounding with `on_the_grid` each time.
+    #[test]
+    fn the_precomputed_gaps_are_on_the_grids_distribution() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (interval, tick) in [
+            (10 * MS, Duration::from_micros(2_500)),
+            (50 * MS, 5 * MS),
+            (21 * MS, 5 * MS),
+            (MS, Duration::from_micros(500)),
+        ] {
+            let gaps = Gaps::new(interval, tick);
+            let n = 200_000u32;
+            let (mut drawn, mut reference) = (BTreeMap::<u64, u32>::new(), BTreeMap::<u64, u32>::new());
+            for _ in 0..n {
+                *drawn.entry(gaps.sample(random())).or_default() += 1;
+                let jittered = interval * (10_000 - (random() % 2501) as u32) / 10_000;
+                let got = on_the_grid(jittered, tick, interval, random());
+                *reference.entry((got.as_nanos() / tick.as_nanos()) as u64).or_default() += 1;
+            }
+            assert_eq!(drawn.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>(), "{interval:?}");
+            for (ticks, count) in &drawn {
+                let share = f64::from(*count) / f64::from(n);
+                let expected = f64::from(reference[ticks]) / f64::from(n);
+                assert!((share - expected).abs() < 0.01, "{interval:?}: {ticks} ticks {share} against {expected}");
+                let gap = tick * *ticks as u32;
+                assert!(gap <= interval && (gap * 4 >= interval * 3 || tick * 4 > interval), "{interval:?}: {gap:?}");
+            }
+        }
+        // At 10 ms on 2.5 ms ticks: 3 or 4 ticks, half and half (mean 8.75 ms).
+        let gaps = Gaps::new(10 * MS, Duration::from_micros(2_500));
+        assert_eq!(gaps.outcomes.iter().map(|o| o.1).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!((gaps.sample(0), gaps.sample(u64::MAX)), (3, 4));
+        let half = gaps.outcomes[0].0 as f64 / u64::MAX as f64;
+        assert!((half - 0.5).abs() < 0.001, "{half}");
     }
 }
