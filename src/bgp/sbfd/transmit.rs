@@ -79,6 +79,12 @@ impl Transmit {
         }
     }
 
+    /// Probes from `len` on are gone (the set of lists shrank): the live
+    /// path holds no frame of theirs any more.
+    pub(super) fn forget_from(&mut self, len: usize) {
+        self.live_holds.truncate(len);
+    }
+
     /// Asks the interface again, at most every second, whether it takes
     /// redirected frames (a veth does only while its peer can receive them).
     pub(super) fn refresh(&mut self, now: Instant) {

@@ -376,6 +376,7 @@ impl Worker {
         for (i, p) in self.probes.iter().enumerate() {
             self.tx.set(i, &p.frame);
         }
+        self.tx.forget_from(self.probes.len());
         // The indices moved: every timer is laid again.
         self.wheel.clear();
         self.changed.clear();
@@ -521,9 +522,10 @@ fn log_change(p: &Probe) {
 /// RFC 5880 section 6.8.7's jitter on the wheel's grid: each interval
 /// reduced by 0-25% at random (so that probes of many sessions do not
 /// synchronise), in 1/10,000ths, then [`on_the_grid`]. The distribution of
-/// the resulting number of ticks (two or three values) is worked out once,
-/// exactly, so that a probe costs one random number and a comparison or
-/// two, not the clock arithmetic and divisions of drawing it each time.
+/// the resulting number of ticks is worked out once, exactly, so that a
+/// probe costs one random number and a binary search over the outcomes
+/// (two at 10 ms, three at 50 ms, one per 20 ms of interval beyond), not the
+/// clock arithmetic and divisions of drawing it each time.
 #[derive(Debug, Clone, PartialEq)]
 struct Gaps {
     /// (draws below this, that many ticks), by increasing threshold; the
@@ -567,7 +569,8 @@ impl Gaps {
 
     /// The number of ticks for the random `draw`.
     fn sample(&self, draw: u64) -> u64 {
-        self.outcomes.iter().find(|(below, _)| draw < *below).or(self.outcomes.last()).map_or(1, |o| o.1)
+        let at = self.outcomes.partition_point(|(below, _)| *below <= draw);
+        self.outcomes.get(at).or(self.outcomes.last()).map_or(1, |o| o.1)
     }
 }
 
@@ -604,16 +607,20 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    #[test]
-    fn probes_leave_on_ticks_never_more_than_the_interval_apart_with_the_jittered_mean() {
-        let (tick, interval) = (Duration::from_micros(2_500), 10 * MS);
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut random = || {
+    /// A xorshift stream from `seed`: repeatable draws.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    #[test]
+    fn probes_leave_on_ticks_never_more_than_the_interval_apart_with_the_jittered_mean() {
+        let (tick, interval) = (Duration::from_micros(2_500), 10 * MS);
+        let mut random = xorshift(0x2545_f491_4f6c_dd1d);
         let (mut sum, n) = (Duration::ZERO, 100_000u32);
         for _ in 0..n {
             let jittered = interval * (10_000 - (random() % 2501) as u32) / 10_000;
@@ -651,13 +658,7 @@ mod tests {
     /// as drawing the cut and rounding with `on_the_grid` each time.
     #[test]
     fn the_precomputed_gaps_are_on_the_grids_distribution() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut random = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut random = xorshift(0x9e37_79b9_7f4a_7c15);
         for (interval, tick) in [
             (10 * MS, Duration::from_micros(2_500)),
             (50 * MS, 5 * MS),
