@@ -769,13 +769,13 @@ fn with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_lab
     });
     let on_object = enc.routes(Table::Main).unwrap().iter().filter(|r| r.policy.to_string() == "invalid drop").count();
     assert_eq!(on_object, ROUTES, "every steered route stays on the object, now dropping");
+    // The applier records its report after the write the routes show: wait for it.
+    wait_for("the switch's report", Duration::from_secs(2), || {
+        reports.lock().unwrap().iter().any(|(_, invalid)| *invalid)
+    });
     let switch = reports.lock().unwrap().iter().find(|(_, invalid)| *invalid).copied();
-    assert_eq!(
-        switch,
-        Some((1, true)),
-        "going invalid is one write for {ROUTES} routes: {:?}",
-        reports.lock().unwrap()
-    );
+    let so_far = reports.lock().unwrap().clone();
+    assert_eq!(switch, Some((1, true)), "going invalid is one write for {ROUTES} routes: {so_far:?}");
     // Frames in flight (captured before the write) are behind us after a few ms.
     std::thread::sleep(Duration::from_millis(20));
     let (t, before) = (Instant::now(), enc.stats().unwrap());
@@ -798,6 +798,9 @@ fn with_no_live_path_drop_every_path_down_drops_in_one_write_and_a_path_back_lab
         back.as_secs_f64() * 1e3
     );
     assert!(back >= HOLD_DOWN, "labelled before the hold-down: {back:?}");
+    wait_for("the path back's report", Duration::from_secs(2), || {
+        reports.lock().unwrap()[writes_before..].iter().any(|(_, invalid)| !*invalid)
+    });
     let valid_again = reports.lock().unwrap()[writes_before..].iter().find(|(_, invalid)| !*invalid).copied();
     // The object, and the counter slot of its list (new: zeroed), as tests/bgp_origins.rs sees it.
     assert!(valid_again.is_some_and(|(w, _)| w <= 2), "valid again in the object's writes: {valid_again:?}");

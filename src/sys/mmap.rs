@@ -120,6 +120,24 @@ impl MappedArray {
         unsafe { std::slice::from_raw_parts(p, bytes.len()) == bytes }
     }
 
+    /// Asks the CPU to bring the first `bytes` of element `index` into its
+    /// caches, without waiting: many such requests overlap, where the
+    /// program's own first reads, one per run, would each wait in turn.
+    /// A hint only (a no-op off x86_64).
+    #[cfg(feature = "bgp")]
+    pub(crate) fn prefetch(&self, index: usize, bytes: usize) {
+        let Some(p) = self.at(index, 0, bytes.min(self.stride)) else { return };
+        #[cfg(target_arch = "x86_64")]
+        for line in (0..bytes.min(self.stride)).step_by(64) {
+            // SAFETY: a prefetch never faults, and the address is in bounds.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(line).cast::<i8>());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
     /// Overwrites element `index` (no packet may be reading it: a slot
     /// not referenced, or out of its grace period).
     pub(crate) fn write_bytes(&self, index: usize, bytes: &[u8]) -> bool {
