@@ -111,52 +111,83 @@ const RIGHT: u8 = 0;
 const WRONG_REFLECTOR: u8 = 1;
 const WRONG_LOCAL: u8 = 2;
 
+/// A lab whose router reflects the probes to 192.0.2.1 of the lists of
+/// `labels` (which its decapsulator pops), answering as `mode` says, and an
+/// engine on the host counting the answers with the filter. Dropping it
+/// stops the reflector first.
+struct FilterLab {
+    engine: Engine,
+    mode: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    reflector: Option<std::thread::JoinHandle<()>>,
+    _decap: Decapsulator,
+    _pass: PassProgram,
+    _lab: VethLab,
+}
+
+impl FilterLab {
+    fn new(labels: &[Label], mode: u8) -> FilterLab {
+        let lab = VethLab::new().expect("lab");
+        let r = VethLab::ROUTER_IF;
+        let endpoint = Ipv4Addr::new(192, 0, 2, 1);
+        lab.router.ip(&["addr", "add", &format!("{endpoint}/32"), "dev", "lo"]).unwrap();
+        let pass = lab.router.run(|| PassProgram::attach(r)).unwrap().unwrap();
+        let decap = lab
+            .router
+            .run(|| {
+                Decapsulator::builder()
+                    .max_pop_labels(labels.len() as u32)
+                    .pop_labels(labels.to_vec())
+                    .other_labels(OtherLabels::Drop)
+                    .attach_ingress(r)
+            })
+            .unwrap()
+            .unwrap();
+        let mode = Arc::new(AtomicU8::new(mode));
+        let stop = Arc::new(AtomicBool::new(false));
+        let socket = lab.router.run(|| UdpSocket::bind(SocketAddr::new(endpoint.into(), SBFD_PORT)).unwrap()).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let reflector = {
+            let (mode, stop) = (Arc::clone(&mode), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 128];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                    let Ok(probe) = Control::decode(&buf[..n]) else { continue };
+                    let mut answer = probe.reflected(1_000);
+                    match mode.load(Ordering::Relaxed) {
+                        WRONG_REFLECTOR => answer.my_discriminator ^= 1,
+                        WRONG_LOCAL => answer.your_discriminator = answer.your_discriminator.wrapping_add(16_384),
+                        _ => {}
+                    }
+                    let _ = socket.send_to(&answer.encode(), from);
+                }
+            })
+        };
+        let mut config = SbfdConfig::new(VethLab::HOST_IF).with_timers(10, 3, 0).unwrap();
+        config.router_mac = Some(VethLab::ROUTER_MAC);
+        config.answer_filter = true;
+        let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
+        engine.set_lists(labels.iter().map(|l| ListKey { endpoint: endpoint.into(), stack: LabelStack::single(*l) }));
+        FilterLab { engine, mode, stop, reflector: Some(reflector), _decap: decap, _pass: pass, _lab: lab }
+    }
+}
+
+impl Drop for FilterLab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.reflector.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn the_answer_filter_counts_only_answers_that_carry_both_discriminators() {
     privileged("the_answer_filter_counts_only_answers_that_carry_both_discriminators");
-    let lab = VethLab::new().expect("lab");
-    let r = VethLab::ROUTER_IF;
-    let endpoint = Ipv4Addr::new(192, 0, 2, 1);
-    lab.router.ip(&["addr", "add", &format!("{endpoint}/32"), "dev", "lo"]).unwrap();
-    let _pass = lab.router.run(|| PassProgram::attach(r)).unwrap().unwrap();
-    let _decap = lab
-        .router
-        .run(|| {
-            Decapsulator::builder()
-                .pop_labels([Label::new(16001).unwrap()])
-                .other_labels(OtherLabels::Drop)
-                .attach_ingress(r)
-        })
-        .unwrap()
-        .unwrap();
-    let mode = Arc::new(AtomicU8::new(WRONG_REFLECTOR));
-    let stop = Arc::new(AtomicBool::new(false));
-    let socket = lab.router.run(|| UdpSocket::bind(SocketAddr::new(endpoint.into(), SBFD_PORT)).unwrap()).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    let reflector = {
-        let (mode, stop) = (Arc::clone(&mode), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 128];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
-                let Ok(probe) = Control::decode(&buf[..n]) else { continue };
-                let mut answer = probe.reflected(1_000);
-                match mode.load(Ordering::Relaxed) {
-                    WRONG_REFLECTOR => answer.my_discriminator ^= 1,
-                    WRONG_LOCAL => answer.your_discriminator = answer.your_discriminator.wrapping_add(16_384),
-                    _ => {}
-                }
-                let _ = socket.send_to(&answer.encode(), from);
-            }
-        })
-    };
-    let mut config = SbfdConfig::new(VethLab::HOST_IF).with_timers(10, 3, 0).unwrap();
-    config.router_mac = Some(VethLab::ROUTER_MAC);
-    config.answer_filter = true;
-    let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
-    let stack = LabelStack::single(Label::new(16001).unwrap());
-    engine.set_lists([ListKey { endpoint: endpoint.into(), stack }]);
+    let lab = FilterLab::new(&[Label::new(16001).unwrap()], WRONG_REFLECTOR);
+    let (engine, mode) = (&lab.engine, &lab.mode);
     let phase = |engine: &Engine| engine.phases().first().map(|(_, p)| *p);
 
     for wrong in [WRONG_REFLECTOR, WRONG_LOCAL] {
@@ -166,7 +197,7 @@ fn the_answer_filter_counts_only_answers_that_carry_both_discriminators() {
         std::thread::sleep(Duration::from_millis(200));
         let after = engine.stats();
         assert!(
-            matches!(phase(&engine), Some(Phase::Down { .. })),
+            matches!(phase(engine), Some(Phase::Down { .. })),
             "answers with a wrong discriminator ({wrong}) bring no list up"
         );
         assert_eq!(after.answers, before.answers, "no answer counted ({wrong})");
@@ -174,14 +205,12 @@ fn the_answer_filter_counts_only_answers_that_carry_both_discriminators() {
     }
     mode.store(RIGHT, Ordering::Relaxed);
     let t = Instant::now();
-    while !matches!(phase(&engine), Some(Phase::Up { .. })) && t.elapsed() < Duration::from_secs(2) {
+    while !matches!(phase(engine), Some(Phase::Up { .. })) && t.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(matches!(phase(&engine), Some(Phase::Up { .. })), "the right answers bring the list up");
+    assert!(matches!(phase(engine), Some(Phase::Up { .. })), "the right answers bring the list up");
     let stats = engine.stats();
     assert!(stats.answers > 0 && stats.answers_filtered == stats.answers, "answers counted by the filter: {stats:?}");
-    stop.store(true, Ordering::Relaxed);
-    reflector.join().unwrap();
 }
 
 /// Many lists, so that their answer records span many words of the
@@ -192,42 +221,9 @@ fn the_answer_filter_counts_only_answers_that_carry_both_discriminators() {
 fn the_answer_filter_brings_up_every_one_of_many_lists() {
     privileged("the_answer_filter_brings_up_every_one_of_many_lists");
     const LISTS: u32 = 300;
-    let lab = VethLab::new().expect("lab");
-    let r = VethLab::ROUTER_IF;
-    let endpoint = Ipv4Addr::new(192, 0, 2, 1);
-    lab.router.ip(&["addr", "add", &format!("{endpoint}/32"), "dev", "lo"]).unwrap();
-    let _pass = lab.router.run(|| PassProgram::attach(r)).unwrap().unwrap();
     let labels: Vec<Label> = (0..LISTS).map(|n| Label::new(16_001 + n).unwrap()).collect();
-    let _decap = lab
-        .router
-        .run(|| {
-            Decapsulator::builder()
-                .max_pop_labels(LISTS)
-                .pop_labels(labels.clone())
-                .other_labels(OtherLabels::Drop)
-                .attach_ingress(r)
-        })
-        .unwrap()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let socket = lab.router.run(|| UdpSocket::bind(SocketAddr::new(endpoint.into(), SBFD_PORT)).unwrap()).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    let reflector = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 128];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
-                let Ok(probe) = Control::decode(&buf[..n]) else { continue };
-                let _ = socket.send_to(&probe.reflected(1_000).encode(), from);
-            }
-        })
-    };
-    let mut config = SbfdConfig::new(VethLab::HOST_IF).with_timers(10, 3, 0).unwrap();
-    config.router_mac = Some(VethLab::ROUTER_MAC);
-    config.answer_filter = true;
-    let engine = lab.host.run(move || Engine::start(config, || {})).unwrap().expect("engine");
-    engine.set_lists(labels.iter().map(|l| ListKey { endpoint: endpoint.into(), stack: LabelStack::single(*l) }));
+    let lab = FilterLab::new(&labels, RIGHT);
+    let engine = &lab.engine;
     // Ever seen up, not all up at once: the lab's one-thread reflector can
     // fall 30 ms behind on this machine, and a list it left unanswered that
     // long is rightly down until its next answer.
@@ -238,8 +234,6 @@ fn the_answer_filter_brings_up_every_one_of_many_lists() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let stats = engine.stats();
-    stop.store(true, Ordering::Relaxed);
-    reflector.join().unwrap();
     let never: Vec<String> = labels
         .iter()
         .filter(|l| !seen_up.iter().any(|k| k.stack == LabelStack::single(**l)))

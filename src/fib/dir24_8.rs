@@ -414,16 +414,6 @@ impl Dir24_8 {
     fn intern(&self, st: &mut State, bytes: &ValueBytes) -> Option<u32> {
         self.index_on_demand(st, bytes);
         if let Some(e) = st.value_index.get_mut(bytes) {
-            // Someone else overwrote the value this index says is there: it
-            // is written back, or `repair` would leave it wrong (the prefix
-            // keeps its index) and releasing it would not find it. Packets
-            // may be reading it meanwhile (against `write_bytes`' rule): they
-            // were reading foreign bytes already, and may see a mix for the
-            // moment of the copy.
-            if !self.values.holds(e.0 as usize, bytes) {
-                log::debug!("DIR-24-8 value {} was overwritten: written back", e.0);
-                self.values.write_bytes(e.0 as usize, bytes);
-            }
             e.1 += 1;
             return Some(e.0);
         }
@@ -431,6 +421,25 @@ impl Dir24_8 {
         self.values.write_bytes(index as usize, bytes);
         st.value_index.insert(*bytes, (index, 1));
         Some(index)
+    }
+
+    /// Writes back every interned value whose bytes in the kernel are not
+    /// the ones interned there (someone else's write), and returns their
+    /// indices. `repair` needs it: rewriting a prefix interns the same bytes
+    /// and keeps the same index, so it would leave the value as found.
+    /// Packets may be reading one meanwhile (against `write_bytes`' rule):
+    /// they were reading foreign bytes already, and may see a mix for the
+    /// moment of the copy.
+    pub(crate) fn restore_values(&self) -> Vec<u32> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (bytes, (index, _)) in &st.value_index {
+            if !self.values.holds(*index as usize, bytes) {
+                self.values.write_bytes(*index as usize, bytes);
+                out.push(*index);
+            }
+        }
+        out
     }
 
     /// One prefix less uses value `index`; the last one frees it (after the

@@ -343,8 +343,10 @@ impl Fib {
             delete_all()?;
         }
         let mut out: Vec<Difference> = fixes.into_iter().map(|f| f.difference).collect();
-        // With every prefix right, the DIR-24-8 entries are repainted from them.
+        // With every prefix right, the values they name are put back and the
+        // DIR-24-8 entries are repainted from them.
         if let Some(dir) = self.dir24_8() {
+            dir.restore_values().iter().for_each(|i| log::debug!("repaired: DIR-24-8 value {i} written back"));
             let blocks = dir.inconsistent();
             dir.repaint(&blocks)?;
             out.extend(blocks.iter().map(|b| structure_difference(*b)));

@@ -294,7 +294,7 @@ impl Worker {
             let Some((i, p)) = by_local.get(&local).and_then(|i| probes.get_mut(*i).map(|p| (*i, p))) else {
                 return;
             };
-            if p.local != local || (all, ups) == p.seen {
+            if (all, ups) == p.seen {
                 return;
             }
             answers += u64::from(all.wrapping_sub(p.seen.0));
