@@ -165,8 +165,11 @@ fn crash_loop(lookup: &str, kills: u32, with_apply: bool) {
     let mut tally = Tally::default();
     let started = Instant::now();
     let mut i = 0;
-    while tally.mid_change + tally.killed_clean < kills {
-        assert!(i < 8 * kills, "{i} commands for fewer than {kills} kills: {tally:?}");
+    // Until `kills` landed and at least one of them inside a change: the
+    // change itself (journal intent to done) is a few percent of a one-route
+    // command's run, so a fixed number of kills can miss it by chance.
+    while tally.mid_change + tally.killed_clean < kills || tally.mid_change == 0 {
+        assert!(i < 8 * kills, "{i} commands for fewer than {kills} kills, one inside a change: {tally:?}");
         // Half the kills hit an apply (alternating files; without, a
         // `remove`), half a `set` of one of 40 prefixes outside the files.
         let (args, after, typical): (Vec<String>, Table, Duration) = if i % 2 == 0 && with_apply {
@@ -192,7 +195,11 @@ fn crash_loop(lookup: &str, kills: u32, with_apply: bool) {
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = command(ns, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
-        std::thread::sleep(typical.mul_f64(rng.random_range(0.0..1.1)));
+        // Every other pair of commands is killed in the second half of a
+        // typical run, where the change is (after the adoption): that is
+        // where a kill can leave something half done.
+        let when = if i / 2 % 2 == 0 { 0.0..1.1 } else { 0.5..1.0 };
+        std::thread::sleep(typical.mul_f64(rng.random_range(when)));
         let _ = child.kill();
         let out = child.wait_with_output().expect("wait");
         let acknowledged = out.status.success();
