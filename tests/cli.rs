@@ -665,9 +665,10 @@ fn completions_for_each_shell() {
 /// attached to tcx), and so is a label stack where `pop add` takes one label.
 #[test]
 fn options_that_do_not_apply_are_usage_errors_that_say_why() {
-    let rows: [(&[&str], &str); 4] = [
+    let rows: [(&[&str], &str); 5] = [
         (&["attach", "--hook", "egress", "--mode", "native"], "--mode is for --hook xdp"),
         (&["attach", "--allow-tso"], "--allow-tso is for --hook egress"),
+        (&["attach", "--label-on-link"], "--label-on-link is for --hook egress"),
         (&["pop", "attach", "--hook", "ingress", "--mode", "generic"], "--mode is for --hook xdp"),
         (&["pop", "add", "16001/16002"], "\"16001/16002\" is a label stack where one label is expected"),
     ];

@@ -3,7 +3,9 @@
 //! UDP datagrams fragmented by the kernel under the route MTU arrive as
 //! labelled fragments, UDP_SEGMENT (GSO) sends are labelled per segment, and
 //! a TSO-capable uplink is refused with a message that says what to change;
-//! link-local destinations leave unlabelled whatever route covers them.
+//! link-local destinations, and those the kernel sends to an on-link
+//! neighbour rather than through a gateway, leave unlabelled whatever route
+//! covers them.
 
 mod common;
 
@@ -182,6 +184,112 @@ fn link_local_destinations_leave_unlabelled_under_default_routes() {
     assert_eq!((explained.outcome, explained.route), ("local", None), "explain agrees with the program");
     let routed = enc.explain(&lnetd_host_encap::diagnostics::Probe::to("fec0::1".parse().unwrap())).unwrap();
     assert_eq!(routed.outcome, "labelled", "just outside fe80::/10 the default route labels");
+}
+
+/// What the kernel hands to an on-link neighbour (no gateway in its route:
+/// the router's own address, another host of the subnet) would reach that
+/// neighbour's MAC with labels it does not switch: a default route must not
+/// take the host's BGP session or SSH to its router with it. What goes
+/// through the router as gateway is labelled as before.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do_not() {
+    privileged("on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do_not");
+    let lab = VethLab::new().expect("lab");
+    let h0 = VethLab::HOST_IF;
+    // A second address of the subnet on the router's side: another neighbour.
+    lab.router.ip(&["addr", "add", "10.200.0.9/24", "dev", VethLab::ROUTER_IF]).unwrap();
+    lab.router.ip(&["addr", "add", "fd00:200::9/64", "dev", VethLab::ROUTER_IF, "nodad"]).unwrap();
+    lab.host.ip(&["route", "add", "198.51.100.0/24", "via", &VethLab::ROUTER_V4.to_string(), "dev", h0]).unwrap();
+    lab.host.ip(&["-6", "route", "add", "2001:db8:7::/48", "via", &VethLab::ROUTER_V6.to_string(), "dev", h0]).unwrap();
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
+    let enc = lab
+        .host
+        .run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress))
+        .unwrap()
+        .expect("attach egress");
+    for default in ["0.0.0.0/0", "::/0"] {
+        enc.set_route(Table::Main, &Route::new(default.parse().unwrap(), "16001".parse().unwrap())).unwrap();
+    }
+    let before = enc.stats().unwrap();
+    // The router namespace takes no MPLS: a labelled echo request is never
+    // answered, so each ping proves its packets left unlabelled.
+    let on_link =
+        [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string(), "fd00:200::9".into()];
+    for dst in &on_link {
+        lab.host
+            .exec("ping", "iputils-ping", &["-c", "3", "-i", "0.2", "-W", "2", dst])
+            .unwrap_or_else(|e| panic!("ping {dst} (on-link) under default routes: {e}"));
+    }
+    let after = enc.stats().unwrap();
+    assert_eq!(after.labelled.packets, before.labelled.packets, "nothing on-link was labelled: {after:?}");
+    assert!(after.local.packets >= before.local.packets + 12, "the echo requests counted as local: {after:?}");
+
+    // Through the router as gateway: labelled by the same default routes.
+    let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();
+    let stop = AtomicBool::new(false);
+    let routed: [IpAddr; 2] = ["198.51.100.7".parse().unwrap(), "2001:db8:7::7".parse().unwrap()];
+    let (sent, frames) = std::thread::scope(|s| {
+        let receiver = s.spawn(|| common::labelled_frames(&capture, &stop));
+        let sent = lab.host.run(|| -> std::io::Result<()> {
+            for dst in routed {
+                let sock = UdpSocket::bind(if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+                for i in 0..5u8 {
+                    sock.send_to(&[i; 100], SocketAddr::new(dst, 9000))?;
+                }
+            }
+            Ok(())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sent, receiver.join().unwrap())
+    });
+    sent.expect("namespace").expect("sends");
+    let mut seen = Vec::new();
+    for (stack, inner) in &frames {
+        assert_eq!(stack.iter().map(|e| e.label).collect::<Vec<_>>(), [16001], "the default route's label");
+        match SlicedPacket::from_ip(inner).expect("an IP packet under the label").net {
+            Some(NetSlice::Ipv4(ip)) => seen.push(IpAddr::V4(ip.header().destination_addr())),
+            Some(NetSlice::Ipv6(ip)) => seen.push(IpAddr::V6(ip.header().destination_addr())),
+            other => panic!("{other:?} under the label"),
+        }
+    }
+    for dst in routed {
+        assert_eq!(seen.iter().filter(|d| **d == dst).count(), 5, "every datagram to {dst} labelled: {seen:?}");
+    }
+    assert_eq!(enc.stats().unwrap().labelled.packets, after.labelled.packets + 10, "the labelled counter agrees");
+    enc.detach().unwrap();
+
+    // Opted in (hosts on one link that pop): on-link is labelled too, and
+    // stays so in the program an adopting handle loads from the store.
+    let _pins = common::PinGuard(&lab.host, h0);
+    lab.host
+        .run(|| {
+            let enc = Encapsulator::builder()
+                .pinned()
+                .label_on_link(true)
+                .attach(h0, lnetd_host_encap::encap::Hook::Egress)
+                .expect("pinned egress");
+            enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), "16001".parse().unwrap())).unwrap();
+        })
+        .unwrap();
+    let router = SocketAddr::new(IpAddr::V4(VethLab::ROUTER_V4), 9000);
+    let labelled_to_router = || {
+        lab.host.run(|| UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"x", router))).unwrap().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while let Some(f) = capture.next(deadline.saturating_duration_since(std::time::Instant::now())).unwrap() {
+            if !f.outgoing && f.bytes.get(12..14) == Some(&[0x88, 0x47][..]) {
+                let (stack, inner) = lnetd_host_encap::labels::decode_stack(&f.bytes[14..]).unwrap();
+                let dst = inner.get(16..20).map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]));
+                return (stack.iter().map(|e| e.label).collect::<Vec<_>>(), dst);
+            }
+        }
+        panic!("no labelled frame to the router's own address");
+    };
+    assert_eq!(labelled_to_router(), (vec![16001], Some(VethLab::ROUTER_V4)), "label_on_link(true)");
+    let adopted = lab.host.run(|| Encapsulator::open(h0)).unwrap().expect("adopt");
+    assert_eq!(labelled_to_router(), (vec![16001], Some(VethLab::ROUTER_V4)), "kept by the adopting handle's program");
+    adopted.detach().unwrap();
 }
 
 #[test]

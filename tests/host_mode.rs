@@ -74,6 +74,8 @@ fn host_mode(side: &Side<'_>, peer: &Side<'_>, hook: DecapHook) -> (Encapsulator
         .run(|| {
             let enc = Encapsulator::builder()
                 .allow_tso(hook == DecapHook::TcIngress)
+                // The peer is on the link and pops what this side pushes.
+                .label_on_link(true)
                 .attach(side.iface, lnetd_host_encap::encap::Hook::Egress)
                 .expect("egress");
             for addr in [peer.v4, peer.v6] {

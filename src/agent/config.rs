@@ -36,6 +36,7 @@ const TOP: &[&str] =
 const ATTACH: &[&str] = &[
     "hook",
     "allow_tso",
+    "label_on_link",
     "mode",
     "ttl",
     "mtu_policy",
@@ -138,6 +139,9 @@ pub struct AttachSettings {
     pub hook: Option<String>,
     /// With `hook = "egress"`: attach even though the NIC segments TCP itself.
     pub allow_tso: Option<bool>,
+    /// With `hook = "egress"`: label what the kernel sends to an on-link
+    /// neighbour too (by default it leaves unlabelled).
+    pub label_on_link: Option<bool>,
     /// `auto`, `native` or `generic`.
     pub mode: Option<String>,
     /// `copy` or 1..=255.

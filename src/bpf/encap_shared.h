@@ -196,7 +196,7 @@ enum encap_counter {
 	ENCAP_CNT_PASS_NOT_IP,      /* ethertype is not IPv4/IPv6 (ARP, LLDP, MPLS...) */
 	ENCAP_CNT_PASS_MALFORMED,   /* truncated or invalid L2/L3 header */
 	ENCAP_CNT_PASS_MULTICAST,   /* broadcast or multicast, by MAC or IP */
-	ENCAP_CNT_PASS_LOCAL,       /* to one of the host's own addresses, or link-local */
+	ENCAP_CNT_PASS_LOCAL,       /* to one of the host's own addresses, link-local, or (skb) an on-link next hop */
 	ENCAP_CNT_PASS_NO_ROUTE,    /* no route covers the destination */
 	ENCAP_CNT_MTU_DROP,         /* would exceed the MTU once labelled; dropped */
 	ENCAP_CNT_MTU_PASS,         /* would exceed the MTU once labelled; passed unlabelled */

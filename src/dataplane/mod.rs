@@ -249,6 +249,11 @@ fn load_object(
     rodata.route_cache_buckets = route_cache_buckets(config.route_cache);
     let skip_in_place = config.skip_stages & types::encap_skip::ENCAP_SKIP_MTU_IN_PLACE.0 != 0;
     rodata.mtu_in_place = u8::from(crate::sys::kernel_btf::has_cast_to_kern_ctx() && !skip_in_place);
+    // Host mode: a frame the kernel hands to an on-link neighbour goes out
+    // unlabelled (XDP has no kernel route to read; egress needs Linux 6.6).
+    rodata.on_link_pass = u8::from(
+        program == Program::TcEgress && !config.label_on_link && crate::sys::kernel_btf::has_cast_to_kern_ctx(),
+    );
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {

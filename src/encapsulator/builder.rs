@@ -47,6 +47,7 @@ impl Default for EncapsulatorBuilder {
                 route_values: encap_limits::ENCAP_DEFAULT_ROUTE_VALUES.0,
                 route_cache: DEFAULT_ROUTE_CACHE,
                 route_cache_min_routes: DEFAULT_ROUTE_CACHE_MIN_ROUTES,
+                label_on_link: false,
                 skip_stages: 0,
             },
             pin: None,
@@ -158,6 +159,20 @@ impl EncapsulatorBuilder {
     /// super-packets correctly (most do not; veth hands them on whole).
     pub fn allow_tso(mut self, allow: bool) -> Self {
         self.allow_tso = allow;
+        self
+    }
+
+    /// On egress, whether a packet the kernel hands to an on-link neighbour
+    /// (its route has no gateway: the router's own address, another host of
+    /// the subnet) is labelled like any other (default `false`: it leaves
+    /// unlabelled, counted in [`crate::Stats`]'s `local`, since a labelled
+    /// frame goes to that neighbour's MAC and only a neighbour that pops the
+    /// labels takes it: a default route would otherwise cut the host off
+    /// from its router). `true` for hosts on one link that label toward each
+    /// other and pop what they receive. No effect on XDP, which sees no
+    /// kernel route.
+    pub fn label_on_link(mut self, label: bool) -> Self {
+        self.config.label_on_link = label;
         self
     }
 

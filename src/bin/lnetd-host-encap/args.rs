@@ -51,6 +51,12 @@ pub(crate) enum Command {
         /// with `pop attach --hook ingress`).
         #[arg(long)]
         allow_tso: bool,
+        /// With --hook egress: label what the kernel sends to an on-link
+        /// neighbour too (by default it leaves unlabelled: the router's own
+        /// address, other hosts of the subnet); for hosts on one link that
+        /// label toward each other and pop.
+        #[arg(long)]
+        label_on_link: bool,
         /// With --hook xdp: auto (native, falling back to generic), native or
         /// generic [default: auto].
         #[arg(long, value_parser = xdp_mode())]

@@ -122,6 +122,11 @@ fn hook_options_accepted(command: &Command) -> Result<(), String> {
         Command::Attach { hook, mode: Some(_), .. } if hook == "egress" => {
             Err("--mode is for --hook xdp (an XDP attachment mode); --hook egress attaches to tcx".into())
         }
+        Command::Attach { hook, label_on_link: true, .. } if hook == "xdp" => Err(
+            "--label-on-link is for --hook egress (the kernel's route says what is on-link); --hook xdp labels by the \
+             tables alone"
+                .into(),
+        ),
         Command::Attach { hook, allow_tso: true, .. } if hook == "xdp" => {
             Err("--allow-tso is for --hook egress (TCP the NIC segments after the label); --hook xdp sees \
                  frames already on the wire"
@@ -231,6 +236,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
         Command::Attach {
             hook,
             allow_tso,
+            label_on_link,
             mode,
             ttl,
             mtu_policy,
@@ -248,6 +254,7 @@ fn run(iface: &str, command: Command) -> Result<(), Failure> {
                 .ttl_mode(ttl)
                 .mtu_policy(mtu_policy)
                 .allow_tso(allow_tso)
+                .label_on_link(label_on_link)
                 .lookup(lookup)
                 .pinned();
             if let Some(n) = max_route_values {

@@ -205,7 +205,10 @@ fn attach(iface: &str, file: Option<&AgentFile>, mode: Option<XdpMode>) -> Resul
     let default = AgentFile::default();
     let file = file.unwrap_or(&default);
     let a = &file.attach;
-    let mut builder = Encapsulator::builder().pinned().allow_tso(a.allow_tso.unwrap_or(false));
+    let mut builder = Encapsulator::builder()
+        .pinned()
+        .allow_tso(a.allow_tso.unwrap_or(false))
+        .label_on_link(a.label_on_link.unwrap_or(false));
     if let Some(ttl) = file.value::<TtlMode>("attach.ttl", a.ttl.as_deref())? {
         builder = builder.ttl_mode(ttl);
     }

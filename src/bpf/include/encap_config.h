@@ -22,5 +22,11 @@ const volatile __u32 route_cache_buckets = 0;
  * bpf_check_mtu (hook.h).
  */
 const volatile __u8 mtu_in_place = 0;
+/*
+ * 1: an egress program passes what the kernel sends to an on-link neighbour
+ * unlabelled (hook_skb.h skb_next_hop_on_link); Rust sets it for the TC
+ * program where the kernel has bpf_cast_to_kern_ctx.
+ */
+const volatile __u8 on_link_pass = 0;
 
 #endif /* LNETD_ENCAP_CONFIG_H */

@@ -7,6 +7,7 @@
 #define LNETD_HOOK_SKB_H
 
 #include "kernel_types.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -99,6 +100,37 @@ static __always_inline int skb_fits_mtu(struct __sk_buff *skb, __u32 l3_len, int
 		mtu = 0;
 	}
 	return l3_len <= mtu;
+}
+
+/*
+ * Whether the route the kernel chose for this packet hands it to an on-link
+ * neighbour (no gateway: the router's own address, another host of the
+ * subnet) rather than to a router: a labelled frame would go to that
+ * neighbour's MAC, which does not switch labels. 0 when it goes through a
+ * gateway, and when the skb carries no IPv4/IPv6 route (nothing routed it:
+ * an ingress hook, a packet socket's frame, a test run): the tables decide.
+ * Needs bpf_cast_to_kern_ctx (Linux 6.2+; `enabled` is the rodata flag that
+ * says the kernel has it) and CAP_PERFMON, which loading already requires.
+ */
+static __always_inline int skb_next_hop_on_link(struct __sk_buff *skb, int enabled)
+{
+	struct sk_buff *kskb;
+	struct dst_entry *dst;
+	unsigned short family = 0;
+
+	if (!enabled)
+		return 0;
+	kskb = bpf_cast_to_kern_ctx(skb);
+	dst = (struct dst_entry *)(kskb->_skb_refdst & ~1UL);
+	if (!dst)
+		return 0;
+	family = BPF_CORE_READ(dst, ops, family);
+	if (family == AF_INET) {
+		return BPF_CORE_READ((struct rtable *)dst, rt_gw_family) == 0;
+	}
+	if (family == AF_INET6)
+		return !(BPF_CORE_READ((struct rt6_info *)dst, rt6i_flags) & RTF_GATEWAY);
+	return 0;
 }
 
 #endif /* LNETD_HOOK_SKB_H */

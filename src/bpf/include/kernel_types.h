@@ -102,7 +102,36 @@ struct xdp_buff {
 
 struct sk_buff {
 	struct net_device *dev;
+	/* The route the stack chose for it (a dst_entry; bit 0: not refcounted). */
+	unsigned long _skb_refdst;
 } __attribute__((preserve_access_index));
+
+/*
+ * Just enough of a route to tell whether its next hop is a gateway: the
+ * address family behind a dst_entry, IPv4's rtable and IPv6's rt6_info (each
+ * begins with its dst_entry). Read with bpf_probe_read_kernel (CO-RE), as
+ * the kernel's own pointers are not the program's to dereference.
+ */
+struct dst_ops {
+	unsigned short family;
+} __attribute__((preserve_access_index));
+
+struct dst_entry {
+	struct dst_ops *ops;
+} __attribute__((preserve_access_index));
+
+struct rtable {
+	__u8 rt_gw_family;
+} __attribute__((preserve_access_index));
+
+struct rt6_info {
+	__u32 rt6i_flags;
+} __attribute__((preserve_access_index));
+
+#define AF_INET 2
+#define AF_INET6 10
+/* rt6_info.rt6i_flags: the route goes through a gateway (include/uapi/linux/ipv6_route.h). */
+#define RTF_GATEWAY 0x0002
 
 /*
  * The kernel's struct behind a program's context: the verifier replaces the

@@ -1078,11 +1078,37 @@ mod imp {
         #[repr(C)]
         pub struct sk_buff {
             pub dev: *mut net_device,
+            pub _skb_refdst: u64,
         }
         impl Default for sk_buff {
             fn default() -> Self {
-                Self { dev: std::ptr::null_mut() }
+                Self { dev: std::ptr::null_mut(), _skb_refdst: u64::default() }
             }
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct dst_entry {
+            pub ops: *mut dst_ops,
+        }
+        impl Default for dst_entry {
+            fn default() -> Self {
+                Self { ops: std::ptr::null_mut() }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct dst_ops {
+            pub family: u16,
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct rtable {
+            pub rt_gw_family: u8,
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct rt6_info {
+            pub rt6i_flags: u32,
         }
         #[derive(Debug, Default, Copy, Clone)]
         #[repr(C)]
@@ -1314,6 +1340,7 @@ mod imp {
             pub skip_stages: u32,
             pub route_cache_buckets: u32,
             pub mtu_in_place: u8,
+            pub on_link_pass: u8,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -1451,5 +1478,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 79896] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 81536] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }

@@ -33,6 +33,7 @@ fn config(routes: u32) -> LoadConfig {
         route_values: 131_072,
         route_cache: 0,
         route_cache_min_routes: 0,
+        label_on_link: false,
         skip_stages: 0,
     }
 }

@@ -88,6 +88,10 @@ pub(crate) struct LoadConfig {
     pub route_cache: u32,
     /// Main-table routes of a family from which its lookups use the cache.
     pub route_cache_min_routes: u32,
+    /// Egress: label what the kernel sends to an on-link neighbour too (by
+    /// default it leaves unlabelled). Absent in stores of earlier builds.
+    #[serde(default)]
+    pub label_on_link: bool,
     /// Stages left out (`encap_skip` bits): benchmark variants only, never
     /// pinned.
     #[serde(skip)]
@@ -465,6 +469,7 @@ mod tests {
             route_values: 0,
             route_cache: 0,
             route_cache_min_routes: 0,
+            label_on_link: false,
             skip_stages: 0,
         }
     }

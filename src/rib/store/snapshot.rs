@@ -295,6 +295,7 @@ mod tests {
             route_values: 0,
             route_cache: 0,
             route_cache_min_routes: 0,
+            label_on_link: false,
             skip_stages: 0,
         }
     }
