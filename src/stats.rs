@@ -47,7 +47,7 @@ pub struct Stats {
     /// Passed: addressed to one of the host's own addresses, or link-local
     /// (169.254.0.0/16, fe80::/10), which no router forwards; on egress also
     /// what the kernel sends to an on-link neighbour (no gateway in its
-    /// route), unless [`crate::EncapsulatorBuilder::label_on_link`].
+    /// route), unless [`crate::encap::EncapsulatorBuilder::label_on_link`].
     pub local: Counter,
     /// Passed: no route covers the destination.
     pub no_route: Counter,
