@@ -177,7 +177,8 @@ impl Programs {
     fn load() -> Programs {
         let label = Label::new(16001).unwrap();
         let enc = |allow_tso: bool| {
-            let enc = Encapsulator::builder().allow_tso(allow_tso).load().unwrap();
+            // The peer is on the link and pops: labelled like any destination.
+            let enc = Encapsulator::builder().allow_tso(allow_tso).label_on_link(true).load().unwrap();
             enc.set_route(Table::Main, &Route::new(IpNetwork::from(IpAddr::V4(VethLab::ROUTER_V4)), label.into()))
                 .unwrap();
             enc
@@ -241,7 +242,7 @@ fn main() {
     }
     if std::env::var("LHE_HOST_MODE").as_deref() == Ok("variants") {
         set_offloads(&lab, "on");
-        let none = Encapsulator::builder().allow_tso(true).load().unwrap();
+        let none = Encapsulator::builder().allow_tso(true).label_on_link(true).load().unwrap();
         for variant in ["decap only", "encap without routes + decap", "encap + decap"] {
             let mut ratios = Vec::new();
             for _ in 0..8 {

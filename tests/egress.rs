@@ -159,9 +159,11 @@ fn link_local_destinations_leave_unlabelled_under_default_routes() {
         ns.ip(&["addr", "add", v4, "dev", iface]).unwrap();
     }
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
+    // Link-local addresses are on-link too: labelling on-link neighbours
+    // leaves the link-local stage alone to prove it.
     let enc = lab
         .host
-        .run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress))
+        .run(|| Encapsulator::builder().label_on_link(true).attach(h0, lnetd_host_encap::encap::Hook::Egress))
         .unwrap()
         .expect("attach egress");
     for default in ["0.0.0.0/0", "::/0"] {
@@ -221,9 +223,19 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
             .exec("ping", "iputils-ping", &["-c", "3", "-i", "0.2", "-W", "2", dst])
             .unwrap_or_else(|e| panic!("ping {dst} (on-link) under default routes: {e}"));
     }
+    // TCP, as a BGP session or SSH to the router: its packets take the
+    // socket's cached route (not the packet's own reference). A closed port
+    // answers with a reset at once when the SYN arrives unlabelled; a
+    // labelled SYN is never answered.
+    for dst in [IpAddr::V4(VethLab::ROUTER_V4), IpAddr::V6(VethLab::ROUTER_V6)] {
+        let tried =
+            lab.host.run(|| std::net::TcpStream::connect_timeout(&SocketAddr::new(dst, 9), Duration::from_secs(3)));
+        let err = tried.unwrap().expect_err("nothing listens on port 9");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "TCP to {dst} (on-link): {err}");
+    }
     let after = enc.stats().unwrap();
     assert_eq!(after.labelled.packets, before.labelled.packets, "nothing on-link was labelled: {after:?}");
-    assert!(after.local.packets >= before.local.packets + 12, "the echo requests counted as local: {after:?}");
+    assert!(after.local.packets >= before.local.packets + 14, "the echo requests and SYNs counted as local: {after:?}");
 
     // Through the router as gateway: labelled by the same default routes.
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();

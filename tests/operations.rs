@@ -88,7 +88,16 @@ fn start_agent(lab: &VethLab) -> Agent {
         assert!(Instant::now() < deadline, "the agent did not listen within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Agent(child, path)
+    // Until its first comparison is in: before it, status rightly says "not
+    // compared". A comparison paints the whole DIR-24-8 table, seconds in a
+    // debug build: a CI run under load still had none 10 s after the start.
+    let agent = Agent(child, path);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while document(&lab.host, &["status", "--output", "json"], "status")["kernel"]["based_on"] != "background" {
+        assert!(Instant::now() < deadline, "the agent compared nothing within 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent
 }
 
 /// Removes whatever the command and the agent left, when dropped.

@@ -203,6 +203,7 @@ pub(crate) fn fingerprint(config: &LoadConfig, program: Program) -> u64 {
     OBJECT.hash(&mut h);
     format!("{config:?} {program:?}").hash(&mut h);
     crate::sys::kernel_btf::has_cast_to_kern_ctx().hash(&mut h);
+    crate::sys::kernel_btf::can_read_skb_route().hash(&mut h);
     env!("CARGO_PKG_VERSION").hash(&mut h);
     h.finish()
 }
@@ -250,10 +251,17 @@ fn load_object(
     let skip_in_place = config.skip_stages & types::encap_skip::ENCAP_SKIP_MTU_IN_PLACE.0 != 0;
     rodata.mtu_in_place = u8::from(crate::sys::kernel_btf::has_cast_to_kern_ctx() && !skip_in_place);
     // Host mode: a frame the kernel hands to an on-link neighbour goes out
-    // unlabelled (XDP has no kernel route to read; egress needs Linux 6.6).
-    rodata.on_link_pass = u8::from(
-        program == Program::TcEgress && !config.label_on_link && crate::sys::kernel_btf::has_cast_to_kern_ctx(),
-    );
+    // unlabelled (XDP has no kernel route to read). Egress attaches need tcx
+    // (Linux 6.6), which has both kfuncs: the fallback is for a kernel built
+    // without them.
+    let on_link_pass = program == Program::TcEgress && !config.label_on_link;
+    if on_link_pass && !crate::sys::kernel_btf::can_read_skb_route() {
+        log::warn!(
+            "this kernel lacks bpf_cast_to_kern_ctx or bpf_rdonly_cast: on-link neighbours are labelled like any \
+             destination the tables cover"
+        );
+    }
+    rodata.on_link_pass = u8::from(on_link_pass && crate::sys::kernel_btf::can_read_skb_route());
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {

@@ -3,10 +3,11 @@
  * The encapsulator's worker: label the packets the host routes and, on XDP,
  * turn them around.
  *
- * Pipeline: parse -> multicast -> link-local -> route lookup (the main table through the
- * route cache: local?; the source's alternate table, else the main one;
- * plain or policy) -> on-link next hop (skb: passed) -> segment list (or the policy's drop) -> MTU -> save
- * L2 -> reflect it (XDP only) -> grow (hook) -> push. Each stage reports in
+ * Pipeline: parse -> multicast -> link-local -> route lookup (the main
+ * table through the route cache: local?; the source's alternate table, else
+ * the main one; plain or policy) -> on-link next hop (skb: passed) ->
+ * segment list (or the policy's drop) -> MTU -> save L2 -> reflect it (XDP
+ * only) -> grow (hook) -> push. Each stage reports in
  * its own terms; this worker maps that onto an encap counter and jumps to the
  * one exit, which counts exactly that counter and turns it into the hook's
  * return code.
@@ -119,7 +120,11 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 		verdict = ENCAP_CNT_PASS_NO_ROUTE;
 		goto out;
 	}
-	/* Only a packet that would be labelled pays for reading its kernel route. */
+	/*
+	 * Only a packet that would be labelled pays for reading its kernel
+	 * route; before the policy's drop, so that paths going down never cut
+	 * the host off from its router.
+	 */
 	if (hook == HOOK_SKB && skb_next_hop_on_link(ctx, on_link_pass)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;
 		goto out;

@@ -109,27 +109,35 @@ static __always_inline int skb_fits_mtu(struct __sk_buff *skb, __u32 l3_len, int
  * neighbour's MAC, which does not switch labels. 0 when it goes through a
  * gateway, and when the skb carries no IPv4/IPv6 route (nothing routed it:
  * an ingress hook, a packet socket's frame, a test run): the tables decide.
- * Needs bpf_cast_to_kern_ctx (Linux 6.2+; `enabled` is the rodata flag that
- * says the kernel has it) and CAP_PERFMON, which loading already requires.
+ * `enabled` is the rodata flag that says the kernel has both kfuncs.
  */
 static __always_inline int skb_next_hop_on_link(struct __sk_buff *skb, int enabled)
 {
 	struct sk_buff *kskb;
 	struct dst_entry *dst;
-	unsigned short family = 0;
+	unsigned long refdst;
+	unsigned short family;
 
 	if (!enabled)
 		return 0;
 	kskb = bpf_cast_to_kern_ctx(skb);
-	dst = (struct dst_entry *)(kskb->_skb_refdst & ~1UL);
-	if (!dst)
+	/* Bit 0 (SKB_DST_NOREF) says only whether the skb holds a reference. */
+	refdst = kskb->_skb_refdst & ~1UL;
+	if (!refdst)
 		return 0;
-	family = BPF_CORE_READ(dst, ops, family);
+	dst = bpf_rdonly_cast((void *)refdst, bpf_core_type_id_kernel(struct dst_entry));
+	family = dst->ops->family;
 	if (family == AF_INET) {
-		return BPF_CORE_READ((struct rtable *)dst, rt_gw_family) == 0;
+		struct rtable *rt = bpf_rdonly_cast(dst, bpf_core_type_id_kernel(struct rtable));
+
+		return rt->rt_gw_family == 0;
 	}
-	if (family == AF_INET6)
-		return !(BPF_CORE_READ((struct rt6_info *)dst, rt6i_flags) & RTF_GATEWAY);
+	/* A kernel without IPv6 (or with it as a module) has no rt6_info in vmlinux: then no IPv6 route either. */
+	if (family == AF_INET6 && bpf_core_type_exists(struct rt6_info)) {
+		struct rt6_info *rt6 = bpf_rdonly_cast(dst, bpf_core_type_id_kernel(struct rt6_info));
+
+		return !(rt6->rt6i_flags & RTF_GATEWAY);
+	}
 	return 0;
 }
 

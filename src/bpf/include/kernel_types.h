@@ -109,8 +109,9 @@ struct sk_buff {
 /*
  * Just enough of a route to tell whether its next hop is a gateway: the
  * address family behind a dst_entry, IPv4's rtable and IPv6's rt6_info (each
- * begins with its dst_entry). Read with bpf_probe_read_kernel (CO-RE), as
- * the kernel's own pointers are not the program's to dereference.
+ * begins with its dst_entry). Read through bpf_rdonly_cast: loads the
+ * verifier turns into faulting-safe kernel reads, with no helper call (and so
+ * not refused under lockdown, as bpf_probe_read_kernel is).
  */
 struct dst_ops {
 	unsigned short family;
@@ -136,10 +137,12 @@ struct rt6_info {
 /*
  * The kernel's struct behind a program's context: the verifier replaces the
  * call with one register move. Weak: where the kernel lacks it, libbpf leaves
- * a call the verifier never reaches, as long as the rodata flag that guards
- * every use (`mtu_in_place`) is 0 there.
+ * a call the verifier never reaches, as long as the rodata flags that guard
+ * every use (`mtu_in_place`, `on_link_pass`) are 0 there.
  */
 extern void *bpf_cast_to_kern_ctx(void *obj) __attribute__((section(".ksyms"), weak));
+/* A kernel address as a read-only pointer to the kernel type `btf_id` (Linux 6.2+; weak, as above, behind `on_link_pass`). */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __attribute__((section(".ksyms"), weak));
 
 /* TC (sched_cls / tcx) verdicts; tcx shares the values. */
 #define TC_ACT_UNSPEC (-1)

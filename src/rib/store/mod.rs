@@ -89,8 +89,9 @@ pub(crate) struct LoadConfig {
     /// Main-table routes of a family from which its lookups use the cache.
     pub route_cache_min_routes: u32,
     /// Egress: label what the kernel sends to an on-link neighbour too (by
-    /// default it leaves unlabelled). Absent in stores of earlier builds.
-    #[serde(default)]
+    /// default it leaves unlabelled). Written only when set, so that a
+    /// build before it still reads the default's stores; absent in theirs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub label_on_link: bool,
     /// Stages left out (`encap_skip` bits): benchmark variants only, never
     /// pinned.

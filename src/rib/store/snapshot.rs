@@ -305,6 +305,19 @@ mod tests {
     }
 
     #[test]
+    fn label_on_link_is_written_only_when_set_and_read_as_unset_where_absent() {
+        // A build before the key refuses unknown keys: the default's stores must not have it.
+        let header = Header { config: config(), attachment: attached() };
+        let json = serde_json::to_string(&header).unwrap();
+        assert!(!json.contains("label_on_link"), "{json}");
+        let back: Header = serde_json::from_str(&json).unwrap();
+        assert!(!back.config.label_on_link, "absent (earlier builds' stores) reads as unset");
+        let set = Header { config: LoadConfig { label_on_link: true, ..config() }, attachment: attached() };
+        let back: Header = serde_json::from_str(&serde_json::to_string(&set).unwrap()).unwrap();
+        assert!(back.config.label_on_link, "set is kept");
+    }
+
+    #[test]
     fn a_read_for_a_few_destinations_passes_chunks_by_and_misses_no_covering_route() {
         // Ten chunks of routes of every length in two tables: whatever chunk
         // a covering route falls in, the read finds it.
