@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use common::privileged;
 use etherparse::{NetSlice, SlicedPacket};
+use lnetd_host_encap::encap::{AttachedMode, EncapsulatorBuilder, Hook};
 use lnetd_host_encap::testing::lab::{Capture, VethLab};
-use lnetd_host_encap::{encap::AttachedMode, errors::AttachError, Encapsulator, Error};
+use lnetd_host_encap::{errors::AttachError, Encapsulator, Error};
 
 /// MTU the routes through h0 get: 1500 less two labels.
 const ROUTE_MTU: usize = 1492;
@@ -35,7 +36,7 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "on"]).unwrap();
 
     // A TSO device is refused, with what to do.
-    match lab.host.run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress)).unwrap() {
+    match lab.host.run(|| Encapsulator::builder().attach(h0, Hook::Egress)).unwrap() {
         Err(Error::Attach(e @ AttachError::TsoEnabled { .. })) => {
             assert!(e.to_string().contains(&format!("ethtool -K {h0} tso off")), "{e}");
         }
@@ -47,11 +48,7 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     // NIC without MPLS segmentation gets. A veth with the offloads on would
     // hand the super-packet on whole.
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off", "tx-udp-segmentation", "off"]).unwrap();
-    let enc = lab
-        .host
-        .run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress))
-        .unwrap()
-        .expect("attach egress");
+    let enc = lab.host.run(|| Encapsulator::builder().attach(h0, Hook::Egress)).unwrap().expect("attach egress");
     assert_eq!(enc.attachment().map(|a| a.mode), Some(AttachedMode::Egress));
     enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
         .unwrap();
@@ -143,6 +140,27 @@ fn the_hosts_own_packets_are_labelled_on_egress() {
     assert!((share - 0.7).abs() < 0.05, "the 7-weight list carried {share:.3} of the flows");
 }
 
+/// The host's egress encapsulator as `builder` attaches it (TSO off), under
+/// default routes of label 16001 for both families.
+fn egress_under_default_routes(lab: &VethLab, builder: EncapsulatorBuilder) -> Encapsulator {
+    let h0 = VethLab::HOST_IF;
+    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
+    let enc = lab.host.run(|| builder.attach(h0, Hook::Egress)).unwrap().expect("attach egress");
+    for default in ["0.0.0.0/0", "::/0"] {
+        enc.set_route(Table::Main, &Route::new(default.parse().unwrap(), "16001".parse().unwrap())).unwrap();
+    }
+    enc
+}
+
+/// Three pings from the host to `dst`, all answered. The router namespace
+/// takes no MPLS: a labelled echo request is never answered, so this
+/// proves the requests left unlabelled.
+fn ping_answered(lab: &VethLab, dst: &str) {
+    lab.host
+        .exec("ping", "iputils-ping", &["-c", "3", "-i", "0.2", "-W", "2", dst])
+        .unwrap_or_else(|e| panic!("ping {dst} under default routes: {e}"));
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn link_local_destinations_leave_unlabelled_under_default_routes() {
@@ -158,25 +176,12 @@ fn link_local_destinations_leave_unlabelled_under_default_routes() {
         ns.ip(&["addr", "add", v6, "dev", iface, "nodad"]).unwrap();
         ns.ip(&["addr", "add", v4, "dev", iface]).unwrap();
     }
-    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
     // Link-local addresses are on-link too: labelling on-link neighbours
     // leaves the link-local stage alone to prove it.
-    let enc = lab
-        .host
-        .run(|| Encapsulator::builder().label_on_link(true).attach(h0, lnetd_host_encap::encap::Hook::Egress))
-        .unwrap()
-        .expect("attach egress");
-    for default in ["0.0.0.0/0", "::/0"] {
-        enc.set_route(Table::Main, &Route::new(default.parse().unwrap(), "16001".parse().unwrap())).unwrap();
-    }
+    let enc = egress_under_default_routes(&lab, Encapsulator::builder().label_on_link(true));
     let before = enc.stats().unwrap();
-    // The router namespace takes no MPLS: a labelled echo request is never
-    // answered, so each ping proves its packets left unlabelled.
-    let link_local_v6 = format!("fe80::1%{h0}");
-    for dst in [link_local_v6.as_str(), "169.254.7.1"] {
-        lab.host
-            .exec("ping", "iputils-ping", &["-c", "3", "-i", "0.2", "-W", "2", dst])
-            .unwrap_or_else(|e| panic!("ping {dst} under default routes: {e}"));
+    for dst in [format!("fe80::1%{h0}"), "169.254.7.1".into()] {
+        ping_answered(&lab, &dst);
     }
     let after = enc.stats().unwrap();
     assert_eq!(after.labelled.packets, before.labelled.packets, "nothing link-local was labelled");
@@ -204,24 +209,12 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     lab.router.ip(&["addr", "add", "fd00:200::9/64", "dev", VethLab::ROUTER_IF, "nodad"]).unwrap();
     lab.host.ip(&["route", "add", "198.51.100.0/24", "via", &VethLab::ROUTER_V4.to_string(), "dev", h0]).unwrap();
     lab.host.ip(&["-6", "route", "add", "2001:db8:7::/48", "via", &VethLab::ROUTER_V6.to_string(), "dev", h0]).unwrap();
-    lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
-    let enc = lab
-        .host
-        .run(|| Encapsulator::builder().attach(h0, lnetd_host_encap::encap::Hook::Egress))
-        .unwrap()
-        .expect("attach egress");
-    for default in ["0.0.0.0/0", "::/0"] {
-        enc.set_route(Table::Main, &Route::new(default.parse().unwrap(), "16001".parse().unwrap())).unwrap();
-    }
+    let enc = egress_under_default_routes(&lab, Encapsulator::builder());
     let before = enc.stats().unwrap();
-    // The router namespace takes no MPLS: a labelled echo request is never
-    // answered, so each ping proves its packets left unlabelled.
-    let on_link =
-        [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string(), "fd00:200::9".into()];
-    for dst in &on_link {
-        lab.host
-            .exec("ping", "iputils-ping", &["-c", "3", "-i", "0.2", "-W", "2", dst])
-            .unwrap_or_else(|e| panic!("ping {dst} (on-link) under default routes: {e}"));
+    for dst in
+        [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string(), "fd00:200::9".into()]
+    {
+        ping_answered(&lab, &dst);
     }
     // TCP, as a BGP session or SSH to the router: its packets take the
     // socket's cached route (not the packet's own reference). A closed port
@@ -277,11 +270,8 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     let _pins = common::PinGuard(&lab.host, h0);
     lab.host
         .run(|| {
-            let enc = Encapsulator::builder()
-                .pinned()
-                .label_on_link(true)
-                .attach(h0, lnetd_host_encap::encap::Hook::Egress)
-                .expect("pinned egress");
+            let enc =
+                Encapsulator::builder().pinned().label_on_link(true).attach(h0, Hook::Egress).expect("pinned egress");
             enc.set_route(Table::Main, &Route::new("0.0.0.0/0".parse().unwrap(), "16001".parse().unwrap())).unwrap();
         })
         .unwrap();
@@ -316,10 +306,7 @@ fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {
     lab.host.exec("ethtool", "ethtool", &["-K", h0, "tso", "off"]).unwrap();
     lab.host
         .run(|| {
-            let enc = Encapsulator::builder()
-                .pinned()
-                .attach(h0, lnetd_host_encap::encap::Hook::Egress)
-                .expect("pinned egress");
+            let enc = Encapsulator::builder().pinned().attach(h0, Hook::Egress).expect("pinned egress");
             enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))
                 .unwrap();
         })
@@ -381,7 +368,7 @@ fn the_mtu_check_holds_on_egress_both_ways_of_reading_the_mtu() {
     for skip in [0, lnetd_host_encap::testing::stages::MTU_IN_PLACE] {
         let enc = lab
             .host
-            .run(|| Encapsulator::builder().skip_stages(skip).attach(h0, lnetd_host_encap::encap::Hook::Egress))
+            .run(|| Encapsulator::builder().skip_stages(skip).attach(h0, Hook::Egress))
             .unwrap()
             .expect("attach egress");
         enc.set_route(Table::Main, &Route::new("198.51.100.0/24".parse().unwrap(), "16001/16002".parse().unwrap()))

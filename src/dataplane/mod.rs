@@ -202,8 +202,7 @@ pub(crate) fn fingerprint(config: &LoadConfig, program: Program) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     OBJECT.hash(&mut h);
     format!("{config:?} {program:?}").hash(&mut h);
-    crate::sys::kernel_btf::has_cast_to_kern_ctx().hash(&mut h);
-    crate::sys::kernel_btf::can_read_skb_route().hash(&mut h);
+    crate::sys::kernel_btf::kfuncs().hash(&mut h);
     env!("CARGO_PKG_VERSION").hash(&mut h);
     h.finish()
 }
@@ -255,13 +254,14 @@ fn load_object(
     // (Linux 6.6), which has both kfuncs: the fallback is for a kernel built
     // without them.
     let on_link_pass = program == Program::TcEgress && !config.label_on_link;
-    if on_link_pass && !crate::sys::kernel_btf::can_read_skb_route() {
+    let can_read_route = crate::sys::kernel_btf::can_read_skb_route();
+    if on_link_pass && !can_read_route {
         log::warn!(
             "this kernel lacks bpf_cast_to_kern_ctx or bpf_rdonly_cast: on-link neighbours are labelled like any \
              destination the tables cover"
         );
     }
-    rodata.on_link_pass = u8::from(on_link_pass && crate::sys::kernel_btf::can_read_skb_route());
+    rodata.on_link_pass = u8::from(on_link_pass && can_read_route);
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {

@@ -6,14 +6,15 @@ use std::sync::OnceLock;
 use libbpf_rs::btf::types::Func;
 use libbpf_rs::btf::Btf;
 
-/// The kfuncs of Linux 6.2+ the programs use where the kernel has them.
-#[derive(Debug, Clone, Copy, Default)]
-struct Kfuncs {
+/// The kfuncs of Linux 6.2+ the programs use where the kernel has them
+/// (part of a program's fingerprint: they change what it is loaded with).
+#[derive(Debug, Clone, Copy, Default, Hash)]
+pub(crate) struct Kfuncs {
     cast_to_kern_ctx: bool,
     rdonly_cast: bool,
 }
 
-fn kfuncs() -> Kfuncs {
+pub(crate) fn kfuncs() -> Kfuncs {
     static HAS: OnceLock<Kfuncs> = OnceLock::new();
     *HAS.get_or_init(|| {
         // libbpf's own warnings go to the `log` facade, whoever asks first.

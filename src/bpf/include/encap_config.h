@@ -25,7 +25,8 @@ const volatile __u8 mtu_in_place = 0;
 /*
  * 1: an egress program passes what the kernel sends to an on-link neighbour
  * unlabelled (hook_skb.h skb_next_hop_on_link); Rust sets it for the TC
- * program where the kernel has bpf_cast_to_kern_ctx.
+ * program, unless told to label on-link, where the kernel has the kfuncs
+ * that read the packet's route.
  */
 const volatile __u8 on_link_pass = 0;
 

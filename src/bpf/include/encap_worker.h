@@ -125,7 +125,7 @@ static __always_inline int encap(void *ctx, const enum hook hook)
 	 * route; before the policy's drop, so that paths going down never cut
 	 * the host off from its router.
 	 */
-	if (hook == HOOK_SKB && skb_next_hop_on_link(ctx, on_link_pass)) {
+	if (hook_next_hop_on_link(ctx, hook, on_link_pass)) {
 		verdict = ENCAP_CNT_PASS_LOCAL;
 		goto out;
 	}

@@ -44,4 +44,13 @@ static __always_inline int hook_fits_mtu(void *ctx, const enum hook hook, __u32 
 	return hook == HOOK_XDP ? xdp_fits_mtu(ctx, l3_len, in_place) : skb_fits_mtu(ctx, l3_len, in_place);
 }
 
+/*
+ * Whether the kernel's route hands the packet to an on-link neighbour
+ * (`enabled`: the rodata flag for it); XDP runs before any route: never.
+ */
+static __always_inline int hook_next_hop_on_link(void *ctx, const enum hook hook, int enabled)
+{
+	return hook == HOOK_SKB && skb_next_hop_on_link(ctx, enabled);
+}
+
 #endif /* LNETD_HOOK_H */

@@ -1478,5 +1478,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 81808] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
+    static DATA: [u8; 81896] = *include_bytes!(concat!(env!("OUT_DIR"), "/encap.bpf.o"));
 }
