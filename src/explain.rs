@@ -304,6 +304,9 @@ pub struct Explanation {
     /// The program's verdict.
     pub action: XdpAction,
     /// The counter it moved: `labelled`, `local`, `no_route`, `mtu_dropped`...
+    /// On tcx egress, `local` with a [`Explanation::route`] is a
+    /// destination the kernel hands to an on-link neighbour (its route has
+    /// no gateway), which host mode leaves unlabelled whatever route covers it.
     pub outcome: &'static str,
     /// The route chosen and its table, if a route matched.
     pub route: Option<(Table, Route)>,
@@ -350,6 +353,9 @@ impl fmt::Display for Explanation {
         let invalid = self.route.as_ref().is_some_and(|(_, r)| !r.policy.is_valid());
         let why = match self.outcome {
             "labelled" => None,
+            "local" if self.route.is_some() => {
+                Some("the kernel hands it to an on-link neighbour (its route has no gateway), which host mode leaves unlabelled")
+            }
             "local" => Some("it is for the host or its link: one of the host's own addresses, or link-local"),
             "multicast" => Some("it is broadcast or multicast"),
             "no_route" if invalid => Some("its SR policy has no live candidate path (its routes go unlabelled)"),

@@ -117,6 +117,18 @@ impl Diagnostics<'_> {
         }
     }
 
+    /// Host mode's on-link rule as the attached dataplane applies it:
+    /// `Some(false)` when what the host sends to an on-link neighbour (a
+    /// kernel route with no gateway) leaves unlabelled, the default;
+    /// `Some(true)` when it is labelled like any destination the tables
+    /// cover ([`crate::encap::EncapsulatorBuilder::label_on_link`], or a
+    /// kernel without the kfuncs that read the route). `None` unless
+    /// attached to tcx egress: an XDP program has no kernel route to read.
+    pub fn labels_on_link(&self) -> Option<bool> {
+        let egress = self.enc.attachment()?.mode == crate::encap::AttachedMode::Egress;
+        egress.then(|| self.enc.fib.config().label_on_link || !crate::sys::kernel_btf::can_read_skb_route())
+    }
+
     /// Compares the kernel's maps with the RIB (what this library programmed)
     /// and returns every difference; empty when the dataplane does exactly
     /// what the RIB says. A difference means something else wrote the maps,

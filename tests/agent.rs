@@ -1121,6 +1121,19 @@ fn an_unknown_key_in_the_config_file_is_refused_with_its_name_and_file() {
     std::fs::write(&path, "interface = \"eth8\"\n").unwrap();
     let out = Command::new(BIN).args(["-i", "eth9", "agent", "--config", path.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("-i eth9"), "{out:?}");
+    // An [attach] option of the other hook stops the start (before anything
+    // is attached), as the attach command's flag would.
+    std::fs::write(&path, "[attach]\nlabel_on_link = true\n").unwrap();
+    let out = Command::new(BIN).args(["-i", "eth9", "agent", "--config", path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("attach.label_on_link") && stderr.contains("egress"), "{stderr}");
+    std::fs::write(&path, "[attach]\nhook = \"egress\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["-i", "eth9", "agent", "--mode", "native", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--mode is for hook = \"xdp\""), "{stderr}");
     // A BGP flag without the API (from the flags or the file) is refused, naming both places.
     let out = Command::new(BIN).args(["-i", "eth9", "agent", "--bgp-stale-time", "3"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bgp.api in --config"), "{out:?}");

@@ -295,10 +295,12 @@ fn the_command_in_host_mode_egress_and_pop() {
     // (it showed the decapsulator's XDP program as the encapsulator's, "ours": false).
     let status = ok(&lab.host, &["status"]);
     assert!(status.contains("attached in egress mode (tcx egress)\n"), "{status}");
+    assert!(status.contains("\n  on-link: unlabelled"), "the default on-link rule: {status}");
     assert!(status.contains("(xdp_decap) is attached: it is the decapsulator's"), "{status}");
     assert!(status.contains("pop:    decapsulator in generic mode, popping 0,2,16005; other labels: drop"), "{status}");
     let status: serde_json::Value = serde_json::from_str(&ok(&lab.host, &["status", "--output", "json"])).unwrap();
     assert_eq!((&status["program"]["ours"], &status["program"]["role"]), (&true.into(), &"decapsulator".into()));
+    assert_eq!(status["label_on_link"], false, "{status}");
     assert_eq!(
         status["decapsulator"],
         serde_json::json!({"mode": "generic", "labels": [0, 2, 16005], "other_labels": "drop", "error": null})
@@ -484,6 +486,7 @@ fn status_and_detach_force_out_of_damaged_states() {
     let status = ok(&lab.host, &["status"]);
     let id = attached().expect("attached");
     assert!(status.starts_with(&format!("h0: attached in generic mode, program id {id} (xdp_encap)\n")), "{status}");
+    assert!(!status.contains("on-link"), "XDP has no on-link rule to show: {status}");
     assert!(status.contains("routes: 2 (main 1, table 2 1); by origin: static 2; sources: 0"), "{status}");
     assert!(status.contains("agent:  none") && status.contains("kernel: matches the RIB"), "{status}");
 

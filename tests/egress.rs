@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use common::privileged;
 use etherparse::{NetSlice, SlicedPacket};
+use lnetd_host_encap::diagnostics::Probe;
 use lnetd_host_encap::encap::{AttachedMode, EncapsulatorBuilder, Hook};
 use lnetd_host_encap::testing::lab::{Capture, VethLab};
 use lnetd_host_encap::{errors::AttachError, Encapsulator, Error};
@@ -187,9 +188,9 @@ fn link_local_destinations_leave_unlabelled_under_default_routes() {
     assert_eq!(after.labelled.packets, before.labelled.packets, "nothing link-local was labelled");
     assert!(after.local.packets >= before.local.packets + 6, "the echo requests counted as local: {after:?}");
     // The same host still labels what is not link-local.
-    let explained = enc.explain(&lnetd_host_encap::diagnostics::Probe::to("fe80::1".parse().unwrap())).unwrap();
+    let explained = enc.explain(&Probe::to("fe80::1".parse().unwrap())).unwrap();
     assert_eq!((explained.outcome, explained.route), ("local", None), "explain agrees with the program");
-    let routed = enc.explain(&lnetd_host_encap::diagnostics::Probe::to("fec0::1".parse().unwrap())).unwrap();
+    let routed = enc.explain(&Probe::to("fec0::1".parse().unwrap())).unwrap();
     assert_eq!(routed.outcome, "labelled", "just outside fe80::/10 the default route labels");
 }
 
@@ -210,6 +211,7 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     lab.host.ip(&["route", "add", "198.51.100.0/24", "via", &VethLab::ROUTER_V4.to_string(), "dev", h0]).unwrap();
     lab.host.ip(&["-6", "route", "add", "2001:db8:7::/48", "via", &VethLab::ROUTER_V6.to_string(), "dev", h0]).unwrap();
     let enc = egress_under_default_routes(&lab, Encapsulator::builder());
+    assert_eq!(enc.diagnostics().labels_on_link(), Some(false), "the rule's default, as status shows it");
     let before = enc.stats().unwrap();
     for dst in
         [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string(), "fd00:200::9".into()]
@@ -229,6 +231,18 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     let after = enc.stats().unwrap();
     assert_eq!(after.labelled.packets, before.labelled.packets, "nothing on-link was labelled: {after:?}");
     assert!(after.local.packets >= before.local.packets + 14, "the echo requests and SYNs counted as local: {after:?}");
+    // explain agrees with the wire (a probe has no kernel route of its own:
+    // the library asks the kernel for it), and from outside the namespace.
+    let explain = |dst: &str| enc.explain(&Probe::to(dst.parse().unwrap())).unwrap();
+    for dst in [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string()] {
+        let e = explain(&dst);
+        assert_eq!((e.outcome, e.stack.len(), e.verdict()), ("local", 0, "TC_ACT_OK".to_owned()), "{dst}: {e}");
+        assert!(e.route.is_some() && e.to_string().contains("on-link neighbour"), "{dst}: {e}");
+    }
+    for dst in ["198.51.100.7", "2001:db8:7::7"] {
+        assert_eq!(explain(dst).outcome, "labelled", "{dst}: through the router as gateway");
+    }
+    assert_eq!(enc.stats().unwrap().local.packets, after.local.packets, "probes are not traffic");
 
     // Through the router as gateway: labelled by the same default routes.
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();
@@ -290,6 +304,9 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     };
     assert_eq!(labelled_to_router(), (vec![16001], Some(VethLab::ROUTER_V4)), "label_on_link(true)");
     let adopted = lab.host.run(|| Encapsulator::open(h0)).unwrap().expect("adopt");
+    assert_eq!(adopted.diagnostics().labels_on_link(), Some(true), "the adopting handle says so");
+    let e = adopted.explain(&Probe::to(IpAddr::V4(VethLab::ROUTER_V4))).unwrap();
+    assert_eq!(e.outcome, "labelled", "opted in, explain says labelled too: {e}");
     assert_eq!(labelled_to_router(), (vec![16001], Some(VethLab::ROUTER_V4)), "kept by the adopting handle's program");
     adopted.detach().unwrap();
 }

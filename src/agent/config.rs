@@ -293,6 +293,51 @@ impl AgentFile {
         Ok(file)
     }
 
+    /// An `[attach]` option of one hook given with the other is refused,
+    /// as the `attach` command refuses its flags: ignored, it would let an
+    /// operator believe the dataplane does what it does not. Part of
+    /// [`AgentFile::check`], so an agent that adopts a pinned dataplane
+    /// (and does not attach) still says so.
+    fn attach_options_fit_the_hook(&self) -> Result<(), ConfigError> {
+        let a = &self.attach;
+        let refused = |key: &str, value: String, reason: &str| ConfigError::Value {
+            path: self.path.clone(),
+            key: key.into(),
+            value,
+            reason: reason.into(),
+        };
+        match a.hook.as_deref() {
+            None | Some("xdp") => {
+                if a.label_on_link == Some(true) {
+                    return Err(refused(
+                        "attach.label_on_link",
+                        "true".into(),
+                        "for hook = \"egress\" (the kernel's route says what is on-link); hook = \"xdp\" labels \
+                         by the tables alone: remove it or set hook = \"egress\"",
+                    ));
+                }
+                if a.allow_tso == Some(true) {
+                    return Err(refused(
+                        "attach.allow_tso",
+                        "true".into(),
+                        "for hook = \"egress\" (TCP the NIC segments after the label); hook = \"xdp\" sees \
+                         frames already on the wire: remove it or set hook = \"egress\"",
+                    ));
+                }
+                Ok(())
+            }
+            Some("egress") => match &a.mode {
+                Some(mode) => Err(refused(
+                    "attach.mode",
+                    mode.clone(),
+                    "for hook = \"xdp\" (an XDP attachment mode); hook = \"egress\" attaches to tcx: remove it",
+                )),
+                None => Ok(()),
+            },
+            Some(other) => Err(refused("attach.hook", other.into(), "xdp or egress")),
+        }
+    }
+
     /// Whether the file says anything about static routes (otherwise the
     /// agent leaves the routes it finds alone).
     pub fn has_static_routes(&self) -> bool {
@@ -432,14 +477,7 @@ impl AgentFile {
         self.value::<MtuPolicy>("attach.mtu_policy", a.mtu_policy.as_deref())?;
         self.value::<Ipv4Lookup>("attach.lookup", a.lookup.as_deref())?;
         self.value::<XdpMode>("attach.mode", a.mode.as_deref())?;
-        if let Some(hook) = a.hook.as_deref().filter(|h| !matches!(*h, "xdp" | "egress")) {
-            return Err(ConfigError::Value {
-                path: self.path.clone(),
-                key: "attach.hook".into(),
-                value: hook.into(),
-                reason: "xdp or egress".into(),
-            });
-        }
+        self.attach_options_fit_the_hook()?;
         self.value::<super::ReadAccess>("listeners.read_access", self.listeners.read_access.as_deref())?;
         #[cfg(feature = "bgp")]
         {
@@ -534,6 +572,31 @@ mod tests {
         let routes = file.static_routes().unwrap().expect("the example carries static routes");
         let valid = routes.validate().unwrap();
         assert!(valid.routes().len() >= 2 && !valid.sources().is_empty(), "{valid:?}");
+    }
+
+    #[test]
+    fn an_attach_option_of_the_other_hook_is_refused_with_its_key() {
+        let path = Path::new("/etc/lnetd-host-encap/eth1.toml");
+        for (text, key, value) in [
+            ("[attach]\nlabel_on_link = true", "attach.label_on_link", "true"),
+            ("[attach]\nhook = \"xdp\"\nallow_tso = true", "attach.allow_tso", "true"),
+            ("[attach]\nhook = \"egress\"\nmode = \"native\"", "attach.mode", "native"),
+            ("[attach]\nhook = \"ingress\"", "attach.hook", "ingress"),
+        ] {
+            match AgentFile::from_toml_text(path, text).and_then(|f| f.check()) {
+                Err(e @ ConfigError::Value { .. }) => {
+                    let said = e.to_string();
+                    assert!(said.contains(key) && said.contains(value) && said.contains("eth1.toml"), "{said}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        for text in [
+            "[attach]\nhook = \"egress\"\nlabel_on_link = true\nallow_tso = true",
+            "[attach]\nlabel_on_link = false\nallow_tso = false\nmode = \"native\"",
+        ] {
+            AgentFile::from_toml_text(path, text).and_then(|f| f.check()).unwrap();
+        }
     }
 
     #[test]

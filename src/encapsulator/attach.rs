@@ -151,11 +151,8 @@ impl Encapsulator {
             None => None,
         };
         let (link, got) = link(ifindex)?;
-        // The driver's statistics are read by name in this namespace, later from any thread.
-        match EthtoolSocket::open() {
-            Ok(sock) => *self.ethtool.lock().unwrap_or_else(|p| p.into_inner()) = Some(sock),
-            Err(errno) => log::debug!("no ethtool socket ({errno}): tx_errors will not be known"),
-        }
+        // The driver's statistics and the kernel's routes are read in this namespace, later from any thread.
+        *self.netns.lock().unwrap_or_else(|p| p.into_inner()) = NetnsSockets::open();
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         let mut owner = None;
         if let Some(dir) = &pins {

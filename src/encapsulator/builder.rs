@@ -215,7 +215,7 @@ impl EncapsulatorBuilder {
             attachment: Mutex::new(None),
             pin: self.pin,
             allow_tso: self.allow_tso,
-            ethtool: Mutex::new(EthtoolSocket::open().ok()),
+            netns: Mutex::new(NetnsSockets::open()),
             probe: Mutex::new(None),
         })
     }

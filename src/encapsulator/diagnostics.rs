@@ -126,7 +126,38 @@ impl Encapsulator {
         };
         let list = route.as_ref().and_then(|(_, r)| explain::list_of(r, &stack));
         let egress = self.attachment().is_some_and(|a| a.mode == AttachedMode::Egress);
-        Ok(Explanation { action: run.action, outcome, route, list, stack, egress })
+        let explanation = Explanation { action: run.action, outcome, route, list, stack, egress };
+        Ok(self.on_link_rule(probe, explanation))
+    }
+
+    /// On tcx egress the program reads the route the kernel attached to the
+    /// packet, which a probe run has none of: a destination the tables
+    /// label but the kernel hands to an on-link neighbour leaves
+    /// unlabelled, counted in `local`. The kernel is asked for that route
+    /// (as `ip route get` does) in the interface's namespace.
+    fn on_link_rule(&self, probe: &Probe, explanation: Explanation) -> Explanation {
+        if explanation.route.is_none() || explanation.outcome == "local" {
+            return explanation;
+        }
+        let Some(ifindex) = self.attachment().filter(|a| a.mode == AttachedMode::Egress).map(|a| a.ifindex) else {
+            return explanation;
+        };
+        if self.diagnostics().labels_on_link() != Some(false) {
+            return explanation;
+        }
+        let kernel = match self.netns().routes.as_ref().map(|sock| sock.route_to(probe.dst)) {
+            Some(Ok(route)) => route,
+            Some(Err(errno)) => {
+                log::debug!("explain: the kernel's route to {}: {errno}; the tables' answer stands", probe.dst);
+                return explanation;
+            }
+            None => return explanation,
+        };
+        // A route out of another interface never meets this program.
+        if kernel.gateway || kernel.oif != Some(ifindex) {
+            return explanation;
+        }
+        Explanation { action: XdpAction::Pass, outcome: "local", list: None, stack: Vec::new(), ..explanation }
     }
 
     /// Runs the program once on `frame` with BPF_PROG_TEST_RUN, without any

@@ -46,6 +46,7 @@ use crate::rib::Lookup;
 use crate::stats::Stats;
 use crate::sys::ethtool::{self, EthtoolSocket};
 use crate::sys::link::{self, BpfLink};
+use crate::sys::rtnetlink::RtNetlink;
 use crate::sys::test_run::{self, RunStats, TestRun, XdpAction};
 
 /// Pushes MPLS label stacks onto the IPv4/IPv6 packets an interface receives,
@@ -82,14 +83,43 @@ pub struct Encapsulator {
     pin: Option<PinRoots>,
     /// Egress on a TSO device is allowed.
     allow_tso: bool,
-    /// Reads the driver's statistics in the attached interface's namespace
-    /// (opened there at attach or adoption, used from any thread).
-    ethtool: Mutex<Option<EthtoolSocket>>,
+    /// Sockets of the attached interface's namespace.
+    netns: Mutex<NetnsSockets>,
     /// The program `explain` runs, loaded at the first probe.
     probe: Mutex<Option<ProbeProgram>>,
 }
 
+/// Sockets bound to the network namespace of the thread that opened them,
+/// opened where the interface is (at attach or adoption) and used from any
+/// thread: a caller that later runs elsewhere still reads that namespace.
+#[derive(Debug, Default)]
+pub(crate) struct NetnsSockets {
+    /// The driver's statistics (`ethtool -S`).
+    pub(crate) ethtool: Option<EthtoolSocket>,
+    /// The kernel's route to a destination (`explain` on egress).
+    pub(crate) routes: Option<RtNetlink>,
+}
+
+impl NetnsSockets {
+    /// Opens both in the calling thread's namespace; one that cannot be
+    /// opened is missing, and what needs it is not known.
+    pub(crate) fn open() -> NetnsSockets {
+        let ethtool = EthtoolSocket::open()
+            .inspect_err(|errno| log::debug!("no ethtool socket ({errno}): tx_errors will not be known"))
+            .ok();
+        let routes = RtNetlink::open()
+            .inspect_err(|errno| log::debug!("no routing netlink socket ({errno}): explain reads no kernel route"))
+            .ok();
+        NetnsSockets { ethtool, routes }
+    }
+}
+
 impl Encapsulator {
+    fn netns(&self) -> MutexGuard<'_, NetnsSockets> {
+        // Sockets only: a panic while holding the lock cannot leave them half-written.
+        self.netns.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Settings for a new encapsulator.
     pub fn builder() -> EncapsulatorBuilder {
         EncapsulatorBuilder::default()
@@ -381,8 +411,8 @@ impl Encapsulator {
             .as_ref()
             .filter(|a| matches!(a.info.mode, AttachedMode::Native | AttachedMode::Offload))
             .map(|a| a.info.ifindex);
-        let sock = self.ethtool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let (Some(ifindex), Some(sock)) = (ifindex, sock.as_ref()) {
+        let netns = self.netns();
+        if let (Some(ifindex), Some(sock)) = (ifindex, netns.ethtool.as_ref()) {
             // By index: the interface may have been renamed since the attach.
             stats.tx_errors = match sock.name_of(ifindex).and_then(|name| sock.stats(&name)) {
                 Ok(driver) => ethtool::xdp_tx_errors(&driver),

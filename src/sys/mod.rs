@@ -1,5 +1,6 @@
 //! Thin wrappers over the kernel: map fds, XDP links, pins on bpffs, test
-//! runs and run statistics, capabilities, the kernel's BTF, host addresses (and, with
+//! runs and run statistics, capabilities, the kernel's BTF, routing netlink
+//! (links, the route to an address), host addresses (and, with
 //! `watch`, their netlink notifications), libbpf's log. No
 //! policy lives here: each returns the kernel's errno for its caller to name.
 
@@ -16,5 +17,6 @@ pub(crate) mod link;
 pub(crate) mod map;
 pub(crate) mod mmap;
 pub(crate) mod privileges;
+pub(crate) mod rtnetlink;
 pub(crate) mod test_run;
 pub(crate) mod veth_peer;

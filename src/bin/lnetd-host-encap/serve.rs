@@ -194,7 +194,9 @@ impl ConfigArgs {
             )
             .into());
         }
-        // Checked now, not at the first reload: a file the agent cannot apply stops the start.
+        // Checked now, not at the first reload (or only when it attaches): a
+        // file the agent cannot apply stops the start.
+        file.check()?;
         file.static_routes()?.map(|d| d.validate()).transpose().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Some(file))
     }
@@ -261,6 +263,13 @@ pub fn agent(
     // SAFETY: setting a signal's disposition to ignore, before any thread starts.
     unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }?;
     let file = config.read(iface)?;
+    if let (Some(_), Some(f)) = (mode, file.as_ref().filter(|f| f.attach.hook.as_deref() == Some("egress"))) {
+        return Err(format!(
+            "--mode is for hook = \"xdp\" (an XDP attachment mode); {} says hook = \"egress\", which attaches to tcx",
+            f.path.display()
+        )
+        .into());
+    }
     let listeners = listeners.merged(file.as_ref().unwrap_or(&AgentFile::default()))?;
     let bgp = bgp.merged(file.as_ref())?;
     // Built (and its timers checked) before anything is attached: a refusal

@@ -134,6 +134,9 @@ struct Report {
     pinned: bool,
     attached: bool,
     mode: Option<String>,
+    /// Egress only: whether what the host sends to an on-link neighbour is
+    /// labelled (`attach --label-on-link`); null otherwise or unread.
+    label_on_link: Option<bool>,
     program: Option<Program>,
     pins: Option<String>,
     /// The decapsulator pinned on the interface, or null.
@@ -214,6 +217,7 @@ fn gather(iface: &str) -> Result<Report, Failure> {
     };
     report.attached = enc.attachment().is_some();
     report.mode = enc.attachment().map(|a| a.mode.to_string());
+    report.label_on_link = enc.diagnostics().labels_on_link();
     report.pins = enc.diagnostics().pin_dir().map(|p| p.display().to_string());
     // Counted from the RIB as the agent counts them: no route copied, none looked up.
     let counts = enc.diagnostics().route_counts();
@@ -394,6 +398,11 @@ fn print_text(iface: &str, r: &Report) {
         let mode = r.mode.as_deref().unwrap_or("?");
         let hook = if mode == "egress" { " (tcx egress)" } else { "" };
         println!("{iface}: attached in {mode} mode{hook}{program}");
+        match r.label_on_link {
+            Some(false) => println!("  on-link: unlabelled (what goes to a neighbour without a gateway)"),
+            Some(true) => println!("  on-link: labelled like any destination the tables cover"),
+            None => {}
+        }
         println!("  pins:   {}", r.pins.as_deref().unwrap_or("?"));
         print_xdp_and_decap(r.program.as_ref().filter(|_| other), r.decapsulator.as_ref());
     }
