@@ -353,7 +353,7 @@ impl fmt::Display for Explanation {
         let invalid = self.route.as_ref().is_some_and(|(_, r)| !r.policy.is_valid());
         let why = match self.outcome {
             "labelled" => None,
-            "local" if self.route.is_some() => {
+            "local" if self.egress && self.route.is_some() => {
                 Some("the kernel hands it to an on-link neighbour (its route has no gateway), which host mode leaves unlabelled")
             }
             "local" => Some("it is for the host or its link: one of the host's own addresses, or link-local"),

@@ -1104,6 +1104,33 @@ fn a_config_file_reloads_and_brings_the_static_routes_back_after_a_reboot() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An agent that adopts an egress dataplane says its on-link rule in
+/// `status` (its own reply, not the command's read of the pins), and its
+/// `get` answers an on-link neighbour as the program treats it.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn an_agent_on_an_egress_dataplane_shows_and_explains_the_on_link_rule() {
+    privileged("an_agent_on_an_egress_dataplane_shows_and_explains_the_on_link_rule");
+    let lab = VethLab::new().expect("lab");
+    let _pins = PinGuard(&lab.host, VethLab::HOST_IF);
+    let _records = ForceDetach(&lab);
+    lab.host.exec("ethtool", "ethtool", &["-K", VethLab::HOST_IF, "tso", "off"]).unwrap();
+    cmd_ok(&lab, &["attach", "--hook", "egress"]);
+    cmd_ok(&lab, &["set", "0.0.0.0/0", "16001"]);
+    let agent = start_agent_with(&lab, &[]);
+    let status: serde_json::Value = serde_json::from_str(&cmd_ok(&lab, &["status", "--output", "json"])).unwrap();
+    assert_eq!((&status["mode"], &status["label_on_link"]), (&"egress".into(), &false.into()), "{status}");
+    // A user without the privileges to read the pins gets the agent's part only: the rule is in it.
+    let out = as_user(&lab, 65534, 65534, &["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["label_on_link"], false, "{status}");
+    let get = cmd_ok(&lab, &["get", &VethLab::ROUTER_V4.to_string()]);
+    assert!(get.contains("passed on unlabelled (egress)") && get.contains("on-link neighbour"), "{get}");
+    let get = cmd_ok(&lab, &["get", "198.51.100.7"]);
+    assert!(get.contains("labelled and passed on (egress)"), "no kernel route there: the tables' answer: {get}");
+    stop_agent(agent);
+}
+
 #[test]
 fn an_unknown_key_in_the_config_file_is_refused_with_its_name_and_file() {
     let dir = std::env::temp_dir().join(format!("lhe-badconfig-{}", std::process::id()));

@@ -234,7 +234,9 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     // explain agrees with the wire (a probe has no kernel route of its own:
     // the library asks the kernel for it), and from outside the namespace.
     let explain = |dst: &str| enc.explain(&Probe::to(dst.parse().unwrap())).unwrap();
-    for dst in [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string()] {
+    for dst in
+        [VethLab::ROUTER_V4.to_string(), "10.200.0.9".into(), VethLab::ROUTER_V6.to_string(), "fd00:200::9".into()]
+    {
         let e = explain(&dst);
         assert_eq!((e.outcome, e.stack.len(), e.verdict()), ("local", 0, "TC_ACT_OK".to_owned()), "{dst}: {e}");
         assert!(e.route.is_some() && e.to_string().contains("on-link neighbour"), "{dst}: {e}");
@@ -242,7 +244,11 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     for dst in ["198.51.100.7", "2001:db8:7::7"] {
         assert_eq!(explain(dst).outcome, "labelled", "{dst}: through the router as gateway");
     }
-    assert_eq!(enc.stats().unwrap().local.packets, after.local.packets, "probes are not traffic");
+    // Decided before the on-link stage, whatever the kernel's route says.
+    for dst in ["224.0.0.5", "ff02::1"] {
+        assert_eq!(explain(dst).outcome, "multicast", "{dst}");
+    }
+    assert_eq!(enc.stats().unwrap().labelled, after.labelled, "probes are not traffic");
 
     // Through the router as gateway: labelled by the same default routes.
     let capture = lab.router.run(|| Capture::open(VethLab::ROUTER_IF)).unwrap().unwrap();

@@ -375,6 +375,7 @@ impl Api for Service {
             }),
             verify_interval_s: self.writes.audit.interval.map_or(0, |i| i.as_secs().max(1)),
             guards_removals: true,
+            label_on_link: self.enc.diagnostics().labels_on_link(),
             ..Default::default()
         };
         #[cfg(feature = "bgp")]

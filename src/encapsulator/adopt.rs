@@ -302,7 +302,7 @@ impl Encapsulator {
             attachment: Mutex::new(Some(Attached { info, link, pins: Some(dir), _owner: owner })),
             pin: Some(options.roots.clone()),
             allow_tso: false,
-            netns: Mutex::new(NetnsSockets::open()),
+            netns: NetnsSockets::open(),
             probe: Mutex::new(None),
         };
         // Nothing follows the host's addresses between processes without an

@@ -152,7 +152,7 @@ impl Encapsulator {
         };
         let (link, got) = link(ifindex)?;
         // The driver's statistics and the kernel's routes are read in this namespace, later from any thread.
-        *self.netns.lock().unwrap_or_else(|p| p.into_inner()) = NetnsSockets::open();
+        self.netns.reopen();
         let info = Attachment { iface: iface.to_owned(), ifindex, mode: got };
         let mut owner = None;
         if let Some(dir) = &pins {

@@ -215,7 +215,7 @@ impl EncapsulatorBuilder {
             attachment: Mutex::new(None),
             pin: self.pin,
             allow_tso: self.allow_tso,
-            netns: Mutex::new(NetnsSockets::open()),
+            netns: NetnsSockets::open(),
             probe: Mutex::new(None),
         })
     }

@@ -80,6 +80,17 @@ impl Encapsulator {
     /// the encapsulator is dropped, and pinned beside a pinned dataplane for
     /// the next process); probes are serialised, across processes too.
     ///
+    /// On tcx egress the program also reads the route the kernel attached
+    /// to the packet, which a probe has none of: for an answer past that
+    /// stage (labelled, or dropped by the policy or the MTU) the kernel is
+    /// asked for the route to the destination (RTM_GETROUTE, by destination
+    /// alone, as `ip route get DST`), in the namespace the dataplane was
+    /// attached or adopted in. A route out of this interface with no
+    /// gateway makes the answer `local`, unlabelled, as the program does
+    /// unless [`crate::encap::EncapsulatorBuilder::label_on_link`]. When the
+    /// kernel cannot answer (no route, no socket), the tables' answer
+    /// stands, logged at debug level.
+    ///
     /// ```no_run
     /// use lnetd_host_encap::{Encapsulator, diagnostics::Probe};
     /// let enc = Encapsulator::open("eth1")?;
@@ -136,7 +147,12 @@ impl Encapsulator {
     /// unlabelled, counted in `local`. The kernel is asked for that route
     /// (as `ip route get` does) in the interface's namespace.
     fn on_link_rule(&self, probe: &Probe, explanation: Explanation) -> Explanation {
-        if explanation.route.is_none() || explanation.outcome == "local" {
+        // The outcomes the program reaches past its on-link stage (after the
+        // route lookup, before the policy, the MTU and the push); local and
+        // multicast are decided before it.
+        const PAST_THE_ON_LINK_STAGE: [&str; 6] =
+            ["labelled", "no_route", "no_live_path_dropped", "mtu_passed", "mtu_dropped", "no_headroom"];
+        if explanation.route.is_none() || !PAST_THE_ON_LINK_STAGE.contains(&explanation.outcome) {
             return explanation;
         }
         let Some(ifindex) = self.attachment().filter(|a| a.mode == AttachedMode::Egress).map(|a| a.ifindex) else {
@@ -145,7 +161,8 @@ impl Encapsulator {
         if self.diagnostics().labels_on_link() != Some(false) {
             return explanation;
         }
-        let kernel = match self.netns().routes.as_ref().map(|sock| sock.route_to(probe.dst)) {
+        let asked = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.route_to(probe.dst));
+        let kernel = match asked {
             Some(Ok(route)) => route,
             Some(Err(errno)) => {
                 log::debug!("explain: the kernel's route to {}: {errno}; the tables' answer stands", probe.dst);
@@ -153,8 +170,9 @@ impl Encapsulator {
             }
             None => return explanation,
         };
-        // A route out of another interface never meets this program.
-        if kernel.gateway || kernel.oif != Some(ifindex) {
+        // A route out of another interface never meets this program (a
+        // VLAN or bond above it is another interface too: see host-mode.md).
+        if !kernel.unicast || kernel.gateway || kernel.oif != Some(ifindex) {
             return explanation;
         }
         Explanation { action: XdpAction::Pass, outcome: "local", list: None, stack: Vec::new(), ..explanation }

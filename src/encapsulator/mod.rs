@@ -84,7 +84,7 @@ pub struct Encapsulator {
     /// Egress on a TSO device is allowed.
     allow_tso: bool,
     /// Sockets of the attached interface's namespace.
-    netns: Mutex<NetnsSockets>,
+    netns: NetnsSockets,
     /// The program `explain` runs, loaded at the first probe.
     probe: Mutex<Option<ProbeProgram>>,
 }
@@ -92,12 +92,13 @@ pub struct Encapsulator {
 /// Sockets bound to the network namespace of the thread that opened them,
 /// opened where the interface is (at attach or adoption) and used from any
 /// thread: a caller that later runs elsewhere still reads that namespace.
+/// Each has its own lock: a slow answer to one never holds up the other.
 #[derive(Debug, Default)]
 pub(crate) struct NetnsSockets {
     /// The driver's statistics (`ethtool -S`).
-    pub(crate) ethtool: Option<EthtoolSocket>,
+    pub(crate) ethtool: Mutex<Option<EthtoolSocket>>,
     /// The kernel's route to a destination (`explain` on egress).
-    pub(crate) routes: Option<RtNetlink>,
+    pub(crate) routes: Mutex<Option<RtNetlink>>,
 }
 
 impl NetnsSockets {
@@ -110,16 +111,21 @@ impl NetnsSockets {
         let routes = RtNetlink::open()
             .inspect_err(|errno| log::debug!("no routing netlink socket ({errno}): explain reads no kernel route"))
             .ok();
-        NetnsSockets { ethtool, routes }
+        NetnsSockets { ethtool: Mutex::new(ethtool), routes: Mutex::new(routes) }
+    }
+
+    /// Replaces both by sockets of the calling thread's namespace.
+    pub(crate) fn reopen(&self) {
+        fn put<T>(into: &Mutex<Option<T>>, from: Mutex<Option<T>>) {
+            *into.lock().unwrap_or_else(|p| p.into_inner()) = from.into_inner().unwrap_or_else(|p| p.into_inner());
+        }
+        let fresh = NetnsSockets::open();
+        put(&self.ethtool, fresh.ethtool);
+        put(&self.routes, fresh.routes);
     }
 }
 
 impl Encapsulator {
-    fn netns(&self) -> MutexGuard<'_, NetnsSockets> {
-        // Sockets only: a panic while holding the lock cannot leave them half-written.
-        self.netns.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Settings for a new encapsulator.
     pub fn builder() -> EncapsulatorBuilder {
         EncapsulatorBuilder::default()
@@ -411,8 +417,8 @@ impl Encapsulator {
             .as_ref()
             .filter(|a| matches!(a.info.mode, AttachedMode::Native | AttachedMode::Offload))
             .map(|a| a.info.ifindex);
-        let netns = self.netns();
-        if let (Some(ifindex), Some(sock)) = (ifindex, netns.ethtool.as_ref()) {
+        let sock = self.netns.ethtool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let (Some(ifindex), Some(sock)) = (ifindex, sock.as_ref()) {
             // By index: the interface may have been renamed since the attach.
             stats.tx_errors = match sock.name_of(ifindex).and_then(|name| sock.stats(&name)) {
                 Ok(driver) => ethtool::xdp_tx_errors(&driver),

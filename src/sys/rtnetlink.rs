@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -21,6 +22,9 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_VIA: u16 = 18;
+/// linux/rtnetlink.h `RTN_UNICAST`: a route to a gateway or a neighbour (not
+/// local, broadcast, multicast, unreachable...).
+const RTN_UNICAST: u8 = 1;
 
 /// An RTM_NEWLINK answer: the attributes after the ifinfomsg.
 pub(crate) struct Link {
@@ -37,6 +41,9 @@ impl Link {
 /// The route the kernel would give a packet this host sends to an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RouteTo {
+    /// A unicast route (`ip route get` shows no type): not the host's
+    /// own (`local`), broadcast or multicast.
+    pub unicast: bool,
     /// The interface it leaves by.
     pub oif: Option<u32>,
     /// It goes to a gateway (RTA_GATEWAY or RTA_VIA); without one the
@@ -48,6 +55,9 @@ pub(crate) struct RouteTo {
 #[derive(Debug)]
 pub(crate) struct RtNetlink {
     fd: OwnedFd,
+    /// The last request's sequence number: an answer to an earlier one
+    /// (left queued by a failed read) is never taken for the next's.
+    seq: AtomicU32,
 }
 
 impl RtNetlink {
@@ -59,7 +69,24 @@ impl RtNetlink {
             return Err(Errno::last());
         }
         // SAFETY: a new fd nobody else owns.
-        Ok(RtNetlink { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // The kernel answers at once; a bound on the wait keeps a caller
+        // (and the lock it holds) from waiting forever on one that never comes.
+        let timeout = libc::timeval { tv_sec: 1, tv_usec: 0 };
+        // SAFETY: `timeout` outlives the call and its length is given.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if set < 0 {
+            return Err(Errno::last());
+        }
+        Ok(RtNetlink { fd, seq: AtomicU32::new(0) })
     }
 
     /// RTM_GETLINK for `ifindex`, in the namespace `netnsid` names (ours if `None`).
@@ -88,6 +115,7 @@ impl RtNetlink {
         let body = self.request(libc::RTM_GETROUTE, &header, &[(RTA_DST, &addr)], libc::RTM_NEWROUTE)?;
         let attrs = body.get(RTMSG..).ok_or(Errno::EIO)?;
         Ok(RouteTo {
+            unicast: body.get(7) == Some(&RTN_UNICAST),
             oif: find(attrs, RTA_OIF).and_then(read_u32),
             gateway: find(attrs, RTA_GATEWAY).is_some() || find(attrs, RTA_VIA).is_some(),
         })
@@ -100,7 +128,8 @@ impl RtNetlink {
         req.extend_from_slice(&[0; 4]); // length, below
         req.extend_from_slice(&ty.to_ne_bytes());
         req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-        req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        req.extend_from_slice(&seq.to_ne_bytes());
         req.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel assigns ours
         req.extend_from_slice(header);
         for (kind, payload) in attrs {
@@ -142,6 +171,9 @@ impl RtNetlink {
             let msg = buf.get(..got as usize).ok_or(Errno::EIO)?;
             let len = read_u32(msg).ok_or(Errno::EIO)? as usize;
             let ty = msg.get(4..6).and_then(|t| t.try_into().ok()).map(u16::from_ne_bytes).ok_or(Errno::EIO)?;
+            if msg.get(8..12).and_then(read_u32) != Some(seq) {
+                continue;
+            }
             let body = msg.get(NLMSG_HDR..len.min(msg.len())).ok_or(Errno::EIO)?;
             if i32::from(ty) == libc::NLMSG_ERROR {
                 let code = body.get(..4).and_then(|c| c.try_into().ok()).map(i32::from_ne_bytes).ok_or(Errno::EIO)?;
@@ -150,7 +182,8 @@ impl RtNetlink {
             if ty == answer {
                 return Ok(body.to_vec());
             }
-            // Anything else (a notification cannot arrive: we joined no group) is skipped.
+            // Anything else (a notification cannot arrive: we joined no group;
+            // an answer to an earlier request) is skipped.
         }
     }
 }
@@ -197,12 +230,18 @@ mod tests {
     }
 
     #[test]
-    fn the_route_to_a_loopback_address_leaves_by_lo_without_a_gateway() {
+    fn the_route_to_a_loopback_address_is_the_hosts_own_by_lo() {
         let sock = RtNetlink::open().unwrap();
         let lo = nix::net::if_::if_nametoindex("lo").unwrap();
-        for dst in ["127.0.0.1", "::1"] {
-            let route = sock.route_to(dst.parse().unwrap()).unwrap();
-            assert_eq!(route, RouteTo { oif: Some(lo), gateway: false }, "{dst}");
+        let route = sock.route_to("127.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false });
+        // Answers are matched to their request, one after the other.
+        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap()).unwrap(), route);
+        match sock.route_to("::1".parse().unwrap()) {
+            Ok(route) => assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false }),
+            // A host with IPv6 disabled has no route to ::1.
+            Err(Errno::ENETUNREACH | Errno::EAFNOSUPPORT) => {}
+            Err(e) => panic!("::1: {e}"),
         }
     }
 }

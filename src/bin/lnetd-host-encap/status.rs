@@ -295,6 +295,7 @@ fn agent(iface: &str, report: &mut Report) -> (Option<Agent>, bool) {
         report.pins = Some(s.pin_dir.clone()).filter(|p| !p.is_empty());
         report.attached = !s.mode.is_empty();
         report.mode = Some(s.mode.clone()).filter(|m| !m.is_empty());
+        report.label_on_link = s.label_on_link;
         // Always present, as without an agent: "not compared" until its first comparison.
         report.kernel = Some(match s.last_verification.as_ref() {
             Some(v) => Kernel {
