@@ -16,6 +16,7 @@ pub(crate) mod libbpf_log;
 pub(crate) mod link;
 pub(crate) mod map;
 pub(crate) mod mmap;
+pub(crate) mod netlink;
 pub(crate) mod privileges;
 pub(crate) mod rtnetlink;
 pub(crate) mod test_run;

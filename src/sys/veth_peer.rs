@@ -13,7 +13,8 @@
 use nix::errno::Errno;
 use nix::libc;
 
-use super::rtnetlink::{find, read_u32, RtNetlink};
+use super::netlink::{find, read_u32};
+use super::rtnetlink::RtNetlink;
 
 /// IFLA_XDP's nested attributes (linux/if_link.h).
 const IFLA_XDP_ATTACHED: u16 = 2;
