@@ -161,7 +161,7 @@ impl Encapsulator {
         if self.diagnostics().labels_on_link() != Some(false) {
             return explanation;
         }
-        let asked = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.route_to(probe.dst));
+        let asked = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|s| s.route_to(probe.dst));
         let kernel = match asked {
             Some(Ok(route)) => route,
             Some(Err(errno)) => {

@@ -7,7 +7,6 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -18,12 +17,14 @@ const NLM_F_REQUEST: u16 = 1;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// A netlink socket of one protocol (NETLINK_ROUTE, NETLINK_GENERIC).
+/// A request takes it `&mut`: two callers at once would each read and
+/// drop the other's answer.
 #[derive(Debug)]
 pub(crate) struct Netlink {
     fd: OwnedFd,
     /// The last request's sequence number: an answer to an earlier one
     /// (left queued by a failed read) is never taken for the next's.
-    seq: AtomicU32,
+    seq: u32,
 }
 
 impl Netlink {
@@ -52,20 +53,21 @@ impl Netlink {
         if set < 0 {
             return Err(Errno::last());
         }
-        Ok(Netlink { fd, seq: AtomicU32::new(0) })
+        Ok(Netlink { fd, seq: 0 })
     }
 
     /// Sends one request of type `ty` (`header`, then `attrs`) and returns
     /// the body of its answer of type `answer` (that header and the
     /// attributes); an NLMSG_ERROR answer is its errno.
     pub(crate) fn request(
-        &self,
+        &mut self,
         ty: u16,
         header: &[u8],
         attrs: &[(u16, &[u8])],
         answer: u16,
     ) -> Result<Vec<u8>, Errno> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
         let mut req = Vec::with_capacity(NLMSG_HDR + header.len() + 32);
         req.extend_from_slice(&[0; 4]); // length, below
         req.extend_from_slice(&ty.to_ne_bytes());
@@ -118,7 +120,7 @@ impl Netlink {
             let body = msg.get(NLMSG_HDR..len.min(msg.len())).ok_or(Errno::EIO)?;
             if i32::from(ty) == libc::NLMSG_ERROR {
                 let code = body.get(..4).and_then(|c| c.try_into().ok()).map(i32::from_ne_bytes).ok_or(Errno::EIO)?;
-                return Err(if code < 0 { Errno::from_raw(-code) } else { Errno::EIO });
+                return Err(code.checked_neg().filter(|e| *e > 0).map_or(Errno::EIO, Errno::from_raw));
             }
             if ty == answer {
                 return Ok(body.to_vec());

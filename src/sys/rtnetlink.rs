@@ -56,7 +56,7 @@ impl RtNetlink {
     }
 
     /// RTM_GETLINK for `ifindex`, in the namespace `netnsid` names (ours if `None`).
-    pub(crate) fn get_link(&self, ifindex: u32, netnsid: Option<i32>) -> Result<Link, Errno> {
+    pub(crate) fn get_link(&mut self, ifindex: u32, netnsid: Option<i32>) -> Result<Link, Errno> {
         // ifinfomsg: family AF_UNSPEC, pad, type, index, flags, change.
         let mut header = vec![0u8; 4];
         header.extend_from_slice(&i32::try_from(ifindex).map_err(|_| Errno::ENODEV)?.to_ne_bytes());
@@ -71,7 +71,7 @@ impl RtNetlink {
     /// the host sends there (rules and tables applied, one next hop of a
     /// multipath route chosen), as `ip route get DST` shows it.
     /// ENETUNREACH (or EHOSTUNREACH) when none.
-    pub(crate) fn route_to(&self, dst: IpAddr) -> Result<RouteTo, Errno> {
+    pub(crate) fn route_to(&mut self, dst: IpAddr) -> Result<RouteTo, Errno> {
         let (family, addr, len): (u8, Vec<u8>, u8) = match dst {
             IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec(), 32),
             IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec(), 128),
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_route_to_a_loopback_address_is_the_hosts_own_by_lo() {
-        let sock = RtNetlink::open().unwrap();
+        let mut sock = RtNetlink::open().unwrap();
         let lo = nix::net::if_::if_nametoindex("lo").unwrap();
         let route = sock.route_to("127.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false });

@@ -37,7 +37,7 @@ pub(crate) struct VethPeer {
 /// The peer of `ifindex` (of the calling thread's namespace) when it is a
 /// veth; `None` for any other kind of device.
 pub(crate) fn veth_peer(ifindex: u32) -> Result<Option<VethPeer>, Errno> {
-    let sock = RtNetlink::open()?;
+    let mut sock = RtNetlink::open()?;
     let ours = sock.get_link(ifindex, None)?;
     let kind = ours.attr(libc::IFLA_LINKINFO).and_then(|info| find(info, libc::IFLA_INFO_KIND));
     if kind.map(|k| k.strip_suffix(b"\0").unwrap_or(k)) != Some(b"veth") {

@@ -94,7 +94,10 @@ impl Transmit {
         }
         live.next_check = now + RECHECK;
         let ready = match &mut live.features {
-            Some(f) => f.ndo_xmit(live.ifindex).unwrap_or(false),
+            Some(f) => f.ndo_xmit(live.ifindex).unwrap_or_else(|errno| {
+                log::debug!("S-BFD: the XDP features of ifindex {} unread ({errno}): the socket path", live.ifindex);
+                false
+            }),
             None => false,
         };
         if ready != live.ready {

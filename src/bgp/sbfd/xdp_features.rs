@@ -62,7 +62,7 @@ impl XdpFeatures {
 
     /// Sends one request of the family with one attribute; returns the
     /// reply's attributes (past the genetlink header).
-    fn ask(&self, cmd: u8, attr: u16, value: &[u8]) -> Result<Vec<u8>, Errno> {
+    fn ask(&mut self, cmd: u8, attr: u16, value: &[u8]) -> Result<Vec<u8>, Errno> {
         // genlmsghdr: the command, version 1, reserved.
         let reply = self.sock.request(self.family, &[cmd, 1, 0, 0], &[(attr, value)], self.family)?;
         Ok(reply.get(GENL_HDRLEN..).unwrap_or_default().to_vec())
