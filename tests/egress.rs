@@ -244,6 +244,16 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     for dst in ["198.51.100.7", "2001:db8:7::7"] {
         assert_eq!(explain(dst).outcome, "labelled", "{dst}: through the router as gateway");
     }
+    // A source-based rule: from the host's address, 203.0.113.0/24 is on
+    // the link (table 100); from elsewhere it goes through the router. The
+    // probe's source is asked with.
+    lab.host.ip(&["route", "add", "203.0.113.0/24", "dev", h0, "table", "100"]).unwrap();
+    let host_v4 = VethLab::HOST_V4.to_string();
+    lab.host.ip(&["rule", "add", "from", &host_v4, "to", "203.0.113.0/24", "lookup", "100"]).unwrap();
+    let far: IpAddr = "203.0.113.5".parse().unwrap();
+    assert_eq!(enc.explain(&Probe::to(far)).unwrap().outcome, "labelled", "through the router by the main table");
+    let from_host = enc.explain(&Probe::to(far).from(IpAddr::V4(VethLab::HOST_V4))).unwrap();
+    assert_eq!(from_host.outcome, "local", "on-link by the rule for the host's source: {from_host}");
     // Decided before the on-link stage, whatever the kernel's route says.
     for dst in ["224.0.0.5", "ff02::1"] {
         assert_eq!(explain(dst).outcome, "multicast", "{dst}");

@@ -83,8 +83,9 @@ impl Encapsulator {
     /// On tcx egress the program also reads the route the kernel attached
     /// to the packet, which a probe has none of: for an answer past that
     /// stage (labelled, or dropped by the policy or the MTU) the kernel is
-    /// asked for the route to the destination (RTM_GETROUTE, by destination
-    /// alone, as `ip route get DST`), in the namespace the dataplane was
+    /// asked for the route to the destination (RTM_GETROUTE, from the
+    /// probe's source when it has one, as `ip route get DST [from SRC]`),
+    /// in the namespace the dataplane was
     /// attached or adopted in. A route out of this interface with no
     /// gateway makes the answer `local`, unlabelled, as the program does
     /// unless [`crate::encap::EncapsulatorBuilder::label_on_link`]. When the
@@ -161,7 +162,14 @@ impl Encapsulator {
         if self.diagnostics().labels_on_link() != Some(false) {
             return explanation;
         }
-        let asked = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|s| s.route_to(probe.dst));
+        let asked = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|s| {
+            // The probe's source, when given, for source-based rules; a
+            // source the kernel refuses (not the host's, say) asks without.
+            match probe.src.map(|src| s.route_to(probe.dst, Some(src))) {
+                Some(Err(Errno::EINVAL)) | None => s.route_to(probe.dst, None),
+                Some(answer) => answer,
+            }
+        });
         let kernel = match asked {
             Some(Ok(route)) => route,
             Some(Err(errno)) => {

@@ -13,6 +13,7 @@ const IFINFOMSG: usize = 16;
 const RTMSG: usize = 12;
 /// linux/rtnetlink.h `enum rtattr_type_t`.
 const RTA_DST: u16 = 1;
+const RTA_SRC: u16 = 2;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_VIA: u16 = 18;
@@ -67,19 +68,32 @@ impl RtNetlink {
         Ok(Link { attrs: body.get(IFINFOMSG..).ok_or(Errno::EIO)?.to_vec() })
     }
 
-    /// RTM_GETROUTE for `dst`: the route the kernel's lookup gives a packet
-    /// the host sends there (rules and tables applied, one next hop of a
-    /// multipath route chosen), as `ip route get DST` shows it.
-    /// ENETUNREACH (or EHOSTUNREACH) when none.
-    pub(crate) fn route_to(&mut self, dst: IpAddr) -> Result<RouteTo, Errno> {
-        let (family, addr, len): (u8, Vec<u8>, u8) = match dst {
-            IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec(), 32),
-            IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec(), 128),
+    /// RTM_GETROUTE for `dst` (from `src`, when given: a source-based `ip
+    /// rule` then applies): the route the kernel's lookup gives a packet the
+    /// host sends there (rules and tables applied, one next hop of a
+    /// multipath route chosen), as `ip route get DST [from SRC]` shows it.
+    /// ENETUNREACH (or EHOSTUNREACH) when none; EINVAL for a source of
+    /// another family (or one the kernel refuses).
+    pub(crate) fn route_to(&mut self, dst: IpAddr, src: Option<IpAddr>) -> Result<RouteTo, Errno> {
+        let (family, len) = match dst {
+            IpAddr::V4(_) => (libc::AF_INET as u8, 32),
+            IpAddr::V6(_) => (libc::AF_INET6 as u8, 128),
         };
+        let octets = |a: IpAddr| match a {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        if src.is_some_and(|s| s.is_ipv4() != dst.is_ipv4()) {
+            return Err(Errno::EINVAL);
+        }
+        let (dst, src) = (octets(dst), src.map(octets));
+        let src_len = if src.is_some() { len } else { 0 };
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-        let mut header = vec![family, len, 0, 0, 0, 0, 0, 0];
+        let mut header = vec![family, len, src_len, 0, 0, 0, 0, 0];
         header.extend_from_slice(&[0; 4]);
-        let body = self.0.request(libc::RTM_GETROUTE, &header, &[(RTA_DST, &addr)], libc::RTM_NEWROUTE)?;
+        let mut attrs: Vec<(u16, &[u8])> = vec![(RTA_DST, &dst)];
+        attrs.extend(src.as_deref().map(|s| (RTA_SRC, s)));
+        let body = self.0.request(libc::RTM_GETROUTE, &header, &attrs, libc::RTM_NEWROUTE)?;
         let attrs = body.get(RTMSG..).ok_or(Errno::EIO)?;
         Ok(RouteTo {
             unicast: body.get(7) == Some(&RTN_UNICAST),
@@ -97,11 +111,12 @@ mod tests {
     fn the_route_to_a_loopback_address_is_the_hosts_own_by_lo() {
         let mut sock = RtNetlink::open().unwrap();
         let lo = nix::net::if_::if_nametoindex("lo").unwrap();
-        let route = sock.route_to("127.0.0.1".parse().unwrap()).unwrap();
+        let route = sock.route_to("127.0.0.1".parse().unwrap(), None).unwrap();
         assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false });
-        // Answers are matched to their request, one after the other.
-        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap()).unwrap(), route);
-        match sock.route_to("::1".parse().unwrap()) {
+        // Answers are matched to their request, one after the other; a source may be given.
+        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap(), Some("127.0.0.1".parse().unwrap())).unwrap(), route);
+        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap(), Some("::1".parse().unwrap())), Err(Errno::EINVAL));
+        match sock.route_to("::1".parse().unwrap(), None) {
             Ok(route) => assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false }),
             // A host with IPv6 disabled has no route to ::1.
             Err(Errno::ENETUNREACH | Errno::EAFNOSUPPORT) => {}

@@ -181,7 +181,7 @@ pub(crate) enum Command {
         /// Source address: selects alternate tables, and enters the flow hash
         /// that picks the segment list and the entropy label [default: the
         /// unspecified address, 0.0.0.0 or ::]. Give a real flow's source to
-        /// see where that flow goes.
+        /// see where that flow goes (on egress, source-based `ip rule`s too).
         #[arg(long)]
         src: Option<IpAddr>,
         /// udp, tcp or icmp.
