@@ -125,8 +125,9 @@ impl Diagnostics<'_> {
     /// kernel without the kfuncs that read the route). `None` unless
     /// attached to tcx egress: an XDP program has no kernel route to read.
     pub fn labels_on_link(&self) -> Option<bool> {
-        let egress = self.enc.attachment()?.mode == crate::encap::AttachedMode::Egress;
-        egress.then(|| self.enc.fib.config().label_on_link || !crate::sys::kernel_btf::can_read_skb_route())
+        let program = crate::dataplane::Program::attached_as(self.enc.attachment()?.mode);
+        (program == crate::dataplane::Program::TcEgress)
+            .then(|| !crate::dataplane::passes_on_link(self.enc.fib.config(), program))
     }
 
     /// Compares the kernel's maps with the RIB (what this library programmed)

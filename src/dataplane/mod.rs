@@ -161,6 +161,16 @@ impl Program {
     }
 }
 
+/// Host mode's on-link rule as `program` loaded with `config` applies it:
+/// what the kernel hands to an on-link neighbour leaves unlabelled. Only
+/// the egress program has a kernel route to read, through kfuncs this
+/// kernel must have; [`EncapsulatorBuilder::label_on_link`] opts out.
+///
+/// [`EncapsulatorBuilder::label_on_link`]: crate::encap::EncapsulatorBuilder::label_on_link
+pub(crate) fn passes_on_link(config: &LoadConfig, program: Program) -> bool {
+    program == Program::TcEgress && !config.label_on_link && crate::sys::kernel_btf::can_read_skb_route()
+}
+
 /// Loads the encapsulator with `config` and maps of its own (its XDP program).
 pub(crate) fn load(config: &LoadConfig) -> Result<Loaded, LoadError> {
     let (prog, maps) = load_object(config, None, Program::Xdp)?;
@@ -253,15 +263,14 @@ fn load_object(
     // unlabelled (XDP has no kernel route to read). Egress attaches need tcx
     // (Linux 6.6), which has both kfuncs: the fallback is for a kernel built
     // without them.
-    let on_link_pass = program == Program::TcEgress && !config.label_on_link;
-    let can_read_route = crate::sys::kernel_btf::can_read_skb_route();
-    if on_link_pass && !can_read_route {
+    let on_link_pass = passes_on_link(config, program);
+    if program == Program::TcEgress && !config.label_on_link && !on_link_pass {
         log::warn!(
             "this kernel lacks bpf_cast_to_kern_ctx or bpf_rdonly_cast: on-link neighbours are labelled like any \
              destination the tables cover"
         );
     }
-    rodata.on_link_pass = u8::from(on_link_pass && can_read_route);
+    rodata.on_link_pass = u8::from(on_link_pass);
     // The structure not chosen keeps one entry per map (maps cannot be absent).
     let dir = config.lookup == Ipv4Lookup::Dir24_8;
     let (lpm_v4, tbl16, tbl24, groups, prefixes, values) = match dir {

@@ -137,17 +137,26 @@ impl Encapsulator {
             _ => fallback,
         };
         let list = route.as_ref().and_then(|(_, r)| explain::list_of(r, &stack));
-        let egress = self.attachment().is_some_and(|a| a.mode == AttachedMode::Egress);
+        let attachment = self.attachment();
+        let egress = attachment.as_ref().is_some_and(|a| a.mode == AttachedMode::Egress);
         let explanation = Explanation { action: run.action, outcome, route, list, stack, egress };
-        Ok(self.on_link_rule(probe, explanation))
+        // The interface whose program applies the on-link rule, if it does.
+        let on_link = attachment
+            .filter(|a| dataplane::passes_on_link(self.fib.config(), Program::attached_as(a.mode)))
+            .map(|a| a.ifindex);
+        Ok(match on_link {
+            Some(ifindex) => self.on_link_rule(probe, ifindex, explanation),
+            None => explanation,
+        })
     }
 
     /// On tcx egress the program reads the route the kernel attached to the
     /// packet, which a probe run has none of: a destination the tables
     /// label but the kernel hands to an on-link neighbour leaves
     /// unlabelled, counted in `local`. The kernel is asked for that route
-    /// (as `ip route get` does) in the interface's namespace.
-    fn on_link_rule(&self, probe: &Probe, explanation: Explanation) -> Explanation {
+    /// (as `ip route get` does) in the namespace of `ifindex`, the
+    /// interface the program runs on.
+    fn on_link_rule(&self, probe: &Probe, ifindex: u32, explanation: Explanation) -> Explanation {
         // The outcomes the program reaches past its on-link stage (after the
         // route lookup, before the policy, the MTU and the push); local and
         // multicast are decided before it.
@@ -156,27 +165,21 @@ impl Encapsulator {
         if explanation.route.is_none() || !PAST_THE_ON_LINK_STAGE.contains(&explanation.outcome) {
             return explanation;
         }
-        let Some(ifindex) = self.attachment().filter(|a| a.mode == AttachedMode::Egress).map(|a| a.ifindex) else {
-            return explanation;
+        let mut routes = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sock) = routes.as_mut() else { return explanation };
+        // The probe's source, when given, for source-based rules; a source
+        // the kernel refuses (not the host's, say) asks without.
+        let asked = match probe.src.map(|src| sock.route_to(probe.dst, Some(src))) {
+            Some(Err(Errno::EINVAL)) | None => sock.route_to(probe.dst, None),
+            Some(answer) => answer,
         };
-        if self.diagnostics().labels_on_link() != Some(false) {
-            return explanation;
-        }
-        let asked = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|s| {
-            // The probe's source, when given, for source-based rules; a
-            // source the kernel refuses (not the host's, say) asks without.
-            match probe.src.map(|src| s.route_to(probe.dst, Some(src))) {
-                Some(Err(Errno::EINVAL)) | None => s.route_to(probe.dst, None),
-                Some(answer) => answer,
-            }
-        });
+        drop(routes);
         let kernel = match asked {
-            Some(Ok(route)) => route,
-            Some(Err(errno)) => {
+            Ok(route) => route,
+            Err(errno) => {
                 log::debug!("explain: the kernel's route to {}: {errno}; the tables' answer stands", probe.dst);
                 return explanation;
             }
-            None => return explanation,
         };
         // A route out of another interface never meets this program (a
         // VLAN or bond above it is another interface too: see host-mode.md).
