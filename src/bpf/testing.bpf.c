@@ -18,6 +18,11 @@
  * xdp_count_returned: counts the frames that come back to an interface
  * (labelled ones apart) and drops them.
  *
+ * xdp_recirculate: the generator for kernels that refuse live frames:
+ * attached where xdp_count_returned would be, it counts what comes back as
+ * that does, then writes the next frame over it and sends it out again, so
+ * that a few seed frames keep the pair busy.
+ *
  * tc_observe: on tcx ingress after another program, records what the
  * kernel will see of the last skb that carries a VLAN tag taken off on
  * receive (its tag, its protocol) and passes everything on.
@@ -46,7 +51,13 @@ struct gen_config {
 	__u32 len;
 	__u32 patched;
 	__u32 patch_off;
+	/* xdp_recirculate sends what comes back out again (else drops it). */
+	__u32 recirculate;
 };
+
+/* A frame of this ethertype (IEEE 802 local experimental) seeds
+ * xdp_recirculate: rewritten and sent, not counted as returned. */
+#define GEN_SEED_ETHERTYPE 0x88B5
 
 /* What sets frame i apart from frame 0, when that fits GEN_PATCH_LEN bytes. */
 struct gen_patch {
@@ -61,6 +72,8 @@ struct returned_counts {
 	/* The first label stack entry of the last labelled frame, as on the wire. */
 	__u32 last_top_entry;
 	__u32 pad;
+	/* Frames xdp_recirculate sent out again. */
+	__u64 resent;
 };
 
 struct {
@@ -111,6 +124,13 @@ SEC("xdp")
 int xdp_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
+}
+
+/* Drops everything: a live-frame run of it sends nothing (a probe of the kernel). */
+SEC("xdp")
+int xdp_drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
 }
 
 SEC("xdp")
@@ -167,17 +187,16 @@ int xdp_min_push(struct xdp_md *ctx)
  * writes a whole frame again instead of trusting what the page holds; that
  * also lets one BPF_PROG_TEST_RUN call send many different frames.
  */
-SEC("xdp")
-int xdp_generate(struct xdp_md *ctx)
+/* Writes the next frame of gen_frames over the frame at ctx, which must be
+ * cfg->len bytes long, and sends it. */
+static __always_inline int gen_write_next(struct xdp_md *ctx, struct gen_config *cfg)
 {
-	struct gen_config *cfg;
 	struct gen_frame *frame;
 	__u32 zero = 0, i, len;
 	__u32 *cursor;
 
-	cfg = bpf_map_lookup_elem(&gen_config, &zero);
 	cursor = bpf_map_lookup_elem(&gen_cursor, &zero);
-	if (!cfg || !cursor || !cfg->frames)
+	if (!cursor || !cfg->frames)
 		return XDP_ABORTED;
 	i = *cursor;
 	/* A cursor left beyond a smaller set of frames starts it over. */
@@ -208,25 +227,87 @@ int xdp_generate(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
+/*
+ * Live frames come from a page pool that recycles the pages the far side
+ * returned without restoring their bytes (only the pointers are reset), and
+ * the program under test rewrites them (MAC swap, label push). So every run
+ * writes a whole frame again instead of trusting what the page holds; that
+ * also lets one BPF_PROG_TEST_RUN call send many different frames.
+ */
+SEC("xdp")
+int xdp_generate(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct gen_config *cfg = bpf_map_lookup_elem(&gen_config, &zero);
+
+	if (!cfg)
+		return XDP_ABORTED;
+	return gen_write_next(ctx, cfg);
+}
+
+/* Counts a frame that came back (labelled ones apart). */
+static __always_inline void count_returned(struct returned_counts *c, void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+
+	c->frames++;
+	if ((void *)(eth + 1) + sizeof(__u32) > data_end || eth->h_proto != bpf_htons(ETH_P_MPLS_UC))
+		return;
+	c->labelled++;
+	c->last_top_entry = *(__u32 *)(eth + 1);
+}
+
 SEC("xdp")
 int xdp_count_returned(struct xdp_md *ctx)
 {
 	struct returned_counts *c;
 	void *data, *data_end;
-	struct ethhdr *eth;
 	__u32 zero = 0;
 
 	c = bpf_map_lookup_elem(&returned, &zero);
 	if (!c)
 		return XDP_DROP;
-	c->frames++;
+	hook_frame(ctx, HOOK_XDP, &data, &data_end);
+	count_returned(c, data, data_end);
+	return XDP_DROP;
+}
+
+/*
+ * What comes back is counted, cut back to the generated frames' length (a
+ * pushed label stack is taken off the front) and overwritten with the next
+ * frame, so the pages circulate between the two ends of the pair as a live
+ * frame run's would, with no system call per frame.
+ */
+SEC("xdp")
+int xdp_recirculate(struct xdp_md *ctx)
+{
+	struct returned_counts *c;
+	struct gen_config *cfg;
+	void *data, *data_end;
+	struct ethhdr *eth;
+	int excess, action;
+	__u32 zero = 0;
+
+	c = bpf_map_lookup_elem(&returned, &zero);
+	cfg = bpf_map_lookup_elem(&gen_config, &zero);
+	if (!c || !cfg)
+		return XDP_DROP;
 	hook_frame(ctx, HOOK_XDP, &data, &data_end);
 	eth = data;
-	if ((void *)(eth + 1) + sizeof(__u32) > data_end || eth->h_proto != bpf_htons(ETH_P_MPLS_UC))
+	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
-	c->labelled++;
-	c->last_top_entry = *(__u32 *)(eth + 1);
-	return XDP_DROP;
+	if (eth->h_proto != bpf_htons(GEN_SEED_ETHERTYPE))
+		count_returned(c, data, data_end);
+	if (!cfg->recirculate)
+		return XDP_DROP;
+	/* A scalar length: the verifier refuses 32-bit arithmetic on packet pointers. */
+	excess = (int)bpf_xdp_get_buff_len(ctx) - (int)cfg->len;
+	if (excess && bpf_xdp_adjust_head(ctx, excess))
+		return XDP_DROP;
+	action = gen_write_next(ctx, cfg);
+	if (action == XDP_TX)
+		c->resent++;
+	return action;
 }
 
 /* The last tagged skb tc_observe saw; protocol and vlan_proto in network order. */

@@ -17,6 +17,12 @@
 //! restoring their bytes. A veth delivers these frames only while its peer
 //! runs an XDP program, and sends the peer's XDP_TX frames back only while it
 //! runs one itself: [`ReturnCounter`] is that program on the generator's side.
+//!
+//! Some kernels refuse live frames even to root (EPERM; seen on a 6.18
+//! build): [`Generator::live_frames`] tells. There the generator
+//! recirculates instead ([`Generator::recirculate_on`]): its program sits
+//! where the counter would, counts what comes back and sends it out again
+//! as the next frame, so a few seed frames keep the pair busy.
 
 #![allow(unsafe_code)]
 
@@ -46,8 +52,8 @@ unsafe impl Pod for gen_config {}
 unsafe impl Pod for returned_counts {}
 
 const _: () = {
-    assert!(size_of::<gen_config>() == 4 * 4);
-    assert!(size_of::<returned_counts>() == 8 + 8 + 4 + 4);
+    assert!(size_of::<gen_config>() == 5 * 4);
+    assert!(size_of::<returned_counts>() == 8 + 8 + 4 + 4 + 8);
 };
 
 /// The generator could not be set up or could not send.
@@ -88,9 +94,16 @@ pub enum GeneratorError {
     #[error(transparent)]
     Map(#[from] MapError),
     /// The kernel refused the run (EINVAL before Linux 5.18, which has no
-    /// live frames; EPERM without CAP_BPF / CAP_NET_ADMIN).
+    /// live frames; EPERM without CAP_BPF / CAP_NET_ADMIN, or from a kernel
+    /// that forbids live frames: then [`Generator::recirculate_on`]).
     #[error("BPF_PROG_TEST_RUN with live frames failed: {0}")]
     Kernel(Errno),
+    /// [`Generator::start_recirculating`] before [`Generator::recirculate_on`].
+    #[error("not recirculating: call recirculate_on first")]
+    NotRecirculating,
+    /// A seed frame could not be sent.
+    #[error("sending a seed frame: {0}")]
+    Seed(#[from] super::lab::LabError),
 }
 
 /// Sends live frames out of an interface with BPF_PROG_TEST_RUN (see the
@@ -98,9 +111,18 @@ pub enum GeneratorError {
 #[derive(Debug)]
 pub struct Generator {
     prog: OwnedFd,
+    recirculate: OwnedFd,
+    /// Drops every frame: [`Generator::live_frames`]'s probe.
+    drop_prog: OwnedFd,
     frames: BpfMap,
     patches: BpfMap,
     config: BpfMap,
+    /// What `config` holds (written whole: the frames and the switch).
+    config_value: std::sync::Mutex<gen_config>,
+    /// What came back where [`Generator::recirculate_on`] attached.
+    returned: BpfMap,
+    /// The recirculating program's attachment, while there is one.
+    recirculating: Option<BpfLink>,
     /// Send every frame whole even where patches would do.
     whole: bool,
     /// Slots in `frames`.
@@ -121,10 +143,15 @@ impl Generator {
         super::load(|s| {
             Ok(Generator {
                 prog: dup(s.progs.xdp_generate.as_fd())?,
+                recirculate: dup(s.progs.xdp_recirculate.as_fd())?,
+                drop_prog: dup(s.progs.xdp_drop.as_fd())?,
                 frames: BpfMap::new(&s.maps.gen_frames, "gen_frames")?,
                 patches: BpfMap::new(&s.maps.gen_patches, "gen_patches")?,
                 whole: false,
                 config: BpfMap::new(&s.maps.gen_config, "gen_config")?,
+                config_value: std::sync::Mutex::new(zeroed()),
+                returned: BpfMap::new(&s.maps.returned, "returned")?,
+                recirculating: None,
                 slots: s.maps.gen_frames.max_entries() as usize,
                 first: Vec::new(),
             })
@@ -188,14 +215,124 @@ impl Generator {
                 self.patches.update(&(index as u32).to_ne_bytes(), patch)?;
             }
         }
-        let mut config: gen_config = zeroed();
-        config.frames = frames.len() as u32;
-        config.len = first.len() as u32;
-        config.patched = u32::from(patch_off.is_some());
-        config.patch_off = patch_off.unwrap_or(0) as u32;
-        self.config.update(&0u32.to_ne_bytes(), bytes_of(&config))?;
+        self.update_config(|config| {
+            config.frames = frames.len() as u32;
+            config.len = first.len() as u32;
+            config.patched = u32::from(patch_off.is_some());
+            config.patch_off = patch_off.unwrap_or(0) as u32;
+        })?;
         self.first.clone_from(first);
         Ok(())
+    }
+
+    /// Whether this kernel runs live frames: one run of a program that
+    /// drops its frame, so nothing is sent. `Err` carries the kernel's
+    /// answer (EPERM from kernels that forbid live frames even to root).
+    ///
+    /// # Errors
+    /// [`GeneratorError::Kernel`].
+    pub fn live_frames(&self) -> Result<(), GeneratorError> {
+        let frame = [0u8; 64];
+        // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
+        let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+        opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+        opts.data_in = frame.as_ptr().cast();
+        opts.data_size_in = frame.len() as u32;
+        opts.repeat = 1;
+        opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
+        // SAFETY: data_in outlives the call and its size is given; live-frame
+        // runs write no output buffers.
+        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.drop_prog.as_raw_fd(), &mut opts) };
+        if rc < 0 {
+            return Err(GeneratorError::Kernel(Errno::from_raw(-rc)));
+        }
+        Ok(())
+    }
+
+    /// Attaches the recirculating generator in native mode to `iface` of
+    /// the calling thread's network namespace, where a [`ReturnCounter`]
+    /// would be: what comes back is counted as that counts it, then, while
+    /// recirculating ([`Generator::start_recirculating`]), overwritten with
+    /// the next frame and sent out again (else dropped). The way to load a
+    /// pair on a kernel without live frames; detached on drop (or when
+    /// called again).
+    ///
+    /// # Errors
+    /// [`crate::Error::Attach`] (an interface without native XDP, or one
+    /// that already runs a program).
+    pub fn recirculate_on(&mut self, iface: &str) -> Result<(), crate::Error> {
+        self.recirculating = None;
+        let ifindex = nix::net::if_::if_nametoindex(iface)
+            .map_err(|_| AttachError::NoSuchInterface { iface: iface.to_owned() })?;
+        let (link, _) = link::attach(self.recirculate.as_fd(), ifindex, XdpMode::Native).map_err(|tried| {
+            AttachError::ModeUnsupported { iface: iface.to_owned(), mode: XdpMode::Native, tried, hint: "see dmesg" }
+        })?;
+        self.recirculating = Some(link);
+        Ok(())
+    }
+
+    /// Starts recirculating: `seeds` copies of the first frame, marked as
+    /// seeds (ethertype 0x88B5), are sent out of `seed_iface` of the
+    /// calling thread's namespace, whose peer is the interface given to
+    /// [`Generator::recirculate_on`]; each is rewritten there into the next
+    /// frame and sent on, and keeps going round until
+    /// [`Generator::stop_recirculating`]. The frames go round on the CPU
+    /// that sends the seeds (a veth's NAPI runs where it was woken).
+    ///
+    /// # Errors
+    /// [`GeneratorError::NoFrames`], [`GeneratorError::NotRecirculating`],
+    /// [`GeneratorError::Map`] or [`GeneratorError::Seed`].
+    pub fn start_recirculating(&self, seed_iface: &str, seeds: u32) -> Result<(), GeneratorError> {
+        if self.first.len() < 14 {
+            return Err(GeneratorError::NoFrames);
+        }
+        if self.recirculating.is_none() {
+            return Err(GeneratorError::NotRecirculating);
+        }
+        self.update_config(|c| c.recirculate = 1)?;
+        let mut seed = self.first.clone();
+        if let Some(ethertype) = seed.get_mut(12..14) {
+            ethertype.copy_from_slice(&SEED_ETHERTYPE.to_be_bytes());
+        }
+        for _ in 0..seeds {
+            super::lab::traffic::raw_frame(seed_iface, &seed)?;
+        }
+        Ok(())
+    }
+
+    /// Stops recirculating: what comes back from now on is counted and dropped.
+    ///
+    /// # Errors
+    /// [`GeneratorError::Map`].
+    pub fn stop_recirculating(&self) -> Result<(), GeneratorError> {
+        self.update_config(|c| c.recirculate = 0)
+    }
+
+    /// Changes the configuration and writes it whole.
+    fn update_config(&self, change: impl FnOnce(&mut gen_config)) -> Result<(), GeneratorError> {
+        let mut held = self.config_value.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut config = *held;
+        change(&mut config);
+        self.config.update(&0u32.to_ne_bytes(), bytes_of(&config))?;
+        *held = config;
+        Ok(())
+    }
+
+    /// What came back to the recirculating program since it was attached
+    /// or [`Generator::reset_returned`].
+    ///
+    /// # Errors
+    /// [`MapError`] when the per-CPU counters cannot be read.
+    pub fn returned(&self) -> Result<Returned, MapError> {
+        read_returned(&self.returned)
+    }
+
+    /// Sets the recirculating program's counts back to zero.
+    ///
+    /// # Errors
+    /// [`MapError`] when the per-CPU counters cannot be written.
+    pub fn reset_returned(&self) -> Result<(), MapError> {
+        self.returned.zero_percpu(&0u32.to_ne_bytes())
     }
 
     /// Sends `count` frames out of `iface` of the calling thread's network
@@ -240,6 +377,9 @@ impl Generator {
     }
 }
 
+/// The seeds' ethertype (GEN_SEED_ETHERTYPE in src/bpf/testing.bpf.c).
+const SEED_ETHERTYPE: u16 = 0x88B5;
+
 /// Bytes of a patch (GEN_PATCH_LEN in src/bpf/testing.bpf.c).
 const PATCH_LEN: usize = size_of::<gen_patch>();
 
@@ -277,6 +417,9 @@ pub struct Returned {
     /// the CPUs (RFC 3032 layout: label << 12 | TC << 9 | S << 8 | TTL), if
     /// any was seen since the counter was attached or last reset.
     pub last_top_entry: Option<u32>,
+    /// Frames sent out again ([`Generator::recirculate_on`]; 0 for a
+    /// [`ReturnCounter`]).
+    pub resent: u64,
 }
 
 impl Returned {
@@ -286,6 +429,7 @@ impl Returned {
             frames: self.frames.saturating_sub(earlier.frames),
             labelled: self.labelled.saturating_sub(earlier.labelled),
             last_top_entry: self.last_top_entry,
+            resent: self.resent.saturating_sub(earlier.resent),
         }
     }
 }
@@ -332,19 +476,25 @@ impl ReturnCounter {
     /// # Errors
     /// [`MapError`] when the per-CPU counters cannot be read.
     pub fn read(&self) -> Result<Returned, MapError> {
-        let mut total = Returned::default();
-        for cpu in self.counts.lookup_percpu(&0u32.to_ne_bytes())? {
-            let Some(c) = from_bytes::<returned_counts>(&cpu) else {
-                return Err(MapError { map: "returned", op: "decode", errno: Errno::EINVAL });
-            };
-            total.frames += c.frames;
-            total.labelled += c.labelled;
-            if c.labelled > 0 {
-                total.last_top_entry = Some(u32::from_be(c.last_top_entry));
-            }
-        }
-        Ok(total)
+        read_returned(&self.counts)
     }
+}
+
+/// The per-CPU `returned` counts, summed.
+fn read_returned(counts: &BpfMap) -> Result<Returned, MapError> {
+    let mut total = Returned::default();
+    for cpu in counts.lookup_percpu(&0u32.to_ne_bytes())? {
+        let Some(c) = from_bytes::<returned_counts>(&cpu) else {
+            return Err(MapError { map: "returned", op: "decode", errno: Errno::EINVAL });
+        };
+        total.frames += c.frames;
+        total.labelled += c.labelled;
+        total.resent += c.resent;
+        if c.labelled > 0 {
+            total.last_top_entry = Some(u32::from_be(c.last_top_entry));
+        }
+    }
+    Ok(total)
 }
 
 /// Up to `n` destinations spread evenly over `prefixes`, each inside a

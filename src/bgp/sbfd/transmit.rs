@@ -23,6 +23,14 @@ pub(super) struct Sent {
     pub(super) errors: usize,
 }
 
+/// Whether a live-frame run's error means the kernel will never run one
+/// (a kernel or a security policy that forbids BPF_PROG_TEST_RUN's live
+/// mode, seen as EPERM on a 6.18 build), not that this run failed.
+fn refuses_for_good(errno: nix::errno::Errno) -> bool {
+    use nix::errno::Errno;
+    matches!(errno, Errno::EPERM | Errno::EACCES | Errno::EOPNOTSUPP | Errno::EINVAL)
+}
+
 /// The live-frame transmitter and whether it may be used now.
 #[derive(Debug)]
 pub(super) struct Live {
@@ -140,9 +148,21 @@ impl Transmit {
                     out.live += sent;
                     out.errors += self.fast.len().saturating_sub(sent);
                 }
-                Err(e) => {
-                    log::debug!("S-BFD: sending probes through live frames: {e}");
-                    out.errors += self.fast.len();
+                // Nothing left: the socket takes this tick's probes, so a
+                // kernel that will not run live frames costs no probe.
+                Err(errno) => {
+                    self.slow.extend(self.fast.iter().map(|slot| *slot as usize));
+                    if refuses_for_good(errno) {
+                        log::info!(
+                            "S-BFD: the kernel refuses XDP live frames (BPF_PROG_TEST_RUN: {errno}): probes go through the socket from now on"
+                        );
+                        self.live = None;
+                        self.live_holds.clear();
+                    } else {
+                        log::debug!(
+                            "S-BFD: sending probes through live frames: {errno}; this tick's go through the socket"
+                        );
+                    }
                 }
             }
         }

@@ -29,26 +29,28 @@ mod imp {
         builder
             .name("testing_bpf")
             .map("gen_config", false)
-            .map("gen_cursor", false)
-            .map("gen_frames", false)
-            .map("gen_patches", false)
             .map("returned", false)
             .map("observed", false)
+            .map("gen_frames", false)
+            .map("gen_patches", false)
+            .map("gen_cursor", false)
             .prog("xdp_pass")
+            .prog("xdp_drop")
             .prog("xdp_floor")
             .prog("xdp_min_push")
             .prog("xdp_generate")
             .prog("xdp_count_returned")
+            .prog("xdp_recirculate")
             .prog("tc_observe");
         builder.build()
     }
     pub struct OpenTestingMaps<'obj> {
         pub gen_config: libbpf_rs::OpenMapMut<'obj>,
-        pub gen_cursor: libbpf_rs::OpenMapMut<'obj>,
-        pub gen_frames: libbpf_rs::OpenMapMut<'obj>,
-        pub gen_patches: libbpf_rs::OpenMapMut<'obj>,
         pub returned: libbpf_rs::OpenMapMut<'obj>,
         pub observed: libbpf_rs::OpenMapMut<'obj>,
+        pub gen_frames: libbpf_rs::OpenMapMut<'obj>,
+        pub gen_patches: libbpf_rs::OpenMapMut<'obj>,
+        pub gen_cursor: libbpf_rs::OpenMapMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
     }
 
@@ -59,11 +61,11 @@ mod imp {
             object: &mut libbpf_rs::OpenObject,
         ) -> libbpf_rs::Result<Self> {
             let mut gen_config = None;
-            let mut gen_cursor = None;
-            let mut gen_frames = None;
-            let mut gen_patches = None;
             let mut returned = None;
             let mut observed = None;
+            let mut gen_frames = None;
+            let mut gen_patches = None;
+            let mut gen_cursor = None;
             let object =
                 unsafe { std::mem::transmute::<&mut libbpf_rs::OpenObject, &'obj mut libbpf_rs::OpenObject>(object) };
             #[allow(clippy::never_loop)]
@@ -74,22 +76,22 @@ mod imp {
                 #[allow(clippy::match_single_binding)]
                 match name {
                     "gen_config" => gen_config = Some(map),
-                    "gen_cursor" => gen_cursor = Some(map),
-                    "gen_frames" => gen_frames = Some(map),
-                    "gen_patches" => gen_patches = Some(map),
                     "returned" => returned = Some(map),
                     "observed" => observed = Some(map),
+                    "gen_frames" => gen_frames = Some(map),
+                    "gen_patches" => gen_patches = Some(map),
+                    "gen_cursor" => gen_cursor = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
                 }
             }
 
             let slf = Self {
                 gen_config: gen_config.expect("map `gen_config` not present"),
-                gen_cursor: gen_cursor.expect("map `gen_cursor` not present"),
-                gen_frames: gen_frames.expect("map `gen_frames` not present"),
-                gen_patches: gen_patches.expect("map `gen_patches` not present"),
                 returned: returned.expect("map `returned` not present"),
                 observed: observed.expect("map `observed` not present"),
+                gen_frames: gen_frames.expect("map `gen_frames` not present"),
+                gen_patches: gen_patches.expect("map `gen_patches` not present"),
+                gen_cursor: gen_cursor.expect("map `gen_cursor` not present"),
                 _phantom: std::marker::PhantomData,
             };
             Ok(slf)
@@ -97,11 +99,11 @@ mod imp {
     }
     pub struct TestingMaps<'obj> {
         pub gen_config: libbpf_rs::MapMut<'obj>,
-        pub gen_cursor: libbpf_rs::MapMut<'obj>,
-        pub gen_frames: libbpf_rs::MapMut<'obj>,
-        pub gen_patches: libbpf_rs::MapMut<'obj>,
         pub returned: libbpf_rs::MapMut<'obj>,
         pub observed: libbpf_rs::MapMut<'obj>,
+        pub gen_frames: libbpf_rs::MapMut<'obj>,
+        pub gen_patches: libbpf_rs::MapMut<'obj>,
+        pub gen_cursor: libbpf_rs::MapMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
     }
 
@@ -112,11 +114,11 @@ mod imp {
             object: &mut libbpf_rs::Object,
         ) -> libbpf_rs::Result<Self> {
             let mut gen_config = None;
-            let mut gen_cursor = None;
-            let mut gen_frames = None;
-            let mut gen_patches = None;
             let mut returned = None;
             let mut observed = None;
+            let mut gen_frames = None;
+            let mut gen_patches = None;
+            let mut gen_cursor = None;
             let object = unsafe { std::mem::transmute::<&mut libbpf_rs::Object, &'obj mut libbpf_rs::Object>(object) };
             #[allow(clippy::never_loop)]
             for map in object.maps_mut() {
@@ -126,22 +128,22 @@ mod imp {
                 #[allow(clippy::match_single_binding)]
                 match name {
                     "gen_config" => gen_config = Some(map),
-                    "gen_cursor" => gen_cursor = Some(map),
-                    "gen_frames" => gen_frames = Some(map),
-                    "gen_patches" => gen_patches = Some(map),
                     "returned" => returned = Some(map),
                     "observed" => observed = Some(map),
+                    "gen_frames" => gen_frames = Some(map),
+                    "gen_patches" => gen_patches = Some(map),
+                    "gen_cursor" => gen_cursor = Some(map),
                     _ => panic!("encountered unexpected map: `{name}`"),
                 }
             }
 
             let slf = Self {
                 gen_config: gen_config.expect("map `gen_config` not present"),
-                gen_cursor: gen_cursor.expect("map `gen_cursor` not present"),
-                gen_frames: gen_frames.expect("map `gen_frames` not present"),
-                gen_patches: gen_patches.expect("map `gen_patches` not present"),
                 returned: returned.expect("map `returned` not present"),
                 observed: observed.expect("map `observed` not present"),
+                gen_frames: gen_frames.expect("map `gen_frames` not present"),
+                gen_patches: gen_patches.expect("map `gen_patches` not present"),
+                gen_cursor: gen_cursor.expect("map `gen_cursor` not present"),
                 _phantom: std::marker::PhantomData,
             };
             Ok(slf)
@@ -149,10 +151,12 @@ mod imp {
     }
     pub struct OpenTestingProgs<'obj> {
         pub xdp_pass: libbpf_rs::OpenProgramMut<'obj>,
+        pub xdp_drop: libbpf_rs::OpenProgramMut<'obj>,
         pub xdp_floor: libbpf_rs::OpenProgramMut<'obj>,
         pub xdp_min_push: libbpf_rs::OpenProgramMut<'obj>,
         pub xdp_generate: libbpf_rs::OpenProgramMut<'obj>,
         pub xdp_count_returned: libbpf_rs::OpenProgramMut<'obj>,
+        pub xdp_recirculate: libbpf_rs::OpenProgramMut<'obj>,
         pub tc_observe: libbpf_rs::OpenProgramMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
     }
@@ -160,10 +164,12 @@ mod imp {
     impl<'obj> OpenTestingProgs<'obj> {
         unsafe fn new(object: &mut libbpf_rs::OpenObject) -> libbpf_rs::Result<Self> {
             let mut xdp_pass = None;
+            let mut xdp_drop = None;
             let mut xdp_floor = None;
             let mut xdp_min_push = None;
             let mut xdp_generate = None;
             let mut xdp_count_returned = None;
+            let mut xdp_recirculate = None;
             let mut tc_observe = None;
             let object =
                 unsafe { std::mem::transmute::<&mut libbpf_rs::OpenObject, &'obj mut libbpf_rs::OpenObject>(object) };
@@ -176,10 +182,12 @@ mod imp {
                 })?;
                 match name {
                     "xdp_pass" => xdp_pass = Some(prog),
+                    "xdp_drop" => xdp_drop = Some(prog),
                     "xdp_floor" => xdp_floor = Some(prog),
                     "xdp_min_push" => xdp_min_push = Some(prog),
                     "xdp_generate" => xdp_generate = Some(prog),
                     "xdp_count_returned" => xdp_count_returned = Some(prog),
+                    "xdp_recirculate" => xdp_recirculate = Some(prog),
                     "tc_observe" => tc_observe = Some(prog),
                     _ => panic!("encountered unexpected prog: `{name}`"),
                 }
@@ -187,10 +195,12 @@ mod imp {
 
             let slf = Self {
                 xdp_pass: xdp_pass.expect("prog `xdp_pass` not present"),
+                xdp_drop: xdp_drop.expect("prog `xdp_drop` not present"),
                 xdp_floor: xdp_floor.expect("prog `xdp_floor` not present"),
                 xdp_min_push: xdp_min_push.expect("prog `xdp_min_push` not present"),
                 xdp_generate: xdp_generate.expect("prog `xdp_generate` not present"),
                 xdp_count_returned: xdp_count_returned.expect("prog `xdp_count_returned` not present"),
+                xdp_recirculate: xdp_recirculate.expect("prog `xdp_recirculate` not present"),
                 tc_observe: tc_observe.expect("prog `tc_observe` not present"),
                 _phantom: std::marker::PhantomData,
             };
@@ -199,10 +209,12 @@ mod imp {
     }
     pub struct TestingProgs<'obj> {
         pub xdp_pass: libbpf_rs::ProgramMut<'obj>,
+        pub xdp_drop: libbpf_rs::ProgramMut<'obj>,
         pub xdp_floor: libbpf_rs::ProgramMut<'obj>,
         pub xdp_min_push: libbpf_rs::ProgramMut<'obj>,
         pub xdp_generate: libbpf_rs::ProgramMut<'obj>,
         pub xdp_count_returned: libbpf_rs::ProgramMut<'obj>,
+        pub xdp_recirculate: libbpf_rs::ProgramMut<'obj>,
         pub tc_observe: libbpf_rs::ProgramMut<'obj>,
         _phantom: std::marker::PhantomData<&'obj ()>,
     }
@@ -212,6 +224,7 @@ mod imp {
         fn new(open_progs: OpenTestingProgs<'obj>) -> Self {
             Self {
                 xdp_pass: unsafe { libbpf_rs::ProgramMut::new_mut(open_progs.xdp_pass.as_libbpf_object().as_mut()) },
+                xdp_drop: unsafe { libbpf_rs::ProgramMut::new_mut(open_progs.xdp_drop.as_libbpf_object().as_mut()) },
                 xdp_floor: unsafe { libbpf_rs::ProgramMut::new_mut(open_progs.xdp_floor.as_libbpf_object().as_mut()) },
                 xdp_min_push: unsafe {
                     libbpf_rs::ProgramMut::new_mut(open_progs.xdp_min_push.as_libbpf_object().as_mut())
@@ -221,6 +234,9 @@ mod imp {
                 },
                 xdp_count_returned: unsafe {
                     libbpf_rs::ProgramMut::new_mut(open_progs.xdp_count_returned.as_libbpf_object().as_mut())
+                },
+                xdp_recirculate: unsafe {
+                    libbpf_rs::ProgramMut::new_mut(open_progs.xdp_recirculate.as_libbpf_object().as_mut())
                 },
                 tc_observe: unsafe {
                     libbpf_rs::ProgramMut::new_mut(open_progs.tc_observe.as_libbpf_object().as_mut())
@@ -362,6 +378,7 @@ mod imp {
             pub len: u32,
             pub patched: u32,
             pub patch_off: u32,
+            pub recirculate: u32,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -381,15 +398,50 @@ mod imp {
                 }
             }
         }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct returned_counts {
+            pub frames: u64,
+            pub labelled: u64,
+            pub last_top_entry: u32,
+            pub pad: u32,
+            pub resent: u64,
+        }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
         pub struct __anon_2 {
             pub r#type: *mut [i32; 6],
             pub max_entries: *mut [i32; 1],
             pub key: *mut u32,
-            pub value: *mut u32,
+            pub value: *mut returned_counts,
         }
         impl Default for __anon_2 {
+            fn default() -> Self {
+                Self {
+                    r#type: std::ptr::null_mut(),
+                    max_entries: std::ptr::null_mut(),
+                    key: std::ptr::null_mut(),
+                    value: std::ptr::null_mut(),
+                }
+            }
+        }
+        #[derive(Debug, Default, Copy, Clone)]
+        #[repr(C)]
+        pub struct observed_skb {
+            pub seen: u32,
+            pub vlan_tci: u32,
+            pub vlan_proto: u32,
+            pub protocol: u32,
+        }
+        #[derive(Debug, Copy, Clone)]
+        #[repr(C)]
+        pub struct __anon_3 {
+            pub r#type: *mut [i32; 2],
+            pub max_entries: *mut [i32; 1],
+            pub key: *mut u32,
+            pub value: *mut observed_skb,
+        }
+        impl Default for __anon_3 {
             fn default() -> Self {
                 Self {
                     r#type: std::ptr::null_mut(),
@@ -411,13 +463,13 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct __anon_3 {
+        pub struct __anon_4 {
             pub r#type: *mut [i32; 2],
             pub max_entries: *mut [i32; 65536],
             pub key: *mut u32,
             pub value: *mut gen_frame,
         }
-        impl Default for __anon_3 {
+        impl Default for __anon_4 {
             fn default() -> Self {
                 Self {
                     r#type: std::ptr::null_mut(),
@@ -434,37 +486,11 @@ mod imp {
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
-        pub struct __anon_4 {
+        pub struct __anon_5 {
             pub r#type: *mut [i32; 2],
             pub max_entries: *mut [i32; 65536],
             pub key: *mut u32,
             pub value: *mut gen_patch,
-        }
-        impl Default for __anon_4 {
-            fn default() -> Self {
-                Self {
-                    r#type: std::ptr::null_mut(),
-                    max_entries: std::ptr::null_mut(),
-                    key: std::ptr::null_mut(),
-                    value: std::ptr::null_mut(),
-                }
-            }
-        }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct returned_counts {
-            pub frames: u64,
-            pub labelled: u64,
-            pub last_top_entry: u32,
-            pub pad: u32,
-        }
-        #[derive(Debug, Copy, Clone)]
-        #[repr(C)]
-        pub struct __anon_5 {
-            pub r#type: *mut [i32; 6],
-            pub max_entries: *mut [i32; 1],
-            pub key: *mut u32,
-            pub value: *mut returned_counts,
         }
         impl Default for __anon_5 {
             fn default() -> Self {
@@ -476,21 +502,13 @@ mod imp {
                 }
             }
         }
-        #[derive(Debug, Default, Copy, Clone)]
-        #[repr(C)]
-        pub struct observed_skb {
-            pub seen: u32,
-            pub vlan_tci: u32,
-            pub vlan_proto: u32,
-            pub protocol: u32,
-        }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
         pub struct __anon_6 {
-            pub r#type: *mut [i32; 2],
+            pub r#type: *mut [i32; 6],
             pub max_entries: *mut [i32; 1],
             pub key: *mut u32,
-            pub value: *mut observed_skb,
+            pub value: *mut u32,
         }
         impl Default for __anon_6 {
             fn default() -> Self {
@@ -583,11 +601,11 @@ mod imp {
         #[repr(C)]
         pub struct maps {
             pub gen_config: __anon_1,
-            pub gen_cursor: __anon_2,
-            pub gen_frames: __anon_3,
-            pub gen_patches: __anon_4,
-            pub returned: __anon_5,
-            pub observed: __anon_6,
+            pub returned: __anon_2,
+            pub observed: __anon_3,
+            pub gen_frames: __anon_4,
+            pub gen_patches: __anon_5,
+            pub gen_cursor: __anon_6,
         }
         #[derive(Debug, Copy, Clone)]
         #[repr(C)]
@@ -654,10 +672,12 @@ mod imp {
     #[derive(Default)]
     pub struct TestingLinks {
         pub xdp_pass: Option<libbpf_rs::Link>,
+        pub xdp_drop: Option<libbpf_rs::Link>,
         pub xdp_floor: Option<libbpf_rs::Link>,
         pub xdp_min_push: Option<libbpf_rs::Link>,
         pub xdp_generate: Option<libbpf_rs::Link>,
         pub xdp_count_returned: Option<libbpf_rs::Link>,
+        pub xdp_recirculate: Option<libbpf_rs::Link>,
         pub tc_observe: Option<libbpf_rs::Link>,
     }
     pub struct TestingSkel<'obj> {
@@ -690,15 +710,19 @@ mod imp {
             self.links = TestingLinks {
                 xdp_pass: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(0)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
-                xdp_floor: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(1)?)
+                xdp_drop: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(1)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
-                xdp_min_push: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(2)?)
+                xdp_floor: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(2)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
-                xdp_generate: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(3)?)
+                xdp_min_push: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(3)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
-                xdp_count_returned: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(4)?)
+                xdp_generate: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(4)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
-                tc_observe: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(5)?)
+                xdp_count_returned: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(5)?)
+                    .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
+                xdp_recirculate: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(6)?)
+                    .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
+                tc_observe: core::ptr::NonNull::new(self.skel_config.prog_link_ptr(7)?)
                     .map(|ptr| unsafe { libbpf_rs::Link::from_ptr(ptr) }),
             };
 
@@ -715,5 +739,5 @@ mod imp {
         }
     }
     #[unsafe(link_section = ".bpf.objs")]
-    static DATA: [u8; 13376] = *include_bytes!(concat!(env!("OUT_DIR"), "/testing.bpf.o"));
+    static DATA: [u8; 16384] = *include_bytes!(concat!(env!("OUT_DIR"), "/testing.bpf.o"));
 }
