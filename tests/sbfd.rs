@@ -541,8 +541,15 @@ fn dead_lists_move_their_flows_and_come_back_after_the_hold_down() {
     .into();
     println!("engine: {counts:?}");
     // The router's end runs XDP, so its veth takes redirected frames: the
-    // probes went as live frames (after at most the first second's socket sends).
-    assert!(stats.sent_live * 2 > stats.sent, "most probes as XDP live frames: {counts:?}");
+    // probes went as live frames (after at most the first second's socket
+    // sends), unless the kernel refuses those: then all through the socket.
+    match common::live_frames_refused() {
+        None => assert!(stats.sent_live * 2 > stats.sent, "most probes as XDP live frames: {counts:?}"),
+        Some(why) => {
+            println!("this kernel refuses live frames ({why}): the probes went through the socket");
+            assert_eq!((stats.sent_live, stats.send_errors), (0, 0), "none live, none lost: {counts:?}");
+        }
+    }
     // The answers were received on the socket: the answer filter is off by
     // default (tests/sbfd_live_frames.rs runs the lab's answers through it).
     assert!(stats.answers > 0 && stats.answers_filtered == 0, "answers received, none filtered: {counts:?}");

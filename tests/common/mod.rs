@@ -44,6 +44,13 @@ pub fn in_test_run_netns<T: Send>(tag: &str, f: impl FnOnce() -> T + Send) -> T 
 /// scripts/test.sh runs them with `--include-ignored`.
 pub const NEEDS_ROOT: &str = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root";
 
+/// Why this kernel refuses XDP live frames (BPF_PROG_TEST_RUN's live mode),
+/// or `None` when it runs them: some builds answer EPERM even to root.
+pub fn live_frames_refused() -> Option<String> {
+    let generator = lnetd_host_encap::testing::generator::Generator::load().expect("testing object");
+    generator.live_frames().err().map(|e| e.to_string())
+}
+
 /// The first line of every privileged test: returns when the process is root,
 /// panics otherwise. The test only runs when someone asked for ignored tests,
 /// so without root that is a failure, never a silent pass (and under CI=true
