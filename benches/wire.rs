@@ -256,11 +256,13 @@ impl Bench {
             .host
             .run(|| {
                 // The frames go round on the CPU that sends the seeds: the
-                // last one, the same every turn.
+                // highest one this process may use, the same every turn.
+                let me = nix::unistd::Pid::from_raw(0);
+                let allowed = nix::sched::sched_getaffinity(me).expect("the CPUs allowed");
+                let last = (0..nix::sched::CpuSet::count()).rev().find(|c| allowed.is_set(*c).unwrap_or(false));
                 let mut cpu = nix::sched::CpuSet::new();
-                let last = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
-                cpu.set(last).expect("a CPU");
-                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu).expect("pin the seeding thread");
+                cpu.set(last.expect("an allowed CPU")).expect("a CPU");
+                nix::sched::sched_setaffinity(me, &cpu).expect("pin the seeding thread");
                 self.generator.start_recirculating(VethLab::HOST_IF, seeds)
             })
             .expect("enter namespace B")
@@ -271,7 +273,17 @@ impl Bench {
         // Frames still going round when it stopped: counted, then dropped.
         std::thread::sleep(Duration::from_millis(20));
         let returned = self.generator.returned().expect("counts");
-        Turn { returned, sent: returned.resent + u64::from(seeds), wall }
+        // Every frame that went through the program under test was one r0
+        // sent (the seeds reach r0 first, without passing it).
+        Turn { returned, sent: returned.resent, wall }
+    }
+
+    /// Which generator ran: ratios of the two are not comparable.
+    fn source(&self) -> String {
+        match self.seeds {
+            Some(seeds) => format!("recirculating generator, {seeds} seed frames"),
+            None => format!("live-frame generator, {} thread(s)", self.threads),
+        }
     }
 
     fn floor_turn(&self, secs: f64) -> Turn {
@@ -399,9 +411,10 @@ impl Bench {
             "wire",
             &format!("encap / floor, {}", what.replace(" | ", ", ")),
             &format!(
-                "{ratio:.2} (floor {fm:.2} Mpps, encap {em:.2} Mpps; {} {second:.2}{})",
+                "{ratio:.2} (floor {fm:.2} Mpps, encap {em:.2} Mpps; {} {second:.2}{}; {})",
                 self.second_is,
-                min_push.map_or(String::new(), |m| format!("; minimal push {m:.2}"))
+                min_push.map_or(String::new(), |m| format!("; minimal push {m:.2}")),
+                self.source(),
             ),
         );
     }
@@ -561,11 +574,11 @@ fn main() {
     println!();
     println!(
         "{} rounds per row and encapsulator, each {} s floor then {} s encap, the two encapsulators in \
-         alternate rounds (in turn with the minimal push in the default-route rows; medians; ratio: median of the per-round ratios); {} generator thread(s); whole run {:.0} s",
+         alternate rounds (in turn with the minimal push in the default-route rows; medians; ratio: median of the per-round ratios); {}; whole run {:.0} s",
         bench.rounds,
         bench.secs,
         bench.secs,
-        bench.threads,
+        bench.source(),
         started.elapsed().as_secs_f64()
     );
 }
