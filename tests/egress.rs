@@ -327,6 +327,53 @@ fn on_link_destinations_leave_unlabelled_under_default_routes_and_routed_ones_do
     adopted.detach().unwrap();
 }
 
+/// A multipath route whose next hops are the router (a gateway) and the
+/// link itself, hashed on the ports (`fib_multipath_hash_policy` 1): each
+/// flow is labelled or not by the next hop the kernel picks for it, and
+/// `explain` of a probe with those ports says what `ip route get ... ipproto
+/// udp sport S dport D` says (the kernel is asked with the probe's transport).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
+fn explain_follows_the_kernels_multipath_choice_for_the_probes_ports() {
+    privileged("explain_follows_the_kernels_multipath_choice_for_the_probes_ports");
+    let lab = VethLab::new().expect("lab");
+    let h0 = VethLab::HOST_IF;
+    lab.host
+        .run(|| std::fs::write("/proc/sys/net/ipv4/fib_multipath_hash_policy", "1"))
+        .unwrap()
+        .expect("hash on the ports in the lab's namespace");
+    let router = VethLab::ROUTER_V4.to_string();
+    lab.host
+        .ip(&["route", "add", "192.0.2.128/25", "nexthop", "via", &router, "dev", h0, "nexthop", "dev", h0])
+        .unwrap();
+    let enc = egress_under_default_routes(&lab, Encapsulator::builder());
+    let dst: IpAddr = "192.0.2.200".parse().unwrap();
+    let (mut local, mut labelled) = (0, 0);
+    for sport in 40_000..40_064u16 {
+        let said = lab
+            .host
+            .run(|| {
+                let args =
+                    ["route", "get", "192.0.2.200", "ipproto", "udp", "sport", &sport.to_string(), "dport", "4789"];
+                std::process::Command::new("ip").args(args).output()
+            })
+            .unwrap()
+            .expect("ip route get");
+        let said = String::from_utf8_lossy(&said.stdout).into_owned();
+        let through_router = said.contains(&format!("via {router}"));
+        let e = enc.explain(&Probe::udp(dst).sport(sport)).unwrap();
+        let want = if through_router { "labelled" } else { "local" };
+        assert_eq!(e.outcome, want, "sport {sport}: the kernel says {said:?}; explain says {e}");
+        if through_router {
+            labelled += 1;
+        } else {
+            local += 1;
+        }
+    }
+    // Both next hops were taken, or the comparison proved nothing.
+    assert!(local > 0 && labelled > 0, "64 flows over two next hops: {local} on the link, {labelled} via the router");
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN): run bash scripts/test.sh as root"]
 fn a_pinned_egress_dataplane_is_adopted_and_upgraded() {

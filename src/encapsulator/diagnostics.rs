@@ -3,6 +3,8 @@
 //! and test runs of its program.
 
 use super::*;
+use crate::explain::ProbeProtocol;
+use crate::sys::rtnetlink::L4;
 
 impl Encapsulator {
     /// Where this encapsulator's pins are, if it is pinned.
@@ -167,12 +169,22 @@ impl Encapsulator {
         }
         let mut routes = self.netns.routes.lock().unwrap_or_else(|p| p.into_inner());
         let Some(sock) = routes.as_mut() else { return explanation };
-        // The probe's source, when given, for source-based rules; a source
-        // the kernel refuses (not the host's, say) asks without.
-        let asked = match probe.src.map(|src| sock.route_to(probe.dst, Some(src))) {
-            Some(Err(Errno::EINVAL)) | None => sock.route_to(probe.dst, None),
-            Some(answer) => answer,
-        };
+        // The probe's source, when given, for source-based rules, and its
+        // transport and ports, for a multipath route that hashes on them;
+        // what the kernel refuses (a source not the host's, say) is left
+        // out in turn.
+        let l4 = Some(match probe.protocol {
+            ProbeProtocol::Udp => L4 { protocol: 17, ports: Some((probe.sport, probe.dport)) },
+            ProbeProtocol::Tcp => L4 { protocol: 6, ports: Some((probe.sport, probe.dport)) },
+            ProbeProtocol::Icmp => L4 { protocol: if probe.dst.is_ipv4() { 1 } else { 58 }, ports: None },
+        });
+        let mut asked = Err(Errno::EINVAL);
+        for (src, l4) in [(probe.src, l4), (None, l4), (None, None)] {
+            asked = sock.route_to(probe.dst, src, l4);
+            if asked != Err(Errno::EINVAL) {
+                break;
+            }
+        }
         drop(routes);
         let kernel = match asked {
             Ok(route) => route,

@@ -17,6 +17,9 @@ const RTA_SRC: u16 = 2;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_VIA: u16 = 18;
+const RTA_IP_PROTO: u16 = 27;
+const RTA_SPORT: u16 = 28;
+const RTA_DPORT: u16 = 29;
 /// linux/rtnetlink.h `RTN_UNICAST`: a route to a gateway or a neighbour (not
 /// local, broadcast, multicast, unreachable...).
 const RTN_UNICAST: u8 = 1;
@@ -74,7 +77,7 @@ impl RtNetlink {
     /// multipath route chosen), as `ip route get DST [from SRC]` shows it.
     /// ENETUNREACH (or EHOSTUNREACH) when none; EINVAL for a source of
     /// another family (or one the kernel refuses).
-    pub(crate) fn route_to(&mut self, dst: IpAddr, src: Option<IpAddr>) -> Result<RouteTo, Errno> {
+    pub(crate) fn route_to(&mut self, dst: IpAddr, src: Option<IpAddr>, l4: Option<L4>) -> Result<RouteTo, Errno> {
         let (family, len) = match dst {
             IpAddr::V4(_) => (libc::AF_INET as u8, 32),
             IpAddr::V6(_) => (libc::AF_INET6 as u8, 128),
@@ -93,6 +96,15 @@ impl RtNetlink {
         header.extend_from_slice(&[0; 4]);
         let mut attrs: Vec<(u16, &[u8])> = vec![(RTA_DST, &dst)];
         attrs.extend(src.as_deref().map(|s| (RTA_SRC, s)));
+        let (proto, sport, dport) = l4.map_or(([0], [0; 2], [0; 2]), |l| {
+            ([l.protocol], l.ports.unwrap_or_default().0.to_be_bytes(), l.ports.unwrap_or_default().1.to_be_bytes())
+        });
+        if let Some(l4) = l4 {
+            attrs.push((RTA_IP_PROTO, &proto));
+            if l4.ports.is_some() {
+                attrs.extend([(RTA_SPORT, &sport[..]), (RTA_DPORT, &dport[..])]);
+            }
+        }
         let body = self.0.request(libc::RTM_GETROUTE, &header, &attrs, libc::RTM_NEWROUTE)?;
         let attrs = body.get(RTMSG..).ok_or(Errno::EIO)?;
         Ok(RouteTo {
@@ -103,6 +115,17 @@ impl RtNetlink {
     }
 }
 
+/// The transport of the flow a route is asked for (`ip route get ...
+/// ipproto P sport S dport D`, Linux 4.17+): a multipath route that hashes
+/// on it (`fib_multipath_hash_policy` 1) picks the next hop that flow takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct L4 {
+    /// IP protocol number.
+    pub(crate) protocol: u8,
+    /// Source and destination port (TCP, UDP).
+    pub(crate) ports: Option<(u16, u16)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,12 +134,20 @@ mod tests {
     fn the_route_to_a_loopback_address_is_the_hosts_own_by_lo() {
         let mut sock = RtNetlink::open().unwrap();
         let lo = nix::net::if_::if_nametoindex("lo").unwrap();
-        let route = sock.route_to("127.0.0.1".parse().unwrap(), None).unwrap();
+        let route = sock.route_to("127.0.0.1".parse().unwrap(), None, None).unwrap();
         assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false });
         // Answers are matched to their request, one after the other; a source may be given.
-        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap(), Some("127.0.0.1".parse().unwrap())).unwrap(), route);
-        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap(), Some("::1".parse().unwrap())), Err(Errno::EINVAL));
-        match sock.route_to("::1".parse().unwrap(), None) {
+        assert_eq!(
+            sock.route_to(
+                "127.0.0.2".parse().unwrap(),
+                Some("127.0.0.1".parse().unwrap()),
+                Some(L4 { protocol: 17, ports: Some((49152, 4789)) })
+            )
+            .unwrap(),
+            route
+        );
+        assert_eq!(sock.route_to("127.0.0.2".parse().unwrap(), Some("::1".parse().unwrap()), None), Err(Errno::EINVAL));
+        match sock.route_to("::1".parse().unwrap(), None, Some(L4 { protocol: 58, ports: None })) {
             Ok(route) => assert_eq!(route, RouteTo { unicast: false, oif: Some(lo), gateway: false }),
             // A host with IPv6 disabled has no route to ::1.
             Err(Errno::ENETUNREACH | Errno::EAFNOSUPPORT) => {}
