@@ -145,7 +145,12 @@ fn the_generator_sends_each_frame_as_given_whole_or_patched() {
     assert!(going.frames > 10_000, "4 seeds went round {} times in 0.2 s", going.frames);
     assert_eq!(going.labelled, 0, "the floor labels nothing");
     assert_eq!(generator.returned().expect("counts"), stopped, "nothing goes round once stopped");
-    assert_eq!(stopped.frames, stopped.resent, "each frame sent came back once, and no seed was counted: {stopped:?}");
+    // Every frame r0 sent came back; anything more is h0's own (an ARP or an
+    // IGMP report: CI once counted 2), which r0 cannot tell from a return.
+    assert!(
+        stopped.resent <= stopped.frames && stopped.frames <= stopped.resent + 8,
+        "each frame sent came back once, beside at most a few of h0's own: {stopped:?}"
+    );
 }
 
 fn to_host(dst: &str, ttl: u8) -> Vec<u8> {
