@@ -169,9 +169,10 @@ fn crash_loop(lookup: &str, kills: u32, with_apply: bool) {
     // change itself (journal intent to done) is a few percent of a one-route
     // command's run, so a fixed number of kills can miss it by chance.
     while tally.mid_change + tally.killed_clean < kills || tally.mid_change == 0 {
-        // The kill times are drawn from one quiet run's timings: on a loaded
-        // machine a change is a smaller share of each run, so allow more tries
-        // (a run that lands them early stops early; CI saw 96 tries miss once).
+        // The kill times are drawn from the timings of one `apply` and one
+        // `set` measured above; load moves each run away from them, so allow
+        // more tries (a run that lands them early stops early; CI saw 96
+        // tries miss once).
         assert!(i < 24 * kills, "{i} commands for fewer than {kills} kills, one inside a change: {tally:?}");
         // Half the kills hit an apply (alternating files; without, a
         // `remove`), half a `set` of one of 40 prefixes outside the files.

@@ -359,6 +359,7 @@ fn explain_follows_the_kernels_multipath_choice_for_the_probes_ports() {
             })
             .unwrap()
             .expect("ip route get");
+        assert!(said.status.success(), "ip route get: {}", String::from_utf8_lossy(&said.stderr));
         let said = String::from_utf8_lossy(&said.stdout).into_owned();
         let through_router = said.contains(&format!("via {router}"));
         let e = enc.explain(&Probe::udp(dst).sport(sport)).unwrap();

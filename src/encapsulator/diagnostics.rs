@@ -171,17 +171,22 @@ impl Encapsulator {
         let Some(sock) = routes.as_mut() else { return explanation };
         // The probe's source, when given, for source-based rules, and its
         // transport and ports, for a multipath route that hashes on them;
-        // what the kernel refuses (a source not the host's, say) is left
-        // out in turn.
+        // what the kernel refuses (a source not the host's, say; a
+        // transport an old kernel does not know) is left out in turn.
         let l4 = Some(match probe.protocol {
             ProbeProtocol::Udp => L4 { protocol: 17, ports: Some((probe.sport, probe.dport)) },
             ProbeProtocol::Tcp => L4 { protocol: 6, ports: Some((probe.sport, probe.dport)) },
             ProbeProtocol::Icmp => L4 { protocol: if probe.dst.is_ipv4() { 1 } else { 58 }, ports: None },
         });
         let mut asked = Err(Errno::EINVAL);
-        for (src, l4) in [(probe.src, l4), (None, l4), (None, None)] {
-            asked = sock.route_to(probe.dst, src, l4);
-            if asked != Err(Errno::EINVAL) {
+        let tries = [(probe.src, l4), (probe.src, None), (None, l4), (None, None)];
+        for (n, (src, l4)) in tries.iter().enumerate() {
+            // Without a source the second and third tries repeat others.
+            if tries.get(..n).is_some_and(|before| before.contains(&(*src, *l4))) {
+                continue;
+            }
+            asked = sock.route_to(probe.dst, *src, *l4);
+            if !matches!(asked, Err(Errno::EINVAL | Errno::EOPNOTSUPP)) {
                 break;
             }
         }
