@@ -284,6 +284,21 @@ impl Probe {
         self
     }
 
+    /// The IP protocol number of its transport (ICMPv6 for an IPv6 echo).
+    pub(crate) fn ip_protocol(&self) -> u8 {
+        match self.protocol {
+            ProbeProtocol::Udp => frame::IPPROTO_UDP,
+            ProbeProtocol::Tcp => frame::IPPROTO_TCP,
+            ProbeProtocol::Icmp if self.dst.is_ipv4() => frame::IPPROTO_ICMP,
+            ProbeProtocol::Icmp => frame::IPPROTO_ICMPV6,
+        }
+    }
+
+    /// Its source and destination ports, for the transports that have them.
+    pub(crate) fn ports(&self) -> Option<(u16, u16)> {
+        (self.protocol != ProbeProtocol::Icmp).then_some((self.sport, self.dport))
+    }
+
     /// The source used: the one given, or the family's unspecified address.
     pub fn source(&self) -> IpAddr {
         self.src.unwrap_or(match self.dst {

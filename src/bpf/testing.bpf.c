@@ -180,13 +180,6 @@ int xdp_min_push(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
-/*
- * Live frames come from a page pool that recycles the pages the far side
- * returned without restoring their bytes (only the pointers are reset), and
- * the program under test rewrites them (MAC swap, label push). So every run
- * writes a whole frame again instead of trusting what the page holds; that
- * also lets one BPF_PROG_TEST_RUN call send many different frames.
- */
 /* Writes the next frame of gen_frames over the frame at ctx, which must be
  * cfg->len bytes long, and sends it. */
 static __always_inline int gen_write_next(struct xdp_md *ctx, struct gen_config *cfg)

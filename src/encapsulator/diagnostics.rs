@@ -3,7 +3,6 @@
 //! and test runs of its program.
 
 use super::*;
-use crate::explain::ProbeProtocol;
 use crate::sys::rtnetlink::L4;
 
 impl Encapsulator {
@@ -173,11 +172,7 @@ impl Encapsulator {
         // transport and ports, for a multipath route that hashes on them;
         // what the kernel refuses (a source not the host's, say; a
         // transport an old kernel does not know) is left out in turn.
-        let l4 = Some(match probe.protocol {
-            ProbeProtocol::Udp => L4 { protocol: 17, ports: Some((probe.sport, probe.dport)) },
-            ProbeProtocol::Tcp => L4 { protocol: 6, ports: Some((probe.sport, probe.dport)) },
-            ProbeProtocol::Icmp => L4 { protocol: if probe.dst.is_ipv4() { 1 } else { 58 }, ports: None },
-        });
+        let l4 = Some(L4 { protocol: probe.ip_protocol(), ports: probe.ports() });
         let mut asked = Err(Errno::EINVAL);
         let tries = [(probe.src, l4), (probe.src, None), (None, l4), (None, None)];
         for (n, (src, l4)) in tries.iter().enumerate() {

@@ -12,10 +12,10 @@ use super::{Probe, ProbeProtocol};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
+pub(super) const IPPROTO_TCP: u8 = 6;
+pub(super) const IPPROTO_UDP: u8 = 17;
+pub(super) const IPPROTO_ICMP: u8 = 1;
+pub(super) const IPPROTO_ICMPV6: u8 = 58;
 /// What the probe carries after its transport header: enough to look like a
 /// datagram, and the same for every protocol.
 const PAYLOAD: [u8; 32] = [0; 32];
@@ -89,12 +89,8 @@ pub(super) fn build(probe: &Probe) -> Result<Vec<u8>, String> {
     }
     let (src, dst) = (probe.source(), probe.dst);
     let v4 = dst.is_ipv4();
-    let (proto, transport_len) = match probe.protocol {
-        ProbeProtocol::Udp => (IPPROTO_UDP, 8),
-        ProbeProtocol::Tcp => (IPPROTO_TCP, 20),
-        ProbeProtocol::Icmp if v4 => (IPPROTO_ICMP, 8),
-        ProbeProtocol::Icmp => (IPPROTO_ICMPV6, 8),
-    };
+    let proto = probe.ip_protocol();
+    let transport_len = if probe.protocol == ProbeProtocol::Tcp { 20 } else { 8 };
     let upper_len = (transport_len + PAYLOAD.len()) as u16;
     let mut w = Writer(Vec::with_capacity(14 + 40 + usize::from(upper_len)));
     w.bytes(&DST_MAC).bytes(&SRC_MAC).u16(if v4 { ETH_P_IPV4 } else { ETH_P_IPV6 });

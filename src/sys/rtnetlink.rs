@@ -96,14 +96,11 @@ impl RtNetlink {
         header.extend_from_slice(&[0; 4]);
         let mut attrs: Vec<(u16, &[u8])> = vec![(RTA_DST, &dst)];
         attrs.extend(src.as_deref().map(|s| (RTA_SRC, s)));
-        let (proto, sport, dport) = l4.map_or(([0], [0; 2], [0; 2]), |l| {
-            ([l.protocol], l.ports.unwrap_or_default().0.to_be_bytes(), l.ports.unwrap_or_default().1.to_be_bytes())
-        });
-        if let Some(l4) = l4 {
-            attrs.push((RTA_IP_PROTO, &proto));
-            if l4.ports.is_some() {
-                attrs.extend([(RTA_SPORT, &sport[..]), (RTA_DPORT, &dport[..])]);
-            }
+        let proto = l4.map(|l| [l.protocol]);
+        let ports = l4.and_then(|l| l.ports).map(|(s, d)| (s.to_be_bytes(), d.to_be_bytes()));
+        attrs.extend(proto.as_ref().map(|p| (RTA_IP_PROTO, &p[..])));
+        if let Some((sport, dport)) = &ports {
+            attrs.extend([(RTA_SPORT, &sport[..]), (RTA_DPORT, &dport[..])]);
         }
         let body = self.0.request(libc::RTM_GETROUTE, &header, &attrs, libc::RTM_NEWROUTE)?;
         let attrs = body.get(RTMSG..).ok_or(Errno::EIO)?;

@@ -232,21 +232,7 @@ impl Generator {
     /// # Errors
     /// [`GeneratorError::Kernel`].
     pub fn live_frames(&self) -> Result<(), GeneratorError> {
-        let frame = [0u8; 64];
-        // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
-        let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-        opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
-        opts.data_in = frame.as_ptr().cast();
-        opts.data_size_in = frame.len() as u32;
-        opts.repeat = 1;
-        opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
-        // SAFETY: data_in outlives the call and its size is given; live-frame
-        // runs write no output buffers.
-        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.drop_prog.as_raw_fd(), &mut opts) };
-        if rc < 0 {
-            return Err(GeneratorError::Kernel(Errno::from_raw(-rc)));
-        }
-        Ok(())
+        live_run(&self.drop_prog, &[0u8; 64], None, 1)
     }
 
     /// Attaches the recirculating generator in native mode to `iface` of
@@ -356,25 +342,38 @@ impl Generator {
             ingress_ifindex: ifindex,
             ..Default::default()
         };
-        // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
-        let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-        opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
-        opts.data_in = self.first.as_ptr().cast();
-        opts.data_size_in = self.first.len() as u32;
-        opts.ctx_in = (&mut ctx as *mut libbpf_sys::xdp_md).cast();
-        opts.ctx_size_in = size_of::<libbpf_sys::xdp_md>() as u32;
-        opts.repeat = i32::try_from(count).unwrap_or(i32::MAX);
-        opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
-        // SAFETY: data_in and ctx_in outlive the call and their sizes are given;
-        // live-frame runs write no output buffers.
-        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
-        if rc < 0 {
-            return Err(GeneratorError::Kernel(Errno::from_raw(-rc)));
-        }
         // Live-frame runs report no verdict (retval stays 0): what the
         // program did shows in what arrives at the other end.
-        Ok(())
+        live_run(&self.prog, &self.first, Some(&mut ctx), i32::try_from(count).unwrap_or(i32::MAX))
     }
+}
+
+/// Runs `prog` `repeat` times on live frames initialised from `data` (out
+/// of `ctx`'s ingress interface; without one, the namespace's loopback).
+fn live_run(
+    prog: &OwnedFd,
+    data: &[u8],
+    ctx: Option<&mut libbpf_sys::xdp_md>,
+    repeat: i32,
+) -> Result<(), GeneratorError> {
+    // SAFETY: zeroed opts with `sz` set is how libbpf's OPTS are initialised.
+    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+    opts.data_in = data.as_ptr().cast();
+    opts.data_size_in = data.len() as u32;
+    if let Some(ctx) = ctx {
+        opts.ctx_in = (ctx as *mut libbpf_sys::xdp_md).cast();
+        opts.ctx_size_in = size_of::<libbpf_sys::xdp_md>() as u32;
+    }
+    opts.repeat = repeat;
+    opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
+    // SAFETY: data_in and ctx_in outlive the call and their sizes are given;
+    // live-frame runs write no output buffers.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if rc < 0 {
+        return Err(GeneratorError::Kernel(Errno::from_raw(-rc)));
+    }
+    Ok(())
 }
 
 /// The seeds' ethertype (GEN_SEED_ETHERTYPE in src/bpf/testing.bpf.c).
