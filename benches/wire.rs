@@ -40,7 +40,10 @@
 //! default 0: without the cache; e.g. 8192 times a smaller cache against
 //! the default in the same run), LHE_WIRE_SECOND_SKIP (the second
 //! encapsulator's `skip_stages` bits, default 0: A/B variants that leave a
-//! stage out, docs/per-packet.md), LHE_WIRE_SPREAD (the families of the
+//! stage out, docs/per-packet.md), LHE_WIRE_SECOND_COUNTED (the second
+//! encapsulator's `max_counted_routes`, default the library's: `1` counts
+//! no route, every labelled packet still counted by its verdict),
+//! LHE_WIRE_SPREAD (the families of the
 //! `spread` rows, default `ipv4,ipv6`), LHE_WIRE_ORDER (`shuffled`: the
 //! `spread` rows' destinations in a fixed random order, not the table's),
 //! LHE_WIRE_GENERATOR (`whole`: every frame read from its own 256-byte slot,
@@ -438,6 +441,7 @@ fn main() {
 
     let second_cache: u32 = env_or("LHE_WIRE_SECOND_CACHE", 0);
     let second_skip: u32 = env_or("LHE_WIRE_SECOND_SKIP", 0);
+    let second_counted: Option<u32> = std::env::var("LHE_WIRE_SECOND_COUNTED").ok().and_then(|v| v.parse().ok());
     let shuffled = std::env::var("LHE_WIRE_ORDER").is_ok_and(|o| o == "shuffled");
     let spread_families = std::env::var("LHE_WIRE_SPREAD").unwrap_or_else(|_| "ipv4,ipv6".to_string());
     const ROWS: [&str; 4] = ["default", "sample", "full", "spread"];
@@ -476,7 +480,9 @@ fn main() {
         floor: BaselineProgram::floor().expect("floor"),
         min_push: BaselineProgram::min_push().expect("minimal push"),
         enc: Encapsulator::builder().load().expect("encapsulator"),
-        second: Encapsulator::builder()
+        second: second_counted
+            .into_iter()
+            .fold(Encapsulator::builder(), |b, n| b.max_counted_routes(n))
             .route_cache(second_cache)
             .skip_stages(second_skip)
             .load()
@@ -486,7 +492,7 @@ fn main() {
             (0, s) => format!("without the route cache, skip_stages {s}"),
             (n, 0) => format!("with a route cache of {n} entries"),
             (n, s) => format!("with a route cache of {n} entries, skip_stages {s}"),
-        },
+        } + &second_counted.map(|n| format!(", {n} counted routes at most")).unwrap_or_default(),
         second_uncounted: second_skip & 8 != 0,
         threads: env_or("LHE_WIRE_THREADS", 1),
         secs: env_or("LHE_WIRE_SECS", 1.0),
