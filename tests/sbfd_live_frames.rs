@@ -90,6 +90,8 @@ fn live_frames_put_the_socket_paths_bytes_on_the_wire_and_fall_back_when_the_pee
         assert_eq!((live, errors), (0, 0), "none as live frames, none lost: {sent} sent");
         assert_eq!(after_refusal, by_socket, "the same frames through the socket");
         assert_eq!(engine.stats().send_errors, 0, "the refused run cost no probe");
+        // Many ticks since the peer's program: the first refusal ended the live path.
+        assert_eq!(engine.stats().live_runs_failed, 1, "one refused run, then no more tried");
         return;
     }
     let t0 = Instant::now();
@@ -114,6 +116,7 @@ fn live_frames_put_the_socket_paths_bytes_on_the_wire_and_fall_back_when_the_pee
         sent > 0 && live == sent && errors == 0,
         "every probe as a live frame: {sent} sent, {live} live, {errors} errors"
     );
+    assert_eq!(engine.stats().live_runs_failed, 0, "no live-frame run failed where the kernel runs them");
 
     assert_eq!(by_socket.len(), lists().len(), "one constant frame per list through the socket");
     assert_eq!(live_frames, by_socket, "live frames carry exactly the socket path's bytes");

@@ -48,6 +48,11 @@ pub struct EngineStats {
     pub sent_live: u64,
     /// Probes the interface refused (counted, not retried).
     pub send_errors: u64,
+    /// Live-frame runs the kernel failed; their probes went through the
+    /// socket in the same tick (not counted in `send_errors`). A kernel that
+    /// refuses live frames for good (EPERM, EACCES, EOPNOTSUPP, EINVAL)
+    /// counts one: the engine uses its socket from then on.
+    pub live_runs_failed: u64,
     /// Answers matched to a session.
     pub answers: u64,
     /// Of which counted by the answer filter in the kernel
@@ -62,6 +67,7 @@ pub(super) struct Counters {
     pub(super) sent: AtomicU64,
     pub(super) sent_live: AtomicU64,
     pub(super) send_errors: AtomicU64,
+    pub(super) live_runs_failed: AtomicU64,
     pub(super) answers: AtomicU64,
     pub(super) answers_filtered: AtomicU64,
     pub(super) invalid: AtomicU64,
@@ -231,6 +237,7 @@ impl Engine {
             sent: c.sent.load(Ordering::Relaxed),
             sent_live: c.sent_live.load(Ordering::Relaxed),
             send_errors: c.send_errors.load(Ordering::Relaxed),
+            live_runs_failed: c.live_runs_failed.load(Ordering::Relaxed),
             answers: c.answers.load(Ordering::Relaxed),
             answers_filtered: c.answers_filtered.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),

@@ -147,6 +147,11 @@ impl SbfdStatus {
         for (name, help, value) in [
             ("probes_sent_total", "S-BFD probes sent.", s.sent),
             ("send_errors_total", "S-BFD probes the interface refused.", s.send_errors),
+            (
+                "live_runs_failed_total",
+                "XDP live-frame runs the kernel failed (their probes went through the socket).",
+                s.live_runs_failed,
+            ),
             ("answers_total", "S-BFD answers matched to a segment list.", s.answers),
             ("invalid_answers_total", "Datagrams on the S-BFD port that answer no probed list.", s.invalid),
         ] {

@@ -21,6 +21,10 @@ pub(super) struct Sent {
     pub(super) live: usize,
     /// Probes refused (a full ring, a failed call, a template missing).
     pub(super) errors: usize,
+    /// Live-frame runs that failed before sending (their probes went
+    /// through the socket): at most one a tick, and none after a refusal
+    /// for good.
+    pub(super) live_failed: usize,
 }
 
 /// Whether a live-frame run's error means the kernel will never run one
@@ -151,6 +155,7 @@ impl Transmit {
                 // Nothing left: the socket takes this tick's probes, so a
                 // kernel that will not run live frames costs no probe.
                 Err(errno) => {
+                    out.live_failed += 1;
                     self.slow.extend(self.fast.iter().map(|slot| *slot as usize));
                     if refuses_for_good(errno) {
                         log::info!(

@@ -157,6 +157,7 @@ impl Worker {
                 c.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
                 c.sent_live.fetch_add(out.live as u64, Ordering::Relaxed);
                 c.send_errors.fetch_add(out.errors as u64, Ordering::Relaxed);
+                c.live_runs_failed.fetch_add(out.live_failed as u64, Ordering::Relaxed);
             }
             // The answers queued since the last tick first, then the
             // clocks: an answer that arrived in time is never judged missing
