@@ -41,7 +41,7 @@
 //! the default in the same run), LHE_WIRE_SECOND_SKIP (the second
 //! encapsulator's `skip_stages` bits, default 0: A/B variants that leave a
 //! stage out, docs/per-packet.md), LHE_WIRE_SECOND_COUNTED (the second
-//! encapsulator's `max_counted_routes`, default the library's: `1` counts
+//! encapsulator's `max_counted_routes`, default the library's: `0` counts
 //! no route, every labelled packet still counted by its verdict),
 //! LHE_WIRE_SPREAD (the families of the
 //! `spread` rows, default `ipv4,ipv6`), LHE_WIRE_ORDER (`shuffled`: the
@@ -492,7 +492,7 @@ fn main() {
             (0, s) => format!("without the route cache, skip_stages {s}"),
             (n, 0) => format!("with a route cache of {n} entries"),
             (n, s) => format!("with a route cache of {n} entries, skip_stages {s}"),
-        } + &second_counted.map(|n| format!(", {n} counted routes at most")).unwrap_or_default(),
+        } + &second_counted.map(|n| format!(", at most {n} routes counted")).unwrap_or_default(),
         second_uncounted: second_skip & 8 != 0,
         threads: env_or("LHE_WIRE_THREADS", 1),
         secs: env_or("LHE_WIRE_SECS", 1.0),

@@ -28,7 +28,7 @@ for d in "${dirs[@]}"; do
     for f in "$d"/*; do
         b=$(basename "$f")
         case $b in clang* | llvm* | ld.lld*) continue ;; esac
-        [ -e "$work/bin/$b" ] || ln -s "$f" "$work/bin/$b"
+        [ -e "$work/bin/$b" ] || [ -L "$work/bin/$b" ] || ln -s "$f" "$work/bin/$b"
     done
 done
 
@@ -45,13 +45,15 @@ EOF
 # The README's first Rust block: what a newcomer compiles first.
 awk '/^```rust/ { on = 1; next } on && /^```/ { exit } on' README.md >"$work/dependent/src/main.rs"
 python3 - "$repo/Cargo.toml" "$work/floor/Cargo.toml" <<'EOF'
-import sys, tomllib
+import json, sys, tomllib
 manifest = tomllib.load(open(sys.argv[1], "rb"))
 def value(v):
     if isinstance(v, str):
-        return f'"{v}"'
+        return json.dumps(v)  # a TOML basic string: the same escapes
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
     if isinstance(v, list):
         return "[" + ", ".join(value(x) for x in v) + "]"
     return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
@@ -60,6 +62,8 @@ lines = ['[package]', 'name = "lnetd-host-encap"', 'version = "0.1.0"', 'edition
 for name, spec in manifest["dependencies"].items():
     if isinstance(spec, dict) and spec.get("optional"):
         continue
+    if isinstance(spec, dict) and "path" in spec:
+        sys.exit(f"{name}: a path dependency, which the floor crate in another folder cannot name")
     lines.append(f"{name} = {value(spec)}")
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 EOF
@@ -67,11 +71,13 @@ EOF
 cp Cargo.lock "$work/dependent/Cargo.lock"
 cp Cargo.lock "$work/floor/Cargo.lock"
 
+# Each build from an empty target directory of its own, with no compiler wrapper (sccache...).
+unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC_WRAPPER CARGO_TARGET_DIR
 build() {
     local dir=$1
     rm -rf "$dir/target"
     (cd "$dir" && PATH="$work/bin" /usr/bin/time -f "%e %U" -o "$work/time" \
-        cargo build --release --offline --quiet >"$work/log" 2>&1) || {
+        cargo build --release --offline --quiet --target-dir "$dir/target" >"$work/log" 2>&1) || {
         cat "$work/log" >&2
         echo "the build in $dir failed" >&2
         exit 1
@@ -83,8 +89,11 @@ echo "| pair | load | dependent: wall / user (s) | floor: wall / user (s) | depe
 echo "|---|---|---|---|---|"
 for i in $(seq 1 "$pairs"); do
     load=$(cut -d' ' -f1 /proc/loadavg)
-    read -r dw du < <(build "$work/dependent")
-    read -r fw fu < <(build "$work/floor")
+    # Not `read < <(build)`: a failed build must stop the script, not hand `read` an EOF.
+    out=$(build "$work/dependent")
+    read -r dw du <<<"$out"
+    out=$(build "$work/floor")
+    read -r fw fu <<<"$out"
     ratio=$(python3 -c "print(f'{$dw / $fw:.2f}')")
     echo "| $i | $load | $dw / $du | $fw / $fu | $ratio |"
 done

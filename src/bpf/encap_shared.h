@@ -71,8 +71,8 @@ enum route_cache_family {
 /*
  * The route cache (include/route_cache.h): buckets of one cache line, each
  * a seqlock, the generation and family its ways were filled under, and the
- * ways: destination -> route reference and counter slot. Compact so that
- * the buckets of tens of thousands of destinations stay in a core's L2.
+ * ways: destination -> route reference and counter slot. Compact: up to 4
+ * destinations a line, so fewer of a packet's reads miss the core's caches.
  */
 enum route_cache_geometry {
 	ROUTE_CACHE_WAYS_V4 = 4,

@@ -51,7 +51,8 @@ pub struct EngineStats {
     /// Live-frame runs the kernel failed; their probes went through the
     /// socket in the same tick (not counted in `send_errors`). A kernel that
     /// refuses live frames for good (EPERM, EACCES, EOPNOTSUPP, EINVAL)
-    /// counts one: the engine uses its socket from then on.
+    /// counts at most one, once the interface takes XDP frames: the engine
+    /// uses its socket from then on.
     pub live_runs_failed: u64,
     /// Answers matched to a session.
     pub answers: u64,

@@ -13,7 +13,7 @@
  * Compact, because at full-table scale each read that misses the CPU's
  * caches costs more than the rest of the packet's work (docs/per-packet.md):
  * a bucket is one 64-byte line of 4 IPv4 or 2 IPv6 ways, a way 12 or 24
- * bytes, so the buckets of 65,536 destinations fit a core's L2. A way holds
+ * bytes: up to 4 destinations a line, where a copy took 112 bytes. A way holds
  * a reference, not a copy: the common routes (one label, a policy, a host
  * address) are inline in it, so a hit reads that line and nothing else; other
  * IPv4 routes name their index in dir4_values (few distinct values, warm).
