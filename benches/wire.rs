@@ -472,6 +472,10 @@ fn main() {
     } else {
         (Some(lab.router.run(|| ReturnCounter::attach(VethLab::ROUTER_IF)).unwrap().expect("counter on r0")), None)
     };
+    let mut second = Encapsulator::builder().route_cache(second_cache).skip_stages(second_skip);
+    if let Some(n) = second_counted {
+        second = second.max_counted_routes(n);
+    }
     let mut bench = Bench {
         counter,
         seeds,
@@ -480,13 +484,7 @@ fn main() {
         floor: BaselineProgram::floor().expect("floor"),
         min_push: BaselineProgram::min_push().expect("minimal push"),
         enc: Encapsulator::builder().load().expect("encapsulator"),
-        second: second_counted
-            .into_iter()
-            .fold(Encapsulator::builder(), |b, n| b.max_counted_routes(n))
-            .route_cache(second_cache)
-            .skip_stages(second_skip)
-            .load()
-            .expect("the second encapsulator"),
+        second: second.load().expect("the second encapsulator"),
         second_is: match (second_cache, second_skip) {
             (0, 0) => "without the route cache".to_string(),
             (0, s) => format!("without the route cache, skip_stages {s}"),

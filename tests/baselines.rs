@@ -144,16 +144,17 @@ fn the_generator_sends_each_frame_as_given_whole_or_patched() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(going.frames > 10_000, "4 seeds went round {} times in 0.2 s", going.frames);
     assert_eq!(going.labelled, 0, "the floor labels nothing");
-    // Going round is being sent again; h0 may still send a frame of its own
-    // (an ARP refresh: CI once counted 1 after the stop), counted, never resent.
+    // Going round is being sent again; r0 may still count a frame it did not
+    // send (CI once counted 1 after the stop), never resent.
     let later = generator.returned().expect("counts");
     assert_eq!(later.resent, stopped.resent, "nothing goes round once stopped: {stopped:?}, then {later:?}");
     assert!(
         later.frames - stopped.frames <= 8,
         "at most a few of h0's own frames after the stop: {stopped:?}, then {later:?}"
     );
-    // Every frame r0 sent came back; anything more is h0's own (an ARP or an
-    // IGMP report: CI once counted 2), which r0 cannot tell from a return.
+    // Every frame r0 sent came back; anything more r0 did not send (CI once
+    // counted 2). Not ARP or multicast: counting only unicast non-ARP frames
+    // left 1-2 extra in two runs of three (2026-12-08); what they are is open.
     assert!(
         stopped.resent <= stopped.frames && stopped.frames <= stopped.resent + 8,
         "each frame sent came back once, beside at most a few of h0's own: {stopped:?}"
